@@ -1,0 +1,182 @@
+//! The CPU backend and device.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use anyaccel_hal::{
+    Backend, Buffer, Caps, DType, Device, DeviceInfo, Dialect, Error, HostKernel, Kernel,
+    KernelCache, KernelSource, Queue, Result, Unavailable,
+};
+
+use crate::memory::CpuMemory;
+use crate::queue::CpuQueue;
+
+/// The CPU backend: always available, one device `cpu:0`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuBackend;
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &str {
+        "cpu"
+    }
+
+    fn probe(&self) -> Result<Vec<Arc<dyn Device>>, Unavailable> {
+        let device: Arc<dyn Device> = CpuDevice::new(0)?;
+        Ok(vec![device])
+    }
+}
+
+/// The host as a device.
+pub struct CpuDevice {
+    info: DeviceInfo,
+    caps: Caps,
+    id: Arc<str>,
+    live: Arc<AtomicUsize>,
+    cache: KernelCache,
+    pool: Arc<rayon::ThreadPool>,
+    this: Weak<CpuDevice>,
+}
+
+fn proc_field(path: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.split(':').next().map(str::trim) == Some(key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+impl CpuDevice {
+    /// A CPU device with index `index` and a worker pool of one thread per core.
+    pub fn new(index: usize) -> Result<Arc<CpuDevice>, Unavailable> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("anyaccel-cpu{index}-{i}"))
+            .build()
+            .map_err(|e| Unavailable::new(format!("cannot start the worker pool: {e}")))?;
+        let memory_bytes = proc_field("/proc/meminfo", "MemTotal")
+            .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(isize::MAX as u64);
+        let id = format!("cpu:{index}");
+        let info = DeviceInfo {
+            id: id.clone(),
+            backend: "cpu".into(),
+            name: proc_field("/proc/cpuinfo", "model name")
+                .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+            vendor: proc_field("/proc/cpuinfo", "vendor_id")
+                .unwrap_or_else(|| "unknown".to_string()),
+            driver_version: env!("CARGO_PKG_VERSION").to_string(),
+            memory_bytes,
+            max_buffer_bytes: memory_bytes.min(isize::MAX as u64),
+            max_work_group_size: 1,
+            compute_units: threads as u32,
+        };
+        let caps = Caps {
+            dtypes: DType::ALL.to_vec(),
+            dialects: vec![Dialect::Host],
+            native_ops: Vec::new(),
+            timestamps: true,
+        };
+        Ok(Arc::new_cyclic(|this| CpuDevice {
+            info,
+            caps,
+            id: id.into(),
+            live: Arc::new(AtomicUsize::new(0)),
+            cache: KernelCache::new(),
+            pool: Arc::new(pool),
+            this: this.clone(),
+        }))
+    }
+
+    /// The worker pool that runs host kernels.
+    pub fn pool(&self) -> &Arc<rayon::ThreadPool> {
+        &self.pool
+    }
+}
+
+/// A host kernel compiled for a CPU device.
+pub struct CpuKernel {
+    kernel: HostKernel,
+    device_id: Arc<str>,
+}
+
+impl CpuKernel {
+    /// The host kernel.
+    pub fn host_kernel(&self) -> &HostKernel {
+        &self.kernel
+    }
+}
+
+impl Kernel for CpuKernel {
+    fn name(&self) -> &str {
+        self.kernel.name()
+    }
+    fn dialect(&self) -> Dialect {
+        Dialect::Host
+    }
+    fn device_id(&self) -> &str {
+        &self.device_id
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Device for CpuDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<Buffer> {
+        let mem = CpuMemory::new(
+            bytes,
+            self.info.max_buffer_bytes as usize,
+            self.id.clone(),
+            self.live.clone(),
+        )?;
+        Ok(Buffer::new(Arc::new(mem)))
+    }
+
+    fn create_queue(&self) -> Result<Arc<dyn Queue>> {
+        let device = self
+            .this
+            .upgrade()
+            .ok_or_else(|| Error::internal("create_queue: the CPU device is being dropped"))?;
+        Ok(Arc::new(CpuQueue::new(device)?))
+    }
+
+    fn compile(&self, source: &KernelSource) -> Result<Arc<dyn Kernel>> {
+        match source {
+            KernelSource::Host(kernel) => Ok(Arc::new(CpuKernel {
+                kernel: kernel.clone(),
+                device_id: self.id.clone(),
+            })),
+            other => Err(Error::unsupported(format!(
+                "compile: {} runs host kernels only, not {} (entry `{}`)",
+                self.info.id,
+                other.dialect(),
+                other.entry()
+            ))),
+        }
+    }
+
+    fn kernel_cache(&self) -> &KernelCache {
+        &self.cache
+    }
+
+    fn live_allocations(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,229 @@
+//! The object-safe traits that every backend implements: [`Backend`], [`Device`], [`Queue`],
+//! [`Event`], and the descriptions [`DeviceInfo`] and [`Caps`].
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{
+    Buffer, BufferView, DType, Dialect, Error, Kernel, KernelArg, KernelCache, KernelSource,
+    LaunchDims, OpCall, Result, Unavailable,
+};
+
+/// A family of devices behind one vendor runtime: `cpu`, `opencl`, `vulkan`, `cuda`,
+/// `plugin:<name>`.
+pub trait Backend: Send + Sync {
+    /// The backend's name.
+    fn name(&self) -> &str;
+    /// Loads the vendor runtime and lists its devices. A missing or broken runtime is
+    /// `Unavailable` with the loader's own words; this never panics.
+    fn probe(&self) -> Result<Vec<Arc<dyn Device>>, Unavailable>;
+}
+
+/// What a device is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Unique id within a runtime: `<backend>:<index>`, e.g. `opencl:0`.
+    pub id: String,
+    /// The backend's name.
+    pub backend: String,
+    /// The device's own name.
+    pub name: String,
+    /// Its vendor.
+    pub vendor: String,
+    /// Driver or runtime version.
+    pub driver_version: String,
+    /// Total memory in bytes.
+    pub memory_bytes: u64,
+    /// The largest single allocation in bytes.
+    pub max_buffer_bytes: u64,
+    /// The largest work-group (total items), 1 where the notion does not apply.
+    pub max_work_group_size: u64,
+    /// Compute units (cores, SMs, CUs).
+    pub compute_units: u32,
+}
+
+/// What a device can do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Caps {
+    /// Element types it stores and computes.
+    pub dtypes: Vec<DType>,
+    /// Kernel dialects it compiles.
+    pub dialects: Vec<Dialect>,
+    /// Ops it runs natively (cuBLAS, a plugin's ops), by the names of `docs/ops.md`.
+    pub native_ops: Vec<String>,
+    /// True when events carry device timestamps.
+    pub timestamps: bool,
+}
+
+impl Caps {
+    /// True when the device holds this dtype.
+    pub fn has_dtype(&self, dtype: DType) -> bool {
+        self.dtypes.contains(&dtype)
+    }
+
+    /// True when the device compiles this dialect.
+    pub fn has_dialect(&self, dialect: &Dialect) -> bool {
+        self.dialects.contains(dialect)
+    }
+}
+
+/// One accelerator (or the host).
+pub trait Device: Send + Sync + Any {
+    /// What the device is.
+    fn info(&self) -> &DeviceInfo;
+    /// What it can do.
+    fn caps(&self) -> &Caps;
+    /// Allocates `bytes` bytes. Zero is allowed. Too much is `OutOfMemory`, never a crash.
+    fn alloc(&self, bytes: usize) -> Result<Buffer>;
+    /// A new in-order queue.
+    fn create_queue(&self) -> Result<Arc<dyn Queue>>;
+    /// Compiles a kernel. A compile error carries the compiler's log.
+    fn compile(&self, source: &KernelSource) -> Result<Arc<dyn Kernel>>;
+    /// This device's compiled kernels.
+    fn kernel_cache(&self) -> &KernelCache;
+    /// Allocations not yet freed.
+    fn live_allocations(&self) -> usize;
+    /// True when the device runs this op call natively. See [`Caps::native_ops`].
+    fn supports_native_op(&self, call: &OpCall) -> bool {
+        let _ = call;
+        false
+    }
+    /// Runs a native op on `queue`. Only called when [`Device::supports_native_op`] said yes.
+    fn execute_native_op(&self, queue: &dyn Queue, call: &OpCall) -> Result<()> {
+        let _ = queue;
+        Err(Error::unsupported(format!(
+            "{}: device {} has no native op `{}`",
+            call.op,
+            self.info().id,
+            call.op
+        )))
+    }
+    /// For backends to recover their own type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// An in-order queue of commands on one device.
+///
+/// Commands run in submission order. `write`, `copy`, `fill` and `launch` may return before the
+/// work is done; `read`, `finish` and [`Event::wait`] wait. A command that fails asynchronously
+/// makes the queue skip the commands after it, and its error comes back, unchanged, at the next
+/// `read` or `finish` (or from an event recorded after it); after that the queue runs again.
+pub trait Queue: Send + Sync {
+    /// The id of the device.
+    fn device_id(&self) -> &str;
+    /// The device the queue runs on.
+    fn device(&self) -> Arc<dyn Device>;
+    /// Copies `data` into `dst`. `data` is copied before this returns; `data.len()` must equal
+    /// `dst.len()`.
+    fn write(&self, dst: &BufferView, data: &[u8]) -> Result<()>;
+    /// Waits for earlier commands, then copies `src` into `dst` (lengths must match).
+    fn read(&self, src: &BufferView, dst: &mut [u8]) -> Result<()>;
+    /// Copies `src` into `dst` on the device. Lengths must match; overlapping views of one
+    /// buffer are rejected.
+    fn copy(&self, src: &BufferView, dst: &BufferView) -> Result<()>;
+    /// Fills `dst` with a pattern of 1, 2 or 4 bytes; `dst.len()` must be a multiple of it.
+    fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()>;
+    /// Launches a kernel compiled by this queue's device.
+    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()>;
+    /// An event that completes when every command submitted so far has completed.
+    fn record_event(&self) -> Result<Arc<dyn Event>>;
+    /// Makes later commands wait until `event` (from any queue of any device) completes.
+    fn wait_event(&self, event: &Arc<dyn Event>) -> Result<()>;
+    /// Waits until every command submitted so far has completed; returns a sticky error.
+    fn finish(&self) -> Result<()>;
+}
+
+/// A point in a queue's stream of commands.
+pub trait Event: Send + Sync + Any {
+    /// Waits until the event completes. An error of the work before it comes back here.
+    fn wait(&self) -> Result<()>;
+    /// True once the event has completed.
+    fn is_done(&self) -> bool;
+    /// Time between `start` and this event, both completed and from the same device.
+    fn elapsed_since(&self, start: &dyn Event) -> Result<Duration>;
+    /// For backends to recover their own type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Argument checks that every backend shares, so that every backend words errors alike.
+pub mod validate {
+    use super::*;
+
+    /// `view` must belong to `device_id`.
+    pub fn on_device(what: &str, view: &BufferView, device_id: &str) -> Result<()> {
+        if view.buffer().device_id() != device_id {
+            return Err(Error::invalid_argument(format!(
+                "{what}: buffer is on device {}, expected a buffer of device {device_id}",
+                view.buffer().device_id()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A host transfer's lengths must match.
+    pub fn transfer(what: &str, view: &BufferView, host_len: usize, device_id: &str) -> Result<()> {
+        on_device(what, view, device_id)?;
+        if view.len() != host_len {
+            return Err(Error::invalid_argument(format!(
+                "{what}: host slice has {host_len} bytes but the view has {}: lengths must match",
+                view.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A device copy: same device, same length, no overlap.
+    pub fn copy(src: &BufferView, dst: &BufferView, device_id: &str) -> Result<()> {
+        on_device("copy src", src, device_id)?;
+        on_device("copy dst", dst, device_id)?;
+        if src.len() != dst.len() {
+            return Err(Error::invalid_argument(format!(
+                "copy: src has {} bytes but dst has {}: lengths must match",
+                src.len(),
+                dst.len()
+            )));
+        }
+        if src.overlaps(dst) {
+            return Err(Error::invalid_argument(format!(
+                "copy: src bytes {}..{} and dst bytes {}..{} overlap in one buffer: views must be disjoint",
+                src.offset(),
+                src.offset() + src.len(),
+                dst.offset(),
+                dst.offset() + dst.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A fill: pattern of 1, 2 or 4 bytes, length a multiple of it.
+    pub fn fill(dst: &BufferView, pattern: &[u8], device_id: &str) -> Result<()> {
+        on_device("fill", dst, device_id)?;
+        if !matches!(pattern.len(), 1 | 2 | 4) {
+            return Err(Error::invalid_argument(format!(
+                "fill: pattern has {} bytes, expected 1, 2 or 4",
+                pattern.len()
+            )));
+        }
+        if dst.len() % pattern.len() != 0 {
+            return Err(Error::invalid_argument(format!(
+                "fill: view of {} bytes is not a multiple of the {}-byte pattern",
+                dst.len(),
+                pattern.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A kernel must come from the queue's device.
+    pub fn kernel(kernel: &Arc<dyn Kernel>, device_id: &str) -> Result<()> {
+        if kernel.device_id() != device_id {
+            return Err(Error::invalid_argument(format!(
+                "launch: kernel `{}` was compiled for device {}, expected one of device {device_id}",
+                kernel.name(),
+                kernel.device_id()
+            )));
+        }
+        Ok(())
+    }
+}

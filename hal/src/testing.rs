@@ -1,0 +1,470 @@
+//! The HAL test suite, written once and run on every backend.
+//!
+//! Each test is a function taking a device and returning `Err(diagnosis)` on failure, so that
+//! both `cargo test` (through [`hal_test_suite!`](crate::hal_test_suite)) and the conformance
+//! runner (as its `hal` suite) run the same bodies. Each test checks that the device's
+//! live-allocation count is back where it started when it ends.
+
+use std::sync::Arc;
+
+use crate::{Backend, Device, ErrorCode, Queue, Result};
+
+/// A HAL test: a name and its body.
+pub type HalTest = (&'static str, fn(&Arc<dyn Device>) -> Result<(), String>);
+
+/// Every HAL test, in a sensible order.
+pub const HAL_TESTS: &[HalTest] = &[
+    ("info", info),
+    ("alloc_sizes", alloc_sizes),
+    ("alloc_huge", alloc_huge),
+    ("round_trips", round_trips),
+    ("fills", fills),
+    ("copies", copies),
+    ("view_bounds", view_bounds),
+    ("bad_arguments", bad_arguments),
+    ("queue_order", queue_order),
+    ("events_across_queues", events_across_queues),
+    ("event_timing", event_timing),
+    ("threads", threads),
+];
+
+/// The first device of `backend`, or `None` (after saying so) when it is unavailable and not
+/// named in `ANYACCEL_REQUIRE`. Panics when a required backend is unavailable: that is a test
+/// failure.
+pub fn device_or_skip(backend: &dyn Backend) -> Option<Arc<dyn Device>> {
+    let required = std::env::var(crate::REQUIRE_ENV)
+        .map(|v| v.split(',').any(|s| s.trim() == backend.name()))
+        .unwrap_or(false);
+    match backend.probe() {
+        Ok(devices) if !devices.is_empty() => Some(devices[0].clone()),
+        Ok(_) if required => panic!("backend {} is required but has no devices", backend.name()),
+        Err(u) if required => panic!("backend {} is required but {u}", backend.name()),
+        Ok(_) => {
+            eprintln!("skipped: backend {} has no devices", backend.name());
+            None
+        }
+        Err(u) => {
+            eprintln!("skipped: backend {} is {u}", backend.name());
+            None
+        }
+    }
+}
+
+/// Instantiates every HAL test as a `#[test]` for a device made by `$make`, an expression of
+/// type `fn() -> Option<Arc<dyn Device>>` (see [`device_or_skip`]).
+#[macro_export]
+macro_rules! hal_test_suite {
+    ($make:expr) => {
+        $crate::hal_test_suite!(@each $make; info, alloc_sizes, alloc_huge, round_trips, fills,
+            copies, view_bounds, bad_arguments, queue_order, events_across_queues, event_timing,
+            threads);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                let make: fn() -> Option<std::sync::Arc<dyn $crate::Device>> = $make;
+                let Some(device) = make() else { return };
+                if let Err(e) = $crate::testing::$name(&device) {
+                    panic!("{} on {}: {e}", stringify!($name), device.info().id);
+                }
+            }
+        )*
+    };
+}
+
+fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+fn ok<T>(what: &str, r: Result<T>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: unexpected error: {e}"))
+}
+
+fn expect_code<T>(what: &str, r: Result<T>, code: ErrorCode) -> Result<(), String> {
+    match r {
+        Ok(_) => Err(format!("{what}: succeeded, expected a {code} error")),
+        Err(e) if e.code() == code => check(!e.message().is_empty(), || {
+            format!("{what}: {code} error without a message")
+        }),
+        Err(e) => Err(format!("{what}: got `{e}`, expected a {code} error")),
+    }
+}
+
+/// Runs `body` and then checks that the device's live allocations are back where they started.
+fn no_leaks(
+    device: &Arc<dyn Device>,
+    body: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let before = device.live_allocations();
+    body()?;
+    let after = device.live_allocations();
+    check(after == before, || {
+        format!(
+            "{} allocations leaked ({before} live before, {after} after)",
+            after as i64 - before as i64
+        )
+    })
+}
+
+/// A deterministic byte pattern.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2654435761)
+                .wrapping_add(seed as u32)
+                .to_le_bytes()[2]
+        })
+        .collect()
+}
+
+fn read_all(q: &dyn Queue, b: &crate::Buffer) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; b.size()];
+    ok("read", q.read(&b.whole(), &mut out))?;
+    Ok(out)
+}
+
+/// Device info is filled in and consistent with its backend.
+pub fn info(device: &Arc<dyn Device>) -> Result<(), String> {
+    let i = device.info();
+    check(i.id.starts_with(&format!("{}:", i.backend)), || {
+        format!("id `{}` does not start with `{}:`", i.id, i.backend)
+    })?;
+    check(!i.name.is_empty() && !i.vendor.is_empty(), || {
+        "empty name or vendor".into()
+    })?;
+    check(i.memory_bytes > 0 && i.max_buffer_bytes > 0, || {
+        "memory sizes are zero".into()
+    })?;
+    check(!device.caps().dtypes.is_empty(), || "no dtypes".into())?;
+    let q = ok("create_queue", device.create_queue())?;
+    check(
+        q.device_id() == i.id && q.device().info().id == i.id,
+        || "queue reports another device".into(),
+    )
+}
+
+/// Allocations of 0, 1, 3 and 4101 bytes work and have those sizes.
+pub fn alloc_sizes(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let q = ok("create_queue", device.create_queue())?;
+        for size in [0usize, 1, 3, 4096 + 5] {
+            let b = ok(&format!("alloc({size})"), device.alloc(size))?;
+            check(b.size() == size, || {
+                format!("alloc({size}) gave {} bytes", b.size())
+            })?;
+            check(b.device_id() == device.info().id, || {
+                "buffer of another device".into()
+            })?;
+            let data = pattern(size, 7);
+            ok("write", q.write(&b.whole(), &data))?;
+            check(read_all(&*q, &b)? == data, || {
+                format!("round trip of {size} bytes differs")
+            })?;
+        }
+        Ok(())
+    })
+}
+
+/// A 1 PiB allocation is OutOfMemory, not a crash, and the device still works after it.
+pub fn alloc_huge(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        expect_code(
+            "alloc(1 PiB)",
+            device.alloc(1usize << 50),
+            ErrorCode::OutOfMemory,
+        )?;
+        expect_code(
+            "alloc(usize::MAX)",
+            device.alloc(usize::MAX),
+            ErrorCode::OutOfMemory,
+        )?;
+        let b = ok("alloc after a failed one", device.alloc(64))?;
+        check(b.size() == 64, || "wrong size".into())
+    })
+}
+
+/// Write/read round trips at offsets 0, 1, 3 and lengths 1, 2, 3, 7, 4101, leaving the rest of
+/// the buffer untouched.
+pub fn round_trips(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let q = ok("create_queue", device.create_queue())?;
+        for offset in [0usize, 1, 3] {
+            for len in [1usize, 2, 3, 7, 4101] {
+                let size = offset + len + 5;
+                let b = ok("alloc", device.alloc(size))?;
+                let base = pattern(size, 1);
+                ok("write", q.write(&b.whole(), &base))?;
+                let data = pattern(len, 99);
+                let view = b.view(offset, len).map_err(|e| e.to_string())?;
+                ok("write view", q.write(&view, &data))?;
+                let mut back = vec![0u8; len];
+                ok("read view", q.read(&view, &mut back))?;
+                check(back == data, || {
+                    format!("offset {offset} len {len}: read back differs")
+                })?;
+                let mut expect = base.clone();
+                expect[offset..offset + len].copy_from_slice(&data);
+                check(read_all(&*q, &b)? == expect, || {
+                    format!("offset {offset} len {len}: bytes outside the view changed")
+                })?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Fills with 1-, 2- and 4-byte patterns at unaligned offsets and lengths.
+pub fn fills(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let q = ok("create_queue", device.create_queue())?;
+        let size = 4096 + 64;
+        let b = ok("alloc", device.alloc(size))?;
+        for pat in [&[0xABu8][..], &[0x12, 0x34], &[0xDE, 0xAD, 0xBE, 0xEF]] {
+            for (offset, count) in [(0usize, 1usize), (1, 3), (3, 7), (5, 1000), (2, 0)] {
+                let len = count * pat.len();
+                let base = pattern(size, offset as u8);
+                ok("write", q.write(&b.whole(), &base))?;
+                let view = b.view(offset, len).map_err(|e| e.to_string())?;
+                ok("fill", q.fill(&view, pat))?;
+                let mut expect = base;
+                for (i, byte) in expect[offset..offset + len].iter_mut().enumerate() {
+                    *byte = pat[i % pat.len()];
+                }
+                check(read_all(&*q, &b)? == expect, || {
+                    format!("fill {pat:?} at {offset} x{count} wrong")
+                })?;
+            }
+        }
+        expect_code(
+            "fill with 3-byte pattern",
+            q.fill(&b.whole().sub(0, 6).map_err(|e| e.to_string())?, &[1, 2, 3]),
+            ErrorCode::InvalidArgument,
+        )?;
+        expect_code(
+            "fill of 5 bytes with 2-byte pattern",
+            q.fill(&b.view(0, 5).map_err(|e| e.to_string())?, &[1, 2]),
+            ErrorCode::InvalidArgument,
+        )
+    })
+}
+
+/// Copies between views of one buffer and of two; overlapping views are rejected.
+pub fn copies(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let q = ok("create_queue", device.create_queue())?;
+        let a = ok("alloc", device.alloc(5000))?;
+        let b = ok("alloc", device.alloc(5000))?;
+        let da = pattern(5000, 3);
+        let db = pattern(5000, 4);
+        ok("write", q.write(&a.whole(), &da))?;
+        ok("write", q.write(&b.whole(), &db))?;
+        let v = |buf: &crate::Buffer, o, l| buf.view(o, l).map_err(|e| e.to_string());
+        ok("copy a->b", q.copy(&v(&a, 1, 4097)?, &v(&b, 3, 4097)?))?;
+        ok("copy within a", q.copy(&v(&a, 0, 100)?, &v(&a, 4100, 100)?))?;
+        let mut eb = db.clone();
+        eb[3..4100].copy_from_slice(&da[1..4098]);
+        let mut ea = da.clone();
+        ea.copy_within(0..100, 4100);
+        check(read_all(&*q, &b)? == eb, || "copy a->b wrong".into())?;
+        check(read_all(&*q, &a)? == ea, || "copy within a wrong".into())?;
+        expect_code(
+            "overlapping copy",
+            q.copy(&v(&a, 0, 100)?, &v(&a, 50, 100)?),
+            ErrorCode::InvalidArgument,
+        )?;
+        expect_code(
+            "copy of unequal lengths",
+            q.copy(&v(&a, 0, 100)?, &v(&b, 0, 99)?),
+            ErrorCode::InvalidArgument,
+        )?;
+        check(read_all(&*q, &a)? == ea, || {
+            "a rejected copy changed memory".into()
+        })
+    })
+}
+
+/// Views outside their buffer are OutOfBounds when made.
+pub fn view_bounds(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let b = ok("alloc", device.alloc(100))?;
+        ok("view(100, 0)", b.view(100, 0))?;
+        expect_code("view(0, 101)", b.view(0, 101), ErrorCode::OutOfBounds)?;
+        expect_code("view(101, 0)", b.view(101, 0), ErrorCode::OutOfBounds)?;
+        expect_code(
+            "view(usize::MAX, 2)",
+            b.view(usize::MAX, 2),
+            ErrorCode::OutOfBounds,
+        )?;
+        let v = ok("view(10, 50)", b.view(10, 50))?;
+        expect_code("sub(40, 11)", v.sub(40, 11), ErrorCode::OutOfBounds)
+    })
+}
+
+/// Wrong lengths are rejected before anything is written.
+pub fn bad_arguments(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let q = ok("create_queue", device.create_queue())?;
+        let b = ok("alloc", device.alloc(16))?;
+        let base = pattern(16, 5);
+        ok("write", q.write(&b.whole(), &base))?;
+        expect_code(
+            "write 15 bytes into 16",
+            q.write(&b.whole(), &[0u8; 15]),
+            ErrorCode::InvalidArgument,
+        )?;
+        let mut small = [0u8; 8];
+        expect_code(
+            "read 16 bytes into 8",
+            q.read(&b.whole(), &mut small),
+            ErrorCode::InvalidArgument,
+        )?;
+        check(read_all(&*q, &b)? == base, || {
+            "a rejected write changed memory".into()
+        })?;
+        ok("finish", q.finish())
+    })
+}
+
+/// 1,000 dependent operations come out in order: each fill of a scratch slot is copied out
+/// before the next fill overwrites it.
+pub fn queue_order(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let q = ok("create_queue", device.create_queue())?;
+        let n = 1000usize;
+        let scratch = ok("alloc", device.alloc(4))?;
+        let out = ok("alloc", device.alloc(4 * n))?;
+        for i in 0..n {
+            ok("fill", q.fill(&scratch.whole(), &(i as u32).to_le_bytes()))?;
+            ok(
+                "copy",
+                q.copy(
+                    &scratch.whole(),
+                    &out.view(4 * i, 4).map_err(|e| e.to_string())?,
+                ),
+            )?;
+        }
+        let got = read_all(&*q, &out)?;
+        for i in 0..n {
+            let v = u32::from_le_bytes(got[4 * i..4 * i + 4].try_into().unwrap_or([0; 4]));
+            check(v == i as u32, || {
+                format!("slot {i} holds {v}: commands ran out of order")
+            })?;
+        }
+        Ok(())
+    })
+}
+
+/// A queue waits on an event of another queue, recorded before the signalling work finished;
+/// several queues wait on the same event.
+pub fn events_across_queues(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let producer = ok("create_queue", device.create_queue())?;
+        let big = 32 << 20;
+        let large = ok("alloc", device.alloc(big))?;
+        let marker = ok("alloc", device.alloc(4))?;
+        // Keep the producer busy, then set the marker.
+        for i in 0..8u8 {
+            ok("fill", producer.fill(&large.whole(), &[i]))?;
+        }
+        ok(
+            "fill marker",
+            producer.fill(&marker.whole(), &0xC0FFEEu32.to_le_bytes()),
+        )?;
+        let event = ok("record_event", producer.record_event())?;
+        let mut outs = Vec::new();
+        for _ in 0..3 {
+            let consumer = ok("create_queue", device.create_queue())?;
+            let out = ok("alloc", device.alloc(4))?;
+            ok("wait_event", consumer.wait_event(&event))?;
+            ok("copy", consumer.copy(&marker.whole(), &out.whole()))?;
+            outs.push((consumer, out));
+        }
+        for (consumer, out) in &outs {
+            let got = read_all(&**consumer, out)?;
+            check(got == 0xC0FFEEu32.to_le_bytes(), || {
+                format!("consumer read {got:?} before the producer's event")
+            })?;
+        }
+        ok("event wait", event.wait())?;
+        check(event.is_done(), || "event not done after wait".into())?;
+        let mut tail = [0u8; 4];
+        ok(
+            "read",
+            producer.read(
+                &large.view(big - 4, 4).map_err(|e| e.to_string())?,
+                &mut tail,
+            ),
+        )?;
+        check(tail == [7; 4], || {
+            format!("producer's fills did not all run: tail is {tail:?}")
+        })
+    })
+}
+
+/// Events measure elapsed time, in order.
+pub fn event_timing(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let q = ok("create_queue", device.create_queue())?;
+        let b = ok("alloc", device.alloc(8 << 20))?;
+        let start = ok("record_event", q.record_event())?;
+        ok("fill", q.fill(&b.whole(), &[1]))?;
+        let end = ok("record_event", q.record_event())?;
+        ok("wait", end.wait())?;
+        check(start.is_done(), || {
+            "an earlier event is not done after a later one".into()
+        })?;
+        let dt = ok("elapsed_since", end.elapsed_since(&*start))?;
+        check(dt.as_secs() < 60, || {
+            format!("elapsed {dt:?} is implausible")
+        })
+    })
+}
+
+/// 8 threads submit to their own queues and to one shared queue at once.
+pub fn threads(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let shared = ok("create_queue", device.create_queue())?;
+        let shared_buf = ok("alloc", device.alloc(8 * 4096))?;
+        let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8usize)
+                .map(|t| {
+                    let shared = shared.clone();
+                    let shared_buf = shared_buf.clone();
+                    let device = device.clone();
+                    s.spawn(move || -> Result<(), String> {
+                        let own = ok("create_queue", device.create_queue())?;
+                        let b = ok("alloc", device.alloc(4096))?;
+                        for round in 0..20u8 {
+                            let data = pattern(4096, t as u8 ^ round);
+                            ok("write", own.write(&b.whole(), &data))?;
+                            check(read_all(&*own, &b)? == data, || {
+                                format!("thread {t} round {round}: own queue read differs")
+                            })?;
+                            let region =
+                                shared_buf.view(t * 4096, 4096).map_err(|e| e.to_string())?;
+                            ok("shared write", shared.write(&region, &data))?;
+                            let mut back = vec![0u8; 4096];
+                            ok("shared read", shared.read(&region, &mut back))?;
+                            check(back == data, || {
+                                format!("thread {t} round {round}: shared queue read differs")
+                            })?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>, String>>()?;
+        ok("finish", shared.finish())
+    })
+}
