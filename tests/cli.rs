@@ -1,0 +1,180 @@
+//! The `anyaccel` binary, run as a user runs it.
+
+use std::process::{Command, Output};
+
+use anyaccel::hal::testing::HAL_TESTS;
+
+/// Runs `anyaccel` with these arguments, and these extra environment variables, in an
+/// environment free of the caller's device selection.
+fn anyaccel(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anyaccel"));
+    cmd.args(args)
+        .env_remove("ANYACCEL_DEVICES")
+        .env_remove("ANYACCEL_REQUIRE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the anyaccel binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn devices_json_lists_the_cpu_backend_and_its_device() {
+    let o = anyaccel(&["devices", "--json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("devices --json is JSON");
+    let backends = v["backends"].as_array().expect("a `backends` array");
+    let cpu = backends
+        .iter()
+        .find(|b| b["name"] == "cpu")
+        .expect("the cpu backend is listed");
+    assert_eq!(cpu["available"], true);
+    assert!(cpu["reason"].is_null(), "reason: {}", cpu["reason"]);
+    let devices = cpu["devices"].as_array().expect("a `devices` array");
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let d = &devices[0];
+    assert_eq!(d["id"], "cpu:0");
+    assert_eq!(d["backend"], "cpu");
+    assert!(!d["name"].as_str().unwrap_or("").is_empty());
+    assert!(!d["vendor"].as_str().unwrap_or("").is_empty());
+    assert!(d["memory_bytes"].as_u64().unwrap_or(0) > 0);
+    let dtypes: Vec<&str> = d["dtypes"]
+        .as_array()
+        .expect("a `dtypes` array")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(dtypes.contains(&"f32"), "{dtypes:?}");
+    assert_eq!(d["dialects"], serde_json::json!(["host"]));
+    // Every listed backend either has devices or says why it has none.
+    for b in backends {
+        assert_eq!(b["available"].as_bool(), Some(b["reason"].is_null()), "{b}");
+    }
+}
+
+#[test]
+fn devices_table_names_the_cpu_device() {
+    let o = anyaccel(&["devices"], &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cpu ") && l.contains("available")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cpu:0 ") && l.contains("host")),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_unknown_flag_is_a_usage_error_naming_it() {
+    let o = anyaccel(&["devices", "--jsonn"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--jsonn"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+
+    let o = anyaccel(&["devices", "--json=yes"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--json"), "{}", stderr(&o));
+
+    let o = anyaccel(&["conformance", "--device"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--device"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unknown_command_is_a_usage_error_naming_it() {
+    let o = anyaccel(&["frobnicate"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("frobnicate"), "{}", stderr(&o));
+    let o = anyaccel(&[], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Usage: anyaccel"), "{}", stderr(&o));
+}
+
+#[test]
+fn help_lists_the_commands() {
+    for args in [&["--help"][..], &["help"], &["-h"]] {
+        let o = anyaccel(args, &[]);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        let out = stdout(&o);
+        assert!(
+            out.contains("devices") && out.contains("conformance"),
+            "{out}"
+        );
+    }
+    let o = anyaccel(&["help", "conformance"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("--device"), "{}", stdout(&o));
+    let o = anyaccel(&["help", "nope"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nope"));
+}
+
+#[test]
+fn conformance_on_cpu_passes_every_hal_test() {
+    let o = anyaccel(
+        &["conformance", "--device", "cpu:0"],
+        &[("ANYACCEL_REQUIRE", "cpu")],
+    );
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout: {out}\nstderr: {}",
+        stderr(&o)
+    );
+    for (name, _) in HAL_TESTS {
+        let prefix = format!("cpu:0 hal/{name} ");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no line for {name} in:\n{out}"));
+        assert!(line.ends_with(": passed"), "{line}");
+    }
+    assert_eq!(
+        out.lines().last(),
+        Some(format!("{} passed, 0 failed", HAL_TESTS.len()).as_str()),
+        "{out}"
+    );
+}
+
+#[test]
+fn conformance_on_an_unknown_device_fails_naming_it() {
+    let o = anyaccel(&["conformance", "--device", "nope:0"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("nope:0"), "{err}");
+    assert!(err.contains("cpu:0"), "the error lists what exists: {err}");
+
+    let o = anyaccel(&["conformance"], &[("ANYACCEL_DEVICES", "nope:1")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nope:1"), "{}", stderr(&o));
+}
+
+#[test]
+fn conformance_fails_when_a_required_backend_is_missing() {
+    let o = anyaccel(
+        &["conformance"],
+        &[("ANYACCEL_REQUIRE", "cpu,nosuchbackend")],
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("nosuchbackend"), "{out}");
+    // The tests still ran, and the summary is still the last line.
+    assert_eq!(
+        out.lines().last(),
+        Some(format!("{} passed, 0 failed", HAL_TESTS.len()).as_str()),
+        "{out}"
+    );
+}
