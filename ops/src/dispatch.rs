@@ -1,0 +1,236 @@
+//! The generic call: validate, allocate outputs, then run the device's native op, or the
+//! portable kernel in a dialect the device accepts, or fail with `Unsupported`.
+
+use anyaccel_hal::{
+    shape_str, AttrValue, Dialect, Error, OpCall, Queue, Result, Tensor, TensorDesc,
+};
+
+use crate::plan::{plan, OutputSpec};
+
+/// Runs `op` on `queue` and returns its outputs (new contiguous tensors on the queue's device).
+///
+/// `inputs` are in the order of `docs/ops.md`, `None` for an absent optional input; `attrs` are
+/// named as there. The work is queued: read the outputs (or `finish`) to wait for it.
+pub fn call(
+    queue: &dyn Queue,
+    op: &str,
+    inputs: &[Option<&Tensor>],
+    attrs: &[(String, AttrValue)],
+) -> Result<Vec<Tensor>> {
+    let specs = validate(queue, op, inputs, attrs)?;
+    let device = queue.device();
+    let outputs = specs
+        .iter()
+        .map(|(dtype, shape)| Tensor::empty(&*device, *dtype, shape))
+        .collect::<Result<Vec<_>>>()?;
+    execute(queue, op, inputs, outputs.clone(), attrs)?;
+    Ok(outputs)
+}
+
+/// Runs `op` on `queue`, writing into `outputs`, whose dtypes and shapes must be those the op
+/// produces. Outputs may have any layout whose elements are distinct and that does not overlap
+/// an input.
+pub fn call_into(
+    queue: &dyn Queue,
+    op: &str,
+    inputs: &[Option<&Tensor>],
+    outputs: &[&Tensor],
+    attrs: &[(String, AttrValue)],
+) -> Result<()> {
+    let specs = validate(queue, op, inputs, attrs)?;
+    if outputs.len() != specs.len() {
+        return Err(Error::invalid_argument(format!(
+            "{op}: {} outputs given, expected {}",
+            outputs.len(),
+            specs.len()
+        )));
+    }
+    for (i, (out, (dtype, shape))) in outputs.iter().zip(&specs).enumerate() {
+        check_tensor(queue, op, &format!("output {i}"), out)?;
+        if out.dtype() != *dtype || out.shape() != shape.as_slice() {
+            return Err(Error::invalid_argument(format!(
+                "{op}: output {i} is {} {}, expected {dtype} {}",
+                out.dtype(),
+                shape_str(out.shape()),
+                shape_str(shape)
+            )));
+        }
+        if !elements_distinct(out.desc()) {
+            return Err(Error::invalid_argument(format!(
+                "{op}: output {i} with shape {} and strides {:?} has elements at the same address; outputs need distinct elements",
+                shape_str(out.shape()),
+                out.strides()
+            )));
+        }
+        for (j, input) in inputs.iter().enumerate() {
+            if let Some(input) = input {
+                if overlaps(out, input) {
+                    return Err(Error::invalid_argument(format!(
+                        "{op}: output {i} overlaps input {j} in memory; an output must not alias an input"
+                    )));
+                }
+            }
+        }
+        for (j, other) in outputs.iter().enumerate().skip(i + 1) {
+            if overlaps(out, other) {
+                return Err(Error::invalid_argument(format!(
+                    "{op}: outputs {i} and {j} overlap in memory"
+                )));
+            }
+        }
+    }
+    execute(
+        queue,
+        op,
+        inputs,
+        outputs.iter().map(|t| (*t).clone()).collect(),
+        attrs,
+    )
+}
+
+fn validate(
+    queue: &dyn Queue,
+    op: &str,
+    inputs: &[Option<&Tensor>],
+    attrs: &[(String, AttrValue)],
+) -> Result<Vec<OutputSpec>> {
+    for (i, t) in inputs.iter().enumerate() {
+        if let Some(t) = t {
+            check_tensor(queue, op, &format!("input {i}"), t)?;
+        }
+    }
+    let descs: Vec<Option<&TensorDesc>> = inputs.iter().map(|t| t.map(|t| t.desc())).collect();
+    plan(op, &descs, attrs)
+}
+
+fn check_tensor(queue: &dyn Queue, op: &str, what: &str, t: &Tensor) -> Result<()> {
+    if t.device_id() != queue.device_id() {
+        return Err(Error::invalid_argument(format!(
+            "{op}: {what} is on device {}, but the queue is on {}: move it first",
+            t.device_id(),
+            queue.device_id()
+        )));
+    }
+    let size = t.dtype().size_in_bytes();
+    if t.view().offset() % size != 0 {
+        return Err(Error::invalid_argument(format!(
+            "{op}: {what} starts at byte {} of its buffer, which is not a multiple of its {size}-byte {} elements",
+            t.view().offset(),
+            t.dtype()
+        )));
+    }
+    Ok(())
+}
+
+/// True when no two elements of the layout share an address.
+fn elements_distinct(desc: &TensorDesc) -> bool {
+    if desc.numel() <= 1 {
+        return true;
+    }
+    let mut dims: Vec<(usize, usize)> = desc
+        .shape
+        .iter()
+        .copied()
+        .zip(desc.strides.iter().copied())
+        .filter(|&(d, _)| d > 1)
+        .collect();
+    dims.sort_by_key(|&(_, s)| s);
+    let mut extent = 0usize; // furthest offset reachable by the dims before
+    for (d, s) in dims {
+        if s <= extent {
+            return false;
+        }
+        extent += (d - 1) * s;
+    }
+    true
+}
+
+/// True when the byte ranges that two tensors span intersect in one buffer.
+fn overlaps(a: &Tensor, b: &Tensor) -> bool {
+    if !a.view().buffer().same_memory(b.view().buffer()) || a.numel() == 0 || b.numel() == 0 {
+        return false;
+    }
+    let range = |t: &Tensor| {
+        let size = t.dtype().size_in_bytes();
+        let start = t.view().offset() + t.desc().offset * size;
+        (start, start + t.desc().span() * size)
+    };
+    let (a0, a1) = range(a);
+    let (b0, b1) = range(b);
+    a0 < b1 && b0 < a1
+}
+
+fn execute(
+    queue: &dyn Queue,
+    op: &str,
+    inputs: &[Option<&Tensor>],
+    outputs: Vec<Tensor>,
+    attrs: &[(String, AttrValue)],
+) -> Result<()> {
+    let device = queue.device();
+    let caps = device.caps();
+    for t in inputs.iter().flatten().copied().chain(outputs.iter()) {
+        if !caps.has_dtype(t.dtype()) {
+            return Err(Error::unsupported(format!(
+                "{op}: device {} does not hold {} tensors",
+                device.info().id,
+                t.dtype()
+            )));
+        }
+    }
+    let call = OpCall {
+        op: op.to_string(),
+        inputs: inputs.iter().map(|t| t.cloned()).collect(),
+        outputs,
+        attrs: attrs.to_vec(),
+    };
+    if caps.native_ops.iter().any(|n| n == op) && device.supports_native_op(&call) {
+        return device.execute_native_op(queue, &call);
+    }
+    if call.outputs.iter().all(|t| t.numel() == 0) {
+        return Ok(());
+    }
+    if caps.has_dialect(&Dialect::Host) {
+        return crate::host::launch(&*device, queue, &call);
+    }
+    let dtype = call
+        .inputs
+        .iter()
+        .flatten()
+        .next()
+        .map(|t| t.dtype())
+        .unwrap_or(call.outputs[0].dtype());
+    Err(Error::unsupported(format!(
+        "{op} ({dtype}): device {} offers no native {op} and no kernel dialect that has one (it accepts: {})",
+        device.info().id,
+        caps.dialects.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyaccel_hal::DType;
+
+    #[test]
+    fn distinct_elements() {
+        let c = TensorDesc::contiguous(DType::F32, &[3, 4]);
+        assert!(elements_distinct(&c));
+        let t = TensorDesc {
+            strides: vec![1, 3],
+            shape: vec![3, 4],
+            ..c.clone()
+        };
+        assert!(elements_distinct(&t));
+        let bcast = TensorDesc {
+            strides: vec![0, 1],
+            ..c.clone()
+        };
+        assert!(!elements_distinct(&bcast));
+        let overlapping = TensorDesc {
+            strides: vec![2, 1],
+            ..c
+        };
+        assert!(!elements_distinct(&overlapping));
+    }
+}

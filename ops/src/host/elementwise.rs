@@ -1,0 +1,451 @@
+//! Elementwise kernels: creation, copy and cast, unary, binary, comparisons and `where`.
+
+use anyaccel_hal::{bf16, f16, DType, Error, OpCall, Result};
+use rayon::prelude::*;
+
+use super::layout::{par_ranges, walk, GRAIN};
+use super::scalar::{load, store, FloatStore, IntStore, Val};
+use super::{Body, Bound, TView};
+use crate::attrs::Attrs;
+use crate::catalog::op_def;
+
+fn attrs(call: &OpCall) -> Result<Attrs<'_>> {
+    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
+    Attrs::new(&call.op, &call.attrs, known)
+}
+
+/// `out[i] = f(x[i])` over the output's shape, `x` broadcast to it.
+pub(crate) fn map1<A: Copy + Send + Sync, O: Copy + Send + Sync>(
+    x: &TView,
+    out: &TView,
+    f: impl Fn(A) -> O + Sync + Send,
+) -> Result<()> {
+    let shape = out.desc.shape.clone();
+    let x = x.broadcast(&shape);
+    // SAFETY: views of a validated call; the output is distinct from the input.
+    unsafe {
+        if let (Some(sx), Some(so)) = (x.slice::<A>(), out.slice_mut::<O>()) {
+            so.par_chunks_mut(GRAIN)
+                .zip(sx.par_chunks(GRAIN))
+                .for_each(|(o, a)| {
+                    for (o, &a) in o.iter_mut().zip(a) {
+                        *o = f(a);
+                    }
+                });
+            return Ok(());
+        }
+    }
+    par_ranges(out.desc.numel(), GRAIN, |r| {
+        walk(
+            &shape,
+            [&x.desc.strides, &out.desc.strides],
+            [x.desc.offset, out.desc.offset],
+            r,
+            |_, [ox, oo]| {
+                // SAFETY: offsets come from the views' layouts.
+                unsafe { out.set(oo, f(x.get::<A>(ox))) }
+            },
+        );
+        Ok(())
+    })
+}
+
+/// `out[i] = f(a[i], b[i])` with NumPy broadcasting.
+pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send + Sync>(
+    a: &TView,
+    b: &TView,
+    out: &TView,
+    f: impl Fn(A, B) -> O + Sync + Send,
+) -> Result<()> {
+    let shape = out.desc.shape.clone();
+    let (a, b) = (a.broadcast(&shape), b.broadcast(&shape));
+    // SAFETY: views of a validated call; the output is distinct from the inputs.
+    unsafe {
+        if let (Some(sa), Some(sb), Some(so)) =
+            (a.slice::<A>(), b.slice::<B>(), out.slice_mut::<O>())
+        {
+            so.par_chunks_mut(GRAIN)
+                .zip(sa.par_chunks(GRAIN))
+                .zip(sb.par_chunks(GRAIN))
+                .for_each(|((o, a), b)| {
+                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                        *o = f(a, b);
+                    }
+                });
+            return Ok(());
+        }
+    }
+    par_ranges(out.desc.numel(), GRAIN, |r| {
+        walk(
+            &shape,
+            [&a.desc.strides, &b.desc.strides, &out.desc.strides],
+            [a.desc.offset, b.desc.offset, out.desc.offset],
+            r,
+            |_, [oa, ob, oo]| {
+                // SAFETY: offsets come from the views' layouts.
+                unsafe { out.set(oo, f(a.get::<A>(oa), b.get::<B>(ob))) }
+            },
+        );
+        Ok(())
+    })
+}
+
+fn map_arith<FF, FI>(dtype: DType, a: &TView, b: &TView, out: &TView, ff: FF, fi: FI) -> Result<()>
+where
+    FF: Fn(f32, f32) -> f32 + Sync + Send + Copy,
+    FI: Fn(i64, i64) -> i64 + Sync + Send + Copy,
+{
+    fn float<T: FloatStore>(
+        a: &TView,
+        b: &TView,
+        out: &TView,
+        f: impl Fn(f32, f32) -> f32 + Sync + Send,
+    ) -> Result<()> {
+        map2::<T, T, T>(a, b, out, |x, y| T::from_f32(f(x.to_f32(), y.to_f32())))
+    }
+    fn int<T: IntStore>(
+        a: &TView,
+        b: &TView,
+        out: &TView,
+        f: impl Fn(i64, i64) -> i64 + Sync + Send,
+    ) -> Result<()> {
+        map2::<T, T, T>(a, b, out, |x, y| T::from_i64(f(x.to_i64(), y.to_i64())))
+    }
+    match dtype {
+        DType::F32 => map2::<f32, f32, f32>(a, b, out, ff),
+        DType::F16 => float::<f16>(a, b, out, ff),
+        DType::BF16 => float::<bf16>(a, b, out, ff),
+        DType::I32 => int::<i32>(a, b, out, fi),
+        DType::I64 => map2::<i64, i64, i64>(a, b, out, fi),
+        other => Err(unsupported_dtype(other)),
+    }
+}
+
+fn map_compare<FF, FI>(
+    dtype: DType,
+    a: &TView,
+    b: &TView,
+    out: &TView,
+    ff: FF,
+    fi: FI,
+) -> Result<()>
+where
+    FF: Fn(f32, f32) -> bool + Sync + Send + Copy,
+    FI: Fn(i64, i64) -> bool + Sync + Send + Copy,
+{
+    fn float<T: FloatStore>(
+        a: &TView,
+        b: &TView,
+        out: &TView,
+        f: impl Fn(f32, f32) -> bool + Sync + Send,
+    ) -> Result<()> {
+        map2::<T, T, u8>(a, b, out, |x, y| f(x.to_f32(), y.to_f32()) as u8)
+    }
+    match dtype {
+        DType::F32 => map2::<f32, f32, u8>(a, b, out, |x, y| ff(x, y) as u8),
+        DType::F16 => float::<f16>(a, b, out, ff),
+        DType::BF16 => float::<bf16>(a, b, out, ff),
+        DType::I32 => map2::<i32, i32, u8>(a, b, out, |x, y| fi(x as i64, y as i64) as u8),
+        DType::I64 => map2::<i64, i64, u8>(a, b, out, |x, y| fi(x, y) as u8),
+        DType::Bool => {
+            map2::<u8, u8, u8>(a, b, out, |x, y| fi((x != 0) as i64, (y != 0) as i64) as u8)
+        }
+        other => Err(unsupported_dtype(other)),
+    }
+}
+
+fn map_unary<FF, FI>(dtype: DType, x: &TView, out: &TView, ff: FF, fi: FI) -> Result<()>
+where
+    FF: Fn(f32) -> f32 + Sync + Send + Copy,
+    FI: Fn(i64) -> i64 + Sync + Send + Copy,
+{
+    fn float<T: FloatStore>(
+        x: &TView,
+        out: &TView,
+        f: impl Fn(f32) -> f32 + Sync + Send,
+    ) -> Result<()> {
+        map1::<T, T>(x, out, |v| T::from_f32(f(v.to_f32())))
+    }
+    match dtype {
+        DType::F32 => map1::<f32, f32>(x, out, ff),
+        DType::F16 => float::<f16>(x, out, ff),
+        DType::BF16 => float::<bf16>(x, out, ff),
+        DType::I32 => map1::<i32, i32>(x, out, move |v| fi(v as i64) as i32),
+        DType::I64 => map1::<i64, i64>(x, out, fi),
+        other => Err(unsupported_dtype(other)),
+    }
+}
+
+fn unsupported_dtype(d: DType) -> Error {
+    Error::internal(format!(
+        "host kernel: dtype {d} passed validation but has no host path"
+    ))
+}
+
+fn nan_max(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else {
+        x.max(y)
+    }
+}
+
+fn nan_min(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else {
+        x.min(y)
+    }
+}
+
+/// Binary arithmetic and comparisons.
+pub(crate) fn binary(call: &OpCall) -> Result<Box<Body>> {
+    let op = call.op.clone();
+    let dtype = call.inputs[0]
+        .as_ref()
+        .map(|t| t.dtype())
+        .unwrap_or(DType::F32);
+    Ok(Box::new(move |b: &Bound| {
+        let (x, y, out) = (b.input(0)?, b.input(1)?, b.out(0));
+        match op.as_str() {
+            "add" => map_arith(dtype, x, y, out, |a, b| a + b, |a, b| a.wrapping_add(b)),
+            "sub" => map_arith(dtype, x, y, out, |a, b| a - b, |a, b| a.wrapping_sub(b)),
+            "mul" => map_arith(dtype, x, y, out, |a, b| a * b, |a, b| a.wrapping_mul(b)),
+            "div" => map_arith(
+                dtype,
+                x,
+                y,
+                out,
+                |a, b| a / b,
+                |a, b| if b == 0 { 0 } else { a.wrapping_div(b) },
+            ),
+            "maximum" => map_arith(dtype, x, y, out, nan_max, |a, b| a.max(b)),
+            "minimum" => map_arith(dtype, x, y, out, nan_min, |a, b| a.min(b)),
+            "pow" => map_arith(dtype, x, y, out, f32::powf, |a, _| a),
+            "eq" => map_compare(dtype, x, y, out, |a, b| a == b, |a, b| a == b),
+            "ne" => map_compare(dtype, x, y, out, |a, b| a != b, |a, b| a != b),
+            "lt" => map_compare(dtype, x, y, out, |a, b| a < b, |a, b| a < b),
+            "le" => map_compare(dtype, x, y, out, |a, b| a <= b, |a, b| a <= b),
+            "gt" => map_compare(dtype, x, y, out, |a, b| a > b, |a, b| a > b),
+            "ge" => map_compare(dtype, x, y, out, |a, b| a >= b, |a, b| a >= b),
+            other => Err(Error::internal(format!(
+                "host binary kernel: unknown op {other}"
+            ))),
+        }
+    }))
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Unary ops.
+pub(crate) fn unary(call: &OpCall) -> Result<Box<Body>> {
+    let op = call.op.clone();
+    let dtype = call.inputs[0]
+        .as_ref()
+        .map(|t| t.dtype())
+        .unwrap_or(DType::F32);
+    let a = attrs(call)?;
+    let tanh_gelu = a.str_opt("approximate")? == Some("tanh");
+    let (lo, hi) = if op == "clamp" {
+        (a.float("min")?, a.float("max")?)
+    } else {
+        (0.0, 0.0)
+    };
+    Ok(Box::new(move |b: &Bound| {
+        let (x, out) = (b.input(0)?, b.out(0));
+        let none = |v: i64| v;
+        match op.as_str() {
+            "neg" => map_unary(dtype, x, out, |v| -v, |v| v.wrapping_neg()),
+            "abs" => map_unary(dtype, x, out, f32::abs, |v| v.wrapping_abs()),
+            "relu" => map_unary(
+                dtype,
+                x,
+                out,
+                |v| if v < 0.0 { 0.0 } else { v },
+                |v| v.max(0),
+            ),
+            "exp" => map_unary(dtype, x, out, f32::exp, none),
+            "log" => map_unary(dtype, x, out, f32::ln, none),
+            "sqrt" => map_unary(dtype, x, out, f32::sqrt, none),
+            "rsqrt" => map_unary(dtype, x, out, |v| 1.0 / v.sqrt(), none),
+            "sin" => map_unary(dtype, x, out, f32::sin, none),
+            "cos" => map_unary(dtype, x, out, f32::cos, none),
+            "tanh" => map_unary(dtype, x, out, f32::tanh, none),
+            "sigmoid" => map_unary(dtype, x, out, sigmoid, none),
+            "silu" => map_unary(dtype, x, out, |v| v * sigmoid(v), none),
+            "gelu" if tanh_gelu => map_unary(
+                dtype,
+                x,
+                out,
+                |v| {
+                    let c = (2.0f32 / std::f32::consts::PI).sqrt();
+                    0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
+                },
+                none,
+            ),
+            "gelu" => map_unary(
+                dtype,
+                x,
+                out,
+                |v| 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)),
+                none,
+            ),
+            "clamp" => {
+                let (lf, hf) = (lo as f32, hi as f32);
+                let (li, hi_i) = (lo as i64, hi as i64);
+                map_unary(
+                    dtype,
+                    x,
+                    out,
+                    move |v| nan_min(nan_max(v, lf), hf),
+                    move |v| v.max(li).min(hi_i),
+                )
+            }
+            other => Err(Error::internal(format!(
+                "host unary kernel: unknown op {other}"
+            ))),
+        }
+    }))
+}
+
+/// Copies elements of any dtype, by their size.
+pub(crate) fn copy_elements(x: &TView, out: &TView) -> Result<()> {
+    match x.desc.dtype.size_in_bytes() {
+        1 => map1::<u8, u8>(x, out, |v| v),
+        2 => map1::<u16, u16>(x, out, |v| v),
+        4 => map1::<u32, u32>(x, out, |v| v),
+        _ => map1::<u64, u64>(x, out, |v| v),
+    }
+}
+
+/// Writes `value(linear index)` to every element of `out`.
+fn generate(out: &TView, value: impl Fn(usize) -> Val + Sync) -> Result<()> {
+    par_ranges(out.desc.numel(), GRAIN, |r| {
+        walk(
+            &out.desc.shape,
+            [&out.desc.strides],
+            [out.desc.offset],
+            r,
+            |i, [o]| {
+                // SAFETY: the offset comes from the output's layout.
+                unsafe { store(out, o, value(i)) }
+            },
+        );
+        Ok(())
+    })
+}
+
+/// `fill`, `arange`, `copy`, `cast`.
+pub(crate) fn movement(call: &OpCall) -> Result<Box<Body>> {
+    let a = attrs(call)?;
+    Ok(match call.op.as_str() {
+        "fill" => {
+            let value = a.float("value")?;
+            Box::new(move |b: &Bound| generate(b.out(0), |_| Val::F(value)))
+        }
+        "arange" => {
+            let (start, step) = (a.float("start")?, a.float("step")?);
+            let int = call.outputs[0].dtype().is_int();
+            Box::new(move |b: &Bound| {
+                if int {
+                    let (s, d) = (start as i64, step as i64);
+                    generate(b.out(0), |i| {
+                        Val::I(s.wrapping_add((i as i64).wrapping_mul(d)))
+                    })
+                } else {
+                    generate(b.out(0), |i| Val::F(start + i as f64 * step))
+                }
+            })
+        }
+        "copy" => Box::new(|b: &Bound| copy_elements(b.input(0)?, b.out(0))),
+        _ => Box::new(|b: &Bound| {
+            let (x, out) = (b.input(0)?, b.out(0));
+            if x.desc.dtype == out.desc.dtype {
+                return copy_elements(x, out);
+            }
+            par_ranges(out.desc.numel(), GRAIN, |r| {
+                walk(
+                    &out.desc.shape,
+                    [&x.desc.strides, &out.desc.strides],
+                    [x.desc.offset, out.desc.offset],
+                    r,
+                    |_, [ox, oo]| {
+                        // SAFETY: offsets come from the views' layouts.
+                        unsafe { store(out, oo, load(x, ox)) }
+                    },
+                );
+                Ok(())
+            })
+        }),
+    })
+}
+
+/// `where(cond, a, b)`.
+pub(crate) fn select(_call: &OpCall) -> Result<Box<Body>> {
+    Ok(Box::new(|b: &Bound| {
+        let (c, x, y, out) = (b.input(0)?, b.input(1)?, b.input(2)?, b.out(0));
+        let shape = out.desc.shape.clone();
+        let (c, x, y) = (
+            c.broadcast(&shape),
+            x.broadcast(&shape),
+            y.broadcast(&shape),
+        );
+        let size = out.desc.dtype.size_in_bytes();
+        par_ranges(out.desc.numel(), GRAIN, |r| {
+            walk(
+                &shape,
+                [
+                    &c.desc.strides,
+                    &x.desc.strides,
+                    &y.desc.strides,
+                    &out.desc.strides,
+                ],
+                [c.desc.offset, x.desc.offset, y.desc.offset, out.desc.offset],
+                r,
+                |_, [oc, ox, oy, oo]| {
+                    // SAFETY: offsets come from the views' layouts; the storage type matches the size.
+                    unsafe {
+                        let pick = c.get::<u8>(oc) != 0;
+                        match size {
+                            1 => out.set(
+                                oo,
+                                if pick {
+                                    x.get::<u8>(ox)
+                                } else {
+                                    y.get::<u8>(oy)
+                                },
+                            ),
+                            2 => out.set(
+                                oo,
+                                if pick {
+                                    x.get::<u16>(ox)
+                                } else {
+                                    y.get::<u16>(oy)
+                                },
+                            ),
+                            4 => out.set(
+                                oo,
+                                if pick {
+                                    x.get::<u32>(ox)
+                                } else {
+                                    y.get::<u32>(oy)
+                                },
+                            ),
+                            _ => out.set(
+                                oo,
+                                if pick {
+                                    x.get::<u64>(ox)
+                                } else {
+                                    y.get::<u64>(oy)
+                                },
+                            ),
+                        }
+                    }
+                },
+            );
+            Ok(())
+        })
+    }))
+}

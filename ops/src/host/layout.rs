@@ -1,0 +1,237 @@
+//! Host views of tensors, strided walks and parallel splitting.
+
+use std::ops::Range;
+
+use anyaccel_hal::{HostMem, Result, TensorDesc};
+use rayon::prelude::*;
+
+/// A tensor's memory on the host: the start of its view and its layout.
+#[derive(Clone)]
+pub(crate) struct TView {
+    base: *mut u8,
+    pub desc: TensorDesc,
+}
+
+// SAFETY: a TView is a pointer into a buffer that the queue keeps alive while the kernel runs;
+// kernels write only output elements, which are distinct and disjoint from inputs (validated
+// before launch), and each element is written by one thread.
+unsafe impl Send for TView {}
+// SAFETY: as above.
+unsafe impl Sync for TView {}
+
+impl TView {
+    pub fn new(mem: HostMem, desc: TensorDesc) -> TView {
+        TView {
+            base: mem.as_ptr(),
+            desc,
+        }
+    }
+
+    /// Pointer to the element at element offset `off` (which includes `desc.offset`).
+    ///
+    /// The caller must pass an offset produced from this view's layout (`desc.offset` plus a
+    /// sum of index times stride within the shape), which the tensor's bounds check keeps inside
+    /// the view, and `T` must be the storage type of the dtype.
+    #[inline(always)]
+    pub fn ptr<T>(&self, off: usize) -> *mut T {
+        // The queue's buffers are 64-byte aligned and ops check that a view starts at a multiple of
+        // the element size, so `base` is aligned for T.
+        (self.base as *mut T).wrapping_add(off)
+    }
+
+    /// Reads the element at element offset `off`. See [`TView::ptr`].
+    #[inline(always)]
+    pub unsafe fn get<T: Copy>(&self, off: usize) -> T {
+        // SAFETY: by the caller's contract the offset lies inside the view and T matches.
+        unsafe { self.ptr::<T>(off).read() }
+    }
+
+    /// Writes the element at element offset `off`. See [`TView::ptr`]; only for outputs.
+    #[inline(always)]
+    pub unsafe fn set<T: Copy>(&self, off: usize, v: T) {
+        // SAFETY: by the caller's contract the offset lies inside this output view, T matches,
+        // and no other thread writes this element.
+        unsafe { self.ptr::<T>(off).write(v) }
+    }
+
+    /// The elements as a slice when the layout is contiguous.
+    pub unsafe fn slice<T>(&self) -> Option<&[T]> {
+        if !self.desc.is_contiguous() {
+            return None;
+        }
+        // SAFETY: contiguous: numel elements from desc.offset lie inside the view.
+        Some(unsafe {
+            std::slice::from_raw_parts(self.ptr::<T>(self.desc.offset), self.desc.numel())
+        })
+    }
+
+    /// The elements as a mutable slice when the layout is contiguous (outputs only).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut<T>(&self) -> Option<&mut [T]> {
+        if !self.desc.is_contiguous() {
+            return None;
+        }
+        // SAFETY: as `slice`; the caller guarantees this output is not otherwise referenced.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(self.ptr::<T>(self.desc.offset), self.desc.numel())
+        })
+    }
+
+    /// This view's layout broadcast to `shape` (zero strides on broadcast dims).
+    pub fn broadcast(&self, shape: &[usize]) -> TView {
+        let rank = self.desc.rank();
+        let lead = shape.len() - rank;
+        let mut strides = vec![0; shape.len()];
+        for i in 0..rank {
+            if self.desc.shape[i] == shape[lead + i] {
+                strides[lead + i] = self.desc.strides[i];
+            }
+        }
+        TView {
+            base: self.base,
+            desc: TensorDesc {
+                shape: shape.to_vec(),
+                strides,
+                ..self.desc.clone()
+            },
+        }
+    }
+}
+
+/// Calls `f(linear, offsets)` for each linear index in `range` of `shape` (row-major), where
+/// `offsets[k]` is `bases[k] + sum(index[d] * strides[k][d])`.
+#[inline]
+pub(crate) fn walk<const N: usize>(
+    shape: &[usize],
+    strides: [&[usize]; N],
+    bases: [usize; N],
+    range: Range<usize>,
+    mut f: impl FnMut(usize, [usize; N]),
+) {
+    if range.is_empty() {
+        return;
+    }
+    let rank = shape.len();
+    let mut idx = vec![0usize; rank];
+    let mut rem = range.start;
+    for d in (0..rank).rev() {
+        idx[d] = rem % shape[d];
+        rem /= shape[d];
+    }
+    let mut offs = bases;
+    for k in 0..N {
+        for d in 0..rank {
+            offs[k] += idx[d] * strides[k][d];
+        }
+    }
+    if rank == 0 {
+        f(range.start, offs);
+        return;
+    }
+    let last = rank - 1;
+    let inner = shape[last];
+    let mut i = range.start;
+    while i < range.end {
+        // Run along the last dim without carries.
+        let run = (inner - idx[last]).min(range.end - i);
+        let mut o = offs;
+        for _ in 0..run {
+            f(i, o);
+            for k in 0..N {
+                o[k] += strides[k][last];
+            }
+            i += 1;
+        }
+        if i >= range.end {
+            break;
+        }
+        // Carry into the outer dims.
+        for k in 0..N {
+            offs[k] = o[k] - inner * strides[k][last];
+        }
+        idx[last] = 0;
+        let mut d = last;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            for k in 0..N {
+                offs[k] += strides[k][d];
+            }
+            if idx[d] < shape[d] {
+                break;
+            }
+            for k in 0..N {
+                offs[k] -= shape[d] * strides[k][d];
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Elements per parallel task.
+pub(crate) const GRAIN: usize = 1 << 15;
+
+/// Splits `0..n` into chunks of at least `grain` and runs `f` on each in parallel.
+pub(crate) fn par_ranges(
+    n: usize,
+    grain: usize,
+    f: impl Fn(Range<usize>) -> Result<()> + Sync,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let chunks = n
+        .div_ceil(grain.max(1))
+        .min(rayon::current_num_threads() * 8)
+        .max(1);
+    let per = n.div_ceil(chunks);
+    if chunks == 1 {
+        return f(0..n);
+    }
+    (0..chunks).into_par_iter().try_for_each(|c| {
+        let start = c * per;
+        let end = ((c + 1) * per).min(n);
+        if start < end {
+            f(start..end)
+        } else {
+            Ok(())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_matches_offset_of_linear() {
+        let shape = [3usize, 4, 5];
+        let strides_a = [1usize, 3, 12];
+        let strides_b = [0usize, 5, 1];
+        for (start, end) in [(0, 60), (7, 33), (19, 20), (59, 60)] {
+            let mut seen = Vec::new();
+            walk(
+                &shape,
+                [&strides_a, &strides_b],
+                [2, 0],
+                start..end,
+                |i, o| seen.push((i, o)),
+            );
+            assert_eq!(seen.len(), end - start);
+            for (i, o) in seen {
+                let (a, b, c) = (i / 20, (i / 5) % 4, i % 5);
+                assert_eq!(o[0], 2 + a + 3 * b + 12 * c, "i={i}");
+                assert_eq!(o[1], 5 * b + c, "i={i}");
+            }
+        }
+        let mut n = 0;
+        walk(&[], [&[]], [4], 0..1, |_, o| {
+            assert_eq!(o[0], 4);
+            n += 1
+        });
+        assert_eq!(n, 1);
+    }
+}

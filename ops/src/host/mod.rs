@@ -1,0 +1,105 @@
+//! Host kernels: every op in Rust, run by the CPU backend's worker pool.
+//!
+//! Each op call becomes one [`HostKernel`] whose closure holds the call's layouts and attributes
+//! and receives the tensors' memory as arguments (inputs in order, absent optional inputs
+//! skipped, then outputs). Work is split over the pool with `rayon`; contiguous layouts take
+//! slice-based paths that vectorise, other layouts a strided walk.
+
+mod elementwise;
+mod index;
+mod layout;
+mod matmul;
+mod nn;
+mod reduce;
+mod scalar;
+
+use std::sync::Arc;
+
+use anyaccel_hal::{
+    Device, Error, HostArg, HostKernel, HostLaunch, KernelArg, KernelSource, LaunchDims, OpCall,
+    Queue, Result,
+};
+
+pub(crate) use layout::TView;
+
+/// The tensors of a call as host views, in the call's order.
+pub(crate) struct Bound {
+    pub inputs: Vec<Option<TView>>,
+    pub outputs: Vec<TView>,
+}
+
+impl Bound {
+    pub fn input(&self, i: usize) -> Result<&TView> {
+        self.inputs
+            .get(i)
+            .and_then(|t| t.as_ref())
+            .ok_or_else(|| Error::internal(format!("host kernel: input {i} missing")))
+    }
+    pub fn out(&self, i: usize) -> &TView {
+        &self.outputs[i]
+    }
+}
+
+type Body = dyn Fn(&Bound) -> Result<()> + Send + Sync;
+
+/// Builds and queues the host kernel of one call.
+pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> Result<()> {
+    let body: Arc<Body> = Arc::new(kernel_for(call)?);
+    let in_descs: Vec<Option<_>> = call
+        .inputs
+        .iter()
+        .map(|t| t.as_ref().map(|t| t.desc().clone()))
+        .collect();
+    let out_descs: Vec<_> = call.outputs.iter().map(|t| t.desc().clone()).collect();
+    let kernel = HostKernel::new(call.op.clone(), move |launch: &HostLaunch<'_>| {
+        let mut mems = launch.args.iter().map(|a| match a {
+            HostArg::Mem(m) => Ok(*m),
+            HostArg::Bytes(_) => Err(Error::internal("host op kernel: unexpected bytes argument")),
+        });
+        let mut next = || {
+            mems.next()
+                .unwrap_or_else(|| Err(Error::internal("host op kernel: missing argument")))
+        };
+        let inputs = in_descs
+            .iter()
+            .map(|d| {
+                d.as_ref()
+                    .map(|d| next().map(|m| TView::new(m, d.clone())))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = out_descs
+            .iter()
+            .map(|d| next().map(|m| TView::new(m, d.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        body(&Bound { inputs, outputs })
+    });
+    let compiled = device.compile(&KernelSource::Host(kernel))?;
+    let args: Vec<KernelArg> = call
+        .inputs
+        .iter()
+        .flatten()
+        .chain(call.outputs.iter())
+        .map(|t| KernelArg::Buffer(t.view().clone()))
+        .collect();
+    queue.launch(&compiled, LaunchDims::linear(1), &args)
+}
+
+fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sync> {
+    let k: Box<Body> = match call.op.as_str() {
+        "fill" | "arange" | "copy" | "cast" => elementwise::movement(call)?,
+        "concat" | "index_select" | "embedding" | "gather" => index::kernel(call)?,
+        "where" => elementwise::select(call)?,
+        "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow" | "eq" | "ne" | "lt"
+        | "le" | "gt" | "ge" => elementwise::binary(call)?,
+        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "cumsum" | "topk" => {
+            reduce::kernel(call)?
+        }
+        "softmax" | "log_softmax" | "layer_norm" | "rms_norm" | "rope" | "attention" => {
+            nn::kernel(call)?
+        }
+        "matmul" => matmul::kernel(call)?,
+        _ => elementwise::unary(call)?,
+    };
+    Ok(move |b: &Bound| k(b))
+}

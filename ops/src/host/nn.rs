@@ -1,0 +1,182 @@
+//! `softmax`, `log_softmax`, `layer_norm`, `rms_norm`, `rope` and `attention`, accumulating in f64.
+
+use anyaccel_hal::{OpCall, Result};
+
+use super::reduce::{for_lines, line_offset};
+use super::scalar::{load, store, Val};
+use super::{Body, Bound, TView};
+use crate::attrs::Attrs;
+use crate::catalog::op_def;
+use crate::plan::eps;
+
+fn f(v: Val) -> f64 {
+    match v {
+        Val::F(x) => x,
+        Val::I(i) => i as f64,
+    }
+}
+
+/// Reads `len` elements of `v` from `base` with step `stride`.
+fn row(v: &TView, base: usize, stride: usize, len: usize) -> Vec<f64> {
+    // SAFETY: callers pass a line of v's layout.
+    (0..len)
+        .map(|j| f(unsafe { load(v, base + j * stride) }))
+        .collect()
+}
+
+fn write_row(out: &TView, base: usize, stride: usize, values: impl Iterator<Item = f64>) {
+    for (j, y) in values.enumerate() {
+        // SAFETY: callers pass a line of the output's layout with as many elements.
+        unsafe { store(out, base + j * stride, Val::F(y)) }
+    }
+}
+
+/// The kernel of one normalisation or attention op.
+pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
+    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
+    let attrs = Attrs::new(&call.op, &call.attrs, known)?;
+    let rank = call.inputs[0].as_ref().map(|t| t.rank()).unwrap_or(0);
+    let op = call.op.clone();
+    Ok(match op.as_str() {
+        "softmax" | "log_softmax" => {
+            let axis = attrs.axis("axis", Some(-1), rank)?;
+            let log = op == "log_softmax";
+            Box::new(move |b: &Bound| {
+                let (x, out) = (b.input(0)?, b.out(0));
+                let len = x.desc.shape[axis];
+                let (xs, os) = (x.desc.strides[axis], out.desc.strides[axis]);
+                for_lines(x, [out], axis, |_, xb, [ob]| {
+                    let r = row(x, xb, xs, len);
+                    let m = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let sum: f64 = r.iter().map(|&v| (v - m).exp()).sum();
+                    if log {
+                        let ls = sum.ln();
+                        write_row(out, ob, os, r.iter().map(|&v| v - m - ls));
+                    } else {
+                        write_row(out, ob, os, r.iter().map(|&v| (v - m).exp() / sum));
+                    }
+                    Ok(())
+                })
+            })
+        }
+        "layer_norm" | "rms_norm" => {
+            let rms = op == "rms_norm";
+            let eps = eps(&attrs, if rms { 1e-6 } else { 1e-5 })?;
+            let has_w = call.inputs.get(1).is_some_and(|t| t.is_some());
+            let has_b = call.inputs.get(2).is_some_and(|t| t.is_some());
+            Box::new(move |b: &Bound| {
+                let (x, out) = (b.input(0)?, b.out(0));
+                let axis = x.desc.rank() - 1;
+                let len = x.desc.shape[axis];
+                let w = if has_w { Some(b.input(1)?) } else { None };
+                let bias = if has_b { Some(b.input(2)?) } else { None };
+                let wv = w.map(|w| row(w, w.desc.offset, w.desc.strides[0], len));
+                let bv = bias.map(|t| row(t, t.desc.offset, t.desc.strides[0], len));
+                let (xs, os) = (x.desc.strides[axis], out.desc.strides[axis]);
+                for_lines(x, [out], axis, |_, xb, [ob]| {
+                    let r = row(x, xb, xs, len);
+                    let n = len as f64;
+                    let (mean, denom) = if rms {
+                        (0.0, (r.iter().map(|v| v * v).sum::<f64>() / n + eps).sqrt())
+                    } else {
+                        let mean = r.iter().sum::<f64>() / n;
+                        let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                        (mean, (var + eps).sqrt())
+                    };
+                    write_row(
+                        out,
+                        ob,
+                        os,
+                        r.iter().enumerate().map(|(j, &v)| {
+                            let y = (v - mean) / denom * wv.as_ref().map_or(1.0, |w| w[j]);
+                            y + bv.as_ref().map_or(0.0, |b| b[j])
+                        }),
+                    );
+                    Ok(())
+                })
+            })
+        }
+        "rope" => {
+            let interleaved = attrs.flag("interleaved", false)?;
+            Box::new(move |b: &Bound| {
+                let (x, cos, sin, out) = (b.input(0)?, b.input(1)?, b.input(2)?, b.out(0));
+                let axis = x.desc.rank() - 1;
+                let (seq, d) = (x.desc.shape[axis - 1], x.desc.shape[axis]);
+                let half = d / 2;
+                let (xs, os) = (x.desc.strides[axis], out.desc.strides[axis]);
+                for_lines(x, [out], axis, |line, xb, [ob]| {
+                    let s = line % seq.max(1);
+                    let r = row(x, xb, xs, d);
+                    let c = row(
+                        cos,
+                        cos.desc.offset + s * cos.desc.strides[0],
+                        cos.desc.strides[1],
+                        half,
+                    );
+                    let sn = row(
+                        sin,
+                        sin.desc.offset + s * sin.desc.strides[0],
+                        sin.desc.strides[1],
+                        half,
+                    );
+                    let mut y = vec![0.0; d];
+                    for i in 0..half {
+                        let (a, bb) = if interleaved {
+                            (2 * i, 2 * i + 1)
+                        } else {
+                            (i, i + half)
+                        };
+                        y[a] = r[a] * c[i] - r[bb] * sn[i];
+                        y[bb] = r[bb] * c[i] + r[a] * sn[i];
+                    }
+                    write_row(out, ob, os, y.into_iter());
+                    Ok(())
+                })
+            })
+        }
+        _ => {
+            let causal = attrs.flag("causal", false)?;
+            let scale = attrs.float_opt("scale")?;
+            Box::new(move |b: &Bound| {
+                let (q, k, v, out) = (b.input(0)?, b.input(1)?, b.input(2)?, b.out(0));
+                let r = q.desc.rank();
+                let (lq, d) = (q.desc.shape[r - 2], q.desc.shape[r - 1]);
+                let (lk, dv) = (k.desc.shape[r - 2], v.desc.shape[r - 1]);
+                let scale = scale.unwrap_or(1.0 / (d as f64).sqrt());
+                let mut batch_space = q.desc.shape[..r - 2].to_vec();
+                batch_space.extend([1, 1]);
+                for_lines(q, [out], r - 1, |line, qb, [ob]| {
+                    let (bi, i) = (line / lq.max(1), line % lq.max(1));
+                    let kb = line_offset(k, &batch_space, bi);
+                    let vb = line_offset(v, &batch_space, bi);
+                    let qr = row(q, qb, q.desc.strides[r - 1], d);
+                    let keys = if causal { lk.min(i + 1) } else { lk };
+                    let scores: Vec<f64> = (0..keys)
+                        .map(|j| {
+                            let kr =
+                                row(k, kb + j * k.desc.strides[r - 2], k.desc.strides[r - 1], d);
+                            scale * qr.iter().zip(&kr).map(|(a, b)| a * b).sum::<f64>()
+                        })
+                        .collect();
+                    let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let p: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                    let total: f64 = p.iter().sum();
+                    let mut acc = vec![0.0; dv];
+                    for (j, pj) in p.iter().enumerate() {
+                        let vr = row(v, vb + j * v.desc.strides[r - 2], v.desc.strides[r - 1], dv);
+                        for (a, x) in acc.iter_mut().zip(vr) {
+                            *a += pj * x;
+                        }
+                    }
+                    write_row(
+                        out,
+                        ob,
+                        out.desc.strides[r - 1],
+                        acc.into_iter().map(|a| a / total),
+                    );
+                    Ok(())
+                })
+            })
+        }
+    })
+}

@@ -1,0 +1,129 @@
+//! One element of any dtype, and the conversions of `cast` (the rules of `docs/ops.md`).
+
+use anyaccel_hal::{bf16, f16, DType};
+
+use super::TView;
+
+/// An element: floats as f64, integers and bools as i64.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Val {
+    F(f64),
+    I(i64),
+}
+
+/// Reads the element at `off` of `v`, whatever its dtype.
+///
+/// # Safety
+/// `off` must be an element offset of `v`'s layout (see [`TView::ptr`]).
+pub(crate) unsafe fn load(v: &TView, off: usize) -> Val {
+    // SAFETY: the caller's contract; each arm reads the dtype's storage type.
+    unsafe {
+        match v.desc.dtype {
+            DType::F32 => Val::F(v.get::<f32>(off) as f64),
+            DType::F16 => Val::F(v.get::<f16>(off).to_f64()),
+            DType::BF16 => Val::F(v.get::<bf16>(off).to_f64()),
+            DType::F64 => Val::F(v.get::<f64>(off)),
+            DType::I32 => Val::I(v.get::<i32>(off) as i64),
+            DType::I64 => Val::I(v.get::<i64>(off)),
+            DType::U8 => Val::I(v.get::<u8>(off) as i64),
+            DType::Bool => Val::I((v.get::<u8>(off) != 0) as i64),
+        }
+    }
+}
+
+/// Writes `x` converted to `v`'s dtype at `off`: floats round to nearest even (overflow to
+/// infinity), float to integer rounds toward zero and saturates (NaN gives 0), integer to
+/// integer wraps, anything to bool is `x != 0`.
+///
+/// # Safety
+/// `off` must be an element offset of the output view `v` (see [`TView::set`]).
+pub(crate) unsafe fn store(v: &TView, off: usize, x: Val) {
+    // SAFETY: the caller's contract; each arm writes the dtype's storage type.
+    unsafe {
+        match (v.desc.dtype, x) {
+            (DType::F32, Val::F(f)) => v.set(off, f as f32),
+            (DType::F32, Val::I(i)) => v.set(off, i as f32),
+            (DType::F16, Val::F(f)) => v.set(off, f16::from_f64(f)),
+            (DType::F16, Val::I(i)) => v.set(off, f16::from_f64(i as f64)),
+            (DType::BF16, Val::F(f)) => v.set(off, bf16::from_f64(f)),
+            (DType::BF16, Val::I(i)) => v.set(off, bf16::from_f64(i as f64)),
+            (DType::F64, Val::F(f)) => v.set(off, f),
+            (DType::F64, Val::I(i)) => v.set(off, i as f64),
+            (DType::I32, Val::F(f)) => v.set(off, f as i32),
+            (DType::I32, Val::I(i)) => v.set(off, i as i32),
+            (DType::I64, Val::F(f)) => v.set(off, f as i64),
+            (DType::I64, Val::I(i)) => v.set(off, i),
+            (DType::U8, Val::F(f)) => v.set(off, f as u8),
+            (DType::U8, Val::I(i)) => v.set(off, i as u8),
+            (DType::Bool, Val::F(f)) => v.set(off, (f != 0.0) as u8),
+            (DType::Bool, Val::I(i)) => v.set(off, (i != 0) as u8),
+        }
+    }
+}
+
+/// Storage types of floats, computed in f32.
+pub(crate) trait FloatStore: Copy + Send + Sync + 'static {
+    fn to_f32(self) -> f32;
+    fn from_f32(v: f32) -> Self;
+}
+
+impl FloatStore for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> f32 {
+        v
+    }
+}
+
+impl FloatStore for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> f16 {
+        f16::from_f32(v)
+    }
+}
+
+impl FloatStore for bf16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> bf16 {
+        bf16::from_f32(v)
+    }
+}
+
+/// Storage types of integers, computed in i64 (wrapping back to the width on store).
+pub(crate) trait IntStore: Copy + Send + Sync + 'static {
+    fn to_i64(self) -> i64;
+    fn from_i64(v: i64) -> Self;
+}
+
+impl IntStore for i32 {
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+    #[inline(always)]
+    fn from_i64(v: i64) -> i32 {
+        v as i32
+    }
+}
+
+impl IntStore for i64 {
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self
+    }
+    #[inline(always)]
+    fn from_i64(v: i64) -> i64 {
+        v
+    }
+}

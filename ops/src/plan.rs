@@ -1,0 +1,564 @@
+//! Validation and output-shape inference for every op: the rules of `docs/ops.md`.
+
+use anyaccel_hal::{shape_str, AttrValue, DType, Error, Result, TensorDesc};
+
+use crate::attrs::{normalize_axis, Attrs};
+use crate::catalog::{dtype_list, op_def, OpKind};
+
+/// An output to allocate: dtype and shape.
+pub type OutputSpec = (DType, Vec<usize>);
+
+fn invalid(msg: String) -> Error {
+    Error::invalid_argument(msg)
+}
+
+/// NumPy broadcasting of two shapes.
+pub fn broadcast_shapes(
+    op: &str,
+    names: (&str, &str),
+    a: &[usize],
+    b: &[usize],
+) -> Result<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(invalid(format!(
+                "{op}: {} is {} but {} is {}: dimension {i} of the broadcast is {da} against {db}; each pair must be equal or 1",
+                names.0,
+                shape_str(a),
+                names.1,
+                shape_str(b)
+            )));
+        };
+    }
+    Ok(out)
+}
+
+fn same_dtype(op: &str, names: &[&str], descs: &[&TensorDesc]) -> Result<DType> {
+    let d0 = descs[0].dtype;
+    for (n, d) in names.iter().zip(descs).skip(1) {
+        if d.dtype != d0 {
+            return Err(invalid(format!(
+                "{op}: {} is {} but {n} is {}: dtypes must match",
+                names[0], d0, d.dtype
+            )));
+        }
+    }
+    Ok(d0)
+}
+
+fn check_dtype(op: &str, name: &str, dtype: DType, allowed: &[DType]) -> Result<()> {
+    if !allowed.contains(&dtype) {
+        return Err(invalid(format!(
+            "{op}: {name} is {dtype}, expected one of {}",
+            dtype_list(allowed)
+        )));
+    }
+    Ok(())
+}
+
+fn index_dtype(op: &str, d: &TensorDesc) -> Result<()> {
+    check_dtype(op, "indices", d.dtype, &[DType::I32, DType::I64])
+}
+
+fn min_rank(op: &str, name: &str, d: &TensorDesc, rank: usize) -> Result<()> {
+    if d.rank() < rank {
+        return Err(invalid(format!(
+            "{op}: {name} has rank {} ({}), expected rank {rank} or more",
+            d.rank(),
+            shape_str(&d.shape)
+        )));
+    }
+    Ok(())
+}
+
+fn integral(op: &str, name: &str, v: f64) -> Result<i64> {
+    if !v.is_finite() || v.fract() != 0.0 || v.abs() > 9.2e18 {
+        return Err(invalid(format!(
+            "{op}: {name} is {v}, expected an integral value for an integer dtype"
+        )));
+    }
+    Ok(v as i64)
+}
+
+/// Reduction axes, normalised, sorted and unique; empty or absent means all.
+pub(crate) fn reduce_axes(attrs: &Attrs<'_>, rank: usize) -> Result<Vec<usize>> {
+    let list = attrs.ints_opt("axes")?.unwrap_or_default();
+    if list.is_empty() {
+        return Ok((0..rank).collect());
+    }
+    let mut axes = Vec::new();
+    for a in list {
+        let n = normalize_axis(attrs.op, "axis", a, rank)?;
+        if axes.contains(&n) {
+            return Err(invalid(format!(
+                "{}: axis {n} is listed twice in axes",
+                attrs.op
+            )));
+        }
+        axes.push(n);
+    }
+    axes.sort_unstable();
+    Ok(axes)
+}
+
+pub(crate) fn eps(attrs: &Attrs<'_>, default: f64) -> Result<f64> {
+    let e = attrs.float_opt("eps")?.unwrap_or(default);
+    if !e.is_finite() || e < 0.0 {
+        return Err(invalid(format!(
+            "{}: eps is {e}, expected a finite value >= 0",
+            attrs.op
+        )));
+    }
+    Ok(e)
+}
+
+/// Validates a call and infers its outputs. `inputs` are the descs of the inputs, `None` for an
+/// absent optional one.
+pub fn plan(
+    op: &str,
+    inputs: &[Option<&TensorDesc>],
+    attr_list: &[(String, AttrValue)],
+) -> Result<Vec<OutputSpec>> {
+    let def = op_def(op).ok_or_else(|| {
+        invalid(format!(
+            "unknown op `{op}`; the op set is listed in docs/ops.md"
+        ))
+    })?;
+    let attrs = Attrs::new(op, attr_list, def.attrs)?;
+    // Arity.
+    let variadic = def.inputs.iter().any(|i| i.ends_with('*'));
+    let required = def
+        .inputs
+        .iter()
+        .filter(|i| !i.ends_with('?') && !i.ends_with('*'))
+        .count();
+    if variadic {
+        if inputs.is_empty() {
+            return Err(invalid(format!(
+                "{op}: no inputs given, expected at least one"
+            )));
+        }
+    } else if inputs.len() < required || inputs.len() > def.inputs.len() {
+        return Err(invalid(format!(
+            "{op}: {} inputs given, expected {} ({})",
+            inputs.len(),
+            if required == def.inputs.len() {
+                required.to_string()
+            } else {
+                format!("{required} to {}", def.inputs.len())
+            },
+            def.inputs.join(", ")
+        )));
+    }
+    for (i, input) in inputs.iter().enumerate() {
+        let name = def.inputs.get(i).copied().unwrap_or("xs*");
+        if input.is_none() && !name.ends_with('?') {
+            return Err(invalid(format!(
+                "{op}: input {i} ({}) is required but absent",
+                name.trim_end_matches('*')
+            )));
+        }
+        if let Some(d) = input {
+            d.validate(&format!(
+                "{op}: input {}",
+                name.trim_end_matches(['?', '*'])
+            ))?;
+        }
+    }
+    let x = |i: usize| -> &TensorDesc {
+        inputs[i].expect("checked above: required inputs are present")
+    };
+    let opt = |i: usize| -> Option<&TensorDesc> { inputs.get(i).copied().flatten() };
+    let main_dtype = match def.kind {
+        OpKind::Creation => None,
+        _ => Some(x(0).dtype),
+    };
+    if let Some(d) = main_dtype {
+        let name = def.inputs[0].trim_end_matches(['?', '*']);
+        if def.kind != OpKind::Select {
+            check_dtype(op, name, d, def.dtypes)?;
+        }
+    }
+
+    let out = match op {
+        "fill" => {
+            let dtype = attrs.dtype("dtype")?;
+            check_dtype(op, "dtype", dtype, def.dtypes)?;
+            attrs.float("value")?;
+            let shape = attrs
+                .ints_opt("shape")?
+                .ok_or_else(|| invalid("fill: attribute `shape` (Ints) is required".into()))?;
+            let shape = shape
+                .iter()
+                .map(|&d| {
+                    usize::try_from(d).map_err(|_| {
+                        invalid(format!("fill: shape {shape:?} has a negative dimension"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            vec![(dtype, shape)]
+        }
+        "arange" => {
+            let dtype = attrs.dtype("dtype")?;
+            check_dtype(op, "dtype", dtype, def.dtypes)?;
+            let n = attrs.int("n")?;
+            let n = usize::try_from(n)
+                .map_err(|_| invalid(format!("arange: n is {n}, expected n >= 0")))?;
+            let (start, step) = (attrs.float("start")?, attrs.float("step")?);
+            if dtype.is_int() {
+                integral(op, "start", start)?;
+                integral(op, "step", step)?;
+            } else if !start.is_finite() || !step.is_finite() {
+                return Err(invalid(format!(
+                    "arange: start {start} and step {step} must be finite"
+                )));
+            }
+            vec![(dtype, vec![n])]
+        }
+        "copy" => vec![(x(0).dtype, x(0).shape.clone())],
+        "cast" => {
+            let to = attrs.dtype("dtype")?;
+            check_dtype(op, "dtype", to, def.dtypes)?;
+            vec![(to, x(0).shape.clone())]
+        }
+        "concat" => {
+            let first = x(0);
+            min_rank(op, "xs[0]", first, 1)?;
+            let axis = attrs.axis("axis", None, first.rank())?;
+            let mut shape = first.shape.clone();
+            shape[axis] = 0;
+            for (i, d) in inputs.iter().enumerate() {
+                let d = d.ok_or_else(|| invalid(format!("concat: input {i} is absent")))?;
+                if d.dtype != first.dtype {
+                    return Err(invalid(format!(
+                        "concat: xs[{i}] is {} but xs[0] is {}: dtypes must match",
+                        d.dtype, first.dtype
+                    )));
+                }
+                let same = d.rank() == first.rank()
+                    && d.shape
+                        .iter()
+                        .zip(&first.shape)
+                        .enumerate()
+                        .all(|(k, (a, b))| k == axis || a == b);
+                if !same {
+                    return Err(invalid(format!(
+                        "concat: xs[{i}] is {} but xs[0] is {}: shapes must match except on axis {axis}",
+                        shape_str(&d.shape),
+                        shape_str(&first.shape)
+                    )));
+                }
+                shape[axis] += d.shape[axis];
+            }
+            vec![(first.dtype, shape)]
+        }
+        "index_select" => {
+            let (xd, idx) = (x(0), x(1));
+            index_dtype(op, idx)?;
+            min_rank(op, "x", xd, 1)?;
+            if idx.rank() != 1 {
+                return Err(invalid(format!(
+                    "index_select: indices has shape {}, expected a 1-D tensor",
+                    shape_str(&idx.shape)
+                )));
+            }
+            let axis = attrs.axis("axis", None, xd.rank())?;
+            let mut shape = xd.shape.clone();
+            shape[axis] = idx.shape[0];
+            vec![(xd.dtype, shape)]
+        }
+        "embedding" => {
+            let (w, idx) = (x(0), x(1));
+            index_dtype(op, idx)?;
+            if w.rank() != 2 {
+                return Err(invalid(format!(
+                    "embedding: weight has shape {}, expected [V, D]",
+                    shape_str(&w.shape)
+                )));
+            }
+            let mut shape = idx.shape.clone();
+            shape.push(w.shape[1]);
+            vec![(w.dtype, shape)]
+        }
+        "gather" => {
+            let (xd, idx) = (x(0), x(1));
+            index_dtype(op, idx)?;
+            min_rank(op, "x", xd, 1)?;
+            let axis = attrs.axis("axis", None, xd.rank())?;
+            if idx.rank() != xd.rank() {
+                return Err(invalid(format!(
+                    "gather: indices has rank {} but x has rank {}: ranks must match",
+                    idx.rank(),
+                    xd.rank()
+                )));
+            }
+            for d in 0..xd.rank() {
+                if d != axis && idx.shape[d] > xd.shape[d] {
+                    return Err(invalid(format!(
+                        "gather: indices is {} and x is {}: indices dim {d} is larger than x's",
+                        shape_str(&idx.shape),
+                        shape_str(&xd.shape)
+                    )));
+                }
+            }
+            vec![(xd.dtype, idx.shape.clone())]
+        }
+        _ if matches!(def.kind, OpKind::Binary | OpKind::Compare) => {
+            let dtype = same_dtype(op, &["a", "b"], &[x(0), x(1)])?;
+            let shape = broadcast_shapes(op, ("a", "b"), &x(0).shape, &x(1).shape)?;
+            vec![(
+                if def.kind == OpKind::Compare {
+                    DType::Bool
+                } else {
+                    dtype
+                },
+                shape,
+            )]
+        }
+        "where" => {
+            let (c, a, b) = (x(0), x(1), x(2));
+            check_dtype(op, "cond", c.dtype, &[DType::Bool])?;
+            let dtype = same_dtype(op, &["a", "b"], &[a, b])?;
+            check_dtype(op, "a", dtype, def.dtypes)?;
+            let ab = broadcast_shapes(op, ("a", "b"), &a.shape, &b.shape)?;
+            let shape = broadcast_shapes(op, ("cond", "a and b"), &c.shape, &ab)?;
+            vec![(dtype, shape)]
+        }
+        _ if def.kind == OpKind::Unary => {
+            let xd = x(0);
+            if op == "gelu" {
+                match attrs.str_opt("approximate")? {
+                    None | Some("none") | Some("tanh") => {}
+                    Some(other) => {
+                        return Err(invalid(format!(
+                            "gelu: approximate is `{other}`, expected `none` or `tanh`"
+                        )))
+                    }
+                }
+            }
+            if op == "clamp" {
+                let (lo, hi) = (attrs.float("min")?, attrs.float("max")?);
+                if xd.dtype.is_int() {
+                    integral(op, "min", lo)?;
+                    integral(op, "max", hi)?;
+                } else if lo.is_nan() || hi.is_nan() {
+                    return Err(invalid(format!(
+                        "clamp: min {lo} and max {hi} must not be NaN"
+                    )));
+                }
+            }
+            vec![(xd.dtype, xd.shape.clone())]
+        }
+        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" => {
+            let xd = x(0);
+            let axes = reduce_axes(&attrs, xd.rank())?;
+            let keep = attrs.flag("keepdim", false)?;
+            let mut shape = Vec::new();
+            let mut reduced = 1usize;
+            for (i, &d) in xd.shape.iter().enumerate() {
+                if axes.contains(&i) {
+                    reduced *= d;
+                    if keep {
+                        shape.push(1);
+                    }
+                } else {
+                    shape.push(d);
+                }
+            }
+            let out_numel: usize = shape.iter().product();
+            if reduced == 0 && out_numel > 0 && matches!(op, "max" | "min" | "argmax" | "argmin") {
+                return Err(invalid(format!(
+                    "{op}: cannot reduce 0 elements (x is {}, axes {axes:?}); {op} of nothing is undefined",
+                    shape_str(&xd.shape)
+                )));
+            }
+            let dtype = if op.starts_with("arg") {
+                DType::I64
+            } else {
+                xd.dtype
+            };
+            vec![(dtype, shape)]
+        }
+        "cumsum" => {
+            attrs.axis("axis", None, x(0).rank())?;
+            vec![(x(0).dtype, x(0).shape.clone())]
+        }
+        "topk" => {
+            let xd = x(0);
+            let axis = attrs.axis("axis", Some(-1), xd.rank())?;
+            let k = attrs.int("k")?;
+            attrs.flag("largest", true)?;
+            let size = xd.shape[axis];
+            if k < 0 || k as u64 > size as u64 {
+                return Err(invalid(format!(
+                    "topk: k is {k}, expected 0..={size} (the size of axis {axis})"
+                )));
+            }
+            let mut shape = xd.shape.clone();
+            shape[axis] = k as usize;
+            vec![(xd.dtype, shape.clone()), (DType::I64, shape)]
+        }
+        "softmax" | "log_softmax" => {
+            attrs.axis("axis", Some(-1), x(0).rank())?;
+            vec![(x(0).dtype, x(0).shape.clone())]
+        }
+        "layer_norm" | "rms_norm" => {
+            let xd = x(0);
+            min_rank(op, "x", xd, 1)?;
+            let last = xd.shape[xd.rank() - 1];
+            eps(&attrs, if op == "layer_norm" { 1e-5 } else { 1e-6 })?;
+            for (i, name) in [(1usize, "weight"), (2, "bias")] {
+                if let Some(p) = opt(i) {
+                    if p.dtype != xd.dtype {
+                        return Err(invalid(format!(
+                            "{op}: {name} is {} but x is {}: dtypes must match",
+                            p.dtype, xd.dtype
+                        )));
+                    }
+                    if p.shape != [last] {
+                        return Err(invalid(format!(
+                            "{op}: {name} has shape {}, expected [{last}] (the size of x's last axis)",
+                            shape_str(&p.shape)
+                        )));
+                    }
+                }
+            }
+            vec![(xd.dtype, xd.shape.clone())]
+        }
+        "matmul" => {
+            let (a, b) = (x(0), x(1));
+            let dtype = same_dtype(op, &["a", "b"], &[a, b])?;
+            min_rank(op, "a", a, 2)?;
+            min_rank(op, "b", b, 2)?;
+            let (m, ka) = (a.shape[a.rank() - 2], a.shape[a.rank() - 1]);
+            let (kb, n) = (b.shape[b.rank() - 2], b.shape[b.rank() - 1]);
+            if ka != kb {
+                return Err(invalid(format!(
+                    "matmul: a is {} but b is {}: inner dimensions must match ({ka} vs {kb})",
+                    shape_str(&a.shape),
+                    shape_str(&b.shape)
+                )));
+            }
+            let batch = broadcast_shapes(
+                op,
+                ("a's batch", "b's batch"),
+                &a.shape[..a.rank() - 2],
+                &b.shape[..b.rank() - 2],
+            )?;
+            let mut shape = batch;
+            shape.extend([m, n]);
+            if let Some(bias) = opt(2) {
+                if bias.dtype != dtype {
+                    return Err(invalid(format!(
+                        "matmul: bias is {} but a is {dtype}: dtypes must match",
+                        bias.dtype
+                    )));
+                }
+                let b = broadcast_shapes(op, ("bias", "the output"), &bias.shape, &shape)?;
+                if b != shape {
+                    return Err(invalid(format!(
+                        "matmul: bias {} does not broadcast to the output {}",
+                        shape_str(&bias.shape),
+                        shape_str(&shape)
+                    )));
+                }
+            }
+            vec![(dtype, shape)]
+        }
+        "rope" => {
+            let (xd, c, s) = (x(0), x(1), x(2));
+            same_dtype(op, &["x", "cos", "sin"], &[xd, c, s])?;
+            min_rank(op, "x", xd, 2)?;
+            attrs.flag("interleaved", false)?;
+            let (seq, d) = (xd.shape[xd.rank() - 2], xd.shape[xd.rank() - 1]);
+            if d % 2 != 0 {
+                return Err(invalid(format!(
+                    "rope: the last dim of x is {d}, expected an even size"
+                )));
+            }
+            for (name, t) in [("cos", c), ("sin", s)] {
+                if t.shape != [seq, d / 2] {
+                    return Err(invalid(format!(
+                        "rope: {name} has shape {}, expected [{seq}, {}] for x of shape {}",
+                        shape_str(&t.shape),
+                        d / 2,
+                        shape_str(&xd.shape)
+                    )));
+                }
+            }
+            vec![(xd.dtype, xd.shape.clone())]
+        }
+        "attention" => {
+            let (q, k, v) = (x(0), x(1), x(2));
+            same_dtype(op, &["q", "k", "v"], &[q, k, v])?;
+            for (name, t) in [("q", q), ("k", k), ("v", v)] {
+                min_rank(op, name, t, 2)?;
+            }
+            let r = q.rank();
+            if k.rank() != r
+                || v.rank() != r
+                || q.shape[..r - 2] != k.shape[..r - 2]
+                || q.shape[..r - 2] != v.shape[..r - 2]
+            {
+                return Err(invalid(format!(
+                    "attention: q is {}, k is {}, v is {}: batch dimensions must be equal",
+                    shape_str(&q.shape),
+                    shape_str(&k.shape),
+                    shape_str(&v.shape)
+                )));
+            }
+            if q.shape[r - 1] != k.shape[r - 1] {
+                return Err(invalid(format!(
+                    "attention: q's head dim is {} but k's is {}: they must match",
+                    q.shape[r - 1],
+                    k.shape[r - 1]
+                )));
+            }
+            if k.shape[r - 2] != v.shape[r - 2] {
+                return Err(invalid(format!(
+                    "attention: k has {} keys but v has {} values: they must match",
+                    k.shape[r - 2],
+                    v.shape[r - 2]
+                )));
+            }
+            if k.shape[r - 2] == 0 && q.shape[r - 2] > 0 {
+                return Err(invalid(
+                    "attention: k has 0 keys; attention over no keys is undefined".into(),
+                ));
+            }
+            attrs.flag("causal", false)?;
+            if let Some(s) = attrs.float_opt("scale")? {
+                if !s.is_finite() {
+                    return Err(invalid(format!(
+                        "attention: scale is {s}, expected a finite value"
+                    )));
+                }
+            }
+            let mut shape = q.shape.clone();
+            shape[r - 1] = v.shape[r - 1];
+            vec![(q.dtype, shape)]
+        }
+        other => {
+            return Err(Error::internal(format!(
+                "plan: op `{other}` is in the catalog but has no rules"
+            )))
+        }
+    };
+    Ok(out)
+}

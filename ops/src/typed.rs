@@ -1,0 +1,358 @@
+//! Typed entry points: one function per op, and an `_into` form writing into given outputs.
+
+use anyaccel_hal::{AttrValue, DType, Queue, Result, Tensor};
+
+use crate::dispatch::{call, call_into};
+
+fn one(mut v: Vec<Tensor>) -> Tensor {
+    // `call` returns exactly as many outputs as the op has, and these ops have one.
+    v.swap_remove(0)
+}
+
+fn attr(name: &str, v: AttrValue) -> (String, AttrValue) {
+    (name.to_string(), v)
+}
+
+macro_rules! binary_ops {
+    ($($name:ident, $into:ident, $doc:literal;)*) => {$(
+        #[doc = concat!("`", stringify!($name), "(a, b)`: ", $doc, " NumPy broadcasting.")]
+        pub fn $name(q: &dyn Queue, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+            call(q, stringify!($name), &[Some(a), Some(b)], &[]).map(one)
+        }
+        #[doc = concat!("[`", stringify!($name), "`] into `out`.")]
+        pub fn $into(q: &dyn Queue, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+            call_into(q, stringify!($name), &[Some(a), Some(b)], &[out], &[])
+        }
+    )*};
+}
+
+binary_ops! {
+    add, add_into, "a + b (integers wrap).";
+    sub, sub_into, "a - b (integers wrap).";
+    mul, mul_into, "a * b (integers wrap).";
+    div, div_into, "a / b (integers truncate; x / 0 = 0).";
+    maximum, maximum_into, "the larger of a and b; NaN propagates.";
+    minimum, minimum_into, "the smaller of a and b; NaN propagates.";
+    pow, pow_into, "a raised to b (floats).";
+    eq, eq_into, "a == b, as bool.";
+    ne, ne_into, "a != b, as bool.";
+    lt, lt_into, "a < b, as bool.";
+    le, le_into, "a <= b, as bool.";
+    gt, gt_into, "a > b, as bool.";
+    ge, ge_into, "a >= b, as bool.";
+}
+
+macro_rules! unary_ops {
+    ($($name:ident, $into:ident, $doc:literal;)*) => {$(
+        #[doc = concat!("`", stringify!($name), "(x)`: ", $doc)]
+        pub fn $name(q: &dyn Queue, x: &Tensor) -> Result<Tensor> {
+            call(q, stringify!($name), &[Some(x)], &[]).map(one)
+        }
+        #[doc = concat!("[`", stringify!($name), "`] into `out`.")]
+        pub fn $into(q: &dyn Queue, x: &Tensor, out: &Tensor) -> Result<()> {
+            call_into(q, stringify!($name), &[Some(x)], &[out], &[])
+        }
+    )*};
+}
+
+unary_ops! {
+    neg, neg_into, "-x.";
+    abs, abs_into, "|x|.";
+    exp, exp_into, "e^x.";
+    log, log_into, "natural logarithm.";
+    sqrt, sqrt_into, "square root.";
+    rsqrt, rsqrt_into, "1 / sqrt(x).";
+    sin, sin_into, "sine.";
+    cos, cos_into, "cosine.";
+    tanh, tanh_into, "hyperbolic tangent.";
+    sigmoid, sigmoid_into, "1 / (1 + e^-x).";
+    relu, relu_into, "max(x, 0).";
+    silu, silu_into, "x * sigmoid(x).";
+    copy, copy_into, "a copy in a new contiguous tensor (the `_into` form copies into any layout).";
+}
+
+/// The form of `gelu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeluApproximation {
+    /// `x * 0.5 * (1 + erf(x / sqrt 2))`.
+    None,
+    /// `0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`.
+    Tanh,
+}
+
+/// `gelu(x)` in the erf or tanh form.
+pub fn gelu(q: &dyn Queue, x: &Tensor, approximate: GeluApproximation) -> Result<Tensor> {
+    let a = if approximate == GeluApproximation::Tanh {
+        "tanh"
+    } else {
+        "none"
+    };
+    call(
+        q,
+        "gelu",
+        &[Some(x)],
+        &[attr("approximate", AttrValue::Str(a.into()))],
+    )
+    .map(one)
+}
+
+/// `clamp(x, min, max) = minimum(maximum(x, min), max)`.
+pub fn clamp(q: &dyn Queue, x: &Tensor, min: f64, max: f64) -> Result<Tensor> {
+    call(
+        q,
+        "clamp",
+        &[Some(x)],
+        &[
+            attr("min", AttrValue::Float(min)),
+            attr("max", AttrValue::Float(max)),
+        ],
+    )
+    .map(one)
+}
+
+/// A new tensor of `shape` with every element `value` (converted as `cast` does).
+pub fn fill(q: &dyn Queue, dtype: DType, shape: &[usize], value: f64) -> Result<Tensor> {
+    let shape = AttrValue::Ints(shape.iter().map(|&d| d as i64).collect());
+    let attrs = [
+        attr("value", AttrValue::Float(value)),
+        attr("dtype", AttrValue::Str(dtype.name().into())),
+        attr("shape", shape),
+    ];
+    call(q, "fill", &[], &attrs).map(one)
+}
+
+/// `[start, start + step, ..., start + (n-1) step]`.
+pub fn arange(q: &dyn Queue, dtype: DType, start: f64, step: f64, n: usize) -> Result<Tensor> {
+    let attrs = [
+        attr("start", AttrValue::Float(start)),
+        attr("step", AttrValue::Float(step)),
+        attr("n", AttrValue::Int(n as i64)),
+        attr("dtype", AttrValue::Str(dtype.name().into())),
+    ];
+    call(q, "arange", &[], &attrs).map(one)
+}
+
+/// `x` converted to `dtype` by the rules of `docs/ops.md`.
+pub fn cast(q: &dyn Queue, x: &Tensor, dtype: DType) -> Result<Tensor> {
+    call(
+        q,
+        "cast",
+        &[Some(x)],
+        &[attr("dtype", AttrValue::Str(dtype.name().into()))],
+    )
+    .map(one)
+}
+
+/// The inputs joined along `axis`.
+pub fn concat(q: &dyn Queue, xs: &[&Tensor], axis: i64) -> Result<Tensor> {
+    let inputs: Vec<Option<&Tensor>> = xs.iter().map(|t| Some(*t)).collect();
+    call(q, "concat", &inputs, &[attr("axis", AttrValue::Int(axis))]).map(one)
+}
+
+/// `x` with only the `indices` (1-D, i32 or i64) along `axis`.
+pub fn index_select(q: &dyn Queue, x: &Tensor, axis: i64, indices: &Tensor) -> Result<Tensor> {
+    call(
+        q,
+        "index_select",
+        &[Some(x), Some(indices)],
+        &[attr("axis", AttrValue::Int(axis))],
+    )
+    .map(one)
+}
+
+/// Rows of `weight` [V, D] picked by `indices`: shape `indices.shape + [D]`.
+pub fn embedding(q: &dyn Queue, weight: &Tensor, indices: &Tensor) -> Result<Tensor> {
+    call(q, "embedding", &[Some(weight), Some(indices)], &[]).map(one)
+}
+
+/// `torch.gather`: `out[i][j] = x[indices[i][j]][j]` for axis 0.
+pub fn gather(q: &dyn Queue, x: &Tensor, axis: i64, indices: &Tensor) -> Result<Tensor> {
+    call(
+        q,
+        "gather",
+        &[Some(x), Some(indices)],
+        &[attr("axis", AttrValue::Int(axis))],
+    )
+    .map(one)
+}
+
+/// `cond ? a : b`, broadcasting all three.
+pub fn where_(q: &dyn Queue, cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    call(q, "where", &[Some(cond), Some(a), Some(b)], &[]).map(one)
+}
+
+fn reduce(q: &dyn Queue, op: &str, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    let attrs = [
+        attr("axes", AttrValue::Ints(axes.to_vec())),
+        attr("keepdim", AttrValue::Int(keepdim as i64)),
+    ];
+    call(q, op, &[Some(x)], &attrs).map(one)
+}
+
+/// Sum over `axes` (empty: all).
+pub fn sum(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "sum", x, axes, keepdim)
+}
+
+/// Mean over `axes` (empty: all).
+pub fn mean(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "mean", x, axes, keepdim)
+}
+
+/// Maximum over `axes` (empty: all); NaN propagates.
+pub fn max(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "max", x, axes, keepdim)
+}
+
+/// Minimum over `axes` (empty: all); NaN propagates.
+pub fn min(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "min", x, axes, keepdim)
+}
+
+/// Index (i64) of the maximum over `axes`, first on ties, NaN counting as largest.
+pub fn argmax(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "argmax", x, axes, keepdim)
+}
+
+/// Index (i64) of the minimum over `axes`, first on ties, NaN counting as smallest.
+pub fn argmin(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "argmin", x, axes, keepdim)
+}
+
+/// Running sum along `axis`.
+pub fn cumsum(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
+    call(
+        q,
+        "cumsum",
+        &[Some(x)],
+        &[attr("axis", AttrValue::Int(axis))],
+    )
+    .map(one)
+}
+
+/// The `k` largest (or smallest) along `axis`, sorted: `(values, indices)`.
+pub fn topk(
+    q: &dyn Queue,
+    x: &Tensor,
+    k: usize,
+    axis: i64,
+    largest: bool,
+) -> Result<(Tensor, Tensor)> {
+    let attrs = [
+        attr("k", AttrValue::Int(k as i64)),
+        attr("axis", AttrValue::Int(axis)),
+        attr("largest", AttrValue::Int(largest as i64)),
+    ];
+    let mut v = call(q, "topk", &[Some(x)], &attrs)?;
+    let indices = v.pop();
+    let values = v.pop();
+    match (values, indices) {
+        (Some(values), Some(indices)) => Ok((values, indices)),
+        _ => Err(anyaccel_hal::Error::internal("topk: expected two outputs")),
+    }
+}
+
+/// Softmax along `axis`.
+pub fn softmax(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
+    call(
+        q,
+        "softmax",
+        &[Some(x)],
+        &[attr("axis", AttrValue::Int(axis))],
+    )
+    .map(one)
+}
+
+/// Log-softmax along `axis`.
+pub fn log_softmax(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
+    call(
+        q,
+        "log_softmax",
+        &[Some(x)],
+        &[attr("axis", AttrValue::Int(axis))],
+    )
+    .map(one)
+}
+
+/// Layer normalisation over the last axis.
+pub fn layer_norm(
+    q: &dyn Queue,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    call(
+        q,
+        "layer_norm",
+        &[Some(x), weight, bias],
+        &[attr("eps", AttrValue::Float(eps))],
+    )
+    .map(one)
+}
+
+/// RMS normalisation over the last axis.
+pub fn rms_norm(q: &dyn Queue, x: &Tensor, weight: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    call(
+        q,
+        "rms_norm",
+        &[Some(x), weight],
+        &[attr("eps", AttrValue::Float(eps))],
+    )
+    .map(one)
+}
+
+/// Batched `a @ b (+ bias)`; batch dims broadcast; transposes come through strides.
+pub fn matmul(q: &dyn Queue, a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    call(q, "matmul", &[Some(a), Some(b), bias], &[]).map(one)
+}
+
+/// [`matmul`] into `out`.
+pub fn matmul_into(
+    q: &dyn Queue,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<()> {
+    call_into(q, "matmul", &[Some(a), Some(b), bias], &[out], &[])
+}
+
+/// Rotary embedding of `x` [..., S, D] with `cos`, `sin` [S, D/2].
+pub fn rope(
+    q: &dyn Queue,
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    interleaved: bool,
+) -> Result<Tensor> {
+    call(
+        q,
+        "rope",
+        &[Some(x), Some(cos), Some(sin)],
+        &[attr("interleaved", AttrValue::Int(interleaved as i64))],
+    )
+    .map(one)
+}
+
+/// Scaled dot-product attention; `scale` defaults to `1/sqrt(D)`.
+pub fn attention(
+    q: &dyn Queue,
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    causal: bool,
+    scale: Option<f64>,
+) -> Result<Tensor> {
+    let mut attrs = vec![attr("causal", AttrValue::Int(causal as i64))];
+    if let Some(s) = scale {
+        attrs.push(attr("scale", AttrValue::Float(s)));
+    }
+    call(
+        q,
+        "attention",
+        &[Some(query), Some(key), Some(value)],
+        &attrs,
+    )
+    .map(one)
+}
