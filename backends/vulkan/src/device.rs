@@ -259,7 +259,7 @@ impl Drop for DeviceShared {
 impl DeviceShared {
     /// An error for a failed Vulkan call, with the device and the call named.
     pub(crate) fn vk_error(&self, what: &str, e: vk::Result) -> Error {
-        let message = format!("{}: {what} failed: {e}", self.id);
+        let message = format!("{}: {what} failed: {e:?} ({e})", self.id);
         match e {
             vk::Result::ERROR_OUT_OF_HOST_MEMORY | vk::Result::ERROR_OUT_OF_DEVICE_MEMORY => {
                 Error::out_of_memory(message)
@@ -314,7 +314,7 @@ impl VulkanDevice {
         let raw =
             unsafe { instance.raw.create_device(report.physical, &create, None) }.map_err(|e| {
                 Error::unavailable(format!(
-                    "{id} ({}): vkCreateDevice failed: {e}",
+                    "{id} ({}): vkCreateDevice failed: {e:?} ({e})",
                     report.name
                 ))
             })?;

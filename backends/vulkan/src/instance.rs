@@ -61,7 +61,9 @@ impl InstanceShared {
         })?;
         // SAFETY: `entry` holds valid global function pointers.
         let loader_version = unsafe { entry.try_enumerate_instance_version() }
-            .map_err(|e| Unavailable::new(format!("vkEnumerateInstanceVersion failed: {e}")))?
+            .map_err(|e| {
+                Unavailable::new(format!("vkEnumerateInstanceVersion failed: {e:?} ({e})"))
+            })?
             .unwrap_or(vk::API_VERSION_1_0);
         if loader_version < MIN_API {
             return Err(Unavailable::new(format!(
@@ -88,7 +90,7 @@ impl InstanceShared {
             } else {
                 ""
             };
-            Unavailable::new(format!("vkCreateInstance failed: {e}{hint}"))
+            Unavailable::new(format!("vkCreateInstance failed: {e:?} ({e}){hint}"))
         })?;
         Ok(Arc::new(InstanceShared {
             _entry: entry,
@@ -100,8 +102,9 @@ impl InstanceShared {
     /// Every physical device with a compute queue family, as an anyaccel device.
     fn devices(self: &Arc<Self>) -> Result<Vec<Arc<dyn Device>>, Unavailable> {
         // SAFETY: the instance is valid for the life of `self`.
-        let physical = unsafe { self.raw.enumerate_physical_devices() }
-            .map_err(|e| Unavailable::new(format!("vkEnumeratePhysicalDevices failed: {e}")))?;
+        let physical = unsafe { self.raw.enumerate_physical_devices() }.map_err(|e| {
+            Unavailable::new(format!("vkEnumeratePhysicalDevices failed: {e:?} ({e})"))
+        })?;
         if physical.is_empty() {
             return Err(Unavailable::new(
                 "the Vulkan loader found no physical device: no Vulkan driver (ICD) is \

@@ -229,7 +229,7 @@ impl Allocation {
             destroy_buffer();
             return Err(match last_failure {
                 Some((e, index)) => oom(format!(
-                    "vkAllocateMemory failed: {e} (memory type {index}, heap of {} bytes)",
+                    "vkAllocateMemory failed: {e:?} ({e}) (memory type {index}, heap of {} bytes)",
                     shared.memory.heap_bytes(index)
                 )),
                 None => oom(format!(
@@ -273,6 +273,11 @@ impl Allocation {
             bytes: padded,
             mapped,
         })
+    }
+
+    /// The device the buffer belongs to.
+    pub(crate) fn device(&self) -> &Arc<DeviceShared> {
+        &self.shared
     }
 
     /// The mapping of the whole buffer, where its memory is host-visible and coherent.

@@ -58,6 +58,11 @@ impl VulkanKernel {
     pub fn interface(&self) -> &KernelInterface {
         &self.interface
     }
+
+    /// The device that compiled it.
+    pub(crate) fn device(&self) -> &Arc<DeviceShared> {
+        &self.shared
+    }
 }
 
 impl Kernel for VulkanKernel {
@@ -201,7 +206,8 @@ fn wgsl_to_spirv(
     let options = naga::back::spv::Options {
         lang_version: (1, 3),
         flags: naga::back::spv::WriterFlags::empty(),
-        fake_missing_bindings: false,
+        // Resource bindings map straight to descriptor set and binding numbers.
+        fake_missing_bindings: true,
         bounds_check_policies: naga::proc::BoundsCheckPolicies {
             index: naga::proc::BoundsCheckPolicy::ReadZeroSkipWrite,
             buffer: naga::proc::BoundsCheckPolicy::ReadZeroSkipWrite,

@@ -277,14 +277,13 @@ fn memory_of<'a>(what: &str, view: &'a BufferView) -> Result<&'a VulkanMemory> {
     })
 }
 
-/// The allocation behind a non-empty view.
-fn allocation_of<'a>(what: &str, view: &'a BufferView) -> Result<&'a Allocation> {
-    memory_of(what, view)?.allocation().ok_or_else(|| {
-        Error::internal(format!(
-            "{what}: a {}-byte view of a buffer without memory",
-            view.len()
-        ))
-    })
+/// Two devices from two probes can share an id (`vulkan:0` of each runtime); handles of one
+/// must never reach the other.
+fn foreign(what: &str, id: &str) -> Error {
+    Error::invalid_argument(format!(
+        "{what}: the object belongs to another instance of device {id} (from another probe or \
+         runtime), expected one of this queue's device"
+    ))
 }
 
 impl VulkanQueue {
@@ -317,6 +316,20 @@ impl VulkanQueue {
 
     fn id(&self) -> &str {
         &self.shared.id
+    }
+
+    /// The allocation behind a non-empty view, checked to belong to this very device.
+    fn allocation_of<'a>(&self, what: &str, view: &'a BufferView) -> Result<&'a Allocation> {
+        let alloc = memory_of(what, view)?.allocation().ok_or_else(|| {
+            Error::internal(format!(
+                "{what}: a {}-byte view of a buffer without memory",
+                view.len()
+            ))
+        })?;
+        if !Arc::ptr_eq(alloc.device(), &self.shared) {
+            return Err(foreign(what, self.id()));
+        }
+        Ok(alloc)
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -713,7 +726,7 @@ impl Queue for VulkanQueue {
         if data.is_empty() {
             return Ok(());
         }
-        let alloc = allocation_of("write", dst)?;
+        let alloc = self.allocation_of("write", dst)?;
         let offset = dst.offset();
         let mut st = self.lock();
         self.retire(&mut st)?;
@@ -772,7 +785,7 @@ impl Queue for VulkanQueue {
             self.sync(&mut st)?;
             return Self::report(&mut st);
         }
-        let alloc = allocation_of("read", src)?;
+        let alloc = self.allocation_of("read", src)?;
         let offset = src.offset();
         if let (Some(ptr), true) = (alloc.mapped(), self.direct()) {
             self.sync(&mut st)?;
@@ -820,8 +833,8 @@ impl Queue for VulkanQueue {
             return Ok(());
         }
         let (s, d) = (
-            allocation_of("copy src", src)?,
-            allocation_of("copy dst", dst)?,
+            self.allocation_of("copy src", src)?,
+            self.allocation_of("copy dst", dst)?,
         );
         let mut st = self.lock();
         self.retire(&mut st)?;
@@ -848,7 +861,7 @@ impl Queue for VulkanQueue {
         if dst.is_empty() {
             return Ok(());
         }
-        let alloc = allocation_of("fill", dst)?;
+        let alloc = self.allocation_of("fill", dst)?;
         let (start, end) = (dst.offset(), dst.offset() + dst.len());
         let byte_at = |i: usize| pattern[(i - start) % pattern.len()];
         // vkCmdFillBuffer writes whole aligned words: it does the aligned middle; the at most
@@ -908,6 +921,9 @@ impl Queue for VulkanQueue {
                     kernel.name()
                 ))
             })?;
+        if !Arc::ptr_eq(k.device(), &self.shared) {
+            return Err(foreign(&format!("launch `{}`", k.name()), self.id()));
+        }
         let name = k.name();
         let iface = k.interface();
         let limits = &self.shared.limits;
@@ -953,7 +969,14 @@ impl Queue for VulkanQueue {
                     limits.min_storage_buffer_offset_alignment
                 )));
             }
-            infos.push((view, memory_of(&what, view)?));
+            let mem = memory_of(&what, view)?;
+            if mem
+                .allocation()
+                .is_some_and(|a| !Arc::ptr_eq(a.device(), &self.shared))
+            {
+                return Err(foreign(&what, self.id()));
+            }
+            infos.push((view, mem));
         }
         let wg = iface.workgroup_size;
         if let Some(local) = dims.local {
