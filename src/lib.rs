@@ -31,6 +31,8 @@ pub use anyaccel_ops as ops;
 
 #[cfg(feature = "cpu")]
 pub use anyaccel_cpu as cpu;
+#[cfg(feature = "vulkan")]
+pub use anyaccel_vulkan as vulkan;
 
 /// The registry of every compiled-in backend: [`anyaccel_hal::Runtime`] with a constructor.
 pub struct Runtime;
@@ -54,5 +56,7 @@ pub fn compiled_in_backends() -> Vec<Arc<dyn Backend>> {
     let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
     #[cfg(feature = "cpu")]
     backends.push(Arc::new(anyaccel_cpu::CpuBackend));
+    #[cfg(feature = "vulkan")]
+    backends.push(Arc::new(anyaccel_vulkan::VulkanBackend));
     backends
 }
