@@ -1,0 +1,808 @@
+//! Float ops of neural networks: `softmax`, `log_softmax`, `layer_norm`, `rms_norm`, `matmul`,
+//! `rope`, `attention`.
+
+use anyaccel_hal::{shape_str, Result};
+
+use super::{
+    broadcast_shapes, broadcast_source, check_dtype, check_same_dtype, describe, invalid,
+    line_count, line_positions, numel, unravel, Call, RefTensor, FLOAT_DTYPES,
+};
+
+/// `softmax` and `log_softmax` along `axis`, with the row's maximum subtracted first.
+pub(crate) fn softmax(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    let axis = call.axis_attr("axis", Some(-1), x.rank())?;
+    let v = x.to_f64_vec();
+    let mut out = vec![0.0; v.len()];
+    for line in 0..line_count(&x.shape, axis) {
+        let positions = line_positions(&x.shape, axis, line);
+        // f64::max skips NaN, but a NaN element still makes its exp, and so the sum, NaN. A row
+        // holding +Inf gives Inf - Inf = NaN; a row of -Inf gives -Inf - -Inf = NaN.
+        let m = positions
+            .iter()
+            .map(|&p| v[p])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = positions.iter().map(|&p| libm::exp(v[p] - m)).sum();
+        for &p in &positions {
+            out[p] = if op == "log_softmax" {
+                (v[p] - m) - libm::log(s)
+            } else {
+                libm::exp(v[p] - m) / s
+            };
+        }
+    }
+    RefTensor::from_f64(x.dtype, &x.shape, out)
+}
+
+/// The `eps` attribute of a norm: finite and >= 0.
+fn eps_attr(call: &Call, default: f64) -> Result<f64> {
+    let eps = call.float_attr("eps")?.unwrap_or(default);
+    if eps.is_finite() && eps >= 0.0 {
+        Ok(eps)
+    } else {
+        Err(invalid(
+            call.op,
+            format!("attribute `eps` is {eps}, expected a finite value >= 0"),
+        ))
+    }
+}
+
+/// Checks the optional 1-D parameter `arg` of a norm over the last axis of size `d`.
+fn norm_param(
+    call: &Call,
+    i: usize,
+    arg: &str,
+    x: &RefTensor,
+    d: usize,
+) -> Result<Option<Vec<f64>>> {
+    match call.optional(i) {
+        None => Ok(None),
+        Some(p) => {
+            check_same_dtype(call.op, arg, p, "x", x)?;
+            if p.shape != [d] {
+                return Err(invalid(
+                    call.op,
+                    format!(
+                        "{} but {}: expected a 1-D tensor of {d}, the size of x's last axis",
+                        describe(arg, p),
+                        describe("x", x)
+                    ),
+                ));
+            }
+            Ok(Some(p.to_f64_vec()))
+        }
+    }
+}
+
+/// The size of x's last axis, for the norms (x must have rank >= 1).
+fn last_axis(op: &str, x: &RefTensor) -> Result<usize> {
+    x.shape.last().copied().ok_or_else(|| {
+        invalid(
+            op,
+            format!(
+                "{}, expected rank >= 1 (the last axis is normalised)",
+                describe("x", x)
+            ),
+        )
+    })
+}
+
+/// `layer_norm(x, weight?, bias?)`: `(x - mean) / sqrt(var + eps) * w + b` over the last axis,
+/// with the biased variance.
+pub(crate) fn layer_norm(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    let d = last_axis(op, x)?;
+    let weight = norm_param(call, 1, "weight", x, d)?;
+    let bias = norm_param(call, 2, "bias", x, d)?;
+    let eps = eps_attr(call, 1e-5)?;
+    let v = x.to_f64_vec();
+    let mut out = Vec::with_capacity(v.len());
+    for row in v.chunks(d.max(1)) {
+        let n = row.len() as f64;
+        let mean = row.iter().sum::<f64>() / n;
+        let var = row.iter().map(|&a| (a - mean) * (a - mean)).sum::<f64>() / n;
+        let denom = libm::sqrt(var + eps);
+        for (i, &a) in row.iter().enumerate() {
+            let mut y = (a - mean) / denom;
+            if let Some(w) = &weight {
+                y *= w[i];
+            }
+            if let Some(b) = &bias {
+                y += b[i];
+            }
+            out.push(y);
+        }
+    }
+    RefTensor::from_f64(x.dtype, &x.shape, out)
+}
+
+/// `rms_norm(x, weight?)`: `x / sqrt(mean(x^2) + eps) * w` over the last axis.
+pub(crate) fn rms_norm(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    let d = last_axis(op, x)?;
+    let weight = norm_param(call, 1, "weight", x, d)?;
+    let eps = eps_attr(call, 1e-6)?;
+    let v = x.to_f64_vec();
+    let mut out = Vec::with_capacity(v.len());
+    for row in v.chunks(d.max(1)) {
+        let mean_sq = row.iter().map(|&a| a * a).sum::<f64>() / row.len() as f64;
+        let denom = libm::sqrt(mean_sq + eps);
+        for (i, &a) in row.iter().enumerate() {
+            let mut y = a / denom;
+            if let Some(w) = &weight {
+                y *= w[i];
+            }
+            out.push(y);
+        }
+    }
+    RefTensor::from_f64(x.dtype, &x.shape, out)
+}
+
+/// Checks that `t` (argument `arg`) has rank >= `min`.
+fn check_rank_at_least(op: &str, arg: &str, t: &RefTensor, min: usize, what: &str) -> Result<()> {
+    if t.rank() >= min {
+        return Ok(());
+    }
+    Err(invalid(
+        op,
+        format!("{}, expected rank >= {min} ({what})", describe(arg, t)),
+    ))
+}
+
+/// `matmul(a [..., M, K], b [..., K, N], bias?)`, batch dims broadcast, bias added after.
+pub(crate) fn matmul(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let a = call.input(0)?;
+    let b = call.input(1)?;
+    check_dtype(op, "a", a.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(op, "b", b, "a", a)?;
+    check_rank_at_least(op, "a", a, 2, "[..., M, K]")?;
+    check_rank_at_least(op, "b", b, 2, "[..., K, N]")?;
+    let (ra, rb) = (a.rank(), b.rank());
+    let (m, k) = (a.shape[ra - 2], a.shape[ra - 1]);
+    let (kb, n) = (b.shape[rb - 2], b.shape[rb - 1]);
+    if k != kb {
+        return Err(invalid(
+            op,
+            format!(
+                "a is {} but b is {}: inner dimensions must match ({k} vs {kb})",
+                shape_str(&a.shape),
+                shape_str(&b.shape)
+            ),
+        ));
+    }
+    let (batch_a, batch_b) = (&a.shape[..ra - 2], &b.shape[..rb - 2]);
+    let batch = broadcast_shapes(
+        op,
+        &[("a's batch dims", batch_a), ("b's batch dims", batch_b)],
+    )?;
+    let mut out_shape = batch.clone();
+    out_shape.extend([m, n]);
+    let bias = match call.optional(2) {
+        None => None,
+        Some(bias) => {
+            check_same_dtype(op, "bias", bias, "a", a)?;
+            let fits = broadcast_shapes(op, &[("bias", &bias.shape), ("out", &out_shape)])
+                .map(|s| s == out_shape)
+                .unwrap_or(false);
+            if !fits {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "{}, expected [N] = [{n}] or a shape that broadcasts to the output {} \
+                         without enlarging it",
+                        describe("bias", bias),
+                        shape_str(&out_shape)
+                    ),
+                ));
+            }
+            Some(bias)
+        }
+    };
+    let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
+    let biasv = bias.map(|t| t.to_f64_vec());
+    let mut out = Vec::with_capacity(numel(&out_shape));
+    for bi in 0..numel(&batch) {
+        let batch_index = unravel(bi, &batch);
+        let a_base = broadcast_source(&batch_index, batch_a) * m * k;
+        let b_base = broadcast_source(&batch_index, batch_b) * k * n;
+        for i in 0..m {
+            for j in 0..n {
+                // An empty sum (K = 0) is 0.
+                let mut s: f64 = (0..k)
+                    .map(|p| av[a_base + i * k + p] * bv[b_base + p * n + j])
+                    .sum();
+                if let (Some(bt), Some(bvals)) = (bias, &biasv) {
+                    let mut at = batch_index.clone();
+                    at.extend([i, j]);
+                    s += bvals[broadcast_source(&at, &bt.shape)];
+                }
+                out.push(s);
+            }
+        }
+    }
+    RefTensor::from_f64(a.dtype, &out_shape, out)
+}
+
+/// `rope(x [..., S, D], cos [S, D/2], sin [S, D/2])`, half-split or interleaved pairs.
+pub(crate) fn rope(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    let cos = call.input(1)?;
+    let sin = call.input(2)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(op, "cos", cos, "x", x)?;
+    check_same_dtype(op, "sin", sin, "x", x)?;
+    check_rank_at_least(op, "x", x, 2, "[..., S, D]")?;
+    let r = x.rank();
+    let (s_len, d) = (x.shape[r - 2], x.shape[r - 1]);
+    if d % 2 != 0 {
+        return Err(invalid(
+            op,
+            format!(
+                "{}: the last dimension D = {d} must be even",
+                describe("x", x)
+            ),
+        ));
+    }
+    let half = d / 2;
+    for (arg, t) in [("cos", cos), ("sin", sin)] {
+        if t.shape != [s_len, half] {
+            return Err(invalid(
+                op,
+                format!(
+                    "{} but {}: expected [S, D/2] = {}",
+                    describe(arg, t),
+                    describe("x", x),
+                    shape_str(&[s_len, half])
+                ),
+            ));
+        }
+    }
+    let interleaved = call.flag_attr("interleaved", false)?;
+    let (xv, cv, sv) = (x.to_f64_vec(), cos.to_f64_vec(), sin.to_f64_vec());
+    let mut out = vec![0.0; xv.len()];
+    let rows = xv.len().checked_div(d).unwrap_or(0);
+    for row in 0..rows {
+        let s = row % s_len;
+        let base = row * d;
+        for i in 0..half {
+            let (p1, p2) = if interleaved {
+                (base + 2 * i, base + 2 * i + 1)
+            } else {
+                (base + i, base + i + half)
+            };
+            let (x1, x2) = (xv[p1], xv[p2]);
+            let (c, sn) = (cv[s * half + i], sv[s * half + i]);
+            out[p1] = x1 * c - x2 * sn;
+            out[p2] = x2 * c + x1 * sn;
+        }
+    }
+    RefTensor::from_f64(x.dtype, &x.shape, out)
+}
+
+/// `attention(q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv])`: softmax(q k^T * scale + mask) v.
+/// Masked keys (j > i under `causal`) take no part in row i at all.
+pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let q = call.input(0)?;
+    let k = call.input(1)?;
+    let v = call.input(2)?;
+    check_dtype(op, "q", q.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(op, "k", k, "q", q)?;
+    check_same_dtype(op, "v", v, "q", q)?;
+    check_rank_at_least(op, "q", q, 2, "[..., Lq, D]")?;
+    check_rank_at_least(op, "k", k, 2, "[..., Lk, D]")?;
+    check_rank_at_least(op, "v", v, 2, "[..., Lk, Dv]")?;
+    let r = q.rank();
+    let batch = &q.shape[..r - 2];
+    for (arg, t) in [("k", k), ("v", v)] {
+        if &t.shape[..t.rank() - 2] != batch {
+            return Err(invalid(
+                op,
+                format!(
+                    "{} but {}: batch dims must be equal",
+                    describe(arg, t),
+                    describe("q", q)
+                ),
+            ));
+        }
+    }
+    let (lq, d) = (q.shape[r - 2], q.shape[r - 1]);
+    let (lk, dk) = (k.shape[r - 2], k.shape[r - 1]);
+    let (lv, dv) = (v.shape[r - 2], v.shape[r - 1]);
+    if dk != d {
+        return Err(invalid(
+            op,
+            format!(
+                "{} but {}: the last dimensions (D) must match",
+                describe("k", k),
+                describe("q", q)
+            ),
+        ));
+    }
+    if lv != lk {
+        return Err(invalid(
+            op,
+            format!(
+                "{} but {}: v needs one row per key (Lk)",
+                describe("v", v),
+                describe("k", k)
+            ),
+        ));
+    }
+    if lk == 0 && lq > 0 {
+        return Err(invalid(
+            op,
+            format!(
+                "{} and {}: Lk = 0 keys for Lq = {lq} queries, expected at least 1 key",
+                describe("k", k),
+                describe("q", q)
+            ),
+        ));
+    }
+    let causal = call.flag_attr("causal", false)?;
+    let scale = match call.float_attr("scale")? {
+        Some(s) if s.is_finite() => s,
+        Some(s) => {
+            return Err(invalid(
+                op,
+                format!("attribute `scale` is {s}, expected a finite value"),
+            ))
+        }
+        None => 1.0 / (d as f64).sqrt(),
+    };
+    let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
+    let mut out_shape = batch.to_vec();
+    out_shape.extend([lq, dv]);
+    let mut out = Vec::with_capacity(numel(&out_shape));
+    for bi in 0..numel(batch) {
+        let (qb, kb, vb) = (bi * lq * d, bi * lk * d, bi * lk * dv);
+        for i in 0..lq {
+            // Top-left aligned: row i sees keys 0..=i (key 0 always).
+            let keys = if causal { lk.min(i + 1) } else { lk };
+            let logits: Vec<f64> = (0..keys)
+                .map(|j| {
+                    let dot: f64 = (0..d)
+                        .map(|c| qv[qb + i * d + c] * kv[kb + j * d + c])
+                        .sum();
+                    dot * scale
+                })
+                .collect();
+            let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = logits.iter().map(|&l| libm::exp(l - m)).collect();
+            let s: f64 = e.iter().sum();
+            for c in 0..dv {
+                let y: f64 = (0..keys).map(|j| e[j] / s * vv[vb + j * dv + c]).sum();
+                out.push(y);
+            }
+        }
+    }
+    RefTensor::from_f64(q.dtype, &out_shape, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use anyaccel_hal::{DType, ErrorCode};
+
+    const NAN: f64 = f64::NAN;
+    const INF: f64 = f64::INFINITY;
+    const TOL: f64 = 1e-6;
+
+    #[test]
+    fn softmax_rows_and_special_values() {
+        let x = f32t(&[2, 3], &[1.0, 2.0, 3.0, 1001.0, 1002.0, 1003.0]);
+        let p = [0.09003057317038046, 0.24472847105479764, 0.6652409557748218];
+        let t = run1("softmax", std::slice::from_ref(&x), &[int("axis", 1)]);
+        assert_close(&t, DType::F32, &[2, 3], &[p, p].concat(), TOL);
+        let t = run1("log_softmax", std::slice::from_ref(&x), &[int("axis", -1)]);
+        let l = [
+            -2.4076059644443806,
+            -1.4076059644443804,
+            -0.4076059644443804,
+        ];
+        assert_close(&t, DType::F32, &[2, 3], &[l, l].concat(), TOL);
+        // Along axis 0 of a 2x2: each column.
+        let x = f32t(&[2, 2], &[0.0, 5.0, 0.0, 5.0]);
+        let t = run1("softmax", &[x], &[int("axis", 0)]);
+        assert_close(&t, DType::F32, &[2, 2], &[0.5, 0.5, 0.5, 0.5], TOL);
+        // +Inf, NaN, all -Inf rows are NaN; a -Inf among finite values gives 0.
+        let x = f32t(&[4, 2], &[INF, 1.0, NAN, 1.0, -INF, -INF, -INF, 0.0]);
+        let t = run1("softmax", std::slice::from_ref(&x), &[int("axis", 1)]);
+        assert_f(
+            &t,
+            DType::F32,
+            &[4, 2],
+            &[NAN, NAN, NAN, NAN, NAN, NAN, 0.0, 1.0],
+        );
+        let t = run1("log_softmax", &[x], &[int("axis", 1)]);
+        assert_f(
+            &t,
+            DType::F32,
+            &[4, 2],
+            &[NAN, NAN, NAN, NAN, NAN, NAN, -INF, 0.0],
+        );
+        let t = run1("softmax", &[f32t(&[2, 0], &[])], &[int("axis", 1)]);
+        assert_f(&t, DType::F32, &[2, 0], &[]);
+        // The axis defaults to -1.
+        let t = run1("softmax", &[f32t(&[1, 2], &[0.0, 0.0])], &[]);
+        assert_f(&t, DType::F32, &[1, 2], &[0.5, 0.5]);
+        let e = fails("softmax", &[f32t(&[], &[1.0])], &[int("axis", 0)]);
+        assert!(e.message().contains("rank-0"), "{e}");
+        let e = fails("softmax", &[ti(DType::I32, &[1], &[1])], &[int("axis", 0)]);
+        assert!(e.message().contains("x has dtype i32"), "{e}");
+    }
+
+    #[test]
+    fn layer_norm_with_and_without_params() {
+        let x = f32t(&[1, 4], &[1.0, 2.0, 3.0, 4.0]);
+        let a = 1.3416407864998738;
+        let b = 0.4472135954999579;
+        let t = run1("layer_norm", std::slice::from_ref(&x), &[float("eps", 0.0)]);
+        assert_close(&t, DType::F32, &[1, 4], &[-a, -b, b, a], TOL);
+        let w = f32t(&[4], &[1.0, 2.0, 1.0, 2.0]);
+        let bias = f32t(&[4], &[0.0, 0.0, 1.0, 1.0]);
+        let t = run1(
+            "layer_norm",
+            &[x.clone(), w.clone(), bias.clone()],
+            &[float("eps", 0.0)],
+        );
+        assert_close(
+            &t,
+            DType::F32,
+            &[1, 4],
+            &[-a, -2.0 * b, b + 1.0, 2.0 * a + 1.0],
+            TOL,
+        );
+        // Bias without weight.
+        let t = run1("layer_norm", &[x.clone(), None, bias], &[float("eps", 0.0)]);
+        assert_close(&t, DType::F32, &[1, 4], &[-a, -b, b + 1.0, a + 1.0], TOL);
+        // Default eps = 1e-5: var 1.25 + 1e-5.
+        let t = run1("layer_norm", std::slice::from_ref(&x), &[]);
+        let s = (1.25f64 / (1.25 + 1e-5)).sqrt();
+        assert_close(
+            &t,
+            DType::F32,
+            &[1, 4],
+            &[-a * s, -b * s, b * s, a * s],
+            TOL,
+        );
+        // A constant row with eps = 0 is 0 / 0.
+        let t = run1(
+            "layer_norm",
+            &[f32t(&[2], &[3.0, 3.0])],
+            &[float("eps", 0.0)],
+        );
+        assert_f(&t, DType::F32, &[2], &[NAN, NAN]);
+
+        let e = fails("layer_norm", std::slice::from_ref(&x), &[float("eps", NAN)]);
+        assert!(
+            e.message()
+                .contains("`eps` is NaN, expected a finite value >= 0"),
+            "{e}"
+        );
+        let e = fails(
+            "layer_norm",
+            std::slice::from_ref(&x),
+            &[float("eps", -1.0)],
+        );
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        let e = fails("layer_norm", &[x.clone(), f32t(&[3], &[1.0; 3])], &[]);
+        assert!(e.message().contains("expected a 1-D tensor of 4"), "{e}");
+        let e = fails("layer_norm", &[x, tf(DType::F16, &[4], &[1.0; 4])], &[]);
+        assert!(e.message().contains("no type promotion"), "{e}");
+        let e = fails("layer_norm", &[f32t(&[], &[1.0])], &[]);
+        assert!(e.message().contains("expected rank >= 1"), "{e}");
+    }
+
+    #[test]
+    fn rms_norm_rows() {
+        let x = f32t(&[2, 2], &[3.0, 4.0, 0.0, 0.0]);
+        let t = run1("rms_norm", std::slice::from_ref(&x), &[float("eps", 0.0)]);
+        assert_close(
+            &t,
+            DType::F32,
+            &[2, 2],
+            &[0.848528137423857, 1.131370849898476, NAN, NAN],
+            TOL,
+        );
+        let t = run1(
+            "rms_norm",
+            &[x.clone(), f32t(&[2], &[2.0, -1.0])],
+            &[float("eps", 0.5)],
+        );
+        assert_close(
+            &t,
+            DType::F32,
+            &[2, 2],
+            &[2.0 * 0.8320502943378437, -1.1094003924504583, 0.0, 0.0],
+            TOL,
+        );
+        let e = fails("rms_norm", &[x], &[float("eps", INF)]);
+        assert!(e.message().contains("`eps` is inf"), "{e}");
+    }
+
+    #[test]
+    fn matmul_plain_bias_batched_and_empty() {
+        let a = f32t(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let b = f32t(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+        let t = run1("matmul", &[a.clone(), b.clone()], &[]);
+        assert_f(&t, DType::F32, &[2, 2], &[58.0, 64.0, 139.0, 154.0]);
+        let t = run1(
+            "matmul",
+            &[a.clone(), b.clone(), f32t(&[2], &[1.0, -1.0])],
+            &[],
+        );
+        assert_f(&t, DType::F32, &[2, 2], &[59.0, 63.0, 140.0, 153.0]);
+        let t = run1(
+            "matmul",
+            &[a.clone(), b.clone(), f32t(&[2, 1], &[1.0, -1.0])],
+            &[],
+        );
+        assert_f(&t, DType::F32, &[2, 2], &[59.0, 65.0, 138.0, 153.0]);
+        // Batch dims broadcast: [2,1] with [3] gives [2,3].
+        let a2 = f32t(&[2, 1, 1, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let b2 = f32t(&[3, 2, 1], &[1.0, 1.0, 1.0, 0.0, 0.0, 2.0]);
+        let t = run1("matmul", &[a2, b2], &[]);
+        assert_f(
+            &t,
+            DType::F32,
+            &[2, 3, 1, 1],
+            &[3.0, 1.0, 4.0, 7.0, 3.0, 8.0],
+        );
+        // A rank-3 a with a rank-2 b.
+        let a3 = f32t(&[2, 1, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let b3 = f32t(&[2, 2], &[1.0, 0.0, 0.0, 2.0]);
+        let t = run1("matmul", &[a3, b3], &[]);
+        assert_f(&t, DType::F32, &[2, 1, 2], &[1.0, 4.0, 3.0, 8.0]);
+        // K = 0 gives zeros plus bias.
+        let t = run1(
+            "matmul",
+            &[
+                f32t(&[2, 0], &[]),
+                f32t(&[0, 3], &[]),
+                f32t(&[3], &[1.0, 2.0, 3.0]),
+            ],
+            &[],
+        );
+        assert_f(&t, DType::F32, &[2, 3], &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+        let t = run1(
+            "matmul",
+            &[f32t(&[0, 2], &[]), f32t(&[2, 3], &[0.0; 6])],
+            &[],
+        );
+        assert_f(&t, DType::F32, &[0, 3], &[]);
+        // NaN and 0 * Inf.
+        let t = run1(
+            "matmul",
+            &[f32t(&[2, 1], &[NAN, 0.0]), f32t(&[1, 2], &[1.0, INF])],
+            &[],
+        );
+        assert_f(&t, DType::F32, &[2, 2], &[NAN, NAN, 0.0, NAN]);
+        // 16-bit: accumulated wide, rounded once.
+        let t = run1(
+            "matmul",
+            &[
+                tf(DType::F16, &[1, 3], &[2048.0, 1.0, 1.0]),
+                tf(DType::F16, &[3, 1], &[1.0; 3]),
+            ],
+            &[],
+        );
+        assert_f(&t, DType::F16, &[1, 1], &[2050.0]);
+
+        let e = fails("matmul", &[a.clone(), a.clone()], &[]);
+        assert_eq!(
+            e.message(),
+            "matmul: a is 2x3 but b is 2x3: inner dimensions must match (3 vs 2)"
+        );
+        let e = fails(
+            "matmul",
+            &[a.clone(), b.clone(), f32t(&[3, 2], &[0.0; 6])],
+            &[],
+        );
+        assert!(e.message().contains("without enlarging it"), "{e}");
+        let e = fails(
+            "matmul",
+            &[a.clone(), b.clone(), f32t(&[1, 2, 2], &[0.0; 4])],
+            &[],
+        );
+        assert!(e.message().contains("without enlarging it"), "{e}");
+        let e = fails("matmul", &[f32t(&[3], &[0.0; 3]), b.clone()], &[]);
+        assert!(e.message().contains("expected rank >= 2"), "{e}");
+        let e = fails(
+            "matmul",
+            &[f32t(&[2, 1, 1], &[0.0; 2]), f32t(&[3, 1, 1], &[0.0; 3])],
+            &[],
+        );
+        assert!(e.message().contains("cannot broadcast"), "{e}");
+        let e = fails(
+            "matmul",
+            &[ti(DType::I32, &[1, 1], &[1]), ti(DType::I32, &[1, 1], &[1])],
+            &[],
+        );
+        assert!(e.message().contains("a has dtype i32"), "{e}");
+    }
+
+    #[test]
+    fn rope_half_split_and_interleaved() {
+        // Two rows of D = 4 (S = 2), repeated over a batch of 2.
+        let row = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let x = f32t(&[2, 2, 4], &[row, row].concat());
+        let cos = f32t(&[2, 2], &[1.0, 0.0, 0.5, 0.0]);
+        let sin = f32t(&[2, 2], &[0.0, 1.0, 0.5, -1.0]);
+        let half_split = [1.0, -4.0, 3.0, 2.0, -1.0, 8.0, 6.0, -6.0];
+        let t = run1("rope", &[x.clone(), cos.clone(), sin.clone()], &[]);
+        assert_f(
+            &t,
+            DType::F32,
+            &[2, 2, 4],
+            &[half_split, half_split].concat(),
+        );
+        let t = run1(
+            "rope",
+            &[x.clone(), cos.clone(), sin.clone()],
+            &[int("interleaved", 0)],
+        );
+        assert_f(
+            &t,
+            DType::F32,
+            &[2, 2, 4],
+            &[half_split, half_split].concat(),
+        );
+        let interleaved = [1.0, 2.0, -4.0, 3.0, -0.5, 5.5, 8.0, -7.0];
+        let t = run1(
+            "rope",
+            &[x.clone(), cos.clone(), sin.clone()],
+            &[int("interleaved", 1)],
+        );
+        assert_f(
+            &t,
+            DType::F32,
+            &[2, 2, 4],
+            &[interleaved, interleaved].concat(),
+        );
+
+        let e = fails(
+            "rope",
+            &[f32t(&[2, 3], &[0.0; 6]), cos.clone(), sin.clone()],
+            &[],
+        );
+        assert!(e.message().contains("D = 3 must be even"), "{e}");
+        let e = fails(
+            "rope",
+            &[x.clone(), f32t(&[2, 1], &[0.0; 2]), sin.clone()],
+            &[],
+        );
+        assert!(e.message().contains("expected [S, D/2] = 2x2"), "{e}");
+        let e = fails("rope", &[x, cos, None], &[]);
+        assert!(e.message().contains("input `sin`"), "{e}");
+    }
+
+    #[test]
+    fn attention_plain_and_causal() {
+        let q = f32t(&[2, 2], &[1.0, 0.0, 0.0, 1.0]);
+        let k = q.clone();
+        let v = f32t(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        // Default scale 1/sqrt(2): row 0 weighs key 0 by p0 = sigmoid(1/sqrt 2).
+        let p0 = 0.6697615493266569;
+        let t = run1("attention", &[q.clone(), k.clone(), v.clone()], &[]);
+        assert_close(
+            &t,
+            DType::F32,
+            &[2, 2],
+            &[
+                3.0 - 2.0 * p0,
+                4.0 - 2.0 * p0,
+                1.0 + 2.0 * p0,
+                2.0 + 2.0 * p0,
+            ],
+            TOL,
+        );
+        // Causal: row 0 sees key 0 only.
+        let t = run1(
+            "attention",
+            &[q.clone(), k.clone(), v.clone()],
+            &[int("causal", 1)],
+        );
+        assert_close(
+            &t,
+            DType::F32,
+            &[2, 2],
+            &[1.0, 2.0, 1.0 + 2.0 * p0, 2.0 + 2.0 * p0],
+            TOL,
+        );
+        // A masked key takes no part: Inf in key 1 and v row 1 do not reach row 0.
+        let k_inf = f32t(&[2, 2], &[1.0, 0.0, INF, 1.0]);
+        let v_inf = f32t(&[2, 2], &[1.0, 2.0, NAN, INF]);
+        let t = run1("attention", &[q.clone(), k_inf, v_inf], &[int("causal", 1)]);
+        assert_f(&t, DType::F32, &[2, 2], &[1.0, 2.0, NAN, NAN]);
+        // scale = 0: uniform weights.
+        let t = run1(
+            "attention",
+            &[q.clone(), k.clone(), v.clone()],
+            &[float("scale", 0.0)],
+        );
+        assert_close(&t, DType::F32, &[2, 2], &[2.0, 3.0, 2.0, 3.0], TOL);
+        // Lq > Lk with causal, batch dims, Dv != D.
+        let q3 = f32t(&[1, 3, 1], &[0.0, 0.0, 0.0]);
+        let k3 = f32t(&[1, 2, 1], &[0.0, 0.0]);
+        let v3 = f32t(&[1, 2, 3], &[1.0, 2.0, 3.0, 3.0, 4.0, 5.0]);
+        let t = run1("attention", &[q3, k3, v3], &[int("causal", 1)]);
+        assert_close(
+            &t,
+            DType::F32,
+            &[1, 3, 3],
+            &[1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 2.0, 3.0, 4.0],
+            TOL,
+        );
+        // D = 0: every dot product is 0; the default scale is +Inf, so 0 * Inf = NaN, while an
+        // explicit scale gives the plain average of v.
+        let (q0, k0) = (f32t(&[1, 0], &[]), f32t(&[2, 0], &[]));
+        let t = run1("attention", &[q0.clone(), k0.clone(), v.clone()], &[]);
+        assert_f(&t, DType::F32, &[1, 2], &[NAN, NAN]);
+        let t = run1("attention", &[q0, k0, v.clone()], &[float("scale", 1.0)]);
+        assert_close(&t, DType::F32, &[1, 2], &[2.0, 3.0], TOL);
+        // Lq = 0, with or without keys.
+        let t = run1(
+            "attention",
+            &[f32t(&[0, 2], &[]), k.clone(), v.clone()],
+            &[],
+        );
+        assert_f(&t, DType::F32, &[0, 2], &[]);
+        let t = run1(
+            "attention",
+            &[f32t(&[0, 2], &[]), f32t(&[0, 2], &[]), f32t(&[0, 3], &[])],
+            &[],
+        );
+        assert_f(&t, DType::F32, &[0, 3], &[]);
+        let e = fails(
+            "attention",
+            &[q.clone(), k.clone(), v.clone()],
+            &[float("scale", INF)],
+        );
+        assert!(
+            e.message()
+                .contains("`scale` is inf, expected a finite value"),
+            "{e}"
+        );
+
+        let e = fails(
+            "attention",
+            &[q.clone(), f32t(&[0, 2], &[]), f32t(&[0, 2], &[])],
+            &[],
+        );
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        assert!(e.message().contains("Lk = 0 keys"), "{e}");
+        let e = fails(
+            "attention",
+            &[q.clone(), f32t(&[2, 3], &[0.0; 6]), v.clone()],
+            &[],
+        );
+        assert!(e.message().contains("(D) must match"), "{e}");
+        let e = fails(
+            "attention",
+            &[q.clone(), k.clone(), f32t(&[3, 2], &[0.0; 6])],
+            &[],
+        );
+        assert!(e.message().contains("one row per key"), "{e}");
+        let e = fails(
+            "attention",
+            &[
+                f32t(&[1, 2, 2], &[0.0; 4]),
+                f32t(&[2, 2, 2], &[0.0; 8]),
+                f32t(&[2, 2, 2], &[0.0; 8]),
+            ],
+            &[],
+        );
+        assert!(e.message().contains("batch dims must be equal"), "{e}");
+        let e = fails("attention", &[q, k, v], &[int("causal", 2)]);
+        assert!(e.message().contains("expected Int(0) or Int(1)"), "{e}");
+    }
+}
