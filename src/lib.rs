@@ -51,6 +51,7 @@ impl Runtime {
 }
 
 /// Every backend compiled into this build, in the order they are listed and probed.
+#[allow(clippy::vec_init_then_push)] // each push is behind a cargo feature
 pub fn compiled_in_backends() -> Vec<Arc<dyn Backend>> {
     #[allow(unused_mut)]
     let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
