@@ -1,1 +1,2 @@
+//! Criterion benches of the CPU backend (see BENCHMARKS.md).
 fn main() {}

@@ -24,8 +24,8 @@ use std::sync::Arc;
 pub use anyaccel_conformance as conformance;
 pub use anyaccel_hal as hal;
 pub use anyaccel_hal::{
-    AttrValue, Backend, Buffer, BufferView, Caps, DType, Device, DeviceInfo, Error, ErrorCode, Event, Kernel,
-    KernelSource, Queue, Result, Tensor, TensorDesc, Unavailable,
+    AttrValue, Backend, Buffer, BufferView, Caps, DType, Device, DeviceInfo, Error, ErrorCode,
+    Event, Kernel, KernelSource, Queue, Result, Tensor, TensorDesc, Unavailable,
 };
 pub use anyaccel_ops as ops;
 

@@ -25,7 +25,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "conformance",
-        "Run the HAL test suite on every selected device",
+        "Run the conformance suite (HAL and op suites) and write the reports",
     ),
     ("help", "Show this help, or a command's help"),
 ];
@@ -81,9 +81,7 @@ fn dispatch(argv: Vec<String>) -> Result<ExitCode, CliError> {
     let rest: Vec<String> = argv.collect();
     match command.as_str() {
         "devices" => cli::devices::run(Args::new("devices", rest, cli::devices::HELP)),
-        "conformance" => {
-            cli::conformance::run(Args::new("conformance", rest, cli::conformance::help()))
-        }
+        "conformance" => Ok(cli::conformance::run(rest)),
         "help" | "-h" | "--help" => help(Args::new("help", rest, usage())),
         "-V" | "--version" => {
             cli::args::print(&format!("anyaccel {}\n", env!("CARGO_PKG_VERSION")))?;

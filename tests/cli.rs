@@ -122,9 +122,19 @@ fn help_lists_the_commands() {
 }
 
 #[test]
-fn conformance_on_cpu_passes_every_hal_test() {
+fn conformance_on_cpu_passes_every_hal_test_and_writes_reports() {
+    let dir = std::env::temp_dir().join(format!("anyaccel-cli-report-{}", std::process::id()));
+    let dir_s = dir.to_string_lossy().to_string();
     let o = anyaccel(
-        &["conformance", "--device", "cpu:0"],
+        &[
+            "conformance",
+            "--device",
+            "cpu:0",
+            "--filter",
+            "hal.*",
+            "--report",
+            &dir_s,
+        ],
         &[("ANYACCEL_REQUIRE", "cpu")],
     );
     let out = stdout(&o);
@@ -134,19 +144,27 @@ fn conformance_on_cpu_passes_every_hal_test() {
         "stdout: {out}\nstderr: {}",
         stderr(&o)
     );
-    for (name, _) in HAL_TESTS {
-        let prefix = format!("cpu:0 hal/{name} ");
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no line for {name} in:\n{out}"));
-        assert!(line.ends_with(": passed"), "{line}");
-    }
     assert_eq!(
         out.lines().last(),
-        Some(format!("{} passed, 0 failed", HAL_TESTS.len()).as_str()),
+        Some(format!("{} passed, 0 failed, 0 skipped", HAL_TESTS.len()).as_str()),
         "{out}"
     );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["schema"], "anyaccel-conformance/1");
+    let cases = json["devices"][0]["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), HAL_TESTS.len());
+    for (name, _) in HAL_TESTS {
+        let case = cases
+            .iter()
+            .find(|c| c["id"] == format!("hal.{name}"))
+            .unwrap();
+        assert_eq!(case["status"], "passed", "{case}");
+    }
+    for f in ["report.md", "junit.xml", "report.html"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -165,16 +183,9 @@ fn conformance_on_an_unknown_device_fails_naming_it() {
 #[test]
 fn conformance_fails_when_a_required_backend_is_missing() {
     let o = anyaccel(
-        &["conformance"],
+        &["conformance", "--no-report"],
         &[("ANYACCEL_REQUIRE", "cpu,nosuchbackend")],
     );
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("nosuchbackend"), "{out}");
-    // The tests still ran, and the summary is still the last line.
-    assert_eq!(
-        out.lines().last(),
-        Some(format!("{} passed, 0 failed", HAL_TESTS.len()).as_str()),
-        "{out}"
-    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("nosuchbackend"), "{}", stderr(&o));
 }

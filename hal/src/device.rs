@@ -205,7 +205,7 @@ pub mod validate {
                 pattern.len()
             )));
         }
-        if dst.len() % pattern.len() != 0 {
+        if !dst.len().is_multiple_of(pattern.len()) {
             return Err(Error::invalid_argument(format!(
                 "fill: view of {} bytes is not a multiple of the {}-byte pattern",
                 dst.len(),

@@ -112,7 +112,7 @@ fn check_tensor(queue: &dyn Queue, op: &str, what: &str, t: &Tensor) -> Result<(
         )));
     }
     let size = t.dtype().size_in_bytes();
-    if t.view().offset() % size != 0 {
+    if !t.view().offset().is_multiple_of(size) {
         return Err(Error::invalid_argument(format!(
             "{op}: {what} starts at byte {} of its buffer, which is not a multiple of its {size}-byte {} elements",
             t.view().offset(),

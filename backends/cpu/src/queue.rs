@@ -130,12 +130,20 @@ fn run(command: Command, sticky: &Mutex<Option<Error>>, pool: &rayon::ThreadPool
             event.complete(failed.map_or(Ok(()), Err));
             return;
         }
-        Command::Read { src, dst, done, .. } => {
+        Command::Read {
+            src,
+            dst,
+            done,
+            _keep,
+        } => {
             if failed.is_none() {
                 // SAFETY: src is a live view of CPU memory; dst is the caller's slice, which
                 // stays borrowed until `done` completes; they cannot overlap (one is a &mut).
                 unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), src.len()) };
             }
+            // Release the buffer before waking the reader, so that what the reader observes
+            // next (e.g. the live-allocation count) no longer includes this command's reference.
+            drop(_keep);
             done.complete(failed.map_or(Ok(()), Err));
             return;
         }

@@ -1,0 +1,891 @@
+//! The runner: `anyaccel conformance [...]`. Groups of cases run in child processes (the binary
+//! re-executes itself with `--worker`), so a crash inside a device or plugin marks that case
+//! `crashed` and the run goes on; a group past its time limit is `timed_out`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyaccel_hal::{Device, Runtime};
+use serde::{Deserialize, Serialize};
+
+use crate::cases::{all_cases, glob_match, Case, Profile};
+use crate::exec::{run_case, Verdict};
+use crate::report::{
+    CaseResult, DeviceReport, Report, Status, Summary, UnavailableBackend, SCHEMA,
+};
+use crate::xfail::Xfails;
+
+/// Builds the runtime for a run: compiled-in backends plus the given plugins.
+pub type MakeRuntime = dyn Fn(&[PathBuf]) -> anyaccel_hal::Result<Runtime> + Sync;
+
+/// How the runner starts its children and builds runtimes.
+pub struct Host<'a> {
+    /// The program to run as a worker (usually the current executable).
+    pub exe: PathBuf,
+    /// Arguments put before the worker's own (e.g. `conformance`).
+    pub worker_prefix: Vec<String>,
+    /// Builds a runtime.
+    pub make_runtime: &'a MakeRuntime,
+    /// The command users type, for replay lines (e.g. `anyaccel conformance`).
+    pub replay_command: String,
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Device ids; empty means every selected device (`ANYACCEL_DEVICES`) or all.
+    pub devices: Vec<String>,
+    /// Plugin libraries to load.
+    pub plugins: Vec<PathBuf>,
+    /// Profiles to run.
+    pub profiles: Vec<Profile>,
+    /// Case-id globs; empty means all.
+    pub filters: Vec<String>,
+    /// The seed.
+    pub seed: u64,
+    /// Where to write the reports.
+    pub report_dir: Option<PathBuf>,
+    /// Print report.json to stdout.
+    pub json: bool,
+    /// Fail on unexpected passes.
+    pub strict_xfail: bool,
+    /// Concurrent child processes.
+    pub jobs: usize,
+    /// Time limit per group.
+    pub timeout: Duration,
+    /// Extra expected-failure manifests.
+    pub xfail_files: Vec<PathBuf>,
+    /// Skip the large cases (more than 2^24 elements).
+    pub no_large: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            devices: Vec::new(),
+            plugins: Vec::new(),
+            profiles: Profile::ALL.to_vec(),
+            filters: Vec::new(),
+            seed: 1,
+            report_dir: Some(PathBuf::from("report")),
+            json: false,
+            strict_xfail: false,
+            jobs: 2,
+            timeout: Duration::from_secs(900),
+            xfail_files: Vec::new(),
+            no_large: false,
+        }
+    }
+}
+
+/// The command's usage text.
+pub const USAGE: &str = "\
+usage: anyaccel conformance [--device ID]... [--plugin PATH]... [--profile core|fp16|bf16|fp64|all]...
+                            [--filter GLOB]... [--seed N] [--report DIR | --no-report] [--json]
+                            [--strict-xfail] [--xfail FILE]... [--jobs N] [--timeout SECONDS]
+                            [--no-large] [--list]
+
+Runs the HAL and op suites on every selected device and writes report.json, report.md,
+junit.xml and report.html into DIR (default: report). Exits 0 only when no case failed,
+crashed or timed out (or, with --strict-xfail, passed while listed as an expected failure).
+ANYACCEL_REQUIRE=opencl,vulkan makes an unavailable backend fail the run.";
+
+const START: &str = "@@anyaccel-start ";
+const RESULT: &str = "@@anyaccel-result ";
+
+/// What a worker reports for one case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WorkerResult {
+    id: String,
+    verdict: String,
+    reason: Option<String>,
+    max_abs_err: f64,
+    max_rel_err: f64,
+    needed_atol: Option<f64>,
+    needed_rtol: Option<f64>,
+    first_bad: Option<(usize, Option<f64>, Option<f64>)>,
+    duration_ms: f64,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    (!x.is_nan()).then_some(x)
+}
+
+fn parse_args(
+    args: &[String],
+) -> Result<(Options, bool, Option<(String, String, Option<String>)>), String> {
+    let mut o = Options::default();
+    let mut profiles: Vec<Profile> = Vec::new();
+    let mut list = false;
+    let mut worker = false;
+    let (mut w_device, mut w_group, mut w_after) = (None, None, None);
+    let mut i = 0;
+    let value = |i: &mut usize, flag: &str| -> Result<String, String> {
+        *i += 1;
+        args.get(*i)
+            .cloned()
+            .ok_or_else(|| format!("{flag} needs a value"))
+    };
+    while i < args.len() {
+        let a = args[i].as_str();
+        match a {
+            "--device" => o.devices.push(value(&mut i, a)?),
+            "--plugin" => o.plugins.push(PathBuf::from(value(&mut i, a)?)),
+            "--profile" => {
+                let v = value(&mut i, a)?;
+                if v == "all" {
+                    profiles.extend(Profile::ALL);
+                } else {
+                    profiles.push(Profile::parse(&v).ok_or_else(|| {
+                        format!("--profile: `{v}`, expected core, fp16, bf16, fp64 or all")
+                    })?);
+                }
+            }
+            "--filter" => o.filters.push(value(&mut i, a)?),
+            "--seed" => {
+                let v = value(&mut i, a)?;
+                o.seed = v
+                    .parse()
+                    .map_err(|_| format!("--seed: `{v}` is not a non-negative integer"))?;
+            }
+            "--report" => o.report_dir = Some(PathBuf::from(value(&mut i, a)?)),
+            "--no-report" => o.report_dir = None,
+            "--json" => o.json = true,
+            "--strict-xfail" => o.strict_xfail = true,
+            "--xfail" => o.xfail_files.push(PathBuf::from(value(&mut i, a)?)),
+            "--no-large" => o.no_large = true,
+            "--list" => list = true,
+            "--jobs" => {
+                let v = value(&mut i, a)?;
+                o.jobs = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--jobs: `{v}`, expected a positive integer"))?;
+            }
+            "--timeout" => {
+                let v = value(&mut i, a)?;
+                let s: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0)
+                    .ok_or_else(|| format!("--timeout: `{v}`, expected seconds > 0"))?;
+                o.timeout = Duration::from_secs_f64(s);
+            }
+            "--worker" => worker = true,
+            "--group" => w_group = Some(value(&mut i, a)?),
+            "--worker-device" => w_device = Some(value(&mut i, a)?),
+            "--after" => w_after = Some(value(&mut i, a)?),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+        i += 1;
+    }
+    if !profiles.is_empty() {
+        profiles.sort();
+        profiles.dedup();
+        o.profiles = profiles;
+    }
+    let w = if worker {
+        match (w_device, w_group) {
+            (Some(d), Some(g)) => Some((d, g, w_after)),
+            _ => return Err("--worker needs --worker-device and --group".into()),
+        }
+    } else {
+        None
+    };
+    Ok((o, list, w))
+}
+
+fn selected_cases(o: &Options) -> Vec<Case> {
+    all_cases()
+        .into_iter()
+        .filter(|c| c.profiles.iter().any(|p| o.profiles.contains(p)))
+        .filter(|c| o.filters.is_empty() || o.filters.iter().any(|f| glob_match(f, &c.id)))
+        .filter(|c| !(o.no_large && c.large))
+        .collect()
+}
+
+/// Entry point of `anyaccel conformance ARGS`: the parent run or, with `--worker`, a child.
+/// Returns the process exit code.
+pub fn main(args: &[String], host: &Host<'_>) -> i32 {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return 0;
+    }
+    let (options, list, worker) = match parse_args(args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("anyaccel conformance: {e}\n\n{USAGE}");
+            return 2;
+        }
+    };
+    if list {
+        for c in selected_cases(&options) {
+            println!("{}", c.id);
+        }
+        return 0;
+    }
+    if let Some((device, group, after)) = worker {
+        return worker_main(&options, host, &device, &group, after.as_deref());
+    }
+    match run(&options, host) {
+        Ok(report) => {
+            if options.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            }
+            if report.ok(options.strict_xfail) {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("anyaccel conformance: {e}");
+            1
+        }
+    }
+}
+
+fn worker_main(
+    o: &Options,
+    host: &Host<'_>,
+    device_id: &str,
+    group: &str,
+    after: Option<&str>,
+) -> i32 {
+    let rt = match (host.make_runtime)(&o.plugins) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            return 3;
+        }
+    };
+    let device = match rt.device(device_id) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            return 3;
+        }
+    };
+    let mut cases: Vec<Case> = selected_cases(o)
+        .into_iter()
+        .filter(|c| c.group == group)
+        .collect();
+    if let Some(after) = after {
+        if let Some(pos) = cases.iter().position(|c| c.id == after) {
+            cases.drain(..=pos);
+        }
+    }
+    let stdout = std::io::stdout();
+    for case in cases {
+        {
+            let mut out = stdout.lock();
+            let _ = writeln!(out, "{START}{}", case.id);
+            let _ = out.flush();
+        }
+        let t0 = Instant::now();
+        let outcome = run_case(&device, &case, o.seed);
+        let c = &outcome.comparison;
+        let r = WorkerResult {
+            id: case.id.clone(),
+            verdict: match outcome.verdict {
+                Verdict::Passed => "passed",
+                Verdict::Failed => "failed",
+                Verdict::Skipped => "skipped",
+            }
+            .into(),
+            reason: outcome.reason.clone(),
+            max_abs_err: c.max_abs_err,
+            max_rel_err: c.max_rel_err,
+            needed_atol: c.needed_atol,
+            needed_rtol: c.needed_rtol,
+            first_bad: c.first_bad.map(|(i, g, e)| (i, finite(g), finite(e))),
+            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        };
+        let mut out = stdout.lock();
+        let _ = writeln!(
+            out,
+            "{RESULT}{}",
+            serde_json::to_string(&r).unwrap_or_default()
+        );
+        let _ = out.flush();
+    }
+    0
+}
+
+/// Runs the suites on the selected devices and writes the reports. Errors are setup problems
+/// (an unknown device, a required backend missing, an unreadable manifest).
+pub fn run(o: &Options, host: &Host<'_>) -> Result<Report, String> {
+    let rt = (host.make_runtime)(&o.plugins).map_err(|e| e.to_string())?;
+    rt.check_required().map_err(|e| e.to_string())?;
+    let unavailable: Vec<UnavailableBackend> = rt
+        .backends()
+        .into_iter()
+        .filter_map(|b| {
+            b.devices.err().map(|u| UnavailableBackend {
+                backend: b.name,
+                reason: u.reason,
+            })
+        })
+        .collect();
+    let devices: Vec<Arc<dyn Device>> = if o.devices.is_empty() {
+        rt.devices().map_err(|e| e.to_string())?
+    } else {
+        o.devices
+            .iter()
+            .map(|id| rt.device(id))
+            .collect::<anyaccel_hal::Result<_>>()
+            .map_err(|e| e.to_string())?
+    };
+    if devices.is_empty() {
+        return Err("no device to run on".into());
+    }
+    let mut extra = Xfails::default();
+    for f in &o.xfail_files {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| format!("--xfail {}: {e}", f.display()))?;
+        extra.extend(Xfails::parse(&text, &f.display().to_string())?);
+    }
+    let cases = selected_cases(o);
+    if cases.is_empty() {
+        return Err("no case matches the filters and profiles".into());
+    }
+    for u in &unavailable {
+        eprintln!("backend {} unavailable: {}", u.backend, u.reason);
+    }
+
+    // Work items: (device, group) in a stable order.
+    let mut groups: Vec<String> = Vec::new();
+    for c in &cases {
+        if !groups.contains(&c.group) {
+            groups.push(c.group.clone());
+        }
+    }
+    let items: Vec<(usize, String)> = (0..devices.len())
+        .flat_map(|d| groups.iter().map(move |g| (d, g.clone())))
+        .collect();
+    let total_cases = cases.len() * devices.len();
+    let progress = Progress::new(total_cases);
+    let results: Mutex<BTreeMap<(usize, String), Vec<CaseResult>>> = Mutex::new(BTreeMap::new());
+    let next = Mutex::new(0usize);
+    std::thread::scope(|s| {
+        for _ in 0..o.jobs.min(items.len()).max(1) {
+            s.spawn(|| loop {
+                let item = {
+                    let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
+                    let i = *n;
+                    *n += 1;
+                    items.get(i).cloned()
+                };
+                let Some((d, group)) = item else { break };
+                let device = &devices[d];
+                let group_cases: Vec<&Case> = cases.iter().filter(|c| c.group == group).collect();
+                let r = run_group(o, host, device, &group, &group_cases, &progress);
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((d, group), r);
+            });
+        }
+    });
+    progress.finish();
+
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut device_reports = Vec::new();
+    for (d, device) in devices.iter().enumerate() {
+        let info = device.info();
+        let mut xf = Xfails::builtin(&info.backend);
+        xf.extend(extra.clone());
+        let mut all = Vec::new();
+        for g in &groups {
+            all.extend(results.remove(&(d, g.clone())).unwrap_or_default());
+        }
+        for r in &mut all {
+            if let Some(reason) = xf.reason(&r.id) {
+                r.status = match r.status {
+                    Status::Failed => Status::Xfailed,
+                    Status::Passed => Status::Xpassed,
+                    s => s,
+                };
+                if matches!(r.status, Status::Xfailed | Status::Xpassed) {
+                    let prior = r
+                        .reason
+                        .take()
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default();
+                    r.reason = Some(format!("expected failure: {reason}{prior}"));
+                }
+            }
+        }
+        let mut profiles = BTreeMap::new();
+        for p in &o.profiles {
+            let in_profile: Vec<&CaseResult> = all
+                .iter()
+                .filter(|c| c.profiles.iter().any(|x| x == p.name()))
+                .collect();
+            if !in_profile.is_empty() {
+                profiles.insert(
+                    p.name().to_string(),
+                    in_profile.iter().all(|c| c.status == Status::Passed),
+                );
+            }
+        }
+        device_reports.push(DeviceReport {
+            id: info.id.clone(),
+            name: info.name.clone(),
+            backend: info.backend.clone(),
+            summary: Summary::of(&all),
+            profiles,
+            cases: all,
+        });
+    }
+    let report = Report {
+        schema: SCHEMA.into(),
+        seed: o.seed,
+        anyaccel_version: env!("CARGO_PKG_VERSION").into(),
+        devices: device_reports,
+        unavailable,
+    };
+    print_summary(&report, o);
+    if let Some(dir) = &o.report_dir {
+        report
+            .write(dir)
+            .map_err(|e| format!("writing the reports into {}: {e}", dir.display()))?;
+        eprintln!(
+            "reports written to {}/ (report.json, report.md, junit.xml, report.html)",
+            dir.display()
+        );
+    }
+    Ok(report)
+}
+
+fn replay(o: &Options, host: &Host<'_>, device: &str, case: &str) -> String {
+    let plugins: String = o
+        .plugins
+        .iter()
+        .map(|p| format!(" --plugin {}", p.display()))
+        .collect();
+    format!(
+        "{}{plugins} --device {device} --filter '{case}' --seed {}",
+        host.replay_command, o.seed
+    )
+}
+
+fn result_for(
+    o: &Options,
+    host: &Host<'_>,
+    device: &str,
+    case: &Case,
+    status: Status,
+    reason: Option<String>,
+) -> CaseResult {
+    CaseResult {
+        id: case.id.clone(),
+        suite: case.suite.into(),
+        op: case.op.map(String::from),
+        dtype: case.dtype.clone(),
+        status,
+        reason,
+        max_abs_err: 0.0,
+        max_rel_err: 0.0,
+        needed_atol: None,
+        needed_rtol: None,
+        first_bad_index: None,
+        got: None,
+        expected: None,
+        seed: o.seed,
+        replay: replay(o, host, device, &case.id),
+        profiles: case.profiles.iter().map(|p| p.name().to_string()).collect(),
+        duration_ms: 0.0,
+    }
+}
+
+enum ChildEnd {
+    Finished,
+    Died(String),
+    TimedOut,
+}
+
+/// Runs one group on one device in child processes; a crash restarts after the crashed case.
+fn run_group(
+    o: &Options,
+    host: &Host<'_>,
+    device: &Arc<dyn Device>,
+    group: &str,
+    cases: &[&Case],
+    progress: &Progress,
+) -> Vec<CaseResult> {
+    let id = &device.info().id;
+    let deadline = Instant::now() + o.timeout;
+    let mut done: BTreeMap<String, CaseResult> = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut cmd = Command::new(&host.exe);
+        cmd.args(&host.worker_prefix)
+            .args([
+                "--worker",
+                "--worker-device",
+                id,
+                "--group",
+                group,
+                "--seed",
+                &o.seed.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for p in &o.plugins {
+            cmd.arg("--plugin").arg(p);
+        }
+        for p in &o.profiles {
+            cmd.args(["--profile", p.name()]);
+        }
+        for f in &o.filters {
+            cmd.args(["--filter", f]);
+        }
+        if o.no_large {
+            cmd.arg("--no-large");
+        }
+        if let Some(a) = &after {
+            cmd.args(["--after", a]);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                for c in cases
+                    .iter()
+                    .filter(|c| !done.contains_key(&c.id))
+                    .collect::<Vec<_>>()
+                {
+                    done.insert(
+                        c.id.clone(),
+                        result_for(
+                            o,
+                            host,
+                            id,
+                            c,
+                            Status::Crashed,
+                            Some(format!("could not start the worker process: {e}")),
+                        ),
+                    );
+                }
+                break;
+            }
+        };
+        let (tx, rx) = channel::<String>();
+        let stdout = child.stdout.take();
+        let reader = std::thread::spawn(move || {
+            if let Some(out) = stdout {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let stderr = child.stderr.take();
+        let err_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(e) = stderr {
+                for line in BufReader::new(e).lines().map_while(Result::ok) {
+                    if text.len() < 4000 {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                }
+            }
+            text
+        });
+        let mut running: Option<String> = None;
+        let end = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(500))) {
+                Ok(line) => {
+                    if let Some(cid) = line.strip_prefix(START) {
+                        running = Some(cid.to_string());
+                    } else if let Some(json) = line.strip_prefix(RESULT) {
+                        if let Ok(w) = serde_json::from_str::<WorkerResult>(json) {
+                            if let Some(case) = cases.iter().find(|c| c.id == w.id) {
+                                let mut r = result_for(
+                                    o,
+                                    host,
+                                    id,
+                                    case,
+                                    status_of(&w.verdict),
+                                    w.reason.clone(),
+                                );
+                                r.max_abs_err = w.max_abs_err;
+                                r.max_rel_err = w.max_rel_err;
+                                r.needed_atol = w.needed_atol;
+                                r.needed_rtol = w.needed_rtol;
+                                if let Some((i, g, e)) = w.first_bad {
+                                    r.first_bad_index = Some(i);
+                                    r.got = g;
+                                    r.expected = e;
+                                }
+                                r.duration_ms = w.duration_ms;
+                                progress.tick(&r);
+                                done.insert(w.id.clone(), r);
+                            }
+                            running = None;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break ChildEnd::TimedOut;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = child.wait();
+                    break match status {
+                        Ok(s) if s.success() => ChildEnd::Finished,
+                        Ok(s) => ChildEnd::Died(describe_exit(s)),
+                        Err(e) => ChildEnd::Died(format!("could not wait for the worker: {e}")),
+                    };
+                }
+            }
+        };
+        let _ = reader.join();
+        let stderr_text = err_reader.join().unwrap_or_default();
+        match end {
+            ChildEnd::Finished => {
+                for c in cases
+                    .iter()
+                    .filter(|c| !done.contains_key(&c.id))
+                    .collect::<Vec<_>>()
+                {
+                    let why = format!(
+                        "the worker ended without reporting this case; its stderr: {}",
+                        stderr_text.trim()
+                    );
+                    let r = result_for(o, host, id, c, Status::Crashed, Some(why));
+                    progress.tick(&r);
+                    done.insert(c.id.clone(), r);
+                }
+                break;
+            }
+            ChildEnd::TimedOut => {
+                for c in cases
+                    .iter()
+                    .filter(|c| !done.contains_key(&c.id))
+                    .collect::<Vec<_>>()
+                {
+                    let why = if running.as_deref() == Some(c.id.as_str()) {
+                        format!("ran past the group's time limit of {:?}", o.timeout)
+                    } else {
+                        format!(
+                            "not run: the group ran past its time limit of {:?}",
+                            o.timeout
+                        )
+                    };
+                    let r = result_for(o, host, id, c, Status::TimedOut, Some(why));
+                    progress.tick(&r);
+                    done.insert(c.id.clone(), r);
+                }
+                break;
+            }
+            ChildEnd::Died(how) => {
+                let Some(crashed) = running.clone() else {
+                    for c in cases
+                        .iter()
+                        .filter(|c| !done.contains_key(&c.id))
+                        .collect::<Vec<_>>()
+                    {
+                        let r = result_for(
+                            o,
+                            host,
+                            id,
+                            c,
+                            Status::Crashed,
+                            Some(format!(
+                                "the worker {how} before running this case; stderr: {}",
+                                stderr_text.trim()
+                            )),
+                        );
+                        progress.tick(&r);
+                        done.insert(c.id.clone(), r);
+                    }
+                    break;
+                };
+                if let Some(c) = cases.iter().find(|c| c.id == crashed) {
+                    let tail: String = stderr_text
+                        .trim()
+                        .chars()
+                        .rev()
+                        .take(600)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    let r = result_for(
+                        o,
+                        host,
+                        id,
+                        c,
+                        Status::Crashed,
+                        Some(format!(
+                            "the process {how} while running this case; stderr: {tail}"
+                        )),
+                    );
+                    progress.tick(&r);
+                    done.insert(crashed.clone(), r);
+                }
+                after = Some(crashed);
+                if cases.iter().all(|c| done.contains_key(&c.id)) {
+                    break;
+                }
+            }
+        }
+    }
+    cases.iter().filter_map(|c| done.remove(&c.id)).collect()
+}
+
+fn status_of(verdict: &str) -> Status {
+    match verdict {
+        "passed" => Status::Passed,
+        "skipped" => Status::Skipped,
+        _ => Status::Failed,
+    }
+}
+
+fn describe_exit(s: std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = s.signal() {
+            let name = match sig {
+                6 => " (SIGABRT)",
+                11 => " (SIGSEGV)",
+                9 => " (SIGKILL)",
+                4 => " (SIGILL)",
+                7 => " (SIGBUS)",
+                8 => " (SIGFPE)",
+                _ => "",
+            };
+            return format!("was killed by signal {sig}{name}");
+        }
+    }
+    format!("exited with {s}")
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    counts: Mutex<(usize, usize)>,
+    total: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {msg}")
+            {
+                b.set_style(style);
+            }
+            b
+        });
+        Progress {
+            bar,
+            counts: Mutex::new((0, 0)),
+            total,
+        }
+    }
+
+    fn tick(&self, r: &CaseResult) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.0 += 1;
+        let bad = matches!(
+            r.status,
+            Status::Failed | Status::Crashed | Status::TimedOut
+        );
+        if bad {
+            c.1 += 1;
+        }
+        match &self.bar {
+            Some(b) => {
+                b.inc(1);
+                if bad {
+                    b.println(format!(
+                        "{} {}: {}",
+                        r.status.name(),
+                        r.id,
+                        r.reason.as_deref().unwrap_or("")
+                    ));
+                }
+                b.set_message(format!("{} problems", c.1));
+            }
+            None => {
+                if bad {
+                    eprintln!(
+                        "{} {}: {}",
+                        r.status.name(),
+                        r.id,
+                        r.reason.as_deref().unwrap_or("")
+                    );
+                }
+                if c.0 % 500 == 0 || c.0 == self.total {
+                    eprintln!("{}/{} cases, {} problems", c.0, self.total, c.1);
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn print_summary(report: &Report, o: &Options) {
+    let out = if o.json {
+        &mut std::io::stderr() as &mut dyn Write
+    } else {
+        &mut std::io::stdout() as &mut dyn Write
+    };
+    let mut totals = Summary::default();
+    for d in &report.devices {
+        let s = &d.summary;
+        let verdicts: Vec<String> = d
+            .profiles
+            .iter()
+            .map(|(p, ok)| format!("{p} {}", if *ok { "conformant" } else { "NOT conformant" }))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<12} {:<40} passed {:>5}  failed {:>4}  skipped {:>4}  xfailed {:>3}  xpassed {:>3}  crashed {:>3}  timed out {:>3}  [{}]",
+            d.id,
+            d.name.chars().take(40).collect::<String>(),
+            s.passed,
+            s.failed,
+            s.skipped,
+            s.xfailed,
+            s.xpassed,
+            s.crashed,
+            s.timed_out,
+            verdicts.join(", ")
+        );
+        totals.passed += s.passed;
+        totals.failed +=
+            s.failed + s.crashed + s.timed_out + if o.strict_xfail { s.xpassed } else { 0 };
+        totals.skipped += s.skipped;
+    }
+    let _ = writeln!(
+        out,
+        "{} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.skipped
+    );
+}
