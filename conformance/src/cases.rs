@@ -1355,14 +1355,9 @@ mod tests {
         assert!(cases.len() >= 2000, "only {} cases", cases.len());
         let mut per_op: HashMap<&str, HashSet<String>> = HashMap::new();
         for c in &cases {
-            if let (Some(op), CaseBody::Op(body)) = (c.op, &c.body) {
-                let d = body
-                    .inputs
-                    .iter()
-                    .flatten()
-                    .next()
-                    .map(|i| i.dtype.name().to_string())
-                    .unwrap_or_else(|| c.dtype.clone().unwrap_or_default());
+            if let (Some(op), Some(label)) = (c.op, &c.dtype) {
+                // The label names the main dtype; casts are `<from>_to_<to>`.
+                let d = label.split("_to_").next().unwrap_or_default().to_string();
                 per_op.entry(op).or_default().insert(d);
             }
         }

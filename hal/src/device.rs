@@ -132,6 +132,8 @@ pub trait Queue: Send + Sync {
     fn wait_event(&self, event: &Arc<dyn Event>) -> Result<()>;
     /// Waits until every command submitted so far has completed; returns a sticky error.
     fn finish(&self) -> Result<()>;
+    /// For backends to recover their own type (a device's native ops run on its own queues).
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// A point in a queue's stream of commands.

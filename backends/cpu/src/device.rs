@@ -49,6 +49,12 @@ fn proc_field(path: &str, key: &str) -> Option<String> {
 impl CpuDevice {
     /// A CPU device with index `index` and a worker pool of one thread per core.
     pub fn new(index: usize) -> Result<Arc<CpuDevice>, Unavailable> {
+        CpuDevice::named("cpu", index)
+    }
+
+    /// A CPU device that reports another backend name: its id is `<backend>:<index>`. For
+    /// backends built on host memory (test devices, host-side plugins).
+    pub fn named(backend: &str, index: usize) -> Result<Arc<CpuDevice>, Unavailable> {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -61,10 +67,10 @@ impl CpuDevice {
             .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
             .unwrap_or(isize::MAX as u64);
-        let id = format!("cpu:{index}");
+        let id = format!("{backend}:{index}");
         let info = DeviceInfo {
             id: id.clone(),
-            backend: "cpu".into(),
+            backend: backend.into(),
             name: proc_field("/proc/cpuinfo", "model name")
                 .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
             vendor: proc_field("/proc/cpuinfo", "vendor_id")

@@ -356,6 +356,10 @@ impl Queue for CpuQueue {
         self.submit(Command::Wait(event.clone()))
     }
 
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
     fn finish(&self) -> Result<()> {
         let event = self.signal()?;
         let _ = event.wait();

@@ -1179,6 +1179,10 @@ impl Queue for VulkanQueue {
         Ok(())
     }
 
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
     fn finish(&self) -> Result<()> {
         let mut st = self.lock();
         self.sync(&mut st)?;
