@@ -9,7 +9,7 @@ use anyaccel_hal::{
     KernelCache, KernelSource, Queue, Result, Unavailable,
 };
 
-use crate::memory::CpuMemory;
+use crate::memory::{CpuMemory, ReleaseFn};
 use crate::queue::CpuQueue;
 
 /// The CPU backend: always available, one device `cpu:0`.
@@ -102,6 +102,31 @@ impl CpuDevice {
     pub fn pool(&self) -> &Arc<rayon::ThreadPool> {
         &self.pool
     }
+
+    /// A buffer of this device over `size` bytes of host memory at `ptr` that anyaccel did not
+    /// allocate (another library's array, a DLPack tensor): no copy is made. When the last
+    /// reference to the buffer goes, `release` is called once, from whichever thread drops it,
+    /// to give the memory back. The buffer counts in [`Device::live_allocations`] until then.
+    ///
+    /// `ptr` must be a multiple of [`crate::EXTERNAL_ALIGN`] (8) when `size` is not zero;
+    /// otherwise this is `InvalidArgument`, and a caller that cannot align should copy into
+    /// [`Device::alloc`] memory instead. On error `release` is dropped without being called.
+    ///
+    /// # Safety
+    /// Until `release` is called, `ptr..ptr + size` must stay valid for reads and writes, must
+    /// not be freed or moved, and must not be accessed by anyone else while commands of this
+    /// device that use the buffer are running.
+    pub unsafe fn wrap_host_memory(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+        release: ReleaseFn,
+    ) -> Result<Buffer> {
+        // SAFETY: the caller upholds this function's contract, which is `external`'s.
+        let mem =
+            unsafe { CpuMemory::external(ptr, size, release, self.id.clone(), self.live.clone()) }?;
+        Ok(Buffer::new(Arc::new(mem)))
+    }
 }
 
 /// A host kernel compiled for a CPU device.
@@ -184,5 +209,46 @@ impl Device for CpuDevice {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn wrapped_host_memory_is_shared_and_released_once() {
+        let device = CpuDevice::new(0).unwrap();
+        let mut host = vec![0u64; 4]; // u64 keeps the address a multiple of 8
+        let released = Arc::new(AtomicBool::new(false));
+        let flag = released.clone();
+        let ptr = host.as_mut_ptr() as *mut u8;
+        // SAFETY: `host` outlives the buffer, and nothing touches it until the queue finished.
+        let buffer = unsafe {
+            device.wrap_host_memory(
+                ptr,
+                32,
+                Box::new(move || flag.store(true, Ordering::SeqCst)),
+            )
+        }
+        .unwrap();
+        assert_eq!(device.live_allocations(), 1);
+        let queue = device.create_queue().unwrap();
+        queue.fill(&buffer.view(8, 8).unwrap(), &[0xab]).unwrap();
+        queue.finish().unwrap();
+        drop(queue);
+        drop(buffer);
+        assert!(released.load(Ordering::SeqCst));
+        assert_eq!(device.live_allocations(), 0);
+        assert_eq!(host, vec![0, u64::from_ne_bytes([0xab; 8]), 0, 0]);
+
+        // SAFETY: the call fails before using the pointer.
+        let e = unsafe { device.wrap_host_memory(ptr.wrapping_add(4), 8, Box::new(|| ())) };
+        assert!(e.unwrap_err().message().contains("not a multiple of 8"));
+        // SAFETY: as above.
+        let e = unsafe { device.wrap_host_memory(std::ptr::null_mut(), 8, Box::new(|| ())) };
+        assert!(e.unwrap_err().message().contains("pointer is null"));
+        assert_eq!(device.live_allocations(), 0);
     }
 }

@@ -17,5 +17,5 @@ mod memory;
 mod queue;
 
 pub use device::{CpuBackend, CpuDevice, CpuKernel};
-pub use memory::{CpuMemory, ALIGN};
+pub use memory::{CpuMemory, ReleaseFn, ALIGN, EXTERNAL_ALIGN};
 pub use queue::{CpuEvent, CpuQueue};

@@ -1,15 +1,30 @@
-//! Host memory aligned for SIMD.
+//! Host memory aligned for SIMD, and host memory that another owner lends (see
+//! [`crate::CpuDevice::wrap_host_memory`]).
 
 use std::alloc::Layout;
 use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyaccel_hal::{DeviceMemory, Error, Result};
 
 /// Alignment of every CPU allocation, in bytes: a cache line, and enough for AVX-512.
 pub const ALIGN: usize = 64;
+
+/// The alignment that lent host memory must have, in bytes: that of the largest element type
+/// (f64, i64), so that every tensor view at a multiple of its element size is aligned for it.
+pub const EXTERNAL_ALIGN: usize = 8;
+
+/// A function that gives lent memory back to its owner; called once, when the buffer is freed.
+pub type ReleaseFn = Box<dyn FnOnce() + Send>;
+
+enum Owner {
+    /// Allocated by [`CpuMemory::new`] with `Layout(size, ALIGN)`; freed on drop.
+    Allocated,
+    /// Lent by another owner; its release function runs on drop.
+    External(Mutex<Option<ReleaseFn>>),
+}
 
 /// One host allocation of the CPU device.
 pub struct CpuMemory {
@@ -17,6 +32,7 @@ pub struct CpuMemory {
     size: usize,
     device_id: Arc<str>,
     live: Arc<AtomicUsize>,
+    owner: Owner,
 }
 
 // SAFETY: the allocation is plain host memory owned by this value; the pointer is never handed
@@ -58,6 +74,48 @@ impl CpuMemory {
             size,
             device_id,
             live,
+            owner: Owner::Allocated,
+        })
+    }
+
+    /// Memory lent by another owner: `size` bytes at `ptr`, given back by `release` on drop.
+    ///
+    /// On error `release` is dropped without being called: the memory stays the caller's.
+    ///
+    /// # Safety
+    /// See [`crate::CpuDevice::wrap_host_memory`].
+    pub(crate) unsafe fn external(
+        ptr: *mut u8,
+        size: usize,
+        release: ReleaseFn,
+        device_id: Arc<str>,
+        live: Arc<AtomicUsize>,
+    ) -> Result<CpuMemory> {
+        let ptr = if size == 0 {
+            // Never read or written; the caller's pointer may be anything, even null.
+            NonNull::new(ALIGN as *mut u8)
+                .ok_or_else(|| Error::internal("wrap_host_memory: null alignment"))?
+        } else {
+            let ptr = NonNull::new(ptr).ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "wrap_host_memory: pointer is null but size is {size}: expected the address of {size} bytes"
+                ))
+            })?;
+            if !(ptr.as_ptr() as usize).is_multiple_of(EXTERNAL_ALIGN) {
+                return Err(Error::invalid_argument(format!(
+                    "wrap_host_memory: address {:p} is not a multiple of {EXTERNAL_ALIGN}: lent host memory must be aligned for every element type",
+                    ptr.as_ptr()
+                )));
+            }
+            ptr
+        };
+        live.fetch_add(1, Ordering::SeqCst);
+        Ok(CpuMemory {
+            ptr,
+            size,
+            device_id,
+            live,
+            owner: Owner::External(Mutex::new(Some(release))),
         })
     }
 
@@ -69,7 +127,12 @@ impl CpuMemory {
 
 impl Drop for CpuMemory {
     fn drop(&mut self) {
-        if self.size > 0 {
+        if let Owner::External(release) = &mut self.owner {
+            let release = release.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(release) = release {
+                release();
+            }
+        } else if self.size > 0 {
             // SAFETY: allocated in `new` with exactly this layout, and freed only here.
             unsafe {
                 std::alloc::dealloc(
