@@ -1,6 +1,9 @@
 //! The cases: every op x dtype x shape class x value class, plus the HAL suite, each with a
 //! stable id such as `ops.matmul.f16.b2_m64_n33_k17`.
 
+// The case tables are tuples, written and read as tables.
+#![allow(clippy::type_complexity)]
+
 use anyaccel_hal::{AttrValue, DType};
 use anyaccel_ops::{op_def, OpKind, CATALOG};
 

@@ -12,7 +12,7 @@ use anyaccel_ops::{op_def, plan};
 use crate::cases::{Case, CaseBody, InputSpec, Layout, OpCase, Values};
 use crate::reference::{self, RefData, RefTensor};
 use crate::rng::Rng;
-use crate::tolerance::{compare, tolerance, Comparison};
+use crate::tolerance::{compare, tolerance_for, Comparison};
 
 /// How a case ended on a device, before expected failures are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,7 +477,11 @@ fn run_op_case(
             failure.get_or_insert(format!("output {k}: element slot {e} of its buffer lies outside the output's elements but was written"));
         }
         if desc.dtype.is_float() {
-            let c = compare(&got_f, &want_f, tolerance(desc.dtype, accumulating));
+            let c = compare(
+                &got_f,
+                &want_f,
+                tolerance_for(case.op, desc.dtype, accumulating),
+            );
             if let Some((i, g, w)) = c.first_bad {
                 failure.get_or_insert(format!(
                     "output {k}: {} of {numel} elements out of tolerance; first bad element {i}: got {g:e}, expected {w:e}",

@@ -116,9 +116,12 @@ fn finite(x: f64) -> Option<f64> {
     (!x.is_nan()).then_some(x)
 }
 
+/// A worker's job: device id, group, and the case after which to start.
+type WorkerJob = (String, String, Option<String>);
+
 fn parse_args(
     args: &[String],
-) -> Result<(Options, bool, Option<(String, String, Option<String>)>), String> {
+) -> Result<(Options, bool, Option<WorkerJob>), String> {
     let mut o = Options::default();
     let mut profiles: Vec<Profile> = Vec::new();
     let mut list = false;
@@ -836,7 +839,7 @@ impl Progress {
                         r.reason.as_deref().unwrap_or("")
                     );
                 }
-                if c.0 % 500 == 0 || c.0 == self.total {
+                if c.0.is_multiple_of(500) || c.0 == self.total {
                     eprintln!("{}/{} cases, {} problems", c.0, self.total, c.1);
                 }
             }

@@ -2,13 +2,67 @@
 
 use anyaccel_hal::DType;
 
-/// Absolute and relative tolerance: an element passes when `|got - ref| <= atol + rtol * |ref|`.
+/// Absolute and relative tolerance: an element passes when `|got - ref| <= atol + rtol * |ref|`,
+/// and, for correctly rounded ops ([`CORRECTLY_ROUNDED`]), when it is also within one unit in
+/// the last place of the output dtype (or the difference is below its smallest normal number, so
+/// that devices that flush subnormals pass).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tolerance {
     /// Absolute part.
     pub atol: f64,
     /// Relative part.
     pub rtol: f64,
+    /// For correctly rounded ops: the output dtype whose ulp bounds the error.
+    pub ulp_of: Option<DType>,
+}
+
+/// Ops whose float results IEEE 754 defines exactly (one rounding of the exact result) or that
+/// only move values: every device computes them to the ulp, so the conformance suite checks
+/// them to the ulp. The table's 1e-5 relative tolerance for f32 is about 84 ulp: without this,
+/// an `add` that is 100 ulp off for values near 1 would pass.
+pub const CORRECTLY_ROUNDED: &[&str] = &[
+    "add",
+    "sub",
+    "mul",
+    "maximum",
+    "minimum",
+    "neg",
+    "abs",
+    "relu",
+    "clamp",
+    "where",
+    "copy",
+    "cast",
+    "fill",
+    "concat",
+    "index_select",
+    "embedding",
+    "gather",
+];
+
+/// The tolerance for an output of `op`.
+pub fn tolerance_for(op: &str, dtype: DType, accumulating: bool) -> Tolerance {
+    let mut t = tolerance(dtype, accumulating);
+    if dtype.is_float() && CORRECTLY_ROUNDED.contains(&op) {
+        t.ulp_of = Some(dtype);
+    }
+    t
+}
+
+/// The spacing of `dtype`'s values at `x`, and its smallest positive normal number.
+pub fn ulp(x: f64, dtype: DType) -> (f64, f64) {
+    let (mantissa_bits, min_exp) = match dtype {
+        DType::F16 => (10, -14),
+        DType::BF16 => (7, -126),
+        DType::F32 => (23, -126),
+        _ => (52, -1022),
+    };
+    let e = if x == 0.0 || !x.is_finite() {
+        min_exp
+    } else {
+        (x.abs().log2().floor() as i32).max(min_exp)
+    };
+    (2f64.powi(e - mantissa_bits), 2f64.powi(min_exp))
 }
 
 /// The tolerance for an output of `dtype`; `accumulating` for matmul, reductions, softmax, norms
@@ -25,7 +79,11 @@ pub fn tolerance(dtype: DType, accumulating: bool) -> Tolerance {
         (DType::F64, true) => (1e-10, 1e-10),
         _ => (0.0, 0.0),
     };
-    Tolerance { atol, rtol }
+    Tolerance {
+        atol,
+        rtol,
+        ulp_of: None,
+    }
 }
 
 /// The outcome of comparing one output with its reference.
@@ -67,7 +125,11 @@ pub fn compare(got: &[f64], expected: &[f64], tol: Tolerance) -> Comparison {
             if e != 0.0 {
                 c.max_rel_err = c.max_rel_err.max(err / e.abs());
             }
-            ok = err <= tol.atol + tol.rtol * e.abs();
+            ok = err <= tol.atol + tol.rtol * e.abs()
+                && tol.ulp_of.is_none_or(|d| {
+                    let (u, min_normal) = ulp(e, d);
+                    err <= u || err < min_normal
+                });
             need_atol = need_atol.max(err - tol.rtol * e.abs());
             if err > tol.atol {
                 need_rtol = need_rtol.max(if e == 0.0 {
@@ -95,27 +157,38 @@ mod tests {
 
     #[test]
     fn table_values() {
+        let t = |atol, rtol| Tolerance {
+            atol,
+            rtol,
+            ulp_of: None,
+        };
+        assert_eq!(tolerance(DType::BF16, false), t(1e-3, 1.6e-2));
+        assert_eq!(tolerance(DType::F16, true), t(1e-2, 1e-2));
+        assert_eq!(tolerance(DType::I32, true), t(0.0, 0.0));
         assert_eq!(
-            tolerance(DType::BF16, false),
-            Tolerance {
-                atol: 1e-3,
-                rtol: 1.6e-2
-            }
+            tolerance_for("add", DType::F16, false).ulp_of,
+            Some(DType::F16)
         );
+        assert_eq!(tolerance_for("exp", DType::F16, false).ulp_of, None);
+    }
+
+    #[test]
+    fn correctly_rounded_ops_are_checked_to_the_ulp() {
+        let t = tolerance_for("add", DType::F32, false);
+        let one = 1.0f32;
+        let off = |k: u32| f32::from_bits(one.to_bits() + k) as f64;
+        assert_eq!(compare(&[off(1)], &[1.0], t).bad, 0);
+        assert_eq!(compare(&[off(2)], &[1.0], t).bad, 1);
+        // 100 ulp passes the table's rule alone, but not the ulp rule.
         assert_eq!(
-            tolerance(DType::F16, true),
-            Tolerance {
-                atol: 1e-2,
-                rtol: 1e-2
-            }
+            compare(&[off(100)], &[1.0], tolerance(DType::F32, false)).bad,
+            0
         );
-        assert_eq!(
-            tolerance(DType::I32, true),
-            Tolerance {
-                atol: 0.0,
-                rtol: 0.0
-            }
-        );
+        assert_eq!(compare(&[off(100)], &[1.0], t).bad, 1);
+        // A flushed subnormal passes.
+        assert_eq!(compare(&[0.0], &[1e-40], t).bad, 0);
+        assert_eq!(ulp(1.0, DType::F16).0, 2f64.powi(-10));
+        assert_eq!(ulp(3.0, DType::BF16).0, 2f64.powi(-6));
     }
 
     #[test]
