@@ -31,6 +31,8 @@ pub use anyaccel_ops as ops;
 
 #[cfg(feature = "cpu")]
 pub use anyaccel_cpu as cpu;
+#[cfg(feature = "opencl")]
+pub use anyaccel_opencl as opencl;
 #[cfg(feature = "vulkan")]
 pub use anyaccel_vulkan as vulkan;
 
@@ -57,6 +59,8 @@ pub fn compiled_in_backends() -> Vec<Arc<dyn Backend>> {
     let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
     #[cfg(feature = "cpu")]
     backends.push(Arc::new(anyaccel_cpu::CpuBackend));
+    #[cfg(feature = "opencl")]
+    backends.push(Arc::new(anyaccel_opencl::OpenClBackend));
     #[cfg(feature = "vulkan")]
     backends.push(Arc::new(anyaccel_vulkan::VulkanBackend));
     backends
