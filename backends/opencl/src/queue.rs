@@ -1,9 +1,10 @@
 //! In-order command queues with profiling, and their events.
 //!
-//! Every command is enqueued with an event, which the queue keeps (with whatever the command
-//! needs kept alive: the copy of the data being written, sub-buffers of a launch) until the
-//! command has completed. At `read` and `finish` the queue looks at those events: the first one
-//! with a negative execution status is the queue's asynchronous error, and comes back there.
+//! Every command is enqueued with an event and a sequence number; the queue keeps the event
+//! (with whatever the command needs kept alive: the copy of the data being written, sub-buffers
+//! of a launch) until the command has completed. At `read` and `finish` the queue looks at those
+//! events: the first failure (a negative execution status, or an awaited event that failed) is
+//! the queue's asynchronous error, and comes back there.
 
 use std::any::Any;
 use std::ffi::c_void;
@@ -19,7 +20,6 @@ use opencl3::command_queue::{
     enqueue_read_buffer, enqueue_write_buffer, finish, flush, CL_NON_BLOCKING,
     CL_QUEUE_PROFILING_ENABLE,
 };
-use opencl3::error_codes::CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
 use opencl3::event::{
     create_user_event, get_event_profiling_data, set_user_event_status, wait_for_events,
     CL_COMPLETE, CL_PROFILING_COMMAND_END,
@@ -35,29 +35,60 @@ use crate::program::OpenClKernel;
 /// number has doubled), so that a queue that is never synchronised does not grow without bound.
 const PRUNE_MIN: usize = 64;
 
-/// The first asynchronous error of a queue, shared with its events and with the threads that
-/// wait on events of other devices for it.
+/// A queue's asynchronous failures, by the sequence number of the command that failed; shared
+/// with its events and with the helper threads that wait on other events for it.
 #[derive(Default)]
-struct Failure(Mutex<Option<Error>>);
+struct Failures(Mutex<FailureLog>);
 
-impl Failure {
-    fn lock(&self) -> MutexGuard<'_, Option<Error>> {
+#[derive(Default)]
+struct FailureLog {
+    /// The first failure that no `read` or `finish` has reported yet.
+    unreported: Option<Error>,
+    /// Every failure, for the events recorded after them. Failures are rare: the log is short.
+    log: Vec<(u64, Error)>,
+    /// Failures of commands numbered below this have been reported.
+    reported_below: u64,
+}
+
+impl Failures {
+    fn lock(&self) -> MutexGuard<'_, FailureLog> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self) -> Option<Error> {
-        self.lock().clone()
+    /// True while a failure waits to be reported: the queue skips new commands.
+    fn unreported(&self) -> bool {
+        self.lock().unreported.is_some()
     }
 
-    fn set_if_none(&self, error: Error) {
-        let mut slot = self.lock();
-        if slot.is_none() {
-            *slot = Some(error);
+    fn record(&self, seq: u64, error: Error) {
+        let mut log = self.lock();
+        if log.unreported.is_none() {
+            log.unreported = Some(error.clone());
+        }
+        if !log.log.iter().any(|(s, _)| *s == seq) {
+            log.log.push((seq, error));
         }
     }
 
-    fn take(&self) -> Option<Error> {
-        self.lock().take()
+    /// Takes the unreported failure; commands numbered below `next` count as reported.
+    fn take(&self, next: u64) -> Option<Error> {
+        let mut log = self.lock();
+        log.reported_below = next;
+        log.unreported.take()
+    }
+
+    fn reported_below(&self) -> u64 {
+        self.lock().reported_below
+    }
+
+    /// The first failure of a command numbered in `from..to`.
+    fn first_in(&self, from: u64, to: u64) -> Option<Error> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|(s, _)| (from..to).contains(s))
+            .min_by_key(|(s, _)| *s)
+            .map(|(_, e)| e.clone())
     }
 }
 
@@ -69,14 +100,13 @@ enum Keep {
     Bytes(#[allow(dead_code)] Vec<u8>),
     /// Sub-buffers made for a kernel's arguments.
     Mems(#[allow(dead_code)] Vec<MemHandle>),
-    /// The event waited on, for its error if the wait fails.
-    Wait(Arc<dyn Event>),
 }
 
 /// Work for a helper thread.
 type Job = Box<dyn FnOnce() + Send>;
 
 struct Pending {
+    seq: u64,
     event: EventHandle,
     what: String,
     keep: Keep,
@@ -85,6 +115,8 @@ struct Pending {
 struct State {
     pending: Vec<Pending>,
     prune_at: usize,
+    /// The sequence number of the next command.
+    next_seq: u64,
 }
 
 /// An in-order, profiling-enabled command queue of an OpenCL device.
@@ -101,14 +133,20 @@ struct State {
 /// - `wait_event` on an event that has completed costs nothing; otherwise later commands wait
 ///   on an OpenCL user event that a helper thread completes when the awaited event (of this or
 ///   any other device) completes.
-/// - An asynchronous failure (a command whose event ends with a negative status, or a failed
-///   awaited event) makes the queue skip what is submitted after it, and comes back with its
-///   error at the next `read` or `finish`.
+/// - An asynchronous failure (a command whose event ends with a negative status, or an awaited
+///   event that fails) comes back with its error at the next `read` or `finish`, and from the
+///   events recorded after it (and before that report). Commands submitted once the failure is
+///   known are skipped until it has been reported; commands already enqueued when it happens
+///   still run, since OpenCL cannot withdraw them and the queue never makes an OpenCL event
+///   fail on purpose: PoCL 3.1 mishandles failed events (a command whose wait list holds an
+///   event that has already failed never runs, callbacks are not called for failed events, and
+///   a failed event may be touched after its last release, which crashes). A failed awaited
+///   event is recorded on the host instead, and its user event completed normally.
 pub struct OpenClQueue {
     device: Arc<OpenClDevice>,
     queue: QueueHandle,
     state: Mutex<State>,
-    failure: Arc<Failure>,
+    failures: Arc<Failures>,
 }
 
 /// The `cl_mem` of a view's buffer, which must be memory of `device` itself (not merely of a
@@ -149,8 +187,9 @@ impl OpenClQueue {
             state: Mutex::new(State {
                 pending: Vec::new(),
                 prune_at: PRUNE_MIN,
+                next_seq: 0,
             }),
-            failure: Arc::new(Failure::default()),
+            failures: Arc::new(Failures::default()),
         })
     }
 
@@ -170,12 +209,25 @@ impl OpenClQueue {
         keep: Keep,
         enqueue: impl FnOnce(cl_command_queue) -> Result<cl_event>,
     ) -> Result<()> {
-        if self.failure.get().is_some() {
-            return Ok(());
+        self.submit_numbered(what, keep, enqueue).map(|_| ())
+    }
+
+    /// [`OpenClQueue::submit`], giving the command's sequence number (`None` when skipped).
+    fn submit_numbered(
+        &self,
+        what: impl Into<String>,
+        keep: Keep,
+        enqueue: impl FnOnce(cl_command_queue) -> Result<cl_event>,
+    ) -> Result<Option<u64>> {
+        if self.failures.unreported() {
+            return Ok(None);
         }
         let mut state = self.state();
         let event = EventHandle::from_raw(enqueue(self.queue.raw())?);
+        let seq = state.next_seq;
+        state.next_seq += 1;
         state.pending.push(Pending {
+            seq,
             event,
             what: what.into(),
             keep,
@@ -183,16 +235,18 @@ impl OpenClQueue {
         if state.pending.len() >= state.prune_at {
             self.prune(&mut state);
         }
-        Ok(())
+        Ok(Some(seq))
+    }
+
+    /// A sequence number for something that is not an enqueued command.
+    fn reserve_seq(&self) -> u64 {
+        let mut state = self.state();
+        state.next_seq += 1;
+        state.next_seq - 1
     }
 
     /// The error of a command whose event ended with `status` < 0.
     fn failure_of(&self, pending: &Pending, status: i32) -> Error {
-        if let Keep::Wait(origin) = &pending.keep {
-            if let Err(e) = origin.wait() {
-                return e.context("wait_event: the awaited work failed");
-            }
-        }
         cl_error(
             status,
             ErrorCode::LaunchFailed,
@@ -200,51 +254,53 @@ impl OpenClQueue {
         )
     }
 
-    /// Drops the completed commands, recording the first failure among them.
+    /// Drops the completed commands, recording their failures.
     fn prune(&self, state: &mut State) {
-        let mut first = None;
-        let mut unknown = Vec::new();
-        state.pending.retain_mut(|p| match p.event.status() {
-            Ok(s) if s > 0 => true,
-            Ok(0) => false,
-            Ok(s) => {
-                if first.is_none() {
-                    first = Some(self.failure_of(p, s));
+        let pending = std::mem::take(&mut state.pending);
+        let mut running = Vec::with_capacity(pending.len());
+        for p in pending {
+            match p.event.status() {
+                Ok(s) if s > 0 => running.push(p),
+                Ok(0) => drop(p),
+                Ok(s) => {
+                    self.failures.record(p.seq, self.failure_of(&p, s));
+                    // PoCL 3.1 may still touch a failed event after its final status is
+                    // visible: never release one (failures are rare; a handle is small).
+                    let Pending { event, keep, .. } = p;
+                    std::mem::forget(event);
+                    drop(keep);
                 }
-                false
-            }
-            Err(code) => {
-                if first.is_none() {
-                    first = Some(cl_error(
-                        code,
-                        ErrorCode::Internal,
-                        format!(
-                            "{} on {}: cannot read its event's status",
-                            p.what,
-                            self.id()
+                Err(code) => {
+                    self.failures.record(
+                        p.seq,
+                        cl_error(
+                            code,
+                            ErrorCode::Internal,
+                            format!(
+                                "{} on {}: cannot read its event's status",
+                                p.what,
+                                self.id()
+                            ),
                         ),
-                    ));
+                    );
+                    // The command may still be using what it keeps: never free it.
+                    std::mem::forget(p);
                 }
-                // The command may still be using what it keeps: never free it.
-                unknown.push(std::mem::replace(&mut p.keep, Keep::Nothing));
-                false
             }
-        });
-        std::mem::forget(unknown);
-        if let Some(e) = first {
-            self.failure.set_if_none(e);
         }
+        state.pending = running;
         state.prune_at = (state.pending.len() * 2).max(PRUNE_MIN);
     }
 
     /// After a wait: the queue's asynchronous error if there is one (which is then cleared),
     /// else `result`.
     fn settle(&self, result: Result<()>) -> Result<()> {
-        {
+        let next = {
             let mut state = self.state();
             self.prune(&mut state);
-        }
-        match self.failure.take() {
+            state.next_seq
+        };
+        match self.failures.take(next) {
             Some(e) => Err(e),
             None => result,
         }
@@ -302,35 +358,39 @@ impl OpenClQueue {
         Ok(())
     }
 
-    /// Waits for `event` on a helper thread, then completes `user` with its outcome.
-    fn await_event(&self, event: Arc<dyn Event>, user: EventHandle) {
-        let failure = self.failure.clone();
+    /// Waits for `event` on a helper thread, records its failure as that of the wait command
+    /// numbered `seq`, then completes `user`.
+    fn await_event(&self, event: Arc<dyn Event>, user: EventHandle, seq: u64) {
+        let failures = self.failures.clone();
         let job: Job = Box::new(move || {
-            let status = match event.wait() {
-                Ok(()) => CL_COMPLETE,
-                Err(e) => {
-                    failure.set_if_none(e.context("wait_event: the awaited work failed"));
-                    CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST
-                }
-            };
-            // Only fails for an invalid or already completed event: neither can happen here.
-            let _ = set_user_event_status(user.raw(), status);
-        });
-        let job = Arc::new(Mutex::new(Some(job)));
-        let run = |job: &Mutex<Option<Job>>| {
-            let f = job.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(f) = f {
-                f();
+            if let Err(e) = event.wait() {
+                failures.record(seq, e.context("wait_event: the awaited work failed"));
             }
-        };
-        let for_thread = job.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("anyaccel-{}-wait", self.id()))
-            .spawn(move || run(&for_thread));
-        if spawned.is_err() {
-            // No thread to spare: wait here. Correct, only less asynchronous.
-            run(&job);
+            // Completed normally even when the awaited work failed (see the module docs).
+            // Only fails for an invalid or already completed event: neither can happen here.
+            let _ = set_user_event_status(user.raw(), CL_COMPLETE);
+        });
+        spawn_or_run(format!("anyaccel-{}-wait", self.id()), job);
+    }
+}
+
+/// Runs `job` on a new thread, or here when no thread can be started (correct, only less
+/// asynchronous).
+fn spawn_or_run(name: String, job: Job) {
+    let job = Arc::new(Mutex::new(Some(job)));
+    let run = |job: &Mutex<Option<Job>>| {
+        let f = job.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(f) = f {
+            f();
         }
+    };
+    let for_thread = job.clone();
+    if std::thread::Builder::new()
+        .name(name)
+        .spawn(move || run(&for_thread))
+        .is_err()
+    {
+        run(&job);
     }
 }
 
@@ -380,7 +440,7 @@ impl Queue for OpenClQueue {
     fn read(&self, src: &BufferView, dst: &mut [u8]) -> Result<()> {
         validate::transfer("read", src, dst.len(), self.id())?;
         let mem = resolve("read", src, &self.device)?;
-        if dst.is_empty() || self.failure.get().is_some() {
+        if dst.is_empty() || self.failures.unreported() {
             return self.finish();
         }
         let (offset, len) = (src.offset(), src.len());
@@ -486,13 +546,17 @@ impl Queue for OpenClQueue {
     }
 
     fn record_event(&self) -> Result<Arc<dyn Event>> {
-        let known = self.failure.get();
-        let raw = {
-            let _order = self.state();
+        let from = self.failures.reported_below();
+        let (raw, seq) = {
+            let mut state = self.state();
             // SAFETY: a marker with an empty wait list on this live queue.
-            unsafe { enqueue_marker_with_wait_list(self.queue.raw(), 0, std::ptr::null()) }
-        }
-        .map_err(|code| {
+            let raw =
+                unsafe { enqueue_marker_with_wait_list(self.queue.raw(), 0, std::ptr::null()) };
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            (raw, seq)
+        };
+        let raw = raw.map_err(|code| {
             cl_error(
                 code,
                 ErrorCode::LaunchFailed,
@@ -512,19 +576,21 @@ impl Queue for OpenClQueue {
             event,
             device_id: self.device.id_arc().clone(),
             context: self.device.context(),
-            failure: self.failure.clone(),
-            known,
+            failures: self.failures.clone(),
+            from,
+            seq,
         }))
     }
 
     fn wait_event(&self, event: &Arc<dyn Event>) -> Result<()> {
-        if self.failure.get().is_some() {
+        if self.failures.unreported() {
             return Ok(());
         }
         if event.is_done() {
             if let Err(e) = event.wait() {
-                self.failure
-                    .set_if_none(e.context("wait_event: the awaited work failed"));
+                let seq = self.reserve_seq();
+                self.failures
+                    .record(seq, e.context("wait_event: the awaited work failed"));
             }
             return Ok(());
         }
@@ -544,7 +610,7 @@ impl Queue for OpenClQueue {
         })?;
         let user = EventHandle::from_raw(user);
         let raw = user.raw();
-        self.submit("wait_event", Keep::Wait(event.clone()), |q| {
+        let seq = self.submit_numbered("wait_event", Keep::Nothing, |q| {
             // SAFETY: `raw` is a live user event of this queue's context.
             unsafe { enqueue_marker_with_wait_list(q, 1, &raw) }.map_err(|code| {
                 cl_error(
@@ -554,7 +620,13 @@ impl Queue for OpenClQueue {
                 )
             })
         })?;
-        self.await_event(event.clone(), user);
+        match seq {
+            Some(seq) => self.await_event(event.clone(), user, seq),
+            // Skipped: nothing waits on the user event.
+            None => {
+                let _ = set_user_event_status(user.raw(), CL_COMPLETE);
+            }
+        }
         Ok(())
     }
 
@@ -575,14 +647,32 @@ impl Queue for OpenClQueue {
 }
 
 impl Drop for OpenClQueue {
+    /// Does not wait for the queue's work: what unfinished commands keep (the data of a write)
+    /// is freed by a helper thread once they complete. OpenCL itself keeps the queue until its
+    /// commands are done.
     fn drop(&mut self) {
-        let finished = finish(self.queue.raw()).is_ok();
+        let _ = flush(self.queue.raw());
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        let pending = std::mem::take(&mut state.pending);
-        if !finished {
-            // The device may still use what the commands keep: never free it.
-            std::mem::forget(pending);
+        let running: Vec<Pending> = std::mem::take(&mut state.pending)
+            .into_iter()
+            .filter(|p| !matches!(p.event.status(), Ok(s) if s <= 0))
+            .collect();
+        if running.is_empty() {
+            return;
         }
+        let free_when_done: Job = Box::new(move || {
+            for p in running {
+                let _ = wait_for_events(&[p.event.raw()]);
+                if !matches!(p.event.status(), Ok(s) if s <= 0) {
+                    // Not known to be done: the device may still use what it keeps.
+                    std::mem::forget(p);
+                }
+            }
+        });
+        spawn_or_run(
+            format!("anyaccel-{}-drop", self.device.info().id),
+            free_when_done,
+        );
     }
 }
 
@@ -591,8 +681,10 @@ pub struct OpenClEvent {
     event: EventHandle,
     device_id: Arc<str>,
     context: cl_context,
-    failure: Arc<Failure>,
-    known: Option<Error>,
+    failures: Arc<Failures>,
+    /// Failures of the queue's commands numbered `from..seq` come back from `wait`.
+    from: u64,
+    seq: u64,
 }
 
 // SAFETY: `context` is only compared, never dereferenced; the other fields are Send.
@@ -623,19 +715,19 @@ impl OpenClEvent {
 
 impl Event for OpenClEvent {
     fn wait(&self) -> Result<()> {
-        if let Some(e) = &self.known {
-            return Err(e.clone());
-        }
         let waited = wait_for_events(&[self.event.raw()]);
-        match self.event.status() {
+        let status = self.event.status();
+        // Every command before the event has completed: their failures are known.
+        if let Some(e) = self.failures.first_in(self.from, self.seq) {
+            return Err(e);
+        }
+        match status {
             Ok(0) => Ok(()),
-            Ok(s) if s < 0 => Err(self.failure.get().unwrap_or_else(|| {
-                cl_error(
-                    s,
-                    ErrorCode::LaunchFailed,
-                    format!("a command before this event failed on {}", self.device_id),
-                )
-            })),
+            Ok(s) if s < 0 => Err(cl_error(
+                s,
+                ErrorCode::LaunchFailed,
+                format!("a command before this event failed on {}", self.device_id),
+            )),
             other => Err(match waited.err().or(other.err()) {
                 Some(code) => cl_error(
                     code,

@@ -575,6 +575,19 @@ fn waits_on_events_of_other_devices() {
     // An event that has already completed is no obstacle.
     q.wait_event(&as_event).unwrap();
     q.finish().unwrap();
+
+    // Dropping a queue whose work waits on an unsignalled event does not block; the work
+    // (and the data it writes) still completes once the event does.
+    let late = Gate::new();
+    let late_event: Arc<dyn Event> = late.clone();
+    let q2 = device.create_queue().unwrap();
+    q2.wait_event(&late_event).unwrap();
+    q2.write(&b.whole(), &[5; 4]).unwrap();
+    let written = q2.record_event().unwrap();
+    drop(q2);
+    late.open(Ok(()));
+    written.wait().unwrap();
+    assert_eq!(read(&*q, &b), vec![5; 4]);
 }
 
 #[test]
@@ -588,7 +601,7 @@ fn a_failed_foreign_event_sticks_until_reported() {
     let gate = Gate::new();
     let as_event: Arc<dyn Event> = gate.clone();
     q.wait_event(&as_event).unwrap();
-    // Submitted before the failure is known: the device skips it.
+    // Enqueued before the failure: it runs (OpenCL cannot withdraw it).
     q.fill(&b.whole(), &[2]).unwrap();
     let before = q.record_event().unwrap();
     // A queue of the same device that waits on the event before it fails.
@@ -616,8 +629,12 @@ fn a_failed_foreign_event_sticks_until_reported() {
     let e = q.finish().unwrap_err();
     assert_eq!(e.code(), ErrorCode::LaunchFailed);
     assert!(e.message().contains("index 9 out of range 0..4"), "{e}");
-    // Reported once; then the queue runs again, and the skipped fills did not run.
-    assert_eq!(read(&*q, &b), vec![1; 4]);
+    // Reported once; then the queue runs again. The fill submitted after the failure was
+    // known was skipped.
+    assert_eq!(read(&*q, &b), vec![2; 4]);
+    // Events recorded before the report still carry the error; new ones do not.
+    assert!(recorded_after.wait().is_err());
+    q.record_event().unwrap().wait().unwrap();
     q.fill(&b.whole(), &[4]).unwrap();
     assert_eq!(read(&*q, &b), vec![4; 4]);
 
