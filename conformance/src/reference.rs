@@ -1081,6 +1081,9 @@ pub(crate) fn broadcast_source(out_index: &[usize], in_shape: &[usize]) -> usize
 
 /// The values of `t` broadcast to `shape` (which `broadcast_shapes` produced), row-major.
 pub(crate) fn expand(t: &RefTensor, shape: &[usize]) -> RefData {
+    if t.shape == shape {
+        return t.data.clone();
+    }
     let positions: Vec<usize> = (0..numel(shape))
         .map(|i| broadcast_source(&unravel(i, shape), &t.shape))
         .collect();
