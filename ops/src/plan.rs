@@ -355,8 +355,20 @@ pub fn plan(
             if op == "clamp" {
                 let (lo, hi) = (attrs.float("min")?, attrs.float("max")?);
                 if xd.dtype.is_int() {
-                    integral(op, "min", lo)?;
-                    integral(op, "max", hi)?;
+                    let (lo_i, hi_i) = (integral(op, "min", lo)?, integral(op, "max", hi)?);
+                    let (min, max) = if xd.dtype == DType::I32 {
+                        (i32::MIN as i64, i32::MAX as i64)
+                    } else {
+                        (i64::MIN, i64::MAX)
+                    };
+                    for (name, v) in [("min", lo_i), ("max", hi_i)] {
+                        if v < min || v > max {
+                            return Err(invalid(format!(
+                                "clamp: {name} is {v}, outside the range of {}",
+                                xd.dtype
+                            )));
+                        }
+                    }
                 } else if lo.is_nan() || hi.is_nan() {
                     return Err(invalid(format!(
                         "clamp: min {lo} and max {hi} must not be NaN"

@@ -572,3 +572,19 @@ fn generic_call_errors_name_what_is_wrong() {
     );
     assert!(e.is_ok(), "u8 at byte 1 is aligned");
 }
+
+#[test]
+fn integer_clamp_bounds_must_fit_the_dtype() {
+    let q = queue();
+    let i = t(&q, &[1i32, 2], &[2]);
+    let e = ops::clamp(&*q, &i, -1.0, 3e9).unwrap_err();
+    assert!(e.message().contains("outside the range of i32"), "{e}");
+    let j = t(&q, &[1i64, 5_000_000_000], &[2]);
+    assert_eq!(
+        ops::clamp(&*q, &j, 0.0, 3e9)
+            .unwrap()
+            .to_vec::<i64>(&*q)
+            .unwrap(),
+        [1, 3_000_000_000]
+    );
+}
