@@ -33,6 +33,8 @@ pub use anyaccel_ops as ops;
 pub use anyaccel_cpu as cpu;
 #[cfg(feature = "opencl")]
 pub use anyaccel_opencl as opencl;
+#[cfg(feature = "plugin")]
+pub use anyaccel_plugin as plugin;
 #[cfg(feature = "vulkan")]
 pub use anyaccel_vulkan as vulkan;
 
@@ -40,13 +42,21 @@ pub use anyaccel_vulkan as vulkan;
 pub struct Runtime;
 
 impl Runtime {
-    /// A runtime with every compiled-in backend registered (probed on first use).
+    /// A runtime with every compiled-in backend registered (probed on first use), and, with
+    /// the `plugin` feature, every vendor plugin that `ANYACCEL_PLUGIN_PATH` names (files or
+    /// folders, separated by `:`); a plugin that cannot be loaded is still listed, unavailable
+    /// with the reason.
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> hal::Runtime {
         let rt = hal::Runtime::default();
         for backend in compiled_in_backends() {
             // Names of compiled-in backends are distinct by construction.
             let _ = rt.add_backend(backend);
+        }
+        #[cfg(feature = "plugin")]
+        for backend in anyaccel_plugin::backends_from_env() {
+            // A second plugin with a taken name is left out; the first one stays.
+            let _ = rt.add_backend(Arc::new(backend));
         }
         rt
     }
@@ -64,4 +74,24 @@ pub fn compiled_in_backends() -> Vec<Arc<dyn Backend>> {
     #[cfg(feature = "vulkan")]
     backends.push(Arc::new(anyaccel_vulkan::VulkanBackend));
     backends
+}
+
+/// Loads the vendor plugin library at `path` (a shared library implementing
+/// `anyaccel_plugin.h`) into `rt` as the backend `plugin:<name>`, whose devices are
+/// `plugin:<name>:<index>`, and returns the backend's name.
+///
+/// A library that cannot be used is an `Unavailable` error with the loader's reason (file not
+/// found, the `dlopen` error, a missing entry symbol, an ABI major mismatch, a table too small, a
+/// required function that is NULL); it is registered all the same, so that listing the backends
+/// shows it with that reason. A plugin whose name is already registered is `InvalidArgument`.
+#[cfg(feature = "plugin")]
+pub fn load_plugin(rt: &hal::Runtime, path: impl AsRef<std::path::Path>) -> Result<String> {
+    let backend = anyaccel_plugin::PluginBackend::load(path);
+    let name = backend.name().to_string();
+    let failure = backend.load_error().cloned();
+    rt.add_backend(Arc::new(backend))?;
+    match failure {
+        Some(why) => Err(why.into()),
+        None => Ok(name),
+    }
 }

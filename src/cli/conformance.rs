@@ -15,11 +15,9 @@ pub fn help() -> String {
 
 fn make_runtime(plugins: &[PathBuf]) -> anyaccel::Result<anyaccel::hal::Runtime> {
     let rt = anyaccel::Runtime::new();
-    if let Some(p) = plugins.first() {
-        return Err(anyaccel::Error::unsupported(format!(
-            "--plugin {}: this build has no plugin loader",
-            p.display()
-        )));
+    for p in plugins {
+        anyaccel::load_plugin(&rt, p)
+            .map_err(|e| e.context(format!("--plugin {}", p.display())))?;
     }
     Ok(rt)
 }

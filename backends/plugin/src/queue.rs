@@ -1,0 +1,558 @@
+//! Queues over plugin streams, and events over plugin events.
+//!
+//! A [`PluginQueue`] owns one plugin stream. Submissions go straight to the plugin; what a
+//! command needs to stay alive until it has run (the buffers it touches, the host bytes of a
+//! write, the kernel it launches) is kept by the queue until the next synchronization of the
+//! stream, which releases it. Past a bound on what is kept, the queue synchronizes by itself.
+//! A failure the plugin reports at a synchronization that the user did not ask for is kept as
+//! the queue's sticky error: later commands are skipped and the error comes back at the next
+//! `read`, `finish` or event wait, as the HAL's contract says.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyaccel_hal::{
+    validate, Buffer, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims, Queue,
+    Result,
+};
+
+use crate::device::{DeviceHandle, PluginDevice, PluginKernel, PluginMemory};
+use crate::loader::Plugin;
+use crate::op::CallDesc;
+use crate::sys::{self, AnyaccelEvent, AnyaccelStream};
+
+/// What a queue keeps alive for commands that may not have run yet.
+enum Keep {
+    Buffer(#[allow(dead_code)] Buffer),
+    Bytes(#[allow(dead_code)] Vec<u8>),
+    Kernel(#[allow(dead_code)] Arc<dyn Kernel>),
+    Event(#[allow(dead_code)] Arc<dyn Event>),
+}
+
+/// Past this many kept objects, or this many kept host bytes, a queue synchronizes by itself.
+const MAX_KEPT: usize = 4096;
+const MAX_KEPT_BYTES: usize = 256 << 20;
+
+#[derive(Default)]
+struct State {
+    keep: Vec<Keep>,
+    kept_bytes: usize,
+    sticky: Option<Error>,
+}
+
+/// One plugin stream and what its pending commands need.
+pub(crate) struct StreamInner {
+    pub(crate) device: Arc<DeviceHandle>,
+    raw: *mut AnyaccelStream,
+    device_id: Arc<str>,
+    state: Mutex<State>,
+}
+
+// SAFETY: the stream handle is passed only to the plugin; the header lets any thread call it, and
+// every submission or synchronization of this stream happens under `state`'s lock, so no two
+// threads use the stream at once (the header's rule).
+unsafe impl Send for StreamInner {}
+// SAFETY: as above.
+unsafe impl Sync for StreamInner {}
+
+fn missing(name: &str) -> Error {
+    Error::internal(format!(
+        "plugin function `{name}` is NULL although the loader checked it"
+    ))
+}
+
+impl StreamInner {
+    fn plugin(&self) -> &Plugin {
+        &self.device.plugin
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the stream, releases what it kept, and returns the first error: the queue's
+    /// sticky one, else the plugin's.
+    fn sync_locked(&self, state: &mut State) -> Result<()> {
+        let plugin = self.plugin();
+        let sync = plugin
+            .api
+            .stream_synchronize
+            .ok_or_else(|| missing("stream_synchronize"))?;
+        // SAFETY: the stream is live; the lock is held.
+        let r = plugin.check("stream_synchronize", unsafe { sync(self.raw) });
+        state.keep.clear();
+        state.kept_bytes = 0;
+        match (state.sticky.take(), r) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(()),
+        }
+    }
+
+    /// Runs `submit` unless the queue has failed, keeping `keep` alive until the next sync.
+    fn submit(
+        &self,
+        keep: Vec<Keep>,
+        bytes: usize,
+        submit: impl FnOnce(&Plugin, *mut AnyaccelStream) -> Result<()>,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        if state.sticky.is_some() {
+            // The queue has failed: the command is skipped until the error is reported.
+            return Ok(());
+        }
+        submit(self.plugin(), self.raw)?;
+        state.keep.extend(keep);
+        state.kept_bytes += bytes;
+        if state.keep.len() > MAX_KEPT || state.kept_bytes > MAX_KEPT_BYTES {
+            if let Err(e) = self.sync_locked(&mut state) {
+                state.sticky = Some(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn execute_op(&self, op: &str, desc: &CallDesc) -> Result<()> {
+        let keep = desc.buffers.iter().cloned().map(Keep::Buffer).collect();
+        self.submit(keep, 0, |plugin, raw| {
+            let f = plugin
+                .api
+                .op_execute
+                .ok_or_else(|| Error::unsupported(format!("{op}: the plugin has no op_execute")))?;
+            // SAFETY: the descriptor and everything it points to live across the call; its
+            // buffers are kept until the op has run.
+            plugin.check("op_execute", unsafe { f(raw, desc.as_ptr()) })
+        })
+    }
+}
+
+impl Drop for StreamInner {
+    fn drop(&mut self) {
+        let api = &self.device.plugin.api;
+        if let Some(sync) = api.stream_synchronize {
+            // SAFETY: the stream is live; nothing else refers to it any more.
+            let _ = unsafe { sync(self.raw) };
+        }
+        if let Some(destroy) = api.stream_destroy {
+            // SAFETY: synchronized just above; destroyed once, here.
+            let _ = unsafe { destroy(self.raw) };
+        }
+        // `state` drops after this body: kept buffers are freed after the stream is gone.
+    }
+}
+
+/// An in-order queue of a plugin device, over one plugin stream.
+pub struct PluginQueue {
+    device: Arc<PluginDevice>,
+    inner: Arc<StreamInner>,
+}
+
+impl PluginQueue {
+    pub(crate) fn new(device: Arc<PluginDevice>) -> Result<PluginQueue> {
+        let handle = device.handle.clone();
+        let plugin = &handle.plugin;
+        let create = plugin
+            .api
+            .stream_create
+            .ok_or_else(|| missing("stream_create"))?;
+        let mut raw: *mut AnyaccelStream = std::ptr::null_mut();
+        // SAFETY: stream_create writes one handle; the device is open.
+        plugin.check("stream_create", unsafe { create(handle.raw, &mut raw) })?;
+        if raw.is_null() {
+            return Err(Error::internal(format!(
+                "{} stream_create succeeded but gave a NULL stream",
+                plugin.backend
+            )));
+        }
+        let inner = Arc::new(StreamInner {
+            device: handle,
+            raw,
+            device_id: device.id.clone(),
+            state: Mutex::new(State::default()),
+        });
+        Ok(PluginQueue { device, inner })
+    }
+
+    /// The stream of this queue.
+    pub(crate) fn stream(&self) -> &Arc<StreamInner> {
+        &self.inner
+    }
+
+    fn id(&self) -> &str {
+        &self.inner.device_id
+    }
+
+    fn memory<'a>(&self, what: &str, view: &'a BufferView) -> Result<&'a PluginMemory> {
+        validate::on_device(what, view, self.id())?;
+        let mem = view.buffer().downcast::<PluginMemory>().ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "{what}: buffer of device {} is not plugin memory",
+                view.buffer().device_id()
+            ))
+        })?;
+        if !mem.on(&self.inner.device) {
+            return Err(Error::invalid_argument(format!(
+                "{what}: the buffer belongs to another instance of device {}; use buffers of this runtime's device",
+                self.id()
+            )));
+        }
+        Ok(mem)
+    }
+}
+
+impl Queue for PluginQueue {
+    fn device_id(&self) -> &str {
+        self.id()
+    }
+
+    fn device(&self) -> Arc<dyn Device> {
+        self.device.clone()
+    }
+
+    fn write(&self, dst: &BufferView, data: &[u8]) -> Result<()> {
+        validate::transfer("write", dst, data.len(), self.id())?;
+        let mem = self.memory("write", dst)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let owned = data.to_vec();
+        let ptr = owned.as_ptr();
+        let len = owned.len();
+        self.inner.submit(
+            vec![Keep::Buffer(dst.buffer().clone()), Keep::Bytes(owned)],
+            len,
+            |plugin, raw| {
+                let f = plugin.api.copy_h2d.ok_or_else(|| missing("copy_h2d"))?;
+                // SAFETY: the range lies inside the buffer (BufferView's invariant); the host
+                // bytes are kept, unmoved on the heap, until the stream is synchronized.
+                plugin.check("copy_h2d", unsafe {
+                    f(raw, mem.raw(), dst.offset() as u64, ptr.cast(), len as u64)
+                })
+            },
+        )
+    }
+
+    fn read(&self, src: &BufferView, dst: &mut [u8]) -> Result<()> {
+        validate::transfer("read", src, dst.len(), self.id())?;
+        let mem = self.memory("read", src)?;
+        let inner = &self.inner;
+        let mut state = inner.lock();
+        if let Some(e) = state.sticky.take() {
+            // Report the failure; the queue runs again after this.
+            let _ = inner.sync_locked(&mut state);
+            return Err(e);
+        }
+        let plugin = inner.plugin();
+        let f = plugin.api.copy_d2h.ok_or_else(|| missing("copy_d2h"))?;
+        // SAFETY: `dst` is an exclusive borrow of exactly the view's length, and the stream is
+        // synchronized below before this function returns, so the copy completes while the
+        // borrow is held.
+        let submitted = plugin.check("copy_d2h", unsafe {
+            f(
+                inner.raw,
+                dst.as_mut_ptr().cast(),
+                mem.raw(),
+                src.offset() as u64,
+                dst.len() as u64,
+            )
+        });
+        let synced = inner.sync_locked(&mut state);
+        submitted.and(synced)
+    }
+
+    fn copy(&self, src: &BufferView, dst: &BufferView) -> Result<()> {
+        validate::copy(src, dst, self.id())?;
+        let s = self.memory("copy src", src)?;
+        let d = self.memory("copy dst", dst)?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.inner.submit(
+            vec![
+                Keep::Buffer(src.buffer().clone()),
+                Keep::Buffer(dst.buffer().clone()),
+            ],
+            0,
+            |plugin, raw| {
+                let f = plugin.api.copy_d2d.ok_or_else(|| missing("copy_d2d"))?;
+                // SAFETY: both ranges lie inside their buffers and do not overlap (validated);
+                // both buffers are kept until the stream is synchronized.
+                plugin.check("copy_d2d", unsafe {
+                    f(
+                        raw,
+                        d.raw(),
+                        dst.offset() as u64,
+                        s.raw(),
+                        src.offset() as u64,
+                        src.len() as u64,
+                    )
+                })
+            },
+        )
+    }
+
+    fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()> {
+        validate::fill(dst, pattern, self.id())?;
+        let mem = self.memory("fill", dst)?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.inner.submit(
+            vec![Keep::Buffer(dst.buffer().clone())],
+            0,
+            |plugin, raw| {
+                let f = plugin.api.fill.ok_or_else(|| missing("fill"))?;
+                // SAFETY: the range lies inside the buffer; the pattern is copied by the plugin
+                // before the call returns (the header's contract).
+                plugin.check("fill", unsafe {
+                    f(
+                        raw,
+                        mem.raw(),
+                        dst.offset() as u64,
+                        dst.len() as u64,
+                        pattern.as_ptr().cast(),
+                        pattern.len() as u32,
+                    )
+                })
+            },
+        )
+    }
+
+    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
+        validate::kernel(kernel, self.id())?;
+        let k = kernel
+            .as_any()
+            .downcast_ref::<PluginKernel>()
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "launch: kernel `{}` is not a kernel of a plugin device",
+                    kernel.name()
+                ))
+            })?;
+        if !Arc::ptr_eq(&k.device, &self.inner.device) {
+            return Err(Error::invalid_argument(format!(
+                "launch: kernel `{}` was loaded by another instance of device {}",
+                kernel.name(),
+                self.id()
+            )));
+        }
+        let mut keep = vec![Keep::Kernel(kernel.clone())];
+        let mut c_args = Vec::with_capacity(args.len());
+        for (i, arg) in args.iter().enumerate() {
+            c_args.push(match arg {
+                KernelArg::Buffer(view) => {
+                    let mem =
+                        self.memory(&format!("launch `{}` argument {i}", kernel.name()), view)?;
+                    keep.push(Keep::Buffer(view.buffer().clone()));
+                    sys::AnyaccelKernelArg {
+                        struct_size: std::mem::size_of::<sys::AnyaccelKernelArg>(),
+                        kind: sys::ANYACCEL_ARG_BUFFER,
+                        buffer: mem.raw(),
+                        offset: view.offset() as u64,
+                        size: view.len() as u64,
+                        bytes: std::ptr::null(),
+                    }
+                }
+                KernelArg::Bytes(bytes) => sys::AnyaccelKernelArg {
+                    struct_size: std::mem::size_of::<sys::AnyaccelKernelArg>(),
+                    kind: sys::ANYACCEL_ARG_BYTES,
+                    buffer: std::ptr::null_mut(),
+                    offset: 0,
+                    size: bytes.len() as u64,
+                    bytes: bytes.as_ptr().cast(),
+                },
+            });
+        }
+        let launch = sys::AnyaccelLaunch {
+            struct_size: std::mem::size_of::<sys::AnyaccelLaunch>(),
+            global: dims.global,
+            local: dims.local.unwrap_or([0; 3]),
+            has_local: dims.local.is_some() as i32,
+            args: c_args.as_ptr(),
+            num_args: c_args.len(),
+        };
+        let raw_kernel = k.raw;
+        self.inner.submit(keep, 0, |plugin, raw| {
+            let f = plugin
+                .api
+                .kernel_launch
+                .ok_or_else(|| missing("kernel_launch"))?;
+            // SAFETY: the launch description and its arguments live across the call (bytes are
+            // valid for the call only, per the header); buffers and kernel are kept.
+            plugin.check("kernel_launch", unsafe { f(raw, raw_kernel, &launch) })
+        })
+    }
+
+    fn record_event(&self) -> Result<Arc<dyn Event>> {
+        let inner = &self.inner;
+        let state = inner.lock();
+        let plugin = inner.plugin();
+        let create = plugin
+            .api
+            .event_create
+            .ok_or_else(|| missing("event_create"))?;
+        let mut raw: *mut AnyaccelEvent = std::ptr::null_mut();
+        // SAFETY: event_create writes one handle; the device is open.
+        plugin.check("event_create", unsafe {
+            create(inner.device.raw, &mut raw)
+        })?;
+        if raw.is_null() {
+            return Err(Error::internal(format!(
+                "{} event_create succeeded but gave a NULL event",
+                plugin.backend
+            )));
+        }
+        let event = PluginEvent {
+            device: inner.device.clone(),
+            raw,
+            failed: state.sticky.clone(),
+        };
+        if state.sticky.is_none() {
+            let record = plugin
+                .api
+                .event_record
+                .ok_or_else(|| missing("event_record"))?;
+            // SAFETY: both handles are live; the stream's lock is held.
+            plugin.check("event_record", unsafe { record(raw, inner.raw) })?;
+        }
+        Ok(Arc::new(event))
+    }
+
+    fn wait_event(&self, event: &Arc<dyn Event>) -> Result<()> {
+        let inner = &self.inner;
+        if let Some(ev) = event.as_any().downcast_ref::<PluginEvent>() {
+            if Arc::ptr_eq(&ev.device.plugin, &inner.device.plugin) {
+                if let Some(e) = &ev.failed {
+                    let mut state = inner.lock();
+                    if state.sticky.is_none() {
+                        state.sticky = Some(e.clone().context("waiting on an event"));
+                    }
+                    return Ok(());
+                }
+                let raw_event = ev.raw;
+                return inner.submit(vec![Keep::Event(event.clone())], 0, |plugin, raw| {
+                    let f = plugin
+                        .api
+                        .stream_wait_event
+                        .ok_or_else(|| missing("stream_wait_event"))?;
+                    // SAFETY: both handles are live, and the event is kept until the next sync.
+                    plugin.check("stream_wait_event", unsafe { f(raw, raw_event) })
+                });
+            }
+        }
+        // An event of another backend: wait for it on the host, so that every later command of
+        // this queue runs after it.
+        if let Err(e) = event.wait() {
+            let mut state = inner.lock();
+            if state.sticky.is_none() {
+                state.sticky = Some(e.context("waiting on an event of another queue"));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<()> {
+        let mut state = self.inner.lock();
+        self.inner.sync_locked(&mut state)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A point in a plugin stream.
+pub struct PluginEvent {
+    device: Arc<DeviceHandle>,
+    raw: *mut AnyaccelEvent,
+    /// The queue had failed when the event was recorded: waiting returns this error.
+    failed: Option<Error>,
+}
+
+// SAFETY: the header lets any thread query, synchronize and destroy events at any time.
+unsafe impl Send for PluginEvent {}
+// SAFETY: as above.
+unsafe impl Sync for PluginEvent {}
+
+impl Drop for PluginEvent {
+    fn drop(&mut self) {
+        if let Some(destroy) = self.device.plugin.api.event_destroy {
+            // SAFETY: created by event_create, destroyed once; the plugin keeps a pending event
+            // alive as long as it needs it (the header's contract).
+            let _ = unsafe { destroy(self.raw) };
+        }
+    }
+}
+
+impl Event for PluginEvent {
+    fn wait(&self) -> Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let plugin = &self.device.plugin;
+        let f = plugin
+            .api
+            .event_synchronize
+            .ok_or_else(|| missing("event_synchronize"))?;
+        // SAFETY: the event is live.
+        plugin.check("event_synchronize", unsafe { f(self.raw) })
+    }
+
+    fn is_done(&self) -> bool {
+        if self.failed.is_some() {
+            return true;
+        }
+        let plugin = &self.device.plugin;
+        let Some(f) = plugin.api.event_query else {
+            return false;
+        };
+        let mut done = 0i32;
+        // SAFETY: the event is live; one i32 is written.
+        let status = unsafe { f(self.raw, &mut done) };
+        status == sys::ANYACCEL_OK && done != 0
+    }
+
+    fn elapsed_since(&self, start: &dyn Event) -> Result<Duration> {
+        let start = start
+            .as_any()
+            .downcast_ref::<PluginEvent>()
+            .ok_or_else(|| {
+                Error::invalid_argument(
+                    "elapsed_since: start event is not from a plugin queue; both events must be",
+                )
+            })?;
+        if !Arc::ptr_eq(&start.device, &self.device) {
+            return Err(Error::invalid_argument(
+                "elapsed_since: the events come from different devices; both must be of one device",
+            ));
+        }
+        if self.failed.is_some() || start.failed.is_some() {
+            return Err(Error::invalid_argument(
+                "elapsed_since: an event was recorded on a failed queue and carries no time",
+            ));
+        }
+        let plugin = &self.device.plugin;
+        let f = plugin.api.event_elapsed_ms.ok_or_else(|| {
+            Error::unsupported(format!(
+                "elapsed_since: {} has no event timestamps (event_elapsed_ms is NULL)",
+                plugin.backend
+            ))
+        })?;
+        let mut ms = 0f64;
+        // SAFETY: both events are live; one f64 is written.
+        plugin.check("event_elapsed_ms", unsafe {
+            f(start.raw, self.raw, &mut ms)
+        })?;
+        if !ms.is_finite() {
+            return Err(Error::internal(format!(
+                "{} event_elapsed_ms gave {ms} ms",
+                plugin.backend
+            )));
+        }
+        Ok(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

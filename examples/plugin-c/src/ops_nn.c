@@ -1,0 +1,235 @@
+/*
+ * The float ops of neural networks: softmax, log_softmax, layer_norm, rms_norm, matmul, rope,
+ * attention (docs/ops.md, sections 8.5 to 8.8). Everything accumulates in double and each output
+ * is rounded once to its dtype.
+ */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ref.h"
+
+/* The float at element offset `off` of t. */
+static double at(const RefTensor *t, int64_t off) {
+    return ref_load_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype));
+}
+
+static void put(const RefTensor *t, int64_t off, double v) {
+    ref_store_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype), v);
+}
+
+/* Element offset of the start of line `line` along `axis`. */
+static int64_t line_start(const RefTensor *x, int axis, int64_t line) {
+    int64_t off = 0;
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        if (d == axis) continue;
+        int64_t size = x->shape[d];
+        off += (line % size) * x->strides[d];
+        line /= size;
+    }
+    return off;
+}
+
+/* ---- softmax, log_softmax -------------------------------------------------------------------- */
+
+static AnyaccelStatus op_softmax(const RefCall *c, int log_form) {
+    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    int64_t axis = -1;
+    ref_attr_int(c, "axis", &axis);
+    int a = ref_axis(axis, x->ndim);
+    int64_t len = x->shape[a];
+    int64_t lines = len ? ref_numel(x) / len : 0;
+    for (int64_t l = 0; l < lines; l++) {
+        int64_t xo = line_start(x, a, l), oo = line_start(out, a, l);
+        /* fmax skips NaN, but a NaN still makes its exp, and so the sum, NaN. */
+        double m = -INFINITY;
+        for (int64_t i = 0; i < len; i++) m = fmax(m, at(x, xo + i * x->strides[a]));
+        double s = 0.0;
+        for (int64_t i = 0; i < len; i++) s += exp(at(x, xo + i * x->strides[a]) - m);
+        for (int64_t i = 0; i < len; i++) {
+            double v = at(x, xo + i * x->strides[a]);
+            put(out, oo + i * out->strides[a], log_form ? (v - m) - log(s) : exp(v - m) / s);
+        }
+    }
+    return ANYACCEL_OK;
+}
+
+/* ---- layer_norm, rms_norm -------------------------------------------------------------------- */
+
+static AnyaccelStatus op_norm(const RefCall *c, int rms) {
+    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    const RefTensor *w = c->num_inputs > 1 && c->inputs[1].present ? &c->inputs[1] : NULL;
+    const RefTensor *b = !rms && c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
+    double eps = rms ? 1e-6 : 1e-5;
+    ref_attr_float(c, "eps", &eps);
+    int last = x->ndim - 1;
+    int64_t d = x->shape[last];
+    int64_t rows = d ? ref_numel(x) / d : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t xo = line_start(x, last, r), oo = line_start(out, last, r);
+        int64_t xs = x->strides[last], os = out->strides[last];
+        double denom;
+        double mean = 0.0;
+        if (rms) {
+            double sq = 0.0;
+            for (int64_t i = 0; i < d; i++) {
+                double v = at(x, xo + i * xs);
+                sq += v * v;
+            }
+            denom = sqrt(sq / (double)d + eps);
+        } else {
+            double s = 0.0;
+            for (int64_t i = 0; i < d; i++) s += at(x, xo + i * xs);
+            mean = s / (double)d;
+            double var = 0.0;
+            for (int64_t i = 0; i < d; i++) {
+                double e = at(x, xo + i * xs) - mean;
+                var += e * e;
+            }
+            denom = sqrt(var / (double)d + eps);
+        }
+        for (int64_t i = 0; i < d; i++) {
+            double y = (at(x, xo + i * xs) - mean) / denom;
+            if (w) y *= at(w, i * w->strides[0]);
+            if (b) y += at(b, i * b->strides[0]);
+            put(out, oo + i * os, y);
+        }
+    }
+    return ANYACCEL_OK;
+}
+
+/* ---- matmul ---------------------------------------------------------------------------------- */
+
+/* Element offset of batch index `bi` (row-major over out's batch dims) in t, whose batch dims
+ * broadcast to out's. */
+static int64_t batch_offset(const RefTensor *t, const RefTensor *out, int64_t bi) {
+    int nb_out = out->ndim - 2, nb_t = t->ndim - 2;
+    int64_t off = 0;
+    for (int d = nb_out - 1; d >= 0; d--) {
+        int64_t size = out->shape[d];
+        int64_t coord = bi % size;
+        bi /= size;
+        int td = d - (nb_out - nb_t);
+        if (td >= 0 && t->shape[td] != 1) off += coord * t->strides[td];
+    }
+    return off;
+}
+
+static AnyaccelStatus op_matmul(const RefCall *c) {
+    const RefTensor *a = &c->inputs[0], *b = &c->inputs[1], *out = &c->outputs[0];
+    const RefTensor *bias = c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
+    int ra = a->ndim, rb = b->ndim, ro = out->ndim;
+    int64_t m = a->shape[ra - 2], k = a->shape[ra - 1], n = b->shape[rb - 1];
+    int64_t batches = 1;
+    for (int d = 0; d < ro - 2; d++) batches *= out->shape[d];
+    RefTensor bb;
+    if (bias) bb = ref_broadcast(bias, ro, out->shape);
+    int64_t sam = a->strides[ra - 2], sak = a->strides[ra - 1];
+    int64_t sbk = b->strides[rb - 2], sbn = b->strides[rb - 1];
+    int64_t som = out->strides[ro - 2], son = out->strides[ro - 1];
+    for (int64_t bi = 0; bi < batches; bi++) {
+        int64_t ao = batch_offset(a, out, bi), bo = batch_offset(b, out, bi), oo = batch_offset(out, out, bi);
+        int64_t bias_o = bias ? batch_offset(&bb, out, bi) : 0;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0.0; /* K = 0 gives 0 */
+                for (int64_t p = 0; p < k; p++) s += at(a, ao + i * sam + p * sak) * at(b, bo + p * sbk + j * sbn);
+                if (bias) s += at(&bb, bias_o + i * bb.strides[ro - 2] + j * bb.strides[ro - 1]);
+                put(out, oo + i * som + j * son, s);
+            }
+    }
+    return ANYACCEL_OK;
+}
+
+/* ---- rope ------------------------------------------------------------------------------------ */
+
+static AnyaccelStatus op_rope(const RefCall *c) {
+    const RefTensor *x = &c->inputs[0], *cs = &c->inputs[1], *sn = &c->inputs[2], *out = &c->outputs[0];
+    int64_t interleaved = 0;
+    ref_attr_int(c, "interleaved", &interleaved);
+    int r = x->ndim;
+    int64_t s_len = x->shape[r - 2], d = x->shape[r - 1], half = d / 2;
+    int64_t rows = d ? ref_numel(x) / d : 0;
+    int64_t xs = x->strides[r - 1], os = out->strides[r - 1];
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t s = row % s_len;
+        int64_t xo = line_start(x, r - 1, row), oo = line_start(out, r - 1, row);
+        for (int64_t i = 0; i < half; i++) {
+            int64_t p1 = interleaved ? 2 * i : i, p2 = interleaved ? 2 * i + 1 : i + half;
+            double x1 = at(x, xo + p1 * xs), x2 = at(x, xo + p2 * xs);
+            double cv = at(cs, s * cs->strides[0] + i * cs->strides[1]);
+            double sv = at(sn, s * sn->strides[0] + i * sn->strides[1]);
+            put(out, oo + p1 * os, x1 * cv - x2 * sv);
+            put(out, oo + p2 * os, x2 * cv + x1 * sv);
+        }
+    }
+    return ANYACCEL_OK;
+}
+
+/* ---- attention ------------------------------------------------------------------------------- */
+
+/* Element offset of batch `bi` (row-major over the batch dims, all equal) in t. */
+static int64_t plain_batch_offset(const RefTensor *t, int64_t bi) {
+    int64_t off = 0;
+    for (int d = t->ndim - 3; d >= 0; d--) {
+        off += (bi % t->shape[d]) * t->strides[d];
+        bi /= t->shape[d];
+    }
+    return off;
+}
+
+static AnyaccelStatus op_attention(const RefCall *c) {
+    const RefTensor *q = &c->inputs[0], *k = &c->inputs[1], *v = &c->inputs[2], *out = &c->outputs[0];
+    int r = q->ndim;
+    int64_t lq = q->shape[r - 2], d = q->shape[r - 1], lk = k->shape[r - 2], dv = v->shape[r - 1];
+    int64_t causal = 0;
+    ref_attr_int(c, "causal", &causal);
+    double scale = 1.0 / sqrt((double)d); /* D = 0 gives +Inf, so NaN logits, as the contract says */
+    ref_attr_float(c, "scale", &scale);
+    int64_t batches = 1;
+    for (int i = 0; i < r - 2; i++) batches *= q->shape[i];
+    double *e = malloc((size_t)(lk ? lk : 1) * sizeof *e);
+    if (!e) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "attention: out of host memory");
+    for (int64_t bi = 0; bi < batches; bi++) {
+        int64_t qb = plain_batch_offset(q, bi), kb = plain_batch_offset(k, bi);
+        int64_t vb = plain_batch_offset(v, bi), ob = plain_batch_offset(out, bi);
+        for (int64_t i = 0; i < lq; i++) {
+            /* Top-left aligned: row i sees keys 0..=i; masked keys take no part at all. */
+            int64_t keys = causal ? (lk < i + 1 ? lk : i + 1) : lk;
+            double m = -INFINITY;
+            for (int64_t j = 0; j < keys; j++) {
+                double dot = 0.0;
+                for (int64_t t = 0; t < d; t++)
+                    dot += at(q, qb + i * q->strides[r - 2] + t * q->strides[r - 1]) *
+                           at(k, kb + j * k->strides[r - 2] + t * k->strides[r - 1]);
+                e[j] = dot * scale;
+                m = fmax(m, e[j]);
+            }
+            double s = 0.0;
+            for (int64_t j = 0; j < keys; j++) {
+                e[j] = exp(e[j] - m);
+                s += e[j];
+            }
+            for (int64_t col = 0; col < dv; col++) {
+                double y = 0.0;
+                for (int64_t j = 0; j < keys; j++)
+                    y += e[j] / s * at(v, vb + j * v->strides[r - 2] + col * v->strides[r - 1]);
+                put(out, ob + i * out->strides[r - 2] + col * out->strides[r - 1], y);
+            }
+        }
+    }
+    free(e);
+    return ANYACCEL_OK;
+}
+
+AnyaccelStatus ref_op_nn(const RefCall *c) {
+    if (strcmp(c->op, "softmax") == 0) return op_softmax(c, 0);
+    if (strcmp(c->op, "log_softmax") == 0) return op_softmax(c, 1);
+    if (strcmp(c->op, "layer_norm") == 0) return op_norm(c, 0);
+    if (strcmp(c->op, "rms_norm") == 0) return op_norm(c, 1);
+    if (strcmp(c->op, "matmul") == 0) return op_matmul(c);
+    if (strcmp(c->op, "rope") == 0) return op_rope(c);
+    if (strcmp(c->op, "attention") == 0) return op_attention(c);
+    return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", c->op);
+}

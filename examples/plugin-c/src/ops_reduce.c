@@ -1,0 +1,221 @@
+/*
+ * Reductions: sum, mean, max, min, argmax, argmin over any set of axes, cumsum along one axis,
+ * and topk (docs/ops.md, section 8.4). Floats accumulate in double, integers in int64 with
+ * wrapping.
+ */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ref.h"
+
+/* Which axes are kept and which reduced. */
+typedef struct {
+    int kept_n, red_n;
+    int kept[REF_MAX_DIMS], red[REF_MAX_DIMS];
+    int64_t kept_count, red_count;
+} Plan;
+
+static AnyaccelStatus make_plan(const RefCall *c, const RefTensor *x, Plan *p) {
+    int reduced[REF_MAX_DIMS] = {0};
+    const int64_t *axes = NULL;
+    size_t len = 0;
+    if (ref_attr_ints(c, "axes", &axes, &len) < 0)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axes` must be Ints", c->op);
+    if (len == 0) { /* absent or empty: every axis */
+        for (int d = 0; d < x->ndim; d++) reduced[d] = 1;
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            int a = ref_axis(axes[i], x->ndim);
+            if (a < 0 || a >= x->ndim)
+                return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d",
+                                 c->op, (long long)axes[i], x->ndim);
+            reduced[a] = 1;
+        }
+    }
+    memset(p, 0, sizeof *p);
+    p->kept_count = p->red_count = 1;
+    for (int d = 0; d < x->ndim; d++) {
+        if (reduced[d]) {
+            p->red[p->red_n++] = d;
+            p->red_count *= x->shape[d];
+        } else {
+            p->kept[p->kept_n++] = d;
+            p->kept_count *= x->shape[d];
+        }
+    }
+    return ANYACCEL_OK;
+}
+
+/* Element offset in x of the element with row-major index `linear` over the axes `axes`. */
+static int64_t offset_over(const RefTensor *x, const int *axes, int n, int64_t linear) {
+    int64_t off = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        int64_t size = x->shape[axes[i]];
+        off += (linear % size) * x->strides[axes[i]];
+        linear /= size;
+    }
+    return off;
+}
+
+static AnyaccelStatus op_reduce(const RefCall *c) {
+    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    Plan p;
+    AnyaccelStatus st = make_plan(c, x, &p);
+    if (st) return st;
+    const char *op = c->op;
+    int is_arg = strncmp(op, "arg", 3) == 0;
+    int largest = strcmp(op, "max") == 0 || strcmp(op, "argmax") == 0;
+    size_t xs = ref_dtype_size(x->dtype);
+    int fl = ref_is_float(x->dtype);
+    /* Output element o is the kept-axes index o in row-major order, with or without keepdim. */
+    for (int64_t o = 0; o < p.kept_count; o++) {
+        const unsigned char *base = x->base + offset_over(x, p.kept, p.kept_n, o) * (int64_t)xs;
+        unsigned char *dst = ref_elem(out, o);
+        if (strcmp(op, "sum") == 0 || strcmp(op, "mean") == 0) {
+            if (fl) {
+                double s = 0.0;
+                for (int64_t r = 0; r < p.red_count; r++)
+                    s += ref_load_f(x->dtype, base + offset_over(x, p.red, p.red_n, r) * (int64_t)xs);
+                if (op[0] == 'm') s /= (double)p.red_count; /* 0 / 0 is NaN */
+                ref_store_f(out->dtype, dst, s);
+            } else {
+                uint64_t s = 0;
+                for (int64_t r = 0; r < p.red_count; r++)
+                    s += (uint64_t)ref_load_i(x->dtype, base + offset_over(x, p.red, p.red_n, r) * (int64_t)xs);
+                ref_store_i(out->dtype, dst, (int64_t)s);
+            }
+            continue;
+        }
+        /* max, min, argmax, argmin: the first best; NaN beats every number. */
+        int64_t best = 0;
+        double bf = 0.0;
+        int64_t bi = 0;
+        for (int64_t r = 0; r < p.red_count; r++) {
+            const unsigned char *e = base + offset_over(x, p.red, p.red_n, r) * (int64_t)xs;
+            if (fl) {
+                double v = ref_load_f(x->dtype, e);
+                if (r == 0 || (!isnan(bf) && (isnan(v) || (largest ? v > bf : v < bf)))) {
+                    best = r;
+                    bf = v;
+                }
+                if (isnan(bf)) break;
+            } else {
+                int64_t v = ref_load_i(x->dtype, e);
+                if (r == 0 || (largest ? v > bi : v < bi)) {
+                    best = r;
+                    bi = v;
+                }
+            }
+        }
+        if (is_arg)
+            ref_store_i(out->dtype, dst, best);
+        else if (fl)
+            ref_store_f(out->dtype, dst, bf);
+        else
+            ref_store_i(out->dtype, dst, bi);
+    }
+    return ANYACCEL_OK;
+}
+
+/* The lines along `axis`: element offset of the start of line `line`. */
+static int64_t line_start(const RefTensor *x, int axis, int64_t line) {
+    int64_t off = 0;
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        if (d == axis) continue;
+        int64_t size = x->shape[d];
+        off += (line % size) * x->strides[d];
+        line /= size;
+    }
+    return off;
+}
+
+static AnyaccelStatus op_cumsum(const RefCall *c) {
+    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    int64_t axis = 0;
+    if (ref_attr_int(c, "axis", &axis) != 1)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "cumsum: attribute `axis` (Int) is required");
+    int a = ref_axis(axis, x->ndim);
+    int64_t len = x->shape[a];
+    int64_t lines = len ? ref_numel(x) / len : 0;
+    size_t xs = ref_dtype_size(x->dtype), os = ref_dtype_size(out->dtype);
+    for (int64_t l = 0; l < lines; l++) {
+        int64_t xo = line_start(x, a, l), oo = line_start(out, a, l);
+        double sf = 0.0;
+        uint64_t si = 0;
+        for (int64_t i = 0; i < len; i++) {
+            const unsigned char *p = x->base + (xo + i * x->strides[a]) * (int64_t)xs;
+            unsigned char *q = out->base + (oo + i * out->strides[a]) * (int64_t)os;
+            if (ref_is_float(x->dtype)) {
+                sf += ref_load_f(x->dtype, p);
+                ref_store_f(out->dtype, q, sf);
+            } else {
+                si += (uint64_t)ref_load_i(x->dtype, p);
+                ref_store_i(out->dtype, q, (int64_t)si);
+            }
+        }
+    }
+    return ANYACCEL_OK;
+}
+
+/* -1, 0, 1 in the total order of topk: NaN above every number, NaNs equal, -0 equal to +0. */
+static int cmp_nan_greatest(double a, double b) {
+    int na = isnan(a), nb = isnan(b);
+    if (na || nb) return na - nb;
+    return (a > b) - (a < b);
+}
+
+static AnyaccelStatus op_topk(const RefCall *c) {
+    const RefTensor *x = &c->inputs[0], *values = &c->outputs[0], *indices = &c->outputs[1];
+    int64_t k = 0, axis = -1, largest = 1;
+    if (ref_attr_int(c, "k", &k) != 1)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "topk: attribute `k` (Int) is required");
+    ref_attr_int(c, "axis", &axis);
+    ref_attr_int(c, "largest", &largest);
+    int a = ref_axis(axis, x->ndim);
+    int64_t len = x->shape[a];
+    int64_t lines = len ? ref_numel(x) / len : 0;
+    size_t xs = ref_dtype_size(x->dtype);
+    int fl = ref_is_float(x->dtype);
+    unsigned char *taken = calloc((size_t)(len ? len : 1), 1);
+    if (!taken) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "topk: out of host memory");
+    for (int64_t l = 0; l < lines; l++) {
+        int64_t xo = line_start(x, a, l), vo = line_start(values, a, l), io = line_start(indices, a, l);
+        memset(taken, 0, (size_t)len);
+        for (int64_t t = 0; t < k; t++) {
+            /* The best element not yet taken; among equals the lowest index (scanned first). */
+            int64_t best = -1;
+            double bf = 0.0;
+            int64_t bi = 0;
+            for (int64_t i = 0; i < len; i++) {
+                if (taken[i]) continue;
+                const unsigned char *p = x->base + (xo + i * x->strides[a]) * (int64_t)xs;
+                int better;
+                if (fl) {
+                    double v = ref_load_f(x->dtype, p);
+                    int cmp = best < 0 ? 1 : cmp_nan_greatest(v, bf);
+                    better = best < 0 || (largest ? cmp > 0 : cmp < 0);
+                    if (better) bf = v;
+                } else {
+                    int64_t v = ref_load_i(x->dtype, p);
+                    better = best < 0 || (largest ? v > bi : v < bi);
+                    if (better) bi = v;
+                }
+                if (better) best = i;
+            }
+            taken[best] = 1;
+            memcpy(values->base + (vo + t * values->strides[a]) * (int64_t)xs,
+                   x->base + (xo + best * x->strides[a]) * (int64_t)xs, xs);
+            ref_store_i(indices->dtype, indices->base + (io + t * indices->strides[a]) * 8, best);
+        }
+    }
+    free(taken);
+    return ANYACCEL_OK;
+}
+
+AnyaccelStatus ref_op_reduction(const RefCall *c) {
+    if (strcmp(c->op, "cumsum") == 0) return op_cumsum(c);
+    if (strcmp(c->op, "topk") == 0) return op_topk(c);
+    return op_reduce(c);
+}

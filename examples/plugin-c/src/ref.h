@@ -1,0 +1,156 @@
+/*
+ * The reference plugin's internal declarations, shared by its source files:
+ *
+ *   plugin.c     the table: errors, the device, memory, streams (a worker thread each), events
+ *   dtype.c      element loads and stores, f16/bf16 by bit work, the cast rules of docs/ops.md
+ *   call.c       op_supported, the copy of an op call that a stream runs later, attributes,
+ *                strided iteration
+ *   ops_*.c      the ops of docs/ops.md by family
+ */
+
+#ifndef REF_H
+#define REF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "anyaccel_plugin.h"
+
+/* ---- Errors ----------------------------------------------------------------------------- */
+
+/* Sets this thread's last_error message and returns `code`. */
+AnyaccelStatus ref_error(AnyaccelStatus code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* This thread's last_error message. */
+const char *ref_last_error(void);
+
+/* ---- Memory ----------------------------------------------------------------------------- */
+
+/* A buffer: host memory standing in for a device's. */
+struct AnyaccelBuffer_ {
+    unsigned char *data;
+    uint64_t size;
+};
+
+/* ---- dtypes ------------------------------------------------------------------------------ */
+
+/* Internal dtype numbers: anyaccel's codes (ANYACCEL_DTYPE_*), 0 for none. */
+typedef int RefDType;
+
+/* The dtype of a DLPack type, or 0 when it is not one of anyaccel's. */
+RefDType ref_dtype_of(AnyaccelDataType t);
+/* The dtype called `name` ("f32", "bool", ...), or 0. */
+RefDType ref_dtype_named(const char *name);
+/* Bytes per element. */
+size_t ref_dtype_size(RefDType d);
+/* f32, f16, bf16, f64. */
+int ref_is_float(RefDType d);
+
+/* Element loads: a float dtype as its exact double; an integer dtype or bool as int64. */
+double ref_load_f(RefDType d, const unsigned char *p);
+int64_t ref_load_i(RefDType d, const unsigned char *p);
+/* Any dtype as a double (integers above 2^53 rounded). */
+double ref_load_as_double(RefDType d, const unsigned char *p);
+
+/* Stores a double into a float dtype, rounded once to nearest even (overflow to +-Inf). */
+void ref_store_f(RefDType d, unsigned char *p, double v);
+/* Stores an int64 into an integer dtype, wrapped (bool: v != 0). */
+void ref_store_i(RefDType d, unsigned char *p, int64_t v);
+/* The cast rules of docs/ops.md: a double into any dtype (floats round, integers truncate and
+ * saturate with NaN to 0, bool is v != 0), and an int64 into any dtype (floats round once from
+ * the exact integer, integers wrap, bool is v != 0). */
+void ref_store_cast_f(RefDType d, unsigned char *p, double v);
+void ref_store_cast_i(RefDType d, unsigned char *p, int64_t v);
+
+/* ---- Op calls ------------------------------------------------------------------------------ */
+
+#define REF_MAX_DIMS 16
+
+/* A tensor of a call, copied out of the host's descriptor. */
+typedef struct RefTensor {
+    int present;
+    unsigned char *base; /* the buffer's first byte plus the tensor's byte offset */
+    RefDType dtype;
+    int ndim;
+    int64_t shape[REF_MAX_DIMS];
+    int64_t strides[REF_MAX_DIMS]; /* in elements */
+} RefTensor;
+
+/* An attribute of a call, copied. */
+typedef struct RefAttr {
+    char *name;
+    int32_t kind;
+    int64_t int_value;
+    double float_value;
+    int64_t *ints;
+    size_t ints_len;
+    char *str;
+} RefAttr;
+
+/* An op call, copied so that a stream can run it after op_execute returned. */
+typedef struct RefCall {
+    char *op;
+    size_t num_inputs;
+    RefTensor *inputs;
+    size_t num_outputs;
+    RefTensor *outputs;
+    size_t num_attrs;
+    RefAttr *attrs;
+} RefCall;
+
+/* The ops this plugin offers (NULL-terminated). */
+extern const char *const ref_native_ops[];
+
+/* 1 when the call is one this plugin runs. */
+int32_t ref_op_supported(const AnyaccelOpCall *call);
+/* Copies a call (the tensors' buffers stay alive until it has run). */
+AnyaccelStatus ref_call_copy(const AnyaccelOpCall *call, RefCall **out);
+void ref_call_free(RefCall *call);
+/* Runs a copied call; on failure sets this thread's error and returns its code. */
+AnyaccelStatus ref_call_run(const RefCall *call);
+
+/* Attribute readers with the defaults of docs/ops.md. A Float attribute may come as an Int, an
+ * Ints attribute as a single Int. They return 0 when the attribute is absent (and leave the
+ * default in *out), 1 when it was read, -1 when it has the wrong kind. */
+const RefAttr *ref_attr(const RefCall *c, const char *name);
+int ref_attr_int(const RefCall *c, const char *name, int64_t *out);
+int ref_attr_float(const RefCall *c, const char *name, double *out);
+int ref_attr_ints(const RefCall *c, const char *name, const int64_t **out, size_t *len);
+const char *ref_attr_str(const RefCall *c, const char *name);
+
+/* Element count of a tensor. */
+int64_t ref_numel(const RefTensor *t);
+/* The element offset (in elements, from base) of the element with this row-major index. */
+int64_t ref_offset_of(const RefTensor *t, int64_t linear);
+/* The address of the element with this row-major index. */
+unsigned char *ref_elem(const RefTensor *t, int64_t linear);
+/* `t` seen with shape `shape` (rank >= t's), broadcast NumPy-style: its dimensions aligned at
+ * the end, size-1 and missing ones given stride 0. */
+RefTensor ref_broadcast(const RefTensor *t, int ndim, const int64_t *shape);
+/* A normalised axis (negative counts from the end). */
+int ref_axis(int64_t axis, int rank);
+
+/* A strided iterator over up to 4 tensors of one shape, in row-major order. */
+typedef struct RefIter {
+    int ndim;
+    int count;
+    int64_t shape[REF_MAX_DIMS];
+    int64_t strides[4][REF_MAX_DIMS];
+    int64_t index[REF_MAX_DIMS];
+    int64_t offset[4]; /* in elements */
+} RefIter;
+
+/* Starts an iteration over `count` tensors of the same (broadcast) shape. */
+void ref_iter_init(RefIter *it, int count, const RefTensor *const *tensors);
+/* Steps to the next element. */
+void ref_iter_next(RefIter *it);
+
+/* The op families. Each returns ANYACCEL_OK or sets the error. */
+AnyaccelStatus ref_op_creation(const RefCall *c);    /* fill, arange */
+AnyaccelStatus ref_op_movement(const RefCall *c);    /* copy, cast, concat */
+AnyaccelStatus ref_op_indexing(const RefCall *c);    /* index_select, embedding, gather */
+AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, where, unary */
+AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... argmin, cumsum, topk */
+AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention */
+
+#endif /* REF_H */
