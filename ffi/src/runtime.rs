@@ -282,20 +282,21 @@ pub unsafe extern "C" fn anyaccel_runtime_load_plugin(
     })
 }
 
+/// The runtime's backends, cached so that their strings outlive the call. The cache only grows
+/// (a loaded plugin adds a backend), so strings handed out earlier stay valid.
 fn backends(obj: &RuntimeObj) -> std::sync::MutexGuard<'_, RuntimeCache> {
+    let statuses = obj.runtime.backends();
     let mut cache = obj.cache();
-    if cache.backends.is_none() {
-        let list = obj
-            .runtime
-            .backends()
-            .into_iter()
-            .map(|b| BackendEntry {
-                name: c_string(&b.name),
-                device_count: b.devices.as_ref().map(|d| d.len()).unwrap_or(0),
-                reason: b.devices.err().map(|u| c_string(&u.reason)),
-            })
-            .collect();
-        cache.backends = Some(list);
+    let list = cache.backends.get_or_insert_with(Vec::new);
+    for b in statuses {
+        if list.iter().any(|e| e.name.to_bytes() == b.name.as_bytes()) {
+            continue;
+        }
+        list.push(BackendEntry {
+            name: c_string(&b.name),
+            device_count: b.devices.as_ref().map(|d| d.len()).unwrap_or(0),
+            reason: b.devices.err().map(|u| c_string(&u.reason)),
+        });
     }
     cache
 }
