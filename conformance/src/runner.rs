@@ -119,9 +119,7 @@ fn finite(x: f64) -> Option<f64> {
 /// A worker's job: device id, group, and the case after which to start.
 type WorkerJob = (String, String, Option<String>);
 
-fn parse_args(
-    args: &[String],
-) -> Result<(Options, bool, Option<WorkerJob>), String> {
+fn parse_args(args: &[String]) -> Result<(Options, bool, Option<WorkerJob>), String> {
     let mut o = Options::default();
     let mut profiles: Vec<Profile> = Vec::new();
     let mut list = false;
