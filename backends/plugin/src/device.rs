@@ -16,6 +16,9 @@ use crate::op::CallDesc;
 use crate::queue::{PluginQueue, StreamInner};
 use crate::sys::{self, AnyaccelBuffer, AnyaccelDevice, AnyaccelKernel, AnyaccelModule};
 
+/// What probing a plugin found: its devices, or why it has none.
+type Probed = Result<Vec<Arc<dyn Device>>, Unavailable>;
+
 /// A vendor plugin as a backend, named `plugin:<name>` after the plugin's table (or
 /// `plugin:<file stem>` when the library could not be loaded).
 ///
@@ -26,7 +29,7 @@ pub struct PluginBackend {
     name: String,
     path: PathBuf,
     plugin: Result<PluginRef, Unavailable>,
-    devices: Mutex<Option<Result<Vec<Arc<dyn Device>>, Unavailable>>>,
+    devices: Mutex<Option<Probed>>,
 }
 
 impl std::fmt::Debug for PluginBackend {

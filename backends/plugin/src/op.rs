@@ -43,7 +43,9 @@ struct Dims {
 /// An op call as the plugin sees it, with everything its pointers point to.
 pub(crate) struct CallDesc {
     _op: CString,
-    _dims: Vec<Box<Dims>>,
+    _dims: Vec<Dims>,
+    // Boxed: the call points at each descriptor, which must not move as the Vec grows.
+    #[allow(clippy::vec_box)]
     _tensors: Vec<Box<AnyaccelTensor>>,
     _inputs: Vec<*const AnyaccelTensor>,
     _outputs: Vec<*const AnyaccelTensor>,
@@ -85,10 +87,10 @@ impl CallDesc {
             }
             let desc = t.desc();
             let size = desc.dtype.size_in_bytes();
-            let d = Box::new(Dims {
+            let d = Dims {
                 shape: desc.shape.iter().map(|&s| s as i64).collect(),
                 strides: desc.strides.iter().map(|&s| s as i64).collect(),
-            });
+            };
             let byte_offset = t.view().offset() as u64 + (desc.offset as u64) * size as u64;
             let tensor = Box::new(AnyaccelTensor {
                 struct_size: std::mem::size_of::<AnyaccelTensor>(),
