@@ -1126,33 +1126,23 @@ anyaccel_status anyaccel_tensor_read(struct anyaccel_queue_t *q, struct anyaccel
 #endif  /* ANYACCEL_H */
 
 /* Helpers that fill in one op attribute (see anyaccel_attr_t). */
+#ifndef ANYACCEL_ATTR_HELPERS
+#define ANYACCEL_ATTR_HELPERS
 static inline anyaccel_attr_t anyaccel_attr_int(const char *name, int64_t value) {
-    anyaccel_attr_t a = {0};
-    a.name = name;
-    a.kind = ANYACCEL_ATTR_INT;
-    a.int_value = value;
+    anyaccel_attr_t a = {name, ANYACCEL_ATTR_INT, value, 0.0, NULL, 0, NULL};
     return a;
 }
 static inline anyaccel_attr_t anyaccel_attr_float(const char *name, double value) {
-    anyaccel_attr_t a = {0};
-    a.name = name;
-    a.kind = ANYACCEL_ATTR_FLOAT;
-    a.float_value = value;
+    anyaccel_attr_t a = {name, ANYACCEL_ATTR_FLOAT, 0, value, NULL, 0, NULL};
     return a;
 }
 static inline anyaccel_attr_t anyaccel_attr_ints(const char *name, const int64_t *values,
                                                  size_t n) {
-    anyaccel_attr_t a = {0};
-    a.name = name;
-    a.kind = ANYACCEL_ATTR_INTS;
-    a.ints = values;
-    a.n_ints = n;
+    anyaccel_attr_t a = {name, ANYACCEL_ATTR_INTS, 0, 0.0, values, n, NULL};
     return a;
 }
 static inline anyaccel_attr_t anyaccel_attr_str(const char *name, const char *value) {
-    anyaccel_attr_t a = {0};
-    a.name = name;
-    a.kind = ANYACCEL_ATTR_STR;
-    a.str_value = value;
+    anyaccel_attr_t a = {name, ANYACCEL_ATTR_STR, 0, 0.0, NULL, 0, value};
     return a;
 }
+#endif /* ANYACCEL_ATTR_HELPERS */
