@@ -213,8 +213,12 @@ impl Plugin for RustExample {
         let mut d = dst.bytes.lock().unwrap_or_else(|p| p.into_inner());
         let r = range("fill", d.len(), offset, bytes)?;
         stream.run(|| {
-            for chunk in d[r].chunks_exact_mut(pattern.len()) {
-                chunk.copy_from_slice(pattern);
+            if let [byte] = pattern {
+                d[r].fill(*byte);
+            } else {
+                for chunk in d[r].chunks_exact_mut(pattern.len()) {
+                    chunk.copy_from_slice(pattern);
+                }
             }
             Ok(())
         })
