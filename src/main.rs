@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod cli {
     pub mod args;
+    pub mod bench;
     pub mod conformance;
     pub mod devices;
     pub mod table;
@@ -26,6 +27,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "conformance",
         "Run the conformance suite (HAL and op suites) and write the reports",
+    ),
+    (
+        "bench",
+        "Measure each device's roofline and the ops against it, and the peers with --peers",
     ),
     ("help", "Show this help, or a command's help"),
 ];
@@ -53,6 +58,7 @@ fn command_help(name: &str) -> Option<String> {
     match name {
         "devices" => Some(cli::devices::HELP.to_string()),
         "conformance" => Some(cli::conformance::help()),
+        "bench" => Some(cli::bench::HELP.to_string()),
         "help" => Some(usage()),
         _ => None,
     }
@@ -82,6 +88,7 @@ fn dispatch(argv: Vec<String>) -> Result<ExitCode, CliError> {
     match command.as_str() {
         "devices" => cli::devices::run(Args::new("devices", rest, cli::devices::HELP)),
         "conformance" => Ok(cli::conformance::run(rest)),
+        "bench" => cli::bench::run(Args::new("bench", rest, cli::bench::HELP)),
         "help" | "-h" | "--help" => help(Args::new("help", rest, usage())),
         "-V" | "--version" => {
             cli::args::print(&format!("anyaccel {}\n", env!("CARGO_PKG_VERSION")))?;
