@@ -295,6 +295,25 @@ int main(int argc, char **argv) {
                ANYACCEL_ERROR_OUT_OF_BOUNDS, "out of range");
     }
     expect("runtime_load_plugin(rt, NULL)", anyaccel_runtime_load_plugin(rt, NULL), INVALID, "path");
+    expect("runtime_load_plugin(NULL, path)",
+           anyaccel_runtime_load_plugin(NULL, "/nonexistent/libnochip.so"), INVALID, "runtime");
+    expect("runtime_load_plugin(rt, missing file)",
+           anyaccel_runtime_load_plugin(rt, "/nonexistent/libnochip.so"), ANYACCEL_ERROR_UNAVAILABLE,
+           "/nonexistent/libnochip.so");
+    {
+        /* The failed plugin is listed, unavailable, with the loader's reason. */
+        size_t nb = 0;
+        int listed = 0;
+        anyaccel_runtime_backend_count(rt, &nb);
+        for (size_t i = 0; i < nb; i++) {
+            anyaccel_backend_info_t info = {sizeof info, NULL, 0, 0, NULL};
+            if (anyaccel_runtime_backend_info(rt, i, &info) == ANYACCEL_OK &&
+                strncmp(info.name, "plugin:", 7) == 0 && !info.available && info.reason != NULL)
+                listed = 1;
+        }
+        expect_true("the plugin that failed to load is listed as unavailable, with a reason",
+                    listed);
+    }
     expect("runtime_device_count(rt, NULL)", anyaccel_runtime_device_count(rt, NULL), INVALID,
            "out");
     expect("runtime_device(rt, 99, &dev)", anyaccel_runtime_device(rt, 99, &dev),

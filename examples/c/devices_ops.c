@@ -4,8 +4,9 @@
  * every result against values computed here in double precision. On the cpu device it also
  * exchanges tensors through DLPack, zero-copy both ways.
  *
- *   ./devices_ops            every compiled-in backend
- *   ./devices_ops cpu        only the named backends (a comma list)
+ *   ./devices_ops                      every compiled-in backend
+ *   ./devices_ops cpu                  only the named backends (a comma list)
+ *   ./devices_ops --plugin LIB.so      every backend, plus a vendor plugin loaded by path
  *
  * A device that does not offer an op says so (ANYACCEL_ERROR_UNSUPPORTED, with its reason) and
  * is reported as skipped; any other failure, or a wrong value, makes the program exit 1.
@@ -232,9 +233,12 @@ int main(int argc, char **argv) {
     size_t n_backends = 0, n_devices = 0;
 
     printf("anyaccel %s\n", anyaccel_version());
-    anyaccel_status s = argc > 1 ? anyaccel_runtime_create_with_backends(argv[1], &rt)
-                                 : anyaccel_runtime_create(&rt);
+    int plugin = argc > 2 && strcmp(argv[1], "--plugin") == 0;
+    anyaccel_status s = argc > 1 && !plugin ? anyaccel_runtime_create_with_backends(argv[1], &rt)
+                                            : anyaccel_runtime_create(&rt);
     if (!check(s, "anyaccel_runtime_create")) return 1;
+    if (plugin && check(anyaccel_runtime_load_plugin(rt, argv[2]), "anyaccel_runtime_load_plugin"))
+        printf("loaded plugin %s\n", argv[2]);
 
     if (!check(anyaccel_runtime_backend_count(rt, &n_backends), "backend_count")) goto out;
     printf("backends:\n");

@@ -932,13 +932,17 @@ anyaccel_status anyaccel_runtime_create_with_backends(const char *names, struct 
 anyaccel_status anyaccel_runtime_destroy(struct anyaccel_runtime_t *rt);
 
 /**
- * Loads a vendor plugin (a shared library implementing `anyaccel_plugin.h`) into the runtime.
+ * Loads a vendor plugin (a shared library implementing `anyaccel_plugin.h`) into the runtime
+ * as the backend `plugin:<name>`, whose devices are `plugin:<name>:<index>`; they appear in
+ * the backend and device lists from now on.
  *
- * This build has no plugin loader: the call checks its arguments and returns
- * `ANYACCEL_ERROR_UNSUPPORTED` with a message saying so.
+ * A library that cannot be used (file not found, the `dlopen` error, a missing entry symbol,
+ * an ABI major mismatch, ...) is `ANYACCEL_ERROR_UNAVAILABLE` with the loader's reason; it is
+ * registered all the same, so that the backend list shows it with that reason. A plugin whose
+ * name is already registered is `ANYACCEL_ERROR_INVALID_ARGUMENT`.
  *
  * # Safety
- * `path` must be NULL or a NUL-terminated string.
+ * `path` must be NULL or a NUL-terminated string. Loading runs the library's initialisers.
  */
 anyaccel_status anyaccel_runtime_load_plugin(struct anyaccel_runtime_t *rt, const char *path);
 

@@ -260,25 +260,29 @@ pub unsafe extern "C" fn anyaccel_runtime_destroy(rt: *mut anyaccel_runtime_t) -
     })
 }
 
-/// Loads a vendor plugin (a shared library implementing `anyaccel_plugin.h`) into the runtime.
+/// Loads a vendor plugin (a shared library implementing `anyaccel_plugin.h`) into the runtime
+/// as the backend `plugin:<name>`, whose devices are `plugin:<name>:<index>`; they appear in
+/// the backend and device lists from now on.
 ///
-/// This build has no plugin loader: the call checks its arguments and returns
-/// `ANYACCEL_ERROR_UNSUPPORTED` with a message saying so.
+/// A library that cannot be used (file not found, the `dlopen` error, a missing entry symbol,
+/// an ABI major mismatch, ...) is `ANYACCEL_ERROR_UNAVAILABLE` with the loader's reason; it is
+/// registered all the same, so that the backend list shows it with that reason. A plugin whose
+/// name is already registered is `ANYACCEL_ERROR_INVALID_ARGUMENT`.
 ///
 /// # Safety
-/// `path` must be NULL or a NUL-terminated string.
+/// `path` must be NULL or a NUL-terminated string. Loading runs the library's initialisers.
 #[no_mangle]
 pub unsafe extern "C" fn anyaccel_runtime_load_plugin(
     rt: *mut anyaccel_runtime_t,
     path: *const c_char,
 ) -> anyaccel_status {
     guard("anyaccel_runtime_load_plugin", || {
-        runtime(rt)?;
+        let obj = runtime(rt)?;
         // SAFETY: NULL or NUL-terminated by the caller's contract.
         let path = unsafe { str_arg(path, "path") }?;
-        Err(Error::unsupported(format!(
-            "cannot load `{path}`: this build of anyaccel has no plugin loader (the plugin backend is not compiled in)"
-        )))
+        facade::load_plugin(&obj.runtime, path)
+            .map(drop)
+            .map_err(|e| e.context(format!("`{path}`")))
     })
 }
 
