@@ -31,6 +31,8 @@ pub use anyaccel_ops as ops;
 
 #[cfg(feature = "cpu")]
 pub use anyaccel_cpu as cpu;
+#[cfg(feature = "cuda")]
+pub use anyaccel_cuda as cuda;
 #[cfg(feature = "opencl")]
 pub use anyaccel_opencl as opencl;
 #[cfg(feature = "plugin")]
@@ -73,6 +75,8 @@ pub fn compiled_in_backends() -> Vec<Arc<dyn Backend>> {
     backends.push(Arc::new(anyaccel_opencl::OpenClBackend));
     #[cfg(feature = "vulkan")]
     backends.push(Arc::new(anyaccel_vulkan::VulkanBackend));
+    #[cfg(feature = "cuda")]
+    backends.push(Arc::new(anyaccel_cuda::CudaBackend));
     backends
 }
 

@@ -16,8 +16,10 @@ use std::sync::{Arc, OnceLock};
 use anyaccel_hal::{Error, ErrorCode, Result, Unavailable};
 use cudarc::driver::sys::{self, CUresult};
 
-/// Every driver function that this crate calls unconditionally. All of them are in every
-/// CUDA 12 driver (most are much older).
+/// Every driver function that the backend calls unconditionally, and so checks for before its
+/// first call into `libcuda`. All of them are in every CUDA 12 driver (most are much older).
+pub const DRIVER_SYMBOLS: &[&str] = SYMBOLS;
+
 pub(crate) const SYMBOLS: &[&str] = &[
     "cuInit",
     "cuDriverGetVersion",
@@ -64,8 +66,8 @@ pub(crate) const SYMBOLS: &[&str] = &[
 /// check the arguments against the kernel's parameters.
 pub(crate) const OPTIONAL_SYMBOLS: &[&str] = &["cuFuncGetParamInfo"];
 
-/// The file name that the dynamic linker is asked for in error messages.
-pub(crate) const LIBCUDA: &str = "libcuda.so.1";
+/// The driver library's file name, as error messages give it.
+pub const LIBCUDA: &str = "libcuda.so.1";
 
 /// What opening the driver found: its version, or why it cannot be used.
 struct Loaded {
@@ -112,7 +114,16 @@ pub(crate) fn dlopen_error(file: &str) -> String {
     // opened exactly as cudarc opens them. The handle is dropped at once.
     match unsafe { libloading::Library::new(file) } {
         Ok(_) => format!("{file} opens, but under none of the names that cudarc looks for"),
-        Err(e) => e.to_string(),
+        Err(e) => {
+            // libloading puts the dynamic linker's words in the error's source.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
     }
 }
 

@@ -43,6 +43,7 @@ mod program;
 mod queue;
 
 pub use device::{CudaBackend, CudaDevice, CudaLimits};
+pub use driver::{DRIVER_SYMBOLS, LIBCUDA};
 pub use memory::CudaMemory;
 pub use program::CudaKernel;
 pub use queue::{CudaEvent, CudaQueue, STAGING_BLOCK};
