@@ -99,3 +99,8 @@ pub fn load_plugin(rt: &hal::Runtime, path: impl AsRef<std::path::Path>) -> Resu
         None => Ok(name),
     }
 }
+
+/// The README's Rust example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
