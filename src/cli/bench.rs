@@ -16,6 +16,8 @@
 //!   bytes written), and the best f32 matmul of this layer on the device over doubling sizes up
 //!   to 2048 for GFLOP/s.
 
+#[cfg(feature = "opencl")]
+mod clblast;
 mod peers;
 
 use std::process::ExitCode;
@@ -563,6 +565,7 @@ struct Ctx<'a> {
     clock: Clock,
     budget: Budget,
     peers: Option<&'a HostPeers>,
+    peers_requested: bool,
     progress: bool,
 }
 
@@ -681,6 +684,72 @@ fn measure(
     Ok((mine, Some(theirs)))
 }
 
+/// Checks a sample of the n x n product `c = a @ b` against f64 dot products.
+fn check_product(n: usize, a: &[f32], b: &[f32], c: &[f32]) -> Result<(), String> {
+    for i in sample_indices(n, 7) {
+        for j in sample_indices(n, 7) {
+            let (mut exact, mut scale) = (0.0f64, 0.0f64);
+            for p in 0..n {
+                let t = a[i * n + p] as f64 * b[p * n + j] as f64;
+                exact += t;
+                scale += t.abs();
+            }
+            let g = c[i * n + j] as f64;
+            if g.is_nan() || (g - exact).abs() > 1e-4 + 1e-5 * scale {
+                return Err(format!("c[{i}][{j}] = {g}, expected {exact}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The matmul peer of a device.
+enum MatmulPeer<'a> {
+    OpenBlas(&'a OpenBlas),
+    #[cfg(feature = "opencl")]
+    ClBlast {
+        blas: clblast::ClBlast,
+        mems: [*mut std::ffi::c_void; 3],
+        out: Tensor,
+    },
+}
+
+/// The peer for this device, `None` without `--peers` or without one, `Err` when it is missing.
+fn matmul_peer<'a>(
+    ctx: &Ctx<'a>,
+    a: &Tensor,
+    b: &Tensor,
+) -> BenchResult<Option<(&'static str, Result<MatmulPeer<'a>, String>)>> {
+    if let Some(p) = ctx.peers {
+        return Ok(Some((
+            "openblas",
+            p.openblas
+                .as_ref()
+                .map(MatmulPeer::OpenBlas)
+                .map_err(Clone::clone),
+        )));
+    }
+    #[cfg(feature = "opencl")]
+    if ctx.peers_requested && ctx.device.info().backend == "opencl" {
+        let out = ctx.empty(a.shape())?;
+        let raw = |t: &Tensor| {
+            t.view()
+                .buffer()
+                .downcast::<anyaccel::opencl::OpenClMemory>()
+                .map(|m| m.raw())
+                .ok_or_else(|| "clblast: the tensor is not in OpenCL memory".to_string())
+        };
+        let peer = (|| {
+            let mems = [raw(a)?, raw(b)?, raw(&out)?];
+            let blas = clblast::ClBlast::for_buffer(mems[0])?;
+            Ok(MatmulPeer::ClBlast { blas, mems, out })
+        })();
+        return Ok(Some(("clblast", peer)));
+    }
+    let _ = (a, b);
+    Ok(None)
+}
+
 fn bench_matmul(ctx: &Ctx, n: usize) -> OpBench {
     let entry = new_entry(BenchOp::Matmul, format!("{n}x{n}x{n}"), ctx.clock);
     ctx.note(&format!("matmul f32 {n}x{n}x{n}"));
@@ -691,68 +760,70 @@ fn bench_matmul(ctx: &Ctx, n: usize) -> OpBench {
         let c = ctx.empty(&[n, n])?;
         let q = &*ctx.queue;
         let flops = 2.0 * (n as f64).powi(3);
-        let blas = ctx.peers.map(|p| p.openblas.as_ref());
+        let peer = matmul_peer(ctx, &a, &b)?;
         let mut hc = vec![
             0.0f32;
-            if matches!(blas, Some(Ok(_))) {
+            if peer.is_some() && ctx.peers.is_some() {
                 n * n
             } else {
                 0
             }
         ];
-        let mut sgemm = |blas: &OpenBlas| blas.sgemm(n, n, n, &ha, &hb, &mut hc);
-        let mut peer_run;
-        let peer: Option<PeerRun> = match blas {
-            Some(Ok(blas)) => {
-                ctx.note(&format!("  side by side with openblas sgemm {n}x{n}x{n}"));
-                peer_run = || sgemm(blas);
-                Some(&mut peer_run)
+        let mut peer_run = |p: &MatmulPeer| -> Result<(), String> {
+            match p {
+                MatmulPeer::OpenBlas(blas) => blas.sgemm(n, n, n, &ha, &hb, &mut hc),
+                #[cfg(feature = "opencl")]
+                MatmulPeer::ClBlast { blas, mems, .. } => {
+                    // SAFETY: the three buffers are live tensors' n x n f32 buffers of the
+                    // device's context (held by `a`, `b` and `out`), and `out` is distinct.
+                    unsafe { blas.sgemm_square(n, mems[0], mems[1], mems[2]) }
+                }
             }
-            _ => None,
         };
-        let (s, peer_samples) = measure(
-            ctx,
-            || anyaccel::ops::matmul_into(q, &a, &b, None, &c),
-            peer,
-        )?;
+        let mut run_peer;
+        let (peer_name, peer_ready) = match &peer {
+            Some((name, Ok(p))) => {
+                ctx.note(&format!("  side by side with {name} sgemm {n}x{n}x{n}"));
+                run_peer = || peer_run(p);
+                (Some(*name), Some(&mut run_peer as PeerRun))
+            }
+            Some((name, Err(e))) => {
+                record_peer(entry, name, Err(e.clone()), None, None);
+                (None, None)
+            }
+            None => (None, None),
+        };
+        let ours = || anyaccel::ops::matmul_into(q, &a, &b, None, &c);
+        // A device without matmul still shows its peer's figure, with no ratio.
+        if let Err(e) = ours().and_then(|()| q.finish()) {
+            if let (Some(name), Some(run)) = (peer_name, peer_ready) {
+                record_peer(
+                    entry,
+                    name,
+                    time_on_host(ctx.budget, run),
+                    Some(flops),
+                    None,
+                );
+            }
+            return Err(e);
+        }
+        let (s, peer_samples) = measure(ctx, ours, peer_ready)?;
         record(entry, &s, ctx.clock, Some(flops), None);
         let got = c.to_vec::<f32>(q)?;
-        for i in sample_indices(n, 7) {
-            for j in sample_indices(n, 7) {
-                let (mut exact, mut scale) = (0.0f64, 0.0f64);
-                for p in 0..n {
-                    let t = ha[i * n + p] as f64 * hb[p * n + j] as f64;
-                    exact += t;
-                    scale += t.abs();
-                }
-                let g = got[i * n + j] as f64;
-                if (g - exact).abs() > 1e-4 + 1e-5 * scale {
-                    return Err(check_failed(
-                        "matmul",
-                        format!("c[{i}][{j}] = {g}, expected {exact}"),
-                    ));
-                }
-            }
-        }
-        match (blas, peer_samples) {
-            (Some(Err(e)), _) => record_peer(entry, "openblas", Err(e.clone()), None, None),
-            (Some(Ok(_)), Some(result)) => {
-                // The peer must have computed the same product.
-                let result = result.and_then(|s| {
-                    let bad = sample_indices(n * n, 64)
-                        .into_iter()
-                        .find(|&i| (hc[i] - got[i]).abs() > 1e-3 * (1.0 + got[i].abs()));
-                    match bad {
-                        Some(i) => Err(format!(
-                            "OpenBLAS gave c[{i}] = {} where anyaccel gave {}",
-                            hc[i], got[i]
-                        )),
-                        None => Ok(s),
-                    }
-                });
-                record_peer(entry, "openblas", result, Some(flops), None);
-            }
-            _ => {}
+        check_product(n, &ha, &hb, &got).map_err(|e| check_failed("matmul", e))?;
+        if let (Some(name), Some(result), Some((_, Ok(p)))) = (peer_name, peer_samples, &peer) {
+            // The peer must have computed the same product.
+            let theirs = match p {
+                MatmulPeer::OpenBlas(_) => Ok(std::mem::take(&mut hc)),
+                #[cfg(feature = "opencl")]
+                MatmulPeer::ClBlast { out, .. } => out.to_vec::<f32>(q).map_err(|e| e.to_string()),
+            };
+            let result = result.and_then(|s| {
+                check_product(n, &ha, &hb, &theirs?)
+                    .map_err(|e| format!("{name} computed a wrong product: {e}"))?;
+                Ok(s)
+            });
+            record_peer(entry, name, result, Some(flops), None);
         }
         Ok(())
     })
@@ -822,7 +893,7 @@ fn bench_softmax(ctx: &Ctx, n: usize) -> OpBench {
             for j in sample_indices(cols, 8) {
                 let exact = (row[j] as f64 - max).exp() / denom;
                 let g = got[r * cols + j] as f64;
-                if (g - exact).abs() > 1e-4 * (1.0 + exact) {
+                if g.is_nan() || (g - exact).abs() > 1e-4 * (1.0 + exact) {
                     return Err(check_failed(
                         "softmax",
                         format!("y[{r}][{j}] = {g}, expected {exact}"),
@@ -853,7 +924,7 @@ fn bench_sum(ctx: &Ctx, n: usize) -> OpBench {
         let got = y.to_vec::<f32>(q)?.first().copied().unwrap_or(f32::NAN) as f64;
         let exact: f64 = hx.iter().map(|&v| v as f64).sum();
         let scale: f64 = hx.iter().map(|&v| (v as f64).abs()).sum();
-        if (got - exact).abs() > 1e-4 + 1e-5 * scale {
+        if got.is_nan() || (got - exact).abs() > 1e-4 + 1e-5 * scale {
             return Err(check_failed("sum", format!("{got}, expected {exact}")));
         }
         Ok(())
@@ -973,6 +1044,11 @@ fn bench_device(
                     p.threads
                 ));
             }
+            _ if cfg!(feature = "opencl") && info.backend == "opencl" => report.peers.push(
+                "clblast: CLBlastSgemm from libclblast.so.1 on the device's own buffers, \
+                 through a queue of its own, host clock around clFinish"
+                    .to_string(),
+            ),
             _ => report.peers_unavailable.push(format!(
                 "no peer is wired for the {} backend yet",
                 info.backend
@@ -985,6 +1061,7 @@ fn bench_device(
         clock,
         budget: Budget::new(o.time_s),
         peers: if is_host { host_peers } else { None },
+        peers_requested: o.peers,
         progress: !o.json,
     };
     report.roofline = roofline(&ctx);
@@ -1070,22 +1147,26 @@ impl BenchReport {
                 "BEST RATIO",
             ]);
             for o in &d.ops {
-                if o.status != "ok" {
-                    t.row(vec![
-                        o.op.clone(),
-                        o.dtype.clone(),
-                        o.size.clone(),
-                        format!("{}: {}", o.status, o.error.as_deref().unwrap_or("")),
-                    ]);
-                    continue;
-                }
+                let ok = o.status == "ok";
                 t.row(vec![
                     o.op.clone(),
                     o.dtype.clone(),
                     o.size.clone(),
-                    seconds(o.median_s),
-                    format!("{}..{}", seconds(o.p10_s), seconds(o.p90_s)),
-                    o.reps.to_string(),
+                    if ok {
+                        seconds(o.median_s)
+                    } else {
+                        o.status.to_string()
+                    },
+                    if ok {
+                        format!("{}..{}", seconds(o.p10_s), seconds(o.p90_s))
+                    } else {
+                        "-".to_string()
+                    },
+                    if ok {
+                        o.reps.to_string()
+                    } else {
+                        "-".to_string()
+                    },
                     rate(o.gflops, o.gbps),
                     o.share_of_roofline
                         .map_or("-".to_string(), |s| format!("{:.0}%", s * 100.0)),
@@ -1104,6 +1185,9 @@ impl BenchReport {
             }
             out.push_str(&t.render());
             for o in &d.ops {
+                if let Some(e) = &o.error {
+                    out.push_str(&format!("  {} {}: {}: {e}\n", o.op, o.size, o.status));
+                }
                 if let (Some(p), Some(e)) = (&o.peer, &o.peer_error) {
                     out.push_str(&format!("  {} {}: peer {p} failed: {e}\n", o.op, o.size));
                 }
