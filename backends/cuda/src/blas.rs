@@ -221,7 +221,13 @@ fn split(t: &Tensor, batch: &[usize]) -> Option<(usize, usize, usize, usize, Vec
             return None;
         }
     }
-    Some((shape[r - 2], shape[r - 1], strides[r - 2], strides[r - 1], bs))
+    Some((
+        shape[r - 2],
+        shape[r - 1],
+        strides[r - 2],
+        strides[r - 1],
+        bs,
+    ))
 }
 
 /// The cuBLAS layout of `c = a @ b`, or `None` when cuBLAS cannot express it.
@@ -246,36 +252,35 @@ pub(crate) fn plan(a: &Tensor, b: &Tensor, c: &Tensor) -> Option<GemmPlan> {
         return None;
     }
     let k = ak;
-    let (first_is_b, ldc, first, second, cm, cn) =
-        if let Some(ldc) = row_major_ld(m, n, csr, csc) {
-            // Cᵀ (n x m, column-major) = Bᵀ (n x k) Aᵀ (k x m).
-            let first = match (row_major_ld(k, n, bsr, bsc), col_major_ld(k, n, bsr, bsc)) {
-                (Some(ld), _) => (cublasOperation_t::CUBLAS_OP_N, ld),
-                (None, Some(ld)) => (cublasOperation_t::CUBLAS_OP_T, ld),
-                _ => return None,
-            };
-            let second = match (row_major_ld(m, k, asr, asc), col_major_ld(m, k, asr, asc)) {
-                (Some(ld), _) => (cublasOperation_t::CUBLAS_OP_N, ld),
-                (None, Some(ld)) => (cublasOperation_t::CUBLAS_OP_T, ld),
-                _ => return None,
-            };
-            (true, ldc, first, second, n, m)
-        } else if let Some(ldc) = col_major_ld(m, n, csr, csc) {
-            // C (m x n, column-major) = A (m x k) B (k x n).
-            let first = match (col_major_ld(m, k, asr, asc), row_major_ld(m, k, asr, asc)) {
-                (Some(ld), _) => (cublasOperation_t::CUBLAS_OP_N, ld),
-                (None, Some(ld)) => (cublasOperation_t::CUBLAS_OP_T, ld),
-                _ => return None,
-            };
-            let second = match (col_major_ld(k, n, bsr, bsc), row_major_ld(k, n, bsr, bsc)) {
-                (Some(ld), _) => (cublasOperation_t::CUBLAS_OP_N, ld),
-                (None, Some(ld)) => (cublasOperation_t::CUBLAS_OP_T, ld),
-                _ => return None,
-            };
-            (false, ldc, first, second, m, n)
-        } else {
-            return None;
+    let (first_is_b, ldc, first, second, cm, cn) = if let Some(ldc) = row_major_ld(m, n, csr, csc) {
+        // Cᵀ (n x m, column-major) = Bᵀ (n x k) Aᵀ (k x m).
+        let first = match (row_major_ld(k, n, bsr, bsc), col_major_ld(k, n, bsr, bsc)) {
+            (Some(ld), _) => (cublasOperation_t::CUBLAS_OP_N, ld),
+            (None, Some(ld)) => (cublasOperation_t::CUBLAS_OP_T, ld),
+            _ => return None,
         };
+        let second = match (row_major_ld(m, k, asr, asc), col_major_ld(m, k, asr, asc)) {
+            (Some(ld), _) => (cublasOperation_t::CUBLAS_OP_N, ld),
+            (None, Some(ld)) => (cublasOperation_t::CUBLAS_OP_T, ld),
+            _ => return None,
+        };
+        (true, ldc, first, second, n, m)
+    } else if let Some(ldc) = col_major_ld(m, n, csr, csc) {
+        // C (m x n, column-major) = A (m x k) B (k x n).
+        let first = match (col_major_ld(m, k, asr, asc), row_major_ld(m, k, asr, asc)) {
+            (Some(ld), _) => (cublasOperation_t::CUBLAS_OP_N, ld),
+            (None, Some(ld)) => (cublasOperation_t::CUBLAS_OP_T, ld),
+            _ => return None,
+        };
+        let second = match (col_major_ld(k, n, bsr, bsc), row_major_ld(k, n, bsr, bsc)) {
+            (Some(ld), _) => (cublasOperation_t::CUBLAS_OP_N, ld),
+            (None, Some(ld)) => (cublasOperation_t::CUBLAS_OP_T, ld),
+            _ => return None,
+        };
+        (false, ldc, first, second, m, n)
+    } else {
+        return None;
+    };
 
     // Batch dims: drop size-1 dims, then find the longest suffix that is one strided run for
     // all three tensors; the dims before it are looped over.
@@ -286,8 +291,8 @@ pub(crate) fn plan(a: &Tensor, b: &Tensor, c: &Tensor) -> Option<GemmPlan> {
     let mut inner_start = dims.len();
     while inner_start > 0 {
         let i = inner_start - 1;
-        let joins = i + 1 == dims.len()
-            || (0..3).all(|t| dims[i].1[t] == dims[i + 1].1[t] * dims[i + 1].0);
+        let joins =
+            i + 1 == dims.len() || (0..3).all(|t| dims[i].1[t] == dims[i + 1].1[t] * dims[i + 1].0);
         if !joins {
             break;
         }
@@ -355,9 +360,13 @@ fn operands(call: &OpCall) -> Option<(&Tensor, &Tensor, &Tensor)> {
     Some((a, b, &call.outputs[0]))
 }
 
-/// True when the device's cuBLAS runs this call.
-pub(crate) fn supports(call: &OpCall) -> bool {
-    operands(call).is_some_and(|(a, b, c)| plan(a, b, c).is_some())
+/// True when the device's cuBLAS runs this call. bf16 goes to cuBLAS from compute capability
+/// 8.0 (where the GPU has bf16 arithmetic); older GPUs take the portable kernel for it.
+pub(crate) fn supports(device: &CudaDevice, call: &OpCall) -> bool {
+    operands(call).is_some_and(|(a, b, c)| {
+        (a.dtype() != DType::BF16 || device.compute_capability().major >= 8)
+            && plan(a, b, c).is_some()
+    })
 }
 
 /// Runs the call on `queue` (a queue of `device`).
@@ -508,7 +517,12 @@ mod tests {
 
     #[test]
     fn row_major_output_swaps_the_operands() {
-        let p = plan(&contiguous(&[3, 5]), &contiguous(&[5, 7]), &contiguous(&[3, 7])).unwrap();
+        let p = plan(
+            &contiguous(&[3, 5]),
+            &contiguous(&[5, 7]),
+            &contiguous(&[3, 7]),
+        )
+        .unwrap();
         assert!(p.first_is_b);
         assert_eq!((p.m, p.n, p.k), (7, 3, 5));
         assert_eq!(p.first, Operand { op: N, ld: 7 });
@@ -564,6 +578,11 @@ mod tests {
         let a = tensor(&[3, 5], &[10, 2]);
         assert!(plan(&a, &contiguous(&[5, 7]), &contiguous(&[3, 7])).is_none());
         // Empty and i32 matmuls are not cuBLAS's either.
-        assert!(plan(&contiguous(&[3, 0]), &contiguous(&[0, 7]), &contiguous(&[3, 7])).is_none());
+        assert!(plan(
+            &contiguous(&[3, 0]),
+            &contiguous(&[0, 7]),
+            &contiguous(&[3, 7])
+        )
+        .is_none());
     }
 }

@@ -114,7 +114,11 @@ pub struct CudaDevice {
     this: Weak<CudaDevice>,
 }
 
-fn attribute(device: sys::CUdevice, attribute: CUdevice_attribute, what: &str) -> Result<i32, String> {
+fn attribute(
+    device: sys::CUdevice,
+    attribute: CUdevice_attribute,
+    what: &str,
+) -> Result<i32, String> {
     let mut value = 0;
     // SAFETY: the driver is loaded; `device` came from cuDeviceGet; valid out-pointer.
     let r = unsafe { sys::cuDeviceGetAttribute(&mut value, attribute, device) };
@@ -162,10 +166,22 @@ impl CudaDevice {
         }
         use CUdevice_attribute::*;
         let attr = |a, what: &str| attribute(device, a, what).map_err(in_device);
-        let major = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, "compute capability")?;
-        let minor = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, "compute capability")?;
-        let sms = attr(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "multiprocessor count")?;
-        let threads = attr(CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, "threads per block")?;
+        let major = attr(
+            CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+            "compute capability",
+        )?;
+        let minor = attr(
+            CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+            "compute capability",
+        )?;
+        let sms = attr(
+            CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            "multiprocessor count",
+        )?;
+        let threads = attr(
+            CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+            "threads per block",
+        )?;
         let mode = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_MODE, "compute mode")?;
         if mode == sys::CUcomputemode::CU_COMPUTEMODE_PROHIBITED as i32 {
             return Err(in_device(
@@ -303,6 +319,13 @@ impl CudaDevice {
     pub fn raw_device(&self) -> i32 {
         self.ctx.device()
     }
+
+    /// Makes the device's context (its primary context) current on the calling thread, for
+    /// code that calls CUDA libraries directly on this device's memory and streams
+    /// ([`crate::CudaMemory::device_ptr`], [`CudaQueue::raw_stream`]).
+    pub fn make_current(&self) -> Result<()> {
+        self.ctx.bind()
+    }
 }
 
 impl Device for CudaDevice {
@@ -342,7 +365,7 @@ impl Device for CudaDevice {
     }
 
     fn supports_native_op(&self, call: &OpCall) -> bool {
-        self.blas.is_some() && crate::blas::supports(call)
+        self.blas.is_some() && crate::blas::supports(self, call)
     }
 
     fn execute_native_op(&self, queue: &dyn Queue, call: &OpCall) -> Result<()> {

@@ -212,7 +212,9 @@ pub(crate) fn describe(r: CUresult) -> String {
     let ok = unsafe { sys::cuGetErrorString(r, &mut text) } == CUresult::CUDA_SUCCESS;
     let description = if ok && !text.is_null() {
         // SAFETY: a NUL-terminated static string owned by the driver.
-        unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
     } else {
         String::new()
     };
@@ -324,7 +326,9 @@ impl Context {
         self.bind()?;
         // SAFETY: the context is current on this thread.
         let r = unsafe { sys::cuCtxSynchronize() };
-        check(r, ErrorCode::LaunchFailed, || "cuCtxSynchronize".to_string())
+        check(r, ErrorCode::LaunchFailed, || {
+            "cuCtxSynchronize".to_string()
+        })
     }
 
     /// The raw handle, to compare contexts.
@@ -380,7 +384,9 @@ impl Stream {
 
     /// Waits for everything enqueued so far.
     pub(crate) fn synchronize(&self) -> std::result::Result<(), CUresult> {
-        self.ctx.bind().map_err(|_| CUresult::CUDA_ERROR_INVALID_CONTEXT)?;
+        self.ctx
+            .bind()
+            .map_err(|_| CUresult::CUDA_ERROR_INVALID_CONTEXT)?;
         // SAFETY: a live stream of the current context.
         let r = unsafe { sys::cuStreamSynchronize(self.raw) };
         if r == CUresult::CUDA_SUCCESS {
@@ -440,7 +446,9 @@ impl RawEvent {
 
     /// Records the event at the current end of `stream` (a stream of the same context).
     pub(crate) fn record(&self, stream: &Stream) -> std::result::Result<(), CUresult> {
-        self.ctx.bind().map_err(|_| CUresult::CUDA_ERROR_INVALID_CONTEXT)?;
+        self.ctx
+            .bind()
+            .map_err(|_| CUresult::CUDA_ERROR_INVALID_CONTEXT)?;
         // SAFETY: both handles are live and of the current context.
         let r = unsafe { sys::cuEventRecord(self.raw, stream.raw()) };
         if r == CUresult::CUDA_SUCCESS {
@@ -452,7 +460,9 @@ impl RawEvent {
 
     /// `Ok(true)` once the work before the event has completed, `Ok(false)` while it runs.
     pub(crate) fn query(&self) -> std::result::Result<bool, CUresult> {
-        self.ctx.bind().map_err(|_| CUresult::CUDA_ERROR_INVALID_CONTEXT)?;
+        self.ctx
+            .bind()
+            .map_err(|_| CUresult::CUDA_ERROR_INVALID_CONTEXT)?;
         // SAFETY: a live event of the current context.
         match unsafe { sys::cuEventQuery(self.raw) } {
             CUresult::CUDA_SUCCESS => Ok(true),
@@ -463,7 +473,9 @@ impl RawEvent {
 
     /// Waits until the work before the event has completed.
     pub(crate) fn synchronize(&self) -> std::result::Result<(), CUresult> {
-        self.ctx.bind().map_err(|_| CUresult::CUDA_ERROR_INVALID_CONTEXT)?;
+        self.ctx
+            .bind()
+            .map_err(|_| CUresult::CUDA_ERROR_INVALID_CONTEXT)?;
         // SAFETY: a live event of the current context.
         let r = unsafe { sys::cuEventSynchronize(self.raw) };
         if r == CUresult::CUDA_SUCCESS {

@@ -220,13 +220,13 @@ impl Program {
     fn log(&self) -> String {
         let mut size = 0usize;
         // SAFETY: a live program; `size` is a valid out-pointer.
-        if unsafe { sys::nvrtcGetProgramLogSize(self.0, &mut size) } != nvrtcResult::NVRTC_SUCCESS
-        {
+        if unsafe { sys::nvrtcGetProgramLogSize(self.0, &mut size) } != nvrtcResult::NVRTC_SUCCESS {
             return String::new();
         }
         let mut log = vec![0 as c_char; size.max(1)];
         // SAFETY: `log` has room for the `size` bytes (NUL included) that NVRTC writes.
-        if unsafe { sys::nvrtcGetProgramLog(self.0, log.as_mut_ptr()) } != nvrtcResult::NVRTC_SUCCESS
+        if unsafe { sys::nvrtcGetProgramLog(self.0, log.as_mut_ptr()) }
+            != nvrtcResult::NVRTC_SUCCESS
         {
             return String::new();
         }
@@ -307,9 +307,7 @@ pub fn compile(
     }
     let c = |what: &str, s: &str| {
         CString::new(s).map_err(|_| {
-            Error::invalid_argument(format!(
-                "compile `{name}`: the {what} contains a NUL byte"
-            ))
+            Error::invalid_argument(format!("compile `{name}`: the {what} contains a NUL byte"))
         })
     };
     let c_source = c("source", source)?;
@@ -345,13 +343,15 @@ pub fn compile(
             } else {
                 ErrorCode::CompileFailed
             },
-            format!("compile `{name}`: nvrtcCreateProgram failed: {}", describe(r)),
+            format!(
+                "compile `{name}`: nvrtcCreateProgram failed: {}",
+                describe(r)
+            ),
         ));
     }
     let program = Program(raw);
-    let count = i32::try_from(option_ptrs.len()).map_err(|_| {
-        Error::invalid_argument(format!("compile `{name}`: too many options"))
-    })?;
+    let count = i32::try_from(option_ptrs.len())
+        .map_err(|_| Error::invalid_argument(format!("compile `{name}`: too many options")))?;
     // SAFETY: a live program; `option_ptrs` holds `count` NUL-terminated strings that live
     // across the call.
     let r = unsafe { sys::nvrtcCompileProgram(program.0, count, option_ptrs.as_ptr()) };
@@ -363,7 +363,11 @@ pub fn compile(
                 "compile `{name}` for {arch}: NVRTC refused the options {:?}: {}{}",
                 options,
                 describe(r),
-                if log.trim().is_empty() { String::new() } else { format!("\n{log}") }
+                if log.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("\n{log}")
+                }
             )))
         }
         _ => {

@@ -183,7 +183,9 @@ pub(crate) fn compile(device: &CudaDevice, source: &KernelSource) -> Result<Arc<
         target,
     };
     let c_entry = CString::new(entry.as_str()).map_err(|_| {
-        Error::invalid_argument(format!("compile for {id}: the entry name contains a NUL byte"))
+        Error::invalid_argument(format!(
+            "compile for {id}: the entry name contains a NUL byte"
+        ))
     })?;
     let mut function: sys::CUfunction = std::ptr::null_mut();
     // SAFETY: a live module of the current context (load_module bound it); the name is
@@ -268,7 +270,11 @@ fn load_module(ctx: &Context, image: &[u8], entry: &str, id: &str) -> Result<sys
         _ => String::new(),
     };
     if r == CUresult::CUDA_ERROR_OUT_OF_MEMORY || crate::driver::is_fatal(r) {
-        return Err(cu_error(r, ErrorCode::CompileFailed, format!("load `{entry}` on {id}")));
+        return Err(cu_error(
+            r,
+            ErrorCode::CompileFailed,
+            format!("load `{entry}` on {id}"),
+        ));
     }
     Err(Error::compile_failed(format!(
         "load `{entry}` on {id}: {}{hint}{}",
@@ -344,7 +350,8 @@ pub(crate) fn pack_args(
     for (i, arg) in args.iter().enumerate() {
         let (slot, size): (Box<[u64]>, usize) = match arg {
             KernelArg::Buffer(view) => {
-                let address = device_address(device, &format!("launch `{name}` argument {i}"), view)?;
+                let address =
+                    device_address(device, &format!("launch `{name}` argument {i}"), view)?;
                 (Box::new([address]), 8)
             }
             KernelArg::Bytes(bytes) => {
@@ -425,7 +432,9 @@ pub(crate) fn grid(
     if dims.global.contains(&0) {
         return Ok(None);
     }
-    let max = kernel.max_threads.min(device.limits().max_threads_per_block);
+    let max = kernel
+        .max_threads
+        .min(device.limits().max_threads_per_block);
     let block = match dims.local {
         Some(local) => {
             let threads = local.iter().map(|&l| l as u64).product::<u64>();
@@ -518,7 +527,10 @@ mod tests {
         for max in [1, 32, 64, 100, 256, 1024] {
             for g in [[5, 1, 1], [5, 5, 1], [5, 5, 5]] {
                 let b = default_block(g, max);
-                assert!(b.iter().product::<u32>() <= max.max(1), "{g:?} {max} -> {b:?}");
+                assert!(
+                    b.iter().product::<u32>() <= max.max(1),
+                    "{g:?} {max} -> {b:?}"
+                );
                 assert!(b.iter().all(|&x| x >= 1));
             }
         }

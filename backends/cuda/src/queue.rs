@@ -215,14 +215,28 @@ impl CudaQueue {
 
     /// Records a failure of earlier work that a wait discovered, as the command `seq`'s.
     fn record_wait_failure(&self, seq: u64, r: CUresult, what: &str) {
-        self.failures
-            .record(seq, cu_error(r, ErrorCode::LaunchFailed, format!("{what} on {}", self.id())));
+        self.failures.record(
+            seq,
+            cu_error(
+                r,
+                ErrorCode::LaunchFailed,
+                format!("{what} on {}", self.id()),
+            ),
+        );
     }
 
-    fn write_pieces(&self, state: &mut State, address: u64, data: &[u8]) -> std::result::Result<(), CuFailure> {
+    fn write_pieces(
+        &self,
+        state: &mut State,
+        address: u64,
+        data: &[u8],
+    ) -> std::result::Result<(), CuFailure> {
         for (i, piece) in data.chunks(STAGING_BLOCK).enumerate() {
             let (block, offset) = self.stage(&mut state.staging, piece.len())?;
-            block.mem.slice_mut(offset, piece.len()).copy_from_slice(piece);
+            block
+                .mem
+                .slice_mut(offset, piece.len())
+                .copy_from_slice(piece);
             let src = block.mem.as_ptr().wrapping_add(offset);
             // SAFETY: the context is current (submit bound it); the destination lies inside a
             // live allocation (the view was bounds-checked); the source is `piece.len()` bytes
@@ -242,7 +256,11 @@ impl CudaQueue {
 
     /// Room for `len` (at most [`STAGING_BLOCK`]) bytes in the current write block, retiring it
     /// and taking another when it is full.
-    fn stage<'s>(&self, staging: &'s mut Staging, len: usize) -> std::result::Result<(&'s mut Block, usize), CuFailure> {
+    fn stage<'s>(
+        &self,
+        staging: &'s mut Staging,
+        len: usize,
+    ) -> std::result::Result<(&'s mut Block, usize), CuFailure> {
         let fits = |b: &Block| b.used.next_multiple_of(STAGING_ALIGN) + len <= b.mem.len();
         if !staging.current.as_ref().is_some_and(fits) {
             if let Some(mut full) = staging.current.take() {
@@ -264,7 +282,11 @@ impl CudaQueue {
 
     /// A write block with room for `len` bytes: a free one, one whose fence has passed, a new
     /// one while under the limit, or else the oldest one once its fence passes.
-    fn free_block(&self, staging: &mut Staging, len: usize) -> std::result::Result<Block, CuFailure> {
+    fn free_block(
+        &self,
+        staging: &mut Staging,
+        len: usize,
+    ) -> std::result::Result<Block, CuFailure> {
         // Blocks whose copies have completed are free again.
         while let Some(front) = staging.retired.front() {
             let done = match &front.fence {
@@ -321,7 +343,9 @@ impl CudaQueue {
         for b in 0..pieces.min(2) {
             if !matches!(&staging.read[b], Some(m) if m.len() >= piece_len) {
                 staging.read[b] = None;
-                let size = piece_len.next_power_of_two().clamp(STAGING_MIN, STAGING_BLOCK);
+                let size = piece_len
+                    .next_power_of_two()
+                    .clamp(STAGING_MIN, STAGING_BLOCK);
                 staging.read[b] = Some(PinnedHost::new(self.ctx.clone(), size)?);
             }
             if staging.read_fences[b].is_none() {
@@ -371,7 +395,10 @@ impl CudaQueue {
                 )
             };
             let r = if r == CUresult::CUDA_SUCCESS {
-                fence.record(&self.stream).err().unwrap_or(CUresult::CUDA_SUCCESS)
+                fence
+                    .record(&self.stream)
+                    .err()
+                    .unwrap_or(CUresult::CUDA_SUCCESS)
             } else {
                 r
             };
@@ -381,7 +408,11 @@ impl CudaQueue {
                     self.record_wait_failure(seq, r, "read");
                     return Ok(());
                 }
-                return Err(cu_error(r, ErrorCode::Internal, format!("read on {}", self.id())));
+                return Err(cu_error(
+                    r,
+                    ErrorCode::Internal,
+                    format!("read on {}", self.id()),
+                ));
             }
             in_flight.push_back(piece);
         }
@@ -394,7 +425,13 @@ impl CudaQueue {
     }
 
     /// Enqueues the memsets of a fill at device `address` of `len` bytes.
-    fn fill_pieces(&self, stream: sys::CUstream, address: u64, len: usize, pattern: &[u8]) -> std::result::Result<(), CuFailure> {
+    fn fill_pieces(
+        &self,
+        stream: sys::CUstream,
+        address: u64,
+        len: usize,
+        pattern: &[u8],
+    ) -> std::result::Result<(), CuFailure> {
         // A pattern of equal bytes is a one-byte fill, which has no alignment rule.
         let pattern = if pattern.iter().all(|&b| b == pattern[0]) {
             &pattern[..1]
@@ -547,7 +584,13 @@ impl Queue for CudaQueue {
             return Ok(());
         };
         self.submit(
-            || format!("launch `{}` on {} (grid {grid:?}, block {block:?})", own.name(), self.id()),
+            || {
+                format!(
+                    "launch `{}` on {} (grid {grid:?}, block {block:?})",
+                    own.name(),
+                    self.id()
+                )
+            },
             ErrorCode::LaunchFailed,
             |_, stream| {
                 // SAFETY: the function is live and of this context; `packed` holds one slot
@@ -583,7 +626,11 @@ impl Queue for CudaQueue {
             if is_fatal(r) {
                 self.record_wait_failure(seq, r, "record_event");
             } else {
-                return Err(cu_error(r, ErrorCode::Internal, format!("record_event on {}", self.id())));
+                return Err(cu_error(
+                    r,
+                    ErrorCode::Internal,
+                    format!("record_event on {}", self.id()),
+                ));
             }
         }
         Ok(Arc::new(CudaEvent {
@@ -603,7 +650,8 @@ impl Queue for CudaQueue {
             // A failure that the other queue knows of passes to this one.
             if let Some(e) = own.known_failure() {
                 let seq = self.reserve_seq();
-                self.failures.record(seq, e.context("wait_event: the awaited work failed"));
+                self.failures
+                    .record(seq, e.context("wait_event: the awaited work failed"));
                 return Ok(());
             }
             let raw = own.raw.raw();
@@ -619,7 +667,8 @@ impl Queue for CudaQueue {
         // An event of another device or backend: wait for it here.
         let seq = self.reserve_seq();
         if let Err(e) = event.wait() {
-            self.failures.record(seq, e.context("wait_event: the awaited work failed"));
+            self.failures
+                .record(seq, e.context("wait_event: the awaited work failed"));
         }
         Ok(())
     }

@@ -73,14 +73,32 @@ fn options_specialise_and_the_architecture_is_refused() {
     }
     let e = nvrtc::compile(SCALE, "scale", &[], Arch::new(8, 0), false).unwrap_err();
     assert!(e.message().contains("SCALE"), "{e}");
-    let out = nvrtc::compile(SCALE, "scale", &["-DSCALE=3.0f".into()], Arch::new(8, 0), false)
-        .unwrap();
+    let out = nvrtc::compile(
+        SCALE,
+        "scale",
+        &["-DSCALE=3.0f".into()],
+        Arch::new(8, 0),
+        false,
+    )
+    .unwrap();
     assert!(out.ptx.contains(".entry scale"));
-    let e = nvrtc::compile(SCALE, "scale", &["-arch=sm_90".into()], Arch::new(8, 0), false)
-        .unwrap_err();
+    let e = nvrtc::compile(
+        SCALE,
+        "scale",
+        &["-arch=sm_90".into()],
+        Arch::new(8, 0),
+        false,
+    )
+    .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
-    let e = nvrtc::compile(SCALE, "scale", &["--no-such-option".into()], Arch::new(8, 0), false)
-        .unwrap_err();
+    let e = nvrtc::compile(
+        SCALE,
+        "scale",
+        &["--no-such-option".into()],
+        Arch::new(8, 0),
+        false,
+    )
+    .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
     assert!(e.message().contains("--no-such-option"), "{e}");
 }
@@ -90,9 +108,15 @@ fn the_best_architecture_is_the_device_or_the_newest_below() {
     if !nvrtc_or_skip() {
         return;
     }
-    assert_eq!(nvrtc::best_arch_for(Arch::new(8, 0)).unwrap(), Some(Arch::new(8, 0)));
+    assert_eq!(
+        nvrtc::best_arch_for(Arch::new(8, 0)).unwrap(),
+        Some(Arch::new(8, 0))
+    );
     // A device newer than every architecture NVRTC knows gets the newest one, as PTX.
     let newest = *nvrtc::supported_archs().unwrap().last().unwrap();
-    assert_eq!(nvrtc::best_arch_for(Arch::new(99, 9)).unwrap(), Some(newest));
+    assert_eq!(
+        nvrtc::best_arch_for(Arch::new(99, 9)).unwrap(),
+        Some(newest)
+    );
     assert_eq!(nvrtc::best_arch_for(Arch::new(1, 0)).unwrap(), None);
 }

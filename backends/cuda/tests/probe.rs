@@ -19,7 +19,10 @@ const FIXTURE: &str = include_str!("fixtures/libcuda_without_gpu.c");
 /// The probe's reason, printed for the parent; panics if the probe finds a device.
 fn child_reports_reason() {
     let why = match CudaBackend.probe() {
-        Ok(devices) => panic!("found {} CUDA devices with the stand-in driver", devices.len()),
+        Ok(devices) => panic!(
+            "found {} CUDA devices with the stand-in driver",
+            devices.len()
+        ),
         Err(why) => why,
     };
     // Again, and through a runtime: the same words, no panic.
