@@ -8,7 +8,7 @@
 //! and a short loop of strided batches otherwise. Anything else — a bias, a view with no unit
 //! stride, sizes beyond 32-bit — is left to the portable kernel.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyaccel_hal::{DType, Device, Error, ErrorCode, OpCall, Queue, Result, Tensor};
 use cudarc::cublas::sys::{
@@ -38,18 +38,21 @@ pub const LIBCUBLAS: &str = "libcublas.so.12";
 /// At most this many strided-batch calls make up one matmul; beyond, the portable kernel runs.
 const MAX_CALLS: usize = 1024;
 
-/// A cuBLAS handle of one device's context.
+/// cuBLAS, opened and checked for one device: a handle was created in the device's context.
 pub(crate) struct Blas {
-    ctx: Arc<Context>,
-    handle: Mutex<sys::cublasHandle_t>,
     version: i32,
 }
 
-// SAFETY: the handle is used only under its mutex, with the context bound; cuBLAS handles may
-// move between threads.
-unsafe impl Send for Blas {}
-// SAFETY: as above: every use locks the mutex.
-unsafe impl Sync for Blas {}
+/// A cuBLAS handle bound to one stream. Each queue has its own (made on its first matmul), so
+/// that no two streams share a handle's workspace.
+pub(crate) struct BlasHandle {
+    ctx: Arc<Context>,
+    raw: sys::cublasHandle_t,
+}
+
+// SAFETY: a cuBLAS handle may move between threads; the queue uses it under a mutex, with the
+// context bound.
+unsafe impl Send for BlasHandle {}
 
 fn status_text(s: cublasStatus_t) -> String {
     // SAFETY: the symbols were checked before any handle existed; cuBLAS returns static strings.
@@ -72,8 +75,8 @@ fn status_text(s: cublasStatus_t) -> String {
 }
 
 impl Blas {
-    /// Opens cuBLAS (checking every symbol first) and creates a handle in `ctx`; the error
-    /// is why cuBLAS cannot be used.
+    /// Opens cuBLAS (checking every symbol first) and creates a handle in `ctx` to read its
+    /// version; the error is why cuBLAS cannot be used.
     pub(crate) fn new(ctx: Arc<Context>) -> std::result::Result<Blas, String> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Blas::open(ctx))).unwrap_or_else(
             |panic| {
@@ -102,32 +105,14 @@ impl Blas {
                 missing.join(", ")
             ));
         }
-        ctx.bind().map_err(|e| e.to_string())?;
-        let mut handle: sys::cublasHandle_t = std::ptr::null_mut();
-        // SAFETY: symbols checked; the device's context is current; valid out-pointer.
-        let s = unsafe { sys::cublasCreate_v2(&mut handle) };
-        if s != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-            return Err(format!("cublasCreate failed: {}", status_text(s)));
-        }
-        let mut blas = Blas {
-            ctx,
-            handle: Mutex::new(handle),
-            version: 0,
-        };
+        let handle = BlasHandle::new(ctx, None)?;
         let mut version = 0;
         // SAFETY: a live handle; valid out-pointer.
-        let s = unsafe { sys::cublasGetVersion_v2(handle, &mut version) };
+        let s = unsafe { sys::cublasGetVersion_v2(handle.raw, &mut version) };
         if s != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
             return Err(format!("cublasGetVersion failed: {}", status_text(s)));
         }
-        // SAFETY: a live handle. The default math mode: tensor cores for 16-bit inputs with
-        // f32 accumulation, and no TF32 for f32 (that needs CUBLAS_COMPUTE_32F_FAST_TF32).
-        let s = unsafe { sys::cublasSetMathMode(handle, sys::cublasMath_t::CUBLAS_DEFAULT_MATH) };
-        if s != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-            return Err(format!("cublasSetMathMode failed: {}", status_text(s)));
-        }
-        blas.version = version;
-        Ok(blas)
+        Ok(Blas { version })
     }
 
     /// cuBLAS's version, e.g. `12.4.5` from 120405.
@@ -137,13 +122,46 @@ impl Blas {
     }
 }
 
-impl Drop for Blas {
+impl BlasHandle {
+    /// A handle in `ctx` (cuBLAS must have been opened by [`Blas::new`]), in the default math
+    /// mode, working on `stream` when one is given.
+    pub(crate) fn new(
+        ctx: Arc<Context>,
+        stream: Option<sys::cudaStream_t>,
+    ) -> std::result::Result<BlasHandle, String> {
+        ctx.bind().map_err(|e| e.to_string())?;
+        let mut raw: sys::cublasHandle_t = std::ptr::null_mut();
+        // SAFETY: cuBLAS is open with its symbols checked; the context is current; valid
+        // out-pointer.
+        let s = unsafe { sys::cublasCreate_v2(&mut raw) };
+        if s != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(format!("cublasCreate failed: {}", status_text(s)));
+        }
+        // From here the handle is destroyed on every path (Drop).
+        let handle = BlasHandle { ctx, raw };
+        // SAFETY: a live handle. The default math mode: tensor cores for 16-bit inputs with
+        // f32 accumulation, and no TF32 for f32 (that needs CUBLAS_COMPUTE_32F_FAST_TF32).
+        let s = unsafe { sys::cublasSetMathMode(raw, sys::cublasMath_t::CUBLAS_DEFAULT_MATH) };
+        if s != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(format!("cublasSetMathMode failed: {}", status_text(s)));
+        }
+        if let Some(stream) = stream {
+            // SAFETY: a live handle and a live stream of the same context.
+            let s = unsafe { sys::cublasSetStream_v2(raw, stream) };
+            if s != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                return Err(format!("cublasSetStream failed: {}", status_text(s)));
+            }
+        }
+        Ok(handle)
+    }
+}
+
+impl Drop for BlasHandle {
     fn drop(&mut self) {
-        let handle = *self.handle.lock().unwrap_or_else(|p| p.into_inner());
         if self.ctx.bind().is_ok() {
-            // SAFETY: a live handle, destroyed once; cuBLAS waits for its work.
+            // SAFETY: a live handle, destroyed once; its queue has waited for its stream.
             unsafe {
-                sys::cublasDestroy_v2(handle);
+                sys::cublasDestroy_v2(self.raw);
             }
         }
     }
@@ -372,12 +390,12 @@ pub(crate) fn supports(device: &CudaDevice, call: &OpCall) -> bool {
 /// Runs the call on `queue` (a queue of `device`).
 pub(crate) fn execute(device: &CudaDevice, queue: &dyn Queue, call: &OpCall) -> Result<()> {
     let id = &device.info().id;
-    let blas = device.blas().ok_or_else(|| {
-        Error::unsupported(format!(
+    if device.blas().is_none() {
+        return Err(Error::unsupported(format!(
             "matmul: cuBLAS is not available on {id}: {}",
             device.blas_status()
-        ))
-    })?;
+        )));
+    }
     let (a, b, c) = operands(call)
         .ok_or_else(|| Error::unsupported(format!("{}: not a matmul that cuBLAS runs", call.op)))?;
     let plan = plan(a, b, c).ok_or_else(|| {
@@ -416,11 +434,17 @@ pub(crate) fn execute(device: &CudaDevice, queue: &dyn Queue, call: &OpCall) -> 
         },
         ErrorCode::LaunchFailed,
         |_, stream| {
-            let handle = blas.handle.lock().unwrap_or_else(|p| p.into_inner());
-            // SAFETY: a live handle of this context (current: submit bound it), used under its
-            // lock; the stream is the queue's live stream of the same context.
-            let s = unsafe { sys::cublasSetStream_v2(*handle, stream as sys::cudaStream_t) };
-            blas_ok(s, "cublasSetStream")?;
+            let mut slot = cuda_queue.blas_handle();
+            if slot.is_none() {
+                let made = BlasHandle::new(device.context().clone(), Some(stream as _))
+                    .map_err(|e| CuFailure::Other(Error::launch_failed(format!("matmul: {e}"))))?;
+                *slot = Some(made);
+            }
+            let Some(handle) = slot.as_ref().map(|h| h.raw) else {
+                return Err(CuFailure::Other(Error::internal(
+                    "matmul: no cuBLAS handle",
+                )));
+            };
             for offsets in &plan.calls {
                 let ptr = |t: usize| bases[t] + offsets[t] * size;
                 // SAFETY: every matrix of every batch lies inside its tensor (the plan's dims,
@@ -430,7 +454,7 @@ pub(crate) fn execute(device: &CudaDevice, queue: &dyn Queue, call: &OpCall) -> 
                 // CUBLAS_COMPUTE_32F requires, and live across the call.
                 let s = unsafe {
                     sys::cublasGemmStridedBatchedEx(
-                        *handle,
+                        handle,
                         plan.first.op,
                         plan.second.op,
                         plan.m,

@@ -16,6 +16,7 @@ use anyaccel_hal::{
 };
 use cudarc::driver::sys::{self, CUresult};
 
+use crate::blas::BlasHandle;
 use crate::device::CudaDevice;
 use crate::driver::{check, cu_error, is_fatal, Context, PinnedHost, RawEvent, Stream};
 use crate::program::{check_kernel, device_address, grid, pack_args};
@@ -139,6 +140,8 @@ pub(crate) struct State {
 pub struct CudaQueue {
     device: Arc<CudaDevice>,
     ctx: Arc<Context>,
+    /// The queue's cuBLAS handle, made by its first native matmul; dropped before the stream.
+    blas: Mutex<Option<BlasHandle>>,
     stream: Stream,
     state: Mutex<State>,
     failures: Arc<Failures>,
@@ -152,6 +155,7 @@ impl CudaQueue {
         Ok(CudaQueue {
             device,
             ctx,
+            blas: Mutex::new(None),
             stream,
             state: Mutex::new(State {
                 next_seq: 0,
@@ -167,6 +171,11 @@ impl CudaQueue {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The queue's cuBLAS handle slot.
+    pub(crate) fn blas_handle(&self) -> MutexGuard<'_, Option<BlasHandle>> {
+        self.blas.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The raw stream, for the device's native ops (cuBLAS) to enqueue on. Valid while the
