@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyaccel::{Device, Queue, Tensor};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 
 #[path = "../src/cli/bench/peers.rs"]
 mod peers;
@@ -52,9 +54,12 @@ fn matmul(c: &mut Criterion) {
         let out = Tensor::empty(&*device, anyaccel::DType::F32, &[n, n]).expect("out");
         group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
         if n >= 1024 {
+            // Long iterations: every sample runs the same count, so ten take a few seconds.
+            group.sampling_mode(SamplingMode::Flat);
             group.sample_size(10);
             group.measurement_time(Duration::from_secs(if n >= 2048 { 8 } else { 4 }));
         } else {
+            group.sampling_mode(SamplingMode::Auto);
             group.sample_size(30);
             group.measurement_time(Duration::from_secs(2));
         }
