@@ -193,6 +193,9 @@ fn execute(
     if caps.has_dialect(&Dialect::Host) {
         return crate::host::launch(&*device, queue, &call);
     }
+    if caps.has_dialect(&Dialect::Wgsl) {
+        return crate::wgsl::launch(&*device, queue, &call);
+    }
     let dtype = call
         .inputs
         .iter()

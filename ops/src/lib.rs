@@ -31,6 +31,7 @@ mod dispatch;
 mod host;
 mod plan;
 mod typed;
+mod wgsl;
 
 pub use catalog::{op_def, OpDef, OpKind, CATALOG};
 pub use dispatch::{call, call_into};

@@ -1,0 +1,181 @@
+// Unary ops: float ones compute in f32 (16-bit floats are widened before and rounded once
+// after); integer ones on T (i32 or i64), wrapping. Special values follow docs/ops.md.
+
+//# neg
+fn op_neg(x: f32) -> f32 { return -x; }
+//# abs
+fn op_abs(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) & 0x7fffffffu); }
+//# relu
+fn op_relu(x: f32) -> f32 { return select(x, 0.0, !is_nan(x) && x < 0.0); }
+//# exp
+fn op_exp(x: f32) -> f32 { return exp_ieee(x); }
+//# log
+// Subnormal inputs are scaled by their bits, not by arithmetic on them.
+fn op_log(x: f32) -> f32 {
+    let b = bitcast<u32>(x);
+    if (is_nan(x)) { return x; }
+    if (is_zero(x)) { return -inf_f32(); }
+    if ((b >> 31u) != 0u) { return nan_f32(); }
+    if (is_inf(x)) { return x; }
+    if ((b >> 23u) == 0u) {
+        return log(f32(b)) - 149.0 * 0.69314718055994531;
+    }
+    return log(x);
+}
+//# sqrt
+fn op_sqrt(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    if (is_zero(x)) { return x; }
+    if (x < 0.0) { return nan_f32(); }
+    return sqrt(x);
+}
+//# rsqrt
+fn op_rsqrt(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    if (is_zero(x)) { return select(inf_f32(), -inf_f32(), (bitcast<u32>(x) >> 31u) != 0u); }
+    if (x < 0.0) { return nan_f32(); }
+    if (is_inf(x)) { return 0.0; }
+    return 1.0 / sqrt(x);
+}
+//# trig
+// sin and cos: the driver's functions for |x| < 65536, where they are accurate; above, an exact
+// Payne-Hanek reduction: |x| * 2/pi with 96 bits of 2/pi from the bit that matters, in 32-bit
+// integer arithmetic, gives the quadrant and r in [-pi/4, pi/4].
+const TWO_OVER_PI = array<u32, 12>(0u, 0xa2f9836eu, 0x4e441529u, 0xfc2757d1u, 0xf534ddc0u,
+    0xdb629599u, 0x3c439041u, 0xfe5163abu, 0xdebbc561u, 0xb7246e3au, 0x424dd2e0u, 0x06492eeau);
+
+// a * b as (low, high) words.
+fn mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let p11 = a1 * b1;
+    let mid = p01 + p10;
+    let mid_carry = select(0u, 1u, mid < p01);
+    let lo = p00 + (mid << 16u);
+    let lo_carry = select(0u, 1u, lo < p00);
+    return vec2<u32>(lo, p11 + (mid >> 16u) + (mid_carry << 16u) + lo_carry);
+}
+
+// 32 bits of 2/pi from bit k (bit 32 is the first after the binary point).
+fn two_over_pi_bits(k: u32) -> u32 {
+    let wi = k >> 5u;
+    let sh = k & 31u;
+    if (sh == 0u) { return TWO_OVER_PI[wi]; }
+    return (TWO_OVER_PI[wi] << sh) | (TWO_OVER_PI[wi + 1u] >> (32u - sh));
+}
+
+// For ax >= 65536: (r, q) with ax = r + q * pi/2 modulo 2pi.
+fn reduce_big(ax: f32) -> vec2<f32> {
+    let b = bitcast<u32>(ax);
+    let m = (b & 0x7fffffu) | 0x800000u;
+    let e = i32(b >> 23u) - 150;
+    let k = u32(e + 30);
+    let a = mul_wide(m, two_over_pi_bits(k));
+    let bb = mul_wide(m, two_over_pi_bits(k + 32u));
+    let c = mul_wide(m, two_over_pi_bits(k + 64u));
+    let p1 = c.y + bb.x;
+    let carry = select(0u, 1u, p1 < c.y);
+    let p2 = bb.y + a.x + carry;
+    var q = p2 >> 30u;
+    var hi = (p2 << 2u) | (p1 >> 30u);
+    var lo = (p1 << 2u) | (c.x >> 30u);
+    var neg = false;
+    if ((hi & 0x80000000u) != 0u) {
+        q = q + 1u;
+        hi = ~hi;
+        lo = ~lo + 1u;
+        if (lo == 0u) { hi = hi + 1u; }
+        neg = true;
+    }
+    let f = f32(hi) * 2.3283064365386963e-10 + f32(lo) * 5.421010862427522e-20;
+    var r = f * 1.5707963267948966;
+    if (neg) { r = -r; }
+    return vec2<f32>(r, f32(q & 3u));
+}
+
+fn op_sin(x: f32) -> f32 {
+    if (is_nan(x) || is_inf(x)) { return nan_f32(); }
+    let ax = abs(x);
+    if (ax < 65536.0) { return sin(x); }
+    let rq = reduce_big(ax);
+    let q = u32(rq.y);
+    var v: f32;
+    switch q {
+        case 0u: { v = sin(rq.x); }
+        case 1u: { v = cos(rq.x); }
+        case 2u: { v = -sin(rq.x); }
+        default: { v = -cos(rq.x); }
+    }
+    return select(v, -v, x < 0.0);
+}
+
+fn op_cos(x: f32) -> f32 {
+    if (is_nan(x) || is_inf(x)) { return nan_f32(); }
+    let ax = abs(x);
+    if (ax < 65536.0) { return cos(x); }
+    let rq = reduce_big(ax);
+    let q = u32(rq.y);
+    switch q {
+        case 0u: { return cos(rq.x); }
+        case 1u: { return -sin(rq.x); }
+        case 2u: { return -cos(rq.x); }
+        default: { return sin(rq.x); }
+    }
+}
+//# tanh
+// A series near zero (where 1 - 2/(e^2x + 1) cancels), the exponential form elsewhere.
+fn op_tanh(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    let a = abs(x);
+    var r: f32;
+    if (a < 0.0625) {
+        let x2 = a * a;
+        r = a * (1.0 + x2 * (-0.33333333333 + x2 * (0.13333333333 + x2 * (-0.05396825397))));
+    } else {
+        r = 1.0 - 2.0 / (exp_ieee(2.0 * a) + 1.0);
+    }
+    return select(r, -r, x < 0.0);
+}
+//# sigmoid
+fn op_sigmoid(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    return 1.0 / (1.0 + exp_ieee(-x));
+}
+//# silu
+fn op_silu(x: f32) -> f32 { return x * op_sigmoid(x); }
+//# gelu_tanh
+fn op_gelu_tanh(x: f32) -> f32 {
+    let c = 0.79788456080286536;
+    return 0.5 * x * (1.0 + op_tanh(c * (x + 0.044715 * x * x * x)));
+}
+//# gelu
+// erfc with a relative error below 1.2e-7 (a Chebyshev fit), so that 1 + erf(z) = erfc(-z)
+// keeps its precision in the negative tail.
+fn erfc_pos(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    return t * exp_ieee(-z * z + poly);
+}
+fn op_gelu(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    let c = erfc_pos(abs(x) * 0.70710678118654752);
+    let one_plus_erf = select(c, 2.0 - c, x >= 0.0);
+    return x * 0.5 * one_plus_erf;
+}
+//# clamp
+fn op_clamp(x: f32) -> f32 { return f_min(f_max(x, p.lo), p.hi); }
+
+//# int_neg
+fn op_neg(x: $T) -> $T { return $T(0) - x; }
+//# int_abs
+fn op_abs(x: $T) -> $T { return select(x, $T(0) - x, x < $T(0)); }
+//# int_relu
+fn op_relu(x: $T) -> $T { return max(x, $T(0)); }
+//# int_clamp
+fn op_clamp(x: $T) -> $T { return min(max(x, $LO), $HI); }

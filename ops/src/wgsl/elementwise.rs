@@ -1,0 +1,330 @@
+//! Elementwise kernels: `fill`, `arange`, `copy`, `cast`, `concat`, `where`, the unary and
+//! binary ops and the comparisons, all through one generated `map` kernel.
+
+use anyaccel_hal::{bf16, f16, DType, Error, OpCall, Result, TensorDesc};
+
+use super::{
+    attrs, bind, bind_desc, count32, input, output, section, Access, Bound, Cx, Shader, Space,
+};
+
+const MAP: &str = include_str!("../../kernels/wgsl/map.wgsl");
+const UNARY: &str = include_str!("../../kernels/wgsl/unary.wgsl");
+const BINARY: &str = include_str!("../../kernels/wgsl/binary.wgsl");
+
+/// Launches `out[i] = expr(a0, a1, ...)` with the inputs broadcast to the output's shape.
+/// `setup` adds the sections and parameters that `expr` uses.
+pub(crate) fn map(
+    cx: &Cx<'_>,
+    op: &str,
+    inputs: &[(Bound, Access)],
+    out: (&Bound, Access),
+    expr: &str,
+    setup: impl FnOnce(&mut Shader<'_>) -> Result<()>,
+) -> Result<()> {
+    let n = count32(op, "the output", out.0.desc.numel())?;
+    let mut sh = Shader::new(cx, op, "map");
+    let mut space = Space::new(&out.0.desc.shape);
+    let mut loads = String::new();
+    for (k, (b, access)) in inputs.iter().enumerate() {
+        sh.tensor(&format!("x{k}"), b, *access, false)?;
+        space = space.with_bound(b);
+        loads.push_str(&format!("    let a{k} = ld_x{k}(o[{k}]);\n"));
+    }
+    sh.tensor("out", out.0, out.1, true)?;
+    space = space.with_bound(out.0);
+    sh.space(space);
+    sh.u32("n", n);
+    setup(&mut sh)?;
+    let body = section(MAP, "map")?
+        .replace("$LOADS\n", &loads)
+        .replace("$OUT", &inputs.len().to_string())
+        .replace("$EXPR", expr);
+    sh.body(&body);
+    sh.launch([n as u64, 1, 1])
+}
+
+/// `$T`, `$TMIN` of an integer dtype's templates.
+fn int_subs(text: &str, dtype: DType) -> String {
+    let (t, min) = if dtype == DType::I64 {
+        ("i64", "i64_min()")
+    } else {
+        ("i32", "(-2147483647 - 1)")
+    };
+    text.replace("$TMIN", min).replace("$T", t)
+}
+
+/// The bits of `value` converted to `dtype` by the rules of `cast` from f64.
+fn fill_bits(value: f64, dtype: DType) -> u64 {
+    match dtype {
+        DType::F32 => (value as f32).to_bits() as u64,
+        DType::F16 => f16::from_f64(value).to_bits() as u64,
+        DType::BF16 => bf16::from_f64(value).to_bits() as u64,
+        DType::F64 => value.to_bits(),
+        DType::I32 => (value as i32) as u32 as u64,
+        DType::I64 => (value as i64) as u64,
+        DType::U8 => (value as u8) as u64,
+        DType::Bool => (value != 0.0) as u64,
+    }
+}
+
+/// A WGSL expression converting `v`, a loaded value of `from` (f32 for the 16-bit floats, u32
+/// for u8), to a value of `to` by the rules of `cast`; stores of f16 and bf16 round the f32 it
+/// gives once.
+fn convert(from: DType, to: DType, v: &str) -> String {
+    use DType::*;
+    let f32ish = |d: DType| matches!(d, F32 | F16 | BF16);
+    let bits = |d: DType| match d {
+        F16 => 11,
+        BF16 => 8,
+        _ => 24,
+    };
+    match (from, to) {
+        (a, b) if a == b => v.to_string(),
+        (a, b) if f32ish(a) && f32ish(b) => v.to_string(),
+        (a, F64) if f32ish(a) => format!("f64({v})"),
+        (a, I32) if f32ish(a) => format!("f32_to_i32({v})"),
+        (a, I64) if f32ish(a) => format!("f32_to_i64({v})"),
+        (a, U8) if f32ish(a) => format!("f32_to_u8({v})"),
+        (a, Bool) if f32ish(a) => format!("!is_zero({v})"),
+        (F64, F32) => format!("f32({v})"),
+        (F64, _) if f32ish(to) => format!("f64_to_f32_odd({v})"),
+        (F64, I32) => format!("f64_to_i32({v})"),
+        (F64, I64) => format!("f64_to_i64({v})"),
+        (F64, U8) => format!("f64_to_u8({v})"),
+        (F64, Bool) => format!("!({v} == 0.0lf)"),
+        (I32, F64) => format!("f64({v})"),
+        (I32, b) if f32ish(b) => format!("i32_to_float({v}, {}u)", bits(b)),
+        (I32, I64) => format!("i64({v})"),
+        (I32, U8) => format!("(bitcast<u32>({v}) & 0xffu)"),
+        (I32, Bool) => format!("({v} != 0)"),
+        (I64, F64) => format!("i64_to_f64({v})"),
+        (I64, b) if f32ish(b) => format!("i64_to_float({v}, {}u)", bits(b)),
+        (I64, I32) => format!("bitcast<i32>(u32({v} & 0xffffffffli))"),
+        (I64, U8) => format!("u32({v} & 255li)"),
+        (I64, Bool) => format!("({v} != 0li)"),
+        (U8, F64) => format!("f64({v})"),
+        (U8, b) if f32ish(b) => format!("f32({v})"),
+        (U8, I32) => format!("i32({v})"),
+        (U8, I64) => format!("i64({v})"),
+        (U8, Bool) => format!("({v} != 0u)"),
+        (Bool, F64) => format!("select(0.0lf, 1.0lf, {v})"),
+        (Bool, b) if f32ish(b) => format!("select(0.0, 1.0, {v})"),
+        (Bool, I32) => format!("select(0, 1, {v})"),
+        (Bool, I64) => format!("select(0li, 1li, {v})"),
+        (Bool, U8) => format!("select(0u, 1u, {v})"),
+        _ => v.to_string(),
+    }
+}
+
+/// Copies the elements of `x` into `out` (same dtype, same shape), bit for bit.
+pub(crate) fn copy(cx: &Cx<'_>, op: &str, x: &Bound, out: &Bound) -> Result<()> {
+    let access = Access::raw(x.desc.dtype);
+    map(cx, op, &[(x.clone(), access)], (out, access), "a0", |_| {
+        Ok(())
+    })
+}
+
+/// `fill`, `arange`, `copy`, `cast`, `concat` and `where`.
+pub(crate) fn movement(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let out_t = output(call, 0)?;
+    let out = bind(out_t)?;
+    let dt = out_t.dtype();
+    match op {
+        "fill" => {
+            let bits = fill_bits(a.float("value")?, dt);
+            let access = Access::raw(dt);
+            let expr = match access {
+                Access::Raw8 => "vec2<u32>(p.v0, p.v1)",
+                _ => "p.v0",
+            };
+            map(cx, op, &[], (&out, access), expr, |sh| {
+                sh.u32("v0", bits as u32).u32("v1", (bits >> 32) as u32);
+                Ok(())
+            })
+        }
+        "arange" => {
+            let (start, step) = (a.float("start")?, a.float("step")?);
+            let (expr, ints) = match dt {
+                DType::I32 => ("bitcast<i32>(p.s0 + lin * p.d0)", true),
+                DType::I64 => (
+                    "i64_from_parts(p.s0, p.s1) + (i64(lin) & 0xffffffffli) * i64_from_parts(p.d0, p.d1)",
+                    true,
+                ),
+                _ => ("p.start + f32(lin) * p.step", false),
+            };
+            map(cx, op, &[], (&out, Access::of(dt)), expr, |sh| {
+                if ints {
+                    let (s, d) = (start as i64 as u64, step as i64 as u64);
+                    sh.u32("s0", s as u32).u32("s1", (s >> 32) as u32);
+                    sh.u32("d0", d as u32).u32("d1", (d >> 32) as u32);
+                } else {
+                    sh.f32("start", start as f32).f32("step", step as f32);
+                }
+                Ok(())
+            })
+        }
+        "copy" => copy(cx, op, &bind(input(call, 0)?)?, &out),
+        "cast" => {
+            let x_t = input(call, 0)?;
+            let x = bind(x_t)?;
+            let from = x_t.dtype();
+            if from == dt {
+                return copy(cx, op, &x, &out);
+            }
+            let expr = convert(from, dt, "a0");
+            map(
+                cx,
+                op,
+                &[(x, Access::of(from))],
+                (&out, Access::of(dt)),
+                &expr,
+                |sh| {
+                    if from == DType::F64 && dt == DType::I64 {
+                        sh.use_section(super::COMMON, "common_f64_i64")?;
+                    }
+                    if from == DType::I64 && dt == DType::F64 {
+                        sh.use_section(super::COMMON, "common_f64_i64")?;
+                    }
+                    sh.need(from)?;
+                    sh.need(dt)
+                },
+            )
+        }
+        "concat" => {
+            let axis = a.axis("axis", None, out_t.rank())?;
+            let mut start = 0;
+            for x_t in call.inputs.iter().flatten() {
+                let len = x_t.shape()[axis];
+                if x_t.numel() > 0 {
+                    let od = out_t.desc();
+                    let mut shape = od.shape.clone();
+                    shape[axis] = len;
+                    let part = TensorDesc {
+                        offset: od.offset + start * od.strides[axis],
+                        shape,
+                        ..od.clone()
+                    };
+                    copy(cx, op, &bind(x_t)?, &bind_desc(out_t, part)?)?;
+                }
+                start += len;
+            }
+            Ok(())
+        }
+        "where" => {
+            let c = bind(input(call, 0)?)?;
+            let x = bind(input(call, 1)?)?;
+            let y = bind(input(call, 2)?)?;
+            let access = Access::raw(dt);
+            map(
+                cx,
+                op,
+                &[(c, Access::Bool), (x, access), (y, access)],
+                (&out, access),
+                "select(a2, a1, a0)",
+                |_| Ok(()),
+            )
+        }
+        other => Err(Error::internal(format!(
+            "WGSL movement kernels: unexpected op {other}"
+        ))),
+    }
+}
+
+/// Unary ops.
+pub(crate) fn unary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let x_t = input(call, 0)?;
+    let dt = x_t.dtype();
+    let x = bind(x_t)?;
+    let out = bind(output(call, 0)?)?;
+    let access = Access::of(dt);
+    let name = if op == "gelu" && a.str_opt("approximate")? == Some("tanh") {
+        "gelu_tanh"
+    } else {
+        op
+    };
+    let expr = format!("op_{name}(a0)");
+    map(cx, op, &[(x, access)], (&out, access), &expr, |sh| {
+        if dt.is_int() {
+            let text = section(UNARY, &format!("int_{name}"))?;
+            let mut text = int_subs(text, dt);
+            if op == "clamp" {
+                let (lo, hi) = (a.float("min")? as i64, a.float("max")? as i64);
+                if dt == DType::I64 {
+                    let (l, h) = (lo as u64, hi as u64);
+                    sh.u32("lo0", l as u32).u32("lo1", (l >> 32) as u32);
+                    sh.u32("hi0", h as u32).u32("hi1", (h >> 32) as u32);
+                    text = text
+                        .replace("$LO", "i64_from_parts(p.lo0, p.lo1)")
+                        .replace("$HI", "i64_from_parts(p.hi0, p.hi1)");
+                } else {
+                    sh.i32("lo", lo as i32).i32("hi", hi as i32);
+                    text = text.replace("$LO", "p.lo").replace("$HI", "p.hi");
+                }
+            }
+            sh.body(&text);
+        } else {
+            if name == "silu" {
+                sh.use_section(UNARY, "sigmoid")?;
+            }
+            if name == "gelu_tanh" {
+                sh.use_section(UNARY, "tanh")?;
+            }
+            if op == "clamp" {
+                sh.f32("lo", a.float("min")? as f32)
+                    .f32("hi", a.float("max")? as f32);
+            }
+            if matches!(name, "sin" | "cos") {
+                sh.use_section(UNARY, "trig")?;
+            } else {
+                sh.use_section(UNARY, name)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Binary ops and comparisons.
+pub(crate) fn binary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let (a_t, b_t) = (input(call, 0)?, input(call, 1)?);
+    let out_t = output(call, 0)?;
+    let dt = a_t.dtype();
+    let (a, b, out) = (bind(a_t)?, bind(b_t)?, bind(out_t)?);
+    let access = Access::of(dt);
+    let expr = if dt == DType::Bool {
+        match op {
+            "eq" => "a0 == a1",
+            "ne" => "a0 != a1",
+            "lt" => "!a0 && a1",
+            "le" => "!a0 || a1",
+            "gt" => "a0 && !a1",
+            _ => "a0 || !a1",
+        }
+        .to_string()
+    } else {
+        format!("op_{op}(a0, a1)")
+    };
+    map(
+        cx,
+        op,
+        &[(a, access), (b, access)],
+        (&out, Access::of(out_t.dtype())),
+        &expr,
+        |sh| {
+            if dt == DType::Bool {
+                return Ok(());
+            }
+            if dt.is_int() {
+                let text = section(BINARY, &format!("int_{op}"))?;
+                sh.body(&int_subs(text, dt));
+            } else {
+                sh.use_section(BINARY, op)?;
+            }
+            Ok(())
+        },
+    )
+}

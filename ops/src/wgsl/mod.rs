@@ -1,0 +1,658 @@
+//! WGSL kernels: every op for devices that compile WGSL (the Vulkan backend, through naga).
+//!
+//! WGSL has no preprocessor, so each kernel is *generated*: the op layer picks sections of the
+//! `.wgsl` files under `ops/kernels/wgsl/` (element access per dtype, conversions, the op's
+//! body) and substitutes names into them. The generated text is the key of the device's kernel
+//! cache, so each (op, dtype, variant) compiles once per device and launches many times.
+//!
+//! The conventions the kernels rely on (those of the Vulkan backend's launch):
+//!
+//! - **Tensors** are bound as windows of their buffers that start at a multiple of 256 bytes
+//!   (the largest `minStorageBufferOffsetAlignment` Vulkan allows) and end after the tensor's
+//!   last element; the tensor's element offset inside its window is data. A tensor that needs a
+//!   window larger than the device's `maxStorageBufferRange` is `Unsupported`, naming the limit.
+//! - **Layouts** (shapes, strides, offsets; zero strides for broadcasts) go in a small storage
+//!   buffer of u32 written for each launch, after merging the dimensions that are contiguous in
+//!   every tensor; kernels turn a linear index into offsets with `walk` (`layout.wgsl`).
+//!   Ranks above [`MAX_RANK`] and sizes or offsets beyond u32 are `Unsupported`.
+//! - **Storage per dtype**: f32, i32, i64 and f64 natively (i64 and f64 only where the device
+//!   has them, which its dtypes say); f16 as `array<f16>` with `enable f16;`; bf16, u8 and
+//!   bool as bits of u32 words, written with atomic and/or so that neighbouring elements of one
+//!   word never race. Moves (`copy`, `concat`, `where`, indexing, `fill`) work on raw bits of
+//!   the element's size, so values pass unchanged.
+//! - **Compute**: 16-bit floats in f32, accumulations in f32, integers wrap. NaN tests work on
+//!   bits, since drivers may compile float comparisons without NaN semantics.
+//! - **Index errors**: `index_select`, `embedding` and `gather` never read out of range; a bad
+//!   index sets a flag word (the lowest bad position), which the call reads back at once (a
+//!   blocking read of 4 bytes), so the `OutOfBounds` error naming the first bad index in
+//!   row-major order comes back from the call itself.
+
+mod elementwise;
+mod index;
+mod matmul;
+mod nn;
+mod reduce;
+
+use std::fmt::Write as _;
+
+use anyaccel_hal::{
+    Buffer, BufferView, DType, Device, Error, KernelArg, KernelSource, LaunchDims, OpCall, Queue,
+    Result, Tensor, TensorDesc,
+};
+
+/// The most dimensions a layout may have after merging contiguous ones.
+pub(crate) const MAX_RANK: usize = 8;
+
+/// Window starts are multiples of this (the largest alignment Vulkan lets a device require).
+const WINDOW_ALIGN: usize = 256;
+
+const COMMON: &str = include_str!("../../kernels/wgsl/common.wgsl");
+const ACCESS: &str = include_str!("../../kernels/wgsl/access.wgsl");
+const LAYOUT: &str = include_str!("../../kernels/wgsl/layout.wgsl");
+
+/// The text of section `name` of a kernel file: from the line `//# name` to the next `//# `.
+pub(crate) fn section(file: &'static str, name: &str) -> Result<&'static str> {
+    let marker = format!("//# {name}\n");
+    let start = file
+        .find(&marker)
+        .ok_or_else(|| Error::internal(format!("WGSL kernels: no section `{name}`")))?
+        + marker.len();
+    let end = file[start..]
+        .find("\n//# ")
+        .map_or(file.len(), |e| start + e + 1);
+    Ok(&file[start..end])
+}
+
+/// Runs one validated op call with WGSL kernels.
+pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> Result<()> {
+    let cx = Cx { device, queue };
+    match call.op.as_str() {
+        "fill" | "arange" | "copy" | "cast" | "concat" | "where" => {
+            elementwise::movement(&cx, call)
+        }
+        "index_select" | "embedding" | "gather" => index::launch(&cx, call),
+        "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow" | "eq" | "ne" | "lt"
+        | "le" | "gt" | "ge" => elementwise::binary(&cx, call),
+        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "cumsum" | "topk" => {
+            reduce::launch(&cx, call)
+        }
+        "softmax" | "log_softmax" | "layer_norm" | "rms_norm" | "rope" | "attention" => {
+            nn::launch(&cx, call)
+        }
+        "matmul" => matmul::launch(&cx, call),
+        _ => elementwise::unary(&cx, call),
+    }
+}
+
+/// The device and queue of a call.
+pub(crate) struct Cx<'a> {
+    pub device: &'a dyn Device,
+    pub queue: &'a dyn Queue,
+}
+
+impl Cx<'_> {
+    /// The type float sums and products accumulate in: f64 where the device has it (so that
+    /// intermediate results near the end of f32's range do not overflow where the exact result
+    /// is finite), else f32.
+    pub fn wide(&self) -> &'static str {
+        if self.device.caps().has_dtype(DType::F64) {
+            "f64"
+        } else {
+            "f32"
+        }
+    }
+}
+
+/// How a kernel reads and writes the elements of one tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    F32,
+    F16,
+    BF16,
+    F64,
+    I32,
+    I64,
+    U8,
+    Bool,
+    /// Raw bits of a 2-byte element.
+    Raw2,
+    /// Raw bits of a 4-byte element.
+    Raw4,
+    /// Raw bits of an 8-byte element, as `vec2<u32>`.
+    Raw8,
+}
+
+impl Access {
+    /// The typed access of a dtype.
+    pub fn of(dtype: DType) -> Access {
+        match dtype {
+            DType::F32 => Access::F32,
+            DType::F16 => Access::F16,
+            DType::BF16 => Access::BF16,
+            DType::F64 => Access::F64,
+            DType::I32 => Access::I32,
+            DType::I64 => Access::I64,
+            DType::U8 => Access::U8,
+            DType::Bool => Access::Bool,
+        }
+    }
+
+    /// The raw-bits access of a dtype's element size.
+    pub fn raw(dtype: DType) -> Access {
+        match dtype.size_in_bytes() {
+            1 => Access::U8,
+            2 => Access::Raw2,
+            4 => Access::Raw4,
+            _ => Access::Raw8,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Access::F32 => "f32",
+            Access::F16 => "f16",
+            Access::BF16 => "bf16",
+            Access::F64 => "f64",
+            Access::I32 => "i32",
+            Access::I64 => "i64",
+            Access::U8 => "u8",
+            Access::Bool => "bool",
+            Access::Raw2 => "raw2",
+            Access::Raw4 => "raw4",
+            Access::Raw8 => "raw8",
+        }
+    }
+
+    /// Stored in parts of shared words: written through a staging buffer and `pack`.
+    fn sub_word(self) -> bool {
+        matches!(
+            self,
+            Access::BF16 | Access::U8 | Access::Bool | Access::Raw2
+        )
+    }
+
+    /// The element type of the binding's array.
+    fn array_type(self) -> &'static str {
+        match self {
+            Access::F32 => "f32",
+            Access::F16 => "f16",
+            Access::F64 => "f64",
+            Access::I32 => "i32",
+            Access::I64 => "i64",
+            _ => "u32",
+        }
+    }
+}
+
+/// A tensor as a kernel sees it: the window of its buffer that is bound, and its layout with
+/// the offset counted from the window's start.
+#[derive(Debug, Clone)]
+pub(crate) struct Bound {
+    pub view: BufferView,
+    pub desc: TensorDesc,
+}
+
+/// Binds the window of `t`'s buffer that holds its elements.
+pub(crate) fn bind(t: &Tensor) -> Result<Bound> {
+    bind_desc(t, t.desc().clone())
+}
+
+/// Binds the window of `t`'s buffer that holds the elements of `desc`, a layout in `t`'s view
+/// (a narrowed part of `t`, for instance).
+pub(crate) fn bind_desc(t: &Tensor, desc: TensorDesc) -> Result<Bound> {
+    let size = desc.dtype.size_in_bytes();
+    let buffer = t.view().buffer();
+    if desc.numel() == 0 {
+        return Ok(Bound {
+            view: buffer.view(0, 0)?,
+            desc: TensorDesc { offset: 0, ..desc },
+        });
+    }
+    let start = t.view().offset() + desc.offset * size;
+    let end = start + desc.span() * size;
+    let window = start / WINDOW_ALIGN * WINDOW_ALIGN;
+    let view = buffer.view(window, end - window)?;
+    Ok(Bound {
+        view,
+        desc: TensorDesc {
+            offset: (start - window) / size,
+            ..desc
+        },
+    })
+}
+
+/// Strides of `desc` broadcast to `shape` (aligned at the last dimension; zero where `desc`
+/// has size 1 or no dimension).
+pub(crate) fn broadcast_strides(desc: &TensorDesc, shape: &[usize]) -> Vec<usize> {
+    let lead = shape.len() - desc.rank();
+    let mut strides = vec![0; shape.len()];
+    for i in 0..desc.rank() {
+        if desc.shape[i] == shape[lead + i] && desc.shape[i] != 1 {
+            strides[lead + i] = desc.strides[i];
+        }
+    }
+    strides
+}
+
+/// An index space that a kernel walks: a shape, and for each of its tensors (at most four) an
+/// element offset and strides over that shape.
+#[derive(Debug, Clone)]
+pub(crate) struct Space {
+    shape: Vec<usize>,
+    tensors: Vec<(usize, Vec<usize>)>,
+}
+
+impl Space {
+    /// A space of `shape` with no tensors yet.
+    pub fn new(shape: &[usize]) -> Space {
+        Space {
+            shape: shape.to_vec(),
+            tensors: Vec::new(),
+        }
+    }
+
+    /// Adds a tensor's offset and strides over the space's shape.
+    pub fn with(mut self, offset: usize, strides: Vec<usize>) -> Space {
+        self.tensors.push((offset, strides));
+        self
+    }
+
+    /// Adds a bound tensor, broadcast to the space's shape.
+    pub fn with_bound(self, b: &Bound) -> Space {
+        let strides = broadcast_strides(&b.desc, &self.shape);
+        let offset = b.desc.offset;
+        self.with(offset, strides)
+    }
+
+    /// Drops size-1 dimensions and merges neighbours that are contiguous in every tensor.
+    fn collapse(&self) -> Space {
+        let keep: Vec<usize> = (0..self.shape.len())
+            .filter(|&d| self.shape[d] != 1)
+            .collect();
+        let mut shape: Vec<usize> = Vec::new();
+        let mut strides: Vec<Vec<usize>> = vec![Vec::new(); self.tensors.len()];
+        for d in keep {
+            let size = self.shape[d];
+            let merge = !shape.is_empty()
+                && self.tensors.iter().enumerate().all(|(t, (_, s))| {
+                    strides[t].last().copied() == Some(s[d].saturating_mul(size))
+                });
+            if merge {
+                let last = shape.len() - 1;
+                shape[last] *= size;
+                for (t, (_, s)) in self.tensors.iter().enumerate() {
+                    let l = strides[t].len() - 1;
+                    strides[t][l] = s[d];
+                }
+            } else {
+                shape.push(size);
+                for (t, (_, s)) in self.tensors.iter().enumerate() {
+                    strides[t].push(s[d]);
+                }
+            }
+        }
+        Space {
+            shape,
+            tensors: self
+                .tensors
+                .iter()
+                .zip(strides)
+                .map(|((o, _), s)| (*o, s))
+                .collect(),
+        }
+    }
+
+    fn encode(&self, op: &str, out: &mut Vec<u32>) -> Result<()> {
+        let s = self.collapse();
+        if s.shape.len() > MAX_RANK {
+            return Err(Error::unsupported(format!(
+                "{op}: the WGSL kernels take layouts of at most {MAX_RANK} dimensions after \
+                 merging contiguous ones; this one has {} (shape {:?})",
+                s.shape.len(),
+                self.shape
+            )));
+        }
+        if s.tensors.len() > 4 {
+            return Err(Error::internal(format!(
+                "{op}: a WGSL index space walks at most 4 tensors"
+            )));
+        }
+        let word = |v: usize| {
+            u32::try_from(v).map_err(|_| {
+                Error::unsupported(format!(
+                    "{op}: a size, stride or offset of {v} elements does not fit the WGSL \
+                     kernels' 32-bit indices"
+                ))
+            })
+        };
+        out.push(s.shape.len() as u32);
+        out.push(s.tensors.len() as u32);
+        for &d in &s.shape {
+            out.push(word(d)?);
+        }
+        for (offset, strides) in &s.tensors {
+            out.push(word(*offset)?);
+            for (&st, &d) in strides.iter().zip(&s.shape) {
+                // A stride only matters up to the last index; check what it reaches.
+                word(st.saturating_mul(d.saturating_sub(1)))?;
+                out.push(word(st)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One kernel being generated, with the arguments of its launch.
+pub(crate) struct Shader<'a> {
+    cx: &'a Cx<'a>,
+    op: String,
+    entry: &'static str,
+    f16: bool,
+    sections: Vec<&'static str>,
+    owned: Vec<String>,
+    decls: String,
+    funcs: String,
+    params: Vec<(String, &'static str, u32)>,
+    args: Vec<KernelArg>,
+    spaces: Vec<Space>,
+    body: String,
+    /// Sub-word outputs: (staging buffer, the output's window, lanes per word).
+    packs: Vec<(Buffer, BufferView, u32)>,
+}
+
+impl<'a> Shader<'a> {
+    /// A kernel for `op` whose `@compute` function is `entry`.
+    pub fn new(cx: &'a Cx<'a>, op: &str, entry: &'static str) -> Shader<'a> {
+        Shader {
+            cx,
+            op: op.to_string(),
+            entry,
+            f16: false,
+            sections: Vec::new(),
+            owned: Vec::new(),
+            decls: String::new(),
+            funcs: String::new(),
+            params: Vec::new(),
+            args: Vec::new(),
+            spaces: Vec::new(),
+            body: String::new(),
+            packs: Vec::new(),
+        }
+    }
+
+    /// Includes a section of kernel text (once).
+    pub fn include(&mut self, text: &'static str) -> &mut Self {
+        if !self.sections.iter().any(|s| std::ptr::eq(*s, text)) {
+            self.sections.push(text);
+        }
+        self
+    }
+
+    /// Includes generated helper text (once).
+    pub fn include_owned(&mut self, text: String) -> &mut Self {
+        if !self.owned.contains(&text) {
+            self.owned.push(text);
+        }
+        self
+    }
+
+    /// Includes section `name` of `file`.
+    pub fn use_section(&mut self, file: &'static str, name: &str) -> Result<&mut Self> {
+        let text = section(file, name)?;
+        Ok(self.include(text))
+    }
+
+    /// Includes the helpers that values of `dtype` need.
+    pub fn need(&mut self, dtype: DType) -> Result<()> {
+        match dtype {
+            DType::F16 => {
+                self.f16 = true;
+                self.use_section(COMMON, "common_f16")?;
+            }
+            DType::I64 => {
+                self.use_section(COMMON, "common_i64")?;
+            }
+            DType::F64 => {
+                self.use_section(COMMON, "common_f64")?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn next_binding(&self) -> usize {
+        self.args
+            .iter()
+            .filter(|a| matches!(a, KernelArg::Buffer(_)))
+            .count()
+    }
+
+    /// Binds a tensor as `name` with `ld_name(i)` (inputs) or `st_name(i, v)` (outputs).
+    pub fn tensor(&mut self, name: &str, b: &Bound, access: Access, write: bool) -> Result<()> {
+        match access {
+            Access::F16 => self.need(DType::F16)?,
+            Access::I64 => self.need(DType::I64)?,
+            Access::F64 => self.need(DType::F64)?,
+            _ => {}
+        }
+        let binding = self.next_binding();
+        let _ = writeln!(
+            self.decls,
+            "@group(0) @binding({binding}) var<storage, {}> {name}: array<{}>;",
+            if write { "read_write" } else { "read" },
+            access.array_type()
+        );
+        let kind = access.name();
+        let f = if write {
+            section(ACCESS, &format!("store_{kind}"))?
+        } else {
+            section(ACCESS, &format!("load_{kind}"))?
+        };
+        self.funcs.push_str(&f.replace("$NAME", name));
+        if write && access.sub_word() {
+            // Elements that share a word go through a staging word each, merged by `pack`.
+            let size = b.desc.dtype.size_in_bytes();
+            let elems = b.view.len() / size;
+            let staged = self.cx.device.alloc(elems.max(1) * 4)?;
+            self.cx.queue.fill(&staged.whole(), &[0, 0, 0, 0])?;
+            self.args.push(KernelArg::Buffer(staged.whole()));
+            self.packs
+                .push((staged, b.view.clone(), if size == 1 { 4 } else { 2 }));
+        } else {
+            self.args.push(KernelArg::Buffer(b.view.clone()));
+        }
+        Ok(())
+    }
+
+    /// Binds a buffer of u32 words (scratch space, flags) as `name`.
+    pub fn words(&mut self, name: &str, view: BufferView, elem: &str, write: bool) {
+        let binding = self.next_binding();
+        let _ = writeln!(
+            self.decls,
+            "@group(0) @binding({binding}) var<storage, {}> {name}: array<{elem}>;",
+            if write { "read_write" } else { "read" },
+        );
+        self.args.push(KernelArg::Buffer(view));
+    }
+
+    /// Adds a `u32` member `p.name`.
+    pub fn u32(&mut self, name: &str, v: u32) -> &mut Self {
+        self.params.push((name.to_string(), "u32", v));
+        self
+    }
+
+    /// Adds a `u32` member from a size, or `Unsupported` when it does not fit.
+    pub fn size(&mut self, name: &str, v: usize) -> Result<&mut Self> {
+        let w = u32::try_from(v).map_err(|_| {
+            Error::unsupported(format!(
+                "{}: {name} = {v} does not fit the WGSL kernels' 32-bit indices",
+                self.op
+            ))
+        })?;
+        Ok(self.u32(name, w))
+    }
+
+    /// Adds an `i32` member `p.name`.
+    pub fn i32(&mut self, name: &str, v: i32) -> &mut Self {
+        self.params.push((name.to_string(), "i32", v as u32));
+        self
+    }
+
+    /// Adds an `f32` member `p.name`.
+    pub fn f32(&mut self, name: &str, v: f32) -> &mut Self {
+        self.params.push((name.to_string(), "f32", v.to_bits()));
+        self
+    }
+
+    /// Adds an index space; `walk(k, lin)` walks the k-th one added.
+    pub fn space(&mut self, space: Space) -> u32 {
+        self.spaces.push(space);
+        (self.spaces.len() - 1) as u32
+    }
+
+    /// Appends WGSL text (the entry point and its helpers).
+    pub fn body(&mut self, text: &str) -> &mut Self {
+        self.body.push_str(text);
+        self
+    }
+
+    /// Generates the kernel, compiles it (once per device and text) and launches it over
+    /// `global` work items.
+    pub fn launch(mut self, global: [u64; 3]) -> Result<()> {
+        if global.contains(&0) {
+            return Ok(());
+        }
+        let mut text = String::new();
+        if self.f16 {
+            text.push_str("enable f16;\n");
+        }
+        if self.params.is_empty() {
+            self.u32("unused", 0);
+        }
+        text.push_str("struct Params {\n");
+        for (name, ty, _) in &self.params {
+            let _ = writeln!(text, "    {name}: {ty},");
+        }
+        text.push_str("}\nvar<immediate> p: Params;\n");
+        if !self.spaces.is_empty() {
+            let mut words = vec![0u32; self.spaces.len()];
+            for (k, s) in self.spaces.iter().enumerate() {
+                words[k] = words.len() as u32;
+                s.encode(&self.op, &mut words)?;
+            }
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let buffer = self.cx.device.alloc(bytes.len())?;
+            self.cx.queue.write(&buffer.whole(), &bytes)?;
+            self.words("L", buffer.whole(), "u32", false);
+            for (k, space) in self.spaces.iter().enumerate() {
+                let walk = walk_text(k, space.tensors.len())?;
+                self.owned.push(walk);
+            }
+        }
+        text.push_str(&self.decls);
+        text.push_str(section(COMMON, "common")?);
+        for s in &self.sections {
+            text.push_str(s);
+        }
+        for s in &self.owned {
+            text.push_str(s);
+        }
+        text.push_str(&self.funcs);
+        text.push_str(&self.body);
+        let scalars: Vec<u8> = self
+            .params
+            .iter()
+            .flat_map(|(_, _, v)| v.to_le_bytes())
+            .collect();
+        self.args.push(KernelArg::Bytes(scalars));
+        let device = self.cx.device;
+        let entry = self.entry;
+        let key = format!("wgsl:{entry}:{text}");
+        let kernel = device.kernel_cache().get_or_compile(&key, || {
+            device.compile(&KernelSource::Wgsl {
+                source: text.clone(),
+                entry: entry.to_string(),
+            })
+        })?;
+        self.cx.queue.launch(
+            &kernel,
+            LaunchDims {
+                global,
+                local: None,
+            },
+            &self.args,
+        )?;
+        for (staged, out, lanes) in &self.packs {
+            pack(self.cx, &self.op, staged, out, *lanes)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `walk{space}` function of a space with `tensors` tensors (see `layout.wgsl`).
+fn walk_text(space: usize, tensors: usize) -> Result<String> {
+    let lane = |t: usize, f: &dyn Fn(usize) -> String| -> String {
+        (0..4)
+            .map(|k| if k < t { f(k) } else { "0u".to_string() })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let offsets = lane(tensors, &|k| format!("L[tb + {k}u * w]"));
+    let strides = lane(tensors, &|k| format!("L[tb + {k}u * w + 1u + d]"));
+    let step = section(LAYOUT, "walk_step")?.replace("$STRIDES", &strides);
+    let steps: String = (0..MAX_RANK)
+        .map(|k| step.replace("$K", &k.to_string()))
+        .collect();
+    Ok(section(LAYOUT, "walk")?
+        .replace("$OFFSETS", &offsets)
+        .replace("$STEPS\n", &steps)
+        .replace("$S", &space.to_string()))
+}
+
+/// Merges the staged elements of a sub-word output into its words.
+fn pack(cx: &Cx<'_>, op: &str, staged: &Buffer, out: &BufferView, lanes: u32) -> Result<()> {
+    let words = count32(op, "the output's words", out.len().div_ceil(4))?;
+    let mut sh = Shader::new(cx, op, "pack");
+    sh.words("out", out.clone(), "u32", true);
+    sh.words("staged", staged.whole(), "u32", false);
+    sh.u32("words", words);
+    let mask = if lanes == 4 { "0xffu" } else { "0xffffu" };
+    sh.body(
+        &section(ACCESS, "pack")?
+            .replace("$LANES", &format!("{lanes}u"))
+            .replace("$MASK", mask),
+    );
+    sh.launch([words as u64, 1, 1])
+}
+
+/// Checks that a count fits the kernels' 32-bit indices.
+pub(crate) fn count32(op: &str, what: &str, n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        Error::unsupported(format!(
+            "{op}: {what} of {n} elements is more than the WGSL kernels' 32-bit indices reach"
+        ))
+    })
+}
+
+/// The attributes of a call, read with the op's known names.
+pub(crate) fn attrs(call: &OpCall) -> Result<crate::attrs::Attrs<'_>> {
+    let known = crate::catalog::op_def(&call.op)
+        .map(|d| d.attrs)
+        .unwrap_or(&[]);
+    crate::attrs::Attrs::new(&call.op, &call.attrs, known)
+}
+
+/// The input `i` of a call, which validation guarantees is present.
+pub(crate) fn input(call: &OpCall, i: usize) -> Result<&Tensor> {
+    call.inputs
+        .get(i)
+        .and_then(|t| t.as_ref())
+        .ok_or_else(|| Error::internal(format!("{}: input {i} missing", call.op)))
+}
+
+/// Output `i` of a call.
+pub(crate) fn output(call: &OpCall, i: usize) -> Result<&Tensor> {
+    call.outputs
+        .get(i)
+        .ok_or_else(|| Error::internal(format!("{}: output {i} missing", call.op)))
+}

@@ -1,0 +1,340 @@
+//! Reductions over axes (`sum`, `mean`, `max`, `min`, `argmax`, `argmin`), `cumsum` and
+//! `topk`: one work group per output row, accumulating in f32 for floats and wrapping in the
+//! dtype for integers.
+
+use anyaccel_hal::{DType, Error, OpCall, Result};
+
+use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
+use crate::plan::reduce_axes;
+
+const REDUCE: &str = include_str!("../../kernels/wgsl/reduce.wgsl");
+
+/// The type that values of a dtype are compared in, and its zero.
+fn acc_of(dtype: DType) -> (&'static str, &'static str) {
+    match dtype {
+        DType::I32 => ("i32", "0"),
+        DType::I64 => ("i64", "0li"),
+        _ => ("f32", "0.0"),
+    }
+}
+
+/// The type that sums of a dtype accumulate in, and the conversion of a sum to the value the
+/// output stores.
+fn sum_of<'a>(cx: &Cx<'_>, dtype: DType) -> (&'a str, &'a str) {
+    match dtype {
+        DType::I32 => ("i32", "i32"),
+        DType::I64 => ("i64", "i64"),
+        _ => (cx.wide(), "f32"),
+    }
+}
+
+/// The order helpers of argmax, argmin and topk for a dtype.
+fn order_section(dtype: DType) -> Result<String> {
+    Ok(if dtype.is_int() {
+        section(REDUCE, "int_order")?.replace("$T", acc_of(dtype).0)
+    } else {
+        section(REDUCE, "float_order")?.to_string()
+    })
+}
+
+/// Runs one reduction-family op.
+pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    match call.op.as_str() {
+        "cumsum" => cumsum(cx, call),
+        "topk" => topk(cx, call),
+        _ => reduce(cx, call),
+    }
+}
+
+/// Elements of a row that one work group reduces: rows longer than this are reduced in chunks
+/// whose partial results a second launch merges. (It keeps each invocation's loop short: some
+/// drivers stop a loop after 65535 iterations per invocation.)
+const REDUCE_CHUNK: usize = 1 << 20;
+
+fn reduce(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let x_t = input(call, 0)?;
+    let out_t = output(call, 0)?;
+    let dt = x_t.dtype();
+    let axes = reduce_axes(&a, x_t.rank())?;
+    let keep = a.flag("keepdim", false)?;
+    let (x, out) = (bind(x_t)?, bind(out_t)?);
+
+    let (mut kept_shape, mut kept_x, mut kept_out) = (vec![], vec![], vec![]);
+    let (mut red_shape, mut red_x) = (vec![], vec![]);
+    let mut k = 0;
+    for d in 0..x.desc.rank() {
+        if axes.contains(&d) {
+            red_shape.push(x.desc.shape[d]);
+            red_x.push(x.desc.strides[d]);
+            if keep {
+                k += 1;
+            }
+        } else {
+            kept_shape.push(x.desc.shape[d]);
+            kept_x.push(x.desc.strides[d]);
+            kept_out.push(out.desc.strides[k]);
+            k += 1;
+        }
+    }
+    let count: usize = red_shape.iter().product();
+    let rows = count32(op, "the output", out.desc.numel())?;
+    let (x_ty, zero) = acc_of(dt);
+    let float = dt.is_float();
+    let (sum_acc, sum_out) = sum_of(cx, dt);
+    let sums = matches!(op, "sum" | "mean");
+    let acc = if sums { sum_acc } else { x_ty };
+    let (init, push, merge, fin): (String, String, &str, String) = match op {
+        "sum" | "mean" => (
+            zero.to_string(),
+            format!("return Acc(a.v + {acc}(x), NONE);"),
+            "return Acc(a.v + b.v, NONE);",
+            if op == "mean" {
+                format!("f32(r.v / {acc}(p.count))")
+            } else {
+                format!("{sum_out}(r.v)")
+            },
+        ),
+        "max" | "min" => {
+            let init = match (dt, op) {
+                (DType::I32, "max") => "(-2147483647 - 1)",
+                (DType::I32, _) => "2147483647",
+                (DType::I64, "max") => "i64_min()",
+                (DType::I64, _) => "i64_max()",
+                (_, "max") => "-inf_f32()",
+                _ => "inf_f32()",
+            };
+            let f = match (float, op) {
+                (true, "max") => "f_max",
+                (true, _) => "f_min",
+                (false, "max") => "max",
+                _ => "min",
+            };
+            (
+                init.to_string(),
+                format!("return Acc({f}(a.v, x), NONE);"),
+                if f.len() == 3 {
+                    if f == "max" {
+                        "return Acc(max(a.v, b.v), NONE);"
+                    } else {
+                        "return Acc(min(a.v, b.v), NONE);"
+                    }
+                } else if f == "f_max" {
+                    "return Acc(f_max(a.v, b.v), NONE);"
+                } else {
+                    "return Acc(f_min(a.v, b.v), NONE);"
+                },
+                "r.v".to_string(),
+            )
+        }
+        _ => {
+            let key = if op == "argmax" { "key_gt" } else { "key_lt" };
+            (
+                zero.to_string(),
+                format!("if (a.i == NONE || {key}(x, a.v)) {{ return Acc(x, j); }}\n    return a;"),
+                if op == "argmax" {
+                    "if (b.i != NONE && (a.i == NONE || key_gt(b.v, a.v) || (key_same(a.v, b.v) && b.i < a.i))) { return b; }\n    return a;"
+                } else {
+                    "if (b.i != NONE && (a.i == NONE || key_lt(b.v, a.v) || (key_same(a.v, b.v) && b.i < a.i))) { return b; }\n    return a;"
+                },
+                "(i64(r.i) & 0xffffffffli)".to_string(),
+            )
+        }
+    };
+    let chunks = count.div_ceil(REDUCE_CHUNK).max(1);
+    let groups = count32(op, "the work groups", rows as usize * chunks)?;
+    let common = section(REDUCE, "reduce_common")?
+        .replace("$ACC", acc)
+        .replace("$X", x_ty)
+        .replace("$PUSH", &push)
+        .replace("$MERGE", merge);
+    let part = if chunks > 1 {
+        let size = if acc == "f64" || acc == "i64" { 16 } else { 8 };
+        Some(cx.device.alloc(groups as usize * size)?)
+    } else {
+        None
+    };
+    let setup = |sh: &mut Shader<'_>, x_arg: bool| -> Result<()> {
+        if x_arg {
+            sh.tensor("x", &x, Access::of(dt), false)?;
+        }
+        sh.tensor("out", &out, Access::of(out_t.dtype()), true)?;
+        sh.space(
+            Space::new(&kept_shape)
+                .with(x.desc.offset, kept_x.clone())
+                .with(out.desc.offset, kept_out.clone()),
+        );
+        sh.space(Space::new(&red_shape).with(0, red_x.clone()));
+        sh.size("count", count)?;
+        sh.size("chunk", REDUCE_CHUNK.min(count.max(1)))?;
+        sh.size("chunks", chunks)?;
+        sh.need(dt)?;
+        if op.starts_with("arg") {
+            sh.need(DType::I64)?;
+            sh.body(&order_section(dt)?);
+        }
+        if acc == "f64" {
+            sh.need(DType::F64)?;
+        }
+        sh.body(&common);
+        Ok(())
+    };
+    let mut sh = Shader::new(cx, op, "reduce");
+    setup(&mut sh, true)?;
+    let store = if let Some(part) = &part {
+        sh.words("part", part.whole(), "Acc", true);
+        "part[wid.x] = r;".to_string()
+    } else {
+        format!("st_out(ob[1], {fin});")
+    };
+    sh.body(
+        &section(REDUCE, "reduce")?
+            .replace("$INIT", &init)
+            .replace("$STORE", &store),
+    );
+    sh.launch([groups as u64 * 256, 1, 1])?;
+    if let Some(part) = &part {
+        let mut sh = Shader::new(cx, op, "reduce_finish");
+        setup(&mut sh, false)?;
+        sh.words("part", part.whole(), "Acc", false);
+        sh.body(
+            &section(REDUCE, "reduce_finish")?
+                .replace("$INIT", &init)
+                .replace("$FINAL", &fin),
+        );
+        sh.launch([rows as u64 * 256, 1, 1])?;
+    }
+    Ok(())
+}
+
+/// The shape of the lines along `axis` (axis removed) and the strides of a layout over it.
+fn line_space(shape: &[usize], strides: &[usize], axis: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut s = shape.to_vec();
+    let mut st = strides.to_vec();
+    s.remove(axis);
+    st.remove(axis);
+    (s, st)
+}
+
+/// Elements of a line that one work group scans.
+const CUMSUM_BLOCK: usize = 1 << 18;
+
+fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let x_t = input(call, 0)?;
+    let dt = x_t.dtype();
+    let axis = a.axis("axis", None, x_t.rank())?;
+    let (x, out) = (bind(x_t)?, bind(output(call, 0)?)?);
+    let (lines, xs) = line_space(&x.desc.shape, &x.desc.strides, axis);
+    let (_, os) = line_space(&out.desc.shape, &out.desc.strides, axis);
+    let len = x.desc.shape[axis];
+    let block = len.clamp(1, CUMSUM_BLOCK);
+    let blocks = len.div_ceil(block).max(1);
+    let groups = count32(
+        op,
+        "the work groups",
+        lines.iter().product::<usize>() * blocks,
+    )?;
+    let (_, zero) = acc_of(dt);
+    let (acc, out_conv) = sum_of(cx, dt);
+    let size = if acc == "f64" || acc == "i64" { 8 } else { 4 };
+    let totals = cx.device.alloc(groups as usize * size)?;
+    let common = section(REDUCE, "cumsum_common")?
+        .replace("$ACC", acc)
+        .replace("$ZERO", zero);
+    let setup = |sh: &mut Shader<'_>, with_out: bool| -> Result<()> {
+        sh.tensor("x", &x, Access::of(dt), false)?;
+        let mut space = Space::new(&lines).with(x.desc.offset, xs.clone());
+        if with_out {
+            sh.tensor("out", &out, Access::of(dt), true)?;
+            space = space.with(out.desc.offset, os.clone());
+        }
+        sh.space(space);
+        sh.size("len", len)?;
+        sh.size("block", block)?;
+        sh.size("blocks", blocks)?;
+        sh.size("xs", x.desc.strides[axis])?;
+        sh.size("os", out.desc.strides[axis])?;
+        if acc == "f64" {
+            sh.need(DType::F64)?;
+        }
+        sh.body(&common);
+        Ok(())
+    };
+    if blocks > 1 {
+        let mut sh = Shader::new(cx, op, "cumsum_totals");
+        setup(&mut sh, false)?;
+        sh.words("totals", totals.whole(), acc, true);
+        sh.body(
+            &section(REDUCE, "cumsum_totals")?
+                .replace("$ACC", acc)
+                .replace("$ZERO", zero),
+        );
+        sh.launch([groups as u64 * 256, 1, 1])?;
+    }
+    let mut sh = Shader::new(cx, op, "cumsum");
+    setup(&mut sh, true)?;
+    sh.words("totals", totals.whole(), acc, false);
+    sh.body(
+        &section(REDUCE, "cumsum")?
+            .replace("$ACC", acc)
+            .replace("$OUT", out_conv)
+            .replace("$ZERO", zero),
+    );
+    sh.launch([groups as u64 * 256, 1, 1])
+}
+
+fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let x_t = input(call, 0)?;
+    let dt = x_t.dtype();
+    let axis = a.axis("axis", Some(-1), x_t.rank())?;
+    let k = a.int("k")?;
+    let largest = a.flag("largest", true)?;
+    let x = bind(x_t)?;
+    let values = bind(output(call, 0)?)?;
+    let indices = bind(output(call, 1)?)?;
+    if dt == DType::Bool || dt == DType::U8 {
+        return Err(Error::internal(format!(
+            "topk: dtype {dt} passed validation"
+        )));
+    }
+    let (lines, xs) = line_space(&x.desc.shape, &x.desc.strides, axis);
+    let (_, vs) = line_space(&values.desc.shape, &values.desc.strides, axis);
+    let (_, is) = line_space(&indices.desc.shape, &indices.desc.strides, axis);
+    let rows = count32(op, "the lines", lines.iter().product())?;
+    let (acc, zero) = acc_of(dt);
+    let mut sh = Shader::new(cx, op, "topk");
+    sh.tensor("x", &x, Access::of(dt), false)?;
+    sh.tensor("values", &values, Access::of(dt), true)?;
+    sh.tensor("indices", &indices, Access::I64, true)?;
+    sh.space(
+        Space::new(&lines)
+            .with(x.desc.offset, xs)
+            .with(values.desc.offset, vs)
+            .with(indices.desc.offset, is),
+    );
+    sh.size("k", usize::try_from(k).unwrap_or(0))?;
+    sh.size("len", x.desc.shape[axis])?;
+    sh.size("xs", x.desc.strides[axis])?;
+    sh.size("vs", values.desc.strides[axis])?;
+    sh.size("is", indices.desc.strides[axis])?;
+    let order = order_section(dt)?;
+    sh.body(&order);
+    // Largest first: a comes before b when it is greater; smallest first: when b is greater
+    // (so NaN, above every number, comes last).
+    let first = if largest {
+        "key_gt(a, b)"
+    } else {
+        "key_gt(b, a)"
+    };
+    let body = section(REDUCE, "topk")?
+        .replace("$ACC", acc)
+        .replace("$ZERO", zero)
+        .replace("$FIRST(a, b)", first);
+    sh.body(&body);
+    sh.launch([rows as u64 * 256, 1, 1])
+}
