@@ -196,6 +196,9 @@ fn execute(
     if caps.has_dialect(&Dialect::Wgsl) {
         return crate::wgsl::launch(&*device, queue, &call);
     }
+    if caps.has_dialect(&Dialect::OpenClC) {
+        return crate::clang::launch(&*device, queue, &call, Dialect::OpenClC);
+    }
     let dtype = call
         .inputs
         .iter()

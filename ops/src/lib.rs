@@ -27,6 +27,7 @@
 
 mod attrs;
 pub mod catalog;
+pub mod clang;
 mod dispatch;
 mod host;
 mod plan;

@@ -1,0 +1,276 @@
+/* Elementwise kernels: unary and binary ops, comparisons, where, copy, cast, fill and arange.
+ *
+ * Every kernel walks the row-major linear indices 0..n of the output's shape in a grid-stride
+ * loop and finds each operand's element through the `Lay` argument (operand 0 is the output).
+ * Options: XT (input dtype), OT (output dtype), X_FLOAT (1 for a float input), OP_<NAME>,
+ * RANK, NOPS, ES (element size of raw moves).
+ */
+
+#define FOR_EACH_INDEX(i, n) for (i64 i = GLOBAL_ID(0); i < (n); i += GLOBAL_SIZE(0))
+
+/* ---- Unary ---------------------------------------------------------------------------------- */
+#ifdef EW_UNARY
+#if X_FLOAT
+DEVICE float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+/* tanh, exactly +-1 where the result rounds there (|v| > 9.01): some libraries (PoCL's) return
+ * 1 - 2^-24 for large arguments, which makes gelu(-Inf) -Inf instead of NaN. */
+DEVICE float tanh_f(float v) { return fabsf(v) >= 9.5f ? (v > 0.0f ? 1.0f : -1.0f) : tanhf(v); }
+
+DEVICE float unary_op(float v, float lo, float hi) {
+#if defined(OP_NEG)
+    return -v;
+#elif defined(OP_ABS)
+    return fabsf(v);
+#elif defined(OP_RELU)
+    return v < 0.0f ? 0.0f : v;
+#elif defined(OP_EXP)
+    return expf(v);
+#elif defined(OP_LOG)
+    return logf(v);
+#elif defined(OP_SQRT)
+    return sqrtf(v);
+#elif defined(OP_RSQRT)
+    return 1.0f / sqrtf(v);
+#elif defined(OP_SIN)
+    return sinf(v);
+#elif defined(OP_COS)
+    return cosf(v);
+#elif defined(OP_TANH)
+    return tanh_f(v);
+#elif defined(OP_SIGMOID)
+    return sigmoid_f(v);
+#elif defined(OP_SILU)
+    return v * sigmoid_f(v);
+#elif defined(OP_GELU_TANH)
+    return 0.5f * v * (1.0f + tanh_f(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+#elif defined(OP_GELU)
+    return v * 0.5f * (1.0f + erff(v * 0.7071067811865476f));
+#elif defined(OP_CLAMP)
+    return min_nan(max_nan(v, lo), hi);
+#else
+#error "unary: no OP_ option"
+#endif
+}
+#else
+DEVICE X_CT unary_op(X_CT v, i64 lo, i64 hi) {
+#if defined(OP_NEG)
+    return (X_CT)((X_UT)0 - (X_UT)v);
+#elif defined(OP_ABS)
+    return v < 0 ? (X_CT)((X_UT)0 - (X_UT)v) : v;
+#elif defined(OP_RELU)
+    return v < 0 ? (X_CT)0 : v;
+#elif defined(OP_CLAMP)
+    i64 w = (i64)v;
+    w = w < lo ? lo : w;
+    w = w > hi ? hi : w;
+    return (X_CT)w;
+#else
+#error "unary: no integer form of this OP_ option"
+#endif
+}
+#endif
+
+KERNEL void ew_unary(GLOBAL X_ST* out, GLOBAL const X_ST* x, const Lay L, const i64 n,
+                     const float flo, const float fhi, const i64 ilo, const i64 ihi) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+#if X_FLOAT
+        X_SV(out, o[0], unary_op(X_LD(x, o[1]), flo, fhi));
+#else
+        X_SV(out, o[0], unary_op(X_LD(x, o[1]), ilo, ihi));
+#endif
+    }
+}
+#endif
+
+/* ---- Binary and comparisons ---------------------------------------------------------------- */
+#ifdef EW_BINARY
+#if defined(OP_EQ) || defined(OP_NE) || defined(OP_LT) || defined(OP_LE) || defined(OP_GT) || \
+    defined(OP_GE)
+#define IS_COMPARE 1
+DEVICE i32 binary_op(X_CT a, X_CT b) {
+#if defined(OP_EQ)
+    return a == b;
+#elif defined(OP_NE)
+    return a != b;
+#elif defined(OP_LT)
+    return a < b;
+#elif defined(OP_LE)
+    return a <= b;
+#elif defined(OP_GT)
+    return a > b;
+#else
+    return a >= b;
+#endif
+}
+#elif X_FLOAT
+DEVICE float binary_op(float a, float b) {
+#if defined(OP_ADD)
+    return a + b;
+#elif defined(OP_SUB)
+    return a - b;
+#elif defined(OP_MUL)
+    return a * b;
+#elif defined(OP_DIV)
+    return a / b;
+#elif defined(OP_MAXIMUM)
+    return max_nan(a, b);
+#elif defined(OP_MINIMUM)
+    return min_nan(a, b);
+#elif defined(OP_POW)
+    return powf(a, b);
+#else
+#error "binary: no OP_ option"
+#endif
+}
+#else
+DEVICE X_CT binary_op(X_CT a, X_CT b) {
+#if defined(OP_ADD)
+    return (X_CT)((X_UT)a + (X_UT)b);
+#elif defined(OP_SUB)
+    return (X_CT)((X_UT)a - (X_UT)b);
+#elif defined(OP_MUL)
+    return (X_CT)((X_UT)a * (X_UT)b);
+#elif defined(OP_DIV)
+    /* x / 0 = 0; MIN / -1 wraps to MIN (computed as a negation, which does not trap). */
+    if (b == 0) return (X_CT)0;
+    if (b == -1) return (X_CT)((X_UT)0 - (X_UT)a);
+    return a / b;
+#elif defined(OP_MAXIMUM)
+    return a > b ? a : b;
+#elif defined(OP_MINIMUM)
+    return a < b ? a : b;
+#else
+#error "binary: no integer form of this OP_ option"
+#endif
+}
+#endif
+
+KERNEL void ew_binary(GLOBAL O_ST* out, GLOBAL const X_ST* a, GLOBAL const X_ST* b, const Lay L,
+                      const i64 n) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        O_SV(out, o[0], binary_op(X_LD(a, o[1]), X_LD(b, o[2])));
+    }
+}
+#endif
+
+/* ---- where(cond, a, b), copy: raw elements --------------------------------------------------- */
+#ifdef EW_WHERE
+KERNEL void ew_where(GLOBAL elem_t* out, GLOBAL const u8* cond, GLOBAL const elem_t* a,
+                     GLOBAL const elem_t* b, const Lay L, const i64 n) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        out[o[0]] = cond[o[1]] != 0 ? a[o[2]] : b[o[3]];
+    }
+}
+#endif
+
+#ifdef EW_COPY
+KERNEL void ew_copy(GLOBAL elem_t* out, GLOBAL const elem_t* x, const Lay L, const i64 n) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        out[o[0]] = x[o[1]];
+    }
+}
+#endif
+
+/* ---- cast: X_CLASS 1 = f32/f16/bf16, 2 = f64, 3 = integer or bool ---------------------------- */
+#ifdef EW_CAST
+KERNEL void ew_cast(GLOBAL O_ST* out, GLOBAL const X_ST* x, const Lay L, const i64 n) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+#if X_CLASS == 1
+        CAT(cf_, OT)(out, o[0], X_LD(x, o[1]));
+#elif X_CLASS == 2
+        CAT(cd_, OT)(out, o[0], X_LD(x, o[1]));
+#else
+        CAT(ci_, OT)(out, o[0], (i64)X_LD(x, o[1]));
+#endif
+    }
+}
+#endif
+
+/* ---- fill: the value's bits, converted on the host --------------------------------------- */
+#ifdef EW_FILL
+KERNEL void ew_fill(GLOBAL elem_t* out, const Lay L, const i64 n, const u64 value) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        out[o[0]] = (elem_t)value;
+    }
+}
+#endif
+
+/* ---- arange: integers exactly in i64 (wrapping); floats in f64 and rounded once -------------- */
+#ifdef EW_ARANGE
+#if !O_FLOAT
+KERNEL void ew_arange(GLOBAL O_ST* out, const Lay L, const i64 n, const i64 start, const i64 step) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        CAT(ci_, OT)(out, o[0], (i64)((u64)start + (u64)i * (u64)step));
+    }
+}
+#elif !defined(ARANGE_PAIRS)
+#ifndef ANYACCEL_FP64
+#error "arange: start and step come as doubles, but the device has no doubles"
+#endif
+KERNEL void ew_arange(GLOBAL O_ST* out, const Lay L, const i64 n, const u64 start_bits,
+                      const u64 step_bits) {
+    double start = bits_f64(start_bits);
+    double step = bits_f64(step_bits);
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        CAT(cd_, OT)(out, o[0], start + (double)i * step);
+    }
+}
+#else
+/* Without doubles: start and step as pairs of floats (hi + lo), the product and sum in
+ * double-float arithmetic (about 48 bits relative to the terms), then one rounding: the f32
+ * result of the f64 formula, except where the sum cancels far below its terms (-3 + 30 * 0.1
+ * leaves a residue of 1e-16 where f64 gives 0). */
+DEVICE void two_sum(float a, float b, float* s, float* e) {
+    float t = a + b;
+    float bb = t - a;
+    *e = (a - (t - bb)) + (b - bb);
+    *s = t;
+}
+KERNEL void ew_arange(GLOBAL O_ST* out, const Lay L, const i64 n, const u64 start_bits,
+                      const u64 step_bits) {
+    float sh = bits_f32((u32)(start_bits >> 32)), sl = bits_f32((u32)start_bits);
+    float th = bits_f32((u32)(step_bits >> 32)), tl = bits_f32((u32)step_bits);
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        float ih = (float)(i - (i & 4095)), il = (float)(i & 4095);
+        /* i * step = (ih + il) * (th + tl), keeping the rounding error of the main terms. */
+        float p1 = ih * th, e1 = fmaf(ih, th, -p1);
+        float p2 = il * th, e2 = fmaf(il, th, -p2);
+        float s, e, s2, e3;
+        two_sum(p1, p2, &s, &e);
+        e += e1 + e2 + (ih + il) * tl;
+        two_sum(sh, s, &s2, &e3);
+        e3 += e + sl;
+        two_sum(s2, e3, &s, &e);
+        /* s + e is the value and s = fl(s + e), its f32 rounding. For a 16-bit output, round
+         * it to odd in f32 first (the odd neighbour toward e when inexact), so that the store
+         * rounds the value once. */
+#if !O_F32
+        if (e != 0.0f && (f32_bits(s) & 1u) == 0u) {
+            u32 b = f32_bits(s);
+            s = bits_f32((e > 0.0f) == (s > 0.0f) ? b + 1u : b - 1u);
+        }
+#endif
+        O_SV(out, o[0], s);
+    }
+}
+#endif
+#endif

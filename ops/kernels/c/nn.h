@@ -1,0 +1,168 @@
+/* softmax and log_softmax (sm_lines), layer_norm and rms_norm (ln_rows), rope (rope_pairs),
+ * attention (attn_rows). One work-group of WG items per row, f32 accumulation.
+ * Options: XT (the dtype), WG, KRANK (rank of the row layout K), and per kernel below.
+ */
+
+/* ---- softmax, log_softmax: K (operand 0 the output, 1 the input), strides along the axis --- */
+#ifdef SM_LINES
+KERNEL void sm_lines(GLOBAL X_ST* out, GLOBAL const X_ST* x, const Lay K, const i64 lines,
+                     const i64 len, const i64 xs, const i64 os) {
+    LOCAL float red[WG];
+    const int t = LOCAL_ID(0);
+    for (i64 line = GROUP_ID(0); line < lines; line += NUM_GROUPS(0)) {
+        i64 ko[2];
+        lay_offsets(&K, KRANK, 2, line, ko);
+        float m = -F32_INF;
+        for (i64 j = t; j < len; j += WG) m = max_nan(m, X_LD(x, ko[1] + j * xs));
+        m = group_max_f32(red, m);
+        float s = 0.0f;
+        for (i64 j = t; j < len; j += WG) s += expf(X_LD(x, ko[1] + j * xs) - m);
+        s = group_sum_f32(red, s);
+#ifdef SM_LOG
+        const float ls = logf(s);
+        for (i64 j = t; j < len; j += WG) X_SV(out, ko[0] + j * os, (X_LD(x, ko[1] + j * xs) - m) - ls);
+#else
+        for (i64 j = t; j < len; j += WG) X_SV(out, ko[0] + j * os, expf(X_LD(x, ko[1] + j * xs) - m) / s);
+#endif
+    }
+}
+#endif
+
+/* ---- layer_norm, rms_norm over the last axis ---------------------------------------------------
+ * K: rows (operand 0 the output, 1 the input); xs, os: strides along the row; the weight and
+ * bias are D-element vectors at (offset, stride). The row is first scaled by a power of two
+ * near 1 / max|x| so that sums of squares cannot overflow where the exact result is finite. */
+#ifdef LN_ROWS
+KERNEL void ln_rows(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* w,
+                    GLOBAL const X_ST* b, const Lay K, const i64 rows, const i64 len,
+                    const i64 xs, const i64 os, const i64 w_off, const i64 w_st,
+                    const i64 b_off, const i64 b_st, const float eps) {
+    LOCAL float red[WG];
+    const int t = LOCAL_ID(0);
+    for (i64 row = GROUP_ID(0); row < rows; row += NUM_GROUPS(0)) {
+        i64 ko[2];
+        lay_offsets(&K, KRANK, 2, row, ko);
+        float big = 0.0f;
+        for (i64 j = t; j < len; j += WG) big = max_nan(big, fabsf(X_LD(x, ko[1] + j * xs)));
+        big = group_max_f32(red, big);
+        float sc = 1.0f;
+        if (big > 0.0f && big < F32_INF) {
+            i32 e = ilogbf(big);
+            e = e < -100 ? -100 : (e > 100 ? 100 : e);
+            sc = ldexpf(1.0f, -e);
+        }
+        const float n = (float)len;
+#ifdef LN_RMS
+        const float mean = 0.0f;
+#else
+        float s = 0.0f;
+        for (i64 j = t; j < len; j += WG) s += X_LD(x, ko[1] + j * xs) * sc;
+        const float mean = group_sum_f32(red, s) / n;
+#endif
+        float q = 0.0f;
+        for (i64 j = t; j < len; j += WG) {
+            float d = X_LD(x, ko[1] + j * xs) * sc - mean;
+            q += d * d;
+        }
+        const float var = group_sum_f32(red, q) / n;
+        const float denom = sqrtf(var + eps * sc * sc);
+        /* A row whose deviations are all 0 gives 0 when eps > 0, even where eps * sc^2
+         * underflows. */
+        const float inv = (denom == 0.0f && eps > 0.0f) ? 0.0f : 1.0f / denom;
+        for (i64 j = t; j < len; j += WG) {
+            float y = (X_LD(x, ko[1] + j * xs) * sc - mean) * inv;
+#ifdef LN_W
+            y *= X_LD(w, w_off + j * w_st);
+#endif
+#ifdef LN_B
+            y += X_LD(b, b_off + j * b_st);
+#endif
+            X_SV(out, ko[0] + j * os, y);
+        }
+    }
+}
+#endif
+
+/* ---- rope: one work item per pair -------------------------------------------------------------
+ * K: rows x[..., s, :] (operand 0 the input, 1 the output); C: the [S, D/2] tables (operand 0
+ * cos, 1 sin). Products are taken in units of 2^-64 so that x1*c - x2*n overflows only when the
+ * result does. */
+#ifdef ROPE_PAIRS
+KERNEL void rope_pairs(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* cs,
+                       GLOBAL const X_ST* sn, const Lay K, const Lay C, const i64 rows,
+                       const i64 seq, const i64 half_d, const i64 xs, const i64 os) {
+    const i64 n = rows * half_d;
+    for (i64 g = GLOBAL_ID(0); g < n; g += GLOBAL_SIZE(0)) {
+        const i64 row = g / half_d;
+        const i64 i = g - row * half_d;
+        const i64 s = row % seq;
+        i64 ko[2], co[2];
+        lay_offsets(&K, KRANK, 2, row, ko);
+        lay_offsets(&C, 2, 2, s * half_d + i, co);
+#if ROPE_INTERLEAVED
+        const i64 a = 2 * i, b = 2 * i + 1;
+#else
+        const i64 a = i, b = i + half_d;
+#endif
+        const float c = X_LD(cs, co[0]);
+        const float sv = X_LD(sn, co[1]);
+        const float x1 = X_LD(x, ko[0] + a * xs) * SCALE_DOWN;
+        const float x2 = X_LD(x, ko[0] + b * xs) * SCALE_DOWN;
+        X_SV(out, ko[1] + a * os, (x1 * c - x2 * sv) * SCALE_UP);
+        X_SV(out, ko[1] + b * os, (x2 * c + x1 * sv) * SCALE_UP);
+    }
+}
+#endif
+
+/* ---- attention: one work-group per query row ---------------------------------------------------
+ * K: query rows (operand 0 q's row, 1 out's row, 2 k's batch, 3 v's batch). The row's logits,
+ * then its probabilities, go to `scores` (one row of lk floats per row of this launch, rows
+ * row0..row0+nrows). Logits are kept in units of 2^-64 (q is scaled) so that a dot product
+ * overflows only where the reference's does. Masked keys (ATTN_CAUSAL, key j > query i) take
+ * no part. */
+#ifdef ATTN_ROWS
+KERNEL void attn_rows(GLOBAL X_ST* out, GLOBAL const X_ST* q, GLOBAL const X_ST* k,
+                      GLOBAL const X_ST* v, GLOBAL float* scores, const Lay K, const i64 row0,
+                      const i64 nrows, const i64 lq, const i64 lk, const i64 d, const i64 dv,
+                      const i64 q_sd, const i64 k_sj, const i64 k_sd, const i64 v_sj,
+                      const i64 v_sd, const i64 o_sd, const float scale) {
+    LOCAL float red[WG];
+    const int t = LOCAL_ID(0);
+    for (i64 r = GROUP_ID(0); r < nrows; r += NUM_GROUPS(0)) {
+        const i64 row = row0 + r;
+        i64 ko[4];
+        lay_offsets(&K, KRANK, 4, row, ko);
+        const i64 qi = row % lq;
+#if ATTN_CAUSAL
+        const i64 keys = qi + 1 < lk ? qi + 1 : lk;
+#else
+        const i64 keys = lk;
+#endif
+        GLOBAL float* sc = scores + r * lk;
+        float m = -F32_INF;
+        for (i64 j = t; j < keys; j += WG) {
+            float dot = 0.0f;
+            for (i64 e = 0; e < d; ++e) {
+                dot += X_LD(q, ko[0] + e * q_sd) * SCALE_DOWN * X_LD(k, ko[2] + j * k_sj + e * k_sd);
+            }
+            const float l = dot * scale;
+            sc[j] = l;
+            m = max_nan(m, l);
+        }
+        m = group_max_f32(red, m);
+        float s = 0.0f;
+        for (i64 j = t; j < keys; j += WG) {
+            const float p = expf((sc[j] - m) * SCALE_UP);
+            sc[j] = p;
+            s += p;
+        }
+        s = group_sum_f32(red, s);
+        for (i64 e = t; e < dv; e += WG) {
+            float acc = 0.0f;
+            for (i64 j = 0; j < keys; ++j) acc += sc[j] * X_LD(v, ko[3] + j * v_sj + e * v_sd);
+            X_SV(out, ko[1] + e * o_sd, acc / s);
+        }
+        BARRIER();
+    }
+}
+#endif

@@ -1,0 +1,228 @@
+//! Elementwise ops: unary, binary and comparisons, `where`, `copy`, `cast`, `fill`, `arange`.
+
+use anyaccel_hal::{bf16, f16, DType, Error, KernelArg, OpCall, Result, Tensor};
+
+use super::{buf, dt, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
+use crate::attrs::Attrs;
+use crate::catalog::op_def;
+
+fn attrs(call: &OpCall) -> Result<Attrs<'_>> {
+    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
+    Attrs::new(&call.op, &call.attrs, known)
+}
+
+pub(crate) fn input(call: &OpCall, i: usize) -> Result<&Tensor> {
+    call.inputs
+        .get(i)
+        .and_then(|t| t.as_ref())
+        .ok_or_else(|| Error::internal(format!("{}: input {i} missing", call.op)))
+}
+
+pub(crate) fn output(call: &OpCall, i: usize) -> Result<&Tensor> {
+    call.outputs
+        .get(i)
+        .ok_or_else(|| Error::internal(format!("{}: output {i} missing", call.op)))
+}
+
+/// Launches an elementwise kernel over `layouts` (operand 0 the output) with `args` before the
+/// `Lay` and `n`, and `tail` after.
+fn run_ew(
+    ctx: &Ctx<'_>,
+    op: &str,
+    spec: KernelSpec,
+    layouts: Layouts,
+    buffers: Vec<KernelArg>,
+    tail: Vec<KernelArg>,
+) -> Result<()> {
+    let n: usize = layouts.shape.iter().product();
+    if n == 0 {
+        return Ok(());
+    }
+    let layouts = layouts.collapse();
+    let lay = layouts.lay(op)?;
+    let spec = spec
+        .def("RANK", layouts.rank())
+        .def("NOPS", layouts.ops.len());
+    let mut args = buffers;
+    args.push(lay.arg());
+    args.push(KernelArg::scalar(n as i64));
+    args.extend(tail);
+    ctx.run(&spec, ctx.grid(n, EW_GROUPS), &args)
+}
+
+/// Raw copy of `x` into `out` (same dtype and shape, any layouts).
+pub(crate) fn copy_into(ctx: &Ctx<'_>, op: &str, x: &Tensor, out: &Tensor) -> Result<()> {
+    let spec = KernelSpec::new(Family::Elementwise, "ew_copy")
+        .flag("EW_COPY")
+        .def("ES", x.dtype().size_in_bytes());
+    let layouts = Layouts::new(out.shape()).tensor(out).tensor(x);
+    run_ew(ctx, op, spec, layouts, vec![buf(out), buf(x)], vec![])
+}
+
+/// The bits of `value` converted to `dtype` by the rules of `cast` from f64.
+pub(crate) fn value_bits(value: f64, dtype: DType) -> u64 {
+    match dtype {
+        DType::F32 => (value as f32).to_bits() as u64,
+        DType::F16 => f16::from_f64(value).to_bits() as u64,
+        DType::BF16 => bf16::from_f64(value).to_bits() as u64,
+        DType::F64 => value.to_bits(),
+        DType::I32 => (value as i32) as u32 as u64,
+        DType::I64 => (value as i64) as u64,
+        DType::U8 => (value as u8) as u64,
+        DType::Bool => (value != 0.0) as u64,
+    }
+}
+
+/// `fill`, `arange`, `copy`, `cast`, `where`.
+pub(crate) fn movement(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let out = output(call, 0)?;
+    match op {
+        "fill" => {
+            let value = attrs(call)?.float("value")?;
+            let spec = KernelSpec::new(Family::Elementwise, "ew_fill")
+                .flag("EW_FILL")
+                .def("ES", out.dtype().size_in_bytes());
+            let layouts = Layouts::new(out.shape()).tensor(out);
+            let bits = value_bits(value, out.dtype());
+            run_ew(
+                ctx,
+                op,
+                spec,
+                layouts,
+                vec![buf(out)],
+                vec![KernelArg::scalar(bits)],
+            )
+        }
+        "arange" => {
+            let a = attrs(call)?;
+            let (start, step) = (a.float("start")?, a.float("step")?);
+            let d = out.dtype();
+            let mut spec = KernelSpec::new(Family::Elementwise, "ew_arange")
+                .flag("EW_ARANGE")
+                .def("OT", dt(d))
+                .def("O_FLOAT", d.is_float() as u8)
+                .def("O_F32", (d == DType::F32) as u8);
+            let tail = if d.is_int() {
+                vec![
+                    KernelArg::scalar(start as i64),
+                    KernelArg::scalar(step as i64),
+                ]
+            } else if ctx.device.caps().has_dtype(DType::F64) {
+                vec![
+                    KernelArg::scalar(start.to_bits()),
+                    KernelArg::scalar(step.to_bits()),
+                ]
+            } else {
+                // No doubles on the device: each value as a pair of floats, hi and lo.
+                spec = spec.flag("ARANGE_PAIRS");
+                let pair = |v: f64| {
+                    let hi = v as f32;
+                    let lo = (v - hi as f64) as f32;
+                    ((hi.to_bits() as u64) << 32) | lo.to_bits() as u64
+                };
+                vec![
+                    KernelArg::scalar(pair(start)),
+                    KernelArg::scalar(pair(step)),
+                ]
+            };
+            let layouts = Layouts::new(out.shape()).tensor(out);
+            run_ew(ctx, op, spec, layouts, vec![buf(out)], tail)
+        }
+        "copy" => copy_into(ctx, op, input(call, 0)?, out),
+        "cast" => {
+            let x = input(call, 0)?;
+            if x.dtype() == out.dtype() {
+                return copy_into(ctx, op, x, out);
+            }
+            let class = match x.dtype() {
+                DType::F32 | DType::F16 | DType::BF16 => 1,
+                DType::F64 => 2,
+                _ => 3,
+            };
+            let spec = KernelSpec::new(Family::Elementwise, "ew_cast")
+                .flag("EW_CAST")
+                .def("XT", dt(x.dtype()))
+                .def("OT", dt(out.dtype()))
+                .def("X_CLASS", class);
+            let layouts = Layouts::new(out.shape()).tensor(out).tensor(x);
+            run_ew(ctx, op, spec, layouts, vec![buf(out), buf(x)], vec![])
+        }
+        _ => {
+            let (c, a, b) = (input(call, 0)?, input(call, 1)?, input(call, 2)?);
+            let spec = KernelSpec::new(Family::Elementwise, "ew_where")
+                .flag("EW_WHERE")
+                .def("ES", out.dtype().size_in_bytes());
+            let layouts = Layouts::new(out.shape())
+                .tensor(out)
+                .tensor(c)
+                .tensor(a)
+                .tensor(b);
+            run_ew(
+                ctx,
+                op,
+                spec,
+                layouts,
+                vec![buf(out), buf(c), buf(a), buf(b)],
+                vec![],
+            )
+        }
+    }
+}
+
+/// Binary ops and comparisons.
+pub(crate) fn binary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let (a, b, out) = (input(call, 0)?, input(call, 1)?, output(call, 0)?);
+    let spec = KernelSpec::new(Family::Elementwise, "ew_binary")
+        .flag("EW_BINARY")
+        .flag(&format!("OP_{}", op.to_ascii_uppercase()))
+        .def("OT", dt(out.dtype()));
+    let spec = dtype_defs(spec, "X", a.dtype());
+    let layouts = Layouts::new(out.shape()).tensor(out).tensor(a).tensor(b);
+    run_ew(
+        ctx,
+        op,
+        spec,
+        layouts,
+        vec![buf(out), buf(a), buf(b)],
+        vec![],
+    )
+}
+
+/// Unary ops.
+pub(crate) fn unary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let (x, out) = (input(call, 0)?, output(call, 0)?);
+    let a = attrs(call)?;
+    let name = if op == "gelu" && a.str_opt("approximate")? == Some("tanh") {
+        "GELU_TANH".to_string()
+    } else {
+        op.to_ascii_uppercase()
+    };
+    let (lo, hi) = if op == "clamp" {
+        (a.float("min")?, a.float("max")?)
+    } else {
+        (0.0, 0.0)
+    };
+    let spec = KernelSpec::new(Family::Elementwise, "ew_unary")
+        .flag("EW_UNARY")
+        .flag(&format!("OP_{name}"));
+    let spec = dtype_defs(spec, "X", x.dtype());
+    let layouts = Layouts::new(out.shape()).tensor(out).tensor(x);
+    // Integer bounds are integral values within the dtype's range (validated); float bounds
+    // are rounded to x's dtype (monotone, so the clamp is the same as with the exact bounds).
+    let bound = |v: f64| match x.dtype() {
+        // Rounded straight to the 16-bit dtype (then widened exactly), not through f32.
+        DType::F16 => f16::from_f64(v).to_f32(),
+        DType::BF16 => bf16::from_f64(v).to_f32(),
+        _ => v as f32,
+    };
+    let tail = vec![
+        KernelArg::scalar(bound(lo)),
+        KernelArg::scalar(bound(hi)),
+        KernelArg::scalar(lo as i64),
+        KernelArg::scalar(hi as i64),
+    ];
+    run_ew(ctx, op, spec, layouts, vec![buf(out), buf(x)], tail)
+}

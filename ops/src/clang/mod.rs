@@ -1,0 +1,413 @@
+//! Kernels in the shared C dialect (`ops/kernels/c/`): OpenCL C 1.2, and CUDA C through NVRTC.
+//!
+//! The kernel bodies are written once, with the macros of a small prelude per dialect
+//! (`prelude_opencl.h`, `prelude_cuda.h`); a program is the prelude, `common.h` and one family
+//! file, specialised with `-D` options (dtypes, op, rank, tile sizes). [`KernelSpec`] names a
+//! kernel and its specialisation, [`KernelSpec::source`] gives the full program for a dialect,
+//! and [`launch`] runs an op call: it picks the kernels, builds their arguments and queues them.
+//!
+//! Conventions between this module and the kernels:
+//! - tensors are passed as whole buffers, with element offsets in the by-value [`Lay`] argument
+//!   (or as scalars), because views at arbitrary offsets cannot be passed to every device;
+//! - layouts are described by [`Lay`]: a logical shape and, for up to four operands, strides
+//!   and offsets in elements; dimensions that every operand walks contiguously are merged first
+//!   ([`Layouts::collapse`]), so contiguous tensors become rank 1;
+//! - each compiled kernel is cached in the device's [`anyaccel_hal::KernelCache`] under its
+//!   dialect, entry and options, so each (op, dtype, specialisation) compiles once;
+//! - launches are one-dimensional (`global[0]`, `local[0]`), grid-stride where the work is
+//!   per element, one work-group per row or tile otherwise;
+//! - everything is queued asynchronously, except that the indexing ops read back a small flag
+//!   buffer to report an out-of-range index (see [`index`]).
+
+mod elementwise;
+mod index;
+mod matmul;
+mod nn;
+mod reduce;
+
+use std::sync::Arc;
+
+use anyaccel_hal::{
+    Buffer, DType, Device, Dialect, Error, Kernel, KernelArg, KernelSource, LaunchDims, OpCall,
+    Queue, Result, Tensor,
+};
+
+const PRELUDE_OPENCL: &str = include_str!("../../kernels/c/prelude_opencl.h");
+const PRELUDE_CUDA: &str = include_str!("../../kernels/c/prelude_cuda.h");
+const COMMON: &str = include_str!("../../kernels/c/common.h");
+
+/// A kernel family: one source file of `ops/kernels/c/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `elementwise.h`: unary, binary, compare, where, copy, cast, fill, arange.
+    Elementwise,
+    /// `index.h`: index_select, embedding, gather.
+    Index,
+    /// `reduce.h`: sum, mean, max, min, argmax, argmin, cumsum, topk.
+    Reduce,
+    /// `nn.h`: softmax, log_softmax, layer_norm, rms_norm, rope, attention.
+    Nn,
+    /// `matmul.h`.
+    Matmul,
+}
+
+impl Family {
+    fn text(self) -> &'static str {
+        match self {
+            Family::Elementwise => include_str!("../../kernels/c/elementwise.h"),
+            Family::Index => include_str!("../../kernels/c/index.h"),
+            Family::Reduce => include_str!("../../kernels/c/reduce.h"),
+            Family::Nn => include_str!("../../kernels/c/nn.h"),
+            Family::Matmul => include_str!("../../kernels/c/matmul.h"),
+        }
+    }
+}
+
+/// One kernel of the shared C dialect and its specialisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSpec {
+    /// The source file.
+    pub family: Family,
+    /// The kernel function.
+    pub entry: &'static str,
+    /// `-D` definitions, in order: `(name, value)`, an empty value for a bare `-Dname`.
+    pub defines: Vec<(String, String)>,
+}
+
+impl KernelSpec {
+    /// A spec with no definitions yet.
+    pub fn new(family: Family, entry: &'static str) -> KernelSpec {
+        KernelSpec {
+            family,
+            entry,
+            defines: Vec::new(),
+        }
+    }
+
+    /// Adds `-Dname=value`.
+    pub fn def(mut self, name: &str, value: impl ToString) -> KernelSpec {
+        self.defines.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a bare `-Dname`.
+    pub fn flag(mut self, name: &str) -> KernelSpec {
+        self.defines.push((name.to_string(), String::new()));
+        self
+    }
+
+    fn define_args(&self) -> Vec<String> {
+        self.defines
+            .iter()
+            .map(|(n, v)| {
+                if v.is_empty() {
+                    format!("-D{n}")
+                } else {
+                    format!("-D{n}={v}")
+                }
+            })
+            .collect()
+    }
+
+    /// The full program text for `dialect` (prelude, `common.h`, the family file) and the entry
+    /// name.
+    pub fn program(&self, dialect: &Dialect) -> Result<(String, &'static str)> {
+        let prelude = match dialect {
+            Dialect::OpenClC => PRELUDE_OPENCL,
+            Dialect::Cuda => PRELUDE_CUDA,
+            other => {
+                return Err(Error::unsupported(format!(
+                    "kernel `{}`: the shared C kernels exist in opencl-c and cuda, not {other}",
+                    self.entry
+                )))
+            }
+        };
+        let mut text =
+            String::with_capacity(prelude.len() + COMMON.len() + self.family.text().len() + 64);
+        text.push_str(prelude);
+        text.push('\n');
+        text.push_str(COMMON);
+        text.push('\n');
+        text.push_str(self.family.text());
+        Ok((text, self.entry))
+    }
+
+    /// The [`KernelSource`] to compile for `dialect`: the program, the entry and the options.
+    pub fn source(&self, dialect: &Dialect) -> Result<KernelSource> {
+        let (source, entry) = self.program(dialect)?;
+        let defines = self.define_args();
+        Ok(match dialect {
+            Dialect::Cuda => KernelSource::Cuda {
+                source,
+                entry: entry.to_string(),
+                options: defines,
+            },
+            _ => {
+                // Division and square root correctly rounded, as in CUDA's default; no fast-math.
+                let mut options = defines.join(" ");
+                options.push_str(" -cl-fp32-correctly-rounded-divide-sqrt");
+                KernelSource::OpenClC {
+                    source,
+                    entry: entry.to_string(),
+                    options,
+                }
+            }
+        })
+    }
+
+    /// The key of the compiled kernel in a device's cache.
+    pub fn cache_key(&self, dialect: &Dialect) -> String {
+        let mut key = format!("clang:{}:{}", dialect.name(), self.entry);
+        for d in self.define_args() {
+            key.push(' ');
+            key.push_str(&d);
+        }
+        key
+    }
+}
+
+/// Where an op call runs: its device, queue and dialect.
+pub(crate) struct Ctx<'a> {
+    pub device: &'a dyn Device,
+    pub queue: &'a dyn Queue,
+    pub dialect: Dialect,
+}
+
+impl Ctx<'_> {
+    /// The compiled kernel of `spec`, from the device's cache.
+    pub fn kernel(&self, spec: &KernelSpec) -> Result<Arc<dyn Kernel>> {
+        let key = spec.cache_key(&self.dialect);
+        self.device.kernel_cache().get_or_compile(&key, || {
+            let source = spec.source(&self.dialect)?;
+            self.device.compile(&source)
+        })
+    }
+
+    /// Compiles (once) and launches `spec`.
+    pub fn run(&self, spec: &KernelSpec, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
+        let kernel = self.kernel(spec)?;
+        self.queue.launch(&kernel, dims, args)
+    }
+
+    /// The work-group size for one-dimensional kernels: 256, or the device's largest power of
+    /// two below it.
+    pub fn wg(&self) -> u32 {
+        let max = self.device.info().max_work_group_size.clamp(1, 256);
+        1u32 << (63 - max.leading_zeros())
+    }
+
+    /// A grid-stride launch over `n` items: at most `cap_groups` groups of [`Ctx::wg`] items.
+    pub fn grid(&self, n: usize, cap_groups: usize) -> LaunchDims {
+        let wg = self.wg() as usize;
+        let groups = n.div_ceil(wg).clamp(1, cap_groups.max(1));
+        LaunchDims {
+            global: [(groups * wg) as u64, 1, 1],
+            local: Some([wg as u32, 1, 1]),
+        }
+    }
+
+    /// `groups` work-groups of `wg` items.
+    pub fn groups(&self, groups: usize, wg: u32) -> LaunchDims {
+        LaunchDims {
+            global: [(groups * wg as usize) as u64, 1, 1],
+            local: Some([wg, 1, 1]),
+        }
+    }
+
+    /// A scratch buffer of `bytes` bytes (at least 1) on the device.
+    pub fn scratch(&self, bytes: usize) -> Result<Buffer> {
+        self.device.alloc(bytes.max(1))
+    }
+}
+
+/// Most groups of an elementwise grid-stride launch.
+pub(crate) const EW_GROUPS: usize = 4096;
+
+/// The element offset of a tensor's element `[0, 0, ...]` from the start of its buffer.
+pub(crate) fn base_offset(t: &Tensor) -> i64 {
+    (t.view().offset() / t.dtype().size_in_bytes() + t.desc().offset) as i64
+}
+
+/// The whole buffer of a tensor, as a kernel argument.
+pub(crate) fn buf(t: &Tensor) -> KernelArg {
+    KernelArg::Buffer(t.view().buffer().whole())
+}
+
+/// The dtype's name in the kernels (`st_f16`, `ld_f16`, ...).
+pub(crate) fn dt(d: DType) -> &'static str {
+    d.name()
+}
+
+/// The largest rank of a [`Lay`], `MAXR` in `common.h`.
+pub(crate) const MAXR: usize = 8;
+/// The most operands of a [`Lay`].
+pub(crate) const MAXOPS: usize = 4;
+
+/// The by-value layout argument of `common.h`: a logical shape and up to four operands' strides
+/// and offsets, in elements, as `i64`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lay {
+    pub shape: [i64; MAXR],
+    pub st: [[i64; MAXR]; MAXOPS],
+    pub off: [i64; MAXOPS],
+}
+
+impl Lay {
+    /// Its bytes, as the kernels' `Lay` struct holds them.
+    pub fn arg(&self) -> KernelArg {
+        let mut bytes = Vec::with_capacity(8 * (MAXR + MAXOPS * MAXR + MAXOPS));
+        let mut put = |v: i64| bytes.extend_from_slice(&v.to_le_bytes());
+        self.shape.iter().copied().for_each(&mut put);
+        self.st.iter().flatten().copied().for_each(&mut put);
+        self.off.iter().copied().for_each(&mut put);
+        KernelArg::Bytes(bytes)
+    }
+}
+
+/// Operands walked over one logical shape: each with strides (already broadcast to the shape)
+/// and an offset, in elements.
+#[derive(Debug, Clone)]
+pub(crate) struct Layouts {
+    pub shape: Vec<usize>,
+    pub ops: Vec<(Vec<usize>, i64)>,
+}
+
+impl Layouts {
+    /// `shape` with no operands yet.
+    pub fn new(shape: &[usize]) -> Layouts {
+        Layouts {
+            shape: shape.to_vec(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Adds an operand with these strides (one per dimension of the shape) and offset.
+    pub fn with(mut self, strides: Vec<usize>, offset: i64) -> Layouts {
+        self.ops.push((strides, offset));
+        self
+    }
+
+    /// Adds a tensor broadcast to the shape (zero strides on broadcast dimensions).
+    pub fn tensor(self, t: &Tensor) -> Layouts {
+        let strides = broadcast_strides(t, &self.shape);
+        self.with(strides, base_offset(t))
+    }
+
+    /// Drops size-1 dimensions and merges neighbours that every operand walks contiguously.
+    pub fn collapse(mut self) -> Layouts {
+        let keep: Vec<usize> = (0..self.shape.len())
+            .filter(|&d| self.shape[d] != 1)
+            .collect();
+        let mut shape: Vec<usize> = Vec::new();
+        let mut strides: Vec<Vec<usize>> = vec![Vec::new(); self.ops.len()];
+        for d in keep {
+            let merge = !shape.is_empty()
+                && self
+                    .ops
+                    .iter()
+                    .zip(&strides)
+                    .all(|((st, _), cur)| cur.last().copied() == Some(st[d] * self.shape[d]));
+            if merge {
+                *shape.last_mut().expect("merge needs a dimension") *= self.shape[d];
+                for ((st, _), cur) in self.ops.iter().zip(strides.iter_mut()) {
+                    *cur.last_mut().expect("merge needs a dimension") = st[d];
+                }
+            } else {
+                shape.push(self.shape[d]);
+                for ((st, _), cur) in self.ops.iter().zip(strides.iter_mut()) {
+                    cur.push(st[d]);
+                }
+            }
+        }
+        for ((st, _), cur) in self.ops.iter_mut().zip(strides) {
+            *st = cur;
+        }
+        self.shape = shape;
+        self
+    }
+
+    /// The rank.
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// The `Lay` argument; `op` names the op in the error for a rank above [`MAXR`].
+    pub fn lay(&self, op: &str) -> Result<Lay> {
+        if self.rank() > MAXR || self.ops.len() > MAXOPS {
+            return Err(Error::unsupported(format!(
+                "{op}: a layout of rank {} (after merging contiguous dimensions) with {} operands; \
+                 the opencl-c and cuda kernels take rank {MAXR} and {MAXOPS} operands at most",
+                self.rank(),
+                self.ops.len()
+            )));
+        }
+        let mut lay = Lay {
+            shape: [1; MAXR],
+            st: [[0; MAXR]; MAXOPS],
+            off: [0; MAXOPS],
+        };
+        for (d, &s) in self.shape.iter().enumerate() {
+            lay.shape[d] = s as i64;
+        }
+        for (k, (st, off)) in self.ops.iter().enumerate() {
+            for (d, &s) in st.iter().enumerate() {
+                lay.st[k][d] = s as i64;
+            }
+            lay.off[k] = *off;
+        }
+        Ok(lay)
+    }
+}
+
+/// A tensor's strides broadcast to `shape` (zero where it is broadcast or missing).
+pub(crate) fn broadcast_strides(t: &Tensor, shape: &[usize]) -> Vec<usize> {
+    let rank = t.rank();
+    let lead = shape.len() - rank;
+    let mut strides = vec![0; shape.len()];
+    for i in 0..rank {
+        if t.shape()[i] == shape[lead + i] {
+            strides[lead + i] = t.strides()[i];
+        }
+    }
+    strides
+}
+
+/// Options naming an operand slot's dtype: `-D<slot>T=<dtype> -D<slot>_FLOAT=<0|1>`.
+pub(crate) fn dtype_defs(spec: KernelSpec, slot: &str, d: DType) -> KernelSpec {
+    spec.def(&format!("{slot}T"), dt(d))
+        .def(&format!("{slot}_FLOAT"), d.is_float() as u8)
+}
+
+/// Runs `call` with the shared C kernels in `dialect` (OpenCL C or CUDA C).
+///
+/// The call has been validated and its outputs allocated by the dispatcher; at least one
+/// output is not empty.
+pub(crate) fn launch(
+    device: &dyn Device,
+    queue: &dyn Queue,
+    call: &OpCall,
+    dialect: Dialect,
+) -> Result<()> {
+    let ctx = Ctx {
+        device,
+        queue,
+        dialect,
+    };
+    match call.op.as_str() {
+        "fill" | "arange" | "copy" | "cast" | "where" => elementwise::movement(&ctx, call),
+        "concat" | "index_select" | "embedding" | "gather" => index::launch(&ctx, call),
+        "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow" | "eq" | "ne" | "lt"
+        | "le" | "gt" | "ge" => elementwise::binary(&ctx, call),
+        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "cumsum" | "topk" => {
+            reduce::launch(&ctx, call)
+        }
+        "softmax" | "log_softmax" | "layer_norm" | "rms_norm" | "rope" | "attention" => {
+            nn::launch(&ctx, call)
+        }
+        "matmul" => matmul::launch(&ctx, call),
+        _ => elementwise::unary(&ctx, call),
+    }
+}
+
+#[cfg(test)]
+mod tests;
