@@ -157,8 +157,20 @@ fn f64_to_i64(x: f64) -> i64 {
 }
 fn i64_to_f64(x: i64) -> f64 {
     let m = i64_mag(x);
-    let r = round_mag_u64(m, 53u);
+    let hi = u32(m >> 32u);
     var v: f64;
-    if (r.x == 0xffffffffu) { v = f64(m); } else { v = ldexp(f64(r.x), i32(r.y)); }
+    if (hi < 0x200000u) {
+        v = f64(m);
+    } else {
+        // More than 53 significant bits: round to 53, then convert exactly.
+        let top = 63u - countLeadingZeros(hi);
+        let s = top - 52u;
+        let q = m >> s;
+        let rem = m & ((1lu << s) - 1lu);
+        let half = 1lu << (s - 1u);
+        var r = q;
+        if (rem > half || (rem == half && (q & 1lu) == 1lu)) { r = q + 1lu; }
+        v = ldexp(f64(r), i32(s));
+    }
     return select(v, -v, x < 0li);
 }

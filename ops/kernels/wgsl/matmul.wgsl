@@ -1,7 +1,10 @@
 // matmul: 16x16 output tiles per work group, K in steps of 16 through workgroup memory, f32
 // accumulation. Space 0 walks the batch dimensions (a, b, out, bias, batch-broadcast); rows and
 // columns step by the p.*_rs and p.*_cs strides. The bias, when present, is added after the
-// product, and the sum rounded once on store.
+// product, and the sum rounded once on store. An element whose f32 sum is not finite (an
+// intermediate overflow, or an infinity or NaN in its row or column) is summed again in $W
+// (f64 where the device has it), so that overflow in f32 does not turn a finite or infinite
+// exact result into NaN.
 
 //# matmul
 var<workgroup> ta: array<array<f32, 16>, 16>;
@@ -29,6 +32,14 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
         workgroupBarrier();
     }
     if (row < p.m && col < p.n) {
-        st_out(o[2] + row * p.o_rs + col * p.o_cs, $RESULT);
+        var r = $RESULT;
+        if (is_nan(acc) || is_inf(acc)) {
+            var w: $W = 0.0;
+            for (var k = 0u; k < p.k; k++) {
+                w = w + $W(ld_a(o[0] + row * p.a_rs + k * p.a_cs)) * $W(ld_b(o[1] + k * p.b_rs + col * p.b_cs));
+            }
+            r = f32($WRESULT);
+        }
+        st_out(o[2] + row * p.o_rs + col * p.o_cs, r);
     }
 }

@@ -45,7 +45,7 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         let tr = t.desc.rank();
         (t.desc.strides[tr - 2], t.desc.strides[tr - 1])
     };
-    let result = if let Some(bias) = &bias {
+    let (result, wide_result) = if let Some(bias) = &bias {
         // The bias broadcast to the output's whole shape: batch strides in the space, row and
         // column strides as parameters.
         let full = broadcast_strides(&bias.desc, &out.desc.shape);
@@ -53,9 +53,12 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         space = space.with(bias.desc.offset, full[..r - 2].to_vec());
         sh.size("bias_rs", full[r - 2])?;
         sh.size("bias_cs", full[r - 1])?;
-        "acc + ld_bias(o[3] + row * p.bias_rs + col * p.bias_cs)"
+        (
+            "acc + ld_bias(o[3] + row * p.bias_rs + col * p.bias_cs)",
+            "w + $W(ld_bias(o[3] + row * p.bias_rs + col * p.bias_cs))",
+        )
     } else {
-        "acc"
+        ("acc", "w")
     };
     sh.space(space);
     sh.size("m", m)?;
@@ -66,7 +69,12 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.size(&format!("{name}_rs"), rs)?;
         sh.size(&format!("{name}_cs"), cs)?;
     }
-    sh.body(&section(MATMUL, "matmul")?.replace("$RESULT", result));
+    sh.body(
+        &section(MATMUL, "matmul")?
+            .replace("$WRESULT", wide_result)
+            .replace("$RESULT", result)
+            .replace("$W", cx.wide()),
+    );
     let tiles = |x: usize| (x.div_ceil(16) * 16) as u64;
     sh.launch([tiles(n), tiles(m), batches as u64])
 }
