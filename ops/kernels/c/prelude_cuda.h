@@ -23,6 +23,8 @@ typedef unsigned long long u64;
 #define GLOBAL
 #define LOCAL __shared__
 #define LOCAL_PTR
+/* Helpers that a specialisation leaves unused are expected: no warning for them. */
+#pragma nv_diag_suppress 177
 #define DEVICE static __device__ __forceinline__
 #define RESTRICT __restrict__
 
