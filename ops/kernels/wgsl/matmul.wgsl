@@ -35,8 +35,13 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
         var r = $RESULT;
         if (is_nan(acc) || is_inf(acc)) {
             var w: $W = 0.0;
-            for (var k = 0u; k < p.k; k++) {
-                w = w + $W(ld_a(o[0] + row * p.a_rs + k * p.a_cs)) * $W(ld_b(o[1] + k * p.b_rs + col * p.b_cs));
+            for (var k0 = 0u; k0 < p.k; k0 += 16u) {
+                for (var u = 0u; u < 16u; u++) {
+                    let k = k0 + u;
+                    if (k < p.k) {
+                        w = w + $W(ld_a(o[0] + row * p.a_rs + k * p.a_cs)) * $W(ld_b(o[1] + k * p.b_rs + col * p.b_cs));
+                    }
+                }
             }
             r = f32($WRESULT);
         }

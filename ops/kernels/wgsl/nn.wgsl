@@ -1,5 +1,7 @@
 // softmax, log_softmax, layer_norm, rms_norm: one work group of 256 invocations per line
-// (space 0 walks the lines: x, out; p.xs and p.os step along the line). rope: one invocation per
+// (space 0 walks the lines: x, out; p.xs and p.os step along the line). Loops over a line take
+// 16 elements per iteration (the inner loop has a constant count and is unrolled), since some
+// drivers stop a loop after 65535 iterations per invocation (lavapipe). rope: one invocation per
 // output element. attention: one work group per query row. Sums and products accumulate in $W:
 // f64 where the device has it (so that values near the f32 range's end do not overflow in
 // intermediate results where the exact result is finite), else f32.
@@ -39,20 +41,35 @@ fn group_max(t: u32, v: f32) -> f32 {
 fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let base = walk0(wid.x);
     var m = -inf_f32();
-    for (var j = t; j < p.len; j += 256u) {
-        m = f_max(m, ld_x(base[0] + j * p.xs));
+    for (var j0 = t; j0 < p.len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < p.len) {
+                m = f_max(m, ld_x(base[0] + j * p.xs));
+            }
+        }
     }
     m = group_max(t, m);
     var sw: $W = 0.0;
-    for (var j = t; j < p.len; j += 256u) {
-        sw = sw + $W(exp_ieee(ld_x(base[0] + j * p.xs) - m));
+    for (var j0 = t; j0 < p.len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < p.len) {
+                sw = sw + $W(exp_ieee(ld_x(base[0] + j * p.xs) - m));
+            }
+        }
     }
     let s = f32(group_sum(t, sw));
     var ls = log(s);
     if (is_nan(s)) { ls = s; }
-    for (var j = t; j < p.len; j += 256u) {
-        let d = ld_x(base[0] + j * p.xs) - m;
-        st_out(base[1] + j * p.os, $OUT);
+    for (var j0 = t; j0 < p.len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < p.len) {
+                let d = ld_x(base[0] + j * p.xs) - m;
+                st_out(base[1] + j * p.os, $OUT);
+            }
+        }
     }
 }
 
@@ -67,27 +84,47 @@ fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var den: $W;
     if ($RMS) {
         var q: $W = 0.0;
-        for (var j = t; j < p.len; j += 256u) {
-            let x = $W(ld_x(base[0] + j * p.xs));
-            q = q + x * x;
+        for (var j0 = t; j0 < p.len; j0 += 4096u) {
+            for (var u = 0u; u < 16u; u++) {
+                let j = j0 + u * 256u;
+                if (j < p.len) {
+                    let x = $W(ld_x(base[0] + j * p.xs));
+                    q = q + x * x;
+                }
+            }
         }
         den = sqrt(group_sum(t, q) / n + $W(p.eps));
     } else {
         var s: $W = 0.0;
-        for (var j = t; j < p.len; j += 256u) {
-            s = s + $W(ld_x(base[0] + j * p.xs));
+        for (var j0 = t; j0 < p.len; j0 += 4096u) {
+            for (var u = 0u; u < 16u; u++) {
+                let j = j0 + u * 256u;
+                if (j < p.len) {
+                    s = s + $W(ld_x(base[0] + j * p.xs));
+                }
+            }
         }
         mean = group_sum(t, s) / n;
         var q: $W = 0.0;
-        for (var j = t; j < p.len; j += 256u) {
-            let d = $W(ld_x(base[0] + j * p.xs)) - mean;
-            q = q + d * d;
+        for (var j0 = t; j0 < p.len; j0 += 4096u) {
+            for (var u = 0u; u < 16u; u++) {
+                let j = j0 + u * 256u;
+                if (j < p.len) {
+                    let d = $W(ld_x(base[0] + j * p.xs)) - mean;
+                    q = q + d * d;
+                }
+            }
         }
         den = sqrt(group_sum(t, q) / n + $W(p.eps));
     }
-    for (var j = t; j < p.len; j += 256u) {
-        let y = ($W(ld_x(base[0] + j * p.xs)) - mean) / den;
-        st_out(base[1] + j * p.os, f32($Y));
+    for (var j0 = t; j0 < p.len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < p.len) {
+                let y = ($W(ld_x(base[0] + j * p.xs)) - mean) / den;
+                st_out(base[1] + j * p.os, f32($Y));
+            }
+        }
     }
 }
 
@@ -131,7 +168,7 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
 // One group of 64 per query row (space 0 walks [batch..., Lq]: q, out; space 1 walks the
 // batch: k, v). Logits go to `scratch` (one row of Lk per group of this launch), become
 // exp(logit - max), and the output is their weighted sum of v's rows over their total.
-// Masked keys (causal: j > i) take no part.
+// Masked keys (causal: j > i) take no part. Inner loops take 16 steps per iteration.
 var<workgroup> ared: array<$W, 64>;
 
 fn w_is_nan(x: $W) -> bool { return !(x == x); }
@@ -169,8 +206,13 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     var nan = false;
     for (var j = t; j < nk; j += 64u) {
         var s: $W = 0.0;
-        for (var d = 0u; d < p.d; d++) {
-            s = s + $W(ld_q(o[0] + d * p.q_ds)) * $W(ld_k(kv[0] + j * p.k_js + d * p.k_ds));
+        for (var d0 = 0u; d0 < p.d; d0 += 16u) {
+            for (var u = 0u; u < 16u; u++) {
+                let d = d0 + u;
+                if (d < p.d) {
+                    s = s + $W(ld_q(o[0] + d * p.q_ds)) * $W(ld_k(kv[0] + j * p.k_js + d * p.k_ds));
+                }
+            }
         }
         s = s * $W(p.scale);
         scratch[sb + j] = s;
@@ -188,8 +230,13 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     storageBarrier();
     for (var c = t; c < p.dv; c += 64u) {
         var acc: $W = 0.0;
-        for (var j = 0u; j < nk; j++) {
-            acc = acc + scratch[sb + j] * $W(ld_v(kv[1] + j * p.v_js + c * p.v_ds));
+        for (var j0 = 0u; j0 < nk; j0 += 16u) {
+            for (var u = 0u; u < 16u; u++) {
+                let j = j0 + u;
+                if (j < nk) {
+                    acc = acc + scratch[sb + j] * $W(ld_v(kv[1] + j * p.v_js + c * p.v_ds));
+                }
+            }
         }
         st_out(o[1] + c * p.o_ds, f32(acc / l));
     }

@@ -162,16 +162,22 @@ fn cumsum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     }
 }
 
+//# topk_common
+// topk's order: `before(a, ia, b, ib)` when (a, ia) comes first in the output (the larger, or
+// the smaller, value; ties by the lower index); padding (index NONE) after everything.
+const NONE: u32 = 0xffffffffu;
+
+fn before(a: $ACC, ia: u32, b: $ACC, ib: u32) -> bool {
+    if (ia == NONE) { return false; }
+    if (ib == NONE) { return true; }
+    return $FIRST(a, b) || (key_same(a, b) && ia < ib);
+}
+
 //# topk
 // One group per line (space 0: x, values, indices). Pass r selects the first element, in the
 // order of `before`, that comes after the one pass r - 1 selected: k passes, each a reduction.
-const NONE: u32 = 0xffffffffu;
 var<workgroup> tv: array<$ACC, 256>;
 var<workgroup> ti: array<u32, 256>;
-
-fn before(a: $ACC, ia: u32, b: $ACC, ib: u32) -> bool {
-    return $FIRST(a, b) || (key_same(a, b) && ia < ib);
-}
 
 @compute @workgroup_size(256)
 fn topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -181,23 +187,25 @@ fn topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var r = 0u; r < p.k; r++) {
         var bv: $ACC = $ZERO;
         var bi = NONE;
-        for (var j = t; j < p.len; j += 256u) {
-            let x = ld_x(base[0] + j * p.xs);
-            if ((pi == NONE || before(pv, pi, x, j)) && (bi == NONE || before(x, j, bv, bi))) {
-                bv = x;
-                bi = j;
+        for (var j0 = t; j0 < p.len; j0 += 4096u) {
+            for (var u = 0u; u < 16u; u++) {
+                let j = j0 + u * 256u;
+                if (j < p.len) {
+                    let x = ld_x(base[0] + j * p.xs);
+                    if ((pi == NONE || before(pv, pi, x, j)) && before(x, j, bv, bi)) {
+                        bv = x;
+                        bi = j;
+                    }
+                }
             }
         }
         tv[t] = bv;
         ti[t] = bi;
         workgroupBarrier();
         for (var s = 128u; s > 0u; s >>= 1u) {
-            if (t < s) {
-                let ci = ti[t + s];
-                if (ci != NONE && (ti[t] == NONE || before(tv[t + s], ci, tv[t], ti[t]))) {
-                    tv[t] = tv[t + s];
-                    ti[t] = ci;
-                }
+            if (t < s && before(tv[t + s], ti[t + s], tv[t], ti[t])) {
+                tv[t] = tv[t + s];
+                ti[t] = ti[t + s];
             }
             workgroupBarrier();
         }
@@ -209,4 +217,62 @@ fn topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             st_indices(base[2] + r * p.is, i64(pi) & 0xffffffffli);
         }
     }
+}
+
+//# sort_init
+// topk by sorting: each line is copied to `keys`/`idx`, padded with NONE to p.pad (a power of
+// two), sorted by a bitonic network (one `sort_step` launch per step: no invocation loops),
+// and its first k entries stored.
+@compute @workgroup_size(256)
+fn sort_init(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let g = gid.x;
+    if (g >= p.total) { return; }
+    let line = g / p.pad;
+    let j = g % p.pad;
+    if (j < p.len) {
+        keys[g] = ld_x(walk0(line)[0] + j * p.xs);
+        idx[g] = j;
+    } else {
+        keys[g] = $ZERO;
+        idx[g] = NONE;
+    }
+}
+
+//# sort_step
+// Element i of each line against i ^ p.j, in runs of p.k ordered first-to-last where
+// (i & p.k) == 0 and last-to-first elsewhere.
+@compute @workgroup_size(256)
+fn sort_step(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let g = gid.x;
+    if (g >= p.total) { return; }
+    let i = g % p.pad;
+    let l = i ^ p.j;
+    if (l <= i) { return; }
+    let b = g - i + l;
+    let ka = keys[g];
+    let ia = idx[g];
+    let kb = keys[b];
+    let ib = idx[b];
+    var swap: bool;
+    if ((i & p.k) == 0u) { swap = before(kb, ib, ka, ia); } else { swap = before(ka, ia, kb, ib); }
+    if (swap) {
+        keys[g] = kb;
+        idx[g] = ib;
+        keys[b] = ka;
+        idx[b] = ia;
+    }
+}
+
+//# sort_out
+// Space 0 walks the lines (values, indices).
+@compute @workgroup_size(256)
+fn sort_out(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let g = gid.x;
+    if (g >= p.n) { return; }
+    let line = g / p.k;
+    let r = g % p.k;
+    let base = walk0(line);
+    let src = line * p.pad + r;
+    st_values(base[0] + r * p.vs, keys[src]);
+    st_indices(base[1] + r * p.is, i64(idx[src]) & 0xffffffffli);
 }

@@ -8,6 +8,9 @@ use crate::plan::eps;
 
 const NN: &str = include_str!("../../kernels/wgsl/nn.wgsl");
 
+/// The most loop iterations the attention kernel lets one invocation run.
+const LOOP_BUDGET: usize = 60000;
+
 /// Scratch space of one attention launch, at most: rows are launched in chunks that fit.
 const ATTENTION_SCRATCH_BYTES: usize = 64 << 20;
 
@@ -159,6 +162,16 @@ fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     count32(op, "the query rows", rows)?;
     if lk == 0 || rows == 0 {
         return Ok(());
+    }
+    // Loop iterations of one invocation (inner loops take 16 steps per iteration); some
+    // drivers (lavapipe) stop a loop after 65535 iterations per invocation.
+    let steps = lk.div_ceil(64) * (2 + d.div_ceil(16)) + dv.div_ceil(64) * (1 + lk.div_ceil(16));
+    if steps > LOOP_BUDGET {
+        return Err(Error::unsupported(format!(
+            "attention: {lk} keys with head dims {d} and {dv} need {steps} loop iterations per \
+             invocation in the WGSL kernel, more than the {LOOP_BUDGET} it keeps to (drivers \
+             such as lavapipe stop a loop after 65535)"
+        )));
     }
     let wide = cx.wide();
     let size = if wide == "f64" { 8 } else { 4 };

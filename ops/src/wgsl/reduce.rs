@@ -286,13 +286,17 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     sh.launch([groups as u64 * 256, 1, 1])
 }
 
+/// topk selects with k passes over each line when that stays short (k passes of at most this
+/// many loop iterations per invocation in all), and sorts the lines otherwise.
+const TOPK_SELECT_STEPS: usize = 2048;
+
 fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let a = attrs(call)?;
     let x_t = input(call, 0)?;
     let dt = x_t.dtype();
     let axis = a.axis("axis", Some(-1), x_t.rank())?;
-    let k = a.int("k")?;
+    let k = usize::try_from(a.int("k")?).unwrap_or(0);
     let largest = a.flag("largest", true)?;
     let x = bind(x_t)?;
     let values = bind(output(call, 0)?)?;
@@ -305,25 +309,9 @@ fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let (lines, xs) = line_space(&x.desc.shape, &x.desc.strides, axis);
     let (_, vs) = line_space(&values.desc.shape, &values.desc.strides, axis);
     let (_, is) = line_space(&indices.desc.shape, &indices.desc.strides, axis);
-    let rows = count32(op, "the lines", lines.iter().product())?;
+    let rows: usize = lines.iter().product();
+    let len = x.desc.shape[axis];
     let (acc, zero) = acc_of(dt);
-    let mut sh = Shader::new(cx, op, "topk");
-    sh.tensor("x", &x, Access::of(dt), false)?;
-    sh.tensor("values", &values, Access::of(dt), true)?;
-    sh.tensor("indices", &indices, Access::I64, true)?;
-    sh.space(
-        Space::new(&lines)
-            .with(x.desc.offset, xs)
-            .with(values.desc.offset, vs)
-            .with(indices.desc.offset, is),
-    );
-    sh.size("k", usize::try_from(k).unwrap_or(0))?;
-    sh.size("len", x.desc.shape[axis])?;
-    sh.size("xs", x.desc.strides[axis])?;
-    sh.size("vs", values.desc.strides[axis])?;
-    sh.size("is", indices.desc.strides[axis])?;
-    let order = order_section(dt)?;
-    sh.body(&order);
     // Largest first: a comes before b when it is greater; smallest first: when b is greater
     // (so NaN, above every number, comes last).
     let first = if largest {
@@ -331,10 +319,88 @@ fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     } else {
         "key_gt(b, a)"
     };
-    let body = section(REDUCE, "topk")?
-        .replace("$ACC", acc)
-        .replace("$ZERO", zero)
-        .replace("$FIRST(a, b)", first);
-    sh.body(&body);
-    sh.launch([rows as u64 * 256, 1, 1])
+    let common = format!(
+        "{}{}",
+        order_section(dt)?,
+        section(REDUCE, "topk_common")?
+            .replace("$ACC", acc)
+            .replace("$FIRST(a, b)", first)
+    );
+    let outputs = |sh: &mut Shader<'_>| -> Result<()> {
+        sh.tensor("values", &values, Access::of(dt), true)?;
+        sh.tensor("indices", &indices, Access::I64, true)?;
+        sh.size("k", k)?;
+        sh.size("len", len)?;
+        sh.size("vs", values.desc.strides[axis])?;
+        sh.size("is", indices.desc.strides[axis])?;
+        sh.need(DType::I64)
+    };
+    if k * (len.div_ceil(4096) + 9) <= TOPK_SELECT_STEPS {
+        let groups = count32(op, "the lines", rows)?;
+        let mut sh = Shader::new(cx, op, "topk");
+        sh.tensor("x", &x, Access::of(dt), false)?;
+        outputs(&mut sh)?;
+        sh.space(
+            Space::new(&lines)
+                .with(x.desc.offset, xs)
+                .with(values.desc.offset, vs)
+                .with(indices.desc.offset, is),
+        );
+        sh.size("xs", x.desc.strides[axis])?;
+        sh.body(&common);
+        sh.body(
+            &section(REDUCE, "topk")?
+                .replace("$ACC", acc)
+                .replace("$ZERO", zero),
+        );
+        return sh.launch([groups as u64 * 256, 1, 1]);
+    }
+
+    // Sort each line, padded to a power of two, with a bitonic network.
+    let pad = len.next_power_of_two();
+    let total = count32(op, "the padded lines", rows * pad)?;
+    let key_size = if acc == "i64" { 8 } else { 4 };
+    let keys = cx.device.alloc(total as usize * key_size)?;
+    let idx = cx.device.alloc(total as usize * 4)?;
+    let sort_shader = |entry: &'static str, write: bool| -> Result<Shader<'_>> {
+        let mut sh = Shader::new(cx, op, entry);
+        sh.words("keys", keys.whole(), acc, write);
+        sh.words("idx", idx.whole(), "u32", write);
+        sh.u32("total", total);
+        sh.size("pad", pad)?;
+        sh.need(dt)?;
+        sh.body(&common);
+        Ok(sh)
+    };
+    let mut sh = sort_shader("sort_init", true)?;
+    sh.tensor("x", &x, Access::of(dt), false)?;
+    sh.space(Space::new(&lines).with(x.desc.offset, xs));
+    sh.size("len", len)?;
+    sh.size("xs", x.desc.strides[axis])?;
+    sh.body(&section(REDUCE, "sort_init")?.replace("$ZERO", zero));
+    sh.launch([total as u64, 1, 1])?;
+    let mut run = 2;
+    while run <= pad {
+        let mut step = run / 2;
+        while step >= 1 {
+            let mut sh = sort_shader("sort_step", true)?;
+            sh.size("k", run)?;
+            sh.size("j", step)?;
+            sh.body(section(REDUCE, "sort_step")?);
+            sh.launch([total as u64, 1, 1])?;
+            step /= 2;
+        }
+        run *= 2;
+    }
+    let n = count32(op, "the outputs", rows * k)?;
+    let mut sh = sort_shader("sort_out", false)?;
+    outputs(&mut sh)?;
+    sh.space(
+        Space::new(&lines)
+            .with(values.desc.offset, vs)
+            .with(indices.desc.offset, is),
+    );
+    sh.u32("n", n);
+    sh.body(section(REDUCE, "sort_out")?);
+    sh.launch([n as u64, 1, 1])
 }
