@@ -70,7 +70,7 @@ fn fill_bits(value: f64, dtype: DType) -> u64 {
 /// A WGSL expression converting `v`, a loaded value of `from` (f32 for the 16-bit floats, u32
 /// for u8), to a value of `to` by the rules of `cast`; stores of f16 and bf16 round the f32 it
 /// gives once.
-fn convert(from: DType, to: DType, v: &str) -> String {
+fn convert(from: DType, to: DType, v: &str) -> Result<String> {
     use DType::*;
     let f32ish = |d: DType| matches!(d, F32 | F16 | BF16);
     let bits = |d: DType| match d {
@@ -78,7 +78,7 @@ fn convert(from: DType, to: DType, v: &str) -> String {
         BF16 => 8,
         _ => 24,
     };
-    match (from, to) {
+    Ok(match (from, to) {
         (a, b) if a == b => v.to_string(),
         (a, b) if f32ish(a) && f32ish(b) => v.to_string(),
         (a, F64) if f32ish(a) => format!("f64({v})"),
@@ -112,8 +112,12 @@ fn convert(from: DType, to: DType, v: &str) -> String {
         (Bool, I32) => format!("select(0, 1, {v})"),
         (Bool, I64) => format!("select(0li, 1li, {v})"),
         (Bool, U8) => format!("select(0u, 1u, {v})"),
-        _ => v.to_string(),
-    }
+        _ => {
+            return Err(Error::internal(format!(
+                "cast: no WGSL conversion from {from} to {to}"
+            )))
+        }
+    })
 }
 
 /// Copies the elements of `x` into `out` (same dtype, same shape), bit for bit.
@@ -173,7 +177,7 @@ pub(crate) fn movement(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             if from == dt {
                 return copy(cx, op, &x, &out);
             }
-            let expr = convert(from, dt, "a0");
+            let expr = convert(from, dt, "a0")?;
             map(
                 cx,
                 op,
@@ -327,4 +331,40 @@ pub(crate) fn binary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             Ok(())
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_values_follow_the_rules_of_cast() {
+        assert_eq!(fill_bits(300.7, DType::U8), 255);
+        assert_eq!(fill_bits(-1.5, DType::U8), 0);
+        assert_eq!(fill_bits(f64::NAN, DType::Bool), 1);
+        assert_eq!(fill_bits(-0.0, DType::Bool), 0);
+        assert_eq!(fill_bits(f64::NAN, DType::I32), 0);
+        assert_eq!(fill_bits(1e10, DType::I32), i32::MAX as u32 as u64);
+        assert_eq!(fill_bits(1e6, DType::F16), 0x7c00);
+        assert_eq!(fill_bits(-3.0, DType::I64), (-3i64) as u64);
+        assert_eq!(fill_bits(1.5, DType::BF16), 0x3fc0);
+    }
+
+    #[test]
+    fn casts_pick_one_conversion_per_pair() {
+        use DType::*;
+        let all = [F32, F16, BF16, F64, I32, I64, U8, Bool];
+        for from in all {
+            for to in all {
+                let e = convert(from, to, "v");
+                assert!(e.is_ok(), "{from} -> {to}: {e:?}");
+            }
+        }
+        let c = |a, b| convert(a, b, "v").unwrap();
+        assert_eq!(c(I32, BF16), "i32_to_float(v, 8u)");
+        assert_eq!(c(F64, F16), "f64_to_f32_odd(v)");
+        assert_eq!(c(F32, Bool), "!is_zero(v)");
+        assert_eq!(c(I64, U8), "u32(v & 255li)");
+        assert_eq!(c(F16, BF16), "v");
+    }
 }

@@ -656,3 +656,85 @@ pub(crate) fn output(call: &OpCall, i: usize) -> Result<&Tensor> {
         .get(i)
         .ok_or_else(|| Error::internal(format!("{}: output {i} missing", call.op)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_run_to_the_next_marker() {
+        let text = section(ACCESS, "load_f32").unwrap();
+        assert!(text.starts_with("fn ld_$NAME(i: u32) -> f32"));
+        assert!(!text.contains("//#"));
+        let last = section(ACCESS, "pack").unwrap();
+        assert!(last.contains("fn pack("));
+        let err = section(ACCESS, "load_nothing").unwrap_err();
+        assert_eq!(err.code(), anyaccel_hal::ErrorCode::Internal);
+    }
+
+    #[test]
+    fn spaces_merge_contiguous_dimensions() {
+        // Contiguous 2x3x4 against a broadcast row: the last two dims merge in both.
+        let s = Space::new(&[2, 3, 4])
+            .with(5, vec![12, 4, 1])
+            .with(0, vec![0, 4, 1])
+            .collapse();
+        assert_eq!(s.shape, vec![2, 12]);
+        assert_eq!(s.tensors[0], (5, vec![12, 1]));
+        assert_eq!(s.tensors[1], (0, vec![0, 1]));
+        // A transposed view does not merge; size-1 dims drop out.
+        let t = Space::new(&[3, 1, 5]).with(0, vec![1, 7, 3]).collapse();
+        assert_eq!(t.shape, vec![3, 5]);
+        assert_eq!(t.tensors[0].1, vec![1, 3]);
+        // A scalar space has rank 0.
+        let e = Space::new(&[1, 1]).with(2, vec![9, 9]).collapse();
+        assert!(e.shape.is_empty());
+        assert_eq!(e.tensors[0], (2, vec![]));
+    }
+
+    #[test]
+    fn layouts_encode_as_words_and_refuse_what_u32_cannot_hold() {
+        let mut words = Vec::new();
+        Space::new(&[4, 6])
+            .with(3, vec![1, 4])
+            .encode("t", &mut words)
+            .unwrap();
+        assert_eq!(words, vec![2, 1, 4, 6, 3, 1, 4]);
+        let mut words = Vec::new();
+        let err = Space::new(&[2, 2])
+            .with(0, vec![1 << 33, 1])
+            .encode("t", &mut words)
+            .unwrap_err();
+        assert_eq!(err.code(), anyaccel_hal::ErrorCode::Unsupported);
+        let deep = Space::new(&[2; 9]).with(0, vec![1000, 1, 3, 1, 3, 1, 3, 1, 3]);
+        let err = deep.encode("t", &mut Vec::new()).unwrap_err();
+        assert!(err.message().contains("at most 8"), "{}", err.message());
+    }
+
+    #[test]
+    fn walks_have_one_step_per_dimension_and_no_loop() {
+        let text = walk_text(1, 3).unwrap();
+        assert!(text.starts_with("fn walk1(lin: u32) -> vec4<u32>"));
+        assert_eq!(text.matches("if (rank > ").count(), MAX_RANK);
+        assert!(!text.contains("for ("));
+        assert!(text.contains("L[tb + 2u * w + 1u + d], 0u)"));
+    }
+
+    #[test]
+    fn windows_start_at_aligned_bytes() {
+        use anyaccel_hal::Backend;
+        let device = anyaccel_cpu::CpuBackend.probe().unwrap().remove(0);
+        let buffer = device.alloc(4096).unwrap();
+        let view = buffer.view(1000, 2000).unwrap();
+        let desc = TensorDesc {
+            offset: 3,
+            ..TensorDesc::contiguous(DType::F32, &[5, 7])
+        };
+        let t = Tensor::new(view, desc).unwrap();
+        let b = bind(&t).unwrap();
+        // Element 0 is at byte 1012: the window starts at 768, 61 elements before it.
+        assert_eq!(b.view.offset(), 768);
+        assert_eq!(b.desc.offset, 61);
+        assert_eq!(b.view.len(), 1012 + 35 * 4 - 768);
+    }
+}
