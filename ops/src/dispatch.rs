@@ -199,6 +199,9 @@ fn execute(
     if caps.has_dialect(&Dialect::OpenClC) {
         return crate::clang::launch(&*device, queue, &call, Dialect::OpenClC);
     }
+    if caps.has_dialect(&Dialect::Cuda) {
+        return crate::clang::launch(&*device, queue, &call, Dialect::Cuda);
+    }
     let dtype = call
         .inputs
         .iter()
