@@ -1,50 +1,85 @@
-// matmul: 16x16 output tiles per work group, K in steps of 16 through workgroup memory, f32
-// accumulation. Space 0 walks the batch dimensions (a, b, out, bias, batch-broadcast); rows and
-// columns step by the p.*_rs and p.*_cs strides. The bias, when present, is added after the
-// product, and the sum rounded once on store. An element whose f32 sum is not finite (an
-// intermediate overflow, or an infinity or NaN in its row or column) is summed again in $W
+// matmul, f32 accumulation. Each invocation computes a 4x4 block of the output: rows
+// 4 * (wid.y * 8 + lid.y) + i and columns wid.x * 32 + lid.x + 8 * j, so that neighbouring
+// invocations read neighbouring columns of b. Space 0 walks the batch dimensions (a, b, out,
+// bias); rows and columns step by the p.*_rs and p.*_cs strides, and indices past the last row
+// or column are clamped to it (their results are not stored). The bias, when present, is added
+// after the product, and the sum rounded once on store. An element whose f32 sum is not finite
+// (an intermediate overflow, or an infinity or NaN in its row or column) is summed again in $W
 // (f64 where the device has it), so that overflow in f32 does not turn a finite or infinite
-// exact result into NaN.
+// exact result into NaN. Loops take 4 steps of k per iteration (some drivers bound the loop
+// iterations of an invocation).
 
 //# matmul
-var<workgroup> ta: array<array<f32, 16>, 16>;
-var<workgroup> tb: array<array<f32, 16>, 16>;
+fn dot_wide(o: vec4<u32>, row: u32, col: u32) -> $W {
+    var w: $W = 0.0;
+    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
+        for (var u = 0u; u < 16u; u++) {
+            let k = k0 + u;
+            if (k < p.k) {
+                w = w + $W(ld_a(o[0] + row * p.a_rs + k * p.a_cs)) * $W(ld_b(o[1] + k * p.b_rs + col * p.b_cs));
+            }
+        }
+    }
+    return w;
+}
 
-@compute @workgroup_size(16, 16, 1)
+fn finish(o: vec4<u32>, row: u32, col: u32, acc: f32) {
+    if (row >= p.m || col >= p.n) { return; }
+    var r = $RESULT;
+    if (is_nan(acc) || is_inf(acc)) {
+        let w = dot_wide(o, row, col);
+        r = f32($WRESULT);
+    }
+    st_out(o[2] + row * p.o_rs + col * p.o_cs, r);
+}
+
+@compute @workgroup_size(8, 8, 1)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let o = walk0(wid.z);
-    let row = wid.y * 16u + lid.y;
-    let col = wid.x * 16u + lid.x;
-    var acc = 0.0;
-    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
-        let ak = k0 + lid.x;
-        let bk = k0 + lid.y;
-        var av = 0.0;
-        if (row < p.m && ak < p.k) { av = ld_a(o[0] + row * p.a_rs + ak * p.a_cs); }
-        var bv = 0.0;
-        if (bk < p.k && col < p.n) { bv = ld_b(o[1] + bk * p.b_rs + col * p.b_cs); }
-        ta[lid.y][lid.x] = av;
-        tb[lid.y][lid.x] = bv;
-        workgroupBarrier();
-        for (var kk = 0u; kk < 16u; kk++) {
-            acc = acc + ta[lid.y][kk] * tb[kk][lid.x];
-        }
-        workgroupBarrier();
+    let r0 = (wid.y * 8u + lid.y) * 4u;
+    let c0 = wid.x * 32u + lid.x;
+    let last_r = max(p.m, 1u) - 1u;
+    let last_c = max(p.n, 1u) - 1u;
+    var ar: vec4<u32>;
+    var bc: vec4<u32>;
+    for (var i = 0u; i < 4u; i++) {
+        ar[i] = o[0] + min(r0 + i, last_r) * p.a_rs;
+        bc[i] = o[1] + min(c0 + 8u * i, last_c) * p.b_cs;
     }
-    if (row < p.m && col < p.n) {
-        var r = $RESULT;
-        if (is_nan(acc) || is_inf(acc)) {
-            var w: $W = 0.0;
-            for (var k0 = 0u; k0 < p.k; k0 += 16u) {
-                for (var u = 0u; u < 16u; u++) {
-                    let k = k0 + u;
-                    if (k < p.k) {
-                        w = w + $W(ld_a(o[0] + row * p.a_rs + k * p.a_cs)) * $W(ld_b(o[1] + k * p.b_rs + col * p.b_cs));
-                    }
-                }
-            }
-            r = f32($WRESULT);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let k4 = p.k / 4u * 4u;
+    for (var k0 = 0u; k0 < k4; k0 += 4u) {
+        for (var u = 0u; u < 4u; u++) {
+            let k = k0 + u;
+            let ka = k * p.a_cs;
+            let kb = k * p.b_rs;
+            let b = vec4<f32>(ld_b(bc[0] + kb), ld_b(bc[1] + kb), ld_b(bc[2] + kb), ld_b(bc[3] + kb));
+            acc0 = acc0 + ld_a(ar[0] + ka) * b;
+            acc1 = acc1 + ld_a(ar[1] + ka) * b;
+            acc2 = acc2 + ld_a(ar[2] + ka) * b;
+            acc3 = acc3 + ld_a(ar[3] + ka) * b;
         }
-        st_out(o[2] + row * p.o_rs + col * p.o_cs, r);
+    }
+    for (var u = 0u; u < 4u; u++) {
+        let k = k4 + u;
+        if (k < p.k) {
+            let ka = k * p.a_cs;
+            let kb = k * p.b_rs;
+            let b = vec4<f32>(ld_b(bc[0] + kb), ld_b(bc[1] + kb), ld_b(bc[2] + kb), ld_b(bc[3] + kb));
+            acc0 = acc0 + ld_a(ar[0] + ka) * b;
+            acc1 = acc1 + ld_a(ar[1] + ka) * b;
+            acc2 = acc2 + ld_a(ar[2] + ka) * b;
+            acc3 = acc3 + ld_a(ar[3] + ka) * b;
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let col = c0 + 8u * j;
+        finish(o, r0, col, acc0[j]);
+        finish(o, r0 + 1u, col, acc1[j]);
+        finish(o, r0 + 2u, col, acc2[j]);
+        finish(o, r0 + 3u, col, acc3[j]);
     }
 }

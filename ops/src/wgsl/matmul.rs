@@ -1,13 +1,16 @@
-//! `matmul`: a tiled kernel (16x16 tiles through workgroup memory, f32 accumulation), with
+//! `matmul`: a register-blocked kernel (4x4 outputs per invocation, f32 accumulation), with
 //! batch broadcasting through the layout buffer and the bias added before the one rounding.
 
-use anyaccel_hal::{OpCall, Result};
+use anyaccel_hal::{Error, OpCall, Result};
 
 use super::{
     bind, broadcast_strides, count32, input, output, section, Access, Bound, Cx, Shader, Space,
 };
 
 const MATMUL: &str = include_str!("../../kernels/wgsl/matmul.wgsl");
+
+/// The most loop iterations the matmul kernel lets one invocation run.
+const LOOP_BUDGET: usize = 60000;
 
 /// Runs `matmul`.
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
@@ -21,6 +24,16 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let r = out.desc.rank();
     let (m, n) = (out.desc.shape[r - 2], out.desc.shape[r - 1]);
     let k = a.desc.shape[a.desc.rank() - 1];
+    // Loop iterations of one invocation: k / 4 for the product, k / 16 for the f64 sum of a
+    // non-finite element; some drivers (lavapipe) stop a loop after 65535.
+    if k / 4 + k / 16 > LOOP_BUDGET {
+        return Err(Error::unsupported(format!(
+            "matmul: an inner dimension of {k} needs {} loop iterations per invocation in the \
+             WGSL kernel, more than the {LOOP_BUDGET} it keeps to (drivers such as lavapipe stop \
+             a loop after 65535)",
+            k / 4 + k / 16
+        )));
+    }
     let batch = &out.desc.shape[..r - 2];
     let batches = count32(op, "the batch", batch.iter().product())?;
     let access = Access::of(a.desc.dtype);
@@ -75,6 +88,7 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             .replace("$RESULT", result)
             .replace("$W", cx.wide()),
     );
-    let tiles = |x: usize| (x.div_ceil(16) * 16) as u64;
-    sh.launch([tiles(n), tiles(m), batches as u64])
+    // Work groups of 8x8 invocations cover 32 columns and 32 rows.
+    let groups = |x: usize| (x.div_ceil(32) * 8) as u64;
+    sh.launch([groups(n), groups(m), batches as u64])
 }

@@ -302,8 +302,9 @@ impl Space {
         }
     }
 
+    /// Writes a merged space's words (see `layout.wgsl`).
     fn encode(&self, op: &str, out: &mut Vec<u32>) -> Result<()> {
-        let s = self.collapse();
+        let s = self;
         if s.shape.len() > MAX_RANK {
             return Err(Error::unsupported(format!(
                 "{op}: the WGSL kernels take layouts of at most {MAX_RANK} dimensions after \
@@ -536,18 +537,19 @@ impl<'a> Shader<'a> {
         text.push_str("}\nvar<immediate> p: Params;\n");
         if !self.spaces.is_empty() {
             let mut words = vec![0u32; self.spaces.len()];
+            let mut walks = Vec::new();
             for (k, s) in self.spaces.iter().enumerate() {
-                words[k] = words.len() as u32;
-                s.encode(&self.op, &mut words)?;
+                let start = words.len();
+                words[k] = start as u32;
+                let merged = s.collapse();
+                merged.encode(&self.op, &mut words)?;
+                walks.push(walk_text(k, &merged, start)?);
             }
+            self.owned.extend(walks);
             let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
             let buffer = self.cx.device.alloc(bytes.len())?;
             self.cx.queue.write(&buffer.whole(), &bytes)?;
             self.words("L", buffer.whole(), "u32", false);
-            for (k, space) in self.spaces.iter().enumerate() {
-                let walk = walk_text(k, space.tensors.len())?;
-                self.owned.push(walk);
-            }
         }
         text.push_str(&self.decls);
         text.push_str(section(COMMON, "common")?);
@@ -589,20 +591,37 @@ impl<'a> Shader<'a> {
     }
 }
 
-/// The `walk{space}` function of a space with `tensors` tensors (see `layout.wgsl`).
-fn walk_text(space: usize, tensors: usize) -> Result<String> {
-    let lane = |t: usize, f: &dyn Fn(usize) -> String| -> String {
+/// The `walk{space}` function of a space whose words start at `start` in the layout buffer (see
+/// `layout.wgsl`): one step per dimension of the merged layout, reading `L` at constant places.
+fn walk_text(space: usize, s: &Space, start: usize) -> Result<String> {
+    let rank = s.shape.len();
+    let lane = |f: &dyn Fn(usize) -> String| -> String {
         (0..4)
-            .map(|k| if k < t { f(k) } else { "0u".to_string() })
+            .map(|t| {
+                if t < s.tensors.len() {
+                    f(t)
+                } else {
+                    "0u".to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let offsets = lane(tensors, &|k| format!("L[tb + {k}u * w]"));
-    let strides = lane(tensors, &|k| format!("L[tb + {k}u * w + 1u + d]"));
-    let step = section(LAYOUT, "walk_step")?.replace("$STRIDES", &strides);
-    let steps: String = (0..MAX_RANK)
-        .map(|k| step.replace("$K", &k.to_string()))
-        .collect();
+    // Words: rank, tensors, shape[rank], then per tensor: offset, strides[rank].
+    let tensor_at = |t: usize| start + 2 + rank + t * (rank + 1);
+    let offsets = lane(&|t| format!("L[{}u]", tensor_at(t)));
+    let mut steps = String::new();
+    for d in (0..rank).rev() {
+        let strides = lane(&|t| format!("L[{}u]", tensor_at(t) + 1 + d));
+        let text = if d == 0 {
+            section(LAYOUT, "walk_last")?.replace("$STRIDES", &strides)
+        } else {
+            section(LAYOUT, "walk_step")?
+                .replace("$SIZE", &format!("{}u", start + 2 + d))
+                .replace("$STRIDES", &strides)
+        };
+        steps.push_str(&text);
+    }
     Ok(section(LAYOUT, "walk")?
         .replace("$OFFSETS", &offsets)
         .replace("$STEPS\n", &steps)
@@ -697,6 +716,7 @@ mod tests {
         let mut words = Vec::new();
         Space::new(&[4, 6])
             .with(3, vec![1, 4])
+            .collapse()
             .encode("t", &mut words)
             .unwrap();
         assert_eq!(words, vec![2, 1, 4, 6, 3, 1, 4]);
@@ -707,17 +727,36 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), anyaccel_hal::ErrorCode::Unsupported);
         let deep = Space::new(&[2; 9]).with(0, vec![1000, 1, 3, 1, 3, 1, 3, 1, 3]);
-        let err = deep.encode("t", &mut Vec::new()).unwrap_err();
+        let err = deep.collapse().encode("t", &mut Vec::new()).unwrap_err();
         assert!(err.message().contains("at most 8"), "{}", err.message());
     }
 
     #[test]
     fn walks_have_one_step_per_dimension_and_no_loop() {
-        let text = walk_text(1, 3).unwrap();
+        // A transposed 2-D view against a contiguous output: two steps, one division.
+        let s = Space::new(&[3, 5])
+            .with(7, vec![1, 3])
+            .with(0, vec![5, 1])
+            .collapse();
+        let text = walk_text(1, &s, 10).unwrap();
         assert!(text.starts_with("fn walk1(lin: u32) -> vec4<u32>"));
-        assert_eq!(text.matches("if (rank > ").count(), MAX_RANK);
+        // Words from 10: rank, tensors, 3, 5, then (7, 1, 3) and (0, 5, 1).
+        assert!(text.contains("vec4<u32>(L[14u], L[17u], 0u, 0u)"), "{text}");
+        assert!(text.contains("let size = L[13u];"), "{text}");
+        assert!(
+            text.contains("i * vec4<u32>(L[16u], L[19u], 0u, 0u)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rem * vec4<u32>(L[15u], L[18u], 0u, 0u)"),
+            "{text}"
+        );
+        assert_eq!(text.matches('%').count(), 1);
         assert!(!text.contains("for ("));
-        assert!(text.contains("L[tb + 2u * w + 1u + d], 0u)"));
+        // A contiguous space is one multiply-add.
+        let c = Space::new(&[4, 6]).with(0, vec![6, 1]).collapse();
+        let text = walk_text(0, &c, 1).unwrap();
+        assert!(!text.contains('%'), "{text}");
     }
 
     #[test]
