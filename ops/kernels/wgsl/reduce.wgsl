@@ -1,4 +1,5 @@
-// Reductions, cumsum and topk: one work group of 256 invocations per output row.
+// Reductions, cumsum and topk: work groups of 256 invocations per output row, or per part of
+// a long row (with a second launch that combines the parts).
 
 //# reduce_common
 // sum, mean, max, min, argmax, argmin. Space 0 walks the kept dimensions (x, out); space 1

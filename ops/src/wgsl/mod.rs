@@ -13,19 +13,30 @@
 //!   window larger than the device's `maxStorageBufferRange` is `Unsupported`, naming the limit.
 //! - **Layouts** (shapes, strides, offsets; zero strides for broadcasts) go in a small storage
 //!   buffer of u32 written for each launch, after merging the dimensions that are contiguous in
-//!   every tensor; kernels turn a linear index into offsets with `walk` (`layout.wgsl`).
-//!   Ranks above [`MAX_RANK`] and sizes or offsets beyond u32 are `Unsupported`.
+//!   every tensor; kernels turn a linear index into offsets with a `walk` written for the rank
+//!   that is left (`layout.wgsl`), so a contiguous walk is one multiply-add. Ranks above
+//!   [`MAX_RANK`] and sizes or offsets beyond u32 are `Unsupported`.
 //! - **Storage per dtype**: f32, i32, i64 and f64 natively (i64 and f64 only where the device
 //!   has them, which its dtypes say); f16 as `array<f16>` with `enable f16;`; bf16, u8 and
-//!   bool as bits of u32 words, written with atomic and/or so that neighbouring elements of one
-//!   word never race. Moves (`copy`, `concat`, `where`, indexing, `fill`) work on raw bits of
-//!   the element's size, so values pass unchanged.
-//! - **Compute**: 16-bit floats in f32, accumulations in f32, integers wrap. NaN tests work on
-//!   bits, since drivers may compile float comparisons without NaN semantics.
+//!   bool as bits of u32 words. Outputs of those three are written through a staging word per
+//!   element and merged into their words by a `pack` launch (naga cannot bound-check atomics,
+//!   and plain stores of neighbouring elements of one word would race); bytes outside the
+//!   output's layout keep their value. Moves (`copy`, `concat`, `where`, indexing, `fill`) work
+//!   on raw bits of the element's size, so values pass unchanged.
+//! - **Compute**: 16-bit floats in f32; integers wrap. Sums and products that accumulate
+//!   (reductions, cumsum, norms, attention, rope, the softmax denominator) do so in f64 where
+//!   the device has it and in f32 otherwise; matmul accumulates in f32 and sums an element again
+//!   in f64 when its f32 sum is not finite. NaN tests work on bits: drivers may compile float
+//!   comparisons without NaN semantics (lavapipe's `!=` is false for NaN).
+//! - **Loops**: some drivers stop a loop after 65535 iterations per invocation (lavapipe), so
+//!   long rows are split across work groups and launches (reductions, cumsum), loops over a row
+//!   take 16 elements per iteration, and topk sorts long lines with one launch per step of a
+//!   bitonic network. Where an op would still need more (attention with very many keys, matmul
+//!   with a very long inner dimension), it is `Unsupported` with the numbers.
 //! - **Index errors**: `index_select`, `embedding` and `gather` never read out of range; a bad
-//!   index sets a flag word (the lowest bad position), which the call reads back at once (a
-//!   blocking read of 4 bytes), so the `OutOfBounds` error naming the first bad index in
-//!   row-major order comes back from the call itself.
+//!   index sets a flag word, which the call reads back at once (a blocking read of 4 bytes);
+//!   when it is set, the call reads the indices and returns `OutOfBounds` naming the first bad
+//!   index in their row-major order.
 
 mod elementwise;
 mod index;
