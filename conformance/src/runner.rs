@@ -340,11 +340,7 @@ pub fn run(o: &Options, host: &Host<'_>) -> Result<Report, String> {
     let devices: Vec<Arc<dyn Device>> = if o.devices.is_empty() {
         rt.devices().map_err(|e| e.to_string())?
     } else {
-        o.devices
-            .iter()
-            .map(|id| rt.device(id))
-            .collect::<anyaccel_hal::Result<_>>()
-            .map_err(|e| e.to_string())?
+        rt.select(&o.devices.join(",")).map_err(|e| e.to_string())?
     };
     if devices.is_empty() {
         return Err("no device to run on".into());
