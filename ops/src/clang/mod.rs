@@ -220,8 +220,10 @@ impl Ctx<'_> {
     }
 }
 
-/// Most groups of an elementwise grid-stride launch.
-pub(crate) const EW_GROUPS: usize = 4096;
+/// Most groups of an elementwise launch: up to 2^22 groups each item takes one element (CPU
+/// devices such as PoCL's vectorise across the items of a group, 7x faster there than a few
+/// thousand groups looping over many elements each); beyond, the items loop (grid-stride).
+pub(crate) const EW_GROUPS: usize = 1 << 22;
 
 /// The element offset of a tensor's element `[0, 0, ...]` from the start of its buffer.
 pub(crate) fn base_offset(t: &Tensor) -> i64 {
