@@ -21,10 +21,10 @@
 #define ANYACCEL_FP64 1
 #endif
 
-#if defined(cl_khr_fp16)
-#pragma OPENCL EXTENSION cl_khr_fp16 : enable
-#define ANYACCEL_NATIVE_HALF 1
-#endif
+/* f16 is computed in f32 and rounded once, as docs/ops.md specifies, with or without
+ * cl_khr_fp16: for the correctly rounded ops (+ - * / sqrt, max, min, ...) that is bit-identical
+ * to half arithmetic (f32 has more than 2 * 11 + 2 bits), and ops that accumulate must use f32
+ * anyway. The loads and stores below need no extension. */
 
 typedef char i8;
 typedef int i32;
