@@ -303,16 +303,19 @@ impl Layouts {
         let mut shape: Vec<usize> = Vec::new();
         let mut strides: Vec<Vec<usize>> = vec![Vec::new(); self.ops.len()];
         for d in keep {
-            let merge = !shape.is_empty()
-                && self
-                    .ops
-                    .iter()
-                    .zip(&strides)
-                    .all(|((st, _), cur)| cur.last().copied() == Some(st[d] * self.shape[d]));
-            if merge {
-                *shape.last_mut().expect("merge needs a dimension") *= self.shape[d];
+            // Dimension d continues the last kept one when every operand steps over the whole
+            // of d with the last one's stride.
+            let contiguous = self
+                .ops
+                .iter()
+                .zip(&strides)
+                .all(|((st, _), cur)| cur.last().copied() == Some(st[d] * self.shape[d]));
+            if let (true, Some(last)) = (contiguous, shape.last_mut()) {
+                *last *= self.shape[d];
                 for ((st, _), cur) in self.ops.iter().zip(strides.iter_mut()) {
-                    *cur.last_mut().expect("merge needs a dimension") = st[d];
+                    if let Some(s) = cur.last_mut() {
+                        *s = st[d];
+                    }
                 }
             } else {
                 shape.push(self.shape[d]);
