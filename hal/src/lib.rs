@@ -28,6 +28,7 @@ mod buffer;
 mod device;
 mod dtype;
 mod error;
+mod failures;
 mod kernel;
 mod op;
 mod runtime;
@@ -40,6 +41,7 @@ pub use buffer::{Buffer, BufferView, DeviceMemory};
 pub use device::{validate, Backend, Caps, Device, DeviceInfo, Event, Queue};
 pub use dtype::{to_bytes, DType, Element};
 pub use error::{Error, ErrorCode, Result, Unavailable};
+pub use failures::FailureLog;
 pub use kernel::{
     Dialect, HostArg, HostKernel, HostLaunch, HostMem, Kernel, KernelArg, KernelCache,
     KernelSource, LaunchDims,

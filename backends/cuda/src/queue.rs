@@ -31,62 +31,8 @@ const STAGING_LIMIT: usize = 64 << 20;
 /// Offsets in a staging block are rounded up to this.
 const STAGING_ALIGN: usize = 256;
 
-/// A queue's asynchronous failures, by the sequence number of the command that failed; shared
-/// with its events.
-#[derive(Default)]
-struct Failures(Mutex<FailureLog>);
-
-#[derive(Default)]
-struct FailureLog {
-    /// The first failure that no `read` or `finish` has reported yet.
-    unreported: Option<Error>,
-    /// Every failure, for the events recorded after them.
-    log: Vec<(u64, Error)>,
-    /// Failures of commands numbered below this have been reported.
-    reported_below: u64,
-}
-
-impl Failures {
-    fn lock(&self) -> MutexGuard<'_, FailureLog> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// True while a failure waits to be reported: the queue skips new commands.
-    fn unreported(&self) -> bool {
-        self.lock().unreported.is_some()
-    }
-
-    fn record(&self, seq: u64, error: Error) {
-        let mut log = self.lock();
-        if log.unreported.is_none() {
-            log.unreported = Some(error.clone());
-        }
-        if !log.log.iter().any(|(s, _)| *s == seq) {
-            log.log.push((seq, error));
-        }
-    }
-
-    /// Takes the unreported failure; commands numbered below `next` count as reported.
-    fn take(&self, next: u64) -> Option<Error> {
-        let mut log = self.lock();
-        log.reported_below = log.reported_below.max(next);
-        log.unreported.take()
-    }
-
-    /// The first failure of a command numbered in `from..to`.
-    fn first_in(&self, from: u64, to: u64) -> Option<Error> {
-        self.lock()
-            .log
-            .iter()
-            .filter(|(s, _)| (from..to).contains(s))
-            .min_by_key(|(s, _)| *s)
-            .map(|(_, e)| e.clone())
-    }
-
-    fn reported_below(&self) -> u64 {
-        self.lock().reported_below
-    }
-}
+/// A queue's asynchronous failures (see [`FailureLog`]).
+type Failures = anyaccel_hal::FailureLog;
 
 /// One page-locked block of a queue's write staging.
 struct Block {
