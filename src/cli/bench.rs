@@ -19,12 +19,21 @@
 #[cfg(feature = "opencl")]
 mod clblast;
 mod peers;
+#[cfg(feature = "cuda")]
+mod raw_cuda;
+#[cfg(feature = "opencl")]
+mod raw_opencl;
+#[cfg(feature = "vulkan")]
+mod raw_vulkan;
 
+use std::cell::RefCell;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyaccel::hal::{AttrValue, DType, Device, ErrorCode, Queue, Tensor};
+use anyaccel::hal::{
+    AttrValue, DType, Device, ErrorCode, KernelArg, KernelSource, LaunchDims, Queue, Tensor,
+};
 use serde::Serialize;
 
 use super::args::{print, Arg, Args, CliError};
@@ -33,7 +42,8 @@ use peers::OpenBlas;
 
 /// The command's help.
 pub const HELP: &str = "\
-Usage: anyaccel bench [--device ID]... [--op NAME]... [--size N] [--peers] [--time SECONDS] [--json]
+Usage: anyaccel bench [--device ID]... [--op NAME]... [--size N] [--peers] [--time SECONDS]
+                      [--no-roofline] [--json]
 
 For each device: its roofline measured on the spot (a large device-to-device copy for GB/s, the
 best f32 matmul over doubling sizes up to 2048 for GFLOP/s); then for each op the median time over
@@ -46,7 +56,11 @@ Ops (f32):
   add       a + b over n elements, default 16M (GB/s: 3 x 4n bytes / time)
   softmax   over the last axis of rows x cols, n = rows x cols, default 4096 x 4096 (GB/s: 2 x 4n)
   sum       of n elements to a scalar, default 16M (GB/s: 4n)
-  dispatch  latency of a one-element add, submission to completion, host clock
+  dispatch  latency of a one-element add through the op layer, submission to completion, host
+            clock
+  launch    latency of a tiny kernel (one-element add in the device's own dialect: OpenCL C,
+            WGSL or CUDA C) compiled with Device::compile and run with Queue::launch, submission
+            to completion, host clock
 
 Options:
   --device ID     A device id or backend name (repeatable, or a comma list); default: every
@@ -57,8 +71,13 @@ Options:
   --peers         Also run, in the same process on the same data, what a user would pick
                   instead, and print the ratio peer time / our time (above 1: we are faster).
                   CPU: OpenBLAS cblas_sgemm (libopenblas.so.0, opened at run time) for matmul;
-                  memcpy over the same bytes as add moves, split over every core, for add
+                  memcpy over the same bytes as add moves, split over every core, for add.
+                  OpenCL: CLBlast sgemm (libclblast.so.1) on the same device for matmul.
+                  OpenCL, Vulkan, CUDA: for dispatch and launch, the same tiny kernel through
+                  raw opencl3 / ash / cudarc calls on a context and queue of their own, which
+                  is the layer's own overhead
   --time SECONDS  Measuring time per figure after its warm-up, default 1
+  --no-roofline   Leave out the roofline (and so the ROOF shares)
   --json          Print JSON: {\"devices\":[{\"id\",\"roofline\":{\"gbps\",\"gflops\"},\"ops\":[{\"op\",
                   \"dtype\",\"size\",\"median_s\",\"gflops\",\"gbps\",\"peer\",\"peer_median_s\",
                   \"ratio_vs_peer\",...}]}]} with the spread, repetitions and shares as well
@@ -99,18 +118,22 @@ pub enum BenchOp {
     Softmax,
     /// f32 sum over every element.
     Sum,
-    /// One-element add, submission to completion.
+    /// One-element add through the op layer, submission to completion.
     Dispatch,
+    /// A tiny kernel of the device's own dialect, compiled through `Device::compile` and run
+    /// with `Queue::launch` and `finish`, submission to completion.
+    Launch,
 }
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 5] = [
+    pub const ALL: [BenchOp; 6] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
         BenchOp::Sum,
         BenchOp::Dispatch,
+        BenchOp::Launch,
     ];
 
     /// The name on the command line and in reports.
@@ -121,6 +144,7 @@ impl BenchOp {
             BenchOp::Softmax => "softmax",
             BenchOp::Sum => "sum",
             BenchOp::Dispatch => "dispatch",
+            BenchOp::Launch => "launch",
         }
     }
 
@@ -131,7 +155,7 @@ impl BenchOp {
     /// The sizes it runs at: `--size` when given, else its defaults.
     fn sizes(self, size: Option<usize>) -> Vec<usize> {
         match (self, size) {
-            (BenchOp::Dispatch, _) => vec![1],
+            (BenchOp::Dispatch | BenchOp::Launch, _) => vec![1],
             (_, Some(n)) => vec![n],
             (BenchOp::Matmul, None) => vec![256, 1024, 2048],
             (BenchOp::Softmax, None) => vec![SOFTMAX_COLS * SOFTMAX_COLS],
@@ -155,6 +179,8 @@ pub struct Options {
     pub time_s: f64,
     /// Print JSON.
     pub json: bool,
+    /// Leave out the roofline.
+    pub no_roofline: bool,
 }
 
 /// `16M` -> 16777216; `4096` -> 4096; `2K` -> 2048.
@@ -181,6 +207,7 @@ pub fn parse(args: &mut Args) -> Result<Option<Options>, CliError> {
         peers: false,
         time_s: 1.0,
         json: false,
+        no_roofline: false,
     };
     while let Some(arg) = args.next() {
         match arg {
@@ -236,6 +263,10 @@ pub fn parse(args: &mut Args) -> Result<Option<Options>, CliError> {
             Arg::Flag(f, v) if f == "--json" => {
                 args.no_value(&f, v)?;
                 o.json = true;
+            }
+            Arg::Flag(f, v) if f == "--no-roofline" => {
+                args.no_value(&f, v)?;
+                o.no_roofline = true;
             }
             Arg::Flag(f, _) if f == "-h" || f == "--help" => return Ok(None),
             other => return Err(args.unexpected(other)),
@@ -437,7 +468,7 @@ impl Budget {
         Budget {
             warmup: self.warmup.mul_f64(factor),
             measure: self.measure.mul_f64(factor),
-            ..self
+            max_reps: ((self.max_reps as f64 * factor).ceil() as usize).max(MIN_REPS),
         }
     }
 
@@ -566,6 +597,8 @@ struct Ctx<'a> {
     budget: Budget,
     peers: Option<&'a HostPeers>,
     peers_requested: bool,
+    /// The device's raw-API peer for the dispatch and launch latencies, with `--peers`.
+    raw: Option<RefCell<Result<RawPeer, String>>>,
     progress: bool,
 }
 
@@ -662,18 +695,29 @@ type PeerRun<'a> = &'a mut dyn FnMut() -> Result<(), String>;
 /// Measures ours alone, or ours and the peer's in [`ROUNDS`] alternating blocks.
 fn measure(
     ctx: &Ctx,
+    ours: impl FnMut() -> BenchResult<()>,
+    peer: Option<PeerRun<'_>>,
+) -> BenchResult<(Samples, Option<Result<Samples, String>>)> {
+    measure_with(ctx, ctx.clock, ctx.budget, ours, peer)
+}
+
+/// [`measure`] with a given clock for ours and a given budget.
+fn measure_with(
+    ctx: &Ctx,
+    clock: Clock,
+    budget: Budget,
     mut ours: impl FnMut() -> BenchResult<()>,
     peer: Option<PeerRun<'_>>,
 ) -> BenchResult<(Samples, Option<Result<Samples, String>>)> {
     let q = &*ctx.queue;
     let Some(peer) = peer else {
-        return Ok((time_on_queue(q, ctx.clock, ctx.budget, ours)?, None));
+        return Ok((time_on_queue(q, clock, budget, ours)?, None));
     };
-    let block = ctx.budget.scaled(1.0 / ROUNDS as f64);
+    let block = budget.scaled(1.0 / ROUNDS as f64);
     let mut mine = Samples::new(Vec::new());
     let mut theirs: Result<Samples, String> = Ok(Samples::new(Vec::new()));
     for _ in 0..ROUNDS {
-        mine.extend(time_on_queue(q, ctx.clock, block, &mut ours)?);
+        mine.extend(time_on_queue(q, clock, block, &mut ours)?);
         if let Ok(t) = &mut theirs {
             match time_on_host(block, &mut *peer) {
                 Ok(more) => t.extend(more),
@@ -931,27 +975,229 @@ fn bench_sum(ctx: &Ctx, n: usize) -> OpBench {
     })
 }
 
+/// The inputs of the dispatch and launch latencies, and their sum.
+const TINY_A: f32 = 1.5;
+const TINY_B: f32 = 2.25;
+const TINY_C: f32 = 3.75;
+
+/// The raw-API peer of a device: the tiny kernel of `kernels/` launched through the vendor API
+/// itself, on a context and queue of its own.
+enum RawPeer {
+    #[cfg(feature = "opencl")]
+    OpenCl(raw_opencl::RawOpenCl),
+    #[cfg(feature = "vulkan")]
+    Vulkan(raw_vulkan::RawVulkan),
+    #[cfg(feature = "cuda")]
+    Cuda(raw_cuda::RawCuda),
+}
+
+impl RawPeer {
+    /// The peer of `device`, `None` for a backend that has none (the CPU, plugins).
+    fn of(device: &dyn Device) -> Option<Result<RawPeer, String>> {
+        let info = device.info();
+        let (a, b) = ([TINY_A], [TINY_B]);
+        // `<backend>:<index>`, as every backend numbers its devices.
+        let index = info
+            .id
+            .rsplit(':')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok());
+        let index = || index.ok_or_else(|| format!("device id `{}` has no index", info.id));
+        let _ = (&a, &b, &index);
+        match info.backend.as_str() {
+            #[cfg(feature = "opencl")]
+            "opencl" => Some(
+                index()
+                    .and_then(|i| raw_opencl::RawOpenCl::new(i, &info.name, &a, &b))
+                    .map(RawPeer::OpenCl),
+            ),
+            #[cfg(feature = "vulkan")]
+            "vulkan" => {
+                // anyaccel names a Vulkan device `<deviceName> (<device type>)`.
+                let name = info.name.rsplit_once(" (").map_or(&*info.name, |(n, _)| n);
+                Some(raw_vulkan::RawVulkan::new(name, &a, &b).map(RawPeer::Vulkan))
+            }
+            #[cfg(feature = "cuda")]
+            "cuda" => Some(
+                index()
+                    .and_then(|i| raw_cuda::RawCuda::new(i, &a, &b))
+                    .map(RawPeer::Cuda),
+            ),
+            _ => None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match *self {
+            #[cfg(feature = "opencl")]
+            RawPeer::OpenCl(_) => "opencl3",
+            #[cfg(feature = "vulkan")]
+            RawPeer::Vulkan(_) => "ash",
+            #[cfg(feature = "cuda")]
+            RawPeer::Cuda(_) => "cudarc",
+        }
+    }
+
+    fn description(&self) -> String {
+        match self {
+            #[cfg(feature = "opencl")]
+            RawPeer::OpenCl(p) => p.description(),
+            #[cfg(feature = "vulkan")]
+            RawPeer::Vulkan(p) => p.description(),
+            #[cfg(feature = "cuda")]
+            RawPeer::Cuda(p) => p.description(),
+        }
+    }
+
+    fn dispatch(&mut self) -> Result<(), String> {
+        match self {
+            #[cfg(feature = "opencl")]
+            RawPeer::OpenCl(p) => p.dispatch(),
+            #[cfg(feature = "vulkan")]
+            RawPeer::Vulkan(p) => p.dispatch(),
+            #[cfg(feature = "cuda")]
+            RawPeer::Cuda(p) => p.dispatch(),
+        }
+    }
+
+    fn read_c(&mut self) -> Result<Vec<f32>, String> {
+        match self {
+            #[cfg(feature = "opencl")]
+            RawPeer::OpenCl(p) => p.read_c(),
+            #[cfg(feature = "vulkan")]
+            RawPeer::Vulkan(p) => p.read_c(),
+            #[cfg(feature = "cuda")]
+            RawPeer::Cuda(p) => p.read_c(),
+        }
+    }
+}
+
+/// The tiny kernel in the dialect that `backend`'s devices compile, `None` for one that has it
+/// in none (the CPU runs host kernels, written in Rust).
+fn tiny_kernel(backend: &str) -> Option<KernelSource> {
+    let entry = "tiny_add".to_string();
+    match backend {
+        "opencl" => Some(KernelSource::OpenClC {
+            source: include_str!("bench/kernels/tiny_add.cl").to_string(),
+            entry,
+            options: String::new(),
+        }),
+        "vulkan" => Some(KernelSource::Wgsl {
+            source: include_str!("bench/kernels/tiny_add.wgsl").to_string(),
+            entry,
+        }),
+        "cuda" => Some(KernelSource::Cuda {
+            source: include_str!("bench/kernels/tiny_add.cu").to_string(),
+            entry,
+            options: Vec::new(),
+        }),
+        _ => None,
+    }
+}
+
+/// Measures `ours` (one submission, then `finish`) on the host clock, side by side with the
+/// device's raw-API peer when there is one, then checks both results.
+fn latency(
+    ctx: &Ctx,
+    entry: &mut OpBench,
+    ours: impl FnMut() -> BenchResult<()>,
+    c: &Tensor,
+) -> BenchResult<()> {
+    let budget = ctx.budget.with_max_reps(MAX_DISPATCH_REPS);
+    let mut raw = ctx.raw.as_ref().map(|r| r.borrow_mut());
+    let mut peer_err = None;
+    let mut run_peer;
+    let peer: Option<PeerRun> = match raw.as_deref_mut() {
+        Some(Ok(p)) => {
+            run_peer = || p.dispatch();
+            Some(&mut run_peer as PeerRun)
+        }
+        Some(Err(e)) => {
+            peer_err = Some(e.clone());
+            None
+        }
+        None => None,
+    };
+    let (s, peer_samples) = measure_with(ctx, Clock::Host, budget, ours, peer)?;
+    record(entry, &s, Clock::Host, None, None);
+    let got = c.to_vec::<f32>(&*ctx.queue)?;
+    if got != [TINY_C] {
+        return Err(check_failed(
+            &entry.op,
+            format!("{got:?}, expected [{TINY_C}]"),
+        ));
+    }
+    match (raw.as_deref_mut(), peer_samples) {
+        (Some(Ok(p)), Some(result)) => {
+            let name = p.name();
+            let result = result.and_then(|samples| match p.read_c()?.as_slice() {
+                [c] if *c == TINY_C => Ok(samples),
+                other => Err(format!("computed {other:?}, expected [{TINY_C}]")),
+            });
+            record_peer(entry, name, result, None, None);
+        }
+        _ => {
+            if let (Some(e), Some(backend)) = (peer_err, raw_peer_name(&ctx.device.info().backend))
+            {
+                record_peer(entry, backend, Err(e), None, None);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The raw peer's name for a backend that has one.
+fn raw_peer_name(backend: &str) -> Option<&'static str> {
+    match backend {
+        "opencl" => Some("opencl3"),
+        "vulkan" => Some("ash"),
+        "cuda" => Some("cudarc"),
+        _ => None,
+    }
+}
+
 fn bench_dispatch(ctx: &Ctx) -> OpBench {
-    let entry = new_entry(BenchOp::Dispatch, "1".to_string(), Clock::Host);
-    ctx.note("dispatch latency (one-element add)");
-    guarded(entry, |entry| {
-        let a = ctx.tensor(&[1.5], &[1])?;
-        let b = ctx.tensor(&[2.25], &[1])?;
+    let mut entry = new_entry(BenchOp::Dispatch, "1".to_string(), Clock::Host);
+    ctx.note("dispatch latency (one-element add through the op layer)");
+    entry = guarded(entry, |entry| {
+        let a = ctx.tensor(&[TINY_A], &[1])?;
+        let b = ctx.tensor(&[TINY_B], &[1])?;
         let c = ctx.empty(&[1])?;
         let q = &*ctx.queue;
-        let budget = ctx.budget.with_max_reps(MAX_DISPATCH_REPS);
-        let s = time_on_queue(q, Clock::Host, budget, || {
-            anyaccel::ops::add_into(q, &a, &b, &c)
+        latency(ctx, entry, || anyaccel::ops::add_into(q, &a, &b, &c), &c)
+    });
+    entry
+}
+
+fn bench_launch(ctx: &Ctx) -> OpBench {
+    let entry = new_entry(BenchOp::Launch, "1".to_string(), Clock::Host);
+    ctx.note("launch latency (a tiny kernel through Device::compile and Queue::launch)");
+    guarded(entry, |entry| {
+        let info = ctx.device.info();
+        let source = tiny_kernel(&info.backend).ok_or_else(|| {
+            anyaccel::Error::unsupported(format!(
+                "launch: the {} backend compiles no kernel source dialect that the tiny \
+                 kernel is written in (OpenCL C, WGSL, CUDA C)",
+                info.backend
+            ))
         })?;
-        record(entry, &s, Clock::Host, None, None);
-        let got = c.to_vec::<f32>(q)?;
-        if got != [3.75] {
-            return Err(check_failed(
-                "dispatch",
-                format!("{got:?}, expected [3.75]"),
-            ));
-        }
-        Ok(())
+        let kernel = ctx.device.compile(&source)?;
+        let a = ctx.tensor(&[TINY_A], &[1])?;
+        let b = ctx.tensor(&[TINY_B], &[1])?;
+        let c = ctx.empty(&[1])?;
+        let q = &*ctx.queue;
+        let args = [
+            KernelArg::Buffer(a.view().clone()),
+            KernelArg::Buffer(b.view().clone()),
+            KernelArg::Buffer(c.view().clone()),
+            KernelArg::scalar(1u32),
+        ];
+        latency(
+            ctx,
+            entry,
+            || q.launch(&kernel, LaunchDims::linear(1), &args),
+            &c,
+        )
     })
 }
 
@@ -1049,11 +1295,23 @@ fn bench_device(
                  through a queue of its own, host clock around clFinish"
                     .to_string(),
             ),
-            _ => report.peers_unavailable.push(format!(
-                "no peer is wired for the {} backend yet",
-                info.backend
-            )),
+            _ => {}
         }
+    }
+    let raw = if o.peers { RawPeer::of(&*device) } else { None };
+    match &raw {
+        Some(Ok(p)) => report
+            .peers
+            .push(format!("{}: {}", p.name(), p.description())),
+        Some(Err(e)) => report.peers_unavailable.push(format!(
+            "{}: {e}",
+            raw_peer_name(&info.backend).unwrap_or("raw")
+        )),
+        None if o.peers && !is_host => report.peers_unavailable.push(format!(
+            "no raw-API peer for the {} backend (vendor plugins bring their own runtime)",
+            info.backend
+        )),
+        None => {}
     }
     let ctx = Ctx {
         device,
@@ -1062,9 +1320,12 @@ fn bench_device(
         budget: Budget::new(o.time_s),
         peers: if is_host { host_peers } else { None },
         peers_requested: o.peers,
+        raw: raw.map(RefCell::new),
         progress: !o.json,
     };
-    report.roofline = roofline(&ctx);
+    if !o.no_roofline {
+        report.roofline = roofline(&ctx);
+    }
     for op in &o.ops {
         for n in op.sizes(o.size) {
             let mut entry = match op {
@@ -1073,6 +1334,7 @@ fn bench_device(
                 BenchOp::Softmax => bench_softmax(&ctx, n),
                 BenchOp::Sum => bench_sum(&ctx, n),
                 BenchOp::Dispatch => bench_dispatch(&ctx),
+                BenchOp::Launch => bench_launch(&ctx),
             };
             let roof = match op {
                 BenchOp::Matmul => report.roofline.gflops.zip(entry.gflops),
@@ -1291,16 +1553,18 @@ mod tests {
             "--peers",
             "--json",
             "--time=0.5",
+            "--no-roofline",
         ])
         .unwrap()
         .unwrap();
         assert_eq!(o.devices, vec!["cpu:0".to_string()]);
         assert_eq!(o.ops, vec![BenchOp::Add, BenchOp::Sum]);
         assert_eq!(o.size, Some(4096));
-        assert!(o.peers && o.json);
+        assert!(o.peers && o.json && o.no_roofline);
         assert_eq!(o.time_s, 0.5);
         let all = parsed(&[]).unwrap().unwrap();
         assert_eq!(all.ops, BenchOp::ALL.to_vec());
+        assert!(!all.no_roofline && !all.peers);
         assert!(parsed(&["--help"]).unwrap().is_none());
         for bad in [
             &["--op", "matmull"][..],
@@ -1310,6 +1574,7 @@ mod tests {
             &["--time", "0"],
             &["--time", "nan"],
             &["--json=yes"],
+            &["--no-roofline=1"],
             &["extra"],
         ] {
             match parsed(bad) {
