@@ -70,3 +70,160 @@ fn bench_rejects_an_unknown_op_naming_the_known_ones() {
         "{stderr}"
     );
 }
+
+/// True when `ANYACCEL_REQUIRE` names `backend`: its runtime (and, in the test command, its
+/// peer libraries) must be there.
+fn required(backend: &str) -> bool {
+    std::env::var("ANYACCEL_REQUIRE")
+        .unwrap_or_default()
+        .split(',')
+        .any(|b| b.trim() == backend)
+}
+
+/// `anyaccel bench --peers --json` on one device, small and short.
+fn bench_peers(device: &str, ops: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_anyaccel"))
+        .args([
+            "bench",
+            "--device",
+            device,
+            "--op",
+            ops,
+            "--size",
+            "64",
+            "--time",
+            "0.05",
+            "--no-roofline",
+            "--peers",
+            "--json",
+        ])
+        .env_remove("ANYACCEL_DEVICES")
+        .env_remove("ANYACCEL_REQUIRE")
+        .output()
+        .expect("the anyaccel binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{device}: stderr: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("bench --json prints JSON");
+    let devices = v["devices"].as_array().expect("a `devices` array");
+    assert_eq!(devices.len(), 1, "{v}");
+    assert!(
+        v["devices"][0]["roofline"]["gbps"].is_null(),
+        "--no-roofline measured the roofline: {v}"
+    );
+    v["devices"][0].clone()
+}
+
+/// The entry of `op` in a device's figures.
+fn op<'a>(device: &'a Value, name: &str) -> &'a Value {
+    device["ops"]
+        .as_array()
+        .and_then(|ops| ops.iter().find(|o| o["op"] == name))
+        .unwrap_or_else(|| panic!("no `{name}` entry: {device}"))
+}
+
+/// Checks that `name` ran ok with `peer` beside it: both medians and the ratio are positive
+/// and consistent with each other.
+fn ran_beside(device: &Value, name: &str, peer: &str) {
+    let e = op(device, name);
+    assert_eq!(e["status"], "ok", "{e}");
+    assert_eq!(e["peer"], peer, "{e}");
+    assert!(e["peer_error"].is_null(), "{e}");
+    let ours = positive(&e["median_s"], "median_s");
+    let theirs = positive(&e["peer_median_s"], "peer_median_s");
+    let ratio = positive(&e["ratio_vs_peer"], "ratio_vs_peer");
+    assert!(
+        (ratio - theirs / ours).abs() <= 1e-9 * ratio,
+        "ratio_vs_peer {ratio} is not peer_median_s / median_s = {}: {e}",
+        theirs / ours
+    );
+}
+
+/// The first device of `backend`, or why there is none (then the test skips, unless the
+/// backend is required).
+fn first_device(backend: &str) -> Option<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_anyaccel"))
+        .args(["devices", "--json"])
+        .env_remove("ANYACCEL_DEVICES")
+        .env_remove("ANYACCEL_REQUIRE")
+        .output()
+        .expect("the anyaccel binary runs");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("devices --json prints JSON");
+    let text = v.to_string();
+    let id = format!("\"{backend}:0\"");
+    if text.contains(&id) {
+        return Some(format!("{backend}:0"));
+    }
+    assert!(
+        !required(backend),
+        "ANYACCEL_REQUIRE names {backend}, but `anyaccel devices` lists no {backend}:0: {v}"
+    );
+    eprintln!("skipped: no {backend} device");
+    None
+}
+
+/// When a peer library is missing, the entry says so; that is a failure where the test
+/// command installed it (the backend is required), a skip elsewhere.
+fn peer_present(device: &Value, name: &str) -> bool {
+    let e = op(device, name);
+    if e["peer_error"].is_null() {
+        return true;
+    }
+    let backend = device["backend"].as_str().unwrap_or_default();
+    assert!(
+        !required(backend),
+        "{backend} is required, but the peer of {name} did not run: {e}"
+    );
+    eprintln!(
+        "skipped: the peer of {name} did not run: {}",
+        e["peer_error"]
+    );
+    false
+}
+
+#[test]
+fn cpu_peers_run_side_by_side_and_launch_is_skipped_with_a_reason() {
+    let d = bench_peers("cpu:0", "matmul,add,dispatch,launch");
+    if peer_present(&d, "matmul") {
+        ran_beside(&d, "matmul", "openblas");
+    }
+    ran_beside(&d, "add", "memcpy");
+    // The CPU device runs host kernels; it has no raw API to compare with.
+    let dispatch = op(&d, "dispatch");
+    assert_eq!(dispatch["status"], "ok", "{dispatch}");
+    assert!(dispatch["peer"].is_null(), "{dispatch}");
+    let launch = op(&d, "launch");
+    assert_eq!(launch["status"], "skipped", "{launch}");
+    let why = launch["error"].as_str().unwrap_or_default();
+    assert!(why.contains("cpu") && why.contains("OpenCL C"), "{launch}");
+}
+
+#[test]
+fn opencl_peers_are_clblast_and_raw_opencl3() {
+    let Some(id) = first_device("opencl") else {
+        return;
+    };
+    let d = bench_peers(&id, "matmul,dispatch,launch");
+    if peer_present(&d, "matmul") {
+        ran_beside(&d, "matmul", "clblast");
+    }
+    ran_beside(&d, "dispatch", "opencl3");
+    ran_beside(&d, "launch", "opencl3");
+    let peers = d["peers"].to_string();
+    assert!(peers.contains("clEnqueueNDRangeKernel"), "{peers}");
+}
+
+#[test]
+fn vulkan_peer_is_raw_ash() {
+    let Some(id) = first_device("vulkan") else {
+        return;
+    };
+    let d = bench_peers(&id, "matmul,dispatch,launch");
+    ran_beside(&d, "dispatch", "ash");
+    ran_beside(&d, "launch", "ash");
+    // No matmul library is wired for Vulkan: the figure stands alone.
+    let matmul = op(&d, "matmul");
+    assert_eq!(matmul["status"], "ok", "{matmul}");
+    assert!(matmul["peer"].is_null(), "{matmul}");
+    let peers = d["peers"].to_string();
+    assert!(peers.contains("vkQueueSubmit"), "{peers}");
+}

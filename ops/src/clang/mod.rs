@@ -157,10 +157,25 @@ impl KernelSpec {
 
     /// The key of the compiled kernel in a device's cache.
     pub fn cache_key(&self, dialect: &Dialect) -> String {
-        let mut key = format!("clang:{}:{}", dialect.name(), self.entry);
-        for d in self.define_args() {
-            key.push(' ');
-            key.push_str(&d);
+        let dialect = dialect.name();
+        let len = self
+            .defines
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>();
+        let mut key = String::with_capacity(8 + dialect.len() + self.entry.len() + len);
+        key.push_str("clang:");
+        key.push_str(dialect);
+        key.push(':');
+        key.push_str(self.entry);
+        // The same text as the options' `-D` arguments, written without making them.
+        for (n, v) in &self.defines {
+            key.push_str(" -D");
+            key.push_str(n);
+            if !v.is_empty() {
+                key.push('=');
+                key.push_str(v);
+            }
         }
         key
     }

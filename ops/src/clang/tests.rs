@@ -142,6 +142,11 @@ fn programs_per_dialect() {
         spec.cache_key(&Dialect::OpenClC),
         spec.clone().def("RANK", 1).cache_key(&Dialect::OpenClC)
     );
+    // The key spells out the entry and the `-D` arguments of the options, in order.
+    let key = spec.clone().flag("BARE").cache_key(&Dialect::OpenClC);
+    let args = spec.clone().flag("BARE").define_args().join(" ");
+    assert_eq!(key, format!("clang:opencl-c:{} {args}", spec.entry));
+    assert!(key.ends_with(" -DBARE"), "{key}");
 }
 
 /// Every f32 bit pattern's top 16 bits, with low bits of three kinds: scattered, an exact f16

@@ -7,9 +7,9 @@ use super::{
     attrs, bind, bind_desc, count32, input, output, section, Access, Bound, Cx, Shader, Space,
 };
 
-const MAP: &str = include_str!("../../kernels/wgsl/map.wgsl");
-const UNARY: &str = include_str!("../../kernels/wgsl/unary.wgsl");
-const BINARY: &str = include_str!("../../kernels/wgsl/binary.wgsl");
+pub(super) static MAP: &str = include_str!("../../kernels/wgsl/map.wgsl");
+pub(super) static UNARY: &str = include_str!("../../kernels/wgsl/unary.wgsl");
+pub(super) static BINARY: &str = include_str!("../../kernels/wgsl/binary.wgsl");
 
 /// Launches `out[i] = expr(a0, a1, ...)` with the inputs broadcast to the output's shape.
 /// `setup` adds the sections and parameters that `expr` uses.

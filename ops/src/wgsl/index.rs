@@ -7,7 +7,7 @@ use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
 
-const INDEX: &str = include_str!("../../kernels/wgsl/index.wgsl");
+pub(super) static INDEX: &str = include_str!("../../kernels/wgsl/index.wgsl");
 
 /// Runs one indexing op.
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {

@@ -7,7 +7,7 @@ use super::{
     bind, broadcast_strides, count32, input, output, section, Access, Bound, Cx, Shader, Space,
 };
 
-const MATMUL: &str = include_str!("../../kernels/wgsl/matmul.wgsl");
+pub(super) static MATMUL: &str = include_str!("../../kernels/wgsl/matmul.wgsl");
 
 /// The most loop iterations the matmul kernel lets one invocation run.
 const LOOP_BUDGET: usize = 60000;

@@ -44,7 +44,9 @@ mod matmul;
 mod nn;
 mod reduce;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyaccel_hal::{
     Buffer, BufferView, DType, Device, Error, KernelArg, KernelSource, LaunchDims, OpCall, Queue,
@@ -57,21 +59,52 @@ pub(crate) const MAX_RANK: usize = 8;
 /// Window starts are multiples of this (the largest alignment Vulkan lets a device require).
 const WINDOW_ALIGN: usize = 256;
 
-const COMMON: &str = include_str!("../../kernels/wgsl/common.wgsl");
-const ACCESS: &str = include_str!("../../kernels/wgsl/access.wgsl");
-const LAYOUT: &str = include_str!("../../kernels/wgsl/layout.wgsl");
+static COMMON: &str = include_str!("../../kernels/wgsl/common.wgsl");
+static ACCESS: &str = include_str!("../../kernels/wgsl/access.wgsl");
+static LAYOUT: &str = include_str!("../../kernels/wgsl/layout.wgsl");
 
 /// The text of section `name` of a kernel file: from the line `//# name` to the next `//# `.
+///
+/// Each file is split into its sections once; later lookups are a map lookup, because every op
+/// call looks up several sections.
 pub(crate) fn section(file: &'static str, name: &str) -> Result<&'static str> {
-    let marker = format!("//# {name}\n");
-    let start = file
-        .find(&marker)
-        .ok_or_else(|| Error::internal(format!("WGSL kernels: no section `{name}`")))?
-        + marker.len();
-    let end = file[start..]
-        .find("\n//# ")
-        .map_or(file.len(), |e| start + e + 1);
-    Ok(&file[start..end])
+    type Sections = HashMap<&'static str, &'static str>;
+    static INDEX: OnceLock<Mutex<HashMap<usize, Arc<Sections>>>> = OnceLock::new();
+    let index = INDEX.get_or_init(Default::default);
+    let sections = {
+        let mut files = index.lock().unwrap_or_else(|p| p.into_inner());
+        files
+            .entry(file.as_ptr() as usize)
+            .or_insert_with(|| Arc::new(split_sections(file)))
+            .clone()
+    };
+    sections
+        .get(name)
+        .copied()
+        .ok_or_else(|| Error::internal(format!("WGSL kernels: no section `{name}`")))
+}
+
+/// The sections of a kernel file by name: each runs from the line after its `//# name` marker
+/// up to and including the newline before the next marker (or to the end of the file). The
+/// first section of a name counts.
+fn split_sections(file: &'static str) -> HashMap<&'static str, &'static str> {
+    let mut out = HashMap::new();
+    let mut at = 0;
+    while let Some(found) = file[at..].find("//# ") {
+        let marker = at + found;
+        let name_start = marker + 4;
+        let Some(eol) = file[name_start..].find('\n') else {
+            break;
+        };
+        let name = &file[name_start..name_start + eol];
+        let start = name_start + eol + 1;
+        let end = file[start..]
+            .find("\n//# ")
+            .map_or(file.len(), |e| start + e + 1);
+        out.entry(name).or_insert(&file[start..end]);
+        at = start;
+    }
+    out
 }
 
 /// Runs one validated op call with WGSL kernels.
@@ -528,24 +561,69 @@ impl<'a> Shader<'a> {
         self
     }
 
-    /// Generates the kernel, compiles it (once per device and text) and launches it over
-    /// `global` work items.
-    pub fn launch(mut self, global: [u64; 3]) -> Result<()> {
-        if global.contains(&0) {
-            return Ok(());
-        }
+    /// The kernel's WGSL text.
+    fn text(&self, common: &str) -> String {
         let mut text = String::new();
         if self.f16 {
             text.push_str("enable f16;\n");
-        }
-        if self.params.is_empty() {
-            self.u32("unused", 0);
         }
         text.push_str("struct Params {\n");
         for (name, ty, _) in &self.params {
             let _ = writeln!(text, "    {name}: {ty},");
         }
         text.push_str("}\nvar<immediate> p: Params;\n");
+        text.push_str(&self.decls);
+        text.push_str(common);
+        for s in &self.sections {
+            text.push_str(s);
+        }
+        for s in &self.owned {
+            text.push_str(s);
+        }
+        text.push_str(&self.funcs);
+        text.push_str(&self.body);
+        text
+    }
+
+    /// The key of the kernel in the device's cache: everything [`Shader::text`] is made of,
+    /// without building it. Sections of the kernel files are named by their place in the
+    /// program's static text (the same place is the same text), generated parts are spelled out
+    /// with their lengths first, so that two keys are equal only when the texts are.
+    fn cache_key(&self, common: &'static str) -> String {
+        let mut key = format!("wgsl:{}:{}:", self.entry, u8::from(self.f16));
+        let mut part = |text: &str| {
+            let _ = write!(key, "{}:", text.len());
+            key.push_str(text);
+        };
+        for (name, ty, _) in &self.params {
+            part(name);
+            part(ty);
+        }
+        part(&self.decls);
+        for s in std::iter::once(&common).chain(&self.sections) {
+            let _ = write!(key, "@{:x}+{};", s.as_ptr() as usize, s.len());
+        }
+        let mut part = |text: &str| {
+            let _ = write!(key, "{}:", text.len());
+            key.push_str(text);
+        };
+        for s in &self.owned {
+            part(s);
+        }
+        part(&self.funcs);
+        part(&self.body);
+        key
+    }
+
+    /// Generates the kernel, compiles it (once per device and text) and launches it over
+    /// `global` work items.
+    pub fn launch(mut self, global: [u64; 3]) -> Result<()> {
+        if global.contains(&0) {
+            return Ok(());
+        }
+        if self.params.is_empty() {
+            self.u32("unused", 0);
+        }
         if !self.spaces.is_empty() {
             let mut words = vec![0u32; self.spaces.len()];
             let mut walks = Vec::new();
@@ -562,16 +640,8 @@ impl<'a> Shader<'a> {
             self.cx.queue.write(&buffer.whole(), &bytes)?;
             self.words("L", buffer.whole(), "u32", false);
         }
-        text.push_str(&self.decls);
-        text.push_str(section(COMMON, "common")?);
-        for s in &self.sections {
-            text.push_str(s);
-        }
-        for s in &self.owned {
-            text.push_str(s);
-        }
-        text.push_str(&self.funcs);
-        text.push_str(&self.body);
+        let common = section(COMMON, "common")?;
+        let key = self.cache_key(common);
         let scalars: Vec<u8> = self
             .params
             .iter()
@@ -580,10 +650,9 @@ impl<'a> Shader<'a> {
         self.args.push(KernelArg::Bytes(scalars));
         let device = self.cx.device;
         let entry = self.entry;
-        let key = format!("wgsl:{entry}:{text}");
         let kernel = device.kernel_cache().get_or_compile(&key, || {
             device.compile(&KernelSource::Wgsl {
-                source: text.clone(),
+                source: self.text(common),
                 entry: entry.to_string(),
             })
         })?;
@@ -700,6 +769,91 @@ mod tests {
         assert!(last.contains("fn pack("));
         let err = section(ACCESS, "load_nothing").unwrap_err();
         assert_eq!(err.code(), anyaccel_hal::ErrorCode::Internal);
+    }
+
+    #[test]
+    fn every_section_of_every_file_is_found_as_a_scan_finds_it() {
+        let files = [
+            COMMON,
+            ACCESS,
+            LAYOUT,
+            elementwise::MAP,
+            elementwise::UNARY,
+            elementwise::BINARY,
+            index::INDEX,
+            matmul::MATMUL,
+            nn::NN,
+            reduce::REDUCE,
+        ];
+        let mut count = 0;
+        for file in files {
+            for line in file.lines().filter(|l| l.starts_with("//# ")) {
+                let name = &line[4..];
+                let marker = format!("//# {name}\n");
+                let start = file.find(&marker).unwrap() + marker.len();
+                let end = file[start..]
+                    .find("\n//# ")
+                    .map_or(file.len(), |e| start + e + 1);
+                assert_eq!(section(file, name).unwrap(), &file[start..end], "{name}");
+                count += 1;
+            }
+        }
+        assert!(count >= 90, "{count} sections");
+    }
+
+    #[test]
+    fn cache_keys_are_equal_exactly_where_texts_are() {
+        use anyaccel_hal::Backend;
+        let device = anyaccel_cpu::CpuBackend.probe().unwrap().remove(0);
+        let queue = device.create_queue().unwrap();
+        let cx = Cx {
+            device: &*device,
+            queue: &*queue,
+        };
+        let buffer = device.alloc(64).unwrap();
+        // Each variant changes one part that the text is made of.
+        let variants: [&dyn Fn(&mut Shader); 8] = [
+            &|_| {},
+            &|sh| {
+                sh.u32("m", 1);
+            },
+            &|sh| {
+                sh.i32("n", 1);
+            },
+            &|sh| sh.words("w", buffer.whole(), "u32", true),
+            &|sh| {
+                sh.include(section(LAYOUT, "walk").unwrap());
+            },
+            &|sh| {
+                sh.include_owned("fn g() {}\n".to_string());
+            },
+            &|sh| {
+                sh.body("fn h() {}\n");
+            },
+            &|sh| sh.need(DType::F16).unwrap(),
+        ];
+        let make = |v: &dyn Fn(&mut Shader)| {
+            let mut sh = Shader::new(&cx, "t", "main");
+            sh.u32("n", 4);
+            sh.body("fn main() {}\n");
+            v(&mut sh);
+            let common = section(COMMON, "common").unwrap();
+            (sh.cache_key(common), sh.text(common))
+        };
+        let made: Vec<(String, String)> = variants.iter().map(|v| make(*v)).collect();
+        for (i, (key_i, text_i)) in made.iter().enumerate() {
+            assert_eq!(
+                make(variants[i]),
+                (key_i.clone(), text_i.clone()),
+                "variant {i}"
+            );
+            for (j, (key_j, text_j)) in made.iter().enumerate().skip(i + 1) {
+                assert_ne!(text_i, text_j, "variants {i} and {j} make the same text");
+                assert_ne!(key_i, key_j, "variants {i} and {j} share a key");
+            }
+        }
+        // The key names the static sections without holding their text.
+        assert!(made[0].0.len() < made[0].1.len() / 4, "{}", made[0].0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyaccel_hal::{Error, OpCall, Result};
 use super::{attrs, bind, count32, input, output, section, Access, Bound, Cx, Shader, Space};
 use crate::plan::eps;
 
-const NN: &str = include_str!("../../kernels/wgsl/nn.wgsl");
+pub(super) static NN: &str = include_str!("../../kernels/wgsl/nn.wgsl");
 
 /// The most loop iterations the attention kernel lets one invocation run.
 const LOOP_BUDGET: usize = 60000;

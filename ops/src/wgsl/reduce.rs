@@ -7,7 +7,7 @@ use anyaccel_hal::{DType, Error, OpCall, Result};
 use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
 use crate::plan::reduce_axes;
 
-const REDUCE: &str = include_str!("../../kernels/wgsl/reduce.wgsl");
+pub(super) static REDUCE: &str = include_str!("../../kernels/wgsl/reduce.wgsl");
 
 /// The type that values of a dtype are compared in, and its zero.
 fn acc_of(dtype: DType) -> (&'static str, &'static str) {
