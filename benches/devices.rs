@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyaccel::hal::{KernelArg, LaunchDims};
-use anyaccel::{DType, Device, KernelSource, Queue, Tensor};
+use anyaccel::{DType, Device, Queue, Tensor};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
@@ -33,6 +33,9 @@ mod raw_opencl;
 #[allow(dead_code, unused_imports)]
 #[path = "../src/cli/bench/raw_vulkan.rs"]
 mod raw_vulkan;
+#[allow(dead_code, unused_imports)]
+#[path = "../src/cli/bench/tiny.rs"]
+mod tiny;
 
 const MATMUL_N: usize = 1024;
 
@@ -55,22 +58,6 @@ fn device(backend: &str) -> Option<(Arc<dyn Device>, Arc<dyn Queue>)> {
         Err(e) => {
             eprintln!("{id} left out: {e}");
             None
-        }
-    }
-}
-
-fn tiny_kernel(backend: &str) -> KernelSource {
-    let entry = "tiny_add".to_string();
-    if backend == "opencl" {
-        KernelSource::OpenClC {
-            source: include_str!("../src/cli/bench/kernels/tiny_add.cl").to_string(),
-            entry,
-            options: String::new(),
-        }
-    } else {
-        KernelSource::Wgsl {
-            source: include_str!("../src/cli/bench/kernels/tiny_add.wgsl").to_string(),
-            entry,
         }
     }
 }
@@ -109,9 +96,7 @@ fn raw_peer(
         let p = raw_opencl::RawOpenCl::new(0, name, &a, &b)?;
         Ok(("opencl3", Box::new(p)))
     } else {
-        // anyaccel names a Vulkan device `<deviceName> (<device type>)`.
-        let name = name.rsplit_once(" (").map_or(&**name, |(n, _)| n);
-        let p = raw_vulkan::RawVulkan::new(name, &a, &b)?;
+        let p = raw_vulkan::RawVulkan::new(tiny::vulkan_device_name(name), &a, &b)?;
         Ok(("ash", Box::new(p)))
     }
 }
@@ -124,7 +109,7 @@ fn latency(c: &mut Criterion) {
         let q = &*queue;
         let id = device.info().id.clone();
         let kernel = device
-            .compile(&tiny_kernel(backend))
+            .compile(&tiny::kernel(backend).expect("a GPU dialect"))
             .expect("the tiny kernel compiles");
         let a = Tensor::from_slice(q, &[1.5f32], &[1]).expect("a");
         let b = Tensor::from_slice(q, &[2.25f32], &[1]).expect("b");

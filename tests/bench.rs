@@ -16,20 +16,25 @@ fn positive(v: &Value, what: &str) -> f64 {
     x
 }
 
-#[test]
-fn bench_json_has_the_documented_shape_and_positive_figures() {
+/// Runs `anyaccel` with these arguments in an environment free of the caller's device
+/// selection, and reads its standard output as JSON after checking that it exited with 0.
+fn anyaccel_json(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_anyaccel"))
-        .args([
-            "bench", "--device", "cpu:0", "--op", "add", "--size", "4096", "--time", "0.1",
-            "--json",
-        ])
+        .args(args)
         .env_remove("ANYACCEL_DEVICES")
         .env_remove("ANYACCEL_REQUIRE")
         .output()
         .expect("the anyaccel binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("bench --json prints JSON");
+    assert_eq!(out.status.code(), Some(0), "{args:?}: stderr: {stderr}");
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+#[test]
+fn bench_json_has_the_documented_shape_and_positive_figures() {
+    let v = anyaccel_json(&[
+        "bench", "--device", "cpu:0", "--op", "add", "--size", "4096", "--time", "0.1", "--json",
+    ]);
     let devices = v["devices"].as_array().expect("a `devices` array");
     assert_eq!(devices.len(), 1, "{v}");
     let d = &devices[0];
@@ -82,28 +87,20 @@ fn required(backend: &str) -> bool {
 
 /// `anyaccel bench --peers --json` on one device, small and short.
 fn bench_peers(device: &str, ops: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_anyaccel"))
-        .args([
-            "bench",
-            "--device",
-            device,
-            "--op",
-            ops,
-            "--size",
-            "64",
-            "--time",
-            "0.05",
-            "--no-roofline",
-            "--peers",
-            "--json",
-        ])
-        .env_remove("ANYACCEL_DEVICES")
-        .env_remove("ANYACCEL_REQUIRE")
-        .output()
-        .expect("the anyaccel binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{device}: stderr: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("bench --json prints JSON");
+    let v = anyaccel_json(&[
+        "bench",
+        "--device",
+        device,
+        "--op",
+        ops,
+        "--size",
+        "64",
+        "--time",
+        "0.05",
+        "--no-roofline",
+        "--peers",
+        "--json",
+    ]);
     let devices = v["devices"].as_array().expect("a `devices` array");
     assert_eq!(devices.len(), 1, "{v}");
     assert!(
@@ -141,13 +138,7 @@ fn ran_beside(device: &Value, name: &str, peer: &str) {
 /// The first device of `backend`, or why there is none (then the test skips, unless the
 /// backend is required).
 fn first_device(backend: &str) -> Option<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_anyaccel"))
-        .args(["devices", "--json"])
-        .env_remove("ANYACCEL_DEVICES")
-        .env_remove("ANYACCEL_REQUIRE")
-        .output()
-        .expect("the anyaccel binary runs");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("devices --json prints JSON");
+    let v = anyaccel_json(&["devices", "--json"]);
     let text = v.to_string();
     let id = format!("\"{backend}:0\"");
     if text.contains(&id) {

@@ -25,15 +25,14 @@ mod raw_cuda;
 mod raw_opencl;
 #[cfg(feature = "vulkan")]
 mod raw_vulkan;
+mod tiny;
 
 use std::cell::RefCell;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyaccel::hal::{
-    AttrValue, DType, Device, ErrorCode, KernelArg, KernelSource, LaunchDims, Queue, Tensor,
-};
+use anyaccel::hal::{AttrValue, DType, Device, ErrorCode, KernelArg, LaunchDims, Queue, Tensor};
 use serde::Serialize;
 
 use super::args::{print, Arg, Args, CliError};
@@ -103,6 +102,10 @@ const SETTLE: Duration = Duration::from_millis(150);
 /// With a peer, ours and the peer's are measured in this many alternating blocks, so that a
 /// change in the machine's load during the measurement falls on both alike.
 const ROUNDS: usize = 3;
+/// Alternating blocks for the dispatch and launch latencies: short blocks, many of them, since
+/// a driver's worker threads drift between fast and slow states over a run (PoCL's do, by
+/// 10% to 20%), and that drift must fall on both sides alike.
+const LATENCY_ROUNDS: usize = 12;
 
 const DEFAULT_ELEMENTS: usize = 16 << 20;
 const SOFTMAX_COLS: usize = 4096;
@@ -698,14 +701,15 @@ fn measure(
     ours: impl FnMut() -> BenchResult<()>,
     peer: Option<PeerRun<'_>>,
 ) -> BenchResult<(Samples, Option<Result<Samples, String>>)> {
-    measure_with(ctx, ctx.clock, ctx.budget, ours, peer)
+    measure_with(ctx, ctx.clock, ctx.budget, ROUNDS, ours, peer)
 }
 
-/// [`measure`] with a given clock for ours and a given budget.
+/// [`measure`] with a given clock for ours, a given budget and `rounds` alternating blocks.
 fn measure_with(
     ctx: &Ctx,
     clock: Clock,
     budget: Budget,
+    rounds: usize,
     mut ours: impl FnMut() -> BenchResult<()>,
     peer: Option<PeerRun<'_>>,
 ) -> BenchResult<(Samples, Option<Result<Samples, String>>)> {
@@ -713,10 +717,10 @@ fn measure_with(
     let Some(peer) = peer else {
         return Ok((time_on_queue(q, clock, budget, ours)?, None));
     };
-    let block = budget.scaled(1.0 / ROUNDS as f64);
+    let block = budget.scaled(1.0 / rounds as f64);
     let mut mine = Samples::new(Vec::new());
     let mut theirs: Result<Samples, String> = Ok(Samples::new(Vec::new()));
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         mine.extend(time_on_queue(q, clock, block, &mut ours)?);
         if let Ok(t) = &mut theirs {
             match time_on_host(block, &mut *peer) {
@@ -1012,11 +1016,10 @@ impl RawPeer {
                     .map(RawPeer::OpenCl),
             ),
             #[cfg(feature = "vulkan")]
-            "vulkan" => {
-                // anyaccel names a Vulkan device `<deviceName> (<device type>)`.
-                let name = info.name.rsplit_once(" (").map_or(&*info.name, |(n, _)| n);
-                Some(raw_vulkan::RawVulkan::new(name, &a, &b).map(RawPeer::Vulkan))
-            }
+            "vulkan" => Some(
+                raw_vulkan::RawVulkan::new(tiny::vulkan_device_name(&info.name), &a, &b)
+                    .map(RawPeer::Vulkan),
+            ),
             #[cfg(feature = "cuda")]
             "cuda" => Some(
                 index()
@@ -1072,29 +1075,6 @@ impl RawPeer {
     }
 }
 
-/// The tiny kernel in the dialect that `backend`'s devices compile, `None` for one that has it
-/// in none (the CPU runs host kernels, written in Rust).
-fn tiny_kernel(backend: &str) -> Option<KernelSource> {
-    let entry = "tiny_add".to_string();
-    match backend {
-        "opencl" => Some(KernelSource::OpenClC {
-            source: include_str!("bench/kernels/tiny_add.cl").to_string(),
-            entry,
-            options: String::new(),
-        }),
-        "vulkan" => Some(KernelSource::Wgsl {
-            source: include_str!("bench/kernels/tiny_add.wgsl").to_string(),
-            entry,
-        }),
-        "cuda" => Some(KernelSource::Cuda {
-            source: include_str!("bench/kernels/tiny_add.cu").to_string(),
-            entry,
-            options: Vec::new(),
-        }),
-        _ => None,
-    }
-}
-
 /// Measures `ours` (one submission, then `finish`) on the host clock, side by side with the
 /// device's raw-API peer when there is one, then checks both results.
 fn latency(
@@ -1118,7 +1098,7 @@ fn latency(
         }
         None => None,
     };
-    let (s, peer_samples) = measure_with(ctx, Clock::Host, budget, ours, peer)?;
+    let (s, peer_samples) = measure_with(ctx, Clock::Host, budget, LATENCY_ROUNDS, ours, peer)?;
     record(entry, &s, Clock::Host, None, None);
     let got = c.to_vec::<f32>(&*ctx.queue)?;
     if got != [TINY_C] {
@@ -1174,7 +1154,7 @@ fn bench_launch(ctx: &Ctx) -> OpBench {
     ctx.note("launch latency (a tiny kernel through Device::compile and Queue::launch)");
     guarded(entry, |entry| {
         let info = ctx.device.info();
-        let source = tiny_kernel(&info.backend).ok_or_else(|| {
+        let source = tiny::kernel(&info.backend).ok_or_else(|| {
             anyaccel::Error::unsupported(format!(
                 "launch: the {} backend compiles no kernel source dialect that the tiny \
                  kernel is written in (OpenCL C, WGSL, CUDA C)",

@@ -61,6 +61,8 @@ struct Param {
 /// thread-safe, so a mutex is held from the first argument to the enqueue.
 pub struct OpenClKernel {
     name: String,
+    /// "kernel `name`", what the queue calls a launch of it in errors.
+    label: Arc<str>,
     device_id: Arc<str>,
     context: cl_context,
     params: Vec<Param>,
@@ -188,6 +190,7 @@ pub(crate) fn compile(device: &OpenClDevice, source: &KernelSource) -> Result<Ar
         })?;
     let params = (0..num_args as u32).map(|i| param(&kernel, i)).collect();
     Ok(Arc::new(OpenClKernel {
+        label: format!("kernel `{entry}`").into(),
         name: entry.clone(),
         device_id: device.id_arc().clone(),
         context: device.context(),
@@ -227,6 +230,11 @@ fn param(kernel: &KernelHandle, index: u32) -> Param {
 }
 
 impl OpenClKernel {
+    /// "kernel `name`", for the queue's errors about a launch of it.
+    pub(crate) fn label(&self) -> Arc<str> {
+        self.label.clone()
+    }
+
     fn arg_label(&self, i: usize) -> String {
         match self.params.get(i).map(|p| p.text.as_str()) {
             Some(t) if !t.is_empty() => format!("launch `{}` argument {i} (`{t}`)", self.name),
@@ -292,9 +300,17 @@ impl OpenClKernel {
                     values.push(ArgValue::Bytes(bytes.clone()));
                 }
                 (KernelArg::Buffer(view), _) => {
-                    let label = self.arg_label(i);
-                    validate::on_device(&label, view, id)?;
-                    let mem = resolve(&label, view, device)?;
+                    // The argument's label is made for an error message only.
+                    let mem = match validate::on_device("", view, id)
+                        .and_then(|()| resolve("", view, device))
+                    {
+                        Ok(mem) => mem,
+                        Err(_) => {
+                            let label = self.arg_label(i);
+                            validate::on_device(&label, view, id)?;
+                            resolve(&label, view, device)?
+                        }
+                    };
                     let align = device.base_address_alignment();
                     if view.offset() == 0 || view.is_empty() {
                         // An empty view is never touched: its buffer, or null, will do.
@@ -324,7 +340,8 @@ impl OpenClKernel {
                                 code,
                                 ErrorCode::InvalidArgument,
                                 format!(
-                                    "{label}: sub-buffer of bytes {}..{}",
+                                    "{}: sub-buffer of bytes {}..{}",
+                                    self.arg_label(i),
                                     view.offset(),
                                     view.offset() + view.len()
                                 ),
@@ -335,10 +352,11 @@ impl OpenClKernel {
                         sub_buffers.push(sub);
                     } else {
                         return Err(Error::unsupported(format!(
-                            "{label}: a buffer view at byte offset {} cannot be passed to a \
+                            "{}: a buffer view at byte offset {} cannot be passed to a \
                              kernel on {id}: OpenCL sub-buffers must start at a multiple of \
                              CL_DEVICE_MEM_BASE_ADDR_ALIGN ({align} bytes); pass the whole \
                              buffer and the offset as a scalar argument instead",
+                            self.arg_label(i),
                             view.offset()
                         )));
                     }

@@ -54,7 +54,7 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Pending {
     seq: u64,
     event: EventHandle,
-    what: String,
+    what: Arc<str>,
     keep: Keep,
 }
 
@@ -151,7 +151,7 @@ impl OpenClQueue {
     /// is reported) and keeps its event and `keep` until it completes.
     fn submit(
         &self,
-        what: impl Into<String>,
+        what: impl Into<Arc<str>>,
         keep: Keep,
         enqueue: impl FnOnce(cl_command_queue) -> Result<cl_event>,
     ) -> Result<()> {
@@ -161,7 +161,7 @@ impl OpenClQueue {
     /// [`OpenClQueue::submit`], giving the command's sequence number (`None` when skipped).
     fn submit_numbered(
         &self,
-        what: impl Into<String>,
+        what: impl Into<Arc<str>>,
         keep: Keep,
         enqueue: impl FnOnce(cl_command_queue) -> Result<cl_event>,
     ) -> Result<Option<u64>> {
@@ -484,11 +484,9 @@ impl Queue for OpenClQueue {
             return Ok(());
         };
         let sub_buffers = std::mem::take(&mut launch.sub_buffers);
-        self.submit(
-            format!("kernel `{}`", k.name()),
-            Keep::Mems(sub_buffers),
-            |q| k.enqueue(q, &self.device, &launch),
-        )
+        self.submit(k.label(), Keep::Mems(sub_buffers), |q| {
+            k.enqueue(q, &self.device, &launch)
+        })
     }
 
     fn record_event(&self) -> Result<Arc<dyn Event>> {
