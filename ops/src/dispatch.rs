@@ -46,7 +46,7 @@ pub fn call_into(
         )));
     }
     for (i, (out, (dtype, shape))) in outputs.iter().zip(&specs).enumerate() {
-        check_tensor(queue, op, &format!("output {i}"), out)?;
+        check_tensor(queue, op, Operand::Output(i), out)?;
         if out.dtype() != *dtype || out.shape() != shape.as_slice() {
             return Err(Error::invalid_argument(format!(
                 "{op}: output {i} is {} {}, expected {dtype} {}",
@@ -96,14 +96,30 @@ fn validate(
 ) -> Result<Vec<OutputSpec>> {
     for (i, t) in inputs.iter().enumerate() {
         if let Some(t) = t {
-            check_tensor(queue, op, &format!("input {i}"), t)?;
+            check_tensor(queue, op, Operand::Input(i), t)?;
         }
     }
     let descs: Vec<Option<&TensorDesc>> = inputs.iter().map(|t| t.map(|t| t.desc())).collect();
     plan(op, &descs, attrs)
 }
 
-fn check_tensor(queue: &dyn Queue, op: &str, what: &str, t: &Tensor) -> Result<()> {
+/// An operand of a call, named in messages as `input 0`, `output 1`, ...
+#[derive(Clone, Copy)]
+enum Operand {
+    Input(usize),
+    Output(usize),
+}
+
+impl std::fmt::Display for Operand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Operand::Input(i) => write!(f, "input {i}"),
+            Operand::Output(i) => write!(f, "output {i}"),
+        }
+    }
+}
+
+fn check_tensor(queue: &dyn Queue, op: &str, what: Operand, t: &Tensor) -> Result<()> {
     if t.device_id() != queue.device_id() {
         return Err(Error::invalid_argument(format!(
             "{op}: {what} is on device {}, but the queue is on {}: move it first",
@@ -124,7 +140,7 @@ fn check_tensor(queue: &dyn Queue, op: &str, what: &str, t: &Tensor) -> Result<(
 
 /// True when no two elements of the layout share an address.
 fn elements_distinct(desc: &TensorDesc) -> bool {
-    if desc.numel() <= 1 {
+    if desc.numel() <= 1 || desc.is_contiguous() {
         return true;
     }
     let mut dims: Vec<(usize, usize)> = desc
