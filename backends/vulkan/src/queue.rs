@@ -269,12 +269,17 @@ pub struct VulkanQueue {
 }
 
 fn memory_of<'a>(what: &str, view: &'a BufferView) -> Result<&'a VulkanMemory> {
-    view.buffer().downcast::<VulkanMemory>().ok_or_else(|| {
-        Error::invalid_argument(format!(
-            "{what}: the buffer of device {} is not Vulkan memory",
-            view.buffer().device_id()
-        ))
-    })
+    view.buffer()
+        .downcast::<VulkanMemory>()
+        .ok_or_else(|| not_vulkan_memory(what, view))
+}
+
+/// The error for a view whose buffer is not Vulkan memory.
+fn not_vulkan_memory(what: &str, view: &BufferView) -> Error {
+    Error::invalid_argument(format!(
+        "{what}: the buffer of device {} is not Vulkan memory",
+        view.buffer().device_id()
+    ))
 }
 
 /// Two devices from two probes can share an id (`vulkan:0` of each runtime); handles of one
@@ -947,14 +952,18 @@ impl Queue for VulkanQueue {
         let scalars = scalar_block(k, args)?;
         let mut infos = Vec::with_capacity(views.len());
         for (binding, (i, view)) in views.iter().enumerate() {
-            let what = format!("launch `{name}` argument {i} (binding {binding})");
-            validate::on_device(&what, view, self.id())?;
+            // The argument's label, made for an error message only.
+            let what = || format!("launch `{name}` argument {i} (binding {binding})");
+            if view.buffer().device_id() != self.id() {
+                validate::on_device(&what(), view, self.id())?;
+            }
             let len = view.len() as u64;
             if len > limits.max_storage_buffer_range {
                 return Err(Error::unsupported(format!(
-                    "{what}: a view of {len} bytes is larger than {}'s maxStorageBufferRange of \
+                    "{}: a view of {len} bytes is larger than {}'s maxStorageBufferRange of \
                      {} bytes, the most one binding may cover; split the work or bind a \
                      smaller range",
+                    what(),
                     self.id(),
                     limits.max_storage_buffer_range
                 )));
@@ -962,19 +971,23 @@ impl Queue for VulkanQueue {
             let offset = view.offset() as u64;
             if !offset.is_multiple_of(limits.min_storage_buffer_offset_alignment) {
                 return Err(Error::unsupported(format!(
-                    "{what}: a view at byte offset {offset} is not a multiple of {}'s \
+                    "{}: a view at byte offset {offset} is not a multiple of {}'s \
                      minStorageBufferOffsetAlignment ({} bytes); bind the whole buffer and pass \
                      the element offset as a scalar",
+                    what(),
                     self.id(),
                     limits.min_storage_buffer_offset_alignment
                 )));
             }
-            let mem = memory_of(&what, view)?;
+            let mem = view
+                .buffer()
+                .downcast::<VulkanMemory>()
+                .ok_or_else(|| not_vulkan_memory(&what(), view))?;
             if mem
                 .allocation()
                 .is_some_and(|a| !Arc::ptr_eq(a.device(), &self.shared))
             {
-                return Err(foreign(&what, self.id()));
+                return Err(foreign(&what(), self.id()));
             }
             infos.push((view, mem));
         }
