@@ -28,6 +28,13 @@ use criterion::{
 #[path = "../src/cli/bench/clblast.rs"]
 mod clblast;
 #[allow(dead_code, unused_imports)]
+#[path = "../src/cli/bench/raw.rs"]
+mod raw;
+#[cfg(feature = "cuda")]
+#[allow(dead_code, unused_imports)]
+#[path = "../src/cli/bench/raw_cuda.rs"]
+mod raw_cuda;
+#[allow(dead_code, unused_imports)]
 #[path = "../src/cli/bench/raw_opencl.rs"]
 mod raw_opencl;
 #[allow(dead_code, unused_imports)]
@@ -62,45 +69,6 @@ fn device(backend: &str) -> Option<(Arc<dyn Device>, Arc<dyn Queue>)> {
     }
 }
 
-/// The raw peer's one dispatch and read-back, behind one type.
-trait RawDispatch {
-    fn dispatch(&mut self) -> Result<(), String>;
-    fn read_c(&mut self) -> Result<Vec<f32>, String>;
-}
-
-impl RawDispatch for raw_opencl::RawOpenCl {
-    fn dispatch(&mut self) -> Result<(), String> {
-        raw_opencl::RawOpenCl::dispatch(self)
-    }
-    fn read_c(&mut self) -> Result<Vec<f32>, String> {
-        raw_opencl::RawOpenCl::read_c(self)
-    }
-}
-
-impl RawDispatch for raw_vulkan::RawVulkan {
-    fn dispatch(&mut self) -> Result<(), String> {
-        raw_vulkan::RawVulkan::dispatch(self)
-    }
-    fn read_c(&mut self) -> Result<Vec<f32>, String> {
-        raw_vulkan::RawVulkan::read_c(self)
-    }
-}
-
-fn raw_peer(
-    backend: &str,
-    device: &dyn Device,
-) -> Result<(&'static str, Box<dyn RawDispatch>), String> {
-    let (a, b) = ([1.5f32], [2.25f32]);
-    let name = &device.info().name;
-    if backend == "opencl" {
-        let p = raw_opencl::RawOpenCl::new(0, name, &a, &b)?;
-        Ok(("opencl3", Box::new(p)))
-    } else {
-        let p = raw_vulkan::RawVulkan::new(tiny::vulkan_device_name(name), &a, &b)?;
-        Ok(("ash", Box::new(p)))
-    }
-}
-
 fn latency(c: &mut Criterion) {
     for backend in ["opencl", "vulkan"] {
         let Some((device, queue)) = device(backend) else {
@@ -111,8 +79,8 @@ fn latency(c: &mut Criterion) {
         let kernel = device
             .compile(&tiny::kernel(backend).expect("a GPU dialect"))
             .expect("the tiny kernel compiles");
-        let a = Tensor::from_slice(q, &[1.5f32], &[1]).expect("a");
-        let b = Tensor::from_slice(q, &[2.25f32], &[1]).expect("b");
+        let a = Tensor::from_slice(q, &[tiny::A], &[1]).expect("a");
+        let b = Tensor::from_slice(q, &[tiny::B], &[1]).expect("b");
         let out = Tensor::empty(&*device, DType::F32, &[1]).expect("out");
         let args = [
             KernelArg::Buffer(a.view().clone()),
@@ -130,15 +98,15 @@ fn latency(c: &mut Criterion) {
                 q.finish().expect("finish");
             })
         });
-        assert_eq!(out.to_vec::<f32>(q).expect("read"), [3.75]);
-        match raw_peer(backend, &*device) {
-            Ok((name, mut peer)) => {
+        assert_eq!(out.to_vec::<f32>(q).expect("read"), [tiny::C]);
+        match raw::RawPeer::of(&*device).expect("opencl and vulkan have raw peers") {
+            (name, Ok(mut peer)) => {
                 group.bench_with_input(BenchmarkId::new(name, &id), &id, |bench, _| {
                     bench.iter(|| peer.dispatch().expect("raw dispatch"))
                 });
-                assert_eq!(peer.read_c().expect("raw read"), [3.75]);
+                assert_eq!(peer.read_c().expect("raw read"), [tiny::C]);
             }
-            Err(e) => eprintln!("raw peer of {id} left out: {e}"),
+            (name, Err(e)) => eprintln!("raw peer {name} of {id} left out: {e}"),
         }
         group.finish();
         let mut group = c.benchmark_group("dispatch");
@@ -151,7 +119,7 @@ fn latency(c: &mut Criterion) {
             })
         });
         group.finish();
-        assert_eq!(out.to_vec::<f32>(q).expect("read"), [3.75]);
+        assert_eq!(out.to_vec::<f32>(q).expect("read"), [tiny::C]);
     }
 }
 

@@ -139,10 +139,16 @@ fn ran_beside(device: &Value, name: &str, peer: &str) {
 /// backend is required).
 fn first_device(backend: &str) -> Option<String> {
     let v = anyaccel_json(&["devices", "--json"]);
-    let text = v.to_string();
-    let id = format!("\"{backend}:0\"");
-    if text.contains(&id) {
-        return Some(format!("{backend}:0"));
+    let id = format!("{backend}:0");
+    let listed = v["backends"]
+        .as_array()
+        .expect("a `backends` array")
+        .iter()
+        .filter(|b| b["name"] == backend)
+        .flat_map(|b| b["devices"].as_array().into_iter().flatten())
+        .any(|d| d["id"] == id.as_str());
+    if listed {
+        return Some(id);
     }
     assert!(
         !required(backend),

@@ -2,6 +2,7 @@
 //! [`Event`], and the descriptions [`DeviceInfo`] and [`Caps`].
 
 use std::any::Any;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,8 +153,10 @@ pub trait Event: Send + Sync + Any {
 pub mod validate {
     use super::*;
 
-    /// `view` must belong to `device_id`.
-    pub fn on_device(what: &str, view: &BufferView, device_id: &str) -> Result<()> {
+    /// `view` must belong to `device_id`. `what` names the argument in the message; it is
+    /// formatted only when there is one, so a label that costs a `format!` may be passed as a
+    /// `Display` value (see `format_args!` or a small type of the caller's).
+    pub fn on_device(what: impl fmt::Display, view: &BufferView, device_id: &str) -> Result<()> {
         if view.buffer().device_id() != device_id {
             return Err(Error::invalid_argument(format!(
                 "{what}: buffer is on device {}, expected a buffer of device {device_id}",

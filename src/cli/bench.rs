@@ -19,6 +19,7 @@
 #[cfg(feature = "opencl")]
 mod clblast;
 mod peers;
+mod raw;
 #[cfg(feature = "cuda")]
 mod raw_cuda;
 #[cfg(feature = "opencl")]
@@ -38,6 +39,7 @@ use serde::Serialize;
 use super::args::{print, Arg, Args, CliError};
 use super::table::Table;
 use peers::OpenBlas;
+use raw::RawPeer;
 
 /// The command's help.
 pub const HELP: &str = "\
@@ -600,8 +602,9 @@ struct Ctx<'a> {
     budget: Budget,
     peers: Option<&'a HostPeers>,
     peers_requested: bool,
-    /// The device's raw-API peer for the dispatch and launch latencies, with `--peers`.
-    raw: Option<RefCell<Result<RawPeer, String>>>,
+    /// The device's raw-API peer for the dispatch and launch latencies, with `--peers`: its
+    /// name, and the peer or why it could not be set up.
+    raw: Option<(&'static str, RefCell<Result<RawPeer, String>>)>,
     progress: bool,
 }
 
@@ -979,102 +982,6 @@ fn bench_sum(ctx: &Ctx, n: usize) -> OpBench {
     })
 }
 
-/// The inputs of the dispatch and launch latencies, and their sum.
-const TINY_A: f32 = 1.5;
-const TINY_B: f32 = 2.25;
-const TINY_C: f32 = 3.75;
-
-/// The raw-API peer of a device: the tiny kernel of `kernels/` launched through the vendor API
-/// itself, on a context and queue of its own.
-enum RawPeer {
-    #[cfg(feature = "opencl")]
-    OpenCl(raw_opencl::RawOpenCl),
-    #[cfg(feature = "vulkan")]
-    Vulkan(raw_vulkan::RawVulkan),
-    #[cfg(feature = "cuda")]
-    Cuda(raw_cuda::RawCuda),
-}
-
-impl RawPeer {
-    /// The peer of `device`, `None` for a backend that has none (the CPU, plugins).
-    fn of(device: &dyn Device) -> Option<Result<RawPeer, String>> {
-        let info = device.info();
-        let (a, b) = ([TINY_A], [TINY_B]);
-        // `<backend>:<index>`, as every backend numbers its devices.
-        let index = info
-            .id
-            .rsplit(':')
-            .next()
-            .and_then(|i| i.parse::<usize>().ok());
-        let index = || index.ok_or_else(|| format!("device id `{}` has no index", info.id));
-        let _ = (&a, &b, &index);
-        match info.backend.as_str() {
-            #[cfg(feature = "opencl")]
-            "opencl" => Some(
-                index()
-                    .and_then(|i| raw_opencl::RawOpenCl::new(i, &info.name, &a, &b))
-                    .map(RawPeer::OpenCl),
-            ),
-            #[cfg(feature = "vulkan")]
-            "vulkan" => Some(
-                raw_vulkan::RawVulkan::new(tiny::vulkan_device_name(&info.name), &a, &b)
-                    .map(RawPeer::Vulkan),
-            ),
-            #[cfg(feature = "cuda")]
-            "cuda" => Some(
-                index()
-                    .and_then(|i| raw_cuda::RawCuda::new(i, &a, &b))
-                    .map(RawPeer::Cuda),
-            ),
-            _ => None,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match *self {
-            #[cfg(feature = "opencl")]
-            RawPeer::OpenCl(_) => "opencl3",
-            #[cfg(feature = "vulkan")]
-            RawPeer::Vulkan(_) => "ash",
-            #[cfg(feature = "cuda")]
-            RawPeer::Cuda(_) => "cudarc",
-        }
-    }
-
-    fn description(&self) -> String {
-        match self {
-            #[cfg(feature = "opencl")]
-            RawPeer::OpenCl(p) => p.description(),
-            #[cfg(feature = "vulkan")]
-            RawPeer::Vulkan(p) => p.description(),
-            #[cfg(feature = "cuda")]
-            RawPeer::Cuda(p) => p.description(),
-        }
-    }
-
-    fn dispatch(&mut self) -> Result<(), String> {
-        match self {
-            #[cfg(feature = "opencl")]
-            RawPeer::OpenCl(p) => p.dispatch(),
-            #[cfg(feature = "vulkan")]
-            RawPeer::Vulkan(p) => p.dispatch(),
-            #[cfg(feature = "cuda")]
-            RawPeer::Cuda(p) => p.dispatch(),
-        }
-    }
-
-    fn read_c(&mut self) -> Result<Vec<f32>, String> {
-        match self {
-            #[cfg(feature = "opencl")]
-            RawPeer::OpenCl(p) => p.read_c(),
-            #[cfg(feature = "vulkan")]
-            RawPeer::Vulkan(p) => p.read_c(),
-            #[cfg(feature = "cuda")]
-            RawPeer::Cuda(p) => p.read_c(),
-        }
-    }
-}
-
 /// Measures `ours` (one submission, then `finish`) on the host clock, side by side with the
 /// device's raw-API peer when there is one, then checks both results.
 fn latency(
@@ -1084,7 +991,8 @@ fn latency(
     c: &Tensor,
 ) -> BenchResult<()> {
     let budget = ctx.budget.with_max_reps(MAX_DISPATCH_REPS);
-    let mut raw = ctx.raw.as_ref().map(|r| r.borrow_mut());
+    let name = ctx.raw.as_ref().map(|(name, _)| *name);
+    let mut raw = ctx.raw.as_ref().map(|(_, r)| r.borrow_mut());
     let mut peer_err = None;
     let mut run_peer;
     let peer: Option<PeerRun> = match raw.as_deref_mut() {
@@ -1101,47 +1009,34 @@ fn latency(
     let (s, peer_samples) = measure_with(ctx, Clock::Host, budget, LATENCY_ROUNDS, ours, peer)?;
     record(entry, &s, Clock::Host, None, None);
     let got = c.to_vec::<f32>(&*ctx.queue)?;
-    if got != [TINY_C] {
+    if got != [tiny::C] {
         return Err(check_failed(
             &entry.op,
-            format!("{got:?}, expected [{TINY_C}]"),
+            format!("{got:?}, expected [{}]", tiny::C),
         ));
     }
-    match (raw.as_deref_mut(), peer_samples) {
-        (Some(Ok(p)), Some(result)) => {
-            let name = p.name();
-            let result = result.and_then(|samples| match p.read_c()?.as_slice() {
-                [c] if *c == TINY_C => Ok(samples),
-                other => Err(format!("computed {other:?}, expected [{TINY_C}]")),
-            });
-            record_peer(entry, name, result, None, None);
+    let result = match (raw.as_deref_mut(), peer_samples, peer_err) {
+        (Some(Ok(p)), Some(result), _) => {
+            Some(result.and_then(|samples| match p.read_c()?.as_slice() {
+                [c] if *c == tiny::C => Ok(samples),
+                other => Err(format!("computed {other:?}, expected [{}]", tiny::C)),
+            }))
         }
-        _ => {
-            if let (Some(e), Some(backend)) = (peer_err, raw_peer_name(&ctx.device.info().backend))
-            {
-                record_peer(entry, backend, Err(e), None, None);
-            }
-        }
+        (_, _, Some(e)) => Some(Err(e)),
+        _ => None,
+    };
+    if let (Some(name), Some(result)) = (name, result) {
+        record_peer(entry, name, result, None, None);
     }
     Ok(())
-}
-
-/// The raw peer's name for a backend that has one.
-fn raw_peer_name(backend: &str) -> Option<&'static str> {
-    match backend {
-        "opencl" => Some("opencl3"),
-        "vulkan" => Some("ash"),
-        "cuda" => Some("cudarc"),
-        _ => None,
-    }
 }
 
 fn bench_dispatch(ctx: &Ctx) -> OpBench {
     let mut entry = new_entry(BenchOp::Dispatch, "1".to_string(), Clock::Host);
     ctx.note("dispatch latency (one-element add through the op layer)");
     entry = guarded(entry, |entry| {
-        let a = ctx.tensor(&[TINY_A], &[1])?;
-        let b = ctx.tensor(&[TINY_B], &[1])?;
+        let a = ctx.tensor(&[tiny::A], &[1])?;
+        let b = ctx.tensor(&[tiny::B], &[1])?;
         let c = ctx.empty(&[1])?;
         let q = &*ctx.queue;
         latency(ctx, entry, || anyaccel::ops::add_into(q, &a, &b, &c), &c)
@@ -1162,8 +1057,8 @@ fn bench_launch(ctx: &Ctx) -> OpBench {
             ))
         })?;
         let kernel = ctx.device.compile(&source)?;
-        let a = ctx.tensor(&[TINY_A], &[1])?;
-        let b = ctx.tensor(&[TINY_B], &[1])?;
+        let a = ctx.tensor(&[tiny::A], &[1])?;
+        let b = ctx.tensor(&[tiny::B], &[1])?;
         let c = ctx.empty(&[1])?;
         let q = &*ctx.queue;
         let args = [
@@ -1280,13 +1175,8 @@ fn bench_device(
     }
     let raw = if o.peers { RawPeer::of(&*device) } else { None };
     match &raw {
-        Some(Ok(p)) => report
-            .peers
-            .push(format!("{}: {}", p.name(), p.description())),
-        Some(Err(e)) => report.peers_unavailable.push(format!(
-            "{}: {e}",
-            raw_peer_name(&info.backend).unwrap_or("raw")
-        )),
+        Some((name, Ok(p))) => report.peers.push(format!("{name}: {}", p.description())),
+        Some((name, Err(e))) => report.peers_unavailable.push(format!("{name}: {e}")),
         None if o.peers && !is_host => report.peers_unavailable.push(format!(
             "no raw-API peer for the {} backend (vendor plugins bring their own runtime)",
             info.backend
@@ -1300,7 +1190,7 @@ fn bench_device(
         budget: Budget::new(o.time_s),
         peers: if is_host { host_peers } else { None },
         peers_requested: o.peers,
-        raw: raw.map(RefCell::new),
+        raw: raw.map(|(name, peer)| (name, RefCell::new(peer))),
         progress: !o.json,
     };
     if !o.no_roofline {

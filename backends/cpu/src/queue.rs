@@ -330,7 +330,7 @@ impl Queue for CpuQueue {
             match arg {
                 KernelArg::Buffer(view) => {
                     validate::on_device(
-                        &format!("launch `{}` argument {i}", kernel.name()),
+                        format_args!("launch `{}` argument {i}", kernel.name()),
                         view,
                         self.id(),
                     )?;

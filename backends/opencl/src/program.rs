@@ -229,17 +229,32 @@ fn param(kernel: &KernelHandle, index: u32) -> Param {
     Param { kind, text }
 }
 
+/// `launch `name` argument i (`the parameter's text`)`, the name of a kernel argument in
+/// messages.
+struct ArgLabel<'a> {
+    kernel: &'a OpenClKernel,
+    i: usize,
+}
+
+impl std::fmt::Display for ArgLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, i) = (&self.kernel.name, self.i);
+        match self.kernel.params.get(i).map(|p| p.text.as_str()) {
+            Some(t) if !t.is_empty() => write!(f, "launch `{name}` argument {i} (`{t}`)"),
+            _ => write!(f, "launch `{name}` argument {i}"),
+        }
+    }
+}
+
 impl OpenClKernel {
     /// "kernel `name`", for the queue's errors about a launch of it.
     pub(crate) fn label(&self) -> Arc<str> {
         self.label.clone()
     }
 
-    fn arg_label(&self, i: usize) -> String {
-        match self.params.get(i).map(|p| p.text.as_str()) {
-            Some(t) if !t.is_empty() => format!("launch `{}` argument {i} (`{t}`)", self.name),
-            _ => format!("launch `{}` argument {i}", self.name),
-        }
+    /// How messages name argument `i`: formatted only when a message is made.
+    fn arg_label(&self, i: usize) -> ArgLabel<'_> {
+        ArgLabel { kernel: self, i }
     }
 
     /// Checks the launch and resolves its arguments; `None` for an empty grid.
@@ -300,17 +315,8 @@ impl OpenClKernel {
                     values.push(ArgValue::Bytes(bytes.clone()));
                 }
                 (KernelArg::Buffer(view), _) => {
-                    // The argument's label is made for an error message only.
-                    let mem = match validate::on_device("", view, id)
-                        .and_then(|()| resolve("", view, device))
-                    {
-                        Ok(mem) => mem,
-                        Err(_) => {
-                            let label = self.arg_label(i);
-                            validate::on_device(&label, view, id)?;
-                            resolve(&label, view, device)?
-                        }
-                    };
+                    validate::on_device(self.arg_label(i), view, id)?;
+                    let mem = resolve(self.arg_label(i), view, device)?;
                     let align = device.base_address_alignment();
                     if view.offset() == 0 || view.is_empty() {
                         // An empty view is never touched: its buffer, or null, will do.

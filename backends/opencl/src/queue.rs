@@ -97,7 +97,12 @@ pub struct OpenClQueue {
 
 /// The `cl_mem` of a view's buffer, which must be memory of `device` itself (not merely of a
 /// device with the same id from another probe).
-pub(crate) fn resolve(what: &str, view: &BufferView, device: &OpenClDevice) -> Result<cl_mem> {
+/// `what` is formatted only for an error message.
+pub(crate) fn resolve(
+    what: impl std::fmt::Display,
+    view: &BufferView,
+    device: &OpenClDevice,
+) -> Result<cl_mem> {
     let memory = view.buffer().downcast::<OpenClMemory>().ok_or_else(|| {
         Error::invalid_argument(format!(
             "{what}: buffer of device {} is not OpenCL memory",

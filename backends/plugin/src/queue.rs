@@ -182,7 +182,12 @@ impl PluginQueue {
         &self.inner.device_id
     }
 
-    fn memory<'a>(&self, what: &str, view: &'a BufferView) -> Result<&'a PluginMemory> {
+    /// `what` is formatted only for an error message.
+    fn memory<'a>(
+        &self,
+        what: impl std::fmt::Display + Copy,
+        view: &'a BufferView,
+    ) -> Result<&'a PluginMemory> {
         validate::on_device(what, view, self.id())?;
         let mem = view.buffer().downcast::<PluginMemory>().ok_or_else(|| {
             Error::invalid_argument(format!(
@@ -341,8 +346,10 @@ impl Queue for PluginQueue {
         for (i, arg) in args.iter().enumerate() {
             c_args.push(match arg {
                 KernelArg::Buffer(view) => {
-                    let mem =
-                        self.memory(&format!("launch `{}` argument {i}", kernel.name()), view)?;
+                    let mem = self.memory(
+                        format_args!("launch `{}` argument {i}", kernel.name()),
+                        view,
+                    )?;
                     keep.push(Keep::Buffer(view.buffer().clone()));
                     sys::AnyaccelKernelArg {
                         struct_size: std::mem::size_of::<sys::AnyaccelKernelArg>(),

@@ -268,23 +268,19 @@ pub struct VulkanQueue {
     state: Mutex<QueueState>,
 }
 
-fn memory_of<'a>(what: &str, view: &'a BufferView) -> Result<&'a VulkanMemory> {
-    view.buffer()
-        .downcast::<VulkanMemory>()
-        .ok_or_else(|| not_vulkan_memory(what, view))
-}
-
-/// The error for a view whose buffer is not Vulkan memory.
-fn not_vulkan_memory(what: &str, view: &BufferView) -> Error {
-    Error::invalid_argument(format!(
-        "{what}: the buffer of device {} is not Vulkan memory",
-        view.buffer().device_id()
-    ))
+/// The Vulkan memory of a view; `what` is formatted only for an error message.
+fn memory_of(what: impl std::fmt::Display, view: &BufferView) -> Result<&VulkanMemory> {
+    view.buffer().downcast::<VulkanMemory>().ok_or_else(|| {
+        Error::invalid_argument(format!(
+            "{what}: the buffer of device {} is not Vulkan memory",
+            view.buffer().device_id()
+        ))
+    })
 }
 
 /// Two devices from two probes can share an id (`vulkan:0` of each runtime); handles of one
 /// must never reach the other.
-fn foreign(what: &str, id: &str) -> Error {
+fn foreign(what: impl std::fmt::Display, id: &str) -> Error {
     Error::invalid_argument(format!(
         "{what}: the object belongs to another instance of device {id} (from another probe or \
          runtime), expected one of this queue's device"
@@ -927,7 +923,7 @@ impl Queue for VulkanQueue {
                 ))
             })?;
         if !Arc::ptr_eq(k.device(), &self.shared) {
-            return Err(foreign(&format!("launch `{}`", k.name()), self.id()));
+            return Err(foreign(format_args!("launch `{}`", k.name()), self.id()));
         }
         let name = k.name();
         let iface = k.interface();
@@ -952,18 +948,15 @@ impl Queue for VulkanQueue {
         let scalars = scalar_block(k, args)?;
         let mut infos = Vec::with_capacity(views.len());
         for (binding, (i, view)) in views.iter().enumerate() {
-            // The argument's label, made for an error message only.
-            let what = || format!("launch `{name}` argument {i} (binding {binding})");
-            if view.buffer().device_id() != self.id() {
-                validate::on_device(&what(), view, self.id())?;
-            }
+            // Formatted only when a message is made.
+            let what = format_args!("launch `{name}` argument {i} (binding {binding})");
+            validate::on_device(what, view, self.id())?;
             let len = view.len() as u64;
             if len > limits.max_storage_buffer_range {
                 return Err(Error::unsupported(format!(
-                    "{}: a view of {len} bytes is larger than {}'s maxStorageBufferRange of \
+                    "{what}: a view of {len} bytes is larger than {}'s maxStorageBufferRange of \
                      {} bytes, the most one binding may cover; split the work or bind a \
                      smaller range",
-                    what(),
                     self.id(),
                     limits.max_storage_buffer_range
                 )));
@@ -971,23 +964,19 @@ impl Queue for VulkanQueue {
             let offset = view.offset() as u64;
             if !offset.is_multiple_of(limits.min_storage_buffer_offset_alignment) {
                 return Err(Error::unsupported(format!(
-                    "{}: a view at byte offset {offset} is not a multiple of {}'s \
+                    "{what}: a view at byte offset {offset} is not a multiple of {}'s \
                      minStorageBufferOffsetAlignment ({} bytes); bind the whole buffer and pass \
                      the element offset as a scalar",
-                    what(),
                     self.id(),
                     limits.min_storage_buffer_offset_alignment
                 )));
             }
-            let mem = view
-                .buffer()
-                .downcast::<VulkanMemory>()
-                .ok_or_else(|| not_vulkan_memory(&what(), view))?;
+            let mem = memory_of(what, view)?;
             if mem
                 .allocation()
                 .is_some_and(|a| !Arc::ptr_eq(a.device(), &self.shared))
             {
-                return Err(foreign(&what(), self.id()));
+                return Err(foreign(what, self.id()));
             }
             infos.push((view, mem));
         }

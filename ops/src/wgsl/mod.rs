@@ -46,7 +46,7 @@ mod reduce;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use anyaccel_hal::{
     Buffer, BufferView, DType, Device, Error, KernelArg, KernelSource, LaunchDims, OpCall, Queue,
@@ -69,16 +69,14 @@ static LAYOUT: &str = include_str!("../../kernels/wgsl/layout.wgsl");
 /// call looks up several sections.
 pub(crate) fn section(file: &'static str, name: &str) -> Result<&'static str> {
     type Sections = HashMap<&'static str, &'static str>;
-    static INDEX: OnceLock<Mutex<HashMap<usize, Arc<Sections>>>> = OnceLock::new();
-    let index = INDEX.get_or_init(Default::default);
-    let sections = {
-        let mut files = index.lock().unwrap_or_else(|p| p.into_inner());
-        files
-            .entry(file.as_ptr() as usize)
-            .or_insert_with(|| Arc::new(split_sections(file)))
-            .clone()
-    };
-    sections
+    static INDEX: OnceLock<Mutex<HashMap<usize, Sections>>> = OnceLock::new();
+    let mut files = INDEX
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    files
+        .entry(file.as_ptr() as usize)
+        .or_insert_with(|| split_sections(file))
         .get(name)
         .copied()
         .ok_or_else(|| Error::internal(format!("WGSL kernels: no section `{name}`")))
@@ -590,28 +588,22 @@ impl<'a> Shader<'a> {
     /// program's static text (the same place is the same text), generated parts are spelled out
     /// with their lengths first, so that two keys are equal only when the texts are.
     fn cache_key(&self, common: &'static str) -> String {
-        let mut key = format!("wgsl:{}:{}:", self.entry, u8::from(self.f16));
-        let mut part = |text: &str| {
+        fn part(key: &mut String, text: &str) {
             let _ = write!(key, "{}:", text.len());
             key.push_str(text);
-        };
-        for (name, ty, _) in &self.params {
-            part(name);
-            part(ty);
         }
-        part(&self.decls);
+        let mut key = format!("wgsl:{}:{}:", self.entry, u8::from(self.f16));
+        for (name, ty, _) in &self.params {
+            part(&mut key, name);
+            part(&mut key, ty);
+        }
+        part(&mut key, &self.decls);
         for s in std::iter::once(&common).chain(&self.sections) {
             let _ = write!(key, "@{:x}+{};", s.as_ptr() as usize, s.len());
         }
-        let mut part = |text: &str| {
-            let _ = write!(key, "{}:", text.len());
-            key.push_str(text);
-        };
-        for s in &self.owned {
-            part(s);
+        for s in self.owned.iter().chain([&self.funcs, &self.body]) {
+            part(&mut key, s);
         }
-        part(&self.funcs);
-        part(&self.body);
         key
     }
 

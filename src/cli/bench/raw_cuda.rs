@@ -65,6 +65,16 @@ fn failed(call: &str, e: impl std::fmt::Debug) -> String {
     format!("raw cudarc: {call} failed: {e:?}")
 }
 
+/// The functions of `names` that `lib` does not export.
+fn missing_symbols(lib: &libloading::Library, names: &[&'static str]) -> Vec<&'static str> {
+    names
+        .iter()
+        .copied()
+        // SAFETY: `get` only looks a symbol up; the pointer is never used.
+        .filter(|s| unsafe { lib.get::<*const c_void>(s.as_bytes()) }.is_err())
+        .collect()
+}
+
 /// `Ok` when the driver library opens and has every function of [`DRIVER_SYMBOLS`].
 fn require_driver() -> Result<(), String> {
     // SAFETY: only tries to open libcuda under cudarc's candidate names, dropping each handle.
@@ -77,14 +87,8 @@ fn require_driver() -> Result<(), String> {
         );
     }
     // SAFETY: is_culib_present just opened the library under a name that culib tries too, so
-    // culib finds it rather than panicking; `get` only looks symbols up, never calls them.
-    let lib = unsafe { sys::culib() };
-    let missing: Vec<&str> = DRIVER_SYMBOLS
-        .iter()
-        .copied()
-        // SAFETY: as above: a lookup whose pointer is never used.
-        .filter(|s| unsafe { lib.get::<*const c_void>(s.as_bytes()) }.is_err())
-        .collect();
+    // culib finds it rather than panicking.
+    let missing = missing_symbols(unsafe { sys::culib() }, DRIVER_SYMBOLS);
     if !missing.is_empty() {
         return Err(format!(
             "raw cudarc: the NVIDIA driver library libcuda lacks {}: expected a CUDA 12 driver",
@@ -106,13 +110,7 @@ fn require_nvrtc() -> Result<(), String> {
         );
     }
     // SAFETY: is_culib_present just opened it under a name that culib tries too.
-    let lib = unsafe { cudarc::nvrtc::sys::culib() };
-    let missing: Vec<&str> = NVRTC_SYMBOLS
-        .iter()
-        .copied()
-        // SAFETY: a lookup whose pointer is never used.
-        .filter(|s| unsafe { lib.get::<*const c_void>(s.as_bytes()) }.is_err())
-        .collect();
+    let missing = missing_symbols(unsafe { cudarc::nvrtc::sys::culib() }, NVRTC_SYMBOLS);
     if !missing.is_empty() {
         return Err(format!(
             "raw cudarc: the CUDA runtime compiler libnvrtc lacks {}: expected NVRTC 11.2 or \

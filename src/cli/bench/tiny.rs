@@ -6,6 +6,13 @@ use anyaccel::KernelSource;
 /// The tiny kernel's entry point, in every dialect.
 pub const ENTRY: &str = "tiny_add";
 
+/// The tiny kernel's inputs, one element each, and their sum.
+pub const A: f32 = 1.5;
+/// See [`A`].
+pub const B: f32 = 2.25;
+/// See [`A`].
+pub const C: f32 = 3.75;
+
 /// The tiny kernel in the dialect that `backend`'s devices compile, `None` for a backend that
 /// has it in none (the CPU runs host kernels, written in Rust).
 pub fn kernel(backend: &str) -> Option<KernelSource> {
