@@ -37,6 +37,9 @@ pub struct VulkanLimits {
     pub max_compute_work_group_count: [u32; 3],
     /// `maxPerStageDescriptorStorageBuffers`: the most buffer arguments of one kernel.
     pub max_per_stage_storage_buffers: u32,
+    /// `maxPushDescriptors` of VK_KHR_push_descriptor, 0 where the extension is missing: a
+    /// kernel with at most this many buffers has its bindings pushed into the command buffer.
+    pub max_push_descriptors: u32,
     /// `timestampPeriod`: nanoseconds per timestamp tick.
     pub timestamp_period_ns: f64,
 }
@@ -54,6 +57,9 @@ pub struct VulkanFeatures {
     pub int16: bool,
     /// `timestampComputeAndGraphics` and timestamp bits on the compute queue family.
     pub timestamps: bool,
+    /// VK_KHR_push_descriptor: launches push their bindings instead of allocating and writing
+    /// a descriptor set from a pool.
+    pub push_descriptor: bool,
 }
 
 /// What probing found out about one physical device, before a logical device is made.
@@ -127,11 +133,22 @@ impl PhysicalDeviceReport {
         let mut maint3 = vk::PhysicalDeviceMaintenance3Properties::default();
         let mut maint4 = vk::PhysicalDeviceMaintenance4Properties::default();
         let mut driver = vk::PhysicalDeviceDriverProperties::default();
+        let mut push = vk::PhysicalDevicePushDescriptorPropertiesKHR::default();
+        // SAFETY: `physical` was enumerated from this live instance. A failed query leaves the
+        // optional extensions off.
+        let extensions =
+            unsafe { raw.enumerate_device_extension_properties(physical) }.unwrap_or_default();
+        let push_descriptor = extensions.iter().any(|e| {
+            e.extension_name_as_c_str() == Ok(ash::khr::push_descriptor::NAME)
+        });
         let mut props2 = vk::PhysicalDeviceProperties2::default()
             .push_next(&mut maint3)
             .push_next(&mut driver);
         if api >= vk::API_VERSION_1_3 {
             props2 = props2.push_next(&mut maint4);
+        }
+        if push_descriptor {
+            props2 = props2.push_next(&mut push);
         }
         // SAFETY: the chain holds structures of Vulkan <= `api`, which both sides support.
         unsafe { raw.get_physical_device_properties2(physical, &mut props2) };
@@ -197,6 +214,11 @@ impl PhysicalDeviceReport {
             max_compute_work_group_size: l.max_compute_work_group_size,
             max_compute_work_group_count: l.max_compute_work_group_count,
             max_per_stage_storage_buffers: l.max_per_stage_descriptor_storage_buffers,
+            max_push_descriptors: if push_descriptor {
+                push.max_push_descriptors
+            } else {
+                0
+            },
             timestamp_period_ns: l.timestamp_period as f64,
         };
         let features = VulkanFeatures {
@@ -207,6 +229,7 @@ impl PhysicalDeviceReport {
             int16: core.shader_int16 == vk::TRUE,
             timestamps: l.timestamp_compute_and_graphics == vk::TRUE
                 && family_props.timestamp_valid_bits > 0,
+            push_descriptor: push_descriptor && push.max_push_descriptors > 0,
         };
         Ok(PhysicalDeviceReport {
             physical,
@@ -243,6 +266,10 @@ pub(crate) struct DeviceShared {
     pub(crate) family: u32,
     /// Whether transfers may copy straight into and out of mapped user buffers.
     pub(crate) direct_host_access: AtomicBool,
+    /// VK_KHR_push_descriptor's commands, where the device has the extension.
+    pub(crate) push_descriptor: Option<ash::khr::push_descriptor::Device>,
+    /// Whether kernels compiled from now on push their bindings (where they fit).
+    pub(crate) use_push_descriptors: AtomicBool,
 }
 
 impl Drop for DeviceShared {
@@ -306,8 +333,15 @@ impl VulkanDevice {
         let queue_info = [vk::DeviceQueueCreateInfo::default()
             .queue_family_index(report.family)
             .queue_priorities(&priorities)];
+        let extensions = [ash::khr::push_descriptor::NAME.as_ptr()];
+        let enabled = if features.push_descriptor {
+            &extensions[..]
+        } else {
+            &[]
+        };
         let create = vk::DeviceCreateInfo::default()
             .queue_create_infos(&queue_info)
+            .enabled_extension_names(enabled)
             .push_next(&mut features2);
         // SAFETY: the physical device belongs to the instance; the create info and its chain
         // live across the call and enable only features the device reported.
@@ -320,6 +354,9 @@ impl VulkanDevice {
             })?;
         // SAFETY: queue 0 of this family was requested above.
         let queue = unsafe { raw.get_device_queue(report.family, 0) };
+        let push_descriptor = features
+            .push_descriptor
+            .then(|| ash::khr::push_descriptor::Device::new(&instance.raw, &raw));
         let memory = MemoryPolicy::new(&report.memory, report.device_type);
         let memory_bytes = memory.device_memory_bytes();
         let limits = report.limits;
@@ -377,6 +414,8 @@ impl VulkanDevice {
             id: id.into(),
             family: report.family,
             direct_host_access: AtomicBool::new(true),
+            use_push_descriptors: AtomicBool::new(push_descriptor.is_some()),
+            push_descriptor,
         });
         Ok(Arc::new_cyclic(|this| VulkanDevice {
             shared,
@@ -411,6 +450,17 @@ impl VulkanDevice {
     /// path on any device. Takes effect for commands submitted afterwards.
     pub fn set_direct_host_access(&self, on: bool) {
         self.shared.direct_host_access.store(on, Ordering::SeqCst);
+    }
+
+    /// Lets kernels push their buffer bindings into the command buffer (VK_KHR_push_descriptor,
+    /// the default where the device has it), or makes them allocate and write a descriptor set
+    /// from a pool at every launch, as on a device without the extension. Takes effect for
+    /// kernels compiled afterwards; it is there to measure and test both paths on any device.
+    /// Returns whether push descriptors are now in use.
+    pub fn set_push_descriptors(&self, on: bool) -> bool {
+        let on = on && self.shared.push_descriptor.is_some();
+        self.shared.use_push_descriptors.store(on, Ordering::SeqCst);
+        on
     }
 
     fn arc(&self) -> Result<Arc<VulkanDevice>> {

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::ffi::CString;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyaccel_hal::{Dialect, Error, Kernel, KernelSource, Result};
@@ -51,6 +52,8 @@ pub struct VulkanKernel {
     pub(crate) set_layout: vk::DescriptorSetLayout,
     pub(crate) pipeline_layout: vk::PipelineLayout,
     pub(crate) pipeline: vk::Pipeline,
+    /// Whether launches push the bindings (VK_KHR_push_descriptor) instead of allocating a set.
+    pub(crate) push_descriptors: bool,
 }
 
 impl VulkanKernel {
@@ -561,7 +564,17 @@ fn create_pipeline(
                 .stage_flags(vk::ShaderStageFlags::COMPUTE)
         })
         .collect();
-    let set_info = vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings);
+    let push_descriptors = shared.push_descriptor.is_some()
+        && shared.use_push_descriptors.load(Ordering::SeqCst)
+        && !bindings.is_empty()
+        && bindings.len() as u32 <= shared.limits.max_push_descriptors;
+    let set_info = vk::DescriptorSetLayoutCreateInfo::default()
+        .flags(if push_descriptors {
+            vk::DescriptorSetLayoutCreateFlags::PUSH_DESCRIPTOR_KHR
+        } else {
+            vk::DescriptorSetLayoutCreateFlags::empty()
+        })
+        .bindings(&bindings);
     // SAFETY: a valid create info; on failure the module made above is destroyed.
     let set_layout = match unsafe { raw.create_descriptor_set_layout(&set_info, None) } {
         Ok(l) => l,
@@ -633,5 +646,6 @@ fn create_pipeline(
         set_layout,
         pipeline_layout,
         pipeline,
+        push_descriptors,
     })
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyaccel_hal::{
-    validate, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims, Queue, Result,
+    validate, Buffer, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims, Queue, Result,
 };
 use ash::vk;
 
@@ -202,7 +202,15 @@ impl Event for VulkanEvent {
 }
 
 /// What a submission holds alive until it completes: buffers, staging, kernels, queries.
-type Held = Box<dyn Any + Send + Sync>;
+/// Never read; dropping it is the point.
+#[allow(dead_code)]
+enum Held {
+    Buffer(Buffer),
+    Kernel(Arc<dyn Kernel>),
+    Memory(Arc<Allocation>),
+    Timeline(Arc<Timeline>),
+    Query(Arc<TimestampQuery>),
+}
 
 /// Commands recorded and not yet submitted.
 #[derive(Default)]
@@ -535,7 +543,7 @@ impl VulkanQueue {
         // Waited-on timelines stay alive until this submission completes.
         batch
             .held
-            .extend(batch.waits.drain(..).map(|(t, _)| Box::new(t) as Held));
+            .extend(batch.waits.drain(..).map(|(t, _)| Held::Timeline(t)));
         st.in_flight.push_back(Submitted {
             value,
             cmd: batch.cmd,
@@ -605,8 +613,7 @@ impl VulkanQueue {
         };
         *used = (offset + need).div_ceil(4) * 4;
         let buffer = chunk.buffer;
-        let held = chunk.clone();
-        st.batch.held.push(Box::new(held));
+        st.batch.held.push(Held::Memory(chunk.clone()));
         Ok((buffer, offset))
     }
 
@@ -762,7 +769,7 @@ impl Queue for VulkanQueue {
                 // SAFETY: the staging buffer is mapped, new, and at least `data.len()` bytes.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
                 let buffer = staging.buffer;
-                st.batch.held.push(Box::new(staging));
+                st.batch.held.push(Held::Memory(staging));
                 (buffer, 0)
             };
             let cmd = self.command(&mut st)?;
@@ -774,7 +781,7 @@ impl Queue for VulkanQueue {
             // SAFETY: recording; both ranges lie inside their buffers.
             unsafe { raw.cmd_copy_buffer(cmd, src, alloc.buffer, &region) };
         }
-        st.batch.held.push(Box::new(dst.buffer().clone()));
+        st.batch.held.push(Held::Buffer(dst.buffer().clone()));
         self.maybe_flush(&mut st);
         Ok(())
     }
@@ -814,8 +821,8 @@ impl Queue for VulkanQueue {
                     .raw
                     .cmd_copy_buffer(cmd, alloc.buffer, staging.buffer, &region)
             };
-            st.batch.held.push(Box::new(src.buffer().clone()));
-            st.batch.held.push(Box::new(staging.clone()));
+            st.batch.held.push(Held::Buffer(src.buffer().clone()));
+            st.batch.held.push(Held::Memory(staging.clone()));
         }
         self.sync(&mut st)?;
         Self::report(&mut st)?;
@@ -851,8 +858,8 @@ impl Queue for VulkanQueue {
                 .raw
                 .cmd_copy_buffer(cmd, s.buffer, d.buffer, &region)
         };
-        st.batch.held.push(Box::new(src.buffer().clone()));
-        st.batch.held.push(Box::new(dst.buffer().clone()));
+        st.batch.held.push(Held::Buffer(src.buffer().clone()));
+        st.batch.held.push(Held::Buffer(dst.buffer().clone()));
         self.maybe_flush(&mut st);
         Ok(())
     }
@@ -906,7 +913,7 @@ impl Queue for VulkanQueue {
             // filled words (they are before `a` and after `b`).
             unsafe { raw.cmd_copy_buffer(cmd, src, alloc.buffer, &regions) };
         }
-        st.batch.held.push(Box::new(dst.buffer().clone()));
+        st.batch.held.push(Held::Buffer(dst.buffer().clone()));
         self.maybe_flush(&mut st);
         Ok(())
     }
@@ -928,26 +935,37 @@ impl Queue for VulkanQueue {
         let name = k.name();
         let iface = k.interface();
         let limits = &self.shared.limits;
-        let views: Vec<(usize, &BufferView)> = args
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| match a {
+        let views = || {
+            args.iter().enumerate().filter_map(|(i, a)| match a {
                 KernelArg::Buffer(v) => Some((i, v)),
                 KernelArg::Bytes(_) => None,
             })
-            .collect();
-        if views.len() != iface.buffers.len() {
+        };
+        let given = views().count();
+        if given != iface.buffers.len() {
             return Err(Error::invalid_argument(format!(
-                "launch `{name}`: {} buffer arguments given, but the kernel binds {} storage \
-                 buffers (@group(0) @binding(0..{}))",
-                views.len(),
+                "launch `{name}`: {given} buffer arguments given, but the kernel binds {} \
+                 storage buffers (@group(0) @binding(0..{}))",
                 iface.buffers.len(),
                 iface.buffers.len()
             )));
         }
+        let push = match (k.push_descriptors, &self.shared.push_descriptor) {
+            (false, _) => None,
+            (true, Some(push)) => Some(push),
+            (true, None) => {
+                return Err(Error::internal(format!(
+                    "launch `{name}`: the kernel pushes its bindings, but {} has no \
+                     VK_KHR_push_descriptor",
+                    self.id()
+                )))
+            }
+        };
         let scalars = scalar_block(k, args)?;
-        let mut infos = Vec::with_capacity(views.len());
-        for (binding, (i, view)) in views.iter().enumerate() {
+        // The bindings in order; an empty view, or a buffer without memory, has no VkBuffer
+        // range and is bound to the queue's placeholder, filled in below.
+        let mut infos = Vec::with_capacity(given);
+        for (binding, (i, view)) in views().enumerate() {
             // Formatted only when a message is made.
             let what = format_args!("launch `{name}` argument {i} (binding {binding})");
             validate::on_device(what, view, self.id())?;
@@ -971,14 +989,27 @@ impl Queue for VulkanQueue {
                     limits.min_storage_buffer_offset_alignment
                 )));
             }
-            let mem = memory_of(what, view)?;
-            if mem
-                .allocation()
-                .is_some_and(|a| !Arc::ptr_eq(a.device(), &self.shared))
-            {
-                return Err(foreign(what, self.id()));
-            }
-            infos.push((view, mem));
+            let info = match memory_of(what, view)?.allocation() {
+                Some(a) if !Arc::ptr_eq(a.device(), &self.shared) => {
+                    return Err(foreign(what, self.id()))
+                }
+                Some(a) if !view.is_empty() => vk::DescriptorBufferInfo {
+                    buffer: a.buffer,
+                    offset,
+                    // Whole words: the range is rounded up to 4 bytes inside the buffer.
+                    range: len
+                        .div_ceil(4)
+                        .saturating_mul(4)
+                        .min(a.bytes - offset)
+                        .min(limits.max_storage_buffer_range),
+                },
+                _ => vk::DescriptorBufferInfo {
+                    buffer: vk::Buffer::null(),
+                    offset: 0,
+                    range: vk::WHOLE_SIZE,
+                },
+            };
+            infos.push(info);
         }
         let wg = iface.workgroup_size;
         if let Some(local) = dims.local {
@@ -1006,72 +1037,45 @@ impl Queue for VulkanQueue {
 
         let mut st = self.lock();
         self.retire(&mut st)?;
-        let placeholder = if infos
-            .iter()
-            .any(|(v, m)| v.is_empty() || m.allocation().is_none())
-        {
-            Some(self.placeholder(&mut st)?)
-        } else {
-            None
+        if infos.iter().any(|info| info.buffer == vk::Buffer::null()) {
+            let placeholder = self.placeholder(&mut st)?;
+            for info in infos.iter_mut().filter(|i| i.buffer == vk::Buffer::null()) {
+                info.buffer = placeholder.buffer;
+            }
+            st.batch.held.push(Held::Memory(placeholder));
+        }
+        let set = match push {
+            Some(_) => vk::DescriptorSet::null(),
+            None => self.descriptor_set(&mut st, k.set_layout)?,
         };
-        let buffer_infos: Vec<vk::DescriptorBufferInfo> = infos
-            .iter()
-            .map(|(view, mem)| match (mem.allocation(), view.is_empty()) {
-                (Some(a), false) => {
-                    let offset = view.offset() as u64;
-                    // Whole words: the range is rounded up to 4 bytes inside the buffer.
-                    let range = (view.len() as u64)
-                        .div_ceil(4)
-                        .saturating_mul(4)
-                        .min(a.bytes - offset)
-                        .min(limits.max_storage_buffer_range);
-                    vk::DescriptorBufferInfo {
-                        buffer: a.buffer,
-                        offset,
-                        range,
-                    }
-                }
-                _ => vk::DescriptorBufferInfo {
-                    buffer: placeholder
-                        .as_ref()
-                        .map_or(vk::Buffer::null(), |p| p.buffer),
-                    offset: 0,
-                    range: vk::WHOLE_SIZE,
-                },
-            })
-            .collect();
-        let set = self.descriptor_set(&mut st, k.set_layout)?;
-        let writes: Vec<vk::WriteDescriptorSet> = buffer_infos
-            .iter()
-            .enumerate()
-            .map(|(b, info)| {
-                vk::WriteDescriptorSet::default()
-                    .dst_set(set)
-                    .dst_binding(b as u32)
-                    .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                    .buffer_info(std::slice::from_ref(info))
-            })
-            .collect();
+        // One write covers every binding: they are consecutive storage buffers of one stage.
+        let writes = [vk::WriteDescriptorSet::default()
+            .dst_set(set)
+            .dst_binding(0)
+            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+            .buffer_info(&infos)];
+        let writes = if infos.is_empty() { &[][..] } else { &writes[..] };
         let raw = &self.shared.raw;
-        // SAFETY: the set is new and not in use; every buffer is live and each range lies
-        // inside its buffer within maxStorageBufferRange at an aligned offset.
-        unsafe { raw.update_descriptor_sets(&writes, &[]) };
+        if push.is_none() {
+            // SAFETY: the set is new and not in use; every buffer is live and each range lies
+            // inside its buffer within maxStorageBufferRange at an aligned offset.
+            unsafe { raw.update_descriptor_sets(writes, &[]) };
+        }
         let cmd = self.command(&mut st)?;
         let max = limits.max_compute_work_group_count;
-        // SAFETY: recording; the pipeline, its layout and the set belong to this device, the
-        // push constants fit the layout's range (checked against the kernel's block), and
-        // every dispatch stays within maxComputeWorkGroupCount, with DISPATCH_BASE set on the
-        // pipeline for the base offsets.
+        let bind = vk::PipelineBindPoint::COMPUTE;
+        // SAFETY: recording; the pipeline, its layout and the set belong to this device; a
+        // pushed set's layout was made for pushing, with at most maxPushDescriptors bindings,
+        // and the writes are valid as above; the push constants fit the layout's range
+        // (checked against the kernel's block), and every dispatch stays within
+        // maxComputeWorkGroupCount, with DISPATCH_BASE set on the pipeline for the base
+        // offsets.
         unsafe {
-            raw.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, k.pipeline);
-            raw.cmd_bind_descriptor_sets(
-                cmd,
-                vk::PipelineBindPoint::COMPUTE,
-                k.pipeline_layout,
-                0,
-                &[set],
-                &[],
-            );
+            raw.cmd_bind_pipeline(cmd, bind, k.pipeline);
+            match push {
+                Some(push) => push.cmd_push_descriptor_set(cmd, bind, k.pipeline_layout, 0, writes),
+                None => raw.cmd_bind_descriptor_sets(cmd, bind, k.pipeline_layout, 0, &[set], &[]),
+            }
             if !scalars.is_empty() {
                 raw.cmd_push_constants(
                     cmd,
@@ -1099,12 +1103,9 @@ impl Queue for VulkanQueue {
                 z += nz;
             }
         }
-        st.batch.held.push(Box::new(kernel.clone()));
-        for (view, _) in &infos {
-            st.batch.held.push(Box::new(view.buffer().clone()));
-        }
-        if let Some(p) = placeholder {
-            st.batch.held.push(Box::new(p));
+        st.batch.held.push(Held::Kernel(kernel.clone()));
+        for (_, view) in views() {
+            st.batch.held.push(Held::Buffer(view.buffer().clone()));
         }
         self.maybe_flush(&mut st);
         Ok(())
@@ -1136,7 +1137,7 @@ impl Queue for VulkanQueue {
                     0,
                 );
             }
-            st.batch.held.push(Box::new(query.clone()));
+            st.batch.held.push(Held::Query(query.clone()));
             Some(query)
         } else {
             None
