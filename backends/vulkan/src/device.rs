@@ -47,7 +47,8 @@ pub struct VulkanLimits {
 /// Optional features found on the device, and enabled when found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VulkanFeatures {
-    /// `shaderFloat16` and `storageBuffer16BitAccess`: f16 in storage buffers and arithmetic.
+    /// `shaderFloat16`, `storageBuffer16BitAccess` and `uniformAndStorageBuffer16BitAccess`:
+    /// f16 in storage buffers and arithmetic.
     pub float16: bool,
     /// `shaderInt64`.
     pub int64: bool,
@@ -138,9 +139,9 @@ impl PhysicalDeviceReport {
         // optional extensions off.
         let extensions =
             unsafe { raw.enumerate_device_extension_properties(physical) }.unwrap_or_default();
-        let push_descriptor = extensions.iter().any(|e| {
-            e.extension_name_as_c_str() == Ok(ash::khr::push_descriptor::NAME)
-        });
+        let push_descriptor = extensions
+            .iter()
+            .any(|e| e.extension_name_as_c_str() == Ok(ash::khr::push_descriptor::NAME));
         let mut props2 = vk::PhysicalDeviceProperties2::default()
             .push_next(&mut maint3)
             .push_next(&mut driver);
@@ -223,7 +224,9 @@ impl PhysicalDeviceReport {
         };
         let features = VulkanFeatures {
             float16: f16i8.shader_float16 == vk::TRUE
-                && s16.storage_buffer16_bit_access == vk::TRUE,
+                && s16.storage_buffer16_bit_access == vk::TRUE
+                // naga declares both 16-bit storage capabilities for any f16 in a buffer.
+                && s16.uniform_and_storage_buffer16_bit_access == vk::TRUE,
             int64: core.shader_int64 == vk::TRUE,
             float64: core.shader_float64 == vk::TRUE,
             int16: core.shader_int16 == vk::TRUE,
@@ -317,7 +320,8 @@ impl VulkanDevice {
         let mut f16i8 =
             vk::PhysicalDeviceShaderFloat16Int8Features::default().shader_float16(features.float16);
         let mut s16 = vk::PhysicalDevice16BitStorageFeatures::default()
-            .storage_buffer16_bit_access(features.float16);
+            .storage_buffer16_bit_access(features.float16)
+            .uniform_and_storage_buffer16_bit_access(features.float16);
         let mut timeline =
             vk::PhysicalDeviceTimelineSemaphoreFeatures::default().timeline_semaphore(true);
         let core = vk::PhysicalDeviceFeatures::default()

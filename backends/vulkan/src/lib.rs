@@ -20,7 +20,11 @@
 //!   device and on the host by anything else. Events carry device timestamps where the device
 //!   has them.
 //! - **Kernels** ([`VulkanKernel`]): WGSL, parsed and validated by naga and written as SPIR-V
-//!   by naga at run time, or SPIR-V modules; each becomes a compute pipeline.
+//!   by naga at run time, or SPIR-V modules; each becomes a compute pipeline. Where the device
+//!   has VK_KHR_push_descriptor (lavapipe, and most desktop drivers) and the kernel has at most
+//!   `maxPushDescriptors` buffers, launches push the bindings into the command buffer; else
+//!   each launch allocates a descriptor set from the queue's pools and writes it
+//!   ([`VulkanDevice::set_push_descriptors`] chooses the latter for kernels compiled after it).
 //!
 //! ## The kernel argument convention
 //!

@@ -62,6 +62,12 @@ impl VulkanKernel {
         &self.interface
     }
 
+    /// True when launches push the bindings into the command buffer (VK_KHR_push_descriptor);
+    /// false when each launch allocates and writes a descriptor set from the queue's pools.
+    pub fn pushes_descriptors(&self) -> bool {
+        self.push_descriptors
+    }
+
     /// The device that compiled it.
     pub(crate) fn device(&self) -> &Arc<DeviceShared> {
         &self.shared

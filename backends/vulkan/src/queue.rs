@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyaccel_hal::{
-    validate, Buffer, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims, Queue, Result,
+    validate, Buffer, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims, Queue,
+    Result,
 };
 use ash::vk;
 
@@ -1054,7 +1055,11 @@ impl Queue for VulkanQueue {
             .dst_binding(0)
             .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
             .buffer_info(&infos)];
-        let writes = if infos.is_empty() { &[][..] } else { &writes[..] };
+        let writes = if infos.is_empty() {
+            &[][..]
+        } else {
+            &writes[..]
+        };
         let raw = &self.shared.raw;
         if push.is_none() {
             // SAFETY: the set is new and not in use; every buffer is live and each range lies

@@ -12,17 +12,19 @@ fn vulkan() -> Option<Arc<dyn Device>> {
 
 anyaccel_hal::hal_test_suite!(vulkan);
 
-/// The same suite with direct host access off, as on a discrete GPU.
+/// The same suite as on a discrete GPU without VK_KHR_push_descriptor: direct host access off,
+/// and every launch binding a descriptor set from the queue's pools.
 mod staged {
     use super::*;
 
     fn vulkan_staged() -> Option<Arc<dyn Device>> {
         let device = anyaccel_hal::testing::device_or_skip(&VulkanBackend)?;
-        device
+        let vk = device
             .as_any()
             .downcast_ref::<VulkanDevice>()
-            .expect("a Vulkan device")
-            .set_direct_host_access(false);
+            .expect("a Vulkan device");
+        vk.set_direct_host_access(false);
+        vk.set_push_descriptors(false);
         Some(device)
     }
 

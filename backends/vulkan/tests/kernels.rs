@@ -722,3 +722,125 @@ fn writes_behind_queued_work_take_every_path() {
         );
     }
 }
+
+fn pushes(kernel: &Arc<dyn Kernel>) -> bool {
+    kernel
+        .as_any()
+        .downcast_ref::<VulkanKernel>()
+        .expect("a Vulkan kernel")
+        .pushes_descriptors()
+}
+
+#[test]
+fn bindings_are_pushed_where_the_device_can_and_pool_sets_work_too() {
+    let Some(device) = vulkan() else { return };
+    let v = vk(&device);
+    let has = v.features().push_descriptor;
+    if device.info().name.contains("llvmpipe") {
+        // lavapipe has VK_KHR_push_descriptor with 32 push descriptors.
+        assert!(has, "lavapipe should report VK_KHR_push_descriptor");
+    }
+    assert_eq!(has, v.limits().max_push_descriptors > 0);
+    let q = device.create_queue().unwrap();
+    assert_eq!(v.set_push_descriptors(true), has);
+    let pushed = wgsl(&device, SAXPY, "saxpy");
+    assert_eq!(pushes(&pushed), has);
+    run_saxpy(&device, &*q, &pushed, 1000);
+    assert!(!v.set_push_descriptors(false));
+    let pooled = wgsl(&device, SAXPY, "saxpy");
+    assert!(!pushes(&pooled));
+    // More launches than one descriptor pool holds sets, in one batch and across batches,
+    // interleaved with pushed launches on the same queue.
+    let n = 256usize;
+    let xb = device.alloc(4 * n).unwrap();
+    let yb = device.alloc(4 * n).unwrap();
+    q.write(&xb.whole(), &f32_bytes(&vec![1.0; n])).unwrap();
+    q.write(&yb.whole(), &f32_bytes(&vec![0.0; n])).unwrap();
+    let launches = 150;
+    for i in 0..launches {
+        let kernel = if i % 3 == 0 { &pushed } else { &pooled };
+        q.launch(
+            kernel,
+            LaunchDims::linear(n as u64),
+            &[
+                KernelArg::Buffer(xb.whole()),
+                KernelArg::Buffer(yb.whole()),
+                KernelArg::scalar(n as u32),
+                KernelArg::scalar(1.0f32),
+            ],
+        )
+        .unwrap();
+    }
+    let got = f32s(&read(&*q, &yb));
+    assert!(got.iter().all(|&g| g == launches as f32), "{:?}", &got[..4]);
+    v.set_push_descriptors(true);
+}
+
+/// A kernel that sums `count` input buffers into one output: more bindings than a device may
+/// push falls back to a descriptor set from the pool.
+fn sum_of_buffers(count: usize) -> String {
+    let mut s = String::from("struct P { n: u32 }\nvar<immediate> p: P;\n");
+    for b in 0..count {
+        s += &format!("@group(0) @binding({b}) var<storage, read> in{b}: array<f32>;\n");
+    }
+    s += &format!("@group(0) @binding({count}) var<storage, read_write> out: array<f32>;\n");
+    s += "@compute @workgroup_size(64)\nfn sum(@builtin(global_invocation_id) id: vec3<u32>) {\n";
+    s += "    let i = id.x;\n    if i >= p.n { return; }\n    var acc = 0.0;\n";
+    for b in 0..count {
+        s += &format!("    acc += in{b}[i];\n");
+    }
+    s += "    out[i] = acc;\n}\n";
+    s
+}
+
+#[test]
+fn a_kernel_with_more_buffers_than_push_descriptors_uses_a_pool_set() {
+    let Some(device) = vulkan() else { return };
+    let v = vk(&device);
+    let max_push = v.limits().max_push_descriptors as usize;
+    let inputs = max_push.max(8);
+    if inputs + 1 > v.limits().max_per_stage_storage_buffers as usize {
+        eprintln!(
+            "skipped: {} binds too few storage buffers",
+            device.info().id
+        );
+        return;
+    }
+    let kernel = wgsl(&device, &sum_of_buffers(inputs), "sum");
+    assert!(
+        !pushes(&kernel),
+        "{} bindings, {max_push} pushable",
+        inputs + 1
+    );
+    let small = wgsl(&device, &sum_of_buffers(3), "sum");
+    assert_eq!(pushes(&small), v.features().push_descriptor);
+    let n = 100usize;
+    let q = device.create_queue().unwrap();
+    let mut args = Vec::new();
+    for b in 0..inputs {
+        let buf = device.alloc(4 * n).unwrap();
+        let vals: Vec<f32> = (0..n).map(|i| (i * (b + 1)) as f32).collect();
+        q.write(&buf.whole(), &f32_bytes(&vals)).unwrap();
+        args.push(KernelArg::Buffer(buf.whole()));
+    }
+    let out = device.alloc(4 * n).unwrap();
+    args.push(KernelArg::Buffer(out.whole()));
+    args.push(KernelArg::scalar(n as u32));
+    q.launch(&kernel, LaunchDims::linear(n as u64), &args)
+        .unwrap();
+    let got = f32s(&read(&*q, &out));
+    // sum over b of i * (b + 1) = i * inputs * (inputs + 1) / 2, exact in f32 here.
+    let k = (inputs * (inputs + 1) / 2) as f32;
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(*g, i as f32 * k, "element {i}");
+    }
+    let mut small_args = args[..3].to_vec();
+    small_args.push(KernelArg::Buffer(out.whole()));
+    small_args.push(KernelArg::scalar(n as u32));
+    q.launch(&small, LaunchDims::linear(n as u64), &small_args)
+        .unwrap();
+    let got = f32s(&read(&*q, &out));
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(*g, i as f32 * 6.0, "element {i} of the 3-buffer sum");
+    }
+}

@@ -58,6 +58,9 @@ pub(crate) const MAX_RANK: usize = 8;
 
 /// Window starts are multiples of this (the largest alignment Vulkan lets a device require).
 const WINDOW_ALIGN: usize = 256;
+/// Bytes of push constants every Vulkan device has (`maxPushConstantsSize` is at least 128):
+/// scalars and layout words up to this size are passed with the launch instead of in a buffer.
+const IMMEDIATE_BYTES: usize = 128;
 
 static COMMON: &str = include_str!("../../kernels/wgsl/common.wgsl");
 static ACCESS: &str = include_str!("../../kernels/wgsl/access.wgsl");
@@ -618,19 +621,35 @@ impl<'a> Shader<'a> {
         }
         if !self.spaces.is_empty() {
             let mut words = vec![0u32; self.spaces.len()];
-            let mut walks = Vec::new();
+            let mut merged = Vec::with_capacity(self.spaces.len());
             for (k, s) in self.spaces.iter().enumerate() {
                 let start = words.len();
                 words[k] = start as u32;
-                let merged = s.collapse();
-                merged.encode(&self.op, &mut words)?;
-                walks.push(walk_text(k, &merged, start)?);
+                let m = s.collapse();
+                m.encode(&self.op, &mut words)?;
+                merged.push((m, start));
             }
-            self.owned.extend(walks);
-            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-            let buffer = self.cx.device.alloc(bytes.len())?;
-            self.cx.queue.write(&buffer.whole(), &bytes)?;
-            self.words("L", buffer.whole(), "u32", false);
+            // The words travel with the scalars where both fit the push constants that every
+            // Vulkan device has; else they get a buffer of their own.
+            let inline = (self.params.len() + words.len()) * 4 <= IMMEDIATE_BYTES;
+            for (k, (m, start)) in merged.iter().enumerate() {
+                let walk = if inline {
+                    walk_text(k, m, *start, &|i| format!("p.L{i}"))?
+                } else {
+                    walk_text(k, m, *start, &|i| format!("L[{i}u]"))?
+                };
+                self.owned.push(walk);
+            }
+            if inline {
+                for (i, w) in words.iter().enumerate() {
+                    self.params.push((format!("L{i}"), "u32", *w));
+                }
+            } else {
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                let buffer = self.cx.device.alloc(bytes.len())?;
+                self.cx.queue.write(&buffer.whole(), &bytes)?;
+                self.words("L", buffer.whole(), "u32", false);
+            }
         }
         let common = section(COMMON, "common")?;
         let key = self.cache_key(common);
@@ -663,9 +682,15 @@ impl<'a> Shader<'a> {
     }
 }
 
-/// The `walk{space}` function of a space whose words start at `start` in the layout buffer (see
-/// `layout.wgsl`): one step per dimension of the merged layout, reading `L` at constant places.
-fn walk_text(space: usize, s: &Space, start: usize) -> Result<String> {
+/// The `walk{space}` function of a space whose words start at `start` in the layout words (see
+/// `layout.wgsl`): one step per dimension of the merged layout, reading the words at constant
+/// places, each through `word(place)`.
+fn walk_text(
+    space: usize,
+    s: &Space,
+    start: usize,
+    word: &dyn Fn(usize) -> String,
+) -> Result<String> {
     let rank = s.shape.len();
     let lane = |f: &dyn Fn(usize) -> String| -> String {
         (0..4)
@@ -681,15 +706,15 @@ fn walk_text(space: usize, s: &Space, start: usize) -> Result<String> {
     };
     // Words: rank, tensors, shape[rank], then per tensor: offset, strides[rank].
     let tensor_at = |t: usize| start + 2 + rank + t * (rank + 1);
-    let offsets = lane(&|t| format!("L[{}u]", tensor_at(t)));
+    let offsets = lane(&|t| word(tensor_at(t)));
     let mut steps = String::new();
     for d in (0..rank).rev() {
-        let strides = lane(&|t| format!("L[{}u]", tensor_at(t) + 1 + d));
+        let strides = lane(&|t| word(tensor_at(t) + 1 + d));
         let text = if d == 0 {
             section(LAYOUT, "walk_last")?.replace("$STRIDES", &strides)
         } else {
             section(LAYOUT, "walk_step")?
-                .replace("$SIZE", &format!("{}u", start + 2 + d))
+                .replace("$SIZE", &word(start + 2 + d))
                 .replace("$STRIDES", &strides)
         };
         steps.push_str(&text);
@@ -751,6 +776,8 @@ pub(crate) fn output(call: &OpCall, i: usize) -> Result<&Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod on_vulkan;
 
     #[test]
     fn sections_run_to_the_next_marker() {
@@ -895,7 +922,8 @@ mod tests {
             .with(7, vec![1, 3])
             .with(0, vec![5, 1])
             .collapse();
-        let text = walk_text(1, &s, 10).unwrap();
+        let buffer = |i: usize| format!("L[{i}u]");
+        let text = walk_text(1, &s, 10, &buffer).unwrap();
         assert!(text.starts_with("fn walk1(lin: u32) -> vec4<u32>"));
         // Words from 10: rank, tensors, 3, 5, then (7, 1, 3) and (0, 5, 1).
         assert!(text.contains("vec4<u32>(L[14u], L[17u], 0u, 0u)"), "{text}");
@@ -912,8 +940,12 @@ mod tests {
         assert!(!text.contains("for ("));
         // A contiguous space is one multiply-add.
         let c = Space::new(&[4, 6]).with(0, vec![6, 1]).collapse();
-        let text = walk_text(0, &c, 1).unwrap();
+        let text = walk_text(0, &c, 1, &buffer).unwrap();
         assert!(!text.contains('%'), "{text}");
+        // Words passed with the scalars are read as members of `p`.
+        let text = walk_text(1, &s, 10, &|i| format!("p.L{i}")).unwrap();
+        assert!(text.contains("vec4<u32>(p.L14, p.L17, 0u, 0u)"), "{text}");
+        assert!(text.contains("let size = p.L13;"), "{text}");
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! The layout words of strided operands on a Vulkan device, where one is installed: passed with
+//! the scalars when they fit the 128 bytes of push constants every device has, in a buffer of
+//! their own otherwise. Both must walk the same elements. The ops themselves are checked by the
+//! conformance suite (`anyaccel conformance --device vulkan:0`).
+//!
+//! The tests skip (saying so) when Vulkan is unavailable, unless `ANYACCEL_REQUIRE` names
+//! `vulkan`.
+
+use std::sync::Arc;
+
+use anyaccel_hal::{Device, Queue, Tensor};
+
+fn vulkan() -> Option<(Arc<dyn Device>, Arc<dyn Queue>)> {
+    let device = anyaccel_hal::testing::device_or_skip(&anyaccel_vulkan::VulkanBackend)?;
+    let queue = device.create_queue().unwrap();
+    Some((device, queue))
+}
+
+/// The elements of row-major `a` of `shape` permuted by `order`, in row-major order, on the
+/// host.
+fn permuted(a: &[f32], shape: &[usize], order: &[usize]) -> Vec<f32> {
+    let pshape: Vec<usize> = order.iter().map(|&d| shape[d]).collect();
+    let strides = anyaccel_hal::contiguous_strides(shape);
+    (0..a.len())
+        .map(|lin| {
+            let mut rem = lin;
+            let mut src = 0;
+            for d in (0..order.len()).rev() {
+                let i = rem % pshape[d];
+                rem /= pshape[d];
+                src += i * strides[order[d]] as usize;
+            }
+            a[src]
+        })
+        .collect()
+}
+
+/// `a` permuted by `order`, plus a contiguous `b` of the permuted shape, on the device, against
+/// the same sum on the host.
+fn add_permuted(q: &dyn Queue, shape: &[usize], order: &[usize]) {
+    let n: usize = shape.iter().product();
+    let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let at = Tensor::from_slice(q, &a, shape)
+        .unwrap()
+        .permute(order)
+        .unwrap();
+    let pshape: Vec<usize> = order.iter().map(|&d| shape[d]).collect();
+    let b: Vec<f32> = (0..n).map(|i| (i * 1000) as f32).collect();
+    let bt = Tensor::from_slice(q, &b, &pshape).unwrap();
+    let out = crate::call(q, "add", &[Some(&at), Some(&bt)], &[]).unwrap();
+    let got = out[0].to_vec::<f32>(q).unwrap();
+    let pa = permuted(&a, shape, order);
+    for (lin, g) in got.iter().enumerate() {
+        assert_eq!(
+            *g,
+            pa[lin] + b[lin],
+            "element {lin} of {shape:?} permuted {order:?}"
+        );
+    }
+}
+
+#[test]
+fn a_transposed_operand_walks_with_words_in_the_scalars() {
+    let Some((_device, q)) = vulkan() else { return };
+    // Rank 2, three tensors: 1 + 2 + 2 + 3 * 3 = 14 words with the scalars, under 32.
+    add_permuted(&*q, &[33, 17], &[1, 0]);
+    add_permuted(&*q, &[3, 4, 5], &[2, 0, 1]);
+}
+
+#[test]
+fn a_rank_8_permuted_operand_walks_with_words_in_a_buffer() {
+    let Some((_device, q)) = vulkan() else { return };
+    // Rank 8, three tensors: 1 + 2 + 8 + 3 * 9 = 38 words, more than 128 bytes.
+    add_permuted(&*q, &[2, 3, 2, 2, 3, 2, 2, 2], &[7, 6, 5, 4, 3, 2, 1, 0]);
+    // Several ops in flight, each with its own layout buffer, then one sync.
+    let shape = [2, 2, 3, 2, 2, 2, 2, 2];
+    let n: usize = shape.iter().product();
+    let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let at = Tensor::from_slice(&*q, &a, &shape).unwrap();
+    let order = [1, 0, 3, 2, 5, 4, 7, 6];
+    let mut acc = at.permute(&order).unwrap();
+    for _ in 0..40 {
+        let view = at.permute(&order).unwrap();
+        acc = crate::call(&*q, "add", &[Some(&acc), Some(&view)], &[])
+            .unwrap()
+            .remove(0);
+    }
+    let got = acc.to_vec::<f32>(&*q).unwrap();
+    let want = permuted(&a, &shape, &order);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(*g, 41.0 * w, "element {i}");
+    }
+}
