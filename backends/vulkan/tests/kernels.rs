@@ -801,8 +801,9 @@ fn a_kernel_with_more_buffers_than_push_descriptors_uses_a_pool_set() {
     let inputs = max_push.max(8);
     if inputs + 1 > v.limits().max_per_stage_storage_buffers as usize {
         eprintln!(
-            "skipped: {} binds too few storage buffers",
-            device.info().id
+            "skipped: {} binds at most {} storage buffers per stage, all of which it can push",
+            device.info().id,
+            v.limits().max_per_stage_storage_buffers
         );
         return;
     }
