@@ -58,6 +58,21 @@ fn read(q: &dyn Queue, b: &anyaccel_hal::Buffer) -> Vec<u8> {
     out
 }
 
+/// The arguments of `saxpy` over the first `n` elements of `x` and `y`.
+fn saxpy_args(
+    x: &anyaccel_hal::Buffer,
+    y: &anyaccel_hal::Buffer,
+    n: usize,
+    a: f32,
+) -> [KernelArg; 4] {
+    [
+        KernelArg::Buffer(x.whole()),
+        KernelArg::Buffer(y.whole()),
+        KernelArg::scalar(n as u32),
+        KernelArg::scalar(a),
+    ]
+}
+
 /// Runs saxpy on `n` elements: x = i, y = 2i, a = 3, so y becomes 5i exactly.
 fn run_saxpy(device: &Arc<dyn Device>, q: &dyn Queue, kernel: &Arc<dyn Kernel>, n: usize) {
     let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
@@ -69,12 +84,7 @@ fn run_saxpy(device: &Arc<dyn Device>, q: &dyn Queue, kernel: &Arc<dyn Kernel>, 
     q.launch(
         kernel,
         LaunchDims::linear(n as u64),
-        &[
-            KernelArg::Buffer(xb.whole()),
-            KernelArg::Buffer(yb.whole()),
-            KernelArg::scalar(n as u32),
-            KernelArg::scalar(3.0f32),
-        ],
+        &saxpy_args(&xb, &yb, n, 3.0),
     )
     .unwrap();
     let got = f32s(&read(q, &yb));
@@ -762,12 +772,7 @@ fn bindings_are_pushed_where_the_device_can_and_pool_sets_work_too() {
         q.launch(
             kernel,
             LaunchDims::linear(n as u64),
-            &[
-                KernelArg::Buffer(xb.whole()),
-                KernelArg::Buffer(yb.whole()),
-                KernelArg::scalar(n as u32),
-                KernelArg::scalar(1.0f32),
-            ],
+            &saxpy_args(&xb, &yb, n, 1.0),
         )
         .unwrap();
     }
