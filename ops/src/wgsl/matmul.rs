@@ -1,5 +1,5 @@
 //! `matmul`: a register-blocked kernel (4x4 outputs per invocation, f32 accumulation), with
-//! batch broadcasting through the layout buffer and the bias added before the one rounding.
+//! batch broadcasting through the layout words and the bias added before the one rounding.
 
 use anyaccel_hal::{Error, OpCall, Result};
 
