@@ -778,7 +778,6 @@ fn bindings_are_pushed_where_the_device_can_and_pool_sets_work_too() {
     }
     let got = f32s(&read(&*q, &yb));
     assert!(got.iter().all(|&g| g == launches as f32), "{:?}", &got[..4]);
-    v.set_push_descriptors(true);
 }
 
 /// A kernel that sums `count` input buffers into one output: more bindings than a device may

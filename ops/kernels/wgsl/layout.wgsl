@@ -1,9 +1,8 @@
-// Strided layouts. The layout words hold, first, the start of each "space" (one per index
-// space a kernel walks), then the spaces: `rank, tensors, shape[rank]`, then for each tensor
-// `offset, strides[rank]`, all in elements. They are members `p.L0`, `p.L1`, ... of the scalar
-// block where they fit in it with the scalars, else the elements of the buffer `L`.
-// `walk$S(lin)` turns the row-major linear index `lin` of space $S into the element offset of
-// each of its (up to four) tensors.
+// Strided layouts. The layout words hold, for each "space" (an index space a kernel walks) one
+// after the other: `rank, tensors, shape[rank]`, then for each tensor `offset, strides[rank]`,
+// all in elements. They are members `p.L0`, `p.L1`, ... of the scalar block where they fit in it
+// with the scalars, else the elements of the buffer `L`. `walk$S(lin)` turns the row-major
+// linear index `lin` of space $S into the element offset of each of its (up to four) tensors.
 //
 // The op layer merges the dimensions that are contiguous in every tensor first, and writes the
 // walk for the rank that is left, with the places of the words as constants: a contiguous walk

@@ -399,6 +399,8 @@ pub(crate) struct Shader<'a> {
     decls: String,
     funcs: String,
     params: Vec<(String, &'static str, u32)>,
+    /// Layout words passed after the scalars, as the block's members `L0`, `L1`, ...
+    inline_words: Vec<u32>,
     args: Vec<KernelArg>,
     spaces: Vec<Space>,
     body: String,
@@ -419,6 +421,7 @@ impl<'a> Shader<'a> {
             decls: String::new(),
             funcs: String::new(),
             params: Vec::new(),
+            inline_words: Vec::new(),
             args: Vec::new(),
             spaces: Vec::new(),
             body: String::new(),
@@ -572,6 +575,9 @@ impl<'a> Shader<'a> {
         for (name, ty, _) in &self.params {
             let _ = writeln!(text, "    {name}: {ty},");
         }
+        for i in 0..self.inline_words.len() {
+            let _ = writeln!(text, "    L{i}: u32,");
+        }
         text.push_str("}\nvar<immediate> p: Params;\n");
         text.push_str(&self.decls);
         text.push_str(common);
@@ -600,6 +606,7 @@ impl<'a> Shader<'a> {
             part(&mut key, name);
             part(&mut key, ty);
         }
+        let _ = write!(key, "L{};", self.inline_words.len());
         part(&mut key, &self.decls);
         for s in std::iter::once(&common).chain(&self.sections) {
             let _ = write!(key, "@{:x}+{};", s.as_ptr() as usize, s.len());
@@ -616,15 +623,11 @@ impl<'a> Shader<'a> {
         if global.contains(&0) {
             return Ok(());
         }
-        if self.params.is_empty() {
-            self.u32("unused", 0);
-        }
         if !self.spaces.is_empty() {
-            let mut words = vec![0u32; self.spaces.len()];
+            let mut words = Vec::new();
             let mut merged = Vec::with_capacity(self.spaces.len());
-            for (k, s) in self.spaces.iter().enumerate() {
+            for s in &self.spaces {
                 let start = words.len();
-                words[k] = start as u32;
                 let m = s.collapse();
                 m.encode(&self.op, &mut words)?;
                 merged.push((m, start));
@@ -632,18 +635,17 @@ impl<'a> Shader<'a> {
             // The words travel with the scalars where both fit the push constants that every
             // Vulkan device has; else they get a buffer of their own.
             let inline = (self.params.len() + words.len()) * 4 <= IMMEDIATE_BYTES;
+            let word: &dyn Fn(usize) -> String = if inline {
+                &|i| format!("p.L{i}")
+            } else {
+                &|i| format!("L[{i}u]")
+            };
             for (k, (m, start)) in merged.iter().enumerate() {
-                let walk = if inline {
-                    walk_text(k, m, *start, &|i| format!("p.L{i}"))?
-                } else {
-                    walk_text(k, m, *start, &|i| format!("L[{i}u]"))?
-                };
+                let walk = walk_text(k, m, *start, word)?;
                 self.owned.push(walk);
             }
             if inline {
-                for (i, w) in words.iter().enumerate() {
-                    self.params.push((format!("L{i}"), "u32", *w));
-                }
+                self.inline_words = words;
             } else {
                 let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
                 let buffer = self.cx.device.alloc(bytes.len())?;
@@ -651,12 +653,17 @@ impl<'a> Shader<'a> {
                 self.words("L", buffer.whole(), "u32", false);
             }
         }
+        if self.params.is_empty() && self.inline_words.is_empty() {
+            self.u32("unused", 0);
+        }
         let common = section(COMMON, "common")?;
         let key = self.cache_key(common);
         let scalars: Vec<u8> = self
             .params
             .iter()
-            .flat_map(|(_, _, v)| v.to_le_bytes())
+            .map(|(_, _, v)| v)
+            .chain(&self.inline_words)
+            .flat_map(|v| v.to_le_bytes())
             .collect();
         self.args.push(KernelArg::Bytes(scalars));
         let device = self.cx.device;
