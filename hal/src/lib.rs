@@ -30,6 +30,7 @@ mod dtype;
 mod error;
 mod failures;
 mod kernel;
+pub mod layout;
 mod op;
 mod runtime;
 mod tensor;
@@ -46,8 +47,9 @@ pub use kernel::{
     Dialect, HostArg, HostKernel, HostLaunch, HostMem, Kernel, KernelArg, KernelCache,
     KernelSource, LaunchDims,
 };
+pub use layout::{checked_numel, MAX_RANK};
 pub use op::{AttrValue, OpCall};
 pub use runtime::{BackendStatus, Runtime, DEVICES_ENV, REQUIRE_ENV};
-pub use tensor::{checked_numel, contiguous_strides, shape_str, Tensor, TensorDesc};
+pub use tensor::{contiguous_strides, shape_str, Tensor, TensorDesc};
 
 pub use half::{bf16, f16};

@@ -1,5 +1,6 @@
 //! Tensors: a [`BufferView`] and a [`TensorDesc`] (dtype, shape, strides, offset).
 
+use crate::layout::{self, checked_numel};
 use crate::{BufferView, DType, Device, Element, Error, Queue, Result};
 
 /// The layout of a tensor: dtype, shape, strides in elements (zero strides broadcast), and the
@@ -25,18 +26,6 @@ pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
         step = step.saturating_mul(d.max(1));
     }
     strides
-}
-
-/// Product of the dimensions, or an error naming `what` if it overflows.
-pub fn checked_numel(what: &str, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            Error::invalid_argument(format!(
-                "{what}: shape {shape:?} has more elements than fit in usize"
-            ))
-        })
 }
 
 /// A shape written as `2x3x4` (or `scalar`).
@@ -84,59 +73,53 @@ impl TensorDesc {
         true
     }
 
-    /// Elements from the offset to one past the furthest element reached (0 when empty).
+    /// Elements from the offset to one past the furthest element reached (0 when empty). Exact
+    /// for a layout that [`TensorDesc::validate`] accepts; `usize::MAX` (never a wrapped value)
+    /// for one whose span overflows.
     pub fn span(&self) -> usize {
-        if self.numel() == 0 {
-            return 0;
-        }
-        1 + self
-            .shape
-            .iter()
-            .zip(&self.strides)
-            .map(|(&d, &s)| (d - 1).saturating_mul(s))
-            .sum::<usize>()
+        layout::span_elements(&self.shape, &self.strides).unwrap_or(usize::MAX)
     }
 
-    /// Bytes of the view that the tensor needs: offset plus span, in bytes.
+    /// Elements of the view that the layout needs: the offset plus the span, checked. An empty
+    /// tensor needs its offset (so that its first element's address still lies inside the view).
+    pub fn required_elements(&self) -> Result<usize> {
+        let span = layout::checked_span("tensor", &self.shape, &self.strides)?;
+        layout::checked_add("tensor: offset plus span", self.offset, span)
+    }
+
+    /// Bytes of the view that the tensor needs: offset plus span, in bytes, checked.
     pub fn required_bytes(&self) -> Result<usize> {
-        let elems = if self.numel() == 0 {
-            Some(0)
-        } else {
-            self.offset.checked_add(self.span())
-        };
-        let elems = match elems {
-            Some(e) => e,
-            None => {
-                return Err(Error::invalid_argument(format!(
-                    "tensor: offset {} plus span of shape {:?} overflows",
-                    self.offset, self.shape
-                )))
-            }
-        };
-        elems
-            .checked_mul(self.dtype.size_in_bytes())
-            .ok_or_else(|| {
-                Error::invalid_argument(format!(
-                    "tensor: shape {:?} needs more bytes than fit in usize",
-                    self.shape
-                ))
-            })
+        layout::elements_to_bytes("tensor", self.required_elements()?, self.dtype)
+    }
+
+    /// The offset in bytes of element `[0, ...]` from the start of the view, checked.
+    pub fn byte_offset(&self) -> Result<usize> {
+        layout::elements_to_bytes("tensor offset", self.offset, self.dtype)
+    }
+
+    /// Bytes of the elements in row-major order (`numel * dtype size`): the length of a host
+    /// transfer. Checked: a broadcast view may have far more elements than its memory holds.
+    pub fn host_bytes(&self) -> Result<usize> {
+        let numel = checked_numel("tensor", &self.shape)?;
+        layout::elements_to_bytes("tensor host transfer", numel, self.dtype)
     }
 
     /// The element offset (from the view start) of the element with this row-major linear index.
+    /// Exact for a validated layout and `linear < numel`, where it cannot overflow.
     pub fn offset_of_linear(&self, mut linear: usize) -> usize {
         let mut off = self.offset;
         for (&d, &s) in self.shape.iter().zip(&self.strides).rev() {
             if d == 0 {
                 return off;
             }
-            off += (linear % d) * s;
+            off = off.saturating_add((linear % d).saturating_mul(s));
             linear /= d;
         }
         off
     }
 
-    /// Checks that shape and strides have the same rank and that the element count fits.
+    /// Checks that shape and strides have the same rank (at most [`layout::MAX_RANK`]), that the
+    /// element count fits, and that offset plus span fits in memory, all without overflow.
     pub fn validate(&self, what: &str) -> Result<()> {
         if self.shape.len() != self.strides.len() {
             return Err(Error::invalid_argument(format!(
@@ -147,6 +130,7 @@ impl TensorDesc {
                 self.strides.len()
             )));
         }
+        layout::check_rank(what, self.shape.len())?;
         checked_numel(what, &self.shape)?;
         self.required_bytes().map_err(|e| e.context(what))?;
         Ok(())
@@ -180,14 +164,10 @@ impl Tensor {
 
     /// A new contiguous tensor on `device`; its contents are unspecified.
     pub fn empty(device: &dyn Device, dtype: DType, shape: &[usize]) -> Result<Tensor> {
-        let numel = checked_numel("tensor", shape)?;
-        let bytes = numel.checked_mul(dtype.size_in_bytes()).ok_or_else(|| {
-            Error::invalid_argument(format!(
-                "tensor: shape {shape:?} of {dtype} overflows usize bytes"
-            ))
-        })?;
-        let buffer = device.alloc(bytes)?;
-        Tensor::new(buffer.whole(), TensorDesc::contiguous(dtype, shape))
+        let desc = TensorDesc::contiguous(dtype, shape);
+        desc.validate("tensor")?;
+        let buffer = device.alloc(desc.required_bytes()?)?;
+        Tensor::new(buffer.whole(), desc)
     }
 
     /// A new contiguous tensor on the queue's device holding `data` in row-major order.
@@ -220,27 +200,58 @@ impl Tensor {
         Ok(T::from_bytes(&self.to_bytes(queue)?))
     }
 
-    /// Reads the elements' bytes in row-major order. Waits for the queue.
+    /// Reads the elements' bytes in row-major order. Waits for the queue. A view with more
+    /// elements than host memory can hold (a broadcast, say) is `OutOfMemory`, not an abort.
     pub fn to_bytes(&self, queue: &dyn Queue) -> Result<Vec<u8>> {
-        let size = self.desc.dtype.size_in_bytes();
-        let numel = self.desc.numel();
-        if numel == 0 {
-            queue.finish()?;
-            return Ok(Vec::new());
-        }
-        let start = self.desc.offset * size;
-        let span = self.desc.span() * size;
-        let mut raw = vec![0u8; span];
-        queue.read(&self.view.sub(start, span)?, &mut raw)?;
-        if self.desc.is_contiguous() {
-            return Ok(raw);
-        }
-        let mut out = Vec::with_capacity(numel * size);
-        for i in 0..numel {
-            let at = (self.desc.offset_of_linear(i) - self.desc.offset) * size;
-            out.extend_from_slice(&raw[at..at + size]);
-        }
+        let bytes = self.desc.host_bytes()?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(bytes).map_err(|_| {
+            Error::out_of_memory(format!(
+                "to_bytes: the {} {} tensor holds {bytes} bytes in row-major order, more than \
+                 the host could allocate",
+                self.desc.dtype,
+                shape_str(&self.desc.shape)
+            ))
+        })?;
+        out.resize(bytes, 0);
+        self.read_into(queue, &mut out)?;
         Ok(out)
+    }
+
+    /// Reads the elements' bytes in row-major order into `dst`, which must hold exactly
+    /// [`TensorDesc::host_bytes`] bytes. Waits for the queue.
+    pub fn read_into(&self, queue: &dyn Queue, dst: &mut [u8]) -> Result<()> {
+        let bytes = self.desc.host_bytes()?;
+        if dst.len() != bytes {
+            return Err(Error::invalid_argument(format!(
+                "read: the destination has {} bytes but the {} {} tensor holds {bytes}: \
+                 expected exactly its size",
+                dst.len(),
+                self.desc.dtype,
+                shape_str(&self.desc.shape)
+            )));
+        }
+        if bytes == 0 {
+            return queue.finish();
+        }
+        let size = self.desc.dtype.size_in_bytes();
+        // Inside the view: `Tensor::new` checked offset plus span against it.
+        let start = self.desc.byte_offset()?;
+        let span = layout::elements_to_bytes("read", self.desc.span(), self.desc.dtype)?;
+        let view = self.view.sub(start, span)?;
+        if self.desc.is_contiguous() {
+            return queue.read(&view, dst);
+        }
+        let mut raw = Vec::new();
+        raw.try_reserve_exact(span)
+            .map_err(|_| Error::out_of_memory(format!("read: {span} bytes of staging")))?;
+        raw.resize(span, 0);
+        queue.read(&view, &mut raw)?;
+        for (i, out) in dst.chunks_exact_mut(size).enumerate() {
+            let at = (self.desc.offset_of_linear(i) - self.desc.offset) * size;
+            out.copy_from_slice(&raw[at..at + size]);
+        }
+        Ok(())
     }
 
     /// The view.
@@ -338,7 +349,15 @@ impl Tensor {
         let mut desc = self.desc.clone();
         desc.shape[dim] = len;
         if len > 0 {
-            desc.offset += start * desc.strides[dim];
+            // Inside the view (start < size), so it fits; checked all the same.
+            let step = start.checked_mul(desc.strides[dim]);
+            desc.offset = step
+                .and_then(|step| desc.offset.checked_add(step))
+                .ok_or_else(|| {
+                    Error::out_of_bounds(format!(
+                        "narrow: offset of {start} in dim {dim} overflows"
+                    ))
+                })?;
         }
         self.with_desc(desc)
     }
@@ -440,5 +459,127 @@ mod tests {
             .message()
             .contains("ranks must match"));
         assert!(checked_numel("x", &[usize::MAX, 2]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod hostile_layouts {
+    use super::*;
+    use crate::{Buffer, DeviceMemory, ErrorCode};
+    use std::any::Any;
+    use std::sync::Arc;
+
+    struct Fake(usize);
+    impl DeviceMemory for Fake {
+        fn size(&self) -> usize {
+            self.0
+        }
+        fn device_id(&self) -> &str {
+            "fake:0"
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn view(bytes: usize) -> BufferView {
+        Buffer::new(Arc::new(Fake(bytes))).whole()
+    }
+
+    fn desc(dtype: DType, shape: &[usize], strides: &[usize], offset: usize) -> TensorDesc {
+        TensorDesc {
+            dtype,
+            shape: shape.to_vec(),
+            strides: strides.to_vec(),
+            offset,
+        }
+    }
+
+    /// Layouts whose span wraps when summed or multiplied without a check: each must be refused
+    /// however large the view is.
+    #[test]
+    fn wrapping_spans_are_refused() {
+        let max = i64::MAX as usize;
+        let cases = [
+            desc(DType::F32, &[4, 3], &[max, 1], 0),
+            desc(DType::F32, &[5, 1], &[1 << 62, 1], 0),
+            desc(DType::U8, &[3, 3], &[usize::MAX / 2, usize::MAX / 2], 0),
+            desc(DType::U8, &[2], &[1], usize::MAX),
+            desc(DType::U8, &[2], &[usize::MAX], 0),
+            desc(DType::F64, &[1 << 61], &[1], 0),
+            desc(DType::U8, &[0], &[1], usize::MAX),
+            desc(DType::F32, &[0, 2], &[1, 1], 1 << 62),
+        ];
+        for d in cases {
+            let e = Tensor::new(view(1 << 20), d.clone()).unwrap_err();
+            assert!(
+                matches!(
+                    e.code(),
+                    ErrorCode::InvalidArgument | ErrorCode::OutOfBounds
+                ),
+                "{d:?}: {e}"
+            );
+            assert!(e.message().starts_with("tensor"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_accepted_view_lies_inside_its_buffer() {
+        // An exhaustive sweep of small layouts over a 64-byte view: accepted exactly when the
+        // furthest byte any element occupies is inside the view.
+        let v = view(64);
+        for dtype in [DType::U8, DType::F32, DType::F64] {
+            for d0 in 0..4usize {
+                for d1 in 0..4usize {
+                    for s0 in [0usize, 1, 3, 7, 1 << 62, usize::MAX] {
+                        for s1 in [0usize, 1, 2, 1 << 63] {
+                            for offset in [0usize, 1, 5, 63, 64, usize::MAX - 1] {
+                                let d = desc(dtype, &[d0, d1], &[s0, s1], offset);
+                                let size = dtype.size_in_bytes() as u128;
+                                let end = if d0 == 0 || d1 == 0 {
+                                    offset as u128 * size
+                                } else {
+                                    (offset as u128
+                                        + (d0 as u128 - 1) * s0 as u128
+                                        + (d1 as u128 - 1) * s1 as u128
+                                        + 1)
+                                        * size
+                                };
+                                let ok = Tensor::new(v.clone(), d.clone()).is_ok();
+                                assert_eq!(ok, end <= 64, "{d:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn views_of_views_stay_inside() {
+        let t = Tensor::new(view(24), TensorDesc::contiguous(DType::F32, &[2, 3])).unwrap();
+        assert!(t.narrow(1, 3, 0).is_ok());
+        assert!(t.narrow(1, 2, 2).is_err());
+        assert!(t.narrow(1, usize::MAX, 2).is_err());
+        let b = t
+            .narrow(0, 1, 1)
+            .unwrap()
+            .broadcast_to(&[1 << 62, 1, 3])
+            .unwrap();
+        assert_eq!(b.numel(), 3 << 62);
+        // The broadcast has more elements than any host buffer: its transfer length is refused.
+        assert_eq!(
+            b.desc().host_bytes().unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        let e = t
+            .with_desc(desc(DType::F32, &[2, 3], &[3, 1], 1))
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::OutOfBounds);
+        let deep = desc(DType::U8, &[1; 65], &[1; 65], 0);
+        assert!(Tensor::new(view(1), deep)
+            .unwrap_err()
+            .message()
+            .contains("at most 64"));
     }
 }
