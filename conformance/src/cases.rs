@@ -459,6 +459,14 @@ fn creation_cases(b: &mut Builder) {
         ("1e10", 1e10),
         ("m3", -3.0),
         ("300_7", 300.7),
+        // Just below f16's overflow threshold 65520 (f16: 65504) and bf16's (bf16: its largest
+        // finite value): one rounding from the f64 value keeps them finite, rounding through
+        // f32 first makes them +Inf.
+        ("f16_edge", 65520.0 - 2f64.powi(-30)),
+        (
+            "bf16_edge",
+            (2.0 - 2f64.powi(-8)) * 2f64.powi(127) - 2f64.powi(80),
+        ),
     ];
     for &d in fill_dtypes {
         for &(vtag, v) in values {
@@ -516,6 +524,12 @@ fn creation_cases(b: &mut Builder) {
         if d.is_float() {
             variants.push(("m3_q_17", -3.0, 0.25, 17));
             variants.push(("tenth_1000", 0.0, 0.1, 1000));
+            // Values a hair below f16's overflow threshold: finite in f16 (rounded once).
+            variants.push(("f16_edge", 65520.0 - 2f64.powi(-30), -2f64.powi(-31), 3));
+        } else {
+            // The ends of i64: every integral start and step in [-2^63, 2^63) is accepted.
+            variants.push(("i64_min", -2f64.powi(63), 1.0, 3));
+            variants.push(("i64_top", 2f64.powi(63) - 1024.0, -1024.0, 3));
         }
         for (tag, start, step, n) in variants {
             let attrs = vec![

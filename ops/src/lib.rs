@@ -28,6 +28,7 @@
 mod attrs;
 pub mod catalog;
 pub mod clang;
+pub mod convert;
 mod dispatch;
 mod host;
 mod plan;

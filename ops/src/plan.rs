@@ -87,10 +87,14 @@ fn min_rank(op: &str, name: &str, d: &TensorDesc, rank: usize) -> Result<()> {
     Ok(())
 }
 
+/// An attribute that must hold an integer of i64: integral and in `[-2^63, 2^63)`, both bounds
+/// exact powers of two (every integral f64 in that range converts to i64 exactly).
 fn integral(op: &str, name: &str, v: f64) -> Result<i64> {
-    if !v.is_finite() || v.fract() != 0.0 || v.abs() > 9.2e18 {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if !(v.fract() == 0.0 && (-TWO_63..TWO_63).contains(&v)) {
         return Err(invalid(format!(
-            "{op}: {name} is {v}, expected an integral value for an integer dtype"
+            "{op}: {name} is {v}, expected an integral value within the range of i64 \
+             ([-2^63, 2^63)) for an integer dtype"
         )));
     }
     Ok(v as i64)

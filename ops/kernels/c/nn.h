@@ -31,7 +31,10 @@ KERNEL void sm_lines(GLOBAL X_ST* out, GLOBAL const X_ST* x, const Lay K, const 
 /* ---- layer_norm, rms_norm over the last axis ---------------------------------------------------
  * K: rows (operand 0 the output, 1 the input); xs, os: strides along the row; the weight and
  * bias are D-element vectors at (offset, stride). The row is first scaled by a power of two
- * near 1 / max|x| so that sums of squares cannot overflow where the exact result is finite. */
+ * near 1 / max|x| so that sums of squares cannot overflow where the exact result is finite.
+ * layer_norm sums relative to the row's first element: a constant row then has a mean equal
+ * to its element and deviations of exactly 0 (so `eps = 0` gives 0 / 0 = NaN, not the
+ * rounding error of a mean computed from the raw values), and sums cancel less. */
 #ifdef LN_ROWS
 KERNEL void ln_rows(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* w,
                     GLOBAL const X_ST* b, const Lay K, const i64 rows, const i64 len,
@@ -53,15 +56,18 @@ KERNEL void ln_rows(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* w
         }
         const float n = (float)len;
 #ifdef LN_RMS
+        const float shift = 0.0f;
         const float mean = 0.0f;
 #else
+        const float shift = len > 0 ? X_LD(x, ko[1]) * sc : 0.0f;
         float s = 0.0f;
-        for (i64 j = t; j < len; j += WG) s += X_LD(x, ko[1] + j * xs) * sc;
+        for (i64 j = t; j < len; j += WG) s += X_LD(x, ko[1] + j * xs) * sc - shift;
+        /* The mean less the shift. */
         const float mean = group_sum_f32(red, s) / n;
 #endif
         float q = 0.0f;
         for (i64 j = t; j < len; j += WG) {
-            float d = X_LD(x, ko[1] + j * xs) * sc - mean;
+            float d = (X_LD(x, ko[1] + j * xs) * sc - shift) - mean;
             q += d * d;
         }
         const float var = group_sum_f32(red, q) / n;
@@ -70,7 +76,7 @@ KERNEL void ln_rows(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* w
          * underflows. */
         const float inv = (denom == 0.0f && eps > 0.0f) ? 0.0f : 1.0f / denom;
         for (i64 j = t; j < len; j += WG) {
-            float y = (X_LD(x, ko[1] + j * xs) * sc - mean) * inv;
+            float y = ((X_LD(x, ko[1] + j * xs) * sc - shift) - mean) * inv;
 #ifdef LN_W
             y *= X_LD(w, w_off + j * w_st);
 #endif

@@ -126,6 +126,19 @@ fn f32_to_i64(x: f32) -> i64 {
 
 //# common_f64
 fn is_nan64(x: f64) -> bool { return !(x == x); }
+// The finite f64 whose bits are `hi:lo`, exactly (the significand is below 2^53, and scaling by
+// a power of two is exact).
+fn f64_from_parts(lo: u32, hi: u32) -> f64 {
+    let field = i32((hi >> 20u) & 0x7ffu);
+    let frac = f64(hi & 0xfffffu) * 4294967296.0lf + f64(lo);
+    var v: f64;
+    if (field == 0) {
+        v = ldexp(frac, -1074);
+    } else {
+        v = ldexp(frac + 4503599627370496.0lf, field - 1075);
+    }
+    return select(v, -v, (hi >> 31u) == 1u);
+}
 // f64 -> f32 rounded to odd: exact values stay, others take the neighbour with an odd last
 // bit, so that a second rounding to f16 or bf16 equals one rounding from the f64 value.
 fn f64_to_f32_odd(x: f64) -> f32 {

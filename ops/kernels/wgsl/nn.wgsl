@@ -75,12 +75,16 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 
 //# norm
 // layer_norm: mean, then the biased variance (two passes), then (x - mean) / sqrt(var + eps)
-// * w + b. rms_norm: x / sqrt(mean(x^2) + eps) * w. $W and $B read the optional weight and bias.
+// * w + b, with sums taken relative to the row's first element (a constant row then has
+// deviations of exactly 0, so eps = 0 gives NaN, also where $W is f32). rms_norm:
+// x / sqrt(mean(x^2) + eps) * w. $W and $B read the optional weight and bias.
 @compute @workgroup_size(256)
 fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let base = walk0(wid.x);
     let n = $W(p.len);
+    // With `shift`, the mean less the shift (rms_norm: both 0).
     var mean: $W = 0.0;
+    var shift: $W = 0.0;
     var den: $W;
     if ($RMS) {
         var q: $W = 0.0;
@@ -95,12 +99,15 @@ fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         den = sqrt(group_sum(t, q) / n + $W(p.eps));
     } else {
+        if (p.len > 0u) {
+            shift = $W(ld_x(base[0]));
+        }
         var s: $W = 0.0;
         for (var j0 = t; j0 < p.len; j0 += 4096u) {
             for (var u = 0u; u < 16u; u++) {
                 let j = j0 + u * 256u;
                 if (j < p.len) {
-                    s = s + $W(ld_x(base[0] + j * p.xs));
+                    s = s + ($W(ld_x(base[0] + j * p.xs)) - shift);
                 }
             }
         }
@@ -110,7 +117,7 @@ fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             for (var u = 0u; u < 16u; u++) {
                 let j = j0 + u * 256u;
                 if (j < p.len) {
-                    let d = $W(ld_x(base[0] + j * p.xs)) - mean;
+                    let d = ($W(ld_x(base[0] + j * p.xs)) - shift) - mean;
                     q = q + d * d;
                 }
             }
@@ -121,7 +128,7 @@ fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var u = 0u; u < 16u; u++) {
             let j = j0 + u * 256u;
             if (j < p.len) {
-                let y = ($W(ld_x(base[0] + j * p.xs)) - mean) / den;
+                let y = (($W(ld_x(base[0] + j * p.xs)) - shift) - mean) / den;
                 st_out(base[1] + j * p.os, f32($Y));
             }
         }

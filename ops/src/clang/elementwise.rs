@@ -1,10 +1,11 @@
 //! Elementwise ops: unary, binary and comparisons, `where`, `copy`, `cast`, `fill`, `arange`.
 
-use anyaccel_hal::{bf16, f16, DType, Error, KernelArg, OpCall, Result, Tensor};
+use anyaccel_hal::{DType, Error, KernelArg, OpCall, Result, Tensor};
 
 use super::{buf, dt, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
 use crate::catalog::op_def;
+use crate::convert;
 
 fn attrs(call: &OpCall) -> Result<Attrs<'_>> {
     let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
@@ -59,20 +60,6 @@ pub(crate) fn copy_into(ctx: &Ctx<'_>, op: &str, x: &Tensor, out: &Tensor) -> Re
     run_ew(ctx, op, spec, layouts, vec![buf(out), buf(x)], vec![])
 }
 
-/// The bits of `value` converted to `dtype` by the rules of `cast` from f64.
-pub(crate) fn value_bits(value: f64, dtype: DType) -> u64 {
-    match dtype {
-        DType::F32 => (value as f32).to_bits() as u64,
-        DType::F16 => f16::from_f64(value).to_bits() as u64,
-        DType::BF16 => bf16::from_f64(value).to_bits() as u64,
-        DType::F64 => value.to_bits(),
-        DType::I32 => (value as i32) as u32 as u64,
-        DType::I64 => (value as i64) as u64,
-        DType::U8 => (value as u8) as u64,
-        DType::Bool => (value != 0.0) as u64,
-    }
-}
-
 /// `fill`, `arange`, `copy`, `cast`, `where`.
 pub(crate) fn movement(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
@@ -84,7 +71,7 @@ pub(crate) fn movement(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
                 .flag("EW_FILL")
                 .def("ES", out.dtype().size_in_bytes());
             let layouts = Layouts::new(out.shape()).tensor(out);
-            let bits = value_bits(value, out.dtype());
+            let bits = convert::value_bits(value, out.dtype());
             run_ew(
                 ctx,
                 op,
@@ -212,12 +199,7 @@ pub(crate) fn unary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let layouts = Layouts::new(out.shape()).tensor(out).tensor(x);
     // Integer bounds are integral values within the dtype's range (validated); float bounds
     // are rounded to x's dtype (monotone, so the clamp is the same as with the exact bounds).
-    let bound = |v: f64| match x.dtype() {
-        // Rounded straight to the 16-bit dtype (then widened exactly), not through f32.
-        DType::F16 => f16::from_f64(v).to_f32(),
-        DType::BF16 => bf16::from_f64(v).to_f32(),
-        _ => v as f32,
-    };
+    let bound = |v: f64| convert::f32_holding(v, x.dtype());
     let tail = vec![
         KernelArg::scalar(bound(lo)),
         KernelArg::scalar(bound(hi)),

@@ -17,6 +17,7 @@ use anyaccel_hal::{
 };
 
 use super::{Family, KernelSpec, Layouts, COMMON, PRELUDE_OPENCL};
+use crate::convert;
 
 fn opencl() -> Option<Arc<dyn Device>> {
     anyaccel_hal::testing::device_or_skip(&anyaccel_opencl::OpenClBackend)
@@ -221,25 +222,6 @@ fn half_conversions_match_the_host() {
     }
 }
 
-/// `x` rounded once to `mant` fraction bits with exponents down to `min_exp` (ties to even), as
-/// an f64; `half`'s own `from_f64` goes through f32 and rounds twice.
-fn round_once(x: f64, mant: i32, min_exp: i32) -> f64 {
-    if !x.is_finite() || x == 0.0 {
-        return x;
-    }
-    let e = ((((x.to_bits() >> 52) & 0x7ff) as i32) - 1023).max(min_exp);
-    let q = 2f64.powi(e - mant);
-    (x / q).round_ties_even() * q
-}
-
-fn f16_of(x: f64) -> u16 {
-    f16::from_f64(round_once(x, 10, -14)).to_bits()
-}
-
-fn bf16_of(x: f64) -> u16 {
-    bf16::from_f64(round_once(x, 7, -126)).to_bits()
-}
-
 #[test]
 fn integers_and_doubles_round_once_to_16_bit_floats() {
     let Some(d) = opencl() else { return };
@@ -278,8 +260,8 @@ fn integers_and_doubles_round_once_to_16_bit_floats() {
         let got: Vec<u16> = map(&*d, &body, "", &ints);
         for (&v, &g) in ints.iter().zip(&got) {
             let want = match to {
-                DType::F16 => f16_of(v as f64),
-                _ => bf16_of(v as f64),
+                DType::F16 => convert::f16_from_i64(v).to_bits(),
+                _ => convert::bf16_from_i64(v).to_bits(),
             };
             assert_eq!(g, want, "{conv}({v}): got {g:#06x}, expected {want:#06x}");
         }
@@ -300,8 +282,8 @@ fn integers_and_doubles_round_once_to_16_bit_floats() {
         let got: Vec<u16> = map(&*d, &body, "", &doubles);
         for (&v, &g) in doubles.iter().zip(&got) {
             let want = match to {
-                DType::F16 => f16_of(v),
-                _ => bf16_of(v),
+                DType::F16 => convert::f16_from_f64(v).to_bits(),
+                _ => convert::bf16_from_f64(v).to_bits(),
             };
             assert_eq!(g, want, "{conv}({v:e}): got {g:#06x}, expected {want:#06x}");
         }

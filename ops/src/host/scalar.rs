@@ -3,6 +3,7 @@
 use anyaccel_hal::{bf16, f16, DType};
 
 use super::TView;
+use crate::convert::{bf16_from_f64, bf16_from_i64, f16_from_f64, f16_from_i64};
 
 /// An element: floats as f64, integers and bools as i64.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,8 +32,8 @@ pub(crate) unsafe fn load(v: &TView, off: usize) -> Val {
     }
 }
 
-/// Writes `x` converted to `v`'s dtype at `off`: floats round to nearest even (overflow to
-/// infinity), float to integer rounds toward zero and saturates (NaN gives 0), integer to
+/// Writes `x` converted to `v`'s dtype at `off`: floats round once, from the exact value, to
+/// nearest even (overflow to infinity), float to integer rounds toward zero and saturates (NaN gives 0), integer to
 /// integer wraps, anything to bool is `x != 0`.
 ///
 /// # Safety
@@ -43,10 +44,10 @@ pub(crate) unsafe fn store(v: &TView, off: usize, x: Val) {
         match (v.desc.dtype, x) {
             (DType::F32, Val::F(f)) => v.set(off, f as f32),
             (DType::F32, Val::I(i)) => v.set(off, i as f32),
-            (DType::F16, Val::F(f)) => v.set(off, f16::from_f64(f)),
-            (DType::F16, Val::I(i)) => v.set(off, f16::from_f64(i as f64)),
-            (DType::BF16, Val::F(f)) => v.set(off, bf16::from_f64(f)),
-            (DType::BF16, Val::I(i)) => v.set(off, bf16::from_f64(i as f64)),
+            (DType::F16, Val::F(f)) => v.set(off, f16_from_f64(f)),
+            (DType::F16, Val::I(i)) => v.set(off, f16_from_i64(i)),
+            (DType::BF16, Val::F(f)) => v.set(off, bf16_from_f64(f)),
+            (DType::BF16, Val::I(i)) => v.set(off, bf16_from_i64(i)),
             (DType::F64, Val::F(f)) => v.set(off, f),
             (DType::F64, Val::I(i)) => v.set(off, i as f64),
             (DType::I32, Val::F(f)) => v.set(off, f as i32),

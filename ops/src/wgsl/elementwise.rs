@@ -1,11 +1,13 @@
 //! Elementwise kernels: `fill`, `arange`, `copy`, `cast`, `concat`, `where`, the unary and
 //! binary ops and the comparisons, all through one generated `map` kernel.
 
-use anyaccel_hal::{bf16, f16, DType, Error, OpCall, Result, TensorDesc};
+use anyaccel_hal::{DType, Error, OpCall, Result, TensorDesc};
 
 use super::{
     attrs, bind, bind_desc, count32, input, output, section, Access, Bound, Cx, Shader, Space,
 };
+
+use crate::convert;
 
 pub(super) static MAP: &str = include_str!("../../kernels/wgsl/map.wgsl");
 pub(super) static UNARY: &str = include_str!("../../kernels/wgsl/unary.wgsl");
@@ -51,20 +53,6 @@ fn int_subs(text: &str, dtype: DType) -> String {
         ("i32", "(-2147483647 - 1)")
     };
     text.replace("$TMIN", min).replace("$T", t)
-}
-
-/// The bits of `value` converted to `dtype` by the rules of `cast` from f64.
-fn fill_bits(value: f64, dtype: DType) -> u64 {
-    match dtype {
-        DType::F32 => (value as f32).to_bits() as u64,
-        DType::F16 => f16::from_f64(value).to_bits() as u64,
-        DType::BF16 => bf16::from_f64(value).to_bits() as u64,
-        DType::F64 => value.to_bits(),
-        DType::I32 => (value as i32) as u32 as u64,
-        DType::I64 => (value as i64) as u64,
-        DType::U8 => (value as u8) as u64,
-        DType::Bool => (value != 0.0) as u64,
-    }
 }
 
 /// A WGSL expression converting `v`, a loaded value of `from` (f32 for the 16-bit floats, u32
@@ -137,7 +125,7 @@ pub(crate) fn movement(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let dt = out_t.dtype();
     match op {
         "fill" => {
-            let bits = fill_bits(a.float("value")?, dt);
+            let bits = convert::value_bits(a.float("value")?, dt);
             let access = Access::raw(dt);
             let expr = match access {
                 Access::Raw8 => "vec2<u32>(p.v0, p.v1)",
@@ -150,19 +138,28 @@ pub(crate) fn movement(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         }
         "arange" => {
             let (start, step) = (a.float("start")?, a.float("step")?);
-            let (expr, ints) = match dt {
-                DType::I32 => ("bitcast<i32>(p.s0 + lin * p.d0)", true),
-                DType::I64 => (
-                    "i64_from_parts(p.s0, p.s1) + (i64(lin) & 0xffffffffli) * i64_from_parts(p.d0, p.d1)",
-                    true,
-                ),
-                _ => ("p.start + f32(lin) * p.step", false),
+            // Floats: in f64 as written where the device has it, then rounded once (through an
+            // f32 rounded to odd for the 16-bit dtypes); else in f32 from start and step
+            // rounded to f32.
+            let wide = dt.is_float() && cx.device.caps().has_dtype(DType::F64);
+            let f64_value = "f64_from_parts(p.s0, p.s1) + f64(lin) * f64_from_parts(p.d0, p.d1)";
+            let expr = match dt {
+                DType::I32 => "bitcast<i32>(p.s0 + lin * p.d0)".to_string(),
+                DType::I64 => "i64_from_parts(p.s0, p.s1) + (i64(lin) & 0xffffffffli) * i64_from_parts(p.d0, p.d1)".to_string(),
+                DType::F32 if wide => format!("f32({f64_value})"),
+                _ if wide => format!("f64_to_f32_odd({f64_value})"),
+                _ => "p.start + f32(lin) * p.step".to_string(),
             };
-            map(cx, op, &[], (&out, Access::of(dt)), expr, |sh| {
-                if ints {
-                    let (s, d) = (start as i64 as u64, step as i64 as u64);
+            map(cx, op, &[], (&out, Access::of(dt)), &expr, |sh| {
+                let words = |sh: &mut Shader<'_>, s: u64, d: u64| {
                     sh.u32("s0", s as u32).u32("s1", (s >> 32) as u32);
                     sh.u32("d0", d as u32).u32("d1", (d >> 32) as u32);
+                };
+                if dt.is_int() {
+                    words(sh, start as i64 as u64, step as i64 as u64);
+                } else if wide {
+                    words(sh, start.to_bits(), step.to_bits());
+                    sh.need(DType::F64)?;
                 } else {
                     sh.f32("start", start as f32).f32("step", step as f32);
                 }
@@ -278,8 +275,10 @@ pub(crate) fn unary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
                 sh.use_section(UNARY, "tanh")?;
             }
             if op == "clamp" {
-                sh.f32("lo", a.float("min")? as f32)
-                    .f32("hi", a.float("max")? as f32);
+                // Rounded once to x's dtype (monotone, so the clamp is the same as with the
+                // exact bounds, and a bound that is the result needs no second rounding).
+                sh.f32("lo", convert::f32_holding(a.float("min")?, dt))
+                    .f32("hi", convert::f32_holding(a.float("max")?, dt));
             }
             if matches!(name, "sin" | "cos") {
                 sh.use_section(UNARY, "trig")?;
@@ -336,19 +335,6 @@ pub(crate) fn binary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fill_values_follow_the_rules_of_cast() {
-        assert_eq!(fill_bits(300.7, DType::U8), 255);
-        assert_eq!(fill_bits(-1.5, DType::U8), 0);
-        assert_eq!(fill_bits(f64::NAN, DType::Bool), 1);
-        assert_eq!(fill_bits(-0.0, DType::Bool), 0);
-        assert_eq!(fill_bits(f64::NAN, DType::I32), 0);
-        assert_eq!(fill_bits(1e10, DType::I32), i32::MAX as u32 as u64);
-        assert_eq!(fill_bits(1e6, DType::F16), 0x7c00);
-        assert_eq!(fill_bits(-3.0, DType::I64), (-3i64) as u64);
-        assert_eq!(fill_bits(1.5, DType::BF16), 0x3fc0);
-    }
 
     #[test]
     fn casts_pick_one_conversion_per_pair() {

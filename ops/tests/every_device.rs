@@ -1,0 +1,279 @@
+//! Values whose exact result the contract pins down, on every device the tests can reach (the
+//! CPU always; OpenCL and Vulkan where installed): f16 and bf16 results rounded once from the
+//! exact f64 or integer value (`fill`, `arange`, `cast`), `layer_norm` of a constant row with
+//! `eps = 0`, and the full i64 range of `arange`'s integer attributes.
+//!
+//! The OpenCL and Vulkan tests skip (saying so) when the runtime is unavailable, unless
+//! `ANYACCEL_REQUIRE` names it.
+
+use std::sync::Arc;
+
+use anyaccel_hal::{bf16, f16, Backend, DType, Device, ErrorCode, Queue, Tensor};
+use anyaccel_ops as ops;
+
+/// 2^n as an f64 (exact for the exponents used here).
+fn p2(n: i32) -> f64 {
+    2f64.powi(n)
+}
+
+/// f64 values and the f16 bits that one rounding to nearest even gives, each chosen so that
+/// rounding through f32 first (or dropping the low bits of the significand) gives another
+/// result.
+fn f16_cases() -> Vec<(f64, u16)> {
+    vec![
+        // Just below the overflow threshold 65520: the largest finite value.
+        (65520.0 - p2(-30), 0x7bff),
+        (-(65520.0 - p2(-30)), 0xfbff),
+        // The threshold itself is a tie that rounds to +-Inf.
+        (65520.0, 0x7c00),
+        (-65520.0, 0xfc00),
+        // A hair above the tie between 1 and 1 + 2^-10: up.
+        (1.0 + p2(-11) + p2(-40), 0x3c01),
+        (-(1.0 + p2(-11) + p2(-40)), 0xbc01),
+        // A hair below the tie between 1 + 2^-10 and 1 + 2^-9: down.
+        (1.0 + 3.0 * p2(-11) - p2(-40), 0x3c01),
+        // A hair above half the smallest subnormal: the smallest subnormal, not zero.
+        (p2(-25) + p2(-60), 0x0001),
+        // Plain values stay plain.
+        (1.5, 0x3e00),
+        (-0.0, 0x8000),
+    ]
+}
+
+/// As [`f16_cases`], for bf16.
+fn bf16_cases() -> Vec<(f64, u16)> {
+    let max = (2.0 - p2(-7)) * p2(127);
+    let threshold = (2.0 - p2(-8)) * p2(127);
+    vec![
+        (threshold - p2(80), 0x7f7f),
+        (-(threshold - p2(80)), 0xff7f),
+        (threshold, 0x7f80),
+        (max, 0x7f7f),
+        (1.0 + p2(-8) + p2(-40), 0x3f81),
+        (-(1.0 + p2(-8) + p2(-40)), 0xbf81),
+        (1.0 + 3.0 * p2(-8) - p2(-40), 0x3f81),
+        (1.5, 0x3fc0),
+    ]
+}
+
+/// i64 values and the bf16 bits of one rounding, where rounding through f32 or f64 first gives
+/// another result (a tie after the first rounding, rounded to even).
+fn bf16_int_cases() -> Vec<(i64, u16)> {
+    vec![
+        // 2^24 + 2^16 + 1: f32 makes it the tie 2^24 + 2^16; one rounding goes up to 2^24 + 2^17.
+        ((1 << 24) + (1 << 16) + 1, 0x4b81),
+        (-((1 << 24) + (1 << 16) + 1), 0xcb81),
+        // 2^30 + 2^22 + 1: exact in f64, but a tie once the low bits of f64 are ignored.
+        ((1 << 30) + (1 << 22) + 1, 0x4e81),
+        // 2^60 + 2^52 + 1: f64 makes it the tie 2^60 + 2^52; one rounding gives 2^60 + 2^53.
+        ((1 << 60) + (1 << 52) + 1, 0x5d81),
+        (-((1 << 60) + (1 << 52) + 1), 0xdd81),
+        (i64::MIN, 0xdf00),
+        (i64::MAX, 0x5f00),
+    ]
+}
+
+fn bits16(q: &dyn Queue, t: &Tensor) -> Vec<u16> {
+    match t.dtype() {
+        DType::F16 => t
+            .to_vec::<f16>(q)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect(),
+        _ => t
+            .to_vec::<bf16>(q)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect(),
+    }
+}
+
+fn cases_of(dtype: DType) -> Vec<(f64, u16)> {
+    if dtype == DType::F16 {
+        f16_cases()
+    } else {
+        bf16_cases()
+    }
+}
+
+/// `fill` writes the once-rounded value.
+fn fill_rounds_once(d: &dyn Device, q: &dyn Queue) {
+    for dtype in [DType::F16, DType::BF16] {
+        if !d.caps().has_dtype(dtype) {
+            continue;
+        }
+        for (v, want) in cases_of(dtype) {
+            let got = bits16(q, &ops::fill(q, dtype, &[3], v).unwrap());
+            assert_eq!(got, [want; 3], "fill {dtype} {v:e} on {}", d.info().id);
+        }
+    }
+}
+
+/// `arange` with `step = 0` gives `start` at every index, and `0 + 1 * v` gives `v`: both
+/// rounded once.
+fn arange_rounds_once(d: &dyn Device, q: &dyn Queue) {
+    for dtype in [DType::F16, DType::BF16] {
+        if !d.caps().has_dtype(dtype) {
+            continue;
+        }
+        // (`-0.0 + 0 * step` is +0.0: arange's zeros are left out.)
+        for (v, want) in cases_of(dtype).into_iter().filter(|c| c.0 != 0.0) {
+            let got = bits16(q, &ops::arange(q, dtype, v, 0.0, 2).unwrap());
+            assert_eq!(
+                got,
+                [want; 2],
+                "arange {dtype} start {v:e} on {}",
+                d.info().id
+            );
+            let got = bits16(q, &ops::arange(q, dtype, 0.0, v, 2).unwrap());
+            assert_eq!(got[1], want, "arange {dtype} step {v:e} on {}", d.info().id);
+        }
+    }
+}
+
+/// `cast` from f64 and from the integers rounds the exact input once.
+fn cast_rounds_once(d: &dyn Device, q: &dyn Queue) {
+    for dtype in [DType::F16, DType::BF16] {
+        if !d.caps().has_dtype(dtype) {
+            continue;
+        }
+        if d.caps().has_dtype(DType::F64) {
+            let (vs, want): (Vec<f64>, Vec<u16>) = cases_of(dtype).into_iter().unzip();
+            let x = Tensor::from_slice(q, &vs, &[vs.len()]).unwrap();
+            let got = bits16(q, &ops::cast(q, &x, dtype).unwrap());
+            assert_eq!(
+                got,
+                want,
+                "cast f64 to {dtype} of {vs:?} on {}",
+                d.info().id
+            );
+        }
+    }
+    if !d.caps().has_dtype(DType::BF16) {
+        return;
+    }
+    let (vs, want): (Vec<i64>, Vec<u16>) = bf16_int_cases().into_iter().unzip();
+    if d.caps().has_dtype(DType::I64) {
+        let x = Tensor::from_slice(q, &vs, &[vs.len()]).unwrap();
+        let got = bits16(q, &ops::cast(q, &x, DType::BF16).unwrap());
+        assert_eq!(got, want, "cast i64 to bf16 of {vs:?} on {}", d.info().id);
+    }
+    let (vs32, want32): (Vec<i32>, Vec<u16>) = bf16_int_cases()
+        .into_iter()
+        .filter_map(|(v, w)| i32::try_from(v).ok().map(|v| (v, w)))
+        .unzip();
+    let x = Tensor::from_slice(q, &vs32, &[vs32.len()]).unwrap();
+    let got = bits16(q, &ops::cast(q, &x, DType::BF16).unwrap());
+    assert_eq!(
+        got,
+        want32,
+        "cast i32 to bf16 of {vs32:?} on {}",
+        d.info().id
+    );
+}
+
+/// A constant row has a mean equal to its element and a variance of exactly 0, so with
+/// `eps = 0` every output is `0 / 0 = NaN`, whatever the row's length.
+fn layer_norm_of_a_constant_row_is_nan(d: &dyn Device, q: &dyn Queue) {
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        if !d.caps().has_dtype(dtype) {
+            continue;
+        }
+        for len in [1usize, 2, 3, 7, 100, 257, 1000, 4099] {
+            for v in [0.1f64, -3.7, 1e4, 1.0 / 3.0] {
+                let x = ops::fill(q, dtype, &[2, len], v).unwrap();
+                let y = ops::layer_norm(q, &x, None, None, 0.0).unwrap();
+                let y = ops::cast(q, &y, DType::F32).unwrap();
+                let y = y.to_vec::<f32>(q).unwrap();
+                let bad = y.iter().position(|v| !v.is_nan());
+                assert!(
+                    bad.is_none(),
+                    "layer_norm {dtype} of {v} x {len}, eps 0, on {}: element {bad:?} is {}, \
+                     expected NaN",
+                    d.info().id,
+                    y[bad.unwrap_or(0)]
+                );
+            }
+        }
+    }
+}
+
+/// i64 `arange` takes every integral start and step of i64, including its minimum and values
+/// above 9.2e18, and refuses the first value past either end, naming the attribute.
+fn arange_takes_the_whole_i64_range(d: &dyn Device, q: &dyn Queue) {
+    if !d.caps().has_dtype(DType::I64) {
+        return;
+    }
+    let top = p2(63) - 1024.0; // the largest f64 below 2^63
+    let a = ops::arange(q, DType::I64, -p2(63), 1.0, 3).unwrap();
+    assert_eq!(
+        a.to_vec::<i64>(q).unwrap(),
+        [i64::MIN, i64::MIN + 1, i64::MIN + 2]
+    );
+    let a = ops::arange(q, DType::I64, top, -1.0, 2).unwrap();
+    assert_eq!(a.to_vec::<i64>(q).unwrap(), [top as i64, top as i64 - 1]);
+    let a = ops::arange(q, DType::I64, 0.0, -p2(63), 2).unwrap();
+    assert_eq!(a.to_vec::<i64>(q).unwrap(), [0, i64::MIN]);
+    let a = ops::arange(q, DType::I64, 0.0, top, 2).unwrap();
+    assert_eq!(a.to_vec::<i64>(q).unwrap(), [0, top as i64]);
+    for (name, start, step) in [
+        ("start", p2(63), 1.0),
+        ("start", -p2(63) - 2048.0, 1.0),
+        ("step", 0.0, p2(63)),
+        ("step", 0.0, -p2(64)),
+        ("start", 0.5, 1.0),
+    ] {
+        let e = ops::arange(q, DType::I64, start, step, 2).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+        let found = if name == "start" { start } else { step };
+        assert!(
+            e.message().contains(&format!("{name} is {found}")) && e.message().contains("i64"),
+            "{e}"
+        );
+    }
+}
+
+macro_rules! on_each_device {
+    ($($test:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test]
+            fn $test() {
+                let d = super::device(&anyaccel_cpu::CpuBackend).unwrap();
+                let q = d.create_queue().unwrap();
+                super::$test(&*d, &*q);
+            })*
+        }
+        mod opencl {
+            $(#[test]
+            fn $test() {
+                if let Some(d) = super::device(&anyaccel_opencl::OpenClBackend) {
+                    let q = d.create_queue().unwrap();
+                    super::$test(&*d, &*q);
+                }
+            })*
+        }
+        mod vulkan {
+            $(#[test]
+            fn $test() {
+                if let Some(d) = super::device(&anyaccel_vulkan::VulkanBackend) {
+                    let q = d.create_queue().unwrap();
+                    super::$test(&*d, &*q);
+                }
+            })*
+        }
+    };
+}
+
+fn device(backend: &dyn Backend) -> Option<Arc<dyn Device>> {
+    anyaccel_hal::testing::device_or_skip(backend)
+}
+
+on_each_device!(
+    fill_rounds_once,
+    arange_rounds_once,
+    cast_rounds_once,
+    layer_norm_of_a_constant_row_is_nan,
+    arange_takes_the_whole_i64_range,
+);
