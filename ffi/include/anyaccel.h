@@ -886,7 +886,9 @@ anyaccel_status anyaccel_event_query(struct anyaccel_event_t *ev, int32_t *done)
 
 /**
  * Sets `*ms` to the time in milliseconds from `start` to `end`; both must have completed and
- * come from the same device.
+ * come from the same device (they may come from different queues of it). Events of two
+ * devices, or of two runtimes, are `ANYACCEL_ERROR_INVALID_ARGUMENT` naming both; so is an
+ * event that has not completed. `*ms` is 0 after a failed call.
  *
  * # Safety
  * `ms` must be NULL or valid for writing a `double`.

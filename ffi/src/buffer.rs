@@ -6,7 +6,7 @@ use facade::{Buffer, Device, Result};
 
 use crate::handle::{self, from_ptr, to_ptr, Kind};
 use crate::runtime::{anyaccel_device_t, device};
-use crate::{anyaccel_status, guard, non_null, put};
+use crate::{anyaccel_status, guard, guard_out};
 
 /// An allocation on one device. Opaque.
 pub struct anyaccel_buffer_t {
@@ -45,21 +45,18 @@ pub unsafe extern "C" fn anyaccel_buffer_alloc(
     bytes: usize,
     out: *mut *mut anyaccel_buffer_t,
 ) -> anyaccel_status {
-    guard("anyaccel_buffer_alloc", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, std::ptr::null_mut()) };
-        let dev = device(dev, "device")?;
-        let buffer = dev.device.alloc(bytes)?;
-        let h = register_buffer(BufferObj {
-            buffer,
-            device: dev.device.clone(),
-            read_only: false,
-        })?;
-        // SAFETY: as above.
-        unsafe { put(out, h) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_buffer_alloc", "out", out, || {
+            let dev = device(dev, "device")?;
+            let buffer = dev.device.alloc(bytes)?;
+            register_buffer(BufferObj {
+                buffer,
+                device: dev.device.clone(),
+                read_only: false,
+            })
+        })
+    }
 }
 
 /// Releases the caller's reference to a buffer. The memory is freed once queued commands and
@@ -83,13 +80,10 @@ pub unsafe extern "C" fn anyaccel_buffer_size(
     buf: *mut anyaccel_buffer_t,
     out: *mut usize,
 ) -> anyaccel_status {
-    guard("anyaccel_buffer_size", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, 0) };
-        let size = buffer(buf, "buffer")?.buffer.size();
-        // SAFETY: as above.
-        unsafe { put(out, size) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or valid for writing a `size_t` by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_buffer_size", "out", out, || {
+            Ok(buffer(buf, "buffer")?.buffer.size())
+        })
+    }
 }

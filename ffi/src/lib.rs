@@ -38,6 +38,8 @@ use std::sync::Arc;
 use facade::{Device, Error, ErrorCode, Result};
 
 mod buffer;
+#[cfg(test)]
+mod contract_tests;
 pub mod dlpack;
 mod handle;
 mod op;
@@ -163,6 +165,99 @@ pub(crate) fn guard(func: &'static str, body: impl FnOnce() -> Result<()>) -> an
             ANYACCEL_ERROR_INTERNAL
         }
     }
+}
+
+/// A value an out-parameter holds after a failed call: NULL for a handle or a pointer, zero for
+/// a number.
+pub(crate) trait Cleared: Copy {
+    /// NULL or zero.
+    const CLEARED: Self;
+}
+
+impl<T> Cleared for *mut T {
+    const CLEARED: Self = std::ptr::null_mut();
+}
+
+macro_rules! cleared_zero {
+    ($($t:ty = $zero:expr),*) => {
+        $(impl Cleared for $t {
+            const CLEARED: Self = $zero;
+        })*
+    };
+}
+
+cleared_zero!(usize = 0, i32 = 0, u32 = 0, f64 = 0.0);
+
+/// Runs an entry point that has one out-parameter, `out` (named `what` in messages): `out` is
+/// checked for NULL and cleared (NULL or zero) before anything else runs, and receives the
+/// body's value only when the body succeeds. So a failed call, whatever its cause (a bad
+/// argument, an error of the device, a panic), never leaves a stale value in `out`.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write of `T`.
+pub(crate) unsafe fn guard_out<T: Cleared>(
+    func: &'static str,
+    what: &'static str,
+    out: *mut T,
+    body: impl FnOnce() -> Result<T>,
+) -> anyaccel_status {
+    guard(func, || {
+        non_null(out, what)?;
+        // SAFETY: non-null, and valid for a write of `T` by the caller's contract.
+        unsafe { out.write(T::CLEARED) };
+        let value = body()?;
+        // SAFETY: as above.
+        unsafe { out.write(value) };
+        Ok(())
+    })
+}
+
+/// Runs an entry point that fills a versioned info struct `info` (named `what`), whose first
+/// field is the `size_t struct_size` that the caller sets. `info` is checked for NULL, and its
+/// `struct_size` against `size_of::<T>()`; then every field after `struct_size` is cleared
+/// (NULL or zero) before the body runs, and the body's value is copied in only on success
+/// (`struct_size` keeps the caller's value). A `struct_size` too small to hold the first
+/// version is an error that writes nothing.
+///
+/// # Safety
+/// `info` must be NULL or point to a `T` whose `struct_size` is set, valid for writing
+/// `struct_size` bytes; `T` must be a `repr(C)` struct that starts with a `usize` and for which
+/// all-zero bytes are a valid value.
+pub(crate) unsafe fn guard_info<T>(
+    func: &'static str,
+    what: &'static str,
+    info: *mut T,
+    body: impl FnOnce() -> Result<T>,
+) -> anyaccel_status {
+    guard(func, || {
+        non_null(info, what)?;
+        let full = std::mem::size_of::<T>();
+        let head = std::mem::size_of::<usize>();
+        // SAFETY: non-null; starts with a readable `size_t struct_size` by the caller's contract.
+        let size = unsafe { (info as *const usize).read_unaligned() };
+        let name = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or_default();
+        if size < full {
+            return Err(Error::invalid_argument(format!(
+                "argument `{what}`: {name}.struct_size is {size}: expected sizeof({name}), at least {full}; set it before the call"
+            )));
+        }
+        // SAFETY: `info` is valid for `size >= full` bytes, and all-zero bytes are a valid `T`.
+        unsafe { std::ptr::write_bytes((info as *mut u8).add(head), 0, full - head) };
+        let value = body()?;
+        // SAFETY: as above; `value` is a plain repr(C) struct of `full` bytes. Its own
+        // `struct_size` is skipped, so the caller's value stays.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&value as *const T as *const u8).add(head),
+                (info as *mut u8).add(head),
+                full - head,
+            )
+        };
+        Ok(())
+    })
 }
 
 /// `ptr` must not be NULL.

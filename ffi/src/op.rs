@@ -11,7 +11,7 @@ use crate::queue::{anyaccel_queue_t, queue, QueueObj};
 use crate::runtime::{anyaccel_dtype, dtype_arg};
 use crate::tensor::{anyaccel_tensor_t, register_tensor, tensor, TensorObj};
 use crate::{
-    anyaccel_status, check_device, check_writable, guard, non_null, put, slice_arg, str_arg,
+    anyaccel_status, check_device, check_writable, guard, guard_out, non_null, slice_arg, str_arg,
 };
 
 /// The kind of an attribute value: one of the `ANYACCEL_ATTR_*` numbers.
@@ -279,39 +279,29 @@ pub unsafe extern "C" fn anyaccel_op_output_count(
     op: *const c_char,
     out: *mut usize,
 ) -> anyaccel_status {
-    guard("anyaccel_op_output_count", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, 0) };
+    let body = || {
         // SAFETY: NULL or NUL-terminated by the caller's contract.
         let op = unsafe { str_arg(op, "op") }?;
-        let n = output_count(op)?;
-        // SAFETY: as above.
-        unsafe { put(out, n) };
-        Ok(())
-    })
+        output_count(op)
+    };
+    // SAFETY: `out` is NULL or valid for writing a `size_t` by the caller's contract.
+    unsafe { guard_out("anyaccel_op_output_count", "out", out, body) }
 }
 
-/// Runs a one-output op for a typed wrapper: resolves handles, runs, stores the new tensor.
+/// Runs a one-output op for a typed wrapper: resolves handles, runs, returns the new tensor
+/// (the wrapper stores it through `guard_out`, which cleared `out` before this ran).
 fn typed(
     q: *mut anyaccel_queue_t,
     op: &str,
     inputs: &[(*mut anyaccel_tensor_t, &str, bool)],
     attrs: Vec<(String, AttrValue)>,
-    out: *mut *mut anyaccel_tensor_t,
-) -> Result<()> {
-    non_null(out, "out")?;
-    // SAFETY: checked for NULL; valid for a write by the caller's contract.
-    unsafe { put(out, std::ptr::null_mut()) };
+) -> Result<*mut anyaccel_tensor_t> {
     let q = queue(q)?;
     let inputs = typed_inputs(&q, inputs)?;
     let mut handles = run(&q, op, &inputs, &attrs)?;
-    let h = handles
+    handles
         .pop()
-        .ok_or_else(|| Error::internal(format!("{op}: no output")))?;
-    // SAFETY: as above.
-    unsafe { put(out, h) };
-    Ok(())
+        .ok_or_else(|| Error::internal(format!("{op}: no output")))
 }
 
 /// The `_into` form of `typed`.
@@ -355,9 +345,8 @@ fn binary(
     op: &str,
     a: *mut anyaccel_tensor_t,
     b: *mut anyaccel_tensor_t,
-    out: *mut *mut anyaccel_tensor_t,
-) -> Result<()> {
-    typed(q, op, &[(a, "a", false), (b, "b", false)], Vec::new(), out)
+) -> Result<*mut anyaccel_tensor_t> {
+    typed(q, op, &[(a, "a", false), (b, "b", false)], Vec::new())
 }
 
 fn binary_into(
@@ -383,7 +372,8 @@ pub unsafe extern "C" fn anyaccel_add(
     b: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_add", || binary(q, "add", a, b, out))
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_add", "out", out, || binary(q, "add", a, b)) }
 }
 
 /// `a + b` written into `out` (op `add`).
@@ -411,7 +401,8 @@ pub unsafe extern "C" fn anyaccel_sub(
     b: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_sub", || binary(q, "sub", a, b, out))
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_sub", "out", out, || binary(q, "sub", a, b)) }
 }
 
 /// `a - b` written into `out` (op `sub`).
@@ -439,7 +430,8 @@ pub unsafe extern "C" fn anyaccel_mul(
     b: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_mul", || binary(q, "mul", a, b, out))
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_mul", "out", out, || binary(q, "mul", a, b)) }
 }
 
 /// `a * b` written into `out` (op `mul`).
@@ -467,7 +459,8 @@ pub unsafe extern "C" fn anyaccel_div(
     b: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_div", || binary(q, "div", a, b, out))
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_div", "out", out, || binary(q, "div", a, b)) }
 }
 
 /// `a / b` written into `out` (op `div`).
@@ -495,7 +488,12 @@ pub unsafe extern "C" fn anyaccel_maximum(
     b: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_maximum", || binary(q, "maximum", a, b, out))
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_maximum", "out", out, || {
+            binary(q, "maximum", a, b)
+        })
+    }
 }
 
 /// `maximum(a, b)` written into `out` (op `maximum`).
@@ -525,7 +523,12 @@ pub unsafe extern "C" fn anyaccel_minimum(
     b: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_minimum", || binary(q, "minimum", a, b, out))
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_minimum", "out", out, || {
+            binary(q, "minimum", a, b)
+        })
+    }
 }
 
 /// `minimum(a, b)` written into `out` (op `minimum`).
@@ -554,9 +557,12 @@ pub unsafe extern "C" fn anyaccel_neg(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_neg", || {
-        typed(q, "neg", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_neg", "out", out, || {
+            typed(q, "neg", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = abs(x)`, elementwise (op `abs`); a new tensor.
@@ -569,9 +575,12 @@ pub unsafe extern "C" fn anyaccel_abs(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_abs", || {
-        typed(q, "abs", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_abs", "out", out, || {
+            typed(q, "abs", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = exp(x)`, elementwise (op `exp`); a new tensor.
@@ -584,9 +593,12 @@ pub unsafe extern "C" fn anyaccel_exp(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_exp", || {
-        typed(q, "exp", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_exp", "out", out, || {
+            typed(q, "exp", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = log(x)`, elementwise (op `log`); a new tensor.
@@ -599,9 +611,12 @@ pub unsafe extern "C" fn anyaccel_log(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_log", || {
-        typed(q, "log", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_log", "out", out, || {
+            typed(q, "log", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = sqrt(x)`, elementwise (op `sqrt`); a new tensor.
@@ -614,9 +629,12 @@ pub unsafe extern "C" fn anyaccel_sqrt(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_sqrt", || {
-        typed(q, "sqrt", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_sqrt", "out", out, || {
+            typed(q, "sqrt", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = relu(x)`, elementwise (op `relu`); a new tensor.
@@ -629,9 +647,12 @@ pub unsafe extern "C" fn anyaccel_relu(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_relu", || {
-        typed(q, "relu", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_relu", "out", out, || {
+            typed(q, "relu", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = sigmoid(x)`, elementwise (op `sigmoid`); a new tensor.
@@ -644,9 +665,12 @@ pub unsafe extern "C" fn anyaccel_sigmoid(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_sigmoid", || {
-        typed(q, "sigmoid", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_sigmoid", "out", out, || {
+            typed(q, "sigmoid", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = tanh(x)`, elementwise (op `tanh`); a new tensor.
@@ -659,9 +683,12 @@ pub unsafe extern "C" fn anyaccel_tanh(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_tanh", || {
-        typed(q, "tanh", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_tanh", "out", out, || {
+            typed(q, "tanh", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = silu(x)`, elementwise (op `silu`); a new tensor.
@@ -674,9 +701,12 @@ pub unsafe extern "C" fn anyaccel_silu(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_silu", || {
-        typed(q, "silu", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_silu", "out", out, || {
+            typed(q, "silu", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = a contiguous copy of x`, elementwise (op `copy`); a new tensor.
@@ -689,9 +719,12 @@ pub unsafe extern "C" fn anyaccel_copy(
     x: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_copy", || {
-        typed(q, "copy", &[(x, "x", false)], Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_copy", "out", out, || {
+            typed(q, "copy", &[(x, "x", false)], Vec::new())
+        })
+    }
 }
 
 /// `out = a @ b (+ bias)`: batched matrix product, batch dims broadcast, transposes through
@@ -707,10 +740,13 @@ pub unsafe extern "C" fn anyaccel_matmul(
     bias: *mut anyaccel_tensor_t,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_matmul", || {
-        let inputs = [(a, "a", false), (b, "b", false), (bias, "bias", true)];
-        typed(q, "matmul", &inputs, Vec::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_matmul", "out", out, || {
+            let inputs = [(a, "a", false), (b, "b", false), (bias, "bias", true)];
+            typed(q, "matmul", &inputs, Vec::new())
+        })
+    }
 }
 
 /// `anyaccel_matmul` written into `out`.
@@ -742,10 +778,13 @@ pub unsafe extern "C" fn anyaccel_softmax(
     axis: i64,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_softmax", || {
-        let attrs = vec![attr("axis", AttrValue::Int(axis))];
-        typed(q, "softmax", &[(x, "x", false)], attrs, out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_softmax", "out", out, || {
+            let attrs = vec![attr("axis", AttrValue::Int(axis))];
+            typed(q, "softmax", &[(x, "x", false)], attrs)
+        })
+    }
 }
 
 /// `anyaccel_softmax` written into `out`.
@@ -776,10 +815,13 @@ pub unsafe extern "C" fn anyaccel_log_softmax(
     axis: i64,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_log_softmax", || {
-        let attrs = vec![attr("axis", AttrValue::Int(axis))];
-        typed(q, "log_softmax", &[(x, "x", false)], attrs, out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_log_softmax", "out", out, || {
+            let attrs = vec![attr("axis", AttrValue::Int(axis))];
+            typed(q, "log_softmax", &[(x, "x", false)], attrs)
+        })
+    }
 }
 
 /// Layer normalisation of `x` over its last axis; `weight` and `bias` ([D]) may be NULL.
@@ -795,15 +837,18 @@ pub unsafe extern "C" fn anyaccel_layer_norm(
     eps: f64,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_layer_norm", || {
-        let inputs = [
-            (x, "x", false),
-            (weight, "weight", true),
-            (bias, "bias", true),
-        ];
-        let attrs = vec![attr("eps", AttrValue::Float(eps))];
-        typed(q, "layer_norm", &inputs, attrs, out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_layer_norm", "out", out, || {
+            let inputs = [
+                (x, "x", false),
+                (weight, "weight", true),
+                (bias, "bias", true),
+            ];
+            let attrs = vec![attr("eps", AttrValue::Float(eps))];
+            typed(q, "layer_norm", &inputs, attrs)
+        })
+    }
 }
 
 /// RMS normalisation of `x` over its last axis; `weight` ([D]) may be NULL.
@@ -818,11 +863,14 @@ pub unsafe extern "C" fn anyaccel_rms_norm(
     eps: f64,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_rms_norm", || {
-        let inputs = [(x, "x", false), (weight, "weight", true)];
-        let attrs = vec![attr("eps", AttrValue::Float(eps))];
-        typed(q, "rms_norm", &inputs, attrs, out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_rms_norm", "out", out, || {
+            let inputs = [(x, "x", false), (weight, "weight", true)];
+            let attrs = vec![attr("eps", AttrValue::Float(eps))];
+            typed(q, "rms_norm", &inputs, attrs)
+        })
+    }
 }
 
 /// `gelu(x)`: the erf form, or the tanh form when `approximate_tanh` is 1.
@@ -836,37 +884,43 @@ pub unsafe extern "C" fn anyaccel_gelu(
     approximate_tanh: i32,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_gelu", || {
-        let mode = match approximate_tanh {
-            0 => "none",
-            1 => "tanh",
-            v => {
-                return Err(Error::invalid_argument(format!(
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_gelu", "out", out, || {
+            let mode = match approximate_tanh {
+                0 => "none",
+                1 => "tanh",
+                v => {
+                    return Err(Error::invalid_argument(format!(
                     "argument `approximate_tanh` is {v}: expected 0 (erf form) or 1 (tanh form)"
                 )))
-            }
-        };
-        let attrs = vec![attr("approximate", AttrValue::Str(mode.into()))];
-        typed(q, "gelu", &[(x, "x", false)], attrs, out)
-    })
+                }
+            };
+            let attrs = vec![attr("approximate", AttrValue::Str(mode.into()))];
+            typed(q, "gelu", &[(x, "x", false)], attrs)
+        })
+    }
 }
 
-fn reduction(
+/// Runs a reduction over the axes `axes[..n_axes]`.
+///
+/// # Safety
+/// `axes` must be NULL or point to `n_axes` values.
+unsafe fn reduction(
     q: *mut anyaccel_queue_t,
     op: &str,
     x: *mut anyaccel_tensor_t,
     axes: *const i64,
     n_axes: usize,
     keepdim: i32,
-    out: *mut *mut anyaccel_tensor_t,
-) -> Result<()> {
+) -> Result<*mut anyaccel_tensor_t> {
     // SAFETY: NULL only when empty, else `n_axes` values by the caller's contract.
     let axes = unsafe { slice_arg(axes, n_axes, "axes") }?.to_vec();
     let attrs = vec![
         attr("axes", AttrValue::Ints(axes)),
         attr("keepdim", AttrValue::Int(keepdim as i64)),
     ];
-    typed(q, op, &[(x, "x", false)], attrs, out)
+    typed(q, op, &[(x, "x", false)], attrs)
 }
 
 /// Sum of `x` over `n_axes` axes (`n_axes` 0: all axes); `keepdim` 1 keeps them as size 1.
@@ -882,9 +936,12 @@ pub unsafe extern "C" fn anyaccel_sum(
     keepdim: i32,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_sum", || {
-        reduction(q, "sum", x, axes, n_axes, keepdim, out)
-    })
+    let body = || {
+        // SAFETY: `axes` is NULL or `n_axes` values by the caller's contract.
+        unsafe { reduction(q, "sum", x, axes, n_axes, keepdim) }
+    };
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_sum", "out", out, body) }
 }
 
 /// Mean of `x` over `n_axes` axes, as `anyaccel_sum`.
@@ -900,9 +957,12 @@ pub unsafe extern "C" fn anyaccel_mean(
     keepdim: i32,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_mean", || {
-        reduction(q, "mean", x, axes, n_axes, keepdim, out)
-    })
+    let body = || {
+        // SAFETY: `axes` is NULL or `n_axes` values by the caller's contract.
+        unsafe { reduction(q, "mean", x, axes, n_axes, keepdim) }
+    };
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_mean", "out", out, body) }
 }
 
 /// Index (i64) of the maximum of `x` over `n_axes` axes, as `anyaccel_sum`.
@@ -918,9 +978,12 @@ pub unsafe extern "C" fn anyaccel_argmax(
     keepdim: i32,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_argmax", || {
-        reduction(q, "argmax", x, axes, n_axes, keepdim, out)
-    })
+    let body = || {
+        // SAFETY: `axes` is NULL or `n_axes` values by the caller's contract.
+        unsafe { reduction(q, "argmax", x, axes, n_axes, keepdim) }
+    };
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_argmax", "out", out, body) }
 }
 
 /// `x` converted to `dtype` by the rules of `docs/ops.md`; a new tensor.
@@ -934,9 +997,12 @@ pub unsafe extern "C" fn anyaccel_cast(
     dtype: anyaccel_dtype,
     out: *mut *mut anyaccel_tensor_t,
 ) -> anyaccel_status {
-    guard("anyaccel_cast", || {
-        let dtype: DType = dtype_arg(dtype, "dtype")?;
-        let attrs = vec![attr("dtype", AttrValue::Str(dtype.name().into()))];
-        typed(q, "cast", &[(x, "x", false)], attrs, out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_cast", "out", out, || {
+            let dtype: DType = dtype_arg(dtype, "dtype")?;
+            let attrs = vec![attr("dtype", AttrValue::Str(dtype.name().into()))];
+            typed(q, "cast", &[(x, "x", false)], attrs)
+        })
+    }
 }

@@ -3,12 +3,12 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use facade::{Device, Event, Queue, Result};
+use facade::{Device, Error, Event, Queue, Result};
 
 use crate::buffer::{anyaccel_buffer_t, buffer};
 use crate::handle::{self, from_ptr, to_ptr, Kind};
 use crate::runtime::{anyaccel_device_t, device};
-use crate::{anyaccel_status, check_device, guard, non_null, put, slice_arg};
+use crate::{anyaccel_status, check_device, guard, guard_out, non_null, same_device, slice_arg};
 
 /// An in-order queue of commands on one device. Opaque.
 pub struct anyaccel_queue_t {
@@ -27,6 +27,9 @@ pub(crate) struct QueueObj {
 
 struct EventObj {
     event: Arc<dyn Event>,
+    /// The device of the queue that recorded it: events of two devices (or of two runtimes)
+    /// have no common clock.
+    device: Arc<dyn Device>,
 }
 
 pub(crate) fn queue(q: *const anyaccel_queue_t) -> Result<Arc<QueueObj>> {
@@ -46,20 +49,17 @@ pub unsafe extern "C" fn anyaccel_queue_create(
     dev: *mut anyaccel_device_t,
     out: *mut *mut anyaccel_queue_t,
 ) -> anyaccel_status {
-    guard("anyaccel_queue_create", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, std::ptr::null_mut()) };
-        let dev = device(dev, "device")?;
-        let obj = QueueObj {
-            queue: dev.device.create_queue()?,
-            device: dev.device.clone(),
-        };
-        let h = handle::insert(Kind::Queue, Arc::new(obj))?;
-        // SAFETY: as above.
-        unsafe { put(out, to_ptr(h)) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_queue_create", "out", out, || {
+            let dev = device(dev, "device")?;
+            let obj = QueueObj {
+                queue: dev.device.create_queue()?,
+                device: dev.device.clone(),
+            };
+            Ok(to_ptr(handle::insert(Kind::Queue, Arc::new(obj))?))
+        })
+    }
 }
 
 /// Releases the caller's reference to a queue. Commands already submitted still run; call
@@ -199,16 +199,17 @@ pub unsafe extern "C" fn anyaccel_queue_record_event(
     q: *mut anyaccel_queue_t,
     out: *mut *mut anyaccel_event_t,
 ) -> anyaccel_status {
-    guard("anyaccel_queue_record_event", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, std::ptr::null_mut()) };
-        let event = queue(q)?.queue.record_event()?;
-        let h = handle::insert(Kind::Event, Arc::new(EventObj { event }))?;
-        // SAFETY: as above.
-        unsafe { put(out, to_ptr(h)) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_queue_record_event", "out", out, || {
+            let q = queue(q)?;
+            let obj = EventObj {
+                event: q.queue.record_event()?,
+                device: q.device.clone(),
+            };
+            Ok(to_ptr(handle::insert(Kind::Event, Arc::new(obj))?))
+        })
+    }
 }
 
 /// Makes the queue's later commands wait until `ev` (from any queue of any device) completes.
@@ -245,19 +246,18 @@ pub unsafe extern "C" fn anyaccel_event_query(
     ev: *mut anyaccel_event_t,
     done: *mut i32,
 ) -> anyaccel_status {
-    guard("anyaccel_event_query", || {
-        non_null(done, "done")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(done, 0) };
-        let is_done = event(ev, "event")?.event.is_done();
-        // SAFETY: as above.
-        unsafe { put(done, is_done as i32) };
-        Ok(())
-    })
+    // SAFETY: `done` is NULL or valid for writing an `int32_t` by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_event_query", "done", done, || {
+            Ok(event(ev, "event")?.event.is_done() as i32)
+        })
+    }
 }
 
 /// Sets `*ms` to the time in milliseconds from `start` to `end`; both must have completed and
-/// come from the same device.
+/// come from the same device (they may come from different queues of it). Events of two
+/// devices, or of two runtimes, are `ANYACCEL_ERROR_INVALID_ARGUMENT` naming both; so is an
+/// event that has not completed. `*ms` is 0 after a failed call.
 ///
 /// # Safety
 /// `ms` must be NULL or valid for writing a `double`.
@@ -267,17 +267,36 @@ pub unsafe extern "C" fn anyaccel_event_elapsed_ms(
     end: *mut anyaccel_event_t,
     ms: *mut f64,
 ) -> anyaccel_status {
-    guard("anyaccel_event_elapsed_ms", || {
-        non_null(ms, "ms")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(ms, 0.0) };
-        let s = event(start, "start")?;
-        let e = event(end, "end")?;
-        let elapsed = e.event.elapsed_since(&*s.event)?;
-        // SAFETY: as above.
-        unsafe { put(ms, elapsed.as_secs_f64() * 1e3) };
-        Ok(())
-    })
+    // SAFETY: `ms` is NULL or valid for writing a `double` by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_event_elapsed_ms", "ms", ms, || {
+            let s = event(start, "start")?;
+            let e = event(end, "end")?;
+            check_same_device(&s.device, &e.device)?;
+            let elapsed = e.event.elapsed_since(&*s.event)?;
+            Ok(elapsed.as_secs_f64() * 1e3)
+        })
+    }
+}
+
+/// `start` and `end` must be events of one device instance: two runtimes each have their own
+/// `cpu:0`, whose clocks have nothing in common.
+fn check_same_device(start: &Arc<dyn Device>, end: &Arc<dyn Device>) -> Result<()> {
+    if same_device(start, end) {
+        return Ok(());
+    }
+    let (s, e) = (&start.info().id, &end.info().id);
+    Err(Error::invalid_argument(if s == e {
+        format!(
+            "event `start` is of device {s} of one runtime and event `end` of device {e} of \
+             another runtime: expected two events of one device of one runtime"
+        )
+    } else {
+        format!(
+            "event `start` is of device {s} and event `end` of device {e}: expected two events \
+             of one device (events of two devices share no clock)"
+        )
+    }))
 }
 
 /// Releases the caller's reference to an event.

@@ -7,7 +7,7 @@ use facade::hal::Runtime;
 use facade::{DType, Device, Error, Result};
 
 use crate::handle::{self, from_ptr, to_ptr, Kind};
-use crate::{anyaccel_status, c_string, guard, non_null, put, str_arg};
+use crate::{anyaccel_status, c_string, guard, guard_info, guard_out, str_arg};
 
 /// A runtime: the compiled-in backends and their devices. Opaque.
 pub struct anyaccel_runtime_t {
@@ -170,15 +170,12 @@ pub(crate) fn dtype_arg(dtype: anyaccel_dtype, what: &str) -> Result<DType> {
     })
 }
 
-fn register_runtime(runtime: Runtime, out: *mut *mut anyaccel_runtime_t) -> Result<()> {
+fn register_runtime(runtime: Runtime) -> Result<*mut anyaccel_runtime_t> {
     let obj = RuntimeObj {
         runtime,
         cache: Mutex::new(RuntimeCache::default()),
     };
-    let h = handle::insert(Kind::Runtime, Arc::new(obj))?;
-    // SAFETY: `out` was checked for NULL; valid for a write by the caller's contract.
-    unsafe { put(out, to_ptr(h)) };
-    Ok(())
+    Ok(to_ptr(handle::insert(Kind::Runtime, Arc::new(obj))?))
 }
 
 /// Creates a runtime with every compiled-in backend. Backends are probed lazily, on first use
@@ -191,12 +188,12 @@ fn register_runtime(runtime: Runtime, out: *mut *mut anyaccel_runtime_t) -> Resu
 pub unsafe extern "C" fn anyaccel_runtime_create(
     out: *mut *mut anyaccel_runtime_t,
 ) -> anyaccel_status {
-    guard("anyaccel_runtime_create", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, std::ptr::null_mut()) };
-        register_runtime(facade::Runtime::new(), out)
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_runtime_create", "out", out, || {
+            register_runtime(facade::Runtime::new())
+        })
+    }
 }
 
 /// Creates a runtime with only the named compiled-in backends: `names` is a comma list such as
@@ -211,10 +208,7 @@ pub unsafe extern "C" fn anyaccel_runtime_create_with_backends(
     names: *const c_char,
     out: *mut *mut anyaccel_runtime_t,
 ) -> anyaccel_status {
-    guard("anyaccel_runtime_create_with_backends", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, std::ptr::null_mut()) };
+    let body = || {
         // SAFETY: NULL or NUL-terminated by the caller's contract.
         let names = unsafe { str_arg(names, "names") }?;
         let all = facade::compiled_in_backends();
@@ -238,8 +232,10 @@ pub unsafe extern "C" fn anyaccel_runtime_create_with_backends(
                 "argument `names` names no backend: expected a comma list such as \"cpu,vulkan\"",
             ));
         }
-        register_runtime(Runtime::with_backends(chosen)?, out)
-    })
+        register_runtime(Runtime::with_backends(chosen)?)
+    };
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_runtime_create_with_backends", "out", out, body) }
 }
 
 /// Destroys a runtime and the device handles it gave out. Buffers, queues, events and tensors
@@ -314,16 +310,14 @@ pub unsafe extern "C" fn anyaccel_runtime_backend_count(
     rt: *mut anyaccel_runtime_t,
     out: *mut usize,
 ) -> anyaccel_status {
-    guard("anyaccel_runtime_backend_count", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, 0) };
-        let obj = runtime(rt)?;
-        let n = backends(&obj).backends.as_ref().map_or(0, |b| b.len());
-        // SAFETY: as above.
-        unsafe { put(out, n) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or valid for writing a `size_t` by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_runtime_backend_count", "out", out, || {
+            let obj = runtime(rt)?;
+            let n = backends(&obj).backends.as_ref().map_or(0, |b| b.len());
+            Ok(n)
+        })
+    }
 }
 
 /// Fills `info` with backend `index` (0-based, below `anyaccel_runtime_backend_count`).
@@ -336,47 +330,28 @@ pub unsafe extern "C" fn anyaccel_runtime_backend_info(
     index: usize,
     info: *mut anyaccel_backend_info_t,
 ) -> anyaccel_status {
-    guard("anyaccel_runtime_backend_info", || {
-        non_null(info, "info")?;
-        let obj = runtime(rt)?;
-        let cache = backends(&obj);
-        let list = cache.backends.as_deref().unwrap_or(&[]);
-        let b = list.get(index).ok_or_else(|| {
-            Error::out_of_bounds(format!(
-                "backend index {index} is out of range: the runtime has {} backends",
-                list.len()
-            ))
-        })?;
-        // SAFETY: non-null; its struct_size field is readable by the caller's contract.
-        let size = unsafe { std::ptr::addr_of!((*info).struct_size).read() };
-        let value = anyaccel_backend_info_t {
-            struct_size: size,
-            name: b.name.as_ptr(),
-            available: b.reason.is_none() as i32,
-            device_count: b.device_count,
-            reason: b.reason.as_ref().map_or(std::ptr::null(), |r| r.as_ptr()),
-        };
-        // SAFETY: `info` holds `size` bytes by the caller's contract.
-        unsafe { write_sized(info, value, size, "anyaccel_backend_info_t") }
-    })
-}
-
-/// Copies the first `size` bytes of `value` to `dst` (the caller's struct may be older and
-/// shorter, never shorter than the first version, which is this one).
-///
-/// # Safety
-/// `dst` must be valid for writing `size` bytes.
-unsafe fn write_sized<T>(dst: *mut T, value: T, size: usize, name: &str) -> Result<()> {
-    let full = std::mem::size_of::<T>();
-    if size < full {
-        return Err(Error::invalid_argument(format!(
-            "{name}.struct_size is {size}: expected sizeof({name}), at least {full}; set it before the call"
-        )));
+    // SAFETY: `info` is NULL or a struct whose `struct_size` is set by the caller's contract;
+    // all-zero bytes are a valid `anyaccel_backend_info_t`.
+    unsafe {
+        guard_info("anyaccel_runtime_backend_info", "info", info, || {
+            let obj = runtime(rt)?;
+            let cache = backends(&obj);
+            let list = cache.backends.as_deref().unwrap_or(&[]);
+            let b = list.get(index).ok_or_else(|| {
+                Error::out_of_bounds(format!(
+                    "backend index {index} is out of range: the runtime has {} backends",
+                    list.len()
+                ))
+            })?;
+            Ok(anyaccel_backend_info_t {
+                struct_size: std::mem::size_of::<anyaccel_backend_info_t>(),
+                name: b.name.as_ptr(),
+                available: b.reason.is_none() as i32,
+                device_count: b.device_count,
+                reason: b.reason.as_ref().map_or(std::ptr::null(), |r| r.as_ptr()),
+            })
+        })
     }
-    // SAFETY: `dst` is valid for `size >= full` bytes by the caller's contract, and `value` is
-    // a plain repr(C) struct of `full` bytes.
-    unsafe { std::ptr::copy_nonoverlapping(&value as *const T as *const u8, dst as *mut u8, full) };
-    Ok(())
 }
 
 /// The number of devices: every device of every available backend, or those that
@@ -389,15 +364,12 @@ pub unsafe extern "C" fn anyaccel_runtime_device_count(
     rt: *mut anyaccel_runtime_t,
     out: *mut usize,
 ) -> anyaccel_status {
-    guard("anyaccel_runtime_device_count", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, 0) };
-        let n = runtime(rt)?.runtime.devices()?.len();
-        // SAFETY: as above.
-        unsafe { put(out, n) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or valid for writing a `size_t` by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_runtime_device_count", "out", out, || {
+            Ok(runtime(rt)?.runtime.devices()?.len())
+        })
+    }
 }
 
 /// Device `index` (0-based, below `anyaccel_runtime_device_count`). The handle belongs to the
@@ -411,23 +383,20 @@ pub unsafe extern "C" fn anyaccel_runtime_device(
     index: usize,
     out: *mut *mut anyaccel_device_t,
 ) -> anyaccel_status {
-    guard("anyaccel_runtime_device", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, std::ptr::null_mut()) };
-        let obj = runtime(rt)?;
-        let devices = obj.runtime.devices()?;
-        let device = devices.get(index).cloned().ok_or_else(|| {
-            Error::out_of_bounds(format!(
-                "device index {index} is out of range: the runtime has {} devices",
-                devices.len()
-            ))
-        })?;
-        let h = obj.device_handle(device)?;
-        // SAFETY: as above.
-        unsafe { put(out, to_ptr(h)) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_runtime_device", "out", out, || {
+            let obj = runtime(rt)?;
+            let devices = obj.runtime.devices()?;
+            let device = devices.get(index).cloned().ok_or_else(|| {
+                Error::out_of_bounds(format!(
+                    "device index {index} is out of range: the runtime has {} devices",
+                    devices.len()
+                ))
+            })?;
+            Ok(to_ptr(obj.device_handle(device)?))
+        })
+    }
 }
 
 /// The device with this id, e.g. `"cpu:0"`. An unknown id is `ANYACCEL_ERROR_INVALID_ARGUMENT`
@@ -442,18 +411,14 @@ pub unsafe extern "C" fn anyaccel_runtime_find_device(
     id: *const c_char,
     out: *mut *mut anyaccel_device_t,
 ) -> anyaccel_status {
-    guard("anyaccel_runtime_find_device", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, std::ptr::null_mut()) };
+    let body = || {
         let obj = runtime(rt)?;
         // SAFETY: NULL or NUL-terminated by the caller's contract.
         let id = unsafe { str_arg(id, "id") }?;
-        let h = obj.device_handle(obj.runtime.device(id)?)?;
-        // SAFETY: as above.
-        unsafe { put(out, to_ptr(h)) };
-        Ok(())
-    })
+        Ok(to_ptr(obj.device_handle(obj.runtime.device(id)?)?))
+    };
+    // SAFETY: `out` is NULL or valid for writing a pointer by the caller's contract.
+    unsafe { guard_out("anyaccel_runtime_find_device", "out", out, body) }
 }
 
 /// Fills `info` with what the device is.
@@ -465,28 +430,27 @@ pub unsafe extern "C" fn anyaccel_device_info(
     dev: *mut anyaccel_device_t,
     info: *mut anyaccel_device_info_t,
 ) -> anyaccel_status {
-    guard("anyaccel_device_info", || {
-        non_null(info, "info")?;
-        let obj = device(dev, "device")?;
-        let i = obj.device.info();
-        // SAFETY: non-null; its struct_size field is readable by the caller's contract.
-        let size = unsafe { std::ptr::addr_of!((*info).struct_size).read() };
-        let value = anyaccel_device_info_t {
-            struct_size: size,
-            id: obj.id.as_ptr(),
-            backend: obj.backend.as_ptr(),
-            name: obj.name.as_ptr(),
-            vendor: obj.vendor.as_ptr(),
-            driver_version: obj.driver_version.as_ptr(),
-            memory_bytes: i.memory_bytes,
-            max_buffer_bytes: i.max_buffer_bytes,
-            max_work_group_size: i.max_work_group_size,
-            compute_units: i.compute_units,
-            timestamps: obj.device.caps().timestamps as i32,
-        };
-        // SAFETY: `info` holds `size` bytes by the caller's contract.
-        unsafe { write_sized(info, value, size, "anyaccel_device_info_t") }
-    })
+    // SAFETY: `info` is NULL or a struct whose `struct_size` is set by the caller's contract;
+    // all-zero bytes are a valid `anyaccel_device_info_t`.
+    unsafe {
+        guard_info("anyaccel_device_info", "info", info, || {
+            let obj = device(dev, "device")?;
+            let i = obj.device.info();
+            Ok(anyaccel_device_info_t {
+                struct_size: std::mem::size_of::<anyaccel_device_info_t>(),
+                id: obj.id.as_ptr(),
+                backend: obj.backend.as_ptr(),
+                name: obj.name.as_ptr(),
+                vendor: obj.vendor.as_ptr(),
+                driver_version: obj.driver_version.as_ptr(),
+                memory_bytes: i.memory_bytes,
+                max_buffer_bytes: i.max_buffer_bytes,
+                max_work_group_size: i.max_work_group_size,
+                compute_units: i.compute_units,
+                timestamps: obj.device.caps().timestamps as i32,
+            })
+        })
+    }
 }
 
 /// Sets `*out` to 1 when the device holds tensors of `dtype`, else 0.
@@ -499,16 +463,14 @@ pub unsafe extern "C" fn anyaccel_device_supports_dtype(
     dtype: anyaccel_dtype,
     out: *mut i32,
 ) -> anyaccel_status {
-    guard("anyaccel_device_supports_dtype", || {
-        non_null(out, "out")?;
-        // SAFETY: checked for NULL; valid for a write by the caller's contract.
-        unsafe { put(out, 0) };
-        let obj = device(dev, "device")?;
-        let dtype = dtype_arg(dtype, "dtype")?;
-        // SAFETY: as above.
-        unsafe { put(out, obj.device.caps().has_dtype(dtype) as i32) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or valid for writing an `int32_t` by the caller's contract.
+    unsafe {
+        guard_out("anyaccel_device_supports_dtype", "out", out, || {
+            let obj = device(dev, "device")?;
+            let dtype = dtype_arg(dtype, "dtype")?;
+            Ok(obj.device.caps().has_dtype(dtype) as i32)
+        })
+    }
 }
 
 /// The name of a dtype (`"f32"`, `"bf16"`, ...), static; NULL for a number that is no dtype.

@@ -2,6 +2,7 @@
 //! an [`Unavailable`] reason in the loader's own words.
 
 use std::ffi::{c_char, CStr};
+use std::mem::ManuallyDrop;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -100,8 +101,10 @@ impl Plugin {
                 with_sources(&e)
             ))
         })?;
-        // The library is never unloaded: leak it so that its code outlives every handle.
-        let lib: &'static Library = Box::leak(Box::new(lib));
+        // The library is never unloaded, accepted or not: its code must outlive every handle
+        // and any thread its initialisers started. `ManuallyDrop` keeps the loader's handle open
+        // without dropping it (no dlclose) and without a heap allocation to lose per library.
+        let lib = ManuallyDrop::new(lib);
         let entry_name = format!("{}\0", sys::ENTRY);
         // SAFETY: the symbol is declared in anyaccel_plugin.h with exactly this type.
         let get_api = unsafe { lib.get::<GetApiFn>(entry_name.as_bytes()) }.map_err(|e| {
