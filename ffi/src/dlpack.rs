@@ -222,7 +222,6 @@ pub unsafe extern "C" fn anyaccel_tensor_to_dlpack(
         })?;
         // The view lies inside the allocation (BufferView's invariant).
         let data = mem.as_ptr().wrapping_add(tensor.view().offset()) as *mut c_void;
-        let size = tensor.dtype().size_in_bytes();
         let shape = tensor
             .shape()
             .iter()
@@ -236,7 +235,7 @@ pub unsafe extern "C" fn anyaccel_tensor_to_dlpack(
         let ndim = i32::try_from(shape.len()).map_err(|_| {
             Error::invalid_argument("tensor has more dimensions than fit in int32_t")
         })?;
-        let byte_offset = (tensor.desc().offset as u64) * size as u64;
+        let byte_offset = tensor.desc().byte_offset()? as u64;
         let dtype = dl_dtype(tensor.dtype());
         let mut ctx = Box::new(ExportCtx {
             managed: DLManagedTensorVersioned {
@@ -305,6 +304,7 @@ impl Release {
 /// # Safety
 /// `ptr` must point to `n` values.
 unsafe fn dl_dims(ptr: *const i64, n: usize, what: &str) -> Result<Vec<usize>> {
+    facade::hal::layout::check_rank(&format!("DLPack {what}"), n)?;
     // SAFETY: by the caller's contract (and `slice_arg` refuses NULL with n > 0).
     let dims = unsafe { crate::slice_arg(ptr, n, what) }?;
     dims.iter()
@@ -312,7 +312,7 @@ unsafe fn dl_dims(ptr: *const i64, n: usize, what: &str) -> Result<Vec<usize>> {
         .map(|(i, &d)| {
             usize::try_from(d).map_err(|_| {
                 Error::unsupported(format!(
-                    "DLPack {what}[{i}] is {d}: anyaccel tensors have no negative sizes or strides"
+                    "DLPack {what}[{i}] is {d}: expected a value >= 0 (anyaccel tensors have no negative sizes or strides)"
                 ))
             })
         })
@@ -371,6 +371,8 @@ pub unsafe extern "C" fn anyaccel_tensor_from_dlpack(
         let ndim = usize::try_from(dl.ndim).map_err(|_| {
             Error::invalid_argument(format!("DLPack ndim is {}: expected >= 0", dl.ndim))
         })?;
+        // Before `shape` and `strides` are read.
+        facade::hal::layout::check_rank("DLPack ndim", ndim)?;
         // SAFETY: `ndim` values by DLPack's contract.
         let shape = unsafe { dl_dims(dl.shape, ndim, "shape") }?;
         let strides = if dl.strides.is_null() {
@@ -387,18 +389,35 @@ pub unsafe extern "C" fn anyaccel_tensor_from_dlpack(
         };
         desc.validate("DLPack tensor")?;
         let bytes = desc.required_bytes()?;
-        let offset = usize::try_from(dl.byte_offset).map_err(|_| {
-            Error::invalid_argument(format!(
-                "DLPack byte_offset {} exceeds size_t",
-                dl.byte_offset
-            ))
-        })?;
-        let data = (dl.data as *mut u8).wrapping_add(offset);
         if bytes > 0 && dl.data.is_null() {
             return Err(Error::invalid_argument(format!(
                 "DLPack data is NULL but the tensor spans {bytes} bytes"
             )));
         }
+        // The tensor's bytes are `data + byte_offset ..` plus `bytes`: that range must not wrap
+        // and must lie in the lower half of the address space, where every object lives (no
+        // object is larger than isize::MAX bytes). A larger offset is the producer's error, and
+        // reading through it would touch memory that is not the tensor's.
+        let offset = usize::try_from(dl.byte_offset)
+            .ok()
+            .filter(|&o| o <= facade::hal::layout::MAX_BYTES)
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "DLPack byte_offset is {}: expected at most {} (isize::MAX)",
+                    dl.byte_offset,
+                    facade::hal::layout::MAX_BYTES
+                ))
+            })?;
+        let start = (dl.data as usize).checked_add(offset);
+        let end = start.and_then(|s| s.checked_add(bytes));
+        if !dl.data.is_null() && end.is_none_or(|e| e > facade::hal::layout::MAX_BYTES) {
+            return Err(Error::invalid_argument(format!(
+                "DLPack data {:p} plus byte_offset {offset} plus the tensor's {bytes} bytes \
+                 wraps or leaves the address space: expected an address range that fits",
+                dl.data
+            )));
+        }
+        let data = (dl.data as *mut u8).wrapping_add(offset);
         let device = rt.cpu_device("anyaccel_tensor_from_dlpack")?;
         let cpu = device
             .as_any()
@@ -550,6 +569,138 @@ mod tests {
             }
             assert_eq!(crate::anyaccel_queue_destroy(q), 0);
             assert_eq!(crate::anyaccel_runtime_destroy(rt), 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod hostile_imports {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    static DELETED: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count_deleter(_: *mut DLManagedTensorVersioned) {
+        DELETED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Imports a producer's tensor over `data` with these fields; returns the status and the
+    /// message, and checks that the deleter was not called (the caller keeps the tensor).
+    fn import(
+        data: *mut c_void,
+        ndim: i32,
+        shape: *mut i64,
+        strides: *mut i64,
+        byte_offset: u64,
+    ) -> (anyaccel_status, String) {
+        let mut rt = std::ptr::null_mut();
+        let mut managed = DLManagedTensorVersioned {
+            version: DLPackVersion { major: 1, minor: 0 },
+            manager_ctx: std::ptr::null_mut(),
+            deleter: Some(count_deleter),
+            flags: 0,
+            dl_tensor: DLTensor {
+                data,
+                device: DLDevice {
+                    device_type: KDL_CPU,
+                    device_id: 0,
+                },
+                ndim,
+                dtype: dl_dtype(DType::F32),
+                shape,
+                strides,
+                byte_offset,
+            },
+        };
+        let before = DELETED.load(Ordering::SeqCst);
+        let mut out = std::ptr::dangling_mut::<anyaccel_tensor_t>();
+        // SAFETY: a runtime made here; `managed` is valid and outlives the call.
+        let (status, message) = unsafe {
+            assert_eq!(
+                crate::anyaccel_runtime_create_with_backends(c"cpu".as_ptr(), &mut rt),
+                0
+            );
+            let status =
+                anyaccel_tensor_from_dlpack(rt, &mut managed, &mut out, std::ptr::null_mut());
+            let message = std::ffi::CStr::from_ptr(crate::anyaccel_last_error_message())
+                .to_string_lossy()
+                .into_owned();
+            (status, message)
+        };
+        if status != 0 {
+            assert!(out.is_null(), "the out-parameter is cleared on failure");
+            assert_eq!(
+                DELETED.load(Ordering::SeqCst),
+                before,
+                "the caller keeps the tensor"
+            );
+        } else {
+            // SAFETY: a live handle.
+            assert_eq!(unsafe { crate::anyaccel_tensor_destroy(out) }, 0);
+        }
+        // SAFETY: the runtime made above.
+        assert_eq!(unsafe { crate::anyaccel_runtime_destroy(rt) }, 0);
+        (status, message)
+    }
+
+    #[test]
+    fn offsets_that_leave_the_producer_memory_are_refused() {
+        let mut data = [0f32; 8];
+        let mut shape = [2i64, 3];
+        let p = data.as_mut_ptr().cast::<c_void>();
+        for offset in [
+            1u64 << 63,
+            (1 << 63) + 8,
+            u64::MAX - 7,
+            u64::MAX,
+            (p as u64).wrapping_neg(),
+        ] {
+            let (status, message) = import(p, 2, shape.as_mut_ptr(), std::ptr::null_mut(), offset);
+            assert_eq!(status, 1, "byte_offset {offset:#x}: {message}");
+            assert!(message.contains("byte_offset"), "{message}");
+        }
+        // data + byte_offset wraps past the top of the address space with a modest offset.
+        let top = usize::MAX - 15;
+        let (status, message) = import(
+            top as *mut c_void,
+            2,
+            shape.as_mut_ptr(),
+            std::ptr::null_mut(),
+            64,
+        );
+        assert_eq!(status, 1, "{message}");
+        assert!(
+            message.contains("wraps or leaves the address space"),
+            "{message}"
+        );
+        // An honest offset imports (by one copy, as 4 is not a multiple of 8).
+        let (status, message) = import(p, 2, shape.as_mut_ptr(), std::ptr::null_mut(), 4);
+        assert_eq!(status, 0, "{message}");
+    }
+
+    #[test]
+    fn ndim_is_checked_before_shape_is_read() {
+        let mut data = [0f32; 4];
+        let p = data.as_mut_ptr().cast::<c_void>();
+        let mut one = [1i64];
+        for ndim in [-1, -(1 << 30), i32::MAX, 65] {
+            let (status, message) = import(p, ndim, one.as_mut_ptr(), std::ptr::null_mut(), 0);
+            assert_eq!(status, 1, "ndim {ndim}: {message}");
+            assert!(message.contains("ndim"), "{message}");
+        }
+        let (status, message) = import(p, 2, std::ptr::null_mut(), std::ptr::null_mut(), 0);
+        assert_eq!(status, 1, "{message}");
+        assert!(message.contains("`shape` is NULL"), "{message}");
+        // Negative strides are refused by name; wrapping strides like any other layout.
+        let mut shape = [2i64, 2];
+        for (strides, needle) in [
+            ([-1i64, 1], "strides[0] is -1"),
+            ([i64::MAX, 1], "expected a size that fits"),
+        ] {
+            let mut strides = strides;
+            let (status, message) = import(p, 2, shape.as_mut_ptr(), strides.as_mut_ptr(), 0);
+            assert_ne!(status, 0, "{message}");
+            assert!(message.contains(needle), "{message}");
         }
     }
 }

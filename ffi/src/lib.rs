@@ -296,21 +296,65 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, what: &str) -> Result<&'a s
     })
 }
 
-/// A slice argument of `len` elements; NULL is allowed when `len` is 0.
-///
-/// # Safety
-/// `ptr` must be NULL or point to `len` initialised elements that stay valid for `'a`.
-pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<&'a [T]> {
+/// Checks what `std::slice::from_raw_parts` requires of a C array beyond its validity: not NULL
+/// (unless empty), aligned for `T`, and at most `isize::MAX` bytes in all.
+fn check_array<T>(ptr: *const T, len: usize, what: &str) -> Result<()> {
     if len == 0 {
-        return Ok(&[]);
+        return Ok(());
     }
     if ptr.is_null() {
         return Err(Error::invalid_argument(format!(
             "argument `{what}` is NULL but its length is {len}: expected an array of {len} elements"
         )));
     }
-    // SAFETY: non-null, `len` elements by the caller's contract.
+    if !ptr.is_aligned() {
+        return Err(Error::invalid_argument(format!(
+            "argument `{what}` is {ptr:p}: expected an address aligned to {} bytes",
+            std::mem::align_of::<T>()
+        )));
+    }
+    if len
+        .checked_mul(std::mem::size_of::<T>())
+        .is_none_or(|b| b > facade::hal::layout::MAX_BYTES)
+    {
+        return Err(Error::invalid_argument(format!(
+            "argument `{what}` has length {len}: expected at most {} bytes in all",
+            facade::hal::layout::MAX_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// A slice argument of `len` elements; NULL is allowed when `len` is 0.
+///
+/// # Safety
+/// `ptr` must be NULL or point to `len` initialised elements that stay valid for `'a`.
+pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<&'a [T]> {
+    check_array(ptr, len, what)?;
+    if len == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: non-null, aligned, at most isize::MAX bytes (checked), and `len` elements by the
+    // caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// A writable slice argument of `len` elements; NULL is allowed when `len` is 0.
+///
+/// # Safety
+/// `ptr` must be NULL or valid for writing `len` elements, with no other reference to them, for
+/// `'a`.
+pub(crate) unsafe fn slice_arg_mut<'a, T>(
+    ptr: *mut T,
+    len: usize,
+    what: &str,
+) -> Result<&'a mut [T]> {
+    check_array(ptr, len, what)?;
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    // SAFETY: as in `slice_arg`, and writable without aliasing by the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
 /// True when both are the same device instance (not merely the same id: two runtimes each have

@@ -119,9 +119,8 @@ pub unsafe extern "C" fn anyaccel_queue_read(
         if bytes == 0 {
             return q.queue.finish();
         }
-        non_null(dst, "dst")?;
-        // SAFETY: non-null and valid for `bytes` writable bytes by the caller's contract.
-        let out = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, bytes) };
+        // SAFETY: valid for `bytes` writable bytes by the caller's contract.
+        let out = unsafe { crate::slice_arg_mut(dst as *mut u8, bytes, "dst") }?;
         q.queue.read(&view, out)
     })
 }

@@ -38,6 +38,8 @@ pub(crate) fn register_tensor(obj: TensorObj) -> Result<*mut anyaccel_tensor_t> 
 /// # Safety
 /// `ptr` must be NULL or point to `ndim` values.
 pub(crate) unsafe fn dims_arg(ptr: *const i64, ndim: usize, what: &str) -> Result<Vec<usize>> {
+    // Before the array is read: a wild `ndim` must not make us read past the caller's values.
+    facade::hal::layout::check_rank(what, ndim)?;
     // SAFETY: NULL only when empty, else `ndim` values by the caller's contract.
     let dims = unsafe { slice_arg(ptr, ndim, what) }?;
     dims.iter()
@@ -306,20 +308,20 @@ pub unsafe extern "C" fn anyaccel_tensor_byte_offset(
         // SAFETY: checked for NULL; valid for a write by the caller's contract.
         unsafe { put(out, 0) };
         let t = tensor(t, "tensor")?;
-        let off =
-            t.tensor.view().offset() + t.tensor.desc().offset * t.tensor.dtype().size_in_bytes();
+        let off = facade::hal::layout::checked_add(
+            "byte offset",
+            t.tensor.view().offset(),
+            t.tensor.desc().byte_offset()?,
+        )?;
         // SAFETY: as above.
         unsafe { put(out, off) };
         Ok(())
     })
 }
 
-fn data_bytes(t: &Tensor) -> usize {
-    t.numel() * t.dtype().size_in_bytes()
-}
-
 fn check_len(t: &Tensor, bytes: usize, what: &str) -> Result<()> {
-    let need = data_bytes(t);
+    // Checked: a broadcast view may hold more elements than any host buffer.
+    let need = t.desc().host_bytes()?;
     if bytes != need {
         return Err(Error::invalid_argument(format!(
             "argument `bytes` is {bytes} but the {} {} tensor holds {need} bytes: expected the size of its {what}",
@@ -356,7 +358,7 @@ pub unsafe extern "C" fn anyaccel_tensor_write(
             return Ok(());
         }
         if tensor.desc().is_contiguous() {
-            let start = tensor.desc().offset * tensor.dtype().size_in_bytes();
+            let start = tensor.desc().byte_offset()?;
             return q.queue.write(&tensor.view().sub(start, bytes)?, data);
         }
         // A strided destination: write a contiguous copy, then let the device scatter it.
@@ -386,15 +388,179 @@ pub unsafe extern "C" fn anyaccel_tensor_read(
         if bytes == 0 {
             return q.queue.finish();
         }
-        non_null(dst, "dst")?;
-        // SAFETY: non-null and valid for `bytes` writable bytes by the caller's contract.
-        let out = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, bytes) };
-        let tensor = &t.tensor;
-        if tensor.desc().is_contiguous() {
-            let start = tensor.desc().offset * tensor.dtype().size_in_bytes();
-            return q.queue.read(&tensor.view().sub(start, bytes)?, out);
-        }
-        out.copy_from_slice(&tensor.to_bytes(&*q.queue)?);
-        Ok(())
+        // SAFETY: valid for `bytes` writable bytes by the caller's contract.
+        let out = unsafe { crate::slice_arg_mut(dst as *mut u8, bytes, "dst") }?;
+        t.tensor.read_into(&*q.queue, out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{anyaccel_buffer_alloc, anyaccel_buffer_free, anyaccel_queue_create};
+    use crate::{anyaccel_queue_destroy, anyaccel_runtime_create_with_backends};
+    use crate::{anyaccel_runtime_destroy, anyaccel_runtime_device};
+
+    use crate::{ANYACCEL_DTYPE_F32 as F32, ANYACCEL_DTYPE_U8 as U8};
+    const OK: anyaccel_status = 0;
+    const INVALID: anyaccel_status = 1;
+
+    /// A cpu runtime, device, queue and a buffer of `bytes` bytes; destroyed by `close`.
+    struct Setup {
+        rt: *mut crate::anyaccel_runtime_t,
+        q: *mut anyaccel_queue_t,
+        buf: *mut anyaccel_buffer_t,
+    }
+
+    fn setup(bytes: usize) -> Setup {
+        let (mut rt, mut dev, mut q, mut buf) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        // SAFETY: valid out-pointers; handles come from the library.
+        unsafe {
+            assert_eq!(
+                anyaccel_runtime_create_with_backends(c"cpu".as_ptr(), &mut rt),
+                OK
+            );
+            assert_eq!(anyaccel_runtime_device(rt, 0, &mut dev), OK);
+            assert_eq!(anyaccel_queue_create(dev, &mut q), OK);
+            assert_eq!(anyaccel_buffer_alloc(dev, bytes, &mut buf), OK);
+        }
+        Setup { rt, q, buf }
+    }
+
+    impl Setup {
+        fn create(
+            &self,
+            dtype: anyaccel_dtype,
+            shape: &[i64],
+            strides: &[i64],
+            offset: usize,
+        ) -> (anyaccel_status, *mut anyaccel_tensor_t) {
+            let mut t = std::ptr::dangling_mut::<anyaccel_tensor_t>();
+            // SAFETY: arrays of `shape.len()` values; `t` is writable.
+            let status = unsafe {
+                anyaccel_tensor_create(
+                    self.buf,
+                    dtype,
+                    shape.as_ptr(),
+                    strides.as_ptr(),
+                    shape.len(),
+                    offset,
+                    &mut t,
+                )
+            };
+            (status, t)
+        }
+
+        fn close(self) {
+            // SAFETY: handles made by `setup`.
+            unsafe {
+                assert_eq!(anyaccel_buffer_free(self.buf), OK);
+                assert_eq!(anyaccel_queue_destroy(self.q), OK);
+                assert_eq!(anyaccel_runtime_destroy(self.rt), OK);
+            }
+        }
+    }
+
+    fn message() -> String {
+        // SAFETY: the library's thread-local, NUL-terminated message.
+        unsafe { std::ffi::CStr::from_ptr(crate::anyaccel_last_error_message()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn wrapping_layouts_are_refused() {
+        let s = setup(64);
+        let max = i64::MAX;
+        for (dtype, shape, strides, offset) in [
+            (F32, vec![4, 3], vec![max, 1], 0),
+            (F32, vec![5, 1], vec![1 << 62, 1], 0),
+            (U8, vec![3, 3], vec![max, max], 0),
+            (U8, vec![2], vec![1], usize::MAX),
+            (F32, vec![0, 2], vec![1, 1], 1 << 62),
+            (F32, vec![1 << 40, 1 << 40], vec![0, 0], 0),
+        ] {
+            let (status, t) = s.create(dtype, &shape, &strides, offset);
+            assert_ne!(status, OK, "{shape:?} {strides:?} +{offset}");
+            assert!(t.is_null(), "the out-parameter is cleared");
+            assert!(
+                message().starts_with("anyaccel_tensor_create: tensor"),
+                "{}",
+                message()
+            );
+        }
+        // A rank beyond the limit is refused before the shape array is read (one value here).
+        let mut t = std::ptr::null_mut();
+        let one = [1i64];
+        // SAFETY: the call must not read past `one`: the rank is checked first.
+        let status = unsafe {
+            anyaccel_tensor_create(
+                s.buf,
+                F32,
+                one.as_ptr(),
+                std::ptr::null(),
+                1 << 40,
+                0,
+                &mut t,
+            )
+        };
+        assert_eq!(status, INVALID);
+        assert!(message().contains("at most 64"), "{}", message());
+        s.close();
+    }
+
+    #[test]
+    fn transfer_lengths_are_checked() {
+        let s = setup(64);
+        // A broadcast of 2^62 + 1 bytes over one byte: a valid view that no host buffer holds.
+        let (status, wide) = s.create(U8, &[(1 << 62) + 1], &[0], 0);
+        assert_eq!(status, OK);
+        let mut byte = [0u8; 1];
+        // SAFETY: `byte` holds 1 byte; the call must refuse the length before writing.
+        let status = unsafe { anyaccel_tensor_read(s.q, wide, byte.as_mut_ptr().cast(), 1) };
+        assert_eq!(status, INVALID);
+        assert!(
+            message().contains("4611686018427387905 bytes"),
+            "{}",
+            message()
+        );
+        // 2^62 f32 elements are 2^64 bytes, which wrapped to 0: a length of 0 was accepted.
+        let (status, huge) = s.create(F32, &[1 << 62], &[0], 0);
+        assert_eq!(status, OK);
+        for bytes in [0usize, 4] {
+            // SAFETY: NULL with a length the call must refuse.
+            let status = unsafe { anyaccel_tensor_read(s.q, huge, std::ptr::null_mut(), bytes) };
+            assert_eq!(status, INVALID, "{bytes}");
+            // SAFETY: as above.
+            let status = unsafe { anyaccel_tensor_write(s.q, huge, std::ptr::null(), bytes) };
+            assert_eq!(status, INVALID, "{bytes}");
+        }
+        // The element count alone overflows usize: refused when the tensor is made.
+        let (status, _) = s.create(F32, &[1 << 62, 8], &[0, 0], 0);
+        assert_eq!(status, INVALID);
+        // An honest transfer through the same calls still works, with canaries around it.
+        let (status, t) = s.create(F32, &[2, 3], &[1, 2], 1);
+        assert_eq!(status, OK);
+        let src = [1f32, 2., 3., 4., 5., 6.];
+        let mut dst = [7f32; 8];
+        // SAFETY: 24 readable bytes; 24 writable bytes from dst[1].
+        unsafe {
+            assert_eq!(anyaccel_tensor_write(s.q, t, src.as_ptr().cast(), 24), OK);
+            assert_eq!(
+                anyaccel_tensor_read(s.q, t, dst[1..].as_mut_ptr().cast(), 24),
+                OK
+            );
+        }
+        assert_eq!(dst, [7., 1., 2., 3., 4., 5., 6., 7.]);
+        for h in [wide, huge, t] {
+            // SAFETY: live handles.
+            assert_eq!(unsafe { anyaccel_tensor_destroy(h) }, OK);
+        }
+        s.close();
+    }
 }

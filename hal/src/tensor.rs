@@ -83,13 +83,26 @@ impl TensorDesc {
     /// Elements of the view that the layout needs: the offset plus the span, checked. An empty
     /// tensor needs its offset (so that its first element's address still lies inside the view).
     pub fn required_elements(&self) -> Result<usize> {
-        let span = layout::checked_span("tensor", &self.shape, &self.strides)?;
-        layout::checked_add("tensor: offset plus span", self.offset, span)
+        self.required_elements_of("tensor")
     }
 
     /// Bytes of the view that the tensor needs: offset plus span, in bytes, checked.
     pub fn required_bytes(&self) -> Result<usize> {
-        layout::elements_to_bytes("tensor", self.required_elements()?, self.dtype)
+        self.required_bytes_of("tensor")
+    }
+
+    fn required_elements_of(&self, what: &str) -> Result<usize> {
+        let span = layout::checked_span(what, &self.shape, &self.strides)?;
+        self.offset.checked_add(span).ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "{what}: offset {} plus span {span} does not fit in usize: expected a smaller offset",
+                self.offset
+            ))
+        })
+    }
+
+    fn required_bytes_of(&self, what: &str) -> Result<usize> {
+        layout::elements_to_bytes(what, self.required_elements_of(what)?, self.dtype)
     }
 
     /// The offset in bytes of element `[0, ...]` from the start of the view, checked.
@@ -132,7 +145,7 @@ impl TensorDesc {
         }
         layout::check_rank(what, self.shape.len())?;
         checked_numel(what, &self.shape)?;
-        self.required_bytes().map_err(|e| e.context(what))?;
+        self.required_bytes_of(what)?;
         Ok(())
     }
 }
