@@ -9,8 +9,7 @@
 //!
 //! The table reaches the loader through the real path: `fake-plugin/fake_plugin.c` is a shared
 //! library whose entry point returns the table this target sets, and the target loads it with
-//! `PluginBackend::load`. Built with `--cfg anyaccel_plugin_from_entry`, the target uses
-//! `PluginBackend::from_entry` instead (no dlopen), once the plugin crate has it.
+//! `PluginBackend::load`, so the table checks run exactly as they do for a vendor's library.
 //!
 //! Accepted plugins are probed, and each device is used: its info, a buffer, a queue, writes,
 //! reads, a fill and a copy, then everything is dropped (device_close runs).
@@ -456,7 +455,6 @@ fn text(t: &Text) -> Option<CString> {
     }
 }
 
-#[cfg(not(anyaccel_plugin_from_entry))]
 fn load(table: *const u8) -> anyaccel_plugin::PluginBackend {
     type SetTable = unsafe extern "C" fn(*const c_void);
     static LIB: OnceLock<(libloading::Library, SetTable)> = OnceLock::new();
@@ -472,18 +470,6 @@ fn load(table: *const u8) -> anyaccel_plugin::PluginBackend {
     // SAFETY: stores a pointer, which the entry point returns.
     unsafe { set(table.cast()) };
     anyaccel_plugin::PluginBackend::load(path)
-}
-
-#[cfg(anyaccel_plugin_from_entry)]
-fn load(table: *const u8) -> anyaccel_plugin::PluginBackend {
-    static TABLE: std::sync::atomic::AtomicPtr<u8> =
-        std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
-    unsafe extern "C" fn get_api(_major: u32, _minor: u32) -> *const AnyaccelPluginApi {
-        TABLE.load(Ordering::SeqCst).cast()
-    }
-    TABLE.store(table.cast_mut(), Ordering::SeqCst);
-    // SAFETY: get_api returns a table that stays valid while the backend is used (below).
-    unsafe { anyaccel_plugin::PluginBackend::from_entry("fuzz-plugin", get_api) }
 }
 
 fn use_device(device: &dyn Device, input: &Input) {
