@@ -93,10 +93,8 @@ fn exact_need(desc: &TensorDesc) -> Option<u128> {
     }
     let shape: Vec<u128> = desc.shape.iter().map(|&d| d as u128).collect();
     let strides: Vec<u128> = desc.strides.iter().map(|&s| s as u128).collect();
+    // An empty tensor needs its offset (its first element's address lies inside the view).
     let span = span_u128(&shape, &strides)?;
-    if span == 0 {
-        return Some(0);
-    }
     (desc.offset as u128 + span).checked_mul(desc.dtype.size_in_bytes() as u128)
 }
 
