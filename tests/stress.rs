@@ -234,7 +234,7 @@ fn eight_threads_of_mixed_ops_on_every_device_at_once() {
                 let device = devices[t % devices.len()].clone();
                 s.spawn(move || {
                     let q = device.create_queue().expect("a queue");
-                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x1000_0001);
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1000_0001));
                     for i in 0..ops_per_thread {
                         if let Err(e) = one_op(&*q, &mut rng) {
                             panic!("thread {t} on {}, op {i}: {e}", device.info().id);
