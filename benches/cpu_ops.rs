@@ -19,7 +19,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 
-#[path = "../src/cli/bench/peers.rs"]
+#[path = "../cli/src/cli/bench/peers.rs"]
 mod peers;
 
 const ADD_ELEMENTS: usize = 16 << 20;

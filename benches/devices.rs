@@ -2,7 +2,7 @@
 //! (see BENCHMARKS.md). A device whose runtime is missing is left out with a note.
 //!
 //! - `launch/{anyaccel,opencl3}/opencl:0` and `launch/{anyaccel,ash}/vulkan:0`: one launch of
-//!   a tiny kernel (a one-element add written in the device's dialect, `src/cli/bench/kernels/`)
+//!   a tiny kernel (a one-element add written in the device's dialect, `cli/src/cli/bench/kernels/`)
 //!   and the wait for it: through `Device::compile`, `Queue::launch` and `finish`, against the
 //!   same kernel through raw opencl3 or ash calls on a context and queue of their own. The
 //!   ratio is the layer's own overhead per launch.
@@ -25,23 +25,23 @@ use criterion::{
 };
 
 #[allow(dead_code, unused_imports)]
-#[path = "../src/cli/bench/clblast.rs"]
+#[path = "../cli/src/cli/bench/clblast.rs"]
 mod clblast;
 #[allow(dead_code, unused_imports)]
-#[path = "../src/cli/bench/raw.rs"]
+#[path = "../cli/src/cli/bench/raw.rs"]
 mod raw;
 #[cfg(feature = "cuda")]
 #[allow(dead_code, unused_imports)]
-#[path = "../src/cli/bench/raw_cuda.rs"]
+#[path = "../cli/src/cli/bench/raw_cuda.rs"]
 mod raw_cuda;
 #[allow(dead_code, unused_imports)]
-#[path = "../src/cli/bench/raw_opencl.rs"]
+#[path = "../cli/src/cli/bench/raw_opencl.rs"]
 mod raw_opencl;
 #[allow(dead_code, unused_imports)]
-#[path = "../src/cli/bench/raw_vulkan.rs"]
+#[path = "../cli/src/cli/bench/raw_vulkan.rs"]
 mod raw_vulkan;
 #[allow(dead_code, unused_imports)]
-#[path = "../src/cli/bench/tiny.rs"]
+#[path = "../cli/src/cli/bench/tiny.rs"]
 mod tiny;
 
 const MATMUL_N: usize = 1024;

@@ -1,8 +1,10 @@
 //! # anyaccel: one accelerator layer for every device
 //!
 //! The crate that framework authors depend on. It re-exports the hardware layer
-//! ([`hal`]), the common op set ([`ops`]), the conformance suite ([`conformance`]) and every
-//! compiled-in backend, and builds a [`Runtime`] that knows them all.
+//! ([`hal`]), the common op set ([`ops`]) and every compiled-in backend, and builds a
+//! [`Runtime`] that knows them all. It carries no tools: the command line (`anyaccel devices`,
+//! `conformance`, `bench`) and the conformance suite are the `anyaccel-cli` and
+//! `anyaccel-conformance` crates.
 //!
 //! Start from [`Runtime::new`] (every compiled-in backend, probed lazily), pick a device, create
 //! a queue, make tensors and call ops:
@@ -21,7 +23,6 @@
 
 use std::sync::Arc;
 
-pub use anyaccel_conformance as conformance;
 pub use anyaccel_hal as hal;
 pub use anyaccel_hal::{
     AttrValue, Backend, Buffer, BufferView, Caps, DType, Device, DeviceInfo, Error, ErrorCode,

@@ -83,18 +83,6 @@ impl Default for Options {
     }
 }
 
-/// The command's usage text.
-pub const USAGE: &str = "\
-usage: anyaccel conformance [--device ID]... [--plugin PATH]... [--profile core|fp16|bf16|fp64|all]...
-                            [--filter GLOB]... [--seed N] [--report DIR | --no-report] [--json]
-                            [--strict-xfail] [--xfail FILE]... [--jobs N] [--timeout SECONDS]
-                            [--no-large] [--list]
-
-Runs the HAL and op suites on every selected device and writes report.json, report.md,
-junit.xml and report.html into DIR (default: report). Exits 0 only when no case failed,
-crashed or timed out (or, with --strict-xfail, passed while listed as an expected failure).
-ANYACCEL_REQUIRE=opencl,vulkan makes an unavailable backend fail the run.";
-
 const START: &str = "@@anyaccel-start ";
 const RESULT: &str = "@@anyaccel-result ";
 
@@ -119,87 +107,147 @@ fn finite(x: f64) -> Option<f64> {
 /// A worker's job: device id, group, and the case after which to start.
 type WorkerJob = (String, String, Option<String>);
 
-fn parse_args(args: &[String]) -> Result<(Options, bool, Option<WorkerJob>), String> {
-    let mut o = Options::default();
-    let mut profiles: Vec<Profile> = Vec::new();
-    let mut list = false;
-    let mut worker = false;
-    let (mut w_device, mut w_group, mut w_after) = (None, None, None);
-    let mut i = 0;
-    let value = |i: &mut usize, flag: &str| -> Result<String, String> {
-        *i += 1;
-        args.get(*i)
-            .cloned()
-            .ok_or_else(|| format!("{flag} needs a value"))
-    };
-    while i < args.len() {
-        let a = args[i].as_str();
-        match a {
-            "--device" => o.devices.push(value(&mut i, a)?),
-            "--plugin" => o.plugins.push(PathBuf::from(value(&mut i, a)?)),
-            "--profile" => {
-                let v = value(&mut i, a)?;
-                if v == "all" {
-                    profiles.extend(Profile::ALL);
-                } else {
-                    profiles.push(Profile::parse(&v).ok_or_else(|| {
-                        format!("--profile: `{v}`, expected core, fp16, bf16, fp64 or all")
-                    })?);
-                }
-            }
-            "--filter" => o.filters.push(value(&mut i, a)?),
-            "--seed" => {
-                let v = value(&mut i, a)?;
-                o.seed = v
-                    .parse()
-                    .map_err(|_| format!("--seed: `{v}` is not a non-negative integer"))?;
-            }
-            "--report" => o.report_dir = Some(PathBuf::from(value(&mut i, a)?)),
-            "--no-report" => o.report_dir = None,
-            "--json" => o.json = true,
-            "--strict-xfail" => o.strict_xfail = true,
-            "--xfail" => o.xfail_files.push(PathBuf::from(value(&mut i, a)?)),
-            "--no-large" => o.no_large = true,
-            "--list" => list = true,
-            "--jobs" => {
-                let v = value(&mut i, a)?;
-                o.jobs = v
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("--jobs: `{v}`, expected a positive integer"))?;
-            }
-            "--timeout" => {
-                let v = value(&mut i, a)?;
-                let s: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0)
-                    .ok_or_else(|| format!("--timeout: `{v}`, expected seconds > 0"))?;
-                o.timeout = Duration::from_secs_f64(s);
-            }
-            "--worker" => worker = true,
-            "--group" => w_group = Some(value(&mut i, a)?),
-            "--worker-device" => w_device = Some(value(&mut i, a)?),
-            "--after" => w_after = Some(value(&mut i, a)?),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-        i += 1;
+/// The command's description, shown by `--help`.
+pub const ABOUT: &str = "Run the conformance suite (HAL and op suites) and write the reports";
+
+/// The command's long description, shown by `--help`.
+pub const LONG_ABOUT: &str = "\
+Runs the HAL and op suites on every selected device and writes report.json, report.md,
+junit.xml and report.html into DIR (default: report). Exits 0 only when no case failed,
+crashed or timed out (or, with --strict-xfail, passed while listed as an expected failure).
+ANYACCEL_REQUIRE=opencl,vulkan makes an unavailable backend fail the run.";
+
+/// The command's arguments (`anyaccel conformance ...`), for `clap`: flattened into a host's
+/// own command line, or parsed alone by [`main`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConformanceArgs {
+    /// A device id or backend name to run on (repeatable); default: every selected device
+    #[arg(long = "device", value_name = "ID")]
+    pub devices: Vec<String>,
+    /// A vendor plugin library to load first (repeatable)
+    #[arg(long = "plugin", value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
+    /// A profile to run (repeatable); default: all
+    #[arg(long = "profile", value_name = "PROFILE", value_parser = check_profile)]
+    pub profiles: Vec<String>,
+    /// Only the cases whose id matches this glob (repeatable)
+    #[arg(long = "filter", value_name = "GLOB")]
+    pub filters: Vec<String>,
+    /// The seed of the generated inputs
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Where to write the reports
+    #[arg(
+        long = "report",
+        value_name = "DIR",
+        default_value = "report",
+        overrides_with = "no_report"
+    )]
+    pub report_dir: PathBuf,
+    /// Write no report files (the last of --report and --no-report counts)
+    #[arg(long, overrides_with = "report_dir")]
+    pub no_report: bool,
+    /// Print report.json to standard output
+    #[arg(long)]
+    pub json: bool,
+    /// Fail when a case listed as an expected failure passes
+    #[arg(long)]
+    pub strict_xfail: bool,
+    /// An extra expected-failure manifest (repeatable)
+    #[arg(long = "xfail", value_name = "FILE")]
+    pub xfail_files: Vec<PathBuf>,
+    /// Child processes at once
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: u64,
+    /// Time limit per group of cases, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 900.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+    /// Skip the large cases (more than 2^24 elements)
+    #[arg(long)]
+    pub no_large: bool,
+    /// List the selected case ids and exit
+    #[arg(long)]
+    pub list: bool,
+    /// Run as a child of a run (internal)
+    #[arg(long, hide = true, requires_all = ["worker_device", "group"])]
+    pub worker: bool,
+    /// The child's device (internal)
+    #[arg(long, hide = true)]
+    pub worker_device: Option<String>,
+    /// The child's group of cases (internal)
+    #[arg(long, hide = true)]
+    pub group: Option<String>,
+    /// The case after which the child starts (internal)
+    #[arg(long, hide = true)]
+    pub after: Option<String>,
+}
+
+/// The profiles a `--profile` value names (`all`: every one).
+fn profiles_of(v: &str) -> Option<Vec<Profile>> {
+    if v == "all" {
+        return Some(Profile::ALL.to_vec());
     }
-    if !profiles.is_empty() {
+    Profile::parse(v).map(|p| vec![p])
+}
+
+fn check_profile(v: &str) -> Result<String, String> {
+    profiles_of(v)
+        .map(|_| v.to_string())
+        .ok_or_else(|| format!("`{v}`, expected core, fp16, bf16, fp64 or all"))
+}
+
+fn parse_seconds(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .ok_or_else(|| format!("`{v}`, expected seconds > 0"))
+}
+
+impl ConformanceArgs {
+    /// The run's options.
+    pub fn options(&self) -> Options {
+        let mut profiles: Vec<Profile> = self
+            .profiles
+            .iter()
+            .filter_map(|p| profiles_of(p))
+            .flatten()
+            .collect();
         profiles.sort();
         profiles.dedup();
-        o.profiles = profiles;
-    }
-    let w = if worker {
-        match (w_device, w_group) {
-            (Some(d), Some(g)) => Some((d, g, w_after)),
-            _ => return Err("--worker needs --worker-device and --group".into()),
+        Options {
+            devices: self.devices.clone(),
+            plugins: self.plugins.clone(),
+            profiles: if profiles.is_empty() {
+                Profile::ALL.to_vec()
+            } else {
+                profiles
+            },
+            filters: self.filters.clone(),
+            seed: self.seed,
+            report_dir: (!self.no_report).then(|| self.report_dir.clone()),
+            json: self.json,
+            strict_xfail: self.strict_xfail,
+            jobs: usize::try_from(self.jobs).unwrap_or(usize::MAX),
+            timeout: Duration::from_secs_f64(self.timeout),
+            xfail_files: self.xfail_files.clone(),
+            no_large: self.no_large,
         }
-    } else {
-        None
-    };
-    Ok((o, list, w))
+    }
+
+    fn worker_job(&self) -> Option<WorkerJob> {
+        match (self.worker, &self.worker_device, &self.group) {
+            (true, Some(d), Some(g)) => Some((d.clone(), g.clone(), self.after.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// `anyaccel conformance` alone, for a host without a command line of its own.
+#[derive(Debug, clap::Parser)]
+#[command(name = "anyaccel conformance", about = ABOUT, long_about = LONG_ABOUT)]
+struct Standalone {
+    #[command(flatten)]
+    args: ConformanceArgs,
 }
 
 fn selected_cases(o: &Options) -> Vec<Case> {
@@ -211,27 +259,36 @@ fn selected_cases(o: &Options) -> Vec<Case> {
         .collect()
 }
 
-/// Entry point of `anyaccel conformance ARGS`: the parent run or, with `--worker`, a child.
-/// Returns the process exit code.
+/// Entry point of `anyaccel conformance ARGS` for a host without a command line of its own:
+/// parses `args` (without the program name) and runs [`execute`]. Returns the exit code (2 for
+/// bad usage).
 pub fn main(args: &[String], host: &Host<'_>) -> i32 {
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return 0;
-    }
-    let (options, list, worker) = match parse_args(args) {
-        Ok(x) => x,
+    use clap::Parser;
+    let argv = std::iter::once("anyaccel conformance".to_string()).chain(args.iter().cloned());
+    match Standalone::try_parse_from(argv) {
+        Ok(s) => execute(&s.args, host),
         Err(e) => {
-            eprintln!("anyaccel conformance: {e}\n\n{USAGE}");
-            return 2;
+            let _ = e.print();
+            e.exit_code()
         }
-    };
-    if list {
+    }
+}
+
+/// Runs `anyaccel conformance` with parsed arguments: the parent run or, with `--worker`, a
+/// child. Returns the process exit code.
+pub fn execute(args: &ConformanceArgs, host: &Host<'_>) -> i32 {
+    let options = args.options();
+    if args.list {
+        let mut out = std::io::stdout().lock();
         for c in selected_cases(&options) {
-            println!("{}", c.id);
+            // A reader that went away (`| head`) ends the listing.
+            if writeln!(out, "{}", c.id).is_err() {
+                return 1;
+            }
         }
         return 0;
     }
-    if let Some((device, group, after)) = worker {
+    if let Some((device, group, after)) = args.worker_job() {
         return worker_main(&options, host, &device, &group, after.as_deref());
     }
     match run(&options, host) {

@@ -36,16 +36,13 @@ use std::time::{Duration, Instant};
 use anyaccel::hal::{AttrValue, DType, Device, ErrorCode, KernelArg, LaunchDims, Queue, Tensor};
 use serde::Serialize;
 
-use super::args::{print, Arg, Args, CliError};
+use super::args::{print, CliError};
 use super::table::Table;
 use peers::OpenBlas;
 use raw::RawPeer;
 
-/// The command's help.
-pub const HELP: &str = "\
-Usage: anyaccel bench [--device ID]... [--op NAME]... [--size N] [--peers] [--time SECONDS]
-                      [--no-roofline] [--json]
-
+/// The command's long description, shown by `anyaccel bench --help` above the options.
+pub const LONG_ABOUT: &str = "\
 For each device: its roofline measured on the spot (a large device-to-device copy for GB/s, the
 best f32 matmul over doubling sizes up to 2048 for GFLOP/s); then for each op the median time over
 many repetitions after a warm-up, the spread (p10..p90), GB/s or GFLOP/s and the share of the
@@ -62,30 +59,6 @@ Ops (f32):
   launch    latency of a tiny kernel (one-element add in the device's own dialect: OpenCL C,
             WGSL or CUDA C) compiled with Device::compile and run with Queue::launch, submission
             to completion, host clock
-
-Options:
-  --device ID     A device id or backend name (repeatable, or a comma list); default: every
-                  device, or those ANYACCEL_DEVICES selects
-  --op NAME       An op from the list above (repeatable, or a comma list); default: all
-  --size N        One problem size for every selected op instead of the defaults: the matmul
-                  edge, or the element count (suffixes K = 1024, M = 1024^2 allowed)
-  --peers         Also run, in the same process on the same data, what a user would pick
-                  instead, and print the ratio peer time / our time (above 1: we are faster).
-                  CPU: OpenBLAS cblas_sgemm (libopenblas.so.0, opened at run time) for matmul;
-                  memcpy over the same bytes as add moves, split over every core, for add.
-                  OpenCL: CLBlast sgemm (libclblast.so.1) on the same device for matmul.
-                  OpenCL, Vulkan, CUDA: for dispatch and launch, the same tiny kernel through
-                  raw opencl3 / ash / cudarc calls on a context and queue of their own, which
-                  is the layer's own overhead
-  --time SECONDS  Measuring time per figure after its warm-up, default 1
-  --no-roofline   Leave out the roofline (and so the ROOF shares)
-  --json          Print JSON: {\"devices\":[{\"id\",\"roofline\":{\"gbps\",\"gflops\"},\"ops\":[{\"op\",
-                  \"dtype\",\"size\",\"median_s\",\"gflops\",\"gbps\",\"peer\",\"peer_median_s\",
-                  \"ratio_vs_peer\",...}]}]} with the spread, repetitions and shares as well
-  -h, --help      Show this help
-
-Exit status: 0 when every selected op ran or was skipped as unsupported by a device, 1 when an
-op failed or its result was wrong, 2 for bad usage.
 ";
 
 /// Fewest timed repetitions of a figure (fewer only when one repetition outlasts 10x `--time`).
@@ -203,84 +176,92 @@ fn parse_size(text: &str) -> Option<usize> {
         .filter(|&n| n > 0)
 }
 
-/// Reads the command's arguments; `Ok(None)` when help was asked for.
-pub fn parse(args: &mut Args) -> Result<Option<Options>, CliError> {
-    let mut o = Options {
-        devices: Vec::new(),
-        ops: Vec::new(),
-        size: None,
-        peers: false,
-        time_s: 1.0,
-        json: false,
-        no_roofline: false,
-    };
-    while let Some(arg) = args.next() {
-        match arg {
-            Arg::Flag(f, v) if f == "--device" => {
-                let value = args.value(&f, v, "a device id such as `cpu:0`, or a backend name")?;
-                o.devices.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from),
-                );
+/// The command's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// A device id or backend name (repeatable, or a comma list); default: every device, or
+    /// those ANYACCEL_DEVICES selects
+    #[arg(long = "device", value_name = "ID", value_delimiter = ',')]
+    pub devices: Vec<String>,
+    /// An op from the list above (repeatable, or a comma list); default: all
+    #[arg(long = "op", value_name = "NAME", value_delimiter = ',', value_parser = parse_op)]
+    pub ops: Vec<BenchOp>,
+    /// One problem size for every selected op instead of the defaults: the matmul edge, or the
+    /// element count (suffixes K = 1024, M = 1024^2 allowed)
+    #[arg(long, value_name = "N", value_parser = parse_size_arg)]
+    pub size: Option<usize>,
+    /// Also run, in the same process on the same data, what a user would pick instead, and
+    /// print the ratio peer time / our time (above 1: we are faster). CPU: OpenBLAS
+    /// cblas_sgemm (libopenblas.so.0, opened at run time) for matmul; memcpy over the same bytes
+    /// as add moves, split over every core, for add. OpenCL: CLBlast sgemm (libclblast.so.1) on
+    /// the same device for matmul. OpenCL, Vulkan, CUDA: for dispatch and launch, the same tiny
+    /// kernel through raw opencl3 / ash / cudarc calls on a context and queue of their own,
+    /// which is the layer's own overhead
+    #[arg(long)]
+    pub peers: bool,
+    /// Measuring time per figure after its warm-up, in seconds (above 0, at most 3600)
+    #[arg(long = "time", value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_time)]
+    pub time_s: f64,
+    /// Leave out the roofline (and so the ROOF shares)
+    #[arg(long)]
+    pub no_roofline: bool,
+    /// Print JSON: {"devices":[{"id","roofline":{"gbps","gflops"},"ops":[{"op","dtype","size",
+    /// "median_s","gflops","gbps","peer","peer_median_s","ratio_vs_peer",...}]}]} with the
+    /// spread, repetitions and shares as well
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_op(name: &str) -> Result<BenchOp, String> {
+    BenchOp::parse(name.trim()).ok_or_else(|| {
+        format!(
+            "unknown op `{name}`; expected one of: {}",
+            BenchOp::ALL.map(BenchOp::name).join(", ")
+        )
+    })
+}
+
+fn parse_size_arg(text: &str) -> Result<usize, String> {
+    parse_size(text)
+        .ok_or_else(|| format!("`{text}`: expected a positive integer such as 4096 or 16M"))
+}
+
+fn parse_time(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= 3600.0)
+        .ok_or_else(|| format!("`{text}`: expected seconds above 0 and at most 3600"))
+}
+
+impl BenchArgs {
+    /// What the command was asked to do: the ops in the order given, without repeats (all when
+    /// none was given); devices without empty names.
+    pub fn options(&self) -> Options {
+        let mut ops = Vec::new();
+        for op in &self.ops {
+            if !ops.contains(op) {
+                ops.push(*op);
             }
-            Arg::Flag(f, v) if f == "--op" => {
-                let value = args.value(&f, v, "an op name")?;
-                for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let op = BenchOp::parse(name).ok_or_else(|| {
-                        args.error(format!(
-                            "unknown op `{name}` for `--op`; expected one of: {}",
-                            BenchOp::ALL.map(BenchOp::name).join(", ")
-                        ))
-                    })?;
-                    if !o.ops.contains(&op) {
-                        o.ops.push(op);
-                    }
-                }
-            }
-            Arg::Flag(f, v) if f == "--size" => {
-                let value = args.value(&f, v, "a positive integer such as 4096 or 16M")?;
-                o.size = Some(parse_size(&value).ok_or_else(|| {
-                    args.error(format!(
-                        "`--size {value}`: expected a positive integer such as 4096 or 16M"
-                    ))
-                })?);
-            }
-            Arg::Flag(f, v) if f == "--time" => {
-                let value = args.value(&f, v, "seconds, such as 1 or 0.2")?;
-                o.time_s = value
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|t| t.is_finite() && *t > 0.0 && *t <= 3600.0)
-                    .ok_or_else(|| {
-                        args.error(format!(
-                            "`--time {value}`: expected seconds above 0 and at most 3600"
-                        ))
-                    })?;
-            }
-            Arg::Flag(f, v) if f == "--peers" => {
-                args.no_value(&f, v)?;
-                o.peers = true;
-            }
-            Arg::Flag(f, v) if f == "--json" => {
-                args.no_value(&f, v)?;
-                o.json = true;
-            }
-            Arg::Flag(f, v) if f == "--no-roofline" => {
-                args.no_value(&f, v)?;
-                o.no_roofline = true;
-            }
-            Arg::Flag(f, _) if f == "-h" || f == "--help" => return Ok(None),
-            other => return Err(args.unexpected(other)),
+        }
+        if ops.is_empty() {
+            ops = BenchOp::ALL.to_vec();
+        }
+        Options {
+            devices: self
+                .devices
+                .iter()
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            ops,
+            size: self.size,
+            peers: self.peers,
+            time_s: self.time_s,
+            json: self.json,
+            no_roofline: self.no_roofline,
         }
     }
-    if o.ops.is_empty() {
-        o.ops = BenchOp::ALL.to_vec();
-    }
-    Ok(Some(o))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1336,11 +1317,8 @@ impl BenchReport {
 }
 
 /// Runs `anyaccel bench`.
-pub fn run(mut args: Args) -> Result<ExitCode, CliError> {
-    let Some(o) = parse(&mut args)? else {
-        print(args.help())?;
-        return Ok(ExitCode::SUCCESS);
-    };
+pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
+    let o = args.options();
     let rt = anyaccel::Runtime::new();
     let devices: Vec<Arc<dyn Device>> = if o.devices.is_empty() {
         rt.devices()
@@ -1404,9 +1382,16 @@ pub fn run(mut args: Args) -> Result<ExitCode, CliError> {
 mod tests {
     use super::*;
 
-    fn parsed(items: &[&str]) -> Result<Option<Options>, CliError> {
-        let mut a = Args::new("bench", items.iter().map(|s| s.to_string()).collect(), HELP);
-        parse(&mut a)
+    #[derive(clap::Parser)]
+    struct Bench {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parsed(items: &[&str]) -> Result<Options, clap::Error> {
+        use clap::Parser;
+        Bench::try_parse_from(std::iter::once("bench").chain(items.iter().copied()))
+            .map(|b| b.args.options())
     }
 
     #[test]
@@ -1425,17 +1410,15 @@ mod tests {
             "--time=0.5",
             "--no-roofline",
         ])
-        .unwrap()
         .unwrap();
         assert_eq!(o.devices, vec!["cpu:0".to_string()]);
         assert_eq!(o.ops, vec![BenchOp::Add, BenchOp::Sum]);
         assert_eq!(o.size, Some(4096));
         assert!(o.peers && o.json && o.no_roofline);
         assert_eq!(o.time_s, 0.5);
-        let all = parsed(&[]).unwrap().unwrap();
+        let all = parsed(&[]).unwrap();
         assert_eq!(all.ops, BenchOp::ALL.to_vec());
         assert!(!all.no_roofline && !all.peers);
-        assert!(parsed(&["--help"]).unwrap().is_none());
         for bad in [
             &["--op", "matmull"][..],
             &["--size", "0"],
@@ -1448,24 +1431,12 @@ mod tests {
             &["extra"],
         ] {
             match parsed(bad) {
-                Err(CliError::Usage { message, .. }) => {
-                    assert!(!message.is_empty(), "{bad:?}")
-                }
-                other => panic!(
-                    "{bad:?}: expected a usage error, got {:?}",
-                    other.map(|_| ())
-                ),
+                Err(e) => assert_eq!(e.exit_code(), 2, "{bad:?}: {e}"),
+                Ok(o) => panic!("{bad:?}: expected a usage error, got {o:?}"),
             }
         }
-        match parsed(&["--op", "matmull"]) {
-            Err(CliError::Usage { message, .. }) => {
-                assert!(
-                    message.contains("`matmull`") && message.contains("softmax"),
-                    "{message}"
-                )
-            }
-            _ => unreachable!(),
-        }
+        let e = parsed(&["--op", "matmull"]).unwrap_err().to_string();
+        assert!(e.contains("`matmull`") && e.contains("softmax"), "{e}");
     }
 
     #[test]

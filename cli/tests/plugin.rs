@@ -3,7 +3,7 @@
 //! (the crashed cases are `crashed`, the rest of the report is intact) and diagnoses a plugin
 //! that returns garbage.
 
-#[path = "../backends/plugin/tests/common/mod.rs"]
+#[path = "../../backends/plugin/tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output};

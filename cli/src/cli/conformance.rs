@@ -6,12 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyaccel::conformance::runner::{self, Host};
-
-/// The command's help.
-pub fn help() -> String {
-    format!("{}\n", runner::USAGE)
-}
+use anyaccel_conformance::runner::{self, ConformanceArgs, Host};
 
 fn make_runtime(plugins: &[PathBuf]) -> anyaccel::Result<anyaccel::hal::Runtime> {
     let rt = anyaccel::Runtime::new();
@@ -23,7 +18,7 @@ fn make_runtime(plugins: &[PathBuf]) -> anyaccel::Result<anyaccel::hal::Runtime>
 }
 
 /// Runs the command with its arguments.
-pub fn run(args: Vec<String>) -> ExitCode {
+pub fn run(args: &ConformanceArgs) -> ExitCode {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("anyaccel"));
     let host = Host {
         exe,
@@ -31,6 +26,6 @@ pub fn run(args: Vec<String>) -> ExitCode {
         make_runtime: &make_runtime,
         replay_command: "anyaccel conformance".into(),
     };
-    let code = runner::main(&args, &host);
+    let code = runner::execute(args, &host);
     ExitCode::from(code.clamp(0, 255) as u8)
 }

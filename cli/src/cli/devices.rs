@@ -5,24 +5,24 @@ use std::process::ExitCode;
 use anyaccel::hal::{BackendStatus, Device};
 use serde::Serialize;
 
-use super::args::{print, Arg, Args, CliError};
+use super::args::{print, CliError};
 use super::table::Table;
 
-/// The command's help.
-pub const HELP: &str = "\
-Usage: anyaccel devices [--json]
-
+/// The command's long description, shown by `anyaccel devices --help`.
+pub const LONG_ABOUT: &str = "\
 Lists every backend compiled into this build, available or not (with the loader's reason when
 it is not), and for each device its id, name, vendor, memory, dtypes and kernel dialects.
-Every backend is probed, whatever ANYACCEL_DEVICES selects.
+Every backend is probed, whatever ANYACCEL_DEVICES selects.";
 
-Options:
-  --json      Print JSON instead: {\"backends\":[{\"name\",\"available\",\"reason\",\"devices\":[...]}]},
-              each device with id, name, vendor, backend, memory_bytes, dtypes, dialects,
-              driver_version, max_buffer_bytes, max_work_group_size, compute_units, native_ops
-              and timestamps
-  -h, --help  Show this help
-";
+/// The command's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevicesArgs {
+    /// Print JSON instead: {"backends":[{"name","available","reason","devices":[...]}]}, each
+    /// device with id, name, vendor, backend, memory_bytes, dtypes, dialects, driver_version,
+    /// max_buffer_bytes, max_work_group_size, compute_units, native_ops and timestamps
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// The JSON form: `{"backends":[...]}`.
 #[derive(Serialize)]
@@ -170,21 +170,8 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// Runs `anyaccel devices`.
-pub fn run(mut args: Args) -> Result<ExitCode, CliError> {
-    let mut json = false;
-    while let Some(arg) = args.next() {
-        match arg {
-            Arg::Flag(f, v) if f == "--json" => {
-                args.no_value(&f, v)?;
-                json = true;
-            }
-            Arg::Flag(f, _) if f == "-h" || f == "--help" => {
-                print(args.help())?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            other => return Err(args.unexpected(other)),
-        }
-    }
+pub fn run(args: &DevicesArgs) -> Result<ExitCode, CliError> {
+    let json = args.json;
     let report = DevicesReport::of(&anyaccel::Runtime::new().backends());
     let text = if json {
         let mut s = serde_json::to_string(&report)

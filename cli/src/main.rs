@@ -1,0 +1,79 @@
+//! `anyaccel`: the command line.
+//!
+//! `anyaccel <command> [options]`, parsed by `clap` (derive). Each command lives in its own
+//! module under `src/cli/` with its arguments and a `run` function; the conformance command's
+//! arguments come from `anyaccel-conformance`. Exit status: 0 on success, 1 when the command ran
+//! and failed (a failed test, a missing device), 2 for bad usage (an unknown command or flag, a
+//! missing value). `anyaccel completions bash|zsh|fish|...` prints a completion script.
+
+mod cli {
+    pub mod args;
+    pub mod bench;
+    pub mod conformance;
+    pub mod devices;
+    pub mod table;
+}
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+const ENVIRONMENT: &str = "\
+Environment:
+  ANYACCEL_DEVICES      Devices to use: backend names or device ids, e.g. `vulkan:0,cpu`
+  ANYACCEL_REQUIRE      Backends that must be available, e.g. `cpu,opencl`
+  ANYACCEL_PLUGIN_PATH  Vendor plugin libraries to load (files or folders, `:`-separated)";
+
+/// anyaccel: one accelerator layer for CPU, OpenCL, Vulkan, CUDA and vendor plugins
+#[derive(Debug, Parser)]
+#[command(name = "anyaccel", version, after_help = ENVIRONMENT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every compiled-in backend, available or not, and its devices
+    #[command(long_about = cli::devices::LONG_ABOUT)]
+    Devices(cli::devices::DevicesArgs),
+    /// Run the conformance suite (HAL and op suites) and write the reports
+    #[command(long_about = anyaccel_conformance::runner::LONG_ABOUT)]
+    Conformance(anyaccel_conformance::runner::ConformanceArgs),
+    /// Measure each device's roofline and the ops against it, and the peers with --peers
+    #[command(long_about = cli::bench::LONG_ABOUT)]
+    Bench(cli::bench::BenchArgs),
+    /// Print a completion script for a shell, e.g. `anyaccel completions bash > anyaccel.bash`
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    // Bad usage (an unknown command or flag, a missing or malformed value) is answered by clap:
+    // the error and a usage line on standard error, exit status 2; `--help` and `--version`
+    // print to standard output, exit status 0.
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Devices(args) => cli::devices::run(args),
+        Command::Conformance(args) => Ok(cli::conformance::run(args)),
+        Command::Bench(args) => cli::bench::run(args),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "anyaccel", &mut out);
+            cli::args::print(&String::from_utf8_lossy(&out)).map(|()| ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|e| e.report())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}
