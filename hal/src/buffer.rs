@@ -142,10 +142,11 @@ impl BufferView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    struct Fake(usize);
+    /// Host-less memory of a given size, for tests of views and layouts.
+    pub(crate) struct Fake(pub(crate) usize);
     impl DeviceMemory for Fake {
         fn size(&self) -> usize {
             self.0

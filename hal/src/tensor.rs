@@ -478,22 +478,9 @@ mod tests {
 #[cfg(test)]
 mod hostile_layouts {
     use super::*;
-    use crate::{Buffer, DeviceMemory, ErrorCode};
-    use std::any::Any;
+    use crate::buffer::tests::Fake;
+    use crate::{Buffer, ErrorCode};
     use std::sync::Arc;
-
-    struct Fake(usize);
-    impl DeviceMemory for Fake {
-        fn size(&self) -> usize {
-            self.0
-        }
-        fn device_id(&self) -> &str {
-            "fake:0"
-        }
-        fn as_any(&self) -> &dyn Any {
-            self
-        }
-    }
 
     fn view(bytes: usize) -> BufferView {
         Buffer::new(Arc::new(Fake(bytes))).whole()

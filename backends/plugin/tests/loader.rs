@@ -22,20 +22,6 @@ fn reason(backend: &PluginBackend) -> String {
     }
 }
 
-/// A minimal table in C: the header's struct with the given initialisers.
-fn table_plugin(name: &str, init: &str) -> std::path::PathBuf {
-    common::build_c(
-        name,
-        &format!(
-            "#include \"anyaccel_plugin.h\"\n\
-             static const AnyaccelPluginApi api = {{ {init} }};\n\
-             ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t a, uint32_t b) {{\n\
-                 (void)a; (void)b; return &api;\n\
-             }}\n"
-        ),
-    )
-}
-
 #[test]
 fn a_missing_file_is_named() {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-dir/libnothing.so");
@@ -84,7 +70,7 @@ fn a_library_without_the_entry_symbol_is_refused() {
 
 #[test]
 fn an_abi_major_mismatch_names_both_versions() {
-    let path = table_plugin(
+    let path = common::table_plugin(
         "future_abi",
         ".struct_size = sizeof(AnyaccelPluginApi), .abi_major = 2, .abi_minor = 3, .name = \"future\"",
     );
@@ -124,7 +110,7 @@ fn a_newer_minor_with_a_longer_table_is_accepted_up_to_what_we_know() {
 
 #[test]
 fn a_table_smaller_than_abi_1_0_is_refused() {
-    let path = table_plugin(
+    let path = common::table_plugin(
         "short_table",
         ".struct_size = 64, .abi_major = 1, .abi_minor = 0, .name = \"short\"",
     );
@@ -167,7 +153,7 @@ fn a_bad_name_is_refused() {
     for f in anyaccel_plugin::sys::REQUIRED {
         init.push_str(&format!(", .{f} = (void *)1"));
     }
-    let path = table_plugin("bad_name", &init);
+    let path = common::table_plugin("bad_name", &init);
     let r = reason(&PluginBackend::load(&path));
     assert!(r.contains("name is `Bad Name`"), "{r}");
 }

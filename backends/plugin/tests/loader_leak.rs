@@ -41,20 +41,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// A table in C with the given initialisers.
-fn table_plugin(name: &str, init: &str) -> std::path::PathBuf {
-    common::build_c(
-        name,
-        &format!(
-            "#include \"anyaccel_plugin.h\"\n\
-             static const AnyaccelPluginApi api = {{ {init} }};\n\
-             ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t a, uint32_t b) {{\n\
-                 (void)a; (void)b; return &api;\n\
-             }}\n"
-        ),
-    )
-}
-
 /// The allocations that opening (and dropping) the library at `path` `n` times leaves behind,
 /// after one warm-up open (the dynamic loader and the thread's first error message allocate
 /// once per process).
@@ -80,7 +66,7 @@ fn opening_plugins_leaks_nothing() {
         "#include \"anyaccel_plugin.h\"\n\
          ANYACCEL_PLUGIN_EXPORT int something_else(void) { return 1; }\n",
     );
-    let future_abi = table_plugin(
+    let future_abi = common::table_plugin(
         "leak_future_abi",
         ".struct_size = sizeof(AnyaccelPluginApi), .abi_major = 2, .abi_minor = 0, .name = \"future\"",
     );

@@ -118,3 +118,17 @@ pub fn variant(file: &str) -> PathBuf {
     let stem = file.trim_end_matches(".c");
     build_library(&format!("anyaccel_{stem}"), &sources, &[])
 }
+
+/// A plugin whose table is the header's struct with the given C initialisers.
+pub fn table_plugin(name: &str, init: &str) -> PathBuf {
+    build_c(
+        name,
+        &format!(
+            "#include \"anyaccel_plugin.h\"\n\
+             static const AnyaccelPluginApi api = {{ {init} }};\n\
+             ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t a, uint32_t b) {{\n\
+                 (void)a; (void)b; return &api;\n\
+             }}\n"
+        ),
+    )
+}
