@@ -12,21 +12,9 @@ use crate::{Backend, Device, ErrorCode, Queue, Result};
 /// A HAL test: a name and its body.
 pub type HalTest = (&'static str, fn(&Arc<dyn Device>) -> Result<(), String>);
 
-/// Every HAL test, in a sensible order.
-pub const HAL_TESTS: &[HalTest] = &[
-    ("info", info),
-    ("alloc_sizes", alloc_sizes),
-    ("alloc_huge", alloc_huge),
-    ("round_trips", round_trips),
-    ("fills", fills),
-    ("copies", copies),
-    ("view_bounds", view_bounds),
-    ("bad_arguments", bad_arguments),
-    ("queue_order", queue_order),
-    ("events_across_queues", events_across_queues),
-    ("event_timing", event_timing),
-    ("threads", threads),
-];
+/// Every HAL test, in a sensible order (the list is in [`hal_test_suite!`](crate::hal_test_suite),
+/// the one place that names them).
+pub const HAL_TESTS: &[HalTest] = crate::hal_test_suite!(@names list);
 
 /// The first device of `backend`, or `None` (after saying so) when it is unavailable and not
 /// named in `ANYACCEL_REQUIRE`. Panics when a required backend is unavailable: that is a test
@@ -52,12 +40,21 @@ pub fn device_or_skip(backend: &dyn Backend) -> Option<Arc<dyn Device>> {
 
 /// Instantiates every HAL test as a `#[test]` for a device made by `$make`, an expression of
 /// type `fn() -> Option<Arc<dyn Device>>` (see [`device_or_skip`]).
+///
+/// The macro also holds the one list of the tests' names, from which [`HAL_TESTS`] is made.
 #[macro_export]
 macro_rules! hal_test_suite {
     ($make:expr) => {
-        $crate::hal_test_suite!(@each $make; info, alloc_sizes, alloc_huge, round_trips, fills,
+        $crate::hal_test_suite!(@names each $make);
+    };
+    // The one list of the HAL tests, in order; `$how` says what to make of it.
+    (@names $($how:tt)*) => {
+        $crate::hal_test_suite! { @$($how)*; info, alloc_sizes, alloc_huge, round_trips, fills,
             copies, view_bounds, bad_arguments, queue_order, events_across_queues, event_timing,
-            threads);
+            threads }
+    };
+    (@list; $($name:ident),*) => {
+        &[$((stringify!($name), $crate::testing::$name as fn(&_) -> _)),*]
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
