@@ -1,7 +1,7 @@
 //! # anyaccel-conformance: the conformance suite
 //!
 //! The proof that a device computes what `docs/ops.md` says: the HAL suite and every op x dtype x
-//! shape class x value class, against an f64 reference ([`reference`]), with the fixed
+//! shape class x value class, against an f64 reference ([`mod@reference`]), with the fixed
 //! tolerances of [`tolerance`]. It is a product for chip vendors as much as a test for anyaccel:
 //! `anyaccel conformance --plugin ./libmychip.so` runs it on a vendor's plugin and writes the
 //! reports to publish.

@@ -4,20 +4,20 @@
 //! (`prelude_opencl.h`, `prelude_cuda.h`); a program is the prelude, `common.h` and one family
 //! file, specialised with `-D` options (dtypes, op, rank, tile sizes). [`KernelSpec`] names a
 //! kernel and its specialisation, [`KernelSpec::source`] gives the full program for a dialect,
-//! and [`launch`] runs an op call: it picks the kernels, builds their arguments and queues them.
+//! and `launch` runs an op call: it picks the kernels, builds their arguments and queues them.
 //!
 //! Conventions between this module and the kernels:
-//! - tensors are passed as whole buffers, with element offsets in the by-value [`Lay`] argument
+//! - tensors are passed as whole buffers, with element offsets in the by-value `Lay` argument
 //!   (or as scalars), because views at arbitrary offsets cannot be passed to every device;
-//! - layouts are described by [`Lay`]: a logical shape and, for up to four operands, strides
+//! - layouts are described by `Lay`: a logical shape and, for up to four operands, strides
 //!   and offsets in elements; dimensions that every operand walks contiguously are merged first
-//!   ([`Layouts::collapse`]), so contiguous tensors become rank 1;
+//!   (`Layouts::collapse`), so contiguous tensors become rank 1;
 //! - each compiled kernel is cached in the device's [`anyaccel_hal::KernelCache`] under its
 //!   dialect, entry and options, so each (op, dtype, specialisation) compiles once;
 //! - launches are one-dimensional (`global[0]`, `local[0]`), grid-stride where the work is
 //!   per element, one work-group per row or tile otherwise;
 //! - everything is queued asynchronously, except that the indexing ops read back a small flag
-//!   buffer to report an out-of-range index (see [`index`]).
+//!   buffer to report an out-of-range index (see the `index` module).
 
 mod elementwise;
 mod index;
