@@ -385,10 +385,8 @@ pub unsafe extern "C" fn anyaccel_tensor_read(
         let t = tensor(t, "tensor")?;
         check_device("tensor", &t.device, &q.device)?;
         check_len(&t.tensor, bytes, "elements")?;
-        if bytes == 0 {
-            return q.queue.finish();
-        }
-        // SAFETY: valid for `bytes` writable bytes by the caller's contract.
+        // SAFETY: NULL only with 0 bytes, else `bytes` writable bytes by the caller's contract.
+        // `read_into` waits for the queue, also when there is nothing to read.
         let out = unsafe { crate::slice_arg_mut(dst as *mut u8, bytes, "dst") }?;
         t.tensor.read_into(&*q.queue, out)
     })
