@@ -1313,7 +1313,7 @@ pub fn all_cases() -> Vec<Case> {
     creation_cases(&mut b);
     movement_cases(&mut b);
     indexing_cases(&mut b);
-    for def in CATALOG {
+    for def in CATALOG.iter() {
         match (def.kind, def.name) {
             (OpKind::Unary, op) => unary_cases(&mut b, op, def.dtypes),
             (OpKind::Binary, op) => binary_cases(&mut b, op, def.dtypes, false),
@@ -1378,7 +1378,7 @@ mod tests {
                 per_op.entry(op).or_default().insert(d);
             }
         }
-        for def in CATALOG {
+        for def in CATALOG.iter() {
             let got = per_op
                 .get(def.name)
                 .unwrap_or_else(|| panic!("op {} has no cases", def.name));

@@ -363,14 +363,14 @@ fuzz_target!(|input: Input| {
     anyaccel_fuzz::show(&input);
     let ffi = Ffi::get();
     let mut made = Made::default();
-    let catalog = anyaccel_ops::CATALOG;
-    let (op_name, own_attrs): (Option<CString>, &[&str]) = match &input.op {
+    let catalog = &*anyaccel_ops::CATALOG;
+    let (op_name, own_attrs): (Option<CString>, Vec<&str>) = match &input.op {
         OpName::Catalog(i) => {
             let def = &catalog[*i as usize % catalog.len()];
-            (Some(c_string(def.name)), def.attrs)
+            (Some(c_string(def.name)), def.attr_names())
         }
-        OpName::Any(s) => (Some(c_string(s)), &[]),
-        OpName::Null => (None, &[]),
+        OpName::Any(s) => (Some(c_string(s)), Vec::new()),
+        OpName::Null => (None, Vec::new()),
     };
 
     let mut inputs = Vec::new();

@@ -1,28 +1,54 @@
 //! Reading op attributes with precise errors.
 
-use anyaccel_hal::{AttrValue, DType, Error, Result};
+use anyaccel_hal::{AttrValue, DType, Error, OpCall, Result};
+
+use crate::catalog::{op_def, Allowed, AttrDef, AttrDefault, AttrType};
 
 /// The attributes of one call, with the op's name for error messages.
 pub(crate) struct Attrs<'a> {
     pub op: &'a str,
     pub list: &'a [(String, AttrValue)],
+    defs: &'static [AttrDef],
 }
 
 impl<'a> Attrs<'a> {
-    pub fn new(op: &'a str, list: &'a [(String, AttrValue)], known: &[&str]) -> Result<Attrs<'a>> {
-        for (name, _) in list {
-            if !known.contains(&name.as_str()) {
+    /// The attributes of `list`, checked against the op's declaration: every name known, every
+    /// value of its type and among its allowed values, every required one present.
+    pub fn new(
+        op: &'a str,
+        list: &'a [(String, AttrValue)],
+        defs: &'static [AttrDef],
+    ) -> Result<Attrs<'a>> {
+        for (name, value) in list {
+            let Some(def) = defs.iter().find(|d| d.name == name) else {
                 return Err(Error::invalid_argument(format!(
                     "{op}: unknown attribute `{name}`; expected one of: {}",
-                    if known.is_empty() {
+                    if defs.is_empty() {
                         "none".to_string()
                     } else {
-                        known.join(", ")
+                        defs.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
                     }
+                )));
+            };
+            check_value(op, def, value)?;
+        }
+        for def in defs {
+            if def.default == AttrDefault::Required && !list.iter().any(|(n, _)| n == def.name) {
+                return Err(Error::invalid_argument(format!(
+                    "{op}: attribute `{}` ({}) is required",
+                    def.name,
+                    def.ty.name()
                 )));
             }
         }
-        Ok(Attrs { op, list })
+        Ok(Attrs { op, list, defs })
+    }
+
+    /// The attributes of a call of a catalog op.
+    pub fn of(call: &'a OpCall) -> Result<Attrs<'a>> {
+        let def = op_def(&call.op)
+            .ok_or_else(|| Error::internal(format!("{}: not an op of the catalog", call.op)))?;
+        Attrs::new(&call.op, &call.attrs, def.attrs)
     }
 
     fn get(&self, name: &str) -> Option<&'a AttrValue> {
@@ -80,6 +106,24 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    /// A Float attribute, or its declared default when absent.
+    pub fn float_or_default(&self, name: &str) -> Result<f64> {
+        match (
+            self.float_opt(name)?,
+            self.defs.iter().find(|d| d.name == name),
+        ) {
+            (Some(v), _) => Ok(v),
+            (
+                None,
+                Some(AttrDef {
+                    default: AttrDefault::Float(v),
+                    ..
+                }),
+            ) => Ok(*v),
+            _ => Err(self.missing(name, "Float")),
+        }
+    }
+
     pub fn float(&self, name: &str) -> Result<f64> {
         self.float_opt(name)?
             .ok_or_else(|| self.missing(name, "Float"))
@@ -133,4 +177,65 @@ pub(crate) fn normalize_axis(op: &str, name: &str, axis: i64, rank: usize) -> Re
     } else {
         axis as usize
     })
+}
+
+/// Checks one given value against its declaration: its type, then its allowed values.
+fn check_value(op: &str, def: &AttrDef, value: &AttrValue) -> Result<()> {
+    let name = def.name;
+    let wrong = || {
+        Error::invalid_argument(format!(
+            "{op}: attribute `{name}` is {value:?}, expected {}",
+            match def.ty {
+                AttrType::Int => "an Int",
+                AttrType::Flag => "an Int (0 or 1)",
+                AttrType::Float => "a Float",
+                AttrType::Ints => "Ints",
+                AttrType::Str => "a Str",
+                AttrType::DType => "a Str naming a dtype",
+            }
+        ))
+    };
+    let bad = |found: String, expected: String| {
+        Err(Error::invalid_argument(format!(
+            "{op}: {name} is {found}, expected {expected}"
+        )))
+    };
+    match (def.ty, value) {
+        (AttrType::Int, AttrValue::Int(_)) => {}
+        (AttrType::Flag, AttrValue::Int(v)) => {
+            if *v != 0 && *v != 1 {
+                return Err(Error::invalid_argument(format!(
+                    "{op}: attribute `{name}` is {v}, expected 0 or 1"
+                )));
+            }
+        }
+        (AttrType::Float, AttrValue::Float(_) | AttrValue::Int(_)) => {}
+        (AttrType::Ints, AttrValue::Ints(_) | AttrValue::Int(_)) => {}
+        (AttrType::Str, AttrValue::Str(_)) => {}
+        (AttrType::DType, AttrValue::Str(s)) => {
+            DType::parse(s).map_err(|e| e.context(format!("{op}: attribute `{name}`")))?;
+        }
+        _ => return Err(wrong()),
+    }
+    match (def.allowed, value) {
+        (Allowed::Any, _) => Ok(()),
+        (Allowed::Finite, AttrValue::Float(v)) if !v.is_finite() => {
+            bad(v.to_string(), "a finite value".into())
+        }
+        (Allowed::FiniteNonNegative, AttrValue::Float(v)) if !(v.is_finite() && *v >= 0.0) => {
+            bad(v.to_string(), "a finite value >= 0".into())
+        }
+        (Allowed::FiniteNonNegative | Allowed::NonNegative, AttrValue::Int(v)) if *v < 0 => {
+            bad(v.to_string(), format!("{name} >= 0"))
+        }
+        (Allowed::OneOf(list), AttrValue::Str(s)) if !list.contains(&s.as_str()) => {
+            let quoted: Vec<String> = list.iter().map(|v| format!("`{v}`")).collect();
+            let expected = match quoted.as_slice() {
+                [a, b] => format!("{a} or {b}"),
+                _ => format!("one of {}", quoted.join(", ")),
+            };
+            bad(format!("`{s}`"), expected)
+        }
+        _ => Ok(()),
+    }
 }

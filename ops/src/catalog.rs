@@ -1,4 +1,19 @@
-//! The op catalog: every op of `docs/ops.md` with its inputs, outputs, attributes and dtypes.
+//! The op catalog: the one declaration of every op of `docs/ops.md`.
+//!
+//! Each op is declared once, as an [`OpDef`]: its name, family ([`OpKind`]), the kernel that
+//! computes it ([`Op`]), its inputs (names, optional or variadic) and outputs, its attributes
+//! ([`AttrDef`]: type, default and allowed values), and the dtypes of its main input. Everything
+//! else reads it: validation of attributes and arity ([`crate::plan`]), routing to the kernel of
+//! every dialect (an exhaustive `match` on [`Op`], so an op without a kernel in a dialect does
+//! not compile there unless that dialect says `Unsupported` for it), the typed entry points of
+//! the plain unary and binary ops, the conformance reference's op list and signatures, its
+//! cases, and the C ABI's generic `anyaccel_op`.
+//!
+//! A plain unary op (one float input, no attributes) is one line of [`for_each_unary_op`]; its
+//! kernels are one arm in each dialect (`host::elementwise`, `kernels/c/elementwise.h`,
+//! `kernels/wgsl/unary.wgsl`), and the conformance reference and `docs/ops.md` each have it once.
+
+use std::sync::LazyLock;
 
 use anyaccel_hal::DType;
 
@@ -39,6 +54,243 @@ impl OpKind {
     }
 }
 
+/// The values a plain unary op is defined on; conformance draws its inputs from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Domain {
+    /// Every value (NaN and the infinities included).
+    All,
+    /// Values > 0 (`log`, `sqrt`, `rsqrt`): cases draw positive values besides the special ones.
+    Positive,
+}
+
+/// Calls `$m!` with the list of plain unary ops: `Variant name name_into DTYPES Domain "doc";`.
+///
+/// One line here declares a plain unary op: its catalog entry, its [`UnaryOp`] variant and its
+/// typed entry points (`crate::name`, `crate::name_into`) all come from it.
+macro_rules! for_each_unary_op {
+    ($m:ident) => {
+        $m! {
+            Neg neg neg_into NUM All "-x (integers wrap).";
+            Abs abs abs_into NUM All "|x| (integers wrap).";
+            Exp exp exp_into FLOAT All "e^x.";
+            Log log log_into FLOAT Positive "natural logarithm.";
+            Sqrt sqrt sqrt_into FLOAT Positive "square root.";
+            Rsqrt rsqrt rsqrt_into FLOAT Positive "1 / sqrt(x).";
+            Sin sin sin_into FLOAT All "sine.";
+            Cos cos cos_into FLOAT All "cosine.";
+            Tanh tanh tanh_into FLOAT All "hyperbolic tangent.";
+            Sigmoid sigmoid sigmoid_into FLOAT All "1 / (1 + e^-x).";
+            Relu relu relu_into NUM All "max(x, 0).";
+            Silu silu silu_into FLOAT All "x * sigmoid(x).";
+        }
+    };
+}
+pub(crate) use for_each_unary_op;
+
+macro_rules! declare_unary_ops {
+    ($($variant:ident $name:ident $into:ident $dtypes:ident $domain:ident $doc:literal;)*) => {
+        /// The plain unary ops: one input, one output of its dtype and shape, no attributes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum UnaryOp {
+            $(#[doc = concat!("`", stringify!($name), "(x)`: ", $doc)] $variant,)*
+        }
+
+        impl UnaryOp {
+            /// Every plain unary op, in the order of `docs/ops.md`.
+            pub const ALL: &'static [UnaryOp] = &[$(UnaryOp::$variant),*];
+
+            /// The op's name in the catalog.
+            pub fn name(self) -> &'static str {
+                match self { $(UnaryOp::$variant => stringify!($name),)* }
+            }
+
+            /// The dtypes of its input (and output).
+            pub fn dtypes(self) -> &'static [DType] {
+                match self { $(UnaryOp::$variant => $dtypes,)* }
+            }
+
+            /// The values it is defined on.
+            pub fn domain(self) -> Domain {
+                match self { $(UnaryOp::$variant => Domain::$domain,)* }
+            }
+        }
+    };
+}
+for_each_unary_op!(declare_unary_ops);
+
+macro_rules! named_enum {
+    ($(#[doc = $doc:literal])* $ty:ident { $($variant:ident $name:literal,)* }) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $ty {
+            $(#[doc = concat!("`", $name, "`.")] $variant,)*
+        }
+
+        impl $ty {
+            /// Every variant, in the order of `docs/ops.md`.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+
+            /// The op's name in the catalog.
+            pub fn name(self) -> &'static str {
+                match self { $($ty::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// Elementwise binary arithmetic with NumPy broadcasting.
+    BinaryOp { Add "add", Sub "sub", Mul "mul", Div "div", Maximum "maximum", Minimum "minimum", Pow "pow", }
+}
+
+named_enum! {
+    /// Comparisons with NumPy broadcasting, giving bool.
+    CompareOp { Eq "eq", Ne "ne", Lt "lt", Le "le", Gt "gt", Ge "ge", }
+}
+
+named_enum! {
+    /// Reductions over a set of axes.
+    ReduceOp { Sum "sum", Mean "mean", Max "max", Min "min", Argmax "argmax", Argmin "argmin", }
+}
+
+impl BinaryOp {
+    /// The dtypes of its inputs.
+    pub fn dtypes(self) -> &'static [DType] {
+        match self {
+            BinaryOp::Pow => FLOAT,
+            _ => NUM,
+        }
+    }
+}
+
+impl ReduceOp {
+    /// True for `argmax` and `argmin`, which give i64 indices.
+    pub fn is_arg(self) -> bool {
+        matches!(self, ReduceOp::Argmax | ReduceOp::Argmin)
+    }
+}
+
+/// The computation behind an op: what every dialect routes on. A `match` on it has an arm for
+/// every op, so adding an op fails to compile wherever it has no kernel yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Op {
+    Fill,
+    Arange,
+    Copy,
+    Cast,
+    Concat,
+    IndexSelect,
+    Embedding,
+    Gather,
+    Binary(BinaryOp),
+    Compare(CompareOp),
+    Where,
+    Unary(UnaryOp),
+    Gelu,
+    Clamp,
+    Reduce(ReduceOp),
+    Cumsum,
+    Topk,
+    Softmax,
+    LogSoftmax,
+    LayerNorm,
+    RmsNorm,
+    Matmul,
+    Rope,
+    Attention,
+}
+
+/// The type of an attribute's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrType {
+    /// An `Int`.
+    Int,
+    /// An `Int` that is 0 or 1.
+    Flag,
+    /// A `Float` (an `Int` is accepted and converted).
+    Float,
+    /// `Ints` (a single `Int` is accepted as a list of one).
+    Ints,
+    /// A `Str`.
+    Str,
+    /// A `Str` naming a dtype.
+    DType,
+}
+
+impl AttrType {
+    /// How `docs/ops.md` and messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttrType::Int => "Int",
+            AttrType::Flag => "Int (0 or 1)",
+            AttrType::Float => "Float",
+            AttrType::Ints => "Ints",
+            AttrType::Str => "Str",
+            AttrType::DType => "Str naming a dtype",
+        }
+    }
+}
+
+/// What an absent attribute means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttrDefault {
+    /// The call must give it.
+    Required,
+    /// Absent has a meaning of its own that the op's rules state (`axes`: every axis;
+    /// `scale`: `1/sqrt(head dim)`).
+    Rule(&'static str),
+    /// This integer (or flag).
+    Int(i64),
+    /// This float.
+    Float(f64),
+    /// This string.
+    Str(&'static str),
+}
+
+/// The values an attribute may take beyond its type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Allowed {
+    /// Any value of the type (an axis is checked against the rank by the op's shape rule).
+    Any,
+    /// A finite float.
+    Finite,
+    /// A finite float >= 0.
+    FiniteNonNegative,
+    /// An integer >= 0.
+    NonNegative,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+}
+
+/// One attribute of an op.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttrDef {
+    /// Its name.
+    pub name: &'static str,
+    /// The type of its value.
+    pub ty: AttrType,
+    /// What an absent value means.
+    pub default: AttrDefault,
+    /// The values it may take.
+    pub allowed: Allowed,
+}
+
+impl AttrDef {
+    const fn new(name: &'static str, ty: AttrType, default: AttrDefault) -> AttrDef {
+        AttrDef {
+            name,
+            ty,
+            default,
+            allowed: Allowed::Any,
+        }
+    }
+
+    const fn allowed(self, allowed: Allowed) -> AttrDef {
+        AttrDef { allowed, ..self }
+    }
+}
+
 /// One op of the catalog.
 #[derive(Debug, Clone, Copy)]
 pub struct OpDef {
@@ -46,14 +298,54 @@ pub struct OpDef {
     pub name: &'static str,
     /// Family.
     pub kind: OpKind,
+    /// The computation, that every dialect routes on.
+    pub op: Op,
     /// Input names; a trailing `?` marks an optional input, a trailing `*` a variadic one.
     pub inputs: &'static [&'static str],
     /// Output names.
     pub outputs: &'static [&'static str],
-    /// Attribute names.
-    pub attrs: &'static [&'static str],
+    /// Attributes.
+    pub attrs: &'static [AttrDef],
     /// The dtypes of its main input (or of its output for creation ops).
     pub dtypes: &'static [DType],
+}
+
+impl OpDef {
+    /// The attribute called `name`.
+    pub fn attr(&self, name: &str) -> Option<&'static AttrDef> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+
+    /// The attribute names, in declaration order.
+    pub fn attr_names(&self) -> Vec<&'static str> {
+        self.attrs.iter().map(|a| a.name).collect()
+    }
+
+    /// The number of inputs that must be present.
+    pub fn required_inputs(&self) -> usize {
+        self.inputs
+            .iter()
+            .filter(|i| !i.ends_with('?') && !i.ends_with('*'))
+            .count()
+    }
+
+    /// True when the op takes any number of inputs (`concat`).
+    pub fn is_variadic(&self) -> bool {
+        self.inputs.iter().any(|i| i.ends_with('*'))
+    }
+
+    /// The name of input `i` without its `?` or `*` mark (variadic inputs are `xs[i]`).
+    pub fn input_name(&self, i: usize) -> String {
+        match self.inputs.get(i) {
+            Some(n) if n.ends_with('*') => format!("{}[{i}]", n.trim_end_matches('*')),
+            Some(n) => n.trim_end_matches('?').to_string(),
+            None if self.is_variadic() => format!(
+                "{}[{i}]",
+                self.inputs[self.inputs.len() - 1].trim_end_matches('*')
+            ),
+            None => format!("input {i}"),
+        }
+    }
 }
 
 const ALL: &[DType] = &[
@@ -86,161 +378,306 @@ const CMP: &[DType] = &[
     DType::Bool,
 ];
 
-macro_rules! op {
-    ($name:literal, $kind:ident, [$($i:literal),*], [$($o:literal),*], [$($a:literal),*], $dtypes:expr) => {
-        OpDef { name: $name, kind: OpKind::$kind, inputs: &[$($i),*], outputs: &[$($o),*], attrs: &[$($a),*], dtypes: $dtypes }
-    };
+use AttrDefault::{Required, Rule};
+use AttrType::{Float as FloatA, Ints as IntsA};
+
+const fn req(name: &'static str, ty: AttrType) -> AttrDef {
+    AttrDef::new(name, ty, Required)
+}
+const fn flag(name: &'static str, default: bool) -> AttrDef {
+    AttrDef::new(name, AttrType::Flag, AttrDefault::Int(default as i64))
+}
+const AXIS: AttrDef = req("axis", AttrType::Int);
+const AXIS_LAST: AttrDef = AttrDef::new("axis", AttrType::Int, AttrDefault::Int(-1));
+const REDUCE: &[AttrDef] = &[
+    AttrDef::new("axes", IntsA, Rule("every axis")),
+    flag("keepdim", false),
+];
+const fn eps(default: f64) -> AttrDef {
+    AttrDef::new("eps", FloatA, AttrDefault::Float(default)).allowed(Allowed::FiniteNonNegative)
+}
+
+const fn def(
+    name: &'static str,
+    kind: OpKind,
+    op: Op,
+    inputs: &'static [&'static str],
+    outputs: &'static [&'static str],
+    attrs: &'static [AttrDef],
+    dtypes: &'static [DType],
+) -> OpDef {
+    OpDef {
+        name,
+        kind,
+        op,
+        inputs,
+        outputs,
+        attrs,
+        dtypes,
+    }
+}
+
+/// An attribute list as a constant (so that it lives as long as the catalog).
+macro_rules! attrs {
+    ($($e:expr),* $(,)?) => {{
+        const ATTRS: &[AttrDef] = &[$($e),*];
+        ATTRS
+    }};
+}
+
+const X: &[&str] = &["x"];
+const AB: &[&str] = &["a", "b"];
+const OUT: &[&str] = &["out"];
+
+fn build() -> Vec<OpDef> {
+    use OpKind as K;
+    let mut v = vec![
+        def(
+            "fill",
+            K::Creation,
+            Op::Fill,
+            &[],
+            OUT,
+            attrs![
+                req("value", FloatA),
+                req("dtype", AttrType::DType),
+                req("shape", IntsA),
+            ],
+            ALL_F64,
+        ),
+        def(
+            "arange",
+            K::Creation,
+            Op::Arange,
+            &[],
+            OUT,
+            attrs![
+                req("start", FloatA),
+                req("step", FloatA),
+                req("n", AttrType::Int).allowed(Allowed::NonNegative),
+                req("dtype", AttrType::DType),
+            ],
+            NUM,
+        ),
+        def("copy", K::Movement, Op::Copy, X, OUT, &[], ALL_F64),
+        def(
+            "cast",
+            K::Movement,
+            Op::Cast,
+            X,
+            OUT,
+            attrs![req("dtype", AttrType::DType)],
+            ALL_F64,
+        ),
+        def(
+            "concat",
+            K::Movement,
+            Op::Concat,
+            &["xs*"],
+            OUT,
+            attrs![AXIS],
+            ALL,
+        ),
+        def(
+            "index_select",
+            K::Indexing,
+            Op::IndexSelect,
+            &["x", "indices"],
+            OUT,
+            attrs![AXIS],
+            ALL,
+        ),
+        def(
+            "embedding",
+            K::Indexing,
+            Op::Embedding,
+            &["weight", "indices"],
+            OUT,
+            &[],
+            ALL,
+        ),
+        def(
+            "gather",
+            K::Indexing,
+            Op::Gather,
+            &["x", "indices"],
+            OUT,
+            attrs![AXIS],
+            ALL,
+        ),
+    ];
+    v.extend(
+        BinaryOp::ALL
+            .iter()
+            .map(|&b| def(b.name(), K::Binary, Op::Binary(b), AB, OUT, &[], b.dtypes())),
+    );
+    v.extend(
+        CompareOp::ALL
+            .iter()
+            .map(|&c| def(c.name(), K::Compare, Op::Compare(c), AB, OUT, &[], CMP)),
+    );
+    v.push(def(
+        "where",
+        K::Select,
+        Op::Where,
+        &["cond", "a", "b"],
+        OUT,
+        &[],
+        ALL,
+    ));
+    v.extend(
+        UnaryOp::ALL
+            .iter()
+            .map(|&u| def(u.name(), K::Unary, Op::Unary(u), X, OUT, &[], u.dtypes())),
+    );
+    v.extend([
+        def(
+            "gelu",
+            K::Unary,
+            Op::Gelu,
+            X,
+            OUT,
+            attrs![
+                AttrDef::new("approximate", AttrType::Str, AttrDefault::Str("none"))
+                    .allowed(Allowed::OneOf(&["none", "tanh"])),
+            ],
+            FLOAT,
+        ),
+        def(
+            "clamp",
+            K::Unary,
+            Op::Clamp,
+            X,
+            OUT,
+            attrs![req("min", FloatA), req("max", FloatA)],
+            NUM,
+        ),
+    ]);
+    v.extend(ReduceOp::ALL.iter().map(|&r| {
+        let dtypes = if r == ReduceOp::Mean { FLOAT } else { NUM };
+        def(
+            r.name(),
+            K::Reduction,
+            Op::Reduce(r),
+            X,
+            OUT,
+            REDUCE,
+            dtypes,
+        )
+    }));
+    v.extend([
+        def(
+            "cumsum",
+            K::Reduction,
+            Op::Cumsum,
+            X,
+            OUT,
+            attrs![AXIS],
+            NUM,
+        ),
+        def(
+            "topk",
+            K::Reduction,
+            Op::Topk,
+            X,
+            &["values", "indices"],
+            attrs![
+                req("k", AttrType::Int).allowed(Allowed::NonNegative),
+                AXIS_LAST,
+                flag("largest", true),
+            ],
+            NUM,
+        ),
+        def(
+            "softmax",
+            K::Normalization,
+            Op::Softmax,
+            X,
+            OUT,
+            attrs![AXIS_LAST],
+            FLOAT,
+        ),
+        def(
+            "log_softmax",
+            K::Normalization,
+            Op::LogSoftmax,
+            X,
+            OUT,
+            attrs![AXIS_LAST],
+            FLOAT,
+        ),
+        def(
+            "layer_norm",
+            K::Normalization,
+            Op::LayerNorm,
+            &["x", "weight?", "bias?"],
+            OUT,
+            attrs![eps(1e-5)],
+            FLOAT,
+        ),
+        def(
+            "rms_norm",
+            K::Normalization,
+            Op::RmsNorm,
+            &["x", "weight?"],
+            OUT,
+            attrs![eps(1e-6)],
+            FLOAT,
+        ),
+        def(
+            "matmul",
+            K::Matmul,
+            Op::Matmul,
+            &["a", "b", "bias?"],
+            OUT,
+            &[],
+            FLOAT,
+        ),
+        def(
+            "rope",
+            K::Attention,
+            Op::Rope,
+            &["x", "cos", "sin"],
+            OUT,
+            attrs![flag("interleaved", false)],
+            FLOAT,
+        ),
+        def(
+            "attention",
+            K::Attention,
+            Op::Attention,
+            &["q", "k", "v"],
+            OUT,
+            attrs![
+                flag("causal", false),
+                AttrDef::new("scale", FloatA, Rule("1/sqrt(head dim)")).allowed(Allowed::Finite),
+            ],
+            FLOAT,
+        ),
+    ]);
+    v
 }
 
 /// Every op, in the order of `docs/ops.md`.
-pub const CATALOG: &[OpDef] = &[
-    op!(
-        "fill",
-        Creation,
-        [],
-        ["out"],
-        ["value", "dtype", "shape"],
-        ALL_F64
-    ),
-    op!(
-        "arange",
-        Creation,
-        [],
-        ["out"],
-        ["start", "step", "n", "dtype"],
-        NUM
-    ),
-    op!("copy", Movement, ["x"], ["out"], [], ALL_F64),
-    op!("cast", Movement, ["x"], ["out"], ["dtype"], ALL_F64),
-    op!("concat", Movement, ["xs*"], ["out"], ["axis"], ALL),
-    op!(
-        "index_select",
-        Indexing,
-        ["x", "indices"],
-        ["out"],
-        ["axis"],
-        ALL
-    ),
-    op!(
-        "embedding",
-        Indexing,
-        ["weight", "indices"],
-        ["out"],
-        [],
-        ALL
-    ),
-    op!("gather", Indexing, ["x", "indices"], ["out"], ["axis"], ALL),
-    op!("add", Binary, ["a", "b"], ["out"], [], NUM),
-    op!("sub", Binary, ["a", "b"], ["out"], [], NUM),
-    op!("mul", Binary, ["a", "b"], ["out"], [], NUM),
-    op!("div", Binary, ["a", "b"], ["out"], [], NUM),
-    op!("maximum", Binary, ["a", "b"], ["out"], [], NUM),
-    op!("minimum", Binary, ["a", "b"], ["out"], [], NUM),
-    op!("pow", Binary, ["a", "b"], ["out"], [], FLOAT),
-    op!("eq", Compare, ["a", "b"], ["out"], [], CMP),
-    op!("ne", Compare, ["a", "b"], ["out"], [], CMP),
-    op!("lt", Compare, ["a", "b"], ["out"], [], CMP),
-    op!("le", Compare, ["a", "b"], ["out"], [], CMP),
-    op!("gt", Compare, ["a", "b"], ["out"], [], CMP),
-    op!("ge", Compare, ["a", "b"], ["out"], [], CMP),
-    op!("where", Select, ["cond", "a", "b"], ["out"], [], ALL),
-    op!("neg", Unary, ["x"], ["out"], [], NUM),
-    op!("abs", Unary, ["x"], ["out"], [], NUM),
-    op!("exp", Unary, ["x"], ["out"], [], FLOAT),
-    op!("log", Unary, ["x"], ["out"], [], FLOAT),
-    op!("sqrt", Unary, ["x"], ["out"], [], FLOAT),
-    op!("rsqrt", Unary, ["x"], ["out"], [], FLOAT),
-    op!("sin", Unary, ["x"], ["out"], [], FLOAT),
-    op!("cos", Unary, ["x"], ["out"], [], FLOAT),
-    op!("tanh", Unary, ["x"], ["out"], [], FLOAT),
-    op!("sigmoid", Unary, ["x"], ["out"], [], FLOAT),
-    op!("relu", Unary, ["x"], ["out"], [], NUM),
-    op!("gelu", Unary, ["x"], ["out"], ["approximate"], FLOAT),
-    op!("silu", Unary, ["x"], ["out"], [], FLOAT),
-    op!("clamp", Unary, ["x"], ["out"], ["min", "max"], NUM),
-    op!("sum", Reduction, ["x"], ["out"], ["axes", "keepdim"], NUM),
-    op!(
-        "mean",
-        Reduction,
-        ["x"],
-        ["out"],
-        ["axes", "keepdim"],
-        FLOAT
-    ),
-    op!("max", Reduction, ["x"], ["out"], ["axes", "keepdim"], NUM),
-    op!("min", Reduction, ["x"], ["out"], ["axes", "keepdim"], NUM),
-    op!(
-        "argmax",
-        Reduction,
-        ["x"],
-        ["out"],
-        ["axes", "keepdim"],
-        NUM
-    ),
-    op!(
-        "argmin",
-        Reduction,
-        ["x"],
-        ["out"],
-        ["axes", "keepdim"],
-        NUM
-    ),
-    op!("cumsum", Reduction, ["x"], ["out"], ["axis"], NUM),
-    op!(
-        "topk",
-        Reduction,
-        ["x"],
-        ["values", "indices"],
-        ["k", "axis", "largest"],
-        NUM
-    ),
-    op!("softmax", Normalization, ["x"], ["out"], ["axis"], FLOAT),
-    op!(
-        "log_softmax",
-        Normalization,
-        ["x"],
-        ["out"],
-        ["axis"],
-        FLOAT
-    ),
-    op!(
-        "layer_norm",
-        Normalization,
-        ["x", "weight?", "bias?"],
-        ["out"],
-        ["eps"],
-        FLOAT
-    ),
-    op!(
-        "rms_norm",
-        Normalization,
-        ["x", "weight?"],
-        ["out"],
-        ["eps"],
-        FLOAT
-    ),
-    op!("matmul", Matmul, ["a", "b", "bias?"], ["out"], [], FLOAT),
-    op!(
-        "rope",
-        Attention,
-        ["x", "cos", "sin"],
-        ["out"],
-        ["interleaved"],
-        FLOAT
-    ),
-    op!(
-        "attention",
-        Attention,
-        ["q", "k", "v"],
-        ["out"],
-        ["causal", "scale"],
-        FLOAT
-    ),
-];
+pub static CATALOG: LazyLock<Vec<OpDef>> = LazyLock::new(build);
 
 /// The op called `name`.
 pub fn op_def(name: &str) -> Option<&'static OpDef> {
     CATALOG.iter().find(|d| d.name == name)
+}
+
+/// The computation of the catalog op `name`: what a dialect routes a validated call on.
+pub(crate) fn op_of(name: &str) -> anyaccel_hal::Result<Op> {
+    op_def(name).map(|d| d.op).ok_or_else(|| {
+        anyaccel_hal::Error::internal(format!("`{name}` is not an op of the catalog"))
+    })
+}
+
+/// The error of a kernel family handed an op that is not one of its own (a routing defect).
+pub(crate) fn misrouted(op: &str) -> anyaccel_hal::Error {
+    anyaccel_hal::Error::internal(format!(
+        "`{op}` was routed to a kernel family that is not its own"
+    ))
 }
 
 /// A dtype list written as `f32, f16, bf16`.
@@ -250,4 +687,55 @@ pub fn dtype_list(dtypes: &[DType]) -> String {
         .map(|d| d.name())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_each_op_routes_to_itself() {
+        let mut seen = HashSet::new();
+        let ops: Vec<Op> = CATALOG.iter().map(|o| o.op).collect();
+        for d in CATALOG.iter() {
+            assert!(seen.insert(d.name), "{} is declared twice", d.name);
+            let routed = match d.op {
+                Op::Unary(u) => Some(u.name()),
+                Op::Binary(b) => Some(b.name()),
+                Op::Compare(c) => Some(c.name()),
+                Op::Reduce(r) => Some(r.name()),
+                _ => None,
+            };
+            if let Some(r) = routed {
+                assert_eq!(r, d.name, "{} routes to {r}", d.name);
+            }
+            assert_eq!(
+                ops.iter().filter(|o| **o == d.op).count(),
+                1,
+                "{} shares its kernel identity",
+                d.name
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_are_allowed_values() {
+        for d in CATALOG.iter() {
+            for a in d.attrs {
+                match (a.ty, a.default, a.allowed) {
+                    (AttrType::Str, AttrDefault::Str(s), Allowed::OneOf(list)) => {
+                        assert!(list.contains(&s), "{}.{}", d.name, a.name)
+                    }
+                    (AttrType::Flag, AttrDefault::Int(v), _) => {
+                        assert!(v == 0 || v == 1, "{}.{}", d.name, a.name)
+                    }
+                    (AttrType::Float, AttrDefault::Float(v), Allowed::FiniteNonNegative) => {
+                        assert!(v.is_finite() && v >= 0.0, "{}.{}", d.name, a.name)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use anyaccel_hal::{shape_str, AttrValue, DType, Error, Result, TensorDesc};
 
 use crate::attrs::{normalize_axis, Attrs};
-use crate::catalog::{dtype_list, op_def, OpKind};
+use crate::catalog::{dtype_list, op_def, Op, OpKind, ReduceOp};
 
 /// An output to allocate: dtype and shape.
 pub type OutputSpec = (DType, Vec<usize>);
@@ -121,15 +121,10 @@ pub(crate) fn reduce_axes(attrs: &Attrs<'_>, rank: usize) -> Result<Vec<usize>> 
     Ok(axes)
 }
 
-pub(crate) fn eps(attrs: &Attrs<'_>, default: f64) -> Result<f64> {
-    let e = attrs.float_opt("eps")?.unwrap_or(default);
-    if !e.is_finite() || e < 0.0 {
-        return Err(invalid(format!(
-            "{}: eps is {e}, expected a finite value >= 0",
-            attrs.op
-        )));
-    }
-    Ok(e)
+/// `eps` of `layer_norm` and `rms_norm`: given, or the declared default (validated by the
+/// declaration: finite and >= 0).
+pub(crate) fn eps(attrs: &Attrs<'_>) -> Result<f64> {
+    attrs.float_or_default("eps")
 }
 
 /// Validates a call and infers its outputs. `inputs` are the descs of the inputs, `None` for an
@@ -200,8 +195,8 @@ pub fn plan(
         }
     }
 
-    let out = match op {
-        "fill" => {
+    let out = match def.op {
+        Op::Fill => {
             let dtype = attrs.dtype("dtype")?;
             check_dtype(op, "dtype", dtype, def.dtypes)?;
             attrs.float("value")?;
@@ -218,7 +213,7 @@ pub fn plan(
                 .collect::<Result<Vec<_>>>()?;
             vec![(dtype, shape)]
         }
-        "arange" => {
+        Op::Arange => {
             let dtype = attrs.dtype("dtype")?;
             check_dtype(op, "dtype", dtype, def.dtypes)?;
             let n = attrs.int("n")?;
@@ -235,13 +230,13 @@ pub fn plan(
             }
             vec![(dtype, vec![n])]
         }
-        "copy" => vec![(x(0).dtype, x(0).shape.clone())],
-        "cast" => {
+        Op::Copy => vec![(x(0).dtype, x(0).shape.clone())],
+        Op::Cast => {
             let to = attrs.dtype("dtype")?;
             check_dtype(op, "dtype", to, def.dtypes)?;
             vec![(to, x(0).shape.clone())]
         }
-        "concat" => {
+        Op::Concat => {
             let first = x(0);
             min_rank(op, "xs[0]", first, 1)?;
             let axis = attrs.axis("axis", None, first.rank())?;
@@ -272,7 +267,7 @@ pub fn plan(
             }
             vec![(first.dtype, shape)]
         }
-        "index_select" => {
+        Op::IndexSelect => {
             let (xd, idx) = (x(0), x(1));
             index_dtype(op, idx)?;
             min_rank(op, "x", xd, 1)?;
@@ -287,7 +282,7 @@ pub fn plan(
             shape[axis] = idx.shape[0];
             vec![(xd.dtype, shape)]
         }
-        "embedding" => {
+        Op::Embedding => {
             let (w, idx) = (x(0), x(1));
             index_dtype(op, idx)?;
             if w.rank() != 2 {
@@ -300,7 +295,7 @@ pub fn plan(
             shape.push(w.shape[1]);
             vec![(w.dtype, shape)]
         }
-        "gather" => {
+        Op::Gather => {
             let (xd, idx) = (x(0), x(1));
             index_dtype(op, idx)?;
             min_rank(op, "x", xd, 1)?;
@@ -323,7 +318,7 @@ pub fn plan(
             }
             vec![(xd.dtype, idx.shape.clone())]
         }
-        _ if matches!(def.kind, OpKind::Binary | OpKind::Compare) => {
+        Op::Binary(_) | Op::Compare(_) => {
             let dtype = same_dtype(op, &["a", "b"], &[x(0), x(1)])?;
             let shape = broadcast_shapes(op, ("a", "b"), &x(0).shape, &x(1).shape)?;
             vec![(
@@ -335,7 +330,7 @@ pub fn plan(
                 shape,
             )]
         }
-        "where" => {
+        Op::Where => {
             let (c, a, b) = (x(0), x(1), x(2));
             check_dtype(op, "cond", c.dtype, &[DType::Bool])?;
             let dtype = same_dtype(op, &["a", "b"], &[a, b])?;
@@ -344,19 +339,9 @@ pub fn plan(
             let shape = broadcast_shapes(op, ("cond", "a and b"), &c.shape, &ab)?;
             vec![(dtype, shape)]
         }
-        _ if def.kind == OpKind::Unary => {
+        Op::Unary(_) | Op::Gelu | Op::Clamp => {
             let xd = x(0);
-            if op == "gelu" {
-                match attrs.str_opt("approximate")? {
-                    None | Some("none") | Some("tanh") => {}
-                    Some(other) => {
-                        return Err(invalid(format!(
-                            "gelu: approximate is `{other}`, expected `none` or `tanh`"
-                        )))
-                    }
-                }
-            }
-            if op == "clamp" {
+            if def.op == Op::Clamp {
                 let (lo, hi) = (attrs.float("min")?, attrs.float("max")?);
                 if xd.dtype.is_int() {
                     let (lo_i, hi_i) = (integral(op, "min", lo)?, integral(op, "max", hi)?);
@@ -381,7 +366,7 @@ pub fn plan(
             }
             vec![(xd.dtype, xd.shape.clone())]
         }
-        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" => {
+        Op::Reduce(r) => {
             let xd = x(0);
             let axes = reduce_axes(&attrs, xd.rank())?;
             let keep = attrs.flag("keepdim", false)?;
@@ -398,24 +383,20 @@ pub fn plan(
                 }
             }
             let out_numel: usize = shape.iter().product();
-            if reduced == 0 && out_numel > 0 && matches!(op, "max" | "min" | "argmax" | "argmin") {
+            if reduced == 0 && out_numel > 0 && !matches!(r, ReduceOp::Sum | ReduceOp::Mean) {
                 return Err(invalid(format!(
                     "{op}: cannot reduce 0 elements (x is {}, axes {axes:?}); {op} of nothing is undefined",
                     shape_str(&xd.shape)
                 )));
             }
-            let dtype = if op.starts_with("arg") {
-                DType::I64
-            } else {
-                xd.dtype
-            };
+            let dtype = if r.is_arg() { DType::I64 } else { xd.dtype };
             vec![(dtype, shape)]
         }
-        "cumsum" => {
+        Op::Cumsum => {
             attrs.axis("axis", None, x(0).rank())?;
             vec![(x(0).dtype, x(0).shape.clone())]
         }
-        "topk" => {
+        Op::Topk => {
             let xd = x(0);
             let axis = attrs.axis("axis", Some(-1), xd.rank())?;
             let k = attrs.int("k")?;
@@ -430,15 +411,14 @@ pub fn plan(
             shape[axis] = k as usize;
             vec![(xd.dtype, shape.clone()), (DType::I64, shape)]
         }
-        "softmax" | "log_softmax" => {
+        Op::Softmax | Op::LogSoftmax => {
             attrs.axis("axis", Some(-1), x(0).rank())?;
             vec![(x(0).dtype, x(0).shape.clone())]
         }
-        "layer_norm" | "rms_norm" => {
+        Op::LayerNorm | Op::RmsNorm => {
             let xd = x(0);
             min_rank(op, "x", xd, 1)?;
             let last = xd.shape[xd.rank() - 1];
-            eps(&attrs, if op == "layer_norm" { 1e-5 } else { 1e-6 })?;
             for (i, name) in [(1usize, "weight"), (2, "bias")] {
                 if let Some(p) = opt(i) {
                     if p.dtype != xd.dtype {
@@ -457,7 +437,7 @@ pub fn plan(
             }
             vec![(xd.dtype, xd.shape.clone())]
         }
-        "matmul" => {
+        Op::Matmul => {
             let (a, b) = (x(0), x(1));
             let dtype = same_dtype(op, &["a", "b"], &[a, b])?;
             min_rank(op, "a", a, 2)?;
@@ -497,7 +477,7 @@ pub fn plan(
             }
             vec![(dtype, shape)]
         }
-        "rope" => {
+        Op::Rope => {
             let (xd, c, s) = (x(0), x(1), x(2));
             same_dtype(op, &["x", "cos", "sin"], &[xd, c, s])?;
             min_rank(op, "x", xd, 2)?;
@@ -520,7 +500,7 @@ pub fn plan(
             }
             vec![(xd.dtype, xd.shape.clone())]
         }
-        "attention" => {
+        Op::Attention => {
             let (q, k, v) = (x(0), x(1), x(2));
             same_dtype(op, &["q", "k", "v"], &[q, k, v])?;
             for (name, t) in [("q", q), ("k", k), ("v", v)] {
@@ -559,21 +539,9 @@ pub fn plan(
                 ));
             }
             attrs.flag("causal", false)?;
-            if let Some(s) = attrs.float_opt("scale")? {
-                if !s.is_finite() {
-                    return Err(invalid(format!(
-                        "attention: scale is {s}, expected a finite value"
-                    )));
-                }
-            }
             let mut shape = q.shape.clone();
             shape[r - 1] = v.shape[r - 1];
             vec![(q.dtype, shape)]
-        }
-        other => {
-            return Err(Error::internal(format!(
-                "plan: op `{other}` is in the catalog but has no rules"
-            )))
         }
     };
     Ok(out)

@@ -42,8 +42,8 @@ binary_ops! {
     ge, ge_into, "a >= b, as bool.";
 }
 
-macro_rules! unary_ops {
-    ($($name:ident, $into:ident, $doc:literal;)*) => {$(
+macro_rules! typed_unary_ops {
+    ($($variant:ident $name:ident $into:ident $dtypes:ident $domain:ident $doc:literal;)*) => {$(
         #[doc = concat!("`", stringify!($name), "(x)`: ", $doc)]
         pub fn $name(q: &dyn Queue, x: &Tensor) -> Result<Tensor> {
             call(q, stringify!($name), &[Some(x)], &[]).map(one)
@@ -55,20 +55,16 @@ macro_rules! unary_ops {
     )*};
 }
 
-unary_ops! {
-    neg, neg_into, "-x.";
-    abs, abs_into, "|x|.";
-    exp, exp_into, "e^x.";
-    log, log_into, "natural logarithm.";
-    sqrt, sqrt_into, "square root.";
-    rsqrt, rsqrt_into, "1 / sqrt(x).";
-    sin, sin_into, "sine.";
-    cos, cos_into, "cosine.";
-    tanh, tanh_into, "hyperbolic tangent.";
-    sigmoid, sigmoid_into, "1 / (1 + e^-x).";
-    relu, relu_into, "max(x, 0).";
-    silu, silu_into, "x * sigmoid(x).";
-    copy, copy_into, "a copy in a new contiguous tensor (the `_into` form copies into any layout).";
+crate::catalog::for_each_unary_op!(typed_unary_ops);
+
+/// `copy(x)`: a copy in a new contiguous tensor.
+pub fn copy(q: &dyn Queue, x: &Tensor) -> Result<Tensor> {
+    call(q, "copy", &[Some(x)], &[]).map(one)
+}
+
+/// [`copy`] into `out`, which may have any layout.
+pub fn copy_into(q: &dyn Queue, x: &Tensor, out: &Tensor) -> Result<()> {
+    call_into(q, "copy", &[Some(x)], &[out], &[])
 }
 
 /// The form of `gelu`.

@@ -127,6 +127,8 @@ fn op_cos(x: f32) -> f32 {
         default: { return sin(rq.x); }
     }
 }
+//# sin uses trig
+//# cos uses trig
 //# tanh
 // A series near zero (where 1 - 2/(e^2x + 1) cancels), the exponential form elsewhere.
 fn op_tanh(x: f32) -> f32 {
@@ -146,14 +148,14 @@ fn op_sigmoid(x: f32) -> f32 {
     if (is_nan(x)) { return x; }
     return 1.0 / (1.0 + exp_ieee(-x));
 }
-//# silu
+//# silu uses sigmoid
 fn op_silu(x: f32) -> f32 { return x * op_sigmoid(x); }
-//# gelu_tanh
+//# gelu_tanh uses tanh
 fn op_gelu_tanh(x: f32) -> f32 {
     let c = 0.79788456080286536;
     return 0.5 * x * (1.0 + op_tanh(c * (x + 0.044715 * x * x * x)));
 }
-//# gelu
+//# erfc_pos
 // erfc with a relative error below 1.2e-7 (a Chebyshev fit), so that 1 + erf(z) = erfc(-z)
 // keeps its precision in the negative tail.
 fn erfc_pos(z: f32) -> f32 {
@@ -162,6 +164,7 @@ fn erfc_pos(z: f32) -> f32 {
         + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
     return t * exp_ieee(-z * z + poly);
 }
+//# gelu uses erfc_pos
 fn op_gelu(x: f32) -> f32 {
     if (is_nan(x)) { return x; }
     let c = erfc_pos(abs(x) * 0.70710678118654752);

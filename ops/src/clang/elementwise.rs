@@ -4,12 +4,11 @@ use anyaccel_hal::{DType, Error, KernelArg, OpCall, Result, Tensor};
 
 use super::{buf, dt, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::catalog::op_def;
+use crate::catalog::misrouted;
 use crate::convert;
 
 fn attrs(call: &OpCall) -> Result<Attrs<'_>> {
-    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
-    Attrs::new(&call.op, &call.attrs, known)
+    Attrs::of(call)
 }
 
 pub(crate) fn input(call: &OpCall, i: usize) -> Result<&Tensor> {
@@ -135,7 +134,7 @@ pub(crate) fn movement(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
             let layouts = Layouts::new(out.shape()).tensor(out).tensor(x);
             run_ew(ctx, op, spec, layouts, vec![buf(out), buf(x)], vec![])
         }
-        _ => {
+        "where" => {
             let (c, a, b) = (input(call, 0)?, input(call, 1)?, input(call, 2)?);
             let spec = KernelSpec::new(Family::Elementwise, "ew_where")
                 .flag("EW_WHERE")
@@ -154,6 +153,7 @@ pub(crate) fn movement(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
                 vec![],
             )
         }
+        other => Err(misrouted(other)),
     }
 }
 

@@ -10,7 +10,6 @@ use anyaccel_hal::{DType, Error, KernelArg, OpCall, Result, Tensor};
 use super::elementwise::{copy_into, input, output};
 use super::{base_offset, buf, dt, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::catalog::op_def;
 
 /// No bad index seen (the flag's initial value).
 const CLEAN: i32 = i32::MAX;
@@ -28,8 +27,7 @@ struct Plan {
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
-    let known = op_def(op).map(|d| d.attrs).unwrap_or(&[]);
-    let attrs = Attrs::new(op, &call.attrs, known)?;
+    let attrs = Attrs::of(call)?;
     let x = input(call, 0)?;
     let out = output(call, 0)?;
     let rank = x.rank();

@@ -25,6 +25,7 @@ mod matmul;
 mod nn;
 mod reduce;
 
+use crate::catalog::{op_of, Op};
 use std::sync::Arc;
 
 use anyaccel_hal::{
@@ -413,19 +414,18 @@ pub(crate) fn launch(
         queue,
         dialect,
     };
-    match call.op.as_str() {
-        "fill" | "arange" | "copy" | "cast" | "where" => elementwise::movement(&ctx, call),
-        "concat" | "index_select" | "embedding" | "gather" => index::launch(&ctx, call),
-        "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow" | "eq" | "ne" | "lt"
-        | "le" | "gt" | "ge" => elementwise::binary(&ctx, call),
-        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "cumsum" | "topk" => {
-            reduce::launch(&ctx, call)
+    match op_of(&call.op)? {
+        Op::Fill | Op::Arange | Op::Copy | Op::Cast | Op::Where => {
+            elementwise::movement(&ctx, call)
         }
-        "softmax" | "log_softmax" | "layer_norm" | "rms_norm" | "rope" | "attention" => {
+        Op::Concat | Op::IndexSelect | Op::Embedding | Op::Gather => index::launch(&ctx, call),
+        Op::Binary(_) | Op::Compare(_) => elementwise::binary(&ctx, call),
+        Op::Reduce(_) | Op::Cumsum | Op::Topk => reduce::launch(&ctx, call),
+        Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
             nn::launch(&ctx, call)
         }
-        "matmul" => matmul::launch(&ctx, call),
-        _ => elementwise::unary(&ctx, call),
+        Op::Matmul => matmul::launch(&ctx, call),
+        Op::Unary(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
     }
 }
 

@@ -5,7 +5,7 @@ use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::catalog::op_def;
+use crate::catalog::misrouted;
 use crate::plan::eps;
 
 /// Most work-groups of a row launch (rows beyond are walked by a group-stride loop).
@@ -14,13 +14,13 @@ const MAX_GROUPS: usize = 16384;
 const SCORES_BYTES: usize = 64 << 20;
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
-    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
-    let attrs = Attrs::new(&call.op, &call.attrs, known)?;
+    let attrs = Attrs::of(call)?;
     match call.op.as_str() {
         "softmax" | "log_softmax" => softmax(ctx, call, &attrs),
         "layer_norm" | "rms_norm" => norm(ctx, call, &attrs),
         "rope" => rope(ctx, call, &attrs),
-        _ => attention(ctx, call, &attrs),
+        "attention" => attention(ctx, call, &attrs),
+        other => Err(misrouted(other)),
     }
 }
 
@@ -76,7 +76,7 @@ fn softmax(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
 fn norm(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
     let op = call.op.as_str();
     let rms = op == "rms_norm";
-    let eps = eps(attrs, if rms { 1e-6 } else { 1e-5 })?;
+    let eps = eps(attrs)?;
     let (x, out) = (input(call, 0)?, output(call, 0)?);
     let w = call.inputs.get(1).and_then(|t| t.as_ref());
     let b = call.inputs.get(2).and_then(|t| t.as_ref());

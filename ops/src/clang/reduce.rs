@@ -7,7 +7,7 @@ use anyaccel_hal::{DType, KernelArg, OpCall, Result, Tensor};
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts};
 use crate::attrs::Attrs;
-use crate::catalog::op_def;
+use crate::catalog::misrouted;
 use crate::plan::reduce_axes;
 
 /// Most work-groups of a row launch (rows beyond are walked by a group-stride loop).
@@ -21,13 +21,13 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
         "cumsum" => cumsum(ctx, call),
         "topk" => topk(ctx, call),
-        _ => reduction(ctx, call),
+        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" => reduction(ctx, call),
+        other => Err(misrouted(other)),
     }
 }
 
 fn attrs(call: &OpCall) -> Result<Attrs<'_>> {
-    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
-    Attrs::new(&call.op, &call.attrs, known)
+    Attrs::of(call)
 }
 
 /// The work-group size for rows of `len` elements: 64 for short rows, else [`Ctx::wg`].

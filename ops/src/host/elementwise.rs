@@ -7,11 +7,10 @@ use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, FloatStore, IntStore, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
-use crate::catalog::op_def;
+use crate::catalog::{BinaryOp, CompareOp, UnaryOp};
 
 fn attrs(call: &OpCall) -> Result<Attrs<'_>> {
-    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
-    Attrs::new(&call.op, &call.attrs, known)
+    Attrs::of(call)
 }
 
 /// `out[i] = f(x[i])` over the output's shape, `x` broadcast to it.
@@ -198,20 +197,16 @@ fn nan_min(x: f32, y: f32) -> f32 {
     }
 }
 
-/// Binary arithmetic and comparisons.
-pub(crate) fn binary(call: &OpCall) -> Result<Box<Body>> {
-    let op = call.op.clone();
-    let dtype = call.inputs[0]
-        .as_ref()
-        .map(|t| t.dtype())
-        .unwrap_or(DType::F32);
+/// Binary arithmetic.
+pub(crate) fn binary(call: &OpCall, op: BinaryOp) -> Result<Box<Body>> {
+    let dtype = input_dtype(call);
     Ok(Box::new(move |b: &Bound| {
         let (x, y, out) = (b.input(0)?, b.input(1)?, b.out(0));
-        match op.as_str() {
-            "add" => map_arith(dtype, x, y, out, |a, b| a + b, |a, b| a.wrapping_add(b)),
-            "sub" => map_arith(dtype, x, y, out, |a, b| a - b, |a, b| a.wrapping_sub(b)),
-            "mul" => map_arith(dtype, x, y, out, |a, b| a * b, |a, b| a.wrapping_mul(b)),
-            "div" => map_arith(
+        match op {
+            BinaryOp::Add => map_arith(dtype, x, y, out, |a, b| a + b, |a, b| a.wrapping_add(b)),
+            BinaryOp::Sub => map_arith(dtype, x, y, out, |a, b| a - b, |a, b| a.wrapping_sub(b)),
+            BinaryOp::Mul => map_arith(dtype, x, y, out, |a, b| a * b, |a, b| a.wrapping_mul(b)),
+            BinaryOp::Div => map_arith(
                 dtype,
                 x,
                 y,
@@ -219,80 +214,87 @@ pub(crate) fn binary(call: &OpCall) -> Result<Box<Body>> {
                 |a, b| a / b,
                 |a, b| if b == 0 { 0 } else { a.wrapping_div(b) },
             ),
-            "maximum" => map_arith(dtype, x, y, out, nan_max, |a, b| a.max(b)),
-            "minimum" => map_arith(dtype, x, y, out, nan_min, |a, b| a.min(b)),
-            "pow" => map_arith(dtype, x, y, out, f32::powf, |a, _| a),
-            "eq" => map_compare(dtype, x, y, out, |a, b| a == b, |a, b| a == b),
-            "ne" => map_compare(dtype, x, y, out, |a, b| a != b, |a, b| a != b),
-            "lt" => map_compare(dtype, x, y, out, |a, b| a < b, |a, b| a < b),
-            "le" => map_compare(dtype, x, y, out, |a, b| a <= b, |a, b| a <= b),
-            "gt" => map_compare(dtype, x, y, out, |a, b| a > b, |a, b| a > b),
-            "ge" => map_compare(dtype, x, y, out, |a, b| a >= b, |a, b| a >= b),
-            other => Err(Error::internal(format!(
-                "host binary kernel: unknown op {other}"
-            ))),
+            BinaryOp::Maximum => map_arith(dtype, x, y, out, nan_max, |a, b| a.max(b)),
+            BinaryOp::Minimum => map_arith(dtype, x, y, out, nan_min, |a, b| a.min(b)),
+            BinaryOp::Pow => map_arith(dtype, x, y, out, f32::powf, |a, _| a),
         }
     }))
+}
+
+/// Comparisons.
+pub(crate) fn compare(call: &OpCall, op: CompareOp) -> Result<Box<Body>> {
+    let dtype = input_dtype(call);
+    Ok(Box::new(move |b: &Bound| {
+        let (x, y, out) = (b.input(0)?, b.input(1)?, b.out(0));
+        match op {
+            CompareOp::Eq => map_compare(dtype, x, y, out, |a, b| a == b, |a, b| a == b),
+            CompareOp::Ne => map_compare(dtype, x, y, out, |a, b| a != b, |a, b| a != b),
+            CompareOp::Lt => map_compare(dtype, x, y, out, |a, b| a < b, |a, b| a < b),
+            CompareOp::Le => map_compare(dtype, x, y, out, |a, b| a <= b, |a, b| a <= b),
+            CompareOp::Gt => map_compare(dtype, x, y, out, |a, b| a > b, |a, b| a > b),
+            CompareOp::Ge => map_compare(dtype, x, y, out, |a, b| a >= b, |a, b| a >= b),
+        }
+    }))
+}
+
+fn input_dtype(call: &OpCall) -> DType {
+    call.inputs[0]
+        .as_ref()
+        .map(|t| t.dtype())
+        .unwrap_or(DType::F32)
 }
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Unary ops.
-pub(crate) fn unary(call: &OpCall) -> Result<Box<Body>> {
-    let op = call.op.clone();
-    let dtype = call.inputs[0]
-        .as_ref()
-        .map(|t| t.dtype())
-        .unwrap_or(DType::F32);
+type FloatFn = fn(f32) -> f32;
+type IntFn = fn(i64) -> i64;
+
+/// The f32 form of a plain unary op (16-bit floats compute in f32 and round once), and its
+/// integer form for the ops that take integers (the others never see one: validation refuses).
+fn unary_fns(op: UnaryOp) -> (FloatFn, IntFn) {
+    let float_only = |v: i64| v;
+    match op {
+        UnaryOp::Neg => (|v| -v, |v| v.wrapping_neg()),
+        UnaryOp::Abs => (f32::abs, |v| v.wrapping_abs()),
+        UnaryOp::Relu => (|v| if v < 0.0 { 0.0 } else { v }, |v| v.max(0)),
+        UnaryOp::Exp => (f32::exp, float_only),
+        UnaryOp::Log => (f32::ln, float_only),
+        UnaryOp::Sqrt => (f32::sqrt, float_only),
+        UnaryOp::Rsqrt => (|v| 1.0 / v.sqrt(), float_only),
+        UnaryOp::Sin => (f32::sin, float_only),
+        UnaryOp::Cos => (f32::cos, float_only),
+        UnaryOp::Tanh => (f32::tanh, float_only),
+        UnaryOp::Sigmoid => (sigmoid, float_only),
+        UnaryOp::Silu => (|v| v * sigmoid(v), float_only),
+    }
+}
+
+/// Plain unary ops.
+pub(crate) fn unary(call: &OpCall, op: UnaryOp) -> Result<Box<Body>> {
+    let dtype = input_dtype(call);
+    let (ff, fi) = unary_fns(op);
+    Ok(Box::new(move |b: &Bound| {
+        map_unary(dtype, b.input(0)?, b.out(0), ff, fi)
+    }))
+}
+
+/// `gelu` (erf or tanh form) and `clamp`, the unary ops with attributes.
+pub(crate) fn gelu_clamp(call: &OpCall) -> Result<Box<Body>> {
+    let dtype = input_dtype(call);
     let a = attrs(call)?;
-    let tanh_gelu = a.str_opt("approximate")? == Some("tanh");
-    let (lo, hi) = if op == "clamp" {
-        (a.float("min")?, a.float("max")?)
+    let form = if call.op == "clamp" {
+        let (lo, hi) = (a.float("min")?, a.float("max")?);
+        Some((lo, hi))
     } else {
-        (0.0, 0.0)
+        None
     };
+    let tanh_gelu = a.str_opt("approximate")? == Some("tanh");
     Ok(Box::new(move |b: &Bound| {
         let (x, out) = (b.input(0)?, b.out(0));
-        let none = |v: i64| v;
-        match op.as_str() {
-            "neg" => map_unary(dtype, x, out, |v| -v, |v| v.wrapping_neg()),
-            "abs" => map_unary(dtype, x, out, f32::abs, |v| v.wrapping_abs()),
-            "relu" => map_unary(
-                dtype,
-                x,
-                out,
-                |v| if v < 0.0 { 0.0 } else { v },
-                |v| v.max(0),
-            ),
-            "exp" => map_unary(dtype, x, out, f32::exp, none),
-            "log" => map_unary(dtype, x, out, f32::ln, none),
-            "sqrt" => map_unary(dtype, x, out, f32::sqrt, none),
-            "rsqrt" => map_unary(dtype, x, out, |v| 1.0 / v.sqrt(), none),
-            "sin" => map_unary(dtype, x, out, f32::sin, none),
-            "cos" => map_unary(dtype, x, out, f32::cos, none),
-            "tanh" => map_unary(dtype, x, out, f32::tanh, none),
-            "sigmoid" => map_unary(dtype, x, out, sigmoid, none),
-            "silu" => map_unary(dtype, x, out, |v| v * sigmoid(v), none),
-            "gelu" if tanh_gelu => map_unary(
-                dtype,
-                x,
-                out,
-                |v| {
-                    let c = (2.0f32 / std::f32::consts::PI).sqrt();
-                    0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
-                },
-                none,
-            ),
-            "gelu" => map_unary(
-                dtype,
-                x,
-                out,
-                |v| 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)),
-                none,
-            ),
-            "clamp" => {
+        match form {
+            Some((lo, hi)) => {
                 let (lf, hf) = (lo as f32, hi as f32);
                 let (li, hi_i) = (lo as i64, hi as i64);
                 map_unary(
@@ -303,9 +305,23 @@ pub(crate) fn unary(call: &OpCall) -> Result<Box<Body>> {
                     move |v| v.max(li).min(hi_i),
                 )
             }
-            other => Err(Error::internal(format!(
-                "host unary kernel: unknown op {other}"
-            ))),
+            None if tanh_gelu => map_unary(
+                dtype,
+                x,
+                out,
+                |v| {
+                    let c = (2.0f32 / std::f32::consts::PI).sqrt();
+                    0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
+                },
+                |v| v,
+            ),
+            None => map_unary(
+                dtype,
+                x,
+                out,
+                |v| 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)),
+                |v| v,
+            ),
         }
     }))
 }

@@ -8,7 +8,6 @@ use super::elementwise::copy_elements;
 use super::layout::{par_ranges, walk, GRAIN};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
-use crate::catalog::op_def;
 
 /// How to find source elements: for each output element, `src` offset (without the indexed
 /// dim), the offset of its index, and the output offset.
@@ -100,8 +99,7 @@ fn narrowed(v: &TView, axis: usize, start: usize, len: usize) -> TView {
 
 /// The kernel of one indexing op.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
-    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
-    let attrs = Attrs::new(&call.op, &call.attrs, known)?;
+    let attrs = Attrs::of(call)?;
     let rank = call.inputs[0].as_ref().map(|t| t.rank()).unwrap_or(0);
     let op = call.op.clone();
     Ok(match op.as_str() {

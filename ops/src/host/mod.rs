@@ -15,6 +15,7 @@ mod scalar;
 
 use std::sync::Arc;
 
+use crate::catalog::{op_of, Op};
 use anyaccel_hal::{
     Device, Error, HostArg, HostKernel, HostLaunch, KernelArg, KernelSource, LaunchDims, OpCall,
     Queue, Result,
@@ -86,20 +87,19 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
 }
 
 fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sync> {
-    let k: Box<Body> = match call.op.as_str() {
-        "fill" | "arange" | "copy" | "cast" => elementwise::movement(call)?,
-        "concat" | "index_select" | "embedding" | "gather" => index::kernel(call)?,
-        "where" => elementwise::select(call)?,
-        "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow" | "eq" | "ne" | "lt"
-        | "le" | "gt" | "ge" => elementwise::binary(call)?,
-        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "cumsum" | "topk" => {
-            reduce::kernel(call)?
-        }
-        "softmax" | "log_softmax" | "layer_norm" | "rms_norm" | "rope" | "attention" => {
+    let k: Box<Body> = match op_of(&call.op)? {
+        Op::Fill | Op::Arange | Op::Copy | Op::Cast => elementwise::movement(call)?,
+        Op::Concat | Op::IndexSelect | Op::Embedding | Op::Gather => index::kernel(call)?,
+        Op::Where => elementwise::select(call)?,
+        Op::Binary(b) => elementwise::binary(call, b)?,
+        Op::Compare(c) => elementwise::compare(call, c)?,
+        Op::Reduce(_) | Op::Cumsum | Op::Topk => reduce::kernel(call)?,
+        Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
             nn::kernel(call)?
         }
-        "matmul" => matmul::kernel(call)?,
-        _ => elementwise::unary(call)?,
+        Op::Matmul => matmul::kernel(call)?,
+        Op::Unary(u) => elementwise::unary(call, u)?,
+        Op::Gelu | Op::Clamp => elementwise::gelu_clamp(call)?,
     };
     Ok(move |b: &Bound| k(b))
 }

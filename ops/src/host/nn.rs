@@ -6,7 +6,7 @@ use super::reduce::{for_lines, line_offset};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
-use crate::catalog::op_def;
+use crate::catalog::misrouted;
 use crate::plan::eps;
 
 fn f(v: Val) -> f64 {
@@ -33,8 +33,7 @@ fn write_row(out: &TView, base: usize, stride: usize, values: impl Iterator<Item
 
 /// The kernel of one normalisation or attention op.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
-    let known = op_def(&call.op).map(|d| d.attrs).unwrap_or(&[]);
-    let attrs = Attrs::new(&call.op, &call.attrs, known)?;
+    let attrs = Attrs::of(call)?;
     let rank = call.inputs[0].as_ref().map(|t| t.rank()).unwrap_or(0);
     let op = call.op.clone();
     Ok(match op.as_str() {
@@ -61,7 +60,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         }
         "layer_norm" | "rms_norm" => {
             let rms = op == "rms_norm";
-            let eps = eps(&attrs, if rms { 1e-6 } else { 1e-5 })?;
+            let eps = eps(&attrs)?;
             let has_w = call.inputs.get(1).is_some_and(|t| t.is_some());
             let has_b = call.inputs.get(2).is_some_and(|t| t.is_some());
             Box::new(move |b: &Bound| {
@@ -134,7 +133,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 })
             })
         }
-        _ => {
+        "attention" => {
             let causal = attrs.flag("causal", false)?;
             let scale = attrs.float_opt("scale")?;
             Box::new(move |b: &Bound| {
@@ -178,5 +177,6 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 })
             })
         }
+        other => return Err(misrouted(other)),
     })
 }

@@ -9,7 +9,7 @@ use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
-use crate::catalog::op_def;
+use crate::catalog::misrouted;
 use crate::plan::reduce_axes;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -162,7 +162,7 @@ fn reduce_block(
 }
 
 fn reduction(call: &OpCall, kind: Kind) -> Result<Box<Body>> {
-    let attrs = Attrs::new(&call.op, &call.attrs, &["axes", "keepdim"])?;
+    let attrs = Attrs::of(call)?;
     let rank = call.inputs[0].as_ref().map(|t| t.rank()).unwrap_or(0);
     let axes = reduce_axes(&attrs, rank)?;
     let keep = attrs.flag("keepdim", false)?;
@@ -304,7 +304,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         "argmax" => reduction(call, Kind::ArgMax),
         "argmin" => reduction(call, Kind::ArgMin),
         "cumsum" => {
-            let attrs = Attrs::new(&call.op, &call.attrs, &["axis"])?;
+            let attrs = Attrs::of(call)?;
             let axis = attrs.axis("axis", None, rank)?;
             Ok(Box::new(move |b: &Bound| {
                 let (x, out) = (b.input(0)?, b.out(0));
@@ -327,12 +327,8 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 })
             }))
         }
-        _ => {
-            let attrs = Attrs::new(
-                &call.op,
-                &call.attrs,
-                op_def("topk").map(|d| d.attrs).unwrap_or(&[]),
-            )?;
+        "topk" => {
+            let attrs = Attrs::of(call)?;
             let axis = attrs.axis("axis", Some(-1), rank)?;
             let k = attrs.int("k")? as usize;
             let largest = attrs.flag("largest", true)?;
@@ -362,5 +358,6 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 })
             }))
         }
+        other => Err(misrouted(other)),
     }
 }

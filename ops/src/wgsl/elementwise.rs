@@ -268,23 +268,13 @@ pub(crate) fn unary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             }
             sh.body(&text);
         } else {
-            if name == "silu" {
-                sh.use_section(UNARY, "sigmoid")?;
-            }
-            if name == "gelu_tanh" {
-                sh.use_section(UNARY, "tanh")?;
-            }
             if op == "clamp" {
                 // Rounded once to x's dtype (monotone, so the clamp is the same as with the
                 // exact bounds, and a bound that is the result needs no second rounding).
                 sh.f32("lo", convert::f32_holding(a.float("min")?, dt))
                     .f32("hi", convert::f32_holding(a.float("max")?, dt));
             }
-            if matches!(name, "sin" | "cos") {
-                sh.use_section(UNARY, "trig")?;
-            } else {
-                sh.use_section(UNARY, name)?;
-            }
+            sh.use_section(UNARY, name)?;
         }
         Ok(())
     })

@@ -44,6 +44,7 @@ mod matmul;
 mod nn;
 mod reduce;
 
+use crate::catalog::{op_of, Op};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
@@ -67,11 +68,20 @@ static ACCESS: &str = include_str!("../../kernels/wgsl/access.wgsl");
 static LAYOUT: &str = include_str!("../../kernels/wgsl/layout.wgsl");
 
 /// The text of section `name` of a kernel file: from the line `//# name` to the next `//# `.
+pub(crate) fn section(file: &'static str, name: &str) -> Result<&'static str> {
+    section_with_uses(file, name).map(|(_, text)| text)
+}
+
+/// Section `name` of a kernel file and the sections it uses: a marker line
+/// `//# name uses other another` names the sections of the same file that its text calls.
 ///
 /// Each file is split into its sections once; later lookups are a map lookup, because every op
 /// call looks up several sections.
-pub(crate) fn section(file: &'static str, name: &str) -> Result<&'static str> {
-    type Sections = HashMap<&'static str, &'static str>;
+pub(crate) fn section_with_uses(
+    file: &'static str,
+    name: &str,
+) -> Result<(&'static str, &'static str)> {
+    type Sections = HashMap<&'static str, (&'static str, &'static str)>;
     static INDEX: OnceLock<Mutex<HashMap<usize, Sections>>> = OnceLock::new();
     let mut files = INDEX
         .get_or_init(Default::default)
@@ -88,7 +98,7 @@ pub(crate) fn section(file: &'static str, name: &str) -> Result<&'static str> {
 /// The sections of a kernel file by name: each runs from the line after its `//# name` marker
 /// up to and including the newline before the next marker (or to the end of the file). The
 /// first section of a name counts.
-fn split_sections(file: &'static str) -> HashMap<&'static str, &'static str> {
+fn split_sections(file: &'static str) -> HashMap<&'static str, (&'static str, &'static str)> {
     let mut out = HashMap::new();
     let mut at = 0;
     while let Some(found) = file[at..].find("//# ") {
@@ -97,12 +107,13 @@ fn split_sections(file: &'static str) -> HashMap<&'static str, &'static str> {
         let Some(eol) = file[name_start..].find('\n') else {
             break;
         };
-        let name = &file[name_start..name_start + eol];
+        let header = &file[name_start..name_start + eol];
+        let (name, uses) = header.split_once(" uses ").unwrap_or((header, ""));
         let start = name_start + eol + 1;
         let end = file[start..]
             .find("\n//# ")
             .map_or(file.len(), |e| start + e + 1);
-        out.entry(name).or_insert(&file[start..end]);
+        out.entry(name).or_insert((uses, &file[start..end]));
         at = start;
     }
     out
@@ -111,21 +122,18 @@ fn split_sections(file: &'static str) -> HashMap<&'static str, &'static str> {
 /// Runs one validated op call with WGSL kernels.
 pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> Result<()> {
     let cx = Cx { device, queue };
-    match call.op.as_str() {
-        "fill" | "arange" | "copy" | "cast" | "concat" | "where" => {
+    match op_of(&call.op)? {
+        Op::Fill | Op::Arange | Op::Copy | Op::Cast | Op::Concat | Op::Where => {
             elementwise::movement(&cx, call)
         }
-        "index_select" | "embedding" | "gather" => index::launch(&cx, call),
-        "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow" | "eq" | "ne" | "lt"
-        | "le" | "gt" | "ge" => elementwise::binary(&cx, call),
-        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "cumsum" | "topk" => {
-            reduce::launch(&cx, call)
-        }
-        "softmax" | "log_softmax" | "layer_norm" | "rms_norm" | "rope" | "attention" => {
+        Op::IndexSelect | Op::Embedding | Op::Gather => index::launch(&cx, call),
+        Op::Binary(_) | Op::Compare(_) => elementwise::binary(&cx, call),
+        Op::Reduce(_) | Op::Cumsum | Op::Topk => reduce::launch(&cx, call),
+        Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
             nn::launch(&cx, call)
         }
-        "matmul" => matmul::launch(&cx, call),
-        _ => elementwise::unary(&cx, call),
+        Op::Matmul => matmul::launch(&cx, call),
+        Op::Unary(_) | Op::Gelu | Op::Clamp => elementwise::unary(&cx, call),
     }
 }
 
@@ -446,8 +454,14 @@ impl<'a> Shader<'a> {
     }
 
     /// Includes section `name` of `file`.
+    /// Includes section `name` of `file`, after the sections it uses (`//# name uses ...`).
     pub fn use_section(&mut self, file: &'static str, name: &str) -> Result<&mut Self> {
-        let text = section(file, name)?;
+        let (uses, text) = section_with_uses(file, name)?;
+        for used in uses.split_whitespace() {
+            if used != name {
+                self.use_section(file, used)?;
+            }
+        }
         Ok(self.include(text))
     }
 
@@ -759,10 +773,7 @@ pub(crate) fn count32(op: &str, what: &str, n: usize) -> Result<u32> {
 
 /// The attributes of a call, read with the op's known names.
 pub(crate) fn attrs(call: &OpCall) -> Result<crate::attrs::Attrs<'_>> {
-    let known = crate::catalog::op_def(&call.op)
-        .map(|d| d.attrs)
-        .unwrap_or(&[]);
-    crate::attrs::Attrs::new(&call.op, &call.attrs, known)
+    crate::attrs::Attrs::of(call)
 }
 
 /// The input `i` of a call, which validation guarantees is present.
@@ -814,8 +825,9 @@ mod tests {
         let mut count = 0;
         for file in files {
             for line in file.lines().filter(|l| l.starts_with("//# ")) {
-                let name = &line[4..];
-                let marker = format!("//# {name}\n");
+                let header = &line[4..];
+                let name = header.split(" uses ").next().unwrap();
+                let marker = format!("//# {header}\n");
                 let start = file.find(&marker).unwrap() + marker.len();
                 let end = file[start..]
                     .find("\n//# ")

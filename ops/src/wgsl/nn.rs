@@ -4,6 +4,7 @@
 use anyaccel_hal::{Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Bound, Cx, Shader, Space};
+use crate::catalog::misrouted;
 use crate::plan::eps;
 
 pub(super) static NN: &str = include_str!("../../kernels/wgsl/nn.wgsl");
@@ -20,7 +21,8 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         "softmax" | "log_softmax" => softmax(cx, call),
         "layer_norm" | "rms_norm" => norm(cx, call),
         "rope" => rope(cx, call),
-        _ => attention(cx, call),
+        "attention" => attention(cx, call),
+        other => Err(misrouted(other)),
     }
 }
 
@@ -74,7 +76,7 @@ fn norm(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let a = attrs(call)?;
     let rms = op == "rms_norm";
-    let e = eps(&a, if rms { 1e-6 } else { 1e-5 })?;
+    let e = eps(&a)?;
     let x_t = input(call, 0)?;
     let axis = x_t.rank() - 1;
     let (x, out) = (bind(x_t)?, bind(output(call, 0)?)?);

@@ -5,6 +5,7 @@
 use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
+use crate::catalog::misrouted;
 use crate::plan::reduce_axes;
 
 pub(super) static REDUCE: &str = include_str!("../../kernels/wgsl/reduce.wgsl");
@@ -42,7 +43,8 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
         "cumsum" => cumsum(cx, call),
         "topk" => topk(cx, call),
-        _ => reduce(cx, call),
+        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" => reduce(cx, call),
+        other => Err(misrouted(other)),
     }
 }
 
