@@ -1,0 +1,256 @@
+//! The command's options: the ops it measures, its arguments as clap reads them, and what
+//! they ask for.
+
+use super::{DEFAULT_ELEMENTS, SOFTMAX_COLS};
+
+/// The ops the command measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchOp {
+    /// f32 matmul, square.
+    Matmul,
+    /// f32 add, contiguous.
+    Add,
+    /// f32 softmax over the last axis.
+    Softmax,
+    /// f32 sum over every element.
+    Sum,
+    /// One-element add through the op layer, submission to completion.
+    Dispatch,
+    /// A tiny kernel of the device's own dialect, compiled through `Device::compile` and run
+    /// with `Queue::launch` and `finish`, submission to completion.
+    Launch,
+}
+
+impl BenchOp {
+    /// Every op, in the order they run.
+    pub const ALL: [BenchOp; 6] = [
+        BenchOp::Matmul,
+        BenchOp::Add,
+        BenchOp::Softmax,
+        BenchOp::Sum,
+        BenchOp::Dispatch,
+        BenchOp::Launch,
+    ];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchOp::Matmul => "matmul",
+            BenchOp::Add => "add",
+            BenchOp::Softmax => "softmax",
+            BenchOp::Sum => "sum",
+            BenchOp::Dispatch => "dispatch",
+            BenchOp::Launch => "launch",
+        }
+    }
+
+    fn parse(name: &str) -> Option<BenchOp> {
+        BenchOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// The sizes it runs at: `--size` when given, else its defaults.
+    pub(super) fn sizes(self, size: Option<usize>) -> Vec<usize> {
+        match (self, size) {
+            (BenchOp::Dispatch | BenchOp::Launch, _) => vec![1],
+            (_, Some(n)) => vec![n],
+            (BenchOp::Matmul, None) => vec![256, 1024, 2048],
+            (BenchOp::Softmax, None) => vec![SOFTMAX_COLS * SOFTMAX_COLS],
+            (_, None) => vec![DEFAULT_ELEMENTS],
+        }
+    }
+}
+
+/// What the command was asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Device ids or backend names; empty: the runtime's selection.
+    pub devices: Vec<String>,
+    /// The ops, in the order given, without repeats.
+    pub ops: Vec<BenchOp>,
+    /// One size for every op instead of the defaults.
+    pub size: Option<usize>,
+    /// Run the peers too.
+    pub peers: bool,
+    /// Measuring time per figure, in seconds.
+    pub time_s: f64,
+    /// Print JSON.
+    pub json: bool,
+    /// Leave out the roofline.
+    pub no_roofline: bool,
+}
+
+/// `16M` -> 16777216; `4096` -> 4096; `2K` -> 2048.
+fn parse_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let (digits, scale) = match t.char_indices().last()? {
+        (i, 'k' | 'K') => (&t[..i], 1usize << 10),
+        (i, 'm' | 'M') => (&t[..i], 1usize << 20),
+        _ => (t, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&n| n > 0)
+}
+
+/// The command's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// A device id or backend name (repeatable, or a comma list); default: every device, or
+    /// those ANYACCEL_DEVICES selects
+    #[arg(long = "device", value_name = "ID", value_delimiter = ',')]
+    pub devices: Vec<String>,
+    /// An op from the list above (repeatable, or a comma list); default: all
+    #[arg(long = "op", value_name = "NAME", value_delimiter = ',', value_parser = parse_op)]
+    pub ops: Vec<BenchOp>,
+    /// One problem size for every selected op instead of the defaults: the matmul edge, or the
+    /// element count (suffixes K = 1024, M = 1024^2 allowed)
+    #[arg(long, value_name = "N", value_parser = parse_size_arg)]
+    pub size: Option<usize>,
+    /// Also run, in the same process on the same data, what a user would pick instead, and
+    /// print the ratio peer time / our time (above 1: we are faster). CPU: OpenBLAS
+    /// cblas_sgemm (libopenblas.so.0, opened at run time) for matmul; memcpy over the same bytes
+    /// as add moves, split over every core, for add. OpenCL: CLBlast sgemm (libclblast.so.1) on
+    /// the same device for matmul. OpenCL, Vulkan, CUDA: for dispatch and launch, the same tiny
+    /// kernel through raw opencl3 / ash / cudarc calls on a context and queue of their own,
+    /// which is the layer's own overhead
+    #[arg(long)]
+    pub peers: bool,
+    /// Measuring time per figure after its warm-up, in seconds (above 0, at most 3600)
+    #[arg(long = "time", value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_time)]
+    pub time_s: f64,
+    /// Leave out the roofline (and so the ROOF shares)
+    #[arg(long)]
+    pub no_roofline: bool,
+    /// Print JSON: {"devices":[{"id","roofline":{"gbps","gflops"},"ops":[{"op","dtype","size",
+    /// "median_s","gflops","gbps","peer","peer_median_s","ratio_vs_peer",...}]}]} with the
+    /// spread, repetitions and shares as well
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_op(name: &str) -> Result<BenchOp, String> {
+    BenchOp::parse(name.trim()).ok_or_else(|| {
+        format!(
+            "unknown op `{name}`; expected one of: {}",
+            BenchOp::ALL.map(BenchOp::name).join(", ")
+        )
+    })
+}
+
+fn parse_size_arg(text: &str) -> Result<usize, String> {
+    parse_size(text)
+        .ok_or_else(|| format!("`{text}`: expected a positive integer such as 4096 or 16M"))
+}
+
+fn parse_time(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= 3600.0)
+        .ok_or_else(|| format!("`{text}`: expected seconds above 0 and at most 3600"))
+}
+
+impl BenchArgs {
+    /// What the command was asked to do: the ops in the order given, without repeats (all when
+    /// none was given); devices without empty names.
+    pub fn options(&self) -> Options {
+        let mut ops = Vec::new();
+        for op in &self.ops {
+            if !ops.contains(op) {
+                ops.push(*op);
+            }
+        }
+        if ops.is_empty() {
+            ops = BenchOp::ALL.to_vec();
+        }
+        Options {
+            devices: self
+                .devices
+                .iter()
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            ops,
+            size: self.size,
+            peers: self.peers,
+            time_s: self.time_s,
+            json: self.json,
+            no_roofline: self.no_roofline,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Bench {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parsed(items: &[&str]) -> Result<Options, clap::Error> {
+        use clap::Parser;
+        Bench::try_parse_from(std::iter::once("bench").chain(items.iter().copied()))
+            .map(|b| b.args.options())
+    }
+
+    #[test]
+    fn options_are_read_and_checked() {
+        let o = parsed(&[
+            "--device",
+            "cpu:0",
+            "--op",
+            "add,sum",
+            "--op",
+            "add",
+            "--size",
+            "4K",
+            "--peers",
+            "--json",
+            "--time=0.5",
+            "--no-roofline",
+        ])
+        .unwrap();
+        assert_eq!(o.devices, vec!["cpu:0".to_string()]);
+        assert_eq!(o.ops, vec![BenchOp::Add, BenchOp::Sum]);
+        assert_eq!(o.size, Some(4096));
+        assert!(o.peers && o.json && o.no_roofline);
+        assert_eq!(o.time_s, 0.5);
+        let all = parsed(&[]).unwrap();
+        assert_eq!(all.ops, BenchOp::ALL.to_vec());
+        assert!(!all.no_roofline && !all.peers);
+        for bad in [
+            &["--op", "matmull"][..],
+            &["--size", "0"],
+            &["--size", "-3"],
+            &["--size", "12Q"],
+            &["--time", "0"],
+            &["--time", "nan"],
+            &["--json=yes"],
+            &["--no-roofline=1"],
+            &["extra"],
+        ] {
+            match parsed(bad) {
+                Err(e) => assert_eq!(e.exit_code(), 2, "{bad:?}: {e}"),
+                Ok(o) => panic!("{bad:?}: expected a usage error, got {o:?}"),
+            }
+        }
+        let e = parsed(&["--op", "matmull"]).unwrap_err().to_string();
+        assert!(e.contains("`matmull`") && e.contains("softmax"), "{e}");
+    }
+
+    #[test]
+    fn sizes_follow_the_op_and_the_override() {
+        assert_eq!(BenchOp::Matmul.sizes(None), vec![256, 1024, 2048]);
+        assert_eq!(BenchOp::Add.sizes(None), vec![16 << 20]);
+        assert_eq!(BenchOp::Matmul.sizes(Some(64)), vec![64]);
+        assert_eq!(BenchOp::Dispatch.sizes(Some(64)), vec![1]);
+        assert_eq!(parse_size("16M"), Some(16 << 20));
+        assert_eq!(parse_size("7"), Some(7));
+        assert_eq!(parse_size("M"), None);
+    }
+}
