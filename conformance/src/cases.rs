@@ -5,6 +5,7 @@
 #![allow(clippy::type_complexity)]
 
 use anyaccel_hal::{AttrValue, DType};
+use anyaccel_ops::catalog::{Allowed, AttrDefault, Domain, Op, OpDef};
 use anyaccel_ops::{op_def, OpKind, CATALOG};
 
 /// A conformance profile: a set of cases a device conforms to when all of them pass.
@@ -263,33 +264,29 @@ const ELEMENTWISE_SHAPES: &[(&str, &[usize], Layout, Layout)] = &[
     ("outs5x7", &[5, 7], C, Layout::Strided),
 ];
 
-fn unary_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
-    let positive = matches!(op, "log" | "sqrt" | "rsqrt");
-    let variants: Vec<(&str, Vec<(String, AttrValue)>)> = match op {
-        "gelu" => vec![
-            ("", vec![attr("approximate", AttrValue::Str("none".into()))]),
+/// The cases of a unary op: its dtypes (and values from its domain) by the elementwise shapes,
+/// once per value of a string attribute that the catalog lists (the default untagged).
+fn unary_cases(b: &mut Builder, def: &OpDef) {
+    let (op, dtypes) = (def.name, def.dtypes);
+    let positive = matches!(def.op, Op::Unary(u) if u.domain() == Domain::Positive);
+    let variants: Vec<(String, Vec<(String, AttrValue)>)> = match def.op {
+        Op::Clamp => vec![
             (
-                "tanh_",
-                vec![attr("approximate", AttrValue::Str("tanh".into()))],
-            ),
-        ],
-        "clamp" => vec![
-            (
-                "",
+                String::new(),
                 vec![
                     attr("min", AttrValue::Float(-1.0)),
                     attr("max", AttrValue::Float(1.0)),
                 ],
             ),
             (
-                "inverted_",
+                "inverted_".into(),
                 vec![
                     attr("min", AttrValue::Float(1.0)),
                     attr("max", AttrValue::Float(-1.0)),
                 ],
             ),
         ],
-        _ => vec![("", vec![])],
+        _ => string_attr_variants(def),
     };
     for &d in dtypes {
         for (vtag, attrs) in &variants {
@@ -347,6 +344,28 @@ const BINARY_SHAPES: &[BinShape] = &[
     ("o31", &[31], Layout::Offset(3), &[31], Layout::Offset(5)),
     ("2x5x33", &[2, 5, 33], C, &[2, 5, 33], C),
 ];
+
+/// One variant per allowed value of each string attribute of `def` (tagged `value_`, the
+/// default untagged), or one untagged variant without attributes.
+fn string_attr_variants(def: &OpDef) -> Vec<(String, Vec<(String, AttrValue)>)> {
+    let mut out = Vec::new();
+    for a in def.attrs {
+        if let Allowed::OneOf(values) = a.allowed {
+            for v in values {
+                let tag = if a.default == AttrDefault::Str(v) {
+                    String::new()
+                } else {
+                    format!("{v}_")
+                };
+                out.push((tag, vec![attr(a.name, AttrValue::Str(v.to_string()))]));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push((String::new(), Vec::new()));
+    }
+    out
+}
 
 fn binary_cases(b: &mut Builder, op: &'static str, dtypes: &[DType], compare: bool) {
     for &d in dtypes {
@@ -1315,7 +1334,7 @@ pub fn all_cases() -> Vec<Case> {
     indexing_cases(&mut b);
     for def in CATALOG.iter() {
         match (def.kind, def.name) {
-            (OpKind::Unary, op) => unary_cases(&mut b, op, def.dtypes),
+            (OpKind::Unary, _) => unary_cases(&mut b, def),
             (OpKind::Binary, op) => binary_cases(&mut b, op, def.dtypes, false),
             (OpKind::Compare, op) => binary_cases(&mut b, op, def.dtypes, true),
             (OpKind::Select, _) => where_cases(&mut b, def.dtypes),

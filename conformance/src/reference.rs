@@ -31,6 +31,7 @@
 use std::fmt::Display;
 
 use anyaccel_hal::{shape_str, AttrValue, DType, Error, Result};
+use anyaccel_ops::catalog::{op_def, Op, OpDef, CATALOG};
 use half::{bf16, f16};
 
 mod elementwise;
@@ -38,60 +39,10 @@ mod movement;
 mod nn;
 mod reduce;
 
-/// Every op of the contract, in the order of `docs/ops.md`.
-pub const OPS: &[&str] = &[
-    "fill",
-    "arange",
-    "copy",
-    "cast",
-    "concat",
-    "index_select",
-    "embedding",
-    "gather",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "maximum",
-    "minimum",
-    "pow",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "where",
-    "neg",
-    "abs",
-    "relu",
-    "exp",
-    "log",
-    "sqrt",
-    "rsqrt",
-    "sin",
-    "cos",
-    "tanh",
-    "sigmoid",
-    "silu",
-    "gelu",
-    "clamp",
-    "sum",
-    "mean",
-    "max",
-    "min",
-    "argmax",
-    "argmin",
-    "cumsum",
-    "topk",
-    "softmax",
-    "log_softmax",
-    "layer_norm",
-    "rms_norm",
-    "matmul",
-    "rope",
-    "attention",
-];
+/// Every op of the contract, in the order of `docs/ops.md`: the ops of the catalog.
+pub fn ops() -> Vec<&'static str> {
+    CATALOG.iter().map(|d| d.name).collect()
+}
 
 /// The float dtypes of the op set, `F` in `docs/ops.md`.
 pub const FLOAT_DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
@@ -506,189 +457,41 @@ pub fn run(
     attrs: &[(String, AttrValue)],
 ) -> Result<Vec<RefTensor>> {
     let one = |t: Result<RefTensor>| t.map(|t| vec![t]);
-    match op {
-        "fill" => one(movement::fill(&Call::new(
-            op,
-            inputs,
-            &[],
-            0,
-            attrs,
-            &["value", "dtype", "shape"],
-        )?)),
-        "arange" => one(movement::arange(&Call::new(
-            op,
-            inputs,
-            &[],
-            0,
-            attrs,
-            &["start", "step", "n", "dtype"],
-        )?)),
-        "copy" => one(movement::copy(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &[],
-        )?)),
-        "cast" => one(movement::cast(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &["dtype"],
-        )?)),
-        "concat" => one(movement::concat(&Call::variadic(
-            op,
-            inputs,
-            attrs,
-            &["axis"],
-        )?)),
-        "index_select" => one(movement::index_select(&Call::new(
-            op,
-            inputs,
-            &["x", "indices"],
-            2,
-            attrs,
-            &["axis"],
-        )?)),
-        "embedding" => one(movement::embedding(&Call::new(
-            op,
-            inputs,
-            &["weight", "indices"],
-            2,
-            attrs,
-            &[],
-        )?)),
-        "gather" => one(movement::gather(&Call::new(
-            op,
-            inputs,
-            &["x", "indices"],
-            2,
-            attrs,
-            &["axis"],
-        )?)),
-        "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow" => one(elementwise::binary(
-            &Call::new(op, inputs, &["a", "b"], 2, attrs, &[])?,
-        )),
-        "eq" | "ne" | "lt" | "le" | "gt" | "ge" => one(elementwise::compare(&Call::new(
-            op,
-            inputs,
-            &["a", "b"],
-            2,
-            attrs,
-            &[],
-        )?)),
-        "where" => one(elementwise::where_(&Call::new(
-            op,
-            inputs,
-            &["cond", "a", "b"],
-            3,
-            attrs,
-            &[],
-        )?)),
-        "neg" | "abs" | "relu" | "exp" | "log" | "sqrt" | "rsqrt" | "sin" | "cos" | "tanh"
-        | "sigmoid" | "silu" => one(elementwise::unary(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &[],
-        )?)),
-        "gelu" => one(elementwise::gelu(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &["approximate"],
-        )?)),
-        "clamp" => one(elementwise::clamp(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &["min", "max"],
-        )?)),
-        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" => one(reduce::reduce(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &["axes", "keepdim"],
-        )?)),
-        "cumsum" => one(reduce::cumsum(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &["axis"],
-        )?)),
-        "topk" => reduce::topk(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &["k", "axis", "largest"],
-        )?),
-        "softmax" | "log_softmax" => one(nn::softmax(&Call::new(
-            op,
-            inputs,
-            &["x"],
-            1,
-            attrs,
-            &["axis"],
-        )?)),
-        "layer_norm" => one(nn::layer_norm(&Call::new(
-            op,
-            inputs,
-            &["x", "weight", "bias"],
-            1,
-            attrs,
-            &["eps"],
-        )?)),
-        "rms_norm" => one(nn::rms_norm(&Call::new(
-            op,
-            inputs,
-            &["x", "weight"],
-            1,
-            attrs,
-            &["eps"],
-        )?)),
-        "matmul" => one(nn::matmul(&Call::new(
-            op,
-            inputs,
-            &["a", "b", "bias"],
-            2,
-            attrs,
-            &[],
-        )?)),
-        "rope" => one(nn::rope(&Call::new(
-            op,
-            inputs,
-            &["x", "cos", "sin"],
-            3,
-            attrs,
-            &["interleaved"],
-        )?)),
-        "attention" => one(nn::attention(&Call::new(
-            op,
-            inputs,
-            &["q", "k", "v"],
-            3,
-            attrs,
-            &["causal", "scale"],
-        )?)),
-        _ => Err(Error::invalid_argument(format!(
+    let def = op_def(op).ok_or_else(|| {
+        Error::invalid_argument(format!(
             "unknown op `{op}`: the ops of docs/ops.md are {}",
-            OPS.join(", ")
-        ))),
+            ops().join(", ")
+        ))
+    })?;
+    let call = &if def.is_variadic() {
+        Call::variadic(op, inputs, attrs, def)?
+    } else {
+        Call::new(op, inputs, def, attrs)?
+    };
+    match def.op {
+        Op::Fill => one(movement::fill(call)),
+        Op::Arange => one(movement::arange(call)),
+        Op::Copy => one(movement::copy(call)),
+        Op::Cast => one(movement::cast(call)),
+        Op::Concat => one(movement::concat(call)),
+        Op::IndexSelect => one(movement::index_select(call)),
+        Op::Embedding => one(movement::embedding(call)),
+        Op::Gather => one(movement::gather(call)),
+        Op::Binary(_) => one(elementwise::binary(call)),
+        Op::Compare(_) => one(elementwise::compare(call)),
+        Op::Where => one(elementwise::where_(call)),
+        Op::Unary(u) => one(elementwise::unary(call, u)),
+        Op::Gelu => one(elementwise::gelu(call)),
+        Op::Clamp => one(elementwise::clamp(call)),
+        Op::Reduce(_) => one(reduce::reduce(call)),
+        Op::Cumsum => one(reduce::cumsum(call)),
+        Op::Topk => reduce::topk(call),
+        Op::Softmax | Op::LogSoftmax => one(nn::softmax(call)),
+        Op::LayerNorm => one(nn::layer_norm(call)),
+        Op::RmsNorm => one(nn::rms_norm(call)),
+        Op::Matmul => one(nn::matmul(call)),
+        Op::Rope => one(nn::rope(call)),
+        Op::Attention => one(nn::attention(call)),
     }
 }
 
@@ -696,21 +499,25 @@ pub fn run(
 /// input of the signature) and its attributes (names checked against the op's list).
 pub(crate) struct Call<'a> {
     pub(crate) op: &'a str,
-    names: &'static [&'static str],
+    names: Vec<&'static str>,
     inputs: Vec<Option<RefTensor>>,
     attrs: &'a [(String, AttrValue)],
 }
 
 impl<'a> Call<'a> {
-    /// A call of an op whose inputs are `names`, the first `required` of them required.
+    /// A call of the catalog op `def`: its inputs and attribute names as the catalog declares.
     fn new(
         op: &'a str,
         given: &[Option<RefTensor>],
-        names: &'static [&'static str],
-        required: usize,
+        def: &OpDef,
         attrs: &'a [(String, AttrValue)],
-        allowed_attrs: &[&str],
     ) -> Result<Call<'a>> {
+        let names: Vec<&'static str> = def
+            .inputs
+            .iter()
+            .map(|n| n.trim_end_matches(['?', '*']))
+            .collect();
+        let required = def.required_inputs();
         if given.len() > names.len() {
             return Err(invalid(
                 op,
@@ -742,7 +549,7 @@ impl<'a> Call<'a> {
                 None => inputs.push(None),
             }
         }
-        check_attr_names(op, attrs, allowed_attrs)?;
+        check_attr_names(op, attrs, &def.attr_names())?;
         Ok(Call {
             op,
             names,
@@ -756,7 +563,7 @@ impl<'a> Call<'a> {
         op: &'a str,
         given: &[Option<RefTensor>],
         attrs: &'a [(String, AttrValue)],
-        allowed_attrs: &[&str],
+        def: &OpDef,
     ) -> Result<Call<'a>> {
         if given.is_empty() {
             return Err(invalid(op, "found 0 inputs, expected at least 1"));
@@ -776,10 +583,10 @@ impl<'a> Call<'a> {
                 }
             }
         }
-        check_attr_names(op, attrs, allowed_attrs)?;
+        check_attr_names(op, attrs, &def.attr_names())?;
         Ok(Call {
             op,
-            names: &[],
+            names: Vec::new(),
             inputs,
             attrs,
         })
@@ -1416,7 +1223,7 @@ mod tests {
         assert!(e.message().contains("expected Int(0) or Int(1)"), "{e}");
 
         // Every op of the list is known to `run`.
-        for op in OPS {
+        for op in ops() {
             if let Err(e) = run(op, &[], &[]) {
                 assert!(!e.message().starts_with("unknown op"), "{op}: {e}");
             }

@@ -407,3 +407,48 @@ fn elapsed_between_queues_of_one_device_is_measured() {
         ok("destroy", anyaccel_queue_destroy(q2));
     }
 }
+
+/// Every op of the catalog is reachable through the C ABI's generic call: its output count is
+/// known, and a call with no inputs reaches the op's own validation (which names the op), not
+/// an unknown-op error.
+#[test]
+fn every_catalog_op_has_a_c_abi_entry() {
+    let f = Fixture::new();
+    for def in facade::ops::CATALOG.iter() {
+        let name = std::ffi::CString::new(def.name).unwrap();
+        let mut count = usize::MAX;
+        // SAFETY: a NUL-terminated name and a valid out-pointer.
+        ok(def.name, unsafe {
+            anyaccel_op_output_count(name.as_ptr(), &mut count)
+        });
+        assert_eq!(count, def.outputs.len(), "{}", def.name);
+        let mut outs = [null_mut(); 2];
+        // SAFETY: no inputs or attributes; room for two outputs.
+        let status = unsafe {
+            anyaccel_op(
+                f.q,
+                name.as_ptr(),
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+                outs.as_mut_ptr(),
+                outs.len(),
+            )
+        };
+        let msg = last_message();
+        if def.required_inputs() > 0 || def.is_variadic() {
+            assert_eq!(
+                status, ANYACCEL_ERROR_INVALID_ARGUMENT,
+                "{}: {msg}",
+                def.name
+            );
+            assert!(msg.contains(def.name), "{}: {msg}", def.name);
+            assert!(!msg.contains("not an op"), "{}: {msg}", def.name);
+        }
+        for o in outs.iter().filter(|o| !o.is_null()) {
+            // SAFETY: a tensor the call returned.
+            unsafe { anyaccel_tensor_destroy(*o) };
+        }
+    }
+}

@@ -3,6 +3,7 @@
 use std::f64::consts::{PI, SQRT_2};
 
 use anyaccel_hal::{DType, Result};
+use anyaccel_ops::catalog::UnaryOp;
 
 use super::{
     broadcast_shapes, check_dtype, check_same_dtype, expand, internal, invalid, Call, RefData,
@@ -176,52 +177,41 @@ pub(crate) fn where_(call: &Call) -> Result<RefTensor> {
     })
 }
 
-fn float_unary(op: &str) -> Result<fn(f64) -> f64> {
-    Ok(match op {
-        "neg" => |x: f64| -x,
-        "abs" => f64::abs,
-        "relu" => |x: f64| if x.is_nan() || x > 0.0 { x } else { 0.0 },
-        "exp" => libm::exp,
-        "log" => libm::log,
-        "sqrt" => libm::sqrt,
-        "rsqrt" => |x| 1.0 / libm::sqrt(x),
-        "sin" => libm::sin,
-        "cos" => libm::cos,
-        "tanh" => libm::tanh,
-        "sigmoid" => sigmoid,
-        "silu" => |x| x * sigmoid(x),
-        _ => return Err(internal(op, "not a unary op")),
-    })
+type FloatFn = fn(f64) -> f64;
+type IntFn = fn(i64) -> i64;
+
+/// The f64 form of a plain unary op, and its integer form for the ops that take integers
+/// (results are wrapped to the dtype afterwards: `neg(MIN) = MIN`, `abs(MIN) = MIN`).
+fn unary_fns(op: UnaryOp) -> (FloatFn, Option<IntFn>) {
+    match op {
+        UnaryOp::Neg => (|x| -x, Some(i64::wrapping_neg)),
+        UnaryOp::Abs => (f64::abs, Some(i64::wrapping_abs)),
+        UnaryOp::Relu => (
+            |x| if x.is_nan() || x > 0.0 { x } else { 0.0 },
+            Some(|x| x.max(0)),
+        ),
+        UnaryOp::Exp => (libm::exp, None),
+        UnaryOp::Log => (libm::log, None),
+        UnaryOp::Sqrt => (libm::sqrt, None),
+        UnaryOp::Rsqrt => (|x| 1.0 / libm::sqrt(x), None),
+        UnaryOp::Sin => (libm::sin, None),
+        UnaryOp::Cos => (libm::cos, None),
+        UnaryOp::Tanh => (libm::tanh, None),
+        UnaryOp::Sigmoid => (sigmoid, None),
+        UnaryOp::Silu => (|x| x * sigmoid(x), None),
+    }
 }
 
-fn int_unary(op: &str) -> Result<fn(i64) -> i64> {
-    Ok(match op {
-        // Wrapped to the dtype afterwards: neg(MIN) = MIN, abs(MIN) = MIN.
-        "neg" => i64::wrapping_neg,
-        "abs" => i64::wrapping_abs,
-        "relu" => |x: i64| x.max(0),
-        _ => return Err(internal(op, "not an integer unary op")),
-    })
-}
-
-/// `neg`, `abs`, `relu` (F ∪ I) and `exp`, `log`, `sqrt`, `rsqrt`, `sin`, `cos`, `tanh`,
-/// `sigmoid`, `silu` (F).
-pub(crate) fn unary(call: &Call) -> Result<RefTensor> {
-    let op = call.op;
+/// The plain unary ops of the catalog ([`UnaryOp`]), on the dtypes it declares for each.
+pub(crate) fn unary(call: &Call, op: UnaryOp) -> Result<RefTensor> {
+    let name = call.op;
     let x = call.input(0)?;
-    let allowed: &[DType] = if matches!(op, "neg" | "abs" | "relu") {
-        &NUMERIC_DTYPES
-    } else {
-        &FLOAT_DTYPES
-    };
-    check_dtype(op, "x", x.dtype, allowed)?;
+    check_dtype(name, "x", x.dtype, op.dtypes())?;
+    let (ff, fi) = unary_fns(op);
     match &x.data {
-        RefData::F(v) => {
-            let f = float_unary(op)?;
-            RefTensor::from_f64(x.dtype, &x.shape, v.iter().map(|&p| f(p)).collect())
-        }
+        RefData::F(v) => RefTensor::from_f64(x.dtype, &x.shape, v.iter().map(|&p| ff(p)).collect()),
         RefData::I(v) => {
-            let f = int_unary(op)?;
+            let f = fi.ok_or_else(|| internal(name, "not an integer unary op"))?;
             RefTensor::from_i64(x.dtype, &x.shape, v.iter().map(|&p| f(p)).collect())
         }
     }
