@@ -82,6 +82,7 @@ macro_rules! for_each_unary_op {
             Sigmoid sigmoid sigmoid_into FLOAT All "1 / (1 + e^-x).";
             Relu relu relu_into NUM All "max(x, 0).";
             Silu silu silu_into FLOAT All "x * sigmoid(x).";
+            Erf erf erf_into FLOAT All "the error function, 2/sqrt(pi) * integral of e^-t^2 from 0 to x.";
         }
     };
 }

@@ -199,6 +199,7 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, Option<IntFn>) {
         UnaryOp::Tanh => (libm::tanh, None),
         UnaryOp::Sigmoid => (sigmoid, None),
         UnaryOp::Silu => (|x| x * sigmoid(x), None),
+        UnaryOp::Erf => (libm::erf, None),
     }
 }
 

@@ -42,6 +42,8 @@ DEVICE float unary_op(float v, float lo, float hi) {
     return sigmoid_f(v);
 #elif defined(OP_SILU)
     return v * sigmoid_f(v);
+#elif defined(OP_ERF)
+    return erff(v);
 #elif defined(OP_GELU_TANH)
     return 0.5f * v * (1.0f + tanh_f(0.7978845608028654f * (v + 0.044715f * v * v * v)));
 #elif defined(OP_GELU)

@@ -268,6 +268,7 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, IntFn) {
         UnaryOp::Tanh => (f32::tanh, float_only),
         UnaryOp::Sigmoid => (sigmoid, float_only),
         UnaryOp::Silu => (|v| v * sigmoid(v), float_only),
+        UnaryOp::Erf => (libm::erff, float_only),
     }
 }
 
