@@ -139,12 +139,13 @@ static AnyaccelStatus op_where(const RefCall *c) {
 
 typedef enum {
     U_NEG, U_ABS, U_RELU, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_SIN, U_COS, U_TANH, U_SIGMOID,
-    U_SILU, U_GELU, U_GELU_TANH, U_CLAMP
+    U_SILU, U_GELU, U_ERF, U_GELU_TANH, U_CLAMP
 } UnaryOp;
 
 static int unary_op_of(const char *op, UnaryOp *out) {
     static const char *const names[] = {"neg", "abs",  "relu", "exp",     "log",  "sqrt", "rsqrt",
-                                        "sin", "cos",  "tanh", "sigmoid", "silu", "gelu"};
+                                        "sin", "cos",  "tanh", "sigmoid", "silu", "gelu",
+                                        "erf"};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (strcmp(op, names[i]) == 0) {
             *out = (UnaryOp)i;
@@ -172,6 +173,7 @@ static double unary_f(UnaryOp op, double x, double lo, double hi) {
     case U_SIGMOID: return sigmoid(x);
     case U_SILU: return x * sigmoid(x);
     case U_GELU: return x * 0.5 * (1.0 + erf(x / sqrt(2.0)));
+    case U_ERF: return erf(x);
     case U_GELU_TANH: {
         double inner = sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x);
         return 0.5 * x * (1.0 + tanh(inner));
