@@ -250,7 +250,12 @@ impl Queue for BrokenQueue {
     fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()> {
         self.inner.fill(dst, pattern)
     }
-    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
+    fn submit_launch(
+        &self,
+        kernel: &Arc<dyn Kernel>,
+        dims: LaunchDims,
+        args: &[KernelArg],
+    ) -> Result<()> {
         self.inner.launch(kernel, dims, args)
     }
     fn record_event(&self) -> Result<Arc<dyn Event>> {

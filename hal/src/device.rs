@@ -22,7 +22,7 @@ pub trait Backend: Send + Sync {
 }
 
 /// What a device is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceInfo {
     /// Unique id within a runtime: `<backend>:<index>`, e.g. `opencl:0`.
     pub id: String,
@@ -125,8 +125,43 @@ pub trait Queue: Send + Sync {
     fn copy(&self, src: &BufferView, dst: &BufferView) -> Result<()>;
     /// Fills `dst` with a pattern of 1, 2 or 4 bytes; `dst.len()` must be a multiple of it.
     fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()>;
-    /// Launches a kernel compiled by this queue's device.
-    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()>;
+    /// Launches a kernel compiled by this queue's device. The launch contract, the same on
+    /// every backend:
+    ///
+    /// - **Arguments** are passed in the kernel's parameter order. A [`KernelArg::Buffer`] is
+    ///   the bytes of its view: the kernel's parameter (a pointer, a `cl_mem`, a storage-buffer
+    ///   binding, a plugin's buffer and offset) starts at the view's first byte and may touch
+    ///   only the view's bytes; an empty view is a valid argument that the kernel must not
+    ///   touch. A view's buffer must be of this queue's device. Devices that bind views at
+    ///   offsets only at an alignment (OpenCL sub-buffers: `CL_DEVICE_MEM_BASE_ADDR_ALIGN`;
+    ///   Vulkan: `minStorageBufferOffsetAlignment`) refuse other offsets with `Unsupported`
+    ///   (bind the whole buffer and pass an element offset instead). A [`KernelArg::Bytes`] is
+    ///   a by-value parameter of at least one byte.
+    /// - **Grid**: `dims.global` is the number of work items in x, y, z. With `dims.local`
+    ///   given, each local size is at least 1, each global size is a multiple of it, and their
+    ///   product is at most [`DeviceInfo::max_work_group_size`]; exactly `global` items run.
+    ///   With `dims.local` = `None` the backend picks the work-group, and may run more items
+    ///   than `global` (whole work-groups): kernels check their index against their own sizes.
+    ///   A zero in `global` runs nothing (the arguments are still checked).
+    /// - The dialect adds its own rules (a WGSL kernel's `local` must equal its
+    ///   `@workgroup_size`; argument counts and sizes are checked against the kernel where the
+    ///   runtime tells them).
+    ///
+    /// The checks that need no backend knowledge are made here, once, by
+    /// [`validate::launch`]; then [`Queue::submit_launch`] enqueues the launch. Backends
+    /// implement `submit_launch` and leave this method as it is.
+    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
+        validate::launch(self.device().info(), kernel, &dims, args)?;
+        self.submit_launch(kernel, dims, args)
+    }
+    /// Enqueues a launch that [`Queue::launch`] has checked against the launch contract; only
+    /// the backend's own checks (kernel type, dialect rules, device limits) remain.
+    fn submit_launch(
+        &self,
+        kernel: &Arc<dyn Kernel>,
+        dims: LaunchDims,
+        args: &[KernelArg],
+    ) -> Result<()>;
     /// An event that completes when every command submitted so far has completed.
     fn record_event(&self) -> Result<Arc<dyn Event>>;
     /// Makes later commands wait until `event` (from any queue of any device) completes.
@@ -220,6 +255,66 @@ pub mod validate {
         Ok(())
     }
 
+    /// The launch contract of [`Queue::launch`], for the queue of device `info`: the kernel is
+    /// of this device, every buffer argument's view is of this device, every by-value argument
+    /// has bytes, and a given work-group is non-empty, divides the grid and fits the device.
+    pub fn launch(
+        info: &DeviceInfo,
+        kernel: &Arc<dyn Kernel>,
+        dims: &LaunchDims,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        let device_id = info.id.as_str();
+        self::kernel(kernel, device_id)?;
+        let name = kernel.name();
+        for (i, arg) in args.iter().enumerate() {
+            match arg {
+                KernelArg::Buffer(view) => on_device(
+                    format_args!("launch `{name}` argument {i}"),
+                    view,
+                    device_id,
+                )?,
+                KernelArg::Bytes(bytes) if bytes.is_empty() => {
+                    return Err(Error::invalid_argument(format!(
+                        "launch `{name}`: argument {i} has no bytes; a by-value argument has at \
+                         least one"
+                    )))
+                }
+                KernelArg::Bytes(_) => {}
+            }
+        }
+        if let Some(local) = dims.local {
+            let [gx, gy, gz] = dims.global;
+            let [lx, ly, lz] = local;
+            if local.contains(&0) {
+                return Err(Error::invalid_argument(format!(
+                    "launch `{name}`: local size {lx}x{ly}x{lz} has a zero: each must be at least 1"
+                )));
+            }
+            if dims
+                .global
+                .iter()
+                .zip(&local)
+                .any(|(&g, &l)| g % l as u64 != 0)
+            {
+                return Err(Error::invalid_argument(format!(
+                    "launch `{name}`: global size {gx}x{gy}x{gz} is not a multiple of local \
+                     size {lx}x{ly}x{lz}: round the global size up to a multiple of the local \
+                     size (or leave local as None)"
+                )));
+            }
+            let items: u128 = local.iter().map(|&l| l as u128).product();
+            if items > info.max_work_group_size as u128 {
+                return Err(Error::invalid_argument(format!(
+                    "launch `{name}`: local size {lx}x{ly}x{lz} has {items} work items, more \
+                     than the {} of {device_id}'s largest work-group",
+                    info.max_work_group_size
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// A kernel must come from the queue's device.
     pub fn kernel(kernel: &Arc<dyn Kernel>, device_id: &str) -> Result<()> {
         if kernel.device_id() != device_id {
@@ -230,5 +325,91 @@ pub mod validate {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::tests::Fake;
+    use crate::{Buffer, ErrorCode};
+
+    struct FakeKernel(&'static str);
+    impl Kernel for FakeKernel {
+        fn name(&self) -> &str {
+            "k"
+        }
+        fn dialect(&self) -> crate::Dialect {
+            crate::Dialect::Host
+        }
+        fn device_id(&self) -> &str {
+            self.0
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn info(max_work_group_size: u64) -> DeviceInfo {
+        DeviceInfo {
+            id: "fake:0".into(),
+            max_work_group_size,
+            ..DeviceInfo::default()
+        }
+    }
+
+    #[track_caller]
+    fn refused(r: Result<()>, needle: &str) {
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+        assert!(e.message().contains(needle), "{e}");
+    }
+
+    #[test]
+    fn the_launch_contract_is_checked_once_for_every_backend() {
+        let k: Arc<dyn Kernel> = Arc::new(FakeKernel("fake:0"));
+        let buf = Buffer::new(Arc::new(Fake(16)));
+        let args = [
+            KernelArg::Buffer(buf.view(4, 8).unwrap()),
+            KernelArg::scalar(1u32),
+        ];
+        let dims = |g: u64, l: Option<u32>| LaunchDims {
+            global: [g, 1, 1],
+            local: l.map(|l| [l, 1, 1]),
+        };
+        let i = info(256);
+        validate::launch(&i, &k, &dims(512, Some(256)), &args).unwrap();
+        validate::launch(&i, &k, &dims(1000, None), &args).unwrap();
+        validate::launch(&i, &k, &dims(0, Some(64)), &args).unwrap();
+        let other: Arc<dyn Kernel> = Arc::new(FakeKernel("fake:1"));
+        refused(
+            validate::launch(&i, &other, &dims(1, None), &args),
+            "compiled for device fake:1",
+        );
+        let elsewhere = info(256);
+        let elsewhere = DeviceInfo {
+            id: "fake:1".into(),
+            ..elsewhere
+        };
+        refused(
+            validate::launch(&elsewhere, &other, &dims(1, None), &args),
+            "launch `k` argument 0: buffer is on device fake:0",
+        );
+        refused(
+            validate::launch(&i, &k, &dims(1, None), &[KernelArg::Bytes(Vec::new())]),
+            "argument 0 has no bytes",
+        );
+        refused(
+            validate::launch(&i, &k, &dims(64, Some(0)), &args),
+            "has a zero",
+        );
+        refused(
+            validate::launch(&i, &k, &dims(1000, Some(64)), &args),
+            "not a multiple of local size 64x1x1",
+        );
+        refused(
+            validate::launch(&i, &k, &dims(512, Some(512)), &args),
+            "more than the 256",
+        );
     }
 }

@@ -316,8 +316,12 @@ impl Queue for CpuQueue {
         })
     }
 
-    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
-        validate::kernel(kernel, self.id())?;
+    fn submit_launch(
+        &self,
+        kernel: &Arc<dyn Kernel>,
+        dims: LaunchDims,
+        args: &[KernelArg],
+    ) -> Result<()> {
         let cpu_kernel = kernel.as_any().downcast_ref::<CpuKernel>().ok_or_else(|| {
             Error::invalid_argument(format!(
                 "launch: kernel `{}` is not a CPU kernel",
@@ -326,14 +330,9 @@ impl Queue for CpuQueue {
         })?;
         let mut host_args = Vec::with_capacity(args.len());
         let mut keep = Vec::new();
-        for (i, arg) in args.iter().enumerate() {
+        for arg in args {
             match arg {
                 KernelArg::Buffer(view) => {
-                    validate::on_device(
-                        format_args!("launch `{}` argument {i}", kernel.name()),
-                        view,
-                        self.id(),
-                    )?;
                     host_args.push(HostArg::Mem(resolve(view)?));
                     keep.push(view.buffer().clone());
                 }

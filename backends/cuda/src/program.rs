@@ -494,7 +494,6 @@ pub(crate) fn check_kernel<'k>(
     device: &CudaDevice,
     kernel: &'k Arc<dyn Kernel>,
 ) -> Result<&'k CudaKernel> {
-    anyaccel_hal::validate::kernel(kernel, &device.info().id)?;
     let own = kernel
         .as_any()
         .downcast_ref::<CudaKernel>()

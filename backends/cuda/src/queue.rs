@@ -532,7 +532,12 @@ impl Queue for CudaQueue {
         )
     }
 
-    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
+    fn submit_launch(
+        &self,
+        kernel: &Arc<dyn Kernel>,
+        dims: LaunchDims,
+        args: &[KernelArg],
+    ) -> Result<()> {
         let own = check_kernel(&self.device, kernel)?;
         let mut packed = pack_args(&self.device, own, args)?;
         let Some((block, grid)) = grid(&self.device, own, &dims)? else {

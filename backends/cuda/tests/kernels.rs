@@ -132,9 +132,9 @@ fn views_at_offsets_and_two_dimensional_grids() {
     // in = elements 3..3+n, out = elements n+7..2n+7, each a view at an offset.
     let input = buf.view(4 * 3, 4 * n).unwrap();
     let output = buf.view(4 * (n + 7), 4 * n).unwrap();
-    // A 2-D grid of n x 1 items with a given work-group.
+    // A grid of whole 64-item work-groups covering n items (the kernel checks i < n).
     let dims = LaunchDims {
-        global: [n as u64, 1, 1],
+        global: [n.next_multiple_of(64) as u64, 1, 1],
         local: Some([64, 1, 1]),
     };
     q.launch(

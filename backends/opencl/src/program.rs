@@ -398,30 +398,9 @@ impl OpenClKernel {
             })?;
         }
         let local = dims.local.map(|l| l.map(|x| x as usize));
+        // Queue::launch has checked the local size against the launch contract (non-zero,
+        // dividing the global size, within CL_DEVICE_MAX_WORK_GROUP_SIZE).
         if let Some(l) = local {
-            let [gx, gy, gz] = dims.global;
-            let [lx, ly, lz] = l;
-            if l.contains(&0) {
-                return Err(Error::invalid_argument(format!(
-                    "launch `{name}`: local size {lx}x{ly}x{lz} has a zero: each must be at least 1"
-                )));
-            }
-            if global.iter().zip(&l).any(|(g, l)| g % l != 0) {
-                return Err(Error::invalid_argument(format!(
-                    "launch `{name}`: global size {gx}x{gy}x{gz} is not a multiple of local \
-                     size {lx}x{ly}x{lz}: round the global size up to a multiple of the local \
-                     size"
-                )));
-            }
-            let items: u128 = l.iter().map(|&x| x as u128).product();
-            let max = device.info().max_work_group_size;
-            if items > max as u128 {
-                return Err(Error::invalid_argument(format!(
-                    "launch `{name}`: local size {lx}x{ly}x{lz} has {items} work items, more \
-                     than the {max} (CL_DEVICE_MAX_WORK_GROUP_SIZE) of {}",
-                    device.info().id
-                )));
-            }
             let sizes = device.max_work_item_sizes();
             if let Some((d, (&want, &most))) = l
                 .iter()

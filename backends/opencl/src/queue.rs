@@ -474,8 +474,12 @@ impl Queue for OpenClQueue {
         self.fill_pieces(dst, pattern)
     }
 
-    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
-        validate::kernel(kernel, self.id())?;
+    fn submit_launch(
+        &self,
+        kernel: &Arc<dyn Kernel>,
+        dims: LaunchDims,
+        args: &[KernelArg],
+    ) -> Result<()> {
         let k = kernel
             .as_any()
             .downcast_ref::<OpenClKernel>()

@@ -323,8 +323,12 @@ impl Queue for PluginQueue {
         )
     }
 
-    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
-        validate::kernel(kernel, self.id())?;
+    fn submit_launch(
+        &self,
+        kernel: &Arc<dyn Kernel>,
+        dims: LaunchDims,
+        args: &[KernelArg],
+    ) -> Result<()> {
         let k = kernel
             .as_any()
             .downcast_ref::<PluginKernel>()

@@ -340,7 +340,12 @@ impl Queue for VulkanQueue {
         Ok(())
     }
 
-    fn launch(&self, kernel: &Arc<dyn Kernel>, dims: LaunchDims, args: &[KernelArg]) -> Result<()> {
+    fn submit_launch(
+        &self,
+        kernel: &Arc<dyn Kernel>,
+        dims: LaunchDims,
+        args: &[KernelArg],
+    ) -> Result<()> {
         self.launch_kernel(kernel, dims, args)
     }
 

@@ -292,7 +292,7 @@ fn launch_arguments_are_checked_against_the_kernel() {
             KernelArg::scalar(1.0f32),
         ],
         LaunchDims {
-            global: [16, 1, 1],
+            global: [32, 1, 1],
             local: Some([32, 1, 1]),
         },
     )

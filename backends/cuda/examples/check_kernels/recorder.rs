@@ -245,7 +245,12 @@ impl Queue for RecorderQueue {
         let data: Vec<u8> = (0..dst.len()).map(|i| pattern[i % pattern.len()]).collect();
         self.write(dst, &data)
     }
-    fn launch(&self, kernel: &Arc<dyn Kernel>, _: LaunchDims, _: &[KernelArg]) -> Result<()> {
+    fn submit_launch(
+        &self,
+        kernel: &Arc<dyn Kernel>,
+        _: LaunchDims,
+        _: &[KernelArg],
+    ) -> Result<()> {
         validate::kernel(kernel, "record:0")
     }
     fn record_event(&self) -> Result<Arc<dyn Event>> {

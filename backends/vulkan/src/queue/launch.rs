@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyaccel_hal::{validate, Error, Kernel, KernelArg, LaunchDims, Result};
+use anyaccel_hal::{Error, Kernel, KernelArg, LaunchDims, Result};
 use ash::vk;
 
 use super::batch::Held;
@@ -66,7 +66,6 @@ impl VulkanQueue {
         dims: LaunchDims,
         args: &[KernelArg],
     ) -> Result<()> {
-        validate::kernel(kernel, self.id())?;
         let k = kernel
             .as_any()
             .downcast_ref::<VulkanKernel>()
@@ -115,7 +114,6 @@ impl VulkanQueue {
         for (binding, (i, view)) in views().enumerate() {
             // Formatted only when a message is made.
             let what = format_args!("launch `{name}` argument {i} (binding {binding})");
-            validate::on_device(what, view, self.id())?;
             let len = view.len() as u64;
             if len > limits.max_storage_buffer_range {
                 return Err(Error::unsupported(format!(
