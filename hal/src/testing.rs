@@ -51,7 +51,7 @@ macro_rules! hal_test_suite {
     (@names $($how:tt)*) => {
         $crate::hal_test_suite! { @$($how)*; info, alloc_sizes, alloc_huge, round_trips, fills,
             copies, view_bounds, bad_arguments, queue_order, events_across_queues, event_timing,
-            threads }
+            sticky_failures, threads }
     };
     (@list; $($name:ident),*) => {
         &[$((stringify!($name), $crate::testing::$name as fn(&_) -> _)),*]
@@ -401,6 +401,77 @@ pub fn events_across_queues(device: &Arc<dyn Device>) -> Result<(), String> {
         check(tail == [7; 4], || {
             format!("producer's fills did not all run: tail is {tail:?}")
         })
+    })
+}
+
+/// An event whose work failed, of no device: what a queue sees when it waits on the work of
+/// another device that failed.
+struct FailedEvent;
+
+impl crate::Event for FailedEvent {
+    fn wait(&self) -> Result<()> {
+        Err(crate::Error::launch_failed(
+            "the awaited work failed (injected)",
+        ))
+    }
+    fn is_done(&self) -> bool {
+        true
+    }
+    fn elapsed_since(&self, _: &dyn crate::Event) -> Result<std::time::Duration> {
+        Err(crate::Error::unsupported("no timestamps"))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The sticky-failure rule of [`Queue`], on every backend: a command that fails asynchronously
+/// (here, waiting on failed work) makes its error come back, unchanged, at the next `read` or
+/// `finish` and from an event recorded after it and before that report; once reported, the
+/// queue runs again and reports nothing more.
+pub fn sticky_failures(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let failed: Arc<dyn crate::Event> = Arc::new(FailedEvent);
+        for report in ["finish", "read"] {
+            let q = ok("create_queue", device.create_queue())?;
+            let b = ok("alloc", device.alloc(4))?;
+            ok("write", q.write(&b.whole(), &[1, 2, 3, 4]))?;
+            ok("wait_event", q.wait_event(&failed))?;
+            // Submitting after a failure is not an error: the command is skipped or runs.
+            ok(
+                "write after the failure",
+                q.write(&b.whole(), &[5, 6, 7, 8]),
+            )?;
+            let after = ok("record_event", q.record_event())?;
+            let mut out = [0u8; 4];
+            let first = match report {
+                "finish" => q.finish(),
+                _ => q.read(&b.whole(), &mut out),
+            };
+            let e = first
+                .err()
+                .ok_or_else(|| format!("{report} after a failed wait reported success"))?;
+            check(e.message().contains("(injected)"), || {
+                format!("{report} reported `{e}`, not the failure of the awaited work")
+            })?;
+            let e = after.wait().err().ok_or_else(|| {
+                "an event recorded after the failure (before its report) waited without error"
+                    .to_string()
+            })?;
+            check(e.message().contains("(injected)"), || {
+                format!("the event recorded after the failure reported `{e}`")
+            })?;
+            // Reported: the queue runs again.
+            ok("finish after the report", q.finish())?;
+            ok("write after the report", q.write(&b.whole(), &[9, 9, 9, 9]))?;
+            let got = read_all(&*q, &b)?;
+            check(got == [9; 4], || {
+                format!("after the report, a write did not run: read {got:?}")
+            })?;
+            let later = ok("record_event after the report", q.record_event())?;
+            ok("wait on an event after the report", later.wait())?;
+        }
+        Ok(())
     })
 }
 
