@@ -24,11 +24,11 @@
 //! assert_eq!(d.required_bytes().unwrap(), 24);
 //! ```
 
+mod bookkeeping;
 mod buffer;
 mod device;
 mod dtype;
 mod error;
-mod failures;
 mod kernel;
 pub mod layout;
 mod op;
@@ -38,11 +38,11 @@ mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use bookkeeping::{Bookkeeping, FailureLog, Mark, Retiring};
 pub use buffer::{Buffer, BufferView, DeviceMemory};
 pub use device::{validate, Backend, Caps, Device, DeviceInfo, Event, Queue};
 pub use dtype::{to_bytes, DType, Element};
 pub use error::{Error, ErrorCode, Result, Unavailable};
-pub use failures::FailureLog;
 pub use kernel::{
     Dialect, HostArg, HostKernel, HostLaunch, HostMem, Kernel, KernelArg, KernelCache,
     KernelSource, LaunchDims,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyaccel_hal::{
-    validate, Buffer, BufferView, Device, Error, Event, HostArg, HostKernel, HostLaunch, HostMem,
-    Kernel, KernelArg, LaunchDims, Queue, Result,
+    validate, Bookkeeping, Buffer, BufferView, Device, Error, Event, HostArg, HostKernel,
+    HostLaunch, HostMem, Kernel, KernelArg, LaunchDims, Mark, Queue, Result,
 };
 
 use crate::device::{CpuDevice, CpuKernel};
@@ -99,7 +99,7 @@ enum Command {
         dims: LaunchDims,
         _keep: Vec<Buffer>,
     },
-    Signal(Arc<CpuEvent>),
+    Signal(Arc<CpuEvent>, Mark),
     Wait(Arc<dyn Event>),
 }
 
@@ -107,8 +107,8 @@ enum Command {
 /// inside the device's worker pool.
 pub struct CpuQueue {
     device: Arc<CpuDevice>,
-    sender: Mutex<Sender<Command>>,
-    sticky: Arc<Mutex<Option<Error>>>,
+    sender: Mutex<Sender<(u64, Command)>>,
+    book: Arc<Bookkeeping>,
 }
 
 fn resolve(view: &BufferView) -> Result<HostMem> {
@@ -123,11 +123,13 @@ fn resolve(view: &BufferView) -> Result<HostMem> {
     Ok(unsafe { HostMem::new(mem.as_ptr().add(view.offset()), view.len()) })
 }
 
-fn run(command: Command, sticky: &Mutex<Option<Error>>, pool: &rayon::ThreadPool) {
-    let failed = sticky.lock().unwrap_or_else(|p| p.into_inner()).clone();
+/// Runs command `seq` on the queue's thread; while a failure waits to be reported, commands
+/// are skipped (a read still completes, and its caller reports the failure).
+fn run(seq: u64, command: Command, book: &Bookkeeping, pool: &rayon::ThreadPool) {
+    let failed = book.failed();
     let result = match command {
-        Command::Signal(event) => {
-            event.complete(failed.map_or(Ok(()), Err));
+        Command::Signal(event, mark) => {
+            event.complete(mark.failure().map_or(Ok(()), Err));
             return;
         }
         Command::Read {
@@ -136,7 +138,7 @@ fn run(command: Command, sticky: &Mutex<Option<Error>>, pool: &rayon::ThreadPool
             done,
             _keep,
         } => {
-            if failed.is_none() {
+            if !failed {
                 // SAFETY: src is a live view of CPU memory; dst is the caller's slice, which
                 // stays borrowed until `done` completes; they cannot overlap (one is a &mut).
                 unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), src.len()) };
@@ -144,10 +146,10 @@ fn run(command: Command, sticky: &Mutex<Option<Error>>, pool: &rayon::ThreadPool
             // Release the buffer before waking the reader, so that what the reader observes
             // next (e.g. the live-allocation count) no longer includes this command's reference.
             drop(_keep);
-            done.complete(failed.map_or(Ok(()), Err));
+            done.complete(Ok(()));
             return;
         }
-        _ if failed.is_some() => return,
+        _ if failed => return,
         Command::Write { dst, data, .. } => {
             // SAFETY: dst is a live, bounds-checked view and `data` has its length.
             unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst.as_ptr(), data.len()) };
@@ -184,30 +186,28 @@ fn run(command: Command, sticky: &Mutex<Option<Error>>, pool: &rayon::ThreadPool
                     )))
                 })
         }
-        Command::Wait(event) => event
-            .wait()
-            .map_err(|e| e.context("waiting on an event of another queue")),
+        Command::Wait(event) => {
+            book.wait_foreign(seq, &*event);
+            Ok(())
+        }
     };
     if let Err(e) = result {
-        let mut s = sticky.lock().unwrap_or_else(|p| p.into_inner());
-        if s.is_none() {
-            *s = Some(e);
-        }
+        book.fail(seq, e);
     }
 }
 
 impl CpuQueue {
     pub(crate) fn new(device: Arc<CpuDevice>) -> Result<CpuQueue> {
-        let (sender, receiver) = channel::<Command>();
-        let sticky = Arc::new(Mutex::new(None));
+        let (sender, receiver) = channel::<(u64, Command)>();
+        let book = Arc::new(Bookkeeping::new());
         let pool = device.pool().clone();
-        let thread_sticky = sticky.clone();
+        let thread_book = book.clone();
         std::thread::Builder::new()
             .name(format!("anyaccel-{}-queue", device.info().id))
             .spawn(move || {
                 // Ends when every sender is gone, after running what was queued.
-                for command in receiver {
-                    run(command, &thread_sticky, &pool);
+                for (seq, command) in receiver {
+                    run(seq, command, &thread_book, &pool);
                 }
             })
             .map_err(|e| {
@@ -216,21 +216,21 @@ impl CpuQueue {
         Ok(CpuQueue {
             device,
             sender: Mutex::new(sender),
-            sticky,
+            book,
         })
     }
 
+    /// Sends one command to the queue's thread, numbered under the sender's lock so that
+    /// numbers follow the order in which the thread runs the commands.
     fn submit(&self, command: Command) -> Result<()> {
-        self.sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(command)
-            .map_err(|_| {
-                Error::device_lost(format!(
-                    "{}: the queue thread has stopped",
-                    self.device.info().id
-                ))
-            })
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = self.book.number();
+        sender.send((seq, command)).map_err(|_| {
+            Error::device_lost(format!(
+                "{}: the queue thread has stopped",
+                self.device.info().id
+            ))
+        })
     }
 
     fn id(&self) -> &str {
@@ -239,15 +239,18 @@ impl CpuQueue {
 
     fn signal(&self) -> Result<Arc<CpuEvent>> {
         let event = CpuEvent::new();
-        self.submit(Command::Signal(event.clone()))?;
+        // The mark is made under the sender's lock, in order with the commands.
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let mark = self.book.mark();
+        sender
+            .send((mark.seq(), Command::Signal(event.clone(), mark)))
+            .map_err(|_| {
+                Error::device_lost(format!(
+                    "{}: the queue thread has stopped",
+                    self.device.info().id
+                ))
+            })?;
         Ok(event)
-    }
-
-    fn take_sticky(&self) -> Result<()> {
-        match self.sticky.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 }
 
@@ -285,11 +288,7 @@ impl Queue for CpuQueue {
             done: done.clone(),
         })?;
         let result = done.wait();
-        if result.is_err() {
-            // The error was reported here: the queue runs again.
-            let _ = self.take_sticky();
-        }
-        result
+        self.book.report(result)
     }
 
     fn copy(&self, src: &BufferView, dst: &BufferView) -> Result<()> {
@@ -362,6 +361,6 @@ impl Queue for CpuQueue {
     fn finish(&self) -> Result<()> {
         let event = self.signal()?;
         let _ = event.wait();
-        self.take_sticky()
+        self.book.report(Ok(()))
     }
 }

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyaccel_hal::{
-    validate, BufferView, Device, Error, ErrorCode, Event, Kernel, KernelArg, LaunchDims, Queue,
-    Result,
+    validate, Bookkeeping, BufferView, Device, Error, ErrorCode, Event, Kernel, KernelArg,
+    LaunchDims, Mark, Queue, Result,
 };
 use cudarc::driver::sys::{self, CUresult};
 
@@ -30,9 +30,6 @@ const STAGING_MIN: usize = 256 << 10;
 const STAGING_LIMIT: usize = 64 << 20;
 /// Offsets in a staging block are rounded up to this.
 const STAGING_ALIGN: usize = 256;
-
-/// A queue's asynchronous failures (see [`FailureLog`]).
-type Failures = anyaccel_hal::FailureLog;
 
 /// One page-locked block of a queue's write staging.
 struct Block {
@@ -58,8 +55,6 @@ struct Staging {
 }
 
 pub(crate) struct State {
-    /// The number of the next command.
-    next_seq: u64,
     staging: Staging,
 }
 
@@ -90,7 +85,8 @@ pub struct CudaQueue {
     blas: Mutex<Option<BlasHandle>>,
     stream: Stream,
     state: Mutex<State>,
-    failures: Arc<Failures>,
+    /// Command numbers and failures (the HAL's sticky-failure rule).
+    book: Bookkeeping,
 }
 
 impl CudaQueue {
@@ -104,10 +100,9 @@ impl CudaQueue {
             blas: Mutex::new(None),
             stream,
             state: Mutex::new(State {
-                next_seq: 0,
                 staging: Staging::default(),
             }),
-            failures: Arc::new(Failures::default()),
+            book: Bookkeeping::new(),
         })
     }
 
@@ -141,17 +136,16 @@ impl CudaQueue {
         code: ErrorCode,
         enqueue: impl FnOnce(&mut State, sys::CUstream) -> std::result::Result<(), CuFailure>,
     ) -> Result<()> {
-        if self.failures.unreported() {
+        if self.book.failed() {
             return Ok(());
         }
         let mut state = self.state();
         self.ctx.bind()?;
-        let seq = state.next_seq;
-        state.next_seq += 1;
+        let seq = self.book.number();
         match enqueue(&mut state, self.stream.raw()) {
             Ok(()) => Ok(()),
             Err(CuFailure::Driver(r)) if is_fatal(r) => {
-                self.failures.record(seq, cu_error(r, code, what()));
+                self.book.fail(seq, cu_error(r, code, what()));
                 Ok(())
             }
             Err(CuFailure::Driver(r)) => Err(cu_error(r, code, what())),
@@ -161,16 +155,12 @@ impl CudaQueue {
 
     /// The queue's sticky error if there is one (which is then reported), else `result`.
     fn settle(&self, result: Result<()>) -> Result<()> {
-        let next = self.state().next_seq;
-        match self.failures.take(next) {
-            Some(e) => Err(e),
-            None => result,
-        }
+        self.book.report(result)
     }
 
     /// Records a failure of earlier work that a wait discovered, as the command `seq`'s.
     fn record_wait_failure(&self, seq: u64, r: CUresult, what: &str) {
-        self.failures.record(
+        self.book.fail(
             seq,
             cu_error(
                 r,
@@ -476,9 +466,8 @@ impl Queue for CudaQueue {
         let result = {
             let mut state = self.state();
             self.ctx.bind()?;
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            if self.failures.unreported() {
+            let seq = self.book.number();
+            if self.book.failed() {
                 // The failure is the answer; the read does not run.
                 Ok(())
             } else if dst.is_empty() {
@@ -578,13 +567,12 @@ impl Queue for CudaQueue {
 
     fn record_event(&self) -> Result<Arc<dyn Event>> {
         let raw = RawEvent::new(self.ctx.clone(), true)?;
-        let mut state = self.state();
+        let _ordered = self.state();
         self.ctx.bind()?;
-        let seq = state.next_seq;
-        state.next_seq += 1;
+        let mark = self.book.mark();
         if let Err(r) = raw.record(&self.stream) {
             if is_fatal(r) {
-                self.record_wait_failure(seq, r, "record_event");
+                self.record_wait_failure(mark.seq(), r, "record_event");
             } else {
                 return Err(cu_error(
                     r,
@@ -596,8 +584,7 @@ impl Queue for CudaQueue {
         Ok(Arc::new(CudaEvent {
             raw,
             device_id: self.device.id_arc().clone(),
-            failures: self.failures.clone(),
-            seq,
+            mark,
         }))
     }
 
@@ -608,10 +595,9 @@ impl Queue for CudaQueue {
             .filter(|e| e.raw.context().raw() == self.ctx.raw())
         {
             // A failure that the other queue knows of passes to this one.
-            if let Some(e) = own.known_failure() {
+            if own.mark.failure().is_some() {
                 let seq = self.reserve_seq();
-                self.failures
-                    .record(seq, e.context("wait_event: the awaited work failed"));
+                self.book.wait_foreign(seq, &**event);
                 return Ok(());
             }
             let raw = own.raw.raw();
@@ -626,10 +612,7 @@ impl Queue for CudaQueue {
         }
         // An event of another device or backend: wait for it here.
         let seq = self.reserve_seq();
-        if let Err(e) = event.wait() {
-            self.failures
-                .record(seq, e.context("wait_event: the awaited work failed"));
-        }
+        self.book.wait_foreign(seq, &**event);
         Ok(())
     }
 
@@ -648,9 +631,8 @@ impl Queue for CudaQueue {
 
 impl CudaQueue {
     fn reserve_seq(&self) -> u64 {
-        let mut state = self.state();
-        state.next_seq += 1;
-        state.next_seq - 1
+        let _ordered = self.state();
+        self.book.number()
     }
 }
 
@@ -665,17 +647,11 @@ impl Drop for CudaQueue {
 pub struct CudaEvent {
     raw: RawEvent,
     device_id: Arc<str>,
-    failures: Arc<Failures>,
-    seq: u64,
+    /// The failures of the queue's commands before it come back from `wait`.
+    mark: Mark,
 }
 
 impl CudaEvent {
-    /// A failure of the queue's commands before this event that the queue knows of already.
-    fn known_failure(&self) -> Option<Error> {
-        self.failures
-            .first_in(self.failures.reported_below(), self.seq)
-    }
-
     /// The id of the device whose queue recorded the event.
     pub fn device_id(&self) -> &str {
         &self.device_id
@@ -691,7 +667,7 @@ impl Event for CudaEvent {
                 format!("the work before an event on {} failed", self.device_id),
             ));
         }
-        match self.known_failure() {
+        match self.mark.failure() {
             Some(e) => Err(e),
             None => Ok(()),
         }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyaccel_hal::{
-    validate, BufferView, Device, Error, ErrorCode, Event, Kernel, KernelArg, LaunchDims, Queue,
-    Result,
+    validate, Bookkeeping, BufferView, Device, Error, ErrorCode, Event, Kernel, KernelArg,
+    LaunchDims, Mark, Queue, Result,
 };
 use opencl3::command_queue::{
     create_command_queue, enqueue_copy_buffer, enqueue_fill_buffer, enqueue_marker_with_wait_list,
@@ -34,9 +34,6 @@ use crate::program::OpenClKernel;
 /// Pending events are scanned for completion once there are this many (and then whenever their
 /// number has doubled), so that a queue that is never synchronised does not grow without bound.
 const PRUNE_MIN: usize = 64;
-
-/// A queue's asynchronous failures (see [`FailureLog`]).
-type Failures = anyaccel_hal::FailureLog;
 
 /// What a pending command needs kept alive until it completes.
 enum Keep {
@@ -61,8 +58,6 @@ struct Pending {
 struct State {
     pending: Vec<Pending>,
     prune_at: usize,
-    /// The sequence number of the next command.
-    next_seq: u64,
 }
 
 /// An in-order, profiling-enabled command queue of an OpenCL device.
@@ -92,7 +87,8 @@ pub struct OpenClQueue {
     device: Arc<OpenClDevice>,
     queue: QueueHandle,
     state: Mutex<State>,
-    failures: Arc<Failures>,
+    /// Command numbers and failures (the HAL's sticky-failure rule).
+    book: Bookkeeping,
 }
 
 /// The `cl_mem` of a view's buffer, which must be memory of `device` itself (not merely of a
@@ -138,9 +134,8 @@ impl OpenClQueue {
             state: Mutex::new(State {
                 pending: Vec::new(),
                 prune_at: PRUNE_MIN,
-                next_seq: 0,
             }),
-            failures: Arc::new(Failures::default()),
+            book: Bookkeeping::new(),
         })
     }
 
@@ -170,13 +165,13 @@ impl OpenClQueue {
         keep: Keep,
         enqueue: impl FnOnce(cl_command_queue) -> Result<cl_event>,
     ) -> Result<Option<u64>> {
-        if self.failures.unreported() {
+        if self.book.failed() {
             return Ok(None);
         }
         let mut state = self.state();
         let event = EventHandle::from_raw(enqueue(self.queue.raw())?);
-        let seq = state.next_seq;
-        state.next_seq += 1;
+        // Numbered under the lock, in enqueue order.
+        let seq = self.book.number();
         state.pending.push(Pending {
             seq,
             event,
@@ -191,9 +186,8 @@ impl OpenClQueue {
 
     /// A sequence number for something that is not an enqueued command.
     fn reserve_seq(&self) -> u64 {
-        let mut state = self.state();
-        state.next_seq += 1;
-        state.next_seq - 1
+        let _ordered = self.state();
+        self.book.number()
     }
 
     /// The error of a command whose event ended with `status` < 0.
@@ -214,7 +208,7 @@ impl OpenClQueue {
                 Ok(s) if s > 0 => running.push(p),
                 Ok(0) => drop(p),
                 Ok(s) => {
-                    self.failures.record(p.seq, self.failure_of(&p, s));
+                    self.book.fail(p.seq, self.failure_of(&p, s));
                     // PoCL 3.1 may still touch a failed event after its final status is
                     // visible: never release one (failures are rare; a handle is small).
                     let Pending { event, keep, .. } = p;
@@ -222,7 +216,7 @@ impl OpenClQueue {
                     drop(keep);
                 }
                 Err(code) => {
-                    self.failures.record(
+                    self.book.fail(
                         p.seq,
                         cl_error(
                             code,
@@ -246,15 +240,11 @@ impl OpenClQueue {
     /// After a wait: the queue's asynchronous error if there is one (which is then cleared),
     /// else `result`.
     fn settle(&self, result: Result<()>) -> Result<()> {
-        let next = {
+        {
             let mut state = self.state();
             self.prune(&mut state);
-            state.next_seq
-        };
-        match self.failures.take(next) {
-            Some(e) => Err(e),
-            None => result,
         }
+        self.book.report(result)
     }
 
     fn fill_pieces(&self, dst: &BufferView, pattern: &[u8]) -> Result<()> {
@@ -307,21 +297,6 @@ impl OpenClQueue {
             })?;
         }
         Ok(())
-    }
-
-    /// Waits for `event` on a helper thread, records its failure as that of the wait command
-    /// numbered `seq`, then completes `user`.
-    fn await_event(&self, event: Arc<dyn Event>, user: EventHandle, seq: u64) {
-        let failures = self.failures.clone();
-        let job: Job = Box::new(move || {
-            if let Err(e) = event.wait() {
-                failures.record(seq, e.context("wait_event: the awaited work failed"));
-            }
-            // Completed normally even when the awaited work failed (see the module docs).
-            // Only fails for an invalid or already completed event: neither can happen here.
-            let _ = set_user_event_status(user.raw(), CL_COMPLETE);
-        });
-        spawn_or_run(format!("anyaccel-{}-wait", self.id()), job);
     }
 }
 
@@ -391,7 +366,7 @@ impl Queue for OpenClQueue {
     fn read(&self, src: &BufferView, dst: &mut [u8]) -> Result<()> {
         validate::transfer("read", src, dst.len(), self.id())?;
         let mem = resolve("read", src, &self.device)?;
-        if dst.is_empty() || self.failures.unreported() {
+        if dst.is_empty() || self.book.failed() {
             return self.finish();
         }
         let (offset, len) = (src.offset(), src.len());
@@ -499,15 +474,12 @@ impl Queue for OpenClQueue {
     }
 
     fn record_event(&self) -> Result<Arc<dyn Event>> {
-        let from = self.failures.reported_below();
-        let (raw, seq) = {
-            let mut state = self.state();
+        let (raw, mark) = {
+            let _ordered = self.state();
             // SAFETY: a marker with an empty wait list on this live queue.
             let raw =
                 unsafe { enqueue_marker_with_wait_list(self.queue.raw(), 0, std::ptr::null()) };
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            (raw, seq)
+            (raw, self.book.mark())
         };
         let raw = raw.map_err(|code| {
             cl_error(
@@ -529,22 +501,17 @@ impl Queue for OpenClQueue {
             event,
             device_id: self.device.id_arc().clone(),
             context: self.device.context(),
-            failures: self.failures.clone(),
-            from,
-            seq,
+            mark,
         }))
     }
 
     fn wait_event(&self, event: &Arc<dyn Event>) -> Result<()> {
-        if self.failures.unreported() {
+        if self.book.failed() {
             return Ok(());
         }
         if event.is_done() {
-            if let Err(e) = event.wait() {
-                let seq = self.reserve_seq();
-                self.failures
-                    .record(seq, e.context("wait_event: the awaited work failed"));
-            }
+            let seq = self.reserve_seq();
+            self.book.wait_foreign(seq, &**event);
             return Ok(());
         }
         // Later commands wait on a user event of this queue's context, which a helper thread
@@ -574,7 +541,11 @@ impl Queue for OpenClQueue {
             })
         })?;
         match seq {
-            Some(seq) => self.await_event(event.clone(), user, seq),
+            // Completed normally even when the awaited work failed (see the type's docs).
+            Some(seq) => self.book.wait_foreign_then(seq, event.clone(), move || {
+                // Fails only for an invalid or already completed event: neither can happen.
+                let _ = set_user_event_status(user.raw(), CL_COMPLETE);
+            }),
             // Skipped: nothing waits on the user event.
             None => {
                 let _ = set_user_event_status(user.raw(), CL_COMPLETE);
@@ -634,10 +605,8 @@ pub struct OpenClEvent {
     event: EventHandle,
     device_id: Arc<str>,
     context: cl_context,
-    failures: Arc<Failures>,
-    /// Failures of the queue's commands numbered `from..seq` come back from `wait`.
-    from: u64,
-    seq: u64,
+    /// The failures of the queue's commands before it come back from `wait`.
+    mark: Mark,
 }
 
 // SAFETY: `context` is only compared, never dereferenced; the other fields are Send.
@@ -671,7 +640,7 @@ impl Event for OpenClEvent {
         let waited = wait_for_events(&[self.event.raw()]);
         let status = self.event.status();
         // Every command before the event has completed: their failures are known.
-        if let Some(e) = self.failures.first_in(self.from, self.seq) {
+        if let Some(e) = self.mark.failure() {
             return Err(e);
         }
         match status {
