@@ -154,26 +154,37 @@ impl Bookkeeping {
         then: impl FnOnce() + Send + 'static,
     ) {
         let failures = self.failures.clone();
-        let job = move || {
-            wait_and_record(&failures, seq, &*event);
-            then();
-        };
-        let job: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>> =
-            Arc::new(Mutex::new(Some(Box::new(job))));
-        let run = |job: &Mutex<Option<Box<dyn FnOnce() + Send>>>| {
-            let f = job.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(f) = f {
-                f();
-            }
-        };
-        let for_thread = job.clone();
-        if std::thread::Builder::new()
-            .name("anyaccel-wait-event".into())
-            .spawn(move || run(&for_thread))
-            .is_err()
-        {
-            run(&job);
+        run_detached(
+            "anyaccel-wait-event",
+            Box::new(move || {
+                wait_and_record(&failures, seq, &*event);
+                then();
+            }),
+        );
+    }
+}
+
+/// Work for a helper thread.
+pub type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on a new thread called `name`, or here when no thread can be started (correct,
+/// only less asynchronous): waits on other devices' events, frees what a dropped queue's
+/// unfinished commands keep.
+pub fn run_detached(name: &str, job: Job) {
+    let job = Arc::new(Mutex::new(Some(job)));
+    let run = |job: &Mutex<Option<Job>>| {
+        let f = job.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(f) = f {
+            f();
         }
+    };
+    let for_thread = job.clone();
+    if std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || run(&for_thread))
+        .is_err()
+    {
+        run(&job);
     }
 }
 

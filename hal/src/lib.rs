@@ -38,7 +38,7 @@ mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use bookkeeping::{Bookkeeping, FailureLog, Mark, Retiring};
+pub use bookkeeping::{run_detached, Bookkeeping, FailureLog, Job, Mark, Retiring};
 pub use buffer::{Buffer, BufferView, DeviceMemory};
 pub use device::{validate, Backend, Caps, Device, DeviceInfo, Event, Queue};
 pub use dtype::{to_bytes, DType, Element};

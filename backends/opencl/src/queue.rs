@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyaccel_hal::{
-    validate, Bookkeeping, BufferView, Device, Error, ErrorCode, Event, Kernel, KernelArg,
-    LaunchDims, Mark, Queue, Result,
+    run_detached, validate, Bookkeeping, BufferView, Device, Error, ErrorCode, Event, Job, Kernel,
+    KernelArg, LaunchDims, Mark, Queue, Result,
 };
 use opencl3::command_queue::{
     create_command_queue, enqueue_copy_buffer, enqueue_fill_buffer, enqueue_marker_with_wait_list,
@@ -44,9 +44,6 @@ enum Keep {
     /// Sub-buffers made for a kernel's arguments.
     Mems(#[allow(dead_code)] Vec<MemHandle>),
 }
-
-/// Work for a helper thread.
-type Job = Box<dyn FnOnce() + Send>;
 
 struct Pending {
     seq: u64,
@@ -297,26 +294,6 @@ impl OpenClQueue {
             })?;
         }
         Ok(())
-    }
-}
-
-/// Runs `job` on a new thread, or here when no thread can be started (correct, only less
-/// asynchronous).
-fn spawn_or_run(name: String, job: Job) {
-    let job = Arc::new(Mutex::new(Some(job)));
-    let run = |job: &Mutex<Option<Job>>| {
-        let f = job.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(f) = f {
-            f();
-        }
-    };
-    let for_thread = job.clone();
-    if std::thread::Builder::new()
-        .name(name)
-        .spawn(move || run(&for_thread))
-        .is_err()
-    {
-        run(&job);
     }
 }
 
@@ -593,8 +570,8 @@ impl Drop for OpenClQueue {
                 }
             }
         });
-        spawn_or_run(
-            format!("anyaccel-{}-drop", self.device.info().id),
+        run_detached(
+            &format!("anyaccel-{}-drop", self.device.info().id),
             free_when_done,
         );
     }
