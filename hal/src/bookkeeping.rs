@@ -46,6 +46,11 @@ impl FailureLog {
         self.lock().unreported.is_some()
     }
 
+    /// The failure that waits to be reported, if any.
+    pub fn peek(&self) -> Option<Error> {
+        self.lock().unreported.clone()
+    }
+
     /// Records that command `seq` failed; the first unreported failure is kept as it was.
     pub fn record(&self, seq: u64, error: Error) {
         let mut log = self.lock();
@@ -112,6 +117,11 @@ impl Bookkeeping {
     /// True while a failure waits to be reported.
     pub fn failed(&self) -> bool {
         self.failures.unreported()
+    }
+
+    /// The failure that waits to be reported, if any (it stays unreported).
+    pub fn unreported(&self) -> Option<Error> {
+        self.failures.peek()
     }
 
     /// Records that command `seq` failed.

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyaccel_hal::{
-    validate, Buffer, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims, Queue,
-    Result,
+    validate, Bookkeeping, Buffer, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims,
+    Queue, Result,
 };
 
 use crate::device::{DeviceHandle, PluginDevice, PluginKernel, PluginMemory};
@@ -38,7 +38,6 @@ const MAX_KEPT_BYTES: usize = 256 << 20;
 struct State {
     keep: Vec<Keep>,
     kept_bytes: usize,
-    sticky: Option<Error>,
 }
 
 /// One plugin stream and what its pending commands need.
@@ -47,6 +46,8 @@ pub(crate) struct StreamInner {
     raw: *mut AnyaccelStream,
     device_id: Arc<str>,
     state: Mutex<State>,
+    /// Command numbers and failures (the HAL's sticky-failure rule).
+    book: Bookkeeping,
 }
 
 // SAFETY: the stream handle is passed only to the plugin; the header lets any thread call it, and
@@ -72,7 +73,7 @@ impl StreamInner {
     }
 
     /// Waits for the stream, releases what it kept, and returns the first error: the queue's
-    /// sticky one, else the plugin's.
+    /// unreported failure (now reported), else the plugin's.
     fn sync_locked(&self, state: &mut State) -> Result<()> {
         let plugin = self.plugin();
         let sync = plugin
@@ -83,10 +84,7 @@ impl StreamInner {
         let r = plugin.check("stream_synchronize", unsafe { sync(self.raw) });
         state.keep.clear();
         state.kept_bytes = 0;
-        match (state.sticky.take(), r) {
-            (Some(e), _) | (None, Err(e)) => Err(e),
-            (None, Ok(())) => Ok(()),
-        }
+        self.book.report(r)
     }
 
     /// Runs `submit` unless the queue has failed, keeping `keep` alive until the next sync.
@@ -97,16 +95,16 @@ impl StreamInner {
         submit: impl FnOnce(&Plugin, *mut AnyaccelStream) -> Result<()>,
     ) -> Result<()> {
         let mut state = self.lock();
-        if state.sticky.is_some() {
+        let Some(seq) = self.book.admit() else {
             // The queue has failed: the command is skipped until the error is reported.
             return Ok(());
-        }
+        };
         submit(self.plugin(), self.raw)?;
         state.keep.extend(keep);
         state.kept_bytes += bytes;
         if state.keep.len() > MAX_KEPT || state.kept_bytes > MAX_KEPT_BYTES {
             if let Err(e) = self.sync_locked(&mut state) {
-                state.sticky = Some(e);
+                self.book.fail(seq, e);
             }
         }
         Ok(())
@@ -169,6 +167,7 @@ impl PluginQueue {
             raw,
             device_id: device.id.clone(),
             state: Mutex::new(State::default()),
+            book: Bookkeeping::new(),
         });
         Ok(PluginQueue { device, inner })
     }
@@ -242,10 +241,9 @@ impl Queue for PluginQueue {
         let mem = self.memory("read", src)?;
         let inner = &self.inner;
         let mut state = inner.lock();
-        if let Some(e) = state.sticky.take() {
+        if inner.book.failed() {
             // Report the failure; the queue runs again after this.
-            let _ = inner.sync_locked(&mut state);
-            return Err(e);
+            return inner.sync_locked(&mut state);
         }
         let plugin = inner.plugin();
         let f = plugin.api.copy_d2h.ok_or_else(|| missing("copy_d2h"))?;
@@ -396,7 +394,7 @@ impl Queue for PluginQueue {
 
     fn record_event(&self) -> Result<Arc<dyn Event>> {
         let inner = &self.inner;
-        let state = inner.lock();
+        let _ordered = inner.lock();
         let plugin = inner.plugin();
         let create = plugin
             .api
@@ -416,9 +414,9 @@ impl Queue for PluginQueue {
         let event = PluginEvent {
             device: inner.device.clone(),
             raw,
-            failed: state.sticky.clone(),
+            failed: inner.book.unreported(),
         };
-        if state.sticky.is_none() {
+        if event.failed.is_none() {
             let record = plugin
                 .api
                 .event_record
@@ -433,11 +431,9 @@ impl Queue for PluginQueue {
         let inner = &self.inner;
         if let Some(ev) = event.as_any().downcast_ref::<PluginEvent>() {
             if Arc::ptr_eq(&ev.device.plugin, &inner.device.plugin) {
-                if let Some(e) = &ev.failed {
-                    let mut state = inner.lock();
-                    if state.sticky.is_none() {
-                        state.sticky = Some(e.clone().context("waiting on an event"));
-                    }
+                if ev.failed.is_some() {
+                    let _ordered = inner.lock();
+                    inner.book.wait_foreign(inner.book.number(), &**event);
                     return Ok(());
                 }
                 let raw_event = ev.raw;
@@ -453,12 +449,11 @@ impl Queue for PluginQueue {
         }
         // An event of another backend: wait for it on the host, so that every later command of
         // this queue runs after it.
-        if let Err(e) = event.wait() {
-            let mut state = inner.lock();
-            if state.sticky.is_none() {
-                state.sticky = Some(e.context("waiting on an event of another queue"));
-            }
-        }
+        let seq = {
+            let _ordered = inner.lock();
+            inner.book.number()
+        };
+        inner.book.wait_foreign(seq, &**event);
         Ok(())
     }
 
