@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyaccel_hal::{
     validate, Bookkeeping, Buffer, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims,
-    Queue, Result,
+    Queue, Result, Retiring,
 };
 
 use crate::device::{DeviceHandle, PluginDevice, PluginKernel, PluginMemory};
@@ -36,7 +36,8 @@ const MAX_KEPT_BYTES: usize = 256 << 20;
 
 #[derive(Default)]
 struct State {
-    keep: Vec<Keep>,
+    /// What the commands since the last sync need; a sync retires them all.
+    keep: Retiring<Keep>,
     kept_bytes: usize,
 }
 
@@ -100,7 +101,9 @@ impl StreamInner {
             return Ok(());
         };
         submit(self.plugin(), self.raw)?;
-        state.keep.extend(keep);
+        for k in keep {
+            state.keep.keep(seq, k);
+        }
         state.kept_bytes += bytes;
         if state.keep.len() > MAX_KEPT || state.kept_bytes > MAX_KEPT_BYTES {
             if let Err(e) = self.sync_locked(&mut state) {

@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyaccel_hal::{
-    validate, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims, Queue, Result,
+    validate, Bookkeeping, BufferView, Device, Error, Event, Kernel, KernelArg, LaunchDims, Queue,
+    Result,
 };
 use ash::vk;
 
@@ -44,8 +45,6 @@ struct QueueState {
     in_flight: VecDeque<Submitted>,
     /// The last timeline value submitted for signalling.
     submitted: u64,
-    /// The first asynchronous failure not yet reported.
-    sticky: Option<Error>,
     arena: UploadArena,
     /// A small buffer bound in place of empty views, which have no `VkBuffer` range.
     placeholder: Option<Arc<Allocation>>,
@@ -64,6 +63,9 @@ pub struct VulkanQueue {
     shared: Arc<DeviceShared>,
     timeline: Arc<Timeline>,
     state: Mutex<QueueState>,
+    /// Failures and their report (the HAL's sticky-failure rule); numbers are taken under
+    /// `state`'s lock.
+    book: Bookkeeping,
 }
 
 /// The Vulkan memory of a view; `what` is formatted only for an error message.
@@ -106,10 +108,10 @@ impl VulkanQueue {
                 batch: Batch::default(),
                 in_flight: VecDeque::new(),
                 submitted: 0,
-                sticky: None,
                 arena: UploadArena::default(),
                 placeholder: None,
             }),
+            book: Bookkeeping::new(),
         })
     }
 
@@ -160,7 +162,7 @@ impl Queue for VulkanQueue {
         let offset = dst.offset();
         let mut st = self.lock();
         self.retire(&mut st)?;
-        if st.sticky.is_some() {
+        if self.book.failed() {
             // Skipped: the queue is failed until its error is reported.
             return Ok(());
         }
@@ -213,13 +215,13 @@ impl Queue for VulkanQueue {
         let mut st = self.lock();
         if dst.is_empty() {
             self.sync(&mut st)?;
-            return Self::report(&mut st);
+            return self.book.report(Ok(()));
         }
         let alloc = self.allocation_of("read", src)?;
         let offset = src.offset();
         if let (Some(ptr), true) = (alloc.mapped(), self.direct()) {
             self.sync(&mut st)?;
-            Self::report(&mut st)?;
+            self.book.report(Ok(()))?;
             // SAFETY: the view lies inside the mapped buffer; every command of this queue has
             // completed and its writes were made visible to the host.
             unsafe { std::ptr::copy_nonoverlapping(ptr.add(offset), dst.as_mut_ptr(), dst.len()) };
@@ -230,7 +232,7 @@ impl Queue for VulkanQueue {
             dst.len() as u64,
             Purpose::Staging,
         )?);
-        if st.sticky.is_none() {
+        if !self.book.failed() {
             let cmd = self.command(&mut st)?;
             let region = [vk::BufferCopy {
                 src_offset: offset as u64,
@@ -247,7 +249,7 @@ impl Queue for VulkanQueue {
             st.batch.held.push(Held::Memory(staging.clone()));
         }
         self.sync(&mut st)?;
-        Self::report(&mut st)?;
+        self.book.report(Ok(()))?;
         let ptr = staging
             .mapped()
             .ok_or_else(|| Error::internal("read: staging memory is not mapped"))?;
@@ -386,7 +388,7 @@ impl Queue for VulkanQueue {
             timeline: self.timeline.clone(),
             value: st.submitted,
             query,
-            error: st.sticky.clone(),
+            mark: self.book.mark(),
         }))
     }
 
@@ -397,12 +399,12 @@ impl Queue for VulkanQueue {
             .downcast_ref::<VulkanEvent>()
             .filter(|e| Arc::ptr_eq(&e.shared, &self.shared));
         match same_device {
-            Some(e) if e.error.is_some() => {
+            Some(e) if e.mark.failure().is_some() => {
                 // The work before the event failed: what was queued before this wait runs,
                 // what comes after is skipped until the failure is reported.
                 self.flush(&mut st);
-                if let (None, Some(err)) = (&st.sticky, &e.error) {
-                    st.sticky = Some(err.clone().context("waiting on an event of another queue"));
+                if !self.book.failed() {
+                    self.book.wait_foreign(self.book.number(), &**event);
                 }
             }
             Some(e) => {
@@ -427,7 +429,7 @@ impl Queue for VulkanQueue {
     fn finish(&self) -> Result<()> {
         let mut st = self.lock();
         self.sync(&mut st)?;
-        Self::report(&mut st)
+        self.book.report(Ok(()))
     }
 }
 
@@ -443,7 +445,6 @@ impl Drop for VulkanQueue {
                 batch: Batch::default(),
                 in_flight: VecDeque::new(),
                 submitted: 0,
-                sticky: None,
                 arena: UploadArena::default(),
                 placeholder: None,
             },

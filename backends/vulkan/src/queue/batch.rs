@@ -176,17 +176,15 @@ impl VulkanQueue {
         }
     }
 
-    /// Submits the batch. Failures become the queue's sticky error.
+    /// Submits the batch. Failures are recorded in the queue's bookkeeping.
     pub(super) fn flush(&self, st: &mut QueueState) {
         if st.batch.is_empty() {
             return;
         }
         let mut batch = std::mem::take(&mut st.batch);
         for event in batch.host_waits.drain(..) {
-            if st.sticky.is_none() {
-                if let Err(e) = event.wait() {
-                    st.sticky = Some(e.context("waiting on an event of another queue"));
-                }
+            if !self.book.failed() {
+                self.book.wait_foreign(self.book.number(), &*event);
             }
         }
         if batch.cmd.is_none() && batch.waits.is_empty() {
@@ -203,7 +201,7 @@ impl VulkanQueue {
             return;
         }
         let raw = &self.shared.raw;
-        let mut run = st.sticky.is_none();
+        let mut run = !self.book.failed();
         if let (Some(cmd), true) = (batch.cmd, run) {
             // Make the batch's writes visible to the host, for reads of mapped memory.
             let barrier = [vk::MemoryBarrier::default()
@@ -223,7 +221,10 @@ impl VulkanQueue {
                 raw.end_command_buffer(cmd)
             };
             if let Err(e) = ended {
-                st.sticky = Some(self.shared.vk_error("vkEndCommandBuffer", e));
+                self.book.fail(
+                    self.book.number(),
+                    self.shared.vk_error("vkEndCommandBuffer", e),
+                );
                 run = false;
             }
         }
@@ -254,8 +255,8 @@ impl VulkanQueue {
             unsafe { raw.queue_submit(*queue, &submit, vk::Fence::null()) }
         };
         if let Err(e) = result {
-            st.sticky
-                .get_or_insert_with(|| self.shared.vk_error("vkQueueSubmit", e));
+            self.book
+                .fail(self.book.number(), self.shared.vk_error("vkQueueSubmit", e));
             // Signal the value from the host, after the values before it, so no waiter hangs.
             let _ = self.timeline.wait(st.submitted);
             let info = vk::SemaphoreSignalInfo::default()
@@ -282,14 +283,6 @@ impl VulkanQueue {
         self.flush(st);
         self.timeline.wait(st.submitted)?;
         self.retire(st)
-    }
-
-    /// Reports and clears the sticky error.
-    pub(super) fn report(st: &mut QueueState) -> Result<()> {
-        match st.sticky.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 
     /// True when nothing of this queue is recorded, waited for or running.

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyaccel_hal::{Error, Event, Result};
+use anyaccel_hal::{Error, Event, Mark, Result};
 use ash::vk;
 
 use crate::device::DeviceShared;
@@ -84,15 +84,15 @@ pub struct VulkanEvent {
     pub(super) timeline: Arc<Timeline>,
     pub(super) value: u64,
     pub(super) query: Option<Arc<TimestampQuery>>,
-    /// The queue's unreported error when the event was recorded: the work before it failed.
-    pub(super) error: Option<Error>,
+    /// The failures of the queue's work before the event come back from `wait`.
+    pub(super) mark: Mark,
 }
 
 impl VulkanEvent {
     fn timestamp(&self) -> Result<u64> {
-        if let Some(e) = &self.error {
+        if let Some(e) = self.mark.failure() {
             // The batch of a failed queue is skipped, so its timestamp was never written.
-            return Err(e.clone().context("elapsed_since"));
+            return Err(e.context("elapsed_since"));
         }
         let query = self.query.as_ref().ok_or_else(|| {
             Error::unsupported(format!(
@@ -120,8 +120,8 @@ impl VulkanEvent {
 impl Event for VulkanEvent {
     fn wait(&self) -> Result<()> {
         self.timeline.wait(self.value)?;
-        match &self.error {
-            Some(e) => Err(e.clone()),
+        match self.mark.failure() {
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
