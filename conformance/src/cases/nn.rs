@@ -1,0 +1,286 @@
+//! The cases of the neural-network ops: `layer_norm`, `rms_norm`, `matmul`, `rope` and
+//! `attention`.
+
+use anyaccel_hal::{AttrValue, DType};
+
+use super::{attr, input, value_classes, values_tag, Builder, Layout, Values, C};
+
+pub(super) fn norm_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    let rms = op == "rms_norm";
+    for &d in dtypes {
+        for (tag, shape, layout) in [
+            ("8x67", &[8, 67][..], C),
+            ("one", &[1][..], C),
+            ("3x1", &[3, 1][..], C),
+            ("t33x17", &[33, 17][..], Layout::Transposed),
+            ("2x3x16", &[2, 3, 16][..], Layout::Offset(1)),
+        ] {
+            let last = *shape.last().unwrap_or(&1);
+            let params: Vec<(&str, usize)> = if rms {
+                vec![("", 1), ("w_", 2)]
+            } else {
+                vec![("", 1), ("w_", 2), ("wb_", 3)]
+            };
+            for (ptag, count) in params {
+                for v in value_classes(d, false) {
+                    let mut inputs = vec![input(d, shape, layout, v)];
+                    for _ in 1..count {
+                        inputs.push(input(d, &[last], C, Values::Normal));
+                    }
+                    let attrs = vec![attr("eps", AttrValue::Float(1e-5))];
+                    b.push(
+                        op,
+                        d.name().into(),
+                        &[d],
+                        &format!("{ptag}{tag}.{}", values_tag(v)),
+                        inputs,
+                        attrs,
+                        C,
+                        false,
+                    );
+                }
+            }
+        }
+    }
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![input(DType::F32, &[16385, 1024], C, Values::Normal)],
+        vec![attr("eps", AttrValue::Float(1e-5))],
+        C,
+        true,
+    );
+}
+
+pub(super) fn matmul_cases(b: &mut Builder, dtypes: &[DType]) {
+    type Mm = (
+        &'static str,
+        &'static [usize],
+        Layout,
+        &'static [usize],
+        Layout,
+        Option<&'static [usize]>,
+    );
+    let variants: &[Mm] = &[
+        ("m64_n33_k17", &[64, 17], C, &[17, 33], C, None),
+        ("b2_m64_n33_k17", &[2, 64, 17], C, &[2, 17, 33], C, None),
+        (
+            "ta_m31_n20_k9",
+            &[31, 9],
+            Layout::Transposed,
+            &[9, 20],
+            C,
+            None,
+        ),
+        (
+            "tb_m31_n20_k9",
+            &[31, 9],
+            C,
+            &[9, 20],
+            Layout::Transposed,
+            None,
+        ),
+        ("bias_m16_n24_k32", &[16, 32], C, &[32, 24], C, Some(&[24])),
+        (
+            "bcast_batch",
+            &[3, 1, 5, 7],
+            C,
+            &[4, 7, 6],
+            C,
+            Some(&[1, 6]),
+        ),
+        ("k0_m3_n4", &[3, 0], C, &[0, 4], C, None),
+        ("m1_n1_k1", &[1, 1], C, &[1, 1], C, None),
+        (
+            "strided_m9_n13_k11",
+            &[9, 11],
+            Layout::Strided,
+            &[11, 13],
+            Layout::Offset(3),
+            None,
+        ),
+        ("k4096_m8_n8", &[8, 4096], C, &[4096, 8], C, None),
+    ];
+    for &d in dtypes {
+        for &(tag, sa, la, sb, lb, bias) in variants {
+            let mut inputs = vec![
+                input(d, sa, la, Values::Normal),
+                input(d, sb, lb, Values::Normal),
+            ];
+            if let Some(bs) = bias {
+                inputs.push(input(d, bs, C, Values::Normal));
+            }
+            b.push(
+                "matmul",
+                d.name().into(),
+                &[d],
+                tag,
+                inputs,
+                vec![],
+                C,
+                false,
+            );
+        }
+        b.push(
+            "matmul",
+            d.name().into(),
+            &[d],
+            "special_m8_n8_k8",
+            vec![
+                input(d, &[8, 8], C, Values::Special),
+                input(d, &[8, 8], C, Values::Normal),
+            ],
+            vec![],
+            C,
+            false,
+        );
+        b.push(
+            "matmul",
+            d.name().into(),
+            &[d],
+            "outs_m5_n7_k3",
+            vec![
+                input(d, &[5, 3], C, Values::Normal),
+                input(d, &[3, 7], C, Values::Normal),
+            ],
+            vec![],
+            Layout::Strided,
+            false,
+        );
+    }
+    let inputs = vec![
+        input(DType::F32, &[2, 8192, 1025], C, Values::Normal),
+        input(DType::F32, &[1025, 2], C, Values::Normal),
+    ];
+    b.push(
+        "matmul",
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        inputs,
+        vec![],
+        C,
+        true,
+    );
+}
+
+pub(super) fn attention_cases(b: &mut Builder, dtypes: &[DType]) {
+    for &d in dtypes {
+        for (tag, shape, layout) in [
+            ("2x3x16x8", &[2, 3, 16, 8][..], C),
+            ("5x2", &[5, 2][..], C),
+            ("t16x8", &[16, 8][..], Layout::Transposed),
+            ("empty0x4", &[0, 4][..], C),
+        ] {
+            let s = shape[shape.len() - 2];
+            let h = shape[shape.len() - 1] / 2;
+            for interleaved in [false, true] {
+                for v in value_classes(d, false) {
+                    let inputs = vec![
+                        input(d, shape, layout, v),
+                        input(d, &[s, h], C, Values::Normal),
+                        input(d, &[s, h], C, Values::Normal),
+                    ];
+                    let t = format!(
+                        "{}{tag}.{}",
+                        if interleaved { "il_" } else { "" },
+                        values_tag(v)
+                    );
+                    b.push(
+                        "rope",
+                        d.name().into(),
+                        &[d],
+                        &t,
+                        inputs,
+                        vec![attr("interleaved", AttrValue::Int(interleaved as i64))],
+                        C,
+                        false,
+                    );
+                }
+            }
+        }
+        type Att = (
+            &'static str,
+            &'static [usize],
+            &'static [usize],
+            &'static [usize],
+            Layout,
+        );
+        let shapes: &[Att] = &[
+            (
+                "b2h2_l9_d16",
+                &[2, 2, 9, 16],
+                &[2, 2, 9, 16],
+                &[2, 2, 9, 16],
+                C,
+            ),
+            ("lq4_lk6_dv5", &[1, 4, 8], &[1, 6, 8], &[1, 6, 5], C),
+            ("lq1_lk1", &[1, 1], &[1, 1], &[1, 1], C),
+            ("tk_l7_d4", &[7, 4], &[7, 4], &[7, 4], Layout::Transposed),
+        ];
+        for &(tag, q, k, v, layout) in shapes {
+            for causal in [false, true] {
+                for (stag, scale) in [("", None), ("scale0_3_", Some(0.3))] {
+                    for vals in [Values::Normal, Values::Special] {
+                        let inputs = vec![
+                            input(d, q, C, vals),
+                            input(d, k, layout, Values::Normal),
+                            input(d, v, C, Values::Normal),
+                        ];
+                        let mut attrs = vec![attr("causal", AttrValue::Int(causal as i64))];
+                        if let Some(s) = scale {
+                            attrs.push(attr("scale", AttrValue::Float(s)));
+                        }
+                        let t = format!(
+                            "{}{stag}{tag}.{}",
+                            if causal { "causal_" } else { "" },
+                            values_tag(vals)
+                        );
+                        b.push(
+                            "attention",
+                            d.name().into(),
+                            &[d],
+                            &t,
+                            inputs,
+                            attrs,
+                            C,
+                            false,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let inputs = vec![
+        input(DType::F32, &[4, 4096, 1026], C, Values::Normal),
+        input(DType::F32, &[4096, 513], C, Values::Normal),
+        input(DType::F32, &[4096, 513], C, Values::Normal),
+    ];
+    b.push(
+        "rope",
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        inputs,
+        vec![],
+        C,
+        true,
+    );
+    let inputs = vec![
+        input(DType::F32, &[1, 262_145, 64], C, Values::Normal),
+        input(DType::F32, &[1, 4, 64], C, Values::Normal),
+        input(DType::F32, &[1, 4, 64], C, Values::Normal),
+    ];
+    b.push(
+        "attention",
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        inputs,
+        vec![attr("causal", AttrValue::Int(0))],
+        C,
+        true,
+    );
+}
