@@ -315,6 +315,14 @@ pub mod validate {
         Ok(())
     }
 
+    /// The backend's own kernel type behind `kernel` (which [`launch`] has checked to be of the
+    /// queue's device), or an error saying it is not `what` ("a CPU kernel").
+    pub fn kernel_as<'k, K: Kernel>(kernel: &'k Arc<dyn Kernel>, what: &str) -> Result<&'k K> {
+        kernel.as_any().downcast_ref::<K>().ok_or_else(|| {
+            Error::invalid_argument(format!("launch: kernel `{}` is not {what}", kernel.name()))
+        })
+    }
+
     /// A kernel must come from the queue's device.
     pub fn kernel(kernel: &Arc<dyn Kernel>, device_id: &str) -> Result<()> {
         if kernel.device_id() != device_id {

@@ -321,12 +321,7 @@ impl Queue for CpuQueue {
         dims: LaunchDims,
         args: &[KernelArg],
     ) -> Result<()> {
-        let cpu_kernel = kernel.as_any().downcast_ref::<CpuKernel>().ok_or_else(|| {
-            Error::invalid_argument(format!(
-                "launch: kernel `{}` is not a CPU kernel",
-                kernel.name()
-            ))
-        })?;
+        let cpu_kernel = validate::kernel_as::<CpuKernel>(kernel, "a CPU kernel")?;
         let mut host_args = Vec::with_capacity(args.len());
         let mut keep = Vec::new();
         for arg in args {

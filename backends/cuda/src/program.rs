@@ -494,15 +494,7 @@ pub(crate) fn check_kernel<'k>(
     device: &CudaDevice,
     kernel: &'k Arc<dyn Kernel>,
 ) -> Result<&'k CudaKernel> {
-    let own = kernel
-        .as_any()
-        .downcast_ref::<CudaKernel>()
-        .ok_or_else(|| {
-            Error::invalid_argument(format!(
-                "launch: kernel `{}` is not a CUDA kernel",
-                kernel.name()
-            ))
-        })?;
+    let own = anyaccel_hal::validate::kernel_as::<CudaKernel>(kernel, "a CUDA kernel")?;
     if !own.in_context(device.context()) {
         return Err(Error::invalid_argument(format!(
             "launch: kernel `{}` was loaded in another CUDA context than {}'s",

@@ -432,15 +432,7 @@ impl Queue for OpenClQueue {
         dims: LaunchDims,
         args: &[KernelArg],
     ) -> Result<()> {
-        let k = kernel
-            .as_any()
-            .downcast_ref::<OpenClKernel>()
-            .ok_or_else(|| {
-                Error::invalid_argument(format!(
-                    "launch: kernel `{}` is not an OpenCL kernel",
-                    kernel.name()
-                ))
-            })?;
+        let k = validate::kernel_as::<OpenClKernel>(kernel, "an OpenCL kernel")?;
         let Some(mut launch) = k.prepare(&self.device, dims, args)? else {
             return Ok(());
         };

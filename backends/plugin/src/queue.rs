@@ -330,15 +330,7 @@ impl Queue for PluginQueue {
         dims: LaunchDims,
         args: &[KernelArg],
     ) -> Result<()> {
-        let k = kernel
-            .as_any()
-            .downcast_ref::<PluginKernel>()
-            .ok_or_else(|| {
-                Error::invalid_argument(format!(
-                    "launch: kernel `{}` is not a kernel of a plugin device",
-                    kernel.name()
-                ))
-            })?;
+        let k = validate::kernel_as::<PluginKernel>(kernel, "a kernel of a plugin device")?;
         if !Arc::ptr_eq(&k.device, &self.inner.device) {
             return Err(Error::invalid_argument(format!(
                 "launch: kernel `{}` was loaded by another instance of device {}",

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyaccel_hal::{Error, Kernel, KernelArg, LaunchDims, Result};
+use anyaccel_hal::{validate, Error, Kernel, KernelArg, LaunchDims, Result};
 use ash::vk;
 
 use super::batch::Held;
@@ -66,15 +66,7 @@ impl VulkanQueue {
         dims: LaunchDims,
         args: &[KernelArg],
     ) -> Result<()> {
-        let k = kernel
-            .as_any()
-            .downcast_ref::<VulkanKernel>()
-            .ok_or_else(|| {
-                Error::invalid_argument(format!(
-                    "launch: kernel `{}` is not a Vulkan kernel",
-                    kernel.name()
-                ))
-            })?;
+        let k = validate::kernel_as::<VulkanKernel>(kernel, "a Vulkan kernel")?;
         if !Arc::ptr_eq(k.device(), &self.shared) {
             return Err(foreign(format_args!("launch `{}`", k.name()), self.id()));
         }
