@@ -292,6 +292,30 @@ impl AttrDef {
     }
 }
 
+/// The dtypes an input may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputDtype {
+    /// One of the op's dtypes ([`OpDef::dtypes`]).
+    Listed,
+    /// The dtype of input `i` (itself checked by its own rule).
+    SameAs(usize),
+    /// `i32` or `i64` (indices).
+    Index,
+    /// `bool` (a condition).
+    Bool,
+}
+
+/// The dtype of an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputDtype {
+    /// The dtype of input `i`.
+    Input(usize),
+    /// This dtype.
+    Fixed(DType),
+    /// The dtype named by the attribute `dtype`, one of the op's dtypes.
+    Attr,
+}
+
 /// One op of the catalog.
 #[derive(Debug, Clone, Copy)]
 pub struct OpDef {
@@ -309,6 +333,10 @@ pub struct OpDef {
     pub attrs: &'static [AttrDef],
     /// The dtypes of its main input (or of its output for creation ops).
     pub dtypes: &'static [DType],
+    /// The dtype rule of each input, by position (a variadic input's rule holds for each).
+    pub input_dtypes: &'static [InputDtype],
+    /// The dtype rule of each output.
+    pub output_dtypes: &'static [OutputDtype],
 }
 
 impl OpDef {
@@ -333,6 +361,16 @@ impl OpDef {
     /// True when the op takes any number of inputs (`concat`).
     pub fn is_variadic(&self) -> bool {
         self.inputs.iter().any(|i| i.ends_with('*'))
+    }
+
+    /// The dtype rule of input `i`.
+    pub fn input_dtype(&self, i: usize) -> InputDtype {
+        let last = self.input_dtypes.len().saturating_sub(1);
+        self.input_dtypes
+            .get(i)
+            .or(self.input_dtypes.get(last).filter(|_| self.is_variadic()))
+            .copied()
+            .unwrap_or(InputDtype::Listed)
     }
 
     /// The name of input `i` without its `?` or `*` mark (variadic inputs are `xs[i]`).
@@ -398,6 +436,9 @@ const fn eps(default: f64) -> AttrDef {
     AttrDef::new("eps", FloatA, AttrDefault::Float(default)).allowed(Allowed::FiniteNonNegative)
 }
 
+/// An op whose first input is `Listed` and the others of its dtype, with one output of that
+/// dtype (creation ops: of the `dtype` attribute); [`OpDef::ins`] and [`OpDef::outs`] change
+/// that.
 const fn def(
     name: &'static str,
     kind: OpKind,
@@ -407,6 +448,20 @@ const fn def(
     attrs: &'static [AttrDef],
     dtypes: &'static [DType],
 ) -> OpDef {
+    use InputDtype::{Listed, SameAs};
+    const ALL_SAME: &[InputDtype] = &[Listed, SameAs(0), SameAs(0), SameAs(0)];
+    let input_dtypes: &'static [InputDtype] = match inputs.len() {
+        0 => &[],
+        1 => &[Listed],
+        2 => &[Listed, SameAs(0)],
+        3 => &[Listed, SameAs(0), SameAs(0)],
+        _ => ALL_SAME,
+    };
+    let output_dtypes: &'static [OutputDtype] = match kind {
+        OpKind::Creation => &[OutputDtype::Attr],
+        OpKind::Compare => &[OutputDtype::Fixed(DType::Bool)],
+        _ => &[OutputDtype::Input(0)],
+    };
     OpDef {
         name,
         kind,
@@ -415,6 +470,24 @@ const fn def(
         outputs,
         attrs,
         dtypes,
+        input_dtypes,
+        output_dtypes,
+    }
+}
+
+impl OpDef {
+    const fn ins(self, input_dtypes: &'static [InputDtype]) -> OpDef {
+        OpDef {
+            input_dtypes,
+            ..self
+        }
+    }
+
+    const fn outs(self, output_dtypes: &'static [OutputDtype]) -> OpDef {
+        OpDef {
+            output_dtypes,
+            ..self
+        }
     }
 }
 
@@ -469,7 +542,8 @@ fn build() -> Vec<OpDef> {
             OUT,
             attrs![req("dtype", AttrType::DType)],
             ALL_F64,
-        ),
+        )
+        .outs(&[OutputDtype::Attr]),
         def(
             "concat",
             K::Movement,
@@ -478,7 +552,8 @@ fn build() -> Vec<OpDef> {
             OUT,
             attrs![AXIS],
             ALL,
-        ),
+        )
+        .ins(&[InputDtype::Listed, InputDtype::SameAs(0)]),
         def(
             "index_select",
             K::Indexing,
@@ -487,7 +562,8 @@ fn build() -> Vec<OpDef> {
             OUT,
             attrs![AXIS],
             ALL,
-        ),
+        )
+        .ins(&[InputDtype::Listed, InputDtype::Index]),
         def(
             "embedding",
             K::Indexing,
@@ -496,7 +572,8 @@ fn build() -> Vec<OpDef> {
             OUT,
             &[],
             ALL,
-        ),
+        )
+        .ins(&[InputDtype::Listed, InputDtype::Index]),
         def(
             "gather",
             K::Indexing,
@@ -505,7 +582,8 @@ fn build() -> Vec<OpDef> {
             OUT,
             attrs![AXIS],
             ALL,
-        ),
+        )
+        .ins(&[InputDtype::Listed, InputDtype::Index]),
     ];
     v.extend(
         BinaryOp::ALL
@@ -517,15 +595,19 @@ fn build() -> Vec<OpDef> {
             .iter()
             .map(|&c| def(c.name(), K::Compare, Op::Compare(c), AB, OUT, &[], CMP)),
     );
-    v.push(def(
-        "where",
-        K::Select,
-        Op::Where,
-        &["cond", "a", "b"],
-        OUT,
-        &[],
-        ALL,
-    ));
+    v.push(
+        def(
+            "where",
+            K::Select,
+            Op::Where,
+            &["cond", "a", "b"],
+            OUT,
+            &[],
+            ALL,
+        )
+        .ins(&[InputDtype::Bool, InputDtype::Listed, InputDtype::SameAs(1)])
+        .outs(&[OutputDtype::Input(1)]),
+    );
     v.extend(
         UnaryOp::ALL
             .iter()
@@ -556,7 +638,7 @@ fn build() -> Vec<OpDef> {
     ]);
     v.extend(ReduceOp::ALL.iter().map(|&r| {
         let dtypes = if r == ReduceOp::Mean { FLOAT } else { NUM };
-        def(
+        let d = def(
             r.name(),
             K::Reduction,
             Op::Reduce(r),
@@ -564,7 +646,12 @@ fn build() -> Vec<OpDef> {
             OUT,
             REDUCE,
             dtypes,
-        )
+        );
+        if r.is_arg() {
+            d.outs(&[OutputDtype::Fixed(DType::I64)])
+        } else {
+            d
+        }
     }));
     v.extend([
         def(
@@ -588,7 +675,8 @@ fn build() -> Vec<OpDef> {
                 flag("largest", true),
             ],
             NUM,
-        ),
+        )
+        .outs(&[OutputDtype::Input(0), OutputDtype::Fixed(DType::I64)]),
         def(
             "softmax",
             K::Normalization,

@@ -3,7 +3,7 @@
 use anyaccel_hal::{shape_str, AttrValue, DType, Error, Result, TensorDesc};
 
 use crate::attrs::{normalize_axis, Attrs};
-use crate::catalog::{dtype_list, op_def, Op, OpKind, ReduceOp};
+use crate::catalog::{dtype_list, op_def, InputDtype, Op, OutputDtype, ReduceOp};
 
 /// An output to allocate: dtype and shape.
 pub type OutputSpec = (DType, Vec<usize>);
@@ -49,19 +49,6 @@ pub fn broadcast_shapes(
     Ok(out)
 }
 
-fn same_dtype(op: &str, names: &[&str], descs: &[&TensorDesc]) -> Result<DType> {
-    let d0 = descs[0].dtype;
-    for (n, d) in names.iter().zip(descs).skip(1) {
-        if d.dtype != d0 {
-            return Err(invalid(format!(
-                "{op}: {} is {} but {n} is {}: dtypes must match",
-                names[0], d0, d.dtype
-            )));
-        }
-    }
-    Ok(d0)
-}
-
 fn check_dtype(op: &str, name: &str, dtype: DType, allowed: &[DType]) -> Result<()> {
     if !allowed.contains(&dtype) {
         return Err(invalid(format!(
@@ -70,10 +57,6 @@ fn check_dtype(op: &str, name: &str, dtype: DType, allowed: &[DType]) -> Result<
         )));
     }
     Ok(())
-}
-
-fn index_dtype(op: &str, d: &TensorDesc) -> Result<()> {
-    check_dtype(op, "indices", d.dtype, &[DType::I32, DType::I64])
 }
 
 fn min_rank(op: &str, name: &str, d: &TensorDesc, rank: usize) -> Result<()> {
@@ -184,22 +167,33 @@ pub fn plan(
         inputs[i].expect("checked above: required inputs are present")
     };
     let opt = |i: usize| -> Option<&TensorDesc> { inputs.get(i).copied().flatten() };
-    let main_dtype = match def.kind {
-        OpKind::Creation => None,
-        _ => Some(x(0).dtype),
-    };
-    if let Some(d) = main_dtype {
-        let name = def.inputs[0].trim_end_matches(['?', '*']);
-        if def.kind != OpKind::Select {
-            check_dtype(op, name, d, def.dtypes)?;
+    // Input dtypes, from the declaration.
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(d) = input else { continue };
+        let name = def.input_name(i);
+        match def.input_dtype(i) {
+            InputDtype::Listed => check_dtype(op, &name, d.dtype, def.dtypes)?,
+            InputDtype::Index => check_dtype(op, &name, d.dtype, &[DType::I32, DType::I64])?,
+            InputDtype::Bool => check_dtype(op, &name, d.dtype, &[DType::Bool])?,
+            InputDtype::SameAs(j) => {
+                if let Some(first) = inputs.get(j).copied().flatten() {
+                    if first.dtype != d.dtype {
+                        return Err(invalid(format!(
+                            "{op}: {} is {} but {name} is {}: dtypes must match",
+                            def.input_name(j),
+                            first.dtype,
+                            d.dtype
+                        )));
+                    }
+                }
+            }
         }
     }
-
-    let out = match def.op {
+    if let Some(OutputDtype::Attr) = def.output_dtypes.first() {
+        check_dtype(op, "dtype", attrs.dtype("dtype")?, def.dtypes)?;
+    }
+    let shapes: Vec<Vec<usize>> = match def.op {
         Op::Fill => {
-            let dtype = attrs.dtype("dtype")?;
-            check_dtype(op, "dtype", dtype, def.dtypes)?;
-            attrs.float("value")?;
             let shape = attrs
                 .ints_opt("shape")?
                 .ok_or_else(|| invalid("fill: attribute `shape` (Ints) is required".into()))?;
@@ -211,11 +205,10 @@ pub fn plan(
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            vec![(dtype, shape)]
+            vec![shape]
         }
         Op::Arange => {
             let dtype = attrs.dtype("dtype")?;
-            check_dtype(op, "dtype", dtype, def.dtypes)?;
             let n = attrs.int("n")?;
             let n = usize::try_from(n)
                 .map_err(|_| invalid(format!("arange: n is {n}, expected n >= 0")))?;
@@ -228,14 +221,10 @@ pub fn plan(
                     "arange: start {start} and step {step} must be finite"
                 )));
             }
-            vec![(dtype, vec![n])]
+            vec![vec![n]]
         }
-        Op::Copy => vec![(x(0).dtype, x(0).shape.clone())],
-        Op::Cast => {
-            let to = attrs.dtype("dtype")?;
-            check_dtype(op, "dtype", to, def.dtypes)?;
-            vec![(to, x(0).shape.clone())]
-        }
+        Op::Copy => vec![x(0).shape.clone()],
+        Op::Cast => vec![x(0).shape.clone()],
         Op::Concat => {
             let first = x(0);
             min_rank(op, "xs[0]", first, 1)?;
@@ -244,12 +233,6 @@ pub fn plan(
             shape[axis] = 0;
             for (i, d) in inputs.iter().enumerate() {
                 let d = d.ok_or_else(|| invalid(format!("concat: input {i} is absent")))?;
-                if d.dtype != first.dtype {
-                    return Err(invalid(format!(
-                        "concat: xs[{i}] is {} but xs[0] is {}: dtypes must match",
-                        d.dtype, first.dtype
-                    )));
-                }
                 let same = d.rank() == first.rank()
                     && d.shape
                         .iter()
@@ -265,11 +248,10 @@ pub fn plan(
                 }
                 shape[axis] += d.shape[axis];
             }
-            vec![(first.dtype, shape)]
+            vec![shape]
         }
         Op::IndexSelect => {
             let (xd, idx) = (x(0), x(1));
-            index_dtype(op, idx)?;
             min_rank(op, "x", xd, 1)?;
             if idx.rank() != 1 {
                 return Err(invalid(format!(
@@ -280,11 +262,10 @@ pub fn plan(
             let axis = attrs.axis("axis", None, xd.rank())?;
             let mut shape = xd.shape.clone();
             shape[axis] = idx.shape[0];
-            vec![(xd.dtype, shape)]
+            vec![shape]
         }
         Op::Embedding => {
             let (w, idx) = (x(0), x(1));
-            index_dtype(op, idx)?;
             if w.rank() != 2 {
                 return Err(invalid(format!(
                     "embedding: weight has shape {}, expected [V, D]",
@@ -293,11 +274,10 @@ pub fn plan(
             }
             let mut shape = idx.shape.clone();
             shape.push(w.shape[1]);
-            vec![(w.dtype, shape)]
+            vec![shape]
         }
         Op::Gather => {
             let (xd, idx) = (x(0), x(1));
-            index_dtype(op, idx)?;
             min_rank(op, "x", xd, 1)?;
             let axis = attrs.axis("axis", None, xd.rank())?;
             if idx.rank() != xd.rank() {
@@ -316,28 +296,17 @@ pub fn plan(
                     )));
                 }
             }
-            vec![(xd.dtype, idx.shape.clone())]
+            vec![idx.shape.clone()]
         }
         Op::Binary(_) | Op::Compare(_) => {
-            let dtype = same_dtype(op, &["a", "b"], &[x(0), x(1)])?;
             let shape = broadcast_shapes(op, ("a", "b"), &x(0).shape, &x(1).shape)?;
-            vec![(
-                if def.kind == OpKind::Compare {
-                    DType::Bool
-                } else {
-                    dtype
-                },
-                shape,
-            )]
+            vec![shape]
         }
         Op::Where => {
             let (c, a, b) = (x(0), x(1), x(2));
-            check_dtype(op, "cond", c.dtype, &[DType::Bool])?;
-            let dtype = same_dtype(op, &["a", "b"], &[a, b])?;
-            check_dtype(op, "a", dtype, def.dtypes)?;
             let ab = broadcast_shapes(op, ("a", "b"), &a.shape, &b.shape)?;
             let shape = broadcast_shapes(op, ("cond", "a and b"), &c.shape, &ab)?;
-            vec![(dtype, shape)]
+            vec![shape]
         }
         Op::Unary(_) | Op::Gelu | Op::Clamp => {
             let xd = x(0);
@@ -364,7 +333,7 @@ pub fn plan(
                     )));
                 }
             }
-            vec![(xd.dtype, xd.shape.clone())]
+            vec![xd.shape.clone()]
         }
         Op::Reduce(r) => {
             let xd = x(0);
@@ -389,12 +358,11 @@ pub fn plan(
                     shape_str(&xd.shape)
                 )));
             }
-            let dtype = if r.is_arg() { DType::I64 } else { xd.dtype };
-            vec![(dtype, shape)]
+            vec![shape]
         }
         Op::Cumsum => {
             attrs.axis("axis", None, x(0).rank())?;
-            vec![(x(0).dtype, x(0).shape.clone())]
+            vec![x(0).shape.clone()]
         }
         Op::Topk => {
             let xd = x(0);
@@ -409,11 +377,11 @@ pub fn plan(
             }
             let mut shape = xd.shape.clone();
             shape[axis] = k as usize;
-            vec![(xd.dtype, shape.clone()), (DType::I64, shape)]
+            vec![shape.clone(), shape]
         }
         Op::Softmax | Op::LogSoftmax => {
             attrs.axis("axis", Some(-1), x(0).rank())?;
-            vec![(x(0).dtype, x(0).shape.clone())]
+            vec![x(0).shape.clone()]
         }
         Op::LayerNorm | Op::RmsNorm => {
             let xd = x(0);
@@ -421,12 +389,6 @@ pub fn plan(
             let last = xd.shape[xd.rank() - 1];
             for (i, name) in [(1usize, "weight"), (2, "bias")] {
                 if let Some(p) = opt(i) {
-                    if p.dtype != xd.dtype {
-                        return Err(invalid(format!(
-                            "{op}: {name} is {} but x is {}: dtypes must match",
-                            p.dtype, xd.dtype
-                        )));
-                    }
                     if p.shape != [last] {
                         return Err(invalid(format!(
                             "{op}: {name} has shape {}, expected [{last}] (the size of x's last axis)",
@@ -435,11 +397,10 @@ pub fn plan(
                     }
                 }
             }
-            vec![(xd.dtype, xd.shape.clone())]
+            vec![xd.shape.clone()]
         }
         Op::Matmul => {
             let (a, b) = (x(0), x(1));
-            let dtype = same_dtype(op, &["a", "b"], &[a, b])?;
             min_rank(op, "a", a, 2)?;
             min_rank(op, "b", b, 2)?;
             let (m, ka) = (a.shape[a.rank() - 2], a.shape[a.rank() - 1]);
@@ -460,12 +421,6 @@ pub fn plan(
             let mut shape = batch;
             shape.extend([m, n]);
             if let Some(bias) = opt(2) {
-                if bias.dtype != dtype {
-                    return Err(invalid(format!(
-                        "matmul: bias is {} but a is {dtype}: dtypes must match",
-                        bias.dtype
-                    )));
-                }
                 let b = broadcast_shapes(op, ("bias", "the output"), &bias.shape, &shape)?;
                 if b != shape {
                     return Err(invalid(format!(
@@ -475,11 +430,10 @@ pub fn plan(
                     )));
                 }
             }
-            vec![(dtype, shape)]
+            vec![shape]
         }
         Op::Rope => {
             let (xd, c, s) = (x(0), x(1), x(2));
-            same_dtype(op, &["x", "cos", "sin"], &[xd, c, s])?;
             min_rank(op, "x", xd, 2)?;
             attrs.flag("interleaved", false)?;
             let (seq, d) = (xd.shape[xd.rank() - 2], xd.shape[xd.rank() - 1]);
@@ -498,11 +452,10 @@ pub fn plan(
                     )));
                 }
             }
-            vec![(xd.dtype, xd.shape.clone())]
+            vec![xd.shape.clone()]
         }
         Op::Attention => {
             let (q, k, v) = (x(0), x(1), x(2));
-            same_dtype(op, &["q", "k", "v"], &[q, k, v])?;
             for (name, t) in [("q", q), ("k", k), ("v", v)] {
                 min_rank(op, name, t, 2)?;
             }
@@ -541,8 +494,23 @@ pub fn plan(
             attrs.flag("causal", false)?;
             let mut shape = q.shape.clone();
             shape[r - 1] = v.shape[r - 1];
-            vec![(q.dtype, shape)]
+            vec![shape]
         }
     };
+    // Output dtypes, from the declaration.
+    let mut out = Vec::with_capacity(shapes.len());
+    for (k, shape) in shapes.into_iter().enumerate() {
+        let dtype = match def.output_dtypes.get(k) {
+            Some(OutputDtype::Input(i)) => x(*i).dtype,
+            Some(OutputDtype::Fixed(d)) => *d,
+            Some(OutputDtype::Attr) => attrs.dtype("dtype")?,
+            None => {
+                return Err(Error::internal(format!(
+                    "{op}: the catalog declares no dtype for output {k}"
+                )))
+            }
+        };
+        out.push((dtype, shape));
+    }
     Ok(out)
 }
