@@ -83,6 +83,12 @@ macro_rules! for_each_unary_op {
             Relu relu relu_into NUM All "max(x, 0).";
             Silu silu silu_into FLOAT All "x * sigmoid(x).";
             Erf erf erf_into FLOAT All "the error function, 2/sqrt(pi) * integral of e^-t^2 from 0 to x.";
+            Floor floor floor_into FLOAT All "the largest integer <= x.";
+            Ceil ceil ceil_into FLOAT All "the smallest integer >= x.";
+            Round round round_into FLOAT All "the nearest integer, halves to even.";
+            Trunc trunc trunc_into FLOAT All "x rounded toward zero.";
+            Sign sign sign_into NUM All "-1, 0 or 1 by the sign of x (NaN stays NaN).";
+            Reciprocal reciprocal reciprocal_into FLOAT All "1 / x.";
         }
     };
 }

@@ -200,6 +200,25 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, Option<IntFn>) {
         UnaryOp::Sigmoid => (sigmoid, None),
         UnaryOp::Silu => (|x| x * sigmoid(x), None),
         UnaryOp::Erf => (libm::erf, None),
+        UnaryOp::Floor => (f64::floor, None),
+        UnaryOp::Ceil => (f64::ceil, None),
+        UnaryOp::Round => (f64::round_ties_even, None),
+        UnaryOp::Trunc => (f64::trunc, None),
+        UnaryOp::Sign => (
+            |x| {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else if x.is_nan() {
+                    x
+                } else {
+                    0.0
+                }
+            },
+            Some(i64::signum),
+        ),
+        UnaryOp::Reciprocal => (|x| 1.0 / x, None),
     }
 }
 

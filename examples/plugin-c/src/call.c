@@ -13,7 +13,7 @@ const char *const ref_native_ops[] = {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow",
     "eq", "ne", "lt", "le", "gt", "ge", "where",
     "neg", "abs", "relu", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
-    "silu", "gelu", "erf", "clamp",
+    "silu", "gelu", "erf", "floor", "ceil", "round", "trunc", "sign", "reciprocal", "clamp",
     "sum", "mean", "max", "min", "argmax", "argmin", "cumsum", "topk",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
     NULL,
@@ -31,7 +31,8 @@ static RefFamily family_of(const char *op) {
         {" copy cast concat ", ref_op_movement},
         {" index_select embedding gather ", ref_op_indexing},
         {" add sub mul div maximum minimum pow eq ne lt le gt ge where neg abs relu exp log "
-         "sqrt rsqrt sin cos tanh sigmoid silu gelu erf clamp ",
+         "sqrt rsqrt sin cos tanh sigmoid silu gelu erf floor ceil round trunc sign reciprocal "
+         "clamp ",
          ref_op_elementwise},
         {" sum mean max min argmax argmin cumsum topk ", ref_op_reduction},
         {" softmax log_softmax layer_norm rms_norm matmul rope attention ", ref_op_nn},

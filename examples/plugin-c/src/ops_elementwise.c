@@ -139,13 +139,15 @@ static AnyaccelStatus op_where(const RefCall *c) {
 
 typedef enum {
     U_NEG, U_ABS, U_RELU, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_SIN, U_COS, U_TANH, U_SIGMOID,
-    U_SILU, U_GELU, U_ERF, U_GELU_TANH, U_CLAMP
+    U_SILU, U_GELU, U_ERF, U_FLOOR, U_CEIL, U_ROUND, U_TRUNC, U_SIGN, U_RECIPROCAL,
+    U_GELU_TANH, U_CLAMP
 } UnaryOp;
 
 static int unary_op_of(const char *op, UnaryOp *out) {
     static const char *const names[] = {"neg", "abs",  "relu", "exp",     "log",  "sqrt", "rsqrt",
                                         "sin", "cos",  "tanh", "sigmoid", "silu", "gelu",
-                                        "erf"};
+                                        "erf", "floor", "ceil", "round", "trunc", "sign",
+                                        "reciprocal"};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (strcmp(op, names[i]) == 0) {
             *out = (UnaryOp)i;
@@ -174,6 +176,12 @@ static double unary_f(UnaryOp op, double x, double lo, double hi) {
     case U_SILU: return x * sigmoid(x);
     case U_GELU: return x * 0.5 * (1.0 + erf(x / sqrt(2.0)));
     case U_ERF: return erf(x);
+    case U_FLOOR: return floor(x);
+    case U_CEIL: return ceil(x);
+    case U_ROUND: return nearbyint(x); /* to nearest, halves to even */
+    case U_TRUNC: return trunc(x);
+    case U_SIGN: return x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : (isnan(x) ? x : 0.0));
+    case U_RECIPROCAL: return 1.0 / x;
     case U_GELU_TANH: {
         double inner = sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x);
         return 0.5 * x * (1.0 + tanh(inner));
@@ -188,6 +196,7 @@ static int64_t unary_i(UnaryOp op, int64_t x, int64_t lo, int64_t hi) {
     case U_NEG: return (int64_t)((uint64_t)0 - (uint64_t)x);               /* neg(MIN) = MIN */
     case U_ABS: return x < 0 ? (int64_t)((uint64_t)0 - (uint64_t)x) : x; /* abs(MIN) = MIN */
     case U_RELU: return x > 0 ? x : 0;
+    case U_SIGN: return (x > 0) - (x < 0);
     case U_CLAMP: {
         int64_t y = x > lo ? x : lo;
         return y < hi ? y : hi;

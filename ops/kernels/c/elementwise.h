@@ -44,6 +44,18 @@ DEVICE float unary_op(float v, float lo, float hi) {
     return v * sigmoid_f(v);
 #elif defined(OP_ERF)
     return erff(v);
+#elif defined(OP_FLOOR)
+    return floorf(v);
+#elif defined(OP_CEIL)
+    return ceilf(v);
+#elif defined(OP_ROUND)
+    return rintf(v); /* the default rounding mode: to nearest, halves to even */
+#elif defined(OP_TRUNC)
+    return truncf(v);
+#elif defined(OP_SIGN)
+    return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : (v != v ? v : 0.0f));
+#elif defined(OP_RECIPROCAL)
+    return 1.0f / v;
 #elif defined(OP_GELU_TANH)
     return 0.5f * v * (1.0f + tanh_f(0.7978845608028654f * (v + 0.044715f * v * v * v)));
 #elif defined(OP_GELU)
@@ -62,6 +74,8 @@ DEVICE X_CT unary_op(X_CT v, i64 lo, i64 hi) {
     return v < 0 ? (X_CT)((X_UT)0 - (X_UT)v) : v;
 #elif defined(OP_RELU)
     return v < 0 ? (X_CT)0 : v;
+#elif defined(OP_SIGN)
+    return (X_CT)((v > 0) - (v < 0));
 #elif defined(OP_CLAMP)
     i64 w = (i64)v;
     w = w < lo ? lo : w;

@@ -186,6 +186,22 @@ fn op_erf(x: f32) -> f32 {
     let one_minus = erfc_pos(a);
     return select(one_minus - 1.0, 1.0 - one_minus, x >= 0.0);
 }
+//# floor
+fn op_floor(x: f32) -> f32 { return select(floor(x), x, is_nan(x) || is_inf(x)); }
+//# ceil
+fn op_ceil(x: f32) -> f32 { return select(ceil(x), x, is_nan(x) || is_inf(x)); }
+//# round
+// WGSL's round takes halves to even.
+fn op_round(x: f32) -> f32 { return select(round(x), x, is_nan(x) || is_inf(x)); }
+//# trunc
+fn op_trunc(x: f32) -> f32 { return select(trunc(x), x, is_nan(x) || is_inf(x)); }
+//# sign
+fn op_sign(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    return select(select(0.0, -1.0, x < 0.0), 1.0, x > 0.0);
+}
+//# reciprocal
+fn op_reciprocal(x: f32) -> f32 { return 1.0 / x; }
 //# clamp
 fn op_clamp(x: f32) -> f32 { return f_min(f_max(x, p.lo), p.hi); }
 
@@ -195,5 +211,7 @@ fn op_neg(x: $T) -> $T { return $T(0) - x; }
 fn op_abs(x: $T) -> $T { return select(x, $T(0) - x, x < $T(0)); }
 //# int_relu
 fn op_relu(x: $T) -> $T { return max(x, $T(0)); }
+//# int_sign
+fn op_sign(x: $T) -> $T { return select(select($T(0), $T(-1), x < $T(0)), $T(1), x > $T(0)); }
 //# int_clamp
 fn op_clamp(x: $T) -> $T { return min(max(x, $LO), $HI); }

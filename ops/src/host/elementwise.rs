@@ -269,6 +269,25 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, IntFn) {
         UnaryOp::Sigmoid => (sigmoid, float_only),
         UnaryOp::Silu => (|v| v * sigmoid(v), float_only),
         UnaryOp::Erf => (libm::erff, float_only),
+        UnaryOp::Floor => (f32::floor, float_only),
+        UnaryOp::Ceil => (f32::ceil, float_only),
+        UnaryOp::Round => (f32::round_ties_even, float_only),
+        UnaryOp::Trunc => (f32::trunc, float_only),
+        UnaryOp::Sign => (
+            |v| {
+                if v > 0.0 {
+                    1.0
+                } else if v < 0.0 {
+                    -1.0
+                } else if v.is_nan() {
+                    v
+                } else {
+                    0.0
+                }
+            },
+            i64::signum,
+        ),
+        UnaryOp::Reciprocal => (|v| 1.0 / v, float_only),
     }
 }
 
