@@ -9,7 +9,7 @@
 //! the plain unary and binary ops, the conformance reference's op list and signatures, its
 //! cases, and the C ABI's generic `anyaccel_op`.
 //!
-//! A plain unary op (one float input, no attributes) is one line of [`for_each_unary_op`]; its
+//! A plain unary op (one float input, no attributes) is one line of `for_each_unary_op!`; its
 //! kernels are one arm in each dialect (`host::elementwise`, `kernels/c/elementwise.h`,
 //! `kernels/wgsl/unary.wgsl`), and the conformance reference and `docs/ops.md` each have it once.
 
