@@ -223,9 +223,14 @@ impl CpuQueue {
     /// Sends one command to the queue's thread, numbered under the sender's lock so that
     /// numbers follow the order in which the thread runs the commands.
     fn submit(&self, command: Command) -> Result<()> {
+        self.send(|book| (book.number(), command))
+    }
+
+    /// Sends what `make` builds from the bookkeeping, under the sender's lock, so that numbers
+    /// and marks follow the order in which the thread runs the commands.
+    fn send(&self, make: impl FnOnce(&Bookkeeping) -> (u64, Command)) -> Result<()> {
         let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = self.book.number();
-        sender.send((seq, command)).map_err(|_| {
+        sender.send(make(&self.book)).map_err(|_| {
             Error::device_lost(format!(
                 "{}: the queue thread has stopped",
                 self.device.info().id
@@ -239,17 +244,10 @@ impl CpuQueue {
 
     fn signal(&self) -> Result<Arc<CpuEvent>> {
         let event = CpuEvent::new();
-        // The mark is made under the sender's lock, in order with the commands.
-        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-        let mark = self.book.mark();
-        sender
-            .send((mark.seq(), Command::Signal(event.clone(), mark)))
-            .map_err(|_| {
-                Error::device_lost(format!(
-                    "{}: the queue thread has stopped",
-                    self.device.info().id
-                ))
-            })?;
+        self.send(|book| {
+            let mark = book.mark();
+            (mark.seq(), Command::Signal(event.clone(), mark))
+        })?;
         Ok(event)
     }
 }
