@@ -88,6 +88,10 @@ pub enum Values {
     Normal,
     /// Uniform in [0.1, 4].
     Positive,
+    /// Uniform in [-1, 1] (`asin`, `acos`, `log1p`).
+    Unit,
+    /// Shift amounts: integers in [-2, width + 1] (u8: [0, 9]).
+    Shifts,
     /// Uniform in [-60000, 60000]: overflows 16-bit results.
     Wide,
     /// Normal values mixed with NaN, +-Inf, -0.0, +0.0 and subnormals.
@@ -197,6 +201,8 @@ fn values_tag(v: Values) -> &'static str {
     match v {
         Values::Normal => "normal",
         Values::Positive => "positive",
+        Values::Unit => "unit",
+        Values::Shifts => "shifts",
         Values::Wide => "wide",
         Values::Special => "special",
         Values::Ties => "ties",
@@ -215,6 +221,11 @@ fn value_classes(d: DType, positive: bool) -> Vec<Values> {
     } else {
         Values::Normal
     };
+    value_classes_from(d, base)
+}
+
+/// Value classes worth running for a dtype, `base` the class of ordinary float values.
+fn value_classes_from(d: DType, base: Values) -> Vec<Values> {
     match d {
         DType::F32 | DType::F64 => vec![base, Values::Special],
         DType::F16 | DType::BF16 => vec![base, Values::Special, Values::Wide],
@@ -280,8 +291,8 @@ pub fn all_cases() -> Vec<Case> {
     for def in CATALOG.iter() {
         match (def.kind, def.name) {
             (OpKind::Unary, _) => unary_cases(&mut b, def),
-            (OpKind::Binary, op) => binary_cases(&mut b, op, def.dtypes, false),
-            (OpKind::Compare, op) => binary_cases(&mut b, op, def.dtypes, true),
+            (OpKind::Binary, _) => binary_cases(&mut b, def, false),
+            (OpKind::Compare, _) => binary_cases(&mut b, def, true),
             (OpKind::Select, _) => where_cases(&mut b, def.dtypes),
             (OpKind::Reduction, "cumsum") => line_cases(&mut b, "cumsum", def.dtypes),
             (OpKind::Reduction, "topk") => topk_cases(&mut b, def.dtypes),

@@ -130,6 +130,7 @@ fn draw(spec: &InputSpec, rng: &mut Rng) -> RefData {
         let pick = |rng: &mut Rng| -> f64 {
             match spec.values {
                 Values::Positive => rng.uniform(0.1, 4.0),
+                Values::Unit => rng.uniform(-1.0, 1.0),
                 Values::Wide => rng.uniform(-60000.0, 60000.0),
                 Values::Ties => [-1.0, 0.0, 0.5, 2.0][rng.below(4)],
                 Values::Special if rng.unit() < 0.3 => {
@@ -176,6 +177,10 @@ fn draw(spec: &InputSpec, rng: &mut Rng) -> RefData {
                     Values::Ties => [-1, 0, 3][rng.below(3)].clamp(lo, hi),
                     Values::IntExtreme if rng.unit() < 0.3 => {
                         [lo, hi, -1, 0, 1, lo.saturating_add(1)][rng.below(6)].clamp(lo, hi)
+                    }
+                    Values::Shifts => {
+                        let width = d.size_in_bytes() as i64 * 8;
+                        rng.int(-2, width + 1).clamp(lo, hi)
                     }
                     _ if d == DType::U8 => rng.int(0, 255),
                     _ => rng.int(-100, 100),

@@ -35,6 +35,8 @@ pub const CORRECTLY_ROUNDED: &[&str] = &[
     "round",
     "trunc",
     "sign",
+    "fmod",
+    "remainder",
     "where",
     "copy",
     "cast",

@@ -225,6 +225,10 @@ fn check_value(op: &str, def: &AttrDef, value: &AttrValue) -> Result<()> {
         (Allowed::FiniteNonNegative, AttrValue::Float(v)) if !(v.is_finite() && *v >= 0.0) => {
             bad(v.to_string(), "a finite value >= 0".into())
         }
+        (Allowed::FiniteNonZero, AttrValue::Float(v)) if !(v.is_finite() && *v != 0.0) => {
+            bad(v.to_string(), "a finite value other than 0".into())
+        }
+        (Allowed::FiniteNonZero, AttrValue::Int(0)) => bad("0".into(), format!("{name} != 0")),
         (Allowed::FiniteNonNegative | Allowed::NonNegative, AttrValue::Int(v)) if *v < 0 => {
             bad(v.to_string(), format!("{name} >= 0"))
         }

@@ -61,6 +61,8 @@ pub enum Domain {
     All,
     /// Values > 0 (`log`, `sqrt`, `rsqrt`): cases draw positive values besides the special ones.
     Positive,
+    /// Values in (-1, 1) (`asin`, `acos`, `log1p`): cases draw them besides the special ones.
+    Unit,
 }
 
 /// Calls `$m!` with the list of plain unary ops: `Variant name name_into DTYPES Domain "doc";`.
@@ -89,6 +91,16 @@ macro_rules! for_each_unary_op {
             Trunc trunc trunc_into FLOAT All "x rounded toward zero.";
             Sign sign sign_into NUM All "-1, 0 or 1 by the sign of x (NaN stays NaN).";
             Reciprocal reciprocal reciprocal_into FLOAT All "1 / x.";
+            Log1p log1p log1p_into FLOAT Unit "ln(1 + x), accurate near 0.";
+            Expm1 expm1 expm1_into FLOAT All "e^x - 1, accurate near 0.";
+            Tan tan tan_into FLOAT All "tangent.";
+            Atan atan atan_into FLOAT All "arctangent.";
+            Asin asin asin_into FLOAT Unit "arcsine.";
+            Acos acos acos_into FLOAT Unit "arccosine.";
+            Sinh sinh sinh_into FLOAT All "hyperbolic sine.";
+            Cosh cosh cosh_into FLOAT All "hyperbolic cosine.";
+            Hardswish hardswish hardswish_into FLOAT All "x * min(max(x + 3, 0), 6) / 6.";
+            BitwiseNot bitwise_not bitwise_not_into BITS All "~x (bool: not x).";
         }
     };
 }
@@ -146,13 +158,31 @@ macro_rules! named_enum {
 }
 
 named_enum! {
-    /// Elementwise binary arithmetic with NumPy broadcasting.
-    BinaryOp { Add "add", Sub "sub", Mul "mul", Div "div", Maximum "maximum", Minimum "minimum", Pow "pow", }
+    /// Elementwise binary arithmetic and bitwise ops with NumPy broadcasting.
+    BinaryOp {
+        Add "add", Sub "sub", Mul "mul", Div "div", Maximum "maximum", Minimum "minimum", Pow "pow",
+        Atan2 "atan2", Remainder "remainder", Fmod "fmod",
+        BitwiseAnd "bitwise_and", BitwiseOr "bitwise_or", BitwiseXor "bitwise_xor",
+        BitwiseLeftShift "bitwise_left_shift", BitwiseRightShift "bitwise_right_shift",
+    }
 }
 
 named_enum! {
-    /// Comparisons with NumPy broadcasting, giving bool.
-    CompareOp { Eq "eq", Ne "ne", Lt "lt", Le "le", Gt "gt", Ge "ge", }
+    /// Comparisons and logical connectives with NumPy broadcasting, giving bool.
+    CompareOp {
+        Eq "eq", Ne "ne", Lt "lt", Le "le", Gt "gt", Ge "ge",
+        LogicalAnd "logical_and", LogicalOr "logical_or", LogicalXor "logical_xor",
+    }
+}
+
+named_enum! {
+    /// Tests of one value, giving bool.
+    PredicateOp { IsNan "isnan", IsInf "isinf", IsFinite "isfinite", LogicalNot "logical_not", }
+}
+
+named_enum! {
+    /// Unary activations with float attributes.
+    ActivationOp { Softplus "softplus", LeakyRelu "leaky_relu", Elu "elu", }
 }
 
 named_enum! {
@@ -164,9 +194,23 @@ impl BinaryOp {
     /// The dtypes of its inputs.
     pub fn dtypes(self) -> &'static [DType] {
         match self {
-            BinaryOp::Pow => FLOAT,
+            BinaryOp::Pow | BinaryOp::Atan2 => FLOAT,
+            BinaryOp::BitwiseAnd | BinaryOp::BitwiseOr | BinaryOp::BitwiseXor => BITS,
+            BinaryOp::BitwiseLeftShift | BinaryOp::BitwiseRightShift => INT,
             _ => NUM,
         }
+    }
+
+    /// True for the ops on the bits of integers (and bools).
+    pub fn is_bitwise(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::BitwiseAnd
+                | BinaryOp::BitwiseOr
+                | BinaryOp::BitwiseXor
+                | BinaryOp::BitwiseLeftShift
+                | BinaryOp::BitwiseRightShift
+        )
     }
 }
 
@@ -194,6 +238,8 @@ pub enum Op {
     Compare(CompareOp),
     Where,
     Unary(UnaryOp),
+    Predicate(PredicateOp),
+    Activation(ActivationOp),
     Gelu,
     Clamp,
     Reduce(ReduceOp),
@@ -264,6 +310,8 @@ pub enum Allowed {
     Finite,
     /// A finite float >= 0.
     FiniteNonNegative,
+    /// A finite float other than 0.
+    FiniteNonZero,
     /// An integer >= 0.
     NonNegative,
     /// One of these strings.
@@ -414,6 +462,8 @@ const ALL_F64: &[DType] = &[
 ];
 const FLOAT: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 const NUM: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64];
+const INT: &[DType] = &[DType::I32, DType::I64, DType::U8];
+const BITS: &[DType] = &[DType::I32, DType::I64, DType::U8, DType::Bool];
 const CMP: &[DType] = &[
     DType::F32,
     DType::F16,
@@ -619,7 +669,44 @@ fn build() -> Vec<OpDef> {
             .iter()
             .map(|&u| def(u.name(), K::Unary, Op::Unary(u), X, OUT, &[], u.dtypes())),
     );
+    v.extend(PredicateOp::ALL.iter().map(|&p| {
+        def(p.name(), K::Unary, Op::Predicate(p), X, OUT, &[], ALL)
+            .outs(&[OutputDtype::Fixed(DType::Bool)])
+    }));
     v.extend([
+        def(
+            "softplus",
+            K::Unary,
+            Op::Activation(ActivationOp::Softplus),
+            X,
+            OUT,
+            attrs![
+                AttrDef::new("beta", FloatA, AttrDefault::Float(1.0))
+                    .allowed(Allowed::FiniteNonZero),
+                AttrDef::new("threshold", FloatA, AttrDefault::Float(20.0))
+                    .allowed(Allowed::Finite),
+            ],
+            FLOAT,
+        ),
+        def(
+            "leaky_relu",
+            K::Unary,
+            Op::Activation(ActivationOp::LeakyRelu),
+            X,
+            OUT,
+            attrs![AttrDef::new("negative_slope", FloatA, AttrDefault::Float(0.01))
+                .allowed(Allowed::Finite)],
+            FLOAT,
+        ),
+        def(
+            "elu",
+            K::Unary,
+            Op::Activation(ActivationOp::Elu),
+            X,
+            OUT,
+            attrs![AttrDef::new("alpha", FloatA, AttrDefault::Float(1.0)).allowed(Allowed::Finite)],
+            FLOAT,
+        ),
         def(
             "gelu",
             K::Unary,
@@ -799,6 +886,8 @@ mod tests {
                 Op::Unary(u) => Some(u.name()),
                 Op::Binary(b) => Some(b.name()),
                 Op::Compare(c) => Some(c.name()),
+                Op::Predicate(p) => Some(p.name()),
+                Op::Activation(a) => Some(a.name()),
                 Op::Reduce(r) => Some(r.name()),
                 _ => None,
             };

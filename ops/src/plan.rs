@@ -308,7 +308,7 @@ pub fn plan(
             let shape = broadcast_shapes(op, ("cond", "a and b"), &c.shape, &ab)?;
             vec![shape]
         }
-        Op::Unary(_) | Op::Gelu | Op::Clamp => {
+        Op::Unary(_) | Op::Predicate(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => {
             let xd = x(0);
             if def.op == Op::Clamp {
                 let (lo, hi) = (attrs.float("min")?, attrs.float("max")?);

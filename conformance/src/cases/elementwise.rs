@@ -2,10 +2,11 @@
 //! `where`.
 
 use anyaccel_hal::{AttrValue, DType};
-use anyaccel_ops::catalog::{Allowed, AttrDefault, Domain, Op, OpDef};
+use anyaccel_ops::catalog::{ActivationOp, Allowed, AttrDefault, BinaryOp, Domain, Op, OpDef};
 
 use super::{
-    attr, default_values, input, value_classes, values_tag, Builder, Layout, Values, C, LARGE,
+    attr, default_values, input, value_classes, value_classes_from, values_tag, Builder, Layout,
+    Values, C, LARGE,
 };
 
 /// Shape classes for elementwise ops: tag, shape, input layout, output layout.
@@ -26,8 +27,31 @@ pub(super) const ELEMENTWISE_SHAPES: &[(&str, &[usize], Layout, Layout)] = &[
 /// once per value of a string attribute that the catalog lists (the default untagged).
 pub(super) fn unary_cases(b: &mut Builder, def: &OpDef) {
     let (op, dtypes) = (def.name, def.dtypes);
-    let positive = matches!(def.op, Op::Unary(u) if u.domain() == Domain::Positive);
+    let base = match def.op {
+        Op::Unary(u) if u.domain() == Domain::Positive => Values::Positive,
+        Op::Unary(u) if u.domain() == Domain::Unit => Values::Unit,
+        _ => Values::Normal,
+    };
+    let float = |name: &str, v: f64| attr(name, AttrValue::Float(v));
     let variants: Vec<(String, Vec<(String, AttrValue)>)> = match def.op {
+        // The defaults (untagged), and other values: a steep softplus with a low threshold
+        // (both branches), a negative beta; a steeper leak; a smaller alpha.
+        Op::Activation(ActivationOp::Softplus) => vec![
+            (String::new(), vec![]),
+            (
+                "beta2_t1_".into(),
+                vec![float("beta", 2.0), float("threshold", 1.0)],
+            ),
+            ("betaneg_".into(), vec![float("beta", -0.5)]),
+        ],
+        Op::Activation(ActivationOp::LeakyRelu) => vec![
+            (String::new(), vec![]),
+            ("slope02_".into(), vec![float("negative_slope", 0.2)]),
+        ],
+        Op::Activation(ActivationOp::Elu) => vec![
+            (String::new(), vec![]),
+            ("alpha05_".into(), vec![float("alpha", 0.5)]),
+        ],
         Op::Clamp => vec![
             (
                 String::new(),
@@ -49,7 +73,7 @@ pub(super) fn unary_cases(b: &mut Builder, def: &OpDef) {
     for &d in dtypes {
         for (vtag, attrs) in &variants {
             for &(tag, shape, layout, out) in ELEMENTWISE_SHAPES {
-                for v in value_classes(d, positive) {
+                for v in value_classes_from(d, base) {
                     let t = format!("{vtag}{tag}.{}", values_tag(v));
                     b.push(
                         op,
@@ -66,11 +90,7 @@ pub(super) fn unary_cases(b: &mut Builder, def: &OpDef) {
         }
     }
     let d = dtypes[0];
-    let v = if positive {
-        Values::Positive
-    } else {
-        default_values(d)
-    };
+    let v = if d.is_float() { base } else { default_values(d) };
     b.push(
         op,
         d.name().into(),
@@ -125,17 +145,29 @@ fn string_attr_variants(def: &OpDef) -> Vec<(String, Vec<(String, AttrValue)>)> 
     out
 }
 
-pub(super) fn binary_cases(b: &mut Builder, op: &'static str, dtypes: &[DType], compare: bool) {
+pub(super) fn binary_cases(b: &mut Builder, def: &OpDef, compare: bool) {
+    let (op, dtypes) = (def.name, def.dtypes);
+    let shifts = matches!(
+        def.op,
+        Op::Binary(BinaryOp::BitwiseLeftShift | BinaryOp::BitwiseRightShift)
+    );
     for &d in dtypes {
         let mut classes = value_classes(d, op == "pow");
         if compare && d != DType::Bool {
             classes.push(Values::Ties);
         }
+        // remainder, fmod: zeros and equal magnitudes among the divisors.
+        if matches!(def.op, Op::Binary(BinaryOp::Remainder | BinaryOp::Fmod)) {
+            classes.push(Values::Ties);
+        }
         for &(tag, sa, la, sb, lb) in BINARY_SHAPES {
             for &v in &classes {
-                // pow: a positive base keeps real results; the exponent is normal.
+                // pow: a positive base keeps real results; the exponent is normal. Shifts:
+                // amounts around the width.
                 let vb = if op == "pow" && v == Values::Positive {
                     Values::Normal
+                } else if shifts {
+                    Values::Shifts
                 } else {
                     v
                 };
@@ -179,7 +211,16 @@ pub(super) fn binary_cases(b: &mut Builder, op: &'static str, dtypes: &[DType], 
         "large",
         vec![
             input(d, &[LARGE], C, v),
-            input(d, &[LARGE], C, default_values(d)),
+            input(
+                d,
+                &[LARGE],
+                C,
+                if shifts {
+                    Values::Shifts
+                } else {
+                    default_values(d)
+                },
+            ),
         ],
         vec![],
         C,

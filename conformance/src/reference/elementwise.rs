@@ -3,7 +3,7 @@
 use std::f64::consts::{PI, SQRT_2};
 
 use anyaccel_hal::{DType, Result};
-use anyaccel_ops::catalog::UnaryOp;
+use anyaccel_ops::catalog::{ActivationOp, BinaryOp, PredicateOp, UnaryOp};
 
 use super::{
     broadcast_shapes, check_dtype, check_same_dtype, expand, internal, invalid, Call, RefData,
@@ -41,58 +41,106 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + libm::exp(-x))
 }
 
-fn float_binary(op: &str) -> Result<fn(f64, f64) -> f64> {
-    Ok(match op {
-        "add" => |a, b| a + b,
-        "sub" => |a, b| a - b,
-        "mul" => |a, b| a * b,
-        "div" => |a, b| a / b,
-        "maximum" => maximum_f,
-        "minimum" => minimum_f,
-        "pow" => libm::pow,
-        _ => return Err(internal(op, "not a binary op")),
+/// Python's floor-mod of floats: the exact `fmod`, moved to the sign of `b` when not 0.
+fn remainder_f(a: f64, b: f64) -> f64 {
+    let r = libm::fmod(a, b);
+    if r != 0.0 && (r < 0.0) != (b < 0.0) {
+        r + b
+    } else {
+        r
+    }
+}
+
+fn float_binary(op: BinaryOp) -> Option<fn(f64, f64) -> f64> {
+    Some(match op {
+        BinaryOp::Add => |a, b| a + b,
+        BinaryOp::Sub => |a, b| a - b,
+        BinaryOp::Mul => |a, b| a * b,
+        BinaryOp::Div => |a, b| a / b,
+        BinaryOp::Maximum => maximum_f,
+        BinaryOp::Minimum => minimum_f,
+        BinaryOp::Pow => libm::pow,
+        BinaryOp::Atan2 => libm::atan2,
+        BinaryOp::Remainder => remainder_f,
+        BinaryOp::Fmod => libm::fmod,
+        _ => return None,
     })
 }
 
-fn int_binary(op: &str) -> Result<fn(i64, i64) -> i64> {
-    Ok(match op {
-        "add" => i64::wrapping_add,
-        "sub" => i64::wrapping_sub,
-        "mul" => i64::wrapping_mul,
+/// The integer form of a binary op on values of `dtype` (results are wrapped to it after).
+fn int_binary(op: BinaryOp, dtype: DType) -> Option<Box<dyn Fn(i64, i64) -> i64>> {
+    let width = match dtype {
+        DType::U8 | DType::Bool => 8,
+        DType::I32 => 32,
+        _ => 64,
+    };
+    Some(match op {
+        BinaryOp::Add => Box::new(i64::wrapping_add),
+        BinaryOp::Sub => Box::new(i64::wrapping_sub),
+        BinaryOp::Mul => Box::new(i64::wrapping_mul),
         // Truncates toward zero; x / 0 = 0; MIN / -1 wraps to MIN (in i64 here, and for i32
         // when 2^31 is wrapped back to 32 bits).
-        "div" => |a, b| if b == 0 { 0 } else { a.wrapping_div(b) },
-        "maximum" => |a: i64, b| a.max(b),
-        "minimum" => |a: i64, b| a.min(b),
-        _ => return Err(internal(op, "not an integer binary op")),
+        BinaryOp::Div => Box::new(|a, b| if b == 0 { 0 } else { a.wrapping_div(b) }),
+        BinaryOp::Maximum => Box::new(|a: i64, b| a.max(b)),
+        BinaryOp::Minimum => Box::new(|a: i64, b| a.min(b)),
+        // x % 0 = 0; MIN % -1 = 0.
+        BinaryOp::Fmod => Box::new(|a, b| if b == 0 { 0 } else { a.wrapping_rem(b) }),
+        BinaryOp::Remainder => Box::new(|a, b| {
+            if b == 0 {
+                return 0;
+            }
+            let r = a.wrapping_rem(b);
+            if r != 0 && (r < 0) != (b < 0) {
+                r + b
+            } else {
+                r
+            }
+        }),
+        BinaryOp::BitwiseAnd => Box::new(|a, b| a & b),
+        BinaryOp::BitwiseOr => Box::new(|a, b| a | b),
+        BinaryOp::BitwiseXor => Box::new(|a, b| a ^ b),
+        // Amounts outside [0, width): 0 to the left, the sign to the right.
+        BinaryOp::BitwiseLeftShift => Box::new(move |a, b| {
+            if (0..width).contains(&b) {
+                a.wrapping_shl(b as u32)
+            } else {
+                0
+            }
+        }),
+        BinaryOp::BitwiseRightShift => Box::new(move |a, b| {
+            if (0..width).contains(&b) {
+                a >> b
+            } else if a < 0 {
+                -1
+            } else {
+                0
+            }
+        }),
+        BinaryOp::Pow | BinaryOp::Atan2 => return None,
     })
 }
 
-/// `add`, `sub`, `mul`, `div`, `maximum`, `minimum`, `pow`, with broadcasting.
-pub(crate) fn binary(call: &Call) -> Result<RefTensor> {
-    let op = call.op;
+/// The binary ops of [`BinaryOp`] on the dtypes the catalog lists, with broadcasting.
+pub(crate) fn binary(call: &Call, op: BinaryOp, dtypes: &[DType]) -> Result<RefTensor> {
+    let name = call.op;
     let a = call.input(0)?;
     let b = call.input(1)?;
-    let allowed: &[DType] = if op == "pow" {
-        &FLOAT_DTYPES
-    } else {
-        &NUMERIC_DTYPES
-    };
-    check_dtype(op, "a", a.dtype, allowed)?;
-    check_same_dtype(op, "b", b, "a", a)?;
-    let shape = broadcast_shapes(op, &[("a", &a.shape), ("b", &b.shape)])?;
+    check_dtype(name, "a", a.dtype, dtypes)?;
+    check_same_dtype(name, "b", b, "a", a)?;
+    let shape = broadcast_shapes(name, &[("a", &a.shape), ("b", &b.shape)])?;
     match (expand(a, &shape), expand(b, &shape)) {
         (RefData::F(x), RefData::F(y)) => {
-            let f = float_binary(op)?;
+            let f = float_binary(op).ok_or_else(|| internal(name, "not a float binary op"))?;
             let values = x.iter().zip(&y).map(|(&p, &q)| f(p, q)).collect();
             RefTensor::from_f64(a.dtype, &shape, values)
         }
         (RefData::I(x), RefData::I(y)) => {
-            let f = int_binary(op)?;
+            let f = int_binary(op, a.dtype)
+                .ok_or_else(|| internal(name, "not an integer binary op"))?;
             let values = x.iter().zip(&y).map(|(&p, &q)| f(p, q)).collect();
             RefTensor::from_i64(a.dtype, &shape, values)
         }
-        _ => Err(internal(op, "a and b hold different kinds of data")),
+        _ => Err(internal(name, "a and b hold different kinds of data")),
     }
 }
 
@@ -116,6 +164,10 @@ pub(crate) fn compare(call: &Call) -> Result<RefTensor> {
                 "le" => f64::le,
                 "gt" => f64::gt,
                 "ge" => f64::ge,
+                // Nonzero is true: NaN too, and -0.0 is false.
+                "logical_and" => |p, q| *p != 0.0 && *q != 0.0,
+                "logical_or" => |p, q| *p != 0.0 || *q != 0.0,
+                "logical_xor" => |p, q| (*p != 0.0) != (*q != 0.0),
                 _ => return Err(internal(op, "not a comparison")),
             };
             x.iter().zip(&y).map(|(p, q)| f(p, q)).collect()
@@ -129,6 +181,9 @@ pub(crate) fn compare(call: &Call) -> Result<RefTensor> {
                 "le" => i64::le,
                 "gt" => i64::gt,
                 "ge" => i64::ge,
+                "logical_and" => |p, q| *p != 0 && *q != 0,
+                "logical_or" => |p, q| *p != 0 || *q != 0,
+                "logical_xor" => |p, q| (*p != 0) != (*q != 0),
                 _ => return Err(internal(op, "not a comparison")),
             };
             x.iter().zip(&y).map(|(p, q)| f(p, q)).collect()
@@ -219,6 +274,23 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, Option<IntFn>) {
             Some(i64::signum),
         ),
         UnaryOp::Reciprocal => (|x| 1.0 / x, None),
+        UnaryOp::Log1p => (libm::log1p, None),
+        UnaryOp::Expm1 => (libm::expm1, None),
+        UnaryOp::Tan => (libm::tan, None),
+        UnaryOp::Atan => (libm::atan, None),
+        UnaryOp::Asin => (libm::asin, None),
+        UnaryOp::Acos => (libm::acos, None),
+        UnaryOp::Sinh => (libm::sinh, None),
+        UnaryOp::Cosh => (libm::cosh, None),
+        UnaryOp::Hardswish => (
+            |x| {
+                let r6 = if x.is_nan() { x } else { (x + 3.0).clamp(0.0, 6.0) };
+                x * r6 / 6.0
+            },
+            None,
+        ),
+        // Bools keep the low bit (`wrap_int` would make -2 true): `!x`.
+        UnaryOp::BitwiseNot => (|x| x, Some(|x| !x)),
     }
 }
 
@@ -232,9 +304,88 @@ pub(crate) fn unary(call: &Call, op: UnaryOp) -> Result<RefTensor> {
         RefData::F(v) => RefTensor::from_f64(x.dtype, &x.shape, v.iter().map(|&p| ff(p)).collect()),
         RefData::I(v) => {
             let f = fi.ok_or_else(|| internal(name, "not an integer unary op"))?;
-            RefTensor::from_i64(x.dtype, &x.shape, v.iter().map(|&p| f(p)).collect())
+            let low_bit = if x.dtype == DType::Bool { 1 } else { -1 };
+            RefTensor::from_i64(x.dtype, &x.shape, v.iter().map(|&p| f(p) & low_bit).collect())
         }
     }
+}
+
+/// `isnan`, `isinf`, `isfinite`, `logical_not`: bool results for any dtype.
+pub(crate) fn predicate(call: &Call, op: PredicateOp) -> Result<RefTensor> {
+    let name = call.op;
+    let x = call.input(0)?;
+    check_dtype(name, "x", x.dtype, &ALL_DTYPES)?;
+    let results: Vec<bool> = match &x.data {
+        RefData::F(v) => v
+            .iter()
+            .map(|&p| match op {
+                PredicateOp::IsNan => p.is_nan(),
+                PredicateOp::IsInf => p.is_infinite(),
+                PredicateOp::IsFinite => p.is_finite(),
+                PredicateOp::LogicalNot => p == 0.0,
+            })
+            .collect(),
+        RefData::I(v) => v
+            .iter()
+            .map(|&p| match op {
+                PredicateOp::IsNan | PredicateOp::IsInf => false,
+                PredicateOp::IsFinite => true,
+                PredicateOp::LogicalNot => p == 0,
+            })
+            .collect(),
+    };
+    RefTensor::from_bools(DType::Bool, &x.shape, &results)
+}
+
+/// `softplus`, `leaky_relu`, `elu`, with their attributes (defaults from the catalog).
+pub(crate) fn activation(call: &Call, op: ActivationOp) -> Result<RefTensor> {
+    let name = call.op;
+    let x = call.input(0)?;
+    check_dtype(name, "x", x.dtype, &FLOAT_DTYPES)?;
+    let float = |attr: &str, default: f64| -> Result<f64> {
+        let v = call.float_attr(attr)?.unwrap_or(default);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(invalid(
+                name,
+                format!("attribute `{attr}` is {v}, expected a finite value"),
+            ))
+        }
+    };
+    let f: Box<dyn Fn(f64) -> f64> = match op {
+        ActivationOp::Softplus => {
+            let (beta, threshold) = (float("beta", 1.0)?, float("threshold", 20.0)?);
+            if beta == 0.0 {
+                return Err(invalid(
+                    name,
+                    "attribute `beta` is 0, expected a finite value other than 0",
+                ));
+            }
+            Box::new(move |x| {
+                let t = x * beta;
+                if t > threshold {
+                    x
+                } else {
+                    // log1p(e^t), kept from overflowing for large thresholds.
+                    (t.max(0.0) + libm::log1p(libm::exp(-t.abs()))) / beta
+                }
+            })
+        }
+        ActivationOp::LeakyRelu => {
+            let slope = float("negative_slope", 0.01)?;
+            Box::new(move |x| if x > 0.0 { x } else { x * slope })
+        }
+        ActivationOp::Elu => {
+            let alpha = float("alpha", 1.0)?;
+            Box::new(move |x| if x > 0.0 { x } else { alpha * libm::expm1(x) })
+        }
+    };
+    RefTensor::from_f64(
+        x.dtype,
+        &x.shape,
+        x.to_f64_vec().into_iter().map(f).collect(),
+    )
 }
 
 /// `gelu`, exact (`approximate = "none"`) or with the tanh approximation.

@@ -10,10 +10,13 @@
 
 const char *const ref_native_ops[] = {
     "fill", "arange", "copy", "cast", "concat", "index_select", "embedding", "gather",
-    "add", "sub", "mul", "div", "maximum", "minimum", "pow",
-    "eq", "ne", "lt", "le", "gt", "ge", "where",
+    "add", "sub", "mul", "div", "maximum", "minimum", "pow", "atan2", "remainder", "fmod",
+    "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift",
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "where",
     "neg", "abs", "relu", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
     "silu", "gelu", "erf", "floor", "ceil", "round", "trunc", "sign", "reciprocal", "clamp",
+    "log1p", "expm1", "tan", "atan", "asin", "acos", "sinh", "cosh", "hardswish", "bitwise_not",
+    "isnan", "isinf", "isfinite", "logical_not", "softplus", "leaky_relu", "elu",
     "sum", "mean", "max", "min", "argmax", "argmin", "cumsum", "topk",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
     NULL,
@@ -30,9 +33,12 @@ static RefFamily family_of(const char *op) {
         {" fill arange ", ref_op_creation},
         {" copy cast concat ", ref_op_movement},
         {" index_select embedding gather ", ref_op_indexing},
-        {" add sub mul div maximum minimum pow eq ne lt le gt ge where neg abs relu exp log "
-         "sqrt rsqrt sin cos tanh sigmoid silu gelu erf floor ceil round trunc sign reciprocal "
-         "clamp ",
+        {" add sub mul div maximum minimum pow atan2 remainder fmod bitwise_and bitwise_or "
+         "bitwise_xor bitwise_left_shift bitwise_right_shift eq ne lt le gt ge logical_and "
+         "logical_or logical_xor where neg abs relu exp log sqrt rsqrt sin cos tanh sigmoid "
+         "silu gelu erf floor ceil round trunc sign reciprocal clamp log1p expm1 tan atan asin "
+         "acos sinh cosh hardswish bitwise_not isnan isinf isfinite logical_not softplus "
+         "leaky_relu elu ",
          ref_op_elementwise},
         {" sum mean max min argmax argmin cumsum topk ", ref_op_reduction},
         {" softmax log_softmax layer_norm rms_norm matmul rope attention ", ref_op_nn},

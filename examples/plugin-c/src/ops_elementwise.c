@@ -1,7 +1,8 @@
 /*
- * Elementwise ops: the binary ops and comparisons with broadcasting, where, and the unary ops
- * (docs/ops.md, sections 8.2 and 8.3). Floats are computed in double and rounded once to the
- * output dtype; integers are computed in int64 with wrapping and wrapped to the output dtype.
+ * Elementwise ops: the binary, bitwise and logical ops and comparisons with broadcasting, where,
+ * and the unary ops and predicates (docs/ops.md, sections 8.2 and 8.3). Floats are computed in
+ * double and rounded once to the output dtype; integers are computed in int64 with wrapping and
+ * wrapped to the output dtype; bool outputs are 0 or 1.
  */
 
 #include <math.h>
@@ -31,11 +32,25 @@ static double sigmoid(double x) {
     return 1.0 / (1.0 + exp(-x));
 }
 
-typedef enum { B_ADD, B_SUB, B_MUL, B_DIV, B_MAX, B_MIN, B_POW, B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE } BinaryOp;
+/* Python's floor-mod: the remainder with the sign of b (b = 0 gives NaN, as fmod). */
+static double remainder_f(double a, double b) {
+    double r = fmod(a, b);
+    if (r != 0.0 && (r < 0.0) != (b < 0.0)) r += b;
+    return r;
+}
+
+/* The ops from B_EQ on write a bool output. */
+typedef enum {
+    B_ADD, B_SUB, B_MUL, B_DIV, B_MAX, B_MIN, B_POW, B_ATAN2, B_REMAINDER, B_FMOD,
+    B_BITWISE_AND, B_BITWISE_OR, B_BITWISE_XOR, B_LEFT_SHIFT, B_RIGHT_SHIFT,
+    B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_LOGICAL_AND, B_LOGICAL_OR, B_LOGICAL_XOR
+} BinaryOp;
 
 static int binary_op_of(const char *op, BinaryOp *out) {
-    static const char *const names[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow",
-                                        "eq",  "ne",  "lt",  "le",  "gt",      "ge"};
+    static const char *const names[] = {
+        "add", "sub", "mul", "div", "maximum", "minimum", "pow", "atan2", "remainder", "fmod",
+        "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift",
+        "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor"};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (strcmp(op, names[i]) == 0) {
             *out = (BinaryOp)i;
@@ -53,17 +68,26 @@ static double binary_f(BinaryOp op, double a, double b) {
     case B_MAX: return maximum_f(a, b);
     case B_MIN: return minimum_f(a, b);
     case B_POW: return pow(a, b);
+    case B_ATAN2: return atan2(a, b);
+    case B_REMAINDER: return remainder_f(a, b);
+    case B_FMOD: return fmod(a, b); /* exact; b = 0 or a = +-Inf gives NaN */
     case B_EQ: return a == b;
     case B_NE: return a != b;
     case B_LT: return a < b;
     case B_LE: return a <= b;
     case B_GT: return a > b;
     case B_GE: return a >= b;
+    /* NaN != 0 is true: NaN counts as true, +-0 as false. */
+    case B_LOGICAL_AND: return (a != 0.0) && (b != 0.0);
+    case B_LOGICAL_OR: return (a != 0.0) || (b != 0.0);
+    case B_LOGICAL_XOR: return (a != 0.0) != (b != 0.0);
+    default: return NAN; /* the bitwise ops are integer-only; the host never sends floats */
     }
-    return NAN;
 }
 
-static int64_t binary_i(BinaryOp op, int64_t a, int64_t b) {
+/* `a` and `b` are loaded from a dtype of `bits` bits (8 for u8 and bool), which the shifts take as
+ * their width; the result is wrapped to that dtype by the store. */
+static int64_t binary_i(BinaryOp op, int64_t a, int64_t b, int bits) {
     uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
     switch (op) {
     case B_ADD: return (int64_t)(ua + ub);
@@ -75,13 +99,35 @@ static int64_t binary_i(BinaryOp op, int64_t a, int64_t b) {
         return a / b;                            /* C truncates toward zero */
     case B_MAX: return a > b ? a : b;
     case B_MIN: return a < b ? a : b;
-    case B_POW: return 0; /* pow is float-only; the host never sends integers */
+    case B_POW:
+    case B_ATAN2: return 0; /* float-only; the host never sends integers */
+    case B_REMAINDER:
+    case B_FMOD: {
+        if (b == 0 || b == -1) return 0; /* x by 0 gives 0; MIN by -1 would trap */
+        int64_t r = a % b;               /* C truncates: the sign of a, as fmod */
+        if (op == B_REMAINDER && r != 0 && (r < 0) != (b < 0)) r += b;
+        return r;
+    }
+    /* u8 values stay in 0..255 and bool values in 0..1 under and, or, xor. */
+    case B_BITWISE_AND: return a & b;
+    case B_BITWISE_OR: return a | b;
+    case B_BITWISE_XOR: return a ^ b;
+    case B_LEFT_SHIFT:
+        if (b < 0 || b >= bits) return 0;
+        return (int64_t)(ua << b); /* the bits shifted out of the dtype are lost */
+    case B_RIGHT_SHIFT:
+        /* Arithmetic for i32 and i64 (loaded sign-extended), logical for u8 (never negative). */
+        if (b < 0 || b >= bits) return a < 0 ? -1 : 0;
+        return a < 0 ? ~(~a >> b) : a >> b;
     case B_EQ: return a == b;
     case B_NE: return a != b;
     case B_LT: return a < b;
     case B_LE: return a <= b;
     case B_GT: return a > b;
     case B_GE: return a >= b;
+    case B_LOGICAL_AND: return (a != 0) && (b != 0);
+    case B_LOGICAL_OR: return (a != 0) || (b != 0);
+    case B_LOGICAL_XOR: return (a != 0) != (b != 0);
     }
     return 0;
 }
@@ -94,11 +140,12 @@ static AnyaccelStatus op_binary(const RefCall *c, BinaryOp op) {
     RefTensor b = ref_broadcast(&c->inputs[1], out->ndim, out->shape);
     RefDType in = a.dtype;
     size_t is = ref_dtype_size(in), os = ref_dtype_size(out->dtype);
+    int bits = (int)is * 8;
     const RefTensor *ts[3] = {out, &a, &b};
     RefIter it;
     ref_iter_init(&it, 3, ts);
     int64_t n = ref_numel(out);
-    int compare = op >= B_EQ;
+    int compare = op >= B_EQ; /* comparisons and logical ops: a bool output */
     for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) {
         const unsigned char *pa = a.base + it.offset[1] * (int64_t)is;
         const unsigned char *pb = b.base + it.offset[2] * (int64_t)is;
@@ -110,7 +157,7 @@ static AnyaccelStatus op_binary(const RefCall *c, BinaryOp op) {
             else
                 ref_store_f(out->dtype, po, r);
         } else {
-            ref_store_i(out->dtype, po, binary_i(op, ref_load_i(in, pa), ref_load_i(in, pb)));
+            ref_store_i(out->dtype, po, binary_i(op, ref_load_i(in, pa), ref_load_i(in, pb), bits));
         }
     }
     return ANYACCEL_OK;
@@ -137,30 +184,42 @@ static AnyaccelStatus op_where(const RefCall *c) {
 
 /* ---- Unary ops ------------------------------------------------------------------------------- */
 
+/* The ops from U_ISNAN to U_LOGICAL_NOT are predicates: a bool output, any input dtype. */
 typedef enum {
     U_NEG, U_ABS, U_RELU, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_SIN, U_COS, U_TANH, U_SIGMOID,
     U_SILU, U_GELU, U_ERF, U_FLOOR, U_CEIL, U_ROUND, U_TRUNC, U_SIGN, U_RECIPROCAL,
-    U_GELU_TANH, U_CLAMP
+    U_LOG1P, U_EXPM1, U_TAN, U_ATAN, U_ASIN, U_ACOS, U_SINH, U_COSH, U_HARDSWISH,
+    U_BITWISE_NOT, U_SOFTPLUS, U_LEAKY_RELU, U_ELU, U_CLAMP, U_GELU_TANH,
+    U_ISNAN, U_ISINF, U_ISFINITE, U_LOGICAL_NOT
 } UnaryOp;
 
 static int unary_op_of(const char *op, UnaryOp *out) {
-    static const char *const names[] = {"neg", "abs",  "relu", "exp",     "log",  "sqrt", "rsqrt",
-                                        "sin", "cos",  "tanh", "sigmoid", "silu", "gelu",
-                                        "erf", "floor", "ceil", "round", "trunc", "sign",
-                                        "reciprocal"};
-    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-        if (strcmp(op, names[i]) == 0) {
-            *out = (UnaryOp)i;
+    static const struct {
+        const char *name;
+        UnaryOp op;
+    } ops[] = {
+        {"neg", U_NEG}, {"abs", U_ABS}, {"relu", U_RELU}, {"exp", U_EXP}, {"log", U_LOG},
+        {"sqrt", U_SQRT}, {"rsqrt", U_RSQRT}, {"sin", U_SIN}, {"cos", U_COS}, {"tanh", U_TANH},
+        {"sigmoid", U_SIGMOID}, {"silu", U_SILU}, {"gelu", U_GELU}, {"erf", U_ERF},
+        {"floor", U_FLOOR}, {"ceil", U_CEIL}, {"round", U_ROUND}, {"trunc", U_TRUNC},
+        {"sign", U_SIGN}, {"reciprocal", U_RECIPROCAL}, {"log1p", U_LOG1P}, {"expm1", U_EXPM1},
+        {"tan", U_TAN}, {"atan", U_ATAN}, {"asin", U_ASIN}, {"acos", U_ACOS}, {"sinh", U_SINH},
+        {"cosh", U_COSH}, {"hardswish", U_HARDSWISH}, {"bitwise_not", U_BITWISE_NOT},
+        {"softplus", U_SOFTPLUS}, {"leaky_relu", U_LEAKY_RELU}, {"elu", U_ELU}, {"clamp", U_CLAMP},
+        {"isnan", U_ISNAN}, {"isinf", U_ISINF}, {"isfinite", U_ISFINITE},
+        {"logical_not", U_LOGICAL_NOT},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(op, ops[i].name) == 0) {
+            *out = ops[i].op;
             return 1;
         }
-    if (strcmp(op, "clamp") == 0) {
-        *out = U_CLAMP;
-        return 1;
-    }
     return 0;
 }
 
-static double unary_f(UnaryOp op, double x, double lo, double hi) {
+/* `p` and `q` are the op's Float attributes: clamp's min and max, softplus's beta and threshold,
+ * leaky_relu's negative_slope, elu's alpha. */
+static double unary_f(UnaryOp op, double x, double p, double q) {
     switch (op) {
     case U_NEG: return -x;
     case U_ABS: return fabs(x);
@@ -182,21 +241,41 @@ static double unary_f(UnaryOp op, double x, double lo, double hi) {
     case U_TRUNC: return trunc(x);
     case U_SIGN: return x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : (isnan(x) ? x : 0.0));
     case U_RECIPROCAL: return 1.0 / x;
+    case U_LOG1P: return log1p(x);
+    case U_EXPM1: return expm1(x);
+    case U_TAN: return tan(x);
+    case U_ATAN: return atan(x);
+    case U_ASIN: return asin(x);
+    case U_ACOS: return acos(x);
+    case U_SINH: return sinh(x);
+    case U_COSH: return cosh(x);
+    case U_HARDSWISH: {
+        /* min(max(x + 3, 0), 6); a NaN x gives NaN through the product. */
+        double r = x + 3.0;
+        r = r > 0.0 ? r : 0.0;
+        r = r < 6.0 ? r : 6.0;
+        return x * r / 6.0; /* hardswish(-Inf) = -Inf * 0 = NaN, as the formula gives */
+    }
+    case U_SOFTPLUS: return x * p > q ? x : log1p(exp(x * p)) / p;
+    case U_LEAKY_RELU: return x > 0.0 ? x : x * p;
+    case U_ELU: return x > 0.0 ? x : p * expm1(x);
+    case U_CLAMP: return minimum_f(maximum_f(x, p), q);
     case U_GELU_TANH: {
         double inner = sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x);
         return 0.5 * x * (1.0 + tanh(inner));
     }
-    case U_CLAMP: return minimum_f(maximum_f(x, lo), hi);
+    default: return NAN; /* bitwise_not is integer-only; the predicates are in predicate() */
     }
-    return NAN;
 }
 
-static int64_t unary_i(UnaryOp op, int64_t x, int64_t lo, int64_t hi) {
+/* `d` is x's dtype: bitwise_not of a bool is !x (the store wraps ~x for u8, i32 and i64). */
+static int64_t unary_i(UnaryOp op, RefDType d, int64_t x, int64_t lo, int64_t hi) {
     switch (op) {
     case U_NEG: return (int64_t)((uint64_t)0 - (uint64_t)x);               /* neg(MIN) = MIN */
     case U_ABS: return x < 0 ? (int64_t)((uint64_t)0 - (uint64_t)x) : x; /* abs(MIN) = MIN */
     case U_RELU: return x > 0 ? x : 0;
     case U_SIGN: return (x > 0) - (x < 0);
+    case U_BITWISE_NOT: return d == ANYACCEL_DTYPE_BOOL ? x == 0 : ~x; /* u8: 255 - x */
     case U_CLAMP: {
         int64_t y = x > lo ? x : lo;
         return y < hi ? y : hi;
@@ -205,10 +284,39 @@ static int64_t unary_i(UnaryOp op, int64_t x, int64_t lo, int64_t hi) {
     }
 }
 
+/* isnan, isinf, isfinite, logical_not of an element of any dtype: 0 or 1. */
+static int predicate(UnaryOp op, RefDType d, const unsigned char *p) {
+    if (!ref_is_float(d)) {
+        int64_t x = ref_load_i(d, p);
+        return op == U_ISFINITE || (op == U_LOGICAL_NOT && x == 0); /* integers are finite */
+    }
+    double x = ref_load_f(d, p);
+    switch (op) {
+    case U_ISNAN: return isnan(x) != 0;
+    case U_ISINF: return isinf(x) != 0;
+    case U_ISFINITE: return isfinite(x) != 0;
+    default: return x == 0.0; /* logical_not: NaN gives false, -0.0 true */
+    }
+}
+
+/* Reads the Float attribute `name` into *v, which holds its default; InvalidArgument when it has
+ * another kind or is not finite (or, with `nonzero`, is 0). */
+static AnyaccelStatus float_attr(const RefCall *c, const char *name, int nonzero, double *v) {
+    if (ref_attr_float(c, name, v) < 0)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `%s` must be a Float",
+                         c->op, name);
+    if (!isfinite(*v) || (nonzero && *v == 0.0))
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `%s` is %g, expected %s",
+                         c->op, name, *v,
+                         nonzero ? "a finite value other than 0" : "a finite value");
+    return ANYACCEL_OK;
+}
+
 static AnyaccelStatus op_unary(const RefCall *c, UnaryOp op) {
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
-    double lo = 0.0, hi = 0.0;
-    if (op == U_CLAMP && (ref_attr_float(c, "min", &lo) != 1 || ref_attr_float(c, "max", &hi) != 1))
+    double p = 0.0, q = 0.0;
+    AnyaccelStatus s = ANYACCEL_OK;
+    if (op == U_CLAMP && (ref_attr_float(c, "min", &p) != 1 || ref_attr_float(c, "max", &q) != 1))
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "clamp: attributes `min` and `max` (Float) are required");
     if (op == U_GELU) {
         const char *mode = ref_attr_str(c, "approximate");
@@ -218,19 +326,35 @@ static AnyaccelStatus op_unary(const RefCall *c, UnaryOp op) {
             return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
                              "gelu: attribute `approximate` is `%s`, expected `none` or `tanh`", mode);
     }
-    RefDType d = x->dtype;
-    size_t size = ref_dtype_size(d);
+    if (op == U_SOFTPLUS) {
+        p = 1.0;
+        q = 20.0;
+        s = float_attr(c, "beta", 1, &p);
+        if (s == ANYACCEL_OK) s = float_attr(c, "threshold", 0, &q);
+    } else if (op == U_LEAKY_RELU) {
+        p = 0.01;
+        s = float_attr(c, "negative_slope", 0, &p);
+    } else if (op == U_ELU) {
+        p = 1.0;
+        s = float_attr(c, "alpha", 0, &p);
+    }
+    if (s != ANYACCEL_OK) return s;
+    RefDType d = x->dtype, od = out->dtype;
+    size_t size = ref_dtype_size(d), osize = ref_dtype_size(od);
+    int pred = op >= U_ISNAN;
     const RefTensor *ts[2] = {out, x};
     RefIter it;
     ref_iter_init(&it, 2, ts);
     int64_t n = ref_numel(out);
     for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) {
-        const unsigned char *p = x->base + it.offset[1] * (int64_t)size;
-        unsigned char *q = out->base + it.offset[0] * (int64_t)size;
-        if (ref_is_float(d))
-            ref_store_f(d, q, unary_f(op, ref_load_f(d, p), lo, hi));
+        const unsigned char *px = x->base + it.offset[1] * (int64_t)size;
+        unsigned char *po = out->base + it.offset[0] * (int64_t)osize;
+        if (pred)
+            ref_store_i(od, po, predicate(op, d, px));
+        else if (ref_is_float(d))
+            ref_store_f(od, po, unary_f(op, ref_load_f(d, px), p, q));
         else /* integral bounds, checked by the host */
-            ref_store_i(d, q, unary_i(op, ref_load_i(d, p), (int64_t)lo, (int64_t)hi));
+            ref_store_i(od, po, unary_i(op, d, ref_load_i(d, px), (int64_t)p, (int64_t)q));
     }
     return ANYACCEL_OK;
 }

@@ -2,8 +2,9 @@
  *
  * Every kernel walks the row-major linear indices 0..n of the output's shape in a grid-stride
  * loop and finds each operand's element through the `Lay` argument (operand 0 is the output).
- * Options: XT (input dtype), OT (output dtype), X_FLOAT (1 for a float input), OP_<NAME>,
- * RANK, NOPS, ES (element size of raw moves).
+ * Options: XT (input dtype), OT (output dtype), X_FLOAT (1 for a float input), X_BOOL (1 for a
+ * bool input), X_BITS (the input's width in bits), OP_<NAME>, RANK, NOPS, ES (element size of
+ * raw moves).
  */
 
 #define FOR_EACH_INDEX(i, n) for (i64 i = GLOBAL_ID(0); i < (n); i += GLOBAL_SIZE(0))
@@ -17,6 +18,8 @@ DEVICE float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
  * 1 - 2^-24 for large arguments, which makes gelu(-Inf) -Inf instead of NaN. */
 DEVICE float tanh_f(float v) { return fabsf(v) >= 9.5f ? (v > 0.0f ? 1.0f : -1.0f) : tanhf(v); }
 
+/* lo and hi: clamp's bounds; softplus's beta and threshold; leaky_relu's slope and elu's alpha
+ * in lo. */
 DEVICE float unary_op(float v, float lo, float hi) {
 #if defined(OP_NEG)
     return -v;
@@ -56,6 +59,34 @@ DEVICE float unary_op(float v, float lo, float hi) {
     return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : (v != v ? v : 0.0f));
 #elif defined(OP_RECIPROCAL)
     return 1.0f / v;
+#elif defined(OP_LOG1P)
+    return log1pf(v);
+#elif defined(OP_EXPM1)
+    return expm1f(v);
+#elif defined(OP_TAN)
+    return tanf(v);
+#elif defined(OP_ATAN)
+    return atanf(v);
+#elif defined(OP_ASIN)
+    return asinf(v);
+#elif defined(OP_ACOS)
+    return acosf(v);
+#elif defined(OP_SINH)
+    return sinhf(v);
+#elif defined(OP_COSH)
+    return coshf(v);
+#elif defined(OP_HARDSWISH)
+    float t = v + 3.0f; /* NaN stays NaN */
+    t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
+    return v * (t / 6.0f); /* x * t would overflow near the largest float */
+#elif defined(OP_SOFTPLUS)
+    /* log1p(e^t) as max(t, 0) + log1p(e^-|t|): never overflows. */
+    float t = v * lo;
+    return t > hi ? v : ((t > 0.0f ? t : 0.0f) + log1pf(expf(-fabsf(t)))) / lo;
+#elif defined(OP_LEAKY_RELU)
+    return v > 0.0f ? v : v * lo;
+#elif defined(OP_ELU)
+    return v > 0.0f ? v : lo * expm1f(v);
 #elif defined(OP_GELU_TANH)
     return 0.5f * v * (1.0f + tanh_f(0.7978845608028654f * (v + 0.044715f * v * v * v)));
 #elif defined(OP_GELU)
@@ -76,6 +107,10 @@ DEVICE X_CT unary_op(X_CT v, i64 lo, i64 hi) {
     return v < 0 ? (X_CT)0 : v;
 #elif defined(OP_SIGN)
     return (X_CT)((v > 0) - (v < 0));
+#elif defined(OP_BITWISE_NOT) && X_BOOL
+    return (X_CT)(v == 0);
+#elif defined(OP_BITWISE_NOT)
+    return (X_CT)~v; /* u8: stored as 255 - v */
 #elif defined(OP_CLAMP)
     i64 w = (i64)v;
     w = w < lo ? lo : w;
@@ -101,13 +136,56 @@ KERNEL void ew_unary(GLOBAL X_ST* out, GLOBAL const X_ST* x, const Lay L, const 
 }
 #endif
 
+/* ---- Predicates: bool of one value of any dtype ------------------------------------------- */
+#ifdef EW_PREDICATE
+DEVICE i32 predicate_op(X_CT v) {
+#if defined(OP_LOGICAL_NOT)
+    return v == 0;
+#elif X_FLOAT
+    u32 e = f32_bits(v) & 0x7fffffffu;
+#if defined(OP_ISNAN)
+    return e > 0x7f800000u;
+#elif defined(OP_ISINF)
+    return e == 0x7f800000u;
+#elif defined(OP_ISFINITE)
+    return e < 0x7f800000u;
+#else
+#error "predicate: no OP_ option"
+#endif
+#else
+#if defined(OP_ISNAN) || defined(OP_ISINF)
+    return 0;
+#elif defined(OP_ISFINITE)
+    return 1;
+#else
+#error "predicate: no OP_ option"
+#endif
+#endif
+}
+
+KERNEL void ew_predicate(GLOBAL u8* out, GLOBAL const X_ST* x, const Lay L, const i64 n) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        out[o[0]] = predicate_op(X_LD(x, o[1])) ? (u8)1 : (u8)0;
+    }
+}
+#endif
+
 /* ---- Binary and comparisons ---------------------------------------------------------------- */
 #ifdef EW_BINARY
 #if defined(OP_EQ) || defined(OP_NE) || defined(OP_LT) || defined(OP_LE) || defined(OP_GT) || \
-    defined(OP_GE)
+    defined(OP_GE) || defined(OP_LOGICAL_AND) || defined(OP_LOGICAL_OR) ||                   \
+    defined(OP_LOGICAL_XOR)
 #define IS_COMPARE 1
 DEVICE i32 binary_op(X_CT a, X_CT b) {
-#if defined(OP_EQ)
+#if defined(OP_LOGICAL_AND)
+    return a != 0 && b != 0; /* NaN is true */
+#elif defined(OP_LOGICAL_OR)
+    return a != 0 || b != 0;
+#elif defined(OP_LOGICAL_XOR)
+    return (a != 0) != (b != 0);
+#elif defined(OP_EQ)
     return a == b;
 #elif defined(OP_NE)
     return a != b;
@@ -137,6 +215,14 @@ DEVICE float binary_op(float a, float b) {
     return min_nan(a, b);
 #elif defined(OP_POW)
     return powf(a, b);
+#elif defined(OP_ATAN2)
+    return atan2f(a, b);
+#elif defined(OP_FMOD)
+    return fmodf(a, b);
+#elif defined(OP_REMAINDER)
+    /* fmod is exact; a nonzero result moves to b's sign (Python's floor-mod). */
+    float r = fmodf(a, b);
+    return (r != 0.0f && ((r < 0.0f) != (b < 0.0f))) ? r + b : r;
 #else
 #error "binary: no OP_ option"
 #endif
@@ -158,6 +244,29 @@ DEVICE X_CT binary_op(X_CT a, X_CT b) {
     return a > b ? a : b;
 #elif defined(OP_MINIMUM)
     return a < b ? a : b;
+#elif defined(OP_FMOD)
+    /* x % 0 = 0 and MIN % -1 = 0, without a trapping division. */
+    if (b == 0 || b == -1) return (X_CT)0;
+    return a % b;
+#elif defined(OP_REMAINDER)
+    if (b == 0 || b == -1) return (X_CT)0;
+    X_CT r = a % b;
+    return (r != 0 && ((r < 0) != (b < 0))) ? (X_CT)(r + b) : r;
+#elif defined(OP_BITWISE_AND)
+    return a & b;
+#elif defined(OP_BITWISE_OR)
+    return a | b;
+#elif defined(OP_BITWISE_XOR)
+    return a ^ b;
+#elif defined(OP_BITWISE_LEFT_SHIFT)
+    /* Amounts outside [0, width) give 0; bits shifted out are lost. */
+    if (b < 0 || b >= X_BITS) return (X_CT)0;
+    return (X_CT)(i64)((u64)(i64)a << (i64)b);
+#elif defined(OP_BITWISE_RIGHT_SHIFT)
+    /* Arithmetic for signed dtypes (u8 values are >= 0: logical); amounts outside [0, width)
+     * give the sign fill. */
+    if (b < 0 || b >= X_BITS) return a < 0 ? (X_CT)-1 : (X_CT)0;
+    return a >> b;
 #else
 #error "binary: no integer form of this OP_ option"
 #endif

@@ -202,6 +202,164 @@ fn op_sign(x: f32) -> f32 {
 }
 //# reciprocal
 fn op_reciprocal(x: f32) -> f32 { return 1.0 / x; }
+//# log1p
+// log1p(x) = log(u) * x / (u - 1) with u = 1 + x (Kahan): the rounding of 1 + x cancels.
+fn op_log1p(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    if (is_inf(x)) { return select(x, nan_f32(), x < 0.0); }
+    if (x < -1.0) { return nan_f32(); }
+    if (x == -1.0) { return -inf_f32(); }
+    let u = 1.0 + x;
+    if (u == 1.0) { return x; }
+    return log(u) * (x / (u - 1.0));
+}
+//# expm1
+// A series for |x| < 0.5 (where e^x - 1 cancels), e^x - 1 elsewhere.
+fn op_expm1(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    if (is_inf(x)) { return select(x, -1.0, x < 0.0); }
+    if (abs(x) < 0.5) {
+        let s = 1.0 + x * (1.0 / 2.0 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0
+            + x * (1.0 / 720.0 + x * (1.0 / 5040.0 + x * (1.0 / 40320.0 + x * (1.0 / 362880.0))))))));
+        return x * s;
+    }
+    if (x > 88.8) { return inf_f32(); }
+    return exp(x) - 1.0;
+}
+//# tan uses trig
+// r in [-pi/4, pi/4] and the quadrant from the exact reduction of the trig section, then the
+// minimax polynomial of tan on it (relative error below 2e-7); odd quadrants give -1/tan r.
+fn op_tan(x: f32) -> f32 {
+    if (is_nan(x) || is_inf(x)) { return nan_f32(); }
+    let ax = abs(x);
+    var r = ax;
+    var q = 0u;
+    if (ax > 0.78539816) {
+        let rq = reduce_big(ax);
+        r = rq.x;
+        q = u32(rq.y);
+    }
+    let z = r * r;
+    var t = r;
+    if (abs(r) > 1e-4) {
+        t = ((((((9.38540185543e-3 * z + 3.11992232697e-3) * z + 2.44301354525e-2) * z
+            + 5.34112807005e-2) * z + 1.33387994085e-1) * z + 3.33331568548e-1) * z) * r + r;
+    }
+    if ((q & 1u) != 0u) { t = -1.0 / t; }
+    return select(t, -t, x < 0.0);
+}
+//# atan_core
+// atan for a >= 0 (not NaN): reduced to [0, tan(pi/8)] by atan a = pi/2 - atan(1/a) and
+// pi/4 + atan((a - 1)/(a + 1)), then a polynomial (relative error below 2e-7).
+fn atan_pos(a: f32) -> f32 {
+    if (is_inf(a)) { return 1.5707963267948966; }
+    var base = 0.0;
+    var t = a;
+    if (a > 2.414213562373095) {
+        base = 1.5707963267948966;
+        t = -1.0 / a;
+    } else if (a > 0.4142135623730950) {
+        base = 0.7853981633974483;
+        t = (a - 1.0) / (a + 1.0);
+    }
+    let z = t * t;
+    return base + ((((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z
+        - 3.33329491539e-1) * z * t + t);
+}
+//# atan uses atan_core
+fn op_atan(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    let r = atan_pos(abs(x));
+    return select(r, -r, x < 0.0);
+}
+//# asin_core
+// asin for 0 <= a <= 1: a polynomial below 0.5, pi/2 - 2 asin(sqrt((1 - a)/2)) above.
+fn asin_poly(a: f32) -> f32 {
+    let z = a * a;
+    return ((((4.2163199048e-2 * z + 2.4181311049e-2) * z + 4.5470025998e-2) * z
+        + 7.4953002686e-2) * z + 1.6666752422e-1) * z * a + a;
+}
+fn asin_pos(a: f32) -> f32 {
+    if (a > 0.5) {
+        return 1.5707963267948966 - 2.0 * asin_poly(sqrt(0.5 * (1.0 - a)));
+    }
+    return asin_poly(a);
+}
+//# asin uses asin_core
+fn op_asin(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    let a = abs(x);
+    if (a > 1.0) { return nan_f32(); }
+    let r = asin_pos(a);
+    return select(r, -r, x < 0.0);
+}
+//# acos uses asin_core
+// pi/2 - asin x near 0; 2 asin(sqrt((1 - x)/2)) near 1 and pi - that near -1 (no cancellation).
+fn op_acos(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    let a = abs(x);
+    if (a > 1.0) { return nan_f32(); }
+    if (a <= 0.5) { return 1.5707963267948966 - select(asin_poly(a), -asin_poly(a), x < 0.0); }
+    let r = 2.0 * asin_poly(sqrt(0.5 * (1.0 - a)));
+    return select(r, 3.141592653589793 - r, x < 0.0);
+}
+//# sinh
+// A series below 1; (e^a - e^-a)/2 up to 20, and e^(a/2)^2 / 2 beyond (no premature overflow).
+fn op_sinh(x: f32) -> f32 {
+    if (is_nan(x) || is_inf(x)) { return x; }
+    let a = abs(x);
+    var r: f32;
+    if (a < 1.0) {
+        let z = a * a;
+        r = ((2.03721912945e-4 * z + 8.33028376239e-3) * z + 1.66667160211e-1) * z * a + a;
+    } else if (a < 20.0) {
+        let e = exp(a);
+        r = 0.5 * e - 0.5 / e;
+    } else {
+        let h = exp_ieee(0.5 * a);
+        r = 0.5 * h * h;
+    }
+    return select(r, -r, x < 0.0);
+}
+//# cosh
+fn op_cosh(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    let a = abs(x);
+    if (is_inf(a)) { return a; }
+    if (a < 20.0) {
+        let e = exp(a);
+        return 0.5 * e + 0.5 / e;
+    }
+    let h = exp_ieee(0.5 * a);
+    return 0.5 * h * h;
+}
+//# hardswish
+fn op_hardswish(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    // x * (t / 6): x * t would overflow near the largest float.
+    return x * (clamp(x + 3.0, 0.0, 6.0) / 6.0);
+}
+//# softplus uses log1p
+// p.lo = beta, p.hi = threshold.
+fn op_softplus(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    let bx = x * p.lo;
+    if (!is_nan(bx) && bx > p.hi) { return x; }
+    // log1p(e^t) as max(t, 0) + log1p(e^-|t|): never overflows.
+    return (max(bx, 0.0) + op_log1p(exp_ieee(-abs(bx)))) / p.lo;
+}
+//# leaky_relu
+// p.lo = negative_slope.
+fn op_leaky_relu(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    return select(x * p.lo, x, x > 0.0);
+}
+//# elu uses expm1
+// p.lo = alpha.
+fn op_elu(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    return select(p.lo * op_expm1(x), x, x > 0.0);
+}
 //# clamp
 fn op_clamp(x: f32) -> f32 { return f_min(f_max(x, p.lo), p.hi); }
 
@@ -213,5 +371,7 @@ fn op_abs(x: $T) -> $T { return select(x, $T(0) - x, x < $T(0)); }
 fn op_relu(x: $T) -> $T { return max(x, $T(0)); }
 //# int_sign
 fn op_sign(x: $T) -> $T { return select(select($T(0), $T(-1), x < $T(0)), $T(1), x > $T(0)); }
+//# int_bitwise_not
+fn op_bitwise_not(x: $T) -> $T { return ~x; }
 //# int_clamp
 fn op_clamp(x: $T) -> $T { return min(max(x, $LO), $HI); }

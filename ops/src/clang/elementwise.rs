@@ -165,7 +165,7 @@ pub(crate) fn binary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         .flag("EW_BINARY")
         .flag(&format!("OP_{}", op.to_ascii_uppercase()))
         .def("OT", dt(out.dtype()));
-    let spec = dtype_defs(spec, "X", a.dtype());
+    let spec = int_defs(dtype_defs(spec, "X", a.dtype()), a.dtype());
     let layouts = Layouts::new(out.shape()).tensor(out).tensor(a).tensor(b);
     run_ew(
         ctx,
@@ -175,6 +175,27 @@ pub(crate) fn binary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         vec![buf(out), buf(a), buf(b)],
         vec![],
     )
+}
+
+/// `X_BOOL` and `X_BITS` of an integer (or bool) input: the bitwise ops need them.
+fn int_defs(spec: KernelSpec, d: DType) -> KernelSpec {
+    if d.is_float() {
+        return spec;
+    }
+    spec.def("X_BOOL", (d == DType::Bool) as u8)
+        .def("X_BITS", d.size_in_bytes() * 8)
+}
+
+/// `isnan`, `isinf`, `isfinite`, `logical_not`: a bool for each element of any dtype.
+pub(crate) fn predicate(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let (x, out) = (input(call, 0)?, output(call, 0)?);
+    let spec = KernelSpec::new(Family::Elementwise, "ew_predicate")
+        .flag("EW_PREDICATE")
+        .flag(&format!("OP_{}", op.to_ascii_uppercase()));
+    let spec = dtype_defs(spec, "X", x.dtype());
+    let layouts = Layouts::new(out.shape()).tensor(out).tensor(x);
+    run_ew(ctx, op, spec, layouts, vec![buf(out), buf(x)], vec![])
 }
 
 /// Unary ops.
@@ -187,22 +208,31 @@ pub(crate) fn unary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     } else {
         op.to_ascii_uppercase()
     };
-    let (lo, hi) = if op == "clamp" {
-        (a.float("min")?, a.float("max")?)
-    } else {
-        (0.0, 0.0)
+    let (lo, hi) = match op {
+        "clamp" => (a.float("min")?, a.float("max")?),
+        "softplus" => (a.float_or_default("beta")?, a.float_or_default("threshold")?),
+        "leaky_relu" => (a.float_or_default("negative_slope")?, 0.0),
+        "elu" => (a.float_or_default("alpha")?, 0.0),
+        _ => (0.0, 0.0),
     };
     let spec = KernelSpec::new(Family::Elementwise, "ew_unary")
         .flag("EW_UNARY")
         .flag(&format!("OP_{name}"));
-    let spec = dtype_defs(spec, "X", x.dtype());
+    let spec = int_defs(dtype_defs(spec, "X", x.dtype()), x.dtype());
     let layouts = Layouts::new(out.shape()).tensor(out).tensor(x);
     // Integer bounds are integral values within the dtype's range (validated); float bounds
     // are rounded to x's dtype (monotone, so the clamp is the same as with the exact bounds).
-    let bound = |v: f64| convert::f32_holding(v, x.dtype());
+    // The activations' parameters are f32s, as they compute.
+    let param = |v: f64| {
+        if op == "clamp" {
+            convert::f32_holding(v, x.dtype())
+        } else {
+            v as f32
+        }
+    };
     let tail = vec![
-        KernelArg::scalar(bound(lo)),
-        KernelArg::scalar(bound(hi)),
+        KernelArg::scalar(param(lo)),
+        KernelArg::scalar(param(hi)),
         KernelArg::scalar(lo as i64),
         KernelArg::scalar(hi as i64),
     ];

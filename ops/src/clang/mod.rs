@@ -425,7 +425,8 @@ pub(crate) fn launch(
             nn::launch(&ctx, call)
         }
         Op::Matmul => matmul::launch(&ctx, call),
-        Op::Unary(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
+        Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
+        Op::Predicate(_) => elementwise::predicate(&ctx, call),
     }
 }
 

@@ -7,7 +7,7 @@ use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, FloatStore, IntStore, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
-use crate::catalog::{BinaryOp, CompareOp, UnaryOp};
+use crate::catalog::{ActivationOp, BinaryOp, CompareOp, PredicateOp, UnaryOp};
 
 fn attrs(call: &OpCall) -> Result<Attrs<'_>> {
     Attrs::of(call)
@@ -116,6 +116,11 @@ where
         DType::BF16 => float::<bf16>(a, b, out, ff),
         DType::I32 => int::<i32>(a, b, out, fi),
         DType::I64 => map2::<i64, i64, i64>(a, b, out, fi),
+        DType::U8 => int::<u8>(a, b, out, fi),
+        // Only the bitwise and, or and xor take bools, and they keep 0 and 1.
+        DType::Bool => map2::<u8, u8, u8>(a, b, out, move |x, y| {
+            (fi(x as i64, y as i64) & 1) as u8
+        }),
         other => Err(unsupported_dtype(other)),
     }
 }
@@ -171,6 +176,28 @@ where
         DType::BF16 => float::<bf16>(x, out, ff),
         DType::I32 => map1::<i32, i32>(x, out, move |v| fi(v as i64) as i32),
         DType::I64 => map1::<i64, i64>(x, out, fi),
+        DType::U8 => map1::<u8, u8>(x, out, move |v| fi(v as i64) as u8),
+        // Only `bitwise_not` takes bools: its low bit is the result.
+        DType::Bool => map1::<u8, u8>(x, out, move |v| (fi(v as i64) & 1) as u8),
+        other => Err(unsupported_dtype(other)),
+    }
+}
+
+/// `out[i] = f(x[i])` as bool, for any input dtype: `ff` for floats (16-bit ones widened),
+/// `fi` for integers and bools.
+fn map_predicate<FF, FI>(dtype: DType, x: &TView, out: &TView, ff: FF, fi: FI) -> Result<()>
+where
+    FF: Fn(f32) -> bool + Sync + Send + Copy,
+    FI: Fn(i64) -> bool + Sync + Send + Copy,
+{
+    match dtype {
+        DType::F32 => map1::<f32, u8>(x, out, move |v| ff(v) as u8),
+        DType::F16 => map1::<f16, u8>(x, out, move |v| ff(v.to_f32()) as u8),
+        DType::BF16 => map1::<bf16, u8>(x, out, move |v| ff(v.to_f32()) as u8),
+        DType::I32 => map1::<i32, u8>(x, out, move |v| fi(v as i64) as u8),
+        DType::I64 => map1::<i64, u8>(x, out, move |v| fi(v) as u8),
+        DType::U8 => map1::<u8, u8>(x, out, move |v| fi(v as i64) as u8),
+        DType::Bool => map1::<u8, u8>(x, out, move |v| fi((v != 0) as i64) as u8),
         other => Err(unsupported_dtype(other)),
     }
 }
@@ -217,6 +244,41 @@ pub(crate) fn binary(call: &OpCall, op: BinaryOp) -> Result<Box<Body>> {
             BinaryOp::Maximum => map_arith(dtype, x, y, out, nan_max, |a, b| a.max(b)),
             BinaryOp::Minimum => map_arith(dtype, x, y, out, nan_min, |a, b| a.min(b)),
             BinaryOp::Pow => map_arith(dtype, x, y, out, f32::powf, |a, _| a),
+            BinaryOp::Atan2 => map_arith(dtype, x, y, out, f32::atan2, |a, _| a),
+            BinaryOp::Remainder => map_arith(dtype, x, y, out, remainder_f, remainder_i),
+            BinaryOp::Fmod => map_arith(
+                dtype,
+                x,
+                y,
+                out,
+                |a, b| a % b,
+                |a, b| if b == 0 { 0 } else { a.wrapping_rem(b) },
+            ),
+            BinaryOp::BitwiseAnd => map_arith(dtype, x, y, out, |a, _| a, |a, b| a & b),
+            BinaryOp::BitwiseOr => map_arith(dtype, x, y, out, |a, _| a, |a, b| a | b),
+            BinaryOp::BitwiseXor => map_arith(dtype, x, y, out, |a, _| a, |a, b| a ^ b),
+            BinaryOp::BitwiseLeftShift => {
+                let width = width_of(dtype);
+                map_arith(dtype, x, y, out, |a, _| a, move |a, b| {
+                    if (0..width).contains(&b) {
+                        a << b
+                    } else {
+                        0
+                    }
+                })
+            }
+            BinaryOp::BitwiseRightShift => {
+                let width = width_of(dtype);
+                map_arith(dtype, x, y, out, |a, _| a, move |a, b| {
+                    // Values are sign-extended (u8 ones are >= 0): an i64 shift is the
+                    // dtype's arithmetic (u8: logical) shift.
+                    if (0..width).contains(&b) {
+                        a >> b
+                    } else {
+                        a >> 63
+                    }
+                })
+            }
         }
     }))
 }
@@ -233,8 +295,60 @@ pub(crate) fn compare(call: &OpCall, op: CompareOp) -> Result<Box<Body>> {
             CompareOp::Le => map_compare(dtype, x, y, out, |a, b| a <= b, |a, b| a <= b),
             CompareOp::Gt => map_compare(dtype, x, y, out, |a, b| a > b, |a, b| a > b),
             CompareOp::Ge => map_compare(dtype, x, y, out, |a, b| a >= b, |a, b| a >= b),
+            CompareOp::LogicalAnd => map_compare(
+                dtype,
+                x,
+                y,
+                out,
+                |a, b| a != 0.0 && b != 0.0,
+                |a, b| a != 0 && b != 0,
+            ),
+            CompareOp::LogicalOr => map_compare(
+                dtype,
+                x,
+                y,
+                out,
+                |a, b| a != 0.0 || b != 0.0,
+                |a, b| a != 0 || b != 0,
+            ),
+            CompareOp::LogicalXor => map_compare(
+                dtype,
+                x,
+                y,
+                out,
+                |a, b| (a != 0.0) != (b != 0.0),
+                |a, b| (a != 0) != (b != 0),
+            ),
         }
     }))
+}
+
+/// Python's floor-mod: `fmod`, moved to the sign of `b` when it is not 0.
+fn remainder_f(a: f32, b: f32) -> f32 {
+    let r = a % b;
+    if r != 0.0 && (r < 0.0) != (b < 0.0) {
+        r + b
+    } else {
+        r
+    }
+}
+
+/// Integer floor-mod; `x % 0 = 0`, `MIN % -1 = 0`.
+fn remainder_i(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        return 0;
+    }
+    let r = a.wrapping_rem(b);
+    if r != 0 && (r < 0) != (b < 0) {
+        r + b
+    } else {
+        r
+    }
+}
+
+/// The width in bits of an integer dtype (the shift amounts that are in range).
+fn width_of(dtype: DType) -> i64 {
+    dtype.size_in_bytes() as i64 * 8
 }
 
 fn input_dtype(call: &OpCall) -> DType {
@@ -288,6 +402,17 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, IntFn) {
             i64::signum,
         ),
         UnaryOp::Reciprocal => (|v| 1.0 / v, float_only),
+        UnaryOp::Log1p => (f32::ln_1p, float_only),
+        UnaryOp::Expm1 => (f32::exp_m1, float_only),
+        UnaryOp::Tan => (f32::tan, float_only),
+        UnaryOp::Atan => (f32::atan, float_only),
+        UnaryOp::Asin => (f32::asin, float_only),
+        UnaryOp::Acos => (f32::acos, float_only),
+        UnaryOp::Sinh => (f32::sinh, float_only),
+        UnaryOp::Cosh => (f32::cosh, float_only),
+        // x * (t / 6): x * t would overflow for x near the largest finite value.
+        UnaryOp::Hardswish => (|v| v * ((v + 3.0).clamp(0.0, 6.0) / 6.0), float_only),
+        UnaryOp::BitwiseNot => (|v| v, |v| !v),
     }
 }
 
@@ -297,6 +422,53 @@ pub(crate) fn unary(call: &OpCall, op: UnaryOp) -> Result<Box<Body>> {
     let (ff, fi) = unary_fns(op);
     Ok(Box::new(move |b: &Bound| {
         map_unary(dtype, b.input(0)?, b.out(0), ff, fi)
+    }))
+}
+
+/// `isnan`, `isinf`, `isfinite`, `logical_not`: bool results for any dtype.
+pub(crate) fn predicate(call: &OpCall, op: PredicateOp) -> Result<Box<Body>> {
+    let dtype = input_dtype(call);
+    Ok(Box::new(move |b: &Bound| {
+        let (x, out) = (b.input(0)?, b.out(0));
+        match op {
+            PredicateOp::IsNan => map_predicate(dtype, x, out, f32::is_nan, |_| false),
+            PredicateOp::IsInf => map_predicate(dtype, x, out, f32::is_infinite, |_| false),
+            PredicateOp::IsFinite => map_predicate(dtype, x, out, f32::is_finite, |_| true),
+            PredicateOp::LogicalNot => map_predicate(dtype, x, out, |v| v == 0.0, |v| v == 0),
+        }
+    }))
+}
+
+/// `softplus`, `leaky_relu`, `elu`: activations with float attributes, in f32.
+pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
+    let dtype = input_dtype(call);
+    let a = attrs(call)?;
+    let f: Box<dyn Fn(f32) -> f32 + Send + Sync> = match op {
+        ActivationOp::Softplus => {
+            let beta = a.float_or_default("beta")? as f32;
+            let threshold = a.float_or_default("threshold")? as f32;
+            Box::new(move |v| {
+                // log1p(e^t) as max(t, 0) + log1p(e^-|t|): never overflows.
+                let t = v * beta;
+                if t > threshold {
+                    v
+                } else {
+                    (t.max(0.0) + (-t.abs()).exp().ln_1p()) / beta
+                }
+            })
+        }
+        ActivationOp::LeakyRelu => {
+            let slope = a.float_or_default("negative_slope")? as f32;
+            Box::new(move |v| if v > 0.0 { v } else { v * slope })
+        }
+        ActivationOp::Elu => {
+            let alpha = a.float_or_default("alpha")? as f32;
+            Box::new(move |v| if v > 0.0 { v } else { alpha * v.exp_m1() })
+        }
+    };
+    Ok(Box::new(move |b: &Bound| {
+        let f = &*f;
+        map_unary(dtype, b.input(0)?, b.out(0), f, |v| v)
     }))
 }
 

@@ -99,6 +99,8 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         }
         Op::Matmul => matmul::kernel(call)?,
         Op::Unary(u) => elementwise::unary(call, u)?,
+        Op::Predicate(p) => elementwise::predicate(call, p)?,
+        Op::Activation(a) => elementwise::activation(call, a)?,
         Op::Gelu | Op::Clamp => elementwise::gelu_clamp(call)?,
     };
     Ok(move |b: &Bound| k(b))

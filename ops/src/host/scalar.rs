@@ -128,3 +128,14 @@ impl IntStore for i64 {
         v
     }
 }
+
+impl IntStore for u8 {
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+    #[inline(always)]
+    fn from_i64(v: i64) -> u8 {
+        v as u8
+    }
+}

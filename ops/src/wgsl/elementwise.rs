@@ -45,14 +45,16 @@ pub(crate) fn map(
     sh.launch([n as u64, 1, 1])
 }
 
-/// `$T`, `$TMIN` of an integer dtype's templates.
+/// `$T`, `$TMIN`, `$BITS` of an integer dtype's templates.
 fn int_subs(text: &str, dtype: DType) -> String {
-    let (t, min) = if dtype == DType::I64 {
-        ("i64", "i64_min()")
+    let (t, min, bits) = if dtype == DType::I64 {
+        ("i64", "i64_min()", "64")
     } else {
-        ("i32", "(-2147483647 - 1)")
+        ("i32", "(-2147483647 - 1)", "32")
     };
-    text.replace("$TMIN", min).replace("$T", t)
+    text.replace("$TMIN", min)
+        .replace("$BITS", bits)
+        .replace("$T", t)
 }
 
 /// A WGSL expression converting `v`, a loaded value of `from` (f32 for the 16-bit floats, u32
@@ -247,8 +249,16 @@ pub(crate) fn unary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     } else {
         op
     };
-    let expr = format!("op_{name}(a0)");
+    // u8 loads as a u32 in 0..=255 and bool as a bool: the bitwise ops are expressions there.
+    let expr = match (op, dt) {
+        ("bitwise_not", DType::U8) => "(~a0) & 0xffu".to_string(),
+        ("bitwise_not", DType::Bool) => "!a0".to_string(),
+        _ => format!("op_{name}(a0)"),
+    };
     map(cx, op, &[(x, access)], (&out, access), &expr, |sh| {
+        if matches!(dt, DType::U8 | DType::Bool) {
+            return Ok(());
+        }
         if dt.is_int() {
             let text = section(UNARY, &format!("int_{name}"))?;
             let mut text = int_subs(text, dt);
@@ -274,9 +284,72 @@ pub(crate) fn unary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
                 sh.f32("lo", convert::f32_holding(a.float("min")?, dt))
                     .f32("hi", convert::f32_holding(a.float("max")?, dt));
             }
+            // The activations' parameters, as f32s (they compute in f32).
+            match op {
+                "softplus" => {
+                    sh.f32("lo", a.float_or_default("beta")? as f32)
+                        .f32("hi", a.float_or_default("threshold")? as f32);
+                }
+                "leaky_relu" => {
+                    sh.f32("lo", a.float_or_default("negative_slope")? as f32);
+                }
+                "elu" => {
+                    sh.f32("lo", a.float_or_default("alpha")? as f32);
+                }
+                _ => {}
+            }
             sh.use_section(UNARY, name)?;
         }
         Ok(())
+    })
+}
+
+/// `isnan`, `isinf`, `isfinite`, `logical_not`: a bool for each element of any dtype.
+pub(crate) fn predicate(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let x_t = input(call, 0)?;
+    let dt = x_t.dtype();
+    let (x, out) = (bind(x_t)?, bind(output(call, 0)?)?);
+    let expr = match (op, dt) {
+        ("logical_not", DType::Bool) => "!a0",
+        ("logical_not", DType::U8) => "a0 == 0u",
+        ("logical_not", DType::I32) => "a0 == 0",
+        ("logical_not", DType::I64) => "a0 == 0li",
+        ("logical_not", _) => "is_zero(a0)",
+        ("isnan", d) if d.is_float() => "is_nan(a0)",
+        ("isinf", d) if d.is_float() => "is_inf(a0)",
+        ("isfinite", d) if d.is_float() => "!is_nan(a0) && !is_inf(a0)",
+        ("isfinite", _) => "true",
+        _ => "false",
+    };
+    map(
+        cx,
+        op,
+        &[(x, Access::of(dt))],
+        (&out, Access::Bool),
+        expr,
+        |sh| sh.need(dt),
+    )
+}
+
+/// The expression of a binary op on bools (loaded as bool) and u8 (loaded as a u32 in
+/// 0..=255), where the integer templates do not apply.
+fn small_int_expr(op: &str, dt: DType) -> Option<&'static str> {
+    Some(match (dt, op) {
+        (DType::Bool, "eq") => "a0 == a1",
+        (DType::Bool, "ne" | "bitwise_xor" | "logical_xor") => "a0 != a1",
+        (DType::Bool, "lt") => "!a0 && a1",
+        (DType::Bool, "le") => "!a0 || a1",
+        (DType::Bool, "gt") => "a0 && !a1",
+        (DType::Bool, "ge") => "a0 || !a1",
+        (DType::Bool, "bitwise_and" | "logical_and") => "a0 && a1",
+        (DType::Bool, "bitwise_or" | "logical_or") => "a0 || a1",
+        (DType::U8, "bitwise_and") => "a0 & a1",
+        (DType::U8, "bitwise_or") => "a0 | a1",
+        (DType::U8, "bitwise_xor") => "a0 ^ a1",
+        (DType::U8, "bitwise_left_shift") => "select(0u, (a0 << min(a1, 31u)) & 0xffu, a1 < 8u)",
+        (DType::U8, "bitwise_right_shift") => "select(0u, a0 >> min(a1, 31u), a1 < 8u)",
+        _ => return None,
     })
 }
 
@@ -288,18 +361,10 @@ pub(crate) fn binary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let dt = a_t.dtype();
     let (a, b, out) = (bind(a_t)?, bind(b_t)?, bind(out_t)?);
     let access = Access::of(dt);
-    let expr = if dt == DType::Bool {
-        match op {
-            "eq" => "a0 == a1",
-            "ne" => "a0 != a1",
-            "lt" => "!a0 && a1",
-            "le" => "!a0 || a1",
-            "gt" => "a0 && !a1",
-            _ => "a0 || !a1",
-        }
-        .to_string()
-    } else {
-        format!("op_{op}(a0, a1)")
+    let small = small_int_expr(op, dt);
+    let expr = match small {
+        Some(e) => e.to_string(),
+        None => format!("op_{op}(a0, a1)"),
     };
     map(
         cx,
@@ -308,13 +373,16 @@ pub(crate) fn binary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         (&out, Access::of(out_t.dtype())),
         &expr,
         |sh| {
-            if dt == DType::Bool {
+            if small.is_some() {
                 return Ok(());
             }
             if dt.is_int() {
                 let text = section(BINARY, &format!("int_{op}"))?;
                 sh.body(&int_subs(text, dt));
             } else {
+                if op == "atan2" {
+                    sh.use_section(UNARY, "atan_core")?;
+                }
                 sh.use_section(BINARY, op)?;
             }
             Ok(())

@@ -133,7 +133,8 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
             nn::launch(&cx, call)
         }
         Op::Matmul => matmul::launch(&cx, call),
-        Op::Unary(_) | Op::Gelu | Op::Clamp => elementwise::unary(&cx, call),
+        Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&cx, call),
+        Op::Predicate(_) => elementwise::predicate(&cx, call),
     }
 }
 
