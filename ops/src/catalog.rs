@@ -187,7 +187,10 @@ named_enum! {
 
 named_enum! {
     /// Reductions over a set of axes.
-    ReduceOp { Sum "sum", Mean "mean", Max "max", Min "min", Argmax "argmax", Argmin "argmin", }
+    ReduceOp {
+        Sum "sum", Mean "mean", Max "max", Min "min", Argmax "argmax", Argmin "argmin",
+        Prod "prod", Any "any", All "all", Logsumexp "logsumexp", Var "var", Std "std",
+    }
 }
 
 impl BinaryOp {
@@ -218,6 +221,20 @@ impl ReduceOp {
     /// True for `argmax` and `argmin`, which give i64 indices.
     pub fn is_arg(self) -> bool {
         matches!(self, ReduceOp::Argmax | ReduceOp::Argmin)
+    }
+
+    /// True for `any` and `all`, which give bools.
+    pub fn is_logical(self) -> bool {
+        matches!(self, ReduceOp::Any | ReduceOp::All)
+    }
+
+    /// The dtypes of its input.
+    pub fn dtypes(self) -> &'static [DType] {
+        match self {
+            ReduceOp::Mean | ReduceOp::Logsumexp | ReduceOp::Var | ReduceOp::Std => FLOAT,
+            ReduceOp::Any | ReduceOp::All => ALL,
+            _ => NUM,
+        }
     }
 }
 
@@ -488,6 +505,11 @@ const REDUCE: &[AttrDef] = &[
     AttrDef::new("axes", IntsA, Rule("every axis")),
     flag("keepdim", false),
 ];
+const REDUCE_CORRECTION: &[AttrDef] = &[
+    AttrDef::new("axes", IntsA, Rule("every axis")),
+    flag("keepdim", false),
+    AttrDef::new("correction", AttrType::Int, AttrDefault::Int(1)).allowed(Allowed::NonNegative),
+];
 const fn eps(default: f64) -> AttrDef {
     AttrDef::new("eps", FloatA, AttrDefault::Float(default)).allowed(Allowed::FiniteNonNegative)
 }
@@ -730,18 +752,24 @@ fn build() -> Vec<OpDef> {
         ),
     ]);
     v.extend(ReduceOp::ALL.iter().map(|&r| {
-        let dtypes = if r == ReduceOp::Mean { FLOAT } else { NUM };
+        let attrs = if matches!(r, ReduceOp::Var | ReduceOp::Std) {
+            REDUCE_CORRECTION
+        } else {
+            REDUCE
+        };
         let d = def(
             r.name(),
             K::Reduction,
             Op::Reduce(r),
             X,
             OUT,
-            REDUCE,
-            dtypes,
+            attrs,
+            r.dtypes(),
         );
         if r.is_arg() {
             d.outs(&[OutputDtype::Fixed(DType::I64)])
+        } else if r.is_logical() {
+            d.outs(&[OutputDtype::Fixed(DType::Bool)])
         } else {
             d
         }

@@ -352,7 +352,11 @@ pub fn plan(
                 }
             }
             let out_numel: usize = shape.iter().product();
-            if reduced == 0 && out_numel > 0 && !matches!(r, ReduceOp::Sum | ReduceOp::Mean) {
+            let selects = matches!(
+                r,
+                ReduceOp::Max | ReduceOp::Min | ReduceOp::Argmax | ReduceOp::Argmin
+            );
+            if reduced == 0 && out_numel > 0 && selects {
                 return Err(invalid(format!(
                     "{op}: cannot reduce 0 elements (x is {}, axes {axes:?}); {op} of nothing is undefined",
                     shape_str(&xd.shape)

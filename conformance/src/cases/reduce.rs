@@ -43,6 +43,35 @@ pub(super) fn reduction_cases(b: &mut Builder, op: &'static str, dtypes: &[DType
             }
         }
     }
+    // var, std: the population variance, and a correction at and above the count (a division
+    // by 0).
+    if matches!(op, "var" | "std") {
+        let corrections: &[(&str, &[usize], &[i64], i64)] = &[
+            ("corr0_rows3x67", &[3, 67], &[1], 0),
+            ("corr0_one", &[1], &[], 0),
+            ("corr2_rows5x2", &[5, 2], &[1], 2),
+            ("corr3_cols2x5", &[2, 5], &[0], 3),
+        ];
+        for &d in dtypes {
+            for &(tag, shape, axes, correction) in corrections {
+                for v in value_classes(d, false) {
+                    b.push(
+                        op,
+                        d.name().into(),
+                        &[d],
+                        &format!("{tag}.{}", values_tag(v)),
+                        vec![input(d, shape, C, v)],
+                        vec![
+                            attr("axes", ints(axes)),
+                            attr("correction", AttrValue::Int(correction)),
+                        ],
+                        C,
+                        false,
+                    );
+                }
+            }
+        }
+    }
     let d = dtypes[0];
     b.push(
         op,

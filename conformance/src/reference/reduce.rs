@@ -8,7 +8,7 @@ use anyaccel_hal::{shape_str, DType, Result};
 use super::elementwise::{maximum_f, minimum_f};
 use super::{
     check_dtype, describe, internal, invalid, line_count, line_positions, normalize_axis, numel,
-    ravel, unravel, Call, RefData, RefTensor, FLOAT_DTYPES, NUMERIC_DTYPES,
+    ravel, unravel, Call, RefData, RefTensor, ALL_DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES,
 };
 
 /// Which axes a reduction keeps and which it reduces, and the output shape.
@@ -136,13 +136,39 @@ fn arg_best_i(values: &[i64], largest: bool) -> usize {
 pub(crate) fn reduce(call: &Call) -> Result<RefTensor> {
     let op = call.op;
     let x = call.input(0)?;
-    let allowed: &[DType] = if op == "mean" {
-        &FLOAT_DTYPES
-    } else {
-        &NUMERIC_DTYPES
+    let allowed: &[DType] = match op {
+        "mean" | "logsumexp" | "var" | "std" => &FLOAT_DTYPES,
+        "any" | "all" => &ALL_DTYPES,
+        _ => &NUMERIC_DTYPES,
     };
     check_dtype(op, "x", x.dtype, allowed)?;
     let plan = Plan::new(call, x)?;
+    if matches!(op, "any" | "all") {
+        let shape = &plan.out_shape;
+        let results: Vec<bool> = (0..plan.outputs())
+            .map(|o| {
+                let g = plan.group(&x.shape, o);
+                // Nonzero: NaN is, -0.0 is not.
+                let nonzero = |p: &usize| match &x.data {
+                    RefData::F(v) => v[*p] != 0.0,
+                    RefData::I(v) => v[*p] != 0,
+                };
+                if op == "any" {
+                    g.iter().any(nonzero)
+                } else {
+                    g.iter().all(nonzero)
+                }
+            })
+            .collect();
+        return RefTensor::from_bools(DType::Bool, shape, &results);
+    }
+    let correction = call.int_attr("correction")?.unwrap_or(1);
+    if correction < 0 {
+        return Err(invalid(
+            op,
+            format!("attribute `correction` is {correction}, expected correction >= 0"),
+        ));
+    }
     let selects = matches!(op, "max" | "min" | "argmax" | "argmin");
     if selects && plan.extent() == 0 && plan.outputs() > 0 {
         let axes = &plan.reduced;
@@ -186,6 +212,10 @@ pub(crate) fn reduce(call: &Call) -> Result<RefTensor> {
                         "mean" => Ok(vals.sum::<f64>() / n),
                         "max" => Ok(vals.next().map_or(f64::NAN, |f| vals.fold(f, maximum_f))),
                         "min" => Ok(vals.next().map_or(f64::NAN, |f| vals.fold(f, minimum_f))),
+                        "prod" => Ok(product(vals)),
+                        "logsumexp" => Ok(logsumexp(&vals.collect::<Vec<f64>>())),
+                        "var" => Ok(variance(&vals.collect::<Vec<f64>>(), correction)),
+                        "std" => Ok(variance(&vals.collect::<Vec<f64>>(), correction).sqrt()),
                         _ => Err(internal(op, "not a reduction")),
                     }
                 })
@@ -200,6 +230,7 @@ pub(crate) fn reduce(call: &Call) -> Result<RefTensor> {
                         "sum" => Ok(vals.fold(0i64, i64::wrapping_add)),
                         "max" => Ok(vals.max().unwrap_or(0)),
                         "min" => Ok(vals.min().unwrap_or(0)),
+                        "prod" => Ok(vals.fold(1i64, i64::wrapping_mul)),
                         _ => Err(internal(op, "not an integer reduction")),
                     }
                 })
@@ -207,6 +238,42 @@ pub(crate) fn reduce(call: &Call) -> Result<RefTensor> {
             RefTensor::from_i64(x.dtype, shape, out)
         }
     }
+}
+
+/// `log(sum(exp(v)))` as `m + log(sum(exp(v - m)))`, `m` the maximum (0 when infinite): NaN
+/// gives NaN, a +Inf gives +Inf, all -Inf (or none) gives -Inf.
+fn logsumexp(v: &[f64]) -> f64 {
+    if v.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
+    let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let shift = if m.is_infinite() { 0.0 } else { m };
+    let s: f64 = v.iter().map(|&x| (x - shift).exp()).sum();
+    s.ln() + shift
+}
+
+/// `sum((v - mean)^2) / (N - correction)`, two passes; NaN when N <= correction.
+fn variance(v: &[f64], correction: i64) -> f64 {
+    let n = v.len() as f64;
+    if n <= correction as f64 {
+        return f64::NAN;
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    let m2: f64 = v.iter().map(|&x| (x - mean) * (x - mean)).sum();
+    m2 / (n - correction as f64)
+}
+
+/// The product of `vals`, as `m * 2^e` with `m` kept in [0.5, 1) so that no partial product
+/// overflows or underflows, then rounded once.
+fn product(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut m, mut e) = (1.0f64, 0i64);
+    for v in vals {
+        let (vm, vk) = libm::frexp(v);
+        let (f, k) = libm::frexp(m * vm);
+        m = f;
+        e += (k + vk) as i64;
+    }
+    libm::ldexp(m, e.clamp(-3000, 3000) as i32)
 }
 
 /// `cumsum` along `axis`: `out[..., i, ...] = sum over j <= i of x[..., j, ...]`.

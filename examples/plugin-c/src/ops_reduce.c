@@ -1,7 +1,7 @@
 /*
- * Reductions: sum, mean, max, min, argmax, argmin over any set of axes, cumsum along one axis,
- * and topk (docs/ops.md, section 8.4). Floats accumulate in double, integers in int64 with
- * wrapping.
+ * Reductions: sum, mean, max, min, argmax, argmin, prod, any, all, logsumexp, var, std over any
+ * set of axes, cumsum along one axis, and topk (docs/ops.md, section 8.4). Floats accumulate in
+ * double and round once to the output dtype, integers in int64 with wrapping.
  */
 
 #include <math.h>
@@ -59,12 +59,108 @@ static int64_t offset_over(const RefTensor *x, const int *axes, int n, int64_t l
     return off;
 }
 
+/* The reduced elements of one output: x's elements at `base` plus the offsets over the reduced
+ * axes, numbered row-major. */
+typedef struct {
+    const RefTensor *x;
+    const Plan *p;
+    const unsigned char *base;
+    size_t xs;
+} Group;
+
+static const unsigned char *group_elem(const Group *g, int64_t r) {
+    return g->base + offset_over(g->x, g->p->red, g->p->red_n, r) * (int64_t)g->xs;
+}
+
+static double group_f(const Group *g, int64_t r) { return ref_load_f(g->x->dtype, group_elem(g, r)); }
+static int64_t group_i(const Group *g, int64_t r) { return ref_load_i(g->x->dtype, group_elem(g, r)); }
+
+/* prod: 1 over zero elements; floats by IEEE in double, integers wrapping. */
+static void reduce_prod(const Group *g, int64_t n, const RefTensor *out, unsigned char *dst) {
+    if (ref_is_float(g->x->dtype)) {
+        double v = 1.0;
+        for (int64_t r = 0; r < n; r++) v *= group_f(g, r);
+        ref_store_f(out->dtype, dst, v);
+    } else {
+        uint64_t v = 1;
+        for (int64_t r = 0; r < n; r++) v *= (uint64_t)group_i(g, r);
+        ref_store_i(out->dtype, dst, (int64_t)v);
+    }
+}
+
+/* any, all: a bool; an element is true when nonzero (NaN is true, -0.0 false). Zero elements give
+ * false for any and true for all. */
+static void reduce_logical(const Group *g, int64_t n, int is_all, const RefTensor *out, unsigned char *dst) {
+    int fl = ref_is_float(g->x->dtype);
+    int v = is_all;
+    for (int64_t r = 0; r < n && v == is_all; r++) v = fl ? group_f(g, r) != 0.0 : group_i(g, r) != 0;
+    ref_store_i(out->dtype, dst, v);
+}
+
+/* logsumexp: m + log(sum(exp(x - m))), m the maximum, taken as 0 when infinite. NaN gives NaN; a
+ * +Inf gives +Inf; all -Inf, or zero elements, give -Inf. */
+static void reduce_logsumexp(const Group *g, int64_t n, const RefTensor *out, unsigned char *dst) {
+    double m = -INFINITY;
+    for (int64_t r = 0; r < n; r++) {
+        double v = group_f(g, r);
+        if (isnan(v)) {
+            ref_store_f(out->dtype, dst, NAN);
+            return;
+        }
+        if (v > m) m = v;
+    }
+    if (isinf(m)) m = 0.0;
+    double s = 0.0;
+    for (int64_t r = 0; r < n; r++) s += exp(group_f(g, r) - m);
+    ref_store_f(out->dtype, dst, m + log(s));
+}
+
+/* var, std: two passes, the mean and then the sum of squared deviations, divided by
+ * n - correction. n <= correction (no divisor) and an Inf or NaN among the elements give NaN. */
+static void reduce_var(const Group *g, int64_t n, int64_t correction, int is_std, const RefTensor *out,
+                       unsigned char *dst) {
+    if (n <= correction) {
+        ref_store_f(out->dtype, dst, NAN);
+        return;
+    }
+    double sum = 0.0;
+    for (int64_t r = 0; r < n; r++) sum += group_f(g, r);
+    double mean = sum / (double)n, ss = 0.0;
+    if (n > 0 && !isfinite(mean)) {
+        ref_store_f(out->dtype, dst, NAN);
+        return;
+    }
+    for (int64_t r = 0; r < n; r++) {
+        double d = group_f(g, r) - mean;
+        ss += d * d;
+    }
+    double v = ss / (double)(n - correction);
+    ref_store_f(out->dtype, dst, is_std ? sqrt(v) : v);
+}
+
+/* Reads `correction` (Int, default 1, >= 0) into *out. */
+static AnyaccelStatus correction_attr(const RefCall *c, int64_t *out) {
+    *out = 1;
+    if (ref_attr_int(c, "correction", out) < 0)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `correction` must be an Int", c->op);
+    if (*out < 0)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `correction` is %lld, expected >= 0",
+                         c->op, (long long)*out);
+    return ANYACCEL_OK;
+}
+
 static AnyaccelStatus op_reduce(const RefCall *c) {
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     Plan p;
     AnyaccelStatus st = make_plan(c, x, &p);
     if (st) return st;
     const char *op = c->op;
+    int is_var = strcmp(op, "var") == 0, is_std = strcmp(op, "std") == 0;
+    int64_t correction = 1;
+    if (is_var || is_std) {
+        st = correction_attr(c, &correction);
+        if (st) return st;
+    }
     int is_arg = strncmp(op, "arg", 3) == 0;
     int largest = strcmp(op, "max") == 0 || strcmp(op, "argmax") == 0;
     size_t xs = ref_dtype_size(x->dtype);
@@ -73,6 +169,23 @@ static AnyaccelStatus op_reduce(const RefCall *c) {
     for (int64_t o = 0; o < p.kept_count; o++) {
         const unsigned char *base = x->base + offset_over(x, p.kept, p.kept_n, o) * (int64_t)xs;
         unsigned char *dst = ref_elem(out, o);
+        const Group g = {x, &p, base, xs};
+        if (strcmp(op, "prod") == 0) {
+            reduce_prod(&g, p.red_count, out, dst);
+            continue;
+        }
+        if (strcmp(op, "any") == 0 || strcmp(op, "all") == 0) {
+            reduce_logical(&g, p.red_count, strcmp(op, "all") == 0, out, dst);
+            continue;
+        }
+        if (strcmp(op, "logsumexp") == 0) {
+            reduce_logsumexp(&g, p.red_count, out, dst);
+            continue;
+        }
+        if (is_var || is_std) {
+            reduce_var(&g, p.red_count, correction, is_std, out, dst);
+            continue;
+        }
         if (strcmp(op, "sum") == 0 || strcmp(op, "mean") == 0) {
             if (fl) {
                 double s = 0.0;

@@ -77,6 +77,7 @@ typedef ulong u64;
 #define coshf(x) cosh((float)(x))
 #define atan2f(y, x) atan2((float)(y), (float)(x))
 #define fmodf(x, y) fmod((float)(x), (float)(y))
+#define frexpf(x, e) frexp((float)(x), (e))
 #define floorf(x) floor((float)(x))
 #define ceilf(x) ceil((float)(x))
 #define truncf(x) trunc((float)(x))

@@ -14,7 +14,24 @@
  * WG, STAGE.
  */
 
-#if X_FLOAT
+#if defined(RD_LOGSUMEXP) || defined(RD_VAR) || defined(RD_STD) || (defined(RD_PROD) && X_FLOAT)
+/* Compound states. logsumexp: m the maximum (NaN after a NaN, +Inf after a +Inf), s the sum
+ * of exp(x - m). var, std: n the count, m the mean, s the sum of squared deviations (Welford,
+ * merged by Chan's formula), in double where the device has it, so that squares of values near
+ * the largest float do not overflow. Float prod: m * 2^s with m kept in [0.5, 1) (frexp), so
+ * that partial products neither overflow nor underflow. */
+#define RD_PAIR 1
+#if (defined(RD_VAR) || defined(RD_STD)) && defined(ANYACCEL_FP64)
+typedef double pair_t;
+#else
+typedef float pair_t;
+#endif
+typedef struct {
+    pair_t m;
+    pair_t s;
+    pair_t n;
+} acc_v;
+#elif X_FLOAT
 typedef float acc_v;
 #define ACC_NAN(v) nan_f(v)
 #else
@@ -22,6 +39,7 @@ typedef X_CT acc_v;
 #define ACC_NAN(v) 0
 #endif
 
+#ifndef RD_PAIR
 /* The position order of topk and arg reductions: >0 when a is above b, NaN above everything
  * (NaNs equal), -0.0 equal to +0.0. */
 DEVICE int order_cmp(acc_v a, acc_v b) {
@@ -29,6 +47,7 @@ DEVICE int order_cmp(acc_v a, acc_v b) {
     if (na || nb) return na - nb;
     return (a > b) - (a < b);
 }
+#endif
 
 #ifdef RD_REDUCE
 
@@ -44,17 +63,78 @@ DEVICE int order_cmp(acc_v a, acc_v b) {
 #define HIGHEST ((X_CT)(((X_UT)1 << (sizeof(X_CT) * 8 - 1)) - 1u))
 #endif
 
+#ifdef RD_PAIR
+DEVICE acc_v pair_of(pair_t m, pair_t s, pair_t n) {
+    acc_v r;
+    r.m = m;
+    r.s = s;
+    r.n = n;
+    return r;
+}
+#endif
+
 #if defined(RD_MAX) || defined(RD_ARGMAX)
 #define IDENTITY LOWEST
 #elif defined(RD_MIN) || defined(RD_ARGMIN)
 #define IDENTITY HIGHEST
+#elif defined(RD_PROD) && X_FLOAT
+#define IDENTITY pair_of(0.5f, 1.0f, 0.0f)
+#elif defined(RD_PROD) || defined(RD_ALL)
+#define IDENTITY ((acc_v)1)
+#elif defined(RD_LOGSUMEXP)
+#define IDENTITY pair_of(-F32_INF, 0.0f, 0.0f)
+#elif defined(RD_PAIR)
+#define IDENTITY pair_of(0.0f, 0.0f, 0.0f)
 #else
 #define IDENTITY ((acc_v)0)
 #endif
 
 /* Combines b into a (the positions of b's elements are idx_b; ties go to the lower position). */
 DEVICE void rd_combine(acc_v* a, i64* ia, acc_v b, i64 ib) {
-#if defined(RD_SUM) || defined(RD_MEAN)
+#if defined(RD_LOGSUMEXP)
+    (void)ia;
+    (void)ib;
+    if (nan_f(a->m) || nan_f(b.m)) {
+        *a = pair_of(F32_NAN, 0.0f, 0.0f);
+    } else if (a->m == F32_INF || b.m == F32_INF) {
+        *a = pair_of(F32_INF, 1.0f, 0.0f);
+    } else if (b.m == -F32_INF) {
+        /* nothing to add */
+    } else if (a->m == -F32_INF) {
+        *a = b;
+    } else {
+        float m = a->m > b.m ? a->m : b.m;
+        *a = pair_of(m, a->s * expf(a->m - m) + b.s * expf(b.m - m), 0.0f);
+    }
+#elif defined(RD_PROD) && X_FLOAT
+    (void)ia;
+    (void)ib;
+    int k = 0;
+    float m = frexpf(a->m * b.m, &k);
+    *a = pair_of(m, a->s + b.s + (float)k, 0.0f);
+#elif defined(RD_PAIR)
+    (void)ia;
+    (void)ib;
+    pair_t n = a->n + b.n;
+    if (b.n == 0) return;
+    if (a->n == 0) {
+        *a = b;
+        return;
+    }
+    pair_t delta = b.m - a->m;
+    pair_t f = b.n / n;
+    *a = pair_of(a->m + delta * f, a->s + b.s + delta * delta * a->n * f, n);
+#elif defined(RD_PROD)
+#if X_FLOAT
+    *a *= b;
+#else
+    *a = (acc_v)((X_UT)*a * (X_UT)b);
+#endif
+#elif defined(RD_ANY)
+    *a = (*a != 0 || b != 0) ? (acc_v)1 : (acc_v)0; /* NaN is nonzero */
+#elif defined(RD_ALL)
+    *a = (*a != 0 && b != 0) ? (acc_v)1 : (acc_v)0;
+#elif defined(RD_SUM) || defined(RD_MEAN)
 #if X_FLOAT
     *a += b;
 #else
@@ -92,9 +172,45 @@ DEVICE void rd_combine(acc_v* a, i64* ia, acc_v b, i64 ib) {
 #endif
 }
 
-DEVICE void rd_store(GLOBAL void* outp, i64 at, acc_v v, i64 idx, i64 count) {
+/* The state of one element. */
+#if defined(RD_LOGSUMEXP)
+#define RD_ONE(v) pair_of((v), 1.0f, 0.0f)
+#elif defined(RD_PROD) && X_FLOAT
+/* Normalized first: the product of two mantissas in [0.5, 1) never underflows. */
+DEVICE acc_v prod_one(float v) {
+    int k = 0;
+    float m = frexpf(v, &k);
+    return pair_of(m, (float)k, 0.0f);
+}
+#define RD_ONE(v) prod_one(v)
+#elif defined(RD_PAIR)
+#define RD_ONE(v) pair_of((pair_t)(v), 0.0f, 1.0f)
+#else
+#define RD_ONE(v) (v)
+#endif
+
+/* var and std divide by `divisor` (max(N - correction, 0), from the host). */
+DEVICE void rd_store(GLOBAL void* outp, i64 at, acc_v v, i64 idx, i64 count, float divisor) {
+    (void)divisor;
 #ifdef RD_ARG
     ((GLOBAL i64*)outp)[at] = idx;
+#elif defined(RD_ANY) || defined(RD_ALL)
+    ((GLOBAL u8*)outp)[at] = v != 0 ? (u8)1 : (u8)0;
+#elif defined(RD_LOGSUMEXP)
+    X_SV((GLOBAL X_ST*)outp, at,
+         (v.m == -F32_INF || v.m == F32_INF || nan_f(v.m)) ? v.m : v.m + logf(v.s));
+#elif defined(RD_PROD) && X_FLOAT
+    /* m * 2^e; exponents beyond +-300 saturate to Inf or 0 all the same. */
+    float e = v.s < -300.0f ? -300.0f : (v.s > 300.0f ? 300.0f : v.s);
+    X_SV((GLOBAL X_ST*)outp, at, ldexpf(v.m, (int)e));
+#elif defined(RD_VAR) || defined(RD_STD)
+    /* An Inf or NaN element leaves a mean that is not finite, and no divisor (N <= correction)
+     * leaves nothing to divide by: both give NaN. */
+    pair_t var = (v.n == 0 ? 0 : v.s) / (pair_t)divisor;
+#ifdef RD_STD
+    var = sqrt(var); /* before narrowing: the variance may exceed the largest float */
+#endif
+    X_SV((GLOBAL X_ST*)outp, at, ((v.m - v.m) != 0 || divisor == 0.0f) ? F32_NAN : (float)var);
 #elif defined(RD_MEAN)
     X_SV((GLOBAL X_ST*)outp, at, v / (float)count * SCALE_UP);
 #elif defined(RD_SUM) && X_FLOAT
@@ -108,7 +224,7 @@ DEVICE void rd_store(GLOBAL void* outp, i64 at, acc_v v, i64 idx, i64 count) {
  * and group g handles (row g / parts, chunk g % parts). */
 KERNEL void rd_rows(GLOBAL void* out, GLOBAL const X_ST* x, GLOBAL acc_v* part_v,
                     GLOBAL i64* part_i, const Lay K, const Lay R, const i64 rows,
-                    const i64 count, const i64 parts, const i64 chunk) {
+                    const i64 count, const i64 parts, const i64 chunk, const float divisor) {
     LOCAL acc_v sv[WG];
     LOCAL i64 si[WG];
     const int t = LOCAL_ID(0);
@@ -134,7 +250,7 @@ KERNEL void rd_rows(GLOBAL void* out, GLOBAL const X_ST* x, GLOBAL acc_v* part_v
 #if X_FLOAT && (defined(RD_SUM) || defined(RD_MEAN))
             rd_combine(&a, &ia, X_LD(x, ko[1] + ro[0]) * SCALE_DOWN, j);
 #else
-            rd_combine(&a, &ia, X_LD(x, ko[1] + ro[0]), j);
+            rd_combine(&a, &ia, RD_ONE(X_LD(x, ko[1] + ro[0])), j);
 #endif
         }
 #endif
@@ -160,7 +276,7 @@ KERNEL void rd_rows(GLOBAL void* out, GLOBAL const X_ST* x, GLOBAL acc_v* part_v
 #else
             i64 ko2[2];
             lay_offsets(&K, KRANK, 2, row, ko2);
-            rd_store(out, ko2[0], sv[0], si[0], count);
+            rd_store(out, ko2[0], sv[0], si[0], count, divisor);
 #endif
         }
         BARRIER();

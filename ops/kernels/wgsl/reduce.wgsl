@@ -69,6 +69,72 @@ fn reduce_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
 }
 
+//# logsumexp
+// A logsumexp state: x the maximum (NaN after a NaN, +Inf after a +Inf), y the sum of
+// exp(v - x) over the elements v.
+fn lse_merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    if (is_nan(a.x) || is_nan(b.x)) { return vec2<f32>(nan_f32(), 0.0); }
+    if ((is_inf(a.x) && a.x > 0.0) || (is_inf(b.x) && b.x > 0.0)) {
+        return vec2<f32>(inf_f32(), 1.0);
+    }
+    if (is_inf(b.x)) { return a; }
+    if (is_inf(a.x)) { return b; }
+    let m = max(a.x, b.x);
+    return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
+}
+fn lse_final(v: vec2<f32>) -> f32 {
+    if (is_nan(v.x) || is_inf(v.x)) { return v.x; }
+    return v.x + log(v.y);
+}
+
+//# var
+// A variance state, in $W (f64 where the device has it, so that squares of values near the
+// largest float do not overflow): x the count, y the mean, z the sum of squared deviations
+// (Welford, merged by Chan's formula).
+fn var_merge(a: vec4<$W>, b: vec4<$W>) -> vec4<$W> {
+    if (b.x == 0.0) { return a; }
+    if (a.x == 0.0) { return b; }
+    let n = a.x + b.x;
+    let f = b.x / n;
+    let delta = b.y - a.y;
+    return vec4<$W>(n, a.y + delta * f, a.z + b.z + delta * delta * a.x * f, 0.0);
+}
+// Divided by p.divisor = N - correction; an Inf or NaN element (a mean that is not finite) and
+// no divisor (N <= correction) give NaN.
+fn var_final(v: vec4<$W>) -> f32 {
+    let mean = f32(v.y);
+    if (is_nan(mean) || is_inf(mean) || p.divisor == 0.0) { return nan_f32(); }
+    return f32(v.z / $W(p.divisor));
+}
+fn std_final(v: vec4<$W>) -> f32 {
+    let mean = f32(v.y);
+    if (is_nan(mean) || is_inf(mean) || p.divisor == 0.0) { return nan_f32(); }
+    return f32(sqrt(v.z / $W(p.divisor)));
+}
+
+//# prod
+// A float product as x * 2^y with x in [0.5, 1) (frexp): partial products neither overflow nor
+// underflow.
+// An element, normalized first: the product of two mantissas in [0.5, 1) never underflows.
+// Subnormals by their bits (x = bits * 2^-149), which drivers' frexp may not handle.
+fn prod_one(x: f32) -> vec2<f32> {
+    let b = bitcast<u32>(x);
+    if ((b & 0x7f800000u) == 0u && (b & 0x7fffffu) != 0u) {
+        let r = frexp(f32(b & 0x7fffffu));
+        let m = select(r.fract, -r.fract, (b >> 31u) != 0u);
+        return vec2<f32>(m, f32(r.exp - 149));
+    }
+    let r = frexp(x);
+    return vec2<f32>(r.fract, f32(r.exp));
+}
+fn prod_merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let r = frexp(a.x * b.x);
+    return vec2<f32>(r.fract, a.y + b.y + f32(r.exp));
+}
+fn prod_final(v: vec2<f32>) -> f32 {
+    return ldexp(v.x, i32(clamp(v.y, -300.0, 300.0)));
+}
+
 //# float_order
 // The order of argmax/argmin and topk: NaN above every number, NaNs tie, -0.0 ties +0.0.
 fn key_gt(a: f32, b: f32) -> bool {

@@ -21,7 +21,8 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
         "cumsum" => cumsum(ctx, call),
         "topk" => topk(ctx, call),
-        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" => reduction(ctx, call),
+        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "prod" | "any" | "all"
+        | "logsumexp" | "var" | "std" => reduction(ctx, call),
         other => Err(misrouted(other)),
     }
 }
@@ -77,7 +78,15 @@ fn reduction(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
             .def("STAGE", stage);
         dtype_defs(s, "X", x.dtype())
     };
-    let acc_size = if x.dtype() == DType::I64 { 8 } else { 4 };
+    // Compound states are three values, doubles at most (see reduce.h).
+    let acc_size = match op {
+        "logsumexp" | "var" | "std" | "prod" if x.dtype().is_float() => 24,
+        _ if x.dtype() == DType::I64 => 8,
+        _ => 4,
+    };
+    // var and std: max(N - correction, 0).
+    let correction = a.int_opt("correction")?.unwrap_or(1);
+    let divisor = (count as f64 - correction as f64).max(0.0) as f32;
     let args =
         |parts: usize, chunk: usize, pv: &anyaccel_hal::Buffer, pi: &anyaccel_hal::Buffer| {
             vec![
@@ -91,6 +100,7 @@ fn reduction(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
                 KernelArg::scalar(count as i64),
                 KernelArg::scalar(parts as i64),
                 KernelArg::scalar(chunk as i64),
+                KernelArg::scalar(divisor),
             ]
         };
     if count >= SPLIT_COUNT && rows < 64 {

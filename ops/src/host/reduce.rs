@@ -1,5 +1,6 @@
-//! Reductions over axes (`sum`, `mean`, `max`, `min`, `argmax`, `argmin`), `cumsum` and `topk`.
-//! Floats accumulate in f64, integers in i64 (wrapping to their width on store).
+//! Reductions over axes (`sum`, `mean`, `max`, `min`, `argmax`, `argmin`, `prod`, `any`, `all`,
+//! `logsumexp`, `var`, `std`), `cumsum` and `topk`. Floats accumulate in f64, integers in i64
+//! (wrapping to their width on store).
 
 use std::cmp::Ordering;
 
@@ -20,13 +21,24 @@ enum Kind {
     Min,
     ArgMax,
     ArgMin,
+    Prod,
+    Any,
+    All,
+    LogSumExp,
+    /// The variance, with its correction (standard deviation: `std`).
+    Var { correction: i64, std: bool },
 }
 
-/// Running state of one reduction.
+/// Running state of one reduction. `prod`: the product in `f` or `i`; `any`/`all`: the count
+/// of nonzero (zero) elements in `i`; `logsumexp`: the maximum in `f` and the sum of
+/// `exp(x - f)` in `s`; `var`: the mean in `f`, the sum of squared deviations in `s`, the count
+/// in `n` (Welford, merged by Chan's formula).
 #[derive(Clone, Copy)]
 struct Acc {
     f: f64,
     i: i64,
+    s: f64,
+    n: f64,
     idx: i64,
     nan: bool,
     any: bool,
@@ -35,10 +47,29 @@ struct Acc {
 const EMPTY: Acc = Acc {
     f: 0.0,
     i: 0,
+    s: 0.0,
+    n: 0.0,
     idx: 0,
     nan: false,
     any: false,
 };
+
+/// Adds `(m2, s2)` (a maximum and the sum of `exp(x - m2)`) to a logsumexp state `(m1, s1)`;
+/// NaN marks a NaN element, +Inf an infinite one.
+fn lse_merge(m1: f64, s1: f64, m2: f64, s2: f64) -> (f64, f64) {
+    if m1.is_nan() || m2.is_nan() {
+        (f64::NAN, 0.0)
+    } else if m1 == f64::INFINITY || m2 == f64::INFINITY {
+        (f64::INFINITY, 1.0)
+    } else if m2 == f64::NEG_INFINITY {
+        (m1, s1)
+    } else if m1 == f64::NEG_INFINITY {
+        (m2, s2)
+    } else {
+        let m = m1.max(m2);
+        (m, s1 * (m1 - m).exp() + s2 * (m2 - m).exp())
+    }
+}
 
 /// `a` is strictly better than `b` for max-like (`greater`) or min-like selection.
 fn better(a: Val, b: Val, greater: bool) -> bool {
@@ -77,6 +108,50 @@ impl Acc {
                 Val::F(f) => self.f += f,
                 Val::I(i) => self.i = self.i.wrapping_add(i),
             },
+            Kind::Prod => {
+                if !self.any {
+                    (self.f, self.n, self.i) = (1.0, 0.0, 1);
+                }
+                match v {
+                    // The product as f * 2^n with f in [0.5, 1): no partial product overflows
+                    // or underflows.
+                    Val::F(f) => {
+                        let (fm, fk) = libm::frexp(f);
+                        let (m, k) = libm::frexp(self.f * fm);
+                        (self.f, self.n) = (m, self.n + (k + fk) as f64);
+                    }
+                    Val::I(i) => self.i = self.i.wrapping_mul(i),
+                }
+            }
+            Kind::Any | Kind::All => {
+                let nonzero = match v {
+                    Val::F(f) => f != 0.0,
+                    Val::I(i) => i != 0,
+                };
+                self.i += (nonzero == (kind == Kind::Any)) as i64;
+            }
+            Kind::LogSumExp => {
+                let x = match v {
+                    Val::F(f) => f,
+                    Val::I(i) => i as f64,
+                };
+                let (m, s) = if self.any {
+                    (self.f, self.s)
+                } else {
+                    (f64::NEG_INFINITY, 0.0)
+                };
+                (self.f, self.s) = lse_merge(m, s, x, 1.0);
+            }
+            Kind::Var { .. } => {
+                let x = match v {
+                    Val::F(f) => f,
+                    Val::I(i) => i as f64,
+                };
+                self.n += 1.0;
+                let delta = x - self.f;
+                self.f += delta / self.n;
+                self.s += delta * (x - self.f);
+            }
             Kind::Max | Kind::Min => {
                 if is_nan {
                     self.nan = true;
@@ -116,6 +191,20 @@ impl Acc {
                 self.f += later.f;
                 self.i = self.i.wrapping_add(later.i);
             }
+            Kind::Prod => {
+                let (m, k) = libm::frexp(self.f * later.f);
+                (self.f, self.n) = (m, self.n + later.n + k as f64);
+                self.i = self.i.wrapping_mul(later.i);
+            }
+            Kind::Any | Kind::All => self.i += later.i,
+            Kind::LogSumExp => (self.f, self.s) = lse_merge(self.f, self.s, later.f, later.s),
+            Kind::Var { .. } => {
+                let n = self.n + later.n;
+                let delta = later.f - self.f;
+                self.s += later.s + delta * delta * self.n * later.n / n;
+                self.f += delta * later.n / n;
+                self.n = n;
+            }
             Kind::Max | Kind::Min => {
                 self.nan |= later.nan;
                 if better(later.value(float), self.value(float), kind == Kind::Max) {
@@ -138,6 +227,26 @@ impl Acc {
         match kind {
             Kind::Sum => self.value(float),
             Kind::Mean => Val::F(self.f / count as f64),
+            Kind::Prod if !self.any => Val::F(1.0),
+            Kind::Prod if float => Val::F(libm::ldexp(self.f, self.n.clamp(-3000.0, 3000.0) as i32)),
+            Kind::Prod => self.value(float),
+            Kind::Any | Kind::All => Val::I(((self.i > 0) == (kind == Kind::Any)) as i64),
+            Kind::LogSumExp if !self.any || self.f == f64::NEG_INFINITY => {
+                Val::F(f64::NEG_INFINITY)
+            }
+            Kind::LogSumExp if self.f.is_nan() || self.f == f64::INFINITY => Val::F(self.f),
+            Kind::LogSumExp => Val::F(self.f + self.s.ln()),
+            Kind::Var { correction, std } => {
+                let divisor = (count as f64 - correction as f64).max(0.0);
+                // An Inf or NaN element leaves a mean that is not finite; N <= correction
+                // leaves no divisor.
+                let var = if !self.f.is_finite() || divisor == 0.0 {
+                    f64::NAN
+                } else {
+                    (if self.any { self.s } else { 0.0 }) / divisor
+                };
+                Val::F(if std { var.sqrt() } else { var })
+            }
             Kind::Max | Kind::Min if self.nan => Val::F(f64::NAN),
             Kind::Max | Kind::Min => self.value(float),
             Kind::ArgMax | Kind::ArgMin => Val::I(self.idx),
@@ -303,6 +412,20 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         "min" => reduction(call, Kind::Min),
         "argmax" => reduction(call, Kind::ArgMax),
         "argmin" => reduction(call, Kind::ArgMin),
+        "prod" => reduction(call, Kind::Prod),
+        "any" => reduction(call, Kind::Any),
+        "all" => reduction(call, Kind::All),
+        "logsumexp" => reduction(call, Kind::LogSumExp),
+        "var" | "std" => {
+            let correction = Attrs::of(call)?.int_opt("correction")?.unwrap_or(1);
+            reduction(
+                call,
+                Kind::Var {
+                    correction,
+                    std: call.op == "std",
+                },
+            )
+        }
         "cumsum" => {
             let attrs = Attrs::of(call)?;
             let axis = attrs.axis("axis", None, rank)?;

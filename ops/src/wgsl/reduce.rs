@@ -15,6 +15,8 @@ fn acc_of(dtype: DType) -> (&'static str, &'static str) {
     match dtype {
         DType::I32 => ("i32", "0"),
         DType::I64 => ("i64", "0li"),
+        DType::U8 => ("u32", "0u"),
+        DType::Bool => ("bool", "false"),
         _ => ("f32", "0.0"),
     }
 }
@@ -43,7 +45,8 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
         "cumsum" => cumsum(cx, call),
         "topk" => topk(cx, call),
-        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" => reduce(cx, call),
+        "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "prod" | "any" | "all"
+        | "logsumexp" | "var" | "std" => reduce(cx, call),
         other => Err(misrouted(other)),
     }
 }
@@ -85,9 +88,60 @@ fn reduce(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let (x_ty, zero) = acc_of(dt);
     let float = dt.is_float();
     let (sum_acc, sum_out) = sum_of(cx, dt);
-    let sums = matches!(op, "sum" | "mean");
-    let acc = if sums { sum_acc } else { x_ty };
+    let sums = matches!(op, "sum" | "mean") || (op == "prod" && !float);
+    let wide = cx.wide();
+    let var_acc = format!("vec4<{wide}>");
+    let acc = match op {
+        _ if sums => sum_acc,
+        "any" | "all" => "u32",
+        "logsumexp" | "prod" => "vec2<f32>",
+        "var" | "std" => var_acc.as_str(),
+        _ => x_ty,
+    };
+    let nonzero = match dt {
+        DType::Bool => "x",
+        DType::U8 => "x != 0u",
+        DType::I32 => "x != 0",
+        DType::I64 => "x != 0li",
+        _ => "!is_zero(x)",
+    };
     let (init, push, merge, fin): (String, String, &str, String) = match op {
+        "prod" if float => (
+            "vec2<f32>(1.0, 0.0)".to_string(),
+            "return Acc(prod_merge(a.v, prod_one(x)), NONE);".to_string(),
+            "return Acc(prod_merge(a.v, b.v), NONE);",
+            "prod_final(r.v)".to_string(),
+        ),
+        "prod" => (
+            if dt == DType::I64 { "1li" } else { "1" }.to_string(),
+            format!("return Acc(a.v * {acc}(x), NONE);"),
+            "return Acc(a.v * b.v, NONE);",
+            format!("{sum_out}(r.v)"),
+        ),
+        "any" => (
+            "0u".to_string(),
+            format!("return Acc(a.v | select(0u, 1u, {nonzero}), NONE);"),
+            "return Acc(a.v | b.v, NONE);",
+            "r.v != 0u".to_string(),
+        ),
+        "all" => (
+            "1u".to_string(),
+            format!("return Acc(a.v & select(0u, 1u, {nonzero}), NONE);"),
+            "return Acc(a.v & b.v, NONE);",
+            "r.v != 0u".to_string(),
+        ),
+        "logsumexp" => (
+            "vec2<f32>(-inf_f32(), 0.0)".to_string(),
+            "return Acc(lse_merge(a.v, vec2<f32>(x, 1.0)), NONE);".to_string(),
+            "return Acc(lse_merge(a.v, b.v), NONE);",
+            "lse_final(r.v)".to_string(),
+        ),
+        "var" | "std" => (
+            format!("vec4<{wide}>(0.0)"),
+            format!("return Acc(var_merge(a.v, vec4<{wide}>(1.0, {wide}(x), 0.0, 0.0)), NONE);"),
+            "return Acc(var_merge(a.v, b.v), NONE);",
+            format!("{op}_final(r.v)"),
+        ),
         "sum" | "mean" => (
             zero.to_string(),
             format!("return Acc(a.v + {acc}(x), NONE);"),
@@ -152,7 +206,13 @@ fn reduce(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         .replace("$PUSH", &push)
         .replace("$MERGE", merge);
     let part = if chunks > 1 {
-        let size = if acc == "f64" || acc == "i64" { 16 } else { 8 };
+        // The stride of `array<Acc>`: the value, a u32, aligned to the value's alignment.
+        let size = match acc {
+            "vec4<f64>" => 64,
+            "vec4<f32>" => 32,
+            "f64" | "i64" | "vec2<f32>" => 16,
+            _ => 8,
+        };
         Some(cx.device.alloc(groups as usize * size)?)
     } else {
         None
@@ -178,6 +238,27 @@ fn reduce(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         }
         if acc == "f64" {
             sh.need(DType::F64)?;
+        }
+        match op {
+            "logsumexp" => {
+                sh.body(section(REDUCE, "logsumexp")?);
+            }
+            "var" | "std" => {
+                // max(N - correction, 0).
+                let correction = a.int_opt("correction")?.unwrap_or(1);
+                sh.f32(
+                    "divisor",
+                    (count as f64 - correction as f64).max(0.0) as f32,
+                );
+                sh.body(&section(REDUCE, "var")?.replace("$W", wide));
+                if wide == "f64" {
+                    sh.need(DType::F64)?;
+                }
+            }
+            "prod" if float => {
+                sh.body(section(REDUCE, "prod")?);
+            }
+            _ => {}
         }
         sh.body(&common);
         Ok(())
