@@ -294,7 +294,7 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Binary, _) => binary_cases(&mut b, def, false),
             (OpKind::Compare, _) => binary_cases(&mut b, def, true),
             (OpKind::Select, _) => where_cases(&mut b, def.dtypes),
-            (OpKind::Reduction, "cumsum") => line_cases(&mut b, "cumsum", def.dtypes),
+            (OpKind::Reduction, op @ ("cumsum" | "cumprod")) => line_cases(&mut b, op, def.dtypes),
             (OpKind::Reduction, "topk") => topk_cases(&mut b, def.dtypes),
             (OpKind::Reduction, op) => reduction_cases(&mut b, op, def.dtypes),
             (OpKind::Normalization, op @ ("softmax" | "log_softmax")) => {

@@ -121,7 +121,7 @@ pub fn run(
         Op::Gelu => one(elementwise::gelu(call)),
         Op::Clamp => one(elementwise::clamp(call)),
         Op::Reduce(_) => one(reduce::reduce(call)),
-        Op::Cumsum => one(reduce::cumsum(call)),
+        Op::Cumsum | Op::Cumprod => one(reduce::cumsum(call)),
         Op::Topk => reduce::topk(call),
         Op::Softmax | Op::LogSoftmax => one(nn::softmax(call)),
         Op::LayerNorm => one(nn::layer_norm(call)),

@@ -261,6 +261,7 @@ pub enum Op {
     Clamp,
     Reduce(ReduceOp),
     Cumsum,
+    Cumprod,
     Topk,
     Softmax,
     LogSoftmax,
@@ -505,6 +506,7 @@ const REDUCE: &[AttrDef] = &[
     AttrDef::new("axes", IntsA, Rule("every axis")),
     flag("keepdim", false),
 ];
+const SCAN: &[AttrDef] = &[AXIS, flag("exclusive", false), flag("reverse", false)];
 const REDUCE_CORRECTION: &[AttrDef] = &[
     AttrDef::new("axes", IntsA, Rule("every axis")),
     flag("keepdim", false),
@@ -781,7 +783,16 @@ fn build() -> Vec<OpDef> {
             Op::Cumsum,
             X,
             OUT,
-            attrs![AXIS],
+            SCAN,
+            NUM,
+        ),
+        def(
+            "cumprod",
+            K::Reduction,
+            Op::Cumprod,
+            X,
+            OUT,
+            SCAN,
             NUM,
         ),
         def(

@@ -364,7 +364,7 @@ pub fn plan(
             }
             vec![shape]
         }
-        Op::Cumsum => {
+        Op::Cumsum | Op::Cumprod => {
             attrs.axis("axis", None, x(0).rank())?;
             vec![x(0).shape.clone()]
         }

@@ -123,11 +123,41 @@ pub(super) fn line_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
             }
         }
     }
+    // Scans: exclusive, reverse and both, along the last and a middle axis.
+    if matches!(op, "cumsum" | "cumprod") {
+        let flags: &[(&str, bool, bool)] = &[
+            ("excl", true, false),
+            ("rev", false, true),
+            ("excl_rev", true, true),
+        ];
+        for &d in dtypes {
+            for &(ftag, exclusive, reverse) in flags {
+                for &(tag, shape, layout, axis) in &shapes[1..5] {
+                    for v in value_classes(d, false) {
+                        b.push(
+                            op,
+                            d.name().into(),
+                            &[d],
+                            &format!("{ftag}_{tag}.{}", values_tag(v)),
+                            vec![input(d, shape, layout, v)],
+                            vec![
+                                attr("axis", AttrValue::Int(axis)),
+                                attr("exclusive", AttrValue::Int(exclusive as i64)),
+                                attr("reverse", AttrValue::Int(reverse as i64)),
+                            ],
+                            C,
+                            false,
+                        );
+                    }
+                }
+            }
+        }
+    }
     let d = dtypes[0];
-    let (shape, v): (&[usize], Values) = if op == "cumsum" {
-        (&[LARGE], Values::Positive)
-    } else {
-        (&[168, 100_000], Values::Normal)
+    let (shape, v): (&[usize], Values) = match op {
+        "cumsum" => (&[LARGE], Values::Positive),
+        "cumprod" => (&[LARGE], Values::Normal),
+        _ => (&[168, 100_000], Values::Normal),
     };
     b.push(
         op,

@@ -276,21 +276,45 @@ fn product(vals: impl Iterator<Item = f64>) -> f64 {
     libm::ldexp(m, e.clamp(-3000, 3000) as i32)
 }
 
-/// `cumsum` along `axis`: `out[..., i, ...] = sum over j <= i of x[..., j, ...]`.
+/// `cumsum` and `cumprod` along `axis`: `out[..., i, ...]` is the sum (product) of
+/// `x[..., j, ...]` over `j <= i` (`j < i` when exclusive; `j >= i`, `j > i` with reverse).
+/// Float products run as `m * 2^e` so that no partial product overflows or underflows.
 pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
     let op = call.op;
     let x = call.input(0)?;
     check_dtype(op, "x", x.dtype, &NUMERIC_DTYPES)?;
     let axis = call.axis_attr("axis", None, x.rank())?;
+    let exclusive = call.flag_attr("exclusive", false)?;
+    let reverse = call.flag_attr("reverse", false)?;
+    let prod = op == "cumprod";
     let lines = line_count(&x.shape, axis);
+    let positions = |line| {
+        let mut p = line_positions(&x.shape, axis, line);
+        if reverse {
+            p.reverse();
+        }
+        p
+    };
     match &x.data {
         RefData::F(v) => {
             let mut out = vec![0.0; v.len()];
             for line in 0..lines {
-                let mut running = 0.0;
-                for p in line_positions(&x.shape, axis, line) {
-                    running += v[p];
-                    out[p] = running;
+                let (mut m, mut e) = (if prod { 1.0 } else { 0.0 }, 0i64);
+                let value = |m: f64, e: i64| libm::ldexp(m, e.clamp(-3000, 3000) as i32);
+                for p in positions(line) {
+                    if exclusive {
+                        out[p] = value(m, e);
+                    }
+                    if prod {
+                        let (vm, vk) = libm::frexp(v[p]);
+                        let (f, k) = libm::frexp(m * vm);
+                        (m, e) = (f, e + (k + vk) as i64);
+                    } else {
+                        m += v[p];
+                    }
+                    if !exclusive {
+                        out[p] = value(m, e);
+                    }
                 }
             }
             RefTensor::from_f64(x.dtype, &x.shape, out)
@@ -298,10 +322,19 @@ pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
         RefData::I(v) => {
             let mut out = vec![0; v.len()];
             for line in 0..lines {
-                let mut running = 0i64;
-                for p in line_positions(&x.shape, axis, line) {
-                    running = running.wrapping_add(v[p]);
-                    out[p] = running;
+                let mut running = prod as i64;
+                for p in positions(line) {
+                    if exclusive {
+                        out[p] = running;
+                    }
+                    running = if prod {
+                        running.wrapping_mul(v[p])
+                    } else {
+                        running.wrapping_add(v[p])
+                    };
+                    if !exclusive {
+                        out[p] = running;
+                    }
                 }
             }
             RefTensor::from_i64(x.dtype, &x.shape, out)

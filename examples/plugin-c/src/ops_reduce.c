@@ -1,7 +1,7 @@
 /*
  * Reductions: sum, mean, max, min, argmax, argmin, prod, any, all, logsumexp, var, std over any
- * set of axes, cumsum along one axis, and topk (docs/ops.md, section 8.4). Floats accumulate in
- * double and round once to the output dtype, integers in int64 with wrapping.
+ * set of axes, cumsum and cumprod along one axis, and topk (docs/ops.md, section 8.4). Floats
+ * accumulate in double and round once to the output dtype, integers in int64 with wrapping.
  */
 
 #include <math.h>
@@ -244,29 +244,102 @@ static int64_t line_start(const RefTensor *x, int axis, int64_t line) {
     return off;
 }
 
-static AnyaccelStatus op_cumsum(const RefCall *c) {
+/* Reads the scan flag `name` (Int, 0 or 1, default 0) into *out. */
+static AnyaccelStatus scan_flag(const RefCall *c, const char *name, int *out) {
+    int64_t v = 0;
+    if (ref_attr_int(c, name, &v) < 0)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `%s` must be an Int", c->op, name);
+    if (v != 0 && v != 1)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `%s` is %lld, expected 0 or 1", c->op,
+                         name, (long long)v);
+    *out = (int)v;
+    return ANYACCEL_OK;
+}
+
+/* A float running product kept as m * 2^e with m in [0.5, 1) (or 0, Inf, NaN), so that no partial
+ * product overflows or underflows before the prefix product itself does. */
+typedef struct {
+    double m;
+    int64_t e;
+} ScaledProd;
+
+static void scaled_mul(ScaledProd *s, double v) {
+    int ev = 0;
+    double f = isfinite(v) ? frexp(v, &ev) : v; /* frexp leaves the exponent unset for Inf, NaN */
+    s->m *= f;
+    s->e += ev;
+    if (isfinite(s->m) && s->m != 0.0) {
+        int k = 0;
+        s->m = frexp(s->m, &k);
+        s->e += k;
+    }
+}
+
+static double scaled_value(const ScaledProd *s) {
+    if (!isfinite(s->m) || s->m == 0.0) return s->m;
+    /* Past +-2^20 the value is Inf or 0 in double anyway; the clamp keeps ldexp's int in range. */
+    int64_t e = s->e < -(1 << 20) ? -(1 << 20) : s->e > (1 << 20) ? (1 << 20) : s->e;
+    return ldexp(s->m, (int)e);
+}
+
+/* The running value of one line of a scan. */
+typedef struct {
+    RefDType dtype; /* x's */
+    int is_prod;
+    double sf;
+    ScaledProd pf;
+    uint64_t si;
+} Scan;
+
+static void scan_take(Scan *s, const unsigned char *p) {
+    if (!ref_is_float(s->dtype)) {
+        uint64_t v = (uint64_t)ref_load_i(s->dtype, p);
+        s->si = s->is_prod ? s->si * v : s->si + v;
+    } else if (s->is_prod) {
+        scaled_mul(&s->pf, ref_load_f(s->dtype, p));
+    } else {
+        s->sf += ref_load_f(s->dtype, p);
+    }
+}
+
+static void scan_store(const Scan *s, const RefTensor *out, unsigned char *q) {
+    if (!ref_is_float(s->dtype))
+        ref_store_i(out->dtype, q, (int64_t)s->si);
+    else
+        ref_store_f(out->dtype, q, s->is_prod ? scaled_value(&s->pf) : s->sf);
+}
+
+/* cumsum, cumprod along `axis`: out[i] combines x[j] over j <= i (j < i with exclusive), or over
+ * j >= i (j > i) with reverse. The empty sum is 0, the empty product 1. */
+static AnyaccelStatus op_scan(const RefCall *c) {
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    int is_prod = strcmp(c->op, "cumprod") == 0;
     int64_t axis = 0;
-    if (ref_attr_int(c, "axis", &axis) != 1)
-        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "cumsum: attribute `axis` (Int) is required");
+    int r = ref_attr_int(c, "axis", &axis);
+    if (r < 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` must be an Int", c->op);
+    if (r == 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` (Int) is required", c->op);
     int a = ref_axis(axis, x->ndim);
+    if (a < 0 || a >= x->ndim)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", c->op,
+                         (long long)axis, x->ndim);
+    int exclusive = 0, reverse = 0;
+    AnyaccelStatus st = scan_flag(c, "exclusive", &exclusive);
+    if (st) return st;
+    st = scan_flag(c, "reverse", &reverse);
+    if (st) return st;
     int64_t len = x->shape[a];
     int64_t lines = len ? ref_numel(x) / len : 0;
     size_t xs = ref_dtype_size(x->dtype), os = ref_dtype_size(out->dtype);
     for (int64_t l = 0; l < lines; l++) {
         int64_t xo = line_start(x, a, l), oo = line_start(out, a, l);
-        double sf = 0.0;
-        uint64_t si = 0;
-        for (int64_t i = 0; i < len; i++) {
+        Scan sc = {x->dtype, is_prod, 0.0, {1.0, 0}, is_prod ? 1u : 0u};
+        for (int64_t k = 0; k < len; k++) {
+            int64_t i = reverse ? len - 1 - k : k;
             const unsigned char *p = x->base + (xo + i * x->strides[a]) * (int64_t)xs;
             unsigned char *q = out->base + (oo + i * out->strides[a]) * (int64_t)os;
-            if (ref_is_float(x->dtype)) {
-                sf += ref_load_f(x->dtype, p);
-                ref_store_f(out->dtype, q, sf);
-            } else {
-                si += (uint64_t)ref_load_i(x->dtype, p);
-                ref_store_i(out->dtype, q, (int64_t)si);
-            }
+            if (exclusive) scan_store(&sc, out, q);
+            scan_take(&sc, p);
+            if (!exclusive) scan_store(&sc, out, q);
         }
     }
     return ANYACCEL_OK;
@@ -328,7 +401,7 @@ static AnyaccelStatus op_topk(const RefCall *c) {
 }
 
 AnyaccelStatus ref_op_reduction(const RefCall *c) {
-    if (strcmp(c->op, "cumsum") == 0) return op_cumsum(c);
+    if (strcmp(c->op, "cumsum") == 0 || strcmp(c->op, "cumprod") == 0) return op_scan(c);
     if (strcmp(c->op, "topk") == 0) return op_topk(c);
     return op_reduce(c);
 }

@@ -284,18 +284,60 @@ KERNEL void rd_rows(GLOBAL void* out, GLOBAL const X_ST* x, GLOBAL acc_v* part_v
 }
 #endif
 
-/* ---- cumsum: one work-group per line, tiles of WG * CS_V elements ----------------------------- */
+/* ---- cumsum, cumprod: one work-group per line, tiles of WG * CS_V elements ------------------
+ * Options: CS_PROD (cumprod), CS_EXCLUSIVE, CS_REVERSE (0 or 1). The scan runs over cs_t
+ * values: sums of floats in units of 2^-64 (SCALE_DOWN), float products as m * 2^e with m in
+ * [0.5, 1) (no partial product overflows or underflows), integers wrapping in their width. */
 #ifdef CS_LINES
-#if X_FLOAT
+#if defined(CS_PROD) && X_FLOAT
+typedef struct {
+    float m;
+    float e;
+} cs_t;
+DEVICE cs_t cs_pair(float m, float e) {
+    cs_t r;
+    r.m = m;
+    r.e = e;
+    return r;
+}
+DEVICE cs_t cs_zero(void) { return cs_pair(0.5f, 1.0f); }
+DEVICE cs_t cs_add(cs_t a, cs_t b) {
+    int k = 0;
+    float m = frexpf(a.m * b.m, &k);
+    return cs_pair(m, a.e + b.e + (float)k);
+}
+DEVICE cs_t cs_of(float v) {
+    int k = 0;
+    float m = frexpf(v, &k);
+    return cs_pair(m, (float)k);
+}
+DEVICE float cs_out(cs_t v) {
+    float e = v.e < -300.0f ? -300.0f : (v.e > 300.0f ? 300.0f : v.e);
+    return ldexpf(v.m, (int)e);
+}
+#elif defined(CS_PROD)
+typedef X_CT cs_t;
+DEVICE cs_t cs_zero(void) { return (cs_t)1; }
+DEVICE cs_t cs_add(cs_t a, cs_t b) { return (cs_t)((X_UT)a * (X_UT)b); }
+#define cs_of(v) ((cs_t)(v))
+#define cs_out(v) (v)
+#elif X_FLOAT
 typedef float cs_t;
+DEVICE cs_t cs_zero(void) { return 0.0f; }
 DEVICE cs_t cs_add(cs_t a, cs_t b) { return a + b; }
+#define cs_of(v) ((v) * SCALE_DOWN)
+#define cs_out(v) ((v) * SCALE_UP)
 #else
 typedef X_CT cs_t;
+DEVICE cs_t cs_zero(void) { return (cs_t)0; }
 DEVICE cs_t cs_add(cs_t a, cs_t b) { return (cs_t)((X_UT)a + (X_UT)b); }
+#define cs_of(v) ((cs_t)(v))
+#define cs_out(v) (v)
 #endif
 #define CS_V 4
 
-/* K: lines (operand 0 the output, 1 the input); xs, os: the strides along the axis. */
+/* K: lines (operand 0 the output, 1 the input); xs, os: the strides along the axis. Step j
+ * of the scan is position j of the line, or len - 1 - j with CS_REVERSE. */
 KERNEL void cs_lines(GLOBAL X_ST* out, GLOBAL const X_ST* x, const Lay K, const i64 lines,
                      const i64 len, const i64 xs, const i64 os) {
     LOCAL cs_t scan[2][WG];
@@ -303,18 +345,22 @@ KERNEL void cs_lines(GLOBAL X_ST* out, GLOBAL const X_ST* x, const Lay K, const 
     for (i64 line = GROUP_ID(0); line < lines; line += NUM_GROUPS(0)) {
         i64 ko[2];
         lay_offsets(&K, KRANK, 2, line, ko);
-        cs_t carry = (cs_t)0;
+        cs_t carry = cs_zero();
         for (i64 tile = 0; tile < len; tile += (i64)WG * CS_V) {
             const i64 first = tile + (i64)t * CS_V;
             cs_t v[CS_V];
-            cs_t run = (cs_t)0;
+            cs_t run = cs_zero();
             for (int k = 0; k < CS_V; ++k) {
-                cs_t e = first + k < len ? (cs_t)X_LD(x, ko[1] + (first + k) * xs) : (cs_t)0;
-#if X_FLOAT
-                e *= SCALE_DOWN;
-#endif
+                const i64 j = first + k;
+                const i64 at = CS_REVERSE ? len - 1 - j : j;
+                cs_t e = j < len ? cs_of(X_LD(x, ko[1] + at * xs)) : cs_zero();
+#if CS_EXCLUSIVE
+                v[k] = run;
+                run = cs_add(run, e);
+#else
                 run = cs_add(run, e);
                 v[k] = run;
+#endif
             }
             /* Inclusive scan of the items' totals (Hillis-Steele, double buffered). */
             int cur = 0;
@@ -327,14 +373,12 @@ KERNEL void cs_lines(GLOBAL X_ST* out, GLOBAL const X_ST* x, const Lay K, const 
                 cur = 1 - cur;
                 BARRIER();
             }
-            cs_t excl = t > 0 ? scan[cur][t - 1] : (cs_t)0;
+            cs_t excl = t > 0 ? scan[cur][t - 1] : cs_zero();
             cs_t base = cs_add(carry, excl);
             for (int k = 0; k < CS_V; ++k) {
-#if X_FLOAT
-                if (first + k < len) X_SV(out, ko[0] + (first + k) * os, cs_add(base, v[k]) * SCALE_UP);
-#else
-                if (first + k < len) X_SV(out, ko[0] + (first + k) * os, cs_add(base, v[k]));
-#endif
+                const i64 j = first + k;
+                const i64 at = CS_REVERSE ? len - 1 - j : j;
+                if (j < len) X_SV(out, ko[0] + at * os, cs_out(cs_add(base, v[k])));
             }
             carry = cs_add(carry, scan[cur][WG - 1]);
             BARRIER();

@@ -154,19 +154,25 @@ fn key_same(a: $T, b: $T) -> bool { return a == b; }
 fn key_lt(a: $T, b: $T) -> bool { return a < b; }
 
 //# cumsum_common
-// cumsum, one group per block of a line along the axis (space 0 walks the lines: x, out): group
-// g scans block g % p.blocks (p.block elements) of line g / p.blocks. Each invocation owns a
-// contiguous chunk of the block: it sums the chunk, the group scans the chunk sums, and each
-// invocation rescans its chunk from the sum before it. Lines of more than one block first store
-// each block's total (`cumsum_totals`); a block then starts from the sum of the totals before
-// it.
+// cumsum and cumprod, one group per block of a line along the axis (space 0 walks the lines: x,
+// out): group g scans block g % p.blocks (p.block elements) of line g / p.blocks. Each
+// invocation owns a contiguous chunk of the block: it combines the chunk, the group scans the
+// chunk totals, and each invocation rescans its chunk from the total before it. Lines of more
+// than one block first store each block's total (`cumsum_totals`); a block then starts from the
+// combination of the totals before it. Step j of the scan is position at(j) of the line (from
+// the end for reverse). cs_add combines (a sum, or a product: float products as m * 2^e), cs_of
+// makes an element's value, cs_out the stored one.
 var<workgroup> sc: array<$ACC, 256>;
+
+fn cs_add(a: $ACC, b: $ACC) -> $ACC { return $ADD; }
+fn cs_of(x: $X) -> $ACC { return $OF; }
+fn at(j: u32) -> u32 { return select(j, p.len - 1u - j, $REV); }
 
 fn group_total(t: u32, v: $ACC) -> $ACC {
     sc[t] = v;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
-        if (t < s) { sc[t] = sc[t] + sc[t + s]; }
+        if (t < s) { sc[t] = cs_add(sc[t], sc[t + s]); }
         workgroupBarrier();
     }
     let r = sc[0];
@@ -183,7 +189,7 @@ fn cumsum_totals(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let base = walk0(line);
     var acc: $ACC = $ZERO;
     for (var j = b0 + t; j < b1; j += 256u) {
-        acc = acc + $ACC(ld_x(base[0] + j * p.xs));
+        acc = cs_add(acc, cs_of(ld_x(base[0] + at(j) * p.xs)));
     }
     let total = group_total(t, acc);
     if (t == 0u) { totals[wid.x] = total; }
@@ -201,7 +207,7 @@ fn cumsum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     if (p.blocks > 1u) {
         var pp: $ACC = $ZERO;
         for (var c = t; c < blk; c += 256u) {
-            pp = pp + totals[line * p.blocks + c];
+            pp = cs_add(pp, totals[line * p.blocks + c]);
         }
         before = group_total(t, pp);
     }
@@ -210,7 +216,7 @@ fn cumsum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let e = min(s + chunk, b1);
     var acc: $ACC = $ZERO;
     for (var j = s; j < e; j++) {
-        acc = acc + $ACC(ld_x(base[0] + j * p.xs));
+        acc = cs_add(acc, cs_of(ld_x(base[0] + at(j) * p.xs)));
     }
     sc[t] = acc;
     workgroupBarrier();
@@ -218,14 +224,15 @@ fn cumsum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         var add: $ACC = $ZERO;
         if (t >= off) { add = sc[t - off]; }
         workgroupBarrier();
-        sc[t] = sc[t] + add;
+        sc[t] = cs_add(sc[t], add);
         workgroupBarrier();
     }
     var run: $ACC = before;
-    if (t > 0u) { run = run + sc[t - 1u]; }
+    if (t > 0u) { run = cs_add(run, sc[t - 1u]); }
     for (var j = s; j < e; j++) {
-        run = run + $ACC(ld_x(base[0] + j * p.xs));
-        st_out(base[1] + j * p.os, $OUT(run));
+        let before_j = run;
+        run = cs_add(run, cs_of(ld_x(base[0] + at(j) * p.xs)));
+        st_out(base[1] + at(j) * p.os, $OUT(select(run, before_j, $EXCL)));
     }
 }
 

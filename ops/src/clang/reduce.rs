@@ -19,7 +19,7 @@ const TK_SELECT: usize = 16;
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
-        "cumsum" => cumsum(ctx, call),
+        "cumsum" | "cumprod" => cumsum(ctx, call),
         "topk" => topk(ctx, call),
         "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "prod" | "any" | "all"
         | "logsumexp" | "var" | "std" => reduction(ctx, call),
@@ -145,7 +145,8 @@ impl Layouts {
 fn cumsum(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let (x, out) = (input(call, 0)?, output(call, 0)?);
-    let axis = attrs(call)?.axis("axis", None, x.rank())?;
+    let a = attrs(call)?;
+    let axis = a.axis("axis", None, x.rank())?;
     let len = x.shape()[axis];
     let nlines = x.numel() / len.max(1);
     if len == 0 || nlines == 0 {
@@ -154,10 +155,15 @@ fn cumsum(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     // Operand 0 the output, 1 the input.
     let k = lines(out, &[x], axis);
     let wg = row_wg(ctx, len);
-    let spec = KernelSpec::new(Family::Reduce, "cs_lines")
+    let mut spec = KernelSpec::new(Family::Reduce, "cs_lines")
         .flag("CS_LINES")
         .def("KRANK", k.rank())
-        .def("WG", wg);
+        .def("WG", wg)
+        .def("CS_EXCLUSIVE", a.flag("exclusive", false)? as u8)
+        .def("CS_REVERSE", a.flag("reverse", false)? as u8);
+    if op == "cumprod" {
+        spec = spec.flag("CS_PROD");
+    }
     let spec = dtype_defs(spec, "X", x.dtype());
     let args = [
         buf(out),

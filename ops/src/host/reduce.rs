@@ -426,24 +426,34 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 },
             )
         }
-        "cumsum" => {
+        "cumsum" | "cumprod" => {
             let attrs = Attrs::of(call)?;
             let axis = attrs.axis("axis", None, rank)?;
+            let exclusive = attrs.flag("exclusive", false)?;
+            let reverse = attrs.flag("reverse", false)?;
+            let kind = if call.op == "cumprod" {
+                Kind::Prod
+            } else {
+                Kind::Sum
+            };
             Ok(Box::new(move |b: &Bound| {
                 let (x, out) = (b.input(0)?, b.out(0));
                 let len = x.desc.shape[axis];
                 let (xs, os) = (x.desc.strides[axis], out.desc.strides[axis]);
+                let float = x.desc.dtype.is_float();
                 for_lines(x, [out], axis, |_, xb, [ob]| {
                     let mut acc = EMPTY;
-                    for j in 0..len {
+                    for step in 0..len {
+                        let j = if reverse { len - 1 - step } else { step };
                         // SAFETY: offsets walk the line inside both layouts.
                         unsafe {
-                            acc.push(Kind::Sum, load(x, xb + j * xs), j);
-                            store(
-                                out,
-                                ob + j * os,
-                                acc.result(Kind::Sum, x.desc.dtype.is_float(), 0),
-                            );
+                            if exclusive {
+                                store(out, ob + j * os, acc.result(kind, float, 0));
+                            }
+                            acc.push(kind, load(x, xb + j * xs), j);
+                            if !exclusive {
+                                store(out, ob + j * os, acc.result(kind, float, 0));
+                            }
                         }
                     }
                     Ok(())

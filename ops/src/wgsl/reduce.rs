@@ -43,7 +43,7 @@ fn order_section(dtype: DType) -> Result<String> {
 /// Runs one reduction-family op.
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
-        "cumsum" => cumsum(cx, call),
+        "cumsum" | "cumprod" => cumsum(cx, call),
         "topk" => topk(cx, call),
         "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "prod" | "any" | "all"
         | "logsumexp" | "var" | "std" => reduce(cx, call),
@@ -320,12 +320,42 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         "the work groups",
         lines.iter().product::<usize>() * blocks,
     )?;
-    let (_, zero) = acc_of(dt);
-    let (acc, out_conv) = sum_of(cx, dt);
-    let size = if acc == "f64" || acc == "i64" { 8 } else { 4 };
+    let (x_ty, zero) = acc_of(dt);
+    let (sum_acc, sum_out) = sum_of(cx, dt);
+    let prod = op == "cumprod";
+    let float_prod = prod && dt.is_float();
+    // The scan's type, its identity, combination, element and stored value.
+    let (acc, zero, add, of, out_conv) = if float_prod {
+        (
+            "vec2<f32>",
+            "vec2<f32>(1.0, 0.0)",
+            "prod_merge(a, b)",
+            "prod_one(x)",
+            "prod_final",
+        )
+    } else if prod {
+        let one = if dt == DType::I64 { "1li" } else { "1" };
+        (sum_acc, one, "a * b", "x", sum_out)
+    } else {
+        let of = if dt.is_float() { "$ACC(x)" } else { "x" };
+        (sum_acc, zero, "a + b", of, sum_out)
+    };
+    let size = if matches!(acc, "f64" | "i64" | "vec2<f32>") {
+        8
+    } else {
+        4
+    };
     let totals = cx.device.alloc(groups as usize * size)?;
+    let flag = |name: &str| -> Result<&'static str> {
+        Ok(if a.flag(name, false)? { "true" } else { "false" })
+    };
+    let (excl, rev) = (flag("exclusive")?, flag("reverse")?);
     let common = section(REDUCE, "cumsum_common")?
+        .replace("$ADD", add)
+        .replace("$OF", of)
+        .replace("$REV", rev)
         .replace("$ACC", acc)
+        .replace("$X", x_ty)
         .replace("$ZERO", zero);
     let setup = |sh: &mut Shader<'_>, with_out: bool| -> Result<()> {
         sh.tensor("x", &x, Access::of(dt), false)?;
@@ -342,6 +372,9 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.size("os", out.desc.strides[axis])?;
         if acc == "f64" {
             sh.need(DType::F64)?;
+        }
+        if float_prod {
+            sh.body(section(REDUCE, "prod")?);
         }
         sh.body(&common);
         Ok(())
@@ -364,6 +397,7 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         &section(REDUCE, "cumsum")?
             .replace("$ACC", acc)
             .replace("$OUT", out_conv)
+            .replace("$EXCL", excl)
             .replace("$ZERO", zero),
     );
     sh.launch([groups as u64 * 256, 1, 1])
