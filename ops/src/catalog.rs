@@ -718,8 +718,10 @@ fn build() -> Vec<OpDef> {
             Op::Activation(ActivationOp::LeakyRelu),
             X,
             OUT,
-            attrs![AttrDef::new("negative_slope", FloatA, AttrDefault::Float(0.01))
-                .allowed(Allowed::Finite)],
+            attrs![
+                AttrDef::new("negative_slope", FloatA, AttrDefault::Float(0.01))
+                    .allowed(Allowed::Finite)
+            ],
             FLOAT,
         ),
         def(
@@ -777,24 +779,8 @@ fn build() -> Vec<OpDef> {
         }
     }));
     v.extend([
-        def(
-            "cumsum",
-            K::Reduction,
-            Op::Cumsum,
-            X,
-            OUT,
-            SCAN,
-            NUM,
-        ),
-        def(
-            "cumprod",
-            K::Reduction,
-            Op::Cumprod,
-            X,
-            OUT,
-            SCAN,
-            NUM,
-        ),
+        def("cumsum", K::Reduction, Op::Cumsum, X, OUT, SCAN, NUM),
+        def("cumprod", K::Reduction, Op::Cumprod, X, OUT, SCAN, NUM),
         def(
             "topk",
             K::Reduction,

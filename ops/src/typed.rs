@@ -40,6 +40,59 @@ binary_ops! {
     le, le_into, "a <= b, as bool.";
     gt, gt_into, "a > b, as bool.";
     ge, ge_into, "a >= b, as bool.";
+    atan2, atan2_into, "the angle of the point (b, a) (floats).";
+    remainder, remainder_into, "a mod b with the sign of b (Python's %; integers: x mod 0 = 0).";
+    fmod, fmod_into, "a mod b with the sign of a (C fmod; integers: x mod 0 = 0).";
+    bitwise_and, bitwise_and_into, "a & b (integers and bools).";
+    bitwise_or, bitwise_or_into, "a | b (integers and bools).";
+    bitwise_xor, bitwise_xor_into, "a ^ b (integers and bools).";
+    bitwise_left_shift, bitwise_left_shift_into, "a << b; amounts outside [0, width) give 0.";
+    bitwise_right_shift, bitwise_right_shift_into, "a >> b (arithmetic); amounts outside [0, width) give the sign.";
+    logical_and, logical_and_into, "a != 0 and b != 0, as bool.";
+    logical_or, logical_or_into, "a != 0 or b != 0, as bool.";
+    logical_xor, logical_xor_into, "(a != 0) != (b != 0), as bool.";
+}
+
+macro_rules! predicate_ops {
+    ($($name:ident, $doc:literal;)*) => {$(
+        #[doc = concat!("`", stringify!($name), "(x)`: ", $doc, " as bool, for any dtype.")]
+        pub fn $name(q: &dyn Queue, x: &Tensor) -> Result<Tensor> {
+            call(q, stringify!($name), &[Some(x)], &[]).map(one)
+        }
+    )*};
+}
+
+predicate_ops! {
+    isnan, "x is NaN";
+    isinf, "x is +Inf or -Inf";
+    isfinite, "x is neither NaN nor infinite";
+    logical_not, "x == 0";
+}
+
+/// `softplus(x) = log(1 + exp(beta x)) / beta`, and `x` where `beta x > threshold`.
+pub fn softplus(q: &dyn Queue, x: &Tensor, beta: f64, threshold: f64) -> Result<Tensor> {
+    let attrs = [
+        attr("beta", AttrValue::Float(beta)),
+        attr("threshold", AttrValue::Float(threshold)),
+    ];
+    call(q, "softplus", &[Some(x)], &attrs).map(one)
+}
+
+/// `leaky_relu(x) = x > 0 ? x : x * negative_slope`.
+pub fn leaky_relu(q: &dyn Queue, x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+    let attrs = [attr("negative_slope", AttrValue::Float(negative_slope))];
+    call(q, "leaky_relu", &[Some(x)], &attrs).map(one)
+}
+
+/// `elu(x) = x > 0 ? x : alpha * (exp(x) - 1)`.
+pub fn elu(q: &dyn Queue, x: &Tensor, alpha: f64) -> Result<Tensor> {
+    call(
+        q,
+        "elu",
+        &[Some(x)],
+        &[attr("alpha", AttrValue::Float(alpha))],
+    )
+    .map(one)
 }
 
 macro_rules! typed_unary_ops {
@@ -215,15 +268,103 @@ pub fn argmin(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<
     reduce(q, "argmin", x, axes, keepdim)
 }
 
+/// Product over `axes` (empty: all); an empty product is 1.
+pub fn prod(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "prod", x, axes, keepdim)
+}
+
+/// Whether any element over `axes` (empty: all) is nonzero, as bool.
+pub fn any(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "any", x, axes, keepdim)
+}
+
+/// Whether every element over `axes` (empty: all) is nonzero, as bool.
+pub fn all(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "all", x, axes, keepdim)
+}
+
+/// `log(sum(exp(x)))` over `axes` (empty: all), computed without overflow.
+pub fn logsumexp(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+    reduce(q, "logsumexp", x, axes, keepdim)
+}
+
+fn var_like(
+    q: &dyn Queue,
+    op: &str,
+    x: &Tensor,
+    axes: &[i64],
+    keepdim: bool,
+    correction: i64,
+) -> Result<Tensor> {
+    let attrs = [
+        attr("axes", AttrValue::Ints(axes.to_vec())),
+        attr("keepdim", AttrValue::Int(keepdim as i64)),
+        attr("correction", AttrValue::Int(correction)),
+    ];
+    call(q, op, &[Some(x)], &attrs).map(one)
+}
+
+/// Variance over `axes` (empty: all), divided by `N - correction` (1: the sample variance).
+pub fn var(
+    q: &dyn Queue,
+    x: &Tensor,
+    axes: &[i64],
+    keepdim: bool,
+    correction: i64,
+) -> Result<Tensor> {
+    var_like(q, "var", x, axes, keepdim, correction)
+}
+
+/// Standard deviation: the square root of [`var`].
+pub fn std(
+    q: &dyn Queue,
+    x: &Tensor,
+    axes: &[i64],
+    keepdim: bool,
+    correction: i64,
+) -> Result<Tensor> {
+    var_like(q, "std", x, axes, keepdim, correction)
+}
+
+/// The combination of a running scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// `cumsum`.
+    Sum,
+    /// `cumprod`.
+    Prod,
+}
+
+/// A running sum or product along `axis`; `exclusive` leaves each element out of its own
+/// output, `reverse` runs from the end.
+pub fn scan(
+    q: &dyn Queue,
+    kind: Scan,
+    x: &Tensor,
+    axis: i64,
+    exclusive: bool,
+    reverse: bool,
+) -> Result<Tensor> {
+    let op = match kind {
+        Scan::Sum => "cumsum",
+        Scan::Prod => "cumprod",
+    };
+    let attrs = [
+        attr("axis", AttrValue::Int(axis)),
+        attr("exclusive", AttrValue::Int(exclusive as i64)),
+        attr("reverse", AttrValue::Int(reverse as i64)),
+    ];
+    call(q, op, &[Some(x)], &attrs).map(one)
+}
+
 /// Running sum along `axis`.
 pub fn cumsum(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
-    call(
-        q,
-        "cumsum",
-        &[Some(x)],
-        &[attr("axis", AttrValue::Int(axis))],
-    )
-    .map(one)
+    scan(q, Scan::Sum, x, axis, false, false)
+}
+
+/// Running product along `axis`.
+pub fn cumprod(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
+    scan(q, Scan::Prod, x, axis, false, false)
 }
 
 /// The `k` largest (or smallest) along `axis`, sorted: `(values, indices)`.

@@ -90,7 +90,11 @@ pub(super) fn unary_cases(b: &mut Builder, def: &OpDef) {
         }
     }
     let d = dtypes[0];
-    let v = if d.is_float() { base } else { default_values(d) };
+    let v = if d.is_float() {
+        base
+    } else {
+        default_values(d)
+    };
     b.push(
         op,
         d.name().into(),

@@ -284,7 +284,11 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, Option<IntFn>) {
         UnaryOp::Cosh => (libm::cosh, None),
         UnaryOp::Hardswish => (
             |x| {
-                let r6 = if x.is_nan() { x } else { (x + 3.0).clamp(0.0, 6.0) };
+                let r6 = if x.is_nan() {
+                    x
+                } else {
+                    (x + 3.0).clamp(0.0, 6.0)
+                };
                 x * r6 / 6.0
             },
             None,
@@ -305,7 +309,11 @@ pub(crate) fn unary(call: &Call, op: UnaryOp) -> Result<RefTensor> {
         RefData::I(v) => {
             let f = fi.ok_or_else(|| internal(name, "not an integer unary op"))?;
             let low_bit = if x.dtype == DType::Bool { 1 } else { -1 };
-            RefTensor::from_i64(x.dtype, &x.shape, v.iter().map(|&p| f(p) & low_bit).collect())
+            RefTensor::from_i64(
+                x.dtype,
+                &x.shape,
+                v.iter().map(|&p| f(p) & low_bit).collect(),
+            )
         }
     }
 }

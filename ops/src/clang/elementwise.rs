@@ -210,7 +210,10 @@ pub(crate) fn unary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     };
     let (lo, hi) = match op {
         "clamp" => (a.float("min")?, a.float("max")?),
-        "softplus" => (a.float_or_default("beta")?, a.float_or_default("threshold")?),
+        "softplus" => (
+            a.float_or_default("beta")?,
+            a.float_or_default("threshold")?,
+        ),
         "leaky_relu" => (a.float_or_default("negative_slope")?, 0.0),
         "elu" => (a.float_or_default("alpha")?, 0.0),
         _ => (0.0, 0.0),

@@ -118,9 +118,9 @@ where
         DType::I64 => map2::<i64, i64, i64>(a, b, out, fi),
         DType::U8 => int::<u8>(a, b, out, fi),
         // Only the bitwise and, or and xor take bools, and they keep 0 and 1.
-        DType::Bool => map2::<u8, u8, u8>(a, b, out, move |x, y| {
-            (fi(x as i64, y as i64) & 1) as u8
-        }),
+        DType::Bool => {
+            map2::<u8, u8, u8>(a, b, out, move |x, y| (fi(x as i64, y as i64) & 1) as u8)
+        }
         other => Err(unsupported_dtype(other)),
     }
 }
@@ -259,25 +259,39 @@ pub(crate) fn binary(call: &OpCall, op: BinaryOp) -> Result<Box<Body>> {
             BinaryOp::BitwiseXor => map_arith(dtype, x, y, out, |a, _| a, |a, b| a ^ b),
             BinaryOp::BitwiseLeftShift => {
                 let width = width_of(dtype);
-                map_arith(dtype, x, y, out, |a, _| a, move |a, b| {
-                    if (0..width).contains(&b) {
-                        a << b
-                    } else {
-                        0
-                    }
-                })
+                map_arith(
+                    dtype,
+                    x,
+                    y,
+                    out,
+                    |a, _| a,
+                    move |a, b| {
+                        if (0..width).contains(&b) {
+                            a << b
+                        } else {
+                            0
+                        }
+                    },
+                )
             }
             BinaryOp::BitwiseRightShift => {
                 let width = width_of(dtype);
-                map_arith(dtype, x, y, out, |a, _| a, move |a, b| {
-                    // Values are sign-extended (u8 ones are >= 0): an i64 shift is the
-                    // dtype's arithmetic (u8: logical) shift.
-                    if (0..width).contains(&b) {
-                        a >> b
-                    } else {
-                        a >> 63
-                    }
-                })
+                map_arith(
+                    dtype,
+                    x,
+                    y,
+                    out,
+                    |a, _| a,
+                    move |a, b| {
+                        // Values are sign-extended (u8 ones are >= 0): an i64 shift is the
+                        // dtype's arithmetic (u8: logical) shift.
+                        if (0..width).contains(&b) {
+                            a >> b
+                        } else {
+                            a >> 63
+                        }
+                    },
+                )
             }
         }
     }))

@@ -26,7 +26,10 @@ enum Kind {
     All,
     LogSumExp,
     /// The variance, with its correction (standard deviation: `std`).
-    Var { correction: i64, std: bool },
+    Var {
+        correction: i64,
+        std: bool,
+    },
 }
 
 /// Running state of one reduction. `prod`: the product in `f` or `i`; `any`/`all`: the count
@@ -228,7 +231,9 @@ impl Acc {
             Kind::Sum => self.value(float),
             Kind::Mean => Val::F(self.f / count as f64),
             Kind::Prod if !self.any => Val::F(1.0),
-            Kind::Prod if float => Val::F(libm::ldexp(self.f, self.n.clamp(-3000.0, 3000.0) as i32)),
+            Kind::Prod if float => {
+                Val::F(libm::ldexp(self.f, self.n.clamp(-3000.0, 3000.0) as i32))
+            }
             Kind::Prod => self.value(float),
             Kind::Any | Kind::All => Val::I(((self.i > 0) == (kind == Kind::Any)) as i64),
             Kind::LogSumExp if !self.any || self.f == f64::NEG_INFINITY => {

@@ -347,7 +347,11 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     };
     let totals = cx.device.alloc(groups as usize * size)?;
     let flag = |name: &str| -> Result<&'static str> {
-        Ok(if a.flag(name, false)? { "true" } else { "false" })
+        Ok(if a.flag(name, false)? {
+            "true"
+        } else {
+            "false"
+        })
     };
     let (excl, rev) = (flag("exclusive")?, flag("reverse")?);
     let common = section(REDUCE, "cumsum_common")?
