@@ -15,7 +15,7 @@ mod reduce;
 use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
 use nn::{attention_cases, matmul_cases, norm_cases};
-use reduce::{line_cases, reduction_cases, topk_cases};
+use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
 /// A conformance profile: a set of cases a device conforms to when all of them pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -296,6 +296,7 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Select, _) => where_cases(&mut b, def.dtypes),
             (OpKind::Reduction, op @ ("cumsum" | "cumprod")) => line_cases(&mut b, op, def.dtypes),
             (OpKind::Reduction, "topk") => topk_cases(&mut b, def.dtypes),
+            (OpKind::Reduction, op @ ("sort" | "argsort")) => sort_cases(&mut b, op, def.dtypes),
             (OpKind::Reduction, op) => reduction_cases(&mut b, op, def.dtypes),
             (OpKind::Normalization, op @ ("softmax" | "log_softmax")) => {
                 line_cases(&mut b, op, def.dtypes)

@@ -486,7 +486,7 @@ anyaccel_status anyaccel_tensor_from_dlpack(struct anyaccel_runtime_t *rt, DLMan
  *   optional input (e.g. matmul's `bias`). Every tensor must be of the queue's device.
  * - `attrs`: `n_attrs` attributes (NULL allowed when 0).
  * - `outputs`: room for `n_outputs` handles, at least the op's number of outputs (1; 2 for
- *   `topk`; see `anyaccel_op_output_count`). Entries past the op's outputs are set to NULL.
+ *   `topk` and `sort`; see `anyaccel_op_output_count`). Entries past the op's outputs are set to NULL.
  *
  * The work is queued: read an output (or finish the queue) to wait for it. Validation errors
  * (dtype, shape, attribute) are `ANYACCEL_ERROR_INVALID_ARGUMENT` before any work is queued; an

@@ -263,6 +263,8 @@ pub enum Op {
     Cumsum,
     Cumprod,
     Topk,
+    Sort,
+    Argsort,
     Softmax,
     LogSoftmax,
     LayerNorm,
@@ -795,6 +797,26 @@ fn build() -> Vec<OpDef> {
             NUM,
         )
         .outs(&[OutputDtype::Input(0), OutputDtype::Fixed(DType::I64)]),
+        def(
+            "sort",
+            K::Reduction,
+            Op::Sort,
+            X,
+            &["values", "indices"],
+            attrs![AXIS_LAST, flag("descending", false)],
+            NUM,
+        )
+        .outs(&[OutputDtype::Input(0), OutputDtype::Fixed(DType::I64)]),
+        def(
+            "argsort",
+            K::Reduction,
+            Op::Argsort,
+            X,
+            &["indices"],
+            attrs![AXIS_LAST, flag("descending", false)],
+            NUM,
+        )
+        .outs(&[OutputDtype::Fixed(DType::I64)]),
         def(
             "softmax",
             K::Normalization,

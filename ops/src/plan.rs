@@ -383,6 +383,15 @@ pub fn plan(
             shape[axis] = k as usize;
             vec![shape.clone(), shape]
         }
+        Op::Sort | Op::Argsort => {
+            attrs.axis("axis", Some(-1), x(0).rank())?;
+            attrs.flag("descending", false)?;
+            if def.op == Op::Sort {
+                vec![x(0).shape.clone(), x(0).shape.clone()]
+            } else {
+                vec![x(0).shape.clone()]
+            }
+        }
         Op::Softmax | Op::LogSoftmax => {
             attrs.axis("axis", Some(-1), x(0).rank())?;
             vec![x(0).shape.clone()]

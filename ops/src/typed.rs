@@ -389,6 +389,30 @@ pub fn topk(
     }
 }
 
+/// `x` sorted along `axis` (stably; NaN above every number): `(values, indices)`.
+pub fn sort(q: &dyn Queue, x: &Tensor, axis: i64, descending: bool) -> Result<(Tensor, Tensor)> {
+    let attrs = [
+        attr("axis", AttrValue::Int(axis)),
+        attr("descending", AttrValue::Int(descending as i64)),
+    ];
+    let mut v = call(q, "sort", &[Some(x)], &attrs)?;
+    let indices = v.pop();
+    let values = v.pop();
+    match (values, indices) {
+        (Some(values), Some(indices)) => Ok((values, indices)),
+        _ => Err(anyaccel_hal::Error::internal("sort: expected two outputs")),
+    }
+}
+
+/// The i64 positions that sort `x` along `axis` (the indices of [`sort`]).
+pub fn argsort(q: &dyn Queue, x: &Tensor, axis: i64, descending: bool) -> Result<Tensor> {
+    let attrs = [
+        attr("axis", AttrValue::Int(axis)),
+        attr("descending", AttrValue::Int(descending as i64)),
+    ];
+    call(q, "argsort", &[Some(x)], &attrs).map(one)
+}
+
 /// Softmax along `axis`.
 pub fn softmax(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
     call(

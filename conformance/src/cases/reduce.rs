@@ -171,6 +171,57 @@ pub(super) fn line_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     );
 }
 
+/// `sort` and `argsort`: ascending and descending, ties and NaNs, along each kind of axis.
+pub(super) fn sort_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    let shapes: &[(&str, &[usize], Layout, i64)] = &[
+        ("p97", &[97], C, 0),
+        ("rows4x37", &[4, 37], C, -1),
+        ("cols4x37", &[4, 37], C, 0),
+        ("t33x17", &[33, 17], Layout::Transposed, 1),
+        ("s9x13", &[9, 13], Layout::Strided, -1),
+        ("one", &[1], C, 0),
+        ("short5x3", &[5, 3], C, 1),
+        ("empty0x5", &[0, 5], C, 1),
+        ("axis0_3x0", &[3, 0], C, 1),
+        ("long3x1500", &[3, 1500], C, 1),
+    ];
+    for &d in dtypes {
+        let mut classes = value_classes(d, false);
+        classes.push(Values::Ties);
+        for descending in [false, true] {
+            let dir = if descending { "desc_" } else { "" };
+            for &(tag, shape, layout, axis) in shapes {
+                for &v in &classes {
+                    b.push(
+                        op,
+                        d.name().into(),
+                        &[d],
+                        &format!("{dir}{tag}.{}", values_tag(v)),
+                        vec![input(d, shape, layout, v)],
+                        vec![
+                            attr("axis", AttrValue::Int(axis)),
+                            attr("descending", AttrValue::Int(descending as i64)),
+                        ],
+                        C,
+                        false,
+                    );
+                }
+            }
+        }
+    }
+    let d = dtypes[0];
+    b.push(
+        op,
+        d.name().into(),
+        &[d],
+        "outs5x7",
+        vec![input(d, &[5, 7], C, Values::Ties)],
+        vec![attr("axis", AttrValue::Int(1))],
+        Layout::Strided,
+        false,
+    );
+}
+
 pub(super) fn topk_cases(b: &mut Builder, dtypes: &[DType]) {
     let variants: &[(&str, &[usize], Layout, i64, i64, bool)] = &[
         ("p97_k5", &[97], C, 5, 0, true),

@@ -357,10 +357,14 @@ pub(crate) fn topk(call: &Call) -> Result<Vec<RefTensor>> {
     let op = call.op;
     let x = call.input(0)?;
     check_dtype(op, "x", x.dtype, &NUMERIC_DTYPES)?;
-    let k = call.req_int("k")?;
     let axis = call.axis_attr("axis", Some(-1), x.rank())?;
-    let largest = call.flag_attr("largest", true)?;
     let size = x.shape[axis];
+    // sort and argsort: all of the axis, descending or not.
+    let (k, largest) = if op == "topk" {
+        (call.req_int("k")?, call.flag_attr("largest", true)?)
+    } else {
+        (size as i64, call.flag_attr("descending", false)?)
+    };
     let k = match usize::try_from(k) {
         Ok(k) if k <= size => k,
         _ => {
@@ -408,13 +412,17 @@ pub(crate) fn topk(call: &Call) -> Result<Vec<RefTensor>> {
             indices[out] = order[t] as i64;
         }
     }
+    let indices = RefTensor::from_i64(DType::I64, &out_shape, indices)?;
+    if op == "argsort" {
+        return Ok(vec![indices]);
+    }
     Ok(vec![
         RefTensor {
             dtype: x.dtype,
             shape: out_shape.clone(),
             data: x.data.select(&sources),
         },
-        RefTensor::from_i64(DType::I64, &out_shape, indices)?,
+        indices,
     ])
 }
 

@@ -18,7 +18,7 @@ const char *const ref_native_ops[] = {
     "log1p", "expm1", "tan", "atan", "asin", "acos", "sinh", "cosh", "hardswish", "bitwise_not",
     "isnan", "isinf", "isfinite", "logical_not", "softplus", "leaky_relu", "elu",
     "sum", "mean", "max", "min", "argmax", "argmin", "cumsum", "topk",
-    "prod", "any", "all", "logsumexp", "var", "std", "cumprod",
+    "prod", "any", "all", "logsumexp", "var", "std", "cumprod", "sort", "argsort",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
     NULL,
 };
@@ -41,7 +41,8 @@ static RefFamily family_of(const char *op) {
          "acos sinh cosh hardswish bitwise_not isnan isinf isfinite logical_not softplus "
          "leaky_relu elu ",
          ref_op_elementwise},
-        {" sum mean max min argmax argmin cumsum topk prod any all logsumexp var std cumprod ",
+        {" sum mean max min argmax argmin cumsum topk prod any all logsumexp var std cumprod sort "
+         "argsort ",
          ref_op_reduction},
         {" softmax log_softmax layer_norm rms_norm matmul rope attention ", ref_op_nn},
     };

@@ -1,7 +1,8 @@
 /*
  * Reductions: sum, mean, max, min, argmax, argmin, prod, any, all, logsumexp, var, std over any
- * set of axes, cumsum and cumprod along one axis, and topk (docs/ops.md, section 8.4). Floats
- * accumulate in double and round once to the output dtype, integers in int64 with wrapping.
+ * set of axes, cumsum and cumprod along one axis, and topk, sort and argsort along one axis
+ * (docs/ops.md, section 8.4). Floats accumulate in double and round once to the output dtype,
+ * integers in int64 with wrapping.
  */
 
 #include <math.h>
@@ -244,9 +245,9 @@ static int64_t line_start(const RefTensor *x, int axis, int64_t line) {
     return off;
 }
 
-/* Reads the scan flag `name` (Int, 0 or 1, default 0) into *out. */
-static AnyaccelStatus scan_flag(const RefCall *c, const char *name, int *out) {
-    int64_t v = 0;
+/* Reads a boolean attribute `name` (Int, 0 or 1) into *out, which holds its default. */
+static AnyaccelStatus flag_attr(const RefCall *c, const char *name, int *out) {
+    int64_t v = *out;
     if (ref_attr_int(c, name, &v) < 0)
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `%s` must be an Int", c->op, name);
     if (v != 0 && v != 1)
@@ -323,9 +324,9 @@ static AnyaccelStatus op_scan(const RefCall *c) {
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", c->op,
                          (long long)axis, x->ndim);
     int exclusive = 0, reverse = 0;
-    AnyaccelStatus st = scan_flag(c, "exclusive", &exclusive);
+    AnyaccelStatus st = flag_attr(c, "exclusive", &exclusive);
     if (st) return st;
-    st = scan_flag(c, "reverse", &reverse);
+    st = flag_attr(c, "reverse", &reverse);
     if (st) return st;
     int64_t len = x->shape[a];
     int64_t lines = len ? ref_numel(x) / len : 0;
@@ -345,63 +346,129 @@ static AnyaccelStatus op_scan(const RefCall *c) {
     return ANYACCEL_OK;
 }
 
-/* -1, 0, 1 in the total order of topk: NaN above every number, NaNs equal, -0 equal to +0. */
+/* -1, 0, 1 in the total order of topk and sort: NaN above every number, NaNs equal, -0 equal to
+ * +0. */
 static int cmp_nan_greatest(double a, double b) {
     int na = isnan(a), nb = isnan(b);
     if (na || nb) return na - nb;
     return (a > b) - (a < b);
 }
 
-static AnyaccelStatus op_topk(const RefCall *c) {
-    const RefTensor *x = &c->inputs[0], *values = &c->outputs[0], *indices = &c->outputs[1];
-    int64_t k = 0, axis = -1, largest = 1;
-    if (ref_attr_int(c, "k", &k) != 1)
-        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "topk: attribute `k` (Int) is required");
-    ref_attr_int(c, "axis", &axis);
-    ref_attr_int(c, "largest", &largest);
-    int a = ref_axis(axis, x->ndim);
-    int64_t len = x->shape[a];
-    int64_t lines = len ? ref_numel(x) / len : 0;
-    size_t xs = ref_dtype_size(x->dtype);
-    int fl = ref_is_float(x->dtype);
-    unsigned char *taken = calloc((size_t)(len ? len : 1), 1);
-    if (!taken) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "topk: out of host memory");
-    for (int64_t l = 0; l < lines; l++) {
-        int64_t xo = line_start(x, a, l), vo = line_start(values, a, l), io = line_start(indices, a, l);
-        memset(taken, 0, (size_t)len);
-        for (int64_t t = 0; t < k; t++) {
-            /* The best element not yet taken; among equals the lowest index (scanned first). */
-            int64_t best = -1;
-            double bf = 0.0;
-            int64_t bi = 0;
-            for (int64_t i = 0; i < len; i++) {
-                if (taken[i]) continue;
-                const unsigned char *p = x->base + (xo + i * x->strides[a]) * (int64_t)xs;
-                int better;
-                if (fl) {
-                    double v = ref_load_f(x->dtype, p);
-                    int cmp = best < 0 ? 1 : cmp_nan_greatest(v, bf);
-                    better = best < 0 || (largest ? cmp > 0 : cmp < 0);
-                    if (better) bf = v;
-                } else {
-                    int64_t v = ref_load_i(x->dtype, p);
-                    better = best < 0 || (largest ? v > bi : v < bi);
-                    if (better) bi = v;
-                }
-                if (better) best = i;
+/* One line along the axis, loaded once: floats as doubles, integers as int64. */
+typedef struct {
+    int fl;
+    double *f;
+    int64_t *i;
+} Keys;
+
+/* -1, 0, 1: where element p stands against element q in ascending order. */
+static int keys_cmp(const Keys *k, int64_t p, int64_t q) {
+    if (k->fl) return cmp_nan_greatest(k->f[p], k->f[q]);
+    return (k->i[p] > k->i[q]) - (k->i[p] < k->i[q]);
+}
+
+/* Sorts the positions 0..n-1 of a line into `order`: ascending, or descending with `desc`,
+ * stably, so that equal elements keep their order of position in both directions (the order
+ * in which topk takes them: among equals the lower index first). A bottom-up merge sort through
+ * `tmp` (n entries). */
+static void sort_line(const Keys *k, int64_t n, int desc, int64_t *order, int64_t *tmp) {
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    int64_t *src = order, *dst = tmp;
+    for (int64_t width = 1; width < n; width *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * width) {
+            int64_t mid = lo + width < n ? lo + width : n;
+            int64_t hi = mid + width < n ? mid + width : n;
+            int64_t l = lo, r = mid, o = lo;
+            while (l < mid && r < hi) {
+                /* The right run's head goes first only when it is strictly before the left's. */
+                int cmp = keys_cmp(k, src[r], src[l]);
+                dst[o++] = (desc ? cmp > 0 : cmp < 0) ? src[r++] : src[l++];
             }
-            taken[best] = 1;
-            memcpy(values->base + (vo + t * values->strides[a]) * (int64_t)xs,
-                   x->base + (xo + best * x->strides[a]) * (int64_t)xs, xs);
-            ref_store_i(indices->dtype, indices->base + (io + t * indices->strides[a]) * 8, best);
+            while (l < mid) dst[o++] = src[l++];
+            while (r < hi) dst[o++] = src[r++];
+        }
+        int64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != order) memcpy(order, src, (size_t)n * sizeof *order);
+}
+
+/* topk, sort, argsort along `axis` (Int, default -1): each line of x sorted by sort_line. topk
+ * writes the first k of each line (k <= the axis length, largest = descending), sort the whole
+ * line (values, then i64 indices), argsort only the indices. */
+static AnyaccelStatus op_sort(const RefCall *c) {
+    const char *op = c->op;
+    int is_topk = strcmp(op, "topk") == 0, is_arg = strcmp(op, "argsort") == 0;
+    size_t want = is_arg ? 1 : 2;
+    if (c->num_outputs != want)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: %zu outputs given, expected %zu", op,
+                         c->num_outputs, want);
+    const RefTensor *x = &c->inputs[0];
+    const RefTensor *values = is_arg ? NULL : &c->outputs[0], *indices = &c->outputs[is_arg ? 0 : 1];
+    int64_t axis = -1;
+    if (ref_attr_int(c, "axis", &axis) < 0)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` must be an Int", op);
+    int a = ref_axis(axis, x->ndim);
+    if (a < 0 || a >= x->ndim)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", op,
+                         (long long)axis, x->ndim);
+    int64_t len = x->shape[a], k = len;
+    int desc = is_topk;
+    AnyaccelStatus st = flag_attr(c, is_topk ? "largest" : "descending", &desc);
+    if (st) return st;
+    if (is_topk) {
+        int r = ref_attr_int(c, "k", &k);
+        if (r <= 0)
+            return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "topk: attribute `k` (Int) is required");
+        if (k < 0 || k > len)
+            return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "topk: k is %lld, expected 0 to %lld (the axis "
+                             "length)", (long long)k, (long long)len);
+    }
+    int64_t lines = len ? ref_numel(x) / len : 0;
+    if (lines == 0 || k == 0) return ANYACCEL_OK;
+    size_t xs = ref_dtype_size(x->dtype), is = ref_dtype_size(indices->dtype);
+    Keys keys = {ref_is_float(x->dtype), NULL, NULL};
+    void *key_mem = malloc((size_t)len * (keys.fl ? sizeof(double) : sizeof(int64_t)));
+    int64_t *order = malloc((size_t)len * sizeof *order), *tmp = malloc((size_t)len * sizeof *tmp);
+    if (!key_mem || !order || !tmp) {
+        free(key_mem);
+        free(order);
+        free(tmp);
+        return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    }
+    if (keys.fl)
+        keys.f = key_mem;
+    else
+        keys.i = key_mem;
+    for (int64_t l = 0; l < lines; l++) {
+        int64_t xo = line_start(x, a, l), io = line_start(indices, a, l);
+        int64_t vo = values ? line_start(values, a, l) : 0;
+        for (int64_t i = 0; i < len; i++) {
+            const unsigned char *p = x->base + (xo + i * x->strides[a]) * (int64_t)xs;
+            if (keys.fl)
+                keys.f[i] = ref_load_f(x->dtype, p);
+            else
+                keys.i[i] = ref_load_i(x->dtype, p);
+        }
+        sort_line(&keys, len, desc, order, tmp);
+        for (int64_t t = 0; t < k; t++) {
+            if (values)
+                memcpy(values->base + (vo + t * values->strides[a]) * (int64_t)xs,
+                       x->base + (xo + order[t] * x->strides[a]) * (int64_t)xs, xs);
+            unsigned char *q = indices->base + (io + t * indices->strides[a]) * (int64_t)is;
+            ref_store_i(indices->dtype, q, order[t]);
         }
     }
-    free(taken);
+    free(key_mem);
+    free(order);
+    free(tmp);
     return ANYACCEL_OK;
 }
 
 AnyaccelStatus ref_op_reduction(const RefCall *c) {
     if (strcmp(c->op, "cumsum") == 0 || strcmp(c->op, "cumprod") == 0) return op_scan(c);
-    if (strcmp(c->op, "topk") == 0) return op_topk(c);
+    if (strcmp(c->op, "topk") == 0 || strcmp(c->op, "sort") == 0 || strcmp(c->op, "argsort") == 0)
+        return op_sort(c);
     return op_reduce(c);
 }

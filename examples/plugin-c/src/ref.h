@@ -150,7 +150,7 @@ AnyaccelStatus ref_op_creation(const RefCall *c);    /* fill, arange */
 AnyaccelStatus ref_op_movement(const RefCall *c);    /* copy, cast, concat */
 AnyaccelStatus ref_op_indexing(const RefCall *c);    /* index_select, embedding, gather */
 AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, where, unary */
-AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... argmin, cumsum, topk */
+AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cumsum, cumprod, topk, sort */
 AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention */
 
 #endif /* REF_H */

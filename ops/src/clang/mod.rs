@@ -420,7 +420,9 @@ pub(crate) fn launch(
         }
         Op::Concat | Op::IndexSelect | Op::Embedding | Op::Gather => index::launch(&ctx, call),
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&ctx, call),
-        Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk => reduce::launch(&ctx, call),
+        Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
+            reduce::launch(&ctx, call)
+        }
         Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
             nn::launch(&ctx, call)
         }

@@ -20,7 +20,7 @@ const TK_SELECT: usize = 16;
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
         "cumsum" | "cumprod" => cumsum(ctx, call),
-        "topk" => topk(ctx, call),
+        "topk" | "sort" | "argsort" => topk(ctx, call),
         "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "prod" | "any" | "all"
         | "logsumexp" | "var" | "std" => reduction(ctx, call),
         other => Err(misrouted(other)),
@@ -177,14 +177,28 @@ fn cumsum(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     ctx.run(&spec, ctx.groups(nlines.min(MAX_GROUPS), wg), &args)
 }
 
+/// `topk`, and `sort` and `argsort` as topk of the whole axis (argsort's values go to a
+/// scratch tensor).
 fn topk(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let a = attrs(call)?;
-    let (x, values, indices) = (input(call, 0)?, output(call, 0)?, output(call, 1)?);
+    let x = input(call, 0)?;
     let axis = a.axis("axis", Some(-1), x.rank())?;
-    let k = a.int("k")? as usize;
-    let largest = a.flag("largest", true)?;
     let len = x.shape()[axis];
+    let (k, largest) = if op == "topk" {
+        (a.int("k")? as usize, a.flag("largest", true)?)
+    } else {
+        (len, a.flag("descending", false)?)
+    };
+    let scratch;
+    let (values, indices) = if op == "argsort" {
+        let desc = anyaccel_hal::TensorDesc::contiguous(x.dtype(), x.shape());
+        let bytes = desc.required_bytes()?;
+        scratch = Tensor::new(ctx.scratch(bytes)?.whole(), desc)?;
+        (&scratch, output(call, 0)?)
+    } else {
+        (output(call, 0)?, output(call, 1)?)
+    };
     let nlines = x.numel() / len.max(1);
     if k == 0 || nlines == 0 {
         return Ok(());

@@ -465,18 +465,21 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 })
             }))
         }
-        "topk" => {
+        "topk" | "sort" | "argsort" => {
             let attrs = Attrs::of(call)?;
             let axis = attrs.axis("axis", Some(-1), rank)?;
-            let k = attrs.int("k")? as usize;
-            let largest = attrs.flag("largest", true)?;
+            let op = call.op.clone();
+            // sort and argsort: topk of the whole axis.
+            let (k, largest) = if op == "topk" {
+                (attrs.int("k")? as usize, attrs.flag("largest", true)?)
+            } else {
+                (usize::MAX, attrs.flag("descending", false)?)
+            };
             Ok(Box::new(move |b: &Bound| {
-                let (x, values, indices) = (b.input(0)?, b.out(0), b.out(1));
+                let x = b.input(0)?;
                 let len = x.desc.shape[axis];
                 let xs = x.desc.strides[axis];
-                let (vs, is) = (values.desc.strides[axis], indices.desc.strides[axis]);
-                // Lines of the outputs are indexed in the line space of x (axis set to 1).
-                for_lines(x, [values, indices], axis, |_, xb, [vb, ib]| {
+                let sorted_line = |xb: usize| {
                     // SAFETY: offsets walk the line inside x's layout.
                     let mut row: Vec<(Val, usize)> = (0..len)
                         .map(|j| (unsafe { load(x, xb + j * xs) }, j))
@@ -485,7 +488,25 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         let o = cmp_vals(a.0, b.0);
                         (if largest { o.reverse() } else { o }).then(a.1.cmp(&b.1))
                     });
-                    for (r, (v, j)) in row.into_iter().take(k).enumerate() {
+                    row.truncate(k);
+                    row
+                };
+                if op == "argsort" {
+                    let indices = b.out(0);
+                    let is = indices.desc.strides[axis];
+                    return for_lines(x, [indices], axis, |_, xb, [ib]| {
+                        for (r, (_, j)) in sorted_line(xb).into_iter().enumerate() {
+                            // SAFETY: r < the size of the output's axis.
+                            unsafe { store(indices, ib + r * is, Val::I(j as i64)) };
+                        }
+                        Ok(())
+                    });
+                }
+                let (values, indices) = (b.out(0), b.out(1));
+                let (vs, is) = (values.desc.strides[axis], indices.desc.strides[axis]);
+                // Lines of the outputs are indexed in the line space of x (axis set to 1).
+                for_lines(x, [values, indices], axis, |_, xb, [vb, ib]| {
+                    for (r, (v, j)) in sorted_line(xb).into_iter().enumerate() {
                         // SAFETY: r < k, the size of the outputs' axis.
                         unsafe {
                             store(values, vb + r * vs, v);

@@ -128,7 +128,9 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         }
         Op::IndexSelect | Op::Embedding | Op::Gather => index::launch(&cx, call),
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&cx, call),
-        Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk => reduce::launch(&cx, call),
+        Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
+            reduce::launch(&cx, call)
+        }
         Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
             nn::launch(&cx, call)
         }

@@ -44,7 +44,7 @@ fn order_section(dtype: DType) -> Result<String> {
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
         "cumsum" | "cumprod" => cumsum(cx, call),
-        "topk" => topk(cx, call),
+        "topk" | "sort" | "argsort" => topk(cx, call),
         "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "prod" | "any" | "all"
         | "logsumexp" | "var" | "std" => reduce(cx, call),
         other => Err(misrouted(other)),
@@ -417,11 +417,24 @@ fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let x_t = input(call, 0)?;
     let dt = x_t.dtype();
     let axis = a.axis("axis", Some(-1), x_t.rank())?;
-    let k = usize::try_from(a.int("k")?).unwrap_or(0);
-    let largest = a.flag("largest", true)?;
+    // sort and argsort: topk of the whole axis (argsort's values go to a scratch buffer).
+    let (k, largest) = if op == "topk" {
+        (
+            usize::try_from(a.int("k")?).unwrap_or(0),
+            a.flag("largest", true)?,
+        )
+    } else {
+        (x_t.shape()[axis], a.flag("descending", false)?)
+    };
     let x = bind(x_t)?;
-    let values = bind(output(call, 0)?)?;
-    let indices = bind(output(call, 1)?)?;
+    let (values, indices) = if op == "argsort" {
+        let desc = anyaccel_hal::TensorDesc::contiguous(dt, x_t.shape());
+        let bytes = desc.required_bytes()?;
+        let scratch = anyaccel_hal::Tensor::new(cx.device.alloc(bytes.max(4))?.whole(), desc)?;
+        (bind(&scratch)?, bind(output(call, 0)?)?)
+    } else {
+        (bind(output(call, 0)?)?, bind(output(call, 1)?)?)
+    };
     if dt == DType::Bool || dt == DType::U8 {
         return Err(Error::internal(format!(
             "topk: dtype {dt} passed validation"
