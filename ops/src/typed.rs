@@ -238,54 +238,26 @@ fn reduce(q: &dyn Queue, op: &str, x: &Tensor, axes: &[i64], keepdim: bool) -> R
     call(q, op, &[Some(x)], &attrs).map(one)
 }
 
-/// Sum over `axes` (empty: all).
-pub fn sum(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "sum", x, axes, keepdim)
+macro_rules! reduce_ops {
+    ($($name:ident, $doc:literal;)*) => {$(
+        #[doc = $doc]
+        pub fn $name(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
+            reduce(q, stringify!($name), x, axes, keepdim)
+        }
+    )*};
 }
 
-/// Mean over `axes` (empty: all).
-pub fn mean(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "mean", x, axes, keepdim)
-}
-
-/// Maximum over `axes` (empty: all); NaN propagates.
-pub fn max(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "max", x, axes, keepdim)
-}
-
-/// Minimum over `axes` (empty: all); NaN propagates.
-pub fn min(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "min", x, axes, keepdim)
-}
-
-/// Index (i64) of the maximum over `axes`, first on ties, NaN counting as largest.
-pub fn argmax(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "argmax", x, axes, keepdim)
-}
-
-/// Index (i64) of the minimum over `axes`, first on ties, NaN counting as smallest.
-pub fn argmin(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "argmin", x, axes, keepdim)
-}
-
-/// Product over `axes` (empty: all); an empty product is 1.
-pub fn prod(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "prod", x, axes, keepdim)
-}
-
-/// Whether any element over `axes` (empty: all) is nonzero, as bool.
-pub fn any(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "any", x, axes, keepdim)
-}
-
-/// Whether every element over `axes` (empty: all) is nonzero, as bool.
-pub fn all(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "all", x, axes, keepdim)
-}
-
-/// `log(sum(exp(x)))` over `axes` (empty: all), computed without overflow.
-pub fn logsumexp(q: &dyn Queue, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
-    reduce(q, "logsumexp", x, axes, keepdim)
+reduce_ops! {
+    sum, "Sum over `axes` (empty: all).";
+    mean, "Mean over `axes` (empty: all).";
+    max, "Maximum over `axes` (empty: all); NaN propagates.";
+    min, "Minimum over `axes` (empty: all); NaN propagates.";
+    argmax, "Index (i64) of the maximum over `axes`, first on ties, NaN counting as largest.";
+    argmin, "Index (i64) of the minimum over `axes`, first on ties, NaN counting as smallest.";
+    prod, "Product over `axes` (empty: all); an empty product is 1.";
+    any, "Whether any element over `axes` (empty: all) is nonzero, as bool.";
+    all, "Whether every element over `axes` (empty: all) is nonzero, as bool.";
+    logsumexp, "`log(sum(exp(x)))` over `axes` (empty: all), computed without overflow.";
 }
 
 fn var_like(

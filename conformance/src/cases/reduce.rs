@@ -220,6 +220,17 @@ pub(super) fn sort_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
         Layout::Strided,
         false,
     );
+    // More than 2^24 elements, in lines of 64.
+    b.push(
+        op,
+        d.name().into(),
+        &[d],
+        "large",
+        vec![input(d, &[262_145, 64], C, Values::Normal)],
+        vec![attr("axis", AttrValue::Int(1))],
+        C,
+        true,
+    );
 }
 
 pub(super) fn topk_cases(b: &mut Builder, dtypes: &[DType]) {

@@ -257,39 +257,23 @@ pub(crate) fn binary(call: &OpCall, op: BinaryOp) -> Result<Box<Body>> {
             BinaryOp::BitwiseAnd => map_arith(dtype, x, y, out, |a, _| a, |a, b| a & b),
             BinaryOp::BitwiseOr => map_arith(dtype, x, y, out, |a, _| a, |a, b| a | b),
             BinaryOp::BitwiseXor => map_arith(dtype, x, y, out, |a, _| a, |a, b| a ^ b),
-            BinaryOp::BitwiseLeftShift => {
+            BinaryOp::BitwiseLeftShift | BinaryOp::BitwiseRightShift => {
                 let width = width_of(dtype);
+                let left = op == BinaryOp::BitwiseLeftShift;
                 map_arith(
                     dtype,
                     x,
                     y,
                     out,
                     |a, _| a,
-                    move |a, b| {
-                        if (0..width).contains(&b) {
-                            a << b
-                        } else {
-                            0
-                        }
-                    },
-                )
-            }
-            BinaryOp::BitwiseRightShift => {
-                let width = width_of(dtype);
-                map_arith(
-                    dtype,
-                    x,
-                    y,
-                    out,
-                    |a, _| a,
-                    move |a, b| {
-                        // Values are sign-extended (u8 ones are >= 0): an i64 shift is the
-                        // dtype's arithmetic (u8: logical) shift.
-                        if (0..width).contains(&b) {
-                            a >> b
-                        } else {
-                            a >> 63
-                        }
+                    // Values are sign-extended (u8 ones are >= 0): an i64 shift is the dtype's
+                    // arithmetic (u8: logical) shift. Amounts outside [0, width) shift
+                    // everything out: 0 to the left, the sign to the right.
+                    move |a, b| match ((0..width).contains(&b), left) {
+                        (true, true) => a << b,
+                        (true, false) => a >> b,
+                        (false, true) => 0,
+                        (false, false) => a >> 63,
                     },
                 )
             }

@@ -2,9 +2,11 @@
 //! `topk`: one work group per output row, accumulating in f32 for floats and wrapping in the
 //! dtype for integers.
 
-use anyaccel_hal::{DType, Error, OpCall, Result};
+use anyaccel_hal::{DType, Error, OpCall, Result, TensorDesc};
 
-use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
+use super::{
+    attrs, bind, bind_desc, count32, input, output, section, Access, Bound, Cx, Shader, Space,
+};
 use crate::catalog::misrouted;
 use crate::plan::reduce_axes;
 
@@ -411,6 +413,36 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
 /// many loop iterations per invocation in all), and sorts the lines otherwise.
 const TOPK_SELECT_STEPS: usize = 2048;
 
+/// The most bytes a tensor's binding covers at once: Vulkan guarantees at least this
+/// `maxStorageBufferRange` (lavapipe's is exactly it). sort and argsort split their lines into
+/// runs whose bindings stay within it (their i64 indices of 2^24 elements are 128 MiB).
+const BIND_LIMIT: usize = 1 << 27;
+
+/// The bytes from a layout's first element to its last.
+fn extent_bytes(d: &TensorDesc) -> usize {
+    if d.numel() == 0 {
+        return 0;
+    }
+    let span: usize = d
+        .shape
+        .iter()
+        .zip(&d.strides)
+        .map(|(n, s)| (n - 1) * s)
+        .sum();
+    (span + 1) * d.dtype.size_in_bytes()
+}
+
+/// `d` narrowed to `range` of dimension `dim`.
+fn narrow(d: &TensorDesc, dim: usize, range: std::ops::Range<usize>) -> TensorDesc {
+    let mut shape = d.shape.clone();
+    shape[dim] = range.len();
+    TensorDesc {
+        offset: d.offset + range.start * d.strides[dim],
+        shape,
+        ..d.clone()
+    }
+}
+
 fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let a = attrs(call)?;
@@ -426,20 +458,72 @@ fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     } else {
         (x_t.shape()[axis], a.flag("descending", false)?)
     };
-    let x = bind(x_t)?;
-    let (values, indices) = if op == "argsort" {
-        let desc = anyaccel_hal::TensorDesc::contiguous(dt, x_t.shape());
-        let bytes = desc.required_bytes()?;
-        let scratch = anyaccel_hal::Tensor::new(cx.device.alloc(bytes.max(4))?.whole(), desc)?;
-        (bind(&scratch)?, bind(output(call, 0)?)?)
-    } else {
-        (bind(output(call, 0)?)?, bind(output(call, 1)?)?)
-    };
     if dt == DType::Bool || dt == DType::U8 {
         return Err(Error::internal(format!(
             "topk: dtype {dt} passed validation"
         )));
     }
+    let scratch;
+    let (values_t, indices_t) = if op == "argsort" {
+        let desc = TensorDesc::contiguous(dt, x_t.shape());
+        let bytes = desc.required_bytes()?;
+        scratch = anyaccel_hal::Tensor::new(cx.device.alloc(bytes.max(4))?.whole(), desc)?;
+        (&scratch, output(call, 0)?)
+    } else {
+        (output(call, 0)?, output(call, 1)?)
+    };
+    let tensors = [x_t, values_t, indices_t];
+    let too_big = |descs: &[TensorDesc]| descs.iter().any(|d| extent_bytes(d) > BIND_LIMIT);
+    let full: Vec<TensorDesc> = tensors.iter().map(|t| t.desc().clone()).collect();
+    // Split the outermost other dimension into runs of lines whose bindings fit.
+    let split = (0..x_t.rank()).find(|&d| d != axis && x_t.shape()[d] > 1);
+    let (dim, run) = match split {
+        Some(dim) if too_big(&full) => {
+            let n = x_t.shape()[dim];
+            let mut run = n;
+            while run > 1
+                && too_big(
+                    &full
+                        .iter()
+                        .map(|d| narrow(d, dim, 0..run))
+                        .collect::<Vec<_>>(),
+                )
+            {
+                run = run.div_ceil(2);
+            }
+            (dim, run)
+        }
+        _ => return topk_lines(cx, op, dt, axis, k, largest, tensors.map(bind)),
+    };
+    let n = x_t.shape()[dim];
+    let mut start = 0;
+    while start < n {
+        let range = start..(start + run).min(n);
+        let mut bound = Vec::with_capacity(3);
+        for (t, d) in tensors.iter().zip(&full) {
+            bound.push(bind_desc(t, narrow(d, dim, range.clone()))?);
+        }
+        let [x, v, i]: [Bound; 3] = bound
+            .try_into()
+            .map_err(|_| Error::internal("topk: three bindings expected"))?;
+        topk_lines(cx, op, dt, axis, k, largest, [Ok(x), Ok(v), Ok(i)])?;
+        start = range.end;
+    }
+    Ok(())
+}
+
+/// topk over the lines of bound x, values and indices.
+fn topk_lines(
+    cx: &Cx<'_>,
+    op: &str,
+    dt: DType,
+    axis: usize,
+    k: usize,
+    largest: bool,
+    bound: [Result<Bound>; 3],
+) -> Result<()> {
+    let [x, values, indices] = bound;
+    let (x, values, indices) = (x?, values?, indices?);
     let (lines, xs) = line_space(&x.desc.shape, &x.desc.strides, axis);
     let (_, vs) = line_space(&values.desc.shape, &values.desc.strides, axis);
     let (_, is) = line_space(&indices.desc.shape, &indices.desc.strides, axis);
@@ -469,7 +553,8 @@ fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.size("is", indices.desc.strides[axis])?;
         sh.need(DType::I64)
     };
-    if k * (len.div_ceil(4096) + 9) <= TOPK_SELECT_STEPS {
+    // sort and argsort always sort: selection takes a work group per line, slow for many lines.
+    if op == "topk" && k * (len.div_ceil(4096) + 9) <= TOPK_SELECT_STEPS {
         let groups = count32(op, "the lines", rows)?;
         let mut sh = Shader::new(cx, op, "topk");
         sh.tensor("x", &x, Access::of(dt), false)?;
