@@ -9,6 +9,16 @@ fn one(mut v: Vec<Tensor>) -> Tensor {
     v.swap_remove(0)
 }
 
+/// The `(values, indices)` of an op with two outputs.
+fn two(mut v: Vec<Tensor>, op: &str) -> Result<(Tensor, Tensor)> {
+    match (v.pop(), v.pop()) {
+        (Some(indices), Some(values)) => Ok((values, indices)),
+        _ => Err(anyaccel_hal::Error::internal(format!(
+            "{op}: expected two outputs"
+        ))),
+    }
+}
+
 fn attr(name: &str, v: AttrValue) -> (String, AttrValue) {
     (name.to_string(), v)
 }
@@ -352,13 +362,7 @@ pub fn topk(
         attr("axis", AttrValue::Int(axis)),
         attr("largest", AttrValue::Int(largest as i64)),
     ];
-    let mut v = call(q, "topk", &[Some(x)], &attrs)?;
-    let indices = v.pop();
-    let values = v.pop();
-    match (values, indices) {
-        (Some(values), Some(indices)) => Ok((values, indices)),
-        _ => Err(anyaccel_hal::Error::internal("topk: expected two outputs")),
-    }
+    two(call(q, "topk", &[Some(x)], &attrs)?, "topk")
 }
 
 /// `x` sorted along `axis` (stably; NaN above every number): `(values, indices)`.
@@ -367,13 +371,7 @@ pub fn sort(q: &dyn Queue, x: &Tensor, axis: i64, descending: bool) -> Result<(T
         attr("axis", AttrValue::Int(axis)),
         attr("descending", AttrValue::Int(descending as i64)),
     ];
-    let mut v = call(q, "sort", &[Some(x)], &attrs)?;
-    let indices = v.pop();
-    let values = v.pop();
-    match (values, indices) {
-        (Some(values), Some(indices)) => Ok((values, indices)),
-        _ => Err(anyaccel_hal::Error::internal("sort: expected two outputs")),
-    }
+    two(call(q, "sort", &[Some(x)], &attrs)?, "sort")
 }
 
 /// The i64 positions that sort `x` along `axis` (the indices of [`sort`]).

@@ -107,35 +107,19 @@ pub(crate) trait IntStore: Copy + Send + Sync + 'static {
     fn from_i64(v: i64) -> Self;
 }
 
-impl IntStore for i32 {
-    #[inline(always)]
-    fn to_i64(self) -> i64 {
-        self as i64
-    }
-    #[inline(always)]
-    fn from_i64(v: i64) -> i32 {
-        v as i32
-    }
+macro_rules! int_store {
+    ($($t:ty),*) => {$(
+        impl IntStore for $t {
+            #[inline(always)]
+            fn to_i64(self) -> i64 {
+                self as i64
+            }
+            #[inline(always)]
+            fn from_i64(v: i64) -> $t {
+                v as $t
+            }
+        }
+    )*};
 }
 
-impl IntStore for i64 {
-    #[inline(always)]
-    fn to_i64(self) -> i64 {
-        self
-    }
-    #[inline(always)]
-    fn from_i64(v: i64) -> i64 {
-        v
-    }
-}
-
-impl IntStore for u8 {
-    #[inline(always)]
-    fn to_i64(self) -> i64 {
-        self as i64
-    }
-    #[inline(always)]
-    fn from_i64(v: i64) -> u8 {
-        v as u8
-    }
-}
+int_store!(i32, i64, u8);
