@@ -10,6 +10,7 @@ use anyaccel_ops::{OpKind, CATALOG};
 mod elementwise;
 mod movement;
 mod nn;
+mod rearrange;
 mod reduce;
 
 use elementwise::{binary_cases, unary_cases, where_cases};
@@ -288,6 +289,7 @@ pub fn all_cases() -> Vec<Case> {
     creation_cases(&mut b);
     movement_cases(&mut b);
     indexing_cases(&mut b);
+    rearrange::rearrange_cases(&mut b);
     for def in CATALOG.iter() {
         match (def.kind, def.name) {
             (OpKind::Unary, _) => unary_cases(&mut b, def),

@@ -38,6 +38,7 @@ mod elementwise;
 pub(crate) mod fixtures;
 mod movement;
 mod nn;
+mod rearrange;
 mod reduce;
 mod rounding;
 mod shape;
@@ -112,6 +113,13 @@ pub fn run(
         Op::IndexSelect => one(movement::index_select(call)),
         Op::Embedding => one(movement::embedding(call)),
         Op::Gather => one(movement::gather(call)),
+        Op::Pad => one(rearrange::pad(call)),
+        Op::Flip | Op::Roll => one(rearrange::flip_roll(call)),
+        Op::Tril | Op::Triu => one(rearrange::tri(call)),
+        Op::RepeatInterleave => one(rearrange::repeat_interleave(call)),
+        Op::OneHot => one(rearrange::one_hot(call)),
+        Op::Scatter | Op::ScatterAdd | Op::IndexAdd => one(rearrange::scatter(call)),
+        Op::MaskedFill => one(rearrange::masked_fill(call)),
         Op::Binary(b) => one(elementwise::binary(call, b, def.dtypes)),
         Op::Compare(_) => one(elementwise::compare(call)),
         Op::Where => one(elementwise::where_(call)),

@@ -146,10 +146,29 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    /// A Str attribute, or its declared default when absent.
+    pub fn str_or_default(&self, name: &str) -> Result<&'a str> {
+        match (
+            self.str_opt(name)?,
+            self.defs.iter().find(|d| d.name == name),
+        ) {
+            (Some(v), _) => Ok(v),
+            (
+                None,
+                Some(AttrDef {
+                    default: AttrDefault::Str(v),
+                    ..
+                }),
+            ) => Ok(v),
+            _ => Err(self.missing(name, "Str")),
+        }
+    }
+
+    /// A dtype attribute, or its declared default when absent.
     pub fn dtype(&self, name: &str) -> Result<DType> {
         let s = self
-            .str_opt(name)?
-            .ok_or_else(|| self.missing(name, "Str naming a dtype"))?;
+            .str_or_default(name)
+            .map_err(|_| self.missing(name, "Str naming a dtype"))?;
         DType::parse(s).map_err(|e| e.context(format!("{}: attribute `{name}`", self.op)))
     }
 

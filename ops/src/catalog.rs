@@ -254,6 +254,17 @@ pub enum Op {
     Binary(BinaryOp),
     Compare(CompareOp),
     Where,
+    Pad,
+    Flip,
+    Roll,
+    Tril,
+    Triu,
+    RepeatInterleave,
+    OneHot,
+    Scatter,
+    ScatterAdd,
+    IndexAdd,
+    MaskedFill,
     Unary(UnaryOp),
     Predicate(PredicateOp),
     Activation(ActivationOp),
@@ -667,6 +678,7 @@ fn build() -> Vec<OpDef> {
         )
         .ins(&[InputDtype::Listed, InputDtype::Index]),
     ];
+    v.extend(movement_v2());
     v.extend(
         BinaryOp::ALL
             .iter()
@@ -885,6 +897,118 @@ fn build() -> Vec<OpDef> {
         ),
     ]);
     v
+}
+
+/// `pad`, `flip`, `roll`, `tril`, `triu`, `repeat_interleave`, `one_hot`, `scatter`,
+/// `scatter_add`, `index_add` and `masked_fill` (the rules: `crate::movement`).
+fn movement_v2() -> Vec<OpDef> {
+    use InputDtype::{Bool, Index, Listed, SameAs};
+    use OpKind as K;
+    const SCATTER_INS: &[InputDtype] = &[Listed, Index, SameAs(0)];
+    let diagonal = attrs![AttrDef::new("diagonal", AttrType::Int, AttrDefault::Int(0))];
+    vec![
+        def(
+            "pad",
+            K::Movement,
+            Op::Pad,
+            X,
+            OUT,
+            attrs![
+                req("pads", IntsA),
+                AttrDef::new("mode", AttrType::Str, AttrDefault::Str("constant")).allowed(
+                    Allowed::OneOf(&["constant", "reflect", "replicate", "circular"])
+                ),
+                AttrDef::new("value", FloatA, AttrDefault::Float(0.0)),
+            ],
+            ALL,
+        ),
+        def(
+            "flip",
+            K::Movement,
+            Op::Flip,
+            X,
+            OUT,
+            attrs![req("axes", IntsA)],
+            ALL,
+        ),
+        def(
+            "roll",
+            K::Movement,
+            Op::Roll,
+            X,
+            OUT,
+            attrs![req("shifts", IntsA), req("axes", IntsA)],
+            ALL,
+        ),
+        def("tril", K::Movement, Op::Tril, X, OUT, diagonal, ALL),
+        def("triu", K::Movement, Op::Triu, X, OUT, diagonal, ALL),
+        def(
+            "repeat_interleave",
+            K::Movement,
+            Op::RepeatInterleave,
+            X,
+            OUT,
+            attrs![req("repeats", IntsA), AXIS],
+            ALL,
+        ),
+        def(
+            "one_hot",
+            K::Indexing,
+            Op::OneHot,
+            &["indices"],
+            OUT,
+            attrs![
+                req("num_classes", AttrType::Int).allowed(Allowed::NonNegative),
+                AttrDef::new("dtype", AttrType::DType, AttrDefault::Str("i64")),
+            ],
+            ALL,
+        )
+        .ins(&[Index])
+        .outs(&[OutputDtype::Attr]),
+        def(
+            "scatter",
+            K::Indexing,
+            Op::Scatter,
+            &["x", "index", "src"],
+            OUT,
+            attrs![AXIS],
+            ALL,
+        )
+        .ins(SCATTER_INS),
+        def(
+            "scatter_add",
+            K::Indexing,
+            Op::ScatterAdd,
+            &["x", "index", "src"],
+            OUT,
+            attrs![AXIS],
+            NUM,
+        )
+        .ins(SCATTER_INS),
+        def(
+            "index_add",
+            K::Indexing,
+            Op::IndexAdd,
+            &["x", "index", "source"],
+            OUT,
+            attrs![
+                AXIS,
+                AttrDef::new("alpha", FloatA, AttrDefault::Float(1.0)).allowed(Allowed::Finite)
+            ],
+            NUM,
+        )
+        .ins(SCATTER_INS),
+        def(
+            "masked_fill",
+            K::Indexing,
+            Op::MaskedFill,
+            &["x", "mask"],
+            OUT,
+            attrs![req("value", FloatA)],
+            ALL,
+        )
+        .ins(&[Listed, Bool]),
+    ]
 }
 
 /// Every op, in the order of `docs/ops.md`.

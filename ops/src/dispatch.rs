@@ -2,8 +2,10 @@
 //! portable kernel in a dialect the device accepts, or fail with `Unsupported`.
 
 use anyaccel_hal::{
-    shape_str, AttrValue, Dialect, Error, OpCall, Queue, Result, Tensor, TensorDesc,
+    shape_str, AttrValue, DType, Dialect, Error, OpCall, Queue, Result, Tensor, TensorDesc,
 };
+
+use crate::catalog::Op;
 
 use crate::plan::{plan, OutputSpec};
 
@@ -194,7 +196,7 @@ fn execute(
             )));
         }
     }
-    let call = OpCall {
+    let mut call = OpCall {
         op: op.to_string(),
         inputs: inputs.iter().map(|t| t.cloned()).collect(),
         outputs,
@@ -205,6 +207,34 @@ fn execute(
     }
     if call.outputs.iter().all(|t| t.numel() == 0) {
         return Ok(());
+    }
+    match crate::catalog::op_of(op)? {
+        // `where(mask, value, x)`, which may be native where this op is not.
+        Op::MaskedFill => {
+            let (x, mask) = (operand(&call, 0)?, operand(&call, 1)?);
+            let value = crate::attrs::Attrs::of(&call)?.float("value")?;
+            let v = scalar(queue, value, x.dtype())?;
+            return execute(
+                queue,
+                "where",
+                &[Some(&mask), Some(&v), Some(&x)],
+                call.outputs,
+                &[],
+            );
+        }
+        // A scatter of ones into zeros along a new last axis, under its own name.
+        Op::OneHot => {
+            let idx = operand(&call, 0)?;
+            let out = call.outputs[0].clone();
+            let mut desc = idx.desc().clone();
+            desc.shape.push(1);
+            desc.strides.push(1);
+            let column = idx.with_desc(desc)?;
+            let zero = scalar(queue, 0.0, out.dtype())?.broadcast_to(out.shape())?;
+            let one = scalar(queue, 1.0, out.dtype())?.broadcast_to(column.shape())?;
+            call.inputs = vec![Some(zero), Some(column), Some(one)];
+        }
+        _ => {}
     }
     if caps.has_dialect(&Dialect::Host) {
         return crate::host::launch(&*device, queue, &call);
@@ -232,10 +262,25 @@ fn execute(
     )))
 }
 
+/// Input `i` of a validated call.
+fn operand(call: &OpCall, i: usize) -> Result<Tensor> {
+    call.inputs
+        .get(i)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| Error::internal(format!("{}: input {i} missing", call.op)))
+}
+
+/// A rank-0 tensor of `dtype` on the queue's device holding `value` (converted as `fill` does).
+fn scalar(queue: &dyn Queue, value: f64, dtype: DType) -> Result<Tensor> {
+    let t = Tensor::empty(&*queue.device(), dtype, &[])?;
+    queue.write(t.view(), &crate::movement::scalar_bytes(value, dtype))?;
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyaccel_hal::DType;
 
     #[test]
     fn distinct_elements() {

@@ -31,6 +31,7 @@ pub mod clang;
 pub mod convert;
 mod dispatch;
 mod host;
+mod movement;
 mod plan;
 mod typed;
 mod wgsl;

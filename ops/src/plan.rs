@@ -298,6 +298,20 @@ pub fn plan(
             }
             vec![idx.shape.clone()]
         }
+        Op::Pad
+        | Op::Flip
+        | Op::Roll
+        | Op::Tril
+        | Op::Triu
+        | Op::RepeatInterleave
+        | Op::OneHot
+        | Op::Scatter
+        | Op::ScatterAdd
+        | Op::IndexAdd
+        | Op::MaskedFill => {
+            let present: Vec<&TensorDesc> = inputs.iter().flatten().copied().collect();
+            vec![crate::movement::shape(def.op, &attrs, &present)?]
+        }
         Op::Binary(_) | Op::Compare(_) => {
             let shape = broadcast_shapes(op, ("a", "b"), &x(0).shape, &x(1).shape)?;
             vec![shape]

@@ -22,6 +22,7 @@
 mod elementwise;
 mod index;
 mod matmul;
+mod movement;
 mod nn;
 mod reduce;
 
@@ -42,7 +43,9 @@ const COMMON: &str = include_str!("../../kernels/c/common.h");
 pub enum Family {
     /// `elementwise.h`: unary, binary, compare, where, copy, cast, fill, arange.
     Elementwise,
-    /// `index.h`: index_select, embedding, gather.
+    /// `index.h`: index_select, embedding, gather; the remaps (pad, flip, roll,
+    /// repeat_interleave, tril, triu) and line scatters (scatter, scatter_add, index_add,
+    /// one_hot).
     Index,
     /// `reduce.h`: sum, mean, max, min, argmax, argmin, cumsum, topk.
     Reduce,
@@ -419,6 +422,13 @@ pub(crate) fn launch(
             elementwise::movement(&ctx, call)
         }
         Op::Concat | Op::IndexSelect | Op::Embedding | Op::Gather => index::launch(&ctx, call),
+        Op::Pad | Op::Flip | Op::Roll | Op::Tril | Op::Triu | Op::RepeatInterleave => {
+            movement::remap_launch(&ctx, call)
+        }
+        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot => {
+            movement::scatter_launch(&ctx, call)
+        }
+        Op::MaskedFill => Err(crate::catalog::misrouted(&call.op)),
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&ctx, call),
         Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
             reduce::launch(&ctx, call)

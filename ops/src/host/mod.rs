@@ -9,6 +9,7 @@ mod elementwise;
 mod index;
 mod layout;
 mod matmul;
+mod movement;
 mod nn;
 mod reduce;
 mod scalar;
@@ -91,6 +92,11 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         Op::Fill | Op::Arange | Op::Copy | Op::Cast => elementwise::movement(call)?,
         Op::Concat | Op::IndexSelect | Op::Embedding | Op::Gather => index::kernel(call)?,
         Op::Where => elementwise::select(call)?,
+        Op::Pad | Op::Flip | Op::Roll | Op::Tril | Op::Triu | Op::RepeatInterleave => {
+            movement::remap_kernel(call)?
+        }
+        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot => movement::scatter_kernel(call)?,
+        Op::MaskedFill => return Err(crate::catalog::misrouted(&call.op)),
         Op::Binary(b) => elementwise::binary(call, b)?,
         Op::Compare(c) => elementwise::compare(call, c)?,
         Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {

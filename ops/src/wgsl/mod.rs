@@ -41,6 +41,7 @@
 mod elementwise;
 mod index;
 mod matmul;
+mod movement;
 mod nn;
 mod reduce;
 
@@ -127,6 +128,13 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
             elementwise::movement(&cx, call)
         }
         Op::IndexSelect | Op::Embedding | Op::Gather => index::launch(&cx, call),
+        Op::Pad | Op::Flip | Op::Roll | Op::Tril | Op::Triu | Op::RepeatInterleave => {
+            movement::remap_launch(&cx, call)
+        }
+        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot => {
+            movement::scatter_launch(&cx, call)
+        }
+        Op::MaskedFill => Err(crate::catalog::misrouted(&call.op)),
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&cx, call),
         Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
             reduce::launch(&cx, call)

@@ -1,0 +1,184 @@
+//! Remaps (`pad`, `flip`, `roll`, `repeat_interleave`, `tril`, `triu`) and line scatters
+//! (`scatter`, `scatter_add`, `index_add`): the rules of `crate::movement`.
+
+use std::sync::Mutex;
+
+use anyaccel_hal::{DType, Error, OpCall, Result};
+
+use super::elementwise::copy_elements;
+use super::layout::{par_ranges, GRAIN};
+use super::scalar::{load, store, Val};
+use super::{Body, Bound, TView};
+use crate::attrs::Attrs;
+use crate::catalog::{op_of, Op};
+use crate::movement::{lines, remap, scalar_bytes, Lines, Remap};
+
+/// The kernel of a remap.
+pub(crate) fn remap_kernel(call: &OpCall) -> Result<Box<Body>> {
+    let attrs = Attrs::of(call)?;
+    let x = call.inputs[0]
+        .as_ref()
+        .ok_or_else(|| Error::internal("remap: input missing"))?;
+    let plan = remap(op_of(&call.op)?, &attrs, x.desc())?;
+    Ok(Box::new(move |b: &Bound| {
+        let (x, out) = (b.input(0)?, b.out(0));
+        match x.desc.dtype.size_in_bytes() {
+            1 => run_remap::<u8>(&plan, x, out),
+            2 => run_remap::<u16>(&plan, x, out),
+            4 => run_remap::<u32>(&plan, x, out),
+            _ => run_remap::<u64>(&plan, x, out),
+        }
+    }))
+}
+
+fn run_remap<T: Copy + bytemuck::Pod + Send + Sync>(
+    plan: &Remap,
+    x: &TView,
+    out: &TView,
+) -> Result<()> {
+    let rank = plan.axes.len();
+    let fill: T = bytemuck::pod_read_unaligned(&scalar_bytes(plan.fill, out.desc.dtype));
+    // Per axis, the input offset of each output coordinate (None: the fill value).
+    let tables: Vec<Vec<Option<usize>>> = (0..rank)
+        .map(|d| {
+            (0..plan.axes[d].out)
+                .map(|o| plan.source(d, o).map(|s| s * x.desc.strides[d]))
+                .collect()
+        })
+        .collect();
+    let shape = &out.desc.shape;
+    par_ranges(out.desc.numel(), GRAIN, |r| {
+        // The coordinates of r.start, then counted up like an odometer.
+        let mut c = vec![0usize; rank];
+        let mut rem = r.start;
+        for d in (0..rank).rev() {
+            c[d] = rem % shape[d];
+            rem /= shape[d];
+        }
+        for _ in r {
+            let mut src = Some(x.desc.offset);
+            let mut dst = out.desc.offset;
+            for d in 0..rank {
+                src = match (src, tables[d][c[d]]) {
+                    (Some(s), Some(t)) => Some(s + t),
+                    _ => None,
+                };
+                dst += c[d] * out.desc.strides[d];
+            }
+            if rank >= 2 && !plan.in_band(c[rank - 2], c[rank - 1]) {
+                src = None;
+            }
+            // SAFETY: each table offset is an input coordinate (in 0..n) times its stride, so
+            // `src` is an offset of x's layout; `dst` is one of the output's.
+            unsafe {
+                let v = match src {
+                    Some(s) => x.get::<T>(s),
+                    None => fill,
+                };
+                out.set(dst, v);
+            }
+            for d in (0..rank).rev() {
+                c[d] += 1;
+                if c[d] < shape[d] {
+                    break;
+                }
+                c[d] = 0;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The kernel of a line scatter.
+pub(crate) fn scatter_kernel(call: &OpCall) -> Result<Box<Body>> {
+    let attrs = Attrs::of(call)?;
+    let op = op_of(&call.op)?;
+    let rank = call.outputs[0].rank();
+    let axis = if op == Op::OneHot {
+        rank - 1
+    } else {
+        attrs.axis("axis", None, rank)?
+    };
+    let alpha = if op == Op::IndexAdd {
+        attrs.float_or_default("alpha")?
+    } else {
+        1.0
+    };
+    let name = call.op.clone();
+    Ok(Box::new(move |b: &Bound| {
+        let (x, idx, src, out) = (b.input(0)?, b.input(1)?, b.input(2)?, b.out(0));
+        let l = lines(op, axis, &x.desc, &idx.desc, &src.desc, &out.desc);
+        if !l.covers {
+            copy_elements(x, out)?;
+        }
+        run_scatter(&name, op, alpha, &l, [x, idx, src, out])
+    }))
+}
+
+fn read_index(idx: &TView, off: usize) -> i64 {
+    // SAFETY: offsets come from the index view's layout; the dtype was checked to be i32 or i64.
+    unsafe {
+        if idx.desc.dtype == DType::I32 {
+            idx.get::<i32>(off) as i64
+        } else {
+            idx.get::<i64>(off)
+        }
+    }
+}
+
+fn run_scatter(name: &str, op: Op, alpha: f64, l: &Lines, t: [&TView; 4]) -> Result<()> {
+    let [x, idx, src, out] = t;
+    let add = op != Op::Scatter;
+    let bad: Mutex<Option<i64>> = Mutex::new(None);
+    let rank = l.shape.len();
+    par_ranges(l.count(), (GRAIN / l.n.max(1)).max(1), |r| {
+        let mut acc: Vec<Val> = Vec::with_capacity(l.n);
+        for line in r {
+            // The first element of this line in each tensor.
+            let mut base = l.offsets;
+            let mut rem = line;
+            for d in (0..rank).rev() {
+                let c = rem % l.shape[d];
+                rem /= l.shape[d];
+                for (k, b) in base.iter_mut().enumerate() {
+                    *b += c * l.strides[k][d];
+                }
+            }
+            acc.clear();
+            // SAFETY: offsets below come from each view's layout: j < n along the output's (and
+            // x's) axis, k < the index's (and the source's) size along it.
+            unsafe {
+                acc.extend((0..l.n).map(|j| load(x, base[0] + j * l.steps[0])));
+                for k in 0..l.k {
+                    let i = read_index(idx, base[1] + k * l.steps[1]);
+                    if i < 0 || i as u64 >= l.n as u64 {
+                        let mut b = bad.lock().unwrap_or_else(|p| p.into_inner());
+                        b.get_or_insert(i);
+                        continue;
+                    }
+                    let v = load(src, base[2] + k * l.steps[2]);
+                    let a = &mut acc[i as usize];
+                    *a = match (add, *a, v) {
+                        (false, _, v) => v,
+                        (true, Val::F(s), Val::F(v)) => Val::F(s + v * alpha),
+                        (true, Val::I(s), Val::I(v)) => {
+                            Val::I(s.wrapping_add(v.wrapping_mul(alpha as i64)))
+                        }
+                        (true, s, _) => s,
+                    };
+                }
+                for (j, &v) in acc.iter().enumerate() {
+                    store(out, base[3] + j * l.steps[3], v);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(i) = bad.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(Error::out_of_bounds(format!(
+            "{name}: index {i} out of range 0..{} along axis {}",
+            l.n, l.axis
+        )));
+    }
+    Ok(())
+}
