@@ -45,6 +45,15 @@ pub const CORRECTLY_ROUNDED: &[&str] = &[
     "index_select",
     "embedding",
     "gather",
+    "pad",
+    "flip",
+    "roll",
+    "tril",
+    "triu",
+    "repeat_interleave",
+    "one_hot",
+    "scatter",
+    "masked_fill",
 ];
 
 /// The tolerance for an output of `op`.

@@ -240,6 +240,139 @@ pub fn where_(q: &dyn Queue, cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Te
     call(q, "where", &[Some(cond), Some(a), Some(b)], &[]).map(one)
 }
 
+/// How `pad` fills the new elements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PadMode {
+    /// This value (negative counts crop).
+    Constant(f64),
+    /// The input mirrored at its edges, without repeating them.
+    Reflect,
+    /// The edge elements repeated.
+    Replicate,
+    /// The input wrapped around.
+    Circular,
+}
+
+/// `x` padded: `pads` holds (before, after) counts, the last axis first (as
+/// `torch.nn.functional.pad`).
+pub fn pad(q: &dyn Queue, x: &Tensor, pads: &[i64], mode: PadMode) -> Result<Tensor> {
+    let (name, value) = match mode {
+        PadMode::Constant(v) => ("constant", v),
+        PadMode::Reflect => ("reflect", 0.0),
+        PadMode::Replicate => ("replicate", 0.0),
+        PadMode::Circular => ("circular", 0.0),
+    };
+    let attrs = [
+        attr("pads", AttrValue::Ints(pads.to_vec())),
+        attr("mode", AttrValue::Str(name.into())),
+        attr("value", AttrValue::Float(value)),
+    ];
+    call(q, "pad", &[Some(x)], &attrs).map(one)
+}
+
+/// `x` reversed along `axes`.
+pub fn flip(q: &dyn Queue, x: &Tensor, axes: &[i64]) -> Result<Tensor> {
+    let attrs = [attr("axes", AttrValue::Ints(axes.to_vec()))];
+    call(q, "flip", &[Some(x)], &attrs).map(one)
+}
+
+/// `x` rotated by `shifts[i]` along `axes[i]` (`torch.roll`).
+pub fn roll(q: &dyn Queue, x: &Tensor, shifts: &[i64], axes: &[i64]) -> Result<Tensor> {
+    let attrs = [
+        attr("shifts", AttrValue::Ints(shifts.to_vec())),
+        attr("axes", AttrValue::Ints(axes.to_vec())),
+    ];
+    call(q, "roll", &[Some(x)], &attrs).map(one)
+}
+
+/// The lower triangle of the last two axes: elements with `col - row <= diagonal`, the others 0.
+pub fn tril(q: &dyn Queue, x: &Tensor, diagonal: i64) -> Result<Tensor> {
+    let attrs = [attr("diagonal", AttrValue::Int(diagonal))];
+    call(q, "tril", &[Some(x)], &attrs).map(one)
+}
+
+/// The upper triangle of the last two axes: elements with `col - row >= diagonal`, the others 0.
+pub fn triu(q: &dyn Queue, x: &Tensor, diagonal: i64) -> Result<Tensor> {
+    let attrs = [attr("diagonal", AttrValue::Int(diagonal))];
+    call(q, "triu", &[Some(x)], &attrs).map(one)
+}
+
+/// Each element along `axis` repeated `repeats[0]` times, or `repeats[i]` times for element `i`.
+pub fn repeat_interleave(q: &dyn Queue, x: &Tensor, repeats: &[i64], axis: i64) -> Result<Tensor> {
+    let attrs = [
+        attr("repeats", AttrValue::Ints(repeats.to_vec())),
+        attr("axis", AttrValue::Int(axis)),
+    ];
+    call(q, "repeat_interleave", &[Some(x)], &attrs).map(one)
+}
+
+/// `out[..., c] = (indices[...] == c)` in `dtype`, shape `indices.shape + [num_classes]`.
+pub fn one_hot(
+    q: &dyn Queue,
+    indices: &Tensor,
+    num_classes: usize,
+    dtype: DType,
+) -> Result<Tensor> {
+    let attrs = [
+        attr("num_classes", AttrValue::Int(num_classes as i64)),
+        attr("dtype", AttrValue::Str(dtype.name().into())),
+    ];
+    call(q, "one_hot", &[Some(indices)], &attrs).map(one)
+}
+
+/// `torch.scatter`: `x` with `src[p]` written at `p` with `index[p]` along `axis` (the last of
+/// duplicates wins).
+pub fn scatter(
+    q: &dyn Queue,
+    x: &Tensor,
+    axis: i64,
+    index: &Tensor,
+    src: &Tensor,
+) -> Result<Tensor> {
+    let attrs = [attr("axis", AttrValue::Int(axis))];
+    call(q, "scatter", &[Some(x), Some(index), Some(src)], &attrs).map(one)
+}
+
+/// `torch.scatter_add`: as [`scatter`], adding (duplicates sum).
+pub fn scatter_add(
+    q: &dyn Queue,
+    x: &Tensor,
+    axis: i64,
+    index: &Tensor,
+    src: &Tensor,
+) -> Result<Tensor> {
+    let attrs = [attr("axis", AttrValue::Int(axis))];
+    call(q, "scatter_add", &[Some(x), Some(index), Some(src)], &attrs).map(one)
+}
+
+/// `torch.index_add`: `out[..., index[k], ...] += alpha * source[..., k, ...]` along `axis`.
+pub fn index_add(
+    q: &dyn Queue,
+    x: &Tensor,
+    axis: i64,
+    index: &Tensor,
+    source: &Tensor,
+    alpha: f64,
+) -> Result<Tensor> {
+    let attrs = [
+        attr("axis", AttrValue::Int(axis)),
+        attr("alpha", AttrValue::Float(alpha)),
+    ];
+    call(
+        q,
+        "index_add",
+        &[Some(x), Some(index), Some(source)],
+        &attrs,
+    )
+    .map(one)
+}
+
+/// `value` where `mask` (bool, broadcast to `x`) is true, else `x`.
+pub fn masked_fill(q: &dyn Queue, x: &Tensor, mask: &Tensor, value: f64) -> Result<Tensor> {
+    let attrs = [attr("value", AttrValue::Float(value))];
+    call(q, "masked_fill", &[Some(x), Some(mask)], &attrs).map(one)
+}
+
 fn reduce(q: &dyn Queue, op: &str, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
     let attrs = [
         attr("axes", AttrValue::Ints(axes.to_vec())),

@@ -588,3 +588,88 @@ fn integer_clamp_bounds_must_fit_the_dtype() {
         [1, 3_000_000_000]
     );
 }
+
+#[test]
+fn movement_v2_against_pytorch_values() {
+    let q = queue();
+    let x = t(&q, &[0.0f32, 1.0, 2.0, 3.0], &[4]);
+    // torch.nn.functional.pad(x[None], (3, 2), mode=...)
+    let pad = |m| f32s(&q, &ops::pad(&*q, &x, &[3, 2], m).unwrap());
+    assert_eq!(
+        pad(ops::PadMode::Reflect),
+        [3.0, 2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0]
+    );
+    assert_eq!(
+        pad(ops::PadMode::Circular),
+        [1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 0.0, 1.0]
+    );
+    assert_eq!(
+        pad(ops::PadMode::Replicate),
+        [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 3.0, 3.0]
+    );
+    assert_eq!(
+        f32s(
+            &q,
+            &ops::pad(&*q, &x, &[-1, 1], ops::PadMode::Constant(7.0)).unwrap()
+        ),
+        [1.0, 2.0, 3.0, 7.0]
+    );
+    let e = ops::pad(&*q, &x, &[4, 0], ops::PadMode::Reflect).unwrap_err();
+    assert!(e.message().contains("0..=3"), "{e}");
+
+    let m = t(&q, &[1i32, 2, 3, 4, 5, 6], &[2, 3]);
+    let i32s = |t: Tensor| t.to_vec::<i32>(&*q).unwrap();
+    assert_eq!(i32s(ops::flip(&*q, &m, &[1]).unwrap()), [3, 2, 1, 6, 5, 4]);
+    // torch.roll(m, shifts=(1, -1), dims=(0, 1))
+    assert_eq!(
+        i32s(ops::roll(&*q, &m, &[1, -1], &[0, 1]).unwrap()),
+        [5, 6, 4, 2, 3, 1]
+    );
+    assert_eq!(i32s(ops::tril(&*q, &m, 0).unwrap()), [1, 0, 0, 4, 5, 0]);
+    assert_eq!(i32s(ops::triu(&*q, &m, 1).unwrap()), [0, 2, 3, 0, 0, 6]);
+    assert_eq!(
+        i32s(ops::repeat_interleave(&*q, &m, &[2, 0, 1], 1).unwrap()),
+        [1, 1, 3, 4, 4, 6]
+    );
+    let hot = ops::one_hot(&*q, &t(&q, &[2i64, 0], &[2]), 3, DType::F32).unwrap();
+    assert_eq!(f32s(&q, &hot), [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+    let e = ops::one_hot(&*q, &t(&q, &[3i64], &[1]), 3, DType::I64)
+        .unwrap()
+        .to_vec::<i64>(&*q)
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::OutOfBounds);
+    assert!(
+        e.message()
+            .starts_with("one_hot: index 3 out of range 0..3"),
+        "{e}"
+    );
+
+    // Duplicates: scatter keeps the last, scatter_add sums.
+    let z = t(&q, &[0.0f32; 3], &[3]);
+    let idx = t(&q, &[1i64, 1, 0], &[3]);
+    let src = t(&q, &[10.0f32, 20.0, 30.0], &[3]);
+    assert_eq!(
+        f32s(&q, &ops::scatter(&*q, &z, 0, &idx, &src).unwrap()),
+        [30.0, 20.0, 0.0]
+    );
+    assert_eq!(
+        f32s(&q, &ops::scatter_add(&*q, &z, 0, &idx, &src).unwrap()),
+        [30.0, 30.0, 0.0]
+    );
+    let a = ops::index_add(&*q, &z, 0, &idx, &src, -0.5).unwrap();
+    assert_eq!(f32s(&q, &a), [-15.0, -15.0, 0.0]);
+    let bad = t(&q, &[0i64, -1, 2], &[3]);
+    let e = ops::scatter(&*q, &z, 0, &bad, &src)
+        .unwrap()
+        .to_vec::<f32>(&*q)
+        .unwrap_err();
+    assert!(e.message().contains("index -1 out of range 0..3"), "{e}");
+
+    let mask = t(&q, &[1u8, 0, 1], &[3]).with_desc(anyaccel_hal::TensorDesc {
+        dtype: DType::Bool,
+        ..anyaccel_hal::TensorDesc::contiguous(DType::Bool, &[3])
+    });
+    let mask = mask.unwrap();
+    let mf = ops::masked_fill(&*q, &m, &mask, -9.0).unwrap();
+    assert_eq!(i32s(mf), [-9, 2, -9, -9, 5, -9]);
+}

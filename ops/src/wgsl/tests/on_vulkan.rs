@@ -90,3 +90,47 @@ fn a_rank_8_permuted_operand_walks_with_words_in_a_buffer() {
         assert_eq!(*g, 41.0 * w, "element {i}");
     }
 }
+
+/// The remap and scatter kernels (with their table and flag buffers, and sub-word outputs that
+/// go through `pack`) on Vulkan, against values computed by hand; under the Khronos validation
+/// layer in the test command.
+#[test]
+fn remaps_and_scatters_bind_their_tables_and_flags() {
+    let Some(q) = vulkan() else { return };
+    let q = &*q;
+    let x = Tensor::from_slice(q, &[1u8, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
+    let pads = [
+        (
+            "pads".to_string(),
+            anyaccel_hal::AttrValue::Ints(vec![2, 1, 0, 1]),
+        ),
+        (
+            "mode".to_string(),
+            anyaccel_hal::AttrValue::Str("reflect".into()),
+        ),
+    ];
+    let out = crate::call(q, "pad", &[Some(&x)], &pads).unwrap();
+    assert_eq!(out[0].shape(), [3, 6]);
+    assert_eq!(
+        out[0].to_vec::<u8>(q).unwrap(),
+        [3, 2, 1, 2, 3, 2, 6, 5, 4, 5, 6, 5, 3, 2, 1, 2, 3, 2]
+    );
+    let diag = [("diagonal".to_string(), anyaccel_hal::AttrValue::Int(-1))];
+    let low = crate::call(q, "tril", &[Some(&x)], &diag).unwrap();
+    assert_eq!(low[0].to_vec::<u8>(q).unwrap(), [0, 0, 0, 4, 0, 0]);
+
+    let idx = Tensor::from_slice(q, &[2i64, 2, 0], &[1, 3]).unwrap();
+    let src = Tensor::from_slice(q, &[7u8, 8, 9], &[1, 3]).unwrap();
+    let axis = [("axis".to_string(), anyaccel_hal::AttrValue::Int(1))];
+    let s = crate::call(q, "scatter", &[Some(&x), Some(&idx), Some(&src)], &axis).unwrap();
+    // Row 1 is outside the index: a copy of x.
+    assert_eq!(s[0].to_vec::<u8>(q).unwrap(), [9, 2, 8, 4, 5, 6]);
+    let bad = Tensor::from_slice(q, &[0i64, 3, -1], &[1, 3]).unwrap();
+    let e = crate::call(q, "scatter", &[Some(&x), Some(&bad), Some(&src)], &axis).unwrap_err();
+    assert_eq!(e.code(), anyaccel_hal::ErrorCode::OutOfBounds);
+    assert!(
+        e.message()
+            .contains("index 3 out of range 0..3 along axis 1"),
+        "{e}"
+    );
+}
