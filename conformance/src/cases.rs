@@ -29,11 +29,19 @@ pub enum Profile {
     Bf16,
     /// f64 where the device has it (fill, copy, cast).
     Fp64,
+    /// The gradients that training needs (`relu_backward`, ...), in every float dtype.
+    Train,
 }
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 4] = [Profile::Core, Profile::Fp16, Profile::Bf16, Profile::Fp64];
+    pub const ALL: [Profile; 5] = [
+        Profile::Core,
+        Profile::Fp16,
+        Profile::Bf16,
+        Profile::Fp64,
+        Profile::Train,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -42,6 +50,7 @@ impl Profile {
             Profile::Fp16 => "fp16",
             Profile::Bf16 => "bf16",
             Profile::Fp64 => "fp64",
+            Profile::Train => "train",
         }
     }
 
@@ -306,7 +315,18 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Normalization, op) => norm_cases(&mut b, op, def.dtypes),
             (OpKind::Matmul, _) => matmul_cases(&mut b, def.dtypes),
             (OpKind::Attention, "attention") => attention_cases(&mut b, def.dtypes),
+            (OpKind::Backward, _) => elementwise::backward_cases(&mut b, def),
             _ => {}
+        }
+    }
+    // Gradients form the `train` profile (their f16 and bf16 cases also count for those).
+    for c in &mut b.cases {
+        let backward =
+            c.op.and_then(anyaccel_ops::op_def)
+                .is_some_and(|d| d.kind == OpKind::Backward);
+        if backward {
+            c.profiles.retain(|p| *p != Profile::Core);
+            c.profiles.push(Profile::Train);
         }
     }
     b.cases

@@ -126,6 +126,7 @@ pub fn run(
         Op::Unary(u) => one(elementwise::unary(call, u)),
         Op::Predicate(p) => one(elementwise::predicate(call, p)),
         Op::Activation(a) => one(elementwise::activation(call, a)),
+        Op::ActivationBackward(b) => one(elementwise::activation_backward(call, b)),
         Op::Gelu => one(elementwise::gelu(call)),
         Op::Clamp => one(elementwise::clamp(call)),
         Op::Reduce(_) => one(reduce::reduce(call)),

@@ -42,6 +42,8 @@ pub enum OpKind {
     Matmul,
     /// `rope`, `attention`.
     Attention,
+    /// Gradients (`relu_backward`, ...): the `train` profile.
+    Backward,
 }
 
 impl OpKind {
@@ -186,6 +188,15 @@ named_enum! {
 }
 
 named_enum! {
+    /// Gradients of the activations: `dx` from the output's gradient and the input `x`.
+    ActivationBackwardOp {
+        Relu "relu_backward", Sigmoid "sigmoid_backward", Tanh "tanh_backward",
+        Silu "silu_backward", Gelu "gelu_backward", Softplus "softplus_backward",
+        Elu "elu_backward", LeakyRelu "leaky_relu_backward",
+    }
+}
+
+named_enum! {
     /// Reductions over a set of axes.
     ReduceOp {
         Sum "sum", Mean "mean", Max "max", Min "min", Argmax "argmax", Argmin "argmin",
@@ -268,6 +279,7 @@ pub enum Op {
     Unary(UnaryOp),
     Predicate(PredicateOp),
     Activation(ActivationOp),
+    ActivationBackward(ActivationBackwardOp),
     Gelu,
     Clamp,
     Reduce(ReduceOp),
@@ -769,6 +781,7 @@ fn build() -> Vec<OpDef> {
             NUM,
         ),
     ]);
+    v.extend(activation_backward());
     v.extend(ReduceOp::ALL.iter().map(|&r| {
         let attrs = if matches!(r, ReduceOp::Var | ReduceOp::Std) {
             REDUCE_CORRECTION
@@ -897,6 +910,51 @@ fn build() -> Vec<OpDef> {
         ),
     ]);
     v
+}
+
+/// The activation gradients: `(grad, x) -> dx`, with the forward op's attributes.
+fn activation_backward() -> Vec<OpDef> {
+    use ActivationBackwardOp as B;
+    const GX: &[&str] = &["grad", "x"];
+    const DX: &[&str] = &["dx"];
+    B::ALL
+        .iter()
+        .map(|&b| {
+            let attrs: &'static [AttrDef] =
+                match b {
+                    B::Gelu => {
+                        attrs![
+                            AttrDef::new("approximate", AttrType::Str, AttrDefault::Str("none"))
+                                .allowed(Allowed::OneOf(&["none", "tanh"]))
+                        ]
+                    }
+                    B::Softplus => attrs![
+                        AttrDef::new("beta", FloatA, AttrDefault::Float(1.0))
+                            .allowed(Allowed::FiniteNonZero),
+                        AttrDef::new("threshold", FloatA, AttrDefault::Float(20.0))
+                            .allowed(Allowed::Finite),
+                    ],
+                    B::Elu => attrs![AttrDef::new("alpha", FloatA, AttrDefault::Float(1.0))
+                        .allowed(Allowed::Finite)],
+                    B::LeakyRelu => {
+                        attrs![
+                            AttrDef::new("negative_slope", FloatA, AttrDefault::Float(0.01))
+                                .allowed(Allowed::Finite)
+                        ]
+                    }
+                    _ => &[],
+                };
+            def(
+                b.name(),
+                OpKind::Backward,
+                Op::ActivationBackward(b),
+                GX,
+                DX,
+                attrs,
+                FLOAT,
+            )
+        })
+        .collect()
 }
 
 /// `pad`, `flip`, `roll`, `tril`, `triu`, `repeat_interleave`, `one_hot`, `scatter`,
@@ -1059,6 +1117,7 @@ mod tests {
                 Op::Compare(c) => Some(c.name()),
                 Op::Predicate(p) => Some(p.name()),
                 Op::Activation(a) => Some(a.name()),
+                Op::ActivationBackward(a) => Some(a.name()),
                 Op::Reduce(r) => Some(r.name()),
                 _ => None,
             };

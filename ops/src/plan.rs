@@ -312,6 +312,17 @@ pub fn plan(
             let present: Vec<&TensorDesc> = inputs.iter().flatten().copied().collect();
             vec![crate::movement::shape(def.op, &attrs, &present)?]
         }
+        Op::ActivationBackward(_) => {
+            let (g, xd) = (x(0), x(1));
+            if g.shape != xd.shape {
+                return Err(invalid(format!(
+                    "{op}: grad is {} but x is {}: shapes must be equal",
+                    shape_str(&g.shape),
+                    shape_str(&xd.shape)
+                )));
+            }
+            vec![xd.shape.clone()]
+        }
         Op::Binary(_) | Op::Compare(_) => {
             let shape = broadcast_shapes(op, ("a", "b"), &x(0).shape, &x(1).shape)?;
             vec![shape]

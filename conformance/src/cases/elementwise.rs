@@ -271,3 +271,73 @@ pub(super) fn where_cases(b: &mut Builder, dtypes: &[DType]) {
         true,
     );
 }
+
+/// The activation gradients: x over the value classes of its dtype (NaN, infinities and 16-bit
+/// overflow included), grad ordinary values, the forward op's attribute variants.
+pub(super) fn backward_cases(b: &mut Builder, def: &OpDef) {
+    let (op, dtypes) = (def.name, def.dtypes);
+    let float = |name: &str, v: f64| attr(name, AttrValue::Float(v));
+    let variants: Vec<(String, Vec<(String, AttrValue)>)> = match op {
+        "softplus_backward" => vec![
+            (String::new(), vec![]),
+            (
+                "beta2_t1_".into(),
+                vec![float("beta", 2.0), float("threshold", 1.0)],
+            ),
+            ("betaneg_".into(), vec![float("beta", -0.5)]),
+        ],
+        "leaky_relu_backward" => vec![
+            (String::new(), vec![]),
+            ("slope02_".into(), vec![float("negative_slope", 0.2)]),
+        ],
+        "elu_backward" => vec![
+            (String::new(), vec![]),
+            ("alpha05_".into(), vec![float("alpha", 0.5)]),
+        ],
+        _ => string_attr_variants(def),
+    };
+    let shapes: &[(&str, &[usize], Layout, Layout)] = &[
+        ("scalar", &[], C, C),
+        ("empty", &[0], C, C),
+        ("p97", &[97], C, C),
+        ("2x5x33", &[2, 5, 33], C, C),
+        ("t33x17", &[33, 17], Layout::Transposed, C),
+        ("s9x13", &[9, 13], Layout::Strided, C),
+        ("outs5x7", &[5, 7], C, Layout::Strided),
+    ];
+    for &d in dtypes {
+        for (vtag, attrs) in &variants {
+            for &(tag, shape, layout, out) in shapes {
+                for v in value_classes_from(d, Values::Normal) {
+                    b.push(
+                        op,
+                        d.name().into(),
+                        &[d],
+                        &format!("{vtag}{tag}.{}", values_tag(v)),
+                        vec![
+                            input(d, shape, C, Values::Normal),
+                            input(d, shape, layout, v),
+                        ],
+                        attrs.clone(),
+                        out,
+                        false,
+                    );
+                }
+            }
+        }
+    }
+    let d = dtypes[0];
+    b.push(
+        op,
+        d.name().into(),
+        &[d],
+        "large",
+        vec![
+            input(d, &[LARGE], C, Values::Normal),
+            input(d, &[LARGE], C, Values::Special),
+        ],
+        variants[0].1.clone(),
+        C,
+        true,
+    );
+}

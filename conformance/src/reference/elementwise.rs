@@ -3,11 +3,11 @@
 use std::f64::consts::{PI, SQRT_2};
 
 use anyaccel_hal::{DType, Result};
-use anyaccel_ops::catalog::{ActivationOp, BinaryOp, PredicateOp, UnaryOp};
+use anyaccel_ops::catalog::{ActivationBackwardOp, ActivationOp, BinaryOp, PredicateOp, UnaryOp};
 
 use super::{
-    broadcast_shapes, check_dtype, check_same_dtype, expand, internal, invalid, Call, RefData,
-    RefTensor, ALL_DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES,
+    broadcast_shapes, check_dtype, check_same_dtype, describe, expand, internal, invalid, Call,
+    RefData, RefTensor, ALL_DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES,
 };
 
 /// IEEE maximum that propagates NaN; of two equal values (±0) it returns +0.
@@ -393,6 +393,117 @@ pub(crate) fn activation(call: &Call, op: ActivationOp) -> Result<RefTensor> {
         x.dtype,
         &x.shape,
         x.to_f64_vec().into_iter().map(f).collect(),
+    )
+}
+
+/// The activation gradients `(grad, x) -> dx`, in f64: the derivative of the forward op at x
+/// times grad. Where the derivative is 0 in the limit (x = +-Inf, or an underflow), x times it
+/// is 0; `relu_backward` and `elu_backward` take the x > 0 branch for NaN, `leaky_relu_backward`
+/// the other one (as PyTorch's kernels do).
+pub(crate) fn activation_backward(call: &Call, op: ActivationBackwardOp) -> Result<RefTensor> {
+    use ActivationBackwardOp as B;
+    let name = call.op;
+    let g = call.input(0)?;
+    let x = call.input(1)?;
+    check_dtype(name, "grad", g.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(name, "x", x, "grad", g)?;
+    if g.shape != x.shape {
+        return Err(invalid(
+            name,
+            format!(
+                "{} but {}: shapes must be equal",
+                describe("grad", g),
+                describe("x", x)
+            ),
+        ));
+    }
+    let float = |attr: &str, default: f64| -> Result<f64> {
+        let v = call.float_attr(attr)?.unwrap_or(default);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(invalid(
+                name,
+                format!("attribute `{attr}` is {v}, expected a finite value"),
+            ))
+        }
+    };
+    // Derivatives written without cancellation; `small(x, d)` is x * d, 0 where d is 0.
+    fn sig_d(x: f64) -> f64 {
+        let e = (-x.abs()).exp();
+        e / ((1.0 + e) * (1.0 + e))
+    }
+    fn tanh_d(x: f64) -> f64 {
+        let e = (-2.0 * x.abs()).exp();
+        4.0 * e / ((1.0 + e) * (1.0 + e))
+    }
+    fn small(x: f64, d: f64) -> f64 {
+        if d == 0.0 {
+            0.0
+        } else {
+            x * d
+        }
+    }
+    let f: Box<dyn Fn(f64, f64) -> f64> = match op {
+        B::Relu => Box::new(|g, x| if x <= 0.0 { 0.0 } else { g }),
+        B::LeakyRelu => {
+            let slope = float("negative_slope", 0.01)?;
+            Box::new(move |g, x| if x > 0.0 { g } else { g * slope })
+        }
+        B::Elu => {
+            let alpha = float("alpha", 1.0)?;
+            Box::new(move |g, x| if x <= 0.0 { g * alpha * x.exp() } else { g })
+        }
+        B::Sigmoid => Box::new(|g, x| g * sig_d(x)),
+        B::Tanh => Box::new(|g, x| g * tanh_d(x)),
+        B::Silu => Box::new(|g, x| g * (sigmoid(x) + small(x, sig_d(x)))),
+        B::Softplus => {
+            let (beta, threshold) = (float("beta", 1.0)?, float("threshold", 20.0)?);
+            if beta == 0.0 {
+                return Err(invalid(
+                    name,
+                    "attribute `beta` is 0, expected a finite value other than 0",
+                ));
+            }
+            Box::new(move |g, x| {
+                let t = x * beta;
+                if t > threshold {
+                    g
+                } else {
+                    g * sigmoid(t)
+                }
+            })
+        }
+        B::Gelu => match call.str_attr("approximate")?.unwrap_or("none") {
+            "none" => Box::new(|g, x| {
+                let cdf = 0.5 * (1.0 + libm::erf(x / SQRT_2));
+                let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                g * (cdf + small(x, pdf))
+            }),
+            "tanh" => Box::new(|g, x| {
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                let inner = k * (x + 0.044715 * x * x * x);
+                let d = tanh_d(inner);
+                let right = if d == 0.0 {
+                    0.0
+                } else {
+                    0.5 * x * d * k * (1.0 + 3.0 * 0.044715 * x * x)
+                };
+                g * (0.5 * (1.0 + inner.tanh()) + right)
+            }),
+            other => {
+                return Err(invalid(
+                    name,
+                    format!("attribute `approximate` is `{other}`, expected `none` or `tanh`"),
+                ))
+            }
+        },
+    };
+    let (gv, xv) = (g.to_f64_vec(), x.to_f64_vec());
+    RefTensor::from_f64(
+        x.dtype,
+        &x.shape,
+        gv.iter().zip(&xv).map(|(&g, &x)| f(g, x)).collect(),
     )
 }
 

@@ -359,7 +359,9 @@ pub(crate) fn scatter(call: &Call) -> Result<RefTensor> {
         if n == 0 && !idx.is_empty() && src.numel() > 0 {
             return Err(invalid(op, format!("axis {axis} of x is empty")));
         }
-        if let Some(&bad) = idx.iter().find(|&&v| v < 0 || v as u64 >= n as u64) {
+        // An empty x is an empty call: nothing runs, nothing is checked.
+        let bad = idx.iter().find(|&&v| v < 0 || v as u64 >= n as u64);
+        if let (Some(&bad), true) = (bad, x.numel() > 0) {
             return Err(out_of_range(op, bad, n, axis));
         }
         for s in 0..src.numel() {
@@ -394,7 +396,8 @@ pub(crate) fn scatter(call: &Call) -> Result<RefTensor> {
         if n == 0 && !idx.is_empty() {
             return Err(invalid(op, format!("axis {axis} of x is empty")));
         }
-        if let Some(&bad) = idx.iter().find(|&&v| v < 0 || v as u64 >= n as u64) {
+        let bad = idx.iter().find(|&&v| v < 0 || v as u64 >= n as u64);
+        if let (Some(&bad), true) = (bad, x.numel() > 0) {
             return Err(out_of_range(op, bad, n, axis));
         }
         for (p, &i) in idx.iter().enumerate() {

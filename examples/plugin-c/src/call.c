@@ -20,6 +20,8 @@ const char *const ref_native_ops[] = {
     "sum", "mean", "max", "min", "argmax", "argmin", "cumsum", "topk",
     "prod", "any", "all", "logsumexp", "var", "std", "cumprod", "sort", "argsort",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
+    "pad", "flip", "roll", "tril", "triu", "repeat_interleave", "one_hot", "scatter", "scatter_add",
+    "index_add", "masked_fill",
     NULL,
 };
 
@@ -45,6 +47,9 @@ static RefFamily family_of(const char *op) {
          "argsort ",
          ref_op_reduction},
         {" softmax log_softmax layer_norm rms_norm matmul rope attention ", ref_op_nn},
+        {" pad flip roll tril triu repeat_interleave one_hot scatter scatter_add index_add "
+         "masked_fill ",
+         ref_op_rearrange},
     };
     if (!op || !*op || strchr(op, ' ')) return NULL;
     char key[64];

@@ -152,5 +152,7 @@ AnyaccelStatus ref_op_indexing(const RefCall *c);    /* index_select, embedding,
 AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, where, unary */
 AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cumsum, cumprod, topk, sort */
 AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention */
+AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleave, one_hot, scatters,
+                                                        masked_fill */
 
 #endif /* REF_H */

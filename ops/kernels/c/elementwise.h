@@ -283,6 +283,65 @@ KERNEL void ew_binary(GLOBAL O_ST* out, GLOBAL const X_ST* a, GLOBAL const X_ST*
 }
 #endif
 
+/* ---- Activation gradients: dx from grad and x, in f32 ------------------------------------- *
+ * Written to stay finite where the gradient is: the sigmoid's derivative as e / (1 + e)^2 with
+ * e = exp(-|x|) (no 1 - s cancellation), tanh's as 4e / (1 + e)^2 with e = exp(-2|x|), and a
+ * product x * (a derivative that underflowed to 0) as 0, so that x = +-Inf gives the limit.
+ * lo and hi: softplus's beta and threshold; elu's alpha and leaky_relu's slope in lo. */
+#ifdef EW_BACKWARD
+DEVICE float sigmoid_d(float x) {
+    float e = expf(-fabsf(x));
+    float d = 1.0f + e;
+    return e / (d * d);
+}
+DEVICE float tanh_d(float x) {
+    float e = expf(-2.0f * fabsf(x));
+    float d = 1.0f + e;
+    return 4.0f * e / (d * d);
+}
+DEVICE float times_small(float x, float d) { return d == 0.0f ? 0.0f : x * d; }
+
+DEVICE float backward_op(float g, float x, float lo, float hi) {
+#if defined(OP_RELU_BACKWARD)
+    return x <= 0.0f ? 0.0f : g;
+#elif defined(OP_LEAKY_RELU_BACKWARD)
+    return x > 0.0f ? g : g * lo;
+#elif defined(OP_ELU_BACKWARD)
+    return x <= 0.0f ? g * lo * expf(x) : g;
+#elif defined(OP_SIGMOID_BACKWARD)
+    return g * sigmoid_d(x);
+#elif defined(OP_TANH_BACKWARD)
+    return g * tanh_d(x);
+#elif defined(OP_SILU_BACKWARD)
+    return g * (1.0f / (1.0f + expf(-x)) + times_small(x, sigmoid_d(x)));
+#elif defined(OP_SOFTPLUS_BACKWARD)
+    float t = x * lo;
+    return t > hi ? g : g * (1.0f / (1.0f + expf(-t)));
+#elif defined(OP_GELU_TANH_BACKWARD)
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    float inner = k * (x + 0.044715f * x * x * x);
+    float t = fabsf(inner) >= 9.5f ? (inner > 0.0f ? 1.0f : -1.0f) : tanhf(inner);
+    float right = times_small(0.5f * x, tanh_d(inner)) * k * (1.0f + 3.0f * 0.044715f * x * x);
+    return g * (0.5f * (1.0f + t) + (tanh_d(inner) == 0.0f ? 0.0f : right));
+#elif defined(OP_GELU_BACKWARD)
+    float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
+    float pdf = expf(-0.5f * x * x) * 0.3989422804014327f; /* 1 / sqrt(2 pi) */
+    return g * (cdf + times_small(x, pdf));
+#else
+#error "backward: no OP_ option"
+#endif
+}
+
+KERNEL void ew_backward(GLOBAL X_ST* out, GLOBAL const X_ST* g, GLOBAL const X_ST* x, const Lay L,
+                        const i64 n, const float lo, const float hi) {
+    FOR_EACH_INDEX(i, n) {
+        i64 o[NOPS];
+        lay_at(&L, i, o);
+        X_SV(out, o[0], backward_op(X_LD(g, o[1]), X_LD(x, o[2]), lo, hi));
+    }
+}
+#endif
+
 /* ---- where(cond, a, b), copy: raw elements --------------------------------------------------- */
 #ifdef EW_WHERE
 KERNEL void ew_where(GLOBAL elem_t* out, GLOBAL const u8* cond, GLOBAL const elem_t* a,

@@ -360,6 +360,56 @@ fn op_elu(x: f32) -> f32 {
     if (is_nan(x)) { return x; }
     return select(p.lo * op_expm1(x), x, x > 0.0);
 }
+//# backward_common
+// Activation gradients (dx from g and x), written to stay finite where the gradient is: the
+// sigmoid's derivative as e / (1 + e)^2 with e = exp(-|x|), tanh's as 4e / (1 + e)^2 with
+// e = exp(-2|x|), and x times a derivative that underflowed to 0 as 0 (so x = +-Inf gives the
+// limit). NaN tests work on bits.
+fn sigmoid_d(x: f32) -> f32 {
+    let e = exp_ieee(-abs(x));
+    let d = 1.0 + e;
+    return e / (d * d);
+}
+fn tanh_d(x: f32) -> f32 {
+    let e = exp_ieee(-2.0 * abs(x));
+    let d = 1.0 + e;
+    return 4.0 * e / (d * d);
+}
+fn times_small(x: f32, d: f32) -> f32 { return select(x * d, 0.0, d == 0.0); }
+//# relu_backward
+fn bw_relu(g: f32, x: f32) -> f32 { return select(g, 0.0, !is_nan(x) && x <= 0.0); }
+//# leaky_relu_backward
+// p.lo = negative_slope.
+fn bw_leaky_relu(g: f32, x: f32) -> f32 { return select(g * p.lo, g, !is_nan(x) && x > 0.0); }
+//# elu_backward
+// p.lo = alpha.
+fn bw_elu(g: f32, x: f32) -> f32 { return select(g, g * p.lo * exp_ieee(x), !is_nan(x) && x <= 0.0); }
+//# sigmoid_backward uses backward_common
+fn bw_sigmoid(g: f32, x: f32) -> f32 { return g * sigmoid_d(x); }
+//# tanh_backward uses backward_common
+fn bw_tanh(g: f32, x: f32) -> f32 { return g * tanh_d(x); }
+//# silu_backward uses backward_common sigmoid
+fn bw_silu(g: f32, x: f32) -> f32 { return g * (op_sigmoid(x) + times_small(x, sigmoid_d(x))); }
+//# softplus_backward uses sigmoid
+// p.lo = beta, p.hi = threshold.
+fn bw_softplus(g: f32, x: f32) -> f32 {
+    let t = x * p.lo;
+    return select(g * op_sigmoid(t), g, !is_nan(t) && t > p.hi);
+}
+//# gelu_tanh_backward uses backward_common tanh
+fn bw_gelu_tanh(g: f32, x: f32) -> f32 {
+    let k = 0.7978845608028654; // sqrt(2 / pi)
+    let inner = k * (x + 0.044715 * x * x * x);
+    let d = tanh_d(inner);
+    let right = select(times_small(0.5 * x, d) * k * (1.0 + 3.0 * 0.044715 * x * x), 0.0, d == 0.0);
+    return g * (0.5 * (1.0 + op_tanh(inner)) + right);
+}
+//# gelu_backward uses backward_common erf
+fn bw_gelu(g: f32, x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + op_erf(x * 0.7071067811865476));
+    let pdf = exp_ieee(-0.5 * x * x) * 0.3989422804014327; // 1 / sqrt(2 pi)
+    return g * (cdf + times_small(x, pdf));
+}
 //# clamp
 fn op_clamp(x: f32) -> f32 { return f_min(f_max(x, p.lo), p.hi); }
 

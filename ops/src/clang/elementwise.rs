@@ -199,6 +199,34 @@ pub(crate) fn predicate(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
 }
 
 /// Unary ops.
+/// The activation gradients: `dx` from `grad` and `x`.
+pub(crate) fn backward(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let (g, x, out) = (input(call, 0)?, input(call, 1)?, output(call, 0)?);
+    let a = attrs(call)?;
+    let name = if op == "gelu_backward" && a.str_opt("approximate")? == Some("tanh") {
+        "GELU_TANH_BACKWARD".to_string()
+    } else {
+        op.to_ascii_uppercase()
+    };
+    let (lo, hi) = match op {
+        "softplus_backward" => (
+            a.float_or_default("beta")?,
+            a.float_or_default("threshold")?,
+        ),
+        "leaky_relu_backward" => (a.float_or_default("negative_slope")?, 0.0),
+        "elu_backward" => (a.float_or_default("alpha")?, 0.0),
+        _ => (0.0, 0.0),
+    };
+    let spec = KernelSpec::new(Family::Elementwise, "ew_backward")
+        .flag("EW_BACKWARD")
+        .flag(&format!("OP_{name}"));
+    let spec = dtype_defs(spec, "X", x.dtype());
+    let layouts = Layouts::new(out.shape()).tensor(out).tensor(g).tensor(x);
+    let tail = vec![KernelArg::scalar(lo as f32), KernelArg::scalar(hi as f32)];
+    run_ew(ctx, op, spec, layouts, vec![buf(out), buf(g), buf(x)], tail)
+}
+
 pub(crate) fn unary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let (x, out) = (input(call, 0)?, output(call, 0)?);

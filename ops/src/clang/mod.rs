@@ -439,6 +439,7 @@ pub(crate) fn launch(
         Op::Matmul => matmul::launch(&ctx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
         Op::Predicate(_) => elementwise::predicate(&ctx, call),
+        Op::ActivationBackward(_) => elementwise::backward(&ctx, call),
     }
 }
 

@@ -7,7 +7,9 @@ use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, FloatStore, IntStore, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
-use crate::catalog::{ActivationOp, BinaryOp, CompareOp, PredicateOp, UnaryOp};
+use crate::catalog::{
+    ActivationBackwardOp, ActivationOp, BinaryOp, CompareOp, PredicateOp, UnaryOp,
+};
 
 fn attrs(call: &OpCall) -> Result<Attrs<'_>> {
     Attrs::of(call)
@@ -467,6 +469,80 @@ pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
     Ok(Box::new(move |b: &Bound| {
         let f = &*f;
         map_unary(dtype, b.input(0)?, b.out(0), f, |v| v)
+    }))
+}
+
+/// `e / (1 + e)^2` with `e = exp(-|x|)`: the sigmoid's derivative without cancellation.
+fn sigmoid_d(x: f32) -> f32 {
+    let e = (-x.abs()).exp();
+    e / ((1.0 + e) * (1.0 + e))
+}
+
+/// `1 - tanh(x)^2` as `4e / (1 + e)^2` with `e = exp(-2|x|)`.
+fn tanh_d(x: f32) -> f32 {
+    let e = (-2.0 * x.abs()).exp();
+    4.0 * e / ((1.0 + e) * (1.0 + e))
+}
+
+/// `x * d`, or 0 where the derivative `d` underflowed to 0 (so `x = +-Inf` gives the limit).
+fn times_small(x: f32, d: f32) -> f32 {
+    if d == 0.0 {
+        0.0
+    } else {
+        x * d
+    }
+}
+
+/// The activation gradients: `dx` from `grad` and `x`, in f32.
+pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Result<Box<Body>> {
+    use ActivationBackwardOp as B;
+    let dtype = input_dtype(call);
+    let a = attrs(call)?;
+    let f: Box<dyn Fn(f32, f32) -> f32 + Send + Sync> = match op {
+        B::Relu => Box::new(|g, x| if x <= 0.0 { 0.0 } else { g }),
+        B::LeakyRelu => {
+            let slope = a.float_or_default("negative_slope")? as f32;
+            Box::new(move |g, x| if x > 0.0 { g } else { g * slope })
+        }
+        B::Elu => {
+            let alpha = a.float_or_default("alpha")? as f32;
+            Box::new(move |g, x| if x <= 0.0 { g * alpha * x.exp() } else { g })
+        }
+        B::Sigmoid => Box::new(|g, x| g * sigmoid_d(x)),
+        B::Tanh => Box::new(|g, x| g * tanh_d(x)),
+        B::Silu => Box::new(|g, x| g * (sigmoid(x) + times_small(x, sigmoid_d(x)))),
+        B::Softplus => {
+            let beta = a.float_or_default("beta")? as f32;
+            let threshold = a.float_or_default("threshold")? as f32;
+            Box::new(move |g, x| {
+                let t = x * beta;
+                if t > threshold {
+                    g
+                } else {
+                    g * sigmoid(t)
+                }
+            })
+        }
+        B::Gelu if a.str_opt("approximate")? == Some("tanh") => Box::new(|g, x| {
+            let k = 0.797_884_6_f32; // sqrt(2 / pi)
+            let inner = k * (x + 0.044715 * x * x * x);
+            let d = tanh_d(inner);
+            let right = if d == 0.0 {
+                0.0
+            } else {
+                0.5 * x * d * k * (1.0 + 3.0 * 0.044715 * x * x)
+            };
+            g * (0.5 * (1.0 + inner.tanh()) + right)
+        }),
+        B::Gelu => Box::new(|g, x| {
+            let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = (-0.5 * x * x).exp() * 0.398_942_3; // 1 / sqrt(2 pi)
+            g * (cdf + times_small(x, pdf))
+        }),
+    };
+    Ok(Box::new(move |b: &Bound| {
+        let f = &*f;
+        map_arith(dtype, b.input(0)?, b.input(1)?, b.out(0), f, |_, _| 0)
     }))
 }
 

@@ -109,6 +109,7 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         Op::Unary(u) => elementwise::unary(call, u)?,
         Op::Predicate(p) => elementwise::predicate(call, p)?,
         Op::Activation(a) => elementwise::activation(call, a)?,
+        Op::ActivationBackward(a) => elementwise::activation_backward(call, a)?,
         Op::Gelu | Op::Clamp => elementwise::gelu_clamp(call)?,
     };
     Ok(move |b: &Bound| k(b))

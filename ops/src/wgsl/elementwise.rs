@@ -304,6 +304,45 @@ pub(crate) fn unary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     })
 }
 
+/// The activation gradients: `dx` from `grad` and `x`, in f32.
+pub(crate) fn backward(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let (g_t, x_t) = (input(call, 0)?, input(call, 1)?);
+    let access = Access::of(x_t.dtype());
+    let (g, x, out) = (bind(g_t)?, bind(x_t)?, bind(output(call, 0)?)?);
+    let name = if op == "gelu_backward" && a.str_opt("approximate")? == Some("tanh") {
+        "gelu_tanh_backward"
+    } else {
+        op
+    };
+    let func = format!("bw_{}(a0, a1)", name.trim_end_matches("_backward"));
+    map(
+        cx,
+        op,
+        &[(g, access), (x, access)],
+        (&out, access),
+        &func,
+        |sh| {
+            match op {
+                "softplus_backward" => {
+                    sh.f32("lo", a.float_or_default("beta")? as f32)
+                        .f32("hi", a.float_or_default("threshold")? as f32);
+                }
+                "leaky_relu_backward" => {
+                    sh.f32("lo", a.float_or_default("negative_slope")? as f32);
+                }
+                "elu_backward" => {
+                    sh.f32("lo", a.float_or_default("alpha")? as f32);
+                }
+                _ => {}
+            }
+            sh.use_section(UNARY, name)?;
+            Ok(())
+        },
+    )
+}
+
 /// `isnan`, `isinf`, `isfinite`, `logical_not`: a bool for each element of any dtype.
 pub(crate) fn predicate(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();

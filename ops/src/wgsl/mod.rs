@@ -145,6 +145,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         Op::Matmul => matmul::launch(&cx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&cx, call),
         Op::Predicate(_) => elementwise::predicate(&cx, call),
+        Op::ActivationBackward(_) => elementwise::backward(&cx, call),
     }
 }
 
