@@ -222,7 +222,13 @@ pub(crate) fn remap(op: Op, attrs: &Attrs<'_>, x: &TensorDesc) -> Result<Remap> 
                 let (before, after) = (pair[0], pair[1]);
                 let n = x.shape[d];
                 let ni = n as i64;
-                if mode != AxisMode::Const {
+                if mode != AxisMode::Const && (before != 0 || after != 0) {
+                    if n == 0 {
+                        return Err(invalid(format!(
+                            "{name}: {mode_name} padding of axis {d}, which is empty; only \
+                             constant padding adds to an empty axis"
+                        )));
+                    }
                     let most = match mode {
                         AxisMode::Reflect => ni - 1,
                         AxisMode::Circular => ni,
@@ -232,12 +238,6 @@ pub(crate) fn remap(op: Op, attrs: &Attrs<'_>, x: &TensorDesc) -> Result<Remap> 
                         return Err(invalid(format!(
                             "{name}: pads ({before}, {after}) on axis {d} of size {n}: {mode_name} \
                              padding needs each count in 0..={most}"
-                        )));
-                    }
-                    if n == 0 && before + after > 0 {
-                        return Err(invalid(format!(
-                            "{name}: {mode_name} padding of axis {d}, which is empty; only \
-                             constant padding adds to an empty axis"
                         )));
                     }
                 }

@@ -373,6 +373,70 @@ pub fn masked_fill(q: &dyn Queue, x: &Tensor, mask: &Tensor, value: f64) -> Resu
     call(q, "masked_fill", &[Some(x), Some(mask)], &attrs).map(one)
 }
 
+macro_rules! backward_ops {
+    ($($name:ident, $doc:literal;)*) => {$(
+        #[doc = concat!("`", stringify!($name), "(grad, x)`: ", $doc)]
+        pub fn $name(q: &dyn Queue, grad: &Tensor, x: &Tensor) -> Result<Tensor> {
+            call(q, stringify!($name), &[Some(grad), Some(x)], &[]).map(one)
+        }
+    )*};
+}
+
+backward_ops! {
+    relu_backward, "grad where x > 0 (and where x is NaN), else 0.";
+    sigmoid_backward, "grad * sigmoid'(x), from the input x.";
+    tanh_backward, "grad * (1 - tanh(x)^2), from the input x.";
+    silu_backward, "grad * silu'(x).";
+}
+
+/// `gelu_backward(grad, x)`: grad times the derivative of `gelu` in the erf or tanh form.
+pub fn gelu_backward(
+    q: &dyn Queue,
+    grad: &Tensor,
+    x: &Tensor,
+    approximate: GeluApproximation,
+) -> Result<Tensor> {
+    let a = if approximate == GeluApproximation::Tanh {
+        "tanh"
+    } else {
+        "none"
+    };
+    let attrs = [attr("approximate", AttrValue::Str(a.into()))];
+    call(q, "gelu_backward", &[Some(grad), Some(x)], &attrs).map(one)
+}
+
+/// `softplus_backward(grad, x)`: grad * sigmoid(beta x), or grad where `beta x > threshold`.
+pub fn softplus_backward(
+    q: &dyn Queue,
+    grad: &Tensor,
+    x: &Tensor,
+    beta: f64,
+    threshold: f64,
+) -> Result<Tensor> {
+    let attrs = [
+        attr("beta", AttrValue::Float(beta)),
+        attr("threshold", AttrValue::Float(threshold)),
+    ];
+    call(q, "softplus_backward", &[Some(grad), Some(x)], &attrs).map(one)
+}
+
+/// `elu_backward(grad, x)`: grad where x > 0, else grad * alpha * e^x.
+pub fn elu_backward(q: &dyn Queue, grad: &Tensor, x: &Tensor, alpha: f64) -> Result<Tensor> {
+    let attrs = [attr("alpha", AttrValue::Float(alpha))];
+    call(q, "elu_backward", &[Some(grad), Some(x)], &attrs).map(one)
+}
+
+/// `leaky_relu_backward(grad, x)`: grad where x > 0, else grad * negative_slope.
+pub fn leaky_relu_backward(
+    q: &dyn Queue,
+    grad: &Tensor,
+    x: &Tensor,
+    negative_slope: f64,
+) -> Result<Tensor> {
+    let attrs = [attr("negative_slope", AttrValue::Float(negative_slope))];
+    call(q, "leaky_relu_backward", &[Some(grad), Some(x)], &attrs).map(one)
+}
+
 fn reduce(q: &dyn Queue, op: &str, x: &Tensor, axes: &[i64], keepdim: bool) -> Result<Tensor> {
     let attrs = [
         attr("axes", AttrValue::Ints(axes.to_vec())),

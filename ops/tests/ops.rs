@@ -673,3 +673,54 @@ fn movement_v2_against_pytorch_values() {
     let mf = ops::masked_fill(&*q, &m, &mask, -9.0).unwrap();
     assert_eq!(i32s(mf), [-9, 2, -9, -9, 5, -9]);
 }
+
+#[test]
+fn activation_gradients_match_finite_differences_and_limits() {
+    let q = queue();
+    let xs = [-3.0f32, -0.5, 0.25, 2.0];
+    let x = t(&q, &xs, &[4]);
+    let g = t(&q, &[1.0f32; 4], &[4]);
+    let fwd = |name: &str, v: f64| -> f64 {
+        match name {
+            "sigmoid" => 1.0 / (1.0 + (-v).exp()),
+            "tanh" => v.tanh(),
+            "silu" => v / (1.0 + (-v).exp()),
+            _ => (1.0 + v.exp()).ln(),
+        }
+    };
+    let grads = [
+        ("sigmoid", ops::sigmoid_backward(&*q, &g, &x).unwrap()),
+        ("tanh", ops::tanh_backward(&*q, &g, &x).unwrap()),
+        ("silu", ops::silu_backward(&*q, &g, &x).unwrap()),
+        (
+            "softplus",
+            ops::softplus_backward(&*q, &g, &x, 1.0, 20.0).unwrap(),
+        ),
+    ];
+    for (name, dx) in grads {
+        for (i, d) in f32s(&q, &dx).into_iter().enumerate() {
+            let v = xs[i] as f64;
+            let h = 1e-6;
+            let fd = (fwd(name, v + h) - fwd(name, v - h)) / (2.0 * h);
+            assert!(
+                (d as f64 - fd).abs() < 1e-5,
+                "{name}'({v}) = {d}, expected {fd}"
+            );
+        }
+    }
+    // The limits at the infinities, and relu's branches.
+    let inf = t(&q, &[f32::INFINITY, f32::NEG_INFINITY, 0.0, f32::NAN], &[4]);
+    let g = t(&q, &[2.0f32, 2.0, 2.0, 2.0], &[4]);
+    assert_eq!(
+        f32s(&q, &ops::silu_backward(&*q, &g, &inf).unwrap())[..2],
+        [2.0, 0.0]
+    );
+    let gl = ops::gelu_backward(&*q, &g, &inf, ops::GeluApproximation::None).unwrap();
+    assert_eq!(f32s(&q, &gl)[..3], [2.0, 0.0, 1.0]);
+    assert_eq!(
+        f32s(&q, &ops::relu_backward(&*q, &g, &inf).unwrap()),
+        [2.0, 0.0, 0.0, 2.0]
+    );
+    let e = ops::relu_backward(&*q, &g, &x.narrow(0, 0, 3).unwrap()).unwrap_err();
+    assert!(e.message().contains("shapes must be equal"), "{e}");
+}

@@ -78,14 +78,16 @@ pub(crate) fn pad(call: &Call) -> Result<RefTensor> {
             "replicate" => i64::MAX,
             _ => i64::MAX,
         };
-        if mode != "constant" && (b < 0 || a < 0 || b > limit || a > limit) {
-            return Err(invalid(
-                op,
-                format!("pads ({b}, {a}) for axis {d} of size {n} in {mode} mode"),
-            ));
-        }
-        if mode != "constant" && n == 0 && a + b > 0 {
-            return Err(invalid(op, format!("{mode} padding of empty axis {d}")));
+        if mode != "constant" && (a != 0 || b != 0) {
+            if n == 0 {
+                return Err(invalid(op, format!("{mode} padding of empty axis {d}")));
+            }
+            if b < 0 || a < 0 || b > limit || a > limit {
+                return Err(invalid(
+                    op,
+                    format!("pads ({b}, {a}) for axis {d} of size {n} in {mode} mode"),
+                ));
+            }
         }
         let size = n
             .checked_add(a)

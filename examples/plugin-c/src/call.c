@@ -17,6 +17,8 @@ const char *const ref_native_ops[] = {
     "silu", "gelu", "erf", "floor", "ceil", "round", "trunc", "sign", "reciprocal", "clamp",
     "log1p", "expm1", "tan", "atan", "asin", "acos", "sinh", "cosh", "hardswish", "bitwise_not",
     "isnan", "isinf", "isfinite", "logical_not", "softplus", "leaky_relu", "elu",
+    "relu_backward", "sigmoid_backward", "tanh_backward", "silu_backward", "gelu_backward",
+    "softplus_backward", "elu_backward", "leaky_relu_backward",
     "sum", "mean", "max", "min", "argmax", "argmin", "cumsum", "topk",
     "prod", "any", "all", "logsumexp", "var", "std", "cumprod", "sort", "argsort",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
@@ -41,7 +43,8 @@ static RefFamily family_of(const char *op) {
          "logical_or logical_xor where neg abs relu exp log sqrt rsqrt sin cos tanh sigmoid "
          "silu gelu erf floor ceil round trunc sign reciprocal clamp log1p expm1 tan atan asin "
          "acos sinh cosh hardswish bitwise_not isnan isinf isfinite logical_not softplus "
-         "leaky_relu elu ",
+         "leaky_relu elu relu_backward sigmoid_backward tanh_backward silu_backward gelu_backward "
+         "softplus_backward elu_backward leaky_relu_backward ",
          ref_op_elementwise},
         {" sum mean max min argmax argmin cumsum topk prod any all logsumexp var std cumprod sort "
          "argsort ",

@@ -1,11 +1,13 @@
 /*
  * Elementwise ops: the binary, bitwise and logical ops and comparisons with broadcasting, where,
- * and the unary ops and predicates (docs/ops.md, sections 8.2 and 8.3). Floats are computed in
- * double and rounded once to the output dtype; integers are computed in int64 with wrapping and
- * wrapped to the output dtype; bool outputs are 0 or 1.
+ * the unary ops and predicates (docs/ops.md, sections 8.2 and 8.3), and the activation
+ * gradients (relu_backward ... leaky_relu_backward). Floats are computed in double and rounded
+ * once to the output dtype; integers are computed in int64 with wrapping and wrapped to the
+ * output dtype; bool outputs are 0 or 1.
  */
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
@@ -359,11 +361,153 @@ static AnyaccelStatus op_unary(const RefCall *c, UnaryOp op) {
     return ANYACCEL_OK;
 }
 
+/* ---- Activation gradients ------------------------------------------------------------------- */
+
+/* Each takes the forward op's input x with the incoming gradient (same dtype, same shape) and
+ * writes dx = grad * f'(x) in x's dtype; the derivatives are written without cancellation, and
+ * small(x, d) = x * d, 0 where d is 0 (so that x = +-Inf with d = 0 gives no NaN). */
+typedef enum {
+    BW_RELU, BW_SIGMOID, BW_TANH, BW_SILU, BW_GELU, BW_SOFTPLUS, BW_ELU, BW_LEAKY_RELU,
+    BW_GELU_TANH
+} BackwardOp;
+
+static int backward_op_of(const char *op, BackwardOp *out) {
+    static const char *const names[] = {
+        "relu_backward", "sigmoid_backward", "tanh_backward", "silu_backward", "gelu_backward",
+        "softplus_backward", "elu_backward", "leaky_relu_backward"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (strcmp(op, names[i]) == 0) {
+            *out = (BackwardOp)i;
+            return 1;
+        }
+    return 0;
+}
+
+/* sigmoid'(x) = e / (1 + e)^2 with e = exp(-|x|). */
+static double sigmoid_d(double x) {
+    double e = exp(-fabs(x));
+    return e / ((1.0 + e) * (1.0 + e));
+}
+
+/* tanh'(x) = 1 - tanh(x)^2 = 4e / (1 + e)^2 with e = exp(-2|x|). */
+static double tanh_d(double x) {
+    double e = exp(-2.0 * fabs(x));
+    return 4.0 * e / ((1.0 + e) * (1.0 + e));
+}
+
+static double small_f(double x, double d) {
+    return d == 0.0 ? 0.0 : x * d;
+}
+
+/* p and q: the op's Float attributes (negative_slope, alpha, or beta and threshold). */
+static double backward_f(BackwardOp op, double g, double x, double p, double q) {
+    switch (op) {
+    case BW_RELU: return x <= 0.0 ? 0.0 : g; /* NaN x takes the grad branch */
+    case BW_LEAKY_RELU: return x > 0.0 ? g : g * p;
+    case BW_ELU: return x <= 0.0 ? g * p * exp(x) : g;
+    case BW_SIGMOID: return g * sigmoid_d(x);
+    case BW_TANH: return g * tanh_d(x);
+    case BW_SILU: return g * (sigmoid(x) + small_f(x, sigmoid_d(x)));
+    case BW_SOFTPLUS: {
+        double t = x * p;
+        return t > q ? g : g * sigmoid(t);
+    }
+    case BW_GELU: {
+        double cdf = 0.5 * (1.0 + erf(x / sqrt(2.0)));
+        double pdf = exp(-0.5 * x * x) / sqrt(2.0 * 3.14159265358979323846);
+        return g * (cdf + small_f(x, pdf));
+    }
+    case BW_GELU_TANH: {
+        double k = sqrt(2.0 / 3.14159265358979323846);
+        double inner = k * (x + 0.044715 * x * x * x);
+        double d = tanh_d(inner);
+        double right = d == 0.0 ? 0.0 : 0.5 * x * d * k * (1.0 + 3.0 * 0.044715 * x * x);
+        return g * (0.5 * (1.0 + tanh(inner)) + right);
+    }
+    }
+    return NAN;
+}
+
+/* Writes "AxBxC" (or "scalar") for a tensor's shape into buf. */
+static void shape_str(const RefTensor *t, char *buf, size_t len) {
+    size_t used = 0;
+    buf[0] = '\0';
+    if (t->ndim == 0) {
+        snprintf(buf, len, "scalar");
+        return;
+    }
+    for (int d = 0; d < t->ndim && used < len; d++) {
+        int w = snprintf(buf + used, len - used, d ? "x%lld" : "%lld", (long long)t->shape[d]);
+        if (w < 0) return;
+        used += (size_t)w;
+    }
+}
+
+static AnyaccelStatus op_backward(const RefCall *c, BackwardOp op) {
+    if (c->num_inputs < 2 || c->num_outputs < 1 || !c->inputs[0].present || !c->inputs[1].present)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: expected inputs grad and x and output dx",
+                         c->op);
+    const RefTensor *g = &c->inputs[0], *x = &c->inputs[1], *out = &c->outputs[0];
+    RefDType d = x->dtype, od = out->dtype;
+    if (!ref_is_float(d) || g->dtype != d || od != d)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
+                         "%s: grad, x and dx must have the same float dtype", c->op);
+    int same = g->ndim == x->ndim && out->ndim == x->ndim;
+    for (int i = 0; same && i < x->ndim; i++)
+        same = g->shape[i] == x->shape[i] && out->shape[i] == x->shape[i];
+    if (!same) {
+        char gs[REF_MAX_DIMS * 21 + 16], xs[REF_MAX_DIMS * 21 + 16];
+        shape_str(g, gs, sizeof gs);
+        shape_str(x, xs, sizeof xs);
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
+                         "%s: grad is %s but x is %s: shapes must be equal", c->op, gs, xs);
+    }
+    double p = 0.0, q = 0.0;
+    AnyaccelStatus s = ANYACCEL_OK;
+    if (op == BW_GELU) {
+        const char *mode = ref_attr_str(c, "approximate");
+        if (!mode && ref_attr(c, "approximate"))
+            return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
+                             "%s: attribute `approximate` must be a Str", c->op);
+        if (mode && strcmp(mode, "tanh") == 0)
+            op = BW_GELU_TANH;
+        else if (mode && strcmp(mode, "none") != 0)
+            return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
+                             "%s: attribute `approximate` is `%s`, expected `none` or `tanh`",
+                             c->op, mode);
+    } else if (op == BW_SOFTPLUS) {
+        p = 1.0;
+        q = 20.0;
+        s = float_attr(c, "beta", 1, &p);
+        if (s == ANYACCEL_OK) s = float_attr(c, "threshold", 0, &q);
+    } else if (op == BW_LEAKY_RELU) {
+        p = 0.01;
+        s = float_attr(c, "negative_slope", 0, &p);
+    } else if (op == BW_ELU) {
+        p = 1.0;
+        s = float_attr(c, "alpha", 0, &p);
+    }
+    if (s != ANYACCEL_OK) return s;
+    int64_t size = (int64_t)ref_dtype_size(d);
+    const RefTensor *ts[3] = {out, g, x};
+    RefIter it;
+    ref_iter_init(&it, 3, ts);
+    int64_t n = ref_numel(out);
+    for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) {
+        double gv = ref_load_f(d, g->base + it.offset[1] * size);
+        double xv = ref_load_f(d, x->base + it.offset[2] * size);
+        ref_store_f(od, out->base + it.offset[0] * size, backward_f(op, gv, xv, p, q));
+    }
+    return ANYACCEL_OK;
+}
+
 AnyaccelStatus ref_op_elementwise(const RefCall *c) {
     BinaryOp b;
     UnaryOp u;
+    BackwardOp bw;
     if (binary_op_of(c->op, &b)) return op_binary(c, b);
     if (unary_op_of(c->op, &u)) return op_unary(c, u);
+    if (backward_op_of(c->op, &bw)) return op_backward(c, bw);
     if (strcmp(c->op, "where") == 0) return op_where(c);
     return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an elementwise op", c->op);
 }

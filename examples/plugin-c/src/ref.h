@@ -149,7 +149,8 @@ void ref_iter_next(RefIter *it);
 AnyaccelStatus ref_op_creation(const RefCall *c);    /* fill, arange */
 AnyaccelStatus ref_op_movement(const RefCall *c);    /* copy, cast, concat */
 AnyaccelStatus ref_op_indexing(const RefCall *c);    /* index_select, embedding, gather */
-AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, where, unary */
+AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, where, unary,
+                                                        activation gradients */
 AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cumsum, cumprod, topk, sort */
 AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention */
 AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleave, one_hot, scatters,

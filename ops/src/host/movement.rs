@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::elementwise::copy_elements;
-use super::layout::{par_ranges, GRAIN};
+use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
@@ -152,8 +152,9 @@ fn run_scatter(name: &str, op: Op, alpha: f64, l: &Lines, t: [&TView; 4]) -> Res
                 for k in 0..l.k {
                     let i = read_index(idx, base[1] + k * l.steps[1]);
                     if i < 0 || i as u64 >= l.n as u64 {
-                        let mut b = bad.lock().unwrap_or_else(|p| p.into_inner());
-                        b.get_or_insert(i);
+                        bad.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(i);
                         continue;
                     }
                     let v = load(src, base[2] + k * l.steps[2]);
@@ -174,10 +175,31 @@ fn run_scatter(name: &str, op: Op, alpha: f64, l: &Lines, t: [&TView; 4]) -> Res
         }
         Ok(())
     })?;
-    if let Some(i) = bad.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    if bad
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some()
+    {
+        // The first bad index in the index's row-major order, as every dialect reports it.
+        let n = idx.desc.numel();
+        let mut first = None;
+        walk(
+            &idx.desc.shape,
+            [&idx.desc.strides],
+            [idx.desc.offset],
+            0..n,
+            |_, [o]| {
+                let i = read_index(idx, o);
+                if first.is_none() && (i < 0 || i as u64 >= l.n as u64) {
+                    first = Some(i);
+                }
+            },
+        );
         return Err(Error::out_of_bounds(format!(
-            "{name}: index {i} out of range 0..{} along axis {}",
-            l.n, l.axis
+            "{name}: index {} out of range 0..{} along axis {}",
+            first.unwrap_or(-1),
+            l.n,
+            l.axis
         )));
     }
     Ok(())
