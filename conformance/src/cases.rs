@@ -315,6 +315,10 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Normalization, op) => norm_cases(&mut b, op, def.dtypes),
             (OpKind::Matmul, _) => matmul_cases(&mut b, def.dtypes),
             (OpKind::Attention, "attention") => attention_cases(&mut b, def.dtypes),
+            (OpKind::Backward, op @ ("softmax_backward" | "log_softmax_backward")) => {
+                rearrange::softmax_backward_cases(&mut b, op)
+            }
+            (OpKind::Backward, "embedding_backward") => rearrange::embedding_backward_cases(&mut b),
             (OpKind::Backward, _) => elementwise::backward_cases(&mut b, def),
             _ => {}
         }

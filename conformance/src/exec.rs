@@ -424,9 +424,7 @@ fn run_op_case(
         }
     }
 
-    let accumulating = op_def(case.op)
-        .map(|d| d.kind.accumulates())
-        .unwrap_or(false);
+    let accumulating = op_def(case.op).map(|d| d.accumulates()).unwrap_or(false);
     let mut worst = Comparison::default();
     let mut failure: Option<String> = None;
     for (k, ((p, image), want)) in outputs.iter().zip(&images).zip(&expected).enumerate() {

@@ -127,6 +127,8 @@ pub fn run(
         Op::Predicate(p) => one(elementwise::predicate(call, p)),
         Op::Activation(a) => one(elementwise::activation(call, a)),
         Op::ActivationBackward(b) => one(elementwise::activation_backward(call, b)),
+        Op::SoftmaxBackward | Op::LogSoftmaxBackward => one(nn::softmax_backward(call)),
+        Op::EmbeddingBackward => one(rearrange::embedding_backward(call)),
         Op::Gelu => one(elementwise::gelu(call)),
         Op::Clamp => one(elementwise::clamp(call)),
         Op::Reduce(_) => one(reduce::reduce(call)),

@@ -280,6 +280,9 @@ pub enum Op {
     Predicate(PredicateOp),
     Activation(ActivationOp),
     ActivationBackward(ActivationBackwardOp),
+    SoftmaxBackward,
+    LogSoftmaxBackward,
+    EmbeddingBackward,
     Gelu,
     Clamp,
     Reduce(ReduceOp),
@@ -437,6 +440,16 @@ pub struct OpDef {
 }
 
 impl OpDef {
+    /// True when its results accumulate many terms (the wider tolerance): the families of
+    /// [`OpKind::accumulates`] and the gradients that sum along a line or over indices.
+    pub fn accumulates(&self) -> bool {
+        self.kind.accumulates()
+            || matches!(
+                self.op,
+                Op::SoftmaxBackward | Op::LogSoftmaxBackward | Op::EmbeddingBackward
+            )
+    }
+
     /// The attribute called `name`.
     pub fn attr(&self, name: &str) -> Option<&'static AttrDef> {
         self.attrs.iter().find(|a| a.name == name)
@@ -954,6 +967,39 @@ fn activation_backward() -> Vec<OpDef> {
                 FLOAT,
             )
         })
+        .chain([
+            def(
+                "softmax_backward",
+                OpKind::Backward,
+                Op::SoftmaxBackward,
+                &["grad", "y"],
+                DX,
+                attrs![AXIS_LAST],
+                FLOAT,
+            ),
+            def(
+                "log_softmax_backward",
+                OpKind::Backward,
+                Op::LogSoftmaxBackward,
+                &["grad", "y"],
+                DX,
+                attrs![AXIS_LAST],
+                FLOAT,
+            ),
+            def(
+                "embedding_backward",
+                OpKind::Backward,
+                Op::EmbeddingBackward,
+                &["grad", "indices"],
+                &["dweight"],
+                attrs![
+                    req("num_weights", AttrType::Int).allowed(Allowed::NonNegative),
+                    AttrDef::new("padding_idx", AttrType::Int, Rule("none")),
+                ],
+                FLOAT,
+            )
+            .ins(&[InputDtype::Listed, InputDtype::Index]),
+        ])
         .collect()
 }
 

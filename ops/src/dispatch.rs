@@ -234,8 +234,46 @@ fn execute(
             let one = scalar(queue, 1.0, out.dtype())?.broadcast_to(column.shape())?;
             call.inputs = vec![Some(zero), Some(column), Some(one)];
         }
+        Op::SoftmaxBackward | Op::LogSoftmaxBackward => return softmax_backward(queue, &call),
+        // An `index_add` of the gradient's rows into zeros, under its own name; then the
+        // padding row is zeroed.
+        Op::EmbeddingBackward => {
+            let (grad, idx) = (operand(&call, 0)?, operand(&call, 1)?);
+            let out = call.outputs[0].clone();
+            let d = out.shape()[1];
+            let n = idx.numel();
+            let rows = dense(queue, &grad)?.reshape(&[n, d])?;
+            let flat = dense(queue, &idx)?.reshape(&[n])?;
+            let zero = scalar(queue, 0.0, out.dtype())?.broadcast_to(out.shape())?;
+            let padding = crate::attrs::Attrs::of(&call)?.int_opt("padding_idx")?;
+            call.inputs = vec![Some(zero), Some(flat), Some(rows)];
+            launch_dialects(queue, &call)?;
+            if let Some(p) = padding {
+                let v = out.shape()[0] as i64;
+                let row = out.narrow(0, p.rem_euclid(v.max(1)) as usize, 1)?;
+                let fill = [
+                    ("value".to_string(), AttrValue::Float(0.0)),
+                    (
+                        "dtype".to_string(),
+                        AttrValue::Str(out.dtype().name().into()),
+                    ),
+                    ("shape".to_string(), AttrValue::Ints(vec![1, d as i64])),
+                ];
+                execute(queue, "fill", &[], vec![row], &fill)?;
+            }
+            return Ok(());
+        }
         _ => {}
     }
+    launch_dialects(queue, &call)
+}
+
+/// Runs a call with the kernels of the first dialect the device accepts.
+fn launch_dialects(queue: &dyn Queue, call: &OpCall) -> Result<()> {
+    let device = queue.device();
+    let caps = device.caps();
+    let call = call.clone();
+    let op = call.op.as_str();
     if caps.has_dialect(&Dialect::Host) {
         return crate::host::launch(&*device, queue, &call);
     }
@@ -260,6 +298,80 @@ fn execute(
         device.info().id,
         caps.dialects.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
     )))
+}
+
+/// `t`, or a contiguous copy of it.
+fn dense(queue: &dyn Queue, t: &Tensor) -> Result<Tensor> {
+    if t.desc().is_contiguous() {
+        return Ok(t.clone());
+    }
+    let c = Tensor::empty(&*queue.device(), t.dtype(), t.shape())?;
+    execute(queue, "copy", &[Some(t)], vec![c.clone()], &[])?;
+    Ok(c)
+}
+
+/// `softmax_backward(grad, y) = y * (grad - sum(grad * y))` and `log_softmax_backward(grad, y)
+/// = grad - exp(y) * sum(grad)`, sums along `axis`, from the ops of the catalog, computed in f32
+/// and rounded once.
+fn softmax_backward(queue: &dyn Queue, call: &OpCall) -> Result<()> {
+    let (g, y) = (operand(call, 0)?, operand(call, 1)?);
+    let out = call.outputs[0].clone();
+    let rank = y.rank();
+    let axis = crate::attrs::Attrs::of(call)?.axis("axis", Some(-1), rank)?;
+    let device = queue.device();
+    let wide = DType::F32;
+    let tmp = |shape: &[usize]| Tensor::empty(&*device, wide, shape);
+    let up = |t: &Tensor| -> Result<Tensor> {
+        if t.dtype() == wide {
+            return Ok(t.clone());
+        }
+        let w = tmp(t.shape())?;
+        let to = [("dtype".to_string(), AttrValue::Str(wide.name().into()))];
+        execute(queue, "cast", &[Some(t)], vec![w.clone()], &to)?;
+        Ok(w)
+    };
+    let run = |op: &str, a: &Tensor, b: &Tensor, to: &Tensor| {
+        execute(queue, op, &[Some(a), Some(b)], vec![to.clone()], &[])
+    };
+    let (g, y) = (up(&g)?, up(&y)?);
+    let mut kept = y.shape().to_vec();
+    kept[axis] = 1;
+    let sum = |t: &Tensor| -> Result<Tensor> {
+        let s = tmp(&kept)?;
+        let a = [
+            ("axes".to_string(), AttrValue::Ints(vec![axis as i64])),
+            ("keepdim".to_string(), AttrValue::Int(1)),
+        ];
+        execute(queue, "sum", &[Some(t)], vec![s.clone()], &a)?;
+        Ok(s)
+    };
+    let result = if out.dtype() == wide {
+        out.clone()
+    } else {
+        tmp(out.shape())?
+    };
+    if call.op == "softmax_backward" {
+        let gy = tmp(y.shape())?;
+        run("mul", &g, &y, &gy)?;
+        let s = sum(&gy)?;
+        run("sub", &g, &s, &gy)?;
+        run("mul", &y, &gy, &result)?;
+    } else {
+        let s = sum(&g)?;
+        let e = tmp(y.shape())?;
+        execute(queue, "exp", &[Some(&y)], vec![e.clone()], &[])?;
+        let t = tmp(y.shape())?;
+        run("mul", &e, &s, &t)?;
+        run("sub", &g, &t, &result)?;
+    }
+    if result.dtype() != out.dtype() {
+        let to = [(
+            "dtype".to_string(),
+            AttrValue::Str(out.dtype().name().into()),
+        )];
+        execute(queue, "cast", &[Some(&result)], vec![out], &to)?;
+    }
+    Ok(())
 }
 
 /// Input `i` of a validated call.

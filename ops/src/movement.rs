@@ -388,8 +388,8 @@ impl Lines {
     }
 }
 
-/// The lines of `scatter`/`scatter_add` (`index` as given) or `index_add` (`index` 1-D, seen
-/// along `axis` of the source).
+/// The lines of `scatter`/`scatter_add` (`index` as given) or `index_add` and
+/// `embedding_backward` (`index` 1-D, seen along `axis` of the source).
 pub(crate) fn lines(
     op: Op,
     axis: usize,
@@ -398,7 +398,7 @@ pub(crate) fn lines(
     src: &TensorDesc,
     out: &TensorDesc,
 ) -> Lines {
-    let (idx_shape, idx_strides) = if op == Op::IndexAdd {
+    let (idx_shape, idx_strides) = if matches!(op, Op::IndexAdd | Op::EmbeddingBackward) {
         let mut s = vec![0; src.rank()];
         s[axis] = index.strides.first().copied().unwrap_or(0);
         (src.shape.clone(), s)
@@ -672,4 +672,21 @@ mod tests {
         );
         assert_eq!(sources(&t, 0), [0, 0, 2].map(Some).to_vec());
     }
+}
+
+/// The axis, `alpha` and summing of a line scatter call (`one_hot` and `embedding_backward` run
+/// as scatters along their last and first axis).
+pub(crate) fn scatter_params(op: Op, attrs: &Attrs<'_>, rank: usize) -> Result<(usize, f64, bool)> {
+    let axis = match op {
+        Op::OneHot => rank - 1,
+        Op::EmbeddingBackward => 0,
+        _ => attrs.axis("axis", None, rank)?,
+    };
+    let alpha = if op == Op::IndexAdd {
+        attrs.float_or_default("alpha")?
+    } else {
+        1.0
+    };
+    let add = matches!(op, Op::ScatterAdd | Op::IndexAdd | Op::EmbeddingBackward);
+    Ok((axis, alpha, add))
 }

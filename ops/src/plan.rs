@@ -312,6 +312,44 @@ pub fn plan(
             let present: Vec<&TensorDesc> = inputs.iter().flatten().copied().collect();
             vec![crate::movement::shape(def.op, &attrs, &present)?]
         }
+        Op::SoftmaxBackward | Op::LogSoftmaxBackward => {
+            let (g, y) = (x(0), x(1));
+            if g.shape != y.shape {
+                return Err(invalid(format!(
+                    "{op}: grad is {} but y is {}: shapes must be equal",
+                    shape_str(&g.shape),
+                    shape_str(&y.shape)
+                )));
+            }
+            attrs.axis("axis", Some(-1), y.rank())?;
+            vec![y.shape.clone()]
+        }
+        Op::EmbeddingBackward => {
+            let (g, idx) = (x(0), x(1));
+            let v = attrs.int("num_weights")?;
+            if g.rank() != idx.rank() + 1 || g.shape[..idx.rank()] != idx.shape[..] {
+                return Err(invalid(format!(
+                    "{op}: grad is {} for indices {}: expected the indices' shape plus the \
+                     embedding size, [..., D]",
+                    shape_str(&g.shape),
+                    shape_str(&idx.shape)
+                )));
+            }
+            if let Some(p) = attrs.int_opt("padding_idx")? {
+                if p < -v || p >= v {
+                    return Err(invalid(format!(
+                        "{op}: padding_idx is {p}, expected -{v}..{v} (num_weights is {v})"
+                    )));
+                }
+            }
+            if v == 0 && idx.numel() > 0 {
+                return Err(invalid(format!(
+                    "{op}: num_weights is 0 but there are indices: every index would be out of \
+                     range"
+                )));
+            }
+            vec![vec![v as usize, g.shape[g.rank() - 1]]]
+        }
         Op::ActivationBackward(_) => {
             let (g, xd) = (x(0), x(1));
             if g.shape != xd.shape {

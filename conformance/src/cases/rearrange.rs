@@ -384,3 +384,107 @@ pub(super) fn rearrange_cases(b: &mut Builder) {
         true,
     );
 }
+
+/// `softmax_backward` and `log_softmax_backward`: y in [-1, 1] (which holds softmax's outputs)
+/// and in [-2, 2], grad ordinary values, lines along every position.
+pub(super) fn softmax_backward_cases(b: &mut Builder, op: &'static str) {
+    let shapes: &[(&str, &[usize], i64, Layout, Layout)] = &[
+        ("4x33", &[4, 33], -1, C, C),
+        ("3x5x7_axis1", &[3, 5, 7], 1, C, Layout::Strided),
+        ("t9x6_axis0", &[9, 6], 0, Layout::Transposed, C),
+        ("one", &[1], 0, C, C),
+        ("2x0", &[2, 0], -1, C, C),
+    ];
+    for &d in dtypes(op) {
+        for &(tag, shape, axis, lin, lout) in shapes {
+            for v in [Values::Normal, Values::Unit] {
+                b.push(
+                    op,
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", super::values_tag(v)),
+                    vec![input(d, shape, C, Values::Normal), input(d, shape, lin, v)],
+                    vec![attr("axis", AttrValue::Int(axis))],
+                    lout,
+                    false,
+                );
+            }
+        }
+    }
+    let big = [LARGE.div_ceil(1024), 1024];
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![
+            input(DType::F32, &big, C, Values::Normal),
+            input(DType::F32, &big, C, Values::Normal),
+        ],
+        vec![],
+        C,
+        true,
+    );
+}
+
+/// `embedding_backward`: duplicate indices (their rows sum), a padding row, 2-D indices, an
+/// index out of range.
+pub(super) fn embedding_backward_cases(b: &mut Builder) {
+    let op = "embedding_backward";
+    let cases: &[(&str, &[usize], usize, usize, Option<i64>, bool, Layout)] = &[
+        ("9x6_v5", &[9], 6, 5, None, false, C),
+        (
+            "2x3x4_v7_pad",
+            &[2, 3],
+            4,
+            7,
+            Some(2),
+            false,
+            Layout::Strided,
+        ),
+        ("pad_neg", &[8], 3, 4, Some(-1), false, C),
+        ("none", &[0], 5, 3, None, false, C),
+        ("bad", &[5], 2, 4, None, true, C),
+    ];
+    for &d in dtypes(op) {
+        for &(tag, ishape, dim, v, pad, bad, lout) in cases {
+            let mut gshape = ishape.to_vec();
+            gshape.push(dim);
+            let mut attrs = vec![attr("num_weights", AttrValue::Int(v as i64))];
+            if let Some(p) = pad {
+                attrs.push(attr("padding_idx", AttrValue::Int(p)));
+            }
+            let it = if tag == "pad_neg" {
+                DType::I32
+            } else {
+                DType::I64
+            };
+            b.push(
+                op,
+                d.name().into(),
+                &[d],
+                tag,
+                vec![x(d, &gshape, C), idx(it, ishape, v, bad)],
+                attrs,
+                lout,
+                false,
+            );
+        }
+    }
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![
+            input(DType::F32, &[6, 1024], C, Values::Normal),
+            idx(DType::I64, &[6], LARGE.div_ceil(1024), false),
+        ],
+        vec![attr(
+            "num_weights",
+            AttrValue::Int(LARGE.div_ceil(1024) as i64),
+        )],
+        C,
+        true,
+    );
+}

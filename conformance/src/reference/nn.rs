@@ -36,6 +36,44 @@ pub(crate) fn softmax(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(x.dtype, &x.shape, out)
 }
 
+/// `softmax_backward(grad, y) = y * (grad - sum(grad * y))` and `log_softmax_backward(grad, y)
+/// = grad - exp(y) * sum(grad)`, sums along `axis`; y is the forward op's output.
+pub(crate) fn softmax_backward(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let g = call.input(0)?;
+    let y = call.input(1)?;
+    check_dtype(op, "grad", g.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(op, "y", y, "grad", g)?;
+    if g.shape != y.shape {
+        return Err(invalid(
+            op,
+            format!(
+                "{} but {}: shapes must be equal",
+                describe("grad", g),
+                describe("y", y)
+            ),
+        ));
+    }
+    let axis = call.axis_attr("axis", Some(-1), y.rank())?;
+    let (gv, yv) = (g.to_f64_vec(), y.to_f64_vec());
+    let mut out = vec![0.0; yv.len()];
+    for line in 0..line_count(&y.shape, axis) {
+        let positions = line_positions(&y.shape, axis, line);
+        if op == "softmax_backward" {
+            let s: f64 = positions.iter().map(|&p| gv[p] * yv[p]).sum();
+            for &p in &positions {
+                out[p] = yv[p] * (gv[p] - s);
+            }
+        } else {
+            let s: f64 = positions.iter().map(|&p| gv[p]).sum();
+            for &p in &positions {
+                out[p] = gv[p] - libm::exp(yv[p]) * s;
+            }
+        }
+    }
+    RefTensor::from_f64(y.dtype, &y.shape, out)
+}
+
 /// The `eps` attribute of a norm: finite and >= 0.
 fn eps_attr(call: &Call, default: f64) -> Result<f64> {
     let eps = call.float_attr("eps")?.unwrap_or(default);

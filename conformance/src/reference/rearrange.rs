@@ -461,3 +461,58 @@ pub(crate) fn masked_fill(call: &Call) -> Result<RefTensor> {
     let positions: Vec<Option<usize>> = (0..x.numel()).map(|o| (m[o] == 0).then_some(o)).collect();
     Ok(pick(x, x.shape.clone(), &positions, value))
 }
+
+/// `embedding_backward`: `dweight[indices[i], :] += grad[i, :]` into zeros of `[num_weights,
+/// D]`, in index order; the row `padding_idx` (when given) stays 0.
+pub(crate) fn embedding_backward(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let g = call.input(0)?;
+    let idx = call.input(1)?;
+    check_dtype(op, "grad", g.dtype, &super::FLOAT_DTYPES)?;
+    check_dtype(op, "indices", idx.dtype, &INT_DTYPES)?;
+    let v = call.req_int("num_weights")?;
+    if v < 0 {
+        return Err(invalid(op, format!("num_weights is {v}, expected >= 0")));
+    }
+    if g.rank() != idx.rank() + 1 || g.shape[..idx.rank()] != idx.shape[..] {
+        return Err(invalid(
+            op,
+            format!(
+                "{} for {}: expected [..., D]",
+                describe("grad", g),
+                describe("indices", idx)
+            ),
+        ));
+    }
+    let padding = call.int_attr("padding_idx")?;
+    if let Some(p) = padding {
+        if p < -v || p >= v {
+            return Err(invalid(op, format!("padding_idx {p} outside -{v}..{v}")));
+        }
+    }
+    let values = idx.to_i64_vec();
+    if v == 0 && !values.is_empty() {
+        return Err(invalid(op, "num_weights is 0 but there are indices"));
+    }
+    let d = g.shape[g.rank() - 1];
+    let out_n = v as usize * d;
+    if out_n > 0 {
+        if let Some(&bad) = values.iter().find(|&&i| i < 0 || i >= v) {
+            return Err(out_of_range(op, bad, v as usize, 0));
+        }
+    }
+    let gv = g.to_f64_vec();
+    let mut out = vec![0.0; out_n];
+    for (k, &i) in values.iter().enumerate() {
+        for c in 0..d {
+            out[i as usize * d + c] += gv[k * d + c];
+        }
+    }
+    if let Some(p) = padding {
+        let row = p.rem_euclid(v.max(1)) as usize;
+        for c in 0..d {
+            out[row * d + c] = 0.0;
+        }
+    }
+    RefTensor::from_f64(g.dtype, &[v as usize, d], out)
+}

@@ -425,10 +425,12 @@ pub(crate) fn launch(
         Op::Pad | Op::Flip | Op::Roll | Op::Tril | Op::Triu | Op::RepeatInterleave => {
             movement::remap_launch(&ctx, call)
         }
-        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot => {
+        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot | Op::EmbeddingBackward => {
             movement::scatter_launch(&ctx, call)
         }
-        Op::MaskedFill => Err(crate::catalog::misrouted(&call.op)),
+        Op::MaskedFill | Op::SoftmaxBackward | Op::LogSoftmaxBackward => {
+            Err(crate::catalog::misrouted(&call.op))
+        }
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&ctx, call),
         Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
             reduce::launch(&ctx, call)

@@ -8,9 +8,9 @@ use anyaccel_hal::{DType, KernelArg, OpCall, Result, Tensor, TensorDesc};
 use super::elementwise::{copy_into, input, output};
 use super::{base_offset, buf, dt, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::catalog::{op_of, Op};
+use crate::catalog::op_of;
 use crate::convert;
-use crate::movement::{bad_index, lines, remap};
+use crate::movement::{bad_index, lines, remap, scatter_params};
 
 /// Runs a remap.
 pub(crate) fn remap_launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
@@ -64,11 +64,7 @@ pub(crate) fn scatter_launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         output(call, 0)?,
     );
     let attrs = Attrs::of(call)?;
-    let axis = if op == Op::OneHot {
-        out.rank() - 1
-    } else {
-        attrs.axis("axis", None, out.rank())?
-    };
+    let (axis, alpha, add) = scatter_params(op, &attrs, out.rank())?;
     let l = lines(
         op,
         axis,
@@ -85,12 +81,6 @@ pub(crate) fn scatter_launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         return Ok(());
     }
     let d = out.dtype();
-    let add = matches!(op, Op::ScatterAdd | Op::IndexAdd);
-    let alpha = if op == Op::IndexAdd {
-        attrs.float_or_default("alpha")?
-    } else {
-        1.0
-    };
     let alpha_bits = match d {
         DType::F64 => alpha.to_bits() as i64,
         _ if d.is_float() => (alpha as f32).to_bits() as i64,

@@ -95,8 +95,12 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         Op::Pad | Op::Flip | Op::Roll | Op::Tril | Op::Triu | Op::RepeatInterleave => {
             movement::remap_kernel(call)?
         }
-        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot => movement::scatter_kernel(call)?,
-        Op::MaskedFill => return Err(crate::catalog::misrouted(&call.op)),
+        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot | Op::EmbeddingBackward => {
+            movement::scatter_kernel(call)?
+        }
+        Op::MaskedFill | Op::SoftmaxBackward | Op::LogSoftmaxBackward => {
+            return Err(crate::catalog::misrouted(&call.op))
+        }
         Op::Binary(b) => elementwise::binary(call, b)?,
         Op::Compare(c) => elementwise::compare(call, c)?,
         Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {

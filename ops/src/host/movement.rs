@@ -10,8 +10,8 @@ use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
-use crate::catalog::{op_of, Op};
-use crate::movement::{lines, remap, scalar_bytes, Lines, Remap};
+use crate::catalog::op_of;
+use crate::movement::{lines, remap, scalar_bytes, scatter_params, Lines, Remap};
 
 /// The kernel of a remap.
 pub(crate) fn remap_kernel(call: &OpCall) -> Result<Box<Body>> {
@@ -94,16 +94,7 @@ pub(crate) fn scatter_kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
     let op = op_of(&call.op)?;
     let rank = call.outputs[0].rank();
-    let axis = if op == Op::OneHot {
-        rank - 1
-    } else {
-        attrs.axis("axis", None, rank)?
-    };
-    let alpha = if op == Op::IndexAdd {
-        attrs.float_or_default("alpha")?
-    } else {
-        1.0
-    };
+    let (axis, alpha, add) = scatter_params(op, &attrs, rank)?;
     let name = call.op.clone();
     Ok(Box::new(move |b: &Bound| {
         let (x, idx, src, out) = (b.input(0)?, b.input(1)?, b.input(2)?, b.out(0));
@@ -111,7 +102,7 @@ pub(crate) fn scatter_kernel(call: &OpCall) -> Result<Box<Body>> {
         if !l.covers {
             copy_elements(x, out)?;
         }
-        run_scatter(&name, op, alpha, &l, [x, idx, src, out])
+        run_scatter(&name, add, alpha, &l, [x, idx, src, out])
     }))
 }
 
@@ -126,9 +117,8 @@ fn read_index(idx: &TView, off: usize) -> i64 {
     }
 }
 
-fn run_scatter(name: &str, op: Op, alpha: f64, l: &Lines, t: [&TView; 4]) -> Result<()> {
+fn run_scatter(name: &str, add: bool, alpha: f64, l: &Lines, t: [&TView; 4]) -> Result<()> {
     let [x, idx, src, out] = t;
-    let add = op != Op::Scatter;
     let bad: Mutex<Option<i64>> = Mutex::new(None);
     let rank = l.shape.len();
     par_ranges(l.count(), (GRAIN / l.n.max(1)).max(1), |r| {

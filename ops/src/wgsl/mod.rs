@@ -131,10 +131,12 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         Op::Pad | Op::Flip | Op::Roll | Op::Tril | Op::Triu | Op::RepeatInterleave => {
             movement::remap_launch(&cx, call)
         }
-        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot => {
+        Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot | Op::EmbeddingBackward => {
             movement::scatter_launch(&cx, call)
         }
-        Op::MaskedFill => Err(crate::catalog::misrouted(&call.op)),
+        Op::MaskedFill | Op::SoftmaxBackward | Op::LogSoftmaxBackward => {
+            Err(crate::catalog::misrouted(&call.op))
+        }
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&cx, call),
         Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
             reduce::launch(&cx, call)

@@ -7,9 +7,9 @@ use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::elementwise::copy;
 use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
-use crate::catalog::{op_of, Op};
+use crate::catalog::op_of;
 use crate::convert;
-use crate::movement::{bad_index, lines, remap};
+use crate::movement::{bad_index, lines, remap, scatter_params};
 
 use super::index::INDEX;
 
@@ -101,11 +101,7 @@ pub(crate) fn scatter_launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         output(call, 0)?,
     );
     let a = attrs(call)?;
-    let axis = if op == Op::OneHot {
-        out_t.rank() - 1
-    } else {
-        a.axis("axis", None, out_t.rank())?
-    };
+    let (axis, alpha, add) = scatter_params(op, &a, out_t.rank())?;
     let (x, idx, src, out) = (bind(x_t)?, bind(idx_t)?, bind(src_t)?, bind(out_t)?);
     let l = lines(op, axis, &x.desc, &idx.desc, &src.desc, &out.desc);
     if !l.covers {
@@ -124,12 +120,6 @@ pub(crate) fn scatter_launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         )));
     }
     let d = out_t.dtype();
-    let add = matches!(op, Op::ScatterAdd | Op::IndexAdd);
-    let alpha = if op == Op::IndexAdd {
-        a.float_or_default("alpha")?
-    } else {
-        1.0
-    };
     let access = if add { Access::of(d) } else { Access::raw(d) };
     let flag = cx.device.alloc(4)?;
     cx.queue.write(&flag.whole(), &0u32.to_le_bytes())?;
