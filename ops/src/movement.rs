@@ -590,6 +590,23 @@ pub(crate) fn scalar_bytes(v: f64, dtype: DType) -> Vec<u8> {
     bits.to_le_bytes()[..dtype.size_in_bytes()].to_vec()
 }
 
+/// The axis, `alpha` and summing of a line scatter call (`one_hot` and `embedding_backward` run
+/// as scatters along their last and first axis).
+pub(crate) fn scatter_params(op: Op, attrs: &Attrs<'_>, rank: usize) -> Result<(usize, f64, bool)> {
+    let axis = match op {
+        Op::OneHot => rank - 1,
+        Op::EmbeddingBackward => 0,
+        _ => attrs.axis("axis", None, rank)?,
+    };
+    let alpha = if op == Op::IndexAdd {
+        attrs.float_or_default("alpha")?
+    } else {
+        1.0
+    };
+    let add = matches!(op, Op::ScatterAdd | Op::IndexAdd | Op::EmbeddingBackward);
+    Ok((axis, alpha, add))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,21 +689,4 @@ mod tests {
         );
         assert_eq!(sources(&t, 0), [0, 0, 2].map(Some).to_vec());
     }
-}
-
-/// The axis, `alpha` and summing of a line scatter call (`one_hot` and `embedding_backward` run
-/// as scatters along their last and first axis).
-pub(crate) fn scatter_params(op: Op, attrs: &Attrs<'_>, rank: usize) -> Result<(usize, f64, bool)> {
-    let axis = match op {
-        Op::OneHot => rank - 1,
-        Op::EmbeddingBackward => 0,
-        _ => attrs.axis("axis", None, rank)?,
-    };
-    let alpha = if op == Op::IndexAdd {
-        attrs.float_or_default("alpha")?
-    } else {
-        1.0
-    };
-    let add = matches!(op, Op::ScatterAdd | Op::IndexAdd | Op::EmbeddingBackward);
-    Ok((axis, alpha, add))
 }

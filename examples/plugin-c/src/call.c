@@ -19,6 +19,7 @@ const char *const ref_native_ops[] = {
     "isnan", "isinf", "isfinite", "logical_not", "softplus", "leaky_relu", "elu",
     "relu_backward", "sigmoid_backward", "tanh_backward", "silu_backward", "gelu_backward",
     "softplus_backward", "elu_backward", "leaky_relu_backward",
+    "softmax_backward", "log_softmax_backward", "embedding_backward",
     "sum", "mean", "max", "min", "argmax", "argmin", "cumsum", "topk",
     "prod", "any", "all", "logsumexp", "var", "std", "cumprod", "sort", "argsort",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
@@ -49,9 +50,11 @@ static RefFamily family_of(const char *op) {
         {" sum mean max min argmax argmin cumsum topk prod any all logsumexp var std cumprod sort "
          "argsort ",
          ref_op_reduction},
-        {" softmax log_softmax layer_norm rms_norm matmul rope attention ", ref_op_nn},
+        {" softmax log_softmax layer_norm rms_norm matmul rope attention softmax_backward "
+         "log_softmax_backward ",
+         ref_op_nn},
         {" pad flip roll tril triu repeat_interleave one_hot scatter scatter_add index_add "
-         "masked_fill ",
+         "masked_fill embedding_backward ",
          ref_op_rearrange},
     };
     if (!op || !*op || strchr(op, ' ')) return NULL;

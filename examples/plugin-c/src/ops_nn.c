@@ -1,10 +1,12 @@
 /*
- * The float ops of neural networks: softmax, log_softmax, layer_norm, rms_norm, matmul, rope,
- * attention (docs/ops.md, sections 8.5 to 8.8). Everything accumulates in double and each output
+ * The float ops of neural networks: softmax, log_softmax, their gradients softmax_backward and
+ * log_softmax_backward, layer_norm, rms_norm, matmul, rope, attention (docs/ops.md, sections 8.5
+ * to 8.8). Everything accumulates in double and each output
  * is rounded once to its dtype.
  */
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +52,76 @@ static AnyaccelStatus op_softmax(const RefCall *c, int log_form) {
         for (int64_t i = 0; i < len; i++) {
             double v = at(x, xo + i * x->strides[a]);
             put(out, oo + i * out->strides[a], log_form ? (v - m) - log(s) : exp(v - m) / s);
+        }
+    }
+    return ANYACCEL_OK;
+}
+
+/* ---- softmax_backward, log_softmax_backward -------------------------------------------------- */
+
+/* Writes "AxBxC" (or "scalar") for a tensor's shape into buf. */
+static void dims_str(const RefTensor *t, char *buf, size_t len) {
+    size_t used = 0;
+    buf[0] = '\0';
+    if (t->ndim == 0) {
+        snprintf(buf, len, "scalar");
+        return;
+    }
+    for (int d = 0; d < t->ndim && used < len; d++) {
+        int w = snprintf(buf + used, len - used, d ? "x%lld" : "%lld", (long long)t->shape[d]);
+        if (w < 0) return;
+        used += (size_t)w;
+    }
+}
+
+/*
+ * y is the forward op's output. Per line along `axis`: softmax_backward is
+ * dx_i = y_i * (grad_i - sum_j grad_j * y_j), log_softmax_backward is
+ * dx_i = grad_i - exp(y_i) * sum_j grad_j. Sums in double, each dx rounded once.
+ */
+static AnyaccelStatus op_softmax_backward(const RefCall *c, int log_form) {
+    const char *op = c->op;
+    if (c->num_inputs != 2 || c->num_outputs != 1 || !c->inputs[0].present || !c->inputs[1].present)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: expected inputs grad and y and output dx", op);
+    const RefTensor *g = &c->inputs[0], *y = &c->inputs[1], *out = &c->outputs[0];
+    const unsigned floats = ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_F32) | ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_F16) |
+                            ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_BF16);
+    AnyaccelStatus st;
+    if ((st = ref_check_tensor(op, "grad", g, floats)) ||
+        (st = ref_check_tensor(op, "y", y, ANYACCEL_DTYPE_BIT(g->dtype))) ||
+        (st = ref_check_tensor(op, "dx", out, ANYACCEL_DTYPE_BIT(g->dtype))))
+        return st;
+    int same = g->ndim == y->ndim && out->ndim == y->ndim;
+    for (int d = 0; same && d < y->ndim; d++) same = g->shape[d] == y->shape[d] && out->shape[d] == y->shape[d];
+    if (!same) {
+        char gs[REF_MAX_DIMS * 21 + 16], ys[REF_MAX_DIMS * 21 + 16];
+        dims_str(g, gs, sizeof gs);
+        dims_str(y, ys, sizeof ys);
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: grad is %s but y is %s: shapes must be equal", op,
+                         gs, ys);
+    }
+    int64_t axis = -1;
+    if (ref_attr_int(c, "axis", &axis) < 0)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` must be an Int", op);
+    /* In -rank..rank, so a scalar, which has no axis, is refused. */
+    if (axis < -(int64_t)y->ndim || axis >= (int64_t)y->ndim)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", op,
+                         (long long)axis, y->ndim);
+    int64_t n = ref_numel(y);
+    if (n == 0) return ANYACCEL_OK;
+    int a = ref_axis(axis, y->ndim);
+    int64_t len = y->shape[a], lines = n / len; /* len > 0: n > 0 */
+    int64_t gs = g->strides[a], ys = y->strides[a], os = out->strides[a];
+    for (int64_t l = 0; l < lines; l++) {
+        int64_t go = line_start(g, a, l), yo = line_start(y, a, l), oo = line_start(out, a, l);
+        double s = 0.0;
+        for (int64_t i = 0; i < len; i++) {
+            double gv = at(g, go + i * gs);
+            s += log_form ? gv : gv * at(y, yo + i * ys);
+        }
+        for (int64_t i = 0; i < len; i++) {
+            double gv = at(g, go + i * gs), yv = at(y, yo + i * ys);
+            put(out, oo + i * os, log_form ? gv - exp(yv) * s : yv * (gv - s));
         }
     }
     return ANYACCEL_OK;
@@ -226,6 +298,8 @@ static AnyaccelStatus op_attention(const RefCall *c) {
 AnyaccelStatus ref_op_nn(const RefCall *c) {
     if (strcmp(c->op, "softmax") == 0) return op_softmax(c, 0);
     if (strcmp(c->op, "log_softmax") == 0) return op_softmax(c, 1);
+    if (strcmp(c->op, "softmax_backward") == 0) return op_softmax_backward(c, 0);
+    if (strcmp(c->op, "log_softmax_backward") == 0) return op_softmax_backward(c, 1);
     if (strcmp(c->op, "layer_norm") == 0) return op_norm(c, 0);
     if (strcmp(c->op, "rms_norm") == 0) return op_norm(c, 1);
     if (strcmp(c->op, "matmul") == 0) return op_matmul(c);

@@ -6,6 +6,8 @@
  *   one_hot, masked_fill                              a value per element
  *   scatter, scatter_add, index_add                   line scatters: out is a copy of x, then the
  *                                                     index is walked in row-major order
+ *   embedding_backward                                an index_add of grad's rows into zeros, then
+ *                                                     the padding row zeroed
  *
  * Every tensor is checked once (its element count and the offsets of its elements fit in int64),
  * so that the offsets computed below, each a sum of coordinate x stride terms of one tensor,
@@ -109,6 +111,10 @@ static AnyaccelStatus check_tensor(const char *op, const char *name, const RefTe
     if (span > INT64_MAX / (int64_t)ref_dtype_size(t->dtype))
         return INVALID("%s: %s has strides beyond int64", op, name);
     return ANYACCEL_OK;
+}
+
+AnyaccelStatus ref_check_tensor(const char *op, const char *name, const RefTensor *t, unsigned dtypes) {
+    return check_tensor(op, name, t, dtypes);
 }
 
 /* The output: dtype `dtype`, shape `shape` of rank `ndim`. */
@@ -762,10 +768,123 @@ static AnyaccelStatus op_scatter(const RefCall *c) {
     return ANYACCEL_OK;
 }
 
+/* ---- embedding_backward ------------------------------------------------------------------------ */
+
+/*
+ * dweight [num_weights, D] starts as zeros; grad's row k (grad is indices' shape plus [D]) is added
+ * to row indices[k], k in the indices' row-major order; the row padding_idx, if given, is zeros.
+ * Each column of dweight is a line: its rows add in double, in increasing k, and round once.
+ */
+static AnyaccelStatus op_embedding_backward(const RefCall *c) {
+    const char *op = c->op;
+    AnyaccelStatus st = check_arity(c, 2);
+    if (st) return st;
+    const RefTensor *g = &c->inputs[0], *idx = &c->inputs[1], *out = &c->outputs[0];
+    if ((st = check_tensor(op, "grad", g, DT(F32) | DT(F16) | DT(BF16))) ||
+        (st = check_tensor(op, "indices", idx, INDEX_DTYPES)))
+        return st;
+    int64_t v = 0;
+    int r = ref_attr_int(c, "num_weights", &v);
+    if (r < 0) return INVALID("%s: attribute `num_weights` must be an Int", op);
+    if (r == 0) return INVALID("%s: attribute `num_weights` (Int) is required", op);
+    if (v < 0) return INVALID("%s: num_weights is %lld, expected >= 0", op, (long long)v);
+    int same = g->ndim == idx->ndim + 1;
+    for (int d = 0; same && d < idx->ndim; d++) same = g->shape[d] == idx->shape[d];
+    if (!same)
+        return INVALID("%s: grad is %s %s for indices %s %s: expected [..., D]", op, dtype_name(g->dtype),
+                       shape_str(g->ndim, g->shape).s, dtype_name(idx->dtype),
+                       shape_str(idx->ndim, idx->shape).s);
+    int64_t pad = 0;
+    int padded = ref_attr_int(c, "padding_idx", &pad);
+    if (padded < 0) return INVALID("%s: attribute `padding_idx` must be an Int", op);
+    if (padded && (pad < -v || pad >= v))
+        return INVALID("%s: padding_idx %lld outside -%lld..%lld", op, (long long)pad, (long long)v,
+                       (long long)v);
+    int64_t k_count = ref_numel(idx);
+    if (v == 0 && k_count > 0) return INVALID("%s: num_weights is 0 but there are indices", op);
+    int64_t dim = g->shape[g->ndim - 1];
+    int64_t out_shape[2] = {v, dim};
+    if ((st = check_out(c, g->dtype, 2, out_shape))) return st;
+    /* An empty dweight: nothing runs and nothing is checked. */
+    if (v == 0 || dim == 0) return ANYACCEL_OK;
+    if ((st = check_indices(op, idx, v, 0))) return st;
+
+    RefDType dt = g->dtype;
+    int64_t size = (int64_t)ref_dtype_size(dt), isize = (int64_t)ref_dtype_size(idx->dtype);
+    /* Zeros everywhere first: the rows no index names, and the padding row. */
+    {
+        const RefTensor *ts[1] = {out};
+        RefIter it;
+        ref_iter_init(&it, 1, ts);
+        int64_t n = v * dim; /* check_out: out's element count fits in int64 */
+        for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) ref_store_f(dt, out->base + it.offset[0] * size, 0.0);
+    }
+    if (k_count == 0) return ANYACCEL_OK;
+    int64_t prow = padded ? mod_euclid(pad, v) : -1;
+
+    /* The index offsets in row-major order, and per column a double per row of dweight, whether
+     * it was touched, and the touched rows. */
+    int64_t most = k_count < v ? k_count : v;
+    if ((uint64_t)k_count > SIZE_MAX / sizeof(int64_t) || (uint64_t)v > SIZE_MAX / sizeof(double))
+        return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    int64_t *rows = malloc((size_t)k_count * sizeof *rows);
+    int64_t *goff = malloc((size_t)k_count * sizeof *goff);
+    double *acc = malloc((size_t)v * sizeof *acc);
+    unsigned char *touched = calloc((size_t)v, 1);
+    int64_t *list = malloc((size_t)most * sizeof *list);
+    if (!rows || !goff || !acc || !touched || !list) {
+        free(rows);
+        free(goff);
+        free(acc);
+        free(touched);
+        free(list);
+        return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    }
+    {
+        /* grad without its last axis has indices' shape: walk both together. */
+        RefTensor gl = *g;
+        gl.ndim = idx->ndim;
+        const RefTensor *ts[2] = {idx, &gl};
+        RefIter it;
+        ref_iter_init(&it, 2, ts);
+        for (int64_t k = 0; k < k_count; k++, ref_iter_next(&it)) {
+            /* In 0..v: check_indices saw every index. */
+            rows[k] = ref_load_i(idx->dtype, idx->base + it.offset[0] * isize);
+            goff[k] = it.offset[1];
+        }
+    }
+    int64_t gstep = g->strides[g->ndim - 1], ostep = out->strides[1], rstep = out->strides[0];
+    for (int64_t col = 0; col < dim; col++) {
+        int64_t listed = 0;
+        for (int64_t k = 0; k < k_count; k++) {
+            int64_t j = rows[k];
+            if (j == prow) continue;
+            if (!touched[j]) {
+                touched[j] = 1;
+                acc[j] = 0.0;
+                list[listed++] = j;
+            }
+            acc[j] += ref_load_f(dt, g->base + (goff[k] + col * gstep) * size);
+        }
+        for (int64_t l = 0; l < listed; l++) {
+            int64_t j = list[l];
+            ref_store_f(dt, out->base + (j * rstep + col * ostep) * size, acc[j]);
+            touched[j] = 0;
+        }
+    }
+    free(rows);
+    free(goff);
+    free(acc);
+    free(touched);
+    free(list);
+    return ANYACCEL_OK;
+}
+
 AnyaccelStatus ref_op_rearrange(const RefCall *c) {
     const char *op = c->op;
     if (strcmp(op, "one_hot") == 0) return op_one_hot(c);
     if (strcmp(op, "masked_fill") == 0) return op_masked_fill(c);
+    if (strcmp(op, "embedding_backward") == 0) return op_embedding_backward(c);
     if (strcmp(op, "scatter") == 0 || strcmp(op, "scatter_add") == 0 || strcmp(op, "index_add") == 0)
         return op_scatter(c);
     return op_remap(c);

@@ -145,6 +145,10 @@ void ref_iter_init(RefIter *it, int count, const RefTensor *const *tensors);
 /* Steps to the next element. */
 void ref_iter_next(RefIter *it);
 
+/* `name` is present, of a dtype in `dtypes` (a mask of ANYACCEL_DTYPE_BIT), with sizes >= 0, and
+ * its element count and the byte offsets of its elements fit in int64; else InvalidArgument. */
+AnyaccelStatus ref_check_tensor(const char *op, const char *name, const RefTensor *t, unsigned dtypes);
+
 /* The op families. Each returns ANYACCEL_OK or sets the error. */
 AnyaccelStatus ref_op_creation(const RefCall *c);    /* fill, arange */
 AnyaccelStatus ref_op_movement(const RefCall *c);    /* copy, cast, concat */
@@ -152,8 +156,9 @@ AnyaccelStatus ref_op_indexing(const RefCall *c);    /* index_select, embedding,
 AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, where, unary,
                                                         activation gradients */
 AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cumsum, cumprod, topk, sort */
-AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention */
+AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, softmax_backward,
+                                                        log_softmax_backward */
 AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleave, one_hot, scatters,
-                                                        masked_fill */
+                                                        masked_fill, embedding_backward */
 
 #endif /* REF_H */
