@@ -182,6 +182,21 @@ impl<'a> Attrs<'a> {
     }
 }
 
+/// The float parameters of an activation or of its gradient (`op` with or without
+/// `_backward`), as the kernels take them: softplus's beta and threshold, leaky_relu's slope and
+/// elu's alpha (then 0); `(0, 0)` for the others.
+pub(crate) fn activation_params(a: &Attrs<'_>, op: &str) -> Result<(f64, f64)> {
+    Ok(match op.trim_end_matches("_backward") {
+        "softplus" => (
+            a.float_or_default("beta")?,
+            a.float_or_default("threshold")?,
+        ),
+        "leaky_relu" => (a.float_or_default("negative_slope")?, 0.0),
+        "elu" => (a.float_or_default("alpha")?, 0.0),
+        _ => (0.0, 0.0),
+    })
+}
+
 /// `axis` in `-rank..rank` made non-negative.
 pub(crate) fn normalize_axis(op: &str, name: &str, axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;

@@ -350,17 +350,7 @@ pub(crate) fn activation(call: &Call, op: ActivationOp) -> Result<RefTensor> {
     let name = call.op;
     let x = call.input(0)?;
     check_dtype(name, "x", x.dtype, &FLOAT_DTYPES)?;
-    let float = |attr: &str, default: f64| -> Result<f64> {
-        let v = call.float_attr(attr)?.unwrap_or(default);
-        if v.is_finite() {
-            Ok(v)
-        } else {
-            Err(invalid(
-                name,
-                format!("attribute `{attr}` is {v}, expected a finite value"),
-            ))
-        }
-    };
+    let float = |attr: &str, default: f64| finite_attr(call, attr, default);
     let f: Box<dyn Fn(f64) -> f64> = match op {
         ActivationOp::Softplus => {
             let (beta, threshold) = (float("beta", 1.0)?, float("threshold", 20.0)?);
@@ -396,6 +386,19 @@ pub(crate) fn activation(call: &Call, op: ActivationOp) -> Result<RefTensor> {
     )
 }
 
+/// A finite `Float` attribute, `default` when absent.
+fn finite_attr(call: &Call, attr: &str, default: f64) -> Result<f64> {
+    let v = call.float_attr(attr)?.unwrap_or(default);
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(invalid(
+            call.op,
+            format!("attribute `{attr}` is {v}, expected a finite value"),
+        ))
+    }
+}
+
 /// The activation gradients `(grad, x) -> dx`, in f64: the derivative of the forward op at x
 /// times grad. Where the derivative is 0 in the limit (x = +-Inf, or an underflow), x times it
 /// is 0; `relu_backward` and `elu_backward` take the x > 0 branch for NaN, `leaky_relu_backward`
@@ -417,17 +420,7 @@ pub(crate) fn activation_backward(call: &Call, op: ActivationBackwardOp) -> Resu
             ),
         ));
     }
-    let float = |attr: &str, default: f64| -> Result<f64> {
-        let v = call.float_attr(attr)?.unwrap_or(default);
-        if v.is_finite() {
-            Ok(v)
-        } else {
-            Err(invalid(
-                name,
-                format!("attribute `{attr}` is {v}, expected a finite value"),
-            ))
-        }
-    };
+    let float = |attr: &str, default: f64| finite_attr(call, attr, default);
     // Derivatives written without cancellation; `small(x, d)` is x * d, 0 where d is 0.
     fn sig_d(x: f64) -> f64 {
         let e = (-x.abs()).exp();

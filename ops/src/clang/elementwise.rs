@@ -209,15 +209,7 @@ pub(crate) fn backward(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     } else {
         op.to_ascii_uppercase()
     };
-    let (lo, hi) = match op {
-        "softplus_backward" => (
-            a.float_or_default("beta")?,
-            a.float_or_default("threshold")?,
-        ),
-        "leaky_relu_backward" => (a.float_or_default("negative_slope")?, 0.0),
-        "elu_backward" => (a.float_or_default("alpha")?, 0.0),
-        _ => (0.0, 0.0),
-    };
+    let (lo, hi) = crate::attrs::activation_params(&a, op)?;
     let spec = KernelSpec::new(Family::Elementwise, "ew_backward")
         .flag("EW_BACKWARD")
         .flag(&format!("OP_{name}"));
@@ -238,13 +230,7 @@ pub(crate) fn unary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     };
     let (lo, hi) = match op {
         "clamp" => (a.float("min")?, a.float("max")?),
-        "softplus" => (
-            a.float_or_default("beta")?,
-            a.float_or_default("threshold")?,
-        ),
-        "leaky_relu" => (a.float_or_default("negative_slope")?, 0.0),
-        "elu" => (a.float_or_default("alpha")?, 0.0),
-        _ => (0.0, 0.0),
+        _ => crate::attrs::activation_params(&a, op)?,
     };
     let spec = KernelSpec::new(Family::Elementwise, "ew_unary")
         .flag("EW_UNARY")

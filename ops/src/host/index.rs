@@ -22,7 +22,8 @@ struct Indexed {
     axis: usize,
 }
 
-fn read_index(idx: &TView, off: usize) -> i64 {
+/// The index (i32 or i64) at element offset `off` of `idx`, as i64.
+pub(crate) fn read_index(idx: &TView, off: usize) -> i64 {
     // SAFETY: offsets come from the index view's layout; the dtype was checked to be i32 or i64.
     unsafe {
         if idx.desc.dtype == DType::I32 {

@@ -3,9 +3,10 @@
 
 use std::sync::Mutex;
 
-use anyaccel_hal::{DType, Error, OpCall, Result};
+use anyaccel_hal::{Error, OpCall, Result};
 
 use super::elementwise::copy_elements;
+use super::index::read_index;
 use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound, TView};
@@ -104,17 +105,6 @@ pub(crate) fn scatter_kernel(call: &OpCall) -> Result<Box<Body>> {
         }
         run_scatter(&name, add, alpha, &l, [x, idx, src, out])
     }))
-}
-
-fn read_index(idx: &TView, off: usize) -> i64 {
-    // SAFETY: offsets come from the index view's layout; the dtype was checked to be i32 or i64.
-    unsafe {
-        if idx.desc.dtype == DType::I32 {
-            idx.get::<i32>(off) as i64
-        } else {
-            idx.get::<i64>(off)
-        }
-    }
 }
 
 fn run_scatter(name: &str, add: bool, alpha: f64, l: &Lines, t: [&TView; 4]) -> Result<()> {

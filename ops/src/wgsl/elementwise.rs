@@ -285,23 +285,27 @@ pub(crate) fn unary(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
                     .f32("hi", convert::f32_holding(a.float("max")?, dt));
             }
             // The activations' parameters, as f32s (they compute in f32).
-            match op {
-                "softplus" => {
-                    sh.f32("lo", a.float_or_default("beta")? as f32)
-                        .f32("hi", a.float_or_default("threshold")? as f32);
-                }
-                "leaky_relu" => {
-                    sh.f32("lo", a.float_or_default("negative_slope")? as f32);
-                }
-                "elu" => {
-                    sh.f32("lo", a.float_or_default("alpha")? as f32);
-                }
-                _ => {}
-            }
+            activation_params(sh, &a, op)?;
             sh.use_section(UNARY, name)?;
         }
         Ok(())
     })
+}
+
+/// `p.lo` and `p.hi` of an activation or its gradient, as f32s (they compute in f32): only
+/// the parameters the op has, so that the others' kernels keep their text.
+fn activation_params(sh: &mut Shader<'_>, a: &crate::attrs::Attrs<'_>, op: &str) -> Result<()> {
+    let (lo, hi) = crate::attrs::activation_params(a, op)?;
+    match op.trim_end_matches("_backward") {
+        "softplus" => {
+            sh.f32("lo", lo as f32).f32("hi", hi as f32);
+        }
+        "leaky_relu" | "elu" => {
+            sh.f32("lo", lo as f32);
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The activation gradients: `dx` from `grad` and `x`, in f32.
@@ -324,19 +328,7 @@ pub(crate) fn backward(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         (&out, access),
         &func,
         |sh| {
-            match op {
-                "softplus_backward" => {
-                    sh.f32("lo", a.float_or_default("beta")? as f32)
-                        .f32("hi", a.float_or_default("threshold")? as f32);
-                }
-                "leaky_relu_backward" => {
-                    sh.f32("lo", a.float_or_default("negative_slope")? as f32);
-                }
-                "elu_backward" => {
-                    sh.f32("lo", a.float_or_default("alpha")? as f32);
-                }
-                _ => {}
-            }
+            activation_params(sh, &a, op)?;
             sh.use_section(UNARY, name)?;
             Ok(())
         },
