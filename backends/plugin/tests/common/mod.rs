@@ -26,20 +26,17 @@ pub fn include_dir() -> PathBuf {
     root().join("backends/plugin/include")
 }
 
-/// The sources of the reference plugin, without `plugin.c` (the table), which variants include.
+/// The sources of the reference plugin (every `.c` file of its `src/`), without `plugin.c` (the
+/// table), which variants include.
 pub fn ref_sources_without_table() -> Vec<PathBuf> {
     let src = root().join("examples/plugin-c/src");
-    [
-        "dtype.c",
-        "call.c",
-        "ops_data.c",
-        "ops_elementwise.c",
-        "ops_reduce.c",
-        "ops_nn.c",
-    ]
-    .iter()
-    .map(|f| src.join(f))
-    .collect()
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&src)
+        .expect("the reference plugin's sources are readable")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "c") && !p.ends_with("plugin.c"))
+        .collect();
+    files.sort();
+    files
 }
 
 static BUILD: Mutex<()> = Mutex::new(());
