@@ -272,19 +272,18 @@ fn execute(
 fn launch_dialects(queue: &dyn Queue, call: &OpCall) -> Result<()> {
     let device = queue.device();
     let caps = device.caps();
-    let call = call.clone();
     let op = call.op.as_str();
     if caps.has_dialect(&Dialect::Host) {
-        return crate::host::launch(&*device, queue, &call);
+        return crate::host::launch(&*device, queue, call);
     }
     if caps.has_dialect(&Dialect::Wgsl) {
-        return crate::wgsl::launch(&*device, queue, &call);
+        return crate::wgsl::launch(&*device, queue, call);
     }
     if caps.has_dialect(&Dialect::OpenClC) {
-        return crate::clang::launch(&*device, queue, &call, Dialect::OpenClC);
+        return crate::clang::launch(&*device, queue, call, Dialect::OpenClC);
     }
     if caps.has_dialect(&Dialect::Cuda) {
-        return crate::clang::launch(&*device, queue, &call, Dialect::Cuda);
+        return crate::clang::launch(&*device, queue, call, Dialect::Cuda);
     }
     let dtype = call
         .inputs

@@ -70,6 +70,20 @@ fn min_rank(op: &str, name: &str, d: &TensorDesc, rank: usize) -> Result<()> {
     Ok(())
 }
 
+/// Two inputs of equal shape (no broadcasting), or the error naming both.
+fn same_shape(op: &str, a: (&str, &TensorDesc), b: (&str, &TensorDesc)) -> Result<()> {
+    if a.1.shape != b.1.shape {
+        return Err(invalid(format!(
+            "{op}: {} is {} but {} is {}: shapes must be equal",
+            a.0,
+            shape_str(&a.1.shape),
+            b.0,
+            shape_str(&b.1.shape)
+        )));
+    }
+    Ok(())
+}
+
 /// An attribute that must hold an integer of i64: integral and in `[-2^63, 2^63)`, both bounds
 /// exact powers of two (every integral f64 in that range converts to i64 exactly).
 fn integral(op: &str, name: &str, v: f64) -> Result<i64> {
@@ -313,14 +327,8 @@ pub fn plan(
             vec![crate::movement::shape(def.op, &attrs, &present)?]
         }
         Op::SoftmaxBackward | Op::LogSoftmaxBackward => {
-            let (g, y) = (x(0), x(1));
-            if g.shape != y.shape {
-                return Err(invalid(format!(
-                    "{op}: grad is {} but y is {}: shapes must be equal",
-                    shape_str(&g.shape),
-                    shape_str(&y.shape)
-                )));
-            }
+            let y = x(1);
+            same_shape(op, ("grad", x(0)), ("y", y))?;
             attrs.axis("axis", Some(-1), y.rank())?;
             vec![y.shape.clone()]
         }
@@ -351,15 +359,8 @@ pub fn plan(
             vec![vec![v as usize, g.shape[g.rank() - 1]]]
         }
         Op::ActivationBackward(_) => {
-            let (g, xd) = (x(0), x(1));
-            if g.shape != xd.shape {
-                return Err(invalid(format!(
-                    "{op}: grad is {} but x is {}: shapes must be equal",
-                    shape_str(&g.shape),
-                    shape_str(&xd.shape)
-                )));
-            }
-            vec![xd.shape.clone()]
+            same_shape(op, ("grad", x(0)), ("x", x(1)))?;
+            vec![x(1).shape.clone()]
         }
         Op::Binary(_) | Op::Compare(_) => {
             let shape = broadcast_shapes(op, ("a", "b"), &x(0).shape, &x(1).shape)?;

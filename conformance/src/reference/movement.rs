@@ -175,14 +175,14 @@ fn index_values(op: &str, indices: &RefTensor) -> Result<Vec<i64>> {
 }
 
 /// The OutOfBounds error of an index outside `0..size`.
-fn out_of_range(op: &str, index: i64, size: usize, axis: usize) -> Error {
+pub(crate) fn out_of_range(op: &str, index: i64, size: usize, axis: usize) -> Error {
     Error::out_of_bounds(format!(
         "{op}: index {index} out of range 0..{size} along axis {axis}"
     ))
 }
 
 /// Checks every index against `0..size`; the first bad one (row-major) is the error.
-fn check_indices(op: &str, values: &[i64], size: usize, axis: usize) -> Result<()> {
+pub(crate) fn check_indices(op: &str, values: &[i64], size: usize, axis: usize) -> Result<()> {
     match values.iter().find(|&&i| i < 0 || i as u64 >= size as u64) {
         Some(&bad) => Err(out_of_range(op, bad, size, axis)),
         None => Ok(()),

@@ -5,8 +5,9 @@
 //! (padding reflects step by step, scatters run over the index in row-major order as a serial
 //! loop would), so that nothing here shares a formula with the kernels.
 
-use anyaccel_hal::{shape_str, DType, Error, Result};
+use anyaccel_hal::{shape_str, DType, Result};
 
+use super::movement::check_indices;
 use super::{
     broadcast_shapes, check_dtype, check_same_dtype, describe, expand, invalid, normalize_axis,
     numel, ravel, unravel, Call, RefData, RefTensor, ALL_DTYPES, INT_DTYPES, NUMERIC_DTYPES,
@@ -266,12 +267,6 @@ pub(crate) fn repeat_interleave(call: &Call) -> Result<RefTensor> {
     Ok(pick(x, out_shape, &positions, 0.0))
 }
 
-fn out_of_range(op: &str, index: i64, size: usize, axis: usize) -> Error {
-    Error::out_of_bounds(format!(
-        "{op}: index {index} out of range 0..{size} along axis {axis}"
-    ))
-}
-
 /// `one_hot`: `out[..., c] = (indices[...] == c)` in dtype `dtype` (default i64).
 pub(crate) fn one_hot(call: &Call) -> Result<RefTensor> {
     let op = call.op;
@@ -291,9 +286,7 @@ pub(crate) fn one_hot(call: &Call) -> Result<RefTensor> {
         return Err(invalid(op, "num_classes is 0 but there are indices"));
     }
     let axis = idx.rank();
-    if let Some(&bad) = values.iter().find(|&&v| v < 0 || v >= c) {
-        return Err(out_of_range(op, bad, c as usize, axis));
-    }
+    check_indices(op, &values, c as usize, axis)?;
     let mut shape = idx.shape.clone();
     shape.push(c as usize);
     let hot: Vec<i64> = values
@@ -362,9 +355,8 @@ pub(crate) fn scatter(call: &Call) -> Result<RefTensor> {
             return Err(invalid(op, format!("axis {axis} of x is empty")));
         }
         // An empty x is an empty call: nothing runs, nothing is checked.
-        let bad = idx.iter().find(|&&v| v < 0 || v as u64 >= n as u64);
-        if let (Some(&bad), true) = (bad, x.numel() > 0) {
-            return Err(out_of_range(op, bad, n, axis));
+        if x.numel() > 0 {
+            check_indices(op, &idx, n, axis)?;
         }
         for s in 0..src.numel() {
             let mut at = unravel(s, &src.shape);
@@ -398,9 +390,8 @@ pub(crate) fn scatter(call: &Call) -> Result<RefTensor> {
         if n == 0 && !idx.is_empty() {
             return Err(invalid(op, format!("axis {axis} of x is empty")));
         }
-        let bad = idx.iter().find(|&&v| v < 0 || v as u64 >= n as u64);
-        if let (Some(&bad), true) = (bad, x.numel() > 0) {
-            return Err(out_of_range(op, bad, n, axis));
+        if x.numel() > 0 {
+            check_indices(op, &idx, n, axis)?;
         }
         for (p, &i) in idx.iter().enumerate() {
             let at = unravel(p, &index.shape);
@@ -497,9 +488,7 @@ pub(crate) fn embedding_backward(call: &Call) -> Result<RefTensor> {
     let d = g.shape[g.rank() - 1];
     let out_n = v as usize * d;
     if out_n > 0 {
-        if let Some(&bad) = values.iter().find(|&&i| i < 0 || i >= v) {
-            return Err(out_of_range(op, bad, v as usize, 0));
-        }
+        check_indices(op, &values, v as usize, 0)?;
     }
     let gv = g.to_f64_vec();
     let mut out = vec![0.0; out_n];

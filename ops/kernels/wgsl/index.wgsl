@@ -96,7 +96,7 @@ fn scatter(@builtin(global_invocation_id) gid: vec3<u32>) {
     let line = i / p.n;
     let j = i - line * p.n;
     let o = walk0(line);
-    var acc = $INIT;
+    var acc = ld_x(o[0] + j * p.sx);
     for (var q = 0u; q < p.k; q++) {
         let t = ld_idx(o[1] + q * p.si);
         if ($BAD) {

@@ -1,7 +1,7 @@
 //! Remaps (`pad`, `flip`, `roll`, `repeat_interleave`, `tril`, `triu`) and line scatters
 //! (`scatter`, `scatter_add`, `index_add`): the rules of `crate::movement`.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyaccel_hal::{Error, OpCall, Result};
 
@@ -109,7 +109,7 @@ pub(crate) fn scatter_kernel(call: &OpCall) -> Result<Box<Body>> {
 
 fn run_scatter(name: &str, add: bool, alpha: f64, l: &Lines, t: [&TView; 4]) -> Result<()> {
     let [x, idx, src, out] = t;
-    let bad: Mutex<Option<i64>> = Mutex::new(None);
+    let bad = AtomicBool::new(false);
     let rank = l.shape.len();
     par_ranges(l.count(), (GRAIN / l.n.max(1)).max(1), |r| {
         let mut acc: Vec<Val> = Vec::with_capacity(l.n);
@@ -132,9 +132,7 @@ fn run_scatter(name: &str, add: bool, alpha: f64, l: &Lines, t: [&TView; 4]) -> 
                 for k in 0..l.k {
                     let i = read_index(idx, base[1] + k * l.steps[1]);
                     if i < 0 || i as u64 >= l.n as u64 {
-                        bad.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(i);
+                        bad.store(true, Ordering::Relaxed);
                         continue;
                     }
                     let v = load(src, base[2] + k * l.steps[2]);
@@ -155,11 +153,7 @@ fn run_scatter(name: &str, add: bool, alpha: f64, l: &Lines, t: [&TView; 4]) -> 
         }
         Ok(())
     })?;
-    if bad
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_some()
-    {
+    if bad.into_inner() {
         // The first bad index in the index's row-major order, as every dialect reports it.
         let n = idx.desc.numel();
         let mut first = None;

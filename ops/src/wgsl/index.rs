@@ -3,7 +3,7 @@
 //! set, the call reads the indices and reports `OutOfBounds` naming the first bad index in
 //! their row-major order.
 
-use anyaccel_hal::{DType, Error, OpCall, Result};
+use anyaccel_hal::{DType, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
 
@@ -81,22 +81,11 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         return Ok(());
     }
     let bytes = idx_t.to_bytes(cx.queue)?;
-    let value = bytes
-        .chunks_exact(idx_t.dtype().size_in_bytes())
-        .map(|c| {
-            if int64 {
-                i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-            } else {
-                i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64
-            }
-        })
-        .find(|&v| v < 0 || v as u64 >= limit as u64)
-        .ok_or_else(|| {
-            Error::internal(format!(
-                "{op}: the kernel flagged an index out of range 0..{limit}, but none is"
-            ))
-        })?;
-    Err(Error::out_of_bounds(format!(
-        "{op}: index {value} out of range 0..{limit} along axis {axis}"
-    )))
+    Err(crate::movement::bad_index(
+        op,
+        &bytes,
+        idx_t.dtype(),
+        limit,
+        axis,
+    ))
 }

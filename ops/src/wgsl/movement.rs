@@ -177,7 +177,6 @@ pub(crate) fn scatter_launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     };
     sh.body(
         &section(INDEX, "scatter")?
-            .replace("$INIT", "ld_x(o[0] + j * p.sx)")
             .replace("$BAD", bad)
             .replace("$EQ", eq)
             .replace("$COMBINE", &combine),
