@@ -85,6 +85,24 @@ impl<'a> Attrs<'a> {
         self.int_opt(name)?.ok_or_else(|| self.missing(name, "Int"))
     }
 
+    /// An Int attribute, or its declared default when absent.
+    pub fn int_or_default(&self, name: &str) -> Result<i64> {
+        match (
+            self.int_opt(name)?,
+            self.defs.iter().find(|d| d.name == name),
+        ) {
+            (Some(v), _) => Ok(v),
+            (
+                None,
+                Some(AttrDef {
+                    default: AttrDefault::Int(v),
+                    ..
+                }),
+            ) => Ok(*v),
+            _ => Err(self.missing(name, "Int")),
+        }
+    }
+
     pub fn flag(&self, name: &str, default: bool) -> Result<bool> {
         match self.int_opt(name)? {
             None => Ok(default),

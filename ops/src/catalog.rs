@@ -44,6 +44,9 @@ pub enum OpKind {
     Attention,
     /// Gradients (`relu_backward`, ...): the `train` profile.
     Backward,
+    /// Counter-based random numbers (`uniform`, `normal`, `bernoulli`, `dropout`): the
+    /// `random` profile.
+    Random,
 }
 
 impl OpKind {
@@ -298,6 +301,10 @@ pub enum Op {
     Matmul,
     Rope,
     Attention,
+    Uniform,
+    Normal,
+    Bernoulli,
+    Dropout,
 }
 
 /// The type of an attribute's value.
@@ -517,6 +524,7 @@ const ALL_F64: &[DType] = &[
     DType::Bool,
 ];
 const FLOAT: &[DType] = &[DType::F32, DType::F16, DType::BF16];
+const FLOAT_F64: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::F64];
 const NUM: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64];
 const INT: &[DType] = &[DType::I32, DType::I64, DType::U8];
 const BITS: &[DType] = &[DType::I32, DType::I64, DType::U8, DType::Bool];
@@ -704,6 +712,7 @@ fn build() -> Vec<OpDef> {
         .ins(&[InputDtype::Listed, InputDtype::Index]),
     ];
     v.extend(movement_v2());
+    v.extend(random());
     v.extend(
         BinaryOp::ALL
             .iter()
@@ -1005,6 +1014,70 @@ fn activation_backward() -> Vec<OpDef> {
 
 /// `pad`, `flip`, `roll`, `tril`, `triu`, `repeat_interleave`, `one_hot`, `scatter`,
 /// `scatter_add`, `index_add` and `masked_fill` (the rules: `crate::movement`).
+/// The counter-based random ops: every one keyed by `seed` and `offset` (docs/ops.md 8.10).
+fn random() -> Vec<OpDef> {
+    use OpKind as K;
+    const SEED: AttrDef = AttrDef::new("seed", AttrType::Int, AttrDefault::Int(0));
+    const OFFSET: AttrDef = AttrDef::new("offset", AttrType::Int, AttrDefault::Int(0));
+    const fn float(name: &'static str, default: f64, allowed: Allowed) -> AttrDef {
+        AttrDef::new(name, FloatA, AttrDefault::Float(default)).allowed(allowed)
+    }
+    vec![
+        def(
+            "uniform",
+            K::Random,
+            Op::Uniform,
+            &[],
+            OUT,
+            attrs![
+                req("shape", IntsA),
+                req("dtype", AttrType::DType),
+                float("low", 0.0, Allowed::Finite),
+                float("high", 1.0, Allowed::Finite),
+                SEED,
+                OFFSET,
+            ],
+            FLOAT_F64,
+        )
+        .outs(&[OutputDtype::Attr]),
+        def(
+            "normal",
+            K::Random,
+            Op::Normal,
+            &[],
+            OUT,
+            attrs![
+                req("shape", IntsA),
+                req("dtype", AttrType::DType),
+                float("mean", 0.0, Allowed::Finite),
+                float("std", 1.0, Allowed::FiniteNonNegative),
+                SEED,
+                OFFSET,
+            ],
+            FLOAT_F64,
+        )
+        .outs(&[OutputDtype::Attr]),
+        def(
+            "bernoulli",
+            K::Random,
+            Op::Bernoulli,
+            &["p"],
+            OUT,
+            attrs![SEED, OFFSET],
+            FLOAT_F64,
+        ),
+        def(
+            "dropout",
+            K::Random,
+            Op::Dropout,
+            X,
+            OUT,
+            attrs![float("p", 0.5, Allowed::FiniteNonNegative), SEED, OFFSET],
+            FLOAT_F64,
+        ),
+    ]
+}
+
 fn movement_v2() -> Vec<OpDef> {
     use InputDtype::{Bool, Index, Listed, SameAs};
     use OpKind as K;

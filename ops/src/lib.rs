@@ -33,6 +33,7 @@ mod dispatch;
 mod host;
 mod movement;
 mod plan;
+pub mod random;
 mod typed;
 mod wgsl;
 

@@ -207,19 +207,67 @@ pub fn plan(
         check_dtype(op, "dtype", attrs.dtype("dtype")?, def.dtypes)?;
     }
     let shapes: Vec<Vec<usize>> = match def.op {
-        Op::Fill => {
+        Op::Fill | Op::Uniform | Op::Normal => {
             let shape = attrs
                 .ints_opt("shape")?
-                .ok_or_else(|| invalid("fill: attribute `shape` (Ints) is required".into()))?;
+                .ok_or_else(|| invalid(format!("{op}: attribute `shape` (Ints) is required")))?;
             let shape = shape
                 .iter()
                 .map(|&d| {
                     usize::try_from(d).map_err(|_| {
-                        invalid(format!("fill: shape {shape:?} has a negative dimension"))
+                        invalid(format!("{op}: shape {shape:?} has a negative dimension"))
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let wide = attrs.dtype("dtype")? == DType::F64;
+            // The values the kernels take, each finite in the precision they compute in.
+            let terms = match def.op {
+                Op::Uniform => {
+                    let (low, high) = (
+                        attrs.float_or_default("low")?,
+                        attrs.float_or_default("high")?,
+                    );
+                    if low > high {
+                        return Err(invalid(format!(
+                            "uniform: low {low} is above high {high}, expected low <= high"
+                        )));
+                    }
+                    vec![("low", low), ("high - low", high - low)]
+                }
+                Op::Normal => vec![
+                    ("mean", attrs.float_or_default("mean")?),
+                    ("std", attrs.float_or_default("std")?),
+                ],
+                _ => Vec::new(),
+            };
+            for (name, v) in terms {
+                let finite = if wide {
+                    v.is_finite()
+                } else {
+                    (v as f32).is_finite()
+                };
+                if !finite {
+                    return Err(invalid(format!(
+                        "{op}: {name} is {v}, which overflows {}; expected a finite value",
+                        if wide {
+                            "f64"
+                        } else {
+                            "f32, the precision it is computed in"
+                        }
+                    )));
+                }
+            }
             vec![shape]
+        }
+        Op::Bernoulli => vec![x(0).shape.clone()],
+        Op::Dropout => {
+            let p = attrs.float_or_default("p")?;
+            if p > 1.0 {
+                return Err(invalid(format!(
+                    "dropout: p is {p}, expected a probability in [0, 1]"
+                )));
+            }
+            vec![x(0).shape.clone()]
         }
         Op::Arange => {
             let dtype = attrs.dtype("dtype")?;

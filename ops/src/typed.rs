@@ -373,6 +373,89 @@ pub fn masked_fill(q: &dyn Queue, x: &Tensor, mask: &Tensor, value: f64) -> Resu
     call(q, "masked_fill", &[Some(x), Some(mask)], &attrs).map(one)
 }
 
+pub use crate::random::Stream;
+
+fn stream_attrs(stream: Stream) -> [(String, AttrValue); 2] {
+    [
+        attr("seed", AttrValue::Int(stream.seed as i64)),
+        attr("offset", AttrValue::Int(stream.offset as i64)),
+    ]
+}
+
+fn random_creation(
+    q: &dyn Queue,
+    op: &str,
+    dtype: DType,
+    shape: &[usize],
+    params: [(&str, f64); 2],
+    stream: Stream,
+) -> Result<Tensor> {
+    let mut attrs = vec![
+        attr(
+            "shape",
+            AttrValue::Ints(shape.iter().map(|&d| d as i64).collect()),
+        ),
+        attr("dtype", AttrValue::Str(dtype.name().into())),
+        attr(params[0].0, AttrValue::Float(params[0].1)),
+        attr(params[1].0, AttrValue::Float(params[1].1)),
+    ];
+    attrs.extend(stream_attrs(stream));
+    call(q, op, &[], &attrs).map(one)
+}
+
+/// A tensor of `shape` of uniform draws in `[low, high)` (`high` only through rounding), the
+/// same bits on every device for the same `stream` (docs/ops.md 8.10).
+pub fn uniform(
+    q: &dyn Queue,
+    dtype: DType,
+    shape: &[usize],
+    low: f64,
+    high: f64,
+    stream: Stream,
+) -> Result<Tensor> {
+    random_creation(
+        q,
+        "uniform",
+        dtype,
+        shape,
+        [("low", low), ("high", high)],
+        stream,
+    )
+}
+
+/// A tensor of `shape` of normal draws with `mean` and standard deviation `std`, the same
+/// bits on every device for the same `stream`.
+pub fn normal(
+    q: &dyn Queue,
+    dtype: DType,
+    shape: &[usize],
+    mean: f64,
+    std: f64,
+    stream: Stream,
+) -> Result<Tensor> {
+    random_creation(
+        q,
+        "normal",
+        dtype,
+        shape,
+        [("mean", mean), ("std", std)],
+        stream,
+    )
+}
+
+/// 1 with probability `p[i]`, else 0, in `p`'s shape and dtype.
+pub fn bernoulli(q: &dyn Queue, p: &Tensor, stream: Stream) -> Result<Tensor> {
+    call(q, "bernoulli", &[Some(p)], &stream_attrs(stream)).map(one)
+}
+
+/// `x` with each element zeroed with probability `p` and the others scaled by `1 / (1 - p)`;
+/// its gradient is `dropout` of the incoming gradient with the same `p` and `stream`.
+pub fn dropout(q: &dyn Queue, x: &Tensor, p: f64, stream: Stream) -> Result<Tensor> {
+    let mut attrs = vec![attr("p", AttrValue::Float(p))];
+    attrs.extend(stream_attrs(stream));
+    call(q, "dropout", &[Some(x)], &attrs).map(one)
+}
+
 macro_rules! backward_ops {
     ($($name:ident, $doc:literal;)*) => {$(
         #[doc = concat!("`", stringify!($name), "(grad, x)`: ", $doc)]

@@ -235,6 +235,166 @@ fn arange_takes_the_whole_i64_range(d: &dyn Device, q: &dyn Queue) {
     }
 }
 
+/// The random ops give the bits of the recipe of docs/ops.md 8.10 (computed here on the host
+/// with `ops::random`), for every float dtype the device has.
+fn random_bits_match_the_recipe(d: &dyn Device, q: &dyn Queue) {
+    use ops::random::{dropout_scale, normal_z, u24, u32d, Stream};
+    let stream = Stream {
+        seed: 0x0123_4567_89ab_cdef,
+        offset: (1 << 40) + 7,
+    };
+    let n = 4099;
+    for dtype in [DType::F32, DType::F16, DType::BF16, DType::F64] {
+        if !d.caps().has_dtype(dtype) {
+            continue;
+        }
+        let wide = dtype == DType::F64;
+        let check = |what: &str, t: &Tensor, want: &dyn Fn(usize, u32) -> f64| {
+            let got = ops::cast(q, t, DType::F64)
+                .unwrap()
+                .to_vec::<f64>(q)
+                .unwrap();
+            for (i, g) in got.iter().enumerate() {
+                let w = want(i, stream.word(i as u64));
+                // The exact value rounded to the dtype, as the output stores it.
+                let w = ops::cast(q, &Tensor::from_slice(q, &[w], &[1]).unwrap(), dtype)
+                    .and_then(|t| ops::cast(q, &t, DType::F64))
+                    .and_then(|t| t.to_vec::<f64>(q))
+                    .map(|v| v[0]);
+                let w = w.unwrap();
+                assert!(
+                    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                    "{what} {dtype} element {i} on {}: got {g:e}, expected {w:e}",
+                    d.info().id
+                );
+            }
+        };
+        let t = ops::uniform(q, dtype, &[n], -3.0, 5.5, stream).unwrap();
+        check("uniform", &t, &|_, w| {
+            if wide {
+                -3.0 + 8.5 * u32d(w)
+            } else {
+                f64::from(-3.0f32 + 8.5f32 * u24(w))
+            }
+        });
+        let t = ops::normal(q, dtype, &[n], 0.25, 2.0, stream).unwrap();
+        check("normal", &t, &|_, w| {
+            if wide {
+                0.25 + 2.0 * f64::from(normal_z(w))
+            } else {
+                f64::from(0.25f32 + 2.0f32 * normal_z(w))
+            }
+        });
+        let probs: Vec<f64> = (0..n).map(|i| (i % 11) as f64 / 10.0).collect();
+        let p = ops::cast(q, &Tensor::from_slice(q, &probs, &[n]).unwrap(), dtype).unwrap();
+        let probs = ops::cast(q, &p, DType::F64)
+            .unwrap()
+            .to_vec::<f64>(q)
+            .unwrap();
+        let t = ops::bernoulli(q, &p, stream).unwrap();
+        check("bernoulli", &t, &|i, w| {
+            let p = probs[i];
+            let hit = if wide { u32d(w) < p } else { u24(w) < p as f32 };
+            if hit {
+                1.0
+            } else {
+                0.0
+            }
+        });
+        let xs: Vec<f64> = (0..n).map(|i| i as f64 * 0.37 - 700.0).collect();
+        let x = ops::cast(q, &Tensor::from_slice(q, &xs, &[n]).unwrap(), dtype).unwrap();
+        let x_rounded = ops::cast(q, &x, DType::F64)
+            .unwrap()
+            .to_vec::<f64>(q)
+            .unwrap();
+        let t = ops::dropout(q, &x, 0.3, stream).unwrap();
+        let scale = dropout_scale(0.3);
+        check("dropout", &t, &|i, w| {
+            let x = x_rounded[i];
+            if wide {
+                x * if u32d(w) < 0.3 { 0.0 } else { 1.0 } * scale
+            } else {
+                let m = if u24(w) < 0.3f32 { 0.0 } else { 1.0 };
+                f64::from(x as f32 * m * scale as f32)
+            }
+        });
+    }
+}
+
+/// The draws have their distributions: moments and tail fractions of 2^20 draws, each within
+/// about five standard errors.
+fn random_draws_have_their_distributions(d: &dyn Device, q: &dyn Queue) {
+    let n = 1usize << 20;
+    let stream = ops::random::Stream {
+        seed: 42,
+        offset: 0,
+    };
+    let z = ops::normal(q, DType::F32, &[n], 0.0, 1.0, stream)
+        .unwrap()
+        .to_vec::<f32>(q)
+        .unwrap();
+    let moment = |k: i32| z.iter().map(|&v| f64::from(v).powi(k)).sum::<f64>() / n as f64;
+    let tail = |c: f32| z.iter().filter(|v| v.abs() > c).count() as f64 / n as f64;
+    let (m1, m2, m3, m4) = (moment(1), moment(2), moment(3), moment(4));
+    let id = &d.info().id;
+    assert!(m1.abs() < 0.005, "normal mean {m1} on {id}");
+    assert!((m2 - 1.0).abs() < 0.007, "normal variance {m2} on {id}");
+    assert!(m3.abs() < 0.012, "normal third moment {m3} on {id}");
+    assert!((m4 - 3.0).abs() < 0.05, "normal fourth moment {m4} on {id}");
+    // P(|z| > 2) = 0.0455003, P(|z| > 3) = 0.0026998.
+    assert!(
+        (tail(2.0) - 0.0455003).abs() < 0.001,
+        "P(|z| > 2) = {} on {id}",
+        tail(2.0)
+    );
+    assert!(
+        (tail(3.0) - 0.0026998).abs() < 0.00026,
+        "P(|z| > 3) = {} on {id}",
+        tail(3.0)
+    );
+    // Uniform: 64 equal bins, chi-square with 63 degrees of freedom below its 99.99th
+    // percentile (about 120).
+    let u = ops::uniform(q, DType::F32, &[n], 0.0, 1.0, stream)
+        .unwrap()
+        .to_vec::<f32>(q)
+        .unwrap();
+    let mut bins = [0f64; 64];
+    for &v in &u {
+        assert!((0.0..1.0).contains(&v), "uniform draw {v} on {id}");
+        bins[(v * 64.0) as usize] += 1.0;
+    }
+    let e = n as f64 / 64.0;
+    let chi2: f64 = bins.iter().map(|&b| (b - e) * (b - e) / e).sum();
+    assert!(chi2 < 120.0, "uniform chi-square {chi2} on {id}");
+    // Bernoulli(0.3) and dropout(0.3): the frequency of ones and of kept elements.
+    let p = ops::fill(q, DType::F32, &[n], 0.3).unwrap();
+    let b = ops::bernoulli(q, &p, stream)
+        .unwrap()
+        .to_vec::<f32>(q)
+        .unwrap();
+    let ones = b.iter().filter(|&&v| v == 1.0).count() as f64 / n as f64;
+    assert!(
+        (ones - 0.3).abs() < 0.0023,
+        "bernoulli(0.3) frequency {ones} on {id}"
+    );
+    let x = ops::fill(q, DType::F32, &[n], 2.0).unwrap();
+    let o = ops::dropout(q, &x, 0.3, stream)
+        .unwrap()
+        .to_vec::<f32>(q)
+        .unwrap();
+    let scaled = (2.0 / 0.7f64) as f32;
+    assert!(o
+        .iter()
+        .all(|&v| v == 0.0 || v == 2.0 * (1.0 / 0.7f64) as f32 || v == scaled));
+    let kept = o.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
+    assert!(
+        (kept - 0.7).abs() < 0.0023,
+        "dropout(0.3) kept {kept} on {id}"
+    );
+    // The mask of dropout is the complement of bernoulli's with the same p and stream.
+    assert!(b.iter().zip(&o).all(|(&b, &o)| (b == 1.0) == (o == 0.0)));
+}
+
 macro_rules! on_each_device {
     ($($test:ident),* $(,)?) => {
         mod cpu {
@@ -276,4 +436,6 @@ on_each_device!(
     cast_rounds_once,
     layer_norm_of_a_constant_row_is_nan,
     arange_takes_the_whole_i64_range,
+    random_bits_match_the_recipe,
+    random_draws_have_their_distributions,
 );

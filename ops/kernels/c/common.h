@@ -270,6 +270,9 @@ DEVICE void cd_bool(GLOBAL u8* p, i64 i, double v) { p[i] = v != 0.0 ? (u8)1 : (
 
 #ifndef MAXR
 #define MAXR 8
+
+/* A grid-stride loop over the linear indices 0 .. n - 1. */
+#define FOR_EACH_INDEX(i, n) for (i64 i = GLOBAL_ID(0); i < (n); i += GLOBAL_SIZE(0))
 #endif
 
 /* Up to four operands over one logical shape: operand k's element at index (i0, i1, ...) lies

@@ -7,8 +7,6 @@
  * raw moves).
  */
 
-#define FOR_EACH_INDEX(i, n) for (i64 i = GLOBAL_ID(0); i < (n); i += GLOBAL_SIZE(0))
-
 /* ---- Unary ---------------------------------------------------------------------------------- */
 #ifdef EW_UNARY
 #if X_FLOAT

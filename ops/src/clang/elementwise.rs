@@ -26,7 +26,7 @@ pub(crate) fn output(call: &OpCall, i: usize) -> Result<&Tensor> {
 
 /// Launches an elementwise kernel over `layouts` (operand 0 the output) with `args` before the
 /// `Lay` and `n`, and `tail` after.
-fn run_ew(
+pub(crate) fn run_ew(
     ctx: &Ctx<'_>,
     op: &str,
     spec: KernelSpec,

@@ -24,6 +24,7 @@ mod index;
 mod matmul;
 mod movement;
 mod nn;
+mod random;
 mod reduce;
 
 use crate::catalog::{op_of, Op};
@@ -53,6 +54,8 @@ pub enum Family {
     Nn,
     /// `matmul.h`.
     Matmul,
+    /// `random.h`: uniform, normal, bernoulli, dropout.
+    Random,
 }
 
 impl Family {
@@ -63,6 +66,7 @@ impl Family {
             Family::Reduce => include_str!("../../kernels/c/reduce.h"),
             Family::Nn => include_str!("../../kernels/c/nn.h"),
             Family::Matmul => include_str!("../../kernels/c/matmul.h"),
+            Family::Random => include_str!("../../kernels/c/random.h"),
         }
     }
 }
@@ -442,6 +446,7 @@ pub(crate) fn launch(
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
         Op::Predicate(_) => elementwise::predicate(&ctx, call),
         Op::ActivationBackward(_) => elementwise::backward(&ctx, call),
+        Op::Uniform | Op::Normal | Op::Bernoulli | Op::Dropout => random::launch(&ctx, call),
     }
 }
 

@@ -11,6 +11,7 @@ mod layout;
 mod matmul;
 mod movement;
 mod nn;
+mod random;
 mod reduce;
 mod scalar;
 
@@ -115,6 +116,7 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         Op::Activation(a) => elementwise::activation(call, a)?,
         Op::ActivationBackward(a) => elementwise::activation_backward(call, a)?,
         Op::Gelu | Op::Clamp => elementwise::gelu_clamp(call)?,
+        Op::Uniform | Op::Normal | Op::Bernoulli | Op::Dropout => random::kernel(call)?,
     };
     Ok(move |b: &Bound| k(b))
 }

@@ -43,6 +43,7 @@ mod index;
 mod matmul;
 mod movement;
 mod nn;
+mod random;
 mod reduce;
 
 use crate::catalog::{op_of, Op};
@@ -148,6 +149,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&cx, call),
         Op::Predicate(_) => elementwise::predicate(&cx, call),
         Op::ActivationBackward(_) => elementwise::backward(&cx, call),
+        Op::Uniform | Op::Normal | Op::Bernoulli | Op::Dropout => random::launch(&cx, call),
     }
 }
 
