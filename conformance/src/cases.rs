@@ -10,6 +10,7 @@ use anyaccel_ops::{OpKind, CATALOG};
 mod elementwise;
 mod movement;
 mod nn;
+mod random;
 mod rearrange;
 mod reduce;
 
@@ -31,16 +32,19 @@ pub enum Profile {
     Fp64,
     /// The gradients that training needs (`relu_backward`, ...), in every float dtype.
     Train,
+    /// The counter-based random ops, bit-identical on every device.
+    Random,
 }
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 5] = [
+    pub const ALL: [Profile; 6] = [
         Profile::Core,
         Profile::Fp16,
         Profile::Bf16,
         Profile::Fp64,
         Profile::Train,
+        Profile::Random,
     ];
 
     /// The name used on the command line and in reports.
@@ -51,6 +55,7 @@ impl Profile {
             Profile::Bf16 => "bf16",
             Profile::Fp64 => "fp64",
             Profile::Train => "train",
+            Profile::Random => "random",
         }
     }
 
@@ -320,18 +325,20 @@ pub fn all_cases() -> Vec<Case> {
             }
             (OpKind::Backward, "embedding_backward") => rearrange::embedding_backward_cases(&mut b),
             (OpKind::Backward, _) => elementwise::backward_cases(&mut b, def),
+            (OpKind::Random, op) => random::random_cases(&mut b, op),
             _ => {}
         }
     }
-    // Gradients form the `train` profile (their f16 and bf16 cases also count for those).
+    // Gradients form the `train` profile and the random ops the `random` one (their f16, bf16
+    // and f64 cases also count for those).
     for c in &mut b.cases {
-        let backward =
-            c.op.and_then(anyaccel_ops::op_def)
-                .is_some_and(|d| d.kind == OpKind::Backward);
-        if backward {
-            c.profiles.retain(|p| *p != Profile::Core);
-            c.profiles.push(Profile::Train);
-        }
+        let profile = match c.op.and_then(anyaccel_ops::op_def).map(|d| d.kind) {
+            Some(OpKind::Backward) => Profile::Train,
+            Some(OpKind::Random) => Profile::Random,
+            _ => continue,
+        };
+        c.profiles.retain(|p| *p != Profile::Core);
+        c.profiles.push(profile);
     }
     b.cases
 }

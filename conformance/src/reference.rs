@@ -38,6 +38,7 @@ mod elementwise;
 pub(crate) mod fixtures;
 mod movement;
 mod nn;
+mod random;
 mod rearrange;
 mod reduce;
 mod rounding;
@@ -140,6 +141,8 @@ pub fn run(
         Op::Matmul => one(nn::matmul(call)),
         Op::Rope => one(nn::rope(call)),
         Op::Attention => one(nn::attention(call)),
+        Op::Uniform | Op::Normal => one(random::draw(call)),
+        Op::Bernoulli | Op::Dropout => one(random::mask(call)),
     }
 }
 

@@ -581,6 +581,7 @@ fn run_group(
     let deadline = Instant::now() + o.timeout;
     let mut done: BTreeMap<String, CaseResult> = BTreeMap::new();
     let mut after: Option<String> = None;
+    let mut restarted_between = false;
     loop {
         let mut cmd = Command::new(&host.exe);
         cmd.args(&host.worker_prefix)
@@ -751,6 +752,22 @@ fn run_group(
             }
             ChildEnd::Died(how) => {
                 let Some(crashed) = running.clone() else {
+                    // Died outside any case (between two, or before the first): no case is to
+                    // blame. Start once more after the last reported case; a second such death
+                    // marks the rest as crashed.
+                    let last = cases.iter().rev().find(|c| done.contains_key(&c.id));
+                    if !restarted_between && cases.iter().any(|c| !done.contains_key(&c.id)) {
+                        restarted_between = true;
+                        eprintln!(
+                            "warning: the worker of group {group} on {id} {how} between cases \
+                             (after {}); running the rest of the group in a new worker; \
+                             stderr: {}",
+                            last.map_or("none", |c| c.id.as_str()),
+                            stderr_text.trim()
+                        );
+                        after = last.map(|c| c.id.clone());
+                        continue;
+                    }
                     for c in cases
                         .iter()
                         .filter(|c| !done.contains_key(&c.id))

@@ -56,8 +56,19 @@ pub const CORRECTLY_ROUNDED: &[&str] = &[
     "masked_fill",
 ];
 
+/// Ops whose every bit the contract fixes, on every device: the random ops (docs/ops.md 8.10).
+/// They are checked for exact equality.
+pub const BIT_EXACT: &[&str] = &["uniform", "normal", "bernoulli", "dropout"];
+
 /// The tolerance for an output of `op`.
 pub fn tolerance_for(op: &str, dtype: DType, accumulating: bool) -> Tolerance {
+    if BIT_EXACT.contains(&op) {
+        return Tolerance {
+            atol: 0.0,
+            rtol: 0.0,
+            ulp_of: None,
+        };
+    }
     let mut t = tolerance(dtype, accumulating);
     if dtype.is_float() && CORRECTLY_ROUNDED.contains(&op) {
         t.ulp_of = Some(dtype);

@@ -20,7 +20,7 @@ pub(crate) fn fill(call: &Call) -> Result<RefTensor> {
 }
 
 /// The `Ints` attribute `name` as a shape: required, every size >= 0.
-fn shape_attr(call: &Call, name: &str) -> Result<Vec<usize>> {
+pub(crate) fn shape_attr(call: &Call, name: &str) -> Result<Vec<usize>> {
     let dims = call.ints_attr(name)?.ok_or_else(|| {
         invalid(
             call.op,
