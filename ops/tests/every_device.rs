@@ -256,12 +256,13 @@ fn random_bits_match_the_recipe(d: &dyn Device, q: &dyn Queue) {
                 .unwrap();
             for (i, g) in got.iter().enumerate() {
                 let w = want(i, stream.word(i as u64));
-                // The exact value rounded to the dtype, as the output stores it.
-                let w = ops::cast(q, &Tensor::from_slice(q, &[w], &[1]).unwrap(), dtype)
-                    .and_then(|t| ops::cast(q, &t, DType::F64))
-                    .and_then(|t| t.to_vec::<f64>(q))
-                    .map(|v| v[0]);
-                let w = w.unwrap();
+                // The exact value rounded once to the dtype, as the output stores it.
+                let w = match dtype {
+                    DType::F16 => f16::from_f64(w).to_f64(),
+                    DType::BF16 => bf16::from_f64(w).to_f64(),
+                    DType::F32 => f64::from(w as f32),
+                    _ => w,
+                };
                 assert!(
                     g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
                     "{what} {dtype} element {i} on {}: got {g:e}, expected {w:e}",
@@ -321,10 +322,10 @@ fn random_bits_match_the_recipe(d: &dyn Device, q: &dyn Queue) {
     }
 }
 
-/// The draws have their distributions: moments and tail fractions of 2^20 draws, each within
+/// The draws have their distributions: moments and tail fractions of 2^18 draws, each within
 /// about five standard errors.
 fn random_draws_have_their_distributions(d: &dyn Device, q: &dyn Queue) {
-    let n = 1usize << 20;
+    let n = 1usize << 18;
     let stream = ops::random::Stream {
         seed: 42,
         offset: 0,
@@ -337,18 +338,18 @@ fn random_draws_have_their_distributions(d: &dyn Device, q: &dyn Queue) {
     let tail = |c: f32| z.iter().filter(|v| v.abs() > c).count() as f64 / n as f64;
     let (m1, m2, m3, m4) = (moment(1), moment(2), moment(3), moment(4));
     let id = &d.info().id;
-    assert!(m1.abs() < 0.005, "normal mean {m1} on {id}");
-    assert!((m2 - 1.0).abs() < 0.007, "normal variance {m2} on {id}");
-    assert!(m3.abs() < 0.012, "normal third moment {m3} on {id}");
-    assert!((m4 - 3.0).abs() < 0.05, "normal fourth moment {m4} on {id}");
+    assert!(m1.abs() < 0.01, "normal mean {m1} on {id}");
+    assert!((m2 - 1.0).abs() < 0.014, "normal variance {m2} on {id}");
+    assert!(m3.abs() < 0.038, "normal third moment {m3} on {id}");
+    assert!((m4 - 3.0).abs() < 0.1, "normal fourth moment {m4} on {id}");
     // P(|z| > 2) = 0.0455003, P(|z| > 3) = 0.0026998.
     assert!(
-        (tail(2.0) - 0.0455003).abs() < 0.001,
+        (tail(2.0) - 0.0455003).abs() < 0.002,
         "P(|z| > 2) = {} on {id}",
         tail(2.0)
     );
     assert!(
-        (tail(3.0) - 0.0026998).abs() < 0.00026,
+        (tail(3.0) - 0.0026998).abs() < 0.0005,
         "P(|z| > 3) = {} on {id}",
         tail(3.0)
     );
@@ -374,7 +375,7 @@ fn random_draws_have_their_distributions(d: &dyn Device, q: &dyn Queue) {
         .unwrap();
     let ones = b.iter().filter(|&&v| v == 1.0).count() as f64 / n as f64;
     assert!(
-        (ones - 0.3).abs() < 0.0023,
+        (ones - 0.3).abs() < 0.0045,
         "bernoulli(0.3) frequency {ones} on {id}"
     );
     let x = ops::fill(q, DType::F32, &[n], 2.0).unwrap();
@@ -382,13 +383,15 @@ fn random_draws_have_their_distributions(d: &dyn Device, q: &dyn Queue) {
         .unwrap()
         .to_vec::<f32>(q)
         .unwrap();
-    let scaled = (2.0 / 0.7f64) as f32;
-    assert!(o
-        .iter()
-        .all(|&v| v == 0.0 || v == 2.0 * (1.0 / 0.7f64) as f32 || v == scaled));
+    // Kept: 2 times the f32 scale 1 / (1 - p), one rounding.
+    let scaled = 2.0f32 * (1.0 / 0.7f64) as f32;
+    assert!(
+        o.iter().all(|&v| v == 0.0 || v == scaled),
+        "dropout values other than 0 and {scaled} on {id}"
+    );
     let kept = o.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
     assert!(
-        (kept - 0.7).abs() < 0.0023,
+        (kept - 0.7).abs() < 0.0045,
         "dropout(0.3) kept {kept} on {id}"
     );
     // The mask of dropout is the complement of bernoulli's with the same p and stream.

@@ -160,5 +160,6 @@ AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, s
                                                         log_softmax_backward */
 AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleave, one_hot, scatters,
                                                         masked_fill, embedding_backward */
+AnyaccelStatus ref_op_random(const RefCall *c);      /* uniform, normal, bernoulli, dropout */
 
 #endif /* REF_H */
