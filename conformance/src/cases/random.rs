@@ -65,7 +65,10 @@ fn draw_cases(b: &mut Builder, op: &'static str) {
             for (pi, (ptag, pv)) in params.iter().enumerate() {
                 let (sttag, mut attrs) = stream(si + pi);
                 attrs.extend([
-                    attr("shape", ints(&shape.iter().map(|&x| x as i64).collect::<Vec<_>>())),
+                    attr(
+                        "shape",
+                        ints(&shape.iter().map(|&x| x as i64).collect::<Vec<_>>()),
+                    ),
                     attr("dtype", AttrValue::Str(d.name().into())),
                     attr(pv[0].0, AttrValue::Float(pv[0].1)),
                     attr(pv[1].0, AttrValue::Float(pv[1].1)),

@@ -31,7 +31,12 @@ impl Words {
     /// Word `i` of the stream: lane `i mod 4` of the block of counter `i div 4`.
     fn at(&self, i: usize) -> u32 {
         let block = (i / 4) as u64;
-        let mut x = [block as u32, (block >> 32) as u32, self.high[0], self.high[1]];
+        let mut x = [
+            block as u32,
+            (block >> 32) as u32,
+            self.high[0],
+            self.high[1],
+        ];
         let mut key = self.key;
         for r in 0..10 {
             if r > 0 {
@@ -123,14 +128,14 @@ pub(crate) fn draw(call: &Call) -> Result<RefTensor> {
     let (a, b) = if normal {
         let mean = call.float_attr("mean")?.unwrap_or(0.0);
         let std = call.float_attr("std")?.unwrap_or(1.0);
-        if !(std >= 0.0) {
+        if std < 0.0 || std.is_nan() {
             return Err(invalid(op, format!("std is {std}, expected std >= 0")));
         }
         (mean, std)
     } else {
         let low = call.float_attr("low")?.unwrap_or(0.0);
         let high = call.float_attr("high")?.unwrap_or(1.0);
-        if !(low <= high) {
+        if low > high || low.is_nan() || high.is_nan() {
             return Err(invalid(
                 op,
                 format!("low {low} is above high {high}, expected low <= high"),
