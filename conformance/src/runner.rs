@@ -193,7 +193,7 @@ fn profiles_of(v: &str) -> Option<Vec<Profile>> {
 fn check_profile(v: &str) -> Result<String, String> {
     profiles_of(v)
         .map(|_| v.to_string())
-        .ok_or_else(|| format!("`{v}`, expected core, fp16, bf16, fp64 or all"))
+        .ok_or_else(|| format!("`{v}`, expected core, fp16, bf16, fp64, train, random or all"))
 }
 
 fn parse_seconds(v: &str) -> Result<f64, String> {

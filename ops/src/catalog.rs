@@ -712,7 +712,6 @@ fn build() -> Vec<OpDef> {
         .ins(&[InputDtype::Listed, InputDtype::Index]),
     ];
     v.extend(movement_v2());
-    v.extend(random());
     v.extend(
         BinaryOp::ALL
             .iter()
@@ -931,6 +930,7 @@ fn build() -> Vec<OpDef> {
             FLOAT,
         ),
     ]);
+    v.extend(random());
     v
 }
 

@@ -145,21 +145,22 @@ fn mask_cases(b: &mut Builder, op: &'static str) {
             }
         }
     }
-    // Dropout with its default p = 0.5, and a large tensor.
+    // A large tensor; dropout also with its default p = 0.5.
     let (sttag, attrs) = stream(2);
-    let (tag, shape, large) = if op == "dropout" {
-        (format!("5x7.default_p.{sttag}"), vec![5, 7], false)
-    } else {
-        (format!("large.{sttag}"), vec![LARGE], true)
-    };
-    b.push(
-        op,
-        "f32".into(),
-        &[DType::F32],
-        &tag,
-        vec![input(DType::F32, &shape, C, Values::Unit)],
-        attrs,
-        C,
-        large,
-    );
+    let mut extra = vec![(format!("large.{sttag}"), vec![LARGE], true)];
+    if op == "dropout" {
+        extra.push((format!("5x7.default_p.{sttag}"), vec![5, 7], false));
+    }
+    for (tag, shape, large) in extra {
+        b.push(
+            op,
+            "f32".into(),
+            &[DType::F32],
+            &tag,
+            vec![input(DType::F32, &shape, C, Values::Unit)],
+            attrs.clone(),
+            C,
+            large,
+        );
+    }
 }
