@@ -16,6 +16,7 @@
 //!   bytes written), and the best f32 matmul of this layer on the device over doubling sizes up
 //!   to 2048 for GFLOP/s.
 
+mod backward;
 #[cfg(feature = "opencl")]
 mod clblast;
 mod measure;
@@ -65,6 +66,13 @@ Ops (f32):
   add       a + b over n elements, default 16M (GB/s: 3 x 4n bytes / time)
   softmax   over the last axis of rows x cols, n = rows x cols, default 4096 x 4096 (GB/s: 2 x 4n)
   sum       of n elements to a scalar, default 16M (GB/s: 4n)
+  gelu_backward, silu_backward
+            dx from the gradient and x over n elements, default 16M (GB/s: 3 x 4n), measured
+            in alternating blocks with the forward op of the same shape (the peer column: the
+            ratio is backward / forward time)
+  softmax_backward
+            dx from the gradient and y = softmax(x) over the last axis, default 4096 x 4096,
+            alternating with softmax of the same shape
   dispatch  latency of a one-element add through the op layer, submission to completion, host
             clock
   launch    latency of a tiny kernel (one-element add in the device's own dialect: OpenCL C,
@@ -169,6 +177,9 @@ fn bench_device(
                 BenchOp::Add => bench_add(&ctx, n),
                 BenchOp::Softmax => bench_softmax(&ctx, n),
                 BenchOp::Sum => bench_sum(&ctx, n),
+                BenchOp::GeluBackward | BenchOp::SiluBackward | BenchOp::SoftmaxBackward => {
+                    backward::bench_backward(&ctx, *op, n)
+                }
                 BenchOp::Dispatch => bench_dispatch(&ctx),
                 BenchOp::Launch => bench_launch(&ctx),
             };

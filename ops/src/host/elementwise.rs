@@ -498,23 +498,39 @@ pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Re
     use ActivationBackwardOp as B;
     let dtype = input_dtype(call);
     let a = attrs(call)?;
-    let f: Box<dyn Fn(f32, f32) -> f32 + Send + Sync> = match op {
-        B::Relu => Box::new(|g, x| if x <= 0.0 { 0.0 } else { g }),
+    // Each arm's closure is its own type, so the element loop inlines it.
+    macro_rules! body {
+        ($f:expr) => {{
+            let f = $f;
+            Box::new(move |b: &Bound| {
+                map_arith(dtype, b.input(0)?, b.input(1)?, b.out(0), f, |_, _| 0)
+            }) as Box<Body>
+        }};
+    }
+    Ok(match op {
+        B::Relu => body!(|g: f32, x: f32| if x <= 0.0 { 0.0 } else { g }),
         B::LeakyRelu => {
             let slope = a.float_or_default("negative_slope")? as f32;
-            Box::new(move |g, x| if x > 0.0 { g } else { g * slope })
+            body!(move |g: f32, x: f32| if x > 0.0 { g } else { g * slope })
         }
         B::Elu => {
             let alpha = a.float_or_default("alpha")? as f32;
-            Box::new(move |g, x| if x <= 0.0 { g * alpha * x.exp() } else { g })
+            body!(move |g: f32, x: f32| if x <= 0.0 { g * alpha * x.exp() } else { g })
         }
-        B::Sigmoid => Box::new(|g, x| g * sigmoid_d(x)),
-        B::Tanh => Box::new(|g, x| g * tanh_d(x)),
-        B::Silu => Box::new(|g, x| g * (sigmoid(x) + times_small(x, sigmoid_d(x)))),
+        B::Sigmoid => body!(|g: f32, x: f32| g * sigmoid_d(x)),
+        B::Tanh => body!(|g: f32, x: f32| g * tanh_d(x)),
+        // silu' = s + x s (1 - s) with s = sigmoid(x), from one exponential e = exp(-|x|):
+        // s(1 - s) = e / (1 + e)^2 and s = 1 / (1 + e) or e / (1 + e).
+        B::Silu => body!(|g: f32, x: f32| {
+            let e = (-x.abs()).exp();
+            let r = 1.0 / (1.0 + e);
+            let s = if x >= 0.0 { r } else { e * r };
+            g * (s + times_small(x, e * r * r))
+        }),
         B::Softplus => {
             let beta = a.float_or_default("beta")? as f32;
             let threshold = a.float_or_default("threshold")? as f32;
-            Box::new(move |g, x| {
+            body!(move |g: f32, x: f32| {
                 let t = x * beta;
                 if t > threshold {
                     g
@@ -523,7 +539,7 @@ pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Re
                 }
             })
         }
-        B::Gelu if a.str_opt("approximate")? == Some("tanh") => Box::new(|g, x| {
+        B::Gelu if a.str_opt("approximate")? == Some("tanh") => body!(|g: f32, x: f32| {
             let k = 0.797_884_6_f32; // sqrt(2 / pi)
             let inner = k * (x + 0.044715 * x * x * x);
             let d = tanh_d(inner);
@@ -534,16 +550,12 @@ pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Re
             };
             g * (0.5 * (1.0 + inner.tanh()) + right)
         }),
-        B::Gelu => Box::new(|g, x| {
+        B::Gelu => body!(|g: f32, x: f32| {
             let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
             let pdf = (-0.5 * x * x).exp() * 0.398_942_3; // 1 / sqrt(2 pi)
             g * (cdf + times_small(x, pdf))
         }),
-    };
-    Ok(Box::new(move |b: &Bound| {
-        let f = &*f;
-        map_arith(dtype, b.input(0)?, b.input(1)?, b.out(0), f, |_, _| 0)
-    }))
+    })
 }
 
 /// `gelu` (erf or tanh form) and `clamp`, the unary ops with attributes.

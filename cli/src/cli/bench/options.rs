@@ -14,6 +14,12 @@ pub enum BenchOp {
     Softmax,
     /// f32 sum over every element.
     Sum,
+    /// f32 `gelu_backward`, side by side with `gelu`.
+    GeluBackward,
+    /// f32 `silu_backward`, side by side with `silu`.
+    SiluBackward,
+    /// f32 `softmax_backward` over the last axis, side by side with `softmax`.
+    SoftmaxBackward,
     /// One-element add through the op layer, submission to completion.
     Dispatch,
     /// A tiny kernel of the device's own dialect, compiled through `Device::compile` and run
@@ -23,11 +29,14 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 6] = [
+    pub const ALL: [BenchOp; 9] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
         BenchOp::Sum,
+        BenchOp::GeluBackward,
+        BenchOp::SiluBackward,
+        BenchOp::SoftmaxBackward,
         BenchOp::Dispatch,
         BenchOp::Launch,
     ];
@@ -39,6 +48,9 @@ impl BenchOp {
             BenchOp::Add => "add",
             BenchOp::Softmax => "softmax",
             BenchOp::Sum => "sum",
+            BenchOp::GeluBackward => "gelu_backward",
+            BenchOp::SiluBackward => "silu_backward",
+            BenchOp::SoftmaxBackward => "softmax_backward",
             BenchOp::Dispatch => "dispatch",
             BenchOp::Launch => "launch",
         }
@@ -54,7 +66,9 @@ impl BenchOp {
             (BenchOp::Dispatch | BenchOp::Launch, _) => vec![1],
             (_, Some(n)) => vec![n],
             (BenchOp::Matmul, None) => vec![256, 1024, 2048],
-            (BenchOp::Softmax, None) => vec![SOFTMAX_COLS * SOFTMAX_COLS],
+            (BenchOp::Softmax | BenchOp::SoftmaxBackward, None) => {
+                vec![SOFTMAX_COLS * SOFTMAX_COLS]
+            }
             (_, None) => vec![DEFAULT_ELEMENTS],
         }
     }
