@@ -85,20 +85,15 @@ impl<'a> Attrs<'a> {
         self.int_opt(name)?.ok_or_else(|| self.missing(name, "Int"))
     }
 
+    /// The declared default of attribute `name`.
+    fn declared(&self, name: &str) -> Option<AttrDefault> {
+        self.defs.iter().find(|d| d.name == name).map(|d| d.default)
+    }
+
     /// An Int attribute, or its declared default when absent.
     pub fn int_or_default(&self, name: &str) -> Result<i64> {
-        match (
-            self.int_opt(name)?,
-            self.defs.iter().find(|d| d.name == name),
-        ) {
-            (Some(v), _) => Ok(v),
-            (
-                None,
-                Some(AttrDef {
-                    default: AttrDefault::Int(v),
-                    ..
-                }),
-            ) => Ok(*v),
+        match (self.int_opt(name)?, self.declared(name)) {
+            (Some(v), _) | (None, Some(AttrDefault::Int(v))) => Ok(v),
             _ => Err(self.missing(name, "Int")),
         }
     }
@@ -126,18 +121,8 @@ impl<'a> Attrs<'a> {
 
     /// A Float attribute, or its declared default when absent.
     pub fn float_or_default(&self, name: &str) -> Result<f64> {
-        match (
-            self.float_opt(name)?,
-            self.defs.iter().find(|d| d.name == name),
-        ) {
-            (Some(v), _) => Ok(v),
-            (
-                None,
-                Some(AttrDef {
-                    default: AttrDefault::Float(v),
-                    ..
-                }),
-            ) => Ok(*v),
+        match (self.float_opt(name)?, self.declared(name)) {
+            (Some(v), _) | (None, Some(AttrDefault::Float(v))) => Ok(v),
             _ => Err(self.missing(name, "Float")),
         }
     }

@@ -199,19 +199,13 @@ static AnyaccelStatus finite_attr(const RefCall *c, const char *name, double def
     return ANYACCEL_OK;
 }
 
-static AnyaccelStatus check_arity(const RefCall *c, size_t inputs) {
-    if (c->num_inputs != inputs || c->num_outputs != 1)
-        return INVALID("%s: %zu inputs and %zu outputs given, expected %zu and 1", c->op, c->num_inputs,
-                       c->num_outputs, inputs);
-    return ANYACCEL_OK;
-}
 
 /* uniform and normal: no input; the output matches the `shape` and `dtype` attributes when they
  * are given. */
 static AnyaccelStatus check_draw(const RefCall *c) {
     const RefTensor *out = &c->outputs[0];
     AnyaccelStatus st;
-    if ((st = check_arity(c, 0)) || (st = ref_check_tensor(c->op, "the output", out, RANDOM_DTYPES)))
+    if ((st = ref_check_arity(c, 0)) || (st = ref_check_tensor(c->op, "the output", out, RANDOM_DTYPES)))
         return st;
     const int64_t *shape = NULL;
     size_t rank = 0;
@@ -232,7 +226,7 @@ static AnyaccelStatus check_draw(const RefCall *c) {
 static AnyaccelStatus check_mask(const RefCall *c, const char *name) {
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     AnyaccelStatus st;
-    if ((st = check_arity(c, 1)) || (st = ref_check_tensor(c->op, name, x, RANDOM_DTYPES)) ||
+    if ((st = ref_check_arity(c, 1)) || (st = ref_check_tensor(c->op, name, x, RANDOM_DTYPES)) ||
         (st = ref_check_tensor(c->op, "the output", out, ANYACCEL_DTYPE_BIT(x->dtype))))
         return st;
     int same = x->ndim == out->ndim;
@@ -246,51 +240,22 @@ static void store_f32(RefDType d, unsigned char *p, float v) {
     ref_store_f(d, p, (double)v);
 }
 
-static AnyaccelStatus op_uniform(const RefCall *c) {
+/* uniform (a = low, b = high - low, the draw u) and normal (a = mean, b = std, the draw z):
+ * a + b * draw, the product rounded before the sum, in f32 (f64 for f64). */
+static AnyaccelStatus op_draw(const RefCall *c, int normal) {
     AnyaccelStatus st;
     Stream s = {0, 0, UINT64_MAX, {0, 0, 0, 0}};
-    double low, high;
-    if ((st = check_draw(c)) || (st = stream_of(c, &s)) || (st = finite_attr(c, "low", 0.0, &low)) ||
-        (st = finite_attr(c, "high", 1.0, &high)))
+    double a, b;
+    if ((st = check_draw(c)) || (st = stream_of(c, &s)) ||
+        (st = finite_attr(c, normal ? "mean" : "low", 0.0, &a)) ||
+        (st = finite_attr(c, normal ? "std" : "high", 1.0, &b)))
         return st;
-    if (!(low <= high)) return INVALID("uniform: low (%g) must not exceed high (%g)", low, high);
-    const RefTensor *out = &c->outputs[0];
-    RefDType dt = out->dtype;
-    size_t size = ref_dtype_size(dt);
-    double span64 = high - low;
-    if (!isfinite(span64)) return INVALID("uniform: high - low overflows f64");
-    int64_t n = ref_numel(out);
-    const RefTensor *ts[1] = {out};
-    RefIter it;
-    ref_iter_init(&it, 1, ts);
-    if (dt == ANYACCEL_DTYPE_F64) {
-        for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) {
-            double u = u32d(stream_word(&s, (uint64_t)i));
-            double prod = span64 * u;
-            double v = low + prod;
-            ref_store_f(dt, out->base + it.offset[0] * (int64_t)size, v);
-        }
-        return ANYACCEL_OK;
+    if (normal && !(b >= 0.0)) return INVALID("normal: std must be >= 0, got %g", b);
+    if (!normal) {
+        if (!(a <= b)) return INVALID("uniform: low (%g) must not exceed high (%g)", a, b);
+        b = b - a;
+        if (!isfinite(b)) return INVALID("uniform: high - low overflows f64");
     }
-    float lo = (float)low, span = (float)span64;
-    if (isinf(span)) return INVALID("uniform: high - low overflows f32");
-    for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) {
-        float u = u24(stream_word(&s, (uint64_t)i));
-        float prod = span * u;
-        float v = lo + prod;
-        store_f32(dt, out->base + it.offset[0] * (int64_t)size, v);
-    }
-    return ANYACCEL_OK;
-}
-
-static AnyaccelStatus op_normal(const RefCall *c) {
-    AnyaccelStatus st;
-    Stream s = {0, 0, UINT64_MAX, {0, 0, 0, 0}};
-    double mean, std;
-    if ((st = check_draw(c)) || (st = stream_of(c, &s)) || (st = finite_attr(c, "mean", 0.0, &mean)) ||
-        (st = finite_attr(c, "std", 1.0, &std)))
-        return st;
-    if (!(std >= 0.0)) return INVALID("normal: std must be >= 0, got %g", std);
     const RefTensor *out = &c->outputs[0];
     RefDType dt = out->dtype;
     size_t size = ref_dtype_size(dt);
@@ -300,18 +265,22 @@ static AnyaccelStatus op_normal(const RefCall *c) {
     ref_iter_init(&it, 1, ts);
     if (dt == ANYACCEL_DTYPE_F64) {
         for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) {
-            double z = (double)normal_z(stream_word(&s, (uint64_t)i));
-            double prod = std * z;
-            double v = mean + prod;
+            uint32_t w = stream_word(&s, (uint64_t)i);
+            double d = normal ? (double)normal_z(w) : u32d(w);
+            double prod = b * d;
+            double v = a + prod;
             ref_store_f(dt, out->base + it.offset[0] * (int64_t)size, v);
         }
         return ANYACCEL_OK;
     }
-    float m = (float)mean, sd = (float)std;
+    float af = (float)a, bf = (float)b;
+    if (isinf(af) || isinf(bf))
+        return INVALID("%s: a parameter overflows f32, the precision it is computed in", c->op);
     for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) {
-        float z = normal_z(stream_word(&s, (uint64_t)i));
-        float prod = sd * z;
-        float v = m + prod;
+        uint32_t w = stream_word(&s, (uint64_t)i);
+        float d = normal ? normal_z(w) : u24(w);
+        float prod = bf * d;
+        float v = af + prod;
         store_f32(dt, out->base + it.offset[0] * (int64_t)size, v);
     }
     return ANYACCEL_OK;
@@ -378,8 +347,8 @@ static AnyaccelStatus op_dropout(const RefCall *c) {
 }
 
 AnyaccelStatus ref_op_random(const RefCall *c) {
-    if (strcmp(c->op, "uniform") == 0) return op_uniform(c);
-    if (strcmp(c->op, "normal") == 0) return op_normal(c);
+    if (strcmp(c->op, "uniform") == 0) return op_draw(c, 0);
+    if (strcmp(c->op, "normal") == 0) return op_draw(c, 1);
     if (strcmp(c->op, "bernoulli") == 0) return op_bernoulli(c);
     if (strcmp(c->op, "dropout") == 0) return op_dropout(c);
     return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not a random op", c->op);

@@ -131,7 +131,7 @@ static AnyaccelStatus check_out(const RefCall *c, RefDType dtype, int ndim, cons
 }
 
 /* The call has `inputs` inputs and one output. */
-static AnyaccelStatus check_arity(const RefCall *c, size_t inputs) {
+AnyaccelStatus ref_check_arity(const RefCall *c, size_t inputs) {
     if (c->num_inputs != inputs || c->num_outputs != 1)
         return INVALID("%s: %zu inputs and %zu outputs given, expected %zu and 1", c->op, c->num_inputs,
                        c->num_outputs, inputs);
@@ -466,7 +466,7 @@ static void run_remap(const Remap *r, const RefTensor *x, const RefTensor *out) 
 }
 
 static AnyaccelStatus op_remap(const RefCall *c) {
-    AnyaccelStatus st = check_arity(c, 1);
+    AnyaccelStatus st = ref_check_arity(c, 1);
     if (st) return st;
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     if ((st = check_tensor(c->op, "x", x, ALL_DTYPES))) return st;
@@ -504,7 +504,7 @@ static AnyaccelStatus op_remap(const RefCall *c) {
 
 static AnyaccelStatus op_one_hot(const RefCall *c) {
     const char *op = c->op;
-    AnyaccelStatus st = check_arity(c, 1);
+    AnyaccelStatus st = ref_check_arity(c, 1);
     if (st) return st;
     const RefTensor *idx = &c->inputs[0], *out = &c->outputs[0];
     if ((st = check_tensor(op, "indices", idx, INDEX_DTYPES))) return st;
@@ -556,7 +556,7 @@ static AnyaccelStatus op_one_hot(const RefCall *c) {
 
 static AnyaccelStatus op_masked_fill(const RefCall *c) {
     const char *op = c->op;
-    AnyaccelStatus st = check_arity(c, 2);
+    AnyaccelStatus st = ref_check_arity(c, 2);
     if (st) return st;
     const RefTensor *x = &c->inputs[0], *mask = &c->inputs[1], *out = &c->outputs[0];
     if ((st = check_tensor(op, "x", x, ALL_DTYPES)) || (st = check_tensor(op, "mask", mask, DT(BOOL))))
@@ -637,7 +637,7 @@ static AnyaccelStatus op_scatter(const RefCall *c) {
     int index_add = strcmp(op, "index_add") == 0;
     int add = strcmp(op, "scatter") != 0;
     const char *src_name = index_add ? "source" : "src";
-    AnyaccelStatus st = check_arity(c, 3);
+    AnyaccelStatus st = ref_check_arity(c, 3);
     if (st) return st;
     const RefTensor *x = &c->inputs[0], *index = &c->inputs[1], *src = &c->inputs[2], *out = &c->outputs[0];
     if ((st = check_tensor(op, "x", x, add ? NUM_DTYPES : ALL_DTYPES)) ||
@@ -777,7 +777,7 @@ static AnyaccelStatus op_scatter(const RefCall *c) {
  */
 static AnyaccelStatus op_embedding_backward(const RefCall *c) {
     const char *op = c->op;
-    AnyaccelStatus st = check_arity(c, 2);
+    AnyaccelStatus st = ref_check_arity(c, 2);
     if (st) return st;
     const RefTensor *g = &c->inputs[0], *idx = &c->inputs[1], *out = &c->outputs[0];
     if ((st = check_tensor(op, "grad", g, DT(F32) | DT(F16) | DT(BF16))) ||

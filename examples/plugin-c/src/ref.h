@@ -148,6 +148,8 @@ void ref_iter_next(RefIter *it);
 /* `name` is present, of a dtype in `dtypes` (a mask of ANYACCEL_DTYPE_BIT), with sizes >= 0, and
  * its element count and the byte offsets of its elements fit in int64; else InvalidArgument. */
 AnyaccelStatus ref_check_tensor(const char *op, const char *name, const RefTensor *t, unsigned dtypes);
+/* The call has `inputs` inputs and one output (ops_rearrange.c). */
+AnyaccelStatus ref_check_arity(const RefCall *c, size_t inputs);
 
 /* The op families. Each returns ANYACCEL_OK or sets the error. */
 AnyaccelStatus ref_op_creation(const RefCall *c);    /* fill, arange */
