@@ -210,6 +210,7 @@ impl Report {
                     if *ok { "conformant" } else { "not conformant" }
                 );
             }
+            s.push_str(&cost(&d.cases));
             let problems: Vec<&CaseResult> = d
                 .cases
                 .iter()
@@ -460,6 +461,43 @@ fn first_bad(c: &CaseResult) -> String {
         ),
         None => "-".into(),
     }
+}
+
+/// What a device's cases cost: the time of its cases in all and per profile (a case counts for
+/// each of its profiles), and the ops that took longest, for keeping the suite in its budget.
+fn cost(cases: &[CaseResult]) -> String {
+    let secs = |ms: f64| ms / 1000.0;
+    let total: f64 = cases.iter().map(|c| c.duration_ms).sum();
+    let mut profiles: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut ops: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+    for c in cases {
+        for p in &c.profiles {
+            *profiles.entry(p.as_str()).or_default() += c.duration_ms;
+        }
+        let e = ops.entry(c.op.as_deref().unwrap_or(&c.suite)).or_default();
+        e.0 += 1;
+        e.1 += c.duration_ms;
+    }
+    let mut s = format!(
+        "\nCost: {:.1} s in {} cases (time in the cases, without process start-up); by profile: {}.\n",
+        secs(total),
+        cases.len(),
+        profiles
+            .iter()
+            .map(|(p, ms)| format!("{p} {:.1} s", secs(*ms)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut by_time: Vec<(&str, (usize, f64))> = ops.into_iter().collect();
+    by_time.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    if !by_time.is_empty() {
+        s.push_str("\n| costliest ops | cases | seconds | share |\n|---|---|---|---|\n");
+        for (op, (n, ms)) in by_time.into_iter().take(10) {
+            let share = if total > 0.0 { 100.0 * ms / total } else { 0.0 };
+            let _ = writeln!(s, "| `{op}` | {n} | {:.1} | {share:.0}% |", secs(ms));
+        }
+    }
+    s
 }
 
 fn md_escape(s: &str) -> String {
