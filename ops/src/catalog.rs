@@ -926,6 +926,12 @@ fn build() -> Vec<OpDef> {
             attrs![
                 flag("causal", false),
                 AttrDef::new("scale", FloatA, Rule("1/sqrt(head dim)")).allowed(Allowed::Finite),
+                AttrDef::new("causal_align", AttrType::Str, AttrDefault::Str("top_left"))
+                    .allowed(Allowed::OneOf(&["top_left", "bottom_right"])),
+                AttrDef::new("window", AttrType::Int, AttrDefault::Int(0))
+                    .allowed(Allowed::NonNegative),
+                AttrDef::new("softcap", FloatA, AttrDefault::Float(0.0))
+                    .allowed(Allowed::FiniteNonNegative),
             ],
             FLOAT,
         ),

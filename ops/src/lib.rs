@@ -25,6 +25,7 @@
 //! assert_eq!(c.to_vec::<f32>(&*q).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
 //! ```
 
+mod attention;
 mod attrs;
 pub mod catalog;
 pub mod clang;

@@ -585,18 +585,7 @@ pub fn plan(
                 min_rank(op, name, t, 2)?;
             }
             let r = q.rank();
-            if k.rank() != r
-                || v.rank() != r
-                || q.shape[..r - 2] != k.shape[..r - 2]
-                || q.shape[..r - 2] != v.shape[..r - 2]
-            {
-                return Err(invalid(format!(
-                    "attention: q is {}, k is {}, v is {}: batch dimensions must be equal",
-                    shape_str(&q.shape),
-                    shape_str(&k.shape),
-                    shape_str(&v.shape)
-                )));
-            }
+            crate::attention::check_shapes(q, k, v)?;
             if q.shape[r - 1] != k.shape[r - 1] {
                 return Err(invalid(format!(
                     "attention: q's head dim is {} but k's is {}: they must match",
@@ -616,7 +605,7 @@ pub fn plan(
                     "attention: k has 0 keys; attention over no keys is undefined".into(),
                 ));
             }
-            attrs.flag("causal", false)?;
+            crate::attention::Geometry::of(&attrs, q, k)?;
             let mut shape = q.shape.clone();
             shape[r - 1] = v.shape[r - 1];
             vec![shape]

@@ -252,6 +252,7 @@ pub(super) fn attention_cases(b: &mut Builder, dtypes: &[DType]) {
                 }
             }
         }
+        attention_v2_cases(b, d);
     }
     let inputs = vec![
         input(DType::F32, &[4, 4096, 1026], C, Values::Normal),
@@ -283,4 +284,64 @@ pub(super) fn attention_cases(b: &mut Builder, dtypes: &[DType]) {
         C,
         true,
     );
+}
+
+/// Attention as LLM inference uses it: grouped-query heads (q with 4 or 6 heads over k and v
+/// with 2 or 1, transposed keys), causal masking aligned to the end of the keys (a KV cache:
+/// more keys than queries, and more queries than keys, where the first rows see no key), a
+/// sliding window, and a soft cap on the logits (with large logits that it bounds).
+fn attention_v2_cases(b: &mut Builder, d: DType) {
+    type Shapes = (&'static str, [&'static [usize]; 3], Layout);
+    let shapes: &[Shapes] = &[
+        ("gqa_h4_kv2", [&[2, 4, 5, 8], &[2, 2, 7, 8], &[2, 2, 7, 6]], C),
+        ("gqa_h6_kv1", [&[6, 3, 4], &[1, 9, 4], &[1, 9, 3]], Layout::Transposed),
+        ("lq3_lk10", [&[2, 3, 8], &[2, 10, 8], &[2, 10, 8]], C),
+        ("lq7_lk4", [&[7, 8], &[4, 8], &[4, 8]], C),
+    ];
+    let variants: &[(&str, &[(&str, AttrValue)])] = &[
+        ("br", &[("causal", AttrValue::Int(1))]),
+        ("br_w3", &[("causal", AttrValue::Int(1)), ("window", AttrValue::Int(3))]),
+        ("tl_w2", &[("causal", AttrValue::Int(1)), ("window", AttrValue::Int(2))]),
+        ("cap5", &[("softcap", AttrValue::Float(5.0))]),
+        (
+            "br_cap0_5",
+            &[("causal", AttrValue::Int(1)), ("softcap", AttrValue::Float(0.5))],
+        ),
+    ];
+    for &(tag, [q, k, v], layout) in shapes {
+        for &(vtag, extra) in variants {
+            let mut attrs: Vec<(String, AttrValue)> = extra
+                .iter()
+                .map(|(n, v)| attr(n, v.clone()))
+                .collect();
+            if vtag.starts_with("br") {
+                attrs.push(attr("causal_align", AttrValue::Str("bottom_right".into())));
+            }
+            // Wide values make logits large, where the soft cap matters.
+            let vals = if vtag.contains("cap") && d != DType::F16 {
+                Values::Wide
+            } else {
+                Values::Normal
+            };
+            let vals = if vals == Values::Wide && d == DType::BF16 {
+                Values::Normal
+            } else {
+                vals
+            };
+            b.push(
+                "attention",
+                d.name().into(),
+                &[d],
+                &format!("{vtag}_{tag}.{}", values_tag(vals)),
+                vec![
+                    input(d, q, C, vals),
+                    input(d, k, layout, Values::Normal),
+                    input(d, v, C, Values::Normal),
+                ],
+                attrs,
+                C,
+                false,
+            );
+        }
+    }
 }

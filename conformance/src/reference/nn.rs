@@ -340,18 +340,28 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
     check_rank_at_least(op, "v", v, 2, "[..., Lk, Dv]")?;
     let r = q.rank();
     let batch = &q.shape[..r - 2];
-    for (arg, t) in [("k", k), ("v", v)] {
-        if &t.shape[..t.rank() - 2] != batch {
-            return Err(invalid(
-                op,
-                format!(
-                    "{} but {}: batch dims must be equal",
-                    describe(arg, t),
-                    describe("q", q)
-                ),
-            ));
-        }
+    // k and v: q's batch dimensions, except that their head dimension (the one before the
+    // rows) may divide q's: grouped-query attention, query head h reading key head h / group.
+    let kv_batch = &k.shape[..k.rank() - 2];
+    let same_rank = k.rank() == r && v.rank() == r && &v.shape[..r - 2] == kv_batch;
+    let grouped = same_rank
+        && r >= 3
+        && kv_batch[r - 3] > 0
+        && batch[r - 3] % kv_batch[r - 3] == 0
+        && batch[..r - 3] == kv_batch[..r - 3];
+    if !same_rank || (kv_batch != batch && !grouped) {
+        return Err(invalid(
+            op,
+            format!(
+                "{}, {} and {}: batch dims must be equal (k's and v's head dim may divide q's)",
+                describe("q", q),
+                describe("k", k),
+                describe("v", v)
+            ),
+        ));
     }
+    let heads = if r >= 3 { batch[r - 3] } else { 1 };
+    let group = if r >= 3 { heads / kv_batch[r - 3].max(1) } else { 1 };
     let (lq, d) = (q.shape[r - 2], q.shape[r - 1]);
     let (lk, dk) = (k.shape[r - 2], k.shape[r - 1]);
     let (lv, dv) = (v.shape[r - 2], v.shape[r - 1]);
@@ -396,28 +406,71 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
         }
         None => 1.0 / (d as f64).sqrt(),
     };
+    // Where query row i sits among the keys: i (top left) or i + lk - lq (bottom right).
+    let shift = match call.str_attr("causal_align")?.unwrap_or("top_left") {
+        "top_left" => 0,
+        "bottom_right" => lk as i64 - lq as i64,
+        other => {
+            return Err(invalid(
+                op,
+                format!("attribute `causal_align` is `{other}`, expected top_left or bottom_right"),
+            ))
+        }
+    };
+    let window = call.int_attr("window")?.unwrap_or(0);
+    if window < 0 || (window > 0 && !causal) {
+        return Err(invalid(
+            op,
+            format!("attribute `window` is {window}, expected 0, or > 0 with causal = 1"),
+        ));
+    }
+    let softcap = call.float_attr("softcap")?.unwrap_or(0.0);
+    if !(softcap.is_finite() && softcap >= 0.0) {
+        return Err(invalid(
+            op,
+            format!("attribute `softcap` is {softcap}, expected a finite value >= 0"),
+        ));
+    }
     let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
     let mut out_shape = batch.to_vec();
     out_shape.extend([lq, dv]);
     let mut out = Vec::with_capacity(numel(&out_shape));
     for bi in 0..numel(batch) {
-        let (qb, kb, vb) = (bi * lq * d, bi * lk * d, bi * lk * dv);
+        let kvi = (bi / heads) * (heads / group) + (bi % heads) / group;
+        let (qb, kb, vb) = (bi * lq * d, kvi * lk * d, kvi * lk * dv);
         for i in 0..lq {
-            // Top-left aligned: row i sees keys 0..=i (key 0 always).
-            let keys = if causal { lk.min(i + 1) } else { lk };
-            let logits: Vec<f64> = (0..keys)
+            // The keys row i sees: all, or those at or before its position (and within the
+            // window after position - window).
+            let pos = i as i64 + shift;
+            let (first, last) = if causal {
+                let last = (pos + 1).clamp(0, lk as i64);
+                let first = if window > 0 { (pos + 1 - window).clamp(0, last) } else { 0 };
+                (first as usize, last as usize)
+            } else {
+                (0, lk)
+            };
+            let logits: Vec<f64> = (first..last)
                 .map(|j| {
                     let dot: f64 = (0..d)
                         .map(|c| qv[qb + i * d + c] * kv[kb + j * d + c])
                         .sum();
-                    dot * scale
+                    let l = dot * scale;
+                    if softcap > 0.0 {
+                        softcap * libm::tanh(l / softcap)
+                    } else {
+                        l
+                    }
                 })
                 .collect();
             let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = logits.iter().map(|&l| libm::exp(l - m)).collect();
             let s: f64 = e.iter().sum();
             for c in 0..dv {
-                let y: f64 = (0..keys).map(|j| e[j] / s * vv[vb + j * dv + c]).sum();
+                // A row that sees no key is 0.
+                let y: f64 = (first..last)
+                    .zip(&e)
+                    .map(|(j, ej)| ej / s * vv[vb + j * dv + c])
+                    .sum();
                 out.push(y);
             }
         }

@@ -131,7 +131,8 @@ KERNEL void attn_rows(GLOBAL X_ST* out, GLOBAL const X_ST* q, GLOBAL const X_ST*
                       GLOBAL const X_ST* v, GLOBAL float* scores, const Lay K, const i64 row0,
                       const i64 nrows, const i64 lq, const i64 lk, const i64 d, const i64 dv,
                       const i64 q_sd, const i64 k_sj, const i64 k_sd, const i64 v_sj,
-                      const i64 v_sd, const i64 o_sd, const float scale) {
+                      const i64 v_sd, const i64 o_sd, const float scale, const i64 shift,
+                      const i64 window, const float softcap) {
     LOCAL float red[WG];
     const int t = LOCAL_ID(0);
     for (i64 r = GROUP_ID(0); r < nrows; r += NUM_GROUPS(0)) {
@@ -139,25 +140,34 @@ KERNEL void attn_rows(GLOBAL X_ST* out, GLOBAL const X_ST* q, GLOBAL const X_ST*
         i64 ko[4];
         lay_offsets(&K, KRANK, 4, row, ko);
         const i64 qi = row % lq;
+        /* The keys first..last-1 that the row sees: all; or, causal, those at or before its
+         * position qi + shift (within the window). */
 #if ATTN_CAUSAL
-        const i64 keys = qi + 1 < lk ? qi + 1 : lk;
+        const i64 pos = qi + shift;
+        const i64 last = pos + 1 < 0 ? 0 : (pos + 1 < lk ? pos + 1 : lk);
+        const i64 from = window > 0 ? pos + 1 - window : 0;
+        const i64 first = from < 0 ? 0 : (from < last ? from : last);
 #else
-        const i64 keys = lk;
+        const i64 first = 0, last = lk;
 #endif
         GLOBAL float* sc = scores + r * lk;
         float m = -F32_INF;
-        for (i64 j = t; j < keys; j += WG) {
+        for (i64 j = first + t; j < last; j += WG) {
             float dot = 0.0f;
             for (i64 e = 0; e < d; ++e) {
                 dot += X_LD(q, ko[0] + e * q_sd) * SCALE_DOWN * X_LD(k, ko[2] + j * k_sj + e * k_sd);
             }
-            const float l = dot * scale;
+            float l = dot * scale;
+            if (softcap > 0.0f) {
+                /* The cap on the logit's real value, kept in units of 2^-64 again. */
+                l = softcap * tanhf((l * SCALE_UP) / softcap) * SCALE_DOWN;
+            }
             sc[j] = l;
             m = max_nan(m, l);
         }
         m = group_max_f32(red, m);
         float s = 0.0f;
-        for (i64 j = t; j < keys; j += WG) {
+        for (i64 j = first + t; j < last; j += WG) {
             const float p = expf((sc[j] - m) * SCALE_UP);
             sc[j] = p;
             s += p;
@@ -165,8 +175,9 @@ KERNEL void attn_rows(GLOBAL X_ST* out, GLOBAL const X_ST* q, GLOBAL const X_ST*
         s = group_sum_f32(red, s);
         for (i64 e = t; e < dv; e += WG) {
             float acc = 0.0f;
-            for (i64 j = 0; j < keys; ++j) acc += sc[j] * X_LD(v, ko[3] + j * v_sj + e * v_sd);
-            X_SV(out, ko[1] + e * o_sd, acc / s);
+            for (i64 j = first; j < last; ++j) acc += sc[j] * X_LD(v, ko[3] + j * v_sj + e * v_sd);
+            /* A row that sees no key is 0. */
+            X_SV(out, ko[1] + e * o_sd, last > first ? acc / s : 0.0f);
         }
         BARRIER();
     }

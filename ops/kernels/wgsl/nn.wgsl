@@ -206,12 +206,19 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     let o = walk0(row);
     let i = row % p.lq;
     let kv = walk1(row / p.lq);
+    // The keys first..nk-1 that the row sees: all; or, causal, those at or before its position
+    // i + shift (within the window).
+    var first = 0u;
     var nk = p.lk;
-    if (p.causal != 0u) { nk = min(p.lk, i + 1u); }
+    if (p.causal != 0u) {
+        let pos = i32(i) + p.shift;
+        nk = u32(clamp(pos + 1, 0, i32(p.lk)));
+        if (p.window > 0u) { first = u32(clamp(pos + 1 - i32(p.window), 0, i32(nk))); }
+    }
     let sb = wid.x * p.lk;
     var m: $W = $W(-inf_f32());
     var nan = false;
-    for (var j = t; j < nk; j += 64u) {
+    for (var j = first + t; j < nk; j += 64u) {
         var s: $W = 0.0;
         for (var d0 = 0u; d0 < p.d; d0 += 16u) {
             for (var u = 0u; u < 16u; u++) {
@@ -222,13 +229,19 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
             }
         }
         s = s * $W(p.scale);
+        if (p.softcap > 0.0) {
+            // tanh from one exponential, finite for every argument.
+            let x = f32(s) / p.softcap;
+            let e = exp_ieee(-2.0 * abs(x));
+            s = $W(p.softcap * sign(x) * ((1.0 - e) / (1.0 + e)));
+        }
         scratch[sb + j] = s;
         if (w_is_nan(s)) { nan = true; } else { m = max(m, s); }
     }
     if (nan) { m = $W(nan_f32()); }
     m = attn_reduce(t, m, true);
     var l: $W = 0.0;
-    for (var j = t; j < nk; j += 64u) {
+    for (var j = first + t; j < nk; j += 64u) {
         let e = $W(exp_ieee(f32(scratch[sb + j] - m)));
         scratch[sb + j] = e;
         l = l + e;
@@ -237,7 +250,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     storageBarrier();
     for (var c = t; c < p.dv; c += 64u) {
         var acc: $W = 0.0;
-        for (var j0 = 0u; j0 < nk; j0 += 16u) {
+        for (var j0 = first; j0 < nk; j0 += 16u) {
             for (var u = 0u; u < 16u; u++) {
                 let j = j0 + u;
                 if (j < nk) {
@@ -245,6 +258,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
                 }
             }
         }
-        st_out(o[1] + c * p.o_ds, f32(acc / l));
+        // A row that sees no key is 0.
+        st_out(o[1] + c * p.o_ds, select(0.0, f32(acc / l), nk > first));
     }
 }

@@ -2,6 +2,7 @@
 
 use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 
+use crate::attention::{Geometry, RowSpace};
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
@@ -173,13 +174,13 @@ fn rope(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
 
 fn attention(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
     let op = call.op.as_str();
-    let causal = attrs.flag("causal", false)?;
     let (q, k, v, out) = (
         input(call, 0)?,
         input(call, 1)?,
         input(call, 2)?,
         output(call, 0)?,
     );
+    let geo = Geometry::of(attrs, q.desc(), k.desc())?;
     let r = q.rank();
     let (lq, d) = (q.shape()[r - 2], q.shape()[r - 1]);
     let (lk, dv) = (k.shape()[r - 2], v.shape()[r - 1]);
@@ -188,26 +189,33 @@ fn attention(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
     if nrows == 0 || dv == 0 {
         return Ok(());
     }
-    // Rows: q's dimensions but the last; k and v follow the batch dimensions only.
-    let mut shape = q.shape()[..r - 1].to_vec();
-    shape.push(1);
-    let batch_only = |t: &Tensor| {
-        let mut s = t.strides()[..r - 2].to_vec();
-        s.extend([0, 0]);
+    // Rows: q's dimensions but the last; k and v follow the batch dimensions only (repeated
+    // over the group of grouped-query heads).
+    let rs = RowSpace::new(
+        &geo,
+        q.shape(),
+        q.strides(),
+        out.strides(),
+        k.strides(),
+        v.strides(),
+    );
+    let rows_only = |s: &[usize]| {
+        let mut s = s.to_vec();
+        s.push(0);
         s
     };
-    let layouts = Layouts::new(&shape)
-        .with(q.strides().to_vec(), base_offset(q))
-        .with(out.strides().to_vec(), base_offset(out))
-        .with(batch_only(k), base_offset(k))
-        .with(batch_only(v), base_offset(v))
+    let layouts = Layouts::new(&rs.dims)
+        .with(rs.q.clone(), base_offset(q))
+        .with(rs.out.clone(), base_offset(out))
+        .with(rows_only(&rs.k), base_offset(k))
+        .with(rows_only(&rs.v), base_offset(v))
         .collapse();
     let wg = 64u32.min(ctx.wg());
     let spec = KernelSpec::new(Family::Nn, "attn_rows")
         .flag("ATTN_ROWS")
         .def("KRANK", layouts.rank())
         .def("WG", wg)
-        .def("ATTN_CAUSAL", causal as u8);
+        .def("ATTN_CAUSAL", geo.causal as u8);
     let spec = dtype_defs(spec, "X", q.dtype());
     let lay = layouts.lay(op)?;
     let per_launch = (SCORES_BYTES / (lk.max(1) * 4)).clamp(1, nrows);
@@ -235,6 +243,9 @@ fn attention(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
             KernelArg::scalar(v.strides()[r - 1] as i64),
             KernelArg::scalar(out.strides()[r - 1] as i64),
             KernelArg::scalar(scale as f32),
+            KernelArg::scalar(geo.shift),
+            KernelArg::scalar(geo.window as i64),
+            KernelArg::scalar(geo.softcap as f32),
         ];
         ctx.run(&spec, ctx.groups(n.min(MAX_GROUPS), wg), &args)?;
         row0 += n;

@@ -5,6 +5,7 @@ use anyaccel_hal::{OpCall, Result};
 use super::reduce::{for_lines, line_offset};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound, TView};
+use crate::attention::Geometry;
 use crate::attrs::Attrs;
 use crate::catalog::misrouted;
 use crate::plan::eps;
@@ -134,34 +135,43 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             })
         }
         "attention" => {
-            let causal = attrs.flag("causal", false)?;
+            let (qd, kd) = (call.inputs[0].as_ref(), call.inputs[1].as_ref());
+            let geo = match (qd, kd) {
+                (Some(q), Some(k)) => Geometry::of(&attrs, q.desc(), k.desc())?,
+                _ => return Err(misrouted(&call.op)),
+            };
             let scale = attrs.float_opt("scale")?;
             Box::new(move |b: &Bound| {
                 let (q, k, v, out) = (b.input(0)?, b.input(1)?, b.input(2)?, b.out(0));
                 let r = q.desc.rank();
                 let (lq, d) = (q.desc.shape[r - 2], q.desc.shape[r - 1]);
-                let (lk, dv) = (k.desc.shape[r - 2], v.desc.shape[r - 1]);
+                let dv = v.desc.shape[r - 1];
                 let scale = scale.unwrap_or(1.0 / (d as f64).sqrt());
-                let mut batch_space = q.desc.shape[..r - 2].to_vec();
-                batch_space.extend([1, 1]);
+                // k and v follow their own batch dimensions: q's batch index, with the head
+                // index divided by the group (grouped-query heads).
+                let mut kv_space = k.desc.shape[..r - 2].to_vec();
+                kv_space.extend([1, 1]);
+                let heads = if r >= 3 { q.desc.shape[r - 3] } else { 1 };
                 for_lines(q, [out], r - 1, |line, qb, [ob]| {
                     let (bi, i) = (line / lq.max(1), line % lq.max(1));
-                    let kb = line_offset(k, &batch_space, bi);
-                    let vb = line_offset(v, &batch_space, bi);
+                    let kv = (bi / heads) * (heads / geo.group) + (bi % heads) / geo.group;
+                    let kb = line_offset(k, &kv_space, kv);
+                    let vb = line_offset(v, &kv_space, kv);
                     let qr = row(q, qb, q.desc.strides[r - 1], d);
-                    let keys = if causal { lk.min(i + 1) } else { lk };
-                    let scores: Vec<f64> = (0..keys)
+                    let keys = geo.keys(i);
+                    let scores: Vec<f64> = keys
+                        .clone()
                         .map(|j| {
                             let kr =
                                 row(k, kb + j * k.desc.strides[r - 2], k.desc.strides[r - 1], d);
-                            scale * qr.iter().zip(&kr).map(|(a, b)| a * b).sum::<f64>()
+                            geo.cap(scale * qr.iter().zip(&kr).map(|(a, b)| a * b).sum::<f64>())
                         })
                         .collect();
                     let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let p: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                     let total: f64 = p.iter().sum();
                     let mut acc = vec![0.0; dv];
-                    for (j, pj) in p.iter().enumerate() {
+                    for (j, pj) in keys.zip(&p) {
                         let vr = row(v, vb + j * v.desc.strides[r - 2], v.desc.strides[r - 1], dv);
                         for (a, x) in acc.iter_mut().zip(vr) {
                             *a += pj * x;
@@ -171,7 +181,8 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         out,
                         ob,
                         out.desc.strides[r - 1],
-                        acc.into_iter().map(|a| a / total),
+                        // A row that sees no key (the mask leaves it none) is 0.
+                        acc.into_iter().map(|a| if p.is_empty() { 0.0 } else { a / total }),
                     );
                     Ok(())
                 })

@@ -3,6 +3,7 @@
 
 use anyaccel_hal::{Error, OpCall, Result};
 
+use crate::attention::{Geometry, RowSpace};
 use super::{attrs, bind, count32, input, output, section, Access, Bound, Cx, Shader, Space};
 use crate::catalog::misrouted;
 use crate::plan::eps;
@@ -149,11 +150,17 @@ fn rope(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     sh.launch([n as u64, 1, 1])
 }
 
+/// `v` clamped to the range of i32 (a shift beyond it masks every key or none, as the clamped
+/// one does: the row and key counts fit in u32).
+fn clamp_i32(v: i64) -> i32 {
+    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
 fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let a = attrs(call)?;
-    let causal = a.flag("causal", false)?;
     let (q_t, k_t, v_t) = (input(call, 0)?, input(call, 1)?, input(call, 2)?);
+    let geo = Geometry::of(&a, q_t.desc(), k_t.desc())?;
     let (q, k, v) = (bind(q_t)?, bind(k_t)?, bind(v_t)?);
     let out = bind(output(call, 0)?)?;
     let r = q.desc.rank();
@@ -187,7 +194,16 @@ fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     }
     let scratch = cx.device.alloc(per_launch * lk * size)?;
     let access = Access::of(q.desc.dtype);
-    let batch = &q.desc.shape[..r - 2];
+    // Rows: q's dimensions but the last; k and v follow the batch dimensions only (repeated
+    // over the group of grouped-query heads).
+    let rs = RowSpace::new(
+        &geo,
+        &q.desc.shape,
+        &q.desc.strides,
+        &out.desc.strides,
+        &k.desc.strides,
+        &v.desc.strides,
+    );
     let mut row0 = 0;
     while row0 < rows {
         let count = per_launch.min(rows - row0);
@@ -198,14 +214,14 @@ fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.tensor("out", &out, access, true)?;
         sh.words("scratch", scratch.whole(), wide, true);
         sh.space(
-            Space::new(&q.desc.shape[..r - 1])
-                .with(q.desc.offset, q.desc.strides[..r - 1].to_vec())
-                .with(out.desc.offset, out.desc.strides[..r - 1].to_vec()),
+            Space::new(&rs.dims)
+                .with(q.desc.offset, rs.q.clone())
+                .with(out.desc.offset, rs.out.clone()),
         );
         sh.space(
-            Space::new(batch)
-                .with(k.desc.offset, k.desc.strides[..r - 2].to_vec())
-                .with(v.desc.offset, v.desc.strides[..r - 2].to_vec()),
+            Space::new(&rs.kv_dims)
+                .with(k.desc.offset, rs.k.clone())
+                .with(v.desc.offset, rs.v.clone()),
         );
         sh.size("row0", row0)?;
         sh.size("lq", lq)?;
@@ -219,7 +235,10 @@ fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.size("v_ds", v.desc.strides[r - 1])?;
         sh.size("o_ds", out.desc.strides[r - 1])?;
         sh.f32("scale", scale as f32);
-        sh.u32("causal", causal as u32);
+        sh.u32("causal", geo.causal as u32);
+        sh.i32("shift", clamp_i32(geo.shift));
+        sh.u32("window", u32::try_from(geo.window).unwrap_or(u32::MAX));
+        sh.f32("softcap", geo.softcap as f32);
         sh.body(&section(NN, "attention")?.replace("$W", wide));
         sh.launch([count as u64 * 64, 1, 1])?;
         row0 += count;
