@@ -755,8 +755,64 @@ pub fn attention(
     causal: bool,
     scale: Option<f64>,
 ) -> Result<Tensor> {
-    let mut attrs = vec![attr("causal", AttrValue::Int(causal as i64))];
-    if let Some(s) = scale {
+    let options = AttentionOptions {
+        causal,
+        scale,
+        ..AttentionOptions::default()
+    };
+    attention_with(q, query, key, value, &options)
+}
+
+/// Where causal masking puts the queries among the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CausalAlign {
+    /// Query row i sees keys 0..=i.
+    #[default]
+    TopLeft,
+    /// Query row i sees keys 0..=i + Lk - Lq: the queries are the last positions (KV cache).
+    BottomRight,
+}
+
+/// The options of [`attention_with`] beyond its inputs (docs/ops.md 8.8).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AttentionOptions {
+    /// Causal masking.
+    pub causal: bool,
+    /// The logit scale; `None`: `1/sqrt(D)`.
+    pub scale: Option<f64>,
+    /// Where causal masking aligns the queries.
+    pub align: CausalAlign,
+    /// With `causal`, a sliding window of this many keys (0: none).
+    pub window: usize,
+    /// Logits become `softcap * tanh(logit / softcap)` (0: none).
+    pub softcap: f64,
+}
+
+/// Attention with every option: grouped-query heads (k and v with a head dimension that
+/// divides q's), causal masking aligned either way, a sliding window and a soft cap.
+pub fn attention_with(
+    q: &dyn Queue,
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    options: &AttentionOptions,
+) -> Result<Tensor> {
+    let mut attrs = vec![
+        attr("causal", AttrValue::Int(options.causal as i64)),
+        attr(
+            "causal_align",
+            AttrValue::Str(
+                match options.align {
+                    CausalAlign::TopLeft => "top_left",
+                    CausalAlign::BottomRight => "bottom_right",
+                }
+                .into(),
+            ),
+        ),
+        attr("window", AttrValue::Int(options.window as i64)),
+        attr("softcap", AttrValue::Float(options.softcap)),
+    ];
+    if let Some(s) = options.scale {
         attrs.push(attr("scale", AttrValue::Float(s)));
     }
     call(

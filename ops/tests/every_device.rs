@@ -398,6 +398,85 @@ fn random_draws_have_their_distributions(d: &dyn Device, q: &dyn Queue) {
     assert!(b.iter().zip(&o).all(|(&b, &o)| (b == 1.0) == (o == 0.0)));
 }
 
+/// The attention options against their definitions through other calls: grouped-query heads
+/// equal the keys and values repeated per group; a bottom-right causal mask with one query
+/// sees every key; a window as long as the keys changes nothing; a huge soft cap changes the
+/// result by little; bottom-right rows that see no key are 0.
+fn attention_options_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
+    use ops::{AttentionOptions, CausalAlign};
+    let id = &d.info().id;
+    let vals = |n: usize, seed: u64| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0)
+            .collect()
+    };
+    let t = |v: Vec<f32>, shape: &[usize]| Tensor::from_slice(q, &v, shape).unwrap();
+    let get = |t: &Tensor| t.to_vec::<f32>(q).unwrap();
+    let close = |a: &[f32], b: &[f32], tol: f32, what: &str| {
+        assert_eq!(a.len(), b.len(), "{what} on {id}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol, "{what} on {id}: [{i}] {x} vs {y}");
+        }
+    };
+    // q: 2 batches x 4 heads x 3 rows x 8; k, v: 2 x 2 heads x 5 keys.
+    let query = t(vals(2 * 4 * 3 * 8, 1), &[2, 4, 3, 8]);
+    let key = t(vals(2 * 2 * 5 * 8, 2), &[2, 2, 5, 8]);
+    let value = t(vals(2 * 2 * 5 * 6, 3), &[2, 2, 5, 6]);
+    let rep = |x: &Tensor| ops::repeat_interleave(q, x, &[2], 1).unwrap();
+    for align in [CausalAlign::TopLeft, CausalAlign::BottomRight] {
+        for (causal, window, softcap) in [(false, 0, 0.0), (true, 0, 0.0), (true, 2, 0.5)] {
+            let o = AttentionOptions {
+                causal,
+                align,
+                window,
+                softcap,
+                scale: None,
+            };
+            let grouped = ops::attention_with(q, &query, &key, &value, &o).unwrap();
+            let repeated = ops::attention_with(q, &query, &rep(&key), &rep(&value), &o).unwrap();
+            close(
+                &get(&grouped),
+                &get(&repeated),
+                1e-6,
+                &format!("grouped {o:?}"),
+            );
+        }
+    }
+    let last = query.narrow(2, 2, 1).unwrap();
+    let br = AttentionOptions {
+        causal: true,
+        align: CausalAlign::BottomRight,
+        ..Default::default()
+    };
+    let plain = ops::attention_with(q, &last, &key, &value, &AttentionOptions::default());
+    let masked = ops::attention_with(q, &last, &key, &value, &br);
+    close(
+        &get(&masked.unwrap()),
+        &get(&plain.unwrap()),
+        1e-6,
+        "one bottom-right query",
+    );
+    let windowed = AttentionOptions { window: 5, ..br };
+    let a = ops::attention_with(q, &query, &key, &value, &windowed).unwrap();
+    let b = ops::attention_with(q, &query, &key, &value, &br).unwrap();
+    close(&get(&a), &get(&b), 1e-6, "window as long as the keys");
+    let capped = AttentionOptions { softcap: 1e4, ..br };
+    let a = ops::attention_with(q, &query, &key, &value, &capped).unwrap();
+    close(&get(&a), &get(&b), 1e-4, "a huge soft cap");
+    // 7 queries over 4 keys, bottom right: rows 0..2 see no key.
+    let q7 = t(vals(7 * 8, 4), &[7, 8]);
+    let (k4, v4) = (t(vals(4 * 8, 5), &[4, 8]), t(vals(4 * 6, 6), &[4, 6]));
+    let o = get(&ops::attention_with(q, &q7, &k4, &v4, &br).unwrap());
+    assert!(
+        o[..3 * 6].iter().all(|&x| x == 0.0),
+        "rows without keys on {id}: {o:?}"
+    );
+    assert!(
+        o[3 * 6..].iter().any(|&x| x != 0.0),
+        "rows with keys on {id}"
+    );
+}
+
 macro_rules! on_each_device {
     ($($test:ident),* $(,)?) => {
         mod cpu {
@@ -441,4 +520,5 @@ on_each_device!(
     arange_takes_the_whole_i64_range,
     random_bits_match_the_recipe,
     random_draws_have_their_distributions,
+    attention_options_match_their_definitions,
 );

@@ -293,27 +293,42 @@ pub(super) fn attention_cases(b: &mut Builder, dtypes: &[DType]) {
 fn attention_v2_cases(b: &mut Builder, d: DType) {
     type Shapes = (&'static str, [&'static [usize]; 3], Layout);
     let shapes: &[Shapes] = &[
-        ("gqa_h4_kv2", [&[2, 4, 5, 8], &[2, 2, 7, 8], &[2, 2, 7, 6]], C),
-        ("gqa_h6_kv1", [&[6, 3, 4], &[1, 9, 4], &[1, 9, 3]], Layout::Transposed),
+        (
+            "gqa_h4_kv2",
+            [&[2, 4, 5, 8], &[2, 2, 7, 8], &[2, 2, 7, 6]],
+            C,
+        ),
+        (
+            "gqa_h6_kv1",
+            [&[6, 3, 4], &[1, 9, 4], &[1, 9, 3]],
+            Layout::Transposed,
+        ),
         ("lq3_lk10", [&[2, 3, 8], &[2, 10, 8], &[2, 10, 8]], C),
         ("lq7_lk4", [&[7, 8], &[4, 8], &[4, 8]], C),
     ];
     let variants: &[(&str, &[(&str, AttrValue)])] = &[
         ("br", &[("causal", AttrValue::Int(1))]),
-        ("br_w3", &[("causal", AttrValue::Int(1)), ("window", AttrValue::Int(3))]),
-        ("tl_w2", &[("causal", AttrValue::Int(1)), ("window", AttrValue::Int(2))]),
+        (
+            "br_w3",
+            &[("causal", AttrValue::Int(1)), ("window", AttrValue::Int(3))],
+        ),
+        (
+            "tl_w2",
+            &[("causal", AttrValue::Int(1)), ("window", AttrValue::Int(2))],
+        ),
         ("cap5", &[("softcap", AttrValue::Float(5.0))]),
         (
             "br_cap0_5",
-            &[("causal", AttrValue::Int(1)), ("softcap", AttrValue::Float(0.5))],
+            &[
+                ("causal", AttrValue::Int(1)),
+                ("softcap", AttrValue::Float(0.5)),
+            ],
         ),
     ];
     for &(tag, [q, k, v], layout) in shapes {
         for &(vtag, extra) in variants {
-            let mut attrs: Vec<(String, AttrValue)> = extra
-                .iter()
-                .map(|(n, v)| attr(n, v.clone()))
-                .collect();
+            let mut attrs: Vec<(String, AttrValue)> =
+                extra.iter().map(|(n, v)| attr(n, v.clone())).collect();
             if vtag.starts_with("br") {
                 attrs.push(attr("causal_align", AttrValue::Str("bottom_right".into())));
             }

@@ -361,7 +361,11 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
         ));
     }
     let heads = if r >= 3 { batch[r - 3] } else { 1 };
-    let group = if r >= 3 { heads / kv_batch[r - 3].max(1) } else { 1 };
+    let group = if r >= 3 {
+        heads / kv_batch[r - 3].max(1)
+    } else {
+        1
+    };
     let (lq, d) = (q.shape[r - 2], q.shape[r - 1]);
     let (lk, dk) = (k.shape[r - 2], k.shape[r - 1]);
     let (lv, dv) = (v.shape[r - 2], v.shape[r - 1]);
@@ -444,7 +448,11 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
             let pos = i as i64 + shift;
             let (first, last) = if causal {
                 let last = (pos + 1).clamp(0, lk as i64);
-                let first = if window > 0 { (pos + 1 - window).clamp(0, last) } else { 0 };
+                let first = if window > 0 {
+                    (pos + 1 - window).clamp(0, last)
+                } else {
+                    0
+                };
                 (first as usize, last as usize)
             } else {
                 (0, lk)

@@ -241,52 +241,140 @@ static AnyaccelStatus op_rope(const RefCall *c) {
 
 /* ---- attention ------------------------------------------------------------------------------- */
 
-/* Element offset of batch `bi` (row-major over the batch dims, all equal) in t. */
-static int64_t plain_batch_offset(const RefTensor *t, int64_t bi) {
+/*
+ * Element offset in t (k, v or out) of q's batch `bi` (row-major over q's batch dims `qshape`).
+ * t's head dimension (rank - 3) may be q's divided by `group` (grouped-query attention): query
+ * head h reads head h / group there. The other batch dims are equal.
+ */
+static int64_t attention_batch_offset(const RefTensor *t, const int64_t *qshape, int64_t group, int64_t bi) {
     int64_t off = 0;
     for (int d = t->ndim - 3; d >= 0; d--) {
-        off += (bi % t->shape[d]) * t->strides[d];
-        bi /= t->shape[d];
+        int64_t idx = bi % qshape[d];
+        bi /= qshape[d];
+        if (d == t->ndim - 3) idx /= group;
+        off += idx * t->strides[d];
     }
     return off;
 }
 
+#define ATT_INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "attention: " __VA_ARGS__)
+
+/*
+ * out[..., i, :] = softmax_j(cap(scale * q_i . k_j)) v_j over the keys j that row i sees: all of
+ * them, or with causal = 1 those at or before its position pos = i (causal_align = top_left) or
+ * i + Lk - Lq (bottom_right), and with window > 0 only the last `window` of these. A row that
+ * sees no key is 0. cap(l) = softcap * tanh(l / softcap) when softcap > 0. k and v may have a
+ * head dimension (the one before the rows) that divides q's: grouped-query attention.
+ */
 static AnyaccelStatus op_attention(const RefCall *c) {
+    if (c->num_inputs != 3 || c->num_outputs != 1 || !c->inputs[0].present || !c->inputs[1].present ||
+        !c->inputs[2].present)
+        return ATT_INVALID("expected inputs q, k and v and one output");
     const RefTensor *q = &c->inputs[0], *k = &c->inputs[1], *v = &c->inputs[2], *out = &c->outputs[0];
+    char qs[REF_MAX_DIMS * 21 + 16], ks[REF_MAX_DIMS * 21 + 16], vs[REF_MAX_DIMS * 21 + 16];
+    dims_str(q, qs, sizeof qs);
+    dims_str(k, ks, sizeof ks);
+    dims_str(v, vs, sizeof vs);
     int r = q->ndim;
+    if (r < 2 || k->ndim < 2 || v->ndim < 2)
+        return ATT_INVALID("q is %s, k is %s, v is %s: each needs rank >= 2 ([..., L, D])", qs, ks, vs);
+
+    /* Batch dims: equal, except that k's and v's head dim (rank - 3) may divide q's. */
+    int same_rank = k->ndim == r && v->ndim == r;
+    for (int d = 0; same_rank && d < r - 2; d++) same_rank = v->shape[d] == k->shape[d];
+    int equal = same_rank, grouped = same_rank && r >= 3 && k->shape[r - 3] > 0 &&
+                                     q->shape[r - 3] % k->shape[r - 3] == 0;
+    for (int d = 0; same_rank && d < r - 2; d++) {
+        if (q->shape[d] != k->shape[d]) {
+            equal = 0;
+            if (d != r - 3) grouped = 0;
+        }
+    }
+    if (!same_rank || (!equal && !grouped))
+        return ATT_INVALID("q is %s, k is %s, v is %s: batch dims must be equal (k's and v's head dim "
+                           "may divide q's)",
+                           qs, ks, vs);
     int64_t lq = q->shape[r - 2], d = q->shape[r - 1], lk = k->shape[r - 2], dv = v->shape[r - 1];
+    if (k->shape[r - 1] != d)
+        return ATT_INVALID("k is %s but q is %s: the last dimensions (D) must match", ks, qs);
+    if (v->shape[r - 2] != lk) return ATT_INVALID("v is %s but k is %s: v needs one row per key (Lk)", vs, ks);
+    if (lk == 0 && lq > 0)
+        return ATT_INVALID("k is %s and q is %s: Lk = 0 keys for Lq = %lld queries, expected at least 1 key",
+                           ks, qs, (long long)lq);
+    int64_t heads = r >= 3 ? q->shape[r - 3] : 1;
+    int64_t group = r >= 3 && k->shape[r - 3] > 0 ? heads / k->shape[r - 3] : 1;
+    if (group < 1) group = 1;
+
+    /* Attributes. */
     int64_t causal = 0;
-    ref_attr_int(c, "causal", &causal);
+    if (ref_attr_int(c, "causal", &causal) < 0) return ATT_INVALID("attribute `causal` must be an Int");
+    if (causal != 0 && causal != 1)
+        return ATT_INVALID("attribute `causal` is Int(%lld), expected Int(0) or Int(1)", (long long)causal);
     double scale = 1.0 / sqrt((double)d); /* D = 0 gives +Inf, so NaN logits, as the contract says */
-    ref_attr_float(c, "scale", &scale);
+    int got = ref_attr_float(c, "scale", &scale);
+    if (got < 0) return ATT_INVALID("attribute `scale` must be a Float");
+    if (got > 0 && !isfinite(scale)) return ATT_INVALID("attribute `scale` is %g, expected a finite value", scale);
+    int64_t shift = 0; /* where row i sits among the keys: i + shift */
+    const RefAttr *align = ref_attr(c, "causal_align");
+    if (align) {
+        const char *a = ref_attr_str(c, "causal_align");
+        if (!a) return ATT_INVALID("attribute `causal_align` must be a Str");
+        if (strcmp(a, "bottom_right") == 0)
+            shift = lk - lq;
+        else if (strcmp(a, "top_left") != 0)
+            return ATT_INVALID("attribute `causal_align` is `%s`, expected top_left or bottom_right", a);
+    }
+    int64_t window = 0;
+    if (ref_attr_int(c, "window", &window) < 0) return ATT_INVALID("attribute `window` must be an Int");
+    if (window < 0 || (window > 0 && !causal))
+        return ATT_INVALID("attribute `window` is %lld, expected 0, or > 0 with causal = 1", (long long)window);
+    double softcap = 0.0;
+    if (ref_attr_float(c, "softcap", &softcap) < 0) return ATT_INVALID("attribute `softcap` must be a Float");
+    if (!(isfinite(softcap) && softcap >= 0.0))
+        return ATT_INVALID("attribute `softcap` is %g, expected a finite value >= 0", softcap);
+
     int64_t batches = 1;
     for (int i = 0; i < r - 2; i++) batches *= q->shape[i];
     double *e = malloc((size_t)(lk ? lk : 1) * sizeof *e);
     if (!e) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "attention: out of host memory");
     for (int64_t bi = 0; bi < batches; bi++) {
-        int64_t qb = plain_batch_offset(q, bi), kb = plain_batch_offset(k, bi);
-        int64_t vb = plain_batch_offset(v, bi), ob = plain_batch_offset(out, bi);
+        int64_t qb = attention_batch_offset(q, q->shape, 1, bi);
+        int64_t ob = attention_batch_offset(out, q->shape, 1, bi);
+        int64_t kb = attention_batch_offset(k, q->shape, group, bi);
+        int64_t vb = attention_batch_offset(v, q->shape, group, bi);
         for (int64_t i = 0; i < lq; i++) {
-            /* Top-left aligned: row i sees keys 0..=i; masked keys take no part at all. */
-            int64_t keys = causal ? (lk < i + 1 ? lk : i + 1) : lk;
+            /* The keys first..last-1 row i sees; masked keys take no part at all. */
+            int64_t first = 0, last = lk;
+            if (causal) {
+                int64_t pos = i + shift;
+                last = pos + 1 < 0 ? 0 : (pos + 1 > lk ? lk : pos + 1);
+                if (window > 0) {
+                    first = pos + 1 - window;
+                    if (first < 0) first = 0;
+                    if (first > last) first = last;
+                }
+            }
             double m = -INFINITY;
-            for (int64_t j = 0; j < keys; j++) {
+            for (int64_t j = first; j < last; j++) {
                 double dot = 0.0;
                 for (int64_t t = 0; t < d; t++)
                     dot += at(q, qb + i * q->strides[r - 2] + t * q->strides[r - 1]) *
                            at(k, kb + j * k->strides[r - 2] + t * k->strides[r - 1]);
-                e[j] = dot * scale;
-                m = fmax(m, e[j]);
+                double l = dot * scale;
+                if (softcap > 0.0) l = softcap * tanh(l / softcap);
+                e[j - first] = l;
+                m = fmax(m, l);
             }
             double s = 0.0;
-            for (int64_t j = 0; j < keys; j++) {
-                e[j] = exp(e[j] - m);
-                s += e[j];
+            for (int64_t j = first; j < last; j++) {
+                e[j - first] = exp(e[j - first] - m);
+                s += e[j - first];
             }
+            /* A row that sees no key is 0. */
             for (int64_t col = 0; col < dv; col++) {
                 double y = 0.0;
-                for (int64_t j = 0; j < keys; j++)
-                    y += e[j] / s * at(v, vb + j * v->strides[r - 2] + col * v->strides[r - 1]);
+                for (int64_t j = first; j < last; j++)
+                    y += e[j - first] / s * at(v, vb + j * v->strides[r - 2] + col * v->strides[r - 1]);
                 put(out, ob + i * out->strides[r - 2] + col * out->strides[r - 1], y);
             }
         }
@@ -294,6 +382,8 @@ static AnyaccelStatus op_attention(const RefCall *c) {
     free(e);
     return ANYACCEL_OK;
 }
+
+#undef ATT_INVALID
 
 AnyaccelStatus ref_op_nn(const RefCall *c) {
     if (strcmp(c->op, "softmax") == 0) return op_softmax(c, 0);

@@ -230,10 +230,18 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         }
         s = s * $W(p.scale);
         if (p.softcap > 0.0) {
-            // tanh from one exponential, finite for every argument.
+            // tanh, finite for every argument: its series near 0 (where 1 - e would cancel),
+            // else from one exponential.
             let x = f32(s) / p.softcap;
-            let e = exp_ieee(-2.0 * abs(x));
-            s = $W(p.softcap * sign(x) * ((1.0 - e) / (1.0 + e)));
+            var th: f32;
+            if (abs(x) < 0.125) {
+                let x2 = x * x;
+                th = x * (1.0 + x2 * (-0.33333334 + x2 * (0.13333334 + x2 * -0.05396825)));
+            } else {
+                let e = exp_ieee(-2.0 * abs(x));
+                th = sign(x) * ((1.0 - e) / (1.0 + e));
+            }
+            s = $W(p.softcap * th);
         }
         scratch[sb + j] = s;
         if (w_is_nan(s)) { nan = true; } else { m = max(m, s); }

@@ -2,9 +2,9 @@
 
 use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 
-use crate::attention::{Geometry, RowSpace};
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
+use crate::attention::{Geometry, RowSpace};
 use crate::attrs::Attrs;
 use crate::catalog::misrouted;
 use crate::plan::eps;

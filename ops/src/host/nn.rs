@@ -182,7 +182,8 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         ob,
                         out.desc.strides[r - 1],
                         // A row that sees no key (the mask leaves it none) is 0.
-                        acc.into_iter().map(|a| if p.is_empty() { 0.0 } else { a / total }),
+                        acc.into_iter()
+                            .map(|a| if p.is_empty() { 0.0 } else { a / total }),
                     );
                     Ok(())
                 })

@@ -3,8 +3,8 @@
 
 use anyaccel_hal::{Error, OpCall, Result};
 
-use crate::attention::{Geometry, RowSpace};
 use super::{attrs, bind, count32, input, output, section, Access, Bound, Cx, Shader, Space};
+use crate::attention::{Geometry, RowSpace};
 use crate::catalog::misrouted;
 use crate::plan::eps;
 
