@@ -110,7 +110,7 @@ pub(crate) fn check_shapes(q: &TensorDesc, k: &TensorDesc, v: &TensorDesc) -> Re
     let heads = r.saturating_sub(3);
     let grouped = r >= 3
         && k.shape[r - 3] > 0
-        && q.shape[r - 3] % k.shape[r - 3] == 0
+        && q.shape[r - 3].is_multiple_of(k.shape[r - 3])
         && q.shape[..heads] == k.shape[..heads];
     if q.shape[..r - 2] != k.shape[..r - 2] && !grouped {
         return Err(Error::invalid_argument(format!(

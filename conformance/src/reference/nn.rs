@@ -347,7 +347,7 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
     let grouped = same_rank
         && r >= 3
         && kv_batch[r - 3] > 0
-        && batch[r - 3] % kv_batch[r - 3] == 0
+        && batch[r - 3].is_multiple_of(kv_batch[r - 3])
         && batch[..r - 3] == kv_batch[..r - 3];
     if !same_rank || (kv_batch != batch && !grouped) {
         return Err(invalid(
