@@ -8,27 +8,15 @@
 // compiler), so that no driver can contract it into a fused multiply-add.
 
 //# philox
-// The high and low halves of the 64-bit product a * b.
-fn rnd_mulhilo(a: u32, b: u32) -> vec2<u32> {
-    let a0 = a & 0xffffu;
-    let a1 = a >> 16u;
-    let b0 = b & 0xffffu;
-    let b1 = b >> 16u;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let mid = ((a0 * b0) >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-    let hi = a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
-
+// (Uses mul_wide of unary.wgsl: a * b as (low, high) words.)
 fn rnd_word(lin: u32) -> u32 {
     var c = vec4<u32>(lin >> 2u, 0u, p.c2, p.c3);
     var k0 = p.k0;
     var k1 = p.k1;
     for (var r = 0u; r < 10u; r++) {
-        let m0 = rnd_mulhilo(0xD2511F53u, c.x);
-        let m1 = rnd_mulhilo(0xCD9E8D57u, c.z);
-        c = vec4<u32>(m1.x ^ c.y ^ k0, m1.y, m0.x ^ c.w ^ k1, m0.y);
+        let m0 = mul_wide(0xD2511F53u, c.x);
+        let m1 = mul_wide(0xCD9E8D57u, c.z);
+        c = vec4<u32>(m1.y ^ c.y ^ k0, m1.x, m0.y ^ c.w ^ k1, m0.x);
         k0 = k0 + 0x9E3779B9u;
         k1 = k1 + 0xBB67AE85u;
     }

@@ -37,13 +37,7 @@ fn op_rsqrt(x: f32) -> f32 {
     if (is_inf(x)) { return 0.0; }
     return 1.0 / sqrt(x);
 }
-//# trig
-// sin and cos: the driver's functions for |x| < 65536, where they are accurate; above, an exact
-// Payne-Hanek reduction: |x| * 2/pi with 96 bits of 2/pi from the bit that matters, in 32-bit
-// integer arithmetic, gives the quadrant and r in [-pi/4, pi/4].
-const TWO_OVER_PI = array<u32, 12>(0u, 0xa2f9836eu, 0x4e441529u, 0xfc2757d1u, 0xf534ddc0u,
-    0xdb629599u, 0x3c439041u, 0xfe5163abu, 0xdebbc561u, 0xb7246e3au, 0x424dd2e0u, 0x06492eeau);
-
+//# mul_wide
 // a * b as (low, high) words.
 fn mul_wide(a: u32, b: u32) -> vec2<u32> {
     let a0 = a & 0xffffu;
@@ -60,6 +54,13 @@ fn mul_wide(a: u32, b: u32) -> vec2<u32> {
     let lo_carry = select(0u, 1u, lo < p00);
     return vec2<u32>(lo, p11 + (mid >> 16u) + (mid_carry << 16u) + lo_carry);
 }
+
+//# trig uses mul_wide
+// sin and cos: the driver's functions for |x| < 65536, where they are accurate; above, an exact
+// Payne-Hanek reduction: |x| * 2/pi with 96 bits of 2/pi from the bit that matters, in 32-bit
+// integer arithmetic, gives the quadrant and r in [-pi/4, pi/4].
+const TWO_OVER_PI = array<u32, 12>(0u, 0xa2f9836eu, 0x4e441529u, 0xfc2757d1u, 0xf534ddc0u,
+    0xdb629599u, 0x3c439041u, 0xfe5163abu, 0xdebbc561u, 0xb7246e3au, 0x424dd2e0u, 0x06492eeau);
 
 // 32 bits of 2/pi from bit k (bit 32 is the first after the binary point).
 fn two_over_pi_bits(k: u32) -> u32 {

@@ -3,7 +3,7 @@
 
 use anyaccel_hal::{DType, OpCall, Result};
 
-use super::elementwise::map;
+use super::elementwise::{map, UNARY};
 use super::{attrs, bind, input, output, Access, Cx, Shader};
 use crate::catalog::{op_of, Op};
 use crate::random::{dropout_scale, Stream};
@@ -73,6 +73,7 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             } else {
                 sh.f32("a", pa as f32).f32("b", pb as f32);
             }
+            sh.use_section(UNARY, "mul_wide")?;
             sh.use_section(RANDOM, "normal")?;
             if wide {
                 sh.use_section(RANDOM, "wide")?;
