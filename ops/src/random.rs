@@ -71,6 +71,28 @@ impl Stream {
     }
 }
 
+/// The two parameters every dialect's kernel of a random op takes, `a + b * draw` for the
+/// draws: `(low, high - low)` for `uniform`, `(mean, std)` for `normal`, `(p, 1 / (1 - p))`
+/// for `dropout`, and nothing for `bernoulli` (its probabilities are its input).
+pub(crate) fn params(
+    a: &crate::attrs::Attrs<'_>,
+    op: crate::catalog::Op,
+) -> anyaccel_hal::Result<(f64, f64)> {
+    use crate::catalog::Op;
+    Ok(match op {
+        Op::Uniform => {
+            let low = a.float_or_default("low")?;
+            (low, a.float_or_default("high")? - low)
+        }
+        Op::Normal => (a.float_or_default("mean")?, a.float_or_default("std")?),
+        Op::Dropout => {
+            let p = a.float_or_default("p")?;
+            (p, dropout_scale(p))
+        }
+        _ => (0.0, 0.0),
+    })
+}
+
 /// The f32 (or f64, when `wide`) value `1 / (1 - p)` that kept elements of `dropout` are
 /// multiplied by; 0 when `p` is 1.
 pub fn dropout_scale(p: f64) -> f64 {

@@ -6,7 +6,7 @@ use super::elementwise::{input, output, run_ew};
 use super::{buf, dtype_defs, Ctx, Family, KernelSpec, Layouts};
 use crate::attrs::Attrs;
 use crate::catalog::{op_of, Op};
-use crate::random::{dropout_scale, Stream};
+use crate::random::{params, Stream};
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
@@ -23,23 +23,13 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         })
     };
     let kind = op_of(op)?;
-    let (entry, flag, params) = match kind {
-        Op::Uniform => {
-            let low = a.float_or_default("low")?;
-            let span = a.float_or_default("high")? - low;
-            ("rnd_draw", "RND_UNIFORM", [low, span])
-        }
-        Op::Normal => (
-            "rnd_draw",
-            "RND_NORMAL",
-            [a.float_or_default("mean")?, a.float_or_default("std")?],
-        ),
-        Op::Bernoulli => ("rnd_mask", "RND_BERNOULLI", [0.0, 0.0]),
-        _ => {
-            let p = a.float_or_default("p")?;
-            ("rnd_mask", "RND_DROPOUT", [p, dropout_scale(p)])
-        }
+    let (entry, flag) = match kind {
+        Op::Uniform => ("rnd_draw", "RND_UNIFORM"),
+        Op::Normal => ("rnd_draw", "RND_NORMAL"),
+        Op::Bernoulli => ("rnd_mask", "RND_BERNOULLI"),
+        _ => ("rnd_mask", "RND_DROPOUT"),
     };
+    let (pa, pb) = params(&a, kind)?;
     let spec = KernelSpec::new(Family::Random, entry)
         .flag(flag)
         .def("RND_WIDE", wide as u8);
@@ -54,8 +44,8 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let tail = vec![
         KernelArg::scalar(stream.seed),
         KernelArg::scalar(stream.offset),
-        param(params[0]),
-        param(params[1]),
+        param(pa),
+        param(pb),
     ];
     run_ew(ctx, op, spec, layouts, buffers, tail)
 }

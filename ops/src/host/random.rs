@@ -8,7 +8,7 @@ use super::scalar::{load, store, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
 use crate::catalog::{op_of, Op};
-use crate::random::{dropout_scale, normal_z, u24, u32d, Stream};
+use crate::random::{normal_z, params, u24, u32d, Stream};
 
 /// Writes `value(input value, word)` to every element of `out` (the input, when there is one,
 /// has the output's shape); the word of element `i` is the stream's word `i`, taken a block
@@ -65,10 +65,11 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let a = Attrs::of(call)?;
     let stream = Stream::of(&a)?;
     let wide = call.outputs[0].dtype() == DType::F64;
-    Ok(match op_of(&call.op)? {
+    let kind = op_of(&call.op)?;
+    let (pa, pb) = params(&a, kind)?;
+    Ok(match kind {
         Op::Uniform => {
-            let (low, high) = (a.float_or_default("low")?, a.float_or_default("high")?);
-            let span = high - low;
+            let (low, span) = (pa, pb);
             Box::new(move |b: &Bound| {
                 generate(None, b.out(0), stream, |_, w| {
                     Val::F(if wide {
@@ -80,7 +81,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             })
         }
         Op::Normal => {
-            let (mean, std) = (a.float_or_default("mean")?, a.float_or_default("std")?);
+            let (mean, std) = (pa, pb);
             Box::new(move |b: &Bound| {
                 generate(None, b.out(0), stream, |_, w| {
                     let z = normal_z(w);
@@ -100,8 +101,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             })
         }),
         _ => {
-            let p = a.float_or_default("p")?;
-            let scale = dropout_scale(p);
+            let (p, scale) = (pa, pb);
             Box::new(move |b: &Bound| {
                 generate(Some(b.input(0)?), b.out(0), stream, |x, w| {
                     let x = float(x);

@@ -6,7 +6,7 @@ use anyaccel_hal::{DType, OpCall, Result};
 use super::elementwise::{map, UNARY};
 use super::{attrs, bind, input, output, Access, Cx, Shader};
 use crate::catalog::{op_of, Op};
-use crate::random::{dropout_scale, Stream};
+use crate::random::{params, Stream};
 
 static RANDOM: &str = include_str!("../../kernels/wgsl/random.wgsl");
 
@@ -20,18 +20,7 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let wide = dt == DType::F64;
     let kind = op_of(op)?;
     // The two parameters: an f32 each (p.a, p.b), or the halves of an f64 each.
-    let (pa, pb) = match kind {
-        Op::Uniform => {
-            let low = a.float_or_default("low")?;
-            (low, a.float_or_default("high")? - low)
-        }
-        Op::Normal => (a.float_or_default("mean")?, a.float_or_default("std")?),
-        Op::Bernoulli => (0.0, 0.0),
-        _ => {
-            let p = a.float_or_default("p")?;
-            (p, dropout_scale(p))
-        }
-    };
+    let (pa, pb) = params(&a, kind)?;
     let (a64, b64) = ("f64_from_parts(p.a0, p.a1)", "f64_from_parts(p.b0, p.b1)");
     let word = "rnd_word(lin)";
     let expr = match (kind, wide) {
