@@ -6,6 +6,7 @@
 
 use anyaccel_hal::{AttrValue, DType};
 use anyaccel_ops::{OpKind, CATALOG};
+use std::collections::HashSet;
 
 mod elementwise;
 mod movement;
@@ -180,6 +181,11 @@ pub struct Case {
     pub profiles: Vec<Profile>,
     /// True for the large cases (more than 2^24 elements in one tensor).
     pub large: bool,
+    /// True for a large case that repeats, for another op, the indexing of an earlier large
+    /// case: the ops of an elementwise family (unary, binary, comparison, activation gradient)
+    /// share one kernel template per dialect, so one large case of the family exercises its
+    /// 32/64-bit indexing. `--large-sample` skips these cases.
+    pub repeats_large: bool,
     /// What to run.
     pub body: CaseBody,
 }
@@ -275,6 +281,7 @@ impl Builder {
             group: format!("ops.{op}"),
             profiles: Profile::of_dtypes(dtypes),
             large,
+            repeats_large: false,
             body: CaseBody::Op(OpCase {
                 op,
                 inputs,
@@ -297,6 +304,7 @@ pub fn all_cases() -> Vec<Case> {
             group: "hal".into(),
             profiles: vec![Profile::Core],
             large: false,
+            repeats_large: false,
             body: CaseBody::Hal(name),
         });
     }
@@ -340,7 +348,28 @@ pub fn all_cases() -> Vec<Case> {
         c.profiles.retain(|p| *p != Profile::Core);
         c.profiles.push(profile);
     }
+    // The first large case of each elementwise family stands for the family's indexing.
+    let mut families = HashSet::new();
+    for c in b.cases.iter_mut().filter(|c| c.large) {
+        if let Some(family) = c.op.and_then(elementwise_family) {
+            c.repeats_large = !families.insert(family);
+        }
+    }
     b.cases
+}
+
+/// The elementwise family whose kernel template `op` shares, if any.
+fn elementwise_family(op: &str) -> Option<&'static str> {
+    match (anyaccel_ops::op_def(op)?.kind, op) {
+        (OpKind::Unary, _) => Some("unary"),
+        (OpKind::Binary, _) => Some("binary"),
+        (OpKind::Compare, _) => Some("compare"),
+        (OpKind::Backward, "softmax_backward" | "log_softmax_backward" | "embedding_backward") => {
+            None
+        }
+        (OpKind::Backward, _) => Some("activation_backward"),
+        _ => None,
+    }
 }
 
 /// True when `name` matches the glob `pattern` (`*` any run, `?` one character).
@@ -405,6 +434,33 @@ mod tests {
                 def.name
             );
         }
+    }
+
+    #[test]
+    fn the_large_sample_keeps_one_large_case_per_elementwise_family() {
+        let cases = all_cases();
+        assert!(cases.iter().all(|c| c.large || !c.repeats_large));
+        let kept: Vec<&Case> = cases
+            .iter()
+            .filter(|c| c.large && !c.repeats_large)
+            .collect();
+        for def in CATALOG.iter() {
+            if elementwise_family(def.name).is_none() {
+                assert!(
+                    kept.iter().any(|c| c.op == Some(def.name)),
+                    "the large sample drops {}",
+                    def.name
+                );
+            }
+        }
+        for family in ["unary", "binary", "compare", "activation_backward"] {
+            let n = kept
+                .iter()
+                .filter(|c| c.op.and_then(elementwise_family) == Some(family))
+                .count();
+            assert_eq!(n, 1, "family {family}");
+        }
+        assert!(cases.iter().filter(|c| c.repeats_large).count() > 40);
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct Options {
     pub xfail_files: Vec<PathBuf>,
     /// Skip the large cases (more than 2^24 elements).
     pub no_large: bool,
+    /// Run one large case per elementwise family instead of one per op (see
+    /// [`Case::repeats_large`]).
+    pub large_sample: bool,
 }
 
 impl Default for Options {
@@ -79,6 +82,7 @@ impl Default for Options {
             timeout: Duration::from_secs(900),
             xfail_files: Vec::new(),
             no_large: false,
+            large_sample: false,
         }
     }
 }
@@ -165,6 +169,10 @@ pub struct ConformanceArgs {
     /// Skip the large cases (more than 2^24 elements)
     #[arg(long)]
     pub no_large: bool,
+    /// Of the elementwise ops, which share one kernel template per family, run the large case
+    /// of the first op of each family only (every other op keeps its large case)
+    #[arg(long)]
+    pub large_sample: bool,
     /// List the selected case ids and exit
     #[arg(long)]
     pub list: bool,
@@ -231,6 +239,7 @@ impl ConformanceArgs {
             timeout: Duration::from_secs_f64(self.timeout),
             xfail_files: self.xfail_files.clone(),
             no_large: self.no_large,
+            large_sample: self.large_sample,
         }
     }
 
@@ -256,6 +265,7 @@ fn selected_cases(o: &Options) -> Vec<Case> {
         .filter(|c| c.profiles.iter().any(|p| o.profiles.contains(p)))
         .filter(|c| o.filters.is_empty() || o.filters.iter().any(|f| glob_match(f, &c.id)))
         .filter(|c| !(o.no_large && c.large))
+        .filter(|c| !(o.large_sample && c.repeats_large))
         .collect()
 }
 
@@ -608,6 +618,9 @@ fn run_group(
         }
         if o.no_large {
             cmd.arg("--no-large");
+        }
+        if o.large_sample {
+            cmd.arg("--large-sample");
         }
         if let Some(a) = &after {
             cmd.args(["--after", a]);
