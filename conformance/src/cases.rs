@@ -17,7 +17,7 @@ mod reduce;
 
 use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
-use nn::{attention_cases, matmul_cases, norm_cases};
+use nn::{attention_cases, conv_cases, matmul_cases, norm_cases};
 use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
 /// A conformance profile: a set of cases a device conforms to when all of them pass.
@@ -35,17 +35,20 @@ pub enum Profile {
     Train,
     /// The counter-based random ops, bit-identical on every device.
     Random,
+    /// Convolution (the ops of kind Vision), in every float dtype.
+    Nn,
 }
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 6] = [
+    pub const ALL: [Profile; 7] = [
         Profile::Core,
         Profile::Fp16,
         Profile::Bf16,
         Profile::Fp64,
         Profile::Train,
         Profile::Random,
+        Profile::Nn,
     ];
 
     /// The name used on the command line and in reports.
@@ -57,6 +60,7 @@ impl Profile {
             Profile::Fp64 => "fp64",
             Profile::Train => "train",
             Profile::Random => "random",
+            Profile::Nn => "nn",
         }
     }
 
@@ -334,6 +338,7 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Backward, "embedding_backward") => rearrange::embedding_backward_cases(&mut b),
             (OpKind::Backward, _) => elementwise::backward_cases(&mut b, def),
             (OpKind::Random, op) => random::random_cases(&mut b, op),
+            (OpKind::Vision, op) => conv_cases(&mut b, op, def.dtypes),
             _ => {}
         }
     }
@@ -343,6 +348,7 @@ pub fn all_cases() -> Vec<Case> {
         let profile = match c.op.and_then(anyaccel_ops::op_def).map(|d| d.kind) {
             Some(OpKind::Backward) => Profile::Train,
             Some(OpKind::Random) => Profile::Random,
+            Some(OpKind::Vision) => Profile::Nn,
             _ => continue,
         };
         c.profiles.retain(|p| *p != Profile::Core);

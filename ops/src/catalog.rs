@@ -47,6 +47,8 @@ pub enum OpKind {
     /// Counter-based random numbers (`uniform`, `normal`, `bernoulli`, `dropout`): the
     /// `random` profile.
     Random,
+    /// Convolution over NCL / NCHW images (`conv1d`, `conv2d`): the `nn` profile.
+    Vision,
 }
 
 impl OpKind {
@@ -54,7 +56,11 @@ impl OpKind {
     pub fn accumulates(self) -> bool {
         matches!(
             self,
-            OpKind::Reduction | OpKind::Normalization | OpKind::Matmul | OpKind::Attention
+            OpKind::Reduction
+                | OpKind::Normalization
+                | OpKind::Matmul
+                | OpKind::Attention
+                | OpKind::Vision
         )
     }
 }
@@ -305,6 +311,7 @@ pub enum Op {
     Normal,
     Bernoulli,
     Dropout,
+    Conv,
 }
 
 /// The type of an attribute's value.
@@ -937,7 +944,44 @@ fn build() -> Vec<OpDef> {
         ),
     ]);
     v.extend(random());
+    v.extend(vision());
     v
+}
+
+/// Convolution (docs/ops.md 8.11).
+fn vision() -> Vec<OpDef> {
+    const CONV_ATTRS: &[AttrDef] = attrs![
+        AttrDef::new(
+            "stride",
+            AttrType::Ints,
+            AttrDefault::Rule("1 in every dimension")
+        ),
+        AttrDef::new(
+            "padding",
+            AttrType::Ints,
+            AttrDefault::Rule("0 in every dimension")
+        ),
+        AttrDef::new(
+            "dilation",
+            AttrType::Ints,
+            AttrDefault::Rule("1 in every dimension")
+        ),
+        AttrDef::new("groups", AttrType::Int, AttrDefault::Int(1)),
+    ];
+    ["conv1d", "conv2d"]
+        .into_iter()
+        .map(|name| {
+            def(
+                name,
+                OpKind::Vision,
+                Op::Conv,
+                &["x", "weight", "bias?"],
+                OUT,
+                CONV_ATTRS,
+                FLOAT,
+            )
+        })
+        .collect()
 }
 
 /// The activation gradients: `(grad, x) -> dx`, with the forward op's attributes.

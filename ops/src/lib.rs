@@ -29,6 +29,7 @@ mod attention;
 mod attrs;
 pub mod catalog;
 pub mod clang;
+mod conv;
 pub mod convert;
 mod dispatch;
 mod host;

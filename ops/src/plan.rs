@@ -557,6 +557,10 @@ pub fn plan(
             }
             vec![shape]
         }
+        Op::Conv => {
+            let g = crate::conv::ConvGeom::of(op, &attrs, x(0), x(1), opt(2))?;
+            vec![g.out_shape()]
+        }
         Op::Rope => {
             let (xd, c, s) = (x(0), x(1), x(2));
             min_rank(op, "x", xd, 2)?;

@@ -823,3 +823,87 @@ pub fn attention_with(
     )
     .map(one)
 }
+
+/// The options of [`conv1d`] and [`conv2d`], per spatial dimension (`[height, width]` for
+/// conv2d; conv1d reads the first value of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvOptions {
+    /// Step between windows.
+    pub stride: [usize; 2],
+    /// Zeros added on both sides.
+    pub padding: [usize; 2],
+    /// Step between the kernel's taps.
+    pub dilation: [usize; 2],
+    /// Channel groups: C and O are divided into this many (C for depthwise).
+    pub groups: usize,
+}
+
+impl Default for ConvOptions {
+    fn default() -> ConvOptions {
+        ConvOptions {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+fn conv_attrs(options: &ConvOptions, spatial: usize) -> Result<Vec<(String, AttrValue)>> {
+    let int = |name: &str, x: usize| -> Result<i64> {
+        i64::try_from(x).map_err(|_| {
+            anyaccel_hal::Error::invalid_argument(format!(
+                "conv: {name} value {x} does not fit in an i64"
+            ))
+        })
+    };
+    let ints = |name: &str, v: [usize; 2]| -> Result<(String, AttrValue)> {
+        let v = v[..spatial]
+            .iter()
+            .map(|&x| int(name, x))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(attr(name, AttrValue::Ints(v)))
+    };
+    Ok(vec![
+        ints("stride", options.stride)?,
+        ints("padding", options.padding)?,
+        ints("dilation", options.dilation)?,
+        attr("groups", AttrValue::Int(int("groups", options.groups)?)),
+    ])
+}
+
+/// 1-D convolution (cross-correlation) of `x` [N, C, L] with `weight` [O, C/groups, K] and an
+/// optional `bias` [O]; `options` reads the first value of each per-dimension pair.
+pub fn conv1d(
+    q: &dyn Queue,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: &ConvOptions,
+) -> Result<Tensor> {
+    call(
+        q,
+        "conv1d",
+        &[Some(x), Some(weight), bias],
+        &conv_attrs(options, 1)?,
+    )
+    .map(one)
+}
+
+/// 2-D convolution (cross-correlation) of `x` [N, C, H, W] with `weight` [O, C/groups, KH, KW]
+/// and an optional `bias` [O].
+pub fn conv2d(
+    q: &dyn Queue,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: &ConvOptions,
+) -> Result<Tensor> {
+    call(
+        q,
+        "conv2d",
+        &[Some(x), Some(weight), bias],
+        &conv_attrs(options, 2)?,
+    )
+    .map(one)
+}

@@ -477,6 +477,72 @@ fn attention_options_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
     );
 }
 
+/// Convolution against values computed by hand, conv1d against conv2d over a height of 1, and
+/// a bad group count refused with its name.
+fn conv_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
+    use ops::ConvOptions;
+    let id = &d.info().id;
+    let t = |v: Vec<f32>, shape: &[usize]| Tensor::from_slice(q, &v, shape).unwrap();
+    let get = |t: &Tensor| t.to_vec::<f32>(q).unwrap();
+    // x = 1..9 in 3x3, w = [[1, 0], [0, 1]]: each output sums a diagonal pair.
+    let x = t((1..=9).map(|v| v as f32).collect(), &[1, 1, 3, 3]);
+    let w = t(vec![1.0, 0.0, 0.0, 1.0], &[1, 1, 2, 2]);
+    let y = ops::conv2d(q, &x, &w, None, &ConvOptions::default()).unwrap();
+    assert_eq!(y.shape(), &[1, 1, 2, 2], "on {id}");
+    assert_eq!(get(&y), vec![6.0, 8.0, 12.0, 14.0], "on {id}");
+    // Padding 1, stride 2, bias 0.5: windows centred on the corners and the middle.
+    let b = t(vec![0.5], &[1]);
+    let o = ConvOptions {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..ConvOptions::default()
+    };
+    let y = ops::conv2d(q, &x, &w, Some(&b), &o).unwrap();
+    // Output (i, j) reads x at (2i-1, 2j-1) and (2i, 2j); rows/cols -1 are padding.
+    assert_eq!(get(&y), vec![1.5, 3.5, 7.5, 14.5], "on {id}");
+    // conv1d equals conv2d over a height of 1, with groups and dilation.
+    let xs: Vec<f32> = (0..2 * 4 * 11)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0)
+        .collect();
+    let ws: Vec<f32> = (0..6 * 2 * 3)
+        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+        .collect();
+    let o = ConvOptions {
+        stride: [1, 2],
+        padding: [0, 2],
+        dilation: [1, 2],
+        groups: 2,
+    };
+    let o1 = ConvOptions {
+        stride: [2, 2],
+        padding: [2, 2],
+        dilation: [2, 2],
+        groups: 2,
+    };
+    let one = ops::conv1d(
+        q,
+        &t(xs.clone(), &[2, 4, 11]),
+        &t(ws.clone(), &[6, 2, 3]),
+        None,
+        &o1,
+    )
+    .unwrap();
+    let two = ops::conv2d(q, &t(xs, &[2, 4, 1, 11]), &t(ws, &[6, 2, 1, 3]), None, &o).unwrap();
+    assert_eq!(one.shape(), &[2, 6, 6], "on {id}");
+    assert_eq!(get(&one), get(&two), "conv1d vs conv2d on {id}");
+    let bad = ConvOptions {
+        groups: 3,
+        ..ConvOptions::default()
+    };
+    let e = ops::conv2d(q, &x, &w, None, &bad).unwrap_err();
+    assert_eq!(
+        e.code(),
+        anyaccel_hal::ErrorCode::InvalidArgument,
+        "on {id}"
+    );
+    assert!(e.message().contains("groups"), "on {id}: {e}");
+}
+
 macro_rules! on_each_device {
     ($($test:ident),* $(,)?) => {
         mod cpu {
@@ -521,4 +587,5 @@ on_each_device!(
     random_bits_match_the_recipe,
     random_draws_have_their_distributions,
     attention_options_match_their_definitions,
+    conv_matches_its_definition,
 );

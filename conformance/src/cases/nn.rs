@@ -360,3 +360,393 @@ fn attention_v2_cases(b: &mut Builder, d: DType) {
         }
     }
 }
+
+/// One convolution case: tag, x (shape, layout), weight (shape, layout), bias (shape, layout),
+/// stride, padding, dilation, groups, the output's layout.
+type ConvCase = (
+    &'static str,
+    &'static [usize],
+    Layout,
+    &'static [usize],
+    Layout,
+    Option<Layout>,
+    &'static [i64],
+    &'static [i64],
+    &'static [i64],
+    i64,
+    Layout,
+);
+
+pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    let some = Some(C);
+    let cases: &[ConvCase] = if op == "conv1d" {
+        &[
+            (
+                "n2_c3_l17_o4_k3",
+                &[2, 3, 17],
+                C,
+                &[4, 3, 3],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "s2_p1_d2",
+                &[1, 4, 20],
+                C,
+                &[5, 4, 3],
+                C,
+                None,
+                &[2],
+                &[1],
+                &[2],
+                1,
+                C,
+            ),
+            (
+                "groups2",
+                &[2, 4, 9],
+                C,
+                &[6, 2, 3],
+                C,
+                some,
+                &[1],
+                &[0],
+                &[1],
+                2,
+                C,
+            ),
+            (
+                "depthwise_k5_p2",
+                &[1, 6, 12],
+                C,
+                &[6, 1, 5],
+                C,
+                some,
+                &[],
+                &[2],
+                &[],
+                6,
+                C,
+            ),
+            (
+                "k1",
+                &[3, 5, 7],
+                C,
+                &[2, 5, 1],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "strided_views",
+                &[2, 3, 10],
+                S,
+                &[4, 3, 2],
+                Layout::Offset(2),
+                Some(Layout::Offset(1)),
+                &[3],
+                &[2],
+                &[],
+                1,
+                S,
+            ),
+            (
+                "empty_n0",
+                &[0, 3, 8],
+                C,
+                &[2, 3, 3],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "c0",
+                &[2, 0, 6],
+                C,
+                &[3, 0, 2],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "k_spans_padded",
+                &[1, 2, 3],
+                C,
+                &[2, 2, 5],
+                C,
+                None,
+                &[],
+                &[1],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "c128_k3",
+                &[1, 128, 16],
+                C,
+                &[8, 128, 3],
+                C,
+                some,
+                &[],
+                &[1],
+                &[],
+                1,
+                C,
+            ),
+        ]
+    } else {
+        &[
+            (
+                "n2_c3_8x9_o4_k3",
+                &[2, 3, 8, 9],
+                C,
+                &[4, 3, 3, 3],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "s2_p1",
+                &[1, 4, 9, 10],
+                C,
+                &[6, 4, 3, 3],
+                C,
+                None,
+                &[2],
+                &[1],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "asym_s1x2_p2x1_d2x1",
+                &[2, 2, 11, 7],
+                C,
+                &[3, 2, 3, 2],
+                C,
+                some,
+                &[1, 2],
+                &[2, 1],
+                &[2, 1],
+                1,
+                C,
+            ),
+            (
+                "groups2",
+                &[1, 4, 6, 6],
+                C,
+                &[6, 2, 3, 3],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                2,
+                C,
+            ),
+            (
+                "depthwise_p1",
+                &[2, 8, 7, 7],
+                C,
+                &[8, 1, 3, 3],
+                C,
+                some,
+                &[],
+                &[1],
+                &[],
+                8,
+                C,
+            ),
+            (
+                "depthwise_x2",
+                &[1, 3, 5, 6],
+                C,
+                &[6, 1, 2, 2],
+                C,
+                None,
+                &[],
+                &[],
+                &[],
+                3,
+                C,
+            ),
+            (
+                "pointwise",
+                &[2, 5, 4, 4],
+                C,
+                &[7, 5, 1, 1],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "views",
+                &[1, 3, 7, 9],
+                T,
+                &[2, 3, 3, 3],
+                S,
+                Some(Layout::Offset(1)),
+                &[],
+                &[1, 0],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "out_strided",
+                &[1, 2, 5, 6],
+                C,
+                &[3, 2, 2, 3],
+                C,
+                some,
+                &[2, 1],
+                &[],
+                &[1, 2],
+                1,
+                S,
+            ),
+            (
+                "empty_n0",
+                &[0, 3, 5, 5],
+                C,
+                &[2, 3, 3, 3],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "c0",
+                &[1, 0, 4, 4],
+                C,
+                &[3, 0, 2, 2],
+                C,
+                some,
+                &[],
+                &[],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "stem_k7_s2_p3",
+                &[1, 3, 32, 32],
+                C,
+                &[16, 3, 7, 7],
+                C,
+                some,
+                &[2],
+                &[3],
+                &[],
+                1,
+                C,
+            ),
+            (
+                "c64_k3_p1",
+                &[1, 64, 8, 8],
+                C,
+                &[32, 64, 3, 3],
+                C,
+                None,
+                &[],
+                &[1],
+                &[],
+                1,
+                C,
+            ),
+        ]
+    };
+    let conv_attrs = |stride: &[i64], padding: &[i64], dilation: &[i64], groups: i64| {
+        let mut attrs = Vec::new();
+        for (name, v) in [
+            ("stride", stride),
+            ("padding", padding),
+            ("dilation", dilation),
+        ] {
+            if !v.is_empty() {
+                attrs.push(attr(name, super::ints(v)));
+            }
+        }
+        if groups != 1 {
+            attrs.push(attr("groups", AttrValue::Int(groups)));
+        }
+        attrs
+    };
+    for &d in dtypes {
+        for &(tag, xs, xl, ws, wl, bias, stride, padding, dilation, groups, ol) in cases {
+            let o = ws[0];
+            let classes: &[Values] = if tag.starts_with("n2_") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                let mut inputs = vec![input(d, xs, xl, v), input(d, ws, wl, Values::Normal)];
+                if let Some(bl) = bias {
+                    inputs.push(input(d, &[o], bl, Values::Normal));
+                }
+                b.push(
+                    op,
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    inputs,
+                    conv_attrs(stride, padding, dilation, groups),
+                    ol,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements in x and in the output.
+    let (x, w): (&[usize], &[usize]) = if op == "conv1d" {
+        (&[1, 1, (1 << 24) + 5], &[1, 1, 3])
+    } else {
+        (&[1, 1, 4099, 4099], &[1, 1, 3, 3])
+    };
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![
+            input(DType::F32, x, C, Values::Normal),
+            input(DType::F32, w, C, Values::Normal),
+            input(DType::F32, &[1], C, Values::Normal),
+        ],
+        vec![],
+        C,
+        true,
+    );
+}

@@ -486,6 +486,177 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(q.dtype, &out_shape, out)
 }
 
+/// One per-dimension attribute of a convolution: absent gives `default`, one value stands for
+/// every spatial dimension, else one per dimension; each at least `min`.
+fn conv_param(
+    call: &Call,
+    name: &str,
+    spatial: usize,
+    default: i64,
+    min: i64,
+) -> Result<Vec<usize>> {
+    let op = call.op;
+    let v: Vec<i64> = match call.ints_attr(name)? {
+        None => vec![default; spatial],
+        Some([one]) => vec![*one; spatial],
+        Some(v) if v.len() == spatial => v.to_vec(),
+        Some(v) => {
+            return Err(invalid(
+                op,
+                format!("{name} has {} values, expected 1 or {spatial}", v.len()),
+            ))
+        }
+    };
+    v.iter()
+        .map(|&x| {
+            if x < min {
+                Err(invalid(
+                    op,
+                    format!("{name} is {v:?}, expected values >= {min}"),
+                ))
+            } else {
+                usize::try_from(x)
+                    .map_err(|_| invalid(op, format!("{name} value {x} does not fit in a size")))
+            }
+        })
+        .collect()
+}
+
+/// `conv1d` and `conv2d`: cross-correlation with zero padding, stride, dilation and groups,
+/// summed in f64 (PyTorch's `conv1d` / `conv2d`).
+pub(crate) fn conv(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    let w = call.input(1)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(op, "weight", w, "x", x)?;
+    let sp = if op == "conv1d" { 1 } else { 2 };
+    let (xs, ws) = if sp == 1 {
+        ("[N, C, L]", "[O, C/groups, K]")
+    } else {
+        ("[N, C, H, W]", "[O, C/groups, KH, KW]")
+    };
+    for (arg, t, form) in [("x", x, xs), ("weight", w, ws)] {
+        if t.rank() != sp + 2 {
+            return Err(invalid(
+                op,
+                format!("{}: expected rank {} ({form})", describe(arg, t), sp + 2),
+            ));
+        }
+    }
+    let groups = call.int_attr("groups")?.unwrap_or(1);
+    if groups < 1 {
+        return Err(invalid(op, format!("groups is {groups}, expected >= 1")));
+    }
+    let groups = usize::try_from(groups)
+        .map_err(|_| invalid(op, format!("groups {groups} does not fit in a size")))?;
+    let stride = conv_param(call, "stride", sp, 1, 1)?;
+    let padding = conv_param(call, "padding", sp, 0, 0)?;
+    let dilation = conv_param(call, "dilation", sp, 1, 1)?;
+    let (n, c, o, cg) = (x.shape[0], x.shape[1], w.shape[0], w.shape[1]);
+    if cg.checked_mul(groups) != Some(c) {
+        return Err(invalid(
+            op,
+            format!(
+                "{} and {}: weight.shape[1] x groups ({groups}) must equal C",
+                describe("x", x),
+                describe("weight", w)
+            ),
+        ));
+    }
+    if o % groups != 0 {
+        return Err(invalid(
+            op,
+            format!("{o} output channels is not a multiple of groups = {groups}"),
+        ));
+    }
+    let og = o / groups;
+    let mut out_sp = Vec::with_capacity(sp);
+    for d in 0..sp {
+        let (len, k) = (x.shape[2 + d], w.shape[2 + d]);
+        if k == 0 {
+            return Err(invalid(
+                op,
+                format!("{}: kernel size 0", describe("weight", w)),
+            ));
+        }
+        let padded = (len as u128) + 2 * (padding[d] as u128);
+        if padded > i64::MAX as u128 {
+            return Err(invalid(op, "the padded input exceeds 2^63 - 1"));
+        }
+        let extent = (dilation[d] as u128) * (k as u128 - 1) + 1;
+        if extent > padded {
+            return Err(invalid(
+                op,
+                format!("the kernel spans {extent} but the padded input is {padded}"),
+            ));
+        }
+        out_sp.push(((padded - extent) / stride[d] as u128 + 1) as usize);
+    }
+    if let Some(b) = call.optional(2) {
+        check_same_dtype(op, "bias", b, "x", x)?;
+        if b.shape != [o] {
+            return Err(invalid(
+                op,
+                format!("{}: expected [{o}]", describe("bias", b)),
+            ));
+        }
+    }
+    let mut out_shape = vec![n, o];
+    out_shape.extend(&out_sp);
+    out_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| invalid(op, "the output's element count overflows"))?;
+    // Lift conv1d to two spatial dims of which the first has size 1.
+    let lift = |v: &[usize], one: usize| -> [usize; 2] {
+        if sp == 1 {
+            [one, v[0]]
+        } else {
+            [v[0], v[1]]
+        }
+    };
+    let (ih, iw) = (lift(&x.shape[2..], 1)[0], lift(&x.shape[2..], 1)[1]);
+    let [kh, kw] = lift(&w.shape[2..], 1);
+    let [oh, ow] = lift(&out_sp, 1);
+    let [sh, sw] = lift(&stride, 1);
+    let [ph, pw] = lift(&padding, 0);
+    let [dh, dw] = lift(&dilation, 1);
+    let (xv, wv) = (x.to_f64_vec(), w.to_f64_vec());
+    let bv = call.optional(2).map(|b| b.to_f64_vec());
+    let mut out = Vec::with_capacity(n * o * oh * ow);
+    for nn in 0..n {
+        for oc in 0..o {
+            let grp = oc / og;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bv.as_ref().map_or(0.0, |b| b[oc]);
+                    for ci in 0..cg {
+                        let ch = grp * cg + ci;
+                        for ky in 0..kh {
+                            let iy = (oy * sh + ky * dh) as i128 - ph as i128;
+                            if iy < 0 || iy >= ih as i128 {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (ox * sw + kx * dw) as i128 - pw as i128;
+                                if ix < 0 || ix >= iw as i128 {
+                                    continue;
+                                }
+                                let xi = ((nn * c + ch) * ih + iy as usize) * iw + ix as usize;
+                                let wi = ((oc * cg + ci) * kh + ky) * kw + kx;
+                                acc += xv[xi] * wv[wi];
+                            }
+                        }
+                    }
+                    out.push(acc);
+                }
+            }
+        }
+    }
+    RefTensor::from_f64(x.dtype, &out_shape, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;

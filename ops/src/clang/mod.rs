@@ -19,6 +19,7 @@
 //! - everything is queued asynchronously, except that the indexing ops read back a small flag
 //!   buffer to report an out-of-range index (see the `index` module).
 
+mod conv;
 mod elementwise;
 mod index;
 mod matmul;
@@ -56,6 +57,8 @@ pub enum Family {
     Matmul,
     /// `random.h`: uniform, normal, bernoulli, dropout.
     Random,
+    /// `conv.h`: conv1d, conv2d.
+    Conv,
 }
 
 impl Family {
@@ -67,6 +70,7 @@ impl Family {
             Family::Nn => include_str!("../../kernels/c/nn.h"),
             Family::Matmul => include_str!("../../kernels/c/matmul.h"),
             Family::Random => include_str!("../../kernels/c/random.h"),
+            Family::Conv => include_str!("../../kernels/c/conv.h"),
         }
     }
 }
@@ -443,6 +447,7 @@ pub(crate) fn launch(
             nn::launch(&ctx, call)
         }
         Op::Matmul => matmul::launch(&ctx, call),
+        Op::Conv => conv::launch(&ctx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
         Op::Predicate(_) => elementwise::predicate(&ctx, call),
         Op::ActivationBackward(_) => elementwise::backward(&ctx, call),

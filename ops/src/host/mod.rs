@@ -5,6 +5,7 @@
 //! skipped, then outputs). Work is split over the pool with `rayon`; contiguous layouts take
 //! slice-based paths that vectorise, other layouts a strided walk.
 
+mod conv;
 mod elementwise;
 mod index;
 mod layout;
@@ -111,6 +112,7 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
             nn::kernel(call)?
         }
         Op::Matmul => matmul::kernel(call)?,
+        Op::Conv => conv::kernel(call)?,
         Op::Unary(u) => elementwise::unary(call, u)?,
         Op::Predicate(p) => elementwise::predicate(call, p)?,
         Op::Activation(a) => elementwise::activation(call, a)?,

@@ -38,6 +38,7 @@
 //!   when it is set, the call reads the indices and returns `OutOfBounds` naming the first bad
 //!   index in their row-major order.
 
+mod conv;
 mod elementwise;
 mod index;
 mod matmul;
@@ -146,6 +147,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
             nn::launch(&cx, call)
         }
         Op::Matmul => matmul::launch(&cx, call),
+        Op::Conv => conv::launch(&cx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&cx, call),
         Op::Predicate(_) => elementwise::predicate(&cx, call),
         Op::ActivationBackward(_) => elementwise::backward(&cx, call),

@@ -1,0 +1,34 @@
+// conv1d and conv2d: one invocation per output element out[n, oc, oy, ox] (space 0 walks the
+// output's 4-D view), accumulating in $W over the group's input channels and the kernel
+// window, then the bias. Input positions in the zero padding are skipped. x and weight are read
+// through the strides of their 4-D views (a conv1d's height has size 1 and stride 0).
+
+//# conv
+@compute @workgroup_size(256)
+fn conv(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let lin = gid.x;
+    if (lin >= p.n) { return; }
+    let o = walk0(lin);
+    let ox = lin % p.ow;
+    let oy = (lin / p.ow) % p.oh;
+    let oc = (lin / (p.ow * p.oh)) % p.oc;
+    let n = lin / (p.ow * p.oh * p.oc);
+    let grp = oc / p.og;
+    var acc: $W = $W(0.0);
+    for (var ci = 0u; ci < p.cg; ci++) {
+        let xb = p.x_off + n * p.x_s0 + (grp * p.cg + ci) * p.x_s1;
+        let wb = p.w_off + oc * p.w_s0 + ci * p.w_s1;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            // Unsigned: a position in the top padding wraps to a large value, >= ih.
+            let iy = oy * p.sh + ky * p.dh - p.ph;
+            if (iy >= p.ih) { continue; }
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let ix = ox * p.sw + kx * p.dw - p.pw;
+                if (ix >= p.iw) { continue; }
+                acc += $W(ld_x(xb + iy * p.x_s2 + ix * p.x_s3)) * $W(ld_w(wb + ky * p.w_s2 + kx * p.w_s3));
+            }
+        }
+    }
+    $BIAS
+    st_out(o[0], f32(acc));
+}

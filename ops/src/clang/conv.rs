@@ -1,0 +1,57 @@
+//! `conv1d` and `conv2d`: one work item per output element (`conv.h`).
+
+use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
+
+use super::elementwise::{input, output};
+use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, EW_GROUPS};
+use crate::attrs::Attrs;
+use crate::conv::ConvGeom;
+
+pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let attrs = Attrs::of(call)?;
+    let (x, w, out) = (input(call, 0)?, input(call, 1)?, output(call, 0)?);
+    let bias = call.inputs.get(2).and_then(|t| t.as_ref());
+    let g = ConvGeom::of(&call.op, &attrs, x.desc(), w.desc(), bias.map(Tensor::desc))?;
+    let total = out.numel();
+    if total == 0 {
+        return Ok(());
+    }
+    let mut spec = KernelSpec::new(Family::Conv, "conv_direct").flag("CONV_DIRECT");
+    if bias.is_some() {
+        spec = spec.flag("CONV_BIAS");
+    }
+    let spec = dtype_defs(spec, "X", x.dtype());
+    let i = |v: usize| KernelArg::scalar(v as i64);
+    let mut args = vec![
+        buf(out),
+        buf(x),
+        buf(w),
+        // An absent bias is never read: x's buffer stands in for it.
+        buf(bias.unwrap_or(x)),
+        i(total),
+        i(g.o),
+        i(g.out[0]),
+        i(g.out[1]),
+        i(g.input[0]),
+        i(g.input[1]),
+        i(g.cg()),
+        i(g.og()),
+        i(g.kernel[0]),
+        i(g.kernel[1]),
+        i(g.stride[0]),
+        i(g.stride[1]),
+        i(g.padding[0]),
+        i(g.padding[1]),
+        i(g.dilation[0]),
+        i(g.dilation[1]),
+    ];
+    for t in [x, w, out] {
+        args.push(KernelArg::scalar(base_offset(t)));
+        args.extend(g.strides4(t.strides()).map(i));
+    }
+    match bias {
+        Some(b) => args.extend([KernelArg::scalar(base_offset(b)), i(b.strides()[0])]),
+        None => args.extend([i(0), i(0)]),
+    }
+    ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
+}

@@ -1,0 +1,229 @@
+//! The geometry of a `conv1d` / `conv2d` call (docs/ops.md 8.11): validation of the shapes and
+//! attributes, the output size, and the layouts lifted to two spatial dimensions (a `conv1d` is
+//! a `conv2d` over a height of 1). Validation and every dialect's launcher read it.
+
+use anyaccel_hal::{shape_str, Error, Result, TensorDesc};
+
+use crate::attrs::Attrs;
+
+fn invalid(msg: String) -> Error {
+    Error::invalid_argument(msg)
+}
+
+/// What a convolution call computes, in two spatial dimensions (`[height, width]`; a `conv1d`
+/// has height 1 everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvGeom {
+    /// Spatial dimensions of the op: 1 or 2.
+    pub spatial: usize,
+    /// Batch, input channels, output channels, groups.
+    pub n: usize,
+    pub c: usize,
+    pub o: usize,
+    pub groups: usize,
+    /// Input, kernel and output sizes.
+    pub input: [usize; 2],
+    pub kernel: [usize; 2],
+    pub out: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+/// `name` as a list of `spatial` values: absent gives `default`, one value is used for every
+/// dimension (PyTorch's `_pair`), and each value must be at least `min`.
+fn per_dim(
+    op: &str,
+    attrs: &Attrs<'_>,
+    name: &str,
+    spatial: usize,
+    default: usize,
+    min: i64,
+) -> Result<[usize; 2]> {
+    let v = attrs
+        .ints_opt(name)?
+        .unwrap_or_else(|| vec![default as i64]);
+    let v = match v.len() {
+        1 => vec![v[0]; spatial],
+        n if n == spatial => v,
+        n => {
+            return Err(invalid(format!(
+                "{op}: {name} has {n} values, expected 1 or {spatial}"
+            )))
+        }
+    };
+    let mut out = [1usize; 2];
+    for (k, &x) in v.iter().enumerate() {
+        if x < min {
+            return Err(invalid(format!(
+                "{op}: {name} is {v:?}, expected every value >= {min}"
+            )));
+        }
+        out[2 - spatial + k] = usize::try_from(x)
+            .map_err(|_| invalid(format!("{op}: {name} value {x} does not fit in a size")))?;
+    }
+    if spatial == 1 {
+        out[0] = if min == 0 { 0 } else { 1 };
+    }
+    Ok(out)
+}
+
+impl ConvGeom {
+    /// The geometry of `op` (`conv1d` or `conv2d`) with input `x`, weight `w` and optional
+    /// `bias`, validating shapes and attributes.
+    pub fn of(
+        op: &str,
+        attrs: &Attrs<'_>,
+        x: &TensorDesc,
+        w: &TensorDesc,
+        bias: Option<&TensorDesc>,
+    ) -> Result<ConvGeom> {
+        let spatial = if op == "conv1d" { 1 } else { 2 };
+        let rank = spatial + 2;
+        for (name, t) in [("x", x), ("weight", w)] {
+            if t.rank() != rank {
+                return Err(invalid(format!(
+                    "{op}: {name} has shape {}, expected rank {rank} ({})",
+                    shape_str(&t.shape),
+                    if spatial == 1 {
+                        if name == "x" {
+                            "[N, C, L]"
+                        } else {
+                            "[O, C/groups, K]"
+                        }
+                    } else if name == "x" {
+                        "[N, C, H, W]"
+                    } else {
+                        "[O, C/groups, KH, KW]"
+                    }
+                )));
+            }
+        }
+        let groups = attrs.int_or_default("groups")?;
+        if groups < 1 {
+            return Err(invalid(format!("{op}: groups is {groups}, expected >= 1")));
+        }
+        let groups = usize::try_from(groups)
+            .map_err(|_| invalid(format!("{op}: groups {groups} does not fit in a size")))?;
+        let stride = per_dim(op, attrs, "stride", spatial, 1, 1)?;
+        let padding = per_dim(op, attrs, "padding", spatial, 0, 0)?;
+        let dilation = per_dim(op, attrs, "dilation", spatial, 1, 1)?;
+        let (n, c, o, cg) = (x.shape[0], x.shape[1], w.shape[0], w.shape[1]);
+        if c % groups != 0 || cg.checked_mul(groups) != Some(c) {
+            return Err(invalid(format!(
+                "{op}: x has {c} channels and weight {} ({} per group): with groups = {groups}, \
+                 weight.shape[1] must be C / groups = {}",
+                shape_str(&w.shape),
+                cg,
+                if c % groups == 0 {
+                    (c / groups).to_string()
+                } else {
+                    format!("{c}/{groups}, not a whole number")
+                }
+            )));
+        }
+        if o % groups != 0 {
+            return Err(invalid(format!(
+                "{op}: weight has {o} output channels, expected a multiple of groups = {groups}"
+            )));
+        }
+        let lift = |s: &[usize]| -> [usize; 2] {
+            if spatial == 1 {
+                [1, s[2]]
+            } else {
+                [s[2], s[3]]
+            }
+        };
+        let (input, kernel) = (lift(&x.shape), lift(&w.shape));
+        let mut out = [0usize; 2];
+        for d in 0..2 {
+            if kernel[d] == 0 {
+                return Err(invalid(format!(
+                    "{op}: weight has shape {}, expected kernel sizes >= 1",
+                    shape_str(&w.shape)
+                )));
+            }
+            let overflow = || invalid(format!("{op}: the output size overflows"));
+            // Output size: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1.
+            let padded = padding[d]
+                .checked_mul(2)
+                .and_then(|p| p.checked_add(input[d]))
+                .ok_or_else(overflow)?;
+            if i64::try_from(padded).is_err() {
+                return Err(invalid(format!(
+                    "{op}: the padded input ({} + 2 x {}) exceeds 2^63 - 1",
+                    input[d], padding[d]
+                )));
+            }
+            let extent = dilation[d]
+                .checked_mul(kernel[d] - 1)
+                .and_then(|e| e.checked_add(1))
+                .ok_or_else(overflow)?;
+            if extent > padded {
+                let dim = if spatial == 1 {
+                    "length".to_string()
+                } else {
+                    ["height", "width"][d].to_string()
+                };
+                return Err(invalid(format!(
+                    "{op}: the kernel spans {extent} (dilation {} x (size {} - 1) + 1) but the \
+                     padded input {dim} is {padded} ({} + 2 x {}): the output would be empty",
+                    dilation[d], kernel[d], input[d], padding[d]
+                )));
+            }
+            out[d] = (padded - extent) / stride[d] + 1;
+        }
+        if let Some(b) = bias {
+            if b.shape != [o] {
+                return Err(invalid(format!(
+                    "{op}: bias has shape {}, expected [{o}] (one per output channel)",
+                    shape_str(&b.shape)
+                )));
+            }
+        }
+        let g = ConvGeom {
+            spatial,
+            n,
+            c,
+            o,
+            groups,
+            input,
+            kernel,
+            out,
+            stride,
+            padding,
+            dilation,
+        };
+        g.out_shape()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| invalid(format!("{op}: the output's element count overflows")))?;
+        Ok(g)
+    }
+
+    /// The output's shape: `[N, O, L_out]` or `[N, O, H_out, W_out]`.
+    pub fn out_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.n, self.o];
+        s.extend_from_slice(&self.out[2 - self.spatial..]);
+        s
+    }
+
+    /// Input channels per group.
+    pub fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+
+    /// Output channels per group.
+    pub fn og(&self) -> usize {
+        self.o / self.groups
+    }
+
+    /// A tensor's strides lifted to 4 dimensions (`conv1d`'s gain a height of stride 0).
+    pub fn strides4(&self, strides: &[usize]) -> [usize; 4] {
+        if self.spatial == 1 {
+            [strides[0], strides[1], 0, strides[2]]
+        } else {
+            [strides[0], strides[1], strides[2], strides[3]]
+        }
+    }
+}
