@@ -139,7 +139,7 @@ pub fn run(
         Op::LayerNorm => one(nn::layer_norm(call)),
         Op::RmsNorm => one(nn::rms_norm(call)),
         Op::Matmul => one(nn::matmul(call)),
-        Op::Conv => one(nn::conv(call)),
+        Op::Conv1d | Op::Conv2d => one(nn::conv(call)),
         Op::Rope => one(nn::rope(call)),
         Op::Attention => one(nn::attention(call)),
         Op::Uniform | Op::Normal => one(random::draw(call)),

@@ -311,7 +311,8 @@ pub enum Op {
     Normal,
     Bernoulli,
     Dropout,
-    Conv,
+    Conv1d,
+    Conv2d,
 }
 
 /// The type of an attribute's value.
@@ -968,13 +969,13 @@ fn vision() -> Vec<OpDef> {
         ),
         AttrDef::new("groups", AttrType::Int, AttrDefault::Int(1)),
     ];
-    ["conv1d", "conv2d"]
+    [("conv1d", Op::Conv1d), ("conv2d", Op::Conv2d)]
         .into_iter()
-        .map(|name| {
+        .map(|(name, op)| {
             def(
                 name,
                 OpKind::Vision,
-                Op::Conv,
+                op,
                 &["x", "weight", "bias?"],
                 OUT,
                 CONV_ATTRS,

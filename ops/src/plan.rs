@@ -557,7 +557,7 @@ pub fn plan(
             }
             vec![shape]
         }
-        Op::Conv => {
+        Op::Conv1d | Op::Conv2d => {
             let g = crate::conv::ConvGeom::of(op, &attrs, x(0), x(1), opt(2))?;
             vec![g.out_shape()]
         }

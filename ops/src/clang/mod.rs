@@ -447,7 +447,7 @@ pub(crate) fn launch(
             nn::launch(&ctx, call)
         }
         Op::Matmul => matmul::launch(&ctx, call),
-        Op::Conv => conv::launch(&ctx, call),
+        Op::Conv1d | Op::Conv2d => conv::launch(&ctx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
         Op::Predicate(_) => elementwise::predicate(&ctx, call),
         Op::ActivationBackward(_) => elementwise::backward(&ctx, call),

@@ -112,7 +112,7 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
             nn::kernel(call)?
         }
         Op::Matmul => matmul::kernel(call)?,
-        Op::Conv => conv::kernel(call)?,
+        Op::Conv1d | Op::Conv2d => conv::kernel(call)?,
         Op::Unary(u) => elementwise::unary(call, u)?,
         Op::Predicate(p) => elementwise::predicate(call, p)?,
         Op::Activation(a) => elementwise::activation(call, a)?,

@@ -147,7 +147,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
             nn::launch(&cx, call)
         }
         Op::Matmul => matmul::launch(&cx, call),
-        Op::Conv => conv::launch(&cx, call),
+        Op::Conv1d | Op::Conv2d => conv::launch(&cx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&cx, call),
         Op::Predicate(_) => elementwise::predicate(&cx, call),
         Op::ActivationBackward(_) => elementwise::backward(&cx, call),
