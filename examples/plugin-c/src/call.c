@@ -24,7 +24,7 @@ const char *const ref_native_ops[] = {
     "prod", "any", "all", "logsumexp", "var", "std", "cumprod", "sort", "argsort",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
     "pad", "flip", "roll", "tril", "triu", "repeat_interleave", "one_hot", "scatter", "scatter_add",
-    "index_add", "masked_fill", "uniform", "normal", "bernoulli", "dropout",
+    "index_add", "masked_fill", "uniform", "normal", "bernoulli", "dropout", "conv1d", "conv2d",
     NULL,
 };
 
@@ -57,6 +57,7 @@ static RefFamily family_of(const char *op) {
          "masked_fill embedding_backward ",
          ref_op_rearrange},
         {" uniform normal bernoulli dropout ", ref_op_random},
+        {" conv1d conv2d ", ref_op_conv},
     };
     if (!op || !*op || strchr(op, ' ')) return NULL;
     char key[64];

@@ -163,5 +163,6 @@ AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, s
 AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleave, one_hot, scatters,
                                                         masked_fill, embedding_backward */
 AnyaccelStatus ref_op_random(const RefCall *c);      /* uniform, normal, bernoulli, dropout */
+AnyaccelStatus ref_op_conv(const RefCall *c);        /* conv1d, conv2d */
 
 #endif /* REF_H */
