@@ -89,6 +89,42 @@ impl Geometry {
     }
 }
 
+/// The strides of an attention `mask` over the logits' shape `[q's dims but the last..., Lk]`
+/// (zero along the dimensions it is broadcast over), or `InvalidArgument` when it does not
+/// broadcast to that shape.
+pub(crate) fn mask_strides(
+    mask: &TensorDesc,
+    q: &TensorDesc,
+    k: &TensorDesc,
+) -> Result<Vec<usize>> {
+    let r = q.rank();
+    let mut logits = q.shape[..r - 1].to_vec();
+    logits.push(k.shape[r - 2]);
+    let fits = mask.rank() <= logits.len()
+        && mask
+            .shape
+            .iter()
+            .rev()
+            .zip(logits.iter().rev())
+            .all(|(&m, &l)| m == l || m == 1);
+    if !fits {
+        return Err(Error::invalid_argument(format!(
+            "attention: mask is {} but the logits are {} (q's dimensions but the last, then              k's {} keys): the mask must broadcast to them",
+            shape_str(&mask.shape),
+            shape_str(&logits),
+            k.shape[r - 2]
+        )));
+    }
+    let lead = logits.len() - mask.rank();
+    let mut strides = vec![0; logits.len()];
+    for i in 0..mask.rank() {
+        if mask.shape[i] != 1 {
+            strides[lead + i] = mask.strides[i];
+        }
+    }
+    Ok(strides)
+}
+
 /// Checks the shapes of `q`, `k` and `v`: equal batch dimensions, except that the head
 /// dimension (the one before the rows) of `k` and `v` may divide q's (grouped-query heads).
 pub(crate) fn check_shapes(q: &TensorDesc, k: &TensorDesc, v: &TensorDesc) -> Result<()> {
@@ -134,6 +170,17 @@ pub(crate) struct RowSpace {
     pub kv_dims: Vec<usize>,
     pub k: Vec<usize>,
     pub v: Vec<usize>,
+}
+
+/// Strides `s` over q's dimensions but the last, as [`RowSpace::dims`] walks them (the head
+/// dimension split into (key heads, group) for grouped-query heads).
+pub(crate) fn row_strides(geo: &Geometry, q_rank: usize, s: &[usize]) -> Vec<usize> {
+    let mut s = s[..q_rank - 1].to_vec();
+    if geo.group > 1 {
+        let h = q_rank - 3;
+        s.splice(h..=h, [s[h] * geo.group, s[h]]);
+    }
+    s
 }
 
 impl RowSpace {

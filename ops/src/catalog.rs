@@ -418,6 +418,8 @@ pub enum InputDtype {
     Index,
     /// `bool` (a condition).
     Bool,
+    /// The dtype of input `i`, or `bool` (a mask).
+    SameAsOrBool(usize),
 }
 
 /// The dtype of an output.
@@ -929,7 +931,7 @@ fn build() -> Vec<OpDef> {
             "attention",
             K::Attention,
             Op::Attention,
-            &["q", "k", "v"],
+            &["q", "k", "v", "mask?"],
             OUT,
             attrs![
                 flag("causal", false),
@@ -942,7 +944,13 @@ fn build() -> Vec<OpDef> {
                     .allowed(Allowed::FiniteNonNegative),
             ],
             FLOAT,
-        ),
+        )
+        .ins(&[
+            InputDtype::Listed,
+            InputDtype::SameAs(0),
+            InputDtype::SameAs(0),
+            InputDtype::SameAsOrBool(0),
+        ]),
     ]);
     v.extend(random());
     v.extend(vision());

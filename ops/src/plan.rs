@@ -189,6 +189,19 @@ pub fn plan(
             InputDtype::Listed => check_dtype(op, &name, d.dtype, def.dtypes)?,
             InputDtype::Index => check_dtype(op, &name, d.dtype, &[DType::I32, DType::I64])?,
             InputDtype::Bool => check_dtype(op, &name, d.dtype, &[DType::Bool])?,
+            InputDtype::SameAsOrBool(j) => {
+                if let Some(first) = inputs.get(j).copied().flatten() {
+                    if d.dtype != first.dtype && d.dtype != DType::Bool {
+                        return Err(invalid(format!(
+                            "{op}: {} is {} but {name} is {}: expected {} or bool",
+                            def.input_name(j),
+                            first.dtype,
+                            d.dtype,
+                            first.dtype
+                        )));
+                    }
+                }
+            }
             InputDtype::SameAs(j) => {
                 if let Some(first) = inputs.get(j).copied().flatten() {
                     if first.dtype != d.dtype {
@@ -610,6 +623,9 @@ pub fn plan(
                 ));
             }
             crate::attention::Geometry::of(&attrs, q, k)?;
+            if let Some(m) = opt(3) {
+                crate::attention::mask_strides(m, q, k)?;
+            }
             let mut shape = q.shape.clone();
             shape[r - 1] = v.shape[r - 1];
             vec![shape]

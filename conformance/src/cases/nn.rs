@@ -359,6 +359,85 @@ fn attention_v2_cases(b: &mut Builder, d: DType) {
             );
         }
     }
+    attention_mask_cases(b, d);
+}
+
+/// The optional mask: bool (false leaves the key out; rows left with no key are 0) or of q's
+/// dtype (added to the logits), broadcast to the logits, with causal masking and grouped-query
+/// heads, in a transposed layout, and with special values (NaN, infinities).
+fn attention_mask_cases(b: &mut Builder, d: DType) {
+    type MaskCase = (
+        &'static str,
+        [&'static [usize]; 4],
+        bool,
+        Layout,
+        Values,
+        bool,
+    );
+    let cases: &[MaskCase] = &[
+        (
+            "bool_bcast",
+            [&[2, 3, 5, 8], &[2, 3, 7, 8], &[2, 3, 7, 6], &[5, 7]],
+            true,
+            C,
+            Values::Bool,
+            false,
+        ),
+        (
+            "add_b2x1",
+            [&[2, 2, 4, 8], &[2, 2, 6, 8], &[2, 2, 6, 8], &[2, 1, 4, 6]],
+            false,
+            C,
+            Values::Normal,
+            false,
+        ),
+        (
+            "bool_causal_gqa",
+            [&[1, 4, 5, 8], &[1, 2, 5, 8], &[1, 2, 5, 4], &[1, 4, 5, 5]],
+            true,
+            C,
+            Values::Bool,
+            true,
+        ),
+        (
+            "add_transposed",
+            [&[3, 8], &[4, 8], &[4, 8], &[3, 4]],
+            false,
+            Layout::Transposed,
+            Values::Normal,
+            false,
+        ),
+        (
+            "add_special",
+            [&[2, 6, 8], &[2, 9, 8], &[2, 9, 8], &[2, 6, 9]],
+            false,
+            C,
+            Values::Special,
+            false,
+        ),
+    ];
+    for &(tag, [q, k, v, m], is_bool, ml, mv, causal) in cases {
+        let mut attrs = Vec::new();
+        if causal {
+            attrs.push(attr("causal", AttrValue::Int(1)));
+        }
+        let md = if is_bool { DType::Bool } else { d };
+        b.push(
+            "attention",
+            d.name().into(),
+            &[d],
+            &format!("mask_{tag}.{}", values_tag(mv)),
+            vec![
+                input(d, q, C, Values::Normal),
+                input(d, k, C, Values::Normal),
+                input(d, v, C, Values::Normal),
+                input(md, m, ml, mv),
+            ],
+            attrs,
+            C,
+            false,
+        );
+    }
 }
 
 /// One convolution case: tag, x (shape, layout), weight (shape, layout), bias (shape, layout),

@@ -435,6 +435,51 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
             format!("attribute `softcap` is {softcap}, expected a finite value >= 0"),
         ));
     }
+    // The mask: bool (false: the key takes no part) or q's dtype (added to the logits),
+    // broadcast to the logits [batch..., Lq, Lk].
+    let mut logits_shape = batch.to_vec();
+    logits_shape.extend([lq, lk]);
+    let mask_bool = call
+        .optional(3)
+        .is_some_and(|m| m.dtype == anyaccel_hal::DType::Bool);
+    let mask: Option<Vec<f64>> = match call.optional(3) {
+        None => None,
+        Some(m) => {
+            if m.dtype != anyaccel_hal::DType::Bool {
+                check_same_dtype(op, "mask", m, "q", q)?;
+            }
+            let fits = broadcast_shapes(op, &[("mask", &m.shape), ("logits", &logits_shape)])
+                .map(|s| s == logits_shape)
+                .unwrap_or(false);
+            if !fits {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "{}: expected a shape that broadcasts to the logits {}",
+                        describe("mask", m),
+                        shape_str(&logits_shape)
+                    ),
+                ));
+            }
+            let values = m.to_f64_vec();
+            let expanded = (0..numel(&logits_shape))
+                .map(|lin| {
+                    let index = unravel(lin, &logits_shape);
+                    let x = values[broadcast_source(&index, &m.shape)];
+                    if m.dtype == anyaccel_hal::DType::Bool {
+                        if x != 0.0 {
+                            0.0
+                        } else {
+                            f64::NEG_INFINITY
+                        }
+                    } else {
+                        x
+                    }
+                })
+                .collect();
+            Some(expanded)
+        }
+    };
     let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
     let mut out_shape = batch.to_vec();
     out_shape.extend([lq, dv]);
@@ -463,13 +508,23 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
                         .map(|c| qv[qb + i * d + c] * kv[kb + j * d + c])
                         .sum();
                     let l = dot * scale;
-                    if softcap > 0.0 {
+                    let l = if softcap > 0.0 {
                         softcap * libm::tanh(l / softcap)
                     } else {
                         l
+                    };
+                    match &mask {
+                        // A false bool mask replaces the logit (even a NaN one) by -inf.
+                        Some(mv) if mask_bool && mv[(bi * lq + i) * lk + j] < 0.0 => {
+                            f64::NEG_INFINITY
+                        }
+                        Some(mv) => l + mv[(bi * lq + i) * lk + j],
+                        None => l,
                     }
                 })
                 .collect();
+            // A row whose every logit is -inf (every key masked) sees no key.
+            let none_seen = logits.iter().all(|&l| l == f64::NEG_INFINITY);
             let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = logits.iter().map(|&l| libm::exp(l - m)).collect();
             let s: f64 = e.iter().sum();
@@ -479,7 +534,7 @@ pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
                     .zip(&e)
                     .map(|(j, ej)| ej / s * vv[vb + j * dv + c])
                     .sum();
-                out.push(y);
+                out.push(if none_seen { 0.0 } else { y });
             }
         }
     }

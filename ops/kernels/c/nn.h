@@ -125,10 +125,19 @@ KERNEL void rope_pairs(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST
  * then its probabilities, go to `scores` (one row of lk floats per row of this launch, rows
  * row0..row0+nrows). Logits are kept in units of 2^-64 (q is scaled) so that a dot product
  * overflows only where the reference's does. Masked keys (ATTN_CAUSAL, key j > query i) take
- * no part. */
+ * no part. ATTN_MASK: a mask of dtype MT over the logits, M its row layout (one operand) and
+ * m_sj its stride along the keys; ATTN_MASK_BOOL: a false key takes no part, else the mask
+ * is added to the logit. A row whose every logit is -inf (no key seen) is 0. */
 #ifdef ATTN_ROWS
+#ifdef MT
+#define M_ST CAT(st_, MT)
+#define M_LD CAT(ld_, MT)
+#else
+#define M_ST X_ST
+#endif
 KERNEL void attn_rows(GLOBAL X_ST* out, GLOBAL const X_ST* q, GLOBAL const X_ST* k,
-                      GLOBAL const X_ST* v, GLOBAL float* scores, const Lay K, const i64 row0,
+                      GLOBAL const X_ST* v, GLOBAL const M_ST* mask, const Lay M,
+                      const i64 m_sj, GLOBAL float* scores, const Lay K, const i64 row0,
                       const i64 nrows, const i64 lq, const i64 lk, const i64 d, const i64 dv,
                       const i64 q_sd, const i64 k_sj, const i64 k_sd, const i64 v_sj,
                       const i64 v_sd, const i64 o_sd, const float scale, const i64 shift,
@@ -151,6 +160,10 @@ KERNEL void attn_rows(GLOBAL X_ST* out, GLOBAL const X_ST* q, GLOBAL const X_ST*
         const i64 first = 0, last = lk;
 #endif
         GLOBAL float* sc = scores + r * lk;
+#ifdef ATTN_MASK
+        i64 mo[1];
+        lay_offsets(&M, MRANK, 1, row, mo);
+#endif
         float m = -F32_INF;
         for (i64 j = first + t; j < last; j += WG) {
             float dot = 0.0f;
@@ -162,6 +175,11 @@ KERNEL void attn_rows(GLOBAL X_ST* out, GLOBAL const X_ST* q, GLOBAL const X_ST*
                 /* The cap on the logit's real value, kept in units of 2^-64 again. */
                 l = softcap * tanhf((l * SCALE_UP) / softcap) * SCALE_DOWN;
             }
+#ifdef ATTN_MASK_BOOL
+            if (M_LD(mask, mo[0] + j * m_sj) == 0) l = -F32_INF;
+#elif defined(ATTN_MASK)
+            l += (float)M_LD(mask, mo[0] + j * m_sj) * SCALE_DOWN;
+#endif
             sc[j] = l;
             m = max_nan(m, l);
         }
@@ -176,8 +194,8 @@ KERNEL void attn_rows(GLOBAL X_ST* out, GLOBAL const X_ST* q, GLOBAL const X_ST*
         for (i64 e = t; e < dv; e += WG) {
             float acc = 0.0f;
             for (i64 j = first; j < last; ++j) acc += sc[j] * X_LD(v, ko[3] + j * v_sj + e * v_sd);
-            /* A row that sees no key is 0. */
-            X_SV(out, ko[1] + e * o_sd, last > first ? acc / s : 0.0f);
+            /* A row that sees no key (every logit -inf) is 0; a NaN maximum stays NaN. */
+            X_SV(out, ko[1] + e * o_sd, m == -F32_INF ? 0.0f : acc / s);
         }
         BARRIER();
     }

@@ -175,7 +175,9 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
 // One group of 64 per query row (space 0 walks [batch..., Lq]: q, out; space 1 walks the
 // batch: k, v). Logits go to `scratch` (one row of Lk per group of this launch), become
 // exp(logit - max), and the output is their weighted sum of v's rows over their total.
-// Masked keys (causal: j > i) take no part. Inner loops take 16 steps per iteration.
+// Masked keys (causal: j > i) take no part; a mask (space 0's third tensor, p.m_js along the
+// keys) is added to the logits, or, bool, leaves out the keys where it is false. Inner loops
+// take 16 steps per iteration.
 var<workgroup> ared: array<$W, 64>;
 
 fn w_is_nan(x: $W) -> bool { return !(x == x); }
@@ -243,9 +245,14 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
             }
             s = $W(p.softcap * th);
         }
+        $MASK
         scratch[sb + j] = s;
         if (w_is_nan(s)) { nan = true; } else { m = max(m, s); }
     }
+    // Seen: some logit above -inf (or NaN, which the output keeps).
+    var seen: $W = 0.0;
+    if (nan || m > $W(-inf_f32())) { seen = 1.0; }
+    seen = attn_reduce(t, seen, true);
     if (nan) { m = $W(nan_f32()); }
     m = attn_reduce(t, m, true);
     var l: $W = 0.0;
@@ -266,7 +273,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
                 }
             }
         }
-        // A row that sees no key is 0.
-        st_out(o[1] + c * p.o_ds, select(0.0, f32(acc / l), nk > first));
+        // A row that sees no key (every logit -inf) is 0.
+        st_out(o[1] + c * p.o_ds, select(0.0, f32(acc / l), seen > 0.0));
     }
 }

@@ -4,7 +4,7 @@ use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
-use crate::attention::{Geometry, RowSpace};
+use crate::attention::{mask_strides, row_strides, Geometry, RowSpace};
 use crate::attrs::Attrs;
 use crate::catalog::misrouted;
 use crate::plan::eps;
@@ -211,11 +211,31 @@ fn attention(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
         .with(rows_only(&rs.v), base_offset(v))
         .collapse();
     let wg = 64u32.min(ctx.wg());
-    let spec = KernelSpec::new(Family::Nn, "attn_rows")
+    let mut spec = KernelSpec::new(Family::Nn, "attn_rows")
         .flag("ATTN_ROWS")
         .def("KRANK", layouts.rank())
         .def("WG", wg)
         .def("ATTN_CAUSAL", geo.causal as u8);
+    // The mask's layout over the rows (one operand) and its stride along the keys; without a
+    // mask, q's buffer stands in and is never read.
+    let mask = call.inputs.get(3).and_then(|t| t.as_ref());
+    let (mask_buf, mask_lay, mask_sj) = match mask {
+        Some(m) => {
+            let ms = mask_strides(m.desc(), q.desc(), k.desc())?;
+            let rows = Layouts::new(&rs.dims)
+                .with(row_strides(&geo, r, &ms), base_offset(m))
+                .collapse();
+            spec = spec
+                .flag("ATTN_MASK")
+                .def("MRANK", rows.rank())
+                .def("MT", super::dt(m.dtype()));
+            if m.dtype() == anyaccel_hal::DType::Bool {
+                spec = spec.flag("ATTN_MASK_BOOL");
+            }
+            (buf(m), rows.lay(op)?, ms[r - 1] as i64)
+        }
+        None => (buf(q), Layouts::new(&[1]).with(vec![0], 0).lay(op)?, 0),
+    };
     let spec = dtype_defs(spec, "X", q.dtype());
     let lay = layouts.lay(op)?;
     let per_launch = (SCORES_BYTES / (lk.max(1) * 4)).clamp(1, nrows);
@@ -228,6 +248,9 @@ fn attention(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
             buf(q),
             buf(k),
             buf(v),
+            mask_buf.clone(),
+            mask_lay.arg(),
+            KernelArg::scalar(mask_sj),
             KernelArg::Buffer(scores.whole()),
             lay.arg(),
             KernelArg::scalar(row0 as i64),

@@ -5,7 +5,7 @@ use anyaccel_hal::{OpCall, Result};
 use super::reduce::{for_lines, line_offset};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound, TView};
-use crate::attention::Geometry;
+use crate::attention::{mask_strides, Geometry};
 use crate::attrs::Attrs;
 use crate::catalog::misrouted;
 use crate::plan::eps;
@@ -141,8 +141,17 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 _ => return Err(misrouted(&call.op)),
             };
             let scale = attrs.float_opt("scale")?;
+            // The mask's strides over the logits [q's dims but the last..., Lk].
+            let mask = match (qd, kd, call.inputs.get(3).and_then(|t| t.as_ref())) {
+                (Some(q), Some(k), Some(m)) => Some(mask_strides(m.desc(), q.desc(), k.desc())?),
+                _ => None,
+            };
             Box::new(move |b: &Bound| {
                 let (q, k, v, out) = (b.input(0)?, b.input(1)?, b.input(2)?, b.out(0));
+                let mask = match &mask {
+                    Some(ms) => Some((b.input(3)?, ms)),
+                    None => None,
+                };
                 let r = q.desc.rank();
                 let (lq, d) = (q.desc.shape[r - 2], q.desc.shape[r - 1]);
                 let dv = v.desc.shape[r - 1];
@@ -159,14 +168,36 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                     let vb = line_offset(v, &kv_space, kv);
                     let qr = row(q, qb, q.desc.strides[r - 1], d);
                     let keys = geo.keys(i);
+                    // The mask's row: its offset, from the row's index over q's dims.
+                    let mrow = mask.map(|(m, ms)| {
+                        let mut rem = line;
+                        let mut off = m.desc.offset;
+                        for dim in (0..r - 1).rev() {
+                            let size = q.desc.shape[dim].max(1);
+                            off += (rem % size) * ms[dim];
+                            rem /= size;
+                        }
+                        (m, off, ms[r - 1])
+                    });
                     let scores: Vec<f64> = keys
                         .clone()
                         .map(|j| {
                             let kr =
                                 row(k, kb + j * k.desc.strides[r - 2], k.desc.strides[r - 1], d);
-                            geo.cap(scale * qr.iter().zip(&kr).map(|(a, b)| a * b).sum::<f64>())
+                            let logit = geo
+                                .cap(scale * qr.iter().zip(&kr).map(|(a, b)| a * b).sum::<f64>());
+                            match mrow {
+                                // SAFETY: j < Lk, inside the mask's broadcast row.
+                                Some((m, off, ms)) => match unsafe { load(m, off + j * ms) } {
+                                    Val::I(0) => f64::NEG_INFINITY,
+                                    Val::I(_) => logit,
+                                    Val::F(a) => logit + a,
+                                },
+                                None => logit,
+                            }
                         })
                         .collect();
+                    let none_seen = scores.iter().all(|&s| s == f64::NEG_INFINITY);
                     let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let p: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                     let total: f64 = p.iter().sum();
@@ -181,9 +212,9 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         out,
                         ob,
                         out.desc.strides[r - 1],
-                        // A row that sees no key (the mask leaves it none) is 0.
+                        // A row that sees no key (every logit masked to -inf) is 0.
                         acc.into_iter()
-                            .map(|a| if p.is_empty() { 0.0 } else { a / total }),
+                            .map(|a| if none_seen { 0.0 } else { a / total }),
                     );
                     Ok(())
                 })

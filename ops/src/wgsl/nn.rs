@@ -1,10 +1,10 @@
 //! `softmax`, `log_softmax`, `layer_norm`, `rms_norm`, `rope` and `attention`, computed and
 //! accumulated in f32.
 
-use anyaccel_hal::{Error, OpCall, Result};
+use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Bound, Cx, Shader, Space};
-use crate::attention::{Geometry, RowSpace};
+use crate::attention::{mask_strides, row_strides, Geometry, RowSpace};
 use crate::catalog::misrouted;
 use crate::plan::eps;
 
@@ -204,6 +204,21 @@ fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         &k.desc.strides,
         &v.desc.strides,
     );
+    // The mask: its strides over the rows (space 0's third tensor) and along the keys.
+    let mask = match call.inputs.get(3).and_then(|t| t.as_ref()) {
+        Some(m) => {
+            let ms = mask_strides(m.desc(), q_t.desc(), k_t.desc())?;
+            Some((bind(m)?, row_strides(&geo, r, &ms), ms[r - 1]))
+        }
+        None => None,
+    };
+    let mask_text = match &mask {
+        Some((m, _, _)) if m.desc.dtype == DType::Bool => {
+            "if (!ld_mask(o[2] + j * p.m_js)) { s = $W(-inf_f32()); }"
+        }
+        Some(_) => "s = s + $W(ld_mask(o[2] + j * p.m_js));",
+        None => "",
+    };
     let mut row0 = 0;
     while row0 < rows {
         let count = per_launch.min(rows - row0);
@@ -213,11 +228,15 @@ fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.tensor("v", &v, access, false)?;
         sh.tensor("out", &out, access, true)?;
         sh.words("scratch", scratch.whole(), wide, true);
-        sh.space(
-            Space::new(&rs.dims)
-                .with(q.desc.offset, rs.q.clone())
-                .with(out.desc.offset, rs.out.clone()),
-        );
+        let mut rows_space = Space::new(&rs.dims)
+            .with(q.desc.offset, rs.q.clone())
+            .with(out.desc.offset, rs.out.clone());
+        if let Some((m, m_rows, m_js)) = &mask {
+            sh.tensor("mask", m, Access::of(m.desc.dtype), false)?;
+            rows_space = rows_space.with(m.desc.offset, m_rows.clone());
+            sh.size("m_js", *m_js)?;
+        }
+        sh.space(rows_space);
         sh.space(
             Space::new(&rs.kv_dims)
                 .with(k.desc.offset, rs.k.clone())
@@ -239,7 +258,11 @@ fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.i32("shift", clamp_i32(geo.shift));
         sh.u32("window", u32::try_from(geo.window).unwrap_or(u32::MAX));
         sh.f32("softcap", geo.softcap as f32);
-        sh.body(&section(NN, "attention")?.replace("$W", wide));
+        sh.body(
+            &section(NN, "attention")?
+                .replace("$MASK", mask_text)
+                .replace("$W", wide),
+        );
         sh.launch([count as u64 * 64, 1, 1])?;
         row0 += count;
     }
