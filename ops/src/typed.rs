@@ -797,6 +797,31 @@ pub fn attention_with(
     value: &Tensor,
     options: &AttentionOptions,
 ) -> Result<Tensor> {
+    attention_call(q, query, key, value, None, options)
+}
+
+/// [`attention_with`] and a `mask` broadcast to the logits `[..., Lq, Lk]`: bool (false leaves
+/// the key out) or of q's dtype (added to the logits after the soft cap). A row whose every
+/// logit is -inf is 0.
+pub fn attention_masked(
+    q: &dyn Queue,
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    mask: &Tensor,
+    options: &AttentionOptions,
+) -> Result<Tensor> {
+    attention_call(q, query, key, value, Some(mask), options)
+}
+
+fn attention_call(
+    q: &dyn Queue,
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    mask: Option<&Tensor>,
+    options: &AttentionOptions,
+) -> Result<Tensor> {
     let mut attrs = vec![
         attr("causal", AttrValue::Int(options.causal as i64)),
         attr(
@@ -818,7 +843,7 @@ pub fn attention_with(
     call(
         q,
         "attention",
-        &[Some(query), Some(key), Some(value)],
+        &[Some(query), Some(key), Some(value), mask],
         &attrs,
     )
     .map(one)

@@ -477,6 +477,65 @@ fn attention_options_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
     );
 }
 
+/// The attention mask against its definition: an all-true bool mask or an additive zero mask
+/// changes nothing; a bool mask of the causal pattern equals causal masking; a row masked
+/// entirely is 0.
+fn attention_mask_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
+    use ops::AttentionOptions;
+    let id = &d.info().id;
+    let vals = |n: usize, seed: u64| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0)
+            .collect()
+    };
+    let t = |v: Vec<f32>, shape: &[usize]| Tensor::from_slice(q, &v, shape).unwrap();
+    let get = |t: &Tensor| t.to_vec::<f32>(q).unwrap();
+    let (query, key, value) = (
+        t(vals(2 * 4 * 6, 1), &[2, 4, 6]),
+        t(vals(2 * 4 * 6, 2), &[2, 4, 6]),
+        t(vals(2 * 4 * 5, 3), &[2, 4, 5]),
+    );
+    let plain = AttentionOptions::default();
+    let causal = AttentionOptions {
+        causal: true,
+        ..plain
+    };
+    let base = get(&ops::attention_with(q, &query, &key, &value, &plain).unwrap());
+    let bools = |f: &dyn Fn(usize, usize) -> bool| {
+        let v: Vec<bool> = (0..16).map(|x| f(x / 4, x % 4)).collect();
+        Tensor::from_slice(q, &v, &[4, 4]).unwrap()
+    };
+    let all = bools(&|_, _| true);
+    let masked = ops::attention_masked(q, &query, &key, &value, &all, &plain).unwrap();
+    assert_eq!(get(&masked), base, "all-true mask on {id}");
+    let zeros = t(vec![0.0; 4], &[1, 4]);
+    let added = ops::attention_masked(q, &query, &key, &value, &zeros, &plain).unwrap();
+    assert_eq!(get(&added), base, "zero additive mask on {id}");
+    let lower = bools(&|i, j| j <= i);
+    let by_mask = ops::attention_masked(q, &query, &key, &value, &lower, &plain).unwrap();
+    let by_flag = ops::attention_with(q, &query, &key, &value, &causal).unwrap();
+    assert_eq!(get(&by_mask), get(&by_flag), "causal pattern on {id}");
+    // Row 2 sees no key: 0; the other rows are unchanged.
+    let row2 = bools(&|i, _| i != 2);
+    let y = get(&ops::attention_masked(q, &query, &key, &value, &row2, &plain).unwrap());
+    for (k, (a, b)) in y.iter().zip(&base).enumerate() {
+        let row = (k / 5) % 4;
+        if row == 2 {
+            assert_eq!(*a, 0.0, "masked row on {id}: [{k}]");
+        } else {
+            assert_eq!(a, b, "unmasked row on {id}: [{k}]");
+        }
+    }
+    let bad = t(vec![0.0; 3], &[3]);
+    let e = ops::attention_masked(q, &query, &key, &value, &bad, &plain).unwrap_err();
+    assert_eq!(
+        e.code(),
+        anyaccel_hal::ErrorCode::InvalidArgument,
+        "on {id}"
+    );
+    assert!(e.message().contains("mask"), "on {id}: {e}");
+}
+
 /// Convolution against values computed by hand, conv1d against conv2d over a height of 1, and
 /// a bad group count refused with its name.
 fn conv_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
@@ -588,4 +647,5 @@ on_each_device!(
     random_draws_have_their_distributions,
     attention_options_match_their_definitions,
     conv_matches_its_definition,
+    attention_mask_matches_its_definition,
 );
