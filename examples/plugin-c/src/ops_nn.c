@@ -259,18 +259,28 @@ static int64_t attention_batch_offset(const RefTensor *t, const int64_t *qshape,
 
 #define ATT_INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "attention: " __VA_ARGS__)
 
+static const char *dtype_name(RefDType d) {
+    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
+    return d >= 1 && d <= 8 ? names[d] : names[0];
+}
+
 /*
  * out[..., i, :] = softmax_j(cap(scale * q_i . k_j)) v_j over the keys j that row i sees: all of
  * them, or with causal = 1 those at or before its position pos = i (causal_align = top_left) or
  * i + Lk - Lq (bottom_right), and with window > 0 only the last `window` of these. A row that
  * sees no key is 0. cap(l) = softcap * tanh(l / softcap) when softcap > 0. k and v may have a
  * head dimension (the one before the rows) that divides q's: grouped-query attention.
+ *
+ * The optional mask broadcasts to the logits [q's dims but the last..., Lk]: a bool mask that is
+ * false makes the logit -inf (even a NaN one), a mask of q's dtype is added to the logit after the
+ * cap. A row whose every logit is -inf is 0 as well; a NaN logit keeps the row NaN.
  */
 static AnyaccelStatus op_attention(const RefCall *c) {
-    if (c->num_inputs != 3 || c->num_outputs != 1 || !c->inputs[0].present || !c->inputs[1].present ||
-        !c->inputs[2].present)
-        return ATT_INVALID("expected inputs q, k and v and one output");
+    if ((c->num_inputs != 3 && c->num_inputs != 4) || c->num_outputs != 1 || !c->inputs[0].present ||
+        !c->inputs[1].present || !c->inputs[2].present)
+        return ATT_INVALID("expected inputs q, k, v and an optional mask, and one output");
     const RefTensor *q = &c->inputs[0], *k = &c->inputs[1], *v = &c->inputs[2], *out = &c->outputs[0];
+    const RefTensor *mask = c->num_inputs > 3 && c->inputs[3].present ? &c->inputs[3] : NULL;
     char qs[REF_MAX_DIMS * 21 + 16], ks[REF_MAX_DIMS * 21 + 16], vs[REF_MAX_DIMS * 21 + 16];
     dims_str(q, qs, sizeof qs);
     dims_str(k, ks, sizeof ks);
@@ -333,6 +343,37 @@ static AnyaccelStatus op_attention(const RefCall *c) {
     if (!(isfinite(softcap) && softcap >= 0.0))
         return ATT_INVALID("attribute `softcap` is %g, expected a finite value >= 0", softcap);
 
+    /* The mask: bool or q's dtype, broadcast to the logits [q's dims but the last..., Lk]. */
+    RefTensor mb = {0};
+    int mask_bool = 0;
+    if (mask) {
+        if (mask->dtype != ANYACCEL_DTYPE_BOOL && mask->dtype != q->dtype)
+            return ATT_INVALID("q is %s but mask is %s: expected %s or bool", dtype_name(q->dtype),
+                               dtype_name(mask->dtype), dtype_name(q->dtype));
+        AnyaccelStatus st = ref_check_tensor(c->op, "mask", mask, ANYACCEL_DTYPE_BIT(mask->dtype));
+        if (st) return st;
+        int64_t logits[REF_MAX_DIMS];
+        for (int i = 0; i < r - 1; i++) logits[i] = q->shape[i];
+        logits[r - 1] = lk;
+        int fits = mask->ndim <= r;
+        for (int i = 1; fits && i <= mask->ndim; i++) {
+            int64_t m = mask->shape[mask->ndim - i];
+            fits = m == logits[r - i] || m == 1;
+        }
+        if (!fits) {
+            char ms[REF_MAX_DIMS * 21 + 16], ls[REF_MAX_DIMS * 21 + 16];
+            RefTensor lt = *q;
+            lt.shape[r - 1] = lk;
+            dims_str(mask, ms, sizeof ms);
+            dims_str(&lt, ls, sizeof ls);
+            return ATT_INVALID("mask is %s but the logits are %s (q's dimensions but the last, then k's %lld "
+                               "keys): the mask must broadcast to them",
+                               ms, ls, (long long)lk);
+        }
+        mb = ref_broadcast(mask, r, logits);
+        mask_bool = mask->dtype == ANYACCEL_DTYPE_BOOL;
+    }
+
     int64_t batches = 1;
     for (int i = 0; i < r - 2; i++) batches *= q->shape[i];
     double *e = malloc((size_t)(lk ? lk : 1) * sizeof *e);
@@ -342,6 +383,7 @@ static AnyaccelStatus op_attention(const RefCall *c) {
         int64_t ob = attention_batch_offset(out, q->shape, 1, bi);
         int64_t kb = attention_batch_offset(k, q->shape, group, bi);
         int64_t vb = attention_batch_offset(v, q->shape, group, bi);
+        int64_t mo = mask ? attention_batch_offset(&mb, q->shape, 1, bi) : 0;
         for (int64_t i = 0; i < lq; i++) {
             /* The keys first..last-1 row i sees; masked keys take no part at all. */
             int64_t first = 0, last = lk;
@@ -362,18 +404,30 @@ static AnyaccelStatus op_attention(const RefCall *c) {
                            at(k, kb + j * k->strides[r - 2] + t * k->strides[r - 1]);
                 double l = dot * scale;
                 if (softcap > 0.0) l = softcap * tanh(l / softcap);
+                if (mask) {
+                    const unsigned char *mp =
+                        mb.base + (mo + i * mb.strides[r - 2] + j * mb.strides[r - 1]) *
+                                      (int64_t)ref_dtype_size(mb.dtype);
+                    if (mask_bool) {
+                        if (!ref_load_i(mb.dtype, mp)) l = -INFINITY; /* even a NaN logit */
+                    } else {
+                        l += ref_load_f(mb.dtype, mp);
+                    }
+                }
                 e[j - first] = l;
                 m = fmax(m, l);
             }
+            /* A row that sees no key, or whose every logit is -inf, is 0 (a NaN keeps it NaN). */
+            int none = 1;
+            for (int64_t j = first; j < last && none; j++) none = e[j - first] == -INFINITY;
             double s = 0.0;
             for (int64_t j = first; j < last; j++) {
                 e[j - first] = exp(e[j - first] - m);
                 s += e[j - first];
             }
-            /* A row that sees no key is 0. */
             for (int64_t col = 0; col < dv; col++) {
                 double y = 0.0;
-                for (int64_t j = first; j < last; j++)
+                for (int64_t j = first; j < last && !none; j++)
                     y += e[j - first] / s * at(v, vb + j * v->strides[r - 2] + col * v->strides[r - 1]);
                 put(out, ob + i * out->strides[r - 2] + col * out->strides[r - 1], y);
             }
