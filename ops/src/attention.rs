@@ -109,7 +109,8 @@ pub(crate) fn mask_strides(
             .all(|(&m, &l)| m == l || m == 1);
     if !fits {
         return Err(Error::invalid_argument(format!(
-            "attention: mask is {} but the logits are {} (q's dimensions but the last, then              k's {} keys): the mask must broadcast to them",
+            "attention: mask is {} but the logits are {} (q's dimensions but the last, then \
+             k's {} keys): the mask must broadcast to them",
             shape_str(&mask.shape),
             shape_str(&logits),
             k.shape[r - 2]
