@@ -140,6 +140,7 @@ pub fn run(
         Op::RmsNorm => one(nn::rms_norm(call)),
         Op::Matmul => one(nn::matmul(call)),
         Op::Conv1d | Op::Conv2d => one(nn::conv(call)),
+        Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => nn::pool(call),
         Op::Rope => one(nn::rope(call)),
         Op::Attention => one(nn::attention(call)),
         Op::Uniform | Op::Normal => one(random::draw(call)),

@@ -47,7 +47,8 @@ pub enum OpKind {
     /// Counter-based random numbers (`uniform`, `normal`, `bernoulli`, `dropout`): the
     /// `random` profile.
     Random,
-    /// Convolution over NCL / NCHW images (`conv1d`, `conv2d`): the `nn` profile.
+    /// Convolution and pooling over NCL / NCHW images (`conv1d`, `conv2d`, `max_pool1d`,
+    /// `max_pool2d`, `avg_pool1d`, `avg_pool2d`): the `nn` profile.
     Vision,
 }
 
@@ -313,6 +314,10 @@ pub enum Op {
     Dropout,
     Conv1d,
     Conv2d,
+    MaxPool1d,
+    MaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
 }
 
 /// The type of an attribute's value.
@@ -957,7 +962,7 @@ fn build() -> Vec<OpDef> {
     v
 }
 
-/// Convolution (docs/ops.md 8.11).
+/// Convolution and pooling (docs/ops.md 8.11, 8.12).
 fn vision() -> Vec<OpDef> {
     const CONV_ATTRS: &[AttrDef] = attrs![
         AttrDef::new(
@@ -990,8 +995,60 @@ fn vision() -> Vec<OpDef> {
                 FLOAT,
             )
         })
+        .chain(
+            [
+                ("max_pool1d", Op::MaxPool1d, true),
+                ("max_pool2d", Op::MaxPool2d, true),
+                ("avg_pool1d", Op::AvgPool1d, false),
+                ("avg_pool2d", Op::AvgPool2d, false),
+            ]
+            .into_iter()
+            .map(|(name, op, max)| {
+                if max {
+                    def(
+                        name,
+                        OpKind::Vision,
+                        op,
+                        X,
+                        &["out", "indices"],
+                        MAX_POOL,
+                        FLOAT,
+                    )
+                    .outs(&[OutputDtype::Input(0), OutputDtype::Fixed(DType::I64)])
+                } else {
+                    def(name, OpKind::Vision, op, X, OUT, AVG_POOL, FLOAT)
+                }
+            }),
+        )
         .collect()
 }
+
+const POOL_KERNEL: AttrDef = req("kernel_size", AttrType::Ints);
+const POOL_STRIDE: AttrDef =
+    AttrDef::new("stride", AttrType::Ints, AttrDefault::Rule("kernel_size"));
+const POOL_PADDING: AttrDef = AttrDef::new(
+    "padding",
+    AttrType::Ints,
+    AttrDefault::Rule("0 in every dimension"),
+);
+const MAX_POOL: &[AttrDef] = &[
+    POOL_KERNEL,
+    POOL_STRIDE,
+    POOL_PADDING,
+    AttrDef::new(
+        "dilation",
+        AttrType::Ints,
+        AttrDefault::Rule("1 in every dimension"),
+    ),
+    flag("ceil_mode", false),
+];
+const AVG_POOL: &[AttrDef] = &[
+    POOL_KERNEL,
+    POOL_STRIDE,
+    POOL_PADDING,
+    flag("ceil_mode", false),
+    flag("count_include_pad", true),
+];
 
 /// The activation gradients: `(grad, x) -> dx`, with the forward op's attributes.
 fn activation_backward() -> Vec<OpDef> {

@@ -227,3 +227,136 @@ impl ConvGeom {
         }
     }
 }
+
+/// What a pooling call (`max_pool1d/2d`, `avg_pool1d/2d`) computes, in two spatial dimensions
+/// (a 1-D pool has height 1 everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolGeom {
+    /// Spatial dimensions of the op: 1 or 2.
+    pub spatial: usize,
+    /// Batch and channels.
+    pub n: usize,
+    pub c: usize,
+    pub input: [usize; 2],
+    pub kernel: [usize; 2],
+    pub out: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    /// avg_pool: padding counts in the divisor.
+    pub count_include_pad: bool,
+}
+
+impl PoolGeom {
+    /// The geometry of `op` over input `x`, validating shapes and attributes.
+    pub fn of(op: &str, attrs: &Attrs<'_>, x: &TensorDesc) -> Result<PoolGeom> {
+        let spatial = if op.ends_with("1d") { 1 } else { 2 };
+        let max = op.starts_with("max");
+        if x.rank() != spatial + 2 {
+            return Err(invalid(format!(
+                "{op}: x has shape {}, expected rank {} ({})",
+                shape_str(&x.shape),
+                spatial + 2,
+                if spatial == 1 {
+                    "[N, C, L]"
+                } else {
+                    "[N, C, H, W]"
+                }
+            )));
+        }
+        if attrs.ints_opt("kernel_size")?.is_none() {
+            return Err(invalid(format!("{op}: kernel_size is required")));
+        }
+        let kernel = per_dim(op, attrs, "kernel_size", spatial, 1, 1)?;
+        let stride = match attrs.ints_opt("stride")? {
+            Some(v) if !v.is_empty() => per_dim(op, attrs, "stride", spatial, 1, 1)?,
+            _ => kernel,
+        };
+        let padding = per_dim(op, attrs, "padding", spatial, 0, 0)?;
+        let dilation = if max {
+            per_dim(op, attrs, "dilation", spatial, 1, 1)?
+        } else {
+            [1, 1]
+        };
+        let ceil = attrs.flag("ceil_mode", false)?;
+        let count_include_pad = !max && attrs.flag("count_include_pad", true)?;
+        let lift = |s: &[usize]| -> [usize; 2] {
+            if spatial == 1 {
+                [1, s[2]]
+            } else {
+                [s[2], s[3]]
+            }
+        };
+        let input = lift(&x.shape);
+        let mut out = [1usize; 2];
+        for d in 0..2 {
+            if padding[d] > kernel[d] / 2 {
+                return Err(invalid(format!(
+                    "{op}: padding {} is more than half the kernel size {}",
+                    padding[d], kernel[d]
+                )));
+            }
+            let overflow = || invalid(format!("{op}: the output size overflows"));
+            let padded = padding[d]
+                .checked_mul(2)
+                .and_then(|p| p.checked_add(input[d]))
+                .filter(|&p| i64::try_from(p).is_ok())
+                .ok_or_else(overflow)?;
+            let extent = dilation[d]
+                .checked_mul(kernel[d] - 1)
+                .and_then(|e| e.checked_add(1))
+                .ok_or_else(overflow)?;
+            if extent > padded {
+                return Err(invalid(format!(
+                    "{op}: the window spans {extent} but the padded input is {padded} ({} + 2 x \
+                     {}): the output would be empty",
+                    input[d], padding[d]
+                )));
+            }
+            let span = padded - extent;
+            let mut o = if ceil {
+                span.div_ceil(stride[d]) + 1
+            } else {
+                span / stride[d] + 1
+            };
+            // With ceil_mode, the last window must start inside the input or its left padding.
+            if ceil && (o - 1) * stride[d] >= input[d] + padding[d] {
+                o -= 1;
+            }
+            out[d] = o;
+        }
+        let g = PoolGeom {
+            spatial,
+            n: x.shape[0],
+            c: x.shape[1],
+            input,
+            kernel,
+            out,
+            stride,
+            padding,
+            dilation,
+            count_include_pad,
+        };
+        g.out_shape()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| invalid(format!("{op}: the output's element count overflows")))?;
+        Ok(g)
+    }
+
+    /// The output's shape: `[N, C, L_out]` or `[N, C, H_out, W_out]`.
+    pub fn out_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.n, self.c];
+        s.extend_from_slice(&self.out[2 - self.spatial..]);
+        s
+    }
+
+    /// A tensor's strides lifted to 4 dimensions (1-D pools' gain a height of stride 0).
+    pub fn strides4(&self, strides: &[usize]) -> [usize; 4] {
+        if self.spatial == 1 {
+            [strides[0], strides[1], 0, strides[2]]
+        } else {
+            [strides[0], strides[1], strides[2], strides[3]]
+        }
+    }
+}

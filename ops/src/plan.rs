@@ -570,6 +570,14 @@ pub fn plan(
             }
             vec![shape]
         }
+        Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => {
+            let g = crate::conv::PoolGeom::of(op, &attrs, x(0))?;
+            if matches!(def.op, Op::MaxPool1d | Op::MaxPool2d) {
+                vec![g.out_shape(), g.out_shape()]
+            } else {
+                vec![g.out_shape()]
+            }
+        }
         Op::Conv1d | Op::Conv2d => {
             let g = crate::conv::ConvGeom::of(op, &attrs, x(0), x(1), opt(2))?;
             vec![g.out_shape()]

@@ -477,6 +477,71 @@ fn attention_options_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
     );
 }
 
+/// The pools against values computed by hand: max values and plane indices, averages with and
+/// without the padding counted.
+fn pools_match_their_definition(d: &dyn Device, q: &dyn Queue) {
+    use anyaccel_hal::AttrValue;
+    let id = &d.info().id;
+    let x = Tensor::from_slice(
+        q,
+        &(1..=16).map(|v| v as f32).collect::<Vec<_>>(),
+        &[1, 1, 4, 4],
+    )
+    .unwrap();
+    let ints = |v: &[i64]| AttrValue::Ints(v.to_vec());
+    let run = |op: &str, attrs: &[(&str, AttrValue)]| {
+        let attrs: Vec<(String, AttrValue)> = attrs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        ops::call(q, op, &[Some(&x)], &attrs).unwrap()
+    };
+    let k2 = [("kernel_size", ints(&[2]))];
+    let m = run("max_pool2d", &k2);
+    assert_eq!(
+        m[0].to_vec::<f32>(q).unwrap(),
+        vec![6.0, 8.0, 14.0, 16.0],
+        "on {id}"
+    );
+    assert_eq!(
+        m[1].to_vec::<i64>(q).unwrap(),
+        vec![5, 7, 13, 15],
+        "on {id}"
+    );
+    let a = run("avg_pool2d", &k2);
+    assert_eq!(
+        a[0].to_vec::<f32>(q).unwrap(),
+        vec![3.5, 5.5, 11.5, 13.5],
+        "on {id}"
+    );
+    // 3x3 windows, stride 2, padding 1: the top-left window holds 1, 2, 5, 6 (sum 14).
+    let k3 = [
+        ("kernel_size", ints(&[3])),
+        ("stride", ints(&[2])),
+        ("padding", ints(&[1])),
+    ];
+    let with_pad = run("avg_pool2d", &k3)[0].to_vec::<f32>(q).unwrap();
+    assert!(
+        (with_pad[0] - 14.0 / 9.0).abs() < 1e-6,
+        "on {id}: {with_pad:?}"
+    );
+    assert!(
+        (with_pad[1] - 30.0 / 9.0).abs() < 1e-6,
+        "on {id}: {with_pad:?}"
+    );
+    let mut no_pad = k3.to_vec();
+    no_pad.push(("count_include_pad", AttrValue::Int(0)));
+    let without = run("avg_pool2d", &no_pad)[0].to_vec::<f32>(q).unwrap();
+    assert_eq!(&without[..2], &[3.5, 5.0], "on {id}");
+    let e = ops::call(q, "max_pool2d", &[Some(&x)], &[]).unwrap_err();
+    assert_eq!(
+        e.code(),
+        anyaccel_hal::ErrorCode::InvalidArgument,
+        "on {id}"
+    );
+    assert!(e.message().contains("kernel_size"), "on {id}: {e}");
+}
+
 /// The attention mask against its definition: an all-true bool mask or an additive zero mask
 /// changes nothing; a bool mask of the causal pattern equals causal masking; a row masked
 /// entirely is 0.
@@ -648,4 +713,5 @@ on_each_device!(
     attention_options_match_their_definitions,
     conv_matches_its_definition,
     attention_mask_matches_its_definition,
+    pools_match_their_definition,
 );

@@ -829,3 +829,288 @@ pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
         true,
     );
 }
+
+/// One pooling case: tag, x (shape, layout), kernel_size, stride, padding, dilation (max pools
+/// only), ceil_mode, count_include_pad (average pools only), the output's layout.
+type PoolCase = (
+    &'static str,
+    &'static [usize],
+    Layout,
+    &'static [i64],
+    &'static [i64],
+    &'static [i64],
+    &'static [i64],
+    bool,
+    bool,
+    Layout,
+);
+
+pub(super) fn pool_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    let max = op.starts_with("max");
+    let cases: &[PoolCase] = if op.ends_with("1d") {
+        &[
+            (
+                "n2_c3_l17_k3_s2",
+                &[2, 3, 17],
+                C,
+                &[3],
+                &[2],
+                &[],
+                &[],
+                false,
+                true,
+                C,
+            ),
+            (
+                "k2_p1_ceil",
+                &[1, 4, 10],
+                C,
+                &[2],
+                &[],
+                &[1],
+                &[],
+                true,
+                true,
+                C,
+            ),
+            (
+                "k3_s3_p1_ceil_drop",
+                &[1, 2, 5],
+                C,
+                &[3],
+                &[3],
+                &[1],
+                &[],
+                true,
+                true,
+                C,
+            ),
+            (
+                "k3_d2_p1",
+                &[2, 2, 11],
+                C,
+                &[3],
+                &[1],
+                &[1],
+                &[2],
+                false,
+                true,
+                C,
+            ),
+            (
+                "k3_s2_p1_no_pad_count",
+                &[1, 3, 9],
+                C,
+                &[3],
+                &[2],
+                &[1],
+                &[],
+                true,
+                false,
+                C,
+            ),
+            (
+                "views",
+                &[2, 3, 12],
+                S,
+                &[4],
+                &[3],
+                &[2],
+                &[],
+                false,
+                true,
+                S,
+            ),
+            (
+                "empty_n0",
+                &[0, 3, 8],
+                C,
+                &[2],
+                &[],
+                &[],
+                &[],
+                false,
+                true,
+                C,
+            ),
+            ("global", &[2, 5, 9], C, &[9], &[], &[], &[], false, true, C),
+        ]
+    } else {
+        &[
+            (
+                "n2_c3_8x9_k2",
+                &[2, 3, 8, 9],
+                C,
+                &[2],
+                &[],
+                &[],
+                &[],
+                false,
+                true,
+                C,
+            ),
+            (
+                "k3_s2_p1",
+                &[1, 4, 9, 10],
+                C,
+                &[3],
+                &[2],
+                &[1],
+                &[],
+                false,
+                true,
+                C,
+            ),
+            (
+                "k3_s2_ceil",
+                &[1, 2, 8, 8],
+                C,
+                &[3],
+                &[2],
+                &[],
+                &[],
+                true,
+                true,
+                C,
+            ),
+            (
+                "k3_s3_p1_ceil_drop",
+                &[1, 1, 5, 5],
+                C,
+                &[3],
+                &[3],
+                &[1],
+                &[],
+                true,
+                true,
+                C,
+            ),
+            (
+                "k3x2_s1x2_p1x0",
+                &[2, 2, 7, 8],
+                C,
+                &[3, 2],
+                &[1, 2],
+                &[1, 0],
+                &[],
+                false,
+                true,
+                C,
+            ),
+            (
+                "k3_d2_p1",
+                &[1, 3, 9, 9],
+                C,
+                &[3],
+                &[1],
+                &[1],
+                &[2, 1],
+                false,
+                true,
+                C,
+            ),
+            (
+                "k3_s2_p1_no_pad_count",
+                &[1, 3, 7, 7],
+                C,
+                &[3],
+                &[2],
+                &[1],
+                &[],
+                true,
+                false,
+                C,
+            ),
+            (
+                "views",
+                &[1, 3, 7, 9],
+                T,
+                &[2],
+                &[],
+                &[],
+                &[],
+                false,
+                true,
+                S,
+            ),
+            (
+                "empty_n0",
+                &[0, 3, 4, 4],
+                C,
+                &[2],
+                &[],
+                &[],
+                &[],
+                false,
+                true,
+                C,
+            ),
+            (
+                "global",
+                &[2, 4, 5, 5],
+                C,
+                &[5],
+                &[],
+                &[],
+                &[],
+                false,
+                true,
+                C,
+            ),
+        ]
+    };
+    for &d in dtypes {
+        for &(tag, xs, xl, k, s, p, dil, ceil, count_pad, ol) in cases {
+            if (max && tag.contains("no_pad_count")) || (!max && !dil.is_empty()) {
+                continue;
+            }
+            let mut attrs = vec![attr("kernel_size", super::ints(k))];
+            for (name, v) in [("stride", s), ("padding", p), ("dilation", dil)] {
+                if !v.is_empty() {
+                    attrs.push(attr(name, super::ints(v)));
+                }
+            }
+            if ceil {
+                attrs.push(attr("ceil_mode", AttrValue::Int(1)));
+            }
+            if !count_pad {
+                attrs.push(attr("count_include_pad", AttrValue::Int(0)));
+            }
+            let classes: &[Values] = if tag.starts_with("n2_") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                b.push(
+                    op,
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    vec![input(d, xs, xl, v)],
+                    attrs.clone(),
+                    ol,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements in x.
+    let x: &[usize] = if op.ends_with("1d") {
+        &[1, 1, (1 << 24) + 4]
+    } else {
+        &[1, 1, 4098, 4098]
+    };
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![input(DType::F32, x, C, Values::Normal)],
+        vec![attr("kernel_size", super::ints(&[2]))],
+        C,
+        true,
+    );
+}

@@ -712,6 +712,156 @@ pub(crate) fn conv(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(x.dtype, &out_shape, out)
 }
 
+/// `max_pool1d/2d` (values and i64 plane indices) and `avg_pool1d/2d`, in f64 (PyTorch's
+/// pools; docs/ops.md 8.12).
+pub(crate) fn pool(call: &Call) -> Result<Vec<RefTensor>> {
+    let op = call.op;
+    let x = call.input(0)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    let sp = if op.ends_with("1d") { 1 } else { 2 };
+    let max = op.starts_with("max");
+    if x.rank() != sp + 2 {
+        return Err(invalid(
+            op,
+            format!("{}: expected rank {}", describe("x", x), sp + 2),
+        ));
+    }
+    if call.ints_attr("kernel_size")?.is_none() {
+        return Err(invalid(op, "attribute `kernel_size` is required"));
+    }
+    let kernel = conv_param(call, "kernel_size", sp, 1, 1)?;
+    let stride = match call.ints_attr("stride")? {
+        Some(v) if !v.is_empty() => conv_param(call, "stride", sp, 1, 1)?,
+        _ => kernel.clone(),
+    };
+    let padding = conv_param(call, "padding", sp, 0, 0)?;
+    let dilation = if max {
+        conv_param(call, "dilation", sp, 1, 1)?
+    } else {
+        vec![1; sp]
+    };
+    let ceil = call.flag_attr("ceil_mode", false)?;
+    let count_pad = !max && call.flag_attr("count_include_pad", true)?;
+    let mut outs = Vec::with_capacity(sp);
+    for d in 0..sp {
+        let (len, k, s, p, dl) = (
+            x.shape[2 + d] as u128,
+            kernel[d] as u128,
+            stride[d] as u128,
+            padding[d] as u128,
+            dilation[d] as u128,
+        );
+        if p > k / 2 {
+            return Err(invalid(
+                op,
+                format!("padding {p} is more than half the kernel {k}"),
+            ));
+        }
+        let padded = len + 2 * p;
+        let extent = dl * (k - 1) + 1;
+        if padded > i64::MAX as u128 || extent > padded {
+            return Err(invalid(
+                op,
+                format!("the window spans {extent} but the padded input is {padded}"),
+            ));
+        }
+        let span = padded - extent;
+        let mut o = if ceil {
+            span.div_ceil(s) + 1
+        } else {
+            span / s + 1
+        };
+        if ceil && (o - 1) * s >= len + p {
+            o -= 1;
+        }
+        outs.push(o as usize);
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let mut out_shape = vec![n, c];
+    out_shape.extend(&outs);
+    out_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| invalid(op, "the output's element count overflows"))?;
+    let two = |v: &[usize], one: usize| -> [usize; 2] {
+        if sp == 1 {
+            [one, v[0]]
+        } else {
+            [v[0], v[1]]
+        }
+    };
+    let [ih, iw] = two(&x.shape[2..], 1);
+    let [oh, ow] = two(&outs, 1);
+    let [kh, kw] = two(&kernel, 1);
+    let [sh, sw] = two(&stride, 1);
+    let [ph, pw] = two(&padding, 0);
+    let [dh, dw] = two(&dilation, 1);
+    let xv = x.to_f64_vec();
+    let (mut vals, mut idx) = (Vec::new(), Vec::new());
+    for plane in 0..n * c {
+        let base = plane * ih * iw;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let y0 = (oy * sh) as i64 - ph as i64;
+                let x0 = (ox * sw) as i64 - pw as i64;
+                if max {
+                    let (mut best, mut at) = (f64::NEG_INFINITY, -1i64);
+                    'w: for ky in 0..kh {
+                        let iy = y0 + (ky * dh) as i64;
+                        if iy < 0 || iy >= ih as i64 {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ix = x0 + (kx * dw) as i64;
+                            if ix < 0 || ix >= iw as i64 {
+                                continue;
+                            }
+                            let v = xv[base + iy as usize * iw + ix as usize];
+                            let pos = iy * iw as i64 + ix;
+                            if v.is_nan() {
+                                (best, at) = (v, pos);
+                                break 'w;
+                            }
+                            if v > best || at < 0 {
+                                (best, at) = (v, pos);
+                            }
+                        }
+                    }
+                    vals.push(best);
+                    idx.push(at);
+                } else {
+                    let ye0 = (y0 + kh as i64).min((ih + ph) as i64);
+                    let xe0 = (x0 + kw as i64).min((iw + pw) as i64);
+                    let pool = (ye0 - y0) * (xe0 - x0);
+                    let (ys, xs) = (y0.max(0), x0.max(0));
+                    let (ye, xe) = (ye0.min(ih as i64), xe0.min(iw as i64));
+                    let mut sum = 0.0;
+                    for iy in ys..ye {
+                        for ix in xs..xe {
+                            sum += xv[base + iy as usize * iw + ix as usize];
+                        }
+                    }
+                    let divisor = if count_pad {
+                        pool
+                    } else {
+                        (ye - ys).max(0) * (xe - xs).max(0)
+                    };
+                    vals.push(sum / divisor as f64);
+                }
+            }
+        }
+    }
+    let mut result = vec![RefTensor::from_f64(x.dtype, &out_shape, vals)?];
+    if max {
+        result.push(RefTensor::from_i64(
+            anyaccel_hal::DType::I64,
+            &out_shape,
+            idx,
+        )?);
+    }
+    Ok(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;

@@ -58,3 +58,84 @@ KERNEL void conv_direct(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_S
     }
 }
 #endif
+
+/* max_pool1d/2d (pool_max) and avg_pool1d/2d (pool_avg): one work item per output element
+ * out[n, c, oy, ox] (grid-stride), through the 4-D views' strides (1-D pools: height 1, stride
+ * 0). Window taps outside the input are skipped. pool_max: the largest tap, NaN propagating
+ * (the first NaN's index), ties to the first tap; its plane index h * W + w goes to `idx`
+ * (i64); a window without a tap gives -inf and -1. pool_avg: the f32 sum of the window clipped
+ * to the input, over the pool size within the padded input (POOL_COUNT_PAD) or the clipped
+ * window's element count. */
+#if defined(POOL_MAX) || defined(POOL_AVG)
+KERNEL void pool_run(GLOBAL X_ST* out, GLOBAL i64* idx, GLOBAL const X_ST* x, const i64 total,
+                     const i64 c, const i64 oh, const i64 ow, const i64 ih, const i64 iw,
+                     const i64 kh, const i64 kw, const i64 sh, const i64 sw, const i64 ph,
+                     const i64 pw, const i64 dh, const i64 dw, const i64 xo, const i64 xs0,
+                     const i64 xs1, const i64 xs2, const i64 xs3, const i64 oo, const i64 os0,
+                     const i64 os1, const i64 os2, const i64 os3, const i64 io, const i64 is0,
+                     const i64 is1, const i64 is2, const i64 is3) {
+    FOR_EACH_INDEX(lin, total) {
+        const i64 ox = lin % ow;
+        const i64 oy = (lin / ow) % oh;
+        const i64 ch = (lin / (ow * oh)) % c;
+        const i64 n = lin / (ow * oh * c);
+        const i64 xb = xo + n * xs0 + ch * xs1;
+        const i64 y0 = oy * sh - ph;
+        const i64 x0 = ox * sw - pw;
+#ifdef POOL_MAX
+        float best = -F32_INF;
+        i64 at = -1;
+        int nan = 0;
+        for (i64 ky = 0; ky < kh && !nan; ++ky) {
+            const i64 iy = y0 + ky * dh;
+            if (iy < 0 || iy >= ih) continue;
+            for (i64 kx = 0; kx < kw; ++kx) {
+                const i64 ix = x0 + kx * dw;
+                if (ix < 0 || ix >= iw) continue;
+                const float v = X_LD(x, xb + iy * xs2 + ix * xs3);
+                if (v != v) {
+                    best = v;
+                    at = iy * iw + ix;
+                    nan = 1;
+                    break;
+                }
+                if (v > best || at < 0) {
+                    best = v;
+                    at = iy * iw + ix;
+                }
+            }
+        }
+        X_SV(out, oo + n * os0 + ch * os1 + oy * os2 + ox * os3, best);
+        idx[io + n * is0 + ch * is1 + oy * is2 + ox * is3] = at;
+#else
+        i64 ye = y0 + kh < ih + ph ? y0 + kh : ih + ph;
+        i64 xe = x0 + kw < iw + pw ? x0 + kw : iw + pw;
+        const i64 pool = (ye - y0) * (xe - x0);
+        const i64 ys = y0 < 0 ? 0 : y0;
+        const i64 xs = x0 < 0 ? 0 : x0;
+        ye = ye < ih ? ye : ih;
+        xe = xe < iw ? xe : iw;
+        float sum = 0.0f;
+        for (i64 iy = ys; iy < ye; ++iy)
+            for (i64 ix = xs; ix < xe; ++ix) sum += X_LD(x, xb + iy * xs2 + ix * xs3);
+#ifdef POOL_COUNT_PAD
+        const i64 divisor = pool;
+#else
+        const i64 divisor = (ye > ys ? ye - ys : 0) * (xe > xs ? xe - xs : 0);
+#endif
+        const i64 at = oo + n * os0 + ch * os1 + oy * os2 + ox * os3;
+#ifdef ANYACCEL_FP64
+        /* A sum that overflowed f32 is taken again in f64. */
+        if (!(sum - sum == 0.0f)) {
+            double wide = 0.0;
+            for (i64 iy = ys; iy < ye; ++iy)
+                for (i64 ix = xs; ix < xe; ++ix) wide += (double)X_LD(x, xb + iy * xs2 + ix * xs3);
+            CAT(cd_, XT)(out, at, wide / (double)divisor);
+            continue;
+        }
+#endif
+        X_SV(out, at, sum / (float)divisor);
+#endif
+    }
+}
+#endif

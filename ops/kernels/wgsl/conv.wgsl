@@ -32,3 +32,25 @@ fn conv(@builtin(global_invocation_id) gid: vec3<u32>) {
     $BIAS
     st_out(o[0], f32(acc));
 }
+
+//# pool
+// max_pool1d/2d and avg_pool1d/2d: one invocation per output element (space 0 walks the output's
+// 4-D view: out, and indices for max pools), x read through its 4-D view's strides. Positions
+// are i32 (the padded input fits). Max: the largest tap, NaN propagating (the first NaN's
+// index), ties to the first tap; a window without a tap gives -inf and -1. Average: the sum over
+// the window clipped to the input, over the pool size within the padded input
+// (p.count_pad = 1) or the clipped window's element count.
+@compute @workgroup_size(256)
+fn pool(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let lin = gid.x;
+    if (lin >= p.n) { return; }
+    let o = walk0(lin);
+    let ox = lin % p.ow;
+    let oy = (lin / p.ow) % p.oh;
+    let ch = (lin / (p.ow * p.oh)) % p.c;
+    let n = lin / (p.ow * p.oh * p.c);
+    let xb = p.x_off + n * p.x_s0 + ch * p.x_s1;
+    let y0 = i32(oy * p.sh) - i32(p.ph);
+    let x0 = i32(ox * p.sw) - i32(p.pw);
+    $BODY
+}

@@ -1,11 +1,11 @@
-//! `conv1d` and `conv2d`: one work item per output element (`conv.h`).
+//! `conv1d`, `conv2d` and the pools: one work item per output element (`conv.h`).
 
 use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::conv::ConvGeom;
+use crate::conv::{ConvGeom, PoolGeom};
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let attrs = Attrs::of(call)?;
@@ -52,6 +52,53 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     match bias {
         Some(b) => args.extend([KernelArg::scalar(base_offset(b)), i(b.strides()[0])]),
         None => args.extend([i(0), i(0)]),
+    }
+    ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
+}
+
+pub(crate) fn pool(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let attrs = Attrs::of(call)?;
+    let (x, out) = (input(call, 0)?, output(call, 0)?);
+    let g = PoolGeom::of(&call.op, &attrs, x.desc())?;
+    let max = call.op.starts_with("max");
+    let total = out.numel();
+    if total == 0 {
+        return Ok(());
+    }
+    let mut spec = KernelSpec::new(Family::Conv, "pool_run");
+    spec = if max {
+        spec.flag("POOL_MAX")
+    } else if g.count_include_pad {
+        spec.flag("POOL_AVG").flag("POOL_COUNT_PAD")
+    } else {
+        spec.flag("POOL_AVG")
+    };
+    let spec = dtype_defs(spec, "X", x.dtype());
+    let i = |v: usize| KernelArg::scalar(v as i64);
+    // Average pools write no indices: the output's buffer stands in and is never written.
+    let idx = if max { output(call, 1)? } else { out };
+    let mut args = vec![
+        buf(out),
+        buf(idx),
+        buf(x),
+        i(total),
+        i(g.c),
+        i(g.out[0]),
+        i(g.out[1]),
+        i(g.input[0]),
+        i(g.input[1]),
+        i(g.kernel[0]),
+        i(g.kernel[1]),
+        i(g.stride[0]),
+        i(g.stride[1]),
+        i(g.padding[0]),
+        i(g.padding[1]),
+        i(g.dilation[0]),
+        i(g.dilation[1]),
+    ];
+    for t in [x, out, idx] {
+        args.push(KernelArg::scalar(base_offset(t)));
+        args.extend(g.strides4(t.strides()).map(i));
     }
     ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
 }

@@ -57,7 +57,7 @@ pub enum Family {
     Matmul,
     /// `random.h`: uniform, normal, bernoulli, dropout.
     Random,
-    /// `conv.h`: conv1d, conv2d.
+    /// `conv.h`: conv1d, conv2d, the max and average pools.
     Conv,
 }
 
@@ -448,6 +448,7 @@ pub(crate) fn launch(
         }
         Op::Matmul => matmul::launch(&ctx, call),
         Op::Conv1d | Op::Conv2d => conv::launch(&ctx, call),
+        Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&ctx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
         Op::Predicate(_) => elementwise::predicate(&ctx, call),
         Op::ActivationBackward(_) => elementwise::backward(&ctx, call),

@@ -1,4 +1,4 @@
-//! `conv1d` and `conv2d`: one output element at a time, accumulating in f64.
+//! `conv1d`, `conv2d` and the pools: one output element at a time, accumulating in f64.
 
 use anyaccel_hal::{OpCall, Result};
 
@@ -6,7 +6,7 @@ use super::layout::{par_ranges, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
-use crate::conv::ConvGeom;
+use crate::conv::{ConvGeom, PoolGeom};
 
 fn f(v: Val) -> f64 {
     match v {
@@ -88,6 +88,102 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         out.desc.offset + n * os[0] + oc * os[1] + oy * os[2] + ox * os[3],
                         Val::F(acc),
                     )
+                }
+            }
+            Ok(())
+        })
+    }))
+}
+
+/// The kernel of one pooling call: max (values and i64 plane indices) or average, in f64.
+pub(crate) fn pool_kernel(call: &OpCall) -> Result<Box<Body>> {
+    let attrs = Attrs::of(call)?;
+    let x = call
+        .inputs
+        .first()
+        .and_then(|t| t.as_ref())
+        .ok_or_else(|| anyaccel_hal::Error::internal("pool: input missing"))?;
+    let g = PoolGeom::of(&call.op, &attrs, x.desc())?;
+    let max = call.op.starts_with("max");
+    Ok(Box::new(move |b: &Bound| {
+        let (x, out) = (b.input(0)?, b.out(0));
+        let idx = if max { Some(b.out(1)) } else { None };
+        let xs = g.strides4(&x.desc.strides);
+        let os = g.strides4(&out.desc.strides);
+        let is = idx.map(|t| g.strides4(&t.desc.strides));
+        let [oh, ow] = g.out;
+        let [ih, iw] = g.input;
+        let [kh, kw] = g.kernel;
+        let total = g.n * g.c * oh * ow;
+        par_ranges(total, (GRAIN / (kh * kw).max(1)).max(1), |r| {
+            for lin in r {
+                let ox = lin % ow;
+                let oy = (lin / ow) % oh;
+                let ch = (lin / (ow * oh)) % g.c;
+                let n = lin / (ow * oh * g.c);
+                let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+                let oo = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3];
+                // Window starts, in padded coordinates less the padding (may be negative).
+                let y0 = (oy * g.stride[0]) as i64 - g.padding[0] as i64;
+                let x0 = (ox * g.stride[1]) as i64 - g.padding[1] as i64;
+                if let (Some(it), Some(is)) = (idx, is) {
+                    let (mut best, mut at) = (f64::NEG_INFINITY, -1i64);
+                    'window: for ky in 0..kh {
+                        let iy = y0 + (ky * g.dilation[0]) as i64;
+                        if iy < 0 || iy >= ih as i64 {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ixx = x0 + (kx * g.dilation[1]) as i64;
+                            if ixx < 0 || ixx >= iw as i64 {
+                                continue;
+                            }
+                            let (iy, ixx) = (iy as usize, ixx as usize);
+                            // SAFETY: (n, ch, iy, ixx) lies inside x's shape.
+                            let v = f(unsafe { load(x, xb + iy * xs[2] + ixx * xs[3]) });
+                            if v.is_nan() {
+                                (best, at) = (v, (iy * iw + ixx) as i64);
+                                break 'window;
+                            }
+                            if v > best || at < 0 {
+                                (best, at) = (v, (iy * iw + ixx) as i64);
+                            }
+                        }
+                    }
+                    // SAFETY: lin < the outputs' element count.
+                    unsafe {
+                        store(out, oo, Val::F(best));
+                        store(
+                            it,
+                            it.desc.offset + n * is[0] + ch * is[1] + oy * is[2] + ox * is[3],
+                            Val::I(at),
+                        );
+                    }
+                } else {
+                    // The window clipped to the padded input, then to the input.
+                    let clip = |s: i64, k: usize, len: usize, pad: usize| {
+                        let end = (s + k as i64).min((len + pad) as i64);
+                        let pool = end - s;
+                        (s.max(0), end.min(len as i64), pool)
+                    };
+                    let (ys, ye, ph) = clip(y0, kh, ih, g.padding[0]);
+                    let (xs0, xe, pw) = clip(x0, kw, iw, g.padding[1]);
+                    let mut sum = 0.0;
+                    for iy in ys..ye {
+                        for ixx in xs0..xe {
+                            // SAFETY: the clipped window lies inside x's shape.
+                            sum += f(unsafe {
+                                load(x, xb + iy as usize * xs[2] + ixx as usize * xs[3])
+                            });
+                        }
+                    }
+                    let divisor = if g.count_include_pad {
+                        ph * pw
+                    } else {
+                        (ye - ys).max(0) * (xe - xs0).max(0)
+                    };
+                    // SAFETY: lin < the output's element count.
+                    unsafe { store(out, oo, Val::F(sum / divisor as f64)) }
                 }
             }
             Ok(())

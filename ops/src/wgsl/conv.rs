@@ -1,9 +1,9 @@
-//! `conv1d` and `conv2d`: one invocation per output element (`conv.wgsl`).
+//! `conv1d`, `conv2d` and the pools: one invocation per output element (`conv.wgsl`).
 
-use anyaccel_hal::{Error, OpCall, Result};
+use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
-use crate::conv::ConvGeom;
+use crate::conv::{ConvGeom, PoolGeom};
 
 static CONV: &str = include_str!("../../kernels/wgsl/conv.wgsl");
 
@@ -85,6 +85,125 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     sh.body(
         &section(CONV, "conv")?
             .replace("$BIAS", bias_text)
+            .replace("$W", cx.wide()),
+    );
+    sh.launch([n as u64, 1, 1])
+}
+
+const MAX_BODY: &str = "
+    var best = -inf_f32();
+    var at = -1;
+    var nan = false;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = y0 + i32(ky * p.dh);
+        if (nan || iy < 0 || iy >= i32(p.ih)) { continue; }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let ix = x0 + i32(kx * p.dw);
+            if (nan || ix < 0 || ix >= i32(p.iw)) { continue; }
+            let v = f32(ld_x(xb + u32(iy) * p.x_s2 + u32(ix) * p.x_s3));
+            if (is_nan(v)) {
+                best = v;
+                at = iy * i32(p.iw) + ix;
+                nan = true;
+            } else if (v > best || at < 0) {
+                best = v;
+                at = iy * i32(p.iw) + ix;
+            }
+        }
+    }
+    st_out(o[0], best);
+    st_idx(o[1], i64(at));
+";
+
+const AVG_BODY: &str = "
+    let ye0 = min(y0 + i32(p.kh), i32(p.ih + p.ph));
+    let xe0 = min(x0 + i32(p.kw), i32(p.iw + p.pw));
+    let pool = (ye0 - y0) * (xe0 - x0);
+    let ys = max(y0, 0);
+    let xs = max(x0, 0);
+    let ye = min(ye0, i32(p.ih));
+    let xe = min(xe0, i32(p.iw));
+    var sum: $W = $W(0.0);
+    for (var iy = ys; iy < ye; iy++) {
+        for (var ix = xs; ix < xe; ix++) {
+            sum += $W(ld_x(xb + u32(iy) * p.x_s2 + u32(ix) * p.x_s3));
+        }
+    }
+    var divisor = max(ye - ys, 0) * max(xe - xs, 0);
+    if (p.count_pad != 0u) { divisor = pool; }
+    st_out(o[0], f32(sum / $W(divisor)));
+";
+
+pub(crate) fn pool(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let (x_t, out_t) = (input(call, 0)?, output(call, 0)?);
+    let g = PoolGeom::of(op, &a, x_t.desc())?;
+    let max = op.starts_with("max");
+    let work = g.kernel[0].saturating_mul(g.kernel[1]);
+    if work > LOOP_BUDGET {
+        return Err(Error::unsupported(format!(
+            "{op}: a window of {work} elements needs more loop iterations per output element \
+             than the {LOOP_BUDGET} the WGSL kernel keeps to (drivers such as lavapipe stop a \
+             loop after 65535)"
+        )));
+    }
+    // Positions are i32: the padded input must fit.
+    for d in 0..2 {
+        let padded = g.input[d] + 2 * g.padding[d];
+        if i32::try_from(padded).is_err() {
+            return Err(Error::unsupported(format!(
+                "{op}: a padded input of {padded} is more than the WGSL kernel's i32 positions \
+                 reach"
+            )));
+        }
+    }
+    let (x, out) = (bind(x_t)?, bind(out_t)?);
+    let n = count32(op, "the output", out.desc.numel())?;
+    if n == 0 {
+        return Ok(());
+    }
+    let access = Access::of(x.desc.dtype);
+    let mut sh = Shader::new(cx, op, "pool");
+    sh.tensor("x", &x, access, false)?;
+    sh.tensor("out", &out, access, true)?;
+    let mut shape4 = vec![g.n, g.c];
+    shape4.extend(g.out);
+    let mut space =
+        Space::new(&shape4).with(out.desc.offset, g.strides4(&out.desc.strides).to_vec());
+    if max {
+        let idx = bind(output(call, 1)?)?;
+        sh.tensor("idx", &idx, Access::of(DType::I64), true)?;
+        space = space.with(idx.desc.offset, g.strides4(&idx.desc.strides).to_vec());
+    }
+    sh.space(space);
+    sh.u32("n", n);
+    for (name, v) in [
+        ("c", g.c),
+        ("oh", g.out[0]),
+        ("ow", g.out[1]),
+        ("ih", g.input[0]),
+        ("iw", g.input[1]),
+        ("kh", g.kernel[0]),
+        ("kw", g.kernel[1]),
+        ("sh", g.stride[0]),
+        ("sw", g.stride[1]),
+        ("ph", g.padding[0]),
+        ("pw", g.padding[1]),
+        ("dh", g.dilation[0]),
+        ("dw", g.dilation[1]),
+    ] {
+        sh.size(name, v)?;
+    }
+    sh.size("x_off", x.desc.offset)?;
+    for (d, s) in g.strides4(&x.desc.strides).into_iter().enumerate() {
+        sh.size(&format!("x_s{d}"), s)?;
+    }
+    sh.u32("count_pad", g.count_include_pad as u32);
+    let body = if max { MAX_BODY } else { AVG_BODY };
+    sh.body(
+        &section(CONV, "pool")?
+            .replace("$BODY", body)
             .replace("$W", cx.wide()),
     );
     sh.launch([n as u64, 1, 1])
