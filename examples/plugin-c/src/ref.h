@@ -164,5 +164,7 @@ AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleav
                                                         masked_fill, embedding_backward */
 AnyaccelStatus ref_op_random(const RefCall *c);      /* uniform, normal, bernoulli, dropout */
 AnyaccelStatus ref_op_conv(const RefCall *c);        /* conv1d, conv2d */
+AnyaccelStatus ref_op_pool(const RefCall *c);        /* max_pool1d, max_pool2d, avg_pool1d,
+                                                        avg_pool2d */
 
 #endif /* REF_H */
