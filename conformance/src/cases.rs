@@ -17,7 +17,7 @@ mod reduce;
 
 use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
-use nn::{attention_cases, conv_cases, matmul_cases, norm_cases, pool_cases};
+use nn::{attention_cases, conv_cases, matmul_cases, norm_cases, pool_cases, resample_cases};
 use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
 /// A conformance profile: a set of cases a device conforms to when all of them pass.
@@ -339,6 +339,9 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Backward, _) => elementwise::backward_cases(&mut b, def),
             (OpKind::Random, op) => random::random_cases(&mut b, op),
             (OpKind::Vision, op @ ("conv1d" | "conv2d")) => conv_cases(&mut b, op, def.dtypes),
+            (OpKind::Vision, op @ ("adaptive_avg_pool2d" | "interpolate")) => {
+                resample_cases(&mut b, op, def.dtypes)
+            }
             (OpKind::Vision, op) => pool_cases(&mut b, op, def.dtypes),
             _ => {}
         }

@@ -141,6 +141,7 @@ pub fn run(
         Op::Matmul => one(nn::matmul(call)),
         Op::Conv1d | Op::Conv2d => one(nn::conv(call)),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => nn::pool(call),
+        Op::AdaptiveAvgPool2d | Op::Interpolate => one(nn::resample(call)),
         Op::Rope => one(nn::rope(call)),
         Op::Attention => one(nn::attention(call)),
         Op::Uniform | Op::Normal => one(random::draw(call)),

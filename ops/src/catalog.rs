@@ -318,6 +318,8 @@ pub enum Op {
     MaxPool2d,
     AvgPool1d,
     AvgPool2d,
+    AdaptiveAvgPool2d,
+    Interpolate,
 }
 
 /// The type of an attribute's value.
@@ -1020,6 +1022,31 @@ fn vision() -> Vec<OpDef> {
                 }
             }),
         )
+        .chain([
+            def(
+                "adaptive_avg_pool2d",
+                OpKind::Vision,
+                Op::AdaptiveAvgPool2d,
+                X,
+                OUT,
+                attrs![req("output_size", AttrType::Ints)],
+                FLOAT,
+            ),
+            def(
+                "interpolate",
+                OpKind::Vision,
+                Op::Interpolate,
+                X,
+                OUT,
+                attrs![
+                    req("size", AttrType::Ints),
+                    AttrDef::new("mode", AttrType::Str, AttrDefault::Str("nearest"))
+                        .allowed(Allowed::OneOf(&["nearest", "bilinear"])),
+                    flag("align_corners", false),
+                ],
+                FLOAT,
+            ),
+        ])
         .collect()
 }
 

@@ -360,3 +360,120 @@ impl PoolGeom {
         }
     }
 }
+
+/// What `adaptive_avg_pool2d` and `interpolate` compute: one output element from a window or
+/// from taps of the input plane, located by exact integer arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resample {
+    /// The average of rows floor(i H / OH) .. ceil((i + 1) H / OH) (and so for columns).
+    AdaptiveAvg,
+    /// Source index floor(i H / OH).
+    Nearest,
+    /// Linear in each dimension between the two nearest source positions; the source position
+    /// is a fraction `num / den` (see [`ResampleGeom::source`]).
+    Bilinear { align_corners: bool },
+}
+
+/// The geometry of an `adaptive_avg_pool2d` or `interpolate` call over x [N, C, H, W].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResampleGeom {
+    pub kind: Resample,
+    pub n: usize,
+    pub c: usize,
+    pub input: [usize; 2],
+    pub out: [usize; 2],
+}
+
+impl ResampleGeom {
+    /// The geometry of `op` over `x`, validating shapes and attributes.
+    pub fn of(op: &str, attrs: &Attrs<'_>, x: &TensorDesc) -> Result<ResampleGeom> {
+        if x.rank() != 4 {
+            return Err(invalid(format!(
+                "{op}: x has shape {}, expected rank 4 ([N, C, H, W])",
+                shape_str(&x.shape)
+            )));
+        }
+        let (size_name, kind) = if op == "adaptive_avg_pool2d" {
+            ("output_size", Resample::AdaptiveAvg)
+        } else {
+            let align = attrs.flag("align_corners", false)?;
+            match attrs.str_or_default("mode")? {
+                "nearest" if align => {
+                    return Err(invalid(format!(
+                        "{op}: align_corners = 1 applies to mode bilinear only, not nearest"
+                    )))
+                }
+                "nearest" => ("size", Resample::Nearest),
+                _ => (
+                    "size",
+                    Resample::Bilinear {
+                        align_corners: align,
+                    },
+                ),
+            }
+        };
+        if attrs.ints_opt(size_name)?.is_none() {
+            return Err(invalid(format!("{op}: {size_name} is required")));
+        }
+        let out = per_dim(op, attrs, size_name, 2, 1, 1)?;
+        let input = [x.shape[2], x.shape[3]];
+        let (n, c) = (x.shape[0], x.shape[1]);
+        if n > 0 && c > 0 && input.contains(&0) {
+            return Err(invalid(format!(
+                "{op}: x has shape {}, expected H and W >= 1",
+                shape_str(&x.shape)
+            )));
+        }
+        // Source positions are fractions whose numerators reach (2 OH + 1) H: they must fit.
+        for d in 0..2 {
+            let fits = out[d]
+                .checked_mul(2)
+                .and_then(|o| o.checked_add(1))
+                .and_then(|o| o.checked_mul(input[d].max(1)))
+                .is_some_and(|v| i64::try_from(v).is_ok());
+            if !fits {
+                return Err(invalid(format!(
+                    "{op}: an output size of {} over an input size of {} overflows the source \
+                     positions",
+                    out[d], input[d]
+                )));
+            }
+        }
+        let g = ResampleGeom {
+            kind,
+            n,
+            c,
+            input,
+            out,
+        };
+        g.out_shape()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| invalid(format!("{op}: the output's element count overflows")))?;
+        Ok(g)
+    }
+
+    /// `[N, C, OH, OW]`.
+    pub fn out_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c, self.out[0], self.out[1]]
+    }
+
+    /// Bilinear: the source position of output index `i` in dimension `d` as `num / den` (never
+    /// negative). align_corners: i (in - 1) / (out - 1) (0 when out = 1); else
+    /// (i + 1/2) in / out - 1/2 = ((2 i + 1) in - out) / (2 out), clamped at 0.
+    pub fn source(&self, d: usize, i: usize) -> (u64, u64) {
+        let (len, out) = (self.input[d] as u64, self.out[d] as u64);
+        match self.kind {
+            Resample::Bilinear {
+                align_corners: true,
+            } => {
+                if out > 1 {
+                    (i as u64 * (len - 1), out - 1)
+                } else {
+                    (0, 1)
+                }
+            }
+            _ => (((2 * i as u64 + 1) * len).saturating_sub(out), 2 * out),
+        }
+    }
+}

@@ -578,6 +578,9 @@ pub fn plan(
                 vec![g.out_shape()]
             }
         }
+        Op::AdaptiveAvgPool2d | Op::Interpolate => {
+            vec![crate::conv::ResampleGeom::of(op, &attrs, x(0))?.out_shape()]
+        }
         Op::Conv1d | Op::Conv2d => {
             let g = crate::conv::ConvGeom::of(op, &attrs, x(0), x(1), opt(2))?;
             vec![g.out_shape()]

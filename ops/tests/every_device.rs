@@ -477,6 +477,61 @@ fn attention_options_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
     );
 }
 
+/// Resampling against values computed by hand (as PyTorch gives them): bilinear with and
+/// without align_corners, nearest, adaptive average windows that overlap.
+fn resampling_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
+    use anyaccel_hal::AttrValue;
+    let id = &d.info().id;
+    let run = |x: &Tensor, op: &str, attrs: &[(&str, AttrValue)]| {
+        let attrs: Vec<(String, AttrValue)> = attrs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        ops::call(q, op, &[Some(x)], &attrs).unwrap()[0]
+            .to_vec::<f32>(q)
+            .unwrap()
+    };
+    let ints = |v: &[i64]| AttrValue::Ints(v.to_vec());
+    let bilinear = AttrValue::Str("bilinear".into());
+    let x = Tensor::from_slice(q, &[1.0f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2]).unwrap();
+    let up = run(
+        &x,
+        "interpolate",
+        &[("size", ints(&[4])), ("mode", bilinear.clone())],
+    );
+    #[rustfmt::skip]
+    let want = [1.0, 1.25, 1.75, 2.0, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3.0, 3.25, 3.75, 4.0];
+    assert_eq!(up, want, "bilinear on {id}");
+    let aligned = run(
+        &x,
+        "interpolate",
+        &[
+            ("size", ints(&[3])),
+            ("mode", bilinear),
+            ("align_corners", AttrValue::Int(1)),
+        ],
+    );
+    assert_eq!(
+        aligned,
+        [1.0, 1.5, 2.0, 2.0, 2.5, 3.0, 3.0, 3.5, 4.0],
+        "aligned on {id}"
+    );
+    let near = run(&x, "interpolate", &[("size", ints(&[3, 4]))]);
+    assert_eq!(
+        near,
+        [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0],
+        "nearest on {id}"
+    );
+    let nine = Tensor::from_slice(
+        q,
+        &(1..=9).map(|v| v as f32).collect::<Vec<_>>(),
+        &[1, 1, 3, 3],
+    )
+    .unwrap();
+    let adaptive = run(&nine, "adaptive_avg_pool2d", &[("output_size", ints(&[2]))]);
+    assert_eq!(adaptive, [3.0, 4.0, 6.0, 7.0], "adaptive on {id}");
+}
+
 /// The pools against values computed by hand: max values and plane indices, averages with and
 /// without the padding counted.
 fn pools_match_their_definition(d: &dyn Device, q: &dyn Queue) {
@@ -714,4 +769,5 @@ on_each_device!(
     conv_matches_its_definition,
     attention_mask_matches_its_definition,
     pools_match_their_definition,
+    resampling_matches_its_definition,
 );

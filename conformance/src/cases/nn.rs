@@ -1114,3 +1114,129 @@ pub(super) fn pool_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
         true,
     );
 }
+
+pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    // Tag, x (shape, layout), size, mode (interpolate), align_corners, the output's layout.
+    type Rs = (
+        &'static str,
+        &'static [usize],
+        Layout,
+        &'static [i64],
+        &'static str,
+        bool,
+        Layout,
+    );
+    let cases: &[Rs] = if op == "adaptive_avg_pool2d" {
+        &[
+            ("n2_c3_7x9_to_3x4", &[2, 3, 7, 9], C, &[3, 4], "", false, C),
+            ("to_1x1", &[1, 4, 5, 6], C, &[1], "", false, C),
+            ("up_3x5_to_5x7", &[1, 2, 3, 5], C, &[5, 7], "", false, C),
+            ("same", &[1, 2, 4, 4], C, &[4], "", false, C),
+            ("views", &[1, 3, 8, 6], T, &[3, 2], "", false, S),
+            ("empty_n0", &[0, 3, 4, 4], C, &[2], "", false, C),
+        ]
+    } else {
+        &[
+            (
+                "n2_c3_5x6_to_9x11",
+                &[2, 3, 5, 6],
+                C,
+                &[9, 11],
+                "bilinear",
+                false,
+                C,
+            ),
+            (
+                "down_9x7_to_4x3",
+                &[1, 2, 9, 7],
+                C,
+                &[4, 3],
+                "bilinear",
+                false,
+                C,
+            ),
+            (
+                "align_5x6_to_9x11",
+                &[1, 2, 5, 6],
+                C,
+                &[9, 11],
+                "bilinear",
+                true,
+                C,
+            ),
+            ("align_to_1", &[1, 2, 4, 5], C, &[1, 3], "bilinear", true, C),
+            (
+                "nearest_5x6_to_9x11",
+                &[2, 3, 5, 6],
+                C,
+                &[9, 11],
+                "nearest",
+                false,
+                C,
+            ),
+            (
+                "nearest_down_9x7_to_4x3",
+                &[1, 2, 9, 7],
+                C,
+                &[4, 3],
+                "nearest",
+                false,
+                C,
+            ),
+            ("views", &[1, 3, 6, 8], T, &[7], "bilinear", false, S),
+            ("empty_n0", &[0, 3, 4, 4], C, &[2], "nearest", false, C),
+        ]
+    };
+    for &d in dtypes {
+        for &(tag, xs, xl, size, mode, align, ol) in cases {
+            let mut attrs = Vec::new();
+            if op == "adaptive_avg_pool2d" {
+                attrs.push(attr("output_size", super::ints(size)));
+            } else {
+                attrs.push(attr("size", super::ints(size)));
+                attrs.push(attr("mode", AttrValue::Str(mode.into())));
+                if align {
+                    attrs.push(attr("align_corners", AttrValue::Int(1)));
+                }
+            }
+            let classes: &[Values] = if tag.starts_with("n2_") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                b.push(
+                    op,
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    vec![input(d, xs, xl, v)],
+                    attrs.clone(),
+                    ol,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements in x.
+    let attrs = if op == "adaptive_avg_pool2d" {
+        vec![attr("output_size", super::ints(&[64]))]
+    } else {
+        vec![
+            attr("size", super::ints(&[1000, 1000])),
+            attr("mode", AttrValue::Str("bilinear".into())),
+        ]
+    };
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![input(DType::F32, &[1, 1, 4099, 4099], C, Values::Normal)],
+        attrs,
+        C,
+        true,
+    );
+}

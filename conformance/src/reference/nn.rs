@@ -862,6 +862,109 @@ pub(crate) fn pool(call: &Call) -> Result<Vec<RefTensor>> {
     Ok(result)
 }
 
+/// `adaptive_avg_pool2d` and `interpolate` (nearest, bilinear), in f64 with window bounds and
+/// source positions as exact fractions (docs/ops.md 8.13).
+pub(crate) fn resample(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    if x.rank() != 4 {
+        return Err(invalid(
+            op,
+            format!("{}: expected rank 4 ([N, C, H, W])", describe("x", x)),
+        ));
+    }
+    let adaptive = op == "adaptive_avg_pool2d";
+    let size_name = if adaptive { "output_size" } else { "size" };
+    let (mut nearest, mut align) = (false, false);
+    if !adaptive {
+        align = call.flag_attr("align_corners", false)?;
+        match call.str_attr("mode")?.unwrap_or("nearest") {
+            "nearest" if align => {
+                return Err(invalid(op, "align_corners = 1 needs mode bilinear"));
+            }
+            "nearest" => nearest = true,
+            "bilinear" => {}
+            other => {
+                return Err(invalid(
+                    op,
+                    format!("attribute `mode` is `{other}`, expected nearest or bilinear"),
+                ))
+            }
+        }
+    }
+    if call.ints_attr(size_name)?.is_none() {
+        return Err(invalid(op, format!("attribute `{size_name}` is required")));
+    }
+    let outs = conv_param(call, size_name, 2, 1, 1)?;
+    let (n, c, ih, iw) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let (oh, ow) = (outs[0], outs[1]);
+    if n * c > 0 && (ih == 0 || iw == 0) {
+        return Err(invalid(
+            op,
+            format!("{}: expected H and W >= 1", describe("x", x)),
+        ));
+    }
+    for (o, i) in [(oh, ih), (ow, iw)] {
+        if (2 * o as u128 + 1) * (i.max(1) as u128) > i64::MAX as u128 {
+            return Err(invalid(op, "the source positions overflow"));
+        }
+    }
+    let out_shape = vec![n, c, oh, ow];
+    out_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| invalid(op, "the output's element count overflows"))?;
+    // Bilinear source position of output index i: a fraction num / den.
+    let tap = |i: usize, len: usize, out: usize| -> (usize, usize, f64) {
+        let (num, den) = if align {
+            if out > 1 {
+                (i as u128 * (len as u128 - 1), out as u128 - 1)
+            } else {
+                (0, 1)
+            }
+        } else {
+            (
+                ((2 * i as u128 + 1) * len as u128).saturating_sub(out as u128),
+                2 * out as u128,
+            )
+        };
+        let i0 = ((num / den) as usize).min(len - 1);
+        let l = ((num - i0 as u128 * den) as f64 / den as f64).min(1.0);
+        (i0, (i0 + 1).min(len - 1), l)
+    };
+    let xv = x.to_f64_vec();
+    let mut vals = Vec::with_capacity(n * c * oh * ow);
+    for plane in 0..n * c {
+        let at = |iy: usize, ix: usize| xv[(plane * ih + iy) * iw + ix];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let y = if adaptive {
+                    let (ys, ye) = (oy * ih / oh, ((oy + 1) * ih).div_ceil(oh));
+                    let (xs, xe) = (ox * iw / ow, ((ox + 1) * iw).div_ceil(ow));
+                    let mut sum = 0.0;
+                    for iy in ys..ye {
+                        for ix in xs..xe {
+                            sum += at(iy, ix);
+                        }
+                    }
+                    sum / ((ye - ys) * (xe - xs)) as f64
+                } else if nearest {
+                    at(oy * ih / oh, ox * iw / ow)
+                } else {
+                    let (y0, y1, ly) = tap(oy, ih, oh);
+                    let (x0, x1, lx) = tap(ox, iw, ow);
+                    let top = (1.0 - lx) * at(y0, x0) + lx * at(y0, x1);
+                    let bottom = (1.0 - lx) * at(y1, x0) + lx * at(y1, x1);
+                    (1.0 - ly) * top + ly * bottom
+                };
+                vals.push(y);
+            }
+        }
+    }
+    RefTensor::from_f64(x.dtype, &out_shape, vals)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;

@@ -139,3 +139,74 @@ KERNEL void pool_run(GLOBAL X_ST* out, GLOBAL i64* idx, GLOBAL const X_ST* x, co
     }
 }
 #endif
+
+/* adaptive_avg_pool2d (RS_ADAPTIVE), interpolate nearest (RS_NEAREST) and bilinear (RS_BILINEAR,
+ * RS_ALIGN for align_corners): one work item per output element out[n, c, oy, ox], through the
+ * 4-D views' strides. Window bounds and source positions are exact integer fractions: adaptive
+ * rows floor(i H / OH) .. ceil((i + 1) H / OH); nearest floor(i H / OH); bilinear num / den with
+ * num = i (H - 1), den = OH - 1 (align_corners) or num = max((2 i + 1) H - OH, 0), den = 2 OH. */
+#ifdef RESAMPLE
+#ifdef RS_BILINEAR
+DEVICE void rs_tap(const i64 i, const i64 len, const i64 out, i64* i0, i64* i1, float* l) {
+#ifdef RS_ALIGN
+    const i64 num = out > 1 ? i * (len - 1) : 0;
+    const i64 den = out > 1 ? out - 1 : 1;
+#else
+    const i64 raw = (2 * i + 1) * len - out;
+    const i64 num = raw > 0 ? raw : 0;
+    const i64 den = 2 * out;
+#endif
+    i64 a = num / den;
+    a = a < len - 1 ? a : len - 1;
+    *i0 = a;
+    *i1 = a + 1 < len - 1 ? a + 1 : len - 1;
+    const float f = (float)(num - a * den) / (float)den;
+    *l = f < 1.0f ? f : 1.0f;
+}
+#endif
+
+KERNEL void resample(GLOBAL X_ST* out, GLOBAL const X_ST* x, const i64 total, const i64 c,
+                     const i64 oh, const i64 ow, const i64 ih, const i64 iw, const i64 xo,
+                     const i64 xs0, const i64 xs1, const i64 xs2, const i64 xs3, const i64 oo,
+                     const i64 os0, const i64 os1, const i64 os2, const i64 os3) {
+    FOR_EACH_INDEX(lin, total) {
+        const i64 ox = lin % ow;
+        const i64 oy = (lin / ow) % oh;
+        const i64 ch = (lin / (ow * oh)) % c;
+        const i64 n = lin / (ow * oh * c);
+        const i64 xb = xo + n * xs0 + ch * xs1;
+        const i64 at = oo + n * os0 + ch * os1 + oy * os2 + ox * os3;
+#if defined(RS_ADAPTIVE)
+        const i64 ys = oy * ih / oh, ye = ((oy + 1) * ih + oh - 1) / oh;
+        const i64 x0 = ox * iw / ow, x1 = ((ox + 1) * iw + ow - 1) / ow;
+        float sum = 0.0f;
+        for (i64 iy = ys; iy < ye; ++iy)
+            for (i64 ix = x0; ix < x1; ++ix) sum += X_LD(x, xb + iy * xs2 + ix * xs3);
+        const i64 cnt = (ye - ys) * (x1 - x0);
+#ifdef ANYACCEL_FP64
+        /* A sum that overflowed f32 is taken again in f64. */
+        if (!(sum - sum == 0.0f)) {
+            double wide = 0.0;
+            for (i64 iy = ys; iy < ye; ++iy)
+                for (i64 ix = x0; ix < x1; ++ix) wide += (double)X_LD(x, xb + iy * xs2 + ix * xs3);
+            CAT(cd_, XT)(out, at, wide / (double)cnt);
+            continue;
+        }
+#endif
+        X_SV(out, at, sum / (float)cnt);
+#elif defined(RS_NEAREST)
+        X_SV(out, at, X_LD(x, xb + (oy * ih / oh) * xs2 + (ox * iw / ow) * xs3));
+#else
+        i64 y0, y1, x0, x1;
+        float ly, lx;
+        rs_tap(oy, ih, oh, &y0, &y1, &ly);
+        rs_tap(ox, iw, ow, &x0, &x1, &lx);
+        const float top = (1.0f - lx) * X_LD(x, xb + y0 * xs2 + x0 * xs3) +
+                          lx * X_LD(x, xb + y0 * xs2 + x1 * xs3);
+        const float bottom = (1.0f - lx) * X_LD(x, xb + y1 * xs2 + x0 * xs3) +
+                             lx * X_LD(x, xb + y1 * xs2 + x1 * xs3);
+        X_SV(out, at, (1.0f - ly) * top + ly * bottom);
+#endif
+    }
+}
+#endif

@@ -54,3 +54,36 @@ fn pool(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x0 = i32(ox * p.sw) - i32(p.pw);
     $BODY
 }
+
+//# resample
+// adaptive_avg_pool2d and interpolate (nearest, bilinear): one invocation per output element
+// (space 0 walks the output), x read through its strides. Window bounds and source positions
+// are exact integer fractions (see conv.h); the launcher checks that (2 OH + 1) H fits u32.
+fn rs_tap(i: u32, len: u32, outn: u32) -> vec3<f32> {
+    var num: u32;
+    var den: u32;
+    if (p.align != 0u) {
+        num = select(0u, i * (len - 1u), outn > 1u);
+        den = select(1u, outn - 1u, outn > 1u);
+    } else {
+        let a = (2u * i + 1u) * len;
+        num = select(0u, a - outn, a > outn);
+        den = 2u * outn;
+    }
+    let i0 = min(num / den, len - 1u);
+    let l = min(f32(num - i0 * den) / f32(den), 1.0);
+    return vec3<f32>(f32(i0), f32(min(i0 + 1u, len - 1u)), l);
+}
+
+@compute @workgroup_size(256)
+fn resample(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let lin = gid.x;
+    if (lin >= p.n) { return; }
+    let o = walk0(lin);
+    let ox = lin % p.ow;
+    let oy = (lin / p.ow) % p.oh;
+    let ch = (lin / (p.ow * p.oh)) % p.c;
+    let nn = lin / (p.ow * p.oh * p.c);
+    let xb = p.x_off + nn * p.x_s0 + ch * p.x_s1;
+    $BODY
+}

@@ -5,7 +5,7 @@ use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::conv::{ConvGeom, PoolGeom};
+use crate::conv::{ConvGeom, PoolGeom, Resample, ResampleGeom};
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let attrs = Attrs::of(call)?;
@@ -99,6 +99,42 @@ pub(crate) fn pool(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     for t in [x, out, idx] {
         args.push(KernelArg::scalar(base_offset(t)));
         args.extend(g.strides4(t.strides()).map(i));
+    }
+    ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
+}
+
+pub(crate) fn resample(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let attrs = Attrs::of(call)?;
+    let (x, out) = (input(call, 0)?, output(call, 0)?);
+    let g = ResampleGeom::of(&call.op, &attrs, x.desc())?;
+    let total = out.numel();
+    if total == 0 {
+        return Ok(());
+    }
+    let spec = KernelSpec::new(Family::Conv, "resample").flag("RESAMPLE");
+    let spec = match g.kind {
+        Resample::AdaptiveAvg => spec.flag("RS_ADAPTIVE"),
+        Resample::Nearest => spec.flag("RS_NEAREST"),
+        Resample::Bilinear {
+            align_corners: true,
+        } => spec.flag("RS_BILINEAR").flag("RS_ALIGN"),
+        Resample::Bilinear { .. } => spec.flag("RS_BILINEAR"),
+    };
+    let spec = dtype_defs(spec, "X", x.dtype());
+    let i = |v: usize| KernelArg::scalar(v as i64);
+    let mut args = vec![
+        buf(out),
+        buf(x),
+        i(total),
+        i(g.c),
+        i(g.out[0]),
+        i(g.out[1]),
+        i(g.input[0]),
+        i(g.input[1]),
+    ];
+    for t in [x, out] {
+        args.push(KernelArg::scalar(base_offset(t)));
+        args.extend(t.strides().iter().map(|&s| i(s)));
     }
     ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
 }

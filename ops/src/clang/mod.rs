@@ -57,7 +57,7 @@ pub enum Family {
     Matmul,
     /// `random.h`: uniform, normal, bernoulli, dropout.
     Random,
-    /// `conv.h`: conv1d, conv2d, the max and average pools.
+    /// `conv.h`: conv1d, conv2d, the pools, adaptive_avg_pool2d and interpolate.
     Conv,
 }
 
@@ -449,6 +449,7 @@ pub(crate) fn launch(
         Op::Matmul => matmul::launch(&ctx, call),
         Op::Conv1d | Op::Conv2d => conv::launch(&ctx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&ctx, call),
+        Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample(&ctx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
         Op::Predicate(_) => elementwise::predicate(&ctx, call),
         Op::ActivationBackward(_) => elementwise::backward(&ctx, call),

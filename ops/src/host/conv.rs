@@ -6,7 +6,7 @@ use super::layout::{par_ranges, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
-use crate::conv::{ConvGeom, PoolGeom};
+use crate::conv::{ConvGeom, PoolGeom, Resample, ResampleGeom};
 
 fn f(v: Val) -> f64 {
     match v {
@@ -184,6 +184,71 @@ pub(crate) fn pool_kernel(call: &OpCall) -> Result<Box<Body>> {
                     };
                     // SAFETY: lin < the output's element count.
                     unsafe { store(out, oo, Val::F(sum / divisor as f64)) }
+                }
+            }
+            Ok(())
+        })
+    }))
+}
+
+/// The kernel of one `adaptive_avg_pool2d` or `interpolate` call, in f64.
+pub(crate) fn resample_kernel(call: &OpCall) -> Result<Box<Body>> {
+    let attrs = Attrs::of(call)?;
+    let x = call
+        .inputs
+        .first()
+        .and_then(|t| t.as_ref())
+        .ok_or_else(|| anyaccel_hal::Error::internal("resample: input missing"))?;
+    let g = ResampleGeom::of(&call.op, &attrs, x.desc())?;
+    Ok(Box::new(move |b: &Bound| {
+        let (x, out) = (b.input(0)?, b.out(0));
+        let (xs, os) = (&x.desc.strides, &out.desc.strides);
+        let [oh, ow] = g.out;
+        let [ih, iw] = g.input;
+        let total = g.n * g.c * oh * ow;
+        par_ranges(total, GRAIN / 16, |r| {
+            for lin in r {
+                let ox = lin % ow;
+                let oy = (lin / ow) % oh;
+                let ch = (lin / (ow * oh)) % g.c;
+                let n = lin / (ow * oh * g.c);
+                let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+                // SAFETY: every (iy, ix) below lies inside x's plane.
+                let at = |iy: usize, ix: usize| f(unsafe { load(x, xb + iy * xs[2] + ix * xs[3]) });
+                let y = match g.kind {
+                    Resample::AdaptiveAvg => {
+                        let (ys, ye) = (oy * ih / oh, ((oy + 1) * ih).div_ceil(oh));
+                        let (x0, x1) = (ox * iw / ow, ((ox + 1) * iw).div_ceil(ow));
+                        let mut sum = 0.0;
+                        for iy in ys..ye {
+                            for ix in x0..x1 {
+                                sum += at(iy, ix);
+                            }
+                        }
+                        sum / ((ye - ys) * (x1 - x0)) as f64
+                    }
+                    Resample::Nearest => at(oy * ih / oh, ox * iw / ow),
+                    Resample::Bilinear { .. } => {
+                        let tap = |d: usize, i: usize, len: usize| {
+                            let (num, den) = g.source(d, i);
+                            let i0 = ((num / den) as usize).min(len - 1);
+                            let l = (num - i0 as u64 * den) as f64 / den as f64;
+                            (i0, (i0 + 1).min(len - 1), l.min(1.0))
+                        };
+                        let (y0, y1, ly) = tap(0, oy, ih);
+                        let (x0, x1, lx) = tap(1, ox, iw);
+                        let top = (1.0 - lx) * at(y0, x0) + lx * at(y0, x1);
+                        let bottom = (1.0 - lx) * at(y1, x0) + lx * at(y1, x1);
+                        (1.0 - ly) * top + ly * bottom
+                    }
+                };
+                // SAFETY: lin < the output's element count.
+                unsafe {
+                    store(
+                        out,
+                        out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3],
+                        Val::F(y),
+                    )
                 }
             }
             Ok(())

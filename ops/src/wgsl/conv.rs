@@ -3,7 +3,7 @@
 use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
-use crate::conv::{ConvGeom, PoolGeom};
+use crate::conv::{ConvGeom, PoolGeom, Resample, ResampleGeom};
 
 static CONV: &str = include_str!("../../kernels/wgsl/conv.wgsl");
 
@@ -203,6 +203,97 @@ pub(crate) fn pool(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let body = if max { MAX_BODY } else { AVG_BODY };
     sh.body(
         &section(CONV, "pool")?
+            .replace("$BODY", body)
+            .replace("$W", cx.wide()),
+    );
+    sh.launch([n as u64, 1, 1])
+}
+
+const ADAPTIVE_BODY: &str = "
+    let ys = oy * p.ih / p.oh;
+    let ye = ((oy + 1u) * p.ih + p.oh - 1u) / p.oh;
+    let x0 = ox * p.iw / p.ow;
+    let x1 = ((ox + 1u) * p.iw + p.ow - 1u) / p.ow;
+    var sum: $W = $W(0.0);
+    for (var iy = ys; iy < ye; iy++) {
+        for (var ix = x0; ix < x1; ix++) {
+            sum += $W(ld_x(xb + iy * p.x_s2 + ix * p.x_s3));
+        }
+    }
+    st_out(o[0], f32(sum / $W((ye - ys) * (x1 - x0))));
+";
+
+const NEAREST_BODY: &str = "
+    st_out(o[0], f32(ld_x(xb + (oy * p.ih / p.oh) * p.x_s2 + (ox * p.iw / p.ow) * p.x_s3)));
+";
+
+const BILINEAR_BODY: &str = "
+    let ty = rs_tap(oy, p.ih, p.oh);
+    let tx = rs_tap(ox, p.iw, p.ow);
+    let y0 = u32(ty.x);
+    let y1 = u32(ty.y);
+    let x0 = u32(tx.x);
+    let x1 = u32(tx.y);
+    let a = f32(ld_x(xb + y0 * p.x_s2 + x0 * p.x_s3));
+    let b = f32(ld_x(xb + y0 * p.x_s2 + x1 * p.x_s3));
+    let c = f32(ld_x(xb + y1 * p.x_s2 + x0 * p.x_s3));
+    let d = f32(ld_x(xb + y1 * p.x_s2 + x1 * p.x_s3));
+    let top = (1.0 - tx.z) * a + tx.z * b;
+    let bottom = (1.0 - tx.z) * c + tx.z * d;
+    st_out(o[0], (1.0 - ty.z) * top + ty.z * bottom);
+";
+
+pub(crate) fn resample(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let (x_t, out_t) = (input(call, 0)?, output(call, 0)?);
+    let g = ResampleGeom::of(op, &a, x_t.desc())?;
+    for d in 0..2 {
+        // Source numerators reach (2 OH + 1) H; adaptive windows up to H / OH + 2 rows.
+        count32(op, "a source position", (2 * g.out[d] + 1) * g.input[d])?;
+    }
+    if g.kind == Resample::AdaptiveAvg {
+        let window = (g.input[0] / g.out[0] + 2).saturating_mul(g.input[1] / g.out[1] + 2);
+        if window > LOOP_BUDGET {
+            return Err(Error::unsupported(format!(
+                "{op}: windows of up to {window} elements need more loop iterations per output \
+                 element than the {LOOP_BUDGET} the WGSL kernel keeps to (drivers such as \
+                 lavapipe stop a loop after 65535)"
+            )));
+        }
+    }
+    let (x, out) = (bind(x_t)?, bind(out_t)?);
+    let n = count32(op, "the output", out.desc.numel())?;
+    if n == 0 {
+        return Ok(());
+    }
+    let access = Access::of(x.desc.dtype);
+    let mut sh = Shader::new(cx, op, "resample");
+    sh.tensor("x", &x, access, false)?;
+    sh.tensor("out", &out, access, true)?;
+    sh.space(Space::new(&out.desc.shape).with(out.desc.offset, out.desc.strides.clone()));
+    sh.u32("n", n);
+    for (name, v) in [
+        ("c", g.c),
+        ("oh", g.out[0]),
+        ("ow", g.out[1]),
+        ("ih", g.input[0]),
+        ("iw", g.input[1]),
+        ("x_off", x.desc.offset),
+    ] {
+        sh.size(name, v)?;
+    }
+    for (d, s) in x.desc.strides.iter().enumerate() {
+        sh.size(&format!("x_s{d}"), *s)?;
+    }
+    let (body, align) = match g.kind {
+        Resample::AdaptiveAvg => (ADAPTIVE_BODY, false),
+        Resample::Nearest => (NEAREST_BODY, false),
+        Resample::Bilinear { align_corners } => (BILINEAR_BODY, align_corners),
+    };
+    sh.u32("align", align as u32);
+    sh.body(
+        &section(CONV, "resample")?
             .replace("$BODY", body)
             .replace("$W", cx.wide()),
     );
