@@ -25,7 +25,7 @@ const char *const ref_native_ops[] = {
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
     "pad", "flip", "roll", "tril", "triu", "repeat_interleave", "one_hot", "scatter", "scatter_add",
     "index_add", "masked_fill", "uniform", "normal", "bernoulli", "dropout", "conv1d", "conv2d",
-    "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+    "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate",
     NULL,
 };
 
@@ -60,6 +60,7 @@ static RefFamily family_of(const char *op) {
         {" uniform normal bernoulli dropout ", ref_op_random},
         {" conv1d conv2d ", ref_op_conv},
         {" max_pool1d max_pool2d avg_pool1d avg_pool2d ", ref_op_pool},
+        {" adaptive_avg_pool2d interpolate ", ref_op_resample},
     };
     if (!op || !*op || strchr(op, ' ')) return NULL;
     char key[64];
