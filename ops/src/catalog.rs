@@ -320,6 +320,7 @@ pub enum Op {
     AvgPool2d,
     AdaptiveAvgPool2d,
     Interpolate,
+    GroupNorm,
 }
 
 /// The type of an attribute's value.
@@ -1044,6 +1045,15 @@ fn vision() -> Vec<OpDef> {
                         .allowed(Allowed::OneOf(&["nearest", "bilinear"])),
                     flag("align_corners", false),
                 ],
+                FLOAT,
+            ),
+            def(
+                "group_norm",
+                OpKind::Vision,
+                Op::GroupNorm,
+                &["x", "weight?", "bias?"],
+                OUT,
+                attrs![req("num_groups", AttrType::Int), eps(1e-5)],
                 FLOAT,
             ),
         ])

@@ -477,3 +477,60 @@ impl ResampleGeom {
         }
     }
 }
+
+/// The geometry of a `group_norm` call over x [N, C, *]: groups of C / G channels times the
+/// spatial size, each normalised on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GroupGeom {
+    pub n: usize,
+    pub c: usize,
+    pub groups: usize,
+    /// Elements of one channel (the product of the dimensions after C).
+    pub spatial: usize,
+}
+
+impl GroupGeom {
+    /// The geometry of a call, validating x, the optional weight and bias, and `num_groups`.
+    pub fn of(
+        op: &str,
+        attrs: &Attrs<'_>,
+        x: &TensorDesc,
+        weight: Option<&TensorDesc>,
+        bias: Option<&TensorDesc>,
+    ) -> Result<GroupGeom> {
+        if x.rank() < 2 {
+            return Err(invalid(format!(
+                "{op}: x has shape {}, expected rank 2 or more ([N, C, *])",
+                shape_str(&x.shape)
+            )));
+        }
+        let c = x.shape[1];
+        let g = attrs.int("num_groups")?;
+        if g < 1 || usize::try_from(g).map_or(true, |g| c % g != 0) {
+            return Err(invalid(format!(
+                "{op}: num_groups is {g}, expected a divisor of C = {c} (>= 1)"
+            )));
+        }
+        for (name, t) in [("weight", weight), ("bias", bias)] {
+            if let Some(t) = t {
+                if t.shape != [c] {
+                    return Err(invalid(format!(
+                        "{op}: {name} has shape {}, expected [{c}] (one per channel)",
+                        shape_str(&t.shape)
+                    )));
+                }
+            }
+        }
+        Ok(GroupGeom {
+            n: x.shape[0],
+            c,
+            groups: g as usize,
+            spatial: x.shape[2..].iter().product(),
+        })
+    }
+
+    /// Elements of one group.
+    pub fn len(&self) -> usize {
+        self.c / self.groups * self.spatial
+    }
+}

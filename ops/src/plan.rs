@@ -578,6 +578,11 @@ pub fn plan(
                 vec![g.out_shape()]
             }
         }
+        Op::GroupNorm => {
+            crate::conv::GroupGeom::of(op, &attrs, x(0), opt(1), opt(2))?;
+            eps(&attrs)?;
+            vec![x(0).shape.clone()]
+        }
         Op::AdaptiveAvgPool2d | Op::Interpolate => {
             vec![crate::conv::ResampleGeom::of(op, &attrs, x(0))?.out_shape()]
         }

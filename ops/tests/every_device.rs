@@ -477,6 +477,52 @@ fn attention_options_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
     );
 }
 
+/// group_norm against layer_norm: one group is layer_norm over each sample's C x spatial
+/// elements; C groups normalise each channel alone; weight and bias apply per channel.
+fn group_norm_matches_layer_norm(d: &dyn Device, q: &dyn Queue) {
+    use anyaccel_hal::AttrValue;
+    let id = &d.info().id;
+    let xs: Vec<f32> = (0..2 * 4 * 6)
+        .map(|i| ((i * 7 % 19) as f32 - 9.0) / 4.0)
+        .collect();
+    let x = Tensor::from_slice(q, &xs, &[2, 4, 6]).unwrap();
+    let gn = |groups: i64, inputs: &[Option<&Tensor>]| {
+        let attrs = vec![("num_groups".to_string(), AttrValue::Int(groups))];
+        ops::call(q, "group_norm", inputs, &attrs).unwrap()[0]
+            .to_vec::<f32>(q)
+            .unwrap()
+    };
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-5, "{what} on {id}: [{i}] {x} vs {y}");
+        }
+    };
+    let flat = Tensor::from_slice(q, &xs, &[2, 24]).unwrap();
+    let ln = ops::layer_norm(q, &flat, None, None, 1e-5)
+        .unwrap()
+        .to_vec::<f32>(q)
+        .unwrap();
+    close(&gn(1, &[Some(&x)]), &ln, "one group");
+    let rows = Tensor::from_slice(q, &xs, &[8, 6]).unwrap();
+    let ln = ops::layer_norm(q, &rows, None, None, 1e-5)
+        .unwrap()
+        .to_vec::<f32>(q)
+        .unwrap();
+    close(&gn(4, &[Some(&x)]), &ln, "a group per channel");
+    let w = Tensor::from_slice(q, &[1.0f32, 2.0, -1.0, 0.5], &[4]).unwrap();
+    let b = Tensor::from_slice(q, &[0.0f32, 1.0, 2.0, 3.0], &[4]).unwrap();
+    let affine = gn(4, &[Some(&x), Some(&w), Some(&b)]);
+    let want: Vec<f32> = ln
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let ch = (i / 6) % 4;
+            v * [1.0, 2.0, -1.0, 0.5][ch] + [0.0, 1.0, 2.0, 3.0][ch]
+        })
+        .collect();
+    close(&affine, &want, "weight and bias");
+}
+
 /// Resampling against values computed by hand (as PyTorch gives them): bilinear with and
 /// without align_corners, nearest, adaptive average windows that overlap.
 fn resampling_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
@@ -770,4 +816,5 @@ on_each_device!(
     attention_mask_matches_its_definition,
     pools_match_their_definition,
     resampling_matches_its_definition,
+    group_norm_matches_layer_norm,
 );

@@ -1240,3 +1240,57 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
         true,
     );
 }
+
+pub(super) fn group_norm_cases(b: &mut Builder, dtypes: &[DType]) {
+    // Tag, x (shape, layout), num_groups, weight and bias given.
+    type Gn = (&'static str, &'static [usize], Layout, i64, bool);
+    let cases: &[Gn] = &[
+        ("n2_c6_5x7_g3", &[2, 6, 5, 7], C, 3, true),
+        ("c4_g4_instance", &[3, 4, 9], C, 4, true),
+        ("c4_g1_layer", &[2, 4, 3, 3], C, 1, false),
+        ("rank2", &[5, 8], C, 2, true),
+        ("rank5", &[1, 4, 2, 3, 4], C, 2, false),
+        ("views", &[2, 6, 7, 5], Layout::Transposed, 2, true),
+        ("empty_n0", &[0, 4, 3], C, 2, true),
+    ];
+    for &d in dtypes {
+        for &(tag, xs, xl, groups, affine) in cases {
+            let classes: &[Values] = if tag.starts_with("n2_") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                let mut inputs = vec![input(d, xs, xl, v)];
+                if affine {
+                    inputs.push(input(d, &[xs[1]], C, Values::Normal));
+                    inputs.push(input(d, &[xs[1]], Layout::Offset(1), Values::Normal));
+                }
+                b.push(
+                    "group_norm",
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    inputs,
+                    vec![
+                        attr("num_groups", AttrValue::Int(groups)),
+                        attr("eps", AttrValue::Float(1e-5)),
+                    ],
+                    Layout::Strided,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements, in 32 groups of 2^19.
+    b.push(
+        "group_norm",
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![input(DType::F32, &[2, 32, 512, 513], C, Values::Normal)],
+        vec![attr("num_groups", AttrValue::Int(16))],
+        C,
+        true,
+    );
+}

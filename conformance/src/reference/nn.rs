@@ -965,6 +965,73 @@ pub(crate) fn resample(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(x.dtype, &out_shape, vals)
 }
 
+/// `group_norm`: per (n, group), the mean and biased variance in f64, then
+/// (x - mean) / sqrt(var + eps) * weight + bias per channel (PyTorch's `group_norm`).
+pub(crate) fn group_norm(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    if x.rank() < 2 {
+        return Err(invalid(
+            op,
+            format!("{}: expected rank 2 or more ([N, C, *])", describe("x", x)),
+        ));
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let g = call.req_int("num_groups")?;
+    if g < 1 || c % g as usize != 0 {
+        return Err(invalid(
+            op,
+            format!("num_groups is {g}, expected a divisor of C = {c}"),
+        ));
+    }
+    let g = g as usize;
+    let eps = call.float_attr("eps")?.unwrap_or(1e-5);
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(invalid(
+            op,
+            format!("attribute `eps` is {eps}, expected finite >= 0"),
+        ));
+    }
+    let mut params = Vec::new();
+    for (i, name) in [(1, "weight"), (2, "bias")] {
+        match call.optional(i) {
+            Some(t) => {
+                check_same_dtype(op, name, t, "x", x)?;
+                if t.shape != [c] {
+                    return Err(invalid(
+                        op,
+                        format!("{}: expected [{c}]", describe(name, t)),
+                    ));
+                }
+                params.push(Some(t.to_f64_vec()));
+            }
+            None => params.push(None),
+        }
+    }
+    let sp: usize = x.shape[2..].iter().product();
+    let cg = c / g;
+    let v = x.to_f64_vec();
+    let mut out = vec![0.0; v.len()];
+    for ni in 0..n {
+        for grp in 0..g {
+            let start = (ni * c + grp * cg) * sp;
+            let vals = &v[start..start + cg * sp];
+            let len = vals.len() as f64;
+            let mean = vals.iter().sum::<f64>() / len;
+            let var = vals.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / len;
+            let den = (var + eps).sqrt();
+            for (j, x) in vals.iter().enumerate() {
+                let ch = grp * cg + j / sp;
+                let w = params[0].as_ref().map_or(1.0, |w| w[ch]);
+                let b = params[1].as_ref().map_or(0.0, |b| b[ch]);
+                out[start + j] = (x - mean) / den * w + b;
+            }
+        }
+    }
+    RefTensor::from_f64(x.dtype, &x.shape, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;

@@ -210,3 +210,66 @@ KERNEL void resample(GLOBAL X_ST* out, GLOBAL const X_ST* x, const i64 total, co
     }
 }
 #endif
+
+/* group_norm (gn_groups): one work-group of WG items per (n, group) of cg channels times the
+ * spatial size; S is the layout of the spatial dimensions (operand 0 x, 1 out; rank SRANK).
+ * As ln_rows: the group is scaled by a power of two near 1 / max|x| so that sums of squares
+ * cannot overflow where the exact result is finite, and sums are taken relative to the group's
+ * first element. GN_W, GN_B: the per-channel weight and bias (offset, stride). */
+#ifdef GN_GROUPS
+DEVICE i64 gn_at(const Lay* S, const i64 base, const i64 cs, const i64 sp, const i64 j,
+                 const int op) {
+    const i64 ci = j / sp;
+    i64 so[2];
+    lay_offsets(S, SRANK, 2, j - ci * sp, so);
+    return base + ci * cs + so[op];
+}
+
+KERNEL void gn_groups(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* w,
+                      GLOBAL const X_ST* b, const Lay S, const i64 ngroups, const i64 groups,
+                      const i64 cg, const i64 sp, const i64 xs0, const i64 xs1, const i64 os0,
+                      const i64 os1, const i64 xo, const i64 oo, const i64 w_off,
+                      const i64 w_st, const i64 b_off, const i64 b_st, const float eps) {
+    LOCAL float red[WG];
+    const int t = LOCAL_ID(0);
+    const i64 len = cg * sp;
+    for (i64 ng = GROUP_ID(0); ng < ngroups; ng += NUM_GROUPS(0)) {
+        const i64 n = ng / groups, grp = ng - n * groups;
+        const i64 xb = xo + n * xs0 + grp * cg * xs1;
+        const i64 ob = oo + n * os0 + grp * cg * os1;
+        float big = 0.0f;
+        for (i64 j = t; j < len; j += WG) big = max_nan(big, fabsf(X_LD(x, gn_at(&S, xb, xs1, sp, j, 0))));
+        big = group_max_f32(red, big);
+        float sc = 1.0f;
+        if (big > 0.0f && big < F32_INF) {
+            i32 e = ilogbf(big);
+            e = e < -100 ? -100 : (e > 100 ? 100 : e);
+            sc = ldexpf(1.0f, -e);
+        }
+        const float nf = (float)len;
+        const float shift = len > 0 ? X_LD(x, gn_at(&S, xb, xs1, sp, 0, 0)) * sc : 0.0f;
+        float s = 0.0f;
+        for (i64 j = t; j < len; j += WG) s += X_LD(x, gn_at(&S, xb, xs1, sp, j, 0)) * sc - shift;
+        const float mean = group_sum_f32(red, s) / nf;
+        float q = 0.0f;
+        for (i64 j = t; j < len; j += WG) {
+            const float d = (X_LD(x, gn_at(&S, xb, xs1, sp, j, 0)) * sc - shift) - mean;
+            q += d * d;
+        }
+        const float var = group_sum_f32(red, q) / nf;
+        const float denom = sqrtf(var + eps * sc * sc);
+        const float inv = (denom == 0.0f && eps > 0.0f) ? 0.0f : 1.0f / denom;
+        for (i64 j = t; j < len; j += WG) {
+            float y = ((X_LD(x, gn_at(&S, xb, xs1, sp, j, 0)) * sc - shift) - mean) * inv;
+            const i64 ch = grp * cg + j / sp;
+#ifdef GN_W
+            y *= X_LD(w, w_off + ch * w_st);
+#endif
+#ifdef GN_B
+            y += X_LD(b, b_off + ch * b_st);
+#endif
+            X_SV(out, gn_at(&S, ob, os1, sp, j, 1), y);
+        }
+    }
+}
+#endif

@@ -87,3 +87,58 @@ fn resample(@builtin(global_invocation_id) gid: vec3<u32>) {
     let xb = p.x_off + nn * p.x_s0 + ch * p.x_s1;
     $BODY
 }
+
+//# group_norm
+// One group of 256 per (n, group) of cg channels times the spatial size (space 0 walks the
+// spatial dimensions: x, out): the mean and biased variance in $W, taken relative to the
+// group's first element, then (x - mean) / sqrt(var + eps) * w + b per channel ($Y).
+fn gn_x(xb: u32, j: u32) -> u32 {
+    let ci = j / p.sp;
+    return xb + ci * p.x_s1 + walk0(j - ci * p.sp)[0];
+}
+
+fn gn_o(ob: u32, j: u32) -> u32 {
+    let ci = j / p.sp;
+    return ob + ci * p.o_s1 + walk0(j - ci * p.sp)[1];
+}
+
+@compute @workgroup_size(256)
+fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let ng = wid.x;
+    let nn = ng / p.groups;
+    let grp = ng % p.groups;
+    let xb = p.x_off + nn * p.x_s0 + grp * p.cg * p.x_s1;
+    let ob = p.o_off + nn * p.o_s0 + grp * p.cg * p.o_s1;
+    let len = p.cg * p.sp;
+    let nf = $W(len);
+    let shift = $W(ld_x(gn_x(xb, 0u)));
+    var s: $W = 0.0;
+    for (var j0 = t; j0 < len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < len) { s = s + ($W(ld_x(gn_x(xb, j))) - shift); }
+        }
+    }
+    let mean = group_sum(t, s) / nf;
+    var q: $W = 0.0;
+    for (var j0 = t; j0 < len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < len) {
+                let d = ($W(ld_x(gn_x(xb, j))) - shift) - mean;
+                q = q + d * d;
+            }
+        }
+    }
+    let den = sqrt(group_sum(t, q) / nf + $W(p.eps));
+    for (var j0 = t; j0 < len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < len) {
+                let ch = grp * p.cg + j / p.sp;
+                let y = (($W(ld_x(gn_x(xb, j))) - shift) - mean) / den;
+                st_out(gn_o(ob, j), f32($Y));
+            }
+        }
+    }
+}

@@ -3,9 +3,9 @@
 use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 
 use super::elementwise::{input, output};
-use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, EW_GROUPS};
+use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::conv::{ConvGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let attrs = Attrs::of(call)?;
@@ -137,4 +137,81 @@ pub(crate) fn resample(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         args.extend(t.strides().iter().map(|&s| i(s)));
     }
     ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
+}
+
+pub(crate) fn group_norm(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let attrs = Attrs::of(call)?;
+    let (x, out) = (input(call, 0)?, output(call, 0)?);
+    let w = call.inputs.get(1).and_then(|t| t.as_ref());
+    let b = call.inputs.get(2).and_then(|t| t.as_ref());
+    let g = GroupGeom::of(
+        op,
+        &attrs,
+        x.desc(),
+        w.map(Tensor::desc),
+        b.map(Tensor::desc),
+    )?;
+    let eps = crate::plan::eps(&attrs)?;
+    let ngroups = g.n * g.groups;
+    if ngroups == 0 || g.len() == 0 {
+        return Ok(());
+    }
+    // The spatial dimensions (x, out); rank 2 inputs have one of size 1.
+    let (mut shape, mut xs, mut os) = (
+        x.shape()[2..].to_vec(),
+        x.strides()[2..].to_vec(),
+        out.strides()[2..].to_vec(),
+    );
+    if shape.is_empty() {
+        (shape, xs, os) = (vec![1], vec![0], vec![0]);
+    }
+    let s = Layouts::new(&shape).with(xs, 0).with(os, 0).collapse();
+    let wg = if g.len() <= 256 {
+        ctx.wg().min(64)
+    } else {
+        ctx.wg()
+    };
+    let mut spec = KernelSpec::new(Family::Conv, "gn_groups")
+        .flag("GN_GROUPS")
+        .def("SRANK", s.rank())
+        .def("WG", wg);
+    if w.is_some() {
+        spec = spec.flag("GN_W");
+    }
+    if b.is_some() {
+        spec = spec.flag("GN_B");
+    }
+    let spec = dtype_defs(spec, "X", x.dtype());
+    // An absent weight or bias is never read: x's buffer stands in for it.
+    let vec_arg = |t: Option<&Tensor>| match t {
+        Some(t) => (buf(t), base_offset(t), t.strides()[0] as i64),
+        None => (buf(x), 0, 0),
+    };
+    let (wa, w_off, w_st) = vec_arg(w);
+    let (ba, b_off, b_st) = vec_arg(b);
+    let i = |v: usize| KernelArg::scalar(v as i64);
+    let args = [
+        buf(out),
+        buf(x),
+        wa,
+        ba,
+        s.lay(op)?.arg(),
+        i(ngroups),
+        i(g.groups),
+        i(g.c / g.groups),
+        i(g.spatial),
+        i(x.strides()[0]),
+        i(x.strides()[1]),
+        i(out.strides()[0]),
+        i(out.strides()[1]),
+        KernelArg::scalar(base_offset(x)),
+        KernelArg::scalar(base_offset(out)),
+        KernelArg::scalar(w_off),
+        KernelArg::scalar(w_st),
+        KernelArg::scalar(b_off),
+        KernelArg::scalar(b_st),
+        KernelArg::scalar(eps as f32),
+    ];
+    ctx.run(&spec, ctx.groups(ngroups.min(16384), wg), &args)
 }

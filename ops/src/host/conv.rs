@@ -6,7 +6,7 @@ use super::layout::{par_ranges, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
-use crate::conv::{ConvGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 fn f(v: Val) -> f64 {
     match v {
@@ -249,6 +249,70 @@ pub(crate) fn resample_kernel(call: &OpCall) -> Result<Box<Body>> {
                         out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3],
                         Val::F(y),
                     )
+                }
+            }
+            Ok(())
+        })
+    }))
+}
+
+/// The kernel of one `group_norm` call: per (n, group), the mean and biased variance in f64,
+/// then (x - mean) / sqrt(var + eps) * weight + bias per channel.
+pub(crate) fn group_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
+    let attrs = Attrs::of(call)?;
+    let desc = |i: usize| {
+        call.inputs
+            .get(i)
+            .and_then(|t| t.as_ref())
+            .map(|t| t.desc())
+    };
+    let x = desc(0).ok_or_else(|| anyaccel_hal::Error::internal("group_norm: input missing"))?;
+    let g = GroupGeom::of(&call.op, &attrs, x, desc(1), desc(2))?;
+    let eps = crate::plan::eps(&attrs)?;
+    let (has_w, has_b) = (desc(1).is_some(), desc(2).is_some());
+    let rank = x.rank();
+    Ok(Box::new(move |b: &Bound| {
+        let (x, out) = (b.input(0)?, b.out(0));
+        let w = if has_w { Some(b.input(1)?) } else { None };
+        let bias = if has_b { Some(b.input(2)?) } else { None };
+        let cg = g.c / g.groups;
+        // The element offsets of spatial index s in x and out.
+        let spatial = |t: &super::TView, mut s: usize| {
+            let mut off = 0;
+            for d in (2..rank).rev() {
+                let size = t.desc.shape[d].max(1);
+                off += (s % size) * t.desc.strides[d];
+                s /= size;
+            }
+            off
+        };
+        par_ranges(g.n * g.groups, 1, |r| {
+            for ng in r {
+                let (n, grp) = (ng / g.groups, ng % g.groups);
+                let at = |t: &super::TView, j: usize| {
+                    let (ci, s) = (j / g.spatial.max(1), j % g.spatial.max(1));
+                    t.desc.offset
+                        + n * t.desc.strides[0]
+                        + (grp * cg + ci) * t.desc.strides[1]
+                        + spatial(t, s)
+                };
+                let len = g.len();
+                // SAFETY: j < the group's length: inside x's shape.
+                let vals: Vec<f64> = (0..len).map(|j| f(unsafe { load(x, at(x, j)) })).collect();
+                let mean = vals.iter().sum::<f64>() / len as f64;
+                let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / len as f64;
+                let den = (var + eps).sqrt();
+                for (j, v) in vals.iter().enumerate() {
+                    let ch = grp * cg + j / g.spatial.max(1);
+                    // SAFETY: ch < C, the weight's and bias's single dimension.
+                    let wv = w.map_or(1.0, |t| {
+                        f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) })
+                    });
+                    let bv = bias.map_or(0.0, |t| {
+                        f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) })
+                    });
+                    // SAFETY: as for x: out has x's shape.
+                    unsafe { store(out, at(out, j), Val::F((v - mean) / den * wv + bv)) }
                 }
             }
             Ok(())

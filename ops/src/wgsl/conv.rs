@@ -3,7 +3,7 @@
 use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
-use crate::conv::{ConvGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 static CONV: &str = include_str!("../../kernels/wgsl/conv.wgsl");
 
@@ -298,4 +298,75 @@ pub(crate) fn resample(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             .replace("$W", cx.wide()),
     );
     sh.launch([n as u64, 1, 1])
+}
+
+pub(crate) fn group_norm(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let (x_t, out_t) = (input(call, 0)?, output(call, 0)?);
+    let w_t = call.inputs.get(1).and_then(|t| t.as_ref());
+    let b_t = call.inputs.get(2).and_then(|t| t.as_ref());
+    let g = GroupGeom::of(
+        op,
+        &a,
+        x_t.desc(),
+        w_t.map(|t| t.desc()),
+        b_t.map(|t| t.desc()),
+    )?;
+    let eps = crate::plan::eps(&a)?;
+    let ngroups = count32(op, "the groups", g.n * g.groups)?;
+    let len = count32(op, "a group", g.len())?;
+    if ngroups == 0 || len == 0 {
+        return Ok(());
+    }
+    let (x, out) = (bind(x_t)?, bind(out_t)?);
+    let access = Access::of(x.desc.dtype);
+    let mut sh = Shader::new(cx, op, "group_norm");
+    sh.tensor("x", &x, access, false)?;
+    sh.tensor("out", &out, access, true)?;
+    let (mut shape, mut xs, mut os) = (
+        x.desc.shape[2..].to_vec(),
+        x.desc.strides[2..].to_vec(),
+        out.desc.strides[2..].to_vec(),
+    );
+    if shape.is_empty() {
+        (shape, xs, os) = (vec![1], vec![0], vec![0]);
+    }
+    sh.space(Space::new(&shape).with(0, xs).with(0, os));
+    for (name, v) in [
+        ("groups", g.groups),
+        ("cg", g.c / g.groups),
+        ("sp", g.spatial),
+        ("x_off", x.desc.offset),
+        ("x_s0", x.desc.strides[0]),
+        ("x_s1", x.desc.strides[1]),
+        ("o_off", out.desc.offset),
+        ("o_s0", out.desc.strides[0]),
+        ("o_s1", out.desc.strides[1]),
+    ] {
+        sh.size(name, v)?;
+    }
+    sh.f32("eps", eps as f32);
+    let mut y = "y".to_string();
+    for (name, t) in [("w", w_t), ("b", b_t)] {
+        if let Some(t) = t {
+            let bt = bind(t)?;
+            sh.tensor(name, &bt, access, false)?;
+            sh.size(&format!("{name}_off"), bt.desc.offset)?;
+            sh.size(&format!("{name}_s"), bt.desc.strides[0])?;
+            let read = format!("{}(ld_{name}(p.{name}_off + ch * p.{name}_s))", cx.wide());
+            y = if name == "w" {
+                format!("{y} * {read}")
+            } else {
+                format!("{y} + {read}")
+            };
+        }
+    }
+    sh.include_owned(section(super::nn::NN, "group_reduce")?.replace("$W", cx.wide()));
+    sh.body(
+        &section(CONV, "group_norm")?
+            .replace("$Y", &y)
+            .replace("$W", cx.wide()),
+    );
+    sh.launch([ngroups as u64 * 256, 1, 1])
 }
