@@ -506,7 +506,7 @@ impl GroupGeom {
         }
         let c = x.shape[1];
         let g = attrs.int("num_groups")?;
-        if g < 1 || usize::try_from(g).map_or(true, |g| c % g != 0) {
+        if g < 1 || usize::try_from(g).map_or(true, |g| !c.is_multiple_of(g)) {
             return Err(invalid(format!(
                 "{op}: num_groups is {g}, expected a divisor of C = {c} (>= 1)"
             )));

@@ -898,7 +898,7 @@ fn conv_attrs(options: &ConvOptions, spatial: usize) -> Result<Vec<(String, Attr
 }
 
 /// 1-D convolution (cross-correlation) of `x` [N, C, L] with `weight` [O, C/groups, K] and an
-/// optional `bias` [O]; `options` reads the first value of each per-dimension pair.
+/// optional `bias` `[O]`; `options` reads the first value of each per-dimension pair.
 pub fn conv1d(
     q: &dyn Queue,
     x: &Tensor,
@@ -916,7 +916,7 @@ pub fn conv1d(
 }
 
 /// 2-D convolution (cross-correlation) of `x` [N, C, H, W] with `weight` [O, C/groups, KH, KW]
-/// and an optional `bias` [O].
+/// and an optional `bias` `[O]`.
 pub fn conv2d(
     q: &dyn Queue,
     x: &Tensor,
