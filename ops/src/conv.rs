@@ -68,6 +68,78 @@ fn per_dim(
     Ok(out)
 }
 
+/// Sizes `[height, width]` of a rank 3 or 4 shape (a rank 3 one has height 1).
+fn lift(spatial: usize, s: &[usize]) -> [usize; 2] {
+    if spatial == 1 {
+        [1, s[2]]
+    } else {
+        [s[2], s[3]]
+    }
+}
+
+/// Strides lifted to 4 dimensions (a rank 3 tensor gains a height of stride 0).
+fn lift_strides(spatial: usize, strides: &[usize]) -> [usize; 4] {
+    if spatial == 1 {
+        [strides[0], strides[1], 0, strides[2]]
+    } else {
+        [strides[0], strides[1], strides[2], strides[3]]
+    }
+}
+
+/// `[lead..., out...]` for the op's spatial dimensions, its element count checked.
+fn out_shape_of(op: &str, lead: [usize; 2], out: [usize; 2], spatial: usize) -> Result<Vec<usize>> {
+    let mut s = lead.to_vec();
+    s.extend_from_slice(&out[2 - spatial..]);
+    s.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| invalid(format!("{op}: the output's element count overflows")))?;
+    Ok(s)
+}
+
+/// The windows along one dimension: floor (or with `ceil`, ceil) of
+/// (in + 2 pad - dil (k - 1) - 1) / stride, plus 1; with `ceil`, the last window must start
+/// inside the input or its left padding. `what` names the window in messages; then come
+/// the stride, padding and dilation.
+fn windows(
+    op: &str,
+    what: &str,
+    input: usize,
+    kernel: usize,
+    [stride, padding, dilation]: [usize; 3],
+    ceil: bool,
+) -> Result<usize> {
+    let overflow = || invalid(format!("{op}: the output size overflows"));
+    let padded = padding
+        .checked_mul(2)
+        .and_then(|p| p.checked_add(input))
+        .ok_or_else(overflow)?;
+    if i64::try_from(padded).is_err() {
+        return Err(invalid(format!(
+            "{op}: the padded input ({input} + 2 x {padding}) exceeds 2^63 - 1"
+        )));
+    }
+    let extent = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|e| e.checked_add(1))
+        .ok_or_else(overflow)?;
+    if extent > padded {
+        return Err(invalid(format!(
+            "{op}: the {what} spans {extent} (dilation {dilation} x (size {kernel} - 1) + 1) but \
+             the padded input is {padded} ({input} + 2 x {padding}): the output would be empty"
+        )));
+    }
+    let span = padded - extent;
+    let mut o = if ceil {
+        span.div_ceil(stride) + 1
+    } else {
+        span / stride + 1
+    };
+    if ceil && (o - 1) * stride >= input + padding {
+        o -= 1;
+    }
+    Ok(o)
+}
+
 impl ConvGeom {
     /// The geometry of `op` (`conv1d` or `conv2d`) with input `x`, weight `w` and optional
     /// `bias`, validating shapes and attributes.
@@ -127,14 +199,7 @@ impl ConvGeom {
                 "{op}: weight has {o} output channels, expected a multiple of groups = {groups}"
             )));
         }
-        let lift = |s: &[usize]| -> [usize; 2] {
-            if spatial == 1 {
-                [1, s[2]]
-            } else {
-                [s[2], s[3]]
-            }
-        };
-        let (input, kernel) = (lift(&x.shape), lift(&w.shape));
+        let (input, kernel) = (lift(spatial, &x.shape), lift(spatial, &w.shape));
         let mut out = [0usize; 2];
         for d in 0..2 {
             if kernel[d] == 0 {
@@ -143,35 +208,14 @@ impl ConvGeom {
                     shape_str(&w.shape)
                 )));
             }
-            let overflow = || invalid(format!("{op}: the output size overflows"));
-            // Output size: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1.
-            let padded = padding[d]
-                .checked_mul(2)
-                .and_then(|p| p.checked_add(input[d]))
-                .ok_or_else(overflow)?;
-            if i64::try_from(padded).is_err() {
-                return Err(invalid(format!(
-                    "{op}: the padded input ({} + 2 x {}) exceeds 2^63 - 1",
-                    input[d], padding[d]
-                )));
-            }
-            let extent = dilation[d]
-                .checked_mul(kernel[d] - 1)
-                .and_then(|e| e.checked_add(1))
-                .ok_or_else(overflow)?;
-            if extent > padded {
-                let dim = if spatial == 1 {
-                    "length".to_string()
-                } else {
-                    ["height", "width"][d].to_string()
-                };
-                return Err(invalid(format!(
-                    "{op}: the kernel spans {extent} (dilation {} x (size {} - 1) + 1) but the \
-                     padded input {dim} is {padded} ({} + 2 x {}): the output would be empty",
-                    dilation[d], kernel[d], input[d], padding[d]
-                )));
-            }
-            out[d] = (padded - extent) / stride[d] + 1;
+            out[d] = windows(
+                op,
+                "kernel",
+                input[d],
+                kernel[d],
+                [stride[d], padding[d], dilation[d]],
+                false,
+            )?;
         }
         if let Some(b) = bias {
             if b.shape != [o] {
@@ -194,10 +238,7 @@ impl ConvGeom {
             padding,
             dilation,
         };
-        g.out_shape()
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| invalid(format!("{op}: the output's element count overflows")))?;
+        out_shape_of(op, [n, o], out, spatial)?;
         Ok(g)
     }
 
@@ -220,11 +261,7 @@ impl ConvGeom {
 
     /// A tensor's strides lifted to 4 dimensions (`conv1d`'s gain a height of stride 0).
     pub fn strides4(&self, strides: &[usize]) -> [usize; 4] {
-        if self.spatial == 1 {
-            [strides[0], strides[1], 0, strides[2]]
-        } else {
-            [strides[0], strides[1], strides[2], strides[3]]
-        }
+        lift_strides(self.spatial, strides)
     }
 }
 
@@ -280,14 +317,7 @@ impl PoolGeom {
         };
         let ceil = attrs.flag("ceil_mode", false)?;
         let count_include_pad = !max && attrs.flag("count_include_pad", true)?;
-        let lift = |s: &[usize]| -> [usize; 2] {
-            if spatial == 1 {
-                [1, s[2]]
-            } else {
-                [s[2], s[3]]
-            }
-        };
-        let input = lift(&x.shape);
+        let input = lift(spatial, &x.shape);
         let mut out = [1usize; 2];
         for d in 0..2 {
             if padding[d] > kernel[d] / 2 {
@@ -296,34 +326,14 @@ impl PoolGeom {
                     padding[d], kernel[d]
                 )));
             }
-            let overflow = || invalid(format!("{op}: the output size overflows"));
-            let padded = padding[d]
-                .checked_mul(2)
-                .and_then(|p| p.checked_add(input[d]))
-                .filter(|&p| i64::try_from(p).is_ok())
-                .ok_or_else(overflow)?;
-            let extent = dilation[d]
-                .checked_mul(kernel[d] - 1)
-                .and_then(|e| e.checked_add(1))
-                .ok_or_else(overflow)?;
-            if extent > padded {
-                return Err(invalid(format!(
-                    "{op}: the window spans {extent} but the padded input is {padded} ({} + 2 x \
-                     {}): the output would be empty",
-                    input[d], padding[d]
-                )));
-            }
-            let span = padded - extent;
-            let mut o = if ceil {
-                span.div_ceil(stride[d]) + 1
-            } else {
-                span / stride[d] + 1
-            };
-            // With ceil_mode, the last window must start inside the input or its left padding.
-            if ceil && (o - 1) * stride[d] >= input[d] + padding[d] {
-                o -= 1;
-            }
-            out[d] = o;
+            out[d] = windows(
+                op,
+                "window",
+                input[d],
+                kernel[d],
+                [stride[d], padding[d], dilation[d]],
+                ceil,
+            )?;
         }
         let g = PoolGeom {
             spatial,
@@ -337,10 +347,7 @@ impl PoolGeom {
             dilation,
             count_include_pad,
         };
-        g.out_shape()
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| invalid(format!("{op}: the output's element count overflows")))?;
+        out_shape_of(op, [g.n, g.c], out, spatial)?;
         Ok(g)
     }
 
@@ -353,11 +360,7 @@ impl PoolGeom {
 
     /// A tensor's strides lifted to 4 dimensions (1-D pools' gain a height of stride 0).
     pub fn strides4(&self, strides: &[usize]) -> [usize; 4] {
-        if self.spatial == 1 {
-            [strides[0], strides[1], 0, strides[2]]
-        } else {
-            [strides[0], strides[1], strides[2], strides[3]]
-        }
+        lift_strides(self.spatial, strides)
     }
 }
 
@@ -446,10 +449,7 @@ impl ResampleGeom {
             input,
             out,
         };
-        g.out_shape()
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| invalid(format!("{op}: the output's element count overflows")))?;
+        out_shape_of(op, [n, c], out, 2)?;
         Ok(g)
     }
 
