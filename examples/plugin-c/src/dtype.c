@@ -35,6 +35,11 @@ RefDType ref_dtype_named(const char *name) {
     return 0;
 }
 
+const char *ref_dtype_name(RefDType d) {
+    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
+    return d >= 1 && d <= 8 ? names[d] : names[0];
+}
+
 size_t ref_dtype_size(RefDType d) {
     switch (d) {
     case ANYACCEL_DTYPE_F32:

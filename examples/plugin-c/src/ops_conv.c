@@ -19,67 +19,13 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
 
-#define DT(name) ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_##name)
-#define CONV_DTYPES (DT(F32) | DT(F16) | DT(BF16))
-
-#define INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+#define CONV_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
 
 /* ---- Helpers ---------------------------------------------------------------------------------- */
-
-/* a * b for a, b >= 0; 0 when it leaves int64. */
-static int mul_ok(int64_t a, int64_t b, int64_t *r) {
-    if (a != 0 && b > INT64_MAX / a) return 0;
-    *r = a * b;
-    return 1;
-}
-
-/* a + b for a, b >= 0; 0 when it leaves int64. */
-static int add_ok(int64_t a, int64_t b, int64_t *r) {
-    if (b > INT64_MAX - a) return 0;
-    *r = a + b;
-    return 1;
-}
-
-/* A shape as `[2, 3]`, for messages. */
-typedef struct {
-    char s[REF_MAX_DIMS * 22 + 4];
-} ShapeStr;
-
-static ShapeStr shape_str(int ndim, const int64_t *shape) {
-    ShapeStr r;
-    size_t at = 0;
-    r.s[at++] = '[';
-    for (int d = 0; d < ndim && d < REF_MAX_DIMS; d++) {
-        char part[24];
-        size_t n = (size_t)snprintf(part, sizeof part, d ? ", %lld" : "%lld", (long long)shape[d]);
-        if (n >= sizeof part) n = sizeof part - 1;
-        memcpy(r.s + at, part, n);
-        at += n;
-    }
-    r.s[at++] = ']';
-    r.s[at] = '\0';
-    return r;
-}
-
-static const char *dtype_name(RefDType d) {
-    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
-    return d >= 1 && d <= 8 ? names[d] : names[0];
-}
-
-/* A list of integers as `[1, 2]`, for messages. */
-static ShapeStr list_str(size_t len, const int64_t *v) {
-    return shape_str(len > REF_MAX_DIMS ? REF_MAX_DIMS : (int)len, v);
-}
-
-/* The float at element offset `off` of t (an f32, f16 or bf16 value: exact in f32 and in f64). */
-static double at(const RefTensor *t, int64_t off) {
-    return ref_load_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype));
-}
 
 /*
  * The Ints attribute `name` as `spatial` values in v[0..spatial]: absent gives `dflt` in every
@@ -91,21 +37,21 @@ static AnyaccelStatus per_dim(const RefCall *c, const char *name, int spatial, i
     const int64_t *vals = NULL;
     size_t len = 0;
     int r = ref_attr_ints(c, name, &vals, &len);
-    if (r < 0) return INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
+    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
     if (r == 0) {
         for (int d = 0; d < spatial; d++) v[d] = dflt;
         return ANYACCEL_OK;
     }
     if (len != 1 && len != (size_t)spatial) {
-        if (spatial == 1) return INVALID("%s: attribute `%s` has %zu values, expected 1", c->op, name, len);
-        return INVALID("%s: attribute `%s` has %zu values, expected 1 (for every spatial dimension) or %d (one "
-                       "per spatial dimension)",
-                       c->op, name, len, spatial);
+        if (spatial == 1) return REF_INVALID("%s: attribute `%s` has %zu values, expected 1", c->op, name, len);
+        return REF_INVALID("%s: attribute `%s` has %zu values, expected 1 (for every spatial dimension) or %d (one "
+                           "per spatial dimension)",
+                           c->op, name, len, spatial);
     }
     for (size_t i = 0; i < len; i++)
         if (vals[i] < min)
-            return INVALID("%s: attribute `%s` is %s, expected every value >= %lld", c->op, name,
-                           list_str(len, vals).s, (long long)min);
+            return REF_INVALID("%s: attribute `%s` is %s, expected every value >= %lld", c->op, name,
+                               ref_list_str(len, vals).s, (long long)min);
     for (int d = 0; d < spatial; d++) v[d] = vals[len == 1 ? 0 : d];
     return ANYACCEL_OK;
 }
@@ -133,9 +79,9 @@ static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
     const char *op = c->op;
     int rank = spatial + 2;
     if (c->num_inputs < 2 || c->num_inputs > 3 || c->num_outputs != 1)
-        return INVALID("%s: %zu inputs and %zu outputs given, expected x, weight and an optional bias, and one "
-                       "output",
-                       op, c->num_inputs, c->num_outputs);
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x, weight and an optional bias, and one "
+                           "output",
+                           op, c->num_inputs, c->num_outputs);
     const RefTensor *x = &c->inputs[0], *w = &c->inputs[1], *out = &c->outputs[0];
     const RefTensor *bias = c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
     AnyaccelStatus st;
@@ -147,9 +93,9 @@ static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
     } others[3] = {{"weight", w}, {"bias", bias}, {"the output", out}};
     for (int i = 0; i < 3; i++)
         if (others[i].t && others[i].t->present && others[i].t->dtype != x->dtype)
-            return INVALID("%s: %s has dtype %s but x has dtype %s: all inputs and the output must share one "
-                           "float dtype",
-                           op, others[i].name, dtype_name(others[i].t->dtype), dtype_name(x->dtype));
+            return REF_INVALID("%s: %s has dtype %s but x has dtype %s: all inputs and the output must share one "
+                               "float dtype",
+                               op, others[i].name, ref_dtype_name(others[i].t->dtype), ref_dtype_name(x->dtype));
     unsigned same = ANYACCEL_DTYPE_BIT(x->dtype);
     if ((st = ref_check_tensor(op, "weight", w, same)) ||
         (bias && (st = ref_check_tensor(op, "bias", bias, same))) ||
@@ -157,15 +103,16 @@ static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
         return st;
 
     if (x->ndim != rank)
-        return INVALID("%s: x has shape %s, expected rank %d (%s)", op, shape_str(x->ndim, x->shape).s, rank,
-                       spatial == 1 ? "[N, C, L]" : "[N, C, H, W]");
+        return REF_INVALID("%s: x has shape %s, expected rank %d (%s)", op, ref_shape_str(x->ndim, x->shape).s, rank,
+                           spatial == 1 ? "[N, C, L]" : "[N, C, H, W]");
     if (w->ndim != rank)
-        return INVALID("%s: weight has shape %s, expected rank %d (%s)", op, shape_str(w->ndim, w->shape).s, rank,
-                       spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]");
+        return REF_INVALID("%s: weight has shape %s, expected rank %d (%s)", op,
+                           ref_shape_str(w->ndim, w->shape).s, rank,
+                           spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]");
 
     int64_t groups = 1;
-    if (ref_attr_int(c, "groups", &groups) < 0) return INVALID("%s: attribute `groups` must be an Int", op);
-    if (groups < 1) return INVALID("%s: groups is %lld, expected >= 1", op, (long long)groups);
+    if (ref_attr_int(c, "groups", &groups) < 0) return REF_INVALID("%s: attribute `groups` must be an Int", op);
+    if (groups < 1) return REF_INVALID("%s: groups is %lld, expected >= 1", op, (long long)groups);
     int64_t stride[2], pad[2], dil[2];
     if ((st = per_dim(c, "stride", spatial, 1, 1, stride)) || (st = per_dim(c, "padding", spatial, 0, 0, pad)) ||
         (st = per_dim(c, "dilation", spatial, 1, 1, dil)))
@@ -178,16 +125,16 @@ static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
     g->cg = w->shape[1];
     if (g->c % groups != 0 || g->c / groups != g->cg) {
         if (g->c % groups == 0)
-            return INVALID("%s: x has %lld channels and weight has shape %s (%lld per group): with groups = %lld, "
-                           "weight.shape[1] must be C / groups = %lld",
-                           op, (long long)g->c, shape_str(w->ndim, w->shape).s, (long long)g->cg,
-                           (long long)groups, (long long)(g->c / groups));
-        return INVALID("%s: x has %lld channels, which groups = %lld does not divide (weight has shape %s)", op,
-                       (long long)g->c, (long long)groups, shape_str(w->ndim, w->shape).s);
+            return REF_INVALID("%s: x has %lld channels and weight has shape %s (%lld per group): with groups = "
+                               "%lld, weight.shape[1] must be C / groups = %lld",
+                               op, (long long)g->c, ref_shape_str(w->ndim, w->shape).s, (long long)g->cg,
+                               (long long)groups, (long long)(g->c / groups));
+        return REF_INVALID("%s: x has %lld channels, which groups = %lld does not divide (weight has shape %s)", op,
+                           (long long)g->c, (long long)groups, ref_shape_str(w->ndim, w->shape).s);
     }
     if (g->o % groups != 0)
-        return INVALID("%s: weight has %lld output channels, expected a multiple of groups = %lld", op,
-                       (long long)g->o, (long long)groups);
+        return REF_INVALID("%s: weight has %lld output channels, expected a multiple of groups = %lld", op,
+                           (long long)g->o, (long long)groups);
     g->og = g->o / groups;
 
     /* Lift to two spatial dimensions. */
@@ -210,33 +157,33 @@ static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
     static const char *const dim_names[2][2] = {{"length", "length"}, {"height", "width"}};
     for (int d = first; d < 2; d++) {
         if (g->k[d] == 0)
-            return INVALID("%s: weight has shape %s, expected kernel sizes >= 1", op,
-                           shape_str(w->ndim, w->shape).s);
+            return REF_INVALID("%s: weight has shape %s, expected kernel sizes >= 1", op,
+                               ref_shape_str(w->ndim, w->shape).s);
         /* floor((in + 2 pad - (dil (k - 1) + 1)) / stride) + 1 */
         int64_t padded, extent;
-        if (!mul_ok(g->pad[d], 2, &padded) || !add_ok(padded, g->in[d], &padded) ||
-            !mul_ok(g->dil[d], g->k[d] - 1, &extent) || !add_ok(extent, 1, &extent))
-            return INVALID("%s: the output size along the %s overflows int64", op, dim_names[spatial - 1][d]);
+        if (!ref_mul_ok(g->pad[d], 2, &padded) || !ref_add_ok(padded, g->in[d], &padded) ||
+            !ref_mul_ok(g->dil[d], g->k[d] - 1, &extent) || !ref_add_ok(extent, 1, &extent))
+            return REF_INVALID("%s: the output size along the %s overflows int64", op, dim_names[spatial - 1][d]);
         if (extent > padded)
-            return INVALID("%s: the kernel spans %lld (dilation %lld x (size %lld - 1) + 1) but the padded input "
-                           "%s is %lld (%lld + 2 x %lld): the output would be empty",
-                           op, (long long)extent, (long long)g->dil[d], (long long)g->k[d],
-                           dim_names[spatial - 1][d], (long long)padded, (long long)g->in[d],
-                           (long long)g->pad[d]);
+            return REF_INVALID("%s: the kernel spans %lld (dilation %lld x (size %lld - 1) + 1) but the padded "
+                               "input %s is %lld (%lld + 2 x %lld): the output would be empty",
+                               op, (long long)extent, (long long)g->dil[d], (long long)g->k[d],
+                               dim_names[spatial - 1][d], (long long)padded, (long long)g->in[d],
+                               (long long)g->pad[d]);
         g->out[d] = (padded - extent) / g->stride[d] + 1;
     }
 
     if (bias && !(bias->ndim == 1 && bias->shape[0] == g->o))
-        return INVALID("%s: bias has shape %s, expected [%lld] (one per output channel)", op,
-                       shape_str(bias->ndim, bias->shape).s, (long long)g->o);
+        return REF_INVALID("%s: bias has shape %s, expected [%lld] (one per output channel)", op,
+                           ref_shape_str(bias->ndim, bias->shape).s, (long long)g->o);
 
     int64_t expect[4] = {g->n, g->o, g->out[0], g->out[1]};
     if (spatial == 1) expect[2] = g->out[1];
     int ok = out->ndim == rank;
     for (int d = 0; ok && d < rank; d++) ok = out->shape[d] == expect[d];
     if (!ok)
-        return INVALID("%s: the output has shape %s, expected %s", op, shape_str(out->ndim, out->shape).s,
-                       shape_str(rank, expect).s);
+        return REF_INVALID("%s: the output has shape %s, expected %s", op, ref_shape_str(out->ndim, out->shape).s,
+                           ref_shape_str(rank, expect).s);
 
     strides4(x, spatial, g->xs);
     strides4(w, spatial, g->ws);
@@ -266,8 +213,8 @@ static double window_sum(const ConvGeom *g, const RefTensor *x, const RefTensor 
             for (int64_t kx = 0; kx < g->k[1]; kx++) {
                 const int64_t ix = ox * g->stride[1] + kx * g->dil[1] - g->pad[1];
                 if (ix < 0 || ix >= g->in[1]) continue;
-                const double xv = at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
-                const double wv = at(w, wb + ky * g->ws[2] + kx * g->ws[3]);
+                const double xv = ref_at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
+                const double wv = ref_at(w, wb + ky * g->ws[2] + kx * g->ws[3]);
                 if (wide) {
                     acc_wide += xv * wv;
                 } else {
@@ -296,7 +243,7 @@ static AnyaccelStatus op_conv(const RefCall *c, int spatial) {
     const int64_t osize = (int64_t)ref_dtype_size(out->dtype);
     for (int64_t n = 0; n < g.n; n++)
         for (int64_t oc = 0; oc < g.o; oc++) {
-            const double b = bias ? at(bias, oc * bias->strides[0]) : 0.0;
+            const double b = bias ? ref_at(bias, oc * bias->strides[0]) : 0.0;
             for (int64_t oy = 0; oy < g.out[0]; oy++)
                 for (int64_t ox = 0; ox < g.out[1]; ox++) {
                     float acc = (float)window_sum(&g, x, w, n, oc, oy, ox, 0);

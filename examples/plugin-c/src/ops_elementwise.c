@@ -7,7 +7,6 @@
  */
 
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
@@ -428,21 +427,6 @@ static double backward_f(BackwardOp op, double g, double x, double p, double q) 
     return NAN;
 }
 
-/* Writes "AxBxC" (or "scalar") for a tensor's shape into buf. */
-static void shape_str(const RefTensor *t, char *buf, size_t len) {
-    size_t used = 0;
-    buf[0] = '\0';
-    if (t->ndim == 0) {
-        snprintf(buf, len, "scalar");
-        return;
-    }
-    for (int d = 0; d < t->ndim && used < len; d++) {
-        int w = snprintf(buf + used, len - used, d ? "x%lld" : "%lld", (long long)t->shape[d]);
-        if (w < 0) return;
-        used += (size_t)w;
-    }
-}
-
 static AnyaccelStatus op_backward(const RefCall *c, BackwardOp op) {
     if (c->num_inputs < 2 || c->num_outputs < 1 || !c->inputs[0].present || !c->inputs[1].present)
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: expected inputs grad and x and output dx",
@@ -457,8 +441,8 @@ static AnyaccelStatus op_backward(const RefCall *c, BackwardOp op) {
         same = g->shape[i] == x->shape[i] && out->shape[i] == x->shape[i];
     if (!same) {
         char gs[REF_MAX_DIMS * 21 + 16], xs[REF_MAX_DIMS * 21 + 16];
-        shape_str(g, gs, sizeof gs);
-        shape_str(x, xs, sizeof xs);
+        ref_dims_str(g, gs, sizeof gs);
+        ref_dims_str(x, xs, sizeof xs);
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
                          "%s: grad is %s but x is %s: shapes must be equal", c->op, gs, xs);
     }

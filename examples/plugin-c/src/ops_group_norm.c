@@ -18,52 +18,13 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
 
-#define DT(name) ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_##name)
-#define GROUP_NORM_DTYPES (DT(F32) | DT(F16) | DT(BF16))
-
-#define INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+#define GROUP_NORM_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
 
 /* ---- Helpers ---------------------------------------------------------------------------------- */
-
-/* A shape as `[2, 3]`, for messages. */
-typedef struct {
-    char s[REF_MAX_DIMS * 22 + 4];
-} ShapeStr;
-
-static ShapeStr shape_str(int ndim, const int64_t *shape) {
-    ShapeStr r;
-    size_t at = 0;
-    r.s[at++] = '[';
-    for (int d = 0; d < ndim && d < REF_MAX_DIMS; d++) {
-        char part[24];
-        size_t n = (size_t)snprintf(part, sizeof part, d ? ", %lld" : "%lld", (long long)shape[d]);
-        if (n >= sizeof part) n = sizeof part - 1;
-        memcpy(r.s + at, part, n);
-        at += n;
-    }
-    r.s[at++] = ']';
-    r.s[at] = '\0';
-    return r;
-}
-
-static const char *dtype_name(RefDType d) {
-    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
-    return d >= 1 && d <= 8 ? names[d] : names[0];
-}
-
-/* The float at element offset `off` of t (an f32, f16 or bf16 value: exact in f64). */
-static double at(const RefTensor *t, int64_t off) {
-    return ref_load_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype));
-}
-
-static void put(const RefTensor *t, int64_t off, double v) {
-    ref_store_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype), v);
-}
 
 /* An odometer over the spatial dimensions (2 .. rank - 1) of x and the output, giving the element
  * offsets, relative to the start of a channel, of the same spatial position in both. */
@@ -106,13 +67,13 @@ static AnyaccelStatus check_affine(const RefCall *c, size_t i, const char *name,
     if (c->num_inputs <= i || !c->inputs[i].present) return ANYACCEL_OK;
     const RefTensor *x = &c->inputs[0], *p = &c->inputs[i];
     if (p->dtype != x->dtype)
-        return INVALID("%s: %s has dtype %s but x has dtype %s: they must share one float dtype", c->op, name,
-                       dtype_name(p->dtype), dtype_name(x->dtype));
+        return REF_INVALID("%s: %s has dtype %s but x has dtype %s: they must share one float dtype", c->op, name,
+                           ref_dtype_name(p->dtype), ref_dtype_name(x->dtype));
     AnyaccelStatus st = ref_check_tensor(c->op, name, p, ANYACCEL_DTYPE_BIT(x->dtype));
     if (st) return st;
     if (p->ndim != 1 || p->shape[0] != x->shape[1])
-        return INVALID("%s: %s has shape %s, expected [%lld] (one per channel)", c->op, name,
-                       shape_str(p->ndim, p->shape).s, (long long)x->shape[1]);
+        return REF_INVALID("%s: %s has shape %s, expected [%lld] (one per channel)", c->op, name,
+                           ref_shape_str(p->ndim, p->shape).s, (long long)x->shape[1]);
     *t = p;
     return ANYACCEL_OK;
 }
@@ -122,37 +83,37 @@ static AnyaccelStatus check_affine(const RefCall *c, size_t i, const char *name,
 static AnyaccelStatus op_group_norm(const RefCall *c) {
     const char *op = c->op;
     if (c->num_inputs < 1 || c->num_inputs > 3 || c->num_outputs != 1 || !c->inputs[0].present)
-        return INVALID("%s: %zu inputs and %zu outputs given, expected x, optional weight and bias, and one "
-                       "output",
-                       op, c->num_inputs, c->num_outputs);
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x, optional weight and bias, and one "
+                           "output",
+                           op, c->num_inputs, c->num_outputs);
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     AnyaccelStatus st;
     if ((st = ref_check_tensor(op, "x", x, GROUP_NORM_DTYPES))) return st;
     if (x->ndim < 2)
-        return INVALID("%s: x has shape %s, expected rank 2 or more ([N, C, *])", op,
-                       shape_str(x->ndim, x->shape).s);
+        return REF_INVALID("%s: x has shape %s, expected rank 2 or more ([N, C, *])", op,
+                           ref_shape_str(x->ndim, x->shape).s);
     if (out->present && out->dtype != x->dtype)
-        return INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
-                       dtype_name(out->dtype), dtype_name(x->dtype));
+        return REF_INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
+                           ref_dtype_name(out->dtype), ref_dtype_name(x->dtype));
     if ((st = ref_check_tensor(op, "the output", out, ANYACCEL_DTYPE_BIT(x->dtype)))) return st;
     int same = out->ndim == x->ndim;
     for (int d = 0; same && d < x->ndim; d++) same = out->shape[d] == x->shape[d];
     if (!same)
-        return INVALID("%s: the output has shape %s, expected x's shape %s", op, shape_str(out->ndim, out->shape).s,
-                       shape_str(x->ndim, x->shape).s);
+        return REF_INVALID("%s: the output has shape %s, expected x's shape %s", op,
+                           ref_shape_str(out->ndim, out->shape).s, ref_shape_str(x->ndim, x->shape).s);
 
     /* Attributes. */
     int64_t groups = 0;
     int r = ref_attr_int(c, "num_groups", &groups);
-    if (r < 0) return INVALID("%s: num_groups must be an Int", op);
-    if (r == 0) return INVALID("%s: num_groups is required", op);
+    if (r < 0) return REF_INVALID("%s: num_groups must be an Int", op);
+    if (r == 0) return REF_INVALID("%s: num_groups is required", op);
     const int64_t channels = x->shape[1];
     if (groups < 1 || channels % groups != 0)
-        return INVALID("%s: num_groups is %lld, expected a divisor of C = %lld (>= 1)", op, (long long)groups,
-                       (long long)channels);
+        return REF_INVALID("%s: num_groups is %lld, expected a divisor of C = %lld (>= 1)", op, (long long)groups,
+                           (long long)channels);
     double eps = 1e-5;
-    if (ref_attr_float(c, "eps", &eps) < 0) return INVALID("%s: eps must be a Float", op);
-    if (!isfinite(eps) || eps < 0.0) return INVALID("%s: eps is %g, expected a finite value >= 0", op, eps);
+    if (ref_attr_float(c, "eps", &eps) < 0) return REF_INVALID("%s: eps must be a Float", op);
+    if (!isfinite(eps) || eps < 0.0) return REF_INVALID("%s: eps is %g, expected a finite value >= 0", op, eps);
 
     const RefTensor *w, *b;
     if ((st = check_affine(c, 1, "weight", &w)) || (st = check_affine(c, 2, "bias", &b))) return st;
@@ -171,14 +132,14 @@ static AnyaccelStatus op_group_norm(const RefCall *c) {
             double sum = 0.0;
             for (int64_t ch = c0; ch < c1; ch++) {
                 const int64_t xb = n * x->strides[0] + ch * x->strides[1];
-                for (int64_t i = 0; i < spatial; i++, spatial_next(&s)) sum += at(x, xb + s.xo);
+                for (int64_t i = 0; i < spatial; i++, spatial_next(&s)) sum += ref_at(x, xb + s.xo);
             }
             const double mean = sum / count;
             double var = 0.0;
             for (int64_t ch = c0; ch < c1; ch++) {
                 const int64_t xb = n * x->strides[0] + ch * x->strides[1];
                 for (int64_t i = 0; i < spatial; i++, spatial_next(&s)) {
-                    const double e = at(x, xb + s.xo) - mean;
+                    const double e = ref_at(x, xb + s.xo) - mean;
                     var += e * e;
                 }
             }
@@ -186,13 +147,13 @@ static AnyaccelStatus op_group_norm(const RefCall *c) {
             for (int64_t ch = c0; ch < c1; ch++) {
                 const int64_t xb = n * x->strides[0] + ch * x->strides[1];
                 const int64_t ob = n * out->strides[0] + ch * out->strides[1];
-                const double wv = w ? at(w, ch * w->strides[0]) : 1.0;
-                const double bv = b ? at(b, ch * b->strides[0]) : 0.0;
+                const double wv = w ? ref_at(w, ch * w->strides[0]) : 1.0;
+                const double bv = b ? ref_at(b, ch * b->strides[0]) : 0.0;
                 for (int64_t i = 0; i < spatial; i++, spatial_next(&s)) {
-                    double y = (at(x, xb + s.xo) - mean) / denom;
+                    double y = (ref_at(x, xb + s.xo) - mean) / denom;
                     if (w) y *= wv;
                     if (b) y += bv;
-                    put(out, ob + s.oo, y);
+                    ref_put(out, ob + s.oo, y);
                 }
             }
         }

@@ -6,20 +6,10 @@
  */
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref.h"
-
-/* The float at element offset `off` of t. */
-static double at(const RefTensor *t, int64_t off) {
-    return ref_load_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype));
-}
-
-static void put(const RefTensor *t, int64_t off, double v) {
-    ref_store_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype), v);
-}
 
 /* Element offset of the start of line `line` along `axis`. */
 static int64_t line_start(const RefTensor *x, int axis, int64_t line) {
@@ -46,33 +36,18 @@ static AnyaccelStatus op_softmax(const RefCall *c, int log_form) {
         int64_t xo = line_start(x, a, l), oo = line_start(out, a, l);
         /* fmax skips NaN, but a NaN still makes its exp, and so the sum, NaN. */
         double m = -INFINITY;
-        for (int64_t i = 0; i < len; i++) m = fmax(m, at(x, xo + i * x->strides[a]));
+        for (int64_t i = 0; i < len; i++) m = fmax(m, ref_at(x, xo + i * x->strides[a]));
         double s = 0.0;
-        for (int64_t i = 0; i < len; i++) s += exp(at(x, xo + i * x->strides[a]) - m);
+        for (int64_t i = 0; i < len; i++) s += exp(ref_at(x, xo + i * x->strides[a]) - m);
         for (int64_t i = 0; i < len; i++) {
-            double v = at(x, xo + i * x->strides[a]);
-            put(out, oo + i * out->strides[a], log_form ? (v - m) - log(s) : exp(v - m) / s);
+            double v = ref_at(x, xo + i * x->strides[a]);
+            ref_put(out, oo + i * out->strides[a], log_form ? (v - m) - log(s) : exp(v - m) / s);
         }
     }
     return ANYACCEL_OK;
 }
 
 /* ---- softmax_backward, log_softmax_backward -------------------------------------------------- */
-
-/* Writes "AxBxC" (or "scalar") for a tensor's shape into buf. */
-static void dims_str(const RefTensor *t, char *buf, size_t len) {
-    size_t used = 0;
-    buf[0] = '\0';
-    if (t->ndim == 0) {
-        snprintf(buf, len, "scalar");
-        return;
-    }
-    for (int d = 0; d < t->ndim && used < len; d++) {
-        int w = snprintf(buf + used, len - used, d ? "x%lld" : "%lld", (long long)t->shape[d]);
-        if (w < 0) return;
-        used += (size_t)w;
-    }
-}
 
 /*
  * y is the forward op's output. Per line along `axis`: softmax_backward is
@@ -95,8 +70,8 @@ static AnyaccelStatus op_softmax_backward(const RefCall *c, int log_form) {
     for (int d = 0; same && d < y->ndim; d++) same = g->shape[d] == y->shape[d] && out->shape[d] == y->shape[d];
     if (!same) {
         char gs[REF_MAX_DIMS * 21 + 16], ys[REF_MAX_DIMS * 21 + 16];
-        dims_str(g, gs, sizeof gs);
-        dims_str(y, ys, sizeof ys);
+        ref_dims_str(g, gs, sizeof gs);
+        ref_dims_str(y, ys, sizeof ys);
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: grad is %s but y is %s: shapes must be equal", op,
                          gs, ys);
     }
@@ -116,12 +91,12 @@ static AnyaccelStatus op_softmax_backward(const RefCall *c, int log_form) {
         int64_t go = line_start(g, a, l), yo = line_start(y, a, l), oo = line_start(out, a, l);
         double s = 0.0;
         for (int64_t i = 0; i < len; i++) {
-            double gv = at(g, go + i * gs);
-            s += log_form ? gv : gv * at(y, yo + i * ys);
+            double gv = ref_at(g, go + i * gs);
+            s += log_form ? gv : gv * ref_at(y, yo + i * ys);
         }
         for (int64_t i = 0; i < len; i++) {
-            double gv = at(g, go + i * gs), yv = at(y, yo + i * ys);
-            put(out, oo + i * os, log_form ? gv - exp(yv) * s : yv * (gv - s));
+            double gv = ref_at(g, go + i * gs), yv = ref_at(y, yo + i * ys);
+            ref_put(out, oo + i * os, log_form ? gv - exp(yv) * s : yv * (gv - s));
         }
     }
     return ANYACCEL_OK;
@@ -146,26 +121,26 @@ static AnyaccelStatus op_norm(const RefCall *c, int rms) {
         if (rms) {
             double sq = 0.0;
             for (int64_t i = 0; i < d; i++) {
-                double v = at(x, xo + i * xs);
+                double v = ref_at(x, xo + i * xs);
                 sq += v * v;
             }
             denom = sqrt(sq / (double)d + eps);
         } else {
             double s = 0.0;
-            for (int64_t i = 0; i < d; i++) s += at(x, xo + i * xs);
+            for (int64_t i = 0; i < d; i++) s += ref_at(x, xo + i * xs);
             mean = s / (double)d;
             double var = 0.0;
             for (int64_t i = 0; i < d; i++) {
-                double e = at(x, xo + i * xs) - mean;
+                double e = ref_at(x, xo + i * xs) - mean;
                 var += e * e;
             }
             denom = sqrt(var / (double)d + eps);
         }
         for (int64_t i = 0; i < d; i++) {
-            double y = (at(x, xo + i * xs) - mean) / denom;
-            if (w) y *= at(w, i * w->strides[0]);
-            if (b) y += at(b, i * b->strides[0]);
-            put(out, oo + i * os, y);
+            double y = (ref_at(x, xo + i * xs) - mean) / denom;
+            if (w) y *= ref_at(w, i * w->strides[0]);
+            if (b) y += ref_at(b, i * b->strides[0]);
+            ref_put(out, oo + i * os, y);
         }
     }
     return ANYACCEL_OK;
@@ -206,9 +181,10 @@ static AnyaccelStatus op_matmul(const RefCall *c) {
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 double s = 0.0; /* K = 0 gives 0 */
-                for (int64_t p = 0; p < k; p++) s += at(a, ao + i * sam + p * sak) * at(b, bo + p * sbk + j * sbn);
-                if (bias) s += at(&bb, bias_o + i * bb.strides[ro - 2] + j * bb.strides[ro - 1]);
-                put(out, oo + i * som + j * son, s);
+                for (int64_t p = 0; p < k; p++)
+                    s += ref_at(a, ao + i * sam + p * sak) * ref_at(b, bo + p * sbk + j * sbn);
+                if (bias) s += ref_at(&bb, bias_o + i * bb.strides[ro - 2] + j * bb.strides[ro - 1]);
+                ref_put(out, oo + i * som + j * son, s);
             }
     }
     return ANYACCEL_OK;
@@ -229,11 +205,11 @@ static AnyaccelStatus op_rope(const RefCall *c) {
         int64_t xo = line_start(x, r - 1, row), oo = line_start(out, r - 1, row);
         for (int64_t i = 0; i < half; i++) {
             int64_t p1 = interleaved ? 2 * i : i, p2 = interleaved ? 2 * i + 1 : i + half;
-            double x1 = at(x, xo + p1 * xs), x2 = at(x, xo + p2 * xs);
-            double cv = at(cs, s * cs->strides[0] + i * cs->strides[1]);
-            double sv = at(sn, s * sn->strides[0] + i * sn->strides[1]);
-            put(out, oo + p1 * os, x1 * cv - x2 * sv);
-            put(out, oo + p2 * os, x2 * cv + x1 * sv);
+            double x1 = ref_at(x, xo + p1 * xs), x2 = ref_at(x, xo + p2 * xs);
+            double cv = ref_at(cs, s * cs->strides[0] + i * cs->strides[1]);
+            double sv = ref_at(sn, s * sn->strides[0] + i * sn->strides[1]);
+            ref_put(out, oo + p1 * os, x1 * cv - x2 * sv);
+            ref_put(out, oo + p2 * os, x2 * cv + x1 * sv);
         }
     }
     return ANYACCEL_OK;
@@ -259,11 +235,6 @@ static int64_t attention_batch_offset(const RefTensor *t, const int64_t *qshape,
 
 #define ATT_INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "attention: " __VA_ARGS__)
 
-static const char *dtype_name(RefDType d) {
-    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
-    return d >= 1 && d <= 8 ? names[d] : names[0];
-}
-
 /*
  * out[..., i, :] = softmax_j(cap(scale * q_i . k_j)) v_j over the keys j that row i sees: all of
  * them, or with causal = 1 those at or before its position pos = i (causal_align = top_left) or
@@ -282,9 +253,9 @@ static AnyaccelStatus op_attention(const RefCall *c) {
     const RefTensor *q = &c->inputs[0], *k = &c->inputs[1], *v = &c->inputs[2], *out = &c->outputs[0];
     const RefTensor *mask = c->num_inputs > 3 && c->inputs[3].present ? &c->inputs[3] : NULL;
     char qs[REF_MAX_DIMS * 21 + 16], ks[REF_MAX_DIMS * 21 + 16], vs[REF_MAX_DIMS * 21 + 16];
-    dims_str(q, qs, sizeof qs);
-    dims_str(k, ks, sizeof ks);
-    dims_str(v, vs, sizeof vs);
+    ref_dims_str(q, qs, sizeof qs);
+    ref_dims_str(k, ks, sizeof ks);
+    ref_dims_str(v, vs, sizeof vs);
     int r = q->ndim;
     if (r < 2 || k->ndim < 2 || v->ndim < 2)
         return ATT_INVALID("q is %s, k is %s, v is %s: each needs rank >= 2 ([..., L, D])", qs, ks, vs);
@@ -348,8 +319,8 @@ static AnyaccelStatus op_attention(const RefCall *c) {
     int mask_bool = 0;
     if (mask) {
         if (mask->dtype != ANYACCEL_DTYPE_BOOL && mask->dtype != q->dtype)
-            return ATT_INVALID("q is %s but mask is %s: expected %s or bool", dtype_name(q->dtype),
-                               dtype_name(mask->dtype), dtype_name(q->dtype));
+            return ATT_INVALID("q is %s but mask is %s: expected %s or bool", ref_dtype_name(q->dtype),
+                               ref_dtype_name(mask->dtype), ref_dtype_name(q->dtype));
         AnyaccelStatus st = ref_check_tensor(c->op, "mask", mask, ANYACCEL_DTYPE_BIT(mask->dtype));
         if (st) return st;
         int64_t logits[REF_MAX_DIMS];
@@ -364,8 +335,8 @@ static AnyaccelStatus op_attention(const RefCall *c) {
             char ms[REF_MAX_DIMS * 21 + 16], ls[REF_MAX_DIMS * 21 + 16];
             RefTensor lt = *q;
             lt.shape[r - 1] = lk;
-            dims_str(mask, ms, sizeof ms);
-            dims_str(&lt, ls, sizeof ls);
+            ref_dims_str(mask, ms, sizeof ms);
+            ref_dims_str(&lt, ls, sizeof ls);
             return ATT_INVALID("mask is %s but the logits are %s (q's dimensions but the last, then k's %lld "
                                "keys): the mask must broadcast to them",
                                ms, ls, (long long)lk);
@@ -400,8 +371,8 @@ static AnyaccelStatus op_attention(const RefCall *c) {
             for (int64_t j = first; j < last; j++) {
                 double dot = 0.0;
                 for (int64_t t = 0; t < d; t++)
-                    dot += at(q, qb + i * q->strides[r - 2] + t * q->strides[r - 1]) *
-                           at(k, kb + j * k->strides[r - 2] + t * k->strides[r - 1]);
+                    dot += ref_at(q, qb + i * q->strides[r - 2] + t * q->strides[r - 1]) *
+                           ref_at(k, kb + j * k->strides[r - 2] + t * k->strides[r - 1]);
                 double l = dot * scale;
                 if (softcap > 0.0) l = softcap * tanh(l / softcap);
                 if (mask) {
@@ -428,8 +399,8 @@ static AnyaccelStatus op_attention(const RefCall *c) {
             for (int64_t col = 0; col < dv; col++) {
                 double y = 0.0;
                 for (int64_t j = first; j < last && !none; j++)
-                    y += e[j - first] / s * at(v, vb + j * v->strides[r - 2] + col * v->strides[r - 1]);
-                put(out, ob + i * out->strides[r - 2] + col * out->strides[r - 1], y);
+                    y += e[j - first] / s * ref_at(v, vb + j * v->strides[r - 2] + col * v->strides[r - 1]);
+                ref_put(out, ob + i * out->strides[r - 2] + col * out->strides[r - 1], y);
             }
         }
     }

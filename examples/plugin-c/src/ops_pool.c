@@ -22,67 +22,13 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
 
-#define DT(name) ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_##name)
-#define POOL_DTYPES (DT(F32) | DT(F16) | DT(BF16))
-
-#define INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+#define POOL_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
 
 /* ---- Helpers ---------------------------------------------------------------------------------- */
-
-/* a * b for a, b >= 0; 0 when it leaves int64. */
-static int mul_ok(int64_t a, int64_t b, int64_t *r) {
-    if (a != 0 && b > INT64_MAX / a) return 0;
-    *r = a * b;
-    return 1;
-}
-
-/* a + b for a, b >= 0; 0 when it leaves int64. */
-static int add_ok(int64_t a, int64_t b, int64_t *r) {
-    if (b > INT64_MAX - a) return 0;
-    *r = a + b;
-    return 1;
-}
-
-/* A shape as `[2, 3]`, for messages. */
-typedef struct {
-    char s[REF_MAX_DIMS * 22 + 4];
-} ShapeStr;
-
-static ShapeStr shape_str(int ndim, const int64_t *shape) {
-    ShapeStr r;
-    size_t at = 0;
-    r.s[at++] = '[';
-    for (int d = 0; d < ndim && d < REF_MAX_DIMS; d++) {
-        char part[24];
-        size_t n = (size_t)snprintf(part, sizeof part, d ? ", %lld" : "%lld", (long long)shape[d]);
-        if (n >= sizeof part) n = sizeof part - 1;
-        memcpy(r.s + at, part, n);
-        at += n;
-    }
-    r.s[at++] = ']';
-    r.s[at] = '\0';
-    return r;
-}
-
-static const char *dtype_name(RefDType d) {
-    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
-    return d >= 1 && d <= 8 ? names[d] : names[0];
-}
-
-/* A list of integers as `[1, 2]`, for messages. */
-static ShapeStr list_str(size_t len, const int64_t *v) {
-    return shape_str(len > REF_MAX_DIMS ? REF_MAX_DIMS : (int)len, v);
-}
-
-/* The float at element offset `off` of t (an f32, f16 or bf16 value: exact in f32 and in f64). */
-static double at(const RefTensor *t, int64_t off) {
-    return ref_load_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype));
-}
 
 /*
  * The Ints attribute `name` as `spatial` values in v[0..spatial]: a single value (or a single
@@ -95,23 +41,23 @@ static AnyaccelStatus per_dim(const RefCall *c, const char *name, int spatial, c
     const int64_t *vals = NULL;
     size_t len = 0;
     int r = ref_attr_ints(c, name, &vals, &len);
-    if (r < 0) return INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
+    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
     if (r > 0 && len == 0 && empty_is_absent) r = 0;
     if (r == 0) {
-        if (required) return INVALID("%s: attribute `%s` (Ints) is required", c->op, name);
+        if (required) return REF_INVALID("%s: attribute `%s` (Ints) is required", c->op, name);
         for (int d = 0; d < spatial; d++) v[d] = dflt[d];
         return ANYACCEL_OK;
     }
     if (len != 1 && len != (size_t)spatial) {
-        if (spatial == 1) return INVALID("%s: attribute `%s` has %zu values, expected 1", c->op, name, len);
-        return INVALID("%s: attribute `%s` has %zu values, expected 1 (for every spatial dimension) or %d (one "
-                       "per spatial dimension)",
-                       c->op, name, len, spatial);
+        if (spatial == 1) return REF_INVALID("%s: attribute `%s` has %zu values, expected 1", c->op, name, len);
+        return REF_INVALID("%s: attribute `%s` has %zu values, expected 1 (for every spatial dimension) or %d (one "
+                           "per spatial dimension)",
+                           c->op, name, len, spatial);
     }
     for (size_t i = 0; i < len; i++)
         if (vals[i] < min)
-            return INVALID("%s: attribute `%s` is %s, expected every value >= %lld", c->op, name,
-                           list_str(len, vals).s, (long long)min);
+            return REF_INVALID("%s: attribute `%s` is %s, expected every value >= %lld", c->op, name,
+                               ref_list_str(len, vals).s, (long long)min);
     for (int d = 0; d < spatial; d++) v[d] = vals[len == 1 ? 0 : d];
     return ANYACCEL_OK;
 }
@@ -119,9 +65,9 @@ static AnyaccelStatus per_dim(const RefCall *c, const char *name, int spatial, c
 /* The Flag attribute `name` (an Int, 0 or 1), `*out` holding its default. */
 static AnyaccelStatus flag_attr(const RefCall *c, const char *name, int *out) {
     int64_t v = *out;
-    if (ref_attr_int(c, name, &v) < 0) return INVALID("%s: attribute `%s` must be an Int (0 or 1)", c->op, name);
+    if (ref_attr_int(c, name, &v) < 0) return REF_INVALID("%s: attribute `%s` must be an Int (0 or 1)", c->op, name);
     if (v != 0 && v != 1)
-        return INVALID("%s: attribute `%s` is %lld, expected 0 or 1", c->op, name, (long long)v);
+        return REF_INVALID("%s: attribute `%s` is %lld, expected 0 or 1", c->op, name, (long long)v);
     *out = (int)v;
     return ANYACCEL_OK;
 }
@@ -154,8 +100,8 @@ static AnyaccelStatus check_out_shape(const char *op, const char *name, const Re
     int ok = t->ndim == rank;
     for (int d = 0; ok && d < rank; d++) ok = t->shape[d] == expect[d];
     if (!ok)
-        return INVALID("%s: %s has shape %s, expected %s", op, name, shape_str(t->ndim, t->shape).s,
-                       shape_str(rank, expect).s);
+        return REF_INVALID("%s: %s has shape %s, expected %s", op, name, ref_shape_str(t->ndim, t->shape).s,
+                           ref_shape_str(rank, expect).s);
     return ANYACCEL_OK;
 }
 
@@ -164,25 +110,25 @@ static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom
     int rank = spatial + 2;
     size_t outputs = max ? 2 : 1;
     if (c->num_inputs != 1 || c->num_outputs != outputs)
-        return INVALID("%s: %zu inputs and %zu outputs given, expected x and %s", op, c->num_inputs,
-                       c->num_outputs, max ? "two outputs (out, indices)" : "one output");
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x and %s", op, c->num_inputs,
+                           c->num_outputs, max ? "two outputs (out, indices)" : "one output");
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     const RefTensor *indices = max ? &c->outputs[1] : NULL;
     AnyaccelStatus st;
     if ((st = ref_check_tensor(op, "x", x, POOL_DTYPES))) return st;
     if (out->present && out->dtype != x->dtype)
-        return INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
-                       dtype_name(out->dtype), dtype_name(x->dtype));
+        return REF_INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
+                           ref_dtype_name(out->dtype), ref_dtype_name(x->dtype));
     if ((st = ref_check_tensor(op, "the output", out, ANYACCEL_DTYPE_BIT(x->dtype)))) return st;
     if (indices) {
         if (indices->present && indices->dtype != ANYACCEL_DTYPE_I64)
-            return INVALID("%s: indices has dtype %s, expected i64", op, dtype_name(indices->dtype));
-        if ((st = ref_check_tensor(op, "indices", indices, DT(I64)))) return st;
+            return REF_INVALID("%s: indices has dtype %s, expected i64", op, ref_dtype_name(indices->dtype));
+        if ((st = ref_check_tensor(op, "indices", indices, REF_DT(I64)))) return st;
     }
 
     if (x->ndim != rank)
-        return INVALID("%s: x has shape %s, expected rank %d (%s)", op, shape_str(x->ndim, x->shape).s, rank,
-                       spatial == 1 ? "[N, C, L]" : "[N, C, H, W]");
+        return REF_INVALID("%s: x has shape %s, expected rank %d (%s)", op, ref_shape_str(x->ndim, x->shape).s, rank,
+                           spatial == 1 ? "[N, C, L]" : "[N, C, H, W]");
 
     /* Attributes: kernel_size is required, stride defaults to it. */
     static const int64_t zeros[2] = {0, 0}, ones[2] = {1, 1};
@@ -222,30 +168,30 @@ static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom
     for (int d = first; d < 2; d++) {
         const char *dim = dim_names[spatial - 1][d];
         if (g->pad[d] > g->k[d] / 2)
-            return INVALID("%s: padding %lld along the %s is more than half the kernel size %lld (at most %lld)",
-                           op, (long long)g->pad[d], dim, (long long)g->k[d], (long long)(g->k[d] / 2));
+            return REF_INVALID("%s: padding %lld along the %s is more than half the kernel size %lld (at most %lld)",
+                               op, (long long)g->pad[d], dim, (long long)g->k[d], (long long)(g->k[d] / 2));
         /* span = in + 2 pad - (dil (k - 1) + 1) */
         int64_t padded, extent;
-        if (!mul_ok(g->pad[d], 2, &padded) || !add_ok(padded, g->in[d], &padded) ||
-            !mul_ok(g->dil[d], g->k[d] - 1, &extent) || !add_ok(extent, 1, &extent))
-            return INVALID("%s: the output size along the %s overflows int64", op, dim);
+        if (!ref_mul_ok(g->pad[d], 2, &padded) || !ref_add_ok(padded, g->in[d], &padded) ||
+            !ref_mul_ok(g->dil[d], g->k[d] - 1, &extent) || !ref_add_ok(extent, 1, &extent))
+            return REF_INVALID("%s: the output size along the %s overflows int64", op, dim);
         if (extent > padded && max)
-            return INVALID("%s: the window spans %lld (dilation %lld x (size %lld - 1) + 1) but the padded input "
-                           "%s is %lld (%lld + 2 x %lld): the output would be empty",
-                           op, (long long)extent, (long long)g->dil[d], (long long)g->k[d], dim,
-                           (long long)padded, (long long)g->in[d], (long long)g->pad[d]);
+            return REF_INVALID("%s: the window spans %lld (dilation %lld x (size %lld - 1) + 1) but the padded "
+                               "input %s is %lld (%lld + 2 x %lld): the output would be empty",
+                               op, (long long)extent, (long long)g->dil[d], (long long)g->k[d], dim,
+                               (long long)padded, (long long)g->in[d], (long long)g->pad[d]);
         if (extent > padded)
-            return INVALID("%s: the kernel size %lld is larger than the padded input %s %lld (%lld + 2 x %lld): the "
-                           "output would be empty",
-                           op, (long long)g->k[d], dim, (long long)padded, (long long)g->in[d],
-                           (long long)g->pad[d]);
+            return REF_INVALID("%s: the kernel size %lld is larger than the padded input %s %lld (%lld + 2 x %lld): "
+                               "the output would be empty",
+                               op, (long long)g->k[d], dim, (long long)padded, (long long)g->in[d],
+                               (long long)g->pad[d]);
         const int64_t span = padded - extent, s = g->stride[d];
         int64_t o = span / s;
         if (ceil_mode && span % s != 0) o++;
         /* o = (the number of windows) - 1; with ceil_mode the last window must start inside the
          * input or its left padding: o * s < in + pad (a product beyond int64 is beyond it too). */
         int64_t last;
-        if (ceil_mode && (!mul_ok(o, s, &last) || last >= g->in[d] + g->pad[d])) o--;
+        if (ceil_mode && (!ref_mul_ok(o, s, &last) || last >= g->in[d] + g->pad[d])) o--;
         g->out[d] = o + 1;
     }
 
@@ -253,9 +199,9 @@ static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom
     if (spatial == 1) expect[2] = g->out[1];
     int64_t count = 1;
     for (int d = 0; d < rank; d++)
-        if (!mul_ok(count, expect[d], &count))
-            return INVALID("%s: the output would have shape %s, whose element count overflows int64", op,
-                           shape_str(rank, expect).s);
+        if (!ref_mul_ok(count, expect[d], &count))
+            return REF_INVALID("%s: the output would have shape %s, whose element count overflows int64", op,
+                               ref_shape_str(rank, expect).s);
     if ((st = check_out_shape(op, "the output", out, spatial, expect))) return st;
     if (indices && (st = check_out_shape(op, "indices", indices, spatial, expect))) return st;
 
@@ -308,7 +254,7 @@ static AnyaccelStatus op_max_pool(const RefCall *c, int spatial) {
                         for (int64_t jx = jx_lo; jx < jx_hi; jx++) {
                             const int64_t ix = x0 + jx * g.dil[1];
                             const int64_t off = xb + iy * g.xs[2] + ix * g.xs[3];
-                            const double v = at(x, off);
+                            const double v = ref_at(x, off);
                             if (best_idx < 0 || isnan(v) || v > best) {
                                 best = v;
                                 best_idx = iy * g.in[1] + ix;
@@ -352,7 +298,7 @@ static double window_sum(const PoolGeom *g, const RefTensor *x, int64_t xb, int6
     double acc_wide = 0.0;
     for (int64_t iy = y0; iy < y1; iy++)
         for (int64_t ix = x0; ix < x1; ix++) {
-            const double v = at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
+            const double v = ref_at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
             if (wide)
                 acc_wide += v;
             else

@@ -28,10 +28,7 @@
 
 #include "ref.h"
 
-#define DT(name) ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_##name)
-#define RANDOM_DTYPES (DT(F32) | DT(F16) | DT(BF16) | DT(F64))
-
-#define INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+#define RANDOM_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16) | REF_DT(F64))
 
 /* ---- Generator ------------------------------------------------------------------------------- */
 
@@ -182,9 +179,9 @@ static float normal_z(uint32_t w) {
 /* The `seed` and `offset` attributes (Int, default 0), as their 64-bit two's complement bits. */
 static AnyaccelStatus stream_of(const RefCall *c, Stream *s) {
     int64_t seed = 0, offset = 0;
-    if (ref_attr_int(c, "seed", &seed) < 0) return INVALID("%s: attribute `seed` must be an Int", c->op);
+    if (ref_attr_int(c, "seed", &seed) < 0) return REF_INVALID("%s: attribute `seed` must be an Int", c->op);
     if (ref_attr_int(c, "offset", &offset) < 0)
-        return INVALID("%s: attribute `offset` must be an Int", c->op);
+        return REF_INVALID("%s: attribute `offset` must be an Int", c->op);
     s->seed = (uint64_t)seed;
     s->offset = (uint64_t)offset;
     s->block_index = UINT64_MAX;
@@ -194,8 +191,8 @@ static AnyaccelStatus stream_of(const RefCall *c, Stream *s) {
 /* The optional Float attribute `name` (default `def`), finite. */
 static AnyaccelStatus finite_attr(const RefCall *c, const char *name, double def, double *out) {
     *out = def;
-    if (ref_attr_float(c, name, out) < 0) return INVALID("%s: attribute `%s` must be a Float", c->op, name);
-    if (!isfinite(*out)) return INVALID("%s: attribute `%s` must be finite, got %g", c->op, name, *out);
+    if (ref_attr_float(c, name, out) < 0) return REF_INVALID("%s: attribute `%s` must be a Float", c->op, name);
+    if (!isfinite(*out)) return REF_INVALID("%s: attribute `%s` must be finite, got %g", c->op, name, *out);
     return ANYACCEL_OK;
 }
 
@@ -210,15 +207,15 @@ static AnyaccelStatus check_draw(const RefCall *c) {
     const int64_t *shape = NULL;
     size_t rank = 0;
     int got = ref_attr_ints(c, "shape", &shape, &rank);
-    if (got < 0) return INVALID("%s: attribute `shape` must be Ints", c->op);
+    if (got < 0) return REF_INVALID("%s: attribute `shape` must be Ints", c->op);
     if (got == 1) {
         int same = rank == (size_t)out->ndim;
         for (size_t d = 0; same && d < rank; d++) same = shape[d] == out->shape[d];
-        if (!same) return INVALID("%s: the output's shape is not the `shape` attribute", c->op);
+        if (!same) return REF_INVALID("%s: the output's shape is not the `shape` attribute", c->op);
     }
     const char *dtype = ref_attr_str(c, "dtype");
     if (dtype && ref_dtype_named(dtype) != out->dtype)
-        return INVALID("%s: the output's dtype is not the `dtype` attribute (%s)", c->op, dtype);
+        return REF_INVALID("%s: the output's dtype is not the `dtype` attribute (%s)", c->op, dtype);
     return ANYACCEL_OK;
 }
 
@@ -231,7 +228,7 @@ static AnyaccelStatus check_mask(const RefCall *c, const char *name) {
         return st;
     int same = x->ndim == out->ndim;
     for (int d = 0; same && d < x->ndim; d++) same = x->shape[d] == out->shape[d];
-    if (!same) return INVALID("%s: the output's shape is not %s's", c->op, name);
+    if (!same) return REF_INVALID("%s: the output's shape is not %s's", c->op, name);
     return ANYACCEL_OK;
 }
 
@@ -250,11 +247,11 @@ static AnyaccelStatus op_draw(const RefCall *c, int normal) {
         (st = finite_attr(c, normal ? "mean" : "low", 0.0, &a)) ||
         (st = finite_attr(c, normal ? "std" : "high", 1.0, &b)))
         return st;
-    if (normal && !(b >= 0.0)) return INVALID("normal: std must be >= 0, got %g", b);
+    if (normal && !(b >= 0.0)) return REF_INVALID("normal: std must be >= 0, got %g", b);
     if (!normal) {
-        if (!(a <= b)) return INVALID("uniform: low (%g) must not exceed high (%g)", a, b);
+        if (!(a <= b)) return REF_INVALID("uniform: low (%g) must not exceed high (%g)", a, b);
         b = b - a;
-        if (!isfinite(b)) return INVALID("uniform: high - low overflows f64");
+        if (!isfinite(b)) return REF_INVALID("uniform: high - low overflows f64");
     }
     const RefTensor *out = &c->outputs[0];
     RefDType dt = out->dtype;
@@ -275,7 +272,7 @@ static AnyaccelStatus op_draw(const RefCall *c, int normal) {
     }
     float af = (float)a, bf = (float)b;
     if (isinf(af) || isinf(bf))
-        return INVALID("%s: a parameter overflows f32, the precision it is computed in", c->op);
+        return REF_INVALID("%s: a parameter overflows f32, the precision it is computed in", c->op);
     for (int64_t i = 0; i < n; i++, ref_iter_next(&it)) {
         uint32_t w = stream_word(&s, (uint64_t)i);
         float d = normal ? normal_z(w) : u24(w);
@@ -313,7 +310,7 @@ static AnyaccelStatus op_dropout(const RefCall *c) {
     Stream s = {0, 0, UINT64_MAX, {0, 0, 0, 0}};
     double p;
     if ((st = check_mask(c, "x")) || (st = stream_of(c, &s)) || (st = finite_attr(c, "p", 0.5, &p))) return st;
-    if (!(p >= 0.0 && p <= 1.0)) return INVALID("dropout: p must lie in [0, 1], got %g", p);
+    if (!(p >= 0.0 && p <= 1.0)) return REF_INVALID("dropout: p must lie in [0, 1], got %g", p);
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     RefDType dt = out->dtype;
     size_t size = ref_dtype_size(dt);

@@ -16,34 +16,16 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref.h"
 
-#define DT(name) ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_##name)
-#define NUM_DTYPES (DT(F32) | DT(F16) | DT(BF16) | DT(I32) | DT(I64))
-#define ALL_DTYPES (NUM_DTYPES | DT(U8) | DT(BOOL))
-#define INDEX_DTYPES (DT(I32) | DT(I64))
-
-#define INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+#define NUM_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16) | REF_DT(I32) | REF_DT(I64))
+#define ALL_DTYPES (NUM_DTYPES | REF_DT(U8) | REF_DT(BOOL))
+#define INDEX_DTYPES (REF_DT(I32) | REF_DT(I64))
 
 /* ---- Checked arithmetic ------------------------------------------------------------------------ */
-
-/* a * b for a, b >= 0; 0 when it leaves int64. */
-static int mul_ok(int64_t a, int64_t b, int64_t *r) {
-    if (a != 0 && b > INT64_MAX / a) return 0;
-    *r = a * b;
-    return 1;
-}
-
-/* a + b; 0 when it leaves int64. */
-static int add_ok(int64_t a, int64_t b, int64_t *r) {
-    if ((b > 0 && a > INT64_MAX - b) || (b < 0 && a < INT64_MIN - b)) return 0;
-    *r = a + b;
-    return 1;
-}
 
 /* a - b; 0 when it leaves int64. */
 static int sub_ok(int64_t a, int64_t b, int64_t *r) {
@@ -60,56 +42,30 @@ static int64_t mod_euclid(int64_t a, int64_t n) {
 
 /* ---- Checks ------------------------------------------------------------------------------------ */
 
-/* A shape as `[2, 3]`, for messages. */
-typedef struct {
-    char s[REF_MAX_DIMS * 22 + 4];
-} ShapeStr;
-
-static ShapeStr shape_str(int ndim, const int64_t *shape) {
-    ShapeStr r;
-    size_t at = 0;
-    r.s[at++] = '[';
-    for (int d = 0; d < ndim && d < REF_MAX_DIMS; d++) {
-        char part[24];
-        size_t n = (size_t)snprintf(part, sizeof part, d ? ", %lld" : "%lld", (long long)shape[d]);
-        if (n >= sizeof part) n = sizeof part - 1;
-        memcpy(r.s + at, part, n);
-        at += n;
-    }
-    r.s[at++] = ']';
-    r.s[at] = '\0';
-    return r;
-}
-
-static const char *dtype_name(RefDType d) {
-    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
-    return d >= 1 && d <= 8 ? names[d] : names[0];
-}
-
 /* `name` is present, of a dtype in `dtypes`, with sizes >= 0, and its element count and the
  * byte offsets of its elements fit in int64. */
 static AnyaccelStatus check_tensor(const char *op, const char *name, const RefTensor *t, unsigned dtypes) {
-    if (!t->present) return INVALID("%s: %s is missing", op, name);
+    if (!t->present) return REF_INVALID("%s: %s is missing", op, name);
     if (!(dtypes & ANYACCEL_DTYPE_BIT(t->dtype)))
-        return INVALID("%s: %s has dtype %s, which this op does not take", op, name, dtype_name(t->dtype));
+        return REF_INVALID("%s: %s has dtype %s, which this op does not take", op, name, ref_dtype_name(t->dtype));
     if (t->ndim < 0 || t->ndim > REF_MAX_DIMS)
-        return INVALID("%s: %s has rank %d, expected at most %d", op, name, t->ndim, REF_MAX_DIMS);
+        return REF_INVALID("%s: %s has rank %d, expected at most %d", op, name, t->ndim, REF_MAX_DIMS);
     int64_t count = 1;
     for (int d = 0; d < t->ndim; d++)
-        if (t->shape[d] < 0 || !mul_ok(count, t->shape[d], &count))
-            return INVALID("%s: %s has shape %s, which has no element count in int64", op, name,
-                           shape_str(t->ndim, t->shape).s);
+        if (t->shape[d] < 0 || !ref_mul_ok(count, t->shape[d], &count))
+            return REF_INVALID("%s: %s has shape %s, which has no element count in int64", op, name,
+                               ref_shape_str(t->ndim, t->shape).s);
     if (count == 0) return ANYACCEL_OK;
-    if (!t->base) return INVALID("%s: %s has elements but no memory", op, name);
+    if (!t->base) return REF_INVALID("%s: %s has elements but no memory", op, name);
     /* The largest |offset| of an element, in bytes. */
     int64_t span = 0;
     for (int d = 0; d < t->ndim; d++) {
         int64_t s = t->strides[d], term;
-        if (s == INT64_MIN || !mul_ok(s < 0 ? -s : s, t->shape[d] - 1, &term) || !add_ok(span, term, &span))
-            return INVALID("%s: %s has strides beyond int64", op, name);
+        if (s == INT64_MIN || !ref_mul_ok(s < 0 ? -s : s, t->shape[d] - 1, &term) || !ref_add_ok(span, term, &span))
+            return REF_INVALID("%s: %s has strides beyond int64", op, name);
     }
     if (span > INT64_MAX / (int64_t)ref_dtype_size(t->dtype))
-        return INVALID("%s: %s has strides beyond int64", op, name);
+        return REF_INVALID("%s: %s has strides beyond int64", op, name);
     return ANYACCEL_OK;
 }
 
@@ -125,23 +81,23 @@ static AnyaccelStatus check_out(const RefCall *c, RefDType dtype, int ndim, cons
     int same = out->ndim == ndim;
     for (int d = 0; same && d < ndim; d++) same = out->shape[d] == shape[d];
     if (!same)
-        return INVALID("%s: the output has shape %s, expected %s", c->op, shape_str(out->ndim, out->shape).s,
-                       shape_str(ndim, shape).s);
+        return REF_INVALID("%s: the output has shape %s, expected %s", c->op, ref_shape_str(out->ndim, out->shape).s,
+                           ref_shape_str(ndim, shape).s);
     return ANYACCEL_OK;
 }
 
 /* The call has `inputs` inputs and one output. */
 AnyaccelStatus ref_check_arity(const RefCall *c, size_t inputs) {
     if (c->num_inputs != inputs || c->num_outputs != 1)
-        return INVALID("%s: %zu inputs and %zu outputs given, expected %zu and 1", c->op, c->num_inputs,
-                       c->num_outputs, inputs);
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected %zu and 1", c->op, c->num_inputs,
+                           c->num_outputs, inputs);
     return ANYACCEL_OK;
 }
 
 /* `axis` (negative counts from the end) of a tensor of rank `rank`, normalised. */
 static AnyaccelStatus norm_axis(const char *op, int64_t axis, int rank, int *out) {
     if (axis < -(int64_t)rank || axis >= (int64_t)rank)
-        return INVALID("%s: axis %lld is out of range for rank %d", op, (long long)axis, rank);
+        return REF_INVALID("%s: axis %lld is out of range for rank %d", op, (long long)axis, rank);
     *out = (int)(axis < 0 ? axis + rank : axis);
     return ANYACCEL_OK;
 }
@@ -150,8 +106,8 @@ static AnyaccelStatus norm_axis(const char *op, int64_t axis, int rank, int *out
 static AnyaccelStatus axis_attr(const RefCall *c, const char *name, int rank, int *out) {
     int64_t v = 0;
     int r = ref_attr_int(c, name, &v);
-    if (r < 0) return INVALID("%s: attribute `%s` must be an Int", c->op, name);
-    if (r == 0) return INVALID("%s: attribute `%s` (Int) is required", c->op, name);
+    if (r < 0) return REF_INVALID("%s: attribute `%s` must be an Int", c->op, name);
+    if (r == 0) return REF_INVALID("%s: attribute `%s` (Int) is required", c->op, name);
     return norm_axis(c->op, v, rank, out);
 }
 
@@ -160,8 +116,8 @@ static AnyaccelStatus ints_attr(const RefCall *c, const char *name, const int64_
     *v = NULL;
     *len = 0;
     int r = ref_attr_ints(c, name, v, len);
-    if (r < 0) return INVALID("%s: attribute `%s` must be Ints", c->op, name);
-    if (r == 0) return INVALID("%s: attribute `%s` (Ints) is required", c->op, name);
+    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints", c->op, name);
+    if (r == 0) return REF_INVALID("%s: attribute `%s` (Ints) is required", c->op, name);
     return ANYACCEL_OK;
 }
 
@@ -266,14 +222,14 @@ static AnyaccelStatus remap_pad(const RefCall *c, const RefTensor *x, Remap *r) 
     AnyaccelStatus st = ints_attr(c, "pads", &pads, &len);
     if (st) return st;
     if (len % 2 != 0 || len > 2 * (size_t)x->ndim)
-        return INVALID("%s: pads has %zu values, expected an even number up to %d (a before and an after count "
-                       "for each padded axis, the last axis first) for x of shape %s",
-                       op, len, 2 * x->ndim, shape_str(x->ndim, x->shape).s);
+        return REF_INVALID("%s: pads has %zu values, expected an even number up to %d (a before and an after count "
+                           "for each padded axis, the last axis first) for x of shape %s",
+                           op, len, 2 * x->ndim, ref_shape_str(x->ndim, x->shape).s);
     MapMode mode = MAP_CONST;
     const char *mode_name = "constant";
     const RefAttr *ma = ref_attr(c, "mode");
     if (ma) {
-        if (ma->kind != ANYACCEL_ATTR_STR || !ma->str) return INVALID("%s: attribute `mode` must be a Str", op);
+        if (ma->kind != ANYACCEL_ATTR_STR || !ma->str) return REF_INVALID("%s: attribute `mode` must be a Str", op);
         mode_name = ma->str;
         if (strcmp(mode_name, "constant") == 0)
             mode = MAP_CONST;
@@ -284,28 +240,28 @@ static AnyaccelStatus remap_pad(const RefCall *c, const RefTensor *x, Remap *r) 
         else if (strcmp(mode_name, "circular") == 0)
             mode = MAP_CIRCULAR;
         else
-            return INVALID("%s: mode `%s`, expected constant, reflect, replicate or circular", op, mode_name);
+            return REF_INVALID("%s: mode `%s`, expected constant, reflect, replicate or circular", op, mode_name);
     }
     r->fill = 0.0;
-    if (ref_attr_float(c, "value", &r->fill) < 0) return INVALID("%s: attribute `value` must be a Float", op);
+    if (ref_attr_float(c, "value", &r->fill) < 0) return REF_INVALID("%s: attribute `value` must be a Float", op);
     for (size_t i = 0; i < len / 2; i++) {
         int d = x->ndim - 1 - (int)i;
         int64_t before = pads[2 * i], after = pads[2 * i + 1], n = x->shape[d], size;
         if (mode != MAP_CONST) {
             int64_t most = mode == MAP_REFLECT ? n - 1 : mode == MAP_CIRCULAR ? n : INT64_MAX;
             if (before < 0 || after < 0 || before > most || after > most)
-                return INVALID("%s: pads (%lld, %lld) on axis %d of size %lld: %s padding needs each count in "
-                               "0..=%lld",
-                               op, (long long)before, (long long)after, d, (long long)n, mode_name,
-                               (long long)most);
+                return REF_INVALID("%s: pads (%lld, %lld) on axis %d of size %lld: %s padding needs each count in "
+                                   "0..=%lld",
+                                   op, (long long)before, (long long)after, d, (long long)n, mode_name,
+                                   (long long)most);
             if (n == 0 && (before > 0 || after > 0))
-                return INVALID("%s: %s padding of axis %d, which is empty; only constant padding adds to an "
-                               "empty axis",
-                               op, mode_name, d);
+                return REF_INVALID("%s: %s padding of axis %d, which is empty; only constant padding adds to an "
+                                   "empty axis",
+                                   op, mode_name, d);
         }
-        if (!add_ok(n, before, &size) || !add_ok(size, after, &size) || size < 0)
-            return INVALID("%s: pads (%lld, %lld) on axis %d of size %lld leave a negative size", op,
-                           (long long)before, (long long)after, d, (long long)n);
+        if (!ref_add_ok(n, before, &size) || !ref_add_ok(size, after, &size) || size < 0)
+            return REF_INVALID("%s: pads (%lld, %lld) on axis %d of size %lld leave a negative size", op,
+                               (long long)before, (long long)after, d, (long long)n);
         AxisMap *m = &r->axes[d];
         m->out = size;
         m->before = before;
@@ -323,7 +279,7 @@ static AnyaccelStatus remap_flip(const RefCall *c, const RefTensor *x, Remap *r)
     for (size_t i = 0; i < len; i++) {
         int d = 0;
         if ((st = norm_axis(c->op, axes[i], x->ndim, &d))) return st;
-        if (r->axes[d].mode == MAP_FLIP) return INVALID("%s: axis %d is listed twice in axes", c->op, d);
+        if (r->axes[d].mode == MAP_FLIP) return REF_INVALID("%s: axis %d is listed twice in axes", c->op, d);
         r->axes[d].mode = MAP_FLIP;
     }
     return ANYACCEL_OK;
@@ -335,7 +291,7 @@ static AnyaccelStatus remap_roll(const RefCall *c, const RefTensor *x, Remap *r)
     size_t ns, na;
     AnyaccelStatus st = ints_attr(c, "shifts", &shifts, &ns);
     if (st || (st = ints_attr(c, "axes", &axes, &na))) return st;
-    if (ns != na) return INVALID("%s: %zu shifts for %zu axes; give one shift per axis", c->op, ns, na);
+    if (ns != na) return REF_INVALID("%s: %zu shifts for %zu axes; give one shift per axis", c->op, ns, na);
     for (size_t i = 0; i < na; i++) {
         int d = 0;
         if ((st = norm_axis(c->op, axes[i], x->ndim, &d))) return st;
@@ -353,10 +309,10 @@ static AnyaccelStatus remap_roll(const RefCall *c, const RefTensor *x, Remap *r)
 /* tril, triu: a band on the last two axes. */
 static AnyaccelStatus remap_tri(const RefCall *c, const RefTensor *x, Remap *r) {
     if (x->ndim < 2)
-        return INVALID("%s: x has rank %d (%s), expected rank 2 or more", c->op, x->ndim,
-                       shape_str(x->ndim, x->shape).s);
+        return REF_INVALID("%s: x has rank %d (%s), expected rank 2 or more", c->op, x->ndim,
+                           ref_shape_str(x->ndim, x->shape).s);
     int64_t k = 0;
-    if (ref_attr_int(c, "diagonal", &k) < 0) return INVALID("%s: attribute `diagonal` must be an Int", c->op);
+    if (ref_attr_int(c, "diagonal", &k) < 0) return REF_INVALID("%s: attribute `diagonal` must be an Int", c->op);
     r->band = 1;
     if (strcmp(c->op, "tril") == 0) {
         r->lo = INT64_MIN;
@@ -373,7 +329,7 @@ static AnyaccelStatus remap_tri(const RefCall *c, const RefTensor *x, Remap *r) 
 static AnyaccelStatus remap_repeat(const RefCall *c, const RefTensor *x, Remap *r) {
     const char *op = c->op;
     if (x->ndim == 0)
-        return INVALID("%s: x is a scalar; repeat_interleave needs an axis (reshape to [1] first)", op);
+        return REF_INVALID("%s: x is a scalar; repeat_interleave needs an axis (reshape to [1] first)", op);
     int d = 0;
     const int64_t *repeats;
     size_t len;
@@ -381,28 +337,28 @@ static AnyaccelStatus remap_repeat(const RefCall *c, const RefTensor *x, Remap *
     if (st || (st = ints_attr(c, "repeats", &repeats, &len))) return st;
     for (size_t i = 0; i < len; i++)
         if (repeats[i] < 0)
-            return INVALID("%s: repeats holds %lld, expected counts >= 0", op, (long long)repeats[i]);
+            return REF_INVALID("%s: repeats holds %lld, expected counts >= 0", op, (long long)repeats[i]);
     AxisMap *m = &r->axes[d];
     const RefTensor *out = &c->outputs[0];
     int64_t n = m->n;
     if (len == 1) {
-        if (!mul_ok(n, repeats[0], &m->out))
-            return INVALID("%s: %lld x %lld elements overflow int64", op, (long long)n, (long long)repeats[0]);
+        if (!ref_mul_ok(n, repeats[0], &m->out))
+            return REF_INVALID("%s: %lld x %lld elements overflow int64", op, (long long)n, (long long)repeats[0]);
         m->mode = MAP_DIV;
         m->div = repeats[0] > 0 ? repeats[0] : 1;
         return ANYACCEL_OK;
     }
     if ((int64_t)len != n)
-        return INVALID("%s: repeats has %zu counts, expected 1 or %lld (the size of axis %d)", op, len,
-                       (long long)n, d);
+        return REF_INVALID("%s: repeats has %zu counts, expected 1 or %lld (the size of axis %d)", op, len,
+                           (long long)n, d);
     /* The sum, checked against the output before anything is allocated. */
     if (out->ndim != x->ndim)
-        return INVALID("%s: the output has shape %s, expected rank %d", op, shape_str(out->ndim, out->shape).s,
-                       x->ndim);
+        return REF_INVALID("%s: the output has shape %s, expected rank %d", op,
+                           ref_shape_str(out->ndim, out->shape).s, x->ndim);
     int64_t total = 0, want = out->shape[d];
     for (size_t i = 0; i < len; i++)
-        if (!add_ok(total, repeats[i], &total) || total > want)
-            return INVALID("%s: the repeats sum past the output's size along axis %d", op, d);
+        if (!ref_add_ok(total, repeats[i], &total) || total > want)
+            return REF_INVALID("%s: the repeats sum past the output's size along axis %d", op, d);
     m->out = total;
     m->mode = MAP_TABLE;
     if (total == 0) return ANYACCEL_OK; /* the output is empty: no table */
@@ -510,25 +466,25 @@ static AnyaccelStatus op_one_hot(const RefCall *c) {
     if ((st = check_tensor(op, "indices", idx, INDEX_DTYPES))) return st;
     int64_t classes = 0;
     int r = ref_attr_int(c, "num_classes", &classes);
-    if (r < 0) return INVALID("%s: attribute `num_classes` must be an Int", op);
-    if (r == 0) return INVALID("%s: attribute `num_classes` (Int) is required", op);
-    if (classes < 0) return INVALID("%s: num_classes is %lld, expected >= 0", op, (long long)classes);
+    if (r < 0) return REF_INVALID("%s: attribute `num_classes` must be an Int", op);
+    if (r == 0) return REF_INVALID("%s: attribute `num_classes` (Int) is required", op);
+    if (classes < 0) return REF_INVALID("%s: num_classes is %lld, expected >= 0", op, (long long)classes);
     RefDType dtype = ANYACCEL_DTYPE_I64;
     const RefAttr *da = ref_attr(c, "dtype");
     if (da) {
         if (da->kind != ANYACCEL_ATTR_STR || !da->str)
-            return INVALID("%s: attribute `dtype` must be a Str", op);
+            return REF_INVALID("%s: attribute `dtype` must be a Str", op);
         dtype = ref_dtype_named(da->str);
         if (!(ALL_DTYPES & ANYACCEL_DTYPE_BIT(dtype)))
-            return INVALID("%s: attribute `dtype` is `%s`, expected one of f32, f16, bf16, i32, i64, u8, bool",
-                           op, da->str);
+            return REF_INVALID("%s: attribute `dtype` is `%s`, expected one of f32, f16, bf16, i32, i64, u8, bool",
+                               op, da->str);
     }
     if (idx->ndim >= REF_MAX_DIMS)
-        return INVALID("%s: indices has rank %d, expected at most %d", op, idx->ndim, REF_MAX_DIMS - 1);
+        return REF_INVALID("%s: indices has rank %d, expected at most %d", op, idx->ndim, REF_MAX_DIMS - 1);
     int64_t n = ref_numel(idx);
     if (classes == 0 && n > 0)
-        return INVALID("%s: num_classes is 0 but indices holds %lld values: every index would be out of range",
-                       op, (long long)n);
+        return REF_INVALID("%s: num_classes is 0 but indices holds %lld values: every index would be out of range",
+                           op, (long long)n);
     int64_t shape[REF_MAX_DIMS];
     for (int d = 0; d < idx->ndim; d++) shape[d] = idx->shape[d];
     shape[idx->ndim] = classes;
@@ -559,12 +515,12 @@ static AnyaccelStatus op_masked_fill(const RefCall *c) {
     AnyaccelStatus st = ref_check_arity(c, 2);
     if (st) return st;
     const RefTensor *x = &c->inputs[0], *mask = &c->inputs[1], *out = &c->outputs[0];
-    if ((st = check_tensor(op, "x", x, ALL_DTYPES)) || (st = check_tensor(op, "mask", mask, DT(BOOL))))
+    if ((st = check_tensor(op, "x", x, ALL_DTYPES)) || (st = check_tensor(op, "mask", mask, REF_DT(BOOL))))
         return st;
     double value = 0.0;
     int r = ref_attr_float(c, "value", &value);
-    if (r < 0) return INVALID("%s: attribute `value` must be a Float", op);
-    if (r == 0) return INVALID("%s: attribute `value` (Float) is required", op);
+    if (r < 0) return REF_INVALID("%s: attribute `value` must be a Float", op);
+    if (r == 0) return REF_INVALID("%s: attribute `value` (Float) is required", op);
     /* The mask broadcasts to x: its dimensions, aligned at the end, are x's or 1. */
     int fits = mask->ndim <= x->ndim;
     for (int d = 0; fits && d < mask->ndim; d++) {
@@ -572,8 +528,8 @@ static AnyaccelStatus op_masked_fill(const RefCall *c) {
         fits = m == n || m == 1;
     }
     if (!fits)
-        return INVALID("%s: mask %s does not broadcast to x %s", op, shape_str(mask->ndim, mask->shape).s,
-                       shape_str(x->ndim, x->shape).s);
+        return REF_INVALID("%s: mask %s does not broadcast to x %s", op, ref_shape_str(mask->ndim, mask->shape).s,
+                           ref_shape_str(x->ndim, x->shape).s);
     if ((st = check_out(c, x->dtype, x->ndim, x->shape))) return st;
     int64_t n = ref_numel(out);
     if (n == 0) return ANYACCEL_OK;
@@ -644,49 +600,50 @@ static AnyaccelStatus op_scatter(const RefCall *c) {
         (st = check_tensor(op, "index", index, INDEX_DTYPES)) ||
         (st = check_tensor(op, src_name, src, ANYACCEL_DTYPE_BIT(x->dtype))))
         return st;
-    if (x->ndim == 0) return INVALID("%s: x is a scalar, expected rank 1 or more", op);
+    if (x->ndim == 0) return REF_INVALID("%s: x is a scalar, expected rank 1 or more", op);
     int axis = 0;
     if ((st = axis_attr(c, "axis", x->ndim, &axis))) return st;
     if (src->ndim != x->ndim)
-        return INVALID("%s: %s has rank %d but x has rank %d: ranks must match", op, src_name, src->ndim,
-                       x->ndim);
+        return REF_INVALID("%s: %s has rank %d but x has rank %d: ranks must match", op, src_name, src->ndim,
+                           x->ndim);
     double alpha = 1.0;
     int64_t k_count; /* index elements per line */
     int64_t line_shape[REF_MAX_DIMS];
     if (index_add) {
-        if (ref_attr_float(c, "alpha", &alpha) < 0) return INVALID("%s: attribute `alpha` must be a Float", op);
+        if (ref_attr_float(c, "alpha", &alpha) < 0) return REF_INVALID("%s: attribute `alpha` must be a Float", op);
         if (!isfinite(alpha) || (!ref_is_float(x->dtype) && alpha != trunc(alpha)))
-            return INVALID("%s: alpha is %g, expected a finite%s value for %s tensors", op, alpha,
-                           ref_is_float(x->dtype) ? "" : ", integral", dtype_name(x->dtype));
+            return REF_INVALID("%s: alpha is %g, expected a finite%s value for %s tensors", op, alpha,
+                               ref_is_float(x->dtype) ? "" : ", integral", ref_dtype_name(x->dtype));
         if (index->ndim != 1)
-            return INVALID("%s: index has shape %s, expected a 1-D tensor", op,
-                           shape_str(index->ndim, index->shape).s);
+            return REF_INVALID("%s: index has shape %s, expected a 1-D tensor", op,
+                               ref_shape_str(index->ndim, index->shape).s);
         k_count = index->shape[0];
         int same = 1;
         for (int d = 0; d < x->ndim; d++) same = same && src->shape[d] == (d == axis ? k_count : x->shape[d]);
         if (!same)
-            return INVALID("%s: source is %s for x %s and %lld indices: expected x's shape with axis %d of "
-                           "size %lld",
-                           op, shape_str(src->ndim, src->shape).s, shape_str(x->ndim, x->shape).s,
-                           (long long)k_count, axis, (long long)k_count);
+            return REF_INVALID("%s: source is %s for x %s and %lld indices: expected x's shape with axis %d of "
+                               "size %lld",
+                               op, ref_shape_str(src->ndim, src->shape).s, ref_shape_str(x->ndim, x->shape).s,
+                               (long long)k_count, axis, (long long)k_count);
         for (int d = 0, e = 0; d < x->ndim; d++)
             if (d != axis) line_shape[e++] = x->shape[d];
     } else {
         if (index->ndim != x->ndim)
-            return INVALID("%s: index has rank %d but x has rank %d: ranks must match", op, index->ndim,
-                           x->ndim);
+            return REF_INVALID("%s: index has rank %d but x has rank %d: ranks must match", op, index->ndim,
+                               x->ndim);
         for (int d = 0; d < x->ndim; d++)
             if (index->shape[d] > src->shape[d] || (d != axis && index->shape[d] > x->shape[d]))
-                return INVALID("%s: index is %s, src %s and x %s: index dim %d must be at most src's%s", op,
-                               shape_str(index->ndim, index->shape).s, shape_str(src->ndim, src->shape).s,
-                               shape_str(x->ndim, x->shape).s, d, d == axis ? "" : " and x's");
+                return REF_INVALID("%s: index is %s, src %s and x %s: index dim %d must be at most src's%s", op,
+                                   ref_shape_str(index->ndim, index->shape).s,
+                                   ref_shape_str(src->ndim, src->shape).s, ref_shape_str(x->ndim, x->shape).s, d,
+                                   d == axis ? "" : " and x's");
         k_count = index->shape[axis];
         for (int d = 0, e = 0; d < x->ndim; d++)
             if (d != axis) line_shape[e++] = index->shape[d];
     }
     int64_t n = x->shape[axis];
     if (n == 0 && k_count > 0 && ref_numel(index) > 0)
-        return INVALID("%s: axis %d of x is empty, so every index is out of range", op, axis);
+        return REF_INVALID("%s: axis %d of x is empty, so every index is out of range", op, axis);
     if ((st = check_out(c, x->dtype, x->ndim, x->shape))) return st;
     if ((st = check_indices(op, index, n, axis))) return st;
 
@@ -780,28 +737,28 @@ static AnyaccelStatus op_embedding_backward(const RefCall *c) {
     AnyaccelStatus st = ref_check_arity(c, 2);
     if (st) return st;
     const RefTensor *g = &c->inputs[0], *idx = &c->inputs[1], *out = &c->outputs[0];
-    if ((st = check_tensor(op, "grad", g, DT(F32) | DT(F16) | DT(BF16))) ||
+    if ((st = check_tensor(op, "grad", g, REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))) ||
         (st = check_tensor(op, "indices", idx, INDEX_DTYPES)))
         return st;
     int64_t v = 0;
     int r = ref_attr_int(c, "num_weights", &v);
-    if (r < 0) return INVALID("%s: attribute `num_weights` must be an Int", op);
-    if (r == 0) return INVALID("%s: attribute `num_weights` (Int) is required", op);
-    if (v < 0) return INVALID("%s: num_weights is %lld, expected >= 0", op, (long long)v);
+    if (r < 0) return REF_INVALID("%s: attribute `num_weights` must be an Int", op);
+    if (r == 0) return REF_INVALID("%s: attribute `num_weights` (Int) is required", op);
+    if (v < 0) return REF_INVALID("%s: num_weights is %lld, expected >= 0", op, (long long)v);
     int same = g->ndim == idx->ndim + 1;
     for (int d = 0; same && d < idx->ndim; d++) same = g->shape[d] == idx->shape[d];
     if (!same)
-        return INVALID("%s: grad is %s %s for indices %s %s: expected [..., D]", op, dtype_name(g->dtype),
-                       shape_str(g->ndim, g->shape).s, dtype_name(idx->dtype),
-                       shape_str(idx->ndim, idx->shape).s);
+        return REF_INVALID("%s: grad is %s %s for indices %s %s: expected [..., D]", op, ref_dtype_name(g->dtype),
+                           ref_shape_str(g->ndim, g->shape).s, ref_dtype_name(idx->dtype),
+                           ref_shape_str(idx->ndim, idx->shape).s);
     int64_t pad = 0;
     int padded = ref_attr_int(c, "padding_idx", &pad);
-    if (padded < 0) return INVALID("%s: attribute `padding_idx` must be an Int", op);
+    if (padded < 0) return REF_INVALID("%s: attribute `padding_idx` must be an Int", op);
     if (padded && (pad < -v || pad >= v))
-        return INVALID("%s: padding_idx %lld outside -%lld..%lld", op, (long long)pad, (long long)v,
-                       (long long)v);
+        return REF_INVALID("%s: padding_idx %lld outside -%lld..%lld", op, (long long)pad, (long long)v,
+                           (long long)v);
     int64_t k_count = ref_numel(idx);
-    if (v == 0 && k_count > 0) return INVALID("%s: num_weights is 0 but there are indices", op);
+    if (v == 0 && k_count > 0) return REF_INVALID("%s: num_weights is 0 but there are indices", op);
     int64_t dim = g->shape[g->ndim - 1];
     int64_t out_shape[2] = {v, dim};
     if ((st = check_out(c, g->dtype, 2, out_shape))) return st;

@@ -20,60 +20,11 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
 
-#define DT(name) ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_##name)
-#define RESAMPLE_DTYPES (DT(F32) | DT(F16) | DT(BF16))
-
-#define INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
-
-/* ---- Helpers ---------------------------------------------------------------------------------- */
-
-/* a * b for a, b >= 0; 0 when it leaves int64. */
-static int mul_ok(int64_t a, int64_t b, int64_t *r) {
-    if (a != 0 && b > INT64_MAX / a) return 0;
-    *r = a * b;
-    return 1;
-}
-
-/* A shape as `[2, 3]`, for messages. */
-typedef struct {
-    char s[REF_MAX_DIMS * 22 + 4];
-} ShapeStr;
-
-static ShapeStr shape_str(int ndim, const int64_t *shape) {
-    ShapeStr r;
-    size_t at = 0;
-    r.s[at++] = '[';
-    for (int d = 0; d < ndim && d < REF_MAX_DIMS; d++) {
-        char part[24];
-        size_t n = (size_t)snprintf(part, sizeof part, d ? ", %lld" : "%lld", (long long)shape[d]);
-        if (n >= sizeof part) n = sizeof part - 1;
-        memcpy(r.s + at, part, n);
-        at += n;
-    }
-    r.s[at++] = ']';
-    r.s[at] = '\0';
-    return r;
-}
-
-static const char *dtype_name(RefDType d) {
-    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
-    return d >= 1 && d <= 8 ? names[d] : names[0];
-}
-
-/* A list of integers as `[1, 2]`, for messages. */
-static ShapeStr list_str(size_t len, const int64_t *v) {
-    return shape_str(len > REF_MAX_DIMS ? REF_MAX_DIMS : (int)len, v);
-}
-
-/* The float at element offset `off` of t (an f32, f16 or bf16 value: exact in f32 and in f64). */
-static double at(const RefTensor *t, int64_t off) {
-    return ref_load_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype));
-}
+#define RESAMPLE_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
 
 /* ---- The geometry ----------------------------------------------------------------------------- */
 
@@ -93,16 +44,16 @@ static AnyaccelStatus out_size(const RefCall *c, const char *name, int64_t *v) {
     const int64_t *vals = NULL;
     size_t len = 0;
     int r = ref_attr_ints(c, name, &vals, &len);
-    if (r < 0) return INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
-    if (r == 0) return INVALID("%s: attribute `%s` (Ints) is required", c->op, name);
+    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
+    if (r == 0) return REF_INVALID("%s: attribute `%s` (Ints) is required", c->op, name);
     if (len != 1 && len != 2)
-        return INVALID("%s: attribute `%s` has %zu values, expected 1 (for both spatial dimensions) or 2 ([OH, "
-                       "OW])",
-                       c->op, name, len);
+        return REF_INVALID("%s: attribute `%s` has %zu values, expected 1 (for both spatial dimensions) or 2 ([OH, "
+                           "OW])",
+                           c->op, name, len);
     for (size_t i = 0; i < len; i++)
         if (vals[i] < 1)
-            return INVALID("%s: attribute `%s` is %s, expected every value >= 1", c->op, name,
-                           list_str(len, vals).s);
+            return REF_INVALID("%s: attribute `%s` is %s, expected every value >= 1", c->op, name,
+                               ref_list_str(len, vals).s);
     v[0] = vals[0];
     v[1] = vals[len == 1 ? 0 : 1];
     return ANYACCEL_OK;
@@ -111,17 +62,18 @@ static AnyaccelStatus out_size(const RefCall *c, const char *name, int64_t *v) {
 static AnyaccelStatus resample_geom(const RefCall *c, ResampleGeom *g) {
     const char *op = c->op;
     if (c->num_inputs != 1 || c->num_outputs != 1)
-        return INVALID("%s: %zu inputs and %zu outputs given, expected x and one output", op, c->num_inputs,
-                       c->num_outputs);
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x and one output", op, c->num_inputs,
+                           c->num_outputs);
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     AnyaccelStatus st;
     if ((st = ref_check_tensor(op, "x", x, RESAMPLE_DTYPES))) return st;
     if (out->present && out->dtype != x->dtype)
-        return INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
-                       dtype_name(out->dtype), dtype_name(x->dtype));
+        return REF_INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
+                           ref_dtype_name(out->dtype), ref_dtype_name(x->dtype));
     if ((st = ref_check_tensor(op, "the output", out, ANYACCEL_DTYPE_BIT(x->dtype)))) return st;
     if (x->ndim != 4)
-        return INVALID("%s: x has shape %s, expected rank 4 ([N, C, H, W])", op, shape_str(x->ndim, x->shape).s);
+        return REF_INVALID("%s: x has shape %s, expected rank 4 ([N, C, H, W])", op,
+                           ref_shape_str(x->ndim, x->shape).s);
 
     /* Attributes. */
     const char *size_name = "output_size";
@@ -131,20 +83,20 @@ static AnyaccelStatus resample_geom(const RefCall *c, ResampleGeom *g) {
         size_name = "size";
         const RefAttr *m = ref_attr(c, "mode");
         const char *mode = ref_attr_str(c, "mode");
-        if (m && !mode) return INVALID("%s: attribute `mode` must be a Str (`nearest` or `bilinear`)", op);
+        if (m && !mode) return REF_INVALID("%s: attribute `mode` must be a Str (`nearest` or `bilinear`)", op);
         if (!mode || strcmp(mode, "nearest") == 0)
             g->kind = R_NEAREST;
         else if (strcmp(mode, "bilinear") == 0)
             g->kind = R_BILINEAR;
         else
-            return INVALID("%s: attribute `mode` is `%s`, expected `nearest` or `bilinear`", op, mode);
+            return REF_INVALID("%s: attribute `mode` is `%s`, expected `nearest` or `bilinear`", op, mode);
         int64_t align = 0;
         if (ref_attr_int(c, "align_corners", &align) < 0)
-            return INVALID("%s: attribute `align_corners` must be an Int (0 or 1)", op);
+            return REF_INVALID("%s: attribute `align_corners` must be an Int (0 or 1)", op);
         if (align != 0 && align != 1)
-            return INVALID("%s: attribute `align_corners` is %lld, expected 0 or 1", op, (long long)align);
+            return REF_INVALID("%s: attribute `align_corners` is %lld, expected 0 or 1", op, (long long)align);
         if (align && g->kind == R_NEAREST)
-            return INVALID("%s: align_corners = 1 applies to mode bilinear only, not nearest", op);
+            return REF_INVALID("%s: align_corners = 1 applies to mode bilinear only, not nearest", op);
         g->align_corners = (int)align;
     }
     if ((st = out_size(c, size_name, g->out))) return st;
@@ -154,29 +106,29 @@ static AnyaccelStatus resample_geom(const RefCall *c, ResampleGeom *g) {
     g->in[0] = x->shape[2];
     g->in[1] = x->shape[3];
     if (g->n > 0 && g->c > 0 && (g->in[0] == 0 || g->in[1] == 0))
-        return INVALID("%s: x has shape %s, expected H and W >= 1", op, shape_str(4, x->shape).s);
+        return REF_INVALID("%s: x has shape %s, expected H and W >= 1", op, ref_shape_str(4, x->shape).s);
     /* Every source numerator is below (2 out + 1) in: it must fit in int64. */
     static const char *const dim_names[2] = {"height", "width"};
     for (int d = 0; d < 2; d++) {
         int64_t num;
-        if (!mul_ok(g->out[d], 2, &num) || num == INT64_MAX || !mul_ok(num + 1, g->in[d], &num))
-            return INVALID("%s: an output %s of %lld over an input %s of %lld overflows the source positions "
-                           "((2 x %lld + 1) x %lld leaves int64)",
-                           op, dim_names[d], (long long)g->out[d], dim_names[d], (long long)g->in[d],
-                           (long long)g->out[d], (long long)g->in[d]);
+        if (!ref_mul_ok(g->out[d], 2, &num) || num == INT64_MAX || !ref_mul_ok(num + 1, g->in[d], &num))
+            return REF_INVALID("%s: an output %s of %lld over an input %s of %lld overflows the source positions "
+                               "((2 x %lld + 1) x %lld leaves int64)",
+                               op, dim_names[d], (long long)g->out[d], dim_names[d], (long long)g->in[d],
+                               (long long)g->out[d], (long long)g->in[d]);
     }
 
     int64_t expect[4] = {g->n, g->c, g->out[0], g->out[1]};
     int64_t count = 1;
     for (int d = 0; d < 4; d++)
-        if (!mul_ok(count, expect[d], &count))
-            return INVALID("%s: the output would have shape %s, whose element count overflows int64", op,
-                           shape_str(4, expect).s);
+        if (!ref_mul_ok(count, expect[d], &count))
+            return REF_INVALID("%s: the output would have shape %s, whose element count overflows int64", op,
+                               ref_shape_str(4, expect).s);
     int ok = out->ndim == 4;
     for (int d = 0; ok && d < 4; d++) ok = out->shape[d] == expect[d];
     if (!ok)
-        return INVALID("%s: the output has shape %s, expected %s", op, shape_str(out->ndim, out->shape).s,
-                       shape_str(4, expect).s);
+        return REF_INVALID("%s: the output has shape %s, expected %s", op, ref_shape_str(out->ndim, out->shape).s,
+                           ref_shape_str(4, expect).s);
     for (int d = 0; d < 4; d++) {
         g->xs[d] = x->strides[d];
         g->os[d] = out->strides[d];
@@ -200,7 +152,7 @@ static double window_sum(const ResampleGeom *g, const RefTensor *x, int64_t xb, 
     double acc_wide = 0.0;
     for (int64_t iy = y0; iy < y1; iy++)
         for (int64_t ix = x0; ix < x1; ix++) {
-            const double v = at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
+            const double v = ref_at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
             if (wide)
                 acc_wide += v;
             else
@@ -301,8 +253,8 @@ static AnyaccelStatus op_interpolate(const RefCall *c) {
                         continue;
                     }
                     const float lx = tx.lambda, ly = ty.lambda;
-                    const float v00 = (float)at(x, r0 + c0), v01 = (float)at(x, r0 + c1);
-                    const float v10 = (float)at(x, r1 + c0), v11 = (float)at(x, r1 + c1);
+                    const float v00 = (float)ref_at(x, r0 + c0), v01 = (float)ref_at(x, r0 + c1);
+                    const float v10 = (float)ref_at(x, r1 + c0), v11 = (float)ref_at(x, r1 + c1);
                     const float top = (1.0f - lx) * v00 + lx * v01;
                     const float bottom = (1.0f - lx) * v10 + lx * v11;
                     const float v = (1.0f - ly) * top + ly * bottom;

@@ -5,6 +5,7 @@
  *   dtype.c      element loads and stores, f16/bf16 by bit work, the cast rules of docs/ops.md
  *   call.c       op_supported, the copy of an op call that a stream runs later, attributes,
  *                strided iteration
+ *   util.c       helpers of the ops: checked int64 arithmetic, shapes and dtypes for messages
  *   ops_*.c      the ops of docs/ops.md by family
  */
 
@@ -45,6 +46,8 @@ RefDType ref_dtype_named(const char *name);
 size_t ref_dtype_size(RefDType d);
 /* f32, f16, bf16, f64. */
 int ref_is_float(RefDType d);
+/* The name of a dtype for messages ("f32", "bool", ...), "(none)" for 0 or an unknown one. */
+const char *ref_dtype_name(RefDType d);
 
 /* Element loads: a float dtype as its exact double; an integer dtype or bool as int64. */
 double ref_load_f(RefDType d, const unsigned char *p);
@@ -150,6 +153,40 @@ void ref_iter_next(RefIter *it);
 AnyaccelStatus ref_check_tensor(const char *op, const char *name, const RefTensor *t, unsigned dtypes);
 /* The call has `inputs` inputs and one output (ops_rearrange.c). */
 AnyaccelStatus ref_check_arity(const RefCall *c, size_t inputs);
+
+/* ---- Helpers of the ops (util.c) --------------------------------------------------------------- */
+
+/* The dtype-mask bit of the dtype ANYACCEL_DTYPE_<name>, e.g. REF_DT(F32). */
+#define REF_DT(name) ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_##name)
+/* Sets an InvalidArgument error with a printf-style message and returns its code. */
+#define REF_INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+
+/* *r = a * b for a, b >= 0; returns 0 (and leaves *r) when it leaves int64. */
+int ref_mul_ok(int64_t a, int64_t b, int64_t *r);
+/* *r = a + b; returns 0 (and leaves *r) when it leaves int64. */
+int ref_add_ok(int64_t a, int64_t b, int64_t *r);
+
+/* A shape or list of integers as `[2, 3]`, for messages. */
+typedef struct RefShapeStr {
+    char s[REF_MAX_DIMS * 22 + 4];
+} RefShapeStr;
+
+/* The first (at most REF_MAX_DIMS) sizes of a shape as `[2, 3]`. */
+RefShapeStr ref_shape_str(int ndim, const int64_t *shape);
+/* A list of integers as `[1, 2]` (its first REF_MAX_DIMS values). */
+RefShapeStr ref_list_str(size_t len, const int64_t *v);
+/* Writes a tensor's shape as "AxBxC" (or "scalar") into buf. */
+void ref_dims_str(const RefTensor *t, char *buf, size_t len);
+
+/* The float at element offset `off` (in elements, from base) of a float tensor, as its exact
+ * double; and a double stored there, rounded once to t's dtype. In the header so that the ops'
+ * inner loops inline them. */
+static inline double ref_at(const RefTensor *t, int64_t off) {
+    return ref_load_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype));
+}
+static inline void ref_put(const RefTensor *t, int64_t off, double v) {
+    ref_store_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype), v);
+}
 
 /* The op families. Each returns ANYACCEL_OK or sets the error. */
 AnyaccelStatus ref_op_creation(const RefCall *c);    /* fill, arange */
