@@ -18,8 +18,8 @@ mod reduce;
 use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
 use nn::{
-    attention_cases, conv_cases, group_norm_cases, matmul_cases, norm_cases, pool_cases,
-    resample_cases,
+    attention_cases, batch_norm_cases, conv_cases, group_norm_cases, matmul_cases, norm_cases,
+    pool_cases, resample_cases,
 };
 use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
@@ -346,6 +346,7 @@ pub fn all_cases() -> Vec<Case> {
                 resample_cases(&mut b, op, def.dtypes)
             }
             (OpKind::Vision, "group_norm") => group_norm_cases(&mut b, def.dtypes),
+            (OpKind::Vision, "batch_norm") => batch_norm_cases(&mut b, def.dtypes),
             (OpKind::Vision, op) => pool_cases(&mut b, op, def.dtypes),
             _ => {}
         }

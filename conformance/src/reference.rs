@@ -143,6 +143,7 @@ pub fn run(
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => nn::pool(call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => one(nn::resample(call)),
         Op::GroupNorm => one(nn::group_norm(call)),
+        Op::BatchNorm => nn::batch_norm(call),
         Op::Rope => one(nn::rope(call)),
         Op::Attention => one(nn::attention(call)),
         Op::Uniform | Op::Normal => one(random::draw(call)),

@@ -321,6 +321,7 @@ pub enum Op {
     AdaptiveAvgPool2d,
     Interpolate,
     GroupNorm,
+    BatchNorm,
 }
 
 /// The type of an attribute's value.
@@ -1056,6 +1057,27 @@ fn vision() -> Vec<OpDef> {
                 attrs![req("num_groups", AttrType::Int), eps(1e-5)],
                 FLOAT,
             ),
+            def(
+                "batch_norm",
+                OpKind::Vision,
+                Op::BatchNorm,
+                &["x", "running_mean?", "running_var?", "weight?", "bias?"],
+                &["out", "mean", "invstd"],
+                attrs![flag("training", false), eps(1e-5)],
+                FLOAT,
+            )
+            .ins(&[
+                InputDtype::Listed,
+                InputDtype::SameAs(0),
+                InputDtype::SameAs(0),
+                InputDtype::SameAs(0),
+                InputDtype::SameAs(0),
+            ])
+            .outs(&[
+                OutputDtype::Input(0),
+                OutputDtype::Input(0),
+                OutputDtype::Input(0),
+            ]),
         ])
         .collect()
 }

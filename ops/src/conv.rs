@@ -534,3 +534,70 @@ impl GroupGeom {
         self.c / self.groups * self.spatial
     }
 }
+
+/// The geometry of a `batch_norm` call over x [N, C, *]: per channel, N times the spatial size
+/// elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchGeom {
+    pub n: usize,
+    pub c: usize,
+    /// Elements of one channel of one sample (the product of the dimensions after C).
+    pub spatial: usize,
+    /// Batch statistics (else the running ones).
+    pub training: bool,
+}
+
+impl BatchGeom {
+    /// The geometry of a call, validating x, the [C] inputs (running mean and variance, weight,
+    /// bias) and the attributes.
+    pub fn of(
+        op: &str,
+        attrs: &Attrs<'_>,
+        x: &TensorDesc,
+        per_channel: [Option<&TensorDesc>; 4],
+    ) -> Result<BatchGeom> {
+        if x.rank() < 2 {
+            return Err(invalid(format!(
+                "{op}: x has shape {}, expected rank 2 or more ([N, C, *])",
+                shape_str(&x.shape)
+            )));
+        }
+        let c = x.shape[1];
+        let names = ["running_mean", "running_var", "weight", "bias"];
+        for (name, t) in names.iter().zip(per_channel) {
+            if let Some(t) = t {
+                if t.shape != [c] {
+                    return Err(invalid(format!(
+                        "{op}: {name} has shape {}, expected [{c}] (one per channel)",
+                        shape_str(&t.shape)
+                    )));
+                }
+            }
+        }
+        let training = attrs.flag("training", false)?;
+        if !training && (per_channel[0].is_none() || per_channel[1].is_none()) {
+            return Err(invalid(format!(
+                "{op}: training is 0 but running_mean or running_var is missing: inference \
+                 normalises with the running statistics"
+            )));
+        }
+        let g = BatchGeom {
+            n: x.shape[0],
+            c,
+            spatial: x.shape[2..].iter().product(),
+            training,
+        };
+        if training && c > 0 && g.len() == 0 {
+            return Err(invalid(format!(
+                "{op}: x has shape {}: training needs at least one value per channel",
+                shape_str(&x.shape)
+            )));
+        }
+        Ok(g)
+    }
+
+    /// Elements of one channel.
+    pub fn len(&self) -> usize {
+        self.n * self.spatial
+    }
+}

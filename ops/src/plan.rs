@@ -578,6 +578,12 @@ pub fn plan(
                 vec![g.out_shape()]
             }
         }
+        Op::BatchNorm => {
+            crate::conv::BatchGeom::of(op, &attrs, x(0), [opt(1), opt(2), opt(3), opt(4)])?;
+            eps(&attrs)?;
+            let c = x(0).shape[1];
+            vec![x(0).shape.clone(), vec![c], vec![c]]
+        }
         Op::GroupNorm => {
             crate::conv::GroupGeom::of(op, &attrs, x(0), opt(1), opt(2))?;
             eps(&attrs)?;

@@ -477,6 +477,58 @@ fn attention_options_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
     );
 }
 
+/// batch_norm against values computed by hand: the batch statistics in training, the running
+/// ones in inference.
+fn batch_norm_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
+    use anyaccel_hal::AttrValue;
+    let id = &d.info().id;
+    // Channel 0 holds 1, 2, 5, 6 and channel 1 holds 3, 4, 7, 8 (x is [2, 2, 2]).
+    let x =
+        Tensor::from_slice(q, &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &[2, 2, 2]).unwrap();
+    let eps = 0.0;
+    let attrs = |training: i64| {
+        vec![
+            ("training".to_string(), AttrValue::Int(training)),
+            ("eps".to_string(), AttrValue::Float(eps)),
+        ]
+    };
+    let outs = ops::call(q, "batch_norm", &[Some(&x)], &attrs(1)).unwrap();
+    let get = |t: &Tensor| t.to_vec::<f32>(q).unwrap();
+    assert_eq!(get(&outs[1]), vec![3.5, 5.5], "mean on {id}");
+    // Biased variance 4.25 in both channels.
+    let inv = 1.0 / 4.25f32.sqrt();
+    for v in get(&outs[2]) {
+        assert!((v - inv).abs() < 1e-6, "invstd on {id}: {v}");
+    }
+    let y = get(&outs[0]);
+    assert!(
+        (y[0] - (1.0 - 3.5) * inv).abs() < 1e-5,
+        "out on {id}: {y:?}"
+    );
+    let rm = Tensor::from_slice(q, &[1.0f32, 2.0], &[2]).unwrap();
+    let rv = Tensor::from_slice(q, &[4.0f32, 0.25], &[2]).unwrap();
+    let outs = ops::call(
+        q,
+        "batch_norm",
+        &[Some(&x), Some(&rm), Some(&rv)],
+        &attrs(0),
+    )
+    .unwrap();
+    assert_eq!(
+        get(&outs[0]),
+        vec![0.0, 0.5, 2.0, 4.0, 2.0, 2.5, 10.0, 12.0],
+        "on {id}"
+    );
+    assert_eq!(get(&outs[2]), vec![0.5, 2.0], "on {id}");
+    let e = ops::call(q, "batch_norm", &[Some(&x)], &attrs(0)).unwrap_err();
+    assert_eq!(
+        e.code(),
+        anyaccel_hal::ErrorCode::InvalidArgument,
+        "on {id}"
+    );
+    assert!(e.message().contains("running_mean"), "on {id}: {e}");
+}
+
 /// group_norm against layer_norm: one group is layer_norm over each sample's C x spatial
 /// elements; C groups normalise each channel alone; weight and bias apply per channel.
 fn group_norm_matches_layer_norm(d: &dyn Device, q: &dyn Queue) {
@@ -817,4 +869,5 @@ on_each_device!(
     pools_match_their_definition,
     resampling_matches_its_definition,
     group_norm_matches_layer_norm,
+    batch_norm_matches_its_definition,
 );

@@ -761,3 +761,68 @@ pub(super) fn group_norm_cases(b: &mut Builder, dtypes: &[DType]) {
         true,
     );
 }
+
+pub(super) fn batch_norm_cases(b: &mut Builder, dtypes: &[DType]) {
+    // Tag, x (shape, layout), training, running statistics given, weight and bias given.
+    type Bn = (&'static str, &'static [usize], Layout, bool, bool, bool);
+    #[rustfmt::skip]
+    let cases: &[Bn] = &[
+        ("n4_c3_5x6_train", &[4, 3, 5, 6], C, true, false, true),
+        ("n4_c3_5x6_eval", &[4, 3, 5, 6], C, false, true, true),
+        ("train_plain", &[2, 5, 7], C, true, false, false),
+        ("train_ignores_running", &[3, 4, 2, 2], C, true, true, false),
+        ("eval_plain", &[3, 4, 9], C, false, true, false),
+        ("rank2_train", &[16, 6], C, true, false, true),
+        ("views_train", &[2, 3, 6, 5], Layout::Transposed, true, false, true),
+        ("one_value_train", &[1, 3], C, true, false, false),
+        ("eval_empty_n0", &[0, 3, 4], C, false, true, true),
+    ];
+    for &d in dtypes {
+        for &(tag, xs, xl, training, running, affine) in cases {
+            let c = xs[1];
+            let classes: &[Values] = if tag.starts_with("n4_") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                let mut inputs = vec![input(d, xs, xl, v)];
+                if running {
+                    inputs.push(input(d, &[c], C, Values::Normal));
+                    inputs.push(input(d, &[c], Layout::Offset(2), Values::Positive));
+                } else {
+                    inputs.extend([None, None]);
+                }
+                if affine {
+                    inputs.push(input(d, &[c], C, Values::Normal));
+                    inputs.push(input(d, &[c], Layout::Offset(1), Values::Normal));
+                }
+                let mut attrs = vec![attr("eps", AttrValue::Float(1e-5))];
+                if training {
+                    attrs.push(attr("training", AttrValue::Int(1)));
+                }
+                b.push(
+                    "batch_norm",
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    inputs,
+                    attrs,
+                    Layout::Strided,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements, 8 channels of 2^21.
+    b.push(
+        "batch_norm",
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![input(DType::F32, &[4, 8, 1024, 513], C, Values::Normal)],
+        vec![attr("training", AttrValue::Int(1))],
+        C,
+        true,
+    );
+}

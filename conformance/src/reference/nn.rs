@@ -1032,6 +1032,91 @@ pub(crate) fn group_norm(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(x.dtype, &x.shape, out)
 }
 
+/// `batch_norm`: per channel, the batch's mean and biased variance in f64 (training) or the
+/// running statistics, then (x - mean) * invstd * weight + bias; also the mean and invstd
+/// (ATen's `native_batch_norm`).
+pub(crate) fn batch_norm(call: &Call) -> Result<Vec<RefTensor>> {
+    let op = call.op;
+    let x = call.input(0)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    if x.rank() < 2 {
+        return Err(invalid(
+            op,
+            format!("{}: expected rank 2 or more ([N, C, *])", describe("x", x)),
+        ));
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let mut params = Vec::new();
+    for (i, name) in [
+        (1, "running_mean"),
+        (2, "running_var"),
+        (3, "weight"),
+        (4, "bias"),
+    ] {
+        match call.optional(i) {
+            Some(t) => {
+                check_same_dtype(op, name, t, "x", x)?;
+                if t.shape != [c] {
+                    return Err(invalid(
+                        op,
+                        format!("{}: expected [{c}]", describe(name, t)),
+                    ));
+                }
+                params.push(Some(t.to_f64_vec()));
+            }
+            None => params.push(None),
+        }
+    }
+    let training = call.flag_attr("training", false)?;
+    let eps = call.float_attr("eps")?.unwrap_or(1e-5);
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(invalid(
+            op,
+            format!("attribute `eps` is {eps}, expected finite >= 0"),
+        ));
+    }
+    let sp: usize = x.shape[2..].iter().product();
+    if !training && (params[0].is_none() || params[1].is_none()) {
+        return Err(invalid(op, "inference needs running_mean and running_var"));
+    }
+    if training && c > 0 && n * sp == 0 {
+        return Err(invalid(op, "training needs at least one value per channel"));
+    }
+    let v = x.to_f64_vec();
+    let mut out = vec![0.0; v.len()];
+    let (mut means, mut invstds) = (Vec::with_capacity(c), Vec::with_capacity(c));
+    for ch in 0..c {
+        let idx = |j: usize| ((j / sp) * c + ch) * sp + j % sp;
+        let len = n * sp;
+        let (mean, invstd) = if training {
+            let mean = (0..len).map(|j| v[idx(j)]).sum::<f64>() / len as f64;
+            let var = (0..len)
+                .map(|j| (v[idx(j)] - mean) * (v[idx(j)] - mean))
+                .sum::<f64>()
+                / len as f64;
+            (mean, 1.0 / (var + eps).sqrt())
+        } else {
+            let (rm, rv) = (params[0].as_ref(), params[1].as_ref());
+            (
+                rm.map_or(0.0, |m| m[ch]),
+                1.0 / (rv.map_or(1.0, |r| r[ch]) + eps).sqrt(),
+            )
+        };
+        let w = params[2].as_ref().map_or(1.0, |w| w[ch]);
+        let b = params[3].as_ref().map_or(0.0, |b| b[ch]);
+        for j in 0..len {
+            out[idx(j)] = (v[idx(j)] - mean) * invstd * w + b;
+        }
+        means.push(mean);
+        invstds.push(invstd);
+    }
+    Ok(vec![
+        RefTensor::from_f64(x.dtype, &x.shape, out)?,
+        RefTensor::from_f64(x.dtype, &[c], means)?,
+        RefTensor::from_f64(x.dtype, &[c], invstds)?,
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;

@@ -26,7 +26,7 @@ const char *const ref_native_ops[] = {
     "pad", "flip", "roll", "tril", "triu", "repeat_interleave", "one_hot", "scatter", "scatter_add",
     "index_add", "masked_fill", "uniform", "normal", "bernoulli", "dropout", "conv1d", "conv2d",
     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate",
-    "group_norm", NULL,
+    "group_norm", "batch_norm", NULL,
 };
 
 typedef AnyaccelStatus (*RefFamily)(const RefCall *c);
@@ -62,6 +62,7 @@ static RefFamily family_of(const char *op) {
         {" max_pool1d max_pool2d avg_pool1d avg_pool2d ", ref_op_pool},
         {" adaptive_avg_pool2d interpolate ", ref_op_resample},
         {" group_norm ", ref_op_group_norm},
+        {" batch_norm ", ref_op_batch_norm},
     };
     if (!op || !*op || strchr(op, ' ')) return NULL;
     char key[64];

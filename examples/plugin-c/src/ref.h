@@ -205,5 +205,6 @@ AnyaccelStatus ref_op_pool(const RefCall *c);        /* max_pool1d, max_pool2d, 
                                                         avg_pool2d */
 AnyaccelStatus ref_op_resample(const RefCall *c);    /* adaptive_avg_pool2d, interpolate */
 AnyaccelStatus ref_op_group_norm(const RefCall *c);  /* group_norm */
+AnyaccelStatus ref_op_batch_norm(const RefCall *c);  /* batch_norm */
 
 #endif /* REF_H */

@@ -216,7 +216,8 @@ KERNEL void resample(GLOBAL X_ST* out, GLOBAL const X_ST* x, const i64 total, co
  * As ln_rows: the group is scaled by a power of two near 1 / max|x| so that sums of squares
  * cannot overflow where the exact result is finite, and sums are taken relative to the group's
  * first element. GN_W, GN_B: the per-channel weight and bias (offset, stride). */
-#ifdef GN_GROUPS
+#if defined(GN_GROUPS) || defined(BN_CHANNELS)
+/* The offset of element j of a group (batch_norm: a channel) of sp-element runs cs apart. */
 DEVICE i64 gn_at(const Lay* S, const i64 base, const i64 cs, const i64 sp, const i64 j,
                  const int op) {
     const i64 ci = j / sp;
@@ -224,6 +225,9 @@ DEVICE i64 gn_at(const Lay* S, const i64 base, const i64 cs, const i64 sp, const
     lay_offsets(S, SRANK, 2, j - ci * sp, so);
     return base + ci * cs + so[op];
 }
+#endif
+
+#ifdef GN_GROUPS
 
 KERNEL void gn_groups(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* w,
                       GLOBAL const X_ST* b, const Lay S, const i64 ngroups, const i64 groups,
@@ -247,7 +251,9 @@ KERNEL void gn_groups(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST*
             sc = ldexpf(1.0f, -e);
         }
         const float nf = (float)len;
-        const float shift = len > 0 ? X_LD(x, gn_at(&S, xb, xs1, sp, 0, 0)) * sc : 0.0f;
+        /* Sums relative to the first element, unless it is infinite or NaN. */
+        const float first = len > 0 ? X_LD(x, gn_at(&S, xb, xs1, sp, 0, 0)) * sc : 0.0f;
+        const float shift = first - first == 0.0f ? first : 0.0f;
         float s = 0.0f;
         for (i64 j = t; j < len; j += WG) s += X_LD(x, gn_at(&S, xb, xs1, sp, j, 0)) * sc - shift;
         const float mean = group_sum_f32(red, s) / nf;
@@ -270,6 +276,84 @@ KERNEL void gn_groups(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST*
 #endif
             X_SV(out, gn_at(&S, ob, os1, sp, j, 1), y);
         }
+    }
+}
+#endif
+
+/* batch_norm (bn_channels): one work-group of WG items per channel, over its N runs of the
+ * spatial size (gn_at with the runs xs0 / os0 apart). BN_TRAIN: the batch's mean and biased
+ * variance, scaled and shifted as gn_groups; else the running statistics rm, rv. Then
+ * (x - mean) * invstd * w + b (BN_W, BN_B); item 0 writes the mean and invstd. */
+#ifdef BN_CHANNELS
+KERNEL void bn_channels(GLOBAL X_ST* out, GLOBAL X_ST* mean_out, GLOBAL X_ST* invstd_out,
+                        GLOBAL const X_ST* x, GLOBAL const X_ST* rm, GLOBAL const X_ST* rv,
+                        GLOBAL const X_ST* w, GLOBAL const X_ST* b, const Lay S, const i64 c,
+                        const i64 nb, const i64 sp, const i64 xs0, const i64 xs1,
+                        const i64 os0, const i64 os1, const i64 xo, const i64 oo,
+                        const i64 mo, const i64 ms, const i64 io, const i64 is,
+                        const i64 rm_off, const i64 rm_st, const i64 rv_off, const i64 rv_st,
+                        const i64 w_off, const i64 w_st, const i64 b_off, const i64 b_st,
+                        const float eps) {
+    LOCAL float red[WG];
+    const int t = LOCAL_ID(0);
+    const i64 len = nb * sp;
+    for (i64 ch = GROUP_ID(0); ch < c; ch += NUM_GROUPS(0)) {
+        const i64 xb = xo + ch * xs1;
+        const i64 ob = oo + ch * os1;
+#ifdef BN_TRAIN
+        float big = 0.0f;
+        for (i64 j = t; j < len; j += WG) big = max_nan(big, fabsf(X_LD(x, gn_at(&S, xb, xs0, sp, j, 0))));
+        big = group_max_f32(red, big);
+        float sc = 1.0f;
+        if (big > 0.0f && big < F32_INF) {
+            i32 e = ilogbf(big);
+            e = e < -100 ? -100 : (e > 100 ? 100 : e);
+            sc = ldexpf(1.0f, -e);
+        }
+        const float nf = (float)len;
+        /* Sums relative to the first element, unless it is infinite or NaN. */
+        const float first = X_LD(x, gn_at(&S, xb, xs0, sp, 0, 0)) * sc;
+        const float shift = first - first == 0.0f ? first : 0.0f;
+        float s = 0.0f;
+        for (i64 j = t; j < len; j += WG) s += X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) * sc - shift;
+        const float dm = group_sum_f32(red, s) / nf;
+        float q = 0.0f;
+        for (i64 j = t; j < len; j += WG) {
+            const float d = (X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) * sc - shift) - dm;
+            q += d * d;
+        }
+        const float var = group_sum_f32(red, q) / nf;
+        /* In scaled units: x * sc - shift - dm is (x - mean) * sc. */
+        const float denom = sqrtf(var + eps * sc * sc);
+        const float inv_sc = (denom == 0.0f && eps > 0.0f) ? 0.0f : 1.0f / denom;
+        const float mean = (shift + dm) / sc;
+        const float invstd = inv_sc * sc;
+#else
+        const float mean = X_LD(rm, rm_off + ch * rm_st);
+        const float invstd = 1.0f / sqrtf(X_LD(rv, rv_off + ch * rv_st) + eps);
+#endif
+        float wv = 1.0f, bv = 0.0f;
+#ifdef BN_W
+        wv = X_LD(w, w_off + ch * w_st);
+#endif
+#ifdef BN_B
+        bv = X_LD(b, b_off + ch * b_st);
+#endif
+        /* The scale and weight are multiplied first: (x - mean) * (invstd * w) overflows f32
+         * only where the result does. */
+        for (i64 j = t; j < len; j += WG) {
+#ifdef BN_TRAIN
+            const float y = ((X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) * sc - shift) - dm) * (inv_sc * wv);
+#else
+            const float y = (X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) - mean) * (invstd * wv);
+#endif
+            X_SV(out, gn_at(&S, ob, os0, sp, j, 1), y + bv);
+        }
+        if (t == 0) {
+            X_SV(mean_out, mo + ch * ms, mean);
+            X_SV(invstd_out, io + ch * is, invstd);
+        }
+        BARRIER();
     }
 }
 #endif

@@ -111,7 +111,9 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let ob = p.o_off + nn * p.o_s0 + grp * p.cg * p.o_s1;
     let len = p.cg * p.sp;
     let nf = $W(len);
-    let shift = $W(ld_x(gn_x(xb, 0u)));
+    // Sums relative to the first element, unless it is infinite or NaN.
+    let first = $W(ld_x(gn_x(xb, 0u)));
+    let shift = select($W(0.0), first, abs(first) < $W(inf_f32()));
     var s: $W = 0.0;
     for (var j0 = t; j0 < len; j0 += 4096u) {
         for (var u = 0u; u < 16u; u++) {
@@ -140,5 +142,71 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
                 st_out(gn_o(ob, j), f32($Y));
             }
         }
+    }
+}
+
+//# batch_norm
+// One group of 256 per channel, over its N runs of the spatial size (space 0 walks the spatial
+// dimensions: x, out). Training ($TRAIN): the batch's mean and biased variance in $W, relative
+// to the channel's first element; else the running statistics. Then
+// (x - mean) * invstd * w + b ($Y); invocation 0 writes the mean and invstd.
+fn bn_x(xb: u32, j: u32) -> u32 {
+    let nn = j / p.sp;
+    return xb + nn * p.x_s0 + walk0(j - nn * p.sp)[0];
+}
+
+fn bn_o(ob: u32, j: u32) -> u32 {
+    let nn = j / p.sp;
+    return ob + nn * p.o_s0 + walk0(j - nn * p.sp)[1];
+}
+
+@compute @workgroup_size(256)
+fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let ch = wid.x;
+    let xb = p.x_off + ch * p.x_s1;
+    let ob = p.o_off + ch * p.o_s1;
+    let len = p.nb * p.sp;
+    var mean: $W;
+    var invstd: $W;
+    if ($TRAIN) {
+        let nf = $W(len);
+        // Sums relative to the first element, unless it is infinite or NaN.
+        let first = $W(ld_x(bn_x(xb, 0u)));
+        let shift = select($W(0.0), first, abs(first) < $W(inf_f32()));
+        var s: $W = 0.0;
+        for (var j0 = t; j0 < len; j0 += 4096u) {
+            for (var u = 0u; u < 16u; u++) {
+                let j = j0 + u * 256u;
+                if (j < len) { s = s + ($W(ld_x(bn_x(xb, j))) - shift); }
+            }
+        }
+        let dm = group_sum(t, s) / nf;
+        var q: $W = 0.0;
+        for (var j0 = t; j0 < len; j0 += 4096u) {
+            for (var u = 0u; u < 16u; u++) {
+                let j = j0 + u * 256u;
+                if (j < len) {
+                    let d = ($W(ld_x(bn_x(xb, j))) - shift) - dm;
+                    q = q + d * d;
+                }
+            }
+        }
+        mean = shift + dm;
+        invstd = $W(1.0) / sqrt(group_sum(t, q) / nf + $W(p.eps));
+    } else {
+        $RUNNING
+    }
+    for (var j0 = t; j0 < len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < len) {
+                let y = ($W(ld_x(bn_x(xb, j))) - mean) * invstd;
+                st_out(bn_o(ob, j), f32($Y));
+            }
+        }
+    }
+    if (t == 0u) {
+        st_mean(p.m_off + ch * p.m_s, f32(mean));
+        st_invstd(p.i_off + ch * p.i_s, f32(invstd));
     }
 }

@@ -5,7 +5,7 @@ use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::conv::{ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{BatchGeom, ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let attrs = Attrs::of(call)?;
@@ -157,16 +157,7 @@ pub(crate) fn group_norm(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     if ngroups == 0 || g.len() == 0 {
         return Ok(());
     }
-    // The spatial dimensions (x, out); rank 2 inputs have one of size 1.
-    let (mut shape, mut xs, mut os) = (
-        x.shape()[2..].to_vec(),
-        x.strides()[2..].to_vec(),
-        out.strides()[2..].to_vec(),
-    );
-    if shape.is_empty() {
-        (shape, xs, os) = (vec![1], vec![0], vec![0]);
-    }
-    let s = Layouts::new(&shape).with(xs, 0).with(os, 0).collapse();
+    let s = spatial_layout(x, out);
     let wg = if g.len() <= 256 {
         ctx.wg().min(64)
     } else {
@@ -214,4 +205,90 @@ pub(crate) fn group_norm(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         KernelArg::scalar(eps as f32),
     ];
     ctx.run(&spec, ctx.groups(ngroups.min(16384), wg), &args)
+}
+
+/// The layout of x's and out's dimensions after C (rank 2 inputs: one of size 1).
+fn spatial_layout(x: &Tensor, out: &Tensor) -> Layouts {
+    let (mut shape, mut xs, mut os) = (
+        x.shape()[2..].to_vec(),
+        x.strides()[2..].to_vec(),
+        out.strides()[2..].to_vec(),
+    );
+    if shape.is_empty() {
+        (shape, xs, os) = (vec![1], vec![0], vec![0]);
+    }
+    Layouts::new(&shape).with(xs, 0).with(os, 0).collapse()
+}
+
+pub(crate) fn batch_norm(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let attrs = Attrs::of(call)?;
+    let (x, out) = (input(call, 0)?, output(call, 0)?);
+    let (mean, invstd) = (output(call, 1)?, output(call, 2)?);
+    let opt = |i: usize| call.inputs.get(i).and_then(|t| t.as_ref());
+    let g = BatchGeom::of(
+        op,
+        &attrs,
+        x.desc(),
+        [1, 2, 3, 4].map(|i| opt(i).map(Tensor::desc)),
+    )?;
+    let eps = crate::plan::eps(&attrs)?;
+    if g.c == 0 {
+        return Ok(());
+    }
+    let s = spatial_layout(x, out);
+    let wg = if g.len() <= 256 {
+        ctx.wg().min(64)
+    } else {
+        ctx.wg()
+    };
+    let mut spec = KernelSpec::new(Family::Conv, "bn_channels")
+        .flag("BN_CHANNELS")
+        .def("SRANK", s.rank())
+        .def("WG", wg);
+    if g.training {
+        spec = spec.flag("BN_TRAIN");
+    }
+    if opt(3).is_some() {
+        spec = spec.flag("BN_W");
+    }
+    if opt(4).is_some() {
+        spec = spec.flag("BN_B");
+    }
+    let spec = dtype_defs(spec, "X", x.dtype());
+    let i = |v: usize| KernelArg::scalar(v as i64);
+    let mut args = vec![buf(out), buf(mean), buf(invstd), buf(x)];
+    // Absent [C] inputs are never read: x's buffer stands in for them.
+    let mut vecs = Vec::new();
+    for k in 1..=4 {
+        match opt(k) {
+            Some(t) => {
+                args.push(buf(t));
+                vecs.extend([KernelArg::scalar(base_offset(t)), i(t.strides()[0])]);
+            }
+            None => {
+                args.push(buf(x));
+                vecs.extend([i(0), i(0)]);
+            }
+        }
+    }
+    args.extend([
+        s.lay(op)?.arg(),
+        i(g.c),
+        i(g.n),
+        i(g.spatial),
+        i(x.strides()[0]),
+        i(x.strides()[1]),
+        i(out.strides()[0]),
+        i(out.strides()[1]),
+        KernelArg::scalar(base_offset(x)),
+        KernelArg::scalar(base_offset(out)),
+        KernelArg::scalar(base_offset(mean)),
+        i(mean.strides()[0]),
+        KernelArg::scalar(base_offset(invstd)),
+        i(invstd.strides()[0]),
+    ]);
+    args.extend(vecs);
+    args.push(KernelArg::scalar(eps as f32));
+    ctx.run(&spec, ctx.groups(g.c.min(16384), wg), &args)
 }

@@ -451,6 +451,7 @@ pub(crate) fn launch(
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&ctx, call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample(&ctx, call),
         Op::GroupNorm => conv::group_norm(&ctx, call),
+        Op::BatchNorm => conv::batch_norm(&ctx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&ctx, call),
         Op::Predicate(_) => elementwise::predicate(&ctx, call),
         Op::ActivationBackward(_) => elementwise::backward(&ctx, call),

@@ -6,7 +6,7 @@ use super::layout::{par_ranges, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
-use crate::conv::{ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{BatchGeom, ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 fn f(v: Val) -> f64 {
     match v {
@@ -313,6 +313,93 @@ pub(crate) fn group_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
                     });
                     // SAFETY: as for x: out has x's shape.
                     unsafe { store(out, at(out, j), Val::F((v - mean) / den * wv + bv)) }
+                }
+            }
+            Ok(())
+        })
+    }))
+}
+
+/// The kernel of one `batch_norm` call: per channel, the batch's mean and biased variance in
+/// f64 (training) or the running statistics, then (x - mean) * invstd * weight + bias; the mean
+/// and invstd are outputs 1 and 2.
+pub(crate) fn batch_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
+    let attrs = Attrs::of(call)?;
+    let desc = |i: usize| {
+        call.inputs
+            .get(i)
+            .and_then(|t| t.as_ref())
+            .map(|t| t.desc())
+    };
+    let x = desc(0).ok_or_else(|| anyaccel_hal::Error::internal("batch_norm: input missing"))?;
+    let g = BatchGeom::of(&call.op, &attrs, x, [desc(1), desc(2), desc(3), desc(4)])?;
+    let eps = crate::plan::eps(&attrs)?;
+    let given: Vec<bool> = (0..5).map(|i| desc(i).is_some()).collect();
+    let rank = x.rank();
+    Ok(Box::new(move |b: &Bound| {
+        let x = b.input(0)?;
+        let (out, mean_out, invstd_out) = (b.out(0), b.out(1), b.out(2));
+        // The [C] inputs that were given, by position.
+        let vec_in = |i: usize| -> Result<Option<&super::TView>> {
+            if given[i] {
+                b.input(i).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (rm, rv, w, bias) = (vec_in(1)?, vec_in(2)?, vec_in(3)?, vec_in(4)?);
+        // SAFETY (every load of a [C] input below): ch < C, its single dimension.
+        let chan = |t: &super::TView, ch: usize| {
+            f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) })
+        };
+        let at = |t: &super::TView, j: usize, ch: usize| {
+            let (n, mut s) = (j / g.spatial.max(1), j % g.spatial.max(1));
+            let mut off = t.desc.offset + n * t.desc.strides[0] + ch * t.desc.strides[1];
+            for d in (2..rank).rev() {
+                let size = t.desc.shape[d].max(1);
+                off += (s % size) * t.desc.strides[d];
+                s /= size;
+            }
+            off
+        };
+        par_ranges(g.c, 1, |r| {
+            for ch in r {
+                let len = g.len();
+                // SAFETY: j < N x spatial: inside x's shape.
+                let vals: Vec<f64> = (0..len)
+                    .map(|j| f(unsafe { load(x, at(x, j, ch)) }))
+                    .collect();
+                let (mean, invstd) = match (g.training, rm, rv) {
+                    (false, Some(rm), Some(rv)) => {
+                        (chan(rm, ch), 1.0 / (chan(rv, ch) + eps).sqrt())
+                    }
+                    _ => {
+                        let mean = vals.iter().sum::<f64>() / len as f64;
+                        let var =
+                            vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / len as f64;
+                        (mean, 1.0 / (var + eps).sqrt())
+                    }
+                };
+                let (wv, bv) = (
+                    w.map_or(1.0, |t| chan(t, ch)),
+                    bias.map_or(0.0, |t| chan(t, ch)),
+                );
+                for (j, v) in vals.iter().enumerate() {
+                    // SAFETY: as for x: out has x's shape.
+                    unsafe { store(out, at(out, j, ch), Val::F((v - mean) * invstd * wv + bv)) }
+                }
+                // SAFETY: ch < C, the statistics' single dimension.
+                unsafe {
+                    store(
+                        mean_out,
+                        mean_out.desc.offset + ch * mean_out.desc.strides[0],
+                        Val::F(mean),
+                    );
+                    store(
+                        invstd_out,
+                        invstd_out.desc.offset + ch * invstd_out.desc.strides[0],
+                        Val::F(invstd),
+                    );
                 }
             }
             Ok(())

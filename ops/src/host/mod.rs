@@ -116,6 +116,7 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool_kernel(call)?,
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample_kernel(call)?,
         Op::GroupNorm => conv::group_norm_kernel(call)?,
+        Op::BatchNorm => conv::batch_norm_kernel(call)?,
         Op::Unary(u) => elementwise::unary(call, u)?,
         Op::Predicate(p) => elementwise::predicate(call, p)?,
         Op::Activation(a) => elementwise::activation(call, a)?,

@@ -2,8 +2,8 @@
 
 use anyaccel_hal::{DType, Error, OpCall, Result};
 
-use super::{attrs, bind, count32, input, output, section, Access, Cx, Shader, Space};
-use crate::conv::{ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use super::{attrs, bind, count32, input, output, section, Access, Bound, Cx, Shader, Space};
+use crate::conv::{BatchGeom, ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 static CONV: &str = include_str!("../../kernels/wgsl/conv.wgsl");
 
@@ -324,15 +324,7 @@ pub(crate) fn group_norm(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let mut sh = Shader::new(cx, op, "group_norm");
     sh.tensor("x", &x, access, false)?;
     sh.tensor("out", &out, access, true)?;
-    let (mut shape, mut xs, mut os) = (
-        x.desc.shape[2..].to_vec(),
-        x.desc.strides[2..].to_vec(),
-        out.desc.strides[2..].to_vec(),
-    );
-    if shape.is_empty() {
-        (shape, xs, os) = (vec![1], vec![0], vec![0]);
-    }
-    sh.space(Space::new(&shape).with(0, xs).with(0, os));
+    sh.space(spatial_space(&x, &out));
     for (name, v) in [
         ("groups", g.groups),
         ("cg", g.c / g.groups),
@@ -369,4 +361,91 @@ pub(crate) fn group_norm(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             .replace("$W", cx.wide()),
     );
     sh.launch([ngroups as u64 * 256, 1, 1])
+}
+
+/// Space 0 over x's and out's dimensions after C (rank 2 inputs: one of size 1), offsets 0.
+fn spatial_space(x: &Bound, out: &Bound) -> Space {
+    let (mut shape, mut xs, mut os) = (
+        x.desc.shape[2..].to_vec(),
+        x.desc.strides[2..].to_vec(),
+        out.desc.strides[2..].to_vec(),
+    );
+    if shape.is_empty() {
+        (shape, xs, os) = (vec![1], vec![0], vec![0]);
+    }
+    Space::new(&shape).with(0, xs).with(0, os)
+}
+
+pub(crate) fn batch_norm(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let (x_t, out_t) = (input(call, 0)?, output(call, 0)?);
+    let opt = |i: usize| call.inputs.get(i).and_then(|t| t.as_ref());
+    let g = BatchGeom::of(
+        op,
+        &a,
+        x_t.desc(),
+        [1, 2, 3, 4].map(|i| opt(i).map(|t| t.desc())),
+    )?;
+    let eps = crate::plan::eps(&a)?;
+    let channels = count32(op, "the channels", g.c)?;
+    count32(op, "a channel", g.len())?;
+    if channels == 0 {
+        return Ok(());
+    }
+    let (x, out) = (bind(x_t)?, bind(out_t)?);
+    let (mean, invstd) = (bind(output(call, 1)?)?, bind(output(call, 2)?)?);
+    let access = Access::of(x.desc.dtype);
+    let mut sh = Shader::new(cx, op, "batch_norm");
+    sh.tensor("x", &x, access, false)?;
+    sh.tensor("out", &out, access, true)?;
+    sh.tensor("mean", &mean, access, true)?;
+    sh.tensor("invstd", &invstd, access, true)?;
+    sh.space(spatial_space(&x, &out));
+    for (name, v) in [
+        ("nb", g.n),
+        ("sp", g.spatial),
+        ("x_off", x.desc.offset),
+        ("x_s0", x.desc.strides[0]),
+        ("x_s1", x.desc.strides[1]),
+        ("o_off", out.desc.offset),
+        ("o_s0", out.desc.strides[0]),
+        ("o_s1", out.desc.strides[1]),
+        ("m_off", mean.desc.offset),
+        ("m_s", mean.desc.strides[0]),
+        ("i_off", invstd.desc.offset),
+        ("i_s", invstd.desc.strides[0]),
+    ] {
+        sh.size(name, v)?;
+    }
+    sh.f32("eps", eps as f32);
+    let wide = cx.wide();
+    let mut y = "y".to_string();
+    let mut running = String::new();
+    for (k, name) in [(1, "rm"), (2, "rv"), (3, "w"), (4, "b")] {
+        if let Some(t) = opt(k) {
+            let bt = bind(t)?;
+            sh.tensor(name, &bt, access, false)?;
+            sh.size(&format!("{name}_off"), bt.desc.offset)?;
+            sh.size(&format!("{name}_s"), bt.desc.strides[0])?;
+            let read = format!("{wide}(ld_{name}(p.{name}_off + ch * p.{name}_s))");
+            match name {
+                "rm" => running.push_str(&format!("mean = {read};\n")),
+                "rv" => running.push_str(&format!(
+                    "invstd = {wide}(1.0) / sqrt({read} + {wide}(p.eps));\n"
+                )),
+                "w" => y = format!("{y} * {read}"),
+                _ => y = format!("{y} + {read}"),
+            }
+        }
+    }
+    sh.include_owned(section(super::nn::NN, "group_reduce")?.replace("$W", wide));
+    sh.body(
+        &section(CONV, "batch_norm")?
+            .replace("$TRAIN", if g.training { "true" } else { "false" })
+            .replace("$RUNNING", &running)
+            .replace("$Y", &y)
+            .replace("$W", wide),
+    );
+    sh.launch([channels as u64 * 256, 1, 1])
 }

@@ -151,6 +151,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&cx, call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample(&cx, call),
         Op::GroupNorm => conv::group_norm(&cx, call),
+        Op::BatchNorm => conv::batch_norm(&cx, call),
         Op::Unary(_) | Op::Activation(_) | Op::Gelu | Op::Clamp => elementwise::unary(&cx, call),
         Op::Predicate(_) => elementwise::predicate(&cx, call),
         Op::ActivationBackward(_) => elementwise::backward(&cx, call),
