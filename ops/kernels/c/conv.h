@@ -211,11 +211,6 @@ KERNEL void resample(GLOBAL X_ST* out, GLOBAL const X_ST* x, const i64 total, co
 }
 #endif
 
-/* group_norm (gn_groups): one work-group of WG items per (n, group) of cg channels times the
- * spatial size; S is the layout of the spatial dimensions (operand 0 x, 1 out; rank SRANK).
- * As ln_rows: the group is scaled by a power of two near 1 / max|x| so that sums of squares
- * cannot overflow where the exact result is finite, and sums are taken relative to the group's
- * first element. GN_W, GN_B: the per-channel weight and bias (offset, stride). */
 #if defined(GN_GROUPS) || defined(BN_CHANNELS)
 /* The offset of element j of a group (batch_norm: a channel) of sp-element runs cs apart. */
 DEVICE i64 gn_at(const Lay* S, const i64 base, const i64 cs, const i64 sp, const i64 j,
@@ -225,10 +220,53 @@ DEVICE i64 gn_at(const Lay* S, const i64 base, const i64 cs, const i64 sp, const
     lay_offsets(S, SRANK, 2, j - ci * sp, so);
     return base + ci * cs + so[op];
 }
+
+/* The statistics of a group (batch_norm: a channel) of len elements: the group is scaled by
+ * sc, a power of two near 1 / max|x|, so that sums of squares cannot overflow where the exact
+ * result is finite, and summed relative to shift, its first element scaled (0 when that is
+ * infinite or NaN). dm: the scaled mean less shift; inv: 1 / the scaled standard deviation. */
+typedef struct {
+    float sc, shift, dm, inv;
+} GnStats;
+
+DEVICE GnStats gn_stats(GLOBAL const X_ST* x, const Lay* S, const i64 xb, const i64 cs,
+                        const i64 sp, const i64 len, LOCAL_PTR float* red, const int t,
+                        const float eps) {
+    GnStats r;
+    float big = 0.0f;
+    for (i64 j = t; j < len; j += WG) big = max_nan(big, fabsf(X_LD(x, gn_at(S, xb, cs, sp, j, 0))));
+    big = group_max_f32(red, big);
+    r.sc = 1.0f;
+    if (big > 0.0f && big < F32_INF) {
+        i32 e = ilogbf(big);
+        e = e < -100 ? -100 : (e > 100 ? 100 : e);
+        r.sc = ldexpf(1.0f, -e);
+    }
+    const float nf = (float)len;
+    const float first = len > 0 ? X_LD(x, gn_at(S, xb, cs, sp, 0, 0)) * r.sc : 0.0f;
+    r.shift = first - first == 0.0f ? first : 0.0f;
+    float s = 0.0f;
+    for (i64 j = t; j < len; j += WG) s += X_LD(x, gn_at(S, xb, cs, sp, j, 0)) * r.sc - r.shift;
+    r.dm = group_sum_f32(red, s) / nf;
+    float q = 0.0f;
+    for (i64 j = t; j < len; j += WG) {
+        const float d = (X_LD(x, gn_at(S, xb, cs, sp, j, 0)) * r.sc - r.shift) - r.dm;
+        q += d * d;
+    }
+    const float var = group_sum_f32(red, q) / nf;
+    const float denom = sqrtf(var + eps * r.sc * r.sc);
+    /* A group whose deviations are all 0 gives 0 when eps > 0, even where eps * sc^2
+     * underflows. */
+    r.inv = (denom == 0.0f && eps > 0.0f) ? 0.0f : 1.0f / denom;
+    return r;
+}
 #endif
 
+/* group_norm (gn_groups): one work-group of WG items per (n, group) of cg channels times the
+ * spatial size; S is the layout of the spatial dimensions (operand 0 x, 1 out; rank SRANK).
+ * The statistics come from gn_stats (as ln_rows: scaled, relative to the first element).
+ * GN_W, GN_B: the per-channel weight and bias (offset, stride). */
 #ifdef GN_GROUPS
-
 KERNEL void gn_groups(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* w,
                       GLOBAL const X_ST* b, const Lay S, const i64 ngroups, const i64 groups,
                       const i64 cg, const i64 sp, const i64 xs0, const i64 xs1, const i64 os0,
@@ -241,32 +279,9 @@ KERNEL void gn_groups(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST*
         const i64 n = ng / groups, grp = ng - n * groups;
         const i64 xb = xo + n * xs0 + grp * cg * xs1;
         const i64 ob = oo + n * os0 + grp * cg * os1;
-        float big = 0.0f;
-        for (i64 j = t; j < len; j += WG) big = max_nan(big, fabsf(X_LD(x, gn_at(&S, xb, xs1, sp, j, 0))));
-        big = group_max_f32(red, big);
-        float sc = 1.0f;
-        if (big > 0.0f && big < F32_INF) {
-            i32 e = ilogbf(big);
-            e = e < -100 ? -100 : (e > 100 ? 100 : e);
-            sc = ldexpf(1.0f, -e);
-        }
-        const float nf = (float)len;
-        /* Sums relative to the first element, unless it is infinite or NaN. */
-        const float first = len > 0 ? X_LD(x, gn_at(&S, xb, xs1, sp, 0, 0)) * sc : 0.0f;
-        const float shift = first - first == 0.0f ? first : 0.0f;
-        float s = 0.0f;
-        for (i64 j = t; j < len; j += WG) s += X_LD(x, gn_at(&S, xb, xs1, sp, j, 0)) * sc - shift;
-        const float mean = group_sum_f32(red, s) / nf;
-        float q = 0.0f;
+        const GnStats st = gn_stats(x, &S, xb, xs1, sp, len, red, t, eps);
         for (i64 j = t; j < len; j += WG) {
-            const float d = (X_LD(x, gn_at(&S, xb, xs1, sp, j, 0)) * sc - shift) - mean;
-            q += d * d;
-        }
-        const float var = group_sum_f32(red, q) / nf;
-        const float denom = sqrtf(var + eps * sc * sc);
-        const float inv = (denom == 0.0f && eps > 0.0f) ? 0.0f : 1.0f / denom;
-        for (i64 j = t; j < len; j += WG) {
-            float y = ((X_LD(x, gn_at(&S, xb, xs1, sp, j, 0)) * sc - shift) - mean) * inv;
+            float y = ((X_LD(x, gn_at(&S, xb, xs1, sp, j, 0)) * st.sc - st.shift) - st.dm) * st.inv;
             const i64 ch = grp * cg + j / sp;
 #ifdef GN_W
             y *= X_LD(w, w_off + ch * w_st);
@@ -301,33 +316,9 @@ KERNEL void bn_channels(GLOBAL X_ST* out, GLOBAL X_ST* mean_out, GLOBAL X_ST* in
         const i64 xb = xo + ch * xs1;
         const i64 ob = oo + ch * os1;
 #ifdef BN_TRAIN
-        float big = 0.0f;
-        for (i64 j = t; j < len; j += WG) big = max_nan(big, fabsf(X_LD(x, gn_at(&S, xb, xs0, sp, j, 0))));
-        big = group_max_f32(red, big);
-        float sc = 1.0f;
-        if (big > 0.0f && big < F32_INF) {
-            i32 e = ilogbf(big);
-            e = e < -100 ? -100 : (e > 100 ? 100 : e);
-            sc = ldexpf(1.0f, -e);
-        }
-        const float nf = (float)len;
-        /* Sums relative to the first element, unless it is infinite or NaN. */
-        const float first = X_LD(x, gn_at(&S, xb, xs0, sp, 0, 0)) * sc;
-        const float shift = first - first == 0.0f ? first : 0.0f;
-        float s = 0.0f;
-        for (i64 j = t; j < len; j += WG) s += X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) * sc - shift;
-        const float dm = group_sum_f32(red, s) / nf;
-        float q = 0.0f;
-        for (i64 j = t; j < len; j += WG) {
-            const float d = (X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) * sc - shift) - dm;
-            q += d * d;
-        }
-        const float var = group_sum_f32(red, q) / nf;
-        /* In scaled units: x * sc - shift - dm is (x - mean) * sc. */
-        const float denom = sqrtf(var + eps * sc * sc);
-        const float inv_sc = (denom == 0.0f && eps > 0.0f) ? 0.0f : 1.0f / denom;
-        const float mean = (shift + dm) / sc;
-        const float invstd = inv_sc * sc;
+        const GnStats st = gn_stats(x, &S, xb, xs0, sp, len, red, t, eps);
+        const float mean = (st.shift + st.dm) / st.sc;
+        const float invstd = st.inv * st.sc;
 #else
         const float mean = X_LD(rm, rm_off + ch * rm_st);
         const float invstd = 1.0f / sqrtf(X_LD(rv, rv_off + ch * rv_st) + eps);
@@ -343,7 +334,7 @@ KERNEL void bn_channels(GLOBAL X_ST* out, GLOBAL X_ST* mean_out, GLOBAL X_ST* in
          * only where the result does. */
         for (i64 j = t; j < len; j += WG) {
 #ifdef BN_TRAIN
-            const float y = ((X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) * sc - shift) - dm) * (inv_sc * wv);
+            const float y = ((X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) * st.sc - st.shift) - st.dm) * (st.inv * wv);
 #else
             const float y = (X_LD(x, gn_at(&S, xb, xs0, sp, j, 0)) - mean) * (invstd * wv);
 #endif
