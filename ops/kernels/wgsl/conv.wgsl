@@ -88,20 +88,44 @@ fn resample(@builtin(global_invocation_id) gid: vec3<u32>) {
     $BODY
 }
 
+//# run_stats
+// group_norm and batch_norm: a group is len elements in runs of p.sp (space 0 walks a run's
+// spatial dimensions: x, out), the runs rs elements apart. run_off: the offset of element j
+// in lane 0 (x) or 1 (out). run_stats: the mean and 1 / sqrt(biased variance + eps) in $W,
+// the sums taken relative to the first element unless it is infinite or NaN.
+fn run_off(base: u32, rs: u32, j: u32, lane: u32) -> u32 {
+    let r = j / p.sp;
+    return base + r * rs + walk0(j - r * p.sp)[lane];
+}
+
+fn run_stats(t: u32, xb: u32, rs: u32, len: u32) -> vec2<$W> {
+    let nf = $W(len);
+    let first = $W(ld_x(run_off(xb, rs, 0u, 0u)));
+    let shift = select($W(0.0), first, abs(first) < $W(inf_f32()));
+    var s: $W = 0.0;
+    for (var j0 = t; j0 < len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < len) { s = s + ($W(ld_x(run_off(xb, rs, j, 0u))) - shift); }
+        }
+    }
+    let dm = group_sum(t, s) / nf;
+    var q: $W = 0.0;
+    for (var j0 = t; j0 < len; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < len) {
+                let d = ($W(ld_x(run_off(xb, rs, j, 0u))) - shift) - dm;
+                q = q + d * d;
+            }
+        }
+    }
+    return vec2<$W>(shift + dm, $W(1.0) / sqrt(group_sum(t, q) / nf + $W(p.eps)));
+}
+
 //# group_norm
-// One group of 256 per (n, group) of cg channels times the spatial size (space 0 walks the
-// spatial dimensions: x, out): the mean and biased variance in $W, taken relative to the
-// group's first element, then (x - mean) / sqrt(var + eps) * w + b per channel ($Y).
-fn gn_x(xb: u32, j: u32) -> u32 {
-    let ci = j / p.sp;
-    return xb + ci * p.x_s1 + walk0(j - ci * p.sp)[0];
-}
-
-fn gn_o(ob: u32, j: u32) -> u32 {
-    let ci = j / p.sp;
-    return ob + ci * p.o_s1 + walk0(j - ci * p.sp)[1];
-}
-
+// One group of 256 per (n, group) of cg channels times the spatial size (runs: the channels),
+// then (x - mean) * invstd * w + b per channel.
 @compute @workgroup_size(256)
 fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let ng = wid.x;
@@ -110,56 +134,23 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let xb = p.x_off + nn * p.x_s0 + grp * p.cg * p.x_s1;
     let ob = p.o_off + nn * p.o_s0 + grp * p.cg * p.o_s1;
     let len = p.cg * p.sp;
-    let nf = $W(len);
-    // Sums relative to the first element, unless it is infinite or NaN.
-    let first = $W(ld_x(gn_x(xb, 0u)));
-    let shift = select($W(0.0), first, abs(first) < $W(inf_f32()));
-    var s: $W = 0.0;
-    for (var j0 = t; j0 < len; j0 += 4096u) {
-        for (var u = 0u; u < 16u; u++) {
-            let j = j0 + u * 256u;
-            if (j < len) { s = s + ($W(ld_x(gn_x(xb, j))) - shift); }
-        }
-    }
-    let mean = group_sum(t, s) / nf;
-    var q: $W = 0.0;
-    for (var j0 = t; j0 < len; j0 += 4096u) {
-        for (var u = 0u; u < 16u; u++) {
-            let j = j0 + u * 256u;
-            if (j < len) {
-                let d = ($W(ld_x(gn_x(xb, j))) - shift) - mean;
-                q = q + d * d;
-            }
-        }
-    }
-    let den = sqrt(group_sum(t, q) / nf + $W(p.eps));
+    let st = run_stats(t, xb, p.x_s1, len);
     for (var j0 = t; j0 < len; j0 += 4096u) {
         for (var u = 0u; u < 16u; u++) {
             let j = j0 + u * 256u;
             if (j < len) {
                 let ch = grp * p.cg + j / p.sp;
-                let y = (($W(ld_x(gn_x(xb, j))) - shift) - mean) / den;
-                st_out(gn_o(ob, j), f32($Y));
+                let y = ($W(ld_x(run_off(xb, p.x_s1, j, 0u))) - st.x) * st.y;
+                st_out(run_off(ob, p.o_s1, j, 1u), f32($Y));
             }
         }
     }
 }
 
 //# batch_norm
-// One group of 256 per channel, over its N runs of the spatial size (space 0 walks the spatial
-// dimensions: x, out). Training ($TRAIN): the batch's mean and biased variance in $W, relative
-// to the channel's first element; else the running statistics. Then
-// (x - mean) * invstd * w + b ($Y); invocation 0 writes the mean and invstd.
-fn bn_x(xb: u32, j: u32) -> u32 {
-    let nn = j / p.sp;
-    return xb + nn * p.x_s0 + walk0(j - nn * p.sp)[0];
-}
-
-fn bn_o(ob: u32, j: u32) -> u32 {
-    let nn = j / p.sp;
-    return ob + nn * p.o_s0 + walk0(j - nn * p.sp)[1];
-}
-
+// One group of 256 per channel, over its N runs of the spatial size (runs: the samples).
+// Training: the batch's statistics; else the running ones. Then (x - mean) * invstd * w + b;
+// invocation 0 writes the mean and invstd.
 @compute @workgroup_size(256)
 fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let ch = wid.x;
@@ -169,30 +160,9 @@ fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     var mean: $W;
     var invstd: $W;
     if ($TRAIN) {
-        let nf = $W(len);
-        // Sums relative to the first element, unless it is infinite or NaN.
-        let first = $W(ld_x(bn_x(xb, 0u)));
-        let shift = select($W(0.0), first, abs(first) < $W(inf_f32()));
-        var s: $W = 0.0;
-        for (var j0 = t; j0 < len; j0 += 4096u) {
-            for (var u = 0u; u < 16u; u++) {
-                let j = j0 + u * 256u;
-                if (j < len) { s = s + ($W(ld_x(bn_x(xb, j))) - shift); }
-            }
-        }
-        let dm = group_sum(t, s) / nf;
-        var q: $W = 0.0;
-        for (var j0 = t; j0 < len; j0 += 4096u) {
-            for (var u = 0u; u < 16u; u++) {
-                let j = j0 + u * 256u;
-                if (j < len) {
-                    let d = ($W(ld_x(bn_x(xb, j))) - shift) - dm;
-                    q = q + d * d;
-                }
-            }
-        }
-        mean = shift + dm;
-        invstd = $W(1.0) / sqrt(group_sum(t, q) / nf + $W(p.eps));
+        let st = run_stats(t, xb, p.x_s0, len);
+        mean = st.x;
+        invstd = st.y;
     } else {
         $RUNNING
     }
@@ -200,8 +170,8 @@ fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         for (var u = 0u; u < 16u; u++) {
             let j = j0 + u * 256u;
             if (j < len) {
-                let y = ($W(ld_x(bn_x(xb, j))) - mean) * invstd;
-                st_out(bn_o(ob, j), f32($Y));
+                let y = ($W(ld_x(run_off(xb, p.x_s0, j, 0u))) - mean) * invstd;
+                st_out(run_off(ob, p.o_s0, j, 1u), f32($Y));
             }
         }
     }

@@ -354,7 +354,7 @@ pub(crate) fn group_norm(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             };
         }
     }
-    sh.include_owned(section(super::nn::NN, "group_reduce")?.replace("$W", cx.wide()));
+    include_run_stats(&mut sh, cx.wide())?;
     sh.body(
         &section(CONV, "group_norm")?
             .replace("$Y", &y)
@@ -439,7 +439,7 @@ pub(crate) fn batch_norm(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             }
         }
     }
-    sh.include_owned(section(super::nn::NN, "group_reduce")?.replace("$W", wide));
+    include_run_stats(&mut sh, wide)?;
     sh.body(
         &section(CONV, "batch_norm")?
             .replace("$TRAIN", if g.training { "true" } else { "false" })
@@ -448,4 +448,11 @@ pub(crate) fn batch_norm(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             .replace("$W", wide),
     );
     sh.launch([channels as u64 * 256, 1, 1])
+}
+
+/// The work-group sums and `run_stats` of group_norm and batch_norm, accumulating in `wide`.
+fn include_run_stats(sh: &mut Shader<'_>, wide: &str) -> Result<()> {
+    sh.include_owned(section(super::nn::NN, "group_reduce")?.replace("$W", wide));
+    sh.include_owned(section(CONV, "run_stats")?.replace("$W", wide));
+    Ok(())
 }
