@@ -18,8 +18,8 @@ mod reduce;
 use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
 use nn::{
-    attention_cases, batch_norm_cases, conv_cases, group_norm_cases, matmul_cases, norm_cases,
-    pool_cases, resample_cases,
+    attention_cases, batch_norm_cases, conv_backward_cases, conv_cases, conv_transpose_cases,
+    group_norm_cases, matmul_cases, norm_cases, pool_cases, resample_cases,
 };
 use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
@@ -339,9 +339,15 @@ pub fn all_cases() -> Vec<Case> {
                 rearrange::softmax_backward_cases(&mut b, op)
             }
             (OpKind::Backward, "embedding_backward") => rearrange::embedding_backward_cases(&mut b),
+            (OpKind::Backward, op) if op.starts_with("conv") => {
+                conv_backward_cases(&mut b, op, def.dtypes)
+            }
             (OpKind::Backward, _) => elementwise::backward_cases(&mut b, def),
             (OpKind::Random, op) => random::random_cases(&mut b, op),
             (OpKind::Vision, op @ ("conv1d" | "conv2d")) => conv_cases(&mut b, op, def.dtypes),
+            (OpKind::Vision, op @ ("conv_transpose1d" | "conv_transpose2d")) => {
+                conv_transpose_cases(&mut b, op, def.dtypes)
+            }
             (OpKind::Vision, op @ ("adaptive_avg_pool2d" | "interpolate")) => {
                 resample_cases(&mut b, op, def.dtypes)
             }

@@ -140,6 +140,11 @@ pub fn run(
         Op::RmsNorm => one(nn::rms_norm(call)),
         Op::Matmul => one(nn::matmul(call)),
         Op::Conv1d | Op::Conv2d => one(nn::conv(call)),
+        Op::ConvTranspose1d | Op::ConvTranspose2d => one(nn::conv_transpose(call)),
+        Op::Conv1dBackwardInput
+        | Op::Conv2dBackwardInput
+        | Op::Conv1dBackwardWeight
+        | Op::Conv2dBackwardWeight => one(nn::conv_backward(call)),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => nn::pool(call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => one(nn::resample(call)),
         Op::GroupNorm => one(nn::group_norm(call)),

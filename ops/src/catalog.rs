@@ -314,6 +314,12 @@ pub enum Op {
     Dropout,
     Conv1d,
     Conv2d,
+    ConvTranspose1d,
+    ConvTranspose2d,
+    Conv1dBackwardInput,
+    Conv2dBackwardInput,
+    Conv1dBackwardWeight,
+    Conv2dBackwardWeight,
     MaxPool1d,
     MaxPool2d,
     AvgPool1d,
@@ -472,7 +478,13 @@ impl OpDef {
         self.kind.accumulates()
             || matches!(
                 self.op,
-                Op::SoftmaxBackward | Op::LogSoftmaxBackward | Op::EmbeddingBackward
+                Op::SoftmaxBackward
+                    | Op::LogSoftmaxBackward
+                    | Op::EmbeddingBackward
+                    | Op::Conv1dBackwardInput
+                    | Op::Conv2dBackwardInput
+                    | Op::Conv1dBackwardWeight
+                    | Op::Conv2dBackwardWeight
             )
     }
 
@@ -968,24 +980,7 @@ fn build() -> Vec<OpDef> {
 
 /// Convolution and pooling (docs/ops.md 8.11, 8.12).
 fn vision() -> Vec<OpDef> {
-    const CONV_ATTRS: &[AttrDef] = attrs![
-        AttrDef::new(
-            "stride",
-            AttrType::Ints,
-            AttrDefault::Rule("1 in every dimension")
-        ),
-        AttrDef::new(
-            "padding",
-            AttrType::Ints,
-            AttrDefault::Rule("0 in every dimension")
-        ),
-        AttrDef::new(
-            "dilation",
-            AttrType::Ints,
-            AttrDefault::Rule("1 in every dimension")
-        ),
-        AttrDef::new("groups", AttrType::Int, AttrDefault::Int(1)),
-    ];
+    const CONV_ATTRS: &[AttrDef] = attrs![CONV_STRIDE, CONV_PADDING, CONV_DILATION, CONV_GROUPS];
     [("conv1d", Op::Conv1d), ("conv2d", Op::Conv2d)]
         .into_iter()
         .map(|(name, op)| {
@@ -999,6 +994,24 @@ fn vision() -> Vec<OpDef> {
                 FLOAT,
             )
         })
+        .chain(
+            [
+                ("conv_transpose1d", Op::ConvTranspose1d),
+                ("conv_transpose2d", Op::ConvTranspose2d),
+            ]
+            .into_iter()
+            .map(|(name, op)| {
+                def(
+                    name,
+                    OpKind::Vision,
+                    op,
+                    &["x", "weight", "bias?"],
+                    OUT,
+                    CONV_TRANSPOSE_ATTRS,
+                    FLOAT,
+                )
+            }),
+        )
         .chain(
             [
                 ("max_pool1d", Op::MaxPool1d, true),
@@ -1081,6 +1094,34 @@ fn vision() -> Vec<OpDef> {
         ])
         .collect()
 }
+
+const CONV_STRIDE: AttrDef = AttrDef::new(
+    "stride",
+    AttrType::Ints,
+    AttrDefault::Rule("1 in every dimension"),
+);
+const CONV_PADDING: AttrDef = AttrDef::new(
+    "padding",
+    AttrType::Ints,
+    AttrDefault::Rule("0 in every dimension"),
+);
+const CONV_DILATION: AttrDef = AttrDef::new(
+    "dilation",
+    AttrType::Ints,
+    AttrDefault::Rule("1 in every dimension"),
+);
+const CONV_GROUPS: AttrDef = AttrDef::new("groups", AttrType::Int, AttrDefault::Int(1));
+const CONV_TRANSPOSE_ATTRS: &[AttrDef] = &[
+    CONV_STRIDE,
+    CONV_PADDING,
+    AttrDef::new(
+        "output_padding",
+        AttrType::Ints,
+        AttrDefault::Rule("0 in every dimension"),
+    ),
+    CONV_DILATION,
+    CONV_GROUPS,
+];
 
 const POOL_KERNEL: AttrDef = req("kernel_size", AttrType::Ints);
 const POOL_STRIDE: AttrDef =
@@ -1184,6 +1225,50 @@ fn activation_backward() -> Vec<OpDef> {
             )
             .ins(&[InputDtype::Listed, InputDtype::Index]),
         ])
+        .chain(
+            [
+                ("conv1d_backward_input", Op::Conv1dBackwardInput, true),
+                ("conv2d_backward_input", Op::Conv2dBackwardInput, true),
+                ("conv1d_backward_weight", Op::Conv1dBackwardWeight, false),
+                ("conv2d_backward_weight", Op::Conv2dBackwardWeight, false),
+            ]
+            .into_iter()
+            .map(|(name, op, input)| {
+                if input {
+                    def(
+                        name,
+                        OpKind::Backward,
+                        op,
+                        &["grad", "weight"],
+                        DX,
+                        attrs![
+                            req("input_size", AttrType::Ints),
+                            CONV_STRIDE,
+                            CONV_PADDING,
+                            CONV_DILATION,
+                            CONV_GROUPS
+                        ],
+                        FLOAT,
+                    )
+                } else {
+                    def(
+                        name,
+                        OpKind::Backward,
+                        op,
+                        &["grad", "x"],
+                        &["dweight"],
+                        attrs![
+                            req("weight_size", AttrType::Ints),
+                            CONV_STRIDE,
+                            CONV_PADDING,
+                            CONV_DILATION,
+                            CONV_GROUPS
+                        ],
+                        FLOAT,
+                    )
+                }
+            }),
+        )
         .collect()
 }
 

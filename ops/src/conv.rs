@@ -30,6 +30,29 @@ pub(crate) struct ConvGeom {
     pub dilation: [usize; 2],
 }
 
+/// Which of a convolution's three computations a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConvPass {
+    /// `conv1d/2d`: out [N, O, *] from x [N, C, *], weight and bias.
+    Forward,
+    /// `conv_transpose1d/2d` and `conv{1,2}d_backward_input`: an x-shaped result [N, C, *]
+    /// from an output-shaped input [N, O, *], weight and (transposes only) bias.
+    Data,
+    /// `conv{1,2}d_backward_weight`: a weight-shaped result from grad [N, O, *] and x.
+    Filter,
+}
+
+impl ConvPass {
+    /// The shape of the result of a call of this pass over `g`.
+    pub fn result_shape(self, g: &ConvGeom) -> Vec<usize> {
+        match self {
+            ConvPass::Forward => g.out_shape(),
+            ConvPass::Data => g.in_shape(),
+            ConvPass::Filter => g.weight_shape(),
+        }
+    }
+}
+
 /// `name` as a list of `spatial` values: absent gives `default`, one value is used for every
 /// dimension (PyTorch's `_pair`), and each value must be at least `min`.
 fn per_dim(
@@ -66,6 +89,25 @@ fn per_dim(
         out[0] = if min == 0 { 0 } else { 1 };
     }
     Ok(out)
+}
+
+/// The spatial dimensions of a convolution op: 1 for the `1d` ones, else 2.
+fn spatial_of(op: &str) -> usize {
+    if op.contains("1d") {
+        1
+    } else {
+        2
+    }
+}
+
+/// The `groups` attribute: at least 1.
+fn groups_of(op: &str, attrs: &Attrs<'_>) -> Result<usize> {
+    let groups = attrs.int_or_default("groups")?;
+    if groups < 1 {
+        return Err(invalid(format!("{op}: groups is {groups}, expected >= 1")));
+    }
+    usize::try_from(groups)
+        .map_err(|_| invalid(format!("{op}: groups {groups} does not fit in a size")))
 }
 
 /// Sizes `[height, width]` of a rank 3 or 4 shape (a rank 3 one has height 1).
@@ -150,7 +192,7 @@ impl ConvGeom {
         w: &TensorDesc,
         bias: Option<&TensorDesc>,
     ) -> Result<ConvGeom> {
-        let spatial = if op == "conv1d" { 1 } else { 2 };
+        let spatial = spatial_of(op);
         let rank = spatial + 2;
         for (name, t) in [("x", x), ("weight", w)] {
             if t.rank() != rank {
@@ -171,12 +213,7 @@ impl ConvGeom {
                 )));
             }
         }
-        let groups = attrs.int_or_default("groups")?;
-        if groups < 1 {
-            return Err(invalid(format!("{op}: groups is {groups}, expected >= 1")));
-        }
-        let groups = usize::try_from(groups)
-            .map_err(|_| invalid(format!("{op}: groups {groups} does not fit in a size")))?;
+        let groups = groups_of(op, attrs)?;
         let stride = per_dim(op, attrs, "stride", spatial, 1, 1)?;
         let padding = per_dim(op, attrs, "padding", spatial, 0, 0)?;
         let dilation = per_dim(op, attrs, "dilation", spatial, 1, 1)?;
@@ -246,6 +283,222 @@ impl ConvGeom {
     pub fn out_shape(&self) -> Vec<usize> {
         let mut s = vec![self.n, self.o];
         s.extend_from_slice(&self.out[2 - self.spatial..]);
+        s
+    }
+
+    /// The geometry of a `conv_transpose1d/2d` call with input `x` [N, C_in, *], weight
+    /// [C_in, C_out / groups, *] and optional `bias` [C_out]: the convolution whose input
+    /// gradient it is (its `c` is C_out, its `o` is C_in, its `input` the transpose's output
+    /// sizes and its `out` x's sizes).
+    pub fn transpose(
+        op: &str,
+        attrs: &Attrs<'_>,
+        x: &TensorDesc,
+        w: &TensorDesc,
+        bias: Option<&TensorDesc>,
+    ) -> Result<ConvGeom> {
+        let spatial = spatial_of(op);
+        let rank = spatial + 2;
+        for (name, t, form) in [
+            ("x", x, ["[N, C_in, L]", "[N, C_in, H, W]"]),
+            (
+                "weight",
+                w,
+                ["[C_in, C_out/groups, K]", "[C_in, C_out/groups, KH, KW]"],
+            ),
+        ] {
+            if t.rank() != rank {
+                return Err(invalid(format!(
+                    "{op}: {name} has shape {}, expected rank {rank} ({})",
+                    shape_str(&t.shape),
+                    form[spatial - 1]
+                )));
+            }
+        }
+        let groups = groups_of(op, attrs)?;
+        let stride = per_dim(op, attrs, "stride", spatial, 1, 1)?;
+        let padding = per_dim(op, attrs, "padding", spatial, 0, 0)?;
+        let output_padding = per_dim(op, attrs, "output_padding", spatial, 0, 0)?;
+        let dilation = per_dim(op, attrs, "dilation", spatial, 1, 1)?;
+        let (n, cin) = (x.shape[0], x.shape[1]);
+        if w.shape[0] != cin {
+            return Err(invalid(format!(
+                "{op}: x has {cin} channels but weight has shape {}: expected weight.shape[0] = \
+                 C_in = {cin}",
+                shape_str(&w.shape)
+            )));
+        }
+        if cin % groups != 0 {
+            return Err(invalid(format!(
+                "{op}: x has {cin} channels, expected a multiple of groups = {groups}"
+            )));
+        }
+        let cout = w.shape[1]
+            .checked_mul(groups)
+            .ok_or_else(|| invalid(format!("{op}: C_out = weight.shape[1] x groups overflows")))?;
+        let (input, kernel) = (lift(spatial, &x.shape), lift(spatial, &w.shape));
+        if kernel.contains(&0) {
+            return Err(invalid(format!(
+                "{op}: weight has shape {}, expected kernel sizes >= 1",
+                shape_str(&w.shape)
+            )));
+        }
+        if input.contains(&0) {
+            return Err(invalid(format!(
+                "{op}: x has shape {}, expected spatial sizes >= 1",
+                shape_str(&x.shape)
+            )));
+        }
+        let mut out = [1usize; 2];
+        for d in 0..2 {
+            if output_padding[d] >= stride[d].max(dilation[d]) {
+                return Err(invalid(format!(
+                    "{op}: output_padding {} must be smaller than the stride ({}) or the \
+                     dilation ({})",
+                    output_padding[d], stride[d], dilation[d]
+                )));
+            }
+            // (in - 1) stride - 2 padding + dilation (k - 1) + output_padding + 1, exactly.
+            let size = (input[d] as i128 - 1) * stride[d] as i128 - 2 * padding[d] as i128
+                + dilation[d] as i128 * (kernel[d] as i128 - 1)
+                + output_padding[d] as i128
+                + 1;
+            if size < 1 {
+                return Err(invalid(format!(
+                    "{op}: the output size is {size} ((in {} - 1) x stride {} - 2 x padding {} + \
+                     dilation {} x (k {} - 1) + output_padding {} + 1): the output would be empty",
+                    input[d], stride[d], padding[d], dilation[d], kernel[d], output_padding[d]
+                )));
+            }
+            out[d] = i64::try_from(size)
+                .ok()
+                .and_then(|s| usize::try_from(s).ok())
+                .ok_or_else(|| invalid(format!("{op}: the output size {size} overflows")))?;
+        }
+        if let Some(b) = bias {
+            if b.shape != [cout] {
+                return Err(invalid(format!(
+                    "{op}: bias has shape {}, expected [{cout}] (one per output channel)",
+                    shape_str(&b.shape)
+                )));
+            }
+        }
+        out_shape_of(op, [n, cout], out, spatial)?;
+        Ok(ConvGeom {
+            spatial,
+            n,
+            c: cout,
+            o: cin,
+            groups,
+            input: out,
+            kernel,
+            out: input,
+            stride,
+            padding,
+            dilation,
+        })
+    }
+
+    /// The geometry of a `conv{1,2}d_backward_input` (inputs grad, weight) or
+    /// `conv{1,2}d_backward_weight` (inputs grad, x) call: the convolution whose gradient it
+    /// is, with x or weight of the shape given by the `input_size` or `weight_size` attribute.
+    /// grad must have that convolution's output shape.
+    pub fn backward(
+        op: &str,
+        attrs: &Attrs<'_>,
+        grad: &TensorDesc,
+        other: &TensorDesc,
+    ) -> Result<ConvGeom> {
+        let spatial = spatial_of(op);
+        let data = op.ends_with("_input");
+        let name = if data { "input_size" } else { "weight_size" };
+        let size = attrs
+            .ints_opt(name)?
+            .ok_or_else(|| invalid(format!("{op}: {name} is required")))?;
+        if size.len() != spatial + 2 {
+            return Err(invalid(format!(
+                "{op}: {name} is {size:?}, expected {} values ({})",
+                spatial + 2,
+                match (data, spatial) {
+                    (true, 1) => "[N, C, L]",
+                    (true, _) => "[N, C, H, W]",
+                    (false, 1) => "[O, C/groups, K]",
+                    (false, _) => "[O, C/groups, KH, KW]",
+                }
+            )));
+        }
+        let size = size
+            .iter()
+            .map(|&v| usize::try_from(v))
+            .collect::<std::result::Result<Vec<usize>, _>>()
+            .map_err(|_| {
+                invalid(format!(
+                    "{op}: {name} is {size:?}, expected sizes >= 0 that fit in a size"
+                ))
+            })?;
+        size.iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| invalid(format!("{op}: {name}'s element count overflows")))?;
+        let sized = TensorDesc::contiguous(grad.dtype, &size);
+        let g = if data {
+            ConvGeom::of(op, attrs, &sized, other, None)?
+        } else {
+            ConvGeom::of(op, attrs, other, &sized, None)?
+        };
+        if grad.shape != g.out_shape() {
+            return Err(invalid(format!(
+                "{op}: grad has shape {}, expected {} (the convolution's output for {} {})",
+                shape_str(&grad.shape),
+                shape_str(&g.out_shape()),
+                if data { "x" } else { "x and weight" },
+                if data {
+                    shape_str(&size)
+                } else {
+                    format!("{} and {}", shape_str(&other.shape), shape_str(&size))
+                }
+            )));
+        }
+        Ok(g)
+    }
+
+    /// The geometry and pass of any convolution op (`conv*`, `conv_transpose*`,
+    /// `conv*_backward_*`) from its inputs' layouts.
+    pub fn of_call(
+        op: &str,
+        attrs: &Attrs<'_>,
+        inputs: [Option<&TensorDesc>; 3],
+    ) -> Result<(ConvGeom, ConvPass)> {
+        let need =
+            |i: usize| inputs[i].ok_or_else(|| Error::internal(format!("{op}: input {i} missing")));
+        let (a, b) = (need(0)?, need(1)?);
+        Ok(if op.starts_with("conv_transpose") {
+            (
+                ConvGeom::transpose(op, attrs, a, b, inputs[2])?,
+                ConvPass::Data,
+            )
+        } else if op.contains("_backward_") {
+            let pass = if op.ends_with("_input") {
+                ConvPass::Data
+            } else {
+                ConvPass::Filter
+            };
+            (ConvGeom::backward(op, attrs, a, b)?, pass)
+        } else {
+            (ConvGeom::of(op, attrs, a, b, inputs[2])?, ConvPass::Forward)
+        })
+    }
+
+    /// The shape of the convolution's input x: `[N, C, L]` or `[N, C, H, W]`.
+    pub fn in_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.n, self.c];
+        s.extend_from_slice(&self.input[2 - self.spatial..]);
+        s
+    }
+
+    /// The shape of its weight: `[O, C/groups, K]` or `[O, C/groups, KH, KW]`.
+    pub fn weight_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.o, self.cg()];
+        s.extend_from_slice(&self.kernel[2 - self.spatial..]);
         s
     }
 

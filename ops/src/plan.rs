@@ -592,9 +592,17 @@ pub fn plan(
         Op::AdaptiveAvgPool2d | Op::Interpolate => {
             vec![crate::conv::ResampleGeom::of(op, &attrs, x(0))?.out_shape()]
         }
-        Op::Conv1d | Op::Conv2d => {
-            let g = crate::conv::ConvGeom::of(op, &attrs, x(0), x(1), opt(2))?;
-            vec![g.out_shape()]
+        Op::Conv1d
+        | Op::Conv2d
+        | Op::ConvTranspose1d
+        | Op::ConvTranspose2d
+        | Op::Conv1dBackwardInput
+        | Op::Conv2dBackwardInput
+        | Op::Conv1dBackwardWeight
+        | Op::Conv2dBackwardWeight => {
+            let (g, pass) =
+                crate::conv::ConvGeom::of_call(op, &attrs, [Some(x(0)), Some(x(1)), opt(2)])?;
+            vec![pass.result_shape(&g)]
         }
         Op::Rope => {
             let (xd, c, s) = (x(0), x(1), x(2));

@@ -932,3 +932,109 @@ pub fn conv2d(
     )
     .map(one)
 }
+
+/// A convolution op of `spatial` dimensions with `options` and the extra attributes.
+fn conv_op(
+    q: &dyn Queue,
+    op: &str,
+    inputs: &[Option<&Tensor>],
+    options: &ConvOptions,
+    extra: Vec<(String, AttrValue)>,
+) -> Result<Tensor> {
+    let spatial = if op.contains("1d") { 1 } else { 2 };
+    let mut attrs = conv_attrs(options, spatial)?;
+    attrs.extend(extra);
+    call(q, op, inputs, &attrs).map(one)
+}
+
+/// `values` as an `Ints` attribute called `name`.
+fn sizes_attr(name: &str, values: &[usize]) -> Result<(String, AttrValue)> {
+    let v = values
+        .iter()
+        .map(|&x| {
+            i64::try_from(x).map_err(|_| {
+                anyaccel_hal::Error::invalid_argument(format!(
+                    "{name}: value {x} does not fit in an i64"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(attr(name, AttrValue::Ints(v)))
+}
+
+/// Transposed convolution of `x` [N, C_in, L] with `weight` [C_in, C_out/groups, K] and an
+/// optional `bias` `[C_out]` (the input gradient of [`conv1d`] with that weight);
+/// `output_padding` adds to one side of the output (below the stride or the dilation).
+pub fn conv_transpose1d(
+    q: &dyn Queue,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: &ConvOptions,
+    output_padding: usize,
+) -> Result<Tensor> {
+    let extra = vec![sizes_attr("output_padding", &[output_padding])?];
+    conv_op(
+        q,
+        "conv_transpose1d",
+        &[Some(x), Some(weight), bias],
+        options,
+        extra,
+    )
+}
+
+/// Transposed convolution of `x` [N, C_in, H, W] with `weight` [C_in, C_out/groups, KH, KW]
+/// and an optional `bias` `[C_out]` (the input gradient of [`conv2d`] with that weight).
+pub fn conv_transpose2d(
+    q: &dyn Queue,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: &ConvOptions,
+    output_padding: [usize; 2],
+) -> Result<Tensor> {
+    let extra = vec![sizes_attr("output_padding", &output_padding)?];
+    conv_op(
+        q,
+        "conv_transpose2d",
+        &[Some(x), Some(weight), bias],
+        options,
+        extra,
+    )
+}
+
+/// The gradient of [`conv1d`] or [`conv2d`] (by the rank of `grad`: 3 or 4) with respect to
+/// its input, of shape `input_size`, from the gradient of its output and its weight.
+pub fn conv_backward_input(
+    q: &dyn Queue,
+    grad: &Tensor,
+    weight: &Tensor,
+    input_size: &[usize],
+    options: &ConvOptions,
+) -> Result<Tensor> {
+    let op = if grad.rank() == 3 {
+        "conv1d_backward_input"
+    } else {
+        "conv2d_backward_input"
+    };
+    let extra = vec![sizes_attr("input_size", input_size)?];
+    conv_op(q, op, &[Some(grad), Some(weight)], options, extra)
+}
+
+/// The gradient of [`conv1d`] or [`conv2d`] (by the rank of `grad`: 3 or 4) with respect to
+/// its weight, of shape `weight_size`, from the gradient of its output and its input.
+pub fn conv_backward_weight(
+    q: &dyn Queue,
+    grad: &Tensor,
+    x: &Tensor,
+    weight_size: &[usize],
+    options: &ConvOptions,
+) -> Result<Tensor> {
+    let op = if grad.rank() == 3 {
+        "conv1d_backward_weight"
+    } else {
+        "conv2d_backward_weight"
+    };
+    let extra = vec![sizes_attr("weight_size", weight_size)?];
+    conv_op(q, op, &[Some(grad), Some(x)], options, extra)
+}

@@ -820,6 +820,75 @@ fn conv_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
     assert!(e.message().contains("groups"), "on {id}: {e}");
 }
 
+/// The convolution gradients: a transposed convolution computed by hand, the adjoint identity
+/// <conv(x, w), g> = <x, dx> = <w, dw>, the input gradient equal to the transpose with the
+/// matching output_padding, and a grad of the wrong shape refused by name.
+fn conv_gradients_are_adjoint(d: &dyn Device, q: &dyn Queue) {
+    use ops::ConvOptions;
+    let id = &d.info().id;
+    let t = |v: Vec<f32>, shape: &[usize]| Tensor::from_slice(q, &v, shape).unwrap();
+    let get = |t: &Tensor| t.to_vec::<f32>(q).unwrap();
+    // Stride 2 with a 2x2 kernel of ones spreads each input over its own 2x2 block.
+    let x = t(vec![1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+    let ones = t(vec![1.0; 4], &[1, 1, 2, 2]);
+    let s2 = ConvOptions {
+        stride: [2, 2],
+        ..ConvOptions::default()
+    };
+    let y = ops::conv_transpose2d(q, &x, &ones, None, &s2, [0, 0]).unwrap();
+    assert_eq!(y.shape(), &[1, 1, 4, 4], "on {id}");
+    #[rustfmt::skip]
+    let want = vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 3.0, 3.0, 4.0, 4.0];
+    assert_eq!(get(&y), want, "on {id}");
+    // Grouped, strided, padded and dilated.
+    let o = ConvOptions {
+        stride: [2, 1],
+        padding: [1, 1],
+        dilation: [1, 2],
+        groups: 2,
+    };
+    let val = |n: usize, k: usize, m: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * k % m) as f32 - (m / 2) as f32) / 4.0)
+            .collect()
+    };
+    let (xs, ws) = ([2usize, 4, 7, 6], [6usize, 2, 3, 3]);
+    let x = t(val(2 * 4 * 7 * 6, 7, 13), &xs);
+    let w = t(val(6 * 2 * 3 * 3, 5, 11), &ws);
+    let y = ops::conv2d(q, &x, &w, None, &o).unwrap();
+    assert_eq!(y.shape(), &[2, 6, 4, 4], "on {id}");
+    let g = t(val(2 * 6 * 4 * 4, 3, 7), y.shape());
+    let dx = ops::conv_backward_input(q, &g, &w, &xs, &o).unwrap();
+    let dw = ops::conv_backward_weight(q, &g, &x, &ws, &o).unwrap();
+    assert_eq!(dx.shape(), &xs, "on {id}");
+    assert_eq!(dw.shape(), &ws, "on {id}");
+    let dot = |a: &Tensor, b: &Tensor| -> f64 {
+        get(a)
+            .iter()
+            .zip(get(b))
+            .map(|(&u, v)| u as f64 * v as f64)
+            .sum()
+    };
+    let (yg, xdx, wdw) = (dot(&y, &g), dot(&x, &dx), dot(&w, &dw));
+    assert!(yg.abs() > 1.0, "on {id}: a degenerate check, <y, g> = {yg}");
+    for (name, v) in [("<x, dx>", xdx), ("<w, dw>", wdw)] {
+        assert!(
+            (v - yg).abs() <= 1e-4 * yg.abs(),
+            "on {id}: {name} = {v}, <conv(x, w), g> = {yg}"
+        );
+    }
+    // Height: (4 - 1) 2 - 2 + 2 + 1 = 7 (output_padding 0); width: 3 - 2 + 4 + 1 = 6.
+    let tr = ops::conv_transpose2d(q, &g, &w, None, &o, [0, 0]).unwrap();
+    assert_eq!(get(&tr), get(&dx), "transpose vs input gradient on {id}");
+    let e = ops::conv_backward_input(q, &x, &w, &xs, &o).unwrap_err();
+    assert_eq!(
+        e.code(),
+        anyaccel_hal::ErrorCode::InvalidArgument,
+        "on {id}"
+    );
+    assert!(e.message().contains("grad has shape"), "on {id}: {e}");
+}
+
 macro_rules! on_each_device {
     ($($test:ident),* $(,)?) => {
         mod cpu {
@@ -865,6 +934,7 @@ on_each_device!(
     random_draws_have_their_distributions,
     attention_options_match_their_definitions,
     conv_matches_its_definition,
+    conv_gradients_are_adjoint,
     attention_mask_matches_its_definition,
     pools_match_their_definition,
     resampling_matches_its_definition,

@@ -457,22 +457,6 @@ pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
             ("c64_k3_p1", &[1, 64, 8, 8], C, &[32, 64, 3, 3], C, None, &[], &[1], &[], 1, C),
         ]
     };
-    let conv_attrs = |stride: &[i64], padding: &[i64], dilation: &[i64], groups: i64| {
-        let mut attrs = Vec::new();
-        for (name, v) in [
-            ("stride", stride),
-            ("padding", padding),
-            ("dilation", dilation),
-        ] {
-            if !v.is_empty() {
-                attrs.push(attr(name, super::ints(v)));
-            }
-        }
-        if groups != 1 {
-            attrs.push(attr("groups", AttrValue::Int(groups)));
-        }
-        attrs
-    };
     for &d in dtypes {
         for &(tag, xs, xl, ws, wl, bias, stride, padding, dilation, groups, ol) in cases {
             let o = ws[0];
@@ -492,7 +476,14 @@ pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
                     &[d],
                     &format!("{tag}.{}", values_tag(v)),
                     inputs,
-                    conv_attrs(stride, padding, dilation, groups),
+                    conv_attrs(
+                        &[
+                            ("stride", stride),
+                            ("padding", padding),
+                            ("dilation", dilation),
+                        ],
+                        groups,
+                    ),
                     ol,
                     false,
                 );
@@ -516,6 +507,249 @@ pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
             input(DType::F32, &[1], C, Values::Normal),
         ],
         vec![],
+        C,
+        true,
+    );
+}
+
+/// The attributes of a convolution case: the lists that are not empty, and groups unless 1.
+fn conv_attrs(lists: &[(&str, &[i64])], groups: i64) -> Vec<(String, AttrValue)> {
+    let mut attrs: Vec<_> = lists
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|&(name, v)| attr(name, super::ints(v)))
+        .collect();
+    if groups != 1 {
+        attrs.push(attr("groups", AttrValue::Int(groups)));
+    }
+    attrs
+}
+
+/// One transposed-convolution case: tag, x (shape, layout), weight (shape, layout), the bias's
+/// layout (or none), stride, padding, output_padding, dilation, groups, the output's layout.
+type ConvTransposeCase = (
+    &'static str,
+    &'static [usize],
+    Layout,
+    &'static [usize],
+    Layout,
+    Option<Layout>,
+    [&'static [i64]; 4],
+    i64,
+    Layout,
+);
+
+pub(super) fn conv_transpose_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    let some = Some(C);
+    #[rustfmt::skip]
+    let cases: &[ConvTransposeCase] = if op == "conv_transpose1d" {
+        &[
+            ("n2_c3_l9_o4_k3", &[2, 3, 9], C, &[3, 4, 3], C, some, [&[], &[], &[], &[]], 1, C),
+            ("s2_p1_op1", &[1, 4, 7], C, &[4, 3, 3], C, None, [&[2], &[1], &[1], &[]], 1, C),
+            ("s3_d2", &[2, 2, 5], C, &[2, 3, 3], C, some, [&[3], &[0], &[], &[2]], 1, C),
+            ("op_below_dilation", &[1, 2, 6], C, &[2, 2, 3], C, some, [&[1], &[1], &[1], &[2]], 1, C),
+            ("groups2", &[2, 4, 6], C, &[4, 3, 3], C, some, [&[2], &[], &[], &[]], 2, C),
+            ("depthwise_k4_s2_p1", &[1, 6, 8], C, &[6, 1, 4], C, some, [&[2], &[1], &[], &[]], 6, C),
+            ("strided_views", &[2, 3, 10], S, &[3, 4, 2], Layout::Offset(2), Some(Layout::Offset(1)), [&[3], &[2], &[], &[]], 1, S),
+            ("empty_n0", &[0, 3, 8], C, &[3, 2, 3], C, some, [&[], &[], &[], &[]], 1, C),
+            ("cin0", &[2, 0, 5], C, &[0, 3, 2], C, some, [&[], &[], &[], &[]], 1, C),
+            ("c128_k3", &[1, 128, 16], C, &[128, 8, 3], C, some, [&[2], &[1], &[1], &[]], 1, C),
+        ]
+    } else {
+        &[
+            ("n2_c3_5x6_o4_k3", &[2, 3, 5, 6], C, &[3, 4, 3, 3], C, some, [&[], &[], &[], &[]], 1, C),
+            ("s2_p1_op1", &[1, 4, 5, 5], C, &[4, 3, 3, 3], C, None, [&[2], &[1], &[1], &[]], 1, C),
+            ("asym_s2x1_p1x0_d1x2", &[2, 2, 4, 5], C, &[2, 3, 3, 2], C, some, [&[2, 1], &[1, 0], &[], &[1, 2]], 1, C),
+            ("op_below_dilation", &[1, 2, 4, 4], C, &[2, 2, 3, 3], C, some, [&[1], &[], &[1, 0], &[2]], 1, C),
+            ("groups2", &[1, 4, 5, 5], C, &[4, 3, 3, 3], C, some, [&[], &[1], &[], &[]], 2, C),
+            ("depthwise_p1", &[2, 6, 6, 6], C, &[6, 1, 3, 3], C, some, [&[], &[1], &[], &[]], 6, C),
+            ("k4_s2_p1", &[2, 8, 4, 4], C, &[8, 4, 4, 4], C, some, [&[2], &[1], &[], &[]], 1, C),
+            ("views", &[1, 3, 7, 9], T, &[3, 2, 3, 3], S, Some(Layout::Offset(1)), [&[], &[1, 0], &[], &[]], 1, C),
+            ("out_strided", &[1, 2, 5, 6], C, &[2, 3, 2, 3], C, some, [&[2, 1], &[], &[1, 0], &[]], 1, S),
+            ("empty_n0", &[0, 3, 4, 4], C, &[3, 2, 3, 3], C, some, [&[], &[], &[], &[]], 1, C),
+            ("cin0", &[1, 0, 3, 3], C, &[0, 2, 2, 2], C, some, [&[], &[], &[], &[]], 1, C),
+            ("c64_k3_s2", &[1, 64, 8, 8], C, &[64, 16, 3, 3], C, None, [&[2], &[1], &[1], &[]], 1, C),
+        ]
+    };
+    for &d in dtypes {
+        for &(tag, xs, xl, ws, wl, bias, [stride, padding, out_pad, dilation], groups, ol) in cases
+        {
+            let cout = ws[1] * groups as usize;
+            let classes: &[Values] = if tag.starts_with("n2_") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                let mut inputs = vec![input(d, xs, xl, v), input(d, ws, wl, Values::Normal)];
+                if let Some(bl) = bias {
+                    inputs.push(input(d, &[cout], bl, Values::Normal));
+                }
+                b.push(
+                    op,
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    inputs,
+                    conv_attrs(
+                        &[
+                            ("stride", stride),
+                            ("padding", padding),
+                            ("output_padding", out_pad),
+                            ("dilation", dilation),
+                        ],
+                        groups,
+                    ),
+                    ol,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements in the output.
+    let (x, w): (&[usize], &[usize]) = if op == "conv_transpose1d" {
+        (&[1, 1, (1 << 23) + 5], &[1, 1, 2])
+    } else {
+        (&[1, 1, 2050, 2050], &[1, 1, 2, 2])
+    };
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![
+            input(DType::F32, x, C, Values::Normal),
+            input(DType::F32, w, C, Values::Normal),
+            input(DType::F32, &[1], C, Values::Normal),
+        ],
+        vec![attr("stride", super::ints(&[2]))],
+        C,
+        true,
+    );
+}
+
+/// One convolution-gradient case: tag, x's shape, weight's shape, the layouts of the two
+/// inputs (grad, then weight or x), stride, padding, dilation, groups, the result's layout.
+type ConvGradCase = (
+    &'static str,
+    &'static [usize],
+    &'static [usize],
+    [Layout; 2],
+    [&'static [i64]; 3],
+    i64,
+    Layout,
+);
+
+/// The output sizes of a convolution of x over a weight (the case tables hold valid ones).
+fn conv_out_shape(
+    xs: &[usize],
+    ws: &[usize],
+    [stride, padding, dilation]: [&[i64]; 3],
+) -> Vec<usize> {
+    let at = |v: &[i64], d: usize, default: i64| match v {
+        [] => default,
+        [one] => *one,
+        _ => v[d],
+    } as usize;
+    let mut out = vec![xs[0], ws[0]];
+    for d in 0..xs.len() - 2 {
+        let padded = xs[2 + d] + 2 * at(padding, d, 0);
+        let extent = at(dilation, d, 1) * (ws[2 + d] - 1) + 1;
+        out.push((padded - extent) / at(stride, d, 1) + 1);
+    }
+    out
+}
+
+/// `conv{1,2}d_backward_input` (grad, weight) and `conv{1,2}d_backward_weight` (grad, x).
+pub(super) fn conv_backward_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    const CC: [Layout; 2] = [C, C];
+    let data = op.ends_with("_input");
+    #[rustfmt::skip]
+    let cases: &[ConvGradCase] = if op.starts_with("conv1d") {
+        &[
+            ("n2_c3_l17_o4_k3", &[2, 3, 17], &[4, 3, 3], CC, [&[], &[], &[]], 1, C),
+            ("s2_p1_d2", &[1, 4, 20], &[5, 4, 3], CC, [&[2], &[1], &[2]], 1, C),
+            ("s3_unreached", &[2, 2, 11], &[3, 2, 2], CC, [&[3], &[], &[]], 1, C),
+            ("groups2", &[2, 4, 9], &[6, 2, 3], CC, [&[1], &[0], &[1]], 2, C),
+            ("depthwise_k5_p2", &[1, 6, 12], &[6, 1, 5], CC, [&[], &[2], &[]], 6, C),
+            ("strided_views", &[2, 3, 10], &[4, 3, 2], [S, Layout::Offset(2)], [&[3], &[2], &[]], 1, S),
+            ("empty_n0", &[0, 3, 8], &[2, 3, 3], CC, [&[], &[], &[]], 1, C),
+            ("c128_k3", &[1, 128, 16], &[8, 128, 3], CC, [&[], &[1], &[]], 1, C),
+        ]
+    } else {
+        &[
+            ("n2_c3_8x9_o4_k3", &[2, 3, 8, 9], &[4, 3, 3, 3], CC, [&[], &[], &[]], 1, C),
+            ("s2_p1", &[1, 4, 9, 10], &[6, 4, 3, 3], CC, [&[2], &[1], &[]], 1, C),
+            ("s3_unreached", &[1, 2, 8, 8], &[3, 2, 2, 2], CC, [&[3], &[], &[]], 1, C),
+            ("asym_s1x2_p2x1_d2x1", &[2, 2, 11, 7], &[3, 2, 3, 2], CC, [&[1, 2], &[2, 1], &[2, 1]], 1, C),
+            ("groups2", &[1, 4, 6, 6], &[6, 2, 3, 3], CC, [&[], &[], &[]], 2, C),
+            ("depthwise_p1", &[2, 8, 7, 7], &[8, 1, 3, 3], CC, [&[], &[1], &[]], 8, C),
+            ("pointwise", &[2, 5, 4, 4], &[7, 5, 1, 1], CC, [&[], &[], &[]], 1, C),
+            ("views", &[1, 3, 7, 9], &[2, 3, 3, 3], [T, S], [&[], &[1, 0], &[]], 1, C),
+            ("out_strided", &[1, 2, 5, 6], &[3, 2, 2, 3], [Layout::Offset(1), C], [&[2, 1], &[], &[1, 2]], 1, S),
+            ("empty_n0", &[0, 3, 5, 5], &[2, 3, 3, 3], CC, [&[], &[], &[]], 1, C),
+            ("stem_k7_s2_p3", &[1, 3, 32, 32], &[16, 3, 7, 7], CC, [&[2], &[3], &[]], 1, C),
+            ("c64_k3_p1", &[1, 64, 8, 8], &[32, 64, 3, 3], CC, [&[], &[1], &[]], 1, C),
+        ]
+    };
+    let size_attr = if data { "input_size" } else { "weight_size" };
+    for &d in dtypes {
+        for &(tag, xs, ws, [gl, ol_in], params, groups, ol) in cases {
+            let gs = conv_out_shape(xs, ws, params);
+            let (other, size) = if data { (ws, xs) } else { (xs, ws) };
+            let classes: &[Values] = if tag.starts_with("n2_") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                let size: Vec<i64> = size.iter().map(|&s| s as i64).collect();
+                let mut attrs = vec![attr(size_attr, super::ints(&size))];
+                let [stride, padding, dilation] = params;
+                attrs.extend(conv_attrs(
+                    &[
+                        ("stride", stride),
+                        ("padding", padding),
+                        ("dilation", dilation),
+                    ],
+                    groups,
+                ));
+                b.push(
+                    op,
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    vec![input(d, &gs, gl, v), input(d, other, ol_in, Values::Normal)],
+                    attrs,
+                    ol,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements in grad and x.
+    let (xs, ws): (&[usize], &[usize]) = if op.starts_with("conv1d") {
+        (&[1, 1, (1 << 24) + 5], &[1, 1, 3])
+    } else {
+        (&[1, 1, 4099, 4099], &[1, 1, 3, 3])
+    };
+    let gs = conv_out_shape(xs, ws, [&[], &[], &[]]);
+    let (other, size) = if data { (ws, xs) } else { (xs, ws) };
+    let size: Vec<i64> = size.iter().map(|&s| s as i64).collect();
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![
+            input(DType::F32, &gs, C, Values::Normal),
+            input(DType::F32, other, C, Values::Normal),
+        ],
+        vec![attr(size_attr, super::ints(&size))],
         C,
         true,
     );

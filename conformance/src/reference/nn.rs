@@ -577,6 +577,182 @@ fn conv_param(
         .collect()
 }
 
+/// A convolution's geometry, lifted to two spatial dimensions (a 1-D one has height 1).
+struct ConvRef {
+    sp: usize,
+    n: usize,
+    c: usize,
+    o: usize,
+    cg: usize,
+    og: usize,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    out: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl ConvRef {
+    /// The forward convolution over x and weight shapes (checked as conv1d/conv2d check them).
+    fn of(call: &Call, xs: &[usize], ws: &[usize]) -> Result<ConvRef> {
+        let op = call.op;
+        let sp = if op.contains("1d") { 1 } else { 2 };
+        let (xf, wf) = if sp == 1 {
+            ("[N, C, L]", "[O, C/groups, K]")
+        } else {
+            ("[N, C, H, W]", "[O, C/groups, KH, KW]")
+        };
+        for (arg, t, form) in [("x", xs, xf), ("weight", ws, wf)] {
+            if t.len() != sp + 2 {
+                return Err(invalid(
+                    op,
+                    format!("{arg} has shape {t:?}: expected rank {} ({form})", sp + 2),
+                ));
+            }
+        }
+        let groups = conv_groups(call)?;
+        let stride = conv_param(call, "stride", sp, 1, 1)?;
+        let padding = conv_param(call, "padding", sp, 0, 0)?;
+        let dilation = conv_param(call, "dilation", sp, 1, 1)?;
+        let (n, c, o, cg) = (xs[0], xs[1], ws[0], ws[1]);
+        if cg.checked_mul(groups) != Some(c) {
+            return Err(invalid(
+                op,
+                format!(
+                    "x {xs:?} and weight {ws:?}: weight.shape[1] x groups ({groups}) must equal C"
+                ),
+            ));
+        }
+        if o % groups != 0 {
+            return Err(invalid(
+                op,
+                format!("{o} output channels is not a multiple of groups = {groups}"),
+            ));
+        }
+        let mut out_sp = Vec::with_capacity(sp);
+        for d in 0..sp {
+            let (len, k) = (xs[2 + d], ws[2 + d]);
+            if k == 0 {
+                return Err(invalid(op, format!("weight {ws:?}: kernel size 0")));
+            }
+            let padded = (len as u128) + 2 * (padding[d] as u128);
+            if padded > i64::MAX as u128 {
+                return Err(invalid(op, "the padded input exceeds 2^63 - 1"));
+            }
+            let extent = (dilation[d] as u128) * (k as u128 - 1) + 1;
+            if extent > padded {
+                return Err(invalid(
+                    op,
+                    format!("the kernel spans {extent} but the padded input is {padded}"),
+                ));
+            }
+            out_sp.push(((padded - extent) / stride[d] as u128 + 1) as usize);
+        }
+        let mut out_shape = vec![n, o];
+        out_shape.extend(&out_sp);
+        count_of(op, &out_shape)?;
+        Ok(ConvRef::lifted(
+            sp,
+            [n, c, o, groups],
+            [&xs[2..], &ws[2..], &out_sp],
+            [&stride, &padding, &dilation],
+        ))
+    }
+
+    /// The geometry from per-op-dimension lists, lifted to two dimensions.
+    fn lifted(
+        sp: usize,
+        [n, c, o, groups]: [usize; 4],
+        [input, kernel, out]: [&[usize]; 3],
+        [stride, padding, dilation]: [&[usize]; 3],
+    ) -> ConvRef {
+        let lift = |v: &[usize], one: usize| -> [usize; 2] {
+            if sp == 1 {
+                [one, v[0]]
+            } else {
+                [v[0], v[1]]
+            }
+        };
+        ConvRef {
+            sp,
+            n,
+            c,
+            o,
+            cg: c / groups,
+            og: o / groups,
+            input: lift(input, 1),
+            kernel: lift(kernel, 1),
+            out: lift(out, 1),
+            stride: lift(stride, 1),
+            padding: lift(padding, 0),
+            dilation: lift(dilation, 1),
+        }
+    }
+
+    fn shape(&self, lead: [usize; 2], sizes: [usize; 2]) -> Vec<usize> {
+        let mut s = lead.to_vec();
+        s.extend_from_slice(&sizes[2 - self.sp..]);
+        s
+    }
+
+    /// Every (n, oc, oy, ox, ci, ky, kx, iy, ix) of the forward convolution whose input
+    /// position lies inside the input, with the row-major indices of x, weight and out.
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let [ih, iw] = self.input;
+        let [kh, kw] = self.kernel;
+        let [oh, ow] = self.out;
+        for nn in 0..self.n {
+            for oc in 0..self.o {
+                let grp = oc / self.og;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let oi = ((nn * self.o + oc) * oh + oy) * ow + ox;
+                        for ci in 0..self.cg {
+                            let ch = grp * self.cg + ci;
+                            for ky in 0..kh {
+                                let iy = (oy * self.stride[0] + ky * self.dilation[0]) as i128
+                                    - self.padding[0] as i128;
+                                if iy < 0 || iy >= ih as i128 {
+                                    continue;
+                                }
+                                for kx in 0..kw {
+                                    let ix = (ox * self.stride[1] + kx * self.dilation[1]) as i128
+                                        - self.padding[1] as i128;
+                                    if ix < 0 || ix >= iw as i128 {
+                                        continue;
+                                    }
+                                    let xi =
+                                        ((nn * self.c + ch) * ih + iy as usize) * iw + ix as usize;
+                                    let wi = ((oc * self.cg + ci) * kh + ky) * kw + kx;
+                                    f(xi, wi, oi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn conv_groups(call: &Call) -> Result<usize> {
+    let op = call.op;
+    let groups = call.int_attr("groups")?.unwrap_or(1);
+    if groups < 1 {
+        return Err(invalid(op, format!("groups is {groups}, expected >= 1")));
+    }
+    usize::try_from(groups)
+        .map_err(|_| invalid(op, format!("groups {groups} does not fit in a size")))
+}
+
+fn count_of(op: &str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| invalid(op, "the result's element count overflows"))
+}
+
 /// `conv1d` and `conv2d`: cross-correlation with zero padding, stride, dilation and groups,
 /// summed in f64 (PyTorch's `conv1d` / `conv2d`).
 pub(crate) fn conv(call: &Call) -> Result<RefTensor> {
@@ -585,131 +761,153 @@ pub(crate) fn conv(call: &Call) -> Result<RefTensor> {
     let w = call.input(1)?;
     check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
     check_same_dtype(op, "weight", w, "x", x)?;
-    let sp = if op == "conv1d" { 1 } else { 2 };
-    let (xs, ws) = if sp == 1 {
-        ("[N, C, L]", "[O, C/groups, K]")
-    } else {
-        ("[N, C, H, W]", "[O, C/groups, KH, KW]")
-    };
-    for (arg, t, form) in [("x", x, xs), ("weight", w, ws)] {
+    let g = ConvRef::of(call, &x.shape, &w.shape)?;
+    let bias = conv_bias(call, x, g.o)?;
+    let out_shape = g.shape([g.n, g.o], g.out);
+    let plane = g.out[0] * g.out[1];
+    let mut out: Vec<f64> = (0..out_shape.iter().product::<usize>())
+        .map(|i| bias.as_ref().map_or(0.0, |b| b[i / plane % g.o]))
+        .collect();
+    let (xv, wv) = (x.to_f64_vec(), w.to_f64_vec());
+    g.for_each_tap(|xi, wi, oi| out[oi] += xv[xi] * wv[wi]);
+    RefTensor::from_f64(x.dtype, &out_shape, out)
+}
+
+/// The optional bias (input 2) of a convolution with `channels` result channels.
+fn conv_bias(call: &Call, x: &RefTensor, channels: usize) -> Result<Option<Vec<f64>>> {
+    let op = call.op;
+    match call.optional(2) {
+        Some(b) => {
+            check_same_dtype(op, "bias", b, "x", x)?;
+            if b.shape != [channels] {
+                return Err(invalid(
+                    op,
+                    format!("{}: expected [{channels}]", describe("bias", b)),
+                ));
+            }
+            Ok(Some(b.to_f64_vec()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// `conv_transpose1d/2d`: the input gradient of the convolution with the same weight, x in
+/// the place of the output, plus the bias; its output size per dimension is (in - 1) stride -
+/// 2 padding + dilation (k - 1) + output_padding + 1 (PyTorch's `conv_transpose1d/2d`).
+pub(crate) fn conv_transpose(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    let w = call.input(1)?;
+    check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(op, "weight", w, "x", x)?;
+    let sp = if op.ends_with("1d") { 1 } else { 2 };
+    for (arg, t) in [("x", x), ("weight", w)] {
         if t.rank() != sp + 2 {
             return Err(invalid(
                 op,
-                format!("{}: expected rank {} ({form})", describe(arg, t), sp + 2),
+                format!("{}: expected rank {}", describe(arg, t), sp + 2),
             ));
         }
     }
-    let groups = call.int_attr("groups")?.unwrap_or(1);
-    if groups < 1 {
-        return Err(invalid(op, format!("groups is {groups}, expected >= 1")));
-    }
-    let groups = usize::try_from(groups)
-        .map_err(|_| invalid(op, format!("groups {groups} does not fit in a size")))?;
+    let groups = conv_groups(call)?;
     let stride = conv_param(call, "stride", sp, 1, 1)?;
     let padding = conv_param(call, "padding", sp, 0, 0)?;
+    let out_pad = conv_param(call, "output_padding", sp, 0, 0)?;
     let dilation = conv_param(call, "dilation", sp, 1, 1)?;
-    let (n, c, o, cg) = (x.shape[0], x.shape[1], w.shape[0], w.shape[1]);
-    if cg.checked_mul(groups) != Some(c) {
+    let (n, cin) = (x.shape[0], x.shape[1]);
+    if w.shape[0] != cin || cin % groups != 0 {
         return Err(invalid(
             op,
             format!(
-                "{} and {}: weight.shape[1] x groups ({groups}) must equal C",
+                "{} and {}: weight.shape[0] must be C_in, a multiple of groups = {groups}",
                 describe("x", x),
                 describe("weight", w)
             ),
         ));
     }
-    if o % groups != 0 {
-        return Err(invalid(
-            op,
-            format!("{o} output channels is not a multiple of groups = {groups}"),
-        ));
-    }
-    let og = o / groups;
-    let mut out_sp = Vec::with_capacity(sp);
+    let cout = w.shape[1]
+        .checked_mul(groups)
+        .ok_or_else(|| invalid(op, "C_out overflows"))?;
+    let mut sizes = Vec::with_capacity(sp);
     for d in 0..sp {
         let (len, k) = (x.shape[2 + d], w.shape[2 + d]);
-        if k == 0 {
+        if k == 0 || len == 0 {
+            return Err(invalid(op, "kernel and input sizes must be >= 1"));
+        }
+        if out_pad[d] >= stride[d].max(dilation[d]) {
             return Err(invalid(
                 op,
-                format!("{}: kernel size 0", describe("weight", w)),
+                format!("output_padding {out_pad:?} must be below the stride or the dilation"),
             ));
         }
-        let padded = (len as u128) + 2 * (padding[d] as u128);
-        if padded > i64::MAX as u128 {
-            return Err(invalid(op, "the padded input exceeds 2^63 - 1"));
+        let size = (len as i128 - 1) * stride[d] as i128 - 2 * padding[d] as i128
+            + dilation[d] as i128 * (k as i128 - 1)
+            + out_pad[d] as i128
+            + 1;
+        if size < 1 || size > i64::MAX as i128 {
+            return Err(invalid(op, format!("output size {size}")));
         }
-        let extent = (dilation[d] as u128) * (k as u128 - 1) + 1;
-        if extent > padded {
-            return Err(invalid(
-                op,
-                format!("the kernel spans {extent} but the padded input is {padded}"),
-            ));
-        }
-        out_sp.push(((padded - extent) / stride[d] as u128 + 1) as usize);
+        sizes.push(size as usize);
     }
-    if let Some(b) = call.optional(2) {
-        check_same_dtype(op, "bias", b, "x", x)?;
-        if b.shape != [o] {
-            return Err(invalid(
-                op,
-                format!("{}: expected [{o}]", describe("bias", b)),
-            ));
-        }
-    }
-    let mut out_shape = vec![n, o];
-    out_shape.extend(&out_sp);
-    out_shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| invalid(op, "the output's element count overflows"))?;
-    // Lift conv1d to two spatial dims of which the first has size 1.
-    let lift = |v: &[usize], one: usize| -> [usize; 2] {
-        if sp == 1 {
-            [one, v[0]]
-        } else {
-            [v[0], v[1]]
-        }
-    };
-    let (ih, iw) = (lift(&x.shape[2..], 1)[0], lift(&x.shape[2..], 1)[1]);
-    let [kh, kw] = lift(&w.shape[2..], 1);
-    let [oh, ow] = lift(&out_sp, 1);
-    let [sh, sw] = lift(&stride, 1);
-    let [ph, pw] = lift(&padding, 0);
-    let [dh, dw] = lift(&dilation, 1);
-    let (xv, wv) = (x.to_f64_vec(), w.to_f64_vec());
-    let bv = call.optional(2).map(|b| b.to_f64_vec());
-    let mut out = Vec::with_capacity(n * o * oh * ow);
-    for nn in 0..n {
-        for oc in 0..o {
-            let grp = oc / og;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = bv.as_ref().map_or(0.0, |b| b[oc]);
-                    for ci in 0..cg {
-                        let ch = grp * cg + ci;
-                        for ky in 0..kh {
-                            let iy = (oy * sh + ky * dh) as i128 - ph as i128;
-                            if iy < 0 || iy >= ih as i128 {
-                                continue;
-                            }
-                            for kx in 0..kw {
-                                let ix = (ox * sw + kx * dw) as i128 - pw as i128;
-                                if ix < 0 || ix >= iw as i128 {
-                                    continue;
-                                }
-                                let xi = ((nn * c + ch) * ih + iy as usize) * iw + ix as usize;
-                                let wi = ((oc * cg + ci) * kh + ky) * kw + kx;
-                                acc += xv[xi] * wv[wi];
-                            }
-                        }
-                    }
-                    out.push(acc);
-                }
-            }
-        }
-    }
+    let bias = conv_bias(call, x, cout)?;
+    let g = ConvRef::lifted(
+        sp,
+        [n, cout, cin, groups],
+        [&sizes, &w.shape[2..], &x.shape[2..]],
+        [&stride, &padding, &dilation],
+    );
+    let out_shape = g.shape([n, cout], g.input);
+    count_of(op, &out_shape)?;
+    let plane = g.input[0] * g.input[1];
+    let mut out: Vec<f64> = (0..out_shape.iter().product::<usize>())
+        .map(|i| bias.as_ref().map_or(0.0, |b| b[i / plane % cout]))
+        .collect();
+    let (yv, wv) = (x.to_f64_vec(), w.to_f64_vec());
+    g.for_each_tap(|xi, wi, oi| out[xi] += yv[oi] * wv[wi]);
     RefTensor::from_f64(x.dtype, &out_shape, out)
+}
+
+/// `conv{1,2}d_backward_input` (grad, weight -> dx of shape `input_size`) and
+/// `conv{1,2}d_backward_weight` (grad, x -> dweight of shape `weight_size`): the gradients of
+/// the convolution, summed in f64 (PyTorch's `torch.nn.grad.conv{1,2}d_input/_weight`).
+pub(crate) fn conv_backward(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let grad = call.input(0)?;
+    let other = call.input(1)?;
+    check_dtype(op, "grad", grad.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(op, "the second input", other, "grad", grad)?;
+    let data = op.ends_with("_input");
+    let name = if data { "input_size" } else { "weight_size" };
+    let size: Vec<usize> = call
+        .ints_attr(name)?
+        .ok_or_else(|| invalid(op, format!("{name} is required")))?
+        .iter()
+        .map(|&v| usize::try_from(v).map_err(|_| invalid(op, format!("{name}: {v} < 0"))))
+        .collect::<Result<_>>()?;
+    count_of(op, &size)?;
+    let g = if data {
+        ConvRef::of(call, &size, &other.shape)?
+    } else {
+        ConvRef::of(call, &other.shape, &size)?
+    };
+    if grad.shape != g.shape([g.n, g.o], g.out) {
+        return Err(invalid(
+            op,
+            format!(
+                "{}: expected the convolution's output shape {:?}",
+                describe("grad", grad),
+                g.shape([g.n, g.o], g.out)
+            ),
+        ));
+    }
+    let (gv, ov) = (grad.to_f64_vec(), other.to_f64_vec());
+    let mut out = vec![0.0; size.iter().product()];
+    if data {
+        g.for_each_tap(|xi, wi, oi| out[xi] += gv[oi] * ov[wi]);
+    } else {
+        g.for_each_tap(|xi, wi, oi| out[wi] += gv[oi] * ov[xi]);
+    }
+    RefTensor::from_f64(grad.dtype, &size, out)
 }
 
 /// `max_pool1d/2d` (values and i64 plane indices) and `avg_pool1d/2d`, in f64 (PyTorch's

@@ -25,6 +25,8 @@ const char *const ref_native_ops[] = {
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
     "pad", "flip", "roll", "tril", "triu", "repeat_interleave", "one_hot", "scatter", "scatter_add",
     "index_add", "masked_fill", "uniform", "normal", "bernoulli", "dropout", "conv1d", "conv2d",
+    "conv_transpose1d", "conv_transpose2d", "conv1d_backward_input", "conv2d_backward_input",
+    "conv1d_backward_weight", "conv2d_backward_weight",
     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate",
     "group_norm", "batch_norm", NULL,
 };
@@ -58,7 +60,9 @@ static RefFamily family_of(const char *op) {
          "masked_fill embedding_backward ",
          ref_op_rearrange},
         {" uniform normal bernoulli dropout ", ref_op_random},
-        {" conv1d conv2d ", ref_op_conv},
+        {" conv1d conv2d conv_transpose1d conv_transpose2d conv1d_backward_input conv2d_backward_input "
+         "conv1d_backward_weight conv2d_backward_weight ",
+         ref_op_conv},
         {" max_pool1d max_pool2d avg_pool1d avg_pool2d ", ref_op_pool},
         {" adaptive_avg_pool2d interpolate ", ref_op_resample},
         {" group_norm ", ref_op_group_norm},

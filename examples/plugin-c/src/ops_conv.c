@@ -1,65 +1,121 @@
 /*
  * Convolution (docs/ops.md, section 8.11): conv1d and conv2d, PyTorch's cross-correlation with
- * zero padding, groups, strides and dilations.
+ * zero padding, groups, strides and dilations; their transposes conv_transpose1d and
+ * conv_transpose2d; and their gradients conv1d/conv2d_backward_input (with respect to x) and
+ * conv1d/conv2d_backward_weight (with respect to the weight).
  *
  *   conv1d: x [N, C, L],    weight [O, C/groups, K],      bias [O] -> out [N, O, L_out]
  *   conv2d: x [N, C, H, W], weight [O, C/groups, KH, KW], bias [O] -> out [N, O, H_out, W_out]
+ *   conv_transpose2d: x [N, C_in, H, W], weight [C_in, C_out/groups, KH, KW], bias [C_out]
+ *                     -> out [N, C_out, H_out, W_out]
+ *   conv2d_backward_input:  grad [N, O, H_out, W_out], weight [O, C/groups, KH, KW] -> dx [N, C, H, W]
+ *   conv2d_backward_weight: grad [N, O, H_out, W_out], x [N, C, H, W] -> dweight [O, C/groups, KH, KW]
  *
- * A conv1d runs as a conv2d over a height of 1. Each output element is accumulated on its own in
- * f32 (f16 and bf16 elements are widened to f32 exactly), the bias added after the window sum,
- * and rounded once to the output dtype; an element whose f32 sum is not finite is summed again
- * in f64 (see op_conv).
+ * (and the 1-d forms over [N, C, L]). Every op is described by the geometry of one forward
+ * convolution (ConvGeom): its input x, weight and output. A transposed convolution is the
+ * gradient of the convolution whose input is the transpose's output and whose output is the
+ * transpose's x, so it shares conv*_backward_input's kernel (transposed_sum).
+ *
+ * A 1-d op runs as a 2-d one over a height of 1. conv1d and conv2d accumulate each output element
+ * on its own in f32 (f16 and bf16 elements are widened to f32 exactly), the bias added after the
+ * window sum, and rounded once to the output dtype; an element whose f32 sum is not finite is
+ * summed again in f64 (see op_conv). The transposes and gradients accumulate in f64 and round
+ * once.
  *
  * Every tensor is checked once (its element count and the offsets of its elements fit in int64),
- * and the output size is derived with checked arithmetic, so that every input position
- * oy * stride + ky * dilation stays below the padded input size and every element offset below,
- * a sum of coordinate x stride terms with each coordinate inside its tensor's shape, stays in
- * range.
+ * and the sizes are derived with checked arithmetic, so that every input position
+ * oy * stride + ky * dilation stays below the padded input size, every position
+ * y + padding - ky * dilation of a transposed sum stays in int64, and every element offset, a sum
+ * of coordinate x stride terms with each coordinate inside its tensor's shape, stays in range.
  */
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
 
 #define CONV_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
 
+/* The defaults of the per-dimension attributes (ref_per_dim): 0 or 1 in every dimension. */
+static const int64_t conv_zeros[2] = {0, 0}, conv_ones[2] = {1, 1};
+
 /* ---- Helpers ---------------------------------------------------------------------------------- */
 
-/*
- * The Ints attribute `name` as `spatial` values in v[0..spatial]: absent gives `dflt` in every
- * dimension, a single value (or a single Int) is used for every dimension, as PyTorch's `_pair`;
- * every value must be at least `min`.
- */
-static AnyaccelStatus per_dim(const RefCall *c, const char *name, int spatial, int64_t dflt, int64_t min,
-                              int64_t *v) {
+/* The required Ints attribute `name`, a shape of rank `rank` (`layout` names its dimensions)
+ * with sizes >= 0, in v[0..rank]. */
+static AnyaccelStatus shape_attr(const RefCall *c, const char *name, int rank, const char *layout, int64_t *v) {
     const int64_t *vals = NULL;
     size_t len = 0;
     int r = ref_attr_ints(c, name, &vals, &len);
-    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
-    if (r == 0) {
-        for (int d = 0; d < spatial; d++) v[d] = dflt;
-        return ANYACCEL_OK;
+    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints", c->op, name);
+    if (r == 0) return REF_INVALID("%s: attribute `%s` (Ints, the shape %s) is required", c->op, name, layout);
+    if (len != (size_t)rank)
+        return REF_INVALID("%s: attribute `%s` is %s, expected %d values (%s)", c->op, name,
+                           ref_list_str(len, vals).s, rank, layout);
+    for (int d = 0; d < rank; d++) {
+        if (vals[d] < 0)
+            return REF_INVALID("%s: attribute `%s` is %s, expected sizes >= 0", c->op, name,
+                               ref_list_str(len, vals).s);
+        v[d] = vals[d];
     }
-    if (len != 1 && len != (size_t)spatial) {
-        if (spatial == 1) return REF_INVALID("%s: attribute `%s` has %zu values, expected 1", c->op, name, len);
-        return REF_INVALID("%s: attribute `%s` has %zu values, expected 1 (for every spatial dimension) or %d (one "
-                           "per spatial dimension)",
-                           c->op, name, len, spatial);
-    }
-    for (size_t i = 0; i < len; i++)
-        if (vals[i] < min)
-            return REF_INVALID("%s: attribute `%s` is %s, expected every value >= %lld", c->op, name,
-                               ref_list_str(len, vals).s, (long long)min);
-    for (int d = 0; d < spatial; d++) v[d] = vals[len == 1 ? 0 : d];
     return ANYACCEL_OK;
 }
 
-/* ---- conv1d, conv2d --------------------------------------------------------------------------- */
+/* The call has two inputs (and an optional third, the bias, when `bias`) and one output;
+ * `inputs` names them for the message. */
+static AnyaccelStatus conv_arity(const RefCall *c, int bias, const char *inputs) {
+    if (c->num_inputs < 2 || c->num_inputs > (bias ? 3u : 2u) || c->num_outputs != 1)
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected %s, and one output", c->op, c->num_inputs,
+                           c->num_outputs, inputs);
+    return ANYACCEL_OK;
+}
 
-/* The geometry of a call, lifted to two spatial dimensions (a conv1d has a height of 1, a
- * kernel height of 1, stride and dilation 1 and no padding along it). */
+/* The optional bias of a call (its third input), or NULL. */
+static const RefTensor *conv_bias(const RefCall *c) {
+    return c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
+}
+
+/* The `count` tensors t[i] (named names[i]; NULL for an absent bias) share the float dtype of
+ * t[0] and pass ref_check_tensor. */
+static AnyaccelStatus same_dtype(const char *op, int count, const char *const *names, const RefTensor *const *t) {
+    AnyaccelStatus st;
+    if ((st = ref_check_tensor(op, names[0], t[0], CONV_DTYPES))) return st;
+    for (int i = 1; i < count; i++)
+        if (t[i] && t[i]->present && t[i]->dtype != t[0]->dtype)
+            return REF_INVALID("%s: %s has dtype %s but %s has dtype %s: all inputs and the output must share one "
+                               "float dtype",
+                               op, names[i], ref_dtype_name(t[i]->dtype), names[0], ref_dtype_name(t[0]->dtype));
+    for (int i = 1; i < count; i++)
+        if (t[i] && (st = ref_check_tensor(op, names[i], t[i], ANYACCEL_DTYPE_BIT(t[0]->dtype)))) return st;
+    return ANYACCEL_OK;
+}
+
+/* `name` has rank `rank` (`layout` names its dimensions). */
+static AnyaccelStatus check_rank(const char *op, const char *name, const RefTensor *t, int rank, const char *layout) {
+    if (t->ndim != rank)
+        return REF_INVALID("%s: %s has shape %s, expected rank %d (%s)", op, name, ref_shape_str(t->ndim, t->shape).s,
+                           rank, layout);
+    return ANYACCEL_OK;
+}
+
+/* `name` has shape expect[0..rank]; `why`, appended to the message, says where that comes from. */
+static AnyaccelStatus check_shape(const char *op, const char *name, const RefTensor *t, int rank,
+                                  const int64_t *expect, const char *why) {
+    int ok = t->ndim == rank;
+    for (int d = 0; ok && d < rank; d++) ok = t->shape[d] == expect[d];
+    if (!ok)
+        return REF_INVALID("%s: %s has shape %s, expected %s%s", op, name, ref_shape_str(t->ndim, t->shape).s,
+                           ref_shape_str(rank, expect).s, why);
+    return ANYACCEL_OK;
+}
+
+/* ---- The geometry of a convolution ------------------------------------------------------------ */
+
+/* The geometry of a forward convolution, lifted to two spatial dimensions (a 1-d one has a height
+ * of 1, a kernel height of 1, stride and dilation 1 and no padding along it): x [n, c, in],
+ * weight [o, cg, k], out [n, o, out], with cg = c / groups and og = o / groups. */
 typedef struct {
     int64_t n, c, o, groups, cg, og;
     int64_t in[2], k[2], out[2], stride[2], pad[2], dil[2];
@@ -67,127 +123,120 @@ typedef struct {
     int64_t xs[4], ws[4], os[4];
 } ConvGeom;
 
-/* A tensor of rank spatial + 2: its strides over 4 dimensions (a conv1d's height gets stride 0). */
-static void strides4(const RefTensor *t, int spatial, int64_t *s) {
-    s[0] = t->strides[0];
-    s[1] = t->strides[1];
-    s[2] = spatial == 2 ? t->strides[2] : 0;
-    s[3] = t->strides[spatial + 1];
+/* The shapes of a geometry's three tensors. */
+enum { GEOM_X, GEOM_WEIGHT, GEOM_OUT };
+
+static const char *const dim_names[2][2] = {{"length", "length"}, {"height", "width"}};
+
+/* The shape of tensor `which` (GEOM_*) of a geometry, of rank spatial + 2. */
+static void geom_shape(const ConvGeom *g, int spatial, int which, int64_t *shape) {
+    const int64_t *sizes = which == GEOM_X ? g->in : which == GEOM_WEIGHT ? g->k : g->out;
+    shape[0] = which == GEOM_WEIGHT ? g->o : g->n;
+    shape[1] = which == GEOM_X ? g->c : which == GEOM_WEIGHT ? g->cg : g->o;
+    for (int d = 0; d < spatial; d++) shape[2 + d] = sizes[2 - spatial + d];
 }
 
-static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
-    const char *op = c->op;
-    int rank = spatial + 2;
-    if (c->num_inputs < 2 || c->num_inputs > 3 || c->num_outputs != 1)
-        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x, weight and an optional bias, and one "
-                           "output",
-                           op, c->num_inputs, c->num_outputs);
-    const RefTensor *x = &c->inputs[0], *w = &c->inputs[1], *out = &c->outputs[0];
-    const RefTensor *bias = c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
-    AnyaccelStatus st;
-    if ((st = ref_check_tensor(op, "x", x, CONV_DTYPES))) return st;
-    /* The inputs and the output share x's dtype. */
-    const struct {
-        const char *name;
-        const RefTensor *t;
-    } others[3] = {{"weight", w}, {"bias", bias}, {"the output", out}};
-    for (int i = 0; i < 3; i++)
-        if (others[i].t && others[i].t->present && others[i].t->dtype != x->dtype)
-            return REF_INVALID("%s: %s has dtype %s but x has dtype %s: all inputs and the output must share one "
-                               "float dtype",
-                               op, others[i].name, ref_dtype_name(others[i].t->dtype), ref_dtype_name(x->dtype));
-    unsigned same = ANYACCEL_DTYPE_BIT(x->dtype);
-    if ((st = ref_check_tensor(op, "weight", w, same)) ||
-        (bias && (st = ref_check_tensor(op, "bias", bias, same))) ||
-        (st = ref_check_tensor(op, "the output", out, same)))
-        return st;
-
-    if (x->ndim != rank)
-        return REF_INVALID("%s: x has shape %s, expected rank %d (%s)", op, ref_shape_str(x->ndim, x->shape).s, rank,
-                           spatial == 1 ? "[N, C, L]" : "[N, C, H, W]");
-    if (w->ndim != rank)
-        return REF_INVALID("%s: weight has shape %s, expected rank %d (%s)", op,
-                           ref_shape_str(w->ndim, w->shape).s, rank,
-                           spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]");
-
+/* The attributes groups, stride, padding and dilation, lifted into g; every size of g is set
+ * to 1. */
+static AnyaccelStatus conv_attrs(const RefCall *c, int spatial, ConvGeom *g) {
     int64_t groups = 1;
-    if (ref_attr_int(c, "groups", &groups) < 0) return REF_INVALID("%s: attribute `groups` must be an Int", op);
-    if (groups < 1) return REF_INVALID("%s: groups is %lld, expected >= 1", op, (long long)groups);
+    if (ref_attr_int(c, "groups", &groups) < 0) return REF_INVALID("%s: attribute `groups` must be an Int", c->op);
+    if (groups < 1) return REF_INVALID("%s: groups is %lld, expected >= 1", c->op, (long long)groups);
     int64_t stride[2], pad[2], dil[2];
-    if ((st = per_dim(c, "stride", spatial, 1, 1, stride)) || (st = per_dim(c, "padding", spatial, 0, 0, pad)) ||
-        (st = per_dim(c, "dilation", spatial, 1, 1, dil)))
+    AnyaccelStatus st;
+    if ((st = ref_per_dim(c, "stride", spatial, conv_ones, 1, 0, 0, stride)) ||
+        (st = ref_per_dim(c, "padding", spatial, conv_zeros, 0, 0, 0, pad)) ||
+        (st = ref_per_dim(c, "dilation", spatial, conv_ones, 1, 0, 0, dil)))
         return st;
-
-    g->n = x->shape[0];
-    g->c = x->shape[1];
-    g->o = w->shape[0];
     g->groups = groups;
-    g->cg = w->shape[1];
-    if (g->c % groups != 0 || g->c / groups != g->cg) {
-        if (g->c % groups == 0)
-            return REF_INVALID("%s: x has %lld channels and weight has shape %s (%lld per group): with groups = "
-                               "%lld, weight.shape[1] must be C / groups = %lld",
-                               op, (long long)g->c, ref_shape_str(w->ndim, w->shape).s, (long long)g->cg,
-                               (long long)groups, (long long)(g->c / groups));
-        return REF_INVALID("%s: x has %lld channels, which groups = %lld does not divide (weight has shape %s)", op,
-                           (long long)g->c, (long long)groups, ref_shape_str(w->ndim, w->shape).s);
-    }
-    if (g->o % groups != 0)
-        return REF_INVALID("%s: weight has %lld output channels, expected a multiple of groups = %lld", op,
-                           (long long)g->o, (long long)groups);
-    g->og = g->o / groups;
-
-    /* Lift to two spatial dimensions. */
     int first = 2 - spatial;
     for (int d = 0; d < 2; d++) {
-        g->in[d] = 1;
-        g->k[d] = 1;
-        g->stride[d] = 1;
-        g->pad[d] = 0;
-        g->dil[d] = 1;
-        g->out[d] = 1;
+        g->in[d] = g->k[d] = g->out[d] = 1;
+        g->stride[d] = d < first ? 1 : stride[d - first];
+        g->pad[d] = d < first ? 0 : pad[d - first];
+        g->dil[d] = d < first ? 1 : dil[d - first];
     }
-    for (int d = 0; d < spatial; d++) {
-        g->in[first + d] = x->shape[2 + d];
-        g->k[first + d] = w->shape[2 + d];
-        g->stride[first + d] = stride[d];
-        g->pad[first + d] = pad[d];
-        g->dil[first + d] = dil[d];
+    return ANYACCEL_OK;
+}
+
+/*
+ * The forward geometry of an input of shape xshape and a weight of shape wshape (both of rank
+ * spatial + 2; xname and wname name them in messages), with the attributes already in g: the
+ * channel counts, the kernel and input sizes, and the output sizes
+ * floor((in + 2 pad - (dil (k - 1) + 1)) / stride) + 1.
+ */
+static AnyaccelStatus conv_shapes(const char *op, int spatial, const char *xname, const int64_t *xshape,
+                                  const char *wname, const int64_t *wshape, ConvGeom *g) {
+    const int rank = spatial + 2, first = 2 - spatial;
+    const int64_t groups = g->groups;
+    g->n = xshape[0];
+    g->c = xshape[1];
+    g->o = wshape[0];
+    g->cg = wshape[1];
+    if (g->c % groups != 0 || g->c / groups != g->cg) {
+        if (g->c % groups == 0)
+            return REF_INVALID("%s: %s has %lld channels and %s has shape %s (%lld per group): with groups = "
+                               "%lld, weight.shape[1] must be C / groups = %lld",
+                               op, xname, (long long)g->c, wname, ref_shape_str(rank, wshape).s, (long long)g->cg,
+                               (long long)groups, (long long)(g->c / groups));
+        return REF_INVALID("%s: %s has %lld channels, which groups = %lld does not divide (%s has shape %s)", op,
+                           xname, (long long)g->c, (long long)groups, wname, ref_shape_str(rank, wshape).s);
     }
-    static const char *const dim_names[2][2] = {{"length", "length"}, {"height", "width"}};
+    if (g->o % groups != 0)
+        return REF_INVALID("%s: %s has %lld output channels, expected a multiple of groups = %lld", op, wname,
+                           (long long)g->o, (long long)groups);
+    g->og = g->o / groups;
     for (int d = first; d < 2; d++) {
+        const char *dim = dim_names[spatial - 1][d];
+        g->in[d] = xshape[2 + d - first];
+        g->k[d] = wshape[2 + d - first];
         if (g->k[d] == 0)
-            return REF_INVALID("%s: weight has shape %s, expected kernel sizes >= 1", op,
-                               ref_shape_str(w->ndim, w->shape).s);
-        /* floor((in + 2 pad - (dil (k - 1) + 1)) / stride) + 1 */
+            return REF_INVALID("%s: %s has shape %s, expected kernel sizes >= 1", op, wname,
+                               ref_shape_str(rank, wshape).s);
         int64_t padded, extent;
         if (!ref_mul_ok(g->pad[d], 2, &padded) || !ref_add_ok(padded, g->in[d], &padded) ||
             !ref_mul_ok(g->dil[d], g->k[d] - 1, &extent) || !ref_add_ok(extent, 1, &extent))
-            return REF_INVALID("%s: the output size along the %s overflows int64", op, dim_names[spatial - 1][d]);
+            return REF_INVALID("%s: the output size along the %s overflows int64", op, dim);
         if (extent > padded)
             return REF_INVALID("%s: the kernel spans %lld (dilation %lld x (size %lld - 1) + 1) but the padded "
                                "input %s is %lld (%lld + 2 x %lld): the output would be empty",
-                               op, (long long)extent, (long long)g->dil[d], (long long)g->k[d],
-                               dim_names[spatial - 1][d], (long long)padded, (long long)g->in[d],
-                               (long long)g->pad[d]);
+                               op, (long long)extent, (long long)g->dil[d], (long long)g->k[d], dim,
+                               (long long)padded, (long long)g->in[d], (long long)g->pad[d]);
         g->out[d] = (padded - extent) / g->stride[d] + 1;
     }
+    return ANYACCEL_OK;
+}
 
-    if (bias && !(bias->ndim == 1 && bias->shape[0] == g->o))
+/* bias, when present, has shape [channels] (one per output channel). */
+static AnyaccelStatus check_bias(const char *op, const RefTensor *bias, int64_t channels) {
+    if (bias && !(bias->ndim == 1 && bias->shape[0] == channels))
         return REF_INVALID("%s: bias has shape %s, expected [%lld] (one per output channel)", op,
-                           ref_shape_str(bias->ndim, bias->shape).s, (long long)g->o);
+                           ref_shape_str(bias->ndim, bias->shape).s, (long long)channels);
+    return ANYACCEL_OK;
+}
 
-    int64_t expect[4] = {g->n, g->o, g->out[0], g->out[1]};
-    if (spatial == 1) expect[2] = g->out[1];
-    int ok = out->ndim == rank;
-    for (int d = 0; ok && d < rank; d++) ok = out->shape[d] == expect[d];
-    if (!ok)
-        return REF_INVALID("%s: the output has shape %s, expected %s", op, ref_shape_str(out->ndim, out->shape).s,
-                           ref_shape_str(rank, expect).s);
+/* ---- conv1d, conv2d --------------------------------------------------------------------------- */
 
-    strides4(x, spatial, g->xs);
-    strides4(w, spatial, g->ws);
-    strides4(out, spatial, g->os);
+static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
+    const char *op = c->op;
+    const int rank = spatial + 2;
+    AnyaccelStatus st;
+    if ((st = conv_arity(c, 1, "x, weight and an optional bias"))) return st;
+    const RefTensor *x = &c->inputs[0], *w = &c->inputs[1], *out = &c->outputs[0], *bias = conv_bias(c);
+    static const char *const names[4] = {"x", "weight", "bias", "the output"};
+    const RefTensor *const tensors[4] = {x, w, bias, out};
+    if ((st = same_dtype(op, 4, names, tensors)) ||
+        (st = check_rank(op, "x", x, rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]")) ||
+        (st = check_rank(op, "weight", w, rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]")) ||
+        (st = conv_attrs(c, spatial, g)) || (st = conv_shapes(op, spatial, "x", x->shape, "weight", w->shape, g)) ||
+        (st = check_bias(op, bias, g->o)))
+        return st;
+    int64_t expect[4];
+    geom_shape(g, spatial, GEOM_OUT, expect);
+    if ((st = check_shape(op, "the output", out, rank, expect, ""))) return st;
+    ref_strides4(x, spatial, g->xs);
+    ref_strides4(w, spatial, g->ws);
+    ref_strides4(out, spatial, g->os);
     return ANYACCEL_OK;
 }
 
@@ -197,7 +246,7 @@ static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
  * x[n, g * C/groups + ci, oy * sh + ky * dh - ph, ox * sw + kx * dw - pw] * weight[oc, ci, ky, kx]
  * with g = oc / (O/groups); input positions outside the image add nothing (zero padding).
  * Accumulated in f32, or with `wide` in f64 (products and sums exact up to the f64 rounding).
- * oy * sh + ky * dh stays below the padded input size, which fits in int64: see conv_geom.
+ * oy * sh + ky * dh stays below the padded input size, which fits in int64: see conv_shapes.
  */
 static double window_sum(const ConvGeom *g, const RefTensor *x, const RefTensor *w, int64_t n, int64_t oc,
                          int64_t oy, int64_t ox, int wide) {
@@ -238,8 +287,7 @@ static AnyaccelStatus op_conv(const RefCall *c, int spatial) {
     ConvGeom g;
     AnyaccelStatus st = conv_geom(c, spatial, &g);
     if (st) return st;
-    const RefTensor *x = &c->inputs[0], *w = &c->inputs[1], *out = &c->outputs[0];
-    const RefTensor *bias = c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
+    const RefTensor *x = &c->inputs[0], *w = &c->inputs[1], *out = &c->outputs[0], *bias = conv_bias(c);
     const int64_t osize = (int64_t)ref_dtype_size(out->dtype);
     for (int64_t n = 0; n < g.n; n++)
         for (int64_t oc = 0; oc < g.o; oc++) {
@@ -257,8 +305,254 @@ static AnyaccelStatus op_conv(const RefCall *c, int spatial) {
     return ANYACCEL_OK;
 }
 
+/* ---- The transposed sum: conv_transpose1d/2d, conv1d/2d_backward_input ----------------------- */
+
+/*
+ * The gradient of a convolution's output `src` (shape [N, O, out]) carried back to element
+ * (n, c, y, x) of its input: the sum over the O/groups output channels oc of c's group
+ * g = c / (C/groups), ky and kx with oy = (y + ph - ky * dh) / sh an integer in [0, out[0]) and ox
+ * likewise, of src[n, oc, oy, ox] * weight[oc, c - g * C/groups, ky, kx], in f64. Positions that
+ * no window reaches add nothing. y + ph and ky * dh fit in int64 (see conv_shapes and
+ * transpose_geom), and so does their difference.
+ */
+static double transposed_sum(const ConvGeom *g, const RefTensor *src, const RefTensor *w, int64_t n, int64_t c,
+                             int64_t y, int64_t x) {
+    const int64_t grp = c / g->cg, ci = c - grp * g->cg;
+    double acc = 0.0;
+    for (int64_t oc = grp * g->og; oc < (grp + 1) * g->og; oc++) {
+        const int64_t sb = n * g->os[0] + oc * g->os[1];
+        const int64_t wb = oc * g->ws[0] + ci * g->ws[1];
+        for (int64_t ky = 0; ky < g->k[0]; ky++) {
+            const int64_t ty = y + g->pad[0] - ky * g->dil[0];
+            if (ty < 0) break; /* and so for every larger ky */
+            if (ty % g->stride[0] != 0 || ty / g->stride[0] >= g->out[0]) continue;
+            const int64_t oy = ty / g->stride[0];
+            for (int64_t kx = 0; kx < g->k[1]; kx++) {
+                const int64_t tx = x + g->pad[1] - kx * g->dil[1];
+                if (tx < 0) break;
+                if (tx % g->stride[1] != 0 || tx / g->stride[1] >= g->out[1]) continue;
+                const int64_t ox = tx / g->stride[1];
+                acc += ref_at(src, sb + oy * g->os[2] + ox * g->os[3]) * ref_at(w, wb + ky * g->ws[2] + kx * g->ws[3]);
+            }
+        }
+    }
+    return acc;
+}
+
+/* Every element of `dst` (the convolution's input, strides g->xs) set to bias[c] (0 without) plus
+ * the transposed sum of `src`, rounded once. */
+static void transposed_run(const ConvGeom *g, const RefTensor *src, const RefTensor *w, const RefTensor *bias,
+                           const RefTensor *dst) {
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t c = 0; c < g->c; c++) {
+            const double b = bias ? ref_at(bias, c * bias->strides[0]) : 0.0;
+            for (int64_t y = 0; y < g->in[0]; y++)
+                for (int64_t x = 0; x < g->in[1]; x++)
+                    ref_put(dst, n * g->xs[0] + c * g->xs[1] + y * g->xs[2] + x * g->xs[3],
+                            b + transposed_sum(g, src, w, n, c, y, x));
+        }
+}
+
+/*
+ * The geometry of conv_transpose: the convolution whose input is the transpose's output
+ * [N, C_out, out] and whose output is the transpose's x [N, C_in, in], with the same weight
+ * [C_in, C_out/groups, k] (O = C_in). Each output size is
+ * (in - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1.
+ */
+static AnyaccelStatus transpose_geom(const RefCall *c, int spatial, ConvGeom *g) {
+    const char *op = c->op;
+    const int rank = spatial + 2, first = 2 - spatial;
+    AnyaccelStatus st;
+    if ((st = conv_arity(c, 1, "x, weight and an optional bias"))) return st;
+    const RefTensor *x = &c->inputs[0], *w = &c->inputs[1], *out = &c->outputs[0], *bias = conv_bias(c);
+    static const char *const names[4] = {"x", "weight", "bias", "the output"};
+    const RefTensor *const tensors[4] = {x, w, bias, out};
+    int64_t opad[2];
+    if ((st = same_dtype(op, 4, names, tensors)) ||
+        (st = check_rank(op, "x", x, rank, spatial == 1 ? "[N, C_in, L]" : "[N, C_in, H, W]")) ||
+        (st = check_rank(op, "weight", w, rank,
+                         spatial == 1 ? "[C_in, C_out/groups, K]" : "[C_in, C_out/groups, KH, KW]")) ||
+        (st = conv_attrs(c, spatial, g)) ||
+        (st = ref_per_dim(c, "output_padding", spatial, conv_zeros, 0, 0, 0, opad)))
+        return st;
+
+    const int64_t groups = g->groups;
+    g->n = x->shape[0];
+    g->o = x->shape[1];
+    g->cg = w->shape[1];
+    if (w->shape[0] != g->o)
+        return REF_INVALID("%s: x has %lld channels but weight has shape %s: expected weight.shape[0] = C_in = %lld",
+                           op, (long long)g->o, ref_shape_str(w->ndim, w->shape).s, (long long)g->o);
+    if (g->o % groups != 0)
+        return REF_INVALID("%s: x has %lld channels, which groups = %lld does not divide", op, (long long)g->o,
+                           (long long)groups);
+    g->og = g->o / groups;
+    if (!ref_mul_ok(g->cg, groups, &g->c))
+        return REF_INVALID("%s: the output channels, weight.shape[1] %lld x groups %lld, overflow int64", op,
+                           (long long)g->cg, (long long)groups);
+    for (int d = first; d < 2; d++) {
+        const char *dim = dim_names[spatial - 1][d];
+        const int64_t s = g->stride[d], dl = g->dil[d], p = g->pad[d], op_d = opad[d - first];
+        g->out[d] = x->shape[2 + d - first];
+        g->k[d] = w->shape[2 + d - first];
+        if (g->out[d] == 0)
+            return REF_INVALID("%s: x has shape %s, expected spatial sizes >= 1", op,
+                               ref_shape_str(x->ndim, x->shape).s);
+        if (g->k[d] == 0)
+            return REF_INVALID("%s: weight has shape %s, expected kernel sizes >= 1", op,
+                               ref_shape_str(w->ndim, w->shape).s);
+        const int64_t most = s > dl ? s : dl;
+        if (op_d >= most)
+            return REF_INVALID("%s: output_padding is %lld along the %s, expected less than max(stride %lld, "
+                               "dilation %lld) = %lld",
+                               op, (long long)op_d, dim, (long long)s, (long long)dl, (long long)most);
+        /* size = A - 2 p with A = (in - 1) * s + dl * (k - 1) + output_padding + 1 in int64, so
+         * that every y + p with y < size is below A - p and fits too. */
+        int64_t size, extent, twice;
+        if (!ref_mul_ok(g->out[d] - 1, s, &size) || !ref_mul_ok(dl, g->k[d] - 1, &extent) ||
+            !ref_add_ok(size, extent, &size) || !ref_add_ok(size, op_d + 1, &size) || !ref_mul_ok(p, 2, &twice))
+            return REF_INVALID("%s: the output size along the %s overflows int64", op, dim);
+        size -= twice;
+        if (size < 1)
+            return REF_INVALID("%s: the output %s would be %lld ((%lld - 1) x stride %lld - 2 x padding %lld + "
+                               "dilation %lld x (kernel %lld - 1) + output_padding %lld + 1): the output would be "
+                               "empty",
+                               op, dim, (long long)size, (long long)g->out[d], (long long)s, (long long)p,
+                               (long long)dl, (long long)g->k[d], (long long)op_d);
+        g->in[d] = size;
+    }
+    if ((st = check_bias(op, bias, g->c))) return st;
+    int64_t expect[4];
+    geom_shape(g, spatial, GEOM_X, expect);
+    if ((st = check_shape(op, "the output", out, rank, expect, ""))) return st;
+    ref_strides4(out, spatial, g->xs);
+    ref_strides4(w, spatial, g->ws);
+    ref_strides4(x, spatial, g->os);
+    return ANYACCEL_OK;
+}
+
+static AnyaccelStatus op_conv_transpose(const RefCall *c, int spatial) {
+    ConvGeom g;
+    AnyaccelStatus st = transpose_geom(c, spatial, &g);
+    if (st) return st;
+    transposed_run(&g, &c->inputs[0], &c->inputs[1], conv_bias(c), &c->outputs[0]);
+    return ANYACCEL_OK;
+}
+
+/* conv*_backward_input(grad, weight) -> dx: the transposed sum of grad into a tensor of shape
+ * input_size, the forward convolution of an x of that shape with this weight. */
+static AnyaccelStatus op_conv_backward_input(const RefCall *c, int spatial) {
+    const char *op = c->op;
+    const int rank = spatial + 2;
+    AnyaccelStatus st;
+    if ((st = conv_arity(c, 0, "grad and weight"))) return st;
+    const RefTensor *grad = &c->inputs[0], *w = &c->inputs[1], *dx = &c->outputs[0];
+    static const char *const names[3] = {"grad", "weight", "dx"};
+    const RefTensor *const tensors[3] = {grad, w, dx};
+    ConvGeom g;
+    int64_t input_size[4];
+    if ((st = same_dtype(op, 3, names, tensors)) ||
+        (st = check_rank(op, "weight", w, rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]")) ||
+        (st = shape_attr(c, "input_size", rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]", input_size)) ||
+        (st = conv_attrs(c, spatial, &g)) ||
+        (st = conv_shapes(op, spatial, "x (input_size)", input_size, "weight", w->shape, &g)))
+        return st;
+    int64_t expect[4];
+    char why[sizeof(RefShapeStr) + 64];
+    geom_shape(&g, spatial, GEOM_OUT, expect);
+    snprintf(why, sizeof why, " (conv%dd's output for input_size %s)", spatial, ref_list_str(rank, input_size).s);
+    if ((st = check_shape(op, "grad", grad, rank, expect, why)) ||
+        (st = check_shape(op, "dx", dx, rank, input_size, " (input_size)")))
+        return st;
+    ref_strides4(dx, spatial, g.xs);
+    ref_strides4(w, spatial, g.ws);
+    ref_strides4(grad, spatial, g.os);
+    transposed_run(&g, grad, w, NULL, dx);
+    return ANYACCEL_OK;
+}
+
+/* ---- conv1d_backward_weight, conv2d_backward_weight ------------------------------------------ */
+
+/*
+ * dweight[oc, ci, ky, kx]: the sum over n, oy, ox of
+ * grad[n, oc, oy, ox] * x[n, g * C/groups + ci, oy * sh + ky * dh - ph, ox * sw + kx * dw - pw]
+ * with g = oc / (O/groups), input positions outside the image adding nothing; in f64.
+ * oy * sh + ky * dh stays below the padded input size (grad has the forward output's shape).
+ */
+static double weight_sum(const ConvGeom *g, const RefTensor *grad, const RefTensor *x, int64_t oc, int64_t ci,
+                         int64_t ky, int64_t kx) {
+    const int64_t c = (oc / g->og) * g->cg + ci;
+    double acc = 0.0;
+    for (int64_t n = 0; n < g->n; n++) {
+        const int64_t gb = n * g->os[0] + oc * g->os[1];
+        const int64_t xb = n * g->xs[0] + c * g->xs[1];
+        for (int64_t oy = 0; oy < g->out[0]; oy++) {
+            const int64_t iy = oy * g->stride[0] + ky * g->dil[0] - g->pad[0];
+            if (iy < 0 || iy >= g->in[0]) continue;
+            for (int64_t ox = 0; ox < g->out[1]; ox++) {
+                const int64_t ix = ox * g->stride[1] + kx * g->dil[1] - g->pad[1];
+                if (ix < 0 || ix >= g->in[1]) continue;
+                acc += ref_at(grad, gb + oy * g->os[2] + ox * g->os[3]) * ref_at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
+            }
+        }
+    }
+    return acc;
+}
+
+/* conv*_backward_weight(grad, x) -> dweight of shape weight_size. */
+static AnyaccelStatus op_conv_backward_weight(const RefCall *c, int spatial) {
+    const char *op = c->op;
+    const int rank = spatial + 2;
+    AnyaccelStatus st;
+    if ((st = conv_arity(c, 0, "grad and x"))) return st;
+    const RefTensor *grad = &c->inputs[0], *x = &c->inputs[1], *dw = &c->outputs[0];
+    static const char *const names[3] = {"grad", "x", "dweight"};
+    const RefTensor *const tensors[3] = {grad, x, dw};
+    ConvGeom g;
+    int64_t weight_size[4];
+    if ((st = same_dtype(op, 3, names, tensors)) ||
+        (st = check_rank(op, "x", x, rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]")) ||
+        (st = shape_attr(c, "weight_size", rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]",
+                         weight_size)) ||
+        (st = conv_attrs(c, spatial, &g)) ||
+        (st = conv_shapes(op, spatial, "x", x->shape, "weight (weight_size)", weight_size, &g)))
+        return st;
+    int64_t expect[4];
+    char why[2 * sizeof(RefShapeStr) + 64];
+    geom_shape(&g, spatial, GEOM_OUT, expect);
+    snprintf(why, sizeof why, " (conv%dd's output for x %s and weight_size %s)", spatial,
+             ref_shape_str(rank, x->shape).s, ref_list_str(rank, weight_size).s);
+    if ((st = check_shape(op, "grad", grad, rank, expect, why)) ||
+        (st = check_shape(op, "dweight", dw, rank, weight_size, " (weight_size)")))
+        return st;
+    ref_strides4(x, spatial, g.xs);
+    ref_strides4(dw, spatial, g.ws);
+    ref_strides4(grad, spatial, g.os);
+    for (int64_t oc = 0; oc < g.o; oc++)
+        for (int64_t ci = 0; ci < g.cg; ci++)
+            for (int64_t ky = 0; ky < g.k[0]; ky++)
+                for (int64_t kx = 0; kx < g.k[1]; kx++)
+                    ref_put(dw, oc * g.ws[0] + ci * g.ws[1] + ky * g.ws[2] + kx * g.ws[3],
+                            weight_sum(&g, grad, x, oc, ci, ky, kx));
+    return ANYACCEL_OK;
+}
+
 AnyaccelStatus ref_op_conv(const RefCall *c) {
-    if (strcmp(c->op, "conv1d") == 0) return op_conv(c, 1);
-    if (strcmp(c->op, "conv2d") == 0) return op_conv(c, 2);
+    static const struct {
+        const char *name;
+        int spatial;
+        AnyaccelStatus (*run)(const RefCall *c, int spatial);
+    } ops[] = {
+        {"conv1d", 1, op_conv},
+        {"conv2d", 2, op_conv},
+        {"conv_transpose1d", 1, op_conv_transpose},
+        {"conv_transpose2d", 2, op_conv_transpose},
+        {"conv1d_backward_input", 1, op_conv_backward_input},
+        {"conv2d_backward_input", 2, op_conv_backward_input},
+        {"conv1d_backward_weight", 1, op_conv_backward_weight},
+        {"conv2d_backward_weight", 2, op_conv_backward_weight},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(c->op, ops[i].name) == 0) return ops[i].run(c, ops[i].spatial);
     return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", c->op);
 }

@@ -30,38 +30,6 @@
 
 /* ---- Helpers ---------------------------------------------------------------------------------- */
 
-/*
- * The Ints attribute `name` as `spatial` values in v[0..spatial]: a single value (or a single
- * Int) is used for every dimension, as PyTorch's `_pair`; every value must be at least `min`.
- * Absent gives `dflt` in every dimension, and so does an empty list when `empty_is_absent`
- * (`stride`: absent or empty means kernel_size); `required` makes an absent attribute an error.
- */
-static AnyaccelStatus per_dim(const RefCall *c, const char *name, int spatial, const int64_t *dflt, int64_t min,
-                              int required, int empty_is_absent, int64_t *v) {
-    const int64_t *vals = NULL;
-    size_t len = 0;
-    int r = ref_attr_ints(c, name, &vals, &len);
-    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
-    if (r > 0 && len == 0 && empty_is_absent) r = 0;
-    if (r == 0) {
-        if (required) return REF_INVALID("%s: attribute `%s` (Ints) is required", c->op, name);
-        for (int d = 0; d < spatial; d++) v[d] = dflt[d];
-        return ANYACCEL_OK;
-    }
-    if (len != 1 && len != (size_t)spatial) {
-        if (spatial == 1) return REF_INVALID("%s: attribute `%s` has %zu values, expected 1", c->op, name, len);
-        return REF_INVALID("%s: attribute `%s` has %zu values, expected 1 (for every spatial dimension) or %d (one "
-                           "per spatial dimension)",
-                           c->op, name, len, spatial);
-    }
-    for (size_t i = 0; i < len; i++)
-        if (vals[i] < min)
-            return REF_INVALID("%s: attribute `%s` is %s, expected every value >= %lld", c->op, name,
-                               ref_list_str(len, vals).s, (long long)min);
-    for (int d = 0; d < spatial; d++) v[d] = vals[len == 1 ? 0 : d];
-    return ANYACCEL_OK;
-}
-
 /* The Flag attribute `name` (an Int, 0 or 1), `*out` holding its default. */
 static AnyaccelStatus flag_attr(const RefCall *c, const char *name, int *out) {
     int64_t v = *out;
@@ -84,14 +52,6 @@ typedef struct {
     /* The strides of x, out and (max pools) indices over [batch, channel, height, width]. */
     int64_t xs[4], os[4], is[4];
 } PoolGeom;
-
-/* A tensor of rank spatial + 2: its strides over 4 dimensions (a 1-D pool's height gets stride 0). */
-static void strides4(const RefTensor *t, int spatial, int64_t *s) {
-    s[0] = t->strides[0];
-    s[1] = t->strides[1];
-    s[2] = spatial == 2 ? t->strides[2] : 0;
-    s[3] = t->strides[spatial + 1];
-}
 
 /* The expected shape of an output, [N, C, out...], has rank spatial + 2. */
 static AnyaccelStatus check_out_shape(const char *op, const char *name, const RefTensor *t, int spatial,
@@ -133,10 +93,10 @@ static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom
     /* Attributes: kernel_size is required, stride defaults to it. */
     static const int64_t zeros[2] = {0, 0}, ones[2] = {1, 1};
     int64_t k[2], stride[2], pad[2], dil[2] = {1, 1};
-    if ((st = per_dim(c, "kernel_size", spatial, ones, 1, 1, 0, k)) ||
-        (st = per_dim(c, "stride", spatial, k, 1, 0, 1, stride)) ||
-        (st = per_dim(c, "padding", spatial, zeros, 0, 0, 0, pad)) ||
-        (max && (st = per_dim(c, "dilation", spatial, ones, 1, 0, 0, dil))))
+    if ((st = ref_per_dim(c, "kernel_size", spatial, ones, 1, 1, 0, k)) ||
+        (st = ref_per_dim(c, "stride", spatial, k, 1, 0, 1, stride)) ||
+        (st = ref_per_dim(c, "padding", spatial, zeros, 0, 0, 0, pad)) ||
+        (max && (st = ref_per_dim(c, "dilation", spatial, ones, 1, 0, 0, dil))))
         return st;
     int ceil_mode = 0, include_pad = 1;
     if ((st = flag_attr(c, "ceil_mode", &ceil_mode))) return st;
@@ -205,9 +165,9 @@ static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom
     if ((st = check_out_shape(op, "the output", out, spatial, expect))) return st;
     if (indices && (st = check_out_shape(op, "indices", indices, spatial, expect))) return st;
 
-    strides4(x, spatial, g->xs);
-    strides4(out, spatial, g->os);
-    if (indices) strides4(indices, spatial, g->is);
+    ref_strides4(x, spatial, g->xs);
+    ref_strides4(out, spatial, g->os);
+    if (indices) ref_strides4(indices, spatial, g->is);
     return ANYACCEL_OK;
 }
 

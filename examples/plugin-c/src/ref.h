@@ -178,6 +178,19 @@ RefShapeStr ref_list_str(size_t len, const int64_t *v);
 /* Writes a tensor's shape as "AxBxC" (or "scalar") into buf. */
 void ref_dims_str(const RefTensor *t, char *buf, size_t len);
 
+/*
+ * The Ints attribute `name` of a convolution or pool as `spatial` values in v[0..spatial]: a
+ * single value (or a single Int) is used for every dimension, as PyTorch's `_pair`; every value
+ * must be at least `min`. Absent gives dflt[0..spatial], and so does an empty list when
+ * `empty_is_absent` (a pool's `stride`: absent or empty means kernel_size); `required` makes an
+ * absent attribute an error.
+ */
+AnyaccelStatus ref_per_dim(const RefCall *c, const char *name, int spatial, const int64_t *dflt, int64_t min,
+                           int required, int empty_is_absent, int64_t *v);
+/* A tensor of rank spatial + 2 (spatial 1 or 2): its strides over [batch, channel, height,
+ * width], a 1-d tensor's height getting stride 0. */
+void ref_strides4(const RefTensor *t, int spatial, int64_t *s);
+
 /* The float at element offset `off` (in elements, from base) of a float tensor, as its exact
  * double; and a double stored there, rounded once to t's dtype. In the header so that the ops'
  * inner loops inline them. */
@@ -200,7 +213,11 @@ AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, s
 AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleave, one_hot, scatters,
                                                         masked_fill, embedding_backward */
 AnyaccelStatus ref_op_random(const RefCall *c);      /* uniform, normal, bernoulli, dropout */
-AnyaccelStatus ref_op_conv(const RefCall *c);        /* conv1d, conv2d */
+AnyaccelStatus ref_op_conv(const RefCall *c);        /* conv1d, conv2d, conv_transpose1d,
+                                                        conv_transpose2d, conv1d_backward_input,
+                                                        conv2d_backward_input,
+                                                        conv1d_backward_weight,
+                                                        conv2d_backward_weight */
 AnyaccelStatus ref_op_pool(const RefCall *c);        /* max_pool1d, max_pool2d, avg_pool1d,
                                                         avg_pool2d */
 AnyaccelStatus ref_op_resample(const RefCall *c);    /* adaptive_avg_pool2d, interpolate */

@@ -1,6 +1,6 @@
 /*
- * Helpers shared by the ops: checked int64 arithmetic, and shapes and lists formatted for error
- * messages.
+ * Helpers shared by the ops: checked int64 arithmetic, shapes and lists formatted for error
+ * messages, and the per-dimension attributes and lifted strides of the convolutions and pools.
  */
 
 #include <stdint.h>
@@ -53,4 +53,37 @@ void ref_dims_str(const RefTensor *t, char *buf, size_t len) {
         if (w < 0) return;
         used += (size_t)w;
     }
+}
+
+AnyaccelStatus ref_per_dim(const RefCall *c, const char *name, int spatial, const int64_t *dflt, int64_t min,
+                           int required, int empty_is_absent, int64_t *v) {
+    const int64_t *vals = NULL;
+    size_t len = 0;
+    int r = ref_attr_ints(c, name, &vals, &len);
+    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints (or an Int)", c->op, name);
+    if (r > 0 && len == 0 && empty_is_absent) r = 0;
+    if (r == 0) {
+        if (required) return REF_INVALID("%s: attribute `%s` (Ints) is required", c->op, name);
+        for (int d = 0; d < spatial; d++) v[d] = dflt[d];
+        return ANYACCEL_OK;
+    }
+    if (len != 1 && len != (size_t)spatial) {
+        if (spatial == 1) return REF_INVALID("%s: attribute `%s` has %zu values, expected 1", c->op, name, len);
+        return REF_INVALID("%s: attribute `%s` has %zu values, expected 1 (for every spatial dimension) or %d (one "
+                           "per spatial dimension)",
+                           c->op, name, len, spatial);
+    }
+    for (size_t i = 0; i < len; i++)
+        if (vals[i] < min)
+            return REF_INVALID("%s: attribute `%s` is %s, expected every value >= %lld", c->op, name,
+                               ref_list_str(len, vals).s, (long long)min);
+    for (int d = 0; d < spatial; d++) v[d] = vals[len == 1 ? 0 : d];
+    return ANYACCEL_OK;
+}
+
+void ref_strides4(const RefTensor *t, int spatial, int64_t *s) {
+    s[0] = t->strides[0];
+    s[1] = t->strides[1];
+    s[2] = spatial == 2 ? t->strides[2] : 0;
+    s[3] = t->strides[spatial + 1];
 }

@@ -1,59 +1,135 @@
-/* conv1d and conv2d (conv_direct): one work item per output element out[n, oc, oy, ox]
- * (grid-stride), f32 accumulation over the group's input channels and the kernel window, then
- * the bias. Input positions in the zero padding are skipped. Every tensor is read through the
- * strides of its 4-D view (a conv1d's height has size 1 and stride 0), so strided and offset
- * views need no copy. Where the f32 sum is not finite and the device has doubles, the element
- * is summed again in f64 (an intermediate overflow must not turn a finite or infinite result
- * into NaN).
- * Options: XT (the dtype), CONV_BIAS (a bias input is given). */
-#ifdef CONV_DIRECT
-/* acc (of type T) += the products of output element (n, oc, oy, ox)'s window. */
+/* The three passes of a convolution, one work item per result element (grid-stride), each
+ * over the convolution's geometry: nb samples, c input channels (cg per group), o output
+ * channels (og per group), input ih x iw, output oh x ow, kernel kh x kw, stride, padding and
+ * dilation. Every tensor is read through the strides of its 4-D view (a 1-D convolution's
+ * height has size 1 and stride 0), so strided and offset views need no copy. Positions in the
+ * zero padding are skipped.
+ * - conv_direct (conv1d/2d; a = x, b = weight): out[n, oc, oy, ox] = the sum over the group's
+ *   input channels ci and the taps (ky, kx) of x[n, g cg + ci, oy sh + ky dh - ph, ...] *
+ *   w[oc, ci, ky, kx].
+ * - conv_data (conv_transpose1d/2d, conv{1,2}d_backward_input; a = the output-shaped input y,
+ *   b = weight): out[n, ch, iy, ix] = the sum over the group's output channels oc and the taps
+ *   whose output position oy = (iy + ph - ky dh) / sh is whole and inside [0, oh) (and so ox)
+ *   of y[n, oc, oy, ox] * w[oc, ch - g cg, ky, kx].
+ * - conv_filter (conv{1,2}d_backward_weight; a = grad, b = x): out[oc, ci, ky, kx] = the sum
+ *   over n, oy, ox whose input position is inside the input of grad[n, oc, oy, ox] *
+ *   x[n, g cg + ci, iy, ix].
+ * f32 accumulation (conv_filter: f64 where the device has doubles), then the bias
+ * (CONV_BIAS: channel oc, or ch for a transpose). Where the f32 sum is not finite and the device has doubles, the element is summed again in f64 (an
+ * intermediate overflow must not turn a finite or infinite result into NaN).
+ * Options: XT (the dtype), CONV_DIRECT / CONV_DATA / CONV_FILTER, CONV_BIAS. */
+#if defined(CONV_DIRECT) || defined(CONV_DATA) || defined(CONV_FILTER)
+#if defined(CONV_DIRECT)
+#define CONV_ENTRY conv_direct
+/* Result element lin is (n, oc, oy, ox); bch is its bias channel. */
+#define CONV_AT                                                                                  \
+    const i64 ox = lin % ow;                                                                     \
+    const i64 oy = (lin / ow) % oh;                                                              \
+    const i64 oc = (lin / (ow * oh)) % o;                                                        \
+    const i64 n = lin / (ow * oh * o);                                                           \
+    const i64 grp = oc / og;                                                                     \
+    const i64 bch = oc;                                                                          \
+    const i64 at = oo + n * os0 + oc * os1 + oy * os2 + ox * os3;
 #define CONV_SUM(T, acc)                                                                         \
     for (i64 ci = 0; ci < cg; ++ci) {                                                            \
-        const i64 xb = xo + n * xs0 + (grp * cg + ci) * xs1;                                     \
-        const i64 wb = wo + oc * ws0 + ci * ws1;                                                 \
+        const i64 xb = ao + n * as0 + (grp * cg + ci) * as1;                                     \
+        const i64 wb = bo + oc * bs0 + ci * bs1;                                                 \
         for (i64 ky = 0; ky < kh; ++ky) {                                                        \
             const i64 iy = oy * sh + ky * dh - ph;                                               \
             if (iy < 0 || iy >= ih) continue;                                                    \
             for (i64 kx = 0; kx < kw; ++kx) {                                                    \
                 const i64 ix = ox * sw + kx * dw - pw;                                           \
                 if (ix < 0 || ix >= iw) continue;                                                \
-                acc += (T)X_LD(x, xb + iy * xs2 + ix * xs3) * (T)X_LD(w, wb + ky * ws2 + kx * ws3); \
+                acc += (T)X_LD(a, xb + iy * as2 + ix * as3) * (T)X_LD(b, wb + ky * bs2 + kx * bs3); \
             }                                                                                    \
         }                                                                                        \
     }
+#elif defined(CONV_DATA)
+#define CONV_ENTRY conv_data
+#define CONV_AT                                                                                  \
+    const i64 ix = lin % iw;                                                                     \
+    const i64 iy = (lin / iw) % ih;                                                              \
+    const i64 ch = (lin / (iw * ih)) % c;                                                        \
+    const i64 n = lin / (iw * ih * c);                                                           \
+    const i64 grp = ch / cg, ci = ch - grp * cg;                                                 \
+    const i64 bch = ch;                                                                          \
+    const i64 at = oo + n * os0 + ch * os1 + iy * os2 + ix * os3;
+#define CONV_SUM(T, acc)                                                                         \
+    for (i64 oc = grp * og; oc < (grp + 1) * og; ++oc) {                                         \
+        const i64 yb = ao + n * as0 + oc * as1;                                                  \
+        const i64 wb = bo + oc * bs0 + ci * bs1;                                                 \
+        for (i64 ky = 0; ky < kh; ++ky) {                                                        \
+            const i64 ty = iy + ph - ky * dh;                                                    \
+            if (ty < 0 || ty % sh != 0 || ty / sh >= oh) continue;                               \
+            for (i64 kx = 0; kx < kw; ++kx) {                                                    \
+                const i64 tx = ix + pw - kx * dw;                                                \
+                if (tx < 0 || tx % sw != 0 || tx / sw >= ow) continue;                           \
+                acc += (T)X_LD(a, yb + ty / sh * as2 + tx / sw * as3) * (T)X_LD(b, wb + ky * bs2 + kx * bs3); \
+            }                                                                                    \
+        }                                                                                        \
+    }
+#else
+#define CONV_ENTRY conv_filter
+#define CONV_AT                                                                                  \
+    const i64 kx = lin % kw;                                                                     \
+    const i64 ky = (lin / kw) % kh;                                                              \
+    const i64 ci = (lin / (kw * kh)) % cg;                                                       \
+    const i64 oc = lin / (kw * kh * cg);                                                         \
+    const i64 ch = oc / og * cg + ci;                                                            \
+    const i64 bch = 0;                                                                           \
+    const i64 at = oo + oc * os0 + ci * os1 + ky * os2 + kx * os3;
+#define CONV_SUM(T, acc)                                                                         \
+    for (i64 n = 0; n < nb; ++n) {                                                               \
+        const i64 yb = ao + n * as0 + oc * as1;                                                  \
+        const i64 xb = bo + n * bs0 + ch * bs1;                                                  \
+        for (i64 oy = 0; oy < oh; ++oy) {                                                        \
+            const i64 iy = oy * sh + ky * dh - ph;                                               \
+            if (iy < 0 || iy >= ih) continue;                                                    \
+            for (i64 ox = 0; ox < ow; ++ox) {                                                    \
+                const i64 ix = ox * sw + kx * dw - pw;                                           \
+                if (ix < 0 || ix >= iw) continue;                                                \
+                acc += (T)X_LD(a, yb + oy * as2 + ox * as3) * (T)X_LD(b, xb + iy * bs2 + ix * bs3); \
+            }                                                                                    \
+        }                                                                                        \
+    }
+#endif
 
-KERNEL void conv_direct(GLOBAL X_ST* out, GLOBAL const X_ST* x, GLOBAL const X_ST* w,
-                        GLOBAL const X_ST* bias, const i64 total, const i64 o, const i64 oh,
-                        const i64 ow, const i64 ih, const i64 iw, const i64 cg, const i64 og,
-                        const i64 kh, const i64 kw, const i64 sh, const i64 sw, const i64 ph,
-                        const i64 pw, const i64 dh, const i64 dw, const i64 xo, const i64 xs0,
-                        const i64 xs1, const i64 xs2, const i64 xs3, const i64 wo, const i64 ws0,
-                        const i64 ws1, const i64 ws2, const i64 ws3, const i64 oo, const i64 os0,
-                        const i64 os1, const i64 os2, const i64 os3, const i64 bo, const i64 bs) {
+KERNEL void CONV_ENTRY(GLOBAL X_ST* out, GLOBAL const X_ST* a, GLOBAL const X_ST* b,
+                       GLOBAL const X_ST* bias, const i64 total, const i64 nb, const i64 c,
+                       const i64 o, const i64 oh, const i64 ow, const i64 ih, const i64 iw,
+                       const i64 cg, const i64 og, const i64 kh, const i64 kw, const i64 sh,
+                       const i64 sw, const i64 ph, const i64 pw, const i64 dh, const i64 dw,
+                       const i64 ao, const i64 as0, const i64 as1, const i64 as2, const i64 as3,
+                       const i64 bo, const i64 bs0, const i64 bs1, const i64 bs2, const i64 bs3,
+                       const i64 oo, const i64 os0, const i64 os1, const i64 os2, const i64 os3,
+                       const i64 bias_o, const i64 bias_s) {
     FOR_EACH_INDEX(lin, total) {
-        const i64 ox = lin % ow;
-        const i64 oy = (lin / ow) % oh;
-        const i64 oc = (lin / (ow * oh)) % o;
-        const i64 n = lin / (ow * oh * o);
-        const i64 grp = oc / og;
-        const i64 at = oo + n * os0 + oc * os1 + oy * os2 + ox * os3;
+        CONV_AT
+#if defined(CONV_FILTER) && defined(ANYACCEL_FP64)
+        /* A weight gradient sums n x oh x ow terms: in f64 where the device has doubles. */
+        double wide = 0.0;
+        CONV_SUM(double, wide)
+        (void)bch;
+        CAT(cd_, XT)(out, at, wide);
+        continue;
+#endif
         float acc = 0.0f;
         CONV_SUM(float, acc)
 #ifdef CONV_BIAS
-        acc += X_LD(bias, bo + oc * bs);
+        acc += X_LD(bias, bias_o + bch * bias_s);
 #endif
 #ifdef ANYACCEL_FP64
         if (!(acc - acc == 0.0f)) {
             double wide = 0.0;
             CONV_SUM(double, wide)
 #ifdef CONV_BIAS
-            wide += (double)X_LD(bias, bo + oc * bs);
+            wide += (double)X_LD(bias, bias_o + bch * bias_s);
 #endif
             CAT(cd_, XT)(out, at, wide);
             continue;
         }
 #endif
+        (void)bch;
         X_SV(out, at, acc);
     }
 }

@@ -1,9 +1,14 @@
-// conv1d and conv2d: one invocation per output element out[n, oc, oy, ox] (space 0 walks the
-// output's 4-D view), accumulating in $W over the group's input channels and the kernel
-// window, then the bias. Input positions in the zero padding are skipped. x and weight are read
-// through the strides of their 4-D views (a conv1d's height has size 1 and stride 0).
+// The three passes of a convolution over its geometry (nb samples, c input channels of cg per
+// group, o output channels of og per group, input ih x iw, output oh x ow, kernel kh x kw,
+// stride, padding, dilation), accumulating in $W. a and b are read through the strides of
+// their 4-D views (a 1-D convolution's height has size 1 and stride 0); positions in the zero
+// padding are skipped. Positions are u32: a position in the top or left padding wraps to a
+// large value, at least the input size (the launcher checks that the padded input fits).
 
 //# conv
+// conv1d/2d (a = x, b = weight): one invocation per output element out[n, oc, oy, ox] (space 0
+// walks the output's 4-D view), summing over the group's input channels and the kernel window,
+// then the bias.
 @compute @workgroup_size(256)
 fn conv(@builtin(global_invocation_id) gid: vec3<u32>) {
     let lin = gid.x;
@@ -14,23 +19,110 @@ fn conv(@builtin(global_invocation_id) gid: vec3<u32>) {
     let oc = (lin / (p.ow * p.oh)) % p.oc;
     let n = lin / (p.ow * p.oh * p.oc);
     let grp = oc / p.og;
+    let bch = oc;
     var acc: $W = $W(0.0);
     for (var ci = 0u; ci < p.cg; ci++) {
-        let xb = p.x_off + n * p.x_s0 + (grp * p.cg + ci) * p.x_s1;
-        let wb = p.w_off + oc * p.w_s0 + ci * p.w_s1;
+        let xb = p.a_off + n * p.a_s0 + (grp * p.cg + ci) * p.a_s1;
+        let wb = p.b_off + oc * p.b_s0 + ci * p.b_s1;
         for (var ky = 0u; ky < p.kh; ky++) {
-            // Unsigned: a position in the top padding wraps to a large value, >= ih.
             let iy = oy * p.sh + ky * p.dh - p.ph;
             if (iy >= p.ih) { continue; }
             for (var kx = 0u; kx < p.kw; kx++) {
                 let ix = ox * p.sw + kx * p.dw - p.pw;
                 if (ix >= p.iw) { continue; }
-                acc += $W(ld_x(xb + iy * p.x_s2 + ix * p.x_s3)) * $W(ld_w(wb + ky * p.w_s2 + kx * p.w_s3));
+                acc += $W(ld_a(xb + iy * p.a_s2 + ix * p.a_s3)) * $W(ld_b(wb + ky * p.b_s2 + kx * p.b_s3));
             }
         }
     }
     $BIAS
     st_out(o[0], f32(acc));
+}
+
+//# conv_data
+// conv_transpose1d/2d and conv{1,2}d_backward_input (a = the output-shaped input y, b = weight):
+// one invocation per element out[n, ch, iy, ix] of the input-shaped result (space 0 walks it),
+// summing y[n, oc, oy, ox] * w[oc, ch - grp cg, ky, kx] over the group's output channels and the
+// taps whose output position oy = (iy + ph - ky dh) / sh is whole and inside [0, oh) (and so
+// ox), then the bias.
+@compute @workgroup_size(256)
+fn conv_data(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let lin = gid.x;
+    if (lin >= p.n) { return; }
+    let o = walk0(lin);
+    let ix = lin % p.iw;
+    let iy = (lin / p.iw) % p.ih;
+    let ch = (lin / (p.iw * p.ih)) % p.c;
+    let n = lin / (p.iw * p.ih * p.c);
+    let grp = ch / p.cg;
+    let ci = ch % p.cg;
+    let bch = ch;
+    var acc: $W = $W(0.0);
+    for (var oc = grp * p.og; oc < (grp + 1u) * p.og; oc++) {
+        let yb = p.a_off + n * p.a_s0 + oc * p.a_s1;
+        let wb = p.b_off + oc * p.b_s0 + ci * p.b_s1;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            if (ky * p.dh > iy + p.ph) { break; }
+            let ty = iy + p.ph - ky * p.dh;
+            if (ty % p.sh != 0u || ty / p.sh >= p.oh) { continue; }
+            for (var kx = 0u; kx < p.kw; kx++) {
+                if (kx * p.dw > ix + p.pw) { break; }
+                let tx = ix + p.pw - kx * p.dw;
+                if (tx % p.sw != 0u || tx / p.sw >= p.ow) { continue; }
+                acc += $W(ld_a(yb + ty / p.sh * p.a_s2 + tx / p.sw * p.a_s3)) * $W(ld_b(wb + ky * p.b_s2 + kx * p.b_s3));
+            }
+        }
+    }
+    $BIAS
+    st_out(o[0], f32(acc));
+}
+
+//# conv_filter
+// conv{1,2}d_backward_weight (a = grad, b = x): group g sums chunk g % p.chunks (p.chunk terms)
+// of element g / p.chunks of the result dw[oc, ci, ky, kx] (space 0 walks the result's 4-D view):
+// grad[n, oc, oy, ox] * x[n, grp cg + ci, iy, ix] over j = (n oh + oy) ow + ox, 16 terms per
+// loop iteration and invocation. One chunk: the group stores the element; more: it stores its
+// partial sum in `part`, and conv_filter_finish adds an element's partials in order.
+@compute @workgroup_size(256)
+fn conv_filter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let lin = wid.x / p.chunks;
+    let start = (wid.x % p.chunks) * p.chunk;
+    let kx = lin % p.kw;
+    let ky = (lin / p.kw) % p.kh;
+    let ci = (lin / (p.kw * p.kh)) % p.cg;
+    let oc = lin / (p.kw * p.kh * p.cg);
+    let ch = oc / p.og * p.cg + ci;
+    let end = min(start + p.chunk, p.nb * p.oh * p.ow);
+    var acc: $W = $W(0.0);
+    for (var j0 = start + t; j0 < end; j0 += 4096u) {
+        for (var u = 0u; u < 16u; u++) {
+            let j = j0 + u * 256u;
+            if (j < end) {
+                let ox = j % p.ow;
+                let oy = (j / p.ow) % p.oh;
+                let n = j / (p.ow * p.oh);
+                let iy = oy * p.sh + ky * p.dh - p.ph;
+                let ix = ox * p.sw + kx * p.dw - p.pw;
+                if (iy < p.ih && ix < p.iw) {
+                    acc += $W(ld_a(p.a_off + n * p.a_s0 + oc * p.a_s1 + oy * p.a_s2 + ox * p.a_s3))
+                        * $W(ld_b(p.b_off + n * p.b_s0 + ch * p.b_s1 + iy * p.b_s2 + ix * p.b_s3));
+                }
+            }
+        }
+    }
+    let total = group_sum(t, acc);
+    if (t == 0u) { $STORE }
+}
+
+//# conv_filter_finish
+@compute @workgroup_size(256)
+fn conv_filter_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let lin = gid.x;
+    if (lin >= p.n) { return; }
+    var s: $W = $W(0.0);
+    for (var c = 0u; c < p.chunks; c++) {
+        s += part[lin * p.chunks + c];
+    }
+    st_out(walk0(lin)[0], f32(s));
 }
 
 //# pool

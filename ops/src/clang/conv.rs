@@ -5,52 +5,68 @@ use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::conv::{BatchGeom, ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let attrs = Attrs::of(call)?;
-    let (x, w, out) = (input(call, 0)?, input(call, 1)?, output(call, 0)?);
+    let (a, b, out) = (input(call, 0)?, input(call, 1)?, output(call, 0)?);
     let bias = call.inputs.get(2).and_then(|t| t.as_ref());
-    let g = ConvGeom::of(&call.op, &attrs, x.desc(), w.desc(), bias.map(Tensor::desc))?;
+    let (g, pass) = ConvGeom::of_call(
+        &call.op,
+        &attrs,
+        [Some(a.desc()), Some(b.desc()), bias.map(Tensor::desc)],
+    )?;
     let total = out.numel();
     if total == 0 {
         return Ok(());
     }
-    let mut spec = KernelSpec::new(Family::Conv, "conv_direct").flag("CONV_DIRECT");
+    let (entry, flag) = match pass {
+        ConvPass::Forward => ("conv_direct", "CONV_DIRECT"),
+        ConvPass::Data => ("conv_data", "CONV_DATA"),
+        ConvPass::Filter => ("conv_filter", "CONV_FILTER"),
+    };
+    let mut spec = KernelSpec::new(Family::Conv, entry).flag(flag);
     if bias.is_some() {
         spec = spec.flag("CONV_BIAS");
     }
-    let spec = dtype_defs(spec, "X", x.dtype());
+    let spec = dtype_defs(spec, "X", a.dtype());
     let i = |v: usize| KernelArg::scalar(v as i64);
     let mut args = vec![
         buf(out),
-        buf(x),
-        buf(w),
-        // An absent bias is never read: x's buffer stands in for it.
-        buf(bias.unwrap_or(x)),
+        buf(a),
+        buf(b),
+        // An absent bias is never read: a's buffer stands in for it.
+        buf(bias.unwrap_or(a)),
         i(total),
-        i(g.o),
-        i(g.out[0]),
-        i(g.out[1]),
-        i(g.input[0]),
-        i(g.input[1]),
-        i(g.cg()),
-        i(g.og()),
-        i(g.kernel[0]),
-        i(g.kernel[1]),
-        i(g.stride[0]),
-        i(g.stride[1]),
-        i(g.padding[0]),
-        i(g.padding[1]),
-        i(g.dilation[0]),
-        i(g.dilation[1]),
     ];
-    for t in [x, w, out] {
+    args.extend(
+        [
+            g.n,
+            g.c,
+            g.o,
+            g.out[0],
+            g.out[1],
+            g.input[0],
+            g.input[1],
+            g.cg(),
+            g.og(),
+            g.kernel[0],
+            g.kernel[1],
+            g.stride[0],
+            g.stride[1],
+            g.padding[0],
+            g.padding[1],
+            g.dilation[0],
+            g.dilation[1],
+        ]
+        .map(i),
+    );
+    for t in [a, b, out] {
         args.push(KernelArg::scalar(base_offset(t)));
         args.extend(g.strides4(t.strides()).map(i));
     }
     match bias {
-        Some(b) => args.extend([KernelArg::scalar(base_offset(b)), i(b.strides()[0])]),
+        Some(t) => args.extend([KernelArg::scalar(base_offset(t)), i(t.strides()[0])]),
         None => args.extend([i(0), i(0)]),
     }
     ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)

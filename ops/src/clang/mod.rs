@@ -447,7 +447,14 @@ pub(crate) fn launch(
             nn::launch(&ctx, call)
         }
         Op::Matmul => matmul::launch(&ctx, call),
-        Op::Conv1d | Op::Conv2d => conv::launch(&ctx, call),
+        Op::Conv1d
+        | Op::Conv2d
+        | Op::ConvTranspose1d
+        | Op::ConvTranspose2d
+        | Op::Conv1dBackwardInput
+        | Op::Conv2dBackwardInput
+        | Op::Conv1dBackwardWeight
+        | Op::Conv2dBackwardWeight => conv::launch(&ctx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&ctx, call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample(&ctx, call),
         Op::GroupNorm => conv::group_norm(&ctx, call),

@@ -6,7 +6,7 @@ use super::layout::{par_ranges, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
-use crate::conv::{BatchGeom, ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 fn f(v: Val) -> f64 {
     match v {
@@ -15,7 +15,8 @@ fn f(v: Val) -> f64 {
     }
 }
 
-/// The kernel of one convolution call.
+/// The kernel of one convolution call (any pass: forward, input gradient or transpose,
+/// weight gradient).
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
     let desc = |i: usize| {
@@ -24,15 +25,18 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             .and_then(|t| t.as_ref())
             .map(|t| t.desc())
     };
-    let missing = || anyaccel_hal::Error::internal("conv: input missing");
-    let (x, w) = (desc(0).ok_or_else(missing)?, desc(1).ok_or_else(missing)?);
-    let g = ConvGeom::of(&call.op, &attrs, x, w, desc(2))?;
+    let (g, pass) = ConvGeom::of_call(&call.op, &attrs, [desc(0), desc(1), desc(2)])?;
     let has_bias = desc(2).is_some();
     Ok(Box::new(move |b: &Bound| {
-        let (x, w, out) = (b.input(0)?, b.input(1)?, b.out(0));
+        let (a, w, out) = (b.input(0)?, b.input(1)?, b.out(0));
         let bias = if has_bias { Some(b.input(2)?) } else { None };
-        let (xs, ws, os) = (
-            g.strides4(&x.desc.strides),
+        let bias_at = |ch: usize| match bias {
+            // SAFETY: ch < the bias's single dimension (O, or C for a transpose).
+            Some(t) => f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) }),
+            None => 0.0,
+        };
+        let (as_, ws, os) = (
+            g.strides4(&a.desc.strides),
             g.strides4(&w.desc.strides),
             g.strides4(&out.desc.strides),
         );
@@ -40,58 +44,145 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         let [kh, kw] = g.kernel;
         let [oh, ow] = g.out;
         let [ih, iw] = g.input;
-        let work = cg.saturating_mul(kh).saturating_mul(kw).max(1);
-        let total = g.n * g.o * oh * ow;
-        par_ranges(total, (GRAIN / work).max(1), |r| {
-            for lin in r {
-                let ox = lin % ow;
-                let oy = (lin / ow) % oh;
-                let oc = (lin / (ow * oh)) % g.o;
-                let n = lin / (ow * oh * g.o);
-                let grp = oc / og;
-                let mut acc = match bias {
-                    // SAFETY: oc < O, the bias's single dimension.
-                    Some(t) => f(unsafe { load(t, t.desc.offset + oc * t.desc.strides[0]) }),
-                    None => 0.0,
-                };
-                for ci in 0..cg {
-                    let c = grp * cg + ci;
-                    let xb = x.desc.offset + n * xs[0] + c * xs[1];
-                    let wb = w.desc.offset + oc * ws[0] + ci * ws[1];
-                    for ky in 0..kh {
-                        let iy = (oy * g.stride[0] + ky * g.dilation[0]).wrapping_sub(g.padding[0]);
-                        if iy >= ih {
-                            continue;
-                        }
-                        for kx in 0..kw {
-                            let ix =
-                                (ox * g.stride[1] + kx * g.dilation[1]).wrapping_sub(g.padding[1]);
-                            if ix >= iw {
-                                continue;
+        let [sh, sw] = g.stride;
+        let [ph, pw] = g.padding;
+        let [dh, dw] = g.dilation;
+        // The output position of tap k of input position i along a dimension, if any:
+        // (i + pad - k dil) / stride when whole and below `len`.
+        let back = |i: usize, k: usize, pad: usize, dil: usize, st: usize, len: usize| {
+            let t = (i + pad).checked_sub(k * dil)?;
+            (t % st == 0 && t / st < len).then_some(t / st)
+        };
+        match pass {
+            ConvPass::Forward => {
+                let work = cg.saturating_mul(kh).saturating_mul(kw).max(1);
+                par_ranges(g.n * g.o * oh * ow, (GRAIN / work).max(1), |r| {
+                    for lin in r {
+                        let ox = lin % ow;
+                        let oy = (lin / ow) % oh;
+                        let oc = (lin / (ow * oh)) % g.o;
+                        let n = lin / (ow * oh * g.o);
+                        let grp = oc / og;
+                        let mut acc = bias_at(oc);
+                        for ci in 0..cg {
+                            let xb = a.desc.offset + n * as_[0] + (grp * cg + ci) * as_[1];
+                            let wb = w.desc.offset + oc * ws[0] + ci * ws[1];
+                            for ky in 0..kh {
+                                let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                                if iy >= ih {
+                                    continue;
+                                }
+                                for kx in 0..kw {
+                                    let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                                    if ix >= iw {
+                                        continue;
+                                    }
+                                    // SAFETY: n, c, iy, ix and oc, ci, ky, kx lie inside x's
+                                    // and w's shapes, whose layouts were validated against
+                                    // their buffers.
+                                    let (xv, wv) = unsafe {
+                                        (
+                                            load(a, xb + iy * as_[2] + ix * as_[3]),
+                                            load(w, wb + ky * ws[2] + kx * ws[3]),
+                                        )
+                                    };
+                                    acc += f(xv) * f(wv);
+                                }
                             }
-                            // SAFETY: n, c, iy, ix and oc, ci, ky, kx lie inside x's and w's
-                            // shapes, whose layouts were validated against their buffers.
-                            let (xv, wv) = unsafe {
-                                (
-                                    load(x, xb + iy * xs[2] + ix * xs[3]),
-                                    load(w, wb + ky * ws[2] + kx * ws[3]),
-                                )
-                            };
-                            acc += f(xv) * f(wv);
                         }
+                        let at = out.desc.offset + n * os[0] + oc * os[1] + oy * os[2] + ox * os[3];
+                        // SAFETY: (n, oc, oy, ox) lies inside the output's shape.
+                        unsafe { store(out, at, Val::F(acc)) }
                     }
-                }
-                // SAFETY: lin < the output's element count.
-                unsafe {
-                    store(
-                        out,
-                        out.desc.offset + n * os[0] + oc * os[1] + oy * os[2] + ox * os[3],
-                        Val::F(acc),
-                    )
-                }
+                    Ok(())
+                })
             }
-            Ok(())
-        })
+            ConvPass::Data => {
+                let work = og.saturating_mul(kh).saturating_mul(kw).max(1);
+                par_ranges(g.n * g.c * ih * iw, (GRAIN / work).max(1), |r| {
+                    for lin in r {
+                        let ix = lin % iw;
+                        let iy = (lin / iw) % ih;
+                        let ch = (lin / (iw * ih)) % g.c;
+                        let n = lin / (iw * ih * g.c);
+                        let (grp, ci) = (ch / cg, ch % cg);
+                        let mut acc = bias_at(ch);
+                        for oc in grp * og..(grp + 1) * og {
+                            let yb = a.desc.offset + n * as_[0] + oc * as_[1];
+                            let wb = w.desc.offset + oc * ws[0] + ci * ws[1];
+                            for ky in 0..kh {
+                                let Some(oy) = back(iy, ky, ph, dh, sh, oh) else {
+                                    continue;
+                                };
+                                for kx in 0..kw {
+                                    let Some(ox) = back(ix, kx, pw, dw, sw, ow) else {
+                                        continue;
+                                    };
+                                    // SAFETY: (n, oc, oy, ox) lies inside the output-shaped
+                                    // input and (oc, ci, ky, kx) inside the weight.
+                                    let (yv, wv) = unsafe {
+                                        (
+                                            load(a, yb + oy * as_[2] + ox * as_[3]),
+                                            load(w, wb + ky * ws[2] + kx * ws[3]),
+                                        )
+                                    };
+                                    acc += f(yv) * f(wv);
+                                }
+                            }
+                        }
+                        let at = out.desc.offset + n * os[0] + ch * os[1] + iy * os[2] + ix * os[3];
+                        // SAFETY: (n, ch, iy, ix) lies inside the output's shape.
+                        unsafe { store(out, at, Val::F(acc)) }
+                    }
+                    Ok(())
+                })
+            }
+            ConvPass::Filter => {
+                // Input 1 is x, through its lifted strides.
+                let xs = ws;
+                let work = g.n.saturating_mul(oh).saturating_mul(ow).max(1);
+                par_ranges(g.o * cg * kh * kw, (GRAIN / work).max(1), |r| {
+                    for lin in r {
+                        let kx = lin % kw;
+                        let ky = (lin / kw) % kh;
+                        let ci = (lin / (kw * kh)) % cg;
+                        let oc = lin / (kw * kh * cg);
+                        let ch = oc / og * cg + ci;
+                        let mut acc = 0.0;
+                        for n in 0..g.n {
+                            let yb = a.desc.offset + n * as_[0] + oc * as_[1];
+                            let xb = w.desc.offset + n * xs[0] + ch * xs[1];
+                            for oy in 0..oh {
+                                let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                                if iy >= ih {
+                                    continue;
+                                }
+                                for ox in 0..ow {
+                                    let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                                    if ix >= iw {
+                                        continue;
+                                    }
+                                    // SAFETY: (n, oc, oy, ox) lies inside grad and
+                                    // (n, ch, iy, ix) inside x.
+                                    let (yv, xv) = unsafe {
+                                        (
+                                            load(a, yb + oy * as_[2] + ox * as_[3]),
+                                            load(w, xb + iy * xs[2] + ix * xs[3]),
+                                        )
+                                    };
+                                    acc += f(yv) * f(xv);
+                                }
+                            }
+                        }
+                        let at =
+                            out.desc.offset + oc * os[0] + ci * os[1] + ky * os[2] + kx * os[3];
+                        // SAFETY: (oc, ci, ky, kx) lies inside the output's shape.
+                        unsafe { store(out, at, Val::F(acc)) }
+                    }
+                    Ok(())
+                })
+            }
+        }
     }))
 }
 

@@ -112,7 +112,14 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
             nn::kernel(call)?
         }
         Op::Matmul => matmul::kernel(call)?,
-        Op::Conv1d | Op::Conv2d => conv::kernel(call)?,
+        Op::Conv1d
+        | Op::Conv2d
+        | Op::ConvTranspose1d
+        | Op::ConvTranspose2d
+        | Op::Conv1dBackwardInput
+        | Op::Conv2dBackwardInput
+        | Op::Conv1dBackwardWeight
+        | Op::Conv2dBackwardWeight => conv::kernel(call)?,
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool_kernel(call)?,
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample_kernel(call)?,
         Op::GroupNorm => conv::group_norm_kernel(call)?,

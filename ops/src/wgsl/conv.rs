@@ -3,91 +3,148 @@
 use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Bound, Cx, Shader, Space};
-use crate::conv::{BatchGeom, ConvGeom, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolGeom, Resample, ResampleGeom};
 
 static CONV: &str = include_str!("../../kernels/wgsl/conv.wgsl");
 
 /// Loop iterations an invocation keeps to (drivers such as lavapipe stop a loop after 65535).
 const LOOP_BUDGET: usize = 60000;
 
+/// Terms of a weight gradient's element that one work group sums (4096 loop iterations per
+/// invocation): longer sums are split across groups and added by a second launch.
+const FILTER_CHUNK: usize = 1 << 20;
+
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
-    let a = attrs(call)?;
-    let (x_t, w_t, out_t) = (input(call, 0)?, input(call, 1)?, output(call, 0)?);
-    let b_t = call.inputs.get(2).and_then(|t| t.as_ref());
-    let g = ConvGeom::of(op, &a, x_t.desc(), w_t.desc(), b_t.map(|t| t.desc()))?;
-    let work = g
-        .cg()
-        .saturating_mul(g.kernel[0])
-        .saturating_mul(g.kernel[1]);
+    let attrs_ = attrs(call)?;
+    let (a_t, b_t, out_t) = (input(call, 0)?, input(call, 1)?, output(call, 0)?);
+    let bias_t = call.inputs.get(2).and_then(|t| t.as_ref());
+    let (g, pass) = ConvGeom::of_call(
+        op,
+        &attrs_,
+        [Some(a_t.desc()), Some(b_t.desc()), bias_t.map(|t| t.desc())],
+    )?;
+    let (entry, work) = match pass {
+        ConvPass::Forward => ("conv", g.cg()),
+        ConvPass::Data => ("conv_data", g.og()),
+        // Each invocation takes 16 terms per loop iteration.
+        ConvPass::Filter => ("conv_filter", 1),
+    };
+    let work = work.saturating_mul(g.kernel[0]).saturating_mul(g.kernel[1]);
     if work > LOOP_BUDGET {
         return Err(Error::unsupported(format!(
-            "{op}: C/groups x kernel size = {work} loop iterations per output element in the \
-             WGSL kernel, more than the {LOOP_BUDGET} it keeps to (drivers such as lavapipe stop \
-             a loop after 65535)"
+            "{op}: channels per group x kernel size = {work} loop iterations per result element \
+             in the WGSL kernel, more than the {LOOP_BUDGET} it keeps to (drivers such as \
+             lavapipe stop a loop after 65535)"
         )));
     }
-    // Input positions are computed in u32 (wrapping below 0): the padded input must fit.
+    // Positions are computed in u32 (wrapping below 0): the padded input must fit, and so must
+    // the terms of a weight gradient.
     for d in 0..2 {
         count32(op, "the padded input", g.input[d] + 2 * g.padding[d])?;
     }
-    let (x, w, out) = (bind(x_t)?, bind(w_t)?, bind(out_t)?);
-    let n = count32(op, "the output", out.desc.numel())?;
+    count32(op, "the output", g.n * g.o * g.out[0] * g.out[1])?;
+    let (a, b, out) = (bind(a_t)?, bind(b_t)?, bind(out_t)?);
+    let n = count32(op, "the result", out.desc.numel())?;
     if n == 0 {
         return Ok(());
     }
-    let access = Access::of(x.desc.dtype);
-    let mut sh = Shader::new(cx, op, "conv");
-    sh.tensor("x", &x, access, false)?;
-    sh.tensor("w", &w, access, false)?;
-    let bias = b_t.map(bind).transpose()?;
-    if let Some(b) = &bias {
-        sh.tensor("b", b, access, false)?;
-    }
-    sh.tensor("out", &out, access, true)?;
-    let mut shape4 = vec![g.n, g.o];
-    shape4.extend(g.out);
-    sh.space(Space::new(&shape4).with(out.desc.offset, g.strides4(&out.desc.strides).to_vec()));
-    sh.u32("n", n);
-    for (name, v) in [
-        ("oc", g.o),
-        ("oh", g.out[0]),
-        ("ow", g.out[1]),
-        ("ih", g.input[0]),
-        ("iw", g.input[1]),
-        ("cg", g.cg()),
-        ("og", g.og()),
-        ("kh", g.kernel[0]),
-        ("kw", g.kernel[1]),
-        ("sh", g.stride[0]),
-        ("sw", g.stride[1]),
-        ("ph", g.padding[0]),
-        ("pw", g.padding[1]),
-        ("dh", g.dilation[0]),
-        ("dw", g.dilation[1]),
-    ] {
-        sh.size(name, v)?;
-    }
-    for (name, t) in [("x", &x), ("w", &w)] {
-        sh.size(&format!("{name}_off"), t.desc.offset)?;
-        for (d, s) in g.strides4(&t.desc.strides).into_iter().enumerate() {
-            sh.size(&format!("{name}_s{d}"), s)?;
+    let access = Access::of(a.desc.dtype);
+    let wide = cx.wide();
+    // The weight gradient sums n x oh x ow terms per element, in chunks of FILTER_CHUNK.
+    let terms = g.n * g.out[0] * g.out[1];
+    let chunks = terms.div_ceil(FILTER_CHUNK).max(1);
+    let groups = count32(op, "the work groups", n as usize * chunks)?;
+    let part = if pass == ConvPass::Filter && chunks > 1 {
+        let size = if wide == "f64" { 8 } else { 4 };
+        Some(cx.device.alloc(groups as usize * size)?)
+    } else {
+        None
+    };
+    let setup = |sh: &mut Shader<'_>| -> Result<()> {
+        sh.tensor("a", &a, access, false)?;
+        sh.tensor("b", &b, access, false)?;
+        sh.tensor("out", &out, access, true)?;
+        let shape4 = match pass {
+            ConvPass::Forward => [g.n, g.o, g.out[0], g.out[1]],
+            ConvPass::Data => [g.n, g.c, g.input[0], g.input[1]],
+            ConvPass::Filter => [g.o, g.cg(), g.kernel[0], g.kernel[1]],
+        };
+        sh.space(Space::new(&shape4).with(out.desc.offset, g.strides4(&out.desc.strides).to_vec()));
+        sh.u32("n", n);
+        for (name, v) in [
+            ("nb", g.n),
+            ("c", g.c),
+            ("oc", g.o),
+            ("oh", g.out[0]),
+            ("ow", g.out[1]),
+            ("ih", g.input[0]),
+            ("iw", g.input[1]),
+            ("cg", g.cg()),
+            ("og", g.og()),
+            ("kh", g.kernel[0]),
+            ("kw", g.kernel[1]),
+            ("sh", g.stride[0]),
+            ("sw", g.stride[1]),
+            ("ph", g.padding[0]),
+            ("pw", g.padding[1]),
+            ("dh", g.dilation[0]),
+            ("dw", g.dilation[1]),
+            ("chunk", FILTER_CHUNK),
+            ("chunks", chunks),
+        ] {
+            sh.size(name, v)?;
         }
-    }
+        for (name, t) in [("a", &a), ("b", &b)] {
+            sh.size(&format!("{name}_off"), t.desc.offset)?;
+            for (d, s) in g.strides4(&t.desc.strides).into_iter().enumerate() {
+                sh.size(&format!("{name}_s{d}"), s)?;
+            }
+        }
+        Ok(())
+    };
+    let mut sh = Shader::new(cx, op, entry);
+    setup(&mut sh)?;
+    let bias = bias_t.map(bind).transpose()?;
     let bias_text = match &bias {
-        Some(b) => {
-            sh.size("b_off", b.desc.offset)?;
-            sh.size("b_s", b.desc.strides[0])?;
-            "acc += $W(ld_b(p.b_off + oc * p.b_s));"
+        Some(t) => {
+            sh.tensor("bias", t, access, false)?;
+            sh.size("bias_off", t.desc.offset)?;
+            sh.size("bias_s", t.desc.strides[0])?;
+            "acc += $W(ld_bias(p.bias_off + bch * p.bias_s));"
         }
         None => "",
     };
+    if pass != ConvPass::Filter {
+        sh.body(
+            &section(CONV, entry)?
+                .replace("$BIAS", bias_text)
+                .replace("$W", wide),
+        );
+        return sh.launch([n as u64, 1, 1]);
+    }
+    sh.include_owned(section(super::nn::NN, "group_reduce")?.replace("$W", wide));
+    let store = match &part {
+        Some(part) => {
+            sh.words("part", part.whole(), wide, true);
+            "part[wid.x] = total;"
+        }
+        None => "st_out(walk0(lin)[0], f32(total));",
+    };
     sh.body(
-        &section(CONV, "conv")?
-            .replace("$BIAS", bias_text)
-            .replace("$W", cx.wide()),
+        &section(CONV, entry)?
+            .replace("$STORE", store)
+            .replace("$W", wide),
     );
-    sh.launch([n as u64, 1, 1])
+    sh.launch([groups as u64 * 256, 1, 1])?;
+    if let Some(part) = &part {
+        let mut sh = Shader::new(cx, op, "conv_filter_finish");
+        setup(&mut sh)?;
+        sh.words("part", part.whole(), wide, false);
+        sh.body(&section(CONV, "conv_filter_finish")?.replace("$W", wide));
+        sh.launch([n as u64, 1, 1])?;
+    }
+    Ok(())
 }
 
 const MAX_BODY: &str = "

@@ -147,7 +147,14 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
             nn::launch(&cx, call)
         }
         Op::Matmul => matmul::launch(&cx, call),
-        Op::Conv1d | Op::Conv2d => conv::launch(&cx, call),
+        Op::Conv1d
+        | Op::Conv2d
+        | Op::ConvTranspose1d
+        | Op::ConvTranspose2d
+        | Op::Conv1dBackwardInput
+        | Op::Conv2dBackwardInput
+        | Op::Conv1dBackwardWeight
+        | Op::Conv2dBackwardWeight => conv::launch(&cx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&cx, call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample(&cx, call),
         Op::GroupNorm => conv::group_norm(&cx, call),
