@@ -104,6 +104,39 @@ pub enum Layout {
     Offset(usize),
 }
 
+/// The windows of a pool over an input plane [H, W] (a 1-D pool: H = 1), per dimension.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolWindows {
+    /// The input plane's [H, W].
+    pub input: [usize; 2],
+    /// The output plane's [OH, OW].
+    pub out: [usize; 2],
+    /// The window's size.
+    pub kernel: [usize; 2],
+    /// Step between windows.
+    pub stride: [usize; 2],
+    /// Implicit padding on both sides.
+    pub padding: [usize; 2],
+    /// Step between taps.
+    pub dilation: [usize; 2],
+}
+
+impl PoolWindows {
+    /// The plane position of tap `k` (in [0, kh kw)) of the window of output plane position
+    /// `o` (in [0, OH OW)), or -1 where it lies in the padding.
+    pub fn tap(&self, o: usize, k: usize) -> i64 {
+        let (oy, ox) = (o / self.out[1], o % self.out[1]);
+        let (ky, kx) = (k / self.kernel[1], k % self.kernel[1]);
+        let iy = (oy * self.stride[0] + ky * self.dilation[0]) as i64 - self.padding[0] as i64;
+        let ix = (ox * self.stride[1] + kx * self.dilation[1]) as i64 - self.padding[1] as i64;
+        if iy < 0 || ix < 0 || iy >= self.input[0] as i64 || ix >= self.input[1] as i64 {
+            -1
+        } else {
+            iy * self.input[1] as i64 + ix
+        }
+    }
+}
+
 /// How input values are drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Values {
@@ -127,6 +160,10 @@ pub enum Values {
     IntExtreme,
     /// Random bools.
     Bool,
+    /// Plane indices that a max pool could give: for element (.., oy, ox) of a [.., OH, OW]
+    /// tensor, the position iy * W + ix of a random tap of its window, or -1 where that tap
+    /// lies in the padding.
+    PoolIndices(PoolWindows),
     /// Indices in `0..limit`; with `bad`, one of them is out of range.
     Indices {
         /// Valid indices are below this.
@@ -237,6 +274,7 @@ fn values_tag(v: Values) -> &'static str {
         Values::IntSmall => "small",
         Values::IntExtreme => "extreme",
         Values::Bool => "bool",
+        Values::PoolIndices(_) => "pool_indices",
         Values::Indices { bad: true, .. } => "bad_index",
         Values::Indices { .. } => "indices",
     }
@@ -342,6 +380,10 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Backward, op) if op.starts_with("conv") => {
                 conv_backward_cases(&mut b, op, def.dtypes)
             }
+            (OpKind::Backward, op @ ("adaptive_avg_pool2d_backward" | "interpolate_backward")) => {
+                resample_cases(&mut b, op, def.dtypes)
+            }
+            (OpKind::Backward, op) if op.contains("_pool") => pool_cases(&mut b, op, def.dtypes),
             (OpKind::Backward, _) => elementwise::backward_cases(&mut b, def),
             (OpKind::Random, op) => random::random_cases(&mut b, op),
             (OpKind::Vision, op @ ("conv1d" | "conv2d")) => conv_cases(&mut b, op, def.dtypes),

@@ -174,6 +174,11 @@ fn draw(spec: &InputSpec, rng: &mut Rng) -> RefData {
                         }
                     }
                     Values::Indices { limit, .. } => rng.int(0, limit.max(1) as i64 - 1),
+                    Values::PoolIndices(w) => {
+                        let plane = w.out[0] * w.out[1];
+                        let taps = w.kernel[0] * w.kernel[1];
+                        w.tap(i % plane.max(1), rng.below(taps.max(1)))
+                    }
                     Values::Ties => [-1, 0, 3][rng.below(3)].clamp(lo, hi),
                     Values::IntExtreme if rng.unit() < 0.3 => {
                         [lo, hi, -1, 0, 1, lo.saturating_add(1)][rng.below(6)].clamp(lo, hi)

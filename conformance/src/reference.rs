@@ -147,6 +147,12 @@ pub fn run(
         | Op::Conv2dBackwardWeight => one(nn::conv_backward(call)),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => nn::pool(call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => one(nn::resample(call)),
+        Op::MaxPool1dBackward
+        | Op::MaxPool2dBackward
+        | Op::AvgPool1dBackward
+        | Op::AvgPool2dBackward
+        | Op::AdaptiveAvgPool2dBackward
+        | Op::InterpolateBackward => one(nn::pool_backward(call)),
         Op::GroupNorm => one(nn::group_norm(call)),
         Op::BatchNorm => nn::batch_norm(call),
         Op::Rope => one(nn::rope(call)),

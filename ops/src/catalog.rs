@@ -320,6 +320,12 @@ pub enum Op {
     Conv2dBackwardInput,
     Conv1dBackwardWeight,
     Conv2dBackwardWeight,
+    MaxPool1dBackward,
+    MaxPool2dBackward,
+    AvgPool1dBackward,
+    AvgPool2dBackward,
+    AdaptiveAvgPool2dBackward,
+    InterpolateBackward,
     MaxPool1d,
     MaxPool2d,
     AvgPool1d,
@@ -485,6 +491,12 @@ impl OpDef {
                     | Op::Conv2dBackwardInput
                     | Op::Conv1dBackwardWeight
                     | Op::Conv2dBackwardWeight
+                    | Op::MaxPool1dBackward
+                    | Op::MaxPool2dBackward
+                    | Op::AvgPool1dBackward
+                    | Op::AvgPool2dBackward
+                    | Op::AdaptiveAvgPool2dBackward
+                    | Op::InterpolateBackward
             )
     }
 
@@ -1055,8 +1067,7 @@ fn vision() -> Vec<OpDef> {
                 OUT,
                 attrs![
                     req("size", AttrType::Ints),
-                    AttrDef::new("mode", AttrType::Str, AttrDefault::Str("nearest"))
-                        .allowed(Allowed::OneOf(&["nearest", "bilinear"])),
+                    INTERPOLATE_MODE,
                     flag("align_corners", false),
                 ],
                 FLOAT,
@@ -1131,15 +1142,35 @@ const POOL_PADDING: AttrDef = AttrDef::new(
     AttrType::Ints,
     AttrDefault::Rule("0 in every dimension"),
 );
+const INPUT_SIZE: AttrDef = req("input_size", AttrType::Ints);
+const POOL_DILATION: AttrDef = AttrDef::new(
+    "dilation",
+    AttrType::Ints,
+    AttrDefault::Rule("1 in every dimension"),
+);
+const MAX_POOL_BACKWARD: &[AttrDef] = &[
+    INPUT_SIZE,
+    POOL_KERNEL,
+    POOL_STRIDE,
+    POOL_PADDING,
+    POOL_DILATION,
+    flag("ceil_mode", false),
+];
+const AVG_POOL_BACKWARD: &[AttrDef] = &[
+    INPUT_SIZE,
+    POOL_KERNEL,
+    POOL_STRIDE,
+    POOL_PADDING,
+    flag("ceil_mode", false),
+    flag("count_include_pad", true),
+];
+const INTERPOLATE_MODE: AttrDef = AttrDef::new("mode", AttrType::Str, AttrDefault::Str("nearest"))
+    .allowed(Allowed::OneOf(&["nearest", "bilinear"]));
 const MAX_POOL: &[AttrDef] = &[
     POOL_KERNEL,
     POOL_STRIDE,
     POOL_PADDING,
-    AttrDef::new(
-        "dilation",
-        AttrType::Ints,
-        AttrDefault::Rule("1 in every dimension"),
-    ),
+    POOL_DILATION,
     flag("ceil_mode", false),
 ];
 const AVG_POOL: &[AttrDef] = &[
@@ -1269,6 +1300,64 @@ fn activation_backward() -> Vec<OpDef> {
                 }
             }),
         )
+        .chain([
+            def(
+                "max_pool1d_backward",
+                OpKind::Backward,
+                Op::MaxPool1dBackward,
+                &["grad", "indices"],
+                DX,
+                MAX_POOL_BACKWARD,
+                FLOAT,
+            )
+            .ins(&[InputDtype::Listed, InputDtype::Index]),
+            def(
+                "max_pool2d_backward",
+                OpKind::Backward,
+                Op::MaxPool2dBackward,
+                &["grad", "indices"],
+                DX,
+                MAX_POOL_BACKWARD,
+                FLOAT,
+            )
+            .ins(&[InputDtype::Listed, InputDtype::Index]),
+            def(
+                "avg_pool1d_backward",
+                OpKind::Backward,
+                Op::AvgPool1dBackward,
+                &["grad"],
+                DX,
+                AVG_POOL_BACKWARD,
+                FLOAT,
+            ),
+            def(
+                "avg_pool2d_backward",
+                OpKind::Backward,
+                Op::AvgPool2dBackward,
+                &["grad"],
+                DX,
+                AVG_POOL_BACKWARD,
+                FLOAT,
+            ),
+            def(
+                "adaptive_avg_pool2d_backward",
+                OpKind::Backward,
+                Op::AdaptiveAvgPool2dBackward,
+                &["grad"],
+                DX,
+                attrs![INPUT_SIZE],
+                FLOAT,
+            ),
+            def(
+                "interpolate_backward",
+                OpKind::Backward,
+                Op::InterpolateBackward,
+                &["grad"],
+                DX,
+                attrs![INPUT_SIZE, INTERPOLATE_MODE, flag("align_corners", false)],
+                FLOAT,
+            ),
+        ])
         .collect()
 }
 

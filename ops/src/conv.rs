@@ -412,33 +412,13 @@ impl ConvGeom {
         let spatial = spatial_of(op);
         let data = op.ends_with("_input");
         let name = if data { "input_size" } else { "weight_size" };
-        let size = attrs
-            .ints_opt(name)?
-            .ok_or_else(|| invalid(format!("{op}: {name} is required")))?;
-        if size.len() != spatial + 2 {
-            return Err(invalid(format!(
-                "{op}: {name} is {size:?}, expected {} values ({})",
-                spatial + 2,
-                match (data, spatial) {
-                    (true, 1) => "[N, C, L]",
-                    (true, _) => "[N, C, H, W]",
-                    (false, 1) => "[O, C/groups, K]",
-                    (false, _) => "[O, C/groups, KH, KW]",
-                }
-            )));
-        }
-        let size = size
-            .iter()
-            .map(|&v| usize::try_from(v))
-            .collect::<std::result::Result<Vec<usize>, _>>()
-            .map_err(|_| {
-                invalid(format!(
-                    "{op}: {name} is {size:?}, expected sizes >= 0 that fit in a size"
-                ))
-            })?;
-        size.iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| invalid(format!("{op}: {name}'s element count overflows")))?;
+        let form = match (data, spatial) {
+            (true, 1) => "[N, C, L]",
+            (true, _) => "[N, C, H, W]",
+            (false, 1) => "[O, C/groups, K]",
+            (false, _) => "[O, C/groups, KH, KW]",
+        };
+        let size = size_attr(op, attrs, name, spatial + 2, form)?;
         let sized = TensorDesc::contiguous(grad.dtype, &size);
         let g = if data {
             ConvGeom::of(op, attrs, &sized, other, None)?
@@ -535,12 +515,14 @@ pub(crate) struct PoolGeom {
     pub dilation: [usize; 2],
     /// avg_pool: padding counts in the divisor.
     pub count_include_pad: bool,
+    /// A max pool (else an average).
+    pub max: bool,
 }
 
 impl PoolGeom {
     /// The geometry of `op` over input `x`, validating shapes and attributes.
     pub fn of(op: &str, attrs: &Attrs<'_>, x: &TensorDesc) -> Result<PoolGeom> {
-        let spatial = if op.ends_with("1d") { 1 } else { 2 };
+        let spatial = spatial_of(op);
         let max = op.starts_with("max");
         if x.rank() != spatial + 2 {
             return Err(invalid(format!(
@@ -599,6 +581,7 @@ impl PoolGeom {
             padding,
             dilation,
             count_include_pad,
+            max,
         };
         out_shape_of(op, [g.n, g.c], out, spatial)?;
         Ok(g)
@@ -630,6 +613,202 @@ pub(crate) enum Resample {
     Bilinear { align_corners: bool },
 }
 
+impl Resample {
+    /// The kind of an `adaptive_avg_pool2d*` or `interpolate*` call.
+    fn of(op: &str, attrs: &Attrs<'_>) -> Result<Resample> {
+        if op.starts_with("adaptive_avg_pool2d") {
+            return Ok(Resample::AdaptiveAvg);
+        }
+        let align = attrs.flag("align_corners", false)?;
+        match attrs.str_or_default("mode")? {
+            "nearest" if align => Err(invalid(format!(
+                "{op}: align_corners = 1 applies to mode bilinear only, not nearest"
+            ))),
+            "nearest" => Ok(Resample::Nearest),
+            _ => Ok(Resample::Bilinear {
+                align_corners: align,
+            }),
+        }
+    }
+}
+
+/// A pooling or resampling gradient (`max_pool{1,2}d_backward`, `avg_pool{1,2}d_backward`,
+/// `adaptive_avg_pool2d_backward`, `interpolate_backward`): the forward op's geometry over an x
+/// of shape `input_size`, whose output shape grad has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoolBack {
+    Pool(PoolGeom),
+    Resample(ResampleGeom),
+}
+
+impl PoolBack {
+    /// The geometry of a call with `grad` (and, for max pools, `indices`).
+    pub fn of(
+        op: &str,
+        attrs: &Attrs<'_>,
+        grad: &TensorDesc,
+        indices: Option<&TensorDesc>,
+    ) -> Result<PoolBack> {
+        let pool =
+            op.contains("_pool1d") || op.starts_with("max_pool2d") || op.starts_with("avg_pool2d");
+        let spatial = if pool { spatial_of(op) } else { 2 };
+        let size = size_attr(
+            op,
+            attrs,
+            "input_size",
+            spatial + 2,
+            if spatial == 1 {
+                "[N, C, L]"
+            } else {
+                "[N, C, H, W]"
+            },
+        )?;
+        let x = TensorDesc::contiguous(grad.dtype, &size);
+        let (g, want) = if pool {
+            let g = PoolGeom::of(op, attrs, &x)?;
+            (PoolBack::Pool(g), g.out_shape())
+        } else {
+            if grad.rank() != 4 {
+                return Err(invalid(format!(
+                    "{op}: grad has shape {}, expected rank 4 ([N, C, OH, OW])",
+                    shape_str(&grad.shape)
+                )));
+            }
+            let out = [grad.shape[2], grad.shape[3]];
+            if out.contains(&0) {
+                return Err(invalid(format!(
+                    "{op}: grad has shape {}, expected OH and OW >= 1",
+                    shape_str(&grad.shape)
+                )));
+            }
+            let g = ResampleGeom::sized(op, Resample::of(op, attrs)?, &x, out)?;
+            (PoolBack::Resample(g), g.out_shape())
+        };
+        if grad.shape != want {
+            return Err(invalid(format!(
+                "{op}: grad has shape {}, expected {} (the forward op's output for input_size {})",
+                shape_str(&grad.shape),
+                shape_str(&want),
+                shape_str(&size)
+            )));
+        }
+        if let Some(i) = indices {
+            if i.shape != grad.shape {
+                return Err(invalid(format!(
+                    "{op}: indices has shape {}, expected grad's shape {}",
+                    shape_str(&i.shape),
+                    shape_str(&grad.shape)
+                )));
+            }
+        }
+        Ok(g)
+    }
+
+    /// The forward op's output rows (d = 0) or columns (d = 1) that read input row or column
+    /// `i`, each with its factor of the gradient's weight (the weight is the product of the two
+    /// dimensions' factors; a max pool also needs its index to name the element).
+    pub fn taps(&self, d: usize, i: usize) -> Vec<(usize, f64)> {
+        match self {
+            PoolBack::Pool(g) => {
+                let (len, k, st, pad, dil) = (
+                    g.input[d],
+                    g.kernel[d],
+                    g.stride[d],
+                    g.padding[d],
+                    g.dilation[d],
+                );
+                (0..k)
+                    .filter_map(|j| {
+                        let t = (i + pad).checked_sub(j * dil)?;
+                        let o = t / st;
+                        if t % st != 0 || o >= g.out[d] {
+                            return None;
+                        }
+                        if g.max {
+                            return Some((o, 1.0));
+                        }
+                        // avg_pool's divisor, one dimension of it.
+                        let s = (o * st) as i64 - pad as i64;
+                        let e = (s + k as i64).min((len + pad) as i64);
+                        let count = if g.count_include_pad {
+                            e - s
+                        } else {
+                            e.min(len as i64) - s.max(0)
+                        };
+                        Some((o, 1.0 / count as f64))
+                    })
+                    .collect()
+            }
+            PoolBack::Resample(g) => {
+                let (len, outn) = (g.input[d], g.out[d]);
+                let (lo, hi) = g.back_range(d, i);
+                (lo..hi)
+                    .filter_map(|o| match g.kind {
+                        Resample::AdaptiveAvg => {
+                            let (s, e) = (o * len / outn, ((o + 1) * len).div_ceil(outn));
+                            (s <= i && i < e).then(|| (o, 1.0 / (e - s) as f64))
+                        }
+                        Resample::Nearest => (o * len / outn == i).then_some((o, 1.0)),
+                        Resample::Bilinear { .. } => {
+                            let (num, den) = g.source(d, o);
+                            let i0 = ((num / den) as usize).min(len - 1);
+                            let i1 = (i0 + 1).min(len - 1);
+                            let l = ((num - i0 as u64 * den) as f64 / den as f64).min(1.0);
+                            let w =
+                                if i0 == i { 1.0 - l } else { 0.0 } + if i1 == i { l } else { 0.0 };
+                            (i0 == i || i1 == i).then_some((o, w))
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The shape of the result: input_size.
+    pub fn in_shape(&self) -> Vec<usize> {
+        match self {
+            PoolBack::Pool(g) => {
+                let mut s = vec![g.n, g.c];
+                s.extend_from_slice(&g.input[2 - g.spatial..]);
+                s
+            }
+            PoolBack::Resample(g) => vec![g.n, g.c, g.input[0], g.input[1]],
+        }
+    }
+}
+
+/// An `Ints` attribute holding a shape of `rank` sizes (`form` names them in messages), its
+/// element count checked.
+fn size_attr(
+    op: &str,
+    attrs: &Attrs<'_>,
+    name: &str,
+    rank: usize,
+    form: &str,
+) -> Result<Vec<usize>> {
+    let size = attrs
+        .ints_opt(name)?
+        .ok_or_else(|| invalid(format!("{op}: {name} is required")))?;
+    if size.len() != rank {
+        return Err(invalid(format!(
+            "{op}: {name} is {size:?}, expected {rank} values ({form})"
+        )));
+    }
+    let out = size
+        .iter()
+        .map(|&v| usize::try_from(v))
+        .collect::<std::result::Result<Vec<usize>, _>>()
+        .map_err(|_| {
+            invalid(format!(
+                "{op}: {name} is {size:?}, expected sizes >= 0 that fit in a size"
+            ))
+        })?;
+    out.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| invalid(format!("{op}: {name}'s element count overflows")))?;
+    Ok(out)
+}
+
 /// The geometry of an `adaptive_avg_pool2d` or `interpolate` call over x [N, C, H, W].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResampleGeom {
@@ -649,29 +828,21 @@ impl ResampleGeom {
                 shape_str(&x.shape)
             )));
         }
-        let (size_name, kind) = if op == "adaptive_avg_pool2d" {
-            ("output_size", Resample::AdaptiveAvg)
+        let kind = Resample::of(op, attrs)?;
+        let size_name = if kind == Resample::AdaptiveAvg {
+            "output_size"
         } else {
-            let align = attrs.flag("align_corners", false)?;
-            match attrs.str_or_default("mode")? {
-                "nearest" if align => {
-                    return Err(invalid(format!(
-                        "{op}: align_corners = 1 applies to mode bilinear only, not nearest"
-                    )))
-                }
-                "nearest" => ("size", Resample::Nearest),
-                _ => (
-                    "size",
-                    Resample::Bilinear {
-                        align_corners: align,
-                    },
-                ),
-            }
+            "size"
         };
         if attrs.ints_opt(size_name)?.is_none() {
             return Err(invalid(format!("{op}: {size_name} is required")));
         }
         let out = per_dim(op, attrs, size_name, 2, 1, 1)?;
+        ResampleGeom::sized(op, kind, x, out)
+    }
+
+    /// The geometry of a call of `kind` over `x` with output sizes `out`.
+    fn sized(op: &str, kind: Resample, x: &TensorDesc, out: [usize; 2]) -> Result<ResampleGeom> {
         let input = [x.shape[2], x.shape[3]];
         let (n, c) = (x.shape[0], x.shape[1]);
         if n > 0 && c > 0 && input.contains(&0) {
@@ -709,6 +880,31 @@ impl ResampleGeom {
     /// `[N, C, OH, OW]`.
     pub fn out_shape(&self) -> Vec<usize> {
         vec![self.n, self.c, self.out[0], self.out[1]]
+    }
+
+    /// The output indices `lo..hi` along dimension `d` that may read input index `i` (a
+    /// superset for bilinear, whose taps the caller checks). Adaptive: floor(i O / I) ..
+    /// ceil((i + 1) O / I); nearest: ceil(i O / I) .. ceil((i + 1) O / I); bilinear: the outputs
+    /// whose source position lies in [i - 1, i + 1), widened by the rounding of the scale.
+    pub fn back_range(&self, d: usize, i: usize) -> (usize, usize) {
+        let (len, outn) = (self.input[d] as u128, self.out[d] as u128);
+        let i = i as u128;
+        let (lo, hi) = match self.kind {
+            Resample::AdaptiveAvg => (i * outn / len, ((i + 1) * outn).div_ceil(len)),
+            Resample::Nearest => ((i * outn).div_ceil(len), ((i + 1) * outn).div_ceil(len)),
+            _ if len == 1 => (0, outn),
+            Resample::Bilinear {
+                align_corners: true,
+            } => (
+                (i.saturating_sub(1) * (outn - 1) / (len - 1)).saturating_sub(1),
+                ((i + 1) * (outn - 1)).div_ceil(len - 1) + 2,
+            ),
+            Resample::Bilinear { .. } => (
+                (i.saturating_sub(1) * outn / len).saturating_sub(2),
+                ((i + 2) * outn).div_ceil(len) + 2,
+            ),
+        };
+        (lo.min(outn) as usize, hi.min(outn) as usize)
     }
 
     /// Bilinear: the source position of output index `i` in dimension `d` as `num / den` (never

@@ -589,6 +589,14 @@ pub fn plan(
             eps(&attrs)?;
             vec![x(0).shape.clone()]
         }
+        Op::MaxPool1dBackward
+        | Op::MaxPool2dBackward
+        | Op::AvgPool1dBackward
+        | Op::AvgPool2dBackward
+        | Op::AdaptiveAvgPool2dBackward
+        | Op::InterpolateBackward => {
+            vec![crate::conv::PoolBack::of(op, &attrs, x(0), opt(1))?.in_shape()]
+        }
         Op::AdaptiveAvgPool2d | Op::Interpolate => {
             vec![crate::conv::ResampleGeom::of(op, &attrs, x(0))?.out_shape()]
         }

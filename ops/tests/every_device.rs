@@ -889,6 +889,97 @@ fn conv_gradients_are_adjoint(d: &dyn Device, q: &dyn Queue) {
     assert!(e.message().contains("grad has shape"), "on {id}: {e}");
 }
 
+/// The pooling and resampling gradients are the adjoints of their forward ops:
+/// <f(x), g> = <x, f_backward(g)> (a max pool's through its indices), with overlapping,
+/// padded, upsampling and downsampling geometries.
+fn pool_gradients_are_adjoint(d: &dyn Device, q: &dyn Queue) {
+    use anyaccel_hal::AttrValue;
+    let id = &d.info().id;
+    let t = |v: Vec<f32>, shape: &[usize]| Tensor::from_slice(q, &v, shape).unwrap();
+    let get = |t: &Tensor| t.to_vec::<f32>(q).unwrap();
+    let val = |n: usize, k: usize, m: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * k % m) as f32 - (m / 2) as f32) / 4.0)
+            .collect()
+    };
+    let owned = |attrs: &[(&str, AttrValue)]| -> Vec<(String, AttrValue)> {
+        attrs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect()
+    };
+    let ints = |v: &[i64]| AttrValue::Ints(v.to_vec());
+    let dot =
+        |a: &[f32], b: &[f32]| -> f64 { a.iter().zip(b).map(|(&u, &v)| u as f64 * v as f64).sum() };
+    let shape = [2usize, 3, 7, 9];
+    let x = t(val(2 * 3 * 7 * 9, 7, 29), &shape);
+    let size = ("input_size", ints(&[2, 3, 7, 9]));
+    let pool = [
+        ("kernel_size", ints(&[3])),
+        ("stride", ints(&[2, 1])),
+        ("padding", ints(&[1])),
+    ];
+    // The op, its attributes, and its gradient's (input_size aside).
+    type Attrs<'a> = Vec<(&'a str, AttrValue)>;
+    let cases: Vec<(&str, Attrs, Attrs)> = vec![
+        ("max_pool2d", pool.to_vec(), pool.to_vec()),
+        ("avg_pool2d", pool.to_vec(), pool.to_vec()),
+        (
+            "adaptive_avg_pool2d",
+            vec![("output_size", ints(&[3, 4]))],
+            vec![],
+        ),
+        (
+            "interpolate",
+            vec![
+                ("size", ints(&[11, 5])),
+                ("mode", AttrValue::Str("bilinear".into())),
+            ],
+            vec![("mode", AttrValue::Str("bilinear".into()))],
+        ),
+        (
+            "interpolate",
+            vec![
+                ("size", ints(&[4, 13])),
+                ("mode", AttrValue::Str("bilinear".into())),
+                ("align_corners", AttrValue::Int(1)),
+            ],
+            vec![
+                ("mode", AttrValue::Str("bilinear".into())),
+                ("align_corners", AttrValue::Int(1)),
+            ],
+        ),
+        ("interpolate", vec![("size", ints(&[10, 4]))], vec![]),
+    ];
+    for (op, fwd, mut back) in cases {
+        let outs = ops::call(q, op, &[Some(&x)], &owned(&fwd)).unwrap();
+        let y = &outs[0];
+        // g = y plus a pattern: <y, g> is far from 0.
+        let g: Vec<f32> = get(y)
+            .iter()
+            .zip(val(y.numel(), 5, 17))
+            .map(|(a, b)| a + b / 2.0)
+            .collect();
+        let g = t(g, y.shape());
+        back.push(size.clone());
+        let backward = format!("{op}_backward");
+        let inputs = [Some(&g), outs.get(1)];
+        let dx = ops::call(q, &backward, &inputs[..outs.len().min(2)], &owned(&back))
+            .unwrap()
+            .remove(0);
+        assert_eq!(dx.shape(), &shape, "{backward} on {id}");
+        let (yg, xdx) = (dot(&get(y), &get(&g)), dot(&get(&x), &get(&dx)));
+        assert!(
+            yg.abs() > 1.0,
+            "{op} on {id}: a degenerate check, <y, g> = {yg}"
+        );
+        assert!(
+            (xdx - yg).abs() <= 1e-4 * yg.abs(),
+            "{backward} on {id}: <x, dx> = {xdx}, <{op}(x), g> = {yg}"
+        );
+    }
+}
+
 macro_rules! on_each_device {
     ($($test:ident),* $(,)?) => {
         mod cpu {
@@ -935,6 +1026,7 @@ on_each_device!(
     attention_options_match_their_definitions,
     conv_matches_its_definition,
     conv_gradients_are_adjoint,
+    pool_gradients_are_adjoint,
     attention_mask_matches_its_definition,
     pools_match_their_definition,
     resampling_matches_its_definition,

@@ -3,7 +3,7 @@
 
 use anyaccel_hal::{AttrValue, DType};
 
-use super::{attr, input, value_classes, values_tag, Builder, Layout, Values, C};
+use super::{attr, input, value_classes, values_tag, Builder, Layout, PoolWindows, Values, C};
 
 pub(super) fn norm_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     let rms = op == "rms_norm";
@@ -770,12 +770,90 @@ type PoolCase = (
     Layout,
 );
 
+/// The forward pool's geometry of a case: [H, W] windows over x of shape `xs` (1-D: H = 1).
+fn pool_windows(
+    xs: &[usize],
+    k: &[i64],
+    s: &[i64],
+    p: &[i64],
+    dil: &[i64],
+    ceil: bool,
+) -> PoolWindows {
+    let sp = xs.len() - 2;
+    let at = |v: &[i64], d: usize, default: usize| -> usize {
+        match v {
+            [] => default,
+            [one] => *one as usize,
+            _ => v[d] as usize,
+        }
+    };
+    let mut w = PoolWindows {
+        input: [1; 2],
+        out: [1; 2],
+        kernel: [1; 2],
+        stride: [1; 2],
+        padding: [0; 2],
+        dilation: [1; 2],
+    };
+    for d in 0..sp {
+        let e = 2 - sp + d;
+        let (len, kk) = (xs[2 + d], at(k, d, 1));
+        let st = if s.is_empty() { kk } else { at(s, d, 1) };
+        let (pad, dl) = (at(p, d, 0), at(dil, d, 1));
+        let span = len + 2 * pad - (dl * (kk - 1) + 1);
+        let mut o = if ceil {
+            span.div_ceil(st) + 1
+        } else {
+            span / st + 1
+        };
+        if ceil && (o - 1) * st >= len + pad {
+            o -= 1;
+        }
+        (w.input[e], w.out[e], w.kernel[e]) = (len, o, kk);
+        (w.stride[e], w.padding[e], w.dilation[e]) = (st, pad, dl);
+    }
+    w
+}
+
+/// The inputs of a pool case over x of shape `xs`: x itself, or for a gradient (`grad_of`
+/// holds the windows) grad of the output's shape and, for max pools, indices from the windows.
+fn pool_inputs(
+    d: DType,
+    xs: &[usize],
+    xl: Layout,
+    v: Values,
+    grad_of: Option<(PoolWindows, bool, DType)>,
+) -> Vec<Option<super::InputSpec>> {
+    let Some((w, max, it)) = grad_of else {
+        return vec![input(d, xs, xl, v)];
+    };
+    let mut shape = xs[..2].to_vec();
+    shape.extend_from_slice(&w.out[2 - (xs.len() - 2)..]);
+    let mut inputs = vec![input(d, &shape, xl, v)];
+    if max {
+        inputs.push(input(it, &shape, C, Values::PoolIndices(w)));
+    }
+    inputs
+}
+
+/// The `input_size` attribute of a gradient case.
+fn input_size(xs: &[usize]) -> (String, AttrValue) {
+    attr(
+        "input_size",
+        super::ints(&xs.iter().map(|&v| v as i64).collect::<Vec<_>>()),
+    )
+}
+
+/// The pools, and with `op` a gradient (`max_pool2d_backward`, ...) the same cases for it:
+/// grad of the forward op's output shape, `input_size` x's shape, indices that a max pool
+/// could give.
 pub(super) fn pool_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     const T: Layout = Layout::Transposed;
     const S: Layout = Layout::Strided;
     let max = op.starts_with("max");
+    let backward = op.ends_with("_backward");
     #[rustfmt::skip]
-    let cases: &[PoolCase] = if op.ends_with("1d") {
+    let cases: &[PoolCase] = if op.contains("1d") {
         &[
             ("n2_c3_l17_k3_s2", &[2, 3, 17], C, &[3], &[2], &[], &[], false, true, C),
             ("k2_p1_ceil", &[1, 4, 10], C, &[2], &[], &[1], &[], true, true, C),
@@ -806,6 +884,18 @@ pub(super) fn pool_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
                 continue;
             }
             let mut attrs = vec![attr("kernel_size", super::ints(k))];
+            let grad_of = backward.then(|| {
+                // One case takes i32 indices.
+                let it = if tag == "views" {
+                    DType::I32
+                } else {
+                    DType::I64
+                };
+                (pool_windows(xs, k, s, p, dil, ceil), max, it)
+            });
+            if backward {
+                attrs.push(input_size(xs));
+            }
             for (name, v) in [("stride", s), ("padding", p), ("dilation", dil)] {
                 if !v.is_empty() {
                     attrs.push(attr(name, super::ints(v)));
@@ -828,7 +918,7 @@ pub(super) fn pool_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
                     d.name().into(),
                     &[d],
                     &format!("{tag}.{}", values_tag(v)),
-                    vec![input(d, xs, xl, v)],
+                    pool_inputs(d, xs, xl, v, grad_of),
                     attrs.clone(),
                     ol,
                     false,
@@ -837,18 +927,23 @@ pub(super) fn pool_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
         }
     }
     // More than 2^24 elements in x.
-    let x: &[usize] = if op.ends_with("1d") {
+    let x: &[usize] = if op.contains("1d") {
         &[1, 1, (1 << 24) + 4]
     } else {
         &[1, 1, 4098, 4098]
     };
+    let mut attrs = vec![attr("kernel_size", super::ints(&[2]))];
+    let grad_of = backward.then(|| {
+        attrs.push(input_size(x));
+        (pool_windows(x, &[2], &[], &[], &[], false), max, DType::I64)
+    });
     b.push(
         op,
         "f32".into(),
         &[DType::F32],
         "large",
-        vec![input(DType::F32, x, C, Values::Normal)],
-        vec![attr("kernel_size", super::ints(&[2]))],
+        pool_inputs(DType::F32, x, C, Values::Normal, grad_of),
+        attrs,
         C,
         true,
     );
@@ -868,7 +963,9 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
         Layout,
     );
     #[rustfmt::skip]
-    let cases: &[Rs] = if op == "adaptive_avg_pool2d" {
+    let backward = op.ends_with("_backward");
+    let adaptive = op.starts_with("adaptive_avg_pool2d");
+    let cases: &[Rs] = if adaptive {
         &[
             ("n2_c3_7x9_to_3x4", &[2, 3, 7, 9], C, &[3, 4], "", false, C),
             ("to_1x1", &[1, 4, 5, 6], C, &[1], "", false, C),
@@ -879,12 +976,52 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
         ]
     } else {
         &[
-            ("n2_c3_5x6_to_9x11", &[2, 3, 5, 6], C, &[9, 11], "bilinear", false, C),
-            ("down_9x7_to_4x3", &[1, 2, 9, 7], C, &[4, 3], "bilinear", false, C),
-            ("align_5x6_to_9x11", &[1, 2, 5, 6], C, &[9, 11], "bilinear", true, C),
+            (
+                "n2_c3_5x6_to_9x11",
+                &[2, 3, 5, 6],
+                C,
+                &[9, 11],
+                "bilinear",
+                false,
+                C,
+            ),
+            (
+                "down_9x7_to_4x3",
+                &[1, 2, 9, 7],
+                C,
+                &[4, 3],
+                "bilinear",
+                false,
+                C,
+            ),
+            (
+                "align_5x6_to_9x11",
+                &[1, 2, 5, 6],
+                C,
+                &[9, 11],
+                "bilinear",
+                true,
+                C,
+            ),
             ("align_to_1", &[1, 2, 4, 5], C, &[1, 3], "bilinear", true, C),
-            ("nearest_5x6_to_9x11", &[2, 3, 5, 6], C, &[9, 11], "nearest", false, C),
-            ("nearest_down_9x7_to_4x3", &[1, 2, 9, 7], C, &[4, 3], "nearest", false, C),
+            (
+                "nearest_5x6_to_9x11",
+                &[2, 3, 5, 6],
+                C,
+                &[9, 11],
+                "nearest",
+                false,
+                C,
+            ),
+            (
+                "nearest_down_9x7_to_4x3",
+                &[1, 2, 9, 7],
+                C,
+                &[4, 3],
+                "nearest",
+                false,
+                C,
+            ),
             ("views", &[1, 3, 6, 8], T, &[7], "bilinear", false, S),
             ("empty_n0", &[0, 3, 4, 4], C, &[2], "nearest", false, C),
         ]
@@ -892,10 +1029,19 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
     for &d in dtypes {
         for &(tag, xs, xl, size, mode, align, ol) in cases {
             let mut attrs = Vec::new();
-            if op == "adaptive_avg_pool2d" {
-                attrs.push(attr("output_size", super::ints(size)));
+            // A gradient takes grad of the output's shape and input_size, not the size.
+            let shape: Vec<usize> = if backward {
+                attrs.push(input_size(xs));
+                let at = |d: usize| size[if size.len() == 1 { 0 } else { d }] as usize;
+                vec![xs[0], xs[1], at(0), at(1)]
             } else {
-                attrs.push(attr("size", super::ints(size)));
+                attrs.push(attr(
+                    if adaptive { "output_size" } else { "size" },
+                    super::ints(size),
+                ));
+                xs.to_vec()
+            };
+            if !adaptive {
                 attrs.push(attr("mode", AttrValue::Str(mode.into())));
                 if align {
                     attrs.push(attr("align_corners", AttrValue::Int(1)));
@@ -912,7 +1058,7 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
                     d.name().into(),
                     &[d],
                     &format!("{tag}.{}", values_tag(v)),
-                    vec![input(d, xs, xl, v)],
+                    vec![input(d, &shape, xl, v)],
                     attrs.clone(),
                     ol,
                     false,
@@ -921,20 +1067,34 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
         }
     }
     // More than 2^24 elements in x.
-    let attrs = if op == "adaptive_avg_pool2d" {
-        vec![attr("output_size", super::ints(&[64]))]
+    let x = [1, 1, 4099, 4099];
+    let (mut attrs, out) = if adaptive {
+        (
+            vec![attr("output_size", super::ints(&[64]))],
+            [1, 1, 64, 64],
+        )
     } else {
-        vec![
-            attr("size", super::ints(&[1000, 1000])),
-            attr("mode", AttrValue::Str("bilinear".into())),
-        ]
+        (
+            vec![
+                attr("size", super::ints(&[1000, 1000])),
+                attr("mode", AttrValue::Str("bilinear".into())),
+            ],
+            [1, 1, 1000, 1000],
+        )
+    };
+    let shape: &[usize] = if backward {
+        attrs.remove(0);
+        attrs.push(input_size(&x));
+        &out
+    } else {
+        &x
     };
     b.push(
         op,
         "f32".into(),
         &[DType::F32],
         "large",
-        vec![input(DType::F32, &[1, 1, 4099, 4099], C, Values::Normal)],
+        vec![input(DType::F32, shape, C, Values::Normal)],
         attrs,
         C,
         true,

@@ -916,141 +916,38 @@ pub(crate) fn pool(call: &Call) -> Result<Vec<RefTensor>> {
     let op = call.op;
     let x = call.input(0)?;
     check_dtype(op, "x", x.dtype, &FLOAT_DTYPES)?;
-    let sp = if op.ends_with("1d") { 1 } else { 2 };
-    let max = op.starts_with("max");
-    if x.rank() != sp + 2 {
-        return Err(invalid(
-            op,
-            format!("{}: expected rank {}", describe("x", x), sp + 2),
-        ));
-    }
-    if call.ints_attr("kernel_size")?.is_none() {
-        return Err(invalid(op, "attribute `kernel_size` is required"));
-    }
-    let kernel = conv_param(call, "kernel_size", sp, 1, 1)?;
-    let stride = match call.ints_attr("stride")? {
-        Some(v) if !v.is_empty() => conv_param(call, "stride", sp, 1, 1)?,
-        _ => kernel.clone(),
-    };
-    let padding = conv_param(call, "padding", sp, 0, 0)?;
-    let dilation = if max {
-        conv_param(call, "dilation", sp, 1, 1)?
-    } else {
-        vec![1; sp]
-    };
-    let ceil = call.flag_attr("ceil_mode", false)?;
-    let count_pad = !max && call.flag_attr("count_include_pad", true)?;
-    let mut outs = Vec::with_capacity(sp);
-    for d in 0..sp {
-        let (len, k, s, p, dl) = (
-            x.shape[2 + d] as u128,
-            kernel[d] as u128,
-            stride[d] as u128,
-            padding[d] as u128,
-            dilation[d] as u128,
-        );
-        if p > k / 2 {
-            return Err(invalid(
-                op,
-                format!("padding {p} is more than half the kernel {k}"),
-            ));
-        }
-        let padded = len + 2 * p;
-        let extent = dl * (k - 1) + 1;
-        if padded > i64::MAX as u128 || extent > padded {
-            return Err(invalid(
-                op,
-                format!("the window spans {extent} but the padded input is {padded}"),
-            ));
-        }
-        let span = padded - extent;
-        let mut o = if ceil {
-            span.div_ceil(s) + 1
-        } else {
-            span / s + 1
-        };
-        if ceil && (o - 1) * s >= len + p {
-            o -= 1;
-        }
-        outs.push(o as usize);
-    }
-    let (n, c) = (x.shape[0], x.shape[1]);
-    let mut out_shape = vec![n, c];
-    out_shape.extend(&outs);
-    out_shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| invalid(op, "the output's element count overflows"))?;
-    let two = |v: &[usize], one: usize| -> [usize; 2] {
-        if sp == 1 {
-            [one, v[0]]
-        } else {
-            [v[0], v[1]]
-        }
-    };
-    let [ih, iw] = two(&x.shape[2..], 1);
-    let [oh, ow] = two(&outs, 1);
-    let [kh, kw] = two(&kernel, 1);
-    let [sh, sw] = two(&stride, 1);
-    let [ph, pw] = two(&padding, 0);
-    let [dh, dw] = two(&dilation, 1);
+    let g = PoolRef::of(call, &x.shape)?;
     let xv = x.to_f64_vec();
     let (mut vals, mut idx) = (Vec::new(), Vec::new());
-    for plane in 0..n * c {
-        let base = plane * ih * iw;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let y0 = (oy * sh) as i64 - ph as i64;
-                let x0 = (ox * sw) as i64 - pw as i64;
-                if max {
+    for plane in 0..g.planes {
+        let base = plane * g.input[0] * g.input[1];
+        for oy in 0..g.out[0] {
+            for ox in 0..g.out[1] {
+                let taps = g.window(oy, ox);
+                if g.max {
+                    // The largest tap, the first NaN winning; ties to the first tap.
                     let (mut best, mut at) = (f64::NEG_INFINITY, -1i64);
-                    'w: for ky in 0..kh {
-                        let iy = y0 + (ky * dh) as i64;
-                        if iy < 0 || iy >= ih as i64 {
-                            continue;
+                    for (pos, _) in taps {
+                        let v = xv[base + pos];
+                        if v.is_nan() {
+                            (best, at) = (v, pos as i64);
+                            break;
                         }
-                        for kx in 0..kw {
-                            let ix = x0 + (kx * dw) as i64;
-                            if ix < 0 || ix >= iw as i64 {
-                                continue;
-                            }
-                            let v = xv[base + iy as usize * iw + ix as usize];
-                            let pos = iy * iw as i64 + ix;
-                            if v.is_nan() {
-                                (best, at) = (v, pos);
-                                break 'w;
-                            }
-                            if v > best || at < 0 {
-                                (best, at) = (v, pos);
-                            }
+                        if v > best || at < 0 {
+                            (best, at) = (v, pos as i64);
                         }
                     }
                     vals.push(best);
                     idx.push(at);
                 } else {
-                    let ye0 = (y0 + kh as i64).min((ih + ph) as i64);
-                    let xe0 = (x0 + kw as i64).min((iw + pw) as i64);
-                    let pool = (ye0 - y0) * (xe0 - x0);
-                    let (ys, xs) = (y0.max(0), x0.max(0));
-                    let (ye, xe) = (ye0.min(ih as i64), xe0.min(iw as i64));
-                    let mut sum = 0.0;
-                    for iy in ys..ye {
-                        for ix in xs..xe {
-                            sum += xv[base + iy as usize * iw + ix as usize];
-                        }
-                    }
-                    let divisor = if count_pad {
-                        pool
-                    } else {
-                        (ye - ys).max(0) * (xe - xs).max(0)
-                    };
-                    vals.push(sum / divisor as f64);
+                    vals.push(taps.iter().map(|&(pos, w)| w * xv[base + pos]).sum());
                 }
             }
         }
     }
+    let out_shape = g.out_shape();
     let mut result = vec![RefTensor::from_f64(x.dtype, &out_shape, vals)?];
-    if max {
+    if g.max {
         result.push(RefTensor::from_i64(
             anyaccel_hal::DType::I64,
             &out_shape,
@@ -1058,6 +955,151 @@ pub(crate) fn pool(call: &Call) -> Result<Vec<RefTensor>> {
         )?);
     }
     Ok(result)
+}
+
+/// A pool's geometry over x, lifted to two spatial dimensions (a 1-D pool has height 1).
+struct PoolRef {
+    sp: usize,
+    max: bool,
+    n: usize,
+    c: usize,
+    planes: usize,
+    input: [usize; 2],
+    out: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    count_pad: bool,
+}
+
+impl PoolRef {
+    /// The geometry of `call`'s pool (forward or gradient) over x of shape `xs`.
+    fn of(call: &Call, xs: &[usize]) -> Result<PoolRef> {
+        let op = call.op;
+        let sp = if op.contains("1d") { 1 } else { 2 };
+        let max = op.starts_with("max");
+        if xs.len() != sp + 2 {
+            return Err(invalid(
+                op,
+                format!("x has shape {xs:?}: expected rank {}", sp + 2),
+            ));
+        }
+        if call.ints_attr("kernel_size")?.is_none() {
+            return Err(invalid(op, "attribute `kernel_size` is required"));
+        }
+        let kernel = conv_param(call, "kernel_size", sp, 1, 1)?;
+        let stride = match call.ints_attr("stride")? {
+            Some(v) if !v.is_empty() => conv_param(call, "stride", sp, 1, 1)?,
+            _ => kernel.clone(),
+        };
+        let padding = conv_param(call, "padding", sp, 0, 0)?;
+        let dilation = if max {
+            conv_param(call, "dilation", sp, 1, 1)?
+        } else {
+            vec![1; sp]
+        };
+        let ceil = call.flag_attr("ceil_mode", false)?;
+        let count_pad = !max && call.flag_attr("count_include_pad", true)?;
+        let mut outs = Vec::with_capacity(sp);
+        for d in 0..sp {
+            let (len, k, s, p, dl) = (
+                xs[2 + d] as u128,
+                kernel[d] as u128,
+                stride[d] as u128,
+                padding[d] as u128,
+                dilation[d] as u128,
+            );
+            if p > k / 2 {
+                return Err(invalid(
+                    op,
+                    format!("padding {p} is more than half the kernel {k}"),
+                ));
+            }
+            let padded = len + 2 * p;
+            let extent = dl * (k - 1) + 1;
+            if padded > i64::MAX as u128 || extent > padded {
+                return Err(invalid(
+                    op,
+                    format!("the window spans {extent} but the padded input is {padded}"),
+                ));
+            }
+            let span = padded - extent;
+            let mut o = if ceil {
+                span.div_ceil(s) + 1
+            } else {
+                span / s + 1
+            };
+            if ceil && (o - 1) * s >= len + p {
+                o -= 1;
+            }
+            outs.push(o as usize);
+        }
+        let mut out_shape = vec![xs[0], xs[1]];
+        out_shape.extend(&outs);
+        count_of(op, &out_shape)?;
+        let two = |v: &[usize], one: usize| -> [usize; 2] {
+            if sp == 1 {
+                [one, v[0]]
+            } else {
+                [v[0], v[1]]
+            }
+        };
+        Ok(PoolRef {
+            sp,
+            max,
+            n: xs[0],
+            c: xs[1],
+            planes: xs[0] * xs[1],
+            input: two(&xs[2..], 1),
+            out: two(&outs, 1),
+            kernel: two(&kernel, 1),
+            stride: two(&stride, 1),
+            padding: two(&padding, 0),
+            dilation: two(&dilation, 1),
+            count_pad,
+        })
+    }
+
+    fn out_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.n, self.c];
+        s.extend_from_slice(&self.out[2 - self.sp..]);
+        s
+    }
+
+    /// The plane positions (iy * W + ix) that output (oy, ox) reads, in window order, each with
+    /// its weight: 1 for a max pool, 1 / divisor for an average.
+    fn window(&self, oy: usize, ox: usize) -> Vec<(usize, f64)> {
+        let [ih, iw] = self.input;
+        let y0 = (oy * self.stride[0]) as i64 - self.padding[0] as i64;
+        let x0 = (ox * self.stride[1]) as i64 - self.padding[1] as i64;
+        let mut taps = Vec::new();
+        for ky in 0..self.kernel[0] {
+            let iy = y0 + (ky * self.dilation[0]) as i64;
+            if iy < 0 || iy >= ih as i64 {
+                continue;
+            }
+            for kx in 0..self.kernel[1] {
+                let ix = x0 + (kx * self.dilation[1]) as i64;
+                if ix >= 0 && ix < iw as i64 {
+                    taps.push((iy as usize * iw + ix as usize, 1.0));
+                }
+            }
+        }
+        if !self.max {
+            let divisor = if self.count_pad {
+                let ye = (y0 + self.kernel[0] as i64).min((ih + self.padding[0]) as i64);
+                let xe = (x0 + self.kernel[1] as i64).min((iw + self.padding[1]) as i64);
+                ((ye - y0) * (xe - x0)) as f64
+            } else {
+                taps.len() as f64
+            };
+            for t in &mut taps {
+                t.1 = 1.0 / divisor;
+            }
+        }
+        taps
+    }
 }
 
 /// `adaptive_avg_pool2d` and `interpolate` (nearest, bilinear), in f64 with window bounds and
@@ -1072,50 +1114,93 @@ pub(crate) fn resample(call: &Call) -> Result<RefTensor> {
             format!("{}: expected rank 4 ([N, C, H, W])", describe("x", x)),
         ));
     }
-    let adaptive = op == "adaptive_avg_pool2d";
-    let size_name = if adaptive { "output_size" } else { "size" };
-    let (mut nearest, mut align) = (false, false);
-    if !adaptive {
-        align = call.flag_attr("align_corners", false)?;
-        match call.str_attr("mode")?.unwrap_or("nearest") {
-            "nearest" if align => {
-                return Err(invalid(op, "align_corners = 1 needs mode bilinear"));
-            }
-            "nearest" => nearest = true,
-            "bilinear" => {}
-            other => {
-                return Err(invalid(
-                    op,
-                    format!("attribute `mode` is `{other}`, expected nearest or bilinear"),
-                ))
-            }
-        }
-    }
+    let size_name = if op == "adaptive_avg_pool2d" {
+        "output_size"
+    } else {
+        "size"
+    };
     if call.ints_attr(size_name)?.is_none() {
         return Err(invalid(op, format!("attribute `{size_name}` is required")));
     }
     let outs = conv_param(call, size_name, 2, 1, 1)?;
-    let (n, c, ih, iw) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    let (oh, ow) = (outs[0], outs[1]);
-    if n * c > 0 && (ih == 0 || iw == 0) {
-        return Err(invalid(
-            op,
-            format!("{}: expected H and W >= 1", describe("x", x)),
-        ));
-    }
-    for (o, i) in [(oh, ih), (ow, iw)] {
-        if (2 * o as u128 + 1) * (i.max(1) as u128) > i64::MAX as u128 {
-            return Err(invalid(op, "the source positions overflow"));
+    let g = ResampleRef::of(call, &x.shape, [outs[0], outs[1]])?;
+    let xv = x.to_f64_vec();
+    let [ih, iw] = g.input;
+    let mut vals = Vec::with_capacity(g.planes * g.out[0] * g.out[1]);
+    for plane in 0..g.planes {
+        for oy in 0..g.out[0] {
+            for ox in 0..g.out[1] {
+                let taps = g.taps(oy, ox);
+                vals.push(
+                    taps.iter()
+                        .map(|&(iy, ix, w)| w * xv[(plane * ih + iy) * iw + ix])
+                        .sum(),
+                );
+            }
         }
     }
-    let out_shape = vec![n, c, oh, ow];
-    out_shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| invalid(op, "the output's element count overflows"))?;
-    // Bilinear source position of output index i: a fraction num / den.
-    let tap = |i: usize, len: usize, out: usize| -> (usize, usize, f64) {
-        let (num, den) = if align {
+    RefTensor::from_f64(x.dtype, &[x.shape[0], x.shape[1], g.out[0], g.out[1]], vals)
+}
+
+/// An `adaptive_avg_pool2d` or `interpolate` geometry over x [N, C, H, W].
+struct ResampleRef {
+    adaptive: bool,
+    nearest: bool,
+    align: bool,
+    planes: usize,
+    input: [usize; 2],
+    out: [usize; 2],
+}
+
+impl ResampleRef {
+    /// The geometry of `call`'s op (forward or gradient) over x of shape `xs` with output
+    /// sizes `out`.
+    fn of(call: &Call, xs: &[usize], out: [usize; 2]) -> Result<ResampleRef> {
+        let op = call.op;
+        let adaptive = op.starts_with("adaptive_avg_pool2d");
+        let (mut nearest, mut align) = (false, false);
+        if !adaptive {
+            align = call.flag_attr("align_corners", false)?;
+            match call.str_attr("mode")?.unwrap_or("nearest") {
+                "nearest" if align => {
+                    return Err(invalid(op, "align_corners = 1 needs mode bilinear"));
+                }
+                "nearest" => nearest = true,
+                "bilinear" => {}
+                other => {
+                    return Err(invalid(
+                        op,
+                        format!("attribute `mode` is `{other}`, expected nearest or bilinear"),
+                    ))
+                }
+            }
+        }
+        let (n, c, ih, iw) = (xs[0], xs[1], xs[2], xs[3]);
+        if n * c > 0 && (ih == 0 || iw == 0) {
+            return Err(invalid(
+                op,
+                format!("x has shape {xs:?}: expected H and W >= 1"),
+            ));
+        }
+        for (o, i) in [(out[0], ih), (out[1], iw)] {
+            if (2 * o as u128 + 1) * (i.max(1) as u128) > i64::MAX as u128 {
+                return Err(invalid(op, "the source positions overflow"));
+            }
+        }
+        count_of(op, &[n, c, out[0], out[1]])?;
+        Ok(ResampleRef {
+            adaptive,
+            nearest,
+            align,
+            planes: n * c,
+            input: [ih, iw],
+            out,
+        })
+    }
+
+    /// Bilinear source position of output index i: a fraction num / den, as (i0, i1, l).
+    fn tap(&self, i: usize, len: usize, out: usize) -> (usize, usize, f64) {
+        let (num, den) = if self.align {
             if out > 1 {
                 (i as u128 * (len as u128 - 1), out as u128 - 1)
             } else {
@@ -1130,37 +1215,122 @@ pub(crate) fn resample(call: &Call) -> Result<RefTensor> {
         let i0 = ((num / den) as usize).min(len - 1);
         let l = ((num - i0 as u128 * den) as f64 / den as f64).min(1.0);
         (i0, (i0 + 1).min(len - 1), l)
-    };
-    let xv = x.to_f64_vec();
-    let mut vals = Vec::with_capacity(n * c * oh * ow);
-    for plane in 0..n * c {
-        let at = |iy: usize, ix: usize| xv[(plane * ih + iy) * iw + ix];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let y = if adaptive {
-                    let (ys, ye) = (oy * ih / oh, ((oy + 1) * ih).div_ceil(oh));
-                    let (xs, xe) = (ox * iw / ow, ((ox + 1) * iw).div_ceil(ow));
-                    let mut sum = 0.0;
-                    for iy in ys..ye {
-                        for ix in xs..xe {
-                            sum += at(iy, ix);
+    }
+
+    /// The input positions (iy, ix) that output (oy, ox) reads, with their weights.
+    fn taps(&self, oy: usize, ox: usize) -> Vec<(usize, usize, f64)> {
+        let ([ih, iw], [oh, ow]) = (self.input, self.out);
+        if self.adaptive {
+            let (ys, ye) = (oy * ih / oh, ((oy + 1) * ih).div_ceil(oh));
+            let (xs, xe) = (ox * iw / ow, ((ox + 1) * iw).div_ceil(ow));
+            let w = 1.0 / ((ye - ys) * (xe - xs)) as f64;
+            (ys..ye)
+                .flat_map(|iy| (xs..xe).map(move |ix| (iy, ix, w)))
+                .collect()
+        } else if self.nearest {
+            vec![(oy * ih / oh, ox * iw / ow, 1.0)]
+        } else {
+            let (y0, y1, ly) = self.tap(oy, ih, oh);
+            let (x0, x1, lx) = self.tap(ox, iw, ow);
+            vec![
+                (y0, x0, (1.0 - ly) * (1.0 - lx)),
+                (y0, x1, (1.0 - ly) * lx),
+                (y1, x0, ly * (1.0 - lx)),
+                (y1, x1, ly * lx),
+            ]
+        }
+    }
+}
+
+/// The pooling and resampling gradients (`max_pool{1,2}d_backward`, `avg_pool{1,2}d_backward`,
+/// `adaptive_avg_pool2d_backward`, `interpolate_backward`): each output's gradient scattered
+/// over the inputs it read with their weights (a max pool's to the element its index names,
+/// when that is one of its window's), in f64.
+pub(crate) fn pool_backward(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let grad = call.input(0)?;
+    check_dtype(op, "grad", grad.dtype, &FLOAT_DTYPES)?;
+    let pool =
+        op.contains("_pool1d") || op.starts_with("max_pool2d") || op.starts_with("avg_pool2d");
+    let size: Vec<usize> = call
+        .ints_attr("input_size")?
+        .ok_or_else(|| invalid(op, "input_size is required"))?
+        .iter()
+        .map(|&v| usize::try_from(v).map_err(|_| invalid(op, format!("input_size: {v} < 0"))))
+        .collect::<Result<_>>()?;
+    let rank = if op.contains("1d") { 3 } else { 4 };
+    if size.len() != rank {
+        return Err(invalid(
+            op,
+            format!("input_size {size:?}: expected {rank} values"),
+        ));
+    }
+    count_of(op, &size)?;
+    let gv = grad.to_f64_vec();
+    let mut dx = vec![0.0; size.iter().product()];
+    if pool {
+        let g = PoolRef::of(call, &size)?;
+        if grad.shape != g.out_shape() {
+            return Err(invalid(
+                op,
+                format!("{}: expected {:?}", describe("grad", grad), g.out_shape()),
+            ));
+        }
+        let idx = if g.max {
+            let t = call.input(1)?;
+            if t.shape != grad.shape {
+                return Err(invalid(
+                    op,
+                    format!("{}: expected grad's shape", describe("indices", t)),
+                ));
+            }
+            Some(t.to_i64_vec())
+        } else {
+            None
+        };
+        let (plane, outs) = (g.input[0] * g.input[1], g.out[0] * g.out[1]);
+        for p in 0..g.planes {
+            for oy in 0..g.out[0] {
+                for ox in 0..g.out[1] {
+                    let o = p * outs + oy * g.out[1] + ox;
+                    for (pos, w) in g.window(oy, ox) {
+                        if idx.as_ref().is_some_and(|i| i[o] != pos as i64) {
+                            continue;
                         }
+                        dx[p * plane + pos] += w * gv[o];
                     }
-                    sum / ((ye - ys) * (xe - xs)) as f64
-                } else if nearest {
-                    at(oy * ih / oh, ox * iw / ow)
-                } else {
-                    let (y0, y1, ly) = tap(oy, ih, oh);
-                    let (x0, x1, lx) = tap(ox, iw, ow);
-                    let top = (1.0 - lx) * at(y0, x0) + lx * at(y0, x1);
-                    let bottom = (1.0 - lx) * at(y1, x0) + lx * at(y1, x1);
-                    (1.0 - ly) * top + ly * bottom
-                };
-                vals.push(y);
+                }
+            }
+        }
+    } else {
+        if grad.rank() != 4 || grad.shape[2] == 0 || grad.shape[3] == 0 {
+            return Err(invalid(
+                op,
+                format!(
+                    "{}: expected [N, C, OH, OW] with OH, OW >= 1",
+                    describe("grad", grad)
+                ),
+            ));
+        }
+        let g = ResampleRef::of(call, &size, [grad.shape[2], grad.shape[3]])?;
+        if grad.shape[..2] != size[..2] {
+            return Err(invalid(
+                op,
+                format!("{}: N and C of input_size", describe("grad", grad)),
+            ));
+        }
+        let ([ih, iw], [oh, ow]) = (g.input, g.out);
+        for p in 0..g.planes {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for (iy, ix, w) in g.taps(oy, ox) {
+                        dx[(p * ih + iy) * iw + ix] += w * gv[(p * oh + oy) * ow + ox];
+                    }
+                }
             }
         }
     }
-    RefTensor::from_f64(x.dtype, &out_shape, vals)
+    RefTensor::from_f64(grad.dtype, &size, dx)
 }
 
 /// `group_norm`: per (n, group), the mean and biased variance in f64, then

@@ -28,6 +28,8 @@ const char *const ref_native_ops[] = {
     "conv_transpose1d", "conv_transpose2d", "conv1d_backward_input", "conv2d_backward_input",
     "conv1d_backward_weight", "conv2d_backward_weight",
     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate",
+    "max_pool1d_backward", "max_pool2d_backward", "avg_pool1d_backward", "avg_pool2d_backward",
+    "adaptive_avg_pool2d_backward", "interpolate_backward",
     "group_norm", "batch_norm", NULL,
 };
 
@@ -63,8 +65,10 @@ static RefFamily family_of(const char *op) {
         {" conv1d conv2d conv_transpose1d conv_transpose2d conv1d_backward_input conv2d_backward_input "
          "conv1d_backward_weight conv2d_backward_weight ",
          ref_op_conv},
-        {" max_pool1d max_pool2d avg_pool1d avg_pool2d ", ref_op_pool},
-        {" adaptive_avg_pool2d interpolate ", ref_op_resample},
+        {" max_pool1d max_pool2d avg_pool1d avg_pool2d max_pool1d_backward max_pool2d_backward "
+         "avg_pool1d_backward avg_pool2d_backward ",
+         ref_op_pool},
+        {" adaptive_avg_pool2d interpolate adaptive_avg_pool2d_backward interpolate_backward ", ref_op_resample},
         {" group_norm ", ref_op_group_norm},
         {" batch_norm ", ref_op_batch_norm},
     };

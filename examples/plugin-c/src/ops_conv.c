@@ -36,32 +36,10 @@
 
 #include "ref.h"
 
-#define CONV_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
-
 /* The defaults of the per-dimension attributes (ref_per_dim): 0 or 1 in every dimension. */
 static const int64_t conv_zeros[2] = {0, 0}, conv_ones[2] = {1, 1};
 
 /* ---- Helpers ---------------------------------------------------------------------------------- */
-
-/* The required Ints attribute `name`, a shape of rank `rank` (`layout` names its dimensions)
- * with sizes >= 0, in v[0..rank]. */
-static AnyaccelStatus shape_attr(const RefCall *c, const char *name, int rank, const char *layout, int64_t *v) {
-    const int64_t *vals = NULL;
-    size_t len = 0;
-    int r = ref_attr_ints(c, name, &vals, &len);
-    if (r < 0) return REF_INVALID("%s: attribute `%s` must be Ints", c->op, name);
-    if (r == 0) return REF_INVALID("%s: attribute `%s` (Ints, the shape %s) is required", c->op, name, layout);
-    if (len != (size_t)rank)
-        return REF_INVALID("%s: attribute `%s` is %s, expected %d values (%s)", c->op, name,
-                           ref_list_str(len, vals).s, rank, layout);
-    for (int d = 0; d < rank; d++) {
-        if (vals[d] < 0)
-            return REF_INVALID("%s: attribute `%s` is %s, expected sizes >= 0", c->op, name,
-                               ref_list_str(len, vals).s);
-        v[d] = vals[d];
-    }
-    return ANYACCEL_OK;
-}
 
 /* The call has two inputs (and an optional third, the bias, when `bias`) and one output;
  * `inputs` names them for the message. */
@@ -75,40 +53,6 @@ static AnyaccelStatus conv_arity(const RefCall *c, int bias, const char *inputs)
 /* The optional bias of a call (its third input), or NULL. */
 static const RefTensor *conv_bias(const RefCall *c) {
     return c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
-}
-
-/* The `count` tensors t[i] (named names[i]; NULL for an absent bias) share the float dtype of
- * t[0] and pass ref_check_tensor. */
-static AnyaccelStatus same_dtype(const char *op, int count, const char *const *names, const RefTensor *const *t) {
-    AnyaccelStatus st;
-    if ((st = ref_check_tensor(op, names[0], t[0], CONV_DTYPES))) return st;
-    for (int i = 1; i < count; i++)
-        if (t[i] && t[i]->present && t[i]->dtype != t[0]->dtype)
-            return REF_INVALID("%s: %s has dtype %s but %s has dtype %s: all inputs and the output must share one "
-                               "float dtype",
-                               op, names[i], ref_dtype_name(t[i]->dtype), names[0], ref_dtype_name(t[0]->dtype));
-    for (int i = 1; i < count; i++)
-        if (t[i] && (st = ref_check_tensor(op, names[i], t[i], ANYACCEL_DTYPE_BIT(t[0]->dtype)))) return st;
-    return ANYACCEL_OK;
-}
-
-/* `name` has rank `rank` (`layout` names its dimensions). */
-static AnyaccelStatus check_rank(const char *op, const char *name, const RefTensor *t, int rank, const char *layout) {
-    if (t->ndim != rank)
-        return REF_INVALID("%s: %s has shape %s, expected rank %d (%s)", op, name, ref_shape_str(t->ndim, t->shape).s,
-                           rank, layout);
-    return ANYACCEL_OK;
-}
-
-/* `name` has shape expect[0..rank]; `why`, appended to the message, says where that comes from. */
-static AnyaccelStatus check_shape(const char *op, const char *name, const RefTensor *t, int rank,
-                                  const int64_t *expect, const char *why) {
-    int ok = t->ndim == rank;
-    for (int d = 0; ok && d < rank; d++) ok = t->shape[d] == expect[d];
-    if (!ok)
-        return REF_INVALID("%s: %s has shape %s, expected %s%s", op, name, ref_shape_str(t->ndim, t->shape).s,
-                           ref_shape_str(rank, expect).s, why);
-    return ANYACCEL_OK;
 }
 
 /* ---- The geometry of a convolution ------------------------------------------------------------ */
@@ -225,15 +169,15 @@ static AnyaccelStatus conv_geom(const RefCall *c, int spatial, ConvGeom *g) {
     const RefTensor *x = &c->inputs[0], *w = &c->inputs[1], *out = &c->outputs[0], *bias = conv_bias(c);
     static const char *const names[4] = {"x", "weight", "bias", "the output"};
     const RefTensor *const tensors[4] = {x, w, bias, out};
-    if ((st = same_dtype(op, 4, names, tensors)) ||
-        (st = check_rank(op, "x", x, rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]")) ||
-        (st = check_rank(op, "weight", w, rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]")) ||
+    if ((st = ref_check_floats(op, 4, names, tensors)) ||
+        (st = ref_check_rank(op, "x", x, rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]")) ||
+        (st = ref_check_rank(op, "weight", w, rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]")) ||
         (st = conv_attrs(c, spatial, g)) || (st = conv_shapes(op, spatial, "x", x->shape, "weight", w->shape, g)) ||
         (st = check_bias(op, bias, g->o)))
         return st;
     int64_t expect[4];
     geom_shape(g, spatial, GEOM_OUT, expect);
-    if ((st = check_shape(op, "the output", out, rank, expect, ""))) return st;
+    if ((st = ref_check_shape(op, "the output", out, rank, expect, ""))) return st;
     ref_strides4(x, spatial, g->xs);
     ref_strides4(w, spatial, g->ws);
     ref_strides4(out, spatial, g->os);
@@ -368,9 +312,9 @@ static AnyaccelStatus transpose_geom(const RefCall *c, int spatial, ConvGeom *g)
     static const char *const names[4] = {"x", "weight", "bias", "the output"};
     const RefTensor *const tensors[4] = {x, w, bias, out};
     int64_t opad[2];
-    if ((st = same_dtype(op, 4, names, tensors)) ||
-        (st = check_rank(op, "x", x, rank, spatial == 1 ? "[N, C_in, L]" : "[N, C_in, H, W]")) ||
-        (st = check_rank(op, "weight", w, rank,
+    if ((st = ref_check_floats(op, 4, names, tensors)) ||
+        (st = ref_check_rank(op, "x", x, rank, spatial == 1 ? "[N, C_in, L]" : "[N, C_in, H, W]")) ||
+        (st = ref_check_rank(op, "weight", w, rank,
                          spatial == 1 ? "[C_in, C_out/groups, K]" : "[C_in, C_out/groups, KH, KW]")) ||
         (st = conv_attrs(c, spatial, g)) ||
         (st = ref_per_dim(c, "output_padding", spatial, conv_zeros, 0, 0, 0, opad)))
@@ -424,7 +368,7 @@ static AnyaccelStatus transpose_geom(const RefCall *c, int spatial, ConvGeom *g)
     if ((st = check_bias(op, bias, g->c))) return st;
     int64_t expect[4];
     geom_shape(g, spatial, GEOM_X, expect);
-    if ((st = check_shape(op, "the output", out, rank, expect, ""))) return st;
+    if ((st = ref_check_shape(op, "the output", out, rank, expect, ""))) return st;
     ref_strides4(out, spatial, g->xs);
     ref_strides4(w, spatial, g->ws);
     ref_strides4(x, spatial, g->os);
@@ -451,9 +395,9 @@ static AnyaccelStatus op_conv_backward_input(const RefCall *c, int spatial) {
     const RefTensor *const tensors[3] = {grad, w, dx};
     ConvGeom g;
     int64_t input_size[4];
-    if ((st = same_dtype(op, 3, names, tensors)) ||
-        (st = check_rank(op, "weight", w, rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]")) ||
-        (st = shape_attr(c, "input_size", rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]", input_size)) ||
+    if ((st = ref_check_floats(op, 3, names, tensors)) ||
+        (st = ref_check_rank(op, "weight", w, rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]")) ||
+        (st = ref_shape_attr(c, "input_size", rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]", input_size)) ||
         (st = conv_attrs(c, spatial, &g)) ||
         (st = conv_shapes(op, spatial, "x (input_size)", input_size, "weight", w->shape, &g)))
         return st;
@@ -461,8 +405,8 @@ static AnyaccelStatus op_conv_backward_input(const RefCall *c, int spatial) {
     char why[sizeof(RefShapeStr) + 64];
     geom_shape(&g, spatial, GEOM_OUT, expect);
     snprintf(why, sizeof why, " (conv%dd's output for input_size %s)", spatial, ref_list_str(rank, input_size).s);
-    if ((st = check_shape(op, "grad", grad, rank, expect, why)) ||
-        (st = check_shape(op, "dx", dx, rank, input_size, " (input_size)")))
+    if ((st = ref_check_shape(op, "grad", grad, rank, expect, why)) ||
+        (st = ref_check_shape(op, "dx", dx, rank, input_size, " (input_size)")))
         return st;
     ref_strides4(dx, spatial, g.xs);
     ref_strides4(w, spatial, g.ws);
@@ -510,9 +454,9 @@ static AnyaccelStatus op_conv_backward_weight(const RefCall *c, int spatial) {
     const RefTensor *const tensors[3] = {grad, x, dw};
     ConvGeom g;
     int64_t weight_size[4];
-    if ((st = same_dtype(op, 3, names, tensors)) ||
-        (st = check_rank(op, "x", x, rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]")) ||
-        (st = shape_attr(c, "weight_size", rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]",
+    if ((st = ref_check_floats(op, 3, names, tensors)) ||
+        (st = ref_check_rank(op, "x", x, rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]")) ||
+        (st = ref_shape_attr(c, "weight_size", rank, spatial == 1 ? "[O, C/groups, K]" : "[O, C/groups, KH, KW]",
                          weight_size)) ||
         (st = conv_attrs(c, spatial, &g)) ||
         (st = conv_shapes(op, spatial, "x", x->shape, "weight (weight_size)", weight_size, &g)))
@@ -522,8 +466,8 @@ static AnyaccelStatus op_conv_backward_weight(const RefCall *c, int spatial) {
     geom_shape(&g, spatial, GEOM_OUT, expect);
     snprintf(why, sizeof why, " (conv%dd's output for x %s and weight_size %s)", spatial,
              ref_shape_str(rank, x->shape).s, ref_list_str(rank, weight_size).s);
-    if ((st = check_shape(op, "grad", grad, rank, expect, why)) ||
-        (st = check_shape(op, "dweight", dw, rank, weight_size, " (weight_size)")))
+    if ((st = ref_check_shape(op, "grad", grad, rank, expect, why)) ||
+        (st = ref_check_shape(op, "dweight", dw, rank, weight_size, " (weight_size)")))
         return st;
     ref_strides4(x, spatial, g.xs);
     ref_strides4(dw, spatial, g.ws);

@@ -1,17 +1,22 @@
 /*
  * Pooling (docs/ops.md, section 8.12): max_pool1d, max_pool2d, avg_pool1d and avg_pool2d, as
- * PyTorch's torch.nn.functional ops of those names (max pools with return_indices=True).
+ * PyTorch's torch.nn.functional ops of those names (max pools with return_indices=True), and
+ * their gradients with respect to x.
  *
  *   max_pool1d: x [N, C, L]    -> out [N, C, L_out],        indices (i64) [N, C, L_out]
  *   max_pool2d: x [N, C, H, W] -> out [N, C, H_out, W_out], indices (i64) [N, C, H_out, W_out]
  *   avg_pool1d: x [N, C, L]    -> out [N, C, L_out]
  *   avg_pool2d: x [N, C, H, W] -> out [N, C, H_out, W_out]
+ *   max_pool1d_backward, max_pool2d_backward: grad, indices (i32 or i64) -> dx (shape input_size)
+ *   avg_pool1d_backward, avg_pool2d_backward: grad -> dx (shape input_size)
  *
  * A 1-D pool runs as a 2-D one over a height of 1 (kernel height 1, stride 1, no padding, no
  * dilation along it). A max pool selects an input element, so its value is copied exactly; an
  * average is summed in f32 (f16 and bf16 elements widened to f32 exactly) and rounded once to
  * the output dtype, and an element whose f32 sum is not finite is summed again in f64 (see
- * op_avg_pool).
+ * ref_window_means). A gradient is described by the geometry of its forward pool over an x of
+ * shape input_size (grad has the shape of that pool's output); each element of dx gathers the
+ * terms of the windows that hold it, in f64, and is rounded once.
  *
  * Every tensor is checked once (its element count and the offsets of its elements fit in int64),
  * and the output size is derived with checked arithmetic: the padded input size in + 2 p fits in
@@ -22,23 +27,10 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
-
-#define POOL_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
-
-/* ---- Helpers ---------------------------------------------------------------------------------- */
-
-/* The Flag attribute `name` (an Int, 0 or 1), `*out` holding its default. */
-static AnyaccelStatus flag_attr(const RefCall *c, const char *name, int *out) {
-    int64_t v = *out;
-    if (ref_attr_int(c, name, &v) < 0) return REF_INVALID("%s: attribute `%s` must be an Int (0 or 1)", c->op, name);
-    if (v != 0 && v != 1)
-        return REF_INVALID("%s: attribute `%s` is %lld, expected 0 or 1", c->op, name, (long long)v);
-    *out = (int)v;
-    return ANYACCEL_OK;
-}
 
 /* ---- The geometry ----------------------------------------------------------------------------- */
 
@@ -49,62 +41,33 @@ typedef struct {
     int64_t n, c;
     int64_t in[2], k[2], out[2], stride[2], pad[2], dil[2];
     int include_pad; /* avg pools: padding counts in the divisor */
-    /* The strides of x, out and (max pools) indices over [batch, channel, height, width]. */
+    /* The strides over [batch, channel, height, width] of x (a gradient's dx), out (a gradient's
+     * grad) and, for max pools, indices. */
     int64_t xs[4], os[4], is[4];
 } PoolGeom;
 
-/* The expected shape of an output, [N, C, out...], has rank spatial + 2. */
-static AnyaccelStatus check_out_shape(const char *op, const char *name, const RefTensor *t, int spatial,
-                                      const int64_t *expect) {
-    int rank = spatial + 2;
-    int ok = t->ndim == rank;
-    for (int d = 0; ok && d < rank; d++) ok = t->shape[d] == expect[d];
-    if (!ok)
-        return REF_INVALID("%s: %s has shape %s, expected %s", op, name, ref_shape_str(t->ndim, t->shape).s,
-                           ref_shape_str(rank, expect).s);
-    return ANYACCEL_OK;
-}
+static const char *const dim_names[2][2] = {{"length", "length"}, {"height", "width"}};
 
-static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom *g) {
+/* The geometry of the pool of the call's attributes over an x of shape xshape (rank spatial + 2):
+ * the attributes, checked, and the output sizes. */
+static AnyaccelStatus pool_sizes(const RefCall *c, int spatial, int max, const int64_t *xshape, PoolGeom *g) {
     const char *op = c->op;
-    int rank = spatial + 2;
-    size_t outputs = max ? 2 : 1;
-    if (c->num_inputs != 1 || c->num_outputs != outputs)
-        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x and %s", op, c->num_inputs,
-                           c->num_outputs, max ? "two outputs (out, indices)" : "one output");
-    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
-    const RefTensor *indices = max ? &c->outputs[1] : NULL;
-    AnyaccelStatus st;
-    if ((st = ref_check_tensor(op, "x", x, POOL_DTYPES))) return st;
-    if (out->present && out->dtype != x->dtype)
-        return REF_INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
-                           ref_dtype_name(out->dtype), ref_dtype_name(x->dtype));
-    if ((st = ref_check_tensor(op, "the output", out, ANYACCEL_DTYPE_BIT(x->dtype)))) return st;
-    if (indices) {
-        if (indices->present && indices->dtype != ANYACCEL_DTYPE_I64)
-            return REF_INVALID("%s: indices has dtype %s, expected i64", op, ref_dtype_name(indices->dtype));
-        if ((st = ref_check_tensor(op, "indices", indices, REF_DT(I64)))) return st;
-    }
-
-    if (x->ndim != rank)
-        return REF_INVALID("%s: x has shape %s, expected rank %d (%s)", op, ref_shape_str(x->ndim, x->shape).s, rank,
-                           spatial == 1 ? "[N, C, L]" : "[N, C, H, W]");
-
     /* Attributes: kernel_size is required, stride defaults to it. */
     static const int64_t zeros[2] = {0, 0}, ones[2] = {1, 1};
     int64_t k[2], stride[2], pad[2], dil[2] = {1, 1};
+    AnyaccelStatus st;
     if ((st = ref_per_dim(c, "kernel_size", spatial, ones, 1, 1, 0, k)) ||
         (st = ref_per_dim(c, "stride", spatial, k, 1, 0, 1, stride)) ||
         (st = ref_per_dim(c, "padding", spatial, zeros, 0, 0, 0, pad)) ||
         (max && (st = ref_per_dim(c, "dilation", spatial, ones, 1, 0, 0, dil))))
         return st;
     int ceil_mode = 0, include_pad = 1;
-    if ((st = flag_attr(c, "ceil_mode", &ceil_mode))) return st;
-    if (!max && (st = flag_attr(c, "count_include_pad", &include_pad))) return st;
+    if ((st = ref_flag_attr(c, "ceil_mode", &ceil_mode))) return st;
+    if (!max && (st = ref_flag_attr(c, "count_include_pad", &include_pad))) return st;
 
     g->max = max;
-    g->n = x->shape[0];
-    g->c = x->shape[1];
+    g->n = xshape[0];
+    g->c = xshape[1];
     g->include_pad = !max && include_pad;
 
     /* Lift to two spatial dimensions. */
@@ -118,13 +81,12 @@ static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom
         g->out[d] = 1;
     }
     for (int d = 0; d < spatial; d++) {
-        g->in[first + d] = x->shape[2 + d];
+        g->in[first + d] = xshape[2 + d];
         g->k[first + d] = k[d];
         g->stride[first + d] = stride[d];
         g->pad[first + d] = pad[d];
         g->dil[first + d] = dil[d];
     }
-    static const char *const dim_names[2][2] = {{"length", "length"}, {"height", "width"}};
     for (int d = first; d < 2; d++) {
         const char *dim = dim_names[spatial - 1][d];
         if (g->pad[d] > g->k[d] / 2)
@@ -154,21 +116,103 @@ static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom
         if (ceil_mode && (!ref_mul_ok(o, s, &last) || last >= g->in[d] + g->pad[d])) o--;
         g->out[d] = o + 1;
     }
+    return ANYACCEL_OK;
+}
 
-    int64_t expect[4] = {g->n, g->c, g->out[0], g->out[1]};
-    if (spatial == 1) expect[2] = g->out[1];
-    int64_t count = 1;
-    for (int d = 0; d < rank; d++)
-        if (!ref_mul_ok(count, expect[d], &count))
-            return REF_INVALID("%s: the output would have shape %s, whose element count overflows int64", op,
-                               ref_shape_str(rank, expect).s);
-    if ((st = check_out_shape(op, "the output", out, spatial, expect))) return st;
-    if (indices && (st = check_out_shape(op, "indices", indices, spatial, expect))) return st;
+/* The shape [N, C, out...] of the pool's output, of rank spatial + 2. */
+static void pool_out_shape(const PoolGeom *g, int spatial, int64_t *shape) {
+    shape[0] = g->n;
+    shape[1] = g->c;
+    shape[2] = g->out[2 - spatial];
+    shape[3] = g->out[1];
+}
 
+/* The geometry of a forward pool: x -> out (and indices). */
+static AnyaccelStatus pool_geom(const RefCall *c, int spatial, int max, PoolGeom *g) {
+    const char *op = c->op;
+    int rank = spatial + 2;
+    size_t outputs = max ? 2 : 1;
+    if (c->num_inputs != 1 || c->num_outputs != outputs)
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x and %s", op, c->num_inputs,
+                           c->num_outputs, max ? "two outputs (out, indices)" : "one output");
+    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    const RefTensor *indices = max ? &c->outputs[1] : NULL;
+    static const char *const names[2] = {"x", "the output"};
+    const RefTensor *const tensors[2] = {x, out};
+    AnyaccelStatus st;
+    if ((st = ref_check_floats(op, 2, names, tensors))) return st;
+    if (indices) {
+        if (indices->present && indices->dtype != ANYACCEL_DTYPE_I64)
+            return REF_INVALID("%s: indices has dtype %s, expected i64", op, ref_dtype_name(indices->dtype));
+        if ((st = ref_check_tensor(op, "indices", indices, REF_DT(I64)))) return st;
+    }
+    if ((st = ref_check_rank(op, "x", x, rank, spatial == 1 ? "[N, C, L]" : "[N, C, H, W]")) ||
+        (st = pool_sizes(c, spatial, max, x->shape, g)))
+        return st;
+    int64_t expect[4];
+    pool_out_shape(g, spatial, expect);
+    if ((st = ref_check_shape(op, "the output", out, rank, expect, "")) ||
+        (indices && (st = ref_check_shape(op, "indices", indices, rank, expect, ""))))
+        return st;
     ref_strides4(x, spatial, g->xs);
     ref_strides4(out, spatial, g->os);
     if (indices) ref_strides4(indices, spatial, g->is);
     return ANYACCEL_OK;
+}
+
+/* The geometry of a gradient: grad (and indices) -> dx, described by the forward pool over an x
+ * of shape input_size; g->xs are dx's strides, g->os grad's. */
+static AnyaccelStatus pool_backward_geom(const RefCall *c, int spatial, int max, PoolGeom *g) {
+    const char *op = c->op;
+    const int rank = spatial + 2;
+    const char *layout = spatial == 1 ? "[N, C, L]" : "[N, C, H, W]";
+    const size_t inputs = max ? 2 : 1;
+    if (c->num_inputs != inputs || c->num_outputs != 1)
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected %s and one output (dx)", op, c->num_inputs,
+                           c->num_outputs, max ? "two inputs (grad, indices)" : "one input (grad)");
+    const RefTensor *grad = &c->inputs[0], *dx = &c->outputs[0];
+    const RefTensor *indices = max ? &c->inputs[1] : NULL;
+    static const char *const names[2] = {"grad", "dx"};
+    const RefTensor *const tensors[2] = {grad, dx};
+    int64_t input_size[4];
+    AnyaccelStatus st;
+    if ((st = ref_check_floats(op, 2, names, tensors))) return st;
+    if (indices && indices->present && indices->dtype != ANYACCEL_DTYPE_I32 && indices->dtype != ANYACCEL_DTYPE_I64)
+        return REF_INVALID("%s: indices has dtype %s, expected i32 or i64", op, ref_dtype_name(indices->dtype));
+    if ((indices && (st = ref_check_tensor(op, "indices", indices, REF_DT(I32) | REF_DT(I64)))) ||
+        (st = ref_shape_attr(c, "input_size", rank, layout, input_size)) ||
+        (st = pool_sizes(c, spatial, max, input_size, g)))
+        return st;
+    int64_t expect[4];
+    pool_out_shape(g, spatial, expect);
+    /* The forward op's name: this one's without "_backward". */
+    char why[sizeof(RefShapeStr) + 96];
+    snprintf(why, sizeof why, " (the output of %.*s over input_size %s)", (int)(strlen(op) - strlen("_backward")), op,
+             ref_list_str(rank, input_size).s);
+    if ((st = ref_check_shape(op, "grad", grad, rank, expect, why)) ||
+        (indices && (st = ref_check_shape(op, "indices", indices, rank, expect, " (grad's shape)"))) ||
+        (st = ref_check_shape(op, "dx", dx, rank, input_size, " (input_size)")))
+        return st;
+    ref_strides4(dx, spatial, g->xs);
+    ref_strides4(grad, spatial, g->os);
+    if (indices) ref_strides4(indices, spatial, g->is);
+    return ANYACCEL_OK;
+}
+
+/* The outputs [lo, hi) along dimension d whose windows span input position i (0 <= i < in):
+ * start = o * s - p <= i <= start + dil (k - 1). Position i is a tap of window o when, in
+ * addition, (i - start) is a multiple of dil (is_tap). i + p < in + p and dil (k - 1) < in + 2 p
+ * (pool_sizes), so nothing below leaves int64. */
+static void windows_over(const PoolGeom *g, int d, int64_t i, int64_t *lo, int64_t *hi) {
+    const int64_t s = g->stride[d], t = i + g->pad[d];
+    const int64_t first = t - (g->k[d] - 1) * g->dil[d]; /* the smallest o * s whose window reaches i */
+    *lo = first <= 0 ? 0 : first / s + (first % s != 0);
+    *hi = t / s + 1;
+    if (*hi > g->out[d]) *hi = g->out[d];
+}
+
+static int is_tap(const PoolGeom *g, int d, int64_t i, int64_t o) {
+    return (i + g->pad[d] - o * g->stride[d]) % g->dil[d] == 0;
 }
 
 /* ---- max_pool1d, max_pool2d ------------------------------------------------------------------- */
@@ -240,65 +284,88 @@ static AnyaccelStatus op_max_pool(const RefCall *c, int spatial) {
 
 /* ---- avg_pool1d, avg_pool2d ------------------------------------------------------------------- */
 
-/* One dimension of an average's window: [lo, hi) inside the input, and `pool` positions counting
- * the padding (start = o*s - p, end = min(start + k, in + p), pool = end - start). */
-static void avg_window(const PoolGeom *g, int d, int64_t o, int64_t *lo, int64_t *hi, int64_t *pool) {
+/* One dimension of an average's window: [w[0], w[1]) inside the input, and `pool` positions
+ * counting the padding (start = o*s - p, end = min(start + k, in + p), pool = end - start). */
+static void avg_window_1d(const PoolGeom *g, int d, int64_t o, int64_t *w, int64_t *pool) {
     const int64_t start = o * g->stride[d] - g->pad[d];
     const int64_t limit = g->in[d] + g->pad[d]; /* fits: it is below the padded size */
     const int64_t end = start > limit - g->k[d] ? limit : start + g->k[d];
     *pool = end - start;
-    *lo = start < 0 ? 0 : start;
-    *hi = end > g->in[d] ? g->in[d] : end;
+    w[0] = start < 0 ? 0 : start;
+    w[1] = end > g->in[d] ? g->in[d] : end;
 }
 
-/* The sum of x[n, c] over the rows [y0, y1) and columns [x0, x1): in f32, or with `wide` in f64. */
-static double window_sum(const PoolGeom *g, const RefTensor *x, int64_t xb, int64_t y0, int64_t y1, int64_t x0,
-                         int64_t x1, int wide) {
-    float acc = 0.0f;
-    double acc_wide = 0.0;
-    for (int64_t iy = y0; iy < y1; iy++)
-        for (int64_t ix = x0; ix < x1; ix++) {
-            const double v = ref_at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
-            if (wide)
-                acc_wide += v;
-            else
-                acc += (float)v;
-        }
-    return wide ? acc_wide : (double)acc;
+/* The window of output (oy, ox) clipped to the input, rows [rows[0], rows[1]) and columns
+ * [cols[0], cols[1]), and its divisor: the product of the pools (padding included) with
+ * count_include_pad, else the number of elements in the clipped window (never 0). Each factor is
+ * at most the kernel size; their product, in double, may pass 2^53 only for kernels far larger
+ * than any input and is then rounded. A RefWindowFn over a PoolGeom. */
+static double avg_window(const void *geom, int64_t oy, int64_t ox, int64_t *rows, int64_t *cols) {
+    const PoolGeom *g = geom;
+    int64_t py, px;
+    avg_window_1d(g, 0, oy, rows, &py);
+    avg_window_1d(g, 1, ox, cols, &px);
+    return g->include_pad ? (double)py * (double)px : (double)(rows[1] - rows[0]) * (double)(cols[1] - cols[0]);
 }
 
 /*
- * out[n, c, oy, ox] = the sum of x over the window clipped to the input / divisor, the divisor
- * being the product of the pools (padding included) with count_include_pad, else the number of
- * elements in the clipped window. Summed in f32 and rounded once to the output dtype; where the
- * f32 sum is not finite, the element is summed again in f64, so that an intermediate overflow of
- * f32 (bf16's or f32's largest values) does not turn a finite average into an infinity or an
- * infinite one into NaN.
+ * out[n, c, oy, ox] = the sum of x over the window clipped to the input / its divisor
+ * (avg_window), summed in f32 (again in f64 where that is not finite) and rounded once to the
+ * output dtype: ref_window_means.
  */
 static AnyaccelStatus op_avg_pool(const RefCall *c, int spatial) {
     PoolGeom g;
     AnyaccelStatus st = pool_geom(c, spatial, 0, &g);
     if (st) return st;
-    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
-    const int64_t osize = (int64_t)ref_dtype_size(out->dtype);
+    const int64_t shape[4] = {g.n, g.c, g.out[0], g.out[1]};
+    ref_window_means(&c->inputs[0], g.xs, &c->outputs[0], g.os, shape, avg_window, &g);
+    return ANYACCEL_OK;
+}
+
+/* ---- The gradients ---------------------------------------------------------------------------- */
+
+/*
+ * max_pool*_backward: dx[n, c, iy, ix] = the sum of grad[n, c, oy, ox] over the windows (oy, ox)
+ * that hold (iy, ix) at a tap and whose index indices[n, c, oy, ox] is iy * W + ix. An index that
+ * names no tap of its own window (-1, or any value max_pool did not give) adds nothing: dx is
+ * gathered through the windows, so no index is ever used as an address.
+ * avg_pool*_backward: dx[n, c, iy, ix] = the sum of grad[n, c, oy, ox] / divisor(oy, ox) over the
+ * windows that hold (iy, ix).
+ * Summed in f64 (in increasing oy, then ox) and rounded once to dx's dtype.
+ */
+static AnyaccelStatus op_pool_backward(const RefCall *c, int spatial, int max) {
+    PoolGeom g;
+    AnyaccelStatus st = pool_backward_geom(c, spatial, max, &g);
+    if (st) return st;
+    const RefTensor *grad = &c->inputs[0], *indices = max ? &c->inputs[1] : NULL, *dx = &c->outputs[0];
+    const int64_t isize = indices ? (int64_t)ref_dtype_size(indices->dtype) : 0;
     for (int64_t n = 0; n < g.n; n++)
         for (int64_t ch = 0; ch < g.c; ch++) {
-            const int64_t xb = n * g.xs[0] + ch * g.xs[1];
-            for (int64_t oy = 0; oy < g.out[0]; oy++) {
-                int64_t y0, y1, py;
-                avg_window(&g, 0, oy, &y0, &y1, &py);
-                for (int64_t ox = 0; ox < g.out[1]; ox++) {
-                    int64_t x0, x1, px;
-                    avg_window(&g, 1, ox, &x0, &x1, &px);
-                    /* Each factor is at most the kernel size; their product, in double, may pass
-                     * 2^53 only for kernels far larger than any input and is then rounded. */
-                    const double divisor =
-                        g.include_pad ? (double)py * (double)px : (double)(y1 - y0) * (double)(x1 - x0);
-                    const float acc = (float)window_sum(&g, x, xb, y0, y1, x0, x1, 0);
-                    double sum = acc;
-                    if (!isfinite(acc)) sum = window_sum(&g, x, xb, y0, y1, x0, x1, 1);
-                    const int64_t oo = n * g.os[0] + ch * g.os[1] + oy * g.os[2] + ox * g.os[3];
-                    ref_store_f(out->dtype, out->base + oo * osize, sum / divisor);
+            const int64_t gb = n * g.os[0] + ch * g.os[1];
+            const int64_t ib = indices ? n * g.is[0] + ch * g.is[1] : 0;
+            for (int64_t iy = 0; iy < g.in[0]; iy++) {
+                int64_t oy_lo, oy_hi;
+                windows_over(&g, 0, iy, &oy_lo, &oy_hi);
+                for (int64_t ix = 0; ix < g.in[1]; ix++) {
+                    int64_t ox_lo, ox_hi;
+                    windows_over(&g, 1, ix, &ox_lo, &ox_hi);
+                    const int64_t target = iy * g.in[1] + ix; /* below H * W, a plane of dx */
+                    double acc = 0.0;
+                    for (int64_t oy = oy_lo; oy < oy_hi; oy++) {
+                        if (!is_tap(&g, 0, iy, oy)) continue;
+                        for (int64_t ox = ox_lo; ox < ox_hi; ox++) {
+                            if (!is_tap(&g, 1, ix, ox)) continue;
+                            const double v = ref_at(grad, gb + oy * g.os[2] + ox * g.os[3]);
+                            if (indices) {
+                                const int64_t io = ib + oy * g.is[2] + ox * g.is[3];
+                                if (ref_load_i(indices->dtype, indices->base + io * isize) == target) acc += v;
+                            } else {
+                                int64_t rows[2], cols[2];
+                                acc += v / avg_window(&g, oy, ox, rows, cols);
+                            }
+                        }
+                    }
+                    ref_put(dx, n * g.xs[0] + ch * g.xs[1] + iy * g.xs[2] + ix * g.xs[3], acc);
                 }
             }
         }
@@ -306,9 +373,14 @@ static AnyaccelStatus op_avg_pool(const RefCall *c, int spatial) {
 }
 
 AnyaccelStatus ref_op_pool(const RefCall *c) {
-    if (strcmp(c->op, "max_pool1d") == 0) return op_max_pool(c, 1);
-    if (strcmp(c->op, "max_pool2d") == 0) return op_max_pool(c, 2);
-    if (strcmp(c->op, "avg_pool1d") == 0) return op_avg_pool(c, 1);
-    if (strcmp(c->op, "avg_pool2d") == 0) return op_avg_pool(c, 2);
-    return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", c->op);
+    const char *op = c->op;
+    if (strcmp(op, "max_pool1d") == 0) return op_max_pool(c, 1);
+    if (strcmp(op, "max_pool2d") == 0) return op_max_pool(c, 2);
+    if (strcmp(op, "avg_pool1d") == 0) return op_avg_pool(c, 1);
+    if (strcmp(op, "avg_pool2d") == 0) return op_avg_pool(c, 2);
+    if (strcmp(op, "max_pool1d_backward") == 0) return op_pool_backward(c, 1, 1);
+    if (strcmp(op, "max_pool2d_backward") == 0) return op_pool_backward(c, 2, 1);
+    if (strcmp(op, "avg_pool1d_backward") == 0) return op_pool_backward(c, 1, 0);
+    if (strcmp(op, "avg_pool2d_backward") == 0) return op_pool_backward(c, 2, 0);
+    return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", op);
 }

@@ -1,9 +1,12 @@
 /*
  * Resampling (docs/ops.md, section 8.13): adaptive_avg_pool2d and interpolate, as PyTorch's
- * torch.nn.functional ops of those names (interpolate with `size`, modes nearest and bilinear).
+ * torch.nn.functional ops of those names (interpolate with `size`, modes nearest and bilinear),
+ * and their gradients with respect to x.
  *
  *   adaptive_avg_pool2d: x [N, C, H, W] -> out [N, C, OH, OW]   (output_size = [OH, OW])
  *   interpolate:         x [N, C, H, W] -> out [N, C, OH, OW]   (size = [OH, OW])
+ *   adaptive_avg_pool2d_backward, interpolate_backward:
+ *                        grad [N, C, OH, OW] -> dx [N, C, H, W]  (input_size = [N, C, H, W])
  *
  * Source positions are located by exact integer arithmetic:
  *
@@ -15,16 +18,16 @@
  * Every numerator is below (2 OH + 1) H, which is checked to fit in int64 (an invalid argument
  * otherwise), so no position computed below leaves int64. Averages and blends are computed in
  * f32 (f16 and bf16 elements widened to f32 exactly) and rounded once to the output dtype; an
- * average whose f32 sum is not finite is summed again in f64 (see op_adaptive_avg_pool2d).
+ * average whose f32 sum is not finite is summed again in f64 (see ref_window_means). A gradient
+ * has the geometry of its forward op over an x of shape input_size (OH and OW are grad's); each
+ * element of dx gathers, in f64, the terms of the outputs that read it, and is rounded once.
  */
 
-#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ref.h"
-
-#define RESAMPLE_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
 
 /* ---- The geometry ----------------------------------------------------------------------------- */
 
@@ -35,9 +38,12 @@ typedef struct {
     int align_corners; /* bilinear */
     int64_t n, c;
     int64_t in[2], out[2];
-    /* The strides of x and out over [batch, channel, height, width]. */
+    /* The strides over [batch, channel, height, width] of x (a gradient's dx) and out (a
+     * gradient's grad). */
     int64_t xs[4], os[4];
 } ResampleGeom;
+
+static const char *const dim_names[2] = {"height", "width"};
 
 /* The required Ints attribute `name` as [OH, OW]: one value (both dimensions) or two, each >= 1. */
 static AnyaccelStatus out_size(const RefCall *c, const char *name, int64_t *v) {
@@ -59,56 +65,38 @@ static AnyaccelStatus out_size(const RefCall *c, const char *name, int64_t *v) {
     return ANYACCEL_OK;
 }
 
-static AnyaccelStatus resample_geom(const RefCall *c, ResampleGeom *g) {
+/* The kind of the call (adaptive average, or interpolate's `mode`) and align_corners. */
+static AnyaccelStatus resample_mode(const RefCall *c, int interpolate, ResampleGeom *g) {
     const char *op = c->op;
-    if (c->num_inputs != 1 || c->num_outputs != 1)
-        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x and one output", op, c->num_inputs,
-                           c->num_outputs);
-    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
-    AnyaccelStatus st;
-    if ((st = ref_check_tensor(op, "x", x, RESAMPLE_DTYPES))) return st;
-    if (out->present && out->dtype != x->dtype)
-        return REF_INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
-                           ref_dtype_name(out->dtype), ref_dtype_name(x->dtype));
-    if ((st = ref_check_tensor(op, "the output", out, ANYACCEL_DTYPE_BIT(x->dtype)))) return st;
-    if (x->ndim != 4)
-        return REF_INVALID("%s: x has shape %s, expected rank 4 ([N, C, H, W])", op,
-                           ref_shape_str(x->ndim, x->shape).s);
-
-    /* Attributes. */
-    const char *size_name = "output_size";
     g->kind = R_ADAPTIVE_AVG;
     g->align_corners = 0;
-    if (strcmp(op, "interpolate") == 0) {
-        size_name = "size";
-        const RefAttr *m = ref_attr(c, "mode");
-        const char *mode = ref_attr_str(c, "mode");
-        if (m && !mode) return REF_INVALID("%s: attribute `mode` must be a Str (`nearest` or `bilinear`)", op);
-        if (!mode || strcmp(mode, "nearest") == 0)
-            g->kind = R_NEAREST;
-        else if (strcmp(mode, "bilinear") == 0)
-            g->kind = R_BILINEAR;
-        else
-            return REF_INVALID("%s: attribute `mode` is `%s`, expected `nearest` or `bilinear`", op, mode);
-        int64_t align = 0;
-        if (ref_attr_int(c, "align_corners", &align) < 0)
-            return REF_INVALID("%s: attribute `align_corners` must be an Int (0 or 1)", op);
-        if (align != 0 && align != 1)
-            return REF_INVALID("%s: attribute `align_corners` is %lld, expected 0 or 1", op, (long long)align);
-        if (align && g->kind == R_NEAREST)
-            return REF_INVALID("%s: align_corners = 1 applies to mode bilinear only, not nearest", op);
-        g->align_corners = (int)align;
-    }
-    if ((st = out_size(c, size_name, g->out))) return st;
+    if (!interpolate) return ANYACCEL_OK;
+    const RefAttr *m = ref_attr(c, "mode");
+    const char *mode = ref_attr_str(c, "mode");
+    if (m && !mode) return REF_INVALID("%s: attribute `mode` must be a Str (`nearest` or `bilinear`)", op);
+    if (!mode || strcmp(mode, "nearest") == 0)
+        g->kind = R_NEAREST;
+    else if (strcmp(mode, "bilinear") == 0)
+        g->kind = R_BILINEAR;
+    else
+        return REF_INVALID("%s: attribute `mode` is `%s`, expected `nearest` or `bilinear`", op, mode);
+    AnyaccelStatus st = ref_flag_attr(c, "align_corners", &g->align_corners);
+    if (st) return st;
+    if (g->align_corners && g->kind == R_NEAREST)
+        return REF_INVALID("%s: align_corners = 1 applies to mode bilinear only, not nearest", op);
+    return ANYACCEL_OK;
+}
 
-    g->n = x->shape[0];
-    g->c = x->shape[1];
-    g->in[0] = x->shape[2];
-    g->in[1] = x->shape[3];
+/* The sizes of a resampling of an x of shape xshape [N, C, H, W] to g->out (set): H and W >= 1
+ * unless there is no plane, and every source numerator in int64. */
+static AnyaccelStatus resample_sizes(const char *op, const char *xname, const int64_t *xshape, ResampleGeom *g) {
+    g->n = xshape[0];
+    g->c = xshape[1];
+    g->in[0] = xshape[2];
+    g->in[1] = xshape[3];
     if (g->n > 0 && g->c > 0 && (g->in[0] == 0 || g->in[1] == 0))
-        return REF_INVALID("%s: x has shape %s, expected H and W >= 1", op, ref_shape_str(4, x->shape).s);
+        return REF_INVALID("%s: %s has shape %s, expected H and W >= 1", op, xname, ref_shape_str(4, xshape).s);
     /* Every source numerator is below (2 out + 1) in: it must fit in int64. */
-    static const char *const dim_names[2] = {"height", "width"};
     for (int d = 0; d < 2; d++) {
         int64_t num;
         if (!ref_mul_ok(g->out[d], 2, &num) || num == INT64_MAX || !ref_mul_ok(num + 1, g->in[d], &num))
@@ -117,18 +105,26 @@ static AnyaccelStatus resample_geom(const RefCall *c, ResampleGeom *g) {
                                op, dim_names[d], (long long)g->out[d], dim_names[d], (long long)g->in[d],
                                (long long)g->out[d], (long long)g->in[d]);
     }
+    return ANYACCEL_OK;
+}
 
-    int64_t expect[4] = {g->n, g->c, g->out[0], g->out[1]};
-    int64_t count = 1;
-    for (int d = 0; d < 4; d++)
-        if (!ref_mul_ok(count, expect[d], &count))
-            return REF_INVALID("%s: the output would have shape %s, whose element count overflows int64", op,
-                               ref_shape_str(4, expect).s);
-    int ok = out->ndim == 4;
-    for (int d = 0; ok && d < 4; d++) ok = out->shape[d] == expect[d];
-    if (!ok)
-        return REF_INVALID("%s: the output has shape %s, expected %s", op, ref_shape_str(out->ndim, out->shape).s,
-                           ref_shape_str(4, expect).s);
+/* The geometry of a forward op: x -> out. */
+static AnyaccelStatus resample_geom(const RefCall *c, int interpolate, ResampleGeom *g) {
+    const char *op = c->op;
+    if (c->num_inputs != 1 || c->num_outputs != 1)
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected x and one output", op, c->num_inputs,
+                           c->num_outputs);
+    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    static const char *const names[2] = {"x", "the output"};
+    const RefTensor *const tensors[2] = {x, out};
+    AnyaccelStatus st;
+    if ((st = ref_check_floats(op, 2, names, tensors)) ||
+        (st = ref_check_rank(op, "x", x, 4, "[N, C, H, W]")) || (st = resample_mode(c, interpolate, g)) ||
+        (st = out_size(c, interpolate ? "size" : "output_size", g->out)) ||
+        (st = resample_sizes(op, "x", x->shape, g)))
+        return st;
+    const int64_t expect[4] = {g->n, g->c, g->out[0], g->out[1]};
+    if ((st = ref_check_shape(op, "the output", out, 4, expect, ""))) return st;
     for (int d = 0; d < 4; d++) {
         g->xs[d] = x->strides[d];
         g->os[d] = out->strides[d];
@@ -136,62 +132,73 @@ static AnyaccelStatus resample_geom(const RefCall *c, ResampleGeom *g) {
     return ANYACCEL_OK;
 }
 
-/* ---- adaptive_avg_pool2d ---------------------------------------------------------------------- */
-
-/* The window [lo, hi) of output index i along dimension d: floor(i in / out), ceil((i + 1) in / out). */
-static void adaptive_window(const ResampleGeom *g, int d, int64_t i, int64_t *lo, int64_t *hi) {
-    const int64_t in = g->in[d], out = g->out[d];
-    *lo = i * in / out;
-    *hi = ((i + 1) * in + out - 1) / out;
+/* The geometry of a gradient: grad [N, C, OH, OW] -> dx of shape input_size [N, C, H, W], the
+ * forward op over an x of that shape to grad's spatial sizes. */
+static AnyaccelStatus resample_backward_geom(const RefCall *c, int interpolate, ResampleGeom *g) {
+    const char *op = c->op;
+    if (c->num_inputs != 1 || c->num_outputs != 1)
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected grad and one output (dx)", op,
+                           c->num_inputs, c->num_outputs);
+    const RefTensor *grad = &c->inputs[0], *dx = &c->outputs[0];
+    static const char *const names[2] = {"grad", "dx"};
+    const RefTensor *const tensors[2] = {grad, dx};
+    int64_t input_size[4];
+    AnyaccelStatus st;
+    if ((st = ref_check_floats(op, 2, names, tensors)) ||
+        (st = ref_check_rank(op, "grad", grad, 4, "[N, C, OH, OW]")) || (st = resample_mode(c, interpolate, g)) ||
+        (st = ref_shape_attr(c, "input_size", 4, "[N, C, H, W]", input_size)))
+        return st;
+    g->out[0] = grad->shape[2];
+    g->out[1] = grad->shape[3];
+    if (g->out[0] < 1 || g->out[1] < 1)
+        return REF_INVALID("%s: grad has shape %s, expected OH and OW >= 1 (the %s of %s)", op,
+                           ref_shape_str(4, grad->shape).s, interpolate ? "size" : "output_size",
+                           interpolate ? "interpolate" : "adaptive_avg_pool2d");
+    if ((st = resample_sizes(op, "x (input_size)", input_size, g))) return st;
+    const int64_t expect[4] = {g->n, g->c, g->out[0], g->out[1]};
+    char why[sizeof(RefShapeStr) + 96];
+    snprintf(why, sizeof why, " (the output of %s over input_size %s)",
+             interpolate ? "interpolate" : "adaptive_avg_pool2d", ref_shape_str(4, input_size).s);
+    if ((st = ref_check_shape(op, "grad", grad, 4, expect, why)) ||
+        (st = ref_check_shape(op, "dx", dx, 4, input_size, " (input_size)")))
+        return st;
+    for (int d = 0; d < 4; d++) {
+        g->xs[d] = dx->strides[d];
+        g->os[d] = grad->strides[d];
+    }
+    return ANYACCEL_OK;
 }
 
-/* The sum of x[n, c] over the rows [y0, y1) and columns [x0, x1): in f32, or with `wide` in f64. */
-static double window_sum(const ResampleGeom *g, const RefTensor *x, int64_t xb, int64_t y0, int64_t y1,
-                         int64_t x0, int64_t x1, int wide) {
-    float acc = 0.0f;
-    double acc_wide = 0.0;
-    for (int64_t iy = y0; iy < y1; iy++)
-        for (int64_t ix = x0; ix < x1; ix++) {
-            const double v = ref_at(x, xb + iy * g->xs[2] + ix * g->xs[3]);
-            if (wide)
-                acc_wide += v;
-            else
-                acc += (float)v;
-        }
-    return wide ? acc_wide : (double)acc;
+/* ---- adaptive_avg_pool2d ---------------------------------------------------------------------- */
+
+/* The window w[0] .. w[1] (exclusive) of output index i along dimension d: floor(i in / out),
+ * ceil((i + 1) in / out). */
+static void adaptive_window(const ResampleGeom *g, int d, int64_t i, int64_t *w) {
+    const int64_t in = g->in[d], out = g->out[d];
+    w[0] = i * in / out;
+    w[1] = ((i + 1) * in + out - 1) / out;
+}
+
+/* The window of output (oy, ox), rows[0..2) x cols[0..2), and its element count: a RefWindowFn
+ * over a ResampleGeom. The window lies inside the plane, whose element count fits in int64. */
+static double adaptive_count(const void *geom, int64_t oy, int64_t ox, int64_t *rows, int64_t *cols) {
+    const ResampleGeom *g = geom;
+    adaptive_window(g, 0, oy, rows);
+    adaptive_window(g, 1, ox, cols);
+    return (double)((rows[1] - rows[0]) * (cols[1] - cols[0]));
 }
 
 /*
- * out[n, c, oy, ox] = the mean of x over its window (never empty: in >= 1 and out >= 1). Summed in
- * f32 and rounded once to the output dtype; where the f32 sum is not finite the element is summed
- * again in f64, so that an intermediate overflow of f32 does not turn a finite mean into an
- * infinity or an infinite one into NaN.
+ * out[n, c, oy, ox] = the mean of x over its window (never empty: in >= 1 and out >= 1), summed
+ * in f32 (again in f64 where that is not finite) and rounded once to the output dtype:
+ * ref_window_means.
  */
 static AnyaccelStatus op_adaptive_avg_pool2d(const RefCall *c) {
     ResampleGeom g;
-    AnyaccelStatus st = resample_geom(c, &g);
+    AnyaccelStatus st = resample_geom(c, 0, &g);
     if (st) return st;
-    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
-    const int64_t osize = (int64_t)ref_dtype_size(out->dtype);
-    for (int64_t n = 0; n < g.n; n++)
-        for (int64_t ch = 0; ch < g.c; ch++) {
-            const int64_t xb = n * g.xs[0] + ch * g.xs[1];
-            for (int64_t oy = 0; oy < g.out[0]; oy++) {
-                int64_t y0, y1;
-                adaptive_window(&g, 0, oy, &y0, &y1);
-                for (int64_t ox = 0; ox < g.out[1]; ox++) {
-                    int64_t x0, x1;
-                    adaptive_window(&g, 1, ox, &x0, &x1);
-                    /* The window lies inside the plane, whose element count fits in int64. */
-                    const double divisor = (double)((y1 - y0) * (x1 - x0));
-                    const float acc = (float)window_sum(&g, x, xb, y0, y1, x0, x1, 0);
-                    double sum = acc;
-                    if (!isfinite(acc)) sum = window_sum(&g, x, xb, y0, y1, x0, x1, 1);
-                    const int64_t oo = n * g.os[0] + ch * g.os[1] + oy * g.os[2] + ox * g.os[3];
-                    ref_store_f(out->dtype, out->base + oo * osize, sum / divisor);
-                }
-            }
-        }
+    const int64_t shape[4] = {g.n, g.c, g.out[0], g.out[1]};
+    ref_window_means(&c->inputs[0], g.xs, &c->outputs[0], g.os, shape, adaptive_count, &g);
     return ANYACCEL_OK;
 }
 
@@ -200,13 +207,13 @@ static AnyaccelStatus op_adaptive_avg_pool2d(const RefCall *c) {
 /* One dimension's taps of an output index: source rows i0 and i1 with weights 1 - lambda and lambda. */
 typedef struct {
     int64_t i0, i1;
-    float lambda;
+    double lambda; /* (num - i0 den) / den, rounded once */
 } Taps;
 
 /* The taps of output index i along dimension d. */
 static Taps taps_of(const ResampleGeom *g, int d, int64_t i) {
     const int64_t in = g->in[d], out = g->out[d];
-    Taps t = {0, 0, 0.0f};
+    Taps t = {0, 0, 0.0};
     if (g->kind == R_NEAREST) {
         t.i0 = t.i1 = i * in / out;
         return t;
@@ -221,7 +228,7 @@ static Taps taps_of(const ResampleGeom *g, int d, int64_t i) {
         if (num < 0) num = 0;
     }
     t.i0 = num / den;
-    t.lambda = (float)((double)(num - t.i0 * den) / (double)den);
+    t.lambda = (double)(num - t.i0 * den) / (double)den;
     t.i1 = t.i0 + 1 < in ? t.i0 + 1 : in - 1;
     return t;
 }
@@ -229,11 +236,11 @@ static Taps taps_of(const ResampleGeom *g, int d, int64_t i) {
 /*
  * nearest: out[n, c, oy, ox] = x[n, c, floor(oy H / OH), floor(ox W / OW)], the element itself.
  * bilinear: out = (1 - ly) ((1 - lx) x[y0, x0] + lx x[y0, x1]) + ly ((1 - lx) x[y1, x0] + lx x[y1, x1]),
- * in f32 and rounded once to the output dtype.
+ * in f32 (lambda rounded to f32) and rounded once to the output dtype.
  */
 static AnyaccelStatus op_interpolate(const RefCall *c) {
     ResampleGeom g;
-    AnyaccelStatus st = resample_geom(c, &g);
+    AnyaccelStatus st = resample_geom(c, 1, &g);
     if (st) return st;
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     const int64_t size = (int64_t)ref_dtype_size(out->dtype);
@@ -252,7 +259,7 @@ static AnyaccelStatus op_interpolate(const RefCall *c) {
                         memcpy(dst, x->base + (r0 + c0) * size, (size_t)size);
                         continue;
                     }
-                    const float lx = tx.lambda, ly = ty.lambda;
+                    const float lx = (float)tx.lambda, ly = (float)ty.lambda;
                     const float v00 = (float)ref_at(x, r0 + c0), v01 = (float)ref_at(x, r0 + c1);
                     const float v10 = (float)ref_at(x, r1 + c0), v11 = (float)ref_at(x, r1 + c1);
                     const float top = (1.0f - lx) * v00 + lx * v01;
@@ -265,8 +272,99 @@ static AnyaccelStatus op_interpolate(const RefCall *c) {
     return ANYACCEL_OK;
 }
 
+/* ---- The gradients ---------------------------------------------------------------------------- */
+
+/* The first and last input index, span[0] and span[1], that output index o of dimension d
+ * reads: its window (adaptive_avg_pool2d), its source (nearest) or its two taps (bilinear). Both
+ * are nondecreasing in o. */
+static void reach(const ResampleGeom *g, int d, int64_t o, int64_t *span) {
+    if (g->kind == R_ADAPTIVE_AVG) {
+        adaptive_window(g, d, o, span);
+        span[1]--;
+        return;
+    }
+    const Taps t = taps_of(g, d, o);
+    span[0] = t.i0;
+    span[1] = t.i1;
+}
+
+/* The outputs [r[0], r[1]) of dimension d that read input index i: those whose reach holds i, an
+ * interval since both ends of the reach are nondecreasing. Called for i = 0, 1, 2, ... in turn
+ * from r = {0, 0}, both ends only move forward: O(in + out) calls of reach in all. */
+static void readers_next(const ResampleGeom *g, int d, int64_t i, int64_t *r) {
+    int64_t span[2];
+    /* r[0]: the first output whose reach ends at or after i; r[1]: the first that starts after i. */
+    while (r[0] < g->out[d] && (reach(g, d, r[0], span), span[1] < i)) r[0]++;
+    if (r[1] < r[0]) r[1] = r[0];
+    while (r[1] < g->out[d] && (reach(g, d, r[1], span), span[0] <= i)) r[1]++;
+}
+
+/* The weights that output index o of dimension d gives input index i, one of its reach, in
+ * w[0..count), count returned: one per tap of o at i, (1 - lambda) where i0 = i and lambda where
+ * i1 = i (bilinear: two when i0 = i1 = i), or 1 (nearest). */
+static int weights_of(const ResampleGeom *g, int d, int64_t o, int64_t i, double *w) {
+    if (g->kind == R_NEAREST) {
+        w[0] = 1.0;
+        return 1;
+    }
+    const Taps t = taps_of(g, d, o);
+    int count = 0;
+    if (t.i0 == i) w[count++] = 1.0 - t.lambda;
+    if (t.i1 == i) w[count++] = t.lambda;
+    return count;
+}
+
+/*
+ * adaptive_avg_pool2d_backward: dx[n, c, iy, ix] = the sum of grad[n, c, oy, ox] / (the element
+ * count of its window) over the windows that hold (iy, ix).
+ * interpolate_backward: dx[n, c, iy, ix] = the sum of wy wx grad[n, c, oy, ox] over the outputs
+ * that read (iy, ix), one term per pair of their taps at (iy, ix) (weights_of), as the forward
+ * op's four terms: a term whose weight is 0 (tap i1 with lambda 0) is still added, so that an
+ * infinite grad there gives NaN (0 x Inf), as PyTorch's gradient does.
+ * Summed in f64 (in increasing oy, then ox) and rounded once to dx's dtype.
+ */
+static AnyaccelStatus op_resample_backward(const RefCall *c, int interpolate) {
+    ResampleGeom g;
+    AnyaccelStatus st = resample_backward_geom(c, interpolate, &g);
+    if (st) return st;
+    const RefTensor *grad = &c->inputs[0], *dx = &c->outputs[0];
+    for (int64_t n = 0; n < g.n; n++)
+        for (int64_t ch = 0; ch < g.c; ch++) {
+            const int64_t gb = n * g.os[0] + ch * g.os[1];
+            int64_t ry[2] = {0, 0};
+            for (int64_t iy = 0; iy < g.in[0]; iy++) {
+                readers_next(&g, 0, iy, ry);
+                int64_t rx[2] = {0, 0};
+                for (int64_t ix = 0; ix < g.in[1]; ix++) {
+                    readers_next(&g, 1, ix, rx);
+                    double acc = 0.0;
+                    for (int64_t oy = ry[0]; oy < ry[1]; oy++) {
+                        double wy[2], wx[2];
+                        const int ny = interpolate ? weights_of(&g, 0, oy, iy, wy) : 0;
+                        for (int64_t ox = rx[0]; ox < rx[1]; ox++) {
+                            const double v = ref_at(grad, gb + oy * g.os[2] + ox * g.os[3]);
+                            if (!interpolate) {
+                                int64_t rows[2], cols[2];
+                                acc += v / adaptive_count(&g, oy, ox, rows, cols);
+                                continue;
+                            }
+                            const int nx = weights_of(&g, 1, ox, ix, wx);
+                            for (int a = 0; a < ny; a++)
+                                for (int b = 0; b < nx; b++) acc += wy[a] * wx[b] * v;
+                        }
+                    }
+                    ref_put(dx, n * g.xs[0] + ch * g.xs[1] + iy * g.xs[2] + ix * g.xs[3], acc);
+                }
+            }
+        }
+    return ANYACCEL_OK;
+}
+
 AnyaccelStatus ref_op_resample(const RefCall *c) {
-    if (strcmp(c->op, "adaptive_avg_pool2d") == 0) return op_adaptive_avg_pool2d(c);
-    if (strcmp(c->op, "interpolate") == 0) return op_interpolate(c);
-    return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", c->op);
+    const char *op = c->op;
+    if (strcmp(op, "adaptive_avg_pool2d") == 0) return op_adaptive_avg_pool2d(c);
+    if (strcmp(op, "interpolate") == 0) return op_interpolate(c);
+    if (strcmp(op, "adaptive_avg_pool2d_backward") == 0) return op_resample_backward(c, 0);
+    if (strcmp(op, "interpolate_backward") == 0) return op_resample_backward(c, 1);
+    return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", op);
 }

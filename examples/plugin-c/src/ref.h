@@ -190,6 +190,31 @@ AnyaccelStatus ref_per_dim(const RefCall *c, const char *name, int spatial, cons
 /* A tensor of rank spatial + 2 (spatial 1 or 2): its strides over [batch, channel, height,
  * width], a 1-d tensor's height getting stride 0. */
 void ref_strides4(const RefTensor *t, int spatial, int64_t *s);
+/* The Flag attribute `name` (an Int, 0 or 1), `*out` holding its default. */
+AnyaccelStatus ref_flag_attr(const RefCall *c, const char *name, int *out);
+/* The required Ints attribute `name`, a shape of rank `rank` (`layout` names its dimensions, e.g.
+ * "[N, C, H, W]") with sizes >= 0, in v[0..rank]. */
+AnyaccelStatus ref_shape_attr(const RefCall *c, const char *name, int rank, const char *layout, int64_t *v);
+/* The `count` tensors t[i] (named names[i]; NULL for an absent optional one) share the float
+ * dtype (f32, f16 or bf16) of t[0] and pass ref_check_tensor. */
+AnyaccelStatus ref_check_floats(const char *op, int count, const char *const *names, const RefTensor *const *t);
+/* `name` has rank `rank` (`layout` names its dimensions). */
+AnyaccelStatus ref_check_rank(const char *op, const char *name, const RefTensor *t, int rank, const char *layout);
+/* `name` has shape expect[0..rank], whose element count must fit in int64; `why`, appended to
+ * the message, says where that shape comes from ("" for nothing). */
+AnyaccelStatus ref_check_shape(const char *op, const char *name, const RefTensor *t, int rank,
+                               const int64_t *expect, const char *why);
+/* The window of output (oy, ox) of an average, rows [rows[0], rows[1]) and columns
+ * [cols[0], cols[1]) of the input plane, and its divisor (returned). */
+typedef double (*RefWindowFn)(const void *ctx, int64_t oy, int64_t ox, int64_t *rows, int64_t *cols);
+/* The averages of the pools: out[n, c, oy, ox] = (the sum of x[n, c] over the window of (oy, ox))
+ * / its divisor, for n, c, oy, ox below shape[0..4]; xs and os are the strides of x and out over
+ * [batch, channel, height, width]. Each sum is taken in f32 (f16 and bf16 widened exactly), and
+ * where that is not finite again in f64, so that an intermediate overflow of f32 does not turn a
+ * finite average into an infinity or an infinite one into NaN; the quotient is rounded once to
+ * out's dtype. */
+void ref_window_means(const RefTensor *x, const int64_t *xs, const RefTensor *out, const int64_t *os,
+                      const int64_t *shape, RefWindowFn window, const void *ctx);
 
 /* The float at element offset `off` (in elements, from base) of a float tensor, as its exact
  * double; and a double stored there, rounded once to t's dtype. In the header so that the ops'
@@ -219,8 +244,12 @@ AnyaccelStatus ref_op_conv(const RefCall *c);        /* conv1d, conv2d, conv_tra
                                                         conv1d_backward_weight,
                                                         conv2d_backward_weight */
 AnyaccelStatus ref_op_pool(const RefCall *c);        /* max_pool1d, max_pool2d, avg_pool1d,
-                                                        avg_pool2d */
-AnyaccelStatus ref_op_resample(const RefCall *c);    /* adaptive_avg_pool2d, interpolate */
+                                                        avg_pool2d, max_pool1d_backward,
+                                                        max_pool2d_backward, avg_pool1d_backward,
+                                                        avg_pool2d_backward */
+AnyaccelStatus ref_op_resample(const RefCall *c);    /* adaptive_avg_pool2d, interpolate,
+                                                        adaptive_avg_pool2d_backward,
+                                                        interpolate_backward */
 AnyaccelStatus ref_op_group_norm(const RefCall *c);  /* group_norm */
 AnyaccelStatus ref_op_batch_norm(const RefCall *c);  /* batch_norm */
 

@@ -221,7 +221,6 @@ KERNEL void pool_run(GLOBAL X_ST* out, GLOBAL i64* idx, GLOBAL const X_ST* x, co
  * 4-D views' strides. Window bounds and source positions are exact integer fractions: adaptive
  * rows floor(i H / OH) .. ceil((i + 1) H / OH); nearest floor(i H / OH); bilinear num / den with
  * num = i (H - 1), den = OH - 1 (align_corners) or num = max((2 i + 1) H - OH, 0), den = 2 OH. */
-#ifdef RESAMPLE
 #ifdef RS_BILINEAR
 DEVICE void rs_tap(const i64 i, const i64 len, const i64 out, i64* i0, i64* i1, float* l) {
 #ifdef RS_ALIGN
@@ -240,6 +239,8 @@ DEVICE void rs_tap(const i64 i, const i64 len, const i64 out, i64* i0, i64* i1, 
     *l = f < 1.0f ? f : 1.0f;
 }
 #endif
+
+#ifdef RESAMPLE
 
 KERNEL void resample(GLOBAL X_ST* out, GLOBAL const X_ST* x, const i64 total, const i64 c,
                      const i64 oh, const i64 ow, const i64 ih, const i64 iw, const i64 xo,
@@ -421,6 +422,162 @@ KERNEL void bn_channels(GLOBAL X_ST* out, GLOBAL X_ST* mean_out, GLOBAL X_ST* in
             X_SV(invstd_out, io + ch * is, invstd);
         }
         BARRIER();
+    }
+}
+#endif
+
+/* Pooling and resampling gradients (pool_back): one work item per element dx[n, c, iy, ix]
+ * (grid-stride) summing wy * wx * grad[n, c, oy, ox] over the outputs (oy, ox) that read it,
+ * found per dimension by pb_range and pb_tap with the rules of the op layer's PoolBack::taps:
+ * - PB_POOL: kernel tap j reads input i from the window at o = (i + pad - j dil) / st when that
+ *   is whole and inside [0, outn); the factor is 1 (PB_MAX: then the window's index must name
+ *   the element) or one dimension of avg_pool's divisor (POOL_COUNT_PAD as the forward op);
+ * - RS_ADAPTIVE, RS_NEAREST, RS_BILINEAR (RS_ALIGN): the outputs lo .. lo + n that may read i,
+ *   each checked, with the factor of the forward op's window or taps.
+ * f32 sums; an element whose sum is not finite is summed again in f64 where the device has
+ * doubles. Options: XT, PB_POOL / RS_*, PB_MAX (with IT, the indices' dtype), POOL_COUNT_PAD. */
+#ifdef POOL_BACK
+#ifdef PB_MAX
+typedef CAT(st_, IT) pb_idx_t;
+#else
+typedef i64 pb_idx_t;
+#endif
+
+typedef struct {
+    i64 lo, n;
+} PbRange;
+
+DEVICE PbRange pb_range(const i64 i, const i64 len, const i64 outn, const i64 k) {
+    PbRange r;
+#if defined(PB_POOL)
+    r.lo = 0;
+    r.n = k;
+#else
+    i64 lo, hi;
+#if defined(RS_ADAPTIVE)
+    lo = i * outn / len;
+    hi = ((i + 1) * outn + len - 1) / len;
+#elif defined(RS_NEAREST)
+    lo = (i * outn + len - 1) / len;
+    hi = ((i + 1) * outn + len - 1) / len;
+#else
+    if (len == 1) {
+        lo = 0;
+        hi = outn;
+    } else {
+        const i64 im = i > 0 ? i - 1 : 0;
+#ifdef RS_ALIGN
+        lo = im * (outn - 1) / (len - 1) - 1;
+        hi = ((i + 1) * (outn - 1) + len - 2) / (len - 1) + 2;
+#else
+        lo = im * outn / len - 2;
+        hi = ((i + 2) * outn + len - 1) / len + 2;
+#endif
+    }
+#endif
+    lo = lo < 0 ? 0 : (lo > outn ? outn : lo);
+    hi = hi > outn ? outn : hi;
+    r.lo = lo;
+    r.n = hi > lo ? hi - lo : 0;
+    (void)k;
+#endif
+    return r;
+}
+
+DEVICE int pb_tap(const i64 j, const PbRange r, const i64 i, const i64 len, const i64 outn,
+                  const i64 k, const i64 st, const i64 pad, const i64 dil, i64* o, float* w) {
+#if defined(PB_POOL)
+    const i64 t = i + pad - j * dil;
+    (void)r;
+    if (t < 0 || t % st != 0 || t / st >= outn) return 0;
+    *o = t / st;
+#ifdef PB_MAX
+    *w = 1.0f;
+    (void)len;
+    (void)k;
+#else
+    const i64 s = *o * st - pad;
+    const i64 e = s + k < len + pad ? s + k : len + pad;
+#ifdef POOL_COUNT_PAD
+    *w = 1.0f / (float)(e - s);
+#else
+    *w = 1.0f / (float)((e < len ? e : len) - (s > 0 ? s : 0));
+#endif
+#endif
+    return 1;
+#else
+    const i64 at = r.lo + j;
+    (void)k;
+    (void)st;
+    (void)pad;
+    (void)dil;
+    *o = at;
+#if defined(RS_ADAPTIVE)
+    const i64 s = at * len / outn, e = ((at + 1) * len + outn - 1) / outn;
+    *w = 1.0f / (float)(e - s);
+    return s <= i && i < e;
+#elif defined(RS_NEAREST)
+    *w = 1.0f;
+    return at * len / outn == i;
+#else
+    i64 i0, i1;
+    float l;
+    rs_tap(at, len, outn, &i0, &i1, &l);
+    *w = (i0 == i ? 1.0f - l : 0.0f) + (i1 == i ? l : 0.0f);
+    return i0 == i || i1 == i;
+#endif
+#endif
+}
+
+#ifdef PB_MAX
+#define PB_CHECK                                                                                 \
+    if ((i64)idx[ib + oy * is2 + ox * is3] != iy * iw + ix) continue;
+#else
+#define PB_CHECK
+#endif
+
+#define PB_SUM(T, acc)                                                                           \
+    for (i64 jy = 0; jy < ry.n; ++jy) {                                                          \
+        i64 oy;                                                                                  \
+        float wy;                                                                                \
+        if (!pb_tap(jy, ry, iy, ih, oh, kh, sh, ph, dh, &oy, &wy)) continue;                     \
+        for (i64 jx = 0; jx < rx.n; ++jx) {                                                      \
+            i64 ox;                                                                              \
+            float wx;                                                                            \
+            if (!pb_tap(jx, rx, ix, iw, ow, kw, sw, pw, dw, &ox, &wx)) continue;                 \
+            PB_CHECK                                                                             \
+            acc += (T)wy * (T)wx * (T)X_LD(grad, gb + oy * gs2 + ox * gs3);                      \
+        }                                                                                        \
+    }
+
+KERNEL void pool_back(GLOBAL X_ST* out, GLOBAL const X_ST* grad, GLOBAL const pb_idx_t* idx,
+                      const i64 total, const i64 c, const i64 oh, const i64 ow, const i64 ih,
+                      const i64 iw, const i64 kh, const i64 kw, const i64 sh, const i64 sw,
+                      const i64 ph, const i64 pw, const i64 dh, const i64 dw, const i64 go,
+                      const i64 gs0, const i64 gs1, const i64 gs2, const i64 gs3, const i64 io,
+                      const i64 is0, const i64 is1, const i64 is2, const i64 is3, const i64 oo,
+                      const i64 os0, const i64 os1, const i64 os2, const i64 os3) {
+    FOR_EACH_INDEX(lin, total) {
+        const i64 ix = lin % iw;
+        const i64 iy = (lin / iw) % ih;
+        const i64 ch = (lin / (iw * ih)) % c;
+        const i64 n = lin / (iw * ih * c);
+        const i64 gb = go + n * gs0 + ch * gs1;
+        const i64 ib = io + n * is0 + ch * is1;
+        const i64 at = oo + n * os0 + ch * os1 + iy * os2 + ix * os3;
+        const PbRange ry = pb_range(iy, ih, oh, kh), rx = pb_range(ix, iw, ow, kw);
+        (void)ib;
+        float acc = 0.0f;
+        PB_SUM(float, acc)
+#ifdef ANYACCEL_FP64
+        if (!(acc - acc == 0.0f)) {
+            double wide = 0.0;
+            PB_SUM(double, wide)
+            CAT(cd_, XT)(out, at, wide);
+            continue;
+        }
+#endif
+        X_SV(out, at, acc);
     }
 }
 #endif

@@ -147,11 +147,13 @@ fn pool(@builtin(global_invocation_id) gid: vec3<u32>) {
     $BODY
 }
 
-//# resample
-// adaptive_avg_pool2d and interpolate (nearest, bilinear): one invocation per output element
-// (space 0 walks the output), x read through its strides. Window bounds and source positions
-// are exact integer fractions (see conv.h); the launcher checks that (2 OH + 1) H fits u32.
-fn rs_tap(i: u32, len: u32, outn: u32) -> vec3<f32> {
+//# rs_tap
+// Bilinear taps: the rows i0, i1 = min(i0 + 1, len - 1) and the fraction l of output row i, from
+// the exact source position num / den (see conv.h); the launchers check that (2 OH + 1) H fits
+// u32.
+struct RsTap { i0: u32, i1: u32, l: f32 }
+
+fn rs_tap(i: u32, len: u32, outn: u32) -> RsTap {
     var num: u32;
     var den: u32;
     if (p.align != 0u) {
@@ -164,9 +166,13 @@ fn rs_tap(i: u32, len: u32, outn: u32) -> vec3<f32> {
     }
     let i0 = min(num / den, len - 1u);
     let l = min(f32(num - i0 * den) / f32(den), 1.0);
-    return vec3<f32>(f32(i0), f32(min(i0 + 1u, len - 1u)), l);
+    return RsTap(i0, min(i0 + 1u, len - 1u), l);
 }
 
+//# resample
+// adaptive_avg_pool2d and interpolate (nearest, bilinear): one invocation per output element
+// (space 0 walks the output), x read through its strides. Window bounds and source positions
+// are exact integer fractions (see conv.h).
 @compute @workgroup_size(256)
 fn resample(@builtin(global_invocation_id) gid: vec3<u32>) {
     let lin = gid.x;
@@ -271,4 +277,54 @@ fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         st_mean(p.m_off + ch * p.m_s, f32(mean));
         st_invstd(p.i_off + ch * p.i_s, f32(invstd));
     }
+}
+
+//# pool_back
+// Pooling and resampling gradients: one invocation per element dx[n, c, iy, ix] (space 0 walks
+// dx's 4-D view) summing wy * wx * grad[n, c, oy, ox] over the outputs (oy, ox) that read it,
+// found per dimension by pb_range (the candidates lo .. lo + n) and pb_tap (whether candidate j
+// reads i, and its factor), with the rules of the op layer's PoolBack::taps. Pools: kernel tap
+// j reads i from the window at o = (i + pad - j dil) / st when whole and inside [0, outn).
+struct PbTap { o: u32, w: f32, ok: bool }
+
+// Resampling candidates lo .. hi, clamped to [0, outn), as (start, count).
+fn pb_clamp(lo: u32, hi: u32, outn: u32) -> vec2<u32> {
+    let a = min(lo, outn);
+    let b = min(hi, outn);
+    return vec2<u32>(a, select(0u, b - a, b > a));
+}
+
+// (start, count) of the candidates j: a pool's kernel taps, or resampling's outputs.
+fn pb_range(i: u32, len: u32, outn: u32, k: u32) -> vec2<u32> {
+    $RANGE
+}
+
+fn pb_tap(j: u32, lo: u32, i: u32, len: u32, outn: u32, k: u32, st: u32, pad: u32, dil: u32) -> PbTap {
+    $TAP
+}
+
+@compute @workgroup_size(256)
+fn pool_back(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let lin = gid.x;
+    if (lin >= p.n) { return; }
+    let o = walk0(lin);
+    let ix = lin % p.iw;
+    let iy = (lin / p.iw) % p.ih;
+    let ch = (lin / (p.iw * p.ih)) % p.c;
+    let nn = lin / (p.iw * p.ih * p.c);
+    let gb = p.g_off + nn * p.g_s0 + ch * p.g_s1;
+    let ry = pb_range(iy, p.ih, p.oh, p.kh);
+    let rx = pb_range(ix, p.iw, p.ow, p.kw);
+    var acc: $W = $W(0.0);
+    for (var jy = 0u; jy < ry.y; jy++) {
+        let ty = pb_tap(jy, ry.x, iy, p.ih, p.oh, p.kh, p.sh, p.ph, p.dh);
+        if (!ty.ok) { continue; }
+        for (var jx = 0u; jx < rx.y; jx++) {
+            let tx = pb_tap(jx, rx.x, ix, p.iw, p.ow, p.kw, p.sw, p.pw, p.dw);
+            if (!tx.ok) { continue; }
+            let term = $W(ty.w) * $W(tx.w) * $W(ld_g(gb + ty.o * p.g_s2 + tx.o * p.g_s3));
+            acc += select($W(0.0), term, $KEEP);
+        }
+    }
+    st_out(o[0], f32(acc));
 }

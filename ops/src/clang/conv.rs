@@ -5,7 +5,9 @@ use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
 use super::elementwise::{input, output};
 use super::{base_offset, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts, EW_GROUPS};
 use crate::attrs::Attrs;
-use crate::conv::{BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{
+    BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolBack, PoolGeom, Resample, ResampleGeom,
+};
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let attrs = Attrs::of(call)?;
@@ -152,6 +154,84 @@ pub(crate) fn resample(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         args.push(KernelArg::scalar(base_offset(t)));
         args.extend(t.strides().iter().map(|&s| i(s)));
     }
+    ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
+}
+
+pub(crate) fn pool_backward(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
+    let attrs = Attrs::of(call)?;
+    let (grad, out) = (input(call, 0)?, output(call, 0)?);
+    let idx = call.inputs.get(1).and_then(|t| t.as_ref());
+    let g = PoolBack::of(&call.op, &attrs, grad.desc(), idx.map(Tensor::desc))?;
+    let total = out.numel();
+    if total == 0 {
+        return Ok(());
+    }
+    let mut spec = KernelSpec::new(Family::Conv, "pool_back").flag("POOL_BACK");
+    // Per dimension: input and output sizes, kernel, stride, padding, dilation.
+    let (spatial, input, outn, window) = match g {
+        PoolBack::Pool(p) => {
+            spec = spec.flag("PB_POOL");
+            if p.max {
+                let it = idx.ok_or_else(|| anyaccel_hal::Error::internal("indices missing"))?;
+                spec = spec.flag("PB_MAX").def("IT", super::dt(it.dtype()));
+            } else if p.count_include_pad {
+                spec = spec.flag("POOL_COUNT_PAD");
+            }
+            (
+                p.spatial,
+                p.input,
+                p.out,
+                [p.kernel, p.stride, p.padding, p.dilation],
+            )
+        }
+        PoolBack::Resample(r) => {
+            spec = match r.kind {
+                Resample::AdaptiveAvg => spec.flag("RS_ADAPTIVE"),
+                Resample::Nearest => spec.flag("RS_NEAREST"),
+                Resample::Bilinear {
+                    align_corners: true,
+                } => spec.flag("RS_BILINEAR").flag("RS_ALIGN"),
+                Resample::Bilinear { .. } => spec.flag("RS_BILINEAR"),
+            };
+            (2, r.input, r.out, [[1, 1], [1, 1], [0, 0], [1, 1]])
+        }
+    };
+    let spec = dtype_defs(spec, "X", grad.dtype());
+    let i = |v: usize| KernelArg::scalar(v as i64);
+    let lift = |t: &Tensor| -> [usize; 4] {
+        let s = t.strides();
+        if spatial == 1 {
+            [s[0], s[1], 0, s[2]]
+        } else {
+            [s[0], s[1], s[2], s[3]]
+        }
+    };
+    let mut args = vec![
+        buf(out),
+        buf(grad),
+        // Without indices, grad's buffer stands in (never read).
+        buf(idx.unwrap_or(grad)),
+        i(total),
+        i(out.shape()[1]),
+        i(outn[0]),
+        i(outn[1]),
+        i(input[0]),
+        i(input[1]),
+    ];
+    for pair in window {
+        args.extend(pair.map(i));
+    }
+    for t in [Some(grad), idx] {
+        match t {
+            Some(t) => {
+                args.push(KernelArg::scalar(base_offset(t)));
+                args.extend(lift(t).map(i));
+            }
+            None => args.extend([0; 5].map(i)),
+        }
+    }
+    args.push(KernelArg::scalar(base_offset(out)));
+    args.extend(lift(out).map(i));
     ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
 }
 

@@ -456,6 +456,12 @@ pub(crate) fn launch(
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::launch(&ctx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&ctx, call),
+        Op::MaxPool1dBackward
+        | Op::MaxPool2dBackward
+        | Op::AvgPool1dBackward
+        | Op::AvgPool2dBackward
+        | Op::AdaptiveAvgPool2dBackward
+        | Op::InterpolateBackward => conv::pool_backward(&ctx, call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample(&ctx, call),
         Op::GroupNorm => conv::group_norm(&ctx, call),
         Op::BatchNorm => conv::batch_norm(&ctx, call),

@@ -6,7 +6,9 @@ use super::layout::{par_ranges, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
-use crate::conv::{BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{
+    BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolBack, PoolGeom, Resample, ResampleGeom,
+};
 
 fn f(v: Val) -> f64 {
     match v {
@@ -276,6 +278,76 @@ pub(crate) fn pool_kernel(call: &OpCall) -> Result<Box<Body>> {
                     // SAFETY: lin < the output's element count.
                     unsafe { store(out, oo, Val::F(sum / divisor as f64)) }
                 }
+            }
+            Ok(())
+        })
+    }))
+}
+
+/// The kernel of one pooling or resampling gradient: each element of dx gathers the gradient
+/// of the outputs that read it ([`PoolBack::taps`]), in f64.
+pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
+    let attrs = Attrs::of(call)?;
+    let desc = |i: usize| {
+        call.inputs
+            .get(i)
+            .and_then(|t| t.as_ref())
+            .map(|t| t.desc())
+    };
+    let grad = desc(0).ok_or_else(|| anyaccel_hal::Error::internal("pool: input missing"))?;
+    let g = PoolBack::of(&call.op, &attrs, grad, desc(1))?;
+    let max = matches!(g, PoolBack::Pool(p) if p.max);
+    let (input, spatial) = match g {
+        PoolBack::Pool(p) => (p.input, p.spatial),
+        PoolBack::Resample(r) => (r.input, 2),
+    };
+    // The taps of every input row and column, computed once per call.
+    let rows: Vec<Vec<(usize, f64)>> = (0..input[0]).map(|i| g.taps(0, i)).collect();
+    let cols: Vec<Vec<(usize, f64)>> = (0..input[1]).map(|i| g.taps(1, i)).collect();
+    let lift = move |st: &[usize]| -> [usize; 4] {
+        if spatial == 1 {
+            [st[0], st[1], 0, st[2]]
+        } else {
+            [st[0], st[1], st[2], st[3]]
+        }
+    };
+    Ok(Box::new(move |b: &Bound| {
+        let (gt, out) = (b.input(0)?, b.out(0));
+        let it = if max { Some(b.input(1)?) } else { None };
+        let (gs, os) = (lift(&gt.desc.strides), lift(&out.desc.strides));
+        let is = it.map(|t| lift(&t.desc.strides));
+        let [ih, iw] = input;
+        let c = out.desc.shape[1];
+        let total = out.desc.numel();
+        par_ranges(total, GRAIN / 16, |r| {
+            for lin in r {
+                let ix = lin % iw;
+                let iy = (lin / iw) % ih;
+                let ch = (lin / (iw * ih)) % c;
+                let n = lin / (iw * ih * c);
+                let mut acc = 0.0;
+                for &(oy, wy) in &rows[iy] {
+                    for &(ox, wx) in &cols[ix] {
+                        if let (Some(t), Some(is)) = (it, is) {
+                            let at =
+                                t.desc.offset + n * is[0] + ch * is[1] + oy * is[2] + ox * is[3];
+                            // SAFETY: (n, ch, oy, ox) lies inside indices' shape (grad's).
+                            let v = match unsafe { load(t, at) } {
+                                Val::I(v) => v,
+                                Val::F(v) => v as i64,
+                            };
+                            if v != (iy * iw + ix) as i64 {
+                                continue;
+                            }
+                        }
+                        let at = gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2] + ox * gs[3];
+                        // SAFETY: (n, ch, oy, ox) lies inside grad's shape.
+                        acc += wy * wx * f(unsafe { load(gt, at) });
+                    }
+                }
+                let at = out.desc.offset + n * os[0] + ch * os[1] + iy * os[2] + ix * os[3];
+                // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
+                unsafe { store(out, at, Val::F(acc)) }
             }
             Ok(())
         })

@@ -121,6 +121,12 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::kernel(call)?,
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool_kernel(call)?,
+        Op::MaxPool1dBackward
+        | Op::MaxPool2dBackward
+        | Op::AvgPool1dBackward
+        | Op::AvgPool2dBackward
+        | Op::AdaptiveAvgPool2dBackward
+        | Op::InterpolateBackward => conv::pool_backward_kernel(call)?,
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample_kernel(call)?,
         Op::GroupNorm => conv::group_norm_kernel(call)?,
         Op::BatchNorm => conv::batch_norm_kernel(call)?,

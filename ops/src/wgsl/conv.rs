@@ -3,7 +3,9 @@
 use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::{attrs, bind, count32, input, output, section, Access, Bound, Cx, Shader, Space};
-use crate::conv::{BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolGeom, Resample, ResampleGeom};
+use crate::conv::{
+    BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolBack, PoolGeom, Resample, ResampleGeom,
+};
 
 static CONV: &str = include_str!("../../kernels/wgsl/conv.wgsl");
 
@@ -287,17 +289,17 @@ const NEAREST_BODY: &str = "
 const BILINEAR_BODY: &str = "
     let ty = rs_tap(oy, p.ih, p.oh);
     let tx = rs_tap(ox, p.iw, p.ow);
-    let y0 = u32(ty.x);
-    let y1 = u32(ty.y);
-    let x0 = u32(tx.x);
-    let x1 = u32(tx.y);
+    let y0 = ty.i0;
+    let y1 = ty.i1;
+    let x0 = tx.i0;
+    let x1 = tx.i1;
     let a = f32(ld_x(xb + y0 * p.x_s2 + x0 * p.x_s3));
     let b = f32(ld_x(xb + y0 * p.x_s2 + x1 * p.x_s3));
     let c = f32(ld_x(xb + y1 * p.x_s2 + x0 * p.x_s3));
     let d = f32(ld_x(xb + y1 * p.x_s2 + x1 * p.x_s3));
-    let top = (1.0 - tx.z) * a + tx.z * b;
-    let bottom = (1.0 - tx.z) * c + tx.z * d;
-    st_out(o[0], (1.0 - ty.z) * top + ty.z * bottom);
+    let top = (1.0 - tx.l) * a + tx.l * b;
+    let bottom = (1.0 - tx.l) * c + tx.l * d;
+    st_out(o[0], (1.0 - ty.l) * top + ty.l * bottom);
 ";
 
 pub(crate) fn resample(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
@@ -349,6 +351,7 @@ pub(crate) fn resample(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         Resample::Bilinear { align_corners } => (BILINEAR_BODY, align_corners),
     };
     sh.u32("align", align as u32);
+    sh.include(section(CONV, "rs_tap")?);
     sh.body(
         &section(CONV, "resample")?
             .replace("$BODY", body)
@@ -512,4 +515,179 @@ fn include_run_stats(sh: &mut Shader<'_>, wide: &str) -> Result<()> {
     sh.include_owned(section(super::nn::NN, "group_reduce")?.replace("$W", wide));
     sh.include_owned(section(CONV, "run_stats")?.replace("$W", wide));
     Ok(())
+}
+
+/// Candidate ranges and taps of the pooling and resampling gradients (`pb_range`, `pb_tap`).
+const POOL_RANGE: &str = "return vec2<u32>(0u, k);";
+const POOL_TAP: &str = "
+    if (j * dil > i + pad) { return PbTap(0u, 0.0, false); }
+    let t = i + pad - j * dil;
+    let o = t / st;
+    if (t % st != 0u || o >= outn) { return PbTap(0u, 0.0, false); }
+    let s = i32(o * st) - i32(pad);
+    let e = min(s + i32(k), i32(len + pad));
+    $FACTOR
+";
+const ADAPTIVE_RANGE: &str =
+    "return pb_clamp(i * outn / len, ((i + 1u) * outn + len - 1u) / len, outn);";
+const ADAPTIVE_TAP: &str = "
+    let o = lo + j;
+    let s = o * len / outn;
+    let e = ((o + 1u) * len + outn - 1u) / outn;
+    return PbTap(o, 1.0 / f32(e - s), s <= i && i < e);
+";
+const NEAREST_RANGE: &str =
+    "return pb_clamp((i * outn + len - 1u) / len, ((i + 1u) * outn + len - 1u) / len, outn);";
+const NEAREST_TAP: &str = "
+    let o = lo + j;
+    return PbTap(o, 1.0, o * len / outn == i);
+";
+const BILINEAR_RANGE: &str = "
+    let im = select(0u, i - 1u, i > 0u);
+    var lo = 0u;
+    var hi = outn;
+    if (len == 1u) {
+    } else if (p.align != 0u) {
+        let a = im * (outn - 1u) / (len - 1u);
+        lo = select(0u, a - 1u, a > 0u);
+        hi = ((i + 1u) * (outn - 1u) + len - 2u) / (len - 1u) + 2u;
+    } else {
+        let a = im * outn / len;
+        lo = select(0u, a - 2u, a > 1u);
+        hi = ((i + 2u) * outn + len - 1u) / len + 2u;
+    }
+    return pb_clamp(lo, hi, outn);
+";
+const BILINEAR_TAP: &str = "
+    let o = lo + j;
+    let t = rs_tap(o, len, outn);
+    let w = select(0.0, 1.0 - t.l, t.i0 == i) + select(0.0, t.l, t.i1 == i);
+    return PbTap(o, w, t.i0 == i || t.i1 == i);
+";
+
+pub(crate) fn pool_backward(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
+    let op = call.op.as_str();
+    let a = attrs(call)?;
+    let (g_t, out_t) = (input(call, 0)?, output(call, 0)?);
+    let idx_t = call.inputs.get(1).and_then(|t| t.as_ref());
+    let g = PoolBack::of(op, &a, g_t.desc(), idx_t.map(|t| t.desc()))?;
+    let (spatial, inp, outn, [kernel, stride, padding, dilation]) = match g {
+        PoolBack::Pool(p) => (
+            p.spatial,
+            p.input,
+            p.out,
+            [p.kernel, p.stride, p.padding, p.dilation],
+        ),
+        PoolBack::Resample(r) => (2, r.input, r.out, [[1, 1], [1, 1], [0, 0], [1, 1]]),
+    };
+    // Candidates per dimension: the kernel size, or about 3 O / I + 6 for resampling.
+    let mut work = 1usize;
+    for d in 0..2 {
+        count32(op, "the padded input", inp[d] + 2 * padding[d])?;
+        let n = match g {
+            PoolBack::Pool(_) => kernel[d],
+            PoolBack::Resample(_) => {
+                count32(op, "a source position", (inp[d] + 2) * (2 * outn[d] + 1))?;
+                (3 * outn[d]).div_ceil(inp[d].max(1)) + 6
+            }
+        };
+        work = work.saturating_mul(n);
+    }
+    if work > LOOP_BUDGET {
+        return Err(Error::unsupported(format!(
+            "{op}: up to {work} candidate outputs per element of dx in the WGSL kernel, more \
+             than the {LOOP_BUDGET} loop iterations it keeps to (drivers such as lavapipe stop \
+             a loop after 65535)"
+        )));
+    }
+    let (gt, out) = (bind(g_t)?, bind(out_t)?);
+    let n = count32(op, "the result", out.desc.numel())?;
+    if n == 0 {
+        return Ok(());
+    }
+    let lift = |st: &[usize]| -> Vec<usize> {
+        if spatial == 1 {
+            vec![st[0], st[1], 0, st[2]]
+        } else {
+            st.to_vec()
+        }
+    };
+    let access = Access::of(gt.desc.dtype);
+    let mut sh = Shader::new(cx, op, "pool_back");
+    sh.tensor("g", &gt, access, false)?;
+    sh.tensor("out", &out, access, true)?;
+    let shape4 = [out.desc.shape[0], out.desc.shape[1], inp[0], inp[1]];
+    sh.space(Space::new(&shape4).with(out.desc.offset, lift(&out.desc.strides)));
+    sh.u32("n", n);
+    for (name, v) in [
+        ("c", out.desc.shape[1]),
+        ("oh", outn[0]),
+        ("ow", outn[1]),
+        ("ih", inp[0]),
+        ("iw", inp[1]),
+        ("kh", kernel[0]),
+        ("kw", kernel[1]),
+        ("sh", stride[0]),
+        ("sw", stride[1]),
+        ("ph", padding[0]),
+        ("pw", padding[1]),
+        ("dh", dilation[0]),
+        ("dw", dilation[1]),
+        ("g_off", gt.desc.offset),
+    ] {
+        sh.size(name, v)?;
+    }
+    for (d, s) in lift(&gt.desc.strides).into_iter().enumerate() {
+        sh.size(&format!("g_s{d}"), s)?;
+    }
+    let mut keep = "true".to_string();
+    let (range, tap) = match g {
+        PoolBack::Pool(p) => {
+            let factor = if p.max {
+                "return PbTap(o, 1.0, true);"
+            } else if p.count_include_pad {
+                "return PbTap(o, 1.0 / f32(e - s), true);"
+            } else {
+                "return PbTap(o, 1.0 / f32(min(e, i32(len)) - max(s, 0)), true);"
+            };
+            if p.max {
+                let it = idx_t.ok_or_else(|| Error::internal("indices missing"))?;
+                let idx = bind(it)?;
+                let wide = it.dtype() == DType::I64;
+                sh.tensor(
+                    "pidx",
+                    &idx,
+                    if wide { Access::I64 } else { Access::I32 },
+                    false,
+                )?;
+                sh.size("pidx_off", idx.desc.offset)?;
+                for (d, s) in lift(&idx.desc.strides).into_iter().enumerate() {
+                    sh.size(&format!("pidx_s{d}"), s)?;
+                }
+                let ty = if wide { "i64" } else { "i32" };
+                keep = format!(
+                    "ld_pidx(p.pidx_off + nn * p.pidx_s0 + ch * p.pidx_s1 + ty.o * p.pidx_s2 \
+                     + tx.o * p.pidx_s3) == {ty}(iy * p.iw + ix)"
+                );
+            }
+            (POOL_RANGE, POOL_TAP.replace("$FACTOR", factor))
+        }
+        PoolBack::Resample(r) => match r.kind {
+            Resample::AdaptiveAvg => (ADAPTIVE_RANGE, ADAPTIVE_TAP.to_string()),
+            Resample::Nearest => (NEAREST_RANGE, NEAREST_TAP.to_string()),
+            Resample::Bilinear { align_corners } => {
+                sh.u32("align", align_corners as u32);
+                sh.include(section(CONV, "rs_tap")?);
+                (BILINEAR_RANGE, BILINEAR_TAP.to_string())
+            }
+        },
+    };
+    sh.body(
+        &section(CONV, "pool_back")?
+            .replace("$RANGE", range)
+            .replace("$TAP", &tap)
+            .replace("$KEEP", &keep)
+            .replace("$W", cx.wide()),
+    );
+    sh.launch([n as u64, 1, 1])
 }

@@ -156,6 +156,12 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::launch(&cx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&cx, call),
+        Op::MaxPool1dBackward
+        | Op::MaxPool2dBackward
+        | Op::AvgPool1dBackward
+        | Op::AvgPool2dBackward
+        | Op::AdaptiveAvgPool2dBackward
+        | Op::InterpolateBackward => conv::pool_backward(&cx, call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => conv::resample(&cx, call),
         Op::GroupNorm => conv::group_norm(&cx, call),
         Op::BatchNorm => conv::batch_norm(&cx, call),
