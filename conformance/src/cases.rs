@@ -19,7 +19,7 @@ use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
 use nn::{
     attention_cases, batch_norm_cases, conv_backward_cases, conv_cases, conv_transpose_cases,
-    group_norm_cases, matmul_cases, norm_cases, pool_cases, resample_cases,
+    cross_entropy_cases, group_norm_cases, matmul_cases, norm_cases, pool_cases, resample_cases,
 };
 use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
@@ -384,6 +384,9 @@ pub fn all_cases() -> Vec<Case> {
                 resample_cases(&mut b, op, def.dtypes)
             }
             (OpKind::Backward, op) if op.contains("_pool") => pool_cases(&mut b, op, def.dtypes),
+            (OpKind::Backward, op) if op.starts_with("cross_entropy") => {
+                cross_entropy_cases(&mut b, op, def.dtypes)
+            }
             (OpKind::Backward, _) => elementwise::backward_cases(&mut b, def),
             (OpKind::Random, op) => random::random_cases(&mut b, op),
             (OpKind::Vision, op @ ("conv1d" | "conv2d")) => conv_cases(&mut b, op, def.dtypes),

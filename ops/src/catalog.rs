@@ -326,6 +326,8 @@ pub enum Op {
     AvgPool2dBackward,
     AdaptiveAvgPool2dBackward,
     InterpolateBackward,
+    CrossEntropy,
+    CrossEntropyBackward,
     MaxPool1d,
     MaxPool2d,
     AvgPool1d,
@@ -497,6 +499,8 @@ impl OpDef {
                     | Op::AvgPool2dBackward
                     | Op::AdaptiveAvgPool2dBackward
                     | Op::InterpolateBackward
+                    | Op::CrossEntropy
+                    | Op::CrossEntropyBackward
             )
     }
 
@@ -1166,6 +1170,13 @@ const AVG_POOL_BACKWARD: &[AttrDef] = &[
 ];
 const INTERPOLATE_MODE: AttrDef = AttrDef::new("mode", AttrType::Str, AttrDefault::Str("nearest"))
     .allowed(Allowed::OneOf(&["nearest", "bilinear"]));
+const CROSS_ENTROPY: &[AttrDef] = &[
+    AttrDef::new("ignore_index", AttrType::Int, AttrDefault::Int(-100)),
+    AttrDef::new("label_smoothing", FloatA, AttrDefault::Float(0.0))
+        .allowed(Allowed::FiniteNonNegative),
+    AttrDef::new("reduction", AttrType::Str, AttrDefault::Str("mean"))
+        .allowed(Allowed::OneOf(&["mean", "sum", "none"])),
+];
 const MAX_POOL: &[AttrDef] = &[
     POOL_KERNEL,
     POOL_STRIDE,
@@ -1348,6 +1359,26 @@ fn activation_backward() -> Vec<OpDef> {
                 attrs![INPUT_SIZE],
                 FLOAT,
             ),
+            def(
+                "cross_entropy",
+                OpKind::Backward,
+                Op::CrossEntropy,
+                &["logits", "target"],
+                &["loss"],
+                CROSS_ENTROPY,
+                FLOAT,
+            )
+            .ins(&[InputDtype::Listed, InputDtype::Index]),
+            def(
+                "cross_entropy_backward",
+                OpKind::Backward,
+                Op::CrossEntropyBackward,
+                &["grad", "logits", "target"],
+                &["dlogits"],
+                CROSS_ENTROPY,
+                FLOAT,
+            )
+            .ins(&[InputDtype::Listed, InputDtype::SameAs(0), InputDtype::Index]),
             def(
                 "interpolate_backward",
                 OpKind::Backward,

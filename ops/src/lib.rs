@@ -33,6 +33,7 @@ mod conv;
 pub mod convert;
 mod dispatch;
 mod host;
+mod loss;
 mod movement;
 mod plan;
 pub mod random;

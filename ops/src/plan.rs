@@ -597,6 +597,13 @@ pub fn plan(
         | Op::InterpolateBackward => {
             vec![crate::conv::PoolBack::of(op, &attrs, x(0), opt(1))?.in_shape()]
         }
+        Op::CrossEntropy => {
+            vec![crate::loss::CeGeom::of(op, &attrs, x(0), x(1), None)?.loss_shape()]
+        }
+        Op::CrossEntropyBackward => {
+            crate::loss::CeGeom::of(op, &attrs, x(1), x(2), Some(x(0)))?;
+            vec![x(1).shape.clone()]
+        }
         Op::AdaptiveAvgPool2d | Op::Interpolate => {
             vec![crate::conv::ResampleGeom::of(op, &attrs, x(0))?.out_shape()]
         }

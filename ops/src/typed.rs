@@ -1038,3 +1038,84 @@ pub fn conv_backward_weight(
     let extra = vec![sizes_attr("weight_size", weight_size)?];
     conv_op(q, op, &[Some(grad), Some(x)], options, extra)
 }
+
+/// How [`cross_entropy`] combines the per-position losses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// Their sum over the count of positions not ignored (a scalar).
+    #[default]
+    Mean,
+    /// Their sum (a scalar).
+    Sum,
+    /// One loss per position (the target's shape).
+    None,
+}
+
+/// The options of [`cross_entropy`] and [`cross_entropy_backward`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossEntropyOptions {
+    /// A target with this value is ignored (no loss, not counted).
+    pub ignore_index: i64,
+    /// The weight of the uniform distribution mixed into the one-hot target, in [0, 1].
+    pub label_smoothing: f64,
+    /// How the per-position losses are combined.
+    pub reduction: Reduction,
+}
+
+impl Default for CrossEntropyOptions {
+    fn default() -> CrossEntropyOptions {
+        CrossEntropyOptions {
+            ignore_index: -100,
+            label_smoothing: 0.0,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+fn cross_entropy_attrs(o: &CrossEntropyOptions) -> Vec<(String, AttrValue)> {
+    let reduction = match o.reduction {
+        Reduction::Mean => "mean",
+        Reduction::Sum => "sum",
+        Reduction::None => "none",
+    };
+    vec![
+        attr("ignore_index", AttrValue::Int(o.ignore_index)),
+        attr("label_smoothing", AttrValue::Float(o.label_smoothing)),
+        attr("reduction", AttrValue::Str(reduction.into())),
+    ]
+}
+
+/// Cross-entropy of `logits` [N, C, d...] against class indices `target` [N, d...] (i32 or
+/// i64): log-softmax over axis 1 and the negative log-likelihood, fused (PyTorch's
+/// `cross_entropy`).
+pub fn cross_entropy(
+    q: &dyn Queue,
+    logits: &Tensor,
+    target: &Tensor,
+    options: &CrossEntropyOptions,
+) -> Result<Tensor> {
+    call(
+        q,
+        "cross_entropy",
+        &[Some(logits), Some(target)],
+        &cross_entropy_attrs(options),
+    )
+    .map(one)
+}
+
+/// The gradient of [`cross_entropy`] with respect to `logits`, from the gradient of its loss.
+pub fn cross_entropy_backward(
+    q: &dyn Queue,
+    grad: &Tensor,
+    logits: &Tensor,
+    target: &Tensor,
+    options: &CrossEntropyOptions,
+) -> Result<Tensor> {
+    call(
+        q,
+        "cross_entropy_backward",
+        &[Some(grad), Some(logits), Some(target)],
+        &cross_entropy_attrs(options),
+    )
+    .map(one)
+}

@@ -980,6 +980,68 @@ fn pool_gradients_are_adjoint(d: &dyn Device, q: &dyn Queue) {
     }
 }
 
+/// Cross-entropy against log_softmax and a gather, its gradient against softmax less the
+/// one-hot target over the count, an ignored target, and a bad target refused by value.
+fn cross_entropy_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
+    use ops::{CrossEntropyOptions, Reduction};
+    let id = &d.info().id;
+    let logits: Vec<f32> = (0..4 * 5)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0)
+        .collect();
+    let x = Tensor::from_slice(q, &logits, &[4, 5]).unwrap();
+    let target = Tensor::from_slice(q, &[3i64, 0, 4, 1], &[4]).unwrap();
+    let get = |t: &Tensor| t.to_vec::<f32>(q).unwrap();
+    let ls = get(&ops::log_softmax(q, &x, -1).unwrap());
+    let picked = [3usize, 0, 4, 1];
+    let o = CrossEntropyOptions {
+        ignore_index: 4,
+        ..CrossEntropyOptions::default()
+    };
+    // Position 2 is ignored: the mean is over the other three.
+    let want = -(ls[3] + ls[5] + ls[3 * 5 + 1]) / 3.0;
+    let loss = get(&ops::cross_entropy(q, &x, &target, &o).unwrap());
+    assert!(
+        (loss[0] - want).abs() <= 1e-5,
+        "on {id}: {} vs {want}",
+        loss[0]
+    );
+    let none = CrossEntropyOptions {
+        reduction: Reduction::None,
+        ..o
+    };
+    let each = get(&ops::cross_entropy(q, &x, &target, &none).unwrap());
+    for (i, &c) in picked.iter().enumerate() {
+        let want = if i == 2 { 0.0 } else { -ls[i * 5 + c] };
+        assert!((each[i] - want).abs() <= 1e-5, "on {id}: position {i}");
+    }
+    let one = Tensor::from_slice(q, &[1.0f32], &[]).unwrap();
+    let dx = get(&ops::cross_entropy_backward(q, &one, &x, &target, &o).unwrap());
+    for (i, &c) in picked.iter().enumerate() {
+        for k in 0..5 {
+            let want = if i == 2 {
+                0.0
+            } else {
+                (ls[i * 5 + k].exp() - if k == c { 1.0 } else { 0.0 }) / 3.0
+            };
+            assert!(
+                (dx[i * 5 + k] - want).abs() <= 1e-5,
+                "on {id}: dlogits[{i}, {k}]"
+            );
+        }
+    }
+    let bad = Tensor::from_slice(q, &[3i64, 0, 9, 1], &[4]).unwrap();
+    // The CPU queue reports a kernel's error when the result is read; the others at the call.
+    let e = ops::cross_entropy(q, &x, &bad, &CrossEntropyOptions::default())
+        .and_then(|t| t.to_vec::<f32>(q))
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        anyaccel_hal::ErrorCode::OutOfBounds,
+        "on {id}: {e}"
+    );
+    assert!(e.message().contains("target 9"), "on {id}: {e}");
+}
+
 macro_rules! on_each_device {
     ($($test:ident),* $(,)?) => {
         mod cpu {
@@ -1027,6 +1089,7 @@ on_each_device!(
     conv_matches_its_definition,
     conv_gradients_are_adjoint,
     pool_gradients_are_adjoint,
+    cross_entropy_matches_its_definition,
     attention_mask_matches_its_definition,
     pools_match_their_definition,
     resampling_matches_its_definition,

@@ -1220,3 +1220,110 @@ pub(super) fn batch_norm_cases(b: &mut Builder, dtypes: &[DType]) {
         true,
     );
 }
+
+/// One cross-entropy case: tag, logits (shape, layout), ignore_index, label_smoothing,
+/// reduction, the target's dtype, targets drawn below this limit (classes, or fewer), a bad
+/// target, the result's layout.
+type CeCase = (
+    &'static str,
+    &'static [usize],
+    Layout,
+    i64,
+    f64,
+    &'static str,
+    DType,
+    usize,
+    bool,
+    Layout,
+);
+
+/// `cross_entropy` and `cross_entropy_backward`: class-index targets over [N, C] and
+/// [N, C, d...] logits, ignored targets, label smoothing, the three reductions, a bad target.
+pub(super) fn cross_entropy_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    const I64: DType = DType::I64;
+    const I32: DType = DType::I32;
+    let backward = op.ends_with("_backward");
+    #[rustfmt::skip]
+    let cases: &[CeCase] = &[
+        ("n4_c5_mean", &[4, 5], C, -100, 0.0, "mean", I64, 5, false, C),
+        ("n6_c7_sum_smooth", &[6, 7], C, -100, 0.1, "sum", I64, 7, false, C),
+        ("none_ignore1", &[8, 5], C, 1, 0.0, "none", I32, 5, false, S),
+        ("spatial_none", &[2, 4, 3, 5], C, 2, 0.2, "none", I64, 4, false, C),
+        ("spatial_mean_views", &[2, 3, 4, 5], T, 0, 0.05, "mean", I64, 3, false, C),
+        ("c300_mean_smooth", &[3, 300], C, -100, 0.1, "mean", I64, 300, false, C),
+        ("c5000_sum", &[4, 5000], Layout::Offset(3), 7, 0.0, "sum", I32, 5000, false, C),
+        ("all_ignored_mean", &[3, 2], C, 0, 0.0, "mean", I64, 1, false, C),
+        ("empty_n0_mean", &[0, 5], C, -100, 0.0, "mean", I64, 5, false, C),
+        ("empty_n0_sum", &[0, 5], C, -100, 0.0, "sum", I64, 5, false, C),
+        ("smooth_1", &[5, 4], C, -100, 1.0, "sum", I64, 4, false, C),
+        ("bad_target", &[4, 5], C, -100, 0.0, "mean", I64, 5, true, C),
+    ];
+    let case_attrs = |ignore: i64, eps: f64, reduction: &str| {
+        vec![
+            attr("ignore_index", AttrValue::Int(ignore)),
+            attr("label_smoothing", AttrValue::Float(eps)),
+            attr("reduction", AttrValue::Str(reduction.into())),
+        ]
+    };
+    let target_shape = |xs: &[usize]| {
+        let mut s = xs.to_vec();
+        s.remove(1);
+        s
+    };
+    let inputs =
+        |d: DType, xs: &[usize], xl: Layout, v: Values, it: DType, limit, bad, red: &str| {
+            let ts = target_shape(xs);
+            let mut inputs = vec![
+                input(d, xs, xl, v),
+                input(it, &ts, C, Values::Indices { limit, bad }),
+            ];
+            if backward {
+                let gs: &[usize] = if red == "none" { &ts } else { &[] };
+                inputs.insert(0, input(d, gs, C, Values::Normal));
+            }
+            inputs
+        };
+    for &d in dtypes {
+        for &(tag, xs, xl, ignore, eps, red, it, limit, bad, ol) in cases {
+            let classes: &[Values] = if tag.starts_with("n4_") || tag == "smooth_1" {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                b.push(
+                    op,
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    inputs(d, xs, xl, v, it, limit, bad, red),
+                    case_attrs(ignore, eps, red),
+                    ol,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 logits.
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        inputs(
+            DType::F32,
+            &[4096, 4097],
+            C,
+            Values::Normal,
+            I64,
+            4097,
+            false,
+            "mean",
+        ),
+        case_attrs(-100, 0.1, "mean"),
+        C,
+        true,
+    );
+}

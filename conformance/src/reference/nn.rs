@@ -1,7 +1,7 @@
 //! Float ops of neural networks: `softmax`, `log_softmax`, `layer_norm`, `rms_norm`, `matmul`,
 //! `rope`, `attention`.
 
-use anyaccel_hal::{shape_str, Result};
+use anyaccel_hal::{shape_str, Error, Result};
 
 use super::{
     broadcast_shapes, broadcast_source, check_dtype, check_same_dtype, describe, invalid,
@@ -1483,6 +1483,127 @@ pub(crate) fn batch_norm(call: &Call) -> Result<Vec<RefTensor>> {
         RefTensor::from_f64(x.dtype, &[c], means)?,
         RefTensor::from_f64(x.dtype, &[c], invstds)?,
     ])
+}
+
+/// `cross_entropy` and `cross_entropy_backward` with class-index targets (PyTorch's
+/// `cross_entropy`; docs/ops.md 8.16), in f64: per position the log-sum-exp of its row of C
+/// logits, the loss (1 - eps) (lse - x_t) + eps (lse - mean(x)), reduced by sum, mean over the
+/// positions not ignored, or none; the gradient g (softmax - (1 - eps) onehot - eps / C).
+pub(crate) fn cross_entropy(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let backward = op == "cross_entropy_backward";
+    let first = backward as usize;
+    let x = call.input(first)?;
+    let t = call.input(first + 1)?;
+    check_dtype(op, "logits", x.dtype, &FLOAT_DTYPES)?;
+    if x.rank() < 2 {
+        return Err(invalid(
+            op,
+            format!("{}: expected rank >= 2", describe("logits", x)),
+        ));
+    }
+    let mut shape = x.shape.clone();
+    let classes = shape.remove(1);
+    if t.shape != shape {
+        return Err(invalid(
+            op,
+            format!("{}: expected {shape:?}", describe("target", t)),
+        ));
+    }
+    let ignore = call.int_attr("ignore_index")?.unwrap_or(-100);
+    let eps = call.float_attr("label_smoothing")?.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&eps) {
+        return Err(invalid(op, format!("label_smoothing {eps} outside [0, 1]")));
+    }
+    let reduction = call.str_attr("reduction")?.unwrap_or("mean");
+    if !["mean", "sum", "none"].contains(&reduction) {
+        return Err(invalid(op, format!("reduction `{reduction}`")));
+    }
+    let (n, inner) = (x.shape[0], shape[1..].iter().product::<usize>());
+    if backward && x.numel() == 0 {
+        // An empty dlogits: nothing runs, no target is read.
+        return RefTensor::from_f64(x.dtype, &x.shape, Vec::new());
+    }
+    let targets = t.to_i64_vec();
+    if let Some(&bad) = targets
+        .iter()
+        .find(|&&v| v != ignore && (v < 0 || v as u64 >= classes as u64))
+    {
+        return Err(Error::out_of_bounds(format!(
+            "{op}: target {bad} out of range 0..{classes}"
+        )));
+    }
+    let xv = x.to_f64_vec();
+    let at = |i: usize, c: usize| xv[((i / inner) * classes + c) * inner + i % inner];
+    let lse = |i: usize| -> f64 {
+        let m = (0..classes)
+            .map(|c| at(i, c))
+            .fold(f64::NEG_INFINITY, |m, v| {
+                if m.is_nan() || v.is_nan() {
+                    f64::NAN
+                } else {
+                    m.max(v)
+                }
+            });
+        m + (0..classes).map(|c| (at(i, c) - m).exp()).sum::<f64>().ln()
+    };
+    let positions = n * inner;
+    let count = targets.iter().filter(|&&v| v != ignore).count();
+    if !backward {
+        let losses: Vec<f64> = (0..positions)
+            .map(|i| {
+                let tv = targets[i];
+                if tv == ignore {
+                    return 0.0;
+                }
+                let l = lse(i);
+                let nll = l - at(i, tv as usize);
+                if eps > 0.0 {
+                    // A term of weight 0 is left out (0 x Inf would be NaN).
+                    let mean = (0..classes).map(|c| at(i, c)).sum::<f64>() / classes as f64;
+                    let nll = if eps < 1.0 { (1.0 - eps) * nll } else { 0.0 };
+                    nll + eps * (l - mean)
+                } else {
+                    nll
+                }
+            })
+            .collect();
+        let total: f64 = losses.iter().sum();
+        return match reduction {
+            "none" => RefTensor::from_f64(x.dtype, &shape, losses),
+            "sum" => RefTensor::from_f64(x.dtype, &[], vec![total]),
+            _ => RefTensor::from_f64(x.dtype, &[], vec![total / count as f64]),
+        };
+    }
+    let grad = call.input(0)?;
+    check_same_dtype(op, "grad", grad, "logits", x)?;
+    let want: &[usize] = if reduction == "none" { &shape } else { &[] };
+    if grad.shape != want {
+        return Err(invalid(
+            op,
+            format!("{}: expected {want:?}", describe("grad", grad)),
+        ));
+    }
+    let gv = grad.to_f64_vec();
+    let mut out = vec![0.0; xv.len()];
+    for i in 0..positions {
+        let tv = targets[i];
+        if tv == ignore {
+            continue;
+        }
+        let gi = match reduction {
+            "none" => gv[i],
+            "sum" => gv[0],
+            _ => gv[0] / count as f64,
+        };
+        let l = lse(i);
+        for c in 0..classes {
+            let hit = if c as i64 == tv { 1.0 - eps } else { 0.0 };
+            out[((i / inner) * classes + c) * inner + i % inner] =
+                gi * ((at(i, c) - l).exp() - hit - eps / classes as f64);
+        }
+    }
+    RefTensor::from_f64(x.dtype, &x.shape, out)
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 /*
  * The float ops of neural networks: softmax, log_softmax, their gradients softmax_backward and
  * log_softmax_backward, layer_norm, rms_norm, matmul, rope, attention (docs/ops.md, sections 8.5
- * to 8.8). Everything accumulates in double and each output
- * is rounded once to its dtype.
+ * to 8.8), and the loss cross_entropy with its gradient cross_entropy_backward (section 8.16).
+ * Everything accumulates in double and each output is rounded once to its dtype.
  */
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,16 @@ static int64_t line_start(const RefTensor *x, int axis, int64_t line) {
     return off;
 }
 
+/* The line of `len` elements of x at element offset xo, `step` apart: its maximum *m and
+ * *s = sum_i exp(x_i - m), so that its log-sum-exp is m + log(s) and its softmax exp(x_i - m) / s.
+ * fmax skips NaN, but a NaN still makes its exp, and so the sum, NaN; so does a +Inf (Inf - Inf). */
+static void line_exp_sum(const RefTensor *x, int64_t xo, int64_t step, int64_t len, double *m, double *s) {
+    *m = -INFINITY;
+    for (int64_t i = 0; i < len; i++) *m = fmax(*m, ref_at(x, xo + i * step));
+    *s = 0.0;
+    for (int64_t i = 0; i < len; i++) *s += exp(ref_at(x, xo + i * step) - *m);
+}
+
 /* ---- softmax, log_softmax -------------------------------------------------------------------- */
 
 static AnyaccelStatus op_softmax(const RefCall *c, int log_form) {
@@ -34,11 +45,8 @@ static AnyaccelStatus op_softmax(const RefCall *c, int log_form) {
     int64_t lines = len ? ref_numel(x) / len : 0;
     for (int64_t l = 0; l < lines; l++) {
         int64_t xo = line_start(x, a, l), oo = line_start(out, a, l);
-        /* fmax skips NaN, but a NaN still makes its exp, and so the sum, NaN. */
-        double m = -INFINITY;
-        for (int64_t i = 0; i < len; i++) m = fmax(m, ref_at(x, xo + i * x->strides[a]));
-        double s = 0.0;
-        for (int64_t i = 0; i < len; i++) s += exp(ref_at(x, xo + i * x->strides[a]) - m);
+        double m, s;
+        line_exp_sum(x, xo, x->strides[a], len, &m, &s);
         for (int64_t i = 0; i < len; i++) {
             double v = ref_at(x, xo + i * x->strides[a]);
             ref_put(out, oo + i * out->strides[a], log_form ? (v - m) - log(s) : exp(v - m) / s);
@@ -410,6 +418,171 @@ static AnyaccelStatus op_attention(const RefCall *c) {
 
 #undef ATT_INVALID
 
+/* ---- cross_entropy, cross_entropy_backward ----------------------------------------------------- */
+
+/*
+ * logits [N, C, d1, ..., dk] (rank >= 2, the classes along axis 1) and target [N, d1, ..., dk]
+ * (i32 or i64): one position per element of target, whose row is the C logits along axis 1 at
+ * that position. A target equal to ignore_index leaves its position out; any other target must
+ * be a class in 0..C, the first that is not (in row-major order) is the OutOfBounds error, found
+ * before anything is read through a target or written.
+ *
+ * ref_check_tensor has checked that the element count and element offsets of every tensor fit in
+ * int64; the positions are the elements of target, so position counts and offsets do too.
+ */
+
+typedef enum { CE_MEAN, CE_SUM, CE_NONE } CeReduction;
+
+typedef struct {
+    const RefTensor *logits, *target;
+    int64_t classes, positions, ignore_index;
+    double eps; /* label_smoothing */
+    CeReduction reduction;
+} CrossEntropy;
+
+/* Checks a call of cross_entropy (logits, target -> loss) or, with `backward`,
+ * cross_entropy_backward (grad, logits, target -> dlogits), and reads its attributes. */
+static AnyaccelStatus ce_setup(const RefCall *c, int backward, CrossEntropy *ce) {
+    const char *op = c->op;
+    AnyaccelStatus st = ref_check_arity(c, backward ? 3 : 2);
+    if (st) return st;
+    const RefTensor *logits = &c->inputs[backward], *target = &c->inputs[backward + 1], *out = &c->outputs[0];
+    const char *names[3] = {"logits", backward ? "grad" : "loss", "dlogits"};
+    const RefTensor *floats[3] = {logits, backward ? &c->inputs[0] : out, out};
+    if ((st = ref_check_floats(op, backward ? 3 : 2, names, floats)) ||
+        (st = ref_check_tensor(op, "target", target, REF_DT(I32) | REF_DT(I64))))
+        return st;
+    const int r = logits->ndim;
+    if (r < 2)
+        return REF_INVALID("%s: logits has shape %s, expected rank 2 or more ([N, C, d1, ..., dk])", op,
+                           ref_shape_str(r, logits->shape).s);
+    int64_t positions[REF_MAX_DIMS];
+    positions[0] = logits->shape[0];
+    for (int d = 2; d < r; d++) positions[d - 1] = logits->shape[d];
+    char why[sizeof(RefShapeStr) + 64];
+    snprintf(why, sizeof why, " (logits' shape %s without the class axis 1)", ref_shape_str(r, logits->shape).s);
+    if ((st = ref_check_shape(op, "target", target, r - 1, positions, why))) return st;
+
+    ce->ignore_index = -100;
+    if (ref_attr_int(c, "ignore_index", &ce->ignore_index) < 0)
+        return REF_INVALID("%s: attribute `ignore_index` must be an Int", op);
+    ce->eps = 0.0;
+    if (ref_attr_float(c, "label_smoothing", &ce->eps) < 0)
+        return REF_INVALID("%s: attribute `label_smoothing` must be a Float", op);
+    if (!(ce->eps >= 0.0 && ce->eps <= 1.0))
+        return REF_INVALID("%s: label_smoothing is %g, expected a value in [0, 1]", op, ce->eps);
+    const char *reduction = ref_attr(c, "reduction") ? ref_attr_str(c, "reduction") : "mean";
+    if (!reduction) return REF_INVALID("%s: attribute `reduction` must be a Str", op);
+    if (strcmp(reduction, "mean") == 0)
+        ce->reduction = CE_MEAN;
+    else if (strcmp(reduction, "sum") == 0)
+        ce->reduction = CE_SUM;
+    else if (strcmp(reduction, "none") == 0)
+        ce->reduction = CE_NONE;
+    else
+        return REF_INVALID("%s: reduction is `%s`, expected mean, sum or none", op, reduction);
+
+    /* The loss (cross_entropy's output, cross_entropy_backward's grad): target's shape for
+     * reduction none, else a scalar; dlogits: logits' shape. */
+    snprintf(why, sizeof why, " (the loss's shape for reduction %s)", reduction);
+    if ((st = ref_check_shape(op, names[1], floats[1], ce->reduction == CE_NONE ? r - 1 : 0, positions, why)) ||
+        (backward && (st = ref_check_shape(op, "dlogits", out, r, logits->shape, " (logits' shape)"))))
+        return st;
+    ce->logits = logits;
+    ce->target = target;
+    ce->classes = logits->shape[1];
+    ce->positions = ref_numel(target);
+    return ANYACCEL_OK;
+}
+
+/* The target of position p. */
+static int64_t ce_target(const CrossEntropy *ce, int64_t p) {
+    return ref_load_i(ce->target->dtype, ref_elem(ce->target, p));
+}
+
+/* Checks every target in row-major order; *count is the number of positions not ignored. */
+static AnyaccelStatus ce_check_targets(const char *op, const CrossEntropy *ce, int64_t *count) {
+    *count = 0;
+    for (int64_t p = 0; p < ce->positions; p++) {
+        const int64_t t = ce_target(ce, p);
+        if (t == ce->ignore_index) continue;
+        if (t < 0 || t >= ce->classes)
+            return ref_error(ANYACCEL_ERROR_OUT_OF_BOUNDS, "%s: target %lld out of range 0..%lld (ignore_index %lld)",
+                             op, (long long)t, (long long)ce->classes, (long long)ce->ignore_index);
+        ++*count;
+    }
+    return ANYACCEL_OK;
+}
+
+/* The loss of position p (at element offset xo of logits), whose target t is a class:
+ * (1 - eps) * (lse - x_t) + eps * (lse - sum_c x_c / C). A term whose weight is 0 is left out, so
+ * that an infinite term does not turn into 0 * Inf = NaN. */
+static double ce_loss(const CrossEntropy *ce, int64_t xo, int64_t t) {
+    const RefTensor *x = ce->logits;
+    const int64_t step = x->strides[1];
+    double m, s;
+    line_exp_sum(x, xo, step, ce->classes, &m, &s);
+    const double lse = m + log(s);
+    double loss = 0.0;
+    if (ce->eps < 1.0) loss += (1.0 - ce->eps) * (lse - ref_at(x, xo + t * step));
+    if (ce->eps > 0.0) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < ce->classes; i++) sum += ref_at(x, xo + i * step);
+        loss += ce->eps * (lse - sum / (double)ce->classes);
+    }
+    return loss;
+}
+
+static AnyaccelStatus op_cross_entropy(const RefCall *c) {
+    CrossEntropy ce;
+    int64_t count;
+    AnyaccelStatus st;
+    if ((st = ce_setup(c, 0, &ce)) || (st = ce_check_targets(c->op, &ce, &count))) return st;
+    const RefTensor *out = &c->outputs[0];
+    double total = 0.0;
+    for (int64_t p = 0; p < ce.positions; p++) {
+        const int64_t t = ce_target(&ce, p);
+        const double loss = t == ce.ignore_index ? 0.0 : ce_loss(&ce, line_start(ce.logits, 1, p), t);
+        if (ce.reduction == CE_NONE)
+            ref_put(out, ref_offset_of(out, p), loss);
+        else
+            total += loss;
+    }
+    /* mean over no position: 0 / 0 = NaN. */
+    if (ce.reduction != CE_NONE) ref_put(out, 0, ce.reduction == CE_MEAN ? total / (double)count : total);
+    return ANYACCEL_OK;
+}
+
+/* dlogits[n, c, d...] = g_i * (softmax(x)_c - (1 - eps) * [c == t] - eps / C), 0 for an ignored
+ * position; g_i = grad / count (mean), grad (sum) or grad[i] (none). */
+static AnyaccelStatus op_cross_entropy_backward(const RefCall *c) {
+    CrossEntropy ce;
+    int64_t count;
+    AnyaccelStatus st;
+    if ((st = ce_setup(c, 1, &ce)) || (st = ce_check_targets(c->op, &ce, &count))) return st;
+    const RefTensor *g = &c->inputs[0], *x = ce.logits, *out = &c->outputs[0];
+    const int64_t xs = x->strides[1], os = out->strides[1];
+    /* grad is a scalar for mean and sum; mean over no position divides nothing. */
+    double scale = ce.reduction == CE_NONE ? 0.0 : ref_at(g, 0);
+    if (ce.reduction == CE_MEAN) scale /= (double)count;
+    const double smooth = ce.classes ? ce.eps / (double)ce.classes : 0.0;
+    for (int64_t p = 0; p < ce.positions; p++) {
+        const int64_t t = ce_target(&ce, p), xo = line_start(x, 1, p), oo = line_start(out, 1, p);
+        if (t == ce.ignore_index) {
+            for (int64_t i = 0; i < ce.classes; i++) ref_put(out, oo + i * os, 0.0);
+            continue;
+        }
+        const double gi = ce.reduction == CE_NONE ? ref_at(g, ref_offset_of(g, p)) : scale;
+        double m, s;
+        line_exp_sum(x, xo, xs, ce.classes, &m, &s);
+        for (int64_t i = 0; i < ce.classes; i++) {
+            const double d = exp(ref_at(x, xo + i * xs) - m) / s - (i == t ? 1.0 - ce.eps : 0.0) - smooth;
+            ref_put(out, oo + i * os, gi * d);
+        }
+    }
+    return ANYACCEL_OK;
+}
+
 AnyaccelStatus ref_op_nn(const RefCall *c) {
     if (strcmp(c->op, "softmax") == 0) return op_softmax(c, 0);
     if (strcmp(c->op, "log_softmax") == 0) return op_softmax(c, 1);
@@ -420,5 +593,7 @@ AnyaccelStatus ref_op_nn(const RefCall *c) {
     if (strcmp(c->op, "matmul") == 0) return op_matmul(c);
     if (strcmp(c->op, "rope") == 0) return op_rope(c);
     if (strcmp(c->op, "attention") == 0) return op_attention(c);
+    if (strcmp(c->op, "cross_entropy") == 0) return op_cross_entropy(c);
+    if (strcmp(c->op, "cross_entropy_backward") == 0) return op_cross_entropy_backward(c);
     return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", c->op);
 }

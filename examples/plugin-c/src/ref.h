@@ -234,7 +234,8 @@ AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, whe
                                                         activation gradients */
 AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cumsum, cumprod, topk, sort */
 AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, softmax_backward,
-                                                        log_softmax_backward */
+                                                        log_softmax_backward, cross_entropy,
+                                                        cross_entropy_backward */
 AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleave, one_hot, scatters,
                                                         masked_fill, embedding_backward */
 AnyaccelStatus ref_op_random(const RefCall *c);      /* uniform, normal, bernoulli, dropout */

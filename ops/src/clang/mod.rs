@@ -22,6 +22,7 @@
 mod conv;
 mod elementwise;
 mod index;
+mod loss;
 mod matmul;
 mod movement;
 mod nn;
@@ -59,6 +60,8 @@ pub enum Family {
     Random,
     /// `conv.h`: conv1d, conv2d, the pools, adaptive_avg_pool2d and interpolate.
     Conv,
+    /// `loss.h`: cross_entropy and its gradient.
+    Loss,
 }
 
 impl Family {
@@ -71,6 +74,7 @@ impl Family {
             Family::Matmul => include_str!("../../kernels/c/matmul.h"),
             Family::Random => include_str!("../../kernels/c/random.h"),
             Family::Conv => include_str!("../../kernels/c/conv.h"),
+            Family::Loss => include_str!("../../kernels/c/loss.h"),
         }
     }
 }
@@ -455,6 +459,7 @@ pub(crate) fn launch(
         | Op::Conv2dBackwardInput
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::launch(&ctx, call),
+        Op::CrossEntropy | Op::CrossEntropyBackward => loss::launch(&ctx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&ctx, call),
         Op::MaxPool1dBackward
         | Op::MaxPool2dBackward

@@ -9,6 +9,7 @@ mod conv;
 mod elementwise;
 mod index;
 mod layout;
+mod loss;
 mod matmul;
 mod movement;
 mod nn;
@@ -120,6 +121,7 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         | Op::Conv2dBackwardInput
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::kernel(call)?,
+        Op::CrossEntropy | Op::CrossEntropyBackward => loss::kernel(call)?,
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool_kernel(call)?,
         Op::MaxPool1dBackward
         | Op::MaxPool2dBackward

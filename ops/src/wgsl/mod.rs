@@ -41,6 +41,7 @@
 mod conv;
 mod elementwise;
 mod index;
+mod loss;
 mod matmul;
 mod movement;
 mod nn;
@@ -155,6 +156,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         | Op::Conv2dBackwardInput
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::launch(&cx, call),
+        Op::CrossEntropy | Op::CrossEntropyBackward => loss::launch(&cx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&cx, call),
         Op::MaxPool1dBackward
         | Op::MaxPool2dBackward
