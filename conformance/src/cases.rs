@@ -19,7 +19,8 @@ use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
 use nn::{
     attention_cases, batch_norm_cases, conv_backward_cases, conv_cases, conv_transpose_cases,
-    cross_entropy_cases, group_norm_cases, matmul_cases, norm_cases, pool_cases, resample_cases,
+    cross_entropy_cases, group_norm_cases, matmul_cases, norm_backward_cases, norm_cases,
+    pool_cases, resample_cases,
 };
 use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
@@ -384,6 +385,13 @@ pub fn all_cases() -> Vec<Case> {
                 resample_cases(&mut b, op, def.dtypes)
             }
             (OpKind::Backward, op) if op.contains("_pool") => pool_cases(&mut b, op, def.dtypes),
+            (
+                OpKind::Backward,
+                op @ ("layer_norm_backward"
+                | "rms_norm_backward"
+                | "group_norm_backward"
+                | "batch_norm_backward"),
+            ) => norm_backward_cases(&mut b, op, def.dtypes),
             (OpKind::Backward, op) if op.starts_with("cross_entropy") => {
                 cross_entropy_cases(&mut b, op, def.dtypes)
             }

@@ -147,6 +147,10 @@ pub fn run(
         | Op::Conv2dBackwardWeight => one(nn::conv_backward(call)),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => nn::pool(call),
         Op::CrossEntropy | Op::CrossEntropyBackward => one(nn::cross_entropy(call)),
+        Op::LayerNormBackward
+        | Op::RmsNormBackward
+        | Op::GroupNormBackward
+        | Op::BatchNormBackward => nn::norm_backward(call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => one(nn::resample(call)),
         Op::MaxPool1dBackward
         | Op::MaxPool2dBackward

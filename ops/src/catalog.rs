@@ -328,6 +328,10 @@ pub enum Op {
     InterpolateBackward,
     CrossEntropy,
     CrossEntropyBackward,
+    LayerNormBackward,
+    RmsNormBackward,
+    GroupNormBackward,
+    BatchNormBackward,
     MaxPool1d,
     MaxPool2d,
     AvgPool1d,
@@ -501,6 +505,10 @@ impl OpDef {
                     | Op::InterpolateBackward
                     | Op::CrossEntropy
                     | Op::CrossEntropyBackward
+                    | Op::LayerNormBackward
+                    | Op::RmsNormBackward
+                    | Op::GroupNormBackward
+                    | Op::BatchNormBackward
             )
     }
 
@@ -1170,6 +1178,12 @@ const AVG_POOL_BACKWARD: &[AttrDef] = &[
 ];
 const INTERPOLATE_MODE: AttrDef = AttrDef::new("mode", AttrType::Str, AttrDefault::Str("nearest"))
     .allowed(Allowed::OneOf(&["nearest", "bilinear"]));
+/// Three outputs of the first input's dtype.
+const SAME3: &[OutputDtype] = &[
+    OutputDtype::Input(0),
+    OutputDtype::Input(0),
+    OutputDtype::Input(0),
+];
 const CROSS_ENTROPY: &[AttrDef] = &[
     AttrDef::new("ignore_index", AttrType::Int, AttrDefault::Int(-100)),
     AttrDef::new("label_smoothing", FloatA, AttrDefault::Float(0.0))
@@ -1359,6 +1373,53 @@ fn activation_backward() -> Vec<OpDef> {
                 attrs![INPUT_SIZE],
                 FLOAT,
             ),
+            def(
+                "layer_norm_backward",
+                OpKind::Backward,
+                Op::LayerNormBackward,
+                &["grad", "x", "weight?"],
+                &["dx", "dweight", "dbias"],
+                attrs![eps(1e-5)],
+                FLOAT,
+            )
+            .outs(SAME3),
+            def(
+                "rms_norm_backward",
+                OpKind::Backward,
+                Op::RmsNormBackward,
+                &["grad", "x", "weight?"],
+                &["dx", "dweight"],
+                attrs![eps(1e-6)],
+                FLOAT,
+            )
+            .outs(&[OutputDtype::Input(0), OutputDtype::Input(0)]),
+            def(
+                "group_norm_backward",
+                OpKind::Backward,
+                Op::GroupNormBackward,
+                &["grad", "x", "weight?"],
+                &["dx", "dweight", "dbias"],
+                attrs![req("num_groups", AttrType::Int), eps(1e-5)],
+                FLOAT,
+            )
+            .outs(SAME3),
+            def(
+                "batch_norm_backward",
+                OpKind::Backward,
+                Op::BatchNormBackward,
+                &["grad", "x", "mean", "invstd", "weight?"],
+                &["dx", "dweight", "dbias"],
+                attrs![flag("training", false)],
+                FLOAT,
+            )
+            .ins(&[
+                InputDtype::Listed,
+                InputDtype::SameAs(0),
+                InputDtype::SameAs(0),
+                InputDtype::SameAs(0),
+                InputDtype::SameAs(0),
+            ])
+            .outs(SAME3),
             def(
                 "cross_entropy",
                 OpKind::Backward,

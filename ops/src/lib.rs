@@ -35,6 +35,7 @@ mod dispatch;
 mod host;
 mod loss;
 mod movement;
+mod norm_grad;
 mod plan;
 pub mod random;
 mod typed;

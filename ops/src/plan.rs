@@ -597,6 +597,22 @@ pub fn plan(
         | Op::InterpolateBackward => {
             vec![crate::conv::PoolBack::of(op, &attrs, x(0), opt(1))?.in_shape()]
         }
+        Op::LayerNormBackward
+        | Op::RmsNormBackward
+        | Op::GroupNormBackward
+        | Op::BatchNormBackward => {
+            let stats = if def.op == Op::BatchNormBackward {
+                [opt(2), opt(3)]
+            } else {
+                [None, None]
+            };
+            let w = if def.op == Op::BatchNormBackward {
+                4
+            } else {
+                2
+            };
+            crate::norm_grad::NormBack::of(op, &attrs, x(0), x(1), opt(w), stats)?.out_shapes(x(1))
+        }
         Op::CrossEntropy => {
             vec![crate::loss::CeGeom::of(op, &attrs, x(0), x(1), None)?.loss_shape()]
         }

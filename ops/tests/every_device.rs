@@ -1042,6 +1042,83 @@ fn cross_entropy_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
     assert!(e.message().contains("target 9"), "on {id}: {e}");
 }
 
+/// The normalisation gradients against central differences of their forward ops on the same
+/// device: d/dx_i of sum(g * f(x)) and, for layer_norm, d/dw_j.
+fn norm_gradients_match_finite_differences(d: &dyn Device, q: &dyn Queue) {
+    use anyaccel_hal::AttrValue;
+    let id = &d.info().id;
+    let t = |v: &[f32], shape: &[usize]| Tensor::from_slice(q, v, shape).unwrap();
+    let get = |t: &Tensor| t.to_vec::<f32>(q).unwrap();
+    let shape = [2usize, 4, 3];
+    let n = 24;
+    let xs: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0).collect();
+    let gs: Vec<f32> = (0..n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0).collect();
+    let g = t(&gs, &shape);
+    let training = vec![("training".to_string(), AttrValue::Int(1))];
+    let groups = vec![("num_groups".to_string(), AttrValue::Int(2))];
+    // (forward op, its weight's length, its attributes: the gradient op's too)
+    type Case = (&'static str, usize, Vec<(String, AttrValue)>);
+    let ops: [Case; 4] = [
+        ("layer_norm", 3, vec![]),
+        ("rms_norm", 3, vec![]),
+        ("group_norm", 4, groups),
+        ("batch_norm", 4, training),
+    ];
+    for (op, wn, attrs) in ops {
+        let ws: Vec<f32> = (0..wn).map(|i| 0.5 + i as f32 / 4.0).collect();
+        let w = t(&ws, &[wn]);
+        let forward = |xv: &[f32], wv: &[f32]| -> Vec<Tensor> {
+            let (x, w) = (t(xv, &shape), t(wv, &[wn]));
+            let inputs: Vec<Option<&Tensor>> = if op == "batch_norm" {
+                vec![Some(&x), None, None, Some(&w)]
+            } else {
+                vec![Some(&x), Some(&w)]
+            };
+            ops::call(q, op, &inputs, &attrs).unwrap()
+        };
+        let loss = |xv: &[f32], wv: &[f32]| -> f64 {
+            get(&forward(xv, wv)[0])
+                .iter()
+                .zip(&gs)
+                .map(|(&y, &g)| y as f64 * g as f64)
+                .sum()
+        };
+        let x = t(&xs, &shape);
+        let outs = forward(&xs, &ws);
+        let backward = format!("{op}_backward");
+        let inputs: Vec<Option<&Tensor>> = if op == "batch_norm" {
+            vec![Some(&g), Some(&x), Some(&outs[1]), Some(&outs[2]), Some(&w)]
+        } else {
+            vec![Some(&g), Some(&x), Some(&w)]
+        };
+        let grads = ops::call(q, &backward, &inputs, &attrs).unwrap();
+        let (dx, dw) = (get(&grads[0]), get(&grads[1]));
+        let h = 1e-2f32;
+        for i in 0..n {
+            let (mut up, mut down) = (xs.clone(), xs.clone());
+            up[i] += h;
+            down[i] -= h;
+            let want = (loss(&up, &ws) - loss(&down, &ws)) / (2.0 * h as f64);
+            assert!(
+                (dx[i] as f64 - want).abs() <= 2e-3 * (1.0 + want.abs()),
+                "{backward} on {id}: dx[{i}] = {}, central difference {want}",
+                dx[i]
+            );
+        }
+        for j in 0..wn {
+            let (mut up, mut down) = (ws.clone(), ws.clone());
+            up[j] += h;
+            down[j] -= h;
+            let want = (loss(&xs, &up) - loss(&xs, &down)) / (2.0 * h as f64);
+            assert!(
+                (dw[j] as f64 - want).abs() <= 2e-3 * (1.0 + want.abs()),
+                "{backward} on {id}: dweight[{j}] = {}, central difference {want}",
+                dw[j]
+            );
+        }
+    }
+}
+
 macro_rules! on_each_device {
     ($($test:ident),* $(,)?) => {
         mod cpu {
@@ -1090,6 +1167,7 @@ on_each_device!(
     conv_gradients_are_adjoint,
     pool_gradients_are_adjoint,
     cross_entropy_matches_its_definition,
+    norm_gradients_match_finite_differences,
     attention_mask_matches_its_definition,
     pools_match_their_definition,
     resampling_matches_its_definition,

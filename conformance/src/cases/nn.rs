@@ -1327,3 +1327,116 @@ pub(super) fn cross_entropy_cases(b: &mut Builder, op: &'static str, dtypes: &[D
         true,
     );
 }
+
+/// One normalisation-gradient case: tag, x (shape, layout), num_groups (group_norm) or
+/// training (batch_norm, as 1), with a weight, the outputs' layout.
+type NormGradCase = (&'static str, &'static [usize], Layout, i64, bool, Layout);
+
+/// `layer_norm_backward`, `rms_norm_backward`, `group_norm_backward`, `batch_norm_backward`:
+/// grad and x of one shape (views included), with and without weight; batch_norm with given
+/// statistics, in training and inference.
+pub(super) fn norm_backward_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    const O1: Layout = Layout::Offset(1);
+    #[rustfmt::skip]
+    let (cases, large): (&[NormGradCase], &[usize]) = match op {
+        "group_norm_backward" => (&[
+            ("n2_c6_5x7_g3", &[2, 6, 5, 7], C, 3, true, C),
+            ("c4_g4_instance", &[3, 4, 9], C, 4, false, C),
+            ("views_g2", &[2, 4, 3, 5], T, 2, true, S),
+            ("g1_offset", &[2, 3, 8], O1, 1, true, C),
+            ("rank2_g3", &[4, 6], C, 3, false, C),
+            ("empty_n0", &[0, 4, 3], C, 2, true, C),
+        ], &[4, 8, 1025, 513]),
+        "batch_norm_backward" => (&[
+            ("n4_c3_5x5_train", &[4, 3, 5, 5], C, 1, true, C),
+            ("n4_c3_5x5_eval", &[4, 3, 5, 5], C, 0, true, C),
+            ("n16_c5_train", &[16, 5], C, 1, false, C),
+            ("views_train", &[2, 3, 6, 5], T, 1, true, S),
+            ("offset_eval", &[3, 2, 7], O1, 0, false, C),
+            ("empty_n0", &[0, 3, 4], C, 1, true, C),
+        ], &[32, 8, 256, 257]),
+        _ => (&[
+            ("n8_67_w", &[8, 67], C, 0, true, C),
+            ("t33x17", &[33, 17], T, 0, false, S),
+            ("2x3x16_offset_w", &[2, 3, 16], O1, 0, true, C),
+            ("one", &[1], C, 0, true, C),
+            ("4x1000_w", &[4, 1000], C, 0, true, C),
+            ("empty_rows", &[0, 5], C, 0, true, C),
+        ], &[4097, 4096]),
+    };
+    let batch = op == "batch_norm_backward";
+    let channel = |xs: &[usize]| {
+        if xs.len() >= 2 && !op.starts_with("layer") && !op.starts_with("rms") {
+            xs[1]
+        } else {
+            xs[xs.len() - 1]
+        }
+    };
+    let push = |b: &mut Builder,
+                d: DType,
+                tag: String,
+                xs: &[usize],
+                xl,
+                v,
+                k: i64,
+                w: bool,
+                ol,
+                large| {
+        let c = channel(xs);
+        let mut inputs = vec![input(d, xs, xl, Values::Normal), input(d, xs, C, v)];
+        if batch {
+            inputs.push(input(d, &[c], C, Values::Normal));
+            inputs.push(input(d, &[c], O1, Values::Positive));
+        }
+        inputs.push(if w {
+            input(d, &[c], C, Values::Normal)
+        } else {
+            None
+        });
+        let attrs = match op {
+            "group_norm_backward" => vec![attr("num_groups", AttrValue::Int(k))],
+            "batch_norm_backward" if k == 1 => vec![attr("training", AttrValue::Int(1))],
+            _ => vec![],
+        };
+        b.push(op, d.name().into(), &[d], &tag, inputs, attrs, ol, large);
+    };
+    for &d in dtypes {
+        for &(tag, xs, xl, k, w, ol) in cases {
+            let classes: &[Values] = if tag == cases[0].0 || tag.ends_with("_eval") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                push(
+                    b,
+                    d,
+                    format!("{tag}.{}", values_tag(v)),
+                    xs,
+                    xl,
+                    v,
+                    k,
+                    w,
+                    ol,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements in x.
+    let k = if op == "group_norm_backward" { 2 } else { 1 };
+    push(
+        b,
+        DType::F32,
+        "large".into(),
+        large,
+        C,
+        Values::Normal,
+        k,
+        true,
+        C,
+        true,
+    );
+}

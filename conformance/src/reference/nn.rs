@@ -1606,6 +1606,186 @@ pub(crate) fn cross_entropy(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(x.dtype, &x.shape, out)
 }
 
+/// The normalisation gradients (`layer_norm_backward`, `rms_norm_backward`,
+/// `group_norm_backward`, `batch_norm_backward`; docs/ops.md 8.5, 8.14, 8.15), in f64: per
+/// normalisation group, xhat and dxhat = dy w, then dx = r (dxhat - mean(dxhat) - xhat
+/// mean(dxhat xhat)) (rms_norm: no mean(dxhat) term; batch_norm in inference: r dxhat), and per
+/// channel dweight = sum(dy xhat), dbias = sum(dy).
+pub(crate) fn norm_backward(call: &Call) -> Result<Vec<RefTensor>> {
+    let op = call.op;
+    let dy = call.input(0)?;
+    let x = call.input(1)?;
+    check_dtype(op, "grad", dy.dtype, &FLOAT_DTYPES)?;
+    check_same_dtype(op, "x", x, "grad", dy)?;
+    if dy.shape != x.shape {
+        return Err(invalid(
+            op,
+            format!("{}: expected x's shape", describe("grad", dy)),
+        ));
+    }
+    let rows = matches!(op, "layer_norm_backward" | "rms_norm_backward");
+    let batch = op == "batch_norm_backward";
+    if x.rank() < if rows { 1 } else { 2 } {
+        return Err(invalid(op, format!("{}: rank too small", describe("x", x))));
+    }
+    // x as [A, C, S], row-major.
+    let (a_n, c_n, s_n) = if rows {
+        let d = x.shape[x.rank() - 1];
+        (x.numel() / d.max(1), d, 1)
+    } else {
+        (
+            x.shape[0],
+            x.shape[1],
+            x.shape[2..].iter().product::<usize>(),
+        )
+    };
+    let a_n = if rows && c_n == 0 {
+        x.shape[..x.rank() - 1].iter().product()
+    } else {
+        a_n
+    };
+    let vector = |i: usize, name: &str| -> Result<Option<Vec<f64>>> {
+        match call.optional(i) {
+            Some(t) => {
+                check_same_dtype(op, name, t, "grad", dy)?;
+                if t.shape != [c_n] {
+                    return Err(invalid(
+                        op,
+                        format!("{}: expected [{c_n}]", describe(name, t)),
+                    ));
+                }
+                Ok(Some(t.to_f64_vec()))
+            }
+            None => Ok(None),
+        }
+    };
+    let w = vector(if batch { 4 } else { 2 }, "weight")?;
+    let (given_mean, given_inv) = if batch {
+        let (m, i) = (vector(2, "mean")?, vector(3, "invstd")?);
+        match (m, i) {
+            (Some(m), Some(i)) => (m, i),
+            _ => return Err(invalid(op, "mean and invstd are required")),
+        }
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let training = !batch || call.flag_attr("training", false)?;
+    let eps = if batch {
+        0.0
+    } else {
+        let e = call
+            .float_attr("eps")?
+            .unwrap_or(if op == "rms_norm_backward" {
+                1e-6
+            } else {
+                1e-5
+            });
+        if !e.is_finite() || e < 0.0 {
+            return Err(invalid(op, format!("eps {e}")));
+        }
+        e
+    };
+    let groups_per = if op == "group_norm_backward" {
+        let g = call
+            .int_attr("num_groups")?
+            .ok_or_else(|| invalid(op, "num_groups is required"))?;
+        if g < 1 || c_n % g as usize != 0 {
+            return Err(invalid(op, format!("num_groups {g} does not divide {c_n}")));
+        }
+        g as usize
+    } else {
+        1
+    };
+    let (xv, yv) = (x.to_f64_vec(), dy.to_f64_vec());
+    let idx = |a: usize, c: usize, s: usize| (a * c_n + c) * s_n + s;
+    // Every element's group.
+    let group_of = |a: usize, c: usize| -> usize {
+        if rows {
+            a
+        } else if batch {
+            c
+        } else {
+            a * groups_per + c / (c_n / groups_per)
+        }
+    };
+    let groups = if rows {
+        a_n
+    } else if batch {
+        c_n
+    } else {
+        a_n * groups_per
+    };
+    let mut members: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); groups];
+    for a in 0..a_n {
+        for c in 0..c_n {
+            for s in 0..s_n {
+                members[group_of(a, c)].push((a, c, s));
+            }
+        }
+    }
+    let wt = |c: usize| w.as_ref().map_or(1.0, |w| w[c]);
+    let mut stats = vec![(0.0, 0.0); groups];
+    let mut dx = vec![0.0; xv.len()];
+    for (g, m) in members.iter().enumerate() {
+        let n = m.len() as f64;
+        let (mean, r) = if batch {
+            (given_mean[g], given_inv[g])
+        } else if op == "rms_norm_backward" {
+            let q: f64 = m.iter().map(|&(a, c, s)| xv[idx(a, c, s)].powi(2)).sum();
+            (0.0, 1.0 / (q / n + eps).sqrt())
+        } else {
+            let mean = m.iter().map(|&(a, c, s)| xv[idx(a, c, s)]).sum::<f64>() / n;
+            let var = m
+                .iter()
+                .map(|&(a, c, s)| (xv[idx(a, c, s)] - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            (mean, 1.0 / (var + eps).sqrt())
+        };
+        stats[g] = (mean, r);
+        let xhat = |a, c, s| (xv[idx(a, c, s)] - mean) * r;
+        let (mut ma, mut mb) = (0.0, 0.0);
+        if training {
+            for &(a, c, s) in m {
+                let d = yv[idx(a, c, s)] * wt(c);
+                ma += d / n;
+                mb += d * xhat(a, c, s) / n;
+            }
+        }
+        if op == "rms_norm_backward" {
+            ma = 0.0;
+        }
+        for &(a, c, s) in m {
+            let d = yv[idx(a, c, s)] * wt(c);
+            // In inference the statistics do not depend on x: no xhat term (x may be Inf).
+            dx[idx(a, c, s)] = if training {
+                r * (d - ma - xhat(a, c, s) * mb)
+            } else {
+                r * d
+            };
+        }
+    }
+    let (mut dw, mut db) = (vec![0.0; c_n], vec![0.0; c_n]);
+    for a in 0..a_n {
+        for c in 0..c_n {
+            let (mean, r) = stats[group_of(a, c)];
+            for s in 0..s_n {
+                let y = yv[idx(a, c, s)];
+                dw[c] += y * (xv[idx(a, c, s)] - mean) * r;
+                db[c] += y;
+            }
+        }
+    }
+    let mut out = vec![
+        RefTensor::from_f64(x.dtype, &x.shape, dx)?,
+        RefTensor::from_f64(x.dtype, &[c_n], dw)?,
+    ];
+    if op != "rms_norm_backward" {
+        out.push(RefTensor::from_f64(x.dtype, &[c_n], db)?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;

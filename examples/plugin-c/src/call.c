@@ -31,7 +31,8 @@ const char *const ref_native_ops[] = {
     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate",
     "max_pool1d_backward", "max_pool2d_backward", "avg_pool1d_backward", "avg_pool2d_backward",
     "adaptive_avg_pool2d_backward", "interpolate_backward",
-    "group_norm", "batch_norm", NULL,
+    "group_norm", "batch_norm", "layer_norm_backward", "rms_norm_backward", "group_norm_backward",
+    "batch_norm_backward", NULL,
 };
 
 typedef AnyaccelStatus (*RefFamily)(const RefCall *c);
@@ -57,7 +58,8 @@ static RefFamily family_of(const char *op) {
          "argsort ",
          ref_op_reduction},
         {" softmax log_softmax layer_norm rms_norm matmul rope attention softmax_backward "
-         "log_softmax_backward cross_entropy cross_entropy_backward ",
+         "log_softmax_backward cross_entropy cross_entropy_backward layer_norm_backward "
+         "rms_norm_backward ",
          ref_op_nn},
         {" pad flip roll tril triu repeat_interleave one_hot scatter scatter_add index_add "
          "masked_fill embedding_backward ",
@@ -70,8 +72,8 @@ static RefFamily family_of(const char *op) {
          "avg_pool1d_backward avg_pool2d_backward ",
          ref_op_pool},
         {" adaptive_avg_pool2d interpolate adaptive_avg_pool2d_backward interpolate_backward ", ref_op_resample},
-        {" group_norm ", ref_op_group_norm},
-        {" batch_norm ", ref_op_batch_norm},
+        {" group_norm group_norm_backward ", ref_op_group_norm},
+        {" batch_norm batch_norm_backward ", ref_op_batch_norm},
     };
     if (!op || !*op || strchr(op, ' ')) return NULL;
     char key[64];

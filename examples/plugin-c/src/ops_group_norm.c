@@ -1,8 +1,11 @@
 /*
  * Group normalisation (docs/ops.md, section 8.14): group_norm, as PyTorch's
- * torch.nn.functional.group_norm.
+ * torch.nn.functional.group_norm, and its gradient group_norm_backward, as ATen's
+ * native_group_norm_backward.
  *
- *   x [N, C, *] (rank >= 2), weight? [C], bias? [C] -> out [N, C, *]   (num_groups = G)
+ *   group_norm:          x [N, C, *] (rank >= 2), weight? [C], bias? [C] -> out [N, C, *]
+ *   group_norm_backward: grad [N, C, *], x [N, C, *], weight? [C] -> dx [N, C, *], dweight [C],
+ *                        dbias [C]                                       (num_groups = G, eps)
  *
  * The C channels form G groups of C / G consecutive channels. For each (n, group), over its
  * C / G x prod(spatial) elements: mean and biased variance (divided by the count), then
@@ -11,9 +14,14 @@
  * its dtype, so special values behave as there: an Inf or NaN in a group makes the whole group
  * NaN, and a constant group gives 0 (+ bias) when eps > 0, NaN when eps = 0 (0 / 0).
  *
- * x and the output are walked through their strides (the spatial dimensions by an odometer).
- * ref_check_tensor has checked that every element count and element offset of each tensor fits
- * in int64, so no offset or count computed below leaves int64.
+ * The gradient recomputes each group's statistics from x; with r = 1 / sqrt(var + eps),
+ * xhat = (x - mean) * r and dxhat = grad * weight[c]: dx = r * (dxhat - mean(dxhat) -
+ * xhat * mean(dxhat * xhat)) over the group, dweight[c] = the sum of grad * xhat and
+ * dbias[c] = the sum of grad over n and the spatial positions.
+ *
+ * A group (norm.c) walks the channels of a group and the spatial dimensions of x and the other
+ * tensors through their strides. ref_check_tensor has checked that every element count and
+ * element offset of each tensor fits in int64, so no offset or count computed below leaves int64.
  */
 
 #include <math.h>
@@ -22,59 +30,18 @@
 
 #include "ref.h"
 
-#define GROUP_NORM_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16))
-
 /* ---- Helpers ---------------------------------------------------------------------------------- */
 
-/* An odometer over the spatial dimensions (2 .. rank - 1) of x and the output, giving the element
- * offsets, relative to the start of a channel, of the same spatial position in both. */
-typedef struct {
-    int ndim; /* spatial dimensions */
-    int64_t shape[REF_MAX_DIMS];
-    int64_t xs[REF_MAX_DIMS], os[REF_MAX_DIMS];
-    int64_t index[REF_MAX_DIMS];
-    int64_t xo, oo;
-} Spatial;
-
-static void spatial_init(Spatial *s, const RefTensor *x, const RefTensor *out) {
-    memset(s, 0, sizeof *s);
-    s->ndim = x->ndim - 2;
-    for (int d = 0; d < s->ndim; d++) {
-        s->shape[d] = x->shape[d + 2];
-        s->xs[d] = x->strides[d + 2];
-        s->os[d] = out->strides[d + 2];
-    }
-}
-
-/* Steps to the next spatial position (wrapping to the first after the last). Offsets stay those
- * of elements of the tensors, so they fit in int64. */
-static void spatial_next(Spatial *s) {
-    for (int d = s->ndim - 1; d >= 0; d--) {
-        if (++s->index[d] < s->shape[d]) {
-            s->xo += s->xs[d];
-            s->oo += s->os[d];
-            return;
-        }
-        s->xo -= s->xs[d] * (s->shape[d] - 1);
-        s->oo -= s->os[d] * (s->shape[d] - 1);
-        s->index[d] = 0;
-    }
-}
-
-/* The optional per-channel input `name` (weight or bias): absent, or of x's dtype and shape [C]. */
-static AnyaccelStatus check_affine(const RefCall *c, size_t i, const char *name, const RefTensor **t) {
-    *t = NULL;
-    if (c->num_inputs <= i || !c->inputs[i].present) return ANYACCEL_OK;
-    const RefTensor *x = &c->inputs[0], *p = &c->inputs[i];
-    if (p->dtype != x->dtype)
-        return REF_INVALID("%s: %s has dtype %s but x has dtype %s: they must share one float dtype", c->op, name,
-                           ref_dtype_name(p->dtype), ref_dtype_name(x->dtype));
-    AnyaccelStatus st = ref_check_tensor(c->op, name, p, ANYACCEL_DTYPE_BIT(x->dtype));
-    if (st) return st;
-    if (p->ndim != 1 || p->shape[0] != x->shape[1])
-        return REF_INVALID("%s: %s has shape %s, expected [%lld] (one per channel)", c->op, name,
-                           ref_shape_str(p->ndim, p->shape).s, (long long)x->shape[1]);
-    *t = p;
+/* The required Int attribute `num_groups` of a call on x [N, C, *]: a divisor of C, >= 1. */
+static AnyaccelStatus groups_attr(const RefCall *c, const RefTensor *x, int64_t *groups) {
+    *groups = 0;
+    const int r = ref_attr_int(c, "num_groups", groups);
+    if (r < 0) return REF_INVALID("%s: num_groups must be an Int", c->op);
+    if (r == 0) return REF_INVALID("%s: num_groups is required", c->op);
+    const int64_t channels = x->shape[1];
+    if (*groups < 1 || channels % *groups != 0)
+        return REF_INVALID("%s: num_groups is %lld, expected a divisor of C = %lld (>= 1)", c->op,
+                           (long long)*groups, (long long)channels);
     return ANYACCEL_OK;
 }
 
@@ -87,80 +54,38 @@ static AnyaccelStatus op_group_norm(const RefCall *c) {
                            "output",
                            op, c->num_inputs, c->num_outputs);
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
-    AnyaccelStatus st;
-    if ((st = ref_check_tensor(op, "x", x, GROUP_NORM_DTYPES))) return st;
-    if (x->ndim < 2)
-        return REF_INVALID("%s: x has shape %s, expected rank 2 or more ([N, C, *])", op,
-                           ref_shape_str(x->ndim, x->shape).s);
-    if (out->present && out->dtype != x->dtype)
-        return REF_INVALID("%s: the output has dtype %s but x has dtype %s: they must share one float dtype", op,
-                           ref_dtype_name(out->dtype), ref_dtype_name(x->dtype));
-    if ((st = ref_check_tensor(op, "the output", out, ANYACCEL_DTYPE_BIT(x->dtype)))) return st;
-    int same = out->ndim == x->ndim;
-    for (int d = 0; same && d < x->ndim; d++) same = out->shape[d] == x->shape[d];
-    if (!same)
-        return REF_INVALID("%s: the output has shape %s, expected x's shape %s", op,
-                           ref_shape_str(out->ndim, out->shape).s, ref_shape_str(x->ndim, x->shape).s);
-
-    /* Attributes. */
-    int64_t groups = 0;
-    int r = ref_attr_int(c, "num_groups", &groups);
-    if (r < 0) return REF_INVALID("%s: num_groups must be an Int", op);
-    if (r == 0) return REF_INVALID("%s: num_groups is required", op);
-    const int64_t channels = x->shape[1];
-    if (groups < 1 || channels % groups != 0)
-        return REF_INVALID("%s: num_groups is %lld, expected a divisor of C = %lld (>= 1)", op, (long long)groups,
-                           (long long)channels);
+    const RefTensor *w = c->num_inputs > 1 && c->inputs[1].present ? &c->inputs[1] : NULL;
+    const RefTensor *b = c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
+    const char *const names[4] = {"x", "the output", "weight", "bias"};
+    const RefTensor *const t[4] = {x, out, w, b};
+    int64_t groups;
     double eps = 1e-5;
-    if (ref_attr_float(c, "eps", &eps) < 0) return REF_INVALID("%s: eps must be a Float", op);
-    if (!isfinite(eps) || eps < 0.0) return REF_INVALID("%s: eps is %g, expected a finite value >= 0", op, eps);
+    AnyaccelStatus st;
+    if ((st = ref_check_floats(op, 4, names, t)) || (st = ref_check_min_rank(op, "x", x, 2, "[N, C, *]")) ||
+        (st = ref_check_shape(op, "the output", out, x->ndim, x->shape, " (x's shape)")) ||
+        (st = groups_attr(c, x, &groups)) || (st = ref_eps_attr(c, &eps)) ||
+        (st = ref_check_channels(op, 2, names + 2, t + 2, x->shape[1], " (one per channel)")))
+        return st;
 
-    const RefTensor *w, *b;
-    if ((st = check_affine(c, 1, "weight", &w)) || (st = check_affine(c, 2, "bias", &b))) return st;
-
-    if (ref_numel(x) == 0) return ANYACCEL_OK;
-    const int64_t batch = x->shape[0], per_group = channels / groups;
-    int64_t spatial = 1; /* <= numel(x), so it fits */
-    for (int d = 2; d < x->ndim; d++) spatial *= x->shape[d];
-    const double count = (double)per_group * (double)spatial; /* > 0: numel(x) > 0 */
-
-    Spatial s;
-    spatial_init(&s, x, out);
-    for (int64_t n = 0; n < batch; n++)
-        for (int64_t g = 0; g < groups; g++) {
-            const int64_t c0 = g * per_group, c1 = c0 + per_group;
-            double sum = 0.0;
-            for (int64_t ch = c0; ch < c1; ch++) {
-                const int64_t xb = n * x->strides[0] + ch * x->strides[1];
-                for (int64_t i = 0; i < spatial; i++, spatial_next(&s)) sum += ref_at(x, xb + s.xo);
-            }
-            const double mean = sum / count;
-            double var = 0.0;
-            for (int64_t ch = c0; ch < c1; ch++) {
-                const int64_t xb = n * x->strides[0] + ch * x->strides[1];
-                for (int64_t i = 0; i < spatial; i++, spatial_next(&s)) {
-                    const double e = ref_at(x, xb + s.xo) - mean;
-                    var += e * e;
-                }
-            }
-            const double denom = sqrt(var / count + eps);
-            for (int64_t ch = c0; ch < c1; ch++) {
-                const int64_t xb = n * x->strides[0] + ch * x->strides[1];
-                const int64_t ob = n * out->strides[0] + ch * out->strides[1];
-                const double wv = w ? ref_at(w, ch * w->strides[0]) : 1.0;
-                const double bv = b ? ref_at(b, ch * b->strides[0]) : 0.0;
-                for (int64_t i = 0; i < spatial; i++, spatial_next(&s)) {
-                    double y = (ref_at(x, xb + s.xo) - mean) / denom;
-                    if (w) y *= wv;
-                    if (b) y += bv;
-                    ref_put(out, ob + s.oo, y);
-                }
-            }
-        }
+    ref_norm_forward(REF_NORM_GROUPS, x, out, w, b, groups, 0, eps);
     return ANYACCEL_OK;
+}
+
+/* ---- group_norm_backward ---------------------------------------------------------------------- */
+
+static AnyaccelStatus op_group_norm_backward(const RefCall *c) {
+    RefNormGrad g;
+    int64_t groups;
+    double eps = 1e-5;
+    AnyaccelStatus st;
+    if ((st = ref_norm_grad_check(c, 1, 0, 1, &g)) || (st = groups_attr(c, g.x, &groups)) ||
+        (st = ref_eps_attr(c, &eps)))
+        return st;
+    return ref_norm_grad_run(c->op, &g, REF_NORM_GROUPS, groups, 0, eps, REF_NORM_MEAN_AND_SCALE);
 }
 
 AnyaccelStatus ref_op_group_norm(const RefCall *c) {
     if (strcmp(c->op, "group_norm") == 0) return op_group_norm(c);
+    if (strcmp(c->op, "group_norm_backward") == 0) return op_group_norm_backward(c);
     return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", c->op);
 }

@@ -1,7 +1,8 @@
 /*
  * The float ops of neural networks: softmax, log_softmax, their gradients softmax_backward and
- * log_softmax_backward, layer_norm, rms_norm, matmul, rope, attention (docs/ops.md, sections 8.5
- * to 8.8), and the loss cross_entropy with its gradient cross_entropy_backward (section 8.16).
+ * log_softmax_backward, layer_norm, rms_norm and their gradients layer_norm_backward and
+ * rms_norm_backward, matmul, rope, attention (docs/ops.md, sections 8.5 to 8.8), and the loss
+ * cross_entropy with its gradient cross_entropy_backward (section 8.16).
  * Everything accumulates in double and each output is rounded once to its dtype.
  */
 
@@ -110,7 +111,15 @@ static AnyaccelStatus op_softmax_backward(const RefCall *c, int log_form) {
     return ANYACCEL_OK;
 }
 
-/* ---- layer_norm, rms_norm -------------------------------------------------------------------- */
+/* ---- layer_norm, rms_norm, layer_norm_backward, rms_norm_backward ---------------------------- */
+
+/*
+ * Each row along x's last axis (of size D) is a group (norm.c), its channel the index along the
+ * row. layer_norm: y = (x - mean) / sqrt(var + eps) * w + b with the row's mean and biased
+ * variance; rms_norm: y = x / sqrt(mean(x^2) + eps) * w. Their gradients recompute the row's
+ * statistics from x and give dx, dweight (the sum over rows of grad * xhat) and, for
+ * layer_norm_backward, dbias (the sum over rows of grad).
+ */
 
 static AnyaccelStatus op_norm(const RefCall *c, int rms) {
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
@@ -118,40 +127,16 @@ static AnyaccelStatus op_norm(const RefCall *c, int rms) {
     const RefTensor *b = !rms && c->num_inputs > 2 && c->inputs[2].present ? &c->inputs[2] : NULL;
     double eps = rms ? 1e-6 : 1e-5;
     ref_attr_float(c, "eps", &eps);
-    int last = x->ndim - 1;
-    int64_t d = x->shape[last];
-    int64_t rows = d ? ref_numel(x) / d : 0;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t xo = line_start(x, last, r), oo = line_start(out, last, r);
-        int64_t xs = x->strides[last], os = out->strides[last];
-        double denom;
-        double mean = 0.0;
-        if (rms) {
-            double sq = 0.0;
-            for (int64_t i = 0; i < d; i++) {
-                double v = ref_at(x, xo + i * xs);
-                sq += v * v;
-            }
-            denom = sqrt(sq / (double)d + eps);
-        } else {
-            double s = 0.0;
-            for (int64_t i = 0; i < d; i++) s += ref_at(x, xo + i * xs);
-            mean = s / (double)d;
-            double var = 0.0;
-            for (int64_t i = 0; i < d; i++) {
-                double e = ref_at(x, xo + i * xs) - mean;
-                var += e * e;
-            }
-            denom = sqrt(var / (double)d + eps);
-        }
-        for (int64_t i = 0; i < d; i++) {
-            double y = (ref_at(x, xo + i * xs) - mean) / denom;
-            if (w) y *= ref_at(w, i * w->strides[0]);
-            if (b) y += ref_at(b, i * b->strides[0]);
-            ref_put(out, oo + i * os, y);
-        }
-    }
+    ref_norm_forward(REF_NORM_ROWS, x, out, w, b, 0, rms, eps);
     return ANYACCEL_OK;
+}
+
+static AnyaccelStatus op_norm_backward(const RefCall *c, int rms) {
+    RefNormGrad g;
+    double eps = rms ? 1e-6 : 1e-5;
+    AnyaccelStatus st;
+    if ((st = ref_norm_grad_check(c, 0, 0, !rms, &g)) || (st = ref_eps_attr(c, &eps))) return st;
+    return ref_norm_grad_run(c->op, &g, REF_NORM_ROWS, 0, rms, eps, rms ? REF_NORM_SCALE : REF_NORM_MEAN_AND_SCALE);
 }
 
 /* ---- matmul ---------------------------------------------------------------------------------- */
@@ -590,6 +575,8 @@ AnyaccelStatus ref_op_nn(const RefCall *c) {
     if (strcmp(c->op, "log_softmax_backward") == 0) return op_softmax_backward(c, 1);
     if (strcmp(c->op, "layer_norm") == 0) return op_norm(c, 0);
     if (strcmp(c->op, "rms_norm") == 0) return op_norm(c, 1);
+    if (strcmp(c->op, "layer_norm_backward") == 0) return op_norm_backward(c, 0);
+    if (strcmp(c->op, "rms_norm_backward") == 0) return op_norm_backward(c, 1);
     if (strcmp(c->op, "matmul") == 0) return op_matmul(c);
     if (strcmp(c->op, "rope") == 0) return op_rope(c);
     if (strcmp(c->op, "attention") == 0) return op_attention(c);

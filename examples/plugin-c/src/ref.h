@@ -6,6 +6,8 @@
  *   call.c       op_supported, the copy of an op call that a stream runs later, attributes,
  *                strided iteration
  *   util.c       helpers of the ops: checked int64 arithmetic, shapes and dtypes for messages
+ *   norm.c       what the normalisations and their gradients share: checks, group walks and
+ *                statistics, the gradient of a group
  *   ops_*.c      the ops of docs/ops.md by family
  */
 
@@ -226,6 +228,102 @@ static inline void ref_put(const RefTensor *t, int64_t off, double v) {
     ref_store_f(t->dtype, t->base + off * (int64_t)ref_dtype_size(t->dtype), v);
 }
 
+/* ---- Normalisations (norm.c) ----------------------------------------------------------------- */
+
+/* `name` has rank `rank` or more (`layout` names its dimensions, e.g. "[N, C, *]"). */
+AnyaccelStatus ref_check_min_rank(const char *op, const char *name, const RefTensor *t, int rank, const char *layout);
+/* The per-channel tensors t[i] (named names[i]; NULL for an absent one) have shape [len]; `why`
+ * is appended to the message, e.g. " (one per channel)". */
+AnyaccelStatus ref_check_channels(const char *op, int count, const char *const *names, const RefTensor *const *t,
+                                  int64_t len, const char *why);
+/* The Float attribute `eps`, `*eps` holding its default: finite and >= 0. */
+AnyaccelStatus ref_eps_attr(const RefCall *c, double *eps);
+
+/* A row-major walk over some dimensions of up to 3 tensors of one shape: off[k] is the element
+ * offset in tensor k of the current element, relative to the first. After the last element it
+ * is back at the first. */
+typedef struct RefWalk {
+    int count;
+    int ndim;
+    int64_t shape[REF_MAX_DIMS];
+    int64_t strides[3][REF_MAX_DIMS];
+    int64_t index[REF_MAX_DIMS];
+    int64_t off[3];
+} RefWalk;
+
+/* A group of elements normalised together: the walk's `len` elements at base[k] + walk.off[k]
+ * of the group's tensor k (x first; then the output, or grad and dx). Its elements' channel (the
+ * index of weight and bias) is `channel`, plus the walk's index along its first dimension when
+ * `channel_first`. */
+typedef struct RefNormGroup {
+    RefWalk walk;
+    int64_t base[3];
+    int64_t len;
+    int64_t channel;
+    int channel_first;
+} RefNormGroup;
+
+/* How x splits into groups: the rows along its last axis (layer_norm, rms_norm; the channel is
+ * the position in the row), the (sample, group of C / G channels) of x [N, C, *] (group_norm),
+ * or its channels over the batch (batch_norm). */
+typedef enum { REF_NORM_ROWS, REF_NORM_GROUPS, REF_NORM_CHANNELS } RefNormLayout;
+
+/* The groups of tensors of x's shape, one after the other. */
+typedef struct RefNormGroups {
+    RefNormGroup group; /* the current one */
+    RefNormLayout layout;
+    int ntensors;
+    const RefTensor *tensors[3];
+    RefWalk rows;         /* REF_NORM_ROWS: over every axis but the last */
+    int64_t per_sample;   /* REF_NORM_GROUPS: G */
+    int64_t next, count;  /* the groups visited, and their number */
+} RefNormGroups;
+
+/* Starts the groups of t[0..count] (x first, the others of its shape; `groups` is G for
+ * REF_NORM_GROUPS). When x has no elements there is no group. */
+void ref_norm_groups_init(RefNormGroups *gs, RefNormLayout layout, int count, const RefTensor *const *t,
+                          int64_t groups);
+/* Moves gs->group to the next group; 0 after the last. */
+int ref_norm_groups_next(RefNormGroups *gs);
+/* The mean of the group's x (0 with `rms`) and the denominator sqrt(mean((x - mean)^2) + eps),
+ * two passes in double. */
+void ref_group_stats(RefNormGroup *g, const RefTensor *x, int rms, double eps, double *mean, double *denom);
+/* out = (x - mean) / r with `divide`, else (x - mean) * r, times w[channel] and plus b[channel]
+ * where present; the group's tensors are x and out. */
+void ref_group_apply(RefNormGroup *g, const RefTensor *x, const RefTensor *out, const RefTensor *w,
+                     const RefTensor *b, double mean, double r, int divide);
+/* layer_norm, rms_norm (with `rms`) or group_norm over the groups of `layout` (`groups` is G for
+ * REF_NORM_GROUPS): out = (x - mean) / sqrt(var + eps) * w[channel] + b[channel] with each
+ * group's statistics. */
+void ref_norm_forward(RefNormLayout layout, const RefTensor *x, const RefTensor *out, const RefTensor *w,
+                      const RefTensor *b, int64_t groups, int rms, double eps);
+
+/* The tensors of a normalisation gradient, grad, x[, mean, invstd], weight? -> dx, dweight[,
+ * dbias] (NULL for those the op does not have or that are absent). */
+typedef struct RefNormGrad {
+    const RefTensor *grad, *x, *mean, *invstd, *weight;
+    const RefTensor *dx, *dweight, *dbias;
+    int64_t channels; /* C, or D along x's last axis */
+} RefNormGrad;
+
+/* Which terms of dx = r * (dxhat - A - xhat * B) a gradient has: both (the statistics depend on
+ * x: layer_norm, group_norm, batch_norm in training), B only (rms_norm) or neither (batch_norm
+ * with fixed statistics). */
+typedef enum { REF_NORM_NONE, REF_NORM_SCALE, REF_NORM_MEAN_AND_SCALE } RefNormTerms;
+
+/* Checks a gradient's call: x [N, C, *] (rank >= 2) with `channels_first`, else x [..., D]
+ * (rank >= 1); with `stats` the inputs mean and invstd; with `dbias` that output; every float
+ * of one dtype, grad and dx of x's shape, the per-channel tensors [C] (or [D]). */
+AnyaccelStatus ref_norm_grad_check(const RefCall *c, int channels_first, int stats, int dbias, RefNormGrad *g);
+/* Runs a checked gradient over the groups of `layout` (`groups` is G for REF_NORM_GROUPS): per
+ * group the statistics mean and r = 1 / sqrt(var + eps) (with `rms`, mean 0 and the mean square
+ * for var), or with g->mean those of the group's channel, mean[c] and invstd[c]; then, with
+ * dxhat = grad * w[channel], xhat = (x - mean) * r, and A and B the means of dxhat and
+ * dxhat * xhat over the group, dx = r * (dxhat - A - xhat * B) with the terms `terms` says,
+ * dweight[c] the sum of grad * xhat and dbias[c] that of grad over the channel's elements. */
+AnyaccelStatus ref_norm_grad_run(const char *op, const RefNormGrad *g, RefNormLayout layout, int64_t groups,
+                                 int rms, double eps, RefNormTerms terms);
+
 /* The op families. Each returns ANYACCEL_OK or sets the error. */
 AnyaccelStatus ref_op_creation(const RefCall *c);    /* fill, arange */
 AnyaccelStatus ref_op_movement(const RefCall *c);    /* copy, cast, concat */
@@ -235,7 +333,8 @@ AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, whe
 AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cumsum, cumprod, topk, sort */
 AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, softmax_backward,
                                                         log_softmax_backward, cross_entropy,
-                                                        cross_entropy_backward */
+                                                        cross_entropy_backward, layer_norm_backward,
+                                                        rms_norm_backward */
 AnyaccelStatus ref_op_rearrange(const RefCall *c);   /* pad ... repeat_interleave, one_hot, scatters,
                                                         masked_fill, embedding_backward */
 AnyaccelStatus ref_op_random(const RefCall *c);      /* uniform, normal, bernoulli, dropout */
@@ -251,7 +350,7 @@ AnyaccelStatus ref_op_pool(const RefCall *c);        /* max_pool1d, max_pool2d, 
 AnyaccelStatus ref_op_resample(const RefCall *c);    /* adaptive_avg_pool2d, interpolate,
                                                         adaptive_avg_pool2d_backward,
                                                         interpolate_backward */
-AnyaccelStatus ref_op_group_norm(const RefCall *c);  /* group_norm */
-AnyaccelStatus ref_op_batch_norm(const RefCall *c);  /* batch_norm */
+AnyaccelStatus ref_op_group_norm(const RefCall *c);  /* group_norm, group_norm_backward */
+AnyaccelStatus ref_op_batch_norm(const RefCall *c);  /* batch_norm, batch_norm_backward */
 
 #endif /* REF_H */

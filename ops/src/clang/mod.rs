@@ -26,6 +26,7 @@ mod loss;
 mod matmul;
 mod movement;
 mod nn;
+mod norm_grad;
 mod random;
 mod reduce;
 
@@ -62,6 +63,8 @@ pub enum Family {
     Conv,
     /// `loss.h`: cross_entropy and its gradient.
     Loss,
+    /// `norm_grad.h`: the gradients of layer_norm, rms_norm, group_norm and batch_norm.
+    NormGrad,
 }
 
 impl Family {
@@ -75,6 +78,7 @@ impl Family {
             Family::Random => include_str!("../../kernels/c/random.h"),
             Family::Conv => include_str!("../../kernels/c/conv.h"),
             Family::Loss => include_str!("../../kernels/c/loss.h"),
+            Family::NormGrad => include_str!("../../kernels/c/norm_grad.h"),
         }
     }
 }
@@ -460,6 +464,10 @@ pub(crate) fn launch(
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::launch(&ctx, call),
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::launch(&ctx, call),
+        Op::LayerNormBackward
+        | Op::RmsNormBackward
+        | Op::GroupNormBackward
+        | Op::BatchNormBackward => norm_grad::launch(&ctx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&ctx, call),
         Op::MaxPool1dBackward
         | Op::MaxPool2dBackward

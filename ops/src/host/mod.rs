@@ -13,6 +13,7 @@ mod loss;
 mod matmul;
 mod movement;
 mod nn;
+mod norm_grad;
 mod random;
 mod reduce;
 mod scalar;
@@ -122,6 +123,10 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::kernel(call)?,
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::kernel(call)?,
+        Op::LayerNormBackward
+        | Op::RmsNormBackward
+        | Op::GroupNormBackward
+        | Op::BatchNormBackward => norm_grad::kernel(call)?,
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool_kernel(call)?,
         Op::MaxPool1dBackward
         | Op::MaxPool2dBackward

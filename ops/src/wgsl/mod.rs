@@ -45,6 +45,7 @@ mod loss;
 mod matmul;
 mod movement;
 mod nn;
+mod norm_grad;
 mod random;
 mod reduce;
 
@@ -157,6 +158,10 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::launch(&cx, call),
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::launch(&cx, call),
+        Op::LayerNormBackward
+        | Op::RmsNormBackward
+        | Op::GroupNormBackward
+        | Op::BatchNormBackward => norm_grad::launch(&cx, call),
         Op::MaxPool1d | Op::MaxPool2d | Op::AvgPool1d | Op::AvgPool2d => conv::pool(&cx, call),
         Op::MaxPool1dBackward
         | Op::MaxPool2dBackward

@@ -1,0 +1,203 @@
+//! The normalisation gradients: per group the statistics and the two sums, then dx; per
+//! channel the weight and bias gradients; in f64.
+
+use std::sync::Mutex;
+
+use anyaccel_hal::{OpCall, Result};
+
+use super::layout::{par_ranges, walk, TView};
+use super::scalar::{load, store, Val};
+use super::{Body, Bound};
+use crate::attrs::Attrs;
+use crate::norm_grad::{NormBack, NormKind};
+
+fn f(v: Val) -> f64 {
+    match v {
+        Val::F(x) => x,
+        Val::I(i) => i as f64,
+    }
+}
+
+/// A tensor of x's shape as [A, C, S]: the offsets of its rows and spatial positions, and the
+/// stride of its channels.
+struct Acs {
+    rows: Vec<usize>,
+    spatial: Vec<usize>,
+    c: usize,
+}
+
+impl Acs {
+    fn of(g: &NormBack, t: &TView) -> Acs {
+        let (shape, st) = (&t.desc.shape, &t.desc.strides);
+        let r = shape.len();
+        let offsets = |dims: std::ops::Range<usize>, base: usize| {
+            let n: usize = shape[dims.clone()].iter().product();
+            let mut v = Vec::with_capacity(n);
+            walk(&shape[dims.clone()], [&st[dims]], [base], 0..n, |_, [o]| {
+                v.push(o)
+            });
+            v
+        };
+        if matches!(g.kind, NormKind::Layer | NormKind::Rms) {
+            Acs {
+                rows: offsets(0..r - 1, t.desc.offset),
+                spatial: vec![0],
+                c: st[r - 1],
+            }
+        } else {
+            Acs {
+                rows: (0..g.a).map(|a| t.desc.offset + a * st[0]).collect(),
+                spatial: offsets(2..r, 0),
+                c: st[1],
+            }
+        }
+    }
+
+    fn at(&self, a: usize, c: usize, s: usize) -> usize {
+        self.rows[a] + c * self.c + self.spatial[s]
+    }
+}
+
+/// The kernel of one normalisation gradient.
+pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
+    let attrs = Attrs::of(call)?;
+    let desc = |i: usize| {
+        call.inputs
+            .get(i)
+            .and_then(|t| t.as_ref())
+            .map(|t| t.desc())
+    };
+    let missing = || anyaccel_hal::Error::internal("norm gradient: input missing");
+    let batch = call.op == "batch_norm_backward";
+    let w_at = if batch { 4 } else { 2 };
+    let stats = if batch {
+        [desc(2), desc(3)]
+    } else {
+        [None, None]
+    };
+    let g = NormBack::of(
+        &call.op,
+        &attrs,
+        desc(0).ok_or_else(missing)?,
+        desc(1).ok_or_else(missing)?,
+        desc(w_at),
+        stats,
+    )?;
+    let has_w = desc(w_at).is_some();
+    Ok(Box::new(move |b: &Bound| {
+        let (dy, x, dx) = (b.input(0)?, b.input(1)?, b.out(0));
+        let w = if has_w { Some(b.input(w_at)?) } else { None };
+        let vec_at = |t: &TView, c: usize| {
+            // SAFETY: c < C, the vector's one dimension.
+            f(unsafe { load(t, t.desc.offset + c * t.desc.strides[0]) })
+        };
+        let weight = |c: usize| w.map_or(1.0, |t| vec_at(t, c));
+        let (ya, xa, da) = (Acs::of(&g, dy), Acs::of(&g, x), Acs::of(&g, dx));
+        // SAFETY (loads and stores below): (a, c, s) lies inside x's shape, which grad and dx
+        // share; their layouts were validated against their buffers.
+        let xv = |a: usize, c: usize, s: usize| f(unsafe { load(x, xa.at(a, c, s)) });
+        let yv = |a: usize, c: usize, s: usize| f(unsafe { load(dy, ya.at(a, c, s)) });
+        let groups = g.groups();
+        let stats = Mutex::new(vec![(0.0f64, 0.0f64); groups]);
+        let given = if batch {
+            Some((b.input(2)?, b.input(3)?))
+        } else {
+            None
+        };
+        let len_of = |bx: [usize; 4]| bx[1] * bx[3] * g.s;
+        par_ranges(
+            groups,
+            (1 << 14) / (g.a * g.c * g.s / groups.max(1)).max(1) + 1,
+            |r| {
+                let mut local = Vec::with_capacity(r.len());
+                for grp in r.clone() {
+                    let bx = g.group_box(grp);
+                    let len = len_of(bx);
+                    let each = |f: &mut dyn FnMut(usize, usize, usize)| {
+                        for a in bx[0]..bx[0] + bx[1] {
+                            for c in bx[2]..bx[2] + bx[3] {
+                                for s in 0..g.s {
+                                    f(a, c, s);
+                                }
+                            }
+                        }
+                    };
+                    let n = len as f64;
+                    let (mean, rinv) = match (g.kind, given) {
+                        (NormKind::Batch { .. }, Some((m, i))) => (vec_at(m, grp), vec_at(i, grp)),
+                        (NormKind::Rms, _) => {
+                            let mut q = 0.0;
+                            each(&mut |a, c, s| q += xv(a, c, s) * xv(a, c, s));
+                            (0.0, 1.0 / (q / n + g.eps).sqrt())
+                        }
+                        _ => {
+                            let mut sum = 0.0;
+                            each(&mut |a, c, s| sum += xv(a, c, s));
+                            let mean = sum / n;
+                            let mut q = 0.0;
+                            each(&mut |a, c, s| q += (xv(a, c, s) - mean).powi(2));
+                            (mean, 1.0 / (q / n + g.eps).sqrt())
+                        }
+                    };
+                    // dx = r (dxhat - A - xhat B), the mean terms only where the statistics
+                    // depend on x.
+                    let (mut sa, mut sb) = (0.0, 0.0);
+                    let depends = !matches!(g.kind, NormKind::Batch { training: false });
+                    if depends {
+                        each(&mut |a, c, s| {
+                            let d = yv(a, c, s) * weight(c);
+                            sa += d;
+                            sb += d * (xv(a, c, s) - mean) * rinv;
+                        });
+                    }
+                    let (ma, mb) = if g.kind == NormKind::Rms {
+                        (0.0, sb / n)
+                    } else {
+                        (sa / n, sb / n)
+                    };
+                    each(&mut |a, c, s| {
+                        let d = yv(a, c, s) * weight(c);
+                        let v = if depends {
+                            rinv * (d - ma - (xv(a, c, s) - mean) * rinv * mb)
+                        } else {
+                            rinv * d
+                        };
+                        // SAFETY: as above.
+                        unsafe { store(dx, da.at(a, c, s), Val::F(v)) };
+                    });
+                    local.push((mean, rinv));
+                }
+                stats.lock().unwrap_or_else(|e| e.into_inner())[r].copy_from_slice(&local);
+                Ok(())
+            },
+        )?;
+        let stats = stats.into_inner().unwrap_or_else(|e| e.into_inner());
+        let dw = b.out(1);
+        let db = if g.kind == NormKind::Rms {
+            None
+        } else {
+            Some(b.out(2))
+        };
+        par_ranges(g.c, (1 << 14) / (g.a * g.s).max(1) + 1, |r| {
+            for c in r {
+                let (mut sw, mut sb) = (0.0, 0.0);
+                for a in 0..g.a {
+                    let (mean, rinv) = stats[g.group_of(a, c)];
+                    for s in 0..g.s {
+                        let y = yv(a, c, s);
+                        sw += y * (xv(a, c, s) - mean) * rinv;
+                        sb += y;
+                    }
+                }
+                // SAFETY: c < C, the outputs' one dimension.
+                unsafe {
+                    store(dw, dw.desc.offset + c * dw.desc.strides[0], Val::F(sw));
+                    if let Some(db) = db {
+                        store(db, db.desc.offset + c * db.desc.strides[0], Val::F(sb));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }))
+}
