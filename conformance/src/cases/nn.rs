@@ -496,6 +496,17 @@ pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     } else {
         (&[1, 1, 4099, 4099], &[1, 1, 3, 3])
     };
+    push_large_conv(b, op, x, w, vec![]);
+}
+
+/// A convolution's large case: f32 x, weight and a bias of one channel.
+fn push_large_conv(
+    b: &mut Builder,
+    op: &'static str,
+    x: &[usize],
+    w: &[usize],
+    attrs: Vec<(String, AttrValue)>,
+) {
     b.push(
         op,
         "f32".into(),
@@ -506,7 +517,7 @@ pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
             input(DType::F32, w, C, Values::Normal),
             input(DType::F32, &[1], C, Values::Normal),
         ],
-        vec![],
+        attrs,
         C,
         true,
     );
@@ -614,20 +625,7 @@ pub(super) fn conv_transpose_cases(b: &mut Builder, op: &'static str, dtypes: &[
     } else {
         (&[1, 1, 2050, 2050], &[1, 1, 2, 2])
     };
-    b.push(
-        op,
-        "f32".into(),
-        &[DType::F32],
-        "large",
-        vec![
-            input(DType::F32, x, C, Values::Normal),
-            input(DType::F32, w, C, Values::Normal),
-            input(DType::F32, &[1], C, Values::Normal),
-        ],
-        vec![attr("stride", super::ints(&[2]))],
-        C,
-        true,
-    );
+    push_large_conv(b, op, x, w, vec![attr("stride", super::ints(&[2]))]);
 }
 
 /// One convolution-gradient case: tag, x's shape, weight's shape, the layouts of the two

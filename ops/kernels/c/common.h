@@ -308,18 +308,24 @@ DEVICE void lay_offsets(const Lay* L, int rank, int nops, i64 i, i64* o) {
 /* ---- Work-group reductions over local memory (WG items, a power of two) -------------------- */
 
 #ifdef WG
-DEVICE float group_sum_f32(LOCAL_PTR float* buf, float v) {
-    int t = LOCAL_ID(0);
-    buf[t] = v;
-    BARRIER();
-    for (int s = WG / 2; s > 0; s >>= 1) {
-        if (t < s) buf[t] += buf[t + s];
-        BARRIER();
+/* The sum of v over the work-group (every item gets it), through buf[WG]. */
+#define DEFINE_GROUP_SUM(name, T)                                                                \
+    DEVICE T name(LOCAL_PTR T* buf, T v) {                                                       \
+        int t = LOCAL_ID(0);                                                                     \
+        buf[t] = v;                                                                              \
+        BARRIER();                                                                               \
+        for (int s = WG / 2; s > 0; s >>= 1) {                                                   \
+            if (t < s) buf[t] += buf[t + s];                                                     \
+            BARRIER();                                                                           \
+        }                                                                                        \
+        v = buf[0];                                                                              \
+        BARRIER();                                                                               \
+        return v;                                                                                \
     }
-    v = buf[0];
-    BARRIER();
-    return v;
-}
+DEFINE_GROUP_SUM(group_sum_f32, float)
+#ifdef ANYACCEL_FP64
+DEFINE_GROUP_SUM(group_sum_f64, double)
+#endif
 
 DEVICE float group_max_f32(LOCAL_PTR float* buf, float v) {
     int t = LOCAL_ID(0);

@@ -14,27 +14,24 @@
 #if defined(NB_GROUPS) || defined(NB_CHANNELS)
 #ifdef ANYACCEL_FP64
 typedef double nb_acc;
+#define nb_sum group_sum_f64
 #define NB_ST(p, i, v) CAT(cd_, XT)(p, i, (double)(v))
 #else
 typedef float nb_acc;
+#define nb_sum group_sum_f32
 #define NB_ST(p, i, v) X_SV(p, i, (float)(v))
 #endif
 
-DEVICE nb_acc nb_sum(LOCAL_PTR nb_acc* buf, nb_acc v) {
-    const int t = LOCAL_ID(0);
-    buf[t] = v;
-    BARRIER();
-    for (int s = WG / 2; s > 0; s >>= 1) {
-        if (t < s) buf[t] += buf[t + s];
-        BARRIER();
-    }
-    v = buf[0];
-    BARRIER();
-    return v;
-}
 #endif
 
 #ifdef NB_GROUPS
+/* dy w at (a, c, s). */
+#ifdef NB_W
+#define NB_DXHAT(a, c, s) ((nb_acc)X_LD(dy, yo + (a) * ya + (c) * yc + (s) * ys) * (nb_acc)X_LD(w, w_off + (c) * w_st))
+#else
+#define NB_DXHAT(a, c, s) ((nb_acc)X_LD(dy, yo + (a) * ya + (c) * yc + (s) * ys))
+#endif
+
 /* Element j of group g's box: its (a, c, s). */
 #define NB_AT(j, a, c, s)                                                                        \
     const i64 s = (j) % S;                                                                      \
@@ -96,10 +93,7 @@ KERNEL void nb_groups(GLOBAL X_ST* dx, GLOBAL float* stats, GLOBAL const X_ST* d
         nb_acc sa = 0, sb = 0;
         for (i64 j = t; j < len; j += WG) {
             NB_AT(j, a, c, s)
-            nb_acc d = X_LD(dy, yo + a * ya + c * yc + s * ys);
-#ifdef NB_W
-            d *= (nb_acc)X_LD(w, w_off + c * w_st);
-#endif
+            const nb_acc d = NB_DXHAT(a, c, s);
             sa += d;
             sb += d * (((nb_acc)X_LD(x, xo + a * xa + c * xc + s * xs) - mean) * r);
         }

@@ -8,6 +8,11 @@ fn nb_box(g: u32) -> vec4<u32> {
     $BOX
 }
 
+// Element j of box bx: its (row, channel, spatial position).
+fn nb_at(bx: vec4<u32>, j: u32) -> vec3<u32> {
+    return vec3<u32>(bx.x + j / (p.s * bx.w), bx.z + (j / p.s) % bx.w, j % p.s);
+}
+
 fn nb_x(a: u32, c: u32, s: u32) -> $W { return $W(ld_x(p.x_off + a * p.x_a + c * p.x_c + s * p.x_s)); }
 fn nb_y(a: u32, c: u32, s: u32) -> $W { return $W(ld_y(p.y_off + a * p.y_a + c * p.y_c + s * p.y_s)); }
 
@@ -31,12 +36,10 @@ fn nb_groups(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
             for (var u = 0u; u < 16u; u++) {
                 let j = j0 + u * 256u;
                 if (j < len) {
-                    let s = j % p.s;
-                    let c = bx.z + (j / p.s) % nc;
-                    let a = bx.x + j / (p.s * nc);
-                    let d = nb_y(a, c, s) * $WEIGHT;
+                    let e = nb_at(bx, j);
+                    let d = nb_y(e.x, e.y, e.z) * $WEIGHT;
                     sa += d;
-                    sb += d * ((nb_x(a, c, s) - mean) * r);
+                    sb += d * ((nb_x(e.x, e.y, e.z) - mean) * r);
                 }
             }
         }
@@ -48,14 +51,12 @@ fn nb_groups(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         for (var u = 0u; u < 16u; u++) {
             let j = j0 + u * 256u;
             if (j < len) {
-                let s = j % p.s;
-                let c = bx.z + (j / p.s) % nc;
-                let a = bx.x + j / (p.s * nc);
-                let d = nb_y(a, c, s) * $WEIGHT;
+                let e = nb_at(bx, j);
+                let d = nb_y(e.x, e.y, e.z) * $WEIGHT;
                 // Without the dependence the statistics do not depend on x: no xhat term.
                 var v = r * d;
-                if ($DEPENDS) { v = r * (d - ma - (nb_x(a, c, s) - mean) * r * mb); }
-                st_dx(p.d_off + a * p.d_a + c * p.d_c + s * p.d_s, f32(v));
+                if ($DEPENDS) { v = r * (d - ma - (nb_x(e.x, e.y, e.z) - mean) * r * mb); }
+                st_dx(p.d_off + e.x * p.d_a + e.y * p.d_c + e.z * p.d_s, f32(v));
             }
         }
     }
@@ -75,7 +76,8 @@ fn nb_groups(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         for (var u = 0u; u < 16u; u++) {
             let j = j0 + u * 256u;
             if (j < len) {
-                sum += nb_x(bx.x + j / (p.s * nc), bx.z + (j / p.s) % nc, j % p.s) - shift;
+                let e = nb_at(bx, j);
+                sum += nb_x(e.x, e.y, e.z) - shift;
             }
         }
     }
@@ -85,8 +87,9 @@ fn nb_groups(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         for (var u = 0u; u < 16u; u++) {
             let j = j0 + u * 256u;
             if (j < len) {
-                let e = (nb_x(bx.x + j / (p.s * nc), bx.z + (j / p.s) % nc, j % p.s) - shift) - dm;
-                q += e * e;
+                let e = nb_at(bx, j);
+                let v = (nb_x(e.x, e.y, e.z) - shift) - dm;
+                q += v * v;
             }
         }
     }
@@ -100,7 +103,8 @@ fn nb_groups(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         for (var u = 0u; u < 16u; u++) {
             let j = j0 + u * 256u;
             if (j < len) {
-                let v = nb_x(bx.x + j / (p.s * nc), bx.z + (j / p.s) % nc, j % p.s);
+                let e = nb_at(bx, j);
+                let v = nb_x(e.x, e.y, e.z);
                 q += v * v;
             }
         }

@@ -129,15 +129,10 @@ pub(crate) fn resample(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     if total == 0 {
         return Ok(());
     }
-    let spec = KernelSpec::new(Family::Conv, "resample").flag("RESAMPLE");
-    let spec = match g.kind {
-        Resample::AdaptiveAvg => spec.flag("RS_ADAPTIVE"),
-        Resample::Nearest => spec.flag("RS_NEAREST"),
-        Resample::Bilinear {
-            align_corners: true,
-        } => spec.flag("RS_BILINEAR").flag("RS_ALIGN"),
-        Resample::Bilinear { .. } => spec.flag("RS_BILINEAR"),
-    };
+    let spec = resample_flags(
+        KernelSpec::new(Family::Conv, "resample").flag("RESAMPLE"),
+        g.kind,
+    );
     let spec = dtype_defs(spec, "X", x.dtype());
     let i = |v: usize| KernelArg::scalar(v as i64);
     let mut args = vec![
@@ -155,6 +150,18 @@ pub(crate) fn resample(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         args.extend(t.strides().iter().map(|&s| i(s)));
     }
     ctx.run(&spec, ctx.grid(total, EW_GROUPS), &args)
+}
+
+/// The `RS_*` options of a resampling kind.
+fn resample_flags(spec: KernelSpec, kind: Resample) -> KernelSpec {
+    match kind {
+        Resample::AdaptiveAvg => spec.flag("RS_ADAPTIVE"),
+        Resample::Nearest => spec.flag("RS_NEAREST"),
+        Resample::Bilinear {
+            align_corners: true,
+        } => spec.flag("RS_BILINEAR").flag("RS_ALIGN"),
+        Resample::Bilinear { .. } => spec.flag("RS_BILINEAR"),
+    }
 }
 
 pub(crate) fn pool_backward(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
@@ -185,14 +192,7 @@ pub(crate) fn pool_backward(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
             )
         }
         PoolBack::Resample(r) => {
-            spec = match r.kind {
-                Resample::AdaptiveAvg => spec.flag("RS_ADAPTIVE"),
-                Resample::Nearest => spec.flag("RS_NEAREST"),
-                Resample::Bilinear {
-                    align_corners: true,
-                } => spec.flag("RS_BILINEAR").flag("RS_ALIGN"),
-                Resample::Bilinear { .. } => spec.flag("RS_BILINEAR"),
-            };
+            spec = resample_flags(spec, r.kind);
             (2, r.input, r.out, [[1, 1], [1, 1], [0, 0], [1, 1]])
         }
     };

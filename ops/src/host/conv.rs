@@ -21,12 +21,7 @@ fn f(v: Val) -> f64 {
 /// weight gradient).
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
-    let desc = |i: usize| {
-        call.inputs
-            .get(i)
-            .and_then(|t| t.as_ref())
-            .map(|t| t.desc())
-    };
+    let desc = |i: usize| super::input_desc(call, i);
     let (g, pass) = ConvGeom::of_call(&call.op, &attrs, [desc(0), desc(1), desc(2)])?;
     let has_bias = desc(2).is_some();
     Ok(Box::new(move |b: &Bound| {
@@ -288,12 +283,7 @@ pub(crate) fn pool_kernel(call: &OpCall) -> Result<Box<Body>> {
 /// of the outputs that read it ([`PoolBack::taps`]), in f64.
 pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
-    let desc = |i: usize| {
-        call.inputs
-            .get(i)
-            .and_then(|t| t.as_ref())
-            .map(|t| t.desc())
-    };
+    let desc = |i: usize| super::input_desc(call, i);
     let grad = desc(0).ok_or_else(|| anyaccel_hal::Error::internal("pool: input missing"))?;
     let g = PoolBack::of(&call.op, &attrs, grad, desc(1))?;
     let max = matches!(g, PoolBack::Pool(p) if p.max);
@@ -423,12 +413,7 @@ pub(crate) fn resample_kernel(call: &OpCall) -> Result<Box<Body>> {
 /// then (x - mean) / sqrt(var + eps) * weight + bias per channel.
 pub(crate) fn group_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
-    let desc = |i: usize| {
-        call.inputs
-            .get(i)
-            .and_then(|t| t.as_ref())
-            .map(|t| t.desc())
-    };
+    let desc = |i: usize| super::input_desc(call, i);
     let x = desc(0).ok_or_else(|| anyaccel_hal::Error::internal("group_norm: input missing"))?;
     let g = GroupGeom::of(&call.op, &attrs, x, desc(1), desc(2))?;
     let eps = crate::plan::eps(&attrs)?;
@@ -488,12 +473,7 @@ pub(crate) fn group_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
 /// and invstd are outputs 1 and 2.
 pub(crate) fn batch_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
-    let desc = |i: usize| {
-        call.inputs
-            .get(i)
-            .and_then(|t| t.as_ref())
-            .map(|t| t.desc())
-    };
+    let desc = |i: usize| super::input_desc(call, i);
     let x = desc(0).ok_or_else(|| anyaccel_hal::Error::internal("batch_norm: input missing"))?;
     let g = BatchGeom::of(&call.op, &attrs, x, [desc(1), desc(2), desc(3), desc(4)])?;
     let eps = crate::plan::eps(&attrs)?;

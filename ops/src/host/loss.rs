@@ -51,10 +51,7 @@ fn row_stats(x: &TView, at: usize, stride: usize, classes: usize) -> (f64, f64, 
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
     let desc = |i: usize| {
-        call.inputs
-            .get(i)
-            .and_then(|t| t.as_ref())
-            .map(|t| t.desc())
+        super::input_desc(call, i)
             .ok_or_else(|| anyaccel_hal::Error::internal("cross_entropy: input missing"))
     };
     let backward = call.op == "cross_entropy_backward";

@@ -29,6 +29,14 @@ use anyaccel_hal::{
 pub(crate) use layout::TView;
 
 /// The tensors of a call as host views, in the call's order.
+/// The layout of `call`'s input `i`, when given.
+pub(crate) fn input_desc(call: &OpCall, i: usize) -> Option<&anyaccel_hal::TensorDesc> {
+    call.inputs
+        .get(i)
+        .and_then(|t| t.as_ref())
+        .map(|t| t.desc())
+}
+
 pub(crate) struct Bound {
     pub inputs: Vec<Option<TView>>,
     pub outputs: Vec<TView>,

@@ -61,12 +61,7 @@ impl Acs {
 /// The kernel of one normalisation gradient.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
-    let desc = |i: usize| {
-        call.inputs
-            .get(i)
-            .and_then(|t| t.as_ref())
-            .map(|t| t.desc())
-    };
+    let desc = |i: usize| super::input_desc(call, i);
     let missing = || anyaccel_hal::Error::internal("norm gradient: input missing");
     let batch = call.op == "batch_norm_backward";
     let w_at = if batch { 4 } else { 2 };

@@ -84,19 +84,12 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             ("iw", g.input[1]),
             ("cg", g.cg()),
             ("og", g.og()),
-            ("kh", g.kernel[0]),
-            ("kw", g.kernel[1]),
-            ("sh", g.stride[0]),
-            ("sw", g.stride[1]),
-            ("ph", g.padding[0]),
-            ("pw", g.padding[1]),
-            ("dh", g.dilation[0]),
-            ("dw", g.dilation[1]),
             ("chunk", FILTER_CHUNK),
             ("chunks", chunks),
         ] {
             sh.size(name, v)?;
         }
+        window_params(sh, [g.kernel, g.stride, g.padding, g.dilation])?;
         for (name, t) in [("a", &a), ("b", &b)] {
             sh.size(&format!("{name}_off"), t.desc.offset)?;
             for (d, s) in g.strides4(&t.desc.strides).into_iter().enumerate() {
@@ -145,6 +138,15 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.words("part", part.whole(), wide, false);
         sh.body(&section(CONV, "conv_filter_finish")?.replace("$W", wide));
         sh.launch([n as u64, 1, 1])?;
+    }
+    Ok(())
+}
+
+/// The kernel, stride, padding and dilation of a window (`p.kh`, `p.kw`, `p.sh`, ... `p.dw`).
+fn window_params(sh: &mut Shader<'_>, window: [[usize; 2]; 4]) -> Result<()> {
+    for (k, prefix) in ["k", "s", "p", "d"].iter().enumerate() {
+        sh.size(&format!("{prefix}h"), window[k][0])?;
+        sh.size(&format!("{prefix}w"), window[k][1])?;
     }
     Ok(())
 }
@@ -243,17 +245,10 @@ pub(crate) fn pool(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         ("ow", g.out[1]),
         ("ih", g.input[0]),
         ("iw", g.input[1]),
-        ("kh", g.kernel[0]),
-        ("kw", g.kernel[1]),
-        ("sh", g.stride[0]),
-        ("sw", g.stride[1]),
-        ("ph", g.padding[0]),
-        ("pw", g.padding[1]),
-        ("dh", g.dilation[0]),
-        ("dw", g.dilation[1]),
     ] {
         sh.size(name, v)?;
     }
+    window_params(&mut sh, [g.kernel, g.stride, g.padding, g.dilation])?;
     sh.size("x_off", x.desc.offset)?;
     for (d, s) in g.strides4(&x.desc.strides).into_iter().enumerate() {
         sh.size(&format!("x_s{d}"), s)?;
@@ -625,18 +620,11 @@ pub(crate) fn pool_backward(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         ("ow", outn[1]),
         ("ih", inp[0]),
         ("iw", inp[1]),
-        ("kh", kernel[0]),
-        ("kw", kernel[1]),
-        ("sh", stride[0]),
-        ("sw", stride[1]),
-        ("ph", padding[0]),
-        ("pw", padding[1]),
-        ("dh", dilation[0]),
-        ("dw", dilation[1]),
         ("g_off", gt.desc.offset),
     ] {
         sh.size(name, v)?;
     }
+    window_params(&mut sh, [kernel, stride, padding, dilation])?;
     for (d, s) in lift(&gt.desc.strides).into_iter().enumerate() {
         sh.size(&format!("g_s{d}"), s)?;
     }

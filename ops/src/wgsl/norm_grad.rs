@@ -99,7 +99,7 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             Ok(sh)
         };
         let weight = if w_t.is_some() {
-            "$W(ld_w(p.w_off + c * p.w_st))"
+            "$W(ld_w(p.w_off + e.y * p.w_st))"
         } else {
             "$W(1.0)"
         };
