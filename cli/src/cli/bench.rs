@@ -180,6 +180,12 @@ fn bench_device(
                 BenchOp::GeluBackward | BenchOp::SiluBackward | BenchOp::SoftmaxBackward => {
                     backward::bench_backward(&ctx, *op, n)
                 }
+                BenchOp::Conv2dBackwardInput
+                | BenchOp::Conv2dBackwardWeight
+                | BenchOp::MaxPool2dBackward
+                | BenchOp::LayerNormBackward
+                | BenchOp::BatchNormBackward
+                | BenchOp::CrossEntropyBackward => backward::bench_grad(&ctx, *op),
                 BenchOp::Dispatch => bench_dispatch(&ctx),
                 BenchOp::Launch => bench_launch(&ctx),
             };

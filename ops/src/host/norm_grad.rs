@@ -18,6 +18,12 @@ fn f(v: Val) -> f64 {
     }
 }
 
+/// Groups of at most this many elements are read into buffers once.
+const BUFFERED: usize = 1 << 16;
+
+/// Rows per block of the weight and bias gradients of layer_norm and rms_norm.
+const ROW_BLOCK: usize = 64;
+
 /// A tensor of x's shape as [A, C, S]: the offsets of its rows and spatial positions, and the
 /// stride of its channels.
 struct Acs {
@@ -105,6 +111,8 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             (1 << 14) / (g.a * g.c * g.s / groups.max(1)).max(1) + 1,
             |r| {
                 let mut local = Vec::with_capacity(r.len());
+                // A group's x, dy w and dx offsets, read once when it is short.
+                let (mut xb, mut yb, mut ob) = (Vec::new(), Vec::new(), Vec::new());
                 for grp in r.clone() {
                     let bx = g.group_box(grp);
                     let len = len_of(bx);
@@ -118,6 +126,53 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         }
                     };
                     let n = len as f64;
+                    let depends = !matches!(g.kind, NormKind::Batch { training: false });
+                    if len <= BUFFERED {
+                        xb.clear();
+                        yb.clear();
+                        ob.clear();
+                        each(&mut |a, c, s| {
+                            xb.push(xv(a, c, s));
+                            yb.push(yv(a, c, s) * weight(c));
+                            ob.push(da.at(a, c, s));
+                        });
+                        let (mean, rinv) = match (g.kind, given) {
+                            (NormKind::Batch { .. }, Some((m, i))) => {
+                                (vec_at(m, grp), vec_at(i, grp))
+                            }
+                            (NormKind::Rms, _) => {
+                                let q: f64 = xb.iter().map(|v| v * v).sum();
+                                (0.0, 1.0 / (q / n + g.eps).sqrt())
+                            }
+                            _ => {
+                                let mean = xb.iter().sum::<f64>() / n;
+                                let q: f64 = xb.iter().map(|v| (v - mean) * (v - mean)).sum();
+                                (mean, 1.0 / (q / n + g.eps).sqrt())
+                            }
+                        };
+                        let (mut ma, mut mb) = (0.0, 0.0);
+                        if depends {
+                            for (x, d) in xb.iter().zip(&yb) {
+                                ma += d;
+                                mb += d * (x - mean) * rinv;
+                            }
+                            (ma, mb) = (ma / n, mb / n);
+                            if g.kind == NormKind::Rms {
+                                ma = 0.0;
+                            }
+                        }
+                        for ((x, d), &o) in xb.iter().zip(&yb).zip(&ob) {
+                            let v = if depends {
+                                rinv * (d - ma - (x - mean) * rinv * mb)
+                            } else {
+                                rinv * d
+                            };
+                            // SAFETY: o is an element's offset in dx.
+                            unsafe { store(dx, o, Val::F(v)) };
+                        }
+                        local.push((mean, rinv));
+                        continue;
+                    }
                     let (mean, rinv) = match (g.kind, given) {
                         (NormKind::Batch { .. }, Some((m, i))) => (vec_at(m, grp), vec_at(i, grp)),
                         (NormKind::Rms, _) => {
@@ -137,7 +192,6 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                     // dx = r (dxhat - A - xhat B), the mean terms only where the statistics
                     // depend on x.
                     let (mut sa, mut sb) = (0.0, 0.0);
-                    let depends = !matches!(g.kind, NormKind::Batch { training: false });
                     if depends {
                         each(&mut |a, c, s| {
                             let d = yv(a, c, s) * weight(c);
@@ -173,6 +227,45 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         } else {
             Some(b.out(2))
         };
+        let put = |c: usize, sw: f64, sb: f64| {
+            // SAFETY: c < C, the outputs' one dimension.
+            unsafe {
+                store(dw, dw.desc.offset + c * dw.desc.strides[0], Val::F(sw));
+                if let Some(db) = db {
+                    store(db, db.desc.offset + c * db.desc.strides[0], Val::F(sb));
+                }
+            }
+        };
+        if matches!(g.kind, NormKind::Layer | NormKind::Rms) {
+            // Rows in blocks of ROW_BLOCK, each block's partial sums over its rows (walked
+            // along them, not down the columns), then the blocks added in order: the same
+            // result whatever the thread count.
+            let blocks = g.a.div_ceil(ROW_BLOCK);
+            let parts = Mutex::new(vec![Vec::new(); blocks]);
+            par_ranges(blocks, 1, |r| {
+                for blk in r {
+                    let mut part = vec![(0.0f64, 0.0f64); g.c];
+                    let rows = blk * ROW_BLOCK..((blk + 1) * ROW_BLOCK).min(g.a);
+                    for (a, &(mean, rinv)) in rows.clone().zip(&stats[rows]) {
+                        for (c, p) in part.iter_mut().enumerate() {
+                            let y = yv(a, c, 0);
+                            p.0 += y * (xv(a, c, 0) - mean) * rinv;
+                            p.1 += y;
+                        }
+                    }
+                    parts.lock().unwrap_or_else(|e| e.into_inner())[blk] = part;
+                }
+                Ok(())
+            })?;
+            let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
+            for c in 0..g.c {
+                let (sw, sb) = parts
+                    .iter()
+                    .fold((0.0, 0.0), |(w, b), p| (w + p[c].0, b + p[c].1));
+                put(c, sw, sb);
+            }
+            return Ok(());
+        }
         par_ranges(g.c, (1 << 14) / (g.a * g.s).max(1) + 1, |r| {
             for c in r {
                 let (mut sw, mut sb) = (0.0, 0.0);
@@ -184,13 +277,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         sb += y;
                     }
                 }
-                // SAFETY: c < C, the outputs' one dimension.
-                unsafe {
-                    store(dw, dw.desc.offset + c * dw.desc.strides[0], Val::F(sw));
-                    if let Some(db) = db {
-                        store(db, db.desc.offset + c * db.desc.strides[0], Val::F(sb));
-                    }
-                }
+                put(c, sw, sb);
             }
             Ok(())
         })

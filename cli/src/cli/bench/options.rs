@@ -20,6 +20,18 @@ pub enum BenchOp {
     SiluBackward,
     /// f32 `softmax_backward` over the last axis, side by side with `softmax`.
     SoftmaxBackward,
+    /// f32 `conv2d_backward_input`, side by side with `conv2d`.
+    Conv2dBackwardInput,
+    /// f32 `conv2d_backward_weight`, side by side with `conv2d`.
+    Conv2dBackwardWeight,
+    /// f32 `max_pool2d_backward`, side by side with `max_pool2d`.
+    MaxPool2dBackward,
+    /// f32 `layer_norm_backward`, side by side with `layer_norm`.
+    LayerNormBackward,
+    /// f32 `batch_norm_backward` (training), side by side with `batch_norm`.
+    BatchNormBackward,
+    /// f32 `cross_entropy_backward`, side by side with `cross_entropy`.
+    CrossEntropyBackward,
     /// One-element add through the op layer, submission to completion.
     Dispatch,
     /// A tiny kernel of the device's own dialect, compiled through `Device::compile` and run
@@ -29,7 +41,7 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 9] = [
+    pub const ALL: [BenchOp; 15] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
@@ -37,6 +49,12 @@ impl BenchOp {
         BenchOp::GeluBackward,
         BenchOp::SiluBackward,
         BenchOp::SoftmaxBackward,
+        BenchOp::Conv2dBackwardInput,
+        BenchOp::Conv2dBackwardWeight,
+        BenchOp::MaxPool2dBackward,
+        BenchOp::LayerNormBackward,
+        BenchOp::BatchNormBackward,
+        BenchOp::CrossEntropyBackward,
         BenchOp::Dispatch,
         BenchOp::Launch,
     ];
@@ -51,6 +69,12 @@ impl BenchOp {
             BenchOp::GeluBackward => "gelu_backward",
             BenchOp::SiluBackward => "silu_backward",
             BenchOp::SoftmaxBackward => "softmax_backward",
+            BenchOp::Conv2dBackwardInput => "conv2d_backward_input",
+            BenchOp::Conv2dBackwardWeight => "conv2d_backward_weight",
+            BenchOp::MaxPool2dBackward => "max_pool2d_backward",
+            BenchOp::LayerNormBackward => "layer_norm_backward",
+            BenchOp::BatchNormBackward => "batch_norm_backward",
+            BenchOp::CrossEntropyBackward => "cross_entropy_backward",
             BenchOp::Dispatch => "dispatch",
             BenchOp::Launch => "launch",
         }
@@ -64,6 +88,16 @@ impl BenchOp {
     pub(super) fn sizes(self, size: Option<usize>) -> Vec<usize> {
         match (self, size) {
             (BenchOp::Dispatch | BenchOp::Launch, _) => vec![1],
+            // Fixed shapes (the entry names them).
+            (
+                BenchOp::Conv2dBackwardInput
+                | BenchOp::Conv2dBackwardWeight
+                | BenchOp::MaxPool2dBackward
+                | BenchOp::LayerNormBackward
+                | BenchOp::BatchNormBackward
+                | BenchOp::CrossEntropyBackward,
+                _,
+            ) => vec![0],
             (_, Some(n)) => vec![n],
             (BenchOp::Matmul, None) => vec![256, 1024, 2048],
             (BenchOp::Softmax | BenchOp::SoftmaxBackward, None) => {
