@@ -1333,6 +1333,28 @@ pub(crate) fn pool_backward(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(grad.dtype, &size, dx)
 }
 
+/// Optional input `i`, a vector of one value per channel (`[c]`, x's dtype), in f64.
+fn channel_vector(
+    call: &Call,
+    i: usize,
+    name: &str,
+    x: &RefTensor,
+    c: usize,
+) -> Result<Option<Vec<f64>>> {
+    let op = call.op;
+    let Some(t) = call.optional(i) else {
+        return Ok(None);
+    };
+    check_same_dtype(op, name, t, "x", x)?;
+    if t.shape != [c] {
+        return Err(invalid(
+            op,
+            format!("{}: expected [{c}]", describe(name, t)),
+        ));
+    }
+    Ok(Some(t.to_f64_vec()))
+}
+
 /// `group_norm`: per (n, group), the mean and biased variance in f64, then
 /// (x - mean) / sqrt(var + eps) * weight + bias per channel (PyTorch's `group_norm`).
 pub(crate) fn group_norm(call: &Call) -> Result<RefTensor> {
@@ -1363,19 +1385,7 @@ pub(crate) fn group_norm(call: &Call) -> Result<RefTensor> {
     }
     let mut params = Vec::new();
     for (i, name) in [(1, "weight"), (2, "bias")] {
-        match call.optional(i) {
-            Some(t) => {
-                check_same_dtype(op, name, t, "x", x)?;
-                if t.shape != [c] {
-                    return Err(invalid(
-                        op,
-                        format!("{}: expected [{c}]", describe(name, t)),
-                    ));
-                }
-                params.push(Some(t.to_f64_vec()));
-            }
-            None => params.push(None),
-        }
+        params.push(channel_vector(call, i, name, x, c)?);
     }
     let sp: usize = x.shape[2..].iter().product();
     let cg = c / g;
@@ -1421,19 +1431,7 @@ pub(crate) fn batch_norm(call: &Call) -> Result<Vec<RefTensor>> {
         (3, "weight"),
         (4, "bias"),
     ] {
-        match call.optional(i) {
-            Some(t) => {
-                check_same_dtype(op, name, t, "x", x)?;
-                if t.shape != [c] {
-                    return Err(invalid(
-                        op,
-                        format!("{}: expected [{c}]", describe(name, t)),
-                    ));
-                }
-                params.push(Some(t.to_f64_vec()));
-            }
-            None => params.push(None),
-        }
+        params.push(channel_vector(call, i, name, x, c)?);
     }
     let training = call.flag_attr("training", false)?;
     let eps = call.float_attr("eps")?.unwrap_or(1e-5);
@@ -1644,21 +1642,7 @@ pub(crate) fn norm_backward(call: &Call) -> Result<Vec<RefTensor>> {
     } else {
         a_n
     };
-    let vector = |i: usize, name: &str| -> Result<Option<Vec<f64>>> {
-        match call.optional(i) {
-            Some(t) => {
-                check_same_dtype(op, name, t, "grad", dy)?;
-                if t.shape != [c_n] {
-                    return Err(invalid(
-                        op,
-                        format!("{}: expected [{c_n}]", describe(name, t)),
-                    ));
-                }
-                Ok(Some(t.to_f64_vec()))
-            }
-            None => Ok(None),
-        }
-    };
+    let vector = |i: usize, name: &str| channel_vector(call, i, name, dy, c_n);
     let w = vector(if batch { 4 } else { 2 }, "weight")?;
     let (given_mean, given_inv) = if batch {
         let (m, i) = (vector(2, "mean")?, vector(3, "invstd")?);

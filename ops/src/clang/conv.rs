@@ -254,11 +254,7 @@ pub(crate) fn group_norm(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         return Ok(());
     }
     let s = spatial_layout(x, out);
-    let wg = if g.len() <= 256 {
-        ctx.wg().min(64)
-    } else {
-        ctx.wg()
-    };
+    let wg = ctx.row_wg(g.len());
     let mut spec = KernelSpec::new(Family::Conv, "gn_groups")
         .flag("GN_GROUPS")
         .def("SRANK", s.rank())
@@ -333,11 +329,7 @@ pub(crate) fn batch_norm(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         return Ok(());
     }
     let s = spatial_layout(x, out);
-    let wg = if g.len() <= 256 {
-        ctx.wg().min(64)
-    } else {
-        ctx.wg()
-    };
+    let wg = ctx.row_wg(g.len());
     let mut spec = KernelSpec::new(Family::Conv, "bn_channels")
         .flag("BN_CHANNELS")
         .def("SRANK", s.rank())

@@ -26,11 +26,7 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         None
     };
     let g = CeGeom::of(op, &attrs, x.desc(), tgt.desc(), grad.map(Tensor::desc))?;
-    let wg = if g.classes <= 256 {
-        ctx.wg().min(64)
-    } else {
-        ctx.wg()
-    };
+    let wg = ctx.row_wg(g.classes);
     let spec = |entry: &'static str, flag: &str| {
         let s = KernelSpec::new(Family::Loss, entry)
             .flag(flag)

@@ -250,6 +250,15 @@ impl Ctx<'_> {
     }
 
     /// A scratch buffer of `bytes` bytes (at least 1) on the device.
+    /// The work-group size for one group per row of `len` elements: 64 at most for short rows.
+    pub fn row_wg(&self, len: usize) -> u32 {
+        if len <= 256 {
+            self.wg().min(64)
+        } else {
+            self.wg()
+        }
+    }
+
     pub fn scratch(&self, bytes: usize) -> Result<Buffer> {
         self.device.alloc(bytes.max(1))
     }

@@ -25,14 +25,6 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     }
 }
 
-fn row_wg(ctx: &Ctx<'_>, len: usize) -> u32 {
-    if len <= 256 {
-        ctx.wg().min(64)
-    } else {
-        ctx.wg()
-    }
-}
-
 /// Rows of `x` along `axis`: operand 0 `first`, operand 1 `second`, the axis dropped.
 fn rows(first: &Tensor, second: &Tensor, axis: usize) -> Layouts {
     let mut shape = first.shape().to_vec();
@@ -53,7 +45,7 @@ fn softmax(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
         return Ok(());
     }
     let k = rows(out, x, axis);
-    let wg = row_wg(ctx, len);
+    let wg = ctx.row_wg(len);
     let mut spec = KernelSpec::new(Family::Nn, "sm_lines")
         .flag("SM_LINES")
         .def("KRANK", k.rank())
@@ -88,7 +80,7 @@ fn norm(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
         return Ok(());
     }
     let k = rows(out, x, axis);
-    let wg = row_wg(ctx, len);
+    let wg = ctx.row_wg(len);
     let mut spec = KernelSpec::new(Family::Nn, "ln_rows")
         .flag("LN_ROWS")
         .def("KRANK", k.rank())

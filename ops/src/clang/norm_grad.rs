@@ -37,11 +37,7 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     if g.c == 0 {
         return Ok(());
     }
-    let wg = if g.a * g.c * g.s / groups.max(1) <= 256 {
-        ctx.wg().min(64)
-    } else {
-        ctx.wg()
-    };
+    let wg = ctx.row_wg(g.a * g.c * g.s / groups.max(1));
     let kind = |spec: KernelSpec| match g.kind {
         NormKind::Layer => spec.flag("NB_ROWS"),
         NormKind::Rms => spec.flag("NB_ROWS").flag("NB_RMS"),
