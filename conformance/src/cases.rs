@@ -241,7 +241,7 @@ const LARGE: usize = (1 << 24) + 3;
 fn default_values(d: DType) -> Values {
     match d {
         DType::Bool => Values::Bool,
-        DType::I32 | DType::I64 | DType::U8 => Values::IntSmall,
+        DType::I32 | DType::I64 | DType::U8 | DType::I8 => Values::IntSmall,
         _ => Values::Normal,
     }
 }
@@ -296,7 +296,7 @@ fn value_classes_from(d: DType, base: Values) -> Vec<Values> {
     match d {
         DType::F32 | DType::F64 => vec![base, Values::Special],
         DType::F16 | DType::BF16 => vec![base, Values::Special, Values::Wide],
-        DType::I32 | DType::I64 => vec![Values::IntSmall, Values::IntExtreme],
+        DType::I32 | DType::I64 | DType::I8 => vec![Values::IntSmall, Values::IntExtreme],
         DType::U8 => vec![Values::IntSmall],
         DType::Bool => vec![Values::Bool],
     }

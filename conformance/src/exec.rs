@@ -118,6 +118,7 @@ fn int_range(d: DType) -> (i64, i64) {
         DType::I32 => (i32::MIN as i64, i32::MAX as i64),
         DType::I64 => (i64::MIN, i64::MAX),
         DType::U8 => (0, 255),
+        DType::I8 => (-128, 127),
         _ => (0, 1),
     }
 }
@@ -204,6 +205,7 @@ fn encode(d: DType, data: &RefData, i: usize, out: &mut [u8]) {
         (DType::I32, RefData::I(v)) => out.copy_from_slice(&(v[i] as i32).to_le_bytes()),
         (DType::I64, RefData::I(v)) => out.copy_from_slice(&v[i].to_le_bytes()),
         (DType::U8 | DType::Bool, RefData::I(v)) => out[0] = v[i] as u8,
+        (DType::I8, RefData::I(v)) => out[0] = v[i] as i8 as u8,
         _ => {}
     }
 }
@@ -229,6 +231,7 @@ fn decode(d: DType, b: &[u8]) -> Got {
         DType::I32 => Got::I(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64),
         DType::I64 => Got::I(i64::from_le_bytes(arr(8))),
         DType::U8 => Got::I(b[0] as i64),
+        DType::I8 => Got::I(b[0] as i8 as i64),
         DType::Bool => Got::I(b[0] as i64),
     }
 }

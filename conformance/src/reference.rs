@@ -68,17 +68,18 @@ pub const INT_DTYPES: [DType; 2] = [DType::I32, DType::I64];
 pub const NUMERIC_DTYPES: [DType; 5] =
     [DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64];
 /// `all` in `docs/ops.md`: every dtype but f64.
-pub const ALL_DTYPES: [DType; 7] = [
+pub const ALL_DTYPES: [DType; 8] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::I32,
     DType::I64,
     DType::U8,
+    DType::I8,
     DType::Bool,
 ];
 /// `all + f64`: the dtypes of `fill`, `copy` and `cast`.
-pub const ALL_DTYPES_AND_F64: [DType; 8] = DType::ALL;
+pub const ALL_DTYPES_AND_F64: [DType; 9] = DType::ALL;
 
 /// Computes `op` on `inputs` with `attrs` as `docs/ops.md` defines it, and returns its outputs
 /// (one tensor for every op but `topk`, which returns values and indices).

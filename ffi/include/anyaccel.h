@@ -396,6 +396,11 @@ typedef struct anyaccel_device_info_t {
  */
 #define ANYACCEL_DTYPE_BOOL 8
 
+/**
+ * Signed 8-bit integer (two's complement): the storage of quantized tensors.
+ */
+#define ANYACCEL_DTYPE_I8 9
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

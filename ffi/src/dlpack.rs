@@ -140,6 +140,7 @@ pub fn dl_dtype(dtype: DType) -> DLDataType {
         DType::I32 => (KDL_INT, 32),
         DType::I64 => (KDL_INT, 64),
         DType::U8 => (KDL_UINT, 8),
+        DType::I8 => (KDL_INT, 8),
         DType::Bool => (KDL_BOOL, 8),
     };
     DLDataType {

@@ -38,6 +38,8 @@ pub const ANYACCEL_DTYPE_I64: anyaccel_dtype = 6;
 pub const ANYACCEL_DTYPE_U8: anyaccel_dtype = 7;
 /// Boolean, one byte that is 0 or 1.
 pub const ANYACCEL_DTYPE_BOOL: anyaccel_dtype = 8;
+/// Signed 8-bit integer (two's complement): the storage of quantized tensors.
+pub const ANYACCEL_DTYPE_I8: anyaccel_dtype = 9;
 
 /// A backend and what probing it found. Set `struct_size = sizeof(anyaccel_backend_info_t)`
 /// before the call; fields are only ever appended.
@@ -484,6 +486,7 @@ pub extern "C" fn anyaccel_dtype_name(dtype: anyaccel_dtype) -> *const c_char {
         Some(DType::I32) => c"i32".as_ptr(),
         Some(DType::I64) => c"i64".as_ptr(),
         Some(DType::U8) => c"u8".as_ptr(),
+        Some(DType::I8) => c"i8".as_ptr(),
         Some(DType::Bool) => c"bool".as_ptr(),
         None => std::ptr::null(),
     }
@@ -510,6 +513,7 @@ mod tests {
             (ANYACCEL_DTYPE_I64, DType::I64),
             (ANYACCEL_DTYPE_U8, DType::U8),
             (ANYACCEL_DTYPE_BOOL, DType::Bool),
+            (ANYACCEL_DTYPE_I8, DType::I8),
         ];
         for (n, d) in consts {
             assert_eq!(n, d.code());

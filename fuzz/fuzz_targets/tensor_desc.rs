@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 /// Largest tensor (in bytes) read back or written through.
 const RW_CAP: u128 = 1 << 16;
 
-const DTYPES: [DType; 8] = [
+const DTYPES: [DType; 9] = [
     DType::F32,
     DType::F16,
     DType::BF16,
@@ -27,6 +27,7 @@ const DTYPES: [DType; 8] = [
     DType::I32,
     DType::I64,
     DType::U8,
+    DType::I8,
     DType::Bool,
 ];
 

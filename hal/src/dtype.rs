@@ -23,13 +23,15 @@ pub enum DType {
     I64,
     /// Unsigned 8-bit integer.
     U8,
+    /// Signed 8-bit integer (two's complement): the storage of quantized tensors.
+    I8,
     /// Boolean, stored as one byte that is 0 or 1.
     Bool,
 }
 
 impl DType {
     /// Every dtype.
-    pub const ALL: [DType; 8] = [
+    pub const ALL: [DType; 9] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -37,6 +39,7 @@ impl DType {
         DType::I32,
         DType::I64,
         DType::U8,
+        DType::I8,
         DType::Bool,
     ];
 
@@ -46,7 +49,7 @@ impl DType {
             DType::F32 | DType::I32 => 4,
             DType::F16 | DType::BF16 => 2,
             DType::F64 | DType::I64 => 8,
-            DType::U8 | DType::Bool => 1,
+            DType::U8 | DType::I8 | DType::Bool => 1,
         }
     }
 
@@ -60,6 +63,7 @@ impl DType {
             DType::I32 => "i32",
             DType::I64 => "i64",
             DType::U8 => "u8",
+            DType::I8 => "i8",
             DType::Bool => "bool",
         }
     }
@@ -72,7 +76,7 @@ impl DType {
             .find(|d| d.name() == name)
             .ok_or_else(|| {
                 Error::invalid_argument(format!(
-                "dtype: found `{name}`, expected one of f32, f16, bf16, f64, i32, i64, u8, bool"
+                "dtype: found `{name}`, expected one of f32, f16, bf16, f64, i32, i64, u8, i8, bool"
             ))
             })
     }
@@ -82,9 +86,9 @@ impl DType {
         matches!(self, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
     }
 
-    /// True for i32, i64 and u8.
+    /// True for i32, i64, u8 and i8.
     pub fn is_int(self) -> bool {
-        matches!(self, DType::I32 | DType::I64 | DType::U8)
+        matches!(self, DType::I32 | DType::I64 | DType::U8 | DType::I8)
     }
 
     /// A stable number for the C ABI and plugins.
@@ -98,6 +102,7 @@ impl DType {
             DType::I64 => 6,
             DType::U8 => 7,
             DType::Bool => 8,
+            DType::I8 => 9,
         }
     }
 
@@ -139,7 +144,7 @@ macro_rules! pod_element {
     )*};
 }
 
-pod_element!(f32 => F32, f16 => F16, bf16 => BF16, f64 => F64, i32 => I32, i64 => I64, u8 => U8);
+pod_element!(f32 => F32, f16 => F16, bf16 => BF16, f64 => F64, i32 => I32, i64 => I64, u8 => U8, i8 => I8);
 
 impl Element for bool {
     const DTYPE: DType = DType::Bool;

@@ -566,6 +566,7 @@ const ALL: &[DType] = &[
     DType::I32,
     DType::I64,
     DType::U8,
+    DType::I8,
     DType::Bool,
 ];
 const ALL_F64: &[DType] = &[
@@ -576,13 +577,14 @@ const ALL_F64: &[DType] = &[
     DType::I32,
     DType::I64,
     DType::U8,
+    DType::I8,
     DType::Bool,
 ];
 const FLOAT: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 const FLOAT_F64: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::F64];
 const NUM: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64];
-const INT: &[DType] = &[DType::I32, DType::I64, DType::U8];
-const BITS: &[DType] = &[DType::I32, DType::I64, DType::U8, DType::Bool];
+const INT: &[DType] = &[DType::I32, DType::I64, DType::U8, DType::I8];
+const BITS: &[DType] = &[DType::I32, DType::I64, DType::U8, DType::I8, DType::Bool];
 const CMP: &[DType] = &[
     DType::F32,
     DType::F16,

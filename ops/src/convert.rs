@@ -135,6 +135,7 @@ pub fn value_bits(value: f64, dtype: DType) -> u64 {
         DType::I32 => (value as i32) as u32 as u64,
         DType::I64 => (value as i64) as u64,
         DType::U8 => (value as u8) as u64,
+        DType::I8 => (value as i8) as u8 as u64,
         DType::Bool => (value != 0.0) as u64,
     }
 }

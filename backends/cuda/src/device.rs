@@ -250,6 +250,7 @@ impl CudaDevice {
                 DType::I32,
                 DType::I64,
                 DType::U8,
+                DType::I8,
                 DType::Bool,
             ],
             dialects,

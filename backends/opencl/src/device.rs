@@ -217,7 +217,7 @@ impl OpenClDevice {
         if fp64 {
             dtypes.push(DType::F64);
         }
-        dtypes.extend([DType::I32, DType::I64, DType::U8, DType::Bool]);
+        dtypes.extend([DType::I32, DType::I64, DType::U8, DType::I8, DType::Bool]);
         let info = DeviceInfo {
             id: id.clone(),
             backend: "opencl".into(),

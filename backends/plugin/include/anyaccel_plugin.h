@@ -183,12 +183,14 @@ typedef int32_t AnyaccelStatus;
 #define ANYACCEL_DTYPE_I64 6
 #define ANYACCEL_DTYPE_U8 7
 #define ANYACCEL_DTYPE_BOOL 8
+#define ANYACCEL_DTYPE_I8 9
 /* The bit of a dtype code in a dtype mask. */
 #define ANYACCEL_DTYPE_BIT(code) (1u << (code))
 
 /* DLPack's type codes (DLDataTypeCode), used in AnyaccelDataType.code. The dtypes of
  * docs/ops.md are: f32 {FLOAT, 32, 1}, f16 {FLOAT, 16, 1}, bf16 {BFLOAT, 16, 1},
- * f64 {FLOAT, 64, 1}, i32 {INT, 32, 1}, i64 {INT, 64, 1}, u8 {UINT, 8, 1}, bool {BOOL, 8, 1}. */
+ * f64 {FLOAT, 64, 1}, i32 {INT, 32, 1}, i64 {INT, 64, 1}, u8 {UINT, 8, 1}, i8 {INT, 8, 1},
+ * bool {BOOL, 8, 1}. */
 #define ANYACCEL_DL_INT 0
 #define ANYACCEL_DL_UINT 1
 #define ANYACCEL_DL_FLOAT 2

@@ -17,6 +17,7 @@ pub(crate) fn dl_type(dtype: DType) -> AnyaccelDataType {
         DType::I32 => (sys::ANYACCEL_DL_INT, 32),
         DType::I64 => (sys::ANYACCEL_DL_INT, 64),
         DType::U8 => (sys::ANYACCEL_DL_UINT, 8),
+        DType::I8 => (sys::ANYACCEL_DL_INT, 8),
         DType::Bool => (sys::ANYACCEL_DL_BOOL, 8),
     };
     AnyaccelDataType {

@@ -25,6 +25,7 @@ pub const ANYACCEL_DTYPE_I32: u32 = 5;
 pub const ANYACCEL_DTYPE_I64: u32 = 6;
 pub const ANYACCEL_DTYPE_U8: u32 = 7;
 pub const ANYACCEL_DTYPE_BOOL: u32 = 8;
+pub const ANYACCEL_DTYPE_I8: u32 = 9;
 
 pub const ANYACCEL_DL_INT: u8 = 0;
 pub const ANYACCEL_DL_UINT: u8 = 1;

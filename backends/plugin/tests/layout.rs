@@ -74,6 +74,7 @@ fn rust_constants() -> Vec<(&'static str, i64)> {
         ("ANYACCEL_DTYPE_I64", sys::ANYACCEL_DTYPE_I64 as i64),
         ("ANYACCEL_DTYPE_U8", sys::ANYACCEL_DTYPE_U8 as i64),
         ("ANYACCEL_DTYPE_BOOL", sys::ANYACCEL_DTYPE_BOOL as i64),
+        ("ANYACCEL_DTYPE_I8", sys::ANYACCEL_DTYPE_I8 as i64),
         ("ANYACCEL_DL_INT", sys::ANYACCEL_DL_INT as i64),
         ("ANYACCEL_DL_UINT", sys::ANYACCEL_DL_UINT as i64),
         ("ANYACCEL_DL_FLOAT", sys::ANYACCEL_DL_FLOAT as i64),

@@ -386,7 +386,14 @@ impl VulkanDevice {
                 1
             },
         };
-        let mut dtypes = vec![DType::F32, DType::I32, DType::U8, DType::Bool, DType::BF16];
+        let mut dtypes = vec![
+            DType::F32,
+            DType::I32,
+            DType::U8,
+            DType::I8,
+            DType::Bool,
+            DType::BF16,
+        ];
         if features.float16 {
             dtypes.push(DType::F16);
         }

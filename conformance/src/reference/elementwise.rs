@@ -70,7 +70,7 @@ fn float_binary(op: BinaryOp) -> Option<fn(f64, f64) -> f64> {
 /// The integer form of a binary op on values of `dtype` (results are wrapped to it after).
 fn int_binary(op: BinaryOp, dtype: DType) -> Option<Box<dyn Fn(i64, i64) -> i64>> {
     let width = match dtype {
-        DType::U8 | DType::Bool => 8,
+        DType::U8 | DType::I8 | DType::Bool => 8,
         DType::I32 => 32,
         _ => 64,
     };

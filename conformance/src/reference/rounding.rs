@@ -61,7 +61,7 @@ fn round_to_format(x: f64, format: &FloatFormat) -> f64 {
 ///
 /// - f64: unchanged; f32: `x as f32` (nearest, ties to even, overflow to ±Inf);
 /// - f16 and bf16: nearest, ties to even, overflow to ±Inf, rounded once from the f64 value;
-/// - i32, i64, u8: truncated toward zero, saturated to the range, NaN to 0 (the `cast` rule; an
+/// - i32, i64, u8, i8: truncated toward zero, saturated to the range, NaN to 0 (the `cast` rule; an
 ///   i64 result above 2^53 in magnitude comes back as the nearest f64);
 /// - bool: 1 if `x != 0` (NaN too), else 0.
 pub fn round_to_dtype(x: f64, dtype: DType) -> f64 {
@@ -70,7 +70,7 @@ pub fn round_to_dtype(x: f64, dtype: DType) -> f64 {
         DType::F32 => x as f32 as f64,
         DType::F16 => f16::from_f64(round_to_format(x, &F16_FORMAT)).to_f64(),
         DType::BF16 => bf16::from_f64(round_to_format(x, &BF16_FORMAT)).to_f64(),
-        DType::I32 | DType::I64 | DType::U8 | DType::Bool => float_to_int(x, dtype) as f64,
+        DType::I32 | DType::I64 | DType::U8 | DType::I8 | DType::Bool => float_to_int(x, dtype) as f64,
     }
 }
 
@@ -81,6 +81,7 @@ pub fn wrap_int(x: i64, dtype: DType) -> i64 {
     match dtype {
         DType::I32 => x as i32 as i64,
         DType::U8 => x as u8 as i64,
+        DType::I8 => x as i8 as i64,
         DType::Bool => (x != 0) as i64,
         DType::I64 | DType::F32 | DType::F16 | DType::BF16 | DType::F64 => x,
     }
@@ -94,6 +95,7 @@ pub fn float_to_int(x: f64, dtype: DType) -> i64 {
     match dtype {
         DType::I32 => x as i32 as i64,
         DType::U8 => x as u8 as i64,
+        DType::I8 => x as i8 as i64,
         DType::Bool => (x != 0.0) as i64,
         DType::I64 | DType::F32 | DType::F16 | DType::BF16 | DType::F64 => x as i64,
     }
@@ -109,7 +111,7 @@ pub fn round_int_to_dtype(x: i64, dtype: DType) -> f64 {
         DType::F32 => x as f32 as f64,
         DType::F16 => round_to_dtype(round_int_to_precision(x, F16_FORMAT.precision), dtype),
         DType::BF16 => round_to_dtype(round_int_to_precision(x, BF16_FORMAT.precision), dtype),
-        DType::I32 | DType::I64 | DType::U8 | DType::Bool => wrap_int(x, dtype) as f64,
+        DType::I32 | DType::I64 | DType::U8 | DType::I8 | DType::Bool => wrap_int(x, dtype) as f64,
     }
 }
 

@@ -1,6 +1,6 @@
 /* anyaccel dialect C: what every kernel family shares, after the dialect's prelude.
  *
- * - Per dtype `D` (f32 f16 bf16 f64 i32 i64 u8 bool): the storage type `st_D`, the compute type
+ * - Per dtype `D` (f32 f16 bf16 f64 i32 i64 u8 i8 bool): the storage type `st_D`, the compute type
  *   `ct_D` (float for the 16-bit floats, which are computed in f32), `ld_D(p, i)` and
  *   `sv_D(p, i, v)`. A kernel names its operands' dtypes with -D options such as `-DXT=f16` and
  *   reaches them through `CAT(ld_, XT)`.
@@ -127,6 +127,11 @@ typedef i32 ct_u8;
 DEVICE i32 ld_u8(GLOBAL const u8* p, i64 i) { return (i32)p[i]; }
 DEVICE void sv_u8(GLOBAL u8* p, i64 i, i32 v) { p[i] = (u8)v; }
 
+typedef i8 st_i8;
+typedef i32 ct_i8;
+DEVICE i32 ld_i8(GLOBAL const i8* p, i64 i) { return (i32)p[i]; }
+DEVICE void sv_i8(GLOBAL i8* p, i64 i, i32 v) { p[i] = (i8)(u8)(u32)v; }
+
 typedef u8 st_bool;
 typedef i32 ct_bool;
 DEVICE i32 ld_bool(GLOBAL const u8* p, i64 i) { return p[i] != 0 ? 1 : 0; }
@@ -189,6 +194,12 @@ DEVICE i32 f32_to_u8_sat(float v) {
     if (v >= 255.0f) return 255;
     return (i32)v;
 }
+DEVICE i32 f32_to_i8_sat(float v) {
+    if (nan_f(v)) return 0;
+    if (v >= 127.0f) return 127;
+    if (v <= -128.0f) return -128;
+    return (i32)v;
+}
 
 DEVICE void cf_f32(GLOBAL float* p, i64 i, float v) { p[i] = v; }
 DEVICE void cf_f16(GLOBAL st_f16* p, i64 i, float v) { sv_f16(p, i, v); }
@@ -196,6 +207,7 @@ DEVICE void cf_bf16(GLOBAL u16* p, i64 i, float v) { sv_bf16(p, i, v); }
 DEVICE void cf_i32(GLOBAL i32* p, i64 i, float v) { p[i] = f32_to_i32_sat(v); }
 DEVICE void cf_i64(GLOBAL i64* p, i64 i, float v) { p[i] = f32_to_i64_sat(v); }
 DEVICE void cf_u8(GLOBAL u8* p, i64 i, float v) { p[i] = (u8)f32_to_u8_sat(v); }
+DEVICE void cf_i8(GLOBAL i8* p, i64 i, float v) { p[i] = (i8)f32_to_i8_sat(v); }
 DEVICE void cf_bool(GLOBAL u8* p, i64 i, float v) { p[i] = v != 0.0f ? (u8)1 : (u8)0; }
 
 DEVICE void ci_f32(GLOBAL float* p, i64 i, i64 v) { p[i] = (float)v; }
@@ -204,6 +216,7 @@ DEVICE void ci_bf16(GLOBAL u16* p, i64 i, i64 v) { sv_bf16(p, i, i64_to_f32_odd(
 DEVICE void ci_i32(GLOBAL i32* p, i64 i, i64 v) { p[i] = (i32)(u32)(u64)v; }
 DEVICE void ci_i64(GLOBAL i64* p, i64 i, i64 v) { p[i] = v; }
 DEVICE void ci_u8(GLOBAL u8* p, i64 i, i64 v) { p[i] = (u8)(u64)v; }
+DEVICE void ci_i8(GLOBAL i8* p, i64 i, i64 v) { p[i] = (i8)(u8)(u64)v; }
 DEVICE void ci_bool(GLOBAL u8* p, i64 i, i64 v) { p[i] = v != 0 ? (u8)1 : (u8)0; }
 
 #ifdef ANYACCEL_FP64
@@ -240,6 +253,12 @@ DEVICE i32 f64_to_u8_sat(double v) {
     if (v >= 255.0) return 255;
     return (i32)v;
 }
+DEVICE i32 f64_to_i8_sat(double v) {
+    if (v != v) return 0;
+    if (v >= 127.0) return 127;
+    if (v <= -128.0) return -128;
+    return (i32)v;
+}
 
 DEVICE void cf_f64(GLOBAL double* p, i64 i, float v) { p[i] = (double)v; }
 DEVICE void ci_f64(GLOBAL double* p, i64 i, i64 v) { p[i] = (double)v; }
@@ -250,6 +269,7 @@ DEVICE void cd_f64(GLOBAL double* p, i64 i, double v) { p[i] = v; }
 DEVICE void cd_i32(GLOBAL i32* p, i64 i, double v) { p[i] = f64_to_i32_sat(v); }
 DEVICE void cd_i64(GLOBAL i64* p, i64 i, double v) { p[i] = f64_to_i64_sat(v); }
 DEVICE void cd_u8(GLOBAL u8* p, i64 i, double v) { p[i] = (u8)f64_to_u8_sat(v); }
+DEVICE void cd_i8(GLOBAL i8* p, i64 i, double v) { p[i] = (i8)f64_to_i8_sat(v); }
 DEVICE void cd_bool(GLOBAL u8* p, i64 i, double v) { p[i] = v != 0.0 ? (u8)1 : (u8)0; }
 #endif
 

@@ -1,5 +1,5 @@
 // Element access per storage kind. `$NAME` is the tensor's binding; element `i` counts from the
-// start of the binding. Kinds stored in parts of 32-bit words (u8, bool, bf16 and raw 2-byte
+// start of the binding. Kinds stored in parts of 32-bit words (u8, i8, bool, bf16 and raw 2-byte
 // elements) read by extracting bits. They are not written in place (neighbouring elements of
 // one word would race): stores go to a staging word per element, `$NAME[i]`, tagged with bit
 // 31, and the `pack` kernel then merges the tagged values into the output's words.
@@ -38,6 +38,11 @@ fn st_$NAME(i: u32, v: f32) { $NAME[i] = bf16_from_f32(v) | 0x80000000u; }
 fn ld_$NAME(i: u32) -> u32 { return byte_of($NAME[i >> 2u], i); }
 //# store_u8
 fn st_$NAME(i: u32, v: u32) { $NAME[i] = (v & 0xffu) | 0x80000000u; }
+
+//# load_i8
+fn ld_$NAME(i: u32) -> i32 { return bitcast<i32>(byte_of($NAME[i >> 2u], i) << 24u) >> 24u; }
+//# store_i8
+fn st_$NAME(i: u32, v: i32) { $NAME[i] = (bitcast<u32>(v) & 0xffu) | 0x80000000u; }
 
 //# load_bool
 fn ld_$NAME(i: u32) -> bool { return byte_of($NAME[i >> 2u], i) != 0u; }

@@ -75,6 +75,10 @@ fn f32_to_u8(x: f32) -> u32 {
     if (x >= 255.0) { return 255u; }
     return u32(x);
 }
+fn f32_to_i8(x: f32) -> i32 {
+    if (is_nan(x)) { return 0; }
+    return i32(clamp(x, -128.0, 127.0));
+}
 // i32 -> f32, f16 (11 bits) or bf16 (8 bits), rounded once from the exact value.
 fn i32_to_float(x: i32, bits: u32) -> f32 {
     let m = round_mag_u32(bitcast<u32>(select(x, -x, x < 0)), bits);
@@ -159,6 +163,10 @@ fn f64_to_u8(x: f64) -> u32 {
     if (is_nan64(x) || x <= 0.0lf) { return 0u; }
     if (x >= 255.0lf) { return 255u; }
     return u32(x);
+}
+fn f64_to_i8(x: f64) -> i32 {
+    if (is_nan64(x)) { return 0; }
+    return i32(clamp(x, -128.0lf, 127.0lf));
 }
 
 //# common_f64_i64

@@ -119,6 +119,7 @@ where
         DType::I32 => int::<i32>(a, b, out, fi),
         DType::I64 => map2::<i64, i64, i64>(a, b, out, fi),
         DType::U8 => int::<u8>(a, b, out, fi),
+        DType::I8 => int::<i8>(a, b, out, fi),
         // Only the bitwise and, or and xor take bools, and they keep 0 and 1.
         DType::Bool => {
             map2::<u8, u8, u8>(a, b, out, move |x, y| (fi(x as i64, y as i64) & 1) as u8)
@@ -179,6 +180,7 @@ where
         DType::I32 => map1::<i32, i32>(x, out, move |v| fi(v as i64) as i32),
         DType::I64 => map1::<i64, i64>(x, out, fi),
         DType::U8 => map1::<u8, u8>(x, out, move |v| fi(v as i64) as u8),
+        DType::I8 => map1::<i8, i8>(x, out, move |v| fi(v as i64) as i8),
         // Only `bitwise_not` takes bools: its low bit is the result.
         DType::Bool => map1::<u8, u8>(x, out, move |v| (fi(v as i64) & 1) as u8),
         other => Err(unsupported_dtype(other)),
@@ -199,6 +201,7 @@ where
         DType::I32 => map1::<i32, u8>(x, out, move |v| fi(v as i64) as u8),
         DType::I64 => map1::<i64, u8>(x, out, move |v| fi(v) as u8),
         DType::U8 => map1::<u8, u8>(x, out, move |v| fi(v as i64) as u8),
+        DType::I8 => map1::<i8, u8>(x, out, move |v| fi(v as i64) as u8),
         DType::Bool => map1::<u8, u8>(x, out, move |v| fi((v != 0) as i64) as u8),
         other => Err(unsupported_dtype(other)),
     }

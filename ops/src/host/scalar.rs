@@ -27,6 +27,7 @@ pub(crate) unsafe fn load(v: &TView, off: usize) -> Val {
             DType::I32 => Val::I(v.get::<i32>(off) as i64),
             DType::I64 => Val::I(v.get::<i64>(off)),
             DType::U8 => Val::I(v.get::<u8>(off) as i64),
+            DType::I8 => Val::I(v.get::<i8>(off) as i64),
             DType::Bool => Val::I((v.get::<u8>(off) != 0) as i64),
         }
     }
@@ -56,6 +57,8 @@ pub(crate) unsafe fn store(v: &TView, off: usize, x: Val) {
             (DType::I64, Val::I(i)) => v.set(off, i),
             (DType::U8, Val::F(f)) => v.set(off, f as u8),
             (DType::U8, Val::I(i)) => v.set(off, i as u8),
+            (DType::I8, Val::F(f)) => v.set(off, f as i8),
+            (DType::I8, Val::I(i)) => v.set(off, i as i8),
             (DType::Bool, Val::F(f)) => v.set(off, (f != 0.0) as u8),
             (DType::Bool, Val::I(i)) => v.set(off, (i != 0) as u8),
         }
@@ -122,4 +125,4 @@ macro_rules! int_store {
     )*};
 }
 
-int_store!(i32, i64, u8);
+int_store!(i32, i64, u8, i8);

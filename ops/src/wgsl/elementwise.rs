@@ -75,33 +75,45 @@ fn convert(from: DType, to: DType, v: &str) -> Result<String> {
         (a, I32) if f32ish(a) => format!("f32_to_i32({v})"),
         (a, I64) if f32ish(a) => format!("f32_to_i64({v})"),
         (a, U8) if f32ish(a) => format!("f32_to_u8({v})"),
+        (a, I8) if f32ish(a) => format!("f32_to_i8({v})"),
         (a, Bool) if f32ish(a) => format!("!is_zero({v})"),
         (F64, F32) => format!("f32({v})"),
         (F64, _) if f32ish(to) => format!("f64_to_f32_odd({v})"),
         (F64, I32) => format!("f64_to_i32({v})"),
         (F64, I64) => format!("f64_to_i64({v})"),
         (F64, U8) => format!("f64_to_u8({v})"),
+        (F64, I8) => format!("f64_to_i8({v})"),
         (F64, Bool) => format!("!({v} == 0.0lf)"),
         (I32, F64) => format!("f64({v})"),
         (I32, b) if f32ish(b) => format!("i32_to_float({v}, {}u)", bits(b)),
         (I32, I64) => format!("i64({v})"),
         (I32, U8) => format!("(bitcast<u32>({v}) & 0xffu)"),
+        (I32, I8) => v.to_string(),
         (I32, Bool) => format!("({v} != 0)"),
         (I64, F64) => format!("i64_to_f64({v})"),
         (I64, b) if f32ish(b) => format!("i64_to_float({v}, {}u)", bits(b)),
         (I64, I32) => format!("bitcast<i32>(u32({v} & 0xffffffffli))"),
         (I64, U8) => format!("u32({v} & 255li)"),
+        (I64, I8) => format!("i32({v} & 255li)"),
         (I64, Bool) => format!("({v} != 0li)"),
         (U8, F64) => format!("f64({v})"),
         (U8, b) if f32ish(b) => format!("f32({v})"),
         (U8, I32) => format!("i32({v})"),
         (U8, I64) => format!("i64({v})"),
         (U8, Bool) => format!("({v} != 0u)"),
+        (U8, I8) => format!("i32({v})"),
+        (I8, F64) => format!("f64({v})"),
+        (I8, b) if f32ish(b) => format!("f32({v})"),
+        (I8, I32) => v.to_string(),
+        (I8, I64) => format!("i64({v})"),
+        (I8, U8) => format!("(bitcast<u32>({v}) & 0xffu)"),
+        (I8, Bool) => format!("({v} != 0)"),
         (Bool, F64) => format!("select(0.0lf, 1.0lf, {v})"),
         (Bool, b) if f32ish(b) => format!("select(0.0, 1.0, {v})"),
         (Bool, I32) => format!("select(0, 1, {v})"),
         (Bool, I64) => format!("select(0li, 1li, {v})"),
         (Bool, U8) => format!("select(0u, 1u, {v})"),
+        (Bool, I8) => format!("select(0, 1, {v})"),
         _ => {
             return Err(Error::internal(format!(
                 "cast: no WGSL conversion from {from} to {to}"
@@ -344,7 +356,7 @@ pub(crate) fn predicate(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let expr = match (op, dt) {
         ("logical_not", DType::Bool) => "!a0",
         ("logical_not", DType::U8) => "a0 == 0u",
-        ("logical_not", DType::I32) => "a0 == 0",
+        ("logical_not", DType::I32 | DType::I8) => "a0 == 0",
         ("logical_not", DType::I64) => "a0 == 0li",
         ("logical_not", _) => "is_zero(a0)",
         ("isnan", d) if d.is_float() => "is_nan(a0)",
@@ -428,7 +440,7 @@ mod tests {
     #[test]
     fn casts_pick_one_conversion_per_pair() {
         use DType::*;
-        let all = [F32, F16, BF16, F64, I32, I64, U8, Bool];
+        let all = [F32, F16, BF16, F64, I32, I64, U8, I8, Bool];
         for from in all {
             for to in all {
                 let e = convert(from, to, "v");

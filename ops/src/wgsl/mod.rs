@@ -208,6 +208,7 @@ pub(crate) enum Access {
     I32,
     I64,
     U8,
+    I8,
     Bool,
     /// Raw bits of a 2-byte element.
     Raw2,
@@ -228,6 +229,7 @@ impl Access {
             DType::I32 => Access::I32,
             DType::I64 => Access::I64,
             DType::U8 => Access::U8,
+            DType::I8 => Access::I8,
             DType::Bool => Access::Bool,
         }
     }
@@ -251,6 +253,7 @@ impl Access {
             Access::I32 => "i32",
             Access::I64 => "i64",
             Access::U8 => "u8",
+            Access::I8 => "i8",
             Access::Bool => "bool",
             Access::Raw2 => "raw2",
             Access::Raw4 => "raw4",
@@ -262,7 +265,7 @@ impl Access {
     fn sub_word(self) -> bool {
         matches!(
             self,
-            Access::BF16 | Access::U8 | Access::Bool | Access::Raw2
+            Access::BF16 | Access::U8 | Access::I8 | Access::Bool | Access::Raw2
         )
     }
 

@@ -156,7 +156,7 @@ pub(crate) fn scatter_launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
                 sh.u32("a0", v as u32).u32("a1", (v >> 32) as u32);
                 "acc + ld_src(o[2] + q * p.ss) * i64_from_parts(p.a0, p.a1)".to_string()
             }
-            DType::I32 => {
+            DType::I32 | DType::I8 => {
                 sh.i32("alpha", alpha as i64 as i32);
                 "acc + ld_src(o[2] + q * p.ss) * p.alpha".to_string()
             }

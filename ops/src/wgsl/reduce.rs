@@ -15,7 +15,7 @@ pub(super) static REDUCE: &str = include_str!("../../kernels/wgsl/reduce.wgsl");
 /// The type that values of a dtype are compared in, and its zero.
 fn acc_of(dtype: DType) -> (&'static str, &'static str) {
     match dtype {
-        DType::I32 => ("i32", "0"),
+        DType::I32 | DType::I8 => ("i32", "0"),
         DType::I64 => ("i64", "0li"),
         DType::U8 => ("u32", "0u"),
         DType::Bool => ("bool", "false"),
@@ -103,7 +103,7 @@ fn reduce(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let nonzero = match dt {
         DType::Bool => "x",
         DType::U8 => "x != 0u",
-        DType::I32 => "x != 0",
+        DType::I32 | DType::I8 => "x != 0",
         DType::I64 => "x != 0li",
         _ => "!is_zero(x)",
     };
@@ -458,7 +458,7 @@ fn topk(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     } else {
         (x_t.shape()[axis], a.flag("descending", false)?)
     };
-    if dt == DType::Bool || dt == DType::U8 {
+    if matches!(dt, DType::Bool | DType::U8 | DType::I8) {
         return Err(Error::internal(format!(
             "topk: dtype {dt} passed validation"
         )));

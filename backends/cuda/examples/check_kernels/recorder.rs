@@ -57,6 +57,7 @@ impl Recorder {
                     DType::I32,
                     DType::I64,
                     DType::U8,
+                    DType::I8,
                     DType::Bool,
                 ],
                 dialects: vec![Dialect::Cuda, Dialect::Ptx],
