@@ -11,6 +11,7 @@ use std::collections::HashSet;
 mod elementwise;
 mod movement;
 mod nn;
+mod quant;
 mod random;
 mod rearrange;
 mod reduce;
@@ -41,11 +42,13 @@ pub enum Profile {
     Random,
     /// Convolution (the ops of kind Vision), in every float dtype.
     Nn,
+    /// Quantization and the quantized matmuls (int8, packed int4).
+    Quant,
 }
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 7] = [
+    pub const ALL: [Profile; 8] = [
         Profile::Core,
         Profile::Fp16,
         Profile::Bf16,
@@ -53,6 +56,7 @@ impl Profile {
         Profile::Train,
         Profile::Random,
         Profile::Nn,
+        Profile::Quant,
     ];
 
     /// The name used on the command line and in reports.
@@ -65,6 +69,7 @@ impl Profile {
             Profile::Train => "train",
             Profile::Random => "random",
             Profile::Nn => "nn",
+            Profile::Quant => "quant",
         }
     }
 
@@ -147,6 +152,9 @@ pub enum Values {
     Positive,
     /// Uniform in [-1, 1] (`asin`, `acos`, `log1p`).
     Unit,
+    /// Uniform in [-1/64, 1/64]: quantization scales, which make int8 data of magnitude ~100
+    /// weights of magnitude ~1.
+    Scales,
     /// Shift amounts: integers in [-2, width + 1] (u8: [0, 9]).
     Shifts,
     /// Uniform in [-60000, 60000]: overflows 16-bit results.
@@ -268,6 +276,7 @@ fn values_tag(v: Values) -> &'static str {
         Values::Normal => "normal",
         Values::Positive => "positive",
         Values::Unit => "unit",
+        Values::Scales => "scales",
         Values::Shifts => "shifts",
         Values::Wide => "wide",
         Values::Special => "special",
@@ -407,6 +416,10 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Vision, "group_norm") => group_norm_cases(&mut b, def.dtypes),
             (OpKind::Vision, "batch_norm") => batch_norm_cases(&mut b, def.dtypes),
             (OpKind::Vision, op) => pool_cases(&mut b, op, def.dtypes),
+            (OpKind::Quantized, "quantize") => quant::quantize_cases(&mut b, def.dtypes),
+            (OpKind::Quantized, "dequantize") => quant::dequantize_cases(&mut b),
+            (OpKind::Quantized, "matmul_wq") => quant::matmul_wq_cases(&mut b, def.dtypes),
+            (OpKind::Quantized, "matmul_i8") => quant::matmul_i8_cases(&mut b),
             _ => {}
         }
     }
@@ -417,6 +430,7 @@ pub fn all_cases() -> Vec<Case> {
             Some(OpKind::Backward) => Profile::Train,
             Some(OpKind::Random) => Profile::Random,
             Some(OpKind::Vision) => Profile::Nn,
+            Some(OpKind::Quantized) => Profile::Quant,
             _ => continue,
         };
         c.profiles.retain(|p| *p != Profile::Core);

@@ -38,6 +38,7 @@ mod elementwise;
 pub(crate) mod fixtures;
 mod movement;
 mod nn;
+mod quant;
 mod random;
 mod rearrange;
 mod reduce;
@@ -165,6 +166,10 @@ pub fn run(
         Op::Attention => one(nn::attention(call)),
         Op::Uniform | Op::Normal => one(random::draw(call)),
         Op::Bernoulli | Op::Dropout => one(random::mask(call)),
+        Op::Quantize => quant::quantize(call),
+        Op::Dequantize => one(quant::dequantize(call)),
+        Op::MatmulWq => one(quant::matmul_wq(call)),
+        Op::MatmulI8 => one(quant::matmul_i8(call)),
     }
 }
 

@@ -50,6 +50,9 @@ pub enum OpKind {
     /// Convolution and pooling over NCL / NCHW images (`conv1d`, `conv2d`, `max_pool1d`,
     /// `max_pool2d`, `avg_pool1d`, `avg_pool2d`): the `nn` profile.
     Vision,
+    /// Quantization and quantized matmuls (`quantize`, `dequantize`, `matmul_wq`,
+    /// `matmul_i8`): the `quant` profile.
+    Quantized,
 }
 
 impl OpKind {
@@ -340,6 +343,10 @@ pub enum Op {
     Interpolate,
     GroupNorm,
     BatchNorm,
+    Quantize,
+    Dequantize,
+    MatmulWq,
+    MatmulI8,
 }
 
 /// The type of an attribute's value.
@@ -447,6 +454,8 @@ pub enum InputDtype {
     Bool,
     /// The dtype of input `i`, or `bool` (a mask).
     SameAsOrBool(usize),
+    /// One of these dtypes (the op's geometry checks how it relates to the others).
+    OneOf(&'static [DType]),
 }
 
 /// The dtype of an output.
@@ -458,6 +467,8 @@ pub enum OutputDtype {
     Fixed(DType),
     /// The dtype named by the attribute `dtype`, one of the op's dtypes.
     Attr,
+    /// Decided by the op's geometry from its attributes and inputs (docs/ops.md says how).
+    Rule,
 }
 
 /// One op of the catalog.
@@ -509,6 +520,8 @@ impl OpDef {
                     | Op::RmsNormBackward
                     | Op::GroupNormBackward
                     | Op::BatchNormBackward
+                    | Op::MatmulWq
+                    | Op::MatmulI8
             )
     }
 
@@ -1001,7 +1014,69 @@ fn build() -> Vec<OpDef> {
     ]);
     v.extend(random());
     v.extend(vision());
+    v.extend(quantized());
     v
+}
+
+/// Quantization and the quantized matmuls (docs/ops.md, "Quantized ops").
+fn quantized() -> Vec<OpDef> {
+    use InputDtype::{Listed, OneOf, SameAs};
+    use OpKind as K;
+    const GROUP: AttrDef = req("group_size", AttrType::Int);
+    const STORAGE: &[DType] = &[DType::I8, DType::U8];
+    vec![
+        def(
+            "quantize",
+            K::Quantized,
+            Op::Quantize,
+            X,
+            &["q", "scales", "zeros"],
+            attrs![req("bits", AttrType::Int), GROUP, flag("symmetric", true)],
+            FLOAT,
+        )
+        .outs(&[OutputDtype::Rule, OutputDtype::Input(0), OutputDtype::Rule]),
+        def(
+            "dequantize",
+            K::Quantized,
+            Op::Dequantize,
+            &["q", "scales", "zeros?"],
+            OUT,
+            attrs![GROUP],
+            STORAGE,
+        )
+        .ins(&[Listed, OneOf(FLOAT), SameAs(0)])
+        .outs(&[OutputDtype::Input(1)]),
+        def(
+            "matmul_wq",
+            K::Quantized,
+            Op::MatmulWq,
+            &["x", "w", "scales", "zeros?"],
+            OUT,
+            attrs![GROUP],
+            FLOAT,
+        )
+        .ins(&[Listed, OneOf(STORAGE), SameAs(0), SameAs(1)]),
+        def(
+            "matmul_i8",
+            K::Quantized,
+            Op::MatmulI8,
+            &["a", "b", "row_scale?", "col_scale?"],
+            OUT,
+            attrs![AttrDef::new(
+                "dtype",
+                AttrType::DType,
+                AttrDefault::Str("i32")
+            )],
+            &[DType::I8],
+        )
+        .ins(&[
+            Listed,
+            SameAs(0),
+            OneOf(&[DType::F32]),
+            OneOf(&[DType::F32]),
+        ])
+        .outs(&[OutputDtype::Rule]),
+    ]
 }
 
 /// Convolution and pooling (docs/ops.md 8.11, 8.12).

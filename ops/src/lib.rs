@@ -37,6 +37,7 @@ mod loss;
 mod movement;
 mod norm_grad;
 mod plan;
+mod quant;
 pub mod random;
 mod typed;
 mod wgsl;

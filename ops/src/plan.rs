@@ -189,6 +189,7 @@ pub fn plan(
             InputDtype::Listed => check_dtype(op, &name, d.dtype, def.dtypes)?,
             InputDtype::Index => check_dtype(op, &name, d.dtype, &[DType::I32, DType::I64])?,
             InputDtype::Bool => check_dtype(op, &name, d.dtype, &[DType::Bool])?,
+            InputDtype::OneOf(list) => check_dtype(op, &name, d.dtype, list)?,
             InputDtype::SameAsOrBool(j) => {
                 if let Some(first) = inputs.get(j).copied().flatten() {
                     if d.dtype != first.dtype && d.dtype != DType::Bool {
@@ -616,6 +617,19 @@ pub fn plan(
         Op::CrossEntropy => {
             vec![crate::loss::CeGeom::of(op, &attrs, x(0), x(1), None)?.loss_shape()]
         }
+        Op::Quantize => crate::quant::QuantizeGeom::of(op, &attrs, x(0))?
+            .shapes
+            .to_vec(),
+        Op::Dequantize => {
+            vec![crate::quant::DequantizeGeom::of(op, &attrs, x(0), x(1), opt(2))?.out_shape]
+        }
+        Op::MatmulWq => {
+            vec![crate::quant::WqGeom::of(op, &attrs, x(0), x(1), x(2), opt(3))?.out_shape]
+        }
+        Op::MatmulI8 => {
+            let g = crate::quant::I8Geom::of(op, &attrs, x(0), x(1), opt(2), opt(3))?;
+            vec![vec![g.m, g.n]]
+        }
         Op::CrossEntropyBackward => {
             crate::loss::CeGeom::of(op, &attrs, x(1), x(2), Some(x(0)))?;
             vec![x(1).shape.clone()]
@@ -699,6 +713,15 @@ pub fn plan(
             Some(OutputDtype::Input(i)) => x(*i).dtype,
             Some(OutputDtype::Fixed(d)) => *d,
             Some(OutputDtype::Attr) => attrs.dtype("dtype")?,
+            Some(OutputDtype::Rule) => match def.op {
+                Op::Quantize => crate::quant::QuantizeGeom::of(op, &attrs, x(0))?.dtypes[k],
+                Op::MatmulI8 => attrs.dtype("dtype")?,
+                _ => {
+                    return Err(Error::internal(format!(
+                        "{op}: output {k}'s dtype has no rule"
+                    )))
+                }
+            },
             None => {
                 return Err(Error::internal(format!(
                     "{op}: the catalog declares no dtype for output {k}"

@@ -70,7 +70,9 @@ pub fn round_to_dtype(x: f64, dtype: DType) -> f64 {
         DType::F32 => x as f32 as f64,
         DType::F16 => f16::from_f64(round_to_format(x, &F16_FORMAT)).to_f64(),
         DType::BF16 => bf16::from_f64(round_to_format(x, &BF16_FORMAT)).to_f64(),
-        DType::I32 | DType::I64 | DType::U8 | DType::I8 | DType::Bool => float_to_int(x, dtype) as f64,
+        DType::I32 | DType::I64 | DType::U8 | DType::I8 | DType::Bool => {
+            float_to_int(x, dtype) as f64
+        }
     }
 }
 

@@ -32,7 +32,7 @@ const char *const ref_native_ops[] = {
     "max_pool1d_backward", "max_pool2d_backward", "avg_pool1d_backward", "avg_pool2d_backward",
     "adaptive_avg_pool2d_backward", "interpolate_backward",
     "group_norm", "batch_norm", "layer_norm_backward", "rms_norm_backward", "group_norm_backward",
-    "batch_norm_backward", NULL,
+    "batch_norm_backward", "quantize", "dequantize", "matmul_wq", "matmul_i8", NULL,
 };
 
 typedef AnyaccelStatus (*RefFamily)(const RefCall *c);
@@ -74,6 +74,7 @@ static RefFamily family_of(const char *op) {
         {" adaptive_avg_pool2d interpolate adaptive_avg_pool2d_backward interpolate_backward ", ref_op_resample},
         {" group_norm group_norm_backward ", ref_op_group_norm},
         {" batch_norm batch_norm_backward ", ref_op_batch_norm},
+        {" quantize dequantize matmul_wq matmul_i8 ", ref_op_quant},
     };
     if (!op || !*op || strchr(op, ' ')) return NULL;
     char key[64];

@@ -20,7 +20,10 @@ RefDType ref_dtype_of(AnyaccelDataType t) {
                             : 0;
     case ANYACCEL_DL_BFLOAT: return t.bits == 16 ? ANYACCEL_DTYPE_BF16 : 0;
     case ANYACCEL_DL_INT:
-        return t.bits == 32 ? ANYACCEL_DTYPE_I32 : t.bits == 64 ? ANYACCEL_DTYPE_I64 : 0;
+        return t.bits == 32 ? ANYACCEL_DTYPE_I32
+             : t.bits == 64 ? ANYACCEL_DTYPE_I64
+             : t.bits == 8  ? ANYACCEL_DTYPE_I8
+                            : 0;
     case ANYACCEL_DL_UINT: return t.bits == 8 ? ANYACCEL_DTYPE_U8 : 0;
     case ANYACCEL_DL_BOOL: return t.bits == 8 ? ANYACCEL_DTYPE_BOOL : 0;
     default: return 0;
@@ -28,16 +31,16 @@ RefDType ref_dtype_of(AnyaccelDataType t) {
 }
 
 RefDType ref_dtype_named(const char *name) {
-    static const char *const names[] = {"", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
+    static const char *const names[] = {"", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool", "i8"};
     if (!name) return 0;
-    for (int d = 1; d <= 8; d++)
+    for (int d = 1; d <= 9; d++)
         if (strcmp(name, names[d]) == 0) return d;
     return 0;
 }
 
 const char *ref_dtype_name(RefDType d) {
-    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool"};
-    return d >= 1 && d <= 8 ? names[d] : names[0];
+    static const char *const names[] = {"(none)", "f32", "f16", "bf16", "f64", "i32", "i64", "u8", "bool", "i8"};
+    return d >= 1 && d <= 9 ? names[d] : names[0];
 }
 
 size_t ref_dtype_size(RefDType d) {
@@ -49,6 +52,7 @@ size_t ref_dtype_size(RefDType d) {
     case ANYACCEL_DTYPE_F64:
     case ANYACCEL_DTYPE_I64: return 8;
     case ANYACCEL_DTYPE_U8:
+    case ANYACCEL_DTYPE_I8:
     case ANYACCEL_DTYPE_BOOL: return 1;
     default: return 0;
     }
@@ -179,6 +183,7 @@ int64_t ref_load_i(RefDType d, const unsigned char *p) {
         return v;
     }
     case ANYACCEL_DTYPE_U8: return p[0];
+    case ANYACCEL_DTYPE_I8: return (int8_t)p[0]; /* sign-extended */
     case ANYACCEL_DTYPE_BOOL: return p[0] != 0;
     default: return (int64_t)ref_load_f(d, p);
     }
@@ -218,7 +223,8 @@ void ref_store_i(RefDType d, unsigned char *p, int64_t v) {
         return;
     }
     case ANYACCEL_DTYPE_I64: memcpy(p, &v, 8); return;
-    case ANYACCEL_DTYPE_U8: p[0] = (unsigned char)((uint64_t)v & 0xff); return;
+    case ANYACCEL_DTYPE_U8:
+    case ANYACCEL_DTYPE_I8: p[0] = (unsigned char)((uint64_t)v & 0xff); return; /* the low 8 bits */
     case ANYACCEL_DTYPE_BOOL: p[0] = v != 0; return;
     default: ref_store_cast_i(d, p, v); return;
     }
@@ -239,6 +245,7 @@ void ref_store_cast_f(RefDType d, unsigned char *p, double v) {
     case ANYACCEL_DTYPE_I32: ref_store_i(d, p, float_to_int(v, INT32_MIN, INT32_MAX)); return;
     case ANYACCEL_DTYPE_I64: ref_store_i(d, p, float_to_int(v, INT64_MIN, INT64_MAX)); return;
     case ANYACCEL_DTYPE_U8: ref_store_i(d, p, float_to_int(v, 0, 255)); return;
+    case ANYACCEL_DTYPE_I8: ref_store_i(d, p, float_to_int(v, -128, 127)); return;
     case ANYACCEL_DTYPE_BOOL: p[0] = v != 0.0 || isnan(v); return;
     default: ref_store_f(d, p, v); return;
     }

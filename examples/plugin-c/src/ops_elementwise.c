@@ -86,7 +86,7 @@ static double binary_f(BinaryOp op, double a, double b) {
     }
 }
 
-/* `a` and `b` are loaded from a dtype of `bits` bits (8 for u8 and bool), which the shifts take as
+/* `a` and `b` are loaded from a dtype of `bits` bits (8 for u8, i8 and bool), which the shifts take as
  * their width; the result is wrapped to that dtype by the store. */
 static int64_t binary_i(BinaryOp op, int64_t a, int64_t b, int bits) {
     uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
@@ -109,7 +109,8 @@ static int64_t binary_i(BinaryOp op, int64_t a, int64_t b, int bits) {
         if (op == B_REMAINDER && r != 0 && (r < 0) != (b < 0)) r += b;
         return r;
     }
-    /* u8 values stay in 0..255 and bool values in 0..1 under and, or, xor. */
+    /* u8 values stay in 0..255, i8 values in -128..127 (loaded sign-extended) and bool values in
+     * 0..1 under and, or, xor. */
     case B_BITWISE_AND: return a & b;
     case B_BITWISE_OR: return a | b;
     case B_BITWISE_XOR: return a ^ b;
@@ -117,7 +118,7 @@ static int64_t binary_i(BinaryOp op, int64_t a, int64_t b, int bits) {
         if (b < 0 || b >= bits) return 0;
         return (int64_t)(ua << b); /* the bits shifted out of the dtype are lost */
     case B_RIGHT_SHIFT:
-        /* Arithmetic for i32 and i64 (loaded sign-extended), logical for u8 (never negative). */
+        /* Arithmetic for i32, i64 and i8 (loaded sign-extended), logical for u8 (never negative). */
         if (b < 0 || b >= bits) return a < 0 ? -1 : 0;
         return a < 0 ? ~(~a >> b) : a >> b;
     case B_EQ: return a == b;
@@ -269,14 +270,14 @@ static double unary_f(UnaryOp op, double x, double p, double q) {
     }
 }
 
-/* `d` is x's dtype: bitwise_not of a bool is !x (the store wraps ~x for u8, i32 and i64). */
+/* `d` is x's dtype: bitwise_not of a bool is !x (the store wraps ~x for u8, i8, i32 and i64). */
 static int64_t unary_i(UnaryOp op, RefDType d, int64_t x, int64_t lo, int64_t hi) {
     switch (op) {
     case U_NEG: return (int64_t)((uint64_t)0 - (uint64_t)x);               /* neg(MIN) = MIN */
     case U_ABS: return x < 0 ? (int64_t)((uint64_t)0 - (uint64_t)x) : x; /* abs(MIN) = MIN */
     case U_RELU: return x > 0 ? x : 0;
     case U_SIGN: return (x > 0) - (x < 0);
-    case U_BITWISE_NOT: return d == ANYACCEL_DTYPE_BOOL ? x == 0 : ~x; /* u8: 255 - x */
+    case U_BITWISE_NOT: return d == ANYACCEL_DTYPE_BOOL ? x == 0 : ~x; /* u8: 255 - x; i8: -x - 1 */
     case U_CLAMP: {
         int64_t y = x > lo ? x : lo;
         return y < hi ? y : hi;

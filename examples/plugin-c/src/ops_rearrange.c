@@ -22,7 +22,7 @@
 #include "ref.h"
 
 #define NUM_DTYPES (REF_DT(F32) | REF_DT(F16) | REF_DT(BF16) | REF_DT(I32) | REF_DT(I64))
-#define ALL_DTYPES (NUM_DTYPES | REF_DT(U8) | REF_DT(BOOL))
+#define ALL_DTYPES (NUM_DTYPES | REF_DT(U8) | REF_DT(I8) | REF_DT(BOOL))
 #define INDEX_DTYPES (REF_DT(I32) | REF_DT(I64))
 
 /* ---- Checked arithmetic ------------------------------------------------------------------------ */
@@ -476,7 +476,7 @@ static AnyaccelStatus op_one_hot(const RefCall *c) {
             return REF_INVALID("%s: attribute `dtype` must be a Str", op);
         dtype = ref_dtype_named(da->str);
         if (!(ALL_DTYPES & ANYACCEL_DTYPE_BIT(dtype)))
-            return REF_INVALID("%s: attribute `dtype` is `%s`, expected one of f32, f16, bf16, i32, i64, u8, bool",
+            return REF_INVALID("%s: attribute `dtype` is `%s`, expected one of f32, f16, bf16, i32, i64, u8, i8, bool",
                                op, da->str);
     }
     if (idx->ndim >= REF_MAX_DIMS)

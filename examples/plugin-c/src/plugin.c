@@ -13,7 +13,7 @@
  *  - Events: reference-counted, so that a stream can still complete or wait on an event that
  *    the host has already destroyed. They carry the host clock at completion as timestamps.
  *  - Native ops: every op of docs/ops.md, computed on the host in double (integers in int64),
- *    each output rounded once to its dtype.
+ *    each output rounded once to its dtype; quantize follows the f32 steps of its contract.
  *
  * Build: make -C examples/plugin-c (gives build/libanyaccel_ref.so).
  */
@@ -123,7 +123,8 @@ static AnyaccelStatus api_device_info(AnyaccelDevice *device, AnyaccelDeviceInfo
     SET(dtype_mask, ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_F32) | ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_F16) |
                         ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_BF16) | ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_F64) |
                         ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_I32) | ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_I64) |
-                        ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_U8) | ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_BOOL));
+                        ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_U8) | ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_I8) |
+                        ANYACCEL_DTYPE_BIT(ANYACCEL_DTYPE_BOOL));
     SET(timestamps, 1);
     SET(dialects, NULL); /* no kernels: everything runs as native ops */
     SET(native_ops, ref_native_ops);

@@ -352,5 +352,6 @@ AnyaccelStatus ref_op_resample(const RefCall *c);    /* adaptive_avg_pool2d, int
                                                         interpolate_backward */
 AnyaccelStatus ref_op_group_norm(const RefCall *c);  /* group_norm, group_norm_backward */
 AnyaccelStatus ref_op_batch_norm(const RefCall *c);  /* batch_norm, batch_norm_backward */
+AnyaccelStatus ref_op_quant(const RefCall *c);       /* quantize, dequantize, matmul_wq, matmul_i8 */
 
 #endif /* REF_H */

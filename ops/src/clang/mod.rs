@@ -27,6 +27,7 @@ mod matmul;
 mod movement;
 mod nn;
 mod norm_grad;
+mod quant;
 mod random;
 mod reduce;
 
@@ -65,6 +66,8 @@ pub enum Family {
     Loss,
     /// `norm_grad.h`: the gradients of layer_norm, rms_norm, group_norm and batch_norm.
     NormGrad,
+    /// `quant.h`: quantize, dequantize, matmul_wq, matmul_i8.
+    Quant,
 }
 
 impl Family {
@@ -79,6 +82,7 @@ impl Family {
             Family::Conv => include_str!("../../kernels/c/conv.h"),
             Family::Loss => include_str!("../../kernels/c/loss.h"),
             Family::NormGrad => include_str!("../../kernels/c/norm_grad.h"),
+            Family::Quant => include_str!("../../kernels/c/quant.h"),
         }
     }
 }
@@ -473,6 +477,7 @@ pub(crate) fn launch(
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::launch(&ctx, call),
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::launch(&ctx, call),
+        Op::Quantize | Op::Dequantize | Op::MatmulWq | Op::MatmulI8 => quant::launch(&ctx, call),
         Op::LayerNormBackward
         | Op::RmsNormBackward
         | Op::GroupNormBackward

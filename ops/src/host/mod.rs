@@ -14,6 +14,7 @@ mod matmul;
 mod movement;
 mod nn;
 mod norm_grad;
+mod quant;
 mod random;
 mod reduce;
 mod scalar;
@@ -131,6 +132,10 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::kernel(call)?,
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::kernel(call)?,
+        Op::Quantize => quant::quantize(call)?,
+        Op::Dequantize => quant::dequantize(call)?,
+        Op::MatmulWq => quant::matmul_wq(call)?,
+        Op::MatmulI8 => quant::matmul_i8(call)?,
         Op::LayerNormBackward
         | Op::RmsNormBackward
         | Op::GroupNormBackward

@@ -46,6 +46,7 @@ mod matmul;
 mod movement;
 mod nn;
 mod norm_grad;
+mod quant;
 mod random;
 mod reduce;
 
@@ -158,6 +159,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::launch(&cx, call),
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::launch(&cx, call),
+        Op::Quantize | Op::Dequantize | Op::MatmulWq | Op::MatmulI8 => quant::launch(&cx, call),
         Op::LayerNormBackward
         | Op::RmsNormBackward
         | Op::GroupNormBackward
