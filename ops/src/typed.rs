@@ -1119,3 +1119,121 @@ pub fn cross_entropy_backward(
     )
     .map(one)
 }
+
+/// The bit width of quantized data: `Int8` is stored as i8, `Int4` as u8 holding two values a
+/// byte (the low nibble first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantBits {
+    /// One i8 a value.
+    Int8,
+    /// Two 4-bit values a byte.
+    Int4,
+}
+
+/// How [`quantize`] quantizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantizeOptions {
+    /// The bit width.
+    pub bits: QuantBits,
+    /// Consecutive values along the last axis that share a scale and a zero point.
+    pub group_size: usize,
+    /// Symmetric (zero point fixed: 0 for int8, 8 for int4) or with zero points.
+    pub symmetric: bool,
+}
+
+/// The result of [`quantize`].
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    /// The data: i8 [.., K] or u8 [.., K / 2].
+    pub q: Tensor,
+    /// One scale a group: [.., K / group_size], the input's dtype.
+    pub scales: Tensor,
+    /// One zero point a group, stored as the data is.
+    pub zeros: Tensor,
+}
+
+fn group_attr(group_size: usize) -> Result<(String, AttrValue)> {
+    let g = i64::try_from(group_size).map_err(|_| {
+        anyaccel_hal::Error::invalid_argument(format!("group_size {group_size} is too large"))
+    })?;
+    Ok(attr("group_size", AttrValue::Int(g)))
+}
+
+/// Quantizes the last axis of `x` (f32, f16 or bf16) in groups (docs/ops.md 8.17).
+pub fn quantize(q: &dyn Queue, x: &Tensor, options: &QuantizeOptions) -> Result<Quantized> {
+    let bits = match options.bits {
+        QuantBits::Int8 => 8,
+        QuantBits::Int4 => 4,
+    };
+    let attrs = vec![
+        attr("bits", AttrValue::Int(bits)),
+        group_attr(options.group_size)?,
+        attr("symmetric", AttrValue::Int(options.symmetric as i64)),
+    ];
+    let mut v = call(q, "quantize", &[Some(x)], &attrs)?;
+    match (v.pop(), v.pop(), v.pop()) {
+        (Some(zeros), Some(scales), Some(data)) => Ok(Quantized {
+            q: data,
+            scales,
+            zeros,
+        }),
+        _ => Err(anyaccel_hal::Error::internal(
+            "quantize: expected three outputs",
+        )),
+    }
+}
+
+/// `(data - zeros) * scales`: the float values of quantized data (i8, or u8 as packed int4),
+/// in the scales' dtype.
+pub fn dequantize(
+    q: &dyn Queue,
+    data: &Tensor,
+    scales: &Tensor,
+    zeros: Option<&Tensor>,
+    group_size: usize,
+) -> Result<Tensor> {
+    call(
+        q,
+        "dequantize",
+        &[Some(data), Some(scales), zeros],
+        &[group_attr(group_size)?],
+    )
+    .map(one)
+}
+
+/// Weight-only quantized linear: `x [.., K] @ dequantize(w [N, K])^T`, in x's dtype.
+pub fn matmul_wq(
+    q: &dyn Queue,
+    x: &Tensor,
+    w: &Tensor,
+    scales: &Tensor,
+    zeros: Option<&Tensor>,
+    group_size: usize,
+) -> Result<Tensor> {
+    call(
+        q,
+        "matmul_wq",
+        &[Some(x), Some(w), Some(scales), zeros],
+        &[group_attr(group_size)?],
+    )
+    .map(one)
+}
+
+/// `a [M, K] @ b [K, N]` of i8 with i32 accumulation (wrapping): an i32 result, or with `out`
+/// f32, f16 or bf16 the sum times the optional f32 row and column scales.
+pub fn matmul_i8(
+    q: &dyn Queue,
+    a: &Tensor,
+    b: &Tensor,
+    row_scale: Option<&Tensor>,
+    col_scale: Option<&Tensor>,
+    out: DType,
+) -> Result<Tensor> {
+    call(
+        q,
+        "matmul_i8",
+        &[Some(a), Some(b), row_scale, col_scale],
+        &[attr("dtype", AttrValue::Str(out.name().into()))],
+    )
+    .map(one)
+}

@@ -1150,6 +1150,116 @@ macro_rules! on_each_device {
     };
 }
 
+/// quantize then dequantize is within half a step (a step with zero points) of the input;
+/// matmul_wq equals matmul against the dequantized weight; matmul_i8 equals the exact integer
+/// product (wrapping past 2^31) and its scaled forms.
+fn quantized_ops_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
+    use ops::{QuantBits, QuantizeOptions};
+    let id = &d.info().id;
+    let (rows, k, g) = (3usize, 64usize, 32usize);
+    let xv: Vec<f32> = (0..rows * k)
+        .map(|i| ((i * 37 % 101) as f32 - 40.0) / 17.0)
+        .collect();
+    let x = Tensor::from_slice(q, &xv, &[rows, k]).unwrap();
+    for (bits, symmetric) in [
+        (QuantBits::Int8, true),
+        (QuantBits::Int8, false),
+        (QuantBits::Int4, true),
+        (QuantBits::Int4, false),
+    ] {
+        let o = QuantizeOptions {
+            bits,
+            group_size: g,
+            symmetric,
+        };
+        let qz = ops::quantize(q, &x, &o).unwrap();
+        let zeros = (!symmetric).then_some(&qz.zeros);
+        let deq = ops::dequantize(q, &qz.q, &qz.scales, zeros, g)
+            .unwrap()
+            .to_vec::<f32>(q)
+            .unwrap();
+        let scales = qz.scales.to_vec::<f32>(q).unwrap();
+        for (i, (&got, &want)) in deq.iter().zip(&xv).enumerate() {
+            let s = scales[i / g];
+            let bound = if symmetric { 0.5 * s } else { s } * (1.0 + 1e-5) + 1e-7;
+            assert!(
+                (got - want).abs() <= bound,
+                "on {id}: {bits:?} symmetric {symmetric}: element {i}: {got} vs {want} (step {s})"
+            );
+        }
+        let xs: Vec<f32> = (0..2 * k)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 9.0)
+            .collect();
+        let x2 = Tensor::from_slice(q, &xs, &[2, k]).unwrap();
+        let got = ops::matmul_wq(q, &x2, &qz.q, &qz.scales, zeros, g)
+            .unwrap()
+            .to_vec::<f32>(q)
+            .unwrap();
+        for m in 0..2 {
+            for n in 0..rows {
+                let want: f64 = (0..k)
+                    .map(|c| xs[m * k + c] as f64 * deq[n * k + c] as f64)
+                    .sum();
+                assert!(
+                    (got[m * rows + n] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "on {id}: matmul_wq {bits:?} [{m}, {n}]: {} vs {want}",
+                    got[m * rows + n]
+                );
+            }
+        }
+    }
+    // matmul_i8: exact, then scaled.
+    let (m, kk, n) = (3usize, 40usize, 5usize);
+    let av: Vec<i8> = (0..m * kk)
+        .map(|i| ((i * 71 % 256) as i32 - 128) as i8)
+        .collect();
+    let bv: Vec<i8> = (0..kk * n)
+        .map(|i| ((i * 53 % 255) as i32 - 127) as i8)
+        .collect();
+    let a = Tensor::from_slice(q, &av, &[m, kk]).unwrap();
+    let b = Tensor::from_slice(q, &bv, &[kk, n]).unwrap();
+    let exact: Vec<i64> = (0..m * n)
+        .map(|t| {
+            (0..kk)
+                .map(|c| av[t / n * kk + c] as i64 * bv[c * n + t % n] as i64)
+                .sum()
+        })
+        .collect();
+    let got = ops::matmul_i8(q, &a, &b, None, None, DType::I32)
+        .unwrap()
+        .to_vec::<i32>(q)
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+        exact,
+        "on {id}: matmul_i8"
+    );
+    let rs = Tensor::from_slice(q, &[0.5f32, -2.0, 0.25], &[m]).unwrap();
+    let cs = Tensor::from_slice(q, &[1.0f32, 0.125, -1.0, 4.0, 0.5], &[n]).unwrap();
+    let scaled = ops::matmul_i8(q, &a, &b, Some(&rs), Some(&cs), DType::F32)
+        .unwrap()
+        .to_vec::<f32>(q)
+        .unwrap();
+    let (rv, cv) = ([0.5f32, -2.0, 0.25], [1.0f32, 0.125, -1.0, 4.0, 0.5]);
+    for t in 0..m * n {
+        // Powers of two: every step is exact.
+        let want = exact[t] as f32 * rv[t / n] * cv[t % n];
+        assert_eq!(scaled[t], want, "on {id}: scaled matmul_i8 element {t}");
+    }
+    // -128 * -128 summed 2^17 + 8 times is 2^31 + 2^17: it wraps to -2^31 + 2^17.
+    let long = (1usize << 17) + 8;
+    let a = Tensor::from_slice(q, &vec![-128i8; long], &[1, long]).unwrap();
+    let b = Tensor::from_slice(q, &vec![-128i8; long], &[long, 1]).unwrap();
+    match ops::matmul_i8(q, &a, &b, None, None, DType::I32).and_then(|t| t.to_vec::<i32>(q)) {
+        Ok(v) => assert_eq!(v, vec![i32::MIN + (1 << 17)], "on {id}: wrapping"),
+        // The WGSL kernels keep loops below the 65535 iterations lavapipe allows.
+        Err(e) if d.info().id.starts_with("vulkan") => {
+            assert_eq!(e.code(), ErrorCode::Unsupported, "on {id}: {e}")
+        }
+        Err(e) => panic!("on {id}: {e}"),
+    }
+}
+
 fn device(backend: &dyn Backend) -> Option<Arc<dyn Device>> {
     anyaccel_hal::testing::device_or_skip(backend)
 }
@@ -1173,4 +1283,5 @@ on_each_device!(
     resampling_matches_its_definition,
     group_norm_matches_layer_norm,
     batch_norm_matches_its_definition,
+    quantized_ops_match_their_definitions,
 );
