@@ -83,12 +83,12 @@ impl Format {
             .ok()
             .filter(|&g| g >= 1)
             .ok_or_else(|| invalid(format!("{op}: group_size is {g}, expected 1 or more")))?;
-        if k % group != 0 {
+        if !k.is_multiple_of(group) {
             return Err(invalid(format!(
                 "{op}: group_size {group} does not divide K = {k} (the length of the quantized axis)"
             )));
         }
-        if bits == Bits::Int4 && (k % 2 != 0 || group % 2 != 0) {
+        if bits == Bits::Int4 && (!k.is_multiple_of(2) || !group.is_multiple_of(2)) {
             return Err(invalid(format!(
                 "{op}: packed int4 needs an even K and an even group_size (two values a byte); \
                  found K = {k}, group_size = {group}"

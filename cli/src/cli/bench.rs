@@ -23,6 +23,7 @@ mod measure;
 mod ops;
 mod options;
 mod peers;
+mod quant;
 mod raw;
 #[cfg(feature = "cuda")]
 mod raw_cuda;
@@ -73,6 +74,11 @@ Ops (f32):
   softmax_backward
             dx from the gradient and y = softmax(x) over the last axis, default 4096 x 4096,
             alternating with softmax of the same shape
+  matmul_i8 i8 x i8 to i32, 1024 x 1024 x 1024 (GFLOP/s counts 2 ops a product), alternating
+            with f32 matmul of the same shape
+  matmul_wq_int8, matmul_wq_int4
+            weight-only quantized matmul at batch 1: x 1 x 4096 against int8 or packed int4
+            weights 4096 x 4096 in groups of 128, alternating with f32 matmul of the same shape
   dispatch  latency of a one-element add through the op layer, submission to completion, host
             clock
   launch    latency of a tiny kernel (one-element add in the device's own dialect: OpenCL C,
@@ -186,6 +192,9 @@ fn bench_device(
                 | BenchOp::LayerNormBackward
                 | BenchOp::BatchNormBackward
                 | BenchOp::CrossEntropyBackward => backward::bench_grad(&ctx, *op),
+                BenchOp::MatmulI8 | BenchOp::MatmulWqInt8 | BenchOp::MatmulWqInt4 => {
+                    quant::bench_quant(&ctx, *op)
+                }
                 BenchOp::Dispatch => bench_dispatch(&ctx),
                 BenchOp::Launch => bench_launch(&ctx),
             };

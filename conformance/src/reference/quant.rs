@@ -37,14 +37,13 @@ impl Width {
     }
 }
 
-/// The unpacked values of a row-major quantized tensor: `rows` rows of `k` values.
-fn unpack(q: &RefTensor, w: Width, k: usize) -> Vec<i64> {
+/// The unpacked values of a row-major quantized tensor, row by row.
+fn unpack(q: &RefTensor, w: Width) -> Vec<i64> {
     let raw = q.to_i64_vec();
     match w {
         Width::Int8 => raw,
         Width::Int4 => {
-            let rows = if k == 0 { 0 } else { raw.len() * 2 / k };
-            let mut out = Vec::with_capacity(rows * k);
+            let mut out = Vec::with_capacity(raw.len() * 2);
             for byte in raw {
                 out.push(byte & 15);
                 out.push((byte >> 4) & 15);
@@ -63,7 +62,7 @@ fn group_size(call: &Call, k: usize, w: Width) -> Result<usize> {
             format!("group_size {g} must be positive and divide K = {k}"),
         ));
     }
-    if w == Width::Int4 && (k % 2 != 0 || g % 2 != 0) {
+    if w == Width::Int4 && (!k.is_multiple_of(2) || g % 2 != 0) {
         return Err(invalid(
             op,
             format!("int4 needs an even K and group_size, found {k} and {g}"),
@@ -225,7 +224,7 @@ pub(crate) fn dequantize(call: &Call) -> Result<RefTensor> {
     let lead = &q.shape[..q.rank() - 1];
     let rows: usize = lead.iter().product();
     check_params(call, lead, k / g, w, 1, s.dtype)?;
-    let vals = unpack(q, w, k);
+    let vals = unpack(q, w);
     let sc = s.to_f64_vec();
     let zs = zeros_of(call, 2, w, sc.len());
     let groups = k / g;
@@ -264,7 +263,7 @@ pub(crate) fn matmul_wq(call: &Call) -> Result<RefTensor> {
     }
     let n = wt.shape[0];
     check_params(call, &[n], k / g, w, 2, x.dtype)?;
-    let vals = unpack(wt, w, k);
+    let vals = unpack(wt, w);
     let sc = call.input(2)?.to_f64_vec();
     let zs = zeros_of(call, 3, w, sc.len());
     let xv = x.to_f64_vec();

@@ -14,6 +14,7 @@ mod matmul;
 mod movement;
 mod nn;
 mod norm_grad;
+mod qkern;
 mod quant;
 mod random;
 mod reduce;

@@ -5,6 +5,7 @@
 use anyaccel_hal::{bf16, f16, DType, Error, OpCall, Result, TensorDesc};
 
 use super::layout::{par_ranges, TView};
+use super::qkern::{dot_i8, dot_u4, gemm_i8, Mat};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
 use crate::quant::{Bits, DequantizeGeom, I8Geom, QuantizeGeom, WqGeom};
@@ -257,40 +258,98 @@ pub(crate) fn matmul_wq(call: &OpCall) -> Result<Box<Body>> {
                 xf[r * k + c] = unsafe { ld_f(x, xo + c * xc) };
             }
         }
-        let xf = &xf;
         let oc = inner(&out.desc);
+        // Per row: the even and odd elements (packed int4 pairs them) and the group sums (for
+        // zero points: sum (q - z) x = sum q x - z sum x).
+        let half = k / 2;
+        let mut split = vec![0f32; m * k];
+        for r in 0..m {
+            for c in 0..half {
+                split[r * k + c] = xf[r * k + 2 * c];
+                split[r * k + half + c] = xf[r * k + 2 * c + 1];
+            }
+        }
+        let sums: Vec<f32> = (0..m * groups)
+            .map(|t| {
+                let (r, gi) = (t / groups, t % groups);
+                xf[r * k + gi * fmt.group..r * k + (gi + 1) * fmt.group]
+                    .iter()
+                    .sum()
+            })
+            .collect();
+        let (xf, split, sums) = (&xf, &split, &sums);
+        let stored = fmt.bits.stored(k);
+        let (wrs, wcs) = (w.desc.strides[0], w.desc.strides[1]);
         par_ranges(n, 8, |range| {
-            let mut wrow = vec![0f32; k];
+            let mut row8 = vec![0i8; if wcs == 1 { 0 } else { stored }];
+            let mut row4 = vec![0u8; if wcs == 1 { 0 } else { stored }];
             let mut scales = vec![0f32; groups];
+            let mut zeros = vec![0f32; groups];
             for j in range {
-                // Row j of the weights as (q - z) in f32, and its scales.
                 for gi in 0..groups {
-                    // SAFETY: (j, gi) lies inside scales and zeros [N, K / G]; (j, c) inside w.
+                    // SAFETY: (j, gi) lies inside scales and zeros [N, K / G].
                     unsafe {
                         scales[gi] = ld_f(
                             s,
                             s.desc.offset + j * s.desc.strides[0] + gi * s.desc.strides[1],
                         );
-                        let zero = match z {
+                        zeros[gi] = match z {
                             Some(zv) => ld_z(
                                 Some(zv),
                                 fmt.bits,
                                 zv.desc.offset + j * zv.desc.strides[0] + gi * zv.desc.strides[1],
                             ),
                             None => fmt.bits.implicit_zero(),
-                        };
-                        let wo = w.desc.offset + j * w.desc.strides[0];
-                        for c in gi * fmt.group..(gi + 1) * fmt.group {
-                            wrow[c] = (ld_q(w, fmt.bits, wo, w.desc.strides[1], c) - zero) as f32;
-                        }
+                        } as f32;
                     }
                 }
+                let wo = w.desc.offset + j * wrs;
+                // Row j of the weights as a slice of its storage type.
+                let (r8, r4): (&[i8], &[u8]) = match fmt.bits {
+                    Bits::Int8 if wcs == 1 => {
+                        // SAFETY: the row's `stored` elements lie in w with stride 1.
+                        (
+                            unsafe { std::slice::from_raw_parts(w.ptr::<i8>(wo), stored) },
+                            &[],
+                        )
+                    }
+                    Bits::Int4 if wcs == 1 => {
+                        // SAFETY: as above.
+                        (&[], unsafe {
+                            std::slice::from_raw_parts(w.ptr::<u8>(wo), stored)
+                        })
+                    }
+                    Bits::Int8 => {
+                        for (c, v) in row8.iter_mut().enumerate() {
+                            // SAFETY: c < stored, inside row j.
+                            *v = unsafe { w.get::<i8>(wo + c * wcs) };
+                        }
+                        (&row8, &[])
+                    }
+                    Bits::Int4 => {
+                        for (c, v) in row4.iter_mut().enumerate() {
+                            // SAFETY: as above.
+                            *v = unsafe { w.get::<u8>(wo + c * wcs) };
+                        }
+                        (&[], &row4)
+                    }
+                };
                 for r in 0..m {
-                    let xr = &xf[r * k..(r + 1) * k];
                     let mut acc = 0f32;
                     for gi in 0..groups {
                         let span = gi * fmt.group..(gi + 1) * fmt.group;
-                        acc += dot(&xr[span.clone()], &wrow[span]) * scales[gi];
+                        let d = match fmt.bits {
+                            Bits::Int8 => dot_i8(&r8[span.clone()], &xf[r * k..][span]),
+                            Bits::Int4 => {
+                                let (b0, b1) = (span.start / 2, span.end / 2);
+                                dot_u4(
+                                    &r4[b0..b1],
+                                    &split[r * k + b0..r * k + b1],
+                                    &split[r * k + half + b0..r * k + half + b1],
+                                )
+                            }
+                        };
+                        acc += (d - zeros[gi] * sums[r * groups + gi]) * scales[gi];
                     }
                     // SAFETY: (r, j) lies inside the output [.., N].
                     unsafe { st_f(out, row_at(&out.desc, r) + j * oc, acc) };
@@ -299,25 +358,6 @@ pub(crate) fn matmul_wq(call: &OpCall) -> Result<Box<Body>> {
             Ok(())
         })
     }))
-}
-
-/// A dot product in eight f32 lanes (which the compiler vectorises).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 pub(crate) fn matmul_i8(call: &OpCall) -> Result<Box<Body>> {
@@ -336,20 +376,11 @@ pub(crate) fn matmul_i8(call: &OpCall) -> Result<Box<Body>> {
         let cs = b.inputs.get(3).and_then(|t| t.as_ref());
         let out = b.out(0);
         let (m, k, n) = (g.m, g.k, g.n);
-        // a's rows and b's columns as contiguous i8 rows.
-        let gather = |v: &TView, rows: usize, rstride: usize, cstride: usize| -> Vec<i8> {
-            let mut o = Vec::with_capacity(rows * k);
-            for r in 0..rows {
-                for c in 0..k {
-                    // SAFETY: (r, c) lies inside the operand.
-                    o.push(unsafe { v.get::<i8>(v.desc.offset + r * rstride + c * cstride) });
-                }
-            }
-            o
+        let mat = |v: &TView| Mat {
+            base: v.ptr::<i8>(v.desc.offset),
+            rs: v.desc.strides[0],
+            cs: v.desc.strides[1],
         };
-        let ar = gather(a, m, a.desc.strides[0], a.desc.strides[1]);
-        let bt = gather(bm, n, bm.desc.strides[1], bm.desc.strides[0]);
-        let (ar, bt) = (&ar, &bt);
         let scale = |t: Option<&TView>, i: usize| -> f32 {
             // SAFETY: i < the scale vector's length, which the geometry checked.
             t.map_or(1.0, |t| unsafe {
@@ -357,29 +388,33 @@ pub(crate) fn matmul_i8(call: &OpCall) -> Result<Box<Body>> {
             })
         };
         let (os0, os1) = (out.desc.strides[0], out.desc.strides[1]);
-        par_ranges(m * n, 1 << 12, |range| {
+        if g.out == DType::I32 {
+            // SAFETY: the output is written by this kernel only.
+            if let Some(direct) = unsafe { out.slice_mut::<i32>() } {
+                // SAFETY: a is [m, k] and b [k, n] in their layouts, which the geometry
+                // checked; the contiguous output holds m n elements.
+                unsafe { gemm_i8(mat(a), mat(bm), m, n, k, direct) };
+                return Ok(());
+            }
+        }
+        let mut acc = vec![0i32; m * n];
+        // SAFETY: as above, into m n elements.
+        unsafe { gemm_i8(mat(a), mat(bm), m, n, k, &mut acc) };
+        let acc = &acc;
+        par_ranges(m * n, 1 << 14, |range| {
             for t in range {
                 let (i, j) = (t / n, t % n);
-                let acc = dot_i8(&ar[i * k..(i + 1) * k], &bt[j * k..(j + 1) * k]);
                 let off = out.desc.offset + i * os0 + j * os1;
                 // SAFETY: (i, j) lies inside the output [M, N].
                 unsafe {
                     if g.out == DType::I32 {
-                        out.set(off, acc);
+                        out.set(off, acc[t]);
                     } else {
-                        st_f(out, off, acc as f32 * scale(rs, i) * scale(cs, j));
+                        st_f(out, off, acc[t] as f32 * scale(rs, i) * scale(cs, j));
                     }
                 }
             }
             Ok(())
         })
     }))
-}
-
-/// The i32 dot product of two i8 rows, wrapping modulo 2^32.
-#[inline]
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    a.iter()
-        .zip(b)
-        .fold(0i32, |s, (&x, &y)| s.wrapping_add(x as i32 * y as i32))
 }

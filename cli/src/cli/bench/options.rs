@@ -32,6 +32,12 @@ pub enum BenchOp {
     BatchNormBackward,
     /// f32 `cross_entropy_backward`, side by side with `cross_entropy`.
     CrossEntropyBackward,
+    /// `matmul_i8` (i8 x i8, i32 result), side by side with f32 `matmul` of the same shape.
+    MatmulI8,
+    /// `matmul_wq` with int8 weights at batch 1, side by side with f32 `matmul`.
+    MatmulWqInt8,
+    /// `matmul_wq` with packed int4 weights at batch 1, side by side with f32 `matmul`.
+    MatmulWqInt4,
     /// One-element add through the op layer, submission to completion.
     Dispatch,
     /// A tiny kernel of the device's own dialect, compiled through `Device::compile` and run
@@ -41,7 +47,7 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 15] = [
+    pub const ALL: [BenchOp; 18] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
@@ -55,6 +61,9 @@ impl BenchOp {
         BenchOp::LayerNormBackward,
         BenchOp::BatchNormBackward,
         BenchOp::CrossEntropyBackward,
+        BenchOp::MatmulI8,
+        BenchOp::MatmulWqInt8,
+        BenchOp::MatmulWqInt4,
         BenchOp::Dispatch,
         BenchOp::Launch,
     ];
@@ -75,6 +84,9 @@ impl BenchOp {
             BenchOp::LayerNormBackward => "layer_norm_backward",
             BenchOp::BatchNormBackward => "batch_norm_backward",
             BenchOp::CrossEntropyBackward => "cross_entropy_backward",
+            BenchOp::MatmulI8 => "matmul_i8",
+            BenchOp::MatmulWqInt8 => "matmul_wq_int8",
+            BenchOp::MatmulWqInt4 => "matmul_wq_int4",
             BenchOp::Dispatch => "dispatch",
             BenchOp::Launch => "launch",
         }
@@ -95,7 +107,10 @@ impl BenchOp {
                 | BenchOp::MaxPool2dBackward
                 | BenchOp::LayerNormBackward
                 | BenchOp::BatchNormBackward
-                | BenchOp::CrossEntropyBackward,
+                | BenchOp::CrossEntropyBackward
+                | BenchOp::MatmulI8
+                | BenchOp::MatmulWqInt8
+                | BenchOp::MatmulWqInt4,
                 _,
             ) => vec![0],
             (_, Some(n)) => vec![n],
