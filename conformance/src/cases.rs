@@ -19,9 +19,9 @@ mod reduce;
 use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
 use nn::{
-    attention_cases, batch_norm_cases, conv_backward_cases, conv_cases, conv_transpose_cases,
-    cross_entropy_cases, group_norm_cases, matmul_cases, norm_backward_cases, norm_cases,
-    pool_cases, resample_cases,
+    attention_backward_cases, attention_cases, batch_norm_cases, conv_backward_cases, conv_cases,
+    conv_transpose_cases, cross_entropy_cases, group_norm_cases, matmul_cases, norm_backward_cases,
+    norm_cases, pool_cases, resample_cases,
 };
 use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
@@ -401,6 +401,9 @@ pub fn all_cases() -> Vec<Case> {
                 | "group_norm_backward"
                 | "batch_norm_backward"),
             ) => norm_backward_cases(&mut b, op, def.dtypes),
+            (OpKind::Backward, "attention_backward") => {
+                attention_backward_cases(&mut b, def.dtypes)
+            }
             (OpKind::Backward, op) if op.starts_with("cross_entropy") => {
                 cross_entropy_cases(&mut b, op, def.dtypes)
             }
@@ -452,9 +455,13 @@ fn elementwise_family(op: &str) -> Option<&'static str> {
         (OpKind::Unary, _) => Some("unary"),
         (OpKind::Binary, _) => Some("binary"),
         (OpKind::Compare, _) => Some("compare"),
-        (OpKind::Backward, "softmax_backward" | "log_softmax_backward" | "embedding_backward") => {
-            None
-        }
+        (
+            OpKind::Backward,
+            "softmax_backward"
+            | "log_softmax_backward"
+            | "embedding_backward"
+            | "attention_backward",
+        ) => None,
         (OpKind::Backward, _) => Some("activation_backward"),
         _ => None,
     }

@@ -164,6 +164,7 @@ pub fn run(
         Op::BatchNorm => nn::batch_norm(call),
         Op::Rope => one(nn::rope(call)),
         Op::Attention => one(nn::attention(call)),
+        Op::AttentionBackward => nn::attention_backward(call),
         Op::Uniform | Op::Normal => one(random::draw(call)),
         Op::Bernoulli | Op::Dropout => one(random::mask(call)),
         Op::Quantize => quant::quantize(call),

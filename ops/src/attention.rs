@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use anyaccel_hal::{shape_str, Error, Result, TensorDesc};
+use anyaccel_hal::{shape_str, DType, Error, OpCall, Queue, Result, Tensor, TensorDesc};
 
 use crate::attrs::Attrs;
 
@@ -87,6 +87,54 @@ impl Geometry {
             logit
         }
     }
+}
+
+/// Validates an `attention` (or `attention_backward`) call's q, k, v, mask and attributes, and
+/// gives attention's output shape.
+pub(crate) fn validate(
+    op: &str,
+    attrs: &Attrs<'_>,
+    q: &TensorDesc,
+    k: &TensorDesc,
+    v: &TensorDesc,
+    mask: Option<&TensorDesc>,
+) -> Result<Vec<usize>> {
+    for (name, t) in [("q", q), ("k", k), ("v", v)] {
+        if t.rank() < 2 {
+            return Err(Error::invalid_argument(format!(
+                "{op}: {name} has shape {}, expected rank 2 or more",
+                shape_str(&t.shape)
+            )));
+        }
+    }
+    let r = q.rank();
+    check_shapes(q, k, v)?;
+    if q.shape[r - 1] != k.shape[r - 1] {
+        return Err(Error::invalid_argument(format!(
+            "{op}: q's head dim is {} but k's is {}: they must match",
+            q.shape[r - 1],
+            k.shape[r - 1]
+        )));
+    }
+    if k.shape[r - 2] != v.shape[r - 2] {
+        return Err(Error::invalid_argument(format!(
+            "{op}: k has {} keys but v has {} values: they must match",
+            k.shape[r - 2],
+            v.shape[r - 2]
+        )));
+    }
+    if k.shape[r - 2] == 0 && q.shape[r - 2] > 0 {
+        return Err(Error::invalid_argument(format!(
+            "{op}: k has 0 keys; attention over no keys is undefined"
+        )));
+    }
+    Geometry::of(attrs, q, k)?;
+    if let Some(m) = mask {
+        mask_strides(m, q, k)?;
+    }
+    let mut shape = q.shape.clone();
+    shape[r - 1] = v.shape[r - 1];
+    Ok(shape)
 }
 
 /// The strides of an attention `mask` over the logits' shape `[q's dims but the last..., Lk]`
@@ -214,5 +262,149 @@ impl RowSpace {
             s.v.splice(h..=h, [v[h], 0]);
         }
         s
+    }
+}
+
+/// How an `attention_backward` kernel reads the mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MaskMode {
+    None,
+    Bool,
+    Additive,
+}
+
+impl MaskMode {
+    pub fn code(self) -> u8 {
+        match self {
+            MaskMode::None => 0,
+            MaskMode::Bool => 1,
+            MaskMode::Additive => 2,
+        }
+    }
+}
+
+/// An `attention_backward` call as the C and WGSL kernels take it: every operand contiguous
+/// from the start of its buffer (q [R, D], grad [R, Dv], k [Bkv Lk, D], v [Bkv Lk, Dv], the
+/// mask expanded to [R, Lk]) and the gradients as zeroed f32 tensors of q's, k's and v's
+/// shapes, cast into the outputs by [`Backward::finish`].
+pub(crate) struct Backward {
+    pub geo: Geometry,
+    /// Query rows (batch times Lq) and key rows (key batch times Lk).
+    pub rows: usize,
+    pub keys: usize,
+    pub d: usize,
+    pub dv: usize,
+    /// q's head count (1 for rank 2) and query heads per key head.
+    pub hq: usize,
+    pub scale: f64,
+    pub mask_mode: MaskMode,
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    pub g: Tensor,
+    pub mask: Option<Tensor>,
+    pub dq: Tensor,
+    pub dk: Tensor,
+    pub dv_t: Tensor,
+}
+
+impl Backward {
+    /// Validates `call` and lays its operands out for the kernels.
+    pub fn prepare(queue: &dyn Queue, call: &OpCall) -> Result<Backward> {
+        let op = call.op.as_str();
+        let attrs = Attrs::of(call)?;
+        let input = |i: usize| {
+            call.inputs
+                .get(i)
+                .and_then(|t| t.as_ref())
+                .ok_or_else(|| Error::internal(format!("{op}: input {i} missing")))
+        };
+        let (g, q, k, v) = (input(0)?, input(1)?, input(2)?, input(3)?);
+        let mask = call.inputs.get(4).and_then(|t| t.as_ref());
+        validate(
+            op,
+            &attrs,
+            q.desc(),
+            k.desc(),
+            v.desc(),
+            mask.map(Tensor::desc),
+        )?;
+        let geo = Geometry::of(&attrs, q.desc(), k.desc())?;
+        let r = q.rank();
+        let (d, dv) = (q.shape()[r - 1], v.shape()[r - 1]);
+        let scale = attrs.float_opt("scale")?.unwrap_or(1.0 / (d as f64).sqrt());
+        let plain = |t: &Tensor| -> Result<Tensor> {
+            let at_start = t.view().offset() == 0 && t.desc().offset == 0;
+            if t.desc().is_contiguous() && at_start {
+                Ok(t.clone())
+            } else {
+                Ok(crate::dispatch::call(queue, "copy", &[Some(t)], &[])?.remove(0))
+            }
+        };
+        let (mask_mode, mask) = match mask {
+            None => (MaskMode::None, None),
+            Some(m) => {
+                let mut shape = q.shape()[..r - 1].to_vec();
+                shape.push(geo.lk);
+                let desc = TensorDesc {
+                    dtype: m.dtype(),
+                    strides: mask_strides(m.desc(), q.desc(), k.desc())?,
+                    shape,
+                    offset: m.desc().offset,
+                };
+                let wide = Tensor::new(m.view().clone(), desc)?;
+                let full = crate::dispatch::call(queue, "copy", &[Some(&wide)], &[])?.remove(0);
+                let mode = if m.dtype() == DType::Bool {
+                    MaskMode::Bool
+                } else {
+                    MaskMode::Additive
+                };
+                (mode, Some(full))
+            }
+        };
+        let device = queue.device();
+        let zeros = |shape: &[usize]| -> Result<Tensor> {
+            let t = Tensor::empty(&*device, DType::F32, shape)?;
+            if t.numel() > 0 {
+                queue.fill(t.view(), &[0, 0, 0, 0])?;
+            }
+            Ok(t)
+        };
+        Ok(Backward {
+            geo,
+            rows: q.shape()[..r - 1].iter().product(),
+            keys: k.shape()[..r - 1].iter().product(),
+            d,
+            dv,
+            hq: if r >= 3 { q.shape()[r - 3] } else { 1 },
+            scale,
+            mask_mode,
+            q: plain(q)?,
+            k: plain(k)?,
+            v: plain(v)?,
+            g: plain(g)?,
+            mask,
+            dq: zeros(q.shape())?,
+            dk: zeros(k.shape())?,
+            dv_t: zeros(v.shape())?,
+        })
+    }
+
+    /// Casts the f32 gradients into the call's outputs.
+    pub fn finish(&self, queue: &dyn Queue, call: &OpCall) -> Result<()> {
+        for (t, out) in [&self.dq, &self.dk, &self.dv_t]
+            .into_iter()
+            .zip(&call.outputs)
+        {
+            if out.numel() == 0 {
+                continue;
+            }
+            let attrs = [(
+                "dtype".to_string(),
+                anyaccel_hal::AttrValue::Str(out.dtype().name().to_string()),
+            )];
+            crate::dispatch::call_into(queue, "cast", &[Some(t)], &[out], &attrs)?;
+        }
+        Ok(())
     }
 }

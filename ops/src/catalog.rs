@@ -343,6 +343,7 @@ pub enum Op {
     Interpolate,
     GroupNorm,
     BatchNorm,
+    AttentionBackward,
     Quantize,
     Dequantize,
     MatmulWq,
@@ -516,6 +517,7 @@ impl OpDef {
                     | Op::InterpolateBackward
                     | Op::CrossEntropy
                     | Op::CrossEntropyBackward
+                    | Op::AttentionBackward
                     | Op::LayerNormBackward
                     | Op::RmsNormBackward
                     | Op::GroupNormBackward
@@ -993,16 +995,7 @@ fn build() -> Vec<OpDef> {
             Op::Attention,
             &["q", "k", "v", "mask?"],
             OUT,
-            attrs![
-                flag("causal", false),
-                AttrDef::new("scale", FloatA, Rule("1/sqrt(head dim)")).allowed(Allowed::Finite),
-                AttrDef::new("causal_align", AttrType::Str, AttrDefault::Str("top_left"))
-                    .allowed(Allowed::OneOf(&["top_left", "bottom_right"])),
-                AttrDef::new("window", AttrType::Int, AttrDefault::Int(0))
-                    .allowed(Allowed::NonNegative),
-                AttrDef::new("softcap", FloatA, AttrDefault::Float(0.0))
-                    .allowed(Allowed::FiniteNonNegative),
-            ],
+            ATTENTION,
             FLOAT,
         )
         .ins(&[
@@ -1284,6 +1277,16 @@ const AVG_POOL: &[AttrDef] = &[
 ];
 
 /// The activation gradients: `(grad, x) -> dx`, with the forward op's attributes.
+/// The attributes of `attention` and `attention_backward`.
+const ATTENTION: &[AttrDef] = &[
+    flag("causal", false),
+    AttrDef::new("scale", FloatA, Rule("1/sqrt(head dim)")).allowed(Allowed::Finite),
+    AttrDef::new("causal_align", AttrType::Str, AttrDefault::Str("top_left"))
+        .allowed(Allowed::OneOf(&["top_left", "bottom_right"])),
+    AttrDef::new("window", AttrType::Int, AttrDefault::Int(0)).allowed(Allowed::NonNegative),
+    AttrDef::new("softcap", FloatA, AttrDefault::Float(0.0)).allowed(Allowed::FiniteNonNegative),
+];
+
 fn activation_backward() -> Vec<OpDef> {
     use ActivationBackwardOp as B;
     const GX: &[&str] = &["grad", "x"];
@@ -1517,6 +1520,23 @@ fn activation_backward() -> Vec<OpDef> {
                 FLOAT,
             )
             .ins(&[InputDtype::Listed, InputDtype::SameAs(0), InputDtype::Index]),
+            def(
+                "attention_backward",
+                OpKind::Backward,
+                Op::AttentionBackward,
+                &["grad", "q", "k", "v", "mask?"],
+                &["dq", "dk", "dv"],
+                ATTENTION,
+                FLOAT,
+            )
+            .ins(&[
+                InputDtype::Listed,
+                InputDtype::SameAs(0),
+                InputDtype::SameAs(0),
+                InputDtype::SameAs(0),
+                InputDtype::SameAsOrBool(0),
+            ])
+            .outs(SAME3),
             def(
                 "interpolate_backward",
                 OpKind::Backward,

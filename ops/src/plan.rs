@@ -671,39 +671,25 @@ pub fn plan(
             }
             vec![xd.shape.clone()]
         }
-        Op::Attention => {
-            let (q, k, v) = (x(0), x(1), x(2));
-            for (name, t) in [("q", q), ("k", k), ("v", v)] {
-                min_rank(op, name, t, 2)?;
-            }
-            let r = q.rank();
-            crate::attention::check_shapes(q, k, v)?;
-            if q.shape[r - 1] != k.shape[r - 1] {
+        Op::Attention => vec![crate::attention::validate(
+            op,
+            &attrs,
+            x(0),
+            x(1),
+            x(2),
+            opt(3),
+        )?],
+        Op::AttentionBackward => {
+            let (g, q, k, v) = (x(0), x(1), x(2), x(3));
+            let out = crate::attention::validate(op, &attrs, q, k, v, opt(4))?;
+            if g.shape != out {
                 return Err(invalid(format!(
-                    "attention: q's head dim is {} but k's is {}: they must match",
-                    q.shape[r - 1],
-                    k.shape[r - 1]
+                    "{op}: grad has shape {}, expected {} (the shape of attention's output)",
+                    shape_str(&g.shape),
+                    shape_str(&out)
                 )));
             }
-            if k.shape[r - 2] != v.shape[r - 2] {
-                return Err(invalid(format!(
-                    "attention: k has {} keys but v has {} values: they must match",
-                    k.shape[r - 2],
-                    v.shape[r - 2]
-                )));
-            }
-            if k.shape[r - 2] == 0 && q.shape[r - 2] > 0 {
-                return Err(invalid(
-                    "attention: k has 0 keys; attention over no keys is undefined".into(),
-                ));
-            }
-            crate::attention::Geometry::of(&attrs, q, k)?;
-            if let Some(m) = opt(3) {
-                crate::attention::mask_strides(m, q, k)?;
-            }
-            let mut shape = q.shape.clone();
-            shape[r - 1] = v.shape[r - 1];
-            vec![shape]
+            vec![q.shape.clone(), k.shape.clone(), v.shape.clone()]
         }
     };
     // Output dtypes, from the declaration.

@@ -814,14 +814,33 @@ pub fn attention_masked(
     attention_call(q, query, key, value, Some(mask), options)
 }
 
-fn attention_call(
+/// The gradients `(dq, dk, dv)` of [`attention_masked`] (or, without `mask`,
+/// [`attention_with`]) with respect to its query, key and value, from the gradient of its
+/// output.
+pub fn attention_backward(
     q: &dyn Queue,
+    grad: &Tensor,
     query: &Tensor,
     key: &Tensor,
     value: &Tensor,
     mask: Option<&Tensor>,
     options: &AttentionOptions,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let mut v = call(
+        q,
+        "attention_backward",
+        &[Some(grad), Some(query), Some(key), Some(value), mask],
+        &attention_attrs(options),
+    )?;
+    match (v.pop(), v.pop(), v.pop()) {
+        (Some(dv), Some(dk), Some(dq)) => Ok((dq, dk, dv)),
+        _ => Err(anyaccel_hal::Error::internal(
+            "attention_backward: expected three outputs",
+        )),
+    }
+}
+
+fn attention_attrs(options: &AttentionOptions) -> Vec<(String, AttrValue)> {
     let mut attrs = vec![
         attr("causal", AttrValue::Int(options.causal as i64)),
         attr(
@@ -840,11 +859,22 @@ fn attention_call(
     if let Some(s) = options.scale {
         attrs.push(attr("scale", AttrValue::Float(s)));
     }
+    attrs
+}
+
+fn attention_call(
+    q: &dyn Queue,
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    mask: Option<&Tensor>,
+    options: &AttentionOptions,
+) -> Result<Tensor> {
     call(
         q,
         "attention",
         &[Some(query), Some(key), Some(value), mask],
-        &attrs,
+        &attention_attrs(options),
     )
     .map(one)
 }

@@ -1260,6 +1260,75 @@ fn quantized_ops_match_their_definitions(d: &dyn Device, q: &dyn Queue) {
     }
 }
 
+/// attention_backward against central differences of attention (f32, step 1e-2) for every
+/// element of q, k and v, under grouped-query heads, bottom-right causal masking, a soft cap
+/// and an additive mask.
+fn attention_gradients_match_finite_differences(d: &dyn Device, q: &dyn Queue) {
+    use ops::{AttentionOptions, CausalAlign};
+    let id = &d.info().id;
+    let (qs, ks, vs) = ([1usize, 2, 3, 4], [1usize, 1, 5, 4], [1usize, 1, 5, 3]);
+    let val = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7 + seed * 13) % 17) as f32 - 8.0) / 9.0)
+            .collect()
+    };
+    let (qv, kv, vv) = (val(24, 1), val(20, 2), val(15, 3));
+    let gv = val(18, 4);
+    let mv: Vec<f32> = (0..15)
+        .map(|i| if i % 4 == 1 { -1.5 } else { 0.25 })
+        .collect();
+    let o = AttentionOptions {
+        causal: true,
+        align: CausalAlign::BottomRight,
+        softcap: 2.0,
+        ..AttentionOptions::default()
+    };
+    let t = |v: &[f32], s: &[usize]| Tensor::from_slice(q, v, s).unwrap();
+    let mask = t(&mv, &[3, 5]);
+    let loss = |qv: &[f32], kv: &[f32], vv: &[f32]| -> f64 {
+        let out = ops::attention_masked(q, &t(qv, &qs), &t(kv, &ks), &t(vv, &vs), &mask, &o)
+            .unwrap()
+            .to_vec::<f32>(q)
+            .unwrap();
+        out.iter()
+            .zip(&gv)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum()
+    };
+    let (dq, dk, dv) = ops::attention_backward(
+        q,
+        &t(&gv, &[1, 2, 3, 3]),
+        &t(&qv, &qs),
+        &t(&kv, &ks),
+        &t(&vv, &vs),
+        Some(&mask),
+        &o,
+    )
+    .unwrap();
+    let h = 1e-2f32;
+    for (name, base, grad) in [("dq", &qv, dq), ("dk", &kv, dk), ("dv", &vv, dv)] {
+        let got = grad.to_vec::<f32>(q).unwrap();
+        for i in 0..base.len() {
+            let bump = |s: f32| {
+                let mut x = base.clone();
+                x[i] += s;
+                x
+            };
+            let (up, down) = (bump(h), bump(-h));
+            let diff = match name {
+                "dq" => loss(&up, &kv, &vv) - loss(&down, &kv, &vv),
+                "dk" => loss(&qv, &up, &vv) - loss(&qv, &down, &vv),
+                _ => loss(&qv, &kv, &up) - loss(&qv, &kv, &down),
+            } / (2.0 * h as f64);
+            assert!(
+                (got[i] as f64 - diff).abs() <= 2e-3 + 1e-2 * diff.abs(),
+                "on {id}: {name}[{i}] = {} but the central difference is {diff}",
+                got[i]
+            );
+        }
+    }
+}
+
 fn device(backend: &dyn Backend) -> Option<Arc<dyn Device>> {
     anyaccel_hal::testing::device_or_skip(backend)
 }
@@ -1284,4 +1353,5 @@ on_each_device!(
     group_norm_matches_layer_norm,
     batch_norm_matches_its_definition,
     quantized_ops_match_their_definitions,
+    attention_gradients_match_finite_differences,
 );

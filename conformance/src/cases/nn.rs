@@ -406,6 +406,162 @@ fn attention_mask_cases(b: &mut Builder, d: DType) {
     }
 }
 
+/// `attention_backward`: plain, causal (both alignments, a window, rows that see no key),
+/// grouped-query heads, a soft cap, an explicit scale, bool and additive masks (broadcast),
+/// transposed keys, a strided output, empty rows and a large case.
+pub(super) fn attention_backward_cases(b: &mut Builder, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    // (tag, [q, k, v], k's layout, the mask (shape, bool), the outputs' layout); the tag
+    // names the attributes.
+    type Ab = (
+        &'static str,
+        [&'static [usize]; 3],
+        Layout,
+        Option<(&'static [usize], bool)>,
+        Layout,
+    );
+    let cases: Vec<Ab> = vec![
+        (
+            "b2h2_l9_d16",
+            [&[2, 2, 9, 16], &[2, 2, 9, 16], &[2, 2, 9, 16]],
+            C,
+            None,
+            C,
+        ),
+        (
+            "causal_b2h2_l9",
+            [&[2, 2, 9, 16], &[2, 2, 9, 16], &[2, 2, 9, 16]],
+            C,
+            None,
+            S,
+        ),
+        (
+            "br_gqa_h4_kv2",
+            [&[2, 4, 5, 8], &[2, 2, 7, 8], &[2, 2, 7, 6]],
+            C,
+            None,
+            C,
+        ),
+        (
+            "br_w3_gqa_h6_kv1",
+            [&[6, 3, 4], &[1, 9, 4], &[1, 9, 3]],
+            T,
+            None,
+            C,
+        ),
+        ("br_lq7_lk4", [&[7, 8], &[4, 8], &[4, 8]], C, None, C),
+        (
+            "tl_w2_lq3_lk10",
+            [&[2, 3, 8], &[2, 10, 8], &[2, 10, 8]],
+            C,
+            None,
+            C,
+        ),
+        ("cap0_5", [&[2, 6, 8], &[2, 5, 8], &[2, 5, 4]], C, None, C),
+        ("scale0_3_t", [&[7, 4], &[7, 4], &[7, 4]], T, None, C),
+        (
+            "mask_bool_bcast",
+            [&[2, 3, 5, 8], &[2, 3, 7, 8], &[2, 3, 7, 6]],
+            C,
+            Some((&[5, 7], true)),
+            C,
+        ),
+        (
+            "mask_add_b2x1",
+            [&[2, 2, 4, 8], &[2, 2, 6, 8], &[2, 2, 6, 8]],
+            C,
+            Some((&[2, 1, 4, 6], false)),
+            C,
+        ),
+        (
+            "mask_bool_causal_gqa",
+            [&[1, 4, 5, 8], &[1, 2, 5, 8], &[1, 2, 5, 4]],
+            C,
+            Some((&[1, 4, 5, 5], true)),
+            C,
+        ),
+        (
+            "empty_lq0",
+            [&[2, 0, 8], &[2, 5, 8], &[2, 5, 8]],
+            C,
+            None,
+            C,
+        ),
+    ];
+    for &d in dtypes {
+        for (tag, [q, k, v], kl, mask, ol) in &cases {
+            let mut attrs: Vec<(String, AttrValue)> = Vec::new();
+            if tag.starts_with("causal")
+                || tag.starts_with("br")
+                || tag.starts_with("tl")
+                || tag.contains("causal")
+            {
+                attrs.push(attr("causal", AttrValue::Int(1)));
+            }
+            if tag.starts_with("br") {
+                attrs.push(attr("causal_align", AttrValue::Str("bottom_right".into())));
+            }
+            if let Some(w) = tag
+                .strip_prefix("br_w3")
+                .map(|_| 3)
+                .or(tag.strip_prefix("tl_w2").map(|_| 2))
+            {
+                attrs.push(attr("window", AttrValue::Int(w)));
+            }
+            if tag.starts_with("cap") {
+                attrs.push(attr("softcap", AttrValue::Float(0.5)));
+            }
+            if tag.starts_with("scale") {
+                attrs.push(attr("scale", AttrValue::Float(0.3)));
+            }
+            let r = q.len();
+            let mut g = q.to_vec();
+            g[r - 1] = v[r - 1];
+            let mut inputs = vec![
+                input(d, &g, C, Values::Normal),
+                input(d, q, C, Values::Normal),
+                input(d, k, *kl, Values::Normal),
+                input(d, v, C, Values::Normal),
+            ];
+            if let Some((m, is_bool)) = mask {
+                let (md, mv) = if *is_bool {
+                    (DType::Bool, Values::Bool)
+                } else {
+                    (d, Values::Normal)
+                };
+                inputs.push(input(md, m, C, mv));
+            }
+            b.push(
+                "attention_backward",
+                d.name().into(),
+                &[d],
+                &format!("{tag}.normal"),
+                inputs,
+                attrs,
+                *ol,
+                false,
+            );
+        }
+    }
+    // q, grad and the gradients of more than 2^24 elements.
+    b.push(
+        "attention_backward",
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![
+            input(DType::F32, &[16385, 16, 64], C, Values::Normal),
+            input(DType::F32, &[16385, 16, 64], C, Values::Normal),
+            input(DType::F32, &[16385, 4, 64], C, Values::Normal),
+            input(DType::F32, &[16385, 4, 64], C, Values::Normal),
+        ],
+        vec![],
+        C,
+        true,
+    );
+}
+
 /// One convolution case: tag, x (shape, layout), weight (shape, layout), bias (shape, layout),
 /// stride, padding, dilation, groups, the output's layout.
 type ConvCase = (

@@ -327,218 +327,373 @@ pub(crate) fn rope(call: &Call) -> Result<RefTensor> {
 
 /// `attention(q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv])`: softmax(q k^T * scale + mask) v.
 /// Masked keys (j > i under `causal`) take no part in row i at all.
-pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
-    let op = call.op;
-    let q = call.input(0)?;
-    let k = call.input(1)?;
-    let v = call.input(2)?;
-    check_dtype(op, "q", q.dtype, &FLOAT_DTYPES)?;
-    check_same_dtype(op, "k", k, "q", q)?;
-    check_same_dtype(op, "v", v, "q", q)?;
-    check_rank_at_least(op, "q", q, 2, "[..., Lq, D]")?;
-    check_rank_at_least(op, "k", k, 2, "[..., Lk, D]")?;
-    check_rank_at_least(op, "v", v, 2, "[..., Lk, Dv]")?;
-    let r = q.rank();
-    let batch = &q.shape[..r - 2];
-    // k and v: q's batch dimensions, except that their head dimension (the one before the
-    // rows) may divide q's: grouped-query attention, query head h reading key head h / group.
-    let kv_batch = &k.shape[..k.rank() - 2];
-    let same_rank = k.rank() == r && v.rank() == r && &v.shape[..r - 2] == kv_batch;
-    let grouped = same_rank
-        && r >= 3
-        && kv_batch[r - 3] > 0
-        && batch[r - 3].is_multiple_of(kv_batch[r - 3])
-        && batch[..r - 3] == kv_batch[..r - 3];
-    if !same_rank || (kv_batch != batch && !grouped) {
-        return Err(invalid(
-            op,
-            format!(
-                "{}, {} and {}: batch dims must be equal (k's and v's head dim may divide q's)",
-                describe("q", q),
-                describe("k", k),
-                describe("v", v)
-            ),
-        ));
-    }
-    let heads = if r >= 3 { batch[r - 3] } else { 1 };
-    let group = if r >= 3 {
-        heads / kv_batch[r - 3].max(1)
-    } else {
-        1
-    };
-    let (lq, d) = (q.shape[r - 2], q.shape[r - 1]);
-    let (lk, dk) = (k.shape[r - 2], k.shape[r - 1]);
-    let (lv, dv) = (v.shape[r - 2], v.shape[r - 1]);
-    if dk != d {
-        return Err(invalid(
-            op,
-            format!(
-                "{} but {}: the last dimensions (D) must match",
-                describe("k", k),
-                describe("q", q)
-            ),
-        ));
-    }
-    if lv != lk {
-        return Err(invalid(
-            op,
-            format!(
-                "{} but {}: v needs one row per key (Lk)",
-                describe("v", v),
-                describe("k", k)
-            ),
-        ));
-    }
-    if lk == 0 && lq > 0 {
-        return Err(invalid(
-            op,
-            format!(
-                "{} and {}: Lk = 0 keys for Lq = {lq} queries, expected at least 1 key",
-                describe("k", k),
-                describe("q", q)
-            ),
-        ));
-    }
-    let causal = call.flag_attr("causal", false)?;
-    let scale = match call.float_attr("scale")? {
-        Some(s) if s.is_finite() => s,
-        Some(s) => {
+/// The shapes, attributes and expanded mask of an `attention` call whose q is input `first`
+/// (k, v and the mask follow it).
+struct AttnRef {
+    batch: Vec<usize>,
+    heads: usize,
+    group: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+    dv: usize,
+    causal: bool,
+    shift: i64,
+    window: i64,
+    softcap: f64,
+    scale: f64,
+    /// The mask expanded to the logits [batch..., Lq, Lk] (a false bool as -inf).
+    mask: Option<Vec<f64>>,
+    mask_bool: bool,
+}
+
+impl AttnRef {
+    fn of(call: &Call, first: usize) -> Result<AttnRef> {
+        let op = call.op;
+        let q = call.input(first)?;
+        let k = call.input(first + 1)?;
+        let v = call.input(first + 2)?;
+        check_dtype(op, "q", q.dtype, &FLOAT_DTYPES)?;
+        check_same_dtype(op, "k", k, "q", q)?;
+        check_same_dtype(op, "v", v, "q", q)?;
+        check_rank_at_least(op, "q", q, 2, "[..., Lq, D]")?;
+        check_rank_at_least(op, "k", k, 2, "[..., Lk, D]")?;
+        check_rank_at_least(op, "v", v, 2, "[..., Lk, Dv]")?;
+        let r = q.rank();
+        let batch = &q.shape[..r - 2];
+        // k and v: q's batch dimensions, except that their head dimension (the one before the
+        // rows) may divide q's: grouped-query attention, query head h reading key head h / group.
+        let kv_batch = &k.shape[..k.rank() - 2];
+        let same_rank = k.rank() == r && v.rank() == r && &v.shape[..r - 2] == kv_batch;
+        let grouped = same_rank
+            && r >= 3
+            && kv_batch[r - 3] > 0
+            && batch[r - 3].is_multiple_of(kv_batch[r - 3])
+            && batch[..r - 3] == kv_batch[..r - 3];
+        if !same_rank || (kv_batch != batch && !grouped) {
             return Err(invalid(
                 op,
-                format!("attribute `scale` is {s}, expected a finite value"),
-            ))
+                format!(
+                    "{}, {} and {}: batch dims must be equal (k's and v's head dim may divide q's)",
+                    describe("q", q),
+                    describe("k", k),
+                    describe("v", v)
+                ),
+            ));
         }
-        None => 1.0 / (d as f64).sqrt(),
-    };
-    // Where query row i sits among the keys: i (top left) or i + lk - lq (bottom right).
-    let shift = match call.str_attr("causal_align")?.unwrap_or("top_left") {
-        "top_left" => 0,
-        "bottom_right" => lk as i64 - lq as i64,
-        other => {
+        let heads = if r >= 3 { batch[r - 3] } else { 1 };
+        let group = if r >= 3 {
+            heads / kv_batch[r - 3].max(1)
+        } else {
+            1
+        };
+        let (lq, d) = (q.shape[r - 2], q.shape[r - 1]);
+        let (lk, dk) = (k.shape[r - 2], k.shape[r - 1]);
+        let (lv, dv) = (v.shape[r - 2], v.shape[r - 1]);
+        if dk != d {
             return Err(invalid(
                 op,
-                format!("attribute `causal_align` is `{other}`, expected top_left or bottom_right"),
-            ))
+                format!(
+                    "{} but {}: the last dimensions (D) must match",
+                    describe("k", k),
+                    describe("q", q)
+                ),
+            ));
         }
-    };
-    let window = call.int_attr("window")?.unwrap_or(0);
-    if window < 0 || (window > 0 && !causal) {
-        return Err(invalid(
-            op,
-            format!("attribute `window` is {window}, expected 0, or > 0 with causal = 1"),
-        ));
-    }
-    let softcap = call.float_attr("softcap")?.unwrap_or(0.0);
-    if !(softcap.is_finite() && softcap >= 0.0) {
-        return Err(invalid(
-            op,
-            format!("attribute `softcap` is {softcap}, expected a finite value >= 0"),
-        ));
-    }
-    // The mask: bool (false: the key takes no part) or q's dtype (added to the logits),
-    // broadcast to the logits [batch..., Lq, Lk].
-    let mut logits_shape = batch.to_vec();
-    logits_shape.extend([lq, lk]);
-    let mask_bool = call
-        .optional(3)
-        .is_some_and(|m| m.dtype == anyaccel_hal::DType::Bool);
-    let mask: Option<Vec<f64>> = match call.optional(3) {
-        None => None,
-        Some(m) => {
-            if m.dtype != anyaccel_hal::DType::Bool {
-                check_same_dtype(op, "mask", m, "q", q)?;
+        if lv != lk {
+            return Err(invalid(
+                op,
+                format!(
+                    "{} but {}: v needs one row per key (Lk)",
+                    describe("v", v),
+                    describe("k", k)
+                ),
+            ));
+        }
+        if lk == 0 && lq > 0 {
+            return Err(invalid(
+                op,
+                format!(
+                    "{} and {}: Lk = 0 keys for Lq = {lq} queries, expected at least 1 key",
+                    describe("k", k),
+                    describe("q", q)
+                ),
+            ));
+        }
+        let causal = call.flag_attr("causal", false)?;
+        let scale = match call.float_attr("scale")? {
+            Some(s) if s.is_finite() => s,
+            Some(s) => {
+                return Err(invalid(
+                    op,
+                    format!("attribute `scale` is {s}, expected a finite value"),
+                ))
             }
-            let fits = broadcast_shapes(op, &[("mask", &m.shape), ("logits", &logits_shape)])
-                .map(|s| s == logits_shape)
-                .unwrap_or(false);
-            if !fits {
+            None => 1.0 / (d as f64).sqrt(),
+        };
+        // Where query row i sits among the keys: i (top left) or i + lk - lq (bottom right).
+        let shift = match call.str_attr("causal_align")?.unwrap_or("top_left") {
+            "top_left" => 0,
+            "bottom_right" => lk as i64 - lq as i64,
+            other => {
                 return Err(invalid(
                     op,
                     format!(
-                        "{}: expected a shape that broadcasts to the logits {}",
-                        describe("mask", m),
-                        shape_str(&logits_shape)
+                        "attribute `causal_align` is `{other}`, expected top_left or bottom_right"
                     ),
-                ));
+                ))
             }
-            let values = m.to_f64_vec();
-            let expanded = (0..numel(&logits_shape))
-                .map(|lin| {
-                    let index = unravel(lin, &logits_shape);
-                    let x = values[broadcast_source(&index, &m.shape)];
-                    if m.dtype == anyaccel_hal::DType::Bool {
-                        if x != 0.0 {
-                            0.0
-                        } else {
-                            f64::NEG_INFINITY
-                        }
-                    } else {
-                        x
-                    }
-                })
-                .collect();
-            Some(expanded)
+        };
+        let window = call.int_attr("window")?.unwrap_or(0);
+        if window < 0 || (window > 0 && !causal) {
+            return Err(invalid(
+                op,
+                format!("attribute `window` is {window}, expected 0, or > 0 with causal = 1"),
+            ));
         }
-    };
+        let softcap = call.float_attr("softcap")?.unwrap_or(0.0);
+        if !(softcap.is_finite() && softcap >= 0.0) {
+            return Err(invalid(
+                op,
+                format!("attribute `softcap` is {softcap}, expected a finite value >= 0"),
+            ));
+        }
+        // The mask: bool (false: the key takes no part) or q's dtype (added to the logits),
+        // broadcast to the logits [batch..., Lq, Lk].
+        let mut logits_shape = batch.to_vec();
+        logits_shape.extend([lq, lk]);
+        let mask_bool = call
+            .optional(first + 3)
+            .is_some_and(|m| m.dtype == anyaccel_hal::DType::Bool);
+        let mask: Option<Vec<f64>> = match call.optional(first + 3) {
+            None => None,
+            Some(m) => {
+                if m.dtype != anyaccel_hal::DType::Bool {
+                    check_same_dtype(op, "mask", m, "q", q)?;
+                }
+                let fits = broadcast_shapes(op, &[("mask", &m.shape), ("logits", &logits_shape)])
+                    .map(|s| s == logits_shape)
+                    .unwrap_or(false);
+                if !fits {
+                    return Err(invalid(
+                        op,
+                        format!(
+                            "{}: expected a shape that broadcasts to the logits {}",
+                            describe("mask", m),
+                            shape_str(&logits_shape)
+                        ),
+                    ));
+                }
+                let values = m.to_f64_vec();
+                let expanded = (0..numel(&logits_shape))
+                    .map(|lin| {
+                        let index = unravel(lin, &logits_shape);
+                        let x = values[broadcast_source(&index, &m.shape)];
+                        if m.dtype == anyaccel_hal::DType::Bool {
+                            if x != 0.0 {
+                                0.0
+                            } else {
+                                f64::NEG_INFINITY
+                            }
+                        } else {
+                            x
+                        }
+                    })
+                    .collect();
+                Some(expanded)
+            }
+        };
+        Ok(AttnRef {
+            batch: batch.to_vec(),
+            heads,
+            group,
+            lq,
+            lk,
+            d,
+            dv,
+            causal,
+            shift,
+            window,
+            softcap,
+            scale,
+            mask,
+            mask_bool,
+        })
+    }
+
+    /// The key batch of query batch `bi` (query head h reads key head h / group).
+    fn kv_batch(&self, bi: usize) -> usize {
+        (bi / self.heads) * (self.heads / self.group) + (bi % self.heads) / self.group
+    }
+
+    /// The keys row i sees: all, or those at or before its position (and within the window
+    /// after position - window).
+    fn keys(&self, i: usize) -> std::ops::Range<usize> {
+        let pos = i as i64 + self.shift;
+        if !self.causal {
+            return 0..self.lk;
+        }
+        let last = (pos + 1).clamp(0, self.lk as i64);
+        let first = if self.window > 0 {
+            (pos + 1 - self.window).clamp(0, last)
+        } else {
+            0
+        };
+        first as usize..last as usize
+    }
+
+    /// The logit of row i of batch bi for key j from the dot product of q_i and k_j, and the
+    /// derivative of the soft cap there.
+    fn logit(&self, bi: usize, i: usize, j: usize, dot: f64) -> (f64, f64) {
+        let s = dot * self.scale;
+        let (l, dcap) = if self.softcap > 0.0 {
+            let t = libm::tanh(s / self.softcap);
+            (self.softcap * t, 1.0 - t * t)
+        } else {
+            (s, 1.0)
+        };
+        let at = (bi * self.lq + i) * self.lk + j;
+        let l = match &self.mask {
+            // A false bool mask replaces the logit (even a NaN one) by -inf.
+            Some(mv) if self.mask_bool && mv[at] < 0.0 => f64::NEG_INFINITY,
+            Some(mv) => l + mv[at],
+            None => l,
+        };
+        (l, dcap)
+    }
+}
+
+/// The weights p_j of row i of batch bi over its keys (softmax of the logits; all 0 when the
+/// row sees no key or every logit is -inf), with the soft cap's derivatives.
+fn attention_weights(
+    a: &AttnRef,
+    qv: &[f64],
+    kv: &[f64],
+    bi: usize,
+    i: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (d, lk, lq) = (a.d, a.lk, a.lq);
+    let kb = a.kv_batch(bi) * lk * d;
+    let (logits, dcaps): (Vec<f64>, Vec<f64>) = a
+        .keys(i)
+        .map(|j| {
+            let dot: f64 = (0..d)
+                .map(|c| qv[(bi * lq + i) * d + c] * kv[kb + j * d + c])
+                .sum();
+            a.logit(bi, i, j, dot)
+        })
+        .unzip();
+    // A row whose every logit is -inf (every key masked) sees no key.
+    if logits.iter().all(|&l| l == f64::NEG_INFINITY) {
+        return (vec![0.0; logits.len()], dcaps);
+    }
+    let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logits.iter().map(|&l| libm::exp(l - m)).collect();
+    let s: f64 = e.iter().sum();
+    (e.iter().map(|x| x / s).collect(), dcaps)
+}
+
+pub(crate) fn attention(call: &Call) -> Result<RefTensor> {
+    let a = AttnRef::of(call, 0)?;
+    let (q, k, v) = (call.input(0)?, call.input(1)?, call.input(2)?);
     let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
-    let mut out_shape = batch.to_vec();
+    let (lq, lk, dv) = (a.lq, a.lk, a.dv);
+    let mut out_shape = a.batch.clone();
     out_shape.extend([lq, dv]);
     let mut out = Vec::with_capacity(numel(&out_shape));
-    for bi in 0..numel(batch) {
-        let kvi = (bi / heads) * (heads / group) + (bi % heads) / group;
-        let (qb, kb, vb) = (bi * lq * d, kvi * lk * d, kvi * lk * dv);
+    for bi in 0..numel(&a.batch) {
+        let vb = a.kv_batch(bi) * lk * dv;
         for i in 0..lq {
-            // The keys row i sees: all, or those at or before its position (and within the
-            // window after position - window).
-            let pos = i as i64 + shift;
-            let (first, last) = if causal {
-                let last = (pos + 1).clamp(0, lk as i64);
-                let first = if window > 0 {
-                    (pos + 1 - window).clamp(0, last)
-                } else {
-                    0
-                };
-                (first as usize, last as usize)
-            } else {
-                (0, lk)
-            };
-            let logits: Vec<f64> = (first..last)
-                .map(|j| {
-                    let dot: f64 = (0..d)
-                        .map(|c| qv[qb + i * d + c] * kv[kb + j * d + c])
-                        .sum();
-                    let l = dot * scale;
-                    let l = if softcap > 0.0 {
-                        softcap * libm::tanh(l / softcap)
-                    } else {
-                        l
-                    };
-                    match &mask {
-                        // A false bool mask replaces the logit (even a NaN one) by -inf.
-                        Some(mv) if mask_bool && mv[(bi * lq + i) * lk + j] < 0.0 => {
-                            f64::NEG_INFINITY
-                        }
-                        Some(mv) => l + mv[(bi * lq + i) * lk + j],
-                        None => l,
-                    }
-                })
-                .collect();
-            // A row whose every logit is -inf (every key masked) sees no key.
-            let none_seen = logits.iter().all(|&l| l == f64::NEG_INFINITY);
-            let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = logits.iter().map(|&l| libm::exp(l - m)).collect();
-            let s: f64 = e.iter().sum();
+            let (p, _) = attention_weights(&a, &qv, &kv, bi, i);
             for c in 0..dv {
-                // A row that sees no key is 0.
-                let y: f64 = (first..last)
-                    .zip(&e)
-                    .map(|(j, ej)| ej / s * vv[vb + j * dv + c])
+                let y: f64 = a
+                    .keys(i)
+                    .zip(&p)
+                    .map(|(j, pj)| pj * vv[vb + j * dv + c])
                     .sum();
-                out.push(if none_seen { 0.0 } else { y });
+                out.push(y);
             }
         }
     }
     RefTensor::from_f64(q.dtype, &out_shape, out)
+}
+
+/// `attention_backward`: dq, dk and dv of `attention` from the gradient of its output, in f64;
+/// a weight of 0 adds nothing.
+pub(crate) fn attention_backward(call: &Call) -> Result<Vec<RefTensor>> {
+    let op = call.op;
+    let a = AttnRef::of(call, 1)?;
+    let (g, q, k, v) = (
+        call.input(0)?,
+        call.input(1)?,
+        call.input(2)?,
+        call.input(3)?,
+    );
+    check_same_dtype(op, "grad", g, "q", q)?;
+    let mut out_shape = a.batch.clone();
+    out_shape.extend([a.lq, a.dv]);
+    if g.shape != out_shape {
+        return Err(invalid(
+            op,
+            format!(
+                "{}: expected attention's output shape {}",
+                describe("grad", g),
+                shape_str(&out_shape)
+            ),
+        ));
+    }
+    let (gv, qv, kv, vv) = (
+        g.to_f64_vec(),
+        q.to_f64_vec(),
+        k.to_f64_vec(),
+        v.to_f64_vec(),
+    );
+    let (lq, lk, d, dv) = (a.lq, a.lk, a.d, a.dv);
+    let mut dq = vec![0.0; qv.len()];
+    let mut dk = vec![0.0; kv.len()];
+    let mut dvv = vec![0.0; vv.len()];
+    for bi in 0..numel(&a.batch) {
+        let kb = a.kv_batch(bi);
+        for i in 0..lq {
+            let (p, dcap) = attention_weights(&a, &qv, &kv, bi, i);
+            let row = bi * lq + i;
+            let keys: Vec<usize> = a.keys(i).collect();
+            // dp_j = grad_i . v_j, and Di = sum_j p_j dp_j.
+            let dp: Vec<f64> = keys
+                .iter()
+                .map(|&j| {
+                    (0..dv)
+                        .map(|c| gv[row * dv + c] * vv[(kb * lk + j) * dv + c])
+                        .sum()
+                })
+                .collect();
+            let di: f64 = p
+                .iter()
+                .zip(&dp)
+                .filter(|(&pj, _)| pj != 0.0)
+                .map(|(pj, dpj)| pj * dpj)
+                .sum();
+            for (t, &j) in keys.iter().enumerate() {
+                if p[t] == 0.0 {
+                    continue;
+                }
+                let ds = p[t] * (dp[t] - di) * dcap[t] * a.scale;
+                let key = kb * lk + j;
+                for c in 0..d {
+                    dq[row * d + c] += ds * kv[key * d + c];
+                    dk[key * d + c] += ds * qv[row * d + c];
+                }
+                for c in 0..dv {
+                    dvv[key * dv + c] += p[t] * gv[row * dv + c];
+                }
+            }
+        }
+    }
+    Ok(vec![
+        RefTensor::from_f64(q.dtype, &q.shape, dq)?,
+        RefTensor::from_f64(q.dtype, &k.shape, dk)?,
+        RefTensor::from_f64(q.dtype, &v.shape, dvv)?,
+    ])
 }
 
 /// One per-dimension attribute of a convolution: absent gives `default`, one value stands for

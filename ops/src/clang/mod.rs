@@ -19,6 +19,7 @@
 //! - everything is queued asynchronously, except that the indexing ops read back a small flag
 //!   buffer to report an out-of-range index (see the `index` module).
 
+mod attention_grad;
 mod conv;
 mod elementwise;
 mod index;
@@ -68,6 +69,8 @@ pub enum Family {
     NormGrad,
     /// `quant.h`: quantize, dequantize, matmul_wq, matmul_i8.
     Quant,
+    /// `attention_grad.h`: attention_backward.
+    AttnGrad,
 }
 
 impl Family {
@@ -83,6 +86,7 @@ impl Family {
             Family::Loss => include_str!("../../kernels/c/loss.h"),
             Family::NormGrad => include_str!("../../kernels/c/norm_grad.h"),
             Family::Quant => include_str!("../../kernels/c/quant.h"),
+            Family::AttnGrad => include_str!("../../kernels/c/attention_grad.h"),
         }
     }
 }
@@ -478,6 +482,7 @@ pub(crate) fn launch(
         | Op::Conv2dBackwardWeight => conv::launch(&ctx, call),
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::launch(&ctx, call),
         Op::Quantize | Op::Dequantize | Op::MatmulWq | Op::MatmulI8 => quant::launch(&ctx, call),
+        Op::AttentionBackward => attention_grad::launch(&ctx, call),
         Op::LayerNormBackward
         | Op::RmsNormBackward
         | Op::GroupNormBackward

@@ -5,6 +5,7 @@
 //! skipped, then outputs). Work is split over the pool with `rayon`; contiguous layouts take
 //! slice-based paths that vectorise, other layouts a strided walk.
 
+mod attention_grad;
 mod conv;
 mod elementwise;
 mod index;
@@ -133,6 +134,7 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => conv::kernel(call)?,
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::kernel(call)?,
+        Op::AttentionBackward => attention_grad::kernel(call)?,
         Op::Quantize => quant::quantize(call)?,
         Op::Dequantize => quant::dequantize(call)?,
         Op::MatmulWq => quant::matmul_wq(call)?,

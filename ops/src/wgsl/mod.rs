@@ -38,6 +38,7 @@
 //!   when it is set, the call reads the indices and returns `OutOfBounds` naming the first bad
 //!   index in their row-major order.
 
+mod attention_grad;
 mod conv;
 mod elementwise;
 mod index;
@@ -160,6 +161,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         | Op::Conv2dBackwardWeight => conv::launch(&cx, call),
         Op::CrossEntropy | Op::CrossEntropyBackward => loss::launch(&cx, call),
         Op::Quantize | Op::Dequantize | Op::MatmulWq | Op::MatmulI8 => quant::launch(&cx, call),
+        Op::AttentionBackward => attention_grad::launch(&cx, call),
         Op::LayerNormBackward
         | Op::RmsNormBackward
         | Op::GroupNormBackward
