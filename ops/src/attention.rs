@@ -46,11 +46,12 @@ impl Geometry {
         };
         let window = attrs.int_or_default("window")?;
         let window = usize::try_from(window).map_err(|_| {
-            Error::invalid_argument(format!("attention: window is {window}, expected >= 0"))
+            Error::invalid_argument(format!("{}: window is {window}, expected >= 0", attrs.op))
         })?;
         if window > 0 && !causal {
             return Err(Error::invalid_argument(format!(
-                "attention: window is {window} but causal is 0: a sliding window needs causal = 1"
+                "{}: window is {window} but causal is 0: a sliding window needs causal = 1",
+                attrs.op
             )));
         }
         Ok(Geometry {
@@ -108,7 +109,7 @@ pub(crate) fn validate(
         }
     }
     let r = q.rank();
-    check_shapes(q, k, v)?;
+    check_shapes(op, q, k, v)?;
     if q.shape[r - 1] != k.shape[r - 1] {
         return Err(Error::invalid_argument(format!(
             "{op}: q's head dim is {} but k's is {}: they must match",
@@ -130,7 +131,7 @@ pub(crate) fn validate(
     }
     Geometry::of(attrs, q, k)?;
     if let Some(m) = mask {
-        mask_strides(m, q, k)?;
+        mask_strides(op, m, q, k)?;
     }
     let mut shape = q.shape.clone();
     shape[r - 1] = v.shape[r - 1];
@@ -141,6 +142,7 @@ pub(crate) fn validate(
 /// (zero along the dimensions it is broadcast over), or `InvalidArgument` when it does not
 /// broadcast to that shape.
 pub(crate) fn mask_strides(
+    op: &str,
     mask: &TensorDesc,
     q: &TensorDesc,
     k: &TensorDesc,
@@ -157,8 +159,8 @@ pub(crate) fn mask_strides(
             .all(|(&m, &l)| m == l || m == 1);
     if !fits {
         return Err(Error::invalid_argument(format!(
-            "attention: mask is {} but the logits are {} (q's dimensions but the last, then \
-             k's {} keys): the mask must broadcast to them",
+            "{op}: mask is {} but the logits are {} (q's dimensions but the last, then k's {} \
+             keys): the mask must broadcast to them",
             shape_str(&mask.shape),
             shape_str(&logits),
             k.shape[r - 2]
@@ -176,7 +178,7 @@ pub(crate) fn mask_strides(
 
 /// Checks the shapes of `q`, `k` and `v`: equal batch dimensions, except that the head
 /// dimension (the one before the rows) of `k` and `v` may divide q's (grouped-query heads).
-pub(crate) fn check_shapes(q: &TensorDesc, k: &TensorDesc, v: &TensorDesc) -> Result<()> {
+pub(crate) fn check_shapes(op: &str, q: &TensorDesc, k: &TensorDesc, v: &TensorDesc) -> Result<()> {
     let r = q.rank();
     let shapes = || {
         format!(
@@ -188,7 +190,7 @@ pub(crate) fn check_shapes(q: &TensorDesc, k: &TensorDesc, v: &TensorDesc) -> Re
     };
     if k.rank() != r || v.rank() != r || k.shape[..r - 2] != v.shape[..r - 2] {
         return Err(Error::invalid_argument(format!(
-            "attention: {}: k and v must have q's rank and equal batch dimensions",
+            "{op}: {}: k and v must have q's rank and equal batch dimensions",
             shapes()
         )));
     }
@@ -199,7 +201,7 @@ pub(crate) fn check_shapes(q: &TensorDesc, k: &TensorDesc, v: &TensorDesc) -> Re
         && q.shape[..heads] == k.shape[..heads];
     if q.shape[..r - 2] != k.shape[..r - 2] && !grouped {
         return Err(Error::invalid_argument(format!(
-            "attention: {}: batch dimensions must be equal, except that k's and v's head \
+            "{op}: {}: batch dimensions must be equal, except that k's and v's head \
              dimension (the one before the rows) may divide q's (grouped-query attention)",
             shapes()
         )));
@@ -348,7 +350,7 @@ impl Backward {
                 shape.push(geo.lk);
                 let desc = TensorDesc {
                     dtype: m.dtype(),
-                    strides: mask_strides(m.desc(), q.desc(), k.desc())?,
+                    strides: mask_strides(op, m.desc(), q.desc(), k.desc())?,
                     shape,
                     offset: m.desc().offset,
                 };

@@ -23,7 +23,7 @@ const char *const ref_native_ops[] = {
     "sum", "mean", "max", "min", "argmax", "argmin", "cumsum", "topk",
     "prod", "any", "all", "logsumexp", "var", "std", "cumprod", "sort", "argsort",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
-    "cross_entropy", "cross_entropy_backward",
+    "attention_backward", "cross_entropy", "cross_entropy_backward",
     "pad", "flip", "roll", "tril", "triu", "repeat_interleave", "one_hot", "scatter", "scatter_add",
     "index_add", "masked_fill", "uniform", "normal", "bernoulli", "dropout", "conv1d", "conv2d",
     "conv_transpose1d", "conv_transpose2d", "conv1d_backward_input", "conv2d_backward_input",
@@ -57,7 +57,7 @@ static RefFamily family_of(const char *op) {
         {" sum mean max min argmax argmin cumsum topk prod any all logsumexp var std cumprod sort "
          "argsort ",
          ref_op_reduction},
-        {" softmax log_softmax layer_norm rms_norm matmul rope attention softmax_backward "
+        {" softmax log_softmax layer_norm rms_norm matmul rope attention attention_backward softmax_backward "
          "log_softmax_backward cross_entropy cross_entropy_backward layer_norm_backward "
          "rms_norm_backward ",
          ref_op_nn},

@@ -1,8 +1,9 @@
 /*
  * The float ops of neural networks: softmax, log_softmax, their gradients softmax_backward and
  * log_softmax_backward, layer_norm, rms_norm and their gradients layer_norm_backward and
- * rms_norm_backward, matmul, rope, attention (docs/ops.md, sections 8.5 to 8.8), and the loss
- * cross_entropy with its gradient cross_entropy_backward (section 8.16).
+ * rms_norm_backward, matmul, rope, attention and its gradient attention_backward (docs/ops.md,
+ * sections 8.5 to 8.9), and the loss cross_entropy with its gradient cross_entropy_backward
+ * (section 8.16).
  * Everything accumulates in double and each output is rounded once to its dtype.
  */
 
@@ -208,12 +209,12 @@ static AnyaccelStatus op_rope(const RefCall *c) {
     return ANYACCEL_OK;
 }
 
-/* ---- attention ------------------------------------------------------------------------------- */
+/* ---- attention, attention_backward ----------------------------------------------------------- */
 
 /*
- * Element offset in t (k, v or out) of q's batch `bi` (row-major over q's batch dims `qshape`).
- * t's head dimension (rank - 3) may be q's divided by `group` (grouped-query attention): query
- * head h reads head h / group there. The other batch dims are equal.
+ * Element offset in t (k, v, out or a gradient) of q's batch `bi` (row-major over q's batch dims
+ * `qshape`). t's head dimension (rank - 3) may be q's divided by `group` (grouped-query
+ * attention): query head h reads head h / group there. The other batch dims are equal.
  */
 static int64_t attention_batch_offset(const RefTensor *t, const int64_t *qshape, int64_t group, int64_t bi) {
     int64_t off = 0;
@@ -226,32 +227,34 @@ static int64_t attention_batch_offset(const RefTensor *t, const int64_t *qshape,
     return off;
 }
 
-#define ATT_INVALID(...) ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "attention: " __VA_ARGS__)
+/* What attention and its gradient share: q, k, v and the mask (broadcast to the logits), the sizes,
+ * and the attributes. */
+typedef struct {
+    const char *op;
+    const RefTensor *q, *k, *v, *mask;
+    RefTensor mb; /* the mask seen with the logits' shape [q's dims but the last..., Lk] */
+    int mask_bool;
+    int r;                      /* the common rank */
+    int64_t lq, d, lk, dv;      /* q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv] */
+    int64_t heads, kv_heads;    /* Hq and Hkv (1 and 1 for rank 2) */
+    int64_t causal, shift, window;
+    double scale, softcap;
+} Attention;
 
 /*
- * out[..., i, :] = softmax_j(cap(scale * q_i . k_j)) v_j over the keys j that row i sees: all of
- * them, or with causal = 1 those at or before its position pos = i (causal_align = top_left) or
- * i + Lk - Lq (bottom_right), and with window > 0 only the last `window` of these. A row that
- * sees no key is 0. cap(l) = softcap * tanh(l / softcap) when softcap > 0. k and v may have a
- * head dimension (the one before the rows) that divides q's: grouped-query attention.
- *
- * The optional mask broadcasts to the logits [q's dims but the last..., Lk]: a bool mask that is
- * false makes the logit -inf (even a NaN one), a mask of q's dtype is added to the logit after the
- * cap. A row whose every logit is -inf is 0 as well; a NaN logit keeps the row NaN.
+ * Checks q, k, v, the mask and the attributes of `op` (attention or attention_backward) and fills
+ * *a. The messages name `op`.
  */
-static AnyaccelStatus op_attention(const RefCall *c) {
-    if ((c->num_inputs != 3 && c->num_inputs != 4) || c->num_outputs != 1 || !c->inputs[0].present ||
-        !c->inputs[1].present || !c->inputs[2].present)
-        return ATT_INVALID("expected inputs q, k, v and an optional mask, and one output");
-    const RefTensor *q = &c->inputs[0], *k = &c->inputs[1], *v = &c->inputs[2], *out = &c->outputs[0];
-    const RefTensor *mask = c->num_inputs > 3 && c->inputs[3].present ? &c->inputs[3] : NULL;
+static AnyaccelStatus attention_setup(const RefCall *c, const char *op, const RefTensor *q, const RefTensor *k,
+                                      const RefTensor *v, const RefTensor *mask, Attention *a) {
+    memset(a, 0, sizeof *a);
     char qs[REF_MAX_DIMS * 21 + 16], ks[REF_MAX_DIMS * 21 + 16], vs[REF_MAX_DIMS * 21 + 16];
     ref_dims_str(q, qs, sizeof qs);
     ref_dims_str(k, ks, sizeof ks);
     ref_dims_str(v, vs, sizeof vs);
     int r = q->ndim;
     if (r < 2 || k->ndim < 2 || v->ndim < 2)
-        return ATT_INVALID("q is %s, k is %s, v is %s: each needs rank >= 2 ([..., L, D])", qs, ks, vs);
+        return REF_INVALID("%s: q is %s, k is %s, v is %s: each needs rank >= 2 ([..., L, D])", op, qs, ks, vs);
 
     /* Batch dims: equal, except that k's and v's head dim (rank - 3) may divide q's. */
     int same_rank = k->ndim == r && v->ndim == r;
@@ -265,56 +268,53 @@ static AnyaccelStatus op_attention(const RefCall *c) {
         }
     }
     if (!same_rank || (!equal && !grouped))
-        return ATT_INVALID("q is %s, k is %s, v is %s: batch dims must be equal (k's and v's head dim "
+        return REF_INVALID("%s: q is %s, k is %s, v is %s: batch dims must be equal (k's and v's head dim "
                            "may divide q's)",
-                           qs, ks, vs);
+                           op, qs, ks, vs);
     int64_t lq = q->shape[r - 2], d = q->shape[r - 1], lk = k->shape[r - 2], dv = v->shape[r - 1];
     if (k->shape[r - 1] != d)
-        return ATT_INVALID("k is %s but q is %s: the last dimensions (D) must match", ks, qs);
-    if (v->shape[r - 2] != lk) return ATT_INVALID("v is %s but k is %s: v needs one row per key (Lk)", vs, ks);
+        return REF_INVALID("%s: k is %s but q is %s: the last dimensions (D) must match", op, ks, qs);
+    if (v->shape[r - 2] != lk)
+        return REF_INVALID("%s: v is %s but k is %s: v needs one row per key (Lk)", op, vs, ks);
     if (lk == 0 && lq > 0)
-        return ATT_INVALID("k is %s and q is %s: Lk = 0 keys for Lq = %lld queries, expected at least 1 key",
-                           ks, qs, (long long)lq);
-    int64_t heads = r >= 3 ? q->shape[r - 3] : 1;
-    int64_t group = r >= 3 && k->shape[r - 3] > 0 ? heads / k->shape[r - 3] : 1;
-    if (group < 1) group = 1;
+        return REF_INVALID("%s: k is %s and q is %s: Lk = 0 keys for Lq = %lld queries, expected at least 1 key",
+                           op, ks, qs, (long long)lq);
 
     /* Attributes. */
     int64_t causal = 0;
-    if (ref_attr_int(c, "causal", &causal) < 0) return ATT_INVALID("attribute `causal` must be an Int");
+    if (ref_attr_int(c, "causal", &causal) < 0) return REF_INVALID("%s: attribute `causal` must be an Int", op);
     if (causal != 0 && causal != 1)
-        return ATT_INVALID("attribute `causal` is Int(%lld), expected Int(0) or Int(1)", (long long)causal);
+        return REF_INVALID("%s: attribute `causal` is Int(%lld), expected Int(0) or Int(1)", op, (long long)causal);
     double scale = 1.0 / sqrt((double)d); /* D = 0 gives +Inf, so NaN logits, as the contract says */
     int got = ref_attr_float(c, "scale", &scale);
-    if (got < 0) return ATT_INVALID("attribute `scale` must be a Float");
-    if (got > 0 && !isfinite(scale)) return ATT_INVALID("attribute `scale` is %g, expected a finite value", scale);
+    if (got < 0) return REF_INVALID("%s: attribute `scale` must be a Float", op);
+    if (got > 0 && !isfinite(scale))
+        return REF_INVALID("%s: attribute `scale` is %g, expected a finite value", op, scale);
     int64_t shift = 0; /* where row i sits among the keys: i + shift */
-    const RefAttr *align = ref_attr(c, "causal_align");
-    if (align) {
-        const char *a = ref_attr_str(c, "causal_align");
-        if (!a) return ATT_INVALID("attribute `causal_align` must be a Str");
-        if (strcmp(a, "bottom_right") == 0)
+    if (ref_attr(c, "causal_align")) {
+        const char *al = ref_attr_str(c, "causal_align");
+        if (!al) return REF_INVALID("%s: attribute `causal_align` must be a Str", op);
+        if (strcmp(al, "bottom_right") == 0)
             shift = lk - lq;
-        else if (strcmp(a, "top_left") != 0)
-            return ATT_INVALID("attribute `causal_align` is `%s`, expected top_left or bottom_right", a);
+        else if (strcmp(al, "top_left") != 0)
+            return REF_INVALID("%s: attribute `causal_align` is `%s`, expected top_left or bottom_right", op, al);
     }
     int64_t window = 0;
-    if (ref_attr_int(c, "window", &window) < 0) return ATT_INVALID("attribute `window` must be an Int");
+    if (ref_attr_int(c, "window", &window) < 0) return REF_INVALID("%s: attribute `window` must be an Int", op);
     if (window < 0 || (window > 0 && !causal))
-        return ATT_INVALID("attribute `window` is %lld, expected 0, or > 0 with causal = 1", (long long)window);
+        return REF_INVALID("%s: attribute `window` is %lld, expected 0, or > 0 with causal = 1", op,
+                           (long long)window);
     double softcap = 0.0;
-    if (ref_attr_float(c, "softcap", &softcap) < 0) return ATT_INVALID("attribute `softcap` must be a Float");
+    if (ref_attr_float(c, "softcap", &softcap) < 0) return REF_INVALID("%s: attribute `softcap` must be a Float", op);
     if (!(isfinite(softcap) && softcap >= 0.0))
-        return ATT_INVALID("attribute `softcap` is %g, expected a finite value >= 0", softcap);
+        return REF_INVALID("%s: attribute `softcap` is %g, expected a finite value >= 0", op, softcap);
 
     /* The mask: bool or q's dtype, broadcast to the logits [q's dims but the last..., Lk]. */
-    RefTensor mb = {0};
-    int mask_bool = 0;
     if (mask) {
         if (mask->dtype != ANYACCEL_DTYPE_BOOL && mask->dtype != q->dtype)
-            return ATT_INVALID("q is %s but mask is %s: expected %s or bool", ref_dtype_name(q->dtype),
+            return REF_INVALID("%s: q is %s but mask is %s: expected %s or bool", op, ref_dtype_name(q->dtype),
                                ref_dtype_name(mask->dtype), ref_dtype_name(q->dtype));
-        AnyaccelStatus st = ref_check_tensor(c->op, "mask", mask, ANYACCEL_DTYPE_BIT(mask->dtype));
+        AnyaccelStatus st = ref_check_tensor(op, "mask", mask, ANYACCEL_DTYPE_BIT(mask->dtype));
         if (st) return st;
         int64_t logits[REF_MAX_DIMS];
         for (int i = 0; i < r - 1; i++) logits[i] = q->shape[i];
@@ -330,78 +330,269 @@ static AnyaccelStatus op_attention(const RefCall *c) {
             lt.shape[r - 1] = lk;
             ref_dims_str(mask, ms, sizeof ms);
             ref_dims_str(&lt, ls, sizeof ls);
-            return ATT_INVALID("mask is %s but the logits are %s (q's dimensions but the last, then k's %lld "
+            return REF_INVALID("%s: mask is %s but the logits are %s (q's dimensions but the last, then k's %lld "
                                "keys): the mask must broadcast to them",
-                               ms, ls, (long long)lk);
+                               op, ms, ls, (long long)lk);
         }
-        mb = ref_broadcast(mask, r, logits);
-        mask_bool = mask->dtype == ANYACCEL_DTYPE_BOOL;
+        a->mb = ref_broadcast(mask, r, logits);
+        a->mask_bool = mask->dtype == ANYACCEL_DTYPE_BOOL;
     }
+    a->op = op;
+    a->q = q;
+    a->k = k;
+    a->v = v;
+    a->mask = mask;
+    a->r = r;
+    a->lq = lq;
+    a->d = d;
+    a->lk = lk;
+    a->dv = dv;
+    a->heads = r >= 3 ? q->shape[r - 3] : 1;
+    a->kv_heads = r >= 3 ? k->shape[r - 3] : 1;
+    a->causal = causal;
+    a->shift = shift;
+    a->window = window;
+    a->scale = scale;
+    a->softcap = softcap;
+    return ANYACCEL_OK;
+}
 
+/*
+ * Row i of q's batch whose element offsets are qb in q, kb in k and mo in the broadcast mask: the
+ * keys first..last-1 it sees (masked keys take no part at all), and their softmax weights
+ * p[j - first]. Where `dcap` is given, dcap[j - first] is the derivative of the soft cap at the
+ * key's scaled dot product (1 without a cap). Returns 1 when the row sees no key or its every
+ * logit is -inf: then every weight is 0 (a NaN logit keeps the row NaN).
+ */
+static int attention_row(const Attention *a, int64_t qb, int64_t kb, int64_t mo, int64_t i, int64_t *first_out,
+                         int64_t *last_out, double *p, double *dcap) {
+    const RefTensor *q = a->q, *k = a->k;
+    const int r = a->r;
+    int64_t first = 0, last = a->lk;
+    if (a->causal) {
+        int64_t pos = i + a->shift;
+        last = pos + 1 < 0 ? 0 : (pos + 1 > a->lk ? a->lk : pos + 1);
+        if (a->window > 0) {
+            first = pos + 1 - a->window;
+            if (first < 0) first = 0;
+            if (first > last) first = last;
+        }
+    }
+    *first_out = first;
+    *last_out = last;
+    double m = -INFINITY;
+    for (int64_t j = first; j < last; j++) {
+        double dot = 0.0;
+        for (int64_t t = 0; t < a->d; t++)
+            dot += ref_at(q, qb + i * q->strides[r - 2] + t * q->strides[r - 1]) *
+                   ref_at(k, kb + j * k->strides[r - 2] + t * k->strides[r - 1]);
+        double l = dot * a->scale, dc = 1.0;
+        if (a->softcap > 0.0) {
+            double th = tanh(l / a->softcap);
+            l = a->softcap * th;
+            dc = 1.0 - th * th;
+        }
+        if (a->mask) {
+            const RefTensor *mb = &a->mb;
+            const unsigned char *mp =
+                mb->base + (mo + i * mb->strides[r - 2] + j * mb->strides[r - 1]) * (int64_t)ref_dtype_size(mb->dtype);
+            if (a->mask_bool) {
+                if (!ref_load_i(mb->dtype, mp)) l = -INFINITY; /* even a NaN logit */
+            } else {
+                l += ref_load_f(mb->dtype, mp);
+            }
+        }
+        p[j - first] = l;
+        if (dcap) dcap[j - first] = dc;
+        m = fmax(m, l);
+    }
+    /* A row that sees no key, or whose every logit is -inf, is 0 (a NaN keeps it NaN). */
+    int none = 1;
+    for (int64_t j = first; j < last && none; j++) none = p[j - first] == -INFINITY;
+    if (none) {
+        for (int64_t j = first; j < last; j++) p[j - first] = 0.0;
+        return 1;
+    }
+    double s = 0.0;
+    for (int64_t j = first; j < last; j++) {
+        p[j - first] = exp(p[j - first] - m);
+        s += p[j - first];
+    }
+    for (int64_t j = first; j < last; j++) p[j - first] /= s;
+    return 0;
+}
+
+/*
+ * out[..., i, :] = softmax_j(cap(scale * q_i . k_j)) v_j over the keys j that row i sees: all of
+ * them, or with causal = 1 those at or before its position pos = i (causal_align = top_left) or
+ * i + Lk - Lq (bottom_right), and with window > 0 only the last `window` of these. A row that
+ * sees no key is 0. cap(l) = softcap * tanh(l / softcap) when softcap > 0. k and v may have a
+ * head dimension (the one before the rows) that divides q's: grouped-query attention.
+ *
+ * The optional mask broadcasts to the logits [q's dims but the last..., Lk]: a bool mask that is
+ * false makes the logit -inf (even a NaN one), a mask of q's dtype is added to the logit after the
+ * cap. A row whose every logit is -inf is 0 as well; a NaN logit keeps the row NaN.
+ */
+static AnyaccelStatus op_attention(const RefCall *c) {
+    if ((c->num_inputs != 3 && c->num_inputs != 4) || c->num_outputs != 1 || !c->inputs[0].present ||
+        !c->inputs[1].present || !c->inputs[2].present)
+        return REF_INVALID("attention: expected inputs q, k, v and an optional mask, and one output");
+    const RefTensor *q = &c->inputs[0], *k = &c->inputs[1], *v = &c->inputs[2], *out = &c->outputs[0];
+    const RefTensor *mask = c->num_inputs > 3 && c->inputs[3].present ? &c->inputs[3] : NULL;
+    Attention a;
+    AnyaccelStatus st = attention_setup(c, "attention", q, k, v, mask, &a);
+    if (st) return st;
+    const int r = a.r;
+    int64_t group = a.kv_heads > 0 ? a.heads / a.kv_heads : 1;
+    if (group < 1) group = 1;
     int64_t batches = 1;
     for (int i = 0; i < r - 2; i++) batches *= q->shape[i];
-    double *e = malloc((size_t)(lk ? lk : 1) * sizeof *e);
-    if (!e) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "attention: out of host memory");
+    double *p = malloc((size_t)(a.lk ? a.lk : 1) * sizeof *p);
+    if (!p) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "attention: out of host memory");
     for (int64_t bi = 0; bi < batches; bi++) {
         int64_t qb = attention_batch_offset(q, q->shape, 1, bi);
         int64_t ob = attention_batch_offset(out, q->shape, 1, bi);
         int64_t kb = attention_batch_offset(k, q->shape, group, bi);
         int64_t vb = attention_batch_offset(v, q->shape, group, bi);
-        int64_t mo = mask ? attention_batch_offset(&mb, q->shape, 1, bi) : 0;
-        for (int64_t i = 0; i < lq; i++) {
-            /* The keys first..last-1 row i sees; masked keys take no part at all. */
-            int64_t first = 0, last = lk;
-            if (causal) {
-                int64_t pos = i + shift;
-                last = pos + 1 < 0 ? 0 : (pos + 1 > lk ? lk : pos + 1);
-                if (window > 0) {
-                    first = pos + 1 - window;
-                    if (first < 0) first = 0;
-                    if (first > last) first = last;
-                }
-            }
-            double m = -INFINITY;
-            for (int64_t j = first; j < last; j++) {
-                double dot = 0.0;
-                for (int64_t t = 0; t < d; t++)
-                    dot += ref_at(q, qb + i * q->strides[r - 2] + t * q->strides[r - 1]) *
-                           ref_at(k, kb + j * k->strides[r - 2] + t * k->strides[r - 1]);
-                double l = dot * scale;
-                if (softcap > 0.0) l = softcap * tanh(l / softcap);
-                if (mask) {
-                    const unsigned char *mp =
-                        mb.base + (mo + i * mb.strides[r - 2] + j * mb.strides[r - 1]) *
-                                      (int64_t)ref_dtype_size(mb.dtype);
-                    if (mask_bool) {
-                        if (!ref_load_i(mb.dtype, mp)) l = -INFINITY; /* even a NaN logit */
-                    } else {
-                        l += ref_load_f(mb.dtype, mp);
-                    }
-                }
-                e[j - first] = l;
-                m = fmax(m, l);
-            }
-            /* A row that sees no key, or whose every logit is -inf, is 0 (a NaN keeps it NaN). */
-            int none = 1;
-            for (int64_t j = first; j < last && none; j++) none = e[j - first] == -INFINITY;
-            double s = 0.0;
-            for (int64_t j = first; j < last; j++) {
-                e[j - first] = exp(e[j - first] - m);
-                s += e[j - first];
-            }
-            for (int64_t col = 0; col < dv; col++) {
+        int64_t mo = mask ? attention_batch_offset(&a.mb, q->shape, 1, bi) : 0;
+        for (int64_t i = 0; i < a.lq; i++) {
+            int64_t first, last;
+            int none = attention_row(&a, qb, kb, mo, i, &first, &last, p, NULL);
+            for (int64_t col = 0; col < a.dv; col++) {
                 double y = 0.0;
                 for (int64_t j = first; j < last && !none; j++)
-                    y += e[j - first] / s * ref_at(v, vb + j * v->strides[r - 2] + col * v->strides[r - 1]);
+                    y += p[j - first] * ref_at(v, vb + j * v->strides[r - 2] + col * v->strides[r - 1]);
                 ref_put(out, ob + i * out->strides[r - 2] + col * out->strides[r - 1], y);
             }
         }
     }
-    free(e);
+    free(p);
     return ANYACCEL_OK;
 }
 
-#undef ATT_INVALID
+/*
+ * attention_backward(grad, q, k, v, mask?) -> dq, dk, dv: the gradients of attention (same
+ * attributes) given grad, the gradient of its output [..., Lq, Dv]. Per query row i, with p_ij
+ * the forward's weights over the keys j it sees and dcap the derivative of the soft cap:
+ *
+ *   dp_ij = grad_i . v_j      D_i = sum_j p_ij dp_ij      ds_ij = p_ij (dp_ij - D_i) dcap_ij
+ *   dq_i = scale sum_j ds_ij k_j     dk_j += scale ds_ij q_i     dv_j += p_ij grad_i
+ *
+ * dk and dv sum over every query row and every query head that reads the key/value head. A term
+ * with p_ij = 0 is left out entirely, so masked and unseen keys, and rows that see no key, add
+ * exactly nothing whatever q, k, v and grad hold. Every sum is in double and each output is
+ * rounded once. The key/value heads are done one after the other, each summing its group's query
+ * heads into double accumulators of one head's dk and dv.
+ */
+static AnyaccelStatus op_attention_backward(const RefCall *c) {
+    const char *op = c->op;
+    if ((c->num_inputs != 4 && c->num_inputs != 5) || c->num_outputs != 3)
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected inputs grad, q, k, v and an optional "
+                           "mask, and outputs dq, dk, dv",
+                           op, c->num_inputs, c->num_outputs);
+    const RefTensor *grad = &c->inputs[0], *q = &c->inputs[1], *k = &c->inputs[2], *v = &c->inputs[3];
+    const RefTensor *mask = c->num_inputs > 4 && c->inputs[4].present ? &c->inputs[4] : NULL;
+    const RefTensor *dq = &c->outputs[0], *dk = &c->outputs[1], *dv = &c->outputs[2];
+    {
+        const char *names[7] = {"q", "grad", "k", "v", "dq", "dk", "dv"};
+        const RefTensor *ts[7] = {q, grad, k, v, dq, dk, dv};
+        for (int i = 0; i < 7; i++)
+            if (!ts[i]->present) return REF_INVALID("%s: %s is missing", op, names[i]);
+        AnyaccelStatus st = ref_check_floats(op, 7, names, ts);
+        if (st) return st;
+    }
+    Attention a;
+    AnyaccelStatus st = attention_setup(c, op, q, k, v, mask, &a);
+    if (st) return st;
+    const int r = a.r;
+    int64_t out_shape[REF_MAX_DIMS];
+    for (int i = 0; i < r; i++) out_shape[i] = q->shape[i];
+    out_shape[r - 1] = a.dv;
+    if ((st = ref_check_shape(op, "grad", grad, r, out_shape,
+                              " (attention's output: q's dimensions but the last, then v's last, Dv)")) ||
+        (st = ref_check_shape(op, "dq", dq, r, q->shape, " (q's shape)")) ||
+        (st = ref_check_shape(op, "dk", dk, r, k->shape, " (k's shape)")) ||
+        (st = ref_check_shape(op, "dv", dv, r, v->shape, " (v's shape)")))
+        return st;
+
+    /* q's batch dims are [outer..., Hq], k's and v's [outer..., Hkv] with Hq = group * Hkv (rank 2:
+     * one batch, Hq = Hkv = 1). */
+    int64_t outer = 1, kv_batches, group = a.kv_heads > 0 ? a.heads / a.kv_heads : 0;
+    for (int i = 0; i < r - 3; i++)
+        if (!ref_mul_ok(outer, q->shape[i], &outer))
+            return REF_INVALID("%s: q has shape %s, whose batch count overflows int64", op,
+                               ref_shape_str(r, q->shape).s);
+    if (!ref_mul_ok(outer, a.kv_heads, &kv_batches))
+        return REF_INVALID("%s: k has shape %s, whose batch count overflows int64", op, ref_shape_str(r, k->shape).s);
+
+    /* Scratch, in doubles: per key p, dcap and dp; one head's dk [Lk, D] and dv [Lk, Dv]; the rows
+     * dq_i [D] and grad_i [Dv]. */
+    int64_t lk = a.lk, d = a.d, ndv = a.dv, n_dk, n_dv, total, n_keys = lk ? lk : 1;
+    if (!ref_mul_ok(lk, d, &n_dk) || !ref_mul_ok(lk, ndv, &n_dv) || !ref_mul_ok(n_keys, 3, &total) ||
+        !ref_add_ok(total, n_dk, &total) || !ref_add_ok(total, n_dv, &total) || !ref_add_ok(total, d, &total) ||
+        !ref_add_ok(total, ndv, &total) || (uint64_t)total > SIZE_MAX / sizeof(double))
+        return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "%s: the scratch for Lk = %lld, D = %lld, Dv = %lld does "
+                         "not fit in host memory", op, (long long)lk, (long long)d, (long long)ndv);
+    double *scratch = malloc((size_t)total * sizeof *scratch);
+    if (!scratch) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    double *p = scratch, *dcap = p + n_keys, *dp = dcap + n_keys, *acc_k = dp + n_keys, *acc_v = acc_k + n_dk;
+    double *dq_row = acc_v + n_dv, *g_row = dq_row + d;
+
+    const int64_t qr = q->strides[r - 2], qc = q->strides[r - 1], kr = k->strides[r - 2], kc = k->strides[r - 1];
+    const int64_t vr = v->strides[r - 2], vc = v->strides[r - 1], gr = grad->strides[r - 2], gc = grad->strides[r - 1];
+    const int64_t dqr = dq->strides[r - 2], dqc = dq->strides[r - 1];
+    const int64_t dkr = dk->strides[r - 2], dkc = dk->strides[r - 1], dvr = dv->strides[r - 2], dvc = dv->strides[r - 1];
+    const double scale = a.scale;
+    /* kv_batches is 0 when Hkv is 0 (then every output is empty). */
+    for (int64_t kvb = 0; kvb < kv_batches; kvb++) {
+        const int64_t o = kvb / a.kv_heads, hk = kvb % a.kv_heads;
+        const int64_t kb = attention_batch_offset(k, k->shape, 1, kvb), vb = attention_batch_offset(v, k->shape, 1, kvb);
+        memset(acc_k, 0, (size_t)(n_dk + n_dv) * sizeof *acc_k);
+        for (int64_t g = 0; g < group; g++) {
+            /* The query batch [outer o, head hk * group + g] (rank 2: the one batch). */
+            const int64_t bi = o * a.heads + hk * group + g;
+            const int64_t qb = attention_batch_offset(q, q->shape, 1, bi);
+            const int64_t gb = attention_batch_offset(grad, q->shape, 1, bi);
+            const int64_t dqb = attention_batch_offset(dq, q->shape, 1, bi);
+            const int64_t mo = mask ? attention_batch_offset(&a.mb, q->shape, 1, bi) : 0;
+            for (int64_t i = 0; i < a.lq; i++) {
+                int64_t first, last;
+                attention_row(&a, qb, kb, mo, i, &first, &last, p, dcap);
+                for (int64_t t = 0; t < ndv; t++) g_row[t] = ref_at(grad, gb + i * gr + t * gc);
+                for (int64_t t = 0; t < d; t++) dq_row[t] = 0.0;
+                double di = 0.0;
+                for (int64_t j = first; j < last; j++) {
+                    const double pj = p[j - first];
+                    if (pj == 0.0) continue;
+                    double s = 0.0;
+                    for (int64_t t = 0; t < ndv; t++) s += g_row[t] * ref_at(v, vb + j * vr + t * vc);
+                    dp[j - first] = s;
+                    di += pj * s;
+                }
+                for (int64_t j = first; j < last; j++) {
+                    const double pj = p[j - first];
+                    if (pj == 0.0) continue;
+                    const double ds = pj * (dp[j - first] - di) * dcap[j - first];
+                    double *vrow = acc_v + j * ndv, *krow = acc_k + j * d;
+                    for (int64_t t = 0; t < ndv; t++) vrow[t] += pj * g_row[t];
+                    for (int64_t t = 0; t < d; t++) {
+                        krow[t] += scale * ds * ref_at(q, qb + i * qr + t * qc);
+                        dq_row[t] += ds * ref_at(k, kb + j * kr + t * kc);
+                    }
+                }
+                for (int64_t t = 0; t < d; t++) ref_put(dq, dqb + i * dqr + t * dqc, scale * dq_row[t]);
+            }
+        }
+        /* This key/value head's dk and dv (zeros when no query head reads it: Hq = 0). */
+        const int64_t dkb = attention_batch_offset(dk, k->shape, 1, kvb), dvb = attention_batch_offset(dv, k->shape, 1, kvb);
+        for (int64_t j = 0; j < lk; j++) {
+            for (int64_t t = 0; t < d; t++) ref_put(dk, dkb + j * dkr + t * dkc, acc_k[j * d + t]);
+            for (int64_t t = 0; t < ndv; t++) ref_put(dv, dvb + j * dvr + t * dvc, acc_v[j * ndv + t]);
+        }
+    }
+    free(scratch);
+    return ANYACCEL_OK;
+}
 
 /* ---- cross_entropy, cross_entropy_backward ----------------------------------------------------- */
 
@@ -580,6 +771,7 @@ AnyaccelStatus ref_op_nn(const RefCall *c) {
     if (strcmp(c->op, "matmul") == 0) return op_matmul(c);
     if (strcmp(c->op, "rope") == 0) return op_rope(c);
     if (strcmp(c->op, "attention") == 0) return op_attention(c);
+    if (strcmp(c->op, "attention_backward") == 0) return op_attention_backward(c);
     if (strcmp(c->op, "cross_entropy") == 0) return op_cross_entropy(c);
     if (strcmp(c->op, "cross_entropy_backward") == 0) return op_cross_entropy_backward(c);
     return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: not an op of this family", c->op);

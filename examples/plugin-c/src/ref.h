@@ -331,7 +331,8 @@ AnyaccelStatus ref_op_indexing(const RefCall *c);    /* index_select, embedding,
 AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, where, unary,
                                                         activation gradients */
 AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cumsum, cumprod, topk, sort */
-AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, softmax_backward,
+AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, attention_backward,
+                                                        softmax_backward,
                                                         log_softmax_backward, cross_entropy,
                                                         cross_entropy_backward, layer_norm_backward,
                                                         rms_norm_backward */

@@ -213,7 +213,7 @@ fn attention(ctx: &Ctx<'_>, call: &OpCall, attrs: &Attrs<'_>) -> Result<()> {
     let mask = call.inputs.get(3).and_then(|t| t.as_ref());
     let (mask_buf, mask_lay, mask_sj) = match mask {
         Some(m) => {
-            let ms = mask_strides(m.desc(), q.desc(), k.desc())?;
+            let ms = mask_strides("attention", m.desc(), q.desc(), k.desc())?;
             let rows = Layouts::new(&rs.dims)
                 .with(row_strides(&geo, r, &ms), base_offset(m))
                 .collapse();

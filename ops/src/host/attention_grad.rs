@@ -42,7 +42,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let r = q.rank();
     let (d, dvn) = (q.shape[r - 1], v.shape[r - 1]);
     let scale = attrs.float_opt("scale")?.unwrap_or(1.0 / (d as f64).sqrt());
-    let mstrides = mask.map(|m| mask_strides(m, q, k)).transpose()?;
+    let mstrides = mask.map(|m| mask_strides(&call.op, m, q, k)).transpose()?;
     let hq = if r >= 3 { q.shape[r - 3] } else { 1 };
     let qbatches: usize = q.shape[..r - 2].iter().product();
     let kbatches: usize = k.shape[..r - 2].iter().product();

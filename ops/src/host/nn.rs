@@ -143,7 +143,9 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             let scale = attrs.float_opt("scale")?;
             // The mask's strides over the logits [q's dims but the last..., Lk].
             let mask = match (qd, kd, call.inputs.get(3).and_then(|t| t.as_ref())) {
-                (Some(q), Some(k), Some(m)) => Some(mask_strides(m.desc(), q.desc(), k.desc())?),
+                (Some(q), Some(k), Some(m)) => {
+                    Some(mask_strides("attention", m.desc(), q.desc(), k.desc())?)
+                }
                 _ => None,
             };
             Box::new(move |b: &Bound| {

@@ -207,7 +207,7 @@ fn attention(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     // The mask: its strides over the rows (space 0's third tensor) and along the keys.
     let mask = match call.inputs.get(3).and_then(|t| t.as_ref()) {
         Some(m) => {
-            let ms = mask_strides(m.desc(), q_t.desc(), k_t.desc())?;
+            let ms = mask_strides("attention", m.desc(), q_t.desc(), k_t.desc())?;
             Some((bind(m)?, row_strides(&geo, r, &ms), ms[r - 1]))
         }
         None => None,
