@@ -19,6 +19,7 @@
 mod backward;
 #[cfg(feature = "opencl")]
 mod clblast;
+mod conv;
 mod measure;
 mod ops;
 mod options;
@@ -74,6 +75,9 @@ Ops (f32):
   softmax_backward
             dx from the gradient and y = softmax(x) over the last axis, default 4096 x 4096,
             alternating with softmax of the same shape
+  conv2d    ResNet-50 layers, batch 8: 3x3 and 1x1 layers and a 3x3 layer with stride 2
+            (GFLOP/s: 2 N O OH OW C KH KW / time); with --peers on the CPU side by side with
+            onnxruntime's CPU Conv (python3 with the onnxruntime and onnx packages)
   matmul_i8 i8 x i8 to i32, 1024 x 1024 x 1024 (GFLOP/s counts 2 ops a product), alternating
             with f32 matmul of the same shape
   matmul_wq_int8, matmul_wq_int4
@@ -192,6 +196,7 @@ fn bench_device(
                 | BenchOp::LayerNormBackward
                 | BenchOp::BatchNormBackward
                 | BenchOp::CrossEntropyBackward => backward::bench_grad(&ctx, *op),
+                BenchOp::Conv2d => conv::bench_conv(&ctx, n),
                 BenchOp::MatmulI8 | BenchOp::MatmulWqInt8 | BenchOp::MatmulWqInt4 => {
                     quant::bench_quant(&ctx, *op)
                 }
@@ -199,7 +204,9 @@ fn bench_device(
                 BenchOp::Launch => bench_launch(&ctx),
             };
             let roof = match op {
-                BenchOp::Matmul => report.roofline.gflops.zip(entry.gflops),
+                BenchOp::Matmul | BenchOp::Conv2d | BenchOp::MatmulI8 => {
+                    report.roofline.gflops.zip(entry.gflops)
+                }
                 _ => report.roofline.gbps.zip(entry.gbps),
             };
             entry.share_of_roofline = roof.map(|(roof, rate)| rate / roof);

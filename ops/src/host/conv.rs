@@ -1,8 +1,10 @@
-//! `conv1d`, `conv2d` and the pools: one output element at a time, accumulating in f64.
+//! `conv1d`, `conv2d` and the pools: one output element at a time, accumulating in f64; the
+//! f32 forward convolution as a matrix product per image and group (im2col and `gemm`).
 
-use anyaccel_hal::{OpCall, Result};
+use anyaccel_hal::{DType, OpCall, Result};
+use gemm::{gemm, Parallelism};
 
-use super::layout::{par_ranges, GRAIN};
+use super::layout::{par_ranges, TView, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
@@ -15,6 +17,236 @@ fn f(v: Val) -> f64 {
         Val::F(x) => x,
         Val::I(i) => i as f64,
     }
+}
+
+/// The f32 forward convolution per image and group as `out[o, p] = sum_K w[o, K] col[K, p]`
+/// with `col` the input's taps (im2col: K = (ci, ky, kx), p = (oy, ox); zeros in the padding),
+/// multiplied by the `gemm` crate in f32. A 1x1 convolution with stride 1 and no padding over
+/// planes of stride 1 reads the input in place.
+fn forward_gemm(
+    g: &ConvGeom,
+    a: &TView,
+    w: &TView,
+    out: &TView,
+    bias_at: Option<&(dyn Fn(usize) -> f64 + Sync)>,
+) -> Result<()> {
+    let (as_, ws, os) = (
+        g.strides4(&a.desc.strides),
+        g.strides4(&w.desc.strides),
+        g.strides4(&out.desc.strides),
+    );
+    let (cg, og) = (g.cg(), g.og());
+    let [kh, kw] = g.kernel;
+    let [oh, ow] = g.out;
+    let [ih, iw] = g.input;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    let (kk, pp) = (cg * kh * kw, oh * ow);
+    let in_place = kh == 1
+        && kw == 1
+        && sh == 1
+        && sw == 1
+        && ph == 0
+        && pw == 0
+        && (oh == 1 || as_[2] == iw * as_[3]);
+    let flat_out = ow == 1 || os[2] == ow * os[3];
+    // The weights of a group as a [og, K] block: in place when K has one stride.
+    let w_flat = kh * kw == 1 || (ws[3] * kw == ws[2] && ws[2] * kh == ws[1]);
+    let wbuf: Vec<f32> = if w_flat {
+        Vec::new()
+    } else {
+        let mut v = vec![0f32; g.o * kk];
+        for oc in 0..g.o {
+            for k in 0..kk {
+                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                // SAFETY: (oc, ci, ky, kx) lies inside the weight's shape.
+                v[oc * kk + k] = unsafe {
+                    w.get::<f32>(w.desc.offset + oc * ws[0] + ci * ws[1] + ky * ws[2] + kx * ws[3])
+                };
+            }
+        }
+        v
+    };
+    // One output element by the contract's sum in f64 (padding taps skipped), with its bias.
+    let exact = |n: usize, oc: usize, oy: usize, ox: usize| -> f64 {
+        let grp = oc / og;
+        let mut acc = bias_at.map_or(0.0, |b| b(oc));
+        for ci in 0..cg {
+            for ky in 0..kh {
+                let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                for kx in 0..kw {
+                    let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                    if iy < ih && ix < iw {
+                        // SAFETY: the taps lie inside x's and w's shapes.
+                        let (xv, wv) = unsafe {
+                            (
+                                a.get::<f32>(
+                                    a.desc.offset
+                                        + n * as_[0]
+                                        + (grp * cg + ci) * as_[1]
+                                        + iy * as_[2]
+                                        + ix * as_[3],
+                                ),
+                                w.get::<f32>(
+                                    w.desc.offset
+                                        + oc * ws[0]
+                                        + ci * ws[1]
+                                        + ky * ws[2]
+                                        + kx * ws[3],
+                                ),
+                            )
+                        };
+                        acc += xv as f64 * wv as f64;
+                    }
+                }
+            }
+        }
+        acc
+    };
+    let jobs = g.n * g.groups;
+    // Images (and groups) in parallel, each product on one thread; one job: the product in
+    // parallel.
+    let par = if jobs == 1 && og * pp * kk >= 48 * 48 * 48 {
+        Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        Parallelism::None
+    };
+    // Columns of col per product: a [K, PT] tile of about 512 KiB stays in the cache between
+    // im2col and the product.
+    let pt = if in_place {
+        pp
+    } else {
+        ((1usize << 17) / kk.max(1))
+            .clamp(64, pp.max(64))
+            .div_ceil(16)
+            * 16
+    };
+    par_ranges(jobs, 1, |range| {
+        let mut col = vec![0f32; if in_place { 0 } else { kk * pt }];
+        let mut tmp = vec![0f32; if flat_out { 0 } else { og * pp }];
+        for job in range {
+            let (n, grp) = (job / g.groups, job % g.groups);
+            let xb = a.desc.offset + n * as_[0] + grp * cg * as_[1];
+            let ob = out.desc.offset + n * os[0] + grp * og * os[1];
+            for p0 in (0..pp).step_by(pt) {
+                let p1 = (p0 + pt).min(pp);
+                let width = p1 - p0;
+                if !in_place {
+                    for (k, row) in col.chunks_exact_mut(pt).enumerate() {
+                        let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                        let cb = xb + ci * as_[1];
+                        // The columns ox whose tap ix = ox sw + kx dw - pw lies in 0..iw.
+                        let lo = (pw.saturating_sub(kx * dw)).div_ceil(sw).min(ow);
+                        let hi = if iw + pw > kx * dw {
+                            (iw + pw - kx * dw).div_ceil(sw).min(ow)
+                        } else {
+                            0
+                        }
+                        .max(lo);
+                        let mut p = p0;
+                        while p < p1 {
+                            let (oy, ox0) = (p / ow, p % ow);
+                            let ox1 = (ox0 + (p1 - p)).min(ow);
+                            let seg = &mut row[p - p0..p - p0 + (ox1 - ox0)];
+                            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                            if iy >= ih {
+                                seg.fill(0.0);
+                            } else {
+                                let rb = cb + iy * as_[2];
+                                let (a0, a1) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+                                seg[..a0 - ox0].fill(0.0);
+                                seg[a1 - ox0..].fill(0.0);
+                                if sw == 1 && as_[3] == 1 && a1 > a0 {
+                                    let ix0 = a0 + kx * dw - pw;
+                                    // SAFETY: the taps ix0 .. ix0 + (a1 - a0) lie in row iy of x.
+                                    let src = unsafe {
+                                        std::slice::from_raw_parts(a.ptr::<f32>(rb + ix0), a1 - a0)
+                                    };
+                                    seg[a0 - ox0..a1 - ox0].copy_from_slice(src);
+                                } else {
+                                    for ox in a0..a1 {
+                                        let ix = ox * sw + kx * dw - pw;
+                                        // SAFETY: (n, c, iy, ix) lies inside x's shape.
+                                        seg[ox - ox0] = unsafe { a.get::<f32>(rb + ix * as_[3]) };
+                                    }
+                                }
+                            }
+                            p += ox1 - ox0;
+                        }
+                    }
+                }
+                let (w_ptr, w_rs, w_cs) = if w_flat {
+                    (
+                        w.ptr::<f32>(w.desc.offset + grp * og * ws[0]) as *const f32,
+                        ws[0],
+                        if kh * kw == 1 { ws[1] } else { ws[3] },
+                    )
+                } else {
+                    (wbuf[grp * og * kk..].as_ptr(), kk, 1)
+                };
+                let (c_ptr, c_rs, c_cs) = if in_place {
+                    (a.ptr::<f32>(xb + p0 * as_[3]) as *const f32, as_[1], as_[3])
+                } else {
+                    (col.as_ptr(), pt, 1)
+                };
+                let (d_ptr, d_rs, d_cs) = if flat_out {
+                    (out.ptr::<f32>(ob + p0 * os[3]), os[1], os[3])
+                } else {
+                    (tmp[p0..].as_mut_ptr(), pp, 1)
+                };
+                // SAFETY: the three blocks lie inside their buffers (the validated layouts, or the
+                // scratch vectors sized for them); the output block is this job's only and does not
+                // overlap the inputs.
+                unsafe {
+                    gemm(
+                        og,
+                        width,
+                        kk,
+                        d_ptr,
+                        d_cs as isize,
+                        d_rs as isize,
+                        false,
+                        w_ptr,
+                        w_cs as isize,
+                        w_rs as isize,
+                        c_ptr,
+                        c_cs as isize,
+                        c_rs as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
+                    )
+                };
+            }
+            for o in 0..og {
+                let oc = grp * og + o;
+                let bias = bias_at.map_or(0.0, |b| b(oc) as f32);
+                for p in 0..pp {
+                    let at = ob + o * os[1] + (p / ow) * os[2] + (p % ow) * os[3];
+                    let v = if flat_out {
+                        // SAFETY: (n, oc, oy, ox) lies inside the output's shape.
+                        unsafe { out.get::<f32>(at) }
+                    } else {
+                        tmp[o * pp + p]
+                    };
+                    let v = if v.is_nan() {
+                        // Infinities: the product may have met one with a padding zero or in
+                        // another order; the contract's sum skips the padding taps.
+                        exact(n, oc, p / ow, p % ow) as f32
+                    } else {
+                        v + bias
+                    };
+                    // SAFETY: as above.
+                    unsafe { out.set(at, v) };
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The kernel of one convolution call (any pass: forward, input gradient or transpose,
@@ -51,6 +283,9 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             (t % st == 0 && t / st < len).then_some(t / st)
         };
         match pass {
+            ConvPass::Forward if a.desc.dtype == DType::F32 && cg * kh * kw > 0 && oh * ow > 0 => {
+                forward_gemm(&g, a, w, out, has_bias.then_some(&bias_at))
+            }
             ConvPass::Forward => {
                 let work = cg.saturating_mul(kh).saturating_mul(kw).max(1);
                 par_ranges(g.n * g.o * oh * ow, (GRAIN / work).max(1), |r| {

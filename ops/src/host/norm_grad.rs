@@ -64,6 +64,96 @@ impl Acs {
     }
 }
 
+/// layer_norm_backward and rms_norm_backward over f32 rows of stride 1: per block of
+/// [`ROW_BLOCK`] rows, each row's statistics and sums, then dx, with the block's partial weight
+/// and bias gradients gathered in the same pass (f64 sums), the blocks added in order.
+fn rows_f32(
+    g: &NormBack,
+    [dy, x, dx]: [&TView; 3],
+    [ya, xa, da]: [&Acs; 3],
+    w: Option<&TView>,
+    (dw, db): (&TView, Option<&TView>),
+) -> Result<()> {
+    let c = g.c;
+    let rms = g.kind == NormKind::Rms;
+    let weights: Vec<f64> = (0..c)
+        .map(|ch| {
+            // SAFETY: ch < C, the weight's one dimension.
+            w.map_or(1.0, |t| {
+                f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) })
+            })
+        })
+        .collect();
+    let blocks = g.a.div_ceil(ROW_BLOCK);
+    let parts = Mutex::new(vec![Vec::new(); blocks]);
+    let n = c as f64;
+    par_ranges(blocks, 1, |r| {
+        let mut d = vec![0f64; c];
+        let mut xh = vec![0f64; c];
+        for blk in r {
+            let mut part_w = vec![0f64; c];
+            let mut part_b = vec![0f64; c];
+            for a in blk * ROW_BLOCK..((blk + 1) * ROW_BLOCK).min(g.a) {
+                // SAFETY: row a holds C elements of stride 1 in each tensor (x's shape, which
+                // grad and dx share, validated against their buffers); dx is written by the
+                // task of its row only.
+                let (xr, yr, dr) = unsafe {
+                    (
+                        std::slice::from_raw_parts(x.ptr::<f32>(xa.rows[a]), c),
+                        std::slice::from_raw_parts(dy.ptr::<f32>(ya.rows[a]), c),
+                        std::slice::from_raw_parts_mut(dx.ptr::<f32>(da.rows[a]), c),
+                    )
+                };
+                let (mut s1, mut s2) = (0f64, 0f64);
+                for &v in xr {
+                    let v = v as f64;
+                    s1 += v;
+                    s2 += v * v;
+                }
+                let mean = if rms { 0.0 } else { s1 / n };
+                let var = if rms {
+                    s2 / n
+                } else {
+                    xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n
+                };
+                let rinv = 1.0 / (var + g.eps).sqrt();
+                let (mut sa, mut sb) = (0f64, 0f64);
+                for ch in 0..c {
+                    let y = yr[ch] as f64;
+                    let h = (xr[ch] as f64 - mean) * rinv;
+                    let dd = y * weights[ch];
+                    d[ch] = dd;
+                    xh[ch] = h;
+                    sa += dd;
+                    sb += dd * h;
+                    part_w[ch] += y * h;
+                    part_b[ch] += y;
+                }
+                let (ma, mb) = (if rms { 0.0 } else { sa / n }, sb / n);
+                for ch in 0..c {
+                    dr[ch] = (rinv * (d[ch] - ma - xh[ch] * mb)) as f32;
+                }
+            }
+            parts.lock().unwrap_or_else(|e| e.into_inner())[blk] = vec![part_w, part_b];
+        }
+        Ok(())
+    })?;
+    let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
+    for ch in 0..c {
+        let (sw, sb) = parts
+            .iter()
+            .fold((0.0, 0.0), |(w, b), p| (w + p[0][ch], b + p[1][ch]));
+        // SAFETY: ch < C, the outputs' one dimension.
+        unsafe {
+            store(dw, dw.desc.offset + ch * dw.desc.strides[0], Val::F(sw));
+            if let Some(db) = db {
+                store(db, db.desc.offset + ch * db.desc.strides[0], Val::F(sb));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The kernel of one normalisation gradient.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
@@ -94,6 +184,15 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         };
         let weight = |c: usize| w.map_or(1.0, |t| vec_at(t, c));
         let (ya, xa, da) = (Acs::of(&g, dy), Acs::of(&g, x), Acs::of(&g, dx));
+        if matches!(g.kind, NormKind::Layer | NormKind::Rms)
+            && x.desc.dtype == anyaccel_hal::DType::F32
+            && xa.c == 1
+            && ya.c == 1
+            && da.c == 1
+        {
+            let db = (g.kind != NormKind::Rms).then(|| b.out(2));
+            return rows_f32(&g, [dy, x, dx], [&ya, &xa, &da], w, (b.out(1), db));
+        }
         // SAFETY (loads and stores below): (a, c, s) lies inside x's shape, which grad and dx
         // share; their layouts were validated against their buffers.
         let xv = |a: usize, c: usize, s: usize| f(unsafe { load(x, xa.at(a, c, s)) });

@@ -32,6 +32,8 @@ pub enum BenchOp {
     BatchNormBackward,
     /// f32 `cross_entropy_backward`, side by side with `cross_entropy`.
     CrossEntropyBackward,
+    /// f32 `conv2d` on ResNet-50 layer shapes, with `--peers` side by side with onnxruntime.
+    Conv2d,
     /// `matmul_i8` (i8 x i8, i32 result), side by side with f32 `matmul` of the same shape.
     MatmulI8,
     /// `matmul_wq` with int8 weights at batch 1, side by side with f32 `matmul`.
@@ -47,7 +49,7 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 18] = [
+    pub const ALL: [BenchOp; 19] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
@@ -61,6 +63,7 @@ impl BenchOp {
         BenchOp::LayerNormBackward,
         BenchOp::BatchNormBackward,
         BenchOp::CrossEntropyBackward,
+        BenchOp::Conv2d,
         BenchOp::MatmulI8,
         BenchOp::MatmulWqInt8,
         BenchOp::MatmulWqInt4,
@@ -84,6 +87,7 @@ impl BenchOp {
             BenchOp::LayerNormBackward => "layer_norm_backward",
             BenchOp::BatchNormBackward => "batch_norm_backward",
             BenchOp::CrossEntropyBackward => "cross_entropy_backward",
+            BenchOp::Conv2d => "conv2d",
             BenchOp::MatmulI8 => "matmul_i8",
             BenchOp::MatmulWqInt8 => "matmul_wq_int8",
             BenchOp::MatmulWqInt4 => "matmul_wq_int4",
@@ -100,6 +104,8 @@ impl BenchOp {
     pub(super) fn sizes(self, size: Option<usize>) -> Vec<usize> {
         match (self, size) {
             (BenchOp::Dispatch | BenchOp::Launch, _) => vec![1],
+            // The index of a ResNet-50 layer shape.
+            (BenchOp::Conv2d, _) => (0..super::conv::LAYERS.len()).collect(),
             // Fixed shapes (the entry names them).
             (
                 BenchOp::Conv2dBackwardInput
