@@ -233,7 +233,7 @@ fn forward_gemm(
                     } else {
                         tmp[o * pp + p]
                     };
-                    let v = if v.is_nan() {
+                    let v = if !v.is_finite() {
                         // Infinities: the product may have met one with a padding zero or in
                         // another order; the contract's sum skips the padding taps.
                         exact(n, oc, p / ow, p % ow) as f32
@@ -330,6 +330,38 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 })
             }
             ConvPass::Data => {
+                // dx at (n, ch, iy, ix) by the contract's sum, in f64.
+                let data_at = |n: usize, ch: usize, iy: usize, ix: usize| -> f64 {
+                    let (grp, ci) = (ch / cg, ch % cg);
+                    let mut acc = bias_at(ch);
+                    for oc in grp * og..(grp + 1) * og {
+                        let yb = a.desc.offset + n * as_[0] + oc * as_[1];
+                        let wb = w.desc.offset + oc * ws[0] + ci * ws[1];
+                        for ky in 0..kh {
+                            let Some(oy) = back(iy, ky, ph, dh, sh, oh) else {
+                                continue;
+                            };
+                            for kx in 0..kw {
+                                let Some(ox) = back(ix, kx, pw, dw, sw, ow) else {
+                                    continue;
+                                };
+                                // SAFETY: (n, oc, oy, ox) lies inside the output-shaped
+                                // input and (oc, ci, ky, kx) inside the weight.
+                                let (yv, wv) = unsafe {
+                                    (
+                                        load(a, yb + oy * as_[2] + ox * as_[3]),
+                                        load(w, wb + ky * ws[2] + kx * ws[3]),
+                                    )
+                                };
+                                acc += f(yv) * f(wv);
+                            }
+                        }
+                    }
+                    acc
+                };
+                if a.desc.dtype == DType::F32 && og * kh * kw > 0 && oh * ow > 0 {
+                    return data_gemm(&g, a, w, out, &bias_at, &data_at);
+                }
                 let work = og.saturating_mul(kh).saturating_mul(kw).max(1);
                 par_ranges(g.n * g.c * ih * iw, (GRAIN / work).max(1), |r| {
                     for lin in r {
@@ -337,31 +369,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         let iy = (lin / iw) % ih;
                         let ch = (lin / (iw * ih)) % g.c;
                         let n = lin / (iw * ih * g.c);
-                        let (grp, ci) = (ch / cg, ch % cg);
-                        let mut acc = bias_at(ch);
-                        for oc in grp * og..(grp + 1) * og {
-                            let yb = a.desc.offset + n * as_[0] + oc * as_[1];
-                            let wb = w.desc.offset + oc * ws[0] + ci * ws[1];
-                            for ky in 0..kh {
-                                let Some(oy) = back(iy, ky, ph, dh, sh, oh) else {
-                                    continue;
-                                };
-                                for kx in 0..kw {
-                                    let Some(ox) = back(ix, kx, pw, dw, sw, ow) else {
-                                        continue;
-                                    };
-                                    // SAFETY: (n, oc, oy, ox) lies inside the output-shaped
-                                    // input and (oc, ci, ky, kx) inside the weight.
-                                    let (yv, wv) = unsafe {
-                                        (
-                                            load(a, yb + oy * as_[2] + ox * as_[3]),
-                                            load(w, wb + ky * ws[2] + kx * ws[3]),
-                                        )
-                                    };
-                                    acc += f(yv) * f(wv);
-                                }
-                            }
-                        }
+                        let acc = data_at(n, ch, iy, ix);
                         let at = out.desc.offset + n * os[0] + ch * os[1] + iy * os[2] + ix * os[3];
                         // SAFETY: (n, ch, iy, ix) lies inside the output's shape.
                         unsafe { store(out, at, Val::F(acc)) }
@@ -372,6 +380,40 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             ConvPass::Filter => {
                 // Input 1 is x, through its lifted strides.
                 let xs = ws;
+                // dw at (oc, ci, ky, kx) by the contract's sum, in f64.
+                let filter_at = |oc: usize, ci: usize, ky: usize, kx: usize| -> f64 {
+                    let ch = oc / og * cg + ci;
+                    let mut acc = 0.0;
+                    for n in 0..g.n {
+                        let yb = a.desc.offset + n * as_[0] + oc * as_[1];
+                        let xb = w.desc.offset + n * xs[0] + ch * xs[1];
+                        for oy in 0..oh {
+                            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                            if iy >= ih {
+                                continue;
+                            }
+                            for ox in 0..ow {
+                                let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                                if ix >= iw {
+                                    continue;
+                                }
+                                // SAFETY: (n, oc, oy, ox) lies inside grad and
+                                // (n, ch, iy, ix) inside x.
+                                let (yv, xv) = unsafe {
+                                    (
+                                        load(a, yb + oy * as_[2] + ox * as_[3]),
+                                        load(w, xb + iy * xs[2] + ix * xs[3]),
+                                    )
+                                };
+                                acc += f(yv) * f(xv);
+                            }
+                        }
+                    }
+                    acc
+                };
+                if a.desc.dtype == DType::F32 && cg * kh * kw > 0 && oh * ow > 0 && g.n > 0 {
+                    return filter_gemm(&g, a, w, out, &filter_at);
+                }
                 let work = g.n.saturating_mul(oh).saturating_mul(ow).max(1);
                 par_ranges(g.o * cg * kh * kw, (GRAIN / work).max(1), |r| {
                     for lin in r {
@@ -379,33 +421,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         let ky = (lin / kw) % kh;
                         let ci = (lin / (kw * kh)) % cg;
                         let oc = lin / (kw * kh * cg);
-                        let ch = oc / og * cg + ci;
-                        let mut acc = 0.0;
-                        for n in 0..g.n {
-                            let yb = a.desc.offset + n * as_[0] + oc * as_[1];
-                            let xb = w.desc.offset + n * xs[0] + ch * xs[1];
-                            for oy in 0..oh {
-                                let iy = (oy * sh + ky * dh).wrapping_sub(ph);
-                                if iy >= ih {
-                                    continue;
-                                }
-                                for ox in 0..ow {
-                                    let ix = (ox * sw + kx * dw).wrapping_sub(pw);
-                                    if ix >= iw {
-                                        continue;
-                                    }
-                                    // SAFETY: (n, oc, oy, ox) lies inside grad and
-                                    // (n, ch, iy, ix) inside x.
-                                    let (yv, xv) = unsafe {
-                                        (
-                                            load(a, yb + oy * as_[2] + ox * as_[3]),
-                                            load(w, xb + iy * xs[2] + ix * xs[3]),
-                                        )
-                                    };
-                                    acc += f(yv) * f(xv);
-                                }
-                            }
-                        }
+                        let acc = filter_at(oc, ci, ky, kx);
                         let at =
                             out.desc.offset + oc * os[0] + ci * os[1] + ky * os[2] + kx * os[3];
                         // SAFETY: (oc, ci, ky, kx) lies inside the output's shape.
@@ -416,6 +432,257 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             }
         }
     }))
+}
+
+/// An [og, P] block of an output-shaped f32 tensor (image n, the channels of group grp) as
+/// contiguous rows: in place when its planes are flat, else copied into `buf`.
+fn grad_block<'a>(
+    a: &TView,
+    as_: [usize; 4],
+    (n, grp, og): (usize, usize, usize),
+    [oh, ow]: [usize; 2],
+    buf: &'a mut Vec<f32>,
+) -> (*const f32, usize, usize) {
+    let base = a.desc.offset + n * as_[0] + grp * og * as_[1];
+    if ow == 1 || as_[2] == ow * as_[3] {
+        return (a.ptr::<f32>(base) as *const f32, as_[1], as_[3]);
+    }
+    let pp = oh * ow;
+    buf.resize(og * pp, 0.0);
+    for o in 0..og {
+        for p in 0..pp {
+            // SAFETY: (n, grp og + o, oy, ox) lies inside the tensor's shape.
+            buf[o * pp + p] =
+                unsafe { a.get::<f32>(base + o * as_[1] + (p / ow) * as_[2] + (p % ow) * as_[3]) };
+        }
+    }
+    (buf.as_ptr(), pp, 1)
+}
+
+/// The f32 input gradient (or transposed convolution) per image and group: `dcol = w^T dy`
+/// (`gemm`), then each column's taps added into their input positions (col2im). An element
+/// that comes out NaN is recomputed by `data_at`, the contract's sum.
+fn data_gemm(
+    g: &ConvGeom,
+    a: &TView,
+    w: &TView,
+    out: &TView,
+    bias_at: &(dyn Fn(usize) -> f64 + Sync),
+    data_at: &(dyn Fn(usize, usize, usize, usize) -> f64 + Sync),
+) -> Result<()> {
+    let (as_, ws, os) = (
+        g.strides4(&a.desc.strides),
+        g.strides4(&w.desc.strides),
+        g.strides4(&out.desc.strides),
+    );
+    let (cg, og) = (g.cg(), g.og());
+    let [kh, kw] = g.kernel;
+    let [oh, ow] = g.out;
+    let [ih, iw] = g.input;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    let (kk, pp) = (cg * kh * kw, oh * ow);
+    let jobs = g.n * g.groups;
+    par_ranges(jobs, 1, |range| {
+        let mut dcol = vec![0f32; kk * pp];
+        let mut acc = vec![0f32; cg * ih * iw];
+        let mut buf = Vec::new();
+        let mut wbuf = vec![0f32; og * kk];
+        for job in range {
+            let (n, grp) = (job / g.groups, job % g.groups);
+            let (y_ptr, y_rs, y_cs) = grad_block(a, as_, (n, grp, og), [oh, ow], &mut buf);
+            for o in 0..og {
+                for k in 0..kk {
+                    let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                    // SAFETY: (grp og + o, ci, ky, kx) lies inside the weight's shape.
+                    wbuf[o * kk + k] = unsafe {
+                        w.get::<f32>(
+                            w.desc.offset
+                                + (grp * og + o) * ws[0]
+                                + ci * ws[1]
+                                + ky * ws[2]
+                                + kx * ws[3],
+                        )
+                    };
+                }
+            }
+            // SAFETY: w^T [K, og] (wbuf), dy [og, P] and dcol [K, P] lie inside their buffers.
+            unsafe {
+                gemm(
+                    kk,
+                    pp,
+                    og,
+                    dcol.as_mut_ptr(),
+                    1,
+                    pp as isize,
+                    false,
+                    wbuf.as_ptr(),
+                    kk as isize,
+                    1,
+                    y_ptr,
+                    y_cs as isize,
+                    y_rs as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                )
+            };
+            acc.fill(0.0);
+            for (k, row) in dcol.chunks_exact(pp).enumerate() {
+                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                for oy in 0..oh {
+                    let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                    if iy >= ih {
+                        continue;
+                    }
+                    for ox in 0..ow {
+                        let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                        if ix < iw {
+                            acc[(ci * ih + iy) * iw + ix] += row[oy * ow + ox];
+                        }
+                    }
+                }
+            }
+            for ci in 0..cg {
+                let ch = grp * cg + ci;
+                let bias = bias_at(ch) as f32;
+                for iy in 0..ih {
+                    for ix in 0..iw {
+                        let v = acc[(ci * ih + iy) * iw + ix] + bias;
+                        let v = if !v.is_finite() {
+                            data_at(n, ch, iy, ix) as f32
+                        } else {
+                            v
+                        };
+                        let at = out.desc.offset + n * os[0] + ch * os[1] + iy * os[2] + ix * os[3];
+                        // SAFETY: (n, ch, iy, ix) lies inside the output's shape; this job
+                        // owns the channels of its group of image n.
+                        unsafe { out.set(at, v) };
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The f32 weight gradient: per image, `dw += dy col^T` (`gemm`, im2col of x), in a fixed
+/// number of image chunks added in order. An element that comes out NaN is recomputed by
+/// `filter_at`, the contract's sum.
+fn filter_gemm(
+    g: &ConvGeom,
+    a: &TView,
+    x: &TView,
+    out: &TView,
+    filter_at: &(dyn Fn(usize, usize, usize, usize) -> f64 + Sync),
+) -> Result<()> {
+    let (as_, xs, os) = (
+        g.strides4(&a.desc.strides),
+        g.strides4(&x.desc.strides),
+        g.strides4(&out.desc.strides),
+    );
+    let (cg, og) = (g.cg(), g.og());
+    let [kh, kw] = g.kernel;
+    let [oh, ow] = g.out;
+    let [ih, iw] = g.input;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    let (kk, pp) = (cg * kh * kw, oh * ow);
+    const CHUNKS: usize = 8;
+    // Positions whose products one f32 product sums (the runs are added in f64).
+    const P_RUN: usize = 1024;
+    let chunks = g.n.min(CHUNKS);
+    let per = g.n.div_ceil(chunks);
+    let parts = std::sync::Mutex::new(vec![Vec::new(); chunks]);
+    par_ranges(chunks, 1, |range| {
+        let mut col = vec![0f32; kk * pp];
+        let mut buf = Vec::new();
+        for chunk in range {
+            let mut part = vec![0f64; g.o * kk];
+            let mut block = vec![0f32; og * kk];
+            for n in chunk * per..((chunk + 1) * per).min(g.n) {
+                for grp in 0..g.groups {
+                    let xb = x.desc.offset + n * xs[0] + grp * cg * xs[1];
+                    for (k, row) in col.chunks_exact_mut(pp).enumerate() {
+                        let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                        for oy in 0..oh {
+                            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                            for ox in 0..ow {
+                                let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                                row[oy * ow + ox] = if iy < ih && ix < iw {
+                                    // SAFETY: (n, c, iy, ix) lies inside x's shape.
+                                    unsafe {
+                                        x.get::<f32>(xb + ci * xs[1] + iy * xs[2] + ix * xs[3])
+                                    }
+                                } else {
+                                    0.0
+                                };
+                            }
+                        }
+                    }
+                    let (y_ptr, y_rs, y_cs) = grad_block(a, as_, (n, grp, og), [oh, ow], &mut buf);
+                    // Positions in runs of P_RUN summed in f32, the runs added in f64.
+                    for p0 in (0..pp).step_by(P_RUN) {
+                        let width = (pp - p0).min(P_RUN);
+                        // SAFETY: dy [og, P] from column p0, col^T [P, K] from row p0 and the
+                        // block [og, K] lie inside their buffers.
+                        unsafe {
+                            gemm(
+                                og,
+                                kk,
+                                width,
+                                block.as_mut_ptr(),
+                                1,
+                                kk as isize,
+                                false,
+                                y_ptr.add(p0 * y_cs),
+                                y_cs as isize,
+                                y_rs as isize,
+                                col.as_ptr().add(p0),
+                                pp as isize,
+                                1,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                Parallelism::None,
+                            )
+                        };
+                        for (d, &v) in part[grp * og * kk..(grp + 1) * og * kk]
+                            .iter_mut()
+                            .zip(&block)
+                        {
+                            *d += v as f64;
+                        }
+                    }
+                }
+            }
+            parts.lock().unwrap_or_else(|e| e.into_inner())[chunk] = part;
+        }
+        Ok(())
+    })?;
+    let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
+    for oc in 0..g.o {
+        for k in 0..kk {
+            let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+            let v = parts.iter().map(|p| p[oc * kk + k]).sum::<f64>() as f32;
+            let v = if !v.is_finite() {
+                filter_at(oc, ci, ky, kx) as f32
+            } else {
+                v
+            };
+            let at = out.desc.offset + oc * os[0] + ci * os[1] + ky * os[2] + kx * os[3];
+            // SAFETY: (oc, ci, ky, kx) lies inside the output's shape.
+            unsafe { out.set(at, v) };
+        }
+    }
+    Ok(())
 }
 
 /// The kernel of one pooling call: max (values and i64 plane indices) or average, in f64.
