@@ -436,12 +436,12 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
 
 /// An [og, P] block of an output-shaped f32 tensor (image n, the channels of group grp) as
 /// contiguous rows: in place when its planes are flat, else copied into `buf`.
-fn grad_block<'a>(
+fn grad_block(
     a: &TView,
     as_: [usize; 4],
     (n, grp, og): (usize, usize, usize),
     [oh, ow]: [usize; 2],
-    buf: &'a mut Vec<f32>,
+    buf: &mut Vec<f32>,
 ) -> (*const f32, usize, usize) {
     let base = a.desc.offset + n * as_[0] + grp * og * as_[1];
     if ow == 1 || as_[2] == ow * as_[3] {
