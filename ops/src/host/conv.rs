@@ -19,6 +19,46 @@ fn f(v: Val) -> f64 {
     }
 }
 
+/// Output element (n, oc, oy, ox) of the forward convolution by the contract's sum in f64, the
+/// padding taps skipped (without the bias).
+fn forward_at(g: &ConvGeom, a: &TView, w: &TView, [n, oc, oy, ox]: [usize; 4]) -> f64 {
+    let (as_, ws) = (g.strides4(&a.desc.strides), g.strides4(&w.desc.strides));
+    let (cg, og) = (g.cg(), g.og());
+    let [kh, kw] = g.kernel;
+    let [ih, iw] = g.input;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    let grp = oc / og;
+    let mut acc = 0.0;
+    for ci in 0..cg {
+        let xb = a.desc.offset + n * as_[0] + (grp * cg + ci) * as_[1];
+        let wb = w.desc.offset + oc * ws[0] + ci * ws[1];
+        for ky in 0..kh {
+            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+            if iy >= ih {
+                continue;
+            }
+            for kx in 0..kw {
+                let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                if ix >= iw {
+                    continue;
+                }
+                // SAFETY: n, c, iy, ix and oc, ci, ky, kx lie inside x's and w's shapes,
+                // whose layouts were validated against their buffers.
+                let (xv, wv) = unsafe {
+                    (
+                        load(a, xb + iy * as_[2] + ix * as_[3]),
+                        load(w, wb + ky * ws[2] + kx * ws[3]),
+                    )
+                };
+                acc += f(xv) * f(wv);
+            }
+        }
+    }
+    acc
+}
+
 /// The f32 forward convolution per image and group as `out[o, p] = sum_K w[o, K] col[K, p]`
 /// with `col` the input's taps (im2col: K = (ci, ky, kx), p = (oy, ox); zeros in the padding),
 /// multiplied by the `gemm` crate in f32. A 1x1 convolution with stride 1 and no padding over
@@ -70,39 +110,7 @@ fn forward_gemm(
     };
     // One output element by the contract's sum in f64 (padding taps skipped), with its bias.
     let exact = |n: usize, oc: usize, oy: usize, ox: usize| -> f64 {
-        let grp = oc / og;
-        let mut acc = bias_at.map_or(0.0, |b| b(oc));
-        for ci in 0..cg {
-            for ky in 0..kh {
-                let iy = (oy * sh + ky * dh).wrapping_sub(ph);
-                for kx in 0..kw {
-                    let ix = (ox * sw + kx * dw).wrapping_sub(pw);
-                    if iy < ih && ix < iw {
-                        // SAFETY: the taps lie inside x's and w's shapes.
-                        let (xv, wv) = unsafe {
-                            (
-                                a.get::<f32>(
-                                    a.desc.offset
-                                        + n * as_[0]
-                                        + (grp * cg + ci) * as_[1]
-                                        + iy * as_[2]
-                                        + ix * as_[3],
-                                ),
-                                w.get::<f32>(
-                                    w.desc.offset
-                                        + oc * ws[0]
-                                        + ci * ws[1]
-                                        + ky * ws[2]
-                                        + kx * ws[3],
-                                ),
-                            )
-                        };
-                        acc += xv as f64 * wv as f64;
-                    }
-                }
-            }
-        }
-        acc
+        bias_at.map_or(0.0, |b| b(oc)) + forward_at(g, a, w, [n, oc, oy, ox])
     };
     let jobs = g.n * g.groups;
     // Images (and groups) in parallel, each product on one thread; one job: the product in
@@ -294,34 +302,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         let oy = (lin / ow) % oh;
                         let oc = (lin / (ow * oh)) % g.o;
                         let n = lin / (ow * oh * g.o);
-                        let grp = oc / og;
-                        let mut acc = bias_at(oc);
-                        for ci in 0..cg {
-                            let xb = a.desc.offset + n * as_[0] + (grp * cg + ci) * as_[1];
-                            let wb = w.desc.offset + oc * ws[0] + ci * ws[1];
-                            for ky in 0..kh {
-                                let iy = (oy * sh + ky * dh).wrapping_sub(ph);
-                                if iy >= ih {
-                                    continue;
-                                }
-                                for kx in 0..kw {
-                                    let ix = (ox * sw + kx * dw).wrapping_sub(pw);
-                                    if ix >= iw {
-                                        continue;
-                                    }
-                                    // SAFETY: n, c, iy, ix and oc, ci, ky, kx lie inside x's
-                                    // and w's shapes, whose layouts were validated against
-                                    // their buffers.
-                                    let (xv, wv) = unsafe {
-                                        (
-                                            load(a, xb + iy * as_[2] + ix * as_[3]),
-                                            load(w, wb + ky * ws[2] + kx * ws[3]),
-                                        )
-                                    };
-                                    acc += f(xv) * f(wv);
-                                }
-                            }
-                        }
+                        let acc = bias_at(oc) + forward_at(&g, a, w, [n, oc, oy, ox]);
                         let at = out.desc.offset + n * os[0] + oc * os[1] + oy * os[2] + ox * os[3];
                         // SAFETY: (n, oc, oy, ox) lies inside the output's shape.
                         unsafe { store(out, at, Val::F(acc)) }
