@@ -180,7 +180,13 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         } else {
             vec![0; g.shape.len()]
         };
+        // f32 logits and dlogits whose classes have stride 1: slices, and one exp per element.
+        let dense = x.desc.dtype == anyaccel_hal::DType::F32
+            && out.desc.dtype == anyaccel_hal::DType::F32
+            && (cs == 1 || classes <= 1)
+            && (ocs == 1 || classes <= 1);
         par_ranges(g.positions, (1 << 12) / classes.max(1) + 1, |r| {
+            let mut e = vec![0f64; if dense { classes } else { 0 }];
             walk(
                 &g.shape,
                 [&xs, &t.desc.strides, &os, &gs],
@@ -195,6 +201,41 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                     let tc = target(i, to);
                     // SAFETY: go is position i's offset in grad (or its one element).
                     let gi = f(unsafe { load(gr, go) }) / count;
+                    if dense {
+                        // SAFETY: position i's C logits and dlogits lie at xo and oo with
+                        // stride 1 (validated layouts); the row is this task's only.
+                        let (xr, dr) = unsafe {
+                            (
+                                std::slice::from_raw_parts(x.ptr::<f32>(xo), classes),
+                                std::slice::from_raw_parts_mut(out.ptr::<f32>(oo), classes),
+                            )
+                        };
+                        let Some(tc) = tc else {
+                            dr.fill(0.0);
+                            return;
+                        };
+                        // The maximum, or the first NaN.
+                        let mut m = f64::NEG_INFINITY;
+                        for &v in xr {
+                            let v = v as f64;
+                            if v.is_nan() {
+                                m = v;
+                                break;
+                            }
+                            m = m.max(v);
+                        }
+                        let mut sum = 0.0;
+                        for (ec, &v) in e.iter_mut().zip(xr) {
+                            *ec = (v as f64 - m).exp();
+                            sum += *ec;
+                        }
+                        let base = eps / classes as f64;
+                        for (c, (d, &ec)) in dr.iter_mut().zip(&e).enumerate() {
+                            let hit = if c as i64 == tc { 1.0 - eps } else { 0.0 };
+                            *d = (gi * (ec / sum - hit - base)) as f32;
+                        }
+                        return;
+                    }
                     let (m, lse, _) = row_stats(x, xo, cs, classes);
                     let _ = m;
                     for c in 0..classes {
