@@ -59,6 +59,69 @@ fn forward_at(g: &ConvGeom, a: &TView, w: &TView, [n, oc, oy, ox]: [usize; 4]) -
     acc
 }
 
+/// im2col of one image and group: row `k = (ci, ky, kx)` of `col` (rows of `pt` columns) takes
+/// the input's taps for the output positions `ps` (row-major over (oy, ox)), zeros in the padding.
+/// `xb` is the element index of the group's first input channel in image n; `xs` are the input's
+/// strides.
+fn im2col(
+    g: &ConvGeom,
+    a: &TView,
+    xs: [usize; 4],
+    xb: usize,
+    col: &mut [f32],
+    pt: usize,
+    ps: std::ops::Range<usize>,
+) {
+    let [kh, kw] = g.kernel;
+    let [_, ow] = g.out;
+    let [ih, iw] = g.input;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    let (p0, p1) = (ps.start, ps.end);
+    for (k, row) in col.chunks_exact_mut(pt).take(g.cg() * kh * kw).enumerate() {
+        let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+        let cb = xb + ci * xs[1];
+        // The columns ox whose tap ix = ox sw + kx dw - pw lies in 0..iw.
+        let lo = (pw.saturating_sub(kx * dw)).div_ceil(sw).min(ow);
+        let hi = if iw + pw > kx * dw {
+            (iw + pw - kx * dw).div_ceil(sw).min(ow)
+        } else {
+            0
+        }
+        .max(lo);
+        let mut p = p0;
+        while p < p1 {
+            let (oy, ox0) = (p / ow, p % ow);
+            let ox1 = (ox0 + (p1 - p)).min(ow);
+            let seg = &mut row[p - p0..p - p0 + (ox1 - ox0)];
+            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+            if iy >= ih {
+                seg.fill(0.0);
+            } else {
+                let rb = cb + iy * xs[2];
+                let (a0, a1) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+                seg[..a0 - ox0].fill(0.0);
+                seg[a1 - ox0..].fill(0.0);
+                if sw == 1 && xs[3] == 1 && a1 > a0 {
+                    let ix0 = a0 + kx * dw - pw;
+                    // SAFETY: the taps ix0 .. ix0 + (a1 - a0) lie in row iy of x.
+                    let src =
+                        unsafe { std::slice::from_raw_parts(a.ptr::<f32>(rb + ix0), a1 - a0) };
+                    seg[a0 - ox0..a1 - ox0].copy_from_slice(src);
+                } else {
+                    for ox in a0..a1 {
+                        let ix = ox * sw + kx * dw - pw;
+                        // SAFETY: (n, c, iy, ix) lies inside x's shape.
+                        seg[ox - ox0] = unsafe { a.get::<f32>(rb + ix * xs[3]) };
+                    }
+                }
+            }
+            p += ox1 - ox0;
+        }
+    }
+}
+
 /// The f32 forward convolution per image and group as `out[o, p] = sum_K w[o, K] col[K, p]`
 /// with `col` the input's taps (im2col: K = (ci, ky, kx), p = (oy, ox); zeros in the padding),
 /// multiplied by the `gemm` crate in f32. A 1x1 convolution with stride 1 and no padding over
@@ -78,10 +141,9 @@ fn forward_gemm(
     let (cg, og) = (g.cg(), g.og());
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.out;
-    let [ih, iw] = g.input;
+    let iw = g.input[1];
     let [sh, sw] = g.stride;
     let [ph, pw] = g.padding;
-    let [dh, dw] = g.dilation;
     let (kk, pp) = (cg * kh * kw, oh * ow);
     let in_place = kh == 1
         && kw == 1
@@ -141,48 +203,7 @@ fn forward_gemm(
                 let p1 = (p0 + pt).min(pp);
                 let width = p1 - p0;
                 if !in_place {
-                    for (k, row) in col.chunks_exact_mut(pt).enumerate() {
-                        let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-                        let cb = xb + ci * as_[1];
-                        // The columns ox whose tap ix = ox sw + kx dw - pw lies in 0..iw.
-                        let lo = (pw.saturating_sub(kx * dw)).div_ceil(sw).min(ow);
-                        let hi = if iw + pw > kx * dw {
-                            (iw + pw - kx * dw).div_ceil(sw).min(ow)
-                        } else {
-                            0
-                        }
-                        .max(lo);
-                        let mut p = p0;
-                        while p < p1 {
-                            let (oy, ox0) = (p / ow, p % ow);
-                            let ox1 = (ox0 + (p1 - p)).min(ow);
-                            let seg = &mut row[p - p0..p - p0 + (ox1 - ox0)];
-                            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
-                            if iy >= ih {
-                                seg.fill(0.0);
-                            } else {
-                                let rb = cb + iy * as_[2];
-                                let (a0, a1) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
-                                seg[..a0 - ox0].fill(0.0);
-                                seg[a1 - ox0..].fill(0.0);
-                                if sw == 1 && as_[3] == 1 && a1 > a0 {
-                                    let ix0 = a0 + kx * dw - pw;
-                                    // SAFETY: the taps ix0 .. ix0 + (a1 - a0) lie in row iy of x.
-                                    let src = unsafe {
-                                        std::slice::from_raw_parts(a.ptr::<f32>(rb + ix0), a1 - a0)
-                                    };
-                                    seg[a0 - ox0..a1 - ox0].copy_from_slice(src);
-                                } else {
-                                    for ox in a0..a1 {
-                                        let ix = ox * sw + kx * dw - pw;
-                                        // SAFETY: (n, c, iy, ix) lies inside x's shape.
-                                        seg[ox - ox0] = unsafe { a.get::<f32>(rb + ix * as_[3]) };
-                                    }
-                                }
-                            }
-                            p += ox1 - ox0;
-                        }
-                    }
+                    im2col(g, a, as_, xb, &mut col, pt, p0..p1);
                 }
                 let (w_ptr, w_rs, w_cs) = if w_flat {
                     (
@@ -569,10 +590,6 @@ fn filter_gemm(
     let (cg, og) = (g.cg(), g.og());
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.out;
-    let [ih, iw] = g.input;
-    let [sh, sw] = g.stride;
-    let [ph, pw] = g.padding;
-    let [dh, dw] = g.dilation;
     let (kk, pp) = (cg * kh * kw, oh * ow);
     const CHUNKS: usize = 8;
     // Positions whose products one f32 product sums (the runs are added in f64).
@@ -589,23 +606,7 @@ fn filter_gemm(
             for n in chunk * per..((chunk + 1) * per).min(g.n) {
                 for grp in 0..g.groups {
                     let xb = x.desc.offset + n * xs[0] + grp * cg * xs[1];
-                    for (k, row) in col.chunks_exact_mut(pp).enumerate() {
-                        let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-                        for oy in 0..oh {
-                            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
-                            for ox in 0..ow {
-                                let ix = (ox * sw + kx * dw).wrapping_sub(pw);
-                                row[oy * ow + ox] = if iy < ih && ix < iw {
-                                    // SAFETY: (n, c, iy, ix) lies inside x's shape.
-                                    unsafe {
-                                        x.get::<f32>(xb + ci * xs[1] + iy * xs[2] + ix * xs[3])
-                                    }
-                                } else {
-                                    0.0
-                                };
-                            }
-                        }
-                    }
+                    im2col(g, x, xs, xb, &mut col, pp, 0..pp);
                     let (y_ptr, y_rs, y_cs) = grad_block(a, as_, (n, grp, og), [oh, ow], &mut buf);
                     // Positions in runs of P_RUN summed in f32, the runs added in f64.
                     for p0 in (0..pp).step_by(P_RUN) {
