@@ -59,13 +59,22 @@ impl Bits {
         }
     }
 
-    /// The magnitude symmetric quantization maps the largest value to.
-    pub fn symmetric_max(self) -> f32 {
+    /// The values a stored element holds: (min, max).
+    pub fn stored_range(self) -> (i32, i32) {
         match self {
-            Bits::Int8 => 127.0,
-            Bits::Int4 => 7.0,
+            Bits::Int8 => (i8::MIN as i32, i8::MAX as i32),
+            Bits::Int4 => (0, 15),
         }
     }
+
+    /// The magnitude symmetric quantization maps the largest value to: the largest one the
+    /// stored range holds on both sides of the implicit zero.
+    pub fn symmetric_max(self) -> f32 {
+        let (lo, hi) = self.stored_range();
+        let z = self.implicit_zero();
+        (hi - z).min(z - lo) as f32
+    }
+
 }
 
 /// The group arithmetic of one call: K values a row, in groups of `group`.
@@ -208,11 +217,13 @@ impl QuantizeGeom {
 
     /// The levels q takes: (qmin, qmax) of the stored value.
     pub fn levels(&self) -> (i32, i32) {
-        match (self.fmt.bits, self.symmetric) {
-            (Bits::Int8, true) => (-127, 127),
-            (Bits::Int4, true) => (1, 15),
-            (Bits::Int8, false) => (-128, 127),
-            (Bits::Int4, false) => (0, 15),
+        let bits = self.fmt.bits;
+        if self.symmetric {
+            // Symmetric about the implicit zero, the largest magnitude at +-symmetric_max.
+            let (z, m) = (bits.implicit_zero(), bits.symmetric_max() as i32);
+            (z - m, z + m)
+        } else {
+            bits.stored_range()
         }
     }
 }

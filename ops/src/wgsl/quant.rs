@@ -23,8 +23,9 @@ fn budget(op: &str, what: &str, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Binds `t` as `name` with `p.<prefix>o`, `p.<prefix>rs`, `p.<prefix>cs`: rows of its last
-/// axis (`two_d`: a 2-D tensor's own strides).
+/// Binds `t` as `name` with `p.<prefix>o`, `p.<prefix>rs`, `p.<prefix>cs`: its offset, the
+/// stride between rows (all leading axes as one, see `rows_of`) and the stride along the last
+/// axis.
 fn bind_rows(
     sh: &mut Shader<'_>,
     name: &str,
