@@ -285,9 +285,36 @@ impl MaskMode {
     }
 }
 
-/// An `attention_backward` call as the C and WGSL kernels take it: every operand contiguous
-/// from the start of its buffer (q [R, D], grad [R, Dv], k [Bkv Lk, D], v [Bkv Lk, Dv], the
-/// mask expanded to [R, Lk]) and the gradients as zeroed f32 tensors of q's, k's and v's
+/// The strides of a mask laid over the logits' shape `[outer.., heads, Lq, Lk]` as
+/// (outer batch, head, query, key), the outer dims read as one: `None` when they have no single
+/// stride. Rank 2 has neither outer dims nor heads, rank 3 no outer dims.
+fn mask_dims(m: &TensorDesc) -> Option<[usize; 4]> {
+    let r = m.rank();
+    let (shape, st) = (&m.shape, &m.strides);
+    let head = if r >= 3 { st[r - 3] } else { 0 };
+    // The outer dims, last first: one stride when each one's stride is the next one's stride
+    // times its size (size-1 dims read nothing).
+    let mut outer: Option<(usize, usize)> = None; // (stride, elements so far)
+    for a in (0..r.saturating_sub(3)).rev() {
+        if shape[a] == 1 {
+            continue;
+        }
+        outer = Some(match outer {
+            None => (st[a], shape[a]),
+            Some((s0, count)) => {
+                if st[a] != s0.checked_mul(count)? {
+                    return None;
+                }
+                (s0, count.checked_mul(shape[a])?)
+            }
+        });
+    }
+    Some([outer.map_or(0, |o| o.0), head, st[r - 2], st[r - 1]])
+}
+
+/// An `attention_backward` call as the C and WGSL kernels take it: q, grad, k and v contiguous
+/// from the start of their buffers (q [R, D], grad [R, Dv], k [Bkv Lk, D], v [Bkv Lk, Dv]), the
+/// mask in place with its strides (see `mask_dims`), and the gradients as zeroed f32 tensors of q's, k's and v's
 /// shapes, cast into the outputs by [`Backward::finish`].
 pub(crate) struct Backward {
     pub geo: Geometry,
@@ -300,11 +327,13 @@ pub(crate) struct Backward {
     pub hq: usize,
     pub scale: f64,
     pub mask_mode: MaskMode,
+    /// The mask over the logits' shape (zero strides where it broadcasts) and its strides over
+    /// (outer batch, head, query, key).
+    pub mask: Option<(Tensor, [usize; 4])>,
     pub q: Tensor,
     pub k: Tensor,
     pub v: Tensor,
     pub g: Tensor,
-    pub mask: Option<Tensor>,
     pub dq: Tensor,
     pub dk: Tensor,
     pub dv_t: Tensor,
@@ -355,13 +384,25 @@ impl Backward {
                     offset: m.desc().offset,
                 };
                 let wide = Tensor::new(m.view().clone(), desc)?;
-                let full = crate::dispatch::call(queue, "copy", &[Some(&wide)], &[])?.remove(0);
+                // In place when the batch dims before the head read the mask with one stride,
+                // else a contiguous copy (which always does).
+                let (mask, strides) = match mask_dims(wide.desc()) {
+                    Some(st) => (wide, st),
+                    None => {
+                        let full =
+                            crate::dispatch::call(queue, "copy", &[Some(&wide)], &[])?.remove(0);
+                        let st = mask_dims(full.desc()).ok_or_else(|| {
+                            Error::internal(format!("{op}: a contiguous mask without strides"))
+                        })?;
+                        (full, st)
+                    }
+                };
                 let mode = if m.dtype() == DType::Bool {
                     MaskMode::Bool
                 } else {
                     MaskMode::Additive
                 };
-                (mode, Some(full))
+                (mode, Some((mask, strides)))
             }
         };
         let device = queue.device();

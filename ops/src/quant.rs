@@ -74,7 +74,6 @@ impl Bits {
         let z = self.implicit_zero();
         (hi - z).min(z - lo) as f32
     }
-
 }
 
 /// The group arithmetic of one call: K values a row, in groups of `group`.

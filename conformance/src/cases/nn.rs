@@ -475,6 +475,14 @@ pub(super) fn attention_backward_cases(b: &mut Builder, dtypes: &[DType]) {
             C,
         ),
         (
+            // Outer batch dims that the mask reads with no single stride.
+            "mask_add_outer",
+            [&[2, 3, 2, 4, 8], &[2, 3, 2, 6, 8], &[2, 3, 2, 6, 4]],
+            C,
+            Some((&[2, 1, 1, 4, 6], false)),
+            C,
+        ),
+        (
             "mask_bool_causal_gqa",
             [&[1, 4, 5, 8], &[1, 2, 5, 8], &[1, 2, 5, 4]],
             C,

@@ -1,5 +1,5 @@
 /* attention_backward (docs/ops.md 8.9) over contiguous operands: q [R = B Lq, D], grad [R, Dv],
- * k [Bkv Lk, D], v [Bkv Lk, Dv], the mask expanded to [R, Lk], and f32 gradients dq [R, D],
+ * k [Bkv Lk, D], v [Bkv Lk, Dv], the mask in place (broadcast by strides), and f32 gradients dq [R, D],
  * dk [Bkv Lk, D], dv [Bkv Lk, Dv] (zeroed before). Query batch qb = (outer, head h) uses key
  * batch (outer, h / group). Three kernels: ab_stats (per query row: the logits' maximum, the
  * sum of exp, and Di = sum_j p_j (grad . v_j)), ab_dq (per query row) and ab_dkv (per key row,
@@ -17,7 +17,16 @@ typedef struct {
     i64 lq, lk, d, dv, hq, group;
     i64 shift, window;
     float scale, cap;
+    /* The mask's first element and its strides over (outer batch, head, query, key). */
+    i64 mo, ms0, ms1, ms2, ms3;
 } AbDims;
+
+/* The mask's element for query row r and key j. */
+DEVICE i64 ab_mo(const AbDims* a, i64 r, i64 j) {
+    const i64 qb = r / a->lq;
+    return a->mo + (qb / a->hq) * a->ms0 + (qb % a->hq) * a->ms1 + (r % a->lq) * a->ms2 +
+           j * a->ms3;
+}
 
 /* Whether query row i sees key j (causal masking with its alignment and window). */
 DEVICE int ab_seen(const AbDims* a, i64 i, i64 j) {
@@ -74,7 +83,7 @@ KERNEL void ab_stats(GLOBAL float* stats, GLOBAL const X_ST* q, GLOBAL const X_S
         float m = -F32_INF, dcap;
         for (i64 j = 0; j < A.lk; j++) {
             if (!ab_seen(&A, i, j)) continue;
-            const float l = ab_logit(&A, q, k, mask, r * A.d, (kb * A.lk + j) * A.d, r * A.lk + j, &dcap);
+            const float l = ab_logit(&A, q, k, mask, r * A.d, (kb * A.lk + j) * A.d, ab_mo(&A, r, j), &dcap);
             if (l > m || l != l) m = l;
             if (m != m) break;
         }
@@ -82,7 +91,7 @@ KERNEL void ab_stats(GLOBAL float* stats, GLOBAL const X_ST* q, GLOBAL const X_S
         if (m != -F32_INF) {
             for (i64 j = 0; j < A.lk; j++) {
                 if (!ab_seen(&A, i, j)) continue;
-                const float l = ab_logit(&A, q, k, mask, r * A.d, (kb * A.lk + j) * A.d, r * A.lk + j, &dcap);
+                const float l = ab_logit(&A, q, k, mask, r * A.d, (kb * A.lk + j) * A.d, ab_mo(&A, r, j), &dcap);
                 const float e = expf(l - m);
                 if (e == 0.0f) continue;
                 sum += e;
@@ -109,7 +118,7 @@ KERNEL void ab_dq(GLOBAL float* dq, GLOBAL const float* stats, GLOBAL const X_ST
         for (i64 j = 0; j < A.lk; j++) {
             if (!ab_seen(&A, i, j)) continue;
             const i64 t = kb * A.lk + j;
-            const float l = ab_logit(&A, q, k, mask, r * A.d, t * A.d, r * A.lk + j, &dcap);
+            const float l = ab_logit(&A, q, k, mask, r * A.d, t * A.d, ab_mo(&A, r, j), &dcap);
             const float p = expf(l - m) / stats[3 * r + 1];
             if (p == 0.0f) continue;
             const float ds = p * (ab_dp(&A, g, v, r, t) - stats[3 * r + 2]) * dcap * A.scale;
@@ -135,7 +144,7 @@ KERNEL void ab_dkv(GLOBAL float* dk, GLOBAL float* dv, GLOBAL const float* stats
                 const float m = stats[3 * r];
                 if (m == -F32_INF) continue;
                 float dcap;
-                const float l = ab_logit(&A, q, k, mask, r * A.d, t * A.d, r * A.lk + j, &dcap);
+                const float l = ab_logit(&A, q, k, mask, r * A.d, t * A.d, ab_mo(&A, r, j), &dcap);
                 const float p = expf(l - m) / stats[3 * r + 1];
                 if (p == 0.0f) continue;
                 const float ds = p * (ab_dp(&A, g, v, r, t) - stats[3 * r + 2]) * dcap * A.scale;

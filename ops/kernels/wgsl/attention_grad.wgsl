@@ -1,5 +1,5 @@
 // attention_backward (docs/ops.md 8.9) over contiguous operands, as attention_grad.h: q [R, D],
-// g [R, Dv], k [Bkv Lk, D], v [Bkv Lk, Dv], the mask expanded to [R, Lk]; f32 gradients dq,
+// g [R, Dv], k [Bkv Lk, D], v [Bkv Lk, Dv], the mask in place (broadcast by strides); f32 gradients dq,
 // dk, dv (zeroed before) and stats [R, 3] (maximum, sum of exp, Di). MASK_TERM applies the
 // mask to logit l of row r, key j.
 
@@ -27,6 +27,12 @@ fn ab_tanh(x: f32) -> f32 {
 }
 
 // The logit of query row r and key row t (key j of its batch), and the soft cap's derivative.
+// The mask's element for query row r and key j.
+fn ab_mo(r: u32, j: u32) -> u32 {
+    let qb = r / p.lq;
+    return p.mo + (qb / p.hq) * p.ms0 + (qb % p.hq) * p.ms1 + (r % p.lq) * p.ms2 + j * p.ms3;
+}
+
 fn ab_logit(r: u32, t: u32, j: u32) -> vec2<f32> {
     var s = 0.0;
     for (var c = 0u; c < p.d; c++) { s += f32(ld_q(r * p.d + c)) * f32(ld_k(t * p.d + c)); }

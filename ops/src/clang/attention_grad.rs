@@ -8,7 +8,7 @@ use crate::attention::{Backward, MaskMode};
 
 /// The kernels' `AbDims` struct.
 fn dims(b: &Backward) -> KernelArg {
-    let mut bytes = Vec::with_capacity(72);
+    let mut bytes = Vec::with_capacity(112);
     for v in [
         b.geo.lq as i64,
         b.geo.lk as i64,
@@ -23,6 +23,17 @@ fn dims(b: &Backward) -> KernelArg {
     }
     bytes.extend_from_slice(&(b.scale as f32).to_le_bytes());
     bytes.extend_from_slice(&(b.geo.softcap as f32).to_le_bytes());
+    // The mask's first element in its buffer, and its strides.
+    let (mo, ms) = match &b.mask {
+        Some((m, st)) => (
+            m.view().offset() / m.dtype().size_in_bytes() + m.desc().offset,
+            *st,
+        ),
+        None => (0, [0; 4]),
+    };
+    for v in [mo, ms[0], ms[1], ms[2], ms[3]] {
+        bytes.extend_from_slice(&(v as i64).to_le_bytes());
+    }
     KernelArg::Bytes(bytes)
 }
 
@@ -39,7 +50,7 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
             dtype_defs(s, "X", b.q.dtype())
         };
         let mask = match (&b.mask, b.mask_mode) {
-            (Some(m), MaskMode::Bool | MaskMode::Additive) => buf(m),
+            (Some((m, _)), MaskMode::Bool | MaskMode::Additive) => buf(m),
             _ => buf(&b.q),
         };
         let stats = ctx.scratch(b.rows * 12)?;

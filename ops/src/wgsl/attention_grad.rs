@@ -27,13 +27,19 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     count32(op, "q", b.q.numel())?;
     count32(op, "k", b.k.numel())?;
     count32(op, "v", b.v.numel())?;
-    if let Some(m) = &b.mask {
-        count32(op, "the mask", m.numel())?;
-    }
+
     if rows > 0 && keys > 0 {
         let stats = cx.device.alloc(b.rows * 12)?;
         let (q, k, v, g) = (bind(&b.q)?, bind(&b.k)?, bind(&b.v)?, bind(&b.g)?);
-        let mask = b.mask.as_ref().map(bind).transpose()?;
+        let mask = match &b.mask {
+            Some((m, st)) => {
+                let bound = bind(m)?;
+                // The elements the kernels index: the bound window.
+                count32(op, "the mask", bound.view.len() / m.dtype().size_in_bytes())?;
+                Some((bound, *st))
+            }
+            None => None,
+        };
         let access = Access::of(b.q.dtype());
         let shader = |entry: &'static str| -> Result<Shader<'_>> {
             let mut sh = Shader::new(cx, op, entry);
@@ -41,14 +47,22 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             for (name, t) in [("q", &q), ("k", &k), ("v", &v), ("g", &g)] {
                 sh.tensor(name, t, access, false)?;
             }
+            // The mask's first element and strides (read by ab_mo; zeros without a mask).
+            let (mo, ms) = mask
+                .as_ref()
+                .map_or((0, [0; 4]), |(m, st)| (m.desc.offset, *st));
+            sh.size("mo", mo)?;
+            for (name, v) in ["ms0", "ms1", "ms2", "ms3"].into_iter().zip(ms) {
+                sh.size(name, v)?;
+            }
             let term = match (&mask, b.mask_mode) {
-                (Some(m), MaskMode::Bool) => {
+                (Some((m, _)), MaskMode::Bool) => {
                     sh.tensor("mk", m, Access::Bool, false)?;
-                    "if (!ld_mk(r * p.lk + j)) { l = -inf_f32(); }"
+                    "if (!ld_mk(ab_mo(r, j))) { l = -inf_f32(); }"
                 }
-                (Some(m), MaskMode::Additive) => {
+                (Some((m, _)), MaskMode::Additive) => {
                     sh.tensor("mk", m, access, false)?;
-                    "l = l + f32(ld_mk(r * p.lk + j));"
+                    "l = l + f32(ld_mk(ab_mo(r, j)));"
                 }
                 _ => "",
             };
