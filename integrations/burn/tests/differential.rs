@@ -1,0 +1,533 @@
+//! The differential suite: each case calls Burn backend ops on anyaccel (on every device the
+//! suite is given) and on Burn's own CPU backend (burn-flex) with the same inputs, and compares
+//! the results: exactly for ints and bools, within the case's tolerance for floats.
+//!
+//! Devices: `ANYACCEL_BURN_DEVICES` (comma separated; default `cpu:0,opencl:0,vulkan:0`, plus
+//! the reference plugin `plugin:ref:0` when examples/plugin-c is built). A device that is not
+//! available fails the suite unless `ANYACCEL_BURN_OPTIONAL=1`.
+
+use anyaccel_burn::{Anyaccel, AnyaccelDevice};
+use burn_backend::ops::{ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions};
+use burn_backend::tensor::{BoolTensor, FloatTensor, IntTensor};
+use burn_backend::{Backend, DType, Distribution, Scalar, Shape, Slice, TensorData};
+use burn_flex::Flex;
+use burn_std::{AttentionModuleOptions, BoolStore, FloatDType, IndexingUpdateOp, IntDType};
+
+#[path = "known/failures.rs"]
+mod known;
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// What a case's input is.
+#[derive(Clone, Copy)]
+enum In {
+    /// f32 in [lo, hi).
+    F(f32, f32),
+    /// i64 in [lo, hi).
+    I(i64, i64),
+    /// bool.
+    B,
+}
+
+fn make(rng: &mut Rng, kind: In, shape: &[usize]) -> TensorData {
+    let n: usize = shape.iter().product();
+    match kind {
+        In::F(lo, hi) => TensorData::new(
+            (0..n)
+                .map(|_| lo + (hi - lo) * rng.unit() as f32)
+                .collect::<Vec<f32>>(),
+            shape.to_vec(),
+        ),
+        In::I(lo, hi) => TensorData::new(
+            (0..n)
+                .map(|_| lo + rng.below((hi - lo) as u64) as i64)
+                .collect::<Vec<i64>>(),
+            shape.to_vec(),
+        ),
+        In::B => TensorData::new(
+            (0..n).map(|_| rng.below(2) == 1).collect::<Vec<bool>>(),
+            shape.to_vec(),
+        ),
+    }
+}
+
+fn f<B: Backend>(d: &TensorData, dev: &B::Device) -> FloatTensor<B> {
+    B::float_from_data(d.clone(), dev)
+}
+fn i<B: Backend>(d: &TensorData, dev: &B::Device) -> IntTensor<B> {
+    B::int_from_data(d.clone(), dev)
+}
+fn b<B: Backend>(d: &TensorData, dev: &B::Device) -> BoolTensor<B> {
+    B::bool_from_data(d.clone(), dev)
+}
+fn fo<B: Backend>(t: FloatTensor<B>) -> TensorData {
+    burn_backend::read_sync(B::float_into_data(t)).expect("float_into_data")
+}
+fn io<B: Backend>(t: IntTensor<B>) -> TensorData {
+    burn_backend::read_sync(B::int_into_data(t)).expect("int_into_data")
+}
+fn bo<B: Backend>(t: BoolTensor<B>) -> TensorData {
+    burn_backend::read_sync(B::bool_into_data(t)).expect("bool_into_data")
+}
+
+/// A case: its inputs' kinds and shapes, and the same function on both backends.
+struct Case {
+    name: &'static str,
+    inputs: Vec<(In, Vec<usize>)>,
+    /// Absolute and relative tolerance for float outputs.
+    tol: (f64, f64),
+    run_a: fn(&AnyaccelDevice, &[TensorData]) -> Vec<TensorData>,
+    run_r: fn(&<Flex as burn_backend::BackendTypes>::Device, &[TensorData]) -> Vec<TensorData>,
+}
+
+/// `case!(name, tol, [inputs], |B, dev, x| outputs)`: one generic body instantiated twice.
+macro_rules! case {
+    ($name:expr, $tol:expr, [$($k:expr => $s:expr),* $(,)?], |$b:ident, $dev:ident, $x:ident| $body:expr) => {{
+        fn run<$b: Backend>($dev: &$b::Device, $x: &[TensorData]) -> Vec<TensorData> {
+            let _ = (&$dev, &$x);
+            $body
+        }
+        Case {
+            name: $name,
+            inputs: vec![$(($k, $s.to_vec())),*],
+            tol: $tol,
+            run_a: run::<Anyaccel>,
+            run_r: run::<Flex>,
+        }
+    }};
+}
+
+const EXACT: (f64, f64) = (0.0, 0.0);
+/// Elementwise f32: a few ulp.
+const EW: (f64, f64) = (1e-6, 4e-6);
+/// Sums, products and transcendental chains.
+const SUM: (f64, f64) = (1e-5, 1e-5);
+/// Matrix products and convolutions (f32 accumulation in another order).
+const MM: (f64, f64) = (1e-4, 1e-4);
+
+fn s(start: isize, end: Option<isize>, step: isize) -> Slice {
+    Slice::new(start, end, step)
+}
+
+fn cases() -> Vec<Case> {
+    let x = In::F(-2.0, 2.0);
+    let pos = In::F(0.1, 3.0);
+    let unit = In::F(-0.9, 0.9);
+    let int = In::I(-20, 20);
+    let nz = In::I(1, 9);
+    let mut v = Vec::new();
+
+    macro_rules! unary {
+        ($($op:ident $dom:ident $tol:ident;)*) => {$(
+            for shape in [&[][..], &[0][..], &[7][..], &[3, 5][..], &[2, 3, 4][..]] {
+                v.push(case!(stringify!($op), $tol, [$dom => shape], |B, d, x| vec![fo::<B>(B::$op(f::<B>(&x[0], d)))]));
+            }
+        )*};
+    }
+    unary! {
+        float_exp x SUM; float_log pos EW; float_log1p pos EW; float_sqrt pos EW; float_abs x EXACT;
+        float_neg x EXACT; float_sign x EXACT; float_recip pos EW; float_cos x EW; float_sin x EW;
+        float_tan unit EW; float_cosh x EW; float_sinh x EW; float_tanh x EW; float_acos unit EW;
+        float_asin unit EW; float_atan x EW; float_round x EXACT; float_floor x EXACT;
+        float_ceil x EXACT; float_trunc x EXACT; float_erf x EW;
+    }
+    macro_rules! binary {
+        ($($op:ident $a:ident $bb:ident $tol:ident;)*) => {$(
+            for (sa, sb) in [(&[4][..], &[4][..]), (&[3, 4][..], &[1, 4][..]), (&[2, 1, 3][..], &[4, 1][..]), (&[0, 3][..], &[3][..])] {
+                v.push(case!(stringify!($op), $tol, [$a => sa, $bb => sb], |B, d, x| vec![fo::<B>(B::$op(f::<B>(&x[0], d), f::<B>(&x[1], d)))]));
+            }
+        )*};
+    }
+    binary! {
+        float_add x x EXACT; float_sub x x EXACT; float_mul x x EXACT; float_div x pos EW;
+        float_remainder x pos EW; float_powf pos x SUM; float_atan2 x x EW;
+    }
+    macro_rules! scalar {
+        ($($op:ident $a:ident $v:expr, $tol:ident;)*) => {$(
+            v.push(case!(stringify!($op), $tol, [$a => [3, 4]], |B, d, x| vec![fo::<B>(B::$op(f::<B>(&x[0], d), Scalar::Float($v)))]));
+        )*};
+    }
+    scalar! {
+        float_add_scalar x 1.5, EXACT; float_sub_scalar x 0.25, EXACT; float_mul_scalar x -3.0, EXACT;
+        float_div_scalar x 7.0, EW; float_remainder_scalar x 0.7, EW; float_powf_scalar pos 2.5, SUM;
+    }
+    macro_rules! compare {
+        ($($op:ident $elem:ident;)*) => {$(
+            v.push(case!(stringify!($op), EXACT, [int => [3, 4], int => [1, 4]], |B, d, x| {
+                let a = B::int_into_float(i::<B>(&x[0], d), FloatDType::F32);
+                let c = B::int_into_float(i::<B>(&x[1], d), FloatDType::F32);
+                vec![bo::<B>(B::$op(a, c, BoolStore::Native))]
+            }));
+            v.push(case!(stringify!($elem), EXACT, [int => [3, 4]], |B, d, x| {
+                let a = B::int_into_float(i::<B>(&x[0], d), FloatDType::F32);
+                vec![bo::<B>(B::$elem(a, Scalar::Float(3.0), BoolStore::Native))]
+            }));
+        )*};
+    }
+    compare! {
+        float_equal float_equal_elem; float_greater float_greater_elem;
+        float_greater_equal float_greater_equal_elem; float_lower float_lower_elem;
+        float_lower_equal float_lower_equal_elem;
+    }
+    macro_rules! reduce_dim {
+        ($($op:ident $tol:ident;)*) => {$(
+            for shape in [&[3, 5][..], &[2, 3, 4][..], &[4, 0][..]] {
+                v.push(case!(stringify!($op), $tol, [x => shape], |B, d, x| {
+                    let last = x[0].shape().len() - 1;
+                    vec![
+                        fo::<B>(B::$op(f::<B>(&x[0], d), 0)),
+                        fo::<B>(B::$op(f::<B>(&x[0], d), last)),
+                    ]
+                }));
+            }
+        )*};
+    }
+    reduce_dim! {
+        float_sum_dim SUM; float_mean_dim SUM; float_prod_dim SUM; float_max_dim EXACT;
+        float_min_dim EXACT; float_cumsum SUM; float_cumprod SUM;
+    }
+    for op in ["sum", "mean", "prod", "max", "min"] {
+        let c = match op {
+            "sum" => {
+                case!("float_sum", SUM, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_sum(f::<B>(&x[0], d)))])
+            }
+            "mean" => {
+                case!("float_mean", SUM, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_mean(f::<B>(&x[0], d)))])
+            }
+            "prod" => {
+                case!("float_prod", SUM, [unit => [3, 5]], |B, d, x| vec![fo::<B>(B::float_prod(f::<B>(&x[0], d)))])
+            }
+            "max" => {
+                case!("float_max", EXACT, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_max(f::<B>(&x[0], d)))])
+            }
+            _ => {
+                case!("float_min", EXACT, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_min(f::<B>(&x[0], d)))])
+            }
+        };
+        v.push(c);
+    }
+    v.push(case!("float_argmax", EXACT, [x => [4, 6]], |B, d, x| vec![io::<B>(B::float_argmax(f::<B>(&x[0], d), 1, IntDType::I64))]));
+    v.push(case!("float_argmin", EXACT, [x => [4, 6]], |B, d, x| vec![io::<B>(B::float_argmin(f::<B>(&x[0], d), 0, IntDType::I64))]));
+    // Matrix products, with a broadcast batch and a transposed (strided) operand.
+    v.push(case!("float_matmul", MM, [x => [5, 7], x => [7, 3]], |B, d, x| vec![fo::<B>(B::float_matmul(f::<B>(&x[0], d), f::<B>(&x[1], d)))]));
+    v.push(case!("float_matmul", MM, [x => [2, 3, 5, 7], x => [3, 7, 4]], |B, d, x| vec![fo::<B>(B::float_matmul(f::<B>(&x[0], d), f::<B>(&x[1], d)))]));
+    v.push(case!("float_matmul", MM, [x => [5, 7], x => [3, 7]], |B, d, x| vec![fo::<B>(B::float_matmul(f::<B>(&x[0], d), B::float_swap_dims(f::<B>(&x[1], d), 0, 1)))]));
+    v.push(case!("float_cross", EW, [x => [4, 3], x => [4, 3]], |B, d, x| vec![fo::<B>(B::float_cross(f::<B>(&x[0], d), f::<B>(&x[1], d), 1))]));
+    // Layout: views, copies, slices (steps, negative steps), unfold, expand, cat.
+    v.push(case!("float_permute", EXACT, [x => [2, 3, 4]], |B, d, x| vec![fo::<B>(B::float_permute(f::<B>(&x[0], d), &[2, 0, 1]))]));
+    v.push(case!("float_swap_dims", EXACT, [x => [2, 3, 4]], |B, d, x| vec![fo::<B>(B::float_swap_dims(f::<B>(&x[0], d), 0, 2))]));
+    v.push(case!("float_flip", EXACT, [x => [2, 3, 4]], |B, d, x| vec![fo::<B>(B::float_flip(f::<B>(&x[0], d), &[0, 2]))]));
+    v.push(case!("float_reshape", EXACT, [x => [2, 3, 4]], |B, d, x| vec![fo::<B>(B::float_reshape(B::float_swap_dims(f::<B>(&x[0], d), 0, 1), Shape::from(vec![6, 4])))]));
+    v.push(case!("float_slice", EXACT, [x => [6, 7]], |B, d, x| vec![fo::<B>(B::float_slice(f::<B>(&x[0], d), &[s(1, Some(5), 2), s(-5, None, 1)]))]));
+    v.push(case!("float_slice", EXACT, [x => [6, 7]], |B, d, x| vec![fo::<B>(B::float_slice(f::<B>(&x[0], d), &[s(0, None, -2), s(1, Some(6), -3)]))]));
+    v.push(case!("float_slice_assign", EXACT, [x => [6, 7], x => [3, 2]], |B, d, x| vec![fo::<B>(B::float_slice_assign(f::<B>(&x[0], d), &[s(0, Some(6), 2), s(2, Some(4), 1)], f::<B>(&x[1], d)))]));
+    v.push(case!("float_slice_assign", EXACT, [x => [6, 7], x => [2, 7]], |B, d, x| vec![fo::<B>(B::float_slice_assign(f::<B>(&x[0], d), &[s(1, Some(5), -2)], f::<B>(&x[1], d)))]));
+    v.push(case!("float_expand", EXACT, [x => [3, 1]], |B, d, x| vec![fo::<B>(B::float_expand(f::<B>(&x[0], d), Shape::from(vec![2, 3, 4])))]));
+    v.push(case!("float_unfold", EXACT, [x => [2, 9]], |B, d, x| vec![fo::<B>(B::float_unfold(f::<B>(&x[0], d), 1, 3, 2))]));
+    v.push(case!("float_cat", EXACT, [x => [2, 3], x => [4, 3], x => [0, 3]], |B, d, x| vec![fo::<B>(B::float_cat(vec![f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d)], 0))]));
+    // Indexing.
+    v.push(case!("float_gather", EXACT, [x => [4, 5], In::I(0, 5) => [4, 3]], |B, d, x| vec![fo::<B>(B::float_gather(1, f::<B>(&x[0], d), i::<B>(&x[1], d)))]));
+    v.push(case!("float_scatter", EW, [x => [4, 5], In::I(0, 5) => [4, 3], x => [4, 3]], |B, d, x| vec![fo::<B>(B::float_scatter(1, f::<B>(&x[0], d), i::<B>(&x[1], d), f::<B>(&x[2], d), IndexingUpdateOp::Add))]));
+    v.push(case!("float_select", EXACT, [x => [4, 5], In::I(0, 4) => [6]], |B, d, x| vec![fo::<B>(B::float_select(f::<B>(&x[0], d), 0, i::<B>(&x[1], d)))]));
+    v.push(case!("float_select_assign", EW, [x => [4, 5], In::I(0, 5) => [3], x => [4, 3]], |B, d, x| vec![fo::<B>(B::float_select_assign(f::<B>(&x[0], d), 1, i::<B>(&x[1], d), f::<B>(&x[2], d), IndexingUpdateOp::Add))]));
+    v.push(case!("float_mask_where", EXACT, [x => [3, 4], In::B => [3, 4], x => [3, 4]], |B, d, x| vec![fo::<B>(B::float_mask_where(f::<B>(&x[0], d), b::<B>(&x[1], d), f::<B>(&x[2], d)))]));
+    v.push(case!("float_mask_fill", EXACT, [x => [3, 4], In::B => [1, 4]], |B, d, x| vec![fo::<B>(B::float_mask_fill(f::<B>(&x[0], d), b::<B>(&x[1], d), Scalar::Float(-7.5)))]));
+    v.push(case!("float_clamp", EXACT, [x => [3, 4]], |B, d, x| vec![fo::<B>(B::float_clamp(f::<B>(&x[0], d), Scalar::Float(-0.5), Scalar::Float(1.0)))]));
+    v.push(case!("float_into_int", EXACT, [In::F(-50.0, 50.0) => [3, 4]], |B, d, x| vec![io::<B>(B::float_into_int(f::<B>(&x[0], d), IntDType::I64))]));
+    v.push(case!("float_cast", EW, [x => [3, 4]], |B, d, x| vec![fo::<B>(B::float_cast(B::float_cast(f::<B>(&x[0], d), FloatDType::F16), FloatDType::F32))]));
+    v.push(case!("float_zeros_ones_full", EXACT, [], |B, d, x| vec![
+        fo::<B>(B::float_zeros(Shape::from(vec![2, 3]), d, FloatDType::F32)),
+        fo::<B>(B::float_ones(Shape::from(vec![3]), d, FloatDType::F32)),
+        fo::<B>(B::float_full(
+            Shape::from(vec![2, 2]),
+            Scalar::Float(2.5),
+            d,
+            FloatDType::F32
+        )),
+    ]));
+
+    // Int ops.
+    macro_rules! int_binary {
+        ($($op:ident $a:ident $bb:ident;)*) => {$(
+            for (sa, sb) in [(&[4][..], &[4][..]), (&[3, 4][..], &[1, 4][..])] {
+                v.push(case!(stringify!($op), EXACT, [$a => sa, $bb => sb], |B, d, x| vec![io::<B>(B::$op(i::<B>(&x[0], d), i::<B>(&x[1], d)))]));
+            }
+        )*};
+    }
+    int_binary! {
+        int_add int int; int_sub int int; int_mul int int; int_div int nz; int_remainder int nz;
+        bitwise_and int int; bitwise_or int int; bitwise_xor int int;
+    }
+    macro_rules! int_scalar {
+        ($($op:ident $v:expr;)*) => {$(
+            v.push(case!(stringify!($op), EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::$op(i::<B>(&x[0], d), Scalar::Int($v)))]));
+        )*};
+    }
+    int_scalar! {
+        int_add_scalar 5; int_sub_scalar 3; int_mul_scalar -2; int_div_scalar 3; int_remainder_scalar 4;
+        bitwise_and_scalar 6; bitwise_or_scalar 9; bitwise_xor_scalar 5;
+        bitwise_left_shift_scalar 2; bitwise_right_shift_scalar 1;
+    }
+    v.push(case!("int_matmul", EXACT, [int => [3, 4], int => [4, 5]], |B, d, x| vec![io::<B>(B::int_matmul(i::<B>(&x[0], d), i::<B>(&x[1], d)))]));
+    v.push(case!("int_sum", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::int_sum(i::<B>(&x[0], d)))]));
+    v.push(case!("int_sum_dim", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::int_sum_dim(i::<B>(&x[0], d), 1))]));
+    v.push(case!("int_prod_dim", EXACT, [In::I(-3, 4) => [3, 4]], |B, d, x| vec![io::<B>(B::int_prod_dim(i::<B>(&x[0], d), 0))]));
+    v.push(case!("int_mean_dim", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::int_mean_dim(i::<B>(&x[0], d), 1))]));
+    v.push(case!("int_cumsum", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::int_cumsum(i::<B>(&x[0], d), 1))]));
+    v.push(case!("int_argmax", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::int_argmax(i::<B>(&x[0], d), 1))]));
+    v.push(case!("int_argmin", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::int_argmin(i::<B>(&x[0], d), 0))]));
+    v.push(case!("int_abs", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::int_abs(i::<B>(&x[0], d)))]));
+    v.push(case!("int_max_dim", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::int_max_dim(i::<B>(&x[0], d), 1))]));
+    v.push(case!("bitwise_not", EXACT, [int => [3, 4]], |B, d, x| vec![io::<B>(B::bitwise_not(i::<B>(&x[0], d)))]));
+    v.push(case!("int_equal", EXACT, [In::I(0, 3) => [3, 4], In::I(0, 3) => [3, 4]], |B, d, x| vec![bo::<B>(B::int_equal(i::<B>(&x[0], d), i::<B>(&x[1], d), BoolStore::Native))]));
+    v.push(case!("int_lower_elem", EXACT, [int => [3, 4]], |B, d, x| vec![bo::<B>(B::int_lower_elem(i::<B>(&x[0], d), Scalar::Int(2), BoolStore::Native))]));
+    v.push(case!("int_into_float", EXACT, [int => [3, 4]], |B, d, x| vec![fo::<B>(B::int_into_float(i::<B>(&x[0], d), FloatDType::F32))]));
+    v.push(case!("int_cast", EXACT, [In::I(-100, 100) => [3, 4]], |B, d, x| vec![io::<B>(B::int_cast(i::<B>(&x[0], d), IntDType::I32))]));
+    v.push(
+        case!("int_slice_permute_reshape", EXACT, [int => [4, 6]], |B, d, x| {
+            let t = B::int_slice(i::<B>(&x[0], d), &[s(1, None, 1), s(0, None, 2)]);
+            let t = B::int_permute(t, &[1, 0]);
+            vec![io::<B>(B::int_reshape(t, Shape::from(vec![9])))]
+        }),
+    );
+    v.push(case!("int_gather_scatter", EXACT, [int => [4, 5], In::I(0, 5) => [4, 2], int => [4, 2]], |B, d, x| vec![
+        io::<B>(B::int_gather(1, i::<B>(&x[0], d), i::<B>(&x[1], d))),
+        io::<B>(B::int_scatter(1, i::<B>(&x[0], d), i::<B>(&x[1], d), i::<B>(&x[2], d), IndexingUpdateOp::Add)),
+    ]));
+    v.push(case!("int_mask_fill", EXACT, [int => [3, 4], In::B => [3, 4]], |B, d, x| vec![io::<B>(B::int_mask_fill(i::<B>(&x[0], d), b::<B>(&x[1], d), Scalar::Int(-99)))]));
+
+    // Bool ops.
+    v.push(
+        case!("bool_and_or_not", EXACT, [In::B => [3, 4], In::B => [1, 4]], |B, d, x| vec![
+            bo::<B>(B::bool_and(b::<B>(&x[0], d), b::<B>(&x[1], d))),
+            bo::<B>(B::bool_or(b::<B>(&x[0], d), b::<B>(&x[1], d))),
+            bo::<B>(B::bool_not(b::<B>(&x[0], d))),
+            bo::<B>(B::bool_equal(b::<B>(&x[0], d), b::<B>(&x[1], d))),
+        ]),
+    );
+    v.push(case!("bool_into", EXACT, [In::B => [3, 4]], |B, d, x| vec![
+        io::<B>(B::bool_into_int(b::<B>(&x[0], d), IntDType::I64)),
+        fo::<B>(B::bool_into_float(b::<B>(&x[0], d), FloatDType::F32)),
+    ]));
+    v.push(case!("bool_scatter_or", EXACT, [In::B => [4, 5], In::I(0, 5) => [4, 3], In::B => [4, 3]], |B, d, x| vec![bo::<B>(B::bool_scatter_or(1, b::<B>(&x[0], d), i::<B>(&x[1], d), b::<B>(&x[2], d)))]));
+    v.push(case!("bool_select_or", EXACT, [In::B => [4, 5], In::I(0, 4) => [3], In::B => [3, 5]], |B, d, x| vec![bo::<B>(B::bool_select_or(b::<B>(&x[0], d), 0, i::<B>(&x[1], d), b::<B>(&x[2], d)))]));
+    v.push(case!("bool_views", EXACT, [In::B => [2, 3, 4]], |B, d, x| vec![
+        bo::<B>(B::bool_flip(b::<B>(&x[0], d), &[1])),
+        bo::<B>(B::bool_swap_dims(b::<B>(&x[0], d), 0, 2)),
+        bo::<B>(B::bool_unfold(b::<B>(&x[0], d), 2, 2, 1)),
+        bo::<B>(B::bool_expand(B::bool_slice(b::<B>(&x[0], d), &[s(0, Some(1), 1)]), Shape::from(vec![3, 3, 4]))),
+    ]));
+
+    // Module ops.
+    v.push(case!("conv2d", MM, [x => [2, 4, 9, 8], x => [6, 2, 3, 3], x => [6]], |B, d, x| vec![fo::<B>(B::conv2d(f::<B>(&x[0], d), f::<B>(&x[1], d), Some(f::<B>(&x[2], d)), ConvOptions::new([2, 1], [1, 1], [1, 2], 2)))]));
+    v.push(case!("conv1d", MM, [x => [2, 3, 11], x => [4, 3, 3]], |B, d, x| vec![fo::<B>(B::conv1d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, ConvOptions::new([1], [1], [1], 1)))]));
+    v.push(case!("conv_transpose2d", MM, [x => [2, 4, 5, 5], x => [4, 3, 3, 3]], |B, d, x| vec![fo::<B>(B::conv_transpose2d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, ConvTransposeOptions::new([2, 2], [1, 1], [1, 0], [1, 1], 1)))]));
+    v.push(case!("conv2d_backward", MM, [x => [2, 3, 7, 7], x => [4, 3, 3, 3], x => [2, 4, 7, 7]], |B, d, x| {
+        let o = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        vec![
+            fo::<B>(B::conv2d_x_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), o.clone())),
+            fo::<B>(B::conv2d_weight_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), o)),
+        ]
+    }));
+    v.push(
+        case!("avg_pool2d", SUM, [x => [2, 3, 7, 6]], |B, d, x| vec![
+            fo::<B>(B::avg_pool2d(f::<B>(&x[0], d), [3, 3], [2, 2], [1, 1], true, false)),
+            fo::<B>(B::avg_pool2d(f::<B>(&x[0], d), [2, 3], [2, 1], [1, 0], false, true)),
+        ]),
+    );
+    v.push(case!("avg_pool2d_backward", SUM, [x => [2, 3, 7, 6], x => [2, 3, 4, 3]], |B, d, x| vec![fo::<B>(B::avg_pool2d_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), [3, 3], [2, 2], [1, 1], true, false))]));
+    v.push(
+        case!("adaptive_avg_pool2d", SUM, [x => [2, 3, 7, 6], x => [2, 3, 3, 4]], |B, d, x| vec![
+            fo::<B>(B::adaptive_avg_pool2d(f::<B>(&x[0], d), [3, 4])),
+            fo::<B>(B::adaptive_avg_pool2d_backward(f::<B>(&x[0], d), f::<B>(&x[1], d))),
+        ]),
+    );
+    v.push(case!("max_pool2d", EXACT, [x => [2, 3, 8, 7], x => [2, 3, 4, 4]], |B, d, x| {
+        let p = B::max_pool2d_with_indices(f::<B>(&x[0], d), [3, 3], [2, 2], [1, 1], [1, 1], false, IntDType::I64);
+        let g = B::max_pool2d_with_indices_backward(f::<B>(&x[0], d), [3, 3], [2, 2], [1, 1], [1, 1], false, f::<B>(&x[1], d), p.indices.clone());
+        vec![fo::<B>(p.output), io::<B>(p.indices), fo::<B>(g.x_grad)]
+    }));
+    v.push(case!("interpolate", SUM, [x => [2, 3, 5, 4], x => [2, 3, 7, 9]], |B, d, x| {
+        let n = InterpolateOptions { mode: InterpolateMode::Nearest, align_corners: false, output_size: None, scale_factor: None };
+        let l = InterpolateOptions { mode: InterpolateMode::Bilinear, align_corners: true, output_size: None, scale_factor: None };
+        let l2 = InterpolateOptions { mode: InterpolateMode::Bilinear, align_corners: false, output_size: None, scale_factor: None };
+        vec![
+            fo::<B>(B::interpolate(f::<B>(&x[0], d), [7, 9], n.clone())),
+            fo::<B>(B::interpolate(f::<B>(&x[0], d), [7, 9], l.clone())),
+            fo::<B>(B::interpolate(f::<B>(&x[0], d), [7, 9], l2.clone())),
+            fo::<B>(B::interpolate_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), [7, 9], n)),
+            fo::<B>(B::interpolate_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), [7, 9], l)),
+        ]
+    }));
+    v.push(case!("attention", SUM, [x => [2, 2, 5, 8], x => [2, 2, 6, 8], x => [2, 2, 6, 4], In::B => [1, 1, 5, 6]], |B, d, x| {
+        let o = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+        let c = AttentionModuleOptions { scale: Some(0.3), softcap: None, is_causal: true };
+        vec![
+            fo::<B>(B::attention(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), None, None, o.clone())),
+            fo::<B>(B::attention(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), Some(b::<B>(&x[3], d)), None, o)),
+            fo::<B>(B::attention(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), None, None, c)),
+        ]
+    }));
+    v.push(case!("embedding", EXACT, [x => [10, 4], In::I(0, 10) => [3, 5]], |B, d, x| vec![fo::<B>(B::embedding(f::<B>(&x[0], d), i::<B>(&x[1], d)))]));
+    let _ = Distribution::Default;
+    let _ = DType::F32;
+    v
+}
+
+/// Whether two results agree: exactly for ints and bools, within `tol` for floats.
+fn compare(name: &str, got: &TensorData, want: &TensorData, tol: (f64, f64)) -> Result<(), String> {
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "{name}: shape {:?}, reference {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let (gd, wd) = (got.dtype(), want.dtype());
+    let is_float = |d: DType| matches!(d, DType::F32 | DType::F64 | DType::F16 | DType::BF16);
+    if is_float(wd) || is_float(gd) {
+        let g: Vec<f64> = got.iter::<f64>().collect();
+        let w: Vec<f64> = want.iter::<f64>().collect();
+        for (k, (a, b)) in g.iter().zip(&w).enumerate() {
+            let same =
+                (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol.0 + tol.1 * b.abs();
+            if !same {
+                return Err(format!(
+                    "{name}: element {k} is {a}, reference {b} (tolerance {tol:?})"
+                ));
+            }
+        }
+    } else {
+        let g: Vec<i64> = got.iter::<i64>().collect();
+        let w: Vec<i64> = want.iter::<i64>().collect();
+        if g != w {
+            return Err(format!("{name}: {g:?}, reference {w:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn devices() -> Vec<String> {
+    let plugin = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/plugin-c/build/libanyaccel_ref.so"
+    );
+    if std::env::var_os("ANYACCEL_PLUGIN_PATH").is_none() && std::path::Path::new(plugin).exists() {
+        // SAFETY: set before any thread of this test reads the environment (the devices open
+        // after this call).
+        std::env::set_var("ANYACCEL_PLUGIN_PATH", plugin);
+    }
+    match std::env::var("ANYACCEL_BURN_DEVICES") {
+        Ok(v) => v
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Err(_) => {
+            let mut d = vec![
+                "cpu:0".to_string(),
+                "opencl:0".to_string(),
+                "vulkan:0".to_string(),
+            ];
+            if std::path::Path::new(plugin).exists() {
+                d.push("plugin:ref:0".to_string());
+            }
+            d
+        }
+    }
+}
+
+#[test]
+fn anyaccel_matches_burn_flex() {
+    let optional = std::env::var("ANYACCEL_BURN_OPTIONAL").is_ok_and(|v| v == "1");
+    let cases = cases();
+    let mut failures = Vec::new();
+    let mut ran = 0usize;
+    // The panics the cases expect (refused input, unsupported ops) print nothing; the summary
+    // below names every failure.
+    std::panic::set_hook(Box::new(|_| {}));
+    for id in devices() {
+        let device = match AnyaccelDevice::open(&id) {
+            Ok(d) => d,
+            Err(e) if optional => {
+                eprintln!("skipping {id}: {e}");
+                continue;
+            }
+            Err(e) => panic!("device {id} is not available: {e}"),
+        };
+        let known = known::failures(&id);
+        let mut rng = Rng(0x5eed);
+        for c in &cases {
+            let data: Vec<TensorData> = c
+                .inputs
+                .iter()
+                .map(|(k, s)| make(&mut rng, *k, s))
+                .collect();
+            let want = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (c.run_r)(&Default::default(), &data)
+            }));
+            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (c.run_a)(&device, &data)
+            }));
+            let outcome = match (got, want) {
+                // Input that Burn's backend refuses must be refused here too.
+                (Err(_), Err(_)) => Ok(()),
+                (Ok(_), Err(_)) => Err(format!(
+                    "{}: burn-flex refuses the input but anyaccel returns values",
+                    c.name
+                )),
+                (Err(p), Ok(_)) => Err(format!(
+                    "{}: panicked: {}",
+                    c.name,
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default()
+                )),
+                (Ok(got), Ok(want)) => {
+                    got.iter()
+                        .zip(&want)
+                        .enumerate()
+                        .try_for_each(|(k, (g, w))| {
+                            compare(&format!("{} (output {k})", c.name), g, w, c.tol)
+                        })
+                }
+            };
+            ran += 1;
+            let is_known = known.iter().any(|(n, _)| *n == c.name);
+            match (outcome, is_known) {
+                (Err(e), false) => failures.push(format!("{id}: {e}")),
+                (Ok(()), true) => failures.push(format!(
+                    "{id}: {} passes but is listed in tests/known.rs; take it off the list",
+                    c.name
+                )),
+                _ => {}
+            }
+        }
+    }
+    drop(std::panic::take_hook());
+    assert!(ran > 0, "no device ran");
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} case runs differ from burn-flex:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
