@@ -277,11 +277,108 @@ pub(crate) fn select_assign(
             &[Some(&x.t), Some(&indices.t), Some(&value.t)],
             &[("axis", axis(dim)), ("alpha", AttrValue::Float(1.0))],
         ),
+        IndexingUpdateOp::Assign => {
+            // A scatter along dim whose index repeats indices[k] over value's other dims.
+            let mut shape = vec![1; value.dims().len()];
+            if dim >= shape.len() || indices.dims().len() != 1 {
+                fail(
+                    op,
+                    format!(
+                        "indices {:?} along dim {dim} of a value {:?}",
+                        indices.dims(),
+                        value.dims()
+                    ),
+                );
+            }
+            shape[dim] = indices.dims()[0];
+            let idx = ok(op, indices.contiguous(op).t.reshape(&shape));
+            let idx = ok(op, idx.broadcast_to(value.dims()));
+            x.call(
+                op,
+                "scatter",
+                &[Some(&x.t), Some(&idx), Some(&value.t)],
+                &[("axis", axis(dim))],
+            )
+        }
         u => unsupported(
             op,
-            &format!("update {u:?} (anyaccel's index_add adds; no index_copy yet)"),
+            &format!("update {u:?} (anyaccel's indexed updates assign or add)"),
         ),
     }
+}
+
+/// The row of `data` viewed as [prod(dims[..k]), rest] that each index tuple (the last dim of
+/// `indices`, k long) names: sum_j indices[.., j] * stride_j, as i64.
+fn nd_rows(
+    op: &str,
+    data: &AnyaccelTensor,
+    indices: &AnyaccelTensor,
+) -> (AnyaccelTensor, AnyaccelTensor, Vec<usize>) {
+    let (dd, id) = (data.dims().to_vec(), indices.dims().to_vec());
+    let k = *id
+        .last()
+        .unwrap_or_else(|| fail(op, "indices of rank 0 (expected [.., k])"));
+    if k == 0 || k > dd.len() {
+        fail(
+            op,
+            format!(
+                "index tuples of {k} for data of rank {} (expected 1..=rank)",
+                dd.len()
+            ),
+        );
+    }
+    let idx = indices.cast(op, DType::I64);
+    let mut linear: Option<AnyaccelTensor> = None;
+    let mut stride: i64 = 1;
+    for j in (0..k).rev() {
+        let col = idx.with(ok(op, idx.t.narrow(id.len() - 1, j, 1)));
+        let term = col.binary_scalar(op, "mul", Scalar::Int(stride));
+        linear = Some(match linear {
+            None => term,
+            Some(l) => l.binary(op, "add", &term),
+        });
+        stride = stride
+            .checked_mul(dd[j] as i64)
+            .unwrap_or_else(|| fail(op, "the data's size overflows"));
+    }
+    let lead: Vec<usize> = id[..id.len() - 1].to_vec();
+    let linear = linear.unwrap_or_else(|| fail(op, "no index tuple"));
+    let linear = linear.with(ok(
+        op,
+        linear.contiguous(op).t.reshape(&[lead.iter().product()]),
+    ));
+    let rest: Vec<usize> = dd[k..].to_vec();
+    let rows: usize = dd[..k].iter().product();
+    let mut flat = vec![rows];
+    flat.extend(&rest);
+    let data2 = data.with(ok(op, data.contiguous(op).t.reshape(&flat)));
+    let mut out = lead;
+    out.extend(&rest);
+    (data2, linear, out)
+}
+
+/// Burn's gather_nd: `out[i..] = data[indices[i.., :], ..]`.
+pub(crate) fn gather_nd(op: &str, data: AnyaccelTensor, indices: AnyaccelTensor) -> AnyaccelTensor {
+    let (flat, rows, out_shape) = nd_rows(op, &data, &indices);
+    let g = select(op, flat, 0, rows);
+    g.with(ok(op, g.t.reshape(&out_shape)))
+}
+
+/// Burn's scatter_nd: the rows that `indices` names updated with `values` (assign or add).
+pub(crate) fn scatter_nd(
+    op: &str,
+    data: AnyaccelTensor,
+    indices: AnyaccelTensor,
+    values: AnyaccelTensor,
+    update: IndexingUpdateOp,
+) -> AnyaccelTensor {
+    let shape = data.dims().to_vec();
+    let (flat, rows, _) = nd_rows(op, &data, &indices);
+    let mut vshape = vec![rows.dims()[0]];
+    vshape.extend(&flat.dims()[1..]);
+    let values = values.with(ok(op, values.contiguous(op).t.reshape(&vshape)));
+    let out = select_assign(op, flat, 0, rows, values, update);
+    out.with(ok(op, out.t.reshape(&shape)))
 }
 
 /// `value` where `mask`, else `x`.

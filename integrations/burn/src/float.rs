@@ -509,6 +509,19 @@ impl FloatTensorOps<Self> for Anyaccel {
         common::unfold("float_unfold", tensor, dim, size, step)
     }
 
+    fn float_gather_nd(data: FloatTensor<Self>, indices: IntTensor<Self>) -> FloatTensor<Self> {
+        common::gather_nd("float_gather_nd", data, indices)
+    }
+
+    fn float_scatter_nd(
+        data: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        values: FloatTensor<Self>,
+        reduction: IndexingUpdateOp,
+    ) -> FloatTensor<Self> {
+        common::scatter_nd("float_scatter_nd", data, indices, values, reduction)
+    }
+
     fn float_cat(tensors: Vec<FloatTensor<Self>>, dim: usize) -> FloatTensor<Self> {
         common::cat("float_cat", tensors, dim)
     }

@@ -8,7 +8,7 @@ use burn_backend::{Distribution, ExecutionError, Scalar, Shape, Slice, TensorDat
 use burn_std::{BoolDType, FloatDType, IndexingUpdateOp, IntDType};
 
 use crate::common;
-use crate::tensor::{float_dtype, int_dtype, ok, unsupported, AnyaccelTensor};
+use crate::tensor::{float_dtype, int_dtype, unsupported, AnyaccelTensor};
 use crate::Anyaccel;
 
 impl IntTensorOps<Self> for Anyaccel {
@@ -410,13 +410,20 @@ impl IntTensorOps<Self> for Anyaccel {
         common::unfold("int_unfold", tensor, dim, size, step)
     }
 
+    fn int_gather_nd(data: IntTensor<Self>, indices: IntTensor<Self>) -> IntTensor<Self> {
+        common::gather_nd("int_gather_nd", data, indices)
+    }
+
+    fn int_scatter_nd(
+        data: IntTensor<Self>,
+        indices: IntTensor<Self>,
+        values: IntTensor<Self>,
+        reduction: IndexingUpdateOp,
+    ) -> IntTensor<Self> {
+        common::scatter_nd("int_scatter_nd", data, indices, values, reduction)
+    }
+
     fn int_cat(tensors: Vec<IntTensor<Self>>, dim: usize) -> IntTensor<Self> {
         common::cat("int_cat", tensors, dim)
     }
-}
-
-#[allow(dead_code)]
-fn _ok_used() -> anyaccel::Result<()> {
-    ok("", Ok(()));
-    Ok(())
 }

@@ -20,6 +20,7 @@
 //! panic with a message naming the op (Burn's op traits have no error path); the crate's
 //! README lists them.
 
+mod activation;
 mod boolean;
 mod common;
 mod device;
@@ -29,7 +30,7 @@ mod module;
 mod qtensor;
 mod tensor;
 
-use burn_backend::ops::{ActivationOps, TransactionOps};
+use burn_backend::ops::TransactionOps;
 use burn_backend::{Backend, BackendTypes, DTypeUsage, DTypeUsageSet, ExecutionError};
 
 pub use device::AnyaccelDevice;
@@ -84,6 +85,5 @@ impl Backend for Anyaccel {
     }
 }
 
-impl ActivationOps<Self> for Anyaccel {}
 impl TransactionOps<Self> for Anyaccel {}
 impl burn_backend::distributed::DistributedOps<Self> for Anyaccel {}

@@ -10,26 +10,103 @@ use burn_backend::ops::{
 use burn_backend::tensor::{BoolTensor, FloatTensor, IntTensor};
 use burn_std::{AttentionModuleOptions, IntDType};
 
-use crate::tensor::{fail, ints, ok, unsupported};
+use crate::tensor::{fail, ints, ok, unsupported, AnyaccelTensor};
 use crate::Anyaccel;
 
-/// anyaccel's convolution options of Burn's, whose padding must be the same on both sides.
-fn conv_options<const N: usize>(op: &str, o: &ConvOptions<N>) -> AConv {
+/// anyaccel's convolution options of Burn's: the padding both sides share, and the extra
+/// padding of one side as `pad` counts (last axis first) where Burn pads unevenly.
+fn conv_options<const N: usize>(o: &ConvOptions<N>) -> (AConv, Option<Vec<i64>>) {
     let mut c = AConv::default();
+    let mut extra = vec![0i64; 2 * N];
     for i in 0..N {
         let (lo, hi) = o.padding[i];
-        if lo != hi {
-            unsupported(
-                op,
-                &format!("padding ({lo}, {hi}) in dim {i}: anyaccel pads both sides alike"),
-            );
-        }
+        let m = lo.min(hi);
         c.stride[i] = o.stride[i];
-        c.padding[i] = lo;
+        c.padding[i] = m;
         c.dilation[i] = o.dilation[i];
+        // pads[2 * (N - 1 - i)] pads spatial dim i before, the next entry after.
+        extra[2 * (N - 1 - i)] = (lo - m) as i64;
+        extra[2 * (N - 1 - i) + 1] = (hi - m) as i64;
     }
     c.groups = o.groups;
-    c
+    (c, extra.iter().any(|&p| p != 0).then_some(extra))
+}
+
+/// `x` padded with zeros by `pads` (negative counts crop).
+fn pad(op: &str, x: &AnyaccelTensor, pads: &[i64]) -> AnyaccelTensor {
+    x.call(
+        op,
+        "pad",
+        &[Some(&x.t)],
+        &[
+            ("pads", AttrValue::Ints(pads.to_vec())),
+            ("mode", AttrValue::Str("constant".to_string())),
+        ],
+    )
+}
+
+/// The forward convolution of `N` spatial dims, uneven padding applied first.
+fn conv_forward<const N: usize>(
+    op: &str,
+    x: AnyaccelTensor,
+    weight: AnyaccelTensor,
+    bias: Option<AnyaccelTensor>,
+    options: &ConvOptions<N>,
+) -> AnyaccelTensor {
+    let (o, extra) = conv_options(options);
+    let x = match extra {
+        Some(p) => pad(op, &x, &p),
+        None => x,
+    };
+    let q = x.queue();
+    let b = bias.as_ref().map(|b| &b.t);
+    let t = if N == 1 {
+        anyaccel::ops::conv1d(&*q, &x.t, &weight.t, b, &o)
+    } else {
+        anyaccel::ops::conv2d(&*q, &x.t, &weight.t, b, &o)
+    };
+    x.with(ok(op, t))
+}
+
+/// The input gradient of a convolution of `N` spatial dims.
+fn conv_x_backward<const N: usize>(
+    op: &str,
+    x: AnyaccelTensor,
+    weight: AnyaccelTensor,
+    grad: AnyaccelTensor,
+    options: &ConvOptions<N>,
+) -> AnyaccelTensor {
+    let (o, extra) = conv_options(options);
+    let mut size = x.dims().to_vec();
+    if let Some(p) = &extra {
+        for i in 0..N {
+            size[2 + i] += (p[2 * (N - 1 - i)] + p[2 * (N - 1 - i) + 1]) as usize;
+        }
+    }
+    let t = anyaccel::ops::conv_backward_input(&*x.queue(), &grad.t, &weight.t, &size, &o);
+    let dx = x.with(ok(op, t));
+    match extra {
+        // The gradient of the padded input, cropped to x.
+        Some(p) => pad(op, &dx, &p.iter().map(|v| -v).collect::<Vec<_>>()),
+        None => dx,
+    }
+}
+
+/// The weight gradient of a convolution of `N` spatial dims.
+fn conv_weight_backward<const N: usize>(
+    op: &str,
+    x: AnyaccelTensor,
+    weight: AnyaccelTensor,
+    grad: AnyaccelTensor,
+    options: &ConvOptions<N>,
+) -> AnyaccelTensor {
+    let (o, extra) = conv_options(options);
+    let x = match extra {
+        Some(p) => pad(op, &x, &p),
+        None => x,
+    };
+    let t = anyaccel::ops::conv_backward_weight(&*x.queue(), &grad.t, &x.t, weight.dims(), &o);
+    x.with(ok(op, t))
 }
 
 fn pool_attrs(
@@ -69,16 +146,7 @@ impl ModuleOps<Self> for Anyaccel {
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<1>,
     ) -> FloatTensor<Self> {
-        let op = "conv1d";
-        let o = conv_options(op, &options);
-        let t = anyaccel::ops::conv1d(
-            &*x.queue(),
-            &x.t,
-            &weight.t,
-            bias.as_ref().map(|b| &b.t),
-            &o,
-        );
-        x.with(ok(op, t))
+        conv_forward("conv1d", x, weight, bias, &options)
     }
 
     fn conv2d(
@@ -87,16 +155,25 @@ impl ModuleOps<Self> for Anyaccel {
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let op = "conv2d";
-        let o = conv_options(op, &options);
-        let t = anyaccel::ops::conv2d(
-            &*x.queue(),
-            &x.t,
-            &weight.t,
-            bias.as_ref().map(|b| &b.t),
-            &o,
-        );
-        x.with(ok(op, t))
+        conv_forward("conv2d", x, weight, bias, &options)
+    }
+
+    fn conv1d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        conv_x_backward("conv1d_x_backward", x, weight, output_grad, &options)
+    }
+
+    fn conv1d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        conv_weight_backward("conv1d_weight_backward", x, weight, output_grad, &options)
     }
 
     fn conv2d_x_backward(
@@ -105,16 +182,7 @@ impl ModuleOps<Self> for Anyaccel {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let op = "conv2d_x_backward";
-        let o = conv_options(op, &options);
-        let t = anyaccel::ops::conv_backward_input(
-            &*x.queue(),
-            &output_grad.t,
-            &weight.t,
-            x.dims(),
-            &o,
-        );
-        x.with(ok(op, t))
+        conv_x_backward("conv2d_x_backward", x, weight, output_grad, &options)
     }
 
     fn conv2d_weight_backward(
@@ -123,16 +191,7 @@ impl ModuleOps<Self> for Anyaccel {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let op = "conv2d_weight_backward";
-        let o = conv_options(op, &options);
-        let t = anyaccel::ops::conv_backward_weight(
-            &*x.queue(),
-            &output_grad.t,
-            &x.t,
-            weight.dims(),
-            &o,
-        );
-        x.with(ok(op, t))
+        conv_weight_backward("conv2d_weight_backward", x, weight, output_grad, &options)
     }
 
     fn deform_conv2d(

@@ -386,6 +386,339 @@ fn cases() -> Vec<Case> {
         ]
     }));
     v.push(case!("embedding", EXACT, [x => [10, 4], In::I(0, 10) => [3, 5]], |B, d, x| vec![fo::<B>(B::embedding(f::<B>(&x[0], d), i::<B>(&x[1], d)))]));
+    v.extend(more_cases());
+    v
+}
+
+/// x loaded, then viewed with its first two dims swapped (a strided input).
+fn ft<B: Backend>(d: &TensorData, dev: &B::Device) -> FloatTensor<B> {
+    B::float_swap_dims(f::<B>(d, dev), 0, 1)
+}
+
+fn more_cases() -> Vec<Case> {
+    let x = In::F(-2.0, 2.0);
+    let pos = In::F(0.1, 3.0);
+    let int = In::I(-20, 20);
+    let small = In::I(-4, 5);
+    let bl = In::B;
+    let mut v = Vec::new();
+    // Float ops through Burn's default compositions, strided inputs, zero-size tensors.
+    v.push(
+        case!("float_add+float_mul+float_exp", SUM, [x => [5, 3], x => [3, 5]], |B, d, x| vec![
+            fo::<B>(B::float_add(ft::<B>(&x[0], d), f::<B>(&x[1], d))),
+            fo::<B>(B::float_mul(ft::<B>(&x[0], d), f::<B>(&x[1], d))),
+            fo::<B>(B::float_exp(ft::<B>(&x[0], d))),
+        ]),
+    );
+    v.push(
+        case!("float_sum_dim+float_argmax", SUM, [x => [5, 3]], |B, d, x| vec![
+            fo::<B>(B::float_sum_dim(ft::<B>(&x[0], d), 1)),
+            io::<B>(B::float_argmax(ft::<B>(&x[0], d), 1, IntDType::I64)),
+        ]),
+    );
+    v.push(
+        case!("float_add+float_sum", SUM, [x => [0, 4], x => [0, 4]], |B, d, x| vec![
+            fo::<B>(B::float_add(f::<B>(&x[0], d), f::<B>(&x[1], d))),
+            fo::<B>(B::float_sum(f::<B>(&x[0], d))),
+            fo::<B>(B::float_sum_dim(f::<B>(&x[0], d), 0)),
+        ]),
+    );
+    v.push(case!("float_repeat_dim", EXACT, [x => [2, 3]], |B, d, x| vec![fo::<B>(B::float_repeat_dim(f::<B>(&x[0], d), 0, 3))]));
+    v.push(
+        case!("float_clamp_min+float_clamp_max", EXACT, [x => [3, 4]], |B, d, x| vec![
+            fo::<B>(B::float_clamp_min(f::<B>(&x[0], d), Scalar::Float(0.0))),
+            fo::<B>(B::float_clamp_max(f::<B>(&x[0], d), Scalar::Float(0.5))),
+        ]),
+    );
+    v.push(case!("float_transpose", EXACT, [x => [2, 3, 4]], |B, d, x| vec![fo::<B>(B::float_transpose(f::<B>(&x[0], d)))]));
+    v.push(case!("float_not_equal+float_not_equal_elem", EXACT, [small => [3, 4], small => [3, 4]], |B, d, x| {
+        let a = B::int_into_float(i::<B>(&x[0], d), FloatDType::F32);
+        let c = B::int_into_float(i::<B>(&x[1], d), FloatDType::F32);
+        vec![
+            bo::<B>(B::float_not_equal(a.clone(), c, BoolStore::Native)),
+            bo::<B>(B::float_not_equal_elem(a, Scalar::Float(1.0), BoolStore::Native)),
+        ]
+    }));
+    v.push(case!("float_sum_dims", SUM, [x => [2, 3, 4]], |B, d, x| vec![fo::<B>(B::float_sum_dims(f::<B>(&x[0], d), &[0, 2]))]));
+    v.push(case!("float_powi+float_powi_scalar+float_powf_scalar", SUM, [x => [3, 4], small => [3, 4]], |B, d, x| vec![
+        fo::<B>(B::float_powi(f::<B>(&x[0], d), i::<B>(&x[1], d))),
+        fo::<B>(B::float_powi_scalar(f::<B>(&x[0], d), Scalar::Int(3))),
+        fo::<B>(B::float_powf_scalar(f::<B>(&x[0], d), Scalar::Float(2.0))),
+    ]));
+    v.push(case!("float_hypot", EW, [x => [3, 4], x => [3, 4]], |B, d, x| vec![fo::<B>(B::float_hypot(f::<B>(&x[0], d), f::<B>(&x[1], d)))]));
+    v.push(
+        case!("float_topk+float_argtopk+float_topk_with_indices", EXACT, [x => [3, 7]], |B, d, x| {
+            let (vals, idx) = B::float_topk_with_indices(f::<B>(&x[0], d), 1, 3, IntDType::I64);
+            vec![
+                fo::<B>(B::float_topk(f::<B>(&x[0], d), 1, 3)),
+                io::<B>(B::float_argtopk(f::<B>(&x[0], d), 1, 3, IntDType::I64)),
+                fo::<B>(vals),
+                io::<B>(idx),
+            ]
+        }),
+    );
+    v.push(case!("float_max_dim_with_indices+float_min_dim_with_indices", EXACT, [x => [4, 6]], |B, d, x| {
+        let (a, ai) = B::float_max_dim_with_indices(f::<B>(&x[0], d), 1, IntDType::I64);
+        let (b, bi) = B::float_min_dim_with_indices(f::<B>(&x[0], d), 0, IntDType::I64);
+        vec![fo::<B>(a), io::<B>(ai), fo::<B>(b), io::<B>(bi)]
+    }));
+    v.push(
+        case!("float_max_abs+float_max_abs_dim", EXACT, [x => [4, 6]], |B, d, x| vec![
+            fo::<B>(B::float_max_abs(f::<B>(&x[0], d))),
+            fo::<B>(B::float_max_abs_dim(f::<B>(&x[0], d), 1)),
+        ]),
+    );
+    v.push(case!("float_any+float_all+float_any_dim+float_all_dim", EXACT, [In::I(0, 3) => [3, 4]], |B, d, x| {
+        let t = B::int_into_float(i::<B>(&x[0], d), FloatDType::F32);
+        vec![
+            bo::<B>(B::float_any(t.clone(), BoolStore::Native)),
+            bo::<B>(B::float_all(t.clone(), BoolStore::Native)),
+            bo::<B>(B::float_any_dim(t.clone(), 1, BoolStore::Native)),
+            bo::<B>(B::float_all_dim(t, 0, BoolStore::Native)),
+        ]
+    }));
+    v.push(
+        case!("float_sort+float_sort_with_indices+float_argsort", EXACT, [x => [3, 9]], |B, d, x| {
+            let (sv, si) = B::float_sort_with_indices(f::<B>(&x[0], d), 1, true, IntDType::I64);
+            vec![
+                fo::<B>(B::float_sort(f::<B>(&x[0], d), 1, false)),
+                fo::<B>(sv),
+                io::<B>(si),
+                io::<B>(B::float_argsort(f::<B>(&x[0], d), 0, false, IntDType::I64)),
+            ]
+        }),
+    );
+    v.push(case!("float_is_nan+float_is_inf", EXACT, [pos => [3, 4]], |B, d, x| {
+        let t = B::float_log(B::float_sub_scalar(f::<B>(&x[0], d), Scalar::Float(1.0)));
+        vec![bo::<B>(B::float_is_nan(t.clone(), BoolStore::Native)), bo::<B>(B::float_is_inf(t, BoolStore::Native))]
+    }));
+    v.push(case!("float_pad", EXACT, [x => [2, 3, 4]], |B, d, x| vec![fo::<B>(B::float_pad(f::<B>(&x[0], d), &[(1, 2), (0, 1)], burn_backend::ops::PadMode::Constant(0.5)))]));
+    v.push(case!("float_mask_select", EXACT, [x => [3, 4], bl => [3, 4]], |B, d, x| vec![fo::<B>(burn_backend::read_sync(B::float_mask_select(f::<B>(&x[0], d), b::<B>(&x[1], d))))]));
+    v.push(case!("float_gather_nd", EXACT, [x => [4, 5], In::I(0, 4) => [3, 1]], |B, d, x| vec![fo::<B>(B::float_gather_nd(f::<B>(&x[0], d), i::<B>(&x[1], d)))]));
+    v.push(case!("float_scatter_nd", EW, [x => [4, 5], In::I(0, 4) => [2, 1], x => [2, 5]], |B, d, x| vec![fo::<B>(B::float_scatter_nd(f::<B>(&x[0], d), i::<B>(&x[1], d), f::<B>(&x[2], d), IndexingUpdateOp::Add))]));
+    v.push(case!("float_select_assign (assign)", EXACT, [x => [4, 5], In::I(0, 5) => [2], x => [4, 2]], |B, d, x| vec![fo::<B>(B::float_select_assign(f::<B>(&x[0], d), 1, i::<B>(&x[1], d), f::<B>(&x[2], d), IndexingUpdateOp::Assign))]));
+    v.push(case!("float_cummin", EXACT, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_cummin(f::<B>(&x[0], d), 1))]));
+    v.push(case!("float_cummax", EXACT, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_cummax(f::<B>(&x[0], d), 1))]));
+    v.push(case!("float_acosh", EW, [In::F(1.0, 4.0) => [3, 5]], |B, d, x| vec![fo::<B>(B::float_acosh(f::<B>(&x[0], d)))]));
+    v.push(case!("float_asinh", EW, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_asinh(f::<B>(&x[0], d)))]));
+    v.push(case!("float_atanh", EW, [In::F(-0.9, 0.9) => [3, 5]], |B, d, x| vec![fo::<B>(B::float_atanh(f::<B>(&x[0], d)))]));
+    v.push(case!("float_cast (f64)", EXACT, [x => [3, 4]], |B, d, x| vec![fo::<B>(B::float_cast(f::<B>(&x[0], d), FloatDType::F64))]));
+
+    // Int ops.
+    v.push(case!(
+        "int_zeros+int_ones+int_full+int_arange+int_arange_step",
+        EXACT,
+        [],
+        |B, d, x| vec![
+            io::<B>(B::int_zeros(Shape::from(vec![2, 3]), d, IntDType::I64)),
+            io::<B>(B::int_ones(Shape::from(vec![4]), d, IntDType::I64)),
+            io::<B>(B::int_full(
+                Shape::from(vec![2, 2]),
+                Scalar::Int(-7),
+                d,
+                IntDType::I64
+            )),
+            io::<B>(B::int_arange(-3..5, d, IntDType::I64)),
+            io::<B>(B::int_arange_step(0..11, 3, d, IntDType::I64)),
+        ]
+    ));
+    v.push(case!("int_not_equal+int_not_equal_elem+int_greater+int_greater_equal+int_lower_equal", EXACT, [small => [3, 4], small => [1, 4]], |B, d, x| vec![
+        bo::<B>(B::int_not_equal(i::<B>(&x[0], d), i::<B>(&x[1], d), BoolStore::Native)),
+        bo::<B>(B::int_not_equal_elem(i::<B>(&x[0], d), Scalar::Int(0), BoolStore::Native)),
+        bo::<B>(B::int_greater(i::<B>(&x[0], d), i::<B>(&x[1], d), BoolStore::Native)),
+        bo::<B>(B::int_greater_equal(i::<B>(&x[0], d), i::<B>(&x[1], d), BoolStore::Native)),
+        bo::<B>(B::int_lower_equal(i::<B>(&x[0], d), i::<B>(&x[1], d), BoolStore::Native)),
+        bo::<B>(B::int_lower(i::<B>(&x[0], d), i::<B>(&x[1], d), BoolStore::Native)),
+        bo::<B>(B::int_greater_elem(i::<B>(&x[0], d), Scalar::Int(1), BoolStore::Native)),
+        bo::<B>(B::int_greater_equal_elem(i::<B>(&x[0], d), Scalar::Int(1), BoolStore::Native)),
+        bo::<B>(B::int_lower_equal_elem(i::<B>(&x[0], d), Scalar::Int(1), BoolStore::Native)),
+        bo::<B>(B::int_equal_elem(i::<B>(&x[0], d), Scalar::Int(1), BoolStore::Native)),
+    ]));
+    v.push(case!("int_square+int_powi+int_powi_scalar+int_neg+int_sign", EXACT, [small => [3, 4], In::I(0, 4) => [3, 4]], |B, d, x| vec![
+        io::<B>(B::int_square(i::<B>(&x[0], d))),
+        io::<B>(B::int_powi(i::<B>(&x[0], d), i::<B>(&x[1], d))),
+        io::<B>(B::int_powi_scalar(i::<B>(&x[0], d), Scalar::Int(3))),
+        io::<B>(B::int_neg(i::<B>(&x[0], d))),
+        io::<B>(B::int_sign(i::<B>(&x[0], d))),
+    ]));
+    v.push(
+        case!("int_clamp+int_clamp_min+int_clamp_max", EXACT, [int => [3, 4]], |B, d, x| vec![
+            io::<B>(B::int_clamp(i::<B>(&x[0], d), Scalar::Int(-5), Scalar::Int(6))),
+            io::<B>(B::int_clamp_min(i::<B>(&x[0], d), Scalar::Int(0))),
+            io::<B>(B::int_clamp_max(i::<B>(&x[0], d), Scalar::Int(3))),
+        ]),
+    );
+    v.push(case!("int_mean+int_prod+int_cumprod+int_max+int_min+int_min_dim", EXACT, [small => [3, 4]], |B, d, x| vec![
+        io::<B>(B::int_mean(i::<B>(&x[0], d))),
+        io::<B>(B::int_prod(i::<B>(&x[0], d))),
+        io::<B>(B::int_cumprod(i::<B>(&x[0], d), 1)),
+        io::<B>(B::int_max(i::<B>(&x[0], d))),
+        io::<B>(B::int_min(i::<B>(&x[0], d))),
+        io::<B>(B::int_min_dim(i::<B>(&x[0], d), 0)),
+    ]));
+    v.push(case!("int_max_dim_with_indices+int_min_dim_with_indices+int_max_abs+int_max_abs_dim", EXACT, [int => [4, 5]], |B, d, x| {
+        let (a, ai) = B::int_max_dim_with_indices(i::<B>(&x[0], d), 1);
+        let (b, bi) = B::int_min_dim_with_indices(i::<B>(&x[0], d), 0);
+        vec![io::<B>(a), io::<B>(ai), io::<B>(b), io::<B>(bi), io::<B>(B::int_max_abs(i::<B>(&x[0], d))), io::<B>(B::int_max_abs_dim(i::<B>(&x[0], d), 1))]
+    }));
+    v.push(case!("int_topk+int_argtopk+int_topk_with_indices", EXACT, [int => [3, 8]], |B, d, x| {
+        let (a, ai) = B::int_topk_with_indices(i::<B>(&x[0], d), 1, 2);
+        vec![io::<B>(B::int_topk(i::<B>(&x[0], d), 1, 3)), io::<B>(B::int_argtopk(i::<B>(&x[0], d), 1, 3)), io::<B>(a), io::<B>(ai)]
+    }));
+    v.push(case!("int_sort+int_sort_with_indices+int_argsort", EXACT, [small => [3, 8]], |B, d, x| {
+        let (a, ai) = B::int_sort_with_indices(i::<B>(&x[0], d), 1, true);
+        vec![io::<B>(B::int_sort(i::<B>(&x[0], d), 1, false)), io::<B>(a), io::<B>(ai), io::<B>(B::int_argsort(i::<B>(&x[0], d), 0, false))]
+    }));
+    v.push(case!("int_any+int_all+int_any_dim+int_all_dim", EXACT, [In::I(0, 3) => [3, 4]], |B, d, x| vec![
+        bo::<B>(B::int_any(i::<B>(&x[0], d), BoolStore::Native)),
+        bo::<B>(B::int_all(i::<B>(&x[0], d), BoolStore::Native)),
+        bo::<B>(B::int_any_dim(i::<B>(&x[0], d), 1, BoolStore::Native)),
+        bo::<B>(B::int_all_dim(i::<B>(&x[0], d), 0, BoolStore::Native)),
+    ]));
+    v.push(case!("int_transpose+int_swap_dims+int_flip+int_expand+int_unfold+int_repeat_dim+int_cat", EXACT, [int => [2, 3, 4]], |B, d, x| vec![
+        io::<B>(B::int_transpose(i::<B>(&x[0], d))),
+        io::<B>(B::int_swap_dims(i::<B>(&x[0], d), 0, 1)),
+        io::<B>(B::int_flip(i::<B>(&x[0], d), &[2])),
+        io::<B>(B::int_expand(B::int_slice(i::<B>(&x[0], d), &[s(0, Some(1), 1)]), Shape::from(vec![3, 3, 4]))),
+        io::<B>(B::int_unfold(i::<B>(&x[0], d), 2, 2, 2)),
+        io::<B>(B::int_repeat_dim(i::<B>(&x[0], d), 1, 2)),
+        io::<B>(B::int_cat(vec![i::<B>(&x[0], d), i::<B>(&x[0], d)], 2)),
+    ]));
+    v.push(case!("int_slice_assign+int_select+int_select_assign+int_mask_where", EXACT, [int => [4, 5], In::I(0, 4) => [3], int => [3, 5], bl => [4, 5]], |B, d, x| vec![
+        io::<B>(B::int_slice_assign(i::<B>(&x[0], d), &[s(1, Some(4), 1)], i::<B>(&x[2], d))),
+        io::<B>(B::int_select(i::<B>(&x[0], d), 0, i::<B>(&x[1], d))),
+        io::<B>(B::int_select_assign(i::<B>(&x[0], d), 0, i::<B>(&x[1], d), i::<B>(&x[2], d), IndexingUpdateOp::Add)),
+        io::<B>(B::int_mask_where(i::<B>(&x[0], d), b::<B>(&x[3], d), B::int_neg(i::<B>(&x[0], d)))),
+    ]));
+    v.push(case!("bitwise_left_shift+bitwise_right_shift", EXACT, [int => [3, 4], In::I(0, 5) => [3, 4]], |B, d, x| vec![
+        io::<B>(B::bitwise_left_shift(i::<B>(&x[0], d), i::<B>(&x[1], d))),
+        io::<B>(B::bitwise_right_shift(i::<B>(&x[0], d), i::<B>(&x[1], d))),
+    ]));
+    v.push(case!("int_pad", EXACT, [int => [2, 3]], |B, d, x| vec![io::<B>(B::int_pad(i::<B>(&x[0], d), &[(1, 1), (2, 0)], burn_backend::ops::PadMode::Constant(0.0)))]));
+    v.push(case!("int_mask_select", EXACT, [int => [3, 4], bl => [3, 4]], |B, d, x| vec![io::<B>(burn_backend::read_sync(B::int_mask_select(i::<B>(&x[0], d), b::<B>(&x[1], d))))]));
+    v.push(case!("int_cummin", EXACT, [int => [3, 5]], |B, d, x| vec![io::<B>(B::int_cummin(i::<B>(&x[0], d), 1))]));
+    v.push(case!("int_cummax", EXACT, [int => [3, 5]], |B, d, x| vec![io::<B>(B::int_cummax(i::<B>(&x[0], d), 1))]));
+    v.push(case!("int_cast (i8, u8)", EXACT, [In::I(-100, 100) => [3, 4]], |B, d, x| vec![
+        io::<B>(B::int_cast(B::int_cast(i::<B>(&x[0], d), IntDType::I8), IntDType::I64)),
+        io::<B>(B::int_cast(B::int_cast(B::int_abs(i::<B>(&x[0], d)), IntDType::U8), IntDType::I64)),
+    ]));
+
+    // Bool ops.
+    v.push(case!("bool_zeros+bool_ones", EXACT, [], |B, d, x| vec![
+        bo::<B>(B::bool_zeros(Shape::from(vec![2, 3]), d, BoolStore::Native)),
+        bo::<B>(B::bool_ones(Shape::from(vec![3]), d, BoolStore::Native)),
+    ]));
+    v.push(case!("bool_mask_where+bool_mask_fill+bool_gather+bool_select+bool_slice_assign", EXACT, [bl => [4, 5], bl => [4, 5], In::I(0, 5) => [4, 2], In::I(0, 4) => [3], bl => [2, 5]], |B, d, x| vec![
+        bo::<B>(B::bool_mask_where(b::<B>(&x[0], d), b::<B>(&x[1], d), B::bool_not(b::<B>(&x[0], d)))),
+        bo::<B>(B::bool_mask_fill(b::<B>(&x[0], d), b::<B>(&x[1], d), Scalar::Bool(true))),
+        bo::<B>(B::bool_gather(1, b::<B>(&x[0], d), i::<B>(&x[2], d))),
+        bo::<B>(B::bool_select(b::<B>(&x[0], d), 0, i::<B>(&x[3], d))),
+        bo::<B>(B::bool_slice_assign(b::<B>(&x[0], d), &[s(1, Some(3), 1)], b::<B>(&x[4], d))),
+    ]));
+    v.push(case!("bool_not_equal+bool_not_equal_elem+bool_equal_elem+bool_xor", EXACT, [bl => [3, 4], bl => [3, 4]], |B, d, x| vec![
+        bo::<B>(B::bool_not_equal(b::<B>(&x[0], d), b::<B>(&x[1], d))),
+        bo::<B>(B::bool_not_equal_elem(b::<B>(&x[0], d), Scalar::Bool(true))),
+        bo::<B>(B::bool_equal_elem(b::<B>(&x[0], d), Scalar::Bool(false))),
+        bo::<B>(B::bool_xor(b::<B>(&x[0], d), b::<B>(&x[1], d))),
+    ]));
+    v.push(
+        case!("bool_any+bool_all+bool_any_dim+bool_all_dim", EXACT, [bl => [3, 4]], |B, d, x| vec![
+            bo::<B>(B::bool_any(b::<B>(&x[0], d))),
+            bo::<B>(B::bool_all(b::<B>(&x[0], d))),
+            bo::<B>(B::bool_any_dim(b::<B>(&x[0], d), 1)),
+            bo::<B>(B::bool_all_dim(b::<B>(&x[0], d), 0)),
+        ]),
+    );
+    v.push(case!("bool_transpose+bool_permute+bool_reshape+bool_repeat_dim+bool_cat", EXACT, [bl => [2, 3, 4]], |B, d, x| vec![
+        bo::<B>(B::bool_transpose(b::<B>(&x[0], d))),
+        bo::<B>(B::bool_permute(b::<B>(&x[0], d), &[1, 2, 0])),
+        bo::<B>(B::bool_reshape(B::bool_permute(b::<B>(&x[0], d), &[1, 2, 0]), Shape::from(vec![12, 2]))),
+        bo::<B>(B::bool_repeat_dim(b::<B>(&x[0], d), 0, 2)),
+        bo::<B>(B::bool_cat(vec![b::<B>(&x[0], d), b::<B>(&x[0], d)], 1)),
+    ]));
+    v.push(case!("bool_argwhere", EXACT, [bl => [3, 4]], |B, d, x| vec![io::<B>(burn_backend::read_sync(B::bool_argwhere(b::<B>(&x[0], d), IntDType::I64)))]));
+    v.push(case!("bool_mask_select", EXACT, [bl => [3, 4], bl => [3, 4]], |B, d, x| vec![bo::<B>(burn_backend::read_sync(B::bool_mask_select(b::<B>(&x[0], d), b::<B>(&x[1], d))))]));
+
+    // Module and activation ops.
+    v.push(case!("linear+linear_x_backward+linear_weight_backward+linear_bias_backward", MM, [x => [4, 6], x => [6, 3], x => [3], x => [4, 3]], |B, d, x| vec![
+        fo::<B>(B::linear(f::<B>(&x[0], d), f::<B>(&x[1], d), Some(f::<B>(&x[2], d)))),
+        fo::<B>(B::linear_x_backward(f::<B>(&x[1], d), f::<B>(&x[3], d))),
+        fo::<B>(B::linear_weight_backward(f::<B>(&x[0], d), f::<B>(&x[3], d))),
+        fo::<B>(B::linear_bias_backward(f::<B>(&x[3], d))),
+    ]));
+    v.push(case!("embedding_backward", SUM, [x => [10, 4], x => [3, 5, 4], In::I(0, 10) => [3, 5]], |B, d, x| vec![fo::<B>(B::embedding_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), i::<B>(&x[2], d)))]));
+    v.push(case!("conv1d_x_backward+conv1d_weight_backward+conv1d_bias_backward+conv2d_bias_backward", MM, [x => [2, 3, 9], x => [4, 3, 3], x => [2, 4, 7], x => [4]], |B, d, x| {
+        let o = ConvOptions::new([1], [0], [1], 1);
+        vec![
+            fo::<B>(B::conv1d_x_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), o.clone())),
+            fo::<B>(B::conv1d_weight_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), o)),
+            fo::<B>(B::conv1d_bias_backward(f::<B>(&x[0], d), f::<B>(&x[3], d), f::<B>(&x[2], d))),
+        ]
+    }));
+    v.push(case!("conv_transpose1d+conv_transpose1d_x_backward+conv_transpose1d_weight_backward", MM, [x => [2, 4, 6], x => [4, 3, 3], x => [2, 3, 13]], |B, d, x| {
+        let o = ConvTransposeOptions::new([2], [0], [0], [1], 1);
+        vec![
+            fo::<B>(B::conv_transpose1d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, o.clone())),
+            fo::<B>(B::conv_transpose1d_x_backward(f::<B>(&x[1], d), f::<B>(&x[2], d), o.clone())),
+            fo::<B>(B::conv_transpose1d_weight_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), o)),
+        ]
+    }));
+    v.push(case!("conv_transpose2d_x_backward+conv_transpose2d_weight_backward+conv_transpose2d_bias_backward", MM, [x => [2, 4, 4, 4], x => [4, 3, 3, 3], x => [2, 3, 9, 9], x => [3]], |B, d, x| {
+        let o = ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1);
+        vec![
+            fo::<B>(B::conv_transpose2d_x_backward(f::<B>(&x[1], d), f::<B>(&x[2], d), o.clone())),
+            fo::<B>(B::conv_transpose2d_weight_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), o)),
+            fo::<B>(B::conv_transpose2d_bias_backward(f::<B>(&x[0], d), f::<B>(&x[3], d), f::<B>(&x[2], d))),
+        ]
+    }));
+    v.push(
+        case!("conv2d (asymmetric padding)", MM, [x => [1, 2, 6, 6], x => [3, 2, 3, 3]], |B, d, x| {
+            let mut o = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+            o.padding = [(0, 1), (1, 1)];
+            vec![fo::<B>(B::conv2d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, o))]
+        }),
+    );
+    v.push(case!("unfold4d", EXACT, [x => [2, 3, 6, 5]], |B, d, x| vec![fo::<B>(B::unfold4d(f::<B>(&x[0], d), [3, 2], burn_backend::ops::UnfoldOptions::new([1, 2], [1, 0], [1, 1])))]));
+    v.push(case!("avg_pool1d+avg_pool1d_backward+adaptive_avg_pool1d+adaptive_avg_pool1d_backward", SUM, [x => [2, 3, 11], x => [2, 3, 6], x => [2, 3, 4]], |B, d, x| vec![
+        fo::<B>(B::avg_pool1d(f::<B>(&x[0], d), 3, 2, 1, true, false)),
+        fo::<B>(B::avg_pool1d_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), 3, 2, 1, true, false)),
+        fo::<B>(B::adaptive_avg_pool1d(f::<B>(&x[0], d), 4)),
+        fo::<B>(B::adaptive_avg_pool1d_backward(f::<B>(&x[0], d), f::<B>(&x[2], d))),
+    ]));
+    v.push(case!("max_pool1d+max_pool1d_with_indices+max_pool1d_with_indices_backward", EXACT, [x => [2, 3, 11], x => [2, 3, 5]], |B, d, x| {
+        let p = B::max_pool1d_with_indices(f::<B>(&x[0], d), 3, 2, 0, 1, false, IntDType::I64);
+        let g = B::max_pool1d_with_indices_backward(f::<B>(&x[0], d), 3, 2, 0, 1, false, f::<B>(&x[1], d), p.indices.clone());
+        vec![fo::<B>(B::max_pool1d(f::<B>(&x[0], d), 3, 2, 0, 1, false)), fo::<B>(p.output), io::<B>(p.indices), fo::<B>(g.x_grad)]
+    }));
+    v.push(case!("max_pool2d", EXACT, [x => [1, 2, 7, 7]], |B, d, x| vec![fo::<B>(B::max_pool2d(f::<B>(&x[0], d), [2, 2], [2, 2], [0, 0], [1, 1], true))]));
+    v.push(case!("layer_norm", SUM, [x => [3, 8], x => [8], x => [8]], |B, d, x| vec![fo::<B>(B::layer_norm(f::<B>(&x[0], d), f::<B>(&x[1], d), Some(f::<B>(&x[2], d)), 1e-5))]));
+    v.push(case!("batch_norm", SUM, [x => [2, 3, 4, 4], x => [3], x => [3], x => [3], pos => [3]], |B, d, x| vec![fo::<B>(B::batch_norm(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), f::<B>(&x[3], d), f::<B>(&x[4], d), 1e-5))]));
+    v.push(case!("relu+relu_backward+leaky_relu+prelu+sigmoid+sigmoid_backward+hard_sigmoid", EW, [x => [3, 5], x => [3, 5], x => [5]], |B, d, x| vec![
+        fo::<B>(B::relu(f::<B>(&x[0], d))),
+        fo::<B>(B::relu_backward(B::relu(f::<B>(&x[0], d)), f::<B>(&x[1], d))),
+        fo::<B>(B::leaky_relu(f::<B>(&x[0], d), Scalar::Float(0.1))),
+        fo::<B>(B::prelu(f::<B>(&x[0], d), f::<B>(&x[2], d))),
+        fo::<B>(B::sigmoid(f::<B>(&x[0], d))),
+        fo::<B>(B::sigmoid_backward(B::sigmoid(f::<B>(&x[0], d)), f::<B>(&x[1], d))),
+        fo::<B>(B::hard_sigmoid(f::<B>(&x[0], d), Scalar::Float(0.2), Scalar::Float(0.5))),
+    ]));
+    v.push(case!("gelu+gelu_backward+log_sigmoid+log_sigmoid_backward", SUM, [x => [3, 5], x => [3, 5]], |B, d, x| vec![
+        fo::<B>(B::gelu(f::<B>(&x[0], d))),
+        fo::<B>(B::gelu_backward(f::<B>(&x[0], d), f::<B>(&x[1], d))),
+        fo::<B>(B::log_sigmoid(f::<B>(&x[0], d))),
+        fo::<B>(B::log_sigmoid_backward(f::<B>(&x[0], d), f::<B>(&x[1], d))),
+    ]));
+    v.push(
+        case!("softmax+log_softmax+softmin", SUM, [x => [3, 7]], |B, d, x| vec![
+            fo::<B>(B::softmax(f::<B>(&x[0], d), 1)),
+            fo::<B>(B::log_softmax(f::<B>(&x[0], d), 1)),
+            fo::<B>(B::softmin(f::<B>(&x[0], d), 0)),
+        ]),
+    );
+    v.push(case!("conv3d", MM, [x => [1, 2, 4, 4, 4], x => [3, 2, 2, 2, 2]], |B, d, x| vec![fo::<B>(B::conv3d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, ConvOptions::new([1, 1, 1], [0, 0, 0], [1, 1, 1], 1)))]));
+    v.push(case!("adaptive_avg_pool3d", SUM, [x => [1, 2, 4, 4, 4]], |B, d, x| vec![fo::<B>(B::adaptive_avg_pool3d(f::<B>(&x[0], d), [2, 2, 2]))]));
+    v.push(case!("interpolate (bicubic)", SUM, [x => [1, 2, 4, 4]], |B, d, x| vec![fo::<B>(B::interpolate(f::<B>(&x[0], d), [6, 7], InterpolateOptions { mode: InterpolateMode::Bicubic, align_corners: false, output_size: None, scale_factor: None }))]));
+    v.push(case!("interpolate (nearest-exact)", SUM, [x => [1, 2, 4, 4]], |B, d, x| vec![fo::<B>(B::interpolate(f::<B>(&x[0], d), [6, 7], InterpolateOptions { mode: InterpolateMode::NearestExact, align_corners: false, output_size: None, scale_factor: None }))]));
     let _ = Distribution::Default;
     let _ = DType::F32;
     v
