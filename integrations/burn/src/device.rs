@@ -13,7 +13,7 @@ const TYPE_ID: u16 = 0xacce;
 
 /// An anyaccel device as Burn sees it: an index into the process's table of device ids.
 /// [`AnyaccelDevice::default`] is `cpu:0`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct AnyaccelDevice {
     index: u16,
 }
@@ -82,6 +82,14 @@ impl AnyaccelDevice {
         Ok(d)
     }
 
+    /// Loads the vendor plugin library at `path` into this process's runtime, so that its
+    /// devices ("plugin:<name>:<n>") open as any other (the same as naming the file in
+    /// `ANYACCEL_PLUGIN_PATH`). Loading a plugin whose name is taken is an error.
+    pub fn load_plugin(path: impl AsRef<std::path::Path>) -> anyaccel::Result<()> {
+        let backend = anyaccel::plugin::load(path);
+        runtime().add_backend(Arc::new(backend))
+    }
+
     /// The anyaccel id of the device.
     pub fn id(&self) -> String {
         entry(self.index).id.clone()
@@ -142,12 +150,6 @@ impl AnyaccelDevice {
     pub(crate) fn seed(&self, seed: u64) {
         let o = self.opened();
         *o.rng.lock().unwrap_or_else(|e| e.into_inner()) = (seed, 0);
-    }
-}
-
-impl Default for AnyaccelDevice {
-    fn default() -> Self {
-        AnyaccelDevice { index: 0 }
     }
 }
 

@@ -319,11 +319,8 @@ impl IntTensorOps<Self> for Anyaccel {
         match distribution {
             // Integers in [low, high): the floor of a uniform f64 draw in that range.
             Distribution::Uniform(lo, hi) => {
-                let f = if device.has_dtype(DType::F64) {
-                    DType::F64
-                } else {
-                    DType::F32
-                };
+                // In f32: exact for ranges up to 2^24 wide.
+                let f = DType::F32;
                 let u = crate::float::random(op, &dims, Distribution::Uniform(lo, hi), device, f);
                 let u = u.unary(op, "floor");
                 // Rounding in the draw may give `high`; keep the range half-open.

@@ -13,7 +13,7 @@
 //! let a = Anyaccel::float_from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [3]), &device);
 //! let b = Anyaccel::float_mul_scalar(a, 2.0f64.into());
 //! let data = burn_backend::read_sync(Anyaccel::float_into_data(b)).unwrap();
-//! assert_eq!(data.to_vec::<f32>().unwrap(), vec![2.0, 4.0, 6.0]);
+//! assert_eq!(data.try_into_vec::<f32>().unwrap(), vec![2.0, 4.0, 6.0]);
 //! ```
 //!
 //! Defaults: f32 floats, i64 ints, one-byte bools. Ops that anyaccel's op set cannot express

@@ -4,12 +4,14 @@
 //!
 //! Devices: `ANYACCEL_BURN_DEVICES` (comma separated; default `cpu:0,opencl:0,vulkan:0`, plus
 //! the reference plugin `plugin:ref:0` when examples/plugin-c is built). A device that is not
-//! available fails the suite unless `ANYACCEL_BURN_OPTIONAL=1`.
+//! available is skipped, saying so, unless `ANYACCEL_REQUIRE` names its backend (the test
+//! command names cpu, opencl and vulkan).
 
 use anyaccel_burn::{Anyaccel, AnyaccelDevice};
+use burn_backend::ops::{BoolTensorOps, FloatTensorOps, IntTensorOps};
 use burn_backend::ops::{ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions};
 use burn_backend::tensor::{BoolTensor, FloatTensor, IntTensor};
-use burn_backend::{Backend, DType, Distribution, Scalar, Shape, Slice, TensorData};
+use burn_backend::{Backend, DType, Scalar, Shape, Slice, TensorData};
 use burn_flex::Flex;
 use burn_std::{AttentionModuleOptions, BoolStore, FloatDType, IndexingUpdateOp, IntDType};
 
@@ -252,16 +254,21 @@ fn cases() -> Vec<Case> {
     v.push(case!("float_clamp", EXACT, [x => [3, 4]], |B, d, x| vec![fo::<B>(B::float_clamp(f::<B>(&x[0], d), Scalar::Float(-0.5), Scalar::Float(1.0)))]));
     v.push(case!("float_into_int", EXACT, [In::F(-50.0, 50.0) => [3, 4]], |B, d, x| vec![io::<B>(B::float_into_int(f::<B>(&x[0], d), IntDType::I64))]));
     v.push(case!("float_cast", EW, [x => [3, 4]], |B, d, x| vec![fo::<B>(B::float_cast(B::float_cast(f::<B>(&x[0], d), FloatDType::F16), FloatDType::F32))]));
-    v.push(case!("float_zeros_ones_full", EXACT, [], |B, d, x| vec![
-        fo::<B>(B::float_zeros(Shape::from(vec![2, 3]), d, FloatDType::F32)),
-        fo::<B>(B::float_ones(Shape::from(vec![3]), d, FloatDType::F32)),
-        fo::<B>(B::float_full(
-            Shape::from(vec![2, 2]),
-            Scalar::Float(2.5),
-            d,
-            FloatDType::F32
-        )),
-    ]));
+    v.push(case!(
+        "float_zeros+float_ones+float_full",
+        EXACT,
+        [],
+        |B, d, x| vec![
+            fo::<B>(B::float_zeros(Shape::from(vec![2, 3]), d, FloatDType::F32)),
+            fo::<B>(B::float_ones(Shape::from(vec![3]), d, FloatDType::F32)),
+            fo::<B>(B::float_full(
+                Shape::from(vec![2, 2]),
+                Scalar::Float(2.5),
+                d,
+                FloatDType::F32
+            )),
+        ]
+    ));
 
     // Int ops.
     macro_rules! int_binary {
@@ -301,13 +308,13 @@ fn cases() -> Vec<Case> {
     v.push(case!("int_into_float", EXACT, [int => [3, 4]], |B, d, x| vec![fo::<B>(B::int_into_float(i::<B>(&x[0], d), FloatDType::F32))]));
     v.push(case!("int_cast", EXACT, [In::I(-100, 100) => [3, 4]], |B, d, x| vec![io::<B>(B::int_cast(i::<B>(&x[0], d), IntDType::I32))]));
     v.push(
-        case!("int_slice_permute_reshape", EXACT, [int => [4, 6]], |B, d, x| {
+        case!("int_slice+int_permute+int_reshape", EXACT, [int => [4, 6]], |B, d, x| {
             let t = B::int_slice(i::<B>(&x[0], d), &[s(1, None, 1), s(0, None, 2)]);
             let t = B::int_permute(t, &[1, 0]);
             vec![io::<B>(B::int_reshape(t, Shape::from(vec![9])))]
         }),
     );
-    v.push(case!("int_gather_scatter", EXACT, [int => [4, 5], In::I(0, 5) => [4, 2], int => [4, 2]], |B, d, x| vec![
+    v.push(case!("int_gather+int_scatter", EXACT, [int => [4, 5], In::I(0, 5) => [4, 2], int => [4, 2]], |B, d, x| vec![
         io::<B>(B::int_gather(1, i::<B>(&x[0], d), i::<B>(&x[1], d))),
         io::<B>(B::int_scatter(1, i::<B>(&x[0], d), i::<B>(&x[1], d), i::<B>(&x[2], d), IndexingUpdateOp::Add)),
     ]));
@@ -315,20 +322,22 @@ fn cases() -> Vec<Case> {
 
     // Bool ops.
     v.push(
-        case!("bool_and_or_not", EXACT, [In::B => [3, 4], In::B => [1, 4]], |B, d, x| vec![
+        case!("bool_and+bool_or+bool_not+bool_equal", EXACT, [In::B => [3, 4], In::B => [1, 4]], |B, d, x| vec![
             bo::<B>(B::bool_and(b::<B>(&x[0], d), b::<B>(&x[1], d))),
             bo::<B>(B::bool_or(b::<B>(&x[0], d), b::<B>(&x[1], d))),
             bo::<B>(B::bool_not(b::<B>(&x[0], d))),
             bo::<B>(B::bool_equal(b::<B>(&x[0], d), b::<B>(&x[1], d))),
         ]),
     );
-    v.push(case!("bool_into", EXACT, [In::B => [3, 4]], |B, d, x| vec![
-        io::<B>(B::bool_into_int(b::<B>(&x[0], d), IntDType::I64)),
-        fo::<B>(B::bool_into_float(b::<B>(&x[0], d), FloatDType::F32)),
-    ]));
+    v.push(
+        case!("bool_into_int+bool_into_float", EXACT, [In::B => [3, 4]], |B, d, x| vec![
+            io::<B>(B::bool_into_int(b::<B>(&x[0], d), IntDType::I64)),
+            fo::<B>(B::bool_into_float(b::<B>(&x[0], d), FloatDType::F32)),
+        ]),
+    );
     v.push(case!("bool_scatter_or", EXACT, [In::B => [4, 5], In::I(0, 5) => [4, 3], In::B => [4, 3]], |B, d, x| vec![bo::<B>(B::bool_scatter_or(1, b::<B>(&x[0], d), i::<B>(&x[1], d), b::<B>(&x[2], d)))]));
     v.push(case!("bool_select_or", EXACT, [In::B => [4, 5], In::I(0, 4) => [3], In::B => [3, 5]], |B, d, x| vec![bo::<B>(B::bool_select_or(b::<B>(&x[0], d), 0, i::<B>(&x[1], d), b::<B>(&x[2], d)))]));
-    v.push(case!("bool_views", EXACT, [In::B => [2, 3, 4]], |B, d, x| vec![
+    v.push(case!("bool_flip+bool_swap_dims+bool_unfold+bool_expand+bool_slice", EXACT, [In::B => [2, 3, 4]], |B, d, x| vec![
         bo::<B>(B::bool_flip(b::<B>(&x[0], d), &[1])),
         bo::<B>(B::bool_swap_dims(b::<B>(&x[0], d), 0, 2)),
         bo::<B>(B::bool_unfold(b::<B>(&x[0], d), 2, 2, 1)),
@@ -339,7 +348,7 @@ fn cases() -> Vec<Case> {
     v.push(case!("conv2d", MM, [x => [2, 4, 9, 8], x => [6, 2, 3, 3], x => [6]], |B, d, x| vec![fo::<B>(B::conv2d(f::<B>(&x[0], d), f::<B>(&x[1], d), Some(f::<B>(&x[2], d)), ConvOptions::new([2, 1], [1, 1], [1, 2], 2)))]));
     v.push(case!("conv1d", MM, [x => [2, 3, 11], x => [4, 3, 3]], |B, d, x| vec![fo::<B>(B::conv1d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, ConvOptions::new([1], [1], [1], 1)))]));
     v.push(case!("conv_transpose2d", MM, [x => [2, 4, 5, 5], x => [4, 3, 3, 3]], |B, d, x| vec![fo::<B>(B::conv_transpose2d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, ConvTransposeOptions::new([2, 2], [1, 1], [1, 0], [1, 1], 1)))]));
-    v.push(case!("conv2d_backward", MM, [x => [2, 3, 7, 7], x => [4, 3, 3, 3], x => [2, 4, 7, 7]], |B, d, x| {
+    v.push(case!("conv2d_x_backward+conv2d_weight_backward", MM, [x => [2, 3, 7, 7], x => [4, 3, 3, 3], x => [2, 4, 7, 7]], |B, d, x| {
         let o = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         vec![
             fo::<B>(B::conv2d_x_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), o.clone())),
@@ -354,17 +363,17 @@ fn cases() -> Vec<Case> {
     );
     v.push(case!("avg_pool2d_backward", SUM, [x => [2, 3, 7, 6], x => [2, 3, 4, 3]], |B, d, x| vec![fo::<B>(B::avg_pool2d_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), [3, 3], [2, 2], [1, 1], true, false))]));
     v.push(
-        case!("adaptive_avg_pool2d", SUM, [x => [2, 3, 7, 6], x => [2, 3, 3, 4]], |B, d, x| vec![
+        case!("adaptive_avg_pool2d+adaptive_avg_pool2d_backward", SUM, [x => [2, 3, 7, 6], x => [2, 3, 3, 4]], |B, d, x| vec![
             fo::<B>(B::adaptive_avg_pool2d(f::<B>(&x[0], d), [3, 4])),
             fo::<B>(B::adaptive_avg_pool2d_backward(f::<B>(&x[0], d), f::<B>(&x[1], d))),
         ]),
     );
-    v.push(case!("max_pool2d", EXACT, [x => [2, 3, 8, 7], x => [2, 3, 4, 4]], |B, d, x| {
+    v.push(case!("max_pool2d_with_indices+max_pool2d_with_indices_backward", EXACT, [x => [2, 3, 8, 7], x => [2, 3, 4, 4]], |B, d, x| {
         let p = B::max_pool2d_with_indices(f::<B>(&x[0], d), [3, 3], [2, 2], [1, 1], [1, 1], false, IntDType::I64);
         let g = B::max_pool2d_with_indices_backward(f::<B>(&x[0], d), [3, 3], [2, 2], [1, 1], [1, 1], false, f::<B>(&x[1], d), p.indices.clone());
         vec![fo::<B>(p.output), io::<B>(p.indices), fo::<B>(g.x_grad)]
     }));
-    v.push(case!("interpolate", SUM, [x => [2, 3, 5, 4], x => [2, 3, 7, 9]], |B, d, x| {
+    v.push(case!("interpolate+interpolate_backward", SUM, [x => [2, 3, 5, 4], x => [2, 3, 7, 9]], |B, d, x| {
         let n = InterpolateOptions { mode: InterpolateMode::Nearest, align_corners: false, output_size: None, scale_factor: None };
         let l = InterpolateOptions { mode: InterpolateMode::Bilinear, align_corners: true, output_size: None, scale_factor: None };
         let l2 = InterpolateOptions { mode: InterpolateMode::Bilinear, align_corners: false, output_size: None, scale_factor: None };
@@ -380,7 +389,7 @@ fn cases() -> Vec<Case> {
         let o = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
         let c = AttentionModuleOptions { scale: Some(0.3), softcap: None, is_causal: true };
         vec![
-            fo::<B>(B::attention(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), None, None, o.clone())),
+            fo::<B>(B::attention(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), None, None, o)),
             fo::<B>(B::attention(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), Some(b::<B>(&x[3], d)), None, o)),
             fo::<B>(B::attention(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), None, None, c)),
         ]
@@ -440,7 +449,7 @@ fn more_cases() -> Vec<Case> {
         ]
     }));
     v.push(case!("float_sum_dims", SUM, [x => [2, 3, 4]], |B, d, x| vec![fo::<B>(B::float_sum_dims(f::<B>(&x[0], d), &[0, 2]))]));
-    v.push(case!("float_powi+float_powi_scalar+float_powf_scalar", SUM, [x => [3, 4], small => [3, 4]], |B, d, x| vec![
+    v.push(case!("float_powi+float_powi_scalar+float_powi_scalar_impl+float_powf_scalar+float_powf_scalar_impl", SUM, [x => [3, 4], small => [3, 4]], |B, d, x| vec![
         fo::<B>(B::float_powi(f::<B>(&x[0], d), i::<B>(&x[1], d))),
         fo::<B>(B::float_powi_scalar(f::<B>(&x[0], d), Scalar::Int(3))),
         fo::<B>(B::float_powf_scalar(f::<B>(&x[0], d), Scalar::Float(2.0))),
@@ -522,7 +531,7 @@ fn more_cases() -> Vec<Case> {
             io::<B>(B::int_arange_step(0..11, 3, d, IntDType::I64)),
         ]
     ));
-    v.push(case!("int_not_equal+int_not_equal_elem+int_greater+int_greater_equal+int_lower_equal", EXACT, [small => [3, 4], small => [1, 4]], |B, d, x| vec![
+    v.push(case!("int_not_equal+int_not_equal_elem+int_greater+int_greater_equal+int_lower_equal+int_lower+int_greater_elem+int_greater_equal_elem+int_lower_equal_elem+int_equal_elem", EXACT, [small => [3, 4], small => [1, 4]], |B, d, x| vec![
         bo::<B>(B::int_not_equal(i::<B>(&x[0], d), i::<B>(&x[1], d), BoolStore::Native)),
         bo::<B>(B::int_not_equal_elem(i::<B>(&x[0], d), Scalar::Int(0), BoolStore::Native)),
         bo::<B>(B::int_greater(i::<B>(&x[0], d), i::<B>(&x[1], d), BoolStore::Native)),
@@ -534,7 +543,7 @@ fn more_cases() -> Vec<Case> {
         bo::<B>(B::int_lower_equal_elem(i::<B>(&x[0], d), Scalar::Int(1), BoolStore::Native)),
         bo::<B>(B::int_equal_elem(i::<B>(&x[0], d), Scalar::Int(1), BoolStore::Native)),
     ]));
-    v.push(case!("int_square+int_powi+int_powi_scalar+int_neg+int_sign", EXACT, [small => [3, 4], In::I(0, 4) => [3, 4]], |B, d, x| vec![
+    v.push(case!("int_square+int_powi+int_powi_scalar+int_powi_scalar_impl+int_neg+int_sign", EXACT, [small => [3, 4], In::I(0, 4) => [3, 4]], |B, d, x| vec![
         io::<B>(B::int_square(i::<B>(&x[0], d))),
         io::<B>(B::int_powi(i::<B>(&x[0], d), i::<B>(&x[1], d))),
         io::<B>(B::int_powi_scalar(i::<B>(&x[0], d), Scalar::Int(3))),
@@ -719,9 +728,130 @@ fn more_cases() -> Vec<Case> {
     v.push(case!("adaptive_avg_pool3d", SUM, [x => [1, 2, 4, 4, 4]], |B, d, x| vec![fo::<B>(B::adaptive_avg_pool3d(f::<B>(&x[0], d), [2, 2, 2]))]));
     v.push(case!("interpolate (bicubic)", SUM, [x => [1, 2, 4, 4]], |B, d, x| vec![fo::<B>(B::interpolate(f::<B>(&x[0], d), [6, 7], InterpolateOptions { mode: InterpolateMode::Bicubic, align_corners: false, output_size: None, scale_factor: None }))]));
     v.push(case!("interpolate (nearest-exact)", SUM, [x => [1, 2, 4, 4]], |B, d, x| vec![fo::<B>(B::interpolate(f::<B>(&x[0], d), [6, 7], InterpolateOptions { mode: InterpolateMode::NearestExact, align_corners: false, output_size: None, scale_factor: None }))]));
-    let _ = Distribution::Default;
-    let _ = DType::F32;
+    v.push(case!("float_grid_sample_2d", SUM, [x => [1, 2, 4, 5], In::F(-1.1, 1.1) => [1, 3, 4, 2]], |B, d, x| {
+        let o = burn_backend::ops::GridSampleOptions {
+            mode: InterpolateMode::Bilinear,
+            padding_mode: burn_backend::ops::GridSamplePaddingMode::Zeros,
+            align_corners: false,
+        };
+        vec![fo::<B>(B::float_grid_sample_2d(f::<B>(&x[0], d), f::<B>(&x[1], d), o))]
+    }));
+    v.push(case!("fold4d", SUM, [x => [2, 12, 6]], |B, d, x| vec![fo::<B>(B::fold4d(f::<B>(&x[0], d), [4, 5], [2, 3], burn_backend::ops::UnfoldOptions::new([2, 1], [0, 0], [1, 1])))]));
+    v.push(case!("batch_norm_train+batch_norm_train_backward", SUM, [x => [2, 3, 4, 4], x => [3], x => [3], x => [2, 3, 4, 4]], |B, d, x| {
+        let t = B::batch_norm_train(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), 1e-5);
+        let g = B::batch_norm_train_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), t.mean.clone(), t.variance.clone(), 1e-5, f::<B>(&x[3], d));
+        vec![fo::<B>(t.output), fo::<B>(t.mean), fo::<B>(t.variance), fo::<B>(g.x_grad), fo::<B>(g.gamma_grad), fo::<B>(g.beta_grad)]
+    }));
+    v.push(case!("ctc_loss+has_ctc_loss_backward+ctc_loss_backward", SUM, [x => [6, 2, 4], In::I(1, 4) => [2, 3], In::I(6, 7) => [2], In::I(1, 4) => [2], x => [2]], |B, d, x| {
+        let lp = B::log_softmax(f::<B>(&x[0], d), 2);
+        let mut out = vec![fo::<B>(B::ctc_loss(lp.clone(), i::<B>(&x[1], d), i::<B>(&x[2], d), i::<B>(&x[3], d), 0))];
+        if B::has_ctc_loss_backward() {
+            out.push(fo::<B>(B::ctc_loss_backward(lp, i::<B>(&x[1], d), i::<B>(&x[2], d), i::<B>(&x[3], d), f::<B>(&x[4], d), 0)));
+        }
+        out
+    }));
+    v.push(case!("int_gather_nd+int_scatter_nd", EXACT, [int => [4, 5], In::I(0, 4) => [3, 1], int => [3, 5]], |B, d, x| vec![
+        io::<B>(B::int_gather_nd(i::<B>(&x[0], d), i::<B>(&x[1], d))),
+        io::<B>(B::int_scatter_nd(i::<B>(&x[0], d), i::<B>(&x[1], d), i::<B>(&x[2], d), IndexingUpdateOp::Add)),
+    ]));
+    v.push(case!("deform_conv2d+deform_conv2d_backward", MM, [x => [1, 2, 5, 5], In::F(-0.5, 0.5) => [1, 18, 3, 3], x => [2, 2, 3, 3]], |B, d, x| {
+        let o = burn_backend::ops::DeformConvOptions::new([1, 1], [0, 0], [1, 1], 1, 1);
+        vec![fo::<B>(B::deform_conv2d(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), None, None, o))]
+    }));
+    v.push(case!("conv3d_x_backward+conv3d_weight_backward+conv3d_bias_backward", MM, [x => [1, 2, 4, 4, 4], x => [3, 2, 2, 2, 2], x => [1, 3, 3, 3, 3]], |B, d, x| {
+        let o = ConvOptions::new([1, 1, 1], [0, 0, 0], [1, 1, 1], 1);
+        vec![fo::<B>(B::conv3d_x_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d), o))]
+    }));
+    v.push(case!("conv_transpose3d+conv_transpose3d_x_backward+conv_transpose3d_weight_backward+conv_transpose3d_bias_backward", MM, [x => [1, 2, 3, 3, 3], x => [2, 2, 2, 2, 2]], |B, d, x| {
+        let o = ConvTransposeOptions::new([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1);
+        vec![fo::<B>(B::conv_transpose3d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, o))]
+    }));
+    v.push(case!("adaptive_avg_pool3d_backward", SUM, [x => [1, 2, 4, 4, 4], x => [1, 2, 2, 2, 2]], |B, d, x| vec![fo::<B>(B::adaptive_avg_pool3d_backward(f::<B>(&x[0], d), f::<B>(&x[1], d)))]));
+    v.push(case!("conv_transpose1d_bias_backward", SUM, [x => [2, 4, 6], x => [3], x => [2, 3, 13]], |B, d, x| vec![fo::<B>(B::conv_transpose1d_bias_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), f::<B>(&x[2], d)))]));
     v
+}
+
+/// Every method of Burn's float, int, bool, module and activation op traits (burn-backend
+/// 0.22.1), which the cases above name (a case name lists the methods it calls, joined by `+`).
+const METHODS: &str = include_str!("known/methods.txt");
+
+/// Methods checked outside the differential cases, and where.
+const ELSEWHERE: &[(&str, &str)] = &[
+    ("float_from_data", "every case loads its inputs with it"),
+    ("int_from_data", "every case loads its inputs with it"),
+    ("bool_from_data", "every case loads its inputs with it"),
+    ("float_into_data", "every case reads its outputs with it"),
+    ("int_into_data", "every case reads its outputs with it"),
+    ("bool_into_data", "every case reads its outputs with it"),
+    (
+        "float_empty",
+        "empty_tensors_have_their_shape (contents unspecified)",
+    ),
+    (
+        "int_empty",
+        "empty_tensors_have_their_shape (contents unspecified)",
+    ),
+    (
+        "bool_empty",
+        "empty_tensors_have_their_shape (contents unspecified)",
+    ),
+    (
+        "float_random",
+        "tests/random.rs (random draws: statistics and bits across devices)",
+    ),
+    (
+        "int_random",
+        "tests/random.rs (random draws: statistics and bits across devices)",
+    ),
+    ("float_to_device", "tests/random.rs (moves between devices)"),
+    ("int_to_device", "tests/random.rs (moves between devices)"),
+    ("bool_to_device", "tests/random.rs (moves between devices)"),
+    (
+        "float_detach",
+        "autodiff bookkeeping: the identity on a backend without autodiff",
+    ),
+    (
+        "float_set_require_grad",
+        "autodiff bookkeeping: the identity on a backend without autodiff",
+    ),
+    (
+        "float_is_require_grad",
+        "autodiff bookkeeping: false on a backend without autodiff",
+    ),
+];
+
+#[test]
+fn every_method_is_checked() {
+    let cases = cases();
+    let named: std::collections::HashSet<&str> = cases
+        .iter()
+        .flat_map(|c| c.name.split(" (").next().unwrap_or(c.name).split('+'))
+        .collect();
+    let missing: Vec<&str> = METHODS
+        .split_whitespace()
+        .filter(|m| !named.contains(m) && !ELSEWHERE.iter().any(|(e, _)| e == m))
+        .collect();
+    assert!(missing.is_empty(), "methods no case checks: {missing:?}");
+}
+
+#[test]
+fn empty_tensors_have_their_shape() {
+    let d = AnyaccelDevice::default();
+    let shape = Shape::from(vec![2, 0, 3]);
+    let f = Anyaccel::float_empty(shape.clone(), &d, FloatDType::F32);
+    let i = Anyaccel::int_empty(shape.clone(), &d, IntDType::I64);
+    let b = Anyaccel::bool_empty(shape.clone(), &d, BoolStore::Native);
+    use burn_backend::TensorMetadata;
+    for (t, dt) in [
+        (f, DType::F32),
+        (i, DType::I64),
+        (b, DType::Bool(BoolStore::Native)),
+    ] {
+        assert_eq!(t.shape(), shape);
+        assert_eq!(t.dtype(), dt);
+    }
+    let g = Anyaccel::float_empty(Shape::from(vec![3, 4]), &d, FloatDType::F32);
+    assert_eq!(fo::<Anyaccel>(g).shape().to_vec(), vec![3, 4]);
 }
 
 /// Whether two results agree: exactly for ints and bools, within `tol` for floats.
@@ -762,10 +892,9 @@ fn devices() -> Vec<String> {
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/plugin-c/build/libanyaccel_ref.so"
     );
-    if std::env::var_os("ANYACCEL_PLUGIN_PATH").is_none() && std::path::Path::new(plugin).exists() {
-        // SAFETY: set before any thread of this test reads the environment (the devices open
-        // after this call).
-        std::env::set_var("ANYACCEL_PLUGIN_PATH", plugin);
+    if std::path::Path::new(plugin).exists() {
+        static LOAD: std::sync::Once = std::sync::Once::new();
+        LOAD.call_once(|| AnyaccelDevice::load_plugin(plugin).expect("the reference plugin loads"));
     }
     match std::env::var("ANYACCEL_BURN_DEVICES") {
         Ok(v) => v
@@ -787,19 +916,44 @@ fn devices() -> Vec<String> {
     }
 }
 
+thread_local! {
+    /// Whether this thread's panics are expected (and not printed).
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs, once, a panic hook that stays silent on threads that expect panics.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) || std::env::var_os("ANYACCEL_BURN_VERBOSE").is_some() {
+                default(info);
+            }
+        }));
+    });
+}
+
 #[test]
 fn anyaccel_matches_burn_flex() {
-    let optional = std::env::var("ANYACCEL_BURN_OPTIONAL").is_ok_and(|v| v == "1");
+    // A device whose backend ANYACCEL_REQUIRE names must be there; others are skipped when
+    // this machine lacks them.
+    let required = std::env::var("ANYACCEL_REQUIRE").unwrap_or_default();
     let cases = cases();
     let mut failures = Vec::new();
     let mut ran = 0usize;
     // The panics the cases expect (refused input, unsupported ops) print nothing; the summary
     // below names every failure.
-    std::panic::set_hook(Box::new(|_| {}));
+    quiet_panics();
+    QUIET.with(|q| q.set(true));
     for id in devices() {
         let device = match AnyaccelDevice::open(&id) {
             Ok(d) => d,
-            Err(e) if optional => {
+            Err(e)
+                if !required
+                    .split(',')
+                    .any(|r| id.split(':').next() == Some(r.trim())) =>
+            {
                 eprintln!("skipping {id}: {e}");
                 continue;
             }
@@ -855,7 +1009,7 @@ fn anyaccel_matches_burn_flex() {
             }
         }
     }
-    drop(std::panic::take_hook());
+    QUIET.with(|q| q.set(false));
     assert!(ran > 0, "no device ran");
     assert!(
         failures.is_empty(),

@@ -32,5 +32,15 @@ pub fn failures(id: &str) -> Vec<(&'static str, &'static str)> {
             "interpolate (bicubic)",
             "the op set's interpolate is nearest or bilinear",
         ),
+        ("deform_conv2d+deform_conv2d_backward", "the op set has no deformable convolution"),
+        (
+            "conv3d_x_backward+conv3d_weight_backward+conv3d_bias_backward",
+            "the op set convolves in 1-D and 2-D (Burn's conv3d gradient is a 3-D transposed conv)",
+        ),
+        (
+            "conv_transpose3d+conv_transpose3d_x_backward+conv_transpose3d_weight_backward+conv_transpose3d_bias_backward",
+            "the op set's transposed convolutions are 1-D and 2-D",
+        ),
+        ("adaptive_avg_pool3d_backward", "the op set pools in 1-D and 2-D"),
     ]
 }
