@@ -54,7 +54,7 @@ fn entry(index: u16) -> Arc<Entry> {
 
 impl AnyaccelDevice {
     /// The device with anyaccel id `id` ("cpu:0", "opencl:0", "vulkan:0", "cuda:0", or a
-    /// plugin's "plugin:<name>:<n>" when `ANYACCEL_PLUGIN_PATH` names the plugin). The device
+    /// plugin's `plugin:<name>:<n>` when `ANYACCEL_PLUGIN_PATH` names the plugin). The device
     /// is opened on first use; an id that names no device panics there, with anyaccel's message.
     pub fn new(id: &str) -> AnyaccelDevice {
         let mut t = table().lock().unwrap_or_else(|e| e.into_inner());
@@ -83,7 +83,7 @@ impl AnyaccelDevice {
     }
 
     /// Loads the vendor plugin library at `path` into this process's runtime, so that its
-    /// devices ("plugin:<name>:<n>") open as any other (the same as naming the file in
+    /// devices (`plugin:<name>:<n>`) open as any other (the same as naming the file in
     /// `ANYACCEL_PLUGIN_PATH`). Loading a plugin whose name is taken is an error.
     pub fn load_plugin(path: impl AsRef<std::path::Path>) -> anyaccel::Result<()> {
         let backend = anyaccel::plugin::load(path);
