@@ -96,12 +96,19 @@ impl<B: AutodiffBackend> Cnn<B> {
                 2 | 6 => vec![1.0; n],
                 3 | 7 => vec![0.0; n],
                 _ => {
-                    let fan_in: usize = if s.len() > 1 { s[1..].iter().product() } else { s[0] };
+                    let fan_in: usize = if s.len() > 1 {
+                        s[1..].iter().product()
+                    } else {
+                        s[0]
+                    };
                     let bound = 1.0 / (fan_in as f32).sqrt();
                     (0..n).map(|_| (2.0 * rng.unit() - 1.0) * bound).collect()
                 }
             };
-            params.push(B::InnerBackend::float_from_data(TensorData::new(values, s), device));
+            params.push(B::InnerBackend::float_from_data(
+                TensorData::new(values, s),
+                device,
+            ));
         }
         let zeros = |p: &FloatTensor<B::InnerBackend>| {
             use burn_backend::TensorMetadata;
@@ -165,7 +172,11 @@ impl<B: AutodiffBackend> Cnn<B> {
 }
 
 /// Group norm over [N, C, H, W] in `GROUPS` groups, with per-channel scale and shift.
-fn group_norm<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>) -> FloatTensor<B> {
+fn group_norm<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+) -> FloatTensor<B> {
     use burn_backend::TensorMetadata;
     let s = x.shape();
     let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
@@ -181,7 +192,11 @@ fn group_norm<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatT
 }
 
 /// The network's mean cross-entropy on (x, y).
-pub fn forward<B: Backend>(p: &[FloatTensor<B>], x: FloatTensor<B>, y: IntTensor<B>) -> FloatTensor<B> {
+pub fn forward<B: Backend>(
+    p: &[FloatTensor<B>],
+    x: FloatTensor<B>,
+    y: IntTensor<B>,
+) -> FloatTensor<B> {
     let same = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     let h = B::conv2d(x, p[0].clone(), Some(p[1].clone()), same.clone());
     let h = B::batch_norm_train(h, p[2].clone(), p[3].clone(), EPS).output;
