@@ -150,8 +150,10 @@ pub enum Values {
     Normal,
     /// Uniform in [0.1, 4].
     Positive,
-    /// Uniform in [-1, 1] (`asin`, `acos`, `log1p`).
+    /// Uniform in [-1, 1] (`asin`, `acos`, `log1p`, `atanh`).
     Unit,
+    /// Uniform in [1, 5] (`acosh`).
+    AtLeastOne,
     /// Uniform in [-1/64, 1/64]: quantization scales, which make int8 data of magnitude ~100
     /// weights of magnitude ~1.
     Scales,
@@ -276,6 +278,7 @@ fn values_tag(v: Values) -> &'static str {
         Values::Normal => "normal",
         Values::Positive => "positive",
         Values::Unit => "unit",
+        Values::AtLeastOne => "ge1",
         Values::Scales => "scales",
         Values::Shifts => "shifts",
         Values::Wide => "wide",

@@ -132,6 +132,7 @@ fn draw(spec: &InputSpec, rng: &mut Rng) -> RefData {
             match spec.values {
                 Values::Positive => rng.uniform(0.1, 4.0),
                 Values::Unit => rng.uniform(-1.0, 1.0),
+                Values::AtLeastOne => rng.uniform(1.0, 5.0),
                 Values::Scales => rng.uniform(-1.0 / 64.0, 1.0 / 64.0),
                 Values::Wide => rng.uniform(-60000.0, 60000.0),
                 Values::Ties => [-1.0, 0.0, 0.5, 2.0][rng.below(4)],

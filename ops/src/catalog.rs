@@ -76,8 +76,11 @@ pub enum Domain {
     All,
     /// Values > 0 (`log`, `sqrt`, `rsqrt`): cases draw positive values besides the special ones.
     Positive,
-    /// Values in (-1, 1) (`asin`, `acos`, `log1p`): cases draw them besides the special ones.
+    /// Values in (-1, 1) (`asin`, `acos`, `log1p`, `atanh`): cases draw them besides the special
+    /// ones.
     Unit,
+    /// Values >= 1 (`acosh`): cases draw them besides the special ones.
+    AtLeastOne,
 }
 
 /// Calls `$m!` with the list of plain unary ops: `Variant name name_into DTYPES Domain "doc";`.
@@ -114,6 +117,9 @@ macro_rules! for_each_unary_op {
             Acos acos acos_into FLOAT Unit "arccosine.";
             Sinh sinh sinh_into FLOAT All "hyperbolic sine.";
             Cosh cosh cosh_into FLOAT All "hyperbolic cosine.";
+            Asinh asinh asinh_into FLOAT All "inverse hyperbolic sine.";
+            Acosh acosh acosh_into FLOAT AtLeastOne "inverse hyperbolic cosine (NaN below 1).";
+            Atanh atanh atanh_into FLOAT Unit "inverse hyperbolic tangent (NaN outside [-1, 1]).";
             Hardswish hardswish hardswish_into FLOAT All "x * min(max(x + 3, 0), 6) / 6.";
             BitwiseNot bitwise_not bitwise_not_into BITS All "~x (bool: not x).";
         }

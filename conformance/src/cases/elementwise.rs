@@ -30,6 +30,7 @@ pub(super) fn unary_cases(b: &mut Builder, def: &OpDef) {
     let base = match def.op {
         Op::Unary(u) if u.domain() == Domain::Positive => Values::Positive,
         Op::Unary(u) if u.domain() == Domain::Unit => Values::Unit,
+        Op::Unary(u) if u.domain() == Domain::AtLeastOne => Values::AtLeastOne,
         _ => Values::Normal,
     };
     let float = |name: &str, v: f64| attr(name, AttrValue::Float(v));

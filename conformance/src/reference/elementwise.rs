@@ -281,6 +281,10 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, Option<IntFn>) {
         UnaryOp::Asin => (libm::asin, None),
         UnaryOp::Acos => (libm::acos, None),
         UnaryOp::Sinh => (libm::sinh, None),
+        UnaryOp::Asinh => (libm::asinh, None),
+        // libm's acosh does not check its domain.
+        UnaryOp::Acosh => (|x| if x < 1.0 { f64::NAN } else { libm::acosh(x) }, None),
+        UnaryOp::Atanh => (libm::atanh, None),
         UnaryOp::Cosh => (libm::cosh, None),
         UnaryOp::Hardswish => (
             |x| {

@@ -15,7 +15,8 @@ const char *const ref_native_ops[] = {
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "where",
     "neg", "abs", "relu", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
     "silu", "gelu", "erf", "floor", "ceil", "round", "trunc", "sign", "reciprocal", "clamp",
-    "log1p", "expm1", "tan", "atan", "asin", "acos", "sinh", "cosh", "hardswish", "bitwise_not",
+    "log1p", "expm1", "tan", "atan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh",
+    "hardswish", "bitwise_not",
     "isnan", "isinf", "isfinite", "logical_not", "softplus", "leaky_relu", "elu",
     "relu_backward", "sigmoid_backward", "tanh_backward", "silu_backward", "gelu_backward",
     "softplus_backward", "elu_backward", "leaky_relu_backward",
@@ -50,7 +51,7 @@ static RefFamily family_of(const char *op) {
          "bitwise_xor bitwise_left_shift bitwise_right_shift eq ne lt le gt ge logical_and "
          "logical_or logical_xor where neg abs relu exp log sqrt rsqrt sin cos tanh sigmoid "
          "silu gelu erf floor ceil round trunc sign reciprocal clamp log1p expm1 tan atan asin "
-         "acos sinh cosh hardswish bitwise_not isnan isinf isfinite logical_not softplus "
+         "acos sinh cosh asinh acosh atanh hardswish bitwise_not isnan isinf isfinite logical_not softplus "
          "leaky_relu elu relu_backward sigmoid_backward tanh_backward silu_backward gelu_backward "
          "softplus_backward elu_backward leaky_relu_backward ",
          ref_op_elementwise},

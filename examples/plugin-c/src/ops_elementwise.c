@@ -190,7 +190,7 @@ static AnyaccelStatus op_where(const RefCall *c) {
 typedef enum {
     U_NEG, U_ABS, U_RELU, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_SIN, U_COS, U_TANH, U_SIGMOID,
     U_SILU, U_GELU, U_ERF, U_FLOOR, U_CEIL, U_ROUND, U_TRUNC, U_SIGN, U_RECIPROCAL,
-    U_LOG1P, U_EXPM1, U_TAN, U_ATAN, U_ASIN, U_ACOS, U_SINH, U_COSH, U_HARDSWISH,
+    U_LOG1P, U_EXPM1, U_TAN, U_ATAN, U_ASIN, U_ACOS, U_SINH, U_COSH, U_ASINH, U_ACOSH, U_ATANH, U_HARDSWISH,
     U_BITWISE_NOT, U_SOFTPLUS, U_LEAKY_RELU, U_ELU, U_CLAMP, U_GELU_TANH,
     U_ISNAN, U_ISINF, U_ISFINITE, U_LOGICAL_NOT
 } UnaryOp;
@@ -206,7 +206,8 @@ static int unary_op_of(const char *op, UnaryOp *out) {
         {"floor", U_FLOOR}, {"ceil", U_CEIL}, {"round", U_ROUND}, {"trunc", U_TRUNC},
         {"sign", U_SIGN}, {"reciprocal", U_RECIPROCAL}, {"log1p", U_LOG1P}, {"expm1", U_EXPM1},
         {"tan", U_TAN}, {"atan", U_ATAN}, {"asin", U_ASIN}, {"acos", U_ACOS}, {"sinh", U_SINH},
-        {"cosh", U_COSH}, {"hardswish", U_HARDSWISH}, {"bitwise_not", U_BITWISE_NOT},
+        {"cosh", U_COSH}, {"asinh", U_ASINH}, {"acosh", U_ACOSH}, {"atanh", U_ATANH},
+        {"hardswish", U_HARDSWISH}, {"bitwise_not", U_BITWISE_NOT},
         {"softplus", U_SOFTPLUS}, {"leaky_relu", U_LEAKY_RELU}, {"elu", U_ELU}, {"clamp", U_CLAMP},
         {"isnan", U_ISNAN}, {"isinf", U_ISINF}, {"isfinite", U_ISFINITE},
         {"logical_not", U_LOGICAL_NOT},
@@ -251,6 +252,9 @@ static double unary_f(UnaryOp op, double x, double p, double q) {
     case U_ACOS: return acos(x);
     case U_SINH: return sinh(x);
     case U_COSH: return cosh(x);
+    case U_ASINH: return asinh(x);
+    case U_ACOSH: return acosh(x);
+    case U_ATANH: return atanh(x);
     case U_HARDSWISH: {
         /* min(max(x + 3, 0), 6); a NaN x gives NaN through the product. */
         double r = x + 3.0;

@@ -73,6 +73,12 @@ DEVICE float unary_op(float v, float lo, float hi) {
     return sinhf(v);
 #elif defined(OP_COSH)
     return coshf(v);
+#elif defined(OP_ASINH)
+    return asinhf(v);
+#elif defined(OP_ACOSH)
+    return acoshf(v);
+#elif defined(OP_ATANH)
+    return atanhf(v);
 #elif defined(OP_HARDSWISH)
     float t = v + 3.0f; /* NaN stays NaN */
     t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);

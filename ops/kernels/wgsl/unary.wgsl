@@ -334,6 +334,40 @@ fn op_cosh(x: f32) -> f32 {
     let h = exp_ieee(0.5 * a);
     return 0.5 * h * h;
 }
+//# asinh uses log1p
+// sign(x) log1p(a + a^2 / (1 + sqrt(1 + a^2))) (no cancellation near 0); ln(2a) past 2^12, where
+// a^2 would lose 1 (and overflow far out).
+fn op_asinh(x: f32) -> f32 {
+    if (is_nan(x) || is_inf(x)) { return x; }
+    let a = abs(x);
+    var r: f32;
+    if (a > 4096.0) {
+        r = log(a) + 0.6931471805599453;
+    } else {
+        r = op_log1p(a + a * a / (1.0 + sqrt(1.0 + a * a)));
+    }
+    return select(r, -r, x < 0.0);
+}
+//# acosh uses log1p
+// log1p(t + sqrt(t (x + 1))) with t = x - 1 (exact for x in [1, 2]); ln(2x) past 2^12.
+fn op_acosh(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    if (x < 1.0) { return nan_f32(); }
+    if (is_inf(x)) { return x; }
+    if (x > 4096.0) { return log(x) + 0.6931471805599453; }
+    let t = x - 1.0;
+    return op_log1p(t + sqrt(t * (x + 1.0)));
+}
+//# atanh uses log1p
+// sign(x) log1p(2a / (1 - a)) / 2: +-Inf at +-1, NaN beyond.
+fn op_atanh(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
+    let a = abs(x);
+    if (a > 1.0) { return nan_f32(); }
+    if (a == 1.0) { return select(inf_f32(), -inf_f32(), x < 0.0); }
+    let r = 0.5 * op_log1p(2.0 * a / (1.0 - a));
+    return select(r, -r, x < 0.0);
+}
 //# hardswish
 fn op_hardswish(x: f32) -> f32 {
     if (is_nan(x)) { return x; }

@@ -413,6 +413,10 @@ fn unary_fns(op: UnaryOp) -> (FloatFn, IntFn) {
         UnaryOp::Acos => (f32::acos, float_only),
         UnaryOp::Sinh => (f32::sinh, float_only),
         UnaryOp::Cosh => (f32::cosh, float_only),
+        // In f64 and rounded once: the f32 forms lose accuracy near 1 (acosh) and 0.
+        UnaryOp::Asinh => (|v| (v as f64).asinh() as f32, float_only),
+        UnaryOp::Acosh => (|v| (v as f64).acosh() as f32, float_only),
+        UnaryOp::Atanh => (|v| (v as f64).atanh() as f32, float_only),
         // x * (t / 6): x * t would overflow for x near the largest finite value.
         UnaryOp::Hardswish => (|v| v * ((v + 3.0).clamp(0.0, 6.0) / 6.0), float_only),
         UnaryOp::BitwiseNot => (|v| v, |v| !v),
