@@ -442,24 +442,24 @@ impl FloatTensorOps<Self> for Anyaccel {
         tensor.unary("float_acos", "acos")
     }
 
-    fn float_acosh(_tensor: FloatTensor<Self>) -> FloatTensor<Self> {
-        unsupported("float_acosh", "the op set has no acosh")
+    fn float_acosh(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
+        tensor.unary("float_acosh", "acosh")
     }
 
     fn float_asin(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         tensor.unary("float_asin", "asin")
     }
 
-    fn float_asinh(_tensor: FloatTensor<Self>) -> FloatTensor<Self> {
-        unsupported("float_asinh", "the op set has no asinh")
+    fn float_asinh(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
+        tensor.unary("float_asinh", "asinh")
     }
 
     fn float_atan(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         tensor.unary("float_atan", "atan")
     }
 
-    fn float_atanh(_tensor: FloatTensor<Self>) -> FloatTensor<Self> {
-        unsupported("float_atanh", "the op set has no atanh")
+    fn float_atanh(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
+        tensor.unary("float_atanh", "atanh")
     }
 
     fn float_atan2(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -23,9 +23,6 @@ pub fn failures(id: &str) -> Vec<(&'static str, &'static str)> {
             "int_cummax",
             "the op set's scans are cumsum and cumprod: no running maximum",
         ),
-        ("float_acosh", "the op set has no acosh"),
-        ("float_asinh", "the op set has no asinh"),
-        ("float_atanh", "the op set has no atanh"),
         ("conv3d", "the op set convolves in 1-D and 2-D"),
         ("adaptive_avg_pool3d", "the op set pools in 1-D and 2-D"),
         (
