@@ -144,8 +144,8 @@ impl<B: AutodiffBackend> Cnn<B> {
         self.step += 1;
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
         type I<B> = <B as AutodiffBackend>::InnerBackend;
-        for k in 0..p.len() {
-            let g = B::grad(&p[k], &grads).expect("every parameter has a gradient");
+        for (k, param) in p.iter().enumerate() {
+            let g = B::grad(param, &grads).expect("every parameter has a gradient");
             let m = I::<B>::float_add(
                 I::<B>::float_mul_scalar(self.m[k].clone(), Scalar::Float(b1)),
                 I::<B>::float_mul_scalar(g.clone(), Scalar::Float(1.0 - b1)),
