@@ -11,6 +11,8 @@ use burn_flex::Flex;
 
 #[path = "../tests/train/cnn.rs"]
 mod cnn;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn main() {
     let mut args = std::env::args().skip(1);

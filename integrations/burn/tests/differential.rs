@@ -15,27 +15,11 @@ use burn_backend::{Backend, DType, Scalar, Shape, Slice, TensorData};
 use burn_flex::Flex;
 use burn_std::{AttentionModuleOptions, BoolStore, FloatDType, IndexingUpdateOp, IntDType};
 
+mod common;
 #[path = "known/failures.rs"]
 mod known;
 
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use common::Rng;
 
 /// What a case's input is.
 #[derive(Clone, Copy)]
@@ -887,35 +871,6 @@ fn compare(name: &str, got: &TensorData, want: &TensorData, tol: (f64, f64)) -> 
     Ok(())
 }
 
-fn devices() -> Vec<String> {
-    let plugin = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/plugin-c/build/libanyaccel_ref.so"
-    );
-    if std::path::Path::new(plugin).exists() {
-        static LOAD: std::sync::Once = std::sync::Once::new();
-        LOAD.call_once(|| AnyaccelDevice::load_plugin(plugin).expect("the reference plugin loads"));
-    }
-    match std::env::var("ANYACCEL_BURN_DEVICES") {
-        Ok(v) => v
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        Err(_) => {
-            let mut d = vec![
-                "cpu:0".to_string(),
-                "opencl:0".to_string(),
-                "vulkan:0".to_string(),
-            ];
-            if std::path::Path::new(plugin).exists() {
-                d.push("plugin:ref:0".to_string());
-            }
-            d
-        }
-    }
-}
-
 thread_local! {
     /// Whether this thread's panics are expected (and not printed).
     static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -936,9 +891,6 @@ fn quiet_panics() {
 
 #[test]
 fn anyaccel_matches_burn_flex() {
-    // A device whose backend ANYACCEL_REQUIRE names must be there; others are skipped when
-    // this machine lacks them.
-    let required = std::env::var("ANYACCEL_REQUIRE").unwrap_or_default();
     let cases = cases();
     let mut failures = Vec::new();
     let mut ran = 0usize;
@@ -946,19 +898,7 @@ fn anyaccel_matches_burn_flex() {
     // below names every failure.
     quiet_panics();
     QUIET.with(|q| q.set(true));
-    for id in devices() {
-        let device = match AnyaccelDevice::open(&id) {
-            Ok(d) => d,
-            Err(e)
-                if !required
-                    .split(',')
-                    .any(|r| id.split(':').next() == Some(r.trim())) =>
-            {
-                eprintln!("skipping {id}: {e}");
-                continue;
-            }
-            Err(e) => panic!("device {id} is not available: {e}"),
-        };
+    for (id, device) in common::devices() {
         let known = known::failures(&id);
         let mut rng = Rng(0x5eed);
         for c in &cases {

@@ -3,12 +3,24 @@
 //! projection) written once against Burn's backend traits, on every device against Burn's own
 //! CPU backend with the same weights.
 
-use anyaccel_burn::{Anyaccel, AnyaccelDevice};
+use anyaccel_burn::Anyaccel;
 
 use burn_backend::tensor::{FloatTensor, IntTensor};
 use burn_backend::{Backend, Scalar, Shape, Slice, TensorData, TensorMetadata};
 use burn_flex::Flex;
 use burn_std::AttentionModuleOptions;
+
+mod common;
+
+/// Weights uniform in +-1/sqrt(rows).
+fn weights(rng: &mut common::Rng, shape: &[usize]) -> TensorData {
+    let n: usize = shape.iter().product();
+    let bound = 1.0 / (shape[0] as f32).sqrt();
+    let v: Vec<f32> = (0..n)
+        .map(|_| (rng.unit() as f32 * 2.0 - 1.0) * bound)
+        .collect();
+    TensorData::new(v, shape.to_vec())
+}
 
 const VOCAB: usize = 50;
 const DIM: usize = 32;
@@ -17,26 +29,6 @@ const HEAD: usize = DIM / HEADS;
 const SEQ: usize = 9;
 const BATCH: usize = 2;
 const HIDDEN: usize = 48;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn weights(&mut self, shape: &[usize]) -> TensorData {
-        let n: usize = shape.iter().product();
-        let bound = 1.0 / (shape[0] as f32).sqrt();
-        let v: Vec<f32> = (0..n)
-            .map(|_| ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * bound)
-            .collect();
-        TensorData::new(v, shape.to_vec())
-    }
-}
 
 fn rms_norm<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>) -> FloatTensor<B> {
     let last = x.shape().num_dims() - 1;
@@ -117,7 +109,7 @@ fn block<B: Backend>(
 }
 
 fn run<B: Backend>(device: &B::Device) -> Vec<f32> {
-    let mut rng = Rng(11);
+    let mut rng = common::Rng(11);
     let shapes: [&[usize]; 12] = [
         &[VOCAB, DIM],
         &[DIM],
@@ -134,7 +126,7 @@ fn run<B: Backend>(device: &B::Device) -> Vec<f32> {
     ];
     let w: Vec<FloatTensor<B>> = shapes
         .iter()
-        .map(|s| B::float_from_data(rng.weights(s), device))
+        .map(|s| B::float_from_data(weights(&mut rng, s), device))
         .collect();
     let tokens: Vec<i64> = (0..BATCH * SEQ)
         .map(|_| (rng.next() % VOCAB as u64) as i64)
@@ -151,20 +143,7 @@ fn run<B: Backend>(device: &B::Device) -> Vec<f32> {
 fn transformer_block_matches_burn_flex_on_every_device() {
     let reference = run::<Flex>(&Default::default());
     assert_eq!(reference.len(), BATCH * SEQ * VOCAB);
-    let required = std::env::var("ANYACCEL_REQUIRE").unwrap_or_default();
-    for id in ["cpu:0", "opencl:0", "vulkan:0"] {
-        let device = match AnyaccelDevice::open(id) {
-            Ok(d) => d,
-            Err(e)
-                if !required
-                    .split(',')
-                    .any(|r| id.split(':').next() == Some(r.trim())) =>
-            {
-                eprintln!("skipping {id}: {e}");
-                continue;
-            }
-            Err(e) => panic!("device {id} is not available: {e}"),
-        };
+    for (id, device) in common::devices() {
         let ours = run::<Anyaccel>(&device);
         for (k, (a, b)) in ours.iter().zip(&reference).enumerate() {
             assert!(

@@ -19,8 +19,12 @@ fn devices() -> Vec<AnyaccelDevice> {
         .collect()
 }
 
+/// The random tests reseed and draw from the same devices' streams: one at a time.
+static STREAMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn draws_follow_their_distribution_and_match_across_devices() {
+    let _streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
     let mut first: Option<Vec<Vec<f32>>> = None;
     for d in devices() {
         Anyaccel::seed(&d, 42);
@@ -118,6 +122,7 @@ fn draws_follow_their_distribution_and_match_across_devices() {
 
 #[test]
 fn int_draws_stay_in_their_range() {
+    let _streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
     let d = AnyaccelDevice::default();
     Anyaccel::seed(&d, 7);
     let t = Anyaccel::int_random(

@@ -18,25 +18,16 @@ const C2: usize = 16;
 const GROUPS: usize = 4;
 const EPS: f64 = 1e-5;
 
-/// splitmix64: the data and the initial weights are the same for every backend.
-pub struct Rng(pub u64);
+use super::common::Rng;
 
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub fn unit(&mut self) -> f32 {
-        ((self.next() >> 40) as f32) / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        // Box-Muller.
-        let (u, v) = (self.unit().max(1e-7), self.unit());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
-    }
+/// A normal draw as f32.
+fn normal(rng: &mut Rng) -> f32 {
+    rng.normal() as f32
+}
+
+/// A uniform draw in [0, 1) as f32.
+fn unit(rng: &mut Rng) -> f32 {
+    rng.unit() as f32
 }
 
 /// One batch: images [BATCH, 1, SIDE, SIDE] whose bright square sits in the quadrant of the
@@ -52,7 +43,7 @@ pub fn batch(rng: &mut Rng) -> (TensorData, TensorData) {
         for i in 0..SIDE {
             for j in 0..SIDE {
                 let inside = (oy + 1..oy + h - 1).contains(&i) && (ox + 1..ox + h - 1).contains(&j);
-                x[(n * SIDE + i) * SIDE + j] = if inside { 1.0 } else { 0.0 } + 0.3 * rng.normal();
+                x[(n * SIDE + i) * SIDE + j] = if inside { 1.0 } else { 0.0 } + 0.3 * normal(rng);
             }
         }
     }
@@ -102,7 +93,9 @@ impl<B: AutodiffBackend> Cnn<B> {
                         s[0]
                     };
                     let bound = 1.0 / (fan_in as f32).sqrt();
-                    (0..n).map(|_| (2.0 * rng.unit() - 1.0) * bound).collect()
+                    (0..n)
+                        .map(|_| (2.0 * unit(&mut rng) - 1.0) * bound)
+                        .collect()
                 }
             };
             params.push(B::InnerBackend::float_from_data(
