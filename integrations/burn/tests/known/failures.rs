@@ -39,5 +39,10 @@ pub fn failures(id: &str) -> Vec<(&'static str, &'static str)> {
             "the op set's transposed convolutions are 1-D and 2-D",
         ),
         ("adaptive_avg_pool3d_backward", "the op set pools in 1-D and 2-D"),
+        (
+            "conv2d (f16)",
+            "burn-flex accumulates f16 convolutions in f16 (about 1% off); anyaccel gives the f32 \
+             sum rounded once (half_conv_is_the_rounded_f32_conv checks it)",
+        ),
     ]
 }
