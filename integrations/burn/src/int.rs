@@ -327,19 +327,19 @@ impl IntTensorOps<Self> for Anyaccel {
                 let top = u.scalar(op, Scalar::Float((hi - 1.0).max(lo)), f);
                 u.binary(op, "minimum", &top).cast(op, dt)
             }
-            Distribution::Bernoulli(_) | Distribution::Default => {
-                let d = if matches!(distribution, Distribution::Default) {
-                    Distribution::Bernoulli(0.5)
-                } else {
-                    distribution
-                };
-                crate::float::random(op, &dims, d, device, DType::F32).cast(op, dt)
+            Distribution::Bernoulli(_) => {
+                crate::float::random(op, &dims, distribution, device, DType::F32).cast(op, dt)
             }
+            // Burn draws a float and converts it, toward zero.
             Distribution::Normal(..) => {
-                crate::float::random(op, &dims, distribution, device, DType::F32)
-                    .unary(op, "round")
-                    .cast(op, dt)
+                crate::float::random(op, &dims, distribution, device, DType::F32).cast(op, dt)
             }
+            // Burn's default for ints is uniform over the dtype's whole range (random bits).
+            Distribution::Default => unsupported(
+                op,
+                "Distribution::Default for ints (uniform over the whole integer range): \
+                 anyaccel's random ops draw floats; use Distribution::Uniform(low, high)",
+            ),
             #[allow(unreachable_patterns)]
             d => unsupported(op, &format!("distribution {d:?}")),
         }

@@ -179,3 +179,22 @@ fn tensors_move_between_devices() {
     }
     let _ = BoolStore::Native;
 }
+
+#[test]
+fn whole_range_int_draws_are_refused_naming_the_op() {
+    let d = AnyaccelDevice::default();
+    let r = std::panic::catch_unwind(|| {
+        Anyaccel::int_random(
+            Shape::from(vec![4]),
+            Distribution::Default,
+            &d,
+            IntDType::I64,
+        )
+    });
+    let p = r.expect_err("Distribution::Default for ints is refused");
+    let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("int_random") && msg.contains("Uniform(low, high)"),
+        "{msg}"
+    );
+}
