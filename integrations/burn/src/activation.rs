@@ -30,21 +30,21 @@ impl ActivationOps<Self> for Anyaccel {
         let slope = scalar_f64(negative_slope);
         tensor.with(ok(
             "leaky_relu",
-            anyaccel::ops::leaky_relu(&*tensor.queue(), &tensor.t, slope),
+            anyaccel::ops::leaky_relu(tensor.queue(), &tensor.t, slope),
         ))
     }
 
     fn gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         tensor.with(ok(
             "gelu",
-            anyaccel::ops::gelu(&*tensor.queue(), &tensor.t, GeluApproximation::None),
+            anyaccel::ops::gelu(tensor.queue(), &tensor.t, GeluApproximation::None),
         ))
     }
 
     fn gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         x.with(ok(
             "gelu_backward",
-            anyaccel::ops::gelu_backward(&*x.queue(), &grad.t, &x.t, GeluApproximation::None),
+            anyaccel::ops::gelu_backward(x.queue(), &grad.t, &x.t, GeluApproximation::None),
         ))
     }
 

@@ -40,8 +40,9 @@ pub(crate) fn expand(op: &str, x: AnyaccelTensor, shape: Shape) -> AnyaccelTenso
     x.with(t)
 }
 
-/// Burn's slice: per dim a range and a step; a negative step walks the range backwards.
-pub(crate) fn slice(op: &str, x: AnyaccelTensor, slices: &[Slice]) -> AnyaccelTensor {
+/// The elements Burn's slices take, as a view in ascending order, and the dims whose slice
+/// walks backwards (a negative step): the slice is the view flipped along those dims.
+fn ascending_view(op: &str, x: &AnyaccelTensor, slices: &[Slice]) -> (AnyaccelTensor, Vec<usize>) {
     let d = x.t.desc();
     if slices.len() > d.rank() {
         fail(
@@ -86,7 +87,7 @@ pub(crate) fn slice(op: &str, x: AnyaccelTensor, slices: &[Slice]) -> AnyaccelTe
             reversed.push(dim);
         }
     }
-    let v = x.view(
+    let view = x.view(
         op,
         TensorDesc {
             dtype: d.dtype,
@@ -95,7 +96,13 @@ pub(crate) fn slice(op: &str, x: AnyaccelTensor, slices: &[Slice]) -> AnyaccelTe
             offset,
         },
     );
-    flip(op, v, &reversed)
+    (view, reversed)
+}
+
+/// Burn's slice: per dim a range and a step; a negative step walks the range backwards.
+pub(crate) fn slice(op: &str, x: AnyaccelTensor, slices: &[Slice]) -> AnyaccelTensor {
+    let (view, reversed) = ascending_view(op, &x, slices);
+    flip(op, view, &reversed)
 }
 
 /// A copy of `x` with `value` written into the slice.
@@ -105,53 +112,13 @@ pub(crate) fn slice_assign(
     slices: &[Slice],
     value: AnyaccelTensor,
 ) -> AnyaccelTensor {
-    let q = x.queue();
     // Never write into x's memory: other tensors may share it.
-    let out = x.with(ok(op, anyaccel::ops::copy(&*q, &x.t)));
-    if slices.iter().any(|s| s.step < 0) {
-        // The backward walk: write the value flipped along those dims.
-        let rev: Vec<usize> = slices
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.step < 0)
-            .map(|(d, _)| d)
-            .collect();
-        let forward: Vec<Slice> = slices
-            .iter()
-            .map(|s| Slice::new(s.start, s.end, s.step.abs()))
-            .collect();
-        let _ = forward;
-        let target = slice(op, out.clone(), &positive(slices, out.dims()));
-        let value = flip(op, value, &rev);
-        ok(op, anyaccel::ops::copy_into(&*q, &value.t, &target.t));
-        return out;
-    }
-    let target = slice(op, out.clone(), slices);
-    ok(op, anyaccel::ops::copy_into(&*q, &value.t, &target.t));
+    let out = x.with(ok(op, anyaccel::ops::copy(x.queue(), &x.t)));
+    let (target, reversed) = ascending_view(op, &out, slices);
+    // The backward walks: the value flipped along those dims, written in ascending order.
+    let value = flip(op, value, &reversed);
+    ok(op, anyaccel::ops::copy_into(x.queue(), &value.t, &target.t));
     out
-}
-
-/// The slices that take the same elements as `slices` in ascending order.
-fn positive(slices: &[Slice], dims: &[usize]) -> Vec<Slice> {
-    slices
-        .iter()
-        .enumerate()
-        .map(|(d, s)| {
-            if s.step > 0 {
-                return *s;
-            }
-            let size = dims[d];
-            let r = s.to_range(size);
-            let (start, end) = (r.start.min(size), r.end.min(size));
-            let step = s.step.unsigned_abs();
-            if end <= start {
-                return Slice::new(0, Some(0), 1);
-            }
-            let len = (end - start).div_ceil(step);
-            let first = end - 1 - (len - 1) * step;
-            Slice::new(first as isize, Some(end as isize), step as isize)
-        })
-        .collect()
 }
 
 /// Burn's unfold: the windows of `size` every `step` along `dim` as a view (dim becomes the
@@ -206,7 +173,7 @@ pub(crate) fn cat(op: &str, xs: Vec<AnyaccelTensor>, dim: usize) -> AnyaccelTens
     let ts: Vec<&Tensor> = xs.iter().map(|x| &x.t).collect();
     first.with(ok(
         op,
-        anyaccel::ops::concat(&*first.queue(), &ts, dim as i64),
+        anyaccel::ops::concat(first.queue(), &ts, dim as i64),
     ))
 }
 
@@ -468,7 +435,7 @@ pub(crate) fn scan(
 ) -> AnyaccelTensor {
     x.with(ok(
         op,
-        anyaccel::ops::scan(&*x.queue(), kind, &x.t, dim as i64, false, false),
+        anyaccel::ops::scan(x.queue(), kind, &x.t, dim as i64, false, false),
     ))
 }
 
@@ -488,7 +455,7 @@ pub(crate) fn to_device(op: &str, x: AnyaccelTensor, device: &AnyaccelDevice) ->
     if x.device == *device {
         return x;
     }
-    let bytes = ok(op, x.t.to_bytes(&*x.queue()));
+    let bytes = ok(op, x.t.to_bytes(x.queue()));
     let q = device.queue();
     let t = ok(op, Tensor::empty(&*q.device(), x.dt(), x.dims()));
     if !bytes.is_empty() {
@@ -497,12 +464,14 @@ pub(crate) fn to_device(op: &str, x: AnyaccelTensor, device: &AnyaccelDevice) ->
     AnyaccelTensor::new(t, *device)
 }
 
-/// An uninitialised-by-contract tensor: zeros (anyaccel never hands out stale memory).
+/// A tensor whose contents Burn leaves unspecified: anyaccel's `Tensor::empty`, no fill.
 pub(crate) fn empty(
     op: &str,
     shape: Shape,
     device: &AnyaccelDevice,
     dtype: DType,
 ) -> AnyaccelTensor {
-    AnyaccelTensor::full(op, device, dtype, &shape.to_vec(), 0.0)
+    let q = device.queue();
+    let t = ok(op, Tensor::empty(&*q.device(), dtype, &shape.to_vec()));
+    AnyaccelTensor::new(t, *device)
 }

@@ -132,16 +132,15 @@ impl AnyaccelDevice {
         table().lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The (seed, offset) for a random call of `draws` values; the next call's offset follows.
-    pub(crate) fn next_stream(&self, draws: usize) -> anyaccel::ops::random::Stream {
+    /// The (seed, offset) of the next random call: each call takes its own offset, whose
+    /// 2^64 counters of four draws are more than a call draws.
+    pub(crate) fn next_stream(&self) -> anyaccel::ops::random::Stream {
         let o = self.opened();
         let mut s = o.rng.lock().unwrap_or_else(|e| e.into_inner());
         let stream = anyaccel::ops::random::Stream {
             seed: s.0,
             offset: s.1,
         };
-        // Each offset covers 2^64 counters of four draws; a call takes one offset.
-        let _ = draws;
         s.1 = s.1.wrapping_add(1);
         stream
     }

@@ -20,8 +20,7 @@ pub(crate) fn random(
     dtype: DType,
 ) -> AnyaccelTensor {
     let q = device.queue();
-    let n: usize = shape.iter().product();
-    let stream: Stream = device.next_stream(n);
+    let stream: Stream = device.next_stream();
     let t = match distribution {
         Distribution::Default => anyaccel::ops::uniform(&*q, dtype, shape, 0.0, 1.0, stream),
         Distribution::Uniform(lo, hi) => anyaccel::ops::uniform(&*q, dtype, shape, lo, hi, stream),

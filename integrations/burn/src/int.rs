@@ -327,11 +327,8 @@ impl IntTensorOps<Self> for Anyaccel {
                 let top = u.scalar(op, Scalar::Float((hi - 1.0).max(lo)), f);
                 u.binary(op, "minimum", &top).cast(op, dt)
             }
-            Distribution::Bernoulli(_) => {
-                crate::float::random(op, &dims, distribution, device, DType::F32).cast(op, dt)
-            }
             // Burn draws a float and converts it, toward zero.
-            Distribution::Normal(..) => {
+            Distribution::Bernoulli(_) | Distribution::Normal(..) => {
                 crate::float::random(op, &dims, distribution, device, DType::F32).cast(op, dt)
             }
             // Burn's default for ints is uniform over the dtype's whole range (random bits).

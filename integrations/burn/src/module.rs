@@ -61,9 +61,9 @@ fn conv_forward<const N: usize>(
     let q = x.queue();
     let b = bias.as_ref().map(|b| &b.t);
     let t = if N == 1 {
-        anyaccel::ops::conv1d(&*q, &x.t, &weight.t, b, &o)
+        anyaccel::ops::conv1d(q, &x.t, &weight.t, b, &o)
     } else {
-        anyaccel::ops::conv2d(&*q, &x.t, &weight.t, b, &o)
+        anyaccel::ops::conv2d(q, &x.t, &weight.t, b, &o)
     };
     x.with(ok(op, t))
 }
@@ -83,7 +83,7 @@ fn conv_x_backward<const N: usize>(
             size[2 + i] += (p[2 * (N - 1 - i)] + p[2 * (N - 1 - i) + 1]) as usize;
         }
     }
-    let t = anyaccel::ops::conv_backward_input(&*x.queue(), &grad.t, &weight.t, &size, &o);
+    let t = anyaccel::ops::conv_backward_input(x.queue(), &grad.t, &weight.t, &size, &o);
     let dx = x.with(ok(op, t));
     match extra {
         // The gradient of the padded input, cropped to x.
@@ -105,7 +105,7 @@ fn conv_weight_backward<const N: usize>(
         Some(p) => pad(op, &x, &p),
         None => x,
     };
-    let t = anyaccel::ops::conv_backward_weight(&*x.queue(), &grad.t, &x.t, weight.dims(), &o);
+    let t = anyaccel::ops::conv_backward_weight(x.queue(), &grad.t, &x.t, weight.dims(), &o);
     x.with(ok(op, t))
 }
 
@@ -243,7 +243,7 @@ impl ModuleOps<Self> for Anyaccel {
             groups: options.groups,
         };
         let t = anyaccel::ops::conv_transpose2d(
-            &*x.queue(),
+            x.queue(),
             &x.t,
             &weight.t,
             bias.as_ref().map(|b| &b.t),
@@ -369,18 +369,11 @@ impl ModuleOps<Self> for Anyaccel {
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Self> {
         let op = "max_pool2d_with_indices";
-        let mut attrs: Vec<(String, AttrValue)> =
-            pool_attrs(kernel_size, stride, padding, ceil_mode)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-        attrs.push(("dilation".to_string(), ints(&dilation)));
-        let mut out = ok(
-            op,
-            anyaccel::ops::call(&*x.queue(), "max_pool2d", &[Some(&x.t)], &attrs),
-        );
-        let indices = x.with(out.pop().unwrap_or_else(|| fail(op, "no indices output")));
-        let output = x.with(out.pop().unwrap_or_else(|| fail(op, "no output")));
+        let mut attrs = pool_attrs(kernel_size, stride, padding, ceil_mode);
+        attrs.push(("dilation", ints(&dilation)));
+        let mut out = x.call_all(op, "max_pool2d", &[Some(&x.t)], &attrs);
+        let indices = out.pop().unwrap_or_else(|| fail(op, "no indices output"));
+        let output = out.pop().unwrap_or_else(|| fail(op, "no output"));
         let dt = crate::tensor::int_dtype(op, indices_dtype);
         MaxPool2dWithIndices::new(output, indices.cast(op, dt))
     }

@@ -2,17 +2,30 @@
 //! dtype mapping, host data in and out, scalars as one-element tensors, op calls that panic
 //! with the op's name and anyaccel's message (Burn's op traits have no error path).
 
-use anyaccel::{AttrValue, DType, Tensor, TensorDesc};
+use std::sync::Arc;
+
+use anyaccel::{AttrValue, DType, Queue, Tensor, TensorDesc};
 use burn_backend::{DType as BDType, Scalar, Shape, TensorData, TensorMetadata};
 use burn_std::{BoolStore, FloatDType, IntDType};
 
 use crate::AnyaccelDevice;
 
 /// A Burn tensor on an anyaccel device: any anyaccel layout (views share the memory).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AnyaccelTensor {
     pub(crate) t: Tensor,
     pub(crate) device: AnyaccelDevice,
+    /// The device's queue, held so that an op call takes no lock to find it.
+    queue: Arc<dyn Queue>,
+}
+
+impl std::fmt::Debug for AnyaccelTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyaccelTensor")
+            .field("t", &self.t)
+            .field("device", &self.device)
+            .finish()
+    }
 }
 
 impl TensorMetadata for AnyaccelTensor {
@@ -110,17 +123,27 @@ pub(crate) fn int_dtype(op: &str, d: IntDType) -> DType {
 }
 
 impl AnyaccelTensor {
+    /// A tensor on `device` (opening it on first use).
     pub(crate) fn new(t: Tensor, device: AnyaccelDevice) -> AnyaccelTensor {
-        AnyaccelTensor { t, device }
+        AnyaccelTensor {
+            t,
+            device,
+            queue: device.queue(),
+        }
     }
 
     /// A result on this tensor's device.
     pub(crate) fn with(&self, t: Tensor) -> AnyaccelTensor {
-        AnyaccelTensor::new(t, self.device)
+        AnyaccelTensor {
+            t,
+            device: self.device,
+            queue: self.queue.clone(),
+        }
     }
 
-    pub(crate) fn queue(&self) -> std::sync::Arc<dyn anyaccel::Queue> {
-        self.device.queue()
+    /// The queue of the tensor's device.
+    pub(crate) fn queue(&self) -> &dyn Queue {
+        &*self.queue
     }
 
     /// The tensor uploaded from `data` to `device`.
@@ -141,17 +164,19 @@ impl AnyaccelTensor {
                 ),
             );
         }
-        let queue = device.queue();
-        let t = ok(op, Tensor::empty(&*queue.device(), dtype, &shape));
+        let out = AnyaccelTensor::new(
+            ok(op, Tensor::empty(&*device.queue().device(), dtype, &shape)),
+            *device,
+        );
         if !bytes.is_empty() {
-            ok(op, queue.write(t.view(), bytes));
+            ok(op, out.queue().write(out.t.view(), bytes));
         }
-        AnyaccelTensor::new(t, *device)
+        out
     }
 
     /// The elements in row-major order as Burn data.
     pub(crate) fn into_data(self, op: &str) -> TensorData {
-        let bytes = ok(op, self.t.to_bytes(&*self.queue()));
+        let bytes = ok(op, self.t.to_bytes(self.queue()));
         TensorData::from_bytes_vec(bytes, self.t.shape().to_vec(), self.dtype())
     }
 
@@ -198,6 +223,23 @@ impl AnyaccelTensor {
         self.with(t)
     }
 
+    /// The outputs of anyaccel op `name`, on this tensor's device.
+    #[track_caller]
+    pub(crate) fn call_all(
+        &self,
+        op: &str,
+        name: &str,
+        inputs: &[Option<&Tensor>],
+        attrs: &[(&str, AttrValue)],
+    ) -> Vec<AnyaccelTensor> {
+        let attrs: Vec<(String, AttrValue)> = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let out = ok(op, anyaccel::ops::call(self.queue(), name, inputs, &attrs));
+        out.into_iter().map(|t| self.with(t)).collect()
+    }
+
     /// The result of anyaccel op `name` with one output.
     #[track_caller]
     pub(crate) fn call(
@@ -207,15 +249,7 @@ impl AnyaccelTensor {
         inputs: &[Option<&Tensor>],
         attrs: &[(&str, AttrValue)],
     ) -> AnyaccelTensor {
-        let attrs: Vec<(String, AttrValue)> = attrs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        let mut out = ok(
-            op,
-            anyaccel::ops::call(&*self.queue(), name, inputs, &attrs),
-        );
-        self.with(out.swap_remove(0))
+        self.call_all(op, name, inputs, attrs).swap_remove(0)
     }
 
     /// Unary anyaccel op `name` of this tensor.
@@ -243,7 +277,7 @@ impl AnyaccelTensor {
         if self.t.dtype() == dtype {
             return self.clone();
         }
-        self.with(ok(op, anyaccel::ops::cast(&*self.queue(), &self.t, dtype)))
+        self.with(ok(op, anyaccel::ops::cast(self.queue(), &self.t, dtype)))
     }
 
     /// A contiguous copy (itself when already contiguous from its start).
@@ -252,7 +286,7 @@ impl AnyaccelTensor {
         if self.t.desc().is_contiguous() {
             return self.clone();
         }
-        self.with(ok(op, anyaccel::ops::copy(&*self.queue(), &self.t)))
+        self.with(ok(op, anyaccel::ops::copy(self.queue(), &self.t)))
     }
 
     /// The same memory with layout `desc`.

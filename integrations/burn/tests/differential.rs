@@ -765,26 +765,24 @@ fn more_cases() -> Vec<Case> {
     }));
     v.push(case!("adaptive_avg_pool3d_backward", SUM, [x => [1, 2, 4, 4, 4], x => [1, 2, 2, 2, 2]], |B, d, x| vec![fo::<B>(B::adaptive_avg_pool3d_backward(f::<B>(&x[0], d), f::<B>(&x[1], d)))]));
     // Half precision (Burn's f16 and bf16 float dtypes): the same ops in those dtypes.
-    v.push(case!("float_add+float_mul+float_exp+float_matmul+softmax (f16)", F16, [x => [4, 6], x => [6, 5]], |B, d, x| {
-        let (a, b) = (fh::<B>(&x[0], d, FloatDType::F16), fh::<B>(&x[1], d, FloatDType::F16));
-        vec![
-            fho::<B>(B::float_add(a.clone(), a.clone())),
-            fho::<B>(B::float_mul(a.clone(), a.clone())),
-            fho::<B>(B::float_exp(a.clone())),
-            fho::<B>(B::float_matmul(a.clone(), b)),
-            fho::<B>(B::softmax(a, 1)),
-        ]
-    }));
-    v.push(case!("float_add+float_mul+float_exp+float_matmul+softmax (bf16)", BF16, [x => [4, 6], x => [6, 5]], |B, d, x| {
-        let (a, b) = (fh::<B>(&x[0], d, FloatDType::BF16), fh::<B>(&x[1], d, FloatDType::BF16));
-        vec![
-            fho::<B>(B::float_add(a.clone(), a.clone())),
-            fho::<B>(B::float_mul(a.clone(), a.clone())),
-            fho::<B>(B::float_exp(a.clone())),
-            fho::<B>(B::float_matmul(a.clone(), b)),
-            fho::<B>(B::softmax(a, 1)),
-        ]
-    }));
+    macro_rules! half {
+        ($($tag:literal $dt:ident $tol:ident;)*) => {$(
+            v.push(case!(concat!("float_add+float_mul+float_exp+float_matmul+softmax (", $tag, ")"), $tol, [x => [4, 6], x => [6, 5]], |B, d, x| {
+                let (a, b) = (fh::<B>(&x[0], d, FloatDType::$dt), fh::<B>(&x[1], d, FloatDType::$dt));
+                vec![
+                    fho::<B>(B::float_add(a.clone(), a.clone())),
+                    fho::<B>(B::float_mul(a.clone(), a.clone())),
+                    fho::<B>(B::float_exp(a.clone())),
+                    fho::<B>(B::float_matmul(a.clone(), b)),
+                    fho::<B>(B::softmax(a, 1)),
+                ]
+            }));
+        )*};
+    }
+    half! {
+        "f16" F16 F16;
+        "bf16" BF16 BF16;
+    }
     v.push(case!("float_sum_dim (f16)", F16, [x => [2, 3, 6, 6]], |B, d, x| vec![fho::<B>(B::float_sum_dim(fh::<B>(&x[0], d, FloatDType::F16), 3))]));
     v.push(
         case!("conv2d (f16)", F16, [x => [2, 3, 6, 6], x => [4, 3, 3, 3]], |B, d, x| {
