@@ -100,8 +100,35 @@ pub enum HostArg {
 pub struct HostLaunch<'a> {
     /// The arguments, in the order given to [`crate::Queue::launch`].
     pub args: &'a [HostArg],
-    /// The launch grid.
+    /// The launch grid. A host kernel has no grid of its own: `global[0]` is the launch's
+    /// estimate of its work in element operations (the op layer gives one), from which the CPU
+    /// queue chooses between running the kernel at once on the calling thread and entering its
+    /// worker pool.
     pub dims: LaunchDims,
+}
+
+thread_local! {
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the host kernel running on this thread must run on this thread alone (see
+/// [`run_serial`]): its parallel loops then run in sequence, never in a thread pool.
+pub fn host_serial() -> bool {
+    SERIAL.with(|s| s.get())
+}
+
+/// Runs `f` with [`host_serial`] true on this thread, as the CPU queue does for a launch too
+/// small to gain from its worker pool. The previous value comes back afterwards, also when `f`
+/// unwinds.
+pub fn run_serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
 }
 
 type HostFn = dyn Fn(&HostLaunch<'_>) -> Result<()> + Send + Sync;
@@ -109,7 +136,8 @@ type HostFn = dyn Fn(&HostLaunch<'_>) -> Result<()> + Send + Sync;
 /// A kernel written in Rust and run on the host by the CPU backend's worker pool.
 ///
 /// The body runs inside the device's worker pool, so `rayon` parallel iterators in it use that
-/// pool. It must not assume that argument ranges are disjoint unless the caller guaranteed it.
+/// pool; or, for a small launch, on the thread that submitted it or the queue's thread with
+/// [`host_serial`] true, and must then run in sequence. It must not assume that argument ranges are disjoint unless the caller guaranteed it.
 #[derive(Clone)]
 pub struct HostKernel {
     name: String,

@@ -44,8 +44,8 @@ pub use device::{validate, Backend, Caps, Device, DeviceInfo, Event, Queue};
 pub use dtype::{to_bytes, DType, Element};
 pub use error::{Error, ErrorCode, Result, Unavailable};
 pub use kernel::{
-    Dialect, HostArg, HostKernel, HostLaunch, HostMem, Kernel, KernelArg, KernelCache,
-    KernelSource, LaunchDims,
+    host_serial, run_serial, Dialect, HostArg, HostKernel, HostLaunch, HostMem, Kernel, KernelArg,
+    KernelCache, KernelSource, LaunchDims,
 };
 pub use layout::{checked_numel, MAX_RANK};
 pub use op::{AttrValue, OpCall};

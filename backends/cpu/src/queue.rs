@@ -2,13 +2,14 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyaccel_hal::{
-    validate, Bookkeeping, Buffer, BufferView, Device, Error, Event, HostArg, HostKernel,
-    HostLaunch, HostMem, Kernel, KernelArg, LaunchDims, Mark, Queue, Result,
+    run_serial, validate, Bookkeeping, Buffer, BufferView, Device, Error, Event, HostArg,
+    HostKernel, HostLaunch, HostMem, Kernel, KernelArg, LaunchDims, Mark, Queue, Result,
 };
 
 use crate::device::{CpuDevice, CpuKernel};
@@ -71,10 +72,19 @@ impl Event for CpuEvent {
     }
 }
 
+/// The work (in element operations, as [`HostLaunch::dims`] estimates it, or bytes moved) below
+/// which a command runs at once on the submitting thread when the queue is idle, and a kernel
+/// runs serially rather than in the worker pool: entering the pool and waking a thread cost
+/// about 20-40 us on the reference machine, about what one core does in 2^16 element operations.
+pub const INLINE_WORK: u64 = 1 << 16;
+
 enum Command {
     Write {
         dst: HostMem,
-        data: Vec<u8>,
+        /// The bytes to write: the caller's own slice when the write runs at once, else
+        /// `_data`, a copy owned by the command.
+        src: HostMem,
+        _data: Vec<u8>,
         _keep: Buffer,
     },
     Read {
@@ -103,11 +113,14 @@ enum Command {
     Wait(Arc<dyn Event>),
 }
 
-/// An in-order queue of the CPU device. Commands run on the queue's own thread; host kernels run
-/// inside the device's worker pool.
+/// An in-order queue of the CPU device. A small command submitted while the queue is idle runs
+/// at once on the submitting thread; other commands run in order on the queue's own thread.
+/// Host kernels above [`INLINE_WORK`] run inside the device's worker pool, smaller ones serially.
 pub struct CpuQueue {
     device: Arc<CpuDevice>,
     sender: Mutex<Sender<(u64, Command)>>,
+    /// Commands sent to the queue's thread and not yet finished by it.
+    pending: Arc<AtomicUsize>,
     book: Arc<Bookkeeping>,
 }
 
@@ -150,9 +163,10 @@ fn run(seq: u64, command: Command, book: &Bookkeeping, pool: &rayon::ThreadPool)
             return;
         }
         _ if failed => return,
-        Command::Write { dst, data, .. } => {
-            // SAFETY: dst is a live, bounds-checked view and `data` has its length.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst.as_ptr(), data.len()) };
+        Command::Write { dst, src, .. } => {
+            // SAFETY: dst is a live, bounds-checked view and `src` (the caller's slice while it
+            // waits, or the command's own copy) has its length.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), src.len()) };
             Ok(())
         }
         Command::Copy { src, dst, .. } => {
@@ -173,8 +187,13 @@ fn run(seq: u64, command: Command, book: &Bookkeeping, pool: &rayon::ThreadPool)
             kernel, args, dims, ..
         } => {
             let launch = HostLaunch { args: &args, dims };
-            pool.install(|| catch_unwind(AssertUnwindSafe(|| kernel.run(&launch))))
-                .unwrap_or_else(|panic| {
+            let body = || catch_unwind(AssertUnwindSafe(|| kernel.run(&launch)));
+            let ran = if dims.global[0] < INLINE_WORK {
+                run_serial(body)
+            } else {
+                pool.install(body)
+            };
+            ran.unwrap_or_else(|panic| {
                     let what = panic
                         .downcast_ref::<String>()
                         .cloned()
@@ -196,18 +215,28 @@ fn run(seq: u64, command: Command, book: &Bookkeeping, pool: &rayon::ThreadPool)
     }
 }
 
+/// The work of moving `bytes` bytes, in the units of [`INLINE_WORK`] (four bytes an element).
+fn moved(bytes: usize) -> u64 {
+    (bytes / 4) as u64
+}
+
 impl CpuQueue {
     pub(crate) fn new(device: Arc<CpuDevice>) -> Result<CpuQueue> {
         let (sender, receiver) = channel::<(u64, Command)>();
         let book = Arc::new(Bookkeeping::new());
         let pool = device.pool().clone();
         let thread_book = book.clone();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let thread_pending = pending.clone();
         std::thread::Builder::new()
             .name(format!("anyaccel-{}-queue", device.info().id))
             .spawn(move || {
                 // Ends when every sender is gone, after running what was queued.
                 for (seq, command) in receiver {
                     run(seq, command, &thread_book, &pool);
+                    // Release: what the command wrote is visible to a submitter that sees the
+                    // count drop (and may then run its own command at once).
+                    thread_pending.fetch_sub(1, Ordering::Release);
                 }
             })
             .map_err(|e| {
@@ -216,21 +245,36 @@ impl CpuQueue {
         Ok(CpuQueue {
             device,
             sender: Mutex::new(sender),
+            pending,
             book,
         })
     }
 
-    /// Sends one command to the queue's thread, numbered under the sender's lock so that
-    /// numbers follow the order in which the thread runs the commands.
-    fn submit(&self, command: Command) -> Result<()> {
-        self.send(|book| (book.number(), command))
+    /// Submits one command (see [`CpuQueue::send`]).
+    fn submit(&self, work: u64, command: impl FnOnce(bool) -> Command) -> Result<()> {
+        self.send(work, |book, _| (book.number(), command(false)))
     }
 
-    /// Sends what `make` builds from the bookkeeping, under the sender's lock, so that numbers
-    /// and marks follow the order in which the thread runs the commands.
-    fn send(&self, make: impl FnOnce(&Bookkeeping) -> (u64, Command)) -> Result<()> {
+    /// Runs or sends what `make` builds from the bookkeeping, under the sender's lock, so that
+    /// numbers and marks follow the order in which commands run. When the queue's thread has
+    /// nothing left to do and `work` is below [`INLINE_WORK`], the command runs at once on this
+    /// thread (`make` is told so, and may then borrow the caller's memory); otherwise it goes to
+    /// the queue's thread.
+    fn send(
+        &self,
+        work: u64,
+        make: impl FnOnce(&Bookkeeping, bool) -> (u64, Command),
+    ) -> Result<()> {
         let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-        sender.send(make(&self.book)).map_err(|_| {
+        // Acquire: pairs with the queue thread's release, so its results are visible here.
+        if work < INLINE_WORK && self.pending.load(Ordering::Acquire) == 0 {
+            let (seq, command) = make(&self.book, true);
+            run(seq, command, &self.book, self.device.pool());
+            return Ok(());
+        }
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        sender.send(make(&self.book, false)).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
             Error::device_lost(format!(
                 "{}: the queue thread has stopped",
                 self.device.info().id
@@ -244,7 +288,7 @@ impl CpuQueue {
 
     fn signal(&self) -> Result<Arc<CpuEvent>> {
         let event = CpuEvent::new();
-        self.send(|book| {
+        self.send(0, |book, _| {
             let mark = book.mark();
             (mark.seq(), Command::Signal(event.clone(), mark))
         })?;
@@ -266,10 +310,20 @@ impl Queue for CpuQueue {
         if data.is_empty() {
             return Ok(());
         }
-        self.submit(Command::Write {
-            dst: resolve(dst)?,
-            data: data.to_vec(),
-            _keep: dst.buffer().clone(),
+        let dst_mem = resolve(dst)?;
+        self.submit(moved(data.len()), |now| {
+            let owned = if now { Vec::new() } else { data.to_vec() };
+            let bytes = if now { data } else { &owned };
+            // SAFETY: the bytes are the caller's slice, borrowed for this call, in which a
+            // command that runs at once finishes; or the command's own copy, which it holds.
+            // The command only reads through the pointer.
+            let src = unsafe { HostMem::new(bytes.as_ptr().cast_mut(), bytes.len()) };
+            Command::Write {
+                dst: dst_mem,
+                src,
+                _data: owned,
+                _keep: dst.buffer().clone(),
+            }
         })
     }
 
@@ -279,8 +333,10 @@ impl Queue for CpuQueue {
         // SAFETY: `dst` is an exclusive borrow that outlives this call, and this call waits for
         // `done`, so the queue thread's write into it happens while the borrow is held.
         let dst_mem = unsafe { HostMem::new(dst.as_mut_ptr(), dst.len()) };
-        self.submit(Command::Read {
-            src: resolve(src)?,
+        let src_mem = resolve(src)?;
+        // The caller waits for the read in any case: when the queue is idle it copies at once.
+        self.submit(0, |_| Command::Read {
+            src: src_mem,
             dst: dst_mem,
             _keep: src.buffer().clone(),
             done: done.clone(),
@@ -294,9 +350,10 @@ impl Queue for CpuQueue {
         if src.is_empty() {
             return Ok(());
         }
-        self.submit(Command::Copy {
-            src: resolve(src)?,
-            dst: resolve(dst)?,
+        let (src_mem, dst_mem) = (resolve(src)?, resolve(dst)?);
+        self.submit(moved(src.len()), |_| Command::Copy {
+            src: src_mem,
+            dst: dst_mem,
             _keep: (src.buffer().clone(), dst.buffer().clone()),
         })
     }
@@ -306,8 +363,9 @@ impl Queue for CpuQueue {
         if dst.is_empty() {
             return Ok(());
         }
-        self.submit(Command::Fill {
-            dst: resolve(dst)?,
+        let dst_mem = resolve(dst)?;
+        self.submit(moved(dst.len()), |_| Command::Fill {
+            dst: dst_mem,
             pattern: pattern.to_vec(),
             _keep: dst.buffer().clone(),
         })
@@ -331,7 +389,7 @@ impl Queue for CpuQueue {
                 KernelArg::Bytes(bytes) => host_args.push(HostArg::Bytes(bytes.clone())),
             }
         }
-        self.submit(Command::Launch {
+        self.submit(dims.global[0], |_| Command::Launch {
             kernel: cpu_kernel.host_kernel().clone(),
             args: host_args,
             dims,
@@ -344,7 +402,10 @@ impl Queue for CpuQueue {
     }
 
     fn wait_event(&self, event: &Arc<dyn Event>) -> Result<()> {
-        self.submit(Command::Wait(event.clone()))
+        // Waiting would block the caller: unless the event has completed, the queue's thread
+        // waits.
+        let work = if event.is_done() { 0 } else { u64::MAX };
+        self.submit(work, |_| Command::Wait(event.clone()))
     }
 
     fn as_any(&self) -> &dyn Any {

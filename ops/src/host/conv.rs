@@ -4,7 +4,7 @@
 use anyaccel_hal::{DType, OpCall, Result};
 use gemm::{gemm, Parallelism};
 
-use super::layout::{par_ranges, TView, GRAIN};
+use super::layout::{par_ranges, threads, TView, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
@@ -177,8 +177,8 @@ fn forward_gemm(
     let jobs = g.n * g.groups;
     // Images (and groups) in parallel, each product on one thread; one job: the product in
     // parallel.
-    let par = if jobs == 1 && og * pp * kk >= 48 * 48 * 48 {
-        Parallelism::Rayon(rayon::current_num_threads())
+    let par = if jobs == 1 && og * pp * kk >= 48 * 48 * 48 && threads() > 1 {
+        Parallelism::Rayon(threads())
     } else {
         Parallelism::None
     };

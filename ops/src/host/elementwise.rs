@@ -3,7 +3,7 @@
 use anyaccel_hal::{bf16, f16, DType, Error, OpCall, Result};
 use rayon::prelude::*;
 
-use super::layout::{par_ranges, walk, GRAIN};
+use super::layout::{par_ranges, threads, walk, GRAIN};
 use super::scalar::{load, store, FloatStore, IntStore, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
@@ -26,13 +26,18 @@ pub(crate) fn map1<A: Copy + Send + Sync, O: Copy + Send + Sync>(
     // SAFETY: views of a validated call; the output is distinct from the input.
     unsafe {
         if let (Some(sx), Some(so)) = (x.slice::<A>(), out.slice_mut::<O>()) {
-            so.par_chunks_mut(GRAIN)
-                .zip(sx.par_chunks(GRAIN))
-                .for_each(|(o, a)| {
-                    for (o, &a) in o.iter_mut().zip(a) {
-                        *o = f(a);
-                    }
-                });
+            let chunk = |(o, a): (&mut [O], &[A])| {
+                for (o, &a) in o.iter_mut().zip(a) {
+                    *o = f(a);
+                }
+            };
+            if threads() == 1 {
+                so.chunks_mut(GRAIN).zip(sx.chunks(GRAIN)).for_each(chunk);
+            } else {
+                so.par_chunks_mut(GRAIN)
+                    .zip(sx.par_chunks(GRAIN))
+                    .for_each(chunk);
+            }
             return Ok(());
         }
     }
@@ -65,14 +70,22 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send 
         if let (Some(sa), Some(sb), Some(so)) =
             (a.slice::<A>(), b.slice::<B>(), out.slice_mut::<O>())
         {
-            so.par_chunks_mut(GRAIN)
-                .zip(sa.par_chunks(GRAIN))
-                .zip(sb.par_chunks(GRAIN))
-                .for_each(|((o, a), b)| {
-                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                        *o = f(a, b);
-                    }
-                });
+            let chunk = |((o, a), b): ((&mut [O], &[A]), &[B])| {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(a, b);
+                }
+            };
+            if threads() == 1 {
+                so.chunks_mut(GRAIN)
+                    .zip(sa.chunks(GRAIN))
+                    .zip(sb.chunks(GRAIN))
+                    .for_each(chunk);
+            } else {
+                so.par_chunks_mut(GRAIN)
+                    .zip(sa.par_chunks(GRAIN))
+                    .zip(sb.par_chunks(GRAIN))
+                    .for_each(chunk);
+            }
             return Ok(());
         }
     }

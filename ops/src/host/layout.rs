@@ -174,7 +174,18 @@ pub(crate) fn walk<const N: usize>(
 /// Elements per parallel task.
 pub(crate) const GRAIN: usize = 1 << 15;
 
-/// Splits `0..n` into chunks of at least `grain` and runs `f` on each in parallel.
+/// The threads a host kernel may use: those of the worker pool it runs in, or one when it runs
+/// serially (a small launch, see [`anyaccel_hal::host_serial`]) or outside any pool.
+pub(crate) fn threads() -> usize {
+    if anyaccel_hal::host_serial() || rayon::current_thread_index().is_none() {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Splits `0..n` into chunks of at least `grain` and runs `f` on each in parallel (in sequence
+/// when the kernel has one thread).
 pub(crate) fn par_ranges(
     n: usize,
     grain: usize,
@@ -183,13 +194,14 @@ pub(crate) fn par_ranges(
     if n == 0 {
         return Ok(());
     }
-    let chunks = n
-        .div_ceil(grain.max(1))
-        .min(rayon::current_num_threads() * 8)
-        .max(1);
+    let threads = threads();
+    let chunks = n.div_ceil(grain.max(1)).min(threads * 8).max(1);
     let per = n.div_ceil(chunks);
     if chunks == 1 {
         return f(0..n);
+    }
+    if threads == 1 {
+        return (0..chunks).try_for_each(|c| f(c * per..((c + 1) * per).min(n)));
     }
     (0..chunks).into_par_iter().try_for_each(|c| {
         let start = c * per;

@@ -35,8 +35,8 @@ fn widen(v: &TView, blk: Block, rows: usize, cols: usize) -> Vec<f32> {
 }
 
 fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
-    if m.saturating_mul(n).saturating_mul(k) >= 48 * 48 * 48 {
-        Parallelism::Rayon(rayon::current_num_threads())
+    if m.saturating_mul(n).saturating_mul(k) >= 48 * 48 * 48 && super::layout::threads() > 1 {
+        Parallelism::Rayon(super::layout::threads())
     } else {
         Parallelism::None
     }

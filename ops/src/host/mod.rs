@@ -99,7 +99,49 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         .chain(call.outputs.iter())
         .map(|t| KernelArg::Buffer(t.view().clone()))
         .collect();
-    queue.launch(&compiled, LaunchDims::linear(1), &args)
+    queue.launch(&compiled, LaunchDims::linear(work(call)?.max(1)), &args)
+}
+
+/// An estimate of a call's work in element operations, from which the CPU queue chooses whether
+/// the launch is worth its worker pool: the elements the call reads and writes, and for the
+/// products (matmul, convolution, attention) the multiply-adds.
+fn work(call: &OpCall) -> Result<u64> {
+    let numel = |t: Option<&anyaccel_hal::Tensor>| t.map_or(0, |t| t.desc().numel() as u64);
+    let input = |i: usize| call.inputs.get(i).and_then(|t| t.as_ref());
+    let elems = call
+        .inputs
+        .iter()
+        .map(|t| numel(t.as_ref()))
+        .chain(call.outputs.iter().map(|t| numel(Some(t))))
+        .fold(0u64, u64::saturating_add);
+    let dim = |t: Option<&anyaccel_hal::Tensor>, from_end: usize| {
+        t.and_then(|t| {
+            let shape = &t.desc().shape;
+            shape.len().checked_sub(from_end).map(|d| shape[d] as u64)
+        })
+        .unwrap_or(1)
+    };
+    let products = match op_of(&call.op)? {
+        Op::Matmul | Op::MatmulWq | Op::MatmulI8 => {
+            numel(call.outputs.first()).saturating_mul(dim(input(0), 1))
+        }
+        Op::Attention | Op::AttentionBackward => numel(input(0)).saturating_mul(dim(input(1), 2)),
+        Op::Conv1d
+        | Op::Conv2d
+        | Op::ConvTranspose1d
+        | Op::ConvTranspose2d
+        | Op::Conv1dBackwardInput
+        | Op::Conv2dBackwardInput
+        | Op::Conv1dBackwardWeight
+        | Op::Conv2dBackwardWeight => {
+            // The geometric mean of the three sides of the product: exact for a 1x1 kernel.
+            let sides = [numel(input(0)), numel(input(1)), numel(call.outputs.first())];
+            let volume = sides.iter().map(|&n| n as f64).product::<f64>();
+            volume.sqrt().min(u64::MAX as f64) as u64
+        }
+        _ => 0,
+    };
+    Ok(elems.saturating_add(products))
 }
 
 fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sync> {

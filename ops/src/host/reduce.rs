@@ -297,7 +297,7 @@ fn reduction(call: &OpCall, kind: Kind) -> Result<Box<Body>> {
         }
         let count: usize = red_shape.iter().product();
         let outs = out.desc.numel();
-        if outs < rayon::current_num_threads() && count >= 2 * GRAIN {
+        if outs < super::layout::threads() && count >= 2 * GRAIN {
             // Few outputs, long reductions: split each reduction and merge the parts in order.
             let mut base_offsets = Vec::with_capacity(outs);
             walk(
