@@ -46,6 +46,17 @@ impl TView {
         unsafe { self.ptr::<T>(off).read() }
     }
 
+    /// The `len` elements from element offset `off`, as a slice; only for inputs.
+    ///
+    /// # Safety
+    /// `off..off + len` must lie inside the view's memory, `T` must be its element type, and no
+    /// thread may write these elements while the slice lives.
+    #[inline(always)]
+    pub unsafe fn run<T: Copy>(&self, off: usize, len: usize) -> &[T] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.ptr::<T>(off), len) }
+    }
+
     /// Writes the element at element offset `off`. See [`TView::ptr`]; only for outputs.
     #[inline(always)]
     pub unsafe fn set<T: Copy>(&self, off: usize, v: T) {

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use anyaccel_hal::{OpCall, Result};
+use anyaccel_hal::{bf16, f16, DType, OpCall, Result};
 
 use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, Val};
@@ -267,12 +267,97 @@ fn reduce_block(
     range: std::ops::Range<usize>,
     kind: Kind,
 ) -> Acc {
+    if let Some(acc) = reduce_runs(x, shape, strides, base, range.clone(), kind) {
+        return acc;
+    }
     let mut acc = EMPTY;
     walk(shape, [strides], [base], range, |j, [o]| {
         // SAFETY: offsets come from x's layout.
         acc.push(kind, unsafe { load(x, o) }, j)
     });
     acc
+}
+
+/// [`reduce_block`] for float sums, means, maxima and minima whose innermost reduced axes are
+/// contiguous (a run of at least 8 elements), a run at a time with typed loads; `None` where it
+/// does not apply. Sums keep 8 partial sums in f64.
+fn reduce_runs(
+    x: &TView,
+    shape: &[usize],
+    strides: &[usize],
+    base: usize,
+    range: std::ops::Range<usize>,
+    kind: Kind,
+) -> Option<Acc> {
+    if !matches!(kind, Kind::Sum | Kind::Mean | Kind::Max | Kind::Min) {
+        return None;
+    }
+    // The trailing axes that make one contiguous run.
+    let (mut d, mut run) = (shape.len(), 1usize);
+    while d > 0 && (shape[d - 1] == 1 || strides[d - 1] == run) {
+        run *= shape[d - 1];
+        d -= 1;
+    }
+    if run < 8 {
+        return None;
+    }
+    let mut acc = EMPTY;
+    let mut j = range.start;
+    while j < range.end {
+        let (mut q, r) = (j / run, j % run);
+        let len = (run - r).min(range.end - j);
+        let mut off = base + r;
+        for k in (0..d).rev() {
+            off += (q % shape[k]) * strides[k];
+            q /= shape[k];
+        }
+        // SAFETY: `off..off + len` is a contiguous stretch of x's reduced elements, inside its
+        // layout; inputs are only read while a kernel runs.
+        unsafe {
+            match x.desc.dtype {
+                DType::F32 => fold_run(&mut acc, kind, x.run::<f32>(off, len), |v| v as f64),
+                DType::F64 => fold_run(&mut acc, kind, x.run::<f64>(off, len), |v| v),
+                DType::F16 => fold_run(&mut acc, kind, x.run::<f16>(off, len), |v| v.to_f64()),
+                DType::BF16 => fold_run(&mut acc, kind, x.run::<bf16>(off, len), |v| v.to_f64()),
+                _ => return None,
+            }
+        }
+        j += len;
+    }
+    Some(acc)
+}
+
+/// Adds one contiguous run of float elements to a sum, mean, maximum or minimum.
+fn fold_run<T: Copy>(acc: &mut Acc, kind: Kind, run: &[T], f: impl Fn(T) -> f64) {
+    if run.is_empty() {
+        return;
+    }
+    if matches!(kind, Kind::Sum | Kind::Mean) {
+        let mut lanes = [0f64; 8];
+        let chunks = run.chunks_exact(8);
+        let mut tail = 0.0;
+        for &v in chunks.remainder() {
+            tail += f(v);
+        }
+        for c in chunks {
+            for (lane, &v) in lanes.iter_mut().zip(c) {
+                *lane += f(v);
+            }
+        }
+        acc.f += lanes.iter().sum::<f64>() + tail;
+    } else {
+        let greater = kind == Kind::Max;
+        for &v in run {
+            let v = f(v);
+            if v.is_nan() {
+                acc.nan = true;
+            } else if !acc.any || (greater && v > acc.f) || (!greater && v < acc.f) {
+                acc.f = v;
+                acc.any = true;
+            }
+        }
+    }
+    acc.any = true;
 }
 
 fn reduction(call: &OpCall, kind: Kind) -> Result<Box<Body>> {
