@@ -194,16 +194,16 @@ fn run(seq: u64, command: Command, book: &Bookkeeping, pool: &rayon::ThreadPool)
                 pool.install(body)
             };
             ran.unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    Err(Error::launch_failed(format!(
-                        "host kernel `{}` panicked: {what}",
-                        kernel.name()
-                    )))
-                })
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(Error::launch_failed(format!(
+                    "host kernel `{}` panicked: {what}",
+                    kernel.name()
+                )))
+            })
         }
         Command::Wait(event) => {
             book.wait_foreign(seq, &*event);

@@ -686,72 +686,76 @@ pub(crate) fn pool_kernel(call: &OpCall) -> Result<Box<Body>> {
         let [oh, ow] = g.out;
         let [ih, iw] = g.input;
         let [kh, kw] = g.kernel;
-        for_positions([g.n, g.c, oh, ow], (GRAIN / (kh * kw).max(1)).max(1), |n, ch, oy, ox| {
-            let xb = x.desc.offset + n * xs[0] + ch * xs[1];
-            let oo = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3];
-            // Window starts, in padded coordinates less the padding (may be negative).
-            let y0 = (oy * g.stride[0]) as i64 - g.padding[0] as i64;
-            let x0 = (ox * g.stride[1]) as i64 - g.padding[1] as i64;
-            if let (Some(it), Some(is)) = (idx, is) {
-                let (mut best, mut at) = (f64::NEG_INFINITY, -1i64);
-                'window: for ky in 0..kh {
-                    let iy = y0 + (ky * g.dilation[0]) as i64;
-                    if iy < 0 || iy >= ih as i64 {
-                        continue;
-                    }
-                    for kx in 0..kw {
-                        let ixx = x0 + (kx * g.dilation[1]) as i64;
-                        if ixx < 0 || ixx >= iw as i64 {
+        for_positions(
+            [g.n, g.c, oh, ow],
+            (GRAIN / (kh * kw).max(1)).max(1),
+            |n, ch, oy, ox| {
+                let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+                let oo = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3];
+                // Window starts, in padded coordinates less the padding (may be negative).
+                let y0 = (oy * g.stride[0]) as i64 - g.padding[0] as i64;
+                let x0 = (ox * g.stride[1]) as i64 - g.padding[1] as i64;
+                if let (Some(it), Some(is)) = (idx, is) {
+                    let (mut best, mut at) = (f64::NEG_INFINITY, -1i64);
+                    'window: for ky in 0..kh {
+                        let iy = y0 + (ky * g.dilation[0]) as i64;
+                        if iy < 0 || iy >= ih as i64 {
                             continue;
                         }
-                        let (iy, ixx) = (iy as usize, ixx as usize);
-                        // SAFETY: (n, ch, iy, ixx) lies inside x's shape.
-                        let v = f(unsafe { load(x, xb + iy * xs[2] + ixx * xs[3]) });
-                        if v.is_nan() {
-                            (best, at) = (v, (iy * iw + ixx) as i64);
-                            break 'window;
-                        }
-                        if v > best || at < 0 {
-                            (best, at) = (v, (iy * iw + ixx) as i64);
+                        for kx in 0..kw {
+                            let ixx = x0 + (kx * g.dilation[1]) as i64;
+                            if ixx < 0 || ixx >= iw as i64 {
+                                continue;
+                            }
+                            let (iy, ixx) = (iy as usize, ixx as usize);
+                            // SAFETY: (n, ch, iy, ixx) lies inside x's shape.
+                            let v = f(unsafe { load(x, xb + iy * xs[2] + ixx * xs[3]) });
+                            if v.is_nan() {
+                                (best, at) = (v, (iy * iw + ixx) as i64);
+                                break 'window;
+                            }
+                            if v > best || at < 0 {
+                                (best, at) = (v, (iy * iw + ixx) as i64);
+                            }
                         }
                     }
-                }
-                // SAFETY: (n, ch, oy, ox) lies inside the outputs' shape.
-                unsafe {
-                    store(out, oo, Val::F(best));
-                    store(
-                        it,
-                        it.desc.offset + n * is[0] + ch * is[1] + oy * is[2] + ox * is[3],
-                        Val::I(at),
-                    );
-                }
-            } else {
-                // The window clipped to the padded input, then to the input.
-                let clip = |s: i64, k: usize, len: usize, pad: usize| {
-                    let end = (s + k as i64).min((len + pad) as i64);
-                    let pool = end - s;
-                    (s.max(0), end.min(len as i64), pool)
-                };
-                let (ys, ye, ph) = clip(y0, kh, ih, g.padding[0]);
-                let (xs0, xe, pw) = clip(x0, kw, iw, g.padding[1]);
-                let mut sum = 0.0;
-                for iy in ys..ye {
-                    for ixx in xs0..xe {
-                        // SAFETY: the clipped window lies inside x's shape.
-                        sum += f(unsafe {
-                            load(x, xb + iy as usize * xs[2] + ixx as usize * xs[3])
-                        });
+                    // SAFETY: (n, ch, oy, ox) lies inside the outputs' shape.
+                    unsafe {
+                        store(out, oo, Val::F(best));
+                        store(
+                            it,
+                            it.desc.offset + n * is[0] + ch * is[1] + oy * is[2] + ox * is[3],
+                            Val::I(at),
+                        );
                     }
-                }
-                let divisor = if g.count_include_pad {
-                    ph * pw
                 } else {
-                    (ye - ys).max(0) * (xe - xs0).max(0)
-                };
-                // SAFETY: (n, ch, oy, ox) lies inside the output's shape.
-                unsafe { store(out, oo, Val::F(sum / divisor as f64)) }
-            }
-        })
+                    // The window clipped to the padded input, then to the input.
+                    let clip = |s: i64, k: usize, len: usize, pad: usize| {
+                        let end = (s + k as i64).min((len + pad) as i64);
+                        let pool = end - s;
+                        (s.max(0), end.min(len as i64), pool)
+                    };
+                    let (ys, ye, ph) = clip(y0, kh, ih, g.padding[0]);
+                    let (xs0, xe, pw) = clip(x0, kw, iw, g.padding[1]);
+                    let mut sum = 0.0;
+                    for iy in ys..ye {
+                        for ixx in xs0..xe {
+                            // SAFETY: the clipped window lies inside x's shape.
+                            sum += f(unsafe {
+                                load(x, xb + iy as usize * xs[2] + ixx as usize * xs[3])
+                            });
+                        }
+                    }
+                    let divisor = if g.count_include_pad {
+                        ph * pw
+                    } else {
+                        (ye - ys).max(0) * (xe - xs0).max(0)
+                    };
+                    // SAFETY: (n, ch, oy, ox) lies inside the output's shape.
+                    unsafe { store(out, oo, Val::F(sum / divisor as f64)) }
+                }
+            },
+        )
     }))
 }
 
@@ -805,31 +809,35 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
         let is = it.map(|t| lift(&t.desc.strides));
         let [ih, iw] = input;
         let c = out.desc.shape[1];
-        for_positions([out.desc.shape[0], c, ih, iw], GRAIN / 16, |n, ch, iy, ix| {
-            let mut acc = 0.0;
-            for &(oy, wy) in &rows[iy] {
-                for &(ox, wx) in &cols[ix] {
-                    if let (Some(t), Some(is)) = (it, is) {
-                        let at =
-                            t.desc.offset + n * is[0] + ch * is[1] + oy * is[2] + ox * is[3];
-                        // SAFETY: (n, ch, oy, ox) lies inside indices' shape (grad's).
-                        let v = match unsafe { load(t, at) } {
-                            Val::I(v) => v,
-                            Val::F(v) => v as i64,
-                        };
-                        if v != (iy * iw + ix) as i64 {
-                            continue;
+        for_positions(
+            [out.desc.shape[0], c, ih, iw],
+            GRAIN / 16,
+            |n, ch, iy, ix| {
+                let mut acc = 0.0;
+                for &(oy, wy) in &rows[iy] {
+                    for &(ox, wx) in &cols[ix] {
+                        if let (Some(t), Some(is)) = (it, is) {
+                            let at =
+                                t.desc.offset + n * is[0] + ch * is[1] + oy * is[2] + ox * is[3];
+                            // SAFETY: (n, ch, oy, ox) lies inside indices' shape (grad's).
+                            let v = match unsafe { load(t, at) } {
+                                Val::I(v) => v,
+                                Val::F(v) => v as i64,
+                            };
+                            if v != (iy * iw + ix) as i64 {
+                                continue;
+                            }
                         }
+                        let at = gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2] + ox * gs[3];
+                        // SAFETY: (n, ch, oy, ox) lies inside grad's shape.
+                        acc += wy * wx * f(unsafe { load(gt, at) });
                     }
-                    let at = gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2] + ox * gs[3];
-                    // SAFETY: (n, ch, oy, ox) lies inside grad's shape.
-                    acc += wy * wx * f(unsafe { load(gt, at) });
                 }
-            }
-            let at = out.desc.offset + n * os[0] + ch * os[1] + iy * os[2] + ix * os[3];
-            // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
-            unsafe { store(out, at, Val::F(acc)) }
-        })
+                let at = out.desc.offset + n * os[0] + ch * os[1] + iy * os[2] + ix * os[3];
+                // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
+                unsafe { store(out, at, Val::F(acc)) }
+            },
+        )
     }))
 }
 

@@ -378,71 +378,176 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-type FloatFn = fn(f32) -> f32;
-type IntFn = fn(i64) -> i64;
+/// Gives closures the types of a unary op's two forms.
+fn fns<F, I>(f: F, i: I) -> (F, I)
+where
+    F: Fn(f32) -> f32 + Sync + Send + Copy,
+    I: Fn(i64) -> i64 + Sync + Send + Copy,
+{
+    (f, i)
+}
 
-/// The f32 form of a plain unary op (16-bit floats compute in f32 and round once), and its
-/// integer form for the ops that take integers (the others never see one: validation refuses).
-fn unary_fns(op: UnaryOp) -> (FloatFn, IntFn) {
-    let float_only = |v: i64| v;
-    match op {
-        UnaryOp::Neg => (|v| -v, |v| v.wrapping_neg()),
-        UnaryOp::Abs => (f32::abs, |v| v.wrapping_abs()),
-        UnaryOp::Relu => (|v| if v < 0.0 { 0.0 } else { v }, |v| v.max(0)),
-        UnaryOp::Exp => (f32::exp, float_only),
-        UnaryOp::Log => (f32::ln, float_only),
-        UnaryOp::Sqrt => (f32::sqrt, float_only),
-        UnaryOp::Rsqrt => (|v| 1.0 / v.sqrt(), float_only),
-        UnaryOp::Sin => (f32::sin, float_only),
-        UnaryOp::Cos => (f32::cos, float_only),
-        UnaryOp::Tanh => (f32::tanh, float_only),
-        UnaryOp::Sigmoid => (sigmoid, float_only),
-        UnaryOp::Silu => (|v| v * sigmoid(v), float_only),
-        UnaryOp::Erf => (libm::erff, float_only),
-        UnaryOp::Floor => (f32::floor, float_only),
-        UnaryOp::Ceil => (f32::ceil, float_only),
-        UnaryOp::Round => (f32::round_ties_even, float_only),
-        UnaryOp::Trunc => (f32::trunc, float_only),
-        UnaryOp::Sign => (
-            |v| {
-                if v > 0.0 {
-                    1.0
-                } else if v < 0.0 {
-                    -1.0
-                } else if v.is_nan() {
-                    v
-                } else {
-                    0.0
-                }
-            },
-            i64::signum,
-        ),
-        UnaryOp::Reciprocal => (|v| 1.0 / v, float_only),
-        UnaryOp::Log1p => (f32::ln_1p, float_only),
-        UnaryOp::Expm1 => (f32::exp_m1, float_only),
-        UnaryOp::Tan => (f32::tan, float_only),
-        UnaryOp::Atan => (f32::atan, float_only),
-        UnaryOp::Asin => (f32::asin, float_only),
-        UnaryOp::Acos => (f32::acos, float_only),
-        UnaryOp::Sinh => (f32::sinh, float_only),
-        UnaryOp::Cosh => (f32::cosh, float_only),
-        // In f64 and rounded once: the f32 forms lose accuracy near 1 (acosh) and 0.
-        UnaryOp::Asinh => (|v| (v as f64).asinh() as f32, float_only),
-        UnaryOp::Acosh => (|v| (v as f64).acosh() as f32, float_only),
-        UnaryOp::Atanh => (|v| (v as f64).atanh() as f32, float_only),
-        // x * (t / 6): x * t would overflow for x near the largest finite value.
-        UnaryOp::Hardswish => (|v| v * ((v + 3.0).clamp(0.0, 6.0) / 6.0), float_only),
-        UnaryOp::BitwiseNot => (|v| v, |v| !v),
-    }
+/// Evaluates `$body` with `$ff` bound to the f32 form of the plain unary op `$op` (16-bit floats
+/// compute in f32 and round once) and `$fi` to its integer form, for the ops that take integers
+/// (the others never see one: validation refuses). Each op is its own instance of `$body`, so
+/// the forms inline into its loops.
+macro_rules! with_unary_fns {
+    ($op:expr, |$ff:ident, $fi:ident| $body:expr) => {{
+        let float_only = |v: i64| v;
+        match $op {
+            UnaryOp::Neg => {
+                let ($ff, $fi) = fns(|v| -v, |v| v.wrapping_neg());
+                $body
+            }
+            UnaryOp::Abs => {
+                let ($ff, $fi) = fns(f32::abs, |v| v.wrapping_abs());
+                $body
+            }
+            UnaryOp::Relu => {
+                let ($ff, $fi) = fns(|v| if v < 0.0 { 0.0 } else { v }, |v| v.max(0));
+                $body
+            }
+            UnaryOp::Exp => {
+                let ($ff, $fi) = fns(f32::exp, float_only);
+                $body
+            }
+            UnaryOp::Log => {
+                let ($ff, $fi) = fns(f32::ln, float_only);
+                $body
+            }
+            UnaryOp::Sqrt => {
+                let ($ff, $fi) = fns(f32::sqrt, float_only);
+                $body
+            }
+            UnaryOp::Rsqrt => {
+                let ($ff, $fi) = fns(|v| 1.0 / v.sqrt(), float_only);
+                $body
+            }
+            UnaryOp::Sin => {
+                let ($ff, $fi) = fns(f32::sin, float_only);
+                $body
+            }
+            UnaryOp::Cos => {
+                let ($ff, $fi) = fns(f32::cos, float_only);
+                $body
+            }
+            UnaryOp::Tanh => {
+                let ($ff, $fi) = fns(f32::tanh, float_only);
+                $body
+            }
+            UnaryOp::Sigmoid => {
+                let ($ff, $fi) = fns(sigmoid, float_only);
+                $body
+            }
+            UnaryOp::Silu => {
+                let ($ff, $fi) = fns(|v| v * sigmoid(v), float_only);
+                $body
+            }
+            UnaryOp::Erf => {
+                let ($ff, $fi) = fns(libm::erff, float_only);
+                $body
+            }
+            UnaryOp::Floor => {
+                let ($ff, $fi) = fns(f32::floor, float_only);
+                $body
+            }
+            UnaryOp::Ceil => {
+                let ($ff, $fi) = fns(f32::ceil, float_only);
+                $body
+            }
+            UnaryOp::Round => {
+                let ($ff, $fi) = fns(f32::round_ties_even, float_only);
+                $body
+            }
+            UnaryOp::Trunc => {
+                let ($ff, $fi) = fns(f32::trunc, float_only);
+                $body
+            }
+            UnaryOp::Sign => {
+                let ($ff, $fi) = fns(
+                    |v| {
+                        if v > 0.0 {
+                            1.0
+                        } else if v < 0.0 {
+                            -1.0
+                        } else if v.is_nan() {
+                            v
+                        } else {
+                            0.0
+                        }
+                    },
+                    i64::signum,
+                );
+                $body
+            }
+            UnaryOp::Reciprocal => {
+                let ($ff, $fi) = fns(|v| 1.0 / v, float_only);
+                $body
+            }
+            UnaryOp::Log1p => {
+                let ($ff, $fi) = fns(f32::ln_1p, float_only);
+                $body
+            }
+            UnaryOp::Expm1 => {
+                let ($ff, $fi) = fns(f32::exp_m1, float_only);
+                $body
+            }
+            UnaryOp::Tan => {
+                let ($ff, $fi) = fns(f32::tan, float_only);
+                $body
+            }
+            UnaryOp::Atan => {
+                let ($ff, $fi) = fns(f32::atan, float_only);
+                $body
+            }
+            UnaryOp::Asin => {
+                let ($ff, $fi) = fns(f32::asin, float_only);
+                $body
+            }
+            UnaryOp::Acos => {
+                let ($ff, $fi) = fns(f32::acos, float_only);
+                $body
+            }
+            UnaryOp::Sinh => {
+                let ($ff, $fi) = fns(f32::sinh, float_only);
+                $body
+            }
+            UnaryOp::Cosh => {
+                let ($ff, $fi) = fns(f32::cosh, float_only);
+                $body
+            }
+            // In f64 and rounded once: the f32 forms lose accuracy near 1 (acosh) and 0.
+            UnaryOp::Asinh => {
+                let ($ff, $fi) = fns(|v| (v as f64).asinh() as f32, float_only);
+                $body
+            }
+            UnaryOp::Acosh => {
+                let ($ff, $fi) = fns(|v| (v as f64).acosh() as f32, float_only);
+                $body
+            }
+            UnaryOp::Atanh => {
+                let ($ff, $fi) = fns(|v| (v as f64).atanh() as f32, float_only);
+                $body
+            }
+            // x * (t / 6): x * t would overflow for x near the largest finite value.
+            UnaryOp::Hardswish => {
+                let ($ff, $fi) = fns(|v| v * ((v + 3.0).clamp(0.0, 6.0) / 6.0), float_only);
+                $body
+            }
+            UnaryOp::BitwiseNot => {
+                let ($ff, $fi) = fns(|v| v, |v| !v);
+                $body
+            }
+        }
+    }};
 }
 
 /// Plain unary ops.
 pub(crate) fn unary(call: &OpCall, op: UnaryOp) -> Result<Box<Body>> {
     let dtype = input_dtype(call);
-    let (ff, fi) = unary_fns(op);
-    Ok(Box::new(move |b: &Bound| {
+    Ok(with_unary_fns!(op, |ff, fi| Box::new(move |b: &Bound| {
         map_unary(dtype, b.input(0)?, b.out(0), ff, fi)
-    }))
+    })))
 }
 
 /// `isnan`, `isinf`, `isfinite`, `logical_not`: bool results for any dtype.
@@ -651,13 +756,40 @@ fn generate(out: &TView, value: impl Fn(usize) -> Val + Sync) -> Result<()> {
     })
 }
 
+/// Writes `value` to every element of `out`: converted once (as [`store`] converts), then
+/// copied, when the layout is contiguous.
+fn splat(out: &TView, value: Val) -> Result<()> {
+    fn fill<T: Copy>(out: &TView) {
+        // SAFETY: a contiguous output of a validated call, with at least one element, whose
+        // first element was just written; T has the dtype's size.
+        unsafe {
+            if let Some(s) = out.slice_mut::<T>() {
+                let first = s[0];
+                s.fill(first);
+            }
+        }
+    }
+    if out.desc.numel() == 0 || !out.desc.is_contiguous() {
+        return generate(out, |_| value);
+    }
+    // SAFETY: the output's first element, at its offset.
+    unsafe { store(out, out.desc.offset, value) };
+    match out.desc.dtype.size_in_bytes() {
+        1 => fill::<u8>(out),
+        2 => fill::<u16>(out),
+        4 => fill::<u32>(out),
+        _ => fill::<u64>(out),
+    }
+    Ok(())
+}
+
 /// `fill`, `arange`, `copy`, `cast`.
 pub(crate) fn movement(call: &OpCall) -> Result<Box<Body>> {
     let a = attrs(call)?;
     Ok(match call.op.as_str() {
         "fill" => {
             let value = a.float("value")?;
-            Box::new(move |b: &Bound| generate(b.out(0), |_| Val::F(value)))
+            Box::new(move |b: &Bound| splat(b.out(0), Val::F(value)))
         }
         "arange" => {
             let (start, step) = (a.float("start")?, a.float("step")?);

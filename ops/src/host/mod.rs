@@ -135,7 +135,11 @@ fn work(call: &OpCall) -> Result<u64> {
         | Op::Conv1dBackwardWeight
         | Op::Conv2dBackwardWeight => {
             // The geometric mean of the three sides of the product: exact for a 1x1 kernel.
-            let sides = [numel(input(0)), numel(input(1)), numel(call.outputs.first())];
+            let sides = [
+                numel(input(0)),
+                numel(input(1)),
+                numel(call.outputs.first()),
+            ];
             let volume = sides.iter().map(|&n| n as f64).product::<f64>();
             volume.sqrt().min(u64::MAX as f64) as u64
         }

@@ -292,12 +292,7 @@ fn reduce_runs(
     if !matches!(kind, Kind::Sum | Kind::Mean | Kind::Max | Kind::Min) {
         return None;
     }
-    // The trailing axes that make one contiguous run.
-    let (mut d, mut run) = (shape.len(), 1usize);
-    while d > 0 && (shape[d - 1] == 1 || strides[d - 1] == run) {
-        run *= shape[d - 1];
-        d -= 1;
-    }
+    let (d, run) = contiguous_run(shape, strides);
     if run < 8 {
         return None;
     }
@@ -325,6 +320,51 @@ fn reduce_runs(
         j += len;
     }
     Some(acc)
+}
+
+/// The trailing axes of a reduction that make one contiguous run: the number of axes before
+/// them, and the run's length.
+fn contiguous_run(shape: &[usize], strides: &[usize]) -> (usize, usize) {
+    let (mut d, mut run) = (shape.len(), 1usize);
+    while d > 0 && (shape[d - 1] == 1 || strides[d - 1] == run) {
+        run *= shape[d - 1];
+        d -= 1;
+    }
+    (d, run)
+}
+
+/// Float sums (or means) whose reduced elements do not lie in runs: one pass over `x` in its
+/// index order, adding each element to its output's f64 sum, so that each sum takes its
+/// elements in the order [`reduce_block`] does. `outs` sums in the output's index order.
+fn sums_by_pass(x: &TView, axes: &[usize], outs: usize) -> Option<Vec<f64>> {
+    // Each axis's stride in the output's index space (0 for a reduced axis).
+    let mut acc_strides = vec![0usize; x.desc.rank()];
+    let mut step = 1;
+    for d in (0..x.desc.rank()).rev() {
+        if !axes.contains(&d) {
+            acc_strides[d] = step;
+            step *= x.desc.shape[d];
+        }
+    }
+    let mut sums = vec![0f64; outs];
+    let mut pass = |f: &dyn Fn(usize) -> f64| {
+        walk(
+            &x.desc.shape,
+            [&x.desc.strides, &acc_strides],
+            [x.desc.offset, 0],
+            0..x.desc.numel(),
+            |_, [xo, at]| sums[at] += f(xo),
+        )
+    };
+    // SAFETY (each arm): offsets come from x's layout, read as its dtype.
+    match x.desc.dtype {
+        DType::F32 => pass(&|o| unsafe { x.get::<f32>(o) } as f64),
+        DType::F64 => pass(&|o| unsafe { x.get::<f64>(o) }),
+        DType::F16 => pass(&|o| unsafe { x.get::<f16>(o) }.to_f64()),
+        DType::BF16 => pass(&|o| unsafe { x.get::<bf16>(o) }.to_f64()),
+        _ => return None,
+    }
+    Some(sums)
 }
 
 /// Adds one contiguous run of float elements to a sum, mean, maximum or minimum.
@@ -382,6 +422,25 @@ fn reduction(call: &OpCall, kind: Kind) -> Result<Box<Body>> {
         }
         let count: usize = red_shape.iter().product();
         let outs = out.desc.numel();
+        if matches!(kind, Kind::Sum | Kind::Mean) && contiguous_run(&red_shape, &red_strides).1 < 8
+        {
+            if let Some(sums) = sums_by_pass(x, &axes, outs) {
+                let n = if kind == Kind::Mean {
+                    count as f64
+                } else {
+                    1.0
+                };
+                walk(
+                    &out.desc.shape,
+                    [&out.desc.strides],
+                    [out.desc.offset],
+                    0..outs,
+                    // SAFETY: the offset comes from the output's layout.
+                    |i, [ob]| unsafe { store(out, ob, Val::F(sums[i] / n)) },
+                );
+                return Ok(());
+            }
+        }
         if outs < super::layout::threads() && count >= 2 * GRAIN {
             // Few outputs, long reductions: split each reduction and merge the parts in order.
             let mut base_offsets = Vec::with_capacity(outs);

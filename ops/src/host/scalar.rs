@@ -16,6 +16,7 @@ pub(crate) enum Val {
 ///
 /// # Safety
 /// `off` must be an element offset of `v`'s layout (see [`TView::ptr`]).
+#[inline]
 pub(crate) unsafe fn load(v: &TView, off: usize) -> Val {
     // SAFETY: the caller's contract; each arm reads the dtype's storage type.
     unsafe {
@@ -39,6 +40,7 @@ pub(crate) unsafe fn load(v: &TView, off: usize) -> Val {
 ///
 /// # Safety
 /// `off` must be an element offset of the output view `v` (see [`TView::set`]).
+#[inline]
 pub(crate) unsafe fn store(v: &TView, off: usize, x: Val) {
     // SAFETY: the caller's contract; each arm writes the dtype's storage type.
     unsafe {
