@@ -163,6 +163,10 @@ pub enum Values {
     Wide,
     /// Normal values mixed with NaN, +-Inf, -0.0, +0.0 and subnormals.
     Special,
+    /// `Special` without the largest finite value: for products accumulated in f32 (f32 and
+    /// bf16 inputs), where a product or partial sum that overflows the accumulator is Inf or NaN
+    /// by the order and fusing of the accumulation, which the contract leaves open.
+    SpecialInRange,
     /// Few distinct values, so that ties happen.
     Ties,
     /// Integers in [-100, 100] (u8: [0, 255]).
@@ -283,6 +287,7 @@ fn values_tag(v: Values) -> &'static str {
         Values::Shifts => "shifts",
         Values::Wide => "wide",
         Values::Special => "special",
+        Values::SpecialInRange => "special_in_range",
         Values::Ties => "ties",
         Values::IntSmall => "small",
         Values::IntExtreme => "extreme",

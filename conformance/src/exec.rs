@@ -136,7 +136,8 @@ fn draw(spec: &InputSpec, rng: &mut Rng) -> RefData {
                 Values::Scales => rng.uniform(-1.0 / 64.0, 1.0 / 64.0),
                 Values::Wide => rng.uniform(-60000.0, 60000.0),
                 Values::Ties => [-1.0, 0.0, 0.5, 2.0][rng.below(4)],
-                Values::Special if rng.unit() < 0.3 => {
+                Values::Special | Values::SpecialInRange if rng.unit() < 0.3 => {
+                    let in_range = spec.values == Values::SpecialInRange;
                     let specials = [
                         f64::NAN,
                         f64::INFINITY,
@@ -147,7 +148,8 @@ fn draw(spec: &InputSpec, rng: &mut Rng) -> RefData {
                         -smallest_subnormal(d),
                         finite_extreme(d),
                     ];
-                    specials[rng.below(specials.len())]
+                    let choices = specials.len() - in_range as usize;
+                    specials[rng.below(choices)]
                 }
                 _ => rng.uniform(-2.0, 2.0),
             }
