@@ -23,6 +23,7 @@ mod conv;
 mod measure;
 mod ops;
 mod options;
+mod ort;
 mod peers;
 mod quant;
 mod raw;
@@ -84,7 +85,8 @@ Ops (f32):
             weight-only quantized matmul at batch 1: x 1 x 4096 against int8 or packed int4
             weights 4096 x 4096 in groups of 128, alternating with f32 matmul of the same shape
   dispatch  latency of a one-element add through the op layer, submission to completion, host
-            clock
+            clock; with --peers on the CPU side by side with onnxruntime's one-element Add
+            through run_with_iobinding (scripts/ort-add-peer.py, timed by the peer)
   launch    latency of a tiny kernel (one-element add in the device's own dialect: OpenCL C,
             WGSL or CUDA C) compiled with Device::compile and run with Queue::launch, submission
             to completion, host clock

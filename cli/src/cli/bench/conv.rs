@@ -2,13 +2,11 @@
 //! onnxruntime's CPU Conv (`scripts/ort-conv-peer.py`, run by `python3` with the `onnxruntime`
 //! and `onnx` packages) on the same inputs, on as many threads as the host has cores.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-
 use anyaccel::hal::{AttrValue, Tensor};
 
 use super::measure::{check_failed, guarded, measure, new_entry, record, record_peer, values, Ctx};
 use super::options::BenchOp;
+use super::ort::OrtPeer;
 use super::report::OpBench;
 
 /// The peer's script, written next to its inputs when it runs.
@@ -24,94 +22,6 @@ pub(super) const LAYERS: [Layer; 4] = [
     ("res3 3x3 stride 2", [8, 128, 56, 56], 128, 3, 2, 1),
     ("res4 3x3", [8, 256, 14, 14], 256, 3, 1, 1),
 ];
-
-/// onnxruntime in a child process, driven line by line.
-struct OrtPeer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    dir: std::path::PathBuf,
-    version: String,
-}
-
-impl OrtPeer {
-    fn start(x: &[f32], w: &[f32], args: [usize; 10]) -> Result<OrtPeer, String> {
-        let dir = std::env::temp_dir().join(format!("anyaccel-ort-peer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let bytes = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
-        let write = |name: &str, data: &[u8]| {
-            std::fs::write(dir.join(name), data).map_err(|e| format!("{name}: {e}"))
-        };
-        write("x.f32", &bytes(x))?;
-        write("w.f32", &bytes(w))?;
-        write("peer.py", PEER_SCRIPT.as_bytes())?;
-        let mut cmd = Command::new("python3");
-        cmd.arg(dir.join("peer.py")).arg(&dir);
-        for a in args {
-            cmd.arg(a.to_string());
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("python3: {e}"))?;
-        let stdin = child.stdin.take().ok_or("python3: no stdin")?;
-        let mut stdout = BufReader::new(child.stdout.take().ok_or("python3: no stdout")?);
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .map_err(|e| format!("python3: {e}"))?;
-        if !line.starts_with("ready") {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            let _ = child.wait();
-            let last = err.lines().last().unwrap_or("no message").to_string();
-            return Err(format!(
-                "onnxruntime peer did not start (pip install onnxruntime onnx): {last}"
-            ));
-        }
-        let version = line.trim().trim_start_matches("ready ").to_string();
-        Ok(OrtPeer {
-            child,
-            stdin,
-            stdout,
-            dir,
-            version,
-        })
-    }
-
-    fn ask(&mut self, cmd: &str, want: &str) -> Result<(), String> {
-        writeln!(self.stdin, "{cmd}").map_err(|e| format!("onnxruntime peer: {e}"))?;
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .map_err(|e| format!("onnxruntime peer: {e}"))?;
-        if line.trim() != want {
-            return Err(format!("onnxruntime peer answered `{}`", line.trim()));
-        }
-        Ok(())
-    }
-
-    fn output(&mut self) -> Result<Vec<f32>, String> {
-        self.ask("save", "saved")?;
-        let raw = std::fs::read(self.dir.join("out.f32")).map_err(|e| e.to_string())?;
-        Ok(raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    }
-}
-
-impl Drop for OrtPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 pub(super) fn bench_conv(ctx: &Ctx, layer: usize) -> OpBench {
     let (name, [n, c, h, w], o, k, stride, pad) = LAYERS[layer % LAYERS.len()];
@@ -132,10 +42,12 @@ pub(super) fn bench_conv(ctx: &Ctx, layer: usize) -> OpBench {
         let flops = 2.0 * (n * o * oh * ow * c * k * k) as f64;
         let mut peer = if ctx.peers.is_some() {
             let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+            let bytes = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+            let args = [n, c, h, w, o, k, k, stride, pad, threads].map(|a| a.to_string());
             Some(OrtPeer::start(
-                &hx,
-                &hw,
-                [n, c, h, w, o, k, k, stride, pad, threads],
+                PEER_SCRIPT,
+                &[("x.f32", bytes(&hx)), ("w.f32", bytes(&hw))],
+                &args,
             ))
         } else {
             None
@@ -161,7 +73,10 @@ pub(super) fn bench_conv(ctx: &Ctx, layer: usize) -> OpBench {
         match (peer.as_mut(), peer_result) {
             (Some(Ok(p)), Some(result)) => {
                 let version = p.version.clone();
-                let check = p.output().and_then(|theirs| compare(&got, &theirs));
+                let check = p
+                    .ask("save", "saved")
+                    .and_then(|()| p.read_f32("out.f32"))
+                    .and_then(|theirs| compare(&got, &theirs));
                 match check {
                     Ok(()) => {
                         record_peer(entry, &format!("{version} Conv"), result, Some(flops), None)

@@ -10,9 +10,10 @@ use super::measure::{
     values, Ctx, PeerRun,
 };
 use super::options::BenchOp;
+use super::ort::OrtPeer;
 use super::peers::{self, OpenBlas};
 use super::report::OpBench;
-use super::stats::{time_on_host, time_on_queue, BenchResult, Clock};
+use super::stats::{time_on_host, time_on_queue, BenchResult, Clock, Samples};
 use super::tiny;
 use super::{LATENCY_ROUNDS, MAX_DISPATCH_REPS, SOFTMAX_COLS};
 
@@ -320,9 +321,78 @@ pub(super) fn bench_dispatch(ctx: &Ctx) -> OpBench {
         let b = ctx.tensor(&[tiny::B], &[1])?;
         let c = ctx.empty(&[1])?;
         let q = &*ctx.queue;
+        if ctx.peers_requested && ctx.device.info().backend == "cpu" {
+            return dispatch_against_ort(ctx, entry, || anyaccel::ops::add_into(q, &a, &b, &c), &c);
+        }
         latency(ctx, entry, || anyaccel::ops::add_into(q, &a, &b, &c), &c)
     });
     entry
+}
+
+/// The peer of the CPU's dispatch latency: onnxruntime's one-element Add through
+/// `run_with_iobinding` (`scripts/ort-add-peer.py`), timed by the peer per run and measured in
+/// blocks that alternate with ours, as many runs a block as ours took.
+fn dispatch_against_ort(
+    ctx: &Ctx,
+    entry: &mut OpBench,
+    mut ours: impl FnMut() -> BenchResult<()>,
+    c: &Tensor,
+) -> BenchResult<()> {
+    const SCRIPT: &str = include_str!("../../../../scripts/ort-add-peer.py");
+    let block = ctx
+        .budget
+        .with_max_reps(MAX_DISPATCH_REPS)
+        .scaled(1.0 / LATENCY_ROUNDS as f64);
+    let mut peer = OrtPeer::start(SCRIPT, &[], &[tiny::A.to_string(), tiny::B.to_string()]);
+    let mut mine = Samples::new(Vec::new());
+    let mut theirs = Ok(Samples::new(Vec::new()));
+    for _ in 0..LATENCY_ROUNDS {
+        let s = time_on_queue(&*ctx.queue, Clock::Host, block, &mut ours)?;
+        let reps = s.len();
+        mine.extend(s);
+        if let (Ok(p), Ok(t)) = (&mut peer, &mut theirs) {
+            let times = p.line(&format!("time {reps}")).and_then(|line| {
+                line.split_whitespace()
+                    .map(|v| v.parse::<f64>().map(|ns| ns * 1e-9))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("onnxruntime peer: {e} in `{line}`"))
+            });
+            match times {
+                Ok(v) if v.len() == reps => t.extend(Samples::new(v)),
+                Ok(v) => {
+                    theirs = Err(format!(
+                        "onnxruntime peer: {} times, expected {reps}",
+                        v.len()
+                    ))
+                }
+                Err(e) => theirs = Err(e),
+            }
+        }
+    }
+    record(entry, &mine, Clock::Host, None, None);
+    let got = c.to_vec::<f32>(&*ctx.queue)?;
+    if got != [tiny::C] {
+        return Err(check_failed(
+            &entry.op,
+            format!("{got:?}, expected [{}]", tiny::C),
+        ));
+    }
+    let (name, result) = match peer {
+        Ok(mut p) => {
+            let name = format!("{} Add (run_with_iobinding)", p.version);
+            let checked = theirs.and_then(|t| match p.line("value")?.parse::<f32>() {
+                Ok(v) if v == tiny::C => Ok(t),
+                other => Err(format!(
+                    "onnxruntime computed {other:?}, expected {}",
+                    tiny::C
+                )),
+            });
+            (name, checked)
+        }
+        Err(e) => ("onnxruntime Add".to_string(), Err(e)),
+    };
+    record_peer(entry, &name, result, None, None);
+    Ok(())
 }
 
 pub(super) fn bench_launch(ctx: &Ctx) -> OpBench {
