@@ -18,4 +18,4 @@ mod queue;
 
 pub use device::{CpuBackend, CpuDevice, CpuKernel};
 pub use memory::{CpuMemory, ReleaseFn, ALIGN, EXTERNAL_ALIGN};
-pub use queue::{CpuEvent, CpuQueue};
+pub use queue::{CpuEvent, CpuQueue, INLINE_WORK};

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use anyaccel_cpu::CpuBackend;
+use anyaccel_cpu::{CpuBackend, INLINE_WORK};
 use anyaccel_hal::{
-    Device, Error, ErrorCode, HostArg, HostKernel, KernelArg, KernelSource, LaunchDims,
+    host_serial, Device, Error, ErrorCode, HostArg, HostKernel, KernelArg, KernelSource, LaunchDims,
 };
 
 fn cpu() -> Option<Arc<dyn Device>> {
@@ -26,7 +26,9 @@ fn launch_is_asynchronous_and_errors_stick() {
         })))
         .unwrap();
     // If launch waited for the kernel, this would deadlock: the kernel waits for this thread.
-    q.launch(&slow, LaunchDims::linear(1), &[]).unwrap();
+    // (A launch as large as INLINE_WORK goes to the queue's thread.)
+    q.launch(&slow, LaunchDims::linear(INLINE_WORK), &[])
+        .unwrap();
     let event = q.record_event().unwrap();
     assert!(!event.is_done());
     gate.wait();
@@ -117,4 +119,112 @@ fn buffers_of_another_device_are_rejected() {
         e.message().contains("cpu:1") && e.message().contains("cpu:0"),
         "{e}"
     );
+}
+
+/// A host kernel that records whether it ran serially, on which thread, and then writes `value`
+/// to the first byte of its argument, after `delay`.
+fn marker(
+    device: &dyn Device,
+    value: u8,
+    delay: std::time::Duration,
+    seen: Arc<std::sync::Mutex<Vec<(u8, bool, std::thread::ThreadId)>>>,
+) -> Arc<dyn anyaccel_hal::Kernel> {
+    device
+        .compile(&KernelSource::Host(HostKernel::new("marker", move |l| {
+            std::thread::sleep(delay);
+            seen.lock()
+                .unwrap()
+                .push((value, host_serial(), std::thread::current().id()));
+            let HostArg::Mem(m) = l.args[0] else {
+                return Err(Error::internal("marker: expected memory"));
+            };
+            // SAFETY: the launch's one-byte (or larger) buffer view.
+            unsafe { m.as_ptr().write(value) };
+            Ok(())
+        })))
+        .unwrap()
+}
+
+#[test]
+fn small_commands_on_an_idle_queue_run_at_once_and_in_order_behind_pending_ones() {
+    let device = cpu().unwrap();
+    let q = device.create_queue().unwrap();
+    let b = device.alloc(4).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let arg = [KernelArg::Buffer(b.whole())];
+    let short = std::time::Duration::ZERO;
+    // Idle queue, small launch: done, serially, on this thread, when launch returns.
+    let small = marker(&*device, 1, short, seen.clone());
+    q.launch(&small, LaunchDims::linear(1), &arg).unwrap();
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [(1, true, std::thread::current().id())]
+    );
+    // A large launch goes to the queue's thread and the worker pool; small commands behind it
+    // wait for it, whatever their size.
+    let large = marker(
+        &*device,
+        2,
+        std::time::Duration::from_millis(50),
+        seen.clone(),
+    );
+    q.launch(&large, LaunchDims::linear(INLINE_WORK), &arg)
+        .unwrap();
+    let small3 = marker(&*device, 3, short, seen.clone());
+    q.launch(&small3, LaunchDims::linear(1), &arg).unwrap();
+    q.fill(&b.view(1, 3).unwrap(), &[7]).unwrap();
+    let mut out = [0u8; 4];
+    q.read(&b.whole(), &mut out).unwrap();
+    assert_eq!(
+        out,
+        [3, 7, 7, 7],
+        "the small launch ran before the large one"
+    );
+    let seen = seen.lock().unwrap();
+    let order: Vec<u8> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(order, [1, 2, 3]);
+    assert!(!seen[1].1, "the large launch ran serially");
+    assert_ne!(seen[1].2, std::thread::current().id());
+    assert_ne!(
+        seen[2].2,
+        std::thread::current().id(),
+        "ran ahead of the queue"
+    );
+}
+
+#[test]
+fn waiting_on_a_pending_event_never_blocks_the_caller() {
+    let device = cpu().unwrap();
+    let (a, b) = (
+        device.create_queue().unwrap(),
+        device.create_queue().unwrap(),
+    );
+    let buf = device.alloc(4).unwrap();
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let g = gate.clone();
+    let slow = device
+        .compile(&KernelSource::Host(HostKernel::new("gate", move |_| {
+            g.wait();
+            Ok(())
+        })))
+        .unwrap();
+    b.launch(&slow, LaunchDims::linear(INLINE_WORK), &[])
+        .unwrap();
+    let event = b.record_event().unwrap();
+    // Queue a waits for b's event on its own thread: this call returns at once, and a's later
+    // commands wait behind it (if either waited here, the test would deadlock).
+    a.wait_event(&event).unwrap();
+    a.fill(&buf.whole(), &[4]).unwrap();
+    let after = a.record_event().unwrap();
+    assert!(!after.is_done(), "a's commands ran before b's event");
+    gate.wait();
+    after.wait().unwrap();
+    let mut out = [0u8; 4];
+    a.read(&buf.whole(), &mut out).unwrap();
+    assert_eq!(out, [4; 4]);
+    // An event that has completed costs no wait: a's next commands run at once again.
+    a.wait_event(&event).unwrap();
+    a.fill(&buf.whole(), &[6]).unwrap();
+    let now = a.record_event().unwrap();
+    assert!(now.is_done());
 }
