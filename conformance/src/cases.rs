@@ -381,7 +381,9 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Binary, _) => binary_cases(&mut b, def, false),
             (OpKind::Compare, _) => binary_cases(&mut b, def, true),
             (OpKind::Select, _) => where_cases(&mut b, def.dtypes),
-            (OpKind::Reduction, op @ ("cumsum" | "cumprod")) => line_cases(&mut b, op, def.dtypes),
+            (OpKind::Reduction, op @ ("cumsum" | "cumprod" | "cummax" | "cummin")) => {
+                line_cases(&mut b, op, def.dtypes)
+            }
             (OpKind::Reduction, "topk") => topk_cases(&mut b, def.dtypes),
             (OpKind::Reduction, op @ ("sort" | "argsort")) => sort_cases(&mut b, op, def.dtypes),
             (OpKind::Reduction, op) => reduction_cases(&mut b, op, def.dtypes),

@@ -136,6 +136,7 @@ pub fn run(
         Op::Clamp => one(elementwise::clamp(call)),
         Op::Reduce(_) => one(reduce::reduce(call)),
         Op::Cumsum | Op::Cumprod => one(reduce::cumsum(call)),
+        Op::Cummax | Op::Cummin => one(reduce::cumextreme(call)),
         Op::Topk | Op::Sort | Op::Argsort => reduce::topk(call),
         Op::Softmax | Op::LogSoftmax => one(nn::softmax(call)),
         Op::LayerNorm => one(nn::layer_norm(call)),

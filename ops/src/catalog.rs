@@ -307,6 +307,8 @@ pub enum Op {
     Reduce(ReduceOp),
     Cumsum,
     Cumprod,
+    Cummax,
+    Cummin,
     Topk,
     Sort,
     Argsort,
@@ -631,6 +633,8 @@ const REDUCE: &[AttrDef] = &[
     flag("keepdim", false),
 ];
 const SCAN: &[AttrDef] = &[AXIS, flag("exclusive", false), flag("reverse", false)];
+/// A running maximum or minimum has no empty prefix to start from: no `exclusive`.
+const SCAN_EXTREME: &[AttrDef] = &[AXIS, flag("reverse", false)];
 const REDUCE_CORRECTION: &[AttrDef] = &[
     AttrDef::new("axes", IntsA, Rule("every axis")),
     flag("keepdim", false),
@@ -907,6 +911,8 @@ fn build() -> Vec<OpDef> {
     v.extend([
         def("cumsum", K::Reduction, Op::Cumsum, X, OUT, SCAN, NUM),
         def("cumprod", K::Reduction, Op::Cumprod, X, OUT, SCAN, NUM),
+        def("cummax", K::Reduction, Op::Cummax, X, OUT, SCAN_EXTREME, NUM),
+        def("cummin", K::Reduction, Op::Cummin, X, OUT, SCAN_EXTREME, NUM),
         def(
             "topk",
             K::Reduction,

@@ -490,7 +490,7 @@ pub fn plan(
             }
             vec![shape]
         }
-        Op::Cumsum | Op::Cumprod => {
+        Op::Cumsum | Op::Cumprod | Op::Cummax | Op::Cummin => {
             attrs.axis("axis", None, x(0).rank())?;
             vec![x(0).shape.clone()]
         }

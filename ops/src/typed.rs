@@ -595,10 +595,15 @@ pub enum Scan {
     Sum,
     /// `cumprod`.
     Prod,
+    /// `cummax`.
+    Max,
+    /// `cummin`.
+    Min,
 }
 
-/// A running sum or product along `axis`; `exclusive` leaves each element out of its own
-/// output, `reverse` runs from the end.
+/// A running sum, product, maximum or minimum along `axis`; `exclusive` leaves each element out
+/// of its own output (sums and products only: an empty prefix has no maximum), `reverse` runs
+/// from the end.
 pub fn scan(
     q: &dyn Queue,
     kind: Scan,
@@ -610,12 +615,17 @@ pub fn scan(
     let op = match kind {
         Scan::Sum => "cumsum",
         Scan::Prod => "cumprod",
+        Scan::Max => "cummax",
+        Scan::Min => "cummin",
     };
-    let attrs = [
+    let mut attrs = vec![
         attr("axis", AttrValue::Int(axis)),
-        attr("exclusive", AttrValue::Int(exclusive as i64)),
         attr("reverse", AttrValue::Int(reverse as i64)),
     ];
+    if matches!(kind, Scan::Sum | Scan::Prod) || exclusive {
+        // `cummax` and `cummin` refuse it, naming the attribute.
+        attrs.push(attr("exclusive", AttrValue::Int(exclusive as i64)));
+    }
     call(q, op, &[Some(x)], &attrs).map(one)
 }
 
@@ -627,6 +637,16 @@ pub fn cumsum(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
 /// Running product along `axis`.
 pub fn cumprod(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
     scan(q, Scan::Prod, x, axis, false, false)
+}
+
+/// Running maximum along `axis`.
+pub fn cummax(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
+    scan(q, Scan::Max, x, axis, false, false)
+}
+
+/// Running minimum along `axis`.
+pub fn cummin(q: &dyn Queue, x: &Tensor, axis: i64) -> Result<Tensor> {
+    scan(q, Scan::Min, x, axis, false, false)
 }
 
 /// The `k` largest (or smallest) along `axis`, sorted: `(values, indices)`.

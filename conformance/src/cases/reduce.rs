@@ -123,6 +123,29 @@ pub(super) fn line_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
             }
         }
     }
+    // Running extremes: reverse, and ties (of equal values the later wins, which shows only
+    // in the sign of a zero).
+    if matches!(op, "cummax" | "cummin") {
+        for &d in dtypes {
+            for &(tag, shape, layout, axis) in &shapes[1..5] {
+                for v in value_classes(d, false).into_iter().chain([Values::Ties]) {
+                    b.push(
+                        op,
+                        d.name().into(),
+                        &[d],
+                        &format!("rev_{tag}.{}", values_tag(v)),
+                        vec![input(d, shape, layout, v)],
+                        vec![
+                            attr("axis", AttrValue::Int(axis)),
+                            attr("reverse", AttrValue::Int(1)),
+                        ],
+                        C,
+                        false,
+                    );
+                }
+            }
+        }
+    }
     // Scans: exclusive, reverse and both, along the last and a middle axis.
     if matches!(op, "cumsum" | "cumprod") {
         let flags: &[(&str, bool, bool)] = &[
@@ -156,7 +179,7 @@ pub(super) fn line_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     let d = dtypes[0];
     let (shape, v): (&[usize], Values) = match op {
         "cumsum" => (&[LARGE], Values::Positive),
-        "cumprod" => (&[LARGE], Values::Normal),
+        "cumprod" | "cummax" | "cummin" => (&[LARGE], Values::Normal),
         _ => (&[168, 100_000], Values::Normal),
     };
     b.push(

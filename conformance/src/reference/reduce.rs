@@ -342,6 +342,61 @@ pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
     }
 }
 
+/// `cummax` and `cummin` along `axis`: `out[..., i, ...]` is the largest (smallest) of
+/// `x[..., j, ...]` over `j <= i` (`j >= i` with reverse); after a NaN every output is NaN.
+pub(crate) fn cumextreme(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let x = call.input(0)?;
+    check_dtype(op, "x", x.dtype, &NUMERIC_DTYPES)?;
+    let axis = call.axis_attr("axis", None, x.rank())?;
+    let reverse = call.flag_attr("reverse", false)?;
+    let max = op == "cummax";
+    let lines = line_count(&x.shape, axis);
+    let positions = |line| {
+        let mut p = line_positions(&x.shape, axis, line);
+        if reverse {
+            p.reverse();
+        }
+        p
+    };
+    match &x.data {
+        RefData::F(v) => {
+            let mut out = vec![0.0; v.len()];
+            for line in 0..lines {
+                let mut best: Option<f64> = None;
+                for p in positions(line) {
+                    let e = v[p];
+                    // A NaN stays; of equal values the later one wins.
+                    let b = match best {
+                        Some(b) if b.is_nan() => b,
+                        Some(b) if !e.is_nan() && (if max { e < b } else { e > b }) => b,
+                        _ => e,
+                    };
+                    best = Some(b);
+                    out[p] = b;
+                }
+            }
+            RefTensor::from_f64(x.dtype, &x.shape, out)
+        }
+        RefData::I(v) => {
+            let mut out = vec![0; v.len()];
+            for line in 0..lines {
+                let mut best: Option<i64> = None;
+                for p in positions(line) {
+                    let e = v[p];
+                    let b = match best {
+                        Some(b) if (max && e < b) || (!max && e > b) => b,
+                        _ => e,
+                    };
+                    best = Some(b);
+                    out[p] = b;
+                }
+            }
+            RefTensor::from_i64(x.dtype, &x.shape, out)
+        }
+    }
+}
+
 /// Total order for topk: NaN above every number, NaNs equal to each other, -0 equal to +0.
 fn cmp_nan_greatest(a: f64, b: f64) -> Ordering {
     match (a.is_nan(), b.is_nan()) {

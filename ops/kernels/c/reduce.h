@@ -284,12 +284,42 @@ KERNEL void rd_rows(GLOBAL void* out, GLOBAL const X_ST* x, GLOBAL acc_v* part_v
 }
 #endif
 
-/* ---- cumsum, cumprod: one work-group per line, tiles of WG * CS_V elements ------------------
- * Options: CS_PROD (cumprod), CS_EXCLUSIVE, CS_REVERSE (0 or 1). The scan runs over cs_t
- * values: sums of floats in units of 2^-64 (SCALE_DOWN), float products as m * 2^e with m in
- * [0.5, 1) (no partial product overflows or underflows), integers wrapping in their width. */
+/* ---- cumsum, cumprod, cummax, cummin: one work-group per line, tiles of WG * CS_V elements --
+ * Options: CS_PROD (cumprod), CS_MAX (cummax), CS_MIN (cummin), CS_EXCLUSIVE, CS_REVERSE (0 or
+ * 1). The scan runs over cs_t values: sums of floats in units of 2^-64 (SCALE_DOWN), float
+ * products as m * 2^e with m in [0.5, 1) (no partial product overflows or underflows), integers
+ * wrapping in their width; extremes as a value and whether the prefix has one (so no identity
+ * is needed), a NaN winning for good. */
 #ifdef CS_LINES
-#if defined(CS_PROD) && X_FLOAT
+#if defined(CS_MAX) || defined(CS_MIN)
+typedef struct {
+    X_CT v;
+    int has;
+} cs_t;
+DEVICE cs_t cs_some(X_CT v, int has) {
+    cs_t r;
+    r.v = v;
+    r.has = has;
+    return r;
+}
+DEVICE cs_t cs_zero(void) { return cs_some((X_CT)0, 0); }
+/* a is the earlier part of the line, b the later; of equal values the later wins. */
+DEVICE cs_t cs_add(cs_t a, cs_t b) {
+    if (!b.has) return a;
+    if (!a.has) return b;
+#if X_FLOAT
+    if (a.v != a.v) return a;
+    if (b.v != b.v) return b;
+#endif
+#ifdef CS_MAX
+    return b.v >= a.v ? b : a;
+#else
+    return b.v <= a.v ? b : a;
+#endif
+}
+DEVICE cs_t cs_of(X_CT v) { return cs_some(v, 1); }
+DEVICE X_CT cs_out(cs_t v) { return v.v; }
+#elif defined(CS_PROD) && X_FLOAT
 typedef struct {
     float m;
     float e;

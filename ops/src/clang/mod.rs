@@ -465,7 +465,14 @@ pub(crate) fn launch(
             Err(crate::catalog::misrouted(&call.op))
         }
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&ctx, call),
-        Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
+        Op::Reduce(_)
+        | Op::Cumsum
+        | Op::Cumprod
+        | Op::Cummax
+        | Op::Cummin
+        | Op::Topk
+        | Op::Sort
+        | Op::Argsort => {
             reduce::launch(&ctx, call)
         }
         Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {

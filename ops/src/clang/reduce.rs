@@ -19,7 +19,7 @@ const TK_SELECT: usize = 16;
 
 pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
-        "cumsum" | "cumprod" => cumsum(ctx, call),
+        "cumsum" | "cumprod" | "cummax" | "cummin" => cumsum(ctx, call),
         "topk" | "sort" | "argsort" => topk(ctx, call),
         "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "prod" | "any" | "all"
         | "logsumexp" | "var" | "std" => reduction(ctx, call),
@@ -159,11 +159,15 @@ fn cumsum(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
         .flag("CS_LINES")
         .def("KRANK", k.rank())
         .def("WG", wg)
-        .def("CS_EXCLUSIVE", a.flag("exclusive", false)? as u8)
         .def("CS_REVERSE", a.flag("reverse", false)? as u8);
-    if op == "cumprod" {
-        spec = spec.flag("CS_PROD");
-    }
+    spec = match op {
+        "cumprod" => spec.flag("CS_PROD"),
+        "cummax" => spec.flag("CS_MAX"),
+        "cummin" => spec.flag("CS_MIN"),
+        _ => spec,
+    };
+    let exclusive = matches!(op, "cumsum" | "cumprod") && a.flag("exclusive", false)?;
+    spec = spec.def("CS_EXCLUSIVE", exclusive as u8);
     let spec = dtype_defs(spec, "X", x.dtype());
     let args = [
         buf(out),

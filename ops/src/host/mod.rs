@@ -164,7 +164,14 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         }
         Op::Binary(b) => elementwise::binary(call, b)?,
         Op::Compare(c) => elementwise::compare(call, c)?,
-        Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
+        Op::Reduce(_)
+        | Op::Cumsum
+        | Op::Cumprod
+        | Op::Cummax
+        | Op::Cummin
+        | Op::Topk
+        | Op::Sort
+        | Op::Argsort => {
             reduce::kernel(call)?
         }
         Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {

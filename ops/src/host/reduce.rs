@@ -575,15 +575,15 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 },
             )
         }
-        "cumsum" | "cumprod" => {
+        "cumsum" | "cumprod" | "cummax" | "cummin" => {
             let attrs = Attrs::of(call)?;
             let axis = attrs.axis("axis", None, rank)?;
-            let exclusive = attrs.flag("exclusive", false)?;
             let reverse = attrs.flag("reverse", false)?;
-            let kind = if call.op == "cumprod" {
-                Kind::Prod
-            } else {
-                Kind::Sum
+            let (kind, exclusive) = match call.op.as_str() {
+                "cummax" => (Kind::Max, false),
+                "cummin" => (Kind::Min, false),
+                "cumprod" => (Kind::Prod, attrs.flag("exclusive", false)?),
+                _ => (Kind::Sum, attrs.flag("exclusive", false)?),
             };
             Ok(Box::new(move |b: &Bound| {
                 let (x, out) = (b.input(0)?, b.out(0));

@@ -144,7 +144,14 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
             Err(crate::catalog::misrouted(&call.op))
         }
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&cx, call),
-        Op::Reduce(_) | Op::Cumsum | Op::Cumprod | Op::Topk | Op::Sort | Op::Argsort => {
+        Op::Reduce(_)
+        | Op::Cumsum
+        | Op::Cumprod
+        | Op::Cummax
+        | Op::Cummin
+        | Op::Topk
+        | Op::Sort
+        | Op::Argsort => {
             reduce::launch(&cx, call)
         }
         Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {

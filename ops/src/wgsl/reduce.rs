@@ -45,7 +45,7 @@ fn order_section(dtype: DType) -> Result<String> {
 /// Runs one reduction-family op.
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
-        "cumsum" | "cumprod" => cumsum(cx, call),
+        "cumsum" | "cumprod" | "cummax" | "cummin" => cumsum(cx, call),
         "topk" | "sort" | "argsort" => topk(cx, call),
         "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "prod" | "any" | "all"
         | "logsumexp" | "var" | "std" => reduce(cx, call),
@@ -326,21 +326,40 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let (sum_acc, sum_out) = sum_of(cx, dt);
     let prod = op == "cumprod";
     let float_prod = prod && dt.is_float();
+    let extreme = matches!(op, "cummax" | "cummin");
     // The scan's type, its identity, combination, element and stored value.
-    let (acc, zero, add, of, out_conv) = if float_prod {
+    let (acc, zero, add, of, out_conv) = if extreme {
+        // The identity is the dtype's lowest (highest) value; a NaN wins for good, and of equal
+        // values the later one.
+        let max = op == "cummax";
+        let (ident, keep_b) = match (dt, max) {
+            (DType::I32, true) => ("-2147483647 - 1", "b >= a"),
+            (DType::I32, false) => ("2147483647", "b <= a"),
+            (DType::I64, true) => ("-9223372036854775807li - 1li", "b >= a"),
+            (DType::I64, false) => ("9223372036854775807li", "b <= a"),
+            (_, true) => ("-inf_f32()", "b >= a || is_nan(b)"),
+            (_, false) => ("inf_f32()", "b <= a || is_nan(b)"),
+        };
+        let add = if dt.is_float() {
+            format!("select(select(a, b, {keep_b}), a, is_nan(a))")
+        } else {
+            format!("select(a, b, {keep_b})")
+        };
+        (x_ty, ident, add, "x", sum_out)
+    } else if float_prod {
         (
             "vec2<f32>",
             "vec2<f32>(1.0, 0.0)",
-            "prod_merge(a, b)",
+            "prod_merge(a, b)".to_string(),
             "prod_one(x)",
             "prod_final",
         )
     } else if prod {
         let one = if dt == DType::I64 { "1li" } else { "1" };
-        (sum_acc, one, "a * b", "x", sum_out)
+        (sum_acc, one, "a * b".to_string(), "x", sum_out)
     } else {
         let of = if dt.is_float() { "$ACC(x)" } else { "x" };
-        (sum_acc, zero, "a + b", of, sum_out)
+        (sum_acc, zero, "a + b".to_string(), of, sum_out)
     };
     let size = if matches!(acc, "f64" | "i64" | "vec2<f32>") {
         8
@@ -355,9 +374,10 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             "false"
         })
     };
-    let (excl, rev) = (flag("exclusive")?, flag("reverse")?);
+    let excl = if extreme { "false" } else { flag("exclusive")? };
+    let rev = flag("reverse")?;
     let common = section(REDUCE, "cumsum_common")?
-        .replace("$ADD", add)
+        .replace("$ADD", &add)
         .replace("$OF", of)
         .replace("$REV", rev)
         .replace("$ACC", acc)
