@@ -22,7 +22,7 @@ const char *const ref_native_ops[] = {
     "softplus_backward", "elu_backward", "leaky_relu_backward",
     "softmax_backward", "log_softmax_backward", "embedding_backward",
     "sum", "mean", "max", "min", "argmax", "argmin", "cumsum", "topk",
-    "prod", "any", "all", "logsumexp", "var", "std", "cumprod", "sort", "argsort",
+    "prod", "any", "all", "logsumexp", "var", "std", "cumprod", "cummax", "cummin", "sort", "argsort",
     "softmax", "log_softmax", "layer_norm", "rms_norm", "matmul", "rope", "attention",
     "attention_backward", "cross_entropy", "cross_entropy_backward",
     "pad", "flip", "roll", "tril", "triu", "repeat_interleave", "one_hot", "scatter", "scatter_add",
@@ -55,8 +55,8 @@ static RefFamily family_of(const char *op) {
          "leaky_relu elu relu_backward sigmoid_backward tanh_backward silu_backward gelu_backward "
          "softplus_backward elu_backward leaky_relu_backward ",
          ref_op_elementwise},
-        {" sum mean max min argmax argmin cumsum topk prod any all logsumexp var std cumprod sort "
-         "argsort ",
+        {" sum mean max min argmax argmin cumsum topk prod any all logsumexp var std cumprod cummax "
+         "cummin sort argsort ",
          ref_op_reduction},
         {" softmax log_softmax layer_norm rms_norm matmul rope attention attention_backward softmax_backward "
          "log_softmax_backward cross_entropy cross_entropy_backward layer_norm_backward "

@@ -1,6 +1,6 @@
 /*
  * Reductions: sum, mean, max, min, argmax, argmin, prod, any, all, logsumexp, var, std over any
- * set of axes, cumsum and cumprod along one axis, and topk, sort and argsort along one axis
+ * set of axes, cumsum, cumprod, cummax and cummin along one axis, and topk, sort and argsort along one axis
  * (docs/ops.md, section 8.4). Floats accumulate in double and round once to the output dtype,
  * integers in int64 with wrapping.
  */
@@ -346,6 +346,48 @@ static AnyaccelStatus op_scan(const RefCall *c) {
     return ANYACCEL_OK;
 }
 
+/* cummax, cummin along `axis` (from the end with reverse): out[i] is the largest (smallest) of
+ * the elements up to i. After a NaN every output is NaN; of equal values the later one wins. */
+static AnyaccelStatus op_cumextreme(const RefCall *c) {
+    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    int is_max = strcmp(c->op, "cummax") == 0;
+    int64_t axis = 0;
+    int r = ref_attr_int(c, "axis", &axis);
+    if (r < 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` must be an Int", c->op);
+    if (r == 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` (Int) is required", c->op);
+    int a = ref_axis(axis, x->ndim);
+    if (a < 0 || a >= x->ndim)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", c->op,
+                         (long long)axis, x->ndim);
+    int reverse = 0;
+    AnyaccelStatus st = flag_attr(c, "reverse", &reverse);
+    if (st) return st;
+    int fl = ref_is_float(x->dtype);
+    int64_t len = x->shape[a];
+    int64_t lines = len ? ref_numel(x) / len : 0;
+    size_t xs = ref_dtype_size(x->dtype), os = ref_dtype_size(out->dtype);
+    for (int64_t l = 0; l < lines; l++) {
+        int64_t xo = line_start(x, a, l), oo = line_start(out, a, l);
+        double bf = 0.0;
+        int64_t bi = 0;
+        for (int64_t k = 0; k < len; k++) {
+            int64_t i = reverse ? len - 1 - k : k;
+            const unsigned char *p = x->base + (xo + i * x->strides[a]) * (int64_t)xs;
+            unsigned char *q = out->base + (oo + i * out->strides[a]) * (int64_t)os;
+            if (fl) {
+                double e = ref_load_f(x->dtype, p);
+                if (k == 0 || (!isnan(bf) && (isnan(e) || (is_max ? e >= bf : e <= bf)))) bf = e;
+                ref_store_f(out->dtype, q, bf);
+            } else {
+                int64_t e = ref_load_i(x->dtype, p);
+                if (k == 0 || (is_max ? e >= bi : e <= bi)) bi = e;
+                ref_store_i(out->dtype, q, bi);
+            }
+        }
+    }
+    return ANYACCEL_OK;
+}
+
 /* -1, 0, 1 in the total order of topk and sort: NaN above every number, NaNs equal, -0 equal to
  * +0. */
 static int cmp_nan_greatest(double a, double b) {
@@ -468,6 +510,7 @@ static AnyaccelStatus op_sort(const RefCall *c) {
 
 AnyaccelStatus ref_op_reduction(const RefCall *c) {
     if (strcmp(c->op, "cumsum") == 0 || strcmp(c->op, "cumprod") == 0) return op_scan(c);
+    if (strcmp(c->op, "cummax") == 0 || strcmp(c->op, "cummin") == 0) return op_cumextreme(c);
     if (strcmp(c->op, "topk") == 0 || strcmp(c->op, "sort") == 0 || strcmp(c->op, "argsort") == 0)
         return op_sort(c);
     return op_reduce(c);

@@ -330,7 +330,7 @@ AnyaccelStatus ref_op_movement(const RefCall *c);    /* copy, cast, concat */
 AnyaccelStatus ref_op_indexing(const RefCall *c);    /* index_select, embedding, gather */
 AnyaccelStatus ref_op_elementwise(const RefCall *c); /* binary, comparisons, where, unary,
                                                         activation gradients */
-AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cumsum, cumprod, topk, sort */
+AnyaccelStatus ref_op_reduction(const RefCall *c);   /* sum ... std, cum*, topk, sort */
 AnyaccelStatus ref_op_nn(const RefCall *c);          /* softmax ... attention, attention_backward,
                                                         softmax_backward,
                                                         log_softmax_backward, cross_entropy,

@@ -358,18 +358,12 @@ impl FloatTensorOps<Self> for Anyaccel {
         common::scan("float_cumprod", anyaccel::ops::Scan::Prod, tensor, dim)
     }
 
-    fn float_cummin(_tensor: FloatTensor<Self>, _dim: usize) -> FloatTensor<Self> {
-        unsupported(
-            "float_cummin",
-            "the op set has cumsum and cumprod, no running minimum",
-        )
+    fn float_cummin(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        common::scan("float_cummin", anyaccel::ops::Scan::Min, tensor, dim)
     }
 
-    fn float_cummax(_tensor: FloatTensor<Self>, _dim: usize) -> FloatTensor<Self> {
-        unsupported(
-            "float_cummax",
-            "the op set has cumsum and cumprod, no running maximum",
-        )
+    fn float_cummax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        common::scan("float_cummax", anyaccel::ops::Scan::Max, tensor, dim)
     }
 
     fn float_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> FloatTensor<Self> {

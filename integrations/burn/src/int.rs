@@ -263,18 +263,12 @@ impl IntTensorOps<Self> for Anyaccel {
         common::scan("int_cumprod", anyaccel::ops::Scan::Prod, tensor, dim)
     }
 
-    fn int_cummin(_tensor: IntTensor<Self>, _dim: usize) -> IntTensor<Self> {
-        unsupported(
-            "int_cummin",
-            "the op set has cumsum and cumprod, no running minimum",
-        )
+    fn int_cummin(tensor: IntTensor<Self>, dim: usize) -> IntTensor<Self> {
+        common::scan("int_cummin", anyaccel::ops::Scan::Min, tensor, dim)
     }
 
-    fn int_cummax(_tensor: IntTensor<Self>, _dim: usize) -> IntTensor<Self> {
-        unsupported(
-            "int_cummax",
-            "the op set has cumsum and cumprod, no running maximum",
-        )
+    fn int_cummax(tensor: IntTensor<Self>, dim: usize) -> IntTensor<Self> {
+        common::scan("int_cummax", anyaccel::ops::Scan::Max, tensor, dim)
     }
 
     fn int_argmax(tensor: IntTensor<Self>, dim: usize) -> IntTensor<Self> {

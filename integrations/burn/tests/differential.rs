@@ -505,6 +505,12 @@ fn more_cases() -> Vec<Case> {
     v.push(case!("float_select_assign (assign)", EXACT, [x => [4, 5], In::I(0, 5) => [2], x => [4, 2]], |B, d, x| vec![fo::<B>(B::float_select_assign(f::<B>(&x[0], d), 1, i::<B>(&x[1], d), f::<B>(&x[2], d), IndexingUpdateOp::Assign))]));
     v.push(case!("float_cummin", EXACT, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_cummin(f::<B>(&x[0], d), 1))]));
     v.push(case!("float_cummax", EXACT, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_cummax(f::<B>(&x[0], d), 1))]));
+    v.push(
+        case!("float_cummax+float_cummin (dim 0, transposed)", EXACT, [x => [6, 4]], |B, d, x| {
+            let t = B::float_swap_dims(f::<B>(&x[0], d), 0, 1);
+            vec![fo::<B>(B::float_cummax(t.clone(), 0)), fo::<B>(B::float_cummin(t, 0))]
+        }),
+    );
     v.push(case!("float_acosh", EW, [In::F(1.0, 4.0) => [3, 5]], |B, d, x| vec![fo::<B>(B::float_acosh(f::<B>(&x[0], d)))]));
     v.push(case!("float_asinh", EW, [x => [3, 5]], |B, d, x| vec![fo::<B>(B::float_asinh(f::<B>(&x[0], d)))]));
     v.push(case!("float_atanh", EW, [In::F(-0.9, 0.9) => [3, 5]], |B, d, x| vec![fo::<B>(B::float_atanh(f::<B>(&x[0], d)))]));

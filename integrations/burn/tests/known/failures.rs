@@ -7,22 +7,6 @@
 pub fn failures(id: &str) -> Vec<(&'static str, &'static str)> {
     let _ = id;
     vec![
-        (
-            "float_cummin",
-            "the op set's scans are cumsum and cumprod: no running minimum",
-        ),
-        (
-            "float_cummax",
-            "the op set's scans are cumsum and cumprod: no running maximum",
-        ),
-        (
-            "int_cummin",
-            "the op set's scans are cumsum and cumprod: no running minimum",
-        ),
-        (
-            "int_cummax",
-            "the op set's scans are cumsum and cumprod: no running maximum",
-        ),
         ("conv3d", "the op set convolves in 1-D and 2-D"),
         ("adaptive_avg_pool3d", "the op set pools in 1-D and 2-D"),
         (
