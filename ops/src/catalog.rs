@@ -911,8 +911,24 @@ fn build() -> Vec<OpDef> {
     v.extend([
         def("cumsum", K::Reduction, Op::Cumsum, X, OUT, SCAN, NUM),
         def("cumprod", K::Reduction, Op::Cumprod, X, OUT, SCAN, NUM),
-        def("cummax", K::Reduction, Op::Cummax, X, OUT, SCAN_EXTREME, NUM),
-        def("cummin", K::Reduction, Op::Cummin, X, OUT, SCAN_EXTREME, NUM),
+        def(
+            "cummax",
+            K::Reduction,
+            Op::Cummax,
+            X,
+            OUT,
+            SCAN_EXTREME,
+            NUM,
+        ),
+        def(
+            "cummin",
+            K::Reduction,
+            Op::Cummin,
+            X,
+            OUT,
+            SCAN_EXTREME,
+            NUM,
+        ),
         def(
             "topk",
             K::Reduction,

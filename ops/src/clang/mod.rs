@@ -472,9 +472,7 @@ pub(crate) fn launch(
         | Op::Cummin
         | Op::Topk
         | Op::Sort
-        | Op::Argsort => {
-            reduce::launch(&ctx, call)
-        }
+        | Op::Argsort => reduce::launch(&ctx, call),
         Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
             nn::launch(&ctx, call)
         }

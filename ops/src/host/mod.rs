@@ -171,9 +171,7 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         | Op::Cummin
         | Op::Topk
         | Op::Sort
-        | Op::Argsort => {
-            reduce::kernel(call)?
-        }
+        | Op::Argsort => reduce::kernel(call)?,
         Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
             nn::kernel(call)?
         }

@@ -151,9 +151,7 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         | Op::Cummin
         | Op::Topk
         | Op::Sort
-        | Op::Argsort => {
-            reduce::launch(&cx, call)
-        }
+        | Op::Argsort => reduce::launch(&cx, call),
         Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
             nn::launch(&cx, call)
         }
