@@ -357,6 +357,22 @@ pub enum Op {
     MatmulWq,
     MatmulI8,
 }
+impl Op {
+    /// True for the convolutions and their gradients.
+    pub fn is_convolution(self) -> bool {
+        matches!(
+            self,
+            Op::Conv1d
+                | Op::Conv2d
+                | Op::ConvTranspose1d
+                | Op::ConvTranspose2d
+                | Op::Conv1dBackwardInput
+                | Op::Conv2dBackwardInput
+                | Op::Conv1dBackwardWeight
+                | Op::Conv2dBackwardWeight
+        )
+    }
+}
 
 /// The type of an attribute's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,18 +13,24 @@ fn cpu() -> Option<Arc<dyn Device>> {
 
 anyaccel_hal::hal_test_suite!(cpu);
 
-#[test]
-fn launch_is_asynchronous_and_errors_stick() {
-    let device = cpu().unwrap();
-    let q = device.create_queue().unwrap();
+/// A host kernel that waits at a barrier, and the barrier's other side.
+fn gate(device: &dyn Device) -> (Arc<dyn anyaccel_hal::Kernel>, Arc<std::sync::Barrier>) {
     let gate = Arc::new(std::sync::Barrier::new(2));
     let g = gate.clone();
-    let slow = device
+    let kernel = device
         .compile(&KernelSource::Host(HostKernel::new("gate", move |_| {
             g.wait();
             Ok(())
         })))
         .unwrap();
+    (kernel, gate)
+}
+
+#[test]
+fn launch_is_asynchronous_and_errors_stick() {
+    let device = cpu().unwrap();
+    let q = device.create_queue().unwrap();
+    let (slow, gate) = gate(&*device);
     // If launch waited for the kernel, this would deadlock: the kernel waits for this thread.
     // (A launch as large as INLINE_WORK goes to the queue's thread.)
     q.launch(&slow, LaunchDims::linear(INLINE_WORK), &[])
@@ -200,14 +206,7 @@ fn waiting_on_a_pending_event_never_blocks_the_caller() {
         device.create_queue().unwrap(),
     );
     let buf = device.alloc(4).unwrap();
-    let gate = Arc::new(std::sync::Barrier::new(2));
-    let g = gate.clone();
-    let slow = device
-        .compile(&KernelSource::Host(HostKernel::new("gate", move |_| {
-            g.wait();
-            Ok(())
-        })))
-        .unwrap();
+    let (slow, gate) = gate(&*device);
     b.launch(&slow, LaunchDims::linear(INLINE_WORK), &[])
         .unwrap();
     let event = b.record_event().unwrap();

@@ -276,25 +276,33 @@ fn product(vals: impl Iterator<Item = f64>) -> f64 {
     libm::ldexp(m, e.clamp(-3000, 3000) as i32)
 }
 
-/// `cumsum` and `cumprod` along `axis`: `out[..., i, ...]` is the sum (product) of
-/// `x[..., j, ...]` over `j <= i` (`j < i` when exclusive; `j >= i`, `j > i` with reverse).
-/// Float products run as `m * 2^e` so that no partial product overflows or underflows.
-pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
-    let op = call.op;
+/// A scan's input, its number of lines along `axis`, and the positions of a line in scan order
+/// (from the end with `reverse`).
+#[allow(clippy::type_complexity)]
+fn scan_lines<'a>(
+    call: &'a Call,
+) -> Result<(&'a RefTensor, usize, Box<dyn Fn(usize) -> Vec<usize> + 'a>)> {
     let x = call.input(0)?;
-    check_dtype(op, "x", x.dtype, &NUMERIC_DTYPES)?;
+    check_dtype(call.op, "x", x.dtype, &NUMERIC_DTYPES)?;
     let axis = call.axis_attr("axis", None, x.rank())?;
-    let exclusive = call.flag_attr("exclusive", false)?;
     let reverse = call.flag_attr("reverse", false)?;
-    let prod = op == "cumprod";
-    let lines = line_count(&x.shape, axis);
-    let positions = |line| {
+    let positions = move |line| {
         let mut p = line_positions(&x.shape, axis, line);
         if reverse {
             p.reverse();
         }
         p
     };
+    Ok((x, line_count(&x.shape, axis), Box::new(positions)))
+}
+
+/// `cumsum` and `cumprod` along `axis`: `out[..., i, ...]` is the sum (product) of
+/// `x[..., j, ...]` over `j <= i` (`j < i` when exclusive; `j >= i`, `j > i` with reverse).
+/// Float products run as `m * 2^e` so that no partial product overflows or underflows.
+pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
+    let (x, lines, positions) = scan_lines(call)?;
+    let exclusive = call.flag_attr("exclusive", false)?;
+    let prod = call.op == "cumprod";
     match &x.data {
         RefData::F(v) => {
             let mut out = vec![0.0; v.len()];
@@ -345,20 +353,8 @@ pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
 /// `cummax` and `cummin` along `axis`: `out[..., i, ...]` is the largest (smallest) of
 /// `x[..., j, ...]` over `j <= i` (`j >= i` with reverse); after a NaN every output is NaN.
 pub(crate) fn cumextreme(call: &Call) -> Result<RefTensor> {
-    let op = call.op;
-    let x = call.input(0)?;
-    check_dtype(op, "x", x.dtype, &NUMERIC_DTYPES)?;
-    let axis = call.axis_attr("axis", None, x.rank())?;
-    let reverse = call.flag_attr("reverse", false)?;
-    let max = op == "cummax";
-    let lines = line_count(&x.shape, axis);
-    let positions = |line| {
-        let mut p = line_positions(&x.shape, axis, line);
-        if reverse {
-            p.reverse();
-        }
-        p
-    };
+    let (x, lines, positions) = scan_lines(call)?;
+    let max = call.op == "cummax";
     match &x.data {
         RefData::F(v) => {
             let mut out = vec![0.0; v.len()];

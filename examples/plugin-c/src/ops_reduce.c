@@ -310,21 +310,29 @@ static void scan_store(const Scan *s, const RefTensor *out, unsigned char *q) {
         ref_store_f(out->dtype, q, s->is_prod ? scaled_value(&s->pf) : s->sf);
 }
 
+/* The required `axis` of a scan over x, in [0, rank). */
+static AnyaccelStatus scan_axis(const RefCall *c, const RefTensor *x, int *a) {
+    int64_t axis = 0;
+    int r = ref_attr_int(c, "axis", &axis);
+    if (r < 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` must be an Int", c->op);
+    if (r == 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` (Int) is required", c->op);
+    *a = ref_axis(axis, x->ndim);
+    if (*a < 0 || *a >= x->ndim)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", c->op,
+                         (long long)axis, x->ndim);
+    return ANYACCEL_OK;
+}
+
 /* cumsum, cumprod along `axis`: out[i] combines x[j] over j <= i (j < i with exclusive), or over
  * j >= i (j > i) with reverse. The empty sum is 0, the empty product 1. */
 static AnyaccelStatus op_scan(const RefCall *c) {
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     int is_prod = strcmp(c->op, "cumprod") == 0;
-    int64_t axis = 0;
-    int r = ref_attr_int(c, "axis", &axis);
-    if (r < 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` must be an Int", c->op);
-    if (r == 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` (Int) is required", c->op);
-    int a = ref_axis(axis, x->ndim);
-    if (a < 0 || a >= x->ndim)
-        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", c->op,
-                         (long long)axis, x->ndim);
+    int a = 0;
+    AnyaccelStatus st = scan_axis(c, x, &a);
+    if (st) return st;
     int exclusive = 0, reverse = 0;
-    AnyaccelStatus st = flag_attr(c, "exclusive", &exclusive);
+    st = flag_attr(c, "exclusive", &exclusive);
     if (st) return st;
     st = flag_attr(c, "reverse", &reverse);
     if (st) return st;
@@ -351,16 +359,11 @@ static AnyaccelStatus op_scan(const RefCall *c) {
 static AnyaccelStatus op_cumextreme(const RefCall *c) {
     const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
     int is_max = strcmp(c->op, "cummax") == 0;
-    int64_t axis = 0;
-    int r = ref_attr_int(c, "axis", &axis);
-    if (r < 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` must be an Int", c->op);
-    if (r == 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` (Int) is required", c->op);
-    int a = ref_axis(axis, x->ndim);
-    if (a < 0 || a >= x->ndim)
-        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", c->op,
-                         (long long)axis, x->ndim);
+    int a = 0;
+    AnyaccelStatus st = scan_axis(c, x, &a);
+    if (st) return st;
     int reverse = 0;
-    AnyaccelStatus st = flag_attr(c, "reverse", &reverse);
+    st = flag_attr(c, "reverse", &reverse);
     if (st) return st;
     int fl = ref_is_float(x->dtype);
     int64_t len = x->shape[a];

@@ -126,14 +126,7 @@ fn work(call: &OpCall) -> Result<u64> {
             numel(call.outputs.first()).saturating_mul(dim(input(0), 1))
         }
         Op::Attention | Op::AttentionBackward => numel(input(0)).saturating_mul(dim(input(1), 2)),
-        Op::Conv1d
-        | Op::Conv2d
-        | Op::ConvTranspose1d
-        | Op::ConvTranspose2d
-        | Op::Conv1dBackwardInput
-        | Op::Conv2dBackwardInput
-        | Op::Conv1dBackwardWeight
-        | Op::Conv2dBackwardWeight => {
+        op if op.is_convolution() => {
             // The geometric mean of the three sides of the product: exact for a 1x1 kernel.
             let sides = [
                 numel(input(0)),
