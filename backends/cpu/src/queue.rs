@@ -74,9 +74,10 @@ impl Event for CpuEvent {
 
 /// The work (in element operations, as [`HostLaunch::dims`] estimates it, or bytes moved) below
 /// which a command runs at once on the submitting thread when the queue is idle, and a kernel
-/// runs serially rather than in the worker pool: entering the pool and waking a thread cost
-/// about 20-40 us on the reference machine, about what one core does in 2^16 element operations.
-pub const INLINE_WORK: u64 = 1 << 16;
+/// runs serially rather than in the worker pool. Measured on the reference machine (2 cores;
+/// BENCHMARKS.md): going through the queue's thread and the pool costs 25-50 us; serially, `exp`
+/// stays faster up to between 2^16 and 2^18 elements, `add` and matmul beyond 2^18 of work.
+pub const INLINE_WORK: u64 = 1 << 18;
 
 enum Command {
     Write {
