@@ -129,10 +129,13 @@ pub(crate) fn walk<const N: usize>(
         idx[d] = rem % shape[d];
         rem /= shape[d];
     }
+    // Offsets step one place past the end of a run or a dimension before the carry takes them
+    // back; a dimension of one element may have any stride, so those steps wrap (they are never
+    // read), and every offset passed to `f` is exact.
     let mut offs = bases;
     for k in 0..N {
         for d in 0..rank {
-            offs[k] += idx[d] * strides[k][d];
+            offs[k] = offs[k].wrapping_add(idx[d].wrapping_mul(strides[k][d]));
         }
     }
     if rank == 0 {
@@ -149,7 +152,7 @@ pub(crate) fn walk<const N: usize>(
         for _ in 0..run {
             f(i, o);
             for k in 0..N {
-                o[k] += strides[k][last];
+                o[k] = o[k].wrapping_add(strides[k][last]);
             }
             i += 1;
         }
@@ -158,7 +161,7 @@ pub(crate) fn walk<const N: usize>(
         }
         // Carry into the outer dims.
         for k in 0..N {
-            offs[k] = o[k] - inner * strides[k][last];
+            offs[k] = o[k].wrapping_sub(inner.wrapping_mul(strides[k][last]));
         }
         idx[last] = 0;
         let mut d = last;
@@ -169,13 +172,13 @@ pub(crate) fn walk<const N: usize>(
             d -= 1;
             idx[d] += 1;
             for k in 0..N {
-                offs[k] += strides[k][d];
+                offs[k] = offs[k].wrapping_add(strides[k][d]);
             }
             if idx[d] < shape[d] {
                 break;
             }
             for k in 0..N {
-                offs[k] -= shape[d] * strides[k][d];
+                offs[k] = offs[k].wrapping_sub(shape[d].wrapping_mul(strides[k][d]));
             }
             idx[d] = 0;
         }
@@ -228,6 +231,19 @@ pub(crate) fn par_ranges(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn walk_takes_any_stride_of_a_one_element_dimension() {
+        let mut seen = Vec::new();
+        walk(
+            &[3, 1, 2],
+            [&[2, usize::MAX, 1]],
+            [5],
+            0..6,
+            |i, [o]| seen.push((i, o)),
+        );
+        assert_eq!(seen, [(0, 5), (1, 6), (2, 7), (3, 8), (4, 9), (5, 10)]);
+    }
 
     #[test]
     fn walk_matches_offset_of_linear() {
