@@ -235,13 +235,9 @@ mod tests {
     #[test]
     fn walk_takes_any_stride_of_a_one_element_dimension() {
         let mut seen = Vec::new();
-        walk(
-            &[3, 1, 2],
-            [&[2, usize::MAX, 1]],
-            [5],
-            0..6,
-            |i, [o]| seen.push((i, o)),
-        );
+        walk(&[3, 1, 2], [&[2, usize::MAX, 1]], [5], 0..6, |i, [o]| {
+            seen.push((i, o))
+        });
         assert_eq!(seen, [(0, 5), (1, 6), (2, 7), (3, 8), (4, 9), (5, 10)]);
     }
 
