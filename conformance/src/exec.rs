@@ -148,6 +148,7 @@ fn draw(spec: &InputSpec, rng: &mut Rng) -> RefData {
                         -smallest_subnormal(d),
                         finite_extreme(d),
                     ];
+                    // The largest finite value comes last: `SpecialInRange` leaves it out.
                     let choices = specials.len() - in_range as usize;
                     specials[rng.below(choices)]
                 }

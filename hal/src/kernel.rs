@@ -137,7 +137,8 @@ type HostFn = dyn Fn(&HostLaunch<'_>) -> Result<()> + Send + Sync;
 ///
 /// The body runs inside the device's worker pool, so `rayon` parallel iterators in it use that
 /// pool; or, for a small launch, on the thread that submitted it or the queue's thread with
-/// [`host_serial`] true, and must then run in sequence. It must not assume that argument ranges are disjoint unless the caller guaranteed it.
+/// [`host_serial`] true, and must then run in sequence. It must not assume that argument ranges
+/// are disjoint unless the caller guaranteed it.
 #[derive(Clone)]
 pub struct HostKernel {
     name: String,

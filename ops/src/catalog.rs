@@ -357,6 +357,7 @@ pub enum Op {
     MatmulWq,
     MatmulI8,
 }
+
 impl Op {
     /// True for the convolutions and their gradients.
     pub fn is_convolution(self) -> bool {

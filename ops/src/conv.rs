@@ -492,6 +492,16 @@ impl ConvGeom {
         self.o / self.groups
     }
 
+    /// The multiply-adds of each of the three computations (forward, data, weight gradient):
+    /// `N * O * OH * OW * (C / groups) * KH * KW`.
+    pub fn macs(&self) -> u64 {
+        [self.n, self.o, self.cg()]
+            .iter()
+            .chain(&self.out)
+            .chain(&self.kernel)
+            .fold(1u64, |m, &d| m.saturating_mul(d as u64))
+    }
+
     /// A tensor's strides lifted to 4 dimensions (`conv1d`'s gain a height of stride 0).
     pub fn strides4(&self, strides: &[usize]) -> [usize; 4] {
         lift_strides(self.spatial, strides)

@@ -251,9 +251,9 @@ impl CpuQueue {
         })
     }
 
-    /// Submits one command (see [`CpuQueue::send`]).
+    /// Submits one command (see [`CpuQueue::send`]); `command` is told whether it runs at once.
     fn submit(&self, work: u64, command: impl FnOnce(bool) -> Command) -> Result<()> {
-        self.send(work, |book, _| (book.number(), command(false)))
+        self.send(work, |book, now| (book.number(), command(now)))
     }
 
     /// Runs or sends what `make` builds from the bookkeeping, under the sender's lock, so that

@@ -123,8 +123,7 @@ pub(super) fn line_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
             }
         }
     }
-    // Running extremes: reverse, and ties (of equal values the later wins, which shows only
-    // in the sign of a zero).
+    // Running extremes: reverse, and ties.
     if matches!(op, "cummax" | "cummin") {
         for &d in dtypes {
             for &(tag, shape, layout, axis) in &shapes[1..5] {

@@ -276,40 +276,39 @@ fn product(vals: impl Iterator<Item = f64>) -> f64 {
     libm::ldexp(m, e.clamp(-3000, 3000) as i32)
 }
 
-/// A scan's input, its number of lines along `axis`, and the positions of a line in scan order
-/// (from the end with `reverse`).
-#[allow(clippy::type_complexity)]
+/// A scan's input, checked, and its lines along `axis`: each line's positions in scan order
+/// (from the end with `reverse`), made as they are walked.
 fn scan_lines<'a>(
-    call: &'a Call,
-) -> Result<(&'a RefTensor, usize, Box<dyn Fn(usize) -> Vec<usize> + 'a>)> {
+    call: &'a Call<'_>,
+) -> Result<(&'a RefTensor, impl Iterator<Item = Vec<usize>> + 'a)> {
     let x = call.input(0)?;
     check_dtype(call.op, "x", x.dtype, &NUMERIC_DTYPES)?;
     let axis = call.axis_attr("axis", None, x.rank())?;
     let reverse = call.flag_attr("reverse", false)?;
-    let positions = move |line| {
+    let lines = (0..line_count(&x.shape, axis)).map(move |line| {
         let mut p = line_positions(&x.shape, axis, line);
         if reverse {
             p.reverse();
         }
         p
-    };
-    Ok((x, line_count(&x.shape, axis), Box::new(positions)))
+    });
+    Ok((x, lines))
 }
 
 /// `cumsum` and `cumprod` along `axis`: `out[..., i, ...]` is the sum (product) of
 /// `x[..., j, ...]` over `j <= i` (`j < i` when exclusive; `j >= i`, `j > i` with reverse).
 /// Float products run as `m * 2^e` so that no partial product overflows or underflows.
 pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
-    let (x, lines, positions) = scan_lines(call)?;
+    let (x, lines) = scan_lines(call)?;
     let exclusive = call.flag_attr("exclusive", false)?;
     let prod = call.op == "cumprod";
     match &x.data {
         RefData::F(v) => {
             let mut out = vec![0.0; v.len()];
-            for line in 0..lines {
+            for line in lines {
                 let (mut m, mut e) = (if prod { 1.0 } else { 0.0 }, 0i64);
                 let value = |m: f64, e: i64| libm::ldexp(m, e.clamp(-3000, 3000) as i32);
-                for p in positions(line) {
+                for p in line {
                     if exclusive {
                         out[p] = value(m, e);
                     }
@@ -329,9 +328,9 @@ pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
         }
         RefData::I(v) => {
             let mut out = vec![0; v.len()];
-            for line in 0..lines {
+            for line in lines {
                 let mut running = prod as i64;
-                for p in positions(line) {
+                for p in line {
                     if exclusive {
                         out[p] = running;
                     }
@@ -353,14 +352,14 @@ pub(crate) fn cumsum(call: &Call) -> Result<RefTensor> {
 /// `cummax` and `cummin` along `axis`: `out[..., i, ...]` is the largest (smallest) of
 /// `x[..., j, ...]` over `j <= i` (`j >= i` with reverse); after a NaN every output is NaN.
 pub(crate) fn cumextreme(call: &Call) -> Result<RefTensor> {
-    let (x, lines, positions) = scan_lines(call)?;
+    let (x, lines) = scan_lines(call)?;
     let max = call.op == "cummax";
     match &x.data {
         RefData::F(v) => {
             let mut out = vec![0.0; v.len()];
-            for line in 0..lines {
+            for line in lines {
                 let mut best: Option<f64> = None;
-                for p in positions(line) {
+                for p in line {
                     let e = v[p];
                     // A NaN stays; of equal values the later one wins.
                     let b = match best {
@@ -376,9 +375,9 @@ pub(crate) fn cumextreme(call: &Call) -> Result<RefTensor> {
         }
         RefData::I(v) => {
             let mut out = vec![0; v.len()];
-            for line in 0..lines {
+            for line in lines {
                 let mut best: Option<i64> = None;
-                for p in positions(line) {
+                for p in line {
                     let e = v[p];
                     let b = match best {
                         Some(b) if (max && e < b) || (!max && e > b) => b,

@@ -1,7 +1,7 @@
 /*
  * Reductions: sum, mean, max, min, argmax, argmin, prod, any, all, logsumexp, var, std over any
- * set of axes, cumsum, cumprod, cummax and cummin along one axis, and topk, sort and argsort along one axis
- * (docs/ops.md, section 8.4). Floats accumulate in double and round once to the output dtype,
+ * set of axes, cumsum, cumprod, cummax and cummin along one axis, and topk, sort and argsort
+ * along one axis (docs/ops.md, section 8.4). Floats accumulate in double and round once to the output dtype,
  * integers in int64 with wrapping.
  */
 
@@ -283,20 +283,35 @@ static double scaled_value(const ScaledProd *s) {
     return ldexp(s->m, (int)e);
 }
 
-/* The running value of one line of a scan. */
+typedef enum { SCAN_SUM, SCAN_PROD, SCAN_MAX, SCAN_MIN } ScanKind;
+
+/* The running value of one line of a scan: a sum or a running extreme in sf or si, a float
+ * product in pf. */
 typedef struct {
     RefDType dtype; /* x's */
-    int is_prod;
+    ScanKind kind;
+    int has; /* an extreme has taken an element */
     double sf;
     ScaledProd pf;
     uint64_t si;
 } Scan;
 
 static void scan_take(Scan *s, const unsigned char *p) {
-    if (!ref_is_float(s->dtype)) {
+    if (s->kind == SCAN_MAX || s->kind == SCAN_MIN) {
+        /* After a NaN every value is NaN; of equal values the later one. */
+        int max = s->kind == SCAN_MAX;
+        if (ref_is_float(s->dtype)) {
+            double e = ref_load_f(s->dtype, p);
+            if (!s->has || (!isnan(s->sf) && (isnan(e) || (max ? e >= s->sf : e <= s->sf)))) s->sf = e;
+        } else {
+            int64_t e = ref_load_i(s->dtype, p), b = (int64_t)s->si;
+            if (!s->has || (max ? e >= b : e <= b)) s->si = (uint64_t)e;
+        }
+        s->has = 1;
+    } else if (!ref_is_float(s->dtype)) {
         uint64_t v = (uint64_t)ref_load_i(s->dtype, p);
-        s->si = s->is_prod ? s->si * v : s->si + v;
-    } else if (s->is_prod) {
+        s->si = s->kind == SCAN_PROD ? s->si * v : s->si + v;
+    } else if (s->kind == SCAN_PROD) {
         scaled_mul(&s->pf, ref_load_f(s->dtype, p));
     } else {
         s->sf += ref_load_f(s->dtype, p);
@@ -307,32 +322,28 @@ static void scan_store(const Scan *s, const RefTensor *out, unsigned char *q) {
     if (!ref_is_float(s->dtype))
         ref_store_i(out->dtype, q, (int64_t)s->si);
     else
-        ref_store_f(out->dtype, q, s->is_prod ? scaled_value(&s->pf) : s->sf);
+        ref_store_f(out->dtype, q, s->kind == SCAN_PROD ? scaled_value(&s->pf) : s->sf);
 }
 
-/* The required `axis` of a scan over x, in [0, rank). */
-static AnyaccelStatus scan_axis(const RefCall *c, const RefTensor *x, int *a) {
+/* cumsum, cumprod, cummax, cummin along `axis`: out[i] combines x[j] over j <= i (j < i with
+ * exclusive, which only cumsum and cumprod take), or over j >= i (j > i) with reverse. The empty
+ * sum is 0, the empty product 1. */
+static AnyaccelStatus op_scan(const RefCall *c) {
+    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
+    ScanKind kind = strcmp(c->op, "cumprod") == 0  ? SCAN_PROD
+                    : strcmp(c->op, "cummax") == 0 ? SCAN_MAX
+                    : strcmp(c->op, "cummin") == 0 ? SCAN_MIN
+                                                   : SCAN_SUM;
     int64_t axis = 0;
     int r = ref_attr_int(c, "axis", &axis);
     if (r < 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` must be an Int", c->op);
     if (r == 0) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: attribute `axis` (Int) is required", c->op);
-    *a = ref_axis(axis, x->ndim);
-    if (*a < 0 || *a >= x->ndim)
+    int a = ref_axis(axis, x->ndim);
+    if (a < 0 || a >= x->ndim)
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: axis %lld is out of range for rank %d", c->op,
                          (long long)axis, x->ndim);
-    return ANYACCEL_OK;
-}
-
-/* cumsum, cumprod along `axis`: out[i] combines x[j] over j <= i (j < i with exclusive), or over
- * j >= i (j > i) with reverse. The empty sum is 0, the empty product 1. */
-static AnyaccelStatus op_scan(const RefCall *c) {
-    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
-    int is_prod = strcmp(c->op, "cumprod") == 0;
-    int a = 0;
-    AnyaccelStatus st = scan_axis(c, x, &a);
-    if (st) return st;
     int exclusive = 0, reverse = 0;
-    st = flag_attr(c, "exclusive", &exclusive);
+    AnyaccelStatus st = flag_attr(c, "exclusive", &exclusive);
     if (st) return st;
     st = flag_attr(c, "reverse", &reverse);
     if (st) return st;
@@ -341,7 +352,7 @@ static AnyaccelStatus op_scan(const RefCall *c) {
     size_t xs = ref_dtype_size(x->dtype), os = ref_dtype_size(out->dtype);
     for (int64_t l = 0; l < lines; l++) {
         int64_t xo = line_start(x, a, l), oo = line_start(out, a, l);
-        Scan sc = {x->dtype, is_prod, 0.0, {1.0, 0}, is_prod ? 1u : 0u};
+        Scan sc = {x->dtype, kind, 0, 0.0, {1.0, 0}, kind == SCAN_PROD ? 1u : 0u};
         for (int64_t k = 0; k < len; k++) {
             int64_t i = reverse ? len - 1 - k : k;
             const unsigned char *p = x->base + (xo + i * x->strides[a]) * (int64_t)xs;
@@ -349,43 +360,6 @@ static AnyaccelStatus op_scan(const RefCall *c) {
             if (exclusive) scan_store(&sc, out, q);
             scan_take(&sc, p);
             if (!exclusive) scan_store(&sc, out, q);
-        }
-    }
-    return ANYACCEL_OK;
-}
-
-/* cummax, cummin along `axis` (from the end with reverse): out[i] is the largest (smallest) of
- * the elements up to i. After a NaN every output is NaN; of equal values the later one wins. */
-static AnyaccelStatus op_cumextreme(const RefCall *c) {
-    const RefTensor *x = &c->inputs[0], *out = &c->outputs[0];
-    int is_max = strcmp(c->op, "cummax") == 0;
-    int a = 0;
-    AnyaccelStatus st = scan_axis(c, x, &a);
-    if (st) return st;
-    int reverse = 0;
-    st = flag_attr(c, "reverse", &reverse);
-    if (st) return st;
-    int fl = ref_is_float(x->dtype);
-    int64_t len = x->shape[a];
-    int64_t lines = len ? ref_numel(x) / len : 0;
-    size_t xs = ref_dtype_size(x->dtype), os = ref_dtype_size(out->dtype);
-    for (int64_t l = 0; l < lines; l++) {
-        int64_t xo = line_start(x, a, l), oo = line_start(out, a, l);
-        double bf = 0.0;
-        int64_t bi = 0;
-        for (int64_t k = 0; k < len; k++) {
-            int64_t i = reverse ? len - 1 - k : k;
-            const unsigned char *p = x->base + (xo + i * x->strides[a]) * (int64_t)xs;
-            unsigned char *q = out->base + (oo + i * out->strides[a]) * (int64_t)os;
-            if (fl) {
-                double e = ref_load_f(x->dtype, p);
-                if (k == 0 || (!isnan(bf) && (isnan(e) || (is_max ? e >= bf : e <= bf)))) bf = e;
-                ref_store_f(out->dtype, q, bf);
-            } else {
-                int64_t e = ref_load_i(x->dtype, p);
-                if (k == 0 || (is_max ? e >= bi : e <= bi)) bi = e;
-                ref_store_i(out->dtype, q, bi);
-            }
         }
     }
     return ANYACCEL_OK;
@@ -512,8 +486,7 @@ static AnyaccelStatus op_sort(const RefCall *c) {
 }
 
 AnyaccelStatus ref_op_reduction(const RefCall *c) {
-    if (strcmp(c->op, "cumsum") == 0 || strcmp(c->op, "cumprod") == 0) return op_scan(c);
-    if (strcmp(c->op, "cummax") == 0 || strcmp(c->op, "cummin") == 0) return op_cumextreme(c);
+    if (strncmp(c->op, "cum", 3) == 0) return op_scan(c);
     if (strcmp(c->op, "topk") == 0 || strcmp(c->op, "sort") == 0 || strcmp(c->op, "argsort") == 0)
         return op_sort(c);
     return op_reduce(c);

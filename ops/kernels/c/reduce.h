@@ -49,18 +49,19 @@ DEVICE int order_cmp(acc_v a, acc_v b) {
 }
 #endif
 
-#ifdef RD_REDUCE
-
-#if defined(RD_ARGMAX) || defined(RD_ARGMIN)
-#define RD_ARG 1
-#endif
-
+/* The identities of maxima and minima: x's lowest and highest values. */
 #if X_FLOAT
 #define LOWEST (-F32_INF)
 #define HIGHEST F32_INF
 #else
 #define LOWEST ((X_CT)((X_UT)1 << (sizeof(X_CT) * 8 - 1)))
 #define HIGHEST ((X_CT)(((X_UT)1 << (sizeof(X_CT) * 8 - 1)) - 1u))
+#endif
+
+#ifdef RD_REDUCE
+
+#if defined(RD_ARGMAX) || defined(RD_ARGMIN)
+#define RD_ARG 1
 #endif
 
 #ifdef RD_PAIR
@@ -288,37 +289,27 @@ KERNEL void rd_rows(GLOBAL void* out, GLOBAL const X_ST* x, GLOBAL acc_v* part_v
  * Options: CS_PROD (cumprod), CS_MAX (cummax), CS_MIN (cummin), CS_EXCLUSIVE, CS_REVERSE (0 or
  * 1). The scan runs over cs_t values: sums of floats in units of 2^-64 (SCALE_DOWN), float
  * products as m * 2^e with m in [0.5, 1) (no partial product overflows or underflows), integers
- * wrapping in their width; extremes as a value and whether the prefix has one (so no identity
- * is needed), a NaN winning for good. */
+ * wrapping in their width; extremes as the reductions' max and min combine them (a NaN wins),
+ * from x's lowest (highest) value. */
 #ifdef CS_LINES
 #if defined(CS_MAX) || defined(CS_MIN)
-typedef struct {
-    X_CT v;
-    int has;
-} cs_t;
-DEVICE cs_t cs_some(X_CT v, int has) {
-    cs_t r;
-    r.v = v;
-    r.has = has;
-    return r;
-}
-DEVICE cs_t cs_zero(void) { return cs_some((X_CT)0, 0); }
-/* a is the earlier part of the line, b the later; of equal values the later wins. */
-DEVICE cs_t cs_add(cs_t a, cs_t b) {
-    if (!b.has) return a;
-    if (!a.has) return b;
-#if X_FLOAT
-    if (a.v != a.v) return a;
-    if (b.v != b.v) return b;
+typedef X_CT cs_t;
+#if defined(CS_MAX) && X_FLOAT
+#define cs_add(a, b) max_nan(a, b)
+#elif defined(CS_MAX)
+#define cs_add(a, b) ((b) > (a) ? (b) : (a))
+#elif X_FLOAT
+#define cs_add(a, b) min_nan(a, b)
+#else
+#define cs_add(a, b) ((b) < (a) ? (b) : (a))
 #endif
 #ifdef CS_MAX
-    return b.v >= a.v ? b : a;
+DEVICE cs_t cs_zero(void) { return LOWEST; }
 #else
-    return b.v <= a.v ? b : a;
+DEVICE cs_t cs_zero(void) { return HIGHEST; }
 #endif
-}
-DEVICE cs_t cs_of(X_CT v) { return cs_some(v, 1); }
-DEVICE X_CT cs_out(cs_t v) { return v.v; }
+#define cs_of(v) ((cs_t)(v))
+#define cs_out(v) (v)
 #elif defined(CS_PROD) && X_FLOAT
 typedef struct {
     float m;

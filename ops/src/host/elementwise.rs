@@ -378,6 +378,19 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// `sign` of a float: NaN stays NaN, either zero gives +0.
+fn sign(v: f32) -> f32 {
+    if v > 0.0 {
+        1.0
+    } else if v < 0.0 {
+        -1.0
+    } else if v.is_nan() {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// Gives closures the types of a unary op's two forms.
 fn fns<F, I>(f: F, i: I) -> (F, I)
 where
@@ -394,152 +407,55 @@ where
 macro_rules! with_unary_fns {
     ($op:expr, |$ff:ident, $fi:ident| $body:expr) => {{
         let float_only = |v: i64| v;
-        match $op {
-            UnaryOp::Neg => {
-                let ($ff, $fi) = fns(|v| -v, |v| v.wrapping_neg());
-                $body
-            }
-            UnaryOp::Abs => {
-                let ($ff, $fi) = fns(f32::abs, |v| v.wrapping_abs());
-                $body
-            }
-            UnaryOp::Relu => {
-                let ($ff, $fi) = fns(|v| if v < 0.0 { 0.0 } else { v }, |v| v.max(0));
-                $body
-            }
-            UnaryOp::Exp => {
-                let ($ff, $fi) = fns(f32::exp, float_only);
-                $body
-            }
-            UnaryOp::Log => {
-                let ($ff, $fi) = fns(f32::ln, float_only);
-                $body
-            }
-            UnaryOp::Sqrt => {
-                let ($ff, $fi) = fns(f32::sqrt, float_only);
-                $body
-            }
-            UnaryOp::Rsqrt => {
-                let ($ff, $fi) = fns(|v| 1.0 / v.sqrt(), float_only);
-                $body
-            }
-            UnaryOp::Sin => {
-                let ($ff, $fi) = fns(f32::sin, float_only);
-                $body
-            }
-            UnaryOp::Cos => {
-                let ($ff, $fi) = fns(f32::cos, float_only);
-                $body
-            }
-            UnaryOp::Tanh => {
-                let ($ff, $fi) = fns(f32::tanh, float_only);
-                $body
-            }
-            UnaryOp::Sigmoid => {
-                let ($ff, $fi) = fns(sigmoid, float_only);
-                $body
-            }
-            UnaryOp::Silu => {
-                let ($ff, $fi) = fns(|v| v * sigmoid(v), float_only);
-                $body
-            }
-            UnaryOp::Erf => {
-                let ($ff, $fi) = fns(libm::erff, float_only);
-                $body
-            }
-            UnaryOp::Floor => {
-                let ($ff, $fi) = fns(f32::floor, float_only);
-                $body
-            }
-            UnaryOp::Ceil => {
-                let ($ff, $fi) = fns(f32::ceil, float_only);
-                $body
-            }
-            UnaryOp::Round => {
-                let ($ff, $fi) = fns(f32::round_ties_even, float_only);
-                $body
-            }
-            UnaryOp::Trunc => {
-                let ($ff, $fi) = fns(f32::trunc, float_only);
-                $body
-            }
-            UnaryOp::Sign => {
-                let ($ff, $fi) = fns(
-                    |v| {
-                        if v > 0.0 {
-                            1.0
-                        } else if v < 0.0 {
-                            -1.0
-                        } else if v.is_nan() {
-                            v
-                        } else {
-                            0.0
-                        }
-                    },
-                    i64::signum,
-                );
-                $body
-            }
-            UnaryOp::Reciprocal => {
-                let ($ff, $fi) = fns(|v| 1.0 / v, float_only);
-                $body
-            }
-            UnaryOp::Log1p => {
-                let ($ff, $fi) = fns(f32::ln_1p, float_only);
-                $body
-            }
-            UnaryOp::Expm1 => {
-                let ($ff, $fi) = fns(f32::exp_m1, float_only);
-                $body
-            }
-            UnaryOp::Tan => {
-                let ($ff, $fi) = fns(f32::tan, float_only);
-                $body
-            }
-            UnaryOp::Atan => {
-                let ($ff, $fi) = fns(f32::atan, float_only);
-                $body
-            }
-            UnaryOp::Asin => {
-                let ($ff, $fi) = fns(f32::asin, float_only);
-                $body
-            }
-            UnaryOp::Acos => {
-                let ($ff, $fi) = fns(f32::acos, float_only);
-                $body
-            }
-            UnaryOp::Sinh => {
-                let ($ff, $fi) = fns(f32::sinh, float_only);
-                $body
-            }
-            UnaryOp::Cosh => {
-                let ($ff, $fi) = fns(f32::cosh, float_only);
-                $body
-            }
+        unary_arms!($op, $ff, $fi, $body;
+            Neg => (|v| -v, |v| v.wrapping_neg()),
+            Abs => (f32::abs, |v| v.wrapping_abs()),
+            Relu => (|v| if v < 0.0 { 0.0 } else { v }, |v| v.max(0)),
+            Exp => (f32::exp, float_only),
+            Log => (f32::ln, float_only),
+            Sqrt => (f32::sqrt, float_only),
+            Rsqrt => (|v| 1.0 / v.sqrt(), float_only),
+            Sin => (f32::sin, float_only),
+            Cos => (f32::cos, float_only),
+            Tanh => (f32::tanh, float_only),
+            Sigmoid => (sigmoid, float_only),
+            Silu => (|v| v * sigmoid(v), float_only),
+            Erf => (libm::erff, float_only),
+            Floor => (f32::floor, float_only),
+            Ceil => (f32::ceil, float_only),
+            Round => (f32::round_ties_even, float_only),
+            Trunc => (f32::trunc, float_only),
+            Sign => (sign, i64::signum),
+            Reciprocal => (|v| 1.0 / v, float_only),
+            Log1p => (f32::ln_1p, float_only),
+            Expm1 => (f32::exp_m1, float_only),
+            Tan => (f32::tan, float_only),
+            Atan => (f32::atan, float_only),
+            Asin => (f32::asin, float_only),
+            Acos => (f32::acos, float_only),
+            Sinh => (f32::sinh, float_only),
+            Cosh => (f32::cosh, float_only),
             // In f64 and rounded once: the f32 forms lose accuracy near 1 (acosh) and 0.
-            UnaryOp::Asinh => {
-                let ($ff, $fi) = fns(|v| (v as f64).asinh() as f32, float_only);
-                $body
-            }
-            UnaryOp::Acosh => {
-                let ($ff, $fi) = fns(|v| (v as f64).acosh() as f32, float_only);
-                $body
-            }
-            UnaryOp::Atanh => {
-                let ($ff, $fi) = fns(|v| (v as f64).atanh() as f32, float_only);
-                $body
-            }
+            Asinh => (|v| (v as f64).asinh() as f32, float_only),
+            Acosh => (|v| (v as f64).acosh() as f32, float_only),
+            Atanh => (|v| (v as f64).atanh() as f32, float_only),
             // x * (t / 6): x * t would overflow for x near the largest finite value.
-            UnaryOp::Hardswish => {
-                let ($ff, $fi) = fns(|v| v * ((v + 3.0).clamp(0.0, 6.0) / 6.0), float_only);
-                $body
-            }
-            UnaryOp::BitwiseNot => {
-                let ($ff, $fi) = fns(|v| v, |v| !v);
-                $body
-            }
-        }
+            Hardswish => (|v| v * ((v + 3.0).clamp(0.0, 6.0) / 6.0), float_only),
+            BitwiseNot => (|v| v, |v| !v),
+        )
     }};
+}
+
+/// The arms of [`with_unary_fns`]: one `match` arm per op of the table.
+macro_rules! unary_arms {
+    ($op:expr, $ff:ident, $fi:ident, $body:expr; $($v:ident => ($f:expr, $i:expr),)*) => {
+        match $op {
+            $(UnaryOp::$v => {
+                let ($ff, $fi) = fns($f, $i);
+                $body
+            })*
+        }
+    };
 }
 
 /// Plain unary ops.

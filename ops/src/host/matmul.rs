@@ -35,8 +35,9 @@ fn widen(v: &TView, blk: Block, rows: usize, cols: usize) -> Vec<f32> {
 }
 
 fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
-    if m.saturating_mul(n).saturating_mul(k) >= 48 * 48 * 48 && super::layout::threads() > 1 {
-        Parallelism::Rayon(super::layout::threads())
+    let threads = super::layout::threads();
+    if m.saturating_mul(n).saturating_mul(k) >= 48 * 48 * 48 && threads > 1 {
+        Parallelism::Rayon(threads)
     } else {
         Parallelism::None
     }

@@ -127,14 +127,10 @@ fn work(call: &OpCall) -> Result<u64> {
         }
         Op::Attention | Op::AttentionBackward => numel(input(0)).saturating_mul(dim(input(1), 2)),
         op if op.is_convolution() => {
-            // The geometric mean of the three sides of the product: exact for a 1x1 kernel.
-            let sides = [
-                numel(input(0)),
-                numel(input(1)),
-                numel(call.outputs.first()),
-            ];
-            let volume = sides.iter().map(|&n| n as f64).product::<f64>();
-            volume.sqrt().min(u64::MAX as f64) as u64
+            let descs = [0, 1, 2].map(|i| input_desc(call, i));
+            crate::conv::ConvGeom::of_call(&call.op, &crate::attrs::Attrs::of(call)?, descs)?
+                .0
+                .macs()
         }
         _ => 0,
     };

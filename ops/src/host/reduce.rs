@@ -89,6 +89,16 @@ fn better(a: Val, b: Val, greater: bool) -> bool {
 }
 
 impl Acc {
+    /// Adds a float to a running maximum (`greater`) or minimum; a NaN marks the state.
+    fn push_extreme(&mut self, v: f64, greater: bool) {
+        if v.is_nan() {
+            self.nan = true;
+        } else if !self.any || (greater && v > self.f) || (!greater && v < self.f) {
+            self.f = v;
+        }
+        self.any = true;
+    }
+
     fn value(&self, float: bool) -> Val {
         if float {
             Val::F(self.f)
@@ -155,15 +165,14 @@ impl Acc {
                 self.f += delta / self.n;
                 self.s += delta * (x - self.f);
             }
-            Kind::Max | Kind::Min => {
-                if is_nan {
-                    self.nan = true;
-                } else if !self.any
-                    || better(v, self.value(matches!(v, Val::F(_))), kind == Kind::Max)
-                {
-                    self.set(v);
+            Kind::Max | Kind::Min => match v {
+                Val::F(f) => self.push_extreme(f, kind == Kind::Max),
+                Val::I(_) => {
+                    if !self.any || better(v, self.value(false), kind == Kind::Max) {
+                        self.set(v);
+                    }
                 }
-            }
+            },
             Kind::ArgMax | Kind::ArgMin => {
                 if self.nan {
                     return;
@@ -266,8 +275,9 @@ fn reduce_block(
     base: usize,
     range: std::ops::Range<usize>,
     kind: Kind,
+    run: (usize, usize),
 ) -> Acc {
-    if let Some(acc) = reduce_runs(x, shape, strides, base, range.clone(), kind) {
+    if let Some(acc) = reduce_runs(x, shape, strides, base, range.clone(), kind, run) {
         return acc;
     }
     let mut acc = EMPTY;
@@ -288,12 +298,9 @@ fn reduce_runs(
     base: usize,
     range: std::ops::Range<usize>,
     kind: Kind,
+    (d, run): (usize, usize),
 ) -> Option<Acc> {
-    if !matches!(kind, Kind::Sum | Kind::Mean | Kind::Max | Kind::Min) {
-        return None;
-    }
-    let (d, run) = contiguous_run(shape, strides);
-    if run < 8 {
+    if !matches!(kind, Kind::Sum | Kind::Mean | Kind::Max | Kind::Min) || run < 8 {
         return None;
     }
     let mut acc = EMPTY;
@@ -347,21 +354,21 @@ fn sums_by_pass(x: &TView, axes: &[usize], outs: usize) -> Option<Vec<f64>> {
         }
     }
     let mut sums = vec![0f64; outs];
-    let mut pass = |f: &dyn Fn(usize) -> f64| {
+    fn pass<T: Copy>(x: &TView, acc_strides: &[usize], sums: &mut [f64], f: impl Fn(T) -> f64) {
         walk(
             &x.desc.shape,
-            [&x.desc.strides, &acc_strides],
+            [&x.desc.strides, acc_strides],
             [x.desc.offset, 0],
             0..x.desc.numel(),
-            |_, [xo, at]| sums[at] += f(xo),
+            // SAFETY: offsets come from x's layout, read as its dtype.
+            |_, [xo, at]| sums[at] += f(unsafe { x.get::<T>(xo) }),
         )
-    };
-    // SAFETY (each arm): offsets come from x's layout, read as its dtype.
+    }
     match x.desc.dtype {
-        DType::F32 => pass(&|o| unsafe { x.get::<f32>(o) } as f64),
-        DType::F64 => pass(&|o| unsafe { x.get::<f64>(o) }),
-        DType::F16 => pass(&|o| unsafe { x.get::<f16>(o) }.to_f64()),
-        DType::BF16 => pass(&|o| unsafe { x.get::<bf16>(o) }.to_f64()),
+        DType::F32 => pass(x, &acc_strides, &mut sums, |v: f32| v as f64),
+        DType::F64 => pass(x, &acc_strides, &mut sums, |v: f64| v),
+        DType::F16 => pass(x, &acc_strides, &mut sums, f16::to_f64),
+        DType::BF16 => pass(x, &acc_strides, &mut sums, bf16::to_f64),
         _ => return None,
     }
     Some(sums)
@@ -386,15 +393,8 @@ fn fold_run<T: Copy>(acc: &mut Acc, kind: Kind, run: &[T], f: impl Fn(T) -> f64)
         }
         acc.f += lanes.iter().sum::<f64>() + tail;
     } else {
-        let greater = kind == Kind::Max;
         for &v in run {
-            let v = f(v);
-            if v.is_nan() {
-                acc.nan = true;
-            } else if !acc.any || (greater && v > acc.f) || (!greater && v < acc.f) {
-                acc.f = v;
-                acc.any = true;
-            }
+            acc.push_extreme(f(v), kind == Kind::Max);
         }
     }
     acc.any = true;
@@ -422,8 +422,9 @@ fn reduction(call: &OpCall, kind: Kind) -> Result<Box<Body>> {
         }
         let count: usize = red_shape.iter().product();
         let outs = out.desc.numel();
-        if matches!(kind, Kind::Sum | Kind::Mean) && contiguous_run(&red_shape, &red_strides).1 < 8
-        {
+        // The innermost reduced axes that make one contiguous run (see `reduce_runs`).
+        let run = contiguous_run(&red_shape, &red_strides);
+        if matches!(kind, Kind::Sum | Kind::Mean) && run.1 < 8 {
             if let Some(sums) = sums_by_pass(x, &axes, outs) {
                 let n = if kind == Kind::Mean {
                     count as f64
@@ -455,7 +456,7 @@ fn reduction(call: &OpCall, kind: Kind) -> Result<Box<Body>> {
                 let parts = std::sync::Mutex::new(Vec::new());
                 par_ranges(count, GRAIN, |r| {
                     let start = r.start;
-                    let acc = reduce_block(x, &red_shape, &red_strides, xb, r, kind);
+                    let acc = reduce_block(x, &red_shape, &red_strides, xb, r, kind, run);
                     parts
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -480,7 +481,7 @@ fn reduction(call: &OpCall, kind: Kind) -> Result<Box<Body>> {
                 [x.desc.offset, out.desc.offset],
                 r,
                 |_, [xb, ob]| {
-                    let acc = reduce_block(x, &red_shape, &red_strides, xb, 0..count, kind);
+                    let acc = reduce_block(x, &red_shape, &red_strides, xb, 0..count, kind, run);
                     // SAFETY: the offset comes from the output's layout.
                     unsafe { store(out, ob, acc.result(kind, float, count)) }
                 },

@@ -42,6 +42,20 @@ fn order_section(dtype: DType) -> Result<String> {
     })
 }
 
+/// The identity of a running maximum (`max`) or minimum of `dt` (its lowest or highest value)
+/// and the function that combines two (for floats, a NaN wins): for `max`/`min` and
+/// `cummax`/`cummin`.
+fn extreme_of(dt: DType, max: bool) -> (&'static str, &'static str) {
+    match (dt, max) {
+        (DType::I32, true) => ("(-2147483647 - 1)", "max"),
+        (DType::I32, false) => ("2147483647", "min"),
+        (DType::I64, true) => ("i64_min()", "max"),
+        (DType::I64, false) => ("i64_max()", "min"),
+        (_, true) => ("-inf_f32()", "f_max"),
+        (_, false) => ("inf_f32()", "f_min"),
+    }
+}
+
 /// Runs one reduction-family op.
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     match call.op.as_str() {
@@ -155,20 +169,7 @@ fn reduce(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
             },
         ),
         "max" | "min" => {
-            let init = match (dt, op) {
-                (DType::I32, "max") => "(-2147483647 - 1)",
-                (DType::I32, _) => "2147483647",
-                (DType::I64, "max") => "i64_min()",
-                (DType::I64, _) => "i64_max()",
-                (_, "max") => "-inf_f32()",
-                _ => "inf_f32()",
-            };
-            let f = match (float, op) {
-                (true, "max") => "f_max",
-                (true, _) => "f_min",
-                (false, "max") => "max",
-                _ => "min",
-            };
+            let (init, f) = extreme_of(dt, op == "max");
             (
                 init.to_string(),
                 format!("return Acc({f}(a.v, x), NONE);"),
@@ -329,23 +330,8 @@ fn cumsum(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let extreme = matches!(op, "cummax" | "cummin");
     // The scan's type, its identity, combination, element and stored value.
     let (acc, zero, add, of, out_conv) = if extreme {
-        // The identity is the dtype's lowest (highest) value; a NaN wins for good, and of equal
-        // values the later one.
-        let max = op == "cummax";
-        let (ident, keep_b) = match (dt, max) {
-            (DType::I32, true) => ("-2147483647 - 1", "b >= a"),
-            (DType::I32, false) => ("2147483647", "b <= a"),
-            (DType::I64, true) => ("-9223372036854775807li - 1li", "b >= a"),
-            (DType::I64, false) => ("9223372036854775807li", "b <= a"),
-            (_, true) => ("-inf_f32()", "b >= a || is_nan(b)"),
-            (_, false) => ("inf_f32()", "b <= a || is_nan(b)"),
-        };
-        let add = if dt.is_float() {
-            format!("select(select(a, b, {keep_b}), a, is_nan(a))")
-        } else {
-            format!("select(a, b, {keep_b})")
-        };
-        (x_ty, ident, add, "x", sum_out)
+        let (ident, f) = extreme_of(dt, op == "cummax");
+        (x_ty, ident, format!("{f}(a, b)"), "x", sum_out)
     } else if float_prod {
         (
             "vec2<f32>",

@@ -264,6 +264,18 @@ pub(super) fn bench_sum(ctx: &Ctx, n: usize) -> OpBench {
     })
 }
 
+/// Checks the tiny kernel's (or the one-element add's) result `c`: `A + B`.
+fn check_tiny(ctx: &Ctx, entry: &OpBench, c: &Tensor) -> BenchResult<()> {
+    let got = c.to_vec::<f32>(&*ctx.queue)?;
+    if got != [tiny::C] {
+        return Err(check_failed(
+            &entry.op,
+            format!("{got:?}, expected [{}]", tiny::C),
+        ));
+    }
+    Ok(())
+}
+
 /// Measures `ours` (one submission, then `finish`) on the host clock, side by side with the
 /// device's raw-API peer when there is one, then checks both results.
 fn latency(
@@ -290,13 +302,7 @@ fn latency(
     };
     let (s, peer_samples) = measure_with(ctx, Clock::Host, budget, LATENCY_ROUNDS, ours, peer)?;
     record(entry, &s, Clock::Host, None, None);
-    let got = c.to_vec::<f32>(&*ctx.queue)?;
-    if got != [tiny::C] {
-        return Err(check_failed(
-            &entry.op,
-            format!("{got:?}, expected [{}]", tiny::C),
-        ));
-    }
+    check_tiny(ctx, entry, c)?;
     let result = match (raw.as_deref_mut(), peer_samples, peer_err) {
         (Some(Ok(p)), Some(result), _) => {
             Some(result.and_then(|samples| match p.read_c()?.as_slice() {
@@ -370,13 +376,7 @@ fn dispatch_against_ort(
         }
     }
     record(entry, &mine, Clock::Host, None, None);
-    let got = c.to_vec::<f32>(&*ctx.queue)?;
-    if got != [tiny::C] {
-        return Err(check_failed(
-            &entry.op,
-            format!("{got:?}, expected [{}]", tiny::C),
-        ));
-    }
+    check_tiny(ctx, entry, c)?;
     let (name, result) = match peer {
         Ok(mut p) => {
             let name = format!("{} Add (run_with_iobinding)", p.version);
