@@ -11,6 +11,7 @@ mod cli {
     pub mod bench;
     pub mod conformance;
     pub mod devices;
+    pub mod plugins;
     pub mod table;
 }
 
@@ -22,7 +23,9 @@ const ENVIRONMENT: &str = "\
 Environment:
   ANYACCEL_DEVICES      Devices to use: backend names or device ids, e.g. `vulkan:0,cpu`
   ANYACCEL_REQUIRE      Backends that must be available, e.g. `cpu,opencl`
-  ANYACCEL_PLUGIN_PATH  Vendor plugin libraries to load (files or folders, `:`-separated)";
+  ANYACCEL_PLUGIN_PATH  Vendor plugin libraries to load (files or folders, `:`-separated)
+  ANYACCEL_PLUGIN_LOAD_TIMEOUT
+                        Seconds a plugin may take to load and enumerate its devices (30)";
 
 /// anyaccel: one accelerator layer for CPU, OpenCL, Vulkan, CUDA and vendor plugins
 #[derive(Debug, Parser)]
@@ -48,6 +51,13 @@ enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
+    /// Load one plugin and enumerate its devices, printing a line after each stage (internal:
+    /// the commands run it in a child process before loading a plugin themselves)
+    #[command(hide = true)]
+    ScreenPlugin {
+        /// The plugin library
+        path: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +74,7 @@ fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut Cli::command(), "anyaccel", &mut out);
             cli::args::print(&String::from_utf8_lossy(&out)).map(|()| ExitCode::SUCCESS)
         }
+        Command::ScreenPlugin { path } => Ok(cli::plugins::screen_child(path)),
     };
     result.unwrap_or_else(|e| e.report())
 }

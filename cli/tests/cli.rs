@@ -146,12 +146,26 @@ fn conformance_on_cpu_passes_every_hal_test_and_writes_reports() {
     );
     assert_eq!(
         out.lines().last(),
-        Some(format!("{} passed, 0 failed, 0 skipped", HAL_TESTS.len()).as_str()),
+        Some(
+            format!(
+                "{} passed, 0 failed, 0 skipped, 0 xfailed, 0 xpassed, 0 crashed, 0 timed out",
+                HAL_TESTS.len()
+            )
+            .as_str()
+        ),
+        "{out}"
+    );
+    // A filtered run proves no profile: no verdict, a note in its place.
+    assert!(!out.contains("conformant"), "{out}");
+    assert!(
+        out.contains("no profile verdict: a run filtered to hal.* proves no profile"),
         "{out}"
     );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["schema"], "anyaccel-conformance/1");
+    assert_eq!(json["filters"], serde_json::json!(["hal.*"]));
+    assert_eq!(json["devices"][0]["profiles"], serde_json::json!({}));
     let cases = json["devices"][0]["cases"].as_array().unwrap();
     assert_eq!(cases.len(), HAL_TESTS.len());
     for (name, _) in HAL_TESTS {

@@ -147,3 +147,204 @@ fn a_plugin_that_returns_garbage_fails_with_a_diagnosis() {
     assert!(c["first_bad_index"].is_u64(), "{c}");
     assert!(c["max_abs_err"].as_f64().unwrap() > 0.1, "{c}");
 }
+
+/// The `backends` entry of `anyaccel devices --json` named `name`.
+fn backend<'a>(devices: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    devices["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("backend {name} is listed: {devices}"))
+}
+
+#[test]
+fn devices_lists_plugins_that_crash_or_hang_while_loading_as_unavailable() {
+    let broken: Vec<_> = ["CRASH_ENTRY", "HANG_ENTRY", "CRASH_INFO", "HANG_COUNT"]
+        .iter()
+        .map(|m| common::broken(m))
+        .collect();
+    let list =
+        std::env::join_paths(broken.iter().cloned().chain([common::reference_plugin()])).unwrap();
+    let t0 = std::time::Instant::now();
+    let o = anyaccel(
+        &["devices", "--json"],
+        &[
+            ("ANYACCEL_PLUGIN_PATH", &list),
+            ("ANYACCEL_PLUGIN_LOAD_TIMEOUT", "2".as_ref()),
+        ],
+    );
+    // The two hangs are screened at once, each within its own 2 s limit.
+    assert!(t0.elapsed().as_secs() < 30, "took {:?}", t0.elapsed());
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Before its entry point returns, a plugin has no name of its own: the file's stem.
+    for (name, how, stage) in [
+        (
+            "plugin:anyaccel_broken_crash_entry",
+            "killed by signal 11 (SIGSEGV)",
+            "while being loaded",
+        ),
+        (
+            "plugin:anyaccel_broken_hang_entry",
+            "did not finish within 2 s",
+            "while being loaded",
+        ),
+        (
+            "plugin:broken_crash_info",
+            "killed by signal 11 (SIGSEGV)",
+            "while enumerating its devices",
+        ),
+        (
+            "plugin:broken_hang_count",
+            "did not finish within 2 s",
+            "while enumerating its devices",
+        ),
+    ] {
+        let b = backend(&v, name);
+        assert_eq!(b["available"], false, "{b}");
+        let why = b["reason"].as_str().unwrap();
+        assert!(
+            why.contains(how) && why.contains(stage) && why.contains("it is not loaded"),
+            "{name}: {why}"
+        );
+    }
+    let reference = backend(&v, "plugin:ref");
+    assert_eq!(reference["available"], true, "{reference}");
+    assert_eq!(backend(&v, "cpu")["available"], true);
+}
+
+#[test]
+fn conformance_goes_on_past_a_broken_plugin_of_the_environment() {
+    let list = common::broken("CRASH_INFO").into_os_string();
+    let o = anyaccel(
+        &[
+            "conformance",
+            "--device",
+            "cpu:0",
+            "--filter",
+            "ops.add.f32.same37.normal",
+            "--no-report",
+            "--json",
+        ],
+        &[("ANYACCEL_PLUGIN_PATH", &list)],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["devices"][0]["id"], "cpu:0");
+    assert_eq!(cases(&report)[0]["status"], "passed");
+    let down = report["unavailable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["backend"] == "plugin:broken_crash_info")
+        .unwrap_or_else(|| panic!("the broken plugin is reported: {report}"));
+    assert!(
+        down["reason"].as_str().unwrap().contains("SIGSEGV"),
+        "{down}"
+    );
+}
+
+#[test]
+fn a_plugin_named_with_dash_dash_plugin_is_required() {
+    for (mode, why) in [
+        (
+            "CRASH_INFO",
+            "killed by signal 11 (SIGSEGV) while enumerating its devices",
+        ),
+        ("COUNT_ERROR", "the card did not answer"),
+    ] {
+        let plugin = common::broken(mode);
+        let o = anyaccel(
+            &[
+                "conformance",
+                "--plugin",
+                plugin.to_str().unwrap(),
+                "--filter",
+                "ops.add.f32.same37.normal",
+                "--no-report",
+            ],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{mode}: {err}");
+        let name = format!("plugin:broken_{}", mode.to_ascii_lowercase());
+        assert!(
+            err.contains(&format!("--plugin {}", plugin.display()))
+                && err.contains(&format!("backend {name} is unavailable"))
+                && err.contains(why),
+            "{mode}: {err}"
+        );
+        // Nothing ran: a vendor's CI cannot go green on a plugin that never loaded.
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("passed"),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn a_device_of_an_unavailable_plugin_says_why() {
+    let list = common::broken("COUNT_ERROR").into_os_string();
+    let o = anyaccel(
+        &[
+            "conformance",
+            "--device",
+            "plugin:broken_count_error:0",
+            "--no-report",
+        ],
+        &[("ANYACCEL_PLUGIN_PATH", &list)],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("device `plugin:broken_count_error:0` not found")
+            && err.contains("backend plugin:broken_count_error is unavailable")
+            && err.contains("the card did not answer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_hung_op_is_named_while_it_runs_and_times_out() {
+    let plugin = common::broken("HANG_OP");
+    let o = anyaccel(
+        &[
+            "conformance",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--device",
+            "plugin:broken_hang_op:0",
+            "--filter",
+            "ops.add.f32.same37.normal",
+            "--timeout",
+            "4",
+            "--no-report",
+            "--json",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "still running after 2 s: ops.add.f32.same37.normal on plugin:broken_hang_op:0"
+        ),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = &cases(&report)[0];
+    assert_eq!(c["status"], "timed_out", "{c}");
+    assert_eq!(report["devices"][0]["summary"]["timed_out"], 1);
+    // The summary line counts it as timed out, as the device line does.
+    assert!(
+        err.contains("0 passed, 0 failed, 0 skipped, 0 xfailed, 0 xpassed, 0 crashed, 1 timed out"),
+        "{err}"
+    );
+}

@@ -130,7 +130,8 @@ pub struct DeviceReport {
     pub backend: String,
     /// Counts.
     pub summary: Summary,
-    /// Per profile that ran: whether every case in it passed.
+    /// Per profile that ran whole: whether every case in it passed (conformant). Empty in a
+    /// run filtered with `--filter`: a subset of a profile's cases proves nothing of it.
     pub profiles: BTreeMap<String, bool>,
     /// Every case.
     pub cases: Vec<CaseResult>,
@@ -158,12 +159,25 @@ pub struct Report {
     pub devices: Vec<DeviceReport>,
     /// Backends that were not available.
     pub unavailable: Vec<UnavailableBackend>,
+    /// The `--filter` globs of a filtered run (no profile verdicts); empty for a whole run.
+    #[serde(default)]
+    pub filters: Vec<String>,
 }
 
 /// The schema name of `report.json`.
 pub const SCHEMA: &str = "anyaccel-conformance/1";
 
 impl Report {
+    /// The line that stands for the profile verdicts in a filtered run.
+    pub fn filtered_note(&self) -> Option<String> {
+        (!self.filters.is_empty()).then(|| {
+            format!(
+                "no profile verdict: a run filtered to {} proves no profile",
+                self.filters.join(" ")
+            )
+        })
+    }
+
     /// True when no case failed, crashed or timed out (nor, under `strict_xfail`, xpassed).
     pub fn ok(&self, strict_xfail: bool) -> bool {
         self.devices.iter().all(|d| {
@@ -203,6 +217,9 @@ impl Report {
                 "| {} | {} | {} | {} | {} | {} | {} |\n",
                 m.passed, m.failed, m.skipped, m.xfailed, m.xpassed, m.crashed, m.timed_out
             );
+            if let Some(note) = self.filtered_note() {
+                let _ = writeln!(s, "- {note}");
+            }
             for (p, ok) in &d.profiles {
                 let _ = writeln!(
                     s,
@@ -349,6 +366,9 @@ impl Report {
                 "<p>passed {} · failed {} · skipped {} · xfailed {} · xpassed {} · crashed {} · timed out {}</p><ul>",
                 m.passed, m.failed, m.skipped, m.xfailed, m.xpassed, m.crashed, m.timed_out
             );
+            if let Some(note) = self.filtered_note() {
+                let _ = writeln!(s, "<li>{}</li>", html(&note));
+            }
             for (p, ok) in &d.profiles {
                 let _ = writeln!(
                     s,

@@ -20,8 +20,29 @@ use crate::report::{
 };
 use crate::xfail::Xfails;
 
-/// Builds the runtime for a run: compiled-in backends plus the given plugins.
-pub type MakeRuntime = dyn Fn(&[PathBuf]) -> anyaccel_hal::Result<Runtime> + Sync;
+/// Who a runtime is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The parent of a run: it lists and selects the devices, and starts the workers. A host
+    /// should load each plugin in a way that a plugin crashing or hanging while it loads cannot
+    /// take the run down (the `anyaccel` binary loads each one in a child process first), and
+    /// fail when a plugin given with `--plugin` cannot be used.
+    Run,
+    /// A worker: it runs cases on one device, with the plugins its parent loaded.
+    Worker,
+}
+
+/// A runtime, and the plugin libraries in it that the run's workers load.
+pub struct Loaded {
+    /// The runtime.
+    pub runtime: Runtime,
+    /// The plugin libraries that loaded (given to each worker with `--plugin`).
+    pub plugins: Vec<PathBuf>,
+}
+
+/// Builds the runtime for a run or a worker: compiled-in backends plus the given plugins (and,
+/// for [`Role::Run`], whatever else the host loads, such as the environment's plugins).
+pub type MakeRuntime = dyn Fn(&[PathBuf], Role) -> Result<Loaded, String> + Sync;
 
 /// How the runner starts its children and builds runtimes.
 pub struct Host<'a> {
@@ -329,8 +350,8 @@ fn worker_main(
     group: &str,
     after: Option<&str>,
 ) -> i32 {
-    let rt = match (host.make_runtime)(&o.plugins) {
-        Ok(rt) => rt,
+    let rt = match (host.make_runtime)(&o.plugins, Role::Worker) {
+        Ok(loaded) => loaded.runtime,
         Err(e) => {
             eprintln!("worker: {e}");
             return 3;
@@ -392,7 +413,10 @@ fn worker_main(
 /// Runs the suites on the selected devices and writes the reports. Errors are setup problems
 /// (an unknown device, a required backend missing, an unreadable manifest).
 pub fn run(o: &Options, host: &Host<'_>) -> Result<Report, String> {
-    let rt = (host.make_runtime)(&o.plugins).map_err(|e| e.to_string())?;
+    let Loaded {
+        runtime: rt,
+        plugins: worker_plugins,
+    } = (host.make_runtime)(&o.plugins, Role::Run)?;
     rt.check_required().map_err(|e| e.to_string())?;
     let unavailable: Vec<UnavailableBackend> = rt
         .backends()
@@ -452,7 +476,15 @@ pub fn run(o: &Options, host: &Host<'_>) -> Result<Report, String> {
                 let Some((d, group)) = item else { break };
                 let device = &devices[d];
                 let group_cases: Vec<&Case> = cases.iter().filter(|c| c.group == group).collect();
-                let r = run_group(o, host, device, &group, &group_cases, &progress);
+                let r = run_group(
+                    o,
+                    host,
+                    &worker_plugins,
+                    device,
+                    &group,
+                    &group_cases,
+                    &progress,
+                );
                 results
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -490,7 +522,8 @@ pub fn run(o: &Options, host: &Host<'_>) -> Result<Report, String> {
             }
         }
         let mut profiles = BTreeMap::new();
-        for p in &o.profiles {
+        // A filtered run proves no profile: only a whole profile gets a verdict.
+        for p in o.profiles.iter().filter(|_| o.filters.is_empty()) {
             let in_profile: Vec<&CaseResult> = all
                 .iter()
                 .filter(|c| c.profiles.iter().any(|x| x == p.name()))
@@ -517,6 +550,7 @@ pub fn run(o: &Options, host: &Host<'_>) -> Result<Report, String> {
         anyaccel_version: env!("CARGO_PKG_VERSION").into(),
         devices: device_reports,
         unavailable,
+        filters: o.filters.clone(),
     };
     print_summary(&report, o);
     if let Some(dir) = &o.report_dir {
@@ -582,6 +616,7 @@ enum ChildEnd {
 fn run_group(
     o: &Options,
     host: &Host<'_>,
+    plugins: &[PathBuf],
     device: &Arc<dyn Device>,
     group: &str,
     cases: &[&Case],
@@ -607,7 +642,9 @@ fn run_group(
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for p in &o.plugins {
+        // The worker loads the plugins its parent loaded, and no others.
+        cmd.env_remove("ANYACCEL_PLUGIN_PATH");
+        for p in plugins {
             cmd.arg("--plugin").arg(p);
         }
         for p in &o.profiles {
@@ -673,12 +710,25 @@ fn run_group(
             text
         });
         let mut running: Option<String> = None;
+        // When to say that the running case is still running (see `slow_notice`).
+        let mut next_notice = Instant::now() + slow_notice(o.timeout);
+        let mut case_start = Instant::now();
         let end = loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(case) = running.as_deref().filter(|_| Instant::now() >= next_notice) {
+                progress.note(&format!(
+                    "still running after {:.0} s: {case} on {id} (the group's time limit is {:.0} s)",
+                    case_start.elapsed().as_secs_f64(),
+                    o.timeout.as_secs_f64()
+                ));
+                next_notice = Instant::now() + slow_notice(o.timeout);
+            }
             match rx.recv_timeout(left.min(Duration::from_millis(500))) {
                 Ok(line) => {
                     if let Some(cid) = line.strip_prefix(START) {
                         running = Some(cid.to_string());
+                        case_start = Instant::now();
+                        next_notice = case_start + slow_notice(o.timeout);
                     } else if let Some(json) = line.strip_prefix(RESULT) {
                         if let Ok(w) = serde_json::from_str::<WorkerResult>(json) {
                             if let Some(case) = cases.iter().find(|c| c.id == w.id) {
@@ -835,6 +885,12 @@ fn run_group(
     cases.iter().filter_map(|c| done.remove(&c.id)).collect()
 }
 
+/// How long a case runs before the progress names it (and again after as long): a minute, or
+/// half the group's time limit when that is shorter.
+fn slow_notice(limit: Duration) -> Duration {
+    (limit / 2).min(Duration::from_secs(60))
+}
+
 fn status_of(verdict: &str) -> Status {
     match verdict {
         "passed" => Status::Passed,
@@ -843,7 +899,8 @@ fn status_of(verdict: &str) -> Status {
     }
 }
 
-fn describe_exit(s: std::process::ExitStatus) -> String {
+/// How a child process ended, in words: `was killed by signal 11 (SIGSEGV)`, `exited with ...`.
+pub fn describe_exit(s: std::process::ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
@@ -927,6 +984,14 @@ impl Progress {
         }
     }
 
+    /// A line above the bar (or on standard error without one).
+    fn note(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
@@ -943,11 +1008,14 @@ fn print_summary(report: &Report, o: &Options) {
     let mut totals = Summary::default();
     for d in &report.devices {
         let s = &d.summary;
-        let verdicts: Vec<String> = d
-            .profiles
-            .iter()
-            .map(|(p, ok)| format!("{p} {}", if *ok { "conformant" } else { "NOT conformant" }))
-            .collect();
+        let verdicts: Vec<String> = match report.filtered_note() {
+            Some(note) => vec![note],
+            None => d
+                .profiles
+                .iter()
+                .map(|(p, ok)| format!("{p} {}", if *ok { "conformant" } else { "NOT conformant" }))
+                .collect(),
+        };
         let _ = writeln!(
             out,
             "{:<12} {:<40} passed {:>5}  failed {:>4}  skipped {:>4}  xfailed {:>3}  xpassed {:>3}  crashed {:>3}  timed out {:>3}  [{}]",
@@ -963,13 +1031,29 @@ fn print_summary(report: &Report, o: &Options) {
             verdicts.join(", ")
         );
         totals.passed += s.passed;
-        totals.failed +=
-            s.failed + s.crashed + s.timed_out + if o.strict_xfail { s.xpassed } else { 0 };
+        totals.failed += s.failed;
         totals.skipped += s.skipped;
+        totals.xfailed += s.xfailed;
+        totals.xpassed += s.xpassed;
+        totals.crashed += s.crashed;
+        totals.timed_out += s.timed_out;
     }
+    // The same counts as the device lines, summed; the run fails on any failed, crashed or
+    // timed-out case (and on an unexpected pass under --strict-xfail).
     let _ = writeln!(
         out,
-        "{} passed, {} failed, {} skipped",
-        totals.passed, totals.failed, totals.skipped
+        "{} passed, {} failed, {} skipped, {} xfailed, {} xpassed{}, {} crashed, {} timed out",
+        totals.passed,
+        totals.failed,
+        totals.skipped,
+        totals.xfailed,
+        totals.xpassed,
+        if o.strict_xfail {
+            " (failing: --strict-xfail)"
+        } else {
+            ""
+        },
+        totals.crashed,
+        totals.timed_out
     );
 }

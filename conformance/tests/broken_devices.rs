@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use anyaccel_conformance::runner::{self, Host, Options};
+use anyaccel_conformance::runner::{self, Host, Loaded, Options, Role};
 use anyaccel_conformance::{Profile, Report, Status};
 use anyaccel_cpu::CpuDevice;
 use anyaccel_hal::{
@@ -272,13 +272,18 @@ impl Queue for BrokenQueue {
     }
 }
 
-fn make_runtime(_plugins: &[PathBuf]) -> Result<Runtime> {
-    Runtime::with_backends(
+fn make_runtime(_plugins: &[PathBuf], _role: Role) -> std::result::Result<Loaded, String> {
+    let runtime = Runtime::with_backends(
         MODES
             .iter()
             .map(|&(n, m)| Arc::new(BrokenBackend(n, m)) as Arc<dyn Backend>)
             .collect(),
     )
+    .map_err(|e| e.to_string())?;
+    Ok(Loaded {
+        runtime,
+        plugins: Vec::new(),
+    })
 }
 
 fn host() -> Host<'static> {

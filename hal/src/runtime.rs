@@ -145,14 +145,39 @@ impl Runtime {
             .iter()
             .map(|d| d.info().id.clone())
             .collect();
-        let backend = item.split(':').next().unwrap_or(item);
-        let why = self
-            .backends()
-            .into_iter()
-            .find(|b| b.name == backend)
-            .and_then(|b| b.devices.err())
-            .map(|u| format!(" (backend {backend} is unavailable: {})", u.reason))
-            .unwrap_or_default();
+        // The backend an item names: `cpu` for `cpu:0`, `plugin:ref` for `plugin:ref:0`.
+        let backends = self.backends();
+        let named = backends.iter().find(|b| {
+            item == b.name
+                || item
+                    .strip_prefix(b.name.as_str())
+                    .is_some_and(|rest| rest.starts_with(':'))
+        });
+        let why = match named {
+            Some(b) => match &b.devices {
+                Err(u) => format!(" (backend {} is unavailable: {})", b.name, u.reason),
+                Ok(d) => format!(" (backend {} has {} devices)", b.name, d.len()),
+            },
+            None => {
+                let down: Vec<String> = backends
+                    .iter()
+                    .filter_map(|b| {
+                        b.devices
+                            .as_ref()
+                            .err()
+                            .map(|u| format!("{}: {}", b.name, u.reason))
+                    })
+                    .collect();
+                if down.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (no backend of that name; unavailable backends: {})",
+                        down.join("; ")
+                    )
+                }
+            }
+        };
         Error::invalid_argument(format!(
             "device `{item}` not found{why}; available devices: {}",
             if ids.is_empty() {

@@ -62,6 +62,25 @@ impl PluginBackend {
         }
     }
 
+    /// A backend for the library at `path` that is unavailable for a reason found without
+    /// loading it here: a host that first loads each plugin in a child process (so that a
+    /// plugin that crashes or hangs while loading or enumerating its devices cannot take the
+    /// host down) registers the plugins that failed there with this. `name` is the plugin's
+    /// own name when the child learnt it, else `plugin:<file stem>` is used.
+    pub fn refused(
+        path: impl AsRef<Path>,
+        name: Option<&str>,
+        reason: Unavailable,
+    ) -> PluginBackend {
+        let path = path.as_ref();
+        PluginBackend {
+            name: name.map_or_else(|| fallback_name(path), str::to_string),
+            path: path.to_path_buf(),
+            plugin: Err(reason),
+            devices: Mutex::new(None),
+        }
+    }
+
     /// The library's path.
     pub fn path(&self) -> &Path {
         &self.path

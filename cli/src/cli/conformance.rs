@@ -1,20 +1,28 @@
 //! `anyaccel conformance`: the conformance suite (see `anyaccel_conformance::runner`).
 //!
 //! The parent run re-executes this binary as `anyaccel conformance --worker ...` for each group
-//! of cases, so a crash in a device or plugin costs one case, not the run.
+//! of cases, so a crash in a device or plugin costs one case, not the run. Before that, each
+//! plugin is loaded in a child process of its own (see [`super::plugins`]), so a plugin that
+//! crashes or hangs while loading costs its own devices, not the run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyaccel_conformance::runner::{self, ConformanceArgs, Host};
+use anyaccel_conformance::runner::{self, ConformanceArgs, Host, Loaded, Role};
 
-fn make_runtime(plugins: &[PathBuf]) -> anyaccel::Result<anyaccel::hal::Runtime> {
-    let rt = anyaccel::Runtime::new();
-    for p in plugins {
-        anyaccel::load_plugin(&rt, p)
-            .map_err(|e| e.context(format!("--plugin {}", p.display())))?;
+use super::plugins;
+
+fn make_runtime(explicit: &[PathBuf], role: Role) -> Result<Loaded, String> {
+    match role {
+        Role::Run => {
+            let (runtime, plugins) = plugins::runtime(explicit, true)?;
+            Ok(Loaded { runtime, plugins })
+        }
+        Role::Worker => Ok(Loaded {
+            runtime: plugins::worker_runtime(explicit).map_err(|e| e.to_string())?,
+            plugins: explicit.to_vec(),
+        }),
     }
-    Ok(rt)
 }
 
 /// Runs the command with its arguments.

@@ -12,7 +12,9 @@ use super::table::Table;
 pub const LONG_ABOUT: &str = "\
 Lists every backend compiled into this build, available or not (with the loader's reason when
 it is not), and for each device its id, name, vendor, memory, dtypes and kernel dialects.
-Every backend is probed, whatever ANYACCEL_DEVICES selects.";
+Every backend is probed, whatever ANYACCEL_DEVICES selects. Each plugin is first loaded in a
+child process: one that crashes, or takes longer than ANYACCEL_PLUGIN_LOAD_TIMEOUT seconds (30),
+is listed unavailable with the reason.";
 
 /// The command's arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -172,7 +174,10 @@ pub fn human_bytes(bytes: u64) -> String {
 /// Runs `anyaccel devices`.
 pub fn run(args: &DevicesArgs) -> Result<ExitCode, CliError> {
     let json = args.json;
-    let report = DevicesReport::of(&anyaccel::Runtime::new().backends());
+    // Each plugin loads in a child process first: one that crashes or hangs is listed
+    // unavailable with the reason instead of taking the listing down.
+    let (runtime, _) = super::plugins::runtime(&[], true).map_err(CliError::Failed)?;
+    let report = DevicesReport::of(&runtime.backends());
     let text = if json {
         let mut s = serde_json::to_string(&report)
             .map_err(|e| CliError::Failed(format!("devices: encoding the JSON report: {e}")))?;

@@ -129,3 +129,19 @@ pub fn table_plugin(name: &str, init: &str) -> PathBuf {
         ),
     )
 }
+
+/// A plugin of `tests/plugins/broken.c` built with `-DBROKEN_<MODE>` (e.g. `CRASH_INFO`), named
+/// `broken_<mode>` in lower case; its library is `libanyaccel_broken_<mode>.so`.
+pub fn broken(mode: &str) -> PathBuf {
+    let name = format!("broken_{}", mode.to_ascii_lowercase());
+    let mut sources = vec![root().join("backends/plugin/tests/plugins/broken.c")];
+    sources.extend(ref_sources_without_table());
+    build_library(
+        &format!("anyaccel_{name}"),
+        &sources,
+        &[
+            &format!("-DBROKEN_{mode}"),
+            &format!("-DBROKEN_NAME=\"{name}\""),
+        ],
+    )
+}

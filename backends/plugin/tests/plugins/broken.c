@@ -1,0 +1,81 @@
+/*
+ * Plugins that break while the host loads them, enumerates their devices or runs an op: the
+ * reference plugin with one function of its table replaced. Built once per mode, with -D:
+ *
+ *   BROKEN_CRASH_ENTRY    the entry point (anyaccel_plugin_get_api) dies of SIGSEGV
+ *   BROKEN_HANG_ENTRY     the entry point never returns
+ *   BROKEN_CRASH_INFO     device_info dies of SIGSEGV
+ *   BROKEN_HANG_COUNT     device_count never returns
+ *   BROKEN_COUNT_ERROR    device_count returns an error (an ordinary unavailable backend)
+ *   BROKEN_HANG_OP        op_execute of `add` never returns
+ *
+ * BROKEN_NAME is the plugin's name. The host must turn each into a verdict with the reason and
+ * go on with the other backends and cases.
+ */
+#define anyaccel_plugin_get_api ref_table
+#include "plugin.c"
+#undef anyaccel_plugin_get_api
+
+/* A real fault, not raise(): a host may handle a raised SIGSEGV and return (Rust's runtime does,
+ * to tell stack overflows apart); a faulting store then runs again and kills the process. */
+static volatile int *volatile nowhere = NULL;
+
+static void fault(void) {
+    *nowhere = 1;
+}
+
+static void never_return(void) {
+    for (;;) sleep(1);
+}
+
+static AnyaccelStatus broken_device_info(AnyaccelDevice *device, AnyaccelDeviceInfo *info) {
+    (void)device;
+    (void)info;
+    fault();
+    return ANYACCEL_OK;
+}
+
+static AnyaccelStatus broken_device_count(int32_t *count) {
+#ifdef BROKEN_COUNT_ERROR
+    (void)count;
+    return ref_error(ANYACCEL_ERROR_UNAVAILABLE, "device_count: the card did not answer (test plugin)");
+#else
+    (void)count;
+    never_return();
+    return ANYACCEL_OK;
+#endif
+}
+
+static AnyaccelStatus broken_op_execute(AnyaccelStream *s, const AnyaccelOpCall *call) {
+    if (call && call->op && strcmp(call->op, "add") == 0) never_return();
+    return api_op_execute(s, call);
+}
+
+static AnyaccelPluginApi patched;
+
+ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t host_abi_major,
+                                                                        uint32_t host_abi_minor) {
+#ifdef BROKEN_CRASH_ENTRY
+    fault();
+#endif
+#ifdef BROKEN_HANG_ENTRY
+    never_return();
+#endif
+    const AnyaccelPluginApi *full = ref_table(host_abi_major, host_abi_minor);
+    if (!full) return NULL;
+    patched = *full;
+    patched.name = BROKEN_NAME;
+#ifdef BROKEN_CRASH_INFO
+    patched.device_info = broken_device_info;
+#endif
+#if defined(BROKEN_HANG_COUNT) || defined(BROKEN_COUNT_ERROR)
+    patched.device_count = broken_device_count;
+#endif
+#ifdef BROKEN_HANG_OP
+    patched.op_execute = broken_op_execute;
+#endif
+    (void)broken_device_info;
+    (void)broken_device_count;
+    (void)broken_op_execute;
+    return &patched;
+}
