@@ -348,3 +348,33 @@ fn a_hung_op_is_named_while_it_runs_and_times_out() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plugin_that_ignores_output_strides_fails_a_case_of_every_op() {
+    let plugin = common::broken("IGNORE_OUT_STRIDES");
+    let per_op =
+        anyaccel_conformance::cases::strided_output_case_per_op(&anyaccel_conformance::all_cases());
+    assert_eq!(per_op.len(), anyaccel::ops::CATALOG.len());
+    let mut args = vec![
+        "conformance".to_string(),
+        "--plugin".into(),
+        plugin.to_str().unwrap().into(),
+        "--device".into(),
+        "plugin:broken_ignore_out_strides:0".into(),
+        "--no-report".into(),
+        "--json".into(),
+    ];
+    for id in per_op.values() {
+        args.extend(["--filter".to_string(), id.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = anyaccel(&args, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&o.stderr)));
+    let cases = cases(&report);
+    assert_eq!(cases.len(), per_op.len());
+    for c in &cases {
+        assert_eq!(c["status"], "failed", "{c}");
+    }
+}

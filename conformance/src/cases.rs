@@ -449,6 +449,7 @@ pub fn all_cases() -> Vec<Case> {
         c.profiles.retain(|p| *p != Profile::Core);
         c.profiles.push(profile);
     }
+    strided_output_cases(&mut b.cases);
     // The first large case of each elementwise family stands for the family's indexing.
     let mut families = HashSet::new();
     for c in b.cases.iter_mut().filter(|c| c.large) {
@@ -457,6 +458,106 @@ pub fn all_cases() -> Vec<Case> {
         }
     }
     b.cases
+}
+
+/// For every op whose cases all write contiguous outputs, one more case that writes strided
+/// ones (a gap after every element of the last dimension, poisoned): a device or plugin that
+/// ignores output strides writes into the gaps and fails it. The case is a copy of the op's
+/// first valid call (by the op's own shape rules) whose outputs have at least one dimension,
+/// with the id suffix `.strided_out`, placed after it.
+fn strided_output_cases(cases: &mut Vec<Case>) {
+    let mut covered: HashSet<&'static str> = HashSet::new();
+    for c in cases.iter() {
+        if let (Some(op), CaseBody::Op(body)) = (c.op, &c.body) {
+            if body.out_layout != Layout::Contiguous {
+                covered.insert(op);
+            }
+        }
+    }
+    let mut at = 0;
+    while at < cases.len() {
+        let candidate = match (&cases[at].op, &cases[at].body) {
+            (Some(op), CaseBody::Op(body)) if !covered.contains(op) && !cases[at].large => {
+                valid_with_outputs(body).then(|| {
+                    let mut c = cases[at].clone();
+                    c.id.push_str(".strided_out");
+                    if let CaseBody::Op(b) = &mut c.body {
+                        b.out_layout = Layout::Strided;
+                    }
+                    (*op, c)
+                })
+            }
+            _ => None,
+        };
+        at += 1;
+        if let Some((op, c)) = candidate {
+            covered.insert(op);
+            cases.insert(at, c);
+            at += 1;
+        }
+    }
+}
+
+/// For each op, the id of its first case that writes strided outputs (a gap after every
+/// element) and a valid call with an output of two or more elements: a device that ignores
+/// output strides must fail it. Every op of the catalog has one (a test checks).
+pub fn strided_output_case_per_op(
+    cases: &[Case],
+) -> std::collections::BTreeMap<&'static str, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in cases.iter().filter(|c| !c.large) {
+        let (Some(op), CaseBody::Op(body)) = (c.op, &c.body) else {
+            continue;
+        };
+        if body.out_layout != Layout::Strided || out.contains_key(op) {
+            continue;
+        }
+        if let Some(outputs) = valid_outputs(body) {
+            if outputs
+                .iter()
+                .any(|shape| shape.iter().product::<usize>() >= 2)
+            {
+                out.insert(op, c.id.clone());
+            }
+        }
+    }
+    out
+}
+
+/// True when the op's shape rules accept the call and give it outputs that each have a
+/// dimension and an element, and no index input is meant to be out of range.
+fn valid_with_outputs(body: &OpCase) -> bool {
+    valid_outputs(body).is_some_and(|outputs| {
+        !outputs.is_empty()
+            && outputs
+                .iter()
+                .all(|shape| !shape.is_empty() && shape.iter().all(|&d| d > 0))
+    })
+}
+
+/// The output shapes of a valid call (the op's shape rules accept it, and no index input is
+/// meant to be out of range).
+fn valid_outputs(body: &OpCase) -> Option<Vec<Vec<usize>>> {
+    if body
+        .inputs
+        .iter()
+        .flatten()
+        .any(|i| matches!(i.values, Values::Indices { bad: true, .. }))
+    {
+        return None;
+    }
+    let descs: Vec<Option<anyaccel_hal::TensorDesc>> = body
+        .inputs
+        .iter()
+        .map(|i| {
+            i.as_ref()
+                .map(|i| anyaccel_hal::TensorDesc::contiguous(i.dtype, &i.shape))
+        })
+        .collect();
+    let refs: Vec<Option<&anyaccel_hal::TensorDesc>> = descs.iter().map(Option::as_ref).collect();
+    anyaccel_ops::plan(body.op, &refs, &body.attrs)
+        .ok()
+        .map(|outputs| outputs.into_iter().map(|(_, shape)| shape).collect())
 }
 
 /// The elementwise family whose kernel template `op` shares, if any.
@@ -479,13 +580,25 @@ fn elementwise_family(op: &str) -> Option<&'static str> {
 
 /// True when `name` matches the glob `pattern` (`*` any run, `?` one character).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    if !pattern.contains(['*', '?']) {
+        return pattern == name;
+    }
+    if !pattern.is_ascii() || !name.is_ascii() {
+        let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+        return glob_match_units(&p, &n);
+    }
+    glob_match_units(pattern.as_bytes(), name.as_bytes())
+}
+
+/// `glob_match` over units (bytes of ASCII text, or chars).
+fn glob_match_units<T: PartialEq + Copy + From<u8>>(p: &[T], n: &[T]) -> bool {
+    let (any, one) = (T::from(b'*'), T::from(b'?'));
     let (mut pi, mut ni, mut star, mut mark) = (0usize, 0usize, None, 0usize);
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == n[ni]) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any {
             star = Some(pi);
             mark = ni;
             pi += 1;
@@ -497,13 +610,24 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == any)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::{HashMap, HashSet};
+
+    #[test]
+    fn every_op_has_a_case_that_a_device_ignoring_output_strides_fails() {
+        let per_op = strided_output_case_per_op(&all_cases());
+        let missing: Vec<&str> = CATALOG
+            .iter()
+            .map(|d| d.name)
+            .filter(|op| !per_op.contains_key(op))
+            .collect();
+        assert!(missing.is_empty(), "no strided-output case: {missing:?}");
+    }
 
     #[test]
     fn ids_are_unique_and_cover_the_catalog() {

@@ -281,10 +281,18 @@ struct Standalone {
 }
 
 fn selected_cases(o: &Options) -> Vec<Case> {
+    // Filters without wildcards are case ids: looked up, not matched one by one.
+    let (globs, ids): (Vec<&String>, Vec<&String>) =
+        o.filters.iter().partition(|f| f.contains(['*', '?']));
+    let ids: std::collections::HashSet<&str> = ids.into_iter().map(String::as_str).collect();
     all_cases()
         .into_iter()
         .filter(|c| c.profiles.iter().any(|p| o.profiles.contains(p)))
-        .filter(|c| o.filters.is_empty() || o.filters.iter().any(|f| glob_match(f, &c.id)))
+        .filter(|c| {
+            o.filters.is_empty()
+                || ids.contains(c.id.as_str())
+                || globs.iter().any(|f| glob_match(f, &c.id))
+        })
         .filter(|c| !(o.no_large && c.large))
         .filter(|c| !(o.large_sample && c.repeats_large))
         .collect()

@@ -133,9 +133,25 @@ impl Runtime {
 
     /// The device with this id, e.g. `cpu:0`.
     pub fn device(&self, id: &str) -> Result<Arc<dyn Device>> {
-        self.all_devices()
+        // Only the backend the id names is probed (`plugin:ref` for `plugin:ref:0`): a process
+        // that wants one device does not start every other runtime.
+        let owner = self
+            .entries()
             .into_iter()
-            .find(|d| d.info().id == id)
+            .filter(|e| {
+                id.strip_prefix(e.backend.name())
+                    .is_some_and(|rest| rest.starts_with(':'))
+            })
+            .max_by_key(|e| e.backend.name().len());
+        let found = owner.and_then(|e| {
+            e.devices()
+                .as_ref()
+                .ok()
+                .and_then(|ds| ds.iter().find(|d| d.info().id == id).cloned())
+        });
+        // A backend whose ids do not start with its name is found by looking at every device.
+        found
+            .or_else(|| self.all_devices().into_iter().find(|d| d.info().id == id))
             .ok_or_else(|| self.not_found(id))
     }
 

@@ -8,6 +8,9 @@
  *   BROKEN_HANG_COUNT     device_count never returns
  *   BROKEN_COUNT_ERROR    device_count returns an error (an ordinary unavailable backend)
  *   BROKEN_HANG_OP        op_execute of `add` never returns
+ *   BROKEN_IGNORE_OUT_STRIDES
+ *                         every op writes its outputs as if they were contiguous (keeping their
+ *                         offsets), whatever strides the host gave
  *
  * BROKEN_NAME is the plugin's name. The host must turn each into a verdict with the reason and
  * go on with the other backends and cases.
@@ -51,6 +54,32 @@ static AnyaccelStatus broken_op_execute(AnyaccelStream *s, const AnyaccelOpCall 
     return api_op_execute(s, call);
 }
 
+#define MAX_OUTPUTS 8
+#define MAX_RANK 16
+
+static AnyaccelStatus contiguous_out_op_execute(AnyaccelStream *s, const AnyaccelOpCall *call) {
+    if (!call || call->num_outputs > MAX_OUTPUTS) return api_op_execute(s, call);
+    AnyaccelTensor outs[MAX_OUTPUTS];
+    const AnyaccelTensor *out_ptrs[MAX_OUTPUTS];
+    int64_t strides[MAX_OUTPUTS][MAX_RANK];
+    for (size_t k = 0; k < call->num_outputs; k++) {
+        const AnyaccelTensor *t = call->outputs[k];
+        if (!t || t->ndim < 0 || t->ndim > MAX_RANK) return api_op_execute(s, call);
+        outs[k] = *t;
+        int64_t step = 1;
+        for (int32_t d = t->ndim - 1; d >= 0; d--) {
+            strides[k][d] = step;
+            step *= t->shape[d];
+        }
+        outs[k].strides = strides[k];
+        out_ptrs[k] = &outs[k];
+    }
+    AnyaccelOpCall ignoring = *call;
+    ignoring.outputs = out_ptrs;
+    /* The reference plugin copies the call before it returns: the arrays above may go. */
+    return api_op_execute(s, &ignoring);
+}
+
 static AnyaccelPluginApi patched;
 
 ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t host_abi_major,
@@ -74,8 +103,12 @@ ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t
 #ifdef BROKEN_HANG_OP
     patched.op_execute = broken_op_execute;
 #endif
+#ifdef BROKEN_IGNORE_OUT_STRIDES
+    patched.op_execute = contiguous_out_op_execute;
+#endif
     (void)broken_device_info;
     (void)broken_device_count;
     (void)broken_op_execute;
+    (void)contiguous_out_op_execute;
     return &patched;
 }
