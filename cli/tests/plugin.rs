@@ -378,3 +378,22 @@ fn a_plugin_that_ignores_output_strides_fails_a_case_of_every_op() {
         assert_eq!(c["status"], "failed", "{c}");
     }
 }
+
+#[test]
+fn an_index_error_comes_back_at_synchronization_however_a_plugin_reports_it() {
+    // The reference plugin fails its stream; this one returns the error from op_execute.
+    for (plugin, device) in [
+        (common::reference_plugin(), "plugin:ref:0"),
+        (
+            common::broken("DIRECT_ERRORS"),
+            "plugin:broken_direct_errors:0",
+        ),
+    ] {
+        let report = conformance_json(&plugin, device, "ops.*.bad*");
+        let cases = cases(&report);
+        assert!(cases.len() > 20, "{} cases", cases.len());
+        for c in &cases {
+            assert_eq!(c["status"], "passed", "{device}: {c}");
+        }
+    }
+}

@@ -392,13 +392,29 @@ fn run_op_case(
         )?);
     }
     let out_refs: Vec<&Tensor> = outputs.iter().map(|p| &p.tensor).collect();
-    let result =
-        anyaccel_ops::call_into(q, case.op, &inputs, &out_refs, &case.attrs).and_then(|()| {
-            outputs
-                .iter()
-                .map(|p| read_image(q, &p.tensor))
-                .collect::<anyaccel_hal::Result<Vec<_>>>()
-        });
+    // An error found while the op runs (an index out of range) comes back through the queue,
+    // at the next synchronization, never from the call that submitted the op: the call only
+    // validates what it can see (docs/ops.md section 6; anyaccel_plugin.h, "Errors").
+    let submitted = anyaccel_ops::call_into(q, case.op, &inputs, &out_refs, &case.attrs);
+    if let Err(e) = &submitted {
+        if e.code() == ErrorCode::OutOfBounds {
+            return Ok(Outcome::failed(
+                format!(
+                    "the op call itself returned an out-of-bounds error ({}); an error found \
+                     while the op runs must come back through the queue, at the next \
+                     synchronization",
+                    e.message()
+                ),
+                Comparison::default(),
+            ));
+        }
+    }
+    let result = submitted.and_then(|()| {
+        outputs
+            .iter()
+            .map(|p| read_image(q, &p.tensor))
+            .collect::<anyaccel_hal::Result<Vec<_>>>()
+    });
     let images = match (result, expected) {
         (Err(e), _) if e.code() == ErrorCode::Unsupported => {
             return Ok(Outcome::skipped(e.message().to_string()))

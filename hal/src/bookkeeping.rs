@@ -200,7 +200,14 @@ pub fn run_detached(name: &str, job: Job) {
 
 fn wait_and_record(failures: &FailureLog, seq: u64, event: &dyn Event) {
     if let Err(e) = event.wait() {
-        failures.record(seq, e.context("wait_event: the awaited work failed"));
+        // A [`crate::FailedEvent`] stands for a failure of this queue's own work (the op
+        // layer's report of an error found while an op ran): its error comes back unchanged.
+        let e = if event.as_any().is::<crate::FailedEvent>() {
+            e
+        } else {
+            e.context("wait_event: the awaited work failed")
+        };
+        failures.record(seq, e);
     }
 }
 

@@ -184,6 +184,37 @@ pub trait Event: Send + Sync + Any {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// An event that has already completed with an error: waiting on it returns the error. A
+/// queue told to wait on it ([`Queue::wait_event`]) fails as if a command of its own had
+/// failed, so the error comes back at the queue's next synchronization. The op layer reports an
+/// error found while an op ran (an index out of range) this way on every backend.
+#[derive(Debug, Clone)]
+pub struct FailedEvent {
+    error: Error,
+}
+
+impl FailedEvent {
+    /// An event that completed with `error`.
+    pub fn new(error: Error) -> FailedEvent {
+        FailedEvent { error }
+    }
+}
+
+impl Event for FailedEvent {
+    fn wait(&self) -> Result<()> {
+        Err(self.error.clone())
+    }
+    fn is_done(&self) -> bool {
+        true
+    }
+    fn elapsed_since(&self, _: &dyn Event) -> Result<Duration> {
+        Err(Error::unsupported("a failed event carries no timestamp"))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// Argument checks that every backend shares, so that every backend words errors alike.
 pub mod validate {
     use super::*;

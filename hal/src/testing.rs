@@ -406,32 +406,15 @@ pub fn events_across_queues(device: &Arc<dyn Device>) -> Result<(), String> {
 
 /// An event whose work failed, of no device: what a queue sees when it waits on the work of
 /// another device that failed.
-struct FailedEvent;
-
-impl crate::Event for FailedEvent {
-    fn wait(&self) -> Result<()> {
-        Err(crate::Error::launch_failed(
-            "the awaited work failed (injected)",
-        ))
-    }
-    fn is_done(&self) -> bool {
-        true
-    }
-    fn elapsed_since(&self, _: &dyn crate::Event) -> Result<std::time::Duration> {
-        Err(crate::Error::unsupported("no timestamps"))
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
 /// The sticky-failure rule of [`Queue`], on every backend: a command that fails asynchronously
 /// (here, waiting on failed work) makes its error come back, unchanged, at the next `read` or
 /// `finish` and from an event recorded after it and before that report; once reported, the
 /// queue runs again and reports nothing more.
 pub fn sticky_failures(device: &Arc<dyn Device>) -> Result<(), String> {
     no_leaks(device, || {
-        let failed: Arc<dyn crate::Event> = Arc::new(FailedEvent);
+        let failed: Arc<dyn crate::Event> = Arc::new(crate::FailedEvent::new(
+            crate::Error::launch_failed("the awaited work failed (injected)"),
+        ));
         for report in ["finish", "read"] {
             let q = ok("create_queue", device.create_queue())?;
             let b = ok("alloc", device.alloc(4))?;

@@ -1,8 +1,11 @@
 //! The generic call: validate, allocate outputs, then run the device's native op, or the
 //! portable kernel in a dialect the device accepts, or fail with `Unsupported`.
 
+use std::sync::Arc;
+
 use anyaccel_hal::{
-    shape_str, AttrValue, DType, Dialect, Error, OpCall, Queue, Result, Tensor, TensorDesc,
+    shape_str, AttrValue, DType, Dialect, Error, ErrorCode, Event, FailedEvent, OpCall, Queue,
+    Result, Tensor, TensorDesc,
 };
 
 use crate::catalog::Op;
@@ -25,8 +28,22 @@ pub fn call(
         .iter()
         .map(|(dtype, shape)| Tensor::empty(&*device, *dtype, shape))
         .collect::<Result<Vec<_>>>()?;
-    execute(queue, op, inputs, outputs.clone(), attrs)?;
+    through_queue(queue, execute(queue, op, inputs, outputs.clone(), attrs))?;
     Ok(outputs)
+}
+
+/// The rule of docs/ops.md section 6 on every device: an error found while the op ran (an
+/// index out of range, found by a kernel's flag that a launcher read back, or returned at once
+/// by a plugin's `op_execute`) is not the call's result but the queue's sticky error, returned
+/// at its next synchronization. The call returns only what validation finds.
+fn through_queue(queue: &dyn Queue, result: Result<()>) -> Result<()> {
+    match result {
+        Err(e) if e.code() == ErrorCode::OutOfBounds => {
+            let failed: Arc<dyn Event> = Arc::new(FailedEvent::new(e));
+            queue.wait_event(&failed)
+        }
+        other => other,
+    }
 }
 
 /// Runs `op` on `queue`, writing into `outputs`, whose dtypes and shapes must be those the op
@@ -81,12 +98,15 @@ pub fn call_into(
             }
         }
     }
-    execute(
+    through_queue(
         queue,
-        op,
-        inputs,
-        outputs.iter().map(|t| (*t).clone()).collect(),
-        attrs,
+        execute(
+            queue,
+            op,
+            inputs,
+            outputs.iter().map(|t| (*t).clone()).collect(),
+            attrs,
+        ),
     )
 }
 

@@ -87,6 +87,13 @@
  * implementation); it must then still report a command's failure through the stream as above,
  * not as the submitting function's return value, except for bad arguments.
  *
+ * One exception: op_execute may return ANYACCEL_ERROR_OUT_OF_BOUNDS itself for an index out of
+ * range that it finds before returning (a plugin that checks indices on the host, or runs ops
+ * synchronously). The host does not return it from the op call: it makes it the stream's
+ * failure, reported at the next synchronization as if the stream had failed, which is what
+ * docs/ops.md section 6 promises every caller. The conformance suite checks that rule (an op
+ * call never returns OutOfBounds) and passes either way of reporting.
+ *
  * ---------------------------------------------------------------------------------------------
  * Threads
  * ---------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
  *   BROKEN_HANG_COUNT     device_count never returns
  *   BROKEN_COUNT_ERROR    device_count returns an error (an ordinary unavailable backend)
  *   BROKEN_HANG_OP        op_execute of `add` never returns
+ *   BROKEN_DIRECT_ERRORS  not broken: op_execute waits for the op and returns its failure (an
+ *                         index out of range) itself, as the header allows for OUT_OF_BOUNDS
  *   BROKEN_IGNORE_OUT_STRIDES
  *                         every op writes its outputs as if they were contiguous (keeping their
  *                         offsets), whatever strides the host gave
@@ -52,6 +54,13 @@ static AnyaccelStatus broken_device_count(int32_t *count) {
 static AnyaccelStatus broken_op_execute(AnyaccelStream *s, const AnyaccelOpCall *call) {
     if (call && call->op && strcmp(call->op, "add") == 0) never_return();
     return api_op_execute(s, call);
+}
+
+static AnyaccelStatus direct_op_execute(AnyaccelStream *s, const AnyaccelOpCall *call) {
+    AnyaccelStatus st = api_op_execute(s, call);
+    if (st) return st;
+    /* The stream's failure, if the op failed, comes back here (and the stream is clear). */
+    return api_stream_synchronize(s);
 }
 
 #define MAX_OUTPUTS 8
@@ -106,9 +115,13 @@ ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t
 #ifdef BROKEN_IGNORE_OUT_STRIDES
     patched.op_execute = contiguous_out_op_execute;
 #endif
+#ifdef BROKEN_DIRECT_ERRORS
+    patched.op_execute = direct_op_execute;
+#endif
     (void)broken_device_info;
     (void)broken_device_count;
     (void)broken_op_execute;
     (void)contiguous_out_op_execute;
+    (void)direct_op_execute;
     return &patched;
 }
