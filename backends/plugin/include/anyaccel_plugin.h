@@ -119,6 +119,37 @@
  * outputs may be strided too. Index errors of index_select, embedding and gather are found while
  * the op runs and are reported through the stream as OUT_OF_BOUNDS, as docs/ops.md section 6
  * says.
+ *
+ * What else a plugin can rely on in a call:
+ *
+ *  - Inputs: inputs[i] is the i-th input of docs/ops.md, NULL for an absent optional one.
+ *    Absent optional inputs at the end may be left out, so num_inputs can be smaller than the
+ *    op's count of inputs: treat an index at or past num_inputs as NULL.
+ *  - Rank: ndim is at most 64 (anyaccel's MAX_RANK), and 0 for a scalar, whose shape and
+ *    strides must not be read. Every size and stride is >= 0, and element counts and the byte
+ *    range of every tensor fit in int64 and lie inside its buffer (the host checked, with
+ *    overflow checks).
+ *  - Validation: the host has already refused, with InvalidArgument, everything docs/ops.md
+ *    calls invalid: dtypes, ranks, shapes, attributes, aliasing, and the empty inputs that
+ *    section 3 lists as errors (a max, min, argmax or argmin over zero elements, attention
+ *    with no keys, ...). Every other empty input is valid: a sum over zero elements is 0, a
+ *    mean NaN, as docs/ops.md says op by op; an output with zero elements gets nothing
+ *    written. Only index values (and cross_entropy targets) are left to check while running.
+ *  - Attributes: each name at most once; the array's stride is its struct_size
+ *    (ANYACCEL_ARRAY_AT). An Int where docs/ops.md says Float is that integer's value.
+ *  - fill: the `value` attribute is a Float (or an Int, meaning that integer); it converts to
+ *    the output dtype as `cast` from f64 does (docs/ops.md, `fill`): for integers truncated
+ *    toward zero and saturated at the dtype's range, NaN giving 0 (300.7 in u8 is 255); for
+ *    bool `value != 0` (NaN is true); for floats rounded once to nearest even.
+ *
+ * Building a plugin: a C11 shared library whose only exported symbol is
+ * anyaccel_plugin_get_api, e.g.
+ *
+ *   cc -std=c11 -O2 -fPIC -shared -fvisibility=hidden -I<anyaccel>/backends/plugin/include
+ *      mychip.c ops.c -o libmychip.so -lm -lpthread
+ *
+ * (-lm and -lpthread when the plugin uses the maths library and threads, as the reference
+ * plugin does).
  */
 
 #ifndef ANYACCEL_PLUGIN_H
@@ -142,6 +173,14 @@ extern "C" {
  * struct_size. Use it to read, or write, a field that a later minor version appended. */
 #define ANYACCEL_STRUCT_HAS(ptr, type, field) \
     ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* Element `i` of an array of versioned structs that the host passes (AnyaccelOpCall.attrs,
+ * AnyaccelLaunch.args). The host lays such an array out with its own struct size as the stride,
+ * and every element has that struct_size: a plugin built against an earlier minor, whose struct
+ * is smaller, must step by the first element's struct_size, not by sizeof(type). The array must
+ * have at least one element (check its length first). */
+#define ANYACCEL_ARRAY_AT(array, type, i) \
+    ((const type *)(const void *)((const char *)(array) + (size_t)(i) * (array)[0].struct_size))
 
 /* The symbol visibility a plugin gives its entry point. */
 #if defined(_WIN32)
@@ -441,7 +480,9 @@ typedef struct AnyaccelPluginApi {
     /* REQUIRED. Waits until the event completes. Returns the error of the work before it, if
      * that failed. */
     AnyaccelStatus (*event_synchronize)(AnyaccelEvent *event);
-    /* Optional. Milliseconds between two completed events of the same device. */
+    /* Optional. Milliseconds between two completed events of the same device. An event that
+     * was never recorded, or has not completed, is ANYACCEL_ERROR_INVALID_ARGUMENT naming it
+     * (the host checks neither). */
     AnyaccelStatus (*event_elapsed_ms)(AnyaccelEvent *start, AnyaccelEvent *end, double *ms);
 
     /* -- Kernels (optional: all four, or none) ------------------------------------------------ */

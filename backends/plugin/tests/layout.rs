@@ -195,3 +195,57 @@ fn the_rust_mirror_has_the_header_s_sizes_offsets_and_constants() {
     // The loader's minimum table size is the ABI 1.0 table.
     assert_eq!(sys::API_V1_SIZE as i64, c["AnyaccelPluginApi"][0]);
 }
+
+/// `ANYACCEL_ARRAY_AT` steps through an array of versioned structs by the host's struct_size:
+/// here a host whose AnyaccelAttr has grown by 24 bytes (a later minor), read by a plugin built
+/// against this header.
+#[test]
+fn array_at_steps_by_the_host_s_struct_size() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("anyaccel-layout");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("array_at.c");
+    let exe = dir.join("array_at");
+    std::fs::write(
+        &src,
+        r#"#include <stdio.h>
+#include "anyaccel_plugin.h"
+typedef struct { AnyaccelAttr attr; char appended[24]; } LaterAttr;
+int main(void) {
+    LaterAttr host[3] = {0};
+    const char *names[3] = {"axis", "eps", "approximate"};
+    for (int i = 0; i < 3; i++) {
+        host[i].attr.struct_size = sizeof(LaterAttr);
+        host[i].attr.name = names[i];
+        host[i].attr.int_value = 10 * i;
+    }
+    const AnyaccelAttr *attrs = &host[0].attr;
+    for (int i = 0; i < 3; i++) {
+        const AnyaccelAttr *a = ANYACCEL_ARRAY_AT(attrs, AnyaccelAttr, i);
+        printf("%s %lld\n", a->name, (long long)a->int_value);
+    }
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg(format!("-I{}", common::include_dir().display()))
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("run the C compiler");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&exe).output().expect("run the program");
+    assert!(run.status.success());
+    assert_eq!(
+        String::from_utf8(run.stdout).unwrap(),
+        "axis 0\neps 10\napproximate 20\n"
+    );
+}

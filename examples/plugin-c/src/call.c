@@ -156,7 +156,8 @@ AnyaccelStatus ref_call_copy(const AnyaccelOpCall *call, RefCall **out) {
     for (size_t i = 0; i < call->num_inputs; i++) copy_tensor(&c->inputs[i], call->inputs[i]);
     for (size_t i = 0; i < call->num_outputs; i++) copy_tensor(&c->outputs[i], call->outputs[i]);
     for (size_t i = 0; i < call->num_attrs; i++) {
-        const AnyaccelAttr *a = &call->attrs[i];
+        /* A later host's attributes may be larger: step by its struct_size. */
+        const AnyaccelAttr *a = ANYACCEL_ARRAY_AT(call->attrs, AnyaccelAttr, i);
         RefAttr *r = &c->attrs[i];
         r->name = dup_str(a->name);
         r->kind = a->kind;
