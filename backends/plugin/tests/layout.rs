@@ -135,28 +135,7 @@ fn c_program(layout: &Layout, constants: &[(&str, i64)]) -> String {
 fn the_rust_mirror_has_the_header_s_sizes_offsets_and_constants() {
     let layout = rust_layout();
     let constants = rust_constants();
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("anyaccel-layout");
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("layout.c");
-    let exe = dir.join("layout");
-    std::fs::write(&src, c_program(&layout, &constants)).unwrap();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
-        .arg(format!("-I{}", common::include_dir().display()))
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("run the C compiler");
-    assert!(
-        out.status.success(),
-        "the layout program does not compile against anyaccel_plugin.h:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new(&exe).output().expect("run the layout program");
-    assert!(run.status.success());
-    let text = String::from_utf8(run.stdout).unwrap();
+    let text = run_c("layout", &c_program(&layout, &constants));
     let mut c: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for line in text.lines() {
         let mut parts = line.split_whitespace();
@@ -201,12 +180,8 @@ fn the_rust_mirror_has_the_header_s_sizes_offsets_and_constants() {
 /// against this header.
 #[test]
 fn array_at_steps_by_the_host_s_struct_size() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("anyaccel-layout");
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("array_at.c");
-    let exe = dir.join("array_at");
-    std::fs::write(
-        &src,
+    let out = run_c(
+        "array_at",
         r#"#include <stdio.h>
 #include "anyaccel_plugin.h"
 typedef struct { AnyaccelAttr attr; char appended[24]; } LaterAttr;
@@ -226,8 +201,18 @@ int main(void) {
     return 0;
 }
 "#,
-    )
-    .unwrap();
+    );
+    assert_eq!(out, "axis 0\neps 10\napproximate 20\n");
+}
+
+/// Compiles `code` (C11, against anyaccel_plugin.h, warnings as errors) into a program called
+/// `name`, runs it and returns what it printed.
+fn run_c(name: &str, code: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("anyaccel-layout");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{name}.c"));
+    let exe = dir.join(name);
+    std::fs::write(&src, code).unwrap();
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let out = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
@@ -239,13 +224,10 @@ int main(void) {
         .expect("run the C compiler");
     assert!(
         out.status.success(),
-        "{}",
+        "{name}.c does not compile against anyaccel_plugin.h:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let run = Command::new(&exe).output().expect("run the program");
-    assert!(run.status.success());
-    assert_eq!(
-        String::from_utf8(run.stdout).unwrap(),
-        "axis 0\neps 10\napproximate 20\n"
-    );
+    assert!(run.status.success(), "{name} failed");
+    String::from_utf8(run.stdout).unwrap()
 }
