@@ -5,6 +5,12 @@
  * ATOMIC_MIN_I32, bit casts and CLZ64. f16 is stored as u16 and converted by common.h's bit work
  * (no cuda_fp16.h). The launcher maps LaunchDims to the grid: global[d] / local[d] blocks of
  * local[d] threads in dimension d, so GLOBAL_ID(d) = blockIdx.d * blockDim.d + threadIdx.d.
+ *
+ * CUDA-compatible compilers (HIP's hipcc or hiprtc, and the vendor compilers derived from it)
+ * take the same source: the kernels use no warp-level intrinsic and assume no warp size (32 or
+ * 64 alike), only work-group (shared) memory and __syncthreads(). Under a HIP compiler
+ * (__HIPCC__ or __HIP_PLATFORM_AMD__ defined) the prelude leaves out NVRTC's diagnostic pragma
+ * and defines ANYACCEL_HIP.
  */
 #ifndef ANYACCEL_PRELUDE
 #define ANYACCEL_PRELUDE 1
@@ -23,8 +29,12 @@ typedef unsigned long long u64;
 #define GLOBAL
 #define LOCAL __shared__
 #define LOCAL_PTR
+#if defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__)
+#define ANYACCEL_HIP 1
+#else
 /* Helpers that a specialisation leaves unused are expected: no warning for them. */
 #pragma nv_diag_suppress 177
+#endif
 #define DEVICE static __device__ __forceinline__
 #define RESTRICT __restrict__
 
