@@ -580,25 +580,13 @@ fn elementwise_family(op: &str) -> Option<&'static str> {
 
 /// True when `name` matches the glob `pattern` (`*` any run, `?` one character).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    if !pattern.contains(['*', '?']) {
-        return pattern == name;
-    }
-    if !pattern.is_ascii() || !name.is_ascii() {
-        let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-        return glob_match_units(&p, &n);
-    }
-    glob_match_units(pattern.as_bytes(), name.as_bytes())
-}
-
-/// `glob_match` over units (bytes of ASCII text, or chars).
-fn glob_match_units<T: PartialEq + Copy + From<u8>>(p: &[T], n: &[T]) -> bool {
-    let (any, one) = (T::from(b'*'), T::from(b'?'));
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     let (mut pi, mut ni, mut star, mut mark) = (0usize, 0usize, None, 0usize);
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == one || p[pi] == n[ni]) {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == any {
+        } else if pi < p.len() && p[pi] == '*' {
             star = Some(pi);
             mark = ni;
             pi += 1;
@@ -610,7 +598,7 @@ fn glob_match_units<T: PartialEq + Copy + From<u8>>(p: &[T], n: &[T]) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == any)
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]

@@ -193,11 +193,7 @@ fn screen_one(exe: &Path, path: &Path, limit: Duration) -> Verdict {
 /// screening, or has no devices is an error naming it and the reason. One from the
 /// environment is listed unavailable with its reason instead.
 pub fn runtime(explicit: &[PathBuf], from_env: bool) -> Result<(Runtime, Vec<PathBuf>), String> {
-    let rt = Runtime::default();
-    for backend in anyaccel::compiled_in_backends() {
-        // The names of compiled-in backends are distinct by construction.
-        let _ = rt.add_backend(backend);
-    }
+    let rt = compiled_in();
     let env_files = match std::env::var_os(anyaccel::plugin::PLUGIN_PATH_ENV) {
         Some(list) if from_env => anyaccel::plugin::plugin_files(&list),
         _ => Vec::new(),
@@ -245,13 +241,20 @@ pub fn runtime(explicit: &[PathBuf], from_env: bool) -> Result<(Runtime, Vec<Pat
 /// its parent screened and loaded (loaded without screening again; the environment's list is
 /// not read).
 pub fn worker_runtime(plugins: &[PathBuf]) -> anyaccel::Result<Runtime> {
-    let rt = Runtime::default();
-    for backend in anyaccel::compiled_in_backends() {
-        let _ = rt.add_backend(backend);
-    }
+    let rt = compiled_in();
     for p in plugins {
         anyaccel::load_plugin(&rt, p)
             .map_err(|e| e.context(format!("--plugin {}", p.display())))?;
     }
     Ok(rt)
+}
+
+/// A runtime with every compiled-in backend and no plugin.
+fn compiled_in() -> Runtime {
+    let rt = Runtime::default();
+    for backend in anyaccel::compiled_in_backends() {
+        // The names of compiled-in backends are distinct by construction.
+        let _ = rt.add_backend(backend);
+    }
+    rt
 }
