@@ -29,11 +29,13 @@ mod buffer;
 mod device;
 mod dtype;
 mod error;
+pub mod group;
 mod kernel;
 pub mod layout;
 mod op;
 mod runtime;
 mod tensor;
+pub mod transfer;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -43,6 +45,7 @@ pub use buffer::{Buffer, BufferView, DeviceMemory};
 pub use device::{validate, Backend, Caps, Device, DeviceInfo, Event, FailedEvent, Queue};
 pub use dtype::{to_bytes, DType, Element};
 pub use error::{Error, ErrorCode, Result, Unavailable};
+pub use group::{DeviceGroup, ReduceOp};
 pub use kernel::{
     host_serial, run_serial, Dialect, HostArg, HostKernel, HostLaunch, HostMem, Kernel, KernelArg,
     KernelCache, KernelSource, LaunchDims,

@@ -1,0 +1,180 @@
+//! Tensors across devices: [`Tensor::to`] and [`Tensor::copy_to`] copy a tensor from a queue of
+//! one device to a queue of any other device, any pair of backends, vendor plugins included.
+//!
+//! The paths, fastest first:
+//!
+//! - **Same device**: the destination queue waits on an event of the source queue and copies on
+//!   the device (`Queue::copy`); the source queue then waits on an event of the destination
+//!   queue, so that neither queue's later commands can overtake the copy. The calling thread
+//!   does not wait.
+//! - **Different devices**: staged through host memory in chunks of [`CHUNK_BYTES`], double
+//!   buffered: a reader thread reads chunk `k + 1` from the source queue while the calling
+//!   thread writes chunk `k` to the destination queue. The calling thread waits for the source
+//!   queue's earlier work (as [`Queue::read`] does); the writes are asynchronous on the
+//!   destination queue, in its order. A strided source is gathered to row-major order on the
+//!   host first.
+//!
+//! A same-backend peer copy (CUDA peer access, a plugin's own device-to-device path) is not
+//! used yet: every pair of different devices stages through the host.
+
+use std::sync::mpsc;
+
+use crate::tensor::shape_str;
+use crate::{BufferView, Error, Queue, Result, Tensor};
+
+/// The staging chunk of a copy between devices: two of them are in flight at once.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+impl Tensor {
+    /// A contiguous copy of this tensor (any layout, on `from`'s device) on `to`'s device.
+    ///
+    /// `from` must be a queue of this tensor's device; `to` may be a queue of any device,
+    /// the same one included. See [`Tensor::copy_to`] for the ordering.
+    ///
+    /// ```
+    /// # use anyaccel_hal::{Tensor, Queue, Result};
+    /// # fn f(t: &Tensor, gpu: &dyn Queue, npu: &dyn Queue) -> Result<()> {
+    /// let there = t.to(gpu, npu)?; // a contiguous copy on npu's device
+    /// # Ok(()) }
+    /// ```
+    pub fn to(&self, from: &dyn Queue, to: &dyn Queue) -> Result<Tensor> {
+        check_queue("to", "from", from, self)?;
+        let dst = Tensor::empty(&*to.device(), self.dtype(), self.shape())?;
+        self.copy_to(from, &dst, to)?;
+        Ok(dst)
+    }
+
+    /// Copies this tensor (any layout, on `from`'s device) into `dst`, a contiguous tensor of the
+    /// same dtype and shape on `to`'s device.
+    ///
+    /// Ordering: the copy sees every command submitted to `from` before this call, and every
+    /// command submitted to `to` afterwards sees the copy. Between devices the calling thread
+    /// waits until the source has been read (as [`Queue::read`] does) and the writes run
+    /// asynchronously on `to`; on one device nothing waits (see the [module](self) docs).
+    /// Errors of earlier work on either queue come back here or at that queue's next
+    /// synchronization, as the queue's sticky error.
+    pub fn copy_to(&self, from: &dyn Queue, dst: &Tensor, to: &dyn Queue) -> Result<()> {
+        check_queue("copy_to", "from", from, self)?;
+        check_queue("copy_to", "to", to, dst)?;
+        if dst.dtype() != self.dtype() || dst.shape() != self.shape() {
+            return Err(Error::invalid_argument(format!(
+                "copy_to: the source is {} {} but the destination is {} {}: expected the same \
+                 dtype and shape",
+                self.dtype(),
+                shape_str(self.shape()),
+                dst.dtype(),
+                shape_str(dst.shape())
+            )));
+        }
+        if !dst.desc().is_contiguous() {
+            return Err(Error::invalid_argument(format!(
+                "copy_to: the destination {} {} has strides {:?}: expected a contiguous tensor \
+                 (copy into a contiguous one, then rearrange it on its device)",
+                dst.dtype(),
+                shape_str(dst.shape()),
+                dst.strides()
+            )));
+        }
+        let bytes = self.desc().host_bytes()?;
+        let dst_view = dst.view().sub(dst.desc().byte_offset()?, bytes)?;
+        let src_view = if self.desc().is_contiguous() {
+            Some(self.view().sub(self.desc().byte_offset()?, bytes)?)
+        } else {
+            None
+        };
+        if let Some(src) = &src_view {
+            if src.overlaps(&dst_view) {
+                return Err(Error::invalid_argument(
+                    "copy_to: the source and the destination share memory: expected distinct \
+                     tensors",
+                ));
+            }
+        }
+        if bytes == 0 {
+            return Ok(());
+        }
+        match src_view {
+            Some(src) if from.device_id() == to.device_id() => {
+                // On the device, ordered both ways without blocking.
+                to.wait_event(&from.record_event()?)?;
+                to.copy(&src, &dst_view)?;
+                from.wait_event(&to.record_event()?)
+            }
+            Some(src) => staged(from, &src, to, &dst_view),
+            None => {
+                // Gather the strided source on the host, then write it in chunks.
+                let host = self.to_bytes(from)?;
+                for (k, chunk) in host.chunks(CHUNK_BYTES).enumerate() {
+                    to.write(&dst_view.sub(k * CHUNK_BYTES, chunk.len())?, chunk)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `queue` must be a queue of `t`'s device.
+fn check_queue(f: &str, which: &str, queue: &dyn Queue, t: &Tensor) -> Result<()> {
+    if queue.device_id() != t.device_id() {
+        return Err(Error::invalid_argument(format!(
+            "{f}: `{which}` is a queue of {} but its tensor is on {}: expected a queue of the \
+             tensor's device",
+            queue.device_id(),
+            t.device_id()
+        )));
+    }
+    Ok(())
+}
+
+/// Copies `src` (on `from`'s device) to `dst` (on `to`'s), equal lengths, through two host
+/// chunks: a reader thread fills one while this thread writes the other.
+fn staged(from: &dyn Queue, src: &BufferView, to: &dyn Queue, dst: &BufferView) -> Result<()> {
+    let len = src.len();
+    if len <= CHUNK_BYTES {
+        let mut host = vec![0u8; len];
+        from.read(src, &mut host)?;
+        return to.write(dst, &host);
+    }
+    let chunks = len.div_ceil(CHUNK_BYTES);
+    // Filled chunks go to the writer; emptied ones come back to the reader.
+    let (full_tx, full_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(2);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(2);
+    for _ in 0..2 {
+        empty_tx
+            .send(vec![0u8; CHUNK_BYTES])
+            .map_err(|_| Error::internal("copy_to: staging channel closed"))?;
+    }
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> Result<()> {
+            for k in 0..chunks {
+                let Ok(mut host) = empty_rx.recv() else {
+                    return Ok(()); // the writer stopped on an error: it reports it
+                };
+                let at = k * CHUNK_BYTES;
+                let n = CHUNK_BYTES.min(len - at);
+                from.read(&src.sub(at, n)?, &mut host[..n])?;
+                if full_tx.send((k, host)).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        });
+        let mut written = Ok(());
+        for (k, host) in full_rx.iter() {
+            let at = k * CHUNK_BYTES;
+            let n = CHUNK_BYTES.min(len - at);
+            written = dst.sub(at, n).and_then(|view| to.write(&view, &host[..n]));
+            if written.is_err() {
+                break;
+            }
+            // The reader may already have finished: a closed channel is no error.
+            let _ = empty_tx.send(host);
+        }
+        drop(full_rx);
+        drop(empty_tx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(Error::internal("copy_to: the staging reader panicked")));
+        read.and(written)
+    })
+}
