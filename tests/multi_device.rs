@@ -148,7 +148,11 @@ fn copy_to_refuses_what_it_cannot_do() {
     );
     let wrong_dtype = Tensor::empty(&**b, DType::I32, &[4, 6]).unwrap();
     let e = err(src.copy_to(&*qa, &wrong_dtype, &*qb));
-    assert!(e.message().contains("f32 4x6 but the destination is i32 4x6"), "{e}");
+    assert!(
+        e.message()
+            .contains("f32 4x6 but the destination is i32 4x6"),
+        "{e}"
+    );
     let strided = Tensor::empty(&**b, DType::F32, &[6, 4])
         .unwrap()
         .transpose(0, 1)

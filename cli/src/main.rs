@@ -13,6 +13,7 @@ mod cli {
     pub mod devices;
     pub mod plugins;
     pub mod table;
+    pub mod transfers;
 }
 
 use std::process::ExitCode;

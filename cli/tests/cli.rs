@@ -26,6 +26,54 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
+fn devices_transfers_measure_every_ordered_pair() {
+    let o = anyaccel(
+        &[
+            "devices",
+            "--json",
+            "--transfers",
+            "--transfer-bytes",
+            "65536",
+        ],
+        &[("ANYACCEL_PLUGIN_PATH", "")],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("devices --json is JSON");
+    let ids: Vec<String> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["devices"].as_array().unwrap())
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    let transfers = v["transfers"].as_array().expect("a `transfers` array");
+    assert_eq!(transfers.len(), ids.len() * ids.len(), "{transfers:?}");
+    for (k, t) in transfers.iter().enumerate() {
+        let (from, to) = (&ids[k / ids.len()], &ids[k % ids.len()]);
+        assert_eq!(t["from"], from.as_str());
+        assert_eq!(t["to"], to.as_str());
+        let path = if from == to {
+            "device copy"
+        } else {
+            "staged through host"
+        };
+        assert_eq!(t["path"], path, "{t}");
+        assert_eq!(t["bytes"], 65536);
+        for key in ["gbps", "memcpy_gbps", "ratio"] {
+            assert!(t[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {t}");
+        }
+    }
+    let o = anyaccel(&["devices", "--transfers", "--transfer-bytes", "4096"], &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let text = stdout(&o);
+    let row = ["cpu:0", "cpu:0", "device", "copy"];
+    assert!(
+        text.lines().any(|l| l.split_whitespace().take(4).eq(row)),
+        "{text}"
+    );
+}
+
+#[test]
 fn devices_json_lists_the_cpu_backend_and_its_device() {
     let o = anyaccel(&["devices", "--json"], &[]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));

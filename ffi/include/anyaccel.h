@@ -1130,6 +1130,25 @@ anyaccel_status anyaccel_tensor_write(struct anyaccel_queue_t *q, struct anyacce
  */
 anyaccel_status anyaccel_tensor_read(struct anyaccel_queue_t *q, struct anyaccel_tensor_t *t, void *dst, size_t bytes);
 
+/**
+ * Copies `src` (any layout, on `from`'s device) into `dst` (contiguous, the same dtype and
+ * shape, on `to`'s device), between any two devices of one runtime. The copy sees what was
+ * queued on `from` before the call, and what is queued on `to` afterwards sees the copy.
+ * Between devices the call waits until `src` has been read and the device write may still be
+ * queued on `to`; on one device the copy is queued on `to` and nothing waits.
+ */
+anyaccel_status anyaccel_tensor_copy_to(struct anyaccel_queue_t *from, struct anyaccel_tensor_t *src, struct anyaccel_queue_t *to, struct anyaccel_tensor_t *dst);
+
+/**
+ * A new contiguous tensor on `to`'s device holding a copy of `src` (any layout, on `from`'s
+ * device), as `anyaccel_tensor_copy_to`; `*out` is NULL on error. Destroy it with
+ * `anyaccel_tensor_destroy`.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a pointer.
+ */
+anyaccel_status anyaccel_tensor_to(struct anyaccel_queue_t *from, struct anyaccel_tensor_t *src, struct anyaccel_queue_t *to, struct anyaccel_tensor_t **out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

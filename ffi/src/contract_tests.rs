@@ -452,3 +452,51 @@ fn every_catalog_op_has_a_c_abi_entry() {
         }
     }
 }
+
+#[test]
+fn tensors_copy_between_queues_and_runtimes() {
+    let a = Fixture::new();
+    let b = Fixture::new();
+    let values = [1.0f32, -2.0, 3.5, 4.0, 0.25, -6.0];
+    let mut q2 = null_mut();
+    let mut moved = null_mut();
+    let mut back = [0f32; 6];
+    // SAFETY: valid handles, buffers of the sizes given, and out-pointers.
+    unsafe {
+        ok(
+            "write",
+            anyaccel_tensor_write(a.q, a.x, values.as_ptr().cast(), 24),
+        );
+        ok("queue", anyaccel_queue_create(a.dev, &mut q2));
+        ok("to", anyaccel_tensor_to(a.q, a.x, q2, &mut moved));
+        ok(
+            "read",
+            anyaccel_tensor_read(q2, moved, back.as_mut_ptr().cast(), 24),
+        );
+        assert_eq!(back, values);
+
+        // Into another runtime's cpu:0, through the host.
+        ok("copy_to", anyaccel_tensor_copy_to(a.q, a.x, b.q, b.x));
+        back = [0f32; 6];
+        ok(
+            "read",
+            anyaccel_tensor_read(b.q, b.x, back.as_mut_ptr().cast(), 24),
+        );
+        assert_eq!(back, values);
+        // A destination that is not of the `to` queue's device, and a NULL queue.
+        let status = anyaccel_tensor_copy_to(a.q, a.x, b.q, moved);
+        expect_fail(
+            "dst of another runtime",
+            status,
+            INVALID,
+            "objects of two runtimes",
+        );
+        let mut out = sentinel();
+        let status = anyaccel_tensor_to(a.q, a.x, null_mut(), &mut out);
+        expect_fail("NULL to", status, INVALID, "to");
+        assert!(out.is_null());
+        ok("copy_to", anyaccel_tensor_copy_to(a.q, a.x, q2, moved));
+        ok("destroy", anyaccel_tensor_destroy(moved));
+        ok("destroy", anyaccel_queue_destroy(q2));
+    }
+}

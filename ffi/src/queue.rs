@@ -33,7 +33,12 @@ struct EventObj {
 }
 
 pub(crate) fn queue(q: *const anyaccel_queue_t) -> Result<Arc<QueueObj>> {
-    handle::get(from_ptr(q), Kind::Queue, "queue")
+    queue_arg(q, "queue")
+}
+
+/// The queue handle `q`, named `what` in errors.
+pub(crate) fn queue_arg(q: *const anyaccel_queue_t, what: &str) -> Result<Arc<QueueObj>> {
+    handle::get(from_ptr(q), Kind::Queue, what)
 }
 
 fn event(e: *const anyaccel_event_t, what: &str) -> Result<Arc<EventObj>> {

@@ -392,6 +392,63 @@ pub unsafe extern "C" fn anyaccel_tensor_read(
     })
 }
 
+/// Copies `src` (any layout, on `from`'s device) into `dst` (contiguous, the same dtype and
+/// shape, on `to`'s device), between any two devices of one runtime. The copy sees what was
+/// queued on `from` before the call, and what is queued on `to` afterwards sees the copy.
+/// Between devices the call waits until `src` has been read and the device write may still be
+/// queued on `to`; on one device the copy is queued on `to` and nothing waits.
+#[no_mangle]
+pub extern "C" fn anyaccel_tensor_copy_to(
+    from: *mut anyaccel_queue_t,
+    src: *mut anyaccel_tensor_t,
+    to: *mut anyaccel_queue_t,
+    dst: *mut anyaccel_tensor_t,
+) -> anyaccel_status {
+    guard("anyaccel_tensor_copy_to", || {
+        let from = crate::queue::queue_arg(from, "from")?;
+        let to = crate::queue::queue_arg(to, "to")?;
+        let s = tensor(src, "src")?;
+        let d = tensor(dst, "dst")?;
+        check_device("src", &s.device, &from.device)?;
+        check_device("dst", &d.device, &to.device)?;
+        check_writable("dst", d.read_only)?;
+        s.tensor.copy_to(&*from.queue, &d.tensor, &*to.queue)
+    })
+}
+
+/// A new contiguous tensor on `to`'s device holding a copy of `src` (any layout, on `from`'s
+/// device), as `anyaccel_tensor_copy_to`; `*out` is NULL on error. Destroy it with
+/// `anyaccel_tensor_destroy`.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn anyaccel_tensor_to(
+    from: *mut anyaccel_queue_t,
+    src: *mut anyaccel_tensor_t,
+    to: *mut anyaccel_queue_t,
+    out: *mut *mut anyaccel_tensor_t,
+) -> anyaccel_status {
+    guard("anyaccel_tensor_to", || {
+        non_null(out, "out")?;
+        // SAFETY: checked for NULL; valid for a write by the caller's contract.
+        unsafe { put(out, std::ptr::null_mut()) };
+        let from = crate::queue::queue_arg(from, "from")?;
+        let to = crate::queue::queue_arg(to, "to")?;
+        let s = tensor(src, "src")?;
+        check_device("src", &s.device, &from.device)?;
+        let tensor = s.tensor.to(&*from.queue, &*to.queue)?;
+        let h = register_tensor(TensorObj {
+            tensor,
+            device: to.device.clone(),
+            read_only: false,
+        })?;
+        // SAFETY: as above.
+        unsafe { put(out, h) };
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

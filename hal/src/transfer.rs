@@ -3,7 +3,7 @@
 //!
 //! The paths, fastest first:
 //!
-//! - **Same device**: the destination queue waits on an event of the source queue and copies on
+//! - **Same device** (one device object): the destination queue waits on an event of the source queue and copies on
 //!   the device (`Queue::copy`); the source queue then waits on an event of the destination
 //!   queue, so that neither queue's later commands can overtake the copy. The calling thread
 //!   does not wait.
@@ -17,7 +17,7 @@
 //! A same-backend peer copy (CUDA peer access, a plugin's own device-to-device path) is not
 //! used yet: every pair of different devices stages through the host.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use crate::tensor::shape_str;
 use crate::{BufferView, Error, Queue, Result, Tensor};
@@ -94,7 +94,7 @@ impl Tensor {
             return Ok(());
         }
         match src_view {
-            Some(src) if from.device_id() == to.device_id() => {
+            Some(src) if same_device(from, to) => {
                 // On the device, ordered both ways without blocking.
                 to.wait_event(&from.record_event()?)?;
                 to.copy(&src, &dst_view)?;
@@ -111,6 +111,12 @@ impl Tensor {
             }
         }
     }
+}
+
+/// Whether two queues run on one device object (two runtimes may each have a `cpu:0`).
+fn same_device(a: &dyn Queue, b: &dyn Queue) -> bool {
+    a.device_id() == b.device_id()
+        && std::ptr::addr_eq(Arc::as_ptr(&a.device()), Arc::as_ptr(&b.device()))
 }
 
 /// `queue` must be a queue of `t`'s device.

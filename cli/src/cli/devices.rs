@@ -14,7 +14,12 @@ Lists every backend compiled into this build, available or not (with the loader'
 it is not), and for each device its id, name, vendor, memory, dtypes and kernel dialects.
 Every backend is probed, whatever ANYACCEL_DEVICES selects. Each plugin is first loaded in a
 child process: one that crashes, or takes longer than ANYACCEL_PLUGIN_LOAD_TIMEOUT seconds (30),
-is listed unavailable with the reason.";
+is listed unavailable with the reason.
+
+With --transfers, it also copies a tensor (256 MiB; --transfer-bytes) between each ordered pair
+of available devices with Tensor::copy_to, and shows the path (a device copy on one device, staged
+through host memory between two) and the bandwidth, beside a host memcpy of the same bytes
+measured in alternation with it.";
 
 /// The command's arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +29,14 @@ pub struct DevicesArgs {
     /// max_buffer_bytes, max_work_group_size, compute_units, native_ops and timestamps
     #[arg(long)]
     pub json: bool,
+    /// Also measure, for each ordered pair of available devices, the path a tensor takes from
+    /// one to the other and its bandwidth, beside a host memcpy of the same bytes
+    /// (JSON: "transfers":[{"from","to","path","bytes","gbps","memcpy_gbps","ratio"}])
+    #[arg(long)]
+    pub transfers: bool,
+    /// Bytes per copy for --transfers
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub transfer_bytes: usize,
 }
 
 /// The JSON form: `{"backends":[...]}`.
@@ -31,6 +44,9 @@ pub struct DevicesArgs {
 pub struct DevicesReport {
     /// Every compiled-in backend, in registration order.
     pub backends: Vec<BackendReport>,
+    /// With `--transfers`: every ordered pair of devices.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<super::transfers::TransferReport>,
 }
 
 /// One backend: available with its devices, or not with the reason.
@@ -120,6 +136,7 @@ impl DevicesReport {
                     },
                 })
                 .collect(),
+            transfers: Vec::new(),
         }
     }
 
@@ -152,6 +169,9 @@ impl DevicesReport {
         } else {
             out.push_str(&devices.render());
         }
+        if !self.transfers.is_empty() {
+            out.push_str(&super::transfers::to_text(&self.transfers));
+        }
         out
     }
 }
@@ -177,7 +197,18 @@ pub fn run(args: &DevicesArgs) -> Result<ExitCode, CliError> {
     // Each plugin loads in a child process first: one that crashes or hangs is listed
     // unavailable with the reason instead of taking the listing down.
     let (runtime, _) = super::plugins::runtime(&[], true).map_err(CliError::Failed)?;
-    let report = DevicesReport::of(&runtime.backends());
+    let backends = runtime.backends();
+    let mut report = DevicesReport::of(&backends);
+    if args.transfers {
+        let devices: Vec<_> = backends
+            .iter()
+            .filter_map(|b| b.devices.as_ref().ok())
+            .flatten()
+            .cloned()
+            .collect();
+        report.transfers = super::transfers::measure(&devices, args.transfer_bytes)
+            .map_err(|e| CliError::Failed(format!("devices --transfers: {e}")))?;
+    }
     let text = if json {
         let mut s = serde_json::to_string(&report)
             .map_err(|e| CliError::Failed(format!("devices: encoding the JSON report: {e}")))?;
@@ -212,6 +243,7 @@ mod tests {
                 reason: Some("libOpenCL.so.1: cannot open shared object file".into()),
                 devices: Vec::new(),
             }],
+            transfers: Vec::new(),
         };
         let text = report.to_text();
         assert!(
