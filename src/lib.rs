@@ -41,6 +41,9 @@ pub use anyaccel_plugin as plugin;
 #[cfg(feature = "vulkan")]
 pub use anyaccel_vulkan as vulkan;
 
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
 /// The registry of every compiled-in backend: [`anyaccel_hal::Runtime`] with a constructor.
 pub struct Runtime;
 
@@ -105,3 +108,8 @@ pub fn load_plugin(rt: &hal::Runtime, path: impl AsRef<std::path::Path>) -> Resu
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of docs/multi-device.md, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/multi-device.md")]
+pub struct MultiDeviceDoctests;

@@ -9,6 +9,8 @@
 mod cli {
     pub mod args;
     pub mod bench;
+    #[cfg(feature = "mpi")]
+    pub mod collectives;
     pub mod conformance;
     pub mod devices;
     pub mod plugins;
@@ -47,6 +49,10 @@ enum Command {
     /// Measure each device's roofline and the ops against it, and the peers with --peers
     #[command(long_about = cli::bench::LONG_ABOUT)]
     Bench(cli::bench::BenchArgs),
+    /// Run and check the collectives across MPI ranks (under mpirun), or time all_reduce
+    #[cfg(feature = "mpi")]
+    #[command(long_about = cli::collectives::LONG_ABOUT)]
+    Collectives(cli::collectives::CollectivesArgs),
     /// Print a completion script for a shell, e.g. `anyaccel completions bash > anyaccel.bash`
     Completions {
         /// The shell
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
         Command::Devices(args) => cli::devices::run(args),
         Command::Conformance(args) => Ok(cli::conformance::run(args)),
         Command::Bench(args) => cli::bench::run(args),
+        #[cfg(feature = "mpi")]
+        Command::Collectives(args) => cli::collectives::run(args),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "anyaccel", &mut out);

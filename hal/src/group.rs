@@ -346,8 +346,8 @@ fn same_layout(f: &str, tensors: &[Tensor]) -> Result<DType> {
     Ok(first.dtype())
 }
 
-/// Whether `op` reduces `dtype`.
-fn check_reducible(f: &str, dtype: DType, op: ReduceOp) -> Result<()> {
+/// Whether `op` reduces `dtype` (`Unsupported` naming `f` if not).
+pub fn check_reducible(f: &str, dtype: DType, op: ReduceOp) -> Result<()> {
     let float = matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64);
     let int = matches!(dtype, DType::I32 | DType::I64);
     if float || (int && op != ReduceOp::Mean) {
@@ -364,9 +364,21 @@ fn check_reducible(f: &str, dtype: DType, op: ReduceOp) -> Result<()> {
     )))
 }
 
-/// Element by element over the ranks' chunks (equal lengths, whole elements), in rank order.
-fn reduce(dtype: DType, op: ReduceOp, chunks: &[&[u8]]) -> Vec<u8> {
+/// The reduction of the ranks' chunks (the bytes of `dtype` elements, equal lengths), element
+/// by element, in rank order, as every collective of this module computes it (floats in f64
+/// rounded once, integers wrapping); for dtypes that [`check_reducible`] accepts.
+pub fn reduce(dtype: DType, op: ReduceOp, chunks: &[&[u8]]) -> Vec<u8> {
     let ranks = chunks.len() as f64;
+    if dtype == DType::F32 {
+        // The common case, on aligned chunks: the same arithmetic in loops that vectorise.
+        let aligned: Option<Vec<&[f32]>> = chunks
+            .iter()
+            .map(|c| bytemuck::try_cast_slice::<u8, f32>(c).ok())
+            .collect();
+        if let Some(values) = aligned {
+            return f32s(&values, op, ranks);
+        }
+    }
     match dtype {
         DType::F32 => floats(
             chunks,
@@ -402,7 +414,8 @@ fn reduce(dtype: DType, op: ReduceOp, chunks: &[&[u8]]) -> Vec<u8> {
     }
 }
 
-/// A float reduction: each element in f64, ranks in order, rounded once by `put`.
+/// A float reduction: each element in f64, ranks in order, rounded once by `put`. Rank by
+/// rank over whole chunks, so that the loops vectorise.
 fn floats<const N: usize>(
     chunks: &[&[u8]],
     op: ReduceOp,
@@ -410,26 +423,51 @@ fn floats<const N: usize>(
     get: impl Fn([u8; N]) -> f64,
     put: impl Fn(f64) -> [u8; N],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chunks[0].len());
-    for i in (0..chunks[0].len()).step_by(N) {
-        let at = |c: &&[u8]| get(c[i..i + N].try_into().unwrap_or([0; N]));
-        let mut acc = at(&chunks[0]);
-        for c in &chunks[1..] {
-            let x = at(c);
-            acc = match op {
-                ReduceOp::Sum | ReduceOp::Mean => acc + x,
-                ReduceOp::Max if acc.is_nan() || x.is_nan() => f64::NAN,
-                ReduceOp::Min if acc.is_nan() || x.is_nan() => f64::NAN,
-                ReduceOp::Max => acc.max(x),
-                ReduceOp::Min => acc.min(x),
-            };
+    let at = |b: &[u8]| get(<[u8; N]>::try_from(b).unwrap_or([0; N]));
+    let mut acc: Vec<f64> = chunks[0].chunks_exact(N).map(at).collect();
+    for c in &chunks[1..] {
+        let pairs = acc.iter_mut().zip(c.chunks_exact(N).map(at));
+        match op {
+            ReduceOp::Sum | ReduceOp::Mean => pairs.for_each(|(a, x)| *a += x),
+            ReduceOp::Max => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::max)),
+            ReduceOp::Min => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::min)),
         }
-        if op == ReduceOp::Mean {
-            acc /= ranks;
-        }
-        out.extend_from_slice(&put(acc));
+    }
+    if op == ReduceOp::Mean {
+        acc.iter_mut().for_each(|a| *a /= ranks);
+    }
+    let mut out = Vec::with_capacity(acc.len() * N);
+    for a in acc {
+        out.extend_from_slice(&put(a));
     }
     out
+}
+
+/// [`floats`] for aligned f32 chunks.
+fn f32s(chunks: &[&[f32]], op: ReduceOp, ranks: f64) -> Vec<u8> {
+    let mut acc: Vec<f64> = chunks[0].iter().map(|&x| f64::from(x)).collect();
+    for c in &chunks[1..] {
+        let pairs = acc.iter_mut().zip(c.iter().map(|&x| f64::from(x)));
+        match op {
+            ReduceOp::Sum | ReduceOp::Mean => pairs.for_each(|(a, x)| *a += x),
+            ReduceOp::Max => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::max)),
+            ReduceOp::Min => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::min)),
+        }
+    }
+    if op == ReduceOp::Mean {
+        acc.iter_mut().for_each(|a| *a /= ranks);
+    }
+    let out: Vec<f32> = acc.iter().map(|&a| a as f32).collect();
+    bytemuck::cast_slice(&out).to_vec()
+}
+
+/// NaN when either is, else `f(a, x)`.
+fn nan_or(a: f64, x: f64, f: fn(f64, f64) -> f64) -> f64 {
+    if a.is_nan() || x.is_nan() {
+        f64::NAN
+    } else {
+        f(a, x)
+    }
 }
 
 /// An integer reduction in i64 (wrapping), narrowed by `put`.
@@ -439,19 +477,19 @@ fn ints<const N: usize>(
     get: impl Fn([u8; N]) -> i64,
     put: impl Fn(i64) -> [u8; N],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chunks[0].len());
-    for i in (0..chunks[0].len()).step_by(N) {
-        let at = |c: &&[u8]| get(c[i..i + N].try_into().unwrap_or([0; N]));
-        let mut acc = at(&chunks[0]);
-        for c in &chunks[1..] {
-            let x = at(c);
-            acc = match op {
-                ReduceOp::Max => acc.max(x),
-                ReduceOp::Min => acc.min(x),
-                _ => acc.wrapping_add(x),
-            };
+    let at = |b: &[u8]| get(<[u8; N]>::try_from(b).unwrap_or([0; N]));
+    let mut acc: Vec<i64> = chunks[0].chunks_exact(N).map(at).collect();
+    for c in &chunks[1..] {
+        let pairs = acc.iter_mut().zip(c.chunks_exact(N).map(at));
+        match op {
+            ReduceOp::Max => pairs.for_each(|(a, x)| *a = (*a).max(x)),
+            ReduceOp::Min => pairs.for_each(|(a, x)| *a = (*a).min(x)),
+            _ => pairs.for_each(|(a, x)| *a = a.wrapping_add(x)),
         }
-        out.extend_from_slice(&put(acc));
+    }
+    let mut out = Vec::with_capacity(acc.len() * N);
+    for a in acc {
+        out.extend_from_slice(&put(a));
     }
     out
 }
