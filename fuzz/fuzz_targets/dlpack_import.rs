@@ -188,11 +188,16 @@ fuzz_target!(|input: Input| {
         _ => None,
     };
     // Inside the allocation: DLPack's contract holds, so the call may be made.
+    // (A span times an element size can come near 2^128: the sums are checked too.)
     let fits = matches!(bytes, Some(b) if b == 0
-        || (!data.is_null() && shift as u128 + byte_offset as u128 + b <= len as u128));
+        || (!data.is_null() && (shift as u128 + byte_offset as u128)
+            .checked_add(b)
+            .is_some_and(|end| end <= len as u128)));
     // Detectably hostile: a negative or missing field, or an address range past 2^64.
     let wraps = matches!(bytes, Some(b) if b > 0
-        && data as u128 + byte_offset as u128 + b > u64::MAX as u128);
+        && (data as u128 + byte_offset as u128)
+            .checked_add(b)
+            .is_none_or(|end| end > u64::MAX as u128));
     let malformed = bytes.is_none();
     let null_data = data.is_null() && bytes.is_some_and(|b| b > 0);
     if !(fits || wraps || malformed || null_data) {
