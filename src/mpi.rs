@@ -33,6 +33,10 @@ pub const MPI_LIB_ENV: &str = "ANYACCEL_MPI_LIB";
 
 type Handle = *mut c_void;
 
+/// `MPI_Alltoall` and `MPI_Allgather`: (send, count, type, recv, count, type, comm).
+type Exchange =
+    unsafe extern "C" fn(*const c_void, c_int, Handle, *mut c_void, c_int, Handle, Handle) -> c_int;
+
 /// MPI's entry points and Open MPI's predefined handles.
 struct Api {
     _lib: Library,
@@ -43,24 +47,8 @@ struct Api {
     comm_size: unsafe extern "C" fn(Handle, *mut c_int) -> c_int,
     set_errhandler: unsafe extern "C" fn(Handle, Handle) -> c_int,
     error_string: unsafe extern "C" fn(c_int, *mut c_char, *mut c_int) -> c_int,
-    alltoall: unsafe extern "C" fn(
-        *const c_void,
-        c_int,
-        Handle,
-        *mut c_void,
-        c_int,
-        Handle,
-        Handle,
-    ) -> c_int,
-    allgather: unsafe extern "C" fn(
-        *const c_void,
-        c_int,
-        Handle,
-        *mut c_void,
-        c_int,
-        Handle,
-        Handle,
-    ) -> c_int,
+    alltoall: Exchange,
+    allgather: Exchange,
     bcast: unsafe extern "C" fn(*mut c_void, c_int, Handle, c_int, Handle) -> c_int,
     barrier: unsafe extern "C" fn(Handle) -> c_int,
     allreduce:
@@ -254,37 +242,58 @@ impl Mpi {
     /// `MPI_Allgather` of `send` (the same length on every rank) into `recv` (`size()` times
     /// it), as bytes.
     fn allgather(&self, send: &[u8], recv: &mut [u8]) -> Result<()> {
-        let count = count("MPI_Allgather", send.len())?;
-        debug_assert_eq!(recv.len(), send.len() * self.size);
-        self.call("MPI_Allgather", |a| {
-            // SAFETY: `send` holds `count` bytes and `recv` `size * count`.
-            unsafe {
-                (a.allgather)(
-                    send.as_ptr().cast(),
-                    count,
-                    a.byte,
-                    recv.as_mut_ptr().cast(),
-                    count,
-                    a.byte,
-                    a.comm_world,
-                )
-            }
-        })
+        self.exchange("MPI_Allgather", |a| a.allgather, send, send.len(), recv)
     }
 
     /// `MPI_Alltoall` of `size()` blocks of `send.len() / size()` bytes.
     fn alltoall(&self, send: &[u8], recv: &mut [u8]) -> Result<()> {
-        let count = count("MPI_Alltoall", send.len() / self.size)?;
-        debug_assert_eq!(recv.len(), send.len());
-        self.call("MPI_Alltoall", |a| {
-            // SAFETY: both hold `size * count` bytes.
+        if send.len() != recv.len() || !send.len().is_multiple_of(self.size) {
+            return Err(Error::internal(format!(
+                "MPI_Alltoall: {} bytes out and {} in over {} ranks: expected equal lengths, \
+                 a multiple of the ranks",
+                send.len(),
+                recv.len(),
+                self.size
+            )));
+        }
+        self.exchange(
+            "MPI_Alltoall",
+            |a| a.alltoall,
+            send,
+            send.len() / self.size,
+            recv,
+        )
+    }
+
+    /// Calls an exchange with `count` bytes per rank; `recv` must hold `size() * count` bytes.
+    fn exchange(
+        &self,
+        what: &str,
+        f: fn(&Api) -> Exchange,
+        send: &[u8],
+        count: usize,
+        recv: &mut [u8],
+    ) -> Result<()> {
+        // All-to-all sends `size * count` bytes (checked by `alltoall`), all-gather `count`.
+        if count.checked_mul(self.size) != Some(recv.len()) || count > send.len() {
+            return Err(Error::internal(format!(
+                "{what}: {count} bytes per rank over {} ranks from {} into {}",
+                self.size,
+                send.len(),
+                recv.len()
+            )));
+        }
+        let n = self::count(what, count)?;
+        self.call(what, |a| {
+            // SAFETY: `send` holds what the exchange reads (checked above and in `alltoall`)
+            // and `recv` exactly `size * count` bytes.
             unsafe {
-                (a.alltoall)(
+                f(a)(
                     send.as_ptr().cast(),
-                    count,
+                    n,
                     a.byte,
                     recv.as_mut_ptr().cast(),
-                    count,
+                    n,
                     a.byte,
                     a.comm_world,
                 )

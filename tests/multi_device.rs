@@ -10,11 +10,10 @@ mod common;
 
 use std::sync::Arc;
 
+use anyaccel::hal::testing::collective::{encode, pattern, reference};
 use anyaccel::hal::testing::device_or_skip;
 use anyaccel::hal::transfer::CHUNK_BYTES;
-use anyaccel::hal::{
-    bf16, f16, DType, Device, DeviceGroup, ErrorCode, Queue, ReduceOp, Tensor, TensorDesc,
-};
+use anyaccel::hal::{DType, Device, DeviceGroup, ErrorCode, Queue, ReduceOp, Tensor, TensorDesc};
 
 /// One device of every available backend.
 fn devices() -> Vec<Arc<dyn Device>> {
@@ -31,36 +30,11 @@ fn queue(d: &Arc<dyn Device>) -> Arc<dyn Queue> {
     d.create_queue().expect("a queue")
 }
 
-/// `values` as the device bytes of `dtype` (each value exact in it).
-fn encode(dtype: DType, values: &[f64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &v in values {
-        match dtype {
-            DType::F32 => out.extend((v as f32).to_le_bytes()),
-            DType::F64 => out.extend(v.to_le_bytes()),
-            DType::F16 => out.extend(f16::from_f64(v).to_le_bytes()),
-            DType::BF16 => out.extend(bf16::from_f64(v).to_le_bytes()),
-            DType::I32 => out.extend((v as i32).to_le_bytes()),
-            DType::I64 => out.extend((v as i64).to_le_bytes()),
-            DType::U8 | DType::Bool => out.push(v as u8),
-            DType::I8 => out.push(v as i8 as u8),
-        }
-    }
-    out
-}
-
 /// A contiguous tensor of `dtype` on `q`'s device holding `values`.
 fn tensor(q: &dyn Queue, dtype: DType, shape: &[usize], values: &[f64]) -> Tensor {
     let t = Tensor::empty(&*q.device(), dtype, shape).expect("allocate");
     q.write(t.view(), &encode(dtype, values)).expect("write");
     t
-}
-
-/// A pattern of small integers, exact in every dtype, different per `seed`.
-fn pattern(n: usize, seed: usize) -> Vec<f64> {
-    (0..n)
-        .map(|i| ((i * 7 + seed * 13) % 17) as f64 - 8.0)
-        .collect()
 }
 
 #[test]
@@ -189,21 +163,6 @@ fn a_queue_waits_on_events_of_every_other_device() {
             );
         }
     }
-}
-
-/// The host reference of a reduction of small integers (exact in every dtype).
-fn reference(op: ReduceOp, ranks: &[Vec<f64>]) -> Vec<f64> {
-    (0..ranks[0].len())
-        .map(|i| {
-            let column = ranks.iter().map(|r| r[i]);
-            match op {
-                ReduceOp::Sum => column.sum(),
-                ReduceOp::Mean => column.sum::<f64>() / ranks.len() as f64,
-                ReduceOp::Max => column.fold(f64::MIN, f64::max),
-                ReduceOp::Min => column.fold(f64::MAX, f64::min),
-            }
-        })
-        .collect()
 }
 
 #[test]

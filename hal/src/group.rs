@@ -414,8 +414,7 @@ pub fn reduce(dtype: DType, op: ReduceOp, chunks: &[&[u8]]) -> Vec<u8> {
     }
 }
 
-/// A float reduction: each element in f64, ranks in order, rounded once by `put`. Rank by
-/// rank over whole chunks, so that the loops vectorise.
+/// A float reduction: each element in f64, ranks in order, rounded once by `put`.
 fn floats<const N: usize>(
     chunks: &[&[u8]],
     op: ReduceOp,
@@ -426,39 +425,40 @@ fn floats<const N: usize>(
     let at = |b: &[u8]| get(<[u8; N]>::try_from(b).unwrap_or([0; N]));
     let mut acc: Vec<f64> = chunks[0].chunks_exact(N).map(at).collect();
     for c in &chunks[1..] {
-        let pairs = acc.iter_mut().zip(c.chunks_exact(N).map(at));
-        match op {
-            ReduceOp::Sum | ReduceOp::Mean => pairs.for_each(|(a, x)| *a += x),
-            ReduceOp::Max => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::max)),
-            ReduceOp::Min => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::min)),
-        }
-    }
-    if op == ReduceOp::Mean {
-        acc.iter_mut().for_each(|a| *a /= ranks);
+        combine(&mut acc, c.chunks_exact(N).map(at), op);
     }
     let mut out = Vec::with_capacity(acc.len() * N);
-    for a in acc {
+    for a in finish(acc, op, ranks) {
         out.extend_from_slice(&put(a));
     }
     out
 }
 
-/// [`floats`] for aligned f32 chunks.
+/// [`floats`] for aligned f32 chunks: the same arithmetic in loops that vectorise.
 fn f32s(chunks: &[&[f32]], op: ReduceOp, ranks: f64) -> Vec<u8> {
     let mut acc: Vec<f64> = chunks[0].iter().map(|&x| f64::from(x)).collect();
     for c in &chunks[1..] {
-        let pairs = acc.iter_mut().zip(c.iter().map(|&x| f64::from(x)));
-        match op {
-            ReduceOp::Sum | ReduceOp::Mean => pairs.for_each(|(a, x)| *a += x),
-            ReduceOp::Max => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::max)),
-            ReduceOp::Min => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::min)),
-        }
+        combine(&mut acc, c.iter().map(|&x| f64::from(x)), op);
     }
-    if op == ReduceOp::Mean {
-        acc.iter_mut().for_each(|a| *a /= ranks);
-    }
-    let out: Vec<f32> = acc.iter().map(|&a| a as f32).collect();
+    let out: Vec<f32> = finish(acc, op, ranks).map(|a| a as f32).collect();
     bytemuck::cast_slice(&out).to_vec()
+}
+
+/// Folds one more rank's values into `acc`, element by element.
+fn combine(acc: &mut [f64], xs: impl Iterator<Item = f64>, op: ReduceOp) {
+    let pairs = acc.iter_mut().zip(xs);
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => pairs.for_each(|(a, x)| *a += x),
+        ReduceOp::Max => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::max)),
+        ReduceOp::Min => pairs.for_each(|(a, x)| *a = nan_or(*a, x, f64::min)),
+    }
+}
+
+/// The folded values, divided by the number of ranks for a mean.
+fn finish(acc: Vec<f64>, op: ReduceOp, ranks: f64) -> impl Iterator<Item = f64> {
+    let mean = op == ReduceOp::Mean;
+    acc.into_iter()
+        .map(move |a| if mean { a / ranks } else { a })
 }
 
 /// NaN when either is, else `f(a, x)`.

@@ -519,3 +519,48 @@ pub fn threads(device: &Arc<dyn Device>) -> Result<(), String> {
         ok("finish", shared.finish())
     })
 }
+
+/// Host data and references for the tests of transfers and collectives.
+pub mod collective {
+    use crate::{bf16, f16, DType, ReduceOp};
+
+    /// `values` as the device bytes of `dtype` (each value rounded once to it).
+    pub fn encode(dtype: DType, values: &[f64]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(values.len() * dtype.size_in_bytes());
+        for &v in values {
+            match dtype {
+                DType::F32 => out.extend((v as f32).to_le_bytes()),
+                DType::F64 => out.extend(v.to_le_bytes()),
+                DType::F16 => out.extend(f16::from_f64(v).to_le_bytes()),
+                DType::BF16 => out.extend(bf16::from_f64(v).to_le_bytes()),
+                DType::I32 => out.extend((v as i32).to_le_bytes()),
+                DType::I64 => out.extend((v as i64).to_le_bytes()),
+                DType::U8 | DType::Bool => out.push(v as u8),
+                DType::I8 => out.push(v as i8 as u8),
+            }
+        }
+        out
+    }
+
+    /// `n` small integers in -8..=8, exact in every signed dtype, different per `seed`.
+    pub fn pattern(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i * 7 + seed * 13) % 17) as f64 - 8.0)
+            .collect()
+    }
+
+    /// The reduction of `ranks` (one list of values per rank), element by element, in f64.
+    pub fn reference(op: ReduceOp, ranks: &[Vec<f64>]) -> Vec<f64> {
+        (0..ranks[0].len())
+            .map(|i| {
+                let column = ranks.iter().map(|r| r[i]);
+                match op {
+                    ReduceOp::Sum => column.sum(),
+                    ReduceOp::Mean => column.sum::<f64>() / ranks.len() as f64,
+                    ReduceOp::Max => column.fold(f64::MIN, f64::max),
+                    ReduceOp::Min => column.fold(f64::MAX, f64::min),
+                }
+            })
+            .collect()
+    }
+}

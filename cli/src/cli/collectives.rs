@@ -7,35 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyaccel::hal::testing::collective::{encode, pattern, reference};
 use anyaccel::hal::transfer::CHUNK_BYTES;
-use anyaccel::hal::{bf16, f16, DType, ErrorCode, Queue, ReduceOp, Tensor};
+use anyaccel::hal::{DType, ErrorCode, Queue, ReduceOp, Tensor};
 use anyaccel::mpi::{Mpi, MpiGroup};
 
 use super::args::CliError;
-
-/// `values` as the device bytes of `dtype`.
-fn encode(dtype: DType, values: &[f64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &v in values {
-        match dtype {
-            DType::F32 => out.extend((v as f32).to_le_bytes()),
-            DType::F64 => out.extend(v.to_le_bytes()),
-            DType::F16 => out.extend(f16::from_f64(v).to_le_bytes()),
-            DType::BF16 => out.extend(bf16::from_f64(v).to_le_bytes()),
-            DType::I32 => out.extend((v as i32).to_le_bytes()),
-            DType::I64 => out.extend((v as i64).to_le_bytes()),
-            DType::U8 | DType::Bool | DType::I8 => out.push(v as i8 as u8),
-        }
-    }
-    out
-}
-
-/// Small integers, exact in every dtype, different per rank.
-fn pattern(n: usize, rank: usize) -> Vec<f64> {
-    (0..n)
-        .map(|i| ((i * 7 + rank * 13) % 17) as f64 - 8.0)
-        .collect()
-}
 
 fn tensor(
     q: &dyn Queue,
@@ -46,20 +23,6 @@ fn tensor(
     let t = Tensor::empty(&*q.device(), dtype, shape)?;
     q.write(t.view(), &encode(dtype, values))?;
     Ok(t)
-}
-
-fn reference(op: ReduceOp, ranks: &[Vec<f64>]) -> Vec<f64> {
-    (0..ranks[0].len())
-        .map(|i| {
-            let column = ranks.iter().map(|r| r[i]);
-            match op {
-                ReduceOp::Sum => column.sum(),
-                ReduceOp::Mean => column.sum::<f64>() / ranks.len() as f64,
-                ReduceOp::Max => column.fold(f64::MIN, f64::max),
-                ReduceOp::Min => column.fold(f64::MAX, f64::min),
-            }
-        })
-        .collect()
 }
 
 /// Every collective, every dtype; the number of checks that passed.
