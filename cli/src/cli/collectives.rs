@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyaccel::hal::group::check_reducible;
 use anyaccel::hal::testing::collective::{encode, pattern, reference};
 use anyaccel::hal::transfer::CHUNK_BYTES;
 use anyaccel::hal::{DType, ErrorCode, Queue, ReduceOp, Tensor};
@@ -38,17 +39,10 @@ fn check(g: &MpiGroup) -> Result<usize, String> {
         checks.set(checks.get() + 1);
         Ok(())
     };
-    let ints = [DType::I32, DType::I64];
-    for dtype in [
-        DType::F32,
-        DType::F16,
-        DType::BF16,
-        DType::F64,
-        DType::I32,
-        DType::I64,
-    ] {
+    for dtype in DType::ALL {
         for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Mean] {
-            if op == ReduceOp::Mean && ints.contains(&dtype) {
+            // Every dtype and op that reduces (the others are refused alike on every rank).
+            if check_reducible("collectives", dtype, op).is_err() {
                 continue;
             }
             let inputs: Vec<Vec<f64>> = (0..n).map(|r| pattern(1000, r)).collect();
