@@ -8,7 +8,7 @@
 //! Results are deterministic: a reduction combines the ranks in rank order `0, 1, ..., n - 1`
 //! (floats in f64, rounded once to the dtype; integers wrapping in their own width), so every
 //! rank receives bit-identical output, on every run, whatever the devices. The data is staged
-//! through host memory in chunks of [`CHUNK_BYTES`](crate::transfer::CHUNK_BYTES) per rank,
+//! through host memory in chunks of [`CHUNK_BYTES`] per rank,
 //! read from all ranks at once.
 //!
 //! Ordering is as for [`Tensor::copy_to`]: a collective sees every command submitted to each

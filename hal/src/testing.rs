@@ -404,8 +404,6 @@ pub fn events_across_queues(device: &Arc<dyn Device>) -> Result<(), String> {
     })
 }
 
-/// An event whose work failed, of no device: what a queue sees when it waits on the work of
-/// another device that failed.
 /// The sticky-failure rule of [`Queue`], on every backend: a command that fails asynchronously
 /// (here, waiting on failed work) makes its error come back, unchanged, at the next `read` or
 /// `finish` and from an event recorded after it and before that report; once reported, the
