@@ -23,7 +23,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use anyaccel_hal::group::{check_reducible, reduce};
+use anyaccel_hal::group::{check_reducible, output_elements, rank_view, reduce};
 use anyaccel_hal::transfer::CHUNK_BYTES;
 use anyaccel_hal::{shape_str, BufferView, DType, Error, Queue, ReduceOp, Result, Tensor};
 use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
@@ -532,23 +532,7 @@ impl MpiGroup {
 
     /// The bytes of `t`, which must be contiguous and on this rank's device.
     fn view(&self, f: &str, what: &str, t: &Tensor) -> Result<BufferView> {
-        if t.device_id() != self.queue.device_id() {
-            return Err(Error::invalid_argument(format!(
-                "{f}: the {what} is on {} but this rank runs on {}: expected a tensor of the \
-                 rank's device",
-                t.device_id(),
-                self.queue.device_id()
-            )));
-        }
-        if !t.desc().is_contiguous() {
-            return Err(Error::invalid_argument(format!(
-                "{f}: the {what} has strides {:?} for shape {}: expected a contiguous tensor",
-                t.strides(),
-                shape_str(t.shape())
-            )));
-        }
-        t.view()
-            .sub(t.desc().byte_offset()?, t.desc().host_bytes()?)
+        rank_view(f, &format!("the {what}"), t, &*self.queue)
     }
 
     /// The views of an input and an output with `times / per` its elements, of one dtype.
@@ -562,12 +546,8 @@ impl MpiGroup {
     ) -> Result<(BufferView, BufferView)> {
         let ins = self.view(f, "input", input)?;
         let outs = self.view(f, "output", output)?;
-        let numel = input.numel();
-        let want = numel.checked_mul(times).map(|w| w / per);
-        if output.dtype() != input.dtype()
-            || !numel.is_multiple_of(per)
-            || want != Some(output.numel())
-        {
+        let want = output_elements(f, input.numel(), times, per)?;
+        if output.dtype() != input.dtype() || output.numel() != want {
             return Err(Error::invalid_argument(format!(
                 "{f}: the input is {} {} and the output {} {} over {} ranks: expected an output \
                  of the input's dtype with {} times / {} its elements",

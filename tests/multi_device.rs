@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::Arc;
 
-use anyaccel::hal::testing::collective::{encode, pattern, reference};
+use anyaccel::hal::testing::collective::{self, encode, pattern, reference};
 use anyaccel::hal::testing::device_or_skip;
 use anyaccel::hal::transfer::CHUNK_BYTES;
 use anyaccel::hal::{DType, Device, DeviceGroup, ErrorCode, Queue, ReduceOp, Tensor, TensorDesc};
@@ -32,9 +32,7 @@ fn queue(d: &Arc<dyn Device>) -> Arc<dyn Queue> {
 
 /// A contiguous tensor of `dtype` on `q`'s device holding `values`.
 fn tensor(q: &dyn Queue, dtype: DType, shape: &[usize], values: &[f64]) -> Tensor {
-    let t = Tensor::empty(&*q.device(), dtype, shape).expect("allocate");
-    q.write(t.view(), &encode(dtype, values)).expect("write");
-    t
+    collective::tensor(q, dtype, shape, values).expect("allocate and write")
 }
 
 #[test]

@@ -357,11 +357,7 @@ pub(crate) unsafe fn slice_arg_mut<'a, T>(
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
-/// True when both are the same device instance (not merely the same id: two runtimes each have
-/// a `cpu:0`, and their objects must not be mixed).
-pub(crate) fn same_device(a: &Arc<dyn Device>, b: &Arc<dyn Device>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
-}
+pub(crate) use facade::hal::same_device;
 
 /// `found` (the device of `what`) must be `expected` (the queue's device).
 pub(crate) fn check_device(

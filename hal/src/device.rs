@@ -104,6 +104,12 @@ pub trait Device: Send + Sync + Any {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// Whether `a` and `b` are one device object. Ids are not enough: two runtimes (or two probes
+/// of one backend) each have a `cpu:0`, whose memory and queues must not be mixed.
+pub fn same_device(a: &Arc<dyn Device>, b: &Arc<dyn Device>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
 /// An in-order queue of commands on one device.
 ///
 /// Commands run in submission order. `write`, `copy`, `fill` and `launch` may return before the

@@ -109,7 +109,7 @@ impl DeviceGroup {
         let dtype = same_layout(f, tensors)?;
         check_reducible(f, dtype, op)?;
         let len = views[0].len();
-        self.stream(f, &views, len, |chunks, at, n| {
+        stream(f, &self.queues, &views, len, |chunks, at, n| {
             let out = reduce(dtype, op, chunks);
             for (q, v) in self.queues.iter().zip(&views) {
                 q.write(&v.sub(at, n)?, &out)?;
@@ -134,7 +134,7 @@ impl DeviceGroup {
         let len = views[0].len();
         let src = [views[root].clone()];
         let from = [self.queues[root].clone()];
-        stream_from(f, &from, &src, len, |chunks, at, n| {
+        stream(f, &from, &src, len, |chunks, at, n| {
             for (r, (q, v)) in self.queues.iter().zip(&views).enumerate() {
                 if r != root {
                     q.write(&v.sub(at, n)?, chunks[0])?;
@@ -154,7 +154,7 @@ impl DeviceGroup {
         let dtype = same_layout(f, inputs)?;
         self.check_outputs(f, inputs, outputs, dtype, self.size(), 1)?;
         let len = ins[0].len();
-        self.stream(f, &ins, len, |chunks, at, n| {
+        stream(f, &self.queues, &ins, len, |chunks, at, n| {
             for (q, out) in self.queues.iter().zip(&outs) {
                 for (r, c) in chunks.iter().enumerate() {
                     q.write(&out.sub(r * len + at, n)?, c)?;
@@ -186,7 +186,7 @@ impl DeviceGroup {
                 .iter()
                 .map(|v| v.sub(r * part, part))
                 .collect::<Result<_>>()?;
-            self.stream(f, &parts, part, |chunks, at, n| {
+            stream(f, &self.queues, &parts, part, |chunks, at, n| {
                 q.write(&out.sub(at, n)?, &reduce(dtype, op, chunks))
             })?;
         }
@@ -202,26 +202,12 @@ impl DeviceGroup {
                 self.size()
             )));
         }
-        let mut views = Vec::with_capacity(tensors.len());
-        for (r, (t, q)) in tensors.iter().zip(&self.queues).enumerate() {
-            if t.device_id() != q.device_id() {
-                return Err(Error::invalid_argument(format!(
-                    "{f}: {what}[{r}] is on {} but rank {r} runs on {}: expected each tensor on \
-                     its rank's device",
-                    t.device_id(),
-                    q.device_id()
-                )));
-            }
-            if !t.desc().is_contiguous() {
-                return Err(Error::invalid_argument(format!(
-                    "{f}: {what}[{r}] has strides {:?} for shape {}: expected contiguous tensors",
-                    t.strides(),
-                    shape_str(t.shape())
-                )));
-            }
-            let bytes = t.desc().host_bytes()?;
-            views.push(t.view().sub(t.desc().byte_offset()?, bytes)?);
-        }
+        let views = tensors
+            .iter()
+            .zip(&self.queues)
+            .enumerate()
+            .map(|(r, (t, q))| rank_view(f, &format!("{what}[{r}]"), t, &**q))
+            .collect::<Result<Vec<_>>>()?;
         for (a, va) in views.iter().enumerate() {
             for (b, vb) in views.iter().enumerate().skip(a + 1) {
                 if va.overlaps(vb) {
@@ -245,16 +231,7 @@ impl DeviceGroup {
         per: usize,
     ) -> Result<()> {
         let numel = inputs[0].numel();
-        let want = numel
-            .checked_mul(times)
-            .ok_or_else(|| Error::invalid_argument(format!("{f}: the output size overflows")))?;
-        if !numel.is_multiple_of(per) {
-            return Err(Error::invalid_argument(format!(
-                "{f}: the inputs have {numel} elements, not a multiple of the group's {per} \
-                 ranks: expected equal parts"
-            )));
-        }
-        let want = want / per;
+        let want = output_elements(f, numel, times, per)?;
         for (r, o) in outputs.iter().enumerate() {
             if o.dtype() != dtype || o.numel() != want {
                 return Err(Error::invalid_argument(format!(
@@ -275,22 +252,48 @@ impl DeviceGroup {
         }
         Ok(())
     }
-
-    /// Reads `views` (one per rank, `len` bytes each) chunk by chunk, all ranks at once, and
-    /// hands each chunk's bytes (in rank order) to `each` with its byte offset and length.
-    fn stream(
-        &self,
-        f: &str,
-        views: &[BufferView],
-        len: usize,
-        each: impl FnMut(&[&[u8]], usize, usize) -> Result<()>,
-    ) -> Result<()> {
-        stream_from(f, &self.queues, views, len, each)
-    }
 }
 
-/// As [`DeviceGroup::stream`], over any queues.
-fn stream_from(
+/// The bytes of `t`, one rank's operand (named `what` in errors), which must be contiguous and
+/// on `queue`'s device: the check of every collective, in one process or over MPI.
+pub fn rank_view(f: &str, what: &str, t: &Tensor, queue: &dyn Queue) -> Result<BufferView> {
+    if t.device_id() != queue.device_id() {
+        return Err(Error::invalid_argument(format!(
+            "{f}: {what} is on {} but its rank runs on {}: expected each tensor on its rank's \
+             device",
+            t.device_id(),
+            queue.device_id()
+        )));
+    }
+    if !t.desc().is_contiguous() {
+        return Err(Error::invalid_argument(format!(
+            "{f}: {what} has strides {:?} for shape {}: expected contiguous tensors",
+            t.strides(),
+            shape_str(t.shape())
+        )));
+    }
+    t.view()
+        .sub(t.desc().byte_offset()?, t.desc().host_bytes()?)
+}
+
+/// The elements of an output that holds `times / per` of an input of `numel` elements
+/// (all_gather: `times` = ranks; reduce_scatter: `per` = ranks).
+pub fn output_elements(f: &str, numel: usize, times: usize, per: usize) -> Result<usize> {
+    if !numel.is_multiple_of(per) {
+        return Err(Error::invalid_argument(format!(
+            "{f}: the input has {numel} elements, not a multiple of the group's {per} ranks: \
+             expected equal parts"
+        )));
+    }
+    numel
+        .checked_mul(times)
+        .map(|w| w / per)
+        .ok_or_else(|| Error::invalid_argument(format!("{f}: the output size overflows")))
+}
+
+/// Reads `views` (one per rank, on `queues`, `len` bytes each) chunk by chunk, all ranks at
+/// once, and hands each chunk's bytes (in rank order) to `each` with its byte offset and length.
+fn stream(
     f: &str,
     queues: &[Arc<dyn Queue>],
     views: &[BufferView],

@@ -42,7 +42,9 @@ pub mod testing;
 
 pub use bookkeeping::{run_detached, Bookkeeping, FailureLog, Job, Mark, Retiring};
 pub use buffer::{Buffer, BufferView, DeviceMemory};
-pub use device::{validate, Backend, Caps, Device, DeviceInfo, Event, FailedEvent, Queue};
+pub use device::{
+    same_device, validate, Backend, Caps, Device, DeviceInfo, Event, FailedEvent, Queue,
+};
 pub use dtype::{to_bytes, DType, Element};
 pub use error::{Error, ErrorCode, Result, Unavailable};
 pub use group::{DeviceGroup, ReduceOp};

@@ -540,6 +540,18 @@ pub mod collective {
         out
     }
 
+    /// A contiguous tensor of `dtype` on `q`'s device holding `values` (as [`encode`]).
+    pub fn tensor(
+        q: &dyn crate::Queue,
+        dtype: DType,
+        shape: &[usize],
+        values: &[f64],
+    ) -> crate::Result<crate::Tensor> {
+        let t = crate::Tensor::empty(&*q.device(), dtype, shape)?;
+        q.write(t.view(), &encode(dtype, values))?;
+        Ok(t)
+    }
+
     /// `n` small integers in -8..=8, exact in every signed dtype, different per `seed`.
     pub fn pattern(n: usize, seed: usize) -> Vec<f64> {
         (0..n)

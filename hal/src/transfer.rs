@@ -17,10 +17,10 @@
 //! A same-backend peer copy (CUDA peer access, a plugin's own device-to-device path) is not
 //! used yet: every pair of different devices stages through the host.
 
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 
 use crate::tensor::shape_str;
-use crate::{BufferView, Error, Queue, Result, Tensor};
+use crate::{same_device, BufferView, Error, Queue, Result, Tensor};
 
 /// The staging chunk of a copy between devices: two of them are in flight at once.
 pub const CHUNK_BYTES: usize = 4 << 20;
@@ -94,7 +94,7 @@ impl Tensor {
             return Ok(());
         }
         match src_view {
-            Some(src) if same_device(from, to) => {
+            Some(src) if Path::between(from, to) == Path::Device => {
                 // On the device, ordered both ways without blocking.
                 to.wait_event(&from.record_event()?)?;
                 to.copy(&src, &dst_view)?;
@@ -113,10 +113,32 @@ impl Tensor {
     }
 }
 
-/// Whether two queues run on one device object (two runtimes may each have a `cpu:0`).
-fn same_device(a: &dyn Queue, b: &dyn Queue) -> bool {
-    a.device_id() == b.device_id()
-        && std::ptr::addr_eq(Arc::as_ptr(&a.device()), Arc::as_ptr(&b.device()))
+/// How [`Tensor::copy_to`] moves a contiguous tensor from `from`'s device to `to`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// One device object: a copy on the device, ordered by an event each way.
+    Device,
+    /// Two devices: through host memory, in chunks of [`CHUNK_BYTES`].
+    Staged,
+}
+
+impl Path {
+    /// The path between the devices of two queues.
+    pub fn between(from: &dyn Queue, to: &dyn Queue) -> Path {
+        if same_device(&from.device(), &to.device()) {
+            Path::Device
+        } else {
+            Path::Staged
+        }
+    }
+
+    /// `device copy` or `staged through host`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Device => "device copy",
+            Path::Staged => "staged through host",
+        }
+    }
 }
 
 /// `queue` must be a queue of `t`'s device.

@@ -8,23 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyaccel::hal::group::check_reducible;
-use anyaccel::hal::testing::collective::{encode, pattern, reference};
+use anyaccel::hal::testing::collective::{encode, pattern, reference, tensor};
 use anyaccel::hal::transfer::CHUNK_BYTES;
-use anyaccel::hal::{DType, ErrorCode, Queue, ReduceOp, Tensor};
+use anyaccel::hal::{DType, ErrorCode, ReduceOp, Tensor};
 use anyaccel::mpi::{Mpi, MpiGroup};
 
 use super::args::CliError;
-
-fn tensor(
-    q: &dyn Queue,
-    dtype: DType,
-    shape: &[usize],
-    values: &[f64],
-) -> anyaccel::Result<Tensor> {
-    let t = Tensor::empty(&*q.device(), dtype, shape)?;
-    q.write(t.view(), &encode(dtype, values))?;
-    Ok(t)
-}
 
 /// Every collective, every dtype; the number of checks that passed.
 fn check(g: &MpiGroup) -> Result<usize, String> {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyaccel::hal::transfer::Path;
 use anyaccel::hal::{DType, Device, Queue, Result, Tensor};
 use serde::Serialize;
 
@@ -77,11 +78,7 @@ pub fn measure(devices: &[Arc<dyn Device>], bytes: usize) -> Result<Vec<Transfer
             out.push(TransferReport {
                 from: a.info().id.clone(),
                 to: b.info().id.clone(),
-                path: if Arc::ptr_eq(a, b) {
-                    "device copy".into()
-                } else {
-                    "staged through host".into()
-                },
+                path: Path::between(&*qa, &*qb).name().into(),
                 bytes,
                 gbps,
                 memcpy_gbps,
