@@ -92,6 +92,61 @@ fn devices_shows_why_a_plugin_cannot_be_used() {
 }
 
 #[test]
+fn the_reference_plugin_simulates_devices_of_given_speeds() {
+    let reference = common::reference_plugin();
+    let path = reference.as_os_str();
+    let json = |value: &str| {
+        let o = anyaccel(
+            &["devices", "--json"],
+            &[
+                ("ANYACCEL_PLUGIN_PATH", path),
+                ("ANYACCEL_REF_DEVICES", value.as_ref()),
+            ],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let b = v["backends"].as_array().unwrap();
+        b.iter()
+            .find(|b| b["name"] == "plugin:ref")
+            .unwrap()
+            .clone()
+    };
+    let two = json("20,5");
+    let names: Vec<&str> = two["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "anyaccel reference plugin (host memory, 20 MB/s)",
+            "anyaccel reference plugin (host memory, 5 MB/s)"
+        ]
+    );
+    for bad in [
+        "20,x",
+        "-1",
+        "20,,5",
+        "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17",
+    ] {
+        let b = json(bad);
+        assert_eq!(b["available"], false, "{bad}: {b}");
+        let why = b["reason"].as_str().unwrap();
+        assert!(
+            why.contains(&format!("ANYACCEL_REF_DEVICES=\"{bad}\"")) && why.contains("MB/s"),
+            "{why}"
+        );
+    }
+}
+
+#[test]
 fn a_crashing_plugin_gives_crashed_cases_and_the_rest_of_the_report() {
     let plugin = common::variant("crashing.c");
     let report = conformance_json(&plugin, "plugin:crashing:0", "ops.add.f32.*");

@@ -24,6 +24,7 @@
 //! assert_eq!(d.required_bytes().unwrap(), 24);
 //! ```
 
+pub mod balance;
 mod bookkeeping;
 mod buffer;
 mod device;

@@ -57,13 +57,59 @@ static const char *api_last_error(void) {
     return tl_message;
 }
 
-/* ---- The device ------------------------------------------------------------------------------ */
+/* ---- The devices ----------------------------------------------------------------------------- */
+
+/* One device unless ANYACCEL_REF_DEVICES lists several: a comma-separated list of speeds, one
+ * device each, in MB/s (10^6 bytes a second) of op operands (every input and output of an op,
+ * counted once). A device with a speed takes at least (operand bytes / speed) for each op: a
+ * slow and a fast "chip" in one process, to test work balancing across devices. 0 is as fast as
+ * the host. Copies are not paced. */
+#define REF_MAX_DEVICES 16
 
 struct AnyaccelDevice_ {
     int index;
+    double bytes_per_second; /* 0: not paced */
 };
 
-static struct AnyaccelDevice_ the_device = {0};
+static struct AnyaccelDevice_ the_devices[REF_MAX_DEVICES];
+static int device_total;
+static char devices_error[256];
+static pthread_once_t devices_once = PTHREAD_ONCE_INIT;
+
+static void devices_init(void) {
+    device_total = 1;
+    the_devices[0].index = 0;
+    const char *list = getenv("ANYACCEL_REF_DEVICES");
+    if (!list || !*list) return;
+    int n = 0;
+    const char *p = list;
+    for (;;) {
+        char *end = NULL;
+        double mbps = strtod(p, &end);
+        if (end == p || !(mbps >= 0) || mbps > 1e12 || n == REF_MAX_DEVICES ||
+            (*end != ',' && *end != '\0')) {
+            snprintf(devices_error, sizeof devices_error,
+                     "ANYACCEL_REF_DEVICES=\"%.64s\": expected up to %d comma-separated speeds "
+                     "in MB/s (0: not paced), e.g. \"40,10\"",
+                     list, REF_MAX_DEVICES);
+            return;
+        }
+        the_devices[n].index = n;
+        the_devices[n].bytes_per_second = mbps * 1e6;
+        n++;
+        if (*end == '\0') break;
+        p = end + 1;
+    }
+    device_total = n;
+}
+
+/* The device `d` points to, or NULL when it is not one of this plugin's open devices. */
+static const struct AnyaccelDevice_ *device_of(const AnyaccelDevice *d) {
+    pthread_once(&devices_once, devices_init);
+    for (int i = 0; i < device_total; i++)
+        if (d == &the_devices[i]) return d;
+    return NULL;
+}
 
 static uint64_t host_memory_bytes(void) {
     long pages = sysconf(_SC_PHYS_PAGES);
@@ -74,22 +120,25 @@ static uint64_t host_memory_bytes(void) {
 
 static AnyaccelStatus api_device_count(int32_t *count) {
     if (!count) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "device_count: count is NULL");
-    *count = 1;
+    pthread_once(&devices_once, devices_init);
+    if (devices_error[0]) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s", devices_error);
+    *count = device_total;
     return ANYACCEL_OK;
 }
 
 static AnyaccelStatus api_device_open(int32_t index, AnyaccelDevice **device) {
     if (!device) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "device_open: device is NULL");
-    if (index != 0)
+    pthread_once(&devices_once, devices_init);
+    if (index < 0 || index >= device_total)
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
-                         "device_open: index %d, expected 0 (this plugin has one device)",
-                         (int)index);
-    *device = &the_device;
+                         "device_open: index %d, expected 0 to %d (this plugin has %d device%s)",
+                         (int)index, device_total - 1, device_total, device_total == 1 ? "" : "s");
+    *device = &the_devices[index];
     return ANYACCEL_OK;
 }
 
 static AnyaccelStatus api_device_close(AnyaccelDevice *device) {
-    if (device != &the_device)
+    if (!device_of(device))
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "device_close: not a device of this plugin");
     return ANYACCEL_OK;
 }
@@ -99,7 +148,8 @@ static void copy_text(char *dst, size_t size, const char *src) {
 }
 
 static AnyaccelStatus api_device_info(AnyaccelDevice *device, AnyaccelDeviceInfo *info) {
-    if (device != &the_device || !info)
+    const struct AnyaccelDevice_ *d = device_of(device);
+    if (!d || !info)
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
                          "device_info: expected a device of this plugin and an info struct");
     /* Fill only what the host's struct has room for: a later minor may append fields. */
@@ -108,8 +158,15 @@ static AnyaccelStatus api_device_info(AnyaccelDevice *device, AnyaccelDeviceInfo
         if (ANYACCEL_STRUCT_HAS(info, AnyaccelDeviceInfo, field)) \
             info->field = (value);                           \
     } while (0)
-    if (ANYACCEL_STRUCT_HAS(info, AnyaccelDeviceInfo, name))
-        copy_text(info->name, sizeof info->name, "anyaccel reference plugin (host memory)");
+    if (ANYACCEL_STRUCT_HAS(info, AnyaccelDeviceInfo, name)) {
+        char name[128];
+        if (d->bytes_per_second > 0)
+            snprintf(name, sizeof name, "anyaccel reference plugin (host memory, %g MB/s)",
+                     d->bytes_per_second / 1e6);
+        else
+            snprintf(name, sizeof name, "anyaccel reference plugin (host memory)");
+        copy_text(info->name, sizeof info->name, name);
+    }
     if (ANYACCEL_STRUCT_HAS(info, AnyaccelDeviceInfo, vendor))
         copy_text(info->vendor, sizeof info->vendor, "anyaccel");
     if (ANYACCEL_STRUCT_HAS(info, AnyaccelDeviceInfo, driver_version))
@@ -136,7 +193,7 @@ static AnyaccelStatus api_device_info(AnyaccelDevice *device, AnyaccelDeviceInfo
 
 static AnyaccelStatus api_buffer_alloc(AnyaccelDevice *device, uint64_t bytes,
                                        AnyaccelBuffer **buffer) {
-    if (device != &the_device || !buffer)
+    if (!device_of(device) || !buffer)
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
                          "buffer_alloc: expected a device of this plugin and a buffer pointer");
     uint64_t limit = host_memory_bytes();
@@ -236,7 +293,7 @@ static AnyaccelStatus event_wait_for(AnyaccelEvent *e, uint64_t gen, char *messa
 }
 
 static AnyaccelStatus api_event_create(AnyaccelDevice *device, AnyaccelEvent **event) {
-    if (device != &the_device || !event)
+    if (!device_of(device) || !event)
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
                          "event_create: expected a device of this plugin and an event pointer");
     AnyaccelEvent *e = calloc(1, sizeof *e);
@@ -321,7 +378,34 @@ struct AnyaccelStream_ {
     AnyaccelStatus error; /* the first failure since the last synchronize */
     char message[REF_MESSAGE_SIZE];
     pthread_t thread;
+    const struct AnyaccelDevice_ *device;
 };
+
+/* The bytes of every input and output of `c`, each counted once. */
+static double operand_bytes(const RefCall *c) {
+    double bytes = 0;
+    for (size_t i = 0; i < c->num_inputs; i++)
+        if (c->inputs[i].present)
+            bytes += (double)ref_numel(&c->inputs[i]) * (double)ref_dtype_size(c->inputs[i].dtype);
+    for (size_t i = 0; i < c->num_outputs; i++)
+        if (c->outputs[i].present)
+            bytes += (double)ref_numel(&c->outputs[i]) * (double)ref_dtype_size(c->outputs[i].dtype);
+    return bytes;
+}
+
+/* Sleeps until `seconds` after `start` (a paced device's op takes at least its modelled time). */
+static void sleep_until(const struct timespec *start, double seconds) {
+    struct timespec until = *start;
+    double whole = (double)(time_t)seconds;
+    until.tv_sec += (time_t)whole;
+    until.tv_nsec += (long)((seconds - whole) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec += 1;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) != 0) {
+    }
+}
 
 static void run_command(AnyaccelStream *s, Command *c, int failed) {
     AnyaccelStatus status = ANYACCEL_OK;
@@ -338,8 +422,12 @@ static void run_command(AnyaccelStream *s, Command *c, int failed) {
         break;
     case CMD_OP:
         if (!failed) {
+            struct timespec start;
+            clock_gettime(CLOCK_MONOTONIC, &start);
             status = ref_call_run(c->call);
             if (status) snprintf(message, sizeof message, "%s", ref_last_error());
+            double rate = s->device->bytes_per_second;
+            if (rate > 0) sleep_until(&start, operand_bytes(c->call) / rate);
         }
         ref_call_free(c->call);
         break;
@@ -407,11 +495,12 @@ static AnyaccelStatus submit(AnyaccelStream *s, Command *c) {
 }
 
 static AnyaccelStatus api_stream_create(AnyaccelDevice *device, AnyaccelStream **stream) {
-    if (device != &the_device || !stream)
+    if (!device_of(device) || !stream)
         return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
                          "stream_create: expected a device of this plugin and a stream pointer");
     AnyaccelStream *s = calloc(1, sizeof *s);
     if (!s) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "stream_create: out of host memory");
+    s->device = device_of(device);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     int rc = pthread_create(&s->thread, NULL, stream_worker, s);
@@ -543,7 +632,7 @@ static AnyaccelStatus api_fill(AnyaccelStream *s, AnyaccelBuffer *dst, uint64_t 
 /* ---- Native ops ------------------------------------------------------------------------------ */
 
 static int32_t api_op_supported(AnyaccelDevice *device, const AnyaccelOpCall *call) {
-    return device == &the_device ? ref_op_supported(call) : 0;
+    return device_of(device) ? ref_op_supported(call) : 0;
 }
 
 static AnyaccelStatus api_op_execute(AnyaccelStream *s, const AnyaccelOpCall *call) {
