@@ -100,6 +100,14 @@ pub trait Device: Send + Sync + Any {
             call.op
         )))
     }
+    /// Whether this device's queues copy straight from `src`'s memory with
+    /// [`Queue::copy_peer`]: a peer path between two devices of one backend (a plugin's
+    /// `copy_peer`). [`Tensor::copy_to`](crate::Tensor::copy_to) takes it when there is one, and
+    /// stages through host memory when not. Default: no peer path.
+    fn copies_from(&self, src: &dyn Device) -> bool {
+        let _ = src;
+        false
+    }
     /// For backends to recover their own type.
     fn as_any(&self) -> &dyn Any;
 }
@@ -129,6 +137,19 @@ pub trait Queue: Send + Sync {
     /// Copies `src` into `dst` on the device. Lengths must match; overlapping views of one
     /// buffer are rejected.
     fn copy(&self, src: &BufferView, dst: &BufferView) -> Result<()>;
+    /// Copies `src`, memory of another device whose memory this queue's device copies from
+    /// ([`Device::copies_from`]), into `dst` on this queue's device, as a command of this queue.
+    /// Lengths must match. The caller orders it against the source device's queues (see
+    /// [`Tensor::copy_to`](crate::Tensor::copy_to)). Default: unsupported.
+    fn copy_peer(&self, src: &BufferView, dst: &BufferView) -> Result<()> {
+        let _ = dst;
+        Err(Error::unsupported(format!(
+            "copy_peer: {} has no peer path from {}; copy through host memory \
+             (Tensor::copy_to does)",
+            self.device_id(),
+            src.buffer().device_id()
+        )))
+    }
     /// Fills `dst` with a pattern of 1, 2 or 4 bytes; `dst.len()` must be a multiple of it.
     fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()>;
     /// Launches a kernel compiled by this queue's device. The launch contract, the same on

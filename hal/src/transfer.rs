@@ -7,6 +7,9 @@
 //!   the device (`Queue::copy`); the source queue then waits on an event of the destination
 //!   queue, so that neither queue's later commands can overtake the copy. The calling thread
 //!   does not wait.
+//! - **Peer** (two devices of one backend that has a direct path, [`Device::copies_from`]: a
+//!   vendor plugin's `copy_peer`): as on one device, with [`Queue::copy_peer`] on the
+//!   destination queue.
 //! - **Different devices**: staged through host memory in chunks of [`CHUNK_BYTES`], double
 //!   buffered: a reader thread reads chunk `k + 1` from the source queue while the calling
 //!   thread writes chunk `k` to the destination queue. The calling thread waits for the source
@@ -14,13 +17,12 @@
 //!   destination queue, in its order. A strided source is gathered to row-major order on the
 //!   host first.
 //!
-//! A same-backend peer copy (CUDA peer access, a plugin's own device-to-device path) is not
-//! used yet: every pair of different devices stages through the host.
+//! CUDA peer access is not used yet: two CUDA devices stage through the host.
 
 use std::sync::mpsc;
 
 use crate::tensor::shape_str;
-use crate::{same_device, BufferView, Error, Queue, Result, Tensor};
+use crate::{same_device, BufferView, Device, Error, Queue, Result, Tensor};
 
 /// The staging chunk of a copy between devices: two of them are in flight at once.
 pub const CHUNK_BYTES: usize = 4 << 20;
@@ -94,10 +96,14 @@ impl Tensor {
             return Ok(());
         }
         match src_view {
-            Some(src) if Path::between(from, to) == Path::Device => {
-                // On the device, ordered both ways without blocking.
+            Some(src) if Path::between(from, to) != Path::Staged => {
+                // On the device (or over the peer path), ordered both ways without blocking.
                 to.wait_event(&from.record_event()?)?;
-                to.copy(&src, &dst_view)?;
+                if Path::between(from, to) == Path::Device {
+                    to.copy(&src, &dst_view)?;
+                } else {
+                    to.copy_peer(&src, &dst_view)?;
+                }
                 from.wait_event(&to.record_event()?)
             }
             Some(src) => staged(from, &src, to, &dst_view),
@@ -118,6 +124,9 @@ impl Tensor {
 pub enum Path {
     /// One device object: a copy on the device, ordered by an event each way.
     Device,
+    /// Two devices of one backend with a direct path ([`Device::copies_from`]): a peer copy on
+    /// the destination queue, ordered by an event each way.
+    Peer,
     /// Two devices: through host memory, in chunks of [`CHUNK_BYTES`].
     Staged,
 }
@@ -125,17 +134,21 @@ pub enum Path {
 impl Path {
     /// The path between the devices of two queues.
     pub fn between(from: &dyn Queue, to: &dyn Queue) -> Path {
-        if same_device(&from.device(), &to.device()) {
+        let (a, b) = (from.device(), to.device());
+        if same_device(&a, &b) {
             Path::Device
+        } else if b.copies_from(&*a as &dyn Device) {
+            Path::Peer
         } else {
             Path::Staged
         }
     }
 
-    /// `device copy` or `staged through host`.
+    /// `device copy`, `peer copy` or `staged through host`.
     pub fn name(self) -> &'static str {
         match self {
             Path::Device => "device copy",
+            Path::Peer => "peer copy",
             Path::Staged => "staged through host",
         }
     }

@@ -1,5 +1,5 @@
 /*
- * anyaccel_plugin.h: the vendor plugin slot of anyaccel, ABI 1.0.
+ * anyaccel_plugin.h: the vendor plugin slot of anyaccel, ABI 1.1.
  *
  * A chip vendor adds a device to anyaccel by building a shared library that exports one
  * function, anyaccel_plugin_get_api(), returning a table of functions declared here. anyaccel
@@ -164,7 +164,7 @@ extern "C" {
 
 /* The ABI version this header describes. */
 #define ANYACCEL_PLUGIN_ABI_MAJOR 1
-#define ANYACCEL_PLUGIN_ABI_MINOR 0
+#define ANYACCEL_PLUGIN_ABI_MINOR 1
 
 /* The name of the one exported function. */
 #define ANYACCEL_PLUGIN_ENTRY "anyaccel_plugin_get_api"
@@ -507,6 +507,17 @@ typedef struct AnyaccelPluginApi {
     int32_t (*op_supported)(AnyaccelDevice *device, const AnyaccelOpCall *call);
     /* Runs an op on a stream, writing every element of every output and nothing outside them. */
     AnyaccelStatus (*op_execute)(AnyaccelStream *stream, const AnyaccelOpCall *call);
+
+    /* -- ABI 1.1: appended (read only when struct_size covers them) ---------------------------- */
+
+    /* Optional. Copies `bytes` bytes from `src` at src_offset, a buffer of one device of this
+     * plugin, to `dst` at dst_offset, a buffer of another device of this plugin, over the chip's
+     * own link, as a command of `stream` (a stream of dst's device). The host has checked both
+     * ranges and orders the copy: `stream` waits on an event recorded on the source's queue
+     * first, and the source's queue waits on an event recorded after the copy. NULL: copies
+     * between this plugin's devices are staged through host memory. */
+    AnyaccelStatus (*copy_peer)(AnyaccelStream *stream, AnyaccelBuffer *dst, uint64_t dst_offset,
+                                AnyaccelBuffer *src, uint64_t src_offset, uint64_t bytes);
 } AnyaccelPluginApi;
 
 /* The one symbol a plugin exports. Returns the plugin's table, or NULL when the plugin cannot

@@ -379,6 +379,17 @@ impl Device for PluginDevice {
         stream.execute_op(&call.op, &desc)
     }
 
+    fn copies_from(&self, src: &dyn Device) -> bool {
+        // Another device of the same loaded plugin, which has `copy_peer`.
+        src.as_any()
+            .downcast_ref::<PluginDevice>()
+            .is_some_and(|src| {
+                !std::ptr::eq(src, self)
+                    && Arc::ptr_eq(&src.handle.plugin, &self.handle.plugin)
+                    && self.handle.plugin.api.copy_peer.is_some()
+            })
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -407,6 +418,11 @@ impl PluginMemory {
     /// True when the buffer belongs to this device handle.
     pub(crate) fn on(&self, device: &Arc<DeviceHandle>) -> bool {
         Arc::ptr_eq(&self.device, device)
+    }
+
+    /// True when the buffer belongs to a device of this loaded plugin.
+    pub(crate) fn of_plugin(&self, plugin: &crate::loader::PluginRef) -> bool {
+        Arc::ptr_eq(&self.device.plugin, plugin)
     }
 }
 

@@ -166,13 +166,23 @@ impl Plugin {
             )));
         }
         let mut api = AnyaccelPluginApi::empty();
-        // SAFETY: the plugin's table has at least API_V1_SIZE = size_of::<AnyaccelPluginApi>()
-        // bytes (checked above); fields it appends in later minors are not read.
+        // Whole fields only: a table cut inside a field leaves that field absent.
+        let known = std::mem::size_of::<AnyaccelPluginApi>();
+        let covered = if struct_size >= known {
+            known
+        } else {
+            sys::API_V1_SIZE + (struct_size - sys::API_V1_SIZE) / std::mem::size_of::<usize>()
+                    * std::mem::size_of::<usize>()
+        };
+        // SAFETY: the plugin's table has struct_size >= covered >= API_V1_SIZE bytes (checked
+        // above), and `covered` ends on a field boundary of this host's table (every field after
+        // API_V1_SIZE is pointer-sized); fields the plugin appends in later minors are not read,
+        // and those of this host's minor that it lacks stay absent.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 table as *const u8,
                 &mut api as *mut AnyaccelPluginApi as *mut u8,
-                sys::API_V1_SIZE,
+                covered,
             )
         };
         api.struct_size = struct_size;

@@ -297,6 +297,60 @@ impl Queue for PluginQueue {
         )
     }
 
+    fn copy_peer(&self, src: &BufferView, dst: &BufferView) -> Result<()> {
+        let d = self.memory("copy_peer dst", dst)?;
+        let plugin = &self.inner.device.plugin;
+        let s = src
+            .buffer()
+            .downcast::<PluginMemory>()
+            .filter(|m| m.of_plugin(plugin) && !m.on(&self.inner.device))
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "copy_peer src: a buffer of {}: expected memory of another device of {}",
+                    src.buffer().device_id(),
+                    plugin.backend
+                ))
+            })?;
+        if src.len() != dst.len() {
+            return Err(Error::invalid_argument(format!(
+                "copy_peer: the source has {} bytes but the destination {}: expected equal lengths",
+                src.len(),
+                dst.len()
+            )));
+        }
+        let f = plugin.api.copy_peer.ok_or_else(|| {
+            Error::unsupported(format!(
+                "copy_peer: {} has no copy_peer (a plugin of ABI 1.0, or without a peer path)",
+                plugin.backend
+            ))
+        })?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.inner.submit(
+            vec![
+                Keep::Buffer(src.buffer().clone()),
+                Keep::Buffer(dst.buffer().clone()),
+            ],
+            0,
+            |plugin, raw| {
+                // SAFETY: both ranges lie inside their buffers (views are checked at creation),
+                // on two devices of this plugin; both buffers are kept until the stream is
+                // synchronized.
+                plugin.check("copy_peer", unsafe {
+                    f(
+                        raw,
+                        d.raw(),
+                        dst.offset() as u64,
+                        s.raw(),
+                        src.offset() as u64,
+                        src.len() as u64,
+                    )
+                })
+            },
+        )
+    }
+
     fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()> {
         validate::fill(dst, pattern, self.id())?;
         let mem = self.memory("fill", dst)?;

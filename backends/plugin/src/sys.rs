@@ -9,7 +9,7 @@ use std::ffi::{c_char, c_void};
 /// The ABI major version this crate speaks.
 pub const ABI_MAJOR: u32 = 1;
 /// The ABI minor version this crate speaks.
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 /// The name of the exported entry point.
 pub const ENTRY: &str = "anyaccel_plugin_get_api";
 
@@ -308,14 +308,17 @@ pub struct AnyaccelPluginApi {
     pub kernel_launch: Option<KernelLaunchFn>,
     pub op_supported: Option<OpSupportedFn>,
     pub op_execute: Option<OpExecuteFn>,
+    // ABI 1.1
+    pub copy_peer: Option<CopyD2dFn>,
 }
 
 /// The entry point's type.
 pub type GetApiFn =
     unsafe extern "C" fn(host_abi_major: u32, host_abi_minor: u32) -> *const AnyaccelPluginApi;
 
-/// Size of the ABI 1.0 table: a plugin's struct_size must be at least this.
-pub const API_V1_SIZE: usize = std::mem::size_of::<AnyaccelPluginApi>();
+/// Size of the ABI 1.0 table (up to the first field ABI 1.1 appended): a plugin's struct_size
+/// must be at least this.
+pub const API_V1_SIZE: usize = std::mem::offset_of!(AnyaccelPluginApi, copy_peer);
 
 /// The functions every plugin must provide, by their names in the header.
 pub const REQUIRED: &[&str] = &[
@@ -377,6 +380,7 @@ impl AnyaccelPluginApi {
             kernel_launch: None,
             op_supported: None,
             op_execute: None,
+            copy_peer: None,
         }
     }
 
@@ -410,6 +414,7 @@ impl AnyaccelPluginApi {
             "kernel_launch" => self.kernel_launch.is_some(),
             "op_supported" => self.op_supported.is_some(),
             "op_execute" => self.op_execute.is_some(),
+            "copy_peer" => self.copy_peer.is_some(),
             _ => false,
         }
     }

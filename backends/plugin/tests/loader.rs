@@ -79,7 +79,7 @@ fn an_abi_major_mismatch_names_both_versions() {
     assert!(
         r.contains("ABI mismatch")
             && r.contains("built for ABI 2.3")
-            && r.contains("speaks ABI 1.0"),
+            && r.contains("speaks ABI 1.1"),
         "{r}"
     );
     // A plugin that did not load is named after its file.
@@ -141,7 +141,7 @@ fn a_plugin_that_refuses_the_host_returns_null() {
          }\n",
     );
     let r = reason(&PluginBackend::load(&path));
-    assert!(r.contains("returned NULL") && r.contains("ABI 1.0"), "{r}");
+    assert!(r.contains("returned NULL") && r.contains("ABI 1.1"), "{r}");
 }
 
 #[test]

@@ -610,6 +610,26 @@ static AnyaccelStatus api_copy_d2d(AnyaccelStream *s, AnyaccelBuffer *dst, uint6
     return submit(s, c);
 }
 
+/* ABI 1.1: a copy between two devices of this plugin. Both live in host memory, so the "link"
+ * is a memcpy on the destination's stream; a chip's plugin uses its device-to-device path. */
+static AnyaccelStatus api_copy_peer(AnyaccelStream *s, AnyaccelBuffer *dst, uint64_t dst_offset,
+                                    AnyaccelBuffer *src, uint64_t src_offset, uint64_t bytes) {
+    AnyaccelStatus st = check_range("copy_peer dst", dst, dst_offset, bytes);
+    if (!st) st = check_range("copy_peer src", src, src_offset, bytes);
+    if (st) return st;
+    if (!s) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "copy_peer: stream is NULL");
+    if (dst == src)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
+                         "copy_peer: source and destination are one buffer: expected buffers of "
+                         "two devices");
+    Command *c = new_command(CMD_COPY);
+    if (!c) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "copy_peer: out of host memory");
+    c->dst = dst->data + dst_offset;
+    c->src = src->data + src_offset;
+    c->bytes = bytes;
+    return submit(s, c);
+}
+
 static AnyaccelStatus api_fill(AnyaccelStream *s, AnyaccelBuffer *dst, uint64_t dst_offset,
                                uint64_t bytes, const void *pattern, uint32_t pattern_size) {
     AnyaccelStatus st = check_range("fill", dst, dst_offset, bytes);
@@ -698,6 +718,7 @@ static const AnyaccelPluginApi api = {
     /* No kernels: module_load, module_unload, kernel_get and kernel_launch stay NULL. */
     .op_supported = api_op_supported,
     .op_execute = api_op_execute,
+    .copy_peer = api_copy_peer,
 };
 
 ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t host_abi_major,
