@@ -15,7 +15,11 @@ fn two_devices() -> Vec<Arc<dyn Device>> {
     std::env::set_var("ANYACCEL_REF_DEVICES", "0,0");
     let plugin = anyaccel::plugin::PluginBackend::load(common::reference_plugin());
     let devices = plugin.probe().expect("the reference plugin's devices");
-    assert_eq!(devices.len(), 2, "ANYACCEL_REF_DEVICES=0,0 gives two devices");
+    assert_eq!(
+        devices.len(),
+        2,
+        "ANYACCEL_REF_DEVICES=0,0 gives two devices"
+    );
     devices
 }
 
@@ -26,7 +30,11 @@ fn tensors_move_between_two_devices_of_a_plugin_over_its_peer_path() {
     assert_eq!(Path::between(&*a, &*b), Path::Peer);
     assert_eq!(Path::between(&*b, &*a), Path::Peer);
     assert_eq!(Path::between(&*a, &*a), Path::Device);
-    let cpu = anyaccel::Runtime::new().device("cpu:0").unwrap().create_queue().unwrap();
+    let cpu = anyaccel::Runtime::new()
+        .device("cpu:0")
+        .unwrap()
+        .create_queue()
+        .unwrap();
     assert_eq!(Path::between(&*a, &*cpu), Path::Staged);
 
     let values: Vec<f32> = (0..3000).map(|i| i as f32 * 0.5 - 7.0).collect();
@@ -36,7 +44,10 @@ fn tensors_move_between_two_devices_of_a_plugin_over_its_peer_path() {
     let there = part.to(&*a, &*b).unwrap();
     assert_eq!(there.device_id(), "plugin:ref:1");
     let back = there.to(&*b, &*a).unwrap();
-    assert_eq!(back.to_vec::<f32>(&*a).unwrap(), values[1000..2200].to_vec());
+    assert_eq!(
+        back.to_vec::<f32>(&*a).unwrap(),
+        values[1000..2200].to_vec()
+    );
     // A strided source (a transposed view) is gathered first: still correct.
     let t = x.transpose(0, 1).unwrap().to(&*a, &*b).unwrap();
     let v = &values;
@@ -48,7 +59,8 @@ fn tensors_move_between_two_devices_of_a_plugin_over_its_peer_path() {
     let y = Tensor::from_slice(&*a, &[1i32; 1 << 16], &[1 << 16]).unwrap();
     let dst = Tensor::empty(&*d[1], anyaccel::DType::I32, &[1 << 16]).unwrap();
     y.copy_to(&*a, &dst, &*b).unwrap();
-    a.write(y.view(), &anyaccel::hal::to_bytes(&[2i32; 1 << 16])).unwrap();
+    a.write(y.view(), &anyaccel::hal::to_bytes(&[2i32; 1 << 16]))
+        .unwrap();
     assert!(dst.to_vec::<i32>(&*b).unwrap().iter().all(|&v| v == 1));
     assert!(y.to_vec::<i32>(&*a).unwrap().iter().all(|&v| v == 2));
 }
@@ -102,7 +114,10 @@ fn a_plugin_of_abi_1_0_has_no_peer_path_and_stages() {
     let (a, b) = (d[0].create_queue().unwrap(), d[1].create_queue().unwrap());
     assert_eq!(Path::between(&*a, &*b), Path::Staged);
     let x = Tensor::from_slice(&*a, &[1.5f32, -2.0, 3.25], &[3]).unwrap();
-    assert_eq!(x.to(&*a, &*b).unwrap().to_vec::<f32>(&*b).unwrap(), [1.5, -2.0, 3.25]);
+    assert_eq!(
+        x.to(&*a, &*b).unwrap().to_vec::<f32>(&*b).unwrap(),
+        [1.5, -2.0, 3.25]
+    );
     let dst = Tensor::empty(&*d[1], anyaccel::DType::F32, &[3]).unwrap();
     let e = b.copy_peer(x.view(), dst.view()).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Unsupported, "{e}");

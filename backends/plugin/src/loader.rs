@@ -171,7 +171,8 @@ impl Plugin {
         let covered = if struct_size >= known {
             known
         } else {
-            sys::API_V1_SIZE + (struct_size - sys::API_V1_SIZE) / std::mem::size_of::<usize>()
+            sys::API_V1_SIZE
+                + (struct_size - sys::API_V1_SIZE) / std::mem::size_of::<usize>()
                     * std::mem::size_of::<usize>()
         };
         // SAFETY: the plugin's table has struct_size >= covered >= API_V1_SIZE bytes (checked

@@ -172,10 +172,7 @@ fn the_rust_mirror_has_the_header_s_sizes_offsets_and_constants() {
     );
     assert_eq!(checked, 89, "every field of every struct is compared");
     // The loader's minimum table size is the ABI 1.0 table: up to the first field of 1.1.
-    assert_eq!(
-        sys::API_V1_SIZE as i64,
-        c["AnyaccelPluginApi.copy_peer"][0]
-    );
+    assert_eq!(sys::API_V1_SIZE as i64, c["AnyaccelPluginApi.copy_peer"][0]);
 }
 
 /// `ANYACCEL_ARRAY_AT` steps through an array of versioned structs by the host's struct_size:
