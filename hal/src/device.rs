@@ -108,6 +108,11 @@ pub trait Device: Send + Sync + Any {
         let _ = src;
         false
     }
+    /// The device's own collective library, for [`DeviceGroup`](crate::DeviceGroup)s made only
+    /// of devices that share it (a vendor plugin's collectives table). Default: none.
+    fn collectives(&self) -> Option<Arc<dyn crate::group::CollectiveLibrary>> {
+        None
+    }
     /// For backends to recover their own type.
     fn as_any(&self) -> &dyn Any;
 }

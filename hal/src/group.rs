@@ -15,6 +15,14 @@
 //! rank's queue before the call (the calling thread waits for them, as a read does), and the
 //! writes of its results run asynchronously on each queue, in order with what follows.
 //! [`DeviceGroup::barrier`] orders the queues without blocking the calling thread.
+//!
+//! **A vendor's collective library.** When every rank's device is a device of one backend that
+//! offers a [`CollectiveLibrary`] (a vendor plugin's collectives table: HCCL, CNCL, ...), and the
+//! queues are distinct, the group runs its collectives there instead: enqueued on every rank's
+//! queue, nothing staged and nothing waited for on the calling thread. The library's contract is
+//! the same determinism (every rank the same bits, every run); a dtype or op it does not take
+//! ([`ErrorCode::Unsupported`](crate::ErrorCode::Unsupported) when enqueued) goes the host way.
+//! [`DeviceGroup::library`] names the one in use; [`DeviceGroup::staged`] never uses one.
 
 use std::sync::Arc;
 
@@ -47,10 +55,51 @@ impl ReduceOp {
     }
 }
 
+/// A device's own collective library (a vendor plugin's collectives table): see the
+/// [module](self) docs. One object per library; devices that share a library return the same
+/// [`CollectiveLibrary::key`].
+pub trait CollectiveLibrary: Send + Sync {
+    /// The library's name, for reports (`plugin:x collectives`).
+    fn name(&self) -> &str;
+    /// Identifies the library: equal keys are one library.
+    fn key(&self) -> usize;
+    /// A communicator over `queues` (rank `r` on `queues[r]`, all of devices of this library,
+    /// distinct queues).
+    fn communicator(&self, queues: &[Arc<dyn Queue>]) -> Result<Arc<dyn Communicator>>;
+}
+
+/// A group's communicator in a [`CollectiveLibrary`]. Every call takes one view per rank (checked
+/// by the group: contiguous, on the rank's device, the sizes the collective needs) and enqueues
+/// the collective on every rank's queue.
+pub trait Communicator: Send + Sync {
+    /// Each `recv[r]` becomes the reduction of every `send[r]` (`send[r]` may be `recv[r]`).
+    fn all_reduce(
+        &self,
+        send: &[BufferView],
+        recv: &[BufferView],
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()>;
+    /// Every rank's `views[r]` becomes rank `root`'s.
+    fn broadcast(&self, views: &[BufferView], dtype: DType, root: usize) -> Result<()>;
+    /// Each `recv[r]` becomes every `send[p]`, in rank order.
+    fn all_gather(&self, send: &[BufferView], recv: &[BufferView], dtype: DType) -> Result<()>;
+    /// `recv[r]` becomes the `r`-th part of the reduction of every `send[p]`.
+    fn reduce_scatter(
+        &self,
+        send: &[BufferView],
+        recv: &[BufferView],
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()>;
+}
+
 /// Ranks over queues of any devices; see the [module](self) docs.
 #[derive(Clone)]
 pub struct DeviceGroup {
     queues: Vec<Arc<dyn Queue>>,
+    /// The devices' own library, when they share one.
+    library: Option<(String, Arc<dyn Communicator>)>,
 }
 
 impl std::fmt::Debug for DeviceGroup {
@@ -62,14 +111,35 @@ impl std::fmt::Debug for DeviceGroup {
 }
 
 impl DeviceGroup {
-    /// A group whose rank `r` runs on `queues[r]`; at least one queue.
+    /// A group whose rank `r` runs on `queues[r]`; at least one queue. Collectives run in the
+    /// devices' own library when they share one (see the [module](self) docs).
     pub fn new(queues: Vec<Arc<dyn Queue>>) -> Result<DeviceGroup> {
+        let mut g = Self::staged(queues)?;
+        g.library = library_of(&g.queues)?;
+        Ok(g)
+    }
+
+    /// A group that stages every collective through host memory, whatever its devices offer.
+    pub fn staged(queues: Vec<Arc<dyn Queue>>) -> Result<DeviceGroup> {
         if queues.is_empty() {
             return Err(Error::invalid_argument(
                 "DeviceGroup::new: no queue: expected one queue per rank",
             ));
         }
-        Ok(DeviceGroup { queues })
+        Ok(DeviceGroup {
+            queues,
+            library: None,
+        })
+    }
+
+    /// The name of the collective library the group uses, `None` when it stages through host
+    /// memory.
+    pub fn library(&self) -> Option<&str> {
+        self.library.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    fn communicator(&self) -> Option<&Arc<dyn Communicator>> {
+        self.library.as_ref().map(|(_, c)| c)
     }
 
     /// The number of ranks.
@@ -108,6 +178,11 @@ impl DeviceGroup {
         let views = self.operands(f, "tensors", tensors)?;
         let dtype = same_layout(f, tensors)?;
         check_reducible(f, dtype, op)?;
+        if let Some(c) = self.communicator() {
+            if in_library(c.all_reduce(&views, &views, dtype, op))? {
+                return Ok(());
+            }
+        }
         let len = views[0].len();
         stream(f, &self.queues, &views, len, |chunks, at, n| {
             let out = reduce(dtype, op, chunks);
@@ -131,6 +206,11 @@ impl DeviceGroup {
                 self.size()
             )));
         }
+        if let Some(c) = self.communicator() {
+            if in_library(c.broadcast(&views, tensors[0].dtype(), root))? {
+                return Ok(());
+            }
+        }
         let len = views[0].len();
         let src = [views[root].clone()];
         let from = [self.queues[root].clone()];
@@ -153,6 +233,11 @@ impl DeviceGroup {
         let outs = self.operands(f, "outputs", outputs)?;
         let dtype = same_layout(f, inputs)?;
         self.check_outputs(f, inputs, outputs, dtype, self.size(), 1)?;
+        if let Some(c) = self.communicator() {
+            if in_library(c.all_gather(&ins, &outs, dtype))? {
+                return Ok(());
+            }
+        }
         let len = ins[0].len();
         stream(f, &self.queues, &ins, len, |chunks, at, n| {
             for (q, out) in self.queues.iter().zip(&outs) {
@@ -179,6 +264,11 @@ impl DeviceGroup {
         let dtype = same_layout(f, inputs)?;
         check_reducible(f, dtype, op)?;
         self.check_outputs(f, inputs, outputs, dtype, 1, self.size())?;
+        if let Some(c) = self.communicator() {
+            if in_library(c.reduce_scatter(&ins, &outs, dtype, op))? {
+                return Ok(());
+            }
+        }
         let part = outs[0].len();
         // Rank r's part is bytes r * part .. (r + 1) * part of the reduced input.
         for (r, (q, out)) in self.queues.iter().zip(&outs).enumerate() {
@@ -251,6 +341,43 @@ impl DeviceGroup {
             }
         }
         Ok(())
+    }
+}
+
+/// The library every rank's device shares, with a communicator over `queues`: `None` when a
+/// device has none, two libraries differ, or a queue repeats (a library runs a collective on
+/// every rank's queue at once, which one queue in two ranks cannot do).
+fn library_of(queues: &[Arc<dyn Queue>]) -> Result<Option<(String, Arc<dyn Communicator>)>> {
+    let mut libraries = Vec::with_capacity(queues.len());
+    for q in queues {
+        match q.device().collectives() {
+            Some(l) => libraries.push(l),
+            None => return Ok(None),
+        }
+    }
+    let key = libraries[0].key();
+    if libraries.iter().any(|l| l.key() != key) {
+        return Ok(None);
+    }
+    for (a, qa) in queues.iter().enumerate() {
+        if queues[a + 1..]
+            .iter()
+            .any(|qb| std::ptr::addr_eq(Arc::as_ptr(qa), Arc::as_ptr(qb)))
+        {
+            return Ok(None);
+        }
+    }
+    let c = libraries[0].communicator(queues)?;
+    Ok(Some((libraries[0].name().to_string(), c)))
+}
+
+/// `Ok(true)` when the library enqueued the collective, `Ok(false)` when it does not take this
+/// dtype or op (the host way then), else its error.
+fn in_library(r: Result<()>) -> Result<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == crate::ErrorCode::Unsupported => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

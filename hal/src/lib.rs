@@ -48,7 +48,7 @@ pub use device::{
 };
 pub use dtype::{to_bytes, DType, Element};
 pub use error::{Error, ErrorCode, Result, Unavailable};
-pub use group::{DeviceGroup, ReduceOp};
+pub use group::{CollectiveLibrary, Communicator, DeviceGroup, ReduceOp};
 pub use kernel::{
     host_serial, run_serial, Dialect, HostArg, HostKernel, HostLaunch, HostMem, Kernel, KernelArg,
     KernelCache, KernelSource, LaunchDims,

@@ -397,6 +397,69 @@ typedef struct AnyaccelLaunch {
     size_t num_args;
 } AnyaccelLaunch;
 
+/* ---- Collectives (ABI 1.1) ----------------------------------------------------------------- */
+
+/* A vendor's collective library (HCCL, CNCL, ...) serving groups of this plugin's devices in one
+ * process (anyaccel's DeviceGroup). The host calls each collective once for all ranks, with one
+ * AnyaccelCollectiveRank per rank (an array stepped by ANYACCEL_ARRAY_AT); the plugin enqueues the
+ * collective on every rank's stream and returns: asynchronous, like every command. Each rank's
+ * part runs after the commands submitted to its stream before, and the commands submitted after
+ * see its result. The streams are distinct (the host never puts two ranks on one stream), the
+ * devices may repeat.
+ *
+ * Contract (checked by the host before the call: the counts, the ranges inside their buffers,
+ * the dtypes and ops below):
+ *  - Determinism: every rank gets the same bits, on every run (a fixed reduction order).
+ *  - A dtype or op the library does not take: return ANYACCEL_ERROR_UNSUPPORTED at once,
+ *    enqueueing nothing; the host then stages the collective through host memory.
+ *  - A rank whose stream has failed still takes part; the collective then fails on every rank's
+ *    stream (their next synchronize returns the error), and no rank blocks forever. */
+
+/* How a reduction combines the ranks. MEAN is the SUM divided by the number of ranks. */
+#define ANYACCEL_REDUCE_SUM 0
+#define ANYACCEL_REDUCE_MAX 1
+#define ANYACCEL_REDUCE_MIN 2
+#define ANYACCEL_REDUCE_MEAN 3
+
+typedef struct AnyaccelComm_ AnyaccelComm;
+
+/* One rank's part of a collective (struct_size set by the host). */
+typedef struct AnyaccelCollectiveRank {
+    size_t struct_size;
+    /* The rank's stream, of the rank's device. */
+    AnyaccelStream *stream;
+    /* What the rank sends (all_reduce, all_gather, reduce_scatter; broadcast: the root's data,
+     * NULL on the other ranks). */
+    AnyaccelBuffer *send;
+    uint64_t send_offset;
+    /* Where the rank receives (may be the same range as send for all_reduce and broadcast). */
+    AnyaccelBuffer *recv;
+    uint64_t recv_offset;
+} AnyaccelCollectiveRank;
+
+typedef struct AnyaccelCollectivesApi {
+    size_t struct_size;
+    /* A communicator over `count` devices of this plugin, rank r on devices[r]. */
+    AnyaccelStatus (*comm_create)(AnyaccelDevice *const *devices, int32_t count,
+                                  AnyaccelComm **comm);
+    /* Destroys a communicator; the host has synchronized every rank's stream first. */
+    AnyaccelStatus (*comm_destroy)(AnyaccelComm *comm);
+    /* recv of every rank = the reduction (op) of every rank's send; `count` elements each. */
+    AnyaccelStatus (*all_reduce)(AnyaccelComm *comm, const AnyaccelCollectiveRank *ranks,
+                                 uint64_t count, int32_t dtype, int32_t op);
+    /* recv of every rank = send of rank `root`; `count` elements. */
+    AnyaccelStatus (*broadcast)(AnyaccelComm *comm, const AnyaccelCollectiveRank *ranks,
+                                uint64_t count, int32_t dtype, int32_t root);
+    /* recv of every rank = the sends of ranks 0, 1, ..., one after the other; `count` elements
+     * a send (recv holds count * ranks). */
+    AnyaccelStatus (*all_gather)(AnyaccelComm *comm, const AnyaccelCollectiveRank *ranks,
+                                 uint64_t count, int32_t dtype);
+    /* recv of rank r = elements r * count .. (r + 1) * count of the reduction of every rank's
+     * send (which holds count * ranks). */
+    AnyaccelStatus (*reduce_scatter)(AnyaccelComm *comm, const AnyaccelCollectiveRank *ranks,
+                                     uint64_t count, int32_t dtype, int32_t op);
+} AnyaccelCollectivesApi;
+
 /* ---- The table ------------------------------------------------------------------------------ */
 
 /* The function table a plugin returns. It stays valid, unchanged, until the process ends. */
@@ -518,6 +581,9 @@ typedef struct AnyaccelPluginApi {
      * between this plugin's devices are staged through host memory. */
     AnyaccelStatus (*copy_peer)(AnyaccelStream *stream, AnyaccelBuffer *dst, uint64_t dst_offset,
                                 AnyaccelBuffer *src, uint64_t src_offset, uint64_t bytes);
+    /* Optional. The plugin's collective library (see "Collectives" above): NULL, or a table
+     * with every function set, valid until the process ends. */
+    const AnyaccelCollectivesApi *collectives;
 } AnyaccelPluginApi;
 
 /* The one symbol a plugin exports. Returns the plugin's table, or NULL when the plugin cannot

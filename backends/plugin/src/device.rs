@@ -379,6 +379,11 @@ impl Device for PluginDevice {
         stream.execute_op(&call.op, &desc)
     }
 
+    fn collectives(&self) -> Option<Arc<dyn anyaccel_hal::CollectiveLibrary>> {
+        crate::collectives::PluginLibrary::of(&self.handle.plugin)
+            .map(|l| Arc::new(l) as Arc<dyn anyaccel_hal::CollectiveLibrary>)
+    }
+
     fn copies_from(&self, src: &dyn Device) -> bool {
         // Another device of the same loaded plugin, which has `copy_peer`.
         src.as_any()

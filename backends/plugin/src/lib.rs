@@ -33,6 +33,7 @@
 //! }
 //! ```
 
+mod collectives;
 mod device;
 mod loader;
 mod op;

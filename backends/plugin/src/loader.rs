@@ -15,6 +15,8 @@ use crate::sys::{self, AnyaccelPluginApi, AnyaccelStatus, GetApiFn};
 /// the process ends (handles may outlive every Rust object, and plugins may own threads).
 pub(crate) struct Plugin {
     pub(crate) api: AnyaccelPluginApi,
+    /// The collectives table (ABI 1.1), complete, when the plugin has one.
+    pub(crate) collectives: Option<sys::AnyaccelCollectivesApi>,
     /// The backend name, `plugin:<name>`.
     pub(crate) backend: String,
     pub(crate) version: String,
@@ -223,6 +225,38 @@ impl Plugin {
                 "op_supported and op_execute must both be present or both be NULL".into(),
             ));
         }
+        let collectives = if api.collectives.is_null() {
+            None
+        } else {
+            // SAFETY: a non-NULL collectives pointer points to a table that starts with its
+            // size_t struct_size and lives until the process ends (the header).
+            let size = unsafe { std::ptr::read(api.collectives as *const usize) };
+            let want = std::mem::size_of::<sys::AnyaccelCollectivesApi>();
+            if size < want {
+                return Err(fail(format!(
+                    "the collectives table's struct_size is {size} bytes, expected at least {want} \
+                     (every function of the ABI 1.1 table)"
+                )));
+            }
+            // SAFETY: the table has at least `want` bytes (checked just above).
+            let c = unsafe { std::ptr::read(api.collectives) };
+            let named = [
+                ("comm_create", c.comm_create.is_some()),
+                ("comm_destroy", c.comm_destroy.is_some()),
+                ("all_reduce", c.all_reduce.is_some()),
+                ("broadcast", c.broadcast.is_some()),
+                ("all_gather", c.all_gather.is_some()),
+                ("reduce_scatter", c.reduce_scatter.is_some()),
+            ];
+            let missing: Vec<&str> = named.iter().filter(|f| !f.1).map(|f| f.0).collect();
+            if !missing.is_empty() {
+                return Err(fail(format!(
+                    "the collectives table has NULL {}: a collectives table sets every function",
+                    missing.join(", ")
+                )));
+            }
+            Some(c)
+        };
         // SAFETY: name and version are static NUL-terminated strings or NULL (the header).
         let name = unsafe { c_text(api.name) }.unwrap_or_default();
         if !valid_name(&name) {
@@ -234,6 +268,7 @@ impl Plugin {
         let version = unsafe { c_text(api.version) }.unwrap_or_default();
         Ok(Plugin {
             api,
+            collectives,
             backend: format!("plugin:{name}"),
             version,
         })

@@ -44,7 +44,7 @@ struct State {
 /// One plugin stream and what its pending commands need.
 pub(crate) struct StreamInner {
     pub(crate) device: Arc<DeviceHandle>,
-    raw: *mut AnyaccelStream,
+    pub(crate) raw: *mut AnyaccelStream,
     device_id: Arc<str>,
     state: Mutex<State>,
     /// Command numbers and failures (the HAL's sticky-failure rule).
@@ -108,6 +108,63 @@ impl StreamInner {
         if state.keep.len() > MAX_KEPT || state.kept_bytes > MAX_KEPT_BYTES {
             if let Err(e) = self.sync_locked(&mut state) {
                 self.book.fail(seq, e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Synchronizes the stream (what it kept is released); the first error, as `finish` gives.
+    pub(crate) fn synchronize(&self) -> Result<()> {
+        let mut state = self.lock();
+        self.sync_locked(&mut state)
+    }
+
+    /// Runs `submit` once for a command on every stream of `streams` at once (a collective),
+    /// keeping `keep[r]` alive on stream `r` until its next sync. The streams are locked in
+    /// address order, so that two such submissions cannot deadlock. A stream that has failed
+    /// refuses the command on every stream: the others would wait for it.
+    pub(crate) fn submit_all(
+        f: &str,
+        streams: &[Arc<StreamInner>],
+        keep: Vec<Vec<Buffer>>,
+        submit: impl FnOnce(&[*mut AnyaccelStream]) -> Result<()>,
+    ) -> Result<()> {
+        let mut order: Vec<usize> = (0..streams.len()).collect();
+        order.sort_by_key(|&r| Arc::as_ptr(&streams[r]) as usize);
+        let mut guards: Vec<Option<MutexGuard<'_, State>>> = streams.iter().map(|_| None).collect();
+        for &r in &order {
+            guards[r] = Some(streams[r].lock());
+        }
+        for (r, s) in streams.iter().enumerate() {
+            if let Some(e) = s.book.unreported() {
+                return Err(Error::new(
+                    e.code(),
+                    format!(
+                        "{f}: rank {r}'s queue ({}) has failed and not reported it yet: {}; \
+                         synchronize it first",
+                        s.device_id,
+                        e.message()
+                    ),
+                ));
+            }
+        }
+        let mut seqs = Vec::with_capacity(streams.len());
+        for s in streams {
+            seqs.push(s.book.admit().ok_or_else(|| {
+                Error::internal(format!("{f}: a queue failed while it was locked"))
+            })?);
+        }
+        let raws: Vec<*mut AnyaccelStream> = streams.iter().map(|s| s.raw).collect();
+        submit(&raws)?;
+        for (r, (s, kept)) in streams.iter().zip(keep).enumerate() {
+            let state = guards[r].as_mut().expect("every stream is locked");
+            for b in kept {
+                state.keep.keep(seqs[r], Keep::Buffer(b));
+            }
+            if state.keep.len() > MAX_KEPT {
+                if let Err(e) = s.sync_locked(state) {
+                    s.book.fail(seqs[r], e);
+                }
             }
         }
         Ok(())

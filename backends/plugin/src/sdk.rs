@@ -918,6 +918,7 @@ pub fn get_api<P: Plugin>(host_major: u32, host_minor: u32) -> *const AnyaccelPl
             op_supported: Some(op_supported::<P>),
             op_execute: Some(op_execute::<P>),
             copy_peer: None,
+            collectives: std::ptr::null(),
         })
     });
     &table.0

@@ -64,8 +64,60 @@ opaque!(
     AnyaccelStream,
     AnyaccelEvent,
     AnyaccelModule,
-    AnyaccelKernel
+    AnyaccelKernel,
+    AnyaccelComm
 );
+
+pub const ANYACCEL_REDUCE_SUM: i32 = 0;
+pub const ANYACCEL_REDUCE_MAX: i32 = 1;
+pub const ANYACCEL_REDUCE_MIN: i32 = 2;
+pub const ANYACCEL_REDUCE_MEAN: i32 = 3;
+
+/// One rank's part of a collective (ABI 1.1).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct AnyaccelCollectiveRank {
+    pub struct_size: usize,
+    pub stream: *mut AnyaccelStream,
+    pub send: *mut AnyaccelBuffer,
+    pub send_offset: u64,
+    pub recv: *mut AnyaccelBuffer,
+    pub recv_offset: u64,
+}
+
+pub type CommCreateFn = unsafe extern "C" fn(
+    devices: *const *mut AnyaccelDevice,
+    count: i32,
+    comm: *mut *mut AnyaccelComm,
+) -> AnyaccelStatus;
+pub type CommDestroyFn = unsafe extern "C" fn(comm: *mut AnyaccelComm) -> AnyaccelStatus;
+/// all_reduce, reduce_scatter (last argument: the op) and broadcast (the root).
+pub type CollectiveFn = unsafe extern "C" fn(
+    comm: *mut AnyaccelComm,
+    ranks: *const AnyaccelCollectiveRank,
+    count: u64,
+    dtype: i32,
+    op_or_root: i32,
+) -> AnyaccelStatus;
+pub type AllGatherFn = unsafe extern "C" fn(
+    comm: *mut AnyaccelComm,
+    ranks: *const AnyaccelCollectiveRank,
+    count: u64,
+    dtype: i32,
+) -> AnyaccelStatus;
+
+/// A plugin's collective library (ABI 1.1).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct AnyaccelCollectivesApi {
+    pub struct_size: usize,
+    pub comm_create: Option<CommCreateFn>,
+    pub comm_destroy: Option<CommDestroyFn>,
+    pub all_reduce: Option<CollectiveFn>,
+    pub broadcast: Option<CollectiveFn>,
+    pub all_gather: Option<AllGatherFn>,
+    pub reduce_scatter: Option<CollectiveFn>,
+}
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -310,6 +362,7 @@ pub struct AnyaccelPluginApi {
     pub op_execute: Option<OpExecuteFn>,
     // ABI 1.1
     pub copy_peer: Option<CopyD2dFn>,
+    pub collectives: *const AnyaccelCollectivesApi,
 }
 
 /// The entry point's type.
@@ -381,6 +434,7 @@ impl AnyaccelPluginApi {
             op_supported: None,
             op_execute: None,
             copy_peer: None,
+            collectives: std::ptr::null(),
         }
     }
 

@@ -55,7 +55,12 @@ fn rust_layout() -> Layout {
             copy_d2h, copy_d2d, fill, stream_create, stream_destroy, stream_synchronize,
             stream_wait_event, event_create, event_destroy, event_record, event_query,
             event_synchronize, event_elapsed_ms, module_load, module_unload, kernel_get,
-            kernel_launch, op_supported, op_execute, copy_peer,
+            kernel_launch, op_supported, op_execute, copy_peer, collectives,
+        }
+        AnyaccelCollectiveRank { struct_size, stream, send, send_offset, recv, recv_offset }
+        AnyaccelCollectivesApi {
+            struct_size, comm_create, comm_destroy, all_reduce, broadcast, all_gather,
+            reduce_scatter,
         }
     }
 }
@@ -75,6 +80,10 @@ fn rust_constants() -> Vec<(&'static str, i64)> {
         ("ANYACCEL_DTYPE_U8", sys::ANYACCEL_DTYPE_U8 as i64),
         ("ANYACCEL_DTYPE_BOOL", sys::ANYACCEL_DTYPE_BOOL as i64),
         ("ANYACCEL_DTYPE_I8", sys::ANYACCEL_DTYPE_I8 as i64),
+        ("ANYACCEL_REDUCE_SUM", sys::ANYACCEL_REDUCE_SUM as i64),
+        ("ANYACCEL_REDUCE_MAX", sys::ANYACCEL_REDUCE_MAX as i64),
+        ("ANYACCEL_REDUCE_MIN", sys::ANYACCEL_REDUCE_MIN as i64),
+        ("ANYACCEL_REDUCE_MEAN", sys::ANYACCEL_REDUCE_MEAN as i64),
         ("ANYACCEL_DL_INT", sys::ANYACCEL_DL_INT as i64),
         ("ANYACCEL_DL_UINT", sys::ANYACCEL_DL_UINT as i64),
         ("ANYACCEL_DL_FLOAT", sys::ANYACCEL_DL_FLOAT as i64),
@@ -170,7 +179,7 @@ fn the_rust_mirror_has_the_header_s_sizes_offsets_and_constants() {
         "header and mirror differ:\n{}",
         mismatches.join("\n")
     );
-    assert_eq!(checked, 89, "every field of every struct is compared");
+    assert_eq!(checked, 103, "every field of every struct is compared");
     // The loader's minimum table size is the ABI 1.0 table: up to the first field of 1.1.
     assert_eq!(sys::API_V1_SIZE as i64, c["AnyaccelPluginApi.copy_peer"][0]);
 }

@@ -20,6 +20,7 @@
 
 #define _POSIX_C_SOURCE 200809L
 
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -354,7 +355,9 @@ static AnyaccelStatus api_event_elapsed_ms(AnyaccelEvent *start, AnyaccelEvent *
 
 /* ---- Streams: a worker thread each ----------------------------------------------------------- */
 
-typedef enum { CMD_COPY, CMD_FILL, CMD_OP, CMD_RECORD, CMD_WAIT } CommandKind;
+typedef enum { CMD_COPY, CMD_FILL, CMD_OP, CMD_RECORD, CMD_WAIT, CMD_COLLECTIVE } CommandKind;
+
+struct Rendezvous;
 
 typedef struct Command {
     CommandKind kind;
@@ -367,7 +370,12 @@ typedef struct Command {
     RefCall *call;        /* CMD_OP */
     AnyaccelEvent *event; /* CMD_RECORD, CMD_WAIT: one reference held */
     uint64_t gen;
+    struct Rendezvous *rendezvous; /* CMD_COLLECTIVE: one reference held */
+    int rank;
 } Command;
+
+static AnyaccelStatus rendezvous_arrive(struct Rendezvous *rv, int rank, int failed, char *message,
+                                        size_t size);
 
 struct AnyaccelStream_ {
     pthread_mutex_t mu;
@@ -444,6 +452,10 @@ static void run_command(AnyaccelStream *s, Command *c, int failed) {
     case CMD_WAIT:
         if (!failed) status = event_wait_for(c->event, c->gen, message, sizeof message);
         event_release(c->event);
+        break;
+    case CMD_COLLECTIVE:
+        /* A failed stream still arrives, so that the other ranks do not wait forever. */
+        status = rendezvous_arrive(c->rendezvous, c->rank, failed, message, sizeof message);
         break;
     }
     pthread_mutex_lock(&s->mu);
@@ -686,6 +698,273 @@ static AnyaccelStatus api_op_execute(AnyaccelStream *s, const AnyaccelOpCall *ca
     return submit(s, c);
 }
 
+/* ---- Collectives (ABI 1.1) ------------------------------------------------------------------ */
+
+/* The reference plugin's collective library. A collective is one command on every rank's stream;
+ * each rank's command waits at a rendezvous until every rank's stream has reached it (so every
+ * input is ready), and the last to arrive computes the whole collective for all ranks: floats
+ * combined in double in rank order and rounded once, integers wrapping, as anyaccel's host path
+ * does, so every rank gets the same bits. A stream that had failed arrives too; the collective is
+ * then skipped and fails on every rank. */
+
+enum { COLL_ALL_REDUCE, COLL_BROADCAST, COLL_ALL_GATHER, COLL_REDUCE_SCATTER };
+
+struct AnyaccelComm_ {
+    int ranks;
+    const struct AnyaccelDevice_ *devices[REF_MAX_DEVICES * 4];
+};
+
+typedef struct RankIo {
+    const unsigned char *send;
+    unsigned char *recv;
+} RankIo;
+
+typedef struct Rendezvous {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int kind, ranks, arrived, released, done, failed_rank;
+    RefDType dtype;
+    uint64_t count;
+    int32_t op_or_root;
+    RankIo io[];
+} Rendezvous;
+
+static double reduce_pair(double a, double x, int32_t op) {
+    if (op == ANYACCEL_REDUCE_SUM || op == ANYACCEL_REDUCE_MEAN) return a + x;
+    if (a != a || x != x) return NAN;
+    if (op == ANYACCEL_REDUCE_MAX) return x > a ? x : a;
+    return x < a ? x : a;
+}
+
+static int64_t reduce_pair_i(int64_t a, int64_t x, int32_t op) {
+    if (op == ANYACCEL_REDUCE_MAX) return x > a ? x : a;
+    if (op == ANYACCEL_REDUCE_MIN) return x < a ? x : a;
+    return (int64_t)((uint64_t)a + (uint64_t)x);
+}
+
+/* Element `i` of the reduction of every rank's send at element offset `at`, stored at `out`. */
+static void reduce_element(const Rendezvous *rv, uint64_t at, unsigned char *out) {
+    size_t size = ref_dtype_size(rv->dtype);
+    if (ref_is_float(rv->dtype)) {
+        double acc = ref_load_f(rv->dtype, rv->io[0].send + at * size);
+        for (int r = 1; r < rv->ranks; r++)
+            acc = reduce_pair(acc, ref_load_f(rv->dtype, rv->io[r].send + at * size), rv->op_or_root);
+        if (rv->op_or_root == ANYACCEL_REDUCE_MEAN) acc /= (double)rv->ranks;
+        ref_store_f(rv->dtype, out, acc);
+    } else {
+        int64_t acc = ref_load_i(rv->dtype, rv->io[0].send + at * size);
+        for (int r = 1; r < rv->ranks; r++)
+            acc = reduce_pair_i(acc, ref_load_i(rv->dtype, rv->io[r].send + at * size), rv->op_or_root);
+        ref_store_i(rv->dtype, out, acc);
+    }
+}
+
+static void collective_run(Rendezvous *rv) {
+    size_t size = ref_dtype_size(rv->dtype);
+    uint64_t n = rv->count;
+    unsigned char tmp[8];
+    switch (rv->kind) {
+    case COLL_ALL_REDUCE:
+        /* Element by element, every rank read before any is written: send may be recv. */
+        for (uint64_t i = 0; i < n; i++) {
+            reduce_element(rv, i, tmp);
+            for (int r = 0; r < rv->ranks; r++) memcpy(rv->io[r].recv + i * size, tmp, size);
+        }
+        break;
+    case COLL_BROADCAST: {
+        const unsigned char *root = rv->io[rv->op_or_root].send;
+        for (int r = 0; r < rv->ranks; r++)
+            if (rv->io[r].recv != root) memcpy(rv->io[r].recv, root, (size_t)(n * size));
+        break;
+    }
+    case COLL_ALL_GATHER:
+        for (int r = 0; r < rv->ranks; r++)
+            for (int p = 0; p < rv->ranks; p++)
+                memcpy(rv->io[r].recv + (uint64_t)p * n * size, rv->io[p].send, (size_t)(n * size));
+        break;
+    case COLL_REDUCE_SCATTER:
+        for (int r = 0; r < rv->ranks; r++)
+            for (uint64_t i = 0; i < n; i++)
+                reduce_element(rv, (uint64_t)r * n + i, rv->io[r].recv + i * size);
+        break;
+    }
+}
+
+static AnyaccelStatus rendezvous_arrive(Rendezvous *rv, int rank, int failed, char *message,
+                                        size_t size) {
+    pthread_mutex_lock(&rv->mu);
+    if (failed && rv->failed_rank < 0) rv->failed_rank = rank;
+    if (++rv->arrived == rv->ranks) {
+        if (rv->failed_rank < 0) collective_run(rv);
+        rv->done = 1;
+        pthread_cond_broadcast(&rv->cv);
+    }
+    while (!rv->done) pthread_cond_wait(&rv->cv, &rv->mu);
+    int failed_rank = rv->failed_rank;
+    int last = ++rv->released == rv->ranks;
+    pthread_mutex_unlock(&rv->mu);
+    if (last) {
+        pthread_cond_destroy(&rv->cv);
+        pthread_mutex_destroy(&rv->mu);
+        free(rv);
+    }
+    if (failed_rank >= 0 && !failed) {
+        snprintf(message, size,
+                 "collective not run: the stream of rank %d had failed before it", failed_rank);
+        return ANYACCEL_ERROR_LAUNCH_FAILED;
+    }
+    return ANYACCEL_OK;
+}
+
+static AnyaccelStatus api_comm_create(AnyaccelDevice *const *devices, int32_t count,
+                                      AnyaccelComm **comm) {
+    if (!devices || !comm || count < 1 || count > REF_MAX_DEVICES * 4)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
+                         "comm_create: %d devices, expected 1 to %d and non-NULL pointers",
+                         (int)count, REF_MAX_DEVICES * 4);
+    AnyaccelComm *c = calloc(1, sizeof *c);
+    if (!c) return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "comm_create: out of host memory");
+    for (int32_t r = 0; r < count; r++) {
+        c->devices[r] = device_of(devices[r]);
+        if (!c->devices[r]) {
+            free(c);
+            return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
+                             "comm_create: devices[%d] is not a device of this plugin", (int)r);
+        }
+    }
+    c->ranks = count;
+    *comm = c;
+    return ANYACCEL_OK;
+}
+
+static AnyaccelStatus api_comm_destroy(AnyaccelComm *comm) {
+    if (!comm) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "comm_destroy: comm is NULL");
+    free(comm);
+    return ANYACCEL_OK;
+}
+
+/* Checks a collective's arguments and enqueues it on every rank's stream. `send_elems` and
+ * `recv_elems` are the elements each rank's send and recv hold. */
+static AnyaccelStatus collective_submit(const char *f, int kind, AnyaccelComm *comm,
+                                        const AnyaccelCollectiveRank *ranks, uint64_t count,
+                                        int32_t dtype, int32_t op_or_root, uint64_t send_elems,
+                                        uint64_t recv_elems) {
+    if (!comm || !ranks) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: NULL argument", f);
+    int reducing = kind == COLL_ALL_REDUCE || kind == COLL_REDUCE_SCATTER;
+    RefDType d = dtype;
+    if (ref_dtype_size(d) == 0)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: dtype code %d is not a dtype", f,
+                         (int)dtype);
+    if (reducing) {
+        int integer = d == ANYACCEL_DTYPE_I32 || d == ANYACCEL_DTYPE_I64;
+        if (op_or_root < ANYACCEL_REDUCE_SUM || op_or_root > ANYACCEL_REDUCE_MEAN)
+            return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: reduce op %d, expected 0 to 3",
+                             f, (int)op_or_root);
+        if (!ref_is_float(d) && !(integer && op_or_root != ANYACCEL_REDUCE_MEAN))
+            return ref_error(ANYACCEL_ERROR_UNSUPPORTED, "%s: cannot reduce %s with op %d", f,
+                             ref_dtype_name(d), (int)op_or_root);
+    }
+    if (kind == COLL_BROADCAST && (op_or_root < 0 || op_or_root >= comm->ranks))
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: root %d of %d ranks", f,
+                         (int)op_or_root, comm->ranks);
+    size_t size = ref_dtype_size(d);
+    if (send_elems > UINT64_MAX / size || recv_elems > UINT64_MAX / size)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: %llu elements overflow", f,
+                         (unsigned long long)recv_elems);
+    Rendezvous *rv = calloc(1, sizeof *rv + (size_t)comm->ranks * sizeof(RankIo));
+    Command **cmds = calloc((size_t)comm->ranks, sizeof *cmds);
+    if (!rv || !cmds) {
+        free(rv);
+        free(cmds);
+        return ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "%s: out of host memory", f);
+    }
+    AnyaccelStatus st = ANYACCEL_OK;
+    for (int r = 0; r < comm->ranks && !st; r++) {
+        const AnyaccelCollectiveRank *rk = ANYACCEL_ARRAY_AT(ranks, AnyaccelCollectiveRank, r);
+        int sends = kind != COLL_BROADCAST || r == op_or_root;
+        if (!rk->stream || !rk->recv || (sends && !rk->send)) {
+            st = ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "%s: rank %d has a NULL stream or buffer",
+                           f, r);
+            break;
+        }
+        for (int p = 0; p < r && !st; p++)
+            if (ANYACCEL_ARRAY_AT(ranks, AnyaccelCollectiveRank, p)->stream == rk->stream)
+                st = ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT,
+                               "%s: ranks %d and %d share a stream: expected one stream a rank", f,
+                               p, r);
+        if (st) break;
+        st = check_range(f, rk->recv, rk->recv_offset, recv_elems * size);
+        if (!st && sends) st = check_range(f, rk->send, rk->send_offset, send_elems * size);
+        if (st) break;
+        rv->io[r].recv = rk->recv->data + rk->recv_offset;
+        rv->io[r].send = sends ? rk->send->data + rk->send_offset : NULL;
+        cmds[r] = new_command(CMD_COLLECTIVE);
+        if (!cmds[r]) st = ref_error(ANYACCEL_ERROR_OUT_OF_MEMORY, "%s: out of host memory", f);
+    }
+    if (st) {
+        for (int r = 0; r < comm->ranks; r++) free(cmds[r]);
+        free(cmds);
+        free(rv);
+        return st;
+    }
+    pthread_mutex_init(&rv->mu, NULL);
+    pthread_cond_init(&rv->cv, NULL);
+    rv->kind = kind;
+    rv->ranks = comm->ranks;
+    rv->failed_rank = -1;
+    rv->dtype = d;
+    rv->count = count;
+    rv->op_or_root = op_or_root;
+    /* Every command exists: submitting cannot fail, so every rank arrives. */
+    for (int r = 0; r < comm->ranks; r++) {
+        cmds[r]->rendezvous = rv;
+        cmds[r]->rank = r;
+        submit(ANYACCEL_ARRAY_AT(ranks, AnyaccelCollectiveRank, r)->stream, cmds[r]);
+    }
+    free(cmds);
+    return ANYACCEL_OK;
+}
+
+static AnyaccelStatus api_all_reduce(AnyaccelComm *comm, const AnyaccelCollectiveRank *ranks,
+                                     uint64_t count, int32_t dtype, int32_t op) {
+    return collective_submit("all_reduce", COLL_ALL_REDUCE, comm, ranks, count, dtype, op, count,
+                             count);
+}
+
+static AnyaccelStatus api_broadcast(AnyaccelComm *comm, const AnyaccelCollectiveRank *ranks,
+                                    uint64_t count, int32_t dtype, int32_t root) {
+    return collective_submit("broadcast", COLL_BROADCAST, comm, ranks, count, dtype, root, count,
+                             count);
+}
+
+static AnyaccelStatus api_all_gather(AnyaccelComm *comm, const AnyaccelCollectiveRank *ranks,
+                                     uint64_t count, int32_t dtype) {
+    uint64_t n = comm ? (uint64_t)comm->ranks : 0;
+    if (n && count > UINT64_MAX / n)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "all_gather: count overflows");
+    return collective_submit("all_gather", COLL_ALL_GATHER, comm, ranks, count, dtype, 0, count,
+                             count * n);
+}
+
+static AnyaccelStatus api_reduce_scatter(AnyaccelComm *comm, const AnyaccelCollectiveRank *ranks,
+                                         uint64_t count, int32_t dtype, int32_t op) {
+    uint64_t n = comm ? (uint64_t)comm->ranks : 0;
+    if (n && count > UINT64_MAX / n)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "reduce_scatter: count overflows");
+    return collective_submit("reduce_scatter", COLL_REDUCE_SCATTER, comm, ranks, count, dtype, op,
+                             count * n, count);
+}
+
+static const AnyaccelCollectivesApi collectives = {
+    .struct_size = sizeof(AnyaccelCollectivesApi),
+    .comm_create = api_comm_create,
+    .comm_destroy = api_comm_destroy,
+    .all_reduce = api_all_reduce,
+    .broadcast = api_broadcast,
+    .all_gather = api_all_gather,
+    .reduce_scatter = api_reduce_scatter,
+};
+
 /* ---- The table ------------------------------------------------------------------------------- */
 
 static const AnyaccelPluginApi api = {
@@ -719,6 +998,7 @@ static const AnyaccelPluginApi api = {
     .op_supported = api_op_supported,
     .op_execute = api_op_execute,
     .copy_peer = api_copy_peer,
+    .collectives = &collectives,
 };
 
 ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t host_abi_major,
