@@ -109,6 +109,32 @@ fn a_newer_minor_with_a_longer_table_is_accepted_up_to_what_we_know() {
 }
 
 #[test]
+fn a_collectives_table_with_a_null_function_is_refused_naming_it() {
+    let path = common::build_c_with_ref(
+        "half_collectives",
+        "#define anyaccel_plugin_get_api ref_table\n\
+         #include \"plugin.c\"\n\
+         #undef anyaccel_plugin_get_api\n\
+         static AnyaccelPluginApi t;\n\
+         static AnyaccelCollectivesApi c;\n\
+         ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t a, uint32_t b) {\n\
+             t = *ref_table(a, b);\n\
+             c = *t.collectives;\n\
+             c.broadcast = NULL;\n\
+             c.reduce_scatter = NULL;\n\
+             t.collectives = &c;\n\
+             t.name = \"halfcoll\";\n\
+             return &t;\n\
+         }\n",
+    );
+    let r = reason(&PluginBackend::load(&path));
+    assert!(
+        r.contains("collectives table has NULL broadcast, reduce_scatter"),
+        "{r}"
+    );
+}
+
+#[test]
 fn a_table_smaller_than_abi_1_0_is_refused() {
     let path = common::table_plugin(
         "short_table",
