@@ -17,7 +17,7 @@ use anyaccel_hal::{
 };
 use opencl3::command_queue::{
     create_command_queue, enqueue_copy_buffer, enqueue_fill_buffer, enqueue_marker_with_wait_list,
-    enqueue_read_buffer, enqueue_write_buffer, finish, flush, CL_NON_BLOCKING,
+    enqueue_read_buffer, enqueue_write_buffer, finish, flush, CL_BLOCKING, CL_NON_BLOCKING,
     CL_QUEUE_PROFILING_ENABLE,
 };
 use opencl3::event::{
@@ -34,6 +34,9 @@ use crate::program::OpenClKernel;
 /// Pending events are scanned for completion once there are this many (and then whenever their
 /// number has doubled), so that a queue that is never synchronised does not grow without bound.
 const PRUNE_MIN: usize = 64;
+
+/// From this size a write to an idle queue is a blocking write from the caller's bytes.
+const DIRECT_WRITE_BYTES: usize = 1 << 20;
 
 /// What a pending command needs kept alive until it completes.
 enum Keep {
@@ -196,6 +199,13 @@ impl OpenClQueue {
         )
     }
 
+    /// Whether every command enqueued so far has completed.
+    fn idle(&self) -> bool {
+        let mut state = self.state();
+        self.prune(&mut state);
+        state.pending.is_empty()
+    }
+
     /// Drops the completed commands, recording their failures.
     fn prune(&self, state: &mut State) {
         let pending = std::mem::take(&mut state.pending);
@@ -312,9 +322,36 @@ impl Queue for OpenClQueue {
             return Ok(());
         }
         let mem = resolve("write", dst, &self.device)?;
+        let (offset, len) = (dst.offset(), dst.len());
+        if len >= DIRECT_WRITE_BYTES && !self.book.failed() && self.idle() {
+            // An idle queue: a blocking write straight from the caller's bytes (the driver's one
+            // copy) rather than a copy of them and an asynchronous write of that.
+            return self.submit("write", Keep::Nothing, |q| {
+                // SAFETY: `mem` is live and the range is bounds-checked; `data` is borrowed for
+                // this call and the write is blocking, so the driver has read it on return.
+                unsafe {
+                    enqueue_write_buffer(
+                        q,
+                        mem,
+                        CL_BLOCKING,
+                        offset,
+                        len,
+                        data.as_ptr().cast::<c_void>().cast_mut(),
+                        0,
+                        std::ptr::null(),
+                    )
+                }
+                .map_err(|code| {
+                    cl_error(
+                        code,
+                        ErrorCode::LaunchFailed,
+                        format!("write of {len} bytes at {offset} on {}", self.id()),
+                    )
+                })
+            });
+        }
         let owned = data.to_vec();
         let ptr = owned.as_ptr();
-        let (offset, len) = (dst.offset(), dst.len());
         self.submit("write", Keep::Bytes(owned), |q| {
             // SAFETY: `mem` is live and the range is bounds-checked; `ptr` points at the owned
             // copy, which the pending entry keeps until the command has completed.

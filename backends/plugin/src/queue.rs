@@ -33,6 +33,9 @@ enum Keep {
 /// Past this many kept objects, or this many kept host bytes, a queue synchronizes by itself.
 const MAX_KEPT: usize = 4096;
 const MAX_KEPT_BYTES: usize = 256 << 20;
+/// From this size a write to a stream with nothing pending copies from the caller's bytes and
+/// waits, instead of copying them first.
+const DIRECT_WRITE_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
 struct State {
@@ -278,6 +281,32 @@ impl Queue for PluginQueue {
         let mem = self.memory("write", dst)?;
         if data.is_empty() {
             return Ok(());
+        }
+        if data.len() >= DIRECT_WRITE_BYTES {
+            let inner = &self.inner;
+            let mut state = inner.lock();
+            if !inner.book.failed() && state.keep.is_empty() {
+                // Nothing pending since the last sync: copy straight from the caller's bytes and
+                // wait for the stream (one copy, by the plugin), rather than copy them first.
+                let Some(_) = inner.book.admit() else {
+                    return Ok(());
+                };
+                let plugin = inner.plugin();
+                let f = plugin.api.copy_h2d.ok_or_else(|| missing("copy_h2d"))?;
+                // SAFETY: the range lies inside the buffer (BufferView's invariant); `data` is
+                // borrowed for this call, and the stream is synchronized before it returns.
+                let submitted = plugin.check("copy_h2d", unsafe {
+                    f(
+                        inner.raw,
+                        mem.raw(),
+                        dst.offset() as u64,
+                        data.as_ptr().cast(),
+                        data.len() as u64,
+                    )
+                });
+                let synced = inner.sync_locked(&mut state);
+                return submitted.and(synced);
+            }
         }
         let owned = data.to_vec();
         let ptr = owned.as_ptr();
