@@ -13,7 +13,8 @@
 //! is computed as a reduce-scatter and an all-gather: each rank receives one part of every
 //! rank's data (`MPI_Alltoall`), reduces its part in rank order, and the parts are gathered
 //! (`MPI_Allgather`); each rank sends and receives `2 (n - 1) / n` of the data, as a ring
-//! all-reduce does. Only bytes cross MPI; tensors are staged through host memory in chunks.
+//! all-reduce does. Only bytes cross MPI; tensors are staged through host memory in chunks
+//! (the CPU device's are reduced in place, [`Queue::map_host`]).
 //!
 //! Before each collective the ranks exchange a small description of it (the collective, dtype,
 //! element counts, op, root) and every rank returns the same `InvalidArgument` error when they
@@ -405,9 +406,31 @@ impl MpiGroup {
             Ok(v)
         });
         let view = self.agree(f, Kind::AllReduce, t, t.numel(), op as i64, 0, local)?;
-        let (n, es) = (self.size(), t.dtype().size_in_bytes());
-        let numel = t.numel();
-        // Each round covers n parts of `part` elements; the last one is padded with zeros.
+        let (dtype, numel) = (t.dtype(), t.numel());
+        // Host-addressable memory (the CPU device) is reduced in place: no staging copies.
+        let mapped = self.queue.map_host(&view, &mut |bytes| {
+            self.all_reduce_rounds(dtype, op, numel, &view, Some(bytes))
+        })?;
+        if !mapped {
+            self.all_reduce_rounds(dtype, op, numel, &view, None)?;
+        }
+        Ok(())
+    }
+
+    /// The rounds of [`MpiGroup::all_reduce`] over `view` (`numel` elements), read and written
+    /// through the queue, or in place in `bytes` (the view's memory) when the host can address
+    /// it. Each round covers `n` parts of `part` elements (the last one padded with zeros): an
+    /// `MPI_Alltoall` gives each rank the ranks' copies of its part, which it reduces in rank
+    /// order, and an `MPI_Allgather` gives every rank every reduced part.
+    fn all_reduce_rounds(
+        &self,
+        dtype: DType,
+        op: ReduceOp,
+        numel: usize,
+        view: &BufferView,
+        mut bytes: Option<&mut [u8]>,
+    ) -> Result<()> {
+        let (n, es) = (self.size(), dtype.size_in_bytes());
         let part = (CHUNK_BYTES / es).min(numel.div_ceil(n)).max(1);
         let round = part * n;
         let mut send = vec![0u8; round * es];
@@ -415,15 +438,35 @@ impl MpiGroup {
         let mut base = 0;
         while base < numel {
             let valid = round.min(numel - base);
-            send[valid * es..].fill(0);
-            self.queue
-                .read(&view.sub(base * es, valid * es)?, &mut send[..valid * es])?;
-            self.mpi.alltoall(&send, &mut recv)?;
-            let blocks: Vec<&[u8]> = recv.chunks(part * es).collect();
-            let mine = reduce(t.dtype(), op, &blocks);
-            self.mpi.allgather(&mine, &mut send)?;
-            self.queue
-                .write(&view.sub(base * es, valid * es)?, &send[..valid * es])?;
+            let range = base * es..(base + valid) * es;
+            match bytes.as_deref_mut() {
+                Some(b) if valid == round => {
+                    // A whole round, in place.
+                    self.mpi.alltoall(&b[range.clone()], &mut recv)?;
+                    let blocks: Vec<&[u8]> = recv.chunks(part * es).collect();
+                    let mine = reduce(dtype, op, &blocks);
+                    self.mpi.allgather(&mine, &mut b[range])?;
+                }
+                mut b => {
+                    send[valid * es..].fill(0);
+                    match b.as_deref_mut() {
+                        Some(b) => send[..valid * es].copy_from_slice(&b[range.clone()]),
+                        None => self
+                            .queue
+                            .read(&view.sub(range.start, valid * es)?, &mut send[..valid * es])?,
+                    }
+                    self.mpi.alltoall(&send, &mut recv)?;
+                    let blocks: Vec<&[u8]> = recv.chunks(part * es).collect();
+                    let mine = reduce(dtype, op, &blocks);
+                    self.mpi.allgather(&mine, &mut send)?;
+                    match b {
+                        Some(b) => b[range].copy_from_slice(&send[..valid * es]),
+                        None => self
+                            .queue
+                            .write(&view.sub(range.start, valid * es)?, &send[..valid * es])?,
+                    }
+                }
+            }
             base += valid;
         }
         Ok(())

@@ -39,7 +39,8 @@ fn tensors_move_between_two_devices_of_a_plugin_over_its_peer_path() {
         .unwrap()
         .create_queue()
         .unwrap();
-    assert_eq!(Path::between(&*a, &*cpu), Path::Staged);
+    assert_eq!(Path::between(&*a, &*cpu), Path::Host);
+    assert_eq!(Path::between(&*cpu, &*b), Path::Host);
 
     let values: Vec<f32> = (0..3000).map(|i| i as f32 * 0.5 - 7.0).collect();
     let x = Tensor::from_slice(&*a, &values, &[30, 100]).unwrap();

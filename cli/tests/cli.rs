@@ -54,6 +54,8 @@ fn devices_transfers_measure_every_ordered_pair() {
         assert_eq!(t["to"], to.as_str());
         let path = if from == to {
             "device copy"
+        } else if from == "cpu:0" || to == "cpu:0" {
+            "host copy"
         } else {
             "staged through host"
         };

@@ -108,6 +108,11 @@ pub trait Device: Send + Sync + Any {
         let _ = src;
         false
     }
+    /// Whether the device's memory is host memory that its queues hand to the calling thread
+    /// ([`Queue::map_host`] returns `true` for its buffers): the CPU device. Default: no.
+    fn host_addressable(&self) -> bool {
+        false
+    }
     /// The device's own collective library, for [`DeviceGroup`](crate::DeviceGroup)s made only
     /// of devices that share it (a vendor plugin's collectives table). Default: none.
     fn collectives(&self) -> Option<Arc<dyn crate::group::CollectiveLibrary>> {
@@ -154,6 +159,20 @@ pub trait Queue: Send + Sync {
             self.device_id(),
             src.buffer().device_id()
         )))
+    }
+    /// When `view` is memory the calling thread can address (the CPU device's), runs `f` on
+    /// its bytes in place and returns `Ok(true)`: after this queue's earlier commands (their
+    /// error comes back here first, as from [`Queue::read`]) and before its later ones (other
+    /// threads submitting to this queue wait until `f` returns). Otherwise returns `Ok(false)`
+    /// without calling `f` (the default). Copies between devices and collectives use it to
+    /// skip a staging copy; `f`'s error is returned.
+    fn map_host(
+        &self,
+        view: &BufferView,
+        f: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<bool> {
+        let _ = (view, f);
+        Ok(false)
     }
     /// Fills `dst` with a pattern of 1, 2 or 4 bytes; `dst.len()` must be a multiple of it.
     fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()>;

@@ -10,6 +10,9 @@
 //! - **Peer** (two devices of one backend that has a direct path, [`Device::copies_from`]: a
 //!   vendor plugin's `copy_peer`): as on one device, with [`Queue::copy_peer`] on the
 //!   destination queue.
+//! - **Host** (two devices, one of them host memory, [`Device::host_addressable`]: the CPU
+//!   device): one copy, the other device reading straight into it ([`Queue::map_host`]) or
+//!   writing straight from it. The calling thread waits for the copy.
 //! - **Different devices**: staged through host memory in chunks of [`CHUNK_BYTES`], double
 //!   buffered: a reader thread reads chunk `k + 1` from the source queue while the calling
 //!   thread writes chunk `k` to the destination queue. The calling thread waits for the source
@@ -96,7 +99,7 @@ impl Tensor {
             return Ok(());
         }
         match src_view {
-            Some(src) if Path::between(from, to) != Path::Staged => {
+            Some(src) if matches!(Path::between(from, to), Path::Device | Path::Peer) => {
                 // On the device (or over the peer path), ordered both ways without blocking.
                 to.wait_event(&from.record_event()?)?;
                 if Path::between(from, to) == Path::Device {
@@ -127,6 +130,9 @@ pub enum Path {
     /// Two devices of one backend with a direct path ([`Device::copies_from`]): a peer copy on
     /// the destination queue, ordered by an event each way.
     Peer,
+    /// Two devices, one of them host memory ([`Device::host_addressable`]): one copy, the
+    /// other device reading into it or writing from it.
+    Host,
     /// Two devices: through host memory, in chunks of [`CHUNK_BYTES`].
     Staged,
 }
@@ -139,16 +145,19 @@ impl Path {
             Path::Device
         } else if b.copies_from(&*a as &dyn Device) {
             Path::Peer
+        } else if a.host_addressable() || b.host_addressable() {
+            Path::Host
         } else {
             Path::Staged
         }
     }
 
-    /// `device copy`, `peer copy` or `staged through host`.
+    /// `device copy`, `peer copy`, `host copy` or `staged through host`.
     pub fn name(self) -> &'static str {
         match self {
             Path::Device => "device copy",
             Path::Peer => "peer copy",
+            Path::Host => "host copy",
             Path::Staged => "staged through host",
         }
     }
@@ -170,6 +179,13 @@ fn check_queue(f: &str, which: &str, queue: &dyn Queue, t: &Tensor) -> Result<()
 /// Copies `src` (on `from`'s device) to `dst` (on `to`'s), equal lengths, through two host
 /// chunks: a reader thread fills one while this thread writes the other.
 fn staged(from: &dyn Queue, src: &BufferView, to: &dyn Queue, dst: &BufferView) -> Result<()> {
+    // Host-addressable memory at either end: one copy, straight between the two.
+    if to.map_host(dst, &mut |d| from.read(src, d))? {
+        return Ok(());
+    }
+    if from.map_host(src, &mut |s| to.write(dst, s))? {
+        return Ok(());
+    }
     let len = src.len();
     if len <= CHUNK_BYTES {
         let mut host = vec![0u8; len];

@@ -162,6 +162,10 @@ impl Device for CpuDevice {
         &self.info
     }
 
+    fn host_addressable(&self) -> bool {
+        true
+    }
+
     fn caps(&self) -> &Caps {
         &self.caps
     }

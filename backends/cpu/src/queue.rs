@@ -420,4 +420,26 @@ impl Queue for CpuQueue {
         let _ = event.wait();
         self.book.report(Ok(()))
     }
+
+    fn map_host(
+        &self,
+        view: &BufferView,
+        f: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<bool> {
+        validate::on_device("map_host", view, self.id())?;
+        let mem = resolve(view)?;
+        self.finish()?;
+        // Hold the sender: no command of this queue starts until `f` returns. A command another
+        // thread sent between `finish` and here runs first.
+        let _sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        while self.pending.load(Ordering::Acquire) != 0 {
+            std::thread::yield_now();
+        }
+        self.book.report(Ok(()))?;
+        // SAFETY: the range lies inside the buffer (BufferView's invariant), which `view` keeps
+        // alive for this call; no command of this queue runs while `f` has the bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(mem.as_ptr(), mem.len()) };
+        f(bytes)?;
+        Ok(true)
+    }
 }

@@ -240,3 +240,62 @@ fn waiting_on_a_pending_event_never_blocks_the_caller() {
         "a completed event still made a's commands wait"
     );
 }
+
+#[test]
+fn map_host_runs_after_earlier_commands_and_before_later_ones() {
+    let device = cpu().unwrap();
+    let q = device.create_queue().unwrap();
+    let b = device.alloc(1 << 16).unwrap();
+    let view = b.view(16, 1 << 15).unwrap();
+    // A command still queued behind a kernel that waits: map_host must wait for both.
+    let (slow, gate) = gate(&*device);
+    q.launch(&slow, LaunchDims::linear(INLINE_WORK), &[])
+        .unwrap();
+    q.fill(&view, &[7]).unwrap();
+    let opener = std::thread::spawn(move || gate.wait());
+    let mut seen = false;
+    let mapped = q
+        .map_host(&view, &mut |bytes| {
+            seen = bytes.len() == 1 << 15 && bytes.iter().all(|&x| x == 7);
+            bytes.fill(9);
+            Ok(())
+        })
+        .unwrap();
+    opener.join().unwrap();
+    assert!(
+        mapped && seen,
+        "map_host ran before the fill, or over the wrong range"
+    );
+    q.fill(&b.view(0, 16).unwrap(), &[1]).unwrap();
+    let mut out = vec![0u8; 1 << 16];
+    q.read(&b.whole(), &mut out).unwrap();
+    assert!(out[..16].iter().all(|&x| x == 1));
+    assert!(out[16..16 + (1 << 15)].iter().all(|&x| x == 9));
+    assert!(out[16 + (1 << 15)..].iter().all(|&x| x == 0));
+    // f's error comes back; a failed queue reports its error first, without calling f.
+    let e = q
+        .map_host(&view, &mut |_| Err(Error::invalid_argument("refused by f")))
+        .unwrap_err();
+    assert!(e.message().contains("refused by f"), "{e}");
+    let failing = device
+        .compile(&KernelSource::Host(HostKernel::new("fails", |_| {
+            Err(Error::launch_failed("index 9 out of range 0..4"))
+        })))
+        .unwrap();
+    q.launch(&failing, LaunchDims::linear(1), &[]).unwrap();
+    let mut called = false;
+    let e = q
+        .map_host(&view, &mut |_| {
+            called = true;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        e.message().contains("index 9 out of range") && !called,
+        "{e}"
+    );
+    // Memory of another device is refused.
+    let other = anyaccel_cpu::CpuDevice::new(1).unwrap().alloc(4).unwrap();
+    let e = q.map_host(&other.whole(), &mut |_| Ok(())).unwrap_err();
+    assert!(e.message().contains("cpu:1"), "{e}");
+}

@@ -22,7 +22,8 @@ pub struct TransferReport {
     pub from: String,
     /// The destination device.
     pub to: String,
-    /// `device copy` (one device) or `staged through host` (two devices).
+    /// `device copy` (one device), `peer copy`, `host copy` or `staged through host` (two
+    /// devices); see `anyaccel::hal::transfer::Path`.
     pub path: String,
     /// Bytes per copy.
     pub bytes: usize,
