@@ -345,7 +345,8 @@ impl DeviceGroup {
 }
 
 /// The library every rank's device shares, with a communicator over `queues`: `None` when a
-/// device has none, two libraries differ, or a queue repeats (a library runs a collective on
+/// device has none, two libraries differ, the library does not take the group (`Unsupported`),
+/// or a queue repeats (a library runs a collective on
 /// every rank's queue at once, which one queue in two ranks cannot do).
 fn library_of(queues: &[Arc<dyn Queue>]) -> Result<Option<(String, Arc<dyn Communicator>)>> {
     let mut libraries = Vec::with_capacity(queues.len());
@@ -367,8 +368,12 @@ fn library_of(queues: &[Arc<dyn Queue>]) -> Result<Option<(String, Arc<dyn Commu
             return Ok(None);
         }
     }
-    let c = libraries[0].communicator(queues)?;
-    Ok(Some((libraries[0].name().to_string(), c)))
+    // A library that cannot take this group (NCCL: a GPU twice) leaves it to the host path.
+    match libraries[0].communicator(queues) {
+        Ok(c) => Ok(Some((libraries[0].name().to_string(), c))),
+        Err(e) if e.code() == crate::ErrorCode::Unsupported => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `Ok(true)` when the library enqueued the collective, `Ok(false)` when it does not take this

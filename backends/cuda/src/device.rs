@@ -334,6 +334,10 @@ impl Device for CudaDevice {
         &self.info
     }
 
+    fn collectives(&self) -> Option<Arc<dyn anyaccel_hal::CollectiveLibrary>> {
+        crate::nccl::Nccl::get().map(|n| n as Arc<dyn anyaccel_hal::CollectiveLibrary>)
+    }
+
     fn caps(&self) -> &Caps {
         &self.caps
     }

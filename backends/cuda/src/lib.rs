@@ -38,6 +38,7 @@ mod blas;
 mod device;
 mod driver;
 mod memory;
+mod nccl;
 pub mod nvrtc;
 mod program;
 mod queue;

@@ -110,6 +110,21 @@ impl CudaQueue {
         &self.device.info().id
     }
 
+    /// The CUDA device ordinal of the queue's GPU.
+    pub(crate) fn ordinal(&self) -> i32 {
+        self.ctx.device()
+    }
+
+    /// Whether `m` is memory of this queue's context.
+    pub(crate) fn owns(&self, m: &crate::memory::CudaMemory) -> bool {
+        m.in_context(&self.ctx)
+    }
+
+    /// The queue's failure not yet reported, if any.
+    pub(crate) fn unreported_failure(&self) -> Option<Error> {
+        self.book.unreported()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
