@@ -52,14 +52,16 @@ fn devices_transfers_measure_every_ordered_pair() {
         let (from, to) = (&ids[k / ids.len()], &ids[k % ids.len()]);
         assert_eq!(t["from"], from.as_str());
         assert_eq!(t["to"], to.as_str());
-        let path = if from == to {
-            "device copy"
+        // Host memory at either end (the CPU, a CPU-type OpenCL device such as PoCL): one
+        // copy; between two other devices, staged.
+        let path = t["path"].as_str().unwrap_or_default();
+        if from == to {
+            assert_eq!(path, "device copy", "{t}");
         } else if from == "cpu:0" || to == "cpu:0" {
-            "host copy"
+            assert_eq!(path, "host copy", "{t}");
         } else {
-            "staged through host"
-        };
-        assert_eq!(t["path"], path, "{t}");
+            assert!(["host copy", "staged through host"].contains(&path), "{t}");
+        }
         assert_eq!(t["bytes"], 65536);
         for key in ["gbps", "memcpy_gbps", "ratio"] {
             assert!(t[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {t}");

@@ -16,8 +16,8 @@ use opencl3::device::{
     CL_DEVICE_EXTENSIONS, CL_DEVICE_GLOBAL_MEM_SIZE, CL_DEVICE_MAX_COMPUTE_UNITS,
     CL_DEVICE_MAX_MEM_ALLOC_SIZE, CL_DEVICE_MAX_WORK_GROUP_SIZE, CL_DEVICE_MAX_WORK_ITEM_SIZES,
     CL_DEVICE_MEM_BASE_ADDR_ALIGN, CL_DEVICE_NAME, CL_DEVICE_OPENCL_C_VERSION,
-    CL_DEVICE_QUEUE_ON_HOST_PROPERTIES, CL_DEVICE_TYPE_ALL, CL_DEVICE_VENDOR, CL_DEVICE_VERSION,
-    CL_DRIVER_VERSION,
+    CL_DEVICE_QUEUE_ON_HOST_PROPERTIES, CL_DEVICE_TYPE, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU,
+    CL_DEVICE_VENDOR, CL_DEVICE_VERSION, CL_DRIVER_VERSION,
 };
 use opencl3::error_codes::{CL_DEVICE_NOT_FOUND, CL_PLATFORM_NOT_FOUND_KHR};
 use opencl3::platform::platform::{get_platform_data, get_platform_ids, CL_PLATFORM_NAME};
@@ -144,6 +144,8 @@ pub struct OpenClDevice {
     base_address_alignment: usize,
     max_work_item_sizes: Vec<u64>,
     compiler_available: bool,
+    /// A CPU device (PoCL): its buffers are host memory.
+    host_memory: bool,
     live: Arc<AtomicUsize>,
     cache: KernelCache,
     this: Weak<OpenClDevice>,
@@ -194,6 +196,8 @@ impl OpenClDevice {
                     code_name(code)
                 ))
             })?;
+        // A CPU device's buffers are host memory: a map hands them to the host without a copy.
+        let host_memory = device_u64(device, CL_DEVICE_TYPE).unwrap_or(0) & CL_DEVICE_TYPE_CPU != 0;
         let available = device_u64(device, CL_DEVICE_AVAILABLE).unwrap_or(1) != 0;
         if !available {
             return Err(in_device("the driver reports it as not available".into()));
@@ -252,6 +256,7 @@ impl OpenClDevice {
             base_address_alignment: usize::try_from(align_bits / 8).unwrap_or(1).max(1),
             max_work_item_sizes,
             compiler_available,
+            host_memory,
             live: Arc::new(AtomicUsize::new(0)),
             cache: KernelCache::new(),
             this: this.clone(),
@@ -352,6 +357,10 @@ impl Device for OpenClDevice {
 
     fn live_allocations(&self) -> usize {
         self.live.load(Ordering::SeqCst)
+    }
+
+    fn host_addressable(&self) -> bool {
+        self.host_memory
     }
 
     fn as_any(&self) -> &dyn Any {

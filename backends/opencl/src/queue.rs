@@ -16,14 +16,15 @@ use anyaccel_hal::{
     KernelArg, LaunchDims, Mark, Queue, Result,
 };
 use opencl3::command_queue::{
-    create_command_queue, enqueue_copy_buffer, enqueue_fill_buffer, enqueue_marker_with_wait_list,
-    enqueue_read_buffer, enqueue_write_buffer, finish, flush, CL_BLOCKING, CL_NON_BLOCKING,
-    CL_QUEUE_PROFILING_ENABLE,
+    create_command_queue, enqueue_copy_buffer, enqueue_fill_buffer, enqueue_map_buffer,
+    enqueue_marker_with_wait_list, enqueue_read_buffer, enqueue_unmap_mem_object,
+    enqueue_write_buffer, finish, flush, CL_BLOCKING, CL_NON_BLOCKING, CL_QUEUE_PROFILING_ENABLE,
 };
 use opencl3::event::{
     create_user_event, get_event_profiling_data, set_user_event_status, wait_for_events,
     CL_COMPLETE, CL_PROFILING_COMMAND_END,
 };
+use opencl3::memory::{CL_MAP_READ, CL_MAP_WRITE};
 use opencl3::types::{cl_command_queue, cl_context, cl_event, cl_mem};
 
 use crate::cl::{cl_error, code_name, le_u64, EventHandle, MemHandle, QueueHandle};
@@ -558,6 +559,62 @@ impl Queue for OpenClQueue {
             }
         }
         Ok(())
+    }
+
+    fn map_host(
+        &self,
+        view: &BufferView,
+        f: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<bool> {
+        if !self.device.host_addressable() {
+            return Ok(false);
+        }
+        validate::on_device("map_host", view, self.id())?;
+        let mem = resolve("map_host", view, &self.device)?;
+        self.finish()?;
+        // Held until the unmap: a command another thread submits meanwhile waits for `f`.
+        let _ordered = self.state();
+        if view.is_empty() {
+            f(&mut [])?;
+            return Ok(true);
+        }
+        let (offset, len) = (view.offset(), view.len());
+        let q = self.queue.raw();
+        let fail = |code, what: &str| {
+            cl_error(
+                code,
+                ErrorCode::LaunchFailed,
+                format!("{what} of {len} bytes at {offset} on {}", self.id()),
+            )
+        };
+        let mut ptr: cl_mem = std::ptr::null_mut();
+        // SAFETY: `mem` is live and the range is bounds-checked; a blocking map returns a host
+        // pointer to `len` bytes that stays valid until the unmap below.
+        let event = unsafe {
+            enqueue_map_buffer(
+                q,
+                mem,
+                CL_BLOCKING,
+                CL_MAP_READ | CL_MAP_WRITE,
+                offset,
+                len,
+                &mut ptr,
+                0,
+                std::ptr::null(),
+            )
+        }
+        .map_err(|code| fail(code, "map"))?;
+        drop(EventHandle::from_raw(event));
+        // SAFETY: the mapped region is `len` bytes at `ptr`, ours until the unmap; no command of
+        // this queue runs meanwhile (the queue is idle and its lock is held).
+        let bytes = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+        let result = f(bytes);
+        // SAFETY: unmaps the region mapped above, once; `bytes` is no longer used.
+        let unmapped = unsafe { enqueue_unmap_mem_object(q, mem, ptr, 0, std::ptr::null()) }
+            .map(|e| drop(EventHandle::from_raw(e)))
+            .and_then(|()| finish(q))
+            .map_err(|code| fail(code, "unmap"));
+        result.and(unmapped).map(|()| true)
     }
 
     fn finish(&self) -> Result<()> {
