@@ -511,6 +511,10 @@ impl Device for VulkanDevice {
         self.live.load(Ordering::SeqCst)
     }
 
+    fn host_addressable(&self) -> bool {
+        self.host_mapped_buffers()
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -259,6 +259,28 @@ impl Queue for VulkanQueue {
         Ok(())
     }
 
+    fn map_host(
+        &self,
+        view: &BufferView,
+        f: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<bool> {
+        validate::on_device("map_host", view, self.id())?;
+        let alloc = self.allocation_of("map_host", view)?;
+        let Some(ptr) = alloc.mapped().filter(|_| self.direct()) else {
+            return Ok(false);
+        };
+        // Held until `f` returns: no command of this queue is recorded meanwhile.
+        let mut st = self.lock();
+        self.sync(&mut st)?;
+        self.book.report(Ok(()))?;
+        // SAFETY: the view lies inside the mapped, host-coherent buffer; every command of this
+        // queue has completed, its writes are visible to the host, and none starts before `f`
+        // returns (the lock is held).
+        let bytes = unsafe { std::slice::from_raw_parts_mut(ptr.add(view.offset()), view.len()) };
+        f(bytes)?;
+        Ok(true)
+    }
+
     fn copy(&self, src: &BufferView, dst: &BufferView) -> Result<()> {
         validate::copy(src, dst, self.id())?;
         if src.is_empty() {
