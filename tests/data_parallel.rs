@@ -3,26 +3,18 @@
 //! bit-identical, the loss falls, and the loss curve matches training on one device alone
 //! within the conformance suite's f32 tolerance.
 
-#[path = "../backends/plugin/tests/common/mod.rs"]
-mod common;
+mod every_device;
 #[allow(dead_code)] // the example's binary uses the rest
 #[path = "../examples/data_parallel/mlp.rs"]
 mod mlp;
 
 use std::sync::Arc;
 
-use anyaccel::hal::testing::device_or_skip;
 use anyaccel::Queue;
 use mlp::{compare_losses, train, Config, Trainer};
 
 fn queues() -> Vec<Arc<dyn Queue>> {
-    let mut devices = Vec::new();
-    devices.extend(device_or_skip(&anyaccel::cpu::CpuBackend));
-    devices.extend(device_or_skip(&anyaccel::opencl::OpenClBackend));
-    devices.extend(device_or_skip(&anyaccel::vulkan::VulkanBackend));
-    let plugin = anyaccel::plugin::PluginBackend::load(common::reference_plugin());
-    devices.push(device_or_skip(&plugin).expect("the reference plugin, built from source, loads"));
-    devices
+    every_device::devices()
         .iter()
         .map(|d| d.create_queue().expect("a queue"))
         .collect()

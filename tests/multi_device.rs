@@ -5,26 +5,15 @@
 //! required when `ANYACCEL_REQUIRE` names it). Every value is read back and compared with a
 //! host reference.
 
-#[path = "../backends/plugin/tests/common/mod.rs"]
-mod common;
+mod every_device;
 
 use std::sync::Arc;
 
 use anyaccel::hal::testing::collective::{self, encode, pattern, reference};
-use anyaccel::hal::testing::device_or_skip;
 use anyaccel::hal::transfer::CHUNK_BYTES;
-use anyaccel::hal::{DType, Device, DeviceGroup, ErrorCode, Queue, ReduceOp, Tensor, TensorDesc};
+use every_device::devices;
 
-/// One device of every available backend.
-fn devices() -> Vec<Arc<dyn Device>> {
-    let mut devices = Vec::new();
-    devices.extend(device_or_skip(&anyaccel::cpu::CpuBackend));
-    devices.extend(device_or_skip(&anyaccel::opencl::OpenClBackend));
-    devices.extend(device_or_skip(&anyaccel::vulkan::VulkanBackend));
-    let plugin = anyaccel::plugin::PluginBackend::load(common::reference_plugin());
-    devices.push(device_or_skip(&plugin).expect("the reference plugin, built from source, loads"));
-    devices
-}
+use anyaccel::hal::{DType, Device, DeviceGroup, ErrorCode, Queue, ReduceOp, Tensor, TensorDesc};
 
 fn queue(d: &Arc<dyn Device>) -> Arc<dyn Queue> {
     d.create_queue().expect("a queue")

@@ -234,6 +234,38 @@ fn unsupported(f: &str, dtype: DType) -> Error {
     Error::unsupported(format!("nccl {f}: no NCCL type for {dtype}"))
 }
 
+/// ncclAllReduce and ncclReduceScatter, which take the same arguments.
+type NcclReduction = unsafe fn(
+    *const std::ffi::c_void,
+    *mut std::ffi::c_void,
+    usize,
+    nccl::ncclDataType_t,
+    nccl::ncclRedOp_t,
+    nccl::ncclComm_t,
+    nccl::cudaStream_t,
+) -> nccl::ncclResult_t;
+
+impl NcclComm {
+    /// all_reduce and reduce_scatter: `call` over `recv[0]`'s element count, every rank.
+    fn reduction(
+        &self,
+        f: &str,
+        call: NcclReduction,
+        (send, recv): (&[BufferView], &[BufferView]),
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()> {
+        let t = nccl_dtype(dtype).ok_or_else(|| unsupported(f, dtype))?;
+        let n = count(recv[0].len(), dtype);
+        let sends: Vec<Option<&BufferView>> = send.iter().map(Some).collect();
+        let recvs: Vec<&BufferView> = recv.iter().collect();
+        self.grouped(f, &sends, &recvs, |c| unsafe {
+            // SAFETY: see `grouped`.
+            call(c.send, c.recv, n, t, nccl_op(op), c.comm, c.stream)
+        })
+    }
+}
+
 impl Communicator for NcclComm {
     fn all_reduce(
         &self,
@@ -242,14 +274,13 @@ impl Communicator for NcclComm {
         dtype: DType,
         op: ReduceOp,
     ) -> Result<()> {
-        let t = nccl_dtype(dtype).ok_or_else(|| unsupported("all_reduce", dtype))?;
-        let n = count(recv[0].len(), dtype);
-        let sends: Vec<Option<&BufferView>> = send.iter().map(Some).collect();
-        let recvs: Vec<&BufferView> = recv.iter().collect();
-        self.grouped("ncclAllReduce", &sends, &recvs, |c| unsafe {
-            // SAFETY: see `grouped`.
-            nccl::ncclAllReduce(c.send, c.recv, n, t, nccl_op(op), c.comm, c.stream)
-        })
+        self.reduction(
+            "ncclAllReduce",
+            nccl::ncclAllReduce,
+            (send, recv),
+            dtype,
+            op,
+        )
     }
 
     fn broadcast(&self, views: &[BufferView], dtype: DType, root: usize) -> Result<()> {
@@ -282,13 +313,12 @@ impl Communicator for NcclComm {
         dtype: DType,
         op: ReduceOp,
     ) -> Result<()> {
-        let t = nccl_dtype(dtype).ok_or_else(|| unsupported("reduce_scatter", dtype))?;
-        let n = count(recv[0].len(), dtype);
-        let sends: Vec<Option<&BufferView>> = send.iter().map(Some).collect();
-        let recvs: Vec<&BufferView> = recv.iter().collect();
-        self.grouped("ncclReduceScatter", &sends, &recvs, |c| unsafe {
-            // SAFETY: see `grouped`.
-            nccl::ncclReduceScatter(c.send, c.recv, n, t, nccl_op(op), c.comm, c.stream)
-        })
+        self.reduction(
+            "ncclReduceScatter",
+            nccl::ncclReduceScatter,
+            (send, recv),
+            dtype,
+            op,
+        )
     }
 }

@@ -196,6 +196,33 @@ fn count(f: &str, bytes: usize, dtype: DType) -> Result<u64> {
     Ok((bytes / size) as u64)
 }
 
+/// Every rank sends and receives: the operands as [`PluginComm::run`] takes them.
+fn every_rank<'a>(
+    send: &'a [BufferView],
+    recv: &'a [BufferView],
+) -> (Vec<Option<&'a BufferView>>, Vec<&'a BufferView>) {
+    (send.iter().map(Some).collect(), recv.iter().collect())
+}
+
+impl PluginComm {
+    /// all_reduce and reduce_scatter: `f` (`call`) over `recv[0]`'s element count.
+    fn reduction(
+        &self,
+        f: &str,
+        call: sys::CollectiveFn,
+        (send, recv): (&[BufferView], &[BufferView]),
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()> {
+        let n = count(f, recv[0].len(), dtype)?;
+        let (sends, recvs) = every_rank(send, recv);
+        self.run(f, &sends, &recvs, |ranks| unsafe {
+            // SAFETY: see `run`.
+            call(self.raw, ranks, n, dtype.code() as i32, reduce_code(op))
+        })
+    }
+}
+
 impl Communicator for PluginComm {
     fn all_reduce(
         &self,
@@ -204,14 +231,8 @@ impl Communicator for PluginComm {
         dtype: DType,
         op: ReduceOp,
     ) -> Result<()> {
-        let n = count("all_reduce", recv[0].len(), dtype)?;
         let f = self.table.all_reduce.expect("checked by the loader");
-        let sends: Vec<Option<&BufferView>> = send.iter().map(Some).collect();
-        let recvs: Vec<&BufferView> = recv.iter().collect();
-        self.run("all_reduce", &sends, &recvs, |ranks| unsafe {
-            // SAFETY: see `run`.
-            f(self.raw, ranks, n, dtype.code() as i32, reduce_code(op))
-        })
+        self.reduction("all_reduce", f, (send, recv), dtype, op)
     }
 
     fn broadcast(&self, views: &[BufferView], dtype: DType, root: usize) -> Result<()> {
@@ -233,8 +254,7 @@ impl Communicator for PluginComm {
     fn all_gather(&self, send: &[BufferView], recv: &[BufferView], dtype: DType) -> Result<()> {
         let n = count("all_gather", send[0].len(), dtype)?;
         let f = self.table.all_gather.expect("checked by the loader");
-        let sends: Vec<Option<&BufferView>> = send.iter().map(Some).collect();
-        let recvs: Vec<&BufferView> = recv.iter().collect();
+        let (sends, recvs) = every_rank(send, recv);
         self.run("all_gather", &sends, &recvs, |ranks| unsafe {
             // SAFETY: see `run`.
             f(self.raw, ranks, n, dtype.code() as i32)
@@ -248,13 +268,7 @@ impl Communicator for PluginComm {
         dtype: DType,
         op: ReduceOp,
     ) -> Result<()> {
-        let n = count("reduce_scatter", recv[0].len(), dtype)?;
         let f = self.table.reduce_scatter.expect("checked by the loader");
-        let sends: Vec<Option<&BufferView>> = send.iter().map(Some).collect();
-        let recvs: Vec<&BufferView> = recv.iter().collect();
-        self.run("reduce_scatter", &sends, &recvs, |ranks| unsafe {
-            // SAFETY: see `run`.
-            f(self.raw, ranks, n, dtype.code() as i32, reduce_code(op))
-        })
+        self.reduction("reduce_scatter", f, (send, recv), dtype, op)
     }
 }

@@ -209,6 +209,39 @@ pub struct PluginQueue {
 }
 
 impl PluginQueue {
+    /// Enqueues `f` (`copy_d2d` or `copy_peer`, called `name`) from `src` to `dst`, both views
+    /// of plugin memory with their buffers, kept until the stream is synchronized.
+    fn submit_copy(
+        &self,
+        name: &str,
+        f: sys::CopyD2dFn,
+        (s, src): (&PluginMemory, &BufferView),
+        (d, dst): (&PluginMemory, &BufferView),
+    ) -> Result<()> {
+        self.inner.submit(
+            vec![
+                Keep::Buffer(src.buffer().clone()),
+                Keep::Buffer(dst.buffer().clone()),
+            ],
+            0,
+            |plugin, raw| {
+                // SAFETY: both ranges lie inside their buffers (BufferView's invariant) and do
+                // not overlap (validated, or on two devices); both buffers are kept until the
+                // stream is synchronized.
+                plugin.check(name, unsafe {
+                    f(
+                        raw,
+                        d.raw(),
+                        dst.offset() as u64,
+                        s.raw(),
+                        src.offset() as u64,
+                        src.len() as u64,
+                    )
+                })
+            },
+        )
+    }
+
     pub(crate) fn new(device: Arc<PluginDevice>) -> Result<PluginQueue> {
         let handle = device.handle.clone();
         let plugin = &handle.plugin;
@@ -359,28 +392,13 @@ impl Queue for PluginQueue {
         if src.is_empty() {
             return Ok(());
         }
-        self.inner.submit(
-            vec![
-                Keep::Buffer(src.buffer().clone()),
-                Keep::Buffer(dst.buffer().clone()),
-            ],
-            0,
-            |plugin, raw| {
-                let f = plugin.api.copy_d2d.ok_or_else(|| missing("copy_d2d"))?;
-                // SAFETY: both ranges lie inside their buffers and do not overlap (validated);
-                // both buffers are kept until the stream is synchronized.
-                plugin.check("copy_d2d", unsafe {
-                    f(
-                        raw,
-                        d.raw(),
-                        dst.offset() as u64,
-                        s.raw(),
-                        src.offset() as u64,
-                        src.len() as u64,
-                    )
-                })
-            },
-        )
+        let f = self
+            .inner
+            .plugin()
+            .api
+            .copy_d2d
+            .ok_or_else(|| missing("copy_d2d"))?;
+        self.submit_copy("copy_d2d", f, (s, src), (d, dst))
     }
 
     fn copy_peer(&self, src: &BufferView, dst: &BufferView) -> Result<()> {
@@ -413,28 +431,7 @@ impl Queue for PluginQueue {
         if src.is_empty() {
             return Ok(());
         }
-        self.inner.submit(
-            vec![
-                Keep::Buffer(src.buffer().clone()),
-                Keep::Buffer(dst.buffer().clone()),
-            ],
-            0,
-            |plugin, raw| {
-                // SAFETY: both ranges lie inside their buffers (views are checked at creation),
-                // on two devices of this plugin; both buffers are kept until the stream is
-                // synchronized.
-                plugin.check("copy_peer", unsafe {
-                    f(
-                        raw,
-                        d.raw(),
-                        dst.offset() as u64,
-                        s.raw(),
-                        src.offset() as u64,
-                        src.len() as u64,
-                    )
-                })
-            },
-        )
+        self.submit_copy("copy_peer", f, (s, src), (d, dst))
     }
 
     fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()> {
