@@ -265,3 +265,41 @@ fn a_group_with_a_device_of_another_backend_stages_through_the_host() {
     let g = DeviceGroup::new(vec![q.clone(), q, d[1].create_queue().unwrap()]).unwrap();
     assert_eq!(g.library(), None);
 }
+
+#[test]
+fn a_plugin_with_buffer_host_ptr_maps_its_buffers_and_copies_once() {
+    let d = two_devices();
+    let q = d[0].create_queue().unwrap();
+    assert!(
+        d[0].host_addressable(),
+        "the reference plugin sets buffer_host_ptr"
+    );
+    let b = d[0].alloc(4096).unwrap();
+    let view = b.view(100, 1000).unwrap();
+    q.fill(&b.whole(), &[5]).unwrap();
+    let mut seen = false;
+    assert!(q
+        .map_host(&view, &mut |bytes| {
+            seen = bytes.len() == 1000 && bytes.iter().all(|&x| x == 5);
+            bytes.fill(6);
+            Ok(())
+        })
+        .unwrap());
+    assert!(seen, "the map did not see the fill");
+    let mut out = vec![0u8; 4096];
+    q.read(&b.whole(), &mut out).unwrap();
+    assert!(out[..100].iter().all(|&x| x == 5) && out[1100..].iter().all(|&x| x == 5));
+    assert!(out[100..1100].iter().all(|&x| x == 6));
+    // Between the plugin and a device of another backend: one host copy.
+    let cpu = anyaccel::Runtime::new()
+        .device("cpu:0")
+        .unwrap()
+        .create_queue()
+        .unwrap();
+    assert_eq!(Path::between(&*q, &*cpu), Path::Host);
+    let x = Tensor::from_slice(&*cpu, &[1u8, 2, 3, 4, 5], &[5]).unwrap();
+    assert_eq!(
+        x.to(&*cpu, &*q).unwrap().to_vec::<u8>(&*q).unwrap(),
+        [1, 2, 3, 4, 5]
+    );
+}

@@ -584,6 +584,13 @@ typedef struct AnyaccelPluginApi {
     /* Optional. The plugin's collective library (see "Collectives" above): NULL, or a table
      * with every function set, valid until the process ends. */
     const AnyaccelCollectivesApi *collectives;
+    /* Optional, for devices whose memory is host memory (a chip that computes in host RAM, or
+     * shares it): sets *ptr to the host address of byte 0 of `buffer`, valid until buffer_free.
+     * The host then reads and writes the bytes itself, only while no command of any stream uses
+     * them (it synchronizes the stream first and submits nothing meanwhile); a copy between such
+     * a device and any other takes one copy instead of two. Setting *ptr to NULL says that this
+     * buffer is not host memory. */
+    AnyaccelStatus (*buffer_host_ptr)(AnyaccelBuffer *buffer, void **ptr);
 } AnyaccelPluginApi;
 
 /* The one symbol a plugin exports. Returns the plugin's table, or NULL when the plugin cannot

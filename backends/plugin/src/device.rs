@@ -384,6 +384,10 @@ impl Device for PluginDevice {
             .map(|l| Arc::new(l) as Arc<dyn anyaccel_hal::CollectiveLibrary>)
     }
 
+    fn host_addressable(&self) -> bool {
+        self.handle.plugin.api.buffer_host_ptr.is_some()
+    }
+
     fn copies_from(&self, src: &dyn Device) -> bool {
         // Another device of the same loaded plugin, which has `copy_peer`.
         src.as_any()

@@ -401,6 +401,37 @@ impl Queue for PluginQueue {
         self.submit_copy("copy_d2d", f, (s, src), (d, dst))
     }
 
+    fn map_host(
+        &self,
+        view: &BufferView,
+        f: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<bool> {
+        let mem = self.memory("map_host", view)?;
+        let inner = &self.inner;
+        let Some(host_ptr) = inner.plugin().api.buffer_host_ptr else {
+            return Ok(false);
+        };
+        // Held until `f` returns: nothing is submitted to the stream meanwhile.
+        let mut state = inner.lock();
+        inner.sync_locked(&mut state)?;
+        let mut ptr: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: the buffer is live (the view holds it); the function writes one pointer.
+        inner
+            .plugin()
+            .check("buffer_host_ptr", unsafe { host_ptr(mem.raw(), &mut ptr) })?;
+        if ptr.is_null() {
+            return Ok(false);
+        }
+        // SAFETY: the plugin gives the host address of the buffer's first byte, valid while the
+        // buffer lives; the view lies inside the buffer; the stream is synchronized and nothing
+        // is submitted to it until `f` returns.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(ptr.cast::<u8>().add(view.offset()), view.len())
+        };
+        f(bytes)?;
+        Ok(true)
+    }
+
     fn copy_peer(&self, src: &BufferView, dst: &BufferView) -> Result<()> {
         let d = self.memory("copy_peer dst", dst)?;
         let plugin = &self.inner.device.plugin;

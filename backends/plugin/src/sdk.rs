@@ -919,6 +919,7 @@ pub fn get_api<P: Plugin>(host_major: u32, host_minor: u32) -> *const AnyaccelPl
             op_execute: Some(op_execute::<P>),
             copy_peer: None,
             collectives: std::ptr::null(),
+            buffer_host_ptr: None,
         })
     });
     &table.0

@@ -363,7 +363,11 @@ pub struct AnyaccelPluginApi {
     // ABI 1.1
     pub copy_peer: Option<CopyD2dFn>,
     pub collectives: *const AnyaccelCollectivesApi,
+    pub buffer_host_ptr: Option<BufferHostPtrFn>,
 }
+
+pub type BufferHostPtrFn =
+    unsafe extern "C" fn(buffer: *mut AnyaccelBuffer, ptr: *mut *mut c_void) -> AnyaccelStatus;
 
 /// The entry point's type.
 pub type GetApiFn =
@@ -435,6 +439,7 @@ impl AnyaccelPluginApi {
             op_execute: None,
             copy_peer: None,
             collectives: std::ptr::null(),
+            buffer_host_ptr: None,
         }
     }
 
@@ -469,6 +474,7 @@ impl AnyaccelPluginApi {
             "op_supported" => self.op_supported.is_some(),
             "op_execute" => self.op_execute.is_some(),
             "copy_peer" => self.copy_peer.is_some(),
+            "buffer_host_ptr" => self.buffer_host_ptr.is_some(),
             _ => false,
         }
     }

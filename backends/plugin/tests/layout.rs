@@ -55,7 +55,7 @@ fn rust_layout() -> Layout {
             copy_d2h, copy_d2d, fill, stream_create, stream_destroy, stream_synchronize,
             stream_wait_event, event_create, event_destroy, event_record, event_query,
             event_synchronize, event_elapsed_ms, module_load, module_unload, kernel_get,
-            kernel_launch, op_supported, op_execute, copy_peer, collectives,
+            kernel_launch, op_supported, op_execute, copy_peer, collectives, buffer_host_ptr,
         }
         AnyaccelCollectiveRank { struct_size, stream, send, send_offset, recv, recv_offset }
         AnyaccelCollectivesApi {
@@ -179,7 +179,7 @@ fn the_rust_mirror_has_the_header_s_sizes_offsets_and_constants() {
         "header and mirror differ:\n{}",
         mismatches.join("\n")
     );
-    assert_eq!(checked, 103, "every field of every struct is compared");
+    assert_eq!(checked, 104, "every field of every struct is compared");
     // The loader's minimum table size is the ABI 1.0 table: up to the first field of 1.1.
     assert_eq!(sys::API_V1_SIZE as i64, c["AnyaccelPluginApi.copy_peer"][0]);
 }

@@ -219,6 +219,14 @@ static AnyaccelStatus api_buffer_alloc(AnyaccelDevice *device, uint64_t bytes,
     return ANYACCEL_OK;
 }
 
+/* ABI 1.1: the buffers are host memory; the host may use them directly between commands. */
+static AnyaccelStatus api_buffer_host_ptr(AnyaccelBuffer *buffer, void **ptr) {
+    if (!buffer || !ptr)
+        return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "buffer_host_ptr: NULL argument");
+    *ptr = buffer->data;
+    return ANYACCEL_OK;
+}
+
 static AnyaccelStatus api_buffer_free(AnyaccelDevice *device, AnyaccelBuffer *buffer) {
     (void)device;
     if (!buffer) return ref_error(ANYACCEL_ERROR_INVALID_ARGUMENT, "buffer_free: buffer is NULL");
@@ -999,6 +1007,7 @@ static const AnyaccelPluginApi api = {
     .op_execute = api_op_execute,
     .copy_peer = api_copy_peer,
     .collectives = &collectives,
+    .buffer_host_ptr = api_buffer_host_ptr,
 };
 
 ANYACCEL_PLUGIN_EXPORT const AnyaccelPluginApi *anyaccel_plugin_get_api(uint32_t host_abi_major,
