@@ -123,6 +123,11 @@ fn a_plugin_of_abi_1_0_has_no_peer_path_and_stages() {
         x.to(&*a, &*b).unwrap().to_vec::<f32>(&*b).unwrap(),
         [1.5, -2.0, 3.25]
     );
+    // Over several staging chunks, double-buffered, with a short last one.
+    let n = anyaccel::hal::transfer::CHUNK_BYTES / 4 * 5 / 2 + 7;
+    let big: Vec<i32> = (0..n as i32).map(|i| i.wrapping_mul(7919)).collect();
+    let x2 = Tensor::from_slice(&*a, &big, &[n]).unwrap();
+    assert_eq!(x2.to(&*a, &*b).unwrap().to_vec::<i32>(&*b).unwrap(), big);
     let dst = Tensor::empty(&*d[1], anyaccel::DType::F32, &[3]).unwrap();
     let e = b.copy_peer(x.view(), dst.view()).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Unsupported, "{e}");
