@@ -374,12 +374,25 @@ enum Kind {
 pub struct MpiGroup {
     mpi: Arc<Mpi>,
     queue: Arc<dyn Queue>,
+    /// Reduce host-addressable tensors in place ([`Queue::map_host`]).
+    in_place: bool,
 }
 
 impl MpiGroup {
     /// This process's rank of `MPI_COMM_WORLD`, with its tensors on `queue`'s device.
     pub fn new(mpi: Arc<Mpi>, queue: Arc<dyn Queue>) -> MpiGroup {
-        MpiGroup { mpi, queue }
+        MpiGroup {
+            mpi,
+            queue,
+            in_place: true,
+        }
+    }
+
+    /// The same group, staging every tensor through host memory even where the host can
+    /// address it (the path of devices whose memory it cannot; for tests and comparisons).
+    pub fn staged(mut self) -> MpiGroup {
+        self.in_place = false;
+        self
     }
 
     /// This process's rank.
@@ -408,9 +421,10 @@ impl MpiGroup {
         let view = self.agree(f, Kind::AllReduce, t, t.numel(), op as i64, 0, local)?;
         let (dtype, numel) = (t.dtype(), t.numel());
         // Host-addressable memory (the CPU device) is reduced in place: no staging copies.
-        let mapped = self.queue.map_host(&view, &mut |bytes| {
-            self.all_reduce_rounds(dtype, op, numel, &view, Some(bytes))
-        })?;
+        let mapped = self.in_place
+            && self.queue.map_host(&view, &mut |bytes| {
+                self.all_reduce_rounds(dtype, op, numel, &view, Some(bytes))
+            })?;
         if !mapped {
             self.all_reduce_rounds(dtype, op, numel, &view, None)?;
         }

@@ -184,6 +184,10 @@ pub struct CollectivesArgs {
     /// Time all_reduce of this many bytes against MPI_Allreduce instead of checking
     #[arg(long, value_name = "BYTES")]
     pub bench: Option<usize>,
+    /// Stage every tensor through host memory, even where the host can address the device's
+    /// memory (the path of devices it cannot)
+    #[arg(long)]
+    pub staged: bool,
 }
 
 /// Runs `anyaccel collectives`.
@@ -197,6 +201,7 @@ pub fn run(args: &CollectivesArgs) -> Result<ExitCode, CliError> {
         .map_err(|err| err.to_string())
         .and_then(|q| {
             let g = MpiGroup::new(mpi.clone(), Arc::clone(&q));
+            let g = if args.staged { g.staged() } else { g };
             match args.bench {
                 Some(bytes) => bench(&g, &mpi, bytes).map(|()| None),
                 None => check(&g).map(Some),
