@@ -85,6 +85,25 @@ pub struct CudaLimits {
     pub max_grid: [u32; 3],
 }
 
+/// The driver functions of peer copies, optional in the driver table.
+pub(crate) const PEER_SYMBOLS: &[&str] = &[
+    "cuDeviceCanAccessPeer",
+    "cuCtxEnablePeerAccess",
+    "cuMemcpyPeerAsync",
+];
+
+/// Whether GPU `me` reaches GPU `other`'s memory directly (two different GPUs, the driver has
+/// the peer functions and says so).
+pub(crate) fn can_access_peer(me: sys::CUdevice, other: sys::CUdevice) -> bool {
+    if me == other || !PEER_SYMBOLS.iter().all(|s| crate::driver::has_symbol(s)) {
+        return false;
+    }
+    let mut can = 0;
+    // SAFETY: the driver is loaded (a device exists); two valid ordinals; one int written.
+    let r = unsafe { sys::cuDeviceCanAccessPeer(&mut can, me, other) };
+    r == sys::CUresult::CUDA_SUCCESS && can != 0
+}
+
 /// One CUDA device, with its primary context retained.
 ///
 /// - Memory ([`crate::CudaMemory`]): `cuMemAlloc` per buffer.
@@ -332,6 +351,14 @@ impl CudaDevice {
 impl Device for CudaDevice {
     fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    fn copies_from(&self, src: &dyn Device) -> bool {
+        // Another GPU that this one can reach directly (NVLink or PCIe peer access).
+        let Some(src) = src.as_any().downcast_ref::<CudaDevice>() else {
+            return false;
+        };
+        can_access_peer(self.ctx.device(), src.ctx.device())
     }
 
     fn collectives(&self) -> Option<Arc<dyn anyaccel_hal::CollectiveLibrary>> {

@@ -64,7 +64,12 @@ pub(crate) const SYMBOLS: &[&str] = &[
 
 /// Driver functions used only when present: `cuFuncGetParamInfo` (CUDA 12.4) lets `launch`
 /// check the arguments against the kernel's parameters.
-pub(crate) const OPTIONAL_SYMBOLS: &[&str] = &["cuFuncGetParamInfo"];
+pub(crate) const OPTIONAL_SYMBOLS: &[&str] = &[
+    "cuFuncGetParamInfo",
+    "cuDeviceCanAccessPeer",
+    "cuCtxEnablePeerAccess",
+    "cuMemcpyPeerAsync",
+];
 
 /// The driver library's file name, as error messages give it.
 pub const LIBCUDA: &str = "libcuda.so.1";

@@ -67,6 +67,11 @@ impl CudaMemory {
         self.ptr
     }
 
+    /// The CUDA context the memory belongs to.
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
     /// True when the memory belongs to the CUDA context `ctx`.
     pub(crate) fn in_context(&self, ctx: &Context) -> bool {
         self.ctx.raw() == ctx.raw()

@@ -522,6 +522,57 @@ impl Queue for CudaQueue {
         )
     }
 
+    fn copy_peer(&self, src: &BufferView, dst: &BufferView) -> Result<()> {
+        let to = device_address(&self.device, "copy_peer dst", dst)?;
+        let peer = src
+            .buffer()
+            .downcast::<crate::memory::CudaMemory>()
+            .filter(|m| !m.in_context(&self.ctx))
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "copy_peer src: a buffer of {}: expected memory of another CUDA device",
+                    src.buffer().device_id()
+                ))
+            })?;
+        if src.len() != dst.len() {
+            return Err(Error::invalid_argument(format!(
+                "copy_peer: the source has {} bytes but the destination {}: expected equal lengths",
+                src.len(),
+                dst.len()
+            )));
+        }
+        if !crate::device::can_access_peer(self.ctx.device(), peer.context().device()) {
+            return Err(Error::unsupported(format!(
+                "copy_peer: {} cannot reach {}'s memory directly; copy through the host \
+                 (Tensor::copy_to does)",
+                self.id(),
+                src.buffer().device_id()
+            )));
+        }
+        if src.is_empty() {
+            return Ok(());
+        }
+        let from = peer.device_ptr() + src.offset() as u64;
+        let (len, dst_ctx, src_ctx) = (src.len(), self.ctx.raw(), peer.context().raw());
+        self.submit(
+            || format!("peer copy of {len} bytes to {}", self.id()),
+            ErrorCode::LaunchFailed,
+            |_, stream| {
+                // Peer access once per pair of contexts; enabled already is fine.
+                // SAFETY: this queue's context is current (submit binds it); a live context.
+                let r = unsafe { sys::cuCtxEnablePeerAccess(src_ctx, 0) };
+                if r != sys::CUresult::CUDA_SUCCESS
+                    && r != sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED
+                {
+                    return ok(r);
+                }
+                // SAFETY: both ranges lie inside live allocations of their contexts (the views
+                // were bounds-checked); the copy is ordered on this queue's stream.
+                ok(unsafe { sys::cuMemcpyPeerAsync(to, dst_ctx, from, src_ctx, len, stream) })
+            },
+        )
+    }
+
     fn fill(&self, dst: &BufferView, pattern: &[u8]) -> Result<()> {
         validate::fill(dst, pattern, self.id())?;
         let address = device_address(&self.device, "fill", dst)?;

@@ -90,3 +90,25 @@ fn a_group_of_cuda_queues_uses_nccl_when_it_is_there() {
         DeviceGroup::new(vec![d.create_queue().unwrap(), d.create_queue().unwrap()]).unwrap();
     assert_eq!(twice.library(), None);
 }
+
+#[test]
+fn tensors_move_between_gpus_over_peer_access_where_there_is_one() {
+    let Some(_) = cuda() else { return };
+    let devices = CudaBackend.probe().expect("the CUDA devices");
+    if devices.len() < 2 {
+        eprintln!("skipped: one GPU, no peer to copy to");
+        return;
+    }
+    let (a, b) = (
+        devices[0].create_queue().unwrap(),
+        devices[1].create_queue().unwrap(),
+    );
+    let path = anyaccel_hal::transfer::Path::between(&*a, &*b);
+    let values: Vec<f32> = (0..1 << 20).map(|i| i as f32 * 0.25).collect();
+    let x = Tensor::from_slice(&*a, &values, &[1 << 20]).unwrap();
+    let y = x.to(&*a, &*b).unwrap();
+    assert_eq!(y.to_vec::<f32>(&*b).unwrap(), values, "path {path:?}");
+    if devices[1].copies_from(&*devices[0]) {
+        assert_eq!(path, anyaccel_hal::transfer::Path::Peer);
+    }
+}
