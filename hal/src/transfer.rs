@@ -7,9 +7,9 @@
 //!   the device (`Queue::copy`); the source queue then waits on an event of the destination
 //!   queue, so that neither queue's later commands can overtake the copy. The calling thread
 //!   does not wait.
-//! - **Peer** (two devices of one backend that has a direct path, [`Device::copies_from`]: a
-//!   vendor plugin's `copy_peer`): as on one device, with [`Queue::copy_peer`] on the
-//!   destination queue.
+//! - **Peer** (two devices of one backend that has a direct path, [`Device::copies_from`]: CUDA
+//!   peer access, a vendor plugin's `copy_peer`): as on one device, with [`Queue::copy_peer`]
+//!   on the destination queue.
 //! - **Host** (two devices, one of them host memory, [`Device::host_addressable`]: the CPU
 //!   device): one copy, the other device reading straight into it ([`Queue::map_host`]) or
 //!   writing straight from it. The calling thread waits for the copy.
@@ -20,7 +20,6 @@
 //!   destination queue, in its order. A strided source is gathered to row-major order on the
 //!   host first.
 //!
-//! CUDA peer access is not used yet: two CUDA devices stage through the host.
 
 use std::sync::mpsc;
 
