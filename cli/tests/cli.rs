@@ -67,6 +67,18 @@ fn devices_transfers_measure_every_ordered_pair() {
             assert!(t[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {t}");
         }
     }
+    if ids.len() > 1 {
+        let g = &v["all_reduce"];
+        assert_eq!(
+            g["devices"].as_array().map(Vec::len),
+            Some(ids.len()),
+            "{g}"
+        );
+        assert_eq!(g["bytes"], 65536, "{g}");
+        for key in ["busbw_gbps", "memcpy_gbps", "ratio"] {
+            assert!(g[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {g}");
+        }
+    }
     let o = anyaccel(&["devices", "--transfers", "--transfer-bytes", "4096"], &[]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let text = stdout(&o);

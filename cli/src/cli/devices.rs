@@ -17,9 +17,10 @@ child process: one that crashes, or takes longer than ANYACCEL_PLUGIN_LOAD_TIMEO
 is listed unavailable with the reason.
 
 With --transfers, it also copies a tensor (256 MiB; --transfer-bytes) between each ordered pair
-of available devices with Tensor::copy_to, and shows the path (a device copy on one device, staged
-through host memory between two) and the bandwidth, beside a host memcpy of the same bytes
-measured in alternation with it.";
+of available devices with Tensor::copy_to, and shows the path (a device copy on one device; a peer
+copy, a host copy or staged through host memory between two) and the bandwidth, beside a host
+memcpy of the same bytes measured in alternation with it; then an all-reduce of that size over
+every device at once (bus bandwidth against memcpy).";
 
 /// The command's arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,7 +32,9 @@ pub struct DevicesArgs {
     pub json: bool,
     /// Also measure, for each ordered pair of available devices, the path a tensor takes from
     /// one to the other and its bandwidth, beside a host memcpy of the same bytes
-    /// (JSON: "transfers":[{"from","to","path","bytes","gbps","memcpy_gbps","ratio"}])
+    /// (JSON: "transfers":[{"from","to","path","bytes","gbps","memcpy_gbps","ratio"}]), and an
+    /// all-reduce over every device at once (JSON: "all_reduce":{"devices","library","bytes",
+    /// "busbw_gbps","memcpy_gbps","ratio"})
     #[arg(long)]
     pub transfers: bool,
     /// Bytes per copy for --transfers
@@ -47,6 +50,9 @@ pub struct DevicesReport {
     /// With `--transfers`: every ordered pair of devices.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<super::transfers::TransferReport>,
+    /// With `--transfers` and two devices or more: an all-reduce over all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_reduce: Option<super::transfers::GroupReport>,
 }
 
 /// One backend: available with its devices, or not with the reason.
@@ -137,6 +143,7 @@ impl DevicesReport {
                 })
                 .collect(),
             transfers: Vec::new(),
+            all_reduce: None,
         }
     }
 
@@ -171,6 +178,9 @@ impl DevicesReport {
         }
         if !self.transfers.is_empty() {
             out.push_str(&super::transfers::to_text(&self.transfers));
+        }
+        if let Some(g) = &self.all_reduce {
+            out.push_str(&super::transfers::group_to_text(g));
         }
         out
     }
@@ -208,6 +218,8 @@ pub fn run(args: &DevicesArgs) -> Result<ExitCode, CliError> {
             .collect();
         report.transfers = super::transfers::measure(&devices, args.transfer_bytes)
             .map_err(|e| CliError::Failed(format!("devices --transfers: {e}")))?;
+        report.all_reduce = super::transfers::measure_group(&devices, args.transfer_bytes)
+            .map_err(|e| CliError::Failed(format!("devices --transfers (all_reduce): {e}")))?;
     }
     let text = if json {
         let mut s = serde_json::to_string(&report)
@@ -244,6 +256,7 @@ mod tests {
                 devices: Vec::new(),
             }],
             transfers: Vec::new(),
+            all_reduce: None,
         };
         let text = report.to_text();
         assert!(

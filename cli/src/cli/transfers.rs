@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyaccel::hal::transfer::Path;
-use anyaccel::hal::{DType, Device, Queue, Result, Tensor};
+use anyaccel::hal::{DType, Device, DeviceGroup, Queue, ReduceOp, Result, Tensor};
 use serde::Serialize;
 
 use super::table::Table;
@@ -33,6 +33,89 @@ pub struct TransferReport {
     pub memcpy_gbps: f64,
     /// `gbps / memcpy_gbps`.
     pub ratio: f64,
+}
+
+/// `DeviceGroup::all_reduce` over one queue of every device at once.
+#[derive(Serialize)]
+pub struct GroupReport {
+    /// The ranks' devices, in rank order.
+    pub devices: Vec<String>,
+    /// The collective library the group used, `null` for the host path.
+    pub library: Option<String>,
+    /// Bytes per rank (f32 sum).
+    pub bytes: usize,
+    /// Bus bandwidth as nccl-tests defines it: `2 (n - 1) / n * bytes / time`, in GB/s.
+    pub busbw_gbps: f64,
+    /// A host memcpy of the same bytes, in GB/s, measured alternately with it.
+    pub memcpy_gbps: f64,
+    /// `busbw_gbps / memcpy_gbps`.
+    pub ratio: f64,
+}
+
+/// Measures an f32 sum all-reduce of `bytes` bytes a rank over one queue of every device.
+pub fn measure_group(devices: &[Arc<dyn Device>], bytes: usize) -> Result<Option<GroupReport>> {
+    if devices.len() < 2 {
+        return Ok(None);
+    }
+    let elements = (bytes / 4).max(1);
+    let bytes = elements * 4;
+    let queues = devices
+        .iter()
+        .map(|d| d.create_queue())
+        .collect::<Result<Vec<_>>>()?;
+    let group = DeviceGroup::new(queues.clone())?;
+    let tensors = queues
+        .iter()
+        .map(|q| Tensor::from_slice(&**q, &vec![1.0f32; elements], &[elements]))
+        .collect::<Result<Vec<_>>>()?;
+    let src_host = vec![7u8; bytes];
+    let mut dst_host = vec![0u8; bytes];
+    let round = || -> Result<Duration> {
+        for q in &queues {
+            q.finish()?;
+        }
+        let t = Instant::now();
+        group.all_reduce(&tensors, ReduceOp::Sum)?;
+        for q in &queues {
+            q.finish()?;
+        }
+        Ok(t.elapsed())
+    };
+    round()?;
+    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        ours.push(round()?);
+        let t = Instant::now();
+        dst_host.copy_from_slice(std::hint::black_box(&src_host));
+        std::hint::black_box(&mut dst_host);
+        peer.push(t.elapsed());
+    }
+    let n = devices.len() as f64;
+    let busbw_gbps = 2.0 * (n - 1.0) / n * bytes as f64 / median(ours) / 1e9;
+    let memcpy_gbps = bytes as f64 / median(peer) / 1e9;
+    Ok(Some(GroupReport {
+        devices: devices.iter().map(|d| d.info().id.clone()).collect(),
+        library: group.library().map(str::to_string),
+        bytes,
+        busbw_gbps,
+        memcpy_gbps,
+        ratio: busbw_gbps / memcpy_gbps,
+    }))
+}
+
+/// The human form of [`GroupReport`].
+pub fn group_to_text(g: &GroupReport) -> String {
+    format!(
+        "
+all_reduce (f32 sum, {} a rank) over {} in one process, {}: busbw {:.2} GB/s, \
+         memcpy {:.2} GB/s, {:.2}x\n",
+        super::devices::human_bytes(g.bytes as u64),
+        g.devices.join(", "),
+        g.library.as_deref().unwrap_or("staged through host"),
+        g.busbw_gbps,
+        g.memcpy_gbps,
+        g.ratio
+    )
 }
 
 /// The median of `d` in seconds.
