@@ -511,11 +511,11 @@ fuzz_target!(|input: Input| {
         Size::Raw(n) => n as usize,
     };
     // The allocation has exactly struct_size bytes (at least the size_t that is always read);
-    // past 64 KiB it has only the ABI 1.0 table, which is all a 1.0 host may read.
+    // past 64 KiB it has the whole table this host knows (ABI 1.1), which is all it may read.
     let alloc_size = if struct_size <= 1 << 16 {
         struct_size.max(8)
     } else {
-        v1
+        std::mem::size_of::<AnyaccelPluginApi>()
     };
     let layout = std::alloc::Layout::from_size_align(alloc_size, 8).expect("small layout");
     // SAFETY: non-zero size.
