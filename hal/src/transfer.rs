@@ -52,9 +52,10 @@ impl Tensor {
     /// same dtype and shape on `to`'s device.
     ///
     /// Ordering: the copy sees every command submitted to `from` before this call, and every
-    /// command submitted to `to` afterwards sees the copy. Between devices the calling thread
-    /// waits until the source has been read (as [`Queue::read`] does) and the writes run
-    /// asynchronously on `to`; on one device nothing waits (see the [module](self) docs).
+    /// command submitted to `to` afterwards sees the copy. On one device, and over a peer path,
+    /// nothing waits; a host copy waits for the copy; a staged copy waits until the source has
+    /// been read (as [`Queue::read`] does) and the writes run asynchronously on `to` (see the
+    /// [module](self) docs).
     /// Errors of earlier work on either queue come back here or at that queue's next
     /// synchronization, as the queue's sticky error.
     pub fn copy_to(&self, from: &dyn Queue, dst: &Tensor, to: &dyn Queue) -> Result<()> {
