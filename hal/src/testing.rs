@@ -51,7 +51,7 @@ macro_rules! hal_test_suite {
     (@names $($how:tt)*) => {
         $crate::hal_test_suite! { @$($how)*; info, alloc_sizes, alloc_huge, round_trips, fills,
             copies, view_bounds, bad_arguments, queue_order, events_across_queues, event_timing,
-            sticky_failures, threads }
+            sticky_failures, threads, map_host }
     };
     (@list; $($name:ident),*) => {
         &[$((stringify!($name), $crate::testing::$name as fn(&_) -> _)),*]
@@ -211,6 +211,59 @@ pub fn round_trips(device: &Arc<dyn Device>) -> Result<(), String> {
                     format!("offset {offset} len {len}: bytes outside the view changed")
                 })?;
             }
+        }
+        Ok(())
+    })
+}
+
+/// `Queue::map_host`: on a device that says its memory is host memory, the closure sees the
+/// queue's earlier commands (a fill), its writes reach the queue's later commands, and nothing
+/// outside the view changes; elsewhere it says no and the buffer is left alone.
+pub fn map_host(device: &Arc<dyn Device>) -> Result<(), String> {
+    no_leaks(device, || {
+        let q = ok("create_queue", device.create_queue())?;
+        let b = ok("alloc", device.alloc(1 << 16))?;
+        let view = b.view(64, 1 << 15).map_err(|e| e.to_string())?;
+        ok("fill", q.fill(&b.whole(), &[3]))?;
+        let mut seen = false;
+        let mapped = ok(
+            "map_host",
+            q.map_host(&view, &mut |bytes| {
+                seen = bytes.len() == 1 << 15 && bytes.iter().all(|&x| x == 3);
+                bytes.fill(8);
+                Ok(())
+            }),
+        )?;
+        check(mapped == device.host_addressable(), || {
+            format!(
+                "map_host said {mapped}, host_addressable {}",
+                device.host_addressable()
+            )
+        })?;
+        check(mapped == seen, || {
+            "the map did not see the earlier fill".into()
+        })?;
+        // A command after the map sees what the closure wrote.
+        let head = b.view(0, 64).map_err(|e| e.to_string())?;
+        ok("fill", q.fill(&head, &[1]))?;
+        let out = read_all(&*q, &b)?;
+        let middle = if mapped { 8 } else { 3 };
+        check(
+            out[..64].iter().all(|&x| x == 1)
+                && out[64..64 + (1 << 15)].iter().all(|&x| x == middle)
+                && out[64 + (1 << 15)..].iter().all(|&x| x == 3),
+            || "map_host changed the wrong bytes, or its writes were lost".into(),
+        )?;
+        if mapped {
+            let e = q
+                .map_host(&view, &mut |_| {
+                    Err(crate::Error::invalid_argument("refused by f"))
+                })
+                .err();
+            check(
+                e.is_some_and(|e| e.message().contains("refused by f")),
+                || "the closure's error did not come back".into(),
+            )?;
         }
         Ok(())
     })

@@ -324,43 +324,25 @@ impl Queue for OpenClQueue {
         }
         let mem = resolve("write", dst, &self.device)?;
         let (offset, len) = (dst.offset(), dst.len());
-        if len >= DIRECT_WRITE_BYTES && !self.book.failed() && self.idle() {
-            // An idle queue: a blocking write straight from the caller's bytes (the driver's one
-            // copy) rather than a copy of them and an asynchronous write of that.
-            return self.submit("write", Keep::Nothing, |q| {
-                // SAFETY: `mem` is live and the range is bounds-checked; `data` is borrowed for
-                // this call and the write is blocking, so the driver has read it on return.
-                unsafe {
-                    enqueue_write_buffer(
-                        q,
-                        mem,
-                        CL_BLOCKING,
-                        offset,
-                        len,
-                        data.as_ptr().cast::<c_void>().cast_mut(),
-                        0,
-                        std::ptr::null(),
-                    )
-                }
-                .map_err(|code| {
-                    cl_error(
-                        code,
-                        ErrorCode::LaunchFailed,
-                        format!("write of {len} bytes at {offset} on {}", self.id()),
-                    )
-                })
-            });
-        }
-        let owned = data.to_vec();
-        let ptr = owned.as_ptr();
-        self.submit("write", Keep::Bytes(owned), |q| {
-            // SAFETY: `mem` is live and the range is bounds-checked; `ptr` points at the owned
-            // copy, which the pending entry keeps until the command has completed.
+        // An idle queue takes a blocking write straight from the caller's bytes (the driver's
+        // one copy); otherwise the bytes are copied and written asynchronously from the copy.
+        let direct = len >= DIRECT_WRITE_BYTES && !self.book.failed() && self.idle();
+        let (blocking, keep, ptr) = if direct {
+            (CL_BLOCKING, Keep::Nothing, data.as_ptr())
+        } else {
+            let owned = data.to_vec();
+            let ptr = owned.as_ptr();
+            (CL_NON_BLOCKING, Keep::Bytes(owned), ptr)
+        };
+        self.submit("write", keep, |q| {
+            // SAFETY: `mem` is live and the range is bounds-checked; `ptr` points at the
+            // caller's bytes for a blocking write (read by the driver before it returns), else
+            // at the owned copy, which the pending entry keeps until the command has completed.
             unsafe {
                 enqueue_write_buffer(
                     q,
                     mem,
-                    CL_NON_BLOCKING,
+                    blocking,
                     offset,
                     len,
                     ptr.cast::<c_void>().cast_mut(),

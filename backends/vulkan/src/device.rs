@@ -512,7 +512,8 @@ impl Device for VulkanDevice {
     }
 
     fn host_addressable(&self) -> bool {
-        self.host_mapped_buffers()
+        // What the queues' map_host does: mapped buffers, used directly (not switched off).
+        self.host_mapped_buffers() && self.shared.direct_host_access.load(Ordering::SeqCst)
     }
 
     fn as_any(&self) -> &dyn Any {
