@@ -4,6 +4,7 @@
 use anyaccel_hal::{DType, OpCall, Result};
 use gemm::{gemm, Parallelism};
 
+use super::direct_conv;
 use super::layout::{par_ranges, threads, TView, GRAIN};
 use super::scalar::{load, store, Val};
 use super::{Body, Bound};
@@ -278,6 +279,119 @@ fn forward_gemm(
     })
 }
 
+/// Output channels per group from which the direct kernel ([`direct_conv`]) computes a
+/// convolution; below, its 8-channel blocks are mostly padding and im2col with `gemm` is used.
+const DIRECT_MIN_CHANNELS: usize = 4;
+
+/// The f32 forward convolution by the direct kernel; `Ok(false)` where it does not apply.
+fn forward_direct(
+    g: &ConvGeom,
+    a: &TView,
+    w: &TView,
+    out: &TView,
+    bias_at: Option<&(dyn Fn(usize) -> f64 + Sync)>,
+) -> Result<bool> {
+    let (as_, ws, os) = (
+        g.strides4(&a.desc.strides),
+        g.strides4(&w.desc.strides),
+        g.strides4(&out.desc.strides),
+    );
+    let (cg, og) = (g.cg(), g.og());
+    let plan = direct_conv::Plan {
+        n: g.n,
+        groups: g.groups,
+        cs: cg,
+        og,
+        src: g.input,
+        kernel: g.kernel,
+        stride: g.stride,
+        dilation: g.dilation,
+        pad: g.padding,
+        out: g.out,
+    };
+    let w_at = |grp: usize, o: usize, ci: usize, ky: usize, kx: usize| {
+        let at = w.desc.offset + (grp * og + o) * ws[0] + ci * ws[1] + ky * ws[2] + kx * ws[3];
+        // SAFETY: (grp og + o, ci, ky, kx) lies inside the weight's shape.
+        unsafe { w.get::<f32>(at) }
+    };
+    let bias = bias_at.map(|b| move |grp: usize, o: usize| b(grp * og + o) as f32);
+    let exact = |n: usize, grp: usize, o: usize, oy: usize, ox: usize| {
+        let oc = grp * og + o;
+        bias_at.map_or(0.0, |b| b(oc)) + forward_at(g, a, w, [n, oc, oy, ox])
+    };
+    let sink = direct_conv::Sink {
+        view: out,
+        strides: os,
+        bias: bias
+            .as_ref()
+            .map(|b| b as &(dyn Fn(usize, usize) -> f32 + Sync)),
+        exact: &exact,
+    };
+    direct_conv::run(&plan, a, as_, w_at, &sink)
+}
+
+/// The f32 input gradient of a stride-1 convolution (or a stride-1 transposed convolution) by
+/// the direct kernel, as the convolution of the output gradient with the flipped, transposed
+/// weights and padding `dilation (k - 1) - padding`; `Ok(false)` where it does not apply.
+fn data_direct(
+    g: &ConvGeom,
+    a: &TView,
+    w: &TView,
+    out: &TView,
+    bias_at: &(dyn Fn(usize) -> f64 + Sync),
+    data_at: &(dyn Fn(usize, usize, usize, usize) -> f64 + Sync),
+) -> Result<bool> {
+    let [kh, kw] = g.kernel;
+    let [dh, dw] = g.dilation;
+    let (Some(ph), Some(pw)) = (
+        (dh * (kh - 1)).checked_sub(g.padding[0]),
+        (dw * (kw - 1)).checked_sub(g.padding[1]),
+    ) else {
+        return Ok(false);
+    };
+    if g.stride != [1, 1] {
+        return Ok(false);
+    }
+    let (as_, ws, os) = (
+        g.strides4(&a.desc.strides),
+        g.strides4(&w.desc.strides),
+        g.strides4(&out.desc.strides),
+    );
+    let (cg, og) = (g.cg(), g.og());
+    let plan = direct_conv::Plan {
+        n: g.n,
+        groups: g.groups,
+        cs: og,
+        og: cg,
+        src: g.out,
+        kernel: g.kernel,
+        stride: [1, 1],
+        dilation: g.dilation,
+        pad: [ph, pw],
+        out: g.input,
+    };
+    // Output channel ci of the flipped convolution from its source channel o (a channel of dy).
+    let w_at = |grp: usize, ci: usize, o: usize, ky: usize, kx: usize| {
+        let at = w.desc.offset
+            + (grp * og + o) * ws[0]
+            + ci * ws[1]
+            + (kh - 1 - ky) * ws[2]
+            + (kw - 1 - kx) * ws[3];
+        // SAFETY: (grp og + o, ci, kh - 1 - ky, kw - 1 - kx) lies inside the weight's shape.
+        unsafe { w.get::<f32>(at) }
+    };
+    let bias = |grp: usize, ci: usize| bias_at(grp * cg + ci) as f32;
+    let exact =
+        |n: usize, grp: usize, ci: usize, iy: usize, ix: usize| data_at(n, grp * cg + ci, iy, ix);
+    let sink = direct_conv::Sink {
+        view: out,
+        strides: os,
+        bias: Some(&bias),
+        exact: &exact,
+    };
+    direct_conv::run(&plan, a, as_, w_at, &sink)
+}
+
 /// The kernel of one convolution call (any pass: forward, input gradient or transpose,
 /// weight gradient).
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
@@ -313,7 +427,11 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         };
         match pass {
             ConvPass::Forward if a.desc.dtype == DType::F32 && cg * kh * kw > 0 && oh * ow > 0 => {
-                forward_gemm(&g, a, w, out, has_bias.then_some(&bias_at))
+                let bias = has_bias.then_some(&bias_at as &(dyn Fn(usize) -> f64 + Sync));
+                if og >= DIRECT_MIN_CHANNELS && forward_direct(&g, a, w, out, bias)? {
+                    return Ok(());
+                }
+                forward_gemm(&g, a, w, out, bias)
             }
             ConvPass::Forward => {
                 let work = cg.saturating_mul(kh).saturating_mul(kw).max(1);
@@ -362,6 +480,10 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                     acc
                 };
                 if a.desc.dtype == DType::F32 && og * kh * kw > 0 && oh * ow > 0 {
+                    if cg >= DIRECT_MIN_CHANNELS && data_direct(&g, a, w, out, &bias_at, &data_at)?
+                    {
+                        return Ok(());
+                    }
                     return data_gemm(&g, a, w, out, &bias_at, &data_at);
                 }
                 let work = og.saturating_mul(kh).saturating_mul(kw).max(1);

@@ -7,6 +7,7 @@
 
 mod attention_grad;
 mod conv;
+mod direct_conv;
 mod elementwise;
 mod index;
 mod layout;

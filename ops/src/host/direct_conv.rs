@@ -1,0 +1,582 @@
+//! f32 convolution as a direct kernel (AVX-512) over a zero-padded copy of the input, without an
+//! im2col matrix.
+//!
+//! The input of each image and group is copied once into a padded frame, split into
+//! `stride_h x stride_w` phase planes (`phase[ci][ry][rx][Y][X] = padded[Y sh + ry][X sw + rx]`).
+//! Output position (oy, ox) is frame position `p = oy W2 + ox` (W2 the phase planes' width), and
+//! tap `k = (ci, ky, kx)` of every position lies at `p + off[k]` in the phase planes, so one tap
+//! of 48 consecutive positions is three plain vector loads. The frame's columns beyond the output
+//! width are computed and dropped. The microkernel keeps an 8-channel x 48-position block of the
+//! output in 24 registers and accumulates over the taps in f32 with fused multiply-adds, in tap
+//! order; the taps are walked in chunks of [`KC`] (the block is stored and reloaded between
+//! chunks), so every output element is one f32 sum over its taps in order.
+//!
+//! The same kernel computes the input gradient of a stride-1 convolution (and a stride-1
+//! transposed convolution): a convolution of the output gradient with the flipped, transposed
+//! weights.
+
+use anyaccel_hal::{Error, ErrorCode, Result};
+
+use super::layout::{par_ranges, TView};
+
+/// Output channels per microkernel block.
+const OB: usize = 8;
+/// Frame positions per microkernel block (three 16-lane vectors).
+const PB: usize = 48;
+/// Taps per chunk: the block's inputs (`KC` rows of `PB` floats, 24 KiB) stay in the L1 cache
+/// while the block's output channels are walked.
+const KC: usize = 128;
+/// Output-channel blocks whose weights of a chunk of taps (`KC x OBT x OB` floats, 32 KiB) stay
+/// in the L1 cache while the task's blocks of positions are walked.
+const OBT: usize = 8;
+/// Scratch kept for the next call on a thread, at most (floats).
+const KEEP: usize = 1 << 24;
+
+/// One convolution for the direct kernel, per image and group: `og` output channels from `cs`
+/// source channels of `src` spatial size, stride, dilation and top/left padding (the bottom and
+/// right are padded as far as the output needs).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    pub n: usize,
+    pub groups: usize,
+    pub cs: usize,
+    pub og: usize,
+    pub src: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    pub pad: [usize; 2],
+    pub out: [usize; 2],
+}
+
+/// Where the result goes: output element `(n, grp og + o, oy, ox)` of `view` through the 4-D
+/// strides `strides`, plus `bias(grp, o)`; an element that comes out non-finite is replaced by
+/// `exact(n, grp, o, oy, ox)` (the contract's sum, which skips the padding taps a product may
+/// have met an infinity with).
+pub(super) struct Sink<'a> {
+    pub view: &'a TView,
+    pub strides: [usize; 4],
+    pub bias: Option<&'a (dyn Fn(usize, usize) -> f32 + Sync)>,
+    pub exact: &'a (dyn Fn(usize, usize, usize, usize, usize) -> f64 + Sync),
+}
+
+/// Whether this machine runs the direct kernel.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The sizes the kernel derives from a plan, each product checked.
+struct Frame {
+    /// Phase planes' height and width.
+    h2: usize,
+    w2: usize,
+    /// Floats of one image-and-group's phase planes, with the slack the last rows read (0 when
+    /// the source is read in place).
+    job_len: usize,
+    /// Taps and their offsets in the phase planes (or in the source, read in place).
+    offs: Vec<usize>,
+    /// Frame positions (`oh w2`), their blocks of `PB`, and output-channel blocks.
+    positions: usize,
+    blocks: usize,
+    obs: usize,
+    /// The source's planes are the frame (a 1x1 convolution with stride 1 and no padding over
+    /// flat planes): no copy.
+    in_place: bool,
+}
+
+impl Frame {
+    fn of(p: &Plan, ss: [usize; 4]) -> Option<Frame> {
+        let [kh, kw] = p.kernel;
+        let [sh, sw] = p.stride;
+        let [dh, dw] = p.dilation;
+        let [oh, ow] = p.out;
+        let [ih, iw] = p.src;
+        if sh == 0 || sw == 0 || oh == 0 || ow == 0 || kh == 0 || kw == 0 {
+            return None;
+        }
+        // The padded frame the output reads: (o - 1) s + d (k - 1) + 1 in each dimension.
+        let hp = (oh - 1)
+            .checked_mul(sh)?
+            .checked_add(dh.checked_mul(kh - 1)?)?
+            .checked_add(1)?;
+        let wp = (ow - 1)
+            .checked_mul(sw)?
+            .checked_add(dw.checked_mul(kw - 1)?)?
+            .checked_add(1)?;
+        let (h2, mut w2) = (hp.div_ceil(sh), wp.div_ceil(sw));
+        if sw == 1 {
+            // A row's right padding reads the next row's left padding (zeros as well).
+            let right = wp.saturating_sub(p.pad[1] + iw);
+            w2 -= right.min(p.pad[1]);
+        }
+        let in_place = kh == 1
+            && kw == 1
+            && sh == 1
+            && sw == 1
+            && p.pad == [0, 0]
+            && [oh, ow] == [ih, iw]
+            && ss[3] == 1
+            && (oh == 1 || ss[2] == iw);
+        let plane = h2.checked_mul(w2)?;
+        let taps = p.cs.checked_mul(kh)?.checked_mul(kw)?;
+        let positions = oh.checked_mul(w2)?;
+        let blocks = positions.div_ceil(PB);
+        let mut offs = Vec::with_capacity(taps);
+        if in_place {
+            for ci in 0..p.cs {
+                offs.push(ci.checked_mul(ss[1])?);
+            }
+        } else {
+            p.cs.checked_mul(sh)?.checked_mul(sw)?.checked_mul(plane)?;
+            for ci in 0..p.cs {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let (ry, rx) = ((ky * dh) % sh, (kx * dw) % sw);
+                        offs.push(
+                            ((ci * sh + ry) * sw + rx) * plane + (ky * dh / sh) * w2 + kx * dw / sw,
+                        );
+                    }
+                }
+            }
+        }
+        let planes = p.cs * sh * sw * plane;
+        let reach = offs.iter().max().copied().unwrap_or(0) + blocks.checked_mul(PB)?;
+        Some(Frame {
+            h2,
+            w2,
+            job_len: if in_place { 0 } else { planes.max(reach) },
+            offs,
+            positions,
+            blocks,
+            obs: p.og.div_ceil(OB),
+            in_place,
+        })
+    }
+}
+
+/// A pointer that tasks use at disjoint places.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: every task writes a region no other task touches (see the uses).
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+thread_local! {
+    /// Scratch that the last call on this thread left, for the next.
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// At least `len` floats of scratch (any values), from this thread's last call when large
+/// enough; an out-of-memory error when they cannot be allocated.
+fn scratch(len: usize) -> Result<Vec<f32>> {
+    let mut v = SCRATCH.with(|s| s.take());
+    if v.len() < len {
+        v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| {
+            Error::new(
+                ErrorCode::OutOfMemory,
+                format!("conv: cannot allocate {len} floats of scratch for the direct kernel"),
+            )
+        })?;
+        v.resize(len, 0.0);
+    }
+    Ok(v)
+}
+
+/// Keeps `v` for the next call on this thread when it is not too large.
+fn keep(v: Vec<f32>) {
+    if v.len() <= KEEP {
+        SCRATCH.with(|s| s.set(v));
+    }
+}
+
+/// Runs the convolution `p` when the direct kernel applies (returns `Ok(false)` otherwise).
+///
+/// `src` is read at `(n, grp cs + ci, y, x)` through the 4-D strides `ss`; `w_at(grp, o, ci, ky,
+/// kx)` gives the weights.
+pub(super) fn run(
+    p: &Plan,
+    src: &TView,
+    ss: [usize; 4],
+    w_at: impl Fn(usize, usize, usize, usize, usize) -> f32 + Sync,
+    sink: &Sink,
+) -> Result<bool> {
+    if !available() || p.cs == 0 || p.og == 0 || p.n == 0 {
+        return Ok(false);
+    }
+    let Some(fr) = Frame::of(p, ss) else {
+        return Ok(false);
+    };
+    let jobs = p.n * p.groups;
+    let taps = fr.offs.len();
+    let [oh, ow] = p.out;
+    let os = sink.strides;
+    // Blocks go straight to the output when its rows are the frame's.
+    let direct = fr.w2 == ow && os[3] == 1 && (oh == 1 || os[2] == ow);
+    let cols = fr.blocks * PB;
+    let too_big = || {
+        Error::new(
+            ErrorCode::OutOfMemory,
+            "conv: the direct kernel's scratch size overflows",
+        )
+    };
+    let phase_len = jobs.checked_mul(fr.job_len).ok_or_else(too_big)?;
+    let tmp_len = if direct {
+        0
+    } else {
+        jobs.checked_mul(fr.obs * OB)
+            .and_then(|v| v.checked_mul(cols))
+            .ok_or_else(too_big)?
+    };
+    let wp_len = p
+        .groups
+        .checked_mul(fr.obs * OB)
+        .and_then(|v| v.checked_mul(taps + 1))
+        .ok_or_else(too_big)?;
+    let mut buf = scratch(
+        phase_len
+            .checked_add(tmp_len)
+            .and_then(|v| v.checked_add(wp_len))
+            .ok_or_else(too_big)?,
+    )?;
+    let (phase, rest) = buf.split_at_mut(phase_len);
+    let (tmp, wp) = rest.split_at_mut(tmp_len);
+
+    // The weights of group grp, block ob as [taps][OB] (zeros past og), then the block's bias.
+    let [kh, kw] = p.kernel;
+    let wp = &mut wp[..wp_len];
+    let panel_len = (taps + 1) * OB;
+    let wp_ptr = Shared(wp.as_mut_ptr());
+    par_ranges(p.groups * fr.obs, 1, |range| {
+        for gob in range {
+            let (grp, ob) = (gob / fr.obs, gob % fr.obs);
+            // SAFETY: panel gob of `wp` is this task's alone.
+            let panel = unsafe {
+                std::slice::from_raw_parts_mut({ wp_ptr }.0.add(gob * panel_len), panel_len)
+            };
+            panel.fill(0.0);
+            for j in 0..(p.og - ob * OB).min(OB) {
+                let o = ob * OB + j;
+                let mut k = 0;
+                for ci in 0..p.cs {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            panel[k * OB + j] = w_at(grp, o, ci, ky, kx);
+                            k += 1;
+                        }
+                    }
+                }
+                panel[taps * OB + j] = sink.bias.map_or(0.0, |b| b(grp, o));
+            }
+        }
+        Ok(())
+    })?;
+
+    // The phase planes of every image and group.
+    if !fr.in_place {
+        let ph_ptr = Shared(phase.as_mut_ptr());
+        par_ranges(jobs, 1, |range| {
+            for job in range {
+                // SAFETY: job's region of `phase` is this task's alone.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut({ ph_ptr }.0.add(job * fr.job_len), fr.job_len)
+                };
+                fill_phases(p, &fr, src, ss, job, dst);
+            }
+            Ok(())
+        })?;
+    }
+
+    // The blocks, in parallel over (job, block) ranges.
+    let tmp_ptr = Shared(tmp.as_mut_ptr());
+    let per_block = PB * taps * fr.obs * OB;
+    let grain = ((1usize << 18) / per_block.max(1)).max(1);
+    let (phase, wp) = (&*phase, &*wp);
+    let nonfinite = std::sync::atomic::AtomicBool::new(false);
+    par_ranges(jobs * fr.blocks, grain, |range| {
+        let mut at = range.start;
+        while at < range.end {
+            let job = at / fr.blocks;
+            let end = range.end.min((job + 1) * fr.blocks);
+            let (n, grp) = (job / p.groups, job % p.groups);
+            let x0 = if fr.in_place {
+                src.ptr::<f32>(src.desc.offset + n * ss[0] + grp * p.cs * ss[1]) as *const f32
+            } else {
+                phase[job * fr.job_len..].as_ptr()
+            };
+            for k0 in (0..taps).step_by(KC) {
+                let k1 = (k0 + KC).min(taps);
+                for ob0 in (0..fr.obs).step_by(OBT) {
+                    for blk in at % fr.blocks..(end - 1) % fr.blocks + 1 {
+                        let width = (fr.positions - blk * PB).min(PB);
+                        for ob in ob0..(ob0 + OBT).min(fr.obs) {
+                            let rows = (p.og - ob * OB).min(OB);
+                            let w = wp[((grp * fr.obs + ob) * (taps + 1) + k0) * OB..].as_ptr();
+                            let bias = (k1 == taps).then(|| {
+                                wp[((grp * fr.obs + ob) * (taps + 1) + taps) * OB..].as_ptr()
+                            });
+                            let (out, ld) = if direct {
+                                let at = sink.view.desc.offset
+                                    + n * os[0]
+                                    + (grp * p.og + ob * OB) * os[1]
+                                    + blk * PB;
+                                (sink.view.ptr::<f32>(at), os[1])
+                            } else {
+                                let at = (job * fr.obs * OB + ob * OB) * cols + blk * PB;
+                                // SAFETY: inside `tmp` (jobs x obs OB rows of `cols`).
+                                (unsafe { { tmp_ptr }.0.add(at) }, cols)
+                            };
+                            // SAFETY: the taps read x0 + off + blk PB + 0..width, inside the job's
+                            // planes and slack (`Frame::job_len`) or, in place, inside the source's
+                            // planes (width stops at the plane's end); w holds (k1 - k0) x OB
+                            // floats and bias OB; the block written is (job, ob, blk)'s, this
+                            // task's alone: `rows` rows `ld` apart of `width` floats, inside the
+                            // output (its rows are the frame's) or `tmp`.
+                            let bad = unsafe {
+                                block(
+                                    x0.add(blk * PB),
+                                    &fr.offs[k0..k1],
+                                    w,
+                                    out,
+                                    ld,
+                                    Tile {
+                                        width,
+                                        rows,
+                                        first: k0 == 0,
+                                        bias,
+                                    },
+                                )
+                            };
+                            if bad && direct {
+                                nonfinite.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+            at = end;
+        }
+        Ok(())
+    })?;
+
+    // The rows, out of the frame, or the non-finite elements of the output fixed.
+    let view = sink.view;
+    let at =
+        |n: usize, ch: usize, oy: usize| view.desc.offset + n * os[0] + ch * os[1] + oy * os[2];
+    if !direct || nonfinite.into_inner() {
+        let tmp = &*tmp;
+        par_ranges(jobs * p.og, (1 << 14) / (oh * ow).max(1) + 1, |range| {
+            for jo in range {
+                let (job, o) = (jo / p.og, jo % p.og);
+                let (n, grp) = (job / p.groups, job % p.groups);
+                let row0 = (job * fr.obs * OB + o) * cols;
+                for oy in 0..oh {
+                    let base = at(n, grp * p.og + o, oy);
+                    let exact = |ox: usize| (sink.exact)(n, grp, o, oy, ox);
+                    if direct {
+                        fix_row(view, base, ow, exact);
+                    } else {
+                        let r = row0 + oy * fr.w2;
+                        put_row(view, base, os[3], &tmp[r..r + ow], exact);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    keep(buf);
+    Ok(true)
+}
+
+/// Writes `row` at element offset `base + i step` of `out`; an element that is non-finite is
+/// `exact(i)` instead.
+fn put_row(out: &TView, base: usize, step: usize, row: &[f32], exact: impl Fn(usize) -> f64) {
+    let mut bad = false;
+    if step == 1 {
+        // SAFETY: the caller passes a row of the output's shape: `row.len()` elements from
+        // `base` with stride 1, written by this task alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr::<f32>(base), row.len()) };
+        for (d, &v) in dst.iter_mut().zip(row) {
+            bad |= !v.is_finite();
+            *d = v;
+        }
+    } else {
+        for (i, &v) in row.iter().enumerate() {
+            bad |= !v.is_finite();
+            // SAFETY: as above, with stride `step`.
+            unsafe { out.set(base + i * step, v) };
+        }
+    }
+    if bad {
+        for (i, &v) in row.iter().enumerate() {
+            if !v.is_finite() {
+                // SAFETY: as above.
+                unsafe { out.set(base + i * step, exact(i) as f32) };
+            }
+        }
+    }
+}
+
+/// Replaces the non-finite elements of the output row of `len` floats at `base` (stride 1) by
+/// `exact(i)`.
+fn fix_row(out: &TView, base: usize, len: usize, exact: impl Fn(usize) -> f64) {
+    for i in 0..len {
+        // SAFETY: the caller passes a row of the output's shape, this task's alone.
+        unsafe {
+            if !out.get::<f32>(base + i).is_finite() {
+                out.set(base + i, exact(i) as f32);
+            }
+        }
+    }
+}
+
+/// Fills the phase planes of one image and group (`fr.job_len` floats, every one written).
+fn fill_phases(p: &Plan, fr: &Frame, src: &TView, ss: [usize; 4], job: usize, dst: &mut [f32]) {
+    dst.fill(0.0);
+    let (n, grp) = (job / p.groups, job % p.groups);
+    let [sh, sw] = p.stride;
+    let [ih, iw] = p.src;
+    let [ph, pw] = p.pad;
+    let plane = fr.h2 * fr.w2;
+    for ci in 0..p.cs {
+        let cb = src.desc.offset + n * ss[0] + (grp * p.cs + ci) * ss[1];
+        for ry in 0..sh {
+            for rx in 0..sw {
+                let pb = ((ci * sh + ry) * sw + rx) * plane;
+                for y2 in 0..fr.h2 {
+                    // Source row y2 sh + ry - ph.
+                    let Some(sy) = (y2 * sh + ry).checked_sub(ph).filter(|&y| y < ih) else {
+                        continue;
+                    };
+                    let row = &mut dst[pb + y2 * fr.w2..pb + (y2 + 1) * fr.w2];
+                    let rb = cb + sy * ss[2];
+                    // Columns X whose source x = X sw + rx - pw lies in 0..iw.
+                    let x_lo = pw.saturating_sub(rx).div_ceil(sw);
+                    let x_hi = (iw + pw).saturating_sub(rx).div_ceil(sw).min(fr.w2);
+                    if x_lo >= x_hi {
+                        continue;
+                    }
+                    let sx0 = x_lo * sw + rx - pw;
+                    if sw == 1 && ss[3] == 1 {
+                        // SAFETY: source columns sx0 .. sx0 + (x_hi - x_lo) lie in row sy.
+                        let run = unsafe { src.run::<f32>(rb + sx0, x_hi - x_lo) };
+                        row[x_lo..x_hi].copy_from_slice(run);
+                    } else {
+                        for (i, v) in row[x_lo..x_hi].iter_mut().enumerate() {
+                            // SAFETY: source column sx0 + i sw < iw, in row sy.
+                            *v = unsafe { src.get::<f32>(rb + (sx0 + i * sw) * ss[3]) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one call of [`block`] covers: `width` (1..=PB) frame positions of `rows` (1..=OB)
+/// output channels; the sums start from zero when `first` (else from the output); `bias`
+/// (OB floats) is added when this is the last chunk of taps.
+struct Tile {
+    width: usize,
+    rows: usize,
+    first: bool,
+    bias: Option<*const f32>,
+}
+
+/// One block: `OB` output channels x `tile.width` frame positions, accumulating the taps
+/// `offs` (rows of `x` at those offsets) times the weights `w` (`[taps][OB]`) into `out` (rows
+/// `ld` apart, `tile.rows` of them stored). Returns whether a stored value is non-finite (on the
+/// last chunk).
+///
+/// # Safety
+/// `x + off + 0..width` must be readable for every `off`, `w` must hold `offs.len() x OB`
+/// floats (and `bias` OB), `out + j ld + 0..width` writable (and readable unless `first`) for
+/// `j < rows`, and the machine must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block(
+    x: *const f32,
+    offs: &[usize],
+    w: *const f32,
+    out: *mut f32,
+    ld: usize,
+    t: Tile,
+) -> bool {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's contract: every access below stays inside the regions it names
+    // (lanes past `width` masked off), and AVX-512F is present.
+    unsafe {
+        let lanes = |v: usize| -> __mmask16 {
+            let n = t.width.saturating_sub(v * 16).min(16);
+            ((1u32 << n) - 1) as __mmask16
+        };
+        let masks = [lanes(0), lanes(1), lanes(2)];
+        let mut acc = [[_mm512_setzero_ps(); 3]; OB];
+        if !t.first {
+            for (j, row) in acc.iter_mut().enumerate().take(t.rows) {
+                for (v, a) in row.iter_mut().enumerate() {
+                    *a = _mm512_maskz_loadu_ps(masks[v], out.add(j * ld + v * 16));
+                }
+            }
+        }
+        let mut w = w;
+        if t.width > 32 {
+            for &off in offs {
+                let p = x.add(off);
+                let xs = [
+                    _mm512_loadu_ps(p),
+                    _mm512_loadu_ps(p.add(16)),
+                    _mm512_maskz_loadu_ps(masks[2], p.add(32)),
+                ];
+                for (j, row) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*w.add(j));
+                    for (a, &xv) in row.iter_mut().zip(&xs) {
+                        *a = _mm512_fmadd_ps(b, xv, *a);
+                    }
+                }
+                w = w.add(OB);
+            }
+        } else {
+            for &off in offs {
+                let p = x.add(off);
+                let xs = [
+                    _mm512_maskz_loadu_ps(masks[0], p),
+                    _mm512_maskz_loadu_ps(masks[1], p.add(16)),
+                ];
+                for (j, row) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*w.add(j));
+                    for (a, &xv) in row[..2].iter_mut().zip(&xs) {
+                        *a = _mm512_fmadd_ps(b, xv, *a);
+                    }
+                }
+                w = w.add(OB);
+            }
+        }
+        let mut bad = 0u16;
+        for (j, row) in acc.iter_mut().enumerate().take(t.rows) {
+            for (v, a) in row.iter_mut().enumerate() {
+                if let Some(bias) = t.bias {
+                    *a = _mm512_add_ps(*a, _mm512_set1_ps(*bias.add(j)));
+                    // x - x is NaN exactly where x is infinite or NaN.
+                    let d = _mm512_sub_ps(*a, *a);
+                    bad |= _mm512_mask_cmp_ps_mask::<_CMP_UNORD_Q>(masks[v], d, d);
+                }
+                _mm512_mask_storeu_ps(out.add(j * ld + v * 16), masks[v], *a);
+            }
+        }
+        bad != 0
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn block(_: *const f32, _: &[usize], _: *const f32, _: *mut f32, _: usize, _: Tile) -> bool {
+    unreachable!("the direct convolution runs only where `available` says so")
+}
