@@ -283,6 +283,22 @@ fn forward_gemm(
 /// convolution; below, its 8-channel blocks are mostly padding and im2col with `gemm` is used.
 const DIRECT_MIN_CHANNELS: usize = 4;
 
+/// The forward convolution `g` as a plan for the direct kernel.
+fn forward_plan(g: &ConvGeom) -> direct_conv::Plan {
+    direct_conv::Plan {
+        n: g.n,
+        groups: g.groups,
+        cs: g.cg(),
+        og: g.og(),
+        src: g.input,
+        kernel: g.kernel,
+        stride: g.stride,
+        dilation: g.dilation,
+        pad: g.padding,
+        out: g.out,
+    }
+}
+
 /// The f32 forward convolution by the direct kernel; `Ok(false)` where it does not apply.
 fn forward_direct(
     g: &ConvGeom,
@@ -296,19 +312,8 @@ fn forward_direct(
         g.strides4(&w.desc.strides),
         g.strides4(&out.desc.strides),
     );
-    let (cg, og) = (g.cg(), g.og());
-    let plan = direct_conv::Plan {
-        n: g.n,
-        groups: g.groups,
-        cs: cg,
-        og,
-        src: g.input,
-        kernel: g.kernel,
-        stride: g.stride,
-        dilation: g.dilation,
-        pad: g.padding,
-        out: g.out,
-    };
+    let og = g.og();
+    let plan = forward_plan(g);
     let w_at = |grp: usize, o: usize, ci: usize, ky: usize, kx: usize| {
         let at = w.desc.offset + (grp * og + o) * ws[0] + ci * ws[1] + ky * ws[2] + kx * ws[3];
         // SAFETY: (grp og + o, ci, ky, kx) lies inside the weight's shape.
@@ -536,6 +541,12 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                     acc
                 };
                 if a.desc.dtype == DType::F32 && cg * kh * kw > 0 && oh * ow > 0 && g.n > 0 {
+                    let plan = forward_plan(&g);
+                    if og >= DIRECT_MIN_CHANNELS
+                        && direct_conv::run_filter(&plan, w, xs, a, as_, out, os, filter_at)?
+                    {
+                        return Ok(());
+                    }
                     return filter_gemm(&g, a, w, out, &filter_at);
                 }
                 let work = g.n.saturating_mul(oh).saturating_mul(ow).max(1);

@@ -92,7 +92,7 @@ struct Frame {
 }
 
 impl Frame {
-    fn of(p: &Plan, ss: [usize; 4]) -> Option<Frame> {
+    fn of(p: &Plan, ss: Option<[usize; 4]>) -> Option<Frame> {
         let [kh, kw] = p.kernel;
         let [sh, sw] = p.stride;
         let [dh, dw] = p.dilation;
@@ -122,8 +122,7 @@ impl Frame {
             && sw == 1
             && p.pad == [0, 0]
             && [oh, ow] == [ih, iw]
-            && ss[3] == 1
-            && (oh == 1 || ss[2] == iw);
+            && ss.is_some_and(|ss| ss[3] == 1 && (oh == 1 || ss[2] == iw));
         let plane = h2.checked_mul(w2)?;
         let taps = p.cs.checked_mul(kh)?.checked_mul(kw)?;
         let positions = oh.checked_mul(w2)?;
@@ -131,7 +130,7 @@ impl Frame {
         let mut offs = Vec::with_capacity(taps);
         if in_place {
             for ci in 0..p.cs {
-                offs.push(ci.checked_mul(ss[1])?);
+                offs.push(ci.checked_mul(ss.map_or(0, |ss| ss[1]))?);
             }
         } else {
             p.cs.checked_mul(sh)?.checked_mul(sw)?.checked_mul(plane)?;
@@ -212,7 +211,7 @@ pub(super) fn run(
     if !available() || p.cs == 0 || p.og == 0 || p.n == 0 {
         return Ok(false);
     }
-    let Some(fr) = Frame::of(p, ss) else {
+    let Some(fr) = Frame::of(p, Some(ss)) else {
         return Ok(false);
     };
     let jobs = p.n * p.groups;
@@ -282,17 +281,7 @@ pub(super) fn run(
 
     // The phase planes of every image and group.
     if !fr.in_place {
-        let ph_ptr = Shared(phase.as_mut_ptr());
-        par_ranges(jobs, 1, |range| {
-            for job in range {
-                // SAFETY: job's region of `phase` is this task's alone.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut({ ph_ptr }.0.add(job * fr.job_len), fr.job_len)
-                };
-                fill_phases(p, &fr, src, ss, job, dst);
-            }
-            Ok(())
-        })?;
+        fill_all(p, &fr, src, ss, phase)?;
     }
 
     // The blocks, in parallel over (job, block) ranges.
@@ -436,6 +425,201 @@ fn fix_row(out: &TView, base: usize, len: usize, exact: impl Fn(usize) -> f64) {
             }
         }
     }
+}
+
+/// Fills the phase planes of every image and group (`phase`: jobs x `fr.job_len` floats).
+fn fill_all(p: &Plan, fr: &Frame, src: &TView, ss: [usize; 4], phase: &mut [f32]) -> Result<()> {
+    let ph_ptr = Shared(phase.as_mut_ptr());
+    par_ranges(p.n * p.groups, 1, |range| {
+        for job in range {
+            // SAFETY: job's region of `phase` is this task's alone.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut({ ph_ptr }.0.add(job * fr.job_len), fr.job_len)
+            };
+            fill_phases(p, fr, src, ss, job, dst);
+        }
+        Ok(())
+    })
+}
+
+/// Taps and output channels per block of the weight gradient.
+const WT: usize = 4;
+const WO: usize = 4;
+/// Positions whose products one f32 lane sum takes (the runs are added in f64).
+const RUN: usize = 1024;
+
+/// The weight gradient of the convolution `p` when the direct kernel applies (`Ok(false)`
+/// otherwise): `dw[grp og + o, ci, ky, kx] = sum_n sum_(oy, ox) dy[n, grp og + o, oy, ox]
+/// x[n, grp cs + ci, oy sh + ky dh - ph, ox sw + kx dw - pw]`, with `x` read through its
+/// phase planes, each image's positions in runs of [`RUN`] summed in f32 lanes and the runs
+/// added in f64, in a fixed order. `x` is read through `xs`, `dy` through `dys`, the result
+/// (weight-shaped) written through `os`; an element that comes out non-finite is `exact(oc, ci,
+/// ky, kx)` instead.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_filter(
+    p: &Plan,
+    x: &TView,
+    xs: [usize; 4],
+    dy: &TView,
+    dys: [usize; 4],
+    out: &TView,
+    os: [usize; 4],
+    exact: impl Fn(usize, usize, usize, usize) -> f64 + Sync,
+) -> Result<bool> {
+    if !available() || p.cs == 0 || p.og == 0 || p.n == 0 {
+        return Ok(false);
+    }
+    let Some(fr) = Frame::of(p, None) else {
+        return Ok(false);
+    };
+    let jobs = p.n * p.groups;
+    let taps = fr.offs.len();
+    let [oh, ow] = p.out;
+    let [kh, kw] = p.kernel;
+    // dy in the frame: per job, rows of `len` floats (zeros past the output's columns and
+    // positions), og rounded up to WO rows.
+    let len = fr.positions.div_ceil(16) * 16;
+    let ogr = p.og.div_ceil(WO) * WO;
+    let too_big = || {
+        Error::new(
+            ErrorCode::OutOfMemory,
+            "conv: the direct kernel's scratch size overflows",
+        )
+    };
+    let phase_len = jobs.checked_mul(fr.job_len).ok_or_else(too_big)?;
+    let dyf_len = jobs
+        .checked_mul(ogr)
+        .and_then(|v| v.checked_mul(len))
+        .ok_or_else(too_big)?;
+    let mut buf = scratch(phase_len.checked_add(dyf_len).ok_or_else(too_big)?)?;
+    let (phase, dyf) = buf.split_at_mut(phase_len);
+    fill_all(p, &fr, x, xs, phase)?;
+    let dyf = &mut dyf[..dyf_len];
+    let dy_ptr = Shared(dyf.as_mut_ptr());
+    par_ranges(jobs, 1, |range| {
+        for job in range {
+            let (n, grp) = (job / p.groups, job % p.groups);
+            // SAFETY: job's rows of `dyf` are this task's alone.
+            let rows = unsafe {
+                std::slice::from_raw_parts_mut({ dy_ptr }.0.add(job * ogr * len), ogr * len)
+            };
+            rows.fill(0.0);
+            for o in 0..p.og {
+                let cb = dy.desc.offset + n * dys[0] + (grp * p.og + o) * dys[1];
+                for oy in 0..oh {
+                    let row = &mut rows[o * len + oy * fr.w2..][..ow];
+                    if dys[3] == 1 {
+                        // SAFETY: row oy of channel grp og + o lies inside dy's shape.
+                        row.copy_from_slice(unsafe { dy.run::<f32>(cb + oy * dys[2], ow) });
+                        continue;
+                    }
+                    for (ox, v) in row.iter_mut().enumerate() {
+                        // SAFETY: (n, grp og + o, oy, ox) lies inside dy's shape.
+                        *v = unsafe { dy.get::<f32>(cb + oy * dys[2] + ox * dys[3]) };
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+
+    // Blocks of WT taps x WO channels, in parallel; each sums over every image and position.
+    let (tbs, obs) = (taps.div_ceil(WT), ogr / WO);
+    let (phase, dyf) = (&*phase, &*dyf);
+    let tiles = p.groups * obs * tbs;
+    par_ranges(tiles, 1, |range| {
+        let mut sums = vec![[0f64; WT * WO]; range.len()];
+        for n in 0..p.n {
+            for (tile, sum) in range.clone().zip(sums.iter_mut()) {
+                let (grp, ob, tb) = (tile / (obs * tbs), (tile / tbs) % obs, tile % tbs);
+                let job = n * p.groups + grp;
+                let toffs: [usize; WT] =
+                    std::array::from_fn(|t| fr.offs[(tb * WT + t).min(taps - 1)]);
+                for r0 in (0..len).step_by(RUN) {
+                    let x0 = phase[job * fr.job_len + r0..].as_ptr();
+                    let d0 = dyf[(job * ogr + ob * WO) * len + r0..].as_ptr();
+                    // SAFETY: the taps read x0 + off + 0..run, inside the job's planes and
+                    // slack (`Frame::job_len` >= max off + blocks PB >= max off + len); the
+                    // WO rows of dy read d0 + j len + 0..run, inside the job's rows.
+                    unsafe { wblock(x0, toffs, d0, len, (len - r0).min(RUN), sum) };
+                }
+            }
+        }
+        for (tile, sum) in range.zip(&sums) {
+            let (grp, ob, tb) = (tile / (obs * tbs), (tile / tbs) % obs, tile % tbs);
+            for t in 0..WT.min(taps - tb * WT) {
+                let k = tb * WT + t;
+                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                for j in 0..WO.min(p.og.saturating_sub(ob * WO)) {
+                    let oc = grp * p.og + ob * WO + j;
+                    let v = sum[t * WO + j] as f32;
+                    let v = if v.is_finite() {
+                        v
+                    } else {
+                        exact(oc, ci, ky, kx) as f32
+                    };
+                    let at = out.desc.offset + oc * os[0] + ci * os[1] + ky * os[2] + kx * os[3];
+                    // SAFETY: (oc, ci, ky, kx) lies inside the weight-shaped output; this
+                    // tile's elements are written by this task alone.
+                    unsafe { out.set(at, v) };
+                }
+            }
+        }
+        Ok(())
+    })?;
+    keep(buf);
+    Ok(true)
+}
+
+/// `sum[t WO + j] += sum_(i < run) x[toffs[t] + i] dy[j ld + i]`, the products summed in f32
+/// lanes of 16, the lanes added in a fixed order, in f64.
+///
+/// # Safety
+/// `x + toffs[t] + 0..run` and `dy + j ld + 0..run` (`j < WO`) must be readable, `run` a
+/// multiple of 16, and the machine must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn wblock(
+    x: *const f32,
+    toffs: [usize; WT],
+    dy: *const f32,
+    ld: usize,
+    run: usize,
+    sum: &mut [f64; WT * WO],
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's contract: every load below stays inside the regions it names, and
+    // AVX-512F is present.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); WT]; WO];
+        let xp: [*const f32; WT] = std::array::from_fn(|t| x.add(toffs[t]));
+        for i in (0..run).step_by(16) {
+            let xs: [__m512; WT] = std::array::from_fn(|t| _mm512_loadu_ps(xp[t].add(i)));
+            for (j, row) in acc.iter_mut().enumerate() {
+                let dv = _mm512_loadu_ps(dy.add(j * ld + i));
+                for (a, &xv) in row.iter_mut().zip(&xs) {
+                    *a = _mm512_fmadd_ps(xv, dv, *a);
+                }
+            }
+        }
+        for (j, row) in acc.iter().enumerate() {
+            for (t, a) in row.iter().enumerate() {
+                sum[t * WO + j] += f64::from(_mm512_reduce_add_ps(*a));
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn wblock(
+    _: *const f32,
+    _: [usize; WT],
+    _: *const f32,
+    _: usize,
+    _: usize,
+    _: &mut [f64; WT * WO],
+) {
+    unreachable!("the direct convolution runs only where `available` says so")
 }
 
 /// Fills the phase planes of one image and group (`fr.job_len` floats, every one written).
