@@ -301,12 +301,20 @@ pub(super) fn run(
             } else {
                 phase[job * fr.job_len..].as_ptr()
             };
-            for k0 in (0..taps).step_by(KC) {
-                let k1 = (k0 + KC).min(taps);
-                for ob0 in (0..fr.obs).step_by(OBT) {
+            let kcx = std::env::var("KC")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(KC);
+            let obt = std::env::var("OBT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(OBT);
+            for k0 in (0..taps).step_by(kcx) {
+                let k1 = (k0 + kcx).min(taps);
+                for ob0 in (0..fr.obs).step_by(obt) {
                     for blk in at % fr.blocks..(end - 1) % fr.blocks + 1 {
                         let width = (fr.positions - blk * PB).min(PB);
-                        for ob in ob0..(ob0 + OBT).min(fr.obs) {
+                        for ob in ob0..(ob0 + obt).min(fr.obs) {
                             let rows = (p.og - ob * OB).min(OB);
                             let w = wp[((grp * fr.obs + ob) * (taps + 1) + k0) * OB..].as_ptr();
                             let bias = (k1 == taps).then(|| {
@@ -443,8 +451,8 @@ fn fill_all(p: &Plan, fr: &Frame, src: &TView, ss: [usize; 4], phase: &mut [f32]
 }
 
 /// Taps and output channels per block of the weight gradient.
-const WT: usize = 4;
-const WO: usize = 4;
+const WT: usize = 5;
+const WO: usize = 3;
 /// Positions whose products one f32 lane sum takes (the runs are added in f64).
 const RUN: usize = 1024;
 
@@ -503,7 +511,18 @@ pub(super) fn run_filter(
             let rows = unsafe {
                 std::slice::from_raw_parts_mut({ dy_ptr }.0.add(job * ogr * len), ogr * len)
             };
-            rows.fill(0.0);
+            // Zeros past the output's columns and positions, and in the rows past og.
+            for o in 0..ogr {
+                let r = &mut rows[o * len..(o + 1) * len];
+                if o >= p.og {
+                    r.fill(0.0);
+                    continue;
+                }
+                r[oh * fr.w2..].fill(0.0);
+                for oy in 0..oh {
+                    r[oy * fr.w2 + ow..(oy + 1) * fr.w2].fill(0.0);
+                }
+            }
             for o in 0..p.og {
                 let cb = dy.desc.offset + n * dys[0] + (grp * p.og + o) * dys[1];
                 for oy in 0..oh {
@@ -591,20 +610,23 @@ unsafe fn wblock(
     // SAFETY: the caller's contract: every load below stays inside the regions it names, and
     // AVX-512F is present.
     unsafe {
-        let mut acc = [[_mm512_setzero_ps(); WT]; WO];
+        let mut acc = [_mm512_setzero_ps(); WT * WO];
         let xp: [*const f32; WT] = std::array::from_fn(|t| x.add(toffs[t]));
-        for i in (0..run).step_by(16) {
+        let dp: [*const f32; WO] = std::array::from_fn(|j| dy.add(j * ld));
+        let mut i = 0;
+        while i < run {
             let xs: [__m512; WT] = std::array::from_fn(|t| _mm512_loadu_ps(xp[t].add(i)));
-            for (j, row) in acc.iter_mut().enumerate() {
-                let dv = _mm512_loadu_ps(dy.add(j * ld + i));
-                for (a, &xv) in row.iter_mut().zip(&xs) {
-                    *a = _mm512_fmadd_ps(xv, dv, *a);
+            for j in 0..WO {
+                let dv = _mm512_loadu_ps(dp[j].add(i));
+                for t in 0..WT {
+                    acc[j * WT + t] = _mm512_fmadd_ps(xs[t], dv, acc[j * WT + t]);
                 }
             }
+            i += 16;
         }
-        for (j, row) in acc.iter().enumerate() {
-            for (t, a) in row.iter().enumerate() {
-                sum[t * WO + j] += f64::from(_mm512_reduce_add_ps(*a));
+        for j in 0..WO {
+            for t in 0..WT {
+                sum[t * WO + j] += f64::from(_mm512_reduce_add_ps(acc[j * WT + t]));
             }
         }
     }
@@ -624,35 +646,54 @@ unsafe fn wblock(
 
 /// Fills the phase planes of one image and group (`fr.job_len` floats, every one written).
 fn fill_phases(p: &Plan, fr: &Frame, src: &TView, ss: [usize; 4], job: usize, dst: &mut [f32]) {
-    dst.fill(0.0);
     let (n, grp) = (job / p.groups, job % p.groups);
     let [sh, sw] = p.stride;
     let [ih, iw] = p.src;
     let [ph, pw] = p.pad;
     let plane = fr.h2 * fr.w2;
+    // The slack past the planes.
+    dst[p.cs * sh * sw * plane..].fill(0.0);
     for ci in 0..p.cs {
         let cb = src.desc.offset + n * ss[0] + (grp * p.cs + ci) * ss[1];
         for ry in 0..sh {
             for rx in 0..sw {
                 let pb = ((ci * sh + ry) * sw + rx) * plane;
                 for y2 in 0..fr.h2 {
+                    let row = &mut dst[pb + y2 * fr.w2..pb + (y2 + 1) * fr.w2];
                     // Source row y2 sh + ry - ph.
                     let Some(sy) = (y2 * sh + ry).checked_sub(ph).filter(|&y| y < ih) else {
+                        row.fill(0.0);
                         continue;
                     };
-                    let row = &mut dst[pb + y2 * fr.w2..pb + (y2 + 1) * fr.w2];
                     let rb = cb + sy * ss[2];
                     // Columns X whose source x = X sw + rx - pw lies in 0..iw.
-                    let x_lo = pw.saturating_sub(rx).div_ceil(sw);
+                    let x_lo = pw.saturating_sub(rx).div_ceil(sw).min(fr.w2);
                     let x_hi = (iw + pw).saturating_sub(rx).div_ceil(sw).min(fr.w2);
                     if x_lo >= x_hi {
+                        row.fill(0.0);
                         continue;
                     }
+                    row[..x_lo].fill(0.0);
+                    row[x_hi..].fill(0.0);
                     let sx0 = x_lo * sw + rx - pw;
                     if sw == 1 && ss[3] == 1 {
                         // SAFETY: source columns sx0 .. sx0 + (x_hi - x_lo) lie in row sy.
                         let run = unsafe { src.run::<f32>(rb + sx0, x_hi - x_lo) };
                         row[x_lo..x_hi].copy_from_slice(run);
+                    } else if ss[3] == 1 {
+                        let m = x_hi - x_lo;
+                        // Whole groups of `sw` source columns, then the last tap alone (the
+                        // row may end right after it).
+                        let whole = if iw - sx0 >= m * sw { m } else { m - 1 };
+                        // SAFETY: source columns sx0 .. sx0 + whole sw lie in row sy.
+                        let run = unsafe { src.run::<f32>(rb + sx0, whole * sw) };
+                        for (v, g) in row[x_lo..x_lo + whole].iter_mut().zip(run.chunks_exact(sw)) {
+                            *v = g[0];
+                        }
+                        if whole < m {
+                            // SAFETY: source column sx0 + (m - 1) sw < iw, in row sy.
+                            row[x_hi - 1] = unsafe { src.get::<f32>(rb + sx0 + (m - 1) * sw) };
+                        }
                     } else {
                         for (i, v) in row[x_lo..x_hi].iter_mut().enumerate() {
                             // SAFETY: source column sx0 + i sw < iw, in row sy.
