@@ -301,20 +301,12 @@ pub(super) fn run(
             } else {
                 phase[job * fr.job_len..].as_ptr()
             };
-            let kcx = std::env::var("KC")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(KC);
-            let obt = std::env::var("OBT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(OBT);
-            for k0 in (0..taps).step_by(kcx) {
-                let k1 = (k0 + kcx).min(taps);
-                for ob0 in (0..fr.obs).step_by(obt) {
+            for k0 in (0..taps).step_by(KC) {
+                let k1 = (k0 + KC).min(taps);
+                for ob0 in (0..fr.obs).step_by(OBT) {
                     for blk in at % fr.blocks..(end - 1) % fr.blocks + 1 {
                         let width = (fr.positions - blk * PB).min(PB);
-                        for ob in ob0..(ob0 + obt).min(fr.obs) {
+                        for ob in ob0..(ob0 + OBT).min(fr.obs) {
                             let rows = (p.og - ob * OB).min(OB);
                             let w = wp[((grp * fr.obs + ob) * (taps + 1) + k0) * OB..].as_ptr();
                             let bias = (k1 == taps).then(|| {
