@@ -17,7 +17,7 @@
 
 use anyaccel_hal::{Error, ErrorCode, Result};
 
-use super::layout::{par_ranges, TView};
+use super::layout::{par_ranges, threads, TView};
 
 /// Output channels per microkernel block.
 const OB: usize = 8;
@@ -227,7 +227,14 @@ pub(super) fn run(
             "conv: the direct kernel's scratch size overflows",
         )
     };
-    let phase_len = jobs.checked_mul(fr.job_len).ok_or_else(too_big)?;
+    // With an image and group for every task, each task fills its planes and computes on them
+    // while they are in the cache.
+    let fused = !fr.in_place && jobs >= 2 * threads();
+    let phase_len = if fused {
+        0
+    } else {
+        jobs.checked_mul(fr.job_len).ok_or_else(too_big)?
+    };
     let tmp_len = if direct {
         0
     } else {
@@ -279,82 +286,101 @@ pub(super) fn run(
         Ok(())
     })?;
 
-    // The phase planes of every image and group.
-    if !fr.in_place {
-        fill_all(p, &fr, src, ss, phase)?;
-    }
-
-    // The blocks, in parallel over (job, block) ranges.
+    // The blocks of positions `blks` of image-and-group `job`, its planes at `x0`.
     let tmp_ptr = Shared(tmp.as_mut_ptr());
-    let per_block = PB * taps * fr.obs * OB;
-    let grain = ((1usize << 18) / per_block.max(1)).max(1);
-    let (phase, wp) = (&*phase, &*wp);
+    let wp = &*wp;
     let nonfinite = std::sync::atomic::AtomicBool::new(false);
-    par_ranges(jobs * fr.blocks, grain, |range| {
-        let mut at = range.start;
-        while at < range.end {
-            let job = at / fr.blocks;
-            let end = range.end.min((job + 1) * fr.blocks);
-            let (n, grp) = (job / p.groups, job % p.groups);
-            let x0 = if fr.in_place {
-                src.ptr::<f32>(src.desc.offset + n * ss[0] + grp * p.cs * ss[1]) as *const f32
-            } else {
-                phase[job * fr.job_len..].as_ptr()
-            };
-            for k0 in (0..taps).step_by(KC) {
-                let k1 = (k0 + KC).min(taps);
-                for ob0 in (0..fr.obs).step_by(OBT) {
-                    for blk in at % fr.blocks..(end - 1) % fr.blocks + 1 {
-                        let width = (fr.positions - blk * PB).min(PB);
-                        for ob in ob0..(ob0 + OBT).min(fr.obs) {
-                            let rows = (p.og - ob * OB).min(OB);
-                            let w = wp[((grp * fr.obs + ob) * (taps + 1) + k0) * OB..].as_ptr();
-                            let bias = (k1 == taps).then(|| {
-                                wp[((grp * fr.obs + ob) * (taps + 1) + taps) * OB..].as_ptr()
-                            });
-                            let (out, ld) = if direct {
-                                let at = sink.view.desc.offset
-                                    + n * os[0]
-                                    + (grp * p.og + ob * OB) * os[1]
-                                    + blk * PB;
-                                (sink.view.ptr::<f32>(at), os[1])
-                            } else {
-                                let at = (job * fr.obs * OB + ob * OB) * cols + blk * PB;
-                                // SAFETY: inside `tmp` (jobs x obs OB rows of `cols`).
-                                (unsafe { { tmp_ptr }.0.add(at) }, cols)
-                            };
-                            // SAFETY: the taps read x0 + off + blk PB + 0..width, inside the job's
-                            // planes and slack (`Frame::job_len`) or, in place, inside the source's
-                            // planes (width stops at the plane's end); w holds (k1 - k0) x OB
-                            // floats and bias OB; the block written is (job, ob, blk)'s, this
-                            // task's alone: `rows` rows `ld` apart of `width` floats, inside the
-                            // output (its rows are the frame's) or `tmp`.
-                            let bad = unsafe {
-                                block(
-                                    x0.add(blk * PB),
-                                    &fr.offs[k0..k1],
-                                    w,
-                                    out,
-                                    ld,
-                                    Tile {
-                                        width,
-                                        rows,
-                                        first: k0 == 0,
-                                        bias,
-                                    },
-                                )
-                            };
-                            if bad && direct {
-                                nonfinite.store(true, std::sync::atomic::Ordering::Relaxed);
-                            }
+    let blocks = |job: usize, blks: std::ops::Range<usize>, x0: *const f32| {
+        let (n, grp) = (job / p.groups, job % p.groups);
+        for k0 in (0..taps).step_by(KC) {
+            let k1 = (k0 + KC).min(taps);
+            for ob0 in (0..fr.obs).step_by(OBT) {
+                for blk in blks.clone() {
+                    let width = (fr.positions - blk * PB).min(PB);
+                    for ob in ob0..(ob0 + OBT).min(fr.obs) {
+                        let rows = (p.og - ob * OB).min(OB);
+                        let w = wp[((grp * fr.obs + ob) * (taps + 1) + k0) * OB..].as_ptr();
+                        let bias = (k1 == taps).then(|| {
+                            wp[((grp * fr.obs + ob) * (taps + 1) + taps) * OB..].as_ptr()
+                        });
+                        let (out, ld) = if direct {
+                            let at = sink.view.desc.offset
+                                + n * os[0]
+                                + (grp * p.og + ob * OB) * os[1]
+                                + blk * PB;
+                            (sink.view.ptr::<f32>(at), os[1])
+                        } else {
+                            let at = (job * fr.obs * OB + ob * OB) * cols + blk * PB;
+                            // SAFETY: inside `tmp` (jobs x obs OB rows of `cols`).
+                            (unsafe { { tmp_ptr }.0.add(at) }, cols)
+                        };
+                        // SAFETY: the taps read x0 + off + blk PB + 0..width, inside the job's
+                        // planes and slack (`Frame::job_len`) or, in place, inside the source's
+                        // planes (width stops at the plane's end); w holds (k1 - k0) x OB
+                        // floats and bias OB; the block written is (job, ob, blk)'s, this
+                        // task's alone: `rows` rows `ld` apart of `width` floats, inside the
+                        // output (its rows are the frame's) or `tmp`.
+                        let bad = unsafe {
+                            block(
+                                x0.add(blk * PB),
+                                &fr.offs[k0..k1],
+                                w,
+                                out,
+                                ld,
+                                Tile {
+                                    width,
+                                    rows,
+                                    first: k0 == 0,
+                                    bias,
+                                },
+                            )
+                        };
+                        if bad && direct {
+                            nonfinite.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                 }
             }
-            at = end;
         }
-        Ok(())
-    })?;
+    };
+    if fused {
+        // An image and group a task: its planes filled into the task's scratch and read back
+        // from the cache.
+        par_ranges(jobs, 1, |range| {
+            let mut planes = scratch(fr.job_len)?;
+            for job in range {
+                fill_phases(p, &fr, src, ss, job, &mut planes[..fr.job_len]);
+                blocks(job, 0..fr.blocks, planes.as_ptr());
+            }
+            keep(planes);
+            Ok(())
+        })?;
+    } else {
+        if !fr.in_place {
+            fill_all(p, &fr, src, ss, phase)?;
+        }
+        // Blocks of positions in parallel over (job, block) ranges.
+        let per_block = PB * taps * fr.obs * OB;
+        let grain = ((1usize << 18) / per_block.max(1)).max(1);
+        let phase = &*phase;
+        par_ranges(jobs * fr.blocks, grain, |range| {
+            let mut at = range.start;
+            while at < range.end {
+                let job = at / fr.blocks;
+                let end = range.end.min((job + 1) * fr.blocks);
+                let (n, grp) = (job / p.groups, job % p.groups);
+                let x0 = if fr.in_place {
+                    src.ptr::<f32>(src.desc.offset + n * ss[0] + grp * p.cs * ss[1])
+                        as *const f32
+                } else {
+                    phase[job * fr.job_len..].as_ptr()
+                };
+                blocks(job, at % fr.blocks..(end - 1) % fr.blocks + 1, x0);
+                at = end;
+            }
+            Ok(())
+        })?;
+    }
 
     // The rows, out of the frame, or the non-finite elements of the output fixed.
     let view = sink.view;
