@@ -235,7 +235,7 @@ pub(super) fn run(
     } else {
         jobs.checked_mul(fr.job_len).ok_or_else(too_big)?
     };
-    let tmp_len = if direct {
+    let tmp_len = if direct || fused {
         0
     } else {
         jobs.checked_mul(fr.obs * OB)
@@ -286,11 +286,15 @@ pub(super) fn run(
         Ok(())
     })?;
 
-    // The blocks of positions `blks` of image-and-group `job`, its planes at `x0`.
+    let at = |n: usize, ch: usize, oy: usize| {
+        sink.view.desc.offset + n * os[0] + ch * os[1] + oy * os[2]
+    };
+    // The blocks of positions `blks` of image-and-group `job`, its planes at `x0` and its rows
+    // of the frame (when the output's rows are not the frame's) at `tmp_job`.
     let tmp_ptr = Shared(tmp.as_mut_ptr());
     let wp = &*wp;
     let nonfinite = std::sync::atomic::AtomicBool::new(false);
-    let blocks = |job: usize, blks: std::ops::Range<usize>, x0: *const f32| {
+    let blocks = |job: usize, blks: std::ops::Range<usize>, x0: *const f32, tmp_job: Shared| {
         let (n, grp) = (job / p.groups, job % p.groups);
         for k0 in (0..taps).step_by(KC) {
             let k1 = (k0 + KC).min(taps);
@@ -310,9 +314,8 @@ pub(super) fn run(
                                 + blk * PB;
                             (sink.view.ptr::<f32>(at), os[1])
                         } else {
-                            let at = (job * fr.obs * OB + ob * OB) * cols + blk * PB;
-                            // SAFETY: inside `tmp` (jobs x obs OB rows of `cols`).
-                            (unsafe { { tmp_ptr }.0.add(at) }, cols)
+                            // SAFETY: inside the job's rows of `tmp` (obs OB rows of `cols`).
+                            (unsafe { tmp_job.0.add(ob * OB * cols + blk * PB) }, cols)
                         };
                         // SAFETY: the taps read x0 + off + blk PB + 0..width, inside the job's
                         // planes and slack (`Frame::job_len`) or, in place, inside the source's
@@ -346,13 +349,26 @@ pub(super) fn run(
     if fused {
         // An image and group a task: its planes filled into the task's scratch and read back
         // from the cache.
+        let rows_len = if direct { 0 } else { fr.obs * OB * cols };
         par_ranges(jobs, 1, |range| {
-            let mut planes = scratch(fr.job_len)?;
+            let mut local = scratch(fr.job_len + rows_len)?;
+            let (planes, rows) = local.split_at_mut(fr.job_len);
             for job in range {
-                fill_phases(p, &fr, src, ss, job, &mut planes[..fr.job_len]);
-                blocks(job, 0..fr.blocks, planes.as_ptr());
+                fill_phases(p, &fr, src, ss, job, planes);
+                blocks(job, 0..fr.blocks, planes.as_ptr(), Shared(rows.as_mut_ptr()));
+                if !direct {
+                    // The job's rows, out of the frame while they are in the cache.
+                    let (n, grp) = (job / p.groups, job % p.groups);
+                    for o in 0..p.og {
+                        for oy in 0..oh {
+                            let r = o * cols + oy * fr.w2;
+                            let exact = |ox: usize| (sink.exact)(n, grp, o, oy, ox);
+                            put_row(sink.view, at(n, grp * p.og + o, oy), os[3], &rows[r..r + ow], exact);
+                        }
+                    }
+                }
             }
-            keep(planes);
+            keep(local);
             Ok(())
         })?;
     } else {
@@ -375,7 +391,9 @@ pub(super) fn run(
                 } else {
                     phase[job * fr.job_len..].as_ptr()
                 };
-                blocks(job, at % fr.blocks..(end - 1) % fr.blocks + 1, x0);
+                // SAFETY: the job's rows lie inside `tmp` (jobs x obs OB rows of `cols`).
+                let tmp_job = Shared(unsafe { { tmp_ptr }.0.add(job * fr.obs * OB * cols) });
+                blocks(job, at % fr.blocks..(end - 1) % fr.blocks + 1, x0, tmp_job);
                 at = end;
             }
             Ok(())
@@ -384,9 +402,7 @@ pub(super) fn run(
 
     // The rows, out of the frame, or the non-finite elements of the output fixed.
     let view = sink.view;
-    let at =
-        |n: usize, ch: usize, oy: usize| view.desc.offset + n * os[0] + ch * os[1] + oy * os[2];
-    if !direct || nonfinite.into_inner() {
+    if (!direct && !fused) || nonfinite.into_inner() {
         let tmp = &*tmp;
         par_ranges(jobs * p.og, (1 << 14) / (oh * ow).max(1) + 1, |range| {
             for jo in range {
