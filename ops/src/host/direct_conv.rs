@@ -112,9 +112,10 @@ impl Frame {
             .checked_add(1)?;
         let (h2, mut w2) = (hp.div_ceil(sh), wp.div_ceil(sw));
         if sw == 1 {
-            // A row's right padding reads the next row's left padding (zeros as well).
+            // A row's right padding reads the next row's left padding (zeros as well), while the
+            // row still holds every output column.
             let right = wp.saturating_sub(p.pad[1] + iw);
-            w2 -= right.min(p.pad[1]);
+            w2 -= right.min(p.pad[1]).min(wp - ow);
         }
         let in_place = kh == 1
             && kw == 1
@@ -269,18 +270,21 @@ pub(super) fn run(
                 std::slice::from_raw_parts_mut({ wp_ptr }.0.add(gob * panel_len), panel_len)
             };
             panel.fill(0.0);
-            for j in 0..(p.og - ob * OB).min(OB) {
-                let o = ob * OB + j;
-                let mut k = 0;
-                for ci in 0..p.cs {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            panel[k * OB + j] = w_at(grp, o, ci, ky, kx);
-                            k += 1;
+            let rows = (p.og - ob * OB).min(OB);
+            let mut taps_of = panel.chunks_exact_mut(OB);
+            for ci in 0..p.cs {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        if let Some(tap) = taps_of.next() {
+                            for (j, v) in tap[..rows].iter_mut().enumerate() {
+                                *v = w_at(grp, ob * OB + j, ci, ky, kx);
+                            }
                         }
                     }
                 }
-                panel[taps * OB + j] = sink.bias.map_or(0.0, |b| b(grp, o));
+            }
+            for j in 0..rows {
+                panel[taps * OB + j] = sink.bias.map_or(0.0, |b| b(grp, ob * OB + j));
             }
         }
         Ok(())
@@ -304,9 +308,8 @@ pub(super) fn run(
                     for ob in ob0..(ob0 + OBT).min(fr.obs) {
                         let rows = (p.og - ob * OB).min(OB);
                         let w = wp[((grp * fr.obs + ob) * (taps + 1) + k0) * OB..].as_ptr();
-                        let bias = (k1 == taps).then(|| {
-                            wp[((grp * fr.obs + ob) * (taps + 1) + taps) * OB..].as_ptr()
-                        });
+                        let bias = (k1 == taps)
+                            .then(|| wp[((grp * fr.obs + ob) * (taps + 1) + taps) * OB..].as_ptr());
                         let (out, ld) = if direct {
                             let at = sink.view.desc.offset
                                 + n * os[0]
@@ -355,7 +358,12 @@ pub(super) fn run(
             let (planes, rows) = local.split_at_mut(fr.job_len);
             for job in range {
                 fill_phases(p, &fr, src, ss, job, planes);
-                blocks(job, 0..fr.blocks, planes.as_ptr(), Shared(rows.as_mut_ptr()));
+                blocks(
+                    job,
+                    0..fr.blocks,
+                    planes.as_ptr(),
+                    Shared(rows.as_mut_ptr()),
+                );
                 if !direct {
                     // The job's rows, out of the frame while they are in the cache.
                     let (n, grp) = (job / p.groups, job % p.groups);
@@ -363,7 +371,13 @@ pub(super) fn run(
                         for oy in 0..oh {
                             let r = o * cols + oy * fr.w2;
                             let exact = |ox: usize| (sink.exact)(n, grp, o, oy, ox);
-                            put_row(sink.view, at(n, grp * p.og + o, oy), os[3], &rows[r..r + ow], exact);
+                            put_row(
+                                sink.view,
+                                at(n, grp * p.og + o, oy),
+                                os[3],
+                                &rows[r..r + ow],
+                                exact,
+                            );
                         }
                     }
                 }
@@ -386,8 +400,7 @@ pub(super) fn run(
                 let end = range.end.min((job + 1) * fr.blocks);
                 let (n, grp) = (job / p.groups, job % p.groups);
                 let x0 = if fr.in_place {
-                    src.ptr::<f32>(src.desc.offset + n * ss[0] + grp * p.cs * ss[1])
-                        as *const f32
+                    src.ptr::<f32>(src.desc.offset + n * ss[0] + grp * p.cs * ss[1]) as *const f32
                 } else {
                     phase[job * fr.job_len..].as_ptr()
                 };
