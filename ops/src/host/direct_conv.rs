@@ -734,7 +734,12 @@ fn fill_phases(p: &Plan, fr: &Frame, src: &TView, ss: [usize; 4], job: usize, ds
                         let whole = if iw - sx0 >= m * sw { m } else { m - 1 };
                         // SAFETY: source columns sx0 .. sx0 + whole sw lie in row sy.
                         let run = unsafe { src.run::<f32>(rb + sx0, whole * sw) };
-                        for (v, g) in row[x_lo..x_lo + whole].iter_mut().zip(run.chunks_exact(sw)) {
+                        let dst = &mut row[x_lo..x_lo + whole];
+                        let done = if sw == 2 { pick_even(run, dst) } else { 0 };
+                        for (v, g) in dst[done..]
+                            .iter_mut()
+                            .zip(run[done * sw..].chunks_exact(sw))
+                        {
                             *v = g[0];
                         }
                         if whole < m {
@@ -751,6 +756,46 @@ fn fill_phases(p: &Plan, fr: &Frame, src: &TView, ss: [usize; 4], job: usize, ds
             }
         }
     }
+}
+
+/// `dst[i] = src[2 i]` for every `i < dst.len()` whose source lies in `src` (AVX-512); returns
+/// how many were written (0 without AVX-512).
+fn pick_even(src: &[f32], dst: &mut [f32]) -> usize {
+    let n = dst.len().min(src.len().div_ceil(2));
+    if n == 0 || !available() {
+        return 0;
+    }
+    // SAFETY: `src.len()` source and `n` destination floats lie inside the slices, and the
+    // kernel reads and writes no further; AVX-512F is present.
+    unsafe { pick_even_avx512(src.as_ptr(), src.len(), dst.as_mut_ptr(), n) };
+    n
+}
+
+/// # Safety
+/// `src + 0..len` readable, `dst + 0..n` writable with `2 (n - 1) < len`, AVX-512F present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pick_even_avx512(src: *const f32, len: usize, dst: *mut f32, n: usize) {
+    use std::arch::x86_64::*;
+    let lanes = |k: usize| ((1u32 << k.min(16)) - 1) as __mmask16;
+    // SAFETY: the caller's contract; the loads and stores past the ends are masked off.
+    unsafe {
+        let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let mut i = 0;
+        while i < n {
+            let left = len - 2 * i;
+            let a = _mm512_maskz_loadu_ps(lanes(left), src.add(2 * i));
+            let b = _mm512_maskz_loadu_ps(lanes(left.saturating_sub(16)), src.add(2 * i + 16));
+            let v = _mm512_permutex2var_ps(a, idx, b);
+            _mm512_mask_storeu_ps(dst.add(i), lanes(n - i), v);
+            i += 16;
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn pick_even_avx512(_: *const f32, _: usize, _: *mut f32, _: usize) {
+    unreachable!("runs only where `available` says so")
 }
 
 /// What one call of [`block`] covers: `width` (1..=PB) frame positions of `rows` (1..=OB)
