@@ -500,14 +500,17 @@ fn fill_all(p: &Plan, fr: &Frame, src: &TView, ss: [usize; 4], phase: &mut [f32]
 /// Taps and output channels per block of the weight gradient.
 const WT: usize = 5;
 const WO: usize = 3;
-/// Positions whose products one f32 lane sum takes (the runs are added in f64).
+/// Positions of an image per call of the weight-gradient block.
 const RUN: usize = 1024;
+/// Positions (of one or more images) whose products the f32 lanes sum before they are added
+/// to the f64 sums: at most `FLUSH / 16 + RUN / 16` products a lane.
+const FLUSH: usize = 4096;
 
 /// The weight gradient of the convolution `p` when the direct kernel applies (`Ok(false)`
 /// otherwise): `dw[grp og + o, ci, ky, kx] = sum_n sum_(oy, ox) dy[n, grp og + o, oy, ox]
 /// x[n, grp cs + ci, oy sh + ky dh - ph, ox sw + kx dw - pw]`, with `x` read through its
-/// phase planes, each image's positions in runs of [`RUN`] summed in f32 lanes and the runs
-/// added in f64, in a fixed order. `x` is read through `xs`, `dy` through `dys`, the result
+/// phase planes, the products summed in 16 f32 lanes over about [`FLUSH`] positions (of one
+/// or more images) at a time and the lanes added in f64, in a fixed order. `x` is read through `xs`, `dy` through `dys`, the result
 /// (weight-shaped) written through `os`; an element that comes out non-finite is `exact(oc, ci,
 /// ky, kx)` instead.
 #[allow(clippy::too_many_arguments)]
@@ -595,19 +598,29 @@ pub(super) fn run_filter(
     let tiles = p.groups * obs * tbs;
     par_ranges(tiles, 1, |range| {
         let mut sums = vec![[0f64; WT * WO]; range.len()];
+        let mut lanes = vec![[[0f32; 16]; WT * WO]; range.len()];
+        // Positions summed in the lanes since they were last added to `sums`.
+        let mut pending = 0;
         for n in 0..p.n {
-            for (tile, sum) in range.clone().zip(sums.iter_mut()) {
-                let (grp, ob, tb) = (tile / (obs * tbs), (tile / tbs) % obs, tile % tbs);
-                let job = n * p.groups + grp;
-                let toffs: [usize; WT] =
-                    std::array::from_fn(|t| fr.offs[(tb * WT + t).min(taps - 1)]);
-                for r0 in (0..len).step_by(RUN) {
+            for r0 in (0..len).step_by(RUN) {
+                let run = (len - r0).min(RUN);
+                pending += run;
+                let flush = pending >= FLUSH || (n + 1 == p.n && r0 + run == len);
+                for ((tile, sum), lane) in range.clone().zip(sums.iter_mut()).zip(lanes.iter_mut())
+                {
+                    let (grp, ob, tb) = (tile / (obs * tbs), (tile / tbs) % obs, tile % tbs);
+                    let job = n * p.groups + grp;
+                    let toffs: [usize; WT] =
+                        std::array::from_fn(|t| fr.offs[(tb * WT + t).min(taps - 1)]);
                     let x0 = phase[job * fr.job_len + r0..].as_ptr();
                     let d0 = dyf[(job * ogr + ob * WO) * len + r0..].as_ptr();
                     // SAFETY: the taps read x0 + off + 0..run, inside the job's planes and
                     // slack (`Frame::job_len` >= max off + blocks PB >= max off + len); the
                     // WO rows of dy read d0 + j len + 0..run, inside the job's rows.
-                    unsafe { wblock(x0, toffs, d0, len, (len - r0).min(RUN), sum) };
+                    unsafe { wblock(x0, toffs, d0, len, run, lane, flush.then_some(sum)) };
+                }
+                if flush {
+                    pending = 0;
                 }
             }
         }
@@ -637,8 +650,9 @@ pub(super) fn run_filter(
     Ok(true)
 }
 
-/// `sum[t WO + j] += sum_(i < run) x[toffs[t] + i] dy[j ld + i]`, the products summed in f32
-/// lanes of 16, the lanes added in a fixed order, in f64.
+/// `lanes[j WT + t] += x[toffs[t] + i] dy[j ld + i]` for `i < run`, lane `i % 16`, in f32;
+/// with `flush`, the lanes are then added to `flush[t WO + j]` (in a fixed order, in f64) and
+/// zeroed.
 ///
 /// # Safety
 /// `x + toffs[t] + 0..run` and `dy + j ld + 0..run` (`j < WO`) must be readable, `run` a
@@ -651,13 +665,15 @@ unsafe fn wblock(
     dy: *const f32,
     ld: usize,
     run: usize,
-    sum: &mut [f64; WT * WO],
+    lanes: &mut [[f32; 16]; WT * WO],
+    flush: Option<&mut [f64; WT * WO]>,
 ) {
     use std::arch::x86_64::*;
     // SAFETY: the caller's contract: every load below stays inside the regions it names, and
     // AVX-512F is present.
     unsafe {
-        let mut acc = [_mm512_setzero_ps(); WT * WO];
+        let mut acc: [__m512; WT * WO] =
+            std::array::from_fn(|a| _mm512_loadu_ps(lanes[a].as_ptr()));
         let xp: [*const f32; WT] = std::array::from_fn(|t| x.add(toffs[t]));
         let dp: [*const f32; WO] = std::array::from_fn(|j| dy.add(j * ld));
         let mut i = 0;
@@ -671,22 +687,34 @@ unsafe fn wblock(
             }
             i += 16;
         }
-        for j in 0..WO {
-            for t in 0..WT {
-                sum[t * WO + j] += f64::from(_mm512_reduce_add_ps(acc[j * WT + t]));
+        match flush {
+            Some(sum) => {
+                for j in 0..WO {
+                    for t in 0..WT {
+                        sum[t * WO + j] += f64::from(_mm512_reduce_add_ps(acc[j * WT + t]));
+                    }
+                }
+                *lanes = [[0.0; 16]; WT * WO];
+            }
+            None => {
+                for (a, l) in acc.iter().zip(lanes.iter_mut()) {
+                    _mm512_storeu_ps(l.as_mut_ptr(), *a);
+                }
             }
         }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
 unsafe fn wblock(
     _: *const f32,
     _: [usize; WT],
     _: *const f32,
     _: usize,
     _: usize,
-    _: &mut [f64; WT * WO],
+    _: &mut [[f32; 16]; WT * WO],
+    _: Option<&mut [f64; WT * WO]>,
 ) {
     unreachable!("the direct convolution runs only where `available` says so")
 }
