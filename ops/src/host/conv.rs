@@ -279,10 +279,6 @@ fn forward_gemm(
     })
 }
 
-/// Output channels per group from which the direct kernel ([`direct_conv`]) computes a
-/// convolution; below, its 8-channel blocks are mostly padding and im2col with `gemm` is used.
-const DIRECT_MIN_CHANNELS: usize = 4;
-
 /// The forward convolution `g` as a plan for the direct kernel.
 fn forward_plan(g: &ConvGeom) -> direct_conv::Plan {
     direct_conv::Plan {
@@ -433,7 +429,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         match pass {
             ConvPass::Forward if a.desc.dtype == DType::F32 && cg * kh * kw > 0 && oh * ow > 0 => {
                 let bias = has_bias.then_some(&bias_at as &(dyn Fn(usize) -> f64 + Sync));
-                if og >= DIRECT_MIN_CHANNELS && forward_direct(&g, a, w, out, bias)? {
+                if forward_direct(&g, a, w, out, bias)? {
                     return Ok(());
                 }
                 forward_gemm(&g, a, w, out, bias)
@@ -485,8 +481,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                     acc
                 };
                 if a.desc.dtype == DType::F32 && og * kh * kw > 0 && oh * ow > 0 {
-                    if cg >= DIRECT_MIN_CHANNELS && data_direct(&g, a, w, out, &bias_at, &data_at)?
-                    {
+                    if data_direct(&g, a, w, out, &bias_at, &data_at)? {
                         return Ok(());
                     }
                     return data_gemm(&g, a, w, out, &bias_at, &data_at);
@@ -542,9 +537,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 };
                 if a.desc.dtype == DType::F32 && cg * kh * kw > 0 && oh * ow > 0 && g.n > 0 {
                     let plan = forward_plan(&g);
-                    if og >= DIRECT_MIN_CHANNELS
-                        && direct_conv::run_filter(&plan, w, xs, a, as_, out, os, filter_at)?
-                    {
+                    if direct_conv::run_filter(&plan, w, xs, a, as_, out, os, filter_at)? {
                         return Ok(());
                     }
                     return filter_gemm(&g, a, w, out, &filter_at);

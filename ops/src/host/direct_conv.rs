@@ -29,6 +29,9 @@ const KC: usize = 128;
 /// Output-channel blocks whose weights of a chunk of taps (`KC x OBT x OB` floats, 32 KiB) stay
 /// in the L1 cache while the task's blocks of positions are walked.
 const OBT: usize = 8;
+/// Output channels per group from which the direct kernels run; below, their channel blocks
+/// are mostly padding and the caller's im2col with `gemm` serves better.
+const MIN_CHANNELS: usize = 4;
 /// Scratch kept for the next call on a thread, at most (floats).
 const KEEP: usize = 1 << 24;
 
@@ -125,6 +128,8 @@ impl Frame {
             && [oh, ow] == [ih, iw]
             && ss.is_some_and(|ss| ss[3] == 1 && (oh == 1 || ss[2] == iw));
         let plane = h2.checked_mul(w2)?;
+        // Every offset below is less than this product.
+        let planes = p.cs.checked_mul(sh)?.checked_mul(sw)?.checked_mul(plane)?;
         let taps = p.cs.checked_mul(kh)?.checked_mul(kw)?;
         let positions = oh.checked_mul(w2)?;
         let blocks = positions.div_ceil(PB);
@@ -134,7 +139,6 @@ impl Frame {
                 offs.push(ci.checked_mul(ss.map_or(0, |ss| ss[1]))?);
             }
         } else {
-            p.cs.checked_mul(sh)?.checked_mul(sw)?.checked_mul(plane)?;
             for ci in 0..p.cs {
                 for ky in 0..kh {
                     for kx in 0..kw {
@@ -146,8 +150,12 @@ impl Frame {
                 }
             }
         }
-        let planes = p.cs * sh * sw * plane;
-        let reach = offs.iter().max().copied().unwrap_or(0) + blocks.checked_mul(PB)?;
+        let reach = offs
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(0)
+            .checked_add(blocks.checked_mul(PB)?)?;
         Some(Frame {
             h2,
             w2,
@@ -172,6 +180,14 @@ unsafe impl Sync for Shared {}
 thread_local! {
     /// Scratch that the last call on this thread left, for the next.
     static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The error for scratch whose size overflows.
+fn overflow() -> Error {
+    Error::new(
+        ErrorCode::OutOfMemory,
+        "conv: the direct kernel's scratch size overflows",
+    )
 }
 
 /// At least `len` floats of scratch (any values), from this thread's last call when large
@@ -209,7 +225,7 @@ pub(super) fn run(
     w_at: impl Fn(usize, usize, usize, usize, usize) -> f32 + Sync,
     sink: &Sink,
 ) -> Result<bool> {
-    if !available() || p.cs == 0 || p.og == 0 || p.n == 0 {
+    if !available() || p.cs == 0 || p.og < MIN_CHANNELS || p.n == 0 {
         return Ok(false);
     }
     let Some(fr) = Frame::of(p, Some(ss)) else {
@@ -222,37 +238,31 @@ pub(super) fn run(
     // Blocks go straight to the output when its rows are the frame's.
     let direct = fr.w2 == ow && os[3] == 1 && (oh == 1 || os[2] == ow);
     let cols = fr.blocks * PB;
-    let too_big = || {
-        Error::new(
-            ErrorCode::OutOfMemory,
-            "conv: the direct kernel's scratch size overflows",
-        )
-    };
     // With an image and group for every task, each task fills its planes and computes on them
     // while they are in the cache.
     let fused = !fr.in_place && jobs >= 2 * threads();
     let phase_len = if fused {
         0
     } else {
-        jobs.checked_mul(fr.job_len).ok_or_else(too_big)?
+        jobs.checked_mul(fr.job_len).ok_or_else(overflow)?
     };
     let tmp_len = if direct || fused {
         0
     } else {
         jobs.checked_mul(fr.obs * OB)
             .and_then(|v| v.checked_mul(cols))
-            .ok_or_else(too_big)?
+            .ok_or_else(overflow)?
     };
     let wp_len = p
         .groups
         .checked_mul(fr.obs * OB)
         .and_then(|v| v.checked_mul(taps + 1))
-        .ok_or_else(too_big)?;
+        .ok_or_else(overflow)?;
     let mut buf = scratch(
         phase_len
             .checked_add(tmp_len)
             .and_then(|v| v.checked_add(wp_len))
-            .ok_or_else(too_big)?,
+            .ok_or_else(overflow)?,
     )?;
     let (phase, rest) = buf.split_at_mut(phase_len);
     let (tmp, wp) = rest.split_at_mut(tmp_len);
@@ -292,6 +302,26 @@ pub(super) fn run(
 
     let at = |n: usize, ch: usize, oy: usize| {
         sink.view.desc.offset + n * os[0] + ch * os[1] + oy * os[2]
+    };
+    // Output channel o of image-and-group job out of its frame row `frame`, or, for blocks
+    // written in place (`direct`), its non-finite elements replaced.
+    let rows_out = |job: usize, o: usize, frame: &[f32]| {
+        let (n, grp) = (job / p.groups, job % p.groups);
+        for oy in 0..oh {
+            let base = at(n, grp * p.og + o, oy);
+            let exact = |ox: usize| (sink.exact)(n, grp, o, oy, ox);
+            if direct {
+                fix_row(sink.view, base, ow, exact);
+            } else {
+                put_row(
+                    sink.view,
+                    base,
+                    os[3],
+                    &frame[oy * fr.w2..oy * fr.w2 + ow],
+                    exact,
+                );
+            }
+        }
     };
     // The blocks of positions `blks` of image-and-group `job`, its planes at `x0` and its rows
     // of the frame (when the output's rows are not the frame's) at `tmp_job`.
@@ -366,19 +396,8 @@ pub(super) fn run(
                 );
                 if !direct {
                     // The job's rows, out of the frame while they are in the cache.
-                    let (n, grp) = (job / p.groups, job % p.groups);
                     for o in 0..p.og {
-                        for oy in 0..oh {
-                            let r = o * cols + oy * fr.w2;
-                            let exact = |ox: usize| (sink.exact)(n, grp, o, oy, ox);
-                            put_row(
-                                sink.view,
-                                at(n, grp * p.og + o, oy),
-                                os[3],
-                                &rows[r..r + ow],
-                                exact,
-                            );
-                        }
+                        rows_out(job, o, &rows[o * cols..]);
                     }
                 }
             }
@@ -414,24 +433,17 @@ pub(super) fn run(
     }
 
     // The rows, out of the frame, or the non-finite elements of the output fixed.
-    let view = sink.view;
     if (!direct && !fused) || nonfinite.into_inner() {
         let tmp = &*tmp;
         par_ranges(jobs * p.og, (1 << 14) / (oh * ow).max(1) + 1, |range| {
             for jo in range {
                 let (job, o) = (jo / p.og, jo % p.og);
-                let (n, grp) = (job / p.groups, job % p.groups);
-                let row0 = (job * fr.obs * OB + o) * cols;
-                for oy in 0..oh {
-                    let base = at(n, grp * p.og + o, oy);
-                    let exact = |ox: usize| (sink.exact)(n, grp, o, oy, ox);
-                    if direct {
-                        fix_row(view, base, ow, exact);
-                    } else {
-                        let r = row0 + oy * fr.w2;
-                        put_row(view, base, os[3], &tmp[r..r + ow], exact);
-                    }
-                }
+                let frame = if direct {
+                    &[][..]
+                } else {
+                    &tmp[(job * fr.obs * OB + o) * cols..]
+                };
+                rows_out(job, o, frame);
             }
             Ok(())
         })?;
@@ -510,9 +522,9 @@ const FLUSH: usize = 4096;
 /// otherwise): `dw[grp og + o, ci, ky, kx] = sum_n sum_(oy, ox) dy[n, grp og + o, oy, ox]
 /// x[n, grp cs + ci, oy sh + ky dh - ph, ox sw + kx dw - pw]`, with `x` read through its
 /// phase planes, the products summed in 16 f32 lanes over about [`FLUSH`] positions (of one
-/// or more images) at a time and the lanes added in f64, in a fixed order. `x` is read through `xs`, `dy` through `dys`, the result
-/// (weight-shaped) written through `os`; an element that comes out non-finite is `exact(oc, ci,
-/// ky, kx)` instead.
+/// or more images) at a time and the lanes added in f64, in a fixed order. `x` is read through
+/// `xs`, `dy` through `dys`, the result (weight-shaped) written through `os`; an element that
+/// comes out non-finite is `exact(oc, ci, ky, kx)` instead.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_filter(
     p: &Plan,
@@ -524,7 +536,7 @@ pub(super) fn run_filter(
     os: [usize; 4],
     exact: impl Fn(usize, usize, usize, usize) -> f64 + Sync,
 ) -> Result<bool> {
-    if !available() || p.cs == 0 || p.og == 0 || p.n == 0 {
+    if !available() || p.cs == 0 || p.og < MIN_CHANNELS || p.n == 0 {
         return Ok(false);
     }
     let Some(fr) = Frame::of(p, None) else {
@@ -538,18 +550,12 @@ pub(super) fn run_filter(
     // positions), og rounded up to WO rows.
     let len = fr.positions.div_ceil(16) * 16;
     let ogr = p.og.div_ceil(WO) * WO;
-    let too_big = || {
-        Error::new(
-            ErrorCode::OutOfMemory,
-            "conv: the direct kernel's scratch size overflows",
-        )
-    };
-    let phase_len = jobs.checked_mul(fr.job_len).ok_or_else(too_big)?;
+    let phase_len = jobs.checked_mul(fr.job_len).ok_or_else(overflow)?;
     let dyf_len = jobs
         .checked_mul(ogr)
         .and_then(|v| v.checked_mul(len))
-        .ok_or_else(too_big)?;
-    let mut buf = scratch(phase_len.checked_add(dyf_len).ok_or_else(too_big)?)?;
+        .ok_or_else(overflow)?;
+    let mut buf = scratch(phase_len.checked_add(dyf_len).ok_or_else(overflow)?)?;
     let (phase, dyf) = buf.split_at_mut(phase_len);
     fill_all(p, &fr, x, xs, phase)?;
     let dyf = &mut dyf[..dyf_len];
@@ -577,15 +583,8 @@ pub(super) fn run_filter(
                 let cb = dy.desc.offset + n * dys[0] + (grp * p.og + o) * dys[1];
                 for oy in 0..oh {
                     let row = &mut rows[o * len + oy * fr.w2..][..ow];
-                    if dys[3] == 1 {
-                        // SAFETY: row oy of channel grp og + o lies inside dy's shape.
-                        row.copy_from_slice(unsafe { dy.run::<f32>(cb + oy * dys[2], ow) });
-                        continue;
-                    }
-                    for (ox, v) in row.iter_mut().enumerate() {
-                        // SAFETY: (n, grp og + o, oy, ox) lies inside dy's shape.
-                        *v = unsafe { dy.get::<f32>(cb + oy * dys[2] + ox * dys[3]) };
-                    }
+                    // SAFETY: row oy of channel grp og + o lies inside dy's shape.
+                    unsafe { gather_row(dy, cb + oy * dys[2], dys[3], row) };
                 }
             }
         }
@@ -751,38 +750,39 @@ fn fill_phases(p: &Plan, fr: &Frame, src: &TView, ss: [usize; 4], job: usize, ds
                     row[..x_lo].fill(0.0);
                     row[x_hi..].fill(0.0);
                     let sx0 = x_lo * sw + rx - pw;
-                    if sw == 1 && ss[3] == 1 {
-                        // SAFETY: source columns sx0 .. sx0 + (x_hi - x_lo) lie in row sy.
-                        let run = unsafe { src.run::<f32>(rb + sx0, x_hi - x_lo) };
-                        row[x_lo..x_hi].copy_from_slice(run);
-                    } else if ss[3] == 1 {
-                        let m = x_hi - x_lo;
-                        // Whole groups of `sw` source columns, then the last tap alone (the
-                        // row may end right after it).
-                        let whole = if iw - sx0 >= m * sw { m } else { m - 1 };
-                        // SAFETY: source columns sx0 .. sx0 + whole sw lie in row sy.
-                        let run = unsafe { src.run::<f32>(rb + sx0, whole * sw) };
-                        let dst = &mut row[x_lo..x_lo + whole];
-                        let done = if sw == 2 { pick_even(run, dst) } else { 0 };
-                        for (v, g) in dst[done..]
-                            .iter_mut()
-                            .zip(run[done * sw..].chunks_exact(sw))
-                        {
-                            *v = g[0];
-                        }
-                        if whole < m {
-                            // SAFETY: source column sx0 + (m - 1) sw < iw, in row sy.
-                            row[x_hi - 1] = unsafe { src.get::<f32>(rb + sx0 + (m - 1) * sw) };
-                        }
-                    } else {
-                        for (i, v) in row[x_lo..x_hi].iter_mut().enumerate() {
-                            // SAFETY: source column sx0 + i sw < iw, in row sy.
-                            *v = unsafe { src.get::<f32>(rb + (sx0 + i * sw) * ss[3]) };
-                        }
-                    }
+                    // SAFETY: source columns sx0 + i sw, i < x_hi - x_lo, lie in row sy (below
+                    // iw by the choice of x_hi).
+                    unsafe { gather_row(src, rb + sx0 * ss[3], sw * ss[3], &mut row[x_lo..x_hi]) };
                 }
             }
         }
+    }
+}
+
+/// `dst[i]` = the element at element offset `at + i step` of `src`: a copy for step 1, AVX-512
+/// permutes for step 2.
+///
+/// # Safety
+/// Those `dst.len()` elements must lie inside `src`'s view, and `src` must hold f32.
+unsafe fn gather_row(src: &TView, at: usize, step: usize, dst: &mut [f32]) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let done = if step <= 2 {
+        // SAFETY: the caller's contract: elements at..at + (n - 1) step + 1 lie in the view.
+        let run = unsafe { src.run::<f32>(at, (n - 1) * step + 1) };
+        if step == 1 {
+            dst.copy_from_slice(run);
+            return;
+        }
+        pick_even(run, dst)
+    } else {
+        0
+    };
+    for (i, v) in dst.iter_mut().enumerate().skip(done) {
+        // SAFETY: the caller's contract.
+        *v = unsafe { src.get::<f32>(at + i * step) };
     }
 }
 
