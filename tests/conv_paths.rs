@@ -184,3 +184,62 @@ fn every_cpu_convolution_path_computes_the_contracts_sum() {
         }
     }
 }
+
+/// `max_pool2d_backward` and `max_pool1d_backward` with indices that no forward pool could give
+/// (another window's element, out of the plane, negative): those contribute nothing, as
+/// docs/ops.md says; the others add up where windows overlap.
+#[test]
+fn max_pool_backward_uses_only_indices_of_their_own_window() {
+    use anyaccel::AttrValue;
+    let rt = anyaccel::Runtime::new();
+    let dev = rt.device("cpu:0").unwrap();
+    let q = dev.create_queue().unwrap();
+    let q: &dyn Queue = &*q;
+    let ints = |v: &[i64]| AttrValue::Ints(v.to_vec());
+    let attrs = |k: &[i64], input: &[i64]| {
+        vec![
+            ("kernel_size".to_string(), ints(k)),
+            ("stride".to_string(), ints(&vec![1; k.len()])),
+            ("input_size".to_string(), ints(input)),
+        ]
+    };
+    // 3x3 input, 2x2 windows at stride 1: a 2x2 grad. Window (0, 0) names 4 (its own), window
+    // (0, 1) names 0 (window (0, 0)'s), window (1, 0) names 4 (its own: added to the first),
+    // window (1, 1) names 100 (outside the plane). A second plane names -1, then 5 (own), 9
+    // (outside the plane) and 8 (own).
+    let grad = Tensor::from_slice(q, &[1f32, 2., 3., 4., 5., 6., 7., 8.], &[1, 2, 2, 2]).unwrap();
+    for it in [anyaccel::DType::I64, anyaccel::DType::I32] {
+        let idx: Vec<i64> = vec![4, 0, 4, 100, -1, 5, 9, 8];
+        let idx = match it {
+            anyaccel::DType::I32 => {
+                let v: Vec<i32> = idx.iter().map(|&i| i as i32).collect();
+                Tensor::from_slice(q, &v, &[1, 2, 2, 2]).unwrap()
+            }
+            _ => Tensor::from_slice(q, &idx, &[1, 2, 2, 2]).unwrap(),
+        };
+        let dx = ops::call(
+            q,
+            "max_pool2d_backward",
+            &[Some(&grad), Some(&idx)],
+            &attrs(&[2, 2], &[1, 2, 3, 3]),
+        )
+        .unwrap();
+        let got = dx[0].to_vec::<f32>(q).unwrap();
+        let mut want = vec![0f32; 18];
+        want[4] = 1. + 3.;
+        want[9 + 5] = 6.;
+        want[9 + 8] = 8.;
+        assert_eq!(got, want, "indices {it}");
+    }
+    // 1-D: length 4, windows of 2 at stride 1: [0, 1], [1, 2], [2, 3].
+    let grad = Tensor::from_slice(q, &[1f32, 2., 3.], &[1, 1, 3]).unwrap();
+    let idx = Tensor::from_slice(q, &[1i64, 1, 1], &[1, 1, 3]).unwrap();
+    let dx = ops::call(
+        q,
+        "max_pool1d_backward",
+        &[Some(&grad), Some(&idx)],
+        &attrs(&[2], &[1, 1, 4]),
+    )
+    .unwrap();
+    assert_eq!(dx[0].to_vec::<f32>(q).unwrap(), [0., 3., 0., 0.]);
+}

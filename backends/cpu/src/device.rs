@@ -9,7 +9,7 @@ use anyaccel_hal::{
     KernelCache, KernelSource, Queue, Result, Unavailable,
 };
 
-use crate::memory::{CpuMemory, ReleaseFn};
+use crate::memory::{BlockCache, CpuMemory, ReleaseFn};
 use crate::queue::CpuQueue;
 
 /// The CPU backend: always available, one device `cpu:0`.
@@ -33,6 +33,8 @@ pub struct CpuDevice {
     caps: Caps,
     id: Arc<str>,
     live: Arc<AtomicUsize>,
+    /// Freed small allocations, kept for reuse.
+    blocks: Arc<BlockCache>,
     cache: KernelCache,
     pool: Arc<rayon::ThreadPool>,
     this: Weak<CpuDevice>,
@@ -92,6 +94,7 @@ impl CpuDevice {
             caps,
             id: id.into(),
             live: Arc::new(AtomicUsize::new(0)),
+            blocks: BlockCache::new(),
             cache: KernelCache::new(),
             pool: Arc::new(pool),
             this: this.clone(),
@@ -176,6 +179,7 @@ impl Device for CpuDevice {
             self.info.max_buffer_bytes as usize,
             self.id.clone(),
             self.live.clone(),
+            &self.blocks,
         )?;
         Ok(Buffer::new(Arc::new(mem)))
     }
@@ -220,6 +224,36 @@ impl Device for CpuDevice {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn a_reused_block_reads_as_zeros_and_counts_as_live() {
+        let device = CpuDevice::new(0).unwrap();
+        let queue = device.create_queue().unwrap();
+        for size in [
+            1usize,
+            100,
+            4096,
+            BlockCache::MAX_BLOCK,
+            BlockCache::MAX_BLOCK + 1,
+        ] {
+            let first = device.alloc(size).unwrap();
+            let addr = first.downcast::<CpuMemory>().unwrap().as_ptr() as usize;
+            queue.fill(&first.whole(), &[0xcd]).unwrap();
+            queue.finish().unwrap();
+            drop(first);
+            assert_eq!(device.live_allocations(), 0);
+            // The same class gives the block back (cached sizes), zeroed over the new size.
+            let again = device.alloc(size).unwrap();
+            assert_eq!(device.live_allocations(), 1);
+            if size <= BlockCache::MAX_BLOCK {
+                let same = again.downcast::<CpuMemory>().unwrap().as_ptr() as usize;
+                assert_eq!(same, addr, "size {size}: the freed block is reused");
+            }
+            let mut back = vec![0xffu8; size];
+            queue.read(&again.whole(), &mut back).unwrap();
+            assert!(back.iter().all(|&b| b == 0), "size {size}: not zeroed");
+        }
+    }
 
     #[test]
     fn wrapped_host_memory_is_shared_and_released_once() {

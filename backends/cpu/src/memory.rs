@@ -22,6 +22,9 @@ pub type ReleaseFn = Box<dyn FnOnce() + Send>;
 enum Owner {
     /// Allocated by [`CpuMemory::new`] with `Layout(size, ALIGN)`; freed on drop.
     Allocated,
+    /// A block of [`BlockCache`] size class `class` (`Layout(1 << class, ALIGN)`); given back to
+    /// the cache on drop.
+    Cached(Arc<BlockCache>, u32),
     /// Lent by another owner; its release function runs on drop.
     External(Mutex<Option<ReleaseFn>>),
 }
@@ -42,12 +45,14 @@ unsafe impl Send for CpuMemory {}
 unsafe impl Sync for CpuMemory {}
 
 impl CpuMemory {
-    /// Allocates `size` zeroed bytes aligned to [`ALIGN`], refusing more than `limit` bytes.
+    /// Allocates `size` zeroed bytes aligned to [`ALIGN`], refusing more than `limit` bytes;
+    /// sizes up to [`BlockCache::MAX_BLOCK`] come from (and go back to) `cache`.
     pub(crate) fn new(
         size: usize,
         limit: usize,
         device_id: Arc<str>,
         live: Arc<AtomicUsize>,
+        cache: &Arc<BlockCache>,
     ) -> Result<CpuMemory> {
         let oom = || {
             Error::out_of_memory(format!(
@@ -56,6 +61,17 @@ impl CpuMemory {
         };
         if size > limit {
             return Err(oom());
+        }
+        if let Some(class) = BlockCache::class_of(size) {
+            let ptr = cache.take(class, size).ok_or_else(oom)?;
+            live.fetch_add(1, Ordering::SeqCst);
+            return Ok(CpuMemory {
+                ptr,
+                size,
+                device_id,
+                live,
+                owner: Owner::Cached(cache.clone(), class),
+            });
         }
         let ptr = if size == 0 {
             // A dangling pointer aligned to ALIGN: never read or written (length 0).
@@ -132,6 +148,8 @@ impl Drop for CpuMemory {
             if let Some(release) = release {
                 release();
             }
+        } else if let Owner::Cached(cache, class) = &self.owner {
+            cache.give(*class, self.ptr);
         } else if self.size > 0 {
             // SAFETY: allocated in `new` with exactly this layout, and freed only here.
             unsafe {
@@ -154,5 +172,98 @@ impl DeviceMemory for CpuMemory {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// Freed blocks of one CPU device kept for reuse, by power-of-two size class: a small tensor's
+/// allocation is then a pop from a list and a `memset`, not a trip through the system allocator
+/// (an aligned allocation there takes its slow path) and a free. Up to [`BlockCache::KEEP`]
+/// blocks a class are kept, at most about 2 x KEEP x MAX_BLOCK bytes in all; the rest are freed.
+pub(crate) struct BlockCache {
+    classes: Mutex<Vec<Vec<Block>>>,
+}
+
+/// A block of a size class, owned by the cache while it sits there.
+struct Block(NonNull<u8>);
+
+// SAFETY: a cached block is plain host memory that no one else references.
+unsafe impl Send for Block {}
+
+impl BlockCache {
+    /// The smallest class: blocks of 1 << MIN_CLASS bytes (a cache line).
+    const MIN_CLASS: u32 = 6;
+    /// The largest size served from the cache; larger ones go to the system allocator, which
+    /// maps fresh zero pages for them.
+    pub(crate) const MAX_BLOCK: usize = 1 << 20;
+    /// Blocks kept per class.
+    const KEEP: usize = 16;
+
+    pub(crate) fn new() -> Arc<BlockCache> {
+        let classes = (0..=Self::MAX_BLOCK.trailing_zeros()).map(|_| Vec::new());
+        Arc::new(BlockCache {
+            classes: Mutex::new(classes.collect()),
+        })
+    }
+
+    /// The class that serves `size` bytes, if the cache serves it.
+    fn class_of(size: usize) -> Option<u32> {
+        if size == 0 || size > Self::MAX_BLOCK {
+            return None;
+        }
+        Some(
+            size.next_power_of_two()
+                .trailing_zeros()
+                .max(Self::MIN_CLASS),
+        )
+    }
+
+    fn layout(class: u32) -> Layout {
+        // 1 << class <= MAX_BLOCK, a power of two at least ALIGN: always a valid layout.
+        Layout::from_size_align(1 << class, ALIGN).expect("size classes are valid layouts")
+    }
+
+    /// A block of `class` with its first `size` bytes zero (a kept one if any), or `None` when
+    /// the system allocator has no memory.
+    fn take(&self, class: u32, size: usize) -> Option<NonNull<u8>> {
+        let kept = self
+            .classes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(class as usize)
+            .and_then(Vec::pop);
+        if let Some(Block(ptr)) = kept {
+            // SAFETY: the block has 1 << class >= size bytes and is owned by this call now.
+            unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, size) };
+            return Some(ptr);
+        }
+        // SAFETY: the layout has a non-zero size.
+        NonNull::new(unsafe { std::alloc::alloc_zeroed(Self::layout(class)) })
+    }
+
+    /// Takes back a block of `class` from a dropped buffer: kept, or freed when the class has
+    /// enough.
+    fn give(&self, class: u32, ptr: NonNull<u8>) {
+        let mut classes = self.classes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = classes.get_mut(class as usize) {
+            if list.len() < Self::KEEP {
+                list.push(Block(ptr));
+                return;
+            }
+        }
+        drop(classes);
+        // SAFETY: allocated by `take` with this class's layout, and owned by this call.
+        unsafe { std::alloc::dealloc(ptr.as_ptr(), Self::layout(class)) };
+    }
+}
+
+impl Drop for BlockCache {
+    fn drop(&mut self) {
+        let classes = self.classes.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (class, list) in classes.iter_mut().enumerate() {
+            for Block(ptr) in list.drain(..) {
+                // SAFETY: allocated by `take` with this class's layout; the cache owned it.
+                unsafe { std::alloc::dealloc(ptr.as_ptr(), Self::layout(class as u32)) };
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use gemm::{gemm, Parallelism};
 
 use super::direct_conv;
 use super::layout::{par_ranges, threads, TView, GRAIN};
-use super::scalar::{load, store, Val};
+use super::scalar::{load, store, with_float, F64Store, IntStore, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
 use crate::conv::{
@@ -806,83 +806,129 @@ pub(crate) fn pool_kernel(call: &OpCall) -> Result<Box<Body>> {
     Ok(Box::new(move |b: &Bound| {
         let (x, out) = (b.input(0)?, b.out(0));
         let idx = if max { Some(b.out(1)) } else { None };
-        let xs = g.strides4(&x.desc.strides);
-        let os = g.strides4(&out.desc.strides);
-        let is = idx.map(|t| g.strides4(&t.desc.strides));
-        let [oh, ow] = g.out;
-        let [ih, iw] = g.input;
-        let [kh, kw] = g.kernel;
-        for_positions(
-            [g.n, g.c, oh, ow],
-            (GRAIN / (kh * kw).max(1)).max(1),
-            |n, ch, oy, ox| {
-                let xb = x.desc.offset + n * xs[0] + ch * xs[1];
-                let oo = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3];
-                // Window starts, in padded coordinates less the padding (may be negative).
-                let y0 = (oy * g.stride[0]) as i64 - g.padding[0] as i64;
-                let x0 = (ox * g.stride[1]) as i64 - g.padding[1] as i64;
-                if let (Some(it), Some(is)) = (idx, is) {
-                    let (mut best, mut at) = (f64::NEG_INFINITY, -1i64);
-                    'window: for ky in 0..kh {
-                        let iy = y0 + (ky * g.dilation[0]) as i64;
-                        if iy < 0 || iy >= ih as i64 {
-                            continue;
-                        }
-                        for kx in 0..kw {
-                            let ixx = x0 + (kx * g.dilation[1]) as i64;
-                            if ixx < 0 || ixx >= iw as i64 {
-                                continue;
-                            }
-                            let (iy, ixx) = (iy as usize, ixx as usize);
-                            // SAFETY: (n, ch, iy, ixx) lies inside x's shape.
-                            let v = f(unsafe { load(x, xb + iy * xs[2] + ixx * xs[3]) });
-                            if v.is_nan() {
-                                (best, at) = (v, (iy * iw + ixx) as i64);
-                                break 'window;
-                            }
-                            if v > best || at < 0 {
-                                (best, at) = (v, (iy * iw + ixx) as i64);
-                            }
-                        }
-                    }
-                    // SAFETY: (n, ch, oy, ox) lies inside the outputs' shape.
-                    unsafe {
-                        store(out, oo, Val::F(best));
-                        store(
-                            it,
-                            it.desc.offset + n * is[0] + ch * is[1] + oy * is[2] + ox * is[3],
-                            Val::I(at),
-                        );
-                    }
-                } else {
-                    // The window clipped to the padded input, then to the input.
-                    let clip = |s: i64, k: usize, len: usize, pad: usize| {
-                        let end = (s + k as i64).min((len + pad) as i64);
-                        let pool = end - s;
-                        (s.max(0), end.min(len as i64), pool)
-                    };
-                    let (ys, ye, ph) = clip(y0, kh, ih, g.padding[0]);
-                    let (xs0, xe, pw) = clip(x0, kw, iw, g.padding[1]);
-                    let mut sum = 0.0;
-                    for iy in ys..ye {
-                        for ixx in xs0..xe {
-                            // SAFETY: the clipped window lies inside x's shape.
-                            sum += f(unsafe {
-                                load(x, xb + iy as usize * xs[2] + ixx as usize * xs[3])
-                            });
-                        }
-                    }
-                    let divisor = if g.count_include_pad {
-                        ph * pw
-                    } else {
-                        (ye - ys).max(0) * (xe - xs0).max(0)
-                    };
-                    // SAFETY: (n, ch, oy, ox) lies inside the output's shape.
-                    unsafe { store(out, oo, Val::F(sum / divisor as f64)) }
-                }
-            },
-        )
+        with_float!(x.desc.dtype, T => pool_typed::<T>(&g, x, out, idx))
     }))
+}
+
+/// One pooling call on float storage type `T` (x's and out's), indices (i64) when `idx` is given.
+fn pool_typed<T: F64Store>(
+    g: &PoolGeom,
+    x: &TView,
+    out: &TView,
+    idx: Option<&TView>,
+) -> Result<()> {
+    let xs = g.strides4(&x.desc.strides);
+    let os = g.strides4(&out.desc.strides);
+    let [oh, ow] = g.out;
+    let [ih, iw] = g.input;
+    let [kh, kw] = g.kernel;
+    if let Some(it) = idx {
+        let is = g.strides4(&it.desc.strides);
+        // The taps of each output row and column that land inside the input.
+        let rows = tap_ranges(oh, g.stride[0], g.padding[0], kh, g.dilation[0], ih);
+        let cols = tap_ranges(ow, g.stride[1], g.padding[1], kw, g.dilation[1], iw);
+        let plane = (oh * ow).max(1);
+        return par_ranges(g.n * g.c, (GRAIN / (plane * kh * kw).max(1)).max(1), |r| {
+            for p in r {
+                let (n, ch) = (p / g.c, p % g.c);
+                // Pointers taken once: the stores below could alias the views' fields.
+                let xp = x
+                    .ptr::<T>(x.desc.offset + n * xs[0] + ch * xs[1])
+                    .cast_const();
+                for (oy, &(ys, ye, y0)) in rows.iter().enumerate() {
+                    let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1] + oy * os[2]);
+                    let ip = it.ptr::<i64>(it.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
+                    for (ox, &(xs0, xe, x0)) in cols.iter().enumerate() {
+                        let (mut best, mut at) = (f64::NEG_INFINITY, -1i64);
+                        'window: for ky in ys..ye {
+                            let iy = y0.wrapping_add(ky * g.dilation[0]);
+                            for kx in xs0..xe {
+                                let ixx = x0.wrapping_add(kx * g.dilation[1]);
+                                // SAFETY: the tap ranges keep (iy, ixx) inside x's plane.
+                                let v = unsafe { xp.add(iy * xs[2] + ixx * xs[3]).read() }.to_f64();
+                                if v.is_nan() {
+                                    (best, at) = (v, (iy * iw + ixx) as i64);
+                                    break 'window;
+                                }
+                                if v > best || at < 0 {
+                                    (best, at) = (v, (iy * iw + ixx) as i64);
+                                }
+                            }
+                        }
+                        // SAFETY: (n, ch, oy, ox) lies inside the outputs' shape.
+                        unsafe {
+                            op.add(ox * os[3]).write(T::from_f64(best));
+                            ip.add(ox * is[3]).write(at);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    for_positions(
+        [g.n, g.c, oh, ow],
+        (GRAIN / (kh * kw).max(1)).max(1),
+        |n, ch, oy, ox| {
+            let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+            let oo = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3];
+            // Window starts, in padded coordinates less the padding (may be negative).
+            let y0 = (oy * g.stride[0]) as i64 - g.padding[0] as i64;
+            let x0 = (ox * g.stride[1]) as i64 - g.padding[1] as i64;
+            // The window clipped to the padded input, then to the input.
+            let clip = |s: i64, k: usize, len: usize, pad: usize| {
+                let end = (s + k as i64).min((len + pad) as i64);
+                let pool = end - s;
+                (s.max(0), end.min(len as i64), pool)
+            };
+            let (ys, ye, ph) = clip(y0, kh, ih, g.padding[0]);
+            let (xs0, xe, pw) = clip(x0, kw, iw, g.padding[1]);
+            let mut sum = 0.0;
+            for iy in ys..ye {
+                for ixx in xs0..xe {
+                    // SAFETY: the clipped window lies inside x's shape.
+                    sum += unsafe { x.get::<T>(xb + iy as usize * xs[2] + ixx as usize * xs[3]) }
+                        .to_f64();
+                }
+            }
+            let divisor = if g.count_include_pad {
+                ph * pw
+            } else {
+                (ye - ys).max(0) * (xe - xs0).max(0)
+            };
+            // SAFETY: (n, ch, oy, ox) lies inside the output's shape.
+            unsafe { out.set(oo, T::from_f64(sum / divisor as f64)) }
+        },
+    )
+}
+
+/// For each of `out` output positions along one axis, the taps `k0..k1` of a window (start
+/// `o stride - padding`, `kernel` taps `dilation` apart) that land inside `0..len`, and the
+/// input index of tap 0 offset so that tap `k` reads `base + k dilation` (wrapping arithmetic
+/// for taps before the input; only taps in `k0..k1` are read).
+fn tap_ranges(
+    out: usize,
+    stride: usize,
+    padding: usize,
+    kernel: usize,
+    dilation: usize,
+    len: usize,
+) -> Vec<(usize, usize, usize)> {
+    (0..out)
+        .map(|o| {
+            let start = (o * stride) as i64 - padding as i64;
+            let inside = |k: usize| {
+                let i = start + (k * dilation) as i64;
+                i >= 0 && i < len as i64
+            };
+            let k0 = (0..kernel).find(|&k| inside(k)).unwrap_or(kernel);
+            let k1 = (k0..kernel)
+                .rev()
+                .find(|&k| inside(k))
+                .map_or(k0, |k| k + 1);
+            (k0, k1, start as usize)
+        })
+        .collect()
 }
 
 /// Runs `f(n, c, y, x)` at every position of a `[n, c, h, w]` grid, in parallel by planes of
@@ -921,50 +967,128 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
     // The taps of every input row and column, computed once per call.
     let rows: Vec<Vec<(usize, f64)>> = (0..input[0]).map(|i| g.taps(0, i)).collect();
     let cols: Vec<Vec<(usize, f64)>> = (0..input[1]).map(|i| g.taps(1, i)).collect();
-    let lift = move |st: &[usize]| -> [usize; 4] {
-        if spatial == 1 {
+    Ok(Box::new(move |b: &Bound| {
+        let (gt, out) = (b.input(0)?, b.out(0));
+        let it = if max { Some(b.input(1)?) } else { None };
+        let taps = Taps {
+            rows: &rows,
+            cols: &cols,
+            input,
+            spatial,
+        };
+        match it.map(|t| t.desc.dtype) {
+            Some(DType::I32) => {
+                with_float!(gt.desc.dtype, T => pool_backward_typed::<T, i32>(&taps, gt, it, out))
+            }
+            _ => with_float!(gt.desc.dtype, T => pool_backward_typed::<T, i64>(&taps, gt, it, out)),
+        }
+    }))
+}
+
+/// What each input element of a pooling or resampling gradient gathers: the (output index,
+/// weight) taps of every input row and column, and the input's spatial size and rank.
+struct Taps<'a> {
+    rows: &'a [Vec<(usize, f64)>],
+    cols: &'a [Vec<(usize, f64)>],
+    input: [usize; 2],
+    spatial: usize,
+}
+
+/// One pooling or resampling gradient on float storage type `T`, max-pool indices of type `I`.
+fn pool_backward_typed<T: F64Store, I: IntStore>(
+    taps: &Taps,
+    gt: &TView,
+    it: Option<&TView>,
+    out: &TView,
+) -> Result<()> {
+    let lift = |st: &[usize]| -> [usize; 4] {
+        if taps.spatial == 1 {
             [st[0], st[1], 0, st[2]]
         } else {
             [st[0], st[1], st[2], st[3]]
         }
     };
-    Ok(Box::new(move |b: &Bound| {
-        let (gt, out) = (b.input(0)?, b.out(0));
-        let it = if max { Some(b.input(1)?) } else { None };
-        let (gs, os) = (lift(&gt.desc.strides), lift(&out.desc.strides));
-        let is = it.map(|t| lift(&t.desc.strides));
-        let [ih, iw] = input;
-        let c = out.desc.shape[1];
-        for_positions(
-            [out.desc.shape[0], c, ih, iw],
-            GRAIN / 16,
-            |n, ch, iy, ix| {
-                let mut acc = 0.0;
-                for &(oy, wy) in &rows[iy] {
-                    for &(ox, wx) in &cols[ix] {
-                        if let (Some(t), Some(is)) = (it, is) {
-                            let at =
-                                t.desc.offset + n * is[0] + ch * is[1] + oy * is[2] + ox * is[3];
-                            // SAFETY: (n, ch, oy, ox) lies inside indices' shape (grad's).
-                            let v = match unsafe { load(t, at) } {
-                                Val::I(v) => v,
-                                Val::F(v) => v as i64,
-                            };
-                            if v != (iy * iw + ix) as i64 {
-                                continue;
-                            }
+    let (gs, os) = (lift(&gt.desc.strides), lift(&out.desc.strides));
+    let is = it.map(|t| lift(&t.desc.strides));
+    let [ih, iw] = taps.input;
+    let c = out.desc.shape[1];
+    if let (Some(t), Some(is)) = (it, is) {
+        // Max pool: each gradient element goes to the input element its index names, if that
+        // lies in its window (as the gather below would find it), summed in f64 in the order
+        // of the outputs, which is the gather's order of taps.
+        let [_, _, mut oh, ow] = lift(&gt.desc.shape);
+        if taps.spatial == 1 {
+            oh = 1;
+        }
+        let plane = ih * iw;
+        return par_ranges(out.desc.shape[0] * c, (GRAIN / plane.max(1)).max(1), |r| {
+            let mut acc = vec![0f64; plane];
+            for p in r {
+                let (n, ch) = (p / c, p % c);
+                acc.fill(0.0);
+                for oy in 0..oh {
+                    // Row pointers, taken once: stores into `acc` could alias the views' fields.
+                    let ip = t.ptr::<I>(t.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
+                    let gp = gt.ptr::<T>(gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2]);
+                    for ox in 0..ow {
+                        // SAFETY: (n, ch, oy, ox) lies inside the indices' and grad's shape.
+                        let k = unsafe { ip.add(ox * is[3]).read() }.to_i64();
+                        let Ok(k) = usize::try_from(k) else { continue };
+                        if k >= plane {
+                            continue;
                         }
-                        let at = gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2] + ox * gs[3];
-                        // SAFETY: (n, ch, oy, ox) lies inside grad's shape.
-                        acc += wy * wx * f(unsafe { load(gt, at) });
+                        // A 32-bit division where it suffices (several times faster).
+                        let (iy, ix) = match (u32::try_from(k), u32::try_from(iw)) {
+                            (Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
+                            _ => (k / iw, k % iw),
+                        };
+                        let covers = taps.rows[iy].iter().any(|&(o, _)| o == oy)
+                            && taps.cols[ix].iter().any(|&(o, _)| o == ox);
+                        if covers {
+                            // SAFETY: as above.
+                            acc[k] += unsafe { gp.add(ox * gs[3]).read() }.to_f64();
+                        }
                     }
                 }
-                let at = out.desc.offset + n * os[0] + ch * os[1] + iy * os[2] + ix * os[3];
-                // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
-                unsafe { store(out, at, Val::F(acc)) }
-            },
-        )
-    }))
+                let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1]);
+                for (iy, row) in acc.chunks_exact(iw.max(1)).enumerate() {
+                    for (ix, &v) in row.iter().enumerate() {
+                        // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
+                        unsafe { op.add(iy * os[2] + ix * os[3]).write(T::from_f64(v)) }
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    // Average pools and resampling: each element of dx gathers its taps, in f64.
+    let plane = (ih * iw).max(1);
+    par_ranges(out.desc.shape[0] * c, (GRAIN / 16 / plane).max(1), |r| {
+        for p in r {
+            let (n, ch) = (p / c, p % c);
+            // Pointers taken once: the stores below could alias the views' fields.
+            let gp = gt
+                .ptr::<T>(gt.desc.offset + n * gs[0] + ch * gs[1])
+                .cast_const();
+            let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1]);
+            for (iy, rows) in taps.rows.iter().enumerate() {
+                for (ix, cols) in taps.cols.iter().enumerate() {
+                    let mut acc = 0.0;
+                    for &(oy, wy) in rows {
+                        for &(ox, wx) in cols {
+                            // SAFETY: (n, ch, oy, ox) lies inside grad's shape.
+                            acc += wy
+                                * wx
+                                * unsafe { gp.add(oy * gs[2] + ox * gs[3]).read() }.to_f64();
+                        }
+                    }
+                    // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
+                    unsafe { op.add(iy * os[2] + ix * os[3]).write(T::from_f64(acc)) }
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The kernel of one `adaptive_avg_pool2d` or `interpolate` call, in f64.
@@ -978,50 +1102,55 @@ pub(crate) fn resample_kernel(call: &OpCall) -> Result<Box<Body>> {
     let g = ResampleGeom::of(&call.op, &attrs, x.desc())?;
     Ok(Box::new(move |b: &Bound| {
         let (x, out) = (b.input(0)?, b.out(0));
-        let (xs, os) = (&x.desc.strides, &out.desc.strides);
-        let [oh, ow] = g.out;
-        let [ih, iw] = g.input;
-        for_positions([g.n, g.c, oh, ow], GRAIN / 16, |n, ch, oy, ox| {
-            let xb = x.desc.offset + n * xs[0] + ch * xs[1];
-            // SAFETY: every (iy, ix) below lies inside x's plane.
-            let at = |iy: usize, ix: usize| f(unsafe { load(x, xb + iy * xs[2] + ix * xs[3]) });
-            let y = match g.kind {
-                Resample::AdaptiveAvg => {
-                    let (ys, ye) = (oy * ih / oh, ((oy + 1) * ih).div_ceil(oh));
-                    let (x0, x1) = (ox * iw / ow, ((ox + 1) * iw).div_ceil(ow));
-                    let mut sum = 0.0;
-                    for iy in ys..ye {
-                        for ix in x0..x1 {
-                            sum += at(iy, ix);
-                        }
-                    }
-                    sum / ((ye - ys) * (x1 - x0)) as f64
-                }
-                Resample::Nearest => at(oy * ih / oh, ox * iw / ow),
-                Resample::Bilinear { .. } => {
-                    let tap = |d: usize, i: usize, len: usize| {
-                        let (num, den) = g.source(d, i);
-                        let i0 = ((num / den) as usize).min(len - 1);
-                        let l = (num - i0 as u64 * den) as f64 / den as f64;
-                        (i0, (i0 + 1).min(len - 1), l.min(1.0))
-                    };
-                    let (y0, y1, ly) = tap(0, oy, ih);
-                    let (x0, x1, lx) = tap(1, ox, iw);
-                    let top = (1.0 - lx) * at(y0, x0) + lx * at(y0, x1);
-                    let bottom = (1.0 - lx) * at(y1, x0) + lx * at(y1, x1);
-                    (1.0 - ly) * top + ly * bottom
-                }
-            };
-            // SAFETY: (n, ch, oy, ox) lies inside the output's shape.
-            unsafe {
-                store(
-                    out,
-                    out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3],
-                    Val::F(y),
-                )
-            }
-        })
+        with_float!(x.desc.dtype, T => resample_typed::<T>(&g, x, out))
     }))
+}
+
+/// One `adaptive_avg_pool2d` or `interpolate` call on float storage type `T`.
+fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Result<()> {
+    let (xs, os) = (&x.desc.strides, &out.desc.strides);
+    let [oh, ow] = g.out;
+    let [ih, iw] = g.input;
+    for_positions([g.n, g.c, oh, ow], GRAIN / 16, |n, ch, oy, ox| {
+        let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+        // SAFETY: every (iy, ix) below lies inside x's plane.
+        let at =
+            |iy: usize, ix: usize| unsafe { x.get::<T>(xb + iy * xs[2] + ix * xs[3]) }.to_f64();
+        let y = match g.kind {
+            Resample::AdaptiveAvg => {
+                let (ys, ye) = (oy * ih / oh, ((oy + 1) * ih).div_ceil(oh));
+                let (x0, x1) = (ox * iw / ow, ((ox + 1) * iw).div_ceil(ow));
+                let mut sum = 0.0;
+                for iy in ys..ye {
+                    for ix in x0..x1 {
+                        sum += at(iy, ix);
+                    }
+                }
+                sum / ((ye - ys) * (x1 - x0)) as f64
+            }
+            Resample::Nearest => at(oy * ih / oh, ox * iw / ow),
+            Resample::Bilinear { .. } => {
+                let tap = |d: usize, i: usize, len: usize| {
+                    let (num, den) = g.source(d, i);
+                    let i0 = ((num / den) as usize).min(len - 1);
+                    let l = (num - i0 as u64 * den) as f64 / den as f64;
+                    (i0, (i0 + 1).min(len - 1), l.min(1.0))
+                };
+                let (y0, y1, ly) = tap(0, oy, ih);
+                let (x0, x1, lx) = tap(1, ox, iw);
+                let top = (1.0 - lx) * at(y0, x0) + lx * at(y0, x1);
+                let bottom = (1.0 - lx) * at(y1, x0) + lx * at(y1, x1);
+                (1.0 - ly) * top + ly * bottom
+            }
+        };
+        // SAFETY: (n, ch, oy, ox) lies inside the output's shape.
+        unsafe {
+            out.set(
+                out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3],
+                T::from_f64(y),
+            )
+        }
+    })
 }
 
 /// The kernel of one `group_norm` call: per (n, group), the mean and biased variance in f64,

@@ -3,7 +3,7 @@
 use anyaccel_hal::{bf16, f16, DType, Error, OpCall, Result};
 use rayon::prelude::*;
 
-use super::layout::{par_ranges, threads, walk, GRAIN};
+use super::layout::{coalesce, par_ranges, threads, walk, walk_runs, GRAIN};
 use super::scalar::{load, store, FloatStore, IntStore, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
@@ -41,15 +41,34 @@ pub(crate) fn map1<A: Copy + Send + Sync, O: Copy + Send + Sync>(
             return Ok(());
         }
     }
+    let (runs, [sx, so]) = coalesce(&shape, [&x.desc.strides, &out.desc.strides]);
+    let inner = |s: &[usize]| s.last().copied().unwrap_or(0);
+    let (ix, io) = (inner(&sx), inner(&so));
     par_ranges(out.desc.numel(), GRAIN, |r| {
-        walk(
-            &shape,
-            [&x.desc.strides, &out.desc.strides],
+        walk_runs(
+            &runs,
+            [&sx, &so],
             [x.desc.offset, out.desc.offset],
             r,
-            |_, [ox, oo]| {
-                // SAFETY: offsets come from the views' layouts.
-                unsafe { out.set(oo, f(x.get::<A>(ox))) }
+            |[ox, oo], len| {
+                // SAFETY: the run's `len` offsets come from the views' layouts; the output is
+                // distinct from the input, and each run is written by one task.
+                unsafe {
+                    let (px, po) = (x.ptr::<A>(ox), out.ptr::<O>(oo));
+                    if (ix, io) == (1, 1) {
+                        let (sx, so) = (
+                            std::slice::from_raw_parts(px, len),
+                            std::slice::from_raw_parts_mut(po, len),
+                        );
+                        for (o, &v) in so.iter_mut().zip(sx) {
+                            *o = f(v);
+                        }
+                    } else {
+                        for i in 0..len {
+                            po.add(i * io).write(f(px.add(i * ix).read()));
+                        }
+                    }
+                }
             },
         );
         Ok(())
@@ -89,15 +108,57 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send 
             return Ok(());
         }
     }
+    let (runs, [sa, sb, so]) = coalesce(
+        &shape,
+        [&a.desc.strides, &b.desc.strides, &out.desc.strides],
+    );
+    let inner = |s: &[usize]| s.last().copied().unwrap_or(0);
+    let (ia, ib, io) = (inner(&sa), inner(&sb), inner(&so));
     par_ranges(out.desc.numel(), GRAIN, |r| {
-        walk(
-            &shape,
-            [&a.desc.strides, &b.desc.strides, &out.desc.strides],
+        walk_runs(
+            &runs,
+            [&sa, &sb, &so],
             [a.desc.offset, b.desc.offset, out.desc.offset],
             r,
-            |_, [oa, ob, oo]| {
-                // SAFETY: offsets come from the views' layouts.
-                unsafe { out.set(oo, f(a.get::<A>(oa), b.get::<B>(ob))) }
+            |[oa, ob, oo], len| {
+                // SAFETY: the run's `len` offsets come from the views' layouts; the output is
+                // distinct from the inputs, and each run is written by one task.
+                unsafe {
+                    let (pa, pb) = (a.ptr::<A>(oa).cast_const(), b.ptr::<B>(ob).cast_const());
+                    let po = out.ptr::<O>(oo);
+                    let so = || std::slice::from_raw_parts_mut(po, len);
+                    match (ia, ib, io) {
+                        (1, 1, 1) => {
+                            let (sa, sb) = (
+                                std::slice::from_raw_parts(pa, len),
+                                std::slice::from_raw_parts(pb, len),
+                            );
+                            for ((o, &x), &y) in so().iter_mut().zip(sa).zip(sb) {
+                                *o = f(x, y);
+                            }
+                        }
+                        (1, 0, 1) => {
+                            let y = pb.read();
+                            for (o, &x) in so().iter_mut().zip(std::slice::from_raw_parts(pa, len))
+                            {
+                                *o = f(x, y);
+                            }
+                        }
+                        (0, 1, 1) => {
+                            let x = pa.read();
+                            for (o, &y) in so().iter_mut().zip(std::slice::from_raw_parts(pb, len))
+                            {
+                                *o = f(x, y);
+                            }
+                        }
+                        _ => {
+                            for i in 0..len {
+                                po.add(i * io)
+                                    .write(f(pa.add(i * ia).read(), pb.add(i * ib).read()));
+                            }
+                        }
+                    }
+                }
             },
         );
         Ok(())

@@ -185,6 +185,78 @@ pub(crate) fn walk<const N: usize>(
     }
 }
 
+/// `shape` and the operands' `strides` with dimensions of one element dropped and neighbours
+/// merged where every operand steps through them as one (`stride[d] == stride[d + 1] *
+/// shape[d + 1]`, broadcast zeros included). Row-major order, hence every linear index, is
+/// unchanged, and the last dimension is as long as it can be.
+pub(crate) fn coalesce<const N: usize>(
+    shape: &[usize],
+    strides: [&[usize]; N],
+) -> (Vec<usize>, [Vec<usize>; N]) {
+    let mut out_shape: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut out: [Vec<usize>; N] = std::array::from_fn(|_| Vec::with_capacity(shape.len()));
+    for (d, &n) in shape.iter().enumerate() {
+        if n == 1 {
+            continue;
+        }
+        if let Some(&last) = out_shape.last() {
+            let merge = (0..N).all(|k| out[k].last() == Some(&(strides[k][d].wrapping_mul(n))))
+                && last != 0
+                && n != 0;
+            if merge {
+                *out_shape.last_mut().expect("non-empty") = last * n;
+                for k in 0..N {
+                    *out[k].last_mut().expect("non-empty") = strides[k][d];
+                }
+                continue;
+            }
+        }
+        out_shape.push(n);
+        for k in 0..N {
+            out[k].push(strides[k][d]);
+        }
+    }
+    (out_shape, out)
+}
+
+/// Calls `f(offsets, len)` for each run along the last dimension within linear indices `range`
+/// of `shape` (row-major): the run's `len` elements start at `offsets[k]` (`bases[k]` plus the
+/// sum of index times stride) and step by `strides[k]`'s last entry. A rank-0 shape is one run
+/// of one element. Pass a [`coalesce`]d layout for long runs.
+#[inline]
+pub(crate) fn walk_runs<const N: usize>(
+    shape: &[usize],
+    strides: [&[usize]; N],
+    bases: [usize; N],
+    range: Range<usize>,
+    mut f: impl FnMut([usize; N], usize),
+) {
+    if range.is_empty() {
+        return;
+    }
+    let Some(&inner) = shape.last() else {
+        f(bases, 1);
+        return;
+    };
+    let last = shape.len() - 1;
+    walk(
+        &shape[..last],
+        strides.map(|s| &s[..last]),
+        bases,
+        range.start / inner..range.end.div_ceil(inner),
+        |row, offs| {
+            let (start, end) = (row * inner, (row + 1) * inner);
+            let (lo, hi) = (start.max(range.start), end.min(range.end));
+            let skip = lo - start;
+            let mut o = offs;
+            for k in 0..N {
+                o[k] = o[k].wrapping_add(skip.wrapping_mul(strides[k][last]));
+            }
+            f(o, hi - lo);
+        },
+    );
+}
+
 /// Elements per parallel task.
 pub(crate) const GRAIN: usize = 1 << 15;
 
@@ -239,6 +311,39 @@ mod tests {
             seen.push((i, o))
         });
         assert_eq!(seen, [(0, 5), (1, 6), (2, 7), (3, 8), (4, 9), (5, 10)]);
+    }
+
+    #[test]
+    fn runs_cover_every_offset_once() {
+        // [2, 1, 3, 4] with b broadcast over the first and last dims; a transposed view.
+        let shape = [2usize, 1, 3, 4];
+        let sa = [12usize, 99, 4, 1];
+        let sb = [0usize, 7, 1, 0];
+        let so = [1usize, 5, 8, 2];
+        let (cs, [ca, cb, co]) = coalesce(&shape, [&sa, &sb, &so]);
+        assert_eq!(cs, [2, 3, 4]);
+        for (start, end) in [(0, 24), (5, 19), (11, 12), (0, 1)] {
+            let mut want = Vec::new();
+            walk(&shape, [&sa, &sb, &so], [1, 2, 3], start..end, |_, o| {
+                want.push(o)
+            });
+            let mut got = Vec::new();
+            walk_runs(&cs, [&ca, &cb, &co], [1, 2, 3], start..end, |o, len| {
+                for i in 0..len {
+                    got.push([o[0] + i * ca[2], o[1] + i * cb[2], o[2] + i * co[2]]);
+                }
+            });
+            assert_eq!(got, want, "{start}..{end}");
+        }
+        // Contiguous dims merge into one run; a rank-0 shape is one element.
+        let (cs, [c]) = coalesce(&[4, 5, 6], [&[30, 6, 1]]);
+        assert_eq!((cs, c), (vec![120], vec![1]));
+        let mut n = 0;
+        walk_runs(&[], [&[]], [9], 0..1, |o, len| {
+            assert_eq!((o, len), ([9], 1));
+            n += 1;
+        });
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -67,6 +67,86 @@ pub(crate) unsafe fn store(v: &TView, off: usize, x: Val) {
     }
 }
 
+/// Storage types of floats read as f64 and written from f64 exactly as [`load`] and [`store`]
+/// do (one rounding, to nearest even), for kernels typed once per call instead of per element.
+pub(crate) trait F64Store: Copy + Send + Sync + 'static {
+    fn to_f64(self) -> f64;
+    fn from_f64(v: f64) -> Self;
+}
+
+impl F64Store for f32 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+}
+
+impl F64Store for f64 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+}
+
+impl F64Store for f16 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f16::to_f64(self)
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> f16 {
+        f16_from_f64(v)
+    }
+}
+
+impl F64Store for bf16 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        bf16::to_f64(self)
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> bf16 {
+        bf16_from_f64(v)
+    }
+}
+
+/// Runs `$body` with `$t` bound to the storage type of float dtype `$dtype` (an internal error
+/// for any other dtype, which validation has rejected).
+macro_rules! with_float {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            anyaccel_hal::DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            anyaccel_hal::DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            anyaccel_hal::DType::F16 => {
+                type $t = anyaccel_hal::f16;
+                $body
+            }
+            anyaccel_hal::DType::BF16 => {
+                type $t = anyaccel_hal::bf16;
+                $body
+            }
+            other => Err(anyaccel_hal::Error::internal(format!(
+                "host kernel: dtype {other} passed validation but is not a float"
+            ))),
+        }
+    };
+}
+pub(crate) use with_float;
+
 /// Storage types of floats, computed in f32.
 pub(crate) trait FloatStore: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
