@@ -141,7 +141,7 @@ type HostFn = dyn Fn(&HostLaunch<'_>) -> Result<()> + Send + Sync;
 /// are disjoint unless the caller guaranteed it.
 #[derive(Clone)]
 pub struct HostKernel {
-    name: String,
+    name: Arc<str>,
     body: Arc<HostFn>,
 }
 
@@ -156,7 +156,7 @@ impl fmt::Debug for HostKernel {
 impl HostKernel {
     /// A host kernel with this name and body.
     pub fn new(
-        name: impl Into<String>,
+        name: impl Into<Arc<str>>,
         body: impl Fn(&HostLaunch<'_>) -> Result<()> + Send + Sync + 'static,
     ) -> HostKernel {
         HostKernel {

@@ -586,15 +586,16 @@ impl OpDef {
     }
 
     /// The name of input `i` without its `?` or `*` mark (variadic inputs are `xs[i]`).
-    pub fn input_name(&self, i: usize) -> String {
+    pub fn input_name(&self, i: usize) -> std::borrow::Cow<'static, str> {
         match self.inputs.get(i) {
-            Some(n) if n.ends_with('*') => format!("{}[{i}]", n.trim_end_matches('*')),
-            Some(n) => n.trim_end_matches('?').to_string(),
+            Some(n) if n.ends_with('*') => format!("{}[{i}]", n.trim_end_matches('*')).into(),
+            Some(n) => n.trim_end_matches('?').into(),
             None if self.is_variadic() => format!(
                 "{}[{i}]",
                 self.inputs[self.inputs.len() - 1].trim_end_matches('*')
-            ),
-            None => format!("input {i}"),
+            )
+            .into(),
+            None => format!("input {i}").into(),
         }
     }
 }

@@ -171,10 +171,13 @@ pub fn plan(
             )));
         }
         if let Some(d) = input {
-            d.validate(&format!(
-                "{op}: input {}",
-                name.trim_end_matches(['?', '*'])
-            ))?;
+            // The context of the message is formatted only when there is one.
+            if d.validate(op).is_err() {
+                d.validate(&format!(
+                    "{op}: input {}",
+                    name.trim_end_matches(['?', '*'])
+                ))?;
+            }
         }
     }
     let x = |i: usize| -> &TensorDesc {

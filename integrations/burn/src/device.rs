@@ -24,6 +24,15 @@ pub(crate) struct Opened {
     pub device: Arc<dyn hal::Device>,
     /// (seed, offset) of the next random call: each call takes the next offset.
     pub rng: Mutex<(u64, u64)>,
+    /// Rank-0 tensors of the scalars that ops were called with lately, by dtype and bytes
+    /// (never written after their upload), so that a scalar used every step (an optimizer's
+    /// constants) is uploaded once.
+    pub scalars: Mutex<Vec<(anyaccel::DType, Vec<u8>, anyaccel::Tensor)>>,
+}
+
+impl Opened {
+    /// Scalars kept in [`Opened::scalars`].
+    pub const SCALARS: usize = 64;
 }
 
 struct Entry {
@@ -106,6 +115,7 @@ impl AnyaccelDevice {
             queue,
             device,
             rng: Mutex::new((0, 0)),
+            scalars: Mutex::new(Vec::new()),
         });
         Ok(e.opened.get_or_init(|| opened).clone())
     }

@@ -57,7 +57,7 @@ pub(super) struct Plan {
 /// `exact(n, grp, o, oy, ox)` (the contract's sum, which skips the padding taps a product may
 /// have met an infinity with).
 pub(super) struct Sink<'a> {
-    pub view: &'a TView,
+    pub view: &'a TView<'a>,
     pub strides: [usize; 4],
     pub bias: Option<&'a (dyn Fn(usize, usize) -> f32 + Sync)>,
     pub exact: &'a (dyn Fn(usize, usize, usize, usize, usize) -> f64 + Sync),

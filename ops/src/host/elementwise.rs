@@ -21,8 +21,8 @@ pub(crate) fn map1<A: Copy + Send + Sync, O: Copy + Send + Sync>(
     out: &TView,
     f: impl Fn(A) -> O + Sync + Send,
 ) -> Result<()> {
-    let shape = out.desc.shape.clone();
-    let x = x.broadcast(&shape);
+    let shape = &out.desc.shape;
+    let x = x.broadcast_cow(shape);
     // SAFETY: views of a validated call; the output is distinct from the input.
     unsafe {
         if let (Some(sx), Some(so)) = (x.slice::<A>(), out.slice_mut::<O>()) {
@@ -41,7 +41,7 @@ pub(crate) fn map1<A: Copy + Send + Sync, O: Copy + Send + Sync>(
             return Ok(());
         }
     }
-    let (runs, [sx, so]) = coalesce(&shape, [&x.desc.strides, &out.desc.strides]);
+    let (runs, [sx, so]) = coalesce(shape, [&x.desc.strides, &out.desc.strides]);
     let inner = |s: &[usize]| s.last().copied().unwrap_or(0);
     let (ix, io) = (inner(&sx), inner(&so));
     par_ranges(out.desc.numel(), GRAIN, |r| {
@@ -82,8 +82,8 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send 
     out: &TView,
     f: impl Fn(A, B) -> O + Sync + Send,
 ) -> Result<()> {
-    let shape = out.desc.shape.clone();
-    let (a, b) = (a.broadcast(&shape), b.broadcast(&shape));
+    let shape = &out.desc.shape;
+    let (a, b) = (a.broadcast_cow(shape), b.broadcast_cow(shape));
     // SAFETY: views of a validated call; the output is distinct from the inputs.
     unsafe {
         if let (Some(sa), Some(sb), Some(so)) =
@@ -108,10 +108,8 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send 
             return Ok(());
         }
     }
-    let (runs, [sa, sb, so]) = coalesce(
-        &shape,
-        [&a.desc.strides, &b.desc.strides, &out.desc.strides],
-    );
+    let (runs, [sa, sb, so]) =
+        coalesce(shape, [&a.desc.strides, &b.desc.strides, &out.desc.strides]);
     let inner = |s: &[usize]| s.last().copied().unwrap_or(0);
     let (ia, ib, io) = (inner(&sa), inner(&sb), inner(&so));
     par_ranges(out.desc.numel(), GRAIN, |r| {

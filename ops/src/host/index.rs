@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use anyaccel_hal::{DType, Error, OpCall, Result, TensorDesc};
+use anyaccel_hal::{DType, Error, OpCall, Result};
 
 use super::elementwise::copy_elements;
 use super::layout::{par_ranges, walk, GRAIN};
@@ -84,17 +84,11 @@ fn run_by_size(op: &str, plan: &Indexed, src: &TView, idx: &TView, out: &TView) 
     }
 }
 
-fn narrowed(v: &TView, axis: usize, start: usize, len: usize) -> TView {
+fn narrowed<'a>(v: &TView<'a>, axis: usize, start: usize, len: usize) -> TView<'a> {
     let mut out = v.clone();
-    out.desc = TensorDesc {
-        offset: v.desc.offset + start * v.desc.strides[axis],
-        shape: {
-            let mut s = v.desc.shape.clone();
-            s[axis] = len;
-            s
-        },
-        ..v.desc.clone()
-    };
+    let desc = out.desc.to_mut();
+    desc.offset = v.desc.offset + start * v.desc.strides[axis];
+    desc.shape[axis] = len;
     out
 }
 

@@ -1,29 +1,31 @@
 //! Host views of tensors, strided walks and parallel splitting.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use anyaccel_hal::{HostMem, Result, TensorDesc};
 use rayon::prelude::*;
 
-/// A tensor's memory on the host: the start of its view and its layout.
+/// A tensor's memory on the host: the start of its view and its layout (borrowed from the
+/// launch, or owned when a kernel made a new one).
 #[derive(Clone)]
-pub(crate) struct TView {
+pub(crate) struct TView<'a> {
     base: *mut u8,
-    pub desc: TensorDesc,
+    pub desc: Cow<'a, TensorDesc>,
 }
 
 // SAFETY: a TView is a pointer into a buffer that the queue keeps alive while the kernel runs;
 // kernels write only output elements, which are distinct and disjoint from inputs (validated
 // before launch), and each element is written by one thread.
-unsafe impl Send for TView {}
+unsafe impl Send for TView<'_> {}
 // SAFETY: as above.
-unsafe impl Sync for TView {}
+unsafe impl Sync for TView<'_> {}
 
-impl TView {
-    pub fn new(mem: HostMem, desc: TensorDesc) -> TView {
+impl<'a> TView<'a> {
+    pub fn new(mem: HostMem, desc: &'a TensorDesc) -> TView<'a> {
         TView {
             base: mem.as_ptr(),
-            desc,
+            desc: Cow::Borrowed(desc),
         }
     }
 
@@ -89,7 +91,7 @@ impl TView {
     }
 
     /// This view's layout broadcast to `shape` (zero strides on broadcast dims).
-    pub fn broadcast(&self, shape: &[usize]) -> TView {
+    pub fn broadcast(&self, shape: &[usize]) -> TView<'a> {
         let rank = self.desc.rank();
         let lead = shape.len() - rank;
         let mut strides = vec![0; shape.len()];
@@ -100,11 +102,21 @@ impl TView {
         }
         TView {
             base: self.base,
-            desc: TensorDesc {
+            desc: Cow::Owned(TensorDesc {
+                dtype: self.desc.dtype,
                 shape: shape.to_vec(),
                 strides,
-                ..self.desc.clone()
-            },
+                offset: self.desc.offset,
+            }),
+        }
+    }
+
+    /// This view broadcast to `shape`: itself when it has that shape, else a new view.
+    pub fn broadcast_cow(&self, shape: &[usize]) -> Cow<'_, TView<'a>> {
+        if self.desc.shape == shape {
+            Cow::Borrowed(self)
+        } else {
+            Cow::Owned(self.broadcast(shape))
         }
     }
 }

@@ -53,13 +53,13 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         let k = a.desc.shape[a.desc.rank() - 1];
         let batch: Vec<usize> = out.desc.shape[..r - 2].to_vec();
         // Operands with batch dims broadcast to the output's.
-        let batched = |v: &TView| {
+        fn batched<'v>(v: &TView<'v>, batch: &[usize]) -> TView<'v> {
             let vr = v.desc.rank();
-            let mut shape = batch.clone();
+            let mut shape = batch.to_vec();
             shape.extend_from_slice(&v.desc.shape[vr - 2..]);
             v.broadcast(&shape)
-        };
-        let (a, b) = (batched(a), batched(b));
+        }
+        let (a, b) = (batched(a, &batch), batched(b, &batch));
         let bias = if has_bias {
             Some(bound.input(2)?.broadcast(&out.desc.shape))
         } else {

@@ -41,19 +41,19 @@ pub(crate) fn input_desc(call: &OpCall, i: usize) -> Option<&anyaccel_hal::Tenso
         .map(|t| t.desc())
 }
 
-pub(crate) struct Bound {
-    pub inputs: Vec<Option<TView>>,
-    pub outputs: Vec<TView>,
+pub(crate) struct Bound<'a> {
+    pub inputs: Vec<Option<TView<'a>>>,
+    pub outputs: Vec<TView<'a>>,
 }
 
-impl Bound {
-    pub fn input(&self, i: usize) -> Result<&TView> {
+impl<'a> Bound<'a> {
+    pub fn input(&self, i: usize) -> Result<&TView<'a>> {
         self.inputs
             .get(i)
             .and_then(|t| t.as_ref())
             .ok_or_else(|| Error::internal(format!("host kernel: input {i} missing")))
     }
-    pub fn out(&self, i: usize) -> &TView {
+    pub fn out(&self, i: usize) -> &TView<'a> {
         &self.outputs[i]
     }
 }
@@ -82,13 +82,13 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
             .iter()
             .map(|d| {
                 d.as_ref()
-                    .map(|d| next().map(|m| TView::new(m, d.clone())))
+                    .map(|d| next().map(|m| TView::new(m, d)))
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
         let outputs = out_descs
             .iter()
-            .map(|d| next().map(|m| TView::new(m, d.clone())))
+            .map(|d| next().map(|m| TView::new(m, d)))
             .collect::<Result<Vec<_>>>()?;
         body(&Bound { inputs, outputs })
     });
