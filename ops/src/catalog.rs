@@ -1777,7 +1777,15 @@ pub static CATALOG: LazyLock<Vec<OpDef>> = LazyLock::new(build);
 
 /// The op called `name`.
 pub fn op_def(name: &str) -> Option<&'static OpDef> {
-    CATALOG.iter().find(|d| d.name == name)
+    // A name's place in the catalog, built once: an op call looks its op up several times.
+    static INDEX: LazyLock<std::collections::HashMap<&'static str, usize>> = LazyLock::new(|| {
+        CATALOG
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name, i))
+            .collect()
+    });
+    INDEX.get(name).map(|&i| &CATALOG[i])
 }
 
 /// The computation of the catalog op `name`: what a dialect routes a validated call on.
