@@ -828,7 +828,8 @@ fn pool_typed<T: F64Store>(
         let rows = tap_ranges(oh, g.stride[0], g.padding[0], kh, g.dilation[0], ih);
         let cols = tap_ranges(ow, g.stride[1], g.padding[1], kw, g.dilation[1], iw);
         let plane = (oh * ow).max(1);
-        return par_ranges(g.n * g.c, (GRAIN / (plane * kh * kw).max(1)).max(1), |r| {
+        let grain = (GRAIN / plane.saturating_mul(kh).saturating_mul(kw).max(1)).max(1);
+        return par_ranges(g.n * g.c, grain, |r| {
             for p in r {
                 let (n, ch) = (p / g.c, p % g.c);
                 // Pointers taken once: the stores below could alias the views' fields.
@@ -1022,7 +1023,13 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
         }
         let plane = ih * iw;
         return par_ranges(out.desc.shape[0] * c, (GRAIN / plane.max(1)).max(1), |r| {
-            let mut acc = vec![0f64; plane];
+            let mut acc = Vec::new();
+            acc.try_reserve_exact(plane).map_err(|_| {
+                anyaccel_hal::Error::out_of_memory(format!(
+                    "max pool gradient: no memory for a {ih}x{iw} plane of f64 sums"
+                ))
+            })?;
+            acc.resize(plane, 0f64);
             for p in r {
                 let (n, ch) = (p / c, p % c);
                 acc.fill(0.0);
