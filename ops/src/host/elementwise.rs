@@ -1,9 +1,8 @@
 //! Elementwise kernels: creation, copy and cast, unary, binary, comparisons and `where`.
 
 use anyaccel_hal::{bf16, f16, DType, Error, OpCall, Result};
-use rayon::prelude::*;
 
-use super::layout::{coalesce, par_ranges, threads, walk, walk_runs, GRAIN};
+use super::layout::{coalesce, par_ranges, walk, walk_runs, GRAIN};
 use super::scalar::{load, store, FloatStore, IntStore, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
@@ -23,24 +22,7 @@ pub(crate) fn map1<A: Copy + Send + Sync, O: Copy + Send + Sync>(
 ) -> Result<()> {
     let shape = &out.desc.shape;
     let x = x.broadcast_cow(shape);
-    // SAFETY: views of a validated call; the output is distinct from the input.
-    unsafe {
-        if let (Some(sx), Some(so)) = (x.slice::<A>(), out.slice_mut::<O>()) {
-            let chunk = |(o, a): (&mut [O], &[A])| {
-                for (o, &a) in o.iter_mut().zip(a) {
-                    *o = f(a);
-                }
-            };
-            if threads() == 1 {
-                so.chunks_mut(GRAIN).zip(sx.chunks(GRAIN)).for_each(chunk);
-            } else {
-                so.par_chunks_mut(GRAIN)
-                    .zip(sx.par_chunks(GRAIN))
-                    .for_each(chunk);
-            }
-            return Ok(());
-        }
-    }
+    // A contiguous pair coalesces to one run: one typed loop a task.
     let (runs, [sx, so]) = coalesce(shape, [&x.desc.strides, &out.desc.strides]);
     let inner = |s: &[usize]| s.last().copied().unwrap_or(0);
     let (ix, io) = (inner(&sx), inner(&so));
@@ -84,30 +66,7 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send 
 ) -> Result<()> {
     let shape = &out.desc.shape;
     let (a, b) = (a.broadcast_cow(shape), b.broadcast_cow(shape));
-    // SAFETY: views of a validated call; the output is distinct from the inputs.
-    unsafe {
-        if let (Some(sa), Some(sb), Some(so)) =
-            (a.slice::<A>(), b.slice::<B>(), out.slice_mut::<O>())
-        {
-            let chunk = |((o, a), b): ((&mut [O], &[A]), &[B])| {
-                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = f(a, b);
-                }
-            };
-            if threads() == 1 {
-                so.chunks_mut(GRAIN)
-                    .zip(sa.chunks(GRAIN))
-                    .zip(sb.chunks(GRAIN))
-                    .for_each(chunk);
-            } else {
-                so.par_chunks_mut(GRAIN)
-                    .zip(sa.par_chunks(GRAIN))
-                    .zip(sb.par_chunks(GRAIN))
-                    .for_each(chunk);
-            }
-            return Ok(());
-        }
-    }
+    // Contiguous operands coalesce to one run: one typed loop a task.
     let (runs, [sa, sb, so]) =
         coalesce(shape, [&a.desc.strides, &b.desc.strides, &out.desc.strides]);
     let inner = |s: &[usize]| s.last().copied().unwrap_or(0);

@@ -67,17 +67,6 @@ impl<'a> TView<'a> {
         unsafe { self.ptr::<T>(off).write(v) }
     }
 
-    /// The elements as a slice when the layout is contiguous.
-    pub unsafe fn slice<T>(&self) -> Option<&[T]> {
-        if !self.desc.is_contiguous() {
-            return None;
-        }
-        // SAFETY: contiguous: numel elements from desc.offset lie inside the view.
-        Some(unsafe {
-            std::slice::from_raw_parts(self.ptr::<T>(self.desc.offset), self.desc.numel())
-        })
-    }
-
     /// The elements as a mutable slice when the layout is contiguous (outputs only).
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn slice_mut<T>(&self) -> Option<&mut [T]> {
