@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::{Error, Result};
 
@@ -60,6 +60,11 @@ impl Buffer {
         std::ptr::addr_eq(Arc::as_ptr(&self.memory), Arc::as_ptr(&other.memory))
     }
 
+    /// The allocation's identity, held without keeping its memory: see [`BufferId`].
+    pub fn id(&self) -> BufferId {
+        BufferId(Arc::downgrade(&self.memory))
+    }
+
     /// A view of `len` bytes starting at `offset`, or `OutOfBounds` if it does not fit.
     pub fn view(&self, offset: usize, len: usize) -> Result<BufferView> {
         let end = offset.checked_add(len);
@@ -83,6 +88,38 @@ impl Buffer {
             offset: 0,
             len: self.size(),
         }
+    }
+}
+
+/// The identity of an allocation that does not keep its memory alive: the memory is freed when
+/// the last [`Buffer`] goes, but no later allocation is ever taken for the same one (the id holds
+/// the allocation's handle, so its address is not reused while the id lives).
+#[derive(Clone, Debug)]
+pub struct BufferId(Weak<dyn DeviceMemory>);
+
+impl PartialEq for BufferId {
+    fn eq(&self, other: &BufferId) -> bool {
+        std::ptr::addr_eq(self.0.as_ptr(), other.0.as_ptr())
+    }
+}
+
+impl Eq for BufferId {}
+
+impl std::hash::Hash for BufferId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0.as_ptr() as *const () as usize).hash(state)
+    }
+}
+
+impl BufferId {
+    /// True when `buffer` is the allocation this id was taken from.
+    pub fn is(&self, buffer: &Buffer) -> bool {
+        std::ptr::addr_eq(self.0.as_ptr(), Arc::as_ptr(&buffer.memory))
+    }
+
+    /// True while some [`Buffer`] still holds the allocation.
+    pub fn is_live(&self) -> bool {
+        self.0.strong_count() > 0
     }
 }
 

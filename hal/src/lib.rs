@@ -42,7 +42,7 @@ pub mod transfer;
 pub mod testing;
 
 pub use bookkeeping::{run_detached, Bookkeeping, FailureLog, Job, Mark, Retiring};
-pub use buffer::{Buffer, BufferView, DeviceMemory};
+pub use buffer::{Buffer, BufferId, BufferView, DeviceMemory};
 pub use device::{
     same_device, validate, Backend, Caps, Device, DeviceInfo, Event, FailedEvent, Queue,
 };

@@ -9,6 +9,7 @@ use anyaccel_hal::{
 };
 
 use crate::catalog::Op;
+use crate::graph::{Entered, Outputs};
 
 use crate::plan::{plan, OutputSpec};
 
@@ -22,6 +23,7 @@ pub fn call(
     inputs: &[Option<&Tensor>],
     attrs: &[(String, AttrValue)],
 ) -> Result<Vec<Tensor>> {
+    let entered = Entered::new();
     let specs = validate(queue, op, inputs, attrs)?;
     let device = queue.device();
     let outputs = specs
@@ -29,6 +31,7 @@ pub fn call(
         .map(|(dtype, shape)| Tensor::empty(&*device, *dtype, shape))
         .collect::<Result<Vec<_>>>()?;
     through_queue(queue, execute(queue, op, inputs, outputs.clone(), attrs))?;
+    entered.record(queue, op, inputs, Outputs::New(&outputs), attrs);
     Ok(outputs)
 }
 
@@ -36,7 +39,7 @@ pub fn call(
 /// index out of range, found by a kernel's flag that a launcher read back, or returned at once
 /// by a plugin's `op_execute`) is not the call's result but the queue's sticky error, returned
 /// at its next synchronization. The call returns only what validation finds.
-fn through_queue(queue: &dyn Queue, result: Result<()>) -> Result<()> {
+pub(crate) fn through_queue(queue: &dyn Queue, result: Result<()>) -> Result<()> {
     match result {
         Err(e) if e.code() == ErrorCode::OutOfBounds => {
             let failed: Arc<dyn Event> = Arc::new(FailedEvent::new(e));
@@ -56,6 +59,7 @@ pub fn call_into(
     outputs: &[&Tensor],
     attrs: &[(String, AttrValue)],
 ) -> Result<()> {
+    let entered = Entered::new();
     let specs = validate(queue, op, inputs, attrs)?;
     if outputs.len() != specs.len() {
         return Err(Error::invalid_argument(format!(
@@ -107,7 +111,9 @@ pub fn call_into(
             outputs.iter().map(|t| (*t).clone()).collect(),
             attrs,
         ),
-    )
+    )?;
+    entered.record(queue, op, inputs, Outputs::Into(outputs), attrs);
+    Ok(())
 }
 
 fn validate(
@@ -127,7 +133,7 @@ fn validate(
 
 /// An operand of a call, named in messages as `input 0`, `output 1`, ...
 #[derive(Clone, Copy)]
-enum Operand {
+pub(crate) enum Operand {
     Input(usize),
     Output(usize),
 }
@@ -141,7 +147,7 @@ impl std::fmt::Display for Operand {
     }
 }
 
-fn check_tensor(queue: &dyn Queue, op: &str, what: Operand, t: &Tensor) -> Result<()> {
+pub(crate) fn check_tensor(queue: &dyn Queue, op: &str, what: Operand, t: &Tensor) -> Result<()> {
     if t.device_id() != queue.device_id() {
         return Err(Error::invalid_argument(format!(
             "{op}: {what} is on device {}, but the queue is on {}: move it first",
@@ -184,7 +190,7 @@ fn elements_distinct(desc: &TensorDesc) -> bool {
 }
 
 /// True when the byte ranges that two tensors span intersect in one buffer.
-fn overlaps(a: &Tensor, b: &Tensor) -> bool {
+pub(crate) fn overlaps(a: &Tensor, b: &Tensor) -> bool {
     if !a.view().buffer().same_memory(b.view().buffer()) || a.numel() == 0 || b.numel() == 0 {
         return false;
     }
@@ -198,7 +204,7 @@ fn overlaps(a: &Tensor, b: &Tensor) -> bool {
     a0 < b1 && b0 < a1
 }
 
-fn execute(
+pub(crate) fn execute(
     queue: &dyn Queue,
     op: &str,
     inputs: &[Option<&Tensor>],

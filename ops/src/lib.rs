@@ -32,6 +32,7 @@ pub mod clang;
 mod conv;
 pub mod convert;
 mod dispatch;
+pub mod graph;
 mod host;
 mod loss;
 mod movement;
@@ -44,5 +45,6 @@ mod wgsl;
 
 pub use catalog::{op_def, OpDef, OpKind, CATALOG};
 pub use dispatch::{call, call_into};
+pub use graph::{Graph, Replay};
 pub use plan::{broadcast_shapes, plan, OutputSpec};
 pub use typed::*;
