@@ -110,7 +110,7 @@ pub(crate) enum Outputs<'a> {
 }
 
 /// Where a tensor's memory comes from in a graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Source {
     /// An input of the graph (index into `Graph::inputs`).
     Input(usize),
@@ -212,6 +212,39 @@ impl Drop for Capturing {
     }
 }
 
+/// Which new outputs a replay frees after each node: an output that the code captured had
+/// dropped by the end of the capture is freed after the last node that reads it (or at once if
+/// none does), as eager code frees it; one still held at the end is kept for [`Replay::get`].
+fn frees(rec: &Recorder) -> Vec<Vec<Source>> {
+    let mut last: HashMap<Source, usize> = HashMap::new();
+    for (n, node) in rec.nodes.iter().enumerate() {
+        if let NodeOutputs::New(specs) = &node.outputs {
+            for index in 0..specs.len() {
+                last.insert(Source::Output { node: n, index }, n);
+            }
+        }
+        let reads = node.inputs.iter().flatten().chain(match &node.outputs {
+            NodeOutputs::Into(refs) => refs.as_slice(),
+            NodeOutputs::New(_) => &[],
+        });
+        for r in reads {
+            if let Some(l) = last.get_mut(&r.source) {
+                *l = n;
+            }
+        }
+    }
+    let mut frees = vec![Vec::new(); rec.nodes.len()];
+    for (id, source) in &rec.sources {
+        if id.is_live() {
+            continue;
+        }
+        if let Some(&n) = last.get(source) {
+            frees[n].push(*source);
+        }
+    }
+    frees
+}
+
 /// A recorded sequence of op calls on one device; see the [module](self) documentation.
 #[derive(Clone, Debug)]
 pub struct Graph {
@@ -220,14 +253,18 @@ pub struct Graph {
     inputs: Vec<Tensor>,
     /// The buffers of the capture's new outputs and inputs, to map them to a replay's.
     ids: Vec<(BufferId, Source)>,
+    /// For each node, the outputs whose memory a replay may free after that node: those that
+    /// no later node reads and that were dropped before the capture ended.
+    frees: Vec<Vec<Source>>,
 }
 
 /// The tensors of one replay of a [`Graph`].
 pub struct Replay<'g> {
     graph: &'g Graph,
-    /// The buffer of each input (bound or captured) and each node's new outputs.
+    /// The buffer of each input (bound or captured) and each node's new outputs (`None` once
+    /// freed).
     inputs: Vec<Bound>,
-    outputs: Vec<Vec<Buffer>>,
+    outputs: Vec<Vec<Option<Buffer>>>,
 }
 
 /// An input's buffer in a replay and the shift of its views against the capture's.
@@ -260,6 +297,7 @@ impl Graph {
         let rec = RECORDER.with(|r| r.borrow_mut().take());
         drop(guard);
         let rec = rec.ok_or_else(|| Error::internal("graph capture: the recorder vanished"))?;
+        let frees = frees(&rec);
         let ids = rec.sources.into_iter().collect();
         Ok((
             result,
@@ -268,6 +306,7 @@ impl Graph {
                 nodes: rec.nodes,
                 inputs: rec.inputs,
                 ids,
+                frees,
             },
         ))
     }
@@ -399,9 +438,11 @@ impl Graph {
                         .map_err(context)?;
                         outs
                     };
-                    replay
-                        .outputs
-                        .push(outs.iter().map(|t| t.view().buffer().clone()).collect());
+                    replay.outputs.push(
+                        outs.iter()
+                            .map(|t| Some(t.view().buffer().clone()))
+                            .collect(),
+                    );
                 }
                 NodeOutputs::Into(refs) => {
                     let outs = refs
@@ -440,6 +481,14 @@ impl Graph {
                     replay.outputs.push(Vec::new());
                 }
             }
+            for free in &self.frees[replay.outputs.len() - 1] {
+                if let Source::Output { node, index } = *free {
+                    if let Some(slot) = replay.outputs.get_mut(node).and_then(|o| o.get_mut(index))
+                    {
+                        *slot = None;
+                    }
+                }
+            }
         }
         Ok(replay)
     }
@@ -453,12 +502,14 @@ impl Replay<'_> {
                 .get(i)
                 .map(|b| (&b.buffer, b.shift))
                 .ok_or_else(|| Error::internal("graph replay: input out of range")),
-            Source::Output { node, index } => self
-                .outputs
-                .get(node)
-                .and_then(|o| o.get(index))
-                .map(|b| (b, 0))
-                .ok_or_else(|| Error::internal("graph replay: an output read before its call")),
+            Source::Output { node, index } => match self.outputs.get(node).and_then(|o| o.get(index)) {
+                Some(Some(b)) => Ok((b, 0)),
+                Some(None) => Err(Error::invalid_argument(format!(
+                    "graph replay: output {index} of call {node} ({}) was freed: the captured code had dropped it by the end of the capture, so a replay does not keep it",
+                    self.graph.nodes[node].op
+                ))),
+                None => Err(Error::internal("graph replay: an output read before its call")),
+            },
         }
     }
 
