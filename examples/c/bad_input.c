@@ -488,6 +488,51 @@ int main(int argc, char **argv) {
         expect("op_output_count(NULL, &n)", anyaccel_op_output_count(NULL, &n), INVALID, "op");
     }
 
+    /* Recorded graphs: captures out of order, bad handles and bindings. */
+    {
+        anyaccel_graph_t *g = NULL;
+        anyaccel_replay_t *r = NULL;
+        anyaccel_tensor_t *y = NULL, *got = NULL;
+        expect("graph_capture_end(without a begin)", anyaccel_graph_capture_end(q, &g), INVALID,
+               "not capturing");
+        expect("graph_capture_begin(NULL queue)", anyaccel_graph_capture_begin(NULL), INVALID,
+               "queue");
+        expect("graph_capture_begin(q)", anyaccel_graph_capture_begin(q), ANYACCEL_OK, "");
+        expect("graph_capture_begin(q) again", anyaccel_graph_capture_begin(q), INVALID,
+               "already capturing");
+        expect("relu(a) while capturing", anyaccel_relu(q, a, &y), ANYACCEL_OK, "");
+        expect("graph_capture_end(q, NULL out)", anyaccel_graph_capture_end(q, NULL), INVALID,
+               "out");
+        expect("graph_capture_end(q)", anyaccel_graph_capture_end(q, &g), ANYACCEL_OK, "");
+        expect("graph_op_count(g)", anyaccel_graph_op_count(g, &n), ANYACCEL_OK, "");
+        expect_true("the graph holds one call", n == 1);
+        anyaccel_tensor_t *cap[1] = {a}, *bad[1] = {b}, *none[1] = {NULL};
+        expect("graph_replay(binding of another shape)",
+               anyaccel_graph_replay(g, q, cap, bad, 1, &r), INVALID, "captured layout");
+        expect("graph_replay(bound NULL)", anyaccel_graph_replay(g, q, cap, none, 1, &r), INVALID,
+               "bound[0]");
+        expect("graph_replay(captured NULL, n_bindings 1)",
+               anyaccel_graph_replay(g, q, NULL, bad, 1, &r), INVALID, "captured");
+        expect("graph_replay(y is no input)", anyaccel_graph_replay(g, q, &y, cap, 1, &r), INVALID,
+               "not an input");
+        expect("graph_replay(tensor as graph)",
+               anyaccel_graph_replay((anyaccel_graph_t *)a, q, NULL, NULL, 0, &r), INVALID,
+               "graph");
+        expect_true("replay stays NULL after failed replays", r == NULL);
+        expect("graph_replay(no bindings)", anyaccel_graph_replay(g, q, NULL, NULL, 0, &r),
+               ANYACCEL_OK, "");
+        expect("replay_get(b, never seen)", anyaccel_replay_get(r, b, &got), INVALID,
+               "neither an input");
+        expect("replay_get(y)", anyaccel_replay_get(r, y, &got), ANYACCEL_OK, "");
+        expect("replay_destroy(r)", anyaccel_replay_destroy(r), ANYACCEL_OK, "");
+        expect("replay_destroy(r) again", anyaccel_replay_destroy(r), INVALID, "already destroyed");
+        expect("graph_destroy(g)", anyaccel_graph_destroy(g), ANYACCEL_OK, "");
+        expect("graph_replay(g after destroy)", anyaccel_graph_replay(g, q, NULL, NULL, 0, &r),
+               INVALID, "already destroyed");
+        anyaccel_tensor_destroy(got);
+        anyaccel_tensor_destroy(y);
+    }
+
     other_device_checks(argc > 1 ? argv[1] : NULL, q, a);
 
     /* Use after destroy and double destroy, for every kind of handle. */

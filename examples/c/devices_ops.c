@@ -218,6 +218,58 @@ static void run_on_device(anyaccel_runtime_t *rt, anyaccel_device_t *dev, const 
         }
     }
 
+    /* A recorded graph: matmul then softmax captured once, replayed with a new `a`. */
+    if (a != NULL && b != NULL) {
+        anyaccel_graph_t *g = NULL;
+        anyaccel_replay_t *r = NULL;
+        anyaccel_tensor_t *gc = NULL, *gy = NULL, *a2 = NULL, *got = NULL;
+        static float ha2[M * K], hgot[M * N];
+        static double want_g[M * N];
+        for (size_t i = 0; i < M * K; i++) ha2[i] = next_value(&seed);
+        for (size_t i = 0; i < M; i++) {
+            double row[N], mx = -INFINITY, sum = 0.0;
+            for (size_t j = 0; j < N; j++) {
+                double acc = 0.0;
+                for (size_t k = 0; k < K; k++) acc += (double)ha2[i * K + k] * hb[k * N + j];
+                row[j] = acc;
+                mx = fmax(mx, acc);
+            }
+            for (size_t j = 0; j < N; j++) sum += exp(row[j] - mx);
+            for (size_t j = 0; j < N; j++) want_g[i * N + j] = exp(row[j] - mx) / sum;
+        }
+        if (check(anyaccel_graph_capture_begin(q), "anyaccel_graph_capture_begin")) {
+            anyaccel_status s1 = anyaccel_matmul(q, a, b, NULL, &gc);
+            anyaccel_status s2 = s1 == ANYACCEL_OK ? anyaccel_softmax(q, gc, -1, &gy) : s1;
+            check(anyaccel_graph_capture_end(q, &g), "anyaccel_graph_capture_end");
+            size_t calls = 0;
+            if (!unsupported(s2, "graph replay (matmul, softmax)") &&
+                check(s2, "matmul and softmax while capturing") && g != NULL &&
+                check(anyaccel_graph_op_count(g, &calls), "anyaccel_graph_op_count")) {
+                anyaccel_tensor_t *captured[1] = {a}, *bound[1] = {NULL};
+                if (calls != 2) {
+                    fprintf(stderr, "FAIL graph on %s recorded %zu calls, expected 2\n", id,
+                            calls);
+                    failures++;
+                } else if (check(anyaccel_tensor_alloc(dev, ANYACCEL_DTYPE_F32, shape_a, 2, &a2),
+                                 "alloc a2") &&
+                           check(anyaccel_tensor_write(q, a2, ha2, sizeof ha2), "write a2") &&
+                           (bound[0] = a2) != NULL &&
+                           check(anyaccel_graph_replay(g, q, captured, bound, 1, &r),
+                                 "anyaccel_graph_replay") &&
+                           check(anyaccel_replay_get(r, gy, &got), "anyaccel_replay_get") &&
+                           check(anyaccel_tensor_read(q, got, hgot, sizeof hgot), "read replay")) {
+                    compare("graph replay (matmul, softmax)", id, hgot, want_g, M * N, 1e-5,
+                            1e-4);
+                }
+            }
+        }
+        if (r) check(anyaccel_replay_destroy(r), "anyaccel_replay_destroy");
+        if (g) check(anyaccel_graph_destroy(g), "anyaccel_graph_destroy");
+        anyaccel_tensor_t *gt[] = {gc, gy, a2, got};
+        for (size_t i = 0; i < 4; i++)
+            if (gt[i]) check(anyaccel_tensor_destroy(gt[i]), "destroy graph tensor");
+    }
+
 done:
     if (q) check(anyaccel_queue_finish(q), "anyaccel_queue_finish");
     anyaccel_tensor_t *tensors[] = {a, b, c, x, y};

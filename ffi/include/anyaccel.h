@@ -132,9 +132,19 @@ typedef struct anyaccel_device_t anyaccel_device_t;
 typedef struct anyaccel_event_t anyaccel_event_t;
 
 /**
+ * A recorded sequence of op calls on one device. Opaque.
+ */
+typedef struct anyaccel_graph_t anyaccel_graph_t;
+
+/**
  * An in-order queue of commands on one device. Opaque.
  */
 typedef struct anyaccel_queue_t anyaccel_queue_t;
+
+/**
+ * The tensors of one replay of a graph. Opaque.
+ */
+typedef struct anyaccel_replay_t anyaccel_replay_t;
 
 /**
  * A runtime: the compiled-in backends and their devices. Opaque.
@@ -482,6 +492,75 @@ anyaccel_status anyaccel_tensor_to_dlpack(struct anyaccel_tensor_t *t, struct an
  * writing an `int32_t`.
  */
 anyaccel_status anyaccel_tensor_from_dlpack(struct anyaccel_runtime_t *rt, DLManagedTensorVersioned *src, struct anyaccel_tensor_t **out, int32_t *zero_copy);
+
+/**
+ * Starts recording the op calls that this thread makes on `q` (through `anyaccel_op`,
+ * `anyaccel_op_into` and the typed functions) until `anyaccel_graph_capture_end` on the same
+ * thread. The calls run as usual while recorded. A thread records one capture at a time.
+ *
+ * # Safety
+ * None beyond the handle contract: any value is checked.
+ */
+anyaccel_status anyaccel_graph_capture_begin(struct anyaccel_queue_t *q);
+
+/**
+ * Ends this thread's capture on `q` and sets `*out` to its graph (destroy it with
+ * `anyaccel_graph_destroy`). A tensor that a recorded call read before any recorded call wrote
+ * it is an input of the graph, kept by it; a replay reads it unless bound to another tensor.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a pointer.
+ */
+anyaccel_status anyaccel_graph_capture_end(struct anyaccel_queue_t *q, struct anyaccel_graph_t **out);
+
+/**
+ * Sets `*out` to the number of op calls the graph recorded.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a `size_t`.
+ */
+anyaccel_status anyaccel_graph_op_count(struct anyaccel_graph_t *g, size_t *out);
+
+/**
+ * Replays graph `g` on `q` (a queue of the capture's device) and sets `*out` to the replay's
+ * tensors (read them with `anyaccel_replay_get`; destroy with `anyaccel_replay_destroy`).
+ * Binding `i` replaces the graph input that `captured[i]` views by the memory of `bound[i]`,
+ * which must have the dtype, shape, strides and offset of `captured[i]`; an input that a
+ * recorded call wrote is written in the bound tensor, which must then be writable. The work
+ * is queued, as for `anyaccel_op`.
+ *
+ * # Safety
+ * `captured` and `bound` must be NULL or point to `n_bindings` handles each (NULL allowed when
+ * `n_bindings` is 0); `out` NULL or valid for writing a pointer.
+ */
+anyaccel_status anyaccel_graph_replay(struct anyaccel_graph_t *g, struct anyaccel_queue_t *q, struct anyaccel_tensor_t *const *captured, struct anyaccel_tensor_t *const *bound, size_t n_bindings, struct anyaccel_replay_t **out);
+
+/**
+ * Sets `*out` to a new tensor handle for the tensor of replay `r` that stands where `captured`
+ * stood in the capture (a tensor the captured calls made and the caller still held when the
+ * capture ended, or an input of the graph, as bound). Destroy it with
+ * `anyaccel_tensor_destroy`.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a pointer.
+ */
+anyaccel_status anyaccel_replay_get(struct anyaccel_replay_t *r, struct anyaccel_tensor_t *captured, struct anyaccel_tensor_t **out);
+
+/**
+ * Releases a replay (tensors taken from it with `anyaccel_replay_get` stay valid).
+ *
+ * # Safety
+ * None beyond the handle contract: any value is checked.
+ */
+anyaccel_status anyaccel_replay_destroy(struct anyaccel_replay_t *r);
+
+/**
+ * Releases a graph (and the input tensors it kept).
+ *
+ * # Safety
+ * None beyond the handle contract: any value is checked.
+ */
+anyaccel_status anyaccel_graph_destroy(struct anyaccel_graph_t *g);
 
 /**
  * Runs op `op` of `docs/ops.md` on queue `q` and returns its outputs as new tensors (destroy

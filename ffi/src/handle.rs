@@ -21,6 +21,8 @@ pub(crate) enum Kind {
     Queue = 4,
     Event = 5,
     Tensor = 6,
+    Graph = 7,
+    Replay = 8,
 }
 
 impl Kind {
@@ -32,6 +34,8 @@ impl Kind {
             Kind::Queue,
             Kind::Event,
             Kind::Tensor,
+            Kind::Graph,
+            Kind::Replay,
         ]
         .into_iter()
         .find(|k| *k as usize == tag)
@@ -45,6 +49,8 @@ impl Kind {
             Kind::Queue => "queue",
             Kind::Event => "event",
             Kind::Tensor => "tensor",
+            Kind::Graph => "graph",
+            Kind::Replay => "replay",
         }
     }
 }

@@ -41,6 +41,7 @@ mod buffer;
 #[cfg(test)]
 mod contract_tests;
 pub mod dlpack;
+mod graph;
 mod handle;
 mod op;
 mod queue;
@@ -48,6 +49,7 @@ mod runtime;
 mod tensor;
 
 pub use buffer::*;
+pub use graph::*;
 pub use op::*;
 pub use queue::*;
 pub use runtime::*;

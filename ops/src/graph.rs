@@ -39,6 +39,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyaccel_hal::{
     shape_str, AttrValue, Buffer, BufferId, DType, Error, Queue, Result, Tensor, TensorDesc,
@@ -246,8 +247,12 @@ fn frees(rec: &Recorder) -> Vec<Vec<Source>> {
 }
 
 /// A recorded sequence of op calls on one device; see the [module](self) documentation.
+/// Cloning shares it.
 #[derive(Clone, Debug)]
-pub struct Graph {
+pub struct Graph(Arc<GraphData>);
+
+#[derive(Debug)]
+struct GraphData {
     device_id: String,
     nodes: Vec<Node>,
     inputs: Vec<Tensor>,
@@ -259,8 +264,8 @@ pub struct Graph {
 }
 
 /// The tensors of one replay of a [`Graph`].
-pub struct Replay<'g> {
-    graph: &'g Graph,
+pub struct Replay {
+    graph: Graph,
     /// The buffer of each input (bound or captured) and each node's new outputs (`None` once
     /// freed).
     inputs: Vec<Bound>,
@@ -278,6 +283,19 @@ impl Graph {
     /// Runs `f`, recording the op calls it makes on `queue`; returns `f`'s result and the
     /// graph. Fails if this thread is already capturing.
     pub fn capture<R>(queue: &dyn Queue, f: impl FnOnce() -> R) -> Result<(R, Graph)> {
+        Graph::begin_capture(queue)?;
+        // Ends the capture even when `f` panics.
+        let guard = Capturing;
+        let result = f();
+        let graph = Graph::end_capture(queue);
+        drop(guard);
+        Ok((result, graph?))
+    }
+
+    /// Starts recording the op calls this thread makes on `queue`, until
+    /// [`Graph::end_capture`] on the same thread (the form for callers that cannot pass a
+    /// closure, as the C ABI). Fails if this thread is already capturing.
+    pub fn begin_capture(queue: &dyn Queue) -> Result<()> {
         if CAPTURING.with(Cell::get) {
             return Err(Error::invalid_argument(
                 "graph capture: this thread is already capturing a graph; end that capture first",
@@ -292,56 +310,90 @@ impl Graph {
             })
         });
         CAPTURING.with(|c| c.set(true));
-        let guard = Capturing;
-        let result = f();
-        let rec = RECORDER.with(|r| r.borrow_mut().take());
-        drop(guard);
-        let rec = rec.ok_or_else(|| Error::internal("graph capture: the recorder vanished"))?;
+        Ok(())
+    }
+
+    /// Ends the capture that [`Graph::begin_capture`] started on this thread for `queue` and
+    /// returns its graph. Fails when this thread is not capturing on `queue` (the capture then
+    /// goes on).
+    pub fn end_capture(queue: &dyn Queue) -> Result<Graph> {
+        let rec = RECORDER.with(|r| {
+            let mut r = r.borrow_mut();
+            match r.as_ref() {
+                Some(rec) if rec.queue == queue_addr(queue) => Ok(r.take()),
+                Some(_) => Err(Error::invalid_argument(
+                    "graph capture: this thread is capturing on another queue; end the capture with the queue that began it",
+                )),
+                None => Ok(None),
+            }
+        })?;
+        let rec = rec.ok_or_else(|| {
+            Error::invalid_argument(
+                "graph capture: this thread is not capturing: begin a capture first",
+            )
+        })?;
+        CAPTURING.with(|c| c.set(false));
         let frees = frees(&rec);
         let ids = rec.sources.into_iter().collect();
-        Ok((
-            result,
-            Graph {
-                device_id: queue.device_id().to_string(),
-                nodes: rec.nodes,
-                inputs: rec.inputs,
-                ids,
-                frees,
-            },
-        ))
+        Ok(Graph(Arc::new(GraphData {
+            device_id: queue.device_id().to_string(),
+            nodes: rec.nodes,
+            inputs: rec.inputs,
+            ids,
+            frees,
+        })))
+    }
+
+    /// True when a recorded call writes into the memory of `input` (one of
+    /// [`Graph::inputs`], or a view of one): a replay writes into the tensor bound in its
+    /// place.
+    pub fn writes(&self, input: &Tensor) -> bool {
+        let buffer = input.view().buffer();
+        let Some(i) = self
+            .0
+            .inputs
+            .iter()
+            .position(|t| t.view().buffer().same_memory(buffer))
+        else {
+            return false;
+        };
+        self.0.nodes.iter().any(|n| match &n.outputs {
+            NodeOutputs::Into(refs) => refs.iter().any(|r| r.source == Source::Input(i)),
+            NodeOutputs::New(_) => false,
+        })
     }
 
     /// The number of recorded op calls.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.0.nodes.len()
     }
 
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.0.nodes.is_empty()
     }
 
     /// The recorded ops' names, in call order.
     pub fn ops(&self) -> impl Iterator<Item = &str> {
-        self.nodes.iter().map(|n| n.op.as_str())
+        self.0.nodes.iter().map(|n| n.op.as_str())
     }
 
     /// The graph's inputs: for each buffer read before any recorded call wrote it, the first
     /// tensor of it that a call read. A replay reads these unless bound to other tensors.
     pub fn inputs(&self) -> &[Tensor] {
-        &self.inputs
+        &self.0.inputs
     }
 
     /// The id of the device the graph was captured on.
     pub fn device_id(&self) -> &str {
-        &self.device_id
+        &self.0.device_id
     }
 
     /// Replays the graph on `queue` (a queue of the capture's device). Each binding
     /// `(captured, new)` replaces the input whose buffer `captured` views by the buffer of
     /// `new`, which must have `captured`'s dtype and layout; every view the graph takes of that
     /// input moves with it. The work is queued, as for eager calls.
-    pub fn replay(&self, queue: &dyn Queue, bindings: &[(&Tensor, &Tensor)]) -> Result<Replay<'_>> {
+    pub fn replay(&self, queue: &dyn Queue, bindings: &[(&Tensor, &Tensor)]) -> Result<Replay> {
         self.run(queue, bindings, false)
     }
 
@@ -353,7 +405,7 @@ impl Graph {
         &self,
         queue: &dyn Queue,
         bindings: &[(&Tensor, &Tensor)],
-    ) -> Result<Replay<'_>> {
+    ) -> Result<Replay> {
         self.run(queue, bindings, true)
     }
 
@@ -362,15 +414,16 @@ impl Graph {
         queue: &dyn Queue,
         bindings: &[(&Tensor, &Tensor)],
         eager: bool,
-    ) -> Result<Replay<'_>> {
-        if queue.device_id() != self.device_id {
+    ) -> Result<Replay> {
+        if queue.device_id() != self.0.device_id {
             return Err(Error::invalid_argument(format!(
                 "graph replay: the graph was captured on {} but the queue is on {}",
-                self.device_id,
+                self.0.device_id,
                 queue.device_id()
             )));
         }
         let mut inputs: Vec<Bound> = self
+            .0
             .inputs
             .iter()
             .map(|t| Bound {
@@ -380,13 +433,13 @@ impl Graph {
             .collect();
         for (k, (captured, new)) in bindings.iter().enumerate() {
             let i = self
-                .inputs
+                .0.inputs
                 .iter()
                 .position(|t| t.view().buffer().same_memory(captured.view().buffer()))
                 .ok_or_else(|| {
                     Error::invalid_argument(format!(
                         "graph replay: binding {k} names a tensor that is not an input of the graph (its memory is none of the {} buffers the graph reads before writing)",
-                        self.inputs.len()
+                        self.0.inputs.len()
                     ))
                 })?;
             if new.dtype() != captured.dtype() || new.desc() != captured.desc() {
@@ -409,11 +462,11 @@ impl Graph {
             };
         }
         let mut replay = Replay {
-            graph: self,
+            graph: self.clone(),
             inputs,
-            outputs: Vec::with_capacity(self.nodes.len()),
+            outputs: Vec::with_capacity(self.0.nodes.len()),
         };
-        for node in &self.nodes {
+        for node in &self.0.nodes {
             let ins = node
                 .inputs
                 .iter()
@@ -481,7 +534,7 @@ impl Graph {
                     replay.outputs.push(Vec::new());
                 }
             }
-            for free in &self.frees[replay.outputs.len() - 1] {
+            for free in &self.0.frees[replay.outputs.len() - 1] {
                 if let Source::Output { node, index } = *free {
                     if let Some(slot) = replay.outputs.get_mut(node).and_then(|o| o.get_mut(index))
                     {
@@ -494,7 +547,7 @@ impl Graph {
     }
 }
 
-impl Replay<'_> {
+impl Replay {
     fn buffer(&self, source: Source) -> Result<(&Buffer, i128)> {
         match source {
             Source::Input(i) => self
@@ -506,7 +559,7 @@ impl Replay<'_> {
                 Some(Some(b)) => Ok((b, 0)),
                 Some(None) => Err(Error::invalid_argument(format!(
                     "graph replay: output {index} of call {node} ({}) was freed: the captured code had dropped it by the end of the capture, so a replay does not keep it",
-                    self.graph.nodes[node].op
+                    self.graph.0.nodes[node].op
                 ))),
                 None => Err(Error::internal("graph replay: an output read before its call")),
             },
@@ -531,7 +584,7 @@ impl Replay<'_> {
         let buffer = captured.view().buffer();
         let source = self
             .graph
-            .ids
+            .0.ids
             .iter()
             .find(|(id, _)| id.is(buffer))
             .map(|(_, s)| *s)
