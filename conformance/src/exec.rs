@@ -395,7 +395,10 @@ fn run_op_case(
     // An error found while the op runs (an index out of range) comes back through the queue,
     // at the next synchronization, never from the call that submitted the op: the call only
     // validates what it can see (docs/ops.md section 6; anyaccel_plugin.h, "Errors").
-    let submitted = anyaccel_ops::call_into(q, case.op, &inputs, &out_refs, &case.attrs);
+    // Captured as a graph, replayed below with the inputs and outputs bound to copies.
+    let (submitted, graph) = anyaccel_ops::Graph::capture(q, || {
+        anyaccel_ops::call_into(q, case.op, &inputs, &out_refs, &case.attrs)
+    })?;
     if let Err(e) = &submitted {
         if e.code() == ErrorCode::OutOfBounds {
             return Ok(Outcome::failed(
@@ -544,10 +547,69 @@ fn run_op_case(
             worst.max_abs_err = worst.max_abs_err.max((g as f64 - w as f64).abs());
         }
     }
+    if failure.is_none() {
+        failure = replay_differs(&**device, q, case, &graph, &placed, &outputs, &images)?;
+    }
     Ok(match failure {
         Some(reason) => Outcome::failed(reason, worst),
         None => Outcome::passed(worst),
     })
+}
+
+/// Replays the captured call with every input bound to a copy of its buffer and every output
+/// to a new poisoned tensor of the same layout; the replay's output buffers must hold the
+/// eager call's bytes exactly (gaps included). `Some(reason)` when they do not.
+fn replay_differs(
+    device: &dyn Device,
+    q: &dyn Queue,
+    case: &OpCase,
+    graph: &anyaccel_ops::Graph,
+    placed: &[Option<Placed>],
+    outputs: &[Placed],
+    images: &[Vec<u8>],
+) -> anyaccel_hal::Result<Option<String>> {
+    if graph.len() != 1 {
+        return Ok(Some(format!(
+            "the captured graph of one call holds {} calls",
+            graph.len()
+        )));
+    }
+    let mut copies = Vec::new();
+    for p in placed.iter().flatten() {
+        let buffer = device.alloc(p.image.len())?;
+        q.write(&buffer.whole(), &p.image)?;
+        let view = p.tensor.view();
+        let copy = Tensor::new(buffer.view(view.offset(), view.len())?, p.tensor.desc().clone())?;
+        copies.push((p.tensor.clone(), copy));
+    }
+    for p in outputs {
+        let desc = p.tensor.desc();
+        let fresh = place(
+            device,
+            q,
+            desc.dtype,
+            &desc.shape,
+            case.out_layout,
+            |_, b| b.fill(POISON),
+            POISON,
+        )?;
+        copies.push((p.tensor.clone(), fresh.tensor));
+    }
+    let bindings: Vec<(&Tensor, &Tensor)> = copies.iter().map(|(c, b)| (c, b)).collect();
+    if let Err(e) = graph.replay(q, &bindings) {
+        return Ok(Some(format!("a graph replay of the call failed: {e}")));
+    }
+    let fresh = &copies[copies.len() - outputs.len()..];
+    for (k, ((_, t), eager)) in fresh.iter().zip(images).enumerate() {
+        let image = read_image(q, t)?;
+        if let Some(at) = image.iter().zip(eager).position(|(a, b)| a != b) {
+            return Ok(Some(format!(
+                "output {k}: a graph replay of the call wrote other bytes than the eager call: byte {at} of its buffer is {:#04x}, eagerly {:#04x}",
+                image[at], eager[at]
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn expect_error(want: Option<Error>, got: Error) -> Outcome {
