@@ -242,4 +242,33 @@ fn max_pool_backward_uses_only_indices_of_their_own_window() {
     )
     .unwrap();
     assert_eq!(dx[0].to_vec::<f32>(q).unwrap(), [0., 3., 0., 0.]);
+
+    // Windows that do not overlap (4x4, 2x2 at stride 2), written in place: window (0, 0)
+    // names 5 (its own), (0, 1) names 1 (window (0, 0)'s), (1, 0) names 8 (its own, with a
+    // gradient of -0.0, which the sum 0.0 + -0.0 makes +0.0), (1, 1) names 16 (outside).
+    let grad = Tensor::from_slice(q, &[1f32, 2., -0., 4.], &[1, 1, 2, 2]).unwrap();
+    let idx = Tensor::from_slice(q, &[5i64, 1, 8, 16], &[1, 1, 2, 2]).unwrap();
+    let mut a = attrs(&[2, 2], &[1, 1, 4, 4]);
+    a[1].1 = ints(&[2, 2]);
+    let dx = ops::call(q, "max_pool2d_backward", &[Some(&grad), Some(&idx)], &a).unwrap();
+    let got: Vec<u32> = dx[0]
+        .to_vec::<f32>(q)
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let mut want = [0f32; 16];
+    want[5] = 1.;
+    assert_eq!(
+        got,
+        want.map(f32::to_bits),
+        "every element +0.0 but the 5th"
+    );
+    // 1-D, windows [0, 1] and [2, 3]: 3 is the second window's own, 0 is not.
+    let grad = Tensor::from_slice(q, &[1f32, 2.], &[1, 1, 2]).unwrap();
+    let idx = Tensor::from_slice(q, &[1i64, 0], &[1, 1, 2]).unwrap();
+    let mut a = attrs(&[2], &[1, 1, 4]);
+    a[1].1 = ints(&[2]);
+    let dx = ops::call(q, "max_pool1d_backward", &[Some(&grad), Some(&idx)], &a).unwrap();
+    assert_eq!(dx[0].to_vec::<f32>(q).unwrap(), [0., 1., 0., 0.]);
 }

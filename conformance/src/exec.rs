@@ -579,7 +579,10 @@ fn replay_differs(
         let buffer = device.alloc(p.image.len())?;
         q.write(&buffer.whole(), &p.image)?;
         let view = p.tensor.view();
-        let copy = Tensor::new(buffer.view(view.offset(), view.len())?, p.tensor.desc().clone())?;
+        let copy = Tensor::new(
+            buffer.view(view.offset(), view.len())?,
+            p.tensor.desc().clone(),
+        )?;
         copies.push((p.tensor.clone(), copy));
     }
     for p in outputs {

@@ -141,7 +141,7 @@ type HostFn = dyn Fn(&HostLaunch<'_>) -> Result<()> + Send + Sync;
 /// are disjoint unless the caller guaranteed it.
 #[derive(Clone)]
 pub struct HostKernel {
-    name: Arc<str>,
+    name: std::borrow::Cow<'static, str>,
     body: Arc<HostFn>,
 }
 
@@ -154,9 +154,9 @@ impl fmt::Debug for HostKernel {
 }
 
 impl HostKernel {
-    /// A host kernel with this name and body.
+    /// A host kernel with this name (a `&'static str` is held without a copy) and body.
     pub fn new(
-        name: impl Into<Arc<str>>,
+        name: impl Into<std::borrow::Cow<'static, str>>,
         body: impl Fn(&HostLaunch<'_>) -> Result<()> + Send + Sync + 'static,
     ) -> HostKernel {
         HostKernel {

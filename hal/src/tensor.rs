@@ -1,5 +1,7 @@
 //! Tensors: a [`BufferView`] and a [`TensorDesc`] (dtype, shape, strides, offset).
 
+use std::sync::Arc;
+
 use crate::layout::{self, checked_numel};
 use crate::{BufferView, DType, Device, Element, Error, Queue, Result};
 
@@ -150,11 +152,12 @@ impl TensorDesc {
     }
 }
 
-/// A tensor: a view of device memory and its layout. Cloning shares the memory.
+/// A tensor: a view of device memory and its layout. Cloning shares the memory (and the
+/// layout: a clone allocates nothing).
 #[derive(Debug, Clone)]
 pub struct Tensor {
     view: BufferView,
-    desc: TensorDesc,
+    desc: Arc<TensorDesc>,
 }
 
 impl Tensor {
@@ -172,7 +175,10 @@ impl Tensor {
                 view.len()
             )));
         }
-        Ok(Tensor { view, desc })
+        Ok(Tensor {
+            view,
+            desc: Arc::new(desc),
+        })
     }
 
     /// A new contiguous tensor on `device`; its contents are unspecified.
@@ -277,6 +283,11 @@ impl Tensor {
         &self.desc
     }
 
+    /// The layout, shared: holding it allocates nothing.
+    pub fn desc_arc(&self) -> &Arc<TensorDesc> {
+        &self.desc
+    }
+
     /// Element type.
     pub fn dtype(&self) -> DType {
         self.desc.dtype
@@ -325,7 +336,7 @@ impl Tensor {
                 "permute: order {order:?} is not a permutation of 0..{rank}"
             )));
         }
-        let mut desc = self.desc.clone();
+        let mut desc = TensorDesc::clone(&self.desc);
         desc.shape = order.iter().map(|&d| self.desc.shape[d]).collect();
         desc.strides = order.iter().map(|&d| self.desc.strides[d]).collect();
         self.with_desc(desc)
@@ -359,7 +370,7 @@ impl Tensor {
                 start as u128 + len as u128
             )));
         }
-        let mut desc = self.desc.clone();
+        let mut desc = TensorDesc::clone(&self.desc);
         desc.shape[dim] = len;
         if len > 0 {
             // Inside the view (start < size), so it fits; checked all the same.

@@ -127,7 +127,8 @@ fn validate(
             check_tensor(queue, op, Operand::Input(i), t)?;
         }
     }
-    let descs: Vec<Option<&TensorDesc>> = inputs.iter().map(|t| t.map(|t| t.desc())).collect();
+    let descs: smallvec::SmallVec<[Option<&TensorDesc>; 8]> =
+        inputs.iter().map(|t| t.map(|t| t.desc())).collect();
     plan(op, &descs, attrs)
 }
 

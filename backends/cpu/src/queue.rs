@@ -79,6 +79,13 @@ impl Event for CpuEvent {
 /// stays faster up to between 2^16 and 2^18 elements, `add` and matmul beyond 2^18 of work.
 pub const INLINE_WORK: u64 = 1 << 18;
 
+/// A launch's arguments, inline up to six (every op of the catalog but the widest): a launch
+/// allocates nothing for them.
+type LaunchArgs<T> = smallvec::SmallVec<[T; 6]>;
+
+// A launch carries its arguments inline: a command mostly runs at once, from the caller's
+// frame, and a queued one costs its size in the queue rather than two heap allocations.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Write {
         dst: HostMem,
@@ -106,9 +113,9 @@ enum Command {
     },
     Launch {
         kernel: HostKernel,
-        args: Vec<HostArg>,
+        args: LaunchArgs<HostArg>,
         dims: LaunchDims,
-        _keep: Vec<Buffer>,
+        _keep: LaunchArgs<Buffer>,
     },
     Signal(Arc<CpuEvent>, Mark),
     Wait(Arc<dyn Event>),
@@ -381,8 +388,8 @@ impl Queue for CpuQueue {
         args: &[KernelArg],
     ) -> Result<()> {
         let cpu_kernel = validate::kernel_as::<CpuKernel>(kernel, "a CPU kernel")?;
-        let mut host_args = Vec::with_capacity(args.len());
-        let mut keep = Vec::new();
+        let mut host_args = LaunchArgs::new();
+        let mut keep = LaunchArgs::new();
         for arg in args {
             match arg {
                 KernelArg::Buffer(view) => {

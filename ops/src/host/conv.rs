@@ -829,6 +829,62 @@ fn pool_typed<T: F64Store>(
         let cols = tap_ranges(ow, g.stride[1], g.padding[1], kw, g.dilation[1], iw);
         let plane = (oh * ow).max(1);
         let grain = (GRAIN / plane.saturating_mul(kh).saturating_mul(kw).max(1)).max(1);
+        let unit_rows = xs[3] == 1 && os[3] == 1 && is[3] == 1;
+        if g.kernel == [2, 2]
+            && g.stride == [2, 2]
+            && g.padding == [0, 0]
+            && g.dilation == [1, 1]
+            && unit_rows
+            && 2 * oh <= ih
+            && 2 * ow <= iw
+        {
+            // Whole 2x2 windows, two input rows to one output row: the taps unrolled, with the
+            // rule of the loop below (the first NaN wins, else the first of the largest).
+            return par_ranges(g.n * g.c, grain, |r| {
+                for p in r {
+                    let (n, ch) = (p / g.c, p % g.c);
+                    let xp = x
+                        .ptr::<T>(x.desc.offset + n * xs[0] + ch * xs[1])
+                        .cast_const();
+                    for oy in 0..oh {
+                        let op =
+                            out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1] + oy * os[2]);
+                        let ip =
+                            it.ptr::<i64>(it.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
+                        // SAFETY: rows 2 oy and 2 oy + 1 lie inside x's plane (2 oh <= ih).
+                        let (r0, r1) =
+                            unsafe { (xp.add(2 * oy * xs[2]), xp.add((2 * oy + 1) * xs[2])) };
+                        let (i0, i1) = ((2 * oy * iw) as i64, ((2 * oy + 1) * iw) as i64);
+                        for ox in 0..ow {
+                            let c = 2 * ox;
+                            // SAFETY: columns c and c + 1 lie inside x's rows (2 ow <= iw).
+                            let taps = unsafe {
+                                [
+                                    (r0.add(c + 1).read(), i0 + c as i64 + 1),
+                                    (r1.add(c).read(), i1 + c as i64),
+                                    (r1.add(c + 1).read(), i1 + c as i64 + 1),
+                                ]
+                            };
+                            // SAFETY: as above.
+                            let mut best = unsafe { r0.add(c).read() }.to_f64();
+                            let mut at = i0 + c as i64;
+                            for (v, i) in taps {
+                                let v = v.to_f64();
+                                if (v.is_nan() && !best.is_nan()) || v > best {
+                                    (best, at) = (v, i);
+                                }
+                            }
+                            // SAFETY: (n, ch, oy, ox) lies inside the outputs' shape.
+                            unsafe {
+                                op.add(ox).write(T::from_f64(best));
+                                ip.add(ox).write(at);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
         return par_ranges(g.n * g.c, grain, |r| {
             for p in r {
                 let (n, ch) = (p / g.c, p % g.c);
@@ -1022,7 +1078,58 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             oh = 1;
         }
         let plane = ih * iw;
-        return par_ranges(out.desc.shape[0] * c, (GRAIN / plane.max(1)).max(1), |r| {
+        let grain = (GRAIN / plane.max(1)).max(1);
+        if taps.rows.iter().all(|t| t.len() <= 1) && taps.cols.iter().all(|t| t.len() <= 1) {
+            // Windows that do not overlap: an input element takes at most one gradient (one
+            // window covers it), so dx is written in place: zeros, then each gradient whose
+            // index lies in its own window, as `0.0 + g` (the sum below, bit for bit).
+            let owner = |t: &[Vec<(usize, f64)>]| -> Vec<usize> {
+                t.iter()
+                    .map(|t| t.first().map_or(usize::MAX, |&(o, _)| o))
+                    .collect()
+            };
+            let (row_owner, col_owner) = (owner(taps.rows), owner(taps.cols));
+            return par_ranges(out.desc.shape[0] * c, grain, |r| {
+                // Copies: stores through the output pointer could alias the captured arrays.
+                let (os, is, gs) = (os, is, gs);
+                let zero = T::from_f64(0.0);
+                for p in r {
+                    let (n, ch) = (p / c, p % c);
+                    let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1]);
+                    for iy in 0..ih {
+                        for ix in 0..iw {
+                            // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
+                            unsafe { op.add(iy * os[2] + ix * os[3]).write(zero) }
+                        }
+                    }
+                    for oy in 0..oh {
+                        let ip = t.ptr::<I>(t.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
+                        let gp = gt.ptr::<T>(gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2]);
+                        for ox in 0..ow {
+                            // SAFETY: (n, ch, oy, ox) lies inside the indices' and grad's shape.
+                            let k = unsafe { ip.add(ox * is[3]).read() }.to_i64();
+                            let Ok(k) = usize::try_from(k) else { continue };
+                            if k >= plane {
+                                continue;
+                            }
+                            let (iy, ix) = match (u32::try_from(k), u32::try_from(iw)) {
+                                (Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
+                                _ => (k / iw, k % iw),
+                            };
+                            if row_owner[iy] == oy && col_owner[ix] == ox {
+                                // SAFETY: as above; (iy, ix) lies inside dx's plane.
+                                unsafe {
+                                    let g = gp.add(ox * gs[3]).read().to_f64();
+                                    op.add(iy * os[2] + ix * os[3]).write(T::from_f64(0.0 + g));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
+        return par_ranges(out.desc.shape[0] * c, grain, |r| {
             let mut acc = Vec::new();
             acc.try_reserve_exact(plane).map_err(|_| {
                 anyaccel_hal::Error::out_of_memory(format!(

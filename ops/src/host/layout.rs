@@ -186,6 +186,9 @@ pub(crate) fn walk<const N: usize>(
     }
 }
 
+/// Sizes or strides of a layout, inline up to rank 8 (no heap allocation on the op call path).
+pub(crate) type Dims = smallvec::SmallVec<[usize; 8]>;
+
 /// `shape` and the operands' `strides` with dimensions of one element dropped and neighbours
 /// merged where every operand steps through them as one (`stride[d] == stride[d + 1] *
 /// shape[d + 1]`, broadcast zeros included). Row-major order, hence every linear index, is
@@ -193,9 +196,9 @@ pub(crate) fn walk<const N: usize>(
 pub(crate) fn coalesce<const N: usize>(
     shape: &[usize],
     strides: [&[usize]; N],
-) -> (Vec<usize>, [Vec<usize>; N]) {
-    let mut out_shape: Vec<usize> = Vec::with_capacity(shape.len());
-    let mut out: [Vec<usize>; N] = std::array::from_fn(|_| Vec::with_capacity(shape.len()));
+) -> (Dims, [Dims; N]) {
+    let mut out_shape = Dims::new();
+    let mut out: [Dims; N] = std::array::from_fn(|_| Dims::new());
     for (d, &n) in shape.iter().enumerate() {
         if n == 1 {
             continue;
@@ -322,7 +325,7 @@ mod tests {
         let sb = [0usize, 7, 1, 0];
         let so = [1usize, 5, 8, 2];
         let (cs, [ca, cb, co]) = coalesce(&shape, [&sa, &sb, &so]);
-        assert_eq!(cs, [2, 3, 4]);
+        assert_eq!(cs.as_slice(), [2, 3, 4]);
         for (start, end) in [(0, 24), (5, 19), (11, 12), (0, 1)] {
             let mut want = Vec::new();
             walk(&shape, [&sa, &sb, &so], [1, 2, 3], start..end, |_, o| {
@@ -338,7 +341,7 @@ mod tests {
         }
         // Contiguous dims merge into one run; a rank-0 shape is one element.
         let (cs, [c]) = coalesce(&[4, 5, 6], [&[30, 6, 1]]);
-        assert_eq!((cs, c), (vec![120], vec![1]));
+        assert_eq!((cs.as_slice(), c.as_slice()), (&[120][..], &[1][..]));
         let mut n = 0;
         walk_runs(&[], [&[]], [9], 0..1, |o, len| {
             assert_eq!((o, len), ([9], 1));

@@ -42,8 +42,8 @@ pub(crate) fn input_desc(call: &OpCall, i: usize) -> Option<&anyaccel_hal::Tenso
 }
 
 pub(crate) struct Bound<'a> {
-    pub inputs: Vec<Option<TView<'a>>>,
-    pub outputs: Vec<TView<'a>>,
+    pub inputs: smallvec::SmallVec<[Option<TView<'a>>; 4]>,
+    pub outputs: smallvec::SmallVec<[TView<'a>; 2]>,
 }
 
 impl<'a> Bound<'a> {
@@ -63,13 +63,17 @@ type Body = dyn Fn(&Bound) -> Result<()> + Send + Sync;
 /// Builds and queues the host kernel of one call.
 pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> Result<()> {
     let body: Arc<Body> = Arc::new(kernel_for(call)?);
-    let in_descs: Vec<Option<_>> = call
+    let in_descs: smallvec::SmallVec<[Option<_>; 4]> = call
         .inputs
         .iter()
-        .map(|t| t.as_ref().map(|t| t.desc().clone()))
+        .map(|t| t.as_ref().map(|t| t.desc_arc().clone()))
         .collect();
-    let out_descs: Vec<_> = call.outputs.iter().map(|t| t.desc().clone()).collect();
-    let kernel = HostKernel::new(call.op.clone(), move |launch: &HostLaunch<'_>| {
+    let out_descs: smallvec::SmallVec<[_; 2]> =
+        call.outputs.iter().map(|t| t.desc_arc().clone()).collect();
+    // The catalog's name is static: naming the kernel copies nothing.
+    let name: std::borrow::Cow<'static, str> =
+        crate::catalog::op_def(&call.op).map_or_else(|| call.op.clone().into(), |d| d.name.into());
+    let kernel = HostKernel::new(name, move |launch: &HostLaunch<'_>| {
         let mut mems = launch.args.iter().map(|a| match a {
             HostArg::Mem(m) => Ok(*m),
             HostArg::Bytes(_) => Err(Error::internal("host op kernel: unexpected bytes argument")),
@@ -85,15 +89,15 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
                     .map(|d| next().map(|m| TView::new(m, d)))
                     .transpose()
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<_>>()?;
         let outputs = out_descs
             .iter()
             .map(|d| next().map(|m| TView::new(m, d)))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<_>>()?;
         body(&Bound { inputs, outputs })
     });
     let compiled = device.compile(&KernelSource::Host(kernel))?;
-    let args: Vec<KernelArg> = call
+    let args: smallvec::SmallVec<[KernelArg; 8]> = call
         .inputs
         .iter()
         .flatten()
