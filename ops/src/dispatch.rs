@@ -295,6 +295,44 @@ pub(crate) fn execute(
     launch_dialects(queue, &call)
 }
 
+/// The host kernel of a call, prepared once for a recorded graph to launch again, where
+/// [`execute`] would go straight to it: a device of the host dialect, no native op taking the
+/// call, an op that is not rewritten into others, some output element to write. `None`
+/// otherwise (a replay then runs [`execute`]).
+pub(crate) fn prepare_host(
+    queue: &dyn Queue,
+    op: &str,
+    inputs: &[Option<&Tensor>],
+    outputs: &[Tensor],
+    attrs: &[(String, AttrValue)],
+) -> Result<Option<crate::host::Prepared>> {
+    let device = queue.device();
+    let caps = device.caps();
+    if !caps.has_dialect(&Dialect::Host) || outputs.iter().all(|t| t.numel() == 0) {
+        return Ok(None);
+    }
+    if matches!(
+        crate::catalog::op_of(op)?,
+        Op::MaskedFill
+            | Op::OneHot
+            | Op::SoftmaxBackward
+            | Op::LogSoftmaxBackward
+            | Op::EmbeddingBackward
+    ) {
+        return Ok(None);
+    }
+    let call = OpCall {
+        op: op.to_string(),
+        inputs: inputs.iter().map(|t| t.cloned()).collect(),
+        outputs: outputs.to_vec(),
+        attrs: attrs.to_vec(),
+    };
+    if caps.native_ops.iter().any(|n| n == op) && device.supports_native_op(&call) {
+        return Ok(None);
+    }
+    crate::host::prepare(&*device, &call).map(Some)
+}
+
 /// Runs a call with the kernels of the first dialect the device accepts.
 fn launch_dialects(queue: &dyn Queue, call: &OpCall) -> Result<()> {
     let device = queue.device();

@@ -10,7 +10,9 @@
 //! binding replaces it.
 //!
 //! [`Graph::replay`] runs the calls again on a queue of the same device: validation and output
-//! shapes were settled at capture, so a replay only checks the bound tensors (device, dtype and
+//! shapes were settled at capture, and so were the kernels where a call goes straight to a host
+//! kernel (the CPU device's: chosen and compiled once, launched again on the replay's memory);
+//! a replay only checks the bound tensors (device, dtype and
 //! layout equal to what they replace, views inside their buffers, no output overlapping an
 //! input) and launches. Every intermediate is a new tensor; [`Replay::get`] maps a tensor of
 //! the capture to its counterpart in the replay. Attributes are fixed at capture: a random op
@@ -87,7 +89,7 @@ impl Entered {
         RECORDER.with(|r| {
             if let Some(rec) = r.borrow_mut().as_mut() {
                 if rec.queue == queue_addr(queue) {
-                    rec.record(op, inputs, outputs, attrs);
+                    rec.record(queue, op, inputs, outputs, attrs);
                 }
             }
         });
@@ -141,6 +143,18 @@ struct Node {
     inputs: Vec<Option<Ref>>,
     outputs: NodeOutputs,
     attrs: Vec<(String, AttrValue)>,
+    /// The host kernel chosen and compiled at capture, where the call goes straight to one.
+    prepared: Option<Prepared>,
+}
+
+/// A host kernel prepared at capture, shared by the graph's clones.
+#[derive(Clone)]
+struct Prepared(Arc<crate::host::Prepared>);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
 }
 
 struct Recorder {
@@ -174,11 +188,22 @@ impl Recorder {
 
     fn record(
         &mut self,
+        queue: &dyn Queue,
         op: &str,
         inputs: &[Option<&Tensor>],
         outputs: Outputs<'_>,
         attrs: &[(String, AttrValue)],
     ) {
+        // Kernel selection and compilation, once; a replay falls back to the full dispatch
+        // when this fails.
+        let outs: Vec<Tensor> = match outputs {
+            Outputs::New(ts) => ts.to_vec(),
+            Outputs::Into(ts) => ts.iter().map(|t| (*t).clone()).collect(),
+        };
+        let prepared = crate::dispatch::prepare_host(queue, op, inputs, &outs, attrs)
+            .ok()
+            .flatten()
+            .map(|p| Prepared(Arc::new(p)));
         let inputs = inputs
             .iter()
             .map(|t| t.map(|t| self.source_of(t)))
@@ -199,6 +224,7 @@ impl Recorder {
             inputs,
             outputs,
             attrs: attrs.to_vec(),
+            prepared,
         });
     }
 }
@@ -484,11 +510,11 @@ impl Graph {
                             .iter()
                             .map(|(dtype, shape)| Tensor::empty(&*device, *dtype, shape))
                             .collect::<Result<Vec<_>>>()?;
-                        through_queue(
-                            queue,
-                            execute(queue, &node.op, &in_refs, outs.clone(), &node.attrs),
-                        )
-                        .map_err(context)?;
+                        let run = match &node.prepared {
+                            Some(p) => p.0.launch(queue, ins.iter().flatten().chain(outs.iter())),
+                            None => execute(queue, &node.op, &in_refs, outs.clone(), &node.attrs),
+                        };
+                        through_queue(queue, run).map_err(context)?;
                         outs
                     };
                     replay.outputs.push(
@@ -528,8 +554,11 @@ impl Graph {
                                 }
                             }
                         }
-                        through_queue(queue, execute(queue, &node.op, &in_refs, outs, &node.attrs))
-                            .map_err(context)?;
+                        let run = match &node.prepared {
+                            Some(p) => p.0.launch(queue, ins.iter().flatten().chain(outs.iter())),
+                            None => execute(queue, &node.op, &in_refs, outs, &node.attrs),
+                        };
+                        through_queue(queue, run).map_err(context)?;
                     }
                     replay.outputs.push(Vec::new());
                 }

@@ -62,6 +62,35 @@ type Body = dyn Fn(&Bound) -> Result<()> + Send + Sync;
 
 /// Builds and queues the host kernel of one call.
 pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> Result<()> {
+    let prepared = prepare(device, call)?;
+    let tensors = call.inputs.iter().flatten().chain(call.outputs.iter());
+    prepared.launch(queue, tensors)
+}
+
+/// A call's host kernel, compiled for its layouts, and the size of its launch: what a replay
+/// of a recorded graph launches again with other memory of the same layouts.
+pub(crate) struct Prepared {
+    kernel: Arc<dyn anyaccel_hal::Kernel>,
+    dims: LaunchDims,
+}
+
+impl Prepared {
+    /// Queues the kernel on `tensors`: the call's present inputs, then its outputs, in the
+    /// layouts it was prepared for.
+    pub(crate) fn launch<'t>(
+        &self,
+        queue: &dyn Queue,
+        tensors: impl Iterator<Item = &'t anyaccel_hal::Tensor>,
+    ) -> Result<()> {
+        let args: smallvec::SmallVec<[KernelArg; 8]> = tensors
+            .map(|t| KernelArg::Buffer(t.view().clone()))
+            .collect();
+        queue.launch(&self.kernel, self.dims, &args)
+    }
+}
+
+/// Chooses and compiles the host kernel of one call.
+pub(crate) fn prepare(device: &dyn Device, call: &OpCall) -> Result<Prepared> {
     let body: Arc<Body> = Arc::new(kernel_for(call)?);
     let in_descs: smallvec::SmallVec<[Option<_>; 4]> = call
         .inputs
@@ -96,15 +125,10 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
             .collect::<Result<_>>()?;
         body(&Bound { inputs, outputs })
     });
-    let compiled = device.compile(&KernelSource::Host(kernel))?;
-    let args: smallvec::SmallVec<[KernelArg; 8]> = call
-        .inputs
-        .iter()
-        .flatten()
-        .chain(call.outputs.iter())
-        .map(|t| KernelArg::Buffer(t.view().clone()))
-        .collect();
-    queue.launch(&compiled, LaunchDims::linear(work(call)?.max(1)), &args)
+    Ok(Prepared {
+        kernel: device.compile(&KernelSource::Host(kernel))?,
+        dims: LaunchDims::linear(work(call)?.max(1)),
+    })
 }
 
 /// An estimate of a call's work in element operations, from which the CPU queue chooses whether
