@@ -1051,6 +1051,47 @@ struct Taps<'a> {
     spatial: usize,
 }
 
+/// The max pool gradients of plane `(n, ch)` that go somewhere: for each output `(oy, ox)`
+/// whose index names an element `(iy, ix)` of the `[ih, iw]` input plane that `covers(iy, ix,
+/// oy, ox)` puts in that output's own window, `f(iy, ix, g)` with the gradient as f64, in
+/// output order. `strides` are the indices' and the gradient's, lifted to four dimensions.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn own_window<T: F64Store, I: IntStore>(
+    t: &TView,
+    gt: &TView,
+    (is, gs): ([usize; 4], [usize; 4]),
+    (n, ch): (usize, usize),
+    [oh, ow]: [usize; 2],
+    [ih, iw]: [usize; 2],
+    covers: impl Fn(usize, usize, usize, usize) -> bool,
+    mut f: impl FnMut(usize, usize, f64),
+) {
+    let plane = ih * iw;
+    for oy in 0..oh {
+        // Row pointers, taken once: stores made by `f` could alias the views' fields.
+        let ip = t.ptr::<I>(t.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
+        let gp = gt.ptr::<T>(gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2]);
+        for ox in 0..ow {
+            // SAFETY: (n, ch, oy, ox) lies inside the indices' and grad's shape.
+            let k = unsafe { ip.add(ox * is[3]).read() }.to_i64();
+            let Ok(k) = usize::try_from(k) else { continue };
+            if k >= plane {
+                continue;
+            }
+            // A 32-bit division where it suffices (several times faster).
+            let (iy, ix) = match (u32::try_from(k), u32::try_from(iw)) {
+                (Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
+                _ => (k / iw, k % iw),
+            };
+            if covers(iy, ix, oy, ox) {
+                // SAFETY: as above.
+                f(iy, ix, unsafe { gp.add(ox * gs[3]).read() }.to_f64());
+            }
+        }
+    }
+}
+
 /// One pooling or resampling gradient on float storage type `T`, max-pool indices of type `I`.
 fn pool_backward_typed<T: F64Store, I: IntStore>(
     taps: &Taps,
@@ -1102,29 +1143,22 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                             unsafe { op.add(iy * os[2] + ix * os[3]).write(zero) }
                         }
                     }
-                    for oy in 0..oh {
-                        let ip = t.ptr::<I>(t.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
-                        let gp = gt.ptr::<T>(gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2]);
-                        for ox in 0..ow {
-                            // SAFETY: (n, ch, oy, ox) lies inside the indices' and grad's shape.
-                            let k = unsafe { ip.add(ox * is[3]).read() }.to_i64();
-                            let Ok(k) = usize::try_from(k) else { continue };
-                            if k >= plane {
-                                continue;
-                            }
-                            let (iy, ix) = match (u32::try_from(k), u32::try_from(iw)) {
-                                (Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
-                                _ => (k / iw, k % iw),
-                            };
-                            if row_owner[iy] == oy && col_owner[ix] == ox {
-                                // SAFETY: as above; (iy, ix) lies inside dx's plane.
-                                unsafe {
-                                    let g = gp.add(ox * gs[3]).read().to_f64();
-                                    op.add(iy * os[2] + ix * os[3]).write(T::from_f64(0.0 + g));
-                                }
-                            }
-                        }
-                    }
+                    let covers = |iy: usize, ix: usize, oy: usize, ox: usize| {
+                        row_owner[iy] == oy && col_owner[ix] == ox
+                    };
+                    own_window::<T, I>(
+                        t,
+                        gt,
+                        (is, gs),
+                        (n, ch),
+                        [oh, ow],
+                        [ih, iw],
+                        covers,
+                        |iy, ix, g| {
+                            // SAFETY: (iy, ix) lies inside dx's plane.
+                            unsafe { op.add(iy * os[2] + ix * os[3]).write(T::from_f64(0.0 + g)) }
+                        },
+                    );
                 }
                 Ok(())
             });
@@ -1140,30 +1174,20 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             for p in r {
                 let (n, ch) = (p / c, p % c);
                 acc.fill(0.0);
-                for oy in 0..oh {
-                    // Row pointers, taken once: stores into `acc` could alias the views' fields.
-                    let ip = t.ptr::<I>(t.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
-                    let gp = gt.ptr::<T>(gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2]);
-                    for ox in 0..ow {
-                        // SAFETY: (n, ch, oy, ox) lies inside the indices' and grad's shape.
-                        let k = unsafe { ip.add(ox * is[3]).read() }.to_i64();
-                        let Ok(k) = usize::try_from(k) else { continue };
-                        if k >= plane {
-                            continue;
-                        }
-                        // A 32-bit division where it suffices (several times faster).
-                        let (iy, ix) = match (u32::try_from(k), u32::try_from(iw)) {
-                            (Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
-                            _ => (k / iw, k % iw),
-                        };
-                        let covers = taps.rows[iy].iter().any(|&(o, _)| o == oy)
-                            && taps.cols[ix].iter().any(|&(o, _)| o == ox);
-                        if covers {
-                            // SAFETY: as above.
-                            acc[k] += unsafe { gp.add(ox * gs[3]).read() }.to_f64();
-                        }
-                    }
-                }
+                let covers = |iy: usize, ix: usize, oy: usize, ox: usize| {
+                    taps.rows[iy].iter().any(|&(o, _)| o == oy)
+                        && taps.cols[ix].iter().any(|&(o, _)| o == ox)
+                };
+                own_window::<T, I>(
+                    t,
+                    gt,
+                    (is, gs),
+                    (n, ch),
+                    [oh, ow],
+                    [ih, iw],
+                    covers,
+                    |iy, ix, g| acc[iy * iw + ix] += g,
+                );
                 let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1]);
                 for (iy, row) in acc.chunks_exact(iw.max(1)).enumerate() {
                     for (ix, &v) in row.iter().enumerate() {
