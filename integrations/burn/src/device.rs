@@ -27,7 +27,8 @@ pub(crate) struct Opened {
     /// Rank-0 tensors of the scalars that ops were called with lately, by dtype and bytes
     /// (never written after their upload), so that a scalar used every step (an optimizer's
     /// constants) is uploaded once.
-    pub scalars: Mutex<Vec<(anyaccel::DType, Vec<u8>, anyaccel::Tensor)>>,
+    /// The bytes sit little-endian in a `u64`, zero-padded (no dtype here is wider).
+    pub scalars: Mutex<Vec<(anyaccel::DType, u64, anyaccel::Tensor)>>,
 }
 
 impl Opened {

@@ -36,7 +36,8 @@ impl TensorMetadata for AnyaccelTensor {
     }
 
     fn shape(&self) -> Shape {
-        Shape::from(self.t.shape().to_vec())
+        // Straight into the shape's inline dimensions, no intermediate vector.
+        Shape::from(self.t.shape().iter().copied())
     }
 
     fn rank(&self) -> usize {
@@ -197,19 +198,20 @@ impl AnyaccelTensor {
 
     /// `value` as a rank-0 tensor of `dtype` on this tensor's device.
     pub(crate) fn scalar(&self, op: &str, value: Scalar, dtype: DType) -> AnyaccelTensor {
-        let bytes: Vec<u8> = match (dtype, value) {
-            (DType::I64, Scalar::Int(v)) => v.to_le_bytes().to_vec(),
-            (DType::I64, Scalar::UInt(v)) => (v as i64).to_le_bytes().to_vec(),
-            (DType::I32, Scalar::Int(v)) => (v as i32).to_le_bytes().to_vec(),
-            (DType::I32, Scalar::UInt(v)) => (v as i32).to_le_bytes().to_vec(),
-            (DType::I8, Scalar::Int(v)) => vec![v as i8 as u8],
-            (DType::U8, Scalar::Int(v)) => vec![v as u8],
-            (DType::I8 | DType::U8, Scalar::UInt(v)) => vec![v as u8],
-            (DType::Bool, s) => vec![(scalar_f64(s) != 0.0) as u8],
-            (DType::F32, s) => (scalar_f64(s) as f32).to_le_bytes().to_vec(),
-            (DType::F64, s) => scalar_f64(s).to_le_bytes().to_vec(),
-            (DType::F16, s) => half::f16::from_f64(scalar_f64(s)).to_le_bytes().to_vec(),
-            (DType::BF16, s) => half::bf16::from_f64(scalar_f64(s)).to_le_bytes().to_vec(),
+        // The element's little-endian bytes, zero-padded to eight.
+        let bits: u64 = match (dtype, value) {
+            (DType::I64, Scalar::Int(v)) => v as u64,
+            (DType::I64, Scalar::UInt(v)) => v,
+            (DType::I32, Scalar::Int(v)) => v as i32 as u32 as u64,
+            (DType::I32, Scalar::UInt(v)) => v as i32 as u32 as u64,
+            (DType::I8, Scalar::Int(v)) => v as i8 as u8 as u64,
+            (DType::U8, Scalar::Int(v)) => v as u8 as u64,
+            (DType::I8 | DType::U8, Scalar::UInt(v)) => v as u8 as u64,
+            (DType::Bool, s) => (scalar_f64(s) != 0.0) as u64,
+            (DType::F32, s) => (scalar_f64(s) as f32).to_bits() as u64,
+            (DType::F64, s) => scalar_f64(s).to_bits(),
+            (DType::F16, s) => half::f16::from_f64(scalar_f64(s)).to_bits() as u64,
+            (DType::BF16, s) => half::bf16::from_f64(scalar_f64(s)).to_bits() as u64,
             (d, s) => {
                 // An integer dtype given a float (or bool) scalar: truncated, as Burn's elem
                 // conversion does.
@@ -219,16 +221,17 @@ impl AnyaccelTensor {
         };
         let opened = self.device.opened();
         let mut kept = opened.scalars.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, _, t)) = kept.iter().find(|(d, b, _)| *d == dtype && *b == bytes) {
+        if let Some((_, _, t)) = kept.iter().find(|(d, b, _)| *d == dtype && *b == bits) {
             return self.with(t.clone());
         }
         let q = self.queue();
         let t = ok(op, Tensor::empty(&*q.device(), dtype, &[]));
-        ok(op, q.write(t.view(), &bytes));
+        let bytes = bits.to_le_bytes();
+        ok(op, q.write(t.view(), &bytes[..dtype.size_in_bytes()]));
         if kept.len() == crate::device::Opened::SCALARS {
             kept.remove(0);
         }
-        kept.push((dtype, bytes, t.clone()));
+        kept.push((dtype, bits, t.clone()));
         self.with(t)
     }
 
