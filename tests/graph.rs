@@ -173,6 +173,22 @@ fn bad_bindings_and_nested_captures_fail_clearly() {
     let e = g.replay(q, &[(&out, &x)]).err().unwrap();
     assert!(e.message().contains("overlaps input"), "{e}");
 
+    // A binding that moves a buffer's views by 4 bytes: its f32 view stays aligned, its f64
+    // view would not.
+    let contiguous = |dtype: DType, n: usize| anyaccel::hal::TensorDesc::contiguous(dtype, &[n]);
+    let buf = device.alloc(16).unwrap();
+    let f32s = Tensor::new(buf.view(0, 16).unwrap(), contiguous(DType::F32, 4)).unwrap();
+    let f64s = Tensor::new(buf.view(0, 16).unwrap(), contiguous(DType::F64, 2)).unwrap();
+    q.write(&buf.whole(), &[0u8; 16]).unwrap();
+    let (_, g) = Graph::capture(q, || {
+        (ops::copy(q, &f32s).unwrap(), ops::copy(q, &f64s).unwrap())
+    })
+    .unwrap();
+    let wider = device.alloc(20).unwrap();
+    let moved = Tensor::new(wider.view(4, 16).unwrap(), contiguous(DType::F32, 4)).unwrap();
+    let e = g.replay(q, &[(&f32s, &moved)]).err().unwrap();
+    assert!(e.message().contains("not a multiple of its 8-byte"), "{e}");
+
     // Nested captures; a failed call is not recorded; a panic ends the capture.
     let (inner, outer) = Graph::capture(q, || {
         let nested = Graph::capture(q, || ()).err().unwrap();

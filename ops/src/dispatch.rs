@@ -229,13 +229,13 @@ pub(crate) fn execute(
         outputs,
         attrs: attrs.to_vec(),
     };
-    if caps.native_ops.iter().any(|n| n == op) && device.supports_native_op(&call) {
-        return device.execute_native_op(queue, &call);
-    }
-    if call.outputs.iter().all(|t| t.numel() == 0) {
-        return Ok(());
-    }
-    match crate::catalog::op_of(op)? {
+    let rewrite = match route(&*device, &call)? {
+        Route::Native => return device.execute_native_op(queue, &call),
+        Route::Nothing => return Ok(()),
+        Route::Kernels => return launch_dialects(queue, &call),
+        Route::Rewrite(op) => op,
+    };
+    match rewrite {
         // `where(mask, value, x)`, which may be native where this op is not.
         Op::MaskedFill => {
             let (x, mask) = (operand(&call, 0)?, operand(&call, 1)?);
@@ -295,10 +295,40 @@ pub(crate) fn execute(
     launch_dialects(queue, &call)
 }
 
+/// Where [`execute`] takes a call.
+enum Route {
+    /// The device's own op.
+    Native,
+    /// No output element to write.
+    Nothing,
+    /// Rewritten into other calls, or launched with other inputs, under the op's own name.
+    Rewrite(Op),
+    /// The op's kernels in the first dialect the device accepts.
+    Kernels,
+}
+
+fn route(device: &dyn anyaccel_hal::Device, call: &OpCall) -> Result<Route> {
+    let caps = device.caps();
+    if caps.native_ops.contains(&call.op) && device.supports_native_op(call) {
+        return Ok(Route::Native);
+    }
+    if call.outputs.iter().all(|t| t.numel() == 0) {
+        return Ok(Route::Nothing);
+    }
+    let op = crate::catalog::op_of(&call.op)?;
+    Ok(match op {
+        Op::MaskedFill
+        | Op::OneHot
+        | Op::SoftmaxBackward
+        | Op::LogSoftmaxBackward
+        | Op::EmbeddingBackward => Route::Rewrite(op),
+        _ => Route::Kernels,
+    })
+}
+
 /// The host kernel of a call, prepared once for a recorded graph to launch again, where
-/// [`execute`] would go straight to it: a device of the host dialect, no native op taking the
-/// call, an op that is not rewritten into others, some output element to write. `None`
-/// otherwise (a replay then runs [`execute`]).
+/// [`execute`] takes the call to the kernels of a device of the host dialect (its [`route`]).
+/// `None` otherwise (a replay then runs [`execute`]).
 pub(crate) fn prepare_host(
     queue: &dyn Queue,
     op: &str,
@@ -307,18 +337,7 @@ pub(crate) fn prepare_host(
     attrs: &[(String, AttrValue)],
 ) -> Result<Option<crate::host::Prepared>> {
     let device = queue.device();
-    let caps = device.caps();
-    if !caps.has_dialect(&Dialect::Host) || outputs.iter().all(|t| t.numel() == 0) {
-        return Ok(None);
-    }
-    if matches!(
-        crate::catalog::op_of(op)?,
-        Op::MaskedFill
-            | Op::OneHot
-            | Op::SoftmaxBackward
-            | Op::LogSoftmaxBackward
-            | Op::EmbeddingBackward
-    ) {
+    if !device.caps().has_dialect(&Dialect::Host) {
         return Ok(None);
     }
     let call = OpCall {
@@ -327,7 +346,7 @@ pub(crate) fn prepare_host(
         outputs: outputs.to_vec(),
         attrs: attrs.to_vec(),
     };
-    if caps.native_ops.iter().any(|n| n == op) && device.supports_native_op(&call) {
+    if !matches!(route(&*device, &call)?, Route::Kernels) {
         return Ok(None);
     }
     crate::host::prepare(&*device, &call).map(Some)
