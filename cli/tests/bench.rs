@@ -233,3 +233,23 @@ fn vulkan_peer_is_raw_ash() {
     let peers = d["peers"].to_string();
     assert!(peers.contains("vkQueueSubmit"), "{peers}");
 }
+
+#[test]
+fn cpu_row_and_unary_ops_run_beside_onnxruntime() {
+    let ops = "softmax,layer_norm,rms_norm,exp,tanh,gelu,gelu_tanh,transpose";
+    let d = bench_peers("cpu:0", ops);
+    for name in ops.split(',') {
+        if !peer_present(&d, name) {
+            continue;
+        }
+        let peer = op(&d, name)["peer"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            peer.starts_with("onnxruntime ") && peer.ends_with(&format!(" {name}")),
+            "{peer}"
+        );
+        ran_beside(&d, name, &peer);
+    }
+}

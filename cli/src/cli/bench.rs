@@ -35,6 +35,7 @@ mod raw_opencl;
 mod raw_vulkan;
 mod report;
 mod roofline;
+mod rowops;
 mod stats;
 mod tiny;
 
@@ -47,7 +48,7 @@ use anyaccel::hal::Device;
 
 use super::args::{print, CliError};
 use measure::{Ctx, HostPeers};
-use ops::{bench_add, bench_dispatch, bench_launch, bench_matmul, bench_softmax, bench_sum};
+use ops::{bench_add, bench_dispatch, bench_launch, bench_matmul, bench_sum};
 pub use options::BenchArgs;
 use options::{BenchOp, Options};
 use peers::OpenBlas;
@@ -69,6 +70,15 @@ Ops (f32):
   add       a + b over n elements, default 16M (GB/s: 3 x 4n bytes / time)
   softmax   over the last axis of rows x cols, n = rows x cols, default 4096 x 4096 (GB/s: 2 x 4n)
   sum       of n elements to a scalar, default 16M (GB/s: 4n)
+  layer_norm, rms_norm
+            over the last axis of rows x cols with weight (and bias), eps 1e-5, as softmax
+  exp, tanh, gelu, gelu_tanh
+            elementwise over rows x cols, as softmax (gelu: the erf form; gelu_tanh: the tanh
+            form)
+  transpose copy of a rows x cols tensor's transposed view into a contiguous cols x rows one
+            softmax to transpose: with --peers on the CPU side by side with onnxruntime's CPU
+            kernel of the op (Softmax, LayerNormalization, SimplifiedLayerNormalization, Exp,
+            Tanh, Gelu, Transpose; scripts/ort-op-peer.py, input and output bound once)
   gelu_backward, silu_backward
             dx from the gradient and x over n elements, default 16M (GB/s: 3 x 4n), measured
             in alternating blocks with the forward op of the same shape (the peer column: the
@@ -187,8 +197,15 @@ fn bench_device(
             let mut entry = match op {
                 BenchOp::Matmul => bench_matmul(&ctx, n),
                 BenchOp::Add => bench_add(&ctx, n),
-                BenchOp::Softmax => bench_softmax(&ctx, n),
                 BenchOp::Sum => bench_sum(&ctx, n),
+                BenchOp::Softmax
+                | BenchOp::LayerNorm
+                | BenchOp::RmsNorm
+                | BenchOp::Exp
+                | BenchOp::Tanh
+                | BenchOp::Gelu
+                | BenchOp::GeluTanh
+                | BenchOp::Transpose => rowops::bench_row_op(&ctx, *op, n),
                 BenchOp::GeluBackward | BenchOp::SiluBackward | BenchOp::SoftmaxBackward => {
                     backward::bench_backward(&ctx, *op, n)
                 }

@@ -2,13 +2,16 @@
 
 use anyaccel_hal::{OpCall, Result};
 
+use super::layout::{par_ranges, GRAIN};
 use super::reduce::{for_lines, line_offset};
 use super::scalar::{load, store, Val};
+use super::vmath::{self, Norm};
 use super::{Body, Bound, TView};
 use crate::attention::{mask_strides, Geometry};
 use crate::attrs::Attrs;
 use crate::catalog::misrouted;
 use crate::plan::eps;
+use anyaccel_hal::DType;
 
 fn f(v: Val) -> f64 {
     match v {
@@ -32,6 +35,50 @@ fn write_row(out: &TView, base: usize, stride: usize, values: impl Iterator<Item
     }
 }
 
+/// Runs `f` on groups of whole rows of `x` and `out` as f32 slices, in parallel, when both are
+/// contiguous f32 and the rows lie along the last axis `axis` (the fused row kernels' case);
+/// `false` (nothing run) otherwise.
+fn f32_rows(
+    x: &TView,
+    out: &TView,
+    axis: usize,
+    f: impl Fn(&[f32], &mut [f32], usize) + Sync,
+) -> Result<bool> {
+    let len = x.desc.shape.get(axis).copied().unwrap_or(0);
+    let fits = |t: &TView| t.desc.dtype == DType::F32 && t.desc.is_contiguous();
+    if axis + 1 != x.desc.rank()
+        || len == 0
+        || !fits(x)
+        || !fits(out)
+        || x.desc.shape != out.desc.shape
+    {
+        return Ok(false);
+    }
+    let rows = x.desc.numel() / len;
+    par_ranges(rows, (GRAIN / len).max(1), |r| {
+        let (start, n) = (r.start * len, r.len() * len);
+        // SAFETY: both views are contiguous f32 with `rows * len` elements from their offsets;
+        // the output is distinct from the input, and each task writes its own rows.
+        let (xs, os) = unsafe {
+            (
+                std::slice::from_raw_parts(x.ptr::<f32>(x.desc.offset + start), n),
+                std::slice::from_raw_parts_mut(out.ptr::<f32>(out.desc.offset + start), n),
+            )
+        };
+        f(xs, os, len);
+        Ok(())
+    })?;
+    Ok(true)
+}
+
+/// A contiguous f32 parameter vector of `len` elements as a slice.
+fn f32_param<'a>(t: &'a TView, len: usize) -> Option<&'a [f32]> {
+    let ok =
+        t.desc.dtype == DType::F32 && t.desc.shape == [len] && (len <= 1 || t.desc.strides[0] == 1);
+    // SAFETY: a rank-1 f32 view of `len` elements with unit stride.
+    ok.then(|| unsafe { std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), len) })
+}
+
 /// The kernel of one normalisation or attention op.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
@@ -43,6 +90,11 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             let log = op == "log_softmax";
             Box::new(move |b: &Bound| {
                 let (x, out) = (b.input(0)?, b.out(0));
+                if f32_rows(x, out, axis, |xs, os, len| {
+                    vmath::softmax_rows(xs, os, len, log)
+                })? {
+                    return Ok(());
+                }
                 let len = x.desc.shape[axis];
                 let (xs, os) = (x.desc.strides[axis], out.desc.strides[axis]);
                 for_lines(x, [out], axis, |_, xb, [ob]| {
@@ -70,6 +122,24 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 let len = x.desc.shape[axis];
                 let w = if has_w { Some(b.input(1)?) } else { None };
                 let bias = if has_b { Some(b.input(2)?) } else { None };
+                let (wf, bf) = (
+                    w.map(|w| f32_param(w, len)),
+                    bias.map(|b| f32_param(b, len)),
+                );
+                // Each given parameter as an f32 slice, or no fused kernel.
+                if wf.is_none_or(|w| w.is_some()) && bf.is_none_or(|b| b.is_some()) {
+                    let norm = Norm {
+                        rms,
+                        weight: wf.flatten(),
+                        bias: bf.flatten(),
+                        eps,
+                    };
+                    if f32_rows(x, out, axis, |xs, os, len| {
+                        vmath::norm_rows(xs, os, len, norm)
+                    })? {
+                        return Ok(());
+                    }
+                }
                 let wv = w.map(|w| row(w, w.desc.offset, w.desc.strides[0], len));
                 let bv = bias.map(|t| row(t, t.desc.offset, t.desc.strides[0], len));
                 let (xs, os) = (x.desc.strides[axis], out.desc.strides[axis]);

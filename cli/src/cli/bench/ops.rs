@@ -15,7 +15,7 @@ use super::peers::{self, OpenBlas};
 use super::report::OpBench;
 use super::stats::{time_on_host, time_on_queue, BenchResult, Clock, Samples};
 use super::tiny;
-use super::{LATENCY_ROUNDS, MAX_DISPATCH_REPS, SOFTMAX_COLS};
+use super::{LATENCY_ROUNDS, MAX_DISPATCH_REPS};
 
 /// Checks a sample of the n x n product `c = a @ b` against f64 dot products.
 fn check_product(n: usize, a: &[f32], b: &[f32], c: &[f32]) -> Result<(), String> {
@@ -197,42 +197,6 @@ pub(super) fn bench_add(ctx: &Ctx, n: usize) -> OpBench {
         }
         if let Some(result) = peer_samples {
             record_peer(entry, "memcpy", result, None, Some(bytes));
-        }
-        Ok(())
-    })
-}
-
-pub(super) fn bench_softmax(ctx: &Ctx, n: usize) -> OpBench {
-    let cols = n.min(SOFTMAX_COLS);
-    let rows = (n / cols).max(1);
-    let entry = new_entry(BenchOp::Softmax, format!("{rows}x{cols}"), ctx.clock);
-    ctx.note(&format!("softmax f32 {rows}x{cols}"));
-    guarded(entry, |entry| {
-        let hx = values(rows * cols, 5);
-        let x = ctx.tensor(&hx, &[rows, cols])?;
-        let y = ctx.empty(&[rows, cols])?;
-        let q = &*ctx.queue;
-        let attrs = [("axis".to_string(), AttrValue::Int(1))];
-        let s = time_on_queue(q, ctx.clock, ctx.budget, || {
-            anyaccel::ops::call_into(q, "softmax", &[Some(&x)], &[&y], &attrs)
-        })?;
-        let bytes = 2.0 * 4.0 * (rows * cols) as f64;
-        record(entry, &s, ctx.clock, None, Some(bytes));
-        let got = y.to_vec::<f32>(q)?;
-        for r in sample_indices(rows, 8) {
-            let row = &hx[r * cols..(r + 1) * cols];
-            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-            let denom: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
-            for j in sample_indices(cols, 8) {
-                let exact = (row[j] as f64 - max).exp() / denom;
-                let g = got[r * cols + j] as f64;
-                if g.is_nan() || (g - exact).abs() > 1e-4 * (1.0 + exact) {
-                    return Err(check_failed(
-                        "softmax",
-                        format!("y[{r}][{j}] = {g}, expected {exact}"),
-                    ));
-                }
-            }
         }
         Ok(())
     })

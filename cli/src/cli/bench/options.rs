@@ -14,6 +14,20 @@ pub enum BenchOp {
     Softmax,
     /// f32 sum over every element.
     Sum,
+    /// f32 `layer_norm` over the last axis, with weight and bias.
+    LayerNorm,
+    /// f32 `rms_norm` over the last axis, with weight.
+    RmsNorm,
+    /// f32 `exp`.
+    Exp,
+    /// f32 `tanh`.
+    Tanh,
+    /// f32 `gelu`, the erf form.
+    Gelu,
+    /// f32 `gelu`, the tanh form.
+    GeluTanh,
+    /// f32 `copy` of a transposed view into a contiguous tensor.
+    Transpose,
     /// f32 `gelu_backward`, side by side with `gelu`.
     GeluBackward,
     /// f32 `silu_backward`, side by side with `silu`.
@@ -49,11 +63,18 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 19] = [
+    pub const ALL: [BenchOp; 26] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
         BenchOp::Sum,
+        BenchOp::LayerNorm,
+        BenchOp::RmsNorm,
+        BenchOp::Exp,
+        BenchOp::Tanh,
+        BenchOp::Gelu,
+        BenchOp::GeluTanh,
+        BenchOp::Transpose,
         BenchOp::GeluBackward,
         BenchOp::SiluBackward,
         BenchOp::SoftmaxBackward,
@@ -78,6 +99,13 @@ impl BenchOp {
             BenchOp::Add => "add",
             BenchOp::Softmax => "softmax",
             BenchOp::Sum => "sum",
+            BenchOp::LayerNorm => "layer_norm",
+            BenchOp::RmsNorm => "rms_norm",
+            BenchOp::Exp => "exp",
+            BenchOp::Tanh => "tanh",
+            BenchOp::Gelu => "gelu",
+            BenchOp::GeluTanh => "gelu_tanh",
+            BenchOp::Transpose => "transpose",
             BenchOp::GeluBackward => "gelu_backward",
             BenchOp::SiluBackward => "silu_backward",
             BenchOp::SoftmaxBackward => "softmax_backward",
@@ -121,7 +149,18 @@ impl BenchOp {
             ) => vec![0],
             (_, Some(n)) => vec![n],
             (BenchOp::Matmul, None) => vec![256, 1024, 2048],
-            (BenchOp::Softmax | BenchOp::SoftmaxBackward, None) => {
+            (
+                BenchOp::Softmax
+                | BenchOp::SoftmaxBackward
+                | BenchOp::LayerNorm
+                | BenchOp::RmsNorm
+                | BenchOp::Exp
+                | BenchOp::Tanh
+                | BenchOp::Gelu
+                | BenchOp::GeluTanh
+                | BenchOp::Transpose,
+                None,
+            ) => {
                 vec![SOFTMAX_COLS * SOFTMAX_COLS]
             }
             (_, None) => vec![DEFAULT_ELEMENTS],
