@@ -13,6 +13,10 @@ and, for `layer_norm`, DIR/b.f32, each [COLS]) and builds a one-node ONNX model 
   gelu        Gelu (the erf form, opset 20)
   gelu_tanh   Gelu with approximate="tanh"
   transpose   Transpose with perm [1, 0] (the output is [COLS, ROWS])
+  attention   Attention of opset 23 on q = DIR/x.f32, k = DIR/k.f32, v = DIR/v.f32, each
+              [1, 8, ROWS, COLS] (8 heads of ROWS queries and keys, head dimension COLS)
+  attention_causal
+              the same with is_causal = 1
 
 on an onnxruntime session of THREADS intra-op threads, binds the input and a preallocated output
 once (`io_binding`, so that no run allocates), runs it once and prints "ready <version>". Then
@@ -30,10 +34,20 @@ import onnxruntime as ort
 def main() -> None:
     d, op = sys.argv[1], sys.argv[2]
     rows, cols, threads = (int(v) for v in sys.argv[3:6])
-    x = np.fromfile(f"{d}/x.f32", dtype="<f4").reshape(rows, cols)
+    in_shape = [1, 8, rows, cols] if op.startswith("attention") else [rows, cols]
+    x = np.fromfile(f"{d}/x.f32", dtype="<f4").reshape(in_shape)
     inits = []
-    out_shape = [rows, cols]
-    if op == "softmax":
+    inputs = ["x"]
+    out_shape = in_shape
+    feeds = {"x": x}
+    if op in ("attention", "attention_causal"):
+        feeds["k"] = np.fromfile(f"{d}/k.f32", dtype="<f4").reshape(in_shape)
+        feeds["v"] = np.fromfile(f"{d}/v.f32", dtype="<f4").reshape(in_shape)
+        inputs = ["x", "k", "v"]
+        node = helper.make_node(
+            "Attention", inputs, ["y"], is_causal=int(op == "attention_causal")
+        )
+    elif op == "softmax":
         node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
     elif op in ("layer_norm", "rms_norm"):
         w = np.fromfile(f"{d}/w.f32", dtype="<f4")
@@ -64,22 +78,23 @@ def main() -> None:
     graph = helper.make_graph(
         [node],
         op,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, cols])],
+        [helper.make_tensor_value_info(i, TensorProto.FLOAT, in_shape) for i in inputs],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    model.ir_version = 9
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(
         model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
     )
-    xv = ort.OrtValue.ortvalue_from_numpy(x)
+    values = {n: ort.OrtValue.ortvalue_from_numpy(a) for n, a in feeds.items()}
     yv = ort.OrtValue.ortvalue_from_numpy(np.zeros(out_shape, dtype=np.float32))
     binding = sess.io_binding()
-    binding.bind_ortvalue_input("x", xv)
+    for n, v in values.items():
+        binding.bind_ortvalue_input(n, v)
     binding.bind_ortvalue_output("y", yv)
     sess.run_with_iobinding(binding)
     print(f"ready onnxruntime {ort.__version__}", flush=True)

@@ -211,3 +211,134 @@ fn transposed_copies_match_element_by_element() {
     check_transposes::<i64>(&*q, |i| i as i64 * 1_000_000_007);
     check_transposes::<u8>(&*q, |i| (i * 131 % 251) as u8);
 }
+
+/// `attention` in f64 for q [B, H, Lq, D], k and v [B, Hk, Lk, D/Dv] (contiguous), an optional
+/// additive mask [Lq, Lk], causal alignment to the end of the keys and a window.
+#[allow(clippy::too_many_arguments)]
+fn attention_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    [b, h, hk, lq, lk, d, dv]: [usize; 7],
+    causal: bool,
+    window: usize,
+    softcap: f64,
+) -> Vec<f64> {
+    let mut out = vec![0f64; b * h * lq * dv];
+    let scale = 1.0 / (d as f64).sqrt();
+    for bi in 0..b {
+        for hi in 0..h {
+            let kh = hi / (h / hk);
+            for i in 0..lq {
+                let pos = (i + lk - lq) as i64;
+                let seen = |j: usize| {
+                    !causal || (j as i64 <= pos && (window == 0 || j as i64 > pos - window as i64))
+                };
+                let qr = &q[((bi * h + hi) * lq + i) * d..][..d];
+                let logits: Vec<f64> = (0..lk)
+                    .map(|j| {
+                        if !seen(j) {
+                            return f64::NEG_INFINITY;
+                        }
+                        let kr = &k[((bi * hk + kh) * lk + j) * d..][..d];
+                        let dot: f64 = qr.iter().zip(kr).map(|(&a, &c)| a as f64 * c as f64).sum();
+                        let mut l = scale * dot;
+                        if softcap > 0.0 {
+                            l = softcap * (l / softcap).tanh();
+                        }
+                        l + mask.map_or(0.0, |m| m[i * lk + j] as f64)
+                    })
+                    .collect();
+                let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                if m == f64::NEG_INFINITY {
+                    continue;
+                }
+                let p: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
+                let total: f64 = p.iter().sum();
+                for c in 0..dv {
+                    let acc: f64 = (0..lk)
+                        .map(|j| p[j] * v[((bi * hk + kh) * lk + j) * dv + c] as f64)
+                        .sum();
+                    out[((bi * h + hi) * lq + i) * dv + c] = acc / total;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn blocked_attention_matches_f64_beyond_one_query_block() {
+    let q = queue();
+    // Two batches, four query heads on two key/value heads, 130 query rows (three blocks of
+    // 64) over 150 keys.
+    let dims @ [b, h, hk, lq, lk, d, dv] = [2, 4, 2, 130, 150, 24, 20];
+    let hq = noise(b * h * lq * d, 4);
+    let hk_ = noise(b * hk * lk * d, 5);
+    let hv = noise(b * hk * lk * dv, 6);
+    let mut hm: Vec<f32> = noise(lq * lk, 7).iter().map(|v| 2.0 * v).collect();
+    // Some keys masked out entirely for some rows.
+    for i in 0..lq {
+        hm[i * lk + (i * 7) % lk] = f32::NEG_INFINITY;
+    }
+    let t = |data: &[f32], shape: &[usize]| Tensor::from_slice(&*q, data, shape).unwrap();
+    let (tq, tv, tm) = (
+        t(&hq, &[b, h, lq, d]),
+        t(&hv, &[b, hk, lk, dv]),
+        t(&hm, &[lq, lk]),
+    );
+    // k stored as [B, Hk, D, Lk] and read through a transposed view.
+    let mut kt = vec![0f32; hk_.len()];
+    for bh in 0..b * hk {
+        for j in 0..lk {
+            for c in 0..d {
+                kt[(bh * d + c) * lk + j] = hk_[(bh * lk + j) * d + c];
+            }
+        }
+    }
+    let tk_store = t(&kt, &[b, hk, d, lk]);
+    let tk = tk_store.transpose(2, 3).unwrap();
+    let int = |name: &str, v: i64| (name.to_string(), AttrValue::Int(v));
+    let bottom_right = (
+        "causal_align".to_string(),
+        AttrValue::Str("bottom_right".into()),
+    );
+    let softcap = ("softcap".to_string(), AttrValue::Float(3.0));
+    // (attributes, with the mask, causal, window, soft cap)
+    type Case = (Vec<(String, AttrValue)>, bool, bool, usize, f64);
+    let cases: Vec<Case> = vec![
+        (vec![], false, false, 0, 0.0),
+        (
+            vec![int("causal", 1), bottom_right.clone()],
+            false,
+            true,
+            0,
+            0.0,
+        ),
+        (
+            vec![int("causal", 1), bottom_right.clone(), int("window", 40)],
+            true,
+            true,
+            40,
+            0.0,
+        ),
+        (vec![softcap], true, false, 0, 3.0),
+    ];
+    for (attrs, with_mask, causal, window, cap) in cases {
+        let mut ins = vec![Some(&tq), Some(&tk), Some(&tv)];
+        if with_mask {
+            ins.push(Some(&tm));
+        }
+        let got = anyaccel::ops::call(&*q, "attention", &ins, &attrs)
+            .unwrap()
+            .remove(0)
+            .to_vec::<f32>(&*q)
+            .unwrap();
+        let mask = with_mask.then_some(&hm[..]);
+        let want = attention_reference(&hq, &hk_, &hv, mask, dims, causal, window, cap);
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(close(g, w, 1e-4), "{attrs:?}: out[{i}] = {g}, expected {w}");
+        }
+    }
+}

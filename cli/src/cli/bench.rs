@@ -76,9 +76,13 @@ Ops (f32):
             elementwise over rows x cols, as softmax (gelu: the erf form; gelu_tanh: the tanh
             form)
   transpose copy of a rows x cols tensor's transposed view into a contiguous cols x rows one
-            softmax to transpose: with --peers on the CPU side by side with onnxruntime's CPU
-            kernel of the op (Softmax, LayerNormalization, SimplifiedLayerNormalization, Exp,
-            Tanh, Gelu, Transpose; scripts/ort-op-peer.py, input and output bound once)
+  attention, attention_causal
+            q, k, v of 1 x 8 x 512 x 64, without and with causal masking (GFLOP/s: the two
+            products, 4 x 8 x 512^2 x 64 / time, the causal one counted in full)
+            softmax to attention_causal: with --peers on the CPU side by side with
+            onnxruntime's CPU kernel of the op (Softmax, LayerNormalization,
+            SimplifiedLayerNormalization, Exp, Tanh, Gelu, Transpose, Attention of opset 23;
+            scripts/ort-op-peer.py, inputs and output bound once)
   gelu_backward, silu_backward
             dx from the gradient and x over n elements, default 16M (GB/s: 3 x 4n), measured
             in alternating blocks with the forward op of the same shape (the peer column: the
@@ -205,7 +209,9 @@ fn bench_device(
                 | BenchOp::Tanh
                 | BenchOp::Gelu
                 | BenchOp::GeluTanh
-                | BenchOp::Transpose => rowops::bench_row_op(&ctx, *op, n),
+                | BenchOp::Transpose
+                | BenchOp::Attention
+                | BenchOp::AttentionCausal => rowops::bench_row_op(&ctx, *op, n),
                 BenchOp::GeluBackward | BenchOp::SiluBackward | BenchOp::SoftmaxBackward => {
                     backward::bench_backward(&ctx, *op, n)
                 }
@@ -223,9 +229,11 @@ fn bench_device(
                 BenchOp::Launch => bench_launch(&ctx),
             };
             let roof = match op {
-                BenchOp::Matmul | BenchOp::Conv2d | BenchOp::MatmulI8 => {
-                    report.roofline.gflops.zip(entry.gflops)
-                }
+                BenchOp::Matmul
+                | BenchOp::Conv2d
+                | BenchOp::MatmulI8
+                | BenchOp::Attention
+                | BenchOp::AttentionCausal => report.roofline.gflops.zip(entry.gflops),
                 _ => report.roofline.gbps.zip(entry.gbps),
             };
             entry.share_of_roofline = roof.map(|(roof, rate)| rate / roof);

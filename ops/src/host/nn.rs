@@ -79,6 +79,176 @@ fn f32_param<'a>(t: &'a TView, len: usize) -> Option<&'a [f32]> {
     ok.then(|| unsafe { std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), len) })
 }
 
+/// Every element of an f32 view is finite and at most 1e15 in magnitude (so that a product of
+/// two, summed over any head dimension, stays finite in f32).
+fn moderate(t: &TView) -> bool {
+    let ok = |v: f32| v.abs() <= 1e15;
+    if t.desc.is_contiguous() {
+        // SAFETY: a contiguous f32 view of `numel` elements from its offset.
+        let s = unsafe { std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), t.desc.numel()) };
+        return s.iter().fold(true, |all, &v| all & ok(v));
+    }
+    let mut all = true;
+    super::layout::walk(
+        &t.desc.shape,
+        [&t.desc.strides],
+        [t.desc.offset],
+        0..t.desc.numel(),
+        // SAFETY: the walk's offsets are the view's elements.
+        |_, [o]| all &= ok(unsafe { t.get::<f32>(o) }),
+    );
+    all
+}
+
+/// Query rows per task of [`attention_f32`]: its logits block is this many rows of the keys.
+const QUERY_BLOCK: usize = 64;
+
+/// `attention` on f32 q, k, v and output (any layouts) as blocked matrix products on the `gemm`
+/// microkernels: for each batch index and block of [`QUERY_BLOCK`] query rows, the logits
+/// `scale * q k^T` (one product, k read through its strides), then per row the soft cap, the
+/// mask, the keys the row sees and a softmax (f64 sum), then the probabilities times v (one
+/// product, written through the output's strides). `false` (nothing run) for other dtypes or
+/// empty dimensions.
+fn attention_f32(
+    [q, k, v, out]: [&TView; 4],
+    mask: Option<(&TView, &Vec<usize>)>,
+    geo: &Geometry,
+    scale: f64,
+) -> Result<bool> {
+    use gemm::{gemm, Parallelism};
+    if [q, k, v, out].iter().any(|t| t.desc.dtype != DType::F32) {
+        return Ok(false);
+    }
+    let r = q.desc.rank();
+    let (lq, d, lk, dv) = (
+        q.desc.shape[r - 2],
+        q.desc.shape[r - 1],
+        k.desc.shape[r - 2],
+        v.desc.shape[r - 1],
+    );
+    if [lq, d, lk, dv].contains(&0) {
+        return Ok(false);
+    }
+    // f32 products and sums give the contract's results only on moderate values: an
+    // infinity, a NaN or a product beyond f32's range (which the reference's f64 sums keep)
+    // takes the f64 path.
+    if ![q, k, v].iter().all(|t| moderate(t)) {
+        return Ok(false);
+    }
+    let batches: usize = q.desc.shape[..r - 2].iter().product();
+    let heads = if r >= 3 { q.desc.shape[r - 3] } else { 1 };
+    let space = |t: &TView| {
+        let mut s = t.desc.shape[..r - 2].to_vec();
+        s.extend([1, 1]);
+        s
+    };
+    let (q_space, kv_space) = (space(q), space(k));
+    let blocks = lq.div_ceil(QUERY_BLOCK);
+    let st = |t: &TView, from_end: usize| t.desc.strides[r - from_end] as isize;
+    par_ranges(batches * blocks, 1, |tasks| {
+        let mut logits = vec![0f32; QUERY_BLOCK.min(lq) * lk];
+        for task in tasks {
+            let (bi, block) = (task / blocks, task % blocks);
+            let i0 = block * QUERY_BLOCK;
+            let rows = QUERY_BLOCK.min(lq - i0);
+            let kv = (bi / heads) * (heads / geo.group) + (bi % heads) / geo.group;
+            let qo = line_offset(q, &q_space, bi) + i0 * q.desc.strides[r - 2];
+            let oo = line_offset(out, &q_space, bi) + i0 * out.desc.strides[r - 2];
+            let (ko, vo) = (line_offset(k, &kv_space, kv), line_offset(v, &kv_space, kv));
+            let s = &mut logits[..rows * lk];
+            // SAFETY: each operand is a block of its view's layout (validated shapes and
+            // strides): q's rows i0..i0+rows of batch bi, all of k's and v's keys for the
+            // batch's key/value head, and the output's rows, which no other task writes and
+            // which overlap no input.
+            unsafe {
+                gemm(
+                    rows,
+                    lk,
+                    d,
+                    s.as_mut_ptr(),
+                    1,
+                    lk as isize,
+                    false,
+                    q.ptr::<f32>(qo),
+                    st(q, 1),
+                    st(q, 2),
+                    k.ptr::<f32>(ko),
+                    st(k, 2),
+                    st(k, 1),
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                )
+            };
+            for (ii, row) in s.chunks_exact_mut(lk).enumerate() {
+                let i = i0 + ii;
+                let keys = geo.keys(i);
+                // Keys the row does not see have probability 0; the rest take the softmax.
+                row[..keys.start].fill(0.0);
+                row[keys.end..].fill(0.0);
+                let seen = &mut row[keys.clone()];
+                if mask.is_none() && geo.softcap == 0.0 {
+                    vmath::softmax_in_place(seen, scale as f32);
+                    continue;
+                }
+                // The mask's row: its offset from the row's index over q's dims.
+                let mrow = mask.map(|(m, ms)| {
+                    let mut rem = bi * lq + i;
+                    let mut off = m.desc.offset;
+                    for dim in (0..r - 1).rev() {
+                        let size = q.desc.shape[dim].max(1);
+                        off += (rem % size) * ms[dim];
+                        rem /= size;
+                    }
+                    (m, off, ms[r - 1])
+                });
+                for (j, l) in keys.zip(seen.iter_mut()) {
+                    let logit = geo.cap(scale * *l as f64);
+                    *l = match mrow {
+                        // SAFETY: j < Lk, inside the mask's broadcast row.
+                        Some((m, off, ms)) => match unsafe { load(m, off + j * ms) } {
+                            Val::I(0) => f64::NEG_INFINITY,
+                            Val::I(_) => logit,
+                            Val::F(a) => logit + a,
+                        },
+                        None => logit,
+                    } as f32;
+                }
+                vmath::softmax_in_place(seen, 1.0);
+            }
+            // SAFETY: as above; the probabilities are a contiguous rows x lk block.
+            unsafe {
+                gemm(
+                    rows,
+                    dv,
+                    lk,
+                    out.ptr::<f32>(oo),
+                    st(out, 1),
+                    st(out, 2),
+                    false,
+                    s.as_ptr(),
+                    1,
+                    lk as isize,
+                    v.ptr::<f32>(vo),
+                    st(v, 1),
+                    st(v, 2),
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                )
+            };
+        }
+        Ok(())
+    })?;
+    Ok(true)
+}
+
 /// The kernel of one normalisation or attention op.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
@@ -228,6 +398,9 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 let (lq, d) = (q.desc.shape[r - 2], q.desc.shape[r - 1]);
                 let dv = v.desc.shape[r - 1];
                 let scale = scale.unwrap_or(1.0 / (d as f64).sqrt());
+                if attention_f32([q, k, v, out], mask, &geo, scale)? {
+                    return Ok(());
+                }
                 // k and v follow their own batch dimensions: q's batch index, with the head
                 // index divided by the group (grouped-query heads).
                 let mut kv_space = k.desc.shape[..r - 2].to_vec();

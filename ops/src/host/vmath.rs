@@ -37,7 +37,11 @@ pub(crate) fn exp(x: f32) -> f32 {
     const C2: f32 = -2.121_944_4e-4;
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer (ties to even).
     const ROUND: f32 = 12_582_912.0;
-    let x = clamp(x, -104.0, 88.8);
+    // Far below the least subnormal (-inf included) the result is 0: those lanes compute
+    // e^0 instead, so that no lane multiplies into the subnormals (a slow microcode assist on
+    // x86), and are zeroed at the end.
+    let zero = x < -104.0;
+    let x = clamp(if zero { 0.0 } else { x }, -104.0, 88.8);
     let biased = x * LOG2E + ROUND;
     let n = biased - ROUND;
     let r = x - n * C1 - n * C2;
@@ -51,7 +55,12 @@ pub(crate) fn exp(x: f32) -> f32 {
     let n = (biased.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let h = n >> 1;
     let scale = |e: i32| f32::from_bits((e.wrapping_add(127) as u32) << 23);
-    p * scale(h) * scale(n - h)
+    let y = p * scale(h) * scale(n - h);
+    if zero {
+        0.0
+    } else {
+        y
+    }
 }
 
 /// `tanh(x)`: an odd polynomial below 0.625 (Cephes' `tanhf`), `1 - 2 / (e^(2|x|) + 1)` above,
@@ -150,6 +159,58 @@ pub(crate) fn softmax_rows(x: &[f32], o: &mut [f32], len: usize, log: bool) {
     softmax_body(x, o, len, log)
 }
 
+/// Softmax in place over a row of logits, each first multiplied by `scale`: the probabilities
+/// (the sum in f64), or 0 everywhere when every logit is -inf (a row that sees no key).
+pub(crate) fn softmax_in_place(row: &mut [f32], scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512() {
+            // SAFETY: the features the function is compiled for are present.
+            return unsafe { x86::softmax_in_place_avx512(row, scale) };
+        }
+        if avx2() {
+            // SAFETY: as above.
+            return unsafe { x86::softmax_in_place_avx2(row, scale) };
+        }
+    }
+    softmax_in_place_body(row, scale)
+}
+
+#[inline(always)]
+fn softmax_in_place_body(row: &mut [f32], scale: f32) {
+    if scale != 1.0 {
+        for l in row.iter_mut() {
+            *l *= scale;
+        }
+    }
+    let m = max_of(row);
+    if m == f32::NEG_INFINITY && row.iter().all(|&l| l == f32::NEG_INFINITY) {
+        row.fill(0.0);
+        return;
+    }
+    let mut total = 0f64;
+    for block in row.chunks_mut(BLOCK) {
+        let mut acc = [0f32; WIDE];
+        let mut chunks = block.chunks_exact_mut(WIDE);
+        for c in &mut chunks {
+            for l in 0..WIDE {
+                c[l] = exp(c[l] - m);
+                acc[l] += c[l];
+            }
+        }
+        let mut tail = 0f32;
+        for v in chunks.into_remainder() {
+            *v = exp(*v - m);
+            tail += *v;
+        }
+        total += acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64;
+    }
+    let inv = (1.0 / total) as f32;
+    for l in row.iter_mut() {
+        *l *= inv;
+    }
+}
+
 /// The normalisation of [`norm_rows`]: `layer_norm` or `rms_norm`, and its optional affine
 /// parameters (each `len` long) and epsilon.
 #[derive(Clone, Copy)]
@@ -188,20 +249,70 @@ fn avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// Lanes of the row kernels' f32 accumulators: four AVX-512 registers, four independent
+/// dependency chains.
+const WIDE: usize = 64;
+
+/// Elements summed in f32 lanes before their sums join the f64 total: at most 16 additions
+/// into one lane.
+const BLOCK: usize = 16 * WIDE;
+
 /// The largest element of `x` (NaN ignored, as `f64::max` does; `-inf` when empty).
 #[inline(always)]
 fn max_of(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
+    let mut acc = [f32::NEG_INFINITY; WIDE];
+    let chunks = x.chunks_exact(WIDE);
     let tail = chunks.remainder();
     for c in chunks {
-        for l in 0..LANES {
+        for l in 0..WIDE {
             acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
         }
     }
     acc.iter()
         .chain(tail)
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// `sum e^(x[i] - m)`, each term also written to `o[i]` when given: f32 lanes over blocks of
+/// [`BLOCK`] elements, the blocks' sums added in f64.
+#[inline(always)]
+fn exp_sum(x: &[f32], m: f32, mut o: Option<&mut [f32]>) -> f64 {
+    let mut total = 0f64;
+    for (b, xb) in x.chunks(BLOCK).enumerate() {
+        let mut acc = [0f32; WIDE];
+        let mut tail = 0f32;
+        let ob = o
+            .as_deref_mut()
+            .map(|o| &mut o[b * BLOCK..b * BLOCK + xb.len()]);
+        let mut xc = xb.chunks_exact(WIDE);
+        match ob {
+            Some(ob) => {
+                let mut oc = ob.chunks_exact_mut(WIDE);
+                for (c, y) in (&mut xc).zip(&mut oc) {
+                    for l in 0..WIDE {
+                        y[l] = exp(c[l] - m);
+                        acc[l] += y[l];
+                    }
+                }
+                for (&v, y) in xc.remainder().iter().zip(oc.into_remainder()) {
+                    *y = exp(v - m);
+                    tail += *y;
+                }
+            }
+            None => {
+                for c in &mut xc {
+                    for l in 0..WIDE {
+                        acc[l] += exp(c[l] - m);
+                    }
+                }
+                for &v in xc.remainder() {
+                    tail += exp(v - m);
+                }
+            }
+        }
+        total += acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64;
+    }
+    total
 }
 
 /// `sum f(x[i])` in f64 lanes.
@@ -224,27 +335,14 @@ fn softmax_body(x: &[f32], o: &mut [f32], len: usize, log: bool) {
         let m = max_of(xr);
         if log {
             // (x - m) - ln(sum), the reference's order: the row's maximum gives -ln(sum).
-            let ls = sum_of(xr, |v| exp(v - m) as f64).ln() as f32;
+            let ls = exp_sum(xr, m, None).ln() as f32;
             for (y, &v) in or.iter_mut().zip(xr) {
                 *y = (v - m) - ls;
             }
         } else {
-            // e^(x - m) into the output, summed in f64 lanes on the way; then scaled.
-            let mut acc = [0f64; LANES];
-            let mut xc = xr.chunks_exact(LANES);
-            let mut oc = or.chunks_exact_mut(LANES);
-            for (c, y) in (&mut xc).zip(&mut oc) {
-                for l in 0..LANES {
-                    y[l] = exp(c[l] - m);
-                    acc[l] += y[l] as f64;
-                }
-            }
-            let mut tail = 0f64;
-            for (&v, y) in xc.remainder().iter().zip(oc.into_remainder()) {
-                *y = exp(v - m);
-                tail += *y as f64;
-            }
-            let inv = (1.0 / (acc.iter().sum::<f64>() + tail)) as f32;
+            // e^(x - m) into the output, summed on the way; then scaled.
+            let sum = exp_sum(xr, m, Some(&mut *or));
+            let inv = (1.0 / sum) as f32;
             for y in or.iter_mut() {
                 *y *= inv;
             }
@@ -306,7 +404,17 @@ fn norm_body(x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{map_body, norm_body, softmax_body, Norm};
+    use super::{map_body, norm_body, softmax_body, softmax_in_place_body, Norm};
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+    pub(super) unsafe fn softmax_in_place_avx512(row: &mut [f32], scale: f32) {
+        softmax_in_place_body(row, scale)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn softmax_in_place_avx2(row: &mut [f32], scale: f32) {
+        softmax_in_place_body(row, scale)
+    }
 
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
     pub(super) unsafe fn map_avx512<A: Copy, O, F: Fn(A) -> O>(x: &[A], o: &mut [O], f: &F) {

@@ -28,6 +28,10 @@ pub enum BenchOp {
     GeluTanh,
     /// f32 `copy` of a transposed view into a contiguous tensor.
     Transpose,
+    /// f32 `attention`, batch 1, 8 heads, 512 queries and keys, head dimension 64.
+    Attention,
+    /// The same with causal masking.
+    AttentionCausal,
     /// f32 `gelu_backward`, side by side with `gelu`.
     GeluBackward,
     /// f32 `silu_backward`, side by side with `silu`.
@@ -63,7 +67,7 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 26] = [
+    pub const ALL: [BenchOp; 28] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
@@ -75,6 +79,8 @@ impl BenchOp {
         BenchOp::Gelu,
         BenchOp::GeluTanh,
         BenchOp::Transpose,
+        BenchOp::Attention,
+        BenchOp::AttentionCausal,
         BenchOp::GeluBackward,
         BenchOp::SiluBackward,
         BenchOp::SoftmaxBackward,
@@ -106,6 +112,8 @@ impl BenchOp {
             BenchOp::Gelu => "gelu",
             BenchOp::GeluTanh => "gelu_tanh",
             BenchOp::Transpose => "transpose",
+            BenchOp::Attention => "attention",
+            BenchOp::AttentionCausal => "attention_causal",
             BenchOp::GeluBackward => "gelu_backward",
             BenchOp::SiluBackward => "silu_backward",
             BenchOp::SoftmaxBackward => "softmax_backward",
@@ -136,7 +144,9 @@ impl BenchOp {
             (BenchOp::Conv2d, _) => (0..super::conv::LAYERS.len()).collect(),
             // Fixed shapes (the entry names them).
             (
-                BenchOp::Conv2dBackwardInput
+                BenchOp::Attention
+                | BenchOp::AttentionCausal
+                | BenchOp::Conv2dBackwardInput
                 | BenchOp::Conv2dBackwardWeight
                 | BenchOp::MaxPool2dBackward
                 | BenchOp::LayerNormBackward

@@ -70,33 +70,87 @@ fn call_of(op: BenchOp) -> (&'static str, Vec<(String, AttrValue)>) {
                 AttrValue::Str("tanh".to_string()),
             )],
         ),
+        BenchOp::Attention => ("attention", Vec::new()),
+        BenchOp::AttentionCausal => ("attention", vec![("causal".to_string(), AttrValue::Int(1))]),
         _ => ("copy", Vec::new()),
     }
 }
 
+/// The attention benchmark's shape: batch 1, [`HEADS`] heads, [`SEQ`] queries and keys, head
+/// dimension [`HEAD_DIM`].
+const HEADS: usize = 8;
+const SEQ: usize = 512;
+const HEAD_DIM: usize = 64;
+
+/// Row `i` of head `h` of `attention(q, k, v)` in f64 (each [HEADS, SEQ, HEAD_DIM]).
+fn attention_row(q: &[f32], k: &[f32], v: &[f32], h: usize, i: usize, causal: bool) -> Vec<f64> {
+    let at = |t: &[f32], j: usize, c: usize| t[(h * SEQ + j) * HEAD_DIM + c] as f64;
+    let keys = if causal { i + 1 } else { SEQ };
+    let scale = 1.0 / (HEAD_DIM as f64).sqrt();
+    let logits: Vec<f64> = (0..keys)
+        .map(|j| {
+            scale
+                * (0..HEAD_DIM)
+                    .map(|c| at(q, i, c) * at(k, j, c))
+                    .sum::<f64>()
+        })
+        .collect();
+    let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let p: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
+    let total: f64 = p.iter().sum();
+    (0..HEAD_DIM)
+        .map(|c| (0..keys).map(|j| p[j] * at(v, j, c)).sum::<f64>() / total)
+        .collect()
+}
+
 pub(super) fn bench_row_op(ctx: &Ctx, op: BenchOp, n: usize) -> OpBench {
-    let cols = n.clamp(1, SOFTMAX_COLS);
-    let rows = (n / cols).max(1);
-    let entry = new_entry(op, format!("{rows}x{cols}"), ctx.clock);
-    ctx.note(&format!("{} f32 {rows}x{cols}", op.name()));
+    let attention = matches!(op, BenchOp::Attention | BenchOp::AttentionCausal);
+    let (heads, rows, cols) = if attention {
+        (HEADS, SEQ, HEAD_DIM)
+    } else {
+        let cols = n.clamp(1, SOFTMAX_COLS);
+        (1, (n / cols).max(1), cols)
+    };
+    let size = if attention {
+        format!("1x{heads}x{rows}x{cols}")
+    } else {
+        format!("{rows}x{cols}")
+    };
+    let entry = new_entry(op, size.clone(), ctx.clock);
+    ctx.note(&format!("{} f32 {size}", op.name()));
     guarded(entry, |entry| {
         let q = &*ctx.queue;
         // Inputs in (-4, 4): both of tanh's forms, gelu's tails.
-        let hx: Vec<f32> = values(rows * cols, 5).iter().map(|v| 4.0 * v).collect();
+        let hx: Vec<f32> = values(heads * rows * cols, 5)
+            .iter()
+            .map(|v| 4.0 * v)
+            .collect();
+        let (hk, hv) = if attention {
+            (values(hx.len(), 9), values(hx.len(), 10))
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let hw: Vec<f32> = values(cols, 7).iter().map(|v| 1.0 + 0.5 * v).collect();
         let hb = values(cols, 8);
-        let x = ctx.tensor(&hx, &[rows, cols])?;
+        let x = ctx.tensor(&hx, &[heads * rows, cols])?;
         let (w, b) = (ctx.tensor(&hw, &[cols])?, ctx.tensor(&hb, &[cols])?);
-        let xt;
+        let (xt, x4, k4, v4);
         let (name, attrs) = call_of(op);
-        let (ins, out_shape): (Vec<Option<&Tensor>>, [usize; 2]) = match op {
-            BenchOp::LayerNorm => (vec![Some(&x), Some(&w), Some(&b)], [rows, cols]),
-            BenchOp::RmsNorm => (vec![Some(&x), Some(&w)], [rows, cols]),
+        let (ins, out_shape): (Vec<Option<&Tensor>>, Vec<usize>) = match op {
+            BenchOp::LayerNorm => (vec![Some(&x), Some(&w), Some(&b)], vec![rows, cols]),
+            BenchOp::RmsNorm => (vec![Some(&x), Some(&w)], vec![rows, cols]),
             BenchOp::Transpose => {
                 xt = x.permute(&[1, 0])?;
-                (vec![Some(&xt)], [cols, rows])
+                (vec![Some(&xt)], vec![cols, rows])
             }
-            _ => (vec![Some(&x)], [rows, cols]),
+            BenchOp::Attention | BenchOp::AttentionCausal => {
+                let shape = [1, heads, rows, cols];
+                x4 = ctx.tensor(&hx, &shape)?;
+                k4 = ctx.tensor(&hk, &shape)?;
+                v4 = ctx.tensor(&hv, &shape)?;
+                (vec![Some(&x4), Some(&k4), Some(&v4)], shape.to_vec())
+            }
+            _ => (vec![Some(&x)], vec![rows, cols]),
         };
         let y = ctx.empty(&out_shape)?;
         let outs = [&y];
@@ -113,6 +167,8 @@ pub(super) fn bench_row_op(ctx: &Ctx, op: BenchOp, n: usize) -> OpBench {
                 ("x.f32", bytes(&hx)),
                 ("w.f32", bytes(&hw)),
                 ("b.f32", bytes(&hb)),
+                ("k.f32", bytes(&hk)),
+                ("v.f32", bytes(&hv)),
             ];
             Some(OrtPeer::start(PEER_SCRIPT, &files, &args))
         } else {
@@ -126,8 +182,14 @@ pub(super) fn bench_row_op(ctx: &Ctx, op: BenchOp, n: usize) -> OpBench {
             }
             _ => measure(ctx, &mut ours, None)?,
         };
-        let bytes = 2.0 * 4.0 * (rows * cols) as f64;
-        record(entry, &s, ctx.clock, None, Some(bytes));
+        // Two products of 2 * SEQ * SEQ * HEAD_DIM operations a head (the causal one counted
+        // in full, as onnxruntime's), else the bytes read and written.
+        let (flops, bytes) = if attention {
+            (Some(4.0 * (heads * rows * rows * cols) as f64), None)
+        } else {
+            (None, Some(2.0 * 4.0 * (rows * cols) as f64))
+        };
+        record(entry, &s, ctx.clock, flops, bytes);
         let got = y.to_vec::<f32>(q)?;
         let peer_name = format!("onnxruntime {}", op.name());
         match (peer.as_mut(), peer_result) {
@@ -142,14 +204,17 @@ pub(super) fn bench_row_op(ctx: &Ctx, op: BenchOp, n: usize) -> OpBench {
                         entry,
                         &format!("{version} {}", op.name()),
                         result,
-                        None,
-                        Some(bytes),
+                        flops,
+                        bytes,
                     ),
                     Err(e) => record_peer(entry, &peer_name, Err(e), None, None),
                 }
             }
             (Some(Err(e)), _) => record_peer(entry, &peer_name, Err(e.clone()), None, None),
             _ => {}
+        }
+        if attention {
+            return check_attention(op, [&hx, &hk, &hv], &got);
         }
         check(op, &hx, &hw, &hb, rows, cols, &got)
     })
@@ -167,6 +232,31 @@ fn compare(ours: &[f32], theirs: &[f32]) -> Result<(), String> {
     for (i, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
         if (a - b).abs() > 1e-3 * (1.0 + b.abs()) {
             return Err(format!("onnxruntime's out[{i}] = {b}, ours {a}"));
+        }
+    }
+    Ok(())
+}
+
+/// Sampled rows of the first and last heads against the f64 reference, within the accumulating
+/// tolerance.
+fn check_attention(
+    op: BenchOp,
+    [q, k, v]: [&[f32]; 3],
+    got: &[f32],
+) -> Result<(), anyaccel::Error> {
+    let causal = op == BenchOp::AttentionCausal;
+    for h in [0, HEADS - 1] {
+        for i in sample_indices(SEQ, 6) {
+            let want = attention_row(q, k, v, h, i, causal);
+            for (c, &want) in want.iter().enumerate() {
+                let g = got[(h * SEQ + i) * HEAD_DIM + c] as f64;
+                if g.is_nan() || (g - want).abs() > 1e-4 * (1.0 + want.abs()) {
+                    return Err(check_failed(
+                        op.name(),
+                        format!("head {h}, row {i}, element {c}: {g}, expected {want}"),
+                    ));
+                }
+            }
         }
     }
     Ok(())
