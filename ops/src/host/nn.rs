@@ -1,4 +1,6 @@
-//! `softmax`, `log_softmax`, `layer_norm`, `rms_norm`, `rope` and `attention`, accumulating in f64.
+//! `softmax`, `log_softmax`, `layer_norm`, `rms_norm`, `rope` and `attention`: f32 through the
+//! vectorised row kernels of `vmath` and blocked `gemm` products where the layouts allow, else
+//! accumulating in f64.
 
 use anyaccel_hal::{OpCall, Result};
 
