@@ -13,6 +13,7 @@ and, for `layer_norm`, DIR/b.f32, each [COLS]) and builds a one-node ONNX model 
   gelu        Gelu (the erf form, opset 20)
   gelu_tanh   Gelu with approximate="tanh"
   transpose   Transpose with perm [1, 0] (the output is [COLS, ROWS])
+  sum         ReduceSum over every element to a scalar
   attention   Attention of opset 23 on q = DIR/x.f32, k = DIR/k.f32, v = DIR/v.f32, each
               [1, 8, ROWS, COLS] (8 heads of ROWS queries and keys, head dimension COLS)
   attention_causal
@@ -70,6 +71,9 @@ def main() -> None:
         node = helper.make_node("Gelu", ["x"], ["y"])
     elif op == "gelu_tanh":
         node = helper.make_node("Gelu", ["x"], ["y"], approximate="tanh")
+    elif op == "sum":
+        node = helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)
+        out_shape = []
     elif op == "transpose":
         node = helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0])
         out_shape = [cols, rows]

@@ -79,8 +79,8 @@ Ops (f32):
   attention, attention_causal
             q, k, v of 1 x 8 x 512 x 64, without and with causal masking (GFLOP/s: the two
             products, 4 x 8 x 512^2 x 64 / time, the causal one counted in full)
-            softmax to attention_causal: with --peers on the CPU side by side with
-            onnxruntime's CPU kernel of the op (Softmax, LayerNormalization,
+            sum and softmax to attention_causal: with --peers on the CPU side by side with
+            onnxruntime's CPU kernel of the op (ReduceSum, Softmax, LayerNormalization,
             SimplifiedLayerNormalization, Exp, Tanh, Gelu, Transpose, Attention of opset 23;
             scripts/ort-op-peer.py, inputs and output bound once)
   gelu_backward, silu_backward

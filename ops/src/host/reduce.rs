@@ -317,6 +317,10 @@ fn reduce_runs(
         // layout; inputs are only read while a kernel runs.
         unsafe {
             match x.desc.dtype {
+                DType::F32 if matches!(kind, Kind::Sum | Kind::Mean) => {
+                    acc.f += super::vmath::sum_f32(x.run::<f32>(off, len));
+                    acc.any = true;
+                }
                 DType::F32 => fold_run(&mut acc, kind, x.run::<f32>(off, len), |v| v as f64),
                 DType::F64 => fold_run(&mut acc, kind, x.run::<f64>(off, len), |v| v),
                 DType::F16 => fold_run(&mut acc, kind, x.run::<f16>(off, len), |v| v.to_f64()),

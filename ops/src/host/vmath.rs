@@ -159,6 +159,22 @@ pub(crate) fn softmax_rows(x: &[f32], o: &mut [f32], len: usize, log: bool) {
     softmax_body(x, o, len, log)
 }
 
+/// `sum x[i]` in f64 lanes.
+pub(crate) fn sum_f32(x: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512() {
+            // SAFETY: the features the function is compiled for are present.
+            return unsafe { x86::sum_avx512(x) };
+        }
+        if avx2() {
+            // SAFETY: as above.
+            return unsafe { x86::sum_avx2(x) };
+        }
+    }
+    sum_of(x, |v| v as f64)
+}
+
 /// Softmax in place over a row of logits, each first multiplied by `scale`: the probabilities
 /// (the sum in f64), or 0 everywhere when every logit is -inf (a row that sees no key).
 pub(crate) fn softmax_in_place(row: &mut [f32], scale: f32) {
@@ -404,7 +420,17 @@ fn norm_body(x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{map_body, norm_body, softmax_body, softmax_in_place_body, Norm};
+    use super::{map_body, norm_body, softmax_body, softmax_in_place_body, sum_of, Norm};
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+    pub(super) unsafe fn sum_avx512(x: &[f32]) -> f64 {
+        sum_of(x, |v| v as f64)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sum_avx2(x: &[f32]) -> f64 {
+        sum_of(x, |v| v as f64)
+    }
 
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
     pub(super) unsafe fn softmax_in_place_avx512(row: &mut [f32], scale: f32) {

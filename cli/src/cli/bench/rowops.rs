@@ -10,6 +10,7 @@ use super::measure::{check_failed, guarded, measure, new_entry, record, record_p
 use super::options::BenchOp;
 use super::ort::OrtPeer;
 use super::report::OpBench;
+use super::stats::Samples;
 use super::SOFTMAX_COLS;
 
 /// The peer's script, written next to its inputs when it runs.
@@ -154,26 +155,15 @@ pub(super) fn bench_row_op(ctx: &Ctx, op: BenchOp, n: usize) -> OpBench {
         };
         let y = ctx.empty(&out_shape)?;
         let outs = [&y];
-        let mut peer = if ctx.peers.is_some() {
-            let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-            let bytes = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
-            let args = [
-                op.name().to_string(),
-                rows.to_string(),
-                cols.to_string(),
-                threads.to_string(),
-            ];
-            let files = [
-                ("x.f32", bytes(&hx)),
-                ("w.f32", bytes(&hw)),
-                ("b.f32", bytes(&hb)),
-                ("k.f32", bytes(&hk)),
-                ("v.f32", bytes(&hv)),
-            ];
-            Some(OrtPeer::start(PEER_SCRIPT, &files, &args))
-        } else {
-            None
-        };
+        let bytes = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+        let files = [
+            ("x.f32", bytes(&hx)),
+            ("w.f32", bytes(&hw)),
+            ("b.f32", bytes(&hb)),
+            ("k.f32", bytes(&hk)),
+            ("v.f32", bytes(&hv)),
+        ];
+        let mut peer = ort_peer(ctx, op, rows, cols, &files);
         let mut ours = || anyaccel::ops::call_into(q, name, &ins, &outs, &attrs);
         let (s, peer_result) = match &mut peer {
             Some(Ok(p)) => {
@@ -191,33 +181,67 @@ pub(super) fn bench_row_op(ctx: &Ctx, op: BenchOp, n: usize) -> OpBench {
         };
         record(entry, &s, ctx.clock, flops, bytes);
         let got = y.to_vec::<f32>(q)?;
-        let peer_name = format!("onnxruntime {}", op.name());
-        match (peer.as_mut(), peer_result) {
-            (Some(Ok(p)), Some(result)) => {
-                let version = p.version.clone();
-                let check = p
-                    .ask("save", "saved")
-                    .and_then(|()| p.read_f32("out.f32"))
-                    .and_then(|theirs| compare(&got, &theirs));
-                match check {
-                    Ok(()) => record_peer(
-                        entry,
-                        &format!("{version} {}", op.name()),
-                        result,
-                        flops,
-                        bytes,
-                    ),
-                    Err(e) => record_peer(entry, &peer_name, Err(e), None, None),
-                }
-            }
-            (Some(Err(e)), _) => record_peer(entry, &peer_name, Err(e.clone()), None, None),
-            _ => {}
-        }
+        record_ort(entry, op, peer.as_mut(), peer_result, &got, flops, bytes);
         if attention {
             return check_attention(op, [&hx, &hk, &hv], &got);
         }
         check(op, &hx, &hw, &hb, rows, cols, &got)
     })
+}
+
+/// onnxruntime running `op` on the script's files (`x.f32` and the others it reads) of
+/// `rows x cols`, when the command runs with its host peers; on as many threads as the host
+/// has cores.
+pub(super) fn ort_peer(
+    ctx: &Ctx,
+    op: BenchOp,
+    rows: usize,
+    cols: usize,
+    files: &[(&str, Vec<u8>)],
+) -> Option<Result<OrtPeer, String>> {
+    ctx.peers.as_ref()?;
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let args = [
+        op.name().to_string(),
+        rows.to_string(),
+        cols.to_string(),
+        threads.to_string(),
+    ];
+    Some(OrtPeer::start(PEER_SCRIPT, files, &args))
+}
+
+/// Records the peer's samples after its output matched ours (`got`), or why it did not run.
+pub(super) fn record_ort(
+    entry: &mut OpBench,
+    op: BenchOp,
+    peer: Option<&mut Result<OrtPeer, String>>,
+    samples: Option<Result<Samples, String>>,
+    got: &[f32],
+    flops: Option<f64>,
+    bytes: Option<f64>,
+) {
+    let peer_name = format!("onnxruntime {}", op.name());
+    match (peer, samples) {
+        (Some(Ok(p)), Some(result)) => {
+            let version = p.version.clone();
+            let check = p
+                .ask("save", "saved")
+                .and_then(|()| p.read_f32("out.f32"))
+                .and_then(|theirs| compare(got, &theirs));
+            match check {
+                Ok(()) => record_peer(
+                    entry,
+                    &format!("{version} {}", op.name()),
+                    result,
+                    flops,
+                    bytes,
+                ),
+                Err(e) => record_peer(entry, &peer_name, Err(e), None, None),
+            }
+        }
+        (Some(Err(e)), _) => record_peer(entry, &peer_name, Err(e.clone()), None, None),
+        _ => {}
+    }
 }
 
 /// Ours against onnxruntime's output, element by element.
