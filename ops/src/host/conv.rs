@@ -637,26 +637,11 @@ fn data_gemm(
             }
             // SAFETY: w^T [K, og] (wbuf), dy [og, P] and dcol [K, P] lie inside their buffers.
             unsafe {
-                gemm(
-                    kk,
-                    pp,
-                    og,
-                    dcol.as_mut_ptr(),
-                    1,
-                    pp as isize,
-                    false,
-                    wbuf.as_ptr(),
-                    kk as isize,
-                    1,
-                    y_ptr,
-                    y_cs as isize,
-                    y_rs as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                super::matmul::gemm_serial(
+                    [kk, pp, og],
+                    (dcol.as_mut_ptr(), 1, pp as isize),
+                    (wbuf.as_ptr(), kk as isize, 1),
+                    (y_ptr, y_cs as isize, y_rs as isize),
                 )
             };
             acc.fill(0.0);
@@ -740,26 +725,11 @@ fn filter_gemm(
                         // SAFETY: dy [og, P] from column p0, col^T [P, K] from row p0 and the
                         // block [og, K] lie inside their buffers.
                         unsafe {
-                            gemm(
-                                og,
-                                kk,
-                                width,
-                                block.as_mut_ptr(),
-                                1,
-                                kk as isize,
-                                false,
-                                y_ptr.add(p0 * y_cs),
-                                y_cs as isize,
-                                y_rs as isize,
-                                col.as_ptr().add(p0),
-                                pp as isize,
-                                1,
-                                0.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                Parallelism::None,
+                            super::matmul::gemm_serial(
+                                [og, kk, width],
+                                (block.as_mut_ptr(), 1, kk as isize),
+                                (y_ptr.add(p0 * y_cs), y_cs as isize, y_rs as isize),
+                                (col.as_ptr().add(p0), pp as isize, 1),
                             )
                         };
                         for (d, &v) in part[grp * og * kk..(grp + 1) * og * kk]

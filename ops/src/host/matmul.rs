@@ -43,6 +43,48 @@ fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     }
 }
 
+/// A 2-D f32 operand of [`gemm_serial`]: its first element, then its column and row strides in
+/// elements.
+pub(crate) type Operand<P> = (P, isize, isize);
+
+/// `dst = lhs rhs` for an `m x k` lhs and a `k x n` rhs in f32, on the calling thread.
+///
+/// # Safety
+///
+/// Each operand's block (its strides over `m x n`, `m x k`, `k x n`) lies inside its buffer,
+/// and `dst` overlaps neither input.
+pub(crate) unsafe fn gemm_serial(
+    [m, n, k]: [usize; 3],
+    (dst, dst_cs, dst_rs): Operand<*mut f32>,
+    (lhs, lhs_cs, lhs_rs): Operand<*const f32>,
+    (rhs, rhs_cs, rhs_rs): Operand<*const f32>,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs,
+            dst_rs,
+            false,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
 /// The matmul kernel.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let has_bias = call.inputs.get(2).is_some_and(|t| t.is_some());

@@ -81,6 +81,51 @@ fn f32_param<'a>(t: &'a TView, len: usize) -> Option<&'a [f32]> {
     ok.then(|| unsafe { std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), len) })
 }
 
+/// One query row's part of an attention mask: where it starts and its step along the keys.
+#[derive(Clone, Copy)]
+struct MaskRow<'v, 'a> {
+    mask: &'v TView<'a>,
+    off: usize,
+    step: usize,
+}
+
+impl<'v, 'a> MaskRow<'v, 'a> {
+    /// The mask's row for the logits' row `line` (its index over q's dims but the last), from
+    /// the mask's strides over the logits.
+    fn of(
+        mask: Option<(&'v TView<'a>, &Vec<usize>)>,
+        q_shape: &[usize],
+        line: usize,
+    ) -> Option<Self> {
+        let (mask, strides) = mask?;
+        let r = q_shape.len();
+        let (mut rem, mut off) = (line, mask.desc.offset);
+        for dim in (0..r - 1).rev() {
+            let size = q_shape[dim].max(1);
+            off += (rem % size) * strides[dim];
+            rem /= size;
+        }
+        Some(MaskRow {
+            mask,
+            off,
+            step: strides[r - 1],
+        })
+    }
+
+    /// `logit` of key `j` with the mask applied: a false bool gives -inf, a float adds.
+    fn apply(row: Option<Self>, logit: f64, j: usize) -> f64 {
+        let Some(row) = row else {
+            return logit;
+        };
+        // SAFETY: j < Lk, inside the mask's broadcast row.
+        match unsafe { load(row.mask, row.off + j * row.step) } {
+            Val::I(0) => f64::NEG_INFINITY,
+            Val::I(_) => logit,
+            Val::F(a) => logit + a,
+        }
+    }
+}
+
 /// Every element of an f32 view is finite and at most 1e15 in magnitude (so that a product of
 /// two, summed over any head dimension, stays finite in f32).
 fn moderate(t: &TView) -> bool {
@@ -117,7 +162,7 @@ fn attention_f32(
     geo: &Geometry,
     scale: f64,
 ) -> Result<bool> {
-    use gemm::{gemm, Parallelism};
+    use super::matmul::gemm_serial;
     if [q, k, v, out].iter().any(|t| t.desc.dtype != DType::F32) {
         return Ok(false);
     }
@@ -163,26 +208,11 @@ fn attention_f32(
             // batch's key/value head, and the output's rows, which no other task writes and
             // which overlap no input.
             unsafe {
-                gemm(
-                    rows,
-                    lk,
-                    d,
-                    s.as_mut_ptr(),
-                    1,
-                    lk as isize,
-                    false,
-                    q.ptr::<f32>(qo),
-                    st(q, 1),
-                    st(q, 2),
-                    k.ptr::<f32>(ko),
-                    st(k, 2),
-                    st(k, 1),
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                gemm_serial(
+                    [rows, lk, d],
+                    (s.as_mut_ptr(), 1, lk as isize),
+                    (q.ptr::<f32>(qo), st(q, 1), st(q, 2)),
+                    (k.ptr::<f32>(ko), st(k, 2), st(k, 1)),
                 )
             };
             for (ii, row) in s.chunks_exact_mut(lk).enumerate() {
@@ -196,53 +226,19 @@ fn attention_f32(
                     vmath::softmax_in_place(seen, scale as f32);
                     continue;
                 }
-                // The mask's row: its offset from the row's index over q's dims.
-                let mrow = mask.map(|(m, ms)| {
-                    let mut rem = bi * lq + i;
-                    let mut off = m.desc.offset;
-                    for dim in (0..r - 1).rev() {
-                        let size = q.desc.shape[dim].max(1);
-                        off += (rem % size) * ms[dim];
-                        rem /= size;
-                    }
-                    (m, off, ms[r - 1])
-                });
+                let mrow = MaskRow::of(mask, &q.desc.shape, bi * lq + i);
                 for (j, l) in keys.zip(seen.iter_mut()) {
-                    let logit = geo.cap(scale * *l as f64);
-                    *l = match mrow {
-                        // SAFETY: j < Lk, inside the mask's broadcast row.
-                        Some((m, off, ms)) => match unsafe { load(m, off + j * ms) } {
-                            Val::I(0) => f64::NEG_INFINITY,
-                            Val::I(_) => logit,
-                            Val::F(a) => logit + a,
-                        },
-                        None => logit,
-                    } as f32;
+                    *l = MaskRow::apply(mrow, geo.cap(scale * *l as f64), j) as f32;
                 }
                 vmath::softmax_in_place(seen, 1.0);
             }
             // SAFETY: as above; the probabilities are a contiguous rows x lk block.
             unsafe {
-                gemm(
-                    rows,
-                    dv,
-                    lk,
-                    out.ptr::<f32>(oo),
-                    st(out, 1),
-                    st(out, 2),
-                    false,
-                    s.as_ptr(),
-                    1,
-                    lk as isize,
-                    v.ptr::<f32>(vo),
-                    st(v, 1),
-                    st(v, 2),
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                gemm_serial(
+                    [rows, dv, lk],
+                    (out.ptr::<f32>(oo), st(out, 1), st(out, 2)),
+                    (s.as_ptr(), 1, lk as isize),
+                    (v.ptr::<f32>(vo), st(v, 1), st(v, 2)),
                 )
             };
         }
@@ -415,17 +411,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                     let vb = line_offset(v, &kv_space, kv);
                     let qr = row(q, qb, q.desc.strides[r - 1], d);
                     let keys = geo.keys(i);
-                    // The mask's row: its offset, from the row's index over q's dims.
-                    let mrow = mask.map(|(m, ms)| {
-                        let mut rem = line;
-                        let mut off = m.desc.offset;
-                        for dim in (0..r - 1).rev() {
-                            let size = q.desc.shape[dim].max(1);
-                            off += (rem % size) * ms[dim];
-                            rem /= size;
-                        }
-                        (m, off, ms[r - 1])
-                    });
+                    let mrow = MaskRow::of(mask, &q.desc.shape, line);
                     let scores: Vec<f64> = keys
                         .clone()
                         .map(|j| {
@@ -433,15 +419,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                                 row(k, kb + j * k.desc.strides[r - 2], k.desc.strides[r - 1], d);
                             let logit = geo
                                 .cap(scale * qr.iter().zip(&kr).map(|(a, b)| a * b).sum::<f64>());
-                            match mrow {
-                                // SAFETY: j < Lk, inside the mask's broadcast row.
-                                Some((m, off, ms)) => match unsafe { load(m, off + j * ms) } {
-                                    Val::I(0) => f64::NEG_INFINITY,
-                                    Val::I(_) => logit,
-                                    Val::F(a) => logit + a,
-                                },
-                                None => logit,
-                            }
+                            MaskRow::apply(mrow, logit, j)
                         })
                         .collect();
                     let none_seen = scores.iter().all(|&s| s == f64::NEG_INFINITY);

@@ -6,7 +6,7 @@ use anyaccel::hal::{AttrValue, Tensor};
 
 use super::measure::{check_failed, guarded, measure, new_entry, record, record_peer, values, Ctx};
 use super::options::BenchOp;
-use super::ort::OrtPeer;
+use super::ort::{compare, OrtPeer};
 use super::report::OpBench;
 
 /// The peer's script, written next to its inputs when it runs.
@@ -89,23 +89,6 @@ pub(super) fn bench_conv(ctx: &Ctx, layer: usize) -> OpBench {
         }
         check(&hx, &hw, [n, c, h, w], o, k, stride, pad, &got)
     })
-}
-
-/// Ours against onnxruntime's output, element by element.
-fn compare(ours: &[f32], theirs: &[f32]) -> Result<(), String> {
-    if ours.len() != theirs.len() {
-        return Err(format!(
-            "onnxruntime gave {} elements, expected {}",
-            theirs.len(),
-            ours.len()
-        ));
-    }
-    for (i, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
-        if (a - b).abs() > 1e-3 * (1.0 + b.abs()) {
-            return Err(format!("onnxruntime's out[{i}] = {b}, ours {a}"));
-        }
-    }
-    Ok(())
 }
 
 /// Spot checks of ours against f64 sums: the first and last output element of each channel of

@@ -132,6 +132,24 @@ impl BenchOp {
         }
     }
 
+    /// The ops measured on `rows x cols` (attention on its fixed shape) beside the same
+    /// onnxruntime kernel (`rowops`).
+    pub(super) fn is_row_op(self) -> bool {
+        matches!(
+            self,
+            BenchOp::Softmax
+                | BenchOp::LayerNorm
+                | BenchOp::RmsNorm
+                | BenchOp::Exp
+                | BenchOp::Tanh
+                | BenchOp::Gelu
+                | BenchOp::GeluTanh
+                | BenchOp::Transpose
+                | BenchOp::Attention
+                | BenchOp::AttentionCausal
+        )
+    }
+
     fn parse(name: &str) -> Option<BenchOp> {
         BenchOp::ALL.into_iter().find(|op| op.name() == name)
     }
@@ -159,18 +177,7 @@ impl BenchOp {
             ) => vec![0],
             (_, Some(n)) => vec![n],
             (BenchOp::Matmul, None) => vec![256, 1024, 2048],
-            (
-                BenchOp::Softmax
-                | BenchOp::SoftmaxBackward
-                | BenchOp::LayerNorm
-                | BenchOp::RmsNorm
-                | BenchOp::Exp
-                | BenchOp::Tanh
-                | BenchOp::Gelu
-                | BenchOp::GeluTanh
-                | BenchOp::Transpose,
-                None,
-            ) => {
+            (op, None) if op.is_row_op() || op == BenchOp::SoftmaxBackward => {
                 vec![SOFTMAX_COLS * SOFTMAX_COLS]
             }
             (_, None) => vec![DEFAULT_ELEMENTS],

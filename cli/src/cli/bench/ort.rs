@@ -106,6 +106,23 @@ impl OrtPeer {
     }
 }
 
+/// Ours against onnxruntime's output, element by element.
+pub(super) fn compare(ours: &[f32], theirs: &[f32]) -> Result<(), String> {
+    if ours.len() != theirs.len() {
+        return Err(format!(
+            "onnxruntime gave {} elements, expected {}",
+            theirs.len(),
+            ours.len()
+        ));
+    }
+    for (i, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
+        if (a - b).abs() > 1e-3 * (1.0 + b.abs()) {
+            return Err(format!("onnxruntime's out[{i}] = {b}, ours {a}"));
+        }
+    }
+    Ok(())
+}
+
 impl Drop for OrtPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();

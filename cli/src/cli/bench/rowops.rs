@@ -8,7 +8,7 @@ use anyaccel::hal::{AttrValue, Tensor};
 use super::measure::sample_indices;
 use super::measure::{check_failed, guarded, measure, new_entry, record, record_peer, values, Ctx};
 use super::options::BenchOp;
-use super::ort::OrtPeer;
+use super::ort::{compare, OrtPeer};
 use super::report::OpBench;
 use super::stats::Samples;
 use super::SOFTMAX_COLS;
@@ -242,23 +242,6 @@ pub(super) fn record_ort(
         (Some(Err(e)), _) => record_peer(entry, &peer_name, Err(e.clone()), None, None),
         _ => {}
     }
-}
-
-/// Ours against onnxruntime's output, element by element.
-fn compare(ours: &[f32], theirs: &[f32]) -> Result<(), String> {
-    if ours.len() != theirs.len() {
-        return Err(format!(
-            "onnxruntime gave {} elements, expected {}",
-            theirs.len(),
-            ours.len()
-        ));
-    }
-    for (i, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
-        if (a - b).abs() > 1e-3 * (1.0 + b.abs()) {
-            return Err(format!("onnxruntime's out[{i}] = {b}, ours {a}"));
-        }
-    }
-    Ok(())
 }
 
 /// Sampled rows of the first and last heads against the f64 reference, within the accumulating
