@@ -215,22 +215,25 @@ fn attention_f32(
                     (k.ptr::<f32>(ko), st(k, 2), st(k, 1)),
                 )
             };
+            let scale32 = scale as f32;
             for (ii, row) in s.chunks_exact_mut(lk).enumerate() {
                 let i = i0 + ii;
                 let keys = geo.keys(i);
-                // Keys the row does not see have probability 0; the rest take the softmax.
-                row[..keys.start].fill(0.0);
-                row[keys.end..].fill(0.0);
-                let seen = &mut row[keys.clone()];
-                if mask.is_none() && geo.softcap == 0.0 {
-                    vmath::softmax_in_place(seen, scale as f32);
-                    continue;
+                // Every path computes the same f32 logits and takes the softmax over the whole
+                // row, keys it does not see at -inf, so that a causal flag and the equivalent
+                // bool mask, or an all-true mask and none, give the same bits.
+                for l in row.iter_mut() {
+                    *l *= scale32;
                 }
-                let mrow = MaskRow::of(mask, &q.desc.shape, bi * lq + i);
-                for (j, l) in keys.zip(seen.iter_mut()) {
-                    *l = MaskRow::apply(mrow, geo.cap(scale * *l as f64), j) as f32;
+                row[..keys.start].fill(f32::NEG_INFINITY);
+                row[keys.end..].fill(f32::NEG_INFINITY);
+                if mask.is_some() || geo.softcap != 0.0 {
+                    let mrow = MaskRow::of(mask, &q.desc.shape, bi * lq + i);
+                    for (j, l) in keys.clone().zip(&mut row[keys]) {
+                        *l = MaskRow::apply(mrow, geo.cap(*l as f64), j) as f32;
+                    }
                 }
-                vmath::softmax_in_place(seen, 1.0);
+                vmath::softmax_in_place(row, 1.0);
             }
             // SAFETY: as above; the probabilities are a contiguous rows x lk block.
             unsafe {
