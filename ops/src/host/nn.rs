@@ -73,12 +73,16 @@ fn f32_rows(
     Ok(true)
 }
 
-/// A contiguous f32 parameter vector of `len` elements as a slice.
-fn f32_param<'a>(t: &'a TView, len: usize) -> Option<&'a [f32]> {
+/// An optional parameter vector of `len` elements as an f32 slice: `Some(None)` when it is
+/// absent, `None` when it is not contiguous f32 (no fused kernel then).
+fn f32_param<'a>(t: Option<&'a TView>, len: usize) -> Option<Option<&'a [f32]>> {
+    let Some(t) = t else {
+        return Some(None);
+    };
     let ok =
         t.desc.dtype == DType::F32 && t.desc.shape == [len] && (len <= 1 || t.desc.strides[0] == 1);
     // SAFETY: a rank-1 f32 view of `len` elements with unit stride.
-    ok.then(|| unsafe { std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), len) })
+    ok.then(|| Some(unsafe { std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), len) }))
 }
 
 /// One query row's part of an attention mask: where it starts and its step along the keys.
@@ -153,7 +157,7 @@ const QUERY_BLOCK: usize = 64;
 /// `attention` on f32 q, k, v and output (any layouts) as blocked matrix products on the `gemm`
 /// microkernels: for each batch index and block of [`QUERY_BLOCK`] query rows, the logits
 /// `scale * q k^T` (one product, k read through its strides), then per row the soft cap, the
-/// mask, the keys the row sees and a softmax (f64 sum), then the probabilities times v (one
+/// mask, the keys the row sees (the others at -inf) and a softmax (f64 sum), then the probabilities times v (one
 /// product, written through the output's strides). `false` (nothing run) for other dtypes or
 /// empty dimensions.
 fn attention_f32(
@@ -192,8 +196,10 @@ fn attention_f32(
     let (q_space, kv_space) = (space(q), space(k));
     let blocks = lq.div_ceil(QUERY_BLOCK);
     let st = |t: &TView, from_end: usize| t.desc.strides[r - from_end] as isize;
+    let scale32 = scale as f32;
     par_ranges(batches * blocks, 1, |tasks| {
         let mut logits = vec![0f32; QUERY_BLOCK.min(lq) * lk];
+        let mut probs = vec![0f32; logits.len()];
         for task in tasks {
             let (bi, block) = (task / blocks, task % blocks);
             let i0 = block * QUERY_BLOCK;
@@ -202,7 +208,7 @@ fn attention_f32(
             let qo = line_offset(q, &q_space, bi) + i0 * q.desc.strides[r - 2];
             let oo = line_offset(out, &q_space, bi) + i0 * out.desc.strides[r - 2];
             let (ko, vo) = (line_offset(k, &kv_space, kv), line_offset(v, &kv_space, kv));
-            let s = &mut logits[..rows * lk];
+            let (s, p) = (&mut logits[..rows * lk], &mut probs[..rows * lk]);
             // SAFETY: each operand is a block of its view's layout (validated shapes and
             // strides): q's rows i0..i0+rows of batch bi, all of k's and v's keys for the
             // batch's key/value head, and the output's rows, which no other task writes and
@@ -215,8 +221,11 @@ fn attention_f32(
                     (k.ptr::<f32>(ko), st(k, 2), st(k, 1)),
                 )
             };
-            let scale32 = scale as f32;
-            for (ii, row) in s.chunks_exact_mut(lk).enumerate() {
+            for (ii, (row, prow)) in s
+                .chunks_exact_mut(lk)
+                .zip(p.chunks_exact_mut(lk))
+                .enumerate()
+            {
                 let i = i0 + ii;
                 let keys = geo.keys(i);
                 // Every path computes the same f32 logits and takes the softmax over the whole
@@ -233,14 +242,14 @@ fn attention_f32(
                         *l = MaskRow::apply(mrow, geo.cap(*l as f64), j) as f32;
                     }
                 }
-                vmath::softmax_in_place(row, 1.0);
+                vmath::probabilities(row, prow);
             }
             // SAFETY: as above; the probabilities are a contiguous rows x lk block.
             unsafe {
                 gemm_serial(
                     [rows, dv, lk],
                     (out.ptr::<f32>(oo), st(out, 1), st(out, 2)),
-                    (s.as_ptr(), 1, lk as isize),
+                    (p.as_ptr(), 1, lk as isize),
                     (v.ptr::<f32>(vo), st(v, 1), st(v, 2)),
                 )
             };
@@ -293,16 +302,12 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 let len = x.desc.shape[axis];
                 let w = if has_w { Some(b.input(1)?) } else { None };
                 let bias = if has_b { Some(b.input(2)?) } else { None };
-                let (wf, bf) = (
-                    w.map(|w| f32_param(w, len)),
-                    bias.map(|b| f32_param(b, len)),
-                );
                 // Each given parameter as an f32 slice, or no fused kernel.
-                if wf.is_none_or(|w| w.is_some()) && bf.is_none_or(|b| b.is_some()) {
+                if let (Some(weight), Some(bias)) = (f32_param(w, len), f32_param(bias, len)) {
                     let norm = Norm {
                         rms,
-                        weight: wf.flatten(),
-                        bias: bf.flatten(),
+                        weight,
+                        bias,
                         eps,
                     };
                     if f32_rows(x, out, axis, |xs, os, len| {

@@ -290,7 +290,7 @@ fn reduce_block(
 
 /// [`reduce_block`] for float sums, means, maxima and minima whose innermost reduced axes are
 /// contiguous (a run of at least 8 elements), a run at a time with typed loads; `None` where it
-/// does not apply. Sums keep 8 partial sums in f64.
+/// does not apply. Sums keep 16 partial sums in f64 ([`super::vmath::sum_by`]).
 fn reduce_runs(
     x: &TView,
     shape: &[usize],
@@ -317,10 +317,6 @@ fn reduce_runs(
         // layout; inputs are only read while a kernel runs.
         unsafe {
             match x.desc.dtype {
-                DType::F32 if matches!(kind, Kind::Sum | Kind::Mean) => {
-                    acc.f += super::vmath::sum_f32(x.run::<f32>(off, len));
-                    acc.any = true;
-                }
                 DType::F32 => fold_run(&mut acc, kind, x.run::<f32>(off, len), |v| v as f64),
                 DType::F64 => fold_run(&mut acc, kind, x.run::<f64>(off, len), |v| v),
                 DType::F16 => fold_run(&mut acc, kind, x.run::<f16>(off, len), |v| v.to_f64()),
@@ -384,18 +380,7 @@ fn fold_run<T: Copy>(acc: &mut Acc, kind: Kind, run: &[T], f: impl Fn(T) -> f64)
         return;
     }
     if matches!(kind, Kind::Sum | Kind::Mean) {
-        let mut lanes = [0f64; 8];
-        let chunks = run.chunks_exact(8);
-        let mut tail = 0.0;
-        for &v in chunks.remainder() {
-            tail += f(v);
-        }
-        for c in chunks {
-            for (lane, &v) in lanes.iter_mut().zip(c) {
-                *lane += f(v);
-            }
-        }
-        acc.f += lanes.iter().sum::<f64>() + tail;
+        acc.f += super::vmath::sum_by(run, f);
     } else {
         for &v in run {
             acc.push_extreme(f(v), kind == Kind::Max);

@@ -11,7 +11,7 @@
 // with more digits than an f32 holds.
 #![allow(clippy::excessive_precision)]
 
-/// The lanes of an accumulator: one AVX-512 register of f32 (two of f64).
+/// The lanes of an f64 accumulator: two AVX-512 registers.
 const LANES: usize = 16;
 
 /// `x` limited to `[lo, hi]`, NaN kept (a select the compiler vectorises).
@@ -119,112 +119,126 @@ pub(crate) fn erf(x: f32) -> f32 {
     }
 }
 
-/// `o[i] = f(x[i])`, compiled for the CPU's widest vectors.
+/// The instruction sets the loops here are compiled for, chosen once per call by the CPU's
+/// features.
+#[derive(Clone, Copy, PartialEq)]
+enum Level {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("fma") {
+            return Level::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Baseline
+}
+
+/// Defines `$name`, which runs the `#[inline(always)]` function `$body` compiled for
+/// AVX-512, for AVX2 with FMA or for the baseline, by [`level`].
+macro_rules! multiversion {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:ident) => {
+        $(#[$doc])*
+        pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                match level() {
+                    // SAFETY: the features the function is compiled for are present.
+                    Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    Level::Baseline => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+/// `o[i] = f(x[i])`, compiled for the CPU's widest vectors (generic, so written out rather
+/// than through [`multiversion`]).
 #[inline(always)]
 pub(crate) fn map<A: Copy, O, F: Fn(A) -> O>(x: &[A], o: &mut [O], f: &F) {
+    #[inline(always)]
+    fn body<A: Copy, O, F: Fn(A) -> O>(x: &[A], o: &mut [O], f: &F) {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
-        if avx512() {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+        unsafe fn avx512<A: Copy, O, F: Fn(A) -> O>(x: &[A], o: &mut [O], f: &F) {
+            body(x, o, f)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<A: Copy, O, F: Fn(A) -> O>(x: &[A], o: &mut [O], f: &F) {
+            body(x, o, f)
+        }
+        match level() {
             // SAFETY: the features the function is compiled for are present.
-            return unsafe { x86::map_avx512(x, o, f) };
-        }
-        if avx2() {
+            Level::Avx512 => return unsafe { avx512(x, o, f) },
             // SAFETY: as above.
-            return unsafe { x86::map_avx2(x, o, f) };
+            Level::Avx2 => return unsafe { avx2(x, o, f) },
+            Level::Baseline => {}
         }
     }
-    map_body(x, o, f)
+    body(x, o, f)
 }
 
-#[inline(always)]
-fn map_body<A: Copy, O, F: Fn(A) -> O>(x: &[A], o: &mut [O], f: &F) {
-    for (o, &v) in o.iter_mut().zip(x) {
-        *o = f(v);
-    }
-}
-
-/// `softmax` (or `log_softmax`) of each row of `len` elements of `x` into `o`.
-pub(crate) fn softmax_rows(x: &[f32], o: &mut [f32], len: usize, log: bool) {
+/// `sum f(x[i])` in f64 lanes, compiled for the CPU's widest vectors (generic, as [`map`]).
+pub(crate) fn sum_by<T: Copy, F: Fn(T) -> f64>(x: &[T], f: F) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if avx512() {
-            // SAFETY: the features the function is compiled for are present.
-            return unsafe { x86::softmax_avx512(x, o, len, log) };
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+        unsafe fn avx512<T: Copy, F: Fn(T) -> f64>(x: &[T], f: F) -> f64 {
+            sum_of(x, f)
         }
-        if avx2() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<T: Copy, F: Fn(T) -> f64>(x: &[T], f: F) -> f64 {
+            sum_of(x, f)
+        }
+        match level() {
+            // SAFETY: the features the function is compiled for are present.
+            Level::Avx512 => return unsafe { avx512(x, f) },
             // SAFETY: as above.
-            return unsafe { x86::softmax_avx2(x, o, len, log) };
+            Level::Avx2 => return unsafe { avx2(x, f) },
+            Level::Baseline => {}
         }
     }
-    softmax_body(x, o, len, log)
+    sum_of(x, f)
 }
 
-/// `sum x[i]` in f64 lanes.
-pub(crate) fn sum_f32(x: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx512() {
-            // SAFETY: the features the function is compiled for are present.
-            return unsafe { x86::sum_avx512(x) };
-        }
-        if avx2() {
-            // SAFETY: as above.
-            return unsafe { x86::sum_avx2(x) };
-        }
-    }
-    sum_of(x, |v| v as f64)
+multiversion! {
+    /// `softmax` (or `log_softmax`) of each row of `len` elements of `x` into `o`.
+    fn softmax_rows(x: &[f32], o: &mut [f32], len: usize, log: bool) = softmax_body
 }
 
-/// Softmax in place over a row of logits, each first multiplied by `scale`: the probabilities
-/// (the sum in f64), or 0 everywhere when every logit is -inf (a row that sees no key).
-pub(crate) fn softmax_in_place(row: &mut [f32], scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx512() {
-            // SAFETY: the features the function is compiled for are present.
-            return unsafe { x86::softmax_in_place_avx512(row, scale) };
-        }
-        if avx2() {
-            // SAFETY: as above.
-            return unsafe { x86::softmax_in_place_avx2(row, scale) };
-        }
-    }
-    softmax_in_place_body(row, scale)
+multiversion! {
+    /// The softmax of a row of attention logits into `p`: the probabilities (the sum in
+    /// f64), or 0 everywhere when every logit is -inf (a row that sees no key).
+    fn probabilities(logits: &[f32], p: &mut [f32]) = probabilities_body
 }
 
-#[inline(always)]
-fn softmax_in_place_body(row: &mut [f32], scale: f32) {
-    if scale != 1.0 {
-        for l in row.iter_mut() {
-            *l *= scale;
-        }
-    }
-    let m = max_of(row);
-    if m == f32::NEG_INFINITY && row.iter().all(|&l| l == f32::NEG_INFINITY) {
-        row.fill(0.0);
-        return;
-    }
-    let mut total = 0f64;
-    for block in row.chunks_mut(BLOCK) {
-        let mut acc = [0f32; WIDE];
-        let mut chunks = block.chunks_exact_mut(WIDE);
-        for c in &mut chunks {
-            for l in 0..WIDE {
-                c[l] = exp(c[l] - m);
-                acc[l] += c[l];
-            }
-        }
-        let mut tail = 0f32;
-        for v in chunks.into_remainder() {
-            *v = exp(*v - m);
-            tail += *v;
-        }
-        total += acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64;
-    }
-    let inv = (1.0 / total) as f32;
-    for l in row.iter_mut() {
-        *l *= inv;
-    }
+multiversion! {
+    /// `layer_norm` or `rms_norm` of each row of `len` elements of `x` into `o`.
+    fn norm_rows(x: &[f32], o: &mut [f32], len: usize, norm: Norm<'_>) = norm_body
 }
 
 /// The normalisation of [`norm_rows`]: `layer_norm` or `rms_norm`, and its optional affine
@@ -235,34 +249,6 @@ pub(crate) struct Norm<'a> {
     pub weight: Option<&'a [f32]>,
     pub bias: Option<&'a [f32]>,
     pub eps: f64,
-}
-
-/// `layer_norm` or `rms_norm` of each row of `len` elements of `x` into `o`.
-pub(crate) fn norm_rows(x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx512() {
-            // SAFETY: the features the function is compiled for are present.
-            return unsafe { x86::norm_avx512(x, o, len, norm) };
-        }
-        if avx2() {
-            // SAFETY: as above.
-            return unsafe { x86::norm_avx2(x, o, len, norm) };
-        }
-    }
-    norm_body(x, o, len, norm)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("fma")
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Lanes of the row kernels' f32 accumulators: four AVX-512 registers, four independent
@@ -289,42 +275,24 @@ fn max_of(x: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
-/// `sum e^(x[i] - m)`, each term also written to `o[i]` when given: f32 lanes over blocks of
-/// [`BLOCK`] elements, the blocks' sums added in f64.
+/// `o[i] = e^(x[i] - m)`, returning their sum: f32 lanes over blocks of [`BLOCK`] elements,
+/// the blocks' sums added in f64.
 #[inline(always)]
-fn exp_sum(x: &[f32], m: f32, mut o: Option<&mut [f32]>) -> f64 {
+fn exp_into(x: &[f32], o: &mut [f32], m: f32) -> f64 {
     let mut total = 0f64;
-    for (b, xb) in x.chunks(BLOCK).enumerate() {
+    for (xb, ob) in x.chunks(BLOCK).zip(o.chunks_mut(BLOCK)) {
         let mut acc = [0f32; WIDE];
+        let (mut xc, mut oc) = (xb.chunks_exact(WIDE), ob.chunks_exact_mut(WIDE));
+        for (c, y) in (&mut xc).zip(&mut oc) {
+            for l in 0..WIDE {
+                y[l] = exp(c[l] - m);
+                acc[l] += y[l];
+            }
+        }
         let mut tail = 0f32;
-        let ob = o
-            .as_deref_mut()
-            .map(|o| &mut o[b * BLOCK..b * BLOCK + xb.len()]);
-        let mut xc = xb.chunks_exact(WIDE);
-        match ob {
-            Some(ob) => {
-                let mut oc = ob.chunks_exact_mut(WIDE);
-                for (c, y) in (&mut xc).zip(&mut oc) {
-                    for l in 0..WIDE {
-                        y[l] = exp(c[l] - m);
-                        acc[l] += y[l];
-                    }
-                }
-                for (&v, y) in xc.remainder().iter().zip(oc.into_remainder()) {
-                    *y = exp(v - m);
-                    tail += *y;
-                }
-            }
-            None => {
-                for c in &mut xc {
-                    for l in 0..WIDE {
-                        acc[l] += exp(c[l] - m);
-                    }
-                }
-                for &v in xc.remainder() {
-                    tail += exp(v - m);
-                }
-            }
+        for (&v, y) in xc.remainder().iter().zip(oc.into_remainder()) {
+            *y = exp(v - m);
+            tail += *y;
         }
         total += acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64;
     }
@@ -333,7 +301,7 @@ fn exp_sum(x: &[f32], m: f32, mut o: Option<&mut [f32]>) -> f64 {
 
 /// `sum f(x[i])` in f64 lanes.
 #[inline(always)]
-fn sum_of(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+fn sum_of<T: Copy>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
     let mut acc = [0f64; LANES];
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -349,20 +317,32 @@ fn sum_of(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
 fn softmax_body(x: &[f32], o: &mut [f32], len: usize, log: bool) {
     for (xr, or) in x.chunks_exact(len).zip(o.chunks_exact_mut(len)) {
         let m = max_of(xr);
+        let sum = exp_into(xr, or, m);
         if log {
             // (x - m) - ln(sum), the reference's order: the row's maximum gives -ln(sum).
-            let ls = exp_sum(xr, m, None).ln() as f32;
+            let ls = sum.ln() as f32;
             for (y, &v) in or.iter_mut().zip(xr) {
                 *y = (v - m) - ls;
             }
         } else {
-            // e^(x - m) into the output, summed on the way; then scaled.
-            let sum = exp_sum(xr, m, Some(&mut *or));
             let inv = (1.0 / sum) as f32;
             for y in or.iter_mut() {
                 *y *= inv;
             }
         }
+    }
+}
+
+#[inline(always)]
+fn probabilities_body(logits: &[f32], p: &mut [f32]) {
+    let m = max_of(logits);
+    if m == f32::NEG_INFINITY && logits.iter().all(|&l| l == f32::NEG_INFINITY) {
+        p.fill(0.0);
+        return;
+    }
+    let inv = (1.0 / exp_into(logits, p, m)) as f32;
+    for v in p.iter_mut() {
+        *v *= inv;
     }
 }
 
@@ -415,61 +395,6 @@ fn norm_body(x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
                 }
             }
         }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{map_body, norm_body, softmax_body, softmax_in_place_body, sum_of, Norm};
-
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    pub(super) unsafe fn sum_avx512(x: &[f32]) -> f64 {
-        sum_of(x, |v| v as f64)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn sum_avx2(x: &[f32]) -> f64 {
-        sum_of(x, |v| v as f64)
-    }
-
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    pub(super) unsafe fn softmax_in_place_avx512(row: &mut [f32], scale: f32) {
-        softmax_in_place_body(row, scale)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn softmax_in_place_avx2(row: &mut [f32], scale: f32) {
-        softmax_in_place_body(row, scale)
-    }
-
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    pub(super) unsafe fn map_avx512<A: Copy, O, F: Fn(A) -> O>(x: &[A], o: &mut [O], f: &F) {
-        map_body(x, o, f)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn map_avx2<A: Copy, O, F: Fn(A) -> O>(x: &[A], o: &mut [O], f: &F) {
-        map_body(x, o, f)
-    }
-
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    pub(super) unsafe fn softmax_avx512(x: &[f32], o: &mut [f32], len: usize, log: bool) {
-        softmax_body(x, o, len, log)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn softmax_avx2(x: &[f32], o: &mut [f32], len: usize, log: bool) {
-        softmax_body(x, o, len, log)
-    }
-
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    pub(super) unsafe fn norm_avx512(x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
-        norm_body(x, o, len, norm)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn norm_avx2(x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
-        norm_body(x, o, len, norm)
     }
 }
 

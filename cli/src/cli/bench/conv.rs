@@ -4,9 +4,9 @@
 
 use anyaccel::hal::{AttrValue, Tensor};
 
-use super::measure::{check_failed, guarded, measure, new_entry, record, record_peer, values, Ctx};
+use super::measure::{check_failed, guarded, new_entry, record, values, Ctx};
 use super::options::BenchOp;
-use super::ort::{compare, OrtPeer};
+use super::ort::{measure_beside, record_beside, OrtPeer};
 use super::report::OpBench;
 
 /// The peer's script, written next to its inputs when it runs.
@@ -53,40 +53,19 @@ pub(super) fn bench_conv(ctx: &Ctx, layer: usize) -> OpBench {
             None
         };
         let outs: Vec<&Tensor> = vec![&ours];
-        let (s, peer_result) = match &mut peer {
-            Some(Ok(p)) => {
-                let mut run = || p.ask("run", "ok");
-                measure(
-                    ctx,
-                    || anyaccel::ops::call_into(q, "conv2d", &[Some(&x), Some(&wt)], &outs, &attrs),
-                    Some(&mut run),
-                )?
-            }
-            _ => measure(
-                ctx,
-                || anyaccel::ops::call_into(q, "conv2d", &[Some(&x), Some(&wt)], &outs, &attrs),
-                None,
-            )?,
-        };
+        let run = || anyaccel::ops::call_into(q, "conv2d", &[Some(&x), Some(&wt)], &outs, &attrs);
+        let (s, peer_result) = measure_beside(ctx, run, &mut peer)?;
         record(entry, &s, ctx.clock, Some(flops), None);
         let got = ours.to_vec::<f32>(q)?;
-        match (peer.as_mut(), peer_result) {
-            (Some(Ok(p)), Some(result)) => {
-                let version = p.version.clone();
-                let check = p
-                    .ask("save", "saved")
-                    .and_then(|()| p.read_f32("out.f32"))
-                    .and_then(|theirs| compare(&got, &theirs));
-                match check {
-                    Ok(()) => {
-                        record_peer(entry, &format!("{version} Conv"), result, Some(flops), None)
-                    }
-                    Err(e) => record_peer(entry, "onnxruntime Conv", Err(e), None, None),
-                }
-            }
-            (Some(Err(e)), _) => record_peer(entry, "onnxruntime Conv", Err(e.clone()), None, None),
-            _ => {}
-        }
+        record_beside(
+            entry,
+            "Conv",
+            peer.as_mut(),
+            peer_result,
+            &got,
+            Some(flops),
+            None,
+        );
         check(&hx, &hw, [n, c, h, w], o, k, stride, pad, &got)
     })
 }

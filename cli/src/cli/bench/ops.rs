@@ -216,26 +216,12 @@ pub(super) fn bench_sum(ctx: &Ctx, n: usize) -> OpBench {
         ];
         let bytes: Vec<u8> = hx.iter().flat_map(|f| f.to_le_bytes()).collect();
         let mut peer = super::rowops::ort_peer(ctx, BenchOp::Sum, 1, n, &[("x.f32", bytes)]);
-        let mut ours = || anyaccel::ops::call_into(q, "sum", &[Some(&x)], &[&y], &attrs);
-        let (s, peer_result) = match &mut peer {
-            Some(Ok(p)) => {
-                let mut run = || p.ask("run", "ok");
-                measure(ctx, &mut ours, Some(&mut run))?
-            }
-            _ => measure(ctx, &mut ours, None)?,
-        };
+        let ours = || anyaccel::ops::call_into(q, "sum", &[Some(&x)], &[&y], &attrs);
+        let (s, peer_result) = super::ort::measure_beside(ctx, ours, &mut peer)?;
         let rate = Some(4.0 * n as f64);
         record(entry, &s, ctx.clock, None, rate);
         let all = y.to_vec::<f32>(q)?;
-        super::rowops::record_ort(
-            entry,
-            BenchOp::Sum,
-            peer.as_mut(),
-            peer_result,
-            &all,
-            None,
-            rate,
-        );
+        super::ort::record_beside(entry, "sum", peer.as_mut(), peer_result, &all, None, rate);
         let got = all.first().copied().unwrap_or(f32::NAN) as f64;
         let exact: f64 = hx.iter().map(|&v| v as f64).sum();
         let scale: f64 = hx.iter().map(|&v| (v as f64).abs()).sum();

@@ -4,6 +4,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
+use super::measure::{measure, record_peer, Ctx};
+use super::report::OpBench;
+use super::stats::{BenchResult, Samples};
+
 /// onnxruntime in a child process, driven line by line.
 pub(super) struct OrtPeer {
     child: Child,
@@ -103,6 +107,50 @@ impl OrtPeer {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
+    }
+}
+
+/// Measures ours alone, or alternating with one "run" of the peer when it started.
+pub(super) fn measure_beside(
+    ctx: &Ctx,
+    mut ours: impl FnMut() -> BenchResult<()>,
+    peer: &mut Option<Result<OrtPeer, String>>,
+) -> BenchResult<(Samples, Option<Result<Samples, String>>)> {
+    match peer {
+        Some(Ok(p)) => {
+            let mut run = || p.ask("run", "ok");
+            measure(ctx, &mut ours, Some(&mut run))
+        }
+        _ => measure(ctx, &mut ours, None),
+    }
+}
+
+/// Records the peer's samples as onnxruntime's `kernel` after its output matched ours
+/// (`got`), or why it did not run.
+pub(super) fn record_beside(
+    entry: &mut OpBench,
+    kernel: &str,
+    peer: Option<&mut Result<OrtPeer, String>>,
+    samples: Option<Result<Samples, String>>,
+    got: &[f32],
+    flops: Option<f64>,
+    bytes: Option<f64>,
+) {
+    let peer_name = format!("onnxruntime {kernel}");
+    match (peer, samples) {
+        (Some(Ok(p)), Some(result)) => {
+            let version = p.version.clone();
+            let check = p
+                .ask("save", "saved")
+                .and_then(|()| p.read_f32("out.f32"))
+                .and_then(|theirs| compare(got, &theirs));
+            match check {
+                Ok(()) => record_peer(entry, &format!("{version} {kernel}"), result, flops, bytes),
+                Err(e) => record_peer(entry, &peer_name, Err(e), None, None),
+            }
+        }
+        (Some(Err(e)), _) => record_peer(entry, &peer_name, Err(e.clone()), None, None),
+        _ => {}
     }
 }
 

@@ -5,12 +5,10 @@
 
 use anyaccel::hal::{AttrValue, Tensor};
 
-use super::measure::sample_indices;
-use super::measure::{check_failed, guarded, measure, new_entry, record, record_peer, values, Ctx};
+use super::measure::{check_failed, guarded, new_entry, record, sample_indices, values, Ctx};
 use super::options::BenchOp;
-use super::ort::{compare, OrtPeer};
+use super::ort::{measure_beside, record_beside, OrtPeer};
 use super::report::OpBench;
-use super::stats::Samples;
 use super::SOFTMAX_COLS;
 
 /// The peer's script, written next to its inputs when it runs.
@@ -164,14 +162,8 @@ pub(super) fn bench_row_op(ctx: &Ctx, op: BenchOp, n: usize) -> OpBench {
             ("v.f32", bytes(&hv)),
         ];
         let mut peer = ort_peer(ctx, op, rows, cols, &files);
-        let mut ours = || anyaccel::ops::call_into(q, name, &ins, &outs, &attrs);
-        let (s, peer_result) = match &mut peer {
-            Some(Ok(p)) => {
-                let mut run = || p.ask("run", "ok");
-                measure(ctx, &mut ours, Some(&mut run))?
-            }
-            _ => measure(ctx, &mut ours, None)?,
-        };
+        let ours = || anyaccel::ops::call_into(q, name, &ins, &outs, &attrs);
+        let (s, peer_result) = measure_beside(ctx, ours, &mut peer)?;
         // Two products of 2 * SEQ * SEQ * HEAD_DIM operations a head (the causal one counted
         // in full, as onnxruntime's), else the bytes read and written.
         let (flops, bytes) = if attention {
@@ -181,7 +173,15 @@ pub(super) fn bench_row_op(ctx: &Ctx, op: BenchOp, n: usize) -> OpBench {
         };
         record(entry, &s, ctx.clock, flops, bytes);
         let got = y.to_vec::<f32>(q)?;
-        record_ort(entry, op, peer.as_mut(), peer_result, &got, flops, bytes);
+        record_beside(
+            entry,
+            op.name(),
+            peer.as_mut(),
+            peer_result,
+            &got,
+            flops,
+            bytes,
+        );
         if attention {
             return check_attention(op, [&hx, &hk, &hv], &got);
         }
@@ -208,40 +208,6 @@ pub(super) fn ort_peer(
         threads.to_string(),
     ];
     Some(OrtPeer::start(PEER_SCRIPT, files, &args))
-}
-
-/// Records the peer's samples after its output matched ours (`got`), or why it did not run.
-pub(super) fn record_ort(
-    entry: &mut OpBench,
-    op: BenchOp,
-    peer: Option<&mut Result<OrtPeer, String>>,
-    samples: Option<Result<Samples, String>>,
-    got: &[f32],
-    flops: Option<f64>,
-    bytes: Option<f64>,
-) {
-    let peer_name = format!("onnxruntime {}", op.name());
-    match (peer, samples) {
-        (Some(Ok(p)), Some(result)) => {
-            let version = p.version.clone();
-            let check = p
-                .ask("save", "saved")
-                .and_then(|()| p.read_f32("out.f32"))
-                .and_then(|theirs| compare(got, &theirs));
-            match check {
-                Ok(()) => record_peer(
-                    entry,
-                    &format!("{version} {}", op.name()),
-                    result,
-                    flops,
-                    bytes,
-                ),
-                Err(e) => record_peer(entry, &peer_name, Err(e), None, None),
-            }
-        }
-        (Some(Err(e)), _) => record_peer(entry, &peer_name, Err(e.clone()), None, None),
-        _ => {}
-    }
 }
 
 /// Sampled rows of the first and last heads against the f64 reference, within the accumulating
