@@ -33,10 +33,42 @@ fn map1_simd<A: Copy + Send + Sync, O: Copy + Send + Sync>(
     map1_by::<true, A, O>(x, out, f)
 }
 
+/// An f32 [`map1`] whose contiguous runs go through the vector kernel of `op`
+/// ([`vmath::unary`]) and other runs through `f`, its scalar form.
+fn map1_kernel(
+    x: &TView,
+    out: &TView,
+    op: vmath::Unary,
+    f: impl Fn(f32) -> f32 + Sync + Send,
+) -> Result<()> {
+    map1_runs(x, out, f, |sx: &[f32], so: &mut [f32], _| {
+        vmath::unary(op, sx, so)
+    })
+}
+
 fn map1_by<const SIMD: bool, A: Copy + Send + Sync, O: Copy + Send + Sync>(
     x: &TView,
     out: &TView,
     f: impl Fn(A) -> O + Sync + Send,
+) -> Result<()> {
+    map1_runs(x, out, f, |sx, so, f| {
+        if SIMD {
+            vmath::map(sx, so, f);
+        } else {
+            for (o, &v) in so.iter_mut().zip(sx) {
+                *o = f(v);
+            }
+        }
+    })
+}
+
+/// `out[i] = f(x[i])`: `contiguous` on each contiguous run of both (given `f`), `f` element by
+/// element on strided runs.
+fn map1_runs<A: Copy + Send + Sync, O: Copy + Send + Sync, F: Fn(A) -> O + Sync + Send>(
+    x: &TView,
+    out: &TView,
+    f: F,
+    contiguous: impl Fn(&[A], &mut [O], &F) + Sync + Send,
 ) -> Result<()> {
     let shape = &out.desc.shape;
     let x = x.broadcast_cow(shape);
@@ -60,13 +92,7 @@ fn map1_by<const SIMD: bool, A: Copy + Send + Sync, O: Copy + Send + Sync>(
                             std::slice::from_raw_parts(px, len),
                             std::slice::from_raw_parts_mut(po, len),
                         );
-                        if SIMD {
-                            vmath::map(sx, so, &f);
-                        } else {
-                            for (o, &v) in so.iter_mut().zip(sx) {
-                                *o = f(v);
-                            }
-                        }
+                        contiguous(sx, so, &f);
                     } else {
                         for i in 0..len {
                             po.add(i * io).write(f(px.add(i * ix).read()));
@@ -214,7 +240,16 @@ where
     }
 }
 
-fn map_unary<FF, FI>(dtype: DType, x: &TView, out: &TView, ff: FF, fi: FI) -> Result<()>
+/// A unary op in its f32 form `ff` (16-bit floats compute in f32) and integer form `fi`; f32
+/// runs go through the vector kernel `kernel` where the op has one.
+fn map_unary<FF, FI>(
+    dtype: DType,
+    x: &TView,
+    out: &TView,
+    ff: FF,
+    fi: FI,
+    kernel: Option<vmath::Unary>,
+) -> Result<()>
 where
     FF: Fn(f32) -> f32 + Sync + Send + Copy,
     FI: Fn(i64) -> i64 + Sync + Send + Copy,
@@ -227,7 +262,10 @@ where
         map1::<T, T>(x, out, |v| T::from_f32(f(v.to_f32())))
     }
     match dtype {
-        DType::F32 => map1_simd::<f32, f32>(x, out, ff),
+        DType::F32 => match kernel {
+            Some(op) => map1_kernel(x, out, op, ff),
+            None => map1_simd::<f32, f32>(x, out, ff),
+        },
         DType::F16 => float::<f16>(x, out, ff),
         DType::BF16 => float::<bf16>(x, out, ff),
         DType::I32 => map1::<i32, i32>(x, out, move |v| fi(v as i64) as i32),
@@ -459,7 +497,7 @@ macro_rules! with_unary_fns {
             Cos => (f32::cos, float_only),
             Tanh => (vmath::tanh, float_only),
             Sigmoid => (vmath::sigmoid, float_only),
-            Silu => (|v| v * vmath::sigmoid(v), float_only),
+            Silu => (vmath::silu, float_only),
             Erf => (vmath::erf, float_only),
             Floor => (f32::floor, float_only),
             Ceil => (f32::ceil, float_only),
@@ -501,8 +539,16 @@ macro_rules! unary_arms {
 /// Plain unary ops.
 pub(crate) fn unary(call: &OpCall, op: UnaryOp) -> Result<Box<Body>> {
     let dtype = input_dtype(call);
+    let kernel = match op {
+        UnaryOp::Exp => Some(vmath::Unary::Exp),
+        UnaryOp::Tanh => Some(vmath::Unary::Tanh),
+        UnaryOp::Sigmoid => Some(vmath::Unary::Sigmoid),
+        UnaryOp::Silu => Some(vmath::Unary::Silu),
+        UnaryOp::Erf => Some(vmath::Unary::Erf),
+        _ => None,
+    };
     Ok(with_unary_fns!(op, |ff, fi| Box::new(move |b: &Bound| {
-        map_unary(dtype, b.input(0)?, b.out(0), ff, fi)
+        map_unary(dtype, b.input(0)?, b.out(0), ff, fi, kernel)
     })))
 }
 
@@ -549,7 +595,7 @@ pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
     };
     Ok(Box::new(move |b: &Bound| {
         let f = &*f;
-        map_unary(dtype, b.input(0)?, b.out(0), f, |v| v)
+        map_unary(dtype, b.input(0)?, b.out(0), f, |v| v, None)
     }))
 }
 
@@ -662,25 +708,18 @@ pub(crate) fn gelu_clamp(call: &OpCall) -> Result<Box<Body>> {
                     out,
                     move |v| nan_min(nan_max(v, lf), hf),
                     move |v| v.max(li).min(hi_i),
+                    None,
                 )
             }
             None if tanh_gelu => map_unary(
                 dtype,
                 x,
                 out,
-                |v| {
-                    let c = (2.0f32 / std::f32::consts::PI).sqrt();
-                    0.5 * v * (1.0 + vmath::tanh(c * (v + 0.044715 * v * v * v)))
-                },
+                vmath::gelu_tanh,
                 |v| v,
+                Some(vmath::Unary::GeluTanh),
             ),
-            None => map_unary(
-                dtype,
-                x,
-                out,
-                |v| 0.5 * v * (1.0 + vmath::erf(v * std::f32::consts::FRAC_1_SQRT_2)),
-                |v| v,
-            ),
+            None => map_unary(dtype, x, out, vmath::gelu, |v| v, Some(vmath::Unary::Gelu)),
         }
     }))
 }

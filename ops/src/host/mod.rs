@@ -21,6 +21,7 @@ mod quant;
 mod random;
 mod reduce;
 mod scalar;
+mod simd;
 mod vmath;
 
 use std::sync::Arc;

@@ -1,28 +1,42 @@
-//! Vectorised f32 math for the host kernels: `exp`, `tanh`, `sigmoid` and `erf` as branch-free
-//! polynomials (selects, no calls, so that a loop over them vectorises), elementwise maps over
-//! slices, and the fused row kernels of `softmax`, `log_softmax`, `layer_norm` and `rms_norm`.
+//! Vectorised f32 math for the host kernels: `exp`, `tanh`, `sigmoid`, `silu`, `erf` and both
+//! forms of `gelu` as branch-free kernels (selects, no calls) written once over the vector
+//! interface of [`super::simd`], elementwise maps over slices, and the fused row kernels of
+//! `softmax`, `log_softmax`, `layer_norm` and `rms_norm`.
 //!
 //! Every loop here is compiled three times, for AVX-512, for AVX2 with FMA and for the
-//! baseline, and one is chosen at run time by the CPU's features (the compiler vectorises the
-//! plain loops under `target_feature`, as in `qkern`). The functions meet the op contract's f32
-//! tolerances (docs/ops.md section 7): `exp`, `tanh`, `sigmoid` and `erf` within a few ulp; the row kernels sum in f64 lanes.
+//! baseline, and one is chosen at run time by the CPU's features: the kernels through the
+//! instruction set's token (fused multiply-add, reciprocal estimates, `vscalefps`), the plain
+//! loops vectorised by the compiler under `target_feature`, as in `qkern`. The scalar forms
+//! (16-bit floats, strided runs) are the same kernels at one lane. The functions meet the op
+//! contract's f32 tolerances (docs/ops.md section 7): the unary kernels within a few ulp; the
+//! row kernels sum in f64 lanes.
 
-// The polynomials' coefficients are written as published (Cephes, Numerical Recipes), some
+// The polynomials' coefficients are written as published (Cephes, Numerical Recipes, Eigen), some
 // with more digits than an f32 holds.
 #![allow(clippy::excessive_precision)]
+
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Avx2, Avx512};
+use super::simd::{Isa, Scalar};
 
 /// The lanes of an f64 accumulator: two AVX-512 registers.
 const LANES: usize = 16;
 
-/// `x` limited to `[lo, hi]`, NaN kept (a select the compiler vectorises).
+/// `x` limited to `[lo, hi]`, NaN kept.
 #[inline(always)]
-fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
-    let x = if x > hi { hi } else { x };
-    if x < lo {
-        lo
-    } else {
-        x
+fn clamp<S: Isa>(s: S, x: S::V, lo: f32, hi: f32) -> S::V {
+    // NaN is the second operand of both: kept.
+    s.max(s.splat(lo), s.min(s.splat(hi), x))
+}
+
+/// `c[0] * x^k + c[1] * x^(k-1) + ... + c[k]` by Horner's rule.
+#[inline(always)]
+fn horner<S: Isa, const K: usize>(s: S, x: S::V, c: [f32; K]) -> S::V {
+    let mut p = s.splat(c[0]);
+    for &c in &c[1..] {
+        p = s.fma(p, x, s.splat(c));
     }
+    p
 }
 
 /// `e^x` within 2 ulp for normal results; `+inf` above 88.72, `0` far below, NaN kept.
@@ -31,7 +45,7 @@ fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
 /// degree-6 minimax polynomial, and `2^n` applied as two factors so that results next to the
 /// overflow and underflow limits keep their exponent.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+fn exp_v<S: Isa>(s: S, x: S::V) -> S::V {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
@@ -40,95 +54,310 @@ pub(crate) fn exp(x: f32) -> f32 {
     // Far below the least subnormal (-inf included) the result is 0: those lanes compute
     // e^0 instead, so that no lane multiplies into the subnormals (a slow microcode assist on
     // x86), and are zeroed at the end.
-    let zero = x < -104.0;
-    let x = clamp(if zero { 0.0 } else { x }, -104.0, 88.8);
-    let biased = x * LOG2E + ROUND;
-    let n = biased - ROUND;
-    let r = x - n * C1 - n * C2;
-    let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 5.000_000_1e-1;
-    let p = p * (r * r) + r + 1.0;
-    // n (in [-150, 128]) from the low bits of `biased`, without a float-to-int conversion (its
-    // saturating form does not vectorise); for NaN the bits are arbitrary and p is NaN.
-    let n = (biased.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let h = n >> 1;
-    let scale = |e: i32| f32::from_bits((e.wrapping_add(127) as u32) << 23);
-    let y = p * scale(h) * scale(n - h);
-    if zero {
-        0.0
-    } else {
-        y
-    }
+    let zero = s.lt(x, s.splat(-104.0));
+    // The lanes below -104 are now 0: only the upper limit is left to apply (NaN kept).
+    let x = s.min(s.splat(88.8), s.select(zero, s.splat(0.0), x));
+    let biased = s.fma(x, s.splat(LOG2E), s.splat(ROUND));
+    let n = s.sub(biased, s.splat(ROUND));
+    let r = s.fma(n, s.splat(-C1), x);
+    let r = s.fma(n, s.splat(-C2), r);
+    let p = horner(
+        s,
+        r,
+        [
+            1.987_569_1e-4,
+            1.398_2e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            5.000_000_1e-1,
+        ],
+    );
+    let p = s.add(s.fma(p, s.mul(r, r), r), s.splat(1.0));
+    // n (in [-150, 128]) from the low bits of `biased`, without a float-to-int conversion.
+    let y = s.scale_pow2(p, n, biased);
+    s.select(zero, s.splat(0.0), y)
 }
 
-/// `tanh(x)`: an odd polynomial below 0.625 (Cephes' `tanhf`), `1 - 2 / (e^(2|x|) + 1)` above,
-/// with the sign of `x`.
+/// `tanh(x)` as a rational function of degree 13 over 6 (the coefficients of Eigen's
+/// `ptanh_float`; relative error under 1.3e-7 before rounding) on `|x| <= 7.905`, and `+-1`
+/// beyond 8.7, where tanh rounds to 1 in f32 (in between the clamped value, within 3e-7).
 #[inline(always)]
-pub(crate) fn tanh(x: f32) -> f32 {
-    let a = x.abs();
-    let z = x * x;
-    let small =
-        ((((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328_2e-1)
-            * z
-            * x
-            + x;
-    let large = (1.0 - 2.0 / (exp(2.0 * a) + 1.0)).copysign(x);
-    if a < 0.625 {
-        small
-    } else {
-        large
-    }
+fn tanh_v<S: Isa>(s: S, x: S::V) -> S::V {
+    const CLAMP: f32 = 7.905_311;
+    let c = clamp(s, x, -CLAMP, CLAMP);
+    let z = s.mul(c, c);
+    let p = horner(
+        s,
+        z,
+        [
+            -2.760_768_5e-16,
+            2.000_187_9e-13,
+            -8.604_671_5e-11,
+            5.122_297e-8,
+            1.485_722_4e-5,
+            6.372_619_3e-4,
+            4.893_524_6e-3,
+        ],
+    );
+    let q = horner(
+        s,
+        z,
+        [
+            1.198_258_4e-6,
+            1.185_347_1e-4,
+            2.268_434_6e-3,
+            4.893_525_2e-3,
+        ],
+    );
+    let r = s.mul(s.mul(p, c), s.recip(q));
+    // Not for NaN: the comparison is false.
+    s.select(s.lt(s.splat(8.7), s.abs(x)), s.copysign(s.splat(1.0), x), r)
 }
 
 /// `1 / (1 + e^-x)`.
 #[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
+fn sigmoid_v<S: Isa>(s: S, x: S::V) -> S::V {
+    s.recip(s.add(s.splat(1.0), exp_v(s, s.sub(s.splat(0.0), x))))
 }
 
-/// `erf(x)`: its Taylor series to `x^11` below 0.5 (relative error under 3e-8), above it
-/// `1 - erfc(|x|)` with `erfc` by the Chebyshev-fitted form of Numerical Recipes' `erfcc`
-/// (relative error under 1.2e-7), with the sign of `x`.
+/// `x * sigmoid(x)`.
 #[inline(always)]
-pub(crate) fn erf(x: f32) -> f32 {
-    let a = x.abs();
-    let z = x * x;
+fn silu_v<S: Isa>(s: S, x: S::V) -> S::V {
+    s.mul(x, sigmoid_v(s, x))
+}
+
+/// `erf` below 0.5 by its Taylor series to `x^11` (relative error under 3e-8), for the caller
+/// to select.
+#[inline(always)]
+fn erf_small<S: Isa>(s: S, x: S::V, z: S::V) -> S::V {
     // 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320)
-    let small = x
-        * (std::f32::consts::FRAC_2_SQRT_PI
-            + z * (-0.376_126_4
-                + z * (0.112_837_92
-                    + z * (-2.686_617_1e-2 + z * (5.223_977_6e-3 + z * -8.548_327e-4)))));
-    let t = 1.0 / (1.0 + 0.5 * a);
-    let poly = -1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let large = (1.0 - t * exp(poly - z)).copysign(x);
-    if a < 0.5 {
-        small
-    } else {
-        large
+    let p = horner(
+        s,
+        z,
+        [
+            -8.548_327e-4,
+            5.223_977_6e-3,
+            -2.686_617_1e-2,
+            0.112_837_92,
+            -0.376_126_4,
+            std::f32::consts::FRAC_2_SQRT_PI,
+        ],
+    );
+    s.mul(x, p)
+}
+
+/// `erfc(a)` for `a >= 0` by the Chebyshev-fitted form of Numerical Recipes' `erfcc`
+/// (relative error under 1.2e-7); `z = a^2`.
+#[inline(always)]
+fn erfc_pos<S: Isa>(s: S, a: S::V, z: S::V) -> S::V {
+    let t = s.recip(s.fma(s.splat(0.5), a, s.splat(1.0)));
+    let poly = horner(
+        s,
+        t,
+        [
+            0.170_872_77,
+            -0.822_152_23,
+            1.488_515_87,
+            -1.135_203_98,
+            0.278_868_07,
+            -0.186_288_06,
+            0.096_784_18,
+            0.374_091_96,
+            1.000_023_7,
+            -1.265_512_2,
+        ],
+    );
+    s.mul(t, exp_v(s, s.sub(poly, z)))
+}
+
+/// `erf(x)`: [`erf_small`] below 0.5, `1 - erfc(|x|)` above, with the sign of `x`.
+#[inline(always)]
+fn erf_v<S: Isa>(s: S, x: S::V) -> S::V {
+    let a = s.abs(x);
+    let z = s.mul(x, x);
+    let large = s.sub(s.splat(1.0), erfc_pos(s, a, z));
+    s.select(
+        s.lt(a, s.splat(0.5)),
+        erf_small(s, x, z),
+        s.copysign(large, x),
+    )
+}
+
+/// `gelu`, erf form: `x/2 (1 + erf(x / sqrt 2))`, with `1 + erf(y)` as `erfc(|y|)` for
+/// negative `y` and `2 - erfc(y)` for positive (no cancellation on the negative side).
+#[inline(always)]
+fn gelu_v<S: Isa>(s: S, x: S::V) -> S::V {
+    let y = s.mul(x, s.splat(std::f32::consts::FRAC_1_SQRT_2));
+    let a = s.abs(y);
+    let z = s.mul(y, y);
+    let c = erfc_pos(s, a, z);
+    let large = s.select(s.lt(y, s.splat(0.0)), c, s.sub(s.splat(2.0), c));
+    let small = s.add(s.splat(1.0), erf_small(s, y, z));
+    let one_plus = s.select(s.lt(a, s.splat(0.5)), small, large);
+    s.mul(s.mul(s.splat(0.5), x), one_plus)
+}
+
+/// `gelu`, tanh form: `x/2 (1 + tanh(u))` with `u = sqrt(2/pi) (x + 0.044715 x^3)`, computed
+/// as the equal `x / (1 + e^(-2u))` (no cancellation for negative `u`).
+#[inline(always)]
+fn gelu_tanh_v<S: Isa>(s: S, x: S::V) -> S::V {
+    // -2 sqrt(2/pi)
+    const K: f32 = -1.595_769_1;
+    let x3 = s.mul(s.mul(x, x), x);
+    let u = s.fma(s.splat(0.044715), x3, x);
+    let e = exp_v(s, s.mul(s.splat(K), u));
+    s.mul(x, s.recip(s.add(s.splat(1.0), e)))
+}
+
+macro_rules! scalar_forms {
+    ($($(#[$doc:meta])* $name:ident = $v:ident;)*) => {
+        $(
+            $(#[$doc])*
+            #[inline(always)]
+            pub(crate) fn $name(x: f32) -> f32 {
+                $v(Scalar, x)
+            }
+        )*
+    };
+}
+
+scalar_forms! {
+    /// `e^x` (the scalar form of the vector kernel).
+    exp = exp_v;
+    /// `tanh(x)`.
+    tanh = tanh_v;
+    /// `1 / (1 + e^-x)`.
+    sigmoid = sigmoid_v;
+    /// `x * sigmoid(x)`.
+    silu = silu_v;
+    /// `erf(x)`.
+    erf = erf_v;
+    /// `gelu`, erf form.
+    gelu = gelu_v;
+    /// `gelu`, tanh form.
+    gelu_tanh = gelu_tanh_v;
+}
+
+/// The unary ops with a vector kernel here.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Unary {
+    Exp,
+    Tanh,
+    Sigmoid,
+    Silu,
+    Erf,
+    Gelu,
+    GeluTanh,
+}
+
+#[cfg(test)]
+impl Unary {
+    pub(crate) const ALL: [Unary; 7] = [
+        Unary::Exp,
+        Unary::Tanh,
+        Unary::Sigmoid,
+        Unary::Silu,
+        Unary::Erf,
+        Unary::Gelu,
+        Unary::GeluTanh,
+    ];
+
+    /// The scalar form, with the same results as the vector kernel up to rounding.
+    pub(crate) fn scalar(self) -> fn(f32) -> f32 {
+        match self {
+            Unary::Exp => exp,
+            Unary::Tanh => tanh,
+            Unary::Sigmoid => sigmoid,
+            Unary::Silu => silu,
+            Unary::Erf => erf,
+            Unary::Gelu => gelu,
+            Unary::GeluTanh => gelu_tanh,
+        }
+    }
+}
+
+/// A vector kernel of one op, called statically (a call through `Fn` would go through a shim
+/// compiled without the instruction set, where the operations do not inline).
+trait Kernel {
+    fn apply<S: Isa>(s: S, x: S::V) -> S::V;
+}
+
+macro_rules! kernels {
+    ($($name:ident = $f:ident;)*) => {
+        $(
+            struct $name;
+            impl Kernel for $name {
+                #[inline(always)]
+                fn apply<S: Isa>(s: S, x: S::V) -> S::V {
+                    $f(s, x)
+                }
+            }
+        )*
+    };
+}
+
+kernels! {
+    ExpK = exp_v;
+    TanhK = tanh_v;
+    SigmoidK = sigmoid_v;
+    SiluK = silu_v;
+    ErfK = erf_v;
+    GeluK = gelu_v;
+    GeluTanhK = gelu_tanh_v;
+}
+
+/// `o[i] = K(x[i])` vector by vector; the tail goes through a zero-padded vector, so every
+/// element gets the vector kernel's result whatever its position.
+#[inline(always)]
+fn map_v<S: Isa, K: Kernel>(s: S, x: &[f32], o: &mut [f32]) {
+    let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
+    for (c, y) in (&mut xc).zip(&mut oc) {
+        s.store(K::apply(s, s.load(c)), y);
+    }
+    let (xt, ot) = (xc.remainder(), oc.into_remainder());
+    if !xt.is_empty() {
+        let mut buf = [0f32; 16];
+        buf[..xt.len()].copy_from_slice(xt);
+        let v = K::apply(s, s.load(&buf));
+        s.store(v, &mut buf);
+        ot.copy_from_slice(&buf[..ot.len()]);
+    }
+}
+
+#[inline(always)]
+fn unary_body<S: Isa>(s: S, op: Unary, x: &[f32], o: &mut [f32]) {
+    match op {
+        Unary::Exp => map_v::<S, ExpK>(s, x, o),
+        Unary::Tanh => map_v::<S, TanhK>(s, x, o),
+        Unary::Sigmoid => map_v::<S, SigmoidK>(s, x, o),
+        Unary::Silu => map_v::<S, SiluK>(s, x, o),
+        Unary::Erf => map_v::<S, ErfK>(s, x, o),
+        Unary::Gelu => map_v::<S, GeluK>(s, x, o),
+        Unary::GeluTanh => map_v::<S, GeluTanhK>(s, x, o),
     }
 }
 
 /// The instruction sets the loops here are compiled for, chosen once per call by the CPU's
 /// features.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Level {
     Avx512,
     Avx2,
     Baseline,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// A level the tests choose instead of the widest (never one the CPU lacks).
+    static FORCED: std::cell::Cell<Option<Level>> = const { std::cell::Cell::new(None) };
+}
+
 fn level() -> Level {
+    #[cfg(test)]
+    if let Some(l) = FORCED.with(|f| f.get()) {
+        return l;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -142,8 +371,9 @@ fn level() -> Level {
     Level::Baseline
 }
 
-/// Defines `$name`, which runs the `#[inline(always)]` function `$body` compiled for
-/// AVX-512, for AVX2 with FMA or for the baseline, by [`level`].
+/// Defines `$name`, which runs the `#[inline(always)]` function `$body`, generic over the
+/// [`Isa`] it takes first, compiled for AVX-512, for AVX2 with FMA or for the baseline
+/// ([`Scalar`]), by [`level`].
 macro_rules! multiversion {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:ident) => {
         $(#[$doc])*
@@ -152,11 +382,14 @@ macro_rules! multiversion {
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    // SAFETY: this function runs only where the CPU has AVX-512 ([`level`]),
+                    // and is compiled for it.
+                    $body(unsafe { Avx512::new_unchecked() }, $($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    // SAFETY: as above, for AVX2 and FMA.
+                    $body(unsafe { Avx2::new_unchecked() }, $($arg),*)
                 }
                 match level() {
                     // SAFETY: the features the function is compiled for are present.
@@ -166,9 +399,14 @@ macro_rules! multiversion {
                     Level::Baseline => {}
                 }
             }
-            $body($($arg),*)
+            $body(Scalar, $($arg),*)
         }
     };
+}
+
+multiversion! {
+    /// `o[i] = op(x[i])` with the vector kernel of `op` (`x` and `o` of one length).
+    fn unary(op: Unary, x: &[f32], o: &mut [f32]) = unary_body
 }
 
 /// `o[i] = f(x[i])`, compiled for the CPU's widest vectors (generic, so written out rather
@@ -251,50 +489,61 @@ pub(crate) struct Norm<'a> {
     pub eps: f64,
 }
 
-/// Lanes of the row kernels' f32 accumulators: four AVX-512 registers, four independent
-/// dependency chains.
-const WIDE: usize = 64;
+/// Vectors of the row kernels' accumulators: four independent dependency chains.
+const CHAINS: usize = 4;
 
 /// Elements summed in f32 lanes before their sums join the f64 total: at most 16 additions
 /// into one lane.
-const BLOCK: usize = 16 * WIDE;
+const BLOCK: usize = 16 * CHAINS * 16;
 
 /// The largest element of `x` (NaN ignored, as `f64::max` does; `-inf` when empty).
 #[inline(always)]
-fn max_of(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; WIDE];
-    let chunks = x.chunks_exact(WIDE);
+fn max_of<S: Isa>(s: S, x: &[f32]) -> f32 {
+    let mut acc = [s.splat(f32::NEG_INFINITY); CHAINS];
+    let chunks = x.chunks_exact(CHAINS * S::N);
     let tail = chunks.remainder();
     for c in chunks {
-        for l in 0..WIDE {
-            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        for (l, acc) in acc.iter_mut().enumerate() {
+            // NaN in `x` is the first operand: ignored.
+            *acc = s.max(s.load(&c[l * S::N..]), *acc);
         }
     }
-    acc.iter()
-        .chain(tail)
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    let mut m = f32::NEG_INFINITY;
+    for a in acc {
+        let v = s.max_lane(a);
+        m = if v > m { v } else { m };
+    }
+    for &v in tail {
+        m = if v > m { v } else { m };
+    }
+    m
 }
 
 /// `o[i] = e^(x[i] - m)`, returning their sum: f32 lanes over blocks of [`BLOCK`] elements,
 /// the blocks' sums added in f64.
 #[inline(always)]
-fn exp_into(x: &[f32], o: &mut [f32], m: f32) -> f64 {
+fn exp_into<S: Isa>(s: S, x: &[f32], o: &mut [f32], m: f32) -> f64 {
     let mut total = 0f64;
+    let mv = s.splat(m);
     for (xb, ob) in x.chunks(BLOCK).zip(o.chunks_mut(BLOCK)) {
-        let mut acc = [0f32; WIDE];
-        let (mut xc, mut oc) = (xb.chunks_exact(WIDE), ob.chunks_exact_mut(WIDE));
-        for (c, y) in (&mut xc).zip(&mut oc) {
-            for l in 0..WIDE {
-                y[l] = exp(c[l] - m);
-                acc[l] += y[l];
-            }
+        let mut acc = [s.splat(0.0); CHAINS];
+        let (mut xc, mut oc) = (xb.chunks_exact(S::N), ob.chunks_exact_mut(S::N));
+        for (i, (c, y)) in (&mut xc).zip(&mut oc).enumerate() {
+            let e = exp_v(s, s.sub(s.load(c), mv));
+            s.store(e, y);
+            let a = &mut acc[i % CHAINS];
+            *a = s.add(*a, e);
         }
         let mut tail = 0f32;
         for (&v, y) in xc.remainder().iter().zip(oc.into_remainder()) {
-            *y = exp(v - m);
+            *y = exp_v(Scalar, v - m);
             tail += *y;
         }
-        total += acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64;
+        let mut block = 0f64;
+        for a in acc {
+            block += s.sum_f64(a);
+        }
+        total += block + tail as f64;
     }
     total
 }
@@ -313,11 +562,24 @@ fn sum_of<T: Copy>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
     acc.iter().sum::<f64>() + tail.iter().map(|&v| f(v)).sum::<f64>()
 }
 
+/// `o[i] = x[i] * k`.
 #[inline(always)]
-fn softmax_body(x: &[f32], o: &mut [f32], len: usize, log: bool) {
+fn scale_into<S: Isa>(s: S, o: &mut [f32], k: f32) {
+    let kv = s.splat(k);
+    let mut oc = o.chunks_exact_mut(S::N);
+    for y in &mut oc {
+        s.store(s.mul(s.load(y), kv), y);
+    }
+    for y in oc.into_remainder() {
+        *y *= k;
+    }
+}
+
+#[inline(always)]
+fn softmax_body<S: Isa>(s: S, x: &[f32], o: &mut [f32], len: usize, log: bool) {
     for (xr, or) in x.chunks_exact(len).zip(o.chunks_exact_mut(len)) {
-        let m = max_of(xr);
-        let sum = exp_into(xr, or, m);
+        let m = max_of(s, xr);
+        let sum = exp_into(s, xr, or, m);
         if log {
             // (x - m) - ln(sum), the reference's order: the row's maximum gives -ln(sum).
             let ls = sum.ln() as f32;
@@ -325,29 +587,24 @@ fn softmax_body(x: &[f32], o: &mut [f32], len: usize, log: bool) {
                 *y = (v - m) - ls;
             }
         } else {
-            let inv = (1.0 / sum) as f32;
-            for y in or.iter_mut() {
-                *y *= inv;
-            }
+            scale_into(s, or, (1.0 / sum) as f32);
         }
     }
 }
 
 #[inline(always)]
-fn probabilities_body(logits: &[f32], p: &mut [f32]) {
-    let m = max_of(logits);
+fn probabilities_body<S: Isa>(s: S, logits: &[f32], p: &mut [f32]) {
+    let m = max_of(s, logits);
     if m == f32::NEG_INFINITY && logits.iter().all(|&l| l == f32::NEG_INFINITY) {
         p.fill(0.0);
         return;
     }
-    let inv = (1.0 / exp_into(logits, p, m)) as f32;
-    for v in p.iter_mut() {
-        *v *= inv;
-    }
+    let inv = (1.0 / exp_into(s, logits, p, m)) as f32;
+    scale_into(s, p, inv);
 }
 
 #[inline(always)]
-fn norm_body(x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
+fn norm_body<S: Isa>(_: S, x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
     let n = len as f64;
     for (xr, or) in x.chunks_exact(len).zip(o.chunks_exact_mut(len)) {
         if norm.rms {
@@ -402,13 +659,54 @@ fn norm_body(x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
 mod tests {
     use super::*;
 
-    /// Every 997th f32 bit pattern, both signs: the functions against f64 within the contract's
-    /// elementwise tolerance (1e-5 absolute plus 1e-5 relative), NaN for NaN.
-    fn check(name: &str, f: impl Fn(f32) -> f32, reference: impl Fn(f64) -> f64) {
-        let mut worst = 0f64;
-        for bits in (0..u32::MAX).step_by(997) {
-            let x = f32::from_bits(bits);
-            let got = f(x);
+    /// Every 997th f32 bit pattern, both signs.
+    fn sweep() -> Vec<f32> {
+        (0..u32::MAX).step_by(997).map(f32::from_bits).collect()
+    }
+
+    /// The levels this CPU runs, widest first.
+    fn levels() -> Vec<Level> {
+        let mut l = vec![Level::Baseline];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                l.insert(0, Level::Avx2);
+            }
+            if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("fma") {
+                l.insert(0, Level::Avx512);
+            }
+        }
+        l
+    }
+
+    /// Runs `f` with the loops of this module compiled for `level`.
+    fn at<R>(level: Level, f: impl FnOnce() -> R) -> R {
+        FORCED.with(|c| c.set(Some(level)));
+        let r = f();
+        FORCED.with(|c| c.set(None));
+        r
+    }
+
+    /// `got[i]` against `reference(x[i])` in f64 within the contract's elementwise tolerance
+    /// (1e-5 absolute plus 1e-5 relative), NaN for NaN, infinities exact; and within a few
+    /// ulp where the result is not tiny.
+    fn compare(name: &str, x: &[f32], got: &[f32], reference: impl Fn(f64) -> f64) {
+        compare_above(name, x, got, reference, 1e-30, 1e-6)
+    }
+
+    /// [`compare`], with the relative error within `bound` where the result's magnitude is
+    /// above `floor`.
+    fn compare_above(
+        name: &str,
+        x: &[f32],
+        got: &[f32],
+        reference: impl Fn(f64) -> f64,
+        floor: f32,
+        bound: f64,
+    ) {
+        let (mut worst, mut at_x) = (0f64, 0f32);
+        for (&x, &got) in x.iter().zip(got) {
             let want = reference(x as f64) as f32;
             if want.is_nan() {
                 assert!(got.is_nan(), "{name}({x:e}) = {got:e}, expected NaN");
@@ -423,12 +721,141 @@ mod tests {
                 err <= 1e-5 + 1e-5 * (want as f64).abs(),
                 "{name}({x:e}) = {got:e}, expected {want:e}"
             );
-            if want.abs() > 1e-30 {
-                worst = worst.max(err / (want as f64).abs());
+            if want.abs() > floor && err / (want as f64).abs() > worst {
+                (worst, at_x) = (err / (want as f64).abs(), x);
             }
         }
         // Far inside the tolerance: a few ulp.
-        assert!(worst < 1e-6, "{name}: worst relative error {worst:e}");
+        assert!(
+            worst < bound,
+            "{name}: worst relative error {worst:e} at {at_x:e}"
+        );
+    }
+
+    /// The scalar function `f` over the sweep against `reference`.
+    fn check(name: &str, f: impl Fn(f32) -> f32, reference: impl Fn(f64) -> f64) {
+        let x = sweep();
+        let got: Vec<f32> = x.iter().map(|&v| f(v)).collect();
+        compare(name, &x, &got, reference);
+    }
+
+    /// The f64 reference of each vector kernel.
+    fn reference(op: Unary) -> fn(f64) -> f64 {
+        match op {
+            Unary::Exp => f64::exp,
+            Unary::Tanh => f64::tanh,
+            Unary::Sigmoid => |x| 1.0 / (1.0 + (-x).exp()),
+            Unary::Silu => |x| x / (1.0 + (-x).exp()),
+            Unary::Erf => libm::erf,
+            Unary::Gelu => |x| 0.5 * x * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2),
+            Unary::GeluTanh => |x| {
+                // 0.5 x (1 + tanh(u)) without its cancellation for negative u.
+                let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+                x / (1.0 + (-2.0 * u).exp())
+            },
+        }
+    }
+
+    /// Every vector kernel at every level this CPU runs, over the sweep (whole vectors and,
+    /// from an odd length, a tail), and its scalar form, against f64.
+    #[test]
+    fn unary_kernels_match_f64() {
+        let x = sweep();
+        for op in Unary::ALL {
+            // gelu's negative side is e^(-x^2/2) (erf form) or e^(-2u) (tanh form) of a
+            // rounded argument: its relative error grows with the argument's size in ulp (far
+            // inside the absolute tolerance where that is large).
+            let (floor, bound) = if matches!(op, Unary::Gelu | Unary::GeluTanh) {
+                (1e-4, 2e-6)
+            } else {
+                (1e-30, 1e-6)
+            };
+            let compare = |name: &str, x: &[f32], got: &[f32], r| {
+                compare_above(name, x, got, r, floor, bound)
+            };
+            let f = op.scalar();
+            let scalar: Vec<f32> = x.iter().map(|&v| f(v)).collect();
+            compare(&format!("{op:?} scalar"), &x, &scalar, reference(op));
+            for level in levels() {
+                let mut got = vec![0f32; x.len()];
+                let n = x.len() - 13;
+                at(level, || unary(op, &x[..n], &mut got[..n]));
+                at(level, || unary(op, &x[n..], &mut got[n..]));
+                compare(&format!("{op:?} at {level:?}"), &x, &got, reference(op));
+            }
+        }
+    }
+
+    /// Values at the edges of each kernel: infinities, zeros of both signs, NaN, the ends of
+    /// the polynomials' ranges.
+    #[test]
+    fn unary_kernels_edges() {
+        let x: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.625,
+            -0.625,
+            0.4999,
+            10.0,
+            -10.0,
+            88.72,
+            -88.72,
+            104.0,
+            -104.0,
+            -110.0,
+            1e-30,
+            -1e-30,
+            1e30,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            3.4,
+            -3.4,
+        ];
+        for op in Unary::ALL {
+            for level in levels() {
+                let mut got = vec![0f32; x.len()];
+                at(level, || unary(op, &x, &mut got));
+                compare(&format!("{op:?} at {level:?}"), &x, &got, reference(op));
+                let f = op.scalar();
+                for (&v, &g) in x.iter().zip(&got) {
+                    let s = f(v);
+                    assert!(
+                        s == g
+                            || (s.is_nan() && g.is_nan())
+                            || (s - g).abs() <= 4e-7 * s.abs() + 1e-35,
+                        "{op:?}({v:e}) at {level:?}: {g:e}, scalar {s:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The row kernels give the same values at every level.
+    #[test]
+    fn rows_agree_across_levels() {
+        let len = 1000 + 37;
+        let x: Vec<f32> = (0..len * 3)
+            .map(|i| ((i * 7919) % 1000) as f32 / 25.0 - 20.0)
+            .collect();
+        let mut want = vec![0f32; x.len()];
+        at(Level::Baseline, || softmax_rows(&x, &mut want, len, false));
+        for level in levels() {
+            let mut got = vec![0f32; x.len()];
+            at(level, || softmax_rows(&x, &mut got, len, false));
+            for (&w, &g) in want.iter().zip(&got) {
+                assert!(
+                    (w - g).abs() <= 1e-6 * w.abs() + 1e-30,
+                    "{level:?}: {g:e} vs {w:e}"
+                );
+            }
+        }
     }
 
     #[test]
