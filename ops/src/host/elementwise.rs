@@ -33,17 +33,22 @@ fn map1_simd<A: Copy + Send + Sync, O: Copy + Send + Sync>(
     map1_by::<true, A, O>(x, out, f)
 }
 
-/// An f32 [`map1`] whose contiguous runs go through the vector kernel of `op`
-/// ([`vmath::unary`]) and other runs through `f`, its scalar form.
-fn map1_kernel(
+/// A float [`map1`] whose contiguous runs go through the vector kernel of `op` (`kernel`:
+/// [`vmath::unary`] or its 16-bit forms, which compute in f32 and round once) and other runs
+/// through `f`, its scalar form in f32.
+fn map1_kernel<T: FloatStore>(
     x: &TView,
     out: &TView,
     op: vmath::Unary,
     f: impl Fn(f32) -> f32 + Sync + Send,
+    kernel: fn(vmath::Unary, &[T], &mut [T]),
 ) -> Result<()> {
-    map1_runs(x, out, f, |sx: &[f32], so: &mut [f32], _| {
-        vmath::unary(op, sx, so)
-    })
+    map1_runs(
+        x,
+        out,
+        |v: T| T::from_f32(f(v.to_f32())),
+        |sx: &[T], so: &mut [T], _| kernel(op, sx, so),
+    )
 }
 
 fn map1_by<const SIMD: bool, A: Copy + Send + Sync, O: Copy + Send + Sync>(
@@ -263,11 +268,17 @@ where
     }
     match dtype {
         DType::F32 => match kernel {
-            Some(op) => map1_kernel(x, out, op, ff),
+            Some(op) => map1_kernel::<f32>(x, out, op, ff, vmath::unary),
             None => map1_simd::<f32, f32>(x, out, ff),
         },
-        DType::F16 => float::<f16>(x, out, ff),
-        DType::BF16 => float::<bf16>(x, out, ff),
+        DType::F16 => match kernel {
+            Some(op) => map1_kernel::<f16>(x, out, op, ff, vmath::unary_16),
+            None => float::<f16>(x, out, ff),
+        },
+        DType::BF16 => match kernel {
+            Some(op) => map1_kernel::<bf16>(x, out, op, ff, vmath::unary_b16),
+            None => float::<bf16>(x, out, ff),
+        },
         DType::I32 => map1::<i32, i32>(x, out, move |v| fi(v as i64) as i32),
         DType::I64 => map1::<i64, i64>(x, out, fi),
         DType::U8 => map1::<u8, u8>(x, out, move |v| fi(v as i64) as u8),

@@ -46,11 +46,21 @@ pub(crate) trait Isa: Copy {
     /// sum `n + 1.5 * 2^23` (so `n = bits(biased) - bits(1.5 * 2^23)`), exact next to the
     /// overflow and underflow limits (as two factors where the set has no scaling instruction).
     fn scale_pow2(self, p: Self::V, n: Self::V, biased: Self::V) -> Self::V;
+    /// The first `N` elements of `x`, widened (exactly) to f32.
+    fn load_f16(self, x: &[f16]) -> Self::V;
+    /// Writes the vector to the first `N` elements of `o`, rounded to nearest even.
+    fn store_f16(self, v: Self::V, o: &mut [f16]);
+    /// As [`Isa::load_f16`], for bf16.
+    fn load_bf16(self, x: &[bf16]) -> Self::V;
+    /// As [`Isa::store_f16`], for bf16 (NaN stays a quiet NaN, as `half` rounds).
+    fn store_bf16(self, v: Self::V, o: &mut [bf16]);
     /// The sum of the lanes, in f64.
     fn sum_f64(self, v: Self::V) -> f64;
     /// The largest lane (NaN lanes ignored when another lane is not NaN).
     fn max_lane(self, v: Self::V) -> f32;
 }
+
+use half::{bf16, f16};
 
 /// `2^e` for `e` in the normal exponent range, from its bits.
 #[inline(always)]
@@ -146,6 +156,22 @@ impl Isa for Scalar {
         p * pow2(h) * pow2(n - h)
     }
     #[inline(always)]
+    fn load_f16(self, x: &[f16]) -> f32 {
+        x[0].to_f32()
+    }
+    #[inline(always)]
+    fn store_f16(self, v: f32, o: &mut [f16]) {
+        o[0] = f16::from_f32(v);
+    }
+    #[inline(always)]
+    fn load_bf16(self, x: &[bf16]) -> f32 {
+        x[0].to_f32()
+    }
+    #[inline(always)]
+    fn store_bf16(self, v: f32, o: &mut [bf16]) {
+        o[0] = bf16::from_f32(v);
+    }
+    #[inline(always)]
     fn sum_f64(self, v: f32) -> f64 {
         v as f64
     }
@@ -161,6 +187,7 @@ pub(crate) use x86::{Avx2, Avx512};
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Isa, ROUND_BITS};
+    use half::{bf16, f16};
     use std::arch::x86_64::*;
 
     /// AVX-512 (F, VL, DQ) with FMA: 16 lanes.
@@ -265,6 +292,43 @@ mod x86 {
             unsafe { _mm512_scalef_ps(p, n) }
         }
         #[inline(always)]
+        fn load_f16(self, x: &[f16]) -> __m512 {
+            assert!(x.len() >= 16);
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().cast())) }
+        }
+        #[inline(always)]
+        fn store_f16(self, v: __m512, o: &mut [f16]) {
+            assert!(o.len() >= 16);
+            unsafe {
+                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                _mm256_storeu_si256(o.as_mut_ptr().cast(), h)
+            }
+        }
+        #[inline(always)]
+        fn load_bf16(self, x: &[bf16]) -> __m512 {
+            assert!(x.len() >= 16);
+            unsafe {
+                let w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(x.as_ptr().cast()));
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w))
+            }
+        }
+        #[inline(always)]
+        fn store_bf16(self, v: __m512, o: &mut [bf16]) {
+            assert!(o.len() >= 16);
+            unsafe {
+                let b = _mm512_castps_si512(v);
+                // Round to nearest even: add 0x7FFF and the lowest kept bit; NaN keeps its
+                // upper half with the quiet bit set.
+                let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+                let rounded = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb);
+                let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                let quiet = _mm512_or_si512(b, _mm512_set1_epi32(0x0040_0000));
+                let r = _mm512_mask_blend_epi32(nan, rounded, quiet);
+                let h = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(r));
+                _mm256_storeu_si256(o.as_mut_ptr().cast(), h)
+            }
+        }
+        #[inline(always)]
         fn sum_f64(self, v: __m512) -> f64 {
             unsafe {
                 let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
@@ -281,14 +345,14 @@ mod x86 {
         }
     }
 
-    /// AVX2 with FMA: 8 lanes.
+    /// AVX2 with FMA and F16C: 8 lanes.
     #[derive(Clone, Copy)]
     pub(crate) struct Avx2(());
 
     impl Avx2 {
         /// # Safety
         ///
-        /// The CPU has AVX2 and FMA, and the token is used only in functions compiled for them
+        /// The CPU has AVX2, FMA and F16C, and the token is used only in functions compiled for them
         /// (`#[target_feature]`), into which its operations inline.
         #[inline(always)]
         pub(crate) unsafe fn new_unchecked() -> Self {
@@ -383,6 +447,43 @@ mod x86 {
                     _mm256_mul_ps(p, _mm256_castsi256_ps(a)),
                     _mm256_castsi256_ps(b),
                 )
+            }
+        }
+        #[inline(always)]
+        fn load_f16(self, x: &[f16]) -> __m256 {
+            assert!(x.len() >= 8);
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().cast())) }
+        }
+        #[inline(always)]
+        fn store_f16(self, v: __m256, o: &mut [f16]) {
+            assert!(o.len() >= 8);
+            unsafe {
+                let h = _mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(v);
+                _mm_storeu_si128(o.as_mut_ptr().cast(), h)
+            }
+        }
+        #[inline(always)]
+        fn load_bf16(self, x: &[bf16]) -> __m256 {
+            assert!(x.len() >= 8);
+            unsafe {
+                let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(x.as_ptr().cast()));
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+            }
+        }
+        #[inline(always)]
+        fn store_bf16(self, v: __m256, o: &mut [bf16]) {
+            assert!(o.len() >= 8);
+            unsafe {
+                let b = _mm256_castps_si256(v);
+                // As for AVX-512.
+                let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(b), _mm256_set1_epi32(1));
+                let rounded = _mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7FFF)), lsb);
+                let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+                let quiet = _mm256_or_si256(b, _mm256_set1_epi32(0x0040_0000));
+                let r = _mm256_srli_epi32::<16>(_mm256_blendv_epi8(rounded, quiet, nan));
+                // Pack the 32-bit lanes to 16 bits (per 128-bit half), then the halves in order.
+                let p = _mm256_permute4x64_epi64::<0b1101_1000>(_mm256_packus_epi32(r, r));
+                _mm_storeu_si128(o.as_mut_ptr().cast(), _mm256_castsi256_si128(p))
             }
         }
         #[inline(always)]

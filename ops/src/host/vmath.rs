@@ -18,6 +18,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::simd::{Isa, Scalar};
+use half::{bf16, f16};
 
 /// The lanes of an f64 accumulator: two AVX-512 registers.
 const LANES: usize = 16;
@@ -185,16 +186,14 @@ fn erf_v<S: Isa>(s: S, x: S::V) -> S::V {
 }
 
 /// `gelu`, erf form: `x/2 (1 + erf(x / sqrt 2))`, with `1 + erf(y)` as `erfc(|y|)` for
-/// negative `y` and `2 - erfc(y)` for positive (no cancellation on the negative side).
+/// negative `y` and `2 - erfc(y)` for positive: `erfcc`'s relative error holds on the whole
+/// range, so there is no cancellation on the negative side and no second piece near 0 (where
+/// `1 + erf` is near 1).
 #[inline(always)]
 fn gelu_v<S: Isa>(s: S, x: S::V) -> S::V {
     let y = s.mul(x, s.splat(std::f32::consts::FRAC_1_SQRT_2));
-    let a = s.abs(y);
-    let z = s.mul(y, y);
-    let c = erfc_pos(s, a, z);
-    let large = s.select(s.lt(y, s.splat(0.0)), c, s.sub(s.splat(2.0), c));
-    let small = s.add(s.splat(1.0), erf_small(s, y, z));
-    let one_plus = s.select(s.lt(a, s.splat(0.5)), small, large);
+    let c = erfc_pos(s, s.abs(y), s.mul(y, y));
+    let one_plus = s.select(s.lt(y, s.splat(0.0)), c, s.sub(s.splat(2.0), c));
     s.mul(s.mul(s.splat(0.5), x), one_plus)
 }
 
@@ -307,35 +306,94 @@ kernels! {
     GeluTanhK = gelu_tanh_v;
 }
 
+/// The element types the unary kernels read and write: f32, or a 16-bit float widened on
+/// load and rounded once on store.
+pub(crate) trait Elem: Copy {
+    const ZERO: Self;
+    fn load<S: Isa>(s: S, x: &[Self]) -> S::V;
+    fn store<S: Isa>(s: S, v: S::V, o: &mut [Self]);
+}
+
+impl Elem for f32 {
+    const ZERO: f32 = 0.0;
+    #[inline(always)]
+    fn load<S: Isa>(s: S, x: &[f32]) -> S::V {
+        s.load(x)
+    }
+    #[inline(always)]
+    fn store<S: Isa>(s: S, v: S::V, o: &mut [f32]) {
+        s.store(v, o)
+    }
+}
+
+impl Elem for f16 {
+    const ZERO: f16 = f16::ZERO;
+    #[inline(always)]
+    fn load<S: Isa>(s: S, x: &[f16]) -> S::V {
+        s.load_f16(x)
+    }
+    #[inline(always)]
+    fn store<S: Isa>(s: S, v: S::V, o: &mut [f16]) {
+        s.store_f16(v, o)
+    }
+}
+
+impl Elem for bf16 {
+    const ZERO: bf16 = bf16::ZERO;
+    #[inline(always)]
+    fn load<S: Isa>(s: S, x: &[bf16]) -> S::V {
+        s.load_bf16(x)
+    }
+    #[inline(always)]
+    fn store<S: Isa>(s: S, v: S::V, o: &mut [bf16]) {
+        s.store_bf16(v, o)
+    }
+}
+
 /// `o[i] = K(x[i])` vector by vector; the tail goes through a zero-padded vector, so every
 /// element gets the vector kernel's result whatever its position.
 #[inline(always)]
-fn map_v<S: Isa, K: Kernel>(s: S, x: &[f32], o: &mut [f32]) {
+fn map_v<S: Isa, K: Kernel, T: Elem>(s: S, x: &[T], o: &mut [T]) {
     let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
     for (c, y) in (&mut xc).zip(&mut oc) {
-        s.store(K::apply(s, s.load(c)), y);
+        T::store(s, K::apply(s, T::load(s, c)), y);
     }
     let (xt, ot) = (xc.remainder(), oc.into_remainder());
     if !xt.is_empty() {
-        let mut buf = [0f32; 16];
+        let mut buf = [T::ZERO; 16];
         buf[..xt.len()].copy_from_slice(xt);
-        let v = K::apply(s, s.load(&buf));
-        s.store(v, &mut buf);
+        let v = K::apply(s, T::load(s, &buf));
+        T::store(s, v, &mut buf);
         ot.copy_from_slice(&buf[..ot.len()]);
     }
 }
 
 #[inline(always)]
-fn unary_body<S: Isa>(s: S, op: Unary, x: &[f32], o: &mut [f32]) {
+fn unary_body<S: Isa, T: Elem>(s: S, op: Unary, x: &[T], o: &mut [T]) {
     match op {
-        Unary::Exp => map_v::<S, ExpK>(s, x, o),
-        Unary::Tanh => map_v::<S, TanhK>(s, x, o),
-        Unary::Sigmoid => map_v::<S, SigmoidK>(s, x, o),
-        Unary::Silu => map_v::<S, SiluK>(s, x, o),
-        Unary::Erf => map_v::<S, ErfK>(s, x, o),
-        Unary::Gelu => map_v::<S, GeluK>(s, x, o),
-        Unary::GeluTanh => map_v::<S, GeluTanhK>(s, x, o),
+        Unary::Exp => map_v::<S, ExpK, T>(s, x, o),
+        Unary::Tanh => map_v::<S, TanhK, T>(s, x, o),
+        Unary::Sigmoid => map_v::<S, SigmoidK, T>(s, x, o),
+        Unary::Silu => map_v::<S, SiluK, T>(s, x, o),
+        Unary::Erf => map_v::<S, ErfK, T>(s, x, o),
+        Unary::Gelu => map_v::<S, GeluK, T>(s, x, o),
+        Unary::GeluTanh => map_v::<S, GeluTanhK, T>(s, x, o),
     }
+}
+
+#[inline(always)]
+fn unary_f32<S: Isa>(s: S, op: Unary, x: &[f32], o: &mut [f32]) {
+    unary_body(s, op, x, o)
+}
+
+#[inline(always)]
+fn unary_f16<S: Isa>(s: S, op: Unary, x: &[f16], o: &mut [f16]) {
+    unary_body(s, op, x, o)
+}
+
+#[inline(always)]
+fn unary_bf16<S: Isa>(s: S, op: Unary, x: &[bf16], o: &mut [bf16]) {
+    unary_body(s, op, x, o)
 }
 
 /// The instruction sets the loops here are compiled for, chosen once per call by the CPU's
@@ -364,7 +422,7 @@ fn level() -> Level {
         if has!("avx512f") && has!("avx512vl") && has!("fma") {
             return Level::Avx512;
         }
-        if has!("avx2") && has!("fma") {
+        if has!("avx2") && has!("fma") && has!("f16c") {
             return Level::Avx2;
         }
     }
@@ -386,9 +444,9 @@ macro_rules! multiversion {
                     // and is compiled for it.
                     $body(unsafe { Avx512::new_unchecked() }, $($arg),*)
                 }
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = "avx2,fma,f16c")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    // SAFETY: as above, for AVX2 and FMA.
+                    // SAFETY: as above, for AVX2, FMA and F16C.
                     $body(unsafe { Avx2::new_unchecked() }, $($arg),*)
                 }
                 match level() {
@@ -406,7 +464,17 @@ macro_rules! multiversion {
 
 multiversion! {
     /// `o[i] = op(x[i])` with the vector kernel of `op` (`x` and `o` of one length).
-    fn unary(op: Unary, x: &[f32], o: &mut [f32]) = unary_body
+    fn unary(op: Unary, x: &[f32], o: &mut [f32]) = unary_f32
+}
+
+multiversion! {
+    /// [`unary`] on f16, computed in f32 and rounded once.
+    fn unary_16(op: Unary, x: &[f16], o: &mut [f16]) = unary_f16
+}
+
+multiversion! {
+    /// [`unary`] on bf16, computed in f32 and rounded once.
+    fn unary_b16(op: Unary, x: &[bf16], o: &mut [bf16]) = unary_bf16
 }
 
 /// `o[i] = f(x[i])`, compiled for the CPU's widest vectors (generic, so written out rather
@@ -670,7 +738,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") {
+            if has!("avx2") && has!("fma") && has!("f16c") {
                 l.insert(0, Level::Avx2);
             }
             if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("fma") {
@@ -831,6 +899,48 @@ mod tests {
                             || (s.is_nan() && g.is_nan())
                             || (s - g).abs() <= 4e-7 * s.abs() + 1e-35,
                         "{op:?}({v:e}) at {level:?}: {g:e}, scalar {s:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The 16-bit forms at every level: every f16 and every bf16 bit pattern (whole vectors and
+    /// a tail) gives exactly the f32 kernel's result on the widened value, rounded with
+    /// `half` (NaN for NaN).
+    #[test]
+    fn unary_kernels_16_bit_round_once() {
+        let h: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        let b: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
+        let n = h.len() - 5;
+        for op in Unary::ALL {
+            for level in levels() {
+                let (mut gh, mut gb) = (vec![f16::ZERO; h.len()], vec![bf16::ZERO; b.len()]);
+                at(level, || {
+                    unary_16(op, &h[..n], &mut gh[..n]);
+                    unary_16(op, &h[n..], &mut gh[n..]);
+                    unary_b16(op, &b[..n], &mut gb[..n]);
+                    unary_b16(op, &b[n..], &mut gb[n..]);
+                });
+                let wh: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+                let wb: Vec<f32> = b.iter().map(|v| v.to_f32()).collect();
+                let (mut fh, mut fb) = (vec![0f32; h.len()], vec![0f32; b.len()]);
+                at(level, || {
+                    unary(op, &wh, &mut fh);
+                    unary(op, &wb, &mut fb);
+                });
+                for i in 0..h.len() {
+                    let (want, got) = (f16::from_f32(fh[i]), gh[i]);
+                    assert!(
+                        want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
+                        "{op:?}(f16 {}) at {level:?}: {got} != {want}",
+                        h[i]
+                    );
+                    let (want, got) = (bf16::from_f32(fb[i]), gb[i]);
+                    assert!(
+                        want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
+                        "{op:?}(bf16 {}) at {level:?}: {got} != {want}",
+                        b[i]
                     );
                 }
             }
