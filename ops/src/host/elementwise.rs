@@ -757,6 +757,12 @@ fn copy_as<T: Copy + Send + Sync>(x: &TView, out: &TView) -> Result<()> {
 /// 4096 x 4096 f32 transpose: the fastest of the three).
 const TILE: usize = 16;
 
+/// Output rows a task of a transposed copy writes: each input row it reads gives it `BAND`
+/// contiguous elements (eight cache lines of f32) per visit to that row's page (a 4096 x 4096
+/// f32 transpose on a 2-core AMD EPYC against onnxruntime: 0.76x with 16, 0.86x with 64,
+/// 0.92x with 128).
+const BAND: usize = 128;
+
 /// Copies `x` into a contiguous-innermost `out` tile by tile when `x` is a transposed view (its
 /// innermost coalesced dimension strided, the one before it of stride 1), so that both sides are
 /// read and written a cache line at a time; `false` (nothing copied) for other layouts.
@@ -774,11 +780,11 @@ fn copy_transposed<T: Copy + Send + Sync>(x: &TView, out: &TView) -> Result<bool
         return Ok(false);
     }
     let (xs, os) = (sx[r - 1], so[r - 2]);
-    let row_blocks = rows.div_ceil(TILE);
+    let row_blocks = rows.div_ceil(BAND);
     let batches: usize = dims[..r - 2].iter().product();
     par_ranges(
         batches * row_blocks,
-        (GRAIN / (TILE * cols)).max(1),
+        (GRAIN / (BAND * cols)).max(1),
         |tasks| {
             for t in tasks {
                 let (mut bi, rb) = (t / row_blocks, t % row_blocks);
@@ -788,17 +794,15 @@ fn copy_transposed<T: Copy + Send + Sync>(x: &TView, out: &TView) -> Result<bool
                     oo += (bi % dims[d]) * so[d];
                     bi /= dims[d];
                 }
-                let (r0, r1) = (rb * TILE, ((rb + 1) * TILE).min(rows));
+                let (r0, r1) = (rb * BAND, ((rb + 1) * BAND).min(rows));
+                let (px, po) = (x.ptr::<T>(ox), out.ptr::<T>(oo));
                 for c0 in (0..cols).step_by(TILE) {
                     let c1 = (c0 + TILE).min(cols);
                     for i in r0..r1 {
                         for j in c0..c1 {
                             // SAFETY: (i, j) is inside the coalesced shape, whose offsets the
                             // views' layouts give; each output element is written by one task.
-                            unsafe {
-                                out.ptr::<T>(oo + i * os + j)
-                                    .write(x.ptr::<T>(ox + i + j * xs).read())
-                            }
+                            unsafe { po.add(i * os + j).write(px.add(i + j * xs).read()) }
                         }
                     }
                 }
