@@ -50,6 +50,8 @@ def main() -> None:
         )
     elif op == "softmax":
         node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
+    elif op == "log_softmax":
+        node = helper.make_node("LogSoftmax", ["x"], ["y"], axis=-1)
     elif op in ("layer_norm", "rms_norm"):
         w = np.fromfile(f"{d}/w.f32", dtype="<f4")
         inits.append(helper.make_tensor("w", TensorProto.FLOAT, [cols], w))
@@ -67,6 +69,15 @@ def main() -> None:
         node = helper.make_node("Exp", ["x"], ["y"])
     elif op == "tanh":
         node = helper.make_node("Tanh", ["x"], ["y"])
+    elif op == "sigmoid":
+        node = helper.make_node("Sigmoid", ["x"], ["y"])
+    elif op == "silu":
+        # ONNX has no SiLU: x * Sigmoid(x), as onnxruntime's default graph optimisations
+        # leave or fuse it (into QuickGelu with alpha 1, where they match the pair).
+        nodes = [
+            helper.make_node("Sigmoid", ["x"], ["s"]),
+            helper.make_node("Mul", ["x", "s"], ["y"]),
+        ]
     elif op == "gelu":
         node = helper.make_node("Gelu", ["x"], ["y"])
     elif op == "gelu_tanh":
@@ -80,7 +91,7 @@ def main() -> None:
     else:
         sys.exit(f"ort-op-peer.py: unknown op {op}")
     graph = helper.make_graph(
-        [node],
+        nodes if op == "silu" else [node],
         op,
         [helper.make_tensor_value_info(i, TensorProto.FLOAT, in_shape) for i in inputs],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],

@@ -237,7 +237,7 @@ fn vulkan_peer_is_raw_ash() {
 #[test]
 fn cpu_row_and_unary_ops_run_beside_onnxruntime() {
     let ops =
-        "softmax,layer_norm,rms_norm,exp,tanh,gelu,gelu_tanh,transpose,attention,attention_causal";
+        "softmax,log_softmax,layer_norm,rms_norm,exp,tanh,sigmoid,silu,gelu,gelu_tanh,transpose,attention,attention_causal";
     let d = bench_peers("cpu:0", ops);
     for name in ops.split(',') {
         if !peer_present(&d, name) {

@@ -203,10 +203,13 @@ fn bench_device(
                 BenchOp::Add => bench_add(&ctx, n),
                 BenchOp::Sum => bench_sum(&ctx, n),
                 BenchOp::Softmax
+                | BenchOp::LogSoftmax
                 | BenchOp::LayerNorm
                 | BenchOp::RmsNorm
                 | BenchOp::Exp
                 | BenchOp::Tanh
+                | BenchOp::Sigmoid
+                | BenchOp::Silu
                 | BenchOp::Gelu
                 | BenchOp::GeluTanh
                 | BenchOp::Transpose

@@ -12,6 +12,8 @@ pub enum BenchOp {
     Add,
     /// f32 softmax over the last axis.
     Softmax,
+    /// f32 `log_softmax` over the last axis.
+    LogSoftmax,
     /// f32 sum over every element.
     Sum,
     /// f32 `layer_norm` over the last axis, with weight and bias.
@@ -22,6 +24,10 @@ pub enum BenchOp {
     Exp,
     /// f32 `tanh`.
     Tanh,
+    /// f32 `sigmoid`.
+    Sigmoid,
+    /// f32 `silu`.
+    Silu,
     /// f32 `gelu`, the erf form.
     Gelu,
     /// f32 `gelu`, the tanh form.
@@ -67,15 +73,18 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 28] = [
+    pub const ALL: [BenchOp; 31] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
+        BenchOp::LogSoftmax,
         BenchOp::Sum,
         BenchOp::LayerNorm,
         BenchOp::RmsNorm,
         BenchOp::Exp,
         BenchOp::Tanh,
+        BenchOp::Sigmoid,
+        BenchOp::Silu,
         BenchOp::Gelu,
         BenchOp::GeluTanh,
         BenchOp::Transpose,
@@ -104,11 +113,14 @@ impl BenchOp {
             BenchOp::Matmul => "matmul",
             BenchOp::Add => "add",
             BenchOp::Softmax => "softmax",
+            BenchOp::LogSoftmax => "log_softmax",
             BenchOp::Sum => "sum",
             BenchOp::LayerNorm => "layer_norm",
             BenchOp::RmsNorm => "rms_norm",
             BenchOp::Exp => "exp",
             BenchOp::Tanh => "tanh",
+            BenchOp::Sigmoid => "sigmoid",
+            BenchOp::Silu => "silu",
             BenchOp::Gelu => "gelu",
             BenchOp::GeluTanh => "gelu_tanh",
             BenchOp::Transpose => "transpose",
@@ -138,10 +150,13 @@ impl BenchOp {
         matches!(
             self,
             BenchOp::Softmax
+                | BenchOp::LogSoftmax
                 | BenchOp::LayerNorm
                 | BenchOp::RmsNorm
                 | BenchOp::Exp
                 | BenchOp::Tanh
+                | BenchOp::Sigmoid
+                | BenchOp::Silu
                 | BenchOp::Gelu
                 | BenchOp::GeluTanh
                 | BenchOp::Transpose

@@ -24,6 +24,11 @@ fn reference(op: BenchOp, row: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
             let s: f64 = x.iter().map(|v| (v - m).exp()).sum();
             x.iter().map(|v| (v - m).exp() / s).collect()
         }
+        BenchOp::LogSoftmax => {
+            let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = x.iter().map(|v| (v - m).exp()).sum();
+            x.iter().map(|v| v - m - s.ln()).collect()
+        }
         BenchOp::LayerNorm | BenchOp::RmsNorm => {
             let rms = op == BenchOp::RmsNorm;
             let mean = if rms { 0.0 } else { x.iter().sum::<f64>() / n };
@@ -36,6 +41,8 @@ fn reference(op: BenchOp, row: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
         }
         BenchOp::Exp => x.iter().map(|v| v.exp()).collect(),
         BenchOp::Tanh => x.iter().map(|v| v.tanh()).collect(),
+        BenchOp::Sigmoid => x.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
+        BenchOp::Silu => x.iter().map(|v| v / (1.0 + (-v).exp())).collect(),
         BenchOp::Gelu => x
             .iter()
             .map(|v| 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)))
@@ -57,10 +64,16 @@ fn call_of(op: BenchOp) -> (&'static str, Vec<(String, AttrValue)>) {
     let eps = || ("eps".to_string(), AttrValue::Float(1e-5));
     match op {
         BenchOp::Softmax => ("softmax", vec![("axis".to_string(), AttrValue::Int(-1))]),
+        BenchOp::LogSoftmax => (
+            "log_softmax",
+            vec![("axis".to_string(), AttrValue::Int(-1))],
+        ),
         BenchOp::LayerNorm => ("layer_norm", vec![eps()]),
         BenchOp::RmsNorm => ("rms_norm", vec![eps()]),
         BenchOp::Exp => ("exp", Vec::new()),
         BenchOp::Tanh => ("tanh", Vec::new()),
+        BenchOp::Sigmoid => ("sigmoid", Vec::new()),
+        BenchOp::Silu => ("silu", Vec::new()),
         BenchOp::Gelu => ("gelu", Vec::new()),
         BenchOp::GeluTanh => (
             "gelu",
