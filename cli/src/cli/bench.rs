@@ -68,11 +68,12 @@ the host clock around `finish`. Results are checked after timing.
 Ops (f32):
   matmul    square n x n x n, default n = 256, 1024 and 2048 (GFLOP/s: 2n^3 / time)
   add       a + b over n elements, default 16M (GB/s: 3 x 4n bytes / time)
-  softmax   over the last axis of rows x cols, n = rows x cols, default 4096 x 4096 (GB/s: 2 x 4n)
+  softmax, log_softmax
+            over the last axis of rows x cols, n = rows x cols, default 4096 x 4096 (GB/s: 2 x 4n)
   sum       of n elements to a scalar, default 16M (GB/s: 4n)
   layer_norm, rms_norm
             over the last axis of rows x cols with weight (and bias), eps 1e-5, as softmax
-  exp, tanh, gelu, gelu_tanh
+  exp, tanh, sigmoid, silu, gelu, gelu_tanh
             elementwise over rows x cols, as softmax (gelu: the erf form; gelu_tanh: the tanh
             form)
   transpose copy of a rows x cols tensor's transposed view into a contiguous cols x rows one
@@ -80,9 +81,10 @@ Ops (f32):
             q, k, v of 1 x 8 x 512 x 64, without and with causal masking (GFLOP/s: the two
             products, 4 x 8 x 512^2 x 64 / time, the causal one counted in full)
             sum and softmax to attention_causal: with --peers on the CPU side by side with
-            onnxruntime's CPU kernel of the op (ReduceSum, Softmax, LayerNormalization,
-            SimplifiedLayerNormalization, Exp, Tanh, Gelu, Transpose, Attention of opset 23;
-            scripts/ort-op-peer.py, inputs and output bound once)
+            onnxruntime's CPU kernel of the op (ReduceSum, Softmax, LogSoftmax,
+            LayerNormalization, SimplifiedLayerNormalization, Exp, Tanh, Sigmoid, x * Sigmoid(x),
+            Gelu, Transpose, Attention of opset 23; scripts/ort-op-peer.py, inputs and output
+            bound once)
   gelu_backward, silu_backward
             dx from the gradient and x over n elements, default 16M (GB/s: 3 x 4n), measured
             in alternating blocks with the forward op of the same shape (the peer column: the
