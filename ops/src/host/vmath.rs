@@ -595,12 +595,23 @@ fn exp_into<S: Isa>(s: S, x: &[f32], o: &mut [f32], m: f32) -> f64 {
     let mv = s.splat(m);
     for (xb, ob) in x.chunks(BLOCK).zip(o.chunks_mut(BLOCK)) {
         let mut acc = [s.splat(0.0); CHAINS];
-        let (mut xc, mut oc) = (xb.chunks_exact(S::N), ob.chunks_exact_mut(S::N));
-        for (i, (c, y)) in (&mut xc).zip(&mut oc).enumerate() {
+        let step = CHAINS * S::N;
+        let (mut xc, mut oc) = (xb.chunks_exact(step), ob.chunks_exact_mut(step));
+        for (c, y) in (&mut xc).zip(&mut oc) {
+            for (l, a) in acc.iter_mut().enumerate() {
+                let e = exp_v(s, s.sub(s.load(&c[l * S::N..]), mv));
+                s.store(e, &mut y[l * S::N..]);
+                *a = s.add(*a, e);
+            }
+        }
+        let (mut xc, mut oc) = (
+            xc.remainder().chunks_exact(S::N),
+            oc.into_remainder().chunks_exact_mut(S::N),
+        );
+        for (c, y) in (&mut xc).zip(&mut oc) {
             let e = exp_v(s, s.sub(s.load(c), mv));
             s.store(e, y);
-            let a = &mut acc[i % CHAINS];
-            *a = s.add(*a, e);
+            acc[0] = s.add(acc[0], e);
         }
         let mut tail = 0f32;
         for (&v, y) in xc.remainder().iter().zip(oc.into_remainder()) {
