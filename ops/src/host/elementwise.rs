@@ -245,16 +245,32 @@ where
     }
 }
 
-/// A unary op in its f32 form `ff` (16-bit floats compute in f32) and integer form `fi`; f32
-/// runs go through the vector kernel `kernel` where the op has one.
-fn map_unary<FF, FI>(
-    dtype: DType,
-    x: &TView,
-    out: &TView,
-    ff: FF,
-    fi: FI,
-    kernel: Option<vmath::Unary>,
-) -> Result<()>
+/// A unary op with a vector kernel (f32, and 16-bit floats computed in f32 and rounded once):
+/// contiguous runs through the kernel, strided runs through its scalar form.
+fn map_kernel(dtype: DType, x: &TView, out: &TView, op: vmath::Unary) -> Result<()> {
+    let f = op.scalar();
+    match dtype {
+        DType::F32 => map1_kernel::<f32>(x, out, op, f, vmath::unary),
+        DType::F16 => map1_kernel::<f16>(x, out, op, f, vmath::unary_16),
+        DType::BF16 => map1_kernel::<bf16>(x, out, op, f, vmath::unary_b16),
+        other => Err(unsupported_dtype(other)),
+    }
+}
+
+/// The vector kernel of a plain unary op, where it has one.
+fn kernel_of(op: UnaryOp) -> Option<vmath::Unary> {
+    match op {
+        UnaryOp::Exp => Some(vmath::Unary::Exp),
+        UnaryOp::Tanh => Some(vmath::Unary::Tanh),
+        UnaryOp::Sigmoid => Some(vmath::Unary::Sigmoid),
+        UnaryOp::Silu => Some(vmath::Unary::Silu),
+        UnaryOp::Erf => Some(vmath::Unary::Erf),
+        _ => None,
+    }
+}
+
+/// A unary op in its f32 form `ff` (16-bit floats compute in f32) and integer form `fi`.
+fn map_unary<FF, FI>(dtype: DType, x: &TView, out: &TView, ff: FF, fi: FI) -> Result<()>
 where
     FF: Fn(f32) -> f32 + Sync + Send + Copy,
     FI: Fn(i64) -> i64 + Sync + Send + Copy,
@@ -267,18 +283,9 @@ where
         map1::<T, T>(x, out, |v| T::from_f32(f(v.to_f32())))
     }
     match dtype {
-        DType::F32 => match kernel {
-            Some(op) => map1_kernel::<f32>(x, out, op, ff, vmath::unary),
-            None => map1_simd::<f32, f32>(x, out, ff),
-        },
-        DType::F16 => match kernel {
-            Some(op) => map1_kernel::<f16>(x, out, op, ff, vmath::unary_16),
-            None => float::<f16>(x, out, ff),
-        },
-        DType::BF16 => match kernel {
-            Some(op) => map1_kernel::<bf16>(x, out, op, ff, vmath::unary_b16),
-            None => float::<bf16>(x, out, ff),
-        },
+        DType::F32 => map1_simd::<f32, f32>(x, out, ff),
+        DType::F16 => float::<f16>(x, out, ff),
+        DType::BF16 => float::<bf16>(x, out, ff),
         DType::I32 => map1::<i32, i32>(x, out, move |v| fi(v as i64) as i32),
         DType::I64 => map1::<i64, i64>(x, out, fi),
         DType::U8 => map1::<u8, u8>(x, out, move |v| fi(v as i64) as u8),
@@ -492,7 +499,8 @@ where
 /// Evaluates `$body` with `$ff` bound to the f32 form of the plain unary op `$op` (16-bit floats
 /// compute in f32 and round once) and `$fi` to its integer form, for the ops that take integers
 /// (the others never see one: validation refuses). Each op is its own instance of `$body`, so
-/// the forms inline into its loops.
+/// the forms inline into its loops. (`unary` runs the ops with a vector kernel, [`kernel_of`],
+/// through it; their rows here are the same kernels' scalar forms.)
 macro_rules! with_unary_fns {
     ($op:expr, |$ff:ident, $fi:ident| $body:expr) => {{
         let float_only = |v: i64| v;
@@ -550,16 +558,13 @@ macro_rules! unary_arms {
 /// Plain unary ops.
 pub(crate) fn unary(call: &OpCall, op: UnaryOp) -> Result<Box<Body>> {
     let dtype = input_dtype(call);
-    let kernel = match op {
-        UnaryOp::Exp => Some(vmath::Unary::Exp),
-        UnaryOp::Tanh => Some(vmath::Unary::Tanh),
-        UnaryOp::Sigmoid => Some(vmath::Unary::Sigmoid),
-        UnaryOp::Silu => Some(vmath::Unary::Silu),
-        UnaryOp::Erf => Some(vmath::Unary::Erf),
-        _ => None,
-    };
+    if let Some(k) = kernel_of(op) {
+        return Ok(Box::new(move |b: &Bound| {
+            map_kernel(dtype, b.input(0)?, b.out(0), k)
+        }));
+    }
     Ok(with_unary_fns!(op, |ff, fi| Box::new(move |b: &Bound| {
-        map_unary(dtype, b.input(0)?, b.out(0), ff, fi, kernel)
+        map_unary(dtype, b.input(0)?, b.out(0), ff, fi)
     })))
 }
 
@@ -606,7 +611,7 @@ pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
     };
     Ok(Box::new(move |b: &Bound| {
         let f = &*f;
-        map_unary(dtype, b.input(0)?, b.out(0), f, |v| v, None)
+        map_unary(dtype, b.input(0)?, b.out(0), f, |v| v)
     }))
 }
 
@@ -719,18 +724,10 @@ pub(crate) fn gelu_clamp(call: &OpCall) -> Result<Box<Body>> {
                     out,
                     move |v| nan_min(nan_max(v, lf), hf),
                     move |v| v.max(li).min(hi_i),
-                    None,
                 )
             }
-            None if tanh_gelu => map_unary(
-                dtype,
-                x,
-                out,
-                vmath::gelu_tanh,
-                |v| v,
-                Some(vmath::Unary::GeluTanh),
-            ),
-            None => map_unary(dtype, x, out, vmath::gelu, |v| v, Some(vmath::Unary::Gelu)),
+            None if tanh_gelu => map_kernel(dtype, x, out, vmath::Unary::GeluTanh),
+            None => map_kernel(dtype, x, out, vmath::Unary::Gelu),
         }
     }))
 }

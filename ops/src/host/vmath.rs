@@ -209,8 +209,17 @@ fn gelu_tanh_v<S: Isa>(s: S, x: S::V) -> S::V {
     s.mul(x, s.recip(s.add(s.splat(1.0), e)))
 }
 
-macro_rules! scalar_forms {
-    ($($(#[$doc:meta])* $name:ident = $v:ident;)*) => {
+/// A vector kernel of one op, called statically (a call through `Fn` would go through a shim
+/// compiled without the instruction set, where the operations do not inline).
+trait Kernel {
+    fn apply<S: Isa>(s: S, x: S::V) -> S::V;
+}
+
+/// From one list of `Variant = scalar_name = kernel_fn`: the scalar forms (the kernels at one
+/// lane), the enum [`Unary`] of the ops with a vector kernel, a [`Kernel`] type per op (in
+/// `kernel`), and `unary_body`, which runs the op's kernel over a slice.
+macro_rules! unary_kernels {
+    ($($(#[$doc:meta])* $variant:ident = $name:ident = $v:ident;)*) => {
         $(
             $(#[$doc])*
             #[inline(always)]
@@ -218,92 +227,62 @@ macro_rules! scalar_forms {
                 $v(Scalar, x)
             }
         )*
-    };
-}
 
-scalar_forms! {
-    /// `e^x` (the scalar form of the vector kernel).
-    exp = exp_v;
-    /// `tanh(x)`.
-    tanh = tanh_v;
-    /// `1 / (1 + e^-x)`.
-    sigmoid = sigmoid_v;
-    /// `x * sigmoid(x)`.
-    silu = silu_v;
-    /// `erf(x)`.
-    erf = erf_v;
-    /// `gelu`, erf form.
-    gelu = gelu_v;
-    /// `gelu`, tanh form.
-    gelu_tanh = gelu_tanh_v;
-}
-
-/// The unary ops with a vector kernel here.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Unary {
-    Exp,
-    Tanh,
-    Sigmoid,
-    Silu,
-    Erf,
-    Gelu,
-    GeluTanh,
-}
-
-#[cfg(test)]
-impl Unary {
-    pub(crate) const ALL: [Unary; 7] = [
-        Unary::Exp,
-        Unary::Tanh,
-        Unary::Sigmoid,
-        Unary::Silu,
-        Unary::Erf,
-        Unary::Gelu,
-        Unary::GeluTanh,
-    ];
-
-    /// The scalar form, with the same results as the vector kernel up to rounding.
-    pub(crate) fn scalar(self) -> fn(f32) -> f32 {
-        match self {
-            Unary::Exp => exp,
-            Unary::Tanh => tanh,
-            Unary::Sigmoid => sigmoid,
-            Unary::Silu => silu,
-            Unary::Erf => erf,
-            Unary::Gelu => gelu,
-            Unary::GeluTanh => gelu_tanh,
+        /// The unary ops with a vector kernel here.
+        #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+        pub(crate) enum Unary {
+            $($variant,)*
         }
-    }
-}
 
-/// A vector kernel of one op, called statically (a call through `Fn` would go through a shim
-/// compiled without the instruction set, where the operations do not inline).
-trait Kernel {
-    fn apply<S: Isa>(s: S, x: S::V) -> S::V;
-}
+        impl Unary {
+            #[cfg(test)]
+            pub(crate) const ALL: &[Unary] = &[$(Unary::$variant,)*];
 
-macro_rules! kernels {
-    ($($name:ident = $f:ident;)*) => {
-        $(
-            struct $name;
-            impl Kernel for $name {
-                #[inline(always)]
-                fn apply<S: Isa>(s: S, x: S::V) -> S::V {
-                    $f(s, x)
+            /// The scalar form, with the same results as the vector kernel up to rounding.
+            pub(crate) fn scalar(self) -> fn(f32) -> f32 {
+                match self {
+                    $(Unary::$variant => $name,)*
                 }
             }
-        )*
+        }
+
+        mod kernel {
+            use super::*;
+            $(
+                pub(super) struct $variant;
+                impl Kernel for $variant {
+                    #[inline(always)]
+                    fn apply<S: Isa>(s: S, x: S::V) -> S::V {
+                        $v(s, x)
+                    }
+                }
+            )*
+        }
+
+        #[inline(always)]
+        fn unary_body<S: Isa, T: Elem>(s: S, op: Unary, x: &[T], o: &mut [T]) {
+            match op {
+                $(Unary::$variant => map_v::<S, kernel::$variant, T>(s, x, o),)*
+            }
+        }
     };
 }
 
-kernels! {
-    ExpK = exp_v;
-    TanhK = tanh_v;
-    SigmoidK = sigmoid_v;
-    SiluK = silu_v;
-    ErfK = erf_v;
-    GeluK = gelu_v;
-    GeluTanhK = gelu_tanh_v;
+unary_kernels! {
+    /// `e^x`.
+    Exp = exp = exp_v;
+    /// `tanh(x)`.
+    Tanh = tanh = tanh_v;
+    /// `1 / (1 + e^-x)`.
+    Sigmoid = sigmoid = sigmoid_v;
+    /// `x * sigmoid(x)`.
+    Silu = silu = silu_v;
+    /// `erf(x)`.
+    Erf = erf = erf_v;
+    /// `gelu`, erf form.
+    Gelu = gelu = gelu_v;
+    /// `gelu`, tanh form.
+    GeluTanh = gelu_tanh = gelu_tanh_v;
 }
 
 /// The element types the unary kernels read and write: f32, or a 16-bit float widened on
@@ -365,19 +344,6 @@ fn map_v<S: Isa, K: Kernel, T: Elem>(s: S, x: &[T], o: &mut [T]) {
         let v = K::apply(s, T::load(s, &buf));
         T::store(s, v, &mut buf);
         ot.copy_from_slice(&buf[..ot.len()]);
-    }
-}
-
-#[inline(always)]
-fn unary_body<S: Isa, T: Elem>(s: S, op: Unary, x: &[T], o: &mut [T]) {
-    match op {
-        Unary::Exp => map_v::<S, ExpK, T>(s, x, o),
-        Unary::Tanh => map_v::<S, TanhK, T>(s, x, o),
-        Unary::Sigmoid => map_v::<S, SigmoidK, T>(s, x, o),
-        Unary::Silu => map_v::<S, SiluK, T>(s, x, o),
-        Unary::Erf => map_v::<S, ErfK, T>(s, x, o),
-        Unary::Gelu => map_v::<S, GeluK, T>(s, x, o),
-        Unary::GeluTanh => map_v::<S, GeluTanhK, T>(s, x, o),
     }
 }
 
@@ -840,7 +806,7 @@ mod tests {
     #[test]
     fn unary_kernels_match_f64() {
         let x = sweep();
-        for op in Unary::ALL {
+        for &op in Unary::ALL {
             // gelu's negative side is e^(-x^2/2) (erf form) or e^(-2u) (tanh form) of a
             // rounded argument: its relative error grows with the argument's size in ulp (far
             // inside the absolute tolerance where that is large).
@@ -897,7 +863,7 @@ mod tests {
             3.4,
             -3.4,
         ];
-        for op in Unary::ALL {
+        for &op in Unary::ALL {
             for level in levels() {
                 let mut got = vec![0f32; x.len()];
                 at(level, || unary(op, &x, &mut got));
@@ -924,7 +890,7 @@ mod tests {
         let h: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
         let b: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
         let n = h.len() - 5;
-        for op in Unary::ALL {
+        for &op in Unary::ALL {
             for level in levels() {
                 let (mut gh, mut gb) = (vec![f16::ZERO; h.len()], vec![bf16::ZERO; b.len()]);
                 at(level, || {
