@@ -16,6 +16,7 @@ mod cli {
     pub mod plugins;
     pub mod table;
     pub mod transfers;
+    pub mod tune;
 }
 
 use std::process::ExitCode;
@@ -28,7 +29,9 @@ Environment:
   ANYACCEL_REQUIRE      Backends that must be available, e.g. `cpu,opencl`
   ANYACCEL_PLUGIN_PATH  Vendor plugin libraries to load (files or folders, `:`-separated)
   ANYACCEL_PLUGIN_LOAD_TIMEOUT
-                        Seconds a plugin may take to load and enumerate its devices (30)";
+                        Seconds a plugin may take to load and enumerate its devices (30)
+  ANYACCEL_TUNE         Kernel tuning: auto (measure on first use), cache (never measure), off
+  ANYACCEL_CACHE_DIR    Where the tuning cache lives (else $XDG_CACHE_HOME/anyaccel)";
 
 /// anyaccel: one accelerator layer for CPU, OpenCL, Vulkan, CUDA and vendor plugins
 #[derive(Debug, Parser)]
@@ -49,6 +52,9 @@ enum Command {
     /// Measure each device's roofline and the ops against it, and the peers with --peers
     #[command(long_about = cli::bench::LONG_ABOUT)]
     Bench(cli::bench::BenchArgs),
+    /// Time each device's matmul tile shapes and keep the fastest in the tuning cache
+    #[command(long_about = cli::tune::LONG_ABOUT)]
+    Tune(cli::tune::TuneArgs),
     /// Run and check the collectives across MPI ranks (under mpirun), or time all_reduce
     #[cfg(feature = "mpi")]
     #[command(long_about = cli::collectives::LONG_ABOUT)]
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
         Command::Devices(args) => cli::devices::run(args),
         Command::Conformance(args) => Ok(cli::conformance::run(args)),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Tune(args) => cli::tune::run(args),
         #[cfg(feature = "mpi")]
         Command::Collectives(args) => cli::collectives::run(args),
         Command::Completions { shell } => {

@@ -267,3 +267,67 @@ fn conformance_fails_when_a_required_backend_is_missing() {
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains("nosuchbackend"), "{}", stderr(&o));
 }
+
+#[test]
+fn tune_times_the_candidates_and_writes_the_cache() {
+    let dir = std::env::temp_dir().join(format!("anyaccel-cli-tune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A cache that does not parse is set aside, with a warning, when the result is written.
+    std::fs::write(dir.join("tune.json"), "[1, 2").unwrap();
+    let cache = dir.to_str().unwrap();
+    let o = anyaccel(
+        &[
+            "tune",
+            "--device",
+            "opencl:0,cpu:0",
+            "--size",
+            "96",
+            "--reps",
+            "1",
+            "--rounds",
+            "1",
+        ],
+        &[("ANYACCEL_CACHE_DIR", cache), ("ANYACCEL_REQUIRE", "cpu")],
+    );
+    let out = stdout(&o);
+    if out.contains("opencl:0 (") {
+        assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+        assert!(
+            out.contains("matmul.c (bm,bn,bk,tm,tn), f32 96x96x96"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[128, 128, 32, 8, 16]") && out.contains("default"),
+            "{out}"
+        );
+        assert!(out.contains("chosen"), "{out}");
+        assert!(out.contains("cpu:0: skipped"), "{out}");
+        assert!(
+            stderr(&o).contains("does not parse; moved to"),
+            "{}",
+            stderr(&o)
+        );
+        let text = std::fs::read_to_string(dir.join("tune.json")).unwrap();
+        assert!(
+            text.contains("\"kernel\": \"matmul.c\"") && text.contains("\"size\": 96"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tune.json.corrupt")).unwrap(),
+            "[1, 2"
+        );
+    }
+    // The CPU alone has nothing to tune: a failure that says so.
+    let o = anyaccel(
+        &["tune", "--device", "cpu:0", "--size", "16", "--dry-run"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no chosen device runs a tunable matmul kernel"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -40,6 +40,7 @@ mod norm_grad;
 mod plan;
 mod quant;
 pub mod random;
+pub mod tune;
 mod typed;
 mod wgsl;
 

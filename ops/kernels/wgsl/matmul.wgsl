@@ -1,13 +1,15 @@
-// matmul, f32 accumulation. Each invocation computes a 4x4 block of the output: rows
-// 4 * (wid.y * 8 + lid.y) + i and columns wid.x * 32 + lid.x + 8 * j, so that neighbouring
-// invocations read neighbouring columns of b. Space 0 walks the batch dimensions (a, b, out,
-// bias); rows and columns step by the p.*_rs and p.*_cs strides, and indices past the last row
-// or column are clamped to it (their results are not stored). The bias, when present, is added
-// after the product, and the sum rounded once on store. An element whose f32 sum is not finite
-// (an intermediate overflow, or an infinity or NaN in its row or column) is summed again in $W
-// (f64 where the device has it), so that overflow in f32 does not turn a finite or infinite
-// exact result into NaN. Loops take 4 steps of k per iteration (some drivers bound the loop
-// iterations of an invocation).
+// matmul, f32 accumulation. Each invocation computes a $TM x $TN block of the output: rows
+// $TM * (wid.y * $WY + lid.y) + i and columns wid.x * $WX * $TN + lid.x + $WX * j, so that
+// neighbouring invocations read neighbouring columns of b (the block and the work-group shape
+// are tuned per device; the generator in matmul.rs writes the $DECLS, $STEP and $FINISH
+// statements, one per row, column or vector of the block). Space 0 walks the batch dimensions
+// (a, b, out, bias); rows and columns step by the p.*_rs and p.*_cs strides, and indices past
+// the last row or column are clamped to it (their results are not stored). The bias, when
+// present, is added after the product, and the sum rounded once on store. An element whose
+// f32 sum is not finite (an intermediate overflow, or an infinity or NaN in its row or column)
+// is summed again in $W (f64 where the device has it), so that overflow in f32 does not turn a
+// finite or infinite exact result into NaN. Loops take 4 steps of k per iteration (some
+// drivers bound the loop iterations of an invocation).
 
 //# matmul
 fn dot_wide(o: vec4<u32>, row: u32, col: u32) -> $W {
@@ -33,34 +35,21 @@ fn finish(o: vec4<u32>, row: u32, col: u32, acc: f32) {
     st_out(o[2] + row * p.o_rs + col * p.o_cs, r);
 }
 
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size($WX, $WY, 1)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let o = walk0(wid.z);
-    let r0 = (wid.y * 8u + lid.y) * 4u;
-    let c0 = wid.x * 32u + lid.x;
+    let r0 = (wid.y * $WYu + lid.y) * $TMu;
+    let c0 = wid.x * $WXTNu + lid.x;
     let last_r = max(p.m, 1u) - 1u;
     let last_c = max(p.n, 1u) - 1u;
-    var ar: vec4<u32>;
-    var bc: vec4<u32>;
-    for (var i = 0u; i < 4u; i++) {
-        ar[i] = o[0] + min(r0 + i, last_r) * p.a_rs;
-        bc[i] = o[1] + min(c0 + 8u * i, last_c) * p.b_cs;
-    }
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+$DECLS
     let k4 = p.k / 4u * 4u;
     for (var k0 = 0u; k0 < k4; k0 += 4u) {
         for (var u = 0u; u < 4u; u++) {
             let k = k0 + u;
             let ka = k * p.a_cs;
             let kb = k * p.b_rs;
-            let b = vec4<f32>(ld_b(bc[0] + kb), ld_b(bc[1] + kb), ld_b(bc[2] + kb), ld_b(bc[3] + kb));
-            acc0 = acc0 + ld_a(ar[0] + ka) * b;
-            acc1 = acc1 + ld_a(ar[1] + ka) * b;
-            acc2 = acc2 + ld_a(ar[2] + ka) * b;
-            acc3 = acc3 + ld_a(ar[3] + ka) * b;
+$STEP
         }
     }
     for (var u = 0u; u < 4u; u++) {
@@ -68,18 +57,8 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
         if (k < p.k) {
             let ka = k * p.a_cs;
             let kb = k * p.b_rs;
-            let b = vec4<f32>(ld_b(bc[0] + kb), ld_b(bc[1] + kb), ld_b(bc[2] + kb), ld_b(bc[3] + kb));
-            acc0 = acc0 + ld_a(ar[0] + ka) * b;
-            acc1 = acc1 + ld_a(ar[1] + ka) * b;
-            acc2 = acc2 + ld_a(ar[2] + ka) * b;
-            acc3 = acc3 + ld_a(ar[3] + ka) * b;
+$STEP
         }
     }
-    for (var j = 0u; j < 4u; j++) {
-        let col = c0 + 8u * j;
-        finish(o, r0, col, acc0[j]);
-        finish(o, r0 + 1u, col, acc1[j]);
-        finish(o, r0 + 2u, col, acc2[j]);
-        finish(o, r0 + 3u, col, acc3[j]);
-    }
+$FINISH
 }

@@ -1,7 +1,9 @@
 //! `matmul`: a tiled kernel with register blocks, batch broadcasting and transposes through
 //! strides, and the bias added in f32 before the one rounding of the result.
 
-use anyaccel_hal::{KernelArg, OpCall, Result, Tensor};
+use anyaccel_hal::{Device, KernelArg, OpCall, Result, Tensor};
+
+use crate::tune;
 
 use super::elementwise::{input, output};
 use super::{base_offset, broadcast_strides, buf, dtype_defs, Ctx, Family, KernelSpec, Layouts};
@@ -32,41 +34,101 @@ impl Tiles {
     }
 }
 
-/// The tiles for a product of `m x n` outputs on this device.
-///
-/// Large products: 128 x 128 tiles in steps of 32 along K, each of the 128 items computing an
-/// 8 x 16 block (16 consecutive columns: one AVX-512 vector on CPU devices such as PoCL's, which
-/// run a work-group's items in a loop; measured best of the shapes tried there). Small products
-/// (both sides at most 64): 32 x 32 tiles of 4 x 8 blocks, 32 items. Devices whose work-groups
-/// are smaller get 16 x 16 tiles of 4 x 4 blocks (16 items).
-fn tiles_for(ctx: &Ctx<'_>, m: usize, n: usize) -> Tiles {
-    let large = Tiles {
-        bm: 128,
-        bn: 128,
-        bk: 32,
-        tm: 8,
-        tn: 16,
-    };
-    let small = Tiles {
-        bm: 32,
-        bn: 32,
-        bk: 32,
-        tm: 4,
-        tn: 8,
-    };
-    let max = ctx.device.info().max_work_group_size;
-    let pick = if m <= 64 && n <= 64 { small } else { large };
-    if pick.wg() as u64 <= max {
-        pick
-    } else {
-        Tiles {
-            bm: 16,
-            bn: 16,
-            bk: 16,
-            tm: 4,
-            tn: 4,
+/// The tiles of small products (both sides at most 64): 32 x 32 tiles of 4 x 8 blocks, 32
+/// items.
+const SMALL: Tiles = Tiles {
+    bm: 32,
+    bn: 32,
+    bk: 32,
+    tm: 4,
+    tn: 8,
+};
+
+impl Tiles {
+    fn params(&self) -> Vec<u32> {
+        vec![self.bm, self.bn, self.bk, self.tm, self.tn]
+    }
+
+    fn from_params(p: &[u32]) -> Option<Tiles> {
+        match *p {
+            [bm, bn, bk, tm, tn] => Some(Tiles { bm, bn, bk, tm, tn }),
+            _ => None,
         }
     }
+
+    /// True when the tiles fit `device`: whole blocks, a work-group it runs, and local memory
+    /// within the 32 KiB that every OpenCL GPU has.
+    fn fits(&self, device: &dyn Device) -> bool {
+        self.tm > 0
+            && self.tn > 0
+            && self.bm.is_multiple_of(self.tm)
+            && self.bn.is_multiple_of(self.tn)
+            && u64::from(self.wg()) <= device.info().max_work_group_size
+            && self.bk * (self.bm + self.bn) * 4 <= 32 << 10
+    }
+}
+
+/// The tile shapes a search times on large products (`bm, bn, bk, tm, tn`), the default first.
+/// Blocks of 256 accumulators an item (16 x 16, 8 x 32) are left out: on PoCL they ran at
+/// 0.34x-0.52x the default and took the longest to compile.
+const CANDIDATES: [[u32; 5]; 12] = [
+    [128, 128, 32, 8, 16],
+    [128, 128, 16, 8, 16],
+    [64, 128, 32, 8, 16],
+    [128, 64, 32, 8, 16],
+    [64, 64, 32, 4, 16],
+    [64, 64, 64, 8, 8],
+    [64, 256, 16, 8, 16],
+    [128, 128, 32, 4, 16],
+    [64, 64, 16, 4, 4],
+    [128, 256, 16, 8, 16],
+    [256, 128, 16, 8, 16],
+    [16, 16, 16, 4, 4],
+];
+
+/// The default tiles of large products: 128 x 128 in steps of 32 along K, each of the 128
+/// items computing an 8 x 16 block (16 consecutive columns: one AVX-512 vector on CPU devices
+/// such as PoCL's, which run a work-group's items in a loop); 16 x 16 tiles of 4 x 4 blocks (16
+/// items) on devices whose work-groups are smaller.
+fn default_params(device: &dyn Device) -> Vec<u32> {
+    let large = Tiles::from_params(&CANDIDATES[0]).expect("five parameters");
+    if large.fits(device) {
+        large.params()
+    } else {
+        CANDIDATES[CANDIDATES.len() - 1].to_vec()
+    }
+}
+
+fn candidates(device: &dyn Device) -> Vec<Vec<u32>> {
+    CANDIDATES
+        .iter()
+        .filter(|p| Tiles::from_params(&p[..]).is_some_and(|t| t.fits(device)))
+        .map(|p| p.to_vec())
+        .collect()
+}
+
+/// The tiled kernel's parameters, tuned per device (see [`crate::tune`]).
+pub static TUNABLE: tune::Tunable = tune::Tunable {
+    name: "matmul.c",
+    params: "bm,bn,bk,tm,tn",
+    source: include_str!("../../kernels/c/matmul.h"),
+    generator: 1,
+    default: default_params,
+    candidates,
+};
+
+/// The tiles for a product of `m x n` outputs and `work` multiply-adds on this device: the
+/// small tiles where both sides are at most 64, else the tuned tiles.
+fn tiles_for(ctx: &Ctx<'_>, m: usize, n: usize, work: u64) -> Tiles {
+    if m <= 64 && n <= 64 && SMALL.fits(ctx.device) {
+        return SMALL;
+    }
+    let p = tune::params(ctx.device, &TUNABLE, work);
+    Tiles::from_params(&p)
+        .filter(|t| t.fits(ctx.device))
+        .unwrap_or_else(|| {
+            Tiles::from_params(&default_params(ctx.device)).expect("five parameters")
+        })
 }
 
 /// The strides of `t`'s batch dimensions broadcast to `batch` (zero where broadcast).
@@ -94,7 +156,11 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     if m == 0 || n == 0 || batches == 0 {
         return Ok(());
     }
-    let tiles = tiles_for(ctx, m, n);
+    let work = [batches, m, n, k]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    let tiles = tiles_for(ctx, m, n, work);
     let bias_strides = bias.map(|c| broadcast_strides(c, out.shape()));
     let layouts = Layouts::new(batch)
         .with(batch_strides(a, batch), base_offset(a))

@@ -1,7 +1,12 @@
-//! `matmul`: a register-blocked kernel (4x4 outputs per invocation, f32 accumulation), with
-//! batch broadcasting through the layout words and the bias added before the one rounding.
+//! `matmul`: a register-blocked kernel (a block of outputs per invocation, f32 accumulation;
+//! the block and the work-group shape tuned per device), with batch broadcasting through the
+//! layout words and the bias added before the one rounding.
 
-use anyaccel_hal::{Error, OpCall, Result};
+use std::fmt::Write as _;
+
+use anyaccel_hal::{Device, Error, OpCall, Result};
+
+use crate::tune;
 
 use super::{
     bind, broadcast_strides, count32, input, output, section, Access, Bound, Cx, Shader, Space,
@@ -11,6 +16,109 @@ pub(super) static MATMUL: &str = include_str!("../../kernels/wgsl/matmul.wgsl");
 
 /// The most loop iterations the matmul kernel lets one invocation run.
 const LOOP_BUDGET: usize = 60000;
+
+/// The shapes a search times (`wx, wy, tm, tn`: a work-group of `wx x wy` invocations, each
+/// computing `tm` rows and `tn` columns, `tn` a multiple of 4), the default first.
+const CANDIDATES: [[u32; 4]; 15] = [
+    [8, 8, 4, 4],
+    [8, 8, 4, 8],
+    [8, 8, 8, 4],
+    [8, 8, 2, 4],
+    [16, 4, 4, 4],
+    [4, 16, 4, 4],
+    [16, 8, 4, 4],
+    [16, 8, 4, 8],
+    [32, 4, 4, 4],
+    [32, 4, 2, 8],
+    [8, 4, 8, 8],
+    [64, 1, 4, 4],
+    [8, 8, 8, 8],
+    [16, 4, 8, 4],
+    [8, 8, 4, 12],
+];
+
+/// The most invocations of a work-group every Vulkan device runs.
+const MAX_INVOCATIONS: u32 = 128;
+
+fn fits(p: &[u32]) -> bool {
+    matches!(*p, [wx, wy, tm, tn] if wx > 0 && wy > 0 && tm > 0 && tn > 0 && tn.is_multiple_of(4)
+        && wx * wy <= MAX_INVOCATIONS && tm * tn <= 64)
+}
+
+fn default_params(_: &dyn Device) -> Vec<u32> {
+    CANDIDATES[0].to_vec()
+}
+
+fn candidates(_: &dyn Device) -> Vec<Vec<u32>> {
+    CANDIDATES
+        .iter()
+        .filter(|p| fits(&p[..]))
+        .map(|p| p.to_vec())
+        .collect()
+}
+
+/// The kernel's parameters, tuned per device (see [`crate::tune`]).
+pub static TUNABLE: tune::Tunable = tune::Tunable {
+    name: "matmul.wgsl",
+    params: "wx,wy,tm,tn",
+    source: MATMUL,
+    generator: 1,
+    default: default_params,
+    candidates,
+};
+
+/// The statements of a `tm x tn` block: declarations, one step along k, and the stores.
+fn block_text(wx: u32, tm: u32, tn: u32) -> (String, String, String) {
+    let (mut decls, mut step, mut finish) = (String::new(), String::new(), String::new());
+    let vecs = tn / 4;
+    for i in 0..tm {
+        let _ = writeln!(
+            decls,
+            "    let ar{i} = o[0] + min(r0 + {i}u, last_r) * p.a_rs;"
+        );
+    }
+    for j in 0..tn {
+        let _ = writeln!(
+            decls,
+            "    let bc{j} = o[1] + min(c0 + {}u, last_c) * p.b_cs;",
+            wx * j
+        );
+    }
+    for i in 0..tm {
+        for g in 0..vecs {
+            let _ = writeln!(decls, "    var acc{i}_{g} = vec4<f32>(0.0);");
+        }
+    }
+    for g in 0..vecs {
+        let c = 4 * g;
+        let _ = writeln!(
+            step,
+            "            let b{g} = vec4<f32>(ld_b(bc{c} + kb), ld_b(bc{} + kb), ld_b(bc{} + kb), \
+             ld_b(bc{} + kb));",
+            c + 1,
+            c + 2,
+            c + 3
+        );
+    }
+    for i in 0..tm {
+        let _ = writeln!(step, "            let a{i} = ld_a(ar{i} + ka);");
+        for g in 0..vecs {
+            let _ = writeln!(step, "            acc{i}_{g} = acc{i}_{g} + a{i} * b{g};");
+        }
+    }
+    for j in 0..tn {
+        for i in 0..tm {
+            let _ = writeln!(
+                finish,
+                "    finish(o, r0 + {i}u, c0 + {}u, acc{i}_{}[{}]);",
+                wx * j,
+                j / 4,
+                j % 4
+            );
+        }
+    }
+    (decls, step, finish)
+}
 
 /// Runs `matmul`.
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
@@ -82,13 +190,34 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.size(&format!("{name}_rs"), rs)?;
         sh.size(&format!("{name}_cs"), cs)?;
     }
+    let work = [batches as usize, m, n, k]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    let params = Some(tune::params(cx.device, &TUNABLE, work))
+        .filter(|p| fits(p))
+        .unwrap_or_else(|| default_params(cx.device));
+    let (wx, wy, tm, tn) = (params[0], params[1], params[2], params[3]);
+    let (decls, step, finish) = block_text(wx, tm, tn);
     sh.body(
         &section(MATMUL, "matmul")?
+            .replace("$DECLS\n", &decls)
+            .replace("$STEP\n", &step)
+            .replace("$FINISH\n", &finish)
+            .replace("$WXTN", &(wx * tn).to_string())
+            .replace("$WX", &wx.to_string())
+            .replace("$WY", &wy.to_string())
+            .replace("$TM", &tm.to_string())
             .replace("$WRESULT", wide_result)
             .replace("$RESULT", result)
             .replace("$W", cx.wide()),
     );
-    // Work groups of 8x8 invocations cover 32 columns and 32 rows.
-    let groups = |x: usize| (x.div_ceil(32) * 8) as u64;
-    sh.launch([groups(n), groups(m), batches as u64])
+    // A work-group of wx x wy invocations covers wx * tn columns and wy * tm rows.
+    let groups =
+        |x: usize, cover: u32, size: u32| (x.div_ceil(cover as usize) * size as usize) as u64;
+    sh.launch([
+        groups(n, wx * tn, wx),
+        groups(m, wy * tm, wy),
+        batches as u64,
+    ])
 }
