@@ -179,10 +179,18 @@ fn peer_present(device: &Value, name: &str) -> bool {
 
 #[test]
 fn cpu_peers_run_side_by_side_and_launch_is_skipped_with_a_reason() {
-    let d = bench_peers("cpu:0", "matmul,add,dispatch,launch");
+    let d = bench_peers("cpu:0", "matmul,add,dispatch,launch,graph");
     if peer_present(&d, "matmul") {
         ran_beside(&d, "matmul", "openblas");
     }
+    // A recorded graph replayed beside the same calls made eagerly (its result checked).
+    ran_beside(&d, "graph", "the same calls, eagerly");
+    assert_eq!(
+        op(&d, "graph")["size"],
+        "100 ops x 64",
+        "{}",
+        op(&d, "graph")
+    );
     ran_beside(&d, "add", "memcpy");
     // The op call beside onnxruntime's; the CPU device runs host kernels, so it has no raw API
     // to launch a kernel through.
@@ -223,8 +231,9 @@ fn vulkan_peer_is_raw_ash() {
     let Some(id) = first_device("vulkan") else {
         return;
     };
-    let d = bench_peers(&id, "matmul,dispatch,launch");
+    let d = bench_peers(&id, "matmul,dispatch,launch,graph");
     ran_beside(&d, "dispatch", "ash");
+    ran_beside(&d, "graph", "the same calls, eagerly");
     ran_beside(&d, "launch", "ash");
     // No matmul library is wired for Vulkan: the figure stands alone.
     let matmul = op(&d, "matmul");

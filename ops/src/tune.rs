@@ -224,10 +224,15 @@ pub fn reject(entry: &Entry, device: &dyn Device, kernel: &Tunable) -> Option<St
 
 /// Prints a warning on standard error, once per text.
 fn warn_once(text: &str) {
+    say_once("warning", text);
+}
+
+/// Prints `anyaccel: {kind}: {text}` on standard error, once per text.
+fn say_once(kind: &str, text: &str) {
     static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     if !seen.iter().any(|s| s == text) {
-        eprintln!("anyaccel: warning: {text}");
+        eprintln!("anyaccel: {kind}: {text}");
         seen.push(text.to_string());
     }
 }
@@ -393,6 +398,17 @@ pub(crate) fn params(device: &dyn Device, kernel: &'static Tunable, work: u64) -
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|&s| s > 0)
         .unwrap_or(FIRST_USE_SIZE);
+    // Said once a kernel and device: the search compiles every candidate (seconds each on a
+    // CPU driver the first time) and holds up this call.
+    say_once(
+        "note",
+        &format!(
+            "tuning {} on {} once, on a {size}^3 product: every candidate is compiled and timed \
+         (ANYACCEL_TUNE=off skips it; `anyaccel tune` does it ahead of time)",
+            kernel.name,
+            device.info().name
+        ),
+    );
     let chosen = match search_with(device, kernel, size, 2) {
         Ok(s) => {
             let entry = s.entry(device);

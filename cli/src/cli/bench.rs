@@ -20,6 +20,7 @@ mod backward;
 #[cfg(feature = "opencl")]
 mod clblast;
 mod conv;
+mod graph;
 mod measure;
 mod ops;
 mod options;
@@ -106,6 +107,9 @@ Ops (f32):
   launch    latency of a tiny kernel (one-element add in the device's own dialect: OpenCL C,
             WGSL or CUDA C) compiled with Device::compile and run with Queue::launch, submission
             to completion, host clock
+  graph     a recorded graph (anyaccel::ops::Graph) of 100 elementwise ops over 1024 elements
+            (--size) replayed to completion, side by side with the same 100 calls made eagerly;
+            the replay's result checked bit for bit against the eager one
 ";
 
 /// Fewest timed repetitions of a figure (fewer only when one repetition outlasts 10x `--time`).
@@ -232,6 +236,7 @@ fn bench_device(
                 }
                 BenchOp::Dispatch => bench_dispatch(&ctx),
                 BenchOp::Launch => bench_launch(&ctx),
+                BenchOp::Graph => graph::bench_graph(&ctx, n),
             };
             let roof = match op {
                 BenchOp::Matmul

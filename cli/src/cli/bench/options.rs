@@ -69,11 +69,13 @@ pub enum BenchOp {
     /// A tiny kernel of the device's own dialect, compiled through `Device::compile` and run
     /// with `Queue::launch` and `finish`, submission to completion.
     Launch,
+    /// A recorded graph of 100 small ops replayed, side by side with the same calls eagerly.
+    Graph,
 }
 
 impl BenchOp {
     /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 31] = [
+    pub const ALL: [BenchOp; 32] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
@@ -105,6 +107,7 @@ impl BenchOp {
         BenchOp::MatmulWqInt4,
         BenchOp::Dispatch,
         BenchOp::Launch,
+        BenchOp::Graph,
     ];
 
     /// The name on the command line and in reports.
@@ -141,6 +144,7 @@ impl BenchOp {
             BenchOp::MatmulWqInt4 => "matmul_wq_int4",
             BenchOp::Dispatch => "dispatch",
             BenchOp::Launch => "launch",
+            BenchOp::Graph => "graph",
         }
     }
 
@@ -173,6 +177,7 @@ impl BenchOp {
     pub(super) fn sizes(self, size: Option<usize>) -> Vec<usize> {
         match (self, size) {
             (BenchOp::Dispatch | BenchOp::Launch, _) => vec![1],
+            (BenchOp::Graph, None) => vec![super::graph::ELEMENTS],
             // The index of a ResNet-50 layer shape.
             (BenchOp::Conv2d, _) => (0..super::conv::LAYERS.len()).collect(),
             // Fixed shapes (the entry names them).
