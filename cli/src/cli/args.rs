@@ -38,3 +38,30 @@ pub fn print(text: &str) -> Result<(), CliError> {
         .and_then(|()| out.flush())
         .map_err(CliError::Output)
 }
+
+/// The devices that `--device` selectors name (ids or backend names, each device once, in the
+/// order named), or every device the runtime selects when there are none; errors are prefixed
+/// with the command's name.
+pub fn chosen_devices(
+    rt: &anyaccel::hal::Runtime,
+    selectors: &[String],
+    command: &str,
+) -> Result<Vec<std::sync::Arc<dyn anyaccel::hal::Device>>, CliError> {
+    if selectors.is_empty() {
+        return rt
+            .devices()
+            .map_err(|e| CliError::Failed(format!("{command}: {e}")));
+    }
+    let mut chosen: Vec<std::sync::Arc<dyn anyaccel::hal::Device>> = Vec::new();
+    for sel in selectors {
+        for d in rt
+            .select(sel)
+            .map_err(|e| CliError::Failed(format!("{command}: --device {sel}: {e}")))?
+        {
+            if !chosen.iter().any(|c| c.info().id == d.info().id) {
+                chosen.push(d);
+            }
+        }
+    }
+    Ok(chosen)
+}

@@ -257,23 +257,7 @@ fn bench_device(
 pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let o = args.options();
     let rt = anyaccel::Runtime::new();
-    let devices: Vec<Arc<dyn Device>> = if o.devices.is_empty() {
-        rt.devices()
-            .map_err(|e| CliError::Failed(format!("bench: {e}")))?
-    } else {
-        let mut chosen: Vec<Arc<dyn Device>> = Vec::new();
-        for sel in &o.devices {
-            for d in rt
-                .select(sel)
-                .map_err(|e| CliError::Failed(format!("bench: --device {sel}: {e}")))?
-            {
-                if !chosen.iter().any(|c| c.info().id == d.info().id) {
-                    chosen.push(d);
-                }
-            }
-        }
-        chosen
-    };
+    let devices = super::args::chosen_devices(&rt, &o.devices, "bench")?;
     if devices.is_empty() {
         return Err(CliError::Failed(
             "bench: no devices: no compiled-in backend is available".to_string(),

@@ -3,7 +3,6 @@
 //! and compares it with the default in alternating rounds.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyaccel::hal::{Device, Queue, Tensor};
@@ -52,22 +51,7 @@ pub struct TuneArgs {
 pub fn run(args: &TuneArgs) -> Result<ExitCode, CliError> {
     let rt = anyaccel::Runtime::new();
     let fail = |e: anyaccel::Error| CliError::Failed(format!("tune: {e}"));
-    let devices: Vec<Arc<dyn Device>> = if args.devices.is_empty() {
-        rt.devices().map_err(fail)?
-    } else {
-        let mut chosen: Vec<Arc<dyn Device>> = Vec::new();
-        for sel in &args.devices {
-            for d in rt
-                .select(sel)
-                .map_err(|e| CliError::Failed(format!("tune: --device {sel}: {e}")))?
-            {
-                if !chosen.iter().any(|c| c.info().id == d.info().id) {
-                    chosen.push(d);
-                }
-            }
-        }
-        chosen
-    };
+    let devices = super::args::chosen_devices(&rt, &args.devices, "tune")?;
     let size = args.size as usize;
     let mut tuned = 0;
     for d in devices {
