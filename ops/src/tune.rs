@@ -24,7 +24,8 @@
 //!
 //! `ANYACCEL_TUNE` sets the policy: `auto` (the default: cache, else measure on first use),
 //! `cache` (use the cache, never measure; the built-in defaults where it has nothing) or `off`
-//! (the built-in defaults; the cache is neither read nor written).
+//! (the built-in defaults; launches neither read nor write the cache, which only `anyaccel tune`
+//! writes then).
 //!
 //! Every candidate computes the same result: tiles change which items compute an output, not
 //! the order of its sum (the test `tests/tune.rs` runs every candidate against an f64 reference).
@@ -85,7 +86,7 @@ pub enum Policy {
     Auto,
     /// The cache, else the defaults; never measures.
     Cache,
-    /// The defaults; the cache is neither read nor written.
+    /// The defaults; launches neither read nor write the cache (`anyaccel tune` still writes it).
     Off,
 }
 
