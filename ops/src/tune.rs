@@ -91,8 +91,13 @@ pub enum Policy {
 }
 
 /// The policy from `ANYACCEL_TUNE` (`auto`, `cache` or `off`; unset is `auto`; anything else is
-/// `auto` with a warning).
+/// `auto` with a warning), read once a process.
 pub fn policy() -> Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    *POLICY.get_or_init(read_policy)
+}
+
+fn read_policy() -> Policy {
     match std::env::var("ANYACCEL_TUNE").as_deref() {
         Err(_) | Ok("") | Ok("auto") => Policy::Auto,
         Ok("cache") => Policy::Cache,
@@ -389,7 +394,13 @@ pub(crate) fn params(device: &dyn Device, kernel: &'static Tunable, work: u64) -
                 return chosen;
             }
         }
-        if policy == Policy::Cache || work < FIRST_USE_WORK {
+        if policy == Policy::Cache {
+            // Settled: nothing here will measure.
+            let chosen = (kernel.default)(device);
+            st.chosen.insert(key, chosen.clone());
+            return chosen;
+        }
+        if work < FIRST_USE_WORK {
             return (kernel.default)(device);
         }
     }
@@ -430,6 +441,14 @@ pub(crate) fn params(device: &dyn Device, kernel: &'static Tunable, work: u64) -
     let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
     st.chosen.insert(key, chosen.clone());
     chosen
+}
+
+/// The multiply-adds of `batches` products of `m x k` by `k x n` (saturating).
+pub(crate) fn madds(batches: usize, m: usize, n: usize, k: usize) -> u64 {
+    [batches, m, n, k]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .unwrap_or(u64::MAX)
 }
 
 /// Sets this thread's mode for the duration of `f`.
@@ -500,6 +519,33 @@ impl Search {
             size: self.size,
             gflops: best.time.as_ref().map_or(0.0, |t| self.gflops(*t)),
         }
+    }
+
+    /// Median times of the default and the best candidate on `device`, run in `rounds`
+    /// alternating rounds on this search's product (so that a drift in the device's speed falls
+    /// on both alike).
+    pub fn compare(&self, device: &dyn Device, rounds: usize) -> Result<(Duration, Duration)> {
+        let q = device.create_queue()?;
+        let (a, b) = operands(&*q, self.size)?;
+        let time = |index: Option<usize>| -> Result<Duration> {
+            with_candidate(index, || {
+                let t = Instant::now();
+                crate::matmul(&*q, &a, &b, None)?;
+                q.finish()?;
+                Ok(t.elapsed())
+            })
+            .0
+        };
+        let (mut dt, mut bt) = (Vec::new(), Vec::new());
+        for _ in 0..rounds.max(1) {
+            dt.push(time(None)?);
+            bt.push(time(Some(self.best))?);
+        }
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        Ok((median(dt), median(bt)))
     }
 
     /// The default's time.

@@ -3,10 +3,8 @@
 //! and compares it with the default in alternating rounds.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use anyaccel::hal::{Device, Queue, Tensor};
-use anyaccel::ops::{self, tune};
+use anyaccel::ops::tune;
 
 use super::args::{print, CliError};
 use super::table::Table;
@@ -111,7 +109,7 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode, CliError> {
         print(&text)?;
         let best = &search.trials[search.best];
         if args.rounds > 0 && best.params != search.default {
-            let (dm, bm) = alternate(&*d, &search, args.rounds as usize).map_err(fail)?;
+            let (dm, bm) = search.compare(&*d, args.rounds as usize).map_err(fail)?;
             print(&format!(
                 "alternating, {} rounds: default {:.2?} ({:.2} GFLOP/s), chosen {:.2?} ({:.2} \
                  GFLOP/s): chosen {:.2}x the default's speed\n",
@@ -131,35 +129,4 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode, CliError> {
         ));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Median times of the default and the chosen candidate, run in alternating rounds.
-fn alternate(
-    d: &dyn Device,
-    search: &tune::Search,
-    rounds: usize,
-) -> anyaccel::Result<(Duration, Duration)> {
-    let q = d.create_queue()?;
-    let n = search.size;
-    let v: Vec<f32> = (0..n * n).map(|i| (i % 17) as f32 / 16.0 - 0.5).collect();
-    let a = Tensor::from_slice(&*q, &v, &[n, n])?;
-    let time = |index: Option<usize>, q: &dyn Queue| -> anyaccel::Result<Duration> {
-        tune::with_candidate(index, || {
-            let t = Instant::now();
-            ops::matmul(q, &a, &a, None)?;
-            q.finish()?;
-            Ok(t.elapsed())
-        })
-        .0
-    };
-    let (mut dt, mut bt) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        dt.push(time(None, &*q)?);
-        bt.push(time(Some(search.best), &*q)?);
-    }
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    Ok((median(dt), median(bt)))
 }

@@ -27,13 +27,6 @@ pub struct Tiles {
     pub tn: u32,
 }
 
-impl Tiles {
-    /// Work items per group.
-    pub fn wg(&self) -> u32 {
-        (self.bm / self.tm) * (self.bn / self.tn)
-    }
-}
-
 /// The tiles of small products (both sides at most 64): 32 x 32 tiles of 4 x 8 blocks, 32
 /// items.
 const SMALL: Tiles = Tiles {
@@ -45,6 +38,11 @@ const SMALL: Tiles = Tiles {
 };
 
 impl Tiles {
+    /// Work items per group.
+    pub fn wg(&self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
     fn params(&self) -> Vec<u32> {
         vec![self.bm, self.bn, self.bk, self.tm, self.tn]
     }
@@ -86,14 +84,19 @@ const CANDIDATES: [[u32; 5]; 12] = [
     [16, 16, 16, 4, 4],
 ];
 
+/// The default tiles of large products: the first candidate.
+const LARGE: Tiles = {
+    let [bm, bn, bk, tm, tn] = CANDIDATES[0];
+    Tiles { bm, bn, bk, tm, tn }
+};
+
 /// The default tiles of large products: 128 x 128 in steps of 32 along K, each of the 128
 /// items computing an 8 x 16 block (16 consecutive columns: one AVX-512 vector on CPU devices
 /// such as PoCL's, which run a work-group's items in a loop); 16 x 16 tiles of 4 x 4 blocks (16
 /// items) on devices whose work-groups are smaller.
 fn default_params(device: &dyn Device) -> Vec<u32> {
-    let large = Tiles::from_params(&CANDIDATES[0]).expect("five parameters");
-    if large.fits(device) {
-        large.params()
+    if LARGE.fits(device) {
+        LARGE.params()
     } else {
         CANDIDATES[CANDIDATES.len() - 1].to_vec()
     }
@@ -123,12 +126,9 @@ fn tiles_for(ctx: &Ctx<'_>, m: usize, n: usize, work: u64) -> Tiles {
     if m <= 64 && n <= 64 && SMALL.fits(ctx.device) {
         return SMALL;
     }
+    // `tune::params` gives a candidate of this device or its default: both fit.
     let p = tune::params(ctx.device, &TUNABLE, work);
-    Tiles::from_params(&p)
-        .filter(|t| t.fits(ctx.device))
-        .unwrap_or_else(|| {
-            Tiles::from_params(&default_params(ctx.device)).expect("five parameters")
-        })
+    Tiles::from_params(&p).unwrap_or(LARGE)
 }
 
 /// The strides of `t`'s batch dimensions broadcast to `batch` (zero where broadcast).
@@ -156,11 +156,7 @@ pub(crate) fn launch(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     if m == 0 || n == 0 || batches == 0 {
         return Ok(());
     }
-    let work = [batches, m, n, k]
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-        .unwrap_or(u64::MAX);
-    let tiles = tiles_for(ctx, m, n, work);
+    let tiles = tiles_for(ctx, m, n, tune::madds(batches, m, n, k));
     let bias_strides = bias.map(|c| broadcast_strides(c, out.shape()));
     let layouts = Layouts::new(batch)
         .with(batch_strides(a, batch), base_offset(a))

@@ -2,7 +2,9 @@
 //! the block and the work-group shape tuned per device), with batch broadcasting through the
 //! layout words and the bias added before the one rounding.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyaccel_hal::{Device, Error, OpCall, Result};
 
@@ -120,6 +122,46 @@ fn block_text(wx: u32, tm: u32, tn: u32) -> (String, String, String) {
     (decls, step, finish)
 }
 
+/// The kernel's text for a shape, with or without a bias (added after the product), summing
+/// non-finite elements again in `wide`: generated once a process and kept (a launch only looks
+/// it up).
+fn body(shape: [u32; 4], bias: bool, wide: &'static str) -> Result<Arc<str>> {
+    type Key = ([u32; 4], bool, &'static str);
+    static BODIES: OnceLock<Mutex<HashMap<Key, Arc<str>>>> = OnceLock::new();
+    let bodies = BODIES.get_or_init(Default::default);
+    let key = (shape, bias, wide);
+    if let Some(b) = bodies.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(b.clone());
+    }
+    let (result, wide_result) = if bias {
+        (
+            "acc + ld_bias(o[3] + row * p.bias_rs + col * p.bias_cs)",
+            "w + $W(ld_bias(o[3] + row * p.bias_rs + col * p.bias_cs))",
+        )
+    } else {
+        ("acc", "w")
+    };
+    let [wx, wy, tm, tn] = shape;
+    let (decls, step, finish) = block_text(wx, tm, tn);
+    let text: Arc<str> = section(MATMUL, "matmul")?
+        .replace("$DECLS\n", &decls)
+        .replace("$STEP\n", &step)
+        .replace("$FINISH\n", &finish)
+        .replace("$WXTN", &(wx * tn).to_string())
+        .replace("$WX", &wx.to_string())
+        .replace("$WY", &wy.to_string())
+        .replace("$TM", &tm.to_string())
+        .replace("$WRESULT", wide_result)
+        .replace("$RESULT", result)
+        .replace("$W", wide)
+        .into();
+    bodies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, text.clone());
+    Ok(text)
+}
+
 /// Runs `matmul`.
 pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
@@ -166,7 +208,7 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         let tr = t.desc.rank();
         (t.desc.strides[tr - 2], t.desc.strides[tr - 1])
     };
-    let (result, wide_result) = if let Some(bias) = &bias {
+    if let Some(bias) = &bias {
         // The bias broadcast to the output's whole shape: batch strides in the space, row and
         // column strides as parameters.
         let full = broadcast_strides(&bias.desc, &out.desc.shape);
@@ -174,13 +216,7 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         space = space.with(bias.desc.offset, full[..r - 2].to_vec());
         sh.size("bias_rs", full[r - 2])?;
         sh.size("bias_cs", full[r - 1])?;
-        (
-            "acc + ld_bias(o[3] + row * p.bias_rs + col * p.bias_cs)",
-            "w + $W(ld_bias(o[3] + row * p.bias_rs + col * p.bias_cs))",
-        )
-    } else {
-        ("acc", "w")
-    };
+    }
     sh.space(space);
     sh.size("m", m)?;
     sh.size("n", n)?;
@@ -190,28 +226,10 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         sh.size(&format!("{name}_rs"), rs)?;
         sh.size(&format!("{name}_cs"), cs)?;
     }
-    let work = [batches as usize, m, n, k]
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-        .unwrap_or(u64::MAX);
-    let params = Some(tune::params(cx.device, &TUNABLE, work))
-        .filter(|p| fits(p))
-        .unwrap_or_else(|| default_params(cx.device));
-    let (wx, wy, tm, tn) = (params[0], params[1], params[2], params[3]);
-    let (decls, step, finish) = block_text(wx, tm, tn);
-    sh.body(
-        &section(MATMUL, "matmul")?
-            .replace("$DECLS\n", &decls)
-            .replace("$STEP\n", &step)
-            .replace("$FINISH\n", &finish)
-            .replace("$WXTN", &(wx * tn).to_string())
-            .replace("$WX", &wx.to_string())
-            .replace("$WY", &wy.to_string())
-            .replace("$TM", &tm.to_string())
-            .replace("$WRESULT", wide_result)
-            .replace("$RESULT", result)
-            .replace("$W", cx.wide()),
-    );
+    // `tune::params` gives a candidate or the default: both fit.
+    let params = tune::params(cx.device, &TUNABLE, tune::madds(batches as usize, m, n, k));
+    let [wx, wy, tm, tn] = <[u32; 4]>::try_from(params.as_slice()).unwrap_or(CANDIDATES[0]);
+    sh.body(&body([wx, wy, tm, tn], bias.is_some(), cx.wide())?);
     // A work-group of wx x wy invocations covers wx * tn columns and wy * tm rows.
     let groups =
         |x: usize, cover: u32, size: u32| (x.div_ceil(cover as usize) * size as usize) as u64;
