@@ -298,10 +298,19 @@ DEVICE void cd_bool(GLOBAL u8* p, i64 i, double v) { p[i] = v != 0.0 ? (u8)1 : (
 /* Up to four operands over one logical shape: operand k's element at index (i0, i1, ...) lies
  * at off[k] + sum(i_d * st[k][d]) elements from the start of its buffer. Zero strides
  * broadcast. The host writes the same struct (ops/src/clang/mod.rs, `Lay`). */
+#if defined(LAY_EXACT) && defined(RANK) && defined(NOPS)
+/* A kernel compiled with LAY_EXACT takes exactly RANK dimensions (at least one) and NOPS
+ * operands: the host passes the smaller struct (`Lay::arg_exact`), fewer bytes a launch. */
+#define LAY_R (RANK > 0 ? RANK : 1)
+#define LAY_O NOPS
+#else
+#define LAY_R MAXR
+#define LAY_O 4
+#endif
 typedef struct {
-    i64 shape[MAXR];
-    i64 st[4][MAXR];
-    i64 off[4];
+    i64 shape[LAY_R];
+    i64 st[LAY_O][LAY_R];
+    i64 off[LAY_O];
 } Lay;
 
 /* o[k] = element offset of operand k (k < nops) at the row-major linear index i of the first

@@ -40,11 +40,10 @@ pub(crate) fn run_ew(
     }
     let layouts = layouts.collapse();
     let lay = layouts.lay(op)?;
-    let spec = spec
-        .def("RANK", layouts.rank())
-        .def("NOPS", layouts.ops.len());
+    let (rank, nops) = (layouts.rank(), layouts.ops.len());
+    let spec = spec.def("RANK", rank).def("NOPS", nops).flag("LAY_EXACT");
     let mut args = buffers;
-    args.push(lay.arg());
+    args.push(lay.arg_exact(rank, nops));
     args.push(KernelArg::scalar(n as i64));
     args.extend(tail);
     ctx.run(&spec, ctx.grid(n, EW_GROUPS), &args)
@@ -163,7 +162,7 @@ pub(crate) fn binary(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let (a, b, out) = (input(call, 0)?, input(call, 1)?, output(call, 0)?);
     let spec = KernelSpec::new(Family::Elementwise, "ew_binary")
         .flag("EW_BINARY")
-        .flag(&format!("OP_{}", op.to_ascii_uppercase()))
+        .flag_upper("OP_", op)
         .def("OT", dt(out.dtype()));
     let spec = int_defs(dtype_defs(spec, "X", a.dtype()), a.dtype());
     let layouts = Layouts::new(out.shape()).tensor(out).tensor(a).tensor(b);
@@ -192,7 +191,7 @@ pub(crate) fn predicate(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let (x, out) = (input(call, 0)?, output(call, 0)?);
     let spec = KernelSpec::new(Family::Elementwise, "ew_predicate")
         .flag("EW_PREDICATE")
-        .flag(&format!("OP_{}", op.to_ascii_uppercase()));
+        .flag_upper("OP_", op);
     let spec = dtype_defs(spec, "X", x.dtype());
     let layouts = Layouts::new(out.shape()).tensor(out).tensor(x);
     run_ew(ctx, op, spec, layouts, vec![buf(out), buf(x)], vec![])

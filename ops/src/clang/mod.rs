@@ -92,14 +92,19 @@ impl Family {
 }
 
 /// One kernel of the shared C dialect and its specialisation.
+///
+/// The definitions are kept as the text of their `-D` options (` -DNAME=VALUE -DFLAG`), written
+/// once as they are added: that text is the options and, after the dialect and the entry, the
+/// kernel's key in the device's cache, so a repeated call formats no key and allocates one
+/// string for its definitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelSpec {
     /// The source file.
     pub family: Family,
     /// The kernel function.
     pub entry: &'static str,
-    /// `-D` definitions, in order: `(name, value)`, an empty value for a bare `-Dname`.
-    pub defines: Vec<(String, String)>,
+    /// ` -DNAME=VALUE` and ` -DNAME` options, in the order they were added.
+    defines: String,
 }
 
 impl KernelSpec {
@@ -108,33 +113,60 @@ impl KernelSpec {
         KernelSpec {
             family,
             entry,
-            defines: Vec::new(),
+            defines: String::with_capacity(160),
         }
     }
 
-    /// Adds `-Dname=value`.
-    pub fn def(mut self, name: &str, value: impl ToString) -> KernelSpec {
-        self.defines.push((name.to_string(), value.to_string()));
+    /// Adds `-Dname=value` (a bare `-Dname` when the value is written empty).
+    pub fn def(mut self, name: &str, value: impl std::fmt::Display) -> KernelSpec {
+        use std::fmt::Write;
+        self.defines.push_str(" -D");
+        self.defines.push_str(name);
+        let at = self.defines.len();
+        let _ = write!(self.defines, "={value}");
+        if self.defines.len() == at + 1 {
+            self.defines.pop();
+        }
+        self
+    }
+
+    /// Adds `-D<prefix><SUFFIX>=value`: a slot's definition (`XT`, `X_FLOAT`, ...).
+    pub fn def_slot(
+        mut self,
+        prefix: &str,
+        suffix: &str,
+        value: impl std::fmt::Display,
+    ) -> KernelSpec {
+        use std::fmt::Write;
+        let _ = write!(self.defines, " -D{prefix}{suffix}={value}");
         self
     }
 
     /// Adds a bare `-Dname`.
     pub fn flag(mut self, name: &str) -> KernelSpec {
-        self.defines.push((name.to_string(), String::new()));
+        self.defines.push_str(" -D");
+        self.defines.push_str(name);
         self
     }
 
-    fn define_args(&self) -> Vec<String> {
+    /// Adds a bare `-D<prefix><NAME>`, `name` in upper case (`OP_ADD` for `add`).
+    pub fn flag_upper(mut self, prefix: &str, name: &str) -> KernelSpec {
+        self.defines.push_str(" -D");
+        self.defines.push_str(prefix);
         self.defines
-            .iter()
-            .map(|(n, v)| {
-                if v.is_empty() {
-                    format!("-D{n}")
-                } else {
-                    format!("-D{n}={v}")
-                }
-            })
-            .collect()
+            .extend(name.chars().map(|c| c.to_ascii_uppercase()));
+        self
+    }
+
+    /// The definitions as `(name, value)` pairs, an empty value for a bare `-Dname`.
+    pub fn defines(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.define_args()
+            .map(|d| d.split_once('=').unwrap_or((d, "")))
+    }
+
+    /// Each `-D` option without its leading `-D`.
+    fn define_args(&self) -> impl Iterator<Item = &str> {
+        self.defines.split(" -D").filter(|d| !d.is_empty())
     }
 
     /// The full program text for `dialect` (prelude, `common.h`, the family file) and the entry
@@ -163,16 +195,15 @@ impl KernelSpec {
     /// The [`KernelSource`] to compile for `dialect`: the program, the entry and the options.
     pub fn source(&self, dialect: &Dialect) -> Result<KernelSource> {
         let (source, entry) = self.program(dialect)?;
-        let defines = self.define_args();
         Ok(match dialect {
             Dialect::Cuda => KernelSource::Cuda {
                 source,
                 entry: entry.to_string(),
-                options: defines,
+                options: self.define_args().map(|d| format!("-D{d}")).collect(),
             },
             _ => {
                 // Division and square root correctly rounded, as in CUDA's default; no fast-math.
-                let mut options = defines.join(" ");
+                let mut options = self.defines.trim_start().to_string();
                 options.push_str(" -cl-fp32-correctly-rounded-divide-sqrt");
                 KernelSource::OpenClC {
                     source,
@@ -186,25 +217,14 @@ impl KernelSpec {
     /// The key of the compiled kernel in a device's cache.
     pub fn cache_key(&self, dialect: &Dialect) -> String {
         let dialect = dialect.name();
-        let len = self
-            .defines
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum::<usize>();
-        let mut key = String::with_capacity(8 + dialect.len() + self.entry.len() + len);
+        let mut key =
+            String::with_capacity(8 + dialect.len() + self.entry.len() + self.defines.len());
         key.push_str("clang:");
         key.push_str(dialect);
         key.push(':');
         key.push_str(self.entry);
-        // The same text as the options' `-D` arguments, written without making them.
-        for (n, v) in &self.defines {
-            key.push_str(" -D");
-            key.push_str(n);
-            if !v.is_empty() {
-                key.push('=');
-                key.push_str(v);
-            }
-        }
+        // The same text as the options' `-D` arguments.
+        key.push_str(&self.defines);
         key
     }
 }
@@ -316,28 +336,45 @@ impl Lay {
         self.off.iter().copied().for_each(&mut put);
         KernelArg::Bytes(bytes)
     }
+
+    /// Its first `rank` dimensions (at least one) and `nops` operands, as a kernel compiled with
+    /// `-DLAY_EXACT -DRANK=rank -DNOPS=nops` holds them.
+    pub fn arg_exact(&self, rank: usize, nops: usize) -> KernelArg {
+        let (r, k) = (rank.clamp(1, MAXR), nops.min(MAXOPS));
+        let mut bytes = Vec::with_capacity(8 * (r + k * r + k));
+        let mut put = |v: &i64| bytes.extend_from_slice(&v.to_le_bytes());
+        self.shape[..r].iter().for_each(&mut put);
+        self.st[..k]
+            .iter()
+            .for_each(|st| st[..r].iter().for_each(&mut put));
+        self.off[..k].iter().for_each(&mut put);
+        KernelArg::Bytes(bytes)
+    }
 }
 
 /// Operands walked over one logical shape: each with strides (already broadcast to the shape)
 /// and an offset, in elements.
 #[derive(Debug, Clone)]
 pub(crate) struct Layouts {
-    pub shape: Vec<usize>,
-    pub ops: Vec<(Vec<usize>, i64)>,
+    pub shape: Dims,
+    pub ops: smallvec::SmallVec<[(Dims, i64); MAXOPS]>,
 }
+
+/// A shape or strides, inline up to [`MAXR`] dimensions.
+pub(crate) type Dims = smallvec::SmallVec<[usize; MAXR]>;
 
 impl Layouts {
     /// `shape` with no operands yet.
     pub fn new(shape: &[usize]) -> Layouts {
         Layouts {
-            shape: shape.to_vec(),
-            ops: Vec::new(),
+            shape: Dims::from_slice(shape),
+            ops: smallvec::SmallVec::new(),
         }
     }
 
     /// Adds an operand with these strides (one per dimension of the shape) and offset.
-    pub fn with(mut self, strides: Vec<usize>, offset: i64) -> Layouts {
-        self.ops.push((strides, offset));
+    pub fn with(mut self, strides: impl Into<Dims>, offset: i64) -> Layouts {
+        self.ops.push((strides.into(), offset));
         self
     }
 
@@ -349,12 +386,10 @@ impl Layouts {
 
     /// Drops size-1 dimensions and merges neighbours that every operand walks contiguously.
     pub fn collapse(mut self) -> Layouts {
-        let keep: Vec<usize> = (0..self.shape.len())
-            .filter(|&d| self.shape[d] != 1)
-            .collect();
-        let mut shape: Vec<usize> = Vec::new();
-        let mut strides: Vec<Vec<usize>> = vec![Vec::new(); self.ops.len()];
-        for d in keep {
+        let mut shape = Dims::new();
+        let mut strides: smallvec::SmallVec<[Dims; MAXOPS]> =
+            smallvec::smallvec![Dims::new(); self.ops.len()];
+        for d in (0..self.shape.len()).filter(|&d| self.shape[d] != 1) {
             // Dimension d continues the last kept one when every operand steps over the whole
             // of d with the last one's stride.
             let contiguous = self
@@ -417,10 +452,10 @@ impl Layouts {
 }
 
 /// A tensor's strides broadcast to `shape` (zero where it is broadcast or missing).
-pub(crate) fn broadcast_strides(t: &Tensor, shape: &[usize]) -> Vec<usize> {
+pub(crate) fn broadcast_strides(t: &Tensor, shape: &[usize]) -> Dims {
     let rank = t.rank();
     let lead = shape.len() - rank;
-    let mut strides = vec![0; shape.len()];
+    let mut strides: Dims = smallvec::smallvec![0; shape.len()];
     for i in 0..rank {
         if t.shape()[i] == shape[lead + i] {
             strides[lead + i] = t.strides()[i];
@@ -431,8 +466,8 @@ pub(crate) fn broadcast_strides(t: &Tensor, shape: &[usize]) -> Vec<usize> {
 
 /// Options naming an operand slot's dtype: `-D<slot>T=<dtype> -D<slot>_FLOAT=<0|1>`.
 pub(crate) fn dtype_defs(spec: KernelSpec, slot: &str, d: DType) -> KernelSpec {
-    spec.def(&format!("{slot}T"), dt(d))
-        .def(&format!("{slot}_FLOAT"), d.is_float() as u8)
+    spec.def_slot(slot, "T", dt(d))
+        .def_slot(slot, "_FLOAT", d.is_float() as u8)
 }
 
 /// Runs `call` with the shared C kernels in `dialect` (OpenCL C or CUDA C).

@@ -71,7 +71,7 @@ fn reduction(ctx: &Ctx<'_>, call: &OpCall) -> Result<()> {
     let spec = |stage: u8| {
         let s = KernelSpec::new(Family::Reduce, "rd_rows")
             .flag("RD_REDUCE")
-            .flag(&format!("RD_{}", op.to_ascii_uppercase()))
+            .flag_upper("RD_", op)
             .def("KRANK", k.rank())
             .def("RRANK", r.rank())
             .def("WG", wg)

@@ -70,23 +70,23 @@ fn collapse_merges_what_every_operand_walks_contiguously() {
         .with(c(&[2, 3, 4]), 0)
         .with(c(&[2, 3, 4]), 5)
         .collapse();
-    assert_eq!(l.shape, vec![24]);
-    assert_eq!(l.ops[0].0, vec![1]);
-    assert_eq!(l.ops[1], (vec![1], 5));
+    assert_eq!(l.shape.as_slice(), [24]);
+    assert_eq!(l.ops[0].0.as_slice(), [1]);
+    assert_eq!((l.ops[1].0.as_slice(), l.ops[1].1), (&[1][..], 5));
     // A transposed operand keeps two dimensions.
     let l = Layouts::new(&[3, 4])
         .with(c(&[3, 4]), 0)
         .with(vec![1, 3], 0)
         .collapse();
-    assert_eq!(l.shape, vec![3, 4]);
-    assert_eq!(l.ops[1].0, vec![1, 3]);
+    assert_eq!(l.shape.as_slice(), [3, 4]);
+    assert_eq!(l.ops[1].0.as_slice(), [1, 3]);
     // Size-1 dimensions go; a broadcast (zero-stride) row stays apart from the contiguous one.
     let l = Layouts::new(&[4, 1, 7])
         .with(c(&[4, 1, 7]), 0)
         .with(vec![0, 0, 1], 0)
         .collapse();
-    assert_eq!(l.shape, vec![4, 7]);
-    assert_eq!(l.ops[1].0, vec![0, 1]);
+    assert_eq!(l.shape.as_slice(), [4, 7]);
+    assert_eq!(l.ops[1].0.as_slice(), [0, 1]);
     // A scalar: rank 0.
     let l = Layouts::new(&[]).with(vec![], 3).collapse();
     assert_eq!((l.rank(), l.ops[0].1), (0, 3));
@@ -145,9 +145,44 @@ fn programs_per_dialect() {
     );
     // The key spells out the entry and the `-D` arguments of the options, in order.
     let key = spec.clone().flag("BARE").cache_key(&Dialect::OpenClC);
-    let args = spec.clone().flag("BARE").define_args().join(" ");
+    let args = spec
+        .clone()
+        .flag("BARE")
+        .define_args()
+        .map(|d| format!("-D{d}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     assert_eq!(key, format!("clang:opencl-c:{} {args}", spec.entry));
     assert!(key.ends_with(" -DBARE"), "{key}");
+    // The options of each dialect carry the same definitions; an empty value is a bare flag.
+    let spec = KernelSpec::new(Family::Elementwise, "ew_binary")
+        .def("OT", "f32")
+        .def("EMPTY", "")
+        .def_slot("X", "_FLOAT", 1)
+        .flag_upper("OP_", "add");
+    let pairs: Vec<_> = spec.defines().collect();
+    assert_eq!(
+        pairs,
+        [
+            ("OT", "f32"),
+            ("EMPTY", ""),
+            ("X_FLOAT", "1"),
+            ("OP_ADD", "")
+        ]
+    );
+    match spec.source(&Dialect::Cuda).unwrap() {
+        KernelSource::Cuda { options, .. } => {
+            assert_eq!(options, ["-DOT=f32", "-DEMPTY", "-DX_FLOAT=1", "-DOP_ADD"])
+        }
+        other => panic!("{other:?}"),
+    }
+    match spec.source(&Dialect::OpenClC).unwrap() {
+        KernelSource::OpenClC { options, .. } => assert_eq!(
+            options,
+            "-DOT=f32 -DEMPTY -DX_FLOAT=1 -DOP_ADD -cl-fp32-correctly-rounded-divide-sqrt"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Every f32 bit pattern's top 16 bits, with low bits of three kinds: scattered, an exact f16
