@@ -1,7 +1,6 @@
 //! Kernels: their sources in each dialect, launch arguments, host kernels and the kernel cache.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -298,7 +297,8 @@ impl LaunchDims {
 /// Compiled kernels of one device, keyed by kernel and specialisation: compile once, launch many.
 #[derive(Default)]
 pub struct KernelCache {
-    entries: Mutex<HashMap<String, Arc<dyn Kernel>>>,
+    // Keys are made by the op layer, not by callers; a fast hash suits their length.
+    entries: Mutex<rustc_hash::FxHashMap<String, Arc<dyn Kernel>>>,
 }
 
 impl KernelCache {
@@ -335,7 +335,9 @@ impl KernelCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Arc<dyn Kernel>>>> {
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, rustc_hash::FxHashMap<String, Arc<dyn Kernel>>>> {
         self.entries.lock().map_err(|_| {
             Error::internal("kernel cache: a thread panicked while holding the cache lock")
         })

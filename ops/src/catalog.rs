@@ -1778,7 +1778,7 @@ pub static CATALOG: LazyLock<Vec<OpDef>> = LazyLock::new(build);
 /// The op called `name`.
 pub fn op_def(name: &str) -> Option<&'static OpDef> {
     // A name's place in the catalog, built once: an op call looks its op up several times.
-    static INDEX: LazyLock<std::collections::HashMap<&'static str, usize>> = LazyLock::new(|| {
+    static INDEX: LazyLock<rustc_hash::FxHashMap<&'static str, usize>> = LazyLock::new(|| {
         CATALOG
             .iter()
             .enumerate()

@@ -26,22 +26,27 @@ pub(crate) fn map(
     let n = count32(op, "the output", out.0.desc.numel())?;
     let mut sh = Shader::new(cx, op, "map");
     let mut space = Space::new(&out.0.desc.shape);
-    let mut loads = String::new();
     for (k, (b, access)) in inputs.iter().enumerate() {
         sh.tensor(&format!("x{k}"), b, *access, false)?;
         space = space.with_bound(b);
-        loads.push_str(&format!("    let a{k} = ld_x{k}(o[{k}]);\n"));
     }
     sh.tensor("out", out.0, out.1, true)?;
     space = space.with_bound(out.0);
     sh.space(space);
     sh.u32("n", n);
     setup(&mut sh)?;
-    let body = section(MAP, "map")?
-        .replace("$LOADS\n", &loads)
-        .replace("$OUT", &inputs.len().to_string())
-        .replace("$EXPR", expr);
-    sh.body(&body);
+    // The body follows from the number of inputs and the expression.
+    let arity = inputs.len();
+    let expr_text = expr.to_string();
+    sh.body_lazy(format!("map{arity}:{expr}"), move || {
+        let loads: String = (0..arity)
+            .map(|k| format!("    let a{k} = ld_x{k}(o[{k}]);\n"))
+            .collect();
+        Ok(section(MAP, "map")?
+            .replace("$LOADS\n", &loads)
+            .replace("$OUT", &arity.to_string())
+            .replace("$EXPR", &expr_text))
+    });
     sh.launch([n as u64, 1, 1])
 }
 

@@ -2,8 +2,10 @@
 //!
 //! WGSL has no preprocessor, so each kernel is *generated*: the op layer picks sections of the
 //! `.wgsl` files under `ops/kernels/wgsl/` (element access per dtype, conversions, the op's
-//! body) and substitutes names into them. The generated text is the key of the device's kernel
-//! cache, so each (op, dtype, variant) compiles once per device and launches many times.
+//! body) and substitutes names into them. The device's kernel cache is keyed by what the text
+//! is generated from (the sections' places, the bindings and their accesses, the parameters, the
+//! walks' ranks, the body or a key that determines it), and the text is written only on a miss,
+//! so each (op, dtype, variant) compiles once per device and a repeated call generates no WGSL.
 //!
 //! The conventions the kernels rely on (those of the Vulkan backend's launch):
 //!
@@ -450,7 +452,40 @@ impl Space {
     }
 }
 
+/// A binding of a kernel, from which its declaration and access functions are generated.
+enum Decl {
+    /// A tensor: `ld_name` (read) or `st_name` (write) through `access`.
+    Tensor {
+        name: String,
+        access: Access,
+        write: bool,
+    },
+    /// A buffer of words: `array<elem>`.
+    Words {
+        name: String,
+        elem: String,
+        write: bool,
+    },
+}
+
+/// The `walk` function of one index space: what [`walk_text`] writes it from.
+#[derive(Clone, Copy)]
+struct Walk {
+    space: usize,
+    rank: usize,
+    tensors: usize,
+    start: usize,
+}
+
+/// Text a caller generates only when the kernel is not yet compiled, named by a key that
+/// determines it.
+type Lazy<'a> = Box<dyn FnOnce() -> Result<String> + 'a>;
+
 /// One kernel being generated, with the arguments of its launch.
+///
+/// A launch keys the device's kernel cache by what the text is made of (the sections' places,
+/// the bindings, the parameters, the walks' shapes, the body or its key), and writes the text
+/// only when that key is not yet compiled: a repeated call generates no WGSL.
 pub(crate) struct Shader<'a> {
     cx: &'a Cx<'a>,
     op: String,
@@ -458,14 +493,18 @@ pub(crate) struct Shader<'a> {
     f16: bool,
     sections: Vec<&'static str>,
     owned: Vec<String>,
-    decls: String,
-    funcs: String,
+    decls: Vec<Decl>,
+    walks: Vec<Walk>,
+    /// Layout words read from the push constants (`p.L<i>`) rather than a buffer (`L[i]`).
+    inline_walks: bool,
     params: Vec<(String, &'static str, u32)>,
     /// Layout words passed after the scalars, as the block's members `L0`, `L1`, ...
     inline_words: Vec<u32>,
     args: Vec<KernelArg>,
     spaces: Vec<Space>,
     body: String,
+    /// A body generated on a cache miss, and its key.
+    lazy_body: Option<(String, Lazy<'a>)>,
     /// Sub-word outputs: (staging buffer, the output's window, lanes per word).
     packs: Vec<(Buffer, BufferView, u32)>,
 }
@@ -480,13 +519,15 @@ impl<'a> Shader<'a> {
             f16: false,
             sections: Vec::new(),
             owned: Vec::new(),
-            decls: String::new(),
-            funcs: String::new(),
+            decls: Vec::new(),
+            walks: Vec::new(),
+            inline_walks: false,
             params: Vec::new(),
             inline_words: Vec::new(),
             args: Vec::new(),
             spaces: Vec::new(),
             body: String::new(),
+            lazy_body: None,
             packs: Vec::new(),
         }
     }
@@ -537,13 +578,6 @@ impl<'a> Shader<'a> {
         Ok(())
     }
 
-    fn next_binding(&self) -> usize {
-        self.args
-            .iter()
-            .filter(|a| matches!(a, KernelArg::Buffer(_)))
-            .count()
-    }
-
     /// Binds a tensor as `name` with `ld_name(i)` (inputs) or `st_name(i, v)` (outputs).
     pub fn tensor(&mut self, name: &str, b: &Bound, access: Access, write: bool) -> Result<()> {
         match access {
@@ -552,20 +586,11 @@ impl<'a> Shader<'a> {
             Access::F64 => self.need(DType::F64)?,
             _ => {}
         }
-        let binding = self.next_binding();
-        let _ = writeln!(
-            self.decls,
-            "@group(0) @binding({binding}) var<storage, {}> {name}: array<{}>;",
-            if write { "read_write" } else { "read" },
-            access.array_type()
-        );
-        let kind = access.name();
-        let f = if write {
-            section(ACCESS, &format!("store_{kind}"))?
-        } else {
-            section(ACCESS, &format!("load_{kind}"))?
-        };
-        self.funcs.push_str(&f.replace("$NAME", name));
+        self.decls.push(Decl::Tensor {
+            name: name.to_string(),
+            access,
+            write,
+        });
         if write && access.sub_word() {
             // Elements that share a word go through a staging word each, merged by `pack`.
             let size = b.desc.dtype.size_in_bytes();
@@ -583,12 +608,11 @@ impl<'a> Shader<'a> {
 
     /// Binds a buffer of u32 words (scratch space, flags) as `name`.
     pub fn words(&mut self, name: &str, view: BufferView, elem: &str, write: bool) {
-        let binding = self.next_binding();
-        let _ = writeln!(
-            self.decls,
-            "@group(0) @binding({binding}) var<storage, {}> {name}: array<{elem}>;",
-            if write { "read_write" } else { "read" },
-        );
+        self.decls.push(Decl::Words {
+            name: name.to_string(),
+            elem: elem.to_string(),
+            write,
+        });
         self.args.push(KernelArg::Buffer(view));
     }
 
@@ -633,8 +657,19 @@ impl<'a> Shader<'a> {
         self
     }
 
-    /// The kernel's WGSL text.
-    fn text(&self, common: &str) -> String {
+    /// The body as `generate` writes it, run only when the kernel is not compiled yet; `key`
+    /// must determine the text (equal keys, equal texts). It follows any [`Shader::body`] text.
+    pub fn body_lazy(
+        &mut self,
+        key: String,
+        generate: impl FnOnce() -> Result<String> + 'a,
+    ) -> &mut Self {
+        self.lazy_body = Some((key, Box::new(generate)));
+        self
+    }
+
+    /// The kernel's WGSL text, with `body` (the lazily generated body, if any) last.
+    fn text(&self, common: &str, body: &str) -> Result<String> {
         let mut text = String::new();
         if self.f16 {
             text.push_str("enable f16;\n");
@@ -647,7 +682,21 @@ impl<'a> Shader<'a> {
             let _ = writeln!(text, "    L{i}: u32,");
         }
         text.push_str("}\nvar<immediate> p: Params;\n");
-        text.push_str(&self.decls);
+        for (binding, d) in self.decls.iter().enumerate() {
+            let (name, elem, write) = match d {
+                Decl::Tensor {
+                    name,
+                    access,
+                    write,
+                } => (name, access.array_type(), *write),
+                Decl::Words { name, elem, write } => (name, elem.as_str(), *write),
+            };
+            let _ = writeln!(
+                text,
+                "@group(0) @binding({binding}) var<storage, {}> {name}: array<{elem}>;",
+                if write { "read_write" } else { "read" },
+            );
+        }
         text.push_str(common);
         for s in &self.sections {
             text.push_str(s);
@@ -655,32 +704,106 @@ impl<'a> Shader<'a> {
         for s in &self.owned {
             text.push_str(s);
         }
-        text.push_str(&self.funcs);
+        let word: &dyn Fn(usize) -> String = if self.inline_walks {
+            &|i| format!("p.L{i}")
+        } else {
+            &|i| format!("L[{i}u]")
+        };
+        for w in &self.walks {
+            text.push_str(&walk_text(w.space, w.rank, w.tensors, w.start, word)?);
+        }
+        for d in &self.decls {
+            if let Decl::Tensor {
+                name,
+                access,
+                write,
+            } = d
+            {
+                let kind = access.name();
+                let f = if *write {
+                    section(ACCESS, &format!("store_{kind}"))?
+                } else {
+                    section(ACCESS, &format!("load_{kind}"))?
+                };
+                text.push_str(&f.replace("$NAME", name));
+            }
+        }
         text.push_str(&self.body);
-        text
+        text.push_str(body);
+        Ok(text)
     }
 
     /// The key of the kernel in the device's cache: everything [`Shader::text`] is made of,
     /// without building it. Sections of the kernel files are named by their place in the
-    /// program's static text (the same place is the same text), generated parts are spelled out
-    /// with their lengths first, so that two keys are equal only when the texts are.
+    /// program's static text (the same place is the same text), generated parts by what
+    /// generates them, and text is spelled out with its length first, so that two keys are
+    /// equal only when the texts are.
     fn cache_key(&self, common: &'static str) -> String {
+        // Numbers in hex and ended by `;`, written without the formatting machinery (a key is
+        // made per call).
+        fn num(key: &mut String, mut n: usize) {
+            let mut digits = [0u8; 16];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b"0123456789abcdef"[n & 15];
+                n >>= 4;
+                if n == 0 {
+                    break;
+                }
+            }
+            digits[i..].iter().for_each(|&d| key.push(d as char));
+            key.push(';');
+        }
         fn part(key: &mut String, text: &str) {
-            let _ = write!(key, "{}:", text.len());
+            num(key, text.len());
+            key.push(':');
             key.push_str(text);
         }
-        let mut key = format!("wgsl:{}:{}:", self.entry, u8::from(self.f16));
+        let mut key = String::with_capacity(256);
+        key.push_str("wgsl:");
+        key.push_str(self.entry);
+        key.push_str(if self.f16 { ":1" } else { ":0" });
         for (name, ty, _) in &self.params {
             part(&mut key, name);
             part(&mut key, ty);
         }
-        let _ = write!(key, "L{};", self.inline_words.len());
-        part(&mut key, &self.decls);
-        for s in std::iter::once(&common).chain(&self.sections) {
-            let _ = write!(key, "@{:x}+{};", s.as_ptr() as usize, s.len());
+        key.push('L');
+        num(&mut key, self.inline_words.len());
+        for d in &self.decls {
+            let (kind, name, elem, write) = match d {
+                Decl::Tensor {
+                    name,
+                    access,
+                    write,
+                } => ('T', name, access.name(), *write),
+                Decl::Words { name, elem, write } => ('W', name, elem.as_str(), *write),
+            };
+            key.push(kind);
+            part(&mut key, name);
+            part(&mut key, elem);
+            key.push(if write { 'w' } else { 'r' });
         }
-        for s in self.owned.iter().chain([&self.funcs, &self.body]) {
+        for s in std::iter::once(&common).chain(&self.sections) {
+            key.push('@');
+            num(&mut key, s.as_ptr() as usize);
+            key.push('+');
+            num(&mut key, s.len());
+        }
+        for s in &self.owned {
             part(&mut key, s);
+        }
+        key.push(if self.inline_walks { 'I' } else { 'B' });
+        for w in &self.walks {
+            for v in [w.space, w.rank, w.tensors, w.start] {
+                key.push(',');
+                num(&mut key, v);
+            }
+        }
+        part(&mut key, &self.body);
+        if let Some((k, _)) = &self.lazy_body {
+            key.push('B');
+            part(&mut key, k);
         }
         key
     }
@@ -703,14 +826,14 @@ impl<'a> Shader<'a> {
             // The words travel with the scalars where both fit the push constants that every
             // Vulkan device has; else they get a buffer of their own.
             let inline = (self.params.len() + words.len()) * 4 <= IMMEDIATE_BYTES;
-            let word: &dyn Fn(usize) -> String = if inline {
-                &|i| format!("p.L{i}")
-            } else {
-                &|i| format!("L[{i}u]")
-            };
+            self.inline_walks = inline;
             for (k, (m, start)) in merged.iter().enumerate() {
-                let walk = walk_text(k, m, *start, word)?;
-                self.owned.push(walk);
+                self.walks.push(Walk {
+                    space: k,
+                    rank: m.shape.len(),
+                    tensors: m.tensors.len(),
+                    start: *start,
+                });
             }
             if inline {
                 self.inline_words = words;
@@ -736,9 +859,14 @@ impl<'a> Shader<'a> {
         self.args.push(KernelArg::Bytes(scalars));
         let device = self.cx.device;
         let entry = self.entry;
+        let lazy = self.lazy_body.take();
         let kernel = device.kernel_cache().get_or_compile(&key, || {
+            let body = match lazy {
+                Some((_, generate)) => generate()?,
+                None => String::new(),
+            };
             device.compile(&KernelSource::Wgsl {
-                source: self.text(common),
+                source: self.text(common, &body)?,
                 entry: entry.to_string(),
             })
         })?;
@@ -762,20 +890,14 @@ impl<'a> Shader<'a> {
 /// places, each through `word(place)`.
 fn walk_text(
     space: usize,
-    s: &Space,
+    rank: usize,
+    tensors: usize,
     start: usize,
     word: &dyn Fn(usize) -> String,
 ) -> Result<String> {
-    let rank = s.shape.len();
     let lane = |f: &dyn Fn(usize) -> String| -> String {
         (0..4)
-            .map(|t| {
-                if t < s.tensors.len() {
-                    f(t)
-                } else {
-                    "0u".to_string()
-                }
-            })
+            .map(|t| if t < tensors { f(t) } else { "0u".to_string() })
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -904,7 +1026,9 @@ mod tests {
         };
         let buffer = device.alloc(64).unwrap();
         // Each variant changes one part that the text is made of.
-        let variants: [&dyn Fn(&mut Shader); 8] = [
+        let t = Tensor::empty(&*device, DType::F32, &[4]).unwrap();
+        let bound = bind(&t).unwrap();
+        let variants: [&dyn Fn(&mut Shader); 12] = [
             &|_| {},
             &|sh| {
                 sh.u32("m", 1);
@@ -923,6 +1047,12 @@ mod tests {
                 sh.body("fn h() {}\n");
             },
             &|sh| sh.need(DType::F16).unwrap(),
+            &|sh| sh.tensor("x", &bound, Access::F32, false).unwrap(),
+            &|sh| sh.tensor("x", &bound, Access::F32, true).unwrap(),
+            &|sh| sh.tensor("x", &bound, Access::Raw4, false).unwrap(),
+            &|sh| {
+                sh.body_lazy("k".into(), || Ok("fn k() {}\n".into()));
+            },
         ];
         let make = |v: &dyn Fn(&mut Shader)| {
             let mut sh = Shader::new(&cx, "t", "main");
@@ -930,7 +1060,12 @@ mod tests {
             sh.body("fn main() {}\n");
             v(&mut sh);
             let common = section(COMMON, "common").unwrap();
-            (sh.cache_key(common), sh.text(common))
+            let key = sh.cache_key(common);
+            let body = match sh.lazy_body.take() {
+                Some((_, generate)) => generate().unwrap(),
+                None => String::new(),
+            };
+            (key, sh.text(common, &body).unwrap())
         };
         let made: Vec<(String, String)> = variants.iter().map(|v| make(*v)).collect();
         for (i, (key_i, text_i)) in made.iter().enumerate() {
@@ -996,7 +1131,7 @@ mod tests {
             .with(0, vec![5, 1])
             .collapse();
         let buffer = |i: usize| format!("L[{i}u]");
-        let text = walk_text(1, &s, 10, &buffer).unwrap();
+        let text = walk_text(1, s.shape.len(), s.tensors.len(), 10, &buffer).unwrap();
         assert!(text.starts_with("fn walk1(lin: u32) -> vec4<u32>"));
         // Words from 10: rank, tensors, 3, 5, then (7, 1, 3) and (0, 5, 1).
         assert!(text.contains("vec4<u32>(L[14u], L[17u], 0u, 0u)"), "{text}");
@@ -1013,10 +1148,13 @@ mod tests {
         assert!(!text.contains("for ("));
         // A contiguous space is one multiply-add.
         let c = Space::new(&[4, 6]).with(0, vec![6, 1]).collapse();
-        let text = walk_text(0, &c, 1, &buffer).unwrap();
+        let text = walk_text(0, c.shape.len(), c.tensors.len(), 1, &buffer).unwrap();
         assert!(!text.contains('%'), "{text}");
         // Words passed with the scalars are read as members of `p`.
-        let text = walk_text(1, &s, 10, &|i| format!("p.L{i}")).unwrap();
+        let text = walk_text(1, s.shape.len(), s.tensors.len(), 10, &|i| {
+            format!("p.L{i}")
+        })
+        .unwrap();
         assert!(text.contains("vec4<u32>(p.L14, p.L17, 0u, 0u)"), "{text}");
         assert!(text.contains("let size = p.L13;"), "{text}");
     }
