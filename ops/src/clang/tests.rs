@@ -435,3 +435,26 @@ fn kernels_compile_once_per_specialisation() {
     .unwrap();
     assert!(d.kernel_cache().len() > cached);
 }
+
+#[test]
+fn an_exact_lay_holds_its_rank_and_operands_only() {
+    let l = Layouts::new(&[3, 4])
+        .with(vec![4usize, 1], 0)
+        .with(vec![1usize, 3], 7)
+        .collapse();
+    let lay = l.lay("add").unwrap();
+    let words = |arg: KernelArg| match arg {
+        KernelArg::Bytes(b) => b
+            .chunks(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect::<Vec<_>>(),
+        _ => panic!("a Lay is passed by value"),
+    };
+    // shape[2], st[2][2], off[2].
+    assert_eq!(words(lay.arg_exact(2, 2)), [3, 4, 4, 1, 1, 3, 0, 7]);
+    // The full struct: shape[8], st[4][8], off[4].
+    assert_eq!(words(lay.arg()).len(), 8 + 4 * 8 + 4);
+    // Rank 0 (a scalar) still passes one dimension.
+    let s = Layouts::new(&[]).with(vec![], 5).collapse();
+    assert_eq!(words(s.lay("fill").unwrap().arg_exact(0, 1)), [1, 0, 5]);
+}
