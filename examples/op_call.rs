@@ -17,7 +17,11 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let id = args.next().unwrap_or_else(|| "opencl:0".to_string());
-    let calls: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20_000);
+    let calls: usize = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(20_000);
     let every: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100);
     let every = every.max(1);
     let rt = Runtime::new();

@@ -11,7 +11,8 @@
 //!   (or as scalars), because views at arbitrary offsets cannot be passed to every device;
 //! - layouts are described by `Lay`: a logical shape and, for up to four operands, strides
 //!   and offsets in elements; dimensions that every operand walks contiguously are merged first
-//!   (`Layouts::collapse`), so contiguous tensors become rank 1;
+//!   (`Layouts::collapse`), so contiguous tensors become rank 1; elementwise kernels are
+//!   compiled with `-DLAY_EXACT` and take a `Lay` of exactly their rank and operand count;
 //! - each compiled kernel is cached in the device's [`anyaccel_hal::KernelCache`] under its
 //!   dialect, entry and options, so each (op, dtype, specialisation) compiles once;
 //! - launches are one-dimensional (`global[0]`, `local[0]`), grid-stride where the work is
