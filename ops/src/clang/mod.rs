@@ -330,12 +330,7 @@ pub(crate) struct Lay {
 impl Lay {
     /// Its bytes, as the kernels' `Lay` struct holds them.
     pub fn arg(&self) -> KernelArg {
-        let mut bytes = Vec::with_capacity(8 * (MAXR + MAXOPS * MAXR + MAXOPS));
-        let mut put = |v: i64| bytes.extend_from_slice(&v.to_le_bytes());
-        self.shape.iter().copied().for_each(&mut put);
-        self.st.iter().flatten().copied().for_each(&mut put);
-        self.off.iter().copied().for_each(&mut put);
-        KernelArg::Bytes(bytes)
+        self.arg_exact(MAXR, MAXOPS)
     }
 
     /// Its first `rank` dimensions (at least one) and `nops` operands, as a kernel compiled with

@@ -2,9 +2,7 @@
 //! the block and the work-group shape tuned per device), with batch broadcasting through the
 //! layout words and the bias added before the one rounding.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use anyaccel_hal::{Device, Error, OpCall, Result};
 
@@ -123,16 +121,8 @@ fn block_text(wx: u32, tm: u32, tn: u32) -> (String, String, String) {
 }
 
 /// The kernel's text for a shape, with or without a bias (added after the product), summing
-/// non-finite elements again in `wide`: generated once a process and kept (a launch only looks
-/// it up).
-fn body(shape: [u32; 4], bias: bool, wide: &'static str) -> Result<Arc<str>> {
-    type Key = ([u32; 4], bool, &'static str);
-    static BODIES: OnceLock<Mutex<HashMap<Key, Arc<str>>>> = OnceLock::new();
-    let bodies = BODIES.get_or_init(Default::default);
-    let key = (shape, bias, wide);
-    if let Some(b) = bodies.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(b.clone());
-    }
+/// non-finite elements again in `wide`.
+fn body(shape: [u32; 4], bias: bool, wide: &'static str) -> Result<String> {
     let (result, wide_result) = if bias {
         (
             "acc + ld_bias(o[3] + row * p.bias_rs + col * p.bias_cs)",
@@ -143,7 +133,7 @@ fn body(shape: [u32; 4], bias: bool, wide: &'static str) -> Result<Arc<str>> {
     };
     let [wx, wy, tm, tn] = shape;
     let (decls, step, finish) = block_text(wx, tm, tn);
-    let text: Arc<str> = section(MATMUL, "matmul")?
+    Ok(section(MATMUL, "matmul")?
         .replace("$DECLS\n", &decls)
         .replace("$STEP\n", &step)
         .replace("$FINISH\n", &finish)
@@ -153,13 +143,7 @@ fn body(shape: [u32; 4], bias: bool, wide: &'static str) -> Result<Arc<str>> {
         .replace("$TM", &tm.to_string())
         .replace("$WRESULT", wide_result)
         .replace("$RESULT", result)
-        .replace("$W", wide)
-        .into();
-    bodies
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, text.clone());
-    Ok(text)
+        .replace("$W", wide))
 }
 
 /// Runs `matmul`.
@@ -229,7 +213,12 @@ pub(crate) fn launch(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     // `tune::params` gives a candidate or the default: both fit.
     let params = tune::params(cx.device, &TUNABLE, tune::madds(batches as usize, m, n, k));
     let [wx, wy, tm, tn] = <[u32; 4]>::try_from(params.as_slice()).unwrap_or(CANDIDATES[0]);
-    sh.body(&body([wx, wy, tm, tn], bias.is_some(), cx.wide())?);
+    // The text follows from the shape, the bias and the wide type: generated on a cache miss.
+    let (has_bias, wide) = (bias.is_some(), cx.wide());
+    sh.body_lazy(
+        format!("matmul{wx},{wy},{tm},{tn}:{has_bias}:{wide}"),
+        move || body([wx, wy, tm, tn], has_bias, wide),
+    );
     // A work-group of wx x wy invocations covers wx * tn columns and wy * tm rows.
     let groups =
         |x: usize, cover: u32, size: u32| (x.div_ceil(cover as usize) * size as usize) as u64;

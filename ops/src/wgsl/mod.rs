@@ -468,6 +468,20 @@ enum Decl {
     },
 }
 
+impl Decl {
+    /// Its kind (`T` tensor, `W` words), name, array element type and direction.
+    fn parts(&self) -> (char, &str, &str, bool) {
+        match self {
+            Decl::Tensor {
+                name,
+                access,
+                write,
+            } => ('T', name, access.array_type(), *write),
+            Decl::Words { name, elem, write } => ('W', name, elem, *write),
+        }
+    }
+}
+
 /// The `walk` function of one index space: what [`walk_text`] writes it from.
 #[derive(Clone, Copy)]
 struct Walk {
@@ -683,14 +697,7 @@ impl<'a> Shader<'a> {
         }
         text.push_str("}\nvar<immediate> p: Params;\n");
         for (binding, d) in self.decls.iter().enumerate() {
-            let (name, elem, write) = match d {
-                Decl::Tensor {
-                    name,
-                    access,
-                    write,
-                } => (name, access.array_type(), *write),
-                Decl::Words { name, elem, write } => (name, elem.as_str(), *write),
-            };
+            let (_, name, elem, write) = d.parts();
             let _ = writeln!(
                 text,
                 "@group(0) @binding({binding}) var<storage, {}> {name}: array<{elem}>;",
@@ -771,17 +778,14 @@ impl<'a> Shader<'a> {
         key.push('L');
         num(&mut key, self.inline_words.len());
         for d in &self.decls {
-            let (kind, name, elem, write) = match d {
-                Decl::Tensor {
-                    name,
-                    access,
-                    write,
-                } => ('T', name, access.name(), *write),
-                Decl::Words { name, elem, write } => ('W', name, elem.as_str(), *write),
-            };
+            let (kind, name, elem, write) = d.parts();
             key.push(kind);
             part(&mut key, name);
+            // A tensor's access, not only its array type, chooses its access functions.
             part(&mut key, elem);
+            if let Decl::Tensor { access, .. } = d {
+                part(&mut key, access.name());
+            }
             key.push(if write { 'w' } else { 'r' });
         }
         for s in std::iter::once(&common).chain(&self.sections) {
