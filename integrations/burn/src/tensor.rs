@@ -244,12 +244,28 @@ impl AnyaccelTensor {
         inputs: &[Option<&Tensor>],
         attrs: &[(&str, AttrValue)],
     ) -> Vec<AnyaccelTensor> {
-        let attrs: Vec<(String, AttrValue)> = attrs
+        let out = self.run(op, name, inputs, attrs);
+        out.into_iter().map(|t| self.with(t)).collect()
+    }
+
+    /// The anyaccel tensors op `name` returns. Most calls have no attributes: they pass an
+    /// empty list; the others' names become the `String`s of anyaccel's list inline.
+    #[track_caller]
+    fn run(
+        &self,
+        op: &str,
+        name: &str,
+        inputs: &[Option<&Tensor>],
+        attrs: &[(&str, AttrValue)],
+    ) -> Vec<Tensor> {
+        if attrs.is_empty() {
+            return ok(op, anyaccel::ops::call(self.queue(), name, inputs, &[]));
+        }
+        let attrs: smallvec::SmallVec<[(String, AttrValue); 4]> = attrs
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        let out = ok(op, anyaccel::ops::call(self.queue(), name, inputs, &attrs));
-        out.into_iter().map(|t| self.with(t)).collect()
+        ok(op, anyaccel::ops::call(self.queue(), name, inputs, &attrs))
     }
 
     /// The result of anyaccel op `name` with one output.
@@ -261,7 +277,11 @@ impl AnyaccelTensor {
         inputs: &[Option<&Tensor>],
         attrs: &[(&str, AttrValue)],
     ) -> AnyaccelTensor {
-        self.call_all(op, name, inputs, attrs).swap_remove(0)
+        let mut out = self.run(op, name, inputs, attrs);
+        if out.is_empty() {
+            fail(op, format!("anyaccel op `{name}` returned no output"));
+        }
+        self.with(out.swap_remove(0))
     }
 
     /// Unary anyaccel op `name` of this tensor.
