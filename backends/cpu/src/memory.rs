@@ -45,8 +45,9 @@ unsafe impl Send for CpuMemory {}
 unsafe impl Sync for CpuMemory {}
 
 impl CpuMemory {
-    /// Allocates `size` zeroed bytes aligned to [`ALIGN`], refusing more than `limit` bytes;
-    /// sizes up to [`BlockCache::MAX_BLOCK`] come from (and go back to) `cache`.
+    /// Allocates `size` initialised bytes aligned to [`ALIGN`] (zero when the memory is new,
+    /// unspecified when `cache` reuses a block), refusing more than `limit` bytes; sizes up to
+    /// [`BlockCache::MAX_BLOCK`] come from (and go back to) `cache`.
     pub(crate) fn new(
         size: usize,
         limit: usize,
@@ -63,7 +64,7 @@ impl CpuMemory {
             return Err(oom());
         }
         if let Some(class) = BlockCache::class_of(size) {
-            let ptr = cache.take(class, size).ok_or_else(oom)?;
+            let ptr = cache.take(class).ok_or_else(oom)?;
             live.fetch_add(1, Ordering::SeqCst);
             return Ok(CpuMemory {
                 ptr,
@@ -176,7 +177,7 @@ impl DeviceMemory for CpuMemory {
 }
 
 /// Freed blocks of one CPU device kept for reuse, by power-of-two size class: a small tensor's
-/// allocation is then a pop from a list and a `memset`, not a trip through the system allocator
+/// allocation is then a pop from a list, not a trip through the system allocator
 /// (an aligned allocation there takes its slow path) and a free. Up to [`BlockCache::KEEP`]
 /// blocks a class are kept, at most about 2 x KEEP x MAX_BLOCK bytes in all; the rest are freed.
 pub(crate) struct BlockCache {
@@ -222,9 +223,11 @@ impl BlockCache {
         Layout::from_size_align(1 << class, ALIGN).expect("size classes are valid layouts")
     }
 
-    /// A block of `class` with its first `size` bytes zero (a kept one if any), or `None` when
-    /// the system allocator has no memory.
-    fn take(&self, class: u32, size: usize) -> Option<NonNull<u8>> {
+    /// A block of `class` (a kept one if any, else a new zeroed one), or `None` when the system
+    /// allocator has no memory. Every byte of a block is initialised: zeroed when it was first
+    /// allocated, written only by tensors since. A kept block is not zeroed again: a new
+    /// tensor's contents are unspecified (`Tensor::empty`), as on every other device.
+    fn take(&self, class: u32) -> Option<NonNull<u8>> {
         let kept = self
             .classes
             .lock()
@@ -232,8 +235,6 @@ impl BlockCache {
             .get_mut(class as usize)
             .and_then(Vec::pop);
         if let Some(Block(ptr)) = kept {
-            // SAFETY: the block has 1 << class >= size bytes and is owned by this call now.
-            unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, size) };
             return Some(ptr);
         }
         // SAFETY: the layout has a non-zero size.
