@@ -1293,7 +1293,7 @@ const AVG_POOL_BACKWARD: &[AttrDef] = &[
     flag("count_include_pad", true),
 ];
 const INTERPOLATE_MODE: AttrDef = AttrDef::new("mode", AttrType::Str, AttrDefault::Str("nearest"))
-    .allowed(Allowed::OneOf(&["nearest", "bilinear"]));
+    .allowed(Allowed::OneOf(&["nearest", "bilinear", "bicubic"]));
 /// Three outputs of the first input's dtype.
 const SAME3: &[OutputDtype] = &[
     OutputDtype::Input(0),

@@ -621,6 +621,22 @@ pub(crate) enum Resample {
     /// Linear in each dimension between the two nearest source positions; the source position
     /// is a fraction `num / den` (see [`ResampleGeom::source`]).
     Bilinear { align_corners: bool },
+    /// Cubic convolution (Keys, a = -0.75, as PyTorch) over the four source positions around
+    /// the source position `num / den` (see [`ResampleGeom::cubic`]), taps clamped to the edge.
+    Bicubic { align_corners: bool },
+}
+
+/// The cubic convolution coefficient `a` of `Resample::Bicubic` (PyTorch's and OpenCV's).
+pub(crate) const CUBIC_A: f64 = -0.75;
+
+/// The weights of the four taps at offsets -1, 0, 1, 2 from the source position's floor, for
+/// its fractional part `t` in [0, 1).
+pub(crate) fn cubic_weights(t: f64) -> [f64; 4] {
+    let a = CUBIC_A;
+    // |x| <= 1: ((a + 2) x - (a + 3)) x^2 + 1; 1 < |x| < 2: ((a x - 5 a) x + 8 a) x - 4 a.
+    let near = |x: f64| ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    let far = |x: f64| ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
 }
 
 impl Resample {
@@ -632,9 +648,12 @@ impl Resample {
         let align = attrs.flag("align_corners", false)?;
         match attrs.str_or_default("mode")? {
             "nearest" if align => Err(invalid(format!(
-                "{op}: align_corners = 1 applies to mode bilinear only, not nearest"
+                "{op}: align_corners = 1 applies to modes bilinear and bicubic, not nearest"
             ))),
             "nearest" => Ok(Resample::Nearest),
+            "bicubic" => Ok(Resample::Bicubic {
+                align_corners: align,
+            }),
             _ => Ok(Resample::Bilinear {
                 align_corners: align,
             }),
@@ -759,6 +778,13 @@ impl PoolBack {
                             (s <= i && i < e).then(|| (o, 1.0 / (e - s) as f64))
                         }
                         Resample::Nearest => (o * len / outn == i).then_some((o, 1.0)),
+                        Resample::Bicubic { .. } => {
+                            // Clamped taps may read i more than once: their weights add.
+                            let taps = g.cubic_taps(d, o);
+                            let mut hit = taps.iter().filter(|(at, _)| *at == i).peekable();
+                            hit.peek()?;
+                            Some((o, hit.map(|(_, w)| w).sum()))
+                        }
                         Resample::Bilinear { .. } => {
                             let (num, den) = g.source(d, o);
                             let i0 = ((num / den) as usize).min(len - 1);
@@ -893,9 +919,12 @@ impl ResampleGeom {
     }
 
     /// The output indices `lo..hi` along dimension `d` that may read input index `i` (a
-    /// superset for bilinear, whose taps the caller checks). Adaptive: floor(i O / I) ..
-    /// ceil((i + 1) O / I); nearest: ceil(i O / I) .. ceil((i + 1) O / I); bilinear: the outputs
-    /// whose source position lies in [i - 1, i + 1), widened by the rounding of the scale.
+    /// superset for bilinear and bicubic, whose taps the caller checks). Adaptive: floor(i O /
+    /// I) .. ceil((i + 1) O / I); nearest: ceil(i O / I) .. ceil((i + 1) O / I); bilinear: the
+    /// outputs whose source position lies in [i - 1, i + 1), widened by the rounding of the
+    /// scale; bicubic: those whose source position lies in [i - 2, i + 2), widened likewise, and
+    /// every output from the start (i = 0) or to the end (i = I - 1), whose clamped taps may
+    /// read the edge.
     pub fn back_range(&self, d: usize, i: usize) -> (usize, usize) {
         let (len, outn) = (self.input[d] as u128, self.out[d] as u128);
         let i = i as u128;
@@ -903,6 +932,23 @@ impl ResampleGeom {
             Resample::AdaptiveAvg => (i * outn / len, ((i + 1) * outn).div_ceil(len)),
             Resample::Nearest => ((i * outn).div_ceil(len), ((i + 1) * outn).div_ceil(len)),
             _ if len == 1 => (0, outn),
+            Resample::Bicubic { align_corners } => {
+                let (lo, hi) = if align_corners {
+                    (
+                        (i.saturating_sub(2) * (outn - 1) / (len - 1)).saturating_sub(1),
+                        ((i + 2) * (outn - 1)).div_ceil(len - 1) + 2,
+                    )
+                } else {
+                    (
+                        (i.saturating_sub(2) * outn / len).saturating_sub(2),
+                        ((i + 3) * outn).div_ceil(len) + 2,
+                    )
+                };
+                (
+                    if i == 0 { 0 } else { lo },
+                    if i + 1 == len { outn } else { hi },
+                )
+            }
             Resample::Bilinear {
                 align_corners: true,
             } => (
@@ -934,6 +980,37 @@ impl ResampleGeom {
             }
             _ => (((2 * i as u64 + 1) * len).saturating_sub(out), 2 * out),
         }
+    }
+
+    /// Bicubic: the source position of output index `i` in dimension `d` as `num / den`, which
+    /// may be negative (PyTorch does not clamp it for cubic sampling). align_corners: i (in -
+    /// 1) / (out - 1) (0 when out = 1); else ((2 i + 1) in - out) / (2 out).
+    pub fn cubic(&self, d: usize, i: usize) -> (i64, i64) {
+        // `sized` checked that (2 out + 1) in fits in an i64.
+        let (len, out, i) = (self.input[d] as i64, self.out[d] as i64, i as i64);
+        match self.kind {
+            Resample::Bicubic {
+                align_corners: true,
+            } => {
+                if out > 1 {
+                    (i * (len - 1), out - 1)
+                } else {
+                    (0, 1)
+                }
+            }
+            _ => ((2 * i + 1) * len - out, 2 * out),
+        }
+    }
+
+    /// Bicubic: the four input indices (clamped to the edge) that output index `i` of
+    /// dimension `d` reads, with their weights.
+    pub fn cubic_taps(&self, d: usize, i: usize) -> [(usize, f64); 4] {
+        let (num, den) = self.cubic(d, i);
+        let base = num.div_euclid(den);
+        let t = num.rem_euclid(den) as f64 / den as f64;
+        let w = cubic_weights(t);
+        let last = self.input[d] as i64 - 1;
+        std::array::from_fn(|k| ((base + k as i64 - 1).clamp(0, last) as usize, w[k]))
     }
 }
 

@@ -575,8 +575,8 @@ fn group_norm_matches_layer_norm(d: &dyn Device, q: &dyn Queue) {
     close(&affine, &want, "weight and bias");
 }
 
-/// Resampling against values computed by hand (as PyTorch gives them): bilinear with and
-/// without align_corners, nearest, adaptive average windows that overlap.
+/// Resampling against values computed by hand (as PyTorch gives them): bilinear and bicubic
+/// with and without align_corners, nearest, adaptive average windows that overlap.
 fn resampling_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
     use anyaccel_hal::AttrValue;
     let id = &d.info().id;
@@ -628,6 +628,45 @@ fn resampling_matches_its_definition(d: &dyn Device, q: &dyn Queue) {
     .unwrap();
     let adaptive = run(&nine, "adaptive_avg_pool2d", &[("output_size", ints(&[2]))]);
     assert_eq!(adaptive, [3.0, 4.0, 6.0, 7.0], "adaptive on {id}");
+    // Bicubic, [1, 3] to 4 (a = -0.75): source positions -0.25, 0.25, 0.75, 1.25; the first
+    // output's taps read rows 0, 0, 0, 1 with weights c2(1.75), c1(0.75), c1(0.25), c2(1.25) =
+    // -0.03515625, 0.26171875, 0.87890625, -0.10546875: 1.10546875 * 1 - 0.10546875 * 3.
+    let row = Tensor::from_slice(q, &[1.0f32, 3.0], &[1, 1, 1, 2]).unwrap();
+    let cubic = run(
+        &row,
+        "interpolate",
+        &[
+            ("size", ints(&[1, 4])),
+            ("mode", AttrValue::Str("bicubic".into())),
+        ],
+    );
+    let want = [0.7890625f32, 1.453125, 2.546875, 3.2109375];
+    for (g, w) in cubic.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 1e-6,
+            "bicubic on {id}: {cubic:?}, expected {want:?}"
+        );
+    }
+    // align_corners: positions 0, 1/3, 2/3, 1; the ends are the inputs themselves.
+    let cubic = run(
+        &row,
+        "interpolate",
+        &[
+            ("size", ints(&[1, 4])),
+            ("mode", AttrValue::Str("bicubic".into())),
+            ("align_corners", AttrValue::Int(1)),
+        ],
+    );
+    // t = 1/3: taps 0, 0, 1, 1 (rows -1 and 2 clamped), weights c2(4/3), c1(1/3), c1(2/3),
+    // c2(5/3) = -6/54, 43/54, 20/54, -3/54: (37 * 1 + 17 * 3) / 54 = 44/27; the third is
+    // 4 - 44/27 by symmetry.
+    let want = [1.0f32, 44.0 / 27.0, 64.0 / 27.0, 3.0];
+    for (g, w) in cubic.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 1e-6,
+            "aligned bicubic on {id}: {cubic:?}, expected {want:?}"
+        );
+    }
 }
 
 /// The pools against values computed by hand: max values and plane indices, averages with and

@@ -1196,6 +1196,74 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
             ),
             ("views", &[1, 3, 6, 8], T, &[7], "bilinear", false, S),
             ("empty_n0", &[0, 3, 4, 4], C, &[2], "nearest", false, C),
+            // Bicubic: its negative lobes make f32 sums of the largest finite values overflow
+            // where the exact result is finite (docs/ops.md), so its special values leave
+            // those out.
+            (
+                "cubic_n2_c3_5x6_to_9x11",
+                &[2, 3, 5, 6],
+                C,
+                &[9, 11],
+                "bicubic",
+                false,
+                C,
+            ),
+            (
+                "cubic_down_9x7_to_4x3",
+                &[1, 2, 9, 7],
+                C,
+                &[4, 3],
+                "bicubic",
+                false,
+                C,
+            ),
+            // Two rows and three columns: every tap clamps at an edge.
+            (
+                "cubic_edges_2x3_to_7x9",
+                &[1, 2, 2, 3],
+                C,
+                &[7, 9],
+                "bicubic",
+                false,
+                C,
+            ),
+            (
+                "cubic_align_5x6_to_9x11",
+                &[1, 2, 5, 6],
+                C,
+                &[9, 11],
+                "bicubic",
+                true,
+                C,
+            ),
+            (
+                "cubic_align_down_9x7_to_4x3",
+                &[1, 2, 9, 7],
+                C,
+                &[4, 3],
+                "bicubic",
+                true,
+                C,
+            ),
+            (
+                "cubic_align_to_1",
+                &[1, 2, 4, 5],
+                C,
+                &[1, 3],
+                "bicubic",
+                true,
+                C,
+            ),
+            (
+                "cubic_one_row_1x5_to_3x8",
+                &[1, 2, 1, 5],
+                C,
+                &[3, 8],
+                "bicubic",
+                false,
+                C,
+            ),
+            ("cubic_views", &[1, 3, 6, 8], T, &[7], "bicubic", false, S),
         ]
     };
     for &d in dtypes {
@@ -1221,6 +1289,8 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
             }
             let classes: &[Values] = if tag.starts_with("n2_") {
                 &[Values::Normal, Values::Special]
+            } else if tag.starts_with("cubic_n2_") {
+                &[Values::Normal, Values::SpecialInRange]
             } else {
                 &[Values::Normal]
             };

@@ -1257,8 +1257,9 @@ impl PoolRef {
     }
 }
 
-/// `adaptive_avg_pool2d` and `interpolate` (nearest, bilinear), in f64 with window bounds and
-/// source positions as exact fractions (docs/ops.md 8.13).
+/// `adaptive_avg_pool2d` and `interpolate` (nearest, bilinear, bicubic), in f64 with window
+/// bounds and source positions as exact fractions (bicubic: PyTorch's formula in f64;
+/// docs/ops.md 8.13).
 pub(crate) fn resample(call: &Call) -> Result<RefTensor> {
     let op = call.op;
     let x = call.input(0)?;
@@ -1301,6 +1302,7 @@ pub(crate) fn resample(call: &Call) -> Result<RefTensor> {
 struct ResampleRef {
     adaptive: bool,
     nearest: bool,
+    cubic: bool,
     align: bool,
     planes: usize,
     input: [usize; 2],
@@ -1313,19 +1315,25 @@ impl ResampleRef {
     fn of(call: &Call, xs: &[usize], out: [usize; 2]) -> Result<ResampleRef> {
         let op = call.op;
         let adaptive = op.starts_with("adaptive_avg_pool2d");
-        let (mut nearest, mut align) = (false, false);
+        let (mut nearest, mut cubic, mut align) = (false, false, false);
         if !adaptive {
             align = call.flag_attr("align_corners", false)?;
             match call.str_attr("mode")?.unwrap_or("nearest") {
                 "nearest" if align => {
-                    return Err(invalid(op, "align_corners = 1 needs mode bilinear"));
+                    return Err(invalid(
+                        op,
+                        "align_corners = 1 needs mode bilinear or bicubic",
+                    ));
                 }
                 "nearest" => nearest = true,
                 "bilinear" => {}
+                "bicubic" => cubic = true,
                 other => {
                     return Err(invalid(
                         op,
-                        format!("attribute `mode` is `{other}`, expected nearest or bilinear"),
+                        format!(
+                            "attribute `mode` is `{other}`, expected nearest, bilinear or bicubic"
+                        ),
                     ))
                 }
             }
@@ -1346,6 +1354,7 @@ impl ResampleRef {
         Ok(ResampleRef {
             adaptive,
             nearest,
+            cubic,
             align,
             planes: n * c,
             input: [ih, iw],
@@ -1372,6 +1381,57 @@ impl ResampleRef {
         (i0, (i0 + 1).min(len - 1), l)
     }
 
+    /// Bicubic: the four input indices (clamped to the edge) that output index i reads, with
+    /// their weights: PyTorch's `upsample_bicubic2d`, the source position in f64 (cubic
+    /// convolution is continuous, so rounding at a whole position changes nothing).
+    fn cubic_taps(&self, i: usize, len: usize, out: usize) -> [(usize, f64); 4] {
+        let src = if self.align {
+            if out > 1 {
+                i as f64 * (len as f64 - 1.0) / (out as f64 - 1.0)
+            } else {
+                0.0
+            }
+        } else {
+            (i as f64 + 0.5) * len as f64 / out as f64 - 0.5
+        };
+        let base = src.floor();
+        let t = src - base;
+        let a = -0.75;
+        let near = |x: f64| ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+        let far = |x: f64| ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+        let w = [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)];
+        std::array::from_fn(|k| {
+            let at = (base as i64 + k as i64 - 1).clamp(0, len as i64 - 1);
+            (at as usize, w[k])
+        })
+    }
+
+    /// The input positions (iy, ix) whose gradient output (oy, ox) adds to, with their
+    /// weights: its taps, except that a bicubic tap's clamped duplicates in one dimension count
+    /// once with their weights' sum (docs/ops.md 8.13: with an infinite gradient, a zero
+    /// weight among them then gives no NaN).
+    fn grad_taps(&self, oy: usize, ox: usize) -> Vec<(usize, usize, f64)> {
+        if !self.cubic {
+            return self.taps(oy, ox);
+        }
+        let merged = |taps: [(usize, f64); 4]| {
+            let mut m: Vec<(usize, f64)> = Vec::with_capacity(4);
+            for (i, w) in taps {
+                match m.iter_mut().find(|(j, _)| *j == i) {
+                    Some((_, sum)) => *sum += w,
+                    None => m.push((i, w)),
+                }
+            }
+            m
+        };
+        let ([ih, iw], [oh, ow]) = (self.input, self.out);
+        let ys = merged(self.cubic_taps(oy, ih, oh));
+        let xs = merged(self.cubic_taps(ox, iw, ow));
+        ys.iter()
+            .flat_map(|&(iy, wy)| xs.iter().map(move |&(ix, wx)| (iy, ix, wy * wx)))
+            .collect()
+    }
+
     /// The input positions (iy, ix) that output (oy, ox) reads, with their weights.
     fn taps(&self, oy: usize, ox: usize) -> Vec<(usize, usize, f64)> {
         let ([ih, iw], [oh, ow]) = (self.input, self.out);
@@ -1384,6 +1444,11 @@ impl ResampleRef {
                 .collect()
         } else if self.nearest {
             vec![(oy * ih / oh, ox * iw / ow, 1.0)]
+        } else if self.cubic {
+            let (ys, xs) = (self.cubic_taps(oy, ih, oh), self.cubic_taps(ox, iw, ow));
+            ys.iter()
+                .flat_map(|&(iy, wy)| xs.iter().map(move |&(ix, wx)| (iy, ix, wy * wx)))
+                .collect()
         } else {
             let (y0, y1, ly) = self.tap(oy, ih, oh);
             let (x0, x1, lx) = self.tap(ox, iw, ow);
@@ -1478,7 +1543,7 @@ pub(crate) fn pool_backward(call: &Call) -> Result<RefTensor> {
         for p in 0..g.planes {
             for oy in 0..oh {
                 for ox in 0..ow {
-                    for (iy, ix, w) in g.taps(oy, ox) {
+                    for (iy, ix, w) in g.grad_taps(oy, ox) {
                         dx[(p * ih + iy) * iw + ix] += w * gv[(p * oh + oy) * ow + ox];
                     }
                 }

@@ -1,6 +1,7 @@
 /*
  * Resampling (docs/ops.md, section 8.13): adaptive_avg_pool2d and interpolate, as PyTorch's
- * torch.nn.functional ops of those names (interpolate with `size`, modes nearest and bilinear),
+ * torch.nn.functional ops of those names (interpolate with `size`, modes nearest, bilinear and
+ * bicubic),
  * and their gradients with respect to x.
  *
  *   adaptive_avg_pool2d: x [N, C, H, W] -> out [N, C, OH, OW]   (output_size = [OH, OW])
@@ -13,7 +14,10 @@
  *   adaptive_avg_pool2d: rows [floor(i H / OH), ceil((i + 1) H / OH)), columns likewise;
  *   nearest:             row floor(i H / OH);
  *   bilinear:            row num / den, with num / den = i (H - 1) / (OH - 1) (0 when OH = 1)
- *                        under align_corners, else ((2 i + 1) H - OH) / (2 OH) clamped at 0.
+ *                        under align_corners, else ((2 i + 1) H - OH) / (2 OH) clamped at 0;
+ *   bicubic:             the same fraction, not clamped (it may be negative): the four rows
+ *                        floor - 1 .. floor + 2, clamped to the edge, weighted by Keys' cubic
+ *                        convolution (a = -0.75) of the fraction's part.
  *
  * Every numerator is below (2 OH + 1) H, which is checked to fit in int64 (an invalid argument
  * otherwise), so no position computed below leaves int64. Averages and blends are computed in
@@ -31,11 +35,11 @@
 
 /* ---- The geometry ----------------------------------------------------------------------------- */
 
-enum { R_ADAPTIVE_AVG, R_NEAREST, R_BILINEAR };
+enum { R_ADAPTIVE_AVG, R_NEAREST, R_BILINEAR, R_BICUBIC };
 
 typedef struct {
     int kind;
-    int align_corners; /* bilinear */
+    int align_corners; /* bilinear, bicubic */
     int64_t n, c;
     int64_t in[2], out[2];
     /* The strides over [batch, channel, height, width] of x (a gradient's dx) and out (a
@@ -73,17 +77,20 @@ static AnyaccelStatus resample_mode(const RefCall *c, int interpolate, ResampleG
     if (!interpolate) return ANYACCEL_OK;
     const RefAttr *m = ref_attr(c, "mode");
     const char *mode = ref_attr_str(c, "mode");
-    if (m && !mode) return REF_INVALID("%s: attribute `mode` must be a Str (`nearest` or `bilinear`)", op);
+    if (m && !mode)
+        return REF_INVALID("%s: attribute `mode` must be a Str (`nearest`, `bilinear` or `bicubic`)", op);
     if (!mode || strcmp(mode, "nearest") == 0)
         g->kind = R_NEAREST;
     else if (strcmp(mode, "bilinear") == 0)
         g->kind = R_BILINEAR;
+    else if (strcmp(mode, "bicubic") == 0)
+        g->kind = R_BICUBIC;
     else
-        return REF_INVALID("%s: attribute `mode` is `%s`, expected `nearest` or `bilinear`", op, mode);
+        return REF_INVALID("%s: attribute `mode` is `%s`, expected `nearest`, `bilinear` or `bicubic`", op, mode);
     AnyaccelStatus st = ref_flag_attr(c, "align_corners", &g->align_corners);
     if (st) return st;
     if (g->align_corners && g->kind == R_NEAREST)
-        return REF_INVALID("%s: align_corners = 1 applies to mode bilinear only, not nearest", op);
+        return REF_INVALID("%s: align_corners = 1 applies to modes bilinear and bicubic, not nearest", op);
     return ANYACCEL_OK;
 }
 
@@ -204,16 +211,29 @@ static AnyaccelStatus op_adaptive_avg_pool2d(const RefCall *c) {
 
 /* ---- interpolate ------------------------------------------------------------------------------ */
 
-/* One dimension's taps of an output index: source rows i0 and i1 with weights 1 - lambda and lambda. */
+/* One dimension's taps of an output index: source rows i0 and i1 with weights 1 - lambda and lambda
+ * (bicubic: rows cubic[0..4) with weights w[0..4)). */
 typedef struct {
     int64_t i0, i1;
     double lambda; /* (num - i0 den) / den, rounded once */
+    int64_t cubic[4];
+    double w[4];
 } Taps;
+
+/* Keys' cubic convolution weights (a = -0.75, as PyTorch) of the taps at offsets -1, 0, 1, 2
+ * from a source position whose fractional part is t. */
+static void cubic_weights(double t, double *w) {
+    const double a = -0.75;
+    const double x[4] = {t + 1.0, t, 1.0 - t, 2.0 - t};
+    for (int k = 0; k < 4; k++)
+        w[k] = (k == 1 || k == 2) ? ((a + 2.0) * x[k] - (a + 3.0)) * x[k] * x[k] + 1.0
+                                  : ((a * x[k] - 5.0 * a) * x[k] + 8.0 * a) * x[k] - 4.0 * a;
+}
 
 /* The taps of output index i along dimension d. */
 static Taps taps_of(const ResampleGeom *g, int d, int64_t i) {
     const int64_t in = g->in[d], out = g->out[d];
-    Taps t = {0, 0, 0.0};
+    Taps t = {0};
     if (g->kind == R_NEAREST) {
         t.i0 = t.i1 = i * in / out;
         return t;
@@ -225,7 +245,19 @@ static Taps taps_of(const ResampleGeom *g, int d, int64_t i) {
     } else {
         num = (2 * i + 1) * in - out;
         den = 2 * out;
-        if (num < 0) num = 0;
+        if (num < 0 && g->kind != R_BICUBIC) num = 0;
+    }
+    if (g->kind == R_BICUBIC) {
+        /* The floor of num / den (num > -den), and the rows around it clamped to the edge. */
+        const int64_t base = num < 0 ? -1 : num / den;
+        cubic_weights((double)(num - base * den) / (double)den, t.w);
+        for (int k = 0; k < 4; k++) {
+            const int64_t r = base + k - 1;
+            t.cubic[k] = r < 0 ? 0 : (r > in - 1 ? in - 1 : r);
+        }
+        t.i0 = t.cubic[0];
+        t.i1 = t.cubic[3];
+        return t;
     }
     t.i0 = num / den;
     t.lambda = (double)(num - t.i0 * den) / (double)den;
@@ -237,6 +269,8 @@ static Taps taps_of(const ResampleGeom *g, int d, int64_t i) {
  * nearest: out[n, c, oy, ox] = x[n, c, floor(oy H / OH), floor(ox W / OW)], the element itself.
  * bilinear: out = (1 - ly) ((1 - lx) x[y0, x0] + lx x[y0, x1]) + ly ((1 - lx) x[y1, x0] + lx x[y1, x1]),
  * in f32 (lambda rounded to f32) and rounded once to the output dtype.
+ * bicubic: out = sum over ky of wy[ky] (sum over kx of wx[kx] x[y[ky], x[kx]]), in f32 (weights
+ * rounded to f32) and rounded once to the output dtype.
  */
 static AnyaccelStatus op_interpolate(const RefCall *c) {
     ResampleGeom g;
@@ -259,6 +293,18 @@ static AnyaccelStatus op_interpolate(const RefCall *c) {
                         memcpy(dst, x->base + (r0 + c0) * size, (size_t)size);
                         continue;
                     }
+                    if (g.kind == R_BICUBIC) {
+                        float v = 0.0f;
+                        for (int a = 0; a < 4; a++) {
+                            const int64_t row = xb + ty.cubic[a] * g.xs[2];
+                            float r = 0.0f;
+                            for (int b = 0; b < 4; b++)
+                                r += (float)tx.w[b] * (float)ref_at(x, row + tx.cubic[b] * g.xs[3]);
+                            v += (float)ty.w[a] * r;
+                        }
+                        ref_store_f(out->dtype, dst, (double)v);
+                        continue;
+                    }
                     const float lx = (float)tx.lambda, ly = (float)ty.lambda;
                     const float v00 = (float)ref_at(x, r0 + c0), v01 = (float)ref_at(x, r0 + c1);
                     const float v10 = (float)ref_at(x, r1 + c0), v11 = (float)ref_at(x, r1 + c1);
@@ -275,8 +321,8 @@ static AnyaccelStatus op_interpolate(const RefCall *c) {
 /* ---- The gradients ---------------------------------------------------------------------------- */
 
 /* The first and last input index, span[0] and span[1], that output index o of dimension d
- * reads: its window (adaptive_avg_pool2d), its source (nearest) or its two taps (bilinear). Both
- * are nondecreasing in o. */
+ * reads: its window (adaptive_avg_pool2d), its source (nearest), its two taps (bilinear) or its
+ * first and last of four (bicubic). Both are nondecreasing in o. */
 static void reach(const ResampleGeom *g, int d, int64_t o, int64_t *span) {
     if (g->kind == R_ADAPTIVE_AVG) {
         adaptive_window(g, d, o, span);
@@ -301,13 +347,24 @@ static void readers_next(const ResampleGeom *g, int d, int64_t i, int64_t *r) {
 
 /* The weights that output index o of dimension d gives input index i, one of its reach, in
  * w[0..count), count returned: one per tap of o at i, (1 - lambda) where i0 = i and lambda where
- * i1 = i (bilinear: two when i0 = i1 = i), or 1 (nearest). */
+ * i1 = i (bilinear: two when i0 = i1 = i), or 1 (nearest); bicubic: one, the sum of the
+ * weights of o's taps at i (clamped taps at an edge name it more than once), or none. */
 static int weights_of(const ResampleGeom *g, int d, int64_t o, int64_t i, double *w) {
     if (g->kind == R_NEAREST) {
         w[0] = 1.0;
         return 1;
     }
     const Taps t = taps_of(g, d, o);
+    if (g->kind == R_BICUBIC) {
+        int hit = 0;
+        w[0] = 0.0;
+        for (int k = 0; k < 4; k++)
+            if (t.cubic[k] == i) {
+                w[0] += t.w[k];
+                hit = 1;
+            }
+        return hit;
+    }
     int count = 0;
     if (t.i0 == i) w[count++] = 1.0 - t.lambda;
     if (t.i1 == i) w[count++] = t.lambda;
@@ -320,7 +377,8 @@ static int weights_of(const ResampleGeom *g, int d, int64_t o, int64_t i, double
  * interpolate_backward: dx[n, c, iy, ix] = the sum of wy wx grad[n, c, oy, ox] over the outputs
  * that read (iy, ix), one term per pair of their taps at (iy, ix) (weights_of), as the forward
  * op's four terms: a term whose weight is 0 (tap i1 with lambda 0) is still added, so that an
- * infinite grad there gives NaN (0 x Inf), as PyTorch's gradient does.
+ * infinite grad there gives NaN (0 x Inf), as PyTorch's gradient does. bicubic: one term per
+ * output, its taps at (iy, ix) combined per dimension (docs/ops.md).
  * Summed in f64 (in increasing oy, then ox) and rounded once to dx's dtype.
  */
 static AnyaccelStatus op_resample_backward(const RefCall *c, int interpolate) {

@@ -132,9 +132,10 @@ fn interpolate_mode(op: &str, o: &InterpolateOptions) -> &'static str {
             "nearest"
         }
         InterpolateMode::Bilinear => "bilinear",
+        InterpolateMode::Bicubic => "bicubic",
         ref m => unsupported(
             op,
-            &format!("mode {m:?} (anyaccel has nearest and bilinear)"),
+            &format!("mode {m:?} (anyaccel has nearest, bilinear and bicubic)"),
         ),
     }
 }

@@ -730,6 +730,17 @@ fn more_cases() -> Vec<Case> {
     v.push(case!("conv3d", MM, [x => [1, 2, 4, 4, 4], x => [3, 2, 2, 2, 2]], |B, d, x| vec![fo::<B>(B::conv3d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, ConvOptions::new([1, 1, 1], [0, 0, 0], [1, 1, 1], 1)))]));
     v.push(case!("adaptive_avg_pool3d", SUM, [x => [1, 2, 4, 4, 4]], |B, d, x| vec![fo::<B>(B::adaptive_avg_pool3d(f::<B>(&x[0], d), [2, 2, 2]))]));
     v.push(case!("interpolate (bicubic)", SUM, [x => [1, 2, 4, 4]], |B, d, x| vec![fo::<B>(B::interpolate(f::<B>(&x[0], d), [6, 7], InterpolateOptions { mode: InterpolateMode::Bicubic, align_corners: false, output_size: None, scale_factor: None }))]));
+    v.push(case!("interpolate+interpolate_backward (bicubic)", SUM, [x => [2, 3, 5, 4], x => [2, 3, 7, 9], x => [2, 3, 3, 2]], |B, d, x| {
+        let c = InterpolateOptions { mode: InterpolateMode::Bicubic, align_corners: false, output_size: None, scale_factor: None };
+        let a = InterpolateOptions { mode: InterpolateMode::Bicubic, align_corners: true, output_size: None, scale_factor: None };
+        vec![
+            fo::<B>(B::interpolate(f::<B>(&x[0], d), [7, 9], a.clone())),
+            fo::<B>(B::interpolate(f::<B>(&x[0], d), [3, 2], c.clone())),
+            fo::<B>(B::interpolate_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), [7, 9], c)),
+            fo::<B>(B::interpolate_backward(f::<B>(&x[0], d), f::<B>(&x[1], d), [7, 9], a.clone())),
+            fo::<B>(B::interpolate_backward(f::<B>(&x[0], d), f::<B>(&x[2], d), [3, 2], a)),
+        ]
+    }));
     v.push(case!("interpolate (nearest-exact)", SUM, [x => [1, 2, 4, 4]], |B, d, x| vec![fo::<B>(B::interpolate(f::<B>(&x[0], d), [6, 7], InterpolateOptions { mode: InterpolateMode::NearestExact, align_corners: false, output_size: None, scale_factor: None }))]));
     v.push(case!("float_grid_sample_2d", SUM, [x => [1, 2, 4, 5], In::F(-1.1, 1.1) => [1, 3, 4, 2]], |B, d, x| {
         let o = burn_backend::ops::GridSampleOptions {

@@ -216,11 +216,12 @@ KERNEL void pool_run(GLOBAL X_ST* out, GLOBAL i64* idx, GLOBAL const X_ST* x, co
 }
 #endif
 
-/* adaptive_avg_pool2d (RS_ADAPTIVE), interpolate nearest (RS_NEAREST) and bilinear (RS_BILINEAR,
- * RS_ALIGN for align_corners): one work item per output element out[n, c, oy, ox], through the
- * 4-D views' strides. Window bounds and source positions are exact integer fractions: adaptive
- * rows floor(i H / OH) .. ceil((i + 1) H / OH); nearest floor(i H / OH); bilinear num / den with
- * num = i (H - 1), den = OH - 1 (align_corners) or num = max((2 i + 1) H - OH, 0), den = 2 OH. */
+/* adaptive_avg_pool2d (RS_ADAPTIVE), interpolate nearest (RS_NEAREST), bilinear (RS_BILINEAR)
+ * and bicubic (RS_BICUBIC; RS_ALIGN for align_corners): one work item per output element
+ * out[n, c, oy, ox], through the 4-D views' strides. Window bounds and source positions are
+ * exact integer fractions: adaptive rows floor(i H / OH) .. ceil((i + 1) H / OH); nearest
+ * floor(i H / OH); bilinear num / den with num = i (H - 1), den = OH - 1 (align_corners) or
+ * num = max((2 i + 1) H - OH, 0), den = 2 OH; bicubic the same unclamped (rs_cubic). */
 #ifdef RS_BILINEAR
 DEVICE void rs_tap(const i64 i, const i64 len, const i64 out, i64* i0, i64* i1, float* l) {
 #ifdef RS_ALIGN
@@ -237,6 +238,40 @@ DEVICE void rs_tap(const i64 i, const i64 len, const i64 out, i64* i0, i64* i1, 
     *i1 = a + 1 < len - 1 ? a + 1 : len - 1;
     const float f = (float)(num - a * den) / (float)den;
     *l = f < 1.0f ? f : 1.0f;
+}
+#endif
+
+#ifdef RS_BICUBIC
+/* Bicubic: the floor of output i's source position num / den (which may be negative) along a
+ * dimension of len inputs and out outputs, and its fractional part in *t. align_corners (RS_ALIGN):
+ * num = i (len - 1), den = out - 1 (0 / 1 when out = 1); else num = (2 i + 1) len - out,
+ * den = 2 out. */
+DEVICE i64 rs_cubic(const i64 i, const i64 len, const i64 out, float* t) {
+#ifdef RS_ALIGN
+    const i64 num = out > 1 ? i * (len - 1) : 0;
+    const i64 den = out > 1 ? out - 1 : 1;
+#else
+    const i64 num = (2 * i + 1) * len - out;
+    const i64 den = 2 * out;
+#endif
+    i64 b = num / den;
+    if (num % den != 0 && num < 0) b -= 1;
+    *t = (float)(num - b * den) / (float)den;
+    return b;
+}
+
+/* The weight of tap k (offset k - 1 from the floor) at fraction t: Keys' cubic convolution with
+ * a = -0.75, as PyTorch. */
+DEVICE float rs_cw(const int k, const float t) {
+    const float a = -0.75f;
+    const float x = k == 0 ? t + 1.0f : (k == 1 ? t : (k == 2 ? 1.0f - t : 2.0f - t));
+    return (k == 1 || k == 2) ? ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f
+                              : ((a * x - 5.0f * a) * x + 8.0f * a) * x - 4.0f * a;
+}
+
+/* Index v clamped to 0 .. len - 1. */
+DEVICE i64 rs_clamp(const i64 v, const i64 len) {
+    return v < 0 ? 0 : (v > len - 1 ? len - 1 : v);
 }
 #endif
 
@@ -273,6 +308,18 @@ KERNEL void resample(GLOBAL X_ST* out, GLOBAL const X_ST* x, const i64 total, co
         X_SV(out, at, sum / (float)cnt);
 #elif defined(RS_NEAREST)
         X_SV(out, at, X_LD(x, xb + (oy * ih / oh) * xs2 + (ox * iw / ow) * xs3));
+#elif defined(RS_BICUBIC)
+        float ty, tx;
+        const i64 by = rs_cubic(oy, ih, oh, &ty), bx = rs_cubic(ox, iw, ow, &tx);
+        float acc = 0.0f;
+        for (int ky = 0; ky < 4; ++ky) {
+            const i64 row = xb + rs_clamp(by + ky - 1, ih) * xs2;
+            float r = 0.0f;
+            for (int kx = 0; kx < 4; ++kx)
+                r += rs_cw(kx, tx) * X_LD(x, row + rs_clamp(bx + kx - 1, iw) * xs3);
+            acc += rs_cw(ky, ty) * r;
+        }
+        X_SV(out, at, acc);
 #else
         i64 y0, y1, x0, x1;
         float ly, lx;
@@ -432,7 +479,8 @@ KERNEL void bn_channels(GLOBAL X_ST* out, GLOBAL X_ST* mean_out, GLOBAL X_ST* in
  * - PB_POOL: kernel tap j reads input i from the window at o = (i + pad - j dil) / st when that
  *   is whole and inside [0, outn); the factor is 1 (PB_MAX: then the window's index must name
  *   the element) or one dimension of avg_pool's divisor (POOL_COUNT_PAD as the forward op);
- * - RS_ADAPTIVE, RS_NEAREST, RS_BILINEAR (RS_ALIGN): the outputs lo .. lo + n that may read i,
+ * - RS_ADAPTIVE, RS_NEAREST, RS_BILINEAR, RS_BICUBIC (RS_ALIGN): the outputs lo .. lo + n that
+ *   may read i,
  *   each checked, with the factor of the forward op's window or taps.
  * f32 sums; an element whose sum is not finite is summed again in f64 where the device has
  * doubles. Options: XT, PB_POOL / RS_*, PB_MAX (with IT, the indices' dtype), POOL_COUNT_PAD. */
@@ -460,6 +508,23 @@ DEVICE PbRange pb_range(const i64 i, const i64 len, const i64 outn, const i64 k)
 #elif defined(RS_NEAREST)
     lo = (i * outn + len - 1) / len;
     hi = ((i + 1) * outn + len - 1) / len;
+#elif defined(RS_BICUBIC)
+    if (len == 1) {
+        lo = 0;
+        hi = outn;
+    } else {
+        /* Source positions in [i - 2, i + 2), widened; the edges' clamped taps reach further. */
+        const i64 im = i > 2 ? i - 2 : 0;
+#ifdef RS_ALIGN
+        lo = im * (outn - 1) / (len - 1) - 1;
+        hi = ((i + 2) * (outn - 1) + len - 2) / (len - 1) + 2;
+#else
+        lo = im * outn / len - 2;
+        hi = ((i + 3) * outn + len - 1) / len + 2;
+#endif
+        if (i == 0) lo = 0;
+        if (i == len - 1) hi = outn;
+    }
 #else
     if (len == 1) {
         lo = 0;
@@ -519,6 +584,20 @@ DEVICE int pb_tap(const i64 j, const PbRange r, const i64 i, const i64 len, cons
 #elif defined(RS_NEAREST)
     *w = 1.0f;
     return at * len / outn == i;
+#elif defined(RS_BICUBIC)
+    /* Clamped taps may read i more than once: their weights add. */
+    float t;
+    const i64 b = rs_cubic(at, len, outn, &t);
+    float sum = 0.0f;
+    int hit = 0;
+    for (int k = 0; k < 4; ++k) {
+        if (rs_clamp(b + k - 1, len) == i) {
+            sum += rs_cw(k, t);
+            hit = 1;
+        }
+    }
+    *w = sum;
+    return hit;
 #else
     i64 i0, i1;
     float l;

@@ -169,8 +169,52 @@ fn rs_tap(i: u32, len: u32, outn: u32) -> RsTap {
     return RsTap(i0, min(i0 + 1u, len - 1u), l);
 }
 
+//# rs_cubic
+// Bicubic taps: output row i's source position num / den (see conv.h's rs_cubic) as its floor
+// plus one (b1: never negative, as num > -den) and its fraction t; the launchers check that
+// (3 OH + 1) H fits u32.
+struct RsCubic { b1: i32, t: f32 }
+
+fn rs_cubic(i: u32, len: u32, outn: u32) -> RsCubic {
+    // The numerator plus den, never negative.
+    var num: u32;
+    var den: u32;
+    if (p.align != 0u) {
+        den = select(1u, outn - 1u, outn > 1u);
+        num = select(0u, i * (len - 1u), outn > 1u) + den;
+    } else {
+        den = 2u * outn;
+        num = (2u * i + 1u) * len + outn;
+    }
+    let b1 = num / den;
+    return RsCubic(i32(b1), f32(num - b1 * den) / f32(den));
+}
+
+// The weight of tap k (offset k - 1 from the floor) at fraction t: Keys' cubic convolution with
+// a = -0.75, as PyTorch.
+fn rs_cw(k: u32, t: f32) -> f32 {
+    let a = -0.75;
+    var x = t + 1.0;
+    if (k == 1u) {
+        x = t;
+    } else if (k == 2u) {
+        x = 1.0 - t;
+    } else if (k == 3u) {
+        x = 2.0 - t;
+    }
+    if (k == 1u || k == 2u) {
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    }
+    return ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+}
+
+// The row of tap k: the floor + k - 1, clamped to 0 .. len - 1.
+fn rs_ci(q: RsCubic, k: u32, len: u32) -> u32 {
+    return u32(clamp(q.b1 + i32(k) - 2, 0, i32(len) - 1));
+}
+
 //# resample
-// adaptive_avg_pool2d and interpolate (nearest, bilinear): one invocation per output element
+// adaptive_avg_pool2d and interpolate (nearest, bilinear, bicubic): one invocation per output element
 // (space 0 walks the output), x read through its strides. Window bounds and source positions
 // are exact integer fractions (see conv.h).
 @compute @workgroup_size(256)

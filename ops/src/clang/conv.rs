@@ -161,6 +161,10 @@ fn resample_flags(spec: KernelSpec, kind: Resample) -> KernelSpec {
             align_corners: true,
         } => spec.flag("RS_BILINEAR").flag("RS_ALIGN"),
         Resample::Bilinear { .. } => spec.flag("RS_BILINEAR"),
+        Resample::Bicubic {
+            align_corners: true,
+        } => spec.flag("RS_BICUBIC").flag("RS_ALIGN"),
+        Resample::Bicubic { .. } => spec.flag("RS_BICUBIC"),
     }
 }
 

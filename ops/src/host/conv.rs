@@ -1250,6 +1250,12 @@ fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Resu
                 let bottom = (1.0 - lx) * at(y1, x0) + lx * at(y1, x1);
                 (1.0 - ly) * top + ly * bottom
             }
+            Resample::Bicubic { .. } => {
+                let (rows, cols) = (g.cubic_taps(0, oy), g.cubic_taps(1, ox));
+                rows.iter()
+                    .map(|&(iy, wy)| wy * cols.iter().map(|&(ix, wx)| wx * at(iy, ix)).sum::<f64>())
+                    .sum()
+            }
         };
         // SAFETY: (n, ch, oy, ox) lies inside the output's shape.
         unsafe {

@@ -297,15 +297,46 @@ const BILINEAR_BODY: &str = "
     st_out(o[0], (1.0 - ty.l) * top + ty.l * bottom);
 ";
 
+const BICUBIC_BODY: &str = "
+    let qy = rs_cubic(oy, p.ih, p.oh);
+    let qx = rs_cubic(ox, p.iw, p.ow);
+    var acc = 0.0;
+    for (var ky = 0u; ky < 4u; ky++) {
+        let row = xb + rs_ci(qy, ky, p.ih) * p.x_s2;
+        var r = 0.0;
+        for (var kx = 0u; kx < 4u; kx++) {
+            r += rs_cw(kx, qx.t) * f32(ld_x(row + rs_ci(qx, kx, p.iw) * p.x_s3));
+        }
+        acc += rs_cw(ky, qy.t) * r;
+    }
+    st_out(o[0], acc);
+";
+
+/// The source positions of `g` fit the kernels' u32 arithmetic: numerators up to (2 O + 1) I,
+/// (3 O + 1) I for bicubic (see `rs_cubic`).
+fn check_sources(op: &str, g: &ResampleGeom) -> Result<()> {
+    let k = if matches!(g.kind, Resample::Bicubic { .. }) {
+        3
+    } else {
+        2
+    };
+    for d in 0..2 {
+        let n = g.out[d]
+            .saturating_mul(k)
+            .saturating_add(1)
+            .saturating_mul(g.input[d]);
+        count32(op, "a source position", n)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn resample(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let a = attrs(call)?;
     let (x_t, out_t) = (input(call, 0)?, output(call, 0)?);
     let g = ResampleGeom::of(op, &a, x_t.desc())?;
-    for d in 0..2 {
-        // Source numerators reach (2 OH + 1) H; adaptive windows up to H / OH + 2 rows.
-        count32(op, "a source position", (2 * g.out[d] + 1) * g.input[d])?;
-    }
+    // Adaptive windows span up to H / OH + 2 rows.
+    check_sources(op, &g)?;
     if g.kind == Resample::AdaptiveAvg {
         let window = (g.input[0] / g.out[0] + 2).saturating_mul(g.input[1] / g.out[1] + 2);
         if window > LOOP_BUDGET {
@@ -344,9 +375,13 @@ pub(crate) fn resample(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         Resample::AdaptiveAvg => (ADAPTIVE_BODY, false),
         Resample::Nearest => (NEAREST_BODY, false),
         Resample::Bilinear { align_corners } => (BILINEAR_BODY, align_corners),
+        Resample::Bicubic { align_corners } => (BICUBIC_BODY, align_corners),
     };
     sh.u32("align", align as u32);
     sh.include(section(CONV, "rs_tap")?);
+    if matches!(g.kind, Resample::Bicubic { .. }) {
+        sh.include(section(CONV, "rs_cubic")?);
+    }
     sh.body(
         &section(CONV, "resample")?
             .replace("$BODY", body)
@@ -560,6 +595,40 @@ const BILINEAR_TAP: &str = "
     return PbTap(o, w, t.i0 == i || t.i1 == i);
 ";
 
+const BICUBIC_RANGE: &str = "
+    var lo = 0u;
+    var hi = outn;
+    if (len > 1u) {
+        let im = select(0u, i - 2u, i > 2u);
+        if (p.align != 0u) {
+            let a = im * (outn - 1u) / (len - 1u);
+            lo = select(0u, a - 1u, a > 0u);
+            hi = ((i + 2u) * (outn - 1u) + len - 2u) / (len - 1u) + 2u;
+        } else {
+            let a = im * outn / len;
+            lo = select(0u, a - 2u, a > 1u);
+            hi = ((i + 3u) * outn + len - 1u) / len + 2u;
+        }
+        // The edges' clamped taps reach every output from the start or to the end.
+        if (i == 0u) { lo = 0u; }
+        if (i == len - 1u) { hi = outn; }
+    }
+    return pb_clamp(lo, hi, outn);
+";
+const BICUBIC_TAP: &str = "
+    let o = lo + j;
+    let q = rs_cubic(o, len, outn);
+    var w = 0.0;
+    var hit = false;
+    for (var k = 0u; k < 4u; k++) {
+        if (rs_ci(q, k, len) == i) {
+            w += rs_cw(k, q.t);
+            hit = true;
+        }
+    }
+    return PbTap(o, w, hit);
+";
+
 pub(crate) fn pool_backward(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
     let op = call.op.as_str();
     let a = attrs(call)?;
@@ -581,9 +650,14 @@ pub(crate) fn pool_backward(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
         count32(op, "the padded input", inp[d] + 2 * padding[d])?;
         let n = match g {
             PoolBack::Pool(_) => kernel[d],
-            PoolBack::Resample(_) => {
+            PoolBack::Resample(r) => {
                 count32(op, "a source position", (inp[d] + 2) * (2 * outn[d] + 1))?;
-                (3 * outn[d]).div_ceil(inp[d].max(1)) + 6
+                if matches!(r.kind, Resample::Bicubic { .. }) {
+                    check_sources(op, &r)?;
+                    (5 * outn[d]).div_ceil(inp[d].max(1)) + 8
+                } else {
+                    (3 * outn[d]).div_ceil(inp[d].max(1)) + 6
+                }
             }
         };
         work = work.saturating_mul(n);
@@ -667,6 +741,11 @@ pub(crate) fn pool_backward(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
                 sh.u32("align", align_corners as u32);
                 sh.include(section(CONV, "rs_tap")?);
                 (BILINEAR_RANGE, BILINEAR_TAP.to_string())
+            }
+            Resample::Bicubic { align_corners } => {
+                sh.u32("align", align_corners as u32);
+                sh.include(section(CONV, "rs_cubic")?);
+                (BICUBIC_RANGE, BICUBIC_TAP.to_string())
             }
         },
     };

@@ -9,10 +9,6 @@ pub fn failures(id: &str) -> Vec<(&'static str, &'static str)> {
     vec![
         ("conv3d", "the op set convolves in 1-D and 2-D"),
         ("adaptive_avg_pool3d", "the op set pools in 1-D and 2-D"),
-        (
-            "interpolate (bicubic)",
-            "the op set's interpolate is nearest or bilinear",
-        ),
         ("deform_conv2d+deform_conv2d_backward", "the op set has no deformable convolution"),
         (
             "conv3d_x_backward+conv3d_weight_backward+conv3d_bias_backward",
