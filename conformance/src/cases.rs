@@ -19,9 +19,9 @@ mod reduce;
 use elementwise::{binary_cases, unary_cases, where_cases};
 use movement::{creation_cases, indexing_cases, movement_cases};
 use nn::{
-    attention_backward_cases, attention_cases, batch_norm_cases, conv_backward_cases, conv_cases,
-    conv_transpose_cases, cross_entropy_cases, group_norm_cases, matmul_cases, norm_backward_cases,
-    norm_cases, pool_cases, resample_cases,
+    adaptive3_cases, attention_backward_cases, attention_cases, batch_norm_cases,
+    conv_backward_cases, conv_cases, conv_transpose_cases, cross_entropy_cases, group_norm_cases,
+    matmul_cases, norm_backward_cases, norm_cases, pool_cases, resample_cases,
 };
 use reduce::{line_cases, reduction_cases, sort_cases, topk_cases};
 
@@ -403,6 +403,9 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Backward, op @ ("adaptive_avg_pool2d_backward" | "interpolate_backward")) => {
                 resample_cases(&mut b, op, def.dtypes)
             }
+            (OpKind::Backward, op @ "adaptive_avg_pool3d_backward") => {
+                adaptive3_cases(&mut b, op, def.dtypes)
+            }
             (OpKind::Backward, op) if op.contains("_pool") => pool_cases(&mut b, op, def.dtypes),
             (
                 OpKind::Backward,
@@ -426,6 +429,7 @@ pub fn all_cases() -> Vec<Case> {
             (OpKind::Vision, op @ ("adaptive_avg_pool2d" | "interpolate")) => {
                 resample_cases(&mut b, op, def.dtypes)
             }
+            (OpKind::Vision, op @ "adaptive_avg_pool3d") => adaptive3_cases(&mut b, op, def.dtypes),
             (OpKind::Vision, "group_norm") => group_norm_cases(&mut b, def.dtypes),
             (OpKind::Vision, "batch_norm") => batch_norm_cases(&mut b, def.dtypes),
             (OpKind::Vision, op) => pool_cases(&mut b, op, def.dtypes),

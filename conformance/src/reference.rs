@@ -155,6 +155,7 @@ pub fn run(
         | Op::GroupNormBackward
         | Op::BatchNormBackward => nn::norm_backward(call),
         Op::AdaptiveAvgPool2d | Op::Interpolate => one(nn::resample(call)),
+        Op::AdaptiveAvgPool3d | Op::AdaptiveAvgPool3dBackward => one(nn::adaptive_avg_pool3d(call)),
         Op::MaxPool1dBackward
         | Op::MaxPool2dBackward
         | Op::AvgPool1dBackward

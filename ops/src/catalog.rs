@@ -336,6 +336,7 @@ pub enum Op {
     AvgPool1dBackward,
     AvgPool2dBackward,
     AdaptiveAvgPool2dBackward,
+    AdaptiveAvgPool3dBackward,
     InterpolateBackward,
     CrossEntropy,
     CrossEntropyBackward,
@@ -348,6 +349,7 @@ pub enum Op {
     AvgPool1d,
     AvgPool2d,
     AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
     Interpolate,
     GroupNorm,
     BatchNorm,
@@ -539,6 +541,7 @@ impl OpDef {
                     | Op::AvgPool1dBackward
                     | Op::AvgPool2dBackward
                     | Op::AdaptiveAvgPool2dBackward
+                    | Op::AdaptiveAvgPool3dBackward
                     | Op::InterpolateBackward
                     | Op::CrossEntropy
                     | Op::CrossEntropyBackward
@@ -1188,6 +1191,15 @@ fn vision() -> Vec<OpDef> {
                 FLOAT,
             ),
             def(
+                "adaptive_avg_pool3d",
+                OpKind::Vision,
+                Op::AdaptiveAvgPool3d,
+                X,
+                OUT,
+                attrs![req("output_size", AttrType::Ints)],
+                FLOAT,
+            ),
+            def(
                 "interpolate",
                 OpKind::Vision,
                 Op::Interpolate,
@@ -1494,6 +1506,15 @@ fn activation_backward() -> Vec<OpDef> {
                 "adaptive_avg_pool2d_backward",
                 OpKind::Backward,
                 Op::AdaptiveAvgPool2dBackward,
+                &["grad"],
+                DX,
+                attrs![INPUT_SIZE],
+                FLOAT,
+            ),
+            def(
+                "adaptive_avg_pool3d_backward",
+                OpKind::Backward,
+                Op::AdaptiveAvgPool3dBackward,
                 &["grad"],
                 DX,
                 attrs![INPUT_SIZE],

@@ -845,6 +845,97 @@ fn size_attr(
     Ok(out)
 }
 
+/// The geometry of `adaptive_avg_pool3d` over x [N, C, D, H, W], or of its gradient over an x
+/// of shape `input_size` (docs/ops.md 8.13): the output sizes [OD, OH, OW].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Adaptive3 {
+    pub n: usize,
+    pub c: usize,
+    pub input: [usize; 3],
+    pub out: [usize; 3],
+}
+
+impl Adaptive3 {
+    /// The geometry of an `adaptive_avg_pool3d` call over `x`.
+    pub fn of(op: &str, attrs: &Attrs<'_>, x: &TensorDesc) -> Result<Adaptive3> {
+        if x.rank() != 5 {
+            return Err(invalid(format!(
+                "{op}: x has shape {}, expected rank 5 ([N, C, D, H, W])",
+                shape_str(&x.shape)
+            )));
+        }
+        let v = attrs
+            .ints_opt("output_size")?
+            .ok_or_else(|| invalid(format!("{op}: output_size is required")))?;
+        let v = match v.len() {
+            1 => vec![v[0]; 3],
+            3 => v,
+            n => {
+                return Err(invalid(format!(
+                    "{op}: output_size has {n} values, expected 1 or 3"
+                )))
+            }
+        };
+        let mut out = [1usize; 3];
+        for (k, &s) in v.iter().enumerate() {
+            out[k] = usize::try_from(s).ok().filter(|&s| s >= 1).ok_or_else(|| {
+                invalid(format!(
+                    "{op}: output_size is {v:?}, expected every value >= 1"
+                ))
+            })?;
+        }
+        Adaptive3::sized(op, &x.shape, out)
+    }
+
+    /// The geometry of an `adaptive_avg_pool3d_backward` call with `grad` [N, C, OD, OH, OW]:
+    /// the forward op over an x of shape `input_size`.
+    pub fn backward(op: &str, attrs: &Attrs<'_>, grad: &TensorDesc) -> Result<Adaptive3> {
+        let size = size_attr(op, attrs, "input_size", 5, "[N, C, D, H, W]")?;
+        if grad.rank() != 5 || grad.shape[2..].contains(&0) {
+            return Err(invalid(format!(
+                "{op}: grad has shape {}, expected rank 5 ([N, C, OD, OH, OW]) with OD, OH and \
+                 OW >= 1",
+                shape_str(&grad.shape)
+            )));
+        }
+        let g = Adaptive3::sized(op, &size, [grad.shape[2], grad.shape[3], grad.shape[4]])?;
+        if grad.shape != g.out_shape() {
+            return Err(invalid(format!(
+                "{op}: grad has shape {}, expected N and C of input_size {}",
+                shape_str(&grad.shape),
+                shape_str(&size)
+            )));
+        }
+        Ok(g)
+    }
+
+    fn sized(op: &str, x: &[usize], out: [usize; 3]) -> Result<Adaptive3> {
+        let (n, c) = (x[0], x[1]);
+        let input = [x[2], x[3], x[4]];
+        if n > 0 && c > 0 && input.contains(&0) {
+            return Err(invalid(format!(
+                "{op}: x has shape {}, expected D, H and W >= 1",
+                shape_str(x)
+            )));
+        }
+        [n, c, out[0], out[1], out[2]]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| invalid(format!("{op}: the output's element count overflows")))?;
+        Ok(Adaptive3 { n, c, input, out })
+    }
+
+    /// `[N, C, OD, OH, OW]`.
+    pub fn out_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c, self.out[0], self.out[1], self.out[2]]
+    }
+
+    /// `[N, C, D, H, W]`.
+    pub fn in_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c, self.input[0], self.input[1], self.input[2]]
+    }
+}
+
 /// The geometry of an `adaptive_avg_pool2d` or `interpolate` call over x [N, C, H, W].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResampleGeom {

@@ -262,6 +262,9 @@ pub(crate) fn execute(
             call.inputs = vec![Some(zero), Some(column), Some(one)];
         }
         Op::SoftmaxBackward | Op::LogSoftmaxBackward => return softmax_backward(queue, &call),
+        Op::AdaptiveAvgPool3d | Op::AdaptiveAvgPool3dBackward => {
+            return adaptive_avg_pool3d(queue, &call)
+        }
         // An `index_add` of the gradient's rows into zeros, under its own name; then the
         // padding row is zeroed.
         Op::EmbeddingBackward => {
@@ -321,7 +324,9 @@ fn route(device: &dyn anyaccel_hal::Device, call: &OpCall) -> Result<Route> {
         | Op::OneHot
         | Op::SoftmaxBackward
         | Op::LogSoftmaxBackward
-        | Op::EmbeddingBackward => Route::Rewrite(op),
+        | Op::EmbeddingBackward
+        | Op::AdaptiveAvgPool3d
+        | Op::AdaptiveAvgPool3dBackward => Route::Rewrite(op),
         _ => Route::Kernels,
     })
 }
@@ -391,6 +396,98 @@ fn dense(queue: &dyn Queue, t: &Tensor) -> Result<Tensor> {
     let c = Tensor::empty(&*queue.device(), t.dtype(), t.shape())?;
     execute(queue, "copy", &[Some(t)], vec![c.clone()], &[])?;
     Ok(c)
+}
+
+/// `adaptive_avg_pool3d` and its gradient from `adaptive_avg_pool2d` and its gradient: a box
+/// average is separable (its windows are products of per-dimension windows, its divisor the
+/// product of their lengths), so the mean over (H, W) windows of each depth slice, then over D
+/// windows of those means, is the 3-D mean; the gradient runs the two steps in reverse. In f32
+/// (f16 and bf16 widened exactly), rounded once into the output.
+fn adaptive_avg_pool3d(queue: &dyn Queue, call: &OpCall) -> Result<()> {
+    let attrs = crate::attrs::Attrs::of(call)?;
+    let x = operand(call, 0)?;
+    let out = call.outputs[0].clone();
+    let backward = call.op.ends_with("_backward");
+    let g = if backward {
+        crate::conv::Adaptive3::backward(&call.op, &attrs, x.desc())?
+    } else {
+        crate::conv::Adaptive3::of(&call.op, &attrs, x.desc())?
+    };
+    let (n, c, [d, h, w], [od, oh, ow]) = (g.n, g.c, g.input, g.out);
+    let device = queue.device();
+    let wide = DType::F32;
+    // The operand in f32, contiguous.
+    let src = if x.dtype() == wide {
+        dense(queue, &x)?
+    } else {
+        let t = Tensor::empty(&*device, wide, x.shape())?;
+        let to = [("dtype".to_string(), AttrValue::Str(wide.name().into()))];
+        execute(queue, "cast", &[Some(&x)], vec![t.clone()], &to)?;
+        t
+    };
+    let sizes = |v: &[usize]| AttrValue::Ints(v.iter().map(|&s| s as i64).collect());
+    // One 2-D step: `op` of `from` (viewed as `shape`) with `attr`, into a new f32 tensor.
+    let step =
+        |op: &str, from: &Tensor, shape: &[usize], attr: (&str, &[usize]), result: &[usize]| {
+            let t = Tensor::empty(&*device, wide, result)?;
+            let a = [(attr.0.to_string(), sizes(attr.1))];
+            execute(
+                queue,
+                op,
+                &[Some(&from.reshape(shape)?)],
+                vec![t.clone()],
+                &a,
+            )?;
+            Ok::<Tensor, Error>(t)
+        };
+    let result = if backward {
+        // grad [N C, 1, OD, OH OW] -> [N C, 1, D, OH OW] (windows along D), then as
+        // [N, C D, OH, OW] -> [N, C D, H, W].
+        let a = [n * c, 1, d, oh * ow];
+        let g1 = step(
+            "adaptive_avg_pool2d_backward",
+            &src,
+            &[n * c, 1, od, oh * ow],
+            ("input_size", &a),
+            &a,
+        )?;
+        let b = [n, c * d, h, w];
+        step(
+            "adaptive_avg_pool2d_backward",
+            &g1,
+            &[n, c * d, oh, ow],
+            ("input_size", &b),
+            &b,
+        )?
+    } else {
+        // x [N, C D, H, W] -> [N, C D, OH, OW], then as [N C, 1, D, OH OW] -> [N C, 1, OD, OH OW]
+        // (the width's windows are single elements).
+        let y = step(
+            "adaptive_avg_pool2d",
+            &src,
+            &[n, c * d, h, w],
+            ("output_size", &[oh, ow]),
+            &[n, c * d, oh, ow],
+        )?;
+        let z = [n * c, 1, od, oh * ow];
+        step(
+            "adaptive_avg_pool2d",
+            &y,
+            &[n * c, 1, d, oh * ow],
+            ("output_size", &[od, oh * ow]),
+            &z,
+        )?
+    };
+    let result = result.reshape(out.shape())?;
+    if out.dtype() == wide {
+        execute(queue, "copy", &[Some(&result)], vec![out], &[])
+    } else {
+        let to = [(
+            "dtype".to_string(),
+            AttrValue::Str(out.dtype().name().into()),
+        )];
+        execute(queue, "cast", &[Some(&result)], vec![out], &to)
+    }
 }
 
 /// `softmax_backward(grad, y) = y * (grad - sum(grad * y))` and `log_softmax_backward(grad, y)

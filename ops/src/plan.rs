@@ -640,6 +640,12 @@ pub fn plan(
         Op::AdaptiveAvgPool2d | Op::Interpolate => {
             vec![crate::conv::ResampleGeom::of(op, &attrs, x(0))?.out_shape()]
         }
+        Op::AdaptiveAvgPool3d => {
+            vec![crate::conv::Adaptive3::of(op, &attrs, x(0))?.out_shape()]
+        }
+        Op::AdaptiveAvgPool3dBackward => {
+            vec![crate::conv::Adaptive3::backward(op, &attrs, x(0))?.in_shape()]
+        }
         Op::Conv1d
         | Op::Conv2d
         | Op::ConvTranspose1d

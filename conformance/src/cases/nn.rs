@@ -1121,6 +1121,71 @@ pub(super) fn pool_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     );
 }
 
+/// `adaptive_avg_pool3d` and its gradient: windows that overlap (sizes that do not divide),
+/// to 1, upsampling, a transposed x with a strided output, no plane.
+pub(super) fn adaptive3_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
+    const T: Layout = Layout::Transposed;
+    const S: Layout = Layout::Strided;
+    let backward = op.ends_with("_backward");
+    // Tag, x's shape and layout, output_size, the output's layout.
+    #[rustfmt::skip]
+    let cases: &[(&str, &[usize], Layout, &[i64], Layout)] = &[
+        ("n2_c3_5x7x6_to_2x3x4", &[2, 3, 5, 7, 6], C, &[2, 3, 4], C),
+        ("to_1", &[1, 2, 4, 5, 6], C, &[1], C),
+        ("up_3x2x4_to_5x3x7", &[1, 2, 3, 2, 4], C, &[5, 3, 7], C),
+        ("same", &[1, 2, 3, 4, 2], C, &[3, 4, 2], C),
+        ("views", &[1, 3, 6, 4, 5], T, &[3, 2, 2], S),
+        ("empty_n0", &[0, 3, 4, 4, 4], C, &[2], C),
+    ];
+    for &d in dtypes {
+        for &(tag, xs, xl, size, ol) in cases {
+            let at = |k: usize| size[if size.len() == 1 { 0 } else { k }] as usize;
+            let (shape, attrs) = if backward {
+                (
+                    vec![xs[0], xs[1], at(0), at(1), at(2)],
+                    vec![input_size(xs)],
+                )
+            } else {
+                (xs.to_vec(), vec![attr("output_size", super::ints(size))])
+            };
+            let classes: &[Values] = if tag.starts_with("n2_") {
+                &[Values::Normal, Values::Special]
+            } else {
+                &[Values::Normal]
+            };
+            for &v in classes {
+                b.push(
+                    op,
+                    d.name().into(),
+                    &[d],
+                    &format!("{tag}.{}", values_tag(v)),
+                    vec![input(d, &shape, xl, v)],
+                    attrs.clone(),
+                    ol,
+                    false,
+                );
+            }
+        }
+    }
+    // More than 2^24 elements in x (and in dx).
+    let x = [1usize, 1, 257, 257, 257];
+    let (shape, attrs) = if backward {
+        (vec![1, 1, 4, 4, 4], vec![input_size(&x)])
+    } else {
+        (x.to_vec(), vec![attr("output_size", super::ints(&[4]))])
+    };
+    b.push(
+        op,
+        "f32".into(),
+        &[DType::F32],
+        "large",
+        vec![input(DType::F32, &shape, C, Values::Normal)],
+        attrs,
+        C,
+        true,
+    );
+}
+
 pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     const T: Layout = Layout::Transposed;
     const S: Layout = Layout::Strided;

@@ -1298,6 +1298,101 @@ pub(crate) fn resample(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(x.dtype, &[x.shape[0], x.shape[1], g.out[0], g.out[1]], vals)
 }
 
+/// `adaptive_avg_pool3d` (x [N, C, D, H, W] to [N, C, OD, OH, OW]) and its gradient: the mean
+/// over the box of windows floor(i D / OD) .. ceil((i + 1) D / OD) (and so for H and W), in f64;
+/// the gradient gives each element of its box grad / (the box's element count).
+pub(crate) fn adaptive_avg_pool3d(call: &Call) -> Result<RefTensor> {
+    let op = call.op;
+    let backward = op.ends_with("_backward");
+    let t = call.input(0)?;
+    check_dtype(
+        op,
+        if backward { "grad" } else { "x" },
+        t.dtype,
+        &FLOAT_DTYPES,
+    )?;
+    if t.rank() != 5 {
+        return Err(invalid(
+            op,
+            format!(
+                "{}: expected rank 5",
+                describe(if backward { "grad" } else { "x" }, t)
+            ),
+        ));
+    }
+    let (xs, out): (Vec<usize>, Vec<usize>) = if backward {
+        let size: Vec<usize> = call
+            .ints_attr("input_size")?
+            .ok_or_else(|| invalid(op, "input_size is required"))?
+            .iter()
+            .map(|&v| usize::try_from(v).map_err(|_| invalid(op, format!("input_size: {v} < 0"))))
+            .collect::<Result<_>>()?;
+        if size.len() != 5 || t.shape[..2] != size[..2] || t.shape[2..].contains(&0) {
+            return Err(invalid(
+                op,
+                format!(
+                    "{} with input_size {size:?}: expected [N, C, OD, OH, OW], OD, OH, OW >= 1",
+                    describe("grad", t)
+                ),
+            ));
+        }
+        (size, t.shape[2..].to_vec())
+    } else {
+        if call.ints_attr("output_size")?.is_none() {
+            return Err(invalid(op, "attribute `output_size` is required"));
+        }
+        (t.shape.clone(), conv_param(call, "output_size", 3, 1, 1)?)
+    };
+    count_of(op, &xs)?;
+    if xs[0] * xs[1] > 0 && xs[2..].contains(&0) {
+        return Err(invalid(
+            op,
+            format!("x of shape {xs:?}: expected D, H, W >= 1"),
+        ));
+    }
+    let (planes, ins) = (xs[0] * xs[1], [xs[2], xs[3], xs[4]]);
+    let outs = [out[0], out[1], out[2]];
+    count_of(op, &[planes, outs[0], outs[1], outs[2]])?;
+    let window = |d: usize, o: usize| (o * ins[d] / outs[d], ((o + 1) * ins[d]).div_ceil(outs[d]));
+    let v = t.to_f64_vec();
+    let (isz, osz) = (ins[0] * ins[1] * ins[2], outs[0] * outs[1] * outs[2]);
+    let mut res = vec![0.0; planes * if backward { isz } else { osz }];
+    for p in 0..planes {
+        for od in 0..outs[0] {
+            for oh in 0..outs[1] {
+                for ow in 0..outs[2] {
+                    let ((d0, d1), (h0, h1), (w0, w1)) =
+                        (window(0, od), window(1, oh), window(2, ow));
+                    let count = ((d1 - d0) * (h1 - h0) * (w1 - w0)) as f64;
+                    let o = p * osz + (od * outs[1] + oh) * outs[2] + ow;
+                    let mut sum = 0.0;
+                    for d in d0..d1 {
+                        for h in h0..h1 {
+                            for w in w0..w1 {
+                                let i = p * isz + (d * ins[1] + h) * ins[2] + w;
+                                if backward {
+                                    res[i] += v[o] / count;
+                                } else {
+                                    sum += v[i];
+                                }
+                            }
+                        }
+                    }
+                    if !backward {
+                        res[o] = sum / count;
+                    }
+                }
+            }
+        }
+    }
+    let shape = if backward {
+        xs
+    } else {
+        vec![xs[0], xs[1], outs[0], outs[1], outs[2]]
+    };
+    RefTensor::from_f64(t.dtype, &shape, res)
+}
+
 /// An `adaptive_avg_pool2d` or `interpolate` geometry over x [N, C, H, W].
 struct ResampleRef {
     adaptive: bool,

@@ -31,7 +31,8 @@ const char *const ref_native_ops[] = {
     "conv1d_backward_weight", "conv2d_backward_weight",
     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate",
     "max_pool1d_backward", "max_pool2d_backward", "avg_pool1d_backward", "avg_pool2d_backward",
-    "adaptive_avg_pool2d_backward", "interpolate_backward",
+    "adaptive_avg_pool2d_backward", "interpolate_backward", "adaptive_avg_pool3d",
+    "adaptive_avg_pool3d_backward",
     "group_norm", "batch_norm", "layer_norm_backward", "rms_norm_backward", "group_norm_backward",
     "batch_norm_backward", "quantize", "dequantize", "matmul_wq", "matmul_i8", NULL,
 };
@@ -72,7 +73,9 @@ static RefFamily family_of(const char *op) {
         {" max_pool1d max_pool2d avg_pool1d avg_pool2d max_pool1d_backward max_pool2d_backward "
          "avg_pool1d_backward avg_pool2d_backward ",
          ref_op_pool},
-        {" adaptive_avg_pool2d interpolate adaptive_avg_pool2d_backward interpolate_backward ", ref_op_resample},
+        {" adaptive_avg_pool2d interpolate adaptive_avg_pool2d_backward interpolate_backward "
+         "adaptive_avg_pool3d adaptive_avg_pool3d_backward ",
+         ref_op_resample},
         {" group_norm group_norm_backward ", ref_op_group_norm},
         {" batch_norm batch_norm_backward ", ref_op_batch_norm},
         {" quantize dequantize matmul_wq matmul_i8 ", ref_op_quant},

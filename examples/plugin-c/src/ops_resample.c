@@ -1,8 +1,7 @@
 /*
- * Resampling (docs/ops.md, section 8.13): adaptive_avg_pool2d and interpolate, as PyTorch's
- * torch.nn.functional ops of those names (interpolate with `size`, modes nearest, bilinear and
- * bicubic),
- * and their gradients with respect to x.
+ * Resampling (docs/ops.md, section 8.13): adaptive_avg_pool2d, adaptive_avg_pool3d and
+ * interpolate, as PyTorch's torch.nn.functional ops of those names (interpolate with `size`,
+ * modes nearest, bilinear and bicubic), and their gradients with respect to x.
  *
  *   adaptive_avg_pool2d: x [N, C, H, W] -> out [N, C, OH, OW]   (output_size = [OH, OW])
  *   interpolate:         x [N, C, H, W] -> out [N, C, OH, OW]   (size = [OH, OW])
@@ -418,8 +417,118 @@ static AnyaccelStatus op_resample_backward(const RefCall *c, int interpolate) {
     return ANYACCEL_OK;
 }
 
+/* ---- adaptive_avg_pool3d and its gradient ----------------------------------------------------- */
+
+/*
+ * adaptive_avg_pool3d: x [N, C, D, H, W] -> out [N, C, OD, OH, OW], the mean of x over the box of
+ * adaptive_avg_pool2d's windows in each of the three dimensions, summed in f64 and rounded once.
+ * adaptive_avg_pool3d_backward: grad [N, C, OD, OH, OW] -> dx of shape input_size: each element
+ * gathers, in f64, grad / (the box's element count) of every output whose box holds it (the
+ * outputs floor(i out / in) .. ceil((i + 1) out / in) of each dimension), rounded once.
+ */
+static AnyaccelStatus op_adaptive_avg_pool3d(const RefCall *c, int backward) {
+    const char *op = c->op;
+    if (c->num_inputs != 1 || c->num_outputs != 1)
+        return REF_INVALID("%s: %zu inputs and %zu outputs given, expected one input and one output", op,
+                           c->num_inputs, c->num_outputs);
+    const RefTensor *t = &c->inputs[0], *res = &c->outputs[0];
+    const char *const names[2] = {backward ? "grad" : "x", backward ? "dx" : "the output"};
+    const RefTensor *const tensors[2] = {t, res};
+    AnyaccelStatus st;
+    if ((st = ref_check_floats(op, 2, names, tensors)) ||
+        (st = ref_check_rank(op, names[0], t, 5, backward ? "[N, C, OD, OH, OW]" : "[N, C, D, H, W]")))
+        return st;
+    int64_t x[5], out[3];
+    if (backward) {
+        if ((st = ref_shape_attr(c, "input_size", 5, "[N, C, D, H, W]", x))) return st;
+        for (int d = 0; d < 3; d++) {
+            out[d] = t->shape[2 + d];
+            if (out[d] < 1)
+                return REF_INVALID("%s: grad has shape %s, expected OD, OH and OW >= 1", op,
+                                   ref_shape_str(5, t->shape).s);
+        }
+    } else {
+        const int64_t *vals = NULL;
+        size_t len = 0;
+        int r = ref_attr_ints(c, "output_size", &vals, &len);
+        if (r < 0) return REF_INVALID("%s: attribute `output_size` must be Ints (or an Int)", op);
+        if (r == 0) return REF_INVALID("%s: attribute `output_size` (Ints) is required", op);
+        if (len != 1 && len != 3)
+            return REF_INVALID("%s: attribute `output_size` has %zu values, expected 1 or 3 ([OD, OH, OW])", op,
+                               len);
+        for (int d = 0; d < 3; d++) {
+            out[d] = vals[len == 1 ? 0 : d];
+            if (out[d] < 1)
+                return REF_INVALID("%s: attribute `output_size` is %s, expected every value >= 1", op,
+                                   ref_list_str(len, vals).s);
+        }
+        memcpy(x, t->shape, sizeof x);
+    }
+    if (x[0] > 0 && x[1] > 0 && (x[2] == 0 || x[3] == 0 || x[4] == 0))
+        return REF_INVALID("%s: x has shape %s, expected D, H and W >= 1", op, ref_shape_str(5, x).s);
+    const int64_t oshape[5] = {x[0], x[1], out[0], out[1], out[2]};
+    if (backward) {
+        if ((st = ref_check_shape(op, "grad", t, 5, oshape, " (the output of adaptive_avg_pool3d over input_size)")) ||
+            (st = ref_check_shape(op, "dx", res, 5, x, " (input_size)")))
+            return st;
+    } else if ((st = ref_check_shape(op, "the output", res, 5, oshape, ""))) {
+        return st;
+    }
+    /* Every size is below 2^62 (element counts fit in int64), and i out < in out fits too. */
+    const RefTensor *src = t, *dst = res;
+    const int64_t *in = x + 2;
+    for (int64_t n = 0; n < x[0]; n++)
+        for (int64_t ch = 0; ch < x[1]; ch++) {
+            const int64_t sb = n * src->strides[0] + ch * src->strides[1];
+            const int64_t db = n * dst->strides[0] + ch * dst->strides[1];
+            const int64_t *walk = backward ? in : out; /* the positions written */
+            for (int64_t a = 0; a < walk[0]; a++)
+                for (int64_t b = 0; b < walk[1]; b++)
+                    for (int64_t e = 0; e < walk[2]; e++) {
+                        const int64_t at[3] = {a, b, e};
+                        int64_t lo[3], hi[3];
+                        for (int d = 0; d < 3; d++) {
+                            if (backward) { /* the outputs whose window holds at[d] */
+                                lo[d] = at[d] * out[d] / in[d];
+                                hi[d] = ((at[d] + 1) * out[d] + in[d] - 1) / in[d];
+                            } else { /* the window of output at[d] */
+                                lo[d] = at[d] * in[d] / out[d];
+                                hi[d] = ((at[d] + 1) * in[d] + out[d] - 1) / out[d];
+                            }
+                        }
+                        double acc = 0.0;
+                        for (int64_t i = lo[0]; i < hi[0]; i++)
+                            for (int64_t j = lo[1]; j < hi[1]; j++)
+                                for (int64_t k = lo[2]; k < hi[2]; k++) {
+                                    const int64_t p[3] = {i, j, k};
+                                    const double v =
+                                        ref_at(src, sb + i * src->strides[2] + j * src->strides[3] + k * src->strides[4]);
+                                    if (!backward) {
+                                        acc += v;
+                                        continue;
+                                    }
+                                    /* Output p's window must hold the element; its count divides. */
+                                    double count = 1.0;
+                                    int holds = 1;
+                                    for (int d = 0; d < 3; d++) {
+                                        const int64_t w0 = p[d] * in[d] / out[d];
+                                        const int64_t w1 = ((p[d] + 1) * in[d] + out[d] - 1) / out[d];
+                                        holds &= w0 <= at[d] && at[d] < w1;
+                                        count *= (double)(w1 - w0);
+                                    }
+                                    if (holds) acc += v / count;
+                                }
+                        if (!backward) acc /= (double)((hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]));
+                        ref_put(dst, db + a * dst->strides[2] + b * dst->strides[3] + e * dst->strides[4], acc);
+                    }
+        }
+    return ANYACCEL_OK;
+}
+
 AnyaccelStatus ref_op_resample(const RefCall *c) {
     const char *op = c->op;
+    if (strcmp(op, "adaptive_avg_pool3d") == 0) return op_adaptive_avg_pool3d(c, 0);
+    if (strcmp(op, "adaptive_avg_pool3d_backward") == 0) return op_adaptive_avg_pool3d(c, 1);
     if (strcmp(op, "adaptive_avg_pool2d") == 0) return op_adaptive_avg_pool2d(c);
     if (strcmp(op, "interpolate") == 0) return op_interpolate(c);
     if (strcmp(op, "adaptive_avg_pool2d_backward") == 0) return op_resample_backward(c, 0);

@@ -350,7 +350,9 @@ AnyaccelStatus ref_op_pool(const RefCall *c);        /* max_pool1d, max_pool2d, 
                                                         avg_pool2d_backward */
 AnyaccelStatus ref_op_resample(const RefCall *c);    /* adaptive_avg_pool2d, interpolate,
                                                         adaptive_avg_pool2d_backward,
-                                                        interpolate_backward */
+                                                        interpolate_backward,
+                                                        adaptive_avg_pool3d and its
+                                                        gradient */
 AnyaccelStatus ref_op_group_norm(const RefCall *c);  /* group_norm, group_norm_backward */
 AnyaccelStatus ref_op_batch_norm(const RefCall *c);  /* batch_norm, batch_norm_backward */
 AnyaccelStatus ref_op_quant(const RefCall *c);       /* quantize, dequantize, matmul_wq, matmul_i8 */

@@ -326,17 +326,24 @@ impl ModuleOps<Self> for Anyaccel {
         )
     }
 
-    fn adaptive_avg_pool3d(_x: FloatTensor<Self>, _output_size: [usize; 3]) -> FloatTensor<Self> {
-        unsupported("adaptive_avg_pool3d", "the op set pools in 1-D and 2-D")
+    fn adaptive_avg_pool3d(x: FloatTensor<Self>, output_size: [usize; 3]) -> FloatTensor<Self> {
+        x.call(
+            "adaptive_avg_pool3d",
+            "adaptive_avg_pool3d",
+            &[Some(&x.t)],
+            &[("output_size", ints(&output_size))],
+        )
     }
 
     fn adaptive_avg_pool3d_backward(
-        _x: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        unsupported(
+        grad.call(
             "adaptive_avg_pool3d_backward",
-            "the op set pools in 1-D and 2-D",
+            "adaptive_avg_pool3d_backward",
+            &[Some(&grad.t)],
+            &[("input_size", ints(x.dims()))],
         )
     }
 

@@ -729,6 +729,11 @@ fn more_cases() -> Vec<Case> {
     );
     v.push(case!("conv3d", MM, [x => [1, 2, 4, 4, 4], x => [3, 2, 2, 2, 2]], |B, d, x| vec![fo::<B>(B::conv3d(f::<B>(&x[0], d), f::<B>(&x[1], d), None, ConvOptions::new([1, 1, 1], [0, 0, 0], [1, 1, 1], 1)))]));
     v.push(case!("adaptive_avg_pool3d", SUM, [x => [1, 2, 4, 4, 4]], |B, d, x| vec![fo::<B>(B::adaptive_avg_pool3d(f::<B>(&x[0], d), [2, 2, 2]))]));
+    v.push(case!("adaptive_avg_pool3d+adaptive_avg_pool3d_backward (overlapping windows)", SUM, [x => [2, 3, 5, 7, 6], x => [2, 3, 2, 3, 4]], |B, d, x| vec![
+        fo::<B>(B::adaptive_avg_pool3d(f::<B>(&x[0], d), [2, 3, 4])),
+        fo::<B>(B::adaptive_avg_pool3d(f::<B>(&x[0], d), [7, 9, 1])),
+        fo::<B>(B::adaptive_avg_pool3d_backward(f::<B>(&x[0], d), f::<B>(&x[1], d))),
+    ]));
     v.push(case!("interpolate (bicubic)", SUM, [x => [1, 2, 4, 4]], |B, d, x| vec![fo::<B>(B::interpolate(f::<B>(&x[0], d), [6, 7], InterpolateOptions { mode: InterpolateMode::Bicubic, align_corners: false, output_size: None, scale_factor: None }))]));
     v.push(case!("interpolate+interpolate_backward (bicubic)", SUM, [x => [2, 3, 5, 4], x => [2, 3, 7, 9], x => [2, 3, 3, 2]], |B, d, x| {
         let c = InterpolateOptions { mode: InterpolateMode::Bicubic, align_corners: false, output_size: None, scale_factor: None };

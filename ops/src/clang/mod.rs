@@ -492,9 +492,11 @@ pub(crate) fn launch(
         Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot | Op::EmbeddingBackward => {
             movement::scatter_launch(&ctx, call)
         }
-        Op::MaskedFill | Op::SoftmaxBackward | Op::LogSoftmaxBackward => {
-            Err(crate::catalog::misrouted(&call.op))
-        }
+        Op::MaskedFill
+        | Op::SoftmaxBackward
+        | Op::LogSoftmaxBackward
+        | Op::AdaptiveAvgPool3d
+        | Op::AdaptiveAvgPool3dBackward => Err(crate::catalog::misrouted(&call.op)),
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&ctx, call),
         Op::Reduce(_)
         | Op::Cumsum

@@ -181,9 +181,11 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot | Op::EmbeddingBackward => {
             movement::scatter_kernel(call)?
         }
-        Op::MaskedFill | Op::SoftmaxBackward | Op::LogSoftmaxBackward => {
-            return Err(crate::catalog::misrouted(&call.op))
-        }
+        Op::MaskedFill
+        | Op::SoftmaxBackward
+        | Op::LogSoftmaxBackward
+        | Op::AdaptiveAvgPool3d
+        | Op::AdaptiveAvgPool3dBackward => return Err(crate::catalog::misrouted(&call.op)),
         Op::Binary(b) => elementwise::binary(call, b)?,
         Op::Compare(c) => elementwise::compare(call, c)?,
         Op::Reduce(_)

@@ -142,9 +142,11 @@ pub(crate) fn launch(device: &dyn Device, queue: &dyn Queue, call: &OpCall) -> R
         Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot | Op::EmbeddingBackward => {
             movement::scatter_launch(&cx, call)
         }
-        Op::MaskedFill | Op::SoftmaxBackward | Op::LogSoftmaxBackward => {
-            Err(crate::catalog::misrouted(&call.op))
-        }
+        Op::MaskedFill
+        | Op::SoftmaxBackward
+        | Op::LogSoftmaxBackward
+        | Op::AdaptiveAvgPool3d
+        | Op::AdaptiveAvgPool3dBackward => Err(crate::catalog::misrouted(&call.op)),
         Op::Binary(_) | Op::Compare(_) => elementwise::binary(&cx, call),
         Op::Reduce(_)
         | Op::Cumsum

@@ -8,7 +8,6 @@ pub fn failures(id: &str) -> Vec<(&'static str, &'static str)> {
     let _ = id;
     vec![
         ("conv3d", "the op set convolves in 1-D and 2-D"),
-        ("adaptive_avg_pool3d", "the op set pools in 1-D and 2-D"),
         ("deform_conv2d+deform_conv2d_backward", "the op set has no deformable convolution"),
         (
             "conv3d_x_backward+conv3d_weight_backward+conv3d_bias_backward",
@@ -18,7 +17,6 @@ pub fn failures(id: &str) -> Vec<(&'static str, &'static str)> {
             "conv_transpose3d+conv_transpose3d_x_backward+conv_transpose3d_weight_backward+conv_transpose3d_bias_backward",
             "the op set's transposed convolutions are 1-D and 2-D",
         ),
-        ("adaptive_avg_pool3d_backward", "the op set pools in 1-D and 2-D"),
         (
             "conv2d (f16)",
             "burn-flex accumulates f16 convolutions in f16 (about 1% off); anyaccel gives the f32 \
