@@ -1121,6 +1121,33 @@ pub(super) fn pool_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     );
 }
 
+/// One case of the one-input op `op` per value class: x of `shape` and layout in `d`, tagged
+/// `tag.<class>`.
+#[allow(clippy::too_many_arguments)]
+fn push_classes(
+    b: &mut Builder,
+    op: &'static str,
+    d: DType,
+    tag: &str,
+    classes: &[Values],
+    (shape, xl): (&[usize], Layout),
+    attrs: &[(String, AttrValue)],
+    ol: Layout,
+) {
+    for &v in classes {
+        b.push(
+            op,
+            d.name().into(),
+            &[d],
+            &format!("{tag}.{}", values_tag(v)),
+            vec![input(d, shape, xl, v)],
+            attrs.to_vec(),
+            ol,
+            false,
+        );
+    }
+}
+
 /// `adaptive_avg_pool3d` and its gradient: windows that overlap (sizes that do not divide),
 /// to 1, upsampling, a transposed x with a strided output, no plane.
 pub(super) fn adaptive3_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
@@ -1153,18 +1180,7 @@ pub(super) fn adaptive3_cases(b: &mut Builder, op: &'static str, dtypes: &[DType
             } else {
                 &[Values::Normal]
             };
-            for &v in classes {
-                b.push(
-                    op,
-                    d.name().into(),
-                    &[d],
-                    &format!("{tag}.{}", values_tag(v)),
-                    vec![input(d, &shape, xl, v)],
-                    attrs.clone(),
-                    ol,
-                    false,
-                );
-            }
+            push_classes(b, op, d, tag, classes, (&shape, xl), &attrs, ol);
         }
     }
     // More than 2^24 elements in x (and in dx).
@@ -1359,18 +1375,7 @@ pub(super) fn resample_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]
             } else {
                 &[Values::Normal]
             };
-            for &v in classes {
-                b.push(
-                    op,
-                    d.name().into(),
-                    &[d],
-                    &format!("{tag}.{}", values_tag(v)),
-                    vec![input(d, &shape, xl, v)],
-                    attrs.clone(),
-                    ol,
-                    false,
-                );
-            }
+            push_classes(b, op, d, tag, classes, (&shape, xl), &attrs, ol);
         }
     }
     // More than 2^24 elements in x.

@@ -1298,6 +1298,16 @@ pub(crate) fn resample(call: &Call) -> Result<RefTensor> {
     RefTensor::from_f64(x.dtype, &[x.shape[0], x.shape[1], g.out[0], g.out[1]], vals)
 }
 
+/// The required `input_size` attribute of a gradient, as sizes.
+fn input_size_attr(call: &Call) -> Result<Vec<usize>> {
+    let op = call.op;
+    call.ints_attr("input_size")?
+        .ok_or_else(|| invalid(op, "input_size is required"))?
+        .iter()
+        .map(|&v| usize::try_from(v).map_err(|_| invalid(op, format!("input_size: {v} < 0"))))
+        .collect()
+}
+
 /// `adaptive_avg_pool3d` (x [N, C, D, H, W] to [N, C, OD, OH, OW]) and its gradient: the mean
 /// over the box of windows floor(i D / OD) .. ceil((i + 1) D / OD) (and so for H and W), in f64;
 /// the gradient gives each element of its box grad / (the box's element count).
@@ -1321,12 +1331,7 @@ pub(crate) fn adaptive_avg_pool3d(call: &Call) -> Result<RefTensor> {
         ));
     }
     let (xs, out): (Vec<usize>, Vec<usize>) = if backward {
-        let size: Vec<usize> = call
-            .ints_attr("input_size")?
-            .ok_or_else(|| invalid(op, "input_size is required"))?
-            .iter()
-            .map(|&v| usize::try_from(v).map_err(|_| invalid(op, format!("input_size: {v} < 0"))))
-            .collect::<Result<_>>()?;
+        let size = input_size_attr(call)?;
         if size.len() != 5 || t.shape[..2] != size[..2] || t.shape[2..].contains(&0) {
             return Err(invalid(
                 op,
@@ -1567,12 +1572,7 @@ pub(crate) fn pool_backward(call: &Call) -> Result<RefTensor> {
     check_dtype(op, "grad", grad.dtype, &FLOAT_DTYPES)?;
     let pool =
         op.contains("_pool1d") || op.starts_with("max_pool2d") || op.starts_with("avg_pool2d");
-    let size: Vec<usize> = call
-        .ints_attr("input_size")?
-        .ok_or_else(|| invalid(op, "input_size is required"))?
-        .iter()
-        .map(|&v| usize::try_from(v).map_err(|_| invalid(op, format!("input_size: {v} < 0"))))
-        .collect::<Result<_>>()?;
+    let size = input_size_attr(call)?;
     let rank = if op.contains("1d") { 3 } else { 4 };
     if size.len() != rank {
         return Err(invalid(

@@ -508,35 +508,30 @@ DEVICE PbRange pb_range(const i64 i, const i64 len, const i64 outn, const i64 k)
 #elif defined(RS_NEAREST)
     lo = (i * outn + len - 1) / len;
     hi = ((i + 1) * outn + len - 1) / len;
-#elif defined(RS_BICUBIC)
+#else
+    /* The outputs whose source position lies within RS_BACK rows of i (bilinear reads floor and
+     * floor + 1, bicubic floor - 1 .. floor + 2), widened by the rounding of the scale. */
+#ifdef RS_BICUBIC
+    const i64 back = 2;
+#else
+    const i64 back = 1;
+#endif
     if (len == 1) {
         lo = 0;
         hi = outn;
     } else {
-        /* Source positions in [i - 2, i + 2), widened; the edges' clamped taps reach further. */
-        const i64 im = i > 2 ? i - 2 : 0;
+        const i64 im = i > back ? i - back : 0;
 #ifdef RS_ALIGN
         lo = im * (outn - 1) / (len - 1) - 1;
-        hi = ((i + 2) * (outn - 1) + len - 2) / (len - 1) + 2;
+        hi = ((i + back) * (outn - 1) + len - 2) / (len - 1) + 2;
 #else
         lo = im * outn / len - 2;
-        hi = ((i + 3) * outn + len - 1) / len + 2;
+        hi = ((i + back + 1) * outn + len - 1) / len + 2;
 #endif
+#ifdef RS_BICUBIC
+        /* The edges' clamped taps reach every output from the start or to the end. */
         if (i == 0) lo = 0;
         if (i == len - 1) hi = outn;
-    }
-#else
-    if (len == 1) {
-        lo = 0;
-        hi = outn;
-    } else {
-        const i64 im = i > 0 ? i - 1 : 0;
-#ifdef RS_ALIGN
-        lo = im * (outn - 1) / (len - 1) - 1;
-        hi = ((i + 1) * (outn - 1) + len - 2) / (len - 1) + 2;
-#else
-        lo = im * outn / len - 2;
-        hi = ((i + 2) * outn + len - 1) / len + 2;
 #endif
     }
 #endif

@@ -572,19 +572,27 @@ const NEAREST_TAP: &str = "
     let o = lo + j;
     return PbTap(o, 1.0, o * len / outn == i);
 ";
-const BILINEAR_RANGE: &str = "
-    let im = select(0u, i - 1u, i > 0u);
+/// Bilinear ($BACK = 1: taps floor and floor + 1) and bicubic ($BACK = 2: floor - 1 ..
+/// floor + 2, whose clamped taps at the edges reach every output from the start or to the end):
+/// the outputs whose source position lies within $BACK rows of i, widened by the rounding.
+const LINEAR_RANGE: &str = "
+    let back = $BACKu;
+    let im = select(0u, i - back, i > back);
     var lo = 0u;
     var hi = outn;
     if (len == 1u) {
     } else if (p.align != 0u) {
         let a = im * (outn - 1u) / (len - 1u);
         lo = select(0u, a - 1u, a > 0u);
-        hi = ((i + 1u) * (outn - 1u) + len - 2u) / (len - 1u) + 2u;
+        hi = ((i + back) * (outn - 1u) + len - 2u) / (len - 1u) + 2u;
     } else {
         let a = im * outn / len;
         lo = select(0u, a - 2u, a > 1u);
-        hi = ((i + 2u) * outn + len - 1u) / len + 2u;
+        hi = ((i + back + 1u) * outn + len - 1u) / len + 2u;
+    }
+    if (back == 2u && len > 1u) {
+        if (i == 0u) { lo = 0u; }
+        if (i == len - 1u) { hi = outn; }
     }
     return pb_clamp(lo, hi, outn);
 ";
@@ -595,26 +603,6 @@ const BILINEAR_TAP: &str = "
     return PbTap(o, w, t.i0 == i || t.i1 == i);
 ";
 
-const BICUBIC_RANGE: &str = "
-    var lo = 0u;
-    var hi = outn;
-    if (len > 1u) {
-        let im = select(0u, i - 2u, i > 2u);
-        if (p.align != 0u) {
-            let a = im * (outn - 1u) / (len - 1u);
-            lo = select(0u, a - 1u, a > 0u);
-            hi = ((i + 2u) * (outn - 1u) + len - 2u) / (len - 1u) + 2u;
-        } else {
-            let a = im * outn / len;
-            lo = select(0u, a - 2u, a > 1u);
-            hi = ((i + 3u) * outn + len - 1u) / len + 2u;
-        }
-        // The edges' clamped taps reach every output from the start or to the end.
-        if (i == 0u) { lo = 0u; }
-        if (i == len - 1u) { hi = outn; }
-    }
-    return pb_clamp(lo, hi, outn);
-";
 const BICUBIC_TAP: &str = "
     let o = lo + j;
     let q = rs_cubic(o, len, outn);
@@ -732,26 +720,26 @@ pub(crate) fn pool_backward(cx: &Cx<'_>, call: &OpCall) -> Result<()> {
                      + tx.o * p.pidx_s3) == {ty}(iy * p.iw + ix)"
                 );
             }
-            (POOL_RANGE, POOL_TAP.replace("$FACTOR", factor))
+            (POOL_RANGE.to_string(), POOL_TAP.replace("$FACTOR", factor))
         }
         PoolBack::Resample(r) => match r.kind {
-            Resample::AdaptiveAvg => (ADAPTIVE_RANGE, ADAPTIVE_TAP.to_string()),
-            Resample::Nearest => (NEAREST_RANGE, NEAREST_TAP.to_string()),
+            Resample::AdaptiveAvg => (ADAPTIVE_RANGE.to_string(), ADAPTIVE_TAP.to_string()),
+            Resample::Nearest => (NEAREST_RANGE.to_string(), NEAREST_TAP.to_string()),
             Resample::Bilinear { align_corners } => {
                 sh.u32("align", align_corners as u32);
                 sh.include(section(CONV, "rs_tap")?);
-                (BILINEAR_RANGE, BILINEAR_TAP.to_string())
+                (LINEAR_RANGE.replace("$BACK", "1"), BILINEAR_TAP.to_string())
             }
             Resample::Bicubic { align_corners } => {
                 sh.u32("align", align_corners as u32);
                 sh.include(section(CONV, "rs_cubic")?);
-                (BICUBIC_RANGE, BICUBIC_TAP.to_string())
+                (LINEAR_RANGE.replace("$BACK", "2"), BICUBIC_TAP.to_string())
             }
         },
     };
     sh.body(
         &section(CONV, "pool_back")?
-            .replace("$RANGE", range)
+            .replace("$RANGE", &range)
             .replace("$TAP", &tap)
             .replace("$KEEP", &keep)
             .replace("$W", cx.wide()),
