@@ -413,6 +413,9 @@ fn adaptive_avg_pool3d(queue: &dyn Queue, call: &OpCall) -> Result<()> {
     } else {
         crate::conv::Adaptive3::of(&call.op, &attrs, x.desc())?
     };
+    // Every product of these sizes below is at most the element count of x, of the output or
+    // of input_size, which validation checked to fit (and with N C = 0 the call has no output
+    // element and never gets here: `route`).
     let (n, c, [d, h, w], [od, oh, ow]) = (g.n, g.c, g.input, g.out);
     let device = queue.device();
     let wide = DType::F32;
