@@ -413,10 +413,18 @@ fn adaptive_avg_pool3d(queue: &dyn Queue, call: &OpCall) -> Result<()> {
     } else {
         crate::conv::Adaptive3::of(&call.op, &attrs, x.desc())?
     };
-    // Every product of these sizes below is at most the element count of x, of the output or
-    // of input_size, which validation checked to fit (and with N C = 0 the call has no output
-    // element and never gets here: `route`).
     let (n, c, [d, h, w], [od, oh, ow]) = (g.n, g.c, g.input, g.out);
+    // The merged sizes of the two steps' views (the intermediate [N C, 1, D, OH OW] may hold
+    // more elements than x or the output); `Tensor::empty` checks each shape's element count.
+    let mul = |a: usize, b: usize| {
+        a.checked_mul(b).ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "{}: the sizes of its intermediate 2-D steps overflow",
+                call.op
+            ))
+        })
+    };
+    let (nc, cd, ohw) = (mul(n, c)?, mul(c, d)?, mul(oh, ow)?);
     let device = queue.device();
     let wide = DType::F32;
     // The operand in f32, contiguous.
@@ -446,19 +454,19 @@ fn adaptive_avg_pool3d(queue: &dyn Queue, call: &OpCall) -> Result<()> {
     let result = if backward {
         // grad [N C, 1, OD, OH OW] -> [N C, 1, D, OH OW] (windows along D), then as
         // [N, C D, OH, OW] -> [N, C D, H, W].
-        let a = [n * c, 1, d, oh * ow];
+        let a = [nc, 1, d, ohw];
         let g1 = step(
             "adaptive_avg_pool2d_backward",
             &src,
-            &[n * c, 1, od, oh * ow],
+            &[nc, 1, od, ohw],
             ("input_size", &a),
             &a,
         )?;
-        let b = [n, c * d, h, w];
+        let b = [n, cd, h, w];
         step(
             "adaptive_avg_pool2d_backward",
             &g1,
-            &[n, c * d, oh, ow],
+            &[n, cd, oh, ow],
             ("input_size", &b),
             &b,
         )?
@@ -468,16 +476,16 @@ fn adaptive_avg_pool3d(queue: &dyn Queue, call: &OpCall) -> Result<()> {
         let y = step(
             "adaptive_avg_pool2d",
             &src,
-            &[n, c * d, h, w],
+            &[n, cd, h, w],
             ("output_size", &[oh, ow]),
-            &[n, c * d, oh, ow],
+            &[n, cd, oh, ow],
         )?;
-        let z = [n * c, 1, od, oh * ow];
+        let z = [nc, 1, od, ohw];
         step(
             "adaptive_avg_pool2d",
             &y,
-            &[n * c, 1, d, oh * ow],
-            ("output_size", &[od, oh * ow]),
+            &[nc, 1, d, ohw],
+            ("output_size", &[od, ohw]),
             &z,
         )?
     };
