@@ -437,20 +437,41 @@ fn adaptive_avg_pool3d(queue: &dyn Queue, call: &OpCall) -> Result<()> {
         t
     };
     let sizes = |v: &[usize]| AttrValue::Ints(v.iter().map(|&s| s as i64).collect());
-    // One 2-D step: `op` of `from` (viewed as `shape`) with `attr`, into a new f32 tensor.
-    let step =
-        |op: &str, from: &Tensor, shape: &[usize], attr: (&str, &[usize]), result: &[usize]| {
-            let t = Tensor::empty(&*device, wide, result)?;
-            let a = [(attr.0.to_string(), sizes(attr.1))];
-            execute(
-                queue,
-                op,
-                &[Some(&from.reshape(shape)?)],
-                vec![t.clone()],
-                &a,
-            )?;
-            Ok::<Tensor, Error>(t)
+    // One 2-D step: `op` of `from` (viewed as `shape`) with `attr`, into `into` (a view of
+    // shape `result`) or a new f32 tensor.
+    let step = |op: &str,
+                from: &Tensor,
+                shape: &[usize],
+                attr: (&str, &[usize]),
+                result: &[usize],
+                into: Option<Tensor>| {
+        let t = match into {
+            Some(t) => t,
+            None => Tensor::empty(&*device, wide, result)?,
         };
+        let a = [(attr.0.to_string(), sizes(attr.1))];
+        execute(
+            queue,
+            op,
+            &[Some(&from.reshape(shape)?)],
+            vec![t.clone()],
+            &a,
+        )?;
+        Ok::<Tensor, Error>(t)
+    };
+    // The last step's shape, and the output seen with it where the output is f32 and can be
+    // (a contiguous one): the last step then writes the result in place of a copy.
+    let last: [usize; 4] = if backward {
+        [n, cd, h, w]
+    } else {
+        [nc, 1, od, ohw]
+    };
+    let direct = if out.dtype() == wide && out.desc().is_contiguous() {
+        Some(out.reshape(&last)?)
+    } else {
+        None
+    };
+    let wrote = direct.is_some();
     let result = if backward {
         // grad [N C, 1, OD, OH OW] -> [N C, 1, D, OH OW] (windows along D), then as
         // [N, C D, OH, OW] -> [N, C D, H, W].
@@ -461,14 +482,15 @@ fn adaptive_avg_pool3d(queue: &dyn Queue, call: &OpCall) -> Result<()> {
             &[nc, 1, od, ohw],
             ("input_size", &a),
             &a,
+            None,
         )?;
-        let b = [n, cd, h, w];
         step(
             "adaptive_avg_pool2d_backward",
             &g1,
             &[n, cd, oh, ow],
-            ("input_size", &b),
-            &b,
+            ("input_size", &last),
+            &last,
+            direct,
         )?
     } else {
         // x [N, C D, H, W] -> [N, C D, OH, OW], then as [N C, 1, D, OH OW] -> [N C, 1, OD, OH OW]
@@ -479,16 +501,20 @@ fn adaptive_avg_pool3d(queue: &dyn Queue, call: &OpCall) -> Result<()> {
             &[n, cd, h, w],
             ("output_size", &[oh, ow]),
             &[n, cd, oh, ow],
+            None,
         )?;
-        let z = [nc, 1, od, ohw];
         step(
             "adaptive_avg_pool2d",
             &y,
             &[nc, 1, d, ohw],
             ("output_size", &[od, ohw]),
-            &z,
+            &last,
+            direct,
         )?
     };
+    if wrote {
+        return Ok(());
+    }
     let result = result.reshape(out.shape())?;
     if out.dtype() == wide {
         execute(queue, "copy", &[Some(&result)], vec![out], &[])

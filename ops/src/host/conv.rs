@@ -1219,6 +1219,15 @@ fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Resu
     let (xs, os) = (&x.desc.strides, &out.desc.strides);
     let [oh, ow] = g.out;
     let [ih, iw] = g.input;
+    // Bicubic: the taps of every output row and column, once per call rather than per element.
+    let cubic = |d: usize| -> Vec<[(usize, f64); 4]> {
+        if matches!(g.kind, Resample::Bicubic { .. }) {
+            (0..g.out[d]).map(|o| g.cubic_taps(d, o)).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let (cubic_rows, cubic_cols) = (cubic(0), cubic(1));
     for_positions([g.n, g.c, oh, ow], GRAIN / 16, |n, ch, oy, ox| {
         let xb = x.desc.offset + n * xs[0] + ch * xs[1];
         // SAFETY: every (iy, ix) below lies inside x's plane.
@@ -1251,7 +1260,7 @@ fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Resu
                 (1.0 - ly) * top + ly * bottom
             }
             Resample::Bicubic { .. } => {
-                let (rows, cols) = (g.cubic_taps(0, oy), g.cubic_taps(1, ox));
+                let (rows, cols) = (&cubic_rows[oy], &cubic_cols[ox]);
                 rows.iter()
                     .map(|&(iy, wy)| wy * cols.iter().map(|&(ix, wx)| wx * at(iy, ix)).sum::<f64>())
                     .sum()
