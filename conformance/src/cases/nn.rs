@@ -613,6 +613,7 @@ pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
             ("c0", &[2, 0, 6], C, &[3, 0, 2], C, some, &[], &[], &[], 1, C),
             ("k_spans_padded", &[1, 2, 3], C, &[2, 2, 5], C, None, &[], &[1], &[], 1, C),
             ("c128_k3", &[1, 128, 16], C, &[8, 128, 3], C, some, &[], &[1], &[], 1, C),
+            ("o32_n2_l37_p1", &[2, 4, 37], C, &[32, 4, 3], C, some, &[], &[1], &[], 1, C),
         ]
     } else {
         &[
@@ -629,6 +630,10 @@ pub(super) fn conv_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
             ("c0", &[1, 0, 4, 4], C, &[3, 0, 2, 2], C, some, &[], &[], &[], 1, C),
             ("stem_k7_s2_p3", &[1, 3, 32, 32], C, &[16, 3, 7, 7], C, some, &[2], &[3], &[], 1, C),
             ("c64_k3_p1", &[1, 64, 8, 8], C, &[32, 64, 3, 3], C, None, &[], &[1], &[], 1, C),
+            // Whole blocks of 32 output channels (the CPU's channel-vector kernel): rows in
+            // several chunks and bands, groups with stride and dilation.
+            ("n2_o32_30x45_out_strided", &[2, 3, 30, 45], C, &[32, 3, 3, 3], C, some, &[], &[1], &[], 1, S),
+            ("o64_g2_s2_p2_d2", &[1, 6, 13, 31], C, &[64, 3, 3, 3], C, some, &[2], &[2], &[2], 2, C),
         ]
     };
     for &d in dtypes {
@@ -866,6 +871,7 @@ pub(super) fn conv_backward_cases(b: &mut Builder, op: &'static str, dtypes: &[D
             ("empty_n0", &[0, 3, 5, 5], &[2, 3, 3, 3], CC, [&[], &[], &[]], 1, C),
             ("stem_k7_s2_p3", &[1, 3, 32, 32], &[16, 3, 7, 7], CC, [&[2], &[3], &[]], 1, C),
             ("c64_k3_p1", &[1, 64, 8, 8], &[32, 64, 3, 3], CC, [&[], &[1], &[]], 1, C),
+            ("n2_c32_30x45_out_strided", &[2, 32, 30, 45], &[4, 32, 3, 3], CC, [&[], &[1], &[]], 1, S),
         ]
     };
     let size_attr = if data { "input_size" } else { "weight_size" };
