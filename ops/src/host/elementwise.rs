@@ -175,6 +175,67 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send 
     })
 }
 
+/// An activation gradient `out[i] = op(g[i], x[i])` (NumPy broadcasting) through its vector
+/// kernel on contiguous runs of all three and its scalar form (the kernel at one lane) on
+/// others; 16-bit floats compute in f32 and round once.
+fn map_grad(dtype: DType, g: &TView, x: &TView, out: &TView, op: vmath::Grad) -> Result<()> {
+    match dtype {
+        DType::F32 => map2_kernel::<f32>(g, x, out, op, vmath::grad),
+        DType::F16 => map2_kernel::<f16>(g, x, out, op, vmath::grad_16),
+        DType::BF16 => map2_kernel::<bf16>(g, x, out, op, vmath::grad_b16),
+        other => Err(unsupported_dtype(other)),
+    }
+}
+
+fn map2_kernel<T: FloatStore>(
+    a: &TView,
+    b: &TView,
+    out: &TView,
+    op: vmath::Grad,
+    kernel: fn(vmath::Grad, &[T], &[T], &mut [T]),
+) -> Result<()> {
+    let f = op.scalar();
+    let shape = &out.desc.shape;
+    let (a, b) = (a.broadcast_cow(shape), b.broadcast_cow(shape));
+    let (runs, [sa, sb, so]) =
+        coalesce(shape, [&a.desc.strides, &b.desc.strides, &out.desc.strides]);
+    let inner = |s: &[usize]| s.last().copied().unwrap_or(0);
+    let (ia, ib, io) = (inner(&sa), inner(&sb), inner(&so));
+    par_ranges(out.desc.numel(), GRAIN, |r| {
+        walk_runs(
+            &runs,
+            [&sa, &sb, &so],
+            [a.desc.offset, b.desc.offset, out.desc.offset],
+            r,
+            |[oa, ob, oo], len| {
+                // SAFETY: the run's `len` offsets come from the views' layouts; the output is
+                // distinct from the inputs, and each run is written by one task.
+                unsafe {
+                    let (pa, pb) = (a.ptr::<T>(oa).cast_const(), b.ptr::<T>(ob).cast_const());
+                    let po = out.ptr::<T>(oo);
+                    if (ia, ib, io) == (1, 1, 1) {
+                        kernel(
+                            op,
+                            std::slice::from_raw_parts(pa, len),
+                            std::slice::from_raw_parts(pb, len),
+                            std::slice::from_raw_parts_mut(po, len),
+                        );
+                    } else {
+                        for i in 0..len {
+                            let v = f(
+                                pa.add(i * ia).read().to_f32(),
+                                pb.add(i * ib).read().to_f32(),
+                            );
+                            po.add(i * io).write(T::from_f32(v));
+                        }
+                    }
+                }
+            },
+        );
+        Ok(())
+    })
+}
+
 fn map_arith<FF, FI>(dtype: DType, a: &TView, b: &TView, out: &TView, ff: FF, fi: FI) -> Result<()>
 where
     FF: Fn(f32, f32) -> f32 + Sync + Send + Copy,
@@ -615,27 +676,6 @@ pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
     }))
 }
 
-/// `e / (1 + e)^2` with `e = exp(-|x|)`: the sigmoid's derivative without cancellation.
-fn sigmoid_d(x: f32) -> f32 {
-    let e = (-x.abs()).exp();
-    e / ((1.0 + e) * (1.0 + e))
-}
-
-/// `1 - tanh(x)^2` as `4e / (1 + e)^2` with `e = exp(-2|x|)`.
-fn tanh_d(x: f32) -> f32 {
-    let e = (-2.0 * x.abs()).exp();
-    4.0 * e / ((1.0 + e) * (1.0 + e))
-}
-
-/// `x * d`, or 0 where the derivative `d` underflowed to 0 (so `x = +-Inf` gives the limit).
-fn times_small(x: f32, d: f32) -> f32 {
-    if d == 0.0 {
-        0.0
-    } else {
-        x * d
-    }
-}
-
 /// The activation gradients: `dx` from `grad` and `x`, in f32.
 pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Result<Box<Body>> {
     use ActivationBackwardOp as B;
@@ -660,16 +700,6 @@ pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Re
             let alpha = a.float_or_default("alpha")? as f32;
             body!(move |g: f32, x: f32| if x <= 0.0 { g * alpha * x.exp() } else { g })
         }
-        B::Sigmoid => body!(|g: f32, x: f32| g * sigmoid_d(x)),
-        B::Tanh => body!(|g: f32, x: f32| g * tanh_d(x)),
-        // silu' = s + x s (1 - s) with s = sigmoid(x), from one exponential e = exp(-|x|):
-        // s(1 - s) = e / (1 + e)^2 and s = 1 / (1 + e) or e / (1 + e).
-        B::Silu => body!(|g: f32, x: f32| {
-            let e = (-x.abs()).exp();
-            let r = 1.0 / (1.0 + e);
-            let s = if x >= 0.0 { r } else { e * r };
-            g * (s + times_small(x, e * r * r))
-        }),
         B::Softplus => {
             let beta = a.float_or_default("beta")? as f32;
             let threshold = a.float_or_default("threshold")? as f32;
@@ -682,22 +712,16 @@ pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Re
                 }
             })
         }
-        B::Gelu if a.str_opt("approximate")? == Some("tanh") => body!(|g: f32, x: f32| {
-            let k = 0.797_884_6_f32; // sqrt(2 / pi)
-            let inner = k * (x + 0.044715 * x * x * x);
-            let d = tanh_d(inner);
-            let right = if d == 0.0 {
-                0.0
-            } else {
-                0.5 * x * d * k * (1.0 + 3.0 * 0.044715 * x * x)
+        B::Sigmoid | B::Tanh | B::Silu | B::Gelu => {
+            let k = match op {
+                B::Sigmoid => vmath::Grad::Sigmoid,
+                B::Tanh => vmath::Grad::Tanh,
+                B::Silu => vmath::Grad::Silu,
+                _ if a.str_opt("approximate")? == Some("tanh") => vmath::Grad::GeluTanh,
+                _ => vmath::Grad::Gelu,
             };
-            g * (0.5 * (1.0 + inner.tanh()) + right)
-        }),
-        B::Gelu => body!(|g: f32, x: f32| {
-            let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
-            let pdf = (-0.5 * x * x).exp() * 0.398_942_3; // 1 / sqrt(2 pi)
-            g * (cdf + times_small(x, pdf))
-        }),
+            Box::new(move |b: &Bound| map_grad(dtype, b.input(0)?, b.input(1)?, b.out(0), k))
+        }
     })
 }
 

@@ -285,6 +285,154 @@ unary_kernels! {
     GeluTanh = gelu_tanh = gelu_tanh_v;
 }
 
+/// `e / (1 + e)^2`, the derivative of the sigmoid at `x` (of tanh at `x / 2`, over 4), from
+/// `e = e^-|x|`: no cancellation.
+#[inline(always)]
+fn bell<S: Isa>(s: S, e: S::V) -> S::V {
+    let d = s.add(s.splat(1.0), e);
+    s.mul(e, s.recip(s.mul(d, d)))
+}
+
+/// `x d`, or 0 where the derivative `d` (never negative) underflowed to 0, so that `x = +-inf`
+/// gives the limit 0 rather than NaN.
+#[inline(always)]
+fn times_small<S: Isa>(s: S, x: S::V, d: S::V) -> S::V {
+    s.select(s.lt(s.splat(0.0), d), s.mul(x, d), s.splat(0.0))
+}
+
+/// `sigmoid_backward`: `g e / (1 + e)^2` with `e = e^-|x|`.
+#[inline(always)]
+fn sigmoid_grad_v<S: Isa>(s: S, g: S::V, x: S::V) -> S::V {
+    s.mul(g, bell(s, exp_v(s, s.sub(s.splat(0.0), s.abs(x)))))
+}
+
+/// `tanh_backward`: `g (1 - tanh(x)^2)` as `g 4e / (1 + e)^2` with `e = e^-2|x|`.
+#[inline(always)]
+fn tanh_grad_v<S: Isa>(s: S, g: S::V, x: S::V) -> S::V {
+    let e = exp_v(s, s.mul(s.splat(-2.0), s.abs(x)));
+    s.mul(g, s.mul(s.splat(4.0), bell(s, e)))
+}
+
+/// `silu_backward`: `g (s + x s (1 - s))` with `s = sigmoid(x)`, from one exponential `e =
+/// e^-|x|`: `s (1 - s) = e / (1 + e)^2`, `s = 1 / (1 + e)` for `x >= 0` and `e / (1 + e)`
+/// below.
+#[inline(always)]
+fn silu_grad_v<S: Isa>(s: S, g: S::V, x: S::V) -> S::V {
+    let e = exp_v(s, s.sub(s.splat(0.0), s.abs(x)));
+    let r = s.recip(s.add(s.splat(1.0), e));
+    let sig = s.select(s.lt(x, s.splat(0.0)), s.mul(e, r), r);
+    s.mul(g, s.add(sig, times_small(s, x, s.mul(e, s.mul(r, r)))))
+}
+
+/// `gelu_backward`, erf form: `g (Phi(x) + x phi(x))`, `Phi(x) = erfc(-x / sqrt 2) / 2` as in
+/// [`gelu_v`] and `phi(x) = e^(-x^2 / 2) / sqrt(2 pi)`.
+#[inline(always)]
+fn gelu_grad_v<S: Isa>(s: S, g: S::V, x: S::V) -> S::V {
+    let y = s.mul(x, s.splat(std::f32::consts::FRAC_1_SQRT_2));
+    let y2 = s.mul(y, y);
+    let c = erfc_pos(s, s.abs(y), y2);
+    let cdf = s.mul(
+        s.splat(0.5),
+        s.select(s.lt(y, s.splat(0.0)), c, s.sub(s.splat(2.0), c)),
+    );
+    // 1 / sqrt(2 pi)
+    let pdf = s.mul(exp_v(s, s.sub(s.splat(0.0), y2)), s.splat(0.398_942_3));
+    s.mul(g, s.add(cdf, times_small(s, x, pdf)))
+}
+
+/// `gelu_backward`, tanh form: `g ((1 + tanh u) / 2 + x/2 (1 - tanh(u)^2) u')` with `u =
+/// sqrt(2/pi) (x + 0.044715 x^3)` and `u' = sqrt(2/pi) (1 + 3 0.044715 x^2)`, from one
+/// exponential `e = e^-2|u|`: `(1 + tanh u) / 2` is `1 / (1 + e)` for `u >= 0` and `e / (1 +
+/// e)` below (no cancellation for negative `u`), `1 - tanh(u)^2 = 4e / (1 + e)^2`.
+#[inline(always)]
+fn gelu_tanh_grad_v<S: Isa>(s: S, g: S::V, x: S::V) -> S::V {
+    // sqrt(2 / pi)
+    const K: f32 = 0.797_884_6;
+    let x2 = s.mul(x, x);
+    let u = s.mul(
+        s.splat(K),
+        s.mul(x, s.fma(s.splat(0.044715), x2, s.splat(1.0))),
+    );
+    let e = exp_v(s, s.mul(s.splat(-2.0), s.abs(u)));
+    let r = s.recip(s.add(s.splat(1.0), e));
+    let left = s.select(s.lt(u, s.splat(0.0)), s.mul(e, r), r);
+    let d = s.mul(s.splat(4.0), s.mul(e, s.mul(r, r)));
+    let du = s.mul(s.splat(K), s.fma(s.splat(3.0 * 0.044715), x2, s.splat(1.0)));
+    let right = times_small(s, s.mul(s.mul(s.splat(0.5), x), du), d);
+    s.mul(g, s.add(left, right))
+}
+
+/// A vector kernel of an activation gradient, `dx` from `g` and `x`, called statically (as
+/// [`Kernel`]).
+trait Kernel2 {
+    fn apply<S: Isa>(s: S, g: S::V, x: S::V) -> S::V;
+}
+
+/// As [`unary_kernels`], for the activation gradients: the scalar forms, the enum [`Grad`],
+/// a [`Kernel2`] type per op (in `grad_kernel`) and `grad_body`.
+macro_rules! grad_kernels {
+    ($($(#[$doc:meta])* $variant:ident = $name:ident = $v:ident;)*) => {
+        $(
+            $(#[$doc])*
+            #[inline(always)]
+            pub(crate) fn $name(g: f32, x: f32) -> f32 {
+                $v(Scalar, g, x)
+            }
+        )*
+
+        /// The activation gradients with a vector kernel here.
+        #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+        pub(crate) enum Grad {
+            $($variant,)*
+        }
+
+        impl Grad {
+            #[cfg(test)]
+            pub(crate) const ALL: &[Grad] = &[$(Grad::$variant,)*];
+
+            /// The scalar form, with the same results as the vector kernel up to rounding.
+            pub(crate) fn scalar(self) -> fn(f32, f32) -> f32 {
+                match self {
+                    $(Grad::$variant => $name,)*
+                }
+            }
+        }
+
+        mod grad_kernel {
+            use super::*;
+            $(
+                pub(super) struct $variant;
+                impl Kernel2 for $variant {
+                    #[inline(always)]
+                    fn apply<S: Isa>(s: S, g: S::V, x: S::V) -> S::V {
+                        $v(s, g, x)
+                    }
+                }
+            )*
+        }
+
+        #[inline(always)]
+        fn grad_body<S: Isa, T: Elem>(s: S, op: Grad, g: &[T], x: &[T], o: &mut [T]) {
+            match op {
+                $(Grad::$variant => map2_v::<S, grad_kernel::$variant, T>(s, g, x, o),)*
+            }
+        }
+    };
+}
+
+grad_kernels! {
+    /// `sigmoid_backward`.
+    Sigmoid = sigmoid_grad = sigmoid_grad_v;
+    /// `tanh_backward`.
+    Tanh = tanh_grad = tanh_grad_v;
+    /// `silu_backward`.
+    Silu = silu_grad = silu_grad_v;
+    /// `gelu_backward`, erf form.
+    Gelu = gelu_grad = gelu_grad_v;
+    /// `gelu_backward`, tanh form.
+    GeluTanh = gelu_tanh_grad = gelu_tanh_grad_v;
+}
+
 /// The element types the unary kernels read and write: f32, or a 16-bit float widened on
 /// load and rounded once on store.
 pub(crate) trait Elem: Copy {
@@ -345,6 +493,43 @@ fn map_v<S: Isa, K: Kernel, T: Elem>(s: S, x: &[T], o: &mut [T]) {
         T::store(s, v, &mut buf);
         ot.copy_from_slice(&buf[..ot.len()]);
     }
+}
+
+/// `o[i] = K(g[i], x[i])` vector by vector, the tail as in [`map_v`].
+#[inline(always)]
+fn map2_v<S: Isa, K: Kernel2, T: Elem>(s: S, g: &[T], x: &[T], o: &mut [T]) {
+    let (mut gc, mut xc, mut oc) = (
+        g.chunks_exact(S::N),
+        x.chunks_exact(S::N),
+        o.chunks_exact_mut(S::N),
+    );
+    for ((a, b), y) in (&mut gc).zip(&mut xc).zip(&mut oc) {
+        T::store(s, K::apply(s, T::load(s, a), T::load(s, b)), y);
+    }
+    let (gt, xt, ot) = (gc.remainder(), xc.remainder(), oc.into_remainder());
+    if !ot.is_empty() {
+        let (mut ga, mut xa) = ([T::ZERO; 16], [T::ZERO; 16]);
+        ga[..gt.len()].copy_from_slice(gt);
+        xa[..xt.len()].copy_from_slice(xt);
+        let v = K::apply(s, T::load(s, &ga), T::load(s, &xa));
+        T::store(s, v, &mut ga);
+        ot.copy_from_slice(&ga[..ot.len()]);
+    }
+}
+
+#[inline(always)]
+fn grad_f32<S: Isa>(s: S, op: Grad, g: &[f32], x: &[f32], o: &mut [f32]) {
+    grad_body(s, op, g, x, o)
+}
+
+#[inline(always)]
+fn grad_f16<S: Isa>(s: S, op: Grad, g: &[f16], x: &[f16], o: &mut [f16]) {
+    grad_body(s, op, g, x, o)
+}
+
+#[inline(always)]
+fn grad_bf16<S: Isa>(s: S, op: Grad, g: &[bf16], x: &[bf16], o: &mut [bf16]) {
+    grad_body(s, op, g, x, o)
 }
 
 #[inline(always)]
@@ -441,6 +626,22 @@ multiversion! {
 multiversion! {
     /// [`unary`] on bf16, computed in f32 and rounded once.
     fn unary_b16(op: Unary, x: &[bf16], o: &mut [bf16]) = unary_bf16
+}
+
+multiversion! {
+    /// `o[i] = op(g[i], x[i])` with the vector kernel of the gradient `op` (slices of one
+    /// length).
+    fn grad(op: Grad, g: &[f32], x: &[f32], o: &mut [f32]) = grad_f32
+}
+
+multiversion! {
+    /// [`grad`] on f16, computed in f32 and rounded once.
+    fn grad_16(op: Grad, g: &[f16], x: &[f16], o: &mut [f16]) = grad_f16
+}
+
+multiversion! {
+    /// [`grad`] on bf16, computed in f32 and rounded once.
+    fn grad_b16(op: Grad, g: &[bf16], x: &[bf16], o: &mut [bf16]) = grad_bf16
 }
 
 /// `o[i] = f(x[i])`, compiled for the CPU's widest vectors (generic, so written out rather
@@ -914,6 +1115,134 @@ mod tests {
                         h[i]
                     );
                     let (want, got) = (bf16::from_f32(fb[i]), gb[i]);
+                    assert!(
+                        want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
+                        "{op:?}(bf16 {}) at {level:?}: {got} != {want}",
+                        b[i]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The f64 derivative of each gradient kernel's activation (limits at the infinities).
+    fn derivative(op: Grad) -> fn(f64) -> f64 {
+        // e / (1 + e)^2 with e = e^-|x|: sigmoid'(x).
+        fn bell(x: f64) -> f64 {
+            let e = (-x.abs()).exp();
+            e / ((1.0 + e) * (1.0 + e))
+        }
+        fn limit(x: f64, d: f64) -> f64 {
+            if d == 0.0 {
+                0.0
+            } else {
+                x * d
+            }
+        }
+        match op {
+            Grad::Sigmoid => bell,
+            Grad::Tanh => |x| 4.0 * bell(2.0 * x),
+            Grad::Silu => |x| {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s + limit(x, bell(x))
+            },
+            Grad::Gelu => |x| {
+                let cdf = 0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2);
+                let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                cdf + limit(x, pdf)
+            },
+            Grad::GeluTanh => |x| {
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                let u = k * (x + 0.044715 * x * x * x);
+                let du = k * (1.0 + 3.0 * 0.044715 * x * x);
+                0.5 * (1.0 + u.tanh()) + limit(0.5 * x * du, 4.0 * bell(2.0 * u))
+            },
+        }
+    }
+
+    /// Every gradient kernel at every level this CPU runs, over the sweep and the edges (whole
+    /// vectors and a tail), against `g d(x)` in f64 within the contract's elementwise tolerance
+    /// and a few ulp where the result is not tiny (of `|g| / 20` next to a root); its scalar form and its 16-bit forms (every
+    /// f16 and bf16 pattern of x) as the f32 kernel, rounded once.
+    #[test]
+    fn grad_kernels_match_f64() {
+        let mut x = sweep();
+        x.extend([
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            10.0,
+            -10.0,
+            88.0,
+            -88.0,
+            1e30,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ]);
+        let g: Vec<f32> = (0..x.len()).map(|i| [1.0, -0.5, 3.0][i % 3]).collect();
+        for &op in Grad::ALL {
+            let d = derivative(op);
+            let check = |name: &str, got: &[f32]| {
+                let mut worst = (0f64, 0f32);
+                for ((&x, &g), &got) in x.iter().zip(&g).zip(got) {
+                    let want = (g as f64 * d(x as f64)) as f32;
+                    if want.is_nan() {
+                        assert!(got.is_nan(), "{name}({x:e}) = {got:e}, expected NaN");
+                        continue;
+                    }
+                    let err = (got as f64 - want as f64).abs();
+                    assert!(
+                        err <= 1e-5 + 1e-5 * (want as f64).abs(),
+                        "{name}({x:e}) = {got:e}, expected {want:e}"
+                    );
+                    // Relative to the result, or near a root of silu' and gelu' (where two
+                    // terms of size |g| / 4 cancel) to a twentieth of |g|.
+                    let scale = (want as f64).abs().max(g.abs() as f64 / 20.0);
+                    if want.abs() > 1e-4 && err / scale > worst.0 {
+                        worst = (err / scale, x);
+                    }
+                }
+                assert!(worst.0 < 4e-6, "{name}: worst relative error {worst:?}");
+            };
+            let f = op.scalar();
+            let scalar: Vec<f32> = x.iter().zip(&g).map(|(&x, &g)| f(g, x)).collect();
+            check(&format!("{op:?} scalar"), &scalar);
+            for level in levels() {
+                let mut got = vec![0f32; x.len()];
+                let n = x.len() - 13;
+                at(level, || {
+                    grad(op, &g[..n], &x[..n], &mut got[..n]);
+                    grad(op, &g[n..], &x[n..], &mut got[n..]);
+                });
+                check(&format!("{op:?} at {level:?}"), &got);
+                let h: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+                let b: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
+                let gh = vec![f16::from_f32(-0.5); h.len()];
+                let gb = vec![bf16::from_f32(-0.5); b.len()];
+                let (mut oh, mut ob) = (vec![f16::ZERO; h.len()], vec![bf16::ZERO; b.len()]);
+                let wh: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+                let wb: Vec<f32> = b.iter().map(|v| v.to_f32()).collect();
+                let (mut fh, mut fb) = (vec![0f32; h.len()], vec![0f32; b.len()]);
+                let half = vec![-0.5f32; h.len()];
+                at(level, || {
+                    grad_16(op, &gh, &h, &mut oh);
+                    grad_b16(op, &gb, &b, &mut ob);
+                    grad(op, &half, &wh, &mut fh);
+                    grad(op, &half, &wb, &mut fb);
+                });
+                for i in 0..h.len() {
+                    let (want, got) = (f16::from_f32(fh[i]), oh[i]);
+                    assert!(
+                        want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
+                        "{op:?}(f16 {}) at {level:?}: {got} != {want}",
+                        h[i]
+                    );
+                    let (want, got) = (bf16::from_f32(fb[i]), ob[i]);
                     assert!(
                         want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
                         "{op:?}(bf16 {}) at {level:?}: {got} != {want}",
