@@ -320,6 +320,10 @@ fn route(device: &dyn anyaccel_hal::Device, call: &OpCall) -> Result<Route> {
     }
     let op = crate::catalog::op_of(&call.op)?;
     Ok(match op {
+        // The host dialect has its own row kernel.
+        Op::SoftmaxBackward | Op::LogSoftmaxBackward if caps.has_dialect(&Dialect::Host) => {
+            Route::Kernels
+        }
         Op::MaskedFill
         | Op::OneHot
         | Op::SoftmaxBackward

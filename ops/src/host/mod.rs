@@ -181,11 +181,9 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         Op::Scatter | Op::ScatterAdd | Op::IndexAdd | Op::OneHot | Op::EmbeddingBackward => {
             movement::scatter_kernel(call)?
         }
-        Op::MaskedFill
-        | Op::SoftmaxBackward
-        | Op::LogSoftmaxBackward
-        | Op::AdaptiveAvgPool3d
-        | Op::AdaptiveAvgPool3dBackward => return Err(crate::catalog::misrouted(&call.op)),
+        Op::MaskedFill | Op::AdaptiveAvgPool3d | Op::AdaptiveAvgPool3dBackward => {
+            return Err(crate::catalog::misrouted(&call.op))
+        }
         Op::Binary(b) => elementwise::binary(call, b)?,
         Op::Compare(c) => elementwise::compare(call, c)?,
         Op::Reduce(_)
@@ -196,9 +194,14 @@ fn kernel_for(call: &OpCall) -> Result<impl Fn(&Bound) -> Result<()> + Send + Sy
         | Op::Topk
         | Op::Sort
         | Op::Argsort => reduce::kernel(call)?,
-        Op::Softmax | Op::LogSoftmax | Op::LayerNorm | Op::RmsNorm | Op::Rope | Op::Attention => {
-            nn::kernel(call)?
-        }
+        Op::Softmax
+        | Op::LogSoftmax
+        | Op::SoftmaxBackward
+        | Op::LogSoftmaxBackward
+        | Op::LayerNorm
+        | Op::RmsNorm
+        | Op::Rope
+        | Op::Attention => nn::kernel(call)?,
         Op::Matmul => matmul::kernel(call)?,
         Op::Conv1d
         | Op::Conv2d

@@ -291,6 +291,63 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 })
             })
         }
+        "softmax_backward" | "log_softmax_backward" => {
+            let axis = attrs.axis("axis", Some(-1), rank)?;
+            let log = op == "log_softmax_backward";
+            Box::new(move |b: &Bound| {
+                let (g, y, out) = (b.input(0)?, b.input(1)?, b.out(0));
+                let len = y.desc.shape[axis];
+                let fits = |t: &TView| {
+                    t.desc.dtype == DType::F32
+                        && t.desc.is_contiguous()
+                        && t.desc.shape == out.desc.shape
+                };
+                if axis + 1 == out.desc.rank() && len > 0 && fits(g) && fits(y) && fits(out) {
+                    let rows = out.desc.numel() / len;
+                    return par_ranges(rows, (GRAIN / len).max(1), |r| {
+                        let (start, n) = (r.start * len, r.len() * len);
+                        // SAFETY: the three views are contiguous f32 of one shape with `rows
+                        // len` elements from their offsets; the output is distinct from the
+                        // inputs, and each task writes its own rows.
+                        let (gs, ys, os) = unsafe {
+                            (
+                                std::slice::from_raw_parts(g.ptr::<f32>(g.desc.offset + start), n),
+                                std::slice::from_raw_parts(y.ptr::<f32>(y.desc.offset + start), n),
+                                std::slice::from_raw_parts_mut(
+                                    out.ptr::<f32>(out.desc.offset + start),
+                                    n,
+                                ),
+                            )
+                        };
+                        vmath::softmax_grad_rows(gs, ys, os, len, log);
+                        Ok(())
+                    });
+                }
+                // Any dtype and layout: the row's sum in f64, each element rounded once.
+                let (gs, ys, os) = (
+                    g.desc.strides[axis],
+                    y.desc.strides[axis],
+                    out.desc.strides[axis],
+                );
+                for_lines(g, [y, out], axis, |_, gb, [yb, ob]| {
+                    let (gr, yr) = (row(g, gb, gs, len), row(y, yb, ys, len));
+                    if log {
+                        let sum: f64 = gr.iter().sum();
+                        let dx = gr.iter().zip(&yr).map(|(&g, &y)| g - y.exp() * sum);
+                        write_row(out, ob, os, dx);
+                    } else {
+                        let sum: f64 = gr.iter().zip(&yr).map(|(&g, &y)| g * y).sum();
+                        write_row(
+                            out,
+                            ob,
+                            os,
+                            gr.iter().zip(&yr).map(|(&g, &y)| y * (g - sum)),
+                        );
+                    }
+                    Ok(())
+                })
+            })
+        }
         "layer_norm" | "rms_norm" => {
             let rms = op == "rms_norm";
             let eps = eps(&attrs)?;

@@ -704,6 +704,12 @@ multiversion! {
 }
 
 multiversion! {
+    /// `softmax_backward` (`o = y (g - sum(g y))`) or, with `log`, `log_softmax_backward` (`o =
+    /// g - e^y sum(g)`) of each row of `len` elements of `g` and `y` into `o`.
+    fn softmax_grad_rows(g: &[f32], y: &[f32], o: &mut [f32], len: usize, log: bool) = softmax_grad_body
+}
+
+multiversion! {
     /// The softmax of a row of attention logits into `p`: the probabilities (the sum in
     /// f64), or 0 everywhere when every logit is -inf (a row that sees no key).
     fn probabilities(logits: &[f32], p: &mut [f32]) = probabilities_body
@@ -806,6 +812,67 @@ fn sum_of<T: Copy>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
         }
     }
     acc.iter().sum::<f64>() + tail.iter().map(|&v| f(v)).sum::<f64>()
+}
+
+/// `sum a[i] b[i]` (or `sum a[i]` without `b`): [`CHAINS`] vector accumulators in f32 over a
+/// block of [`BLOCK`] elements, the blocks added in f64.
+#[inline(always)]
+fn dot_f64<S: Isa>(s: S, a: &[f32], b: Option<&[f32]>) -> f64 {
+    let mut total = 0f64;
+    for (i, ab) in a.chunks(BLOCK).enumerate() {
+        let bb = b.map(|b| &b[i * BLOCK..i * BLOCK + ab.len()]);
+        let mut acc = [s.splat(0.0); CHAINS];
+        let step = CHAINS * S::N;
+        let whole = ab.len() / step * step;
+        for at in (0..whole).step_by(step) {
+            for (l, c) in acc.iter_mut().enumerate() {
+                let k = at + l * S::N;
+                let av = s.load(&ab[k..]);
+                *c = match bb {
+                    Some(bb) => s.fma(av, s.load(&bb[k..]), *c),
+                    None => s.add(*c, av),
+                };
+            }
+        }
+        let mut tail = 0f64;
+        for k in whole..ab.len() {
+            tail += f64::from(bb.map_or(ab[k], |bb| ab[k] * bb[k]));
+        }
+        let mut block = 0f64;
+        for c in acc {
+            block += s.sum_f64(c);
+        }
+        total += block + tail;
+    }
+    total
+}
+
+#[inline(always)]
+fn softmax_grad_body<S: Isa>(s: S, g: &[f32], y: &[f32], o: &mut [f32], len: usize, log: bool) {
+    let rows = g.chunks_exact(len).zip(y.chunks_exact(len));
+    for ((gr, yr), or) in rows.zip(o.chunks_exact_mut(len)) {
+        let sum = dot_f64(s, gr, (!log).then_some(yr)) as f32;
+        let sv = s.splat(sum);
+        let mut oc = or.chunks_exact_mut(S::N);
+        let (mut gc, mut yc) = (gr.chunks_exact(S::N), yr.chunks_exact(S::N));
+        for ((ov, gv), yv) in (&mut oc).zip(&mut gc).zip(&mut yc) {
+            let (gv, yv) = (s.load(gv), s.load(yv));
+            let v = if log {
+                s.sub(gv, s.mul(exp_v(s, yv), sv))
+            } else {
+                s.mul(yv, s.sub(gv, sv))
+            };
+            s.store(v, ov);
+        }
+        let tail = oc.into_remainder().iter_mut();
+        for ((ov, &gv), &yv) in tail.zip(gc.remainder()).zip(yc.remainder()) {
+            *ov = if log {
+                gv - exp_v(Scalar, yv) * sum
+            } else {
+                yv * (gv - sum)
+            };
+        }
+    }
 }
 
 /// `o[i] = x[i] * k`.
