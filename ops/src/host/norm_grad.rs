@@ -7,6 +7,7 @@ use anyaccel_hal::{OpCall, Result};
 
 use super::layout::{par_ranges, walk, TView};
 use super::scalar::{load, store, Val};
+use super::vmath;
 use super::{Body, Bound};
 use crate::attrs::Attrs;
 use crate::norm_grad::{NormBack, NormKind};
@@ -65,8 +66,9 @@ impl Acs {
 }
 
 /// layer_norm_backward and rms_norm_backward over f32 rows of stride 1: per block of
-/// [`ROW_BLOCK`] rows, each row's statistics and sums, then dx, with the block's partial weight
-/// and bias gradients gathered in the same pass (f64 sums), the blocks added in order.
+/// [`ROW_BLOCK`] rows, each row's statistics, sums and dx by the vector row kernel, which adds
+/// the rows' weight and bias gradient terms into the block's f32 sums; the blocks' sums added
+/// in f64, in order.
 fn rows_f32(
     g: &NormBack,
     [dy, x, dx]: [&TView; 3],
@@ -76,65 +78,60 @@ fn rows_f32(
 ) -> Result<()> {
     let c = g.c;
     let rms = g.kind == NormKind::Rms;
-    let weights: Vec<f64> = (0..c)
-        .map(|ch| {
-            // SAFETY: ch < C, the weight's one dimension.
-            w.map_or(1.0, |t| {
-                f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) })
+    let weights: Option<Vec<f32>> = w.map(|t| {
+        (0..c)
+            .map(|ch| {
+                // SAFETY: ch < C, the weight's one dimension.
+                f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) }) as f32
             })
-        })
-        .collect();
+            .collect()
+    });
     let blocks = g.a.div_ceil(ROW_BLOCK);
     let parts = Mutex::new(vec![Vec::new(); blocks]);
-    let n = c as f64;
     par_ranges(blocks, 1, |r| {
-        let mut d = vec![0f64; c];
-        let mut xh = vec![0f64; c];
+        let (mut pw, mut pb) = (vec![0f32; c], vec![0f32; c]);
         for blk in r {
-            let mut part_w = vec![0f64; c];
-            let mut part_b = vec![0f64; c];
-            for a in blk * ROW_BLOCK..((blk + 1) * ROW_BLOCK).min(g.a) {
-                // SAFETY: row a holds C elements of stride 1 in each tensor (x's shape, which
-                // grad and dx share, validated against their buffers); dx is written by the
-                // task of its row only.
+            pw.fill(0.0);
+            pb.fill(0.0);
+            let (a0, a1) = (blk * ROW_BLOCK, ((blk + 1) * ROW_BLOCK).min(g.a));
+            // The block's rows as one run of each tensor where they follow each other, else
+            // a row at a time.
+            let packed = |t: &Acs| t.rows[a0..a1].windows(2).all(|p| p[1] == p[0] + c);
+            let per = if packed(xa) && packed(ya) && packed(da) {
+                a1 - a0
+            } else {
+                1
+            };
+            for a in (a0..a1).step_by(per) {
+                let m = per.min(a1 - a) * c;
+                // SAFETY: rows a.. hold C elements of stride 1 in each tensor (x's shape, which
+                // grad and dx share, validated against their buffers), the next row right
+                // after where `per` > 1; dx is written by the task of its rows only.
                 let (xr, yr, dr) = unsafe {
                     (
-                        std::slice::from_raw_parts(x.ptr::<f32>(xa.rows[a]), c),
-                        std::slice::from_raw_parts(dy.ptr::<f32>(ya.rows[a]), c),
-                        std::slice::from_raw_parts_mut(dx.ptr::<f32>(da.rows[a]), c),
+                        std::slice::from_raw_parts(x.ptr::<f32>(xa.rows[a]), m),
+                        std::slice::from_raw_parts(dy.ptr::<f32>(ya.rows[a]), m),
+                        std::slice::from_raw_parts_mut(dx.ptr::<f32>(da.rows[a]), m),
                     )
                 };
-                let (mut s1, mut s2) = (0f64, 0f64);
-                for &v in xr {
-                    let v = v as f64;
-                    s1 += v;
-                    s2 += v * v;
-                }
-                let mean = if rms { 0.0 } else { s1 / n };
-                let var = if rms {
-                    s2 / n
-                } else {
-                    xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n
-                };
-                let rinv = 1.0 / (var + g.eps).sqrt();
-                let (mut sa, mut sb) = (0f64, 0f64);
-                for ch in 0..c {
-                    let y = yr[ch] as f64;
-                    let h = (xr[ch] as f64 - mean) * rinv;
-                    let dd = y * weights[ch];
-                    d[ch] = dd;
-                    xh[ch] = h;
-                    sa += dd;
-                    sb += dd * h;
-                    part_w[ch] += y * h;
-                    part_b[ch] += y;
-                }
-                let (ma, mb) = (if rms { 0.0 } else { sa / n }, sb / n);
-                for ch in 0..c {
-                    dr[ch] = (rinv * (d[ch] - ma - xh[ch] * mb)) as f32;
-                }
+                vmath::norm_grad_rows(
+                    xr,
+                    yr,
+                    weights.as_deref(),
+                    dr,
+                    &mut pw,
+                    &mut pb,
+                    c,
+                    rms,
+                    g.eps,
+                );
             }
-            parts.lock().unwrap_or_else(|e| e.into_inner())[blk] = vec![part_w, part_b];
+            let part: Vec<[f64; 2]> = pw
+                .iter()
+                .zip(&pb)
+                .map(|(&w, &b)| [f64::from(w), f64::from(b)])
+                .collect();
+            parts.lock().unwrap_or_else(|e| e.into_inner())[blk] = part;
         }
         Ok(())
     })?;
@@ -142,7 +139,7 @@ fn rows_f32(
     for ch in 0..c {
         let (sw, sb) = parts
             .iter()
-            .fold((0.0, 0.0), |(w, b), p| (w + p[0][ch], b + p[1][ch]));
+            .fold((0.0, 0.0), |(w, b), p| (w + p[ch][0], b + p[ch][1]));
         // SAFETY: ch < C, the outputs' one dimension.
         unsafe {
             store(dw, dw.desc.offset + ch * dw.desc.strides[0], Val::F(sw));

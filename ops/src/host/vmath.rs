@@ -710,6 +710,23 @@ multiversion! {
 }
 
 multiversion! {
+    /// `layer_norm_backward` (or, with `rms`, `rms_norm_backward`) of each row of `len`
+    /// elements of `x` and `dy` into `dx`, adding each row's weight and bias gradient terms
+    /// (`dy xhat` and `dy`) into `pw` and `pb` (f32, `len` each).
+    fn norm_grad_rows(
+        x: &[f32],
+        dy: &[f32],
+        w: Option<&[f32]>,
+        dx: &mut [f32],
+        pw: &mut [f32],
+        pb: &mut [f32],
+        len: usize,
+        rms: bool,
+        eps: f64
+    ) = norm_grad_body
+}
+
+multiversion! {
     /// The softmax of a row of attention logits into `p`: the probabilities (the sum in
     /// f64), or 0 everywhere when every logit is -inf (a row that sees no key).
     fn probabilities(logits: &[f32], p: &mut [f32]) = probabilities_body
@@ -871,6 +888,155 @@ fn softmax_grad_body<S: Isa>(s: S, g: &[f32], y: &[f32], o: &mut [f32], len: usi
             } else {
                 yv * (gv - sum)
             };
+        }
+    }
+}
+
+/// `sum ((x[i] - mh) - ml)^2`: [`CHAINS`] vector accumulators in f32 over a block of
+/// [`BLOCK`] elements, the blocks added in f64 (`mh + ml`: a mean split into two f32, so that
+/// the differences keep their digits when the spread is small next to the mean).
+#[inline(always)]
+fn centred_squares<S: Isa>(s: S, x: &[f32], mh: f32, ml: f32) -> f64 {
+    let (mhv, mlv) = (s.splat(mh), s.splat(ml));
+    let mut total = 0f64;
+    for xb in x.chunks(BLOCK) {
+        let mut acc = [s.splat(0.0); CHAINS];
+        let step = CHAINS * S::N;
+        let whole = xb.len() / step * step;
+        for at in (0..whole).step_by(step) {
+            for (l, c) in acc.iter_mut().enumerate() {
+                let d = s.sub(s.sub(s.load(&xb[at + l * S::N..]), mhv), mlv);
+                *c = s.fma(d, d, *c);
+            }
+        }
+        let mut tail = 0f64;
+        for &v in &xb[whole..] {
+            let d = (v - mh) - ml;
+            tail += f64::from(d * d);
+        }
+        let mut block = 0f64;
+        for c in acc {
+            block += s.sum_f64(c);
+        }
+        total += block + tail;
+    }
+    total
+}
+
+/// `sum (x[i] - x0)`, as [`centred_squares`].
+#[inline(always)]
+fn centred_sum<S: Isa>(s: S, x: &[f32], x0: f32) -> f64 {
+    let x0v = s.splat(x0);
+    let mut total = 0f64;
+    for xb in x.chunks(BLOCK) {
+        let mut acc = [s.splat(0.0); CHAINS];
+        let step = CHAINS * S::N;
+        let whole = xb.len() / step * step;
+        for at in (0..whole).step_by(step) {
+            for (l, c) in acc.iter_mut().enumerate() {
+                *c = s.add(*c, s.sub(s.load(&xb[at + l * S::N..]), x0v));
+            }
+        }
+        let mut tail = 0f64;
+        for &v in &xb[whole..] {
+            tail += f64::from(v - x0);
+        }
+        let mut block = 0f64;
+        for c in acc {
+            block += s.sum_f64(c);
+        }
+        total += block + tail;
+    }
+    total
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn norm_grad_body<S: Isa>(
+    s: S,
+    x: &[f32],
+    dy: &[f32],
+    w: Option<&[f32]>,
+    dx: &mut [f32],
+    pw: &mut [f32],
+    pb: &mut [f32],
+    len: usize,
+    rms: bool,
+    eps: f64,
+) {
+    let n = len as f64;
+    let rows = x.chunks_exact(len).zip(dy.chunks_exact(len));
+    for ((xr, yr), dr) in rows.zip(dx.chunks_exact_mut(len)) {
+        // The mean as the first element plus the mean of the differences from it (in f32
+        // lanes per block, added in f64: the differences keep their digits when the spread
+        // is small next to the mean), the squares about it (or about 0) from the mean split
+        // into two f32.
+        let mean = if rms || len == 0 {
+            0.0
+        } else {
+            let x0 = xr[0];
+            f64::from(x0) + centred_sum(s, xr, x0) / n
+        };
+        let mh = mean as f32;
+        let ml = (mean - mh as f64) as f32;
+        let r = (1.0 / (centred_squares(s, xr, mh, ml) / n + eps).sqrt()) as f32;
+        let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
+        let whole = len / S::N * S::N;
+        // sum dy w and sum dy w xhat in f32 lanes per block, added in f64; the weight and
+        // bias terms into pw and pb.
+        let (mut sa, mut sb) = (0f64, 0f64);
+        for b0 in (0..whole).step_by(BLOCK) {
+            let (mut va, mut vb) = (s.splat(0.0), s.splat(0.0));
+            let b1 = (b0 + BLOCK).min(whole);
+            let (xs, ys) = (&xr[b0..b1], &yr[b0..b1]);
+            let (ps, qs) = (&mut pw[b0..b1], &mut pb[b0..b1]);
+            let mut ws = w.map(|w| w[b0..b1].chunks_exact(S::N));
+            let lanes = xs.chunks_exact(S::N).zip(ys.chunks_exact(S::N));
+            let parts = ps.chunks_exact_mut(S::N).zip(qs.chunks_exact_mut(S::N));
+            for ((xc, yc), (pc, qc)) in lanes.zip(parts) {
+                let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
+                let y = s.load(yc);
+                let d = match ws.as_mut().and_then(|w| w.next()) {
+                    Some(wc) => s.mul(y, s.load(wc)),
+                    None => y,
+                };
+                va = s.add(va, d);
+                vb = s.fma(d, h, vb);
+                s.store(s.fma(y, h, s.load(pc)), pc);
+                s.store(s.add(s.load(qc), y), qc);
+            }
+            sa += s.sum_f64(va);
+            sb += s.sum_f64(vb);
+        }
+        for i in whole..len {
+            let h = ((xr[i] - mh) - ml) * r;
+            let d = w.map_or(yr[i], |w| yr[i] * w[i]);
+            sa += f64::from(d);
+            sb += f64::from(d * h);
+            pw[i] += yr[i] * h;
+            pb[i] += yr[i];
+        }
+        let ma = if rms { 0.0 } else { (sa / n) as f32 };
+        let mb = (sb / n) as f32;
+        // dx = r (dy w - ma - xhat mb)
+        let (mav, mbv) = (s.splat(ma), s.splat(mb));
+        let mut ws = w.map(|w| w[..whole].chunks_exact(S::N));
+        let lanes = xr[..whole]
+            .chunks_exact(S::N)
+            .zip(yr[..whole].chunks_exact(S::N));
+        for ((xc, yc), oc) in lanes.zip(dr[..whole].chunks_exact_mut(S::N)) {
+            let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
+            let y = s.load(yc);
+            let d = match ws.as_mut().and_then(|w| w.next()) {
+                Some(wc) => s.mul(y, s.load(wc)),
+                None => y,
+            };
+            s.store(s.mul(rv, s.sub(s.sub(d, mav), s.mul(h, mbv))), oc);
+        }
+        for i in whole..len {
+            let h = ((xr[i] - mh) - ml) * r;
+            let d = w.map_or(yr[i], |w| yr[i] * w[i]);
+            dr[i] = r * ((d - ma) - h * mb);
         }
     }
 }
