@@ -114,17 +114,13 @@ fn rows_f32(
                         std::slice::from_raw_parts_mut(dx.ptr::<f32>(da.rows[a]), m),
                     )
                 };
-                vmath::norm_grad_rows(
-                    xr,
-                    yr,
-                    weights.as_deref(),
-                    dr,
-                    &mut pw,
-                    &mut pb,
-                    c,
+                let p = vmath::NormGrad {
+                    w: weights.as_deref(),
+                    len: c,
                     rms,
-                    g.eps,
-                );
+                    eps: g.eps,
+                };
+                vmath::norm_grad_rows(xr, yr, dr, &mut pw, &mut pb, p);
             }
             let part: Vec<[f64; 2]> = pw
                 .iter()

@@ -716,13 +716,10 @@ multiversion! {
     fn norm_grad_rows(
         x: &[f32],
         dy: &[f32],
-        w: Option<&[f32]>,
         dx: &mut [f32],
         pw: &mut [f32],
         pb: &mut [f32],
-        len: usize,
-        rms: bool,
-        eps: f64
+        p: NormGrad
     ) = norm_grad_body
 }
 
@@ -744,6 +741,16 @@ pub(crate) struct Norm<'a> {
     pub rms: bool,
     pub weight: Option<&'a [f32]>,
     pub bias: Option<&'a [f32]>,
+    pub eps: f64,
+}
+
+/// The rows of a normalisation gradient ([`norm_grad_rows`]): `len` elements a row, the
+/// optional weight (`len` elements), `rms_norm` rather than `layer_norm`, and epsilon.
+#[derive(Clone, Copy)]
+pub(crate) struct NormGrad<'a> {
+    pub w: Option<&'a [f32]>,
+    pub len: usize,
+    pub rms: bool,
     pub eps: f64,
 }
 
@@ -950,20 +957,17 @@ fn centred_sum<S: Isa>(s: S, x: &[f32], x0: f32) -> f64 {
     total
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn norm_grad_body<S: Isa>(
     s: S,
     x: &[f32],
     dy: &[f32],
-    w: Option<&[f32]>,
     dx: &mut [f32],
     pw: &mut [f32],
     pb: &mut [f32],
-    len: usize,
-    rms: bool,
-    eps: f64,
+    p: NormGrad,
 ) {
+    let NormGrad { w, len, rms, eps } = p;
     let n = len as f64;
     let rows = x.chunks_exact(len).zip(dy.chunks_exact(len));
     for ((xr, yr), dr) in rows.zip(dx.chunks_exact_mut(len)) {
