@@ -117,6 +117,28 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send 
     out: &TView,
     f: impl Fn(A, B) -> O + Sync + Send,
 ) -> Result<()> {
+    map2_runs(a, b, out, f, |sa, sb, so, f| {
+        for ((o, &x), &y) in so.iter_mut().zip(sa).zip(sb) {
+            *o = f(x, y);
+        }
+    })
+}
+
+/// [`map2`] with `contiguous` on each run that is contiguous in all three (given `f`), `f`
+/// element by element on the others.
+fn map2_runs<A, B, O, F>(
+    a: &TView,
+    b: &TView,
+    out: &TView,
+    f: F,
+    contiguous: impl Fn(&[A], &[B], &mut [O], &F) + Sync + Send,
+) -> Result<()>
+where
+    A: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+    O: Copy + Send + Sync,
+    F: Fn(A, B) -> O + Sync + Send,
+{
     let shape = &out.desc.shape;
     let (a, b) = (a.broadcast_cow(shape), b.broadcast_cow(shape));
     // Contiguous operands coalesce to one run: one typed loop a task.
@@ -138,15 +160,12 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, O: Copy + Send 
                     let po = out.ptr::<O>(oo);
                     let so = || std::slice::from_raw_parts_mut(po, len);
                     match (ia, ib, io) {
-                        (1, 1, 1) => {
-                            let (sa, sb) = (
-                                std::slice::from_raw_parts(pa, len),
-                                std::slice::from_raw_parts(pb, len),
-                            );
-                            for ((o, &x), &y) in so().iter_mut().zip(sa).zip(sb) {
-                                *o = f(x, y);
-                            }
-                        }
+                        (1, 1, 1) => contiguous(
+                            std::slice::from_raw_parts(pa, len),
+                            std::slice::from_raw_parts(pb, len),
+                            so(),
+                            &f,
+                        ),
                         (1, 0, 1) => {
                             let y = pb.read();
                             for (o, &x) in so().iter_mut().zip(std::slice::from_raw_parts(pa, len))
@@ -195,45 +214,13 @@ fn map2_kernel<T: FloatStore>(
     kernel: fn(vmath::Grad, &[T], &[T], &mut [T]),
 ) -> Result<()> {
     let f = op.scalar();
-    let shape = &out.desc.shape;
-    let (a, b) = (a.broadcast_cow(shape), b.broadcast_cow(shape));
-    let (runs, [sa, sb, so]) =
-        coalesce(shape, [&a.desc.strides, &b.desc.strides, &out.desc.strides]);
-    let inner = |s: &[usize]| s.last().copied().unwrap_or(0);
-    let (ia, ib, io) = (inner(&sa), inner(&sb), inner(&so));
-    par_ranges(out.desc.numel(), GRAIN, |r| {
-        walk_runs(
-            &runs,
-            [&sa, &sb, &so],
-            [a.desc.offset, b.desc.offset, out.desc.offset],
-            r,
-            |[oa, ob, oo], len| {
-                // SAFETY: the run's `len` offsets come from the views' layouts; the output is
-                // distinct from the inputs, and each run is written by one task.
-                unsafe {
-                    let (pa, pb) = (a.ptr::<T>(oa).cast_const(), b.ptr::<T>(ob).cast_const());
-                    let po = out.ptr::<T>(oo);
-                    if (ia, ib, io) == (1, 1, 1) {
-                        kernel(
-                            op,
-                            std::slice::from_raw_parts(pa, len),
-                            std::slice::from_raw_parts(pb, len),
-                            std::slice::from_raw_parts_mut(po, len),
-                        );
-                    } else {
-                        for i in 0..len {
-                            let v = f(
-                                pa.add(i * ia).read().to_f32(),
-                                pb.add(i * ib).read().to_f32(),
-                            );
-                            po.add(i * io).write(T::from_f32(v));
-                        }
-                    }
-                }
-            },
-        );
-        Ok(())
-    })
+    map2_runs(
+        a,
+        b,
+        out,
+        |x: T, y: T| T::from_f32(f(x.to_f32(), y.to_f32())),
+        |sa, sb, so, _| kernel(op, sa, sb, so),
+    )
 }
 
 fn map_arith<FF, FI>(dtype: DType, a: &TView, b: &TView, out: &TView, ff: FF, fi: FI) -> Result<()>

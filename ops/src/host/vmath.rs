@@ -215,60 +215,78 @@ trait Kernel {
     fn apply<S: Isa>(s: S, x: S::V) -> S::V;
 }
 
-/// From one list of `Variant = scalar_name = kernel_fn`: the scalar forms (the kernels at one
-/// lane), the enum [`Unary`] of the ops with a vector kernel, a [`Kernel`] type per op (in
-/// `kernel`), and `unary_body`, which runs the op's kernel over a slice.
-macro_rules! unary_kernels {
-    ($($(#[$doc:meta])* $variant:ident = $name:ident = $v:ident;)*) => {
-        $(
-            $(#[$doc])*
-            #[inline(always)]
-            pub(crate) fn $name(x: f32) -> f32 {
-                $v(Scalar, x)
-            }
-        )*
+/// From one list of `Variant = scalar_name = kernel_fn` of a family of kernels with the same
+/// operands (`(x)` for the unary ops, `(g, x)` for the gradients): the scalar forms (the
+/// kernels at one lane), the family's enum of the ops with a vector kernel, a type per op
+/// implementing the family's kernel trait (in the module named), and the body that runs the
+/// op's kernel over slices through the family's map.
+macro_rules! vector_kernels {
+    (
+        $(#[$edoc:meta])* enum $enum:ident: $tr:ident in $m:ident, $body:ident by $map:ident,
+        $args:tt;
+        $($(#[$doc:meta])* $variant:ident = $name:ident = $v:ident;)*
+    ) => {
+        $(vector_kernels!(@scalar $(#[$doc])* $name $v $args);)*
 
-        /// The unary ops with a vector kernel here.
+        $(#[$edoc])*
         #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-        pub(crate) enum Unary {
+        pub(crate) enum $enum {
             $($variant,)*
         }
 
-        impl Unary {
+        impl $enum {
             #[cfg(test)]
-            pub(crate) const ALL: &[Unary] = &[$(Unary::$variant,)*];
+            pub(crate) const ALL: &[$enum] = &[$($enum::$variant,)*];
 
             /// The scalar form, with the same results as the vector kernel up to rounding.
-            pub(crate) fn scalar(self) -> fn(f32) -> f32 {
+            pub(crate) fn scalar(self) -> vector_kernels!(@fn $args) {
                 match self {
-                    $(Unary::$variant => $name,)*
+                    $($enum::$variant => $name,)*
                 }
             }
         }
 
-        mod kernel {
+        mod $m {
             use super::*;
-            $(
-                pub(super) struct $variant;
-                impl Kernel for $variant {
-                    #[inline(always)]
-                    fn apply<S: Isa>(s: S, x: S::V) -> S::V {
-                        $v(s, x)
-                    }
-                }
-            )*
+            $(vector_kernels!(@kernel $tr $variant $v $args);)*
         }
 
+        vector_kernels!(@body $enum $m $body $map $args [$($variant)*]);
+    };
+    (@scalar $(#[$doc:meta])* $name:ident $v:ident ($($a:ident),+)) => {
+        $(#[$doc])*
         #[inline(always)]
-        fn unary_body<S: Isa, T: Elem>(s: S, op: Unary, x: &[T], o: &mut [T]) {
-            match op {
-                $(Unary::$variant => map_v::<S, kernel::$variant, T>(s, x, o),)*
+        pub(crate) fn $name($($a: f32),+) -> f32 {
+            $v(Scalar, $($a),+)
+        }
+    };
+    (@fn (x)) => { fn(f32) -> f32 };
+    (@fn (g, x)) => { fn(f32, f32) -> f32 };
+    (@kernel $tr:ident $variant:ident $v:ident ($($a:ident),+)) => {
+        pub(super) struct $variant;
+        impl $tr for $variant {
+            #[inline(always)]
+            fn apply<S: Isa>(s: S, $($a: S::V),+) -> S::V {
+                $v(s, $($a),+)
             }
+        }
+    };
+    (@body $enum:ident $m:ident $body:ident $map:ident ($($a:ident),+) [$($variant:ident)*]) => {
+        #[inline(always)]
+        fn $body<S: Isa, T: Elem>(s: S, op: $enum, $($a: &[T],)+ o: &mut [T]) {
+            vector_kernels!(@arms op $enum $m $map (s, $($a,)+ o) [$($variant)*])
+        }
+    };
+    (@arms $op:ident $enum:ident $m:ident $map:ident $call:tt [$($variant:ident)*]) => {
+        match $op {
+            $($enum::$variant => $map::<S, $m::$variant, T> $call,)*
         }
     };
 }
 
-unary_kernels! {
+vector_kernels! {
+    /// The unary ops with a vector kernel here.
+    enum Unary: Kernel in kernel, unary_body by map_v, (x);
     /// `e^x`.
     Exp = exp = exp_v;
     /// `tanh(x)`.
@@ -368,59 +386,9 @@ trait Kernel2 {
     fn apply<S: Isa>(s: S, g: S::V, x: S::V) -> S::V;
 }
 
-/// As [`unary_kernels`], for the activation gradients: the scalar forms, the enum [`Grad`],
-/// a [`Kernel2`] type per op (in `grad_kernel`) and `grad_body`.
-macro_rules! grad_kernels {
-    ($($(#[$doc:meta])* $variant:ident = $name:ident = $v:ident;)*) => {
-        $(
-            $(#[$doc])*
-            #[inline(always)]
-            pub(crate) fn $name(g: f32, x: f32) -> f32 {
-                $v(Scalar, g, x)
-            }
-        )*
-
-        /// The activation gradients with a vector kernel here.
-        #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-        pub(crate) enum Grad {
-            $($variant,)*
-        }
-
-        impl Grad {
-            #[cfg(test)]
-            pub(crate) const ALL: &[Grad] = &[$(Grad::$variant,)*];
-
-            /// The scalar form, with the same results as the vector kernel up to rounding.
-            pub(crate) fn scalar(self) -> fn(f32, f32) -> f32 {
-                match self {
-                    $(Grad::$variant => $name,)*
-                }
-            }
-        }
-
-        mod grad_kernel {
-            use super::*;
-            $(
-                pub(super) struct $variant;
-                impl Kernel2 for $variant {
-                    #[inline(always)]
-                    fn apply<S: Isa>(s: S, g: S::V, x: S::V) -> S::V {
-                        $v(s, g, x)
-                    }
-                }
-            )*
-        }
-
-        #[inline(always)]
-        fn grad_body<S: Isa, T: Elem>(s: S, op: Grad, g: &[T], x: &[T], o: &mut [T]) {
-            match op {
-                $(Grad::$variant => map2_v::<S, grad_kernel::$variant, T>(s, g, x, o),)*
-            }
-        }
-    };
-}
-
-grad_kernels! {
+vector_kernels! {
+    /// The activation gradients with a vector kernel here.
+    enum Grad: Kernel2 in grad_kernel, grad_body by map2_v, (g, x);
     /// `sigmoid_backward`.
     Sigmoid = sigmoid_grad = sigmoid_grad_v;
     /// `tanh_backward`.
@@ -838,44 +806,111 @@ fn sum_of<T: Copy>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
     acc.iter().sum::<f64>() + tail.iter().map(|&v| f(v)).sum::<f64>()
 }
 
-/// `sum a[i] b[i]` (or `sum a[i]` without `b`): [`CHAINS`] vector accumulators in f32 over a
-/// block of [`BLOCK`] elements, the blocks added in f64.
+/// One term of a sum by [`block_sum`]: its lanes from element `i` added into `acc`, and
+/// element `i` alone.
+trait Term {
+    fn add<S: Isa>(&self, s: S, i: usize, acc: S::V) -> S::V;
+    fn one(&self, i: usize) -> f64;
+}
+
+/// The sum of `t` over elements `0..len`: [`CHAINS`] vector accumulators in f32 over a block of
+/// [`BLOCK`] elements, the blocks added in f64.
 #[inline(always)]
-fn dot_f64<S: Isa>(s: S, a: &[f32], b: Option<&[f32]>) -> f64 {
+fn block_sum<S: Isa, T: Term>(s: S, len: usize, t: &T) -> f64 {
     let mut total = 0f64;
-    for (i, ab) in a.chunks(BLOCK).enumerate() {
-        let bb = b.map(|b| &b[i * BLOCK..i * BLOCK + ab.len()]);
+    let step = CHAINS * S::N;
+    for b0 in (0..len).step_by(BLOCK) {
+        let b1 = (b0 + BLOCK).min(len);
+        let whole = b0 + (b1 - b0) / step * step;
         let mut acc = [s.splat(0.0); CHAINS];
-        let step = CHAINS * S::N;
-        let whole = ab.len() / step * step;
-        for at in (0..whole).step_by(step) {
+        for at in (b0..whole).step_by(step) {
             for (l, c) in acc.iter_mut().enumerate() {
-                let k = at + l * S::N;
-                let av = s.load(&ab[k..]);
-                *c = match bb {
-                    Some(bb) => s.fma(av, s.load(&bb[k..]), *c),
-                    None => s.add(*c, av),
-                };
+                *c = t.add(s, at + l * S::N, *c);
             }
         }
-        let mut tail = 0f64;
-        for k in whole..ab.len() {
-            tail += f64::from(bb.map_or(ab[k], |bb| ab[k] * bb[k]));
-        }
         let mut block = 0f64;
+        for i in whole..b1 {
+            block += t.one(i);
+        }
         for c in acc {
             block += s.sum_f64(c);
         }
-        total += block + tail;
+        total += block;
     }
     total
+}
+
+/// `sum a[i]`.
+struct Plain<'a>(&'a [f32]);
+
+impl Term for Plain<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: S::V) -> S::V {
+        s.add(acc, s.load(&self.0[i..]))
+    }
+    #[inline(always)]
+    fn one(&self, i: usize) -> f64 {
+        f64::from(self.0[i])
+    }
+}
+
+/// `sum a[i] b[i]`.
+struct Dot<'a>(&'a [f32], &'a [f32]);
+
+impl Term for Dot<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: S::V) -> S::V {
+        s.fma(s.load(&self.0[i..]), s.load(&self.1[i..]), acc)
+    }
+    #[inline(always)]
+    fn one(&self, i: usize) -> f64 {
+        f64::from(self.0[i] * self.1[i])
+    }
+}
+
+/// `sum (x[i] - x0)`.
+struct Centred<'a>(&'a [f32], f32);
+
+impl Term for Centred<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: S::V) -> S::V {
+        s.add(acc, s.sub(s.load(&self.0[i..]), s.splat(self.1)))
+    }
+    #[inline(always)]
+    fn one(&self, i: usize) -> f64 {
+        f64::from(self.0[i] - self.1)
+    }
+}
+
+/// `sum ((x[i] - mh) - ml)^2`: `mh + ml` a mean split into two f32, so that the differences
+/// keep their digits when the spread is small next to the mean.
+struct CentredSquares<'a>(&'a [f32], f32, f32);
+
+impl Term for CentredSquares<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: S::V) -> S::V {
+        let d = s.sub(
+            s.sub(s.load(&self.0[i..]), s.splat(self.1)),
+            s.splat(self.2),
+        );
+        s.fma(d, d, acc)
+    }
+    #[inline(always)]
+    fn one(&self, i: usize) -> f64 {
+        let d = (self.0[i] - self.1) - self.2;
+        f64::from(d * d)
+    }
 }
 
 #[inline(always)]
 fn softmax_grad_body<S: Isa>(s: S, g: &[f32], y: &[f32], o: &mut [f32], len: usize, log: bool) {
     let rows = g.chunks_exact(len).zip(y.chunks_exact(len));
     for ((gr, yr), or) in rows.zip(o.chunks_exact_mut(len)) {
-        let sum = dot_f64(s, gr, (!log).then_some(yr)) as f32;
+        let sum = if log {
+            block_sum(s, len, &Plain(gr))
+        } else {
+            block_sum(s, len, &Dot(gr, yr))
+        } as f32;
         let sv = s.splat(sum);
         let mut oc = or.chunks_exact_mut(S::N);
         let (mut gc, mut yc) = (gr.chunks_exact(S::N), yr.chunks_exact(S::N));
@@ -897,64 +932,6 @@ fn softmax_grad_body<S: Isa>(s: S, g: &[f32], y: &[f32], o: &mut [f32], len: usi
             };
         }
     }
-}
-
-/// `sum ((x[i] - mh) - ml)^2`: [`CHAINS`] vector accumulators in f32 over a block of
-/// [`BLOCK`] elements, the blocks added in f64 (`mh + ml`: a mean split into two f32, so that
-/// the differences keep their digits when the spread is small next to the mean).
-#[inline(always)]
-fn centred_squares<S: Isa>(s: S, x: &[f32], mh: f32, ml: f32) -> f64 {
-    let (mhv, mlv) = (s.splat(mh), s.splat(ml));
-    let mut total = 0f64;
-    for xb in x.chunks(BLOCK) {
-        let mut acc = [s.splat(0.0); CHAINS];
-        let step = CHAINS * S::N;
-        let whole = xb.len() / step * step;
-        for at in (0..whole).step_by(step) {
-            for (l, c) in acc.iter_mut().enumerate() {
-                let d = s.sub(s.sub(s.load(&xb[at + l * S::N..]), mhv), mlv);
-                *c = s.fma(d, d, *c);
-            }
-        }
-        let mut tail = 0f64;
-        for &v in &xb[whole..] {
-            let d = (v - mh) - ml;
-            tail += f64::from(d * d);
-        }
-        let mut block = 0f64;
-        for c in acc {
-            block += s.sum_f64(c);
-        }
-        total += block + tail;
-    }
-    total
-}
-
-/// `sum (x[i] - x0)`, as [`centred_squares`].
-#[inline(always)]
-fn centred_sum<S: Isa>(s: S, x: &[f32], x0: f32) -> f64 {
-    let x0v = s.splat(x0);
-    let mut total = 0f64;
-    for xb in x.chunks(BLOCK) {
-        let mut acc = [s.splat(0.0); CHAINS];
-        let step = CHAINS * S::N;
-        let whole = xb.len() / step * step;
-        for at in (0..whole).step_by(step) {
-            for (l, c) in acc.iter_mut().enumerate() {
-                *c = s.add(*c, s.sub(s.load(&xb[at + l * S::N..]), x0v));
-            }
-        }
-        let mut tail = 0f64;
-        for &v in &xb[whole..] {
-            tail += f64::from(v - x0);
-        }
-        let mut block = 0f64;
-        for c in acc {
-            block += s.sum_f64(c);
-        }
-        total += block + tail;
-    }
-    total
 }
 
 #[inline(always)]
@@ -979,11 +956,12 @@ fn norm_grad_body<S: Isa>(
             0.0
         } else {
             let x0 = xr[0];
-            f64::from(x0) + centred_sum(s, xr, x0) / n
+            f64::from(x0) + block_sum(s, len, &Centred(xr, x0)) / n
         };
         let mh = mean as f32;
         let ml = (mean - mh as f64) as f32;
-        let r = (1.0 / (centred_squares(s, xr, mh, ml) / n + eps).sqrt()) as f32;
+        let squares = block_sum(s, len, &CentredSquares(xr, mh, ml));
+        let r = (1.0 / (squares / n + eps).sqrt()) as f32;
         let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
         let whole = len / S::N * S::N;
         // sum dy w and sum dy w xhat in f32 lanes per block, added in f64; the weight and
@@ -1269,38 +1247,41 @@ mod tests {
         }
     }
 
+    /// Infinities, zeros of both signs, NaN, the ends of the polynomials' ranges.
+    const EDGES: &[f32] = &[
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        0.625,
+        -0.625,
+        0.4999,
+        10.0,
+        -10.0,
+        88.72,
+        -88.72,
+        104.0,
+        -104.0,
+        -110.0,
+        1e-30,
+        -1e-30,
+        1e30,
+        -1e30,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE,
+        3.4,
+        -3.4,
+    ];
+
     /// Values at the edges of each kernel: infinities, zeros of both signs, NaN, the ends of
     /// the polynomials' ranges.
     #[test]
     fn unary_kernels_edges() {
-        let x: Vec<f32> = vec![
-            0.0,
-            -0.0,
-            0.5,
-            -0.5,
-            0.625,
-            -0.625,
-            0.4999,
-            10.0,
-            -10.0,
-            88.72,
-            -88.72,
-            104.0,
-            -104.0,
-            -110.0,
-            1e-30,
-            -1e-30,
-            1e30,
-            -1e30,
-            f32::MAX,
-            f32::MIN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            f32::MIN_POSITIVE,
-            3.4,
-            -3.4,
-        ];
+        let x = EDGES.to_vec();
         for &op in Unary::ALL {
             for level in levels() {
                 let mut got = vec![0f32; x.len()];
@@ -1317,6 +1298,31 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Each 16-bit result (of the inputs `h` and `b`) is the f32 kernel's result on the
+    /// widened value (`fh`, `fb`), rounded with `half` (NaN for NaN).
+    fn rounded_once(
+        name: &str,
+        (h, gh, fh): (&[f16], &[f16], &[f32]),
+        (b, gb, fb): (&[bf16], &[bf16], &[f32]),
+    ) {
+        for i in 0..h.len() {
+            let (want, got) = (f16::from_f32(fh[i]), gh[i]);
+            assert!(
+                want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
+                "{name}: f16 {}: {got} != {want}",
+                h[i]
+            );
+        }
+        for i in 0..b.len() {
+            let (want, got) = (bf16::from_f32(fb[i]), gb[i]);
+            assert!(
+                want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
+                "{name}: bf16 {}: {got} != {want}",
+                b[i]
+            );
         }
     }
 
@@ -1344,20 +1350,8 @@ mod tests {
                     unary(op, &wh, &mut fh);
                     unary(op, &wb, &mut fb);
                 });
-                for i in 0..h.len() {
-                    let (want, got) = (f16::from_f32(fh[i]), gh[i]);
-                    assert!(
-                        want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
-                        "{op:?}(f16 {}) at {level:?}: {got} != {want}",
-                        h[i]
-                    );
-                    let (want, got) = (bf16::from_f32(fb[i]), gb[i]);
-                    assert!(
-                        want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
-                        "{op:?}(bf16 {}) at {level:?}: {got} != {want}",
-                        b[i]
-                    );
-                }
+                let name = format!("{op:?} at {level:?}");
+                rounded_once(&name, (&h, &gh, &fh), (&b, &gb, &fb));
             }
         }
     }
@@ -1404,23 +1398,7 @@ mod tests {
     #[test]
     fn grad_kernels_match_f64() {
         let mut x = sweep();
-        x.extend([
-            0.0,
-            -0.0,
-            1e-30,
-            -1e-30,
-            10.0,
-            -10.0,
-            88.0,
-            -88.0,
-            1e30,
-            -1e30,
-            f32::MAX,
-            f32::MIN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-        ]);
+        x.extend(EDGES);
         let g: Vec<f32> = (0..x.len()).map(|i| [1.0, -0.5, 3.0][i % 3]).collect();
         for &op in Grad::ALL {
             let d = derivative(op);
@@ -1472,20 +1450,8 @@ mod tests {
                     grad(op, &half, &wh, &mut fh);
                     grad(op, &half, &wb, &mut fb);
                 });
-                for i in 0..h.len() {
-                    let (want, got) = (f16::from_f32(fh[i]), oh[i]);
-                    assert!(
-                        want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
-                        "{op:?}(f16 {}) at {level:?}: {got} != {want}",
-                        h[i]
-                    );
-                    let (want, got) = (bf16::from_f32(fb[i]), ob[i]);
-                    assert!(
-                        want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()),
-                        "{op:?}(bf16 {}) at {level:?}: {got} != {want}",
-                        b[i]
-                    );
-                }
+                let name = format!("{op:?} at {level:?}");
+                rounded_once(&name, (&h, &oh, &fh), (&b, &ob, &fb));
             }
         }
     }
