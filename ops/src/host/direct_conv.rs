@@ -495,7 +495,7 @@ fn run_cv(
     let os = sink.strides;
     let ocbs = p.og / CO;
     // Rows a band; ow <= the frame's positions, a checked product.
-    let band = (BAND / (ow * CO)).clamp(1, oh);
+    let band = (BAND / ow.saturating_mul(CO)).clamp(1, oh);
     let acc_len = (band * ow).checked_mul(CO).ok_or_else(overflow)?;
     let panel = taps.checked_mul(CO).ok_or_else(overflow)?;
     let wp_len = (p.groups * ocbs).checked_mul(panel).ok_or_else(overflow)?;
