@@ -272,37 +272,8 @@ pub(super) fn run(
     let (tmp, wp) = rest.split_at_mut(tmp_len);
 
     // The weights of group grp, block ob as [taps][OB] (zeros past og), then the block's bias.
-    let [kh, kw] = p.kernel;
     let wp = &mut wp[..wp_len];
-    let panel_len = (taps + 1) * OB;
-    let wp_ptr = Shared(wp.as_mut_ptr());
-    par_ranges(p.groups * fr.obs, 1, |range| {
-        for gob in range {
-            let (grp, ob) = (gob / fr.obs, gob % fr.obs);
-            // SAFETY: panel gob of `wp` is this task's alone.
-            let panel = unsafe {
-                std::slice::from_raw_parts_mut({ wp_ptr }.0.add(gob * panel_len), panel_len)
-            };
-            panel.fill(0.0);
-            let rows = (p.og - ob * OB).min(OB);
-            let mut taps_of = panel.chunks_exact_mut(OB);
-            for ci in 0..p.cs {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        if let Some(tap) = taps_of.next() {
-                            for (j, v) in tap[..rows].iter_mut().enumerate() {
-                                *v = w_at(grp, ob * OB + j, ci, ky, kx);
-                            }
-                        }
-                    }
-                }
-            }
-            for j in 0..rows {
-                panel[taps * OB + j] = sink.bias.map_or(0.0, |b| b(grp, ob * OB + j));
-            }
-        }
-        Ok(())
-    })?;
+    pack_panels(p, OB, fr.obs, &w_at, Some(sink.bias), wp)?;
 
     let at = |n: usize, ch: usize, oy: usize| {
         sink.view.desc.offset + n * os[0] + ch * os[1] + oy * os[2]
@@ -456,6 +427,53 @@ pub(super) fn run(
     Ok(true)
 }
 
+/// Packs the weights of every group and block of `width` output channels (`blocks` a group)
+/// into `wp`, panel `grp blocks + ob` as `[taps][width]` (zeros past the group's `og`
+/// channels), followed by the block's bias row (zeros without a bias) when `bias` is given.
+fn pack_panels(
+    p: &Plan,
+    width: usize,
+    blocks: usize,
+    w_at: &(impl Fn(usize, usize, usize, usize, usize) -> f32 + Sync),
+    bias: Option<Option<&(dyn Fn(usize, usize) -> f32 + Sync)>>,
+    wp: &mut [f32],
+) -> Result<()> {
+    let [kh, kw] = p.kernel;
+    let taps = p.cs * kh * kw;
+    let panel_len = (taps + bias.is_some() as usize) * width;
+    let wp_ptr = Shared(wp.as_mut_ptr());
+    par_ranges(p.groups * blocks, 1, |range| {
+        for gob in range {
+            let (grp, ob) = (gob / blocks, gob % blocks);
+            // SAFETY: panel gob of `wp` (which holds groups x blocks panels) is this task's
+            // alone.
+            let panel = unsafe {
+                std::slice::from_raw_parts_mut({ wp_ptr }.0.add(gob * panel_len), panel_len)
+            };
+            panel.fill(0.0);
+            let rows = (p.og - ob * width).min(width);
+            let mut taps_of = panel.chunks_exact_mut(width);
+            for ci in 0..p.cs {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        if let Some(tap) = taps_of.next() {
+                            for (j, v) in tap[..rows].iter_mut().enumerate() {
+                                *v = w_at(grp, ob * width + j, ci, ky, kx);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(Some(b)) = bias {
+                for j in 0..rows {
+                    panel[taps * width + j] = b(grp, ob * width + j);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Output channels per block of the channel-vector kernel ([`cv_block`]): two 16-lane vectors.
 const CO: usize = 32;
 /// Most positions of an output row per call of [`cv_block`] (`2 CR` accumulators).
@@ -478,8 +496,8 @@ fn channel_vec(p: &Plan, fr: &Frame) -> bool {
 /// (as for the blocks of positions), then for each block of [`CO`] output channels and band of
 /// output rows the sums of every position (row by row, chunks of at most [`CR`] positions) over
 /// the taps in order, in f32 with fused multiply-adds, kept in `[positions][CO]` scratch
-/// between chunks of [`KC`] taps, then written out with the bias. Every output element is the same f32 sum, in
-/// the same order, as the blocks of positions give it.
+/// between chunks of [`KC`] taps, then written out with the bias. Every output element is the
+/// same f32 sum, in the same order, as the blocks of positions give it.
 fn run_cv(
     p: &Plan,
     fr: &Frame,
@@ -491,7 +509,6 @@ fn run_cv(
     let jobs = p.n * p.groups;
     let taps = fr.offs.len();
     let [oh, ow] = p.out;
-    let [kh, kw] = p.kernel;
     let os = sink.strides;
     let ocbs = p.og / CO;
     // Rows a band; ow <= the frame's positions, a checked product.
@@ -510,28 +527,7 @@ fn run_cv(
     let wp = &mut wp[..wp_len];
 
     // The weights of group grp, block ob as [taps][CO].
-    let wp_ptr = Shared(wp.as_mut_ptr());
-    par_ranges(p.groups * ocbs, 1, |range| {
-        for gob in range {
-            let (grp, ob) = (gob / ocbs, gob % ocbs);
-            // SAFETY: panel gob of `wp` is this task's alone.
-            let pn =
-                unsafe { std::slice::from_raw_parts_mut({ wp_ptr }.0.add(gob * panel), panel) };
-            let mut taps_of = pn.chunks_exact_mut(CO);
-            for ci in 0..p.cs {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        if let Some(tap) = taps_of.next() {
-                            for (j, v) in tap.iter_mut().enumerate() {
-                                *v = w_at(grp, ob * CO + j, ci, ky, kx);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    })?;
+    pack_panels(p, CO, ocbs, w_at, None, wp)?;
     if !fused {
         fill_all(p, fr, src, ss, phase)?;
     }

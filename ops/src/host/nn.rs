@@ -37,37 +37,34 @@ fn write_row(out: &TView, base: usize, stride: usize, values: impl Iterator<Item
     }
 }
 
-/// Runs `f` on groups of whole rows of `x` and `out` as f32 slices, in parallel, when both are
-/// contiguous f32 and the rows lie along the last axis `axis` (the fused row kernels' case);
-/// `false` (nothing run) otherwise.
-fn f32_rows(
-    x: &TView,
+/// Runs `f` on groups of whole rows of the inputs `xs` and `out` as f32 slices, in parallel,
+/// when all are contiguous f32 of one shape and the rows lie along the last axis `axis` (the
+/// fused row kernels' case); `false` (nothing run) otherwise.
+fn f32_rows<const N: usize>(
+    xs: [&TView; N],
     out: &TView,
     axis: usize,
-    f: impl Fn(&[f32], &mut [f32], usize) + Sync,
+    f: impl Fn([&[f32]; N], &mut [f32], usize) + Sync,
 ) -> Result<bool> {
-    let len = x.desc.shape.get(axis).copied().unwrap_or(0);
-    let fits = |t: &TView| t.desc.dtype == DType::F32 && t.desc.is_contiguous();
-    if axis + 1 != x.desc.rank()
-        || len == 0
-        || !fits(x)
-        || !fits(out)
-        || x.desc.shape != out.desc.shape
-    {
+    let len = out.desc.shape.get(axis).copied().unwrap_or(0);
+    let fits = |t: &TView| {
+        t.desc.dtype == DType::F32 && t.desc.is_contiguous() && t.desc.shape == out.desc.shape
+    };
+    if axis + 1 != out.desc.rank() || len == 0 || !fits(out) || !xs.iter().all(|x| fits(x)) {
         return Ok(false);
     }
-    let rows = x.desc.numel() / len;
+    let rows = out.desc.numel() / len;
     par_ranges(rows, (GRAIN / len).max(1), |r| {
         let (start, n) = (r.start * len, r.len() * len);
-        // SAFETY: both views are contiguous f32 with `rows * len` elements from their offsets;
-        // the output is distinct from the input, and each task writes its own rows.
-        let (xs, os) = unsafe {
-            (
-                std::slice::from_raw_parts(x.ptr::<f32>(x.desc.offset + start), n),
-                std::slice::from_raw_parts_mut(out.ptr::<f32>(out.desc.offset + start), n),
-            )
-        };
-        f(xs, os, len);
+        // SAFETY: every view is contiguous f32 with `rows * len` elements from its offset; the
+        // output is distinct from the inputs, and each task writes its own rows.
+        let ins = xs.map(|x| unsafe {
+            std::slice::from_raw_parts(x.ptr::<f32>(x.desc.offset + start).cast_const(), n)
+        });
+        // SAFETY: as above.
+        let os =
+            unsafe { std::slice::from_raw_parts_mut(out.ptr::<f32>(out.desc.offset + start), n) };
+        f(ins, os, len);
         Ok(())
     })?;
     Ok(true)
@@ -270,7 +267,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             let log = op == "log_softmax";
             Box::new(move |b: &Bound| {
                 let (x, out) = (b.input(0)?, b.out(0));
-                if f32_rows(x, out, axis, |xs, os, len| {
+                if f32_rows([x], out, axis, |[xs], os, len| {
                     vmath::softmax_rows(xs, os, len, log)
                 })? {
                     return Ok(());
@@ -296,33 +293,12 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             let log = op == "log_softmax_backward";
             Box::new(move |b: &Bound| {
                 let (g, y, out) = (b.input(0)?, b.input(1)?, b.out(0));
-                let len = y.desc.shape[axis];
-                let fits = |t: &TView| {
-                    t.desc.dtype == DType::F32
-                        && t.desc.is_contiguous()
-                        && t.desc.shape == out.desc.shape
-                };
-                if axis + 1 == out.desc.rank() && len > 0 && fits(g) && fits(y) && fits(out) {
-                    let rows = out.desc.numel() / len;
-                    return par_ranges(rows, (GRAIN / len).max(1), |r| {
-                        let (start, n) = (r.start * len, r.len() * len);
-                        // SAFETY: the three views are contiguous f32 of one shape with `rows
-                        // len` elements from their offsets; the output is distinct from the
-                        // inputs, and each task writes its own rows.
-                        let (gs, ys, os) = unsafe {
-                            (
-                                std::slice::from_raw_parts(g.ptr::<f32>(g.desc.offset + start), n),
-                                std::slice::from_raw_parts(y.ptr::<f32>(y.desc.offset + start), n),
-                                std::slice::from_raw_parts_mut(
-                                    out.ptr::<f32>(out.desc.offset + start),
-                                    n,
-                                ),
-                            )
-                        };
-                        vmath::softmax_grad_rows(gs, ys, os, len, log);
-                        Ok(())
-                    });
+                if f32_rows([g, y], out, axis, |[gs, ys], os, len| {
+                    vmath::softmax_grad_rows(gs, ys, os, len, log)
+                })? {
+                    return Ok(());
                 }
+                let len = y.desc.shape[axis];
                 // Any dtype and layout: the row's sum in f64, each element rounded once.
                 let (gs, ys, os) = (
                     g.desc.strides[axis],
@@ -367,7 +343,7 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                         bias,
                         eps,
                     };
-                    if f32_rows(x, out, axis, |xs, os, len| {
+                    if f32_rows([x], out, axis, |[xs], os, len| {
                         vmath::norm_rows(xs, os, len, norm)
                     })? {
                         return Ok(());
