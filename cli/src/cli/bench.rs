@@ -93,6 +93,17 @@ Ops (f32):
   softmax_backward
             dx from the gradient and y = softmax(x) over the last axis, default 4096 x 4096,
             alternating with softmax of the same shape
+  the other gradients, each at one fixed shape (the entry names it), alternating with its
+            forward op on the same inputs, the first output checked against the reference:
+            conv1d_backward_input, conv1d_backward_weight, conv2d_backward_input,
+            conv2d_backward_weight, max_pool1d_backward, max_pool2d_backward,
+            avg_pool1d_backward, avg_pool2d_backward, adaptive_avg_pool2d_backward,
+            adaptive_avg_pool3d_backward, interpolate_backward (bilinear),
+            interpolate_backward_nearest, layer_norm_backward, rms_norm_backward,
+            group_norm_backward, batch_norm_backward (training), cross_entropy_backward,
+            log_softmax_backward, embedding_backward, attention_backward, relu_backward,
+            leaky_relu_backward, elu_backward, sigmoid_backward, tanh_backward,
+            softplus_backward
   conv2d    ResNet-50 layers, batch 8: 3x3 and 1x1 layers and a 3x3 layer with stride 2
             (GFLOP/s: 2 N O OH OW C KH KW / time); with --peers on the CPU side by side with
             onnxruntime's CPU Conv (python3 with the onnxruntime and onnx packages)
@@ -224,12 +235,7 @@ fn bench_device(
                 BenchOp::GeluBackward | BenchOp::SiluBackward | BenchOp::SoftmaxBackward => {
                     backward::bench_backward(&ctx, *op, n)
                 }
-                BenchOp::Conv2dBackwardInput
-                | BenchOp::Conv2dBackwardWeight
-                | BenchOp::MaxPool2dBackward
-                | BenchOp::LayerNormBackward
-                | BenchOp::BatchNormBackward
-                | BenchOp::CrossEntropyBackward => backward::bench_grad(&ctx, *op),
+                BenchOp::Grad(_) => backward::bench_grad(&ctx, *op),
                 BenchOp::Conv2d => conv::bench_conv(&ctx, n),
                 BenchOp::MatmulI8 | BenchOp::MatmulWqInt8 | BenchOp::MatmulWqInt4 => {
                     quant::bench_quant(&ctx, *op)

@@ -500,6 +500,21 @@ pub(super) fn attention_backward_cases(b: &mut Builder, dtypes: &[DType]) {
             C,
         ),
         (
+            // Several blocks of query rows (the CPU's f32 path), an additive mask.
+            "br_gqa_lq300",
+            [&[1, 2, 300, 16], &[1, 1, 280, 16], &[1, 1, 280, 8]],
+            C,
+            Some((&[300, 280], false)),
+            S,
+        ),
+        (
+            "cap0_5_lq260",
+            [&[2, 260, 8], &[2, 30, 8], &[2, 30, 8]],
+            T,
+            None,
+            C,
+        ),
+        (
             "empty_lq0",
             [&[2, 0, 8], &[2, 5, 8], &[2, 5, 8]],
             C,

@@ -1,10 +1,15 @@
-//! `attention_backward` on the host, in f64: per key batch (in parallel), the rows of every
-//! query head of its group; dq per row, dk and dv summed over the group's rows.
+//! `attention_backward` on the host: per key batch (in parallel), the rows of every query head
+//! of its group; dq per row, dk and dv summed over the group's rows. f32 operands of moderate
+//! values run as blocked matrix products on the `gemm` microkernels ([`backward_f32`]), the
+//! rest in f64 one row at a time.
 
-use anyaccel_hal::{Error, OpCall, Result, TensorDesc};
+use anyaccel_hal::{DType, Error, OpCall, Result, TensorDesc};
 
 use super::layout::{par_ranges, TView};
+use super::matmul::{gemm_serial, gemm_serial_into};
+use super::nn::{moderate, MaskRow};
 use super::scalar::{load, store, Val};
+use super::vmath;
 use super::{Body, Bound};
 use crate::attention::{mask_strides, validate, Geometry};
 use crate::attrs::Attrs;
@@ -50,6 +55,10 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         let (g, q, k, v) = (b.input(0)?, b.input(1)?, b.input(2)?, b.input(3)?);
         let m = b.inputs.get(4).and_then(|t| t.as_ref());
         let (dq, dk, dv) = (b.out(0), b.out(1), b.out(2));
+        let f32_mask = m.zip(mstrides.as_ref());
+        if backward_f32([g, q, k, v, dq, dk, dv], f32_mask, &geo, scale)? {
+            return Ok(());
+        }
         let (lq, lk) = (geo.lq, geo.lk);
         let last = |t: &TView, i: usize| t.desc.strides[t.desc.rank() - 1 - i];
         let hkv = hq / geo.group;
@@ -198,3 +207,183 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         })
     }))
 }
+
+/// `attention_backward` on f32 operands (any layouts) as blocked matrix products on the `gemm`
+/// microkernels, the forward op's blocks again (`nn::attention_f32`): for each key batch (in
+/// parallel), each query head of its group and each block of up to [`BACKWARD_BLOCK`] query rows, the
+/// logits `S = scale q k^T` and their probabilities `P` exactly as the forward op computes
+/// them, `dP = grad v^T`, per row `dS = P (dP - sum(P dP)) cap' scale` (the row's sum as
+/// `softmax_backward`'s vector kernel takes it), then `dq = dS k` (written), `dk += dS^T q` and `dv += P^T grad` (f32
+/// sums over the group's rows, written once at the end). `false` (nothing run) for other
+/// dtypes, empty dimensions, or operands with a value that is not moderate (the f64 path
+/// keeps the reference's infinities and NaNs).
+fn backward_f32(
+    [g, q, k, v, dq, dk, dv]: [&TView; 7],
+    mask: Option<(&TView, &Vec<usize>)>,
+    geo: &Geometry,
+    scale: f64,
+) -> Result<bool> {
+    if [g, q, k, v, dq, dk, dv]
+        .iter()
+        .any(|t| t.desc.dtype != DType::F32)
+    {
+        return Ok(false);
+    }
+    let r = q.desc.rank();
+    let (lq, d, lk, dvn) = (
+        q.desc.shape[r - 2],
+        q.desc.shape[r - 1],
+        k.desc.shape[r - 2],
+        v.desc.shape[r - 1],
+    );
+    if [lq, d, lk, dvn].contains(&0) || ![g, q, k, v].iter().all(|t| moderate(t)) {
+        return Ok(false);
+    }
+    let hq = if r >= 3 { q.desc.shape[r - 3] } else { 1 };
+    let hkv = hq / geo.group;
+    let qbatches: usize = q.desc.shape[..r - 2].iter().product();
+    let kbatches: usize = k.desc.shape[..r - 2].iter().product();
+    let st = |t: &TView, from_end: usize| t.desc.strides[r - from_end] as isize;
+    let scale32 = scale as f32;
+    // At most 2^18 logits a block (1 MiB in each of the three scratch blocks), 16 rows at least.
+    let rows_per_block = ((1 << 18) / lk).clamp(16, BACKWARD_BLOCK);
+    let block = rows_per_block.min(lq);
+    par_ranges(kbatches, 1, |range| {
+        let mut logits = vec![0f32; block * lk];
+        let mut probs = vec![0f32; block * lk];
+        let mut grads = vec![0f32; block * lk];
+        let mut dcap = vec![1f32; if geo.softcap > 0.0 { block * lk } else { 0 }];
+        let mut dk_acc = vec![0f32; lk * d];
+        let mut dv_acc = vec![0f32; lk * dvn];
+        for kb in range {
+            let (ko, vo) = (batch_at(&k.desc, kb), batch_at(&v.desc, kb));
+            let mut first = true;
+            for gi in 0..geo.group {
+                let qb = (kb / hkv) * hq + (kb % hkv) * geo.group + gi;
+                if qb >= qbatches {
+                    continue;
+                }
+                for i0 in (0..lq).step_by(rows_per_block) {
+                    let rows = rows_per_block.min(lq - i0);
+                    let qo = batch_at(&q.desc, qb) + i0 * q.desc.strides[r - 2];
+                    let go = batch_at(&g.desc, qb) + i0 * g.desc.strides[r - 2];
+                    let dqo = batch_at(&dq.desc, qb) + i0 * dq.desc.strides[r - 2];
+                    let (s, p) = (&mut logits[..rows * lk], &mut probs[..rows * lk]);
+                    // SAFETY (every product below): each operand is a block of its view's
+                    // layout (validated shapes and strides): rows i0..i0+rows of query batch
+                    // qb of q, grad and dq, every key of key batch kb of k and v, and the
+                    // contiguous scratch blocks; dq's rows are written by this task only and
+                    // overlap no input.
+                    unsafe {
+                        gemm_serial(
+                            [rows, lk, d],
+                            (s.as_mut_ptr(), 1, lk as isize),
+                            (q.ptr::<f32>(qo), st(q, 1), st(q, 2)),
+                            (k.ptr::<f32>(ko), st(k, 2), st(k, 1)),
+                        )
+                    };
+                    for (ii, (row, prow)) in s
+                        .chunks_exact_mut(lk)
+                        .zip(p.chunks_exact_mut(lk))
+                        .enumerate()
+                    {
+                        let i = i0 + ii;
+                        let keys = geo.keys(i);
+                        for l in row.iter_mut() {
+                            *l *= scale32;
+                        }
+                        row[..keys.start].fill(f32::NEG_INFINITY);
+                        row[keys.end..].fill(f32::NEG_INFINITY);
+                        if mask.is_some() || geo.softcap != 0.0 {
+                            let mrow = MaskRow::of(mask, &q.desc.shape, qb * lq + i);
+                            for (j, l) in keys.clone().zip(&mut row[keys.clone()]) {
+                                if geo.softcap > 0.0 {
+                                    let t = (f64::from(*l) / geo.softcap).tanh();
+                                    dcap[ii * lk + j] = (1.0 - t * t) as f32;
+                                }
+                                *l = MaskRow::apply(mrow, geo.cap(f64::from(*l)), j) as f32;
+                            }
+                        }
+                        vmath::probabilities(row, prow);
+                    }
+                    // dP = grad v^T, into the logits' block.
+                    unsafe {
+                        gemm_serial(
+                            [rows, lk, dvn],
+                            (s.as_mut_ptr(), 1, lk as isize),
+                            (g.ptr::<f32>(go), st(g, 1), st(g, 2)),
+                            (v.ptr::<f32>(vo), st(v, 2), st(v, 1)),
+                        )
+                    };
+                    // dS = P (dP - sum(P dP)) cap' scale: softmax's gradient of dP.
+                    let ds = &mut grads[..rows * lk];
+                    vmath::softmax_grad_rows(s, p, ds, lk, false);
+                    if dcap.is_empty() {
+                        ds.iter_mut().for_each(|x| *x *= scale32);
+                    } else {
+                        for (x, &c) in ds.iter_mut().zip(&dcap) {
+                            *x *= c * scale32;
+                        }
+                    }
+                    unsafe {
+                        // dq = dS k.
+                        gemm_serial(
+                            [rows, d, lk],
+                            (dq.ptr::<f32>(dqo), st(dq, 1), st(dq, 2)),
+                            (ds.as_ptr(), 1, lk as isize),
+                            (k.ptr::<f32>(ko), st(k, 1), st(k, 2)),
+                        );
+                        // dk += dS^T q.
+                        gemm_serial_into(
+                            [lk, d, rows],
+                            (dk_acc.as_mut_ptr(), 1, d as isize),
+                            (ds.as_ptr(), lk as isize, 1),
+                            (q.ptr::<f32>(qo), st(q, 1), st(q, 2)),
+                            !first,
+                        );
+                        // dv += P^T grad.
+                        gemm_serial_into(
+                            [lk, dvn, rows],
+                            (dv_acc.as_mut_ptr(), 1, dvn as isize),
+                            (p.as_ptr(), lk as isize, 1),
+                            (g.ptr::<f32>(go), st(g, 1), st(g, 2)),
+                            !first,
+                        );
+                    }
+                    first = false;
+                }
+            }
+            if first {
+                dk_acc.fill(0.0);
+                dv_acc.fill(0.0);
+            }
+            let (dko, dvo) = (batch_at(&dk.desc, kb), batch_at(&dv.desc, kb));
+            for j in 0..lk {
+                for (c, &x) in dk_acc[j * d..(j + 1) * d].iter().enumerate() {
+                    // SAFETY: row j of key batch kb of dk, written by this task only.
+                    unsafe {
+                        dk.set(
+                            dko + j * dk.desc.strides[r - 2] + c * dk.desc.strides[r - 1],
+                            x,
+                        )
+                    };
+                }
+                for (c, &x) in dv_acc[j * dvn..(j + 1) * dvn].iter().enumerate() {
+                    // SAFETY: row j of key batch kb of dv, written by this task only.
+                    unsafe {
+                        dv.set(
+                            dvo + j * dv.desc.strides[r - 2] + c * dv.desc.strides[r - 1],
+                            x,
+                        )
+                    };
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(true)
+}
+
+/// Query rows per block of [`backward_f32`] (fewer for long keys): the inner dimension of the
+/// dk and dv products.
+const BACKWARD_BLOCK: usize = 256;

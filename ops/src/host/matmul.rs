@@ -54,10 +54,26 @@ pub(crate) type Operand<P> = (P, isize, isize);
 /// Each operand's block (its strides over `m x n`, `m x k`, `k x n`) lies inside its buffer,
 /// and `dst` overlaps neither input.
 pub(crate) unsafe fn gemm_serial(
+    shape: [usize; 3],
+    dst: Operand<*mut f32>,
+    lhs: Operand<*const f32>,
+    rhs: Operand<*const f32>,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { gemm_serial_into(shape, dst, lhs, rhs, false) }
+}
+
+/// `dst = lhs rhs`, or `dst += lhs rhs` when `accumulate`, as [`gemm_serial`].
+///
+/// # Safety
+///
+/// As [`gemm_serial`]; with `accumulate`, `dst`'s block holds initialised values.
+pub(crate) unsafe fn gemm_serial_into(
     [m, n, k]: [usize; 3],
     (dst, dst_cs, dst_rs): Operand<*mut f32>,
     (lhs, lhs_cs, lhs_rs): Operand<*const f32>,
     (rhs, rhs_cs, rhs_rs): Operand<*const f32>,
+    accumulate: bool,
 ) {
     // SAFETY: the caller's contract.
     unsafe {
@@ -68,14 +84,14 @@ pub(crate) unsafe fn gemm_serial(
             dst,
             dst_cs,
             dst_rs,
-            false,
+            accumulate,
             lhs,
             lhs_cs,
             lhs_rs,
             rhs,
             rhs_cs,
             rhs_rs,
-            0.0,
+            1.0,
             1.0,
             false,
             false,

@@ -84,7 +84,7 @@ fn f32_param<'a>(t: Option<&'a TView>, len: usize) -> Option<Option<&'a [f32]>> 
 
 /// One query row's part of an attention mask: where it starts and its step along the keys.
 #[derive(Clone, Copy)]
-struct MaskRow<'v, 'a> {
+pub(super) struct MaskRow<'v, 'a> {
     mask: &'v TView<'a>,
     off: usize,
     step: usize,
@@ -93,7 +93,7 @@ struct MaskRow<'v, 'a> {
 impl<'v, 'a> MaskRow<'v, 'a> {
     /// The mask's row for the logits' row `line` (its index over q's dims but the last), from
     /// the mask's strides over the logits.
-    fn of(
+    pub(super) fn of(
         mask: Option<(&'v TView<'a>, &Vec<usize>)>,
         q_shape: &[usize],
         line: usize,
@@ -114,7 +114,7 @@ impl<'v, 'a> MaskRow<'v, 'a> {
     }
 
     /// `logit` of key `j` with the mask applied: a false bool gives -inf, a float adds.
-    fn apply(row: Option<Self>, logit: f64, j: usize) -> f64 {
+    pub(super) fn apply(row: Option<Self>, logit: f64, j: usize) -> f64 {
         let Some(row) = row else {
             return logit;
         };
@@ -129,7 +129,7 @@ impl<'v, 'a> MaskRow<'v, 'a> {
 
 /// Every element of an f32 view is finite and at most 1e15 in magnitude (so that a product of
 /// two, summed over any head dimension, stays finite in f32).
-fn moderate(t: &TView) -> bool {
+pub(super) fn moderate(t: &TView) -> bool {
     let ok = |v: f32| v.abs() <= 1e15;
     if t.desc.is_contiguous() {
         // SAFETY: a contiguous f32 view of `numel` elements from its offset.

@@ -116,6 +116,50 @@ fn check(
     Ok(())
 }
 
+/// The gradients measured against their forward op at a fixed shape (`bench_grad`), by the
+/// name the command line and the report give them (the op's own name unless one op is measured
+/// in two forms).
+pub(crate) const GRADS: [&str; 26] = [
+    "conv1d_backward_input",
+    "conv1d_backward_weight",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "max_pool1d_backward",
+    "max_pool2d_backward",
+    "avg_pool1d_backward",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool3d_backward",
+    "interpolate_backward",
+    "interpolate_backward_nearest",
+    "layer_norm_backward",
+    "rms_norm_backward",
+    "group_norm_backward",
+    "batch_norm_backward",
+    "cross_entropy_backward",
+    "log_softmax_backward",
+    "embedding_backward",
+    "attention_backward",
+    "relu_backward",
+    "leaky_relu_backward",
+    "elu_backward",
+    "sigmoid_backward",
+    "tanh_backward",
+    "softplus_backward",
+];
+
+/// Where one of the gradient's inputs comes from.
+#[derive(Clone, Copy)]
+enum Src {
+    /// The incoming gradient, of the forward op's first output's shape (values in [-1, 1]).
+    Grad,
+    /// The forward op's input of this index.
+    In(usize),
+    /// The forward op's output of this index (softmax's y, max_pool's indices, batch_norm's
+    /// statistics).
+    Out(usize),
+}
+
 /// One gradient measured against its forward op: the ops, their inputs and attributes, and a
 /// label of the shape.
 struct Pair {
@@ -123,6 +167,7 @@ struct Pair {
     forward: &'static str,
     size: &'static str,
     fwd_in: Vec<Option<Tensor>>,
+    bwd_in: &'static [Src],
     fwd_attrs: Vec<(String, AttrValue)>,
     bwd_attrs: Vec<(String, AttrValue)>,
 }
@@ -131,21 +176,82 @@ fn ints(name: &str, v: &[i64]) -> (String, AttrValue) {
     (name.to_string(), AttrValue::Ints(v.to_vec()))
 }
 
-/// The forward op's inputs and attributes for a gradient bench, f32 (and i64 targets).
-fn pair(ctx: &Ctx, op: BenchOp) -> BenchResult<Pair> {
+fn int(name: &str, v: i64) -> (String, AttrValue) {
+    (name.to_string(), AttrValue::Int(v))
+}
+
+fn text(name: &str, v: &str) -> (String, AttrValue) {
+    (name.to_string(), AttrValue::Str(v.to_string()))
+}
+
+/// `attrs` followed by `input_size` (what the pooling, resizing and convolution gradients take
+/// besides the forward op's attributes).
+fn sized(attrs: &[(String, AttrValue)], input: &[i64]) -> Vec<(String, AttrValue)> {
+    let mut v = attrs.to_vec();
+    v.push(ints("input_size", input));
+    v
+}
+
+/// The forward op's inputs and attributes for a gradient bench, f32 (and i64 targets and
+/// indices).
+fn pair(ctx: &Ctx, name: &str) -> BenchResult<Pair> {
+    use Src::{Grad, In, Out};
     let t = |shape: &[usize], seed: u64| -> BenchResult<Option<Tensor>> {
         let n = shape.iter().product();
         Ok(Some(ctx.tensor(&values(n, seed), shape)?))
     };
-    Ok(match op {
-        BenchOp::Conv2dBackwardInput | BenchOp::Conv2dBackwardWeight => {
-            let input = op == BenchOp::Conv2dBackwardInput;
-            let pad = ints("padding", &[1]);
-            let size = if input {
-                ints("input_size", &[8, 32, 28, 28])
-            } else {
-                ints("weight_size", &[32, 32, 3, 3])
-            };
+    // `count` indices below `bound`, spread over it, as i64.
+    let indices = |count: usize, bound: usize, shape: &[usize]| -> BenchResult<Option<Tensor>> {
+        let v: Vec<i64> = (0..count).map(|i| (i * 7919 % bound) as i64).collect();
+        Ok(Some(Tensor::from_slice(&*ctx.queue, &v, shape)?))
+    };
+    // The elementwise gradients: x in [-4, 4] (both sides of every branch), 4096 x 4096.
+    let activation = |backward, forward, attrs: Vec<(String, AttrValue)>| -> BenchResult<Pair> {
+        let hx: Vec<f32> = values(4096 * 4096, 11).iter().map(|v| 4.0 * v).collect();
+        Ok(Pair {
+            backward,
+            forward,
+            size: "4096x4096",
+            fwd_in: vec![Some(ctx.tensor(&hx, &[4096, 4096])?)],
+            bwd_in: &[Grad, In(0)],
+            fwd_attrs: attrs.clone(),
+            bwd_attrs: attrs,
+        })
+    };
+    let pool = vec![
+        ints("kernel_size", &[3]),
+        ints("stride", &[2]),
+        ints("padding", &[1]),
+    ];
+    Ok(match name {
+        "conv1d_backward_input" | "conv1d_backward_weight" => {
+            let pad = vec![ints("padding", &[1])];
+            let input = name == "conv1d_backward_input";
+            Pair {
+                backward: if input {
+                    "conv1d_backward_input"
+                } else {
+                    "conv1d_backward_weight"
+                },
+                forward: "conv1d",
+                size: "x 8x64x1024, w 64x64x3, padding 1",
+                fwd_in: vec![t(&[8, 64, 1024], 31)?, t(&[64, 64, 3], 32)?],
+                bwd_in: if input {
+                    &[Grad, In(1)]
+                } else {
+                    &[Grad, In(0)]
+                },
+                bwd_attrs: if input {
+                    sized(&pad, &[8, 64, 1024])
+                } else {
+                    vec![pad[0].clone(), ints("weight_size", &[64, 64, 3])]
+                },
+                fwd_attrs: pad,
+            }
+        }
+        "conv2d_backward_input" | "conv2d_backward_weight" => {
+            let pad = vec![ints("padding", &[1])];
+            let input = name == "conv2d_backward_input";
             Pair {
                 backward: if input {
                     "conv2d_backward_input"
@@ -155,80 +261,198 @@ fn pair(ctx: &Ctx, op: BenchOp) -> BenchResult<Pair> {
                 forward: "conv2d",
                 size: "x 8x32x28x28, w 32x32x3x3, padding 1",
                 fwd_in: vec![t(&[8, 32, 28, 28], 21)?, t(&[32, 32, 3, 3], 22)?],
-                fwd_attrs: vec![pad.clone()],
-                bwd_attrs: vec![pad, size],
+                bwd_in: if input {
+                    &[Grad, In(1)]
+                } else {
+                    &[Grad, In(0)]
+                },
+                bwd_attrs: if input {
+                    sized(&pad, &[8, 32, 28, 28])
+                } else {
+                    vec![pad[0].clone(), ints("weight_size", &[32, 32, 3, 3])]
+                },
+                fwd_attrs: pad,
             }
         }
-        BenchOp::MaxPool2dBackward => {
-            let attrs = vec![
-                ints("kernel_size", &[3]),
-                ints("stride", &[2]),
-                ints("padding", &[1]),
-            ];
-            let mut bwd = attrs.clone();
-            bwd.push(ints("input_size", &[8, 64, 56, 56]));
+        "max_pool1d_backward" => Pair {
+            backward: "max_pool1d_backward",
+            forward: "max_pool1d",
+            size: "x 8x64x3136, kernel 3, stride 2, padding 1",
+            fwd_in: vec![t(&[8, 64, 3136], 33)?],
+            bwd_in: &[Grad, Out(1)],
+            bwd_attrs: sized(&pool, &[8, 64, 3136]),
+            fwd_attrs: pool,
+        },
+        "max_pool2d_backward" => Pair {
+            backward: "max_pool2d_backward",
+            forward: "max_pool2d",
+            size: "x 8x64x56x56, kernel 3, stride 2, padding 1",
+            fwd_in: vec![t(&[8, 64, 56, 56], 23)?],
+            bwd_in: &[Grad, Out(1)],
+            bwd_attrs: sized(&pool, &[8, 64, 56, 56]),
+            fwd_attrs: pool,
+        },
+        "avg_pool1d_backward" => Pair {
+            backward: "avg_pool1d_backward",
+            forward: "avg_pool1d",
+            size: "x 8x64x3136, kernel 3, stride 2, padding 1",
+            fwd_in: vec![t(&[8, 64, 3136], 34)?],
+            bwd_in: &[Grad],
+            bwd_attrs: sized(&pool, &[8, 64, 3136]),
+            fwd_attrs: pool,
+        },
+        "avg_pool2d_backward" => Pair {
+            backward: "avg_pool2d_backward",
+            forward: "avg_pool2d",
+            size: "x 8x64x56x56, kernel 3, stride 2, padding 1",
+            fwd_in: vec![t(&[8, 64, 56, 56], 35)?],
+            bwd_in: &[Grad],
+            bwd_attrs: sized(&pool, &[8, 64, 56, 56]),
+            fwd_attrs: pool,
+        },
+        "adaptive_avg_pool2d_backward" => Pair {
+            backward: "adaptive_avg_pool2d_backward",
+            forward: "adaptive_avg_pool2d",
+            size: "x 8x256x28x28 to 7x7",
+            fwd_in: vec![t(&[8, 256, 28, 28], 36)?],
+            bwd_in: &[Grad],
+            fwd_attrs: vec![ints("output_size", &[7, 7])],
+            bwd_attrs: vec![ints("input_size", &[8, 256, 28, 28])],
+        },
+        "adaptive_avg_pool3d_backward" => Pair {
+            backward: "adaptive_avg_pool3d_backward",
+            forward: "adaptive_avg_pool3d",
+            size: "x 2x64x16x28x28 to 4x7x7",
+            fwd_in: vec![t(&[2, 64, 16, 28, 28], 37)?],
+            bwd_in: &[Grad],
+            fwd_attrs: vec![ints("output_size", &[4, 7, 7])],
+            bwd_attrs: vec![ints("input_size", &[2, 64, 16, 28, 28])],
+        },
+        "interpolate_backward" | "interpolate_backward_nearest" => {
+            let nearest = name == "interpolate_backward_nearest";
+            let mode = text("mode", if nearest { "nearest" } else { "bilinear" });
             Pair {
-                backward: "max_pool2d_backward",
-                forward: "max_pool2d",
-                size: "x 8x64x56x56, kernel 3, stride 2, padding 1",
-                fwd_in: vec![t(&[8, 64, 56, 56], 23)?],
-                fwd_attrs: attrs,
-                bwd_attrs: bwd,
+                backward: "interpolate_backward",
+                forward: "interpolate",
+                size: if nearest {
+                    "x 8x64x56x56 to 112x112, nearest"
+                } else {
+                    "x 8x64x56x56 to 112x112, bilinear"
+                },
+                fwd_in: vec![t(&[8, 64, 56, 56], 38)?],
+                bwd_in: &[Grad],
+                fwd_attrs: vec![ints("size", &[112, 112]), mode.clone()],
+                bwd_attrs: vec![ints("input_size", &[8, 64, 56, 56]), mode],
             }
         }
-        BenchOp::LayerNormBackward => Pair {
+        "layer_norm_backward" => Pair {
             backward: "layer_norm_backward",
             forward: "layer_norm",
             size: "x 4096x1024, weight",
             fwd_in: vec![t(&[4096, 1024], 24)?, t(&[1024], 25)?],
+            bwd_in: &[Grad, In(0), In(1)],
             fwd_attrs: vec![],
             bwd_attrs: vec![],
         },
-        BenchOp::BatchNormBackward => {
-            let training = vec![("training".to_string(), AttrValue::Int(1))];
+        "rms_norm_backward" => Pair {
+            backward: "rms_norm_backward",
+            forward: "rms_norm",
+            size: "x 4096x1024, weight",
+            fwd_in: vec![t(&[4096, 1024], 39)?, t(&[1024], 40)?],
+            bwd_in: &[Grad, In(0), In(1)],
+            fwd_attrs: vec![],
+            bwd_attrs: vec![],
+        },
+        "group_norm_backward" => {
+            let groups = vec![int("num_groups", 32)];
+            Pair {
+                backward: "group_norm_backward",
+                forward: "group_norm",
+                size: "x 8x256x28x28, 32 groups, weight",
+                fwd_in: vec![t(&[8, 256, 28, 28], 41)?, t(&[256], 42)?],
+                bwd_in: &[Grad, In(0), In(1)],
+                fwd_attrs: groups.clone(),
+                bwd_attrs: groups,
+            }
+        }
+        "batch_norm_backward" => {
+            let training = vec![int("training", 1)];
             Pair {
                 backward: "batch_norm_backward",
                 forward: "batch_norm",
                 size: "x 16x64x28x28, training, weight",
                 fwd_in: vec![t(&[16, 64, 28, 28], 26)?, None, None, t(&[64], 27)?],
+                bwd_in: &[Grad, In(0), Out(1), Out(2), In(3)],
                 fwd_attrs: training.clone(),
                 bwd_attrs: training,
             }
         }
-        _ => {
-            let targets: Vec<i64> = (0..2048).map(|i| (i * 7919 % 1000) as i64).collect();
-            let target = Tensor::from_slice(&*ctx.queue, &targets, &[2048])?;
-            Pair {
-                backward: "cross_entropy_backward",
-                forward: "cross_entropy",
-                size: "logits 2048x1000, mean",
-                fwd_in: vec![t(&[2048, 1000], 28)?, Some(target)],
-                fwd_attrs: vec![],
-                bwd_attrs: vec![],
-            }
+        "cross_entropy_backward" => Pair {
+            backward: "cross_entropy_backward",
+            forward: "cross_entropy",
+            size: "logits 2048x1000, mean",
+            fwd_in: vec![t(&[2048, 1000], 28)?, indices(2048, 1000, &[2048])?],
+            bwd_in: &[Grad, In(0), In(1)],
+            fwd_attrs: vec![],
+            bwd_attrs: vec![],
+        },
+        "log_softmax_backward" => Pair {
+            backward: "log_softmax_backward",
+            forward: "log_softmax",
+            size: "4096x4096",
+            fwd_in: vec![t(&[4096, 4096], 43)?],
+            bwd_in: &[Grad, Out(0)],
+            fwd_attrs: vec![],
+            bwd_attrs: vec![],
+        },
+        "embedding_backward" => Pair {
+            backward: "embedding_backward",
+            forward: "embedding",
+            size: "weight 8192x512, indices 8x1024",
+            fwd_in: vec![t(&[8192, 512], 44)?, indices(8192, 8192, &[8, 1024])?],
+            bwd_in: &[Grad, In(1)],
+            fwd_attrs: vec![],
+            bwd_attrs: vec![int("num_weights", 8192)],
+        },
+        "attention_backward" => Pair {
+            backward: "attention_backward",
+            forward: "attention",
+            size: "q, k, v 1x8x512x64",
+            fwd_in: vec![
+                t(&[1, 8, 512, 64], 45)?,
+                t(&[1, 8, 512, 64], 46)?,
+                t(&[1, 8, 512, 64], 47)?,
+            ],
+            bwd_in: &[Grad, In(0), In(1), In(2)],
+            fwd_attrs: vec![],
+            bwd_attrs: vec![],
+        },
+        "relu_backward" => activation("relu_backward", "relu", vec![])?,
+        "leaky_relu_backward" => activation("leaky_relu_backward", "leaky_relu", vec![])?,
+        "elu_backward" => activation("elu_backward", "elu", vec![])?,
+        "sigmoid_backward" => activation("sigmoid_backward", "sigmoid", vec![])?,
+        "tanh_backward" => activation("tanh_backward", "tanh", vec![])?,
+        "softplus_backward" => activation("softplus_backward", "softplus", vec![])?,
+        other => {
+            return Err(anyaccel::Error::internal(format!(
+                "no gradient bench named `{other}`"
+            )))
         }
     })
 }
 
-/// The gradient's inputs: grad of the forward output's shape, then what the gradient reads
-/// (x, the weight, max_pool's indices, batch_norm's statistics, the targets).
+/// The gradient's inputs, in its signature's order.
 fn backward_inputs(ctx: &Ctx, p: &Pair, outs: &[Tensor]) -> BenchResult<Vec<Option<Tensor>>> {
     let shape = outs[0].shape().to_vec();
-    let g = Some(ctx.tensor(&values(shape.iter().product(), 29), &shape)?);
-    let x = |i: usize| p.fwd_in[i].clone();
-    Ok(match p.backward {
-        "conv2d_backward_input" => vec![g, x(1)],
-        "conv2d_backward_weight" | "layer_norm_backward" => {
-            if p.backward == "layer_norm_backward" {
-                vec![g, x(0), x(1)]
-            } else {
-                vec![g, x(0)]
-            }
-        }
-        "max_pool2d_backward" => vec![g, Some(outs[1].clone())],
-        "batch_norm_backward" => vec![g, x(0), Some(outs[1].clone()), Some(outs[2].clone()), x(3)],
-        _ => vec![g, x(0), x(1)],
-    })
+    let mut v = Vec::new();
+    for src in p.bwd_in {
+        v.push(match *src {
+            Src::Grad => Some(ctx.tensor(&values(shape.iter().product(), 29), &shape)?),
+            Src::In(i) => p.fwd_in[i].clone(),
+            Src::Out(i) => Some(outs[i].clone()),
+        });
+    }
+    Ok(v)
 }
 
 /// The inputs as the op layer takes them.
@@ -242,7 +466,7 @@ pub(super) fn bench_grad(ctx: &Ctx, op: BenchOp) -> OpBench {
     let entry = new_entry(op, String::new(), ctx.clock);
     guarded(entry, |entry| {
         let q = &*ctx.queue;
-        let p = pair(ctx, op)?;
+        let p = pair(ctx, op.name())?;
         entry.size = p.size.to_string();
         ctx.note(&format!(
             "{} f32 {}, side by side with {}",

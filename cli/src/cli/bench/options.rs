@@ -44,18 +44,9 @@ pub enum BenchOp {
     SiluBackward,
     /// f32 `softmax_backward` over the last axis, side by side with `softmax`.
     SoftmaxBackward,
-    /// f32 `conv2d_backward_input`, side by side with `conv2d`.
-    Conv2dBackwardInput,
-    /// f32 `conv2d_backward_weight`, side by side with `conv2d`.
-    Conv2dBackwardWeight,
-    /// f32 `max_pool2d_backward`, side by side with `max_pool2d`.
-    MaxPool2dBackward,
-    /// f32 `layer_norm_backward`, side by side with `layer_norm`.
-    LayerNormBackward,
-    /// f32 `batch_norm_backward` (training), side by side with `batch_norm`.
-    BatchNormBackward,
-    /// f32 `cross_entropy_backward`, side by side with `cross_entropy`.
-    CrossEntropyBackward,
+    /// An f32 gradient at a fixed shape, side by side with its forward op: one of
+    /// [`GRADS`](super::backward::GRADS), by name.
+    Grad(&'static str),
     /// f32 `conv2d` on ResNet-50 layer shapes, with `--peers` side by side with onnxruntime.
     Conv2d,
     /// `matmul_i8` (i8 x i8, i32 result), side by side with f32 `matmul` of the same shape.
@@ -74,8 +65,9 @@ pub enum BenchOp {
 }
 
 impl BenchOp {
-    /// Every op, in the order they run.
-    pub const ALL: [BenchOp; 32] = [
+    /// Every op but the fixed-shape gradients, in the order they run (those come after
+    /// `softmax_backward`).
+    const FIRST: [BenchOp; 26] = [
         BenchOp::Matmul,
         BenchOp::Add,
         BenchOp::Softmax,
@@ -95,12 +87,6 @@ impl BenchOp {
         BenchOp::GeluBackward,
         BenchOp::SiluBackward,
         BenchOp::SoftmaxBackward,
-        BenchOp::Conv2dBackwardInput,
-        BenchOp::Conv2dBackwardWeight,
-        BenchOp::MaxPool2dBackward,
-        BenchOp::LayerNormBackward,
-        BenchOp::BatchNormBackward,
-        BenchOp::CrossEntropyBackward,
         BenchOp::Conv2d,
         BenchOp::MatmulI8,
         BenchOp::MatmulWqInt8,
@@ -109,6 +95,17 @@ impl BenchOp {
         BenchOp::Launch,
         BenchOp::Graph,
     ];
+
+    /// Every op, in the order they run.
+    pub fn all() -> Vec<BenchOp> {
+        let (head, tail) = BenchOp::FIRST.split_at(19);
+        let grads = super::backward::GRADS.into_iter().map(BenchOp::Grad);
+        head.iter()
+            .copied()
+            .chain(grads)
+            .chain(tail.iter().copied())
+            .collect()
+    }
 
     /// The name on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -132,12 +129,7 @@ impl BenchOp {
             BenchOp::GeluBackward => "gelu_backward",
             BenchOp::SiluBackward => "silu_backward",
             BenchOp::SoftmaxBackward => "softmax_backward",
-            BenchOp::Conv2dBackwardInput => "conv2d_backward_input",
-            BenchOp::Conv2dBackwardWeight => "conv2d_backward_weight",
-            BenchOp::MaxPool2dBackward => "max_pool2d_backward",
-            BenchOp::LayerNormBackward => "layer_norm_backward",
-            BenchOp::BatchNormBackward => "batch_norm_backward",
-            BenchOp::CrossEntropyBackward => "cross_entropy_backward",
+            BenchOp::Grad(name) => name,
             BenchOp::Conv2d => "conv2d",
             BenchOp::MatmulI8 => "matmul_i8",
             BenchOp::MatmulWqInt8 => "matmul_wq_int8",
@@ -170,7 +162,7 @@ impl BenchOp {
     }
 
     fn parse(name: &str) -> Option<BenchOp> {
-        BenchOp::ALL.into_iter().find(|op| op.name() == name)
+        BenchOp::all().into_iter().find(|op| op.name() == name)
     }
 
     /// The sizes it runs at: `--size` when given, else its defaults.
@@ -184,12 +176,7 @@ impl BenchOp {
             (
                 BenchOp::Attention
                 | BenchOp::AttentionCausal
-                | BenchOp::Conv2dBackwardInput
-                | BenchOp::Conv2dBackwardWeight
-                | BenchOp::MaxPool2dBackward
-                | BenchOp::LayerNormBackward
-                | BenchOp::BatchNormBackward
-                | BenchOp::CrossEntropyBackward
+                | BenchOp::Grad(_)
                 | BenchOp::MatmulI8
                 | BenchOp::MatmulWqInt8
                 | BenchOp::MatmulWqInt4,
@@ -279,7 +266,11 @@ fn parse_op(name: &str) -> Result<BenchOp, String> {
     BenchOp::parse(name.trim()).ok_or_else(|| {
         format!(
             "unknown op `{name}`; expected one of: {}",
-            BenchOp::ALL.map(BenchOp::name).join(", ")
+            BenchOp::all()
+                .into_iter()
+                .map(BenchOp::name)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }
@@ -308,7 +299,7 @@ impl BenchArgs {
             }
         }
         if ops.is_empty() {
-            ops = BenchOp::ALL.to_vec();
+            ops = BenchOp::all();
         }
         Options {
             devices: self
@@ -366,7 +357,8 @@ mod tests {
         assert!(o.peers && o.json && o.no_roofline);
         assert_eq!(o.time_s, 0.5);
         let all = parsed(&[]).unwrap();
-        assert_eq!(all.ops, BenchOp::ALL.to_vec());
+        assert_eq!(all.ops, BenchOp::all());
+        assert_eq!(all.ops.len(), 26 + super::super::backward::GRADS.len());
         assert!(!all.no_roofline && !all.peers);
         for bad in [
             &["--op", "matmull"][..],
