@@ -8,10 +8,10 @@ use anyaccel_hal::{Error, OpCall, Result};
 use super::elementwise::copy_elements;
 use super::index::read_index;
 use super::layout::{par_ranges, walk, GRAIN};
-use super::scalar::{load, store, Val};
+use super::scalar::{load, store, with_float, F64Store, Val};
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
-use crate::catalog::op_of;
+use crate::catalog::{op_of, Op};
 use crate::movement::{lines, remap, scalar_bytes, scatter_params, Lines, Remap};
 
 /// The kernel of a remap.
@@ -99,12 +99,115 @@ pub(crate) fn scatter_kernel(call: &OpCall) -> Result<Box<Body>> {
     let name = call.op.clone();
     Ok(Box::new(move |b: &Bound| {
         let (x, idx, src, out) = (b.input(0)?, b.input(1)?, b.input(2)?, b.out(0));
+        if matches!(op, Op::IndexAdd | Op::EmbeddingBackward)
+            && axis == 0
+            && add_rows(&name, alpha, [x, idx, src, out])?
+        {
+            return Ok(());
+        }
         let l = lines(op, axis, &x.desc, &idx.desc, &src.desc, &out.desc);
         if !l.covers {
             copy_elements(x, out)?;
         }
         run_scatter(&name, add, alpha, &l, [x, idx, src, out])
     }))
+}
+
+/// `index_add` (and `embedding_backward`, an `index_add` into zeros) along axis 0 of float rows:
+/// `out[i] = x[i] + alpha * sum of src[k] over the k with index[k] = i`, the sum in increasing
+/// `k` in f64, rounded once. The positions are first sorted by row (a counting sort that keeps
+/// their order), then each task writes a range of whole rows: each output row is read from x
+/// (or its one broadcast value), gets its sources added and is written once. `false` (nothing
+/// run) unless the output is contiguous, the source's rows are contiguous and x is contiguous
+/// or one value broadcast; an index out of range is an error before anything is written.
+fn add_rows(name: &str, alpha: f64, [x, idx, src, out]: [&TView; 4]) -> Result<bool> {
+    let dtype = out.desc.dtype;
+    let rows = out.desc.shape.first().copied().unwrap_or(0);
+    let width: usize = out.desc.shape.iter().skip(1).product();
+    let positions = src.desc.shape.first().copied().unwrap_or(0);
+    // Dims 1.. of the source laid out as the output's rows.
+    let row_major = {
+        let d = &src.desc;
+        let mut expected = 1usize;
+        d.shape.len() == out.desc.shape.len()
+            && d.shape[1..]
+                .iter()
+                .zip(&d.strides[1..])
+                .rev()
+                .all(|(&n, &s)| {
+                    let ok = n == 1 || s == expected;
+                    expected = expected.saturating_mul(n);
+                    ok
+                })
+    };
+    let broadcast = x.desc.strides.iter().all(|&s| s == 0);
+    if !dtype.is_float()
+        || x.desc.dtype != dtype
+        || src.desc.dtype != dtype
+        || rows == 0
+        || width == 0
+        || !out.desc.is_contiguous()
+        || !row_major
+        || !(broadcast || x.desc.is_contiguous())
+        || idx.desc.rank() != 1
+    {
+        return Ok(false);
+    }
+    // Row i's positions are order[start[i]..start[i + 1]], in increasing k.
+    let mut start = vec![0usize; rows + 1];
+    let step = idx.desc.strides.first().copied().unwrap_or(0);
+    let index = |k: usize| read_index(idx, idx.desc.offset + k * step);
+    for k in 0..positions {
+        let i = index(k);
+        if i < 0 || i as u64 >= rows as u64 {
+            return Err(Error::out_of_bounds(format!(
+                "{name}: index {i} out of range 0..{rows} along axis 0"
+            )));
+        }
+        start[i as usize + 1] += 1;
+    }
+    for i in 0..rows {
+        start[i + 1] += start[i];
+    }
+    let mut order = vec![0usize; positions];
+    let mut next = start.clone();
+    for k in 0..positions {
+        let i = index(k) as usize;
+        order[next[i]] = k;
+        next[i] += 1;
+    }
+    let src_row = src.desc.strides[0];
+    with_float!(dtype, T => {
+        par_ranges(rows, (GRAIN / width).max(1), |range| {
+            let mut acc = vec![0f64; width];
+            for i in range {
+                // SAFETY (every access): row i of the contiguous output and of x (or x's one
+                // value), and row k < positions of the source, whose rows are contiguous.
+                unsafe {
+                    if broadcast {
+                        acc.fill(x.get::<T>(x.desc.offset).to_f64());
+                    } else {
+                        let xr = x.run::<T>(x.desc.offset + i * width, width);
+                        for (a, &v) in acc.iter_mut().zip(xr) {
+                            *a = v.to_f64();
+                        }
+                    }
+                    for &k in &order[start[i]..start[i + 1]] {
+                        let sr = src.run::<T>(src.desc.offset + k * src_row, width);
+                        for (a, &v) in acc.iter_mut().zip(sr) {
+                            *a += v.to_f64() * alpha;
+                        }
+                    }
+                    let o = out.ptr::<T>(out.desc.offset + i * width);
+                    for (c, &a) in acc.iter().enumerate() {
+                        o.add(c).write(T::from_f64(a));
+                    }
+                }
+            }
+            Ok(())
+        })
+    })?;
+    Ok(true)
 }
 
 fn run_scatter(name: &str, add: bool, alpha: f64, l: &Lines, t: [&TView; 4]) -> Result<()> {
