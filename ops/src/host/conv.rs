@@ -1169,9 +1169,17 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             Ok(())
         });
     }
-    // Average pools and resampling: each element of dx gathers its taps, in f64.
+    // Average pools and resampling: each element of dx gathers its taps, in f64, separably:
+    // for each input row the rows of grad it reads, weighted and summed along each output
+    // column (`line`), then each element's column taps of that line.
     let plane = (ih * iw).max(1);
+    let ow = if taps.spatial == 1 {
+        gt.desc.shape[2]
+    } else {
+        gt.desc.shape[3]
+    };
     par_ranges(out.desc.shape[0] * c, (GRAIN / 16 / plane).max(1), |r| {
+        let mut line = vec![0f64; ow];
         for p in r {
             let (n, ch) = (p / c, p % c);
             // Pointers taken once: the stores below could alias the views' fields.
@@ -1180,16 +1188,16 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                 .cast_const();
             let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1]);
             for (iy, rows) in taps.rows.iter().enumerate() {
-                for (ix, cols) in taps.cols.iter().enumerate() {
-                    let mut acc = 0.0;
-                    for &(oy, wy) in rows {
-                        for &(ox, wx) in cols {
-                            // SAFETY: (n, ch, oy, ox) lies inside grad's shape.
-                            acc += wy
-                                * wx
-                                * unsafe { gp.add(oy * gs[2] + ox * gs[3]).read() }.to_f64();
-                        }
+                line.fill(0.0);
+                for &(oy, wy) in rows {
+                    let gr = gp.wrapping_add(oy * gs[2]);
+                    for (ox, l) in line.iter_mut().enumerate() {
+                        // SAFETY: (n, ch, oy, ox) lies inside grad's shape.
+                        *l += wy * unsafe { gr.add(ox * gs[3]).read() }.to_f64();
                     }
+                }
+                for (ix, cols) in taps.cols.iter().enumerate() {
+                    let acc: f64 = cols.iter().map(|&(ox, wx)| wx * line[ox]).sum();
                     // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
                     unsafe { op.add(iy * os[2] + ix * os[3]).write(T::from_f64(acc)) }
                 }
