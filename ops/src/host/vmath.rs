@@ -944,83 +944,127 @@ fn norm_grad_body<S: Isa>(
     pb: &mut [f32],
     p: NormGrad,
 ) {
+    let NormGrad { len, .. } = p;
+    if len == 0 {
+        return;
+    }
+    // Rows in blocks of NORM_GRAD_ROWS: each row's sums and dx, then the block's weight and
+    // bias terms column by column (the rows are still in cache), each vector of pw and pb
+    // loaded and stored once a block and the rows added in order, as row by row would.
+    let rows = x.len() / len;
+    for b0 in (0..rows).step_by(NORM_GRAD_ROWS) {
+        let b1 = (b0 + NORM_GRAD_ROWS).min(rows);
+        let mut stats = [(0f32, 0f32, 0f32); NORM_GRAD_ROWS];
+        for (i, st) in (b0..b1).zip(stats.iter_mut()) {
+            let span = i * len..(i + 1) * len;
+            let (xr, yr) = (&x[span.clone()], &dy[span.clone()]);
+            *st = norm_grad_row(s, xr, yr, &mut dx[span.clone()], p);
+            // The tail of the weight and bias terms.
+            let (mh, ml, r) = *st;
+            let whole = len / S::N * S::N;
+            for c in whole..len {
+                pw[c] += yr[c] * (((xr[c] - mh) - ml) * r);
+                pb[c] += yr[c];
+            }
+        }
+        let whole = len / S::N * S::N;
+        for c in (0..whole).step_by(S::N) {
+            let (mut vw, mut vb) = (s.load(&pw[c..]), s.load(&pb[c..]));
+            for (i, &(mh, ml, r)) in (b0..b1).zip(&stats) {
+                let o = i * len + c;
+                let h = s.mul(
+                    s.sub(s.sub(s.load(&x[o..]), s.splat(mh)), s.splat(ml)),
+                    s.splat(r),
+                );
+                let y = s.load(&dy[o..]);
+                vw = s.fma(y, h, vw);
+                vb = s.add(vb, y);
+            }
+            s.store(vw, &mut pw[c..]);
+            s.store(vb, &mut pb[c..]);
+        }
+    }
+}
+
+/// Rows a block of [`norm_grad_rows`]'s weight and bias terms.
+const NORM_GRAD_ROWS: usize = 8;
+
+/// One row of [`norm_grad_rows`]: dx, and the row's mean split into two f32 and its inverse
+/// deviation (what its weight and bias terms need).
+#[inline(always)]
+fn norm_grad_row<S: Isa>(
+    s: S,
+    xr: &[f32],
+    yr: &[f32],
+    dr: &mut [f32],
+    p: NormGrad,
+) -> (f32, f32, f32) {
     let NormGrad { w, len, rms, eps } = p;
     let n = len as f64;
-    let rows = x.chunks_exact(len).zip(dy.chunks_exact(len));
-    for ((xr, yr), dr) in rows.zip(dx.chunks_exact_mut(len)) {
-        // The mean as the first element plus the mean of the differences from it (in f32
-        // lanes per block, added in f64: the differences keep their digits when the spread
-        // is small next to the mean), the squares about it (or about 0) from the mean split
-        // into two f32.
-        let mean = if rms || len == 0 {
-            0.0
-        } else {
-            let x0 = xr[0];
-            f64::from(x0) + block_sum(s, len, &Centred(xr, x0)) / n
-        };
-        let mh = mean as f32;
-        let ml = (mean - mh as f64) as f32;
-        let squares = block_sum(s, len, &CentredSquares(xr, mh, ml));
-        let r = (1.0 / (squares / n + eps).sqrt()) as f32;
-        let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
-        let whole = len / S::N * S::N;
-        // sum dy w and sum dy w xhat in f32 lanes per block, added in f64; the weight and
-        // bias terms into pw and pb.
-        let (mut sa, mut sb) = (0f64, 0f64);
-        for b0 in (0..whole).step_by(BLOCK) {
-            let (mut va, mut vb) = (s.splat(0.0), s.splat(0.0));
-            let b1 = (b0 + BLOCK).min(whole);
-            let (xs, ys) = (&xr[b0..b1], &yr[b0..b1]);
-            let (ps, qs) = (&mut pw[b0..b1], &mut pb[b0..b1]);
-            let mut ws = w.map(|w| w[b0..b1].chunks_exact(S::N));
-            let lanes = xs.chunks_exact(S::N).zip(ys.chunks_exact(S::N));
-            let parts = ps.chunks_exact_mut(S::N).zip(qs.chunks_exact_mut(S::N));
-            for ((xc, yc), (pc, qc)) in lanes.zip(parts) {
-                let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
-                let y = s.load(yc);
-                let d = match ws.as_mut().and_then(|w| w.next()) {
-                    Some(wc) => s.mul(y, s.load(wc)),
-                    None => y,
-                };
-                va = s.add(va, d);
-                vb = s.fma(d, h, vb);
-                s.store(s.fma(y, h, s.load(pc)), pc);
-                s.store(s.add(s.load(qc), y), qc);
-            }
-            sa += s.sum_f64(va);
-            sb += s.sum_f64(vb);
-        }
-        for i in whole..len {
-            let h = ((xr[i] - mh) - ml) * r;
-            let d = w.map_or(yr[i], |w| yr[i] * w[i]);
-            sa += f64::from(d);
-            sb += f64::from(d * h);
-            pw[i] += yr[i] * h;
-            pb[i] += yr[i];
-        }
-        let ma = if rms { 0.0 } else { (sa / n) as f32 };
-        let mb = (sb / n) as f32;
-        // dx = r (dy w - ma - xhat mb)
-        let (mav, mbv) = (s.splat(ma), s.splat(mb));
-        let mut ws = w.map(|w| w[..whole].chunks_exact(S::N));
-        let lanes = xr[..whole]
-            .chunks_exact(S::N)
-            .zip(yr[..whole].chunks_exact(S::N));
-        for ((xc, yc), oc) in lanes.zip(dr[..whole].chunks_exact_mut(S::N)) {
+    // The mean as the first element plus the mean of the differences from it (in f32 lanes per
+    // block, added in f64: the differences keep their digits when the spread is small next to
+    // the mean), the squares about it (or about 0) from the mean split into two f32.
+    let mean = if rms {
+        0.0
+    } else {
+        let x0 = xr[0];
+        f64::from(x0) + block_sum(s, len, &Centred(xr, x0)) / n
+    };
+    let mh = mean as f32;
+    let ml = (mean - mh as f64) as f32;
+    let squares = block_sum(s, len, &CentredSquares(xr, mh, ml));
+    let r = (1.0 / (squares / n + eps).sqrt()) as f32;
+    let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
+    let whole = len / S::N * S::N;
+    // sum dy w and sum dy w xhat in f32 lanes per block, added in f64.
+    let (mut sa, mut sb) = (0f64, 0f64);
+    for b0 in (0..whole).step_by(BLOCK) {
+        let (mut va, mut vb) = (s.splat(0.0), s.splat(0.0));
+        let b1 = (b0 + BLOCK).min(whole);
+        let (xs, ys) = (&xr[b0..b1], &yr[b0..b1]);
+        let mut ws = w.map(|w| w[b0..b1].chunks_exact(S::N));
+        for (xc, yc) in xs.chunks_exact(S::N).zip(ys.chunks_exact(S::N)) {
             let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
             let y = s.load(yc);
             let d = match ws.as_mut().and_then(|w| w.next()) {
                 Some(wc) => s.mul(y, s.load(wc)),
                 None => y,
             };
-            s.store(s.mul(rv, s.sub(s.sub(d, mav), s.mul(h, mbv))), oc);
+            va = s.add(va, d);
+            vb = s.fma(d, h, vb);
         }
-        for i in whole..len {
-            let h = ((xr[i] - mh) - ml) * r;
-            let d = w.map_or(yr[i], |w| yr[i] * w[i]);
-            dr[i] = r * ((d - ma) - h * mb);
-        }
+        sa += s.sum_f64(va);
+        sb += s.sum_f64(vb);
     }
+    for i in whole..len {
+        let h = ((xr[i] - mh) - ml) * r;
+        let d = w.map_or(yr[i], |w| yr[i] * w[i]);
+        sa += f64::from(d);
+        sb += f64::from(d * h);
+    }
+    let ma = if rms { 0.0 } else { (sa / n) as f32 };
+    let mb = (sb / n) as f32;
+    // dx = r (dy w - ma - xhat mb)
+    let (mav, mbv) = (s.splat(ma), s.splat(mb));
+    let mut ws = w.map(|w| w[..whole].chunks_exact(S::N));
+    let lanes = xr[..whole]
+        .chunks_exact(S::N)
+        .zip(yr[..whole].chunks_exact(S::N));
+    for ((xc, yc), oc) in lanes.zip(dr[..whole].chunks_exact_mut(S::N)) {
+        let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
+        let y = s.load(yc);
+        let d = match ws.as_mut().and_then(|w| w.next()) {
+            Some(wc) => s.mul(y, s.load(wc)),
+            None => y,
+        };
+        s.store(s.mul(rv, s.sub(s.sub(d, mav), s.mul(h, mbv))), oc);
+    }
+    for i in whole..len {
+        let h = ((xr[i] - mh) - ml) * r;
+        let d = w.map_or(yr[i], |w| yr[i] * w[i]);
+        dr[i] = r * ((d - ma) - h * mb);
+    }
+    (mh, ml, r)
 }
 
 /// `o[i] = x[i] * k`.
