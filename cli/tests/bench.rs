@@ -63,6 +63,41 @@ fn bench_json_has_the_documented_shape_and_positive_figures() {
 }
 
 #[test]
+fn gradients_run_beside_their_forward_op_and_pass_the_reference_check() {
+    let grads = [
+        ("embedding_backward", "embedding"),
+        ("avg_pool2d_backward", "avg_pool2d"),
+        ("attention_backward", "attention"),
+        ("interpolate_backward_nearest", "interpolate"),
+    ];
+    let names: Vec<&str> = grads.iter().map(|g| g.0).collect();
+    let v = anyaccel_json(&[
+        "bench",
+        "--device",
+        "cpu:0",
+        "--op",
+        &names.join(","),
+        "--time",
+        "0.05",
+        "--no-roofline",
+        "--json",
+    ]);
+    let d = &v["devices"][0];
+    for (grad, forward) in grads {
+        // "ok" only after the gradient's output matched the f64 reference.
+        ran_beside(d, grad, &format!("{forward} (forward, same inputs)"));
+        let size = op(d, grad)["size"].as_str().unwrap_or_default().to_string();
+        assert!(!size.is_empty(), "{grad}: the entry names its shape");
+    }
+    assert!(
+        op(d, "interpolate_backward_nearest")["size"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("nearest")),
+        "{d}"
+    );
+}
+
+#[test]
 fn bench_rejects_an_unknown_op_naming_the_known_ones() {
     let out = Command::new(env!("CARGO_BIN_EXE_anyaccel"))
         .args(["bench", "--op", "madd"])
@@ -71,7 +106,9 @@ fn bench_rejects_an_unknown_op_naming_the_known_ones() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`madd`") && stderr.contains("matmul"),
+        stderr.contains("`madd`")
+            && stderr.contains("matmul")
+            && stderr.contains("group_norm_backward"),
         "{stderr}"
     );
 }
