@@ -1476,6 +1476,25 @@ pub(super) fn group_norm_cases(b: &mut Builder, dtypes: &[DType]) {
             }
         }
     }
+    // A contiguous output with weight and bias (the CPU's f32 row kernel), both value classes.
+    for &d in dtypes {
+        for v in [Values::Normal, Values::Special] {
+            b.push(
+                "group_norm",
+                d.name().into(),
+                &[d],
+                &format!("n3_c12_7x9_g4_contiguous.{}", values_tag(v)),
+                vec![
+                    input(d, &[3, 12, 7, 9], C, v),
+                    input(d, &[12], C, Values::Normal),
+                    input(d, &[12], Layout::Offset(1), Values::Normal),
+                ],
+                vec![attr("num_groups", AttrValue::Int(4))],
+                C,
+                false,
+            );
+        }
+    }
     // More than 2^24 elements, in 32 groups of 2^19.
     b.push(
         "group_norm",

@@ -1299,6 +1299,9 @@ pub(crate) fn group_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
         let w = if has_w { Some(b.input(1)?) } else { None };
         let bias = if has_b { Some(b.input(2)?) } else { None };
         let cg = g.c / g.groups;
+        if group_norm_f32(&g, x, out, w, bias, eps) {
+            return Ok(());
+        }
         // The element offsets of spatial index s in x and out.
         let spatial = |t: &super::TView, mut s: usize| {
             let mut off = 0;
@@ -1341,6 +1344,65 @@ pub(crate) fn group_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
             Ok(())
         })
     }))
+}
+
+/// `group_norm` on contiguous f32 x and output: each group (contiguous, `C / G` channels of
+/// one sample) normalised as one `layer_norm` row by the vector row kernel, then each
+/// channel's weight and bias applied in place. `false` (nothing run) for other dtypes and
+/// layouts.
+fn group_norm_f32(
+    g: &GroupGeom,
+    x: &super::TView,
+    out: &super::TView,
+    w: Option<&super::TView>,
+    bias: Option<&super::TView>,
+    eps: f64,
+) -> bool {
+    let len = g.c / g.groups.max(1) * g.spatial;
+    let f32_contiguous = |t: &super::TView| t.desc.dtype == DType::F32 && t.desc.is_contiguous();
+    if !f32_contiguous(x) || !f32_contiguous(out) || len == 0 || g.n == 0 {
+        return false;
+    }
+    // SAFETY: ch < C, the weight's and bias's single dimension.
+    let param = |t: Option<&super::TView>, ch: usize, default: f32| {
+        t.map_or(default, |t| {
+            f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) }) as f32
+        })
+    };
+    let scale: Vec<f32> = (0..g.c).map(|ch| param(w, ch, 1.0)).collect();
+    let shift: Vec<f32> = (0..g.c).map(|ch| param(bias, ch, 0.0)).collect();
+    let affine = w.is_some() || bias.is_some();
+    let norm = super::vmath::Norm {
+        rms: false,
+        weight: None,
+        bias: None,
+        eps,
+    };
+    let groups = g.n * g.groups;
+    par_ranges(groups, (GRAIN / len).max(1), |r| {
+        for ng in r {
+            // SAFETY: group ng is the `len` elements from ng len of the contiguous x and
+            // output (x's shape, [N, C, *]); this task alone writes its output elements.
+            let (xs, os) = unsafe {
+                (
+                    std::slice::from_raw_parts(x.ptr::<f32>(x.desc.offset + ng * len), len),
+                    std::slice::from_raw_parts_mut(out.ptr::<f32>(out.desc.offset + ng * len), len),
+                )
+            };
+            super::vmath::norm_rows(xs, os, len, norm);
+            if affine {
+                let c0 = (ng % g.groups) * (g.c / g.groups);
+                for (ci, plane) in os.chunks_exact_mut(g.spatial).enumerate() {
+                    let (a, b) = (scale[c0 + ci], shift[c0 + ci]);
+                    for v in plane {
+                        *v = *v * a + b;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+    .is_ok()
 }
 
 /// The kernel of one `batch_norm` call: per channel, the batch's mean and biased variance in
