@@ -147,6 +147,106 @@ fn rows_f32(
     Ok(())
 }
 
+/// The f64 sum of `v` in 8 interleaved lanes (independent chains), the lanes then added in
+/// order: a fixed order for a given length.
+fn lane_sum(v: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f64::from(x);
+        }
+    }
+    for (l, &x) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += f64::from(x);
+    }
+    lanes.iter().sum()
+}
+
+/// Samples per block of [`groups_f32`]'s weight and bias sums.
+const SAMPLE_BLOCK: usize = 2;
+
+/// group_norm_backward over contiguous f32 grad, x and dx: each group (`C / G` channels of one
+/// sample, contiguous) is one row of the vector row kernel of layer_norm_backward, its weight
+/// expanded along the channels' positions; each group's weight and bias terms (f32, per
+/// position) are added per channel in f64 into its block's sums (blocks of [`SAMPLE_BLOCK`]
+/// samples), and the blocks added in order. `false` (nothing run) for other dtypes and layouts.
+fn groups_f32(
+    g: &NormBack,
+    [dy, x, dx]: [&TView; 3],
+    w: Option<&TView>,
+    (dw, db): (&TView, &TView),
+) -> Result<bool> {
+    let f32_contiguous =
+        |t: &TView| t.desc.dtype == anyaccel_hal::DType::F32 && t.desc.is_contiguous();
+    let len = g.cg * g.s;
+    if ![dy, x, dx].iter().all(|t| f32_contiguous(t)) || len == 0 || g.a == 0 {
+        return Ok(false);
+    }
+    let plane = g.c * g.s;
+    // The weight of every position of a sample, channel by channel.
+    let weights: Option<Vec<f32>> = w.map(|t| {
+        let mut v = Vec::with_capacity(plane);
+        for c in 0..g.c {
+            // SAFETY: c < C, the weight's one dimension.
+            let wc = f(unsafe { load(t, t.desc.offset + c * t.desc.strides[0]) }) as f32;
+            v.resize(v.len() + g.s, wc);
+        }
+        v
+    });
+    let blocks = g.a.div_ceil(SAMPLE_BLOCK);
+    let parts = Mutex::new(vec![Vec::new(); blocks]);
+    par_ranges(blocks, 1, |r| {
+        let (mut pw, mut pb) = (vec![0f32; len], vec![0f32; len]);
+        for blk in r {
+            let mut part = vec![[0f64; 2]; g.c];
+            for n in blk * SAMPLE_BLOCK..((blk + 1) * SAMPLE_BLOCK).min(g.a) {
+                for grp in 0..g.per_sample {
+                    let at = n * plane + grp * len;
+                    // SAFETY: group grp of sample n is the `len` elements from `at` of each
+                    // contiguous tensor of x's shape; dx's are written by this task alone.
+                    let (xr, yr, dr) = unsafe {
+                        (
+                            std::slice::from_raw_parts(x.ptr::<f32>(x.desc.offset + at), len),
+                            std::slice::from_raw_parts(dy.ptr::<f32>(dy.desc.offset + at), len),
+                            std::slice::from_raw_parts_mut(dx.ptr::<f32>(dx.desc.offset + at), len),
+                        )
+                    };
+                    let p = vmath::NormGrad {
+                        w: weights.as_deref().map(|w| &w[grp * len..(grp + 1) * len]),
+                        len,
+                        rms: false,
+                        eps: g.eps,
+                    };
+                    pw.fill(0.0);
+                    pb.fill(0.0);
+                    vmath::norm_grad_rows(xr, yr, dr, &mut pw, &mut pb, p);
+                    // The group's terms per channel, in f64.
+                    let channels = pw.chunks_exact(g.s).zip(pb.chunks_exact(g.s));
+                    for (sums, (w, b)) in part[grp * g.cg..].iter_mut().zip(channels) {
+                        sums[0] += lane_sum(w);
+                        sums[1] += lane_sum(b);
+                    }
+                }
+            }
+            parts.lock().unwrap_or_else(|e| e.into_inner())[blk] = part;
+        }
+        Ok(())
+    })?;
+    let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
+    for c in 0..g.c {
+        let (sw, sb) = parts
+            .iter()
+            .fold((0.0, 0.0), |(w, b), p| (w + p[c][0], b + p[c][1]));
+        // SAFETY: c < C, the outputs' one dimension.
+        unsafe {
+            store(dw, dw.desc.offset + c * dw.desc.strides[0], Val::F(sw));
+            store(db, db.desc.offset + c * db.desc.strides[0], Val::F(sb));
+        }
+    }
+    Ok(true)
+}
+
 /// The kernel of one normalisation gradient.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
@@ -185,6 +285,9 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         {
             let db = (g.kind != NormKind::Rms).then(|| b.out(2));
             return rows_f32(&g, [dy, x, dx], [&ya, &xa, &da], w, (b.out(1), db));
+        }
+        if g.kind == NormKind::Group && groups_f32(&g, [dy, x, dx], w, (b.out(1), b.out(2)))? {
+            return Ok(());
         }
         // SAFETY (loads and stores below): (a, c, s) lies inside x's shape, which grad and dx
         // share; their layouts were validated against their buffers.
