@@ -7,7 +7,7 @@ use anyaccel_hal::{DType, Error, OpCall, Result, TensorDesc};
 
 use super::layout::{par_ranges, TView};
 use super::matmul::{gemm_serial, gemm_serial_into};
-use super::nn::{moderate, MaskRow};
+use super::nn::{moderate, probabilities_block, Logits};
 use super::scalar::{load, store, Val};
 use super::vmath;
 use super::{Body, Bound};
@@ -275,37 +275,21 @@ fn backward_f32(
                     // contiguous scratch blocks; dq's rows are written by this task only and
                     // overlap no input.
                     unsafe {
-                        gemm_serial(
-                            [rows, lk, d],
-                            (s.as_mut_ptr(), 1, lk as isize),
-                            (q.ptr::<f32>(qo), st(q, 1), st(q, 2)),
-                            (k.ptr::<f32>(ko), st(k, 2), st(k, 1)),
+                        probabilities_block(
+                            [q, k],
+                            [qo, ko],
+                            Logits {
+                                geo,
+                                mask,
+                                scale,
+                                line: qb * lq,
+                                i0,
+                            },
+                            s,
+                            p,
+                            (geo.softcap > 0.0).then(|| &mut dcap[..rows * lk]),
                         )
                     };
-                    for (ii, (row, prow)) in s
-                        .chunks_exact_mut(lk)
-                        .zip(p.chunks_exact_mut(lk))
-                        .enumerate()
-                    {
-                        let i = i0 + ii;
-                        let keys = geo.keys(i);
-                        for l in row.iter_mut() {
-                            *l *= scale32;
-                        }
-                        row[..keys.start].fill(f32::NEG_INFINITY);
-                        row[keys.end..].fill(f32::NEG_INFINITY);
-                        if mask.is_some() || geo.softcap != 0.0 {
-                            let mrow = MaskRow::of(mask, &q.desc.shape, qb * lq + i);
-                            for (j, l) in keys.clone().zip(&mut row[keys.clone()]) {
-                                if geo.softcap > 0.0 {
-                                    let t = (f64::from(*l) / geo.softcap).tanh();
-                                    dcap[ii * lk + j] = (1.0 - t * t) as f32;
-                                }
-                                *l = MaskRow::apply(mrow, geo.cap(f64::from(*l)), j) as f32;
-                            }
-                        }
-                        vmath::probabilities(row, prow);
-                    }
                     // dP = grad v^T, into the logits' block.
                     unsafe {
                         gemm_serial(

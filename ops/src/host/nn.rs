@@ -5,6 +5,7 @@
 use anyaccel_hal::{OpCall, Result};
 
 use super::layout::{par_ranges, GRAIN};
+use super::matmul::gemm_serial;
 use super::reduce::{for_lines, line_offset};
 use super::scalar::{load, store, Val};
 use super::vmath::{self, Norm};
@@ -148,6 +149,74 @@ pub(super) fn moderate(t: &TView) -> bool {
     all
 }
 
+/// Where a block of attention logits comes from: the geometry, the mask (with its strides
+/// over the logits), the scale, the logits' row index of the batch's first query row, and the
+/// block's first query row.
+pub(super) struct Logits<'m, 'v, 'a> {
+    pub geo: &'m Geometry,
+    pub mask: Option<(&'v TView<'a>, &'m Vec<usize>)>,
+    pub scale: f64,
+    pub line: usize,
+    pub i0: usize,
+}
+
+/// The logits `scale q k^T` of `s.len() / lk` query rows from element `qo` of q (the keys from
+/// `ko` of k, read through their strides) into `s`, each row's soft cap and mask applied and
+/// the keys it does not see at -inf, then their probabilities into `p`. With `dcap`, the soft
+/// cap's derivative at each logit is written there (the gradient's `cap'`). Every path computes
+/// the same f32 logits and takes the softmax over the whole row, so that a causal flag and the
+/// equivalent bool mask, or an all-true mask and none, give the same bits.
+///
+/// # Safety
+///
+/// q's rows and k's keys named lie inside their views (validated shapes and strides).
+pub(super) unsafe fn probabilities_block(
+    [q, k]: [&TView; 2],
+    [qo, ko]: [usize; 2],
+    at: Logits,
+    s: &mut [f32],
+    p: &mut [f32],
+    mut dcap: Option<&mut [f32]>,
+) {
+    let r = q.desc.rank();
+    let (d, lk) = (q.desc.shape[r - 1], k.desc.shape[r - 2]);
+    let st = |t: &TView, from_end: usize| t.desc.strides[r - from_end] as isize;
+    let (geo, scale32) = (at.geo, at.scale as f32);
+    // SAFETY: the caller's contract; `s` is a contiguous rows x lk block.
+    unsafe {
+        gemm_serial(
+            [s.len() / lk, lk, d],
+            (s.as_mut_ptr(), 1, lk as isize),
+            (q.ptr::<f32>(qo), st(q, 1), st(q, 2)),
+            (k.ptr::<f32>(ko), st(k, 2), st(k, 1)),
+        )
+    };
+    for (ii, (row, prow)) in s
+        .chunks_exact_mut(lk)
+        .zip(p.chunks_exact_mut(lk))
+        .enumerate()
+    {
+        let i = at.i0 + ii;
+        let keys = geo.keys(i);
+        for l in row.iter_mut() {
+            *l *= scale32;
+        }
+        row[..keys.start].fill(f32::NEG_INFINITY);
+        row[keys.end..].fill(f32::NEG_INFINITY);
+        if at.mask.is_some() || geo.softcap != 0.0 {
+            let mrow = MaskRow::of(at.mask, &q.desc.shape, at.line + i);
+            for (j, l) in keys.clone().zip(&mut row[keys]) {
+                if let Some(dc) = dcap.as_deref_mut().filter(|_| geo.softcap > 0.0) {
+                    let t = (f64::from(*l) / geo.softcap).tanh();
+                    dc[ii * lk + j] = (1.0 - t * t) as f32;
+                }
+                *l = MaskRow::apply(mrow, geo.cap(*l as f64), j) as f32;
+            }
+        }
+        vmath::probabilities(row, prow);
+    }
+}
+
 /// Query rows per task of [`attention_f32`]: its logits block is this many rows of the keys.
 const QUERY_BLOCK: usize = 64;
 
@@ -163,7 +232,6 @@ fn attention_f32(
     geo: &Geometry,
     scale: f64,
 ) -> Result<bool> {
-    use super::matmul::gemm_serial;
     if [q, k, v, out].iter().any(|t| t.desc.dtype != DType::F32) {
         return Ok(false);
     }
@@ -193,7 +261,6 @@ fn attention_f32(
     let (q_space, kv_space) = (space(q), space(k));
     let blocks = lq.div_ceil(QUERY_BLOCK);
     let st = |t: &TView, from_end: usize| t.desc.strides[r - from_end] as isize;
-    let scale32 = scale as f32;
     par_ranges(batches * blocks, 1, |tasks| {
         let mut logits = vec![0f32; QUERY_BLOCK.min(lq) * lk];
         let mut probs = vec![0f32; logits.len()];
@@ -211,36 +278,21 @@ fn attention_f32(
             // batch's key/value head, and the output's rows, which no other task writes and
             // which overlap no input.
             unsafe {
-                gemm_serial(
-                    [rows, lk, d],
-                    (s.as_mut_ptr(), 1, lk as isize),
-                    (q.ptr::<f32>(qo), st(q, 1), st(q, 2)),
-                    (k.ptr::<f32>(ko), st(k, 2), st(k, 1)),
+                probabilities_block(
+                    [q, k],
+                    [qo, ko],
+                    Logits {
+                        geo,
+                        mask,
+                        scale,
+                        line: bi * lq,
+                        i0,
+                    },
+                    s,
+                    p,
+                    None,
                 )
             };
-            for (ii, (row, prow)) in s
-                .chunks_exact_mut(lk)
-                .zip(p.chunks_exact_mut(lk))
-                .enumerate()
-            {
-                let i = i0 + ii;
-                let keys = geo.keys(i);
-                // Every path computes the same f32 logits and takes the softmax over the whole
-                // row, keys it does not see at -inf, so that a causal flag and the equivalent
-                // bool mask, or an all-true mask and none, give the same bits.
-                for l in row.iter_mut() {
-                    *l *= scale32;
-                }
-                row[..keys.start].fill(f32::NEG_INFINITY);
-                row[keys.end..].fill(f32::NEG_INFINITY);
-                if mask.is_some() || geo.softcap != 0.0 {
-                    let mrow = MaskRow::of(mask, &q.desc.shape, bi * lq + i);
-                    for (j, l) in keys.clone().zip(&mut row[keys]) {
-                        *l = MaskRow::apply(mrow, geo.cap(*l as f64), j) as f32;
-                    }
-                }
-                vmath::probabilities(row, prow);
-            }
             // SAFETY: as above; the probabilities are a contiguous rows x lk block.
             unsafe {
                 gemm_serial(

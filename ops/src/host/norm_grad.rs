@@ -131,6 +131,13 @@ fn rows_f32(
         }
         Ok(())
     })?;
+    store_sums(parts, c, (dw, db));
+    Ok(())
+}
+
+/// Stores the weight and bias gradients of `c` channels: the blocks' f64 sums (weight, bias)
+/// added in block order.
+fn store_sums(parts: Mutex<Vec<Vec<[f64; 2]>>>, c: usize, (dw, db): (&TView, Option<&TView>)) {
     let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
     for ch in 0..c {
         let (sw, sb) = parts
@@ -144,7 +151,6 @@ fn rows_f32(
             }
         }
     }
-    Ok(())
 }
 
 /// The f64 sum of `v` in 8 interleaved lanes (independent chains), the lanes then added in
@@ -233,17 +239,7 @@ fn groups_f32(
         }
         Ok(())
     })?;
-    let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
-    for c in 0..g.c {
-        let (sw, sb) = parts
-            .iter()
-            .fold((0.0, 0.0), |(w, b), p| (w + p[c][0], b + p[c][1]));
-        // SAFETY: c < C, the outputs' one dimension.
-        unsafe {
-            store(dw, dw.desc.offset + c * dw.desc.strides[0], Val::F(sw));
-            store(db, db.desc.offset + c * db.desc.strides[0], Val::F(sb));
-        }
-    }
+    store_sums(parts, g.c, (dw, Some(db)));
     Ok(true)
 }
 
@@ -439,26 +435,20 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             let parts = Mutex::new(vec![Vec::new(); blocks]);
             par_ranges(blocks, 1, |r| {
                 for blk in r {
-                    let mut part = vec![(0.0f64, 0.0f64); g.c];
+                    let mut part = vec![[0.0f64; 2]; g.c];
                     let rows = blk * ROW_BLOCK..((blk + 1) * ROW_BLOCK).min(g.a);
                     for (a, &(mean, rinv)) in rows.clone().zip(&stats[rows]) {
                         for (c, p) in part.iter_mut().enumerate() {
                             let y = yv(a, c, 0);
-                            p.0 += y * (xv(a, c, 0) - mean) * rinv;
-                            p.1 += y;
+                            p[0] += y * (xv(a, c, 0) - mean) * rinv;
+                            p[1] += y;
                         }
                     }
                     parts.lock().unwrap_or_else(|e| e.into_inner())[blk] = part;
                 }
                 Ok(())
             })?;
-            let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
-            for c in 0..g.c {
-                let (sw, sb) = parts
-                    .iter()
-                    .fold((0.0, 0.0), |(w, b), p| (w + p[c].0, b + p[c].1));
-                put(c, sw, sb);
-            }
+            store_sums(parts, g.c, (dw, db));
             return Ok(());
         }
         par_ranges(g.c, (1 << 14) / (g.a * g.s).max(1) + 1, |r| {
