@@ -126,20 +126,15 @@ fn add_rows(name: &str, alpha: f64, [x, idx, src, out]: [&TView; 4]) -> Result<b
     let width: usize = out.desc.shape.iter().skip(1).product();
     let positions = src.desc.shape.first().copied().unwrap_or(0);
     // Dims 1.. of the source laid out as the output's rows.
-    let row_major = {
-        let d = &src.desc;
-        let mut expected = 1usize;
-        d.shape.len() == out.desc.shape.len()
-            && d.shape[1..]
-                .iter()
-                .zip(&d.strides[1..])
-                .rev()
-                .all(|(&n, &s)| {
-                    let ok = n == 1 || s == expected;
-                    expected = expected.saturating_mul(n);
-                    ok
-                })
-    };
+    let d = &src.desc;
+    let row_major = d.shape.len() == out.desc.shape.len()
+        && anyaccel_hal::TensorDesc {
+            dtype,
+            shape: d.shape[1..].to_vec(),
+            strides: d.strides[1..].to_vec(),
+            offset: 0,
+        }
+        .is_contiguous();
     let broadcast = x.desc.strides.iter().all(|&s| s == 0);
     if !dtype.is_float()
         || x.desc.dtype != dtype

@@ -153,22 +153,6 @@ fn store_sums(parts: Mutex<Vec<Vec<[f64; 2]>>>, c: usize, (dw, db): (&TView, Opt
     }
 }
 
-/// The f64 sum of `v` in 8 interleaved lanes (independent chains), the lanes then added in
-/// order: a fixed order for a given length.
-fn lane_sum(v: &[f32]) -> f64 {
-    let mut lanes = [0f64; 8];
-    let mut chunks = v.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l += f64::from(x);
-        }
-    }
-    for (l, &x) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l += f64::from(x);
-    }
-    lanes.iter().sum()
-}
-
 /// Samples per block of [`groups_f32`]'s weight and bias sums.
 const SAMPLE_BLOCK: usize = 2;
 
@@ -230,8 +214,8 @@ fn groups_f32(
                     // The group's terms per channel, in f64.
                     let channels = pw.chunks_exact(g.s).zip(pb.chunks_exact(g.s));
                     for (sums, (w, b)) in part[grp * g.cg..].iter_mut().zip(channels) {
-                        sums[0] += lane_sum(w);
-                        sums[1] += lane_sum(b);
+                        sums[0] += vmath::sum_by(w, f64::from);
+                        sums[1] += vmath::sum_by(b, f64::from);
                     }
                 }
             }
