@@ -7,6 +7,7 @@ use gemm::{gemm, Parallelism};
 use super::direct_conv;
 use super::layout::{par_ranges, threads, TView, GRAIN};
 use super::scalar::{load, store, with_float, F64Store, IntStore, Val};
+use super::vmath;
 use super::{Body, Bound};
 use crate::attrs::Attrs;
 use crate::conv::{
@@ -1299,7 +1300,7 @@ pub(crate) fn group_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
         let w = if has_w { Some(b.input(1)?) } else { None };
         let bias = if has_b { Some(b.input(2)?) } else { None };
         let cg = g.c / g.groups;
-        if group_norm_f32(&g, x, out, w, bias, eps) {
+        if group_norm_f32(&g, x, out, w, bias, eps)? {
             return Ok(());
         }
         // The element offsets of spatial index s in x and out.
@@ -1357,11 +1358,10 @@ fn group_norm_f32(
     w: Option<&super::TView>,
     bias: Option<&super::TView>,
     eps: f64,
-) -> bool {
+) -> Result<bool> {
     let len = g.c / g.groups.max(1) * g.spatial;
-    let f32_contiguous = |t: &super::TView| t.desc.dtype == DType::F32 && t.desc.is_contiguous();
     if !f32_contiguous(x) || !f32_contiguous(out) || len == 0 || g.n == 0 {
-        return false;
+        return Ok(false);
     }
     // SAFETY: ch < C, the weight's and bias's single dimension.
     let param = |t: Option<&super::TView>, ch: usize, default: f32| {
@@ -1372,7 +1372,7 @@ fn group_norm_f32(
     let scale: Vec<f32> = (0..g.c).map(|ch| param(w, ch, 1.0)).collect();
     let shift: Vec<f32> = (0..g.c).map(|ch| param(bias, ch, 0.0)).collect();
     let affine = w.is_some() || bias.is_some();
-    let norm = super::vmath::Norm {
+    let norm = vmath::Norm {
         rms: false,
         weight: None,
         bias: None,
@@ -1389,7 +1389,7 @@ fn group_norm_f32(
                     std::slice::from_raw_parts_mut(out.ptr::<f32>(out.desc.offset + ng * len), len),
                 )
             };
-            super::vmath::norm_rows(xs, os, len, norm);
+            vmath::norm_rows(xs, os, len, norm);
             if affine {
                 let c0 = (ng % g.groups) * (g.c / g.groups);
                 for (ci, plane) in os.chunks_exact_mut(g.spatial).enumerate() {
@@ -1401,8 +1401,97 @@ fn group_norm_f32(
             }
         }
         Ok(())
-    })
-    .is_ok()
+    })?;
+    Ok(true)
+}
+
+/// A contiguous f32 tensor.
+pub(super) fn f32_contiguous(t: &super::TView) -> bool {
+    t.desc.dtype == DType::F32 && t.desc.is_contiguous()
+}
+
+/// The `len` f32 elements from `at` of a tensor.
+///
+/// # Safety
+/// They lie inside the tensor's buffer, and nothing writes them while the slice lives.
+pub(super) unsafe fn f32s<'a>(t: &'a super::TView, at: usize, len: usize) -> &'a [f32] {
+    // SAFETY: as the caller promises.
+    unsafe { std::slice::from_raw_parts(t.ptr::<f32>(at), len) }
+}
+
+/// The `len` f32 elements from `at` of a tensor, to write.
+///
+/// # Safety
+/// They lie inside the tensor's buffer, and nothing else reads or writes them while the
+/// slice lives.
+#[allow(clippy::mut_from_ref)]
+pub(super) unsafe fn f32s_mut<'a>(t: &'a super::TView, at: usize, len: usize) -> &'a mut [f32] {
+    // SAFETY: as the caller promises.
+    unsafe { std::slice::from_raw_parts_mut(t.ptr::<f32>(at), len) }
+}
+
+/// `batch_norm` on contiguous f32 x and output: per channel, the mean and the squares about it
+/// summed in f64 lanes plane by plane (planes in order), then each element
+/// `(x - mean) (invstd weight) + bias` in f64, rounded once. `false` (nothing run) for other
+/// dtypes and layouts.
+#[allow(clippy::too_many_arguments)]
+fn batch_norm_f32(
+    g: &BatchGeom,
+    x: &super::TView,
+    [out, mean_out, invstd_out]: [&super::TView; 3],
+    [rm, rv, w, bias]: [Option<&super::TView>; 4],
+    eps: f64,
+) -> Result<bool> {
+    let (s, plane) = (g.spatial, g.c * g.spatial);
+    if !f32_contiguous(x) || !f32_contiguous(out) || g.len() == 0 {
+        return Ok(false);
+    }
+    let chan = |t: Option<&super::TView>, ch: usize| {
+        // SAFETY: ch < C, the single dimension of the [C] inputs.
+        t.map(|t| f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) }))
+    };
+    let n = g.len() as f64;
+    par_ranges(g.c, (GRAIN / g.len()).max(1), |r| {
+        for ch in r {
+            let at = |t: &super::TView, i: usize| t.desc.offset + i * plane + ch * s;
+            // SAFETY: channel ch of sample i is the `s` elements from `at` of a contiguous
+            // tensor of x's shape ([N, C, *]); the output's are written by this task alone.
+            let xs = |i: usize| unsafe { f32s(x, at(x, i), s) };
+            let (mean, invstd) = match (g.training, chan(rm, ch), chan(rv, ch)) {
+                (false, Some(m), Some(v)) => (m, 1.0 / (v + eps).sqrt()),
+                _ => {
+                    let sum: f64 = (0..g.n).map(|i| vmath::sum_by(xs(i), f64::from)).sum();
+                    let mean = sum / n;
+                    let q: f64 = (0..g.n)
+                        .map(|i| vmath::sum_by(xs(i), |v| (f64::from(v) - mean).powi(2)))
+                        .sum();
+                    (mean, 1.0 / (q / n + eps).sqrt())
+                }
+            };
+            let k = invstd * chan(w, ch).unwrap_or(1.0);
+            let b0 = chan(bias, ch).unwrap_or(0.0);
+            for i in 0..g.n {
+                // SAFETY: as for x.
+                let os = unsafe { f32s_mut(out, at(out, i), s) };
+                vmath::map(xs(i), os, &|v: f32| ((f64::from(v) - mean) * k + b0) as f32);
+            }
+            // SAFETY: ch < C, the statistics' single dimension.
+            unsafe {
+                store(
+                    mean_out,
+                    mean_out.desc.offset + ch * mean_out.desc.strides[0],
+                    Val::F(mean),
+                );
+                store(
+                    invstd_out,
+                    invstd_out.desc.offset + ch * invstd_out.desc.strides[0],
+                    Val::F(invstd),
+                );
+            }
+        }
+        Ok(())
+    })?;
+    Ok(true)
 }
 
 /// The kernel of one `batch_norm` call: per channel, the batch's mean and biased variance in
@@ -1428,6 +1517,9 @@ pub(crate) fn batch_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
             }
         };
         let (rm, rv, w, bias) = (vec_in(1)?, vec_in(2)?, vec_in(3)?, vec_in(4)?);
+        if batch_norm_f32(&g, x, [out, mean_out, invstd_out], [rm, rv, w, bias], eps)? {
+            return Ok(());
+        }
         // SAFETY (every load of a [C] input below): ch < C, its single dimension.
         let chan = |t: &super::TView, ch: usize| {
             f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) })

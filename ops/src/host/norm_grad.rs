@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use anyaccel_hal::{OpCall, Result};
 
-use super::layout::{par_ranges, walk, TView};
+use super::conv::{f32_contiguous, f32s, f32s_mut};
+use super::layout::{par_ranges, walk, TView, GRAIN};
 use super::scalar::{load, store, Val};
 use super::vmath;
 use super::{Body, Bound};
@@ -227,6 +228,71 @@ fn groups_f32(
     Ok(true)
 }
 
+/// batch_norm_backward over contiguous f32 grad, x and dx: per channel, `sum dy` and
+/// `sum dy (x - mean)` in f64 lanes plane by plane (planes in order), which give the bias and
+/// weight gradients and dx's two mean terms; then each element of dx in f64, rounded once.
+/// `false` (nothing run) for other dtypes and layouts.
+fn channels_f32(
+    g: &NormBack,
+    [dy, x, dx]: [&TView; 3],
+    [mean, invstd]: [&TView; 2],
+    w: Option<&TView>,
+    (dw, db): (&TView, &TView),
+) -> Result<bool> {
+    let NormKind::Batch { training } = g.kind else {
+        return Ok(false);
+    };
+    let (s, plane) = (g.s, g.c * g.s);
+    if ![dy, x, dx].iter().all(|t| f32_contiguous(t)) || g.a * g.s == 0 {
+        return Ok(false);
+    }
+    let n = (g.a * g.s) as f64;
+    let chan = |t: &TView, c: usize| {
+        // SAFETY: c < C, the single dimension of the [C] inputs.
+        f(unsafe { load(t, t.desc.offset + c * t.desc.strides[0]) })
+    };
+    let sums = Mutex::new(vec![[0f64; 2]; g.c]);
+    par_ranges(g.c, (GRAIN / (g.a * g.s)).max(1), |r| {
+        let mut local = Vec::with_capacity(r.len());
+        for c in r.clone() {
+            let at = |t: &TView, i: usize| t.desc.offset + i * plane + c * s;
+            // SAFETY: channel c of sample i is the `s` elements from `at` of a contiguous
+            // tensor of x's shape ([N, C, *]); dx's are written by this task alone.
+            let (xs, ys) = (
+                |i| unsafe { f32s(x, at(x, i), s) },
+                |i| unsafe { f32s(dy, at(dy, i), s) },
+            );
+            let (m, r) = (chan(mean, c), chan(invstd, c));
+            let wc = w.map_or(1.0, |t| chan(t, c));
+            let sa: f64 = (0..g.a).map(|i| vmath::sum_by(ys(i), f64::from)).sum();
+            let sb: f64 = (0..g.a)
+                .map(|i| vmath::sum_zip(ys(i), xs(i), |y, v| f64::from(y) * (f64::from(v) - m)))
+                .sum();
+            // dx = r (dy w - A - (x - mean) r B), A = mean(dy w) and B = mean(dy w xhat)
+            // where the statistics depend on x.
+            // (Inference: dx = r dy w, whatever x holds.)
+            let (k0, k1, k2) = (-r * wc * sa / n, r * wc, -r * r * wc * sb * r / n);
+            for i in 0..g.a {
+                // SAFETY: as above.
+                let ds = unsafe { f32s_mut(dx, at(dx, i), s) };
+                if training {
+                    let d =
+                        |y: f32, v: f32| (k1 * f64::from(y) + k2 * (f64::from(v) - m) + k0) as f32;
+                    vmath::map2(ys(i), xs(i), ds, &d);
+                } else {
+                    vmath::map(ys(i), ds, &|y: f32| (k1 * f64::from(y)) as f32);
+                }
+            }
+            local.push([sb * r, sa]);
+        }
+        sums.lock().unwrap_or_else(|e| e.into_inner())[r].copy_from_slice(&local);
+        Ok(())
+    })?;
+    let sums = sums.into_inner().unwrap_or_else(|e| e.into_inner());
+    store_sums(Mutex::new(vec![sums]), g.c, (dw, Some(db)));
+    Ok(true)
+}
+
 /// The kernel of one normalisation gradient.
 pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
     let attrs = Attrs::of(call)?;
@@ -267,6 +333,17 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
             return rows_f32(&g, [dy, x, dx], [&ya, &xa, &da], w, (b.out(1), db));
         }
         if g.kind == NormKind::Group && groups_f32(&g, [dy, x, dx], w, (b.out(1), b.out(2)))? {
+            return Ok(());
+        }
+        if batch
+            && channels_f32(
+                &g,
+                [dy, x, dx],
+                [b.input(2)?, b.input(3)?],
+                w,
+                (b.out(1), b.out(2)),
+            )?
+        {
             return Ok(());
         }
         // SAFETY (loads and stores below): (a, c, s) lies inside x's shape, which grad and dx

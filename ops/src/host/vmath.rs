@@ -666,6 +666,85 @@ pub(crate) fn sum_by<T: Copy, F: Fn(T) -> f64>(x: &[T], f: F) -> f64 {
     sum_of(x, f)
 }
 
+/// `o[i] = f(a[i], b[i])` over slices of one length, compiled for the CPU's widest vectors
+/// (generic, as [`map`]).
+#[inline(always)]
+pub(crate) fn map2<A: Copy, B: Copy, O, F: Fn(A, B) -> O>(a: &[A], b: &[B], o: &mut [O], f: &F) {
+    #[inline(always)]
+    fn body<A: Copy, B: Copy, O, F: Fn(A, B) -> O>(a: &[A], b: &[B], o: &mut [O], f: &F) {
+        for ((o, &u), &v) in o.iter_mut().zip(a).zip(b) {
+            *o = f(u, v);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+        unsafe fn avx512<A: Copy, B: Copy, O, F: Fn(A, B) -> O>(
+            a: &[A],
+            b: &[B],
+            o: &mut [O],
+            f: &F,
+        ) {
+            body(a, b, o, f)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<A: Copy, B: Copy, O, F: Fn(A, B) -> O>(
+            a: &[A],
+            b: &[B],
+            o: &mut [O],
+            f: &F,
+        ) {
+            body(a, b, o, f)
+        }
+        match level() {
+            // SAFETY: the features the function is compiled for are present.
+            Level::Avx512 => return unsafe { avx512(a, b, o, f) },
+            // SAFETY: as above.
+            Level::Avx2 => return unsafe { avx2(a, b, o, f) },
+            Level::Baseline => {}
+        }
+    }
+    body(a, b, o, f)
+}
+
+/// `sum f(a[i], b[i])` in f64 lanes over slices of one length (generic, as [`map`]).
+pub(crate) fn sum_zip<F: Fn(f32, f32) -> f64>(a: &[f32], b: &[f32], f: F) -> f64 {
+    #[inline(always)]
+    fn body<F: Fn(f32, f32) -> f64>(a: &[f32], b: &[f32], f: F) -> f64 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [0f64; LANES];
+        let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let tail = ac.remainder().iter().zip(bc.remainder());
+        let tail: f64 = tail.map(|(&u, &v)| f(u, v)).sum();
+        for (u, v) in ac.zip(bc) {
+            for l in 0..LANES {
+                acc[l] += f(u[l], v[l]);
+            }
+        }
+        acc.iter().sum::<f64>() + tail
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+        unsafe fn avx512<F: Fn(f32, f32) -> f64>(a: &[f32], b: &[f32], f: F) -> f64 {
+            body(a, b, f)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<F: Fn(f32, f32) -> f64>(a: &[f32], b: &[f32], f: F) -> f64 {
+            body(a, b, f)
+        }
+        match level() {
+            // SAFETY: the features the function is compiled for are present.
+            Level::Avx512 => return unsafe { avx512(a, b, f) },
+            // SAFETY: as above.
+            Level::Avx2 => return unsafe { avx2(a, b, f) },
+            Level::Baseline => {}
+        }
+    }
+    body(a, b, f)
+}
+
 multiversion! {
     /// `softmax` (or `log_softmax`) of each row of `len` elements of `x` into `o`.
     fn softmax_rows(x: &[f32], o: &mut [f32], len: usize, log: bool) = softmax_body
