@@ -758,8 +758,9 @@ multiversion! {
 
 multiversion! {
     /// `layer_norm_backward` (or, with `rms`, `rms_norm_backward`) of each row of `len`
-    /// elements of `x` and `dy` into `dx`, adding each row's weight and bias gradient terms
-    /// (`dy xhat` and `dy`) into `pw` and `pb` (f32, `len` each).
+    /// elements of `x` and `dy` into `dx`, adding each row's weight gradient terms (`dy xhat`)
+    /// into `pw` and, for layer_norm, its bias gradient terms (`dy`) into `pb` (f32, `len`
+    /// each), in the pass that writes dx.
     fn norm_grad_rows(
         x: &[f32],
         dy: &[f32],
@@ -1023,127 +1024,184 @@ fn norm_grad_body<S: Isa>(
     pb: &mut [f32],
     p: NormGrad,
 ) {
-    let NormGrad { len, .. } = p;
-    if len == 0 {
+    if p.len == 0 {
         return;
     }
-    // Rows in blocks of NORM_GRAD_ROWS: each row's sums and dx, then the block's weight and
-    // bias terms column by column (the rows are still in cache), each vector of pw and pb
-    // loaded and stored once a block and the rows added in order, as row by row would.
-    let rows = x.len() / len;
-    for b0 in (0..rows).step_by(NORM_GRAD_ROWS) {
-        let b1 = (b0 + NORM_GRAD_ROWS).min(rows);
-        let mut stats = [(0f32, 0f32, 0f32); NORM_GRAD_ROWS];
-        for (i, st) in (b0..b1).zip(stats.iter_mut()) {
-            let span = i * len..(i + 1) * len;
-            let (xr, yr) = (&x[span.clone()], &dy[span.clone()]);
-            *st = norm_grad_row(s, xr, yr, &mut dx[span.clone()], p);
-            // The tail of the weight and bias terms.
-            let (mh, ml, r) = *st;
-            let whole = len / S::N * S::N;
-            for c in whole..len {
-                pw[c] += yr[c] * (((xr[c] - mh) - ml) * r);
-                pb[c] += yr[c];
-            }
-        }
-        let whole = len / S::N * S::N;
-        for c in (0..whole).step_by(S::N) {
-            let (mut vw, mut vb) = (s.load(&pw[c..]), s.load(&pb[c..]));
-            for (i, &(mh, ml, r)) in (b0..b1).zip(&stats) {
-                let o = i * len + c;
-                let h = s.mul(
-                    s.sub(s.sub(s.load(&x[o..]), s.splat(mh)), s.splat(ml)),
-                    s.splat(r),
-                );
-                let y = s.load(&dy[o..]);
-                vw = s.fma(y, h, vw);
-                vb = s.add(vb, y);
-            }
-            s.store(vw, &mut pw[c..]);
-            s.store(vb, &mut pb[c..]);
-        }
+    let rows = x.chunks_exact(p.len).zip(dy.chunks_exact(p.len));
+    for ((xr, yr), dr) in rows.zip(dx.chunks_exact_mut(p.len)) {
+        norm_grad_row(s, xr, yr, dr, (pw, pb), p);
     }
 }
 
-/// Rows a block of [`norm_grad_rows`]'s weight and bias terms.
-const NORM_GRAD_ROWS: usize = 8;
+/// The sums of one row of [`norm_grad_rows`] that rms_norm needs, in one pass: `sum x^2` and
+/// `sum dy w x` (f32 lanes per block of [`BLOCK`], the blocks added in f64).
+#[inline(always)]
+fn rms_sums<S: Isa>(s: S, xr: &[f32], yr: &[f32], w: Option<&[f32]>) -> (f64, f64) {
+    let len = xr.len();
+    let whole = len / S::N * S::N;
+    let (mut sq, mut sd) = (0f64, 0f64);
+    for b0 in (0..whole).step_by(BLOCK) {
+        let b1 = (b0 + BLOCK).min(whole);
+        let (mut q, mut d) = (s.splat(0.0), s.splat(0.0));
+        let (xs, ys) = (&xr[b0..b1], &yr[b0..b1]);
+        let mut ws = w.map(|w| w[b0..b1].chunks_exact(S::N));
+        for (xc, yc) in xs.chunks_exact(S::N).zip(ys.chunks_exact(S::N)) {
+            let xv = s.load(xc);
+            let y = s.load(yc);
+            let dv = match ws.as_mut().and_then(|w| w.next()) {
+                Some(wc) => s.mul(y, s.load(wc)),
+                None => y,
+            };
+            q = s.fma(xv, xv, q);
+            d = s.fma(dv, xv, d);
+        }
+        sq += s.sum_f64(q);
+        sd += s.sum_f64(d);
+    }
+    for i in whole..len {
+        let dv = w.map_or(yr[i], |w| yr[i] * w[i]);
+        sq += f64::from(xr[i] * xr[i]);
+        sd += f64::from(dv * xr[i]);
+    }
+    (sq, sd)
+}
 
-/// One row of [`norm_grad_rows`]: dx, and the row's mean split into two f32 and its inverse
-/// deviation (what its weight and bias terms need).
+/// One row of [`norm_grad_rows`]: its statistics and sums, then dx, adding the row's weight
+/// and bias terms (`dy xhat`, `dy`) into `pw` and `pb` in the same pass.
 #[inline(always)]
 fn norm_grad_row<S: Isa>(
     s: S,
     xr: &[f32],
     yr: &[f32],
     dr: &mut [f32],
+    (pw, pb): (&mut [f32], &mut [f32]),
     p: NormGrad,
-) -> (f32, f32, f32) {
+) {
     let NormGrad { w, len, rms, eps } = p;
     let n = len as f64;
-    // The mean as the first element plus the mean of the differences from it (in f32 lanes per
-    // block, added in f64: the differences keep their digits when the spread is small next to
-    // the mean), the squares about it (or about 0) from the mean split into two f32.
-    let mean = if rms {
-        0.0
-    } else {
-        let x0 = xr[0];
-        f64::from(x0) + block_sum(s, len, &Centred(xr, x0)) / n
-    };
-    let mh = mean as f32;
-    let ml = (mean - mh as f64) as f32;
-    let squares = block_sum(s, len, &CentredSquares(xr, mh, ml));
-    let r = (1.0 / (squares / n + eps).sqrt()) as f32;
-    let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
     let whole = len / S::N * S::N;
-    // sum dy w and sum dy w xhat in f32 lanes per block, added in f64.
-    let (mut sa, mut sb) = (0f64, 0f64);
-    for b0 in (0..whole).step_by(BLOCK) {
-        let (mut va, mut vb) = (s.splat(0.0), s.splat(0.0));
-        let b1 = (b0 + BLOCK).min(whole);
-        let (xs, ys) = (&xr[b0..b1], &yr[b0..b1]);
-        let mut ws = w.map(|w| w[b0..b1].chunks_exact(S::N));
-        for (xc, yc) in xs.chunks_exact(S::N).zip(ys.chunks_exact(S::N)) {
-            let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
-            let y = s.load(yc);
-            let d = match ws.as_mut().and_then(|w| w.next()) {
-                Some(wc) => s.mul(y, s.load(wc)),
-                None => y,
-            };
-            va = s.add(va, d);
-            vb = s.fma(d, h, vb);
+    let (mh, ml, r, ma, mb) = if rms {
+        // xhat = x r: sum dy w xhat is r sum dy w x, both sums in one pass.
+        let (squares, sd) = rms_sums(s, xr, yr, w);
+        let r = 1.0 / (squares / n + eps).sqrt();
+        (0.0, 0.0, r as f32, 0.0, (sd * r / n) as f32)
+    } else {
+        // The mean as the first element plus the mean of the differences from it (in f32
+        // lanes per block, added in f64: the differences keep their digits when the spread
+        // is small next to the mean), the squares about it from the mean split into two f32.
+        let x0 = xr[0];
+        let mean = f64::from(x0) + block_sum(s, len, &Centred(xr, x0)) / n;
+        let mh = mean as f32;
+        let ml = (mean - mh as f64) as f32;
+        let squares = block_sum(s, len, &CentredSquares(xr, mh, ml));
+        let r = (1.0 / (squares / n + eps).sqrt()) as f32;
+        let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
+        // sum dy w and sum dy w xhat in f32 lanes per block, added in f64.
+        let (mut sa, mut sb) = (0f64, 0f64);
+        for b0 in (0..whole).step_by(BLOCK) {
+            let (mut va, mut vb) = (s.splat(0.0), s.splat(0.0));
+            let b1 = (b0 + BLOCK).min(whole);
+            for i in (b0..b1).step_by(S::N) {
+                let h = s.mul(s.sub(s.sub(s.load(&xr[i..]), mhv), mlv), rv);
+                let y = s.load(&yr[i..]);
+                let d = match w {
+                    Some(w) => s.mul(y, s.load(&w[i..])),
+                    None => y,
+                };
+                va = s.add(va, d);
+                vb = s.fma(d, h, vb);
+            }
+            sa += s.sum_f64(va);
+            sb += s.sum_f64(vb);
         }
-        sa += s.sum_f64(va);
-        sb += s.sum_f64(vb);
+        for i in whole..len {
+            let h = ((xr[i] - mh) - ml) * r;
+            let d = w.map_or(yr[i], |w| yr[i] * w[i]);
+            sa += f64::from(d);
+            sb += f64::from(d * h);
+        }
+        (mh, ml, r, (sa / n) as f32, (sb / n) as f32)
+    };
+    // dx = r (dy w - ma - xhat mb); pw += dy xhat, pb += dy.
+    let k = DxTerms {
+        mh,
+        ml,
+        r,
+        ma,
+        mb,
+        w,
+    };
+    if rms {
+        dx_pass::<S, false>(s, xr, yr, dr, (pw, pb), k);
+    } else {
+        dx_pass::<S, true>(s, xr, yr, dr, (pw, pb), k);
     }
-    for i in whole..len {
-        let h = ((xr[i] - mh) - ml) * r;
-        let d = w.map_or(yr[i], |w| yr[i] * w[i]);
-        sa += f64::from(d);
-        sb += f64::from(d * h);
-    }
-    let ma = if rms { 0.0 } else { (sa / n) as f32 };
-    let mb = (sb / n) as f32;
-    // dx = r (dy w - ma - xhat mb)
+}
+
+/// What one row's dx needs: its mean split in two f32, inverse deviation, the two mean terms
+/// and the weight.
+#[derive(Clone, Copy)]
+struct DxTerms<'a> {
+    mh: f32,
+    ml: f32,
+    r: f32,
+    ma: f32,
+    mb: f32,
+    w: Option<&'a [f32]>,
+}
+
+/// dx of one row of [`norm_grad_row`], adding its weight terms into `pw` and, with `BIAS`, its
+/// bias terms into `pb`.
+#[inline(always)]
+fn dx_pass<S: Isa, const BIAS: bool>(
+    s: S,
+    xr: &[f32],
+    yr: &[f32],
+    dr: &mut [f32],
+    (pw, pb): (&mut [f32], &mut [f32]),
+    k: DxTerms,
+) {
+    let DxTerms {
+        mh,
+        ml,
+        r,
+        ma,
+        mb,
+        w,
+    } = k;
+    let len = xr.len();
+    let whole = len / S::N * S::N;
+    let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
     let (mav, mbv) = (s.splat(ma), s.splat(mb));
     let mut ws = w.map(|w| w[..whole].chunks_exact(S::N));
     let lanes = xr[..whole]
         .chunks_exact(S::N)
         .zip(yr[..whole].chunks_exact(S::N));
-    for ((xc, yc), oc) in lanes.zip(dr[..whole].chunks_exact_mut(S::N)) {
+    let sums = pw[..whole]
+        .chunks_exact_mut(S::N)
+        .zip(pb[..whole].chunks_exact_mut(S::N));
+    for (((xc, yc), oc), (wc, bc)) in lanes.zip(dr[..whole].chunks_exact_mut(S::N)).zip(sums) {
         let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
         let y = s.load(yc);
         let d = match ws.as_mut().and_then(|w| w.next()) {
-            Some(wc) => s.mul(y, s.load(wc)),
+            Some(w) => s.mul(y, s.load(w)),
             None => y,
         };
         s.store(s.mul(rv, s.sub(s.sub(d, mav), s.mul(h, mbv))), oc);
+        s.store(s.fma(y, h, s.load(wc)), wc);
+        if BIAS {
+            s.store(s.add(s.load(bc), y), bc);
+        }
     }
     for i in whole..len {
         let h = ((xr[i] - mh) - ml) * r;
         let d = w.map_or(yr[i], |w| yr[i] * w[i]);
         dr[i] = r * ((d - ma) - h * mb);
+        pw[i] += yr[i] * h;
+        if BIAS {
+            pb[i] += yr[i];
+        }
     }
-    (mh, ml, r)
 }
 
 /// `o[i] = x[i] * k`.

@@ -348,8 +348,8 @@ fn pair(ctx: &Ctx, name: &str) -> BenchResult<Pair> {
         "layer_norm_backward" => Pair {
             backward: "layer_norm_backward",
             forward: "layer_norm",
-            size: "x 4096x1024, weight",
-            fwd_in: vec![t(&[4096, 1024], 24)?, t(&[1024], 25)?],
+            size: "x 4096x4096, weight",
+            fwd_in: vec![t(&[4096, 4096], 24)?, t(&[4096], 25)?],
             bwd_in: &[Grad, In(0), In(1)],
             fwd_attrs: vec![],
             bwd_attrs: vec![],
@@ -357,8 +357,8 @@ fn pair(ctx: &Ctx, name: &str) -> BenchResult<Pair> {
         "rms_norm_backward" => Pair {
             backward: "rms_norm_backward",
             forward: "rms_norm",
-            size: "x 4096x1024, weight",
-            fwd_in: vec![t(&[4096, 1024], 39)?, t(&[1024], 40)?],
+            size: "x 4096x4096, weight",
+            fwd_in: vec![t(&[4096, 4096], 39)?, t(&[4096], 40)?],
             bwd_in: &[Grad, In(0), In(1)],
             fwd_attrs: vec![],
             bwd_attrs: vec![],
