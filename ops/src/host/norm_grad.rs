@@ -158,37 +158,29 @@ fn store_sums(parts: Mutex<Vec<Vec<[f64; 2]>>>, c: usize, (dw, db): (&TView, Opt
 const SAMPLE_BLOCK: usize = 2;
 
 /// group_norm_backward over contiguous f32 grad, x and dx: each group (`C / G` channels of one
-/// sample, contiguous) is one row of the vector row kernel of layer_norm_backward, its weight
-/// expanded along the channels' positions; each group's weight and bias terms (f32, per
-/// position) are added per channel in f64 into its block's sums (blocks of [`SAMPLE_BLOCK`]
-/// samples), and the blocks added in order. `false` (nothing run) for other dtypes and layouts.
+/// sample, contiguous) by the vector kernel [`vmath::group_grad`], which adds its channels'
+/// weight and bias terms (f64) into its block's sums (blocks of [`SAMPLE_BLOCK`] samples); the
+/// blocks added in order. `false` (nothing run) for other dtypes and layouts.
 fn groups_f32(
     g: &NormBack,
     [dy, x, dx]: [&TView; 3],
     w: Option<&TView>,
     (dw, db): (&TView, &TView),
 ) -> Result<bool> {
-    let f32_contiguous =
-        |t: &TView| t.desc.dtype == anyaccel_hal::DType::F32 && t.desc.is_contiguous();
     let len = g.cg * g.s;
     if ![dy, x, dx].iter().all(|t| f32_contiguous(t)) || len == 0 || g.a == 0 {
         return Ok(false);
     }
     let plane = g.c * g.s;
-    // The weight of every position of a sample, channel by channel.
     let weights: Option<Vec<f32>> = w.map(|t| {
-        let mut v = Vec::with_capacity(plane);
-        for c in 0..g.c {
+        (0..g.c)
             // SAFETY: c < C, the weight's one dimension.
-            let wc = f(unsafe { load(t, t.desc.offset + c * t.desc.strides[0]) }) as f32;
-            v.resize(v.len() + g.s, wc);
-        }
-        v
+            .map(|c| f(unsafe { load(t, t.desc.offset + c * t.desc.strides[0]) }) as f32)
+            .collect()
     });
     let blocks = g.a.div_ceil(SAMPLE_BLOCK);
     let parts = Mutex::new(vec![Vec::new(); blocks]);
     par_ranges(blocks, 1, |r| {
-        let (mut pw, mut pb) = (vec![0f32; len], vec![0f32; len]);
         for blk in r {
             let mut part = vec![[0f64; 2]; g.c];
             for n in blk * SAMPLE_BLOCK..((blk + 1) * SAMPLE_BLOCK).min(g.a) {
@@ -198,26 +190,18 @@ fn groups_f32(
                     // contiguous tensor of x's shape; dx's are written by this task alone.
                     let (xr, yr, dr) = unsafe {
                         (
-                            std::slice::from_raw_parts(x.ptr::<f32>(x.desc.offset + at), len),
-                            std::slice::from_raw_parts(dy.ptr::<f32>(dy.desc.offset + at), len),
-                            std::slice::from_raw_parts_mut(dx.ptr::<f32>(dx.desc.offset + at), len),
+                            f32s(x, x.desc.offset + at, len),
+                            f32s(dy, dy.desc.offset + at, len),
+                            f32s_mut(dx, dx.desc.offset + at, len),
                         )
                     };
-                    let p = vmath::NormGrad {
-                        w: weights.as_deref().map(|w| &w[grp * len..(grp + 1) * len]),
-                        len,
-                        rms: false,
+                    let channels = grp * g.cg..(grp + 1) * g.cg;
+                    let p = vmath::GroupGrad {
+                        w: weights.as_deref().map(|w| &w[channels.clone()]),
+                        s: g.s,
                         eps: g.eps,
                     };
-                    pw.fill(0.0);
-                    pb.fill(0.0);
-                    vmath::norm_grad_rows(xr, yr, dr, &mut pw, &mut pb, p);
-                    // The group's terms per channel, in f64.
-                    let channels = pw.chunks_exact(g.s).zip(pb.chunks_exact(g.s));
-                    for (sums, (w, b)) in part[grp * g.cg..].iter_mut().zip(channels) {
-                        sums[0] += vmath::sum_by(w, f64::from);
-                        sums[1] += vmath::sum_by(b, f64::from);
-                    }
+                    vmath::group_grad(xr, yr, dr, p, &mut part[channels]);
                 }
             }
             parts.lock().unwrap_or_else(|e| e.into_inner())[blk] = part;

@@ -792,6 +792,22 @@ pub(crate) struct Norm<'a> {
     pub eps: f64,
 }
 
+multiversion! {
+    /// `group_norm_backward` of one group: `x`, `dy` and `dx` hold its channels one after the
+    /// other (`g.s` elements each); each channel's weight and bias gradient terms (`sum dy
+    /// xhat`, `sum dy`) are added into `sums` (one `[weight, bias]` a channel).
+    fn group_grad(x: &[f32], dy: &[f32], dx: &mut [f32], g: GroupGrad<'_>, sums: &mut [[f64; 2]]) = group_grad_body
+}
+
+/// The geometry of [`group_grad`]: each channel's weight (or none), the elements of a channel
+/// and epsilon.
+#[derive(Clone, Copy)]
+pub(crate) struct GroupGrad<'a> {
+    pub w: Option<&'a [f32]>,
+    pub s: usize,
+    pub eps: f64,
+}
+
 /// The rows of a normalisation gradient ([`norm_grad_rows`]): `len` elements a row, the
 /// optional weight (`len` elements), `rms_norm` rather than `layer_norm`, and epsilon.
 #[derive(Clone, Copy)]
@@ -959,6 +975,28 @@ impl Term for Centred<'_> {
     #[inline(always)]
     fn one(&self, i: usize) -> f64 {
         f64::from(self.0[i] - self.1)
+    }
+}
+
+/// `sum dy[i] ((x[i] - mh) - ml) r`: `dy xhat` with xhat from a mean split into two f32 and
+/// the inverse deviation.
+struct DotCentred<'a>(&'a [f32], &'a [f32], f32, f32, f32);
+
+impl Term for DotCentred<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: S::V) -> S::V {
+        let h = s.mul(
+            s.sub(
+                s.sub(s.load(&self.1[i..]), s.splat(self.2)),
+                s.splat(self.3),
+            ),
+            s.splat(self.4),
+        );
+        s.fma(s.load(&self.0[i..]), h, acc)
+    }
+    #[inline(always)]
+    fn one(&self, i: usize) -> f64 {
+        f64::from(self.0[i] * (((self.1[i] - self.2) - self.3) * self.4))
     }
 }
 
@@ -1200,6 +1238,63 @@ fn dx_pass<S: Isa, const BIAS: bool>(
         pw[i] += yr[i] * h;
         if BIAS {
             pb[i] += yr[i];
+        }
+    }
+}
+
+#[inline(always)]
+fn group_grad_body<S: Isa>(
+    s: S,
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    g: GroupGrad,
+    sums: &mut [[f64; 2]],
+) {
+    let len = x.len();
+    if len == 0 || g.s == 0 {
+        return;
+    }
+    let n = len as f64;
+    // The statistics as norm_grad_row computes them for layer_norm.
+    let x0 = x[0];
+    let mean = f64::from(x0) + block_sum(s, len, &Centred(x, x0)) / n;
+    let mh = mean as f32;
+    let ml = (mean - mh as f64) as f32;
+    let squares = block_sum(s, len, &CentredSquares(x, mh, ml));
+    let r = (1.0 / (squares / n + g.eps).sqrt()) as f32;
+    // Per channel, sum dy and sum dy xhat: the bias and weight terms, and (times the channel's
+    // weight, added in f64) the sums of dy w and dy w xhat that dx's mean terms need.
+    let (mut sa, mut sb) = (0f64, 0f64);
+    let channels = x.chunks_exact(g.s).zip(dy.chunks_exact(g.s));
+    for (c, ((xc, yc), sum)) in channels.zip(sums.iter_mut()).enumerate() {
+        let sy = block_sum(s, g.s, &Plain(yc));
+        let sh = block_sum(s, g.s, &DotCentred(yc, xc, mh, ml, r));
+        sum[0] += sh;
+        sum[1] += sy;
+        let wc = g.w.map_or(1.0, |w| f64::from(w[c]));
+        sa += wc * sy;
+        sb += wc * sh;
+    }
+    let (ma, mb) = ((sa / n) as f32, (sb / n) as f32);
+    // dx = r (dy w - ma - xhat mb), channel by channel.
+    let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
+    let (mav, mbv) = (s.splat(ma), s.splat(mb));
+    let channels = x.chunks_exact(g.s).zip(dy.chunks_exact(g.s));
+    for (c, ((xc, yc), oc)) in channels.zip(dx.chunks_exact_mut(g.s)).enumerate() {
+        let wc = g.w.map_or(1.0, |w| w[c]);
+        let wv = s.splat(wc);
+        let (mut xv, mut yv) = (xc.chunks_exact(S::N), yc.chunks_exact(S::N));
+        let mut ov = oc.chunks_exact_mut(S::N);
+        for ((xl, yl), ol) in (&mut xv).zip(&mut yv).zip(&mut ov) {
+            let h = s.mul(s.sub(s.sub(s.load(xl), mhv), mlv), rv);
+            let d = s.mul(s.load(yl), wv);
+            s.store(s.mul(rv, s.sub(s.sub(d, mav), s.mul(h, mbv))), ol);
+        }
+        let tail = xv.remainder().iter().zip(yv.remainder());
+        for ((&xe, &ye), o) in tail.zip(ov.into_remainder()) {
+            let h = ((xe - mh) - ml) * r;
+            *o = r * ((ye * wc - ma) - h * mb);
         }
     }
 }
