@@ -98,6 +98,36 @@ fn gradients_run_beside_their_forward_op_and_pass_the_reference_check() {
 }
 
 #[test]
+fn sixteen_bit_entries_run_beside_f32_and_pass_the_reference_check() {
+    let v = anyaccel_json(&[
+        "bench",
+        "--device",
+        "cpu:0",
+        "--op",
+        "softmax_f16,layer_norm_bf16,rms_norm_f16,gelu_bf16",
+        "--size",
+        "300K",
+        "--time",
+        "0.05",
+        "--no-roofline",
+        "--json",
+    ]);
+    let d = &v["devices"][0];
+    for (name, dtype, base) in [
+        ("softmax_f16", "f16", "softmax"),
+        ("layer_norm_bf16", "bf16", "layer_norm"),
+        ("rms_norm_f16", "f16", "rms_norm"),
+        ("gelu_bf16", "bf16", "gelu"),
+    ] {
+        // "ok" only after sampled rows matched the f64 reference of the 16-bit inputs; 300K
+        // elements are 75 rows of 4096, which the f16 and bf16 row kernels widen in blocks.
+        ran_beside(d, name, &format!("{base} f32 (same values)"));
+        assert_eq!(op(d, name)["dtype"], dtype, "{d}");
+        assert_eq!(op(d, name)["size"], "75x4096", "{d}");
+    }
+}
+
+#[test]
 fn bench_rejects_an_unknown_op_naming_the_known_ones() {
     let out = Command::new(env!("CARGO_BIN_EXE_anyaccel"))
         .args(["bench", "--op", "madd"])

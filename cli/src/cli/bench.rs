@@ -21,6 +21,7 @@ mod backward;
 mod clblast;
 mod conv;
 mod graph;
+mod half;
 mod measure;
 mod ops;
 mod options;
@@ -104,6 +105,11 @@ Ops (f32):
             log_softmax_backward, embedding_backward, attention_backward, relu_backward,
             leaky_relu_backward, elu_backward, sigmoid_backward, tanh_backward,
             softplus_backward
+  softmax_f16, log_softmax_f16, layer_norm_f16, rms_norm_f16, exp_f16, tanh_f16, sigmoid_f16,
+  silu_f16, gelu_f16 and the same with _bf16
+            the op in f16 or bf16 over rows x cols as the f32 row ops, alternating with the
+            same op in f32 on the same values (the peer column: the ratio is f32 / 16-bit time
+            for the same element count)
   conv2d    ResNet-50 layers, batch 8: 3x3 and 1x1 layers and a 3x3 layer with stride 2
             (GFLOP/s: 2 N O OH OW C KH KW / time); with --peers on the CPU side by side with
             onnxruntime's CPU Conv (python3 with the onnxruntime and onnx packages)
@@ -236,6 +242,7 @@ fn bench_device(
                     backward::bench_backward(&ctx, *op, n)
                 }
                 BenchOp::Grad(_) => backward::bench_grad(&ctx, *op),
+                BenchOp::Half(_) => half::bench_half(&ctx, *op, n),
                 BenchOp::Conv2d => conv::bench_conv(&ctx, n),
                 BenchOp::MatmulI8 | BenchOp::MatmulWqInt8 | BenchOp::MatmulWqInt4 => {
                     quant::bench_quant(&ctx, *op)

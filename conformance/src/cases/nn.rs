@@ -10,6 +10,7 @@ pub(super) fn norm_cases(b: &mut Builder, op: &'static str, dtypes: &[DType]) {
     for &d in dtypes {
         for (tag, shape, layout) in [
             ("8x67", &[8, 67][..], C),
+            ("300x97", &[300, 97][..], C),
             ("one", &[1][..], C),
             ("3x1", &[3, 1][..], C),
             ("t33x17", &[33, 17][..], Layout::Transposed),

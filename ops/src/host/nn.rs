@@ -2,6 +2,8 @@
 //! vectorised row kernels of `vmath` and blocked `gemm` products where the layouts allow, else
 //! accumulating in f64.
 
+use std::borrow::Cow;
+
 use anyaccel_hal::{OpCall, Result};
 
 use super::layout::{par_ranges, GRAIN};
@@ -38,9 +40,15 @@ fn write_row(out: &TView, base: usize, stride: usize, values: impl Iterator<Item
     }
 }
 
+/// Rows of a 16-bit float op widened to f32 at a time: at most this many elements (or one
+/// row).
+const STAGED: usize = 1 << 13;
+
 /// Runs `f` on groups of whole rows of the inputs `xs` and `out` as f32 slices, in parallel,
-/// when all are contiguous f32 of one shape and the rows lie along the last axis `axis` (the
-/// fused row kernels' case); `false` (nothing run) otherwise.
+/// when all are contiguous and of one shape and one float dtype, and the rows lie along the
+/// last axis `axis` (the fused row kernels' case); `false` (nothing run) otherwise. f32 rows
+/// are the views' own memory; f16 and bf16 rows are widened into f32 buffers a block of rows
+/// at a time (exactly), and the results rounded once into the output.
 fn f32_rows<const N: usize>(
     xs: [&TView; N],
     out: &TView,
@@ -48,14 +56,37 @@ fn f32_rows<const N: usize>(
     f: impl Fn([&[f32]; N], &mut [f32], usize) + Sync,
 ) -> Result<bool> {
     let len = out.desc.shape.get(axis).copied().unwrap_or(0);
+    let dtype = out.desc.dtype;
     let fits = |t: &TView| {
-        t.desc.dtype == DType::F32 && t.desc.is_contiguous() && t.desc.shape == out.desc.shape
+        t.desc.dtype == dtype && t.desc.is_contiguous() && t.desc.shape == out.desc.shape
     };
-    if axis + 1 != out.desc.rank() || len == 0 || !fits(out) || !xs.iter().all(|x| fits(x)) {
+    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+        || axis + 1 != out.desc.rank()
+        || len == 0
+        || !fits(out)
+        || !xs.iter().all(|x| fits(x))
+    {
         return Ok(false);
     }
     let rows = out.desc.numel() / len;
     par_ranges(rows, (GRAIN / len).max(1), |r| {
+        if dtype != DType::F32 {
+            let per = (STAGED / len).clamp(1, r.len());
+            let mut ins: [Vec<f32>; N] = std::array::from_fn(|_| vec![0f32; per * len]);
+            let mut os = vec![0f32; per * len];
+            for b0 in r.clone().step_by(per) {
+                let n = (per.min(r.end - b0)) * len;
+                for (x, buf) in xs.iter().zip(ins.iter_mut()) {
+                    // SAFETY: a contiguous 16-bit view of `rows * len` elements from its
+                    // offset; rows b0.. are inside it.
+                    unsafe { widen_into(x, x.desc.offset + b0 * len, &mut buf[..n]) };
+                }
+                f(ins.each_ref().map(|v| &v[..n]), &mut os[..n], len);
+                // SAFETY: as above, for the output, whose rows this task alone writes.
+                unsafe { narrow_into(out, out.desc.offset + b0 * len, &os[..n]) };
+            }
+            return Ok(());
+        }
         let (start, n) = (r.start * len, r.len() * len);
         // SAFETY: every view is contiguous f32 with `rows * len` elements from its offset; the
         // output is distinct from the inputs, and each task writes its own rows.
@@ -71,16 +102,59 @@ fn f32_rows<const N: usize>(
     Ok(true)
 }
 
-/// An optional parameter vector of `len` elements as an f32 slice: `Some(None)` when it is
-/// absent, `None` when it is not contiguous f32 (no fused kernel then).
-fn f32_param<'a>(t: Option<&'a TView>, len: usize) -> Option<Option<&'a [f32]>> {
+/// Widens the `o.len()` elements from `at` of an f16 or bf16 view into `o`.
+///
+/// # Safety
+/// They lie inside the view's buffer, and nothing writes them meanwhile.
+unsafe fn widen_into(t: &TView, at: usize, o: &mut [f32]) {
+    let n = o.len();
+    // SAFETY: as the caller promises.
+    unsafe {
+        match t.desc.dtype {
+            DType::F16 => vmath::widen_16(std::slice::from_raw_parts(t.ptr(at), n), o),
+            _ => vmath::widen_b16(std::slice::from_raw_parts(t.ptr(at), n), o),
+        }
+    }
+}
+
+/// Rounds `v` into the `v.len()` elements from `at` of an f16 or bf16 view.
+///
+/// # Safety
+/// They lie inside the view's buffer, and nothing else reads or writes them meanwhile.
+unsafe fn narrow_into(t: &TView, at: usize, v: &[f32]) {
+    let n = v.len();
+    // SAFETY: as the caller promises.
+    unsafe {
+        match t.desc.dtype {
+            DType::F16 => vmath::narrow_16(v, std::slice::from_raw_parts_mut(t.ptr(at), n)),
+            _ => vmath::narrow_b16(v, std::slice::from_raw_parts_mut(t.ptr(at), n)),
+        }
+    }
+}
+
+/// An optional parameter vector of `len` elements as f32: `Some(None)` when it is absent,
+/// `None` when it is not a unit-stride f32, f16 or bf16 vector (no fused kernel then). f32 is
+/// the view's own memory; f16 and bf16 are widened (exactly).
+fn f32_param<'a>(t: Option<&'a TView>, len: usize) -> Option<Option<Cow<'a, [f32]>>> {
     let Some(t) = t else {
         return Some(None);
     };
-    let ok =
-        t.desc.dtype == DType::F32 && t.desc.shape == [len] && (len <= 1 || t.desc.strides[0] == 1);
-    // SAFETY: a rank-1 f32 view of `len` elements with unit stride.
-    ok.then(|| Some(unsafe { std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), len) }))
+    if t.desc.shape != [len] || (len > 1 && t.desc.strides[0] != 1) {
+        return None;
+    }
+    match t.desc.dtype {
+        // SAFETY: a rank-1 f32 view of `len` elements with unit stride.
+        DType::F32 => Some(Some(Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), len)
+        }))),
+        DType::F16 | DType::BF16 => {
+            let mut v = vec![0f32; len];
+            // SAFETY: a rank-1 16-bit view of `len` elements with unit stride.
+            unsafe { widen_into(t, t.desc.offset, &mut v) };
+            Some(Some(Cow::Owned(v)))
+        }
+        _ => None,
+    }
 }
 
 /// One query row's part of an attention mask: where it starts and its step along the keys.
@@ -391,8 +465,8 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 if let (Some(weight), Some(bias)) = (f32_param(w, len), f32_param(bias, len)) {
                     let norm = Norm {
                         rms,
-                        weight,
-                        bias,
+                        weight: weight.as_deref(),
+                        bias: bias.as_deref(),
                         eps,
                     };
                     if f32_rows([x], out, axis, |[xs], os, len| {

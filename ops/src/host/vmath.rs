@@ -445,6 +445,60 @@ impl Elem for bf16 {
     }
 }
 
+/// `o[i] = x[i]` widened to f32 (exactly).
+#[inline(always)]
+fn widen_body<S: Isa, T: Elem>(s: S, x: &[T], o: &mut [f32]) {
+    let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
+    for (c, y) in (&mut xc).zip(&mut oc) {
+        s.store(T::load(s, c), y);
+    }
+    let (xt, ot) = (xc.remainder(), oc.into_remainder());
+    if !xt.is_empty() {
+        let mut buf = [T::ZERO; 16];
+        buf[..xt.len()].copy_from_slice(xt);
+        let mut wide = [0f32; 16];
+        s.store(T::load(s, &buf), &mut wide);
+        ot.copy_from_slice(&wide[..ot.len()]);
+    }
+}
+
+/// `o[i] = x[i]` rounded to the nearest `T` (ties to even).
+#[inline(always)]
+fn narrow_body<S: Isa, T: Elem>(s: S, x: &[f32], o: &mut [T]) {
+    let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
+    for (c, y) in (&mut xc).zip(&mut oc) {
+        T::store(s, s.load(c), y);
+    }
+    let (xt, ot) = (xc.remainder(), oc.into_remainder());
+    if !xt.is_empty() {
+        let mut wide = [0f32; 16];
+        wide[..xt.len()].copy_from_slice(xt);
+        let mut buf = [T::ZERO; 16];
+        T::store(s, s.load(&wide), &mut buf);
+        ot.copy_from_slice(&buf[..ot.len()]);
+    }
+}
+
+#[inline(always)]
+fn widen_f16<S: Isa>(s: S, x: &[f16], o: &mut [f32]) {
+    widen_body(s, x, o)
+}
+
+#[inline(always)]
+fn widen_bf16<S: Isa>(s: S, x: &[bf16], o: &mut [f32]) {
+    widen_body(s, x, o)
+}
+
+#[inline(always)]
+fn narrow_f16<S: Isa>(s: S, x: &[f32], o: &mut [f16]) {
+    narrow_body(s, x, o)
+}
+
+#[inline(always)]
+fn narrow_bf16<S: Isa>(s: S, x: &[f32], o: &mut [bf16]) {
+    narrow_body(s, x, o)
+}
+
 /// `o[i] = K(x[i])` vector by vector; the tail goes through a zero-padded vector, so every
 /// element gets the vector kernel's result whatever its position.
 #[inline(always)]
@@ -579,6 +633,26 @@ macro_rules! multiversion {
             $body(Scalar, $($arg),*)
         }
     };
+}
+
+multiversion! {
+    /// `o[i] = x[i]` as f32 (slices of one length).
+    fn widen_16(x: &[f16], o: &mut [f32]) = widen_f16
+}
+
+multiversion! {
+    /// [`widen_16`] from bf16.
+    fn widen_b16(x: &[bf16], o: &mut [f32]) = widen_bf16
+}
+
+multiversion! {
+    /// `o[i] = x[i]` rounded to f16, to nearest even (slices of one length).
+    fn narrow_16(x: &[f32], o: &mut [f16]) = narrow_f16
+}
+
+multiversion! {
+    /// [`narrow_16`] to bf16.
+    fn narrow_b16(x: &[f32], o: &mut [bf16]) = narrow_bf16
 }
 
 multiversion! {

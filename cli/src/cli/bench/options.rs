@@ -47,6 +47,9 @@ pub enum BenchOp {
     /// An f32 gradient at a fixed shape, side by side with its forward op: one of
     /// [`GRADS`](super::backward::GRADS), by name.
     Grad(&'static str),
+    /// A row op or transcendental op in f16 or bf16, side by side with the same op in f32:
+    /// one of [`HALF`](super::half::HALF), by name.
+    Half(&'static str),
     /// f32 `conv2d` on ResNet-50 layer shapes, with `--peers` side by side with onnxruntime.
     Conv2d,
     /// `matmul_i8` (i8 x i8, i32 result), side by side with f32 `matmul` of the same shape.
@@ -65,8 +68,8 @@ pub enum BenchOp {
 }
 
 impl BenchOp {
-    /// Every op but the fixed-shape gradients, in the order they run (those come after
-    /// `softmax_backward`).
+    /// Every op but the fixed-shape gradients and the 16-bit entries, in the order they run
+    /// (those come after `softmax_backward`).
     const FIRST: [BenchOp; 26] = [
         BenchOp::Matmul,
         BenchOp::Add,
@@ -100,9 +103,13 @@ impl BenchOp {
     pub fn all() -> Vec<BenchOp> {
         let (head, tail) = BenchOp::FIRST.split_at(19);
         let grads = super::backward::GRADS.into_iter().map(BenchOp::Grad);
+        let half = super::half::HALF
+            .into_iter()
+            .map(|(name, ..)| BenchOp::Half(name));
         head.iter()
             .copied()
             .chain(grads)
+            .chain(half)
             .chain(tail.iter().copied())
             .collect()
     }
@@ -129,7 +136,7 @@ impl BenchOp {
             BenchOp::GeluBackward => "gelu_backward",
             BenchOp::SiluBackward => "silu_backward",
             BenchOp::SoftmaxBackward => "softmax_backward",
-            BenchOp::Grad(name) => name,
+            BenchOp::Grad(name) | BenchOp::Half(name) => name,
             BenchOp::Conv2d => "conv2d",
             BenchOp::MatmulI8 => "matmul_i8",
             BenchOp::MatmulWqInt8 => "matmul_wq_int8",
@@ -184,7 +191,9 @@ impl BenchOp {
             ) => vec![0],
             (_, Some(n)) => vec![n],
             (BenchOp::Matmul, None) => vec![256, 1024, 2048],
-            (op, None) if op.is_row_op() || op == BenchOp::SoftmaxBackward => {
+            (op, None)
+                if op.is_row_op() || matches!(op, BenchOp::SoftmaxBackward | BenchOp::Half(_)) =>
+            {
                 vec![SOFTMAX_COLS * SOFTMAX_COLS]
             }
             (_, None) => vec![DEFAULT_ELEMENTS],

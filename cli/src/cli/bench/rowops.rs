@@ -15,7 +15,7 @@ use super::SOFTMAX_COLS;
 const PEER_SCRIPT: &str = include_str!("../../../../scripts/ort-op-peer.py");
 
 /// The row of the f64 reference: `op` of one input row (for the norms with `w` and `b`).
-fn reference(op: BenchOp, row: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+pub(super) fn reference(op: BenchOp, row: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
     let x: Vec<f64> = row.iter().map(|&v| v as f64).collect();
     let n = x.len() as f64;
     match op {
@@ -60,7 +60,7 @@ fn reference(op: BenchOp, row: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
 }
 
 /// The op's name in the catalog, its attributes, and the name the peer script knows.
-fn call_of(op: BenchOp) -> (&'static str, Vec<(String, AttrValue)>) {
+pub(super) fn call_of(op: BenchOp) -> (&'static str, Vec<(String, AttrValue)>) {
     let eps = || ("eps".to_string(), AttrValue::Float(1e-5));
     match op {
         BenchOp::Softmax => ("softmax", vec![("axis".to_string(), AttrValue::Int(-1))]),
