@@ -634,11 +634,20 @@ pub(crate) fn predicate(call: &OpCall, op: PredicateOp) -> Result<Box<Body>> {
 pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
     let dtype = input_dtype(call);
     let a = attrs(call)?;
-    let f: Box<dyn Fn(f32) -> f32 + Send + Sync> = match op {
+    // Each arm's closure is its own type, so that the element loop inlines it (and vectorises
+    // what it can).
+    macro_rules! body {
+        ($f:expr) => {{
+            let f = $f;
+            Box::new(move |b: &Bound| map_unary(dtype, b.input(0)?, b.out(0), f, |v| v))
+                as Box<Body>
+        }};
+    }
+    Ok(match op {
         ActivationOp::Softplus => {
             let beta = a.float_or_default("beta")? as f32;
             let threshold = a.float_or_default("threshold")? as f32;
-            Box::new(move |v| {
+            body!(move |v: f32| {
                 // log1p(e^t) as max(t, 0) + log1p(e^-|t|): never overflows.
                 let t = v * beta;
                 if t > threshold {
@@ -650,17 +659,24 @@ pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
         }
         ActivationOp::LeakyRelu => {
             let slope = a.float_or_default("negative_slope")? as f32;
-            Box::new(move |v| if v > 0.0 { v } else { v * slope })
+            body!(move |v: f32| if v > 0.0 { v } else { v * slope })
+        }
+        ActivationOp::Elu if dtype == DType::F32 => {
+            let alpha = a.float_or_default("alpha")? as f32;
+            Box::new(move |b: &Bound| {
+                map1_runs(
+                    b.input(0)?,
+                    b.out(0),
+                    move |v: f32| if v > 0.0 { v } else { alpha * v.exp_m1() },
+                    |sx, so, _| vmath::elu(alpha, sx, so),
+                )
+            })
         }
         ActivationOp::Elu => {
             let alpha = a.float_or_default("alpha")? as f32;
-            Box::new(move |v| if v > 0.0 { v } else { alpha * v.exp_m1() })
+            body!(move |v: f32| if v > 0.0 { v } else { alpha * v.exp_m1() })
         }
-    };
-    Ok(Box::new(move |b: &Bound| {
-        let f = &*f;
-        map_unary(dtype, b.input(0)?, b.out(0), f, |v| v)
-    }))
+    })
 }
 
 /// The activation gradients: `dx` from `grad` and `x`, in f32.
@@ -682,6 +698,18 @@ pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Re
         B::LeakyRelu => {
             let slope = a.float_or_default("negative_slope")? as f32;
             body!(move |g: f32, x: f32| if x > 0.0 { g } else { g * slope })
+        }
+        B::Elu if dtype == DType::F32 => {
+            let alpha = a.float_or_default("alpha")? as f32;
+            Box::new(move |b: &Bound| {
+                map2_runs(
+                    b.input(0)?,
+                    b.input(1)?,
+                    b.out(0),
+                    move |g: f32, x: f32| if x <= 0.0 { g * alpha * x.exp() } else { g },
+                    |sg, sx, so, _| vmath::elu_grad(alpha, sg, sx, so),
+                )
+            })
         }
         B::Elu => {
             let alpha = a.float_or_default("alpha")? as f32;

@@ -303,6 +303,76 @@ vector_kernels! {
     GeluTanh = gelu_tanh = gelu_tanh_v;
 }
 
+/// `e^x - 1`: by its Taylor polynomial of degree 7 where `|x| < 0.25` (relative error under
+/// 3e-8 before rounding; the subtraction would lose the digits there), else from [`exp_v`].
+#[inline(always)]
+fn expm1_v<S: Isa>(s: S, x: S::V) -> S::V {
+    let p = horner(
+        s,
+        x,
+        [
+            1.0 / 5040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+        ],
+    );
+    let small = s.lt(s.abs(x), s.splat(0.25));
+    s.select(small, s.mul(p, x), s.sub(exp_v(s, x), s.splat(1.0)))
+}
+
+/// `elu`: `x` where `x > 0`, else `alpha (e^x - 1)` (NaN kept).
+#[inline(always)]
+fn elu_v<S: Isa>(s: S, x: S::V, alpha: f32) -> S::V {
+    let pos = s.lt(s.splat(0.0), x);
+    s.select(pos, x, s.mul(s.splat(alpha), expm1_v(s, x)))
+}
+
+/// `elu_backward`: `g alpha e^x` where `x <= 0`, else `g` (a NaN x too, as the reference).
+#[inline(always)]
+fn elu_grad_v<S: Isa>(s: S, g: S::V, x: S::V, alpha: f32) -> S::V {
+    // x <= 0 as x below the least positive float: false for NaN.
+    let neg = s.lt(x, s.splat(f32::from_bits(1)));
+    s.select(neg, s.mul(s.mul(g, s.splat(alpha)), exp_v(s, x)), g)
+}
+
+#[inline(always)]
+fn elu_body<S: Isa>(s: S, alpha: f32, x: &[f32], o: &mut [f32]) {
+    let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
+    for (c, y) in (&mut xc).zip(&mut oc) {
+        s.store(elu_v(s, s.load(c), alpha), y);
+    }
+    let (xt, ot) = (xc.remainder(), oc.into_remainder());
+    if !xt.is_empty() {
+        let mut buf = [0f32; 16];
+        buf[..xt.len()].copy_from_slice(xt);
+        let v = elu_v(s, s.load(&buf), alpha);
+        s.store(v, &mut buf);
+        ot.copy_from_slice(&buf[..ot.len()]);
+    }
+}
+
+#[inline(always)]
+fn elu_grad_body<S: Isa>(s: S, alpha: f32, g: &[f32], x: &[f32], o: &mut [f32]) {
+    let (mut gc, mut xc) = (g.chunks_exact(S::N), x.chunks_exact(S::N));
+    let mut oc = o.chunks_exact_mut(S::N);
+    for ((a, b), y) in (&mut gc).zip(&mut xc).zip(&mut oc) {
+        s.store(elu_grad_v(s, s.load(a), s.load(b), alpha), y);
+    }
+    let (gt, xt, ot) = (gc.remainder(), xc.remainder(), oc.into_remainder());
+    if !xt.is_empty() {
+        let (mut gb, mut xb) = ([0f32; 16], [0f32; 16]);
+        gb[..gt.len()].copy_from_slice(gt);
+        xb[..xt.len()].copy_from_slice(xt);
+        let v = elu_grad_v(s, s.load(&gb), s.load(&xb), alpha);
+        s.store(v, &mut gb);
+        ot.copy_from_slice(&gb[..ot.len()]);
+    }
+}
+
 /// `e / (1 + e)^2`, the derivative of the sigmoid at `x` (of tanh at `x / 2`, over 4), from
 /// `e = e^-|x|`: no cancellation.
 #[inline(always)]
@@ -633,6 +703,16 @@ macro_rules! multiversion {
             $body(Scalar, $($arg),*)
         }
     };
+}
+
+multiversion! {
+    /// `elu` with `alpha` of each element of `x` into `o` (slices of one length).
+    fn elu(alpha: f32, x: &[f32], o: &mut [f32]) = elu_body
+}
+
+multiversion! {
+    /// `elu_backward` with `alpha`: `o[i]` from the gradient `g[i]` and `x[i]`.
+    fn elu_grad(alpha: f32, g: &[f32], x: &[f32], o: &mut [f32]) = elu_grad_body
 }
 
 multiversion! {
@@ -1629,6 +1709,45 @@ mod tests {
 
     /// Values at the edges of each kernel: infinities, zeros of both signs, NaN, the ends of
     /// the polynomials' ranges.
+    #[test]
+    fn elu_and_its_gradient_match_f64() {
+        let mut x = sweep();
+        x.extend(EDGES);
+        let g: Vec<f32> = (0..x.len()).map(|i| [1.0, -0.5, 3.0][i % 3]).collect();
+        for alpha in [1.0f32, 0.3] {
+            let a = f64::from(alpha);
+            let elu_ref = |v: f64| if v > 0.0 { v } else { a * v.exp_m1() };
+            for level in levels() {
+                let mut got = vec![0f32; x.len()];
+                let n = x.len() - 13;
+                at(level, || elu(alpha, &x[..n], &mut got[..n]));
+                at(level, || elu(alpha, &x[n..], &mut got[n..]));
+                compare_above(
+                    &format!("elu {alpha} at {level:?}"),
+                    &x,
+                    &got,
+                    elu_ref,
+                    1e-30,
+                    1e-6,
+                );
+                at(level, || elu_grad(alpha, &g[..n], &x[..n], &mut got[..n]));
+                at(level, || elu_grad(alpha, &g[n..], &x[n..], &mut got[n..]));
+                for ((&v, &gv), &d) in x.iter().zip(&g).zip(&got) {
+                    // The reference's branch: x <= 0 (NaN takes the other one).
+                    let (v, gv) = (f64::from(v), f64::from(gv));
+                    let want = (if v <= 0.0 { gv * a * v.exp() } else { gv }) as f32;
+                    let ok = (want.is_nan() && d.is_nan())
+                        || want == d
+                        || f64::from((d - want).abs()) <= 4e-7 * f64::from(want.abs()) + 1e-37;
+                    assert!(
+                        ok,
+                        "elu_grad {alpha}({gv:e}, {v:e}) at {level:?}: {d:e}, expected {want:e}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn unary_kernels_edges() {
         let x = EDGES.to_vec();
