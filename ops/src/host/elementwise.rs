@@ -635,19 +635,23 @@ pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
     let dtype = input_dtype(call);
     let a = attrs(call)?;
     // Each arm's closure is its own type, so that the element loop inlines it (and vectorises
-    // what it can).
+    // what it can); f32 runs the op's vector kernel where it has one.
     macro_rules! body {
-        ($f:expr) => {{
-            let f = $f;
-            Box::new(move |b: &Bound| map_unary(dtype, b.input(0)?, b.out(0), f, |v| v))
-                as Box<Body>
+        ($f:expr, $k:expr) => {{
+            let (f, k): (_, Option<vmath::Act>) = ($f, $k);
+            Box::new(move |b: &Bound| match k {
+                Some(k) if dtype == DType::F32 => {
+                    map1_runs(b.input(0)?, b.out(0), f, |x, o, _| vmath::act(k, x, o))
+                }
+                _ => map_unary(dtype, b.input(0)?, b.out(0), f, |v| v),
+            }) as Box<Body>
         }};
     }
     Ok(match op {
         ActivationOp::Softplus => {
             let beta = a.float_or_default("beta")? as f32;
             let threshold = a.float_or_default("threshold")? as f32;
-            body!(move |v: f32| {
+            let f = move |v: f32| {
                 // log1p(e^t) as max(t, 0) + log1p(e^-|t|): never overflows.
                 let t = v * beta;
                 if t > threshold {
@@ -655,26 +659,17 @@ pub(crate) fn activation(call: &OpCall, op: ActivationOp) -> Result<Box<Body>> {
                 } else {
                     (t.max(0.0) + (-t.abs()).exp().ln_1p()) / beta
                 }
-            })
+            };
+            body!(f, Some(vmath::Act::Softplus(beta, threshold)))
         }
         ActivationOp::LeakyRelu => {
             let slope = a.float_or_default("negative_slope")? as f32;
-            body!(move |v: f32| if v > 0.0 { v } else { v * slope })
-        }
-        ActivationOp::Elu if dtype == DType::F32 => {
-            let alpha = a.float_or_default("alpha")? as f32;
-            Box::new(move |b: &Bound| {
-                map1_runs(
-                    b.input(0)?,
-                    b.out(0),
-                    move |v: f32| if v > 0.0 { v } else { alpha * v.exp_m1() },
-                    |sx, so, _| vmath::elu(alpha, sx, so),
-                )
-            })
+            body!(move |v: f32| if v > 0.0 { v } else { v * slope }, None)
         }
         ActivationOp::Elu => {
             let alpha = a.float_or_default("alpha")? as f32;
-            body!(move |v: f32| if v > 0.0 { v } else { alpha * v.exp_m1() })
+            let f = move |v: f32| if v > 0.0 { v } else { alpha * v.exp_m1() };
+            body!(f, Some(vmath::Act::Elu(alpha)))
         }
     })
 }
@@ -684,12 +679,22 @@ pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Re
     use ActivationBackwardOp as B;
     let dtype = input_dtype(call);
     let a = attrs(call)?;
-    // Each arm's closure is its own type, so the element loop inlines it.
+    // Each arm's closure is its own type, so the element loop inlines it; f32 runs the op's
+    // vector kernel where it has one.
     macro_rules! body {
-        ($f:expr) => {{
-            let f = $f;
+        ($f:expr) => {
+            body!($f, None)
+        };
+        ($f:expr, $k:expr) => {{
+            let (f, k): (_, Option<vmath::Act>) = ($f, $k);
             Box::new(move |b: &Bound| {
-                map_arith(dtype, b.input(0)?, b.input(1)?, b.out(0), f, |_, _| 0)
+                let (g, x, o) = (b.input(0)?, b.input(1)?, b.out(0));
+                match k {
+                    Some(k) if dtype == DType::F32 => {
+                        map2_runs(g, x, o, f, |sg, sx, so, _| vmath::act_grad(k, sg, sx, so))
+                    }
+                    _ => map_arith(dtype, g, x, o, f, |_, _| 0),
+                }
             }) as Box<Body>
         }};
     }
@@ -699,33 +704,23 @@ pub(crate) fn activation_backward(call: &OpCall, op: ActivationBackwardOp) -> Re
             let slope = a.float_or_default("negative_slope")? as f32;
             body!(move |g: f32, x: f32| if x > 0.0 { g } else { g * slope })
         }
-        B::Elu if dtype == DType::F32 => {
-            let alpha = a.float_or_default("alpha")? as f32;
-            Box::new(move |b: &Bound| {
-                map2_runs(
-                    b.input(0)?,
-                    b.input(1)?,
-                    b.out(0),
-                    move |g: f32, x: f32| if x <= 0.0 { g * alpha * x.exp() } else { g },
-                    |sg, sx, so, _| vmath::elu_grad(alpha, sg, sx, so),
-                )
-            })
-        }
         B::Elu => {
             let alpha = a.float_or_default("alpha")? as f32;
-            body!(move |g: f32, x: f32| if x <= 0.0 { g * alpha * x.exp() } else { g })
+            let f = move |g: f32, x: f32| if x <= 0.0 { g * alpha * x.exp() } else { g };
+            body!(f, Some(vmath::Act::Elu(alpha)))
         }
         B::Softplus => {
             let beta = a.float_or_default("beta")? as f32;
             let threshold = a.float_or_default("threshold")? as f32;
-            body!(move |g: f32, x: f32| {
+            let f = move |g: f32, x: f32| {
                 let t = x * beta;
                 if t > threshold {
                     g
                 } else {
                     g * sigmoid(t)
                 }
-            })
+            };
+            body!(f, Some(vmath::Act::Softplus(beta, threshold)))
         }
         B::Sigmoid | B::Tanh | B::Silu | B::Gelu => {
             let k = match op {

@@ -339,35 +339,107 @@ fn elu_grad_v<S: Isa>(s: S, g: S::V, x: S::V, alpha: f32) -> S::V {
     s.select(neg, s.mul(s.mul(g, s.splat(alpha)), exp_v(s, x)), g)
 }
 
+/// `ln(1 + e)` for `e` in `[0, 1]`: `2 atanh(z)`, `z = e / (2 + e)` in `[0, 1/3]`, by its odd
+/// series to `z^17` (truncation under 3e-11 relative): no cancellation for small `e`.
 #[inline(always)]
-fn elu_body<S: Isa>(s: S, alpha: f32, x: &[f32], o: &mut [f32]) {
+fn log1p_unit_v<S: Isa>(s: S, e: S::V) -> S::V {
+    let z = s.mul(e, s.recip(s.add(s.splat(2.0), e)));
+    let p = horner(
+        s,
+        s.mul(z, z),
+        [
+            1.0 / 17.0,
+            1.0 / 15.0,
+            1.0 / 13.0,
+            1.0 / 11.0,
+            1.0 / 9.0,
+            1.0 / 7.0,
+            1.0 / 5.0,
+            1.0 / 3.0,
+            1.0,
+        ],
+    );
+    s.mul(s.add(z, z), p)
+}
+
+/// `softplus`: `x` where `t = x beta > threshold`, else `(max(t, 0) + ln(1 + e^-|t|)) / beta`
+/// (never overflows; NaN kept).
+#[inline(always)]
+fn softplus_v<S: Isa>(s: S, x: S::V, beta: f32, threshold: f32) -> S::V {
+    let t = s.mul(x, s.splat(beta));
+    // max(t, 0) is 0 for a NaN t; the exponential keeps the NaN.
+    let l = s.add(
+        s.max(t, s.splat(0.0)),
+        log1p_unit_v(s, exp_v(s, s.sub(s.splat(0.0), s.abs(t)))),
+    );
+    let above = s.lt(s.splat(threshold), t);
+    s.select(above, x, s.mul(l, s.splat(1.0 / beta)))
+}
+
+/// `softplus_backward`: `g` where `t = x beta > threshold`, else `g sigmoid(t)`.
+#[inline(always)]
+fn softplus_grad_v<S: Isa>(s: S, g: S::V, x: S::V, beta: f32, threshold: f32) -> S::V {
+    let t = s.mul(x, s.splat(beta));
+    let above = s.lt(s.splat(threshold), t);
+    s.select(above, g, s.mul(g, sigmoid_v(s, t)))
+}
+
+/// The activations with float attributes that have vector kernels here.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Act {
+    /// `elu` with `alpha`.
+    Elu(f32),
+    /// `softplus` with `beta` (not 0) and `threshold`.
+    Softplus(f32, f32),
+}
+
+#[inline(always)]
+fn act_v<S: Isa>(s: S, a: Act, x: S::V) -> S::V {
+    match a {
+        Act::Elu(alpha) => elu_v(s, x, alpha),
+        Act::Softplus(beta, threshold) => softplus_v(s, x, beta, threshold),
+    }
+}
+
+#[inline(always)]
+fn act_grad_v<S: Isa>(s: S, a: Act, g: S::V, x: S::V) -> S::V {
+    match a {
+        Act::Elu(alpha) => elu_grad_v(s, g, x, alpha),
+        Act::Softplus(beta, threshold) => softplus_grad_v(s, g, x, beta, threshold),
+    }
+}
+
+/// `o[i] = a(x[i])`; the tail through a zero-padded vector.
+#[inline(always)]
+fn act_body<S: Isa>(s: S, a: Act, x: &[f32], o: &mut [f32]) {
     let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
     for (c, y) in (&mut xc).zip(&mut oc) {
-        s.store(elu_v(s, s.load(c), alpha), y);
+        s.store(act_v(s, a, s.load(c)), y);
     }
     let (xt, ot) = (xc.remainder(), oc.into_remainder());
     if !xt.is_empty() {
         let mut buf = [0f32; 16];
         buf[..xt.len()].copy_from_slice(xt);
-        let v = elu_v(s, s.load(&buf), alpha);
+        let v = act_v(s, a, s.load(&buf));
         s.store(v, &mut buf);
         ot.copy_from_slice(&buf[..ot.len()]);
     }
 }
 
+/// `o[i]` = the gradient of `a` at `x[i]` times `g[i]`; the tail as in [`act_body`].
 #[inline(always)]
-fn elu_grad_body<S: Isa>(s: S, alpha: f32, g: &[f32], x: &[f32], o: &mut [f32]) {
+fn act_grad_body<S: Isa>(s: S, a: Act, g: &[f32], x: &[f32], o: &mut [f32]) {
     let (mut gc, mut xc) = (g.chunks_exact(S::N), x.chunks_exact(S::N));
     let mut oc = o.chunks_exact_mut(S::N);
-    for ((a, b), y) in (&mut gc).zip(&mut xc).zip(&mut oc) {
-        s.store(elu_grad_v(s, s.load(a), s.load(b), alpha), y);
+    for ((u, v), y) in (&mut gc).zip(&mut xc).zip(&mut oc) {
+        s.store(act_grad_v(s, a, s.load(u), s.load(v)), y);
     }
     let (gt, xt, ot) = (gc.remainder(), xc.remainder(), oc.into_remainder());
     if !xt.is_empty() {
         let (mut gb, mut xb) = ([0f32; 16], [0f32; 16]);
         gb[..gt.len()].copy_from_slice(gt);
         xb[..xt.len()].copy_from_slice(xt);
-        let v = elu_grad_v(s, s.load(&gb), s.load(&xb), alpha);
+        let v = act_grad_v(s, a, s.load(&gb), s.load(&xb));
         s.store(v, &mut gb);
         ot.copy_from_slice(&gb[..ot.len()]);
     }
@@ -706,13 +778,13 @@ macro_rules! multiversion {
 }
 
 multiversion! {
-    /// `elu` with `alpha` of each element of `x` into `o` (slices of one length).
-    fn elu(alpha: f32, x: &[f32], o: &mut [f32]) = elu_body
+    /// The activation `a` of each element of `x` into `o` (slices of one length).
+    fn act(a: Act, x: &[f32], o: &mut [f32]) = act_body
 }
 
 multiversion! {
-    /// `elu_backward` with `alpha`: `o[i]` from the gradient `g[i]` and `x[i]`.
-    fn elu_grad(alpha: f32, g: &[f32], x: &[f32], o: &mut [f32]) = elu_grad_body
+    /// The gradient of the activation `a`: `o[i]` from the gradient `g[i]` and `x[i]`.
+    fn act_grad(a: Act, g: &[f32], x: &[f32], o: &mut [f32]) = act_grad_body
 }
 
 multiversion! {
@@ -1720,8 +1792,8 @@ mod tests {
             for level in levels() {
                 let mut got = vec![0f32; x.len()];
                 let n = x.len() - 13;
-                at(level, || elu(alpha, &x[..n], &mut got[..n]));
-                at(level, || elu(alpha, &x[n..], &mut got[n..]));
+                at(level, || act(Act::Elu(alpha), &x[..n], &mut got[..n]));
+                at(level, || act(Act::Elu(alpha), &x[n..], &mut got[n..]));
                 compare_above(
                     &format!("elu {alpha} at {level:?}"),
                     &x,
@@ -1730,8 +1802,12 @@ mod tests {
                     1e-30,
                     1e-6,
                 );
-                at(level, || elu_grad(alpha, &g[..n], &x[..n], &mut got[..n]));
-                at(level, || elu_grad(alpha, &g[n..], &x[n..], &mut got[n..]));
+                at(level, || {
+                    act_grad(Act::Elu(alpha), &g[..n], &x[..n], &mut got[..n])
+                });
+                at(level, || {
+                    act_grad(Act::Elu(alpha), &g[n..], &x[n..], &mut got[n..])
+                });
                 for ((&v, &gv), &d) in x.iter().zip(&g).zip(&got) {
                     // The reference's branch: x <= 0 (NaN takes the other one).
                     let (v, gv) = (f64::from(v), f64::from(gv));
@@ -1742,6 +1818,48 @@ mod tests {
                     assert!(
                         ok,
                         "elu_grad {alpha}({gv:e}, {v:e}) at {level:?}: {d:e}, expected {want:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softplus_and_its_gradient_match_f64() {
+        let mut x = sweep();
+        x.extend(EDGES);
+        let g: Vec<f32> = (0..x.len()).map(|i| [1.0, -0.5, 3.0][i % 3]).collect();
+        for (beta, threshold) in [(1.0f32, 20.0f32), (2.5, 3.0), (-0.5, 20.0)] {
+            let (b, th) = (f64::from(beta), f64::from(threshold));
+            // t in f32, as the kernels compute it.
+            let t_of = |v: f64| f64::from(v as f32 * beta);
+            let reference = |v: f64| {
+                let t = t_of(v);
+                if t > th {
+                    v
+                } else {
+                    (t.max(0.0) + (-t.abs()).exp().ln_1p()) / b
+                }
+            };
+            let a = Act::Softplus(beta, threshold);
+            for level in levels() {
+                let mut got = vec![0f32; x.len()];
+                let n = x.len() - 13;
+                at(level, || act(a, &x[..n], &mut got[..n]));
+                at(level, || act(a, &x[n..], &mut got[n..]));
+                let name = format!("softplus {beta} {threshold} at {level:?}");
+                compare_above(&name, &x, &got, reference, 1e-30, 2e-6);
+                at(level, || act_grad(a, &g[..n], &x[..n], &mut got[..n]));
+                at(level, || act_grad(a, &g[n..], &x[n..], &mut got[n..]));
+                for ((&v, &gv), &d) in x.iter().zip(&g).zip(&got) {
+                    let (t, gv) = (t_of(f64::from(v)), f64::from(gv));
+                    let want = (if t > th { gv } else { gv / (1.0 + (-t).exp()) }) as f32;
+                    let ok = (want.is_nan() && d.is_nan())
+                        || want == d
+                        || f64::from((d - want).abs()) <= 1e-6 * f64::from(want.abs()) + 1e-37;
+                    assert!(
+                        ok,
+                        "{name} gradient ({gv:e}, {v:e}): {d:e}, expected {want:e}"
                     );
                 }
             }
