@@ -75,6 +75,54 @@ fn run_indexed<T: Copy>(
     Ok(())
 }
 
+/// `embedding` where the weight's rows and the output's last dimension have unit stride: each
+/// index copies a whole row. `false` (nothing run) for other layouts or an empty row.
+fn embedding_rows<T: Copy>(w: &TView, idx: &TView, out: &TView) -> Result<bool> {
+    let (limit, d) = (w.desc.shape[0], w.desc.shape[1]);
+    let r = idx.desc.rank();
+    if d == 0 || (d > 1 && (w.desc.strides[1] != 1 || out.desc.strides[r] != 1)) {
+        return Ok(false);
+    }
+    let bad: Mutex<Option<i64>> = Mutex::new(None);
+    par_ranges(idx.desc.numel(), (GRAIN / d).max(1), |range| {
+        let mut first_bad = None;
+        walk(
+            &idx.desc.shape,
+            [&idx.desc.strides, &out.desc.strides[..r]],
+            [idx.desc.offset, out.desc.offset],
+            range,
+            |_, [oi, oo]| {
+                let i = read_index(idx, oi);
+                if i < 0 || i as u64 >= limit as u64 {
+                    first_bad.get_or_insert(i);
+                    return;
+                }
+                // SAFETY: row i < V of the weight holds D elements of unit stride, and so does
+                // the output's row at `oo` (the layouts were validated against their buffers);
+                // the output overlaps no input, and each row is written by one task.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        w.ptr::<T>(w.desc.offset + i as usize * w.desc.strides[0]),
+                        out.ptr::<T>(oo),
+                        d,
+                    )
+                }
+            },
+        );
+        if let Some(i) = first_bad {
+            let mut b = bad.lock().unwrap_or_else(|p| p.into_inner());
+            b.get_or_insert(i);
+        }
+        Ok(())
+    })?;
+    if let Some(i) = bad.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(Error::out_of_bounds(format!(
+            "embedding: index {i} out of range 0..{limit} along axis 0"
+        )));
+    }
+    Ok(true)
+}
+
 fn run_by_size(op: &str, plan: &Indexed, src: &TView, idx: &TView, out: &TView) -> Result<()> {
     match src.desc.dtype.size_in_bytes() {
         1 => run_indexed::<u8>(op, plan, src, idx, out),
@@ -138,6 +186,15 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         _ => Box::new(move |b: &Bound| {
             // embedding: weight [V, D], indices S -> out S + [D]
             let (w, idx, out) = (b.input(0)?, b.input(1)?, b.out(0));
+            let rows = match w.desc.dtype.size_in_bytes() {
+                1 => embedding_rows::<u8>(w, idx, out)?,
+                2 => embedding_rows::<u16>(w, idx, out)?,
+                4 => embedding_rows::<u32>(w, idx, out)?,
+                _ => embedding_rows::<u64>(w, idx, out)?,
+            };
+            if rows {
+                return Ok(());
+            }
             let r = idx.desc.rank();
             let mut src_strides = vec![0; r + 1];
             src_strides[r] = w.desc.strides[1];

@@ -9,6 +9,7 @@ use super::elementwise::copy_elements;
 use super::index::read_index;
 use super::layout::{par_ranges, walk, GRAIN};
 use super::scalar::{load, store, with_float, F64Store, Val};
+use super::vmath;
 use super::{Body, Bound, TView};
 use crate::attrs::Attrs;
 use crate::catalog::{op_of, Op};
@@ -176,9 +177,37 @@ fn add_rows(name: &str, alpha: f64, [x, idx, src, out]: [&TView; 4]) -> Result<b
         par_ranges(rows, (GRAIN / width).max(1), |range| {
             let mut acc = vec![0f64; width];
             for i in range {
+                let sources = &order[start[i]..start[i + 1]];
                 // SAFETY (every access): row i of the contiguous output and of x (or x's one
                 // value), and row k < positions of the source, whose rows are contiguous.
                 unsafe {
+                    if sources.len() <= 1 {
+                        // The same sums without the f64 row: x, plus the one source.
+                        let o = std::slice::from_raw_parts_mut(
+                            out.ptr::<T>(out.desc.offset + i * width),
+                            width,
+                        );
+                        let one = |v: T| v.to_f64() * alpha;
+                        match (sources.first(), broadcast) {
+                            (Some(&k), true) => {
+                                let c = x.get::<T>(x.desc.offset).to_f64();
+                                let sr = src.run::<T>(src.desc.offset + k * src_row, width);
+                                vmath::map(sr, o, &|v: T| T::from_f64(c + one(v)));
+                            }
+                            (Some(&k), false) => {
+                                let xr = x.run::<T>(x.desc.offset + i * width, width);
+                                let sr = src.run::<T>(src.desc.offset + k * src_row, width);
+                                let add = |u: T, v: T| T::from_f64(u.to_f64() + one(v));
+                                vmath::map2(xr, sr, o, &add);
+                            }
+                            (None, true) => o.fill(T::from_f64(x.get::<T>(x.desc.offset).to_f64())),
+                            (None, false) => {
+                                let xr = x.run::<T>(x.desc.offset + i * width, width);
+                                vmath::map(xr, o, &|v: T| T::from_f64(v.to_f64()));
+                            }
+                        }
+                        continue;
+                    }
                     if broadcast {
                         acc.fill(x.get::<T>(x.desc.offset).to_f64());
                     } else {
@@ -187,7 +216,7 @@ fn add_rows(name: &str, alpha: f64, [x, idx, src, out]: [&TView; 4]) -> Result<b
                             *a = v.to_f64();
                         }
                     }
-                    for &k in &order[start[i]..start[i + 1]] {
+                    for &k in sources {
                         let sr = src.run::<T>(src.desc.offset + k * src_row, width);
                         for (a, &v) in acc.iter_mut().zip(sr) {
                             *a += v.to_f64() * alpha;
