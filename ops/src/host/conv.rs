@@ -1237,15 +1237,65 @@ fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Resu
         }
     };
     let (cubic_rows, cubic_cols) = (cubic(0), cubic(1));
+    // The other kinds' taps of every output row and column, once per call: the source range
+    // (adaptive), the source index (nearest), the two sources and the weight of the second
+    // (bilinear).
+    let taps = |d: usize, len: usize| -> Vec<(usize, usize, f64)> {
+        let (inp, outp) = (g.input[d], g.out[d]);
+        (0..outp)
+            .map(|o| match g.kind {
+                Resample::AdaptiveAvg => (o * inp / outp, ((o + 1) * inp).div_ceil(outp), 0.0),
+                Resample::Nearest => (o * inp / outp, 0, 0.0),
+                Resample::Bilinear { .. } => {
+                    let (num, den) = g.source(d, o);
+                    let last = len.saturating_sub(1);
+                    let i0 = ((num / den) as usize).min(last);
+                    let l = (num - i0 as u64 * den) as f64 / den as f64;
+                    (i0, (i0 + 1).min(last), l.min(1.0))
+                }
+                Resample::Bicubic { .. } => (0, 0, 0.0),
+            })
+            .collect()
+    };
+    let (row_taps, col_taps) = (taps(0, ih), taps(1, iw));
+    if matches!(g.kind, Resample::Nearest | Resample::Bilinear { .. }) {
+        // Row by row of the output, the kind decided once.
+        let bilinear = matches!(g.kind, Resample::Bilinear { .. });
+        return par_ranges(g.n * g.c * oh, (GRAIN / 4 / ow.max(1)).max(1), |r| {
+            for row in r {
+                let (plane, oy) = (row / oh, row % oh);
+                let (n, ch) = (plane / g.c, plane % g.c);
+                let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+                let ob = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2];
+                let (y0, y1, ly) = row_taps[oy];
+                // SAFETY (every access): the taps lie inside x's plane, (n, ch, oy, ox) inside
+                // the output's shape; each output row is written by one task.
+                let at = |iy: usize, ix: usize| unsafe { x.get::<T>(xb + iy * xs[2] + ix * xs[3]) };
+                for (ox, &(x0, x1, lx)) in col_taps.iter().enumerate() {
+                    let v = if bilinear {
+                        let f = |iy, ix| at(iy, ix).to_f64();
+                        let top = (1.0 - lx) * f(y0, x0) + lx * f(y0, x1);
+                        let bottom = (1.0 - lx) * f(y1, x0) + lx * f(y1, x1);
+                        T::from_f64((1.0 - ly) * top + ly * bottom)
+                    } else {
+                        at(y0, x0)
+                    };
+                    // SAFETY: as above.
+                    unsafe { out.set(ob + ox * os[3], v) }
+                }
+            }
+            Ok(())
+        });
+    }
     for_positions([g.n, g.c, oh, ow], GRAIN / 16, |n, ch, oy, ox| {
         let xb = x.desc.offset + n * xs[0] + ch * xs[1];
         // SAFETY: every (iy, ix) below lies inside x's plane.
         let at =
             |iy: usize, ix: usize| unsafe { x.get::<T>(xb + iy * xs[2] + ix * xs[3]) }.to_f64();
+        let ((ry0, ry1, ly), (rx0, rx1, lx)) = (row_taps[oy], col_taps[ox]);
         let y = match g.kind {
             Resample::AdaptiveAvg => {
-                let (ys, ye) = (oy * ih / oh, ((oy + 1) * ih).div_ceil(oh));
-                let (x0, x1) = (ox * iw / ow, ((ox + 1) * iw).div_ceil(ow));
+                let ((ys, ye), (x0, x1)) = ((ry0, ry1), (rx0, rx1));
                 let mut sum = 0.0;
                 for iy in ys..ye {
                     for ix in x0..x1 {
@@ -1254,16 +1304,9 @@ fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Resu
                 }
                 sum / ((ye - ys) * (x1 - x0)) as f64
             }
-            Resample::Nearest => at(oy * ih / oh, ox * iw / ow),
+            Resample::Nearest => at(ry0, rx0),
             Resample::Bilinear { .. } => {
-                let tap = |d: usize, i: usize, len: usize| {
-                    let (num, den) = g.source(d, i);
-                    let i0 = ((num / den) as usize).min(len - 1);
-                    let l = (num - i0 as u64 * den) as f64 / den as f64;
-                    (i0, (i0 + 1).min(len - 1), l.min(1.0))
-                };
-                let (y0, y1, ly) = tap(0, oy, ih);
-                let (x0, x1, lx) = tap(1, ox, iw);
+                let ((y0, y1), (x0, x1)) = ((ry0, ry1), (rx0, rx1));
                 let top = (1.0 - lx) * at(y0, x0) + lx * at(y0, x1);
                 let bottom = (1.0 - lx) * at(y1, x0) + lx * at(y1, x1);
                 (1.0 - ly) * top + ly * bottom
