@@ -1473,6 +1473,14 @@ pub(super) unsafe fn f32s_mut<'a>(t: &'a super::TView, at: usize, len: usize) ->
     unsafe { std::slice::from_raw_parts_mut(t.ptr::<f32>(at), len) }
 }
 
+/// Stores channel `ch`'s mean and invstd into batch_norm's outputs 1 and 2 ([C] each).
+fn store_stats(outs: [&super::TView; 2], ch: usize, values: [f64; 2]) {
+    for (t, v) in outs.into_iter().zip(values) {
+        // SAFETY: ch < C, the statistics' single dimension.
+        unsafe { store(t, t.desc.offset + ch * t.desc.strides[0], Val::F(v)) };
+    }
+}
+
 /// `batch_norm` on contiguous f32 x and output: per channel, the mean and the squares about it
 /// summed in f64 lanes plane by plane (planes in order), then each element
 /// `(x - mean) (invstd weight) + bias` in f64, rounded once. `false` (nothing run) for other
@@ -1518,19 +1526,7 @@ fn batch_norm_f32(
                 let os = unsafe { f32s_mut(out, at(out, i), s) };
                 vmath::map(xs(i), os, &|v: f32| ((f64::from(v) - mean) * k + b0) as f32);
             }
-            // SAFETY: ch < C, the statistics' single dimension.
-            unsafe {
-                store(
-                    mean_out,
-                    mean_out.desc.offset + ch * mean_out.desc.strides[0],
-                    Val::F(mean),
-                );
-                store(
-                    invstd_out,
-                    invstd_out.desc.offset + ch * invstd_out.desc.strides[0],
-                    Val::F(invstd),
-                );
-            }
+            store_stats([mean_out, invstd_out], ch, [mean, invstd]);
         }
         Ok(())
     })?;
@@ -1603,19 +1599,7 @@ pub(crate) fn batch_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
                     // SAFETY: as for x: out has x's shape.
                     unsafe { store(out, at(out, j, ch), Val::F((v - mean) * invstd * wv + bv)) }
                 }
-                // SAFETY: ch < C, the statistics' single dimension.
-                unsafe {
-                    store(
-                        mean_out,
-                        mean_out.desc.offset + ch * mean_out.desc.strides[0],
-                        Val::F(mean),
-                    );
-                    store(
-                        invstd_out,
-                        invstd_out.desc.offset + ch * invstd_out.desc.strides[0],
-                        Val::F(invstd),
-                    );
-                }
+                store_stats([mean_out, invstd_out], ch, [mean, invstd]);
             }
             Ok(())
         })

@@ -34,6 +34,25 @@ pub(crate) fn read_index(idx: &TView, off: usize) -> i64 {
     }
 }
 
+/// Keeps the first bad index a task saw (the first task to report wins).
+fn note_bad(bad: &Mutex<Option<i64>>, first: Option<i64>) {
+    if let Some(i) = first {
+        bad.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(i);
+    }
+}
+
+/// The error of a bad index, if a task saw one.
+fn bad_index(bad: Mutex<Option<i64>>, op: &str, limit: usize, axis: usize) -> Result<()> {
+    match bad.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(i) => Err(Error::out_of_bounds(format!(
+            "{op}: index {i} out of range 0..{limit} along axis {axis}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn run_indexed<T: Copy>(
     op: &str,
     plan: &Indexed,
@@ -60,19 +79,10 @@ fn run_indexed<T: Copy>(
                 unsafe { out.set(oo, src.get::<T>(os + i as usize * plan.src_step)) }
             },
         );
-        if let Some(i) = first_bad {
-            let mut b = bad.lock().unwrap_or_else(|p| p.into_inner());
-            b.get_or_insert(i);
-        }
+        note_bad(&bad, first_bad);
         Ok(())
     })?;
-    if let Some(i) = bad.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(Error::out_of_bounds(format!(
-            "{op}: index {i} out of range 0..{} along axis {}",
-            plan.limit, plan.axis
-        )));
-    }
-    Ok(())
+    bad_index(bad, op, plan.limit, plan.axis)
 }
 
 /// `embedding` where the weight's rows and the output's last dimension have unit stride: each
@@ -109,17 +119,10 @@ fn embedding_rows<T: Copy>(w: &TView, idx: &TView, out: &TView) -> Result<bool> 
                 }
             },
         );
-        if let Some(i) = first_bad {
-            let mut b = bad.lock().unwrap_or_else(|p| p.into_inner());
-            b.get_or_insert(i);
-        }
+        note_bad(&bad, first_bad);
         Ok(())
     })?;
-    if let Some(i) = bad.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(Error::out_of_bounds(format!(
-            "embedding: index {i} out of range 0..{limit} along axis 0"
-        )));
-    }
+    bad_index(bad, "embedding", limit, 0)?;
     Ok(true)
 }
 
