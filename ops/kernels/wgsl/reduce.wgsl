@@ -131,8 +131,15 @@ fn prod_merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     let r = frexp(a.x * b.x);
     return vec2<f32>(r.fract, a.y + b.y + f32(r.exp));
 }
+// 0, Inf and NaN are the product whatever the exponent (a driver's ldexp may scale by a power
+// of two that underflows to 0: Inf times it would be NaN); ldexp's result is defined for
+// exponents up to 128 only: beyond, m 2^e (|m| >= 0.5) overflows to Inf of m's sign. By bits:
+// a driver may fold float comparisons.
 fn prod_final(v: vec2<f32>) -> f32 {
-    return ldexp(v.x, i32(clamp(v.y, -300.0, 300.0)));
+    let b = bitcast<u32>(v.x);
+    if ((b & 0x7fffffffu) == 0u || (b & 0x7f800000u) == 0x7f800000u) { return v.x; }
+    if (v.y > 128.0) { return bitcast<f32>((b & 0x80000000u) | 0x7f800000u); }
+    return ldexp(v.x, i32(max(v.y, -300.0)));
 }
 
 //# float_order

@@ -367,7 +367,11 @@ mod tests {
         assert_eq!(o.time_s, 0.5);
         let all = parsed(&[]).unwrap();
         assert_eq!(all.ops, BenchOp::all());
-        assert_eq!(all.ops.len(), 26 + super::super::backward::GRADS.len());
+        assert_eq!(
+            all.ops.len(),
+            26 + super::super::backward::GRADS.len() + super::super::half::HALF.len()
+        );
+        assert!(all.ops.contains(&BenchOp::Half("rms_norm_bf16")));
         assert!(!all.no_roofline && !all.peers);
         for bad in [
             &["--op", "matmull"][..],
