@@ -8,18 +8,11 @@ use anyaccel_hal::{DType, Error, OpCall, Result, TensorDesc};
 use super::layout::{par_ranges, TView};
 use super::matmul::{gemm_serial, gemm_serial_into};
 use super::nn::{moderate, probabilities_block, Logits};
-use super::scalar::{load, store, Val};
+use super::scalar::{f, load, store, Val};
 use super::vmath;
 use super::{Body, Bound};
 use crate::attention::{mask_strides, validate, Geometry};
 use crate::attrs::Attrs;
-
-fn f(v: Val) -> f64 {
-    match v {
-        Val::F(x) => x,
-        Val::I(i) => i as f64,
-    }
-}
 
 /// The element offset of batch `b` (row-major over all dims but the last two) of `d`.
 fn batch_at(d: &TensorDesc, b: usize) -> usize {

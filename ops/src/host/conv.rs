@@ -6,20 +6,13 @@ use gemm::{gemm, Parallelism};
 
 use super::direct_conv;
 use super::layout::{par_ranges, threads, TView, GRAIN};
-use super::scalar::{load, store, with_float, F64Store, IntStore, Val};
+use super::scalar::{f, load, store, vector_f32, with_float, F64Store, IntStore, Val};
 use super::vmath;
 use super::{Body, Bound};
 use crate::attrs::Attrs;
 use crate::conv::{
     BatchGeom, ConvGeom, ConvPass, GroupGeom, PoolBack, PoolGeom, Resample, ResampleGeom,
 };
-
-fn f(v: Val) -> f64 {
-    match v {
-        Val::F(x) => x,
-        Val::I(i) => i as f64,
-    }
-}
 
 /// Output element (n, oc, oy, ox) of the forward convolution by the contract's sum in f64, the
 /// padding taps skipped (without the bias).
@@ -108,8 +101,7 @@ fn im2col(
                 if sw == 1 && xs[3] == 1 && a1 > a0 {
                     let ix0 = a0 + kx * dw - pw;
                     // SAFETY: the taps ix0 .. ix0 + (a1 - a0) lie in row iy of x.
-                    let src =
-                        unsafe { std::slice::from_raw_parts(a.ptr::<f32>(rb + ix0), a1 - a0) };
+                    let src = unsafe { a.run::<f32>(rb + ix0, a1 - a0) };
                     seg[a0 - ox0..a1 - ox0].copy_from_slice(src);
                 } else {
                     for ox in a0..a1 {
@@ -1406,14 +1398,8 @@ fn group_norm_f32(
     if !f32_contiguous(x) || !f32_contiguous(out) || len == 0 || g.n == 0 {
         return Ok(false);
     }
-    // SAFETY: ch < C, the weight's and bias's single dimension.
-    let param = |t: Option<&super::TView>, ch: usize, default: f32| {
-        t.map_or(default, |t| {
-            f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) }) as f32
-        })
-    };
-    let scale: Vec<f32> = (0..g.c).map(|ch| param(w, ch, 1.0)).collect();
-    let shift: Vec<f32> = (0..g.c).map(|ch| param(bias, ch, 0.0)).collect();
+    let scale = w.map_or_else(|| vec![1.0; g.c], vector_f32);
+    let shift = bias.map_or_else(|| vec![0.0; g.c], vector_f32);
     let affine = w.is_some() || bias.is_some();
     let norm = vmath::Norm {
         rms: false,
@@ -1428,8 +1414,8 @@ fn group_norm_f32(
             // output (x's shape, [N, C, *]); this task alone writes its output elements.
             let (xs, os) = unsafe {
                 (
-                    std::slice::from_raw_parts(x.ptr::<f32>(x.desc.offset + ng * len), len),
-                    std::slice::from_raw_parts_mut(out.ptr::<f32>(out.desc.offset + ng * len), len),
+                    x.run(x.desc.offset + ng * len, len),
+                    out.run_mut(out.desc.offset + ng * len, len),
                 )
             };
             vmath::norm_rows(xs, os, len, norm);
@@ -1451,26 +1437,6 @@ fn group_norm_f32(
 /// A contiguous f32 tensor.
 pub(super) fn f32_contiguous(t: &super::TView) -> bool {
     t.desc.dtype == DType::F32 && t.desc.is_contiguous()
-}
-
-/// The `len` f32 elements from `at` of a tensor.
-///
-/// # Safety
-/// They lie inside the tensor's buffer, and nothing writes them while the slice lives.
-pub(super) unsafe fn f32s<'a>(t: &'a super::TView, at: usize, len: usize) -> &'a [f32] {
-    // SAFETY: as the caller promises.
-    unsafe { std::slice::from_raw_parts(t.ptr::<f32>(at), len) }
-}
-
-/// The `len` f32 elements from `at` of a tensor, to write.
-///
-/// # Safety
-/// They lie inside the tensor's buffer, and nothing else reads or writes them while the
-/// slice lives.
-#[allow(clippy::mut_from_ref)]
-pub(super) unsafe fn f32s_mut<'a>(t: &'a super::TView, at: usize, len: usize) -> &'a mut [f32] {
-    // SAFETY: as the caller promises.
-    unsafe { std::slice::from_raw_parts_mut(t.ptr::<f32>(at), len) }
 }
 
 /// Stores channel `ch`'s mean and invstd into batch_norm's outputs 1 and 2 ([C] each).
@@ -1507,7 +1473,7 @@ fn batch_norm_f32(
             let at = |t: &super::TView, i: usize| t.desc.offset + i * plane + ch * s;
             // SAFETY: channel ch of sample i is the `s` elements from `at` of a contiguous
             // tensor of x's shape ([N, C, *]); the output's are written by this task alone.
-            let xs = |i: usize| unsafe { f32s(x, at(x, i), s) };
+            let xs = |i: usize| unsafe { x.run::<f32>(at(x, i), s) };
             let (mean, invstd) = match (g.training, chan(rm, ch), chan(rv, ch)) {
                 (false, Some(m), Some(v)) => (m, 1.0 / (v + eps).sqrt()),
                 _ => {
@@ -1523,7 +1489,7 @@ fn batch_norm_f32(
             let b0 = chan(bias, ch).unwrap_or(0.0);
             for i in 0..g.n {
                 // SAFETY: as for x.
-                let os = unsafe { f32s_mut(out, at(out, i), s) };
+                let os = unsafe { out.run_mut(at(out, i), s) };
                 vmath::map(xs(i), os, &|v: f32| ((f64::from(v) - mean) * k + b0) as f32);
             }
             store_stats([mean_out, invstd_out], ch, [mean, invstd]);

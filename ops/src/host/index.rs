@@ -53,6 +53,24 @@ fn bad_index(bad: Mutex<Option<i64>>, op: &str, limit: usize, axis: usize) -> Re
     }
 }
 
+/// The trailing dims of `plan` along which the index stays put and both the source and the
+/// output run with unit stride, merged into one run: how many dims, and the run's length.
+fn inner_run(plan: &Indexed, out: &TView) -> (usize, usize) {
+    let r = plan.shape.len();
+    let (mut dims, mut len) = (0, 1usize);
+    while dims < r {
+        let k = r - 1 - dims;
+        let n = plan.shape[k];
+        let unit = plan.src_strides[k] == len && out.desc.strides[k] == len;
+        if n != 1 && (plan.idx_strides[k] != 0 || !unit) {
+            break;
+        }
+        len *= n;
+        dims += 1;
+    }
+    (dims, len)
+}
+
 fn run_indexed<T: Copy>(
     op: &str,
     plan: &Indexed,
@@ -61,11 +79,21 @@ fn run_indexed<T: Copy>(
     out: &TView,
 ) -> Result<()> {
     let bad: Mutex<Option<i64>> = Mutex::new(None);
-    par_ranges(out.desc.numel(), GRAIN, |r| {
+    // Where the index stays put along a run of unit stride in the source and the output (an
+    // embedding row, index_select along a leading axis), each index copies the whole run.
+    let (dims, run) = inner_run(plan, out);
+    let outer = plan.shape.len() - if run > 1 { dims } else { 0 };
+    let (run, shape) = (run.max(1), &plan.shape[..outer]);
+    let count: usize = shape.iter().product();
+    par_ranges(count, (GRAIN / run).max(1), |r| {
         let mut first_bad = None;
         walk(
-            &plan.shape,
-            [&plan.src_strides, &plan.idx_strides, &out.desc.strides],
+            shape,
+            [
+                &plan.src_strides[..outer],
+                &plan.idx_strides[..outer],
+                &out.desc.strides[..outer],
+            ],
             [src.desc.offset, idx.desc.offset, out.desc.offset],
             r,
             |_, [os, oi, oo]| {
@@ -75,55 +103,23 @@ fn run_indexed<T: Copy>(
                     return;
                 }
                 // SAFETY: the index is within 0..limit, so the source offset stays inside the
-                // source layout; the output offset comes from the output's layout.
-                unsafe { out.set(oo, src.get::<T>(os + i as usize * plan.src_step)) }
+                // source layout, and with it the `run` elements of unit stride from there; the
+                // output's run comes from the output's layout, which overlaps no input, and
+                // each is written by one task.
+                unsafe {
+                    let from = src.ptr::<T>(os + i as usize * plan.src_step);
+                    if run == 1 {
+                        out.set(oo, from.read());
+                    } else {
+                        std::ptr::copy_nonoverlapping(from, out.ptr::<T>(oo), run);
+                    }
+                }
             },
         );
         note_bad(&bad, first_bad);
         Ok(())
     })?;
     bad_index(bad, op, plan.limit, plan.axis)
-}
-
-/// `embedding` where the weight's rows and the output's last dimension have unit stride: each
-/// index copies a whole row. `false` (nothing run) for other layouts or an empty row.
-fn embedding_rows<T: Copy>(w: &TView, idx: &TView, out: &TView) -> Result<bool> {
-    let (limit, d) = (w.desc.shape[0], w.desc.shape[1]);
-    let r = idx.desc.rank();
-    if d == 0 || (d > 1 && (w.desc.strides[1] != 1 || out.desc.strides[r] != 1)) {
-        return Ok(false);
-    }
-    let bad: Mutex<Option<i64>> = Mutex::new(None);
-    par_ranges(idx.desc.numel(), (GRAIN / d).max(1), |range| {
-        let mut first_bad = None;
-        walk(
-            &idx.desc.shape,
-            [&idx.desc.strides, &out.desc.strides[..r]],
-            [idx.desc.offset, out.desc.offset],
-            range,
-            |_, [oi, oo]| {
-                let i = read_index(idx, oi);
-                if i < 0 || i as u64 >= limit as u64 {
-                    first_bad.get_or_insert(i);
-                    return;
-                }
-                // SAFETY: row i < V of the weight holds D elements of unit stride, and so does
-                // the output's row at `oo` (the layouts were validated against their buffers);
-                // the output overlaps no input, and each row is written by one task.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        w.ptr::<T>(w.desc.offset + i as usize * w.desc.strides[0]),
-                        out.ptr::<T>(oo),
-                        d,
-                    )
-                }
-            },
-        );
-        note_bad(&bad, first_bad);
-        Ok(())
-    })?;
-    bad_index(bad, "embedding", limit, 0)?;
-    Ok(true)
 }
 
 fn run_by_size(op: &str, plan: &Indexed, src: &TView, idx: &TView, out: &TView) -> Result<()> {
@@ -189,15 +185,6 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
         _ => Box::new(move |b: &Bound| {
             // embedding: weight [V, D], indices S -> out S + [D]
             let (w, idx, out) = (b.input(0)?, b.input(1)?, b.out(0));
-            let rows = match w.desc.dtype.size_in_bytes() {
-                1 => embedding_rows::<u8>(w, idx, out)?,
-                2 => embedding_rows::<u16>(w, idx, out)?,
-                4 => embedding_rows::<u32>(w, idx, out)?,
-                _ => embedding_rows::<u64>(w, idx, out)?,
-            };
-            if rows {
-                return Ok(());
-            }
             let r = idx.desc.rank();
             let mut src_strides = vec![0; r + 1];
             src_strides[r] = w.desc.strides[1];

@@ -59,6 +59,18 @@ impl<'a> TView<'a> {
         unsafe { std::slice::from_raw_parts(self.ptr::<T>(off), len) }
     }
 
+    /// The `len` elements from element offset `off`, as a slice to write; only for outputs.
+    ///
+    /// # Safety
+    /// `off..off + len` must lie inside the view's memory, `T` must be its element type, and no
+    /// other thread may read or write these elements while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub unsafe fn run_mut<T: Copy>(&self, off: usize, len: usize) -> &mut [T] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr::<T>(off), len) }
+    }
+
     /// Writes the element at element offset `off`. See [`TView::ptr`]; only for outputs.
     #[inline(always)]
     pub unsafe fn set<T: Copy>(&self, off: usize, v: T) {

@@ -5,17 +5,10 @@ use std::sync::Mutex;
 use anyaccel_hal::{OpCall, Result};
 
 use super::layout::{par_ranges, walk, TView};
-use super::scalar::{load, store, Val};
+use super::scalar::{f, load, store, Val};
 use super::{Body, Bound};
 use crate::attrs::Attrs;
 use crate::loss::{CeGeom, Reduction};
-
-fn f(v: Val) -> f64 {
-    match v {
-        Val::F(x) => x,
-        Val::I(i) => i as f64,
-    }
-}
 
 fn int(v: Val) -> i64 {
     match v {

@@ -9,7 +9,7 @@ use anyaccel_hal::{OpCall, Result};
 use super::layout::{par_ranges, GRAIN};
 use super::matmul::gemm_serial;
 use super::reduce::{for_lines, line_offset};
-use super::scalar::{load, store, Val};
+use super::scalar::{f, load, store, vector_f32, Val};
 use super::vmath::{self, Norm};
 use super::{Body, Bound, TView};
 use crate::attention::{mask_strides, Geometry};
@@ -17,13 +17,6 @@ use crate::attrs::Attrs;
 use crate::catalog::misrouted;
 use crate::plan::eps;
 use anyaccel_hal::DType;
-
-fn f(v: Val) -> f64 {
-    match v {
-        Val::F(x) => x,
-        Val::I(i) => i as f64,
-    }
-}
 
 /// Reads `len` elements of `v` from `base` with step `stride`.
 fn row(v: &TView, base: usize, stride: usize, len: usize) -> Vec<f64> {
@@ -90,12 +83,9 @@ fn f32_rows<const N: usize>(
         let (start, n) = (r.start * len, r.len() * len);
         // SAFETY: every view is contiguous f32 with `rows * len` elements from its offset; the
         // output is distinct from the inputs, and each task writes its own rows.
-        let ins = xs.map(|x| unsafe {
-            std::slice::from_raw_parts(x.ptr::<f32>(x.desc.offset + start).cast_const(), n)
-        });
+        let ins = xs.map(|x| unsafe { x.run::<f32>(x.desc.offset + start, n) });
         // SAFETY: as above.
-        let os =
-            unsafe { std::slice::from_raw_parts_mut(out.ptr::<f32>(out.desc.offset + start), n) };
+        let os = unsafe { out.run_mut::<f32>(out.desc.offset + start, n) };
         f(ins, os, len);
         Ok(())
     })?;
@@ -111,8 +101,8 @@ unsafe fn widen_into(t: &TView, at: usize, o: &mut [f32]) {
     // SAFETY: as the caller promises.
     unsafe {
         match t.desc.dtype {
-            DType::F16 => vmath::widen_16(std::slice::from_raw_parts(t.ptr(at), n), o),
-            _ => vmath::widen_b16(std::slice::from_raw_parts(t.ptr(at), n), o),
+            DType::F16 => vmath::widen_16(t.run(at, n), o),
+            _ => vmath::widen_b16(t.run(at, n), o),
         }
     }
 }
@@ -126,8 +116,8 @@ unsafe fn narrow_into(t: &TView, at: usize, v: &[f32]) {
     // SAFETY: as the caller promises.
     unsafe {
         match t.desc.dtype {
-            DType::F16 => vmath::narrow_16(v, std::slice::from_raw_parts_mut(t.ptr(at), n)),
-            _ => vmath::narrow_b16(v, std::slice::from_raw_parts_mut(t.ptr(at), n)),
+            DType::F16 => vmath::narrow_16(v, t.run_mut(at, n)),
+            _ => vmath::narrow_b16(v, t.run_mut(at, n)),
         }
     }
 }
@@ -144,15 +134,8 @@ fn f32_param<'a>(t: Option<&'a TView>, len: usize) -> Option<Option<Cow<'a, [f32
     }
     match t.desc.dtype {
         // SAFETY: a rank-1 f32 view of `len` elements with unit stride.
-        DType::F32 => Some(Some(Cow::Borrowed(unsafe {
-            std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), len)
-        }))),
-        DType::F16 | DType::BF16 => {
-            let mut v = vec![0f32; len];
-            // SAFETY: a rank-1 16-bit view of `len` elements with unit stride.
-            unsafe { widen_into(t, t.desc.offset, &mut v) };
-            Some(Some(Cow::Owned(v)))
-        }
+        DType::F32 => Some(Some(Cow::Borrowed(unsafe { t.run(t.desc.offset, len) }))),
+        DType::F16 | DType::BF16 => Some(Some(Cow::Owned(vector_f32(t)))),
         _ => None,
     }
 }
@@ -208,7 +191,7 @@ pub(super) fn moderate(t: &TView) -> bool {
     let ok = |v: f32| v.abs() <= 1e15;
     if t.desc.is_contiguous() {
         // SAFETY: a contiguous f32 view of `numel` elements from its offset.
-        let s = unsafe { std::slice::from_raw_parts(t.ptr::<f32>(t.desc.offset), t.desc.numel()) };
+        let s = unsafe { t.run::<f32>(t.desc.offset, t.desc.numel()) };
         return s.iter().fold(true, |all, &v| all & ok(v));
     }
     let mut all = true;

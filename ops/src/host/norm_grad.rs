@@ -5,20 +5,13 @@ use std::sync::Mutex;
 
 use anyaccel_hal::{OpCall, Result};
 
-use super::conv::{f32_contiguous, f32s, f32s_mut};
+use super::conv::f32_contiguous;
 use super::layout::{par_ranges, walk, TView, GRAIN};
-use super::scalar::{load, store, Val};
+use super::scalar::{f, load, store, vector_f32, Val};
 use super::vmath;
 use super::{Body, Bound};
 use crate::attrs::Attrs;
 use crate::norm_grad::{NormBack, NormKind};
-
-fn f(v: Val) -> f64 {
-    match v {
-        Val::F(x) => x,
-        Val::I(i) => i as f64,
-    }
-}
 
 /// Groups of at most this many elements are read into buffers once.
 const BUFFERED: usize = 1 << 16;
@@ -79,14 +72,7 @@ fn rows_f32(
 ) -> Result<()> {
     let c = g.c;
     let rms = g.kind == NormKind::Rms;
-    let weights: Option<Vec<f32>> = w.map(|t| {
-        (0..c)
-            .map(|ch| {
-                // SAFETY: ch < C, the weight's one dimension.
-                f(unsafe { load(t, t.desc.offset + ch * t.desc.strides[0]) }) as f32
-            })
-            .collect()
-    });
+    let weights = w.map(vector_f32);
     let blocks = g.a.div_ceil(ROW_BLOCK);
     let parts = Mutex::new(vec![Vec::new(); blocks]);
     par_ranges(blocks, 1, |r| {
@@ -110,9 +96,9 @@ fn rows_f32(
                 // after where `per` > 1; dx is written by the task of its rows only.
                 let (xr, yr, dr) = unsafe {
                     (
-                        std::slice::from_raw_parts(x.ptr::<f32>(xa.rows[a]), m),
-                        std::slice::from_raw_parts(dy.ptr::<f32>(ya.rows[a]), m),
-                        std::slice::from_raw_parts_mut(dx.ptr::<f32>(da.rows[a]), m),
+                        x.run(xa.rows[a], m),
+                        dy.run(ya.rows[a], m),
+                        dx.run_mut(da.rows[a], m),
                     )
                 };
                 let p = vmath::NormGrad {
@@ -132,14 +118,17 @@ fn rows_f32(
         }
         Ok(())
     })?;
-    store_sums(parts, c, (dw, db));
+    store_sums(
+        &parts.into_inner().unwrap_or_else(|e| e.into_inner()),
+        c,
+        (dw, db),
+    );
     Ok(())
 }
 
 /// Stores the weight and bias gradients of `c` channels: the blocks' f64 sums (weight, bias)
 /// added in block order.
-fn store_sums(parts: Mutex<Vec<Vec<[f64; 2]>>>, c: usize, (dw, db): (&TView, Option<&TView>)) {
-    let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
+fn store_sums(parts: &[Vec<[f64; 2]>], c: usize, (dw, db): (&TView, Option<&TView>)) {
     for ch in 0..c {
         let (sw, sb) = parts
             .iter()
@@ -172,12 +161,7 @@ fn groups_f32(
         return Ok(false);
     }
     let plane = g.c * g.s;
-    let weights: Option<Vec<f32>> = w.map(|t| {
-        (0..g.c)
-            // SAFETY: c < C, the weight's one dimension.
-            .map(|c| f(unsafe { load(t, t.desc.offset + c * t.desc.strides[0]) }) as f32)
-            .collect()
-    });
+    let weights = w.map(vector_f32);
     let blocks = g.a.div_ceil(SAMPLE_BLOCK);
     let parts = Mutex::new(vec![Vec::new(); blocks]);
     par_ranges(blocks, 1, |r| {
@@ -190,9 +174,9 @@ fn groups_f32(
                     // contiguous tensor of x's shape; dx's are written by this task alone.
                     let (xr, yr, dr) = unsafe {
                         (
-                            f32s(x, x.desc.offset + at, len),
-                            f32s(dy, dy.desc.offset + at, len),
-                            f32s_mut(dx, dx.desc.offset + at, len),
+                            x.run(x.desc.offset + at, len),
+                            dy.run(dy.desc.offset + at, len),
+                            dx.run_mut(dx.desc.offset + at, len),
                         )
                     };
                     let channels = grp * g.cg..(grp + 1) * g.cg;
@@ -208,7 +192,8 @@ fn groups_f32(
         }
         Ok(())
     })?;
-    store_sums(parts, g.c, (dw, Some(db)));
+    let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
+    store_sums(&parts, g.c, (dw, Some(db)));
     Ok(true)
 }
 
@@ -243,8 +228,8 @@ fn channels_f32(
             // SAFETY: channel c of sample i is the `s` elements from `at` of a contiguous
             // tensor of x's shape ([N, C, *]); dx's are written by this task alone.
             let (xs, ys) = (
-                |i| unsafe { f32s(x, at(x, i), s) },
-                |i| unsafe { f32s(dy, at(dy, i), s) },
+                |i| unsafe { x.run::<f32>(at(x, i), s) },
+                |i| unsafe { dy.run::<f32>(at(dy, i), s) },
             );
             let (m, r) = (chan(mean, c), chan(invstd, c));
             let wc = w.map_or(1.0, |t| chan(t, c));
@@ -258,7 +243,7 @@ fn channels_f32(
             let (k0, k1, k2) = (-r * wc * sa / n, r * wc, -r * r * wc * sb * r / n);
             for i in 0..g.a {
                 // SAFETY: as above.
-                let ds = unsafe { f32s_mut(dx, at(dx, i), s) };
+                let ds = unsafe { dx.run_mut(at(dx, i), s) };
                 if training {
                     let d =
                         |y: f32, v: f32| (k1 * f64::from(y) + k2 * (f64::from(v) - m) + k0) as f32;
@@ -273,7 +258,7 @@ fn channels_f32(
         Ok(())
     })?;
     let sums = sums.into_inner().unwrap_or_else(|e| e.into_inner());
-    store_sums(Mutex::new(vec![sums]), g.c, (dw, Some(db)));
+    store_sums(&[sums], g.c, (dw, Some(db)));
     Ok(true)
 }
 
@@ -493,7 +478,8 @@ pub(crate) fn kernel(call: &OpCall) -> Result<Box<Body>> {
                 }
                 Ok(())
             })?;
-            store_sums(parts, g.c, (dw, db));
+            let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
+            store_sums(&parts, g.c, (dw, db));
             return Ok(());
         }
         par_ranges(g.c, (1 << 14) / (g.a * g.s).max(1) + 1, |r| {

@@ -12,6 +12,26 @@ pub(crate) enum Val {
     I(i64),
 }
 
+/// A value as f64 (integers converted, rounding above 2^53 in magnitude).
+#[inline]
+pub(crate) fn f(v: Val) -> f64 {
+    match v {
+        Val::F(x) => x,
+        Val::I(i) => i as f64,
+    }
+}
+
+/// The elements of a rank-1 view (a per-channel weight or bias, validated against its
+/// buffer) as f32.
+pub(crate) fn vector_f32(t: &TView) -> Vec<f32> {
+    let n = t.desc.shape.first().copied().unwrap_or(1);
+    let stride = t.desc.strides.first().copied().unwrap_or(0);
+    (0..n)
+        // SAFETY: c < the view's one dimension, so the offset is one of its elements.
+        .map(|c| f(unsafe { load(t, t.desc.offset + c * stride) }) as f32)
+        .collect()
+}
+
 /// Reads the element at `off` of `v`, whatever its dtype.
 ///
 /// # Safety

@@ -209,10 +209,21 @@ fn gelu_tanh_v<S: Isa>(s: S, x: S::V) -> S::V {
     s.mul(x, s.recip(s.add(s.splat(1.0), e)))
 }
 
-/// A vector kernel of one op, called statically (a call through `Fn` would go through a shim
-/// compiled without the instruction set, where the operations do not inline).
+/// A vector kernel of one operand, called through a generic (a call through `Fn` would go
+/// through a shim compiled without the instruction set, where the operations do not inline);
+/// `self` holds its attributes.
 trait Kernel {
-    fn apply<S: Isa>(s: S, x: S::V) -> S::V;
+    fn apply<S: Isa>(&self, s: S, x: S::V) -> S::V;
+}
+
+/// The identity: [`map_v`] with it converts between element types.
+struct Same;
+
+impl Kernel for Same {
+    #[inline(always)]
+    fn apply<S: Isa>(&self, _: S, x: S::V) -> S::V {
+        x
+    }
 }
 
 /// From one list of `Variant = scalar_name = kernel_fn` of a family of kernels with the same
@@ -266,7 +277,7 @@ macro_rules! vector_kernels {
         pub(super) struct $variant;
         impl $tr for $variant {
             #[inline(always)]
-            fn apply<S: Isa>(s: S, $($a: S::V),+) -> S::V {
+            fn apply<S: Isa>(&self, s: S, $($a: S::V),+) -> S::V {
                 $v(s, $($a),+)
             }
         }
@@ -279,8 +290,11 @@ macro_rules! vector_kernels {
     };
     (@arms $op:ident $enum:ident $m:ident $map:ident $call:tt [$($variant:ident)*]) => {
         match $op {
-            $($enum::$variant => $map::<S, $m::$variant, T> $call,)*
+            $($enum::$variant => vector_kernels!(@call $map $m $variant $call),)*
         }
+    };
+    (@call $map:ident $m:ident $variant:ident ($s:ident, $($a:ident),+)) => {
+        $map($s, &$m::$variant, $($a),+)
     };
 }
 
@@ -409,40 +423,31 @@ fn act_grad_v<S: Isa>(s: S, a: Act, g: S::V, x: S::V) -> S::V {
     }
 }
 
-/// `o[i] = a(x[i])`; the tail through a zero-padded vector.
-#[inline(always)]
-fn act_body<S: Isa>(s: S, a: Act, x: &[f32], o: &mut [f32]) {
-    let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
-    for (c, y) in (&mut xc).zip(&mut oc) {
-        s.store(act_v(s, a, s.load(c)), y);
-    }
-    let (xt, ot) = (xc.remainder(), oc.into_remainder());
-    if !xt.is_empty() {
-        let mut buf = [0f32; 16];
-        buf[..xt.len()].copy_from_slice(xt);
-        let v = act_v(s, a, s.load(&buf));
-        s.store(v, &mut buf);
-        ot.copy_from_slice(&buf[..ot.len()]);
+impl Kernel for Act {
+    #[inline(always)]
+    fn apply<S: Isa>(&self, s: S, x: S::V) -> S::V {
+        act_v(s, *self, x)
     }
 }
 
-/// `o[i]` = the gradient of `a` at `x[i]` times `g[i]`; the tail as in [`act_body`].
+/// The gradient of an [`Act`], `dx` from `g` and `x`.
+struct ActGrad(Act);
+
+impl Kernel2 for ActGrad {
+    #[inline(always)]
+    fn apply<S: Isa>(&self, s: S, g: S::V, x: S::V) -> S::V {
+        act_grad_v(s, self.0, g, x)
+    }
+}
+
+#[inline(always)]
+fn act_body<S: Isa>(s: S, a: Act, x: &[f32], o: &mut [f32]) {
+    map_v(s, &a, x, o)
+}
+
 #[inline(always)]
 fn act_grad_body<S: Isa>(s: S, a: Act, g: &[f32], x: &[f32], o: &mut [f32]) {
-    let (mut gc, mut xc) = (g.chunks_exact(S::N), x.chunks_exact(S::N));
-    let mut oc = o.chunks_exact_mut(S::N);
-    for ((u, v), y) in (&mut gc).zip(&mut xc).zip(&mut oc) {
-        s.store(act_grad_v(s, a, s.load(u), s.load(v)), y);
-    }
-    let (gt, xt, ot) = (gc.remainder(), xc.remainder(), oc.into_remainder());
-    if !xt.is_empty() {
-        let (mut gb, mut xb) = ([0f32; 16], [0f32; 16]);
-        gb[..gt.len()].copy_from_slice(gt);
-        xb[..xt.len()].copy_from_slice(xt);
-        let v = act_grad_v(s, a, s.load(&gb), s.load(&xb));
-        s.store(v, &mut gb);
-        ot.copy_from_slice(&gb[..ot.len()]);
-    }
+    map2_v(s, &ActGrad(a), g, x, o)
 }
 
 /// `e / (1 + e)^2`, the derivative of the sigmoid at `x` (of tanh at `x / 2`, over 4), from
@@ -522,10 +527,10 @@ fn gelu_tanh_grad_v<S: Isa>(s: S, g: S::V, x: S::V) -> S::V {
     s.mul(g, s.add(left, right))
 }
 
-/// A vector kernel of an activation gradient, `dx` from `g` and `x`, called statically (as
-/// [`Kernel`]).
+/// A vector kernel of two operands (an activation gradient: `dx` from `g` and `x`), called as
+/// [`Kernel`] is.
 trait Kernel2 {
-    fn apply<S: Isa>(s: S, g: S::V, x: S::V) -> S::V;
+    fn apply<S: Isa>(&self, s: S, g: S::V, x: S::V) -> S::V;
 }
 
 vector_kernels! {
@@ -587,95 +592,62 @@ impl Elem for bf16 {
     }
 }
 
-/// `o[i] = x[i]` widened to f32 (exactly).
-#[inline(always)]
-fn widen_body<S: Isa, T: Elem>(s: S, x: &[T], o: &mut [f32]) {
-    let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
-    for (c, y) in (&mut xc).zip(&mut oc) {
-        s.store(T::load(s, c), y);
-    }
-    let (xt, ot) = (xc.remainder(), oc.into_remainder());
-    if !xt.is_empty() {
-        let mut buf = [T::ZERO; 16];
-        buf[..xt.len()].copy_from_slice(xt);
-        let mut wide = [0f32; 16];
-        s.store(T::load(s, &buf), &mut wide);
-        ot.copy_from_slice(&wide[..ot.len()]);
-    }
-}
-
-/// `o[i] = x[i]` rounded to the nearest `T` (ties to even).
-#[inline(always)]
-fn narrow_body<S: Isa, T: Elem>(s: S, x: &[f32], o: &mut [T]) {
-    let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
-    for (c, y) in (&mut xc).zip(&mut oc) {
-        T::store(s, s.load(c), y);
-    }
-    let (xt, ot) = (xc.remainder(), oc.into_remainder());
-    if !xt.is_empty() {
-        let mut wide = [0f32; 16];
-        wide[..xt.len()].copy_from_slice(xt);
-        let mut buf = [T::ZERO; 16];
-        T::store(s, s.load(&wide), &mut buf);
-        ot.copy_from_slice(&buf[..ot.len()]);
-    }
-}
-
 #[inline(always)]
 fn widen_f16<S: Isa>(s: S, x: &[f16], o: &mut [f32]) {
-    widen_body(s, x, o)
+    map_v(s, &Same, x, o)
 }
 
 #[inline(always)]
 fn widen_bf16<S: Isa>(s: S, x: &[bf16], o: &mut [f32]) {
-    widen_body(s, x, o)
+    map_v(s, &Same, x, o)
 }
 
 #[inline(always)]
 fn narrow_f16<S: Isa>(s: S, x: &[f32], o: &mut [f16]) {
-    narrow_body(s, x, o)
+    map_v(s, &Same, x, o)
 }
 
 #[inline(always)]
 fn narrow_bf16<S: Isa>(s: S, x: &[f32], o: &mut [bf16]) {
-    narrow_body(s, x, o)
+    map_v(s, &Same, x, o)
 }
 
-/// `o[i] = K(x[i])` vector by vector; the tail goes through a zero-padded vector, so every
-/// element gets the vector kernel's result whatever its position.
+/// `o[i] = k(x[i])` vector by vector, widened from `A` on load and rounded to `B` on store;
+/// the tail goes through a zero-padded vector, so every element gets the vector kernel's
+/// result whatever its position.
 #[inline(always)]
-fn map_v<S: Isa, K: Kernel, T: Elem>(s: S, x: &[T], o: &mut [T]) {
+fn map_v<S: Isa, K: Kernel, A: Elem, B: Elem>(s: S, k: &K, x: &[A], o: &mut [B]) {
     let (mut xc, mut oc) = (x.chunks_exact(S::N), o.chunks_exact_mut(S::N));
     for (c, y) in (&mut xc).zip(&mut oc) {
-        T::store(s, K::apply(s, T::load(s, c)), y);
+        B::store(s, k.apply(s, A::load(s, c)), y);
     }
     let (xt, ot) = (xc.remainder(), oc.into_remainder());
     if !xt.is_empty() {
-        let mut buf = [T::ZERO; 16];
+        let mut buf = [A::ZERO; 16];
         buf[..xt.len()].copy_from_slice(xt);
-        let v = K::apply(s, T::load(s, &buf));
-        T::store(s, v, &mut buf);
-        ot.copy_from_slice(&buf[..ot.len()]);
+        let mut out = [B::ZERO; 16];
+        B::store(s, k.apply(s, A::load(s, &buf)), &mut out);
+        ot.copy_from_slice(&out[..ot.len()]);
     }
 }
 
-/// `o[i] = K(g[i], x[i])` vector by vector, the tail as in [`map_v`].
+/// `o[i] = k(g[i], x[i])` vector by vector, the tail as in [`map_v`].
 #[inline(always)]
-fn map2_v<S: Isa, K: Kernel2, T: Elem>(s: S, g: &[T], x: &[T], o: &mut [T]) {
+fn map2_v<S: Isa, K: Kernel2, T: Elem>(s: S, k: &K, g: &[T], x: &[T], o: &mut [T]) {
     let (mut gc, mut xc, mut oc) = (
         g.chunks_exact(S::N),
         x.chunks_exact(S::N),
         o.chunks_exact_mut(S::N),
     );
     for ((a, b), y) in (&mut gc).zip(&mut xc).zip(&mut oc) {
-        T::store(s, K::apply(s, T::load(s, a), T::load(s, b)), y);
+        T::store(s, k.apply(s, T::load(s, a), T::load(s, b)), y);
     }
     let (gt, xt, ot) = (gc.remainder(), xc.remainder(), oc.into_remainder());
     if !ot.is_empty() {
         let (mut ga, mut xa) = ([T::ZERO; 16], [T::ZERO; 16]);
         ga[..gt.len()].copy_from_slice(gt);
         xa[..xt.len()].copy_from_slice(xt);
-        let v = K::apply(s, T::load(s, &ga), T::load(s, &xa));
+        let v = k.apply(s, T::load(s, &ga), T::load(s, &xa));
         T::store(s, v, &mut ga);
         ot.copy_from_slice(&ga[..ot.len()]);
     }
@@ -1128,38 +1100,142 @@ fn sum_of<T: Copy>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
     acc.iter().sum::<f64>() + tail.iter().map(|&v| f(v)).sum::<f64>()
 }
 
-/// One term of a sum by [`block_sum`]: its lanes from element `i` added into `acc`, and
-/// element `i` alone.
+/// The terms of `M` sums taken in one pass by [`block_sums`]: the lanes of each from element
+/// `i` added into `acc`, and element `i` alone added into `out`.
+trait Terms<const M: usize> {
+    fn add<S: Isa>(&self, s: S, i: usize, acc: &mut [S::V; M]);
+    fn one(&self, i: usize, out: &mut [f64; M]);
+}
+
+/// One sum of [`Terms`].
 trait Term {
     fn add<S: Isa>(&self, s: S, i: usize, acc: S::V) -> S::V;
     fn one(&self, i: usize) -> f64;
 }
 
-/// The sum of `t` over elements `0..len`: [`CHAINS`] vector accumulators in f32 over a block of
-/// [`BLOCK`] elements, the blocks added in f64.
+impl<T: Term> Terms<1> for T {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: &mut [S::V; 1]) {
+        acc[0] = Term::add(self, s, i, acc[0]);
+    }
+    #[inline(always)]
+    fn one(&self, i: usize, out: &mut [f64; 1]) {
+        out[0] += Term::one(self, i);
+    }
+}
+
+/// The `M` sums of `t` over elements `0..len` in one pass: [`CHAINS`] vector accumulators per
+/// sum in f32 over a block of [`BLOCK`] elements, the blocks added in f64.
 #[inline(always)]
-fn block_sum<S: Isa, T: Term>(s: S, len: usize, t: &T) -> f64 {
-    let mut total = 0f64;
+fn block_sums<S: Isa, const M: usize, T: Terms<M>>(s: S, len: usize, t: &T) -> [f64; M] {
+    let mut total = [0f64; M];
     let step = CHAINS * S::N;
     for b0 in (0..len).step_by(BLOCK) {
         let b1 = (b0 + BLOCK).min(len);
         let whole = b0 + (b1 - b0) / step * step;
-        let mut acc = [s.splat(0.0); CHAINS];
+        let mut acc = [[s.splat(0.0); M]; CHAINS];
         for at in (b0..whole).step_by(step) {
             for (l, c) in acc.iter_mut().enumerate() {
-                *c = t.add(s, at + l * S::N, *c);
+                t.add(s, at + l * S::N, c);
             }
         }
-        let mut block = 0f64;
+        let mut block = [0f64; M];
         for i in whole..b1 {
-            block += t.one(i);
+            t.one(i, &mut block);
         }
         for c in acc {
-            block += s.sum_f64(c);
+            for (b, v) in block.iter_mut().zip(c) {
+                *b += s.sum_f64(v);
+            }
         }
-        total += block;
+        for (t, b) in total.iter_mut().zip(block) {
+            *t += b;
+        }
     }
     total
+}
+
+/// The sum of `t` over elements `0..len`, as [`block_sums`] takes it.
+#[inline(always)]
+fn block_sum<S: Isa, T: Term>(s: S, len: usize, t: &T) -> f64 {
+    let [sum] = block_sums(s, len, t);
+    sum
+}
+
+/// `dy[i] w[i]` (`dy[i]` without a weight), a vector from element `i`.
+#[inline(always)]
+fn weighted<S: Isa>(s: S, dy: &[f32], w: Option<&[f32]>, i: usize) -> S::V {
+    let y = s.load(&dy[i..]);
+    match w {
+        Some(w) => s.mul(y, s.load(&w[i..])),
+        None => y,
+    }
+}
+
+/// `sum x^2` and `sum dy w x` over a row: rms_norm's gradient sums.
+struct RmsSums<'a>(&'a [f32], &'a [f32], Option<&'a [f32]>);
+
+impl Terms<2> for RmsSums<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: &mut [S::V; 2]) {
+        let x = s.load(&self.0[i..]);
+        acc[0] = s.fma(x, x, acc[0]);
+        acc[1] = s.fma(weighted(s, self.1, self.2, i), x, acc[1]);
+    }
+    #[inline(always)]
+    fn one(&self, i: usize, out: &mut [f64; 2]) {
+        let x = self.0[i];
+        let d = self.2.map_or(self.1[i], |w| self.1[i] * w[i]);
+        out[0] += f64::from(x * x);
+        out[1] += f64::from(d * x);
+    }
+}
+
+/// `sum dy w`, `sum dy w c` and `sum c^2` with `c = (x - mh) - ml` over a row: layer_norm's
+/// gradient sums about its mean `mh + ml` (split into two f32).
+struct LayerSums<'a>(&'a [f32], &'a [f32], Option<&'a [f32]>, f32, f32);
+
+impl Terms<3> for LayerSums<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: &mut [S::V; 3]) {
+        let x = s.load(&self.0[i..]);
+        let c = s.sub(s.sub(x, s.splat(self.3)), s.splat(self.4));
+        let d = weighted(s, self.1, self.2, i);
+        acc[0] = s.add(acc[0], d);
+        acc[1] = s.fma(d, c, acc[1]);
+        acc[2] = s.fma(c, c, acc[2]);
+    }
+    #[inline(always)]
+    fn one(&self, i: usize, out: &mut [f64; 3]) {
+        let c = (self.0[i] - self.3) - self.4;
+        let d = self.2.map_or(self.1[i], |w| self.1[i] * w[i]);
+        out[0] += f64::from(d);
+        out[1] += f64::from(d * c);
+        out[2] += f64::from(c * c);
+    }
+}
+
+/// `sum dy` and `sum dy xhat`, `xhat = ((x - mh) - ml) r`, over a channel: group_norm's
+/// gradient sums.
+struct GroupSums<'a>(&'a [f32], &'a [f32], f32, f32, f32);
+
+impl Terms<2> for GroupSums<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: &mut [S::V; 2]) {
+        let y = s.load(&self.0[i..]);
+        let c = s.sub(
+            s.sub(s.load(&self.1[i..]), s.splat(self.2)),
+            s.splat(self.3),
+        );
+        acc[0] = s.add(acc[0], y);
+        acc[1] = s.fma(y, s.mul(c, s.splat(self.4)), acc[1]);
+    }
+    #[inline(always)]
+    fn one(&self, i: usize, out: &mut [f64; 2]) {
+        let y = self.0[i];
+        out[0] += f64::from(y);
+        out[1] += f64::from(y * (((self.1[i] - self.2) - self.3) * self.4));
+    }
 }
 
 /// `sum a[i]`.
@@ -1201,28 +1277,6 @@ impl Term for Centred<'_> {
     #[inline(always)]
     fn one(&self, i: usize) -> f64 {
         f64::from(self.0[i] - self.1)
-    }
-}
-
-/// `sum dy[i] ((x[i] - mh) - ml) r`: `dy xhat` with xhat from a mean split into two f32 and
-/// the inverse deviation.
-struct DotCentred<'a>(&'a [f32], &'a [f32], f32, f32, f32);
-
-impl Term for DotCentred<'_> {
-    #[inline(always)]
-    fn add<S: Isa>(&self, s: S, i: usize, acc: S::V) -> S::V {
-        let h = s.mul(
-            s.sub(
-                s.sub(s.load(&self.1[i..]), s.splat(self.2)),
-                s.splat(self.3),
-            ),
-            s.splat(self.4),
-        );
-        s.fma(s.load(&self.0[i..]), h, acc)
-    }
-    #[inline(always)]
-    fn one(&self, i: usize) -> f64 {
-        f64::from(self.0[i] * (((self.1[i] - self.2) - self.3) * self.4))
     }
 }
 
@@ -1297,39 +1351,6 @@ fn norm_grad_body<S: Isa>(
     }
 }
 
-/// The sums of one row of [`norm_grad_rows`] that rms_norm needs, in one pass: `sum x^2` and
-/// `sum dy w x` (f32 lanes per block of [`BLOCK`], the blocks added in f64).
-#[inline(always)]
-fn rms_sums<S: Isa>(s: S, xr: &[f32], yr: &[f32], w: Option<&[f32]>) -> (f64, f64) {
-    let len = xr.len();
-    let whole = len / S::N * S::N;
-    let (mut sq, mut sd) = (0f64, 0f64);
-    for b0 in (0..whole).step_by(BLOCK) {
-        let b1 = (b0 + BLOCK).min(whole);
-        let (mut q, mut d) = (s.splat(0.0), s.splat(0.0));
-        let (xs, ys) = (&xr[b0..b1], &yr[b0..b1]);
-        let mut ws = w.map(|w| w[b0..b1].chunks_exact(S::N));
-        for (xc, yc) in xs.chunks_exact(S::N).zip(ys.chunks_exact(S::N)) {
-            let xv = s.load(xc);
-            let y = s.load(yc);
-            let dv = match ws.as_mut().and_then(|w| w.next()) {
-                Some(wc) => s.mul(y, s.load(wc)),
-                None => y,
-            };
-            q = s.fma(xv, xv, q);
-            d = s.fma(dv, xv, d);
-        }
-        sq += s.sum_f64(q);
-        sd += s.sum_f64(d);
-    }
-    for i in whole..len {
-        let dv = w.map_or(yr[i], |w| yr[i] * w[i]);
-        sq += f64::from(xr[i] * xr[i]);
-        sd += f64::from(dv * xr[i]);
-    }
-    (sq, sd)
-}
-
 /// One row of [`norm_grad_rows`]: its statistics and sums, then dx, adding the row's weight
 /// and bias terms (`dy xhat`, `dy`) into `pw` and `pb` in the same pass.
 #[inline(always)]
@@ -1343,10 +1364,9 @@ fn norm_grad_row<S: Isa>(
 ) {
     let NormGrad { w, len, rms, eps } = p;
     let n = len as f64;
-    let whole = len / S::N * S::N;
     let (mh, ml, r, ma, mb) = if rms {
         // xhat = x r: sum dy w xhat is r sum dy w x, both sums in one pass.
-        let (squares, sd) = rms_sums(s, xr, yr, w);
+        let [squares, sd] = block_sums(s, len, &RmsSums(xr, yr, w));
         let r = 1.0 / (squares / n + eps).sqrt();
         (0.0, 0.0, r as f32, 0.0, (sd * r / n) as f32)
     } else {
@@ -1357,34 +1377,10 @@ fn norm_grad_row<S: Isa>(
         let mean = f64::from(x0) + block_sum(s, len, &Centred(xr, x0)) / n;
         let mh = mean as f32;
         let ml = (mean - mh as f64) as f32;
-        let squares = block_sum(s, len, &CentredSquares(xr, mh, ml));
-        let r = (1.0 / (squares / n + eps).sqrt()) as f32;
-        let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
-        // sum dy w and sum dy w xhat in f32 lanes per block, added in f64.
-        let (mut sa, mut sb) = (0f64, 0f64);
-        for b0 in (0..whole).step_by(BLOCK) {
-            let (mut va, mut vb) = (s.splat(0.0), s.splat(0.0));
-            let b1 = (b0 + BLOCK).min(whole);
-            for i in (b0..b1).step_by(S::N) {
-                let h = s.mul(s.sub(s.sub(s.load(&xr[i..]), mhv), mlv), rv);
-                let y = s.load(&yr[i..]);
-                let d = match w {
-                    Some(w) => s.mul(y, s.load(&w[i..])),
-                    None => y,
-                };
-                va = s.add(va, d);
-                vb = s.fma(d, h, vb);
-            }
-            sa += s.sum_f64(va);
-            sb += s.sum_f64(vb);
-        }
-        for i in whole..len {
-            let h = ((xr[i] - mh) - ml) * r;
-            let d = w.map_or(yr[i], |w| yr[i] * w[i]);
-            sa += f64::from(d);
-            sb += f64::from(d * h);
-        }
-        (mh, ml, r, (sa / n) as f32, (sb / n) as f32)
+        // sum dy w, sum dy w (x - mean) and the squares about the mean in one pass.
+        let [sa, sc, squares] = block_sums(s, len, &LayerSums(xr, yr, w, mh, ml));
+        let r = 1.0 / (squares / n + eps).sqrt();
+        (mh, ml, r as f32, (sa / n) as f32, (sc * r / n) as f32)
     };
     // dx = r (dy w - ma - xhat mb); pw += dy xhat, pb += dy.
     let k = DxTerms {
@@ -1494,8 +1490,7 @@ fn group_grad_body<S: Isa>(
     let (mut sa, mut sb) = (0f64, 0f64);
     let channels = x.chunks_exact(g.s).zip(dy.chunks_exact(g.s));
     for (c, ((xc, yc), sum)) in channels.zip(sums.iter_mut()).enumerate() {
-        let sy = block_sum(s, g.s, &Plain(yc));
-        let sh = block_sum(s, g.s, &DotCentred(yc, xc, mh, ml, r));
+        let [sy, sh] = block_sums(s, g.s, &GroupSums(yc, xc, mh, ml, r));
         sum[0] += sh;
         sum[1] += sy;
         let wc = g.w.map_or(1.0, |w| f64::from(w[c]));
