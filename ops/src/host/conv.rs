@@ -780,6 +780,9 @@ fn pool_typed<T: F64Store>(
     out: &TView,
     idx: Option<&TView>,
 ) -> Result<()> {
+    if pool_f32(g, x, out, idx)? {
+        return Ok(());
+    }
     let xs = g.strides4(&x.desc.strides);
     let os = g.strides4(&out.desc.strides);
     let [oh, ow] = g.out;
@@ -922,11 +925,98 @@ fn pool_typed<T: F64Store>(
     )
 }
 
+/// A pooling call on f32 x and output whose rows (and the indices') have unit stride, output
+/// row by output row through the vector row kernels [`vmath::max_pool_row`] and
+/// [`vmath::avg_pool_row`] (the same taps in the same order as [`pool_typed`]'s loops, so the
+/// same results). `false` (nothing run) for other dtypes and layouts.
+fn pool_f32(g: &PoolGeom, x: &TView, out: &TView, idx: Option<&TView>) -> Result<bool> {
+    let [oh, ow] = g.out;
+    let [ih, iw] = g.input;
+    let [kh, kw] = g.kernel;
+    let (xs, os) = (g.strides4(&x.desc.strides), g.strides4(&out.desc.strides));
+    let is = idx.map_or([0, 0, 0, 1], |t| g.strides4(&t.desc.strides));
+    let unit = |s: [usize; 4], len: usize| s[3] == 1 || len <= 1;
+    let f32s = x.desc.dtype == DType::F32 && out.desc.dtype == DType::F32;
+    let fits = ih.checked_mul(iw).is_some_and(|n| n <= i32::MAX as usize);
+    if !f32s || !unit(xs, iw) || !unit(os, ow) || !unit(is, ow) || !fits || ow == 0 {
+        return Ok(false);
+    }
+    let rows = tap_ranges(oh, g.stride[0], g.padding[0], kh, g.dilation[0], ih);
+    let cols = tap_ranges(ow, g.stride[1], g.padding[1], kw, g.dilation[1], iw);
+    // The columns whose windows lie wholly inside the input: one run, as windows move right.
+    let whole = |c: &(usize, usize, usize)| c.0 == 0 && c.1 == kw;
+    let lo = cols.iter().position(whole).unwrap_or(ow);
+    let hi = cols.iter().rposition(whole).map_or(lo, |p| p + 1);
+    // avg_pool's divisors: the window clipped to the padded input, or its taps inside.
+    let count = |o: usize, i: usize, k: usize, len: usize| {
+        let s = (o * g.stride[i]) as i64 - g.padding[i] as i64;
+        let end = (s + k as i64).min((len + g.padding[i]) as i64);
+        if g.count_include_pad {
+            (end - s) as f64
+        } else {
+            (end.min(len as i64) - s.max(0)).max(0) as f64
+        }
+    };
+    let col_count: Vec<f64> = (0..ow).map(|o| count(o, 1, kw, iw)).collect();
+    let plane = (oh * ow).max(1);
+    let grain = (GRAIN / plane.saturating_mul(kh).saturating_mul(kw).max(1)).max(1);
+    par_ranges(g.n * g.c, grain, |r| {
+        let (mut best, mut at, mut sum) = (vec![0f32; ow], vec![0i32; ow], vec![0f64; ow]);
+        let mut taps: Vec<(&[f32], i32)> = Vec::with_capacity(kh);
+        for p in r {
+            let (n, ch) = (p / g.c, p % g.c);
+            let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+            for (oy, &(ys, ye, y0)) in rows.iter().enumerate() {
+                taps.clear();
+                for ky in ys..ye {
+                    let iy = y0.wrapping_add(ky * g.dilation[0]);
+                    // SAFETY: the tap ranges keep row iy inside x's plane, whose rows hold iw
+                    // elements of unit stride.
+                    taps.push((
+                        unsafe { x.run::<f32>(xb + iy * xs[2], iw) },
+                        (iy * iw) as i32,
+                    ));
+                }
+                let row = vmath::PoolRow {
+                    rows: &taps,
+                    cols: &cols,
+                    interior: (lo, hi),
+                    kernel: kw,
+                    stride: g.stride[1],
+                    dilation: g.dilation[1],
+                };
+                let oo = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2];
+                // SAFETY: output row (n, ch, oy) holds ow elements of unit stride, written by
+                // this task alone.
+                let o = unsafe { out.run_mut::<f32>(oo, ow) };
+                if let Some(it) = idx {
+                    vmath::max_pool_row(&row, &mut best, &mut at);
+                    o.copy_from_slice(&best);
+                    let io = it.desc.offset + n * is[0] + ch * is[1] + oy * is[2];
+                    // SAFETY: as above, for the indices.
+                    let ir = unsafe { it.run_mut::<i64>(io, ow) };
+                    for (d, &a) in ir.iter_mut().zip(&at) {
+                        *d = i64::from(a);
+                    }
+                } else {
+                    vmath::avg_pool_row(&row, &mut sum);
+                    let rc = count(oy, 0, kh, ih);
+                    for ((d, &s), &cc) in o.iter_mut().zip(&sum).zip(&col_count) {
+                        *d = (s / (rc * cc)) as f32;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(true)
+}
+
 /// For each of `out` output positions along one axis, the taps `k0..k1` of a window (start
 /// `o stride - padding`, `kernel` taps `dilation` apart) that land inside `0..len`, and the
 /// input index of tap 0 offset so that tap `k` reads `base + k dilation` (wrapping arithmetic
 /// for taps before the input; only taps in `k0..k1` are read).
-fn tap_ranges(
+pub(super) fn tap_ranges(
     out: usize,
     stride: usize,
     padding: usize,
@@ -987,12 +1077,14 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
     // The taps of every input row and column, computed once per call.
     let rows: Vec<Vec<(usize, f64)>> = (0..input[0]).map(|i| g.taps(0, i)).collect();
     let cols: Vec<Vec<(usize, f64)>> = (0..input[1]).map(|i| g.taps(1, i)).collect();
+    let covers = cover_masks(&rows).zip(cover_masks(&cols));
     Ok(Box::new(move |b: &Bound| {
         let (gt, out) = (b.input(0)?, b.out(0));
         let it = if max { Some(b.input(1)?) } else { None };
         let taps = Taps {
             rows: &rows,
             cols: &cols,
+            covers: covers.as_ref().map(|(r, c)| (&r[..], &c[..])),
             input,
             spatial,
         };
@@ -1010,8 +1102,40 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
 struct Taps<'a> {
     rows: &'a [Vec<(usize, f64)>],
     cols: &'a [Vec<(usize, f64)>],
+    /// The same taps' outputs as [`cover_masks`], where every row's and column's fit.
+    covers: Option<(&'a [Cover], &'a [Cover])>,
     input: [usize; 2],
     spatial: usize,
+}
+
+/// The outputs whose windows hold one input index along an axis: bit `k` of the mask is
+/// output `first + k`.
+#[derive(Clone, Copy)]
+struct Cover {
+    first: usize,
+    mask: u64,
+}
+
+impl Cover {
+    #[inline(always)]
+    fn holds(self, o: usize) -> bool {
+        let k = o.wrapping_sub(self.first);
+        k < 64 && (self.mask >> k) & 1 == 1
+    }
+}
+
+/// The [`Cover`] of each input index from its taps; `None` where some index's outputs span
+/// more than 64.
+fn cover_masks(taps: &[Vec<(usize, f64)>]) -> Option<Vec<Cover>> {
+    taps.iter()
+        .map(|t| {
+            let first = t.iter().map(|&(o, _)| o).min().unwrap_or(usize::MAX);
+            let mask = t.iter().try_fold(0u64, |m, &(o, _)| {
+                (o - first < 64).then(|| m | 1 << (o - first))
+            })?;
+            Some(Cover { first, mask })
+        })
+        .collect()
 }
 
 /// The max pool gradients of plane `(n, ch)` that go somewhere: for each output `(oy, ox)`
@@ -1042,9 +1166,11 @@ fn own_window<T: F64Store, I: IntStore>(
             if k >= plane {
                 continue;
             }
-            // A 32-bit division where it suffices (several times faster).
-            let (iy, ix) = match (u32::try_from(k), u32::try_from(iw)) {
-                (Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
+            // No division for one row (a 1-D pool), else a 32-bit one where it suffices
+            // (several times faster).
+            let (iy, ix) = match (ih, u32::try_from(k), u32::try_from(iw)) {
+                (1, _, _) => (0, k),
+                (_, Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
                 _ => (k / iw, k % iw),
             };
             if covers(iy, ix, oy, ox) {
@@ -1137,9 +1263,12 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             for p in r {
                 let (n, ch) = (p / c, p % c);
                 acc.fill(0.0);
-                let covers = |iy: usize, ix: usize, oy: usize, ox: usize| {
-                    taps.rows[iy].iter().any(|&(o, _)| o == oy)
-                        && taps.cols[ix].iter().any(|&(o, _)| o == ox)
+                let covers = |iy: usize, ix: usize, oy: usize, ox: usize| match taps.covers {
+                    Some((rows, cols)) => rows[iy].holds(oy) && cols[ix].holds(ox),
+                    None => {
+                        taps.rows[iy].iter().any(|&(o, _)| o == oy)
+                            && taps.cols[ix].iter().any(|&(o, _)| o == ox)
+                    }
                 };
                 own_window::<T, I>(
                     t,
@@ -1153,6 +1282,15 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                 );
                 let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1]);
                 for (iy, row) in acc.chunks_exact(iw.max(1)).enumerate() {
+                    if os[3] == 1 {
+                        // SAFETY: row iy of dx's plane (n, ch) holds iw elements of unit
+                        // stride, written by this task alone.
+                        let o = unsafe { std::slice::from_raw_parts_mut(op.add(iy * os[2]), iw) };
+                        for (o, &v) in o.iter_mut().zip(row) {
+                            *o = T::from_f64(v);
+                        }
+                        continue;
+                    }
                     for (ix, &v) in row.iter().enumerate() {
                         // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
                         unsafe { op.add(iy * os[2] + ix * os[3]).write(T::from_f64(v)) }

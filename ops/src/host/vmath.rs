@@ -1613,6 +1613,173 @@ fn norm_body<S: Isa>(_: S, x: &[f32], o: &mut [f32], len: usize, norm: Norm) {
     }
 }
 
+/// One output row of a pooling over f32 input rows of unit stride: the input rows its windows
+/// read (those inside the input, in order), each with the plane index of its first element;
+/// per output column, the taps inside the input as [`super::conv`]'s tap ranges give them
+/// (`k0..k1`, tap `k` at column `base + k dilation`); the columns `lo..hi` whose every tap is
+/// inside; the column stride and dilation.
+pub(crate) struct PoolRow<'a> {
+    pub rows: &'a [(&'a [f32], i32)],
+    pub cols: &'a [(usize, usize, usize)],
+    pub interior: (usize, usize),
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+}
+
+impl PoolRow<'_> {
+    /// The interior columns' tap `kx` of `row`: the elements `hi - lo` apart by the stride
+    /// from the first one, which is returned with them.
+    #[inline(always)]
+    fn segment<'r>(&self, row: &'r [f32], kx: usize) -> (&'r [f32], usize) {
+        let (lo, hi) = self.interior;
+        let first = self.cols[lo].2.wrapping_add(kx * self.dilation);
+        (&row[first..=first + (hi - lo - 1) * self.stride], first)
+    }
+}
+
+/// One tap of a max pool's window for a run of columns: `v[j]` replaces `best[j]` (and its
+/// index `base + j step` replaces `at[j]`) where it is larger, or NaN over a number; taps in
+/// row-major order so give the first NaN, else the first of the largest. Branch-free, so that
+/// it compiles to vector selects.
+#[inline(always)]
+fn max_tap<'v>(
+    v: impl Iterator<Item = &'v f32>,
+    best: &mut [f32],
+    at: &mut [i32],
+    (base, step): (i32, i32),
+) {
+    let mut i = base;
+    for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(v) {
+        let take = (v > *b) | (v.is_nan() & !b.is_nan());
+        *b = if take { v } else { *b };
+        *a = if take { i } else { *a };
+        i += step;
+    }
+}
+
+/// [`max_pool_row`] over the interior columns, with the column stride `ST` (0: `p.stride`).
+#[inline(always)]
+fn max_interior<const ST: usize>(p: &PoolRow, best: &mut [f32], at: &mut [i32]) {
+    let st = if ST == 0 { p.stride } else { ST };
+    let (lo, hi) = p.interior;
+    let (best, at) = (&mut best[lo..hi], &mut at[lo..hi]);
+    let mut first = true;
+    for &(row, ri) in p.rows {
+        for kx in 0..p.kernel {
+            let (seg, c0) = p.segment(row, kx);
+            let base = (ri + c0 as i32, st as i32);
+            if first {
+                // The first tap wins whatever it holds (-inf included).
+                let taps = seg.iter().step_by(st).enumerate();
+                for ((b, a), (j, &v)) in best.iter_mut().zip(at.iter_mut()).zip(taps) {
+                    (*b, *a) = (v, base.0 + (j * st) as i32);
+                }
+                first = false;
+                continue;
+            }
+            match ST {
+                1 => max_tap(seg.iter(), best, at, base),
+                2 => {
+                    // Pairs, the last element alone (the segment ends on it).
+                    let n = seg.len() / 2;
+                    max_tap(
+                        seg.chunks_exact(2).map(|c| &c[0]),
+                        &mut best[..n],
+                        &mut at[..n],
+                        base,
+                    );
+                    let last = (base.0 + (n * 2) as i32, 2);
+                    max_tap(seg[n * 2..].iter(), &mut best[n..], &mut at[n..], last);
+                }
+                _ => max_tap(seg.iter().step_by(st), best, at, base),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn max_pool_row_body<S: Isa>(_: S, p: &PoolRow, best: &mut [f32], at: &mut [i32]) {
+    let (lo, hi) = p.interior;
+    let border = (0..lo).chain(hi..p.cols.len());
+    for ox in border.chain(if p.rows.is_empty() { lo..hi } else { 0..0 }) {
+        let (k0, k1, c0) = p.cols[ox];
+        let (mut b, mut a) = (f32::NEG_INFINITY, -1i32);
+        'window: for &(row, ri) in p.rows {
+            for kx in k0..k1 {
+                let ix = c0.wrapping_add(kx * p.dilation);
+                let v = row[ix];
+                if v.is_nan() {
+                    (b, a) = (v, ri + ix as i32);
+                    break 'window;
+                }
+                if v > b || a < 0 {
+                    (b, a) = (v, ri + ix as i32);
+                }
+            }
+        }
+        (best[ox], at[ox]) = (b, a);
+    }
+    if lo < hi && !p.rows.is_empty() {
+        match p.stride {
+            1 => max_interior::<1>(p, best, at),
+            2 => max_interior::<2>(p, best, at),
+            _ => max_interior::<0>(p, best, at),
+        }
+    }
+}
+
+/// [`avg_pool_row`] over the interior columns, with the column stride `ST` (0: `p.stride`).
+#[inline(always)]
+fn sum_interior<const ST: usize>(p: &PoolRow, sum: &mut [f64]) {
+    let st = if ST == 0 { p.stride } else { ST };
+    let (lo, hi) = p.interior;
+    let sum = &mut sum[lo..hi];
+    for &(row, _) in p.rows {
+        for kx in 0..p.kernel {
+            let (seg, _) = p.segment(row, kx);
+            for (j, s) in sum.iter_mut().enumerate() {
+                *s += f64::from(seg[j * st]);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn avg_pool_row_body<S: Isa>(_: S, p: &PoolRow, sum: &mut [f64]) {
+    sum.fill(0.0);
+    let (lo, hi) = p.interior;
+    for ox in (0..lo).chain(hi..p.cols.len()) {
+        let (k0, k1, c0) = p.cols[ox];
+        for &(row, _) in p.rows {
+            for kx in k0..k1 {
+                sum[ox] += f64::from(row[c0.wrapping_add(kx * p.dilation)]);
+            }
+        }
+    }
+    if lo == hi {
+        return;
+    }
+    match p.stride {
+        1 => sum_interior::<1>(p, sum),
+        2 => sum_interior::<2>(p, sum),
+        _ => sum_interior::<0>(p, sum),
+    }
+}
+
+multiversion! {
+    /// One output row of a max pool: per column, the largest tap of its window in row-major
+    /// order (the first NaN, else the first of the largest; `-inf` and -1 for a window with no
+    /// tap inside) into `best`, and its plane index into `at`.
+    fn max_pool_row(p: &PoolRow, best: &mut [f32], at: &mut [i32]) = max_pool_row_body
+}
+
+multiversion! {
+    /// One output row of an average pool: per column, the sum in f64 of its window's taps
+    /// inside the input, in row-major order, into `sum`.
+    fn avg_pool_row(p: &PoolRow, sum: &mut [f64]) = avg_pool_row_body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1636,6 +1803,83 @@ mod tests {
             }
         }
         l
+    }
+
+    /// Max and average pool rows against a plain row-major scan of each window, over values
+    /// full of ties, NaN and infinities, for strides 1 to 3, dilations 1 and 2 and every
+    /// padding up to half the kernel, at every level.
+    #[test]
+    fn pool_rows_match_a_window_scan() {
+        let pick = [
+            f32::NEG_INFINITY,
+            0.0,
+            1.0,
+            f32::NAN,
+            1.0,
+            -0.0,
+            f32::INFINITY,
+            2.0,
+        ];
+        let mut seed = 7u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            pick[(seed >> 28) as usize % pick.len()]
+        };
+        let (iw, kh) = (23, 2);
+        let rows: Vec<Vec<f32>> = (0..kh).map(|_| (0..iw).map(|_| next()).collect()).collect();
+        let taps: Vec<(&[f32], i32)> = rows
+            .iter()
+            .enumerate()
+            .map(|(r, v)| (&v[..], (r * iw) as i32))
+            .collect();
+        for level in levels() {
+            for (kw, stride, dilation) in [(3, 1, 1), (3, 2, 1), (3, 3, 1), (2, 2, 2), (4, 1, 1)] {
+                for padding in 0..=kw / 2 {
+                    let ow = (iw + 2 * padding - dilation * (kw - 1) - 1) / stride + 1;
+                    let cols =
+                        super::super::conv::tap_ranges(ow, stride, padding, kw, dilation, iw);
+                    let whole = |c: &(usize, usize, usize)| c.0 == 0 && c.1 == kw;
+                    let lo = cols.iter().position(whole).unwrap_or(ow);
+                    let hi = cols.iter().rposition(whole).map_or(lo, |p| p + 1);
+                    let p = PoolRow {
+                        rows: &taps,
+                        cols: &cols,
+                        interior: (lo, hi),
+                        kernel: kw,
+                        stride,
+                        dilation,
+                    };
+                    let (mut best, mut at_, mut sum) =
+                        (vec![0f32; ow], vec![0i32; ow], vec![0f64; ow]);
+                    at(level, || {
+                        max_pool_row(&p, &mut best, &mut at_);
+                        avg_pool_row(&p, &mut sum);
+                    });
+                    for (ox, &(k0, k1, c0)) in cols.iter().enumerate() {
+                        let (mut b, mut a, mut s) = (f32::NEG_INFINITY, -1i32, 0f64);
+                        let mut nan = false;
+                        for &(row, ri) in &taps {
+                            for kx in k0..k1 {
+                                let ix = c0.wrapping_add(kx * dilation);
+                                let v = row[ix];
+                                s += f64::from(v);
+                                if !nan && (v.is_nan() || v > b || a < 0) {
+                                    (b, a, nan) = (v, ri + ix as i32, v.is_nan());
+                                }
+                            }
+                        }
+                        let what =
+                            format!("{level:?} k{kw} s{stride} d{dilation} p{padding} ox{ox}");
+                        assert_eq!(at_[ox], a, "{what}: index");
+                        assert_eq!(best[ox].to_bits(), b.to_bits(), "{what}: max");
+                        // NaN from inf - inf has no defined sign.
+                        let same =
+                            sum[ox].to_bits() == s.to_bits() || sum[ox].is_nan() && s.is_nan();
+                        assert!(same, "{what}: sum {} against {s}", sum[ox]);
+                    }
+                }
+            }
+        }
     }
 
     /// Runs `f` with the loops of this module compiled for `level`.
