@@ -1322,20 +1322,116 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                 line.fill(0.0);
                 for &(oy, wy) in rows {
                     let gr = gp.wrapping_add(oy * gs[2]);
+                    if gs[3] == 1 {
+                        // SAFETY: row (n, ch, oy) of grad holds ow elements of unit stride.
+                        let gr = unsafe { std::slice::from_raw_parts(gr, ow) };
+                        for (l, &v) in line.iter_mut().zip(gr) {
+                            *l += wy * v.to_f64();
+                        }
+                        continue;
+                    }
                     for (ox, l) in line.iter_mut().enumerate() {
                         // SAFETY: (n, ch, oy, ox) lies inside grad's shape.
                         *l += wy * unsafe { gr.add(ox * gs[3]).read() }.to_f64();
                     }
                 }
+                let gather = |cols: &Vec<(usize, f64)>| -> f64 {
+                    cols.iter().map(|&(ox, wx)| wx * line[ox]).sum()
+                };
+                if os[3] == 1 {
+                    // SAFETY: row (n, ch, iy) of dx holds iw elements of unit stride, written
+                    // by this task alone.
+                    let o = unsafe { std::slice::from_raw_parts_mut(op.add(iy * os[2]), iw) };
+                    for (o, cols) in o.iter_mut().zip(taps.cols) {
+                        *o = T::from_f64(gather(cols));
+                    }
+                    continue;
+                }
                 for (ix, cols) in taps.cols.iter().enumerate() {
-                    let acc: f64 = cols.iter().map(|&(ox, wx)| wx * line[ox]).sum();
                     // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
-                    unsafe { op.add(iy * os[2] + ix * os[3]).write(T::from_f64(acc)) }
+                    unsafe {
+                        op.add(iy * os[2] + ix * os[3])
+                            .write(T::from_f64(gather(cols)))
+                    }
                 }
             }
         }
         Ok(())
     })
+}
+
+/// One output row's or column's taps in [`resample_typed`]: the source range (adaptive), the
+/// source index (nearest), or the two sources and the weight of the second (bilinear).
+type LineTap = (usize, usize, f64);
+
+/// `interpolate` nearest or bilinear on f32 x and output whose rows have unit stride, plane
+/// by plane with [`resample_typed`]'s taps: nearest gathers each output row from its input
+/// row; bilinear interpolates every input row along the columns once (in f64, as
+/// `(1 - lx) a + lx b`), then blends each output row's two rows of those (`(1 - ly) top + ly
+/// bottom`), the same operations in the same order as the element loop, so the same results.
+/// `false` (nothing run) for other kinds, dtypes and layouts.
+fn resample_f32(
+    g: &ResampleGeom,
+    x: &TView,
+    out: &TView,
+    (row_taps, col_taps): (&[LineTap], &[LineTap]),
+) -> Result<bool> {
+    let [oh, ow] = g.out;
+    let [ih, iw] = g.input;
+    let (xs, os) = (&x.desc.strides, &out.desc.strides);
+    let bilinear = matches!(g.kind, Resample::Bilinear { .. });
+    let kind = bilinear || matches!(g.kind, Resample::Nearest);
+    let f32s = x.desc.dtype == DType::F32 && out.desc.dtype == DType::F32;
+    let unit = (xs[3] == 1 || iw <= 1) && (os[3] == 1 || ow <= 1);
+    if !kind || !f32s || !unit || ow == 0 || iw == 0 || ih == 0 {
+        return Ok(false);
+    }
+    let plane = (oh * ow).max(1);
+    par_ranges(g.n * g.c, (GRAIN / 4 / plane).max(1), |r| {
+        // The plane's input rows interpolated along the columns (bilinear).
+        let mut lines = Vec::new();
+        if bilinear {
+            lines.try_reserve_exact(ih * ow).map_err(|_| {
+                anyaccel_hal::Error::out_of_memory(format!(
+                    "interpolate: no memory for {ih}x{ow} f64 row interpolations"
+                ))
+            })?;
+            lines.resize(ih * ow, 0f64);
+        }
+        for p in r {
+            let (n, ch) = (p / g.c, p % g.c);
+            let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+            // SAFETY: row iy < ih of x's plane holds iw elements of unit stride.
+            let row = |iy: usize| unsafe { x.run::<f32>(xb + iy * xs[2], iw) };
+            if bilinear {
+                for (iy, line) in lines.chunks_exact_mut(ow).enumerate() {
+                    let xr = row(iy);
+                    for (l, &(x0, x1, lx)) in line.iter_mut().zip(col_taps) {
+                        *l = (1.0 - lx) * f64::from(xr[x0]) + lx * f64::from(xr[x1]);
+                    }
+                }
+            }
+            for (oy, &(y0, y1, ly)) in row_taps.iter().enumerate() {
+                let ob = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2];
+                // SAFETY: output row (n, ch, oy) holds ow elements of unit stride, written by
+                // this task alone.
+                let o = unsafe { out.run_mut::<f32>(ob, ow) };
+                if bilinear {
+                    let (top, bottom) = (&lines[y0 * ow..][..ow], &lines[y1 * ow..][..ow]);
+                    for ((o, &t), &b) in o.iter_mut().zip(top).zip(bottom) {
+                        *o = ((1.0 - ly) * t + ly * b) as f32;
+                    }
+                } else {
+                    let xr = row(y0);
+                    for (o, &(x0, _, _)) in o.iter_mut().zip(col_taps) {
+                        *o = xr[x0];
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(true)
 }
 
 /// The kernel of one `adaptive_avg_pool2d` or `interpolate` call, in f64.
@@ -1370,7 +1466,7 @@ fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Resu
     // The other kinds' taps of every output row and column, once per call: the source range
     // (adaptive), the source index (nearest), the two sources and the weight of the second
     // (bilinear).
-    let taps = |d: usize, len: usize| -> Vec<(usize, usize, f64)> {
+    let taps = |d: usize, len: usize| -> Vec<LineTap> {
         let (inp, outp) = (g.input[d], g.out[d]);
         (0..outp)
             .map(|o| match g.kind {
@@ -1388,6 +1484,9 @@ fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Resu
             .collect()
     };
     let (row_taps, col_taps) = (taps(0, ih), taps(1, iw));
+    if resample_f32(g, x, out, (&row_taps, &col_taps))? {
+        return Ok(());
+    }
     if matches!(g.kind, Resample::Nearest | Resample::Bilinear { .. }) {
         // Row by row of the output, the kind decided once.
         let bilinear = matches!(g.kind, Resample::Bilinear { .. });
