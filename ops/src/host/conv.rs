@@ -1078,6 +1078,23 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
     let rows: Vec<Vec<(usize, f64)>> = (0..input[0]).map(|i| g.taps(0, i)).collect();
     let cols: Vec<Vec<(usize, f64)>> = (0..input[1]).map(|i| g.taps(1, i)).collect();
     let covers = cover_masks(&rows).zip(cover_masks(&cols));
+    // The columns' taps one after another, where each column's start: read a column at a
+    // time, they stay in cache however wide the input is.
+    let col_at: Vec<usize> = std::iter::once(0)
+        .chain(cols.iter().scan(0, |n, t| {
+            *n += t.len();
+            Some(*n)
+        }))
+        .collect();
+    let col_flat: Vec<(usize, f64)> = cols.iter().flatten().copied().collect();
+    let window = match g {
+        PoolBack::Pool(p) if p.dilation == [1, 1] => Some(Window {
+            stride: p.stride,
+            padding: p.padding,
+            kernel: p.kernel,
+        }),
+        _ => None,
+    };
     Ok(Box::new(move |b: &Bound| {
         let (gt, out) = (b.input(0)?, b.out(0));
         let it = if max { Some(b.input(1)?) } else { None };
@@ -1085,6 +1102,8 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
             rows: &rows,
             cols: &cols,
             covers: covers.as_ref().map(|(r, c)| (&r[..], &c[..])),
+            window,
+            cols_flat: (&col_at, &col_flat),
             input,
             spatial,
         };
@@ -1104,8 +1123,33 @@ struct Taps<'a> {
     cols: &'a [Vec<(usize, f64)>],
     /// The same taps' outputs as [`cover_masks`], where every row's and column's fit.
     covers: Option<(&'a [Cover], &'a [Cover])>,
+    /// A pool's windows, without dilation: which outputs hold an input, by arithmetic.
+    window: Option<Window>,
+    /// `cols` one after another: column `ix`'s taps are `.1[.0[ix]...0[ix + 1]]`.
+    cols_flat: (&'a [usize], &'a [(usize, f64)]),
     input: [usize; 2],
     spatial: usize,
+}
+
+/// A pool's windows (no dilation): output `o` along axis `d` reads inputs `o stride - padding`
+/// and the `kernel - 1` after it.
+#[derive(Clone, Copy)]
+struct Window {
+    stride: [usize; 2],
+    padding: [usize; 2],
+    kernel: [usize; 2],
+}
+
+impl Window {
+    /// Whether output `(oy, ox)`'s window holds input `(iy, ix)`.
+    #[inline(always)]
+    fn holds(self, [iy, ix]: [usize; 2], [oy, ox]: [usize; 2]) -> bool {
+        // The input's offset in the window, wrapping to a huge value when it lies before.
+        let at = |i: usize, o: usize, d: usize| {
+            (i + self.padding[d]).wrapping_sub(o * self.stride[d]) < self.kernel[d]
+        };
+        at(iy, oy, 0) && at(ix, ox, 1)
+    }
 }
 
 /// The outputs whose windows hold one input index along an axis: bit `k` of the mask is
@@ -1264,6 +1308,9 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                 let (n, ch) = (p / c, p % c);
                 acc.fill(0.0);
                 let covers = |iy: usize, ix: usize, oy: usize, ox: usize| match taps.covers {
+                    _ if taps.window.is_some() => {
+                        taps.window.is_some_and(|w| w.holds([iy, ix], [oy, ox]))
+                    }
                     Some((rows, cols)) => rows[iy].holds(oy) && cols[ix].holds(ox),
                     None => {
                         taps.rows[iy].iter().any(|&(o, _)| o == oy)
@@ -1335,23 +1382,25 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                         *l += wy * unsafe { gr.add(ox * gs[3]).read() }.to_f64();
                     }
                 }
-                let gather = |cols: &Vec<(usize, f64)>| -> f64 {
+                let (col_at, col_flat) = taps.cols_flat;
+                let gather = |ix: usize| -> f64 {
+                    let cols = &col_flat[col_at[ix]..col_at[ix + 1]];
                     cols.iter().map(|&(ox, wx)| wx * line[ox]).sum()
                 };
                 if os[3] == 1 {
                     // SAFETY: row (n, ch, iy) of dx holds iw elements of unit stride, written
                     // by this task alone.
                     let o = unsafe { std::slice::from_raw_parts_mut(op.add(iy * os[2]), iw) };
-                    for (o, cols) in o.iter_mut().zip(taps.cols) {
-                        *o = T::from_f64(gather(cols));
+                    for (ix, o) in o.iter_mut().enumerate() {
+                        *o = T::from_f64(gather(ix));
                     }
                     continue;
                 }
-                for (ix, cols) in taps.cols.iter().enumerate() {
+                for ix in 0..iw {
                     // SAFETY: (n, ch, iy, ix) lies inside dx's shape.
                     unsafe {
                         op.add(iy * os[2] + ix * os[3])
-                            .write(T::from_f64(gather(cols)))
+                            .write(T::from_f64(gather(ix)))
                     }
                 }
             }
