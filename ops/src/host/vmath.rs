@@ -1191,27 +1191,42 @@ impl Terms<2> for RmsSums<'_> {
     }
 }
 
-/// `sum dy w`, `sum dy w c` and `sum c^2` with `c = (x - mh) - ml` over a row: layer_norm's
-/// gradient sums about its mean `mh + ml` (split into two f32).
+/// `sum (x - x0)` and `sum dy w` over a row: layer_norm's gradient's first pass, which reads
+/// both rows at once (two streams from memory rather than one pass each).
+struct LayerFirst<'a>(&'a [f32], f32, &'a [f32], Option<&'a [f32]>);
+
+impl Terms<2> for LayerFirst<'_> {
+    #[inline(always)]
+    fn add<S: Isa>(&self, s: S, i: usize, acc: &mut [S::V; 2]) {
+        acc[0] = s.add(acc[0], s.sub(s.load(&self.0[i..]), s.splat(self.1)));
+        acc[1] = s.add(acc[1], weighted(s, self.2, self.3, i));
+    }
+    #[inline(always)]
+    fn one(&self, i: usize, out: &mut [f64; 2]) {
+        out[0] += f64::from(self.0[i] - self.1);
+        out[1] += f64::from(self.3.map_or(self.2[i], |w| self.2[i] * w[i]));
+    }
+}
+
+/// `sum dy w c` and `sum c^2` with `c = (x - mh) - ml` over a row: layer_norm's gradient sums
+/// about its mean `mh + ml` (split into two f32).
 struct LayerSums<'a>(&'a [f32], &'a [f32], Option<&'a [f32]>, f32, f32);
 
-impl Terms<3> for LayerSums<'_> {
+impl Terms<2> for LayerSums<'_> {
     #[inline(always)]
-    fn add<S: Isa>(&self, s: S, i: usize, acc: &mut [S::V; 3]) {
+    fn add<S: Isa>(&self, s: S, i: usize, acc: &mut [S::V; 2]) {
         let x = s.load(&self.0[i..]);
         let c = s.sub(s.sub(x, s.splat(self.3)), s.splat(self.4));
         let d = weighted(s, self.1, self.2, i);
-        acc[0] = s.add(acc[0], d);
-        acc[1] = s.fma(d, c, acc[1]);
-        acc[2] = s.fma(c, c, acc[2]);
+        acc[0] = s.fma(d, c, acc[0]);
+        acc[1] = s.fma(c, c, acc[1]);
     }
     #[inline(always)]
-    fn one(&self, i: usize, out: &mut [f64; 3]) {
+    fn one(&self, i: usize, out: &mut [f64; 2]) {
         let c = (self.0[i] - self.3) - self.4;
         let d = self.2.map_or(self.1[i], |w| self.1[i] * w[i]);
-        out[0] += f64::from(d);
-        out[1] += f64::from(d * c);
-        out[2] += f64::from(c * c);
+        out[0] += f64::from(d * c);
+        out[1] += f64::from(c * c);
     }
 }
 
@@ -1373,12 +1388,13 @@ fn norm_grad_row<S: Isa>(
         // The mean as the first element plus the mean of the differences from it (in f32
         // lanes per block, added in f64: the differences keep their digits when the spread
         // is small next to the mean), the squares about it from the mean split into two f32.
+        // With it, sum dy w; then sum dy w (x - mean) and the squares about the mean.
         let x0 = xr[0];
-        let mean = f64::from(x0) + block_sum(s, len, &Centred(xr, x0)) / n;
+        let [centred, sa] = block_sums(s, len, &LayerFirst(xr, x0, yr, w));
+        let mean = f64::from(x0) + centred / n;
         let mh = mean as f32;
         let ml = (mean - mh as f64) as f32;
-        // sum dy w, sum dy w (x - mean) and the squares about the mean in one pass.
-        let [sa, sc, squares] = block_sums(s, len, &LayerSums(xr, yr, w, mh, ml));
+        let [sc, squares] = block_sums(s, len, &LayerSums(xr, yr, w, mh, ml));
         let r = 1.0 / (squares / n + eps).sqrt();
         (mh, ml, r as f32, (sa / n) as f32, (sc * r / n) as f32)
     };
