@@ -1297,13 +1297,9 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             });
         }
         return par_ranges(out.desc.shape[0] * c, grain, |r| {
-            let mut acc = Vec::new();
-            acc.try_reserve_exact(plane).map_err(|_| {
-                anyaccel_hal::Error::out_of_memory(format!(
-                    "max pool gradient: no memory for a {ih}x{iw} plane of f64 sums"
-                ))
+            let mut acc = zeros(plane, || {
+                format!("max pool gradient: no memory for a {ih}x{iw} plane of f64 sums")
             })?;
-            acc.resize(plane, 0f64);
             for p in r {
                 let (n, ch) = (p / c, p % c);
                 acc.fill(0.0);
@@ -1432,21 +1428,24 @@ fn resample_f32(
     let kind = bilinear || matches!(g.kind, Resample::Nearest);
     let f32s = x.desc.dtype == DType::F32 && out.desc.dtype == DType::F32;
     let unit = (xs[3] == 1 || iw <= 1) && (os[3] == 1 || ow <= 1);
-    if !kind || !f32s || !unit || ow == 0 || iw == 0 || ih == 0 {
+    // Bilinear keeps a plane of row interpolations a task: up to 32 MiB of them, else the
+    // element loop.
+    let lines_len = if bilinear {
+        ih.checked_mul(ow)
+    } else {
+        Some(0)
+    };
+    let small = lines_len.is_some_and(|n| n <= 1 << 22);
+    if !kind || !f32s || !unit || !small || ow == 0 || iw == 0 || ih == 0 {
         return Ok(false);
     }
+    let lines_len = lines_len.unwrap_or(0);
     let plane = (oh * ow).max(1);
     par_ranges(g.n * g.c, (GRAIN / 4 / plane).max(1), |r| {
         // The plane's input rows interpolated along the columns (bilinear).
-        let mut lines = Vec::new();
-        if bilinear {
-            lines.try_reserve_exact(ih * ow).map_err(|_| {
-                anyaccel_hal::Error::out_of_memory(format!(
-                    "interpolate: no memory for {ih}x{ow} f64 row interpolations"
-                ))
-            })?;
-            lines.resize(ih * ow, 0f64);
-        }
+        let mut lines = zeros(lines_len, || {
+            format!("interpolate: no memory for {ih}x{ow} f64 row interpolations")
+        })?;
         for p in r {
             let (n, ch) = (p / g.c, p % g.c);
             let xb = x.desc.offset + n * xs[0] + ch * xs[1];
@@ -1718,6 +1717,15 @@ fn group_norm_f32(
         Ok(())
     })?;
     Ok(true)
+}
+
+/// `len` zeros, or an out-of-memory error with the message `what` gives.
+fn zeros(len: usize, what: impl FnOnce() -> String) -> Result<Vec<f64>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| anyaccel_hal::Error::out_of_memory(what()))?;
+    v.resize(len, 0f64);
+    Ok(v)
 }
 
 /// A contiguous f32 tensor.
