@@ -895,17 +895,8 @@ fn pool_typed<T: F64Store>(
         |n, ch, oy, ox| {
             let xb = x.desc.offset + n * xs[0] + ch * xs[1];
             let oo = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2] + ox * os[3];
-            // Window starts, in padded coordinates less the padding (may be negative).
-            let y0 = (oy * g.stride[0]) as i64 - g.padding[0] as i64;
-            let x0 = (ox * g.stride[1]) as i64 - g.padding[1] as i64;
-            // The window clipped to the padded input, then to the input.
-            let clip = |s: i64, k: usize, len: usize, pad: usize| {
-                let end = (s + k as i64).min((len + pad) as i64);
-                let pool = end - s;
-                (s.max(0), end.min(len as i64), pool)
-            };
-            let (ys, ye, ph) = clip(y0, kh, ih, g.padding[0]);
-            let (xs0, xe, pw) = clip(x0, kw, iw, g.padding[1]);
+            let (ys, ye) = avg_window(g, 0, oy);
+            let (xs0, xe) = avg_window(g, 1, ox);
             let mut sum = 0.0;
             for iy in ys..ye {
                 for ixx in xs0..xe {
@@ -914,15 +905,31 @@ fn pool_typed<T: F64Store>(
                         .to_f64();
                 }
             }
-            let divisor = if g.count_include_pad {
-                ph * pw
-            } else {
-                (ye - ys).max(0) * (xe - xs0).max(0)
-            };
+            let divisor = avg_count(g, 0, oy) * avg_count(g, 1, ox);
             // SAFETY: (n, ch, oy, ox) lies inside the output's shape.
             unsafe { out.set(oo, T::from_f64(sum / divisor as f64)) }
         },
     )
+}
+
+/// The taps of avg_pool's window `o` along axis `d` that lie in the input (start and end, in
+/// input coordinates; empty where it holds none).
+fn avg_window(g: &PoolGeom, d: usize, o: usize) -> (i64, i64) {
+    let s = (o * g.stride[d]) as i64 - g.padding[d] as i64;
+    let end = (s + g.kernel[d] as i64).min((g.input[d] + g.padding[d]) as i64);
+    (s.max(0), end.min(g.input[d] as i64))
+}
+
+/// The divisor's factor of avg_pool's window `o` along axis `d`: the window clipped to the
+/// padded input where padding counts, else its taps in the input.
+fn avg_count(g: &PoolGeom, d: usize, o: usize) -> i64 {
+    if g.count_include_pad {
+        let s = (o * g.stride[d]) as i64 - g.padding[d] as i64;
+        (s + g.kernel[d] as i64).min((g.input[d] + g.padding[d]) as i64) - s
+    } else {
+        let (s, e) = avg_window(g, d, o);
+        (e - s).max(0)
+    }
 }
 
 /// A pooling call on f32 x and output whose rows (and the indices') have unit stride, output
@@ -947,17 +954,7 @@ fn pool_f32(g: &PoolGeom, x: &TView, out: &TView, idx: Option<&TView>) -> Result
     let whole = |c: &(usize, usize, usize)| c.0 == 0 && c.1 == kw;
     let lo = cols.iter().position(whole).unwrap_or(ow);
     let hi = cols.iter().rposition(whole).map_or(lo, |p| p + 1);
-    // avg_pool's divisors: the window clipped to the padded input, or its taps inside.
-    let count = |o: usize, i: usize, k: usize, len: usize| {
-        let s = (o * g.stride[i]) as i64 - g.padding[i] as i64;
-        let end = (s + k as i64).min((len + g.padding[i]) as i64);
-        if g.count_include_pad {
-            (end - s) as f64
-        } else {
-            (end.min(len as i64) - s.max(0)).max(0) as f64
-        }
-    };
-    let col_count: Vec<f64> = (0..ow).map(|o| count(o, 1, kw, iw)).collect();
+    let col_count: Vec<f64> = (0..ow).map(|o| avg_count(g, 1, o) as f64).collect();
     let plane = (oh * ow).max(1);
     let grain = (GRAIN / plane.saturating_mul(kh).saturating_mul(kw).max(1)).max(1);
     par_ranges(g.n * g.c, grain, |r| {
@@ -1000,7 +997,7 @@ fn pool_f32(g: &PoolGeom, x: &TView, out: &TView, idx: Option<&TView>) -> Result
                     }
                 } else {
                     vmath::avg_pool_row(&row, &mut sum);
-                    let rc = count(oy, 0, kh, ih);
+                    let rc = avg_count(g, 0, oy) as f64;
                     for ((d, &s), &cc) in o.iter_mut().zip(&sum).zip(&col_count) {
                         *d = (s / (rc * cc)) as f32;
                     }
@@ -1077,7 +1074,6 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
     // The taps of every input row and column, computed once per call.
     let rows: Vec<Vec<(usize, f64)>> = (0..input[0]).map(|i| g.taps(0, i)).collect();
     let cols: Vec<Vec<(usize, f64)>> = (0..input[1]).map(|i| g.taps(1, i)).collect();
-    let covers = cover_masks(&rows).zip(cover_masks(&cols));
     // The columns' taps one after another, where each column's start: read a column at a
     // time, they stay in cache however wide the input is.
     let col_at: Vec<usize> = std::iter::once(0)
@@ -1088,12 +1084,13 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
         .collect();
     let col_flat: Vec<(usize, f64)> = cols.iter().flatten().copied().collect();
     let window = match g {
-        PoolBack::Pool(p) if p.dilation == [1, 1] => Some(Window {
+        PoolBack::Pool(p) => Some(Window {
             stride: p.stride,
             padding: p.padding,
             kernel: p.kernel,
+            dilation: p.dilation,
         }),
-        _ => None,
+        PoolBack::Resample(_) => None,
     };
     Ok(Box::new(move |b: &Bound| {
         let (gt, out) = (b.input(0)?, b.out(0));
@@ -1101,7 +1098,6 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
         let taps = Taps {
             rows: &rows,
             cols: &cols,
-            covers: covers.as_ref().map(|(r, c)| (&r[..], &c[..])),
             window,
             cols_flat: (&col_at, &col_flat),
             input,
@@ -1121,9 +1117,7 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
 struct Taps<'a> {
     rows: &'a [Vec<(usize, f64)>],
     cols: &'a [Vec<(usize, f64)>],
-    /// The same taps' outputs as [`cover_masks`], where every row's and column's fit.
-    covers: Option<(&'a [Cover], &'a [Cover])>,
-    /// A pool's windows, without dilation: which outputs hold an input, by arithmetic.
+    /// A pool's windows: which outputs hold an input, by arithmetic.
     window: Option<Window>,
     /// `cols` one after another: column `ix`'s taps are `.1[.0[ix]...0[ix + 1]]`.
     cols_flat: (&'a [usize], &'a [(usize, f64)]),
@@ -1131,55 +1125,29 @@ struct Taps<'a> {
     spatial: usize,
 }
 
-/// A pool's windows (no dilation): output `o` along axis `d` reads inputs `o stride - padding`
-/// and the `kernel - 1` after it.
+/// A pool's windows: output `o` along axis `d` reads inputs `o stride - padding + k dilation`
+/// for `k` in `0..kernel`.
 #[derive(Clone, Copy)]
 struct Window {
     stride: [usize; 2],
     padding: [usize; 2],
     kernel: [usize; 2],
+    dilation: [usize; 2],
 }
 
 impl Window {
     /// Whether output `(oy, ox)`'s window holds input `(iy, ix)`.
     #[inline(always)]
     fn holds(self, [iy, ix]: [usize; 2], [oy, ox]: [usize; 2]) -> bool {
-        // The input's offset in the window, wrapping to a huge value when it lies before.
+        // The input's offset from the window's start, wrapping to a huge value when it lies
+        // before: a tap where it is a multiple of the dilation below the kernel's span.
         let at = |i: usize, o: usize, d: usize| {
-            (i + self.padding[d]).wrapping_sub(o * self.stride[d]) < self.kernel[d]
+            let t = (i + self.padding[d]).wrapping_sub(o * self.stride[d]);
+            let dil = self.dilation[d].max(1);
+            t.is_multiple_of(dil) && t / dil < self.kernel[d]
         };
         at(iy, oy, 0) && at(ix, ox, 1)
     }
-}
-
-/// The outputs whose windows hold one input index along an axis: bit `k` of the mask is
-/// output `first + k`.
-#[derive(Clone, Copy)]
-struct Cover {
-    first: usize,
-    mask: u64,
-}
-
-impl Cover {
-    #[inline(always)]
-    fn holds(self, o: usize) -> bool {
-        let k = o.wrapping_sub(self.first);
-        k < 64 && (self.mask >> k) & 1 == 1
-    }
-}
-
-/// The [`Cover`] of each input index from its taps; `None` where some index's outputs span
-/// more than 64.
-fn cover_masks(taps: &[Vec<(usize, f64)>]) -> Option<Vec<Cover>> {
-    taps.iter()
-        .map(|t| {
-            let first = t.iter().map(|&(o, _)| o).min().unwrap_or(usize::MAX);
-            let mask = t.iter().try_fold(0u64, |m, &(o, _)| {
-                (o - first < 64).then(|| m | 1 << (o - first))
-            })?;
-            Some(Cover { first, mask })
-        })
-        .collect()
 }
 
 /// The max pool gradients of plane `(n, ch)` that go somewhere: for each output `(oy, ox)`
@@ -1303,15 +1271,8 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             for p in r {
                 let (n, ch) = (p / c, p % c);
                 acc.fill(0.0);
-                let covers = |iy: usize, ix: usize, oy: usize, ox: usize| match taps.covers {
-                    _ if taps.window.is_some() => {
-                        taps.window.is_some_and(|w| w.holds([iy, ix], [oy, ox]))
-                    }
-                    Some((rows, cols)) => rows[iy].holds(oy) && cols[ix].holds(ox),
-                    None => {
-                        taps.rows[iy].iter().any(|&(o, _)| o == oy)
-                            && taps.cols[ix].iter().any(|&(o, _)| o == ox)
-                    }
+                let covers = |iy: usize, ix: usize, oy: usize, ox: usize| {
+                    taps.window.is_some_and(|w| w.holds([iy, ix], [oy, ox]))
                 };
                 own_window::<T, I>(
                     t,
