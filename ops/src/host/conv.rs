@@ -780,7 +780,7 @@ fn pool_typed<T: F64Store>(
     out: &TView,
     idx: Option<&TView>,
 ) -> Result<()> {
-    if pool_f32(g, x, out, idx)? {
+    if pool_rows::<T>(g, x, out, idx)? {
         return Ok(());
     }
     let xs = g.strides4(&x.desc.strides);
@@ -795,62 +795,6 @@ fn pool_typed<T: F64Store>(
         let cols = tap_ranges(ow, g.stride[1], g.padding[1], kw, g.dilation[1], iw);
         let plane = (oh * ow).max(1);
         let grain = (GRAIN / plane.saturating_mul(kh).saturating_mul(kw).max(1)).max(1);
-        let unit_rows = xs[3] == 1 && os[3] == 1 && is[3] == 1;
-        if g.kernel == [2, 2]
-            && g.stride == [2, 2]
-            && g.padding == [0, 0]
-            && g.dilation == [1, 1]
-            && unit_rows
-            && 2 * oh <= ih
-            && 2 * ow <= iw
-        {
-            // Whole 2x2 windows, two input rows to one output row: the taps unrolled, with the
-            // rule of the loop below (the first NaN wins, else the first of the largest).
-            return par_ranges(g.n * g.c, grain, |r| {
-                for p in r {
-                    let (n, ch) = (p / g.c, p % g.c);
-                    let xp = x
-                        .ptr::<T>(x.desc.offset + n * xs[0] + ch * xs[1])
-                        .cast_const();
-                    for oy in 0..oh {
-                        let op =
-                            out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1] + oy * os[2]);
-                        let ip =
-                            it.ptr::<i64>(it.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
-                        // SAFETY: rows 2 oy and 2 oy + 1 lie inside x's plane (2 oh <= ih).
-                        let (r0, r1) =
-                            unsafe { (xp.add(2 * oy * xs[2]), xp.add((2 * oy + 1) * xs[2])) };
-                        let (i0, i1) = ((2 * oy * iw) as i64, ((2 * oy + 1) * iw) as i64);
-                        for ox in 0..ow {
-                            let c = 2 * ox;
-                            // SAFETY: columns c and c + 1 lie inside x's rows (2 ow <= iw).
-                            let taps = unsafe {
-                                [
-                                    (r0.add(c + 1).read(), i0 + c as i64 + 1),
-                                    (r1.add(c).read(), i1 + c as i64),
-                                    (r1.add(c + 1).read(), i1 + c as i64 + 1),
-                                ]
-                            };
-                            // SAFETY: as above.
-                            let mut best = unsafe { r0.add(c).read() }.to_f64();
-                            let mut at = i0 + c as i64;
-                            for (v, i) in taps {
-                                let v = v.to_f64();
-                                if (v.is_nan() && !best.is_nan()) || v > best {
-                                    (best, at) = (v, i);
-                                }
-                            }
-                            // SAFETY: (n, ch, oy, ox) lies inside the outputs' shape.
-                            unsafe {
-                                op.add(ox).write(T::from_f64(best));
-                                ip.add(ox).write(at);
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            });
-        }
         return par_ranges(g.n * g.c, grain, |r| {
             for p in r {
                 let (n, ch) = (p / g.c, p % g.c);
@@ -932,20 +876,31 @@ fn avg_count(g: &PoolGeom, d: usize, o: usize) -> i64 {
     }
 }
 
-/// A pooling call on f32 x and output whose rows (and the indices') have unit stride, output
-/// row by output row through the vector row kernels [`vmath::max_pool_row`] and
-/// [`vmath::avg_pool_row`] (the same taps in the same order as [`pool_typed`]'s loops, so the
-/// same results). `false` (nothing run) for other dtypes and layouts.
-fn pool_f32(g: &PoolGeom, x: &TView, out: &TView, idx: Option<&TView>) -> Result<bool> {
+/// A pooling call on f32, f16 or bf16 x and output whose rows (and the indices') have unit
+/// stride, output row by output row through the vector row kernels [`vmath::max_pool_row`]
+/// and [`vmath::avg_pool_row`] (the same taps in the same order as [`pool_typed`]'s loops, so
+/// the same results). 16-bit inputs are widened a plane at a time (exactly), maxima rounded
+/// back exactly, averages rounded once from their f64 quotient. `false` (nothing run) for
+/// other dtypes and layouts.
+fn pool_rows<T: F64Store>(
+    g: &PoolGeom,
+    x: &TView,
+    out: &TView,
+    idx: Option<&TView>,
+) -> Result<bool> {
     let [oh, ow] = g.out;
     let [ih, iw] = g.input;
     let [kh, kw] = g.kernel;
     let (xs, os) = (g.strides4(&x.desc.strides), g.strides4(&out.desc.strides));
     let is = idx.map_or([0, 0, 0, 1], |t| g.strides4(&t.desc.strides));
     let unit = |s: [usize; 4], len: usize| s[3] == 1 || len <= 1;
-    let f32s = x.desc.dtype == DType::F32 && out.desc.dtype == DType::F32;
-    let fits = ih.checked_mul(iw).is_some_and(|n| n <= i32::MAX as usize);
-    if !f32s || !unit(xs, iw) || !unit(os, ow) || !unit(is, ow) || !fits || ow == 0 {
+    let dt = x.desc.dtype;
+    let wide = matches!(dt, DType::F16 | DType::BF16);
+    // A 16-bit plane widens into a buffer of at most 4M f32 a task, else the element loop.
+    let plane_len = ih.checked_mul(iw).filter(|&n| n <= i32::MAX as usize);
+    let fits = plane_len.is_some_and(|n| !wide || n <= 1 << 22);
+    let rows_ok = unit(xs, iw) && unit(os, ow) && unit(is, ow);
+    if !(dt == DType::F32 || wide) || out.desc.dtype != dt || !rows_ok || !fits || ow == 0 {
         return Ok(false);
     }
     let rows = tap_ranges(oh, g.stride[0], g.padding[0], kh, g.dilation[0], ih);
@@ -959,20 +914,29 @@ fn pool_f32(g: &PoolGeom, x: &TView, out: &TView, idx: Option<&TView>) -> Result
     let grain = (GRAIN / plane.saturating_mul(kh).saturating_mul(kw).max(1)).max(1);
     par_ranges(g.n * g.c, grain, |r| {
         let (mut best, mut at, mut sum) = (vec![0f32; ow], vec![0i32; ow], vec![0f64; ow]);
-        let mut taps: Vec<(&[f32], i32)> = Vec::with_capacity(kh);
+        let mut widened = vec![0f32; if wide { ih * iw } else { 0 }];
         for p in r {
             let (n, ch) = (p / g.c, p % g.c);
             let xb = x.desc.offset + n * xs[0] + ch * xs[1];
+            if wide {
+                for (iy, w) in widened.chunks_exact_mut(iw.max(1)).enumerate() {
+                    // SAFETY: row iy of x's plane (n, ch) holds iw elements of unit stride.
+                    unsafe { super::nn::widen_into(x, xb + iy * xs[2], w) }
+                }
+            }
+            let mut taps: Vec<(&[f32], i32)> = Vec::with_capacity(kh);
             for (oy, &(ys, ye, y0)) in rows.iter().enumerate() {
                 taps.clear();
                 for ky in ys..ye {
                     let iy = y0.wrapping_add(ky * g.dilation[0]);
-                    // SAFETY: the tap ranges keep row iy inside x's plane, whose rows hold iw
-                    // elements of unit stride.
-                    taps.push((
-                        unsafe { x.run::<f32>(xb + iy * xs[2], iw) },
-                        (iy * iw) as i32,
-                    ));
+                    let row = if wide {
+                        &widened[iy * iw..(iy + 1) * iw]
+                    } else {
+                        // SAFETY: the tap ranges keep row iy inside x's plane, whose rows hold
+                        // iw elements of unit stride.
+                        unsafe { x.run::<f32>(xb + iy * xs[2], iw) }
+                    };
+                    taps.push((row, (iy * iw) as i32));
                 }
                 let row = vmath::PoolRow {
                     rows: &taps,
@@ -985,10 +949,13 @@ fn pool_f32(g: &PoolGeom, x: &TView, out: &TView, idx: Option<&TView>) -> Result
                 let oo = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2];
                 // SAFETY: output row (n, ch, oy) holds ow elements of unit stride, written by
                 // this task alone.
-                let o = unsafe { out.run_mut::<f32>(oo, ow) };
+                let o = unsafe { out.run_mut::<T>(oo, ow) };
                 if let Some(it) = idx {
                     vmath::max_pool_row(&row, &mut best, &mut at);
-                    o.copy_from_slice(&best);
+                    // A maximum is one of the (widened) inputs: rounding it back is exact.
+                    for (d, &b) in o.iter_mut().zip(&best) {
+                        *d = T::from_f64(f64::from(b));
+                    }
                     let io = it.desc.offset + n * is[0] + ch * is[1] + oy * is[2];
                     // SAFETY: as above, for the indices.
                     let ir = unsafe { it.run_mut::<i64>(io, ow) };
@@ -999,7 +966,7 @@ fn pool_f32(g: &PoolGeom, x: &TView, out: &TView, idx: Option<&TView>) -> Result
                     vmath::avg_pool_row(&row, &mut sum);
                     let rc = avg_count(g, 0, oy) as f64;
                     for ((d, &s), &cc) in o.iter_mut().zip(&sum).zip(&col_count) {
-                        *d = (s / (rc * cc)) as f32;
+                        *d = T::from_f64(s / (rc * cc));
                     }
                 }
             }
@@ -1072,17 +1039,8 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
         PoolBack::Resample(r) => (r.input, 2),
     };
     // The taps of every input row and column, computed once per call.
-    let rows: Vec<Vec<(usize, f64)>> = (0..input[0]).map(|i| g.taps(0, i)).collect();
-    let cols: Vec<Vec<(usize, f64)>> = (0..input[1]).map(|i| g.taps(1, i)).collect();
-    // The columns' taps one after another, where each column's start: read a column at a
-    // time, they stay in cache however wide the input is.
-    let col_at: Vec<usize> = std::iter::once(0)
-        .chain(cols.iter().scan(0, |n, t| {
-            *n += t.len();
-            Some(*n)
-        }))
-        .collect();
-    let col_flat: Vec<(usize, f64)> = cols.iter().flatten().copied().collect();
+    let rows = TapList::of(input[0], |i| g.taps(0, i));
+    let cols = TapList::of(input[1], |i| g.taps(1, i));
     let window = match g {
         PoolBack::Pool(p) => Some(Window {
             stride: p.stride,
@@ -1099,7 +1057,6 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
             rows: &rows,
             cols: &cols,
             window,
-            cols_flat: (&col_at, &col_flat),
             input,
             spatial,
         };
@@ -1115,14 +1072,47 @@ pub(crate) fn pool_backward_kernel(call: &OpCall) -> Result<Box<Body>> {
 /// What each input element of a pooling or resampling gradient gathers: the (output index,
 /// weight) taps of every input row and column, and the input's spatial size and rank.
 struct Taps<'a> {
-    rows: &'a [Vec<(usize, f64)>],
-    cols: &'a [Vec<(usize, f64)>],
+    rows: &'a TapList,
+    cols: &'a TapList,
     /// A pool's windows: which outputs hold an input, by arithmetic.
     window: Option<Window>,
-    /// `cols` one after another: column `ix`'s taps are `.1[.0[ix]...0[ix + 1]]`.
-    cols_flat: (&'a [usize], &'a [(usize, f64)]),
     input: [usize; 2],
     spatial: usize,
+}
+
+/// The (output index, weight) taps of each input row or column, one list after another, so
+/// that reading them a column at a time stays in cache however wide the input is.
+struct TapList {
+    /// Where each list starts in `taps`, and where the last one ends.
+    at: Vec<usize>,
+    taps: Vec<(usize, f64)>,
+}
+
+impl TapList {
+    /// The lists of `len` rows or columns, list `i` from `f(i)`.
+    fn of(len: usize, f: impl Fn(usize) -> Vec<(usize, f64)>) -> TapList {
+        let mut list = TapList {
+            at: Vec::with_capacity(len + 1),
+            taps: Vec::new(),
+        };
+        list.at.push(0);
+        for i in 0..len {
+            list.taps.extend(f(i));
+            list.at.push(list.taps.len());
+        }
+        list
+    }
+
+    /// Row or column `i`'s taps.
+    #[inline(always)]
+    fn get(&self, i: usize) -> &[(usize, f64)] {
+        &self.taps[self.at[i]..self.at[i + 1]]
+    }
+
+    /// Every row's or column's taps, in order.
+    fn iter(&self) -> impl Iterator<Item = &[(usize, f64)]> {
+        self.at.windows(2).map(|w| &self.taps[w[0]..w[1]])
+    }
 }
 
 /// A pool's windows: output `o` along axis `d` reads inputs `o stride - padding + k dilation`
@@ -1225,7 +1215,7 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             // Windows that do not overlap: an input element takes at most one gradient (one
             // window covers it), so dx is written in place: zeros, then each gradient whose
             // index lies in its own window, as `0.0 + g` (the sum below, bit for bit).
-            let owner = |t: &[Vec<(usize, f64)>]| -> Vec<usize> {
+            let owner = |t: &TapList| -> Vec<usize> {
                 t.iter()
                     .map(|t| t.first().map_or(usize::MAX, |&(o, _)| o))
                     .collect()
@@ -1284,12 +1274,13 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                     covers,
                     |iy, ix, g| acc[iy * iw + ix] += g,
                 );
-                let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1]);
+                let base = out.desc.offset + n * os[0] + ch * os[1];
+                let op = out.ptr::<T>(base);
                 for (iy, row) in acc.chunks_exact(iw.max(1)).enumerate() {
                     if os[3] == 1 {
                         // SAFETY: row iy of dx's plane (n, ch) holds iw elements of unit
                         // stride, written by this task alone.
-                        let o = unsafe { std::slice::from_raw_parts_mut(op.add(iy * os[2]), iw) };
+                        let o = unsafe { out.run_mut::<T>(base + iy * os[2], iw) };
                         for (o, &v) in o.iter_mut().zip(row) {
                             *o = T::from_f64(v);
                         }
@@ -1318,17 +1309,17 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
         for p in r {
             let (n, ch) = (p / c, p % c);
             // Pointers taken once: the stores below could alias the views' fields.
-            let gp = gt
-                .ptr::<T>(gt.desc.offset + n * gs[0] + ch * gs[1])
-                .cast_const();
-            let op = out.ptr::<T>(out.desc.offset + n * os[0] + ch * os[1]);
+            let gbase = gt.desc.offset + n * gs[0] + ch * gs[1];
+            let gp = gt.ptr::<T>(gbase).cast_const();
+            let obase = out.desc.offset + n * os[0] + ch * os[1];
+            let op = out.ptr::<T>(obase);
             for (iy, rows) in taps.rows.iter().enumerate() {
                 line.fill(0.0);
                 for &(oy, wy) in rows {
                     let gr = gp.wrapping_add(oy * gs[2]);
                     if gs[3] == 1 {
                         // SAFETY: row (n, ch, oy) of grad holds ow elements of unit stride.
-                        let gr = unsafe { std::slice::from_raw_parts(gr, ow) };
+                        let gr = unsafe { gt.run::<T>(gbase + oy * gs[2], ow) };
                         for (l, &v) in line.iter_mut().zip(gr) {
                             *l += wy * v.to_f64();
                         }
@@ -1339,15 +1330,14 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                         *l += wy * unsafe { gr.add(ox * gs[3]).read() }.to_f64();
                     }
                 }
-                let (col_at, col_flat) = taps.cols_flat;
                 let gather = |ix: usize| -> f64 {
-                    let cols = &col_flat[col_at[ix]..col_at[ix + 1]];
+                    let cols = taps.cols.get(ix);
                     cols.iter().map(|&(ox, wx)| wx * line[ox]).sum()
                 };
                 if os[3] == 1 {
                     // SAFETY: row (n, ch, iy) of dx holds iw elements of unit stride, written
                     // by this task alone.
-                    let o = unsafe { std::slice::from_raw_parts_mut(op.add(iy * os[2]), iw) };
+                    let o = unsafe { out.run_mut::<T>(obase + iy * os[2], iw) };
                     for (ix, o) in o.iter_mut().enumerate() {
                         *o = T::from_f64(gather(ix));
                     }

@@ -96,7 +96,7 @@ fn f32_rows<const N: usize>(
 ///
 /// # Safety
 /// They lie inside the view's buffer, and nothing writes them meanwhile.
-unsafe fn widen_into(t: &TView, at: usize, o: &mut [f32]) {
+pub(super) unsafe fn widen_into(t: &TView, at: usize, o: &mut [f32]) {
     let n = o.len();
     // SAFETY: as the caller promises.
     unsafe {
