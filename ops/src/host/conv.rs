@@ -1133,8 +1133,11 @@ impl Window {
         // before: a tap where it is a multiple of the dilation below the kernel's span.
         let at = |i: usize, o: usize, d: usize| {
             let t = (i + self.padding[d]).wrapping_sub(o * self.stride[d]);
-            let dil = self.dilation[d].max(1);
-            t.is_multiple_of(dil) && t / dil < self.kernel[d]
+            match self.dilation[d] {
+                // No division without dilation, the common case.
+                0 | 1 => t < self.kernel[d],
+                dil => t.is_multiple_of(dil) && t / dil < self.kernel[d],
+            }
         };
         at(iy, oy, 0) && at(ix, ox, 1)
     }
@@ -1157,28 +1160,42 @@ fn own_window<T: F64Store, I: IntStore>(
     mut f: impl FnMut(usize, usize, f64),
 ) {
     let plane = ih * iw;
+    let mut one = |oy: usize, ox: usize, k: I, g: T| {
+        let Ok(k) = usize::try_from(k.to_i64()) else {
+            return;
+        };
+        if k >= plane {
+            return;
+        }
+        // No division for one row (a 1-D pool), else a 32-bit one where it suffices
+        // (several times faster).
+        let (iy, ix) = match (ih, u32::try_from(k), u32::try_from(iw)) {
+            (1, _, _) => (0, k),
+            (_, Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
+            _ => (k / iw, k % iw),
+        };
+        if covers(iy, ix, oy, ox) {
+            f(iy, ix, g.to_f64());
+        }
+    };
     for oy in 0..oh {
+        let ib = t.desc.offset + n * is[0] + ch * is[1] + oy * is[2];
+        let gb = gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2];
+        if is[3] == 1 && gs[3] == 1 {
+            // SAFETY: row (n, ch, oy) of the indices and of grad holds ow elements of unit
+            // stride; both are inputs.
+            let (ir, gr) = unsafe { (t.run::<I>(ib, ow), gt.run::<T>(gb, ow)) };
+            for (ox, (&k, &g)) in ir.iter().zip(gr).enumerate() {
+                one(oy, ox, k, g);
+            }
+            continue;
+        }
         // Row pointers, taken once: stores made by `f` could alias the views' fields.
-        let ip = t.ptr::<I>(t.desc.offset + n * is[0] + ch * is[1] + oy * is[2]);
-        let gp = gt.ptr::<T>(gt.desc.offset + n * gs[0] + ch * gs[1] + oy * gs[2]);
+        let (ip, gp) = (t.ptr::<I>(ib).cast_const(), gt.ptr::<T>(gb).cast_const());
         for ox in 0..ow {
             // SAFETY: (n, ch, oy, ox) lies inside the indices' and grad's shape.
-            let k = unsafe { ip.add(ox * is[3]).read() }.to_i64();
-            let Ok(k) = usize::try_from(k) else { continue };
-            if k >= plane {
-                continue;
-            }
-            // No division for one row (a 1-D pool), else a 32-bit one where it suffices
-            // (several times faster).
-            let (iy, ix) = match (ih, u32::try_from(k), u32::try_from(iw)) {
-                (1, _, _) => (0, k),
-                (_, Ok(k), Ok(w)) => ((k / w) as usize, (k % w) as usize),
-                _ => (k / iw, k % iw),
-            };
-            if covers(iy, ix, oy, ox) {
-                // SAFETY: as above.
-                f(iy, ix, unsafe { gp.add(ox * gs[3]).read() }.to_f64());
-            }
+            let (k, g) = unsafe { (ip.add(ox * is[3]).read(), gp.add(ox * gs[3]).read()) };
+            one(oy, ox, k, g);
         }
     }
 }
@@ -1211,16 +1228,19 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
         }
         let plane = ih * iw;
         let grain = (GRAIN / plane.max(1)).max(1);
-        if taps.rows.iter().all(|t| t.len() <= 1) && taps.cols.iter().all(|t| t.len() <= 1) {
-            // Windows that do not overlap: an input element takes at most one gradient (one
-            // window covers it), so dx is written in place: zeros, then each gradient whose
-            // index lies in its own window, as `0.0 + g` (the sum below, bit for bit).
-            let owner = |t: &TapList| -> Vec<usize> {
-                t.iter()
-                    .map(|t| t.first().map_or(usize::MAX, |&(o, _)| o))
-                    .collect()
-            };
-            let (row_owner, col_owner) = (owner(taps.rows), owner(taps.cols));
+        // The window copied out: stores through the output or into sums could alias it
+        // behind a reference.
+        let window = taps.window;
+        let covers = move |iy: usize, ix: usize, oy: usize, ox: usize| {
+            window.is_some_and(|w| w.holds([iy, ix], [oy, ox]))
+        };
+        let most = |l: &TapList| l.at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        if most(taps.rows) * most(taps.cols) <= 2 {
+            // An input element in at most two windows takes at most two gradients, so dx is
+            // summed in place: zeros, then each gradient whose index lies in its own window
+            // added in f64 and rounded, in output order. The first sum, `0.0 + g1`, is exact in
+            // dx's type (g1 is of that type), so the second rounds `g1 + g2` once: the f64 sum
+            // below, bit for bit.
             return par_ranges(out.desc.shape[0] * c, grain, |r| {
                 // Copies: stores through the output pointer could alias the captured arrays.
                 let (os, is, gs) = (os, is, gs);
@@ -1234,9 +1254,6 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                             unsafe { op.add(iy * os[2] + ix * os[3]).write(zero) }
                         }
                     }
-                    let covers = |iy: usize, ix: usize, oy: usize, ox: usize| {
-                        row_owner[iy] == oy && col_owner[ix] == ox
-                    };
                     own_window::<T, I>(
                         t,
                         gt,
@@ -1246,8 +1263,12 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                         [ih, iw],
                         covers,
                         |iy, ix, g| {
-                            // SAFETY: (iy, ix) lies inside dx's plane.
-                            unsafe { op.add(iy * os[2] + ix * os[3]).write(T::from_f64(0.0 + g)) }
+                            // SAFETY: (iy, ix) lies inside dx's plane, written by this task
+                            // alone.
+                            unsafe {
+                                let o = op.add(iy * os[2] + ix * os[3]);
+                                o.write(T::from_f64(o.read().to_f64() + g))
+                            }
                         },
                     );
                 }
@@ -1261,9 +1282,6 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             for p in r {
                 let (n, ch) = (p / c, p % c);
                 acc.fill(0.0);
-                let covers = |iy: usize, ix: usize, oy: usize, ox: usize| {
-                    taps.window.is_some_and(|w| w.holds([iy, ix], [oy, ox]))
-                };
                 own_window::<T, I>(
                     t,
                     gt,
