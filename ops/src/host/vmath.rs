@@ -1361,16 +1361,13 @@ fn norm_grad_body<S: Isa>(
         return;
     }
     let rows = x.chunks_exact(p.len).zip(dy.chunks_exact(p.len));
-    let mut next = x.chunks_exact(p.len).zip(dy.chunks_exact(p.len)).skip(1);
     for ((xr, yr), dr) in rows.zip(dx.chunks_exact_mut(p.len)) {
-        norm_grad_row(s, xr, yr, dr, (pw, pb), p, next.next());
+        norm_grad_row(s, xr, yr, dr, (pw, pb), p);
     }
 }
 
 /// One row of [`norm_grad_rows`]: its statistics and sums, then dx, adding the row's weight
-/// and bias terms (`dy xhat`, `dy`) into `pw` and `pb` in the same pass, and fetching the
-/// `next` row's x and dy into cache meanwhile (so that its first pass, the one that reads
-/// them from memory, does not wait for them).
+/// and bias terms (`dy xhat`, `dy`) into `pw` and `pb` in the same pass.
 #[inline(always)]
 fn norm_grad_row<S: Isa>(
     s: S,
@@ -1379,7 +1376,6 @@ fn norm_grad_row<S: Isa>(
     dr: &mut [f32],
     (pw, pb): (&mut [f32], &mut [f32]),
     p: NormGrad,
-    next: Option<(&[f32], &[f32])>,
 ) {
     let NormGrad { w, len, rms, eps } = p;
     let n = len as f64;
@@ -1412,25 +1408,10 @@ fn norm_grad_row<S: Isa>(
         w,
     };
     if rms {
-        dx_pass::<S, false>(s, xr, yr, dr, (pw, pb), k, next);
+        dx_pass::<S, false>(s, xr, yr, dr, (pw, pb), k);
     } else {
-        dx_pass::<S, true>(s, xr, yr, dr, (pw, pb), k, next);
+        dx_pass::<S, true>(s, xr, yr, dr, (pw, pb), k);
     }
-}
-
-/// Asks the processor to fetch the cache line of `x[i]` (nothing when `i` is past the end).
-#[inline(always)]
-fn prefetch(x: &[f32], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if i < x.len() {
-        // SAFETY: a prefetch reads nothing and cannot fault; the address lies inside `x`.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().add(i).cast());
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (x, i);
 }
 
 /// What one row's dx needs: its mean split in two f32, inverse deviation, the two mean terms
@@ -1455,7 +1436,6 @@ fn dx_pass<S: Isa, const BIAS: bool>(
     dr: &mut [f32],
     (pw, pb): (&mut [f32], &mut [f32]),
     k: DxTerms,
-    next: Option<(&[f32], &[f32])>,
 ) {
     let DxTerms {
         mh,
@@ -1476,16 +1456,7 @@ fn dx_pass<S: Isa, const BIAS: bool>(
     let sums = pw[..whole]
         .chunks_exact_mut(S::N)
         .zip(pb[..whole].chunks_exact_mut(S::N));
-    let at = (0..whole).step_by(S::N);
-    for ((((xc, yc), oc), (wc, bc)), j) in lanes
-        .zip(dr[..whole].chunks_exact_mut(S::N))
-        .zip(sums)
-        .zip(at)
-    {
-        if let Some((nx, ny)) = next {
-            prefetch(nx, j);
-            prefetch(ny, j);
-        }
+    for (((xc, yc), oc), (wc, bc)) in lanes.zip(dr[..whole].chunks_exact_mut(S::N)).zip(sums) {
         let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
         let y = s.load(yc);
         let d = match ws.as_mut().and_then(|w| w.next()) {
