@@ -1103,12 +1103,6 @@ impl TapList {
         list
     }
 
-    /// Row or column `i`'s taps.
-    #[inline(always)]
-    fn get(&self, i: usize) -> &[(usize, f64)] {
-        &self.taps[self.at[i]..self.at[i + 1]]
-    }
-
     /// Every row's or column's taps, in order.
     fn iter(&self) -> impl Iterator<Item = &[(usize, f64)]> {
         self.at.windows(2).map(|w| &self.taps[w[0]..w[1]])
@@ -1322,6 +1316,9 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
     } else {
         gt.desc.shape[3]
     };
+    // The column taps as slices held here: the stores into dx could alias them behind the
+    // shared taps.
+    let (col_at, col_taps) = (&taps.cols.at[..], &taps.cols.taps[..]);
     par_ranges(out.desc.shape[0] * c, (GRAIN / 16 / plane).max(1), |r| {
         let mut line = vec![0f64; ow];
         for p in r {
@@ -1349,7 +1346,7 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                     }
                 }
                 let gather = |ix: usize| -> f64 {
-                    let cols = taps.cols.get(ix);
+                    let cols = &col_taps[col_at[ix]..col_at[ix + 1]];
                     cols.iter().map(|&(ox, wx)| wx * line[ox]).sum()
                 };
                 if os[3] == 1 {
