@@ -1375,13 +1375,13 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
 /// source index (nearest), or the two sources and the weight of the second (bilinear).
 type LineTap = (usize, usize, f64);
 
-/// `interpolate` nearest or bilinear on f32 x and output whose rows have unit stride, plane
-/// by plane with [`resample_typed`]'s taps: nearest gathers each output row from its input
-/// row; bilinear interpolates every input row along the columns once (in f64, as
-/// `(1 - lx) a + lx b`), then blends each output row's two rows of those (`(1 - ly) top + ly
-/// bottom`), the same operations in the same order as the element loop, so the same results.
-/// `false` (nothing run) for other kinds, dtypes and layouts.
-fn resample_f32(
+/// `interpolate` nearest or bilinear on x and output of float storage type `T` whose rows have
+/// unit stride, plane by plane with [`resample_typed`]'s taps: nearest gathers each output row
+/// from its input row; bilinear interpolates every input row along the columns once (in f64,
+/// as `(1 - lx) a + lx b`), then blends each output row's two rows of those (`(1 - ly) top +
+/// ly bottom`, rounded once to `T`), the same operations in the same order as the element
+/// loop, so the same results. `false` (nothing run) for other kinds and layouts.
+fn resample_rows<T: F64Store>(
     g: &ResampleGeom,
     x: &TView,
     out: &TView,
@@ -1392,7 +1392,7 @@ fn resample_f32(
     let (xs, os) = (&x.desc.strides, &out.desc.strides);
     let bilinear = matches!(g.kind, Resample::Bilinear { .. });
     let kind = bilinear || matches!(g.kind, Resample::Nearest);
-    let f32s = x.desc.dtype == DType::F32 && out.desc.dtype == DType::F32;
+    let same = out.desc.dtype == x.desc.dtype;
     let unit = (xs[3] == 1 || iw <= 1) && (os[3] == 1 || ow <= 1);
     // Bilinear keeps a plane of row interpolations a task: up to 32 MiB of them, else the
     // element loop.
@@ -1402,7 +1402,7 @@ fn resample_f32(
         Some(0)
     };
     let small = lines_len.is_some_and(|n| n <= 1 << 22);
-    if !kind || !f32s || !unit || !small || ow == 0 || iw == 0 || ih == 0 {
+    if !kind || !same || !unit || !small || ow == 0 || iw == 0 || ih == 0 {
         return Ok(false);
     }
     let lines_len = lines_len.unwrap_or(0);
@@ -1416,12 +1416,12 @@ fn resample_f32(
             let (n, ch) = (p / g.c, p % g.c);
             let xb = x.desc.offset + n * xs[0] + ch * xs[1];
             // SAFETY: row iy < ih of x's plane holds iw elements of unit stride.
-            let row = |iy: usize| unsafe { x.run::<f32>(xb + iy * xs[2], iw) };
+            let row = |iy: usize| unsafe { x.run::<T>(xb + iy * xs[2], iw) };
             if bilinear {
                 for (iy, line) in lines.chunks_exact_mut(ow).enumerate() {
                     let xr = row(iy);
                     for (l, &(x0, x1, lx)) in line.iter_mut().zip(col_taps) {
-                        *l = (1.0 - lx) * f64::from(xr[x0]) + lx * f64::from(xr[x1]);
+                        *l = (1.0 - lx) * xr[x0].to_f64() + lx * xr[x1].to_f64();
                     }
                 }
             }
@@ -1429,11 +1429,11 @@ fn resample_f32(
                 let ob = out.desc.offset + n * os[0] + ch * os[1] + oy * os[2];
                 // SAFETY: output row (n, ch, oy) holds ow elements of unit stride, written by
                 // this task alone.
-                let o = unsafe { out.run_mut::<f32>(ob, ow) };
+                let o = unsafe { out.run_mut::<T>(ob, ow) };
                 if bilinear {
                     let (top, bottom) = (&lines[y0 * ow..][..ow], &lines[y1 * ow..][..ow]);
                     for ((o, &t), &b) in o.iter_mut().zip(top).zip(bottom) {
-                        *o = ((1.0 - ly) * t + ly * b) as f32;
+                        *o = T::from_f64((1.0 - ly) * t + ly * b);
                     }
                 } else {
                     let xr = row(y0);
@@ -1498,7 +1498,7 @@ fn resample_typed<T: F64Store>(g: &ResampleGeom, x: &TView, out: &TView) -> Resu
             .collect()
     };
     let (row_taps, col_taps) = (taps(0, ih), taps(1, iw));
-    if resample_f32(g, x, out, (&row_taps, &col_taps))? {
+    if resample_rows::<T>(g, x, out, (&row_taps, &col_taps))? {
         return Ok(());
     }
     if matches!(g.kind, Resample::Nearest | Resample::Bilinear { .. }) {
