@@ -914,7 +914,9 @@ fn pool_rows<T: F64Store>(
     let grain = (GRAIN / plane.saturating_mul(kh).saturating_mul(kw).max(1)).max(1);
     par_ranges(g.n * g.c, grain, |r| {
         let (mut best, mut at, mut sum) = (vec![0f32; ow], vec![0i32; ow], vec![0f64; ow]);
-        let mut widened = vec![0f32; if wide { ih * iw } else { 0 }];
+        let mut widened: Vec<f32> = zeros(if wide { ih * iw } else { 0 }, || {
+            format!("pool: no memory for a {ih}x{iw} plane widened to f32")
+        })?;
         for p in r {
             let (n, ch) = (p / g.c, p % g.c);
             let xb = x.desc.offset + n * xs[0] + ch * xs[1];
@@ -1320,7 +1322,9 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
     // shared taps.
     let (col_at, col_taps) = (&taps.cols.at[..], &taps.cols.taps[..]);
     par_ranges(out.desc.shape[0] * c, (GRAIN / 16 / plane).max(1), |r| {
-        let mut line = vec![0f64; ow];
+        let mut line: Vec<f64> = zeros(ow, || {
+            format!("pool gradient: no memory for a line of {ow} f64 sums")
+        })?;
         for p in r {
             let (n, ch) = (p / c, p % c);
             // Pointers taken once: the stores below could alias the views' fields.
@@ -1686,11 +1690,11 @@ fn group_norm_f32(
 }
 
 /// `len` zeros, or an out-of-memory error with the message `what` gives.
-fn zeros(len: usize, what: impl FnOnce() -> String) -> Result<Vec<f64>> {
+fn zeros<T: Copy + Default>(len: usize, what: impl FnOnce() -> String) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len)
         .map_err(|_| anyaccel_hal::Error::out_of_memory(what()))?;
-    v.resize(len, 0f64);
+    v.resize(len, T::default());
     Ok(v)
 }
 
