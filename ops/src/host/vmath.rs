@@ -1360,30 +1360,50 @@ fn norm_grad_body<S: Isa>(
     if p.len == 0 {
         return;
     }
-    let rows = x.chunks_exact(p.len).zip(dy.chunks_exact(p.len));
-    for ((xr, yr), dr) in rows.zip(dx.chunks_exact_mut(p.len)) {
-        norm_grad_row(s, xr, yr, dr, (pw, pb), p);
+    let group = DX_ROWS * p.len;
+    let groups = x.chunks(group).zip(dy.chunks(group));
+    for ((xg, yg), dg) in groups.zip(dx.chunks_mut(group)) {
+        let mut k = [RowTerms::default(); DX_ROWS];
+        let rows = xg.chunks_exact(p.len).zip(yg.chunks_exact(p.len));
+        for (k, (xr, yr)) in k.iter_mut().zip(rows) {
+            *k = row_terms(s, xr, yr, p);
+        }
+        let k = &k[..xg.len() / p.len];
+        let g = DxRows {
+            x: xg,
+            dy: yg,
+            w: p.w,
+            len: p.len,
+            k,
+        };
+        if p.rms {
+            dx_rows::<S, false>(s, &g, dg, (pw, pb));
+        } else {
+            dx_rows::<S, true>(s, &g, dg, (pw, pb));
+        }
     }
 }
 
-/// One row of [`norm_grad_rows`]: its statistics and sums, then dx, adding the row's weight
-/// and bias terms (`dy xhat`, `dy`) into `pw` and `pb` in the same pass.
+/// Rows whose dx pass [`dx_rows`] runs together, a run of columns at a time across them, so
+/// that their weight and bias terms are added into `pw` and `pb` in registers: one load and
+/// store of `pw` and `pb` for these rows rather than for each (the rows, read once from memory
+/// for their sums, are still in the cache).
+const DX_ROWS: usize = 4;
+
+/// One row's statistics and sums ([`norm_grad_rows`]): what its dx needs.
 #[inline(always)]
-fn norm_grad_row<S: Isa>(
-    s: S,
-    xr: &[f32],
-    yr: &[f32],
-    dr: &mut [f32],
-    (pw, pb): (&mut [f32], &mut [f32]),
-    p: NormGrad,
-) {
+fn row_terms<S: Isa>(s: S, xr: &[f32], yr: &[f32], p: NormGrad) -> RowTerms {
     let NormGrad { w, len, rms, eps } = p;
     let n = len as f64;
-    let (mh, ml, r, ma, mb) = if rms {
+    if rms {
         // xhat = x r: sum dy w xhat is r sum dy w x, both sums in one pass.
         let [squares, sd] = block_sums(s, len, &RmsSums(xr, yr, w));
         let r = 1.0 / (squares / n + eps).sqrt();
-        (0.0, 0.0, r as f32, 0.0, (sd * r / n) as f32)
+        RowTerms {
+            r: r as f32,
+            mb: (sd * r / n) as f32,
+            ..RowTerms::default()
+        }
     } else {
         // The mean as the first element plus the mean of the differences from it (in f32
         // lanes per block, added in f64: the differences keep their digits when the spread
@@ -1396,86 +1416,121 @@ fn norm_grad_row<S: Isa>(
         let ml = (mean - mh as f64) as f32;
         let [sc, squares] = block_sums(s, len, &LayerSums(xr, yr, w, mh, ml));
         let r = 1.0 / (squares / n + eps).sqrt();
-        (mh, ml, r as f32, (sa / n) as f32, (sc * r / n) as f32)
-    };
-    // dx = r (dy w - ma - xhat mb); pw += dy xhat, pb += dy.
-    let k = DxTerms {
-        mh,
-        ml,
-        r,
-        ma,
-        mb,
-        w,
-    };
-    if rms {
-        dx_pass::<S, false>(s, xr, yr, dr, (pw, pb), k);
-    } else {
-        dx_pass::<S, true>(s, xr, yr, dr, (pw, pb), k);
+        RowTerms {
+            mh,
+            ml,
+            r: r as f32,
+            ma: (sa / n) as f32,
+            mb: (sc * r / n) as f32,
+        }
     }
 }
 
-/// What one row's dx needs: its mean split in two f32, inverse deviation, the two mean terms
-/// and the weight.
-#[derive(Clone, Copy)]
-struct DxTerms<'a> {
+/// What one row's dx needs: its mean split in two f32 (`mh + ml`), inverse deviation `r`, and
+/// the two mean terms: `dx = r (dy w - ma - xhat mb)`, `xhat = ((x - mh) - ml) r`.
+#[derive(Clone, Copy, Default)]
+struct RowTerms {
     mh: f32,
     ml: f32,
     r: f32,
     ma: f32,
     mb: f32,
-    w: Option<&'a [f32]>,
 }
 
-/// dx of one row of [`norm_grad_row`], adding its weight terms into `pw` and, with `BIAS`, its
-/// bias terms into `pb`.
+/// Consecutive rows of [`dx_rows`]: `k.len()` rows of `len` elements of x and dy, each row's
+/// terms, and the weight.
+struct DxRows<'a> {
+    x: &'a [f32],
+    dy: &'a [f32],
+    w: Option<&'a [f32]>,
+    len: usize,
+    k: &'a [RowTerms],
+}
+
+/// dx of the rows of `g` into `dx`, adding their weight terms (`dy xhat`) into `pw` and, with
+/// `BIAS`, their bias terms (`dy`) into `pb`, row after row for each column (the order of one
+/// row at a time): runs of `U` vectors of columns across all rows, then single vectors, then
+/// single columns.
 #[inline(always)]
-fn dx_pass<S: Isa, const BIAS: bool>(
+fn dx_rows<S: Isa, const BIAS: bool>(
     s: S,
-    xr: &[f32],
-    yr: &[f32],
-    dr: &mut [f32],
+    g: &DxRows,
+    dx: &mut [f32],
     (pw, pb): (&mut [f32], &mut [f32]),
-    k: DxTerms,
 ) {
-    let DxTerms {
-        mh,
-        ml,
-        r,
-        ma,
-        mb,
-        w,
-    } = k;
-    let len = xr.len();
-    let whole = len / S::N * S::N;
-    let (mhv, mlv, rv) = (s.splat(mh), s.splat(ml), s.splat(r));
-    let (mav, mbv) = (s.splat(ma), s.splat(mb));
-    let mut ws = w.map(|w| w[..whole].chunks_exact(S::N));
-    let lanes = xr[..whole]
-        .chunks_exact(S::N)
-        .zip(yr[..whole].chunks_exact(S::N));
-    let sums = pw[..whole]
-        .chunks_exact_mut(S::N)
-        .zip(pb[..whole].chunks_exact_mut(S::N));
-    for (((xc, yc), oc), (wc, bc)) in lanes.zip(dr[..whole].chunks_exact_mut(S::N)).zip(sums) {
-        let h = s.mul(s.sub(s.sub(s.load(xc), mhv), mlv), rv);
-        let y = s.load(yc);
-        let d = match ws.as_mut().and_then(|w| w.next()) {
-            Some(w) => s.mul(y, s.load(w)),
-            None => y,
-        };
-        s.store(s.mul(rv, s.sub(s.sub(d, mav), s.mul(h, mbv))), oc);
-        s.store(s.fma(y, h, s.load(wc)), wc);
-        if BIAS {
-            s.store(s.add(s.load(bc), y), bc);
+    let len = g.len;
+    let (wide, one) = if S::N >= 16 {
+        (len / (4 * S::N) * 4 * S::N, len / S::N * S::N)
+    } else {
+        (len / (2 * S::N) * 2 * S::N, len / S::N * S::N)
+    };
+    for j in (0..wide).step_by(if S::N >= 16 { 4 } else { 2 } * S::N) {
+        if S::N >= 16 {
+            dx_cols::<S, BIAS, 4>(s, g, dx, (pw, pb), j);
+        } else {
+            dx_cols::<S, BIAS, 2>(s, g, dx, (pw, pb), j);
         }
     }
-    for i in whole..len {
-        let h = ((xr[i] - mh) - ml) * r;
-        let d = w.map_or(yr[i], |w| yr[i] * w[i]);
-        dr[i] = r * ((d - ma) - h * mb);
-        pw[i] += yr[i] * h;
+    for j in (wide..one).step_by(S::N) {
+        dx_cols::<S, BIAS, 1>(s, g, dx, (pw, pb), j);
+    }
+    for i in one..len {
+        for (r, k) in g.k.iter().enumerate() {
+            let at = r * len + i;
+            let (xe, ye) = (g.x[at], g.dy[at]);
+            let h = ((xe - k.mh) - k.ml) * k.r;
+            let d = g.w.map_or(ye, |w| ye * w[i]);
+            dx[at] = k.r * ((d - k.ma) - h * k.mb);
+            pw[i] += ye * h;
+            if BIAS {
+                pb[i] += ye;
+            }
+        }
+    }
+}
+
+/// [`dx_rows`] for the `U` vectors of columns from `j`, the sums held in registers.
+#[inline(always)]
+fn dx_cols<S: Isa, const BIAS: bool, const U: usize>(
+    s: S,
+    g: &DxRows,
+    dx: &mut [f32],
+    (pw, pb): (&mut [f32], &mut [f32]),
+    j: usize,
+) {
+    let mut aw: [S::V; U] = std::array::from_fn(|u| s.load(&pw[j + u * S::N..]));
+    let mut ab: [S::V; U] = std::array::from_fn(|u| {
         if BIAS {
-            pb[i] += yr[i];
+            s.load(&pb[j + u * S::N..])
+        } else {
+            s.splat(0.0)
+        }
+    });
+    let wv: Option<[S::V; U]> =
+        g.w.map(|w| std::array::from_fn(|u| s.load(&w[j + u * S::N..])));
+    for (r, k) in g.k.iter().enumerate() {
+        let (mh, ml, rv) = (s.splat(k.mh), s.splat(k.ml), s.splat(k.r));
+        let (ma, mb) = (s.splat(k.ma), s.splat(k.mb));
+        let o = r * g.len + j;
+        for u in 0..U {
+            let at = o + u * S::N;
+            let h = s.mul(s.sub(s.sub(s.load(&g.x[at..]), mh), ml), rv);
+            let y = s.load(&g.dy[at..]);
+            let d = match wv {
+                Some(w) => s.mul(y, w[u]),
+                None => y,
+            };
+            s.store(s.mul(rv, s.sub(s.sub(d, ma), s.mul(h, mb))), &mut dx[at..]);
+            aw[u] = s.fma(y, h, aw[u]);
+            if BIAS {
+                ab[u] = s.add(ab[u], y);
+            }
+        }
+    }
+    for u in 0..U {
+        s.store(aw[u], &mut pw[j + u * S::N..]);
+        if BIAS {
+            s.store(ab[u], &mut pb[j + u * S::N..]);
         }
     }
 }
@@ -1494,7 +1549,7 @@ fn group_grad_body<S: Isa>(
         return;
     }
     let n = len as f64;
-    // The statistics as norm_grad_row computes them for layer_norm.
+    // The statistics as row_terms computes them for layer_norm.
     let x0 = x[0];
     let mean = f64::from(x0) + block_sum(s, len, &Centred(x, x0)) / n;
     let mh = mean as f32;
@@ -2315,6 +2370,77 @@ mod tests {
                     (w - g).abs() <= 1e-6 * w.abs() + 1e-30,
                     "{level:?}: {g:e} vs {w:e}"
                 );
+            }
+        }
+    }
+
+    /// norm_grad_rows at every level against f64: rows in groups of [`DX_ROWS`] and a short
+    /// last group, columns in wide runs, single vectors and single columns.
+    #[test]
+    fn norm_grad_rows_match_f64() {
+        let (len, rows) = (4 * 16 * 2 + 16 + 5, 2 * DX_ROWS + 3);
+        let x: Vec<f32> = (0..len * rows)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0 + (i / len) as f32)
+            .collect();
+        let dy: Vec<f32> = (0..len * rows)
+            .map(|i| ((i * 104_729) % 997) as f32 / 300.0 - 1.5)
+            .collect();
+        let w: Vec<f32> = (0..len).map(|i| 0.5 + (i % 7) as f32 / 4.0).collect();
+        let close = |what: &str, got: f32, want: f64| {
+            assert!(
+                (got as f64 - want).abs() <= 1e-5 + 1e-5 * want.abs(),
+                "{what}: {got:e} vs {want:e}"
+            );
+        };
+        for rms in [false, true] {
+            for weight in [None, Some(&w[..])] {
+                // The f64 reference: dx, and the weight and bias terms summed over the rows.
+                let (mut dx, mut sw, mut sb) =
+                    (vec![0f64; x.len()], vec![0f64; len], vec![0f64; len]);
+                let n = len as f64;
+                for a in 0..rows {
+                    let xr: Vec<f64> = x[a * len..][..len].iter().map(|&v| v as f64).collect();
+                    let yr = &dy[a * len..][..len];
+                    let mean = if rms { 0.0 } else { xr.iter().sum::<f64>() / n };
+                    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                    let r = 1.0 / (var + 1e-5).sqrt();
+                    let d = |i: usize| yr[i] as f64 * weight.map_or(1.0, |w| w[i] as f64);
+                    let h = |i: usize| (xr[i] - mean) * r;
+                    let ma = if rms {
+                        0.0
+                    } else {
+                        (0..len).map(d).sum::<f64>() / n
+                    };
+                    let mb = (0..len).map(|i| d(i) * h(i)).sum::<f64>() / n;
+                    for i in 0..len {
+                        dx[a * len + i] = r * (d(i) - ma - h(i) * mb);
+                        sw[i] += yr[i] as f64 * h(i);
+                        sb[i] += yr[i] as f64;
+                    }
+                }
+                for level in levels() {
+                    let (mut got, mut pw, mut pb) =
+                        (vec![0f32; x.len()], vec![0f32; len], vec![0f32; len]);
+                    let p = NormGrad {
+                        w: weight,
+                        len,
+                        rms,
+                        eps: 1e-5,
+                    };
+                    at(level, || {
+                        norm_grad_rows(&x, &dy, &mut got, &mut pw, &mut pb, p)
+                    });
+                    let what = format!("{level:?} rms {rms} weight {}", weight.is_some());
+                    for (i, (&g, &want)) in got.iter().zip(&dx).enumerate() {
+                        close(&format!("{what} dx[{i}]"), g, want);
+                    }
+                    for i in 0..len {
+                        close(&format!("{what} dweight[{i}]"), pw[i], sw[i]);
+                        if !rms {
+                            close(&format!("{what} dbias[{i}]"), pb[i], sb[i]);
+                        }
+                    }
+                }
             }
         }
     }
