@@ -1196,6 +1196,129 @@ fn own_window<T: F64Store, I: IntStore>(
     }
 }
 
+/// `g` where `take`, else `+0.0`, without a branch.
+#[inline(always)]
+fn pick(take: bool, g: f32) -> f32 {
+    f32::from_bits(g.to_bits() & u32::from(take).wrapping_neg())
+}
+
+/// The gradient of one f32 row of a 1-D max pool whose inputs each lie in at most two windows
+/// (`kernel <= 2 stride`, no dilation), every row of unit stride. Input `i`, at `r < stride`
+/// past the start of window `m` (`i = m stride - padding + r`), lies in window `m` where `r <
+/// kernel` and in window `m - 1` where `r + stride < kernel`, and takes each of their gradients
+/// whose index names it, window `m - 1`'s first (output order), as `(0 + g1) + g2`: the f64 sum
+/// rounded once, bit for bit (`0 + g1` is exact; an f32 sum of two f32 equals their f64 sum
+/// rounded to f32). Branch-free over the windows whose inputs all lie inside the row.
+fn max_grad_row_1d<I: IntStore>(
+    idx: &[I],
+    g: &[f32],
+    dx: &mut [f32],
+    (stride, padding, kernel): (usize, usize, usize),
+) {
+    let (ow, iw) = (idx.len().min(g.len()), dx.len());
+    let tap = |m: usize, i: usize| pick(m < ow && idx[m].to_i64() == i as i64, g[m.min(ow - 1)]);
+    let one = |i: usize| {
+        let (m, r) = ((i + padding) / stride, (i + padding) % stride);
+        let cur = if r < kernel { tap(m, i) } else { 0.0 };
+        let prev = if r + stride < kernel && m >= 1 {
+            tap(m - 1, i)
+        } else {
+            0.0
+        };
+        (0.0 + prev) + cur
+    };
+    if ow == 0 {
+        dx.fill(0.0);
+        return;
+    }
+    // Windows m in lo..hi have every input m stride - padding + r inside the row, and both
+    // m and m - 1 name windows.
+    let lo = padding.div_ceil(stride).max(1);
+    let hi = ((iw + padding) / stride).min(ow);
+    let first = (lo * stride - padding).min(iw);
+    for (i, o) in dx[..first].iter_mut().enumerate() {
+        *o = one(i);
+    }
+    if lo < hi {
+        let run = &mut dx[first..hi * stride - padding];
+        let cur = (&idx[lo..hi], &g[lo..hi]);
+        let prev = (&idx[lo - 1..hi - 1], &g[lo - 1..hi - 1]);
+        let base = (lo * stride - padding) as i64;
+        match stride {
+            1 => grad_windows_best::<I, 1>(run, cur, prev, base, kernel),
+            2 => grad_windows_best::<I, 2>(run, cur, prev, base, kernel),
+            3 => grad_windows_best::<I, 3>(run, cur, prev, base, kernel),
+            _ => {
+                for (i, o) in (first..).zip(run.iter_mut()) {
+                    *o = one(i);
+                }
+            }
+        }
+    }
+    let last = (hi.max(lo) * stride - padding).clamp(first, iw);
+    for (i, o) in dx.iter_mut().enumerate().skip(last) {
+        *o = one(i);
+    }
+}
+
+/// [`grad_windows`] compiled for AVX-512 where the CPU has it (the compares and selects then
+/// run sixteen windows at a time).
+fn grad_windows_best<I: IntStore, const S: usize>(
+    run: &mut [f32],
+    cur: (&[I], &[f32]),
+    prev: (&[I], &[f32]),
+    base: i64,
+    kernel: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+        unsafe fn avx512<I: IntStore, const S: usize>(
+            run: &mut [f32],
+            cur: (&[I], &[f32]),
+            prev: (&[I], &[f32]),
+            base: i64,
+            kernel: usize,
+        ) {
+            grad_windows::<I, S>(run, cur, prev, base, kernel)
+        }
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { avx512::<I, S>(run, cur, prev, base, kernel) };
+        }
+    }
+    grad_windows::<I, S>(run, cur, prev, base, kernel)
+}
+
+/// [`max_grad_row_1d`] over whole windows of stride `S`: `run` holds their inputs from input
+/// `base`, `cur` the windows' indices and gradients, `prev` those of the windows before them.
+#[inline(always)]
+fn grad_windows<I: IntStore, const S: usize>(
+    run: &mut [f32],
+    cur: (&[I], &[f32]),
+    prev: (&[I], &[f32]),
+    base: i64,
+    kernel: usize,
+) {
+    let (run, _) = run.as_chunks_mut::<S>();
+    let n = [cur.0.len(), cur.1.len(), prev.0.len(), prev.1.len()]
+        .into_iter()
+        .fold(run.len(), usize::min);
+    let (kc, gc, kp, gp) = (&cur.0[..n], &cur.1[..n], &prev.0[..n], &prev.1[..n]);
+    let cur_in: [bool; S] = std::array::from_fn(|r| r < kernel);
+    let prev_in: [bool; S] = std::array::from_fn(|r| r + S < kernel);
+    for j in 0..n {
+        let at = base + (j * S) as i64;
+        let (dc, dp) = (kc[j].to_i64() - at, kp[j].to_i64() - at);
+        for r in 0..S {
+            let c = pick(cur_in[r] & (dc == r as i64), gc[j]);
+            let p = pick(prev_in[r] & (dp == r as i64), gp[j]);
+            run[j][r] = (0.0 + p) + c;
+        }
+    }
+}
+
 /// One pooling or resampling gradient on float storage type `T`, max-pool indices of type `I`.
 fn pool_backward_typed<T: F64Store, I: IntStore>(
     taps: &Taps,
@@ -1231,6 +1354,36 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             window.is_some_and(|w| w.holds([iy, ix], [oy, ox]))
         };
         let most = |l: &TapList| l.at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        let row_1d = window.filter(|w| {
+            taps.spatial == 1
+                && out.desc.dtype == DType::F32
+                && gt.desc.dtype == DType::F32
+                && w.dilation[1] <= 1
+                && w.kernel[1] <= 2 * w.stride[1]
+                && w.stride[1] > 0
+                && is[3] == 1
+                && gs[3] == 1
+                && os[3] == 1
+        });
+        if let Some(w) = row_1d {
+            let geometry = (w.stride[1], w.padding[1], w.kernel[1]);
+            return par_ranges(out.desc.shape[0] * c, grain, |r| {
+                for p in r {
+                    let (n, ch) = (p / c, p % c);
+                    // SAFETY: row (n, ch) of the indices and grad holds ow elements of unit
+                    // stride, dx's iw, written by this task alone.
+                    let (ir, gr, dr) = unsafe {
+                        (
+                            t.run::<I>(t.desc.offset + n * is[0] + ch * is[1], ow),
+                            gt.run::<f32>(gt.desc.offset + n * gs[0] + ch * gs[1], ow),
+                            out.run_mut::<f32>(out.desc.offset + n * os[0] + ch * os[1], iw),
+                        )
+                    };
+                    max_grad_row_1d(ir, gr, dr, geometry);
+                }
+                Ok(())
+            });
+        }
         if most(taps.rows) * most(taps.cols) <= 2 {
             // An input element in at most two windows takes at most two gradients, so dx is
             // summed in place: zeros, then each gradient whose index lies in its own window
@@ -1834,4 +1987,70 @@ pub(crate) fn batch_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
             Ok(())
         })
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `max_grad_row_1d` against a scatter of each gradient whose index lies in its own
+    /// window, summed in f64 in output order and rounded once: every stride to 4 (the last
+    /// without a window kernel), kernel and padding, indices inside, outside and before their
+    /// windows and just after them, and gradients of -0, huge and ordinary values.
+    #[test]
+    fn max_grad_row_1d_matches_a_scatter() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as usize
+        };
+        for stride in 1..=4usize {
+            for kernel in 1..=2 * stride {
+                for padding in 0..=kernel / 2 {
+                    for iw in [1usize, 2, 5, 17, 40] {
+                        if iw + 2 * padding < kernel {
+                            continue;
+                        }
+                        let ow = (iw + 2 * padding - kernel) / stride + 1;
+                        let start = |m: usize| (m * stride) as i64 - padding as i64;
+                        let idx: Vec<i64> = (0..ow)
+                            .map(|m| match next() % 8 {
+                                0 => -1,
+                                1 => iw as i64 + 3,
+                                2 => start(m) - 1,
+                                3 => start(m) + kernel as i64,
+                                _ => start(m) + (next() % kernel) as i64,
+                            })
+                            .collect();
+                        let g: Vec<f32> = (0..ow)
+                            .map(|_| match next() % 6 {
+                                0 => -0.0,
+                                1 => 3e38,
+                                _ => (next() % 2001) as f32 / 7.0 - 140.0,
+                            })
+                            .collect();
+                        let mut want = vec![0f64; iw];
+                        for (m, (&k, &g)) in idx.iter().zip(&g).enumerate() {
+                            let inside = (start(m)..start(m) + kernel as i64).contains(&k);
+                            if inside && (0..iw as i64).contains(&k) {
+                                want[k as usize] += f64::from(g);
+                            }
+                        }
+                        let mut got = vec![f32::NAN; iw];
+                        max_grad_row_1d(&idx, &g, &mut got, (stride, padding, kernel));
+                        let idx32: Vec<i32> = idx.iter().map(|&k| k as i32).collect();
+                        let mut got32 = vec![f32::NAN; iw];
+                        max_grad_row_1d(&idx32, &g, &mut got32, (stride, padding, kernel));
+                        for i in 0..iw {
+                            let what = format!("s{stride} k{kernel} p{padding} iw{iw} i{i}");
+                            assert_eq!(got[i].to_bits(), (want[i] as f32).to_bits(), "{what}");
+                            assert_eq!(got32[i].to_bits(), got[i].to_bits(), "{what} i32");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
