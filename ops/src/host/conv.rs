@@ -1319,6 +1319,117 @@ fn grad_windows<I: IntStore, const S: usize>(
     }
 }
 
+/// The gradient of one row of a 1-D average pool whose inputs each lie in at most two windows
+/// (`kernel <= 2 stride`, no dilation), every row of unit stride, with window `m`'s weight
+/// `wgt[m]` (one over its divisor): input `i` (as in [`max_grad_row_1d`]) sums `wgt[m] (0 +
+/// g[m])` of its windows in the order of its taps (window `m`, then `m - 1`) from `-0`, in f64,
+/// rounded once: the gather's operations, so its results. Branch-free over the windows whose
+/// inputs all lie inside the row.
+fn avg_grad_row_1d<T: F64Store>(
+    g: &[T],
+    wgt: &[f64],
+    dx: &mut [T],
+    (stride, padding, kernel): (usize, usize, usize),
+) {
+    let (ow, iw) = (g.len().min(wgt.len()), dx.len());
+    if ow == 0 {
+        dx.fill(T::from_f64(-0.0));
+        return;
+    }
+    let term = |m: usize| wgt[m] * (0.0 + g[m].to_f64());
+    let one = |i: usize| {
+        let (m, r) = ((i + padding) / stride, (i + padding) % stride);
+        let mut v = -0.0;
+        if r < kernel && m < ow {
+            v += term(m);
+        }
+        if r + stride < kernel && m >= 1 && m - 1 < ow {
+            v += term(m - 1);
+        }
+        T::from_f64(v)
+    };
+    let lo = padding.div_ceil(stride).max(1);
+    let hi = ((iw + padding) / stride).min(ow);
+    let first = (lo * stride - padding).min(iw);
+    for (i, o) in dx[..first].iter_mut().enumerate() {
+        *o = one(i);
+    }
+    if lo < hi {
+        let run = &mut dx[first..hi * stride - padding];
+        let (cur, prev) = (
+            (&g[lo..hi], &wgt[lo..hi]),
+            (&g[lo - 1..hi - 1], &wgt[lo - 1..hi - 1]),
+        );
+        match stride {
+            1 => avg_windows_best::<T, 1>(run, cur, prev, kernel),
+            2 => avg_windows_best::<T, 2>(run, cur, prev, kernel),
+            3 => avg_windows_best::<T, 3>(run, cur, prev, kernel),
+            _ => {
+                for (i, o) in (first..).zip(run.iter_mut()) {
+                    *o = one(i);
+                }
+            }
+        }
+    }
+    let last = (hi.max(lo) * stride - padding).clamp(first, iw);
+    for (i, o) in dx.iter_mut().enumerate().skip(last) {
+        *o = one(i);
+    }
+}
+
+/// [`avg_windows`] compiled for AVX-512 where the CPU has it.
+fn avg_windows_best<T: F64Store, const S: usize>(
+    run: &mut [T],
+    cur: (&[T], &[f64]),
+    prev: (&[T], &[f64]),
+    kernel: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+        unsafe fn avx512<T: F64Store, const S: usize>(
+            run: &mut [T],
+            cur: (&[T], &[f64]),
+            prev: (&[T], &[f64]),
+            kernel: usize,
+        ) {
+            avg_windows::<T, S>(run, cur, prev, kernel)
+        }
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { avx512::<T, S>(run, cur, prev, kernel) };
+        }
+    }
+    avg_windows::<T, S>(run, cur, prev, kernel)
+}
+
+/// [`avg_grad_row_1d`] over whole windows of stride `S`: `run` holds their inputs, `cur` the
+/// windows' gradients and weights, `prev` those of the windows before them. A window's absent
+/// term is `-0`, which leaves the sum as it is.
+#[inline(always)]
+fn avg_windows<T: F64Store, const S: usize>(
+    run: &mut [T],
+    cur: (&[T], &[f64]),
+    prev: (&[T], &[f64]),
+    kernel: usize,
+) {
+    let (run, _) = run.as_chunks_mut::<S>();
+    let n = [cur.0.len(), cur.1.len(), prev.0.len(), prev.1.len()]
+        .into_iter()
+        .fold(run.len(), usize::min);
+    let (gc, wc, gp, wp) = (&cur.0[..n], &cur.1[..n], &prev.0[..n], &prev.1[..n]);
+    for j in 0..n {
+        let c = wc[j] * (0.0 + gc[j].to_f64());
+        let p = wp[j] * (0.0 + gp[j].to_f64());
+        for (r, o) in run[j].iter_mut().enumerate() {
+            let c = if r < kernel { c } else { -0.0 };
+            let p = if r + S < kernel { p } else { -0.0 };
+            *o = T::from_f64((-0.0 + c) + p);
+        }
+    }
+}
+
 /// One pooling or resampling gradient on float storage type `T`, max-pool indices of type `I`.
 fn pool_backward_typed<T: F64Store, I: IntStore>(
     taps: &Taps,
@@ -1471,6 +1582,41 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
     } else {
         gt.desc.shape[3]
     };
+    let row_1d = taps.window.filter(|w| {
+        taps.spatial == 1
+            && w.dilation[1] <= 1
+            && w.kernel[1] <= 2 * w.stride[1]
+            && w.stride[1] > 0
+            && gs[3] == 1
+            && os[3] == 1
+    });
+    if let Some(w) = row_1d {
+        // Each window's weight, from the taps of the inputs it holds.
+        let mut wgt: Vec<f64> = zeros(ow, || {
+            format!("pool gradient: no memory for {ow} window weights")
+        })?;
+        for (o, wx) in taps.cols.taps.iter().copied() {
+            if let Some(v) = wgt.get_mut(o) {
+                *v = wx;
+            }
+        }
+        let geometry = (w.stride[1], w.padding[1], w.kernel[1]);
+        return par_ranges(out.desc.shape[0] * c, (GRAIN / plane).max(1), |r| {
+            for p in r {
+                let (n, ch) = (p / c, p % c);
+                // SAFETY: row (n, ch) of grad holds ow elements of unit stride, dx's iw,
+                // written by this task alone.
+                let (gr, dr) = unsafe {
+                    (
+                        gt.run::<T>(gt.desc.offset + n * gs[0] + ch * gs[1], ow),
+                        out.run_mut::<T>(out.desc.offset + n * os[0] + ch * os[1], iw),
+                    )
+                };
+                avg_grad_row_1d(gr, &wgt, dr, geometry);
+            }
+            Ok(())
+        });
+    }
     // The column taps as slices held here: the stores into dx could alias them behind the
     // shared taps.
     let (col_at, col_taps) = (&taps.cols.at[..], &taps.cols.taps[..]);
@@ -1992,6 +2138,73 @@ pub(crate) fn batch_norm_kernel(call: &OpCall) -> Result<Box<Body>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `avg_grad_row_1d` against the gather it replaces: each input's taps (`j` in
+    /// `0..kernel`, window `(i + padding - j) / stride` where that divides) summed from `-0` as
+    /// `w (0 + g)` in f64 and rounded once, bit for bit, for f32 and f64 rows.
+    #[test]
+    fn avg_grad_row_1d_matches_the_gather() {
+        fn check<T: F64Store + std::fmt::Debug>(
+            g: &[T],
+            w: &[f64],
+            s: usize,
+            p: usize,
+            k: usize,
+            iw: usize,
+        ) {
+            let mut got = vec![T::from_f64(f64::NAN); iw];
+            avg_grad_row_1d(g, w, &mut got, (s, p, k));
+            for (i, got) in got.iter().enumerate() {
+                let mut want = -0.0;
+                for j in 0..k {
+                    let Some(t) = (i + p).checked_sub(j) else {
+                        continue;
+                    };
+                    if t % s == 0 && t / s < g.len() {
+                        want += w[t / s] * (0.0 + g[t / s].to_f64());
+                    }
+                }
+                let (a, b) = (got.to_f64(), T::from_f64(want).to_f64());
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "s{s} k{k} p{p} iw{iw} i{i}: {a:e} vs {b:e}"
+                );
+            }
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as usize
+        };
+        for stride in 1..=4usize {
+            for kernel in 1..=2 * stride {
+                for padding in 0..=kernel / 2 {
+                    for iw in [1usize, 2, 5, 17, 40] {
+                        if iw + 2 * padding < kernel {
+                            continue;
+                        }
+                        let ow = (iw + 2 * padding - kernel) / stride + 1;
+                        let g: Vec<f32> = (0..ow)
+                            .map(|_| match next() % 6 {
+                                0 => -0.0,
+                                1 => 3e38,
+                                _ => (next() % 2001) as f32 / 7.0 - 140.0,
+                            })
+                            .collect();
+                        let w: Vec<f64> = (0..ow)
+                            .map(|_| 1.0 / (1 + next() % kernel) as f64)
+                            .collect();
+                        check(&g, &w, stride, padding, kernel, iw);
+                        let g64: Vec<f64> = g.iter().map(|&v| f64::from(v) / 3.0).collect();
+                        check(&g64, &w, stride, padding, kernel, iw);
+                    }
+                }
+            }
+        }
+    }
 
     /// `max_grad_row_1d` against a scatter of each gradient whose index lies in its own
     /// window, summed in f64 in output order and rounded once: every stride to 4 (the last
