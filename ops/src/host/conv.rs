@@ -1430,6 +1430,21 @@ fn avg_windows<T: F64Store, const S: usize>(
     }
 }
 
+/// A row of dx from its `line` of grad sums where every input column has `L` taps (`taps`
+/// holds them column after column): each element sums `wx line[ox]` over its taps from `-0`,
+/// in order, rounded once (the gather's operations).
+#[inline(always)]
+fn gather_row<T: F64Store, const L: usize>(taps: &[(usize, f64)], line: &[f64], o: &mut [T]) {
+    let (taps, _) = taps.as_chunks::<L>();
+    for (o, t) in o.iter_mut().zip(taps) {
+        let mut v = -0.0;
+        for &(ox, wx) in t {
+            v += wx * line[ox];
+        }
+        *o = T::from_f64(v);
+    }
+}
+
 /// One pooling or resampling gradient on float storage type `T`, max-pool indices of type `I`.
 fn pool_backward_typed<T: F64Store, I: IntStore>(
     taps: &Taps,
@@ -1620,6 +1635,11 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
     // The column taps as slices held here: the stores into dx could alias them behind the
     // shared taps.
     let (col_at, col_taps) = (&taps.cols.at[..], &taps.cols.taps[..]);
+    // The number of taps of every input column where they all have the same, up to 4.
+    let counts = || col_at.windows(2).map(|w| w[1] - w[0]);
+    let uniform = counts()
+        .min()
+        .filter(|&l| (1..=4).contains(&l) && counts().max() == Some(l));
     par_ranges(out.desc.shape[0] * c, (GRAIN / 16 / plane).max(1), |r| {
         let mut line: Vec<f64> = zeros(ow, || {
             format!("pool gradient: no memory for a line of {ow} f64 sums")
@@ -1656,8 +1676,16 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                     // SAFETY: row (n, ch, iy) of dx holds iw elements of unit stride, written
                     // by this task alone.
                     let o = unsafe { out.run_mut::<T>(obase + iy * os[2], iw) };
-                    for (ix, o) in o.iter_mut().enumerate() {
-                        *o = T::from_f64(gather(ix));
+                    match uniform {
+                        Some(1) => gather_row::<T, 1>(col_taps, &line, o),
+                        Some(2) => gather_row::<T, 2>(col_taps, &line, o),
+                        Some(3) => gather_row::<T, 3>(col_taps, &line, o),
+                        Some(4) => gather_row::<T, 4>(col_taps, &line, o),
+                        _ => {
+                            for (ix, o) in o.iter_mut().enumerate() {
+                                *o = T::from_f64(gather(ix));
+                            }
+                        }
                     }
                     continue;
                 }
@@ -2202,6 +2230,35 @@ mod tests {
                         check(&g64, &w, stride, padding, kernel, iw);
                     }
                 }
+            }
+        }
+    }
+
+    /// `gather_row` against the gather's sum, bit for bit, for every tap count it takes.
+    #[test]
+    fn gather_row_matches_the_gather() {
+        let line: Vec<f64> = (0..37)
+            .map(|i| f64::from(i * 7919 % 113) / 9.0 - 6.0)
+            .collect();
+        for l in 1..=4usize {
+            let iw = 23;
+            let taps: Vec<(usize, f64)> = (0..iw * l)
+                .map(|t| (t * 31 % line.len(), 1.0 / (1 + t % 5) as f64))
+                .collect();
+            let mut got = vec![f32::NAN; iw];
+            match l {
+                1 => gather_row::<f32, 1>(&taps, &line, &mut got),
+                2 => gather_row::<f32, 2>(&taps, &line, &mut got),
+                3 => gather_row::<f32, 3>(&taps, &line, &mut got),
+                _ => gather_row::<f32, 4>(&taps, &line, &mut got),
+            }
+            for (ix, got) in got.iter().enumerate() {
+                let want: f64 = taps[ix * l..][..l].iter().map(|&(o, w)| w * line[o]).sum();
+                assert_eq!(
+                    got.to_bits(),
+                    (want as f32).to_bits(),
+                    "{l} taps, column {ix}"
+                );
             }
         }
     }
