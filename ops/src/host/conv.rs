@@ -1,6 +1,8 @@
 //! `conv1d`, `conv2d` and the pools: one output element at a time, accumulating in f64; the
 //! f32 forward convolution as a matrix product per image and group (im2col and `gemm`).
 
+use std::ops::Range;
+
 use anyaccel_hal::{DType, OpCall, Result};
 use gemm::{gemm, Parallelism};
 
@@ -1202,20 +1204,89 @@ fn pick(take: bool, g: f32) -> f32 {
     f32::from_bits(g.to_bits() & u32::from(take).wrapping_neg())
 }
 
-/// The gradient of one f32 row of a 1-D max pool whose inputs each lie in at most two windows
-/// (`kernel <= 2 stride`, no dilation), every row of unit stride. Input `i`, at `r < stride`
-/// past the start of window `m` (`i = m stride - padding + r`), lies in window `m` where `r <
-/// kernel` and in window `m - 1` where `r + stride < kernel`, and takes each of their gradients
-/// whose index names it, window `m - 1`'s first (output order), as `(0 + g1) + g2`: the f64 sum
-/// rounded once, bit for bit (`0 + g1` is exact; an f32 sum of two f32 equals their f64 sum
-/// rounded to f32). Branch-free over the windows whose inputs all lie inside the row.
+/// The gradient of a 1-D pool over its whole windows of stride `S`: `out` holds their inputs,
+/// `S` for each window in order.
+trait Windows<T> {
+    fn run<const S: usize>(&self, out: &mut [T]);
+}
+
+/// One row of a 1-D pool gradient whose inputs each lie in at most two windows (`kernel <= 2
+/// stride`, no dilation), by window. Input `i`, at `r < stride` past the start of window `m`
+/// (`i = m stride - padding + r`), lies in window `m` where `r < kernel` and in window `m - 1`
+/// where `r + stride < kernel`. The inputs of the windows `lo..hi` whose inputs all lie inside
+/// the row and which follow a window go to `whole(lo..hi)` (a [`Windows`] kernel, run by
+/// stride compiled for AVX-512 where the CPU has it; strides above 3 go by element), the rest
+/// to `one(i)`.
+fn by_window<T, K: Windows<T>>(
+    dx: &mut [T],
+    (stride, padding, ow): (usize, usize, usize),
+    one: impl Fn(usize) -> T,
+    whole: impl FnOnce(Range<usize>) -> K,
+) {
+    let iw = dx.len();
+    let lo = padding.div_ceil(stride).max(1);
+    let hi = ((iw + padding) / stride).min(ow);
+    let first = (lo * stride - padding).min(iw);
+    for (i, o) in dx[..first].iter_mut().enumerate() {
+        *o = one(i);
+    }
+    if lo < hi {
+        let run = &mut dx[first..hi * stride - padding];
+        if !windows_best(&whole(lo..hi), stride, run) {
+            for (i, o) in (first..).zip(run.iter_mut()) {
+                *o = one(i);
+            }
+        }
+    }
+    let last = (hi.max(lo) * stride - padding).clamp(first, iw);
+    for (i, o) in dx.iter_mut().enumerate().skip(last) {
+        *o = one(i);
+    }
+}
+
+/// Runs `k` for `stride` (1 to 3; `false` for others), compiled for AVX-512 where the CPU has
+/// it (the compares and selects then run many windows at a time).
+fn windows_best<T, K: Windows<T>>(k: &K, stride: usize, out: &mut [T]) -> bool {
+    #[inline(always)]
+    fn by_stride<T, K: Windows<T>>(k: &K, stride: usize, out: &mut [T]) -> bool {
+        match stride {
+            1 => k.run::<1>(out),
+            2 => k.run::<2>(out),
+            3 => k.run::<3>(out),
+            _ => return false,
+        }
+        true
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+        unsafe fn avx512<T, K: Windows<T>>(k: &K, stride: usize, out: &mut [T]) -> bool {
+            by_stride(k, stride, out)
+        }
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { avx512(k, stride, out) };
+        }
+    }
+    by_stride(k, stride, out)
+}
+
+/// The gradient of one f32 row of a 1-D max pool, by window ([`by_window`]): each input takes
+/// each gradient of its windows whose index names it, window `m - 1`'s first (output order), as
+/// `(0 + g1) + g2`: the f64 sum rounded once, bit for bit (`0 + g1` is exact; an f32 sum of
+/// two f32 equals their f64 sum rounded to f32). Branch-free: picks by bit masks.
 fn max_grad_row_1d<I: IntStore>(
     idx: &[I],
     g: &[f32],
     dx: &mut [f32],
     (stride, padding, kernel): (usize, usize, usize),
 ) {
-    let (ow, iw) = (idx.len().min(g.len()), dx.len());
+    let ow = idx.len().min(g.len());
+    if ow == 0 {
+        dx.fill(0.0);
+        return;
+    }
     let tap = |m: usize, i: usize| pick(m < ow && idx[m].to_i64() == i as i64, g[m.min(ow - 1)]);
     let one = |i: usize| {
         let (m, r) = ((i + padding) / stride, (i + padding) % stride);
@@ -1227,115 +1298,59 @@ fn max_grad_row_1d<I: IntStore>(
         };
         (0.0 + prev) + cur
     };
-    if ow == 0 {
-        dx.fill(0.0);
-        return;
-    }
-    // Windows m in lo..hi have every input m stride - padding + r inside the row, and both
-    // m and m - 1 name windows.
-    let lo = padding.div_ceil(stride).max(1);
-    let hi = ((iw + padding) / stride).min(ow);
-    let first = (lo * stride - padding).min(iw);
-    for (i, o) in dx[..first].iter_mut().enumerate() {
-        *o = one(i);
-    }
-    if lo < hi {
-        let run = &mut dx[first..hi * stride - padding];
-        let cur = (&idx[lo..hi], &g[lo..hi]);
-        let prev = (&idx[lo - 1..hi - 1], &g[lo - 1..hi - 1]);
-        let base = (lo * stride - padding) as i64;
-        match stride {
-            1 => grad_windows_best::<I, 1>(run, cur, prev, base, kernel),
-            2 => grad_windows_best::<I, 2>(run, cur, prev, base, kernel),
-            3 => grad_windows_best::<I, 3>(run, cur, prev, base, kernel),
-            _ => {
-                for (i, o) in (first..).zip(run.iter_mut()) {
-                    *o = one(i);
-                }
+    by_window(dx, (stride, padding, ow), one, |w: Range<usize>| {
+        MaxWindows {
+            cur: (&idx[w.clone()], &g[w.clone()]),
+            prev: (&idx[w.start - 1..w.end - 1], &g[w.start - 1..w.end - 1]),
+            base: (w.start * stride - padding) as i64,
+            kernel,
+        }
+    })
+}
+
+/// Whole windows of [`max_grad_row_1d`]: their indices and gradients, those of the windows
+/// before them, the position of the first one's first input, and the kernel.
+struct MaxWindows<'a, I> {
+    cur: (&'a [I], &'a [f32]),
+    prev: (&'a [I], &'a [f32]),
+    base: i64,
+    kernel: usize,
+}
+
+impl<I: IntStore> Windows<f32> for MaxWindows<'_, I> {
+    #[inline(always)]
+    fn run<const S: usize>(&self, out: &mut [f32]) {
+        let (out, _) = out.as_chunks_mut::<S>();
+        let (cur, prev) = (self.cur, self.prev);
+        let n = [cur.0.len(), cur.1.len(), prev.0.len(), prev.1.len()]
+            .into_iter()
+            .fold(out.len(), usize::min);
+        let (kc, gc, kp, gp) = (&cur.0[..n], &cur.1[..n], &prev.0[..n], &prev.1[..n]);
+        let cur_in: [bool; S] = std::array::from_fn(|r| r < self.kernel);
+        let prev_in: [bool; S] = std::array::from_fn(|r| r + S < self.kernel);
+        for j in 0..n {
+            let at = self.base + (j * S) as i64;
+            let (dc, dp) = (kc[j].to_i64() - at, kp[j].to_i64() - at);
+            for r in 0..S {
+                let c = pick(cur_in[r] & (dc == r as i64), gc[j]);
+                let p = pick(prev_in[r] & (dp == r as i64), gp[j]);
+                out[j][r] = (0.0 + p) + c;
             }
         }
     }
-    let last = (hi.max(lo) * stride - padding).clamp(first, iw);
-    for (i, o) in dx.iter_mut().enumerate().skip(last) {
-        *o = one(i);
-    }
 }
 
-/// [`grad_windows`] compiled for AVX-512 where the CPU has it (the compares and selects then
-/// run sixteen windows at a time).
-fn grad_windows_best<I: IntStore, const S: usize>(
-    run: &mut [f32],
-    cur: (&[I], &[f32]),
-    prev: (&[I], &[f32]),
-    base: i64,
-    kernel: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-        unsafe fn avx512<I: IntStore, const S: usize>(
-            run: &mut [f32],
-            cur: (&[I], &[f32]),
-            prev: (&[I], &[f32]),
-            base: i64,
-            kernel: usize,
-        ) {
-            grad_windows::<I, S>(run, cur, prev, base, kernel)
-        }
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512::<I, S>(run, cur, prev, base, kernel) };
-        }
-    }
-    grad_windows::<I, S>(run, cur, prev, base, kernel)
-}
-
-/// [`max_grad_row_1d`] over whole windows of stride `S`: `run` holds their inputs from input
-/// `base`, `cur` the windows' indices and gradients, `prev` those of the windows before them.
-#[inline(always)]
-fn grad_windows<I: IntStore, const S: usize>(
-    run: &mut [f32],
-    cur: (&[I], &[f32]),
-    prev: (&[I], &[f32]),
-    base: i64,
-    kernel: usize,
-) {
-    let (run, _) = run.as_chunks_mut::<S>();
-    let n = [cur.0.len(), cur.1.len(), prev.0.len(), prev.1.len()]
-        .into_iter()
-        .fold(run.len(), usize::min);
-    let (kc, gc, kp, gp) = (&cur.0[..n], &cur.1[..n], &prev.0[..n], &prev.1[..n]);
-    let cur_in: [bool; S] = std::array::from_fn(|r| r < kernel);
-    let prev_in: [bool; S] = std::array::from_fn(|r| r + S < kernel);
-    for j in 0..n {
-        let at = base + (j * S) as i64;
-        let (dc, dp) = (kc[j].to_i64() - at, kp[j].to_i64() - at);
-        for r in 0..S {
-            let c = pick(cur_in[r] & (dc == r as i64), gc[j]);
-            let p = pick(prev_in[r] & (dp == r as i64), gp[j]);
-            run[j][r] = (0.0 + p) + c;
-        }
-    }
-}
-
-/// The gradient of one row of a 1-D average pool whose inputs each lie in at most two windows
-/// (`kernel <= 2 stride`, no dilation), every row of unit stride, with window `m`'s weight
-/// `wgt[m]` (one over its divisor): input `i` (as in [`max_grad_row_1d`]) sums `wgt[m] (0 +
-/// g[m])` of its windows in the order of its taps (window `m`, then `m - 1`) from `-0`, in f64,
-/// rounded once: the gather's operations, so its results. Branch-free over the windows whose
-/// inputs all lie inside the row.
+/// The gradient of one row of a 1-D average pool, by window ([`by_window`]), with window `m`'s
+/// weight `wgt[m]` (one over its divisor): each input sums `wgt[m] (0 + g[m])` of its windows
+/// in the order of its taps (window `m`, then `m - 1`) from `-0`, in f64, rounded once: the
+/// gather's operations, so its results.
 fn avg_grad_row_1d<T: F64Store>(
     g: &[T],
     wgt: &[f64],
     dx: &mut [T],
     (stride, padding, kernel): (usize, usize, usize),
 ) {
-    let (ow, iw) = (g.len().min(wgt.len()), dx.len());
-    if ow == 0 {
-        dx.fill(T::from_f64(-0.0));
-        return;
-    }
+    let ow = g.len().min(wgt.len());
     let term = |m: usize| wgt[m] * (0.0 + g[m].to_f64());
     let one = |i: usize| {
         let (m, r) = ((i + padding) / stride, (i + padding) % stride);
@@ -1348,84 +1363,40 @@ fn avg_grad_row_1d<T: F64Store>(
         }
         T::from_f64(v)
     };
-    let lo = padding.div_ceil(stride).max(1);
-    let hi = ((iw + padding) / stride).min(ow);
-    let first = (lo * stride - padding).min(iw);
-    for (i, o) in dx[..first].iter_mut().enumerate() {
-        *o = one(i);
-    }
-    if lo < hi {
-        let run = &mut dx[first..hi * stride - padding];
-        let (cur, prev) = (
-            (&g[lo..hi], &wgt[lo..hi]),
-            (&g[lo - 1..hi - 1], &wgt[lo - 1..hi - 1]),
-        );
-        match stride {
-            1 => avg_windows_best::<T, 1>(run, cur, prev, kernel),
-            2 => avg_windows_best::<T, 2>(run, cur, prev, kernel),
-            3 => avg_windows_best::<T, 3>(run, cur, prev, kernel),
-            _ => {
-                for (i, o) in (first..).zip(run.iter_mut()) {
-                    *o = one(i);
-                }
+    by_window(dx, (stride, padding, ow), one, |w: Range<usize>| {
+        AvgWindows {
+            cur: (&g[w.clone()], &wgt[w.clone()]),
+            prev: (&g[w.start - 1..w.end - 1], &wgt[w.start - 1..w.end - 1]),
+            kernel,
+        }
+    })
+}
+
+/// Whole windows of [`avg_grad_row_1d`]: their gradients and weights, those of the windows
+/// before them, and the kernel. A window's absent term is `-0`, which leaves the sum as it is.
+struct AvgWindows<'a, T> {
+    cur: (&'a [T], &'a [f64]),
+    prev: (&'a [T], &'a [f64]),
+    kernel: usize,
+}
+
+impl<T: F64Store> Windows<T> for AvgWindows<'_, T> {
+    #[inline(always)]
+    fn run<const S: usize>(&self, out: &mut [T]) {
+        let (out, _) = out.as_chunks_mut::<S>();
+        let (cur, prev) = (self.cur, self.prev);
+        let n = [cur.0.len(), cur.1.len(), prev.0.len(), prev.1.len()]
+            .into_iter()
+            .fold(out.len(), usize::min);
+        let (gc, wc, gp, wp) = (&cur.0[..n], &cur.1[..n], &prev.0[..n], &prev.1[..n]);
+        for j in 0..n {
+            let c = wc[j] * (0.0 + gc[j].to_f64());
+            let p = wp[j] * (0.0 + gp[j].to_f64());
+            for (r, o) in out[j].iter_mut().enumerate() {
+                let c = if r < self.kernel { c } else { -0.0 };
+                let p = if r + S < self.kernel { p } else { -0.0 };
+                *o = T::from_f64((-0.0 + c) + p);
             }
-        }
-    }
-    let last = (hi.max(lo) * stride - padding).clamp(first, iw);
-    for (i, o) in dx.iter_mut().enumerate().skip(last) {
-        *o = one(i);
-    }
-}
-
-/// [`avg_windows`] compiled for AVX-512 where the CPU has it.
-fn avg_windows_best<T: F64Store, const S: usize>(
-    run: &mut [T],
-    cur: (&[T], &[f64]),
-    prev: (&[T], &[f64]),
-    kernel: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-        unsafe fn avx512<T: F64Store, const S: usize>(
-            run: &mut [T],
-            cur: (&[T], &[f64]),
-            prev: (&[T], &[f64]),
-            kernel: usize,
-        ) {
-            avg_windows::<T, S>(run, cur, prev, kernel)
-        }
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512::<T, S>(run, cur, prev, kernel) };
-        }
-    }
-    avg_windows::<T, S>(run, cur, prev, kernel)
-}
-
-/// [`avg_grad_row_1d`] over whole windows of stride `S`: `run` holds their inputs, `cur` the
-/// windows' gradients and weights, `prev` those of the windows before them. A window's absent
-/// term is `-0`, which leaves the sum as it is.
-#[inline(always)]
-fn avg_windows<T: F64Store, const S: usize>(
-    run: &mut [T],
-    cur: (&[T], &[f64]),
-    prev: (&[T], &[f64]),
-    kernel: usize,
-) {
-    let (run, _) = run.as_chunks_mut::<S>();
-    let n = [cur.0.len(), cur.1.len(), prev.0.len(), prev.1.len()]
-        .into_iter()
-        .fold(run.len(), usize::min);
-    let (gc, wc, gp, wp) = (&cur.0[..n], &cur.1[..n], &prev.0[..n], &prev.1[..n]);
-    for j in 0..n {
-        let c = wc[j] * (0.0 + gc[j].to_f64());
-        let p = wp[j] * (0.0 + gp[j].to_f64());
-        for (r, o) in run[j].iter_mut().enumerate() {
-            let c = if r < kernel { c } else { -0.0 };
-            let p = if r + S < kernel { p } else { -0.0 };
-            *o = T::from_f64((-0.0 + c) + p);
         }
     }
 }
@@ -2200,38 +2171,59 @@ mod tests {
                 );
             }
         }
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
+        let mut next = rng(0x9e37_79b9_7f4a_7c15);
+        for_each_row(|stride, kernel, padding, iw, ow| {
+            let g = gradients(&mut next, ow);
+            let w: Vec<f64> = (0..ow)
+                .map(|_| 1.0 / (1 + next() % kernel) as f64)
+                .collect();
+            check(&g, &w, stride, padding, kernel, iw);
+            let g64: Vec<f64> = g.iter().map(|&v| f64::from(v) / 3.0).collect();
+            check(&g64, &w, stride, padding, kernel, iw);
+        });
+    }
+
+    /// A xorshift generator from `seed`.
+    fn rng(mut seed: u64) -> impl FnMut() -> usize {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             (seed >> 11) as usize
-        };
+        }
+    }
+
+    /// `f(stride, kernel, padding, iw, ow)` for every 1-D pool row of stride up to 4 whose
+    /// inputs lie in at most two windows, over rows of 1 to 40 inputs.
+    fn for_each_row(mut f: impl FnMut(usize, usize, usize, usize, usize)) {
         for stride in 1..=4usize {
             for kernel in 1..=2 * stride {
                 for padding in 0..=kernel / 2 {
                     for iw in [1usize, 2, 5, 17, 40] {
-                        if iw + 2 * padding < kernel {
-                            continue;
+                        if iw + 2 * padding >= kernel {
+                            f(
+                                stride,
+                                kernel,
+                                padding,
+                                iw,
+                                (iw + 2 * padding - kernel) / stride + 1,
+                            );
                         }
-                        let ow = (iw + 2 * padding - kernel) / stride + 1;
-                        let g: Vec<f32> = (0..ow)
-                            .map(|_| match next() % 6 {
-                                0 => -0.0,
-                                1 => 3e38,
-                                _ => (next() % 2001) as f32 / 7.0 - 140.0,
-                            })
-                            .collect();
-                        let w: Vec<f64> = (0..ow)
-                            .map(|_| 1.0 / (1 + next() % kernel) as f64)
-                            .collect();
-                        check(&g, &w, stride, padding, kernel, iw);
-                        let g64: Vec<f64> = g.iter().map(|&v| f64::from(v) / 3.0).collect();
-                        check(&g64, &w, stride, padding, kernel, iw);
                     }
                 }
             }
         }
+    }
+
+    /// `ow` gradients: -0, huge and ordinary values.
+    fn gradients(next: &mut impl FnMut() -> usize, ow: usize) -> Vec<f32> {
+        (0..ow)
+            .map(|_| match next() % 6 {
+                0 => -0.0,
+                1 => 3e38,
+                _ => (next() % 2001) as f32 / 7.0 - 140.0,
+            })
+            .collect()
     }
 
     /// `gather_row` against the gather's sum, bit for bit, for every tap count it takes.
@@ -2269,58 +2261,36 @@ mod tests {
     /// windows and just after them, and gradients of -0, huge and ordinary values.
     #[test]
     fn max_grad_row_1d_matches_a_scatter() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as usize
-        };
-        for stride in 1..=4usize {
-            for kernel in 1..=2 * stride {
-                for padding in 0..=kernel / 2 {
-                    for iw in [1usize, 2, 5, 17, 40] {
-                        if iw + 2 * padding < kernel {
-                            continue;
-                        }
-                        let ow = (iw + 2 * padding - kernel) / stride + 1;
-                        let start = |m: usize| (m * stride) as i64 - padding as i64;
-                        let idx: Vec<i64> = (0..ow)
-                            .map(|m| match next() % 8 {
-                                0 => -1,
-                                1 => iw as i64 + 3,
-                                2 => start(m) - 1,
-                                3 => start(m) + kernel as i64,
-                                _ => start(m) + (next() % kernel) as i64,
-                            })
-                            .collect();
-                        let g: Vec<f32> = (0..ow)
-                            .map(|_| match next() % 6 {
-                                0 => -0.0,
-                                1 => 3e38,
-                                _ => (next() % 2001) as f32 / 7.0 - 140.0,
-                            })
-                            .collect();
-                        let mut want = vec![0f64; iw];
-                        for (m, (&k, &g)) in idx.iter().zip(&g).enumerate() {
-                            let inside = (start(m)..start(m) + kernel as i64).contains(&k);
-                            if inside && (0..iw as i64).contains(&k) {
-                                want[k as usize] += f64::from(g);
-                            }
-                        }
-                        let mut got = vec![f32::NAN; iw];
-                        max_grad_row_1d(&idx, &g, &mut got, (stride, padding, kernel));
-                        let idx32: Vec<i32> = idx.iter().map(|&k| k as i32).collect();
-                        let mut got32 = vec![f32::NAN; iw];
-                        max_grad_row_1d(&idx32, &g, &mut got32, (stride, padding, kernel));
-                        for i in 0..iw {
-                            let what = format!("s{stride} k{kernel} p{padding} iw{iw} i{i}");
-                            assert_eq!(got[i].to_bits(), (want[i] as f32).to_bits(), "{what}");
-                            assert_eq!(got32[i].to_bits(), got[i].to_bits(), "{what} i32");
-                        }
-                    }
+        let mut next = rng(0x2545_f491_4f6c_dd1d);
+        for_each_row(|stride, kernel, padding, iw, ow| {
+            let start = |m: usize| (m * stride) as i64 - padding as i64;
+            let idx: Vec<i64> = (0..ow)
+                .map(|m| match next() % 8 {
+                    0 => -1,
+                    1 => iw as i64 + 3,
+                    2 => start(m) - 1,
+                    3 => start(m) + kernel as i64,
+                    _ => start(m) + (next() % kernel) as i64,
+                })
+                .collect();
+            let g = gradients(&mut next, ow);
+            let mut want = vec![0f64; iw];
+            for (m, (&k, &g)) in idx.iter().zip(&g).enumerate() {
+                let inside = (start(m)..start(m) + kernel as i64).contains(&k);
+                if inside && (0..iw as i64).contains(&k) {
+                    want[k as usize] += f64::from(g);
                 }
             }
-        }
+            let mut got = vec![f32::NAN; iw];
+            max_grad_row_1d(&idx, &g, &mut got, (stride, padding, kernel));
+            let idx32: Vec<i32> = idx.iter().map(|&k| k as i32).collect();
+            let mut got32 = vec![f32::NAN; iw];
+            max_grad_row_1d(&idx32, &g, &mut got32, (stride, padding, kernel));
+            for i in 0..iw {
+                let what = format!("s{stride} k{kernel} p{padding} iw{iw} i{i}");
+                assert_eq!(got[i].to_bits(), (want[i] as f32).to_bits(), "{what}");
+                assert_eq!(got32[i].to_bits(), got[i].to_bits(), "{what} i32");
+            }
+        });
     }
 }
