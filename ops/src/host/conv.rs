@@ -1113,6 +1113,20 @@ impl TapList {
     }
 }
 
+impl Taps<'_> {
+    /// The `(stride, padding, kernel)` of a 1-D pool whose inputs each lie in at most two
+    /// windows (`kernel <= 2 stride`, no dilation): the rows [`by_window`] takes.
+    fn row_1d(&self) -> Option<(usize, usize, usize)> {
+        let w = self.window.filter(|w| {
+            self.spatial == 1
+                && w.dilation[1] <= 1
+                && w.stride[1] > 0
+                && w.kernel[1] <= 2 * w.stride[1]
+        })?;
+        Some((w.stride[1], w.padding[1], w.kernel[1]))
+    }
+}
+
 /// A pool's windows: output `o` along axis `d` reads inputs `o stride - padding + k dilation`
 /// for `k` in `0..kernel`.
 #[derive(Clone, Copy)]
@@ -1259,13 +1273,12 @@ fn windows_best<T, K: Windows<T>>(k: &K, stride: usize, out: &mut [T]) -> bool {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
         unsafe fn avx512<T, K: Windows<T>>(k: &K, stride: usize, out: &mut [T]) -> bool {
             by_stride(k, stride, out)
         }
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw") {
-            // SAFETY: the CPU has the features the function is compiled for.
+        if vmath::avx512() {
+            // SAFETY: the CPU has the features the function is compiled for (vmath's level).
             return unsafe { avx512(k, stride, out) };
         }
     }
@@ -1451,19 +1464,11 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
             window.is_some_and(|w| w.holds([iy, ix], [oy, ox]))
         };
         let most = |l: &TapList| l.at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-        let row_1d = window.filter(|w| {
-            taps.spatial == 1
-                && out.desc.dtype == DType::F32
-                && gt.desc.dtype == DType::F32
-                && w.dilation[1] <= 1
-                && w.kernel[1] <= 2 * w.stride[1]
-                && w.stride[1] > 0
-                && is[3] == 1
-                && gs[3] == 1
-                && os[3] == 1
-        });
-        if let Some(w) = row_1d {
-            let geometry = (w.stride[1], w.padding[1], w.kernel[1]);
+        let f32_rows = out.desc.dtype == DType::F32 && gt.desc.dtype == DType::F32;
+        let row_1d = taps
+            .row_1d()
+            .filter(|_| f32_rows && is[3] == 1 && gs[3] == 1 && os[3] == 1);
+        if let Some(geometry) = row_1d {
             return par_ranges(out.desc.shape[0] * c, grain, |r| {
                 for p in r {
                     let (n, ch) = (p / c, p % c);
@@ -1568,15 +1573,7 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
     } else {
         gt.desc.shape[3]
     };
-    let row_1d = taps.window.filter(|w| {
-        taps.spatial == 1
-            && w.dilation[1] <= 1
-            && w.kernel[1] <= 2 * w.stride[1]
-            && w.stride[1] > 0
-            && gs[3] == 1
-            && os[3] == 1
-    });
-    if let Some(w) = row_1d {
+    if let Some(geometry) = taps.row_1d().filter(|_| gs[3] == 1 && os[3] == 1) {
         // Each window's weight, from the taps of the inputs it holds.
         let mut wgt: Vec<f64> = zeros(ow, || {
             format!("pool gradient: no memory for {ow} window weights")
@@ -1586,7 +1583,6 @@ fn pool_backward_typed<T: F64Store, I: IntStore>(
                 *v = wx;
             }
         }
-        let geometry = (w.stride[1], w.padding[1], w.kernel[1]);
         return par_ranges(out.desc.shape[0] * c, (GRAIN / plane).max(1), |r| {
             for p in r {
                 let (n, ch) = (p / c, p % c);

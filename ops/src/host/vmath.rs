@@ -716,6 +716,12 @@ fn level() -> Level {
     Level::Baseline
 }
 
+/// Whether the loops of this module run compiled for AVX-512 ([`level`]; tests may force a
+/// lower level), for kernels elsewhere that dispatch the same way.
+pub(crate) fn avx512() -> bool {
+    matches!(level(), Level::Avx512)
+}
+
 /// Defines `$name`, which runs the `#[inline(always)]` function `$body`, generic over the
 /// [`Isa`] it takes first, compiled for AVX-512, for AVX2 with FMA or for the baseline
 /// ([`Scalar`]), by [`level`].
